@@ -1,0 +1,183 @@
+from minga.v1 import common_pb2 as _common_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class Institution(_message.Message):
+    __slots__ = ("slug", "name", "country", "weight")
+    SLUG_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    COUNTRY_FIELD_NUMBER: _ClassVar[int]
+    WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    slug: str
+    name: str
+    country: str
+    weight: float
+    def __init__(self, slug: _Optional[str] = ..., name: _Optional[str] = ..., country: _Optional[str] = ..., weight: _Optional[float] = ...) -> None: ...
+
+class AddInstitutionRequest(_message.Message):
+    __slots__ = ("institution",)
+    INSTITUTION_FIELD_NUMBER: _ClassVar[int]
+    institution: Institution
+    def __init__(self, institution: _Optional[_Union[Institution, _Mapping]] = ...) -> None: ...
+
+class ListInstitutionsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListInstitutionsResponse(_message.Message):
+    __slots__ = ("institutions",)
+    INSTITUTIONS_FIELD_NUMBER: _ClassVar[int]
+    institutions: _containers.RepeatedCompositeFieldContainer[Institution]
+    def __init__(self, institutions: _Optional[_Iterable[_Union[Institution, _Mapping]]] = ...) -> None: ...
+
+class User(_message.Message):
+    __slots__ = ("name", "institution", "role", "created_at")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    INSTITUTION_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    institution: str
+    role: _common_pb2.Role
+    created_at: float
+    def __init__(self, name: _Optional[str] = ..., institution: _Optional[str] = ..., role: _Optional[_Union[_common_pb2.Role, str]] = ..., created_at: _Optional[float] = ...) -> None: ...
+
+class AddUserRequest(_message.Message):
+    __slots__ = ("name", "institution", "role")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    INSTITUTION_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    institution: str
+    role: _common_pb2.Role
+    def __init__(self, name: _Optional[str] = ..., institution: _Optional[str] = ..., role: _Optional[_Union[_common_pb2.Role, str]] = ...) -> None: ...
+
+class AddUserResponse(_message.Message):
+    __slots__ = ("user", "token")
+    USER_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    user: User
+    token: str
+    def __init__(self, user: _Optional[_Union[User, _Mapping]] = ..., token: _Optional[str] = ...) -> None: ...
+
+class ListUsersRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListUsersResponse(_message.Message):
+    __slots__ = ("users",)
+    USERS_FIELD_NUMBER: _ClassVar[int]
+    users: _containers.RepeatedCompositeFieldContainer[User]
+    def __init__(self, users: _Optional[_Iterable[_Union[User, _Mapping]]] = ...) -> None: ...
+
+class CreateSiteTokenRequest(_message.Message):
+    __slots__ = ("institution", "site", "ttl_seconds", "country")
+    INSTITUTION_FIELD_NUMBER: _ClassVar[int]
+    SITE_FIELD_NUMBER: _ClassVar[int]
+    TTL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    COUNTRY_FIELD_NUMBER: _ClassVar[int]
+    institution: str
+    site: str
+    ttl_seconds: int
+    country: str
+    def __init__(self, institution: _Optional[str] = ..., site: _Optional[str] = ..., ttl_seconds: _Optional[int] = ..., country: _Optional[str] = ...) -> None: ...
+
+class CreateSiteTokenResponse(_message.Message):
+    __slots__ = ("site", "token", "expires_at")
+    SITE_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    site: str
+    token: str
+    expires_at: float
+    def __init__(self, site: _Optional[str] = ..., token: _Optional[str] = ..., expires_at: _Optional[float] = ...) -> None: ...
+
+class Site(_message.Message):
+    __slots__ = ("name", "institution", "country", "state", "connected", "inventory", "last_seen", "gpus_in_use")
+    class GpusInUseEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    INSTITUTION_FIELD_NUMBER: _ClassVar[int]
+    COUNTRY_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    CONNECTED_FIELD_NUMBER: _ClassVar[int]
+    INVENTORY_FIELD_NUMBER: _ClassVar[int]
+    LAST_SEEN_FIELD_NUMBER: _ClassVar[int]
+    GPUS_IN_USE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    institution: str
+    country: str
+    state: _common_pb2.SiteState
+    connected: bool
+    inventory: _common_pb2.Inventory
+    last_seen: float
+    gpus_in_use: _containers.ScalarMap[str, int]
+    def __init__(self, name: _Optional[str] = ..., institution: _Optional[str] = ..., country: _Optional[str] = ..., state: _Optional[_Union[_common_pb2.SiteState, str]] = ..., connected: _Optional[bool] = ..., inventory: _Optional[_Union[_common_pb2.Inventory, _Mapping]] = ..., last_seen: _Optional[float] = ..., gpus_in_use: _Optional[_Mapping[str, int]] = ...) -> None: ...
+
+class ListSitesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListSitesResponse(_message.Message):
+    __slots__ = ("sites",)
+    SITES_FIELD_NUMBER: _ClassVar[int]
+    sites: _containers.RepeatedCompositeFieldContainer[Site]
+    def __init__(self, sites: _Optional[_Iterable[_Union[Site, _Mapping]]] = ...) -> None: ...
+
+class SiteRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class ShowQuotasRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class QuotaRow(_message.Message):
+    __slots__ = ("institution", "country", "gpu_model", "owned", "in_use", "held", "pending")
+    INSTITUTION_FIELD_NUMBER: _ClassVar[int]
+    COUNTRY_FIELD_NUMBER: _ClassVar[int]
+    GPU_MODEL_FIELD_NUMBER: _ClassVar[int]
+    OWNED_FIELD_NUMBER: _ClassVar[int]
+    IN_USE_FIELD_NUMBER: _ClassVar[int]
+    HELD_FIELD_NUMBER: _ClassVar[int]
+    PENDING_FIELD_NUMBER: _ClassVar[int]
+    institution: str
+    country: str
+    gpu_model: str
+    owned: int
+    in_use: int
+    held: int
+    pending: int
+    def __init__(self, institution: _Optional[str] = ..., country: _Optional[str] = ..., gpu_model: _Optional[str] = ..., owned: _Optional[int] = ..., in_use: _Optional[int] = ..., held: _Optional[int] = ..., pending: _Optional[int] = ...) -> None: ...
+
+class ShowQuotasResponse(_message.Message):
+    __slots__ = ("rows",)
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    rows: _containers.RepeatedCompositeFieldContainer[QuotaRow]
+    def __init__(self, rows: _Optional[_Iterable[_Union[QuotaRow, _Mapping]]] = ...) -> None: ...
+
+class WhoAmIRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class WhoAmIResponse(_message.Message):
+    __slots__ = ("name", "role", "institution")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    INSTITUTION_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    role: _common_pb2.Role
+    institution: str
+    def __init__(self, name: _Optional[str] = ..., role: _Optional[_Union[_common_pb2.Role, str]] = ..., institution: _Optional[str] = ...) -> None: ...

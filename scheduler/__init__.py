@@ -1,0 +1,1 @@
+"""The minga broker: pure policy, store, scheduling cycle and gRPC servicers."""

@@ -1,0 +1,194 @@
+"""Domain types shared by the policy, the store and the api layer.
+
+Everything here is a frozen dataclass or an enum, so the policy can take a snapshot
+of them without any risk of touching ORM rows or the wire format.
+"""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+
+class JobState(str, enum.Enum):
+    PENDING = "PENDING"
+    LEASED = "LEASED"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CANCELLING = "CANCELLING"
+    CANCELLED = "CANCELLED"
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL_JOB_STATES
+
+    @property
+    def live(self) -> bool:
+        """A live job holds GPUs on a site."""
+        return self in LIVE_JOB_STATES
+
+
+TERMINAL_JOB_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED})
+LIVE_JOB_STATES = frozenset({JobState.LEASED, JobState.RUNNING, JobState.CANCELLING})
+
+
+class RunState(str, enum.Enum):
+    """What a site says about one run on its Ray cluster."""
+
+    STARTING = "STARTING"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    STOPPED = "STOPPED"
+    UNKNOWN = "UNKNOWN"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (RunState.SUCCEEDED, RunState.FAILED, RunState.STOPPED)
+
+
+class SiteState(str, enum.Enum):
+    READY = "READY"
+    CORDONED = "CORDONED"
+    LOST = "LOST"
+
+
+class Role(str, enum.Enum):
+    ADMIN = "admin"
+    RESEARCHER = "researcher"
+    SITE = "site"
+
+
+@dataclass(frozen=True)
+class GpuPool:
+    """GPUs of one model at one site."""
+
+    model: str
+    memory_mb: int = 0
+    total: int = 0
+    free: int = 0
+    largest_node: int = 0
+
+
+@dataclass(frozen=True)
+class Inventory:
+    gpus: tuple[GpuPool, ...] = ()
+    cpus: float = 0.0
+    memory_mb: int = 0
+    nodes: int = 0
+
+    def pool(self, model: str) -> GpuPool | None:
+        return next((p for p in self.gpus if p.model == model), None)
+
+    @property
+    def total_gpus(self) -> int:
+        return sum(p.total for p in self.gpus)
+
+
+@dataclass(frozen=True)
+class Resources:
+    gpus: int = 0
+    gpu_models: tuple[str, ...] = ()
+    min_gpu_memory_mb: int = 0
+    cpus: float = 1.0
+    memory_mb: int = 0
+
+
+@dataclass(frozen=True)
+class RuntimeEnv:
+    working_dir_digest: str = ""
+    pip: tuple[str, ...] = ()
+    env: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    entrypoint: str
+    name: str = ""
+    runtime_env: RuntimeEnv = field(default_factory=RuntimeEnv)
+    resources: Resources = field(default_factory=Resources)
+    countries: tuple[str, ...] = ()
+    walltime_seconds: int = 0
+    priority: int = 0
+    max_attempts: int = 1
+
+
+@dataclass(frozen=True)
+class Job:
+    id: str
+    spec: JobSpec
+    state: JobState
+    owner: str
+    institution: str
+    submitted_at: float
+    attempts: int = 0
+    reason: str = ""
+    site: str = ""
+    country: str = ""
+    run_id: str = ""
+    gpu_model: str = ""
+    started_at: float = 0.0
+    finished_at: float = 0.0
+
+
+@dataclass(frozen=True)
+class Site:
+    name: str
+    institution: str
+    country: str
+    state: SiteState = SiteState.READY
+    connected: bool = False
+    inventory: Inventory = field(default_factory=Inventory)
+    last_seen: float = 0.0
+
+
+@dataclass(frozen=True)
+class Run:
+    """One attempt of a job on one site. `id` is the Ray submission_id."""
+
+    id: str
+    job_id: str
+    site: str
+    epoch: int
+    gpu_model: str
+    gpus: int
+    cpus: float
+    state: RunState = RunState.STARTING
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The authenticated caller of an RPC."""
+
+    name: str
+    role: Role
+    institution: str = ""
+    site: str = ""
+
+
+class MingaError(Exception):
+    """Base of the errors the api layer maps to gRPC status codes."""
+
+
+class NotFound(MingaError):
+    pass
+
+
+class AlreadyExists(MingaError):
+    pass
+
+
+class InvalidArgument(MingaError):
+    pass
+
+
+class PermissionDenied(MingaError):
+    pass
+
+
+class Unauthenticated(MingaError):
+    pass
+
+
+class FailedPrecondition(MingaError):
+    pass

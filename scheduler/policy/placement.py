@@ -1,0 +1,110 @@
+"""Placement: which site and GPU pool can hold a job, and which fits best.
+
+Hard constraints: all GPUs of a job come from one pool (one model) of one site,
+with an allowed model, enough memory per GPU, in an allowed country, on a site
+that is READY and connected. Among the pools that fit, best fit wins: the one
+that leaves the fewest GPUs idle, so large holes stay free for large jobs
+(the classic best-fit bin-packing rule).
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from scheduler.domain import GpuPool, Job, Resources, Run, Site, SiteState
+
+PoolKey = tuple[str, str]  # (site name, gpu model)
+
+
+@dataclass(frozen=True)
+class Capacity:
+    """Free GPUs per (site, model) and free CPUs per site, after live runs."""
+
+    gpus: Mapping[PoolKey, int]
+    cpus: Mapping[str, float]
+
+
+def accepts_new_runs(site: Site) -> bool:
+    return site.connected and site.state is SiteState.READY
+
+
+def free_capacity(sites: Iterable[Site], live_runs: Iterable[Run]) -> Capacity:
+    """Capacity as the inventory's totals minus what live runs hold.
+
+    Totals, not Ray's own free counts, are the base: minga's runs are the ones
+    that use the GPUs, and counting them from the store keeps a GPU from being
+    promised twice while Ray has not yet seen a just-leased run.
+    """
+    gpus: dict[PoolKey, int] = {}
+    cpus: dict[str, float] = {}
+    for site in sites:
+        cpus[site.name] = site.inventory.cpus
+        for pool in site.inventory.gpus:
+            gpus[(site.name, pool.model)] = pool.total
+    for run in live_runs:
+        if run.gpus:
+            key = (run.site, run.gpu_model)
+            gpus[key] = gpus.get(key, 0) - run.gpus
+        cpus[run.site] = cpus.get(run.site, 0.0) - run.cpus
+    return Capacity(gpus=gpus, cpus=cpus)
+
+
+def in_allowed_country(job: Job, site: Site) -> bool:
+    return not job.spec.countries or site.country in job.spec.countries
+
+
+def pool_matches(res: Resources, pool: GpuPool) -> bool:
+    """Model and memory constraints, ignoring how many GPUs are free."""
+    if res.gpu_models and pool.model not in res.gpu_models:
+        return False
+    return pool.memory_mb >= res.min_gpu_memory_mb
+
+
+def pool_can_ever_hold(res: Resources, pool: GpuPool) -> bool:
+    """The pool is big enough if it were empty; the entrypoint runs on one node."""
+    return pool_matches(res, pool) and min(pool.total, pool.largest_node or pool.total) >= res.gpus
+
+
+@dataclass(frozen=True)
+class Choice:
+    site: str
+    gpu_model: str
+
+
+def best_fit(job: Job, sites: Iterable[Site], capacity: Capacity) -> Choice | None:
+    """The fitting pool that leaves the least idle capacity; ties broken by name."""
+    res = job.spec.resources
+    best: tuple[tuple[float, float, str, str], Choice] | None = None
+    for site in sites:
+        if not accepts_new_runs(site) or not in_allowed_country(job, site):
+            continue
+        free_cpus = capacity.cpus.get(site.name, 0.0)
+        if free_cpus < res.cpus:
+            continue
+        for model, left in _fitting_pools(res, site, capacity):
+            key = (left, free_cpus - res.cpus, site.name, model)
+            if best is None or key < best[0]:
+                best = (key, Choice(site=site.name, gpu_model=model))
+    return best[1] if best else None
+
+
+def _fitting_pools(res: Resources, site: Site, capacity: Capacity) -> list[tuple[str, int]]:
+    """(model, GPUs left after placing) for every pool of `site` that fits now."""
+    if res.gpus == 0:
+        return [("", sum(capacity.gpus.get((site.name, p.model), 0) for p in site.inventory.gpus))]
+    fits = []
+    for pool in site.inventory.gpus:
+        free = capacity.gpus.get((site.name, pool.model), 0)
+        if pool_can_ever_hold(res, pool) and free >= res.gpus:
+            fits.append((pool.model, free - res.gpus))
+    return fits
+
+
+def take(capacity: Capacity, site: str, gpu_model: str, gpus: int, cpus: float) -> Capacity:
+    """Capacity after a placement; a new object, the old one is unchanged."""
+    new_gpus = dict(capacity.gpus)
+    if gpus:
+        new_gpus[(site, gpu_model)] -= gpus
+    new_cpus = dict(capacity.cpus)
+    new_cpus[site] -= cpus
+    return Capacity(gpus=new_gpus, cpus=new_cpus)

@@ -1,0 +1,1 @@
+"""Broker fixtures (real store files, real gRPC servers on port 0)."""

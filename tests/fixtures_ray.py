@@ -1,0 +1,1 @@
+"""Ray fixtures: a real local Ray cluster started once per test session."""
