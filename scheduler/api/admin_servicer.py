@@ -1,0 +1,64 @@
+"""AdminService: converts, delegates to scheduler.service.admin, converts back."""
+from __future__ import annotations
+
+from minga.v1 import admin_pb2, admin_pb2_grpc
+
+from scheduler.api.convert import role_from_pb, role_to_pb, site_to_pb
+from scheduler.api.interceptor import CallContext
+from scheduler.core import Core
+from scheduler.service import admin
+from scheduler.store.accounts import Institution, User
+
+
+def _institution_pb(i: Institution) -> admin_pb2.Institution:
+    return admin_pb2.Institution(slug=i.slug, name=i.name, country=i.country, weight=i.weight)
+
+
+def _user_pb(u: User) -> admin_pb2.User:
+    return admin_pb2.User(name=u.name, institution=u.institution, role=role_to_pb(u.role),
+                          created_at=u.created_at)
+
+
+class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
+    def __init__(self, core: Core) -> None:
+        self.core = core
+
+    def AddInstitution(self, request: admin_pb2.AddInstitutionRequest, context: CallContext) -> admin_pb2.Institution:
+        i = request.institution
+        return _institution_pb(admin.add_institution(self.core, i.slug, i.name, i.country, i.weight or 1.0))
+
+    def ListInstitutions(self, request: admin_pb2.ListInstitutionsRequest, context: CallContext) -> admin_pb2.ListInstitutionsResponse:
+        return admin_pb2.ListInstitutionsResponse(
+            institutions=[_institution_pb(i) for i in admin.list_institutions(self.core)])
+
+    def AddUser(self, request: admin_pb2.AddUserRequest, context: CallContext) -> admin_pb2.AddUserResponse:
+        user, token = admin.add_user(self.core, request.name, request.institution, role_from_pb(request.role))
+        return admin_pb2.AddUserResponse(user=_user_pb(user), token=token)
+
+    def ListUsers(self, request: admin_pb2.ListUsersRequest, context: CallContext) -> admin_pb2.ListUsersResponse:
+        return admin_pb2.ListUsersResponse(users=[_user_pb(u) for u in admin.list_users(self.core)])
+
+    def CreateSiteToken(self, request: admin_pb2.CreateSiteTokenRequest, context: CallContext) -> admin_pb2.CreateSiteTokenResponse:
+        token, expires = admin.create_site_token(self.core, request.institution, request.site,
+                                                 request.ttl_seconds, request.country)
+        return admin_pb2.CreateSiteTokenResponse(site=request.site, token=token, expires_at=expires)
+
+    def ListSites(self, request: admin_pb2.ListSitesRequest, context: CallContext) -> admin_pb2.ListSitesResponse:
+        return admin_pb2.ListSitesResponse(
+            sites=[site_to_pb(s, used) for s, used in admin.list_sites(self.core)])
+
+    def CordonSite(self, request: admin_pb2.SiteRequest, context: CallContext) -> admin_pb2.Site:
+        return site_to_pb(*admin.set_cordon(self.core, request.name, cordoned=True))
+
+    def UncordonSite(self, request: admin_pb2.SiteRequest, context: CallContext) -> admin_pb2.Site:
+        return site_to_pb(*admin.set_cordon(self.core, request.name, cordoned=False))
+
+    def ShowQuotas(self, request: admin_pb2.ShowQuotasRequest, context: CallContext) -> admin_pb2.ShowQuotasResponse:
+        return admin_pb2.ShowQuotasResponse(rows=[
+            admin_pb2.QuotaRow(institution=r.institution, country=r.country, gpu_model=r.gpu_model,
+                               owned=r.owned, in_use=r.in_use, held=r.held, pending=r.pending)
+            for r in admin.show_quotas(self.core)])
+
+    def WhoAmI(self, request: admin_pb2.WhoAmIRequest, context: CallContext) -> admin_pb2.WhoAmIResponse:
+        me = admin.whoami(context.caller)
+        return admin_pb2.WhoAmIResponse(name=me.name, role=role_to_pb(me.role), institution=me.institution)

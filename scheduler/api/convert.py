@@ -1,0 +1,129 @@
+"""proto ↔ domain converters: the only place the two shapes meet."""
+from __future__ import annotations
+
+from minga.v1 import admin_pb2, common_pb2, site_pb2
+
+from scheduler.commands import Command, RunReport, StartRunCommand, StopRunCommand
+from scheduler.domain import (
+    GpuPool, Inventory, Job, JobSpec, JobState, Resources, Role, RunState, RuntimeEnv, Site, SiteState,
+)
+
+# -- enums -------------------------------------------------------------------
+
+def job_state_to_pb(state: JobState) -> int:
+    return common_pb2.JobState.Value(f"JOB_STATE_{state.value}")
+
+
+def job_state_from_pb(value: int) -> JobState | None:
+    if value == common_pb2.JOB_STATE_UNSPECIFIED:
+        return None
+    return JobState(common_pb2.JobState.Name(value).removeprefix("JOB_STATE_"))
+
+
+def run_state_from_pb(value: int) -> RunState:
+    if value == common_pb2.RUN_STATE_UNSPECIFIED:
+        raise ValueError("run state is unspecified")
+    return RunState(common_pb2.RunState.Name(value).removeprefix("RUN_STATE_"))
+
+
+def site_state_to_pb(state: SiteState) -> int:
+    return common_pb2.SiteState.Value(f"SITE_STATE_{state.value}")
+
+
+def role_to_pb(role: Role) -> int:
+    return common_pb2.Role.Value(f"ROLE_{role.name}")
+
+
+def role_from_pb(value: int) -> Role | None:
+    if value == common_pb2.ROLE_UNSPECIFIED:
+        return None
+    return Role[common_pb2.Role.Name(value).removeprefix("ROLE_")]
+
+# -- jobs ----------------------------------------------------------------------
+
+def spec_from_pb(pb: common_pb2.JobSpec) -> JobSpec:
+    r, rt = pb.resources, pb.runtime_env
+    return JobSpec(
+        entrypoint=pb.entrypoint,
+        name=pb.name,
+        runtime_env=RuntimeEnv(
+            working_dir_digest=rt.working_dir_digest,
+            pip=tuple(rt.pip),
+            env=tuple(sorted(rt.env.items())),
+        ),
+        resources=Resources(
+            gpus=r.gpus,
+            gpu_models=tuple(r.gpu_models),
+            min_gpu_memory_mb=r.min_gpu_memory_mb,
+            cpus=r.cpus if r.cpus else 1.0,
+            memory_mb=r.memory_mb,
+        ),
+        countries=tuple(c.upper() for c in pb.countries),
+        walltime_seconds=pb.walltime_seconds,
+        priority=pb.priority,
+        max_attempts=pb.max_attempts or 1,
+    )
+
+
+def spec_to_pb(spec: JobSpec) -> common_pb2.JobSpec:
+    r, rt = spec.resources, spec.runtime_env
+    return common_pb2.JobSpec(
+        name=spec.name,
+        entrypoint=spec.entrypoint,
+        runtime_env=common_pb2.RuntimeEnv(
+            working_dir_digest=rt.working_dir_digest, pip=list(rt.pip), env=dict(rt.env)),
+        resources=common_pb2.Resources(
+            gpus=r.gpus, gpu_models=list(r.gpu_models), min_gpu_memory_mb=r.min_gpu_memory_mb,
+            cpus=r.cpus, memory_mb=r.memory_mb),
+        countries=list(spec.countries),
+        walltime_seconds=spec.walltime_seconds,
+        priority=spec.priority,
+        max_attempts=spec.max_attempts,
+    )
+
+
+def job_to_pb(job: Job) -> common_pb2.Job:
+    return common_pb2.Job(
+        id=job.id, spec=spec_to_pb(job.spec), state=job_state_to_pb(job.state), owner=job.owner,
+        institution=job.institution, site=job.site, country=job.country, attempts=job.attempts,
+        reason=job.reason, run_id=job.run_id, submitted_at=job.submitted_at,
+        started_at=job.started_at, finished_at=job.finished_at, gpu_model=job.gpu_model,
+    )
+
+# -- sites ---------------------------------------------------------------------
+
+def inventory_from_pb(pb: common_pb2.Inventory) -> Inventory:
+    return Inventory(
+        gpus=tuple(GpuPool(model=p.model, memory_mb=p.memory_mb, total=p.total, free=p.free,
+                           largest_node=p.largest_node) for p in pb.gpus),
+        cpus=pb.cpus, memory_mb=pb.memory_mb, nodes=pb.nodes,
+    )
+
+
+def inventory_to_pb(inv: Inventory) -> common_pb2.Inventory:
+    return common_pb2.Inventory(
+        gpus=[common_pb2.GpuPool(model=p.model, memory_mb=p.memory_mb, total=p.total, free=p.free,
+                                 largest_node=p.largest_node) for p in inv.gpus],
+        cpus=inv.cpus, memory_mb=inv.memory_mb, nodes=inv.nodes,
+    )
+
+
+def site_to_pb(site: Site, gpus_in_use: dict[str, int]) -> admin_pb2.Site:
+    return admin_pb2.Site(
+        name=site.name, institution=site.institution, country=site.country,
+        state=site_state_to_pb(site.state), connected=site.connected,
+        inventory=inventory_to_pb(site.inventory), last_seen=site.last_seen, gpus_in_use=gpus_in_use,
+    )
+
+
+def run_report_from_pb(pb: site_pb2.RunReport) -> RunReport:
+    return RunReport(run_id=pb.run_id, state=run_state_from_pb(pb.state), message=pb.message)
+
+
+def command_to_pb(cmd: Command) -> site_pb2.BrokerMessage:
+    if isinstance(cmd, StartRunCommand):
+        return site_pb2.BrokerMessage(start=site_pb2.StartRun(
+            run_id=cmd.run.id, job_id=cmd.run.job_id, epoch=cmd.run.epoch,
+            spec=spec_to_pb(cmd.spec), gpu_model=cmd.run.gpu_model))
+    assert isinstance(cmd, StopRunCommand)
+    return site_pb2.BrokerMessage(stop=site_pb2.StopRun(run_id=cmd.run_id, reason=cmd.reason))

@@ -1,0 +1,138 @@
+"""The one interceptor: authenticate, authorize by the RPC table, map errors.
+
+Every handler gets a `CallContext`, the gRPC context plus the verified caller,
+and every domain error becomes a gRPC status here and nowhere else.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import grpc
+
+from scheduler import domain
+from scheduler.api.authz import RPC_ROLES
+from scheduler.auth import bearer_from_metadata
+from scheduler.domain import Principal
+from scheduler.states import IllegalTransition
+from scheduler.store.base import StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+ERROR_CODES: dict[type[Exception], grpc.StatusCode] = {
+    domain.NotFound: grpc.StatusCode.NOT_FOUND,
+    domain.AlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
+    domain.InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
+    domain.PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
+    domain.Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
+    domain.FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
+    IllegalTransition: grpc.StatusCode.FAILED_PRECONDITION,
+    StoreUnavailable: grpc.StatusCode.UNAVAILABLE,
+}
+
+Authenticator = Callable[[str], Principal | None]
+
+
+class CallContext:
+    """The gRPC servicer context, plus who is calling (None only for public RPCs)."""
+
+    def __init__(self, context: grpc.ServicerContext, principal: Principal | None) -> None:
+        self._context = context
+        self.principal = principal
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._context, name)
+
+    @property
+    def caller(self) -> Principal:
+        assert self.principal is not None, "public RPCs have no caller"
+        return self.principal
+
+
+def status_for(exc: Exception) -> tuple[grpc.StatusCode, str]:
+    for kind, code in ERROR_CODES.items():
+        if isinstance(exc, kind):
+            if kind is StoreUnavailable:
+                return code, "the broker's database is unavailable; retry shortly"
+            return code, str(exc)
+    log.exception("unexpected error", exc_info=exc)
+    return grpc.StatusCode.INTERNAL, f"internal error ({type(exc).__name__}); see the broker log"
+
+
+class AuthInterceptor(grpc.ServerInterceptor):
+    def __init__(self, authenticate: Authenticator) -> None:
+        self._authenticate = authenticate
+
+    def intercept_service(self, continuation, details):  # type: ignore[no-untyped-def]
+        handler = continuation(details)
+        if handler is None:
+            return None
+        method = details.method
+        if method not in RPC_ROLES:
+            return _rejecting(handler, grpc.StatusCode.UNIMPLEMENTED, f"{method} is not served")
+        return _wrap(handler, lambda ctx: self._principal(method, ctx))
+
+    def _principal(self, method: str, context: grpc.ServicerContext) -> Principal | None:
+        roles = RPC_ROLES[method]
+        if roles is None:
+            return None
+        token = bearer_from_metadata(context.invocation_metadata())
+        if token is None:
+            raise domain.Unauthenticated("missing bearer token: pass --token or set MINGA_TOKEN")
+        principal = self._authenticate(token)
+        if principal is None:
+            raise domain.Unauthenticated("token is unknown, expired or revoked")
+        if principal.role not in roles:
+            raise domain.PermissionDenied(
+                f"role {principal.role.value} may not call {method.rsplit('/', 1)[-1]}")
+        return principal
+
+
+def _wrap(handler: grpc.RpcMethodHandler, who: Callable[[grpc.ServicerContext], Principal | None]):  # type: ignore[no-untyped-def]
+    def unary_response(behavior):  # type: ignore[no-untyped-def]
+        def call(request_or_iterator, context):  # type: ignore[no-untyped-def]
+            try:
+                return behavior(request_or_iterator, CallContext(context, who(context)))
+            except Exception as exc:  # noqa: BLE001 - mapped to a status in one place
+                _abort(context, exc)
+        return call
+
+    def stream_response(behavior):  # type: ignore[no-untyped-def]
+        def call(request_or_iterator, context) -> Iterator[Any]:  # type: ignore[no-untyped-def]
+            try:
+                yield from behavior(request_or_iterator, CallContext(context, who(context)))
+            except Exception as exc:  # noqa: BLE001
+                _abort(context, exc)
+        return call
+
+    return _replace(handler, unary_response, stream_response)
+
+
+def _abort(context: grpc.ServicerContext, exc: Exception) -> None:
+    if isinstance(exc, grpc.RpcError) or type(exc).__name__ == "_AbortError" or context.code() is not None:
+        raise exc  # already aborted by the handler
+    code, message = status_for(exc)
+    context.abort(code, message)
+
+
+def _rejecting(handler: grpc.RpcMethodHandler, code: grpc.StatusCode, message: str):  # type: ignore[no-untyped-def]
+    def deny(behavior):  # type: ignore[no-untyped-def]
+        def call(_request, context):  # type: ignore[no-untyped-def]
+            context.abort(code, message)
+        return call
+    return _replace(handler, deny, deny)
+
+
+def _replace(handler: grpc.RpcMethodHandler, unary_response, stream_response):  # type: ignore[no-untyped-def]
+    if handler.unary_unary:
+        return grpc.unary_unary_rpc_method_handler(
+            unary_response(handler.unary_unary), handler.request_deserializer, handler.response_serializer)
+    if handler.unary_stream:
+        return grpc.unary_stream_rpc_method_handler(
+            stream_response(handler.unary_stream), handler.request_deserializer, handler.response_serializer)
+    if handler.stream_unary:
+        return grpc.stream_unary_rpc_method_handler(
+            unary_response(handler.stream_unary), handler.request_deserializer, handler.response_serializer)
+    return grpc.stream_stream_rpc_method_handler(
+        stream_response(handler.stream_stream), handler.request_deserializer, handler.response_serializer)

@@ -1,0 +1,43 @@
+"""JobService: converts, delegates to scheduler.service.jobs, converts back."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from minga.v1 import common_pb2, job_pb2, job_pb2_grpc
+
+from scheduler.api.convert import job_state_from_pb, job_to_pb, spec_from_pb
+from scheduler.api.interceptor import CallContext
+from scheduler.core import Core
+from scheduler.service import jobs
+
+
+class JobServicer(job_pb2_grpc.JobServiceServicer):
+    def __init__(self, core: Core) -> None:
+        self.core = core
+
+    def SubmitJob(self, request: job_pb2.SubmitJobRequest, context: CallContext) -> job_pb2.SubmitJobResponse:
+        job, created = jobs.submit_job(self.core, context.caller, spec_from_pb(request.spec),
+                                       request.idempotency_key)
+        return job_pb2.SubmitJobResponse(job=job_to_pb(job), created=created)
+
+    def GetJob(self, request: job_pb2.GetJobRequest, context: CallContext) -> common_pb2.Job:
+        return job_to_pb(jobs.get_job(self.core, context.caller, request.job_id))
+
+    def ListJobs(self, request: job_pb2.ListJobsRequest, context: CallContext) -> job_pb2.ListJobsResponse:
+        found = jobs.list_jobs(self.core, context.caller, request.all, job_state_from_pb(request.state))
+        return job_pb2.ListJobsResponse(jobs=[job_to_pb(j) for j in found])
+
+    def CancelJob(self, request: job_pb2.CancelJobRequest, context: CallContext) -> common_pb2.Job:
+        return job_to_pb(jobs.cancel_job(self.core, context.caller, request.job_id))
+
+    def GetJobLogs(self, request: job_pb2.GetJobLogsRequest, context: CallContext) -> Iterator[common_pb2.LogChunk]:
+        chunks = jobs.job_logs(self.core, context.caller, request.job_id, request.follow,
+                               max(0, request.offset), context.is_active)
+        for run_id, offset, data in chunks:
+            yield common_pb2.LogChunk(run_id=run_id, offset=offset, data=data)
+
+    def HasPackage(self, request: job_pb2.HasPackageRequest, context: CallContext) -> job_pb2.HasPackageResponse:
+        return job_pb2.HasPackageResponse(present=jobs.has_package(self.core, request.digest))
+
+    def UploadPackage(self, request: job_pb2.UploadPackageRequest, context: CallContext) -> job_pb2.UploadPackageResponse:
+        return job_pb2.UploadPackageResponse(digest=jobs.upload_package(self.core, request.digest, request.data))

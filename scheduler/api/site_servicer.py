@@ -1,0 +1,109 @@
+"""SiteService: the join exchange and each site's long-lived session.
+
+A session is two halves: a reader thread applies what the agent reports, and the
+response generator drains the session's outbox, so a command committed by the
+cycle reaches the agent at once rather than at its next heartbeat.
+"""
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Iterator
+
+import grpc
+from minga.v1 import site_pb2, site_pb2_grpc
+
+from scheduler.api.convert import command_to_pb, inventory_from_pb, run_report_from_pb
+from scheduler.api.interceptor import CallContext, status_for
+from scheduler.core import Core
+from scheduler.domain import InvalidArgument
+from scheduler.service import sites
+from scheduler.sessions import SiteSession
+
+log = logging.getLogger(__name__)
+HEARTBEAT_SECONDS = 5.0
+
+
+class SiteServicer(site_pb2_grpc.SiteServiceServicer):
+    def __init__(self, core: Core) -> None:
+        self.core = core
+
+    def Join(self, request: site_pb2.JoinRequest, context: CallContext) -> site_pb2.JoinResponse:
+        grant, token = sites.join(self.core, request.join_token)
+        return site_pb2.JoinResponse(site=grant.site, institution=grant.institution,
+                                     country=grant.country, site_token=token)
+
+    def FetchPackage(self, request: site_pb2.FetchPackageRequest, context: CallContext) -> site_pb2.FetchPackageResponse:
+        data = sites.fetch_package(self.core, context.caller, request.digest)
+        return site_pb2.FetchPackageResponse(digest=request.digest, data=data)
+
+    def Connect(self, request_iterator: Iterator[site_pb2.AgentMessage],
+                context: CallContext) -> Iterator[site_pb2.BrokerMessage]:
+        site = context.caller.site
+        first = next(request_iterator, None)
+        if first is None or first.WhichOneof("body") != "hello":
+            raise InvalidArgument("the first message on a site stream must be hello")
+        hello = first.hello
+        reports = [run_report_from_pb(r) for r in hello.runs]
+        session = self.core.sessions.open(site)
+        failure: list[Exception] = []
+        try:
+            for command in sites.site_connected(self.core, site, inventory_from_pb(hello.inventory), reports):
+                session.send(command)
+            reader = threading.Thread(target=self._read, args=(site, session, request_iterator, failure),
+                                      name=f"site-reader-{site}", daemon=True)
+            reader.start()
+            log.info("site %s connected", site)
+            yield site_pb2.BrokerMessage(welcome=site_pb2.Welcome(site=site, heartbeat_seconds=HEARTBEAT_SECONDS))
+            yield from self._drain(session, context)
+        finally:
+            if self.core.sessions.close(session):
+                sites.site_disconnected(self.core, site)
+                log.info("site %s disconnected", site)
+        if failure:
+            code, message = status_for(failure[0])
+            context.abort(code, message)
+
+    def _drain(self, session: SiteSession, context: grpc.ServicerContext) -> Iterator[site_pb2.BrokerMessage]:
+        while context.is_active() and not session.closed.is_set():
+            try:
+                command = session.outbox.get(timeout=1.0)
+            except queue.Empty:
+                continue
+            if command is None:
+                return
+            yield command_to_pb(command)
+
+    def _read(self, site: str, session: SiteSession, messages: Iterator[site_pb2.AgentMessage],
+              failure: list[Exception]) -> None:
+        try:
+            for message in messages:
+                for command in self._handle(site, message):
+                    session.send(command)
+        except grpc.RpcError:
+            pass  # the agent went away; the finally in Connect records it
+        except Exception as exc:  # noqa: BLE001 - reported to the agent as a status
+            failure.append(exc)
+        finally:
+            session.close()
+
+    def _handle(self, site: str, message: site_pb2.AgentMessage) -> list:
+        kind = message.WhichOneof("body")
+        if kind == "run":
+            try:
+                report = run_report_from_pb(message.run)
+            except ValueError as exc:
+                raise InvalidArgument(f"run report for {message.run.run_id!r}: {exc}") from exc
+            return sites.site_reported(self.core, site, report)
+        if kind == "log":
+            sites.site_log(self.core, site, message.log.run_id, message.log.offset, message.log.data)
+        elif kind == "inventory":
+            sites.site_inventory(self.core, site, inventory_from_pb(message.inventory.inventory))
+        elif kind == "heartbeat":
+            sites.site_heartbeat(self.core, site)
+        elif kind == "hello":
+            raise InvalidArgument("hello may only be the first message on a stream")
+        else:
+            raise InvalidArgument("empty agent message")
+        return []

@@ -1,0 +1,33 @@
+"""Commands the broker sends down a site's stream, as domain values."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from scheduler.domain import JobSpec, Run, RunState
+
+
+@dataclass(frozen=True)
+class StartRunCommand:
+    site: str
+    run: Run
+    spec: JobSpec
+
+
+@dataclass(frozen=True)
+class StopRunCommand:
+    site: str
+    run_id: str
+    reason: str
+
+
+Command = StartRunCommand | StopRunCommand
+
+
+@dataclass(frozen=True)
+class RunReport:
+    """What a site says about one of its runs."""
+
+    run_id: str
+    state: RunState
+    message: str = ""
+

@@ -1,0 +1,18 @@
+"""What every service function needs, passed explicitly rather than global."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from scheduler.clock import Clock, IdGenerator
+from scheduler.cycle import SchedulingCycle
+from scheduler.sessions import SessionRegistry
+from scheduler.store import Store
+
+
+@dataclass
+class Core:
+    store: Store
+    clock: Clock
+    ids: IdGenerator
+    sessions: SessionRegistry
+    cycle: SchedulingCycle

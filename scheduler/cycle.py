@@ -1,0 +1,88 @@
+"""The broker's scheduling cycle, a short list of named phases:
+
+load snapshot → schedule (pure policy) → persist in one transaction → publish.
+
+It runs on events (submit, capacity change, run ended, site connected or lost)
+and on a periodic tick, in one thread, so two cycles never overlap.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+
+from scheduler.clock import Clock
+from scheduler.commands import StartRunCommand
+from scheduler.policy import Decisions, Snapshot, schedule
+from scheduler.sessions import SessionRegistry
+from scheduler.store import Store
+from scheduler.store.base import StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CycleResult:
+    placed: int
+    waiting: int
+    published: int
+
+
+class SchedulingCycle:
+    def __init__(self, store: Store, sessions: SessionRegistry, clock: Clock,
+                 tick_seconds: float = 2.0) -> None:
+        self.store = store
+        self.sessions = sessions
+        self.clock = clock
+        self.tick_seconds = tick_seconds
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- phases ---------------------------------------------------------------
+    def load_snapshot(self) -> Snapshot:
+        return self.store.runs.load_snapshot()
+
+    def decide(self, snapshot: Snapshot) -> Decisions:
+        return schedule(snapshot, self.clock.now())
+
+    def persist(self, decisions: Decisions) -> list[StartRunCommand]:
+        return self.store.runs.apply_decisions(decisions, self.clock.now())
+
+    def publish(self, starts: list[StartRunCommand]) -> int:
+        """Send committed leases; a site that is offline gets them when it reconnects."""
+        return sum(self.sessions.send(cmd) for cmd in starts)
+
+    def run_once(self) -> CycleResult:
+        decisions = self.decide(self.load_snapshot())
+        starts = self.persist(decisions)
+        published = self.publish(starts)
+        return CycleResult(placed=len(starts), waiting=len(decisions.waiting), published=published)
+
+    # -- loop -------------------------------------------------------------------
+    def trigger(self) -> None:
+        """Ask for a cycle soon (an event happened)."""
+        self._wake.set()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="scheduling-cycle", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread:
+            self._thread.join(timeout=10)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.tick_seconds)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
+            try:
+                self.run_once()
+            except StoreUnavailable as exc:
+                log.warning("scheduling cycle skipped: database unavailable (%s)", exc)
+            except Exception:  # noqa: BLE001 - the cycle must outlive one bad pass
+                log.exception("scheduling cycle failed; retrying at the next tick")

@@ -1,0 +1,151 @@
+"""`Broker`: wires the store, the cycle and the servicers into a gRPC server."""
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+from concurrent import futures
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import platformdirs
+from minga.v1 import admin_pb2_grpc, job_pb2_grpc, site_pb2_grpc
+
+from scheduler.api.admin_servicer import AdminServicer
+from scheduler.api.interceptor import AuthInterceptor
+from scheduler.api.job_servicer import JobServicer
+from scheduler.api.site_servicer import SiteServicer
+from scheduler.auth import hash_token, new_token
+from scheduler.clock import Clock, IdGenerator, RandomIds, SystemClock
+from scheduler.core import Core
+from scheduler.cycle import SchedulingCycle
+from scheduler.domain import InvalidArgument, Principal
+from scheduler.sessions import SessionRegistry
+from scheduler.store import Store
+
+log = logging.getLogger(__name__)
+MAX_MESSAGE_BYTES = 80 * 1024 * 1024
+
+
+def data_dir() -> Path:
+    """Where the broker keeps its default SQLite file and admin token."""
+    return Path(os.environ.get("MINGA_DATA_DIR") or platformdirs.user_data_dir("minga"))
+
+
+@dataclass
+class BrokerConfig:
+    listen: str = "127.0.0.1:50551"
+    db_url: str = ""  # "": a SQLite file in the data dir
+    admin_token_file: Path | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    insecure: bool = False
+    tick_seconds: float = 2.0
+
+
+class Broker:
+    def __init__(self, config: BrokerConfig, clock: Clock | None = None, ids: IdGenerator | None = None) -> None:
+        self.config = config
+        self.clock = clock or SystemClock()
+        self.ids = ids or RandomIds()
+        self.admin_token_file = config.admin_token_file or data_dir() / "admin-token"
+        self.bootstrap_token: str | None = None
+        self.address = ""
+        self.core: Core | None = None
+        self._server: grpc.Server | None = None
+
+    def start(self) -> None:
+        host, port = _split_listen(self.config.listen)
+        tls = _load_tls(self.config.tls_cert, self.config.tls_key)
+        if tls is None and not _is_loopback(host) and not self.config.insecure:
+            raise InvalidArgument(
+                f"refusing to listen on {host} without TLS: pass --tls-cert/--tls-key, or --insecure")
+        store = Store(self.config.db_url or f"sqlite:///{data_dir() / 'broker.db'}")
+        store.sites.mark_all_disconnected()
+        sessions = SessionRegistry()
+        cycle = SchedulingCycle(store, sessions, self.clock, self.config.tick_seconds)
+        self.core = Core(store=store, clock=self.clock, ids=self.ids, sessions=sessions, cycle=cycle)
+        self._bootstrap_admin(store)
+        server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=128, thread_name_prefix="rpc"),
+            interceptors=[AuthInterceptor(self._authenticate)],
+            options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                     ("grpc.so_reuseport", 0)],
+        )
+        job_pb2_grpc.add_JobServiceServicer_to_server(JobServicer(self.core), server)
+        admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(self.core), server)
+        site_pb2_grpc.add_SiteServiceServicer_to_server(SiteServicer(self.core), server)
+        target = f"{host}:{port}"
+        try:
+            bound = server.add_secure_port(target, tls) if tls else server.add_insecure_port(target)
+        except RuntimeError as exc:
+            raise InvalidArgument(f"cannot listen on {target}: {exc}") from exc
+        if bound == 0:
+            raise InvalidArgument(f"cannot listen on {target}: the port is taken or the address is wrong")
+        server.start()
+        self._server = server
+        self.address = f"{host}:{bound}"
+        cycle.start()
+        cycle.trigger()
+        log.info("broker listening on %s (store %s)", self.address, store.db.engine.url.render_as_string())
+
+    def _authenticate(self, token: str) -> Principal | None:
+        assert self.core is not None
+        return self.core.store.accounts.principal_for(hash_token(token), self.clock.now())
+
+    def _bootstrap_admin(self, store: Store) -> None:
+        """On the very first start, mint the admin token and write it owner-only."""
+        token = new_token("user")
+        if not store.accounts.bootstrap_admin(hash_token(token), self.clock.now()):
+            return
+        path = self.admin_token_file
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.exists():
+            path.unlink()
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(token + "\n")
+        self.bootstrap_token = token
+
+    def stop(self, grace: float | None = 1.0) -> None:
+        if self.core:
+            self.core.sessions.close_all()
+            self.core.cycle.stop()
+        if self._server:
+            self._server.stop(grace).wait()
+        if self.core:
+            self.core.store.close()
+
+    def wait(self) -> None:
+        if self._server:
+            self._server.wait_for_termination()
+
+
+def _split_listen(listen: str) -> tuple[str, int]:
+    host, sep, port = listen.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        raise InvalidArgument(f"--listen {listen!r} must be HOST:PORT, e.g. 127.0.0.1:50551")
+    return host.strip("[]") if host.startswith("[") else host, int(port)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _load_tls(cert: Path | None, key: Path | None) -> grpc.ServerCredentials | None:
+    if not cert and not key:
+        return None
+    if not (cert and key):
+        raise InvalidArgument("TLS needs both --tls-cert and --tls-key")
+    try:
+        pair = (Path(key).read_bytes(), Path(cert).read_bytes())
+    except OSError as exc:
+        raise InvalidArgument(f"cannot read TLS files: {exc}") from exc
+    return grpc.ssl_server_credentials([pair])

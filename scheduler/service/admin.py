@@ -1,0 +1,86 @@
+"""Institutions, users, join tokens, sites and the quota view."""
+from __future__ import annotations
+
+from scheduler.auth import hash_token, new_token
+from scheduler.core import Core
+from scheduler.domain import InvalidArgument, Principal, Role, Site, SiteState
+from scheduler.quota import QuotaRow, quota_rows
+from scheduler.store.accounts import Institution, User
+from scheduler.validation import check_country, check_slug
+
+DEFAULT_JOIN_TTL = 24 * 3600
+MAX_JOIN_TTL = 30 * 24 * 3600
+
+
+def add_institution(core: Core, slug: str, name: str, country: str, weight: float) -> Institution:
+    check_slug("institution", slug)
+    if not name.strip() or len(name) > 200:
+        raise InvalidArgument("name must be 1-200 characters")
+    if not 0 < weight <= 1e6:
+        raise InvalidArgument(f"weight {weight:g} must be positive")
+    inst = Institution(slug, name.strip(), check_country("country", country), weight)
+    return core.store.accounts.add_institution(inst, core.clock.now())
+
+
+def list_institutions(core: Core) -> list[Institution]:
+    return core.store.accounts.list_institutions()
+
+
+def add_user(core: Core, name: str, institution: str, role: Role | None) -> tuple[User, str]:
+    """Create a user and return their token, which exists only in this reply."""
+    check_slug("user name", name)
+    role = role or Role.RESEARCHER
+    if role is Role.SITE:
+        raise InvalidArgument("role site is for site credentials: use `minga admin site-token create`")
+    if role is Role.RESEARCHER and not institution:
+        raise InvalidArgument("a researcher needs --institution")
+    if institution:
+        core.store.accounts.get_institution(institution)
+    token = new_token("user")
+    user = User(name=name, institution=institution, role=role, created_at=core.clock.now())
+    return core.store.accounts.add_user(user, hash_token(token)), token
+
+
+def list_users(core: Core) -> list[User]:
+    return core.store.accounts.list_users()
+
+
+def create_site_token(core: Core, institution: str, site: str, ttl_seconds: int,
+                      country: str) -> tuple[str, float]:
+    """A one-time join token for `site` of `institution`; returns (token, expires_at)."""
+    check_slug("site", site)
+    ttl = ttl_seconds or DEFAULT_JOIN_TTL
+    if not 0 < ttl <= MAX_JOIN_TTL:
+        raise InvalidArgument(f"ttl must be between 1 s and {MAX_JOIN_TTL // 86400} days")
+    inst = core.store.accounts.get_institution(institution)
+    country = check_country("country", country) if country else inst.country
+    token = new_token("join")
+    now = core.clock.now()
+    core.store.accounts.add_join_token(hash_token(token), institution, site, country, now, now + ttl)
+    return token, now + ttl
+
+
+def list_sites(core: Core) -> list[tuple[Site, dict[str, int]]]:
+    in_use = core.store.sites.gpus_in_use()
+    return [(s, in_use.get(s.name, {})) for s in core.store.sites.list()]
+
+
+def set_cordon(core: Core, site: str, cordoned: bool) -> tuple[Site, dict[str, int]]:
+    """Cordoned sites keep their runs but take no new ones."""
+    current = core.store.sites.get(site)
+    state = SiteState.CORDONED if cordoned else SiteState.READY
+    if current.state is SiteState.LOST and not cordoned:
+        state = SiteState.LOST
+    updated = core.store.sites.set_state(site, state)
+    core.cycle.trigger()
+    return updated, core.store.sites.gpus_in_use().get(site, {})
+
+
+def show_quotas(core: Core) -> list[QuotaRow]:
+    institutions = [(i.slug, i.country) for i in core.store.accounts.list_institutions()]
+    jobs = core.store.jobs.list(None, include_terminal=False, state=None, limit=1_000_000)
+    return quota_rows(institutions, core.store.sites.list(), jobs)
+
+
+def whoami(caller: Principal) -> Principal:
+    return caller

@@ -1,0 +1,67 @@
+"""Open site streams, so a command reaches a connected agent at once.
+
+Each site has at most one session; a new Connect from the same site replaces
+the old stream (the agent reconnected), which is closed.
+"""
+from __future__ import annotations
+
+import queue
+import threading
+
+from scheduler.commands import Command
+
+CLOSE = None  # sentinel that ends a session's outgoing stream
+
+
+class SiteSession:
+    def __init__(self, site: str) -> None:
+        self.site = site
+        self.outbox: queue.Queue[Command | None] = queue.Queue()
+        self.closed = threading.Event()
+
+    def send(self, command: Command) -> None:
+        self.outbox.put(command)
+
+    def close(self) -> None:
+        self.closed.set()
+        self.outbox.put(CLOSE)
+
+
+class SessionRegistry:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._sessions: dict[str, SiteSession] = {}
+
+    def open(self, site: str) -> SiteSession:
+        session = SiteSession(site)
+        with self._lock:
+            old = self._sessions.get(site)
+            self._sessions[site] = session
+        if old is not None:
+            old.close()
+        return session
+
+    def close(self, session: SiteSession) -> bool:
+        """Close `session`; True if it was still the site's current one."""
+        with self._lock:
+            current = self._sessions.get(session.site) is session
+            if current:
+                del self._sessions[session.site]
+        session.close()
+        return current
+
+    def send(self, command: Command) -> bool:
+        """Queue a command for its site; False if the site is not connected now."""
+        with self._lock:
+            session = self._sessions.get(command.site)
+        if session is None:
+            return False
+        session.send(command)
+        return True
+
+    def close_all(self) -> None:
+        with self._lock:
+            sessions = list(self._sessions.values())
+            self._sessions.clear()
+        for s in sessions:
+            s.close()

@@ -1,0 +1,9 @@
+"""The broker's store: SQLModel tables behind a small repository interface.
+
+SQLite is the embedded default, PostgreSQL the production store; one test suite
+runs against both.
+"""
+from scheduler.store.db import make_engine, normalize_url
+from scheduler.store.repository import Store
+
+__all__ = ["Store", "make_engine", "normalize_url"]

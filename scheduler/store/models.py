@@ -1,0 +1,113 @@
+"""SQLModel tables. Only the store package imports this module."""
+from __future__ import annotations
+
+from typing import Optional
+
+from sqlalchemy import Column, LargeBinary, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+class InstitutionRow(SQLModel, table=True):
+    __tablename__ = "institutions"
+    slug: str = Field(primary_key=True)
+    name: str
+    country: str
+    weight: float = 1.0
+    created_at: float = 0.0
+
+
+class UserRow(SQLModel, table=True):
+    __tablename__ = "users"
+    name: str = Field(primary_key=True)
+    institution: str = Field(default="", index=True)
+    role: str
+    created_at: float = 0.0
+
+
+class TokenRow(SQLModel, table=True):
+    """A bearer credential, kept only as a hash. kind: user, site or join."""
+
+    __tablename__ = "tokens"
+    hash: str = Field(primary_key=True)
+    kind: str = Field(index=True)
+    subject: str = Field(index=True)  # user name, or site name for site and join tokens
+    role: str = ""
+    institution: str = ""
+    country: str = ""
+    expires_at: float = 0.0  # 0: never
+    used_at: float = 0.0
+    revoked: bool = False
+    created_at: float = 0.0
+
+
+class SiteRow(SQLModel, table=True):
+    __tablename__ = "sites"
+    name: str = Field(primary_key=True)
+    institution: str = Field(index=True)
+    country: str
+    state: str = "READY"
+    connected: bool = False
+    inventory_json: str = Field(default="{}", sa_column=Column(Text, nullable=False))
+    last_seen: float = 0.0
+    joined_at: float = 0.0
+
+
+class JobRow(SQLModel, table=True):
+    __tablename__ = "jobs"
+    __table_args__ = (UniqueConstraint("owner", "idempotency_key", name="uq_jobs_owner_idem"),)
+    id: str = Field(primary_key=True)
+    owner: str = Field(index=True)
+    institution: str = Field(index=True)
+    spec_json: str = Field(sa_column=Column(Text, nullable=False))
+    state: str = Field(index=True)
+    attempts: int = 0
+    reason: str = ""
+    site: str = ""
+    country: str = ""
+    run_id: str = ""
+    gpu_model: str = ""
+    submitted_at: float = Field(default=0.0, index=True)
+    started_at: float = 0.0
+    finished_at: float = 0.0
+    updated_at: float = 0.0
+    idempotency_key: Optional[str] = Field(default=None)
+
+
+class RunRow(SQLModel, table=True):
+    __tablename__ = "runs"
+    id: str = Field(primary_key=True)
+    job_id: str = Field(index=True)
+    site: str = Field(index=True)
+    epoch: int
+    gpu_model: str = ""
+    gpus: int = 0
+    cpus: float = 0.0
+    state: str = "STARTING"
+    live: bool = Field(default=True, index=True)  # holds GPUs on its site
+    message: str = ""
+    created_at: float = 0.0
+    ended_at: float = 0.0
+
+
+class LogRow(SQLModel, table=True):
+    __tablename__ = "log_chunks"
+    id: Optional[int] = Field(default=None, primary_key=True)
+    run_id: str = Field(index=True)
+    offset: int
+    data: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+
+
+class PackageRow(SQLModel, table=True):
+    __tablename__ = "packages"
+    digest: str = Field(primary_key=True)
+    size: int
+    data: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    created_at: float = 0.0
+
+
+class MetaRow(SQLModel, table=True):
+    """Broker-wide facts, e.g. whether the bootstrap admin exists."""
+
+    __tablename__ = "meta"
+    key: str = Field(primary_key=True)
+    value: str = ""

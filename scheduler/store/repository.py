@@ -1,0 +1,28 @@
+"""`Store`: the repository interface the broker uses, one attribute per area.
+
+Callers never see SQLModel rows, only domain values.
+"""
+from __future__ import annotations
+
+from scheduler.store.accounts import AccountsRepo
+from scheduler.store.base import Database
+from scheduler.store.blobs import BlobsRepo
+from scheduler.store.db import make_engine
+from scheduler.store.jobs import JobsRepo
+from scheduler.store.runs import RunsRepo
+from scheduler.store.sites import SitesRepo
+
+
+class Store:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.db = Database(make_engine(url))
+        self.db.create_schema()
+        self.accounts = AccountsRepo(self.db)
+        self.jobs = JobsRepo(self.db)
+        self.sites = SitesRepo(self.db)
+        self.runs = RunsRepo(self.db)
+        self.blobs = BlobsRepo(self.db)
+
+    def close(self) -> None:
+        self.db.engine.dispose()

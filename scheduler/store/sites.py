@@ -1,0 +1,86 @@
+"""Sites: connection state, inventory, cordon."""
+from __future__ import annotations
+
+from sqlmodel import select
+
+from scheduler.domain import Inventory, NotFound, Site, SiteState
+from scheduler.store.base import Database, site_from_row
+from scheduler.store.codec import inventory_to_json
+from scheduler.store.models import RunRow, SiteRow
+
+
+class SitesRepo:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def get(self, name: str) -> Site:
+        with self.db.tx() as s:
+            row = s.get(SiteRow, name)
+            if row is None:
+                raise NotFound(f"no site {name!r}")
+            return site_from_row(row)
+
+    def list(self) -> list[Site]:
+        with self.db.tx() as s:
+            return [site_from_row(r) for r in s.exec(select(SiteRow).order_by(SiteRow.name)).all()]
+
+    def gpus_in_use(self) -> dict[str, dict[str, int]]:
+        """site -> model -> GPUs held by live runs."""
+        used: dict[str, dict[str, int]] = {}
+        with self.db.tx() as s:
+            for run in s.exec(select(RunRow).where(RunRow.live == True)).all():  # noqa: E712
+                if run.gpus:
+                    per = used.setdefault(run.site, {})
+                    per[run.gpu_model] = per.get(run.gpu_model, 0) + run.gpus
+        return used
+
+    def connected(self, name: str, inventory: Inventory, now: float) -> None:
+        with self.db.tx() as s:
+            row = self._row(s, name)
+            row.connected = True
+            row.inventory_json = inventory_to_json(inventory)
+            row.last_seen = now
+            if row.state == SiteState.LOST.value:
+                row.state = SiteState.READY.value
+            s.add(row)
+
+    def update_inventory(self, name: str, inventory: Inventory, now: float) -> None:
+        with self.db.tx() as s:
+            row = self._row(s, name)
+            row.inventory_json = inventory_to_json(inventory)
+            row.last_seen = now
+            s.add(row)
+
+    def seen(self, name: str, now: float) -> None:
+        with self.db.tx() as s:
+            row = self._row(s, name)
+            row.last_seen = now
+            s.add(row)
+
+    def disconnected(self, name: str, now: float) -> None:
+        with self.db.tx() as s:
+            row = self._row(s, name)
+            row.connected = False
+            row.last_seen = now
+            s.add(row)
+
+    def mark_all_disconnected(self) -> None:
+        """At broker start no stream is open yet, whatever the store says."""
+        with self.db.tx() as s:
+            for row in s.exec(select(SiteRow).where(SiteRow.connected == True)).all():  # noqa: E712
+                row.connected = False
+                s.add(row)
+
+    def set_state(self, name: str, state: SiteState) -> Site:
+        with self.db.tx() as s:
+            row = self._row(s, name)
+            row.state = state.value
+            s.add(row)
+            return site_from_row(row)
+
+    @staticmethod
+    def _row(s, name: str) -> SiteRow:  # type: ignore[no-untyped-def]
+        row = s.get(SiteRow, name)
+        if row is None:
+            raise NotFound(f"no site {name!r}")
+        return row

@@ -1,0 +1,85 @@
+"""Checks on what callers send, each error naming the offending field."""
+from __future__ import annotations
+
+import re
+
+from scheduler.domain import InvalidArgument, JobSpec
+
+MAX_ENTRYPOINT = 16_384
+MAX_NAME = 128
+MAX_ENV_VARS = 128
+MAX_ENV_VALUE = 8_192
+MAX_PIP = 64
+MAX_GPUS = 1_024
+MAX_PACKAGE_BYTES = 64 * 1024 * 1024
+MAX_ATTEMPTS = 100
+MAX_WALLTIME = 90 * 24 * 3600
+
+SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+COUNTRY = re.compile(r"^[A-Z]{2}$")
+ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+
+
+def check_slug(field: str, value: str) -> str:
+    if not SLUG.match(value):
+        raise InvalidArgument(
+            f"{field} {value!r} is not valid: use 1-63 lowercase letters, digits and '-', starting with a letter or digit")
+    return value
+
+
+def check_country(field: str, value: str) -> str:
+    value = value.upper()
+    if not COUNTRY.match(value):
+        raise InvalidArgument(f"{field} {value!r} is not an ISO 3166 two-letter country code")
+    return value
+
+
+def check_digest(field: str, value: str) -> str:
+    if not DIGEST.match(value):
+        raise InvalidArgument(f"{field} must look like sha256:<64 hex digits>")
+    return value
+
+
+def check_job_spec(spec: JobSpec) -> None:
+    if not spec.entrypoint.strip():
+        raise InvalidArgument("spec.entrypoint is empty: give the command after `--`")
+    _max_len("spec.entrypoint", spec.entrypoint, MAX_ENTRYPOINT)
+    _max_len("spec.name", spec.name, MAX_NAME)
+    res = spec.resources
+    _in_range("spec.resources.gpus", res.gpus, 0, MAX_GPUS)
+    _in_range("spec.resources.cpus", res.cpus, 0, 4096)
+    _in_range("spec.resources.memory_mb", res.memory_mb, 0, 64 * 1024 * 1024)
+    _in_range("spec.resources.min_gpu_memory_mb", res.min_gpu_memory_mb, 0, 4 * 1024 * 1024)
+    for model in res.gpu_models:
+        if not model or len(model) > 64:
+            raise InvalidArgument("spec.resources.gpu_models holds an empty or too long model name")
+    for country in spec.countries:
+        check_country("spec.countries", country)
+    _in_range("spec.walltime_seconds", spec.walltime_seconds, 0, MAX_WALLTIME)
+    _in_range("spec.max_attempts", spec.max_attempts, 1, MAX_ATTEMPTS)
+    _in_range("spec.priority", spec.priority, -1000, 1000)
+    env = spec.runtime_env
+    if len(env.env) > MAX_ENV_VARS:
+        raise InvalidArgument(f"spec.runtime_env.env has {len(env.env)} variables; the limit is {MAX_ENV_VARS}")
+    for key, value in env.env:
+        if not ENV_KEY.match(key):
+            raise InvalidArgument(f"spec.runtime_env.env key {key!r} is not a valid variable name")
+        _max_len(f"spec.runtime_env.env[{key}]", value, MAX_ENV_VALUE)
+    if len(env.pip) > MAX_PIP:
+        raise InvalidArgument(f"spec.runtime_env.pip has {len(env.pip)} packages; the limit is {MAX_PIP}")
+    for pkg in env.pip:
+        if not pkg.strip() or len(pkg) > 256 or pkg.startswith("-"):
+            raise InvalidArgument(f"spec.runtime_env.pip entry {pkg!r} is not a package requirement")
+    if env.working_dir_digest:
+        check_digest("spec.runtime_env.working_dir_digest", env.working_dir_digest)
+
+
+def _max_len(field: str, value: str, limit: int) -> None:
+    if len(value) > limit:
+        raise InvalidArgument(f"{field} is {len(value)} characters; the limit is {limit}")
+
+
+def _in_range(field: str, value: float, low: float, high: float) -> None:
+    if not low <= value <= high:
+        raise InvalidArgument(f"{field} is {value:g}; it must be between {low:g} and {high:g}")
