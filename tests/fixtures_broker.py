@@ -1,1 +1,157 @@
-"""Broker fixtures (real store files, real gRPC servers on port 0)."""
+"""Broker fixtures: a real broker on port 0 over a real SQLite file, real gRPC
+channels, and a scripted site that speaks the SiteService stream like an agent."""
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+import pytest
+from minga.v1 import admin_pb2, admin_pb2_grpc, common_pb2, job_pb2_grpc, site_pb2, site_pb2_grpc
+
+from scheduler.server import Broker, BrokerConfig
+
+
+def bearer(token: str) -> list[tuple[str, str]]:
+    return [("authorization", f"Bearer {token}")]
+
+
+@dataclass
+class Caller:
+    """Stubs bound to one token."""
+
+    channel: grpc.Channel
+    token: str
+
+    @property
+    def md(self) -> list[tuple[str, str]]:
+        return bearer(self.token)
+
+    @property
+    def jobs(self) -> job_pb2_grpc.JobServiceStub:
+        return job_pb2_grpc.JobServiceStub(self.channel)
+
+    @property
+    def admin(self) -> admin_pb2_grpc.AdminServiceStub:
+        return admin_pb2_grpc.AdminServiceStub(self.channel)
+
+    @property
+    def sites(self) -> site_pb2_grpc.SiteServiceStub:
+        return site_pb2_grpc.SiteServiceStub(self.channel)
+
+
+@dataclass
+class RunningBroker:
+    broker: Broker
+    db_url: str
+    admin_token_file: Path
+    channels: list[grpc.Channel] = field(default_factory=list)
+
+    @property
+    def address(self) -> str:
+        return self.broker.address
+
+    def caller(self, token: str) -> Caller:
+        ch = grpc.insecure_channel(self.address)
+        self.channels.append(ch)
+        return Caller(ch, token)
+
+    @property
+    def admin(self) -> Caller:
+        return self.caller(self.admin_token_file.read_text().strip())
+
+    def institution(self, slug: str, country: str) -> None:
+        self.admin.admin.AddInstitution(admin_pb2.AddInstitutionRequest(
+            institution=admin_pb2.Institution(slug=slug, name=slug.upper(), country=country)),
+            metadata=self.admin.md)
+
+    def researcher(self, name: str, institution: str) -> Caller:
+        a = self.admin
+        r = a.admin.AddUser(admin_pb2.AddUserRequest(name=name, institution=institution,
+                                                     role=common_pb2.ROLE_RESEARCHER), metadata=a.md)
+        return self.caller(r.token)
+
+    def join_token(self, institution: str, site: str, country: str = "") -> str:
+        a = self.admin
+        return a.admin.CreateSiteToken(admin_pb2.CreateSiteTokenRequest(
+            institution=institution, site=site, country=country), metadata=a.md).token
+
+    def join(self, institution: str, site: str, country: str = "") -> str:
+        """Join a site through the real flow; returns its site token."""
+        token = self.join_token(institution, site, country)
+        return self.caller("").sites.Join(site_pb2.JoinRequest(join_token=token)).site_token
+
+    def close(self) -> None:
+        for ch in self.channels:
+            ch.close()
+        self.broker.stop(grace=0.5)
+
+
+def start_broker(tmp_path: Path, db_url: str | None = None) -> RunningBroker:
+    db_url = db_url or f"sqlite:///{tmp_path / 'broker.db'}"
+    token_file = tmp_path / "admin-token"
+    broker = Broker(BrokerConfig(listen="127.0.0.1:0", db_url=db_url, admin_token_file=token_file,
+                                 tick_seconds=0.5))
+    broker.start()
+    return RunningBroker(broker, db_url, token_file)
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[RunningBroker]:
+    running = start_broker(tmp_path)
+    yield running
+    running.close()
+
+
+def gpu_inventory(model: str = "A100", gpus: int = 4, memory_mb: int = 40960, cpus: float = 16) -> common_pb2.Inventory:
+    return common_pb2.Inventory(
+        gpus=[common_pb2.GpuPool(model=model, memory_mb=memory_mb, total=gpus, free=gpus, largest_node=gpus)],
+        cpus=cpus, nodes=1)
+
+
+class ScriptedSite:
+    """Speaks SiteService.Connect the way an agent does, under the test's control."""
+
+    def __init__(self, address: str, site_token: str, inventory: common_pb2.Inventory,
+                 runs: list[site_pb2.RunReport] | None = None) -> None:
+        self.channel = grpc.insecure_channel(address)
+        self.outbox: queue.Queue[site_pb2.AgentMessage | None] = queue.Queue()
+        self.inbox: queue.Queue[site_pb2.BrokerMessage] = queue.Queue()
+        self.error: grpc.RpcError | None = None
+        self.outbox.put(site_pb2.AgentMessage(hello=site_pb2.Hello(inventory=inventory, runs=runs or [])))
+        stub = site_pb2_grpc.SiteServiceStub(self.channel)
+        self._stream = stub.Connect(self._messages(), metadata=bearer(site_token))
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _messages(self) -> Iterator[site_pb2.AgentMessage]:
+        while (msg := self.outbox.get()) is not None:
+            yield msg
+
+    def _read(self) -> None:
+        try:
+            for msg in self._stream:
+                self.inbox.put(msg)
+        except grpc.RpcError as exc:
+            self.error = exc
+
+    def next(self, kind: str, timeout: float = 10.0) -> site_pb2.BrokerMessage:
+        """The next broker message of `kind` (welcome, start, stop), skipping others."""
+        while True:
+            msg = self.inbox.get(timeout=timeout)
+            if msg.WhichOneof("body") == kind:
+                return msg
+
+    def report(self, run_id: str, state: int, message: str = "") -> None:
+        self.outbox.put(site_pb2.AgentMessage(run=site_pb2.RunReport(run_id=run_id, state=state, message=message)))
+
+    def log(self, run_id: str, offset: int, data: bytes) -> None:
+        self.outbox.put(site_pb2.AgentMessage(log=common_pb2.LogChunk(run_id=run_id, offset=offset, data=data)))
+
+    def close(self) -> None:
+        self.outbox.put(None)
+        self._stream.cancel()
+        self.channel.close()

@@ -1,0 +1,278 @@
+"""The broker through real gRPC on port 0, with a scripted site on the stream."""
+from __future__ import annotations
+
+import stat
+import time
+
+import grpc
+import pytest
+from minga.v1 import admin_pb2, common_pb2, job_pb2, site_pb2
+
+from scheduler.domain import InvalidArgument
+from scheduler.server import Broker, BrokerConfig
+from tests.fixtures_broker import RunningBroker, ScriptedSite, gpu_inventory, start_broker
+
+
+def spec(gpus: int = 1, **kw) -> common_pb2.JobSpec:  # type: ignore[no-untyped-def]
+    return common_pb2.JobSpec(entrypoint="python -c 'print(1)'",
+                              resources=common_pb2.Resources(gpus=gpus, gpu_models=kw.pop("models", [])),
+                              **kw)
+
+
+def wait_for(predicate, timeout: float = 10.0):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError("condition not met in time")
+
+
+@pytest.fixture
+def federation(broker: RunningBroker):  # type: ignore[no-untyped-def]
+    broker.institution("uchile", "CL")
+    broker.institution("usp", "BR")
+    ana = broker.researcher("ana", "uchile")
+    site = ScriptedSite(broker.address, broker.join("uchile", "dcc"), gpu_inventory("A100", 4))
+    site.next("welcome")
+    yield broker, ana, site
+    site.close()
+
+
+def test_bootstrap_token_is_owner_only_and_created_once(tmp_path):
+    running = start_broker(tmp_path)
+    try:
+        mode = stat.S_IMODE(running.admin_token_file.stat().st_mode)
+        assert mode == 0o600
+        token = running.admin_token_file.read_text().strip()
+        assert running.broker.bootstrap_token == token
+        me = running.admin.admin.WhoAmI(admin_pb2.WhoAmIRequest(), metadata=running.admin.md)
+        assert me.role == common_pb2.ROLE_ADMIN
+    finally:
+        running.close()
+    again = start_broker(tmp_path)
+    try:
+        assert again.broker.bootstrap_token is None
+        assert again.admin_token_file.read_text().strip() == token
+    finally:
+        again.close()
+
+
+def test_refuses_public_listen_without_tls(tmp_path):
+    broker = Broker(BrokerConfig(listen="0.0.0.0:0", db_url=f"sqlite:///{tmp_path}/b.db",
+                                 admin_token_file=tmp_path / "t"))
+    with pytest.raises(InvalidArgument, match="without TLS"):
+        broker.start()
+
+
+def test_every_rpc_needs_a_valid_token(broker: RunningBroker):
+    stranger = broker.caller("mgu_not-a-real-token")
+    with pytest.raises(grpc.RpcError) as err:
+        stranger.jobs.ListJobs(job_pb2.ListJobsRequest(), metadata=stranger.md)
+    assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    with pytest.raises(grpc.RpcError) as err:
+        stranger.jobs.ListJobs(job_pb2.ListJobsRequest())
+    assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert "token" in err.value.details()
+
+
+def test_researcher_cannot_call_admin_rpcs(broker: RunningBroker):
+    broker.institution("uchile", "CL")
+    ana = broker.researcher("ana", "uchile")
+    with pytest.raises(grpc.RpcError) as err:
+        ana.admin.AddUser(admin_pb2.AddUserRequest(name="eve", institution="uchile"), metadata=ana.md)
+    assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+def test_site_token_cannot_submit(broker: RunningBroker):
+    broker.institution("uchile", "CL")
+    site = broker.caller(broker.join("uchile", "dcc"))
+    with pytest.raises(grpc.RpcError) as err:
+        site.jobs.SubmitJob(job_pb2.SubmitJobRequest(spec=spec()), metadata=site.md)
+    assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+def test_join_token_works_exactly_once(broker: RunningBroker):
+    broker.institution("uchile", "CL")
+    token = broker.join_token("uchile", "dcc")
+    anon = broker.caller("")
+    first = anon.sites.Join(site_pb2.JoinRequest(join_token=token))
+    assert (first.site, first.institution, first.country) == ("dcc", "uchile", "CL")
+    with pytest.raises(grpc.RpcError) as err:
+        anon.sites.Join(site_pb2.JoinRequest(join_token=token))
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
+def test_start_reaches_connected_site_at_once(federation):
+    broker, ana, site = federation
+    t0 = time.monotonic()
+    job = ana.jobs.SubmitJob(job_pb2.SubmitJobRequest(spec=spec(2)), metadata=ana.md).job
+    start = site.next("start", timeout=5).start
+    assert time.monotonic() - t0 < 1.5  # far below the 0.5 s tick plus the heartbeat
+    assert start.job_id == job.id and start.spec.resources.gpus == 2 and start.gpu_model == "A100"
+    got = ana.jobs.GetJob(job_pb2.GetJobRequest(job_id=job.id), metadata=ana.md)
+    assert got.state == common_pb2.JOB_STATE_LEASED and got.site == "dcc" and got.country == "CL"
+
+
+def test_job_lifecycle_with_logs(federation):
+    broker, ana, site = federation
+    job = ana.jobs.SubmitJob(job_pb2.SubmitJobRequest(spec=spec()), metadata=ana.md).job
+    run_id = site.next("start").start.run_id
+    site.report(run_id, common_pb2.RUN_STATE_RUNNING)
+    site.log(run_id, 0, b"hello ")
+    site.log(run_id, 0, b"hello ")  # a resend after reconnect is dropped
+    site.log(run_id, 6, b"world\n")
+    site.report(run_id, common_pb2.RUN_STATE_SUCCEEDED)
+    done = wait_for(lambda: (j := ana.jobs.GetJob(job_pb2.GetJobRequest(job_id=job.id), metadata=ana.md))
+                    .state == common_pb2.JOB_STATE_SUCCEEDED and j)
+    assert done.attempts == 1 and done.finished_at >= done.started_at > 0
+    logs = b"".join(c.data for c in ana.jobs.GetJobLogs(job_pb2.GetJobLogsRequest(job_id=job.id), metadata=ana.md))
+    assert logs == b"hello world\n"
+
+
+def test_follow_logs_until_the_job_ends(federation):
+    broker, ana, site = federation
+    job = ana.jobs.SubmitJob(job_pb2.SubmitJobRequest(spec=spec()), metadata=ana.md).job
+    run_id = site.next("start").start.run_id
+    site.report(run_id, common_pb2.RUN_STATE_RUNNING)
+    wait_for(lambda: ana.jobs.GetJob(job_pb2.GetJobRequest(job_id=job.id), metadata=ana.md).state
+             == common_pb2.JOB_STATE_RUNNING)
+    stream = ana.jobs.GetJobLogs(job_pb2.GetJobLogsRequest(job_id=job.id, follow=True), metadata=ana.md)
+    site.log(run_id, 0, b"line 1\n")
+    assert next(stream).data == b"line 1\n"
+    site.log(run_id, 7, b"line 2\n")
+    site.report(run_id, common_pb2.RUN_STATE_FAILED, "exit code 3")
+    assert b"".join(c.data for c in stream) == b"line 2\n"  # the stream ends with the job
+    failed = ana.jobs.GetJob(job_pb2.GetJobRequest(job_id=job.id), metadata=ana.md)
+    assert failed.state == common_pb2.JOB_STATE_FAILED and "exit code 3" in failed.reason
+
+
+def test_cancel_running_job_stops_it_on_the_site(federation):
+    broker, ana, site = federation
+    job = ana.jobs.SubmitJob(job_pb2.SubmitJobRequest(spec=spec()), metadata=ana.md).job
+    run_id = site.next("start").start.run_id
+    site.report(run_id, common_pb2.RUN_STATE_RUNNING)
+    wait_for(lambda: ana.jobs.GetJob(job_pb2.GetJobRequest(job_id=job.id), metadata=ana.md).state
+             == common_pb2.JOB_STATE_RUNNING)
+    cancelling = ana.jobs.CancelJob(job_pb2.CancelJobRequest(job_id=job.id), metadata=ana.md)
+    assert cancelling.state == common_pb2.JOB_STATE_CANCELLING
+    assert site.next("stop").stop.run_id == run_id
+    site.report(run_id, common_pb2.RUN_STATE_STOPPED)
+    wait_for(lambda: ana.jobs.GetJob(job_pb2.GetJobRequest(job_id=job.id), metadata=ana.md).state
+             == common_pb2.JOB_STATE_CANCELLED)
+
+
+def test_idempotent_submit_returns_the_same_job(federation):
+    broker, ana, site = federation
+    req = job_pb2.SubmitJobRequest(spec=spec(), idempotency_key="retry-me")
+    first = ana.jobs.SubmitJob(req, metadata=ana.md)
+    second = ana.jobs.SubmitJob(req, metadata=ana.md)
+    assert first.created and not second.created and first.job.id == second.job.id
+    jobs = ana.jobs.ListJobs(job_pb2.ListJobsRequest(all=True), metadata=ana.md).jobs
+    assert [j.id for j in jobs] == [first.job.id]
+
+
+def test_too_big_for_any_site_is_rejected_and_unknown_model_explained(federation):
+    broker, ana, site = federation
+    with pytest.raises(grpc.RpcError) as err:
+        ana.jobs.SubmitJob(job_pb2.SubmitJobRequest(spec=spec(8)), metadata=ana.md)
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "largest site has 4" in err.value.details()
+    job = ana.jobs.SubmitJob(job_pb2.SubmitJobRequest(spec=spec(1, models=["H100"])), metadata=ana.md).job
+    waiting = wait_for(lambda: (j := ana.jobs.GetJob(job_pb2.GetJobRequest(job_id=job.id), metadata=ana.md))
+                       .reason.startswith("model") and j)
+    assert "H100" in waiting.reason and waiting.state == common_pb2.JOB_STATE_PENDING
+
+
+def test_researchers_see_only_their_institution(federation):
+    broker, ana, site = federation
+    bia = broker.researcher("bia", "usp")
+    job = ana.jobs.SubmitJob(job_pb2.SubmitJobRequest(spec=spec()), metadata=ana.md).job
+    with pytest.raises(grpc.RpcError) as err:
+        bia.jobs.GetJob(job_pb2.GetJobRequest(job_id=job.id), metadata=bia.md)
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    with pytest.raises(grpc.RpcError) as err:
+        bia.jobs.CancelJob(job_pb2.CancelJobRequest(job_id=job.id), metadata=bia.md)
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    assert bia.jobs.ListJobs(job_pb2.ListJobsRequest(all=True), metadata=bia.md).jobs == []
+    assert len(broker.admin.jobs.ListJobs(job_pb2.ListJobsRequest(all=True), metadata=broker.admin.md).jobs) == 1
+
+
+def test_a_site_cannot_report_on_another_sites_run(federation):
+    broker, ana, site = federation
+    other = ScriptedSite(broker.address, broker.join("usp", "ime"), gpu_inventory("T4", 2))
+    try:
+        other.next("welcome")
+        job = ana.jobs.SubmitJob(job_pb2.SubmitJobRequest(spec=spec(1, models=["A100"])), metadata=ana.md).job
+        run_id = site.next("start").start.run_id
+        other.report(run_id, common_pb2.RUN_STATE_FAILED, "forged")
+        other.report(run_id, common_pb2.RUN_STATE_RUNNING)
+        assert other.next("stop").stop.run_id == run_id  # told to stop what is not its own
+        got = ana.jobs.GetJob(job_pb2.GetJobRequest(job_id=job.id), metadata=ana.md)
+        assert got.state == common_pb2.JOB_STATE_LEASED
+    finally:
+        other.close()
+
+
+def test_first_message_must_be_hello(broker: RunningBroker):
+    broker.institution("uchile", "CL")
+    token = broker.join("uchile", "dcc")
+    caller = broker.caller(token)
+    bad = iter([site_pb2.AgentMessage(heartbeat=site_pb2.Heartbeat())])
+    with pytest.raises(grpc.RpcError) as err:
+        list(caller.sites.Connect(bad, metadata=caller.md))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "hello" in err.value.details()
+
+
+def test_quota_view_counts_held_and_pending(federation):
+    broker, ana, site = federation
+    ana.jobs.SubmitJob(job_pb2.SubmitJobRequest(spec=spec(3)), metadata=ana.md)
+    run_id = site.next("start").start.run_id
+    site.report(run_id, common_pb2.RUN_STATE_RUNNING)
+    ana.jobs.SubmitJob(job_pb2.SubmitJobRequest(spec=spec(2, models=["A100"])), metadata=ana.md)
+
+    def uchile_row():  # type: ignore[no-untyped-def]
+        rows = ana.admin.ShowQuotas(admin_pb2.ShowQuotasRequest(), metadata=ana.md).rows
+        row = next(r for r in rows if r.institution == "uchile" and r.gpu_model == "A100")
+        return row if row.in_use == 3 else None
+
+    row = wait_for(uchile_row)
+    assert (row.owned, row.in_use, row.held, row.pending) == (4, 3, 3, 2)
+
+
+def test_broker_restart_keeps_jobs_and_resends_lost_leases(tmp_path):
+    first = start_broker(tmp_path)
+    first.institution("uchile", "CL")
+    ana_token = first.researcher("ana", "uchile").token
+    site_token = first.join("uchile", "dcc")
+    site = ScriptedSite(first.address, site_token, gpu_inventory("A100", 4))
+    site.next("welcome")
+    ana = first.caller(ana_token)
+    running = ana.jobs.SubmitJob(job_pb2.SubmitJobRequest(spec=spec()), metadata=ana.md).job
+    run_a = site.next("start").start.run_id
+    site.report(run_a, common_pb2.RUN_STATE_RUNNING)
+    wait_for(lambda: ana.jobs.GetJob(job_pb2.GetJobRequest(job_id=running.id), metadata=ana.md).state
+             == common_pb2.JOB_STATE_RUNNING)
+    site.close()
+    leased = ana.jobs.SubmitJob(job_pb2.SubmitJobRequest(spec=spec()), metadata=ana.md).job
+    wait_for(lambda: ana.jobs.GetJob(job_pb2.GetJobRequest(job_id=leased.id), metadata=ana.md).state
+             == common_pb2.JOB_STATE_PENDING)  # no site connected: it waits
+    first.close()
+
+    second = start_broker(tmp_path)
+    try:
+        ana = second.caller(ana_token)
+        back = ScriptedSite(second.address, site_token, gpu_inventory("A100", 4),
+                            runs=[site_pb2.RunReport(run_id=run_a, state=common_pb2.RUN_STATE_RUNNING)])
+        back.next("welcome")
+        start = back.next("start").start
+        assert start.job_id == leased.id and start.run_id != run_a  # the running one is not restarted
+        back.report(run_a, common_pb2.RUN_STATE_SUCCEEDED)
+        done = wait_for(lambda: (j := ana.jobs.GetJob(job_pb2.GetJobRequest(job_id=running.id), metadata=ana.md))
+                        .state == common_pb2.JOB_STATE_SUCCEEDED and j)
+        assert done.attempts == 1
+        back.close()
+    finally:
+        second.close()
