@@ -1,0 +1,188 @@
+"""A typed client over the broker's gRPC services.
+
+It owns the channel (TLS when a CA is given, 64 MiB messages), puts the bearer
+token on every call, and knows the two wire-level retry rules the CLI needs:
+SubmitJob is retried only with one fixed idempotency key (so a retry can never
+create a second job), and a followed log stream resumes from the last byte seen.
+"""
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from typing import TypeVar
+
+import grpc
+
+from minga.v1 import admin_pb2, admin_pb2_grpc, common_pb2, job_pb2, job_pb2_grpc
+
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+CHANNEL_OPTIONS = [
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+]
+RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
+
+T = TypeVar("T")
+
+
+def make_channel(address: str, root_certificates: bytes | None = None) -> grpc.Channel:
+    """A channel to `address`: TLS verified against `root_certificates`, else plaintext."""
+    if root_certificates is not None:
+        creds = grpc.ssl_channel_credentials(root_certificates=root_certificates)
+        return grpc.secure_channel(address, creds, options=CHANNEL_OPTIONS)
+    return grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
+
+
+class BrokerClient:
+    """One connection to the broker, as one caller (the token's owner)."""
+
+    def __init__(
+        self,
+        address: str,
+        token: str | None = None,
+        root_certificates: bytes | None = None,
+        *,
+        timeout: float = 30.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.address = address
+        self.timeout = timeout
+        self._sleep = sleep
+        self._metadata: tuple[tuple[str, str], ...] = (("authorization", f"Bearer {token}"),) if token else ()
+        self._channel = make_channel(address, root_certificates)
+        self._jobs = job_pb2_grpc.JobServiceStub(self._channel)
+        self._admin = admin_pb2_grpc.AdminServiceStub(self._channel)
+
+    # -- lifecycle -------------------------------------------------------
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> BrokerClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _call(self, method: Callable[..., T], request: object, timeout: float | None = None) -> T:
+        return method(request, metadata=self._metadata, timeout=timeout or self.timeout)
+
+    # -- admin ------------------------------------------------------------
+    def whoami(self) -> admin_pb2.WhoAmIResponse:
+        return self._call(self._admin.WhoAmI, admin_pb2.WhoAmIRequest())
+
+    def add_institution(self, slug: str, name: str, country: str, weight: float = 1.0) -> admin_pb2.Institution:
+        inst = admin_pb2.Institution(slug=slug, name=name, country=country, weight=weight)
+        return self._call(self._admin.AddInstitution, admin_pb2.AddInstitutionRequest(institution=inst))
+
+    def list_institutions(self) -> list[admin_pb2.Institution]:
+        return list(self._call(self._admin.ListInstitutions, admin_pb2.ListInstitutionsRequest()).institutions)
+
+    def add_user(self, name: str, institution: str, role: common_pb2.Role) -> admin_pb2.AddUserResponse:
+        request = admin_pb2.AddUserRequest(name=name, institution=institution, role=role)
+        return self._call(self._admin.AddUser, request)
+
+    def list_users(self) -> list[admin_pb2.User]:
+        return list(self._call(self._admin.ListUsers, admin_pb2.ListUsersRequest()).users)
+
+    def create_site_token(
+        self, institution: str, site: str, ttl_seconds: int = 0, country: str = ""
+    ) -> admin_pb2.CreateSiteTokenResponse:
+        request = admin_pb2.CreateSiteTokenRequest(
+            institution=institution, site=site, ttl_seconds=ttl_seconds, country=country
+        )
+        return self._call(self._admin.CreateSiteToken, request)
+
+    def list_sites(self) -> list[admin_pb2.Site]:
+        return list(self._call(self._admin.ListSites, admin_pb2.ListSitesRequest()).sites)
+
+    def cordon_site(self, name: str) -> admin_pb2.Site:
+        return self._call(self._admin.CordonSite, admin_pb2.SiteRequest(name=name))
+
+    def uncordon_site(self, name: str) -> admin_pb2.Site:
+        return self._call(self._admin.UncordonSite, admin_pb2.SiteRequest(name=name))
+
+    def show_quotas(self) -> list[admin_pb2.QuotaRow]:
+        return list(self._call(self._admin.ShowQuotas, admin_pb2.ShowQuotasRequest()).rows)
+
+    # -- jobs -------------------------------------------------------------
+    def submit_job(
+        self,
+        spec: common_pb2.JobSpec,
+        idempotency_key: str | None = None,
+        *,
+        attempts: int = 5,
+        backoff: float = 0.5,
+    ) -> job_pb2.SubmitJobResponse:
+        """Submit, retrying transient failures with ONE idempotency key.
+
+        The broker returns the job of an earlier submit with the same key, so
+        however many of these tries reached it, there is exactly one job.
+        """
+        request = job_pb2.SubmitJobRequest(spec=spec, idempotency_key=idempotency_key or str(uuid.uuid4()))
+        return self._retry(lambda: self._call(self._jobs.SubmitJob, request), attempts, backoff)
+
+    def _retry(self, call: Callable[[], T], attempts: int, backoff: float) -> T:
+        for attempt in range(1, attempts + 1):
+            try:
+                return call()
+            except grpc.RpcError as err:
+                if attempt == attempts or err.code() not in RETRYABLE:
+                    raise
+                self._sleep(backoff * 2 ** (attempt - 1))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def get_job(self, job_id: str) -> common_pb2.Job:
+        return self._call(self._jobs.GetJob, job_pb2.GetJobRequest(job_id=job_id))
+
+    def list_jobs(self, all: bool = False, state: common_pb2.JobState = common_pb2.JOB_STATE_UNSPECIFIED) -> list[common_pb2.Job]:  # noqa: A002
+        return list(self._call(self._jobs.ListJobs, job_pb2.ListJobsRequest(all=all, state=state)).jobs)
+
+    def cancel_job(self, job_id: str) -> common_pb2.Job:
+        return self._call(self._jobs.CancelJob, job_pb2.CancelJobRequest(job_id=job_id))
+
+    def job_logs(
+        self, job_id: str, follow: bool = False, offset: int = 0, *, reconnects: int = 5, backoff: float = 0.5
+    ) -> Iterator[common_pb2.LogChunk]:
+        """Log chunks of the job's current or last run.
+
+        With `follow` the stream lasts until the job ends; if the connection
+        drops it is reopened at the byte after the last one received, so no
+        byte is shown twice or skipped.
+        """
+        failures = 0
+        while True:
+            request = job_pb2.GetJobLogsRequest(job_id=job_id, follow=follow, offset=offset)
+            stream: Iterable[common_pb2.LogChunk] = self._jobs.GetJobLogs(
+                request, metadata=self._metadata, timeout=None if follow else self.timeout
+            )
+            try:
+                for chunk in stream:
+                    failures = 0
+                    offset = chunk.offset + len(chunk.data)
+                    yield chunk
+                return
+            except grpc.RpcError as err:
+                failures += 1
+                if not follow or err.code() not in RETRYABLE or failures > reconnects:
+                    raise
+                self._sleep(backoff * 2 ** (failures - 1))
+            finally:
+                cancel = getattr(stream, "cancel", None)
+                if cancel is not None:
+                    cancel()
+
+    # -- packages ---------------------------------------------------------
+    def has_package(self, digest: str) -> bool:
+        return self._call(self._jobs.HasPackage, job_pb2.HasPackageRequest(digest=digest)).present
+
+    def upload_package(self, digest: str, data: bytes) -> str:
+        request = job_pb2.UploadPackageRequest(digest=digest, data=data)
+        return self._call(self._jobs.UploadPackage, request, timeout=max(self.timeout, 300.0)).digest
+
+    def ensure_package(self, digest: str, data: bytes) -> bool:
+        """Upload unless the broker already holds `digest`; True when bytes were sent."""
+        if self.has_package(digest):
+            return False
+        self.upload_package(digest, data)
+        return True

@@ -1,0 +1,1 @@
+"""One module per command group; each module exposes a typer app or plain commands."""

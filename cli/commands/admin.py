@@ -1,0 +1,157 @@
+"""`minga admin ...`: what federation operators do (institutions, users, sites)."""
+from __future__ import annotations
+
+import enum
+from typing import Annotated, Optional
+
+import typer
+
+from minga.v1 import common_pb2
+
+from .. import errors, render
+from ..options import BrokerOpt, CaOpt, OutputOpt, TokenOpt, client
+from ..parsing import parse_country, parse_duration
+from ..render import Output
+
+app = typer.Typer(help="Federation administration: institutions, users, site tokens, cordons.", no_args_is_help=True)
+institution_app = typer.Typer(help="Institutions that pool GPUs.", no_args_is_help=True)
+user_app = typer.Typer(help="Researchers and admins.", no_args_is_help=True)
+site_token_app = typer.Typer(help="One-time tokens that let a site join.", no_args_is_help=True)
+site_app = typer.Typer(help="Take a site out of scheduling and back.", no_args_is_help=True)
+app.add_typer(institution_app, name="institution")
+app.add_typer(user_app, name="user")
+app.add_typer(site_token_app, name="site-token")
+app.add_typer(site_app, name="site")
+
+
+class RoleChoice(str, enum.Enum):
+    researcher = "researcher"
+    admin = "admin"
+
+
+_ROLES = {RoleChoice.researcher: common_pb2.ROLE_RESEARCHER, RoleChoice.admin: common_pb2.ROLE_ADMIN}
+
+
+def _country(value: str, flag: str = "--country") -> str:
+    try:
+        return parse_country(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint=flag) from exc
+
+
+@institution_app.command("add")
+def institution_add(
+    ctx: typer.Context,
+    slug: Annotated[str, typer.Argument(help="Short id, e.g. uchile.")],
+    name: Annotated[str, typer.Option("--name", help="Full name, e.g. 'Universidad de Chile'.")],
+    country: Annotated[str, typer.Option("--country", help="ISO 3166 alpha-2 code, e.g. CL.")],
+    weight: Annotated[float, typer.Option("--weight", min=0.0, help="Fair-share weight.")] = 1.0,
+    broker: BrokerOpt = None, token: TokenOpt = None, ca: CaOpt = None, output: OutputOpt = Output.table,
+) -> None:
+    """Register an institution."""
+    cc = _country(country)
+    with client(ctx, broker, token, ca) as c:
+        inst = render.institution_to_dict(c.add_institution(slug, name, cc, weight))
+    render.show(output, inst, lambda: typer.echo(f"institution {inst['slug']} ({inst['name']}, {inst['country']}) added"))
+
+
+@institution_app.command("list")
+def institution_list(
+    ctx: typer.Context,
+    broker: BrokerOpt = None, token: TokenOpt = None, ca: CaOpt = None, output: OutputOpt = Output.table,
+) -> None:
+    """List institutions."""
+    with client(ctx, broker, token, ca) as c:
+        items = [render.institution_to_dict(i) for i in c.list_institutions()]
+    render.show(output, items, lambda: render.institutions_table(items))
+
+
+@user_app.command("add")
+def user_add(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="User name, e.g. ana.")],
+    institution: Annotated[str, typer.Option("--institution", help="Slug of the user's institution.")],
+    role: Annotated[RoleChoice, typer.Option("--role", help="What the user may do.")] = RoleChoice.researcher,
+    broker: BrokerOpt = None, token: TokenOpt = None, ca: CaOpt = None, output: OutputOpt = Output.table,
+) -> None:
+    """Add a user and print their token. The token is shown only this once."""
+    with client(ctx, broker, token, ca) as c, errors.explain(not_found=f"no institution {institution}"):
+        added = c.add_user(name, institution, _ROLES[role])
+    data = {**render.user_to_dict(added.user), "token": added.token}
+
+    def human() -> None:
+        typer.echo(f"user {data['name']} ({data['role']}, {data['institution']}) added; "
+                   "their token follows, shown only once:", err=True)
+        typer.echo(added.token)
+
+    render.show(output, data, human)
+
+
+@user_app.command("list")
+def user_list(
+    ctx: typer.Context,
+    broker: BrokerOpt = None, token: TokenOpt = None, ca: CaOpt = None, output: OutputOpt = Output.table,
+) -> None:
+    """List users (never their tokens)."""
+    with client(ctx, broker, token, ca) as c:
+        items = [render.user_to_dict(u) for u in c.list_users()]
+    render.show(output, items, lambda: render.users_table(items))
+
+
+@site_token_app.command("create")
+def site_token_create(
+    ctx: typer.Context,
+    institution: Annotated[str, typer.Option("--institution", help="Slug of the institution that owns the site.")],
+    site: Annotated[str, typer.Option("--site", help="Name of the site, e.g. uchile-dcc.")],
+    ttl: Annotated[Optional[str], typer.Option("--ttl", help="How long the token stays valid: 90s, 30m, 24h, 7d.",
+                                               show_default="24h")] = None,
+    country: Annotated[Optional[str], typer.Option("--country", help="Site country if not the institution's.",
+                                                   show_default=False)] = None,
+    broker: BrokerOpt = None, token: TokenOpt = None, ca: CaOpt = None, output: OutputOpt = Output.table,
+) -> None:
+    """Create a one-time join token for a site; give it to the site's operator."""
+    try:
+        ttl_seconds = parse_duration(ttl) if ttl else 0
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--ttl") from exc
+    if ttl and ttl_seconds <= 0:
+        raise typer.BadParameter("must be longer than 0s", param_hint="--ttl")
+    cc = _country(country) if country else ""
+    with client(ctx, broker, token, ca) as c, errors.explain(not_found=f"no institution {institution}"):
+        resp = c.create_site_token(institution, site, ttl_seconds, cc)
+        address = c.address
+    data = {"site": resp.site, "token": resp.token, "expires_at": render.iso_time(resp.expires_at)}
+
+    def human() -> None:
+        typer.echo(f"join token for site {resp.site} (expires {data['expires_at']}); at the site run:\n"
+                   f"  minga site join --broker {address} --token <TOKEN>\nthe token follows:", err=True)
+        typer.echo(resp.token)
+
+    render.show(output, data, human)
+
+
+def _set_cordon(ctx: typer.Context, name: str, cordon: bool, broker: str | None, token: str | None,
+                ca: object, output: Output) -> None:
+    with client(ctx, broker, token, ca) as c, errors.explain(not_found=f"no site {name}"):  # type: ignore[arg-type]
+        site = render.site_to_dict(c.cordon_site(name) if cordon else c.uncordon_site(name))
+    render.show(output, site, lambda: typer.echo(f"site {site['name']} is now {site['state']}"))
+
+
+@site_app.command("cordon")
+def site_cordon(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Site name.")],
+    broker: BrokerOpt = None, token: TokenOpt = None, ca: CaOpt = None, output: OutputOpt = Output.table,
+) -> None:
+    """Stop placing new jobs on a site; its running jobs keep running."""
+    _set_cordon(ctx, name, True, broker, token, ca, output)
+
+
+@site_app.command("uncordon")
+def site_uncordon(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Site name.")],
+    broker: BrokerOpt = None, token: TokenOpt = None, ca: CaOpt = None, output: OutputOpt = Output.table,
+) -> None:
+    """Let the scheduler place jobs on a cordoned site again."""
+    _set_cordon(ctx, name, False, broker, token, ca, output)

@@ -1,0 +1,87 @@
+"""`minga broker serve`: run the federation's broker in the foreground."""
+from __future__ import annotations
+
+import signal
+import threading
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .. import errors, render
+from ..render import Output
+from ..options import OutputOpt
+
+app = typer.Typer(help="Run the broker (federation operators).", no_args_is_help=True)
+
+
+def wait_for_signal(stopped: threading.Event) -> None:
+    """Block until SIGINT/SIGTERM or `stopped` is set; the signals only set a flag.
+
+    Stopping from the main thread (not inside the handler) avoids re-entering
+    gRPC shutdown from a signal handler.
+    """
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    for sig in previous:
+        signal.signal(sig, lambda *_: stopped.set())
+    try:
+        while not stopped.wait(0.5):
+            pass
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+@app.command("serve")
+def serve(
+    listen: Annotated[str, typer.Option("--listen", help="HOST:PORT to listen on (port 0: any free port).")]
+    = "127.0.0.1:50551",
+    db: Annotated[str, typer.Option("--db", help="sqlite:///path or postgresql://...; default: a SQLite "
+                                    "file in the data dir [MINGA_DATA_DIR].", show_default=False)] = "",
+    admin_token_file: Annotated[Optional[Path], typer.Option("--admin-token-file", help="Where the bootstrap "
+                                                             "admin token goes.", show_default="<data dir>/admin-token")]
+    = None,
+    tls_cert: Annotated[Optional[Path], typer.Option("--tls-cert", help="Server certificate (PEM).",
+                                                     show_default=False)] = None,
+    tls_key: Annotated[Optional[Path], typer.Option("--tls-key", help="Server private key (PEM).",
+                                                    show_default=False)] = None,
+    insecure: Annotated[bool, typer.Option("--insecure", help="Allow plaintext on a non-loopback address.")] = False,
+    output: OutputOpt = Output.table,
+) -> None:
+    """Serve the broker until Ctrl-C or SIGTERM."""
+    from scheduler.domain import MingaError  # lazy: the broker's modules are only needed here
+    from scheduler.server import Broker, BrokerConfig
+
+    broker = Broker(BrokerConfig(listen=listen, db_url=db, admin_token_file=admin_token_file,
+                                 tls_cert=tls_cert, tls_key=tls_key, insecure=insecure))
+    try:
+        broker.start()
+    except MingaError as exc:
+        raise errors.usage_error(str(exc)) from exc
+    try:
+        _announce(broker, output)
+        stopped = threading.Event()
+        threading.Thread(target=lambda: (broker.wait(), stopped.set()), name="broker-wait", daemon=True).start()
+        wait_for_signal(stopped)
+    finally:
+        broker.stop(grace=2.0)
+    typer.echo("broker stopped", err=True)
+
+
+def _announce(broker: object, output: Output) -> None:
+    address: str = broker.address  # type: ignore[attr-defined]
+    token_file: Path = broker.admin_token_file  # type: ignore[attr-defined]
+    bootstrapped = broker.bootstrap_token is not None  # type: ignore[attr-defined]
+    data = {"address": address, "admin_token_file": str(token_file), "bootstrapped": bootstrapped}
+
+    def human() -> None:
+        typer.echo(f"broker listening on {address}")
+        if bootstrapped:
+            typer.echo(f"the bootstrap admin token was written to {token_file} (readable only by you)")
+            typer.echo(f"  use it with: export MINGA_BROKER={address} MINGA_TOKEN=$(cat {token_file})")
+        typer.echo("stop with Ctrl-C", err=True)
+
+    if output == Output.json:
+        render.print_json_line(data)  # one line, flushed: scripts can read the address at once
+    else:
+        human()

@@ -1,0 +1,180 @@
+"""`minga job ...`: submit, list, inspect, read logs of, and cancel jobs."""
+from __future__ import annotations
+
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from minga.v1 import common_pb2
+
+from .. import errors, render, workdir
+from ..client import BrokerClient
+from ..options import BrokerOpt, CaOpt, OutputOpt, TokenOpt, client
+from ..parsing import format_bytes, parse_country, parse_duration, parse_env, parse_gpu_memory_mb, parse_size
+from ..render import Output
+
+app = typer.Typer(help="Submit and follow jobs.", no_args_is_help=True)
+
+
+def parse_job_state(text: str) -> common_pb2.JobState:
+    """A DESIGN.md state name, any case ("running") -> the wire enum."""
+    names = [n.removeprefix("JOB_STATE_") for n in common_pb2.JobState.keys() if not n.endswith("UNSPECIFIED")]
+    name = text.strip().upper()
+    if name not in names:
+        raise ValueError(f"bad state {text!r}: use one of {', '.join(names)}")
+    return common_pb2.JobState.Value(f"JOB_STATE_{name}")
+
+
+def _parsed(flag: str, parse, value):  # type: ignore[no-untyped-def]
+    """Run a parser; its ValueError becomes a one-line usage error naming the flag."""
+    try:
+        return parse(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint=flag) from exc
+
+
+def entrypoint_of(words: list[str]) -> str:
+    """One word is a shell command line as typed; several are quoted and joined."""
+    if not words:
+        raise errors.usage_error("no entrypoint: put the command after `--`, e.g. minga job submit -- python train.py")
+    return words[0] if len(words) == 1 else shlex.join(words)
+
+
+def _upload_working_dir(c: BrokerClient, directory: Path) -> str:
+    try:
+        package = workdir.pack(directory, workdir.max_package_bytes())
+    except workdir.PackageError as exc:
+        raise errors.usage_error(str(exc)) from exc
+    sent = c.ensure_package(package.digest, package.data)
+    what = f"{package.files} files, {format_bytes(len(package.data))}"
+    note = "uploaded" if sent else "unchanged since the last upload, not re-sent"
+    typer.echo(f"working dir {directory} ({what}) {note}: {package.digest}", err=True)
+    return package.digest
+
+
+@app.command("submit")
+def submit(
+    ctx: typer.Context,
+    entrypoint: Annotated[list[str], typer.Argument(metavar="-- ENTRYPOINT...", help="The command to run, after `--`.",
+                                                          show_default=False)],
+    name: Annotated[str, typer.Option("--name", help="A name to recognise the job by.")] = "",
+    gpus: Annotated[int, typer.Option("--gpus", help="GPUs, all on one site and of one model.")] = 0,
+    gpu_model: Annotated[Optional[list[str]], typer.Option("--gpu-model", help="Allowed GPU model (repeatable).",
+                                                           show_default=False)] = None,
+    min_gpu_memory: Annotated[Optional[str], typer.Option("--min-gpu-memory", help="Least memory per GPU: GB "
+                                                          "(e.g. 40) or a size (40GiB).", show_default=False)] = None,
+    country: Annotated[Optional[list[str]], typer.Option("--country", help="Country it may run in (repeatable; "
+                                                         "data residency).", show_default=False)] = None,
+    cpus: Annotated[Optional[float], typer.Option("--cpus", help="CPUs.", show_default="1")] = None,
+    memory: Annotated[Optional[str], typer.Option("--memory", help="Memory to reserve: 4GiB, 512MiB.",
+                                                  show_default=False)] = None,
+    walltime: Annotated[Optional[str], typer.Option("--walltime", help="Time limit: 90s, 30m, 24h, 7d.",
+                                                    show_default="unlimited")] = None,
+    env: Annotated[Optional[list[str]], typer.Option("--env", help="KEY=VALUE for the job (repeatable).",
+                                                     show_default=False)] = None,
+    pip: Annotated[Optional[list[str]], typer.Option("--pip", help="pip package to install (repeatable).",
+                                                     show_default=False)] = None,
+    working_dir: Annotated[Optional[Path], typer.Option("--working-dir", help="Directory to ship with the job "
+                                                        "(.gitignore respected).", show_default=False)] = None,
+    max_attempts: Annotated[int, typer.Option("--max-attempts", help="Tries before giving up (preemption, "
+                                              "lost site).")] = 1,
+    idempotency_key: Annotated[Optional[str], typer.Option("--idempotency-key", help="Same key, same job: safe to "
+                                                           "re-run this command.", show_default="random")] = None,
+    broker: BrokerOpt = None, token: TokenOpt = None, ca: CaOpt = None, output: OutputOpt = Output.table,
+) -> None:
+    """Submit a job; prints its id. Example: minga job submit --gpus 1 -- python train.py"""
+    if gpus < 0:
+        raise typer.BadParameter(f"{gpus} is negative: use 0 or more", param_hint="--gpus")
+    if cpus is not None and cpus <= 0:
+        raise typer.BadParameter(f"{cpus:g} must be more than 0", param_hint="--cpus")
+    if max_attempts < 1:
+        raise typer.BadParameter(f"{max_attempts} must be at least 1", param_hint="--max-attempts")
+    if working_dir is not None and not working_dir.is_dir():
+        raise typer.BadParameter(f"{working_dir} is not a directory", param_hint="--working-dir")
+    resources = common_pb2.Resources(
+        gpus=gpus,
+        gpu_models=gpu_model or [],
+        min_gpu_memory_mb=_parsed("--min-gpu-memory", parse_gpu_memory_mb, min_gpu_memory) if min_gpu_memory else 0,
+        cpus=cpus or 0.0,
+        memory_mb=_parsed("--memory", parse_size, memory) // (1024 * 1024) if memory else 0,
+    )
+    spec = common_pb2.JobSpec(
+        name=name,
+        entrypoint=entrypoint_of(entrypoint),
+        resources=resources,
+        countries=[_parsed("--country", parse_country, c) for c in country or []],
+        walltime_seconds=_parsed("--walltime", parse_duration, walltime) if walltime else 0,
+        max_attempts=max_attempts,
+        runtime_env=common_pb2.RuntimeEnv(pip=pip or [], env=_parsed("--env", parse_env, env or [])),
+    )
+    with client(ctx, broker, token, ca) as c:
+        if working_dir is not None:
+            spec.runtime_env.working_dir_digest = _upload_working_dir(c, working_dir)
+        resp = c.submit_job(spec, idempotency_key)
+    job = render.job_to_dict(resp.job)
+
+    def human() -> None:
+        typer.echo(job["id"])
+        again = "" if resp.created else " (already submitted with this idempotency key)"
+        typer.echo(f"{job['state']}{again}; follow it with: minga job logs --follow {job['id']}", err=True)
+
+    render.show(output, {**job, "created": resp.created}, human)
+
+
+@app.command("list")
+def list_jobs(
+    ctx: typer.Context,
+    all_: Annotated[bool, typer.Option("--all", help="Include finished jobs.")] = False,
+    state: Annotated[Optional[str], typer.Option("--state", help="Only jobs in this state: PENDING, LEASED, "
+                                                 "RUNNING, SUCCEEDED, FAILED, CANCELLING, CANCELLED.",
+                                                 show_default=False)] = None,
+    broker: BrokerOpt = None, token: TokenOpt = None, ca: CaOpt = None, output: OutputOpt = Output.table,
+) -> None:
+    """List your jobs (admins: everyone's); finished ones only with --all."""
+    wire_state = _parsed("--state", parse_job_state, state) if state else common_pb2.JOB_STATE_UNSPECIFIED
+    with client(ctx, broker, token, ca) as c:
+        jobs = [render.job_to_dict(j) for j in c.list_jobs(all=all_ or state is not None, state=wire_state)]
+    render.show(output, jobs, lambda: render.jobs_table(jobs, time.time()))
+
+
+@app.command("status")
+def status(
+    ctx: typer.Context,
+    job_id: Annotated[str, typer.Argument(metavar="ID", help="Job id, e.g. j-123.")],
+    broker: BrokerOpt = None, token: TokenOpt = None, ca: CaOpt = None, output: OutputOpt = Output.table,
+) -> None:
+    """Show a job: state, site, country, attempts, and why it waits or ended."""
+    with client(ctx, broker, token, ca) as c, errors.explain(not_found=f"no job {job_id}"):
+        job = render.job_to_dict(c.get_job(job_id))
+    render.show(output, job, lambda: render.job_detail(job))
+
+
+@app.command("logs")
+def logs(
+    ctx: typer.Context,
+    job_id: Annotated[str, typer.Argument(metavar="ID", help="Job id.")],
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep streaming until the job ends.")] = False,
+    broker: BrokerOpt = None, token: TokenOpt = None, ca: CaOpt = None,
+) -> None:
+    """Print the log of the job's current or last run, as raw bytes."""
+    out = sys.stdout.buffer
+    with client(ctx, broker, token, ca) as c, errors.explain(not_found=f"no job {job_id}"):
+        for chunk in c.job_logs(job_id, follow=follow):
+            out.write(chunk.data)
+            out.flush()
+
+
+@app.command("cancel")
+def cancel(
+    ctx: typer.Context,
+    job_id: Annotated[str, typer.Argument(metavar="ID", help="Job id.")],
+    broker: BrokerOpt = None, token: TokenOpt = None, ca: CaOpt = None, output: OutputOpt = Output.table,
+) -> None:
+    """Cancel a job; a running one goes CANCELLING until its site confirms the stop."""
+    with client(ctx, broker, token, ca) as c, errors.explain(not_found=f"no job {job_id}"):
+        job = render.job_to_dict(c.cancel_job(job_id))
+    render.show(output, job, lambda: typer.echo(f"job {job['id']} is {job['state']}"))

@@ -1,0 +1,75 @@
+"""`minga site ...`: list the federation's sites; join this cluster as a site."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .. import errors, render
+from ..options import BrokerOpt, CaOpt, OutputOpt, TokenOpt, client, read_ca
+from ..render import Output
+
+app = typer.Typer(help="Sites: the Ray clusters institutions contribute.", no_args_is_help=True)
+
+CREDENTIAL_ENV = "MINGA_SITE_CREDENTIAL"
+
+CredentialOpt = Annotated[
+    Optional[Path],
+    typer.Option("--credential", help="Site credential file [env MINGA_SITE_CREDENTIAL; default in the config dir].",
+                 show_default=False),
+]
+
+
+def credential_path(flag: Path | None) -> Path:
+    """--credential, else $MINGA_SITE_CREDENTIAL, else the agent's default location."""
+    if flag:
+        return flag.expanduser()
+    if os.environ.get(CREDENTIAL_ENV):
+        return Path(os.environ[CREDENTIAL_ENV]).expanduser()
+    from agent.credentials import default_credential_path  # lazy: agent/ may pull in heavy deps
+
+    return default_credential_path()
+
+
+@app.command("list")
+def list_sites(
+    ctx: typer.Context,
+    broker: BrokerOpt = None, token: TokenOpt = None, ca: CaOpt = None, output: OutputOpt = Output.table,
+) -> None:
+    """List sites: state, connection, and GPUs in use/total per model."""
+    with client(ctx, broker, token, ca) as c:
+        items = [render.site_to_dict(s) for s in c.list_sites()]
+    render.show(output, items, lambda: render.sites_table(items))
+
+
+@app.command("join")
+def join(
+    broker: Annotated[str, typer.Option("--broker", help="Broker address HOST:PORT.")],
+    token: Annotated[str, typer.Option("--token", help="One-time join token from `minga admin site-token create`.")],
+    ca: Annotated[Optional[Path], typer.Option("--ca", help="CA certificate (PEM) of the broker's TLS.")] = None,
+    credential: CredentialOpt = None,
+    output: OutputOpt = Output.table,
+) -> None:
+    """Exchange a one-time join token for this site's long-lived credential."""
+    from agent.credentials import join_site, save_credential
+
+    ca_file = ca.expanduser().resolve() if ca else None
+    read_ca(ca_file)  # fail early, with one line, on a missing CA file
+    path = credential_path(credential)
+    errors.note_connection(broker, has_token=True)
+    with errors.explain(
+        unauthenticated="the broker rejected the join token: it is used, expired or mistyped; "
+                        "ask the admin for a new one (minga admin site-token create)",
+        permission_denied="the broker rejected the join token: ask the admin for a new one",
+    ):
+        cred = join_site(broker, token, ca_file)
+    save_credential(path, cred)
+    data = {"site": cred.site, "institution": cred.institution, "country": cred.country,
+            "broker": cred.broker, "credential_file": str(path)}
+    render.show(output, data, lambda: typer.echo(
+        f"joined as site {cred.site} of {cred.institution} ({cred.country}); credential saved to {path}\n"
+        "start the agent with: minga agent run --ray-address http://HOST:DASHBOARD_PORT"
+        "   (or --ray-local --gpus N)"
+    ))

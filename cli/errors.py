@@ -1,0 +1,191 @@
+"""The one place where failures become one clear line on stderr and an exit code.
+
+User mistakes (bad flags, wrong token, unknown job, broker not running) never
+show a traceback: they print `error: <what happened>: <what to do>` and exit
+non-zero. Only genuine bugs (unexpected exceptions) keep their traceback.
+
+Exit codes (documented in docs/cli.md):
+  1  the broker refused the request (already exists, failed precondition, ...)
+  2  a usage mistake: bad flag, bad value, or INVALID_ARGUMENT from the broker
+  3  the broker could not be reached or did not answer in time
+  4  the token is missing, wrong, or lacks the permission
+  5  the thing asked for does not exist (NOT_FOUND)
+  130 interrupted (Ctrl-C)
+"""
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import grpc
+import typer
+import typer.core
+
+try:  # typer >= 0.22 vendors its own click; older versions use click itself
+    from typer._click import exceptions as _click_exc
+except ImportError:  # pragma: no cover - depends on the installed typer
+    import click.exceptions as _click_exc  # type: ignore[no-redef]
+
+ClickException = _click_exc.ClickException
+UsageError = _click_exc.UsageError
+
+EXIT_REFUSED = 1
+EXIT_USAGE = 2
+EXIT_UNREACHABLE = 3
+EXIT_AUTH = 4
+EXIT_NOT_FOUND = 5
+EXIT_INTERRUPTED = 130
+
+
+class CliError(Exception):
+    """A failure the user can fix; `str(self)` is the one line we print."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_REFUSED) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def usage_error(message: str) -> CliError:
+    """A mistake in the command line itself (exit code 2)."""
+    return CliError(message, EXIT_USAGE)
+
+
+def _details(err: grpc.RpcError) -> str:
+    details = err.details() if hasattr(err, "details") else None
+    return (details or "").strip()
+
+
+def _code(err: grpc.RpcError) -> grpc.StatusCode:
+    code = err.code() if hasattr(err, "code") else None
+    return code if isinstance(code, grpc.StatusCode) else grpc.StatusCode.UNKNOWN
+
+
+def _looks_like_tls(details: str) -> bool:
+    lowered = details.lower()
+    return any(word in lowered for word in ("ssl", "handshake", "certificate", "tls"))
+
+
+def explain_rpc_error(err: grpc.RpcError, broker: str | None, has_token: bool = True) -> CliError:
+    """Map a gRPC failure to the one line that names what to fix."""
+    code, details = _code(err), _details(err)
+    where = broker or "(no broker set)"
+    if code == grpc.StatusCode.UNAVAILABLE:
+        if _looks_like_tls(details):
+            return CliError(
+                f"TLS handshake with broker at {where} failed: check --ca / MINGA_CA "
+                "(the broker's CA certificate) and that the broker serves TLS",
+                EXIT_UNREACHABLE,
+            )
+        return CliError(
+            f"cannot reach broker at {where}: is it running? set --broker or MINGA_BROKER",
+            EXIT_UNREACHABLE,
+        )
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return CliError(f"broker at {where} did not answer in time: is it overloaded? try again", EXIT_UNREACHABLE)
+    if code == grpc.StatusCode.UNAUTHENTICATED:
+        if not has_token:
+            return CliError(
+                f"broker at {where} needs a token: pass --token, set MINGA_TOKEN, or run `minga login`",
+                EXIT_AUTH,
+            )
+        why = f" ({details})" if details else ""
+        return CliError(
+            f"broker at {where} rejected the token{why}: check --token / MINGA_TOKEN or run `minga login` again",
+            EXIT_AUTH,
+        )
+    if code == grpc.StatusCode.PERMISSION_DENIED:
+        return CliError(f"permission denied: {details or 'your role may not do this'}", EXIT_AUTH)
+    if code == grpc.StatusCode.NOT_FOUND:
+        return CliError(details or "not found", EXIT_NOT_FOUND)
+    if code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.OUT_OF_RANGE):
+        return CliError(details or "the broker rejected the request as invalid", EXIT_USAGE)
+    if code == grpc.StatusCode.UNIMPLEMENTED:
+        return CliError(f"broker at {where} does not support this call: are the CLI and broker versions the same?")
+    if code in (
+        grpc.StatusCode.ALREADY_EXISTS,
+        grpc.StatusCode.FAILED_PRECONDITION,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        grpc.StatusCode.ABORTED,
+        grpc.StatusCode.CANCELLED,
+    ):
+        return CliError(details or code.name.lower().replace("_", " "))
+    return CliError(f"broker at {where} failed ({code.name}): {details or 'no details'}")
+
+
+@contextlib.contextmanager
+def explain(**by_code: str) -> Iterator[None]:
+    """Say it better for one call: `with explain(not_found=f"no job {job_id}"):`.
+
+    Keys are lower-case gRPC status names; the value replaces the default line
+    for that status (the exit code stays the status's usual one).
+    """
+    try:
+        yield
+    except grpc.RpcError as err:
+        message = by_code.get(_code(err).name.lower())
+        if message is None:
+            raise
+        raise CliError(message, explain_rpc_error(err, None).exit_code) from err
+
+
+# The broker/token of the command being run, so a gRPC error can name them.
+_current: dict[str, Any] = {"broker": None, "has_token": True}
+
+
+def note_connection(broker: str | None, has_token: bool) -> None:
+    """Remember who we talk to, for the error line (set by the client factory)."""
+    _current["broker"] = broker
+    _current["has_token"] = has_token
+
+
+def _fail(message: str, exit_code: int) -> int:
+    typer.echo(f"error: {message}", err=True)
+    return exit_code
+
+
+def handle(exc: BaseException) -> int:
+    """Print the one line for a known failure and return the exit code; re-raise bugs."""
+    if isinstance(exc, CliError):
+        return _fail(str(exc), exc.exit_code)
+    if isinstance(exc, grpc.RpcError):
+        err = explain_rpc_error(exc, _current["broker"], _current["has_token"])
+        return _fail(str(err), err.exit_code)
+    if isinstance(exc, UsageError):
+        hint = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx is not None else ""
+        message = exc.format_message().replace("Value error, ", "")  # typer's pydantic coercion prefix
+        return _fail(f"{message}{hint}", exc.exit_code)
+    if isinstance(exc, ClickException):
+        return _fail(exc.format_message(), exc.exit_code)
+    if isinstance(exc, (typer.Abort, KeyboardInterrupt)):
+        typer.echo("", err=True)
+        return EXIT_INTERRUPTED
+    raise exc
+
+
+class MingaGroup(typer.core.TyperGroup):
+    """Root command group that routes every failure through `handle`.
+
+    Overriding `main` (not `Typer.__call__`) means the same handling applies to
+    the console script and to typer's CliRunner in tests.
+    """
+
+    def main(  # type: ignore[override]
+        self,
+        args: Any = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except (CliError, grpc.RpcError, ClickException, typer.Abort, KeyboardInterrupt) as exc:
+            code = handle(exc)
+            if not standalone_mode:
+                return code
+            sys.exit(code)
+        if standalone_mode:
+            sys.exit(rv if isinstance(rv, int) else 0)
+        return rv

@@ -1,0 +1,47 @@
+"""The `minga` command tree (console script `minga = "cli.main:app"`).
+
+Commands only parse flags, call the typed BrokerClient (or the broker/agent
+entry points, imported lazily so `minga job list` never pays for importing Ray),
+and render the answer. Failures go through cli.errors: one line, an exit code.
+"""
+from __future__ import annotations
+
+
+import typer
+
+from .commands import admin, agent, broker, job, login, quota, site, up
+from .errors import MingaGroup
+from .options import BrokerOpt, CaOpt, TokenOpt
+
+app = typer.Typer(
+    name="minga",
+    cls=MingaGroup,
+    help="minga: pool GPUs across institutions; submit Ray jobs to the federation.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,  # locals may hold tokens
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    broker_: BrokerOpt = None,
+    token: TokenOpt = None,
+    ca: CaOpt = None,
+) -> None:
+    """Connection flags given before the command apply to it (its own flags win)."""
+    ctx.obj = {"broker": broker_, "token": token, "ca": ca}
+
+
+app.command("login")(login.login)
+app.command("up")(up.up)
+app.add_typer(admin.app, name="admin")
+app.add_typer(site.app, name="site")
+app.add_typer(agent.app, name="agent")
+app.add_typer(broker.app, name="broker")
+app.add_typer(job.app, name="job")
+app.add_typer(quota.app, name="quota")
+
+__all__ = ["app"]

@@ -1,0 +1,75 @@
+"""Options shared by many commands, and the factory that turns them into a client.
+
+`--broker/--token/--ca` are accepted both on the root (`minga --broker X job
+list`) and on each command (`minga job list --broker X`); the command's flag
+wins, then the root's, then the environment, then the `minga login` config.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from . import config, errors
+from .client import BrokerClient
+from .render import Output
+
+BrokerOpt = Annotated[
+    Optional[str],
+    typer.Option("--broker", help="Broker address HOST:PORT [env MINGA_BROKER, else `minga login`].", show_default=False),
+]
+TokenOpt = Annotated[
+    Optional[str],
+    typer.Option("--token", help="Bearer token [env MINGA_TOKEN, else `minga login`].", show_default=False),
+]
+CaOpt = Annotated[
+    Optional[Path],
+    typer.Option("--ca", help="CA certificate (PEM) to verify the broker's TLS [env MINGA_CA].", show_default=False),
+]
+OutputOpt = Annotated[
+    Output,
+    typer.Option("--output", "-o", help="table for people, json for scripts (keys in docs/cli.md)."),
+]
+
+
+def root_settings(ctx: typer.Context) -> dict[str, object]:
+    """The root command's --broker/--token/--ca (stored by the root callback)."""
+    root = ctx.find_root()
+    return root.obj if isinstance(root.obj, dict) else {}
+
+
+def connection(ctx: typer.Context, broker: str | None, token: str | None, ca: Path | None) -> config.Connection:
+    """Resolve flag > root flag > env > config file, with config errors as one line."""
+    root = root_settings(ctx)
+    try:
+        return config.resolve_connection(
+            broker or root.get("broker"),  # type: ignore[arg-type]
+            token or root.get("token"),  # type: ignore[arg-type]
+            ca or root.get("ca"),  # type: ignore[arg-type]
+        )
+    except ValueError as exc:
+        raise errors.CliError(str(exc), errors.EXIT_USAGE) from exc
+
+
+def read_ca(ca_file: Path | None) -> bytes | None:
+    """The CA certificate's bytes, or a clear error naming the missing file."""
+    if ca_file is None:
+        return None
+    try:
+        return ca_file.expanduser().read_bytes()
+    except OSError as exc:
+        raise errors.usage_error(f"cannot read CA certificate {ca_file}: {exc.strerror or exc}") from exc
+
+
+def open_client(conn: config.Connection) -> BrokerClient:
+    """A client for `conn`; fails with one line when no broker is known."""
+    if not conn.broker:
+        raise errors.usage_error("no broker address: pass --broker HOST:PORT, set MINGA_BROKER, or run `minga login`")
+    errors.note_connection(conn.broker, has_token=bool(conn.token))
+    return BrokerClient(conn.broker, conn.token, read_ca(conn.ca_file))
+
+
+def client(ctx: typer.Context, broker: str | None, token: str | None, ca: Path | None) -> BrokerClient:
+    """Shortcut used by every command that talks to the broker."""
+    return open_client(connection(ctx, broker, token, ca))

@@ -1,0 +1,244 @@
+"""Proto messages to stable JSON dicts, and the same data as rich tables.
+
+Every JSON key is snake_case and documented in docs/cli.md; enum values drop
+their proto prefix (JOB_STATE_PENDING -> "PENDING", ROLE_ADMIN -> "admin"),
+times are ISO-8601 UTC strings or null. Tables are built to fit 80 columns.
+"""
+from __future__ import annotations
+
+import enum
+import json
+import sys
+from collections.abc import Callable, Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+from minga.v1 import admin_pb2, common_pb2
+
+from .parsing import format_duration
+
+JsonDict = dict[str, Any]
+
+
+class Output(str, enum.Enum):
+    """How a command shows its result."""
+
+    table = "table"
+    json = "json"
+
+
+# -- scalars -------------------------------------------------------------------
+def iso_time(ts: float) -> str | None:
+    """Unix seconds -> "2025-01-31T12:00:00.250Z"; 0 (never) -> None."""
+    if not ts:
+        return None
+    moment = datetime.fromtimestamp(ts, tz=timezone.utc)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def job_state_name(state: int) -> str:
+    return common_pb2.JobState.Name(state).removeprefix("JOB_STATE_")
+
+
+def site_state_name(state: int) -> str:
+    return common_pb2.SiteState.Name(state).removeprefix("SITE_STATE_")
+
+
+def role_name(role: int) -> str:
+    return common_pb2.Role.Name(role).removeprefix("ROLE_").lower()
+
+
+# -- messages -> dicts ------------------------------------------------------------
+def job_to_dict(job: common_pb2.Job) -> JsonDict:
+    spec, res, env = job.spec, job.spec.resources, job.spec.runtime_env
+    return {
+        "id": job.id,
+        "name": spec.name,
+        "state": job_state_name(job.state),
+        "owner": job.owner,
+        "institution": job.institution,
+        "site": job.site or None,
+        "country": job.country or None,
+        "gpu_model": job.gpu_model or None,
+        "gpus": res.gpus,
+        "attempts": job.attempts,
+        "max_attempts": spec.max_attempts or 1,
+        "reason": job.reason,
+        "run_id": job.run_id or None,
+        "submitted_at": iso_time(job.submitted_at),
+        "started_at": iso_time(job.started_at),
+        "finished_at": iso_time(job.finished_at),
+        "spec": {
+            "entrypoint": spec.entrypoint,
+            "gpu_models": list(res.gpu_models),
+            "min_gpu_memory_mb": res.min_gpu_memory_mb,
+            "cpus": res.cpus,
+            "memory_mb": res.memory_mb,
+            "countries": list(spec.countries),
+            "walltime_seconds": spec.walltime_seconds,
+            "priority": spec.priority,
+            "working_dir_digest": env.working_dir_digest or None,
+            "pip": list(env.pip),
+            "env": dict(sorted(env.env.items())),
+        },
+    }
+
+
+def institution_to_dict(inst: admin_pb2.Institution) -> JsonDict:
+    return {"slug": inst.slug, "name": inst.name, "country": inst.country, "weight": inst.weight}
+
+
+def user_to_dict(user: admin_pb2.User) -> JsonDict:
+    return {
+        "name": user.name,
+        "institution": user.institution,
+        "role": role_name(user.role),
+        "created_at": iso_time(user.created_at),
+    }
+
+
+def site_to_dict(site: admin_pb2.Site) -> JsonDict:
+    in_use = dict(site.gpus_in_use)
+    pools = [
+        {
+            "model": p.model,
+            "memory_mb": p.memory_mb,
+            "total": p.total,
+            "in_use": in_use.get(p.model, 0),
+            "free": p.free,
+            "largest_node": p.largest_node,
+        }
+        for p in site.inventory.gpus
+    ]
+    return {
+        "name": site.name,
+        "institution": site.institution,
+        "country": site.country,
+        "state": site_state_name(site.state),
+        "connected": site.connected,
+        "last_seen": iso_time(site.last_seen),
+        "gpus": pools,
+        "cpus": site.inventory.cpus,
+        "memory_mb": site.inventory.memory_mb,
+        "nodes": site.inventory.nodes,
+    }
+
+
+def quota_to_dict(row: admin_pb2.QuotaRow) -> JsonDict:
+    return {
+        "institution": row.institution,
+        "country": row.country,
+        "gpu_model": row.gpu_model,
+        "owned": row.owned,
+        "in_use": row.in_use,
+        "held": row.held,
+        "pending": row.pending,
+    }
+
+
+def whoami_to_dict(me: admin_pb2.WhoAmIResponse) -> JsonDict:
+    return {"name": me.name, "role": role_name(me.role), "institution": me.institution or None}
+
+
+# -- printing -------------------------------------------------------------------
+def print_json(data: Any) -> None:
+    """Indented, key-sorted JSON on stdout: stable for scripts and diffs."""
+    sys.stdout.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    sys.stdout.flush()
+
+
+def _table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title, box=None, header_style="bold", pad_edge=False, expand=False)
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*row)
+    Console(soft_wrap=False).print(table)
+
+
+def show(output: Output, data: Any, table: Callable[[], None]) -> None:
+    """Print `data` as JSON, or call `table` to render it for people."""
+    if output == Output.json:
+        print_json(data)
+    else:
+        table()
+
+
+def _dash(value: Any) -> str:
+    return "-" if value in (None, "", []) else str(value)
+
+
+def _gpus(job: JsonDict) -> str:
+    if not job["gpus"]:
+        return "0"
+    model = job["gpu_model"] or "|".join(job["spec"]["gpu_models"]) or "any"
+    return f"{job['gpus']}x{model}"
+
+
+def jobs_table(jobs: Sequence[JsonDict], now: float) -> None:
+    rows = []
+    for j in jobs:
+        submitted = datetime.fromisoformat(j["submitted_at"]).timestamp() if j["submitted_at"] else now
+        rows.append([j["id"], _dash(j["name"]), j["state"], _gpus(j), _dash(j["site"]),
+                     format_duration(now - submitted), _dash(j["reason"])])
+    if not rows:
+        sys.stdout.write("no jobs\n")
+        return
+    _table(None, ["ID", "NAME", "STATE", "GPUS", "SITE", "AGE", "REASON"], rows)
+
+
+def job_detail(job: JsonDict) -> None:
+    """`minga job status`: one field per line, the reason spelled out in full."""
+    attempts = f"{job['attempts']} of {job['max_attempts']}"
+    fields = [
+        ("id", job["id"]), ("name", job["name"]), ("state", job["state"]),
+        ("owner", f"{job['owner']} ({job['institution']})"), ("gpus", _gpus(job)),
+        ("site", job["site"]), ("country", job["country"]), ("attempts", attempts),
+        ("run", job["run_id"]), ("submitted", job["submitted_at"]), ("started", job["started_at"]),
+        ("finished", job["finished_at"]), ("entrypoint", job["spec"]["entrypoint"]),
+        ("reason", job["reason"]),
+    ]
+    width = max(len(k) for k, _ in fields)
+    for key, value in fields:
+        sys.stdout.write(f"{key:<{width}}  {_dash(value)}\n")
+
+
+def institutions_table(items: Sequence[JsonDict]) -> None:
+    _table(None, ["SLUG", "NAME", "COUNTRY", "WEIGHT"],
+           [[i["slug"], i["name"], i["country"], f"{i['weight']:g}"] for i in items])
+
+
+def users_table(items: Sequence[JsonDict]) -> None:
+    _table(None, ["NAME", "INSTITUTION", "ROLE", "CREATED"],
+           [[u["name"], u["institution"], u["role"], _dash(u["created_at"])] for u in items])
+
+
+def _pools(site: JsonDict) -> str:
+    return ", ".join(f"{p['model']} {p['in_use']}/{p['total']}" for p in site["gpus"]) or "-"
+
+
+def sites_table(items: Sequence[JsonDict]) -> None:
+    if not items:
+        sys.stdout.write("no sites\n")
+        return
+    _table(None, ["NAME", "INSTITUTION", "COUNTRY", "STATE", "CONNECTED", "GPUS USED/TOTAL"],
+           [[s["name"], s["institution"], s["country"], s["state"], "yes" if s["connected"] else "no", _pools(s)]
+            for s in items])
+
+
+def quotas_table(items: Sequence[JsonDict]) -> None:
+    if not items:
+        sys.stdout.write("no quotas yet: no institution has GPUs or jobs\n")
+        return
+    _table(None, ["INSTITUTION", "COUNTRY", "MODEL", "OWNED", "IN USE", "HELD", "PENDING"],
+           [[q["institution"], q["country"], q["gpu_model"], str(q["owned"]), str(q["in_use"]),
+             str(q["held"]), str(q["pending"])] for q in items])
+
+
+def print_json_line(data: Any) -> None:
+    """One compact JSON object per line (long-running commands announce with it)."""
+    sys.stdout.write(json.dumps(data, sort_keys=True) + "\n")
+    sys.stdout.flush()

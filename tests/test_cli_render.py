@@ -1,0 +1,77 @@
+"""Proto -> JSON dicts: stable snake_case keys, enum prefixes stripped, ISO times or null."""
+from __future__ import annotations
+
+import json
+
+from cli import render
+from minga.v1 import admin_pb2, common_pb2
+
+JOB_KEYS = {"id", "name", "state", "owner", "institution", "site", "country", "gpu_model", "gpus", "attempts",
+            "max_attempts", "reason", "run_id", "submitted_at", "started_at", "finished_at", "spec"}
+
+
+def _job(**overrides: object) -> common_pb2.Job:
+    spec = common_pb2.JobSpec(
+        name="train", entrypoint="python train.py",
+        resources=common_pb2.Resources(gpus=2, gpu_models=["A100", "H100"], min_gpu_memory_mb=40000),
+        runtime_env=common_pb2.RuntimeEnv(env={"B": "2", "A": "1"}, pip=["numpy"]),
+        countries=["CL", "BR"], walltime_seconds=3600, max_attempts=3,
+    )
+    fields = dict(id="j-123", spec=spec, state=common_pb2.JOB_STATE_RUNNING, owner="ana", institution="uchile",
+                  site="uchile-dcc", country="CL", attempts=1, run_id="r-j-123-1", gpu_model="A100",
+                  submitted_at=1_700_000_000.25, started_at=1_700_000_010.0)
+    fields.update(overrides)
+    return common_pb2.Job(**fields)  # type: ignore[arg-type]
+
+
+def test_job_to_dict() -> None:
+    data = render.job_to_dict(_job())
+    assert set(data) == JOB_KEYS
+    assert data["state"] == "RUNNING"
+    assert data["gpus"] == 2 and data["gpu_model"] == "A100" and data["max_attempts"] == 3
+    assert data["submitted_at"] == "2023-11-14T22:13:20.250Z"
+    assert data["started_at"] == "2023-11-14T22:13:30.000Z"
+    assert data["finished_at"] is None
+    assert data["spec"]["env"] == {"A": "1", "B": "2"}
+    assert data["spec"]["countries"] == ["CL", "BR"]
+    json.dumps(data)  # serialisable as is
+
+
+def test_pending_job_has_nulls_not_empty_strings() -> None:
+    data = render.job_to_dict(common_pb2.Job(id="j-1", state=common_pb2.JOB_STATE_PENDING, reason="no site has 8 A100"))
+    assert data["site"] is None and data["run_id"] is None and data["gpu_model"] is None
+    assert data["reason"] == "no site has 8 A100"
+    assert data["max_attempts"] == 1  # 0 on the wire means the default of 1
+
+
+def test_every_job_state_name_matches_design() -> None:
+    names = {render.job_state_name(v) for k, v in common_pb2.JobState.items() if not k.endswith("UNSPECIFIED")}
+    assert names == {"PENDING", "LEASED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLING", "CANCELLED"}
+
+
+def test_site_and_quota_and_user() -> None:
+    site = admin_pb2.Site(
+        name="uchile-dcc", institution="uchile", country="CL", state=common_pb2.SITE_STATE_CORDONED, connected=True,
+        inventory=common_pb2.Inventory(gpus=[common_pb2.GpuPool(model="A100", memory_mb=40960, total=4, free=3)]),
+        gpus_in_use={"A100": 1},
+    )
+    data = render.site_to_dict(site)
+    assert data["state"] == "CORDONED"
+    assert data["gpus"] == [{"model": "A100", "memory_mb": 40960, "total": 4, "in_use": 1, "free": 3,
+                             "largest_node": 0}]
+    row = admin_pb2.QuotaRow(institution="uchile", country="CL", gpu_model="A100", owned=4, in_use=1, held=2, pending=8)
+    assert render.quota_to_dict(row) == {"institution": "uchile", "country": "CL", "gpu_model": "A100", "owned": 4,
+                                         "in_use": 1, "held": 2, "pending": 8}
+    user = render.user_to_dict(admin_pb2.User(name="ana", institution="uchile", role=common_pb2.ROLE_RESEARCHER))
+    assert user == {"name": "ana", "institution": "uchile", "role": "researcher", "created_at": None}
+
+
+def test_tables_fit_80_columns(capsys) -> None:  # type: ignore[no-untyped-def]
+    jobs = [render.job_to_dict(_job(reason="waiting for 2 x A100 in CL or BR: every matching site is busy"))] * 3
+    render.jobs_table(jobs, now=1_700_000_100.0)
+    render.job_detail(jobs[0])
+    site = render.site_to_dict(admin_pb2.Site(name="a-very-long-site-name-indeed", institution="uchile", country="CL"))
+    render.sites_table([site])
+    out = capsys.readouterr().out
+    assert "j-123" in out and "RUNNING" in out
+    assert max(len(line) for line in out.splitlines()) <= 80
