@@ -195,6 +195,17 @@ def test_login_checks_token_and_writes_private_config(fake: Fake, tmp_path: Path
     assert minga("job", "list").exit_code == 0
 
 
+def test_login_takes_the_broker_from_the_environment(fake: Fake, tmp_path: Path) -> None:
+    """The README's flow: export MINGA_BROKER=...; minga login --token ..."""
+    result = minga("login", "--token", ADMIN, env={"MINGA_BROKER": fake.address})
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith(f"logged in to {fake.address} as root (admin)")
+    assert json.loads((tmp_path / "config" / "config.json").read_text())["broker"] == fake.address
+    assert minga("login").exit_code == 0  # re-checks the saved login
+    (tmp_path / "config" / "config.json").unlink()
+    assert minga("login", env={"MINGA_BROKER": fake.address}).stderr.startswith("error: no token")
+
+
 def test_login_with_bad_token_writes_nothing(fake: Fake, tmp_path: Path) -> None:
     result = minga("login", "--broker", fake.address, "--token", "wrong")
     assert result.exit_code == errors.EXIT_AUTH

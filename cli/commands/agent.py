@@ -1,26 +1,26 @@
 """`minga agent run`: the site agent, against an existing Ray cluster or a local one."""
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from .. import errors
+from ..lifecycle import configure_logging, sigterm_as_interrupt, stop_signals, wait_until
 from .site import CredentialOpt, credential_path
 
 app = typer.Typer(help="Run this site's agent (site operators).", no_args_is_help=True)
 
 
 def _load_credential(path: Path):  # type: ignore[no-untyped-def]
-    from agent.credentials import load_credential
+    from agent.credentials import CredentialError, load_credential
 
-    if not path.exists():
-        raise errors.usage_error(f"no site credential at {path}: run `minga site join` first, or pass --credential")
     try:
         return load_credential(path)
-    except (OSError, ValueError, KeyError) as exc:
-        raise errors.usage_error(f"cannot read site credential {path} ({exc}): run `minga site join` again") from exc
+    except CredentialError as exc:
+        raise errors.usage_error(f"{exc} (or pass --credential PATH)") from exc
 
 
 @app.command("run")
@@ -52,26 +52,49 @@ def run(
         raise typer.BadParameter(f"{gpu_memory} is negative", param_hint="--gpu-memory")
     cred = _load_credential(credential_path(credential))
     errors.note_connection(cred.broker, has_token=True)
+    configure_logging()
 
     from agent.session import Agent, AgentConfig  # lazy: imports Ray
 
     head = None
-    if ray_local:
-        from agent.local_ray import LocalRayHead
+    with sigterm_as_interrupt():  # Ctrl-C or `kill` while the Ray head starts: stop it again
+        if ray_local:
+            from agent.local_ray import LocalRayHead
 
-        head = LocalRayHead(gpus=gpus, gpu_model=gpu_model)
-        head.start()
-        typer.echo(f"started a local Ray head with {gpus} GPUs: {head.dashboard_url}", err=True)
-    try:
-        agent = Agent(AgentConfig(
-            broker=cred.broker, site_token=cred.token, ray_address=head.dashboard_url if head else ray_address,
-            gpu_model=gpu_model, gpu_memory_mb=gpu_memory, ca_file=cred.ca_file,
-        ))
-        typer.echo(f"agent of site {cred.site} connecting to {cred.broker}; stop with Ctrl-C", err=True)
-        agent.run_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        if head is not None:
-            head.stop()
+            head = LocalRayHead(gpus=gpus or 0, gpu_model=gpu_model)
+            start_local_head(head)
+            typer.echo(f"started a local Ray head with {gpus} GPUs: {head.dashboard_url}", err=True)
+    stopped = threading.Event()
+    with stop_signals(stopped):
+        agent = None
+        try:
+            agent = Agent(AgentConfig(
+                broker=cred.broker, token=cred.token, ray_dashboard_url=head.dashboard_url if head else ray_address,
+                gpu_model=gpu_model, gpu_memory_mb=gpu_memory, ca_file=cred.ca_file,
+            ))
+            agent.start()
+            typer.echo(f"agent of site {cred.site} ({cred.institution}, {cred.country}) connecting to "
+                       f"{cred.broker}; stop with Ctrl-C", err=True)
+            wait_until(stopped)
+        finally:
+            if agent is not None:
+                agent.stop()
+            if head is not None:
+                head.stop()
     typer.echo("agent stopped", err=True)
+
+
+def start_local_head(head) -> None:  # type: ignore[no-untyped-def]
+    """Start a LocalRayHead; a failure shows Ray's log tail, then one error line."""
+    from agent.local_ray import RayStartError
+
+    try:
+        head.start()  # when Ray fails to come up, start() stops what it began itself
+    except RayStartError as exc:
+        first, _, tail = str(exc).partition("\n")
+        typer.echo(tail, err=True)
+        raise errors.CliError(f"could not start a local Ray head: {first}") from exc
+    except BaseException:  # Ctrl-C / SIGTERM while waiting for Ray: stop the half-started head
+        with stop_signals(threading.Event()):
+            head.stop()
+        raise

@@ -1,7 +1,6 @@
 """`minga broker serve`: run the federation's broker in the foreground."""
 from __future__ import annotations
 
-import signal
 import threading
 from pathlib import Path
 from typing import Annotated, Optional
@@ -9,27 +8,11 @@ from typing import Annotated, Optional
 import typer
 
 from .. import errors, render
-from ..render import Output
+from ..lifecycle import configure_logging, stop_signals, wait_until
 from ..options import OutputOpt
+from ..render import Output
 
 app = typer.Typer(help="Run the broker (federation operators).", no_args_is_help=True)
-
-
-def wait_for_signal(stopped: threading.Event) -> None:
-    """Block until SIGINT/SIGTERM or `stopped` is set; the signals only set a flag.
-
-    Stopping from the main thread (not inside the handler) avoids re-entering
-    gRPC shutdown from a signal handler.
-    """
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    for sig in previous:
-        signal.signal(sig, lambda *_: stopped.set())
-    try:
-        while not stopped.wait(0.5):
-            pass
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 @app.command("serve")
@@ -52,19 +35,21 @@ def serve(
     from scheduler.domain import MingaError  # lazy: the broker's modules are only needed here
     from scheduler.server import Broker, BrokerConfig
 
+    configure_logging()
     broker = Broker(BrokerConfig(listen=listen, db_url=db, admin_token_file=admin_token_file,
                                  tls_cert=tls_cert, tls_key=tls_key, insecure=insecure))
     try:
         broker.start()
     except MingaError as exc:
         raise errors.usage_error(str(exc)) from exc
-    try:
-        _announce(broker, output)
-        stopped = threading.Event()
-        threading.Thread(target=lambda: (broker.wait(), stopped.set()), name="broker-wait", daemon=True).start()
-        wait_for_signal(stopped)
-    finally:
-        broker.stop(grace=2.0)
+    stopped = threading.Event()
+    with stop_signals(stopped):
+        try:
+            _announce(broker, output)
+            threading.Thread(target=lambda: (broker.wait(), stopped.set()), name="broker-wait", daemon=True).start()
+            wait_until(stopped)
+        finally:
+            broker.stop(grace=2.0)
     typer.echo("broker stopped", err=True)
 
 

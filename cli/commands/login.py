@@ -1,36 +1,39 @@
 """`minga login`: check a token against the broker, then remember broker and token."""
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
 from .. import config, errors, render
-from ..options import OutputOpt, open_client
+from ..options import BrokerOpt, CaOpt, OutputOpt, connection, open_client
 from ..render import Output
 
 
 def login(
-    broker: Annotated[str, typer.Option("--broker", help="Broker address HOST:PORT.")],
-    token: Annotated[str, typer.Option("--token", help="Your token (from `minga admin user add`).")],
-    ca: Annotated[Path | None, typer.Option("--ca", help="CA certificate (PEM) of the broker's TLS.")] = None,
+    ctx: typer.Context,
+    broker: BrokerOpt = None,
+    token: Annotated[Optional[str], typer.Option("--token", help="Your token (from `minga admin user add`) "
+                                                 "[env MINGA_TOKEN].", show_default=False)] = None,
+    ca: CaOpt = None,
     output: OutputOpt = Output.table,
 ) -> None:
-    """Check TOKEN with the broker and save both to the config file (mode 0600)."""
-    ca_file = ca.expanduser().resolve() if ca else None
-    conn = config.Connection(broker=broker, token=token, ca_file=ca_file)
+    """Check your token with the broker and save broker and token to the config file (mode 0600)."""
+    conn = connection(ctx, broker, token, ca)
+    if not conn.token:
+        raise errors.usage_error("no token: pass --token TOKEN (from `minga admin user add`) or set MINGA_TOKEN")
+    ca_file = conn.ca_file.expanduser().resolve() if conn.ca_file else None
     with open_client(conn) as client, errors.explain(
-        unauthenticated=f"broker at {broker} rejected the token: check it, or ask your admin for a new one"
+        unauthenticated=f"broker at {conn.broker} rejected the token: check it, or ask your admin for a new one"
     ):
         me = client.whoami()
-    settings = {"broker": broker, "token": token}
+    settings = {"broker": str(conn.broker), "token": conn.token}
     if ca_file:
         settings["ca_file"] = str(ca_file)
     path = config.save_config(settings)
     who = render.whoami_to_dict(me)
-    data = {**who, "broker": broker, "config_file": str(path)}
+    data = {**who, "broker": conn.broker, "config_file": str(path)}
     render.show(output, data, lambda: typer.echo(
-        f"logged in to {broker} as {who['name']} ({who['role']}"
+        f"logged in to {conn.broker} as {who['name']} ({who['role']}"
         f"{', ' + who['institution'] if who['institution'] else ''}); settings saved to {path}"
     ))

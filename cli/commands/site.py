@@ -64,7 +64,7 @@ def join(
                         "ask the admin for a new one (minga admin site-token create)",
         permission_denied="the broker rejected the join token: ask the admin for a new one",
     ):
-        cred = join_site(broker, token, ca_file)
+        cred = join_site(broker, token, str(ca_file) if ca_file else None)
     save_credential(path, cred)
     data = {"site": cred.site, "institution": cred.institution, "country": cred.country,
             "broker": cred.broker, "credential_file": str(path)}

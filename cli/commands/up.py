@@ -1,12 +1,18 @@
 """`minga up`: a whole federation in one process, for trying minga on one machine."""
 from __future__ import annotations
 
+import dataclasses
+import logging
+import threading
 from typing import Annotated
 
 import typer
 
+from .. import render
+from ..lifecycle import configure_logging, sigterm_as_interrupt, stop_signals, wait_until
 from ..options import OutputOpt
 from ..render import Output
+
 
 
 def up(
@@ -20,4 +26,40 @@ def up(
     """Start a broker, local Ray sites and their agents; print how to use them; Ctrl-C stops all."""
     from .. import up as federation  # lazy: pulls in the broker, the agent and Ray
 
-    federation.run(federation.UpConfig(gpus=gpus, sites=sites, gpu_model=gpu_model, listen=listen), output)
+    configure_logging(logging.WARNING)
+    fed = federation.DevFederation(federation.UpConfig(gpus=gpus, sites=sites, gpu_model=gpu_model, listen=listen))
+    typer.echo(f"starting a broker and {sites} site(s) with {gpus} x {gpu_model} each in {fed.dir} ...", err=True)
+    with sigterm_as_interrupt():
+        info = fed.start()  # Ctrl-C while starting: start() stops what it began, then exit 130
+    stopped = threading.Event()
+    with stop_signals(stopped):
+        try:
+            if output == Output.json:
+                render.print_json_line(dataclasses.asdict(info))
+            else:
+                _announce(info, federation.minga_command())
+            wait_until(stopped)
+            typer.echo("stopping ...", err=True)
+        finally:
+            fed.stop()
+    typer.echo("stopped everything minga up started", err=True)
+
+
+def _announce(info, minga: str) -> None:  # type: ignore[no-untyped-def]
+    from ..up import SAMPLE_JOB
+
+    sites = ", ".join(f"{s.name} ({s.country})" for s in info.sites)
+    lines = [
+        f"minga is up: broker {info.broker}; sites: {sites}",
+        f"researcher {info.researcher} ({info.institution}), token: {info.token}",
+        f"admin token: in {info.admin_token_file}",
+        "",
+        "in another terminal, paste:",
+        f"  export MINGA_BROKER={info.broker} MINGA_TOKEN={info.token}",
+        f"  {minga} job submit --gpus 1 -- {SAMPLE_JOB}",
+        f"  {minga} job logs --follow <the job id it printed>    # prints the GPU ids, e.g. 0",
+        f"  {minga} job list --all; {minga} site list; {minga} quota show",
+        "",
+        f"stop everything with Ctrl-C (state is kept in {info.data_dir}; delete it to start afresh)",
+    ]
+    typer.echo("\n".join(lines))

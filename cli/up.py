@@ -1,0 +1,245 @@
+"""`minga up`: a complete federation in one process, for a laptop demo.
+
+It wires together what the README walkthrough does by hand, through the same
+public paths: a Broker on a SQLite file, the admin API with the bootstrap
+token, the real site join flow, and real Agents in front of local Ray heads
+with logical GPUs. Nothing here decides anything a user could not do with the
+other commands; re-running reuses what exists (institutions, the researcher's
+token, the site credentials), so the printed token stays valid across runs.
+"""
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from minga.v1 import common_pb2
+
+from . import config, errors
+from .client import BrokerClient
+from .lifecycle import stop_signals
+
+# One institution per site, each in another country, as in the federation it models.
+INSTITUTIONS: tuple[tuple[str, str, str], ...] = (
+    ("uchile", "Universidad de Chile", "CL"),
+    ("usp", "Universidade de São Paulo", "BR"),
+    ("unam", "Universidad Nacional Autónoma de México", "MX"),
+    ("uba", "Universidad de Buenos Aires", "AR"),
+    ("unal", "Universidad Nacional de Colombia", "CO"),
+    ("pucp", "Pontificia Universidad Católica del Perú", "PE"),
+    ("udelar", "Universidad de la República", "UY"),
+    ("usfq", "Universidad San Francisco de Quito", "EC"),
+)
+MAX_SITES = len(INSTITUTIONS)
+RESEARCHER = "ana"
+SAMPLE_JOB = """python -c "import os; print(os.environ['CUDA_VISIBLE_DEVICES'])\""""
+
+
+@dataclass
+class UpConfig:
+    gpus: int = 4
+    sites: int = 1
+    gpu_model: str = "A100"
+    listen: str = "127.0.0.1:0"
+    data_dir: Path | None = None  # default: <MINGA_DATA_DIR or user data dir>/up
+    ready_timeout: float = 180.0
+
+
+@dataclass
+class SiteInfo:
+    name: str
+    institution: str
+    country: str
+    ray_dashboard: str
+    ray_pid: int
+
+
+@dataclass
+class UpInfo:
+    """What `minga up` prints: enough to use the federation from another shell."""
+
+    broker: str
+    researcher: str
+    institution: str
+    token: str
+    admin_token_file: str
+    data_dir: str
+    sites: list[SiteInfo] = field(default_factory=list)
+
+
+class DevFederation:
+    """Broker + N (Ray head, agent) sites in this process. `start()`, then `stop()`."""
+
+    def __init__(self, cfg: UpConfig) -> None:
+        if not 1 <= cfg.sites <= MAX_SITES:
+            raise errors.usage_error(f"--sites {cfg.sites}: use 1 to {MAX_SITES}")
+        if cfg.gpus < 0:
+            raise errors.usage_error(f"--gpus {cfg.gpus}: use 0 or more")
+        self.cfg = cfg
+        self.dir = (cfg.data_dir or config.data_dir() / "up").expanduser()
+        self.broker: Any = None
+        self.heads: list[Any] = []
+        self.agents: list[Any] = []
+        self._lock_fd: int | None = None
+
+    # -- lifecycle ------------------------------------------------------------
+    def start(self) -> UpInfo:
+        """Start everything; on any failure stop what was started, then re-raise."""
+        try:
+            self._lock()
+            self._start_broker()
+            with BrokerClient(self.broker.address, self._admin_token()) as admin:
+                token = self._ensure_accounts(admin)
+                sites = [self._start_site(admin, i) for i in range(self.cfg.sites)]
+                self._wait_ready(admin, [s.name for s in sites])
+        except BaseException:
+            with stop_signals(threading.Event()):  # a second Ctrl-C must not cut the cleanup short
+                self.stop()
+            raise
+        slug = INSTITUTIONS[0][0]
+        return UpInfo(broker=self.broker.address, researcher=RESEARCHER, institution=slug, token=token,
+                      admin_token_file=str(self.broker.admin_token_file), data_dir=str(self.dir), sites=sites)
+
+    def stop(self) -> None:
+        """Stop exactly what start() started: agents, then Ray heads (by PID), then the broker."""
+        for agent in reversed(self.agents):
+            agent.stop()
+        self.agents.clear()
+        for head in reversed(self.heads):
+            head.stop()
+        self.heads.clear()
+        if self.broker is not None:
+            self.broker.stop(grace=1.0)
+            self.broker = None
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def __enter__(self) -> UpInfo:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- pieces ---------------------------------------------------------------
+    def _lock(self) -> None:
+        """One `minga up` per data dir: two brokers on one SQLite file would fight."""
+        self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(self.dir / "up.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise errors.CliError(f"another `minga up` is running with {self.dir}: stop it first, "
+                                  "or set MINGA_DATA_DIR to use another directory") from None
+        self._lock_fd = fd
+
+    def _start_broker(self) -> None:
+        from scheduler.domain import MingaError
+        from scheduler.server import Broker, BrokerConfig
+
+        self.broker = Broker(BrokerConfig(listen=self.cfg.listen, db_url=f"sqlite:///{self.dir / 'broker.db'}",
+                                          admin_token_file=self.dir / "admin-token"))
+        try:
+            self.broker.start()
+        except MingaError as exc:
+            self.broker = None
+            raise errors.usage_error(str(exc)) from exc
+
+    def _admin_token(self) -> str:
+        if self.broker.bootstrap_token:
+            return str(self.broker.bootstrap_token)
+        try:
+            return self.broker.admin_token_file.read_text().strip()
+        except OSError:
+            raise errors.CliError(f"the admin token file {self.broker.admin_token_file} is gone: delete "
+                                  f"{self.dir} to start afresh") from None
+
+    def _ensure_accounts(self, admin: BrokerClient) -> str:
+        """Institutions for every site and the researcher; returns the researcher's token."""
+        for slug, name, country in INSTITUTIONS[: self.cfg.sites]:
+            _ignore_exists(lambda: admin.add_institution(slug, name, country))
+        token_file = self.dir / "researcher-token"
+        try:
+            added = admin.add_user(RESEARCHER, INSTITUTIONS[0][0], common_pb2.ROLE_RESEARCHER)
+        except grpc.RpcError as err:
+            if err.code() != grpc.StatusCode.ALREADY_EXISTS:
+                raise
+            if not token_file.exists():
+                raise errors.CliError(f"user {RESEARCHER} exists but {token_file} is gone: delete {self.dir} "
+                                      "to start afresh") from None
+            return token_file.read_text().strip()
+        config.write_private(token_file, added.token + "\n")
+        return added.token
+
+    def _start_site(self, admin: BrokerClient, index: int) -> SiteInfo:
+        from agent.local_ray import LocalRayHead
+        from agent.session import Agent, AgentConfig
+
+        slug, _, country = INSTITUTIONS[index]
+        name = f"{slug}-local"
+        token = self._site_token(admin, slug, name)
+        head = LocalRayHead(gpus=self.cfg.gpus, gpu_model=self.cfg.gpu_model)
+        self.heads.append(head)
+        head.start()
+        agent = Agent(AgentConfig(broker=self.broker.address, token=token, ray_dashboard_url=head.dashboard_url,
+                                  gpu_model=self.cfg.gpu_model, cache_dir=self.dir / "packages" / name))
+        self.agents.append(agent)
+        agent.start()
+        return SiteInfo(name=name, institution=slug, country=country, ray_dashboard=head.dashboard_url,
+                        ray_pid=head.pid)
+
+    def _site_token(self, admin: BrokerClient, institution: str, site: str) -> str:
+        """The site's token: from its saved credential, else via a join token and the real join flow."""
+        from agent.credentials import CredentialError, join_site, load_credential, save_credential
+
+        path = self.dir / "sites" / f"{site}.json"
+        try:
+            return load_credential(path).token  # the broker address may differ (port 0); the token does not
+        except CredentialError:
+            pass
+        join_token = admin.create_site_token(institution, site, ttl_seconds=600).token
+        cred = join_site(self.broker.address, join_token)
+        save_credential(path, cred)
+        return cred.token
+
+    def _wait_ready(self, admin: BrokerClient, names: list[str]) -> None:
+        """Until every site is connected and reports its GPUs, so the sample job runs at once."""
+        deadline = time.monotonic() + self.cfg.ready_timeout
+        while True:
+            sites = {s.name: s for s in admin.list_sites()}
+            if all(n in sites and sites[n].connected and _gpus(sites[n]) >= self.cfg.gpus for n in names):
+                return
+            if time.monotonic() > deadline:
+                raise errors.CliError(f"sites did not come up within {self.cfg.ready_timeout:.0f}s: "
+                                      "see the agent warnings above")
+            time.sleep(0.5)
+
+
+def _gpus(site: Any) -> int:
+    return sum(p.total for p in site.inventory.gpus)
+
+
+def _ignore_exists(call: Any) -> None:
+    try:
+        call()
+    except grpc.RpcError as err:
+        if err.code() != grpc.StatusCode.ALREADY_EXISTS:
+            raise
+
+
+def minga_command() -> str:
+    """How to call this very `minga` from a shell: `minga` if PATH finds it, else its full path."""
+    here = Path(sys.executable).parent / "minga"
+    found = shutil.which("minga")
+    if found and (not here.exists() or Path(found).resolve() == here.resolve()):
+        return "minga"
+    return str(here) if here.exists() else "minga"
