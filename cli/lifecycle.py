@@ -5,10 +5,12 @@ from __future__ import annotations
 import contextlib
 import faulthandler
 import logging
+import os
 import signal
 import sys
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 
 def configure_logging(level: int = logging.INFO) -> None:
@@ -65,3 +67,20 @@ def wait_until(stopped: threading.Event) -> None:
     """Block until `stopped` is set (by a signal under stop_signals, or by another thread)."""
     while not stopped.wait(0.5):
         pass
+
+
+@contextlib.contextmanager
+def this_python_first_on_path() -> Iterator[None]:
+    """Put this interpreter's bin dir first on PATH while local Ray heads start.
+
+    A Ray head inherits our environment, and a job's `python` is looked up on
+    its PATH: with this, `python` in a job is the interpreter minga runs in
+    (which has Ray), even where the system has no `python` at all.
+    """
+    bin_dir = str(Path(sys.executable).parent)
+    old = os.environ.get("PATH", "")
+    os.environ["PATH"] = os.pathsep.join([bin_dir, *(p for p in old.split(os.pathsep) if p and p != bin_dir)])
+    try:
+        yield
+    finally:
+        os.environ["PATH"] = old

@@ -25,7 +25,7 @@ from minga.v1 import common_pb2
 
 from . import config, errors
 from .client import BrokerClient
-from .lifecycle import stop_signals
+from .lifecycle import stop_signals, this_python_first_on_path
 
 # One institution per site, each in another country, as in the federation it models.
 INSTITUTIONS: tuple[tuple[str, str, str], ...] = (
@@ -189,7 +189,8 @@ class DevFederation:
         token = self._site_token(admin, slug, name)
         head = LocalRayHead(gpus=self.cfg.gpus, gpu_model=self.cfg.gpu_model)
         self.heads.append(head)
-        head.start()
+        with this_python_first_on_path():
+            head.start()
         agent = Agent(AgentConfig(broker=self.broker.address, token=token, ray_dashboard_url=head.dashboard_url,
                                   gpu_model=self.cfg.gpu_model, cache_dir=self.dir / "packages" / name))
         self.agents.append(agent)

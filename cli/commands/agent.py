@@ -8,7 +8,13 @@ from typing import Annotated, Optional
 import typer
 
 from .. import errors
-from ..lifecycle import configure_logging, sigterm_as_interrupt, stop_signals, wait_until
+from ..lifecycle import (
+    configure_logging,
+    sigterm_as_interrupt,
+    stop_signals,
+    this_python_first_on_path,
+    wait_until,
+)
 from .site import CredentialOpt, credential_path
 
 app = typer.Typer(help="Run this site's agent (site operators).", no_args_is_help=True)
@@ -89,7 +95,8 @@ def start_local_head(head) -> None:  # type: ignore[no-untyped-def]
     from agent.local_ray import RayStartError
 
     try:
-        head.start()  # when Ray fails to come up, start() stops what it began itself
+        with this_python_first_on_path():
+            head.start()  # when Ray fails to come up, start() stops what it began itself
     except RayStartError as exc:
         first, _, tail = str(exc).partition("\n")
         typer.echo(tail, err=True)
