@@ -48,12 +48,13 @@ def never_fits_reason(job: Job, sites: Sequence[Site]) -> str | None:
             return f"model: no site in the allowed countries has a {wanted} GPU"
         by_memory = [p for p in by_model if pool_matches(res, p)]
         if not by_memory:
-            return f"model: no matching GPU has {res.min_gpu_memory_mb} MB of memory"
+            return f"memory: no matching GPU has {res.min_gpu_memory_mb} MB of memory"
         if not any(pool_can_ever_hold(res, p) for p in by_memory):
             most = max(min(p.total, p.largest_node or p.total) for p in by_memory)
             return f"capacity: needs {res.gpus} GPUs on one node; the largest matching pool has {most}"
-    if not any(s.inventory.cpus >= res.cpus for s in candidates):
-        return f"capacity: needs {res.cpus:g} CPUs; no allowed site has that many"
+    if not any(_could_hold(res, s) for s in candidates):
+        # Checked per site: the CPUs must be on a site that also has the GPUs.
+        return f"capacity: needs {res.cpus:g} CPUs; no allowed site that could hold it has that many"
     return None
 
 
