@@ -15,6 +15,7 @@ MAX_PACKAGE_BYTES = 64 * 1024 * 1024
 MAX_ATTEMPTS = 100
 MAX_WALLTIME = 90 * 24 * 3600
 
+# Matched with fullmatch: `$` alone would also accept a trailing newline.
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 COUNTRY = re.compile(r"^[A-Z]{2}$")
 ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
@@ -22,7 +23,7 @@ DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 
 
 def check_slug(field: str, value: str) -> str:
-    if not SLUG.match(value):
+    if not SLUG.fullmatch(value):
         raise InvalidArgument(
             f"{field} {value!r} is not valid: use 1-63 lowercase letters, digits and '-', starting with a letter or digit")
     return value
@@ -30,13 +31,13 @@ def check_slug(field: str, value: str) -> str:
 
 def check_country(field: str, value: str) -> str:
     value = value.upper()
-    if not COUNTRY.match(value):
+    if not COUNTRY.fullmatch(value):
         raise InvalidArgument(f"{field} {value!r} is not an ISO 3166 two-letter country code")
     return value
 
 
 def check_digest(field: str, value: str) -> str:
-    if not DIGEST.match(value):
+    if not DIGEST.fullmatch(value):
         raise InvalidArgument(f"{field} must look like sha256:<64 hex digits>")
     return value
 
@@ -63,13 +64,15 @@ def check_job_spec(spec: JobSpec) -> None:
     if len(env.env) > MAX_ENV_VARS:
         raise InvalidArgument(f"spec.runtime_env.env has {len(env.env)} variables; the limit is {MAX_ENV_VARS}")
     for key, value in env.env:
-        if not ENV_KEY.match(key):
+        if not ENV_KEY.fullmatch(key):
             raise InvalidArgument(f"spec.runtime_env.env key {key!r} is not a valid variable name")
         _max_len(f"spec.runtime_env.env[{key}]", value, MAX_ENV_VALUE)
     if len(env.pip) > MAX_PIP:
         raise InvalidArgument(f"spec.runtime_env.pip has {len(env.pip)} packages; the limit is {MAX_PIP}")
     for pkg in env.pip:
-        if not pkg.strip() or len(pkg) > 256 or pkg.startswith("-"):
+        # A leading option or a line break would smuggle pip options (--index-url) into requirements.
+        smuggles = pkg.lstrip().startswith("-") or any(c in pkg for c in "\r\n\0")
+        if not pkg.strip() or len(pkg) > 256 or smuggles:
             raise InvalidArgument(f"spec.runtime_env.pip entry {pkg!r} is not a package requirement")
     if env.working_dir_digest:
         check_digest("spec.runtime_env.working_dir_digest", env.working_dir_digest)
