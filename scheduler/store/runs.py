@@ -58,10 +58,11 @@ class RunsRepo:
         with self.db.tx() as s:
             for report in reports:
                 commands.extend(_apply_report(s, site, report, now))
-            reported = {r.run_id for r in reports}
+            # A run the site reports as UNKNOWN is one its Ray cluster does not have.
+            reported = {r.run_id for r in reports if r.state is not RunState.UNKNOWN}
             live = s.exec(select(RunRow).where(RunRow.site == site, RunRow.live == True)).all()  # noqa: E712
             for run in live:
-                if run.id in reported:
+                if run.id in reported or not run.live:
                     continue
                 job = s.get(JobRow, run.job_id)
                 if job is not None and job.state == JobState.CANCELLING.value:
