@@ -1,0 +1,220 @@
+"""proto ↔ domain converters (scheduler/api/convert.py)."""
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from minga.v1 import common_pb2, site_pb2
+from scheduler.api import convert
+from scheduler.commands import RunReport, StartRunCommand, StopRunCommand
+from scheduler.domain import (
+    GpuPool, Inventory, Job, JobSpec, JobState, Resources, Role, Run, RunState, RuntimeEnv, Site, SiteState,
+)
+
+PROPS = settings(max_examples=150, deadline=None)
+
+int32 = st.integers(min_value=-(2**31), max_value=2**31 - 1)
+uint_like32 = st.integers(min_value=0, max_value=2**31 - 1)
+int64 = st.integers(min_value=0, max_value=2**63 - 1)
+finite = st.floats(allow_nan=False, allow_infinity=False)
+text = st.text(max_size=20)
+countries = st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZ", min_size=2, max_size=2)
+env_keys = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,10}", fullmatch=True)
+
+
+@st.composite
+def specs(draw) -> JobSpec:
+    """Domain specs in the normal form `spec_from_pb` produces (env sorted, defaults filled)."""
+    env = draw(st.dictionaries(env_keys, text, max_size=4))
+    return JobSpec(
+        entrypoint=draw(text),
+        name=draw(text),
+        runtime_env=RuntimeEnv(
+            working_dir_digest=draw(st.sampled_from(["", "sha256:" + "ab" * 32])),
+            pip=tuple(draw(st.lists(text, max_size=3))),
+            env=tuple(sorted(env.items())),
+        ),
+        resources=Resources(
+            gpus=draw(uint_like32),
+            gpu_models=tuple(draw(st.lists(text, max_size=3))),
+            min_gpu_memory_mb=draw(int64),
+            cpus=draw(finite.filter(lambda x: x != 0)),
+            memory_mb=draw(int64),
+        ),
+        countries=tuple(draw(st.lists(countries, max_size=3))),
+        walltime_seconds=draw(int64),
+        priority=draw(int32),
+        max_attempts=draw(st.integers(min_value=1, max_value=2**31 - 1)),
+    )
+
+
+pools = st.builds(GpuPool, model=text, memory_mb=int64, total=uint_like32, free=uint_like32,
+                  largest_node=uint_like32)
+inventories = st.builds(Inventory, gpus=st.lists(pools, max_size=4).map(tuple), cpus=finite,
+                        memory_mb=int64, nodes=uint_like32)
+
+
+def wire(msg):
+    """Through the bytes, as the network would carry it."""
+    return type(msg).FromString(msg.SerializeToString())
+
+
+# -- JobSpec --------------------------------------------------------------------
+
+@PROPS
+@given(specs())
+def test_spec_round_trip(spec):
+    assert convert.spec_from_pb(wire(convert.spec_to_pb(spec))) == spec
+
+
+@PROPS
+@given(specs())
+def test_spec_proto_round_trip(spec):
+    pb = convert.spec_to_pb(spec)
+    assert convert.spec_to_pb(convert.spec_from_pb(pb)) == pb
+
+
+def test_spec_from_pb_fills_defaults_and_normalizes():
+    pb = common_pb2.JobSpec(
+        entrypoint="python t.py",
+        runtime_env=common_pb2.RuntimeEnv(env={"B": "2", "A": "1"}),
+        resources=common_pb2.Resources(gpus=2),
+        countries=["cl", "Br"],
+    )
+    spec = convert.spec_from_pb(pb)
+    assert spec.resources.cpus == 1.0          # 0 on the wire: the default of 1
+    assert spec.max_attempts == 1              # 0 on the wire: the default of 1
+    assert spec.countries == ("CL", "BR")
+    assert spec.runtime_env.env == (("A", "1"), ("B", "2"))
+    assert spec.resources.gpus == 2 and spec.resources.gpu_models == ()
+
+
+def test_spec_fields_land_where_they_belong():
+    spec = JobSpec(entrypoint="python t.py", name="n",
+                   runtime_env=RuntimeEnv("sha256:" + "0" * 64, ("torch",), (("K", "V"),)),
+                   resources=Resources(gpus=4, gpu_models=("A100",), min_gpu_memory_mb=40_000, cpus=8.5,
+                                       memory_mb=1024),
+                   countries=("CL",), walltime_seconds=3600, priority=3, max_attempts=2)
+    pb = convert.spec_to_pb(spec)
+    assert (pb.entrypoint, pb.name, pb.walltime_seconds, pb.priority, pb.max_attempts) == (
+        "python t.py", "n", 3600, 3, 2)
+    assert list(pb.countries) == ["CL"]
+    assert (pb.resources.gpus, list(pb.resources.gpu_models), pb.resources.min_gpu_memory_mb,
+            pb.resources.cpus, pb.resources.memory_mb) == (4, ["A100"], 40_000, 8.5, 1024)
+    assert pb.runtime_env.working_dir_digest == "sha256:" + "0" * 64
+    assert list(pb.runtime_env.pip) == ["torch"] and dict(pb.runtime_env.env) == {"K": "V"}
+
+
+def test_job_to_pb():
+    spec = JobSpec(entrypoint="echo hi", resources=Resources(gpus=1))
+    job = Job(id="j-1", spec=spec, state=JobState.RUNNING, owner="ana", institution="uchile",
+              submitted_at=10.5, attempts=2, reason="r", site="s", country="CL", run_id="minga-j-1-a2",
+              gpu_model="A100", started_at=11.0, finished_at=0.0)
+    pb = wire(convert.job_to_pb(job))
+    assert pb.state == common_pb2.JOB_STATE_RUNNING
+    assert (pb.id, pb.owner, pb.institution, pb.site, pb.country, pb.attempts, pb.reason, pb.run_id,
+            pb.submitted_at, pb.started_at, pb.finished_at, pb.gpu_model) == (
+        "j-1", "ana", "uchile", "s", "CL", 2, "r", "minga-j-1-a2", 10.5, 11.0, 0.0, "A100")
+    assert convert.spec_from_pb(pb.spec) == spec
+
+
+# -- Inventory --------------------------------------------------------------------
+
+@PROPS
+@given(inventories)
+def test_inventory_round_trip(inv):
+    assert convert.inventory_from_pb(wire(convert.inventory_to_pb(inv))) == inv
+
+
+def test_site_to_pb():
+    inv = Inventory(gpus=(GpuPool("A100", 81_920, 8, 6, 4),), cpus=64.0, memory_mb=512_000, nodes=2)
+    site = Site(name="uchile-dcc", institution="uchile", country="CL", state=SiteState.CORDONED,
+                connected=True, inventory=inv, last_seen=5.0)
+    pb = convert.site_to_pb(site, {"A100": 2})
+    assert (pb.name, pb.institution, pb.country, pb.connected, pb.last_seen) == (
+        "uchile-dcc", "uchile", "CL", True, 5.0)
+    assert pb.state == common_pb2.SITE_STATE_CORDONED
+    assert dict(pb.gpus_in_use) == {"A100": 2}
+    assert convert.inventory_from_pb(pb.inventory) == inv
+
+
+# -- enums ------------------------------------------------------------------------
+
+def _names(enum_type, prefix: str) -> set[str]:
+    return {v.name.removeprefix(prefix) for v in enum_type.DESCRIPTOR.values if not v.name.endswith("_UNSPECIFIED")}
+
+
+def test_domain_and_wire_enums_have_the_same_members():
+    assert _names(common_pb2.JobState, "JOB_STATE_") == {s.name for s in JobState}
+    assert _names(common_pb2.RunState, "RUN_STATE_") == {s.name for s in RunState}
+    assert _names(common_pb2.SiteState, "SITE_STATE_") == {s.name for s in SiteState}
+    assert _names(common_pb2.Role, "ROLE_") == {r.name for r in Role}
+
+
+@pytest.mark.parametrize("state", list(JobState))
+def test_job_state_round_trip(state):
+    value = convert.job_state_to_pb(state)
+    assert common_pb2.JobState.Name(value) == f"JOB_STATE_{state.name}"
+    assert convert.job_state_from_pb(value) is state
+
+
+def test_job_state_unspecified_means_any():
+    assert convert.job_state_from_pb(common_pb2.JOB_STATE_UNSPECIFIED) is None
+
+
+@pytest.mark.parametrize("state", list(RunState))
+def test_run_state_from_pb(state):
+    value = common_pb2.RunState.Value(f"RUN_STATE_{state.name}")
+    assert convert.run_state_from_pb(value) is state
+
+
+def test_run_state_unspecified_raises():
+    with pytest.raises(ValueError):
+        convert.run_state_from_pb(common_pb2.RUN_STATE_UNSPECIFIED)
+
+
+@pytest.mark.parametrize("state", list(SiteState))
+def test_site_state_to_pb(state):
+    assert common_pb2.SiteState.Name(convert.site_state_to_pb(state)) == f"SITE_STATE_{state.name}"
+
+
+@pytest.mark.parametrize("role", list(Role))
+def test_role_round_trip(role):
+    value = convert.role_to_pb(role)
+    assert common_pb2.Role.Name(value) == f"ROLE_{role.name}"
+    assert convert.role_from_pb(value) is role
+
+
+def test_role_unspecified_is_none():
+    assert convert.role_from_pb(common_pb2.ROLE_UNSPECIFIED) is None
+
+
+# -- site stream ------------------------------------------------------------------
+
+def test_run_report_from_pb():
+    pb = site_pb2.RunReport(run_id="minga-j-1-a1", job_id="j-1", epoch=1,
+                            state=common_pb2.RUN_STATE_FAILED, message="exit 3")
+    assert convert.run_report_from_pb(wire(pb)) == RunReport("minga-j-1-a1", RunState.FAILED, "exit 3")
+
+
+def test_run_report_without_state_is_refused():
+    with pytest.raises(ValueError):
+        convert.run_report_from_pb(site_pb2.RunReport(run_id="r"))
+
+
+@PROPS
+@given(specs(), st.integers(min_value=1, max_value=100), text)
+def test_start_command_to_broker_message(spec, epoch, model):
+    run = Run(id=f"minga-j-1-a{epoch}", job_id="j-1", site="s", epoch=epoch, gpu_model=model, gpus=2, cpus=1.0)
+    msg = wire(convert.command_to_pb(StartRunCommand(site="s", run=run, spec=spec)))
+    assert msg.WhichOneof("body") == "start"
+    assert (msg.start.run_id, msg.start.job_id, msg.start.epoch, msg.start.gpu_model) == (
+        run.id, "j-1", epoch, model)
+    assert convert.spec_from_pb(msg.start.spec) == spec
+
+
+def test_stop_command_to_broker_message():
+    msg = wire(convert.command_to_pb(StopRunCommand(site="s", run_id="minga-j-1-a1", reason="job cancelled")))
+    assert msg.WhichOneof("body") == "stop"
+    assert (msg.stop.run_id, msg.stop.reason) == ("minga-j-1-a1", "job cancelled")
