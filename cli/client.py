@@ -135,8 +135,11 @@ class BrokerClient:
     def get_job(self, job_id: str) -> common_pb2.Job:
         return self._call(self._jobs.GetJob, job_pb2.GetJobRequest(job_id=job_id))
 
-    def list_jobs(self, all: bool = False, state: common_pb2.JobState = common_pb2.JOB_STATE_UNSPECIFIED) -> list[common_pb2.Job]:  # noqa: A002
-        return list(self._call(self._jobs.ListJobs, job_pb2.ListJobsRequest(all=all, state=state)).jobs)
+    def list_jobs(
+        self, include_finished: bool = False, state: common_pb2.JobState = common_pb2.JOB_STATE_UNSPECIFIED
+    ) -> list[common_pb2.Job]:
+        request = job_pb2.ListJobsRequest(all=include_finished, state=state)
+        return list(self._call(self._jobs.ListJobs, request).jobs)
 
     def cancel_job(self, job_id: str) -> common_pb2.Job:
         return self._call(self._jobs.CancelJob, job_pb2.CancelJobRequest(job_id=job_id))

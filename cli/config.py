@@ -61,7 +61,9 @@ def load_config(path: Path | None = None) -> dict[str, str]:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ValueError(f"config file {path} is not valid JSON ({exc.msg}): fix it or run `minga login` again") from exc
+        raise ValueError(
+            f"config file {path} is not valid JSON ({exc.msg}): fix it or run `minga login` again"
+        ) from exc
     if not isinstance(data, dict):
         raise ValueError(f"config file {path} must hold a JSON object: fix it or run `minga login` again")
     return {k: v for k, v in data.items() if isinstance(v, str)}

@@ -67,11 +67,19 @@ def _looks_like_tls(details: str) -> bool:
     return any(word in lowered for word in ("ssl", "handshake", "certificate", "tls"))
 
 
-def explain_rpc_error(err: grpc.RpcError, broker: str | None, has_token: bool = True) -> CliError:
+def explain_rpc_error(
+    err: grpc.RpcError, broker: str | None, has_token: bool = True, has_ca: bool = False
+) -> CliError:
     """Map a gRPC failure to the one line that names what to fix."""
     code, details = _code(err), _details(err)
     where = broker or "(no broker set)"
     if code == grpc.StatusCode.UNAVAILABLE:
+        if not has_ca and "socket closed" in details.lower():  # what a TLS-only server does to plaintext
+            return CliError(
+                f"broker at {where} closed the connection: if it serves TLS, pass --ca or set MINGA_CA "
+                "(the broker's CA certificate)",
+                EXIT_UNREACHABLE,
+            )
         if _looks_like_tls(details):
             return CliError(
                 f"TLS handshake with broker at {where} failed: check --ca / MINGA_CA "
@@ -131,13 +139,12 @@ def explain(**by_code: str) -> Iterator[None]:
 
 
 # The broker/token of the command being run, so a gRPC error can name them.
-_current: dict[str, Any] = {"broker": None, "has_token": True}
+_current: dict[str, Any] = {"broker": None, "has_token": True, "has_ca": False}
 
 
-def note_connection(broker: str | None, has_token: bool) -> None:
+def note_connection(broker: str | None, has_token: bool, has_ca: bool = False) -> None:
     """Remember who we talk to, for the error line (set by the client factory)."""
-    _current["broker"] = broker
-    _current["has_token"] = has_token
+    _current.update(broker=broker, has_token=has_token, has_ca=has_ca)
 
 
 def _fail(message: str, exit_code: int) -> int:
@@ -150,7 +157,7 @@ def handle(exc: BaseException) -> int:
     if isinstance(exc, CliError):
         return _fail(str(exc), exc.exit_code)
     if isinstance(exc, grpc.RpcError):
-        err = explain_rpc_error(exc, _current["broker"], _current["has_token"])
+        err = explain_rpc_error(exc, _current["broker"], _current["has_token"], _current["has_ca"])
         return _fail(str(err), err.exit_code)
     if isinstance(exc, UsageError):
         hint = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx is not None else ""

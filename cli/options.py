@@ -17,7 +17,8 @@ from .render import Output
 
 BrokerOpt = Annotated[
     Optional[str],
-    typer.Option("--broker", help="Broker address HOST:PORT [env MINGA_BROKER, else `minga login`].", show_default=False),
+    typer.Option("--broker", help="Broker address HOST:PORT [env MINGA_BROKER, else `minga login`].",
+                 show_default=False),
 ]
 TokenOpt = Annotated[
     Optional[str],
@@ -66,7 +67,7 @@ def open_client(conn: config.Connection) -> BrokerClient:
     """A client for `conn`; fails with one line when no broker is known."""
     if not conn.broker:
         raise errors.usage_error("no broker address: pass --broker HOST:PORT, set MINGA_BROKER, or run `minga login`")
-    errors.note_connection(conn.broker, has_token=bool(conn.token))
+    errors.note_connection(conn.broker, has_token=bool(conn.token), has_ca=conn.ca_file is not None)
     return BrokerClient(conn.broker, conn.token, read_ca(conn.ca_file))
 
 

@@ -209,7 +209,8 @@ def test_login_takes_the_broker_from_the_environment(fake: Fake, tmp_path: Path)
 def test_login_with_bad_token_writes_nothing(fake: Fake, tmp_path: Path) -> None:
     result = minga("login", "--broker", fake.address, "--token", "wrong")
     assert result.exit_code == errors.EXIT_AUTH
-    assert result.stderr.strip() == f"error: broker at {fake.address} rejected the token: check it, or ask your admin for a new one"
+    assert result.stderr.strip() == (f"error: broker at {fake.address} rejected the token: check it, "
+                                     "or ask your admin for a new one")
     assert not (tmp_path / "config" / "config.json").exists()
 
 
@@ -375,3 +376,64 @@ def test_followed_logs_resume_at_the_last_byte(fake: Fake) -> None:
     with BrokerClient(fake.address, ANA, sleep=lambda _: None) as client:
         data = b"".join(c.data for c in client.job_logs("j-1", follow=True))
     assert data == fake.jobs.log
+
+
+# -- TLS ------------------------------------------------------------------------------
+def _ca_and_server_cert(tmp_path: Path, name: str) -> tuple[Path, bytes, bytes]:
+    """A throwaway CA and a server certificate for 127.0.0.1 signed by it."""
+    x509 = pytest.importorskip("cryptography.x509")
+    from datetime import datetime, timedelta, timezone
+    from ipaddress import ip_address
+
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    def key() -> ec.EllipticCurvePrivateKey:
+        return ec.generate_private_key(ec.SECP256R1())
+
+    now = datetime.now(timezone.utc)
+    ca_key, server_key = key(), key()
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{name} CA")])
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+          .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(minutes=1))
+          .not_valid_after(now + timedelta(hours=1))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+          .sign(ca_key, hashes.SHA256()))
+    server = (x509.CertificateBuilder()
+              .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "broker")]))
+              .issuer_name(ca_name).public_key(server_key.public_key()).serial_number(x509.random_serial_number())
+              .not_valid_before(now - timedelta(minutes=1)).not_valid_after(now + timedelta(hours=1))
+              .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ip_address("127.0.0.1"))]), critical=False)
+              .sign(ca_key, hashes.SHA256()))
+    ca_file = tmp_path / f"{name}-ca.pem"
+    ca_file.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    key_pem = server_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                       serialization.NoEncryption())
+    return ca_file, key_pem, server.public_bytes(serialization.Encoding.PEM)
+
+
+def test_tls_with_the_right_ca_and_one_line_without(fake: Fake, tmp_path: Path) -> None:
+    ca_file, key_pem, cert_pem = _ca_and_server_cert(tmp_path, "good")
+    other_ca, _, _ = _ca_and_server_cert(tmp_path, "other")
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    admin_pb2_grpc.add_AdminServiceServicer_to_server(fake.admin, server)
+    port = server.add_secure_port("127.0.0.1:0", grpc.ssl_server_credentials([(key_pem, cert_pem)]))
+    server.start()
+    address = f"127.0.0.1:{port}"
+    try:
+        ok = minga("login", "--broker", address, "--token", ADMIN, "--ca", str(ca_file), "-o", "json")
+        assert ok.exit_code == 0, ok.output
+        saved = json.loads((tmp_path / "config" / "config.json").read_text())
+        assert saved["ca_file"] == str(ca_file.resolve())
+        assert minga("site", "list").exit_code == 0  # the saved CA is used
+        wrong = minga("site", "list", "--ca", str(other_ca))
+        assert wrong.exit_code == errors.EXIT_UNREACHABLE
+        assert wrong.stderr.startswith(f"error: TLS handshake with broker at {address} failed: check --ca")
+        plain = minga("site", "list", "--broker", address, "--token", ADMIN,
+                      env={"MINGA_CONFIG_DIR": str(tmp_path / "no-config")})
+        assert plain.exit_code == errors.EXIT_UNREACHABLE
+        assert plain.stderr == (f"error: broker at {address} closed the connection: if it serves TLS, pass --ca "
+                                "or set MINGA_CA (the broker's CA certificate)\n")
+    finally:
+        server.stop(None)

@@ -52,7 +52,8 @@ def institution_add(
     cc = _country(country)
     with client(ctx, broker, token, ca) as c:
         inst = render.institution_to_dict(c.add_institution(slug, name, cc, weight))
-    render.show(output, inst, lambda: typer.echo(f"institution {inst['slug']} ({inst['name']}, {inst['country']}) added"))
+    render.show(output, inst, lambda: typer.echo(
+        f"institution {inst['slug']} ({inst['name']}, {inst['country']}) added"))
 
 
 @institution_app.command("list")

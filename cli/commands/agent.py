@@ -57,7 +57,7 @@ def run(
     if gpu_memory is not None and gpu_memory < 0:
         raise typer.BadParameter(f"{gpu_memory} is negative", param_hint="--gpu-memory")
     cred = _load_credential(credential_path(credential))
-    errors.note_connection(cred.broker, has_token=True)
+    errors.note_connection(cred.broker, has_token=True, has_ca=bool(cred.ca_file))
     configure_logging()
 
     from agent.session import Agent, AgentConfig  # lazy: imports Ray

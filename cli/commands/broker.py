@@ -21,9 +21,9 @@ def serve(
     = "127.0.0.1:50551",
     db: Annotated[str, typer.Option("--db", help="sqlite:///path or postgresql://...; default: a SQLite "
                                     "file in the data dir [MINGA_DATA_DIR].", show_default=False)] = "",
-    admin_token_file: Annotated[Optional[Path], typer.Option("--admin-token-file", help="Where the bootstrap "
-                                                             "admin token goes.", show_default="<data dir>/admin-token")]
-    = None,
+    admin_token_file: Annotated[Optional[Path], typer.Option(
+        "--admin-token-file", help="Where the bootstrap admin token goes.", show_default="<data dir>/admin-token",
+    )] = None,
     tls_cert: Annotated[Optional[Path], typer.Option("--tls-cert", help="Server certificate (PEM).",
                                                      show_default=False)] = None,
     tls_key: Annotated[Optional[Path], typer.Option("--tls-key", help="Server private key (PEM).",

@@ -59,7 +59,7 @@ def _upload_working_dir(c: BrokerClient, directory: Path) -> str:
 @app.command("submit")
 def submit(
     ctx: typer.Context,
-    entrypoint: Annotated[list[str], typer.Argument(metavar="-- ENTRYPOINT...", help="The command to run, after `--`.",
+    entrypoint: Annotated[list[str], typer.Argument(metavar="ENTRYPOINT", help="The command to run, after `--`.",
                                                           show_default=False)],
     name: Annotated[str, typer.Option("--name", help="A name to recognise the job by.")] = "",
     gpus: Annotated[int, typer.Option("--gpus", help="GPUs, all on one site and of one model.")] = 0,
@@ -137,7 +137,7 @@ def list_jobs(
     """List your jobs (admins: everyone's); finished ones only with --all."""
     wire_state = _parsed("--state", parse_job_state, state) if state else common_pb2.JOB_STATE_UNSPECIFIED
     with client(ctx, broker, token, ca) as c:
-        jobs = [render.job_to_dict(j) for j in c.list_jobs(all=all_ or state is not None, state=wire_state)]
+        jobs = [render.job_to_dict(j) for j in c.list_jobs(include_finished=all_ or state is not None, state=wire_state)]
     render.show(output, jobs, lambda: render.jobs_table(jobs, time.time()))
 
 

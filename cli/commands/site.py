@@ -58,7 +58,7 @@ def join(
     ca_file = ca.expanduser().resolve() if ca else None
     read_ca(ca_file)  # fail early, with one line, on a missing CA file
     path = credential_path(credential)
-    errors.note_connection(broker, has_token=True)
+    errors.note_connection(broker, has_token=True, has_ca=ca_file is not None)
     with errors.explain(
         unauthenticated="the broker rejected the join token: it is used, expired or mistyped; "
                         "ask the admin for a new one (minga admin site-token create)",
@@ -68,8 +68,9 @@ def join(
     save_credential(path, cred)
     data = {"site": cred.site, "institution": cred.institution, "country": cred.country,
             "broker": cred.broker, "credential_file": str(path)}
+    where = f" --credential {path}" if credential else ""
     render.show(output, data, lambda: typer.echo(
         f"joined as site {cred.site} of {cred.institution} ({cred.country}); credential saved to {path}\n"
-        "start the agent with: minga agent run --ray-address http://HOST:DASHBOARD_PORT"
-        "   (or --ray-local --gpus N)"
+        f"start the agent with: minga agent run --ray-address http://RAY_HEAD:8265{where}"
+        f"   (or --ray-local --gpus N{where})"
     ))
