@@ -234,7 +234,7 @@ def quotas_table(items: Sequence[JsonDict]) -> None:
         sys.stdout.write("no quotas yet: no institution has GPUs or jobs\n")
         return
     _table(None, ["INSTITUTION", "COUNTRY", "MODEL", "OWNED", "IN USE", "HELD", "PENDING"],
-           [[q["institution"], q["country"], q["gpu_model"], str(q["owned"]), str(q["in_use"]),
+           [[q["institution"], q["country"], _dash(q["gpu_model"]), str(q["owned"]), str(q["in_use"]),
              str(q["held"]), str(q["pending"])] for q in items])
 
 

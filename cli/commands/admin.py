@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import enum
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -132,8 +133,8 @@ def site_token_create(
 
 
 def _set_cordon(ctx: typer.Context, name: str, cordon: bool, broker: str | None, token: str | None,
-                ca: object, output: Output) -> None:
-    with client(ctx, broker, token, ca) as c, errors.explain(not_found=f"no site {name}"):  # type: ignore[arg-type]
+                ca: Path | None, output: Output) -> None:
+    with client(ctx, broker, token, ca) as c, errors.explain(not_found=f"no site {name}"):
         site = render.site_to_dict(c.cordon_site(name) if cordon else c.uncordon_site(name))
     render.show(output, site, lambda: typer.echo(f"site {site['name']} is now {site['state']}"))
 
