@@ -1,0 +1,221 @@
+"""The agent's view of its Ray cluster: a small protocol, and the real adapter over
+Ray's job submission API (`FakeBackend` in agent/fake_backend.py is the other one).
+
+The run id is the Ray `submission_id`, so Ray itself remembers which runs exist:
+submitting is idempotent, and a restarted agent recovers each run's job id and
+epoch from the job metadata.
+"""
+from __future__ import annotations
+
+import logging
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from agent.states import run_state_from_ray
+from scheduler.domain import RunState
+
+log = logging.getLogger(__name__)
+
+RUN_ID_PREFIX = "minga-"
+JOB_ID_KEY = "minga_job_id"
+EPOCH_KEY = "minga_epoch"
+# A tiny share of the per-node `accelerator_type:<model>` resource pins a job to
+# nodes of that model without limiting how many jobs a node runs.
+ACCELERATOR_SHARE = 0.001
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """Everything needed to start one run on Ray."""
+
+    run_id: str
+    job_id: str
+    epoch: int
+    entrypoint: str
+    gpus: int = 0
+    cpus: float = 1.0
+    memory_mb: int = 0
+    gpu_model: str = ""
+    working_dir: str | None = None          # a local directory; Ray uploads it
+    pip: tuple[str, ...] = ()
+    env: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What Ray knows about one minga run."""
+
+    run_id: str
+    job_id: str
+    epoch: int
+    state: RunState
+    message: str = ""
+
+
+class RayBackend(Protocol):
+    """What the agent needs from a Ray cluster. Errors other than "no such run"
+    raise; callers treat them as "Ray is unreachable right now"."""
+
+    def submit(self, run: RunRequest) -> bool:
+        """Start `run` unless Ray already knows its run id; True if it submitted."""
+        ...
+
+    def status(self, run_id: str) -> RunState | None:
+        """The run's state, or None if Ray does not know the run."""
+        ...
+
+    def info(self, run_id: str) -> RunInfo | None:
+        """The run's state, ids and Ray's message, or None if Ray does not know it."""
+        ...
+
+    def stop(self, run_id: str) -> bool:
+        """Ask Ray to stop the run; False if Ray does not know it or it already ended."""
+        ...
+
+    def logs(self, run_id: str) -> str:
+        """The run's whole log so far ("" if Ray does not know it)."""
+        ...
+
+    def list_runs(self) -> list[RunInfo]:
+        """Every minga run Ray knows, live or finished."""
+        ...
+
+    def reachable(self) -> bool:
+        """True if the cluster answers right now."""
+        ...
+
+
+def runtime_env_for(run: RunRequest) -> dict[str, Any]:
+    """The Ray runtime_env of a run (only the keys that are set)."""
+    env: dict[str, Any] = {}
+    if run.working_dir:
+        env["working_dir"] = run.working_dir
+    if run.pip:
+        env["pip"] = list(run.pip)
+    if run.env:
+        env["env_vars"] = dict(run.env)
+    return env
+
+
+def _is_not_found(err: Exception) -> bool:
+    text = str(err)
+    return "404" in text or "does not exist" in text
+
+
+def _is_duplicate(err: Exception) -> bool:
+    return "already exists" in str(err)
+
+
+def _run_info(job: Any) -> RunInfo:
+    """A RunInfo from Ray's JobDetails/JobInfo; ids come from the submit metadata."""
+    meta = job.metadata or {}
+    try:
+        epoch = int(meta.get(EPOCH_KEY, "0"))
+    except ValueError:
+        epoch = 0
+    return RunInfo(
+        run_id=job.submission_id or "", job_id=meta.get(JOB_ID_KEY, ""), epoch=epoch,
+        state=run_state_from_ray(job.status), message=job.message or "",
+    )
+
+
+class JobSubmissionBackend:
+    """`RayBackend` over `ray.job_submission.JobSubmissionClient` (the dashboard's
+    job REST API): no Ray driver is connected, so the agent stays a light process."""
+
+    def __init__(self, dashboard_url: str, http_timeout: float = 5.0) -> None:
+        self.dashboard_url = dashboard_url.rstrip("/")
+        self.http_timeout = http_timeout
+        self._client_obj: Any = None
+
+    def _client(self) -> Any:
+        # Created lazily: the constructor connects, and Ray may still be starting.
+        if self._client_obj is None:
+            from ray.job_submission import JobSubmissionClient
+
+            self._client_obj = JobSubmissionClient(self.dashboard_url)
+        return self._client_obj
+
+    def _accelerator_resources(self, gpu_model: str) -> dict[str, float]:
+        """Pin the run to `gpu_model` nodes, but only where that says something:
+        the cluster has the resource and mixes more than one GPU model."""
+        if not gpu_model:
+            return {}
+        from agent.inventory import cluster_gpu_models
+
+        models = cluster_gpu_models(self.dashboard_url)
+        if gpu_model in models and len(models) > 1:
+            return {f"accelerator_type:{gpu_model}": ACCELERATOR_SHARE}
+        return {}
+
+    def submit(self, run: RunRequest) -> bool:
+        if self.status(run.run_id) is not None:
+            log.info("run %s already known to Ray; not submitting again", run.run_id)
+            return False
+        kwargs: dict[str, Any] = {
+            "entrypoint": run.entrypoint,
+            "submission_id": run.run_id,
+            "entrypoint_num_gpus": run.gpus,
+            "entrypoint_num_cpus": run.cpus if run.cpus > 0 else 1.0,
+            "runtime_env": runtime_env_for(run),
+            "metadata": {JOB_ID_KEY: run.job_id, EPOCH_KEY: str(run.epoch)},
+        }
+        if run.memory_mb > 0:
+            kwargs["entrypoint_memory"] = run.memory_mb * MIB
+        resources = self._accelerator_resources(run.gpu_model)
+        if resources:
+            kwargs["entrypoint_resources"] = resources
+        try:
+            self._client().submit_job(**kwargs)
+        except RuntimeError as err:
+            # Ray answers HTTP 500 on a duplicate submission_id (a concurrent submit).
+            if _is_duplicate(err):
+                log.info("run %s already exists on Ray", run.run_id)
+                return False
+            raise
+        log.info("submitted run %s (%d GPUs) to Ray", run.run_id, run.gpus)
+        return True
+
+    def status(self, run_id: str) -> RunState | None:
+        found = self.info(run_id)
+        return None if found is None else found.state
+
+    def info(self, run_id: str) -> RunInfo | None:
+        try:
+            job = self._client().get_job_info(run_id)
+        except RuntimeError as err:
+            if _is_not_found(err):
+                return None
+            raise
+        return _run_info(job)
+
+    def stop(self, run_id: str) -> bool:
+        try:
+            return bool(self._client().stop_job(run_id))
+        except RuntimeError as err:
+            if _is_not_found(err):
+                return False
+            raise
+
+    def logs(self, run_id: str) -> str:
+        try:
+            return str(self._client().get_job_logs(run_id))
+        except RuntimeError as err:
+            if _is_not_found(err):
+                return ""
+            raise
+
+    def list_runs(self) -> list[RunInfo]:
+        jobs = self._client().list_jobs()
+        return [_run_info(job) for job in jobs if (job.submission_id or "").startswith(RUN_ID_PREFIX)]
+
+    def reachable(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.dashboard_url}/api/version", timeout=self.http_timeout):
+                return True
+        except (urllib.error.URLError, OSError):
+            return False

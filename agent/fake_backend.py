@@ -1,0 +1,111 @@
+"""An in-memory `RayBackend` for fast unit tests, with hooks to drive run states,
+append to logs and simulate Ray being down."""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+from agent.backend import RUN_ID_PREFIX, RunInfo, RunRequest
+from scheduler.domain import RunState
+
+
+class FakeRayDown(ConnectionError):
+    """Raised by every call while the fake cluster is marked unreachable."""
+
+
+@dataclass
+class FakeRun:
+    request: RunRequest
+    state: RunState = RunState.STARTING
+    message: str = ""
+    log: str = ""
+
+
+class FakeBackend:
+    """Runs live in a dict; nothing ever runs. Thread-safe, like the real one."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._runs: dict[str, FakeRun] = {}
+        self.submissions: list[RunRequest] = []     # every accepted submit, in order
+        self.stops: list[str] = []                  # every stop call
+        self.down = False
+        self.submit_error: Exception | None = None  # raised by the next submit
+        self.stop_state = RunState.STOPPED          # what a stop moves a live run to
+
+    # -- hooks for tests -----------------------------------------------------
+
+    def add_run(self, request: RunRequest, state: RunState = RunState.RUNNING, log: str = "") -> None:
+        """Pretend Ray already runs `request` (e.g. from before an agent restart)."""
+        with self._lock:
+            self._runs[request.run_id] = FakeRun(request, state, log=log)
+
+    def set_state(self, run_id: str, state: RunState, message: str = "") -> None:
+        with self._lock:
+            run = self._runs[run_id]
+            run.state, run.message = state, message
+
+    def append_log(self, run_id: str, text: str) -> None:
+        with self._lock:
+            self._runs[run_id].log += text
+
+    def run(self, run_id: str) -> FakeRun | None:
+        with self._lock:
+            return self._runs.get(run_id)
+
+    # -- RayBackend ------------------------------------------------------------
+
+    def _check(self) -> None:
+        if self.down:
+            raise FakeRayDown("fake Ray cluster is down")
+
+    def submit(self, run: RunRequest) -> bool:
+        self._check()
+        with self._lock:
+            if self.submit_error is not None:
+                err, self.submit_error = self.submit_error, None
+                raise err
+            if run.run_id in self._runs:
+                return False
+            self._runs[run.run_id] = FakeRun(run)
+            self.submissions.append(run)
+            return True
+
+    def status(self, run_id: str) -> RunState | None:
+        found = self.info(run_id)
+        return None if found is None else found.state
+
+    def info(self, run_id: str) -> RunInfo | None:
+        self._check()
+        with self._lock:
+            run = self._runs.get(run_id)
+            return None if run is None else self._info(run)
+
+    def stop(self, run_id: str) -> bool:
+        self._check()
+        with self._lock:
+            self.stops.append(run_id)
+            run = self._runs.get(run_id)
+            if run is None or run.state.terminal:
+                return False
+            run.state = self.stop_state
+            return True
+
+    def logs(self, run_id: str) -> str:
+        self._check()
+        with self._lock:
+            run = self._runs.get(run_id)
+            return "" if run is None else run.log
+
+    def list_runs(self) -> list[RunInfo]:
+        self._check()
+        with self._lock:
+            return [self._info(r) for r in self._runs.values() if r.request.run_id.startswith(RUN_ID_PREFIX)]
+
+    def reachable(self) -> bool:
+        return not self.down
+
+    @staticmethod
+    def _info(run: FakeRun) -> RunInfo:
+        req = run.request
+        return RunInfo(req.run_id, req.job_id, req.epoch, run.state, run.message)

@@ -1,0 +1,115 @@
+"""Working-dir packages: fetched from the broker once per digest, checked against
+the digest, unpacked safely into a local cache, then handed to Ray as a local
+`working_dir`.
+
+A package is a zip made by a researcher's CLI, so it is untrusted input: entries
+with absolute paths, `..` components or that would land outside the target dir
+are rejected, not silently rewritten.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import os
+import re
+import shutil
+import tempfile
+import threading
+import zipfile
+from collections.abc import Callable
+from pathlib import Path, PurePosixPath
+
+log = logging.getLogger(__name__)
+
+DIGEST = re.compile(r"^sha256:([0-9a-f]{64})$")
+MAX_UNPACKED_BYTES = 4 * 1024**3
+
+
+class PackageError(Exception):
+    """A package is missing, does not match its digest, or is not a safe zip."""
+
+
+def digest_of(data: bytes) -> str:
+    """The content address of a package: "sha256:<hex>"."""
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def _digest_hex(digest: str) -> str:
+    match = DIGEST.match(digest)
+    if match is None:
+        raise PackageError(f"malformed package digest {digest!r}")
+    return match.group(1)
+
+
+def _safe_member_path(name: str, dest: Path) -> Path:
+    """Where entry `name` goes under `dest`; PackageError if it would escape."""
+    if not name or name.startswith(("/", "\\")) or "\\" in name or re.match(r"^[A-Za-z]:", name):
+        raise PackageError(f"unsafe path in package: {name!r}")
+    parts = PurePosixPath(name).parts
+    if ".." in parts:
+        raise PackageError(f"unsafe path in package: {name!r}")
+    target = (dest / Path(*parts)).resolve() if parts else dest.resolve()
+    if target != dest.resolve() and dest.resolve() not in target.parents:
+        raise PackageError(f"unsafe path in package: {name!r}")
+    return target
+
+
+def safe_extract(data: bytes, dest: Path, max_bytes: int = MAX_UNPACKED_BYTES) -> None:
+    """Unpack zip `data` into the existing dir `dest`, validating every entry first."""
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+    except zipfile.BadZipFile as err:
+        raise PackageError(f"package is not a zip archive: {err}") from None
+    with archive:
+        members = archive.infolist()
+        targets = [_safe_member_path(m.filename, dest) for m in members]
+        if sum(m.file_size for m in members) > max_bytes:
+            raise PackageError(f"package unpacks to more than {max_bytes} bytes")
+        for member, target in zip(members, targets):
+            if member.is_dir():
+                target.mkdir(parents=True, exist_ok=True)
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with archive.open(member) as src, open(target, "wb") as out:
+                shutil.copyfileobj(src, out)
+            mode = (member.external_attr >> 16) & 0o777
+            if mode:
+                os.chmod(target, mode | 0o600)
+
+
+class PackageCache:
+    """Unpacked packages under `root/<sha256 hex>/`, fetched on first use.
+
+    `fetch(digest) -> bytes` gets the zip (from the broker); the cache checks it
+    against the digest before unpacking, so a package dir is always complete and
+    correct: it is unpacked into a temp dir and renamed into place.
+    """
+
+    def __init__(self, root: str | Path, fetch: Callable[[str], bytes]) -> None:
+        self.root = Path(root)
+        self._fetch = fetch
+        self._lock = threading.Lock()
+
+    def path_for(self, digest: str) -> Path:
+        return self.root / _digest_hex(digest)
+
+    def get(self, digest: str) -> Path:
+        """The local dir of package `digest`, fetching and unpacking it if needed."""
+        final = self.path_for(digest)
+        with self._lock:
+            if final.is_dir():
+                return final
+            data = self._fetch(digest)
+            if digest_of(data) != digest:
+                raise PackageError(f"package {digest} does not match its content ({digest_of(data)})")
+            self.root.mkdir(parents=True, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(prefix=".unpack-", dir=self.root))
+            try:
+                safe_extract(data, staging)
+                os.rename(staging, final)
+            except BaseException:
+                shutil.rmtree(staging, ignore_errors=True)
+                raise
+            log.info("cached package %s (%d bytes)", digest, len(data))
+            return final

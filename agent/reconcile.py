@@ -1,0 +1,202 @@
+"""Reconciles the runs the broker asked this site for with what Ray actually does,
+and turns every change into messages for the broker.
+
+Ray is the source of truth for which runs exist (the run id is the Ray
+submission_id), so a StartRun is submitted at most once however often it comes,
+and a restarted agent finds its runs again. For each tracked run the reconciler
+remembers:
+
+- `state`: the last state it queued a report for (to report only changes);
+- `log_offset`: how many log bytes it queued (log chunks carry byte offsets);
+- `delivered`: the last reported state the outbox counts as delivered.
+
+A run's final log chunks are queued before its terminal report, so the broker
+has the whole log when the job ends. Hello reports each tracked run in its
+*delivered* state, never a newer one, so the queued messages that follow Hello
+replay the rest in order, logs before the terminal report.
+
+Not thread-safe for concurrent callers of `start_run`/`stop_run`/`tick` (the
+session calls those from one thread); `hello_runs` and `on_delivered` may be
+called from other threads.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+
+from agent.backend import RayBackend, RunInfo
+from agent.packages import PackageCache
+from agent import wire
+from minga.v1 import site_pb2
+from scheduler.clock import Clock
+from scheduler.domain import RunState
+from agent.outbox import Outbox
+from agent.states import run_state_from_proto
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrackedRun:
+    run_id: str
+    job_id: str
+    epoch: int
+    state: RunState | None = None       # last state queued for the broker
+    delivered: RunState | None = None   # last state the broker is assumed to have
+    log_offset: int = 0                 # log bytes queued so far
+    next_log_poll: float = 0.0
+    finished: bool = False              # the last report (terminal or UNKNOWN) is queued
+
+
+class Reconciler:
+    def __init__(
+        self,
+        backend: RayBackend,
+        outbox: Outbox,
+        clock: Clock,
+        packages: PackageCache | None = None,
+        log_seconds: float = 0.5,
+    ) -> None:
+        self.backend = backend
+        self.outbox = outbox
+        self.packages = packages
+        self.log_seconds = log_seconds
+        self._clock = clock
+        self._lock = threading.RLock()
+        self._runs: dict[str, TrackedRun] = {}
+
+    # -- what the session calls ---------------------------------------------
+
+    def tracked(self) -> dict[str, TrackedRun]:
+        """A copy of the tracked runs (for tests and diagnostics)."""
+        with self._lock:
+            return {k: TrackedRun(**vars(v)) for k, v in self._runs.items()}
+
+    def hello_runs(self) -> list[site_pb2.RunReport]:
+        """The runs for a Hello: every minga run Ray knows. Raises if Ray does not
+        answer: a Hello that left runs out would make the broker think them lost."""
+        reports = []
+        for info in self.backend.list_runs():
+            with self._lock:
+                run = self._runs.get(info.run_id)
+                if run is None and not info.state.terminal:
+                    run = self._adopt(info)
+                if run is None:
+                    reports.append(wire.report_of(info))
+                else:
+                    state = run.delivered or RunState.STARTING
+                    reports.append(wire.run_report(run.run_id, run.job_id, run.epoch, state))
+        return reports
+
+    def start_run(self, start: site_pb2.StartRun) -> None:
+        """Submit the run to Ray unless Ray already has it; report STARTING or FAILED."""
+        with self._lock:
+            if start.run_id in self._runs:
+                log.info("run %s already tracked; StartRun ignored", start.run_id)
+                return
+            run = self._runs[start.run_id] = TrackedRun(start.run_id, start.job_id, start.epoch)
+        try:
+            working_dir = self._working_dir(start)
+            submitted = self.backend.submit(wire.run_request(start, working_dir))
+        except Exception as err:  # noqa: BLE001 - any failure to start is the run's failure
+            log.warning("could not start run %s: %s", start.run_id, err)
+            self._queue_report(run, RunState.FAILED, f"could not start on Ray: {err}")
+            return
+        if submitted:
+            self._queue_report(run, RunState.STARTING, "submitted to Ray")
+        # Already on Ray (a repeated StartRun, or one from before a restart):
+        # the next tick reports its actual state.
+
+    def stop_run(self, stop: site_pb2.StopRun) -> None:
+        """Ask Ray to stop the run; the next tick reports the state it reaches."""
+        log.info("stopping run %s (%s)", stop.run_id, stop.reason or "no reason given")
+        try:
+            self.backend.stop(stop.run_id)
+            info = self.backend.info(stop.run_id)
+        except Exception as err:  # noqa: BLE001 - Ray down: the broker asks again
+            log.warning("could not stop run %s: %s", stop.run_id, err)
+            return
+        with self._lock:
+            run = self._runs.get(stop.run_id)
+            if run is not None:
+                return
+            if info is None:
+                self.outbox.put(wire.run_message(wire.run_report(
+                    stop.run_id, "", 0, RunState.UNKNOWN, "this site's Ray cluster does not know the run")))
+                return
+            # Not tracked (e.g. finished and delivered long ago): report it afresh.
+            self._runs[info.run_id] = TrackedRun(info.run_id, info.job_id, info.epoch)
+
+    def tick(self) -> None:
+        """Poll Ray once for every live tracked run; queue logs and state changes."""
+        with self._lock:
+            live = [r for r in self._runs.values() if not r.finished]
+        for run in live:
+            try:
+                self._poll(run)
+            except Exception as err:  # noqa: BLE001 - Ray unreachable: try next tick
+                log.debug("polling run %s failed: %s", run.run_id, err)
+
+    def on_delivered(self, msg: site_pb2.AgentMessage) -> None:
+        """Outbox callback: `msg` counts as delivered; forget runs that are done."""
+        if msg.WhichOneof("body") != "run":
+            return
+        state = run_state_from_proto(msg.run.state)
+        with self._lock:
+            run = self._runs.get(msg.run.run_id)
+            if run is None:
+                return
+            run.delivered = state
+            if run.finished and (state.terminal or state is RunState.UNKNOWN):
+                del self._runs[run.run_id]
+
+    # -- internals --------------------------------------------------------------
+
+    def _adopt(self, info: RunInfo) -> TrackedRun:
+        """Track a live run found on Ray (e.g. after an agent restart); its Hello
+        report stands for the delivered state, its log is sent from the start."""
+        run = TrackedRun(info.run_id, info.job_id, info.epoch, state=info.state, delivered=info.state)
+        self._runs[info.run_id] = run
+        log.info("recovered run %s of job %s (epoch %d) in state %s",
+                 info.run_id, info.job_id, info.epoch, info.state.value)
+        return run
+
+    def _working_dir(self, start: site_pb2.StartRun) -> str | None:
+        digest = start.spec.runtime_env.working_dir_digest
+        if not digest:
+            return None
+        if self.packages is None:
+            raise RuntimeError("this agent has no package cache for working dirs")
+        return str(self.packages.get(digest))
+
+    def _poll(self, run: TrackedRun) -> None:
+        info = self.backend.info(run.run_id)
+        if info is None:
+            if run.state is None:
+                return   # a submit in flight on the session thread
+            self._flush_logs(run)
+            self._queue_report(run, RunState.UNKNOWN, "the run vanished from this site's Ray cluster")
+            return
+        now = self._clock.now()
+        if info.state.terminal or now >= run.next_log_poll:
+            # The last read after the run ended: the final chunks go before the report.
+            self._flush_logs(run)
+            run.next_log_poll = now + self.log_seconds
+        if info.state != run.state:
+            self._queue_report(run, info.state, info.message)
+
+    def _flush_logs(self, run: TrackedRun) -> None:
+        data = self.backend.logs(run.run_id).encode("utf-8", errors="replace")
+        if len(data) <= run.log_offset:
+            return
+        for msg in wire.log_messages(run.run_id, run.log_offset, data[run.log_offset:]):
+            self.outbox.put(msg)
+        run.log_offset = len(data)
+
+    def _queue_report(self, run: TrackedRun, state: RunState, message: str = "") -> None:
+        with self._lock:
+            run.state = state
+            run.finished = state.terminal or state is RunState.UNKNOWN
+            self.outbox.put(wire.run_message(wire.run_report(run.run_id, run.job_id, run.epoch, state, message)))
+        log.info("run %s is %s%s", run.run_id, state.value, f": {message}" if message else "")

@@ -1,0 +1,238 @@
+"""The agent's session with the broker: one outbound bidirectional Connect stream,
+re-opened with exponential backoff whenever it breaks, plus the loops that keep
+the broker informed (run states, logs, heartbeats, inventory).
+
+Threads, all daemons, all ended by `stop()`:
+- session: dials the broker, sends Hello, reads commands into a queue;
+- reconcile: runs StartRun/StopRun commands and polls Ray every `poll_seconds`;
+- inventory: re-reads the inventory every `inventory_seconds`, sends changes.
+The gRPC request iterator of each session is fed from the Outbox, so none of
+these threads ever writes to the stream directly.
+"""
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import grpc
+import platformdirs
+
+from agent import AGENT_VERSION, wire
+from agent.backend import JobSubmissionBackend, RayBackend
+from agent.channel import bearer, open_channel
+from agent.inventory import collect_inventory
+from agent.outbox import Outbox, OutboxStream
+from agent.packages import PackageCache
+from agent.reconcile import Reconciler
+from minga.v1 import common_pb2, site_pb2, site_pb2_grpc
+from scheduler.clock import Clock, SystemClock
+
+log = logging.getLogger(__name__)
+
+FETCH_TIMEOUT_SECONDS = 300.0
+Command = site_pb2.StartRun | site_pb2.StopRun
+
+
+def default_cache_dir() -> Path:
+    return Path(platformdirs.user_cache_dir("minga")) / "packages"
+
+
+@dataclass
+class AgentConfig:
+    broker: str                             # "host:port"
+    token: str = field(repr=False)          # the site's bearer token
+    ray_dashboard_url: str = "http://127.0.0.1:8265"
+    gpu_model: str | None = None            # names logical GPUs (CPU-only machines)
+    gpu_memory_mb: int | None = None        # their memory
+    ca_file: str | None = None              # TLS root; None: plaintext
+    poll_seconds: float = 0.05              # Ray status poll of live runs
+    log_seconds: float = 0.5                # Ray log poll of live runs
+    heartbeat_seconds: float = 5.0          # the broker's Welcome may override it
+    inventory_seconds: float = 10.0
+    replay_seconds: float = 2.0             # see agent.outbox
+    backoff_initial: float = 0.2
+    backoff_max: float = 5.0
+    cache_dir: Path = field(default_factory=default_cache_dir)
+    agent_version: str = AGENT_VERSION
+
+
+class Agent:
+    """The site agent. `start()` runs it in background threads; `stop()` ends them.
+    Runs keep running on Ray whatever happens to the agent or the broker."""
+
+    def __init__(
+        self,
+        config: AgentConfig,
+        backend: RayBackend | None = None,
+        clock: Clock | None = None,
+        inventory_source: Callable[[], common_pb2.Inventory] | None = None,
+    ) -> None:
+        self.config = config
+        self.backend = backend or JobSubmissionBackend(config.ray_dashboard_url)
+        self._clock = clock or SystemClock()
+        self._inventory_source = inventory_source or (lambda: collect_inventory(
+            config.ray_dashboard_url, config.gpu_model, config.gpu_memory_mb))
+        self.outbox = Outbox(self._clock, config.replay_seconds)
+        self.reconciler = Reconciler(
+            self.backend, self.outbox, self._clock,
+            PackageCache(config.cache_dir, self._fetch_package), config.log_seconds,
+        )
+        self.outbox.on_delivered = self.reconciler.on_delivered
+        self._commands: queue.Queue[Command] = queue.Queue()
+        self._stopping = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._call_lock = threading.Lock()
+        self._call: grpc.Future | None = None
+        self._heartbeat_seconds = config.heartbeat_seconds
+        self._inventory: common_pb2.Inventory | None = None
+        self.connected = threading.Event()     # set while a session is welcomed
+        self.sessions = 0                      # sessions welcomed so far
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    def start(self) -> "Agent":
+        for name, target in (("session", self._session_loop), ("reconcile", self._reconcile_loop),
+                             ("inventory", self._inventory_loop)):
+            thread = threading.Thread(target=target, name=f"minga-agent-{name}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        log.info("agent started: broker %s, Ray %s", self.config.broker, self.config.ray_dashboard_url)
+        return self
+
+    def run_forever(self) -> None:
+        """Run until interrupted (Ctrl-C) or `stop()` is called from elsewhere."""
+        self.start()
+        try:
+            while not self._stopping.wait(1.0):
+                pass
+        except KeyboardInterrupt:
+            log.info("interrupted")
+        finally:
+            self.stop()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stopping.set()
+        self._cancel_call()
+        for thread in self._threads:
+            if thread is not threading.current_thread():
+                thread.join(timeout)
+        self._threads.clear()
+
+    def __enter__(self) -> "Agent":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- the session with the broker ------------------------------------------
+
+    def _session_loop(self) -> None:
+        backoff = self.config.backoff_initial
+        while not self._stopping.is_set():
+            welcomed = False
+            try:
+                welcomed = self._run_session()
+            except grpc.RpcError as err:
+                if not self._stopping.is_set():
+                    log.warning("broker session ended: %s %s", err.code(), err.details())
+            except Exception as err:  # noqa: BLE001 - e.g. Ray down while building Hello
+                log.warning("broker session failed: %s", err)
+            if welcomed:
+                backoff = self.config.backoff_initial
+            if self._stopping.wait(backoff):
+                break
+            backoff = min(backoff * 2, self.config.backoff_max)
+
+    def _run_session(self) -> bool:
+        """One Connect call, from Hello until the stream ends; True if welcomed."""
+        hello = wire.hello_message(self.config.agent_version, self._current_inventory(),
+                                   self.reconciler.hello_runs())
+        stream = self.outbox.stream(hello, self._heartbeat_seconds)
+        channel = open_channel(self.config.broker, self.config.ca_file)
+        welcomed = False
+        try:
+            call = site_pb2_grpc.SiteServiceStub(channel).Connect(stream, metadata=bearer(self.config.token))
+            with self._call_lock:
+                self._call = call
+            if self._stopping.is_set():
+                call.cancel()
+            for msg in call:
+                if msg.WhichOneof("body") == "welcome":
+                    welcomed = True
+                    self._welcome(msg.welcome, stream)
+                else:
+                    self._on_command(msg)
+            log.warning("broker closed the session")
+        finally:
+            with self._call_lock:
+                self._call = None
+            self.connected.clear()
+            stream.close()
+            channel.close()
+        return welcomed
+
+    def _welcome(self, welcome: site_pb2.Welcome, stream: OutboxStream) -> None:
+        log.info("connected to broker as site %s", welcome.site)
+        if welcome.heartbeat_seconds > 0:
+            self._heartbeat_seconds = welcome.heartbeat_seconds
+            stream.heartbeat_seconds = welcome.heartbeat_seconds
+        self.sessions += 1
+        self.connected.set()
+
+    def _on_command(self, msg: site_pb2.BrokerMessage) -> None:
+        body = msg.WhichOneof("body")
+        if body == "start":
+            self._commands.put(msg.start)
+        elif body == "stop":
+            self._commands.put(msg.stop)
+        else:
+            log.warning("ignoring unknown broker message %r", body)
+
+    def _cancel_call(self) -> None:
+        with self._call_lock:
+            if self._call is not None:
+                self._call.cancel()
+
+    def _fetch_package(self, digest: str) -> bytes:
+        channel = open_channel(self.config.broker, self.config.ca_file)
+        try:
+            resp = site_pb2_grpc.SiteServiceStub(channel).FetchPackage(
+                site_pb2.FetchPackageRequest(digest=digest),
+                metadata=bearer(self.config.token), timeout=FETCH_TIMEOUT_SECONDS)
+        finally:
+            channel.close()
+        return resp.data
+
+    # -- reconcile and inventory loops -----------------------------------------
+
+    def _reconcile_loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                while True:
+                    cmd = self._commands.get_nowait()
+                    if isinstance(cmd, site_pb2.StartRun):
+                        self.reconciler.start_run(cmd)
+                    else:
+                        self.reconciler.stop_run(cmd)
+            except queue.Empty:
+                pass
+            self.reconciler.tick()
+            self._stopping.wait(self.config.poll_seconds)
+
+    def _current_inventory(self) -> common_pb2.Inventory:
+        try:
+            self._inventory = self._inventory_source()
+        except Exception as err:  # noqa: BLE001 - keep the last known one
+            log.warning("could not read the inventory: %s", err)
+        return self._inventory or common_pb2.Inventory()
+
+    def _inventory_loop(self) -> None:
+        while not self._stopping.wait(self.config.inventory_seconds):
+            previous = self._inventory
+            current = self._current_inventory()
+            if self.connected.is_set() and current != previous:
+                self.outbox.put(wire.inventory_message(current))

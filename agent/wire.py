@@ -1,0 +1,66 @@
+"""Conversions between the agent's plain objects and the minga.v1 messages it
+exchanges with the broker. The only agent module besides inventory that builds
+`_pb2` messages by hand."""
+from __future__ import annotations
+
+from agent.backend import RunInfo, RunRequest
+from agent.states import run_state_to_proto
+from minga.v1 import common_pb2, site_pb2
+from scheduler.domain import RunState
+
+LOG_CHUNK_BYTES = 1024 * 1024   # well below gRPC's default 4 MiB message cap
+
+
+def run_request(start: site_pb2.StartRun, working_dir: str | None = None) -> RunRequest:
+    """What to submit to Ray for a StartRun; `working_dir` is the unpacked package."""
+    spec = start.spec
+    res = spec.resources
+    return RunRequest(
+        run_id=start.run_id,
+        job_id=start.job_id,
+        epoch=start.epoch,
+        entrypoint=spec.entrypoint,
+        gpus=res.gpus,
+        cpus=res.cpus if res.cpus > 0 else 1.0,
+        memory_mb=res.memory_mb,
+        gpu_model=start.gpu_model,
+        working_dir=working_dir,
+        pip=tuple(spec.runtime_env.pip),
+        env=dict(spec.runtime_env.env),
+    )
+
+
+def run_report(run_id: str, job_id: str, epoch: int, state: RunState, message: str = "") -> site_pb2.RunReport:
+    return site_pb2.RunReport(
+        run_id=run_id, job_id=job_id, epoch=epoch, state=run_state_to_proto(state), message=message,
+    )
+
+
+def report_of(info: RunInfo) -> site_pb2.RunReport:
+    return run_report(info.run_id, info.job_id, info.epoch, info.state, info.message)
+
+
+def run_message(report: site_pb2.RunReport) -> site_pb2.AgentMessage:
+    return site_pb2.AgentMessage(run=report)
+
+
+def log_messages(run_id: str, offset: int, data: bytes) -> list[site_pb2.AgentMessage]:
+    """`data` (the log from byte `offset` on) as LogChunk messages of bounded size."""
+    return [
+        site_pb2.AgentMessage(log=common_pb2.LogChunk(
+            run_id=run_id, offset=offset + start, data=data[start:start + LOG_CHUNK_BYTES],
+        ))
+        for start in range(0, len(data), LOG_CHUNK_BYTES)
+    ]
+
+
+def hello_message(version: str, inventory: common_pb2.Inventory, runs: list[site_pb2.RunReport]) -> site_pb2.AgentMessage:
+    return site_pb2.AgentMessage(hello=site_pb2.Hello(agent_version=version, inventory=inventory, runs=runs))
+
+
+def inventory_message(inventory: common_pb2.Inventory) -> site_pb2.AgentMessage:
+    return site_pb2.AgentMessage(inventory=site_pb2.InventoryUpdate(inventory=inventory))
+
+
+def heartbeat_message() -> site_pb2.AgentMessage:
+    return site_pb2.AgentMessage(heartbeat=site_pb2.Heartbeat())
