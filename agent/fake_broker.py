@@ -22,7 +22,7 @@ class FakeBroker(site_pb2_grpc.SiteServiceServicer):
     """Accepts agents presenting `token`; `port=0` picks a free port."""
 
     def __init__(self, token: str = "site-token", port: int = 0, heartbeat_seconds: float = 0.0,
-                 site: str = "test-site") -> None:
+                 site: str = "test-site", tls: grpc.ServerCredentials | None = None) -> None:
         self.token = token
         self.site = site
         self.heartbeat_seconds = heartbeat_seconds
@@ -35,7 +35,8 @@ class FakeBroker(site_pb2_grpc.SiteServiceServicer):
         self._outgoing: queue.Queue[object] | None = None
         self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
         site_pb2_grpc.add_SiteServiceServicer_to_server(self, self._server)
-        self.port = self._server.add_insecure_port(f"127.0.0.1:{port}")
+        bind = f"127.0.0.1:{port}"
+        self.port = self._server.add_secure_port(bind, tls) if tls else self._server.add_insecure_port(bind)
         if self.port == 0:
             raise RuntimeError(f"could not bind the fake broker to port {port}")
 

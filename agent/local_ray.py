@@ -29,6 +29,9 @@ log = logging.getLogger(__name__)
 WORKER_PORTS = 200      # one port per Ray worker process; ample for a test head
 LOG_TAIL_LINES = 40
 START_ATTEMPTS = 3      # a port chosen as free may be taken before Ray binds it
+# An idle head exits on SIGTERM in 1-4 s; with jobs running it may drain for long
+# against processes already gone, so after this grace everything is SIGKILLed.
+STOP_GRACE_SECONDS = 3.0
 
 
 class RayStartError(RuntimeError):
@@ -126,9 +129,10 @@ class LocalRayHead:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
                 try:
-                    proc.wait(timeout=8)
+                    proc.wait(timeout=STOP_GRACE_SECONDS)
                 except subprocess.TimeoutExpired:
-                    log.warning("Ray head %d ignored SIGTERM; killing its process group", proc.pid)
+                    log.info("Ray head %d still up %.0fs after SIGTERM; killing what it started",
+                             proc.pid, STOP_GRACE_SECONDS)
             try:
                 os.killpg(proc.pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
@@ -201,6 +205,8 @@ class LocalRayHead:
         self._temp_dir = Path(tempfile.mkdtemp(prefix="minga-ray-", dir="/tmp"))
         self._choose_ports()
         env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0")
+        # Job entrypoints say `python ...`: let that be this interpreter, which has Ray.
+        env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
         env.pop("RAY_ADDRESS", None)
         with open(self._start_log, "wb") as out:
             self._proc = subprocess.Popen(

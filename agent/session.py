@@ -131,6 +131,7 @@ class Agent:
     # -- the session with the broker ------------------------------------------
 
     def _session_loop(self) -> None:
+        """Keep one session open: reconnect with exponential backoff, forever."""
         backoff = self.config.backoff_initial
         while not self._stopping.is_set():
             welcomed = False
@@ -138,7 +139,7 @@ class Agent:
                 welcomed = self._run_session()
             except grpc.RpcError as err:
                 if not self._stopping.is_set():
-                    log.warning("broker session ended: %s %s", err.code(), err.details())
+                    self._log_session_error(err)
             except Exception as err:  # noqa: BLE001 - e.g. Ray down while building Hello
                 log.warning("broker session failed: %s", err)
             if welcomed:
@@ -147,12 +148,44 @@ class Agent:
                 break
             backoff = min(backoff * 2, self.config.backoff_max)
 
+    @staticmethod
+    def _log_session_error(err: grpc.RpcError) -> None:
+        code = err.code()
+        if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
+            log.error("the broker refused this site's credential (%s: %s); "
+                      "join again with `minga site join`", code.name, err.details())
+        else:
+            log.warning("broker session ended: %s %s", code.name, err.details())
+
+    def _channel_ready(self, channel: grpc.Channel) -> bool:
+        """Wait up to `backoff_max` for the broker to accept connections, so an
+        absent broker costs no Ray queries for a Hello nobody receives."""
+        ready = grpc.channel_ready_future(channel)
+        deadline = self._clock.now() + self.config.backoff_max
+        while not self._stopping.is_set():
+            try:
+                ready.result(timeout=0.2)
+                return True
+            except grpc.FutureTimeoutError:
+                if self._clock.now() >= deadline:
+                    break
+        ready.cancel()
+        log.warning("broker %s not reachable (down, wrong address, or a TLS mismatch)", self.config.broker)
+        return False
+
     def _run_session(self) -> bool:
         """One Connect call, from Hello until the stream ends; True if welcomed."""
-        hello = wire.hello_message(self.config.agent_version, self._current_inventory(),
-                                   self.reconciler.hello_runs())
-        stream = self.outbox.stream(hello, self._heartbeat_seconds)
         channel = open_channel(self.config.broker, self.config.ca_file)
+        if not self._channel_ready(channel):
+            channel.close()
+            return False
+        try:
+            hello = wire.hello_message(self.config.agent_version, self._current_inventory(),
+                                       self.reconciler.hello_runs())
+        except BaseException:
+            channel.close()
+            raise
+        stream = self.outbox.stream(hello, self._heartbeat_seconds)
         welcomed = False
         try:
             call = site_pb2_grpc.SiteServiceStub(channel).Connect(stream, metadata=bearer(self.config.token))

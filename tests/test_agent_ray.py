@@ -92,7 +92,7 @@ def test_model_pinning_only_when_the_cluster_mixes_models(ray_head: LocalRayHead
 def test_agent_runs_a_job_from_start_run_to_success_with_its_log(ray_head: LocalRayHead, tmp_path: Path) -> None:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
-        zf.writestr("train.py", "import os\nprint('gpus', os.environ['CUDA_VISIBLE_DEVICES'])\nprint('bye')\n")
+        zf.writestr("train.py", "import os, ray\nprint('gpus', os.environ['CUDA_VISIBLE_DEVICES'])\nprint('bye')\n")
     broker = FakeBroker().start()
     digest = broker.add_package(buf.getvalue())
     config = AgentConfig(broker=broker.address, token=broker.token, ray_dashboard_url=ray_head.dashboard_url,
@@ -102,7 +102,7 @@ def test_agent_runs_a_job_from_start_run_to_success_with_its_log(ray_head: Local
         assert broker.wait_for(lambda: broker.connected() and len(broker.hellos) == 1, timeout=30)
         pools = {p.model: p.total for p in broker.hellos[0].inventory.gpus}
         assert pools == {"A100": 4}
-        broker.start_run(make_start_run("minga-j-e2e-a1", "j-e2e", epoch=2, entrypoint=f"{PY} train.py",
+        broker.start_run(make_start_run("minga-j-e2e-a1", "j-e2e", epoch=2, entrypoint="python train.py",
                                         gpus=1, gpu_model="A100", working_dir_digest=digest))
         assert broker.wait_for(lambda: common_pb2.RUN_STATE_SUCCEEDED in broker.states("minga-j-e2e-a1"),
                                timeout=90), broker.reports("minga-j-e2e-a1")

@@ -257,3 +257,47 @@ def test_a_package_with_path_traversal_fails_the_run(site: Site) -> None:
     assert "unsafe path" in site.broker.reports("minga-j-1-a1")[-1].message
     assert site.backend.submissions == []
     assert not (site.tmp_path / "escape.py").exists()
+
+
+def self_signed(tmp_path: Path) -> tuple[Path, bytes, bytes]:
+    """A certificate for 127.0.0.1 that is its own CA: (cert file, key PEM, cert PEM)."""
+    pytest.importorskip("cryptography")
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "minga-test-broker")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
+            .sign(key, hashes.SHA256()))
+    cert_pem = cert.public_bytes(serialization.Encoding.PEM)
+    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    path = tmp_path / "ca.pem"
+    path.write_bytes(cert_pem)
+    return path, key_pem, cert_pem
+
+
+def test_agent_speaks_tls_when_given_a_ca_file(tmp_path: Path) -> None:
+    import grpc
+
+    ca_file, key_pem, cert_pem = self_signed(tmp_path)
+    broker = FakeBroker(tls=grpc.ssl_server_credentials([(key_pem, cert_pem)])).start()
+    config = fast_config(broker, tmp_path)
+    config.ca_file = str(ca_file)
+    agent = Agent(config, backend=FakeBackend(), inventory_source=lambda: INVENTORY).start()
+    try:
+        assert broker.wait_for(lambda: len(broker.hellos) == 1 and broker.connected())
+    finally:
+        agent.stop()
+        broker.stop()
