@@ -87,7 +87,7 @@ class PackageCache:
     """
 
     def __init__(self, root: str | Path, fetch: Callable[[str], bytes]) -> None:
-        self.root = Path(root)
+        self.root = Path(root).resolve()     # Ray gets these paths as working_dir
         self._fetch = fetch
         self._lock = threading.Lock()
 

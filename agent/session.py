@@ -182,6 +182,10 @@ class Agent:
         try:
             hello = wire.hello_message(self.config.agent_version, self._current_inventory(),
                                        self.reconciler.hello_runs())
+        except Exception as err:  # noqa: BLE001
+            channel.close()
+            log.warning("cannot list this site's runs on Ray (%s); connecting once Ray answers", err)
+            return False
         except BaseException:
             channel.close()
             raise
@@ -243,18 +247,25 @@ class Agent:
     # -- reconcile and inventory loops -----------------------------------------
 
     def _reconcile_loop(self) -> None:
+        """Run the broker's commands in arrival order, then poll Ray; repeat."""
         while not self._stopping.is_set():
             try:
-                while True:
-                    cmd = self._commands.get_nowait()
-                    if isinstance(cmd, site_pb2.StartRun):
-                        self.reconciler.start_run(cmd)
-                    else:
-                        self.reconciler.stop_run(cmd)
-            except queue.Empty:
-                pass
-            self.reconciler.tick()
+                self._run_commands()
+                self.reconciler.tick()
+            except Exception:  # noqa: BLE001 - a bug must not stop the agent reporting
+                log.exception("reconcile step failed")
             self._stopping.wait(self.config.poll_seconds)
+
+    def _run_commands(self) -> None:
+        while True:
+            try:
+                cmd = self._commands.get_nowait()
+            except queue.Empty:
+                return
+            if isinstance(cmd, site_pb2.StartRun):
+                self.reconciler.start_run(cmd)
+            else:
+                self.reconciler.stop_run(cmd)
 
     def _current_inventory(self) -> common_pb2.Inventory:
         try:

@@ -301,3 +301,14 @@ def test_agent_speaks_tls_when_given_a_ca_file(tmp_path: Path) -> None:
     finally:
         agent.stop()
         broker.stop()
+
+
+def test_no_hello_while_ray_is_down_so_no_run_looks_lost(site: Site) -> None:
+    site.backend.add_run(request("minga-j-1-a1"), RunState.RUNNING)
+    site.backend.down = True
+    site.agent = Agent(fast_config(site.broker, site.tmp_path), backend=site.backend,
+                       inventory_source=lambda: site.inventory).start()
+    assert not site.broker.wait_for(lambda: len(site.broker.hellos) > 0, timeout=1.0)
+    site.backend.down = False
+    assert site.broker.wait_for(lambda: len(site.broker.hellos) == 1)
+    assert [r.run_id for r in site.broker.hellos[0].runs] == ["minga-j-1-a1"]
