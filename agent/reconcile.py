@@ -65,6 +65,7 @@ class Reconciler:
         self._clock = clock
         self._lock = threading.RLock()
         self._runs: dict[str, TrackedRun] = {}
+        self._ray_failing = False
 
     # -- what the session calls ---------------------------------------------
 
@@ -136,7 +137,13 @@ class Reconciler:
             try:
                 self._poll(run)
             except Exception as err:  # noqa: BLE001 - Ray unreachable: try next tick
-                log.debug("polling run %s failed: %s", run.run_id, err)
+                if not self._ray_failing:
+                    log.warning("cannot poll Ray (%s); runs keep their last reported state", err)
+                self._ray_failing = True
+                return
+        if self._ray_failing and live:
+            log.info("Ray answers again")
+        self._ray_failing = False
 
     def on_delivered(self, msg: site_pb2.AgentMessage) -> None:
         """Outbox callback: `msg` counts as delivered; forget runs that are done."""

@@ -1,6 +1,8 @@
 """Inventory: GPU pools by model from Ray's nodes, with NVML and operator overrides."""
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 from agent import inventory as inv
@@ -85,3 +87,53 @@ def test_inventory_of_a_real_ray_head(ray_head: LocalRayHead) -> None:
     assert got.nodes == 1
     assert got.cpus == ray_head.cpus
     assert got.memory_mb > 0
+
+
+class FakeNvml:
+    """Just enough of pynvml for probe_nvml."""
+
+    class NVMLError(Exception):
+        pass
+
+    def __init__(self, gpus: list[tuple[bytes | str, int]] | None, fail_init: bool = False) -> None:
+        self.gpus = gpus or []
+        self.fail_init = fail_init
+        self.shutdown = False
+
+    def nvmlInit(self) -> None:
+        if self.fail_init:
+            raise self.NVMLError("Driver Not Loaded")
+
+    def nvmlShutdown(self) -> None:
+        self.shutdown = True
+
+    def nvmlDeviceGetCount(self) -> int:
+        return len(self.gpus)
+
+    def nvmlDeviceGetHandleByIndex(self, index: int) -> int:
+        return index
+
+    def nvmlDeviceGetName(self, handle: int) -> bytes | str:
+        return self.gpus[handle][0]
+
+    def nvmlDeviceGetMemoryInfo(self, handle: int) -> object:
+        return type("Memory", (), {"total": self.gpus[handle][1]})()
+
+
+def test_probe_nvml_reads_names_and_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    from agent.nvml import probe_nvml
+
+    fake = FakeNvml([(b"NVIDIA H200", 143771 * 1024 * 1024), ("Tesla T4", 15360 * 1024 * 1024)])
+    monkeypatch.setitem(sys.modules, "pynvml", fake)
+    gpus = probe_nvml()
+    assert [(g.model, g.memory_mb) for g in gpus] == [("H200", 143771), ("T4", 15360)]
+    assert fake.shutdown
+
+
+def test_probe_nvml_tolerates_no_library_and_no_driver(monkeypatch: pytest.MonkeyPatch) -> None:
+    from agent.nvml import probe_nvml
+
+    monkeypatch.setitem(sys.modules, "pynvml", FakeNvml(None, fail_init=True))
+    assert probe_nvml() == []
+    monkeypatch.setitem(sys.modules, "pynvml", None)     # import fails
+    assert probe_nvml() == []

@@ -312,3 +312,17 @@ def test_no_hello_while_ray_is_down_so_no_run_looks_lost(site: Site) -> None:
     site.backend.down = False
     assert site.broker.wait_for(lambda: len(site.broker.hellos) == 1)
     assert [r.run_id for r in site.broker.hellos[0].runs] == ["minga-j-1-a1"]
+
+
+def test_ray_outage_mid_run_reports_nothing_false(site: Site) -> None:
+    site.start_agent()
+    site.broker.start_run(make_start_run("minga-j-1-a1", "j-1"))
+    assert site.broker.wait_for(lambda: S.RUN_STATE_STARTING in site.broker.states("minga-j-1-a1"))
+    site.backend.set_state("minga-j-1-a1", RunState.RUNNING)
+    assert site.broker.wait_for(lambda: S.RUN_STATE_RUNNING in site.broker.states("minga-j-1-a1"))
+    site.backend.down = True
+    assert not site.broker.wait_for(lambda: len(site.broker.states("minga-j-1-a1")) > 2, timeout=0.5)
+    site.backend.down = False
+    site.backend.set_state("minga-j-1-a1", RunState.SUCCEEDED)
+    assert site.broker.wait_for(lambda: S.RUN_STATE_SUCCEEDED in site.broker.states("minga-j-1-a1"))
+    assert site.broker.states("minga-j-1-a1") == [S.RUN_STATE_STARTING, S.RUN_STATE_RUNNING, S.RUN_STATE_SUCCEEDED]
