@@ -140,9 +140,17 @@ class LocalRayHead:
             for key in tree:
                 proctree.kill(key)
             proc.wait()
+            self._wait_gone(tree)
         if self._temp_dir is not None and not self.keep_temp_dir:
             shutil.rmtree(self._temp_dir, ignore_errors=True)
             self._temp_dir = None
+
+    def _wait_gone(self, tree: list[proctree.ProcessKey], timeout: float = 5.0) -> None:
+        """Wait until the killed processes are gone, so none of them writes into the
+        temp dir while it is removed."""
+        deadline = self._clock.now() + timeout
+        while any(proctree.alive(key) for key in tree) and self._clock.now() < deadline:
+            self._stopped.wait(0.05)
 
     def __enter__(self) -> "LocalRayHead":
         return self.start()
