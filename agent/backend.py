@@ -8,6 +8,7 @@ epoch from the job metadata.
 from __future__ import annotations
 
 import logging
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
@@ -26,6 +27,7 @@ EPOCH_KEY = "minga_epoch"
 # nodes of that model without limiting how many jobs a node runs.
 ACCELERATOR_SHARE = 0.001
 MIB = 1024 * 1024
+MODELS_TTL_SECONDS = 30.0   # how long the cached list of the cluster's GPU models is trusted
 
 
 @dataclass(frozen=True)
@@ -131,6 +133,7 @@ class JobSubmissionBackend:
         self.dashboard_url = dashboard_url.rstrip("/")
         self.http_timeout = http_timeout
         self._client_obj: Any = None
+        self._models: tuple[float, set[str]] | None = None  # (read at, models): see _cluster_models
 
     def _client(self) -> Any:
         # Created lazily: the constructor connects, and Ray may still be starting.
@@ -145,23 +148,31 @@ class JobSubmissionBackend:
         the cluster has the resource and mixes more than one GPU model."""
         if not gpu_model:
             return {}
-        from agent.inventory import cluster_gpu_models
-
-        models = cluster_gpu_models(self.dashboard_url)
+        models = self._cluster_models()
         if gpu_model in models and len(models) > 1:
             return {f"accelerator_type:{gpu_model}": ACCELERATOR_SHARE}
         return {}
 
+    def _cluster_models(self) -> set[str]:
+        """The cluster's GPU models, re-read at most every MODELS_TTL_SECONDS: asking
+        the state API on every submit would add its round trip to every start."""
+        from agent.inventory import cluster_gpu_models
+
+        now = time.monotonic()
+        if self._models is None or now - self._models[0] > MODELS_TTL_SECONDS:
+            self._models = (now, cluster_gpu_models(self.dashboard_url))
+        return self._models[1]
+
     def submit(self, run: RunRequest) -> bool:
-        if self.status(run.run_id) is not None:
-            log.info("run %s already known to Ray; not submitting again", run.run_id)
-            return False
+        # No look-up first: Ray refuses a second job with the same submission_id,
+        # and that refusal is the idempotency check, without an extra round trip.
         kwargs: dict[str, Any] = {
             "entrypoint": run.entrypoint,
             "submission_id": run.run_id,
             "entrypoint_num_gpus": run.gpus,
             "entrypoint_num_cpus": run.cpus if run.cpus > 0 else 1.0,
-            "runtime_env": runtime_env_for(run),
+            # None rather than {}: Ray sets up an empty runtime_env measurably slower.
+            "runtime_env": runtime_env_for(run) or None,
             "metadata": {JOB_ID_KEY: run.job_id, EPOCH_KEY: str(run.epoch)},
         }
         if run.memory_mb > 0:
@@ -172,7 +183,7 @@ class JobSubmissionBackend:
         try:
             self._client().submit_job(**kwargs)
         except RuntimeError as err:
-            # Ray answers HTTP 500 on a duplicate submission_id (a concurrent submit).
+            # Ray answers HTTP 500 "... already exists" on a duplicate submission_id.
             if _is_duplicate(err):
                 log.info("run %s already exists on Ray", run.run_id)
                 return False

@@ -84,6 +84,7 @@ class Agent:
         self.outbox.on_delivered = self.reconciler.on_delivered
         self._commands: queue.Queue[Command] = queue.Queue()
         self._stopping = threading.Event()
+        self._wake = threading.Event()          # a command arrived: reconcile now
         self._threads: list[threading.Thread] = []
         self._call_lock = threading.Lock()
         self._call: grpc.Future | None = None
@@ -116,6 +117,7 @@ class Agent:
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stopping.set()
+        self._wake.set()
         self._cancel_call()
         for thread in self._threads:
             if thread is not threading.current_thread():
@@ -224,8 +226,10 @@ class Agent:
         body = msg.WhichOneof("body")
         if body == "start":
             self._commands.put(msg.start)
+            self._wake.set()
         elif body == "stop":
             self._commands.put(msg.stop)
+            self._wake.set()
         else:
             log.warning("ignoring unknown broker message %r", body)
 
@@ -254,7 +258,9 @@ class Agent:
                 self.reconciler.tick()
             except Exception:  # noqa: BLE001 - a bug must not stop the agent reporting
                 log.exception("reconcile step failed")
-            self._stopping.wait(self.config.poll_seconds)
+            # A command wakes the loop at once: a start must not wait for the next poll.
+            self._wake.wait(self.config.poll_seconds)
+            self._wake.clear()
 
     def _run_commands(self) -> None:
         while True:

@@ -85,6 +85,8 @@ def test_model_pinning_only_when_the_cluster_mixes_models(ray_head: LocalRayHead
     ray = JobSubmissionBackend(ray_head.dashboard_url)
     assert ray._accelerator_resources("A100") == {}          # one model: nothing to pin
     monkeypatch.setattr("agent.inventory.cluster_gpu_models", lambda _url: {"A100", "T4"})
+    assert ray._accelerator_resources("A100") == {}          # the model list is cached
+    ray = JobSubmissionBackend(ray_head.dashboard_url)       # a fresh backend reads it again
     assert ray._accelerator_resources("A100") == {"accelerator_type:A100": backend_mod.ACCELERATOR_SHARE}
     assert ray._accelerator_resources("H100") == {}           # not in the cluster
 

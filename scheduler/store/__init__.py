@@ -3,7 +3,7 @@
 SQLite is the embedded default, PostgreSQL the production store; one test suite
 runs against both.
 """
-from scheduler.store.db import make_engine, normalize_url
+from scheduler.store.db import make_engines, normalize_url
 from scheduler.store.repository import Store
 
-__all__ = ["Store", "make_engine", "normalize_url"]
+__all__ = ["Store", "make_engines", "normalize_url"]

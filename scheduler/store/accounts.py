@@ -49,12 +49,12 @@ class AccountsRepo:
         return inst
 
     def list_institutions(self) -> list[Institution]:
-        with self.db.tx() as s:
+        with self.db.read() as s:
             rows = s.exec(select(InstitutionRow).order_by(InstitutionRow.slug)).all()
             return [Institution(r.slug, r.name, r.country, r.weight) for r in rows]
 
     def get_institution(self, slug: str) -> Institution:
-        with self.db.tx() as s:
+        with self.db.read() as s:
             row = s.get(InstitutionRow, slug)
             if row is None:
                 raise NotFound(f"no institution {slug!r}")
@@ -74,7 +74,7 @@ class AccountsRepo:
         return user
 
     def list_users(self) -> list[User]:
-        with self.db.tx() as s:
+        with self.db.read() as s:
             rows = s.exec(select(UserRow).order_by(UserRow.name)).all()
             return [User(r.name, r.institution, Role(r.role), r.created_at) for r in rows]
 
@@ -93,7 +93,7 @@ class AccountsRepo:
     # -- tokens -------------------------------------------------------------
     def principal_for(self, token_hash: str, now: float) -> Principal | None:
         """The caller a bearer token stands for, or None if unknown, expired or revoked."""
-        with self.db.tx() as s:
+        with self.db.read() as s:
             row = s.get(TokenRow, token_hash)
             if row is None or row.revoked or row.kind == "join":
                 return None

@@ -19,8 +19,9 @@ class StoreUnavailable(Exception):
 
 
 class Database:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, read_engine: Engine | None = None) -> None:
         self.engine = engine
+        self.read_engine = read_engine or engine
 
     def create_schema(self) -> None:
         SQLModel.metadata.create_all(self.engine)
@@ -34,6 +35,21 @@ class Database:
                 session.commit()
         except OperationalError as exc:
             raise StoreUnavailable(str(exc.orig or exc)) from exc
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        """A read-only transaction: it never takes SQLite's write lock."""
+        try:
+            with Session(self.read_engine, expire_on_commit=False) as session:
+                yield session
+                session.rollback()
+        except OperationalError as exc:
+            raise StoreUnavailable(str(exc.orig or exc)) from exc
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+        if self.read_engine is not self.engine:
+            self.read_engine.dispose()
 
 
 def job_from_row(row: JobRow) -> Job:

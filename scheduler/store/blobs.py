@@ -31,7 +31,7 @@ class BlobsRepo:
 
     def read_log(self, run_id: str, offset: int) -> list[tuple[int, bytes]]:
         """Chunks of a run's log that end after `offset`, in order, trimmed to start there."""
-        with self.db.tx() as s:
+        with self.db.read() as s:
             rows = s.exec(select(LogRow).where(LogRow.run_id == run_id)
                           .where(LogRow.offset + func.length(LogRow.data) > offset)
                           .order_by(col(LogRow.offset))).all()
@@ -42,7 +42,7 @@ class BlobsRepo:
             return out
 
     def has_package(self, digest: str) -> bool:
-        with self.db.tx() as s:
+        with self.db.read() as s:
             return s.get(PackageRow, digest) is not None
 
     def put_package(self, digest: str, data: bytes, now: float) -> None:
@@ -51,7 +51,7 @@ class BlobsRepo:
                 s.add(PackageRow(digest=digest, size=len(data), data=data, created_at=now))
 
     def get_package(self, digest: str) -> bytes:
-        with self.db.tx() as s:
+        with self.db.read() as s:
             row = s.get(PackageRow, digest)
             if row is None:
                 raise NotFound(f"no package {digest!r}")

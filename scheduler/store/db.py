@@ -6,8 +6,10 @@ SQLite durability settings (why each):
 - synchronous=FULL: the WAL is fsynced at every commit, so an acknowledged submit
   survives a power loss too, not only a process crash.
 - busy_timeout: concurrent writers wait for the lock instead of failing.
-- Every transaction starts with BEGIN IMMEDIATE, taking the write lock up front,
-  so a read-then-write transaction can never fail halfway with SQLITE_BUSY.
+- Every writing transaction starts with BEGIN IMMEDIATE, taking the write lock up
+  front, so a read-then-write transaction can never fail halfway with SQLITE_BUSY.
+  Read-only transactions use a second engine with a plain (deferred) BEGIN, so
+  polling readers never queue for the write lock.
 """
 from __future__ import annotations
 
@@ -33,14 +35,16 @@ def normalize_url(url: str) -> str:
     )
 
 
-def make_engine(url: str) -> Engine:
+def make_engines(url: str) -> tuple[Engine, Engine]:
+    """(engine for writes, engine for reads); one and the same on PostgreSQL."""
     url = normalize_url(url)
     if url.startswith("sqlite"):
-        return _sqlite_engine(url)
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+        return _sqlite_engine(url, immediate=True), _sqlite_engine(url, immediate=False)
+    engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    return engine, engine
 
 
-def _sqlite_engine(url: str) -> Engine:
+def _sqlite_engine(url: str, immediate: bool) -> Engine:
     path = url.removeprefix("sqlite:///")
     if path and path != ":memory:":
         Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -59,6 +63,6 @@ def _sqlite_engine(url: str) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn) -> None:  # type: ignore[no-untyped-def]
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     return engine

@@ -45,13 +45,13 @@ class JobsRepo:
         return job, True
 
     def find_by_key(self, owner: str, key: str) -> Job | None:
-        with self.db.tx() as s:
+        with self.db.read() as s:
             row = s.exec(select(JobRow).where(JobRow.owner == owner,
                                               JobRow.idempotency_key == key)).first()
             return job_from_row(row) if row else None
 
     def get(self, job_id: str) -> Job:
-        with self.db.tx() as s:
+        with self.db.read() as s:
             row = s.get(JobRow, job_id)
             if row is None:
                 raise NotFound(f"no job {job_id!r}")
@@ -68,7 +68,7 @@ class JobsRepo:
         elif not include_terminal:
             q = q.where(col(JobRow.state).not_in([s.value for s in TERMINAL_JOB_STATES]))
         q = q.order_by(col(JobRow.submitted_at).desc(), col(JobRow.id).desc()).limit(limit)
-        with self.db.tx() as s:
+        with self.db.read() as s:
             return [job_from_row(r) for r in s.exec(q).all()]
 
     def request_cancel(self, job_id: str, now: float, reason: str) -> CancelOutcome:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from scheduler.store.accounts import AccountsRepo
 from scheduler.store.base import Database
 from scheduler.store.blobs import BlobsRepo
-from scheduler.store.db import make_engine
+from scheduler.store.db import make_engines
 from scheduler.store.jobs import JobsRepo
 from scheduler.store.runs import RunsRepo
 from scheduler.store.sites import SitesRepo
@@ -16,7 +16,7 @@ from scheduler.store.sites import SitesRepo
 class Store:
     def __init__(self, url: str) -> None:
         self.url = url
-        self.db = Database(make_engine(url))
+        self.db = Database(*make_engines(url))
         self.db.create_schema()
         self.accounts = AccountsRepo(self.db)
         self.jobs = JobsRepo(self.db)
@@ -25,4 +25,4 @@ class Store:
         self.blobs = BlobsRepo(self.db)
 
     def close(self) -> None:
-        self.db.engine.dispose()
+        self.db.dispose()

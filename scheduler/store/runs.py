@@ -24,7 +24,7 @@ class RunsRepo:
         self.db = db
 
     def load_snapshot(self) -> Snapshot:
-        with self.db.tx() as s:
+        with self.db.read() as s:
             sites = tuple(site_from_row(r) for r in s.exec(select(SiteRow).order_by(SiteRow.name)))
             runs = tuple(run_from_row(r) for r in s.exec(select(RunRow).where(RunRow.live == True)))  # noqa: E712
             pending = tuple(job_from_row(r) for r in s.exec(
@@ -74,7 +74,7 @@ class RunsRepo:
         return commands
 
     def site_needs_package(self, site: str, digest: str) -> bool:
-        with self.db.tx() as s:
+        with self.db.read() as s:
             return _site_needs_package(s, site, digest)
 
 

@@ -14,20 +14,20 @@ class SitesRepo:
         self.db = db
 
     def get(self, name: str) -> Site:
-        with self.db.tx() as s:
+        with self.db.read() as s:
             row = s.get(SiteRow, name)
             if row is None:
                 raise NotFound(f"no site {name!r}")
             return site_from_row(row)
 
     def list(self) -> list[Site]:
-        with self.db.tx() as s:
+        with self.db.read() as s:
             return [site_from_row(r) for r in s.exec(select(SiteRow).order_by(SiteRow.name)).all()]
 
     def gpus_in_use(self) -> dict[str, dict[str, int]]:
         """site -> model -> GPUs held by live runs."""
         used: dict[str, dict[str, int]] = {}
-        with self.db.tx() as s:
+        with self.db.read() as s:
             for run in s.exec(select(RunRow).where(RunRow.live == True)).all():  # noqa: E712
                 if run.gpus:
                     per = used.setdefault(run.site, {})
