@@ -10,12 +10,10 @@ import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-import platformdirs
-
 from agent.channel import open_channel
 from minga.v1 import site_pb2, site_pb2_grpc
+from scheduler.paths import config_dir
 
-CONFIG_DIR_ENV = "MINGA_CONFIG_DIR"
 JOIN_TIMEOUT_SECONDS = 30.0
 
 
@@ -35,12 +33,6 @@ class SiteCredential:
     def __repr__(self) -> str:      # never leak the token into logs or tracebacks
         return (f"SiteCredential(broker={self.broker!r}, site={self.site!r}, "
                 f"institution={self.institution!r}, country={self.country!r}, token='***')")
-
-
-def config_dir() -> Path:
-    """`$MINGA_CONFIG_DIR`, else the platform's per-user config dir for minga."""
-    override = os.environ.get(CONFIG_DIR_ENV)
-    return Path(override) if override else Path(platformdirs.user_config_dir("minga"))
 
 
 def default_credential_path() -> Path:

@@ -12,26 +12,12 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import platformdirs
+from scheduler.paths import config_dir, data_dir  # noqa: F401  (data_dir: used by cli.up)
 
-CONFIG_DIR_ENV = "MINGA_CONFIG_DIR"
-DATA_DIR_ENV = "MINGA_DATA_DIR"
 BROKER_ENV = "MINGA_BROKER"
 TOKEN_ENV = "MINGA_TOKEN"
 CA_ENV = "MINGA_CA"
 CONFIG_FILE = "config.json"
-
-
-def config_dir() -> Path:
-    """`$MINGA_CONFIG_DIR`, else the platform's per-user config dir."""
-    override = os.environ.get(CONFIG_DIR_ENV)
-    return Path(override) if override else Path(platformdirs.user_config_dir("minga"))
-
-
-def data_dir() -> Path:
-    """`$MINGA_DATA_DIR`, else the platform's per-user data dir (broker DB, `minga up`)."""
-    override = os.environ.get(DATA_DIR_ENV)
-    return Path(override) if override else Path(platformdirs.user_data_dir("minga"))
 
 
 def config_path() -> Path:

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
-import platformdirs
 from minga.v1 import admin_pb2_grpc, job_pb2_grpc, site_pb2_grpc
 
 from scheduler.api.admin_servicer import AdminServicer
@@ -21,16 +20,12 @@ from scheduler.clock import Clock, IdGenerator, RandomIds, SystemClock
 from scheduler.core import Core
 from scheduler.cycle import SchedulingCycle
 from scheduler.domain import InvalidArgument, Principal
+from scheduler.paths import data_dir
 from scheduler.sessions import SessionRegistry
 from scheduler.store import Store
 
 log = logging.getLogger(__name__)
 MAX_MESSAGE_BYTES = 80 * 1024 * 1024
-
-
-def data_dir() -> Path:
-    """Where the broker keeps its default SQLite file and admin token."""
-    return Path(os.environ.get("MINGA_DATA_DIR") or platformdirs.user_data_dir("minga"))
 
 
 @dataclass

@@ -6,7 +6,7 @@ import time
 
 import grpc
 import pytest
-from minga.v1 import admin_pb2, common_pb2, job_pb2, site_pb2
+from minga.v1 import admin_pb2, admin_pb2_grpc, common_pb2, job_pb2, site_pb2
 
 from scheduler.domain import InvalidArgument
 from scheduler.server import Broker, BrokerConfig
@@ -276,3 +276,55 @@ def test_broker_restart_keeps_jobs_and_resends_lost_leases(tmp_path):
         back.close()
     finally:
         second.close()
+
+
+def _self_signed(tmp_path):  # type: ignore[no-untyped-def]
+    """A CA-less self-signed server certificate for 127.0.0.1 (it is its own root)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "minga-test-broker")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=1))
+            .not_valid_after(now + datetime.timedelta(hours=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+            .sign(key, hashes.SHA256()))
+    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_file, key_file
+
+
+def test_tls_broker_serves_only_tls_clients(tmp_path):
+    cert, key = _self_signed(tmp_path)
+    broker = Broker(BrokerConfig(listen="127.0.0.1:0", db_url=f"sqlite:///{tmp_path}/b.db",
+                                 admin_token_file=tmp_path / "admin-token", tls_cert=cert, tls_key=key))
+    broker.start()
+    md = [("authorization", f"Bearer {broker.bootstrap_token}")]
+    try:
+        creds = grpc.ssl_channel_credentials(root_certificates=cert.read_bytes())
+        with grpc.secure_channel(broker.address, creds) as channel:
+            me = admin_pb2_grpc.AdminServiceStub(channel).WhoAmI(admin_pb2.WhoAmIRequest(), metadata=md, timeout=10)
+            assert me.name == "admin"
+        with grpc.insecure_channel(broker.address) as plain:
+            with pytest.raises(grpc.RpcError) as err:
+                admin_pb2_grpc.AdminServiceStub(plain).WhoAmI(admin_pb2.WhoAmIRequest(), metadata=md, timeout=5)
+            assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+    finally:
+        broker.stop(grace=0.5)
+
+
+def test_tls_needs_both_files(tmp_path):
+    broker = Broker(BrokerConfig(listen="127.0.0.1:0", db_url=f"sqlite:///{tmp_path}/b.db",
+                                 admin_token_file=tmp_path / "t", tls_cert=tmp_path / "cert.pem"))
+    with pytest.raises(InvalidArgument, match="both --tls-cert and --tls-key"):
+        broker.start()
