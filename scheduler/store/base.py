@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
@@ -26,23 +26,22 @@ class Database:
     def create_schema(self) -> None:
         SQLModel.metadata.create_all(self.engine)
 
-    @contextmanager
-    def tx(self) -> Iterator[Session]:
+    def tx(self) -> AbstractContextManager[Session]:
         """One transaction: committed if the block returns, rolled back if it raises."""
-        try:
-            with Session(self.engine, expire_on_commit=False) as session:
-                yield session
-                session.commit()
-        except OperationalError as exc:
-            raise StoreUnavailable(str(exc.orig or exc)) from exc
+        return self._session(self.engine, commit=True)
 
-    @contextmanager
-    def read(self) -> Iterator[Session]:
+    def read(self) -> AbstractContextManager[Session]:
         """A read-only transaction: it never takes SQLite's write lock."""
+        return self._session(self.read_engine, commit=False)
+
+    @staticmethod
+    @contextmanager
+    def _session(engine: Engine, commit: bool) -> Iterator[Session]:
         try:
-            with Session(self.read_engine, expire_on_commit=False) as session:
+            with Session(engine, expire_on_commit=False) as session:
                 yield session
-                session.rollback()
+                if commit:
+                    session.commit()
         except OperationalError as exc:
             raise StoreUnavailable(str(exc.orig or exc)) from exc
 
