@@ -111,6 +111,10 @@ class JobSpec:
     walltime_seconds: int = 0
     priority: int = 0
     max_attempts: int = 1
+    project: str = ""                       # "" means the institution's default project
+    data_country: str = ""                  # soft preference: run near this country's data
+    preemptible: bool = True                # False is honoured only within a guarantee
+    site_labels: tuple[tuple[str, str], ...] = ()   # hard: the site must carry every label
 
 
 @dataclass(frozen=True)
@@ -140,6 +144,7 @@ class Site:
     connected: bool = False
     inventory: Inventory = field(default_factory=Inventory)
     last_seen: float = 0.0
+    labels: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -154,6 +159,10 @@ class Run:
     gpus: int
     cpus: float
     state: RunState = RunState.STARTING
+    institution: str = ""       # who is charged: the job's institution and project
+    project: str = ""
+    started_at: float = 0.0     # when it was leased; preemption grace counts from here
+    preemptible: bool = True
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,11 @@
 simulator call.
 """
 from scheduler.policy.schedule import schedule
-from scheduler.policy.snapshot import Decisions, Placement, Snapshot, Waiting
+from scheduler.policy.snapshot import (
+    Decisions, InstitutionShare, Placement, Preemption, ProjectShare, ShareSettings, Snapshot, Waiting,
+)
 
-__all__ = ["Decisions", "Placement", "Snapshot", "Waiting", "schedule"]
+__all__ = [
+    "Decisions", "InstitutionShare", "Placement", "Preemption", "ProjectShare", "ShareSettings",
+    "Snapshot", "Waiting", "schedule",
+]

@@ -6,13 +6,59 @@ from dataclasses import dataclass
 from scheduler.domain import Job, Run, Site
 
 
+DEFAULT_MODEL_WEIGHTS: tuple[tuple[str, float], ...] = (
+    ("H200", 1.2), ("H100", 1.0), ("A100", 0.6), ("L40S", 0.5), ("A10", 0.25),
+    ("L4", 0.2), ("V100", 0.3), ("T4", 0.1),
+)
+
+
+@dataclass(frozen=True)
+class ShareSettings:
+    """The admin's fair-share policy (`minga admin policy show|set`)."""
+
+    policy: str = "contribution"            # "contribution" or "static"
+    half_life_seconds: float = 7 * 86400     # usage and contribution decay (Slurm's default)
+    base_grant: float = 1.0                  # every institution's floor, in weight units
+    model_weights: tuple[tuple[str, float], ...] = DEFAULT_MODEL_WEIGHTS  # unknown model: 1.0
+    preemption_grace_seconds: float = 600.0  # runs younger than this are never preempted
+    age_weight: float = 0.0                  # fair-share points per hour of waiting
+    latency: tuple[tuple[str, str, int], ...] = ()  # (country, country, rank): lower is nearer
+
+
+@dataclass(frozen=True)
+class InstitutionShare:
+    """One institution as the policy sees it."""
+
+    slug: str
+    country: str
+    weight: float = 1.0                      # static weight as the admin set it
+    contribution: float = 0.0                # decayed normalized GPU-hours its sites made available
+    guarantee: tuple[tuple[str, int], ...] = ()  # explicit (model, GPUs); () = its own sites' capacity
+    borrowing_limit: int | None = None       # GPUs it may use beyond its guarantee
+    lending_limit: int | None = None         # GPUs of its own capacity it may lend out
+
+
+@dataclass(frozen=True)
+class ProjectShare:
+    id: str                                   # "<institution>/<name>"
+    institution: str
+    weight: float = 1.0
+
+
 @dataclass(frozen=True)
 class Snapshot:
-    """Everything the policy may look at: every known site, every live run, every pending job."""
+    """Everything the policy may look at: every known site, every live run, every pending job,
+    and the account tree with its decayed usage. With no institutions the policy falls back
+    to plain submit order, so the broker works before any tree exists."""
 
     sites: tuple[Site, ...]
     live_runs: tuple[Run, ...]
     pending: tuple[Job, ...]
+    institutions: tuple[InstitutionShare, ...] = ()
+    projects: tuple[ProjectShare, ...] = ()
+    usage: tuple[tuple[str, float], ...] = ()  # project id -> decayed normalized GPU-seconds at `now`
+    country_weights: tuple[tuple[str, float], ...] = ()  # explicit; default: sum of its institutions
+    settings: ShareSettings = ShareSettings()
 
 
 @dataclass(frozen=True)
@@ -36,6 +82,17 @@ class Waiting:
 
 
 @dataclass(frozen=True)
+class Preemption:
+    """Stop `run_id` (its job goes back to PENDING) to give capacity back to its owner."""
+
+    run_id: str
+    job_id: str
+    site: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class Decisions:
     placements: tuple[Placement, ...] = ()
     waiting: tuple[Waiting, ...] = ()
+    preemptions: tuple[Preemption, ...] = ()

@@ -35,6 +35,10 @@ def spec_from_json(text: str) -> JobSpec:
         walltime_seconds=d.get("walltime_seconds", 0),
         priority=d.get("priority", 0),
         max_attempts=d.get("max_attempts", 1),
+        project=d.get("project", ""),
+        data_country=d.get("data_country", ""),
+        preemptible=d.get("preemptible", True),
+        site_labels=tuple((k, v) for k, v in d.get("site_labels", ())),
     )
 
 
