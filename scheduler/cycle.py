@@ -1,6 +1,6 @@
 """The broker's scheduling cycle, a short list of named phases:
 
-load snapshot → schedule (pure policy) → persist in one transaction → publish.
+charge usage → load snapshot → schedule (pure policy) → persist in one transaction → publish.
 
 It runs on events (submit, capacity change, run ended, site connected or lost)
 and on a periodic tick, in one thread, so two cycles never overlap.
@@ -12,7 +12,7 @@ import threading
 from dataclasses import dataclass
 
 from scheduler.clock import Clock
-from scheduler.commands import StartRunCommand
+from scheduler.commands import Command, StartRunCommand
 from scheduler.policy import Decisions, Snapshot, schedule
 from scheduler.sessions import SessionRegistry
 from scheduler.store import Store
@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class CycleResult:
     placed: int
+    preempted: int
     waiting: int
     published: int
 
@@ -40,24 +41,31 @@ class SchedulingCycle:
         self._thread: threading.Thread | None = None
 
     # -- phases ---------------------------------------------------------------
+    def charge(self) -> None:
+        """Bring the usage and contribution ledgers up to now, incrementally."""
+        self.store.runs.charge(self.clock.now())
+
     def load_snapshot(self) -> Snapshot:
-        return self.store.runs.load_snapshot()
+        return self.store.runs.load_snapshot(self.clock.now())
 
     def decide(self, snapshot: Snapshot) -> Decisions:
         return schedule(snapshot, self.clock.now())
 
-    def persist(self, decisions: Decisions) -> list[StartRunCommand]:
+    def persist(self, decisions: Decisions) -> list[Command]:
         return self.store.runs.apply_decisions(decisions, self.clock.now())
 
-    def publish(self, starts: list[StartRunCommand]) -> int:
-        """Send committed leases; a site that is offline gets them when it reconnects."""
-        return sum(self.sessions.send(cmd) for cmd in starts)
+    def publish(self, commands: list[Command]) -> int:
+        """Send committed leases and stops; an offline site levels up when it reconnects."""
+        return sum(self.sessions.send(cmd) for cmd in commands)
 
     def run_once(self) -> CycleResult:
+        self.charge()
         decisions = self.decide(self.load_snapshot())
-        starts = self.persist(decisions)
-        published = self.publish(starts)
-        return CycleResult(placed=len(starts), waiting=len(decisions.waiting), published=published)
+        commands = self.persist(decisions)
+        published = self.publish(commands)
+        starts = sum(isinstance(c, StartRunCommand) for c in commands)
+        return CycleResult(placed=starts, preempted=len(commands) - starts,
+                           waiting=len(decisions.waiting), published=published)
 
     # -- loop -------------------------------------------------------------------
     def trigger(self) -> None:

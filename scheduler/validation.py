@@ -74,6 +74,15 @@ def check_job_spec(spec: JobSpec) -> None:
         smuggles = pkg.lstrip().startswith("-") or any(c in pkg for c in "\r\n\0")
         if not pkg.strip() or len(pkg) > 256 or smuggles:
             raise InvalidArgument(f"spec.runtime_env.pip entry {pkg!r} is not a package requirement")
+    if spec.project and len(spec.project) > 2 * MAX_NAME:
+        raise InvalidArgument(f"spec.project is {len(spec.project)} characters; the limit is {2 * MAX_NAME}")
+    if spec.data_country:
+        check_country("spec.data_country", spec.data_country)
+    if len(spec.site_labels) > 32:
+        raise InvalidArgument("spec.site_labels has more than 32 labels")
+    for key, value in spec.site_labels:
+        if not key or len(key) > 63 or len(value) > 63:
+            raise InvalidArgument(f"spec.site_labels entry {key!r} must be 1-63 characters, value up to 63")
     if env.working_dir_digest:
         check_digest("spec.runtime_env.working_dir_digest", env.working_dir_digest)
 

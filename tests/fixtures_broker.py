@@ -12,6 +12,7 @@ import grpc
 import pytest
 from minga.v1 import admin_pb2, admin_pb2_grpc, common_pb2, job_pb2_grpc, site_pb2, site_pb2_grpc
 
+from scheduler.clock import Clock
 from scheduler.server import Broker, BrokerConfig
 
 
@@ -90,11 +91,11 @@ class RunningBroker:
         self.broker.stop(grace=0.5)
 
 
-def start_broker(tmp_path: Path, db_url: str | None = None) -> RunningBroker:
+def start_broker(tmp_path: Path, db_url: str | None = None, clock: Clock | None = None) -> RunningBroker:
     db_url = db_url or f"sqlite:///{tmp_path / 'broker.db'}"
     token_file = tmp_path / "admin-token"
     broker = Broker(BrokerConfig(listen="127.0.0.1:0", db_url=db_url, admin_token_file=token_file,
-                                 tick_seconds=0.5))
+                                 tick_seconds=0.5), clock=clock)
     broker.start()
     return RunningBroker(broker, db_url, token_file)
 

@@ -6,7 +6,8 @@ from minga.v1 import admin_pb2, admin_pb2_grpc
 from scheduler.api.convert import role_from_pb, role_to_pb, site_to_pb
 from scheduler.api.interceptor import CallContext
 from scheduler.core import Core
-from scheduler.service import admin
+from scheduler.policy import ProjectShare, ShareSettings
+from scheduler.service import admin, shares
 from scheduler.store.accounts import Institution, User
 
 
@@ -17,6 +18,30 @@ def _institution_pb(i: Institution) -> admin_pb2.Institution:
 def _user_pb(u: User) -> admin_pb2.User:
     return admin_pb2.User(name=u.name, institution=u.institution, role=role_to_pb(u.role),
                           created_at=u.created_at)
+
+
+def _project_pb(p: ProjectShare) -> admin_pb2.Project:
+    return admin_pb2.Project(id=p.id, institution=p.institution, name=p.id.split("/", 1)[1], weight=p.weight)
+
+
+def _policy_pb(s: ShareSettings) -> admin_pb2.Policy:
+    return admin_pb2.Policy(
+        share_policy=s.policy, half_life_seconds=s.half_life_seconds, base_grant=s.base_grant,
+        model_weights=[admin_pb2.ModelWeight(model=m, weight=w) for m, w in s.model_weights],
+        preemption_grace_seconds=s.preemption_grace_seconds, age_weight=s.age_weight)
+
+
+def _policy_update(pb: admin_pb2.Policy) -> tuple[ShareSettings, set[str]]:
+    """Proto3 has no presence for scalars: zero or empty means "keep"."""
+    given = {name for name, present in (
+        ("policy", pb.share_policy), ("half_life_seconds", pb.half_life_seconds),
+        ("base_grant", pb.base_grant), ("model_weights", pb.model_weights),
+        ("preemption_grace_seconds", pb.preemption_grace_seconds), ("age_weight", pb.age_weight)) if present}
+    update = ShareSettings(
+        policy=pb.share_policy, half_life_seconds=pb.half_life_seconds, base_grant=pb.base_grant,
+        model_weights=tuple((w.model, w.weight) for w in pb.model_weights),
+        preemption_grace_seconds=pb.preemption_grace_seconds, age_weight=pb.age_weight)
+    return update, given
 
 
 class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
@@ -62,3 +87,31 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     def WhoAmI(self, request: admin_pb2.WhoAmIRequest, context: CallContext) -> admin_pb2.WhoAmIResponse:
         me = admin.whoami(context.caller)
         return admin_pb2.WhoAmIResponse(name=me.name, role=role_to_pb(me.role), institution=me.institution)
+
+    def AddProject(self, request: admin_pb2.AddProjectRequest, context: CallContext) -> admin_pb2.Project:
+        return _project_pb(shares.add_project(self.core, request.institution, request.name, request.weight))
+
+    def ListProjects(self, request: admin_pb2.ListProjectsRequest, context: CallContext) -> admin_pb2.ListProjectsResponse:
+        return admin_pb2.ListProjectsResponse(projects=[_project_pb(p) for p in shares.list_projects(self.core)])
+
+    def SetWeight(self, request: admin_pb2.SetWeightRequest, context: CallContext) -> admin_pb2.SetWeightResponse:
+        kind, key, weight = shares.set_weight(self.core, request.kind, request.id, request.weight)
+        return admin_pb2.SetWeightResponse(kind=kind, id=key, weight=weight)
+
+    def GetPolicy(self, request: admin_pb2.GetPolicyRequest, context: CallContext) -> admin_pb2.Policy:
+        return _policy_pb(shares.get_policy(self.core))
+
+    def SetPolicy(self, request: admin_pb2.SetPolicyRequest, context: CallContext) -> admin_pb2.Policy:
+        return _policy_pb(shares.set_policy(self.core, *_policy_update(request.policy)))
+
+    def SetGuarantee(self, request: admin_pb2.SetGuaranteeRequest, context: CallContext) -> admin_pb2.SetGuaranteeResponse:
+        shares.set_guarantee(self.core, request.institution, request.gpu_model, request.gpus)
+        return admin_pb2.SetGuaranteeResponse(institution=request.institution, gpu_model=request.gpu_model,
+                                              gpus=request.gpus)
+
+    def SetLimits(self, request: admin_pb2.SetLimitsRequest, context: CallContext) -> admin_pb2.SetLimitsResponse:
+        borrow, lend = shares.set_limits(self.core, request.institution, request.borrowing_limit,
+                                         request.lending_limit)
+        return admin_pb2.SetLimitsResponse(institution=request.institution,
+                                           borrowing_limit=-1 if borrow is None else borrow,
+                                           lending_limit=-1 if lend is None else lend)

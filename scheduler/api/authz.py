@@ -32,4 +32,11 @@ RPC_ROLES: dict[str, frozenset[Role] | None] = {
     "/minga.v1.AdminService/UncordonSite": frozenset({A}),
     "/minga.v1.AdminService/ShowQuotas": frozenset({A, R}),
     "/minga.v1.AdminService/WhoAmI": frozenset({A, R, S}),
+    "/minga.v1.AdminService/AddProject": frozenset({A}),
+    "/minga.v1.AdminService/ListProjects": frozenset({A, R}),
+    "/minga.v1.AdminService/SetWeight": frozenset({A}),
+    "/minga.v1.AdminService/GetPolicy": frozenset({A, R}),
+    "/minga.v1.AdminService/SetPolicy": frozenset({A}),
+    "/minga.v1.AdminService/SetGuarantee": frozenset({A}),
+    "/minga.v1.AdminService/SetLimits": frozenset({A}),
 }

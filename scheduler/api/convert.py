@@ -62,6 +62,10 @@ def spec_from_pb(pb: common_pb2.JobSpec) -> JobSpec:
         walltime_seconds=pb.walltime_seconds,
         priority=pb.priority,
         max_attempts=pb.max_attempts or 1,
+        project=pb.project,
+        data_country=pb.data_country.upper(),
+        preemptible=not pb.non_preemptible,
+        site_labels=tuple(sorted(pb.site_labels.items())),
     )
 
 
@@ -79,6 +83,10 @@ def spec_to_pb(spec: JobSpec) -> common_pb2.JobSpec:
         walltime_seconds=spec.walltime_seconds,
         priority=spec.priority,
         max_attempts=spec.max_attempts,
+        project=spec.project,
+        data_country=spec.data_country,
+        non_preemptible=not spec.preemptible,
+        site_labels=dict(spec.site_labels),
     )
 
 
@@ -88,6 +96,7 @@ def job_to_pb(job: Job) -> common_pb2.Job:
         institution=job.institution, site=job.site, country=job.country, attempts=job.attempts,
         reason=job.reason, run_id=job.run_id, submitted_at=job.submitted_at,
         started_at=job.started_at, finished_at=job.finished_at, gpu_model=job.gpu_model,
+        project=job.spec.project,
     )
 
 # -- sites ---------------------------------------------------------------------

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 import threading
 from collections.abc import Callable, Iterator
 
@@ -33,6 +34,8 @@ def submit_job(core: Core, caller: Principal, spec: JobSpec, key: str) -> tuple[
     rejection = submit_rejection(spec.resources, core.store.sites.list())
     if rejection:
         raise FailedPrecondition(f"rejected: {rejection}")
+    project = core.store.shares.resolve_project(caller.institution, spec.project, core.clock.now())
+    spec = replace(spec, project=project)
     job = Job(id=core.ids.new_job_id(), spec=spec, state=JobState.PENDING, owner=caller.name,
               institution=caller.institution, submitted_at=core.clock.now(),
               reason="waiting for the next scheduling cycle")

@@ -8,6 +8,7 @@ from sqlmodel import select
 
 from scheduler.domain import AlreadyExists, FailedPrecondition, NotFound, Principal, Role
 from scheduler.store.base import Database
+from scheduler.store.shares import ensure_default_project
 from scheduler.store.models import InstitutionRow, MetaRow, SiteRow, TokenRow, UserRow
 
 
@@ -44,6 +45,8 @@ class AccountsRepo:
             with self.db.tx() as s:
                 s.add(InstitutionRow(slug=inst.slug, name=inst.name, country=inst.country,
                                      weight=inst.weight, created_at=now))
+                s.flush()
+                ensure_default_project(s, inst.slug, now)
         except IntegrityError as exc:
             raise AlreadyExists(f"institution {inst.slug!r} already exists") from exc
         return inst

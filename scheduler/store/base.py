@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+import json
 from contextlib import AbstractContextManager, contextmanager
 
 from sqlalchemy.engine import Engine
@@ -80,6 +81,10 @@ def run_from_row(row: RunRow) -> Run:
         gpus=row.gpus,
         cpus=row.cpus,
         state=RunState(row.state),
+        institution=row.institution,
+        project=row.project,
+        started_at=row.created_at,
+        preemptible=row.preemptible,
     )
 
 
@@ -92,4 +97,5 @@ def site_from_row(row: SiteRow) -> Site:
         connected=row.connected,
         inventory=inventory_from_json(row.inventory_json),
         last_seen=row.last_seen,
+        labels=tuple(sorted(json.loads(row.labels_json or "{}").items())),
     )

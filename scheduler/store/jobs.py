@@ -32,7 +32,7 @@ class JobsRepo:
                 return earlier, False
         row = JobRow(id=job.id, owner=job.owner, institution=job.institution,
                      spec_json=spec_to_json(job.spec), state=job.state.value,
-                     reason=job.reason, submitted_at=job.submitted_at,
+                     reason=job.reason, submitted_at=job.submitted_at, project=job.spec.project,
                      updated_at=job.submitted_at, idempotency_key=idempotency_key or None)
         try:
             with self.db.tx() as s:

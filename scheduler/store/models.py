@@ -14,6 +14,52 @@ class InstitutionRow(SQLModel, table=True):
     country: str
     weight: float = 1.0
     created_at: float = 0.0
+    borrowing_limit: Optional[int] = None   # GPUs beyond its guarantee; None: unlimited
+    lending_limit: Optional[int] = None     # GPUs of its own it may lend; None: unlimited
+
+
+class ProjectRow(SQLModel, table=True):
+    __tablename__ = "projects"
+    id: str = Field(primary_key=True)       # "<institution>/<name>"
+    institution: str = Field(index=True)
+    name: str
+    weight: float = 1.0
+    created_at: float = 0.0
+
+
+class CountryRow(SQLModel, table=True):
+    """An explicit country weight; without a row, a country weighs its institutions' sum."""
+
+    __tablename__ = "countries"
+    code: str = Field(primary_key=True)
+    weight: float
+
+
+class GuaranteeRow(SQLModel, table=True):
+    """An explicit per-model guarantee (for institutions without sites, or to override)."""
+
+    __tablename__ = "guarantees"
+    institution: str = Field(primary_key=True)
+    gpu_model: str = Field(primary_key=True)
+    gpus: int
+
+
+class UsageRow(SQLModel, table=True):
+    """A project's decayed normalized GPU-seconds, as of `as_of` (updated incrementally)."""
+
+    __tablename__ = "usage"
+    project: str = Field(primary_key=True)
+    value: float = 0.0
+    as_of: float = 0.0
+
+
+class ContributionRow(SQLModel, table=True):
+    """An institution's decayed normalized GPU-seconds made available by its sites."""
+
+    __tablename__ = "contributions"
+    institution: str = Field(primary_key=True)
+    value: float = 0.0
+    as_of: float = 0.0
 
 
 class UserRow(SQLModel, table=True):
@@ -50,6 +96,8 @@ class SiteRow(SQLModel, table=True):
     inventory_json: str = Field(default="{}", sa_column=Column(Text, nullable=False))
     last_seen: float = 0.0
     joined_at: float = 0.0
+    labels_json: str = Field(default="{}", sa_column=Column(Text, nullable=False, server_default="{}"))
+    contributed_until: float = 0.0          # contribution is charged up to here
 
 
 class JobRow(SQLModel, table=True):
@@ -66,6 +114,7 @@ class JobRow(SQLModel, table=True):
     country: str = ""
     run_id: str = ""
     gpu_model: str = ""
+    project: str = Field(default="", index=True)
     submitted_at: float = Field(default=0.0, index=True)
     started_at: float = 0.0
     finished_at: float = 0.0
@@ -87,6 +136,10 @@ class RunRow(SQLModel, table=True):
     message: str = ""
     created_at: float = 0.0
     ended_at: float = 0.0
+    institution: str = ""
+    project: str = ""
+    preemptible: bool = True
+    charged_until: float = 0.0              # usage is charged up to here (0: not running yet)
 
 
 class LogRow(SQLModel, table=True):

@@ -10,6 +10,7 @@ from scheduler.store.blobs import BlobsRepo
 from scheduler.store.db import make_engines
 from scheduler.store.jobs import JobsRepo
 from scheduler.store.runs import RunsRepo
+from scheduler.store.shares import SharesRepo
 from scheduler.store.sites import SitesRepo
 
 
@@ -23,6 +24,7 @@ class Store:
         self.sites = SitesRepo(self.db)
         self.runs = RunsRepo(self.db)
         self.blobs = BlobsRepo(self.db)
+        self.shares = SharesRepo(self.db)
 
     def close(self) -> None:
         self.db.dispose()

@@ -12,10 +12,12 @@ from sqlmodel import Session, col, select
 from scheduler.clock import run_id_for
 from scheduler.commands import Command, RunReport, StartRunCommand, StopRunCommand
 from scheduler.domain import JobState, RunState
-from scheduler.policy import Decisions, Placement, Snapshot
+from scheduler.policy import Decisions, Placement, Preemption, Snapshot
 from scheduler.states import job_state_after_run_report, transition
 from scheduler.store.base import Database, job_from_row, run_from_row, site_from_row
 from scheduler.store.codec import inventory_from_json, spec_from_json
+from scheduler.store.ledger import charge_all, charge_run
+from scheduler.store.shares import load_shares, read_settings
 from scheduler.store.models import JobRow, RunRow, SiteRow
 
 
@@ -23,30 +25,40 @@ class RunsRepo:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def load_snapshot(self) -> Snapshot:
+    def load_snapshot(self, now: float | None = None) -> Snapshot:
+        """Sites, live runs, pending jobs and the account tree with usage decayed to `now`."""
         with self.db.read() as s:
             sites = tuple(site_from_row(r) for r in s.exec(select(SiteRow).order_by(SiteRow.name)))
             runs = tuple(run_from_row(r) for r in s.exec(select(RunRow).where(RunRow.live == True)))  # noqa: E712
             pending = tuple(job_from_row(r) for r in s.exec(
                 select(JobRow).where(JobRow.state == JobState.PENDING.value)
                 .order_by(col(JobRow.submitted_at), col(JobRow.id))))
-        return Snapshot(sites=sites, live_runs=runs, pending=pending)
+            institutions, projects, usage, countries, settings = load_shares(s, now or 0.0)
+        return Snapshot(sites=sites, live_runs=runs, pending=pending, institutions=institutions,
+                        projects=projects, usage=usage, country_weights=countries, settings=settings)
 
-    def apply_decisions(self, decisions: Decisions, now: float) -> list[StartRunCommand]:
-        """Lease every placement in ONE transaction, re-checking capacity inside it."""
-        starts: list[StartRunCommand] = []
+    def charge(self, now: float) -> None:
+        """Charge usage and contribution up to `now` (one incremental ledger step)."""
         with self.db.tx() as s:
+            charge_all(s, now, read_settings(s))
+
+    def apply_decisions(self, decisions: Decisions, now: float) -> list[Command]:
+        """Preempt, then lease every placement, in ONE transaction that re-checks capacity."""
+        commands: list[Command] = []
+        with self.db.tx() as s:
+            for p in decisions.preemptions:
+                commands.extend(_preempt(s, p, now))
             free = _free_gpus(s)
-            for p in decisions.placements:
-                cmd = _lease(s, p, free, now)
+            for placement in decisions.placements:
+                cmd = _lease(s, placement, free, now)
                 if cmd:
-                    starts.append(cmd)
+                    commands.append(cmd)
             for w in decisions.waiting:
                 row = s.get(JobRow, w.job_id)
                 if row is not None and row.state == JobState.PENDING.value and row.reason != w.reason:
                     row.reason = w.reason
                     s.add(row)
-        return starts
+        return commands
 
     def apply_report(self, site: str, report: RunReport, now: float) -> list[Command]:
         with self.db.tx() as s:
@@ -78,6 +90,24 @@ class RunsRepo:
             return _site_needs_package(s, site, digest)
 
 
+def _preempt(s: Session, p: Preemption, now: float) -> list[Command]:
+    """Take a run's GPUs back: the run is fenced off and its job requeued."""
+    run = s.get(RunRow, p.run_id)
+    job = s.get(JobRow, p.job_id)
+    if run is None or job is None or not run.live or job.run_id != run.id:
+        return []  # it ended since the snapshot
+    if JobState(job.state) not in (JobState.LEASED, JobState.RUNNING):
+        return []
+    charge_run(s, run, now, read_settings(s))
+    run.live, run.ended_at = False, now
+    run.state, run.message = RunState.STOPPED.value, f"preempted: {p.reason}"
+    job.state = transition(JobState(job.state), JobState.PENDING).value
+    job.reason, job.updated_at = f"preempted: {p.reason}", now
+    s.add(run)
+    s.add(job)
+    return [StopRunCommand(run.site, run.id, f"preempted: {p.reason}")]
+
+
 def _free_gpus(s: Session) -> dict[tuple[str, str], int]:
     free: dict[tuple[str, str], int] = defaultdict(int)
     for site in s.exec(select(SiteRow)).all():
@@ -98,15 +128,17 @@ def _lease(s: Session, p: Placement, free: dict[tuple[str, str], int], now: floa
         return None  # capacity changed since the snapshot: never promise a GPU twice
     free[(p.site, p.gpu_model)] -= p.gpus
     job.attempts += 1
+    spec = spec_from_json(job.spec_json)
     run = RunRow(id=run_id_for(job.id, job.attempts), job_id=job.id, site=p.site,
                  epoch=job.attempts, gpu_model=p.gpu_model, gpus=p.gpus, cpus=p.cpus,
-                 state=RunState.STARTING.value, live=True, created_at=now)
+                 state=RunState.STARTING.value, live=True, created_at=now,
+                 institution=job.institution, project=job.project, preemptible=spec.preemptible)
     job.state = transition(JobState(job.state), JobState.LEASED).value
     job.site, job.country, job.gpu_model = p.site, site.country, p.gpu_model
     job.run_id, job.reason, job.updated_at = run.id, "", now
     s.add(run)
     s.add(job)
-    return StartRunCommand(p.site, run_from_row(run), spec_from_json(job.spec_json))
+    return StartRunCommand(p.site, run_from_row(run), spec)
 
 
 def _apply_report(s: Session, site: str, report: RunReport, now: float) -> list[Command]:
@@ -124,7 +156,10 @@ def _apply_report(s: Session, site: str, report: RunReport, now: float) -> list[
     if not current or job is None:
         return [] if state.terminal else [StopRunCommand(site, run.id, "stale run: fenced by a newer epoch")]
     run.state, run.message = state.value, report.message
+    if state is RunState.RUNNING and not run.charged_until:
+        run.charged_until = now  # usage is charged from here on
     if state.terminal:
+        charge_run(s, run, now, read_settings(s))  # the last interval, exactly once
         run.live, run.ended_at = False, now
     s.add(run)
     _advance_job(job, state, report.message, now)

@@ -7,6 +7,132 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class Project(_message.Message):
+    __slots__ = ("id", "institution", "name", "weight")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    INSTITUTION_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    institution: str
+    name: str
+    weight: float
+    def __init__(self, id: _Optional[str] = ..., institution: _Optional[str] = ..., name: _Optional[str] = ..., weight: _Optional[float] = ...) -> None: ...
+
+class AddProjectRequest(_message.Message):
+    __slots__ = ("institution", "name", "weight")
+    INSTITUTION_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    institution: str
+    name: str
+    weight: float
+    def __init__(self, institution: _Optional[str] = ..., name: _Optional[str] = ..., weight: _Optional[float] = ...) -> None: ...
+
+class ListProjectsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListProjectsResponse(_message.Message):
+    __slots__ = ("projects",)
+    PROJECTS_FIELD_NUMBER: _ClassVar[int]
+    projects: _containers.RepeatedCompositeFieldContainer[Project]
+    def __init__(self, projects: _Optional[_Iterable[_Union[Project, _Mapping]]] = ...) -> None: ...
+
+class SetWeightRequest(_message.Message):
+    __slots__ = ("kind", "id", "weight")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    id: str
+    weight: float
+    def __init__(self, kind: _Optional[str] = ..., id: _Optional[str] = ..., weight: _Optional[float] = ...) -> None: ...
+
+class SetWeightResponse(_message.Message):
+    __slots__ = ("kind", "id", "weight")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    id: str
+    weight: float
+    def __init__(self, kind: _Optional[str] = ..., id: _Optional[str] = ..., weight: _Optional[float] = ...) -> None: ...
+
+class ModelWeight(_message.Message):
+    __slots__ = ("model", "weight")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    weight: float
+    def __init__(self, model: _Optional[str] = ..., weight: _Optional[float] = ...) -> None: ...
+
+class Policy(_message.Message):
+    __slots__ = ("share_policy", "half_life_seconds", "base_grant", "model_weights", "preemption_grace_seconds", "age_weight")
+    SHARE_POLICY_FIELD_NUMBER: _ClassVar[int]
+    HALF_LIFE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    BASE_GRANT_FIELD_NUMBER: _ClassVar[int]
+    MODEL_WEIGHTS_FIELD_NUMBER: _ClassVar[int]
+    PREEMPTION_GRACE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    AGE_WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    share_policy: str
+    half_life_seconds: float
+    base_grant: float
+    model_weights: _containers.RepeatedCompositeFieldContainer[ModelWeight]
+    preemption_grace_seconds: float
+    age_weight: float
+    def __init__(self, share_policy: _Optional[str] = ..., half_life_seconds: _Optional[float] = ..., base_grant: _Optional[float] = ..., model_weights: _Optional[_Iterable[_Union[ModelWeight, _Mapping]]] = ..., preemption_grace_seconds: _Optional[float] = ..., age_weight: _Optional[float] = ...) -> None: ...
+
+class SetPolicyRequest(_message.Message):
+    __slots__ = ("policy",)
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    policy: Policy
+    def __init__(self, policy: _Optional[_Union[Policy, _Mapping]] = ...) -> None: ...
+
+class GetPolicyRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class SetGuaranteeRequest(_message.Message):
+    __slots__ = ("institution", "gpu_model", "gpus")
+    INSTITUTION_FIELD_NUMBER: _ClassVar[int]
+    GPU_MODEL_FIELD_NUMBER: _ClassVar[int]
+    GPUS_FIELD_NUMBER: _ClassVar[int]
+    institution: str
+    gpu_model: str
+    gpus: int
+    def __init__(self, institution: _Optional[str] = ..., gpu_model: _Optional[str] = ..., gpus: _Optional[int] = ...) -> None: ...
+
+class SetGuaranteeResponse(_message.Message):
+    __slots__ = ("institution", "gpu_model", "gpus")
+    INSTITUTION_FIELD_NUMBER: _ClassVar[int]
+    GPU_MODEL_FIELD_NUMBER: _ClassVar[int]
+    GPUS_FIELD_NUMBER: _ClassVar[int]
+    institution: str
+    gpu_model: str
+    gpus: int
+    def __init__(self, institution: _Optional[str] = ..., gpu_model: _Optional[str] = ..., gpus: _Optional[int] = ...) -> None: ...
+
+class SetLimitsRequest(_message.Message):
+    __slots__ = ("institution", "borrowing_limit", "lending_limit")
+    INSTITUTION_FIELD_NUMBER: _ClassVar[int]
+    BORROWING_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    LENDING_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    institution: str
+    borrowing_limit: int
+    lending_limit: int
+    def __init__(self, institution: _Optional[str] = ..., borrowing_limit: _Optional[int] = ..., lending_limit: _Optional[int] = ...) -> None: ...
+
+class SetLimitsResponse(_message.Message):
+    __slots__ = ("institution", "borrowing_limit", "lending_limit")
+    INSTITUTION_FIELD_NUMBER: _ClassVar[int]
+    BORROWING_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    LENDING_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    institution: str
+    borrowing_limit: int
+    lending_limit: int
+    def __init__(self, institution: _Optional[str] = ..., borrowing_limit: _Optional[int] = ..., lending_limit: _Optional[int] = ...) -> None: ...
+
 class Institution(_message.Message):
     __slots__ = ("slug", "name", "country", "weight")
     SLUG_FIELD_NUMBER: _ClassVar[int]

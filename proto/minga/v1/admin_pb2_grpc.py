@@ -84,6 +84,41 @@ class AdminServiceStub:
                 request_serializer=minga_dot_v1_dot_admin__pb2.WhoAmIRequest.SerializeToString,
                 response_deserializer=minga_dot_v1_dot_admin__pb2.WhoAmIResponse.FromString,
                 _registered_method=True)
+        self.AddProject = channel.unary_unary(
+                '/minga.v1.AdminService/AddProject',
+                request_serializer=minga_dot_v1_dot_admin__pb2.AddProjectRequest.SerializeToString,
+                response_deserializer=minga_dot_v1_dot_admin__pb2.Project.FromString,
+                _registered_method=True)
+        self.ListProjects = channel.unary_unary(
+                '/minga.v1.AdminService/ListProjects',
+                request_serializer=minga_dot_v1_dot_admin__pb2.ListProjectsRequest.SerializeToString,
+                response_deserializer=minga_dot_v1_dot_admin__pb2.ListProjectsResponse.FromString,
+                _registered_method=True)
+        self.SetWeight = channel.unary_unary(
+                '/minga.v1.AdminService/SetWeight',
+                request_serializer=minga_dot_v1_dot_admin__pb2.SetWeightRequest.SerializeToString,
+                response_deserializer=minga_dot_v1_dot_admin__pb2.SetWeightResponse.FromString,
+                _registered_method=True)
+        self.GetPolicy = channel.unary_unary(
+                '/minga.v1.AdminService/GetPolicy',
+                request_serializer=minga_dot_v1_dot_admin__pb2.GetPolicyRequest.SerializeToString,
+                response_deserializer=minga_dot_v1_dot_admin__pb2.Policy.FromString,
+                _registered_method=True)
+        self.SetPolicy = channel.unary_unary(
+                '/minga.v1.AdminService/SetPolicy',
+                request_serializer=minga_dot_v1_dot_admin__pb2.SetPolicyRequest.SerializeToString,
+                response_deserializer=minga_dot_v1_dot_admin__pb2.Policy.FromString,
+                _registered_method=True)
+        self.SetGuarantee = channel.unary_unary(
+                '/minga.v1.AdminService/SetGuarantee',
+                request_serializer=minga_dot_v1_dot_admin__pb2.SetGuaranteeRequest.SerializeToString,
+                response_deserializer=minga_dot_v1_dot_admin__pb2.SetGuaranteeResponse.FromString,
+                _registered_method=True)
+        self.SetLimits = channel.unary_unary(
+                '/minga.v1.AdminService/SetLimits',
+                request_serializer=minga_dot_v1_dot_admin__pb2.SetLimitsRequest.SerializeToString,
+                response_deserializer=minga_dot_v1_dot_admin__pb2.SetLimitsResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
@@ -150,6 +185,49 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AddProject(self, request, context):
+        """Fair share: the account tree, its weights and the policy.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListProjects(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetWeight(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetPolicy(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetPolicy(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetGuarantee(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetLimits(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -202,6 +280,41 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.WhoAmI,
                     request_deserializer=minga_dot_v1_dot_admin__pb2.WhoAmIRequest.FromString,
                     response_serializer=minga_dot_v1_dot_admin__pb2.WhoAmIResponse.SerializeToString,
+            ),
+            'AddProject': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddProject,
+                    request_deserializer=minga_dot_v1_dot_admin__pb2.AddProjectRequest.FromString,
+                    response_serializer=minga_dot_v1_dot_admin__pb2.Project.SerializeToString,
+            ),
+            'ListProjects': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListProjects,
+                    request_deserializer=minga_dot_v1_dot_admin__pb2.ListProjectsRequest.FromString,
+                    response_serializer=minga_dot_v1_dot_admin__pb2.ListProjectsResponse.SerializeToString,
+            ),
+            'SetWeight': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetWeight,
+                    request_deserializer=minga_dot_v1_dot_admin__pb2.SetWeightRequest.FromString,
+                    response_serializer=minga_dot_v1_dot_admin__pb2.SetWeightResponse.SerializeToString,
+            ),
+            'GetPolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPolicy,
+                    request_deserializer=minga_dot_v1_dot_admin__pb2.GetPolicyRequest.FromString,
+                    response_serializer=minga_dot_v1_dot_admin__pb2.Policy.SerializeToString,
+            ),
+            'SetPolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetPolicy,
+                    request_deserializer=minga_dot_v1_dot_admin__pb2.SetPolicyRequest.FromString,
+                    response_serializer=minga_dot_v1_dot_admin__pb2.Policy.SerializeToString,
+            ),
+            'SetGuarantee': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetGuarantee,
+                    request_deserializer=minga_dot_v1_dot_admin__pb2.SetGuaranteeRequest.FromString,
+                    response_serializer=minga_dot_v1_dot_admin__pb2.SetGuaranteeResponse.SerializeToString,
+            ),
+            'SetLimits': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetLimits,
+                    request_deserializer=minga_dot_v1_dot_admin__pb2.SetLimitsRequest.FromString,
+                    response_serializer=minga_dot_v1_dot_admin__pb2.SetLimitsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -474,6 +587,195 @@ class AdminService:
             '/minga.v1.AdminService/WhoAmI',
             minga_dot_v1_dot_admin__pb2.WhoAmIRequest.SerializeToString,
             minga_dot_v1_dot_admin__pb2.WhoAmIResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddProject(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/minga.v1.AdminService/AddProject',
+            minga_dot_v1_dot_admin__pb2.AddProjectRequest.SerializeToString,
+            minga_dot_v1_dot_admin__pb2.Project.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListProjects(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/minga.v1.AdminService/ListProjects',
+            minga_dot_v1_dot_admin__pb2.ListProjectsRequest.SerializeToString,
+            minga_dot_v1_dot_admin__pb2.ListProjectsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetWeight(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/minga.v1.AdminService/SetWeight',
+            minga_dot_v1_dot_admin__pb2.SetWeightRequest.SerializeToString,
+            minga_dot_v1_dot_admin__pb2.SetWeightResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/minga.v1.AdminService/GetPolicy',
+            minga_dot_v1_dot_admin__pb2.GetPolicyRequest.SerializeToString,
+            minga_dot_v1_dot_admin__pb2.Policy.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetPolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/minga.v1.AdminService/SetPolicy',
+            minga_dot_v1_dot_admin__pb2.SetPolicyRequest.SerializeToString,
+            minga_dot_v1_dot_admin__pb2.Policy.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetGuarantee(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/minga.v1.AdminService/SetGuarantee',
+            minga_dot_v1_dot_admin__pb2.SetGuaranteeRequest.SerializeToString,
+            minga_dot_v1_dot_admin__pb2.SetGuaranteeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetLimits(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/minga.v1.AdminService/SetLimits',
+            minga_dot_v1_dot_admin__pb2.SetLimitsRequest.SerializeToString,
+            minga_dot_v1_dot_admin__pb2.SetLimitsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,87 @@
+"""Admin calls on the fair-share tree: projects, weights, guarantees, limits, policy."""
+from __future__ import annotations
+
+from scheduler.core import Core
+from scheduler.domain import InvalidArgument
+from scheduler.policy import ProjectShare, ShareSettings
+from scheduler.validation import check_country, check_slug
+
+SHARE_POLICIES = ("contribution", "static")
+MAX_WEIGHT = 1e6
+
+
+def _check_weight(weight: float) -> float:
+    if not 0 < weight <= MAX_WEIGHT:
+        raise InvalidArgument(f"weight {weight:g} must be positive and at most {MAX_WEIGHT:g}")
+    return weight
+
+
+def add_project(core: Core, institution: str, name: str, weight: float) -> ProjectShare:
+    check_slug("project", name)
+    return core.store.shares.add_project(institution, name, _check_weight(weight or 1.0), core.clock.now())
+
+
+def list_projects(core: Core) -> list[ProjectShare]:
+    return core.store.shares.list_projects()
+
+
+def set_weight(core: Core, kind: str, key: str, weight: float) -> tuple[str, str, float]:
+    if kind == "country":
+        key = check_country("id", key)
+    elif kind not in ("institution", "project"):
+        raise InvalidArgument("kind must be country, institution or project")
+    core.store.shares.set_weight(kind, key, _check_weight(weight))
+    core.cycle.trigger()
+    return kind, key, weight
+
+
+def get_policy(core: Core) -> ShareSettings:
+    return core.store.shares.settings()
+
+
+def set_policy(core: Core, update: ShareSettings, given: set[str]) -> ShareSettings:
+    """Change only the fields in `given`, each checked."""
+    changes: dict[str, object] = {}
+    if "policy" in given:
+        if update.policy not in SHARE_POLICIES:
+            raise InvalidArgument(f"share policy must be one of {', '.join(SHARE_POLICIES)}")
+        changes["policy"] = update.policy
+    for name in ("half_life_seconds", "base_grant", "preemption_grace_seconds", "age_weight"):
+        if name in given:
+            value = getattr(update, name)
+            if value < 0 or (name == "half_life_seconds" and value == 0):
+                raise InvalidArgument(f"{name} must be {'positive' if name == 'half_life_seconds' else '0 or more'}")
+            changes[name] = value
+    if "model_weights" in given:
+        current = dict(core.store.shares.settings().model_weights)
+        for model, weight in update.model_weights:
+            if not model or weight <= 0:
+                raise InvalidArgument(f"model weight for {model!r} must be positive")
+            current[model] = weight
+        changes["model_weights"] = tuple(sorted(current.items()))
+    settings = core.store.shares.update_settings(**changes)
+    core.cycle.trigger()
+    return settings
+
+
+def set_guarantee(core: Core, institution: str, model: str, gpus: int) -> None:
+    """Explicit guarantees must fit in what the federation actually has of that model."""
+    if gpus < 0:
+        raise InvalidArgument("gpus must be 0 or more")
+    if not model:
+        raise InvalidArgument("gpu_model is empty")
+    have = sum(p.total for s in core.store.sites.list() for p in s.inventory.gpus if p.model == model)
+    if gpus > have:
+        raise InvalidArgument(f"the federation has {have} {model} GPUs; cannot guarantee {gpus}")
+    core.store.shares.set_guarantee(institution, model, gpus)
+    core.cycle.trigger()
+
+
+def set_limits(core: Core, institution: str, borrowing: int, lending: int) -> tuple[int | None, int | None]:
+    """-1 means unlimited (Kueue's borrowingLimit/lendingLimit left unset)."""
+    if borrowing < -1 or lending < -1:
+        raise InvalidArgument("limits are GPUs (0 or more), or -1 for unlimited")
+    limits = (None if borrowing == -1 else borrowing, None if lending == -1 else lending)
+    core.store.shares.set_limits(institution, *limits)
+    core.cycle.trigger()
+    return limits

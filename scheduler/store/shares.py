@@ -1,0 +1,146 @@
+"""The account tree's settings: projects, weights, guarantees, limits and the policy."""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, replace
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, select
+
+from scheduler.domain import AlreadyExists, InvalidArgument, NotFound
+from scheduler.policy import InstitutionShare, ProjectShare, ShareSettings
+from scheduler.store.base import Database
+from scheduler.store.ledger import decayed
+from scheduler.store.models import (
+    ContributionRow, CountryRow, GuaranteeRow, InstitutionRow, MetaRow, ProjectRow, UsageRow,
+)
+
+SETTINGS_KEY = "share_settings"
+DEFAULT_PROJECT = "default"
+
+
+def project_id(institution: str, name: str) -> str:
+    return f"{institution}/{name}"
+
+
+def read_settings(s: Session) -> ShareSettings:
+    row = s.get(MetaRow, SETTINGS_KEY)
+    if row is None:
+        return ShareSettings()
+    d = json.loads(row.value)
+    d["model_weights"] = tuple(tuple(x) for x in d.get("model_weights", ()))
+    d["latency"] = tuple(tuple(x) for x in d.get("latency", ()))
+    return ShareSettings(**d)
+
+
+def ensure_default_project(s: Session, institution: str, now: float) -> None:
+    pid = project_id(institution, DEFAULT_PROJECT)
+    if s.get(ProjectRow, pid) is None:
+        s.add(ProjectRow(id=pid, institution=institution, name=DEFAULT_PROJECT, created_at=now))
+
+
+class SharesRepo:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def settings(self) -> ShareSettings:
+        with self.db.read() as s:
+            return read_settings(s)
+
+    def update_settings(self, **changes: object) -> ShareSettings:
+        with self.db.tx() as s:
+            current = replace(read_settings(s), **changes)  # type: ignore[arg-type]
+            row = s.get(MetaRow, SETTINGS_KEY) or MetaRow(key=SETTINGS_KEY)
+            row.value = json.dumps(asdict(current))
+            s.add(row)
+            return current
+
+    def add_project(self, institution: str, name: str, weight: float, now: float) -> ProjectShare:
+        try:
+            with self.db.tx() as s:
+                if s.get(InstitutionRow, institution) is None:
+                    raise NotFound(f"no institution {institution!r}")
+                pid = project_id(institution, name)
+                s.add(ProjectRow(id=pid, institution=institution, name=name, weight=weight, created_at=now))
+        except IntegrityError as exc:
+            raise AlreadyExists(f"project {institution}/{name} already exists") from exc
+        return ProjectShare(pid, institution, weight)
+
+    def list_projects(self) -> list[ProjectShare]:
+        with self.db.read() as s:
+            rows = s.exec(select(ProjectRow).order_by(ProjectRow.id)).all()
+            return [ProjectShare(r.id, r.institution, r.weight) for r in rows]
+
+    def resolve_project(self, institution: str, name: str, now: float) -> str:
+        """The project id a job of `institution` is charged to; the default one is made on demand."""
+        with self.db.tx() as s:
+            if not name or name == DEFAULT_PROJECT:
+                ensure_default_project(s, institution, now)
+                return project_id(institution, DEFAULT_PROJECT)
+            pid = name if "/" in name else project_id(institution, name)
+            row = s.get(ProjectRow, pid)
+            if row is None or row.institution != institution:
+                raise NotFound(f"no project {pid!r} in institution {institution!r}")
+            return pid
+
+    def set_weight(self, kind: str, key: str, weight: float) -> None:
+        with self.db.tx() as s:
+            if kind == "country":
+                row = s.get(CountryRow, key) or CountryRow(code=key, weight=weight)
+                row.weight = weight
+                s.add(row)
+                return
+            table = {"institution": InstitutionRow, "project": ProjectRow}.get(kind)
+            if table is None:
+                raise InvalidArgument("kind must be country, institution or project")
+            found = s.get(table, key)
+            if found is None:
+                raise NotFound(f"no {kind} {key!r}")
+            found.weight = weight
+            s.add(found)
+
+    def set_guarantee(self, institution: str, model: str, gpus: int) -> None:
+        with self.db.tx() as s:
+            if s.get(InstitutionRow, institution) is None:
+                raise NotFound(f"no institution {institution!r}")
+            row = s.get(GuaranteeRow, (institution, model))
+            if gpus == 0:
+                if row is not None:
+                    s.delete(row)
+                return
+            row = row or GuaranteeRow(institution=institution, gpu_model=model, gpus=gpus)
+            row.gpus = gpus
+            s.add(row)
+
+    def set_limits(self, institution: str, borrowing: int | None, lending: int | None) -> None:
+        with self.db.tx() as s:
+            row = s.get(InstitutionRow, institution)
+            if row is None:
+                raise NotFound(f"no institution {institution!r}")
+            row.borrowing_limit, row.lending_limit = borrowing, lending
+            s.add(row)
+
+
+def load_shares(s: Session, now: float) -> tuple[tuple[InstitutionShare, ...], tuple[ProjectShare, ...],
+                                                 tuple[tuple[str, float], ...], tuple[tuple[str, float], ...],
+                                                 ShareSettings]:
+    """The tree, decayed to `now`, for the policy snapshot."""
+    settings = read_settings(s)
+    hl = settings.half_life_seconds
+    guarantees: dict[str, list[tuple[str, int]]] = {}
+    for g in s.exec(select(GuaranteeRow).order_by(GuaranteeRow.institution, GuaranteeRow.gpu_model)).all():
+        guarantees.setdefault(g.institution, []).append((g.gpu_model, g.gpus))
+    contributions = {c.institution: decayed(c.value, c.as_of, now, hl) / 3600.0
+                     for c in s.exec(select(ContributionRow)).all()}
+    institutions = tuple(
+        InstitutionShare(slug=r.slug, country=r.country, weight=r.weight,
+                         contribution=contributions.get(r.slug, 0.0),
+                         guarantee=tuple(guarantees.get(r.slug, ())),
+                         borrowing_limit=r.borrowing_limit, lending_limit=r.lending_limit)
+        for r in s.exec(select(InstitutionRow).order_by(InstitutionRow.slug)).all())
+    projects = tuple(ProjectShare(r.id, r.institution, r.weight)
+                     for r in s.exec(select(ProjectRow).order_by(ProjectRow.id)).all())
+    usage = tuple((u.project, decayed(u.value, u.as_of, now, hl))
+                  for u in s.exec(select(UsageRow).order_by(UsageRow.project)).all())
+    countries = tuple((c.code, c.weight) for c in s.exec(select(CountryRow).order_by(CountryRow.code)).all())
+    return institutions, projects, usage, countries, settings

@@ -1,0 +1,142 @@
+"""The fair-share data plane through real gRPC: projects, weights, policy, guarantees,
+limits, incremental usage and contribution ledgers, and preemption in the store."""
+from __future__ import annotations
+
+import time
+
+import grpc
+import pytest
+from minga.v1 import admin_pb2, common_pb2, job_pb2
+
+from scheduler.clock import FakeClock
+from scheduler.policy import Decisions, Preemption
+from scheduler.store.ledger import decayed
+from scheduler.store.models import ContributionRow, UsageRow
+from tests.fixtures_broker import ScriptedSite, gpu_inventory, start_broker
+
+HOUR = 3600.0
+WEEK = 7 * 86400.0
+
+
+@pytest.fixture
+def fed(tmp_path):  # type: ignore[no-untyped-def]
+    clock = FakeClock()
+    broker = start_broker(tmp_path, clock=clock)
+    broker.institution("uchile", "CL")
+    ana = broker.researcher("ana", "uchile")
+    site = ScriptedSite(broker.address, broker.join("uchile", "dcc"), gpu_inventory("A100", 4))
+    site.next("welcome")
+    yield broker, ana, site, clock
+    site.close()
+    broker.close()
+
+
+def submit(ana, gpus: int = 1, project: str = "") -> common_pb2.Job:  # type: ignore[no-untyped-def]
+    spec = common_pb2.JobSpec(entrypoint="true", resources=common_pb2.Resources(gpus=gpus), project=project)
+    return ana.jobs.SubmitJob(job_pb2.SubmitJobRequest(spec=spec), metadata=ana.md).job
+
+
+def test_jobs_are_charged_to_the_default_project_or_a_named_one(fed):
+    broker, ana, site, clock = fed
+    assert submit(ana).project == "uchile/default"
+    a = broker.admin
+    added = a.admin.AddProject(admin_pb2.AddProjectRequest(institution="uchile", name="nlp", weight=2),
+                               metadata=a.md)
+    assert (added.id, added.weight) == ("uchile/nlp", 2)
+    assert submit(ana, project="nlp").project == "uchile/nlp"
+    with pytest.raises(grpc.RpcError) as err:
+        submit(ana, project="vision")
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    ids = [p.id for p in a.admin.ListProjects(admin_pb2.ListProjectsRequest(), metadata=a.md).projects]
+    assert ids == ["uchile/default", "uchile/nlp"]
+
+
+def test_policy_is_changed_field_by_field_and_checked(fed):
+    broker, ana, site, clock = fed
+    a = broker.admin
+    before = a.admin.GetPolicy(admin_pb2.GetPolicyRequest(), metadata=a.md)
+    assert before.share_policy == "contribution" and before.half_life_seconds == WEEK
+    after = a.admin.SetPolicy(admin_pb2.SetPolicyRequest(policy=admin_pb2.Policy(
+        share_policy="static", model_weights=[admin_pb2.ModelWeight(model="A100", weight=0.7)])), metadata=a.md)
+    assert after.share_policy == "static" and after.half_life_seconds == WEEK
+    assert dict((w.model, w.weight) for w in after.model_weights)["A100"] == 0.7
+    with pytest.raises(grpc.RpcError) as err:
+        a.admin.SetPolicy(admin_pb2.SetPolicyRequest(policy=admin_pb2.Policy(share_policy="lottery")), metadata=a.md)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    with pytest.raises(grpc.RpcError) as err:
+        ana.admin.SetPolicy(admin_pb2.SetPolicyRequest(policy=admin_pb2.Policy(base_grant=9)), metadata=ana.md)
+    assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+def test_weights_guarantees_and_limits_reach_the_snapshot(fed):
+    broker, ana, site, clock = fed
+    a = broker.admin
+    broker.institution("unam", "MX")
+    a.admin.SetWeight(admin_pb2.SetWeightRequest(kind="institution", id="unam", weight=3), metadata=a.md)
+    a.admin.SetWeight(admin_pb2.SetWeightRequest(kind="country", id="mx", weight=5), metadata=a.md)
+    a.admin.SetGuarantee(admin_pb2.SetGuaranteeRequest(institution="unam", gpu_model="A100", gpus=2), metadata=a.md)
+    a.admin.SetLimits(admin_pb2.SetLimitsRequest(institution="uchile", borrowing_limit=-1, lending_limit=1),
+                      metadata=a.md)
+    with pytest.raises(grpc.RpcError) as err:  # the federation has only 4 A100s
+        a.admin.SetGuarantee(admin_pb2.SetGuaranteeRequest(institution="unam", gpu_model="A100", gpus=5),
+                             metadata=a.md)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "has 4 A100" in err.value.details()
+    snap = broker.broker.core.store.runs.load_snapshot(clock.now())
+    shares = {i.slug: i for i in snap.institutions}
+    assert shares["unam"].weight == 3 and shares["unam"].guarantee == (("A100", 2),)
+    assert shares["uchile"].lending_limit == 1 and shares["uchile"].borrowing_limit is None
+    assert dict(snap.country_weights) == {"MX": 5}
+
+
+def test_usage_and_contribution_are_charged_incrementally(fed):
+    broker, ana, site, clock = fed
+    core = broker.broker.core
+    core.cycle.run_once()  # the site's contribution clock starts now
+    job = submit(ana, gpus=2)
+    run_id = site.next("start").start.run_id
+    site.report(run_id, common_pb2.RUN_STATE_RUNNING)
+    _until(lambda: core.store.jobs.get(job.id).state.value == "RUNNING")
+    clock.advance(HOUR)
+    core.cycle.run_once()
+    clock.advance(HOUR / 2)
+    site.report(run_id, common_pb2.RUN_STATE_SUCCEEDED)
+    _until(lambda: core.store.jobs.get(job.id).state.value == "SUCCEEDED")
+    clock.advance(HOUR)
+    core.cycle.run_once()  # a finished run is charged nothing more
+    with core.store.db.read() as s:
+        usage = s.get(UsageRow, "uchile/default")
+        contribution = s.get(ContributionRow, "uchile")
+    rate = 2 * 0.6  # 2 GPUs of A100, weight 0.6
+    expected = decayed(decayed(rate * HOUR, 0, HOUR / 2, WEEK) + rate * HOUR / 2, 0, HOUR, WEEK)
+    assert decayed(usage.value, usage.as_of, clock.now(), WEEK) == pytest.approx(expected, rel=1e-6)
+    capacity = 4 * 0.6
+    expected_c = capacity * 2.5 * HOUR * 0.5 ** (1.25 * HOUR / WEEK)  # continuous decay, cycle steps
+    assert contribution.value == pytest.approx(expected_c, rel=2e-3)
+
+
+def test_preemption_requeues_the_job_and_stops_the_run(fed):
+    broker, ana, site, clock = fed
+    core = broker.broker.core
+    job = submit(ana, gpus=4)
+    run_id = site.next("start").start.run_id
+    site.report(run_id, common_pb2.RUN_STATE_RUNNING)
+    _until(lambda: core.store.jobs.get(job.id).state.value == "RUNNING")
+    core.cycle.stop()  # no cycle may re-lease it while we look
+    commands = core.store.runs.apply_decisions(
+        Decisions(preemptions=(Preemption(run_id, job.id, "dcc", "owner reclaims A100"),)), clock.now())
+    assert [(c.run_id, c.site) for c in commands] == [(run_id, "dcc")]
+    requeued = core.store.jobs.get(job.id)
+    assert requeued.state.value == "PENDING" and "preempted" in requeued.reason
+    assert core.store.runs.load_snapshot(clock.now()).live_runs == ()
+    site.report(run_id, common_pb2.RUN_STATE_STOPPED)  # the late stop of a fenced run changes nothing
+    time.sleep(0.3)
+    assert core.store.jobs.get(job.id).state.value == "PENDING"
+    assert core.store.runs.apply_decisions(  # preempting twice is a no-op
+        Decisions(preemptions=(Preemption(run_id, job.id, "dcc", "again"),)), clock.now()) == []
+
+
+def _until(predicate, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.05)
