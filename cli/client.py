@@ -105,6 +105,32 @@ class BrokerClient:
     def show_quotas(self) -> list[admin_pb2.QuotaRow]:
         return list(self._call(self._admin.ShowQuotas, admin_pb2.ShowQuotasRequest()).rows)
 
+    # -- fair share -------------------------------------------------------
+    def add_project(self, institution: str, name: str, weight: float) -> admin_pb2.Project:
+        request = admin_pb2.AddProjectRequest(institution=institution, name=name, weight=weight)
+        return self._call(self._admin.AddProject, request)
+
+    def list_projects(self) -> list[admin_pb2.Project]:
+        return list(self._call(self._admin.ListProjects, admin_pb2.ListProjectsRequest()).projects)
+
+    def set_weight(self, kind: str, key: str, weight: float) -> admin_pb2.SetWeightResponse:
+        return self._call(self._admin.SetWeight, admin_pb2.SetWeightRequest(kind=kind, id=key, weight=weight))
+
+    def get_policy(self) -> admin_pb2.Policy:
+        return self._call(self._admin.GetPolicy, admin_pb2.GetPolicyRequest())
+
+    def set_policy(self, policy: admin_pb2.Policy) -> admin_pb2.Policy:
+        return self._call(self._admin.SetPolicy, admin_pb2.SetPolicyRequest(policy=policy))
+
+    def set_guarantee(self, institution: str, gpu_model: str, gpus: int) -> admin_pb2.SetGuaranteeResponse:
+        request = admin_pb2.SetGuaranteeRequest(institution=institution, gpu_model=gpu_model, gpus=gpus)
+        return self._call(self._admin.SetGuarantee, request)
+
+    def set_limits(self, institution: str, borrowing: int, lending: int) -> admin_pb2.SetLimitsResponse:
+        request = admin_pb2.SetLimitsRequest(institution=institution, borrowing_limit=borrowing,
+                                             lending_limit=lending)
+        return self._call(self._admin.SetLimits, request)
+
     # -- jobs -------------------------------------------------------------
     def submit_job(
         self,

@@ -57,6 +57,7 @@ def job_to_dict(job: common_pb2.Job) -> JsonDict:
         "state": job_state_name(job.state),
         "owner": job.owner,
         "institution": job.institution,
+        "project": job.project or None,
         "site": job.site or None,
         "country": job.country or None,
         "gpu_model": job.gpu_model or None,
@@ -75,6 +76,9 @@ def job_to_dict(job: common_pb2.Job) -> JsonDict:
             "cpus": res.cpus,
             "memory_mb": res.memory_mb,
             "countries": list(spec.countries),
+            "data_country": spec.data_country or None,
+            "site_labels": dict(sorted(spec.site_labels.items())),
+            "preemptible": not spec.non_preemptible,
             "walltime_seconds": spec.walltime_seconds,
             "priority": spec.priority,
             "working_dir_digest": env.working_dir_digest or None,
@@ -242,3 +246,34 @@ def print_json_line(data: Any) -> None:
     """One compact JSON object per line (long-running commands announce with it)."""
     sys.stdout.write(json.dumps(data, sort_keys=True) + "\n")
     sys.stdout.flush()
+
+
+def project_to_dict(p: admin_pb2.Project) -> JsonDict:
+    return {"id": p.id, "institution": p.institution, "name": p.name, "weight": p.weight}
+
+
+def policy_to_dict(p: admin_pb2.Policy) -> JsonDict:
+    return {
+        "share_policy": p.share_policy,
+        "half_life_seconds": p.half_life_seconds,
+        "base_grant": p.base_grant,
+        "model_weights": {w.model: w.weight for w in p.model_weights},
+        "preemption_grace_seconds": p.preemption_grace_seconds,
+        "age_weight": p.age_weight,
+    }
+
+
+def projects_table(items: Sequence[JsonDict]) -> None:
+    _table(None, ["PROJECT", "INSTITUTION", "WEIGHT"], [[p["id"], p["institution"], f"{p['weight']:g}"] for p in items])
+
+
+def policy_table(policy: JsonDict) -> None:
+    weights = ", ".join(f"{m}={w:g}" for m, w in sorted(policy["model_weights"].items()))
+    _table(None, ["SETTING", "VALUE"], [
+        ["share policy", policy["share_policy"]],
+        ["half-life", format_duration(int(policy["half_life_seconds"]))],
+        ["base grant", f"{policy['base_grant']:g}"],
+        ["preemption grace", format_duration(int(policy["preemption_grace_seconds"]))],
+        ["age weight", f"{policy['age_weight']:g} per hour"],
+        ["model weights", weights],
+    ])

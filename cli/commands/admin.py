@@ -10,6 +10,7 @@ import typer
 from minga.v1 import common_pb2
 
 from .. import errors, render
+from . import shares
 from ..options import BrokerOpt, CaOpt, OutputOpt, TokenOpt, client
 from ..parsing import parse_country, parse_duration
 from ..render import Output
@@ -23,6 +24,11 @@ app.add_typer(institution_app, name="institution")
 app.add_typer(user_app, name="user")
 app.add_typer(site_token_app, name="site-token")
 app.add_typer(site_app, name="site")
+app.add_typer(shares.policy_app, name="policy")
+app.add_typer(shares.project_app, name="project")
+app.add_typer(shares.weight_app, name="weight")
+app.add_typer(shares.guarantee_app, name="guarantee")
+app.add_typer(shares.limits_app, name="limits")
 
 
 class RoleChoice(str, enum.Enum):

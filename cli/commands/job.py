@@ -82,6 +82,14 @@ def submit(
                                                         "(.gitignore respected).", show_default=False)] = None,
     max_attempts: Annotated[int, typer.Option("--max-attempts", help="Tries before giving up (preemption, "
                                               "lost site).")] = 1,
+    project: Annotated[str, typer.Option("--project", help="Project of your institution to charge.",
+                                         show_default="default")] = "",
+    data_country: Annotated[Optional[str], typer.Option("--data-country", help="Where the job's data is: "
+                                                        "prefer sites in or near it.", show_default=False)] = None,
+    label: Annotated[Optional[list[str]], typer.Option("--label", help="KEY=VALUE the site must carry "
+                                                       "(repeatable).", show_default=False)] = None,
+    non_preemptible: Annotated[bool, typer.Option("--non-preemptible", help="Never preempt it (honoured within "
+                                                  "your institution's guarantee).")] = False,
     idempotency_key: Annotated[Optional[str], typer.Option("--idempotency-key", help="Same key, same job: safe to "
                                                            "re-run this command.", show_default="random")] = None,
     broker: BrokerOpt = None, token: TokenOpt = None, ca: CaOpt = None, output: OutputOpt = Output.table,
@@ -110,6 +118,10 @@ def submit(
         walltime_seconds=_parsed("--walltime", parse_duration, walltime) if walltime else 0,
         max_attempts=max_attempts,
         runtime_env=common_pb2.RuntimeEnv(pip=pip or [], env=_parsed("--env", parse_env, env or [])),
+        project=project,
+        data_country=_parsed("--data-country", parse_country, data_country) if data_country else "",
+        non_preemptible=non_preemptible,
+        site_labels=_parsed("--label", parse_env, label or []),
     )
     with client(ctx, broker, token, ca) as c:
         if working_dir is not None:

@@ -1,0 +1,162 @@
+"""`minga admin policy|project|weight|guarantee|limits`: the fair-share tree and policy."""
+from __future__ import annotations
+
+import enum
+from typing import Annotated, Optional
+
+import typer
+from minga.v1 import admin_pb2
+
+from .. import render
+from ..options import BrokerOpt, CaOpt, OutputOpt, TokenOpt, client
+from ..parsing import parse_duration
+from ..render import Output
+
+policy_app = typer.Typer(help="The fair-share policy: share policy, half-life, base grant, model weights.",
+                         no_args_is_help=True)
+project_app = typer.Typer(help="Projects: what jobs are charged to, inside an institution.", no_args_is_help=True)
+weight_app = typer.Typer(help="Weights of countries, institutions and projects.", no_args_is_help=True)
+guarantee_app = typer.Typer(help="Explicit per-model GPU guarantees.", no_args_is_help=True)
+limits_app = typer.Typer(help="Borrowing and lending limits (GPUs).", no_args_is_help=True)
+
+
+class SharePolicy(str, enum.Enum):
+    contribution = "contribution"
+    static = "static"
+
+
+class Kind(str, enum.Enum):
+    country = "country"
+    institution = "institution"
+    project = "project"
+
+
+def _seconds(flag: str, value: Optional[str]) -> float:
+    if value is None:
+        return 0.0
+    try:
+        return float(parse_duration(value))
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint=flag) from exc
+
+
+def _model_weights(values: list[str]) -> list[admin_pb2.ModelWeight]:
+    out = []
+    for item in values:
+        model, sep, weight = item.partition("=")
+        try:
+            value = float(weight)
+        except ValueError:
+            value = -1.0
+        if not sep or not model or value <= 0:
+            raise typer.BadParameter(f"{item!r} must look like MODEL=WEIGHT, e.g. H100=1.0", param_hint="--model-weight")
+        out.append(admin_pb2.ModelWeight(model=model, weight=value))
+    return out
+
+
+@policy_app.command("show")
+def policy_show(ctx: typer.Context, broker: BrokerOpt = None, token: TokenOpt = None, ca: CaOpt = None,
+                output: OutputOpt = Output.table) -> None:
+    """Show the fair-share policy."""
+    with client(ctx, broker, token, ca) as c:
+        policy = render.policy_to_dict(c.get_policy())
+    render.show(output, policy, lambda: render.policy_table(policy))
+
+
+@policy_app.command("set")
+def policy_set(
+    ctx: typer.Context,
+    share_policy: Annotated[Optional[SharePolicy], typer.Option("--policy", help="How institutions' weights "
+                                                                "are set.", show_default=False)] = None,
+    half_life: Annotated[Optional[str], typer.Option("--half-life", help="Usage decay half-life, e.g. 7d.",
+                                                     show_default=False)] = None,
+    base_grant: Annotated[Optional[float], typer.Option("--base-grant", min=0.0, help="Every institution's "
+                                                        "floor weight.", show_default=False)] = None,
+    grace: Annotated[Optional[str], typer.Option("--preemption-grace", help="Runs younger than this are never "
+                                                 "preempted, e.g. 10m.", show_default=False)] = None,
+    model_weight: Annotated[Optional[list[str]], typer.Option("--model-weight", help="MODEL=WEIGHT (repeatable), "
+                                                              "e.g. H100=1.0.", show_default=False)] = None,
+    broker: BrokerOpt = None, token: TokenOpt = None, ca: CaOpt = None, output: OutputOpt = Output.table,
+) -> None:
+    """Change the fair-share policy; what you do not name stays as it is."""
+    policy = admin_pb2.Policy(
+        share_policy=share_policy.value if share_policy else "",
+        half_life_seconds=_seconds("--half-life", half_life),
+        base_grant=base_grant or 0.0,
+        preemption_grace_seconds=_seconds("--preemption-grace", grace),
+        model_weights=_model_weights(model_weight or []),
+    )
+    with client(ctx, broker, token, ca) as c:
+        result = render.policy_to_dict(c.set_policy(policy))
+    render.show(output, result, lambda: render.policy_table(result))
+
+
+@project_app.command("add")
+def project_add(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Project name, e.g. nlp.")],
+    institution: Annotated[str, typer.Option("--institution", help="Slug of the institution it belongs to.")],
+    weight: Annotated[float, typer.Option("--weight", min=0.0, help="Share among its institution's projects.")] = 1.0,
+    broker: BrokerOpt = None, token: TokenOpt = None, ca: CaOpt = None, output: OutputOpt = Output.table,
+) -> None:
+    """Add a project to an institution (each institution also has `default`)."""
+    with client(ctx, broker, token, ca) as c:
+        project = render.project_to_dict(c.add_project(institution, name, weight))
+    render.show(output, project, lambda: typer.echo(f"project {project['id']} added (weight {weight:g})"))
+
+
+@project_app.command("list")
+def project_list(ctx: typer.Context, broker: BrokerOpt = None, token: TokenOpt = None, ca: CaOpt = None,
+                 output: OutputOpt = Output.table) -> None:
+    """List projects."""
+    with client(ctx, broker, token, ca) as c:
+        items = [render.project_to_dict(p) for p in c.list_projects()]
+    render.show(output, items, lambda: render.projects_table(items))
+
+
+@weight_app.command("set")
+def weight_set(
+    ctx: typer.Context,
+    kind: Annotated[Kind, typer.Argument(help="country, institution or project.")],
+    key: Annotated[str, typer.Argument(metavar="ID", help="CL, uchile or uchile/nlp.")],
+    weight: Annotated[float, typer.Argument(help="The new weight (positive).")],
+    broker: BrokerOpt = None, token: TokenOpt = None, ca: CaOpt = None, output: OutputOpt = Output.table,
+) -> None:
+    """Set the weight of one node of the account tree."""
+    with client(ctx, broker, token, ca) as c:
+        r = c.set_weight(kind.value, key, weight)
+    data = {"kind": r.kind, "id": r.id, "weight": r.weight}
+    render.show(output, data, lambda: typer.echo(f"{r.kind} {r.id} now weighs {r.weight:g}"))
+
+
+@guarantee_app.command("set")
+def guarantee_set(
+    ctx: typer.Context,
+    institution: Annotated[str, typer.Argument(help="Institution slug.")],
+    gpu_model: Annotated[str, typer.Option("--model", help="GPU model, e.g. A100.")],
+    gpus: Annotated[int, typer.Option("--gpus", min=0, help="GPUs guaranteed; 0 removes the guarantee.")],
+    broker: BrokerOpt = None, token: TokenOpt = None, ca: CaOpt = None, output: OutputOpt = Output.table,
+) -> None:
+    """Guarantee an institution GPUs of one model (checked against what the federation has)."""
+    with client(ctx, broker, token, ca) as c:
+        r = c.set_guarantee(institution, gpu_model, gpus)
+    data = {"institution": r.institution, "gpu_model": r.gpu_model, "gpus": r.gpus}
+    render.show(output, data, lambda: typer.echo(f"{r.institution} is guaranteed {r.gpus} {r.gpu_model}"))
+
+
+@limits_app.command("set")
+def limits_set(
+    ctx: typer.Context,
+    institution: Annotated[str, typer.Argument(help="Institution slug.")],
+    borrow: Annotated[int, typer.Option("--borrow", min=-1, help="GPUs it may use beyond its guarantee; "
+                                        "-1: unlimited.")] = -1,
+    lend: Annotated[int, typer.Option("--lend", min=-1, help="GPUs of its own it may lend; -1: unlimited.")] = -1,
+    broker: BrokerOpt = None, token: TokenOpt = None, ca: CaOpt = None, output: OutputOpt = Output.table,
+) -> None:
+    """Set an institution's borrowing and lending limits (Kueue's borrowingLimit / lendingLimit)."""
+    with client(ctx, broker, token, ca) as c:
+        r = c.set_limits(institution, borrow, lend)
+    data = {"institution": r.institution, "borrowing_limit": r.borrowing_limit, "lending_limit": r.lending_limit}
+    render.show(output, data, lambda: typer.echo(
+        f"{r.institution}: borrow {'unlimited' if r.borrowing_limit < 0 else r.borrowing_limit}, "
+        f"lend {'unlimited' if r.lending_limit < 0 else r.lending_limit}"))
