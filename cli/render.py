@@ -125,6 +125,7 @@ def site_to_dict(site: admin_pb2.Site) -> JsonDict:
         "cpus": site.inventory.cpus,
         "memory_mb": site.inventory.memory_mb,
         "nodes": site.inventory.nodes,
+        "labels": dict(sorted(site.labels.items())),
     }
 
 

@@ -67,3 +67,15 @@ def test_submit_with_project_data_country_and_labels(fed):
     assert job["project"] == "uchile/nlp"
     assert job["spec"]["data_country"] == "CL" and job["spec"]["site_labels"] == {"tier": "gold"}
     assert job["spec"]["preemptible"] is False
+
+
+def test_site_labels(fed):
+    broker, admin, ana = fed
+    out = minga(broker, admin, "admin", "site", "label", "dcc", "tier=gold", "net=renata", "--output", "json")
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.stdout)["labels"] == {"net": "renata", "tier": "gold"}
+    sites = json.loads(minga(broker, ana, "site", "list", "--output", "json").stdout)
+    assert sites[0]["labels"] == {"net": "renata", "tier": "gold"}
+    snap = broker.broker.core.store.runs.load_snapshot()
+    assert snap.sites[0].labels == (("net", "renata"), ("tier", "gold"))
+    assert minga(broker, admin, "admin", "site", "label", "dcc", "oops").exit_code != 0

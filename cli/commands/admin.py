@@ -12,7 +12,7 @@ from minga.v1 import common_pb2
 from .. import errors, render
 from . import shares
 from ..options import BrokerOpt, CaOpt, OutputOpt, TokenOpt, client
-from ..parsing import parse_country, parse_duration
+from ..parsing import parse_country, parse_duration, parse_env
 from ..render import Output
 
 app = typer.Typer(help="Federation administration: institutions, users, site tokens, cordons.", no_args_is_help=True)
@@ -163,3 +163,22 @@ def site_uncordon(
 ) -> None:
     """Let the scheduler place jobs on a cordoned site again."""
     _set_cordon(ctx, name, False, broker, token, ca, output)
+
+
+@site_app.command("label")
+def site_label(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Site name.")],
+    labels: Annotated[Optional[list[str]], typer.Argument(metavar="KEY=VALUE...", help="The site's labels; "
+                                                          "none clears them.", show_default=False)] = None,
+    broker: BrokerOpt = None, token: TokenOpt = None, ca: CaOpt = None, output: OutputOpt = Output.table,
+) -> None:
+    """Replace a site's labels; jobs may require them with `job submit --label`."""
+    try:
+        parsed = parse_env(labels or [])
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="KEY=VALUE") from exc
+    with client(ctx, broker, token, ca) as c:
+        site = render.site_to_dict(c.set_site_labels(name, parsed))
+    shown = ", ".join(f"{k}={v}" for k, v in site["labels"].items()) or "none"
+    render.show(output, site, lambda: typer.echo(f"site {site['name']} labels: {shown}"))

@@ -115,3 +115,6 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         return admin_pb2.SetLimitsResponse(institution=request.institution,
                                            borrowing_limit=-1 if borrow is None else borrow,
                                            lending_limit=-1 if lend is None else lend)
+
+    def SetSiteLabels(self, request: admin_pb2.SetSiteLabelsRequest, context: CallContext) -> admin_pb2.Site:
+        return site_to_pb(*admin.set_site_labels(self.core, request.name, dict(request.labels)))

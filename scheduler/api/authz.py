@@ -39,4 +39,5 @@ RPC_ROLES: dict[str, frozenset[Role] | None] = {
     "/minga.v1.AdminService/SetPolicy": frozenset({A}),
     "/minga.v1.AdminService/SetGuarantee": frozenset({A}),
     "/minga.v1.AdminService/SetLimits": frozenset({A}),
+    "/minga.v1.AdminService/SetSiteLabels": frozenset({A}),
 }

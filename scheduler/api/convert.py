@@ -122,6 +122,7 @@ def site_to_pb(site: Site, gpus_in_use: dict[str, int]) -> admin_pb2.Site:
         name=site.name, institution=site.institution, country=site.country,
         state=site_state_to_pb(site.state), connected=site.connected,
         inventory=inventory_to_pb(site.inventory), last_seen=site.last_seen, gpus_in_use=gpus_in_use,
+        labels=dict(site.labels),
     )
 
 

@@ -1,8 +1,8 @@
 """Why a job waits: the binding constraint, and whether anything could ever hold it.
 
 A job nobody could ever run must not sit pending in silence. These checks walk
-the constraints in a fixed order (country, model, memory, size, CPUs, state,
-capacity) and name the first one that rules out every site.
+the constraints in a fixed order (country, label, model, memory, size, CPUs,
+state, capacity) and name the first one that rules out every site.
 """
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from scheduler.domain import Job, Resources, Site
 from scheduler.policy.placement import (
     Capacity,
     accepts_new_runs,
+    has_labels,
     in_allowed_country,
     pool_can_ever_hold,
     pool_matches,
@@ -40,6 +41,10 @@ def never_fits_reason(job: Job, sites: Sequence[Site]) -> str | None:
     candidates = [s for s in sites if in_allowed_country(job, s)]
     if not candidates:
         return f"country: no site in {', '.join(job.spec.countries)}"
+    candidates = [s for s in candidates if has_labels(job, s)]
+    if not candidates:
+        wanted = ", ".join(f"{k}={v}" for k, v in job.spec.site_labels)
+        return f"label: no site in the allowed countries carries {wanted}"
     if res.gpus > 0:
         pools = [p for s in candidates for p in s.inventory.gpus]
         by_model = [p for p in pools if not res.gpu_models or p.model in res.gpu_models]
@@ -61,7 +66,7 @@ def never_fits_reason(job: Job, sites: Sequence[Site]) -> str | None:
 def waiting_reason(job: Job, sites: Sequence[Site], capacity: Capacity) -> str:
     """Why a job that could fit somewhere does not fit right now."""
     res = job.spec.resources
-    eligible = [s for s in sites if in_allowed_country(job, s) and _could_hold(res, s)]
+    eligible = [s for s in sites if in_allowed_country(job, s) and has_labels(job, s) and _could_hold(res, s)]
     ready = [s for s in eligible if accepts_new_runs(s)]
     if not ready:
         return "capacity: every site that could hold it is disconnected, cordoned or lost"

@@ -2,7 +2,7 @@
 
 Hard constraints: all GPUs of a job come from one pool (one model) of one site,
 with an allowed model, enough memory per GPU, in an allowed country, on a site
-that is READY and connected. Among the pools that fit, best fit wins: the one
+that carries every label the job asks for and is READY and connected. Among the pools that fit, best fit wins: the one
 that leaves the fewest GPUs idle, so large holes stay free for large jobs
 (the classic best-fit bin-packing rule).
 """
@@ -53,6 +53,11 @@ def in_allowed_country(job: Job, site: Site) -> bool:
     return not job.spec.countries or site.country in job.spec.countries
 
 
+def has_labels(job: Job, site: Site) -> bool:
+    """Hard label constraint: the site carries every (key, value) the job asks for."""
+    return not job.spec.site_labels or set(job.spec.site_labels) <= set(site.labels)
+
+
 def pool_matches(res: Resources, pool: GpuPool) -> bool:
     """Model and memory constraints, ignoring how many GPUs are free."""
     if res.gpu_models and pool.model not in res.gpu_models:
@@ -76,7 +81,7 @@ def best_fit(job: Job, sites: Iterable[Site], capacity: Capacity) -> Choice | No
     res = job.spec.resources
     best: tuple[tuple[float, float, str, str], Choice] | None = None
     for site in sites:
-        if not accepts_new_runs(site) or not in_allowed_country(job, site):
+        if not accepts_new_runs(site) or not in_allowed_country(job, site) or not has_labels(job, site):
             continue
         free_cpus = capacity.cpus.get(site.name, 0.0)
         if free_cpus < res.cpus:

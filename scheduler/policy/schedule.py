@@ -1,12 +1,16 @@
 """`schedule(snapshot, now) -> Decisions`, the policy's single entry point.
 
-Order for now is first-come, first-served by submit time (ties by job id), with
-skipping: a job that does not fit does not block smaller jobs behind it. The
-fair-share order replaces `queue_order` in a later change; placement stays.
+With an account tree in the snapshot (any institution), the fair-share cycle of
+`fair_cycle.py` decides: Fair Tree order, guarantees with borrowing and reclaim,
+EASY reservation with backfill, and preferred placement. Without one, the order
+is first-come, first-served by priority and submit time (ties by job id), with
+skipping: a job that does not fit does not block smaller jobs behind it. That
+fallback keeps a broker with no accounts yet working exactly as before.
 """
 from __future__ import annotations
 
 from scheduler.domain import Job
+from scheduler.policy.fair_cycle import schedule_fair
 from scheduler.policy.feasibility import never_fits_reason, waiting_reason
 from scheduler.policy.placement import best_fit, free_capacity, take
 from scheduler.policy.snapshot import Decisions, Placement, Snapshot, Waiting
@@ -21,7 +25,13 @@ def schedule(snapshot: Snapshot, now: float) -> Decisions:
 
     Pure and deterministic: the same snapshot and `now` give the same decisions.
     """
-    del now  # FIFO needs no clock yet; fair share's decay and age will.
+    if snapshot.institutions:
+        return schedule_fair(snapshot, now)
+    return schedule_fifo(snapshot)
+
+
+def schedule_fifo(snapshot: Snapshot) -> Decisions:
+    """Submit order with skipping and best-fit placement: the policy before accounts exist."""
     capacity = free_capacity(snapshot.sites, snapshot.live_runs)
     placements: list[Placement] = []
     waiting: list[Waiting] = []

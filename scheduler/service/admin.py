@@ -76,6 +76,18 @@ def set_cordon(core: Core, site: str, cordoned: bool) -> tuple[Site, dict[str, i
     return updated, core.store.sites.gpus_in_use().get(site, {})
 
 
+def set_site_labels(core: Core, site: str, labels: dict[str, str]) -> tuple[Site, dict[str, int]]:
+    """Labels are what jobs' --label constraints match (like Slurm node features)."""
+    if len(labels) > 32:
+        raise InvalidArgument("a site may carry at most 32 labels")
+    for key, value in labels.items():
+        if not key or len(key) > 63 or len(value) > 63:
+            raise InvalidArgument(f"label {key!r}: keys are 1-63 characters, values up to 63")
+    updated = core.store.sites.set_labels(site, labels)
+    core.cycle.trigger()
+    return updated, core.store.sites.gpus_in_use().get(site, {})
+
+
 def show_quotas(core: Core) -> list[QuotaRow]:
     institutions = [(i.slug, i.country) for i in core.store.accounts.list_institutions()]
     jobs = core.store.jobs.list(None, include_terminal=False, state=None, limit=1_000_000)

@@ -1,6 +1,8 @@
 """Sites: connection state, inventory, cordon."""
 from __future__ import annotations
 
+import json
+
 from sqlmodel import select
 
 from scheduler.domain import Inventory, NotFound, Site, SiteState
@@ -70,6 +72,13 @@ class SitesRepo:
             for row in s.exec(select(SiteRow).where(SiteRow.connected == True)).all():  # noqa: E712
                 row.connected = False
                 s.add(row)
+
+    def set_labels(self, name: str, labels: dict[str, str]) -> Site:
+        with self.db.tx() as s:
+            row = self._row(s, name)
+            row.labels_json = json.dumps(dict(sorted(labels.items())))
+            s.add(row)
+            return site_from_row(row)
 
     def set_state(self, name: str, state: SiteState) -> Site:
         with self.db.tx() as s:

@@ -7,6 +7,21 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class SetSiteLabelsRequest(_message.Message):
+    __slots__ = ("name", "labels")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    labels: _containers.ScalarMap[str, str]
+    def __init__(self, name: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
 class Project(_message.Message):
     __slots__ = ("id", "institution", "name", "weight")
     ID_FIELD_NUMBER: _ClassVar[int]
@@ -224,7 +239,7 @@ class CreateSiteTokenResponse(_message.Message):
     def __init__(self, site: _Optional[str] = ..., token: _Optional[str] = ..., expires_at: _Optional[float] = ...) -> None: ...
 
 class Site(_message.Message):
-    __slots__ = ("name", "institution", "country", "state", "connected", "inventory", "last_seen", "gpus_in_use")
+    __slots__ = ("name", "institution", "country", "state", "connected", "inventory", "last_seen", "gpus_in_use", "labels")
     class GpusInUseEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -232,6 +247,13 @@ class Site(_message.Message):
         key: str
         value: int
         def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     NAME_FIELD_NUMBER: _ClassVar[int]
     INSTITUTION_FIELD_NUMBER: _ClassVar[int]
     COUNTRY_FIELD_NUMBER: _ClassVar[int]
@@ -240,6 +262,7 @@ class Site(_message.Message):
     INVENTORY_FIELD_NUMBER: _ClassVar[int]
     LAST_SEEN_FIELD_NUMBER: _ClassVar[int]
     GPUS_IN_USE_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
     name: str
     institution: str
     country: str
@@ -248,7 +271,8 @@ class Site(_message.Message):
     inventory: _common_pb2.Inventory
     last_seen: float
     gpus_in_use: _containers.ScalarMap[str, int]
-    def __init__(self, name: _Optional[str] = ..., institution: _Optional[str] = ..., country: _Optional[str] = ..., state: _Optional[_Union[_common_pb2.SiteState, str]] = ..., connected: _Optional[bool] = ..., inventory: _Optional[_Union[_common_pb2.Inventory, _Mapping]] = ..., last_seen: _Optional[float] = ..., gpus_in_use: _Optional[_Mapping[str, int]] = ...) -> None: ...
+    labels: _containers.ScalarMap[str, str]
+    def __init__(self, name: _Optional[str] = ..., institution: _Optional[str] = ..., country: _Optional[str] = ..., state: _Optional[_Union[_common_pb2.SiteState, str]] = ..., connected: _Optional[bool] = ..., inventory: _Optional[_Union[_common_pb2.Inventory, _Mapping]] = ..., last_seen: _Optional[float] = ..., gpus_in_use: _Optional[_Mapping[str, int]] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class ListSitesRequest(_message.Message):
     __slots__ = ()

@@ -119,6 +119,11 @@ class AdminServiceStub:
                 request_serializer=minga_dot_v1_dot_admin__pb2.SetLimitsRequest.SerializeToString,
                 response_deserializer=minga_dot_v1_dot_admin__pb2.SetLimitsResponse.FromString,
                 _registered_method=True)
+        self.SetSiteLabels = channel.unary_unary(
+                '/minga.v1.AdminService/SetSiteLabels',
+                request_serializer=minga_dot_v1_dot_admin__pb2.SetSiteLabelsRequest.SerializeToString,
+                response_deserializer=minga_dot_v1_dot_admin__pb2.Site.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
@@ -228,6 +233,13 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetSiteLabels(self, request, context):
+        """Replaces a site's labels (jobs may require them with --label).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -315,6 +327,11 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.SetLimits,
                     request_deserializer=minga_dot_v1_dot_admin__pb2.SetLimitsRequest.FromString,
                     response_serializer=minga_dot_v1_dot_admin__pb2.SetLimitsResponse.SerializeToString,
+            ),
+            'SetSiteLabels': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetSiteLabels,
+                    request_deserializer=minga_dot_v1_dot_admin__pb2.SetSiteLabelsRequest.FromString,
+                    response_serializer=minga_dot_v1_dot_admin__pb2.Site.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -776,6 +793,33 @@ class AdminService:
             '/minga.v1.AdminService/SetLimits',
             minga_dot_v1_dot_admin__pb2.SetLimitsRequest.SerializeToString,
             minga_dot_v1_dot_admin__pb2.SetLimitsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetSiteLabels(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/minga.v1.AdminService/SetSiteLabels',
+            minga_dot_v1_dot_admin__pb2.SetSiteLabelsRequest.SerializeToString,
+            minga_dot_v1_dot_admin__pb2.Site.FromString,
             options,
             channel_credentials,
             insecure,

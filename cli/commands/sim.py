@@ -1,0 +1,89 @@
+"""`minga sim`: replay a workload on a federation file through minga's policy and three
+baselines, on simulated time (scheduler/sim). No broker needed."""
+from __future__ import annotations
+
+import json
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+app = typer.Typer(help="Simulate the scheduling policy on a federation and a workload.",
+                  invoke_without_command=True)
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+class SimOutput(str, Enum):
+    table = "table"
+    json = "json"
+
+
+@app.callback()
+def run(
+    ctx: typer.Context,
+    federation: Annotated[Path, typer.Option(help="Federation file (TOML).")] = REPO / "examples" / "latam-federation.toml",
+    trace: Annotated[str, typer.Option(help="Task trace CSV (openb pod list), relative to --traces-dir or not, "
+                                            "or 'synthetic'.")] = "alibaba-openb-2023/openb_pod_list_gpuspec33.csv",
+    traces_dir: Annotated[Path, typer.Option(help="The shared traces folder.")] = REPO.parent / "shared" / "traces",
+    jobs: Annotated[Optional[int], typer.Option(help="Jobs to replay (trace: the last N GPU tasks).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the synthetic generator.")] = 0,
+    load: Annotated[float, typer.Option(help="Offered load the arrivals are scaled to.")] = 1.5,
+    policy: Annotated[Optional[list[str]], typer.Option(help="Policies to run (default: all four).")] = None,
+    output: Annotated[SimOutput, typer.Option(help="table or json on stdout.")] = SimOutput.table,
+    csv_file: Annotated[Optional[Path], typer.Option("--csv", help="Write the metrics as CSV.")] = None,
+    json_file: Annotated[Optional[Path], typer.Option("--json", help="Write the full result as JSON.")] = None,
+    plot_file: Annotated[Optional[Path], typer.Option("--plot", help="PNG of GPUs held per country over time.")] = None,
+) -> None:
+    """Compare minga, fifo, slurm-classic and static on the same jobs (table or --output json)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from scheduler.sim import federation as fedmod
+    from scheduler.sim import report, workload
+    from scheduler.sim.baselines import POLICIES
+
+    fed = fedmod.load(federation)
+    weights = [(i.slug, i.weight) for i in fed.institutions]
+    if trace == "synthetic":
+        models = sorted({p.model for s in fed.sites for p in s.inventory.gpus})
+        work = workload.synthetic(jobs or 10_000, weights, models, fed.capacity, seed=seed, load=load)
+    else:
+        path = Path(trace)
+        if not path.is_absolute() and (traces_dir / trace).exists():
+            path = traces_dir / trace
+        if not path.exists():
+            raise typer.BadParameter(f"no trace file {path}", param_hint="--trace")
+        work, _ = workload.scale_to_load(workload.read_trace(path, weights, jobs), fed.capacity, load)
+    names = policy or list(POLICIES)
+    unknown = [n for n in names if n not in POLICIES]
+    if unknown:
+        raise typer.BadParameter(f"unknown policy {', '.join(unknown)}; known: {', '.join(POLICIES)}")
+    result = report.compare(fed, work, names)
+    if plot_file:
+        try:
+            report.plot(result, plot_file, fed.countries)
+        except RuntimeError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from exc
+    series = result.pop("series")
+    if csv_file:
+        csv_file.write_text(report.to_csv(result))
+    if json_file:
+        json_file.write_text(json.dumps({**result, "series": series}, indent=1))
+    if output is SimOutput.json:
+        typer.echo(json.dumps(result, sort_keys=True))
+    else:
+        typer.echo(report.table(result))
+
+
+@app.command("make-federation")
+def make_federation(
+    traces_dir: Annotated[Path, typer.Option(help="The shared traces folder.")] = REPO.parent / "shared" / "traces",
+    out: Annotated[Path, typer.Option(help="Where to write the TOML.")] = REPO / "examples" / "latam-federation.toml",
+) -> None:
+    """Regenerate the example federation from the traces, by the rules in its header."""
+    from scheduler.sim import make_federation as mf
+
+    fed = mf.write(traces_dir, out)
+    typer.echo(f"wrote {out}: {len(fed['sites'])} sites, {fed['total']} GPUs, {len(fed['institutions'])} institutions")

@@ -1,0 +1,131 @@
+"""Entitlement: how much of the federation each node of the account tree is owed.
+
+The tree is Federation -> Country -> Institution -> Project. Each node's weight is
+turned into a fraction of its parent's share, and the product down the tree is the
+node's entitlement fraction of the whole federation (the "normalized shares" of
+Slurm's multifactor fair share).
+
+Two institution weight policies (issue 3, section 1):
+
+* ``static``: the admin's weight as set.
+* ``contribution`` (default): ``base_grant`` + the decayed, model-normalized
+  GPU-hours the institution's sites made available. The base grant is the floor
+  that lets institutions without GPUs still get a share; contribution makes
+  joining with hardware pay off, which is the point of a minga.
+
+GPU models are normalized by an admin-editable weight table, because an H100
+hour is not a T4 hour; an unknown model counts 1.0 so nothing is silently free.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+from scheduler.domain import Job
+from scheduler.policy.snapshot import InstitutionShare, ShareSettings, Snapshot
+
+UNKNOWN_COUNTRY = "?"
+
+
+def model_weight(settings: ShareSettings, model: str) -> float:
+    """The admin's weight for `model`; 1.0 when the table does not name it."""
+    for name, weight in settings.model_weights:
+        if name == model:
+            return weight
+    return 1.0
+
+
+def normalized_gpus(settings: ShareSettings, model: str, gpus: float) -> float:
+    return gpus * model_weight(settings, model)
+
+
+def default_project(institution: str) -> str:
+    """Every institution has a default project, where jobs without --project go."""
+    return f"{institution}/default"
+
+
+def job_project(job: Job) -> str:
+    """The project a job is charged to: '<institution>/<name>'."""
+    name = job.spec.project
+    if not name:
+        return default_project(job.institution)
+    return name if "/" in name else f"{job.institution}/{name}"
+
+
+def institution_weight(inst: InstitutionShare, settings: ShareSettings) -> float:
+    """The institution's weight under the admin's share policy (see module docstring)."""
+    if settings.policy == "static":
+        return max(inst.weight, 0.0)
+    return max(settings.base_grant, 0.0) + max(inst.contribution, 0.0)
+
+
+@dataclass(frozen=True)
+class Tree:
+    """The account tree with raw weights: country -> institution -> project."""
+
+    country_weight: dict[str, float]
+    institutions: dict[str, dict[str, float]]   # country -> {institution: weight}
+    projects: dict[str, dict[str, float]]       # institution -> {project id: weight}
+    country_of: dict[str, str]                  # institution -> country
+
+
+def build_tree(snapshot: Snapshot) -> Tree:
+    """The tree from the snapshot, plus any institution or project only a job names.
+
+    An unknown institution gets the base grant (or 1.0 under ``static``) in an
+    unknown country, and an unknown project weight 1.0, so a job is never dropped
+    because the admin has not registered its account yet.
+    """
+    settings = snapshot.settings
+    institutions: dict[str, dict[str, float]] = defaultdict(dict)
+    country_of: dict[str, str] = {}
+    for inst in sorted(snapshot.institutions, key=lambda i: i.slug):
+        institutions[inst.country][inst.slug] = institution_weight(inst, settings)
+        country_of[inst.slug] = inst.country
+    projects: dict[str, dict[str, float]] = defaultdict(dict)
+    for proj in sorted(snapshot.projects, key=lambda p: p.id):
+        projects[proj.institution][proj.id] = max(proj.weight, 0.0)
+    floor = 1.0 if settings.policy == "static" else max(settings.base_grant, 0.0)
+    for job in snapshot.pending:
+        if job.institution not in country_of:
+            institutions[UNKNOWN_COUNTRY][job.institution] = floor
+            country_of[job.institution] = UNKNOWN_COUNTRY
+        projects[job.institution].setdefault(job_project(job), 1.0)
+    for slug in country_of:
+        if not projects[slug]:
+            projects[slug][default_project(slug)] = 1.0
+    explicit = dict(snapshot.country_weights)
+    country_weight = {c: explicit.get(c, sum(members.values())) for c, members in institutions.items()}
+    return Tree(country_weight=country_weight, institutions=dict(institutions),
+                projects=dict(projects), country_of=country_of)
+
+
+def fractions(weights: dict[str, float]) -> dict[str, float]:
+    """Each sibling's weight over the siblings' sum; equal shares when all are zero."""
+    total = sum(weights.values())
+    if total <= 0:
+        return {k: 1.0 / len(weights) for k in weights} if weights else {}
+    return {k: w / total for k, w in weights.items()}
+
+
+@dataclass(frozen=True)
+class Entitlements:
+    """Entitlement as a fraction of the whole federation, at every level."""
+
+    country: dict[str, float]
+    institution: dict[str, float]
+    project: dict[str, float]
+
+
+def entitlements(tree: Tree) -> Entitlements:
+    """Normalized shares: a child's fraction of its siblings times its parent's share."""
+    country = fractions(tree.country_weight)
+    institution: dict[str, float] = {}
+    for c, members in tree.institutions.items():
+        for slug, f in fractions(members).items():
+            institution[slug] = country[c] * f
+    project: dict[str, float] = {}
+    for slug, members in tree.projects.items():
+        for pid, f in fractions(members).items():
+            project[pid] = institution.get(slug, 0.0) * f
+    return Entitlements(country=country, institution=institution, project=project)

@@ -1,0 +1,128 @@
+"""Queue order by hierarchical fair share: Slurm's Fair Tree algorithm.
+
+Fair Tree (Slurm, ``PriorityFlags=FAIR_TREE``): starting at the root, siblings
+are sorted by their *level fairshare*, ``S / U`` (share of the siblings'
+entitlement over share of the siblings' decayed usage); the tree is then walked
+depth first in that order, and the leaves (here: projects) are ranked in the order
+they are reached. A project's fair-share factor is ``(N - rank) / N``. An account
+that used less than it was entitled to outranks every account of a sibling that
+used more, whatever their children did: fairness holds at every level.
+
+We sort siblings by ``usage_fraction / entitlement_fraction`` ascending, the
+inverse of ``S / U``, which is defined when usage is zero. Ties are broken by the
+GPUs each sibling holds right now (normalized by model), then by larger
+entitlement, then by name, so the order is total and deterministic.
+
+Job priority = the project's factor + ``age_weight`` per hour waited (Slurm's age
+factor, which keeps the queue from starving); the admin's priority class goes
+first, and jobs of one project keep their submit order.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping
+
+from scheduler.domain import Job
+from scheduler.policy.entitlement import Tree, build_tree, entitlements, fractions, job_project, normalized_gpus
+from scheduler.policy.snapshot import Snapshot
+
+
+def project_usage(snapshot: Snapshot) -> dict[str, float]:
+    """Decayed normalized GPU-seconds per project, as the store computed them."""
+    usage: dict[str, float] = defaultdict(float)
+    for pid, value in snapshot.usage:
+        usage[pid] += max(value, 0.0)
+    return usage
+
+
+def live_usage(snapshot: Snapshot) -> dict[str, float]:
+    """Normalized GPUs each project holds now: Fair Tree's tie signal between equal usage."""
+    live: dict[str, float] = defaultdict(float)
+    for run in snapshot.live_runs:
+        if run.gpus:
+            pid = run.project or (f"{run.institution}/default" if run.institution else "")
+            live[pid] += normalized_gpus(snapshot.settings, run.gpu_model, run.gpus)
+    return live
+
+
+def _rolled(tree: Tree, per_project: Mapping[str, float]) -> tuple[dict[str, float], dict[str, float]]:
+    """Roll project values up to institutions and countries."""
+    inst = {slug: sum(per_project.get(p, 0.0) for p in projs) for slug, projs in tree.projects.items()}
+    country = {c: sum(inst.get(s, 0.0) for s in members) for c, members in tree.institutions.items()}
+    return inst, country
+
+
+def _level_order(weights: Mapping[str, float], usage: Mapping[str, float],
+                 live: Mapping[str, float]) -> list[str]:
+    """Siblings sorted by usage share over entitlement share, lowest first (Fair Tree)."""
+    share = fractions(dict(weights))
+    total_use = sum(usage.get(k, 0.0) for k in weights)
+    total_live = sum(live.get(k, 0.0) for k in weights)
+
+    def ratio(value: float, total: float, s: float) -> float:
+        used = value / total if total > 0 else 0.0
+        if s <= 0:
+            return float("inf") if used > 0 else 1e18
+        return used / s
+
+    return sorted(weights, key=lambda k: (
+        ratio(usage.get(k, 0.0), total_use, share[k]),
+        ratio(live.get(k, 0.0), total_live, share[k]),
+        -share[k], k))
+
+
+def fair_tree_order(snapshot: Snapshot, tree: Tree | None = None) -> list[str]:
+    """Every project in Fair Tree order (depth first, siblings by level fairshare)."""
+    tree = tree or build_tree(snapshot)
+    usage, live = project_usage(snapshot), live_usage(snapshot)
+    inst_use, country_use = _rolled(tree, usage)
+    inst_live, country_live = _rolled(tree, live)
+    order: list[str] = []
+    for country in _level_order(tree.country_weight, country_use, country_live):
+        for slug in _level_order(tree.institutions[country], inst_use, inst_live):
+            order.extend(_level_order(tree.projects.get(slug, {}), usage, live))
+    return order
+
+
+def project_factors(snapshot: Snapshot, tree: Tree | None = None) -> dict[str, float]:
+    """Fair Tree's fair-share factor per project: (N - rank) / N, in (0, 1]."""
+    order = fair_tree_order(snapshot, tree)
+    n = len(order)
+    return {pid: (n - rank) / n for rank, pid in enumerate(order)}
+
+
+def institution_factors(snapshot: Snapshot) -> dict[str, float]:
+    """Per-institution fair-share factor for the quota view, Slurm's classic
+    ``F = 2 ** (-U / S)``: 1.0 unused, 0.5 at exactly its entitlement, toward 0 above."""
+    tree = build_tree(snapshot)
+    ent = entitlements(tree).institution
+    inst_use, _ = _rolled(tree, project_usage(snapshot))
+    total = sum(inst_use.values())
+    factors = {}
+    for slug, share in ent.items():
+        used = inst_use.get(slug, 0.0) / total if total > 0 else 0.0
+        factors[slug] = 2.0 ** (-used / share) if share > 0 else 0.0
+    return factors
+
+
+def order_pending(snapshot: Snapshot, now: float, tree: Tree | None = None) -> list[Job]:
+    """Pending jobs by (priority class, fair share + age, submit time, id)."""
+    factors = project_factors(snapshot, tree)
+    age_per_second = snapshot.settings.age_weight / 3600.0
+    memo: dict[tuple[str, str], float] = {}
+
+    def factor(j: Job) -> float:
+        k = (j.institution, j.spec.project)
+        f = memo.get(k)
+        if f is None:
+            f = memo[k] = factors.get(job_project(j), 0.0)
+        return f
+
+    if age_per_second:
+        def key(j: Job) -> tuple:
+            age = max(now - j.submitted_at, 0.0) * age_per_second
+            return (-j.spec.priority, -(factor(j) + age), j.submitted_at, j.id)
+    else:
+        def key(j: Job) -> tuple:
+            return (-j.spec.priority, -factor(j), j.submitted_at, j.id)
+    return sorted(snapshot.pending, key=key)

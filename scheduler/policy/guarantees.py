@@ -1,0 +1,163 @@
+"""Guarantees, borrowing and lending: Kueue's cohort semantics per institution and model.
+
+Kueue (ClusterQueue ``nominalQuota`` in a cohort, with ``borrowingLimit`` and
+``lendingLimit``): each institution is guaranteed a nominal quota per GPU model;
+idle quota is lent to the cohort (the federation); what an institution uses
+beyond its guarantee is *borrowed*; the borrowing limit bounds that, and the
+lending limit bounds how many GPUs of its own capacity others may hold.
+
+The guarantee defaults to the capacity of the institution's own sites (owner
+first: its GPUs are there for it). An admin may set explicit guarantees per model,
+for institutions without sites; these are checked against what the federation has
+and scaled down when, together with the owners' guarantees, they exceed it.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from scheduler.policy.snapshot import Snapshot
+
+
+def own_capacity(snapshot: Snapshot) -> dict[str, dict[str, int]]:
+    """GPUs per model on each institution's sites (every state: they come back)."""
+    cap: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for site in snapshot.sites:
+        for pool in site.inventory.gpus:
+            cap[site.institution][pool.model] += pool.total
+    return cap
+
+
+def guarantees(snapshot: Snapshot) -> tuple[dict[str, dict[str, int]], tuple[str, ...]]:
+    """Guarantee per institution and model, and notes where explicit ones were capped."""
+    own = own_capacity(snapshot)
+    total: dict[str, int] = defaultdict(int)
+    for per_model in own.values():
+        for model, n in per_model.items():
+            total[model] += n
+    result: dict[str, dict[str, int]] = {}
+    explicit: dict[str, dict[str, int]] = {}
+    for inst in sorted(snapshot.institutions, key=lambda i: i.slug):
+        if inst.guarantee:
+            explicit[inst.slug] = {m: max(n, 0) for m, n in inst.guarantee}
+        else:
+            result[inst.slug] = dict(own.get(inst.slug, {}))
+    for slug, per_model in own.items():
+        if slug not in explicit:
+            result.setdefault(slug, dict(per_model))
+    notes: list[str] = []
+    for model in sorted({m for g in explicit.values() for m in g}):
+        asked = sum(g.get(model, 0) for g in explicit.values())
+        left = total.get(model, 0) - sum(g.get(model, 0) for g in result.values())
+        scale = 1.0 if asked <= left else max(left, 0) / asked
+        if scale < 1.0:
+            notes.append(f"explicit {model} guarantees ask {asked} GPUs, the federation has {max(left, 0)} "
+                         f"left after owners; scaled by {scale:.2f}")
+        for slug, g in explicit.items():
+            if model in g:
+                g[model] = int(g[model] * scale)
+    result.update(explicit)
+    return result, tuple(notes)
+
+
+@dataclass
+class Ledger:
+    """Per-cycle quota bookkeeping, mutated only inside one `schedule()` call.
+
+    used: GPUs per institution and model held by live runs and this cycle's
+    placements; lent: GPUs on each owner's sites held by other institutions.
+    """
+
+    guarantee: dict[str, dict[str, int]]
+    borrowing_limit: dict[str, int | None]
+    lending_limit: dict[str, int | None]
+    used: dict[str, dict[str, int]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(int)))
+    lent: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    notes: tuple[str, ...] = ()
+
+    def borrowed(self, inst: str) -> int:
+        """GPUs used beyond the guarantee, summed over models."""
+        g = self.guarantee.get(inst, {})
+        return sum(max(0, n - g.get(m, 0)) for m, n in self.used.get(inst, {}).items())
+
+    def excess(self, inst: str, model: str) -> int:
+        """How far `inst` is above its guarantee for `model` (0 when within it)."""
+        return max(0, self.used[inst][model] - self.guarantee.get(inst, {}).get(model, 0))
+
+    def within_guarantee(self, inst: str, model: str, gpus: int) -> bool:
+        return self.used[inst][model] + gpus <= self.guarantee.get(inst, {}).get(model, 0)
+
+    def may_borrow(self, inst: str, model: str, gpus: int) -> bool:
+        """Kueue borrowingLimit: the extra borrowing this placement adds must stay within it."""
+        limit = self.borrowing_limit.get(inst)
+        if limit is None:
+            return True
+        g = self.guarantee.get(inst, {}).get(model, 0)
+        used = self.used[inst][model]
+        extra = max(0, used + gpus - g) - max(0, used - g)
+        return extra == 0 or self.borrowed(inst) + extra <= limit
+
+    def may_lend(self, owner: str, user: str, gpus: int) -> bool:
+        """Kueue lendingLimit: others may hold at most that many GPUs of the owner's capacity."""
+        if owner == user:
+            return True
+        limit = self.lending_limit.get(owner)
+        return limit is None or self.lent[owner] + gpus <= limit
+
+    def charge(self, user: str, owner: str, model: str, gpus: int) -> None:
+        self.used[user][model] += gpus
+        if owner != user:
+            self.lent[owner] += gpus
+
+    def release(self, user: str, owner: str, model: str, gpus: int) -> None:
+        self.used[user][model] -= gpus
+        if owner != user:
+            self.lent[owner] -= gpus
+
+
+def build_ledger(snapshot: Snapshot) -> Ledger:
+    """The ledger at the start of a cycle: guarantees, limits, and what live runs hold."""
+    guarantee, notes = guarantees(snapshot)
+    ledger = Ledger(
+        guarantee=guarantee,
+        borrowing_limit={i.slug: i.borrowing_limit for i in snapshot.institutions},
+        lending_limit={i.slug: i.lending_limit for i in snapshot.institutions},
+        notes=notes,
+    )
+    owner_of = {s.name: s.institution for s in snapshot.sites}
+    for run in snapshot.live_runs:
+        if run.gpus:
+            ledger.charge(run.institution, owner_of.get(run.site, ""), run.gpu_model, run.gpus)
+    return ledger
+
+
+@dataclass(frozen=True)
+class QuotaRow:
+    """One institution and model in the quota view."""
+
+    institution: str
+    model: str
+    guarantee: int
+    used: int
+    borrowed: int
+    lent: int
+
+
+def quota_rows(snapshot: Snapshot) -> tuple[QuotaRow, ...]:
+    """Guarantee, use, borrowed (use beyond guarantee) and lent (own GPUs held by others)."""
+    ledger = build_ledger(snapshot)
+    owner_of = {s.name: s.institution for s in snapshot.sites}
+    lent: dict[tuple[str, str], int] = defaultdict(int)
+    for run in snapshot.live_runs:
+        owner = owner_of.get(run.site, "")
+        if run.gpus and owner != run.institution:
+            lent[(owner, run.gpu_model)] += run.gpus
+    keys = {(i, m) for i, g in ledger.guarantee.items() for m in g}
+    keys |= {(i, m) for i, u in ledger.used.items() for m, n in u.items() if n}
+    keys |= set(lent)
+    rows = []
+    for inst, model in sorted(k for k in keys if k[0]):
+        g = ledger.guarantee.get(inst, {}).get(model, 0)
+        used = ledger.used.get(inst, {}).get(model, 0)
+        rows.append(QuotaRow(inst, model, g, used, max(0, used - g), lent.get((inst, model), 0)))
+    return tuple(rows)

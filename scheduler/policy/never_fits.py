@@ -1,0 +1,63 @@
+"""`never_fits_reason` at queue depth: one check per distinct request, over distinct sites.
+
+The answer is memoized per request shape and most shapes are settled by a set of
+distinct site capabilities, so 100,000 pending jobs cost a few hundred cheap
+checks, not 100,000 scans of every site. The rules and the reasons themselves
+stay in `feasibility.never_fits_reason`.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from scheduler.domain import Job, Site
+from scheduler.policy.feasibility import never_fits_reason
+
+
+def request_shape(job: Job) -> tuple:
+    """Everything in a job that the hard constraints look at."""
+    res = job.spec.resources
+    return (res.gpus, res.gpu_models, res.min_gpu_memory_mb, res.cpus, job.spec.countries, job.spec.site_labels)
+
+
+class NeverFits:
+    """Memoized `never_fits_reason`, with a cheap "something could hold it" test first.
+
+    For each (countries, labels) the distinct (model, memory, one-node GPUs, CPUs)
+    capabilities of the matching sites are kept; a request that one of them covers
+    can fit somewhere, and only the rest pay for the full check with its reason.
+    """
+
+    def __init__(self, sites: Iterable[Site]) -> None:
+        self._sites = sorted(sites, key=lambda s: s.name)
+        self._caps: dict[tuple, set[tuple[str, int, int, float]]] = {}
+        self._memo: dict[tuple, str | None] = {}
+
+    def _capabilities(self, countries: tuple[str, ...], labels: tuple) -> set[tuple[str, int, int, float]]:
+        key = (countries, labels)
+        caps = self._caps.get(key)
+        if caps is None:
+            wanted = set(labels)
+            caps = set()
+            for site in self._sites:
+                if countries and site.country not in countries:
+                    continue
+                if wanted and not wanted <= set(site.labels):
+                    continue
+                cpus = site.inventory.cpus
+                caps.add(("", 0, 0, cpus))
+                for p in site.inventory.gpus:
+                    caps.add((p.model, p.memory_mb, min(p.total, p.largest_node or p.total), cpus))
+            self._caps[key] = caps
+        return caps
+
+    def reason(self, job: Job, shape: tuple | None = None) -> str | None:
+        """Why nothing could ever hold `job`, or None; `shape` is `request_shape(job)`."""
+        shape = shape if shape is not None else request_shape(job)
+        if shape in self._memo:
+            return self._memo[shape]
+        gpus, models, memory, cpus, countries, labels = shape
+        fits = any(
+            c >= cpus and (gpus == 0 or (lim >= gpus and mem >= memory and m and (not models or m in models)))
+            for m, mem, lim, c in self._capabilities(countries, labels))
+        self._memo[shape] = None if fits else never_fits_reason(job, self._sites)
+        return self._memo[shape]

@@ -1,0 +1,121 @@
+"""Per-cycle indexes over GPU pools, so placing one job costs no scan of every site.
+
+Built once per `schedule()` call from the frozen snapshot and mutated only inside
+that call. Pools of READY, connected sites are kept in buckets by free GPU count,
+per (country, model) and per model for the whole federation ("*"). Best fit
+(the classic best-fit bin-packing rule: the pool left with the fewest idle GPUs)
+is then the first acceptable pool in the lowest bucket at or above the request.
+Free counts only go down within a cycle (preemptions free GPUs in the next one),
+which is what makes the failure memo in `cycle.py` sound.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+
+from scheduler.domain import Run, Site
+from scheduler.policy.placement import accepts_new_runs
+
+ANY = "*"
+
+
+class Pool:
+    """One (site, model) pool as the cycle sees it; `free` changes as jobs are placed."""
+
+    __slots__ = ("site", "model", "memory", "limit", "total", "owner", "country", "labels", "free", "ready")
+
+    def __init__(self, site: Site, model: str, memory: int, limit: int, total: int) -> None:
+        self.site = site.name
+        self.model = model
+        self.memory = memory
+        self.limit = limit            # most GPUs one job can take here (one node)
+        self.total = total
+        self.owner = site.institution
+        self.country = site.country
+        self.labels = frozenset(site.labels)
+        self.free = total
+        self.ready = accepts_new_runs(site)
+
+
+class PoolIndex:
+    """Pools, free CPUs, live runs per pool, and the free-count buckets."""
+
+    def __init__(self, sites: Iterable[Site], runs: Iterable[Run]) -> None:
+        self.sites = {s.name: s for s in sorted(sites, key=lambda s: s.name)}
+        self.pools: dict[tuple[str, str], Pool] = {}
+        self.cpus: dict[str, float] = {}
+        self.by_owner: dict[str, list[Pool]] = defaultdict(list)
+        self.by_model: dict[str, list[Pool]] = defaultdict(list)
+        self.runs: dict[tuple[str, str], list[Run]] = defaultdict(list)
+        for site in self.sites.values():
+            self.cpus[site.name] = site.inventory.cpus
+            for gp in sorted(site.inventory.gpus, key=lambda p: p.model):
+                limit = min(gp.total, gp.largest_node or gp.total)
+                pool = Pool(site, gp.model, gp.memory_mb, limit, gp.total)
+                self.pools[(site.name, gp.model)] = pool
+                self.by_owner[site.institution].append(pool)
+                self.by_model[gp.model].append(pool)
+        for run in sorted(runs, key=lambda r: r.id):
+            self.cpus[run.site] = self.cpus.get(run.site, 0.0) - run.cpus
+            if run.gpus:
+                self.runs[(run.site, run.gpu_model)].append(run)
+                pool = self.pools.get((run.site, run.gpu_model))
+                if pool is not None:
+                    pool.free -= run.gpus
+        self.models = sorted(self.by_model)
+        self.countries = sorted({s.country for s in self.sites.values()})
+        self.buckets: dict[tuple[str, str], list[dict[tuple[str, str], Pool]]] = {}
+        self.max_free: dict[str, int] = defaultdict(int)
+        for key, pool in self.pools.items():
+            if pool.ready and pool.free > 0:
+                self._add(key, pool)
+                self.max_free[pool.model] = max(self.max_free[pool.model], pool.free)
+
+    def _bucket(self, scope: str, model: str, size: int) -> list[dict[tuple[str, str], Pool]]:
+        b = self.buckets.get((scope, model))
+        if b is None:
+            b = self.buckets[(scope, model)] = []
+        while len(b) <= size:
+            b.append({})
+        return b
+
+    def _add(self, key: tuple[str, str], pool: Pool) -> None:
+        for scope in (pool.country, ANY):
+            self._bucket(scope, pool.model, pool.free)[pool.free][key] = pool
+
+    def _remove(self, key: tuple[str, str], pool: Pool) -> None:
+        for scope in (pool.country, ANY):
+            self.buckets[(scope, pool.model)][pool.free].pop(key, None)
+
+    def take(self, pool: Pool, gpus: int, cpus: float) -> None:
+        """Hold `gpus` of `pool` and `cpus` of its site for the rest of the cycle."""
+        key = (pool.site, pool.model)
+        if pool.ready and pool.free > 0:
+            self._remove(key, pool)
+        pool.free -= gpus
+        if pool.ready and pool.free > 0:
+            self._add(key, pool)
+        self.cpus[pool.site] -= cpus
+
+    def largest_free(self, model: str) -> int:
+        """The most free GPUs of `model` on any READY pool (monotone within a cycle)."""
+        m = self.max_free.get(model, 0)
+        buckets = self.buckets.get((ANY, model), [])
+        while m > 0 and (m >= len(buckets) or not buckets[m]):
+            m -= 1
+        self.max_free[model] = m
+        return m
+
+    def first_fit_by_bucket(self, scopes: list[str], models: list[str], gpus: int, ok) -> Pool | None:
+        """Best fit over `scopes`: the acceptable pool in the lowest free bucket >= `gpus`."""
+        top = max((self.largest_free(m) for m in models), default=0)
+        for free in range(gpus, top + 1):
+            for scope in scopes:
+                for model in models:
+                    b = self.buckets.get((scope, model))
+                    if b is None or free >= len(b):
+                        continue
+                    for pool in b[free].values():
+                        if ok(pool):
+                            return pool
+        return None

@@ -1,0 +1,84 @@
+"""Reservation with backfill for jobs that do not fit: EASY backfill (Lifka, 1995).
+
+The highest-ranked job that does not fit gets one reservation: the pool where
+enough GPUs free up earliest, estimated from live runs' walltimes (start plus
+walltime). Runs without a walltime count as never ending. Lower-ranked jobs may
+then use the reserved pool only if they end before the reservation starts, or if
+they take only the GPUs the reservation will not need (EASY's "extra nodes").
+When no estimate is finite, the pool with most GPUs free or ending is held
+outright: it drains as its runs finish, so a gang job cannot wait forever behind a
+stream of small jobs while capacity churns.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from scheduler.domain import Run
+from scheduler.policy.pool_index import Pool
+
+NEVER = float("inf")
+
+
+def run_end(run: Run) -> float:
+    """When a live run is expected to end; NEVER without a walltime.
+
+    `Run` carries no walltime yet; a `walltime_seconds` attribute is used when the
+    store provides one (placements made in this cycle pass their job's walltime).
+    """
+    walltime = getattr(run, "walltime_seconds", 0) or 0
+    return run.started_at + walltime if walltime > 0 else NEVER
+
+
+@dataclass
+class Reservation:
+    """GPUs of one pool promised to `job_id` from `start`; `spare` GPUs it will not need."""
+
+    job_id: str
+    site: str
+    model: str
+    gpus: int
+    start: float
+    spare: int
+
+    def admits(self, pool: Pool, gpus: int, walltime: float, now: float) -> bool:
+        """May a lower-ranked job take `gpus` of `pool` without delaying the reservation?"""
+        if (pool.site, pool.model) != (self.site, self.model):
+            return True
+        if self.start < NEVER and walltime > 0 and now + walltime <= self.start:
+            return True
+        return gpus <= self.spare
+
+    def consume(self, pool: Pool, gpus: int, walltime: float, now: float) -> None:
+        """Record a backfilled job that uses the reservation's spare GPUs."""
+        if (pool.site, pool.model) != (self.site, self.model):
+            return
+        if not (self.start < NEVER and walltime > 0 and now + walltime <= self.start):
+            self.spare -= gpus
+
+
+def earliest_start(pool: Pool, ends: list[tuple[float, int]], gpus: int, now: float) -> tuple[float, int]:
+    """(when `gpus` are free on `pool`, GPUs free then beyond the job's), from run ends."""
+    free = pool.free
+    if free >= gpus:
+        return now, free - gpus
+    for end, n in sorted(ends):
+        if end == NEVER:
+            break
+        free += n
+        if free >= gpus:
+            return max(now, end), free - gpus
+    return NEVER, 0
+
+
+def plan_reservation(job_id: str, gpus: int, candidates: list[Pool],
+                     ends_of: dict[tuple[str, str], list[tuple[float, int]]], now: float) -> Reservation | None:
+    """The reservation on the pool where the job can start earliest (ties: most free, name)."""
+    best: tuple[tuple, Reservation] | None = None
+    for pool in candidates:
+        ends = ends_of.get((pool.site, pool.model), [])
+        start, spare = earliest_start(pool, ends, gpus, now)
+        finite = sum(n for e, n in ends if e < NEVER)
+        key = (start, -(pool.free + finite), pool.site, pool.model)
+        if best is None or key < best[0]:
+            best = (key, Reservation(job_id, pool.site, pool.model, gpus, start, spare))
+    return best[1] if best else None

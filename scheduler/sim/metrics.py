@@ -1,0 +1,209 @@
+"""What the simulator measures, and the fairness yardstick it measures against.
+
+- `water_fill`: the weighted max-min fair allocation (progressive filling, Bertsekas &
+  Gallager, "Data Networks", 6.5.2): every institution gets min(demand, level * weight),
+  with the one level that hands out min(capacity, total demand). It is the optimum for
+  one pool of identical GPUs; model constraints and one-site gangs are ignored by it.
+- `share_deviation`: over contended periods (total demand above capacity), the
+  time-average of 1/2 * sum_i |achieved_i - optimum_i| / capacity: the fraction of the
+  federation's GPUs held by the wrong institution.
+- `jain`: Jain's fairness index (Jain, Chiu & Hawe 1984) of r_i = achieved GPU-time /
+  optimum GPU-time over the contended periods, for every institution with an optimum > 0.
+- `utilization`: busy GPU-time / the GPU-time that could have been busy, i.e. the integral
+  of busy GPUs over the integral of min(capacity, demand), where demand is the GPUs of
+  running plus pending jobs: 1.0 is perfectly work-conserving, and idle GPUs count against
+  a policy only while someone wanted them. `utilization_capacity`: busy GPU-time over
+  capacity * makespan (first arrival to last completion).
+- waits: first start - arrival, p50/p95/max overall and by job size (1, 2-4, 8+ GPUs); a
+  job never started waited until the simulation's end.
+- preemptions, and GPU-hours lost: GPUs * time run before the preemption.
+- `owner_reclaim_max_s`: the longest wait of a job submitted while its institution's
+  demand, this job included, was within its guarantee (own sites' GPUs, or the explicit
+  guarantee) and whose allowed models include a guaranteed model.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from scheduler.domain import Run
+    from scheduler.sim.federation import Federation
+    from scheduler.sim.workload import SimJob
+
+
+def water_fill(demands: Mapping[str, float], weights: Mapping[str, float], capacity: float) -> dict[str, float]:
+    """Weighted max-min fair shares of `capacity` for `demands` (zero weight: treated as tiny)."""
+    alloc = {k: 0.0 for k in demands}
+    active = sorted((k for k, d in demands.items() if d > 0),
+                    key=lambda k: demands[k] / max(weights.get(k, 0.0), 1e-9))
+    left = float(capacity)
+    wsum = sum(max(weights.get(k, 0.0), 1e-9) for k in active)
+    for n, k in enumerate(active):
+        w = max(weights.get(k, 0.0), 1e-9)
+        level = left / wsum if wsum > 0 else 0.0
+        if demands[k] <= level * w:
+            alloc[k] = float(demands[k])
+            left -= demands[k]
+            wsum -= w
+        else:  # everyone from here on is capped by the level
+            for k2 in active[n:]:
+                alloc[k2] = level * max(weights.get(k2, 0.0), 1e-9)
+            break
+    return alloc
+
+
+def jain(values: Sequence[float]) -> float:
+    vals = [v for v in values]
+    if not vals:
+        return 1.0
+    sq = sum(v * v for v in vals)
+    return (sum(vals) ** 2) / (len(vals) * sq) if sq > 0 else 1.0
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile (q in [0, 100]); 0 for no values."""
+    if not values:
+        return 0.0
+    s = sorted(values)
+    return float(s[max(0, min(len(s) - 1, math.ceil(q / 100 * len(s)) - 1))])
+
+
+def size_class(gpus: int) -> str:
+    return "1" if gpus <= 1 else "2-4" if gpus <= 4 else "8+"
+
+
+class Recorder:
+    """Fed by the engine; integrates the piecewise-constant state between events."""
+
+    def __init__(self, fed: Federation, sample_seconds: float | None = None):
+        self.capacity = fed.capacity
+        self.weights = fed.weights()
+        self.country = {i.slug: i.country for i in fed.institutions}
+        self.guarantee = fed.guarantees()
+        self.running: dict[str, int] = dict.fromkeys(self.weights, 0)
+        self.pending: dict[str, int] = dict.fromkeys(self.weights, 0)
+        self.achieved: dict[str, float] = dict.fromkeys(self.weights, 0.0)
+        self.optimum: dict[str, float] = dict.fromkeys(self.weights, 0.0)
+        self.contended_s = 0.0
+        self.deviation_integral = 0.0
+        self.busy_total = 0.0
+        self.servable = 0.0
+        self.first_arrival: float | None = None
+        self.last_arrival = 0.0
+        self.end = 0.0
+        self.arrival_at: dict[str, float] = {}
+        self.size: dict[str, int] = {}
+        self.waits: dict[str, float] = {}
+        self.reclaim_jobs: set[str] = set()
+        self.preemptions = 0
+        self.lost_gpu_s = 0.0
+        self.rejected_jobs = 0
+        self.stuck: list[str] = []
+        self.sample_seconds = sample_seconds or 0.0
+        self.next_sample = 0.0
+        self.series: list[tuple[float, dict[str, int]]] = []
+
+    # ---- events -------------------------------------------------------------------------
+    def arrived(self, sj: SimJob, now: float) -> None:
+        if self.first_arrival is None:
+            self.first_arrival = now
+        self.last_arrival = now
+        self.arrival_at[sj.id], self.size[sj.id] = now, sj.gpus
+        self.pending[sj.institution] += sj.gpus
+        g = self.guarantee.get(sj.institution, {})
+        models = [m for m in g if not sj.models or m in sj.models]
+        demand = self.running[sj.institution] + self.pending[sj.institution]
+        if models and demand <= sum(g.values()) and sj.gpus <= sum(g[m] for m in models):
+            self.reclaim_jobs.add(sj.id)
+
+    def started(self, run: Run, sj: SimJob, now: float, site_owner: str) -> None:
+        self.pending[run.institution] -= run.gpus
+        self.running[run.institution] += run.gpus
+        self.waits.setdefault(run.job_id, now - self.arrival_at[run.job_id])
+
+    def completed(self, run: Run, now: float) -> None:
+        self.running[run.institution] -= run.gpus
+
+    def preempted(self, run: Run, now: float) -> None:
+        self.running[run.institution] -= run.gpus
+        self.pending[run.institution] += run.gpus
+        self.preemptions += 1
+        self.lost_gpu_s += run.gpus * (now - run.started_at)
+
+    def rejected(self, sj: SimJob) -> None:
+        self.pending[sj.institution] -= sj.gpus
+        self.rejected_jobs += 1
+        self.reclaim_jobs.discard(sj.id)
+
+    def segment(self, t0: float, t1: float) -> None:
+        dt = t1 - t0
+        busy = sum(self.running.values())
+        self.busy_total += busy * dt
+        if self.sample_seconds and t0 >= self.next_sample:
+            by_country: dict[str, int] = {}
+            for i, x in self.running.items():
+                by_country[self.country[i]] = by_country.get(self.country[i], 0) + x
+            self.series.append((t0, by_country))
+            self.next_sample = t0 + self.sample_seconds
+        demand = {i: self.running[i] + self.pending[i] for i in self.running}
+        total = sum(demand.values())
+        self.servable += min(total, self.capacity) * dt
+        if total <= self.capacity:
+            return
+        opt = water_fill(demand, self.weights, self.capacity)
+        self.contended_s += dt
+        dev = 0.0
+        for i, a in opt.items():
+            x = self.running[i]
+            self.achieved[i] += x * dt
+            self.optimum[i] += a * dt
+            dev += abs(x - a)
+        self.deviation_integral += dt * dev / (2 * self.capacity)
+
+    def finish(self, now: float, stuck: list[str]) -> None:
+        self.end = now
+        self.stuck = stuck
+
+    # ---- results ------------------------------------------------------------------------
+    def summary(self) -> dict:
+        cap = self.capacity
+        start = self.first_arrival or 0.0
+        makespan = self.end - start
+        ratios = [self.achieved[i] / self.optimum[i] for i in self.optimum if self.optimum[i] > 0]
+        # A job still pending at the end (static quotas can strand one) waited until the end.
+        all_waits = dict(self.waits)
+        for j in self.stuck:
+            all_waits.setdefault(j, self.end - self.arrival_at[j])
+        waits = list(all_waits.values())
+        by_size: dict[str, list[float]] = {}
+        for j, w in all_waits.items():
+            by_size.setdefault(size_class(self.size[j]), []).append(w)
+        reclaim = [self.waits[j] for j in self.reclaim_jobs if j in self.waits]
+        return {
+            "utilization": round(self.busy_total / self.servable, 4) if self.servable > 0 else 0.0,
+            "utilization_capacity": round(self.busy_total / (cap * makespan), 4) if makespan > 0 and cap else 0.0,
+            "share_deviation": round(self.deviation_integral / self.contended_s, 4) if self.contended_s else 0.0,
+            "jain": round(jain(ratios), 4),
+            "wait_p50_s": round(percentile(waits, 50), 1),
+            "wait_p95_s": round(percentile(waits, 95), 1),
+            "wait_max_s": round(max(waits, default=0.0), 1),
+            "wait_by_size": {k: {"jobs": len(v), "p50_s": round(percentile(v, 50), 1),
+                                 "p95_s": round(percentile(v, 95), 1), "max_s": round(max(v), 1)}
+                             for k, v in sorted(by_size.items())},
+            "preemptions": self.preemptions,
+            "gpu_hours_lost": round(self.lost_gpu_s / 3600, 2),
+            "owner_reclaim_max_s": round(max(reclaim, default=0.0), 1),
+            "contended_s": round(self.contended_s, 1),
+            "makespan_s": round(makespan, 1),
+            "jobs_started": len(self.waits),
+            "jobs_rejected": self.rejected_jobs,
+            "jobs_stuck": len(self.stuck),
+        }
+
+    def institution_shares(self) -> dict[str, dict[str, float]]:
+        """GPU-hours achieved vs the max-min optimum over contended periods, per institution."""
+        return {i: {"achieved_gpu_h": round(self.achieved[i] / 3600, 3),
+                    "optimum_gpu_h": round(self.optimum[i] / 3600, 3)}
+                for i in sorted(self.achieved) if self.achieved[i] or self.optimum[i]}

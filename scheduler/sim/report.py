@@ -1,0 +1,99 @@
+"""Run every policy on one workload, and render the results (table, JSON, CSV, PNG)."""
+from __future__ import annotations
+
+import csv
+import io
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from scheduler.sim.baselines import POLICIES
+from scheduler.sim.engine import Engine
+from scheduler.sim.federation import Federation
+from scheduler.sim.workload import SimJob, mean_demand
+
+HEADLINE = ("utilization", "share_deviation", "jain", "wait_p50_s", "wait_p95_s", "wait_max_s",
+            "preemptions", "gpu_hours_lost", "owner_reclaim_max_s")
+
+
+def compare(fed: Federation, jobs: Sequence[SimJob], policies: Sequence[str] = tuple(POLICIES),
+            sample_seconds: float = 300.0) -> dict:
+    """One JSON-able object: the workload, and per policy its metrics and share series."""
+    out: dict = {"federation": {"sites": len(fed.sites), "gpus": fed.capacity,
+                                "institutions": len(fed.institutions)},
+                 "workload": {"jobs": len(jobs), "gpus_requested": sum(j.gpus for j in jobs),
+                              "arrival_span_s": max((j.arrival for j in jobs), default=0.0),
+                              "offered_load": round(mean_demand(jobs, 1.0) / fed.capacity, 3)
+                              if jobs and max(j.arrival for j in jobs) > 0 else None},
+                 "policies": {}, "institutions": {}, "series": {}}
+    for name in policies:
+        t0 = time.perf_counter()
+        engine = Engine(fed, jobs, POLICIES[name], sample_seconds=sample_seconds)
+        rec = engine.run()
+        m = rec.summary()
+        m["cycles"] = engine.cycles
+        m["wall_s"] = round(time.perf_counter() - t0, 2)
+        out["policies"][name] = m
+        out["institutions"][name] = rec.institution_shares()
+        out["series"][name] = rec.series
+    return out
+
+
+def table(result: dict) -> str:
+    names = list(result["policies"])
+    rows = [["metric", *names]]
+    for key in HEADLINE + ("jobs_started", "jobs_stuck", "cycles", "wall_s"):
+        rows.append([key, *[_fmt(result["policies"][n].get(key)) for n in names]])
+    for size in ("1", "2-4", "8+"):
+        rows.append([f"wait_p95_s[{size} GPU]",
+                     *[_fmt(result["policies"][n]["wait_by_size"].get(size, {}).get("p95_s")) for n in names]])
+    widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
+    w = result["workload"]
+    head = (f"federation: {result['federation']['sites']} sites, {result['federation']['gpus']} GPUs, "
+            f"{result['federation']['institutions']} institutions; workload: {w['jobs']} jobs, "
+            f"{w['gpus_requested']} GPUs, offered load {w['offered_load']}")
+    lines = [head] + ["  ".join(c.rjust(widths[i]) if i else c.ljust(widths[i]) for i, c in enumerate(r))
+                      for r in rows]
+    return "\n".join(lines)
+
+
+def _fmt(v: object) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.4f}" if abs(v) < 10 else f"{v:.1f}"
+    return str(v)
+
+
+def to_csv(result: dict) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["policy", *HEADLINE, "jobs_started", "jobs_stuck"])
+    for name, m in result["policies"].items():
+        w.writerow([name, *[m[k] for k in HEADLINE], m["jobs_started"], m["jobs_stuck"]])
+    return buf.getvalue()
+
+
+def plot(result: dict, path: str | Path, countries: dict[str, str]) -> None:
+    """PNG: GPUs held per country over time, one panel per policy (matplotlib, Agg)."""
+    try:
+        import matplotlib
+    except ImportError as exc:
+        raise RuntimeError("--plot needs matplotlib, which is not installed: pip install matplotlib") from exc
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(result["series"])
+    fig, axes = plt.subplots(len(names), 1, figsize=(11, 3 * len(names)), sharex=True, squeeze=False)
+    codes = sorted({c for n in names for _, d in result["series"][n] for c in d})
+    for ax, name in zip(axes[:, 0], names):
+        series = result["series"][name]
+        xs = [t / 3600 for t, _ in series]
+        ax.stackplot(xs, *[[d.get(c, 0) for _, d in series] for c in codes], labels=codes)
+        ax.set_title(name)
+        ax.set_ylabel("GPUs held")
+    axes[-1, 0].set_xlabel("simulated hours")
+    axes[0, 0].legend(loc="upper right", ncol=7, fontsize=6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
