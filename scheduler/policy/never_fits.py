@@ -31,6 +31,14 @@ class NeverFits:
         self._sites = sorted(sites, key=lambda s: s.name)
         self._caps: dict[tuple, set[tuple[str, int, int, float]]] = {}
         self._memo: dict[tuple, str | None] = {}
+        groups: dict[tuple[str, frozenset], set[tuple[str, int, int, float]]] = {}
+        for site in self._sites:
+            caps = groups.setdefault((site.country, frozenset(site.labels)), set())
+            cpus = site.inventory.cpus
+            caps.add(("", 0, 0, cpus))
+            for p in site.inventory.gpus:
+                caps.add((p.model, p.memory_mb, min(p.total, p.largest_node or p.total), cpus))
+        self._groups = sorted(groups.items(), key=lambda kv: (kv[0][0], sorted(kv[0][1])))
 
     def _capabilities(self, countries: tuple[str, ...], labels: tuple) -> set[tuple[str, int, int, float]]:
         key = (countries, labels)
@@ -38,15 +46,9 @@ class NeverFits:
         if caps is None:
             wanted = set(labels)
             caps = set()
-            for site in self._sites:
-                if countries and site.country not in countries:
-                    continue
-                if wanted and not wanted <= set(site.labels):
-                    continue
-                cpus = site.inventory.cpus
-                caps.add(("", 0, 0, cpus))
-                for p in site.inventory.gpus:
-                    caps.add((p.model, p.memory_mb, min(p.total, p.largest_node or p.total), cpus))
+            for (country, site_labels), group in self._groups:
+                if (not countries or country in countries) and wanted <= site_labels:
+                    caps |= group
             self._caps[key] = caps
         return caps
 
