@@ -105,6 +105,9 @@ class BrokerClient:
     def set_site_labels(self, name: str, labels: dict[str, str]) -> admin_pb2.Site:
         return self._call(self._admin.SetSiteLabels, admin_pb2.SetSiteLabelsRequest(name=name, labels=labels))
 
+    def usage_report(self, since_seconds: float, by: str) -> admin_pb2.UsageReportResponse:
+        return self._call(self._admin.UsageReport, admin_pb2.UsageReportRequest(since_seconds=since_seconds, by=by))
+
     def show_quotas(self) -> list[admin_pb2.QuotaRow]:
         return list(self._call(self._admin.ShowQuotas, admin_pb2.ShowQuotasRequest()).rows)
 

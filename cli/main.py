@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typer
 
-from .commands import admin, agent, broker, job, login, quota, sim, site, up
+from .commands import admin, agent, broker, job, login, quota, sim, site, up, usage
 from .errors import MingaGroup
 from .options import BrokerOpt, CaOpt, TokenOpt
 
@@ -43,6 +43,7 @@ app.add_typer(agent.app, name="agent")
 app.add_typer(broker.app, name="broker")
 app.add_typer(job.app, name="job")
 app.add_typer(quota.app, name="quota")
+app.add_typer(usage.app, name="usage")
 app.add_typer(sim.app, name="sim")
 
 __all__ = ["app"]

@@ -278,3 +278,10 @@ def policy_table(policy: JsonDict) -> None:
         ["age weight", f"{policy['age_weight']:g} per hour"],
         ["model weights", weights],
     ])
+
+
+def usage_table(by: str, lines: Sequence[JsonDict]) -> None:
+    _table(None, [by.upper(), "CC", "USED h", "USED norm", "GAVE h", "GAVE norm", "BALANCE"], [
+        [l["key"], l["country"], f"{l['consumed_gpu_hours']:.1f}", f"{l['consumed_normalized']:.1f}",
+         f"{l['contributed_gpu_hours']:.1f}", f"{l['contributed_normalized']:.1f}", f"{l['balance_normalized']:+.1f}"]
+        for l in lines])

@@ -140,3 +140,34 @@ def _until(predicate, timeout: float = 10.0) -> None:  # type: ignore[no-untyped
     while not predicate():
         assert time.monotonic() < deadline, "condition not met in time"
         time.sleep(0.05)
+
+
+def test_usage_report_counts_consumed_against_contributed(fed):
+    broker, ana, site, clock = fed
+    core = broker.broker.core
+    core.cycle.run_once()  # the site starts serving now: 4 A100
+    job = submit(ana, gpus=2)
+    run_id = site.next("start").start.run_id
+    site.report(run_id, common_pb2.RUN_STATE_RUNNING)
+    _until(lambda: core.store.jobs.get(job.id).state.value == "RUNNING")
+    clock.advance(2 * HOUR)
+    core.cycle.run_once()
+    site.report(run_id, common_pb2.RUN_STATE_SUCCEEDED)
+    _until(lambda: core.store.jobs.get(job.id).state.value == "SUCCEEDED")
+    clock.advance(HOUR)
+    core.cycle.run_once()
+    a = broker.admin
+    report = a.admin.UsageReport(admin_pb2.UsageReportRequest(since_seconds=30 * 86400, by="institution"),
+                                 metadata=a.md)
+    (line,) = report.lines
+    assert line.key == "uchile" and line.country == "CL"
+    assert line.consumed_gpu_hours == pytest.approx(4.0)            # 2 GPUs x 2 h
+    assert line.consumed_normalized == pytest.approx(4.0 * 0.6)
+    assert line.contributed_gpu_hours == pytest.approx(12.0)        # 4 GPUs x 3 h
+    window = a.admin.UsageReport(admin_pb2.UsageReportRequest(since_seconds=HOUR, by="project"), metadata=a.md)
+    assert list(window.lines) == []  # the run ended when the last hour began
+    by_country = a.admin.UsageReport(admin_pb2.UsageReportRequest(since_seconds=86400, by="country"), metadata=a.md)
+    assert [l.key for l in by_country.lines] == ["CL"]
+    with pytest.raises(grpc.RpcError) as err:
+        a.admin.UsageReport(admin_pb2.UsageReportRequest(since_seconds=86400, by="planet"), metadata=a.md)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT

@@ -79,3 +79,17 @@ def test_site_labels(fed):
     snap = broker.broker.core.store.runs.load_snapshot()
     assert snap.sites[0].labels == (("net", "renata"), ("tier", "gold"))
     assert minga(broker, admin, "admin", "site", "label", "dcc", "oops").exit_code != 0
+
+
+def test_usage_report_as_csv_and_json(fed):
+    broker, admin, ana = fed
+    broker.broker.core.cycle.run_once()
+    out = minga(broker, ana, "usage", "report", "--since", "7d", "--by", "country", "--output", "csv")
+    assert out.exit_code == 0, out.output
+    header, *rows = out.stdout.strip().splitlines()
+    assert header.split(",")[:3] == ["key", "country", "consumed_gpu_hours"]
+    assert all(r.startswith("CL,") for r in rows)
+    data = json.loads(minga(broker, admin, "usage", "report", "--output", "json").stdout)
+    assert data["by"] == "institution" and isinstance(data["lines"], list)
+    bad = minga(broker, admin, "usage", "report", "--since", "soon")
+    assert bad.exit_code != 0 and "--since" in bad.output

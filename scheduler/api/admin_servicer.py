@@ -118,3 +118,11 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
 
     def SetSiteLabels(self, request: admin_pb2.SetSiteLabelsRequest, context: CallContext) -> admin_pb2.Site:
         return site_to_pb(*admin.set_site_labels(self.core, request.name, dict(request.labels)))
+
+    def UsageReport(self, request: admin_pb2.UsageReportRequest, context: CallContext) -> admin_pb2.UsageReportResponse:
+        since, until, lines = shares.usage_report(self.core, request.since_seconds, request.by)
+        return admin_pb2.UsageReportResponse(since=since, until=until, by=request.by, lines=[
+            admin_pb2.UsageReportLine(
+                key=l.key, country=l.country, consumed_gpu_hours=l.consumed_gpu_hours,
+                consumed_normalized=l.consumed_normalized, contributed_gpu_hours=l.contributed_gpu_hours,
+                contributed_normalized=l.contributed_normalized) for l in lines])

@@ -40,4 +40,5 @@ RPC_ROLES: dict[str, frozenset[Role] | None] = {
     "/minga.v1.AdminService/SetGuarantee": frozenset({A}),
     "/minga.v1.AdminService/SetLimits": frozenset({A}),
     "/minga.v1.AdminService/SetSiteLabels": frozenset({A}),
+    "/minga.v1.AdminService/UsageReport": frozenset({A, R}),  # aggregates only
 }

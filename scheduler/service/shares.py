@@ -4,6 +4,7 @@ from __future__ import annotations
 from scheduler.core import Core
 from scheduler.domain import InvalidArgument
 from scheduler.policy import ProjectShare, ShareSettings
+from scheduler.store.reports import GROUPINGS, UsageLine
 from scheduler.validation import check_country, check_slug
 
 SHARE_POLICIES = ("contribution", "static")
@@ -85,3 +86,13 @@ def set_limits(core: Core, institution: str, borrowing: int, lending: int) -> tu
     core.store.shares.set_limits(institution, *limits)
     core.cycle.trigger()
     return limits
+
+
+def usage_report(core: Core, since_seconds: float, by: str) -> tuple[float, float, list[UsageLine]]:
+    """(window start, window end, lines) of the reciprocity report."""
+    if by not in GROUPINGS:
+        raise InvalidArgument(f"by must be one of {', '.join(GROUPINGS)}")
+    if not 0 < since_seconds <= 10 * 365 * 86400:
+        raise InvalidArgument("since must be a positive duration of at most 10 years")
+    until = core.clock.now()
+    return until - since_seconds, until, core.store.reports.usage(until - since_seconds, until, by)

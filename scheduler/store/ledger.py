@@ -11,7 +11,7 @@ from sqlmodel import Session, select
 from scheduler.domain import RunState, SiteState
 from scheduler.policy import ShareSettings
 from scheduler.store.codec import inventory_from_json
-from scheduler.store.models import ContributionRow, RunRow, SiteRow, UsageRow
+from scheduler.store.models import ContributionRow, RunRow, SiteRow, SiteUptimeRow, UsageRow
 
 
 def decayed(value: float, as_of: float, now: float, half_life: float) -> float:
@@ -50,6 +50,19 @@ def charge_all(s: Session, now: float, settings: ShareSettings) -> None:
         inventory = inventory_from_json(site.inventory_json)
         weighted = sum(p.total * model_weight(settings, p.model) for p in inventory.gpus)
         _add(s, ContributionRow, site.institution, weighted * (now - since), now, settings)
+        _extend_uptime(s, site, since, now, inventory.total_gpus, weighted)
+
+
+def _extend_uptime(s: Session, site: SiteRow, since: float, now: float, gpus: int, weighted: float) -> None:
+    """Extend the site's last uptime segment if it is contiguous and alike, else open one."""
+    last = s.exec(select(SiteUptimeRow).where(SiteUptimeRow.site == site.name)
+                  .order_by(SiteUptimeRow.end.desc()).limit(1)).first()  # type: ignore[union-attr]
+    if last is not None and last.end == since and last.gpus == gpus and last.normalized_gpus == weighted:
+        last.end = now
+        s.add(last)
+        return
+    s.add(SiteUptimeRow(site=site.name, institution=site.institution, country=site.country,
+                        start=since, end=now, gpus=gpus, normalized_gpus=weighted))
 
 
 def _add(s: Session, table: type[UsageRow] | type[ContributionRow], key: str, amount: float,

@@ -62,6 +62,21 @@ class ContributionRow(SQLModel, table=True):
     as_of: float = 0.0
 
 
+class SiteUptimeRow(SQLModel, table=True):
+    """A contiguous period in which a site served the federation with a fixed capacity;
+    what the reciprocity report counts as contributed."""
+
+    __tablename__ = "site_uptime"
+    id: Optional[int] = Field(default=None, primary_key=True)
+    site: str = Field(index=True)
+    institution: str = Field(index=True)
+    country: str
+    start: float = Field(index=True)
+    end: float = Field(index=True)
+    gpus: int                               # raw GPUs
+    normalized_gpus: float                  # GPUs times their model weights
+
+
 class UserRow(SQLModel, table=True):
     __tablename__ = "users"
     name: str = Field(primary_key=True)
@@ -140,6 +155,7 @@ class RunRow(SQLModel, table=True):
     project: str = ""
     preemptible: bool = True
     charged_until: float = 0.0              # usage is charged up to here (0: not running yet)
+    running_since: float = 0.0              # first reported RUNNING (0: never ran)
 
 
 class LogRow(SQLModel, table=True):

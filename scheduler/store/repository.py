@@ -9,6 +9,7 @@ from scheduler.store.base import Database
 from scheduler.store.blobs import BlobsRepo
 from scheduler.store.db import make_engines
 from scheduler.store.jobs import JobsRepo
+from scheduler.store.reports import ReportsRepo
 from scheduler.store.runs import RunsRepo
 from scheduler.store.shares import SharesRepo
 from scheduler.store.sites import SitesRepo
@@ -25,6 +26,7 @@ class Store:
         self.runs = RunsRepo(self.db)
         self.blobs = BlobsRepo(self.db)
         self.shares = SharesRepo(self.db)
+        self.reports = ReportsRepo(self.db)
 
     def close(self) -> None:
         self.db.dispose()

@@ -157,7 +157,7 @@ def _apply_report(s: Session, site: str, report: RunReport, now: float) -> list[
         return [] if state.terminal else [StopRunCommand(site, run.id, "stale run: fenced by a newer epoch")]
     run.state, run.message = state.value, report.message
     if state is RunState.RUNNING and not run.charged_until:
-        run.charged_until = now  # usage is charged from here on
+        run.charged_until = run.running_since = now  # usage is charged from here on
     if state.terminal:
         charge_run(s, run, now, read_settings(s))  # the last interval, exactly once
         run.live, run.ended_at = False, now

@@ -7,6 +7,42 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class UsageReportRequest(_message.Message):
+    __slots__ = ("since_seconds", "by")
+    SINCE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    BY_FIELD_NUMBER: _ClassVar[int]
+    since_seconds: float
+    by: str
+    def __init__(self, since_seconds: _Optional[float] = ..., by: _Optional[str] = ...) -> None: ...
+
+class UsageReportLine(_message.Message):
+    __slots__ = ("key", "country", "consumed_gpu_hours", "consumed_normalized", "contributed_gpu_hours", "contributed_normalized")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    COUNTRY_FIELD_NUMBER: _ClassVar[int]
+    CONSUMED_GPU_HOURS_FIELD_NUMBER: _ClassVar[int]
+    CONSUMED_NORMALIZED_FIELD_NUMBER: _ClassVar[int]
+    CONTRIBUTED_GPU_HOURS_FIELD_NUMBER: _ClassVar[int]
+    CONTRIBUTED_NORMALIZED_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    country: str
+    consumed_gpu_hours: float
+    consumed_normalized: float
+    contributed_gpu_hours: float
+    contributed_normalized: float
+    def __init__(self, key: _Optional[str] = ..., country: _Optional[str] = ..., consumed_gpu_hours: _Optional[float] = ..., consumed_normalized: _Optional[float] = ..., contributed_gpu_hours: _Optional[float] = ..., contributed_normalized: _Optional[float] = ...) -> None: ...
+
+class UsageReportResponse(_message.Message):
+    __slots__ = ("since", "until", "by", "lines")
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    UNTIL_FIELD_NUMBER: _ClassVar[int]
+    BY_FIELD_NUMBER: _ClassVar[int]
+    LINES_FIELD_NUMBER: _ClassVar[int]
+    since: float
+    until: float
+    by: str
+    lines: _containers.RepeatedCompositeFieldContainer[UsageReportLine]
+    def __init__(self, since: _Optional[float] = ..., until: _Optional[float] = ..., by: _Optional[str] = ..., lines: _Optional[_Iterable[_Union[UsageReportLine, _Mapping]]] = ...) -> None: ...
+
 class SetSiteLabelsRequest(_message.Message):
     __slots__ = ("name", "labels")
     class LabelsEntry(_message.Message):

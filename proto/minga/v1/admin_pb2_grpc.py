@@ -124,6 +124,11 @@ class AdminServiceStub:
                 request_serializer=minga_dot_v1_dot_admin__pb2.SetSiteLabelsRequest.SerializeToString,
                 response_deserializer=minga_dot_v1_dot_admin__pb2.Site.FromString,
                 _registered_method=True)
+        self.UsageReport = channel.unary_unary(
+                '/minga.v1.AdminService/UsageReport',
+                request_serializer=minga_dot_v1_dot_admin__pb2.UsageReportRequest.SerializeToString,
+                response_deserializer=minga_dot_v1_dot_admin__pb2.UsageReportResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
@@ -240,6 +245,13 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UsageReport(self, request, context):
+        """Reciprocity: GPU-hours consumed against GPU-hours contributed, raw and normalized.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -332,6 +344,11 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.SetSiteLabels,
                     request_deserializer=minga_dot_v1_dot_admin__pb2.SetSiteLabelsRequest.FromString,
                     response_serializer=minga_dot_v1_dot_admin__pb2.Site.SerializeToString,
+            ),
+            'UsageReport': grpc.unary_unary_rpc_method_handler(
+                    servicer.UsageReport,
+                    request_deserializer=minga_dot_v1_dot_admin__pb2.UsageReportRequest.FromString,
+                    response_serializer=minga_dot_v1_dot_admin__pb2.UsageReportResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -820,6 +837,33 @@ class AdminService:
             '/minga.v1.AdminService/SetSiteLabels',
             minga_dot_v1_dot_admin__pb2.SetSiteLabelsRequest.SerializeToString,
             minga_dot_v1_dot_admin__pb2.Site.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UsageReport(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/minga.v1.AdminService/UsageReport',
+            minga_dot_v1_dot_admin__pb2.UsageReportRequest.SerializeToString,
+            minga_dot_v1_dot_admin__pb2.UsageReportResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,65 @@
+"""`minga usage report`: who consumed how many GPU-hours against how many they contributed."""
+from __future__ import annotations
+
+import csv
+import enum
+import sys
+from typing import Annotated
+
+import typer
+
+from .. import render
+from ..options import BrokerOpt, CaOpt, TokenOpt, client
+from ..parsing import parse_duration
+
+app = typer.Typer(help="Usage against contribution (reciprocity).", no_args_is_help=True)
+
+
+class By(str, enum.Enum):
+    country = "country"
+    institution = "institution"
+    project = "project"
+
+
+class ReportOutput(str, enum.Enum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+COLUMNS = ["key", "country", "consumed_gpu_hours", "consumed_normalized",
+           "contributed_gpu_hours", "contributed_normalized", "balance_normalized"]
+
+
+@app.command("report")
+def report(
+    ctx: typer.Context,
+    since: Annotated[str, typer.Option("--since", help="Window ending now: 24h, 7d, 30d.")] = "30d",
+    by: Annotated[By, typer.Option("--by", help="Group by country, institution or project.")] = By.institution,
+    output: Annotated[ReportOutput, typer.Option("--output", "-o", help="table, json or csv.")] = ReportOutput.table,
+    broker: BrokerOpt = None, token: TokenOpt = None, ca: CaOpt = None,
+) -> None:
+    """GPU-hours consumed against GPU-hours contributed, raw and normalized by model weight."""
+    try:
+        seconds = parse_duration(since)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--since") from exc
+    with client(ctx, broker, token, ca) as c:
+        resp = c.usage_report(seconds, by.value)
+    lines = [{
+        "key": l.key, "country": l.country,
+        "consumed_gpu_hours": round(l.consumed_gpu_hours, 3),
+        "consumed_normalized": round(l.consumed_normalized, 3),
+        "contributed_gpu_hours": round(l.contributed_gpu_hours, 3),
+        "contributed_normalized": round(l.contributed_normalized, 3),
+        "balance_normalized": round(l.contributed_normalized - l.consumed_normalized, 3),
+    } for l in resp.lines]
+    if output is ReportOutput.csv:
+        writer = csv.DictWriter(sys.stdout, fieldnames=COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(lines)
+    elif output is ReportOutput.json:
+        render.print_json({"since": render.iso_time(resp.since), "until": render.iso_time(resp.until),
+                           "by": resp.by, "lines": lines})
+    else:
+        render.usage_table(by.value, lines)

@@ -1,0 +1,68 @@
+"""The reciprocity report: GPU-hours consumed against GPU-hours contributed in a window.
+
+Exact without an interval table: a run holds a fixed number of GPUs from its first
+RUNNING report to its end, and a site's uptime is kept as contiguous segments of
+fixed capacity, so each contributes its overlap with the window.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlmodel import col, or_, select
+
+from scheduler.store.base import Database
+from scheduler.store.ledger import model_weight
+from scheduler.store.models import InstitutionRow, RunRow, SiteUptimeRow
+from scheduler.store.shares import read_settings
+
+GROUPINGS = ("country", "institution", "project")
+
+
+@dataclass
+class UsageLine:
+    key: str
+    country: str = ""
+    consumed_gpu_hours: float = 0.0
+    consumed_normalized: float = 0.0
+    contributed_gpu_hours: float = 0.0
+    contributed_normalized: float = 0.0
+
+
+def _overlap(start: float, end: float, lo: float, hi: float) -> float:
+    return max(0.0, min(end, hi) - max(start, lo))
+
+
+class ReportsRepo:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def usage(self, since: float, until: float, by: str) -> list[UsageLine]:
+        """One line per country, institution or project (projects have no contribution)."""
+        lines: dict[str, UsageLine] = {}
+        with self.db.read() as s:
+            settings = read_settings(s)
+            country_of = {r.slug: r.country for r in s.exec(select(InstitutionRow)).all()}
+
+            def line(institution: str, project: str = "") -> UsageLine:
+                key = {"country": country_of.get(institution, ""), "institution": institution,
+                       "project": project}[by]
+                return lines.setdefault(key, UsageLine(key, country_of.get(institution, "")))
+
+            runs = s.exec(select(RunRow).where(RunRow.running_since > 0, RunRow.running_since < until,
+                                               or_(RunRow.ended_at == 0, RunRow.ended_at > since))).all()
+            for run in runs:
+                seconds = _overlap(run.running_since, run.ended_at or until, since, until)
+                if seconds and run.gpus:
+                    entry = line(run.institution, run.project)
+                    entry.consumed_gpu_hours += run.gpus * seconds / 3600
+                    entry.consumed_normalized += run.gpus * model_weight(settings, run.gpu_model) * seconds / 3600
+            if by != "project":
+                segments = s.exec(select(SiteUptimeRow).where(SiteUptimeRow.end > since,
+                                                              SiteUptimeRow.start < until)
+                                  .order_by(col(SiteUptimeRow.start))).all()
+                for seg in segments:
+                    hours = _overlap(seg.start, seg.end, since, until) / 3600
+                    entry = line(seg.institution)
+                    entry.contributed_gpu_hours += seg.gpus * hours
+                    entry.contributed_normalized += seg.normalized_gpus * hours
+        return sorted(lines.values(), key=lambda l: l.key)
