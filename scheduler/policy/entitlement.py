@@ -86,11 +86,12 @@ def build_tree(snapshot: Snapshot) -> Tree:
     for proj in sorted(snapshot.projects, key=lambda p: p.id):
         projects[proj.institution][proj.id] = max(proj.weight, 0.0)
     floor = 1.0 if settings.policy == "static" else max(settings.base_grant, 0.0)
-    for job in snapshot.pending:
-        if job.institution not in country_of:
-            institutions[UNKNOWN_COUNTRY][job.institution] = floor
-            country_of[job.institution] = UNKNOWN_COUNTRY
-        projects[job.institution].setdefault(job_project(job), 1.0)
+    for slug, name in sorted({(j.institution, j.spec.project) for j in snapshot.pending}):
+        if slug not in country_of:
+            institutions[UNKNOWN_COUNTRY][slug] = floor
+            country_of[slug] = UNKNOWN_COUNTRY
+        pid = default_project(slug) if not name else (name if "/" in name else f"{slug}/{name}")
+        projects[slug].setdefault(pid, 1.0)
     for slug in country_of:
         if not projects[slug]:
             projects[slug][default_project(slug)] = 1.0

@@ -51,6 +51,7 @@ class _Cycle:
     reclaim_bound: dict[str, int] = field(default_factory=dict)
     models: dict[tuple[str, ...], list[str]] = field(default_factory=dict)
     headroom: dict[str, int] = field(default_factory=dict)
+    capacity_reasons: dict[tuple[int, int], str] = field(default_factory=dict)
     largest_free: int = 0       # most free GPUs on any READY pool; only shrinks
     groups: dict[tuple, list[list[str]]] = field(default_factory=dict)
     placed_ends: dict[tuple[str, str], list[tuple[float, int]]] = field(default_factory=dict)
@@ -124,8 +125,12 @@ def _exhausted_for(cycle: _Cycle, job: Job) -> bool:
             bound = _reclaim_bound(cycle, job.institution)
         if bound >= g:
             return False
-    cycle.waiting.append(Waiting(job.id, (
-        f"capacity: waiting for {g} free GPUs on one site (most free now: {cycle.largest_free})")))
+    key = (g, cycle.largest_free)
+    reason = cycle.capacity_reasons.get(key)
+    if reason is None:
+        reason = cycle.capacity_reasons[key] = (
+            f"capacity: waiting for {g} free GPUs on one site (most free now: {cycle.largest_free})")
+    cycle.waiting.append(Waiting(job.id, reason))
     return True
 
 
@@ -318,6 +323,12 @@ def _reserve(cycle: _Cycle, job: Job) -> str | None:
     if reservation is None:
         return None
     cycle.reservation = reservation
+    if reservation.start == NEVER:
+        # Nothing can be backfilled before a start that never comes: hold the pool's
+        # free GPUs outright so it drains, and later jobs do not search it in vain.
+        cycle.index.take(cycle.index.pools[(reservation.site, reservation.model)],
+                         max(cycle.index.pools[(reservation.site, reservation.model)].free, 0), 0.0)
+        _refresh_largest_free(cycle)
     when = ("once runs without a walltime there end" if reservation.start == NEVER
             else f"in about {int(reservation.start - cycle.now)} s")
     return (f"reservation: holds {res.gpus} {reservation.model} GPUs on {reservation.site}, "

@@ -65,11 +65,10 @@ class PoolIndex:
         self.models = sorted(self.by_model)
         self.countries = sorted({s.country for s in self.sites.values()})
         self.buckets: dict[tuple[str, str], list[dict[tuple[str, str], Pool]]] = {}
-        self.max_free: dict[str, int] = defaultdict(int)
+        self.top: dict[tuple[str, str], int] = {}
         for key, pool in self.pools.items():
             if pool.ready and pool.free > 0:
                 self._add(key, pool)
-                self.max_free[pool.model] = max(self.max_free[pool.model], pool.free)
 
     def _bucket(self, scope: str, model: str, size: int) -> list[dict[tuple[str, str], Pool]]:
         b = self.buckets.get((scope, model))
@@ -97,24 +96,31 @@ class PoolIndex:
             self._add(key, pool)
         self.cpus[pool.site] -= cpus
 
-    def largest_free(self, model: str) -> int:
-        """The most free GPUs of `model` on any READY pool (monotone within a cycle)."""
-        m = self.max_free.get(model, 0)
-        buckets = self.buckets.get((ANY, model), [])
+    def largest_free(self, model: str, scope: str = ANY) -> int:
+        """The most free GPUs of `model` on a READY pool in `scope` (monotone within a cycle)."""
+        key = (scope, model)
+        buckets = self.buckets.get(key)
+        if not buckets:
+            return 0
+        m = self.top.get(key, len(buckets) - 1)
         while m > 0 and (m >= len(buckets) or not buckets[m]):
             m -= 1
-        self.max_free[model] = m
+        self.top[key] = m
         return m
 
     def first_fit_by_bucket(self, scopes: list[str], models: list[str], gpus: int, ok) -> Pool | None:
         """Best fit over `scopes`: the acceptable pool in the lowest free bucket >= `gpus`."""
-        top = max((self.largest_free(m) for m in models), default=0)
-        for free in range(gpus, top + 1):
-            for scope in scopes:
-                for model in models:
-                    b = self.buckets.get((scope, model))
-                    if b is None or free >= len(b):
-                        continue
+        live = []
+        for scope in scopes:
+            for model in models:
+                top = self.largest_free(model, scope)
+                if top >= gpus:
+                    live.append((top, self.buckets[(scope, model)]))
+        if not live:
+            return None
+        for free in range(gpus, max(t for t, _ in live) + 1):
+            for top, b in live:
+                if free <= top:
                     for pool in b[free].values():
                         if ok(pool):
                             return pool
