@@ -141,9 +141,10 @@ def test_guarantee_defaults_to_own_sites():
 
 
 def test_explicit_guarantees_are_capped_by_the_federation():
-    s = snap([site("s1", "a", pool("A100", 8))], [inst("a"), inst("b", guarantee=(("A100", 8),))])
+    s = snap([site("s1", "a", pool("A100", 8))], [inst("a"), inst("b", guarantee=(("A100", 16),)),
+                                                  inst("c", guarantee=(("H100", 2),))])
     g, notes = guarantees(s)
-    assert g["b"]["A100"] == 0 and notes and "A100" in notes[0]
+    assert g["b"]["A100"] == 8 and g["c"]["H100"] == 0 and len(notes) == 2 and "A100" in notes[0]
     s = snap([site("s1", "a", pool("A100", 8))], [inst("a", guarantee=(("A100", 4),)),
                                                   inst("b", guarantee=(("A100", 2),))])
     g, notes = guarantees(s)

@@ -8,8 +8,11 @@ lending limit bounds how many GPUs of its own capacity others may hold.
 
 The guarantee defaults to the capacity of the institution's own sites (owner
 first: its GPUs are there for it). An admin may set explicit guarantees per model,
-for institutions without sites; these are checked against what the federation has
-and scaled down when, together with the owners' guarantees, they exceed it.
+for institutions without sites; together they are checked against what the
+federation has of that model and scaled down when they exceed it. They overlap the
+owners' guarantees (an owner rarely needs all of its GPUs at once); when both
+claim the same GPUs, reclaim only ever takes from institutions above their own
+guarantee, so neither can preempt the other's guaranteed runs.
 """
 from __future__ import annotations
 
@@ -48,11 +51,11 @@ def guarantees(snapshot: Snapshot) -> tuple[dict[str, dict[str, int]], tuple[str
     notes: list[str] = []
     for model in sorted({m for g in explicit.values() for m in g}):
         asked = sum(g.get(model, 0) for g in explicit.values())
-        left = total.get(model, 0) - sum(g.get(model, 0) for g in result.values())
-        scale = 1.0 if asked <= left else max(left, 0) / asked
+        left = total.get(model, 0)
+        scale = 1.0 if asked <= left else left / asked
         if scale < 1.0:
-            notes.append(f"explicit {model} guarantees ask {asked} GPUs, the federation has {max(left, 0)} "
-                         f"left after owners; scaled by {scale:.2f}")
+            notes.append(f"explicit {model} guarantees ask {asked} GPUs, the federation has {left}; "
+                         f"scaled by {scale:.2f}")
         for slug, g in explicit.items():
             if model in g:
                 g[model] = int(g[model] * scale)

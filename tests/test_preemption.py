@@ -1,0 +1,158 @@
+"""Reclaim by preemption, and reservation with EASY backfill: examples."""
+from __future__ import annotations
+
+from dataclasses import replace
+
+from tests.test_fairshare_helpers import (
+    HOUR, NOW, ShareSettings, apply, decide, inst, job, placed, pool, run, site, snap, waiting,
+)
+
+GRACE = 600.0
+
+
+def owner_and_borrower(runs, pending, **kw):
+    """Institution a owns one 8-GPU site; b has none, so all b uses is borrowed."""
+    return snap([site("sa", "a", pool("A100", 8))], [inst("a"), inst("b")], pending, runs,
+                settings=ShareSettings(preemption_grace_seconds=GRACE), **kw)
+
+
+def test_owner_reclaims_borrowed_gpus():
+    runs = [run(f"r{i}", "sa", "b", 2, started=-HOUR + i) for i in range(4)]
+    d = decide(owner_and_borrower(runs, [job("mine", "a", 4)]))
+    assert d.placements == ()                                   # not onto GPUs still held
+    assert sorted(p.run_id for p in d.preemptions) == ["r2", "r3"]   # the two newest
+    assert all(p.site == "sa" and "reclaim" in p.reason for p in d.preemptions)
+    assert {p.job_id for p in d.preemptions} == {"job-of-r2", "job-of-r3"}
+    assert "reclaiming" in waiting(d)["mine"].reason
+
+
+def test_guarantee_is_honoured_in_the_next_cycle():
+    runs = [run(f"r{i}", "sa", "b", 2, started=-HOUR + i) for i in range(4)]
+    s = owner_and_borrower(runs, [job("mine", "a", 4), job("theirs", "b", 2, submitted=-HOUR)])
+    d = decide(s)
+    later = apply(s, d, NOW + 30)
+    d2 = decide(later, NOW + 30)
+    assert placed(d2)["mine"].site == "sa" and d2.preemptions == ()
+
+
+def test_runs_inside_the_grace_period_are_never_preempted():
+    runs = [run("old", "sa", "b", 4, started=-HOUR), run("young", "sa", "b", 4, started=-GRACE / 2)]
+    d = decide(owner_and_borrower(runs, [job("mine", "a", 4)]))
+    assert [p.run_id for p in d.preemptions] == ["old"]
+    runs = [run("y1", "sa", "b", 4, started=-60), run("y2", "sa", "b", 4, started=-GRACE + 1)]
+    d = decide(owner_and_borrower(runs, [job("mine", "a", 4)]))
+    assert d.preemptions == () and not waiting(d)["mine"].never_fits
+
+
+def test_newest_borrowed_run_goes_first():
+    runs = [run("oldest", "sa", "b", 2, started=-3 * HOUR), run("newer", "sa", "b", 2, started=-2 * HOUR),
+            run("newest", "sa", "b", 2, started=-HOUR), run("x", "sa", "b", 2, started=-4 * HOUR)]
+    d = decide(owner_and_borrower(runs, [job("mine", "a", 2)]))
+    assert [p.run_id for p in d.preemptions] == ["newest"]
+
+
+def test_fewest_gpus_freed():
+    """Newest first, then any run that is not needed is spared."""
+    runs = [run("new1", "sa", "b", 1, started=-HOUR), run("big", "sa", "b", 4, started=-2 * HOUR),
+            run("old", "sa", "b", 3, started=-3 * HOUR)]
+    d = decide(owner_and_borrower(runs, [job("mine", "a", 4)]))
+    assert [p.run_id for p in d.preemptions] == ["big"]
+
+
+def test_free_gpus_count_toward_the_reclaim():
+    runs = [run("r1", "sa", "b", 3, started=-HOUR), run("r2", "sa", "b", 3, started=-2 * HOUR)]
+    d = decide(owner_and_borrower(runs, [job("mine", "a", 4)]))   # 2 free + 3 freed
+    assert [p.run_id for p in d.preemptions] == ["r1"]
+
+
+def test_only_borrowed_runs_are_victims():
+    """b holds 4 of a's GPUs but is within its own guarantee (its site): nothing to reclaim."""
+    sites = [site("sa", "a", pool("A100", 8)), site("sb", "b", pool("A100", 8))]
+    runs = [run("ra", "sa", "a", 4), run("rb", "sa", "b", 4)]
+    d = decide(snap(sites, [inst("a"), inst("b")], [job("mine", "a", 8)], runs))
+    assert d.preemptions == ()
+
+
+def test_owner_runs_are_never_victims_of_their_owner():
+    runs = [run("own", "sa", "a", 8)]
+    d = decide(owner_and_borrower(runs, [job("mine", "a", 2)]))
+    assert d.preemptions == ()
+
+
+def test_owner_at_its_guarantee_does_not_reclaim():
+    runs = [run("own", "sa", "a", 6), run("b1", "sa", "b", 2)]
+    d = decide(owner_and_borrower(runs, [job("mine", "a", 4)]))
+    assert d.preemptions == ()
+
+
+def test_non_preemptible_is_honoured_only_within_a_guarantee():
+    # b borrows: its non-preemptible flag does not protect a borrowed run.
+    runs = [run("np", "sa", "b", 4, preemptible=False)]
+    d = decide(owner_and_borrower(runs, [job("mine", "a", 8)]))
+    assert [p.run_id for p in d.preemptions] == ["np"]
+    # c has an explicit guarantee of 2 and holds 4 here: only 2 are borrowed, so its
+    # non-preemptible 4-GPU run is partly within its guarantee and stays.
+    s = snap([site("sa", "a", pool("A100", 8))], [inst("a"), inst("c", guarantee=(("A100", 2),))],
+             [job("mine", "a", 8)], [run("np", "sa", "c", 4, preemptible=False)])
+    assert decide(s).preemptions == ()
+
+
+def test_explicit_guarantee_reclaims_anywhere():
+    sites = [site("sa", "a", pool("A100", 8))]
+    insts = [inst("a", guarantee=(("A100", 4),)), inst("g", guarantee=(("A100", 4),)), inst("b")]
+    runs = [run("b1", "sa", "b", 4, started=-HOUR), run("a1", "sa", "a", 4)]
+    d = decide(snap(sites, insts, [job("need", "g", 4)], runs))
+    assert [p.run_id for p in d.preemptions] == ["b1"]
+
+
+# -- reservation and EASY backfill ------------------------------------------------
+
+def test_gang_job_gets_a_reservation_and_holds_a_draining_site():
+    sites = [site("s1", "a", pool("A100", 8))]
+    runs = [run("r1", "s1", "a", 4)]                      # no walltime: never ends, as far as we know
+    s = snap(sites, [inst("a")], [job("gang", "a", 8, submitted=0), job("small", "a", 1, submitted=5)], runs)
+    d = decide(s)
+    assert waiting(d)["gang"].reason.startswith("reservation:")
+    assert waiting(d)["small"].reason.startswith(("reservation:", "capacity:"))
+    assert d.placements == ()
+
+
+def test_easy_backfill_admits_only_jobs_that_end_before_the_reservation():
+    sites = [site("s1", "a", pool("A100", 8))]
+    runs = [run("r1", "s1", "a", 4, started=-HOUR, walltime=int(2 * HOUR))]   # ends in one hour
+    pending = [job("gang", "a", 8, submitted=0), job("short", "a", 2, submitted=1, walltime=1800),
+               job("long", "a", 2, submitted=2, walltime=int(5 * HOUR)), job("unknown", "a", 1, submitted=3)]
+    d = decide(snap(sites, [inst("a")], pending, runs))
+    assert list(placed(d)) == ["short"]
+    assert waiting(d)["gang"].reason.startswith("reservation:")
+    assert waiting(d)["long"].reason.startswith("reservation:")
+
+
+def test_backfill_elsewhere_is_free():
+    sites = [site("s1", "a", pool("A100", 8)), site("s2", "a", pool("A100", 2))]
+    runs = [run("r1", "s1", "a", 4)]
+    pending = [job("gang", "a", 8, submitted=0), job("small", "a", 2, submitted=1)]
+    d = decide(snap(sites, [inst("a")], pending, runs))
+    assert placed(d)["small"].site == "s2"
+
+
+def test_gang_is_not_starved_by_a_stream_of_small_jobs():
+    """Simulated cycles: two 1-GPU jobs arrive per minute; the 8-GPU job starts within a bound."""
+    sites = [site("s1", "a", pool("A100", 8))]
+    walltime = 600
+    pending = [job("gang", "a", 8, submitted=0, walltime=3600)] + [
+        job(f"s{i:03d}", "a", 1, submitted=-1 - i, walltime=walltime) for i in range(8)]
+    s = snap(sites, [inst("a")], pending)
+    t, started = NOW, None
+    for cycle in range(40):
+        d = decide(s, t)
+        if "gang" in placed(d):
+            started = t
+            break
+        s = apply(s, d, t)
+        t += 60
+        finished = {r.id for r in s.live_runs if r.started_at + r.walltime_seconds <= t}
+        arrivals = [job(f"n{cycle:03d}{k}", "a", 1, submitted=t - NOW, walltime=walltime) for k in range(2)]
+        s = replace(s, live_runs=tuple(r for r in s.live_runs if r.id not in finished),
+                    pending=s.pending + tuple(arrivals))
+    assert started is not None and started - NOW <= walltime + 120
