@@ -93,6 +93,7 @@ class Recorder:
         self.first_arrival: float | None = None
         self.last_arrival = 0.0
         self.end = 0.0
+        self.last_completion = 0.0
         self.arrival_at: dict[str, float] = {}
         self.size: dict[str, int] = {}
         self.waits: dict[str, float] = {}
@@ -125,6 +126,7 @@ class Recorder:
 
     def completed(self, run: Run, now: float) -> None:
         self.running[run.institution] -= run.gpus
+        self.last_completion = now
 
     def preempted(self, run: Run, now: float) -> None:
         self.running[run.institution] -= run.gpus
@@ -163,7 +165,7 @@ class Recorder:
         self.deviation_integral += dt * dev / (2 * self.capacity)
 
     def finish(self, now: float, stuck: list[str]) -> None:
-        self.end = now
+        self.end = max(self.last_completion, self.last_arrival) if not stuck else now
         self.stuck = stuck
 
     # ---- results ------------------------------------------------------------------------
@@ -193,7 +195,7 @@ class Recorder:
                                  "p95_s": round(percentile(v, 95), 1), "max_s": round(max(v), 1)}
                              for k, v in sorted(by_size.items())},
             "preemptions": self.preemptions,
-            "gpu_hours_lost": round(self.lost_gpu_s / 3600, 2),
+            "gpu_hours_lost": round(self.lost_gpu_s / 3600, 4),
             "owner_reclaim_max_s": round(max(reclaim, default=0.0), 1),
             "contended_s": round(self.contended_s, 1),
             "makespan_s": round(makespan, 1),
