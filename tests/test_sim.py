@@ -120,8 +120,10 @@ def test_jain_index_and_percentiles():
 # ---- the engine ----------------------------------------------------------------------------
 
 def _flood() -> tuple[Federation, list[SimJob]]:
-    """a floods a 4-GPU federation at t=0; b asks for 4 GPUs one second later."""
-    fed = _fed((_site("s1", "a", 4),), (InstitutionShare("a", "CL", 1.0), InstitutionShare("b", "AR", 1.0)))
+    """a floods a 4-GPU federation at t=0; b asks for 4 GPUs one second later. The site's
+    owner o submits nothing, so nobody's guarantee is in play."""
+    fed = _fed((_site("s1", "o", 4),), (InstitutionShare("a", "CL", 1.0), InstitutionShare("b", "AR", 1.0),
+                                         InstitutionShare("o", "PE", 1.0)))
     jobs = [SimJob(f"j{k:03d}", "a", 0.0, 100.0, 1) for k in range(12)]
     jobs += [SimJob(f"j{k:03d}", "b", 1.0, 100.0, 1) for k in range(12, 16)]
     return fed, jobs
@@ -145,7 +147,7 @@ def test_classic_factor_prefers_the_unused():
     snap = Snapshot(sites=fed.sites, live_runs=(), pending=(), institutions=fed.institutions,
                     projects=fed.projects, usage=(("a/default", 100.0),))
     f = classic_factors(snap)
-    assert f["b"] == 1.0 and f["a"] == pytest.approx(2 ** -2)
+    assert f["b"] == 1.0 and f["a"] == pytest.approx(2 ** -3)   # U = 1, S = 1/3
 
 
 def test_static_caps_at_the_guarantee():
@@ -249,3 +251,37 @@ def test_minga_sim_synthetic_writes_csv(tmp_path):
     assert res.exit_code == 0, res.output
     assert "share_deviation" in res.output
     assert csv_file.read_text().splitlines()[0].startswith("policy,utilization,share_deviation")
+
+
+def test_water_fill_with_floors_hand_computed():
+    from scheduler.sim.metrics import water_fill_with_floors as wf
+
+    # No floors: the plain water-filling.
+    assert wf({"a": 10, "b": 2, "c": 10}, {"a": 1, "b": 1, "c": 1}, {}, 12) == pytest.approx({"a": 5, "b": 2, "c": 5})
+    # a owns 8 of 12 GPUs and wants 10; b (weight 3) wants 10: a gets its 8 back, b the other 4,
+    # although b's weight alone would give it 9.
+    assert wf({"a": 10, "b": 10}, {"a": 1, "b": 3}, {"a": 8}, 12) == pytest.approx({"a": 8, "b": 4})
+    # A floor above demand gives only the demand; the rest is filled by weight: 2 + 5 + 5.
+    assert wf({"a": 2, "b": 10, "c": 10}, {"a": 1, "b": 1, "c": 1}, {"a": 6}, 12) == pytest.approx(
+        {"a": 2, "b": 5, "c": 5})
+    # Floor below the fair level: it does not add; a gets max(floor, level) = 4, b 4, c 4.
+    assert wf({"a": 10, "b": 10, "c": 10}, {"a": 1, "b": 1, "c": 1}, {"a": 2}, 12) == pytest.approx(
+        {"a": 4, "b": 4, "c": 4})
+    # Floors beyond capacity are scaled down.
+    assert wf({"a": 10, "b": 10}, {"a": 1, "b": 1}, {"a": 8, "b": 8}, 8) == pytest.approx({"a": 4, "b": 4})
+
+
+def test_plot_without_matplotlib_is_a_clear_error(tmp_path):
+    try:
+        import matplotlib  # noqa: F401
+        pytest.skip("matplotlib is installed")
+    except ImportError:
+        pass
+    from cli.main import app
+
+    fed = tmp_path / "fed.toml"
+    fed.write_text('[[institutions]]\nslug = "a"\ncountry = "CL"\n'
+                   '[[sites]]\nname = "s1"\ninstitution = "a"\ncountry = "CL"\nmodel = "G2"\ngpus = 8\n')
+    res = CliRunner().invoke(app, ["sim", "--federation", str(fed), "--trace", "synthetic", "--jobs", "50",
+                                   "--policy", "fifo", "--plot", str(tmp_path / "p.png")])
+    assert res.exit_code == 2 and "matplotlib" in res.output

@@ -4,9 +4,13 @@
   Gallager, "Data Networks", 6.5.2): every institution gets min(demand, level * weight),
   with the one level that hands out min(capacity, total demand). It is the optimum for
   one pool of identical GPUs; model constraints and one-site gangs are ignored by it.
+- `water_fill_with_floors`: the same, but every institution first gets its guarantee (up to
+  its demand): the federation's contract is "your own GPUs back, then a fair share of the
+  rest", so this is the optimum `share_deviation` and `jain` measure against.
 - `share_deviation`: over contended periods (total demand above capacity), the
   time-average of 1/2 * sum_i |achieved_i - optimum_i| / capacity: the fraction of the
-  federation's GPUs held by the wrong institution.
+  federation's GPUs held by the wrong institution. `share_deviation_flat` measures against
+  the plain weighted water-filling (no guarantees).
 - `jain`: Jain's fairness index (Jain, Chiu & Hawe 1984) of r_i = achieved GPU-time /
   optimum GPU-time over the contended periods, for every institution with an optimum > 0.
 - `utilization`: busy GPU-time / the GPU-time that could have been busy, i.e. the integral
@@ -54,6 +58,37 @@ def water_fill(demands: Mapping[str, float], weights: Mapping[str, float], capac
     return alloc
 
 
+def water_fill_with_floors(demands: Mapping[str, float], weights: Mapping[str, float],
+                           floors: Mapping[str, float], capacity: float) -> dict[str, float]:
+    """Weighted max-min fair shares where each institution first gets min(demand, floor):
+    a_i = clamp(level * w_i, min(d_i, floor_i), d_i), with the one level that hands out
+    min(capacity, total demand). The floors are the guarantees (own sites' GPUs, or the
+    explicit guarantee); if the floors alone exceed capacity they are scaled down pro rata.
+    With no floors this is `water_fill`."""
+    lo = {k: min(float(d), float(floors.get(k, 0.0))) for k, d in demands.items()}
+    target = min(float(capacity), float(sum(demands.values())))
+    base = sum(lo.values())
+    if base >= target:
+        scale = target / base if base > 0 else 0.0
+        return {k: v * scale for k, v in lo.items()}
+    # total(level) = sum clamp(level * w, lo, d) is piecewise linear: walk its breakpoints.
+    events: list[tuple[float, float]] = []   # (level, change of slope)
+    for k, d in demands.items():
+        w = max(weights.get(k, 0.0), 1e-9)
+        if d > lo[k]:
+            events.append((lo[k] / w, w))
+            events.append((d / w, -w))
+    events.sort()
+    total, slope, level = base, 0.0, 0.0
+    for at, dslope in events:
+        if slope > 0 and total + slope * (at - level) >= target:
+            break
+        total += slope * (at - level)
+        level, slope = at, slope + dslope
+    level += (target - total) / slope if slope > 0 else 0.0
+    return {k: min(float(d), max(lo[k], level * max(weights.get(k, 0.0), 1e-9))) for k, d in demands.items()}
+
+
 def jain(values: Sequence[float]) -> float:
     vals = [v for v in values]
     if not vals:
@@ -82,6 +117,8 @@ class Recorder:
         self.weights = fed.weights()
         self.country = {i.slug: i.country for i in fed.institutions}
         self.guarantee = fed.guarantees()
+        self.floor = {i: float(sum(g.values())) for i, g in self.guarantee.items()}
+        self.flat_integral = 0.0
         self.running: dict[str, int] = dict.fromkeys(self.weights, 0)
         self.pending: dict[str, int] = dict.fromkeys(self.weights, 0)
         self.achieved: dict[str, float] = dict.fromkeys(self.weights, 0.0)
@@ -154,15 +191,18 @@ class Recorder:
         self.servable += min(total, self.capacity) * dt
         if total <= self.capacity:
             return
-        opt = water_fill(demand, self.weights, self.capacity)
+        opt = water_fill_with_floors(demand, self.weights, self.floor, self.capacity)
+        flat = water_fill(demand, self.weights, self.capacity)
         self.contended_s += dt
-        dev = 0.0
+        dev = dev_flat = 0.0
         for i, a in opt.items():
             x = self.running[i]
             self.achieved[i] += x * dt
             self.optimum[i] += a * dt
             dev += abs(x - a)
+            dev_flat += abs(x - flat[i])
         self.deviation_integral += dt * dev / (2 * self.capacity)
+        self.flat_integral += dt * dev_flat / (2 * self.capacity)
 
     def finish(self, now: float, stuck: list[str]) -> None:
         self.end = max(self.last_completion, self.last_arrival) if not stuck else now
@@ -187,6 +227,7 @@ class Recorder:
             "utilization": round(self.busy_total / self.servable, 4) if self.servable > 0 else 0.0,
             "utilization_capacity": round(self.busy_total / (cap * makespan), 4) if makespan > 0 and cap else 0.0,
             "share_deviation": round(self.deviation_integral / self.contended_s, 4) if self.contended_s else 0.0,
+            "share_deviation_flat": round(self.flat_integral / self.contended_s, 4) if self.contended_s else 0.0,
             "jain": round(jain(ratios), 4),
             "wait_p50_s": round(percentile(waits, 50), 1),
             "wait_p95_s": round(percentile(waits, 95), 1),

@@ -42,8 +42,9 @@ def compare(fed: Federation, jobs: Sequence[SimJob], policies: Sequence[str] = t
 def table(result: dict) -> str:
     names = list(result["policies"])
     rows = [["metric", *names]]
-    for key in HEADLINE + ("jobs_started", "jobs_stuck", "cycles", "wall_s"):
-        rows.append([key, *[_fmt(result["policies"][n].get(key)) for n in names]])
+    for key in HEADLINE + ("share_deviation_flat", "utilization_capacity", "jobs_started", "jobs_stuck",
+                           "cycles", "wall_s"):
+        rows.append([key, *[_fmt(result["policies"][n].get(key), key in RATIOS) for n in names]])
     for size in ("1", "2-4", "8+"):
         rows.append([f"wait_p95_s[{size} GPU]",
                      *[_fmt(result["policies"][n]["wait_by_size"].get(size, {}).get("p95_s")) for n in names]])
@@ -57,11 +58,14 @@ def table(result: dict) -> str:
     return "\n".join(lines)
 
 
-def _fmt(v: object) -> str:
+RATIOS = {"utilization", "utilization_capacity", "share_deviation", "share_deviation_flat", "jain"}
+
+
+def _fmt(v: object, ratio: bool = False) -> str:
     if v is None:
         return "-"
     if isinstance(v, float):
-        return f"{v:.4f}" if abs(v) < 10 else f"{v:.1f}"
+        return f"{v:.4f}" if ratio else f"{v:.1f}"
     return str(v)
 
 
