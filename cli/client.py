@@ -108,8 +108,8 @@ class BrokerClient:
     def usage_report(self, since_seconds: float, by: str) -> admin_pb2.UsageReportResponse:
         return self._call(self._admin.UsageReport, admin_pb2.UsageReportRequest(since_seconds=since_seconds, by=by))
 
-    def show_quotas(self) -> list[admin_pb2.QuotaRow]:
-        return list(self._call(self._admin.ShowQuotas, admin_pb2.ShowQuotasRequest()).rows)
+    def show_quotas(self, tree: bool = False) -> admin_pb2.ShowQuotasResponse:
+        return self._call(self._admin.ShowQuotas, admin_pb2.ShowQuotasRequest(tree=tree))
 
     # -- fair share -------------------------------------------------------
     def add_project(self, institution: str, name: str, weight: float) -> admin_pb2.Project:

@@ -138,7 +138,20 @@ def quota_to_dict(row: admin_pb2.QuotaRow) -> JsonDict:
         "in_use": row.in_use,
         "held": row.held,
         "pending": row.pending,
+        "weight": round(row.weight, 4),
+        "entitlement_pct": round(row.entitlement_pct, 2),
+        "usage_pct": round(row.usage_pct, 2),
+        "fairshare": round(row.fairshare, 4),
+        "guarantee": row.guarantee,
+        "borrowed": row.borrowed,
+        "lent": row.lent,
     }
+
+
+def tree_node_to_dict(node: admin_pb2.TreeNode) -> JsonDict:
+    return {"level": node.level, "id": node.id, "parent": node.parent or None, "weight": round(node.weight, 4),
+            "entitlement_pct": round(node.entitlement_pct, 2), "usage_pct": round(node.usage_pct, 2),
+            "fairshare": round(node.fairshare, 4)}
 
 
 def whoami_to_dict(me: admin_pb2.WhoAmIResponse) -> JsonDict:
@@ -238,9 +251,19 @@ def quotas_table(items: Sequence[JsonDict]) -> None:
     if not items:
         sys.stdout.write("no quotas yet: no institution has GPUs or jobs\n")
         return
-    _table(None, ["INSTITUTION", "COUNTRY", "MODEL", "OWNED", "IN USE", "HELD", "PENDING"],
-           [[q["institution"], q["country"], _dash(q["gpu_model"]), str(q["owned"]), str(q["in_use"]),
-             str(q["held"]), str(q["pending"])] for q in items])
+    _table(None, ["INST", "CC", "WEIGHT", "ENT%", "USE%", "FS", "MODEL", "OWN", "GUAR", "USE", "HELD",
+                  "BORR", "LENT", "PEND"],
+           [[q["institution"], q["country"], f"{q['weight']:.3g}", f"{q['entitlement_pct']:.1f}",
+             f"{q['usage_pct']:.1f}", f"{q['fairshare']:.2f}", _dash(q["gpu_model"]), str(q["owned"]),
+             str(q["guarantee"]), str(q["in_use"]), str(q["held"]), str(q["borrowed"]), str(q["lent"]),
+             str(q["pending"])] for q in items])
+
+
+def tree_table(nodes: Sequence[JsonDict]) -> None:
+    indent = {"country": "", "institution": "  ", "project": "    "}
+    _table(None, ["ACCOUNT", "WEIGHT", "ENT%", "USE%", "FAIRSHARE"],
+           [[indent.get(n["level"], "") + n["id"], f"{n['weight']:.3g}", f"{n['entitlement_pct']:.1f}",
+             f"{n['usage_pct']:.1f}", f"{n['fairshare']:.2f}"] for n in nodes])
 
 
 def print_json_line(data: Any) -> None:

@@ -6,9 +6,13 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from scheduler.domain import Job, JobState, Site
+from scheduler.policy import Snapshot
+from scheduler.policy.entitlement import build_tree, entitlements, institution_weight
+from scheduler.policy.fairshare import institution_factors, project_factors, project_usage
+from scheduler.policy.guarantees import quota_rows as model_quota_rows
 
 ANY_MODEL = "any"
 
@@ -22,6 +26,24 @@ class QuotaRow:
     in_use: int = 0
     held: int = 0
     pending: int = 0
+    weight: float = 0.0
+    entitlement_pct: float = 0.0
+    usage_pct: float = 0.0
+    fairshare: float = 0.0
+    guarantee: int = 0
+    borrowed: int = 0
+    lent: int = 0
+
+
+@dataclass(frozen=True)
+class TreeNode:
+    level: str
+    id: str
+    parent: str
+    weight: float
+    entitlement_pct: float
+    usage_pct: float
+    fairshare: float
 
 
 def quota_rows(institutions: Iterable[tuple[str, str]], sites: Iterable[Site],
@@ -51,3 +73,69 @@ def quota_rows(institutions: Iterable[tuple[str, str]], sites: Iterable[Site],
             rows.append(QuotaRow(slug, country, model, c.get("owned", 0), c.get("in_use", 0),
                                  c.get("held", 0), c.get("pending", 0)))
     return rows
+
+
+def _pct(part: float, whole: float) -> float:
+    return 100.0 * part / whole if whole > 0 else 0.0
+
+
+def _factor(usage_share: float, entitled: float) -> float:
+    """Slurm's classic fair-share factor 2^(-U/S): 1 unused, 0.5 exactly on par."""
+    return 2.0 ** (-usage_share / entitled) if entitled > 0 else 0.0
+
+
+def with_shares(rows: list[QuotaRow], snapshot: Snapshot) -> list[QuotaRow]:
+    """Add the policy's view: weight, entitlement, decayed usage, fair-share factor,
+    and per model the guarantee and what is borrowed and lent."""
+    tree = build_tree(snapshot)
+    ent = entitlements(tree).institution
+    factors = institution_factors(snapshot)
+    usage: dict[str, float] = defaultdict(float)
+    for pid, value in project_usage(snapshot).items():
+        usage[pid.split("/", 1)[0]] += value
+    total_usage = sum(usage.values())
+    weights = {i.slug: institution_weight(i, snapshot.settings) for i in snapshot.institutions}
+    by_key = {(r.institution, r.gpu_model): r for r in rows}
+    country = {r.institution: r.country for r in rows}
+    for q in model_quota_rows(snapshot):
+        base = by_key.pop((q.institution, ""), None) or by_key.get((q.institution, q.model)) \
+            or QuotaRow(q.institution, country.get(q.institution, ""), q.model)
+        by_key[(q.institution, q.model)] = replace(base, gpu_model=q.model, guarantee=q.guarantee,
+                                                  borrowed=q.borrowed, lent=q.lent)
+    out = []
+    for key in sorted(by_key):
+        r = by_key[key]
+        out.append(replace(r, weight=weights.get(r.institution, 0.0),
+                           entitlement_pct=100.0 * ent.get(r.institution, 0.0),
+                           usage_pct=_pct(usage.get(r.institution, 0.0), total_usage),
+                           fairshare=factors.get(r.institution, 0.0)))
+    return out
+
+
+def tree_nodes(snapshot: Snapshot) -> list[TreeNode]:
+    """Every node of the account tree with its weight, entitlement, usage and factor."""
+    tree = build_tree(snapshot)
+    ent = entitlements(tree)
+    per_project = project_usage(snapshot)
+    total = sum(per_project.values())
+    inst_usage: dict[str, float] = defaultdict(float)
+    for pid, value in per_project.items():
+        inst_usage[pid.split("/", 1)[0]] += value
+    country_usage: dict[str, float] = defaultdict(float)
+    for slug, value in inst_usage.items():
+        country_usage[tree.country_of.get(slug, "")] += value
+    inst_factor, proj_factor = institution_factors(snapshot), project_factors(snapshot, tree)
+    nodes = []
+    for cc in sorted(tree.country_weight):
+        u = _pct(country_usage.get(cc, 0.0), total)
+        nodes.append(TreeNode("country", cc, "", tree.country_weight[cc], 100 * ent.country[cc], u,
+                              _factor(u / 100, ent.country[cc])))
+        for slug in sorted(tree.institutions[cc]):
+            nodes.append(TreeNode("institution", slug, cc, tree.institutions[cc][slug],
+                                  100 * ent.institution.get(slug, 0.0), _pct(inst_usage.get(slug, 0.0), total),
+                                  inst_factor.get(slug, 0.0)))
+            for pid in sorted(tree.projects.get(slug, {})):
+                nodes.append(TreeNode("project", pid, slug, tree.projects[slug][pid],
+                                      100 * ent.project.get(pid, 0.0), _pct(per_project.get(pid, 0.0), total),
+                                      proj_factor.get(pid, 0.0)))
+    return nodes

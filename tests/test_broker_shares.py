@@ -74,6 +74,8 @@ def test_weights_guarantees_and_limits_reach_the_snapshot(fed):
     broker.institution("unam", "MX")
     a.admin.SetWeight(admin_pb2.SetWeightRequest(kind="institution", id="unam", weight=3), metadata=a.md)
     a.admin.SetWeight(admin_pb2.SetWeightRequest(kind="country", id="mx", weight=5), metadata=a.md)
+    a.admin.SetGuarantee(admin_pb2.SetGuaranteeRequest(institution="uchile", gpu_model="A100", gpus=2),
+                         metadata=a.md)  # uchile keeps 2 of its 4, which leaves 2 to guarantee elsewhere
     a.admin.SetGuarantee(admin_pb2.SetGuaranteeRequest(institution="unam", gpu_model="A100", gpus=2), metadata=a.md)
     a.admin.SetLimits(admin_pb2.SetLimitsRequest(institution="uchile", borrowing_limit=-1, lending_limit=1),
                       metadata=a.md)

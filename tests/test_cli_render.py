@@ -59,9 +59,13 @@ def test_site_and_quota_and_user() -> None:
     assert data["state"] == "CORDONED"
     assert data["gpus"] == [{"model": "A100", "memory_mb": 40960, "total": 4, "in_use": 1, "free": 3,
                              "largest_node": 0}]
-    row = admin_pb2.QuotaRow(institution="uchile", country="CL", gpu_model="A100", owned=4, in_use=1, held=2, pending=8)
+    row = admin_pb2.QuotaRow(institution="uchile", country="CL", gpu_model="A100", owned=4, in_use=1, held=2, pending=8,
+                             weight=3.5, entitlement_pct=62.5, usage_pct=10.123, fairshare=0.87654, guarantee=4,
+                             borrowed=0, lent=1)
     assert render.quota_to_dict(row) == {"institution": "uchile", "country": "CL", "gpu_model": "A100", "owned": 4,
-                                         "in_use": 1, "held": 2, "pending": 8}
+                                         "in_use": 1, "held": 2, "pending": 8, "weight": 3.5,
+                                         "entitlement_pct": 62.5, "usage_pct": 10.12, "fairshare": 0.8765,
+                                         "guarantee": 4, "borrowed": 0, "lent": 1}
     user = render.user_to_dict(admin_pb2.User(name="ana", institution="uchile", role=common_pb2.ROLE_RESEARCHER))
     assert user == {"name": "ana", "institution": "uchile", "role": "researcher", "created_at": None}
 

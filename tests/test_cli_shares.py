@@ -93,3 +93,21 @@ def test_usage_report_as_csv_and_json(fed):
     assert data["by"] == "institution" and isinstance(data["lines"], list)
     bad = minga(broker, admin, "usage", "report", "--since", "soon")
     assert bad.exit_code != 0 and "--since" in bad.output
+
+
+def test_quota_show_with_shares_and_tree(fed):
+    broker, admin, ana = fed
+    broker.institution("unam", "MX")
+    assert minga(broker, admin, "admin", "guarantee", "set", "unam", "--model", "A100", "--gpus", "1").exit_code == 0
+    out = minga(broker, ana, "quota", "show", "--tree", "--output", "json")
+    assert out.exit_code == 0, out.output
+    data = json.loads(out.stdout)
+    rows = {(r["institution"], r["gpu_model"]): r for r in data["rows"]}
+    assert rows[("uchile", "A100")]["owned"] == 4 and rows[("uchile", "A100")]["guarantee"] == 4
+    assert rows[("unam", "A100")]["guarantee"] == 1 and rows[("unam", "A100")]["owned"] == 0
+    ent = {i: r["entitlement_pct"] for (i, _), r in rows.items()}
+    assert sum(ent.values()) == pytest.approx(100.0, abs=0.1)
+    levels = [n["level"] for n in data["tree"]]
+    assert levels.count("country") == 2 and levels.count("project") == 2
+    table = minga(broker, ana, "quota", "show")
+    assert table.exit_code == 0 and all(len(line) <= 80 for line in table.stdout.splitlines()), table.stdout

@@ -1,6 +1,8 @@
 """AdminService: converts, delegates to scheduler.service.admin, converts back."""
 from __future__ import annotations
 
+from dataclasses import asdict
+
 from minga.v1 import admin_pb2, admin_pb2_grpc
 
 from scheduler.api.convert import role_from_pb, role_to_pb, site_to_pb
@@ -79,10 +81,10 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         return site_to_pb(*admin.set_cordon(self.core, request.name, cordoned=False))
 
     def ShowQuotas(self, request: admin_pb2.ShowQuotasRequest, context: CallContext) -> admin_pb2.ShowQuotasResponse:
-        return admin_pb2.ShowQuotasResponse(rows=[
-            admin_pb2.QuotaRow(institution=r.institution, country=r.country, gpu_model=r.gpu_model,
-                               owned=r.owned, in_use=r.in_use, held=r.held, pending=r.pending)
-            for r in admin.show_quotas(self.core)])
+        rows, tree = admin.show_quotas(self.core, request.tree)
+        return admin_pb2.ShowQuotasResponse(
+            rows=[admin_pb2.QuotaRow(**asdict(r)) for r in rows],
+            tree=[admin_pb2.TreeNode(**asdict(n)) for n in tree])
 
     def WhoAmI(self, request: admin_pb2.WhoAmIRequest, context: CallContext) -> admin_pb2.WhoAmIResponse:
         me = admin.whoami(context.caller)

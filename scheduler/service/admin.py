@@ -4,7 +4,7 @@ from __future__ import annotations
 from scheduler.auth import hash_token, new_token
 from scheduler.core import Core
 from scheduler.domain import InvalidArgument, Principal, Role, Site, SiteState
-from scheduler.quota import QuotaRow, quota_rows
+from scheduler.quota import QuotaRow, TreeNode, quota_rows, tree_nodes, with_shares
 from scheduler.store.accounts import Institution, User
 from scheduler.validation import check_country, check_slug
 
@@ -88,10 +88,13 @@ def set_site_labels(core: Core, site: str, labels: dict[str, str]) -> tuple[Site
     return updated, core.store.sites.gpus_in_use().get(site, {})
 
 
-def show_quotas(core: Core) -> list[QuotaRow]:
+def show_quotas(core: Core, tree: bool) -> tuple[list[QuotaRow], list[TreeNode]]:
+    """Per institution and model: GPUs owned, used, held, pending, and the fair-share view."""
     institutions = [(i.slug, i.country) for i in core.store.accounts.list_institutions()]
     jobs = core.store.jobs.list(None, include_terminal=False, state=None, limit=1_000_000)
-    return quota_rows(institutions, core.store.sites.list(), jobs)
+    snapshot = core.store.runs.load_snapshot(core.clock.now())
+    rows = with_shares(quota_rows(institutions, snapshot.sites, jobs), snapshot)
+    return rows, tree_nodes(snapshot) if tree else []
 
 
 def whoami(caller: Principal) -> Principal:

@@ -1,9 +1,12 @@
 """Admin calls on the fair-share tree: projects, weights, guarantees, limits, policy."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 from scheduler.core import Core
 from scheduler.domain import InvalidArgument
-from scheduler.policy import ProjectShare, ShareSettings
+from scheduler.policy import ProjectShare, ShareSettings, Snapshot
+from scheduler.policy.guarantees import guarantees
 from scheduler.store.reports import GROUPINGS, UsageLine
 from scheduler.validation import check_country, check_slug
 
@@ -66,16 +69,34 @@ def set_policy(core: Core, update: ShareSettings, given: set[str]) -> ShareSetti
 
 
 def set_guarantee(core: Core, institution: str, model: str, gpus: int) -> None:
-    """Explicit guarantees must fit in what the federation actually has of that model."""
+    """Explicit guarantees must fit in what the federation has of that model once owners
+    keep their own capacity; the policy's own rule (`guarantees`) decides, so what is
+    accepted here is what the scheduler will honour."""
     if gpus < 0:
         raise InvalidArgument("gpus must be 0 or more")
     if not model:
         raise InvalidArgument("gpu_model is empty")
-    have = sum(p.total for s in core.store.sites.list() for p in s.inventory.gpus if p.model == model)
+    snapshot = core.store.runs.load_snapshot(core.clock.now())
+    have = sum(p.total for s in snapshot.sites for p in s.inventory.gpus if p.model == model)
     if gpus > have:
         raise InvalidArgument(f"the federation has {have} {model} GPUs; cannot guarantee {gpus}")
+    trial = _with_guarantee(snapshot, institution, model, gpus)
+    _, notes = guarantees(trial)
+    capped = [n for n in notes if f"explicit {model} " in n]
+    if capped:
+        raise InvalidArgument(f"cannot guarantee {gpus} {model} to {institution}: {capped[0]}")
     core.store.shares.set_guarantee(institution, model, gpus)
     core.cycle.trigger()
+
+
+def _with_guarantee(snapshot: Snapshot, institution: str, model: str, gpus: int) -> Snapshot:
+    institutions = []
+    for inst in snapshot.institutions:
+        if inst.slug == institution:
+            kept = tuple((m, n) for m, n in inst.guarantee if m != model)
+            inst = replace(inst, guarantee=kept + (((model, gpus),) if gpus else ()))
+        institutions.append(inst)
+    return replace(snapshot, institutions=tuple(institutions))
 
 
 def set_limits(core: Core, institution: str, borrowing: int, lending: int) -> tuple[int | None, int | None]:

@@ -327,11 +327,13 @@ class SiteRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ...) -> None: ...
 
 class ShowQuotasRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("tree",)
+    TREE_FIELD_NUMBER: _ClassVar[int]
+    tree: bool
+    def __init__(self, tree: _Optional[bool] = ...) -> None: ...
 
 class QuotaRow(_message.Message):
-    __slots__ = ("institution", "country", "gpu_model", "owned", "in_use", "held", "pending")
+    __slots__ = ("institution", "country", "gpu_model", "owned", "in_use", "held", "pending", "weight", "entitlement_pct", "usage_pct", "fairshare", "guarantee", "borrowed", "lent")
     INSTITUTION_FIELD_NUMBER: _ClassVar[int]
     COUNTRY_FIELD_NUMBER: _ClassVar[int]
     GPU_MODEL_FIELD_NUMBER: _ClassVar[int]
@@ -339,6 +341,13 @@ class QuotaRow(_message.Message):
     IN_USE_FIELD_NUMBER: _ClassVar[int]
     HELD_FIELD_NUMBER: _ClassVar[int]
     PENDING_FIELD_NUMBER: _ClassVar[int]
+    WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    ENTITLEMENT_PCT_FIELD_NUMBER: _ClassVar[int]
+    USAGE_PCT_FIELD_NUMBER: _ClassVar[int]
+    FAIRSHARE_FIELD_NUMBER: _ClassVar[int]
+    GUARANTEE_FIELD_NUMBER: _ClassVar[int]
+    BORROWED_FIELD_NUMBER: _ClassVar[int]
+    LENT_FIELD_NUMBER: _ClassVar[int]
     institution: str
     country: str
     gpu_model: str
@@ -346,13 +355,40 @@ class QuotaRow(_message.Message):
     in_use: int
     held: int
     pending: int
-    def __init__(self, institution: _Optional[str] = ..., country: _Optional[str] = ..., gpu_model: _Optional[str] = ..., owned: _Optional[int] = ..., in_use: _Optional[int] = ..., held: _Optional[int] = ..., pending: _Optional[int] = ...) -> None: ...
+    weight: float
+    entitlement_pct: float
+    usage_pct: float
+    fairshare: float
+    guarantee: int
+    borrowed: int
+    lent: int
+    def __init__(self, institution: _Optional[str] = ..., country: _Optional[str] = ..., gpu_model: _Optional[str] = ..., owned: _Optional[int] = ..., in_use: _Optional[int] = ..., held: _Optional[int] = ..., pending: _Optional[int] = ..., weight: _Optional[float] = ..., entitlement_pct: _Optional[float] = ..., usage_pct: _Optional[float] = ..., fairshare: _Optional[float] = ..., guarantee: _Optional[int] = ..., borrowed: _Optional[int] = ..., lent: _Optional[int] = ...) -> None: ...
+
+class TreeNode(_message.Message):
+    __slots__ = ("level", "id", "parent", "weight", "entitlement_pct", "usage_pct", "fairshare")
+    LEVEL_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    PARENT_FIELD_NUMBER: _ClassVar[int]
+    WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    ENTITLEMENT_PCT_FIELD_NUMBER: _ClassVar[int]
+    USAGE_PCT_FIELD_NUMBER: _ClassVar[int]
+    FAIRSHARE_FIELD_NUMBER: _ClassVar[int]
+    level: str
+    id: str
+    parent: str
+    weight: float
+    entitlement_pct: float
+    usage_pct: float
+    fairshare: float
+    def __init__(self, level: _Optional[str] = ..., id: _Optional[str] = ..., parent: _Optional[str] = ..., weight: _Optional[float] = ..., entitlement_pct: _Optional[float] = ..., usage_pct: _Optional[float] = ..., fairshare: _Optional[float] = ...) -> None: ...
 
 class ShowQuotasResponse(_message.Message):
-    __slots__ = ("rows",)
+    __slots__ = ("rows", "tree")
     ROWS_FIELD_NUMBER: _ClassVar[int]
+    TREE_FIELD_NUMBER: _ClassVar[int]
     rows: _containers.RepeatedCompositeFieldContainer[QuotaRow]
-    def __init__(self, rows: _Optional[_Iterable[_Union[QuotaRow, _Mapping]]] = ...) -> None: ...
+    tree: _containers.RepeatedCompositeFieldContainer[TreeNode]
+    def __init__(self, rows: _Optional[_Iterable[_Union[QuotaRow, _Mapping]]] = ..., tree: _Optional[_Iterable[_Union[TreeNode, _Mapping]]] = ...) -> None: ...
 
 class WhoAmIRequest(_message.Message):
     __slots__ = ()
