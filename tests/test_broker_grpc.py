@@ -328,3 +328,18 @@ def test_tls_needs_both_files(tmp_path):
                                  admin_token_file=tmp_path / "t", tls_cert=tmp_path / "cert.pem"))
     with pytest.raises(InvalidArgument, match="both --tls-cert and --tls-key"):
         broker.start()
+
+
+def test_a_store_from_an_older_schema_is_refused_clearly(tmp_path):
+    import sqlite3
+
+    from scheduler.domain import FailedPrecondition
+    from scheduler.store import Store
+
+    db = tmp_path / "old.db"
+    Store(f"sqlite:///{db}").close()
+    with sqlite3.connect(db) as conn:  # what an older minga made: no `project` on jobs
+        conn.execute("DROP INDEX ix_jobs_project")
+        conn.execute("ALTER TABLE jobs DROP COLUMN project")
+    with pytest.raises(FailedPrecondition, match="older minga and lacks jobs.project"):
+        Store(f"sqlite:///{db}")

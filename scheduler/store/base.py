@@ -5,11 +5,12 @@ from collections.abc import Iterator
 import json
 from contextlib import AbstractContextManager, contextmanager
 
+from sqlalchemy import inspect
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, SQLModel
 
-from scheduler.domain import Job, JobState, Run, RunState, Site, SiteState
+from scheduler.domain import FailedPrecondition, Job, JobState, Run, RunState, Site, SiteState
 from scheduler.store import models  # noqa: F401  (registers the tables)
 from scheduler.store.codec import inventory_from_json, spec_from_json
 from scheduler.store.models import JobRow, RunRow, SiteRow
@@ -26,6 +27,12 @@ class Database:
 
     def create_schema(self) -> None:
         SQLModel.metadata.create_all(self.engine)
+        missing = missing_columns(self.engine)
+        if missing:
+            raise FailedPrecondition(
+                f"the store at {self.engine.url.render_as_string()} was made by an older minga and lacks "
+                f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}; schema migrations are not "
+                "shipped yet: start with a new --db (or delete the old SQLite file)")
 
     def tx(self) -> AbstractContextManager[Session]:
         """One transaction: committed if the block returns, rolled back if it raises."""
@@ -50,6 +57,16 @@ class Database:
         self.engine.dispose()
         if self.read_engine is not self.engine:
             self.read_engine.dispose()
+
+
+def missing_columns(engine: Engine) -> list[str]:
+    """`table.column` for every column the models have and the database lacks."""
+    found = inspect(engine)
+    missing = []
+    for table in SQLModel.metadata.sorted_tables:
+        have = {c["name"] for c in found.get_columns(table.name)}
+        missing += [f"{table.name}.{c.name}" for c in table.columns if c.name not in have]
+    return missing
 
 
 def job_from_row(row: JobRow) -> Job:
