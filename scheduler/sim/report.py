@@ -17,7 +17,7 @@ HEADLINE = ("utilization", "share_deviation", "jain", "wait_p50_s", "wait_p95_s"
 
 
 def compare(fed: Federation, jobs: Sequence[SimJob], policies: Sequence[str] = tuple(POLICIES),
-            sample_seconds: float = 300.0) -> dict:
+            sample_seconds: float = 60.0) -> dict:
     """One JSON-able object: the workload, and per policy its metrics and share series."""
     out: dict = {"federation": {"sites": len(fed.sites), "gpus": fed.capacity,
                                 "institutions": len(fed.institutions)},
@@ -79,7 +79,9 @@ def to_csv(result: dict) -> str:
 
 
 def plot(result: dict, path: str | Path, countries: dict[str, str]) -> None:
-    """PNG: GPUs held per country over time, one panel per policy (matplotlib, Agg)."""
+    """PNG: each country's share of the federation's GPUs over time, stacked, one panel per
+    policy (matplotlib, Agg). The time axis stops where the busiest policy's last sample
+    above 5% of capacity is, so the long tail of a few long jobs does not squash the rest."""
     try:
         import matplotlib
     except ImportError as exc:
@@ -88,14 +90,19 @@ def plot(result: dict, path: str | Path, countries: dict[str, str]) -> None:
     import matplotlib.pyplot as plt
 
     names = list(result["series"])
+    cap = max(result["federation"]["gpus"], 1)
     fig, axes = plt.subplots(len(names), 1, figsize=(11, 3 * len(names)), sharex=True, squeeze=False)
     codes = sorted({c for n in names for _, d in result["series"][n] for c in d})
+    busy_until = max((t for n in names for t, d in result["series"][n] if sum(d.values()) > 0.05 * cap),
+                     default=0.0)
     for ax, name in zip(axes[:, 0], names):
-        series = result["series"][name]
+        series = [(t, d) for t, d in result["series"][name] if t <= busy_until] or result["series"][name]
         xs = [t / 3600 for t, _ in series]
-        ax.stackplot(xs, *[[d.get(c, 0) for _, d in series] for c in codes], labels=codes)
+        ax.stackplot(xs, *[[d.get(c, 0) / cap for _, d in series] for c in codes],
+                     labels=[f"{c} {countries.get(c, '')}".strip() for c in codes], step="post")
+        ax.set_ylim(0, 1)
         ax.set_title(name)
-        ax.set_ylabel("GPUs held")
+        ax.set_ylabel("share of GPUs")
     axes[-1, 0].set_xlabel("simulated hours")
     axes[0, 0].legend(loc="upper right", ncol=7, fontsize=6)
     fig.tight_layout()
