@@ -285,3 +285,14 @@ def test_plot_without_matplotlib_is_a_clear_error(tmp_path):
     res = CliRunner().invoke(app, ["sim", "--federation", str(fed), "--trace", "synthetic", "--jobs", "50",
                                    "--policy", "fifo", "--plot", str(tmp_path / "p.png")])
     assert res.exit_code == 2 and "matplotlib" in res.output
+
+
+def test_owner_reclaim_counts_only_jobs_within_the_guarantee():
+    # o owns 4 GPUs; a borrows all of them at t=0 for 1000 s; o then asks for 2 (within its
+    # guarantee) and for 8 (beyond it). FIFO makes o wait for a's runs to end.
+    fed = _fed((_site("s1", "o", 4), _site("s2", "x", 8)),
+               (InstitutionShare("a", "CL", 1.0), InstitutionShare("o", "PE", 1.0), InstitutionShare("x", "AR", 1.0)))
+    jobs = [SimJob(f"j{k:03d}", "a", 0.0, 1000.0, 1) for k in range(12)]
+    jobs += [SimJob("j100", "o", 10.0, 50.0, 2), SimJob("j101", "o", 10.0, 50.0, 8)]
+    m = Engine(fed, jobs, fifo).run().summary()
+    assert m["owner_reclaim_max_s"] == pytest.approx(1000.0 - 10.0 + 20.0)  # next cycle after 1000 is 1020

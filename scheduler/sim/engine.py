@@ -99,8 +99,8 @@ class Engine:
 
     def _complete(self, run_id: str) -> None:
         live = self.live.pop(run_id, None)
-        if live is None or abs(live.end - self.now) > 1e-6:
-            return  # preempted earlier; this end is stale
+        if live is None:
+            return  # preempted earlier; this end is stale (a rerun has a new run id)
         self._release(live.run)
         self.rec.completed(live.run, self.now)
 

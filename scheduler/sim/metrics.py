@@ -23,7 +23,8 @@
 - preemptions, and GPU-hours lost: GPUs * time run before the preemption.
 - `owner_reclaim_max_s`: the longest wait of a job submitted while its institution's
   demand, this job included, was within its guarantee (own sites' GPUs, or the explicit
-  guarantee) and whose allowed models include a guaranteed model.
+  guarantee), and that one pool of its guarantee could hold (an allowed, guaranteed model
+  on a node big enough for it).
 """
 from __future__ import annotations
 
@@ -117,6 +118,15 @@ class Recorder:
         self.weights = fed.weights()
         self.country = {i.slug: i.country for i in fed.institutions}
         self.guarantee = fed.guarantees()
+        # Per institution, the (model, largest node) of the pools its guarantee lives on: its
+        # own sites, or for an explicit guarantee every site of a guaranteed model.
+        own = {i.slug for i in fed.institutions if not i.guarantee}
+        self.guarantee_pools: dict[str, set[tuple[str, int]]] = {i: set() for i in self.guarantee}
+        for site in fed.sites:
+            for p in site.inventory.gpus:
+                for inst, g in self.guarantee.items():
+                    if (inst in own and site.institution == inst) or (inst not in own and p.model in g):
+                        self.guarantee_pools[inst].add((p.model, min(p.total, p.largest_node or p.total)))
         self.floor = {i: float(sum(g.values())) for i, g in self.guarantee.items()}
         self.flat_integral = 0.0
         self.running: dict[str, int] = dict.fromkeys(self.weights, 0)
@@ -151,9 +161,10 @@ class Recorder:
         self.arrival_at[sj.id], self.size[sj.id] = now, sj.gpus
         self.pending[sj.institution] += sj.gpus
         g = self.guarantee.get(sj.institution, {})
-        models = [m for m in g if not sj.models or m in sj.models]
         demand = self.running[sj.institution] + self.pending[sj.institution]
-        if models and demand <= sum(g.values()) and sj.gpus <= sum(g[m] for m in models):
+        fits_own = any((not sj.models or m in sj.models) and m in g and most >= sj.gpus
+                       for m, most in self.guarantee_pools.get(sj.institution, ()))
+        if fits_own and demand <= sum(g.values()):
             self.reclaim_jobs.add(sj.id)
 
     def started(self, run: Run, sj: SimJob, now: float, site_owner: str) -> None:
