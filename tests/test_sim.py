@@ -165,7 +165,7 @@ def test_same_seed_same_metrics():
                (InstitutionShare("a", "CL", 2.0), InstitutionShare("b", "AR", 1.0),
                 InstitutionShare("c", "PE", 1.0, guarantee=(("G2", 2),))))
     w = [(i.slug, i.weight) for i in fed.institutions]
-    for name in ("fifo", "slurm-classic", "static"):
+    for name in ("minga", "fifo", "slurm-classic", "static"):
         runs = [Engine(fed, workload.synthetic(300, w, ["G2", "T4"], 12, seed=3), POLICIES[name]).run().summary()
                 for _ in range(2)]
         assert runs[0] == runs[1]
