@@ -296,3 +296,10 @@ def test_owner_reclaim_counts_only_jobs_within_the_guarantee():
     jobs += [SimJob("j100", "o", 10.0, 50.0, 2), SimJob("j101", "o", 10.0, 50.0, 8)]
     m = Engine(fed, jobs, fifo).run().summary()
     assert m["owner_reclaim_max_s"] == pytest.approx(1000.0 - 10.0 + 20.0)  # next cycle after 1000 is 1020
+
+
+def test_periodic_cycles_give_the_same_fifo_result_with_more_cycles():
+    fed, jobs = _flood()
+    lazy, busy = Engine(fed, jobs, fifo), Engine(fed, jobs, fifo, periodic=True)
+    assert lazy.run().summary() == busy.run().summary()
+    assert busy.cycles > lazy.cycles

@@ -31,6 +31,7 @@ def run(
     seed: Annotated[int, typer.Option(help="Seed of the synthetic generator.")] = 0,
     load: Annotated[float, typer.Option(help="Offered load the arrivals are scaled to.")] = 1.5,
     policy: Annotated[Optional[list[str]], typer.Option(help="Policies to run (default: all four).")] = None,
+    periodic: Annotated[bool, typer.Option(help="A cycle every cycle_seconds while jobs wait, not only on events.")] = False,
     output: Annotated[SimOutput, typer.Option(help="table or json on stdout.")] = SimOutput.table,
     csv_file: Annotated[Optional[Path], typer.Option("--csv", help="Write the metrics as CSV.")] = None,
     json_file: Annotated[Optional[Path], typer.Option("--json", help="Write the full result as JSON.")] = None,
@@ -59,7 +60,7 @@ def run(
     unknown = [n for n in names if n not in POLICIES]
     if unknown:
         raise typer.BadParameter(f"unknown policy {', '.join(unknown)}; known: {', '.join(POLICIES)}")
-    result = report.compare(fed, work, names)
+    result = report.compare(fed, work, names, periodic=periodic)
     if plot_file:
         try:
             report.plot(result, plot_file, fed.countries)

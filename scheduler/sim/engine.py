@@ -10,7 +10,9 @@ restarts from scratch), keeping its original submit time.
 Cycles run on the grid k * cycle_seconds, at the first grid point at or after anything
 that can change a decision: an arrival, a completion, or (while jobs are pending) a
 live run leaving its preemption grace period. Between those nothing changes, so the
-engine jumps straight to the next event.
+engine jumps straight to the next event. With `periodic=True` it instead runs a cycle
+every `cycle_seconds` while any job is pending, as the broker does (slower; for policies
+whose decisions move with `now` alone, such as an age factor).
 """
 from __future__ import annotations
 
@@ -49,8 +51,9 @@ def make_job(sj: SimJob, attempts: int = 0) -> Job:
 
 class Engine:
     def __init__(self, fed: Federation, jobs: Sequence[SimJob], policy: Policy,
-                 cycle_seconds: float | None = None, sample_seconds: float | None = None):
-        self.fed, self.policy = fed, policy
+                 cycle_seconds: float | None = None, sample_seconds: float | None = None,
+                 periodic: bool = False):
+        self.fed, self.policy, self.periodic = fed, policy, periodic
         self.cycle = cycle_seconds or fed.cycle_seconds
         self.jobs = {j.id: j for j in jobs}
         self.arrivals = sorted(jobs, key=lambda j: (j.arrival, j.id))
@@ -163,6 +166,8 @@ class Engine:
         """The first grid point at which a live run leaves its grace period (pending jobs only)."""
         if not self.pending:
             return math.inf
+        if self.periodic:
+            return self.now + self.cycle
         grace = self.fed.settings.preemption_grace_seconds
         soonest = min((lv.run.started_at + grace for lv in self.live.values()
                        if lv.run.started_at + grace > self.now), default=math.inf)

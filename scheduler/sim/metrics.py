@@ -21,10 +21,11 @@
 - waits: first start - arrival, p50/p95/max overall and by job size (1, 2-4, 8+ GPUs); a
   job never started waited until the simulation's end.
 - preemptions, and GPU-hours lost: GPUs * time run before the preemption.
-- `owner_reclaim_max_s`: the longest wait of a job submitted while its institution's
-  demand, this job included, was within its guarantee (own sites' GPUs, or the explicit
-  guarantee), and that one pool of its guarantee could hold (an allowed, guaranteed model
-  on a node big enough for it).
+- `owner_reclaim_max_s`: the longest wait of a job submitted while it was clearly within its
+  institution's guarantee (own sites' GPUs, or the explicit guarantee): for some guaranteed
+  model m the job may use, the GPUs the institution holds on m plus all its pending GPUs
+  (this job's included) fit in its guarantee on m, and a pool of its guarantee of model m
+  has a node big enough for the job.
 """
 from __future__ import annotations
 
@@ -131,6 +132,7 @@ class Recorder:
         self.flat_integral = 0.0
         self.running: dict[str, int] = dict.fromkeys(self.weights, 0)
         self.pending: dict[str, int] = dict.fromkeys(self.weights, 0)
+        self.held: dict[tuple[str, str], int] = {}   # (institution, model) -> GPUs its runs hold
         self.achieved: dict[str, float] = dict.fromkeys(self.weights, 0.0)
         self.optimum: dict[str, float] = dict.fromkeys(self.weights, 0.0)
         self.contended_s = 0.0
@@ -160,24 +162,34 @@ class Recorder:
         self.last_arrival = now
         self.arrival_at[sj.id], self.size[sj.id] = now, sj.gpus
         self.pending[sj.institution] += sj.gpus
-        g = self.guarantee.get(sj.institution, {})
-        demand = self.running[sj.institution] + self.pending[sj.institution]
-        fits_own = any((not sj.models or m in sj.models) and m in g and most >= sj.gpus
-                       for m, most in self.guarantee_pools.get(sj.institution, ()))
-        if fits_own and demand <= sum(g.values()):
+        # Within the guarantee, conservatively: for some guaranteed model m it may use, what
+        # the institution holds on m plus ALL its pending GPUs (this job's included) fit in
+        # its guarantee on m, and one pool of m in its guarantee can hold the job.
+        i = sj.institution
+        g = self.guarantee.get(i, {})
+        if any((not sj.models or m in sj.models) and m in g and most >= sj.gpus
+               and self.held.get((i, m), 0) + self.pending[i] <= g[m]
+               for m, most in self.guarantee_pools.get(i, ())):
             self.reclaim_jobs.add(sj.id)
 
     def started(self, run: Run, sj: SimJob, now: float, site_owner: str) -> None:
         self.pending[run.institution] -= run.gpus
         self.running[run.institution] += run.gpus
+        self._hold(run, run.gpus)
         self.waits.setdefault(run.job_id, now - self.arrival_at[run.job_id])
+
+    def _hold(self, run: Run, gpus: int) -> None:
+        key = (run.institution, run.gpu_model)
+        self.held[key] = self.held.get(key, 0) + gpus
 
     def completed(self, run: Run, now: float) -> None:
         self.running[run.institution] -= run.gpus
+        self._hold(run, -run.gpus)
         self.last_completion = now
 
     def preempted(self, run: Run, now: float) -> None:
         self.running[run.institution] -= run.gpus
+        self._hold(run, -run.gpus)
         self.pending[run.institution] += run.gpus
         self.preemptions += 1
         self.lost_gpu_s += run.gpus * (now - run.started_at)

@@ -17,7 +17,7 @@ HEADLINE = ("utilization", "share_deviation", "jain", "wait_p50_s", "wait_p95_s"
 
 
 def compare(fed: Federation, jobs: Sequence[SimJob], policies: Sequence[str] = tuple(POLICIES),
-            sample_seconds: float = 60.0) -> dict:
+            sample_seconds: float = 60.0, periodic: bool = False) -> dict:
     """One JSON-able object: the workload, and per policy its metrics and share series."""
     out: dict = {"federation": {"sites": len(fed.sites), "gpus": fed.capacity,
                                 "institutions": len(fed.institutions)},
@@ -28,7 +28,7 @@ def compare(fed: Federation, jobs: Sequence[SimJob], policies: Sequence[str] = t
                  "policies": {}, "institutions": {}, "series": {}}
     for name in policies:
         t0 = time.perf_counter()
-        engine = Engine(fed, jobs, POLICIES[name], sample_seconds=sample_seconds)
+        engine = Engine(fed, jobs, POLICIES[name], sample_seconds=sample_seconds, periodic=periodic)
         rec = engine.run()
         m = rec.summary()
         m["cycles"] = engine.cycles
