@@ -47,7 +47,10 @@ def run(
     fed = fedmod.load(federation)
     weights = [(i.slug, i.weight) for i in fed.institutions]
     if trace == "synthetic":
-        models = sorted({p.model for s in fed.sites for p in s.inventory.gpus})
+        models: dict[str, int] = {}
+        for s in fed.sites:
+            for p in s.inventory.gpus:
+                models[p.model] = models.get(p.model, 0) + p.total
         work = workload.synthetic(jobs or 10_000, weights, models, fed.capacity, seed=seed, load=load)
     else:
         path = Path(trace)

@@ -27,7 +27,7 @@ import hashlib
 import math
 import random
 from bisect import bisect_right
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from itertools import accumulate
 from pathlib import Path
@@ -123,27 +123,30 @@ def scale_to_load(jobs: list[SimJob], capacity: int, load: float = DEFAULT_LOAD)
 SIZE_MIX = ((1, 0.88), (2, 0.04), (4, 0.04), (8, 0.04))
 
 
-def synthetic(n: int, weights: Sequence[tuple[str, float]], models: Sequence[str], capacity: int,
+def synthetic(n: int, weights: Sequence[tuple[str, float]], models: Mapping[str, int] | Sequence[str], capacity: int,
               seed: int = 0, load: float = DEFAULT_LOAD, constrained: float = 0.33,
               median_duration: float = 900.0, sigma: float = 1.2,
               max_duration: float = DEFAULT_MAX_DURATION) -> list[SimJob]:
     """n jobs: Poisson arrivals at the rate giving `load`, sizes from SIZE_MIX (like the
     trace's 1/2/4/8 mix, gangs a little more common), log-normal durations, a third of the
-    jobs constrained to one model, institutions by weight. Same seed, same jobs."""
+    jobs constrained to one model (drawn in proportion to the federation's GPUs of that model
+    when `models` maps model -> GPUs), institutions by weight. Same seed, same jobs."""
     rng = random.Random(seed)
     picker = InstitutionPicker(weights)
     sizes, probs = zip(*SIZE_MIX)
     mean_gpus = sum(s * p for s, p in SIZE_MIX)
     mean_dur = median_duration * math.exp(sigma * sigma / 2)
     rate = load * capacity / (mean_gpus * mean_dur)
-    pool = sorted(set(models))
+    counts = dict(models) if isinstance(models, Mapping) else dict.fromkeys(models, 1)
+    pool = sorted(counts)
+    pool_w = [counts[m] for m in pool]
     t = 0.0
     out = []
     for k in range(n):
         t += rng.expovariate(rate)
         gpus = rng.choices(sizes, probs)[0]
         dur = min(max(1.0, rng.lognormvariate(math.log(median_duration), sigma)), max_duration)
-        allowed = (rng.choice(pool),) if pool and rng.random() < constrained else ()
+        allowed = (rng.choices(pool, pool_w)[0],) if pool and rng.random() < constrained else ()
         out.append(SimJob(id=f"j{k:07d}", institution=picker.pick(rng.random()), arrival=round(t, 3),
                           duration=round(dur, 3), gpus=gpus, models=allowed))
     return out
