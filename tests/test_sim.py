@@ -303,3 +303,13 @@ def test_periodic_cycles_give_the_same_fifo_result_with_more_cycles():
     lazy, busy = Engine(fed, jobs, fifo), Engine(fed, jobs, fifo, periodic=True)
     assert lazy.run().summary() == busy.run().summary()
     assert busy.cycles > lazy.cycles
+
+
+@needs_traces
+def test_make_federation_command_writes_the_committed_file(tmp_path):
+    from cli.main import app
+
+    out = tmp_path / "fed.toml"
+    res = CliRunner().invoke(app, ["sim", "make-federation", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert out.read_text() == (REPO / "examples" / "latam-federation.toml").read_text()
