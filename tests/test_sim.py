@@ -313,3 +313,18 @@ def test_make_federation_command_writes_the_committed_file(tmp_path):
     res = CliRunner().invoke(app, ["sim", "make-federation", "--out", str(out)])
     assert res.exit_code == 0, res.output
     assert out.read_text() == (REPO / "examples" / "latam-federation.toml").read_text()
+
+
+def test_contribution_entitlement_follows_the_sites():
+    fed = Federation(sites=(_site("s1", "a", 8), _site("s2", "b", 2, "T4")),
+                     institutions=(InstitutionShare("a", "CL", 5.0), InstitutionShare("b", "AR", 5.0),
+                                   InstitutionShare("c", "PE", 5.0)),
+                     settings=ShareSettings(policy="contribution", half_life_seconds=3600.0, base_grant=1.0,
+                                            model_weights=(("G2", 0.5), ("T4", 0.1))))
+    e = fed.entitlements()
+    # steady contribution = GPUs * model weight * half-life / ln 2, in GPU-hours
+    import math
+    assert e["a"] == pytest.approx(1.0 + 8 * 0.5 / math.log(2))
+    assert e["b"] == pytest.approx(1.0 + 2 * 0.1 / math.log(2))
+    assert e["c"] == 1.0
+    assert Engine(fed, [], fifo).contribution["a"] == pytest.approx(8 * 0.5 * 3600 / math.log(2))

@@ -3,6 +3,7 @@ baselines, on simulated time (scheduler/sim). No broker needed."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
@@ -31,6 +32,7 @@ def run(
     seed: Annotated[int, typer.Option(help="Seed of the synthetic generator.")] = 0,
     load: Annotated[float, typer.Option(help="Offered load the arrivals are scaled to.")] = 1.5,
     policy: Annotated[Optional[list[str]], typer.Option(help="Policies to run (default: all four).")] = None,
+    share_policy: Annotated[Optional[str], typer.Option(help="Override the file's share policy: static or contribution.")] = None,
     periodic: Annotated[bool, typer.Option(help="A cycle every cycle_seconds while jobs wait, not only on events.")] = False,
     output: Annotated[SimOutput, typer.Option(help="table or json on stdout.")] = SimOutput.table,
     csv_file: Annotated[Optional[Path], typer.Option("--csv", help="Write the metrics as CSV.")] = None,
@@ -45,6 +47,10 @@ def run(
     from scheduler.sim.baselines import POLICIES
 
     fed = fedmod.load(federation)
+    if share_policy:
+        if share_policy not in ("static", "contribution"):
+            raise typer.BadParameter("static or contribution", param_hint="--share-policy")
+        fed = replace(fed, settings=replace(fed.settings, policy=share_policy))
     weights = [(i.slug, i.weight) for i in fed.institutions]
     if trace == "synthetic":
         models: dict[str, int] = {}

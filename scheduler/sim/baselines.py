@@ -5,7 +5,8 @@
 - `fifo`: submit order (ties by id), skipping what does not fit; no guarantees, no preemption.
 - `slurm_classic`: Slurm's classic fair-share factor F = 2^(-U/S) per institution
   (Slurm priority/multifactor before Fair Tree: U = the institution's share of all decayed
-  usage, S = its share of all weights); highest F first, then submit order. No guarantees,
+  usage, S = its share of all weights, read as the share policy says: the weight as set, or
+  base grant + contribution); highest F first, then submit order. No guarantees,
   no borrowing limits, no preemption.
 - `static`: static quotas without borrowing: each institution may hold at most its
   guarantee per GPU model (its own sites' capacity, or its explicit guarantee); submit order.
@@ -89,11 +90,14 @@ def classic_factors(snapshot: Snapshot) -> dict[str, float]:
         inst = inst_of.get(project, project.split("/", 1)[0])
         usage[inst] = usage.get(inst, 0.0) + value
     total_u = sum(usage.values())
-    total_w = sum(i.weight for i in snapshot.institutions) or 1.0
+    st = snapshot.settings
+    weight = {i.slug: i.weight if st.policy == "static" else st.base_grant + i.contribution
+              for i in snapshot.institutions}
+    total_w = sum(weight.values()) or 1.0
     out = {}
     for i in snapshot.institutions:
         u = usage.get(i.slug, 0.0) / total_u if total_u > 0 else 0.0
-        s = max(i.weight, 1e-9) / total_w
+        s = max(weight[i.slug], 1e-9) / total_w
         out[i.slug] = 2.0 ** (-u / s)
     return out
 

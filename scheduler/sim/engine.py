@@ -70,7 +70,9 @@ class Engine:
         self.decay_rate = math.log(2) / hl if hl > 0 else 0.0
         self.usage: dict[str, float] = {p.id: 0.0 for p in fed.projects}
         self.usage_rate: dict[str, float] = dict.fromkeys(self.usage, 0.0)
-        self.contribution: dict[str, float] = {i.slug: 0.0 for i in fed.institutions}
+        # Contribution starts at its steady state, as in a federation up for many half-lives
+        # (rate constant: it then stays there).
+        self.contribution: dict[str, float] = {i.slug: 0.0 for i in fed.institutions} | fed.steady_contribution()
         self.contribution_rate = {slug: sum(n * self.model_weight.get(m, 1.0) for m, n in d.items())
                                   for slug, d in fed.own_gpus().items()}
         self.rec = Recorder(fed, sample_seconds=sample_seconds)

@@ -1,6 +1,7 @@
 """Read a federation file (TOML) into the domain objects the policy sees."""
 from __future__ import annotations
 
+import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +42,22 @@ class Federation:
 
     def weights(self) -> dict[str, float]:
         return {i.slug: i.weight for i in self.institutions}
+
+    def steady_contribution(self) -> dict[str, float]:
+        """institution -> decayed normalized GPU-seconds its sites have made available, at the
+        steady state of a federation up for many half-lives: rate * half_life / ln 2."""
+        hl = self.settings.half_life_seconds
+        mw = dict(self.settings.model_weights)
+        return {slug: (sum(n * mw.get(m, 1.0) for m, n in d.items()) * hl / math.log(2) if hl > 0 else 0.0)
+                for slug, d in self.own_gpus().items()}
+
+    def entitlements(self) -> dict[str, float]:
+        """The weights the fairness metrics use, as the share policy defines them: `static`,
+        the weights as set; `contribution`, base grant + steady contribution in GPU-hours."""
+        if self.settings.policy == "static":
+            return self.weights()
+        c = self.steady_contribution()
+        return {i.slug: self.settings.base_grant + c.get(i.slug, 0.0) / 3600.0 for i in self.institutions}
 
 
 def default_project(institution: str) -> str:

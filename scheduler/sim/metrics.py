@@ -116,7 +116,7 @@ class Recorder:
 
     def __init__(self, fed: Federation, sample_seconds: float | None = None):
         self.capacity = fed.capacity
-        self.weights = fed.weights()
+        self.weights = fed.entitlements()
         self.country = {i.slug: i.country for i in fed.institutions}
         self.guarantee = fed.guarantees()
         # Per institution, the (model, largest node) of the pools its guarantee lives on: its
