@@ -4,7 +4,7 @@ Rules (also written into the file's header and docs/simulator.md):
 
 1. Nodes: `alibaba-openb-2023/openb_node_list_gpu_node.csv`, sorted by `sn`; every
    `NODE_STRIDE`-th node is kept (index % 8 == 0), scaling the 1,213 nodes (~6,200 GPUs)
-   down to ~780 GPUs, the size of the Helios Venus cluster whose quotas give the weights.
+   down to 770 GPUs, near the 968 of the Helios Venus cluster whose quotas give the weights.
 2. Sites: the kept nodes, still in `sn` order, are cut into runs of consecutive nodes with
    the same GPU model; each run is chunked into sites of at most `NODES_PER_SITE` nodes.
 3. Owners: in every country the last institution listed owns no site; the others own
