@@ -1,6 +1,7 @@
 """One fair-share scheduling cycle: order, constrain, place, reclaim, reserve.
 
-For each pending job in Fair Tree order (`fairshare.py`):
+For each pending job in Fair Tree order (`fairshare.py`), jobs within their
+institution's guarantee first (Kueue: no-borrowing workloads before borrowing):
 
 1. hard constraints that no site could ever meet -> never fits (`never_fits.py`);
 2. the best preferred pool that fits now, within Kueue borrowing and lending
@@ -52,6 +53,7 @@ class _Cycle:
     models: dict[tuple[str, ...], list[str]] = field(default_factory=dict)
     headroom: dict[str, int] = field(default_factory=dict)
     capacity_reasons: dict[tuple[int, int], str] = field(default_factory=dict)
+    guaranteed: set[str] = field(default_factory=set)
     largest_free: int = 0       # most free GPUs on any READY pool; only shrinks
     groups: dict[tuple, list[list[str]]] = field(default_factory=dict)
     placed_ends: dict[tuple[str, str], list[tuple[float, int]]] = field(default_factory=dict)
@@ -69,10 +71,71 @@ def schedule_fair(snapshot: Snapshot, now: float) -> Decisions:
         explicit={i.slug for i in snapshot.institutions if i.guarantee},
     )
     _refresh_largest_free(cycle)
-    for job in order_pending(snapshot, now, build_tree(snapshot)):
+    first, rest = guarantee_first(order_pending(snapshot, now, build_tree(snapshot)), cycle.ledger)
+    cycle.guaranteed = {j.id for j in first}
+    deferred = [job for job in first if not _place_within_guarantee(cycle, job)]
+    for job in deferred + rest:
         _decide(cycle, job)
     return Decisions(placements=tuple(cycle.placements), waiting=tuple(cycle.waiting),
                      preemptions=tuple(cycle.preemptions))
+
+
+def guarantee_first(order: list[Job], ledger: Ledger) -> tuple[list[Job], list[Job]]:
+    """Jobs that fit within their institution's guarantee go before those that borrow.
+
+    Kueue's scheduler does the same (workloads that need no borrowing are admitted
+    before borrowing ones): an owner's reclaimed GPUs go to the owner in the next
+    cycle instead of back to a borrower ranked higher in fair share, so reclaim
+    does not ping-pong. Demand is counted in queue order against each
+    institution's headroom per model; an institution's jobs after its first one
+    that would borrow all stay behind, so its own queue order (and a gang job's
+    place in it) is never changed, only its position against other institutions.
+    Only jobs of the first class reclaim: the owner's queue, in order, up to its
+    guarantee.
+    """
+    room = {inst: {m: g - ledger.used[inst].get(m, 0) for m, g in per_model.items()}
+            for inst, per_model in ledger.guarantee.items()}
+    total = {inst: sum(max(v, 0) for v in r.values()) for inst, r in room.items()}
+    first: list[Job] = []
+    rest: list[Job] = []
+    borrowing: set[str] = set()
+    for job in order:
+        res = job.spec.resources
+        inst = job.institution
+        if res.gpus == 0:          # takes no GPUs: nothing to guarantee, nothing to reorder for
+            rest.append(job)
+            continue
+        if inst in borrowing or total.get(inst, 0) < res.gpus:
+            borrowing.add(inst)
+            rest.append(job)
+            continue
+        per_model = room[inst]
+        fits = [m for m, left in per_model.items()
+                if left >= res.gpus and (not res.gpu_models or m in res.gpu_models)]
+        if not fits:
+            borrowing.add(inst)
+            rest.append(job)
+            continue
+        model = max(fits, key=lambda m: (per_model[m], m))
+        per_model[model] -= res.gpus
+        total[inst] -= res.gpus
+        first.append(job)
+    return first, rest
+
+
+def _place_within_guarantee(cycle: _Cycle, job: Job) -> bool:
+    """First pass: place a guaranteed job only on a model it is guaranteed.
+
+    A job that would have to borrow another model waits for the second pass, so
+    it cannot take an owner's just-reclaimed GPUs ahead of the owner.
+    """
+    if cycle.never.reason(job) is not None:
+        return False
+    pool = _find_pool(cycle, job, set(), strict=True)
+    if pool is None:
+        return False
+    _place(cycle, job, pool)
+    return True
 
 
 def _decide(cycle: _Cycle, job: Job) -> None:
@@ -164,14 +227,17 @@ def _hard_ok(job: Job, pool: Pool) -> bool:
     return not job.spec.site_labels or set(job.spec.site_labels) <= pool.labels
 
 
-def _acceptor(cycle: _Cycle, job: Job, blocked: set[str]):
-    """The test a pool must pass now: hard constraints, free room, quota, reservation."""
+def _acceptor(cycle: _Cycle, job: Job, blocked: set[str], strict: bool = False):
+    """The test a pool must pass now: hard constraints, free room, quota, reservation
+    (and, when `strict`, a model within the job's guarantee)."""
     res = job.spec.resources
     g, inst, ledger, cpus = res.gpus, job.institution, cycle.ledger, cycle.index.cpus
     walltime = float(job.spec.walltime_seconds)
 
     def ok(pool: Pool) -> bool:
         if pool.free < g or cpus[pool.site] < res.cpus or not _hard_ok(job, pool):
+            return False
+        if strict and not ledger.within_guarantee(inst, pool.model, g):
             return False
         if not ledger.may_lend(pool.owner, inst, g):
             blocked.add("lending")
@@ -186,13 +252,13 @@ def _acceptor(cycle: _Cycle, job: Job, blocked: set[str]):
     return ok
 
 
-def _find_pool(cycle: _Cycle, job: Job, blocked: set[str]) -> Pool | None:
+def _find_pool(cycle: _Cycle, job: Job, blocked: set[str], strict: bool = False) -> Pool | None:
     """Own sites first, then countries by latency from the data country; best fit in each."""
     res = job.spec.resources
     models = _models(cycle, job)
     if not models or max(cycle.index.largest_free(m) for m in models) < res.gpus:
         return None
-    ok = _acceptor(cycle, job, blocked)
+    ok = _acceptor(cycle, job, blocked, strict)
     own = [p for p in cycle.index.by_owner.get(job.institution, ()) if ok(p)]
     if own:
         return min(own, key=lambda p: (p.free - res.gpus, p.site, p.model))
@@ -249,7 +315,7 @@ def _reclaim(cycle: _Cycle, job: Job, shape: tuple) -> bool:
     res = job.spec.resources
     inst, ledger = job.institution, cycle.ledger
     key = (shape, res.gpus)
-    if key in cycle.reclaim_failed or (inst not in cycle.explicit and _reclaim_bound(cycle, inst) < res.gpus):
+    if job.id not in cycle.guaranteed or key in cycle.reclaim_failed or (inst not in cycle.explicit and _reclaim_bound(cycle, inst) < res.gpus):
         return False
     models = [m for m in _models(cycle, job) if ledger.within_guarantee(inst, m, res.gpus)]
     if not models:
@@ -277,7 +343,8 @@ def _reclaim(cycle: _Cycle, job: Job, shape: tuple) -> bool:
             f"reclaim: {inst} is below its {pool.model} guarantee and needs {res.gpus} GPUs for {job.id}"))
     ledger.charge(inst, pool.owner, pool.model, res.gpus)
     cycle.headroom.pop(inst, None)
-    index.take(pool, max(pool.free, 0), 0.0)   # hold what is free now for the reclaiming job
+    # Hold what is free now (GPUs and the job's CPUs) for the reclaiming job.
+    index.take(pool, max(pool.free, 0), min(res.cpus, max(index.cpus.get(pool.site, 0.0), 0.0)))
     _refresh_largest_free(cycle)
     cycle.reclaim_bound.pop(pool.owner, None)
     cycle.waiting.append(Waiting(job.id, (
