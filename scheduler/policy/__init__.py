@@ -1,14 +1,19 @@
 """The pure scheduling policy: no IO, no clock, no randomness, no ORM rows.
 
 `schedule(snapshot, now)` is the only entry point the broker's cycle and the
-simulator call.
+simulator call. The quota view reads `quota_rows`, `institution_factors` and
+`entitlements` from here.
 """
+from scheduler.policy.entitlement import Entitlements, build_tree, entitlements, model_weight
+from scheduler.policy.fairshare import fair_tree_order, institution_factors, project_factors
+from scheduler.policy.guarantees import QuotaRow, guarantees, quota_rows
 from scheduler.policy.schedule import schedule
 from scheduler.policy.snapshot import (
     Decisions, InstitutionShare, Placement, Preemption, ProjectShare, ShareSettings, Snapshot, Waiting,
 )
 
 __all__ = [
-    "Decisions", "InstitutionShare", "Placement", "Preemption", "ProjectShare", "ShareSettings",
-    "Snapshot", "Waiting", "schedule",
+    "Decisions", "Entitlements", "InstitutionShare", "Placement", "Preemption", "ProjectShare", "QuotaRow",
+    "ShareSettings", "Snapshot", "Waiting", "build_tree", "entitlements", "fair_tree_order", "guarantees",
+    "institution_factors", "model_weight", "project_factors", "quota_rows", "schedule",
 ]

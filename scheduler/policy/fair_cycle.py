@@ -175,12 +175,13 @@ def _decide(cycle: _Cycle, job: Job) -> None:
 
 def _exhausted_for(cycle: _Cycle, job: Job) -> bool:
     """The cheap path once capacity is gone: no pool has the GPUs free, the cycle's
-    reservation is taken and the institution has nothing to reclaim. Then the job
-    waits for capacity without any search."""
+    reservation is taken and the job cannot reclaim (it is not within its
+    institution's guarantee, or there is nothing to take back). Then the job waits
+    for capacity without any search."""
     g = job.spec.resources.gpus
     if cycle.reservation is None or g <= cycle.largest_free:
         return False
-    if _headroom(cycle, job.institution) >= g:
+    if job.id in cycle.guaranteed and _headroom(cycle, job.institution) >= g:
         if job.institution in cycle.explicit:
             return False
         bound = cycle.reclaim_bound.get(job.institution)
