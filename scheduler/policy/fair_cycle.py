@@ -74,7 +74,11 @@ def schedule_fair(snapshot: Snapshot, now: float) -> Decisions:
     first, rest = guarantee_first(order_pending(snapshot, now, build_tree(snapshot)), cycle.ledger)
     cycle.guaranteed = {j.id for j in first}
     deferred = [job for job in first if not _place_within_guarantee(cycle, job)]
-    for job in deferred + rest:
+    queue = deferred + rest
+    for i, job in enumerate(queue):
+        if cycle.largest_free == 0 and cycle.reservation is not None:
+            _tail(cycle, queue[i:])
+            break
         _decide(cycle, job)
     return Decisions(placements=tuple(cycle.placements), waiting=tuple(cycle.waiting),
                      preemptions=tuple(cycle.preemptions))
@@ -171,6 +175,31 @@ def _decide(cycle: _Cycle, job: Job) -> None:
         if reserved:
             reason = reserved
     cycle.waiting.append(Waiting(job.id, reason))
+
+
+def _tail(cycle: _Cycle, jobs: list[Job]) -> None:
+    """The rest of the queue once no READY pool has a free GPU and the reservation is
+    taken: GPU jobs can only wait (or, within a guarantee, reclaim). The same rules
+    as `_decide`, without its per-job search, because at queue depth this loop is
+    the cycle's cost."""
+    guaranteed, waiting, reasons = cycle.guaranteed, cycle.waiting, cycle.capacity_reasons
+    never = cycle.never
+    for job in jobs:
+        spec = job.spec
+        res = spec.resources
+        g = res.gpus
+        if g == 0 or job.id in guaranteed:
+            _decide(cycle, job)
+            continue
+        why = never.reason(job, (g, res.gpu_models, res.min_gpu_memory_mb, res.cpus, spec.countries,
+                                 spec.site_labels))
+        if why:
+            waiting.append(Waiting(job.id, why, never_fits=True))
+            continue
+        reason = reasons.get((g, 0))
+        if reason is None:
+            reason = reasons[(g, 0)] = f"capacity: waiting for {g} free GPUs on one site (most free now: 0)"
+        waiting.append(Waiting(job.id, reason))
 
 
 def _exhausted_for(cycle: _Cycle, job: Job) -> bool:
