@@ -156,3 +156,23 @@ def test_gang_is_not_starved_by_a_stream_of_small_jobs():
         s = replace(s, live_runs=tuple(r for r in s.live_runs if r.id not in finished),
                     pending=s.pending + tuple(arrivals))
     assert started is not None and started - NOW <= walltime + 120
+
+
+def test_owner_within_its_guarantee_goes_before_a_borrower_ahead_in_fair_share():
+    """Kueue's order: no-borrowing workloads first, so reclaimed GPUs go to the owner."""
+    runs = [run("own", "sa", "a", 6)]
+    s = snap([site("sa", "a", pool("A100", 8))], [inst("a"), inst("b")],
+             [job("borrower", "b", 2, submitted=-HOUR), job("owner", "a", 2)], runs,
+             usage=[("a/default", 1e6)])
+    d = decide(s)
+    assert list(placed(d)) == ["owner"]
+    assert waiting(d)["borrower"].reason.startswith(("capacity:", "reservation:"))
+
+
+def test_an_owners_gang_job_keeps_its_place_in_its_own_queue():
+    """A small job of the owner behind its own gang job is not moved ahead of it."""
+    runs = [run("own", "sa", "a", 4)]
+    s = snap([site("sa", "a", pool("A100", 8))], [inst("a")],
+             [job("gang", "a", 8, submitted=0), job("small", "a", 1, submitted=5)], runs)
+    d = decide(s)
+    assert d.placements == () and waiting(d)["gang"].reason.startswith("reservation:")

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from scheduler.domain import Job
 from scheduler.policy.entitlement import build_tree
 from scheduler.policy.fairshare import order_pending
-from scheduler.policy.guarantees import Ledger, build_ledger
+from scheduler.policy.guarantees import Ledger, build_ledger, guarantee_first
 from scheduler.policy.latency import country_groups, rank_table
 from scheduler.policy.never_fits import NeverFits
 from scheduler.policy.pool_index import ANY, Pool, PoolIndex
@@ -82,49 +82,6 @@ def schedule_fair(snapshot: Snapshot, now: float) -> Decisions:
         _decide(cycle, job)
     return Decisions(placements=tuple(cycle.placements), waiting=tuple(cycle.waiting),
                      preemptions=tuple(cycle.preemptions))
-
-
-def guarantee_first(order: list[Job], ledger: Ledger) -> tuple[list[Job], list[Job]]:
-    """Jobs that fit within their institution's guarantee go before those that borrow.
-
-    Kueue's scheduler does the same (workloads that need no borrowing are admitted
-    before borrowing ones): an owner's reclaimed GPUs go to the owner in the next
-    cycle instead of back to a borrower ranked higher in fair share, so reclaim
-    does not ping-pong. Demand is counted in queue order against each
-    institution's headroom per model; an institution's jobs after its first one
-    that would borrow all stay behind, so its own queue order (and a gang job's
-    place in it) is never changed, only its position against other institutions.
-    Only jobs of the first class reclaim: the owner's queue, in order, up to its
-    guarantee.
-    """
-    room = {inst: {m: g - ledger.used[inst].get(m, 0) for m, g in per_model.items()}
-            for inst, per_model in ledger.guarantee.items()}
-    total = {inst: sum(max(v, 0) for v in r.values()) for inst, r in room.items()}
-    first: list[Job] = []
-    rest: list[Job] = []
-    borrowing: set[str] = set()
-    for job in order:
-        res = job.spec.resources
-        inst = job.institution
-        if res.gpus == 0:          # takes no GPUs: nothing to guarantee, nothing to reorder for
-            rest.append(job)
-            continue
-        if inst in borrowing or total.get(inst, 0) < res.gpus:
-            borrowing.add(inst)
-            rest.append(job)
-            continue
-        per_model = room[inst]
-        fits = [m for m, left in per_model.items()
-                if left >= res.gpus and (not res.gpu_models or m in res.gpu_models)]
-        if not fits:
-            borrowing.add(inst)
-            rest.append(job)
-            continue
-        model = max(fits, key=lambda m: (per_model[m], m))
-        per_model[model] -= res.gpus
-        total[inst] -= res.gpus
-        first.append(job)
-    return first, rest
 
 
 def _place_within_guarantee(cycle: _Cycle, job: Job) -> bool:
