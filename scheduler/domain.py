@@ -163,6 +163,7 @@ class Run:
     project: str = ""
     started_at: float = 0.0     # when it was leased; preemption grace counts from here
     preemptible: bool = True
+    walltime_seconds: int = 0   # its job's limit; 0: none (backfill counts it as never ending)
 
 
 @dataclass(frozen=True)

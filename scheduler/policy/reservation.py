@@ -20,13 +20,8 @@ NEVER = float("inf")
 
 
 def run_end(run: Run) -> float:
-    """When a live run is expected to end; NEVER without a walltime.
-
-    `Run` carries no walltime yet; a `walltime_seconds` attribute is used when the
-    store provides one (placements made in this cycle pass their job's walltime).
-    """
-    walltime = getattr(run, "walltime_seconds", 0) or 0
-    return run.started_at + walltime if walltime > 0 else NEVER
+    """When a live run is expected to end: its start plus its walltime; NEVER without one."""
+    return run.started_at + run.walltime_seconds if run.walltime_seconds > 0 else NEVER
 
 
 @dataclass

@@ -102,6 +102,7 @@ def run_from_row(row: RunRow) -> Run:
         project=row.project,
         started_at=row.created_at,
         preemptible=row.preemptible,
+        walltime_seconds=row.walltime_seconds,
     )
 
 

@@ -156,6 +156,7 @@ class RunRow(SQLModel, table=True):
     preemptible: bool = True
     charged_until: float = 0.0              # usage is charged up to here (0: not running yet)
     running_since: float = 0.0              # first reported RUNNING (0: never ran)
+    walltime_seconds: int = 0               # its job's limit, for backfill estimates
 
 
 class LogRow(SQLModel, table=True):

@@ -132,7 +132,8 @@ def _lease(s: Session, p: Placement, free: dict[tuple[str, str], int], now: floa
     run = RunRow(id=run_id_for(job.id, job.attempts), job_id=job.id, site=p.site,
                  epoch=job.attempts, gpu_model=p.gpu_model, gpus=p.gpus, cpus=p.cpus,
                  state=RunState.STARTING.value, live=True, created_at=now,
-                 institution=job.institution, project=job.project, preemptible=spec.preemptible)
+                 institution=job.institution, project=job.project, preemptible=spec.preemptible,
+                 walltime_seconds=spec.walltime_seconds)
     job.state = transition(JobState(job.state), JobState.LEASED).value
     job.site, job.country, job.gpu_model = p.site, site.country, p.gpu_model
     job.run_id, job.reason, job.updated_at = run.id, "", now
