@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, select, update
 
 from scheduler.clock import run_id_for
 from scheduler.commands import Command, RunReport, StartRunCommand, StopRunCommand
@@ -53,11 +53,7 @@ class RunsRepo:
                 cmd = _lease(s, placement, free, now)
                 if cmd:
                     commands.append(cmd)
-            for w in decisions.waiting:
-                row = s.get(JobRow, w.job_id)
-                if row is not None and row.state == JobState.PENDING.value and row.reason != w.reason:
-                    row.reason = w.reason
-                    s.add(row)
+            _record_reasons(s, decisions)
         return commands
 
     def apply_report(self, site: str, report: RunReport, now: float) -> list[Command]:
@@ -88,6 +84,18 @@ class RunsRepo:
     def site_needs_package(self, site: str, digest: str) -> bool:
         with self.db.read() as s:
             return _site_needs_package(s, site, digest)
+
+
+def _record_reasons(s: Session, decisions: Decisions) -> None:
+    """Write only the waiting reasons that changed: one read of all pending reasons, then
+    one UPDATE per changed job, instead of a row fetch per waiting job every cycle."""
+    if not decisions.waiting:
+        return
+    current = dict(s.exec(select(JobRow.id, JobRow.reason).where(JobRow.state == JobState.PENDING.value)).all())
+    for w in decisions.waiting:
+        if w.job_id in current and current[w.job_id] != w.reason:
+            s.exec(update(JobRow).where(JobRow.id == w.job_id, JobRow.state == JobState.PENDING.value)
+                   .values(reason=w.reason))
 
 
 def _preempt(s: Session, p: Preemption, now: float) -> list[Command]:
