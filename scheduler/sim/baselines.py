@@ -29,34 +29,41 @@ def place_in_order(snapshot: Snapshot, order: Iterable[Job], cap: Cap | None = N
                    on_place: Callable[[Job, str, int], None] | None = None) -> Decisions:
     """Place jobs in the given order where they fit (best fit), skipping the rest.
 
-    For speed over deep queues, a job is tried only if some pool of an allowed model has
-    enough free GPUs (a necessary condition for best_fit), and never-fits checks are
-    shared by jobs with the same resources and countries."""
+    For speed over deep queues: never-fits checks are shared by jobs of the same shape
+    (GPUs, models, memory, CPUs, countries, labels); a job is tried only if some pool of an
+    allowed model has enough free GPUs (necessary for best_fit); and a shape that failed
+    to fit is not tried again in the same cycle (capacity only shrinks within a cycle).
+    Under a cap the shape includes the institution, whose room the cap depends on."""
     capacity: Capacity = free_capacity(snapshot.sites, snapshot.live_runs)
     most_free = _most_free(capacity)
     never_cache: dict[tuple, str | None] = {}
+    failed: set[tuple] = set()
     placements: list[Placement] = []
     waiting: list[Waiting] = []
     for job in order:
-        res = job.spec.resources
-        shape = (res, job.spec.countries)
+        res, spec = job.spec.resources, job.spec
+        shape = (res.gpus, res.gpu_models, res.min_gpu_memory_mb, res.cpus, spec.countries, spec.site_labels)
         if shape not in never_cache:
             never_cache[shape] = never_fits_reason(job, snapshot.sites)
         never = never_cache[shape]
         if never:
             waiting.append(Waiting(job.id, never, never_fits=True))
             continue
+        tried = (shape, job.institution) if cap else shape
+        if tried in failed:
+            waiting.append(Waiting(job.id, _capacity(res.gpus)))
+            continue
         capped = cap(job) if cap else job
         if capped is None:
             waiting.append(Waiting(job.id, "quota: the institution's static quota is full"))
             continue
         models = capped.spec.resources.gpu_models or tuple(most_free)
-        if res.gpus and max((most_free.get(m, 0) for m in models), default=0) < res.gpus:
-            waiting.append(Waiting(job.id, f"capacity: waiting for {res.gpus} free GPUs on one site"))
-            continue
-        choice = best_fit(capped, snapshot.sites, capacity)
+        choice = None
+        if not res.gpus or max((most_free.get(m, 0) for m in models), default=0) >= res.gpus:
+            choice = best_fit(capped, snapshot.sites, capacity)
         if choice is None:
-            waiting.append(Waiting(job.id, f"capacity: waiting for {res.gpus} free GPUs on one site"))
+            failed.add(tried)
+            waiting.append(Waiting(job.id, _capacity(res.gpus)))
             continue
         placements.append(Placement(job.id, choice.site, choice.gpu_model, res.gpus, res.cpus))
         capacity = take(capacity, choice.site, choice.gpu_model, res.gpus, res.cpus)
@@ -64,6 +71,15 @@ def place_in_order(snapshot: Snapshot, order: Iterable[Job], cap: Cap | None = N
         if on_place:
             on_place(job, choice.gpu_model, res.gpus)
     return Decisions(placements=tuple(placements), waiting=tuple(waiting))
+
+
+_CAPACITY: dict[int, str] = {}
+
+
+def _capacity(gpus: int) -> str:
+    if gpus not in _CAPACITY:
+        _CAPACITY[gpus] = f"capacity: waiting for {gpus} free GPUs on one site"
+    return _CAPACITY[gpus]
 
 
 def _most_free(capacity: Capacity) -> dict[str, int]:

@@ -139,6 +139,8 @@ class Recorder:
         self.deviation_integral = 0.0
         self.busy_total = 0.0
         self.servable = 0.0
+        self._last_key: tuple = ()
+        self._last_opt: tuple[dict[str, float], dict[str, float]] = ({}, {})
         self.first_arrival: float | None = None
         self.last_arrival = 0.0
         self.end = 0.0
@@ -209,13 +211,18 @@ class Recorder:
                 by_country[self.country[i]] = by_country.get(self.country[i], 0) + x
             self.series.append((t0, by_country))
             self.next_sample = t0 + self.sample_seconds
-        demand = {i: self.running[i] + self.pending[i] for i in self.running}
+        demand = {i: r + self.pending[i] for i, r in self.running.items() if r or self.pending[i]}
         total = sum(demand.values())
         self.servable += min(total, self.capacity) * dt
         if total <= self.capacity:
             return
-        opt = water_fill_with_floors(demand, self.weights, self.floor, self.capacity)
-        flat = water_fill(demand, self.weights, self.capacity)
+        # Institutions without demand hold nothing and are owed nothing: left out.
+        key = tuple(demand.items())
+        if key != self._last_key:
+            self._last_key = key
+            self._last_opt = (water_fill_with_floors(demand, self.weights, self.floor, self.capacity),
+                              water_fill(demand, self.weights, self.capacity))
+        opt, flat = self._last_opt
         self.contended_s += dt
         dev = dev_flat = 0.0
         for i, a in opt.items():
