@@ -328,3 +328,15 @@ def test_contribution_entitlement_follows_the_sites():
     assert e["b"] == pytest.approx(1.0 + 2 * 0.1 / math.log(2))
     assert e["c"] == 1.0
     assert Engine(fed, [], fifo).contribution["a"] == pytest.approx(8 * 0.5 * 3600 / math.log(2))
+
+
+def test_runs_carry_their_jobs_walltime():
+    fed = _fed((_site("s1", "a", 2),), (InstitutionShare("a", "CL", 1.0),))
+    seen: list = []
+
+    def spy(snap: Snapshot, now: float) -> Decisions:
+        seen.extend(snap.live_runs)
+        return fifo(snap, now)
+
+    Engine(fed, [SimJob("j0", "a", 0.0, 99.5, 1), SimJob("j1", "a", 40.0, 10.0, 1)], spy).run()
+    assert seen and all(r.walltime_seconds == 100 for r in seen)  # ceil(99.5)

@@ -157,7 +157,8 @@ class Engine:
         sj = self.jobs[job_id]
         run = Run(id=f"{job_id}-{job.attempts + 1}", job_id=job_id, site=site, epoch=job.attempts + 1,
                   gpu_model=model, gpus=gpus, cpus=cpus, state=RunState.RUNNING, institution=job.institution,
-                  project=job.spec.project, started_at=self.now, preemptible=job.spec.preemptible)
+                  project=job.spec.project, started_at=self.now, preemptible=job.spec.preemptible,
+                  walltime_seconds=job.spec.walltime_seconds)
         end = self.now + sj.duration
         self.live[run.id] = _Live(run, end)
         heapq.heappush(self.ends, (end, run.id))
