@@ -176,3 +176,21 @@ def test_an_owners_gang_job_keeps_its_place_in_its_own_queue():
              [job("gang", "a", 8, submitted=0), job("small", "a", 1, submitted=5)], runs)
     d = decide(s)
     assert d.placements == () and waiting(d)["gang"].reason.startswith("reservation:")
+
+
+def test_a_model_bound_job_that_borrows_does_not_stop_reclaim_for_a_job_of_any_model():
+    """Found by `minga sim`: the owner's first job wants only T4 (where it is at its guarantee,
+    so it would borrow); its next job has no model constraint and fits its A100 guarantee.
+    The T4 job competes for none of those A100s, so it must not hold the owner's A100 reclaim
+    back (it did: every later job of the owner was classed as borrowing)."""
+    sites = [site("sa", "a", pool("A100", 8)), site("st", "a", pool("T4", 2, memory_mb=16_384))]
+    runs = [run(f"b{i}", "sa", "b", 2, started=-HOUR + i) for i in range(4)]
+    runs += [run("t", "st", "a", 2, model="T4")]
+    pending = [job("t4-only", "a", 1, models=("T4",), submitted=0), job("any", "a", 1, submitted=5)]
+    s = snap(sites, [inst("a"), inst("b")], pending, runs, settings=ShareSettings(preemption_grace_seconds=GRACE))
+    d = decide(s)
+    assert [p.run_id for p in d.preemptions] == ["b3"]               # the newest borrowed run
+    assert "reclaiming" in waiting(d)["any"].reason
+    assert waiting(d)["t4-only"].reason.startswith(("capacity:", "reservation:"))
+    d2 = decide(apply(s, d, NOW + 30), NOW + 30)
+    assert placed(d2)["any"].site == "sa" and d2.preemptions == ()

@@ -174,35 +174,36 @@ def guarantee_first(order: list[Job], ledger: Ledger) -> tuple[list[Job], list[J
     before borrowing ones): an owner's reclaimed GPUs go to the owner in the next
     cycle instead of back to a borrower ranked higher in fair share, so reclaim
     does not ping-pong. Demand is counted in queue order against each
-    institution's headroom per model; an institution's jobs after its first one
-    that would borrow all stay behind, so its own queue order (and a gang job's
-    place in it) is never changed, only its position against other institutions.
-    Only jobs of the first class reclaim: the owner's queue, in order, up to its
-    guarantee.
+    institution's headroom per model. A job that would borrow holds back the
+    institution's later jobs on every model it may use (all models, when it names
+    none), so its own queue order (and a gang job's place in it) is never changed
+    where its jobs compete, only its position against other institutions. A later
+    job that fits its guarantee on a model no earlier borrowing job may use still
+    goes first: a T4-only job that must borrow does not stop the owner's next,
+    unconstrained job from reclaiming the owner's V100s. Only jobs of the first
+    class reclaim: the owner's queue, in order, up to its guarantee.
     """
     room = {inst: {m: g - ledger.used[inst].get(m, 0) for m, g in per_model.items()}
             for inst, per_model in ledger.guarantee.items()}
     total = {inst: sum(max(v, 0) for v in r.values()) for inst, r in room.items()}
     first: list[Job] = []
     rest: list[Job] = []
-    borrowing: set[str] = set()
+    held_back: dict[str, frozenset[str] | None] = {}   # models of earlier borrowing jobs; None: all
     for job in order:
         res = job.spec.resources
         inst = job.institution
         if res.gpus == 0:          # takes no GPUs: nothing to guarantee, nothing to reorder for
             rest.append(job)
             continue
-        if inst in borrowing or total.get(inst, 0) < res.gpus:
-            borrowing.add(inst)
+        back = held_back.get(inst, frozenset())
+        fits = [] if back is None or total.get(inst, 0) < res.gpus else [
+            m for m, left in room[inst].items()
+            if left >= res.gpus and (not res.gpu_models or m in res.gpu_models) and m not in back]
+        if not fits:
+            held_back[inst] = None if back is None or not res.gpu_models else back | set(res.gpu_models)
             rest.append(job)
             continue
         per_model = room[inst]
-        fits = [m for m, left in per_model.items()
-                if left >= res.gpus and (not res.gpu_models or m in res.gpu_models)]
-        if not fits:
-            borrowing.add(inst)
-            rest.append(job)
-            continue
         model = max(fits, key=lambda m: (per_model[m], m))
         per_model[model] -= res.gpus
         total[inst] -= res.gpus
