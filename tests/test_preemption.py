@@ -194,3 +194,15 @@ def test_a_model_bound_job_that_borrows_does_not_stop_reclaim_for_a_job_of_any_m
     assert waiting(d)["t4-only"].reason.startswith(("capacity:", "reservation:"))
     d2 = decide(apply(s, d, NOW + 30), NOW + 30)
     assert placed(d2)["any"].site == "sa" and d2.preemptions == ()
+
+
+def test_an_owners_reclaimed_gpus_go_to_the_owner_before_another_guaranteed_job():
+    """Found by `minga sim`: c is ahead in fair share and within its A100 guarantee (per
+    model, not per site), but the free GPU on a's own site (as after a reclaim) goes to
+    a's job: c's run there would be within c's guarantee, so a could never reclaim it."""
+    sites = [site("sa", "a", pool("A100", 2)), site("sb", "b", pool("A100", 4))]
+    insts = [inst("a"), inst("b"), inst("c", guarantee=(("A100", 2),))]
+    runs = [run("own", "sa", "a", 1), run("b1", "sb", "b", 4)]
+    pending = [job("c-job", "c", 1, submitted=-HOUR), job("a-job", "a", 1)]
+    d = decide(snap(sites, insts, pending, runs, usage=[("a/default", 1e6)]))
+    assert placed(d)["a-job"].site == "sa" and "c-job" not in placed(d)
