@@ -25,7 +25,9 @@ class SharePolicy(str, enum.Enum):
     static = "static"
 
 
-class Kind(str, enum.Enum):
+class Level(str, enum.Enum):
+    """A level of the account tree below the federation."""
+
     country = "country"
     institution = "institution"
     project = "project"
@@ -117,7 +119,7 @@ def project_list(ctx: typer.Context, broker: BrokerOpt = None, token: TokenOpt =
 @weight_app.command("set")
 def weight_set(
     ctx: typer.Context,
-    kind: Annotated[Kind, typer.Argument(help="country, institution or project.")],
+    kind: Annotated[Level, typer.Argument(help="country, institution or project.")],
     key: Annotated[str, typer.Argument(metavar="ID", help="CL, uchile or uchile/nlp.")],
     weight: Annotated[float, typer.Argument(help="The new weight (positive).")],
     broker: BrokerOpt = None, token: TokenOpt = None, ca: CaOpt = None, output: OutputOpt = Output.table,

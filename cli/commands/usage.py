@@ -11,14 +11,9 @@ import typer
 from .. import render
 from ..options import BrokerOpt, CaOpt, TokenOpt, client
 from ..parsing import parse_duration
+from .shares import Level
 
 app = typer.Typer(help="Usage against contribution (reciprocity).", no_args_is_help=True)
-
-
-class By(str, enum.Enum):
-    country = "country"
-    institution = "institution"
-    project = "project"
 
 
 class ReportOutput(str, enum.Enum):
@@ -35,7 +30,7 @@ COLUMNS = ["key", "country", "consumed_gpu_hours", "consumed_normalized",
 def report(
     ctx: typer.Context,
     since: Annotated[str, typer.Option("--since", help="Window ending now: 24h, 7d, 30d.")] = "30d",
-    by: Annotated[By, typer.Option("--by", help="Group by country, institution or project.")] = By.institution,
+    by: Annotated[Level, typer.Option("--by", help="Group by country, institution or project.")] = Level.institution,
     output: Annotated[ReportOutput, typer.Option("--output", "-o", help="table, json or csv.")] = ReportOutput.table,
     broker: BrokerOpt = None, token: TokenOpt = None, ca: CaOpt = None,
 ) -> None:
