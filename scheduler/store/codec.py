@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from functools import lru_cache
 from dataclasses import asdict
 from typing import Any
 
@@ -12,7 +13,10 @@ def spec_to_json(spec: JobSpec) -> str:
     return json.dumps(asdict(spec), sort_keys=True)
 
 
+@lru_cache(maxsize=250_000)
 def spec_from_json(text: str) -> JobSpec:
+    """Parsed once per distinct spec: specs never change after submit and JobSpec is
+    frozen, so sharing the result is safe; it was 40% of a snapshot load."""
     d: dict[str, Any] = json.loads(text)
     rt = d.get("runtime_env", {})
     res = d.get("resources", {})

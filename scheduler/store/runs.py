@@ -30,8 +30,10 @@ class RunsRepo:
         with self.db.read() as s:
             sites = tuple(site_from_row(r) for r in s.exec(select(SiteRow).order_by(SiteRow.name)))
             runs = tuple(run_from_row(r) for r in s.exec(select(RunRow).where(RunRow.live == True)))  # noqa: E712
-            pending = tuple(job_from_row(r) for r in s.exec(
-                select(JobRow).where(JobRow.state == JobState.PENDING.value)
+            # Plain rows, not ORM objects: job_from_row only reads attributes, and the
+            # identity map is pure cost for a read-only snapshot of every pending job.
+            pending = tuple(job_from_row(r) for r in s.connection().execute(  # type: ignore[arg-type]
+                select(*JobRow.__table__.columns).where(JobRow.state == JobState.PENDING.value)
                 .order_by(col(JobRow.submitted_at), col(JobRow.id))))
             institutions, projects, usage, countries, settings = load_shares(s, now or 0.0)
         return Snapshot(sites=sites, live_runs=runs, pending=pending, institutions=institutions,
