@@ -196,13 +196,13 @@ def test_a_model_bound_job_that_borrows_does_not_stop_reclaim_for_a_job_of_any_m
     assert placed(d2)["any"].site == "sa" and d2.preemptions == ()
 
 
-def test_an_owners_reclaimed_gpus_go_to_the_owner_before_another_guaranteed_job():
-    """Found by `minga sim`: c is ahead in fair share and within its A100 guarantee (per
-    model, not per site), but the free GPU on a's own site (as after a reclaim) goes to
-    a's job: c's run there would be within c's guarantee, so a could never reclaim it."""
-    sites = [site("sa", "a", pool("A100", 2)), site("sb", "b", pool("A100", 4))]
-    insts = [inst("a"), inst("b"), inst("c", guarantee=(("A100", 2),))]
-    runs = [run("own", "sa", "a", 1), run("b1", "sb", "b", 4)]
+def test_a_default_guarantee_is_not_placed_within_it_on_another_owners_site():
+    """Found by `minga sim`: c is ahead in fair share and below its guarantee (its own site
+    is held by g, within g's explicit guarantee). c's job must not take the free GPU on a's
+    site (as after a's reclaim) as a run within c's guarantee: a could never reclaim it."""
+    sites = [site("sa", "a", pool("A100", 2)), site("sc", "c", pool("A100", 2))]
+    insts = [inst("a"), inst("c"), inst("g", guarantee=(("A100", 2),))]
+    runs = [run("own", "sa", "a", 1), run("g1", "sc", "g", 2)]
     pending = [job("c-job", "c", 1, submitted=-HOUR), job("a-job", "a", 1)]
     d = decide(snap(sites, insts, pending, runs, usage=[("a/default", 1e6)]))
     assert placed(d)["a-job"].site == "sa" and "c-job" not in placed(d)

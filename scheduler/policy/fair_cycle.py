@@ -73,10 +73,7 @@ def schedule_fair(snapshot: Snapshot, now: float) -> Decisions:
     _refresh_largest_free(cycle)
     first, rest = guarantee_first(order_pending(snapshot, now, build_tree(snapshot)), cycle.ledger)
     cycle.guaranteed = {j.id for j in first}
-    # Owner first: guaranteed jobs take their own sites' GPUs (a reclaim's freed GPUs
-    # among them) before any other institution's guaranteed job may take those.
-    deferred = [job for job in first if not _place_within_guarantee(cycle, job, own_only=True)]
-    deferred = [job for job in deferred if not _place_within_guarantee(cycle, job)]
+    deferred = [job for job in first if not _place_within_guarantee(cycle, job)]
     queue = deferred + rest
     for i, job in enumerate(queue):
         if cycle.largest_free == 0 and cycle.reservation is not None:
@@ -87,18 +84,15 @@ def schedule_fair(snapshot: Snapshot, now: float) -> Decisions:
                      preemptions=tuple(cycle.preemptions))
 
 
-def _place_within_guarantee(cycle: _Cycle, job: Job, own_only: bool = False) -> bool:
+def _place_within_guarantee(cycle: _Cycle, job: Job) -> bool:
     """First pass: place a guaranteed job only on a model it is guaranteed.
 
     A job that would have to borrow another model waits for the second pass, so
-    it cannot take an owner's just-reclaimed GPUs ahead of the owner. With
-    `own_only`, only on its institution's own sites: that sub-pass runs first, so
-    another institution's guaranteed job (its guarantee is per model, not per
-    site) cannot take the GPUs an owner has just reclaimed on its own site.
+    it cannot take an owner's just-reclaimed GPUs ahead of the owner.
     """
     if cycle.never.reason(job) is not None:
         return False
-    pool = _find_pool(cycle, job, set(), strict=True, own_only=own_only)
+    pool = _find_pool(cycle, job, set(), strict=True)
     if pool is None:
         return False
     _place(cycle, job, pool)
@@ -222,15 +216,20 @@ def _hard_ok(job: Job, pool: Pool) -> bool:
 
 def _acceptor(cycle: _Cycle, job: Job, blocked: set[str], strict: bool = False):
     """The test a pool must pass now: hard constraints, free room, quota, reservation
-    (and, when `strict`, a model within the job's guarantee)."""
+    (and, when `strict`, a model within the job's guarantee, on its own sites unless
+    the guarantee is explicit)."""
     res = job.spec.resources
     g, inst, ledger, cpus = res.gpus, job.institution, cycle.ledger, cycle.index.cpus
     walltime = float(job.spec.walltime_seconds)
+    # A default guarantee is the capacity of the institution's own sites: within it, only
+    # there. On another owner's site the run would count as within the guarantee, so that
+    # owner could never reclaim it (an explicit guarantee has no sites: it may go anywhere).
+    own_sites_only = inst not in cycle.explicit
 
     def ok(pool: Pool) -> bool:
         if pool.free < g or cpus[pool.site] < res.cpus or not _hard_ok(job, pool):
             return False
-        if strict and not ledger.within_guarantee(inst, pool.model, g):
+        if strict and (not ledger.within_guarantee(inst, pool.model, g) or own_sites_only and pool.owner != inst):
             return False
         if not ledger.may_lend(pool.owner, inst, g):
             blocked.add("lending")
@@ -245,8 +244,7 @@ def _acceptor(cycle: _Cycle, job: Job, blocked: set[str], strict: bool = False):
     return ok
 
 
-def _find_pool(cycle: _Cycle, job: Job, blocked: set[str], strict: bool = False,
-               own_only: bool = False) -> Pool | None:
+def _find_pool(cycle: _Cycle, job: Job, blocked: set[str], strict: bool = False) -> Pool | None:
     """Own sites first, then countries by latency from the data country; best fit in each."""
     res = job.spec.resources
     models = _models(cycle, job)
@@ -254,8 +252,8 @@ def _find_pool(cycle: _Cycle, job: Job, blocked: set[str], strict: bool = False,
         return None
     ok = _acceptor(cycle, job, blocked, strict)
     own = [p for p in cycle.index.by_owner.get(job.institution, ()) if ok(p)]
-    if own or own_only:
-        return min(own, key=lambda p: (p.free - res.gpus, p.site, p.model)) if own else None
+    if own:
+        return min(own, key=lambda p: (p.free - res.gpus, p.site, p.model))
     origin = job.spec.data_country or cycle.home.get(job.institution, "")
     key = (origin, job.spec.countries)
     if key not in cycle.groups:
