@@ -10,6 +10,7 @@ from sqlmodel import Session, select
 
 from scheduler.domain import RunState, SiteState
 from scheduler.policy import ShareSettings
+from scheduler.policy.entitlement import model_weight
 from scheduler.store.codec import inventory_from_json
 from scheduler.store.models import ContributionRow, RunRow, SiteRow, SiteUptimeRow, UsageRow
 
@@ -19,10 +20,6 @@ def decayed(value: float, as_of: float, now: float, half_life: float) -> float:
     if half_life <= 0 or now <= as_of:
         return value
     return value * 0.5 ** ((now - as_of) / half_life)
-
-
-def model_weight(settings: ShareSettings, model: str) -> float:
-    return dict(settings.model_weights).get(model, 1.0)
 
 
 def charge_run(s: Session, run: RunRow, now: float, settings: ShareSettings) -> None:
