@@ -34,6 +34,8 @@ proto: $(DEV_STAMP)
 
 bench: $(DEV_STAMP)
 	$(BIN)/python bench/submit_latency.py
+	$(BIN)/python bench/cycle_bench.py
+	$(BIN)/python bench/broker_cycle.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info
