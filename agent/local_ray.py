@@ -87,10 +87,6 @@ class LocalRayHead:
         return f"http://127.0.0.1:{self._port('dashboard')}"
 
     @property
-    def gcs_address(self) -> str:
-        return f"127.0.0.1:{self._port('gcs')}"
-
-    @property
     def pid(self) -> int:
         if self._proc is None:
             raise RuntimeError("the Ray head is not started")

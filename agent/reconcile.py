@@ -69,11 +69,6 @@ class Reconciler:
 
     # -- what the session calls ---------------------------------------------
 
-    def tracked(self) -> dict[str, TrackedRun]:
-        """A copy of the tracked runs (for tests and diagnostics)."""
-        with self._lock:
-            return {k: TrackedRun(**vars(v)) for k, v in self._runs.items()}
-
     def hello_runs(self) -> list[site_pb2.RunReport]:
         """The runs for a Hello: every minga run Ray knows. Raises if Ray does not
         answer: a Hello that left runs out would make the broker think them lost."""

@@ -104,17 +104,6 @@ class Agent:
         log.info("agent started: broker %s, Ray %s", self.config.broker, self.config.ray_dashboard_url)
         return self
 
-    def run_forever(self) -> None:
-        """Run until interrupted (Ctrl-C) or `stop()` is called from elsewhere."""
-        self.start()
-        try:
-            while not self._stopping.wait(1.0):
-                pass
-        except KeyboardInterrupt:
-            log.info("interrupted")
-        finally:
-            self.stop()
-
     def stop(self, timeout: float = 10.0) -> None:
         self._stopping.set()
         self._wake.set()

@@ -84,15 +84,21 @@ def _factor(usage_share: float, entitled: float) -> float:
     return 2.0 ** (-usage_share / entitled) if entitled > 0 else 0.0
 
 
+def _by_institution(per_project: dict[str, float]) -> dict[str, float]:
+    """Project usage rolled up to institutions (project ids are `<institution>/<name>`)."""
+    usage: dict[str, float] = defaultdict(float)
+    for pid, value in per_project.items():
+        usage[pid.split("/", 1)[0]] += value
+    return usage
+
+
 def with_shares(rows: list[QuotaRow], snapshot: Snapshot) -> list[QuotaRow]:
     """Add the policy's view: weight, entitlement, decayed usage, fair-share factor,
     and per model the guarantee and what is borrowed and lent."""
     tree = build_tree(snapshot)
     ent = entitlements(tree).institution
     factors = institution_factors(snapshot)
-    usage: dict[str, float] = defaultdict(float)
-    for pid, value in project_usage(snapshot).items():
-        usage[pid.split("/", 1)[0]] += value
+    usage = _by_institution(project_usage(snapshot))
     total_usage = sum(usage.values())
     weights = {i.slug: institution_weight(i, snapshot.settings) for i in snapshot.institutions}
     by_key = {(r.institution, r.gpu_model): r for r in rows}
@@ -118,9 +124,7 @@ def tree_nodes(snapshot: Snapshot) -> list[TreeNode]:
     ent = entitlements(tree)
     per_project = project_usage(snapshot)
     total = sum(per_project.values())
-    inst_usage: dict[str, float] = defaultdict(float)
-    for pid, value in per_project.items():
-        inst_usage[pid.split("/", 1)[0]] += value
+    inst_usage = _by_institution(per_project)
     country_usage: dict[str, float] = defaultdict(float)
     for slug, value in inst_usage.items():
         country_usage[tree.country_of.get(slug, "")] += value

@@ -14,6 +14,7 @@ MAX_GPUS = 1_024
 MAX_PACKAGE_BYTES = 64 * 1024 * 1024
 MAX_ATTEMPTS = 100
 MAX_WALLTIME = 90 * 24 * 3600
+MAX_WEIGHT = 1e6
 
 # Matched with fullmatch: `$` alone would also accept a trailing newline.
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
@@ -34,6 +35,13 @@ def check_country(field: str, value: str) -> str:
     if not COUNTRY.fullmatch(value):
         raise InvalidArgument(f"{field} {value!r} is not an ISO 3166 two-letter country code")
     return value
+
+
+def check_weight(weight: float) -> float:
+    """A fair-share weight of any node of the account tree."""
+    if not 0 < weight <= MAX_WEIGHT:
+        raise InvalidArgument(f"weight {weight:g} must be positive and at most {MAX_WEIGHT:g}")
+    return weight
 
 
 def check_digest(field: str, value: str) -> str:

@@ -161,7 +161,7 @@ def test_broker_restart_while_a_job_runs(tmp_path, ray_head):
     first.institution("uchile", "CL")
     ana_token = first.researcher("ana", "uchile").token
     token = first.join("uchile", "dcc")
-    with running_agent(first, token, ray_head, "A100") as agent:
+    with running_agent(first, token, ray_head, "A100"):
         ana = first.caller(ana_token)
         job_id = submit(ana, "python -c 'import time; time.sleep(8); print(\"survived\")'")
         wait_state(ana, job_id, {common_pb2.JOB_STATE_RUNNING})

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 from scheduler.domain import Role
 
-PUBLIC = frozenset[Role]()  # no bearer token: the request carries its own secret
-
 A, R, S = Role.ADMIN, Role.RESEARCHER, Role.SITE
 
 RPC_ROLES: dict[str, frozenset[Role] | None] = {

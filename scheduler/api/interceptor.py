@@ -110,8 +110,8 @@ def _wrap(handler: grpc.RpcMethodHandler, who: Callable[[grpc.ServicerContext], 
 
 
 def _abort(context: grpc.ServicerContext, exc: Exception) -> None:
-    if isinstance(exc, grpc.RpcError) or type(exc).__name__ == "_AbortError" or context.code() is not None:
-        raise exc  # already aborted by the handler
+    if context.code() is not None:
+        raise exc  # the handler aborted with its own status (context.abort records it)
     code, message = status_for(exc)
     context.abort(code, message)
 

@@ -6,7 +6,7 @@ from scheduler.core import Core
 from scheduler.domain import InvalidArgument, Principal, Role, Site, SiteState
 from scheduler.quota import QuotaRow, TreeNode, quota_rows, tree_nodes, with_shares
 from scheduler.store.accounts import Institution, User
-from scheduler.validation import check_country, check_slug
+from scheduler.validation import check_country, check_slug, check_weight
 
 DEFAULT_JOIN_TTL = 24 * 3600
 MAX_JOIN_TTL = 30 * 24 * 3600
@@ -16,9 +16,7 @@ def add_institution(core: Core, slug: str, name: str, country: str, weight: floa
     check_slug("institution", slug)
     if not name.strip() or len(name) > 200:
         raise InvalidArgument("name must be 1-200 characters")
-    if not 0 < weight <= 1e6:
-        raise InvalidArgument(f"weight {weight:g} must be positive")
-    inst = Institution(slug, name.strip(), check_country("country", country), weight)
+    inst = Institution(slug, name.strip(), check_country("country", country), check_weight(weight))
     return core.store.accounts.add_institution(inst, core.clock.now())
 
 

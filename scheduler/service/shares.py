@@ -8,21 +8,12 @@ from scheduler.domain import InvalidArgument
 from scheduler.policy import ProjectShare, ShareSettings, Snapshot
 from scheduler.policy.guarantees import guarantees
 from scheduler.store.reports import GROUPINGS, UsageLine
-from scheduler.validation import check_country, check_slug
+from scheduler.validation import check_country, check_slug, check_weight
 
 SHARE_POLICIES = ("contribution", "static")
-MAX_WEIGHT = 1e6
-
-
-def _check_weight(weight: float) -> float:
-    if not 0 < weight <= MAX_WEIGHT:
-        raise InvalidArgument(f"weight {weight:g} must be positive and at most {MAX_WEIGHT:g}")
-    return weight
-
-
 def add_project(core: Core, institution: str, name: str, weight: float) -> ProjectShare:
     check_slug("project", name)
-    return core.store.shares.add_project(institution, name, _check_weight(weight or 1.0), core.clock.now())
+    return core.store.shares.add_project(institution, name, check_weight(weight or 1.0), core.clock.now())
 
 
 def list_projects(core: Core) -> list[ProjectShare]:
@@ -34,7 +25,7 @@ def set_weight(core: Core, kind: str, key: str, weight: float) -> tuple[str, str
         key = check_country("id", key)
     elif kind not in ("institution", "project"):
         raise InvalidArgument("kind must be country, institution or project")
-    core.store.shares.set_weight(kind, key, _check_weight(weight))
+    core.store.shares.set_weight(kind, key, check_weight(weight))
     core.cycle.trigger()
     return kind, key, weight
 

@@ -25,11 +25,11 @@ class JobsRepo:
         self.db = db
 
     def submit(self, job: Job, idempotency_key: str | None) -> tuple[Job, bool]:
-        """Insert a job, or return the earlier one with the same (owner, key)."""
-        if idempotency_key:
-            earlier = self.find_by_key(job.owner, idempotency_key)
-            if earlier:
-                return earlier, False
+        """Insert a job, or return the earlier one with the same (owner, key).
+
+        No look-up first: the unique (owner, key) constraint decides, which also covers
+        two retries racing each other.
+        """
         row = JobRow(id=job.id, owner=job.owner, institution=job.institution,
                      spec_json=spec_to_json(job.spec), state=job.state.value,
                      reason=job.reason, submitted_at=job.submitted_at, project=job.spec.project,
@@ -41,7 +41,7 @@ class JobsRepo:
             earlier = self.find_by_key(job.owner, idempotency_key) if idempotency_key else None
             if earlier is None:
                 raise
-            return earlier, False  # a concurrent retry won the race
+            return earlier, False  # an earlier or concurrent submit with this key won
         return job, True
 
     def find_by_key(self, owner: str, key: str) -> Job | None:
