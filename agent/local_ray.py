@@ -54,12 +54,12 @@ class LocalRayHead:
 
     Usable as a context manager. `gpus` are logical GPUs: Ray hands jobs
     CUDA_VISIBLE_DEVICES even on a machine without any, which is what the tests
-    and a CPU-only demo site need.
+    and a CPU-only demo site need. `gpus=None` lets Ray detect the host's real GPUs.
     """
 
     def __init__(
         self,
-        gpus: int = 0,
+        gpus: int | None = 0,
         gpu_model: str | None = None,
         cpus: int | None = None,
         object_store_memory: int | None = None,
@@ -69,7 +69,7 @@ class LocalRayHead:
     ) -> None:
         self.gpus = gpus
         self.gpu_model = gpu_model
-        self.cpus = cpus if cpus is not None else max(os.cpu_count() or 1, 2 * gpus, 2)
+        self.cpus = cpus if cpus is not None else max(os.cpu_count() or 1, 2 * (gpus or 0), 2)
         self.object_store_memory = object_store_memory
         self.start_timeout = start_timeout
         self.keep_temp_dir = keep_temp_dir
@@ -184,7 +184,7 @@ class LocalRayHead:
             "--port", str(p["gcs"]),
             "--dashboard-port", str(p["dashboard"]),
             "--include-dashboard=true", "--dashboard-host", "127.0.0.1",
-            "--num-gpus", str(self.gpus), "--num-cpus", str(self.cpus),
+            "--num-cpus", str(self.cpus),
             "--ray-client-server-port", str(p["client_server"]),
             "--dashboard-agent-listen-port", str(p["agent_listen"]),
             "--dashboard-agent-grpc-port", str(p["agent_grpc"]),
@@ -197,6 +197,8 @@ class LocalRayHead:
             "--temp-dir", str(self.temp_dir),
             "--disable-usage-stats",
         ]
+        if self.gpus is not None:
+            cmd += ["--num-gpus", str(self.gpus)]
         if self.gpu_model:
             cmd += ["--resources", json.dumps({f"accelerator_type:{self.gpu_model}": 1})]
         if self.object_store_memory:
@@ -254,7 +256,10 @@ class LocalRayHead:
         so the inventory and the first job see its GPUs."""
         from agent.inventory import fetch_nodes
 
-        return any(node.gpus == self.gpus for node in fetch_nodes(self.dashboard_url))
+        nodes = fetch_nodes(self.dashboard_url)
+        if self.gpus is None:   # whatever Ray detected
+            return bool(nodes)
+        return any(node.gpus == self.gpus for node in nodes)
 
     def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
         """The last lines of `ray start`'s output and of the dashboard log."""

@@ -20,7 +20,7 @@ TERMINAL = {common_pb2.JOB_STATE_SUCCEEDED, common_pb2.JOB_STATE_FAILED, common_
 
 
 @contextmanager
-def running_agent(broker: RunningBroker, site_token: str, head, model: str) -> Iterator[Agent]:  # type: ignore[no-untyped-def]
+def running_agent(broker: RunningBroker, site_token: str, head, model: str | None) -> Iterator[Agent]:  # type: ignore[no-untyped-def]
     agent = Agent(AgentConfig(broker=broker.address, token=site_token,
                               ray_dashboard_url=head.dashboard_url, gpu_model=model))
     agent.start()
