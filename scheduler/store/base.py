@@ -5,13 +5,13 @@ from collections.abc import Iterator
 import json
 from contextlib import AbstractContextManager, contextmanager
 
-from sqlalchemy import inspect
-from sqlalchemy.engine import Engine
+from sqlalchemy import inspect, text
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, SQLModel
 
 from scheduler.domain import FailedPrecondition, Job, JobState, Run, RunState, Site, SiteState
-from scheduler.store import models  # noqa: F401  (registers the tables)
+from scheduler.store import migrations, models  # noqa: F401  (models registers the tables)
 from scheduler.store.codec import inventory_from_json, spec_from_json
 from scheduler.store.models import JobRow, RunRow, SiteRow
 
@@ -26,13 +26,35 @@ class Database:
         self.read_engine = read_engine or engine
 
     def create_schema(self) -> None:
-        SQLModel.metadata.create_all(self.engine)
-        missing = missing_columns(self.engine)
-        if missing:
-            raise FailedPrecondition(
-                f"the store at {self.engine.url.render_as_string()} was made by an older minga and lacks "
-                f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}; schema migrations are not "
-                "shipped yet: start with a new --db (or delete the old SQLite file)")
+        """Bring the store to this minga's newest schema revision, in one transaction.
+
+        Empty, or already versioned: upgrade. Made by the first release (no version
+        table; its tables match revision 0001): stamp 0001, then upgrade. Anything else,
+        such as a revision newer than this minga knows, is refused. On PostgreSQL an
+        advisory lock makes brokers that start together take turns; SQLite's write lock
+        (BEGIN IMMEDIATE) does the same there.
+        """
+        url = self.engine.url.render_as_string()
+        with self.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key, hashtext(coalesce(current_schema(), '')))"),
+                             {"key": MIGRATION_LOCK_KEY})
+            current = migrations.current_revisions(conn)
+            if not current:
+                _adopt_unversioned(conn, url)
+            unknown = sorted(set(current) - migrations.known_revisions())
+            if unknown:
+                raise FailedPrecondition(
+                    f"the store at {url} is at schema revision {', '.join(unknown)}, which this minga does not "
+                    f"know (its newest is {migrations.head()}): it was upgraded by a newer minga; run that "
+                    "version, or restore the backup taken before the upgrade")
+            migrations.upgrade(conn)
+            missing = missing_columns(conn)
+            if missing:  # the version row says head, the tables disagree: altered by hand
+                raise FailedPrecondition(
+                    f"the store at {url} is marked as schema revision {migrations.head()} but looks like it was "
+                    f"made by an older minga and lacks {_listed(missing)}: restore it from a backup or start "
+                    "with a new --db")
 
     def tx(self) -> AbstractContextManager[Session]:
         """One transaction: committed if the block returns, rolled back if it raises."""
@@ -59,11 +81,44 @@ class Database:
             self.read_engine.dispose()
 
 
-def missing_columns(engine: Engine) -> list[str]:
-    """`table.column` for every column the models have and the database lacks."""
-    found = inspect(engine)
+MIGRATION_LOCK_KEY = 0x6D696E67  # "ming": pg_advisory_xact_lock(key, hash of the schema) guards create_schema
+
+
+def _adopt_unversioned(conn: Connection, url: str) -> None:
+    """Stamp a first-release store (made by create_all, no version table) with revision 0001.
+
+    A store without any of minga's tables is left alone: the upgrade creates them.
+    """
+    expected = migrations.first_release_columns()
+    found = inspect(conn)
+    present = set(found.get_table_names()) & set(expected)
+    if not present:
+        return
+    have = {t: {c["name"] for c in found.get_columns(t)} for t in present}
+    missing = sorted(set(expected) - present) + sorted(f"{t}.{c}" for t in present for c in expected[t] - have[t])
+    extra = sorted(f"{t}.{c}" for t in present for c in have[t] - expected[t])
+    problems = ([f"lacks {_listed(missing)}"] if missing else []) + ([f"has unknown {_listed(extra)}"] if extra else [])
+    if problems:
+        raise FailedPrecondition(
+            f"the store at {url} has no schema version and is not one of minga's first release: it "
+            f"{' and '.join(problems)}; only stores made by the first release or later can be upgraded: "
+            "start with a new --db")
+    migrations.stamp(conn, migrations.FIRST_RELEASE)
+
+
+def _listed(names: list[str]) -> str:
+    return f"{', '.join(names[:5])}{' ...' if len(names) > 5 else ''}"
+
+
+def missing_columns(conn: Connection) -> list[str]:
+    """`table` or `table.column` for every table or column the models have and the database lacks."""
+    found = inspect(conn)
+    tables = set(found.get_table_names())
     missing = []
     for table in SQLModel.metadata.sorted_tables:
+        if table.name not in tables:
+            missing.append(table.name)
+            continue
         have = {c["name"] for c in found.get_columns(table.name)}
         missing += [f"{table.name}.{c.name}" for c in table.columns if c.name not in have]
     return missing
