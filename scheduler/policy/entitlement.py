@@ -20,11 +20,13 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
+from operator import attrgetter
 
 from scheduler.domain import Job
 from scheduler.policy.snapshot import InstitutionShare, ShareSettings, Snapshot
 
 UNKNOWN_COUNTRY = "?"
+JOB_ACCOUNT = attrgetter("institution", "spec.project")   # C-level: called once per pending job
 
 
 def model_weight(settings: ShareSettings, model: str) -> float:
@@ -44,12 +46,16 @@ def default_project(institution: str) -> str:
     return f"{institution}/default"
 
 
+def project_id(institution: str, name: str) -> str:
+    """The project id for a job's `--project` name: '<institution>/<name>'."""
+    if not name:
+        return default_project(institution)
+    return name if "/" in name else f"{institution}/{name}"
+
+
 def job_project(job: Job) -> str:
     """The project a job is charged to: '<institution>/<name>'."""
-    name = job.spec.project
-    if not name:
-        return default_project(job.institution)
-    return name if "/" in name else f"{job.institution}/{name}"
+    return project_id(job.institution, job.spec.project)
 
 
 def institution_weight(inst: InstitutionShare, settings: ShareSettings) -> float:
@@ -86,12 +92,11 @@ def build_tree(snapshot: Snapshot) -> Tree:
     for proj in sorted(snapshot.projects, key=lambda p: p.id):
         projects[proj.institution][proj.id] = max(proj.weight, 0.0)
     floor = 1.0 if settings.policy == "static" else max(settings.base_grant, 0.0)
-    for slug, name in sorted({(j.institution, j.spec.project) for j in snapshot.pending}):
+    for slug, name in sorted(set(map(JOB_ACCOUNT, snapshot.pending))):
         if slug not in country_of:
             institutions[UNKNOWN_COUNTRY][slug] = floor
             country_of[slug] = UNKNOWN_COUNTRY
-        pid = default_project(slug) if not name else (name if "/" in name else f"{slug}/{name}")
-        projects[slug].setdefault(pid, 1.0)
+        projects[slug].setdefault(project_id(slug, name), 1.0)
     for slug in country_of:
         if not projects[slug]:
             projects[slug][default_project(slug)] = 1.0

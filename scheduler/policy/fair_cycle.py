@@ -23,14 +23,15 @@ from dataclasses import dataclass, field
 
 from scheduler.domain import Job
 from scheduler.policy.entitlement import build_tree
-from scheduler.policy.fairshare import order_pending
+from scheduler.policy.fairshare import pending_queue
 from scheduler.policy.guarantees import Ledger, build_ledger, guarantee_first
 from scheduler.policy.latency import country_groups, rank_table
 from scheduler.policy.never_fits import NeverFits
 from scheduler.policy.pool_index import ANY, Pool, PoolIndex
 from scheduler.policy.preemption import plan_reclaim
+from scheduler.policy.queue import Queue
 from scheduler.policy.reservation import NEVER, Reservation, plan_reservation, run_end
-from scheduler.policy.snapshot import Decisions, Placement, Preemption, Snapshot, Waiting
+from scheduler.policy.snapshot import Decisions, Placement, Preemption, Snapshot, WaitingList
 
 
 @dataclass
@@ -45,7 +46,9 @@ class _Cycle:
     explicit: set[str]
     reservation: Reservation | None = None
     placements: list[Placement] = field(default_factory=list)
-    waiting: list[Waiting] = field(default_factory=list)
+    waiting_ids: list[str] = field(default_factory=list)      # the columns of a WaitingList
+    waiting_reasons: list[str] = field(default_factory=list)
+    waiting_never: list[bool] = field(default_factory=list)
     preemptions: list[Preemption] = field(default_factory=list)
     failed: dict[tuple, tuple[int, str]] = field(default_factory=dict)
     reclaim_failed: set[tuple] = field(default_factory=set)
@@ -57,6 +60,11 @@ class _Cycle:
     largest_free: int = 0       # most free GPUs on any READY pool; only shrinks
     groups: dict[tuple, list[list[str]]] = field(default_factory=dict)
     placed_ends: dict[tuple[str, str], list[tuple[float, int]]] = field(default_factory=dict)
+
+    def wait(self, job_id: str, reason: str, never_fits: bool = False) -> None:
+        self.waiting_ids.append(job_id)
+        self.waiting_reasons.append(reason)
+        self.waiting_never.append(never_fits)
 
 
 def schedule_fair(snapshot: Snapshot, now: float) -> Decisions:
@@ -71,17 +79,19 @@ def schedule_fair(snapshot: Snapshot, now: float) -> Decisions:
         explicit={i.slug for i in snapshot.institutions if i.guarantee},
     )
     _refresh_largest_free(cycle)
-    first, rest = guarantee_first(order_pending(snapshot, now, build_tree(snapshot)), cycle.ledger)
-    cycle.guaranteed = {j.id for j in first}
-    deferred = [job for job in first if not _place_within_guarantee(cycle, job)]
+    pending = pending_queue(snapshot, now, build_tree(snapshot))
+    jobs = pending.jobs
+    first, rest = guarantee_first(pending, cycle.ledger)
+    cycle.guaranteed = {pending.ids[pos] for pos in first}
+    deferred = [pos for pos in first if not _place_within_guarantee(cycle, jobs[pos])]
     queue = deferred + rest
-    for i, job in enumerate(queue):
-        if cycle.largest_free == 0 and cycle.reservation is not None:
-            _tail(cycle, queue[i:])
+    for i, pos in enumerate(queue):
+        if i >= len(deferred) and cycle.largest_free == 0 and cycle.reservation is not None:
+            _tail(cycle, pending, queue[i:])
             break
-        _decide(cycle, job)
-    return Decisions(placements=tuple(cycle.placements), waiting=tuple(cycle.waiting),
-                     preemptions=tuple(cycle.preemptions))
+        _decide(cycle, jobs[pos])
+    waiting = WaitingList(cycle.waiting_ids, cycle.waiting_reasons, cycle.waiting_never)
+    return Decisions(placements=tuple(cycle.placements), waiting=waiting, preemptions=tuple(cycle.preemptions))
 
 
 def _place_within_guarantee(cycle: _Cycle, job: Job) -> bool:
@@ -104,7 +114,7 @@ def _decide(cycle: _Cycle, job: Job) -> None:
     request = (res.gpus, res.gpu_models, res.min_gpu_memory_mb, res.cpus, spec.countries, spec.site_labels)
     never = cycle.never.reason(job, request)
     if never:
-        cycle.waiting.append(Waiting(job.id, never, never_fits=True))
+        cycle.wait(job.id, never, never_fits=True)
         return
     if res.gpus == 0:
         _decide_cpu_only(cycle, job)
@@ -131,32 +141,44 @@ def _decide(cycle: _Cycle, job: Job) -> None:
         reserved = _reserve(cycle, job)
         if reserved:
             reason = reserved
-    cycle.waiting.append(Waiting(job.id, reason))
+    cycle.wait(job.id, reason)
 
 
-def _tail(cycle: _Cycle, jobs: list[Job]) -> None:
+def _tail(cycle: _Cycle, pending: Queue, positions: list[int]) -> None:
     """The rest of the queue once no READY pool has a free GPU and the reservation is
-    taken: GPU jobs can only wait (or, within a guarantee, reclaim). The same rules
-    as `_decide`, without its per-job search, because at queue depth this loop is
-    the cycle's cost."""
-    guaranteed, waiting, reasons = cycle.guaranteed, cycle.waiting, cycle.capacity_reasons
-    never = cycle.never
-    for job in jobs:
-        spec = job.spec
-        res = spec.resources
-        g = res.gpus
-        if g == 0 or job.id in guaranteed:
-            _decide(cycle, job)
-            continue
-        why = never.reason(job, (g, res.gpu_models, res.min_gpu_memory_mb, res.cpus, spec.countries,
-                                 spec.site_labels))
-        if why:
-            waiting.append(Waiting(job.id, why, never_fits=True))
-            continue
-        reason = reasons.get((g, 0))
-        if reason is None:
-            reason = reasons[(g, 0)] = f"capacity: waiting for {g} free GPUs on one site (most free now: 0)"
-        waiting.append(Waiting(job.id, reason))
+    taken. None of these jobs is within its guarantee (those come first in the queue),
+    so a GPU job can only wait: the reason depends on its request shape alone and is
+    found once per shape. CPU-only jobs are still decided one by one. At queue depth
+    this loop is most of the cycle, so it reads the queue's columns, not the jobs."""
+    verdicts: dict[int, tuple[str, bool] | None] = {}   # shape id -> (reason, never fits); None: CPU only
+    jobs, ids, shape_of = pending.jobs, pending.ids, pending.shape_of
+    wait_ids, wait_reasons, wait_never = cycle.waiting_ids, cycle.waiting_reasons, cycle.waiting_never
+    for pos in positions:
+        sid = shape_of[pos]
+        if sid in verdicts:
+            verdict = verdicts[sid]
+        else:
+            verdict = verdicts[sid] = _tail_verdict(cycle, jobs[pos], pending.shapes[sid])
+        if verdict is None:
+            _decide(cycle, jobs[pos])
+        else:
+            wait_ids.append(ids[pos])
+            wait_reasons.append(verdict[0])
+            wait_never.append(verdict[1])
+
+
+def _tail_verdict(cycle: _Cycle, job: Job, shape: tuple) -> tuple[str, bool] | None:
+    """What `_decide` would say of a GPU job of this shape with no GPU free anywhere."""
+    g = shape[0]
+    if g == 0:
+        return None
+    never = cycle.never.reason(job, shape)
+    if never:
+        return never, True
+    reason = cycle.capacity_reasons.get((g, 0))
+    if reason is None:
+        reason = cycle.capacity_reasons[(g, 0)] = f"capacity: waiting for {g} free GPUs on one site (most free now: 0)"
+    return reason, False
 
 
 def _exhausted_for(cycle: _Cycle, job: Job) -> bool:
@@ -180,7 +202,7 @@ def _exhausted_for(cycle: _Cycle, job: Job) -> bool:
     if reason is None:
         reason = cycle.capacity_reasons[key] = (
             f"capacity: waiting for {g} free GPUs on one site (most free now: {cycle.largest_free})")
-    cycle.waiting.append(Waiting(job.id, reason))
+    cycle.wait(job.id, reason)
     return True
 
 
@@ -339,9 +361,9 @@ def _reclaim(cycle: _Cycle, job: Job, shape: tuple) -> bool:
     index.take(pool, max(pool.free, 0), min(res.cpus, max(index.cpus.get(pool.site, 0.0), 0.0)))
     _refresh_largest_free(cycle)
     cycle.reclaim_bound.pop(pool.owner, None)
-    cycle.waiting.append(Waiting(job.id, (
+    cycle.wait(job.id, (
         f"capacity: reclaiming {res.gpus} {pool.model} GPUs of its guarantee on {pool.site}: "
-        f"preempting {len(plan.victims)} borrowed run(s), placed once they stop")))
+        f"preempting {len(plan.victims)} borrowed run(s), placed once they stop"))
     return True
 
 
@@ -411,7 +433,7 @@ def _decide_cpu_only(cycle: _Cycle, job: Job) -> None:
         if best is None or key < best[0]:
             best = (key, site)
     if best is None:
-        cycle.waiting.append(Waiting(job.id, f"capacity: waiting for {res.cpus:g} free CPUs"))
+        cycle.wait(job.id, f"capacity: waiting for {res.cpus:g} free CPUs")
         return
     site = best[1]
     cycle.index.cpus[site.name] -= res.cpus

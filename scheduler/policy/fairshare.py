@@ -23,7 +23,8 @@ from collections import defaultdict
 from collections.abc import Mapping
 
 from scheduler.domain import Job
-from scheduler.policy.entitlement import Tree, build_tree, entitlements, fractions, job_project, normalized_gpus
+from scheduler.policy.entitlement import Tree, build_tree, entitlements, fractions, normalized_gpus
+from scheduler.policy.queue import Queue, fair_queue
 from scheduler.policy.snapshot import Snapshot
 
 
@@ -107,22 +108,10 @@ def institution_factors(snapshot: Snapshot) -> dict[str, float]:
 
 def order_pending(snapshot: Snapshot, now: float, tree: Tree | None = None) -> list[Job]:
     """Pending jobs by (priority class, fair share + age, submit time, id)."""
-    factors = project_factors(snapshot, tree)
-    age_per_second = snapshot.settings.age_weight / 3600.0
-    memo: dict[tuple[str, str], float] = {}
+    queue = pending_queue(snapshot, now, tree)
+    return [queue.jobs[pos] for pos in queue.order]
 
-    def factor(j: Job) -> float:
-        k = (j.institution, j.spec.project)
-        f = memo.get(k)
-        if f is None:
-            f = memo[k] = factors.get(job_project(j), 0.0)
-        return f
 
-    if age_per_second:
-        def key(j: Job) -> tuple:
-            age = max(now - j.submitted_at, 0.0) * age_per_second
-            return (-j.spec.priority, -(factor(j) + age), j.submitted_at, j.id)
-    else:
-        def key(j: Job) -> tuple:
-            return (-j.spec.priority, -factor(j), j.submitted_at, j.id)
-    return sorted(snapshot.pending, key=key)
+def pending_queue(snapshot: Snapshot, now: float, tree: Tree | None = None) -> Queue:
+    """The pending queue in that order, as the cycle reads it (`queue.py`)."""
+    return fair_queue(snapshot.pending, project_factors(snapshot, tree), now, snapshot.settings.age_weight)

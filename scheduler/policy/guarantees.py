@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from scheduler.domain import Job
+from scheduler.policy.queue import Queue
 from scheduler.policy.snapshot import Snapshot
 
 
@@ -167,7 +167,7 @@ def quota_rows(snapshot: Snapshot) -> tuple[QuotaRow, ...]:
     return tuple(rows)
 
 
-def guarantee_first(order: list[Job], ledger: Ledger) -> tuple[list[Job], list[Job]]:
+def guarantee_first(queue: Queue, ledger: Ledger) -> tuple[list[int], list[int]]:
     """Jobs that fit within their institution's guarantee go before those that borrow.
 
     Kueue's scheduler does the same (workloads that need no borrowing are admitted
@@ -182,30 +182,41 @@ def guarantee_first(order: list[Job], ledger: Ledger) -> tuple[list[Job], list[J
     goes first: a T4-only job that must borrow does not stop the owner's next,
     unconstrained job from reclaiming the owner's V100s. Only jobs of the first
     class reclaim: the owner's queue, in order, up to its guarantee.
+
+    Returns both classes as positions in `queue.jobs`, each in queue order. An
+    institution soon has no headroom left or is held back on every model; all its later
+    jobs then borrow, and at queue depth they are passed over without a look.
     """
     room = {inst: {m: g - ledger.used[inst].get(m, 0) for m, g in per_model.items()}
             for inst, per_model in ledger.guarantee.items()}
     total = {inst: sum(max(v, 0) for v in r.values()) for inst, r in room.items()}
-    first: list[Job] = []
-    rest: list[Job] = []
+    first: list[int] = []
+    rest: list[int] = []
     held_back: dict[str, frozenset[str] | None] = {}   # models of earlier borrowing jobs; None: all
-    for job in order:
-        res = job.spec.resources
-        inst = job.institution
-        if res.gpus == 0:          # takes no GPUs: nothing to guarantee, nothing to reorder for
-            rest.append(job)
+    closed: set[str] = set()                          # every later job of these borrows
+    institutions, shape_of, shapes = queue.institutions, queue.shape_of, queue.shapes
+    for pos in queue.order:
+        inst = institutions[pos]
+        if inst in closed:
+            rest.append(pos)
+            continue
+        gpus, models = shapes[shape_of[pos]][:2]
+        if gpus == 0:              # takes no GPUs: nothing to guarantee, nothing to reorder for
+            rest.append(pos)
             continue
         back = held_back.get(inst, frozenset())
-        fits = [] if back is None or total.get(inst, 0) < res.gpus else [
+        fits = [] if back is None or total.get(inst, 0) < gpus else [
             m for m, left in room[inst].items()
-            if left >= res.gpus and (not res.gpu_models or m in res.gpu_models) and m not in back]
-        if not fits:
-            held_back[inst] = None if back is None or not res.gpu_models else back | set(res.gpu_models)
-            rest.append(job)
-            continue
-        per_model = room[inst]
-        model = max(fits, key=lambda m: (per_model[m], m))
-        per_model[model] -= res.gpus
-        total[inst] -= res.gpus
-        first.append(job)
+            if left >= gpus and (not models or m in models) and m not in back]
+        if fits:
+            per_model = room[inst]
+            model = max(fits, key=lambda m: (per_model[m], m))
+            per_model[model] -= gpus
+            total[inst] -= gpus
+            first.append(pos)
+        else:
+            back = held_back[inst] = None if back is None or not models else back | set(models)
+            rest.append(pos)
+        if back is None or total.get(inst, 0) <= 0:
+            closed.add(inst)
     return first, rest
