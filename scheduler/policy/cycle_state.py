@@ -1,0 +1,122 @@
+"""The state of one fair-share cycle: what is free, what is decided so far, and the memos.
+
+Built by `Cycle.start` from the frozen snapshot and mutated only inside one
+`schedule()` call. Free capacity only shrinks within a cycle (preemptions free GPUs
+in the next one), which is what makes the memos sound: a request shape that failed
+once fails again for every larger request of the same shape.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from scheduler.domain import Job
+from scheduler.policy.entitlement import build_tree
+from scheduler.policy.fairshare import pending_queue
+from scheduler.policy.guarantees import Ledger, build_ledger
+from scheduler.policy.latency import rank_table
+from scheduler.policy.never_fits import NeverFits
+from scheduler.policy.pool_index import Pool, PoolIndex
+from scheduler.policy.queue import Queue
+from scheduler.policy.reservation import NEVER, Reservation
+from scheduler.policy.snapshot import Decisions, Placement, Preemption, Snapshot, WaitingList
+
+
+@dataclass
+class Cycle:
+    snapshot: Snapshot
+    now: float
+    queue: Queue                # the pending jobs in Fair Tree order
+    index: PoolIndex
+    ledger: Ledger
+    never: NeverFits
+    home: dict[str, str]        # institution -> its country
+    latency: dict[tuple[str, str], int]
+    explicit: set[str]          # institutions with an explicit guarantee
+    reservation: Reservation | None = None
+    placements: list[Placement] = field(default_factory=list)
+    preemptions: list[Preemption] = field(default_factory=list)
+    waiting_positions: list[int] = field(default_factory=list)   # the columns of a WaitingList
+    waiting_reasons: list[str] = field(default_factory=list)
+    waiting_never: list[bool] = field(default_factory=list)
+    guaranteed: set[str] = field(default_factory=set)   # ids of the jobs within their guarantee
+    largest_free: int = 0       # most free GPUs on any READY pool; only shrinks
+    failed: dict[tuple, tuple[int, str]] = field(default_factory=dict)   # shape -> (fewest GPUs, reason)
+    reclaim_failed: set[tuple] = field(default_factory=set)
+    reclaim_bounds: dict[str, int] = field(default_factory=dict)
+    capacity_reasons: dict[tuple[int, int], str] = field(default_factory=dict)
+    groups: dict[tuple, list[list[str]]] = field(default_factory=dict)   # country tiers by (origin, allowed)
+    placed_ends: dict[tuple[str, str], list[tuple[float, int]]] = field(default_factory=dict)
+    _models: dict[tuple[str, ...], list[str]] = field(default_factory=dict)
+    _headroom: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def start(cls, snapshot: Snapshot, now: float) -> Cycle:
+        cycle = cls(
+            snapshot=snapshot, now=now,
+            queue=pending_queue(snapshot, now, build_tree(snapshot)),
+            index=PoolIndex(snapshot.sites, snapshot.live_runs),
+            ledger=build_ledger(snapshot),
+            never=NeverFits(snapshot.sites),
+            home={i.slug: i.country for i in snapshot.institutions},
+            latency=rank_table(snapshot.settings.latency),
+            explicit={i.slug for i in snapshot.institutions if i.guarantee},
+        )
+        cycle.refresh_largest_free()
+        return cycle
+
+    def decisions(self) -> Decisions:
+        waiting = WaitingList(self.queue.ids, self.waiting_positions, self.waiting_reasons, self.waiting_never)
+        return Decisions(placements=tuple(self.placements), waiting=waiting, preemptions=tuple(self.preemptions))
+
+    def wait(self, pos: int, reason: str, never_fits: bool = False) -> None:
+        """The job at `pos` in the snapshot's pending jobs waits, for `reason`."""
+        self.waiting_positions.append(pos)
+        self.waiting_reasons.append(reason)
+        self.waiting_never.append(never_fits)
+
+    def capacity_reason(self, gpus: int, most: int) -> str:
+        """The reason of a job waiting for GPUs (memoized: most jobs share a handful)."""
+        reason = self.capacity_reasons.get((gpus, most))
+        if reason is None:
+            reason = self.capacity_reasons[(gpus, most)] = (
+                f"capacity: waiting for {gpus} free GPUs on one site (most free now: {most})")
+        return reason
+
+    def models(self, job: Job) -> list[str]:
+        """The federation's GPU models the job allows."""
+        wanted = job.spec.resources.gpu_models
+        models = self._models.get(wanted)
+        if models is None:
+            models = self._models[wanted] = [m for m in self.index.models if not wanted or m in wanted]
+        return models
+
+    def headroom(self, inst: str) -> int:
+        """Most GPUs of one model `inst` could still take within its guarantee."""
+        room = self._headroom.get(inst)
+        if room is None:
+            used = self.ledger.used[inst]
+            room = max((g - used.get(m, 0) for m, g in self.ledger.guarantee.get(inst, {}).items()), default=0)
+            self._headroom[inst] = room
+        return room
+
+    def charged(self, inst: str) -> None:
+        """`inst`'s use changed: forget its headroom."""
+        self._headroom.pop(inst, None)
+
+    def refresh_largest_free(self) -> None:
+        self.largest_free = max((self.index.largest_free(m) for m in self.index.models), default=0)
+
+    def place(self, job: Job, pool: Pool) -> None:
+        """Start `job` on `pool`: take the GPUs and CPUs, charge the institution."""
+        res = job.spec.resources
+        walltime = float(job.spec.walltime_seconds)
+        if self.reservation is not None:
+            self.reservation.consume(pool, res.gpus, walltime, self.now)
+        self.index.take(pool, res.gpus, res.cpus)
+        self.ledger.charge(job.institution, pool.owner, pool.model, res.gpus)
+        self.charged(job.institution)
+        end = self.now + walltime if walltime > 0 else NEVER
+        self.placed_ends.setdefault((pool.site, pool.model), []).append((end, res.gpus))
+        self.placements.append(Placement(job.id, pool.site, pool.model, res.gpus, res.cpus))
+        if pool.free + res.gpus >= self.largest_free:
+            self.refresh_largest_free()

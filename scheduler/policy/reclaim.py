@@ -1,0 +1,76 @@
+"""Reclaim in the cycle: preempt borrowed runs so an institution below its guarantee
+gets its GPUs back (Kueue's reclaimWithinCohort; the plan itself is `preemption.py`)."""
+from __future__ import annotations
+
+from scheduler.domain import Job
+from scheduler.policy.cycle_state import Cycle
+from scheduler.policy.pool_search import hard_ok
+from scheduler.policy.preemption import plan_reclaim
+from scheduler.policy.snapshot import Preemption
+
+
+def reclaim(cycle: Cycle, job: Job, shape: tuple) -> str | None:
+    """Preempt for `job` if it is within its guarantee and borrowed runs can make room.
+
+    Returns the job's waiting reason when it reclaims, else None. `shape` is the
+    job's failure-memo key: a shape that found nothing to reclaim is not searched again.
+    """
+    res = job.spec.resources
+    inst, ledger, index = job.institution, cycle.ledger, cycle.index
+    key = (shape, res.gpus)
+    if job.id not in cycle.guaranteed or key in cycle.reclaim_failed or (
+            inst not in cycle.explicit and reclaim_bound(cycle, inst) < res.gpus):
+        return None
+    models = [m for m in cycle.models(job) if ledger.within_guarantee(inst, m, res.gpus)]
+    if not models:
+        return None
+    tiers = [[p for p in index.by_owner.get(inst, ()) if p.model in models and hard_ok(job, p)]]
+    if inst in cycle.explicit:
+        tiers.append([p for m in models for p in index.by_model[m] if p.owner != inst and hard_ok(job, p)])
+    plan = plan_reclaim(inst, res.gpus, res.cpus, tiers, lambda p: index.runs.get((p.site, p.model), []),
+                        lambda s: index.cpus.get(s, 0.0), ledger, cycle.now,
+                        cycle.snapshot.settings.preemption_grace_seconds)
+    if plan is None:
+        cycle.reclaim_failed.add(key)
+        return None
+    pool = plan.pool
+    runs = index.runs[(pool.site, pool.model)]
+    for victim in plan.victims:
+        runs.remove(victim)
+        ledger.release(victim.institution, pool.owner, pool.model, victim.gpus)
+        cycle.charged(victim.institution)
+        cycle.preemptions.append(Preemption(
+            victim.id, victim.job_id, pool.site,
+            f"reclaim: {inst} is below its {pool.model} guarantee and needs {res.gpus} GPUs for {job.id}"))
+    ledger.charge(inst, pool.owner, pool.model, res.gpus)
+    cycle.charged(inst)
+    # Hold what is free now (GPUs and the job's CPUs) for the reclaiming job.
+    index.take(pool, max(pool.free, 0), min(res.cpus, max(index.cpus.get(pool.site, 0.0), 0.0)))
+    cycle.refresh_largest_free()
+    cycle.reclaim_bounds.pop(pool.owner, None)
+    return (f"capacity: reclaiming {res.gpus} {pool.model} GPUs of its guarantee on {pool.site}: "
+            f"preempting {len(plan.victims)} borrowed run(s), placed once they stop")
+
+
+def reclaim_bound(cycle: Cycle, inst: str) -> int:
+    """An upper bound on the GPUs one reclaim on `inst`'s own sites could yield.
+
+    Free GPUs plus GPUs of borrowing institutions' runs past their grace period,
+    best pool; recomputed where a reclaim changed a pool. A borrower whose excess
+    grows later in the same cycle is caught by the next cycle: reclaim may wait one
+    cycle, never preempt wrongly. It lets owners with nothing to reclaim skip the
+    search.
+    """
+    bound = cycle.reclaim_bounds.get(inst)
+    if bound is None:
+        grace, now = cycle.snapshot.settings.preemption_grace_seconds, cycle.now
+        bound = 0
+        for pool in cycle.index.by_owner.get(inst, ()):
+            if not pool.ready:
+                continue
+            others = sum(r.gpus for r in cycle.index.runs.get((pool.site, pool.model), ())
+                         if r.institution != inst and now - r.started_at >= grace
+                         and cycle.ledger.excess(r.institution, pool.model) > 0)
+            bound = max(bound, max(pool.free, 0) + others)
+        cycle.reclaim_bounds[inst] = bound
+    return bound
