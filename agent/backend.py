@@ -56,6 +56,24 @@ class RunInfo:
     epoch: int
     state: RunState
     message: str = ""
+    infrastructure: bool = False        # FAILED because Ray lost it, not the user's code
+
+
+# Ray's `JobErrorType`s that are the user's doing; every other one means Ray lost
+# the job (its supervisor actor or node died, or could not be scheduled).
+USER_ERROR_TYPES = frozenset({
+    "JOB_ENTRYPOINT_COMMAND_ERROR",        # non-zero exit
+    "JOB_ENTRYPOINT_COMMAND_START_ERROR",  # the command could not be started
+    "RUNTIME_ENV_SETUP_FAILURE",           # e.g. a pip package that does not install
+})
+
+
+def lost_by_ray(status: Any, error_type: Any) -> bool:
+    """True if a FAILED job failed through no fault of its own code. Without an
+    error type (older Ray) a failure counts as the user's, so it is never retried
+    behind the researcher's back."""
+    kind = getattr(error_type, "value", error_type)
+    return str(getattr(status, "value", status)) == "FAILED" and bool(kind) and kind not in USER_ERROR_TYPES
 
 
 class RayBackend(Protocol):
@@ -122,6 +140,7 @@ def _run_info(job: Any) -> RunInfo:
     return RunInfo(
         run_id=job.submission_id or "", job_id=meta.get(JOB_ID_KEY, ""), epoch=epoch,
         state=run_state_from_ray(job.status), message=job.message or "",
+        infrastructure=lost_by_ray(job.status, getattr(job, "error_type", None)),
     )
 
 

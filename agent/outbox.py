@@ -11,8 +11,10 @@ whatever it had taken but not yet delivered. So the outbox:
 - calls `on_delivered` for a message once it is older than that window: from then
   on the agent counts it as delivered (see Reconciler.hello_runs).
 
-Inventory updates are not queued: only the latest is kept, and a new session
-drops it, since its Hello carries a fresh inventory. Heartbeats are made by the
+Inventory and health updates are not queued: only the latest of each is kept (a
+replayed old "Ray is down" would requeue runs for nothing). A new session drops
+the inventory, since its Hello carries a fresh one; the health update stays, as
+it may be newer than the Hello, and repeating the current health changes nothing. Heartbeats are made by the
 stream itself, every `heartbeat_seconds`.
 """
 from __future__ import annotations
@@ -26,6 +28,7 @@ from minga.v1 import site_pb2
 from scheduler.clock import Clock
 
 WAIT_SLICE_SECONDS = 0.1   # how often a waiting stream checks whether it was closed
+LATEST_ONLY = ("health", "inventory")   # message kinds of which only the newest matters
 
 Message = site_pb2.AgentMessage
 
@@ -44,12 +47,13 @@ class Outbox:
         self.on_delivered: Callable[[Message], None] = on_delivered or (lambda _msg: None)
         self._cond = threading.Condition()
         self._queue: deque[Message] = deque()
-        self._inventory: Message | None = None
+        self._latest: dict[str, Message] = {}
 
     def put(self, msg: Message) -> None:
         with self._cond:
-            if msg.WhichOneof("body") == "inventory":
-                self._inventory = msg
+            kind = msg.WhichOneof("body")
+            if kind in LATEST_ONLY:
+                self._latest[kind] = msg
             else:
                 self._queue.append(msg)
             self._cond.notify_all()
@@ -57,12 +61,12 @@ class Outbox:
     def pending(self) -> int:
         """Messages waiting for a session (tests and diagnostics)."""
         with self._cond:
-            return len(self._queue) + (self._inventory is not None)
+            return len(self._queue) + len(self._latest)
 
     def stream(self, hello: Message, heartbeat_seconds: float) -> "OutboxStream":
         """The request iterator of one new session: `hello`, then the queue."""
         with self._cond:
-            self._inventory = None
+            self._latest.pop("inventory", None)
         return OutboxStream(self, hello, heartbeat_seconds)
 
     def _deliver(self, messages: list[Message]) -> None:
@@ -109,9 +113,9 @@ class OutboxStream(Iterator[Message]):
             msg = box._queue.popleft()
             self._recent.append((now, msg))
             return msg
-        if box._inventory is not None:
-            msg, box._inventory = box._inventory, None
-            return msg
+        for kind in LATEST_ONLY:
+            if kind in box._latest:
+                return box._latest.pop(kind)
         return None
 
     def _age_out(self, now: float) -> list[Message]:

@@ -97,7 +97,7 @@ class Reconciler:
             submitted = self.backend.submit(wire.run_request(start, working_dir))
         except Exception as err:  # noqa: BLE001 - any failure to start is the run's failure
             log.warning("could not start run %s: %s", start.run_id, err)
-            self._queue_report(run, RunState.FAILED, f"could not start on Ray: {err}")
+            self._queue_report(run, RunState.FAILED, f"could not start on Ray: {err}", infrastructure=True)
             return
         if submitted:
             self._queue_report(run, RunState.STARTING, "submitted to Ray")
@@ -186,7 +186,7 @@ class Reconciler:
             self._flush_logs(run)
             run.next_log_poll = now + self.log_seconds
         if info.state != run.state:
-            self._queue_report(run, info.state, info.message)
+            self._queue_report(run, info.state, info.message, info.infrastructure)
 
     def _flush_logs(self, run: TrackedRun) -> None:
         data = self.backend.logs(run.run_id).encode("utf-8", errors="replace")
@@ -196,9 +196,11 @@ class Reconciler:
             self.outbox.put(msg)
         run.log_offset = len(data)
 
-    def _queue_report(self, run: TrackedRun, state: RunState, message: str = "") -> None:
+    def _queue_report(self, run: TrackedRun, state: RunState, message: str = "",
+                      infrastructure: bool = False) -> None:
         with self._lock:
             run.state = state
             run.finished = state.terminal or state is RunState.UNKNOWN
-            self.outbox.put(wire.run_message(wire.run_report(run.run_id, run.job_id, run.epoch, state, message)))
+            self.outbox.put(wire.run_message(wire.run_report(run.run_id, run.job_id, run.epoch, state, message,
+                                                             infrastructure)))
         log.info("run %s is %s%s", run.run_id, state.value, f": {message}" if message else "")

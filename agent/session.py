@@ -5,7 +5,9 @@ the broker informed (run states, logs, heartbeats, inventory).
 Threads, all daemons, all ended by `stop()`:
 - session: dials the broker, sends Hello, reads commands into a queue;
 - reconcile: runs StartRun/StopRun commands and polls Ray every `poll_seconds`;
-- inventory: re-reads the inventory every `inventory_seconds`, sends changes.
+- watch: probes the site's Ray cluster every `health_seconds` and reports when it
+  goes down or comes back (the broker then calls the site DEGRADED and requeues
+  its runs); re-reads the inventory every `inventory_seconds`, sends changes.
 The gRPC request iterator of each session is fed from the Outbox, so none of
 these threads ever writes to the stream directly.
 """
@@ -53,6 +55,8 @@ class AgentConfig:
     log_seconds: float = 0.5                # Ray log poll of live runs
     heartbeat_seconds: float = 5.0          # the broker's Welcome may override it
     inventory_seconds: float = 10.0
+    health_seconds: float = 2.0             # how often the site's Ray cluster is probed
+    ray_down_after: int = 2                 # failed probes in a row that make the site DEGRADED
     replay_seconds: float = 2.0             # see agent.outbox
     backoff_initial: float = 0.2
     backoff_max: float = 5.0
@@ -90,6 +94,8 @@ class Agent:
         self._call: grpc.Future | None = None
         self._heartbeat_seconds = config.heartbeat_seconds
         self._inventory: common_pb2.Inventory | None = None
+        self.ray_down: str | None = None       # why the site's Ray cluster counts as down
+        self._failed_probes = 0
         self.connected = threading.Event()     # set while a session is welcomed
         self.sessions = 0                      # sessions welcomed so far
 
@@ -97,7 +103,7 @@ class Agent:
 
     def start(self) -> "Agent":
         for name, target in (("session", self._session_loop), ("reconcile", self._reconcile_loop),
-                             ("inventory", self._inventory_loop)):
+                             ("watch", self._watch_loop)):
             thread = threading.Thread(target=target, name=f"minga-agent-{name}", daemon=True)
             thread.start()
             self._threads.append(thread)
@@ -171,11 +177,11 @@ class Agent:
             channel.close()
             return False
         try:
-            hello = wire.hello_message(self.config.agent_version, self._current_inventory(),
-                                       self.reconciler.hello_runs())
+            hello = self._hello()
         except Exception as err:  # noqa: BLE001
             channel.close()
-            log.warning("cannot list this site's runs on Ray (%s); connecting once Ray answers", err)
+            log.warning("cannot list this site's runs on Ray (%s); connecting once Ray answers "
+                        "or counts as down", err)
             return False
         except BaseException:
             channel.close()
@@ -202,6 +208,14 @@ class Agent:
             stream.close()
             channel.close()
         return welcomed
+
+    def _hello(self) -> site_pb2.AgentMessage:
+        """What this site runs; with Ray down (as the watch loop decided), only that news."""
+        down = self.ray_down
+        if down is not None:
+            return wire.hello_message(self.config.agent_version, self._inventory or common_pb2.Inventory(), [], down)
+        return wire.hello_message(self.config.agent_version, self._current_inventory(),
+                                  self.reconciler.hello_runs())
 
     def _welcome(self, welcome: site_pb2.Welcome, stream: OutboxStream) -> None:
         log.info("connected to broker as site %s", welcome.site)
@@ -269,9 +283,33 @@ class Agent:
             log.warning("could not read the inventory: %s", err)
         return self._inventory or common_pb2.Inventory()
 
-    def _inventory_loop(self) -> None:
-        while not self._stopping.wait(self.config.inventory_seconds):
-            previous = self._inventory
-            current = self._current_inventory()
-            if self.connected.is_set() and current != previous:
-                self.outbox.put(wire.inventory_message(current))
+    def _watch_loop(self) -> None:
+        next_inventory = self._clock.now() + self.config.inventory_seconds
+        while not self._stopping.wait(self.config.health_seconds):
+            self._probe_ray()
+            if self.ray_down is None and self._clock.now() >= next_inventory:
+                next_inventory = self._clock.now() + self.config.inventory_seconds
+                previous = self._inventory
+                current = self._current_inventory()
+                if self.connected.is_set() and current != previous:
+                    self.outbox.put(wire.inventory_message(current))
+
+    def _probe_ray(self) -> None:
+        """Down after `ray_down_after` failed probes in a row, so one slow answer does
+        not requeue a site's runs; up again at the first answer."""
+        if self.backend.reachable():
+            self._failed_probes, down = 0, None
+        else:
+            self._failed_probes += 1
+            if self.ray_down is None and self._failed_probes < self.config.ray_down_after:
+                return
+            down = self.ray_down or (f"Ray at {self.config.ray_dashboard_url} did not answer "
+                                     f"{self._failed_probes} probes in a row")
+        if (down is None) == (self.ray_down is None):
+            return
+        self.ray_down = down
+        if down is None:
+            log.info("this site's Ray cluster answers again")
+        else:
+            log.error("this site's Ray cluster is down: %s; the broker requeues its runs", down)
+        self.outbox.put(wire.health_message(down))

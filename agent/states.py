@@ -34,6 +34,7 @@ _RUN_STATE_TO_PROTO: dict[RunState, int] = {
     RunState.FAILED: common_pb2.RUN_STATE_FAILED,
     RunState.STOPPED: common_pb2.RUN_STATE_STOPPED,
     RunState.UNKNOWN: common_pb2.RUN_STATE_UNKNOWN,
+    RunState.LOST: common_pb2.RUN_STATE_LOST,
 }
 _PROTO_TO_RUN_STATE: dict[int, RunState] = {v: k for k, v in _RUN_STATE_TO_PROTO.items()}
 

@@ -30,14 +30,19 @@ def run_request(start: site_pb2.StartRun, working_dir: str | None = None) -> Run
     )
 
 
-def run_report(run_id: str, job_id: str, epoch: int, state: RunState, message: str = "") -> site_pb2.RunReport:
+def run_report(run_id: str, job_id: str, epoch: int, state: RunState, message: str = "",
+               infrastructure: bool = False) -> site_pb2.RunReport:
+    failure = site_pb2.FAILURE_KIND_UNSPECIFIED
+    if state is RunState.FAILED:
+        failure = site_pb2.FAILURE_KIND_INFRASTRUCTURE if infrastructure else site_pb2.FAILURE_KIND_USER
     return site_pb2.RunReport(
         run_id=run_id, job_id=job_id, epoch=epoch, state=run_state_to_proto(state), message=message,
+        failure=failure,
     )
 
 
 def report_of(info: RunInfo) -> site_pb2.RunReport:
-    return run_report(info.run_id, info.job_id, info.epoch, info.state, info.message)
+    return run_report(info.run_id, info.job_id, info.epoch, info.state, info.message, info.infrastructure)
 
 
 def run_message(report: site_pb2.RunReport) -> site_pb2.AgentMessage:
@@ -54,8 +59,16 @@ def log_messages(run_id: str, offset: int, data: bytes) -> list[site_pb2.AgentMe
     ]
 
 
-def hello_message(version: str, inventory: common_pb2.Inventory, runs: list[site_pb2.RunReport]) -> site_pb2.AgentMessage:
-    return site_pb2.AgentMessage(hello=site_pb2.Hello(agent_version=version, inventory=inventory, runs=runs))
+def hello_message(version: str, inventory: common_pb2.Inventory, runs: list[site_pb2.RunReport],
+                  ray_down: str | None = None) -> site_pb2.AgentMessage:
+    """`ray_down` (why) when the site's Ray cluster does not answer: then `runs` is empty."""
+    health = site_pb2.Health(ray_down=ray_down is not None, message=ray_down or "")
+    return site_pb2.AgentMessage(hello=site_pb2.Hello(agent_version=version, inventory=inventory, runs=runs,
+                                                      health=health))
+
+
+def health_message(ray_down: str | None) -> site_pb2.AgentMessage:
+    return site_pb2.AgentMessage(health=site_pb2.Health(ray_down=ray_down is not None, message=ray_down or ""))
 
 
 def inventory_message(inventory: common_pb2.Inventory) -> site_pb2.AgentMessage:

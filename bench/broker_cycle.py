@@ -10,6 +10,7 @@ import time
 
 from scheduler.clock import FakeClock
 from scheduler.cycle import SchedulingCycle
+from scheduler.leases import SiteLeases
 from scheduler.domain import GpuPool, Inventory, Job, JobSpec, JobState, Resources
 from scheduler.sessions import SessionRegistry
 from scheduler.store import Store
@@ -39,7 +40,7 @@ def main() -> None:
         clock = FakeClock()
         store = Store(f"sqlite:///{tempfile.mkdtemp()}/bench.db")
         populate(store, pending, args.sites, clock.now())
-        cycle = SchedulingCycle(store, SessionRegistry(), clock)
+        cycle = SchedulingCycle(store, SessionRegistry(), clock, SiteLeases(clock))
         phases: dict[str, list[float]] = {"charge": [], "load": [], "schedule": [], "persist": [], "total": []}
         for _ in range(args.cycles):
             clock.advance(2.0)

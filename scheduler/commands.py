@@ -30,4 +30,5 @@ class RunReport:
     run_id: str
     state: RunState
     message: str = ""
+    infrastructure: bool = False    # a FAILED run that Ray lost, not the user's code
 

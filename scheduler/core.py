@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 from scheduler.clock import Clock, IdGenerator
 from scheduler.cycle import SchedulingCycle
+from scheduler.leases import SiteLeases
 from scheduler.sessions import SessionRegistry
 from scheduler.store import Store
 
@@ -16,3 +17,4 @@ class Core:
     ids: IdGenerator
     sessions: SessionRegistry
     cycle: SchedulingCycle
+    leases: SiteLeases

@@ -1,6 +1,7 @@
 """The broker's scheduling cycle, a short list of named phases:
 
-charge usage → load snapshot → schedule (pure policy) → persist in one transaction → publish.
+expire (leases, walltimes) → charge usage → load snapshot → schedule (pure policy)
+→ persist in one transaction → publish.
 
 It runs on events (submit, capacity change, run ended, site connected or lost)
 and on a periodic tick, in one thread, so two cycles never overlap.
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 
 from scheduler.clock import Clock
 from scheduler.commands import Command, StartRunCommand
+from scheduler.leases import SiteLeases
 from scheduler.policy import Decisions, Snapshot, schedule
 from scheduler.sessions import SessionRegistry
 from scheduler.store import Store
@@ -30,17 +32,28 @@ class CycleResult:
 
 
 class SchedulingCycle:
-    def __init__(self, store: Store, sessions: SessionRegistry, clock: Clock,
+    def __init__(self, store: Store, sessions: SessionRegistry, clock: Clock, leases: SiteLeases,
                  tick_seconds: float = 2.0) -> None:
         self.store = store
         self.sessions = sessions
         self.clock = clock
+        self.leases = leases
         self.tick_seconds = tick_seconds
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     # -- phases ---------------------------------------------------------------
+    def expire(self) -> list[Command]:
+        """Sites silent past the lease TTL become LOST and their runs are requeued;
+        runs past their walltime are stopped (their jobs end FAILED, TIMEOUT)."""
+        now = self.clock.now()
+        for site in self.leases.expired(self.store.sites.names_not_lost()):
+            lost = self.store.runs.site_lost(site, f"no report for {self.leases.ttl_seconds:.0f} s", now)
+            log.warning("site %s lost: no report within the %.0f s lease TTL; %d run(s) requeued",
+                        site, self.leases.ttl_seconds, lost)
+        return self.store.runs.stop_overdue(now)
+
     def charge(self) -> None:
         """Bring the usage and contribution ledgers up to now, incrementally."""
         self.store.runs.charge(self.clock.now())
@@ -59,10 +72,11 @@ class SchedulingCycle:
         return sum(self.sessions.send(cmd) for cmd in commands)
 
     def run_once(self) -> CycleResult:
+        stops = self.expire()
         self.charge()
         decisions = self.decide(self.load_snapshot())
         commands = self.persist(decisions)
-        published = self.publish(commands)
+        published = self.publish(stops + commands)
         starts = sum(isinstance(c, StartRunCommand) for c in commands)
         return CycleResult(placed=starts, preempted=len(commands) - starts,
                            waiting=len(decisions.waiting), published=published)

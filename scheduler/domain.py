@@ -41,16 +41,32 @@ class RunState(str, enum.Enum):
     FAILED = "FAILED"
     STOPPED = "STOPPED"
     UNKNOWN = "UNKNOWN"
+    # Set by the broker, never reported: the run died with its site (lease expired,
+    # Ray cluster down) or of an infrastructure failure; its job was requeued.
+    LOST = "LOST"
 
     @property
     def terminal(self) -> bool:
-        return self in (RunState.SUCCEEDED, RunState.FAILED, RunState.STOPPED)
+        return self in (RunState.SUCCEEDED, RunState.FAILED, RunState.STOPPED, RunState.LOST)
 
 
 class SiteState(str, enum.Enum):
+    """A site's effective state; only READY takes new runs.
+
+    Two things make it: the admin's choice (CORDONED: keep runs, take no new ones;
+    DRAINING: the same, while the admin waits for the runs to end) and the site's
+    health (DEGRADED: its own Ray cluster is down; LOST: no report within the lease
+    TTL). Health wins, since a sick site cannot run anything either way.
+    """
+
     READY = "READY"
     CORDONED = "CORDONED"
+    DRAINING = "DRAINING"
+    DEGRADED = "DEGRADED"
     LOST = "LOST"
+
+
+DEFAULT_MAX_ATTEMPTS = 3
 
 
 class Role(str, enum.Enum):
@@ -110,11 +126,12 @@ class JobSpec:
     countries: tuple[str, ...] = ()
     walltime_seconds: int = 0
     priority: int = 0
-    max_attempts: int = 1
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS   # failed runs before the job fails (preemption is no failure)
     project: str = ""                       # "" means the institution's default project
     data_country: str = ""                  # soft preference: run near this country's data
     preemptible: bool = True                # False is honoured only within a guarantee
     site_labels: tuple[tuple[str, str], ...] = ()   # hard: the site must carry every label
+    retry_failed: bool = False              # requeue a non-zero exit too, up to max_attempts
 
 
 @dataclass(frozen=True)
@@ -145,6 +162,7 @@ class Site:
     inventory: Inventory = field(default_factory=Inventory)
     last_seen: float = 0.0
     labels: tuple[tuple[str, str], ...] = ()
+    state_reason: str = ""      # why DEGRADED or LOST
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from scheduler.auth import hash_token, new_token
 from scheduler.clock import Clock, IdGenerator, RandomIds, SystemClock
 from scheduler.core import Core
 from scheduler.cycle import SchedulingCycle
+from scheduler.leases import DEFAULT_TTL_SECONDS, SiteLeases
 from scheduler.domain import InvalidArgument, Principal
 from scheduler.paths import data_dir
 from scheduler.sessions import SessionRegistry
@@ -37,6 +38,7 @@ class BrokerConfig:
     tls_key: Path | None = None
     insecure: bool = False
     tick_seconds: float = 2.0
+    lease_ttl_seconds: float = DEFAULT_TTL_SECONDS   # a site silent this long is LOST
 
 
 class Broker:
@@ -59,15 +61,21 @@ class Broker:
         store = Store(self.config.db_url or f"sqlite:///{data_dir() / 'broker.db'}")
         store.sites.mark_all_disconnected()
         sessions = SessionRegistry()
-        cycle = SchedulingCycle(store, sessions, self.clock, self.config.tick_seconds)
-        self.core = Core(store=store, clock=self.clock, ids=self.ids, sessions=sessions, cycle=cycle)
+        leases = SiteLeases(self.clock, self.config.lease_ttl_seconds)
+        cycle = SchedulingCycle(store, sessions, self.clock, leases, self.config.tick_seconds)
+        self.core = Core(store=store, clock=self.clock, ids=self.ids, sessions=sessions, cycle=cycle,
+                         leases=leases)
         self._bootstrap_admin(store)
         server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=128, thread_name_prefix="rpc"),
             interceptors=[AuthInterceptor(self._authenticate)],
             options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                      ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-                     ("grpc.so_reuseport", 0)],
+                     ("grpc.so_reuseport", 0),
+                     # Agents ping to find a dead or blackholed connection; let them.
+                     ("grpc.keepalive_permit_without_calls", 1),
+                     ("grpc.http2.min_ping_interval_without_data_ms", 1000),
+                     ("grpc.http2.max_ping_strikes", 0)],
         )
         job_pb2_grpc.add_JobServiceServicer_to_server(JobServicer(self.core), server)
         admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(self.core), server)

@@ -3,6 +3,7 @@ channels, and a scripted site that speaks the SiteService stream like an agent."
 from __future__ import annotations
 
 import queue
+import time
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -91,11 +92,12 @@ class RunningBroker:
         self.broker.stop(grace=0.5)
 
 
-def start_broker(tmp_path: Path, db_url: str | None = None, clock: Clock | None = None) -> RunningBroker:
+def start_broker(tmp_path: Path, db_url: str | None = None, clock: Clock | None = None,
+                 lease_ttl_seconds: float = 30.0) -> RunningBroker:
     db_url = db_url or f"sqlite:///{tmp_path / 'broker.db'}"
     token_file = tmp_path / "admin-token"
     broker = Broker(BrokerConfig(listen="127.0.0.1:0", db_url=db_url, admin_token_file=token_file,
-                                 tick_seconds=0.5), clock=clock)
+                                 tick_seconds=0.5, lease_ttl_seconds=lease_ttl_seconds), clock=clock)
     broker.start()
     return RunningBroker(broker, db_url, token_file)
 
@@ -117,16 +119,24 @@ class ScriptedSite:
     """Speaks SiteService.Connect the way an agent does, under the test's control."""
 
     def __init__(self, address: str, site_token: str, inventory: common_pb2.Inventory,
-                 runs: list[site_pb2.RunReport] | None = None) -> None:
+                 runs: list[site_pb2.RunReport] | None = None, heartbeat_seconds: float | None = None,
+                 ray_down: str | None = None) -> None:
         self.channel = grpc.insecure_channel(address)
         self.outbox: queue.Queue[site_pb2.AgentMessage | None] = queue.Queue()
         self.inbox: queue.Queue[site_pb2.BrokerMessage] = queue.Queue()
         self.error: grpc.RpcError | None = None
-        self.outbox.put(site_pb2.AgentMessage(hello=site_pb2.Hello(inventory=inventory, runs=runs or [])))
+        self.ended = threading.Event()     # the broker ended the stream
+        health = site_pb2.Health(ray_down=ray_down is not None, message=ray_down or "")
+        self.outbox.put(site_pb2.AgentMessage(hello=site_pb2.Hello(inventory=inventory, runs=runs or [],
+                                                                   health=health)))
         stub = site_pb2_grpc.SiteServiceStub(self.channel)
         self._stream = stub.Connect(self._messages(), metadata=bearer(site_token))
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
+        self._beating = threading.Event()
+        if heartbeat_seconds:
+            self._beating.set()
+            threading.Thread(target=self._beat, args=(heartbeat_seconds,), daemon=True).start()
 
     def _messages(self) -> Iterator[site_pb2.AgentMessage]:
         while (msg := self.outbox.get()) is not None:
@@ -138,6 +148,24 @@ class ScriptedSite:
                 self.inbox.put(msg)
         except grpc.RpcError as exc:
             self.error = exc
+        finally:
+            self.ended.set()
+
+    def _beat(self, seconds: float) -> None:
+        while self._beating.is_set():
+            self.heartbeat()
+            time.sleep(seconds)
+
+    def heartbeat(self) -> None:
+        self.outbox.put(site_pb2.AgentMessage(heartbeat=site_pb2.Heartbeat()))
+
+    def fall_silent(self) -> None:
+        """Stop heartbeats, keeping the stream open: a hung agent or a blackholed link."""
+        self._beating.clear()
+
+    def health(self, ray_down: str | None) -> None:
+        self.outbox.put(site_pb2.AgentMessage(health=site_pb2.Health(ray_down=ray_down is not None,
+                                                                     message=ray_down or "")))
 
     def next(self, kind: str, timeout: float = 10.0) -> site_pb2.BrokerMessage:
         """The next broker message of `kind` (welcome, start, stop), skipping others."""
@@ -146,13 +174,15 @@ class ScriptedSite:
             if msg.WhichOneof("body") == kind:
                 return msg
 
-    def report(self, run_id: str, state: int, message: str = "") -> None:
-        self.outbox.put(site_pb2.AgentMessage(run=site_pb2.RunReport(run_id=run_id, state=state, message=message)))
+    def report(self, run_id: str, state: int, message: str = "", failure: int = 0) -> None:
+        self.outbox.put(site_pb2.AgentMessage(run=site_pb2.RunReport(run_id=run_id, state=state, message=message,
+                                                                     failure=failure)))
 
     def log(self, run_id: str, offset: int, data: bytes) -> None:
         self.outbox.put(site_pb2.AgentMessage(log=common_pb2.LogChunk(run_id=run_id, offset=offset, data=data)))
 
     def close(self) -> None:
+        self._beating.clear()
         self.outbox.put(None)
         self._stream.cancel()
         self.channel.close()

@@ -21,7 +21,8 @@ WEEK = 7 * 86400.0
 @pytest.fixture
 def fed(tmp_path):  # type: ignore[no-untyped-def]
     clock = FakeClock()
-    broker = start_broker(tmp_path, clock=clock)
+    # Hours pass on the fake clock between heartbeats: a lease TTL of a month keeps the site.
+    broker = start_broker(tmp_path, clock=clock, lease_ttl_seconds=30 * 86400)
     broker.institution("uchile", "CL")
     ana = broker.researcher("ana", "uchile")
     site = ScriptedSite(broker.address, broker.join("uchile", "dcc"), gpu_inventory("A100", 4))

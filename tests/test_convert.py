@@ -84,7 +84,7 @@ def test_spec_from_pb_fills_defaults_and_normalizes():
     )
     spec = convert.spec_from_pb(pb)
     assert spec.resources.cpus == 1.0          # 0 on the wire: the default of 1
-    assert spec.max_attempts == 1              # 0 on the wire: the default of 1
+    assert spec.max_attempts == 3              # 0 on the wire: the default of 3
     assert spec.countries == ("CL", "BR")
     assert spec.runtime_env.env == (("A", "1"), ("B", "2"))
     assert spec.resources.gpus == 2 and spec.resources.gpu_models == ()

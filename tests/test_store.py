@@ -608,10 +608,16 @@ def test_cancelled_run_the_site_never_saw(fed):
     assert held_gpus(fed) == 0
 
 
-def test_unknown_report_for_a_leased_run_changes_nothing(fed):
+def test_a_run_that_vanishes_from_ray_is_requeued_but_not_at_hello(fed):
+    """In a session, UNKNOWN means Ray lost a run it had: an infrastructure failure.
+    In a Hello it means the start never arrived, and reconcile resends it instead."""
     run_id = _leased(fed).run.id
-    assert fed.runs.apply_report("dcc", RunReport(run_id, RunState.UNKNOWN), NOW + 1) == []
+    assert fed.runs.reconcile_site("dcc", [RunReport(run_id, RunState.UNKNOWN)], NOW + 1) == [
+        StartRunCommand("dcc", fed.runs.load_snapshot(NOW + 1).live_runs[0], fed.jobs.get("j-1").spec)]
     assert fed.jobs.get("j-1").state is JobState.LEASED
+    assert fed.runs.apply_report("dcc", RunReport(run_id, RunState.UNKNOWN), NOW + 2) == []
+    job = fed.jobs.get("j-1")
+    assert job.state is JobState.PENDING and "vanished" in job.reason and "1 of 3" in job.reason
 
 
 # -- reconcile ----------------------------------------------------------------------
@@ -739,15 +745,21 @@ def test_site_connection_state_and_cordon(fed):
     assert site.connected and site.state is SiteState.READY and site.inventory == inventory(("A100", 8))
     fed.sites.update_inventory("dcc", inventory(("A100", 4)), NOW + 1)
     assert fed.sites.get("dcc").inventory.total_gpus == 4
-    assert fed.sites.set_state("dcc", SiteState.CORDONED).state is SiteState.CORDONED
+    assert fed.sites.set_admin_state("dcc", SiteState.CORDONED).state is SiteState.CORDONED
     submit(fed, "j-1")
     assert cycle(fed) == []  # a cordoned site gets nothing
     fed.sites.disconnected("dcc", NOW + 2)
     assert not fed.sites.get("dcc").connected and fed.sites.get("dcc").last_seen == NOW + 2
-    fed.sites.set_state("dcc", SiteState.LOST)
+    fed.runs.site_lost("dcc", "no report for 30 s", NOW + 2)
+    lost = fed.sites.get("dcc")
+    assert lost.state is SiteState.LOST and lost.state_reason == "no report for 30 s"  # health wins
     fed.sites.connected("dcc", inventory(("A100", 4)), NOW + 3)
-    assert fed.sites.get("dcc").state is SiteState.READY  # a lost site that reconnects is ready again
+    assert fed.sites.get("dcc").state is SiteState.CORDONED  # back, and the cordon still stands
+    fed.sites.set_admin_state("dcc", SiteState.DRAINING)
+    assert fed.sites.get("dcc").state is SiteState.DRAINING and cycle(fed) == []
+    fed.sites.set_admin_state("dcc", None)
+    assert fed.sites.get("dcc").state is SiteState.READY and len(cycle(fed)) == 1
     fed.sites.mark_all_disconnected()
     assert not any(s.connected for s in fed.sites.list())
     with pytest.raises(NotFound):
-        fed.sites.set_state("nowhere", SiteState.READY)
+        fed.sites.set_admin_state("nowhere", None)

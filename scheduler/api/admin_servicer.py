@@ -8,6 +8,7 @@ from minga.v1 import admin_pb2, admin_pb2_grpc
 from scheduler.api.convert import role_from_pb, role_to_pb, site_to_pb
 from scheduler.api.interceptor import CallContext
 from scheduler.core import Core
+from scheduler.domain import SiteState
 from scheduler.policy import ProjectShare, ShareSettings
 from scheduler.service import admin, shares
 from scheduler.store.accounts import Institution, User
@@ -75,10 +76,13 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
             sites=[site_to_pb(s, used) for s, used in admin.list_sites(self.core)])
 
     def CordonSite(self, request: admin_pb2.SiteRequest, context: CallContext) -> admin_pb2.Site:
-        return site_to_pb(*admin.set_cordon(self.core, request.name, cordoned=True))
+        return site_to_pb(*admin.set_admin_state(self.core, request.name, SiteState.CORDONED))
+
+    def DrainSite(self, request: admin_pb2.SiteRequest, context: CallContext) -> admin_pb2.Site:
+        return site_to_pb(*admin.set_admin_state(self.core, request.name, SiteState.DRAINING))
 
     def UncordonSite(self, request: admin_pb2.SiteRequest, context: CallContext) -> admin_pb2.Site:
-        return site_to_pb(*admin.set_cordon(self.core, request.name, cordoned=False))
+        return site_to_pb(*admin.set_admin_state(self.core, request.name, None))
 
     def ShowQuotas(self, request: admin_pb2.ShowQuotasRequest, context: CallContext) -> admin_pb2.ShowQuotasResponse:
         rows, tree = admin.show_quotas(self.core, request.tree)

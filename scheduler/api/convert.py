@@ -5,7 +5,7 @@ from minga.v1 import admin_pb2, common_pb2, site_pb2
 
 from scheduler.commands import Command, RunReport, StartRunCommand, StopRunCommand
 from scheduler.domain import (
-    GpuPool, Inventory, Job, JobSpec, JobState, Resources, Role, RunState, RuntimeEnv, Site, SiteState,
+    DEFAULT_MAX_ATTEMPTS, GpuPool, Inventory, Job, JobSpec, JobState, Resources, Role, RunState, RuntimeEnv, Site, SiteState,
 )
 
 # -- enums -------------------------------------------------------------------
@@ -61,11 +61,12 @@ def spec_from_pb(pb: common_pb2.JobSpec) -> JobSpec:
         countries=tuple(c.upper() for c in pb.countries),
         walltime_seconds=pb.walltime_seconds,
         priority=pb.priority,
-        max_attempts=pb.max_attempts or 1,
+        max_attempts=pb.max_attempts or DEFAULT_MAX_ATTEMPTS,
         project=pb.project,
         data_country=pb.data_country.upper(),
         preemptible=not pb.non_preemptible,
         site_labels=tuple(sorted(pb.site_labels.items())),
+        retry_failed=pb.retry_failed,
     )
 
 
@@ -87,6 +88,7 @@ def spec_to_pb(spec: JobSpec) -> common_pb2.JobSpec:
         data_country=spec.data_country,
         non_preemptible=not spec.preemptible,
         site_labels=dict(spec.site_labels),
+        retry_failed=spec.retry_failed,
     )
 
 
@@ -122,12 +124,13 @@ def site_to_pb(site: Site, gpus_in_use: dict[str, int]) -> admin_pb2.Site:
         name=site.name, institution=site.institution, country=site.country,
         state=site_state_to_pb(site.state), connected=site.connected,
         inventory=inventory_to_pb(site.inventory), last_seen=site.last_seen, gpus_in_use=gpus_in_use,
-        labels=dict(site.labels),
+        labels=dict(site.labels), state_reason=site.state_reason,
     )
 
 
 def run_report_from_pb(pb: site_pb2.RunReport) -> RunReport:
-    return RunReport(run_id=pb.run_id, state=run_state_from_pb(pb.state), message=pb.message)
+    return RunReport(run_id=pb.run_id, state=run_state_from_pb(pb.state), message=pb.message,
+                     infrastructure=pb.failure == site_pb2.FAILURE_KIND_INFRASTRUCTURE)
 
 
 def command_to_pb(cmd: Command) -> site_pb2.BrokerMessage:

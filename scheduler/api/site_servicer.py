@@ -46,10 +46,12 @@ class SiteServicer(site_pb2_grpc.SiteServiceServicer):
             raise InvalidArgument("the first message on a site stream must be hello")
         hello = first.hello
         reports = [run_report_from_pb(r) for r in hello.runs]
+        ray_down = (hello.health.message or "unreachable") if hello.health.ray_down else None
         session = self.core.sessions.open(site)
         failure: list[Exception] = []
         try:
-            for command in sites.site_connected(self.core, site, inventory_from_pb(hello.inventory), reports):
+            for command in sites.site_connected(self.core, site, inventory_from_pb(hello.inventory),
+                                                reports, ray_down):
                 session.send(command)
             reader = threading.Thread(target=self._read, args=(site, session, request_iterator, failure),
                                       name=f"site-reader-{site}", daemon=True)
@@ -79,6 +81,9 @@ class SiteServicer(site_pb2_grpc.SiteServiceServicer):
               failure: list[Exception]) -> None:
         try:
             for message in messages:
+                if not sites.site_alive(self.core, site):
+                    log.warning("site %s spoke after its lease expired; ending its session", site)
+                    return
                 for command in self._handle(site, message):
                     session.send(command)
         except grpc.RpcError:
@@ -100,8 +105,10 @@ class SiteServicer(site_pb2_grpc.SiteServiceServicer):
             sites.site_log(self.core, site, message.log.run_id, message.log.offset, message.log.data)
         elif kind == "inventory":
             sites.site_inventory(self.core, site, inventory_from_pb(message.inventory.inventory))
+        elif kind == "health":
+            sites.site_health(self.core, site, message.health.ray_down, message.health.message)
         elif kind == "heartbeat":
-            sites.site_heartbeat(self.core, site)
+            pass  # renewing the lease is all it does
         elif kind == "hello":
             raise InvalidArgument("hello may only be the first message on a stream")
         else:

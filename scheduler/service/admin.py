@@ -63,13 +63,10 @@ def list_sites(core: Core) -> list[tuple[Site, dict[str, int]]]:
     return [(s, in_use.get(s.name, {})) for s in core.store.sites.list()]
 
 
-def set_cordon(core: Core, site: str, cordoned: bool) -> tuple[Site, dict[str, int]]:
-    """Cordoned sites keep their runs but take no new ones."""
-    current = core.store.sites.get(site)
-    state = SiteState.CORDONED if cordoned else SiteState.READY
-    if current.state is SiteState.LOST and not cordoned:
-        state = SiteState.LOST
-    updated = core.store.sites.set_state(site, state)
+def set_admin_state(core: Core, site: str, state: SiteState | None) -> tuple[Site, dict[str, int]]:
+    """Cordoned and draining sites keep their runs but take no new ones; None lifts either.
+    (Draining is a cordon the admin watches until the site's runs are gone.)"""
+    updated = core.store.sites.set_admin_state(site, state)
     core.cycle.trigger()
     return updated, core.store.sites.gpus_in_use().get(site, {})
 

@@ -1,12 +1,16 @@
 """A site's side of the federation: joining, its session, its reports."""
 from __future__ import annotations
 
+import logging
+
 from scheduler.auth import hash_token, new_token
 from scheduler.commands import Command, RunReport
 from scheduler.core import Core
-from scheduler.domain import Inventory, NotFound, Principal
+from scheduler.domain import Inventory, NotFound, Principal, RunState
 from scheduler.store.accounts import JoinGrant
 from scheduler.validation import check_digest
+
+log = logging.getLogger(__name__)
 
 
 def join(core: Core, join_token: str) -> tuple[JoinGrant, str]:
@@ -17,18 +21,32 @@ def join(core: Core, join_token: str) -> tuple[JoinGrant, str]:
     return grant, site_token
 
 
-def site_connected(core: Core, site: str, inventory: Inventory, reports: list[RunReport]) -> list[Command]:
-    """The site's Hello: record its inventory, then level its runs with ours."""
+def site_connected(core: Core, site: str, inventory: Inventory, reports: list[RunReport],
+                   ray_down: str | None = None) -> list[Command]:
+    """The site's Hello: a fresh lease, its inventory, then its runs levelled with ours.
+    A site whose Ray cluster is down (`ray_down` says why) cannot list its runs: it is
+    DEGRADED and its runs are requeued instead."""
     now = core.clock.now()
+    core.leases.connected(site)
     core.store.sites.connected(site, inventory, now)
-    commands = core.store.runs.reconcile_site(site, reports, now)
+    if ray_down is not None:
+        core.store.runs.site_health(site, True, ray_down, now)
+        commands: list[Command] = []
+    else:
+        commands = core.store.runs.reconcile_site(site, reports, now)
     core.cycle.trigger()
     return commands
 
 
+def site_alive(core: Core, site: str) -> bool:
+    """Any message renews the site's lease. False once the lease has expired: the
+    session must end, so that the agent starts over with a Hello."""
+    return core.leases.renew(site)
+
+
 def site_reported(core: Core, site: str, report: RunReport) -> list[Command]:
     commands = core.store.runs.apply_report(site, report, core.clock.now())
-    if report.state.terminal:
+    if report.state.terminal or report.state is RunState.UNKNOWN:
         core.cycle.trigger()  # GPUs were freed
     return commands
 
@@ -38,8 +56,12 @@ def site_inventory(core: Core, site: str, inventory: Inventory) -> None:
     core.cycle.trigger()
 
 
-def site_heartbeat(core: Core, site: str) -> None:
-    core.store.sites.seen(site, core.clock.now())
+def site_health(core: Core, site: str, ray_down: bool, message: str) -> None:
+    """The agent's view of its own Ray cluster changed."""
+    requeued = core.store.runs.site_health(site, ray_down, message, core.clock.now())
+    if ray_down:
+        log.warning("site %s degraded (%s); %d run(s) requeued", site, message, requeued)
+    core.cycle.trigger()
 
 
 def site_log(core: Core, site: str, run_id: str, offset: int, data: bytes) -> None:

@@ -161,14 +161,22 @@ def run_from_row(row: RunRow) -> Run:
     )
 
 
+def effective_site_state(health: str, admin_state: str) -> SiteState:
+    """Health (LOST, DEGRADED) wins over the admin's CORDONED or DRAINING."""
+    if health != SiteState.READY.value or not admin_state:
+        return SiteState(health)
+    return SiteState(admin_state)
+
+
 def site_from_row(row: SiteRow) -> Site:
     return Site(
         name=row.name,
         institution=row.institution,
         country=row.country,
-        state=SiteState(row.state),
+        state=effective_site_state(row.state, row.admin_state),
         connected=row.connected,
         inventory=inventory_from_json(row.inventory_json),
         last_seen=row.last_seen,
         labels=tuple(sorted(json.loads(row.labels_json or "{}").items())),
+        state_reason=row.health_message if row.state != SiteState.READY.value else "",
     )

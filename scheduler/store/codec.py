@@ -43,6 +43,7 @@ def spec_from_json(text: str) -> JobSpec:
         data_country=d.get("data_country", ""),
         preemptible=d.get("preemptible", True),
         site_labels=tuple((k, v) for k, v in d.get("site_labels", ())),
+        retry_failed=d.get("retry_failed", False),
     )
 
 

@@ -106,13 +106,16 @@ class SiteRow(SQLModel, table=True):
     name: str = Field(primary_key=True)
     institution: str = Field(index=True)
     country: str
-    state: str = "READY"
+    state: str = "READY"                    # health: READY, DEGRADED or LOST
     connected: bool = False
     inventory_json: str = Field(default="{}", sa_column=Column(Text, nullable=False))
     last_seen: float = 0.0
     joined_at: float = 0.0
     labels_json: str = Field(default="{}", sa_column=Column(Text, nullable=False, server_default="{}"))
     contributed_until: float = 0.0          # contribution is charged up to here
+    # Added by revision 0002 (columns are appended, so they come last):
+    admin_state: str = Field(default="", sa_column_kwargs={"server_default": ""})  # "", CORDONED or DRAINING
+    health_message: str = Field(default="", sa_column_kwargs={"server_default": ""})  # why DEGRADED or LOST
 
 
 class JobRow(SQLModel, table=True):
@@ -135,6 +138,9 @@ class JobRow(SQLModel, table=True):
     finished_at: float = 0.0
     updated_at: float = 0.0
     idempotency_key: Optional[str] = Field(default=None)
+    # Added by revision 0002:
+    failures: int = Field(default=0, sa_column_kwargs={"server_default": "0"})  # runs lost or failed; see max_attempts
+    not_before: float = Field(default=0.0, sa_column_kwargs={"server_default": "0"})  # requeue backoff: not placed before
 
 
 class RunRow(SQLModel, table=True):

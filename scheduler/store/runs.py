@@ -11,12 +11,13 @@ from sqlmodel import Session, col, select, update
 
 from scheduler.clock import run_id_for
 from scheduler.commands import Command, RunReport, StartRunCommand, StopRunCommand
-from scheduler.domain import JobState, RunState
+from scheduler.domain import JobState, RunState, SiteState
 from scheduler.policy import Decisions, Placement, Preemption, Snapshot
 from scheduler.states import job_state_after_run_report, transition
 from scheduler.store.base import Database, job_from_row, run_from_row, site_from_row
 from scheduler.store.codec import inventory_from_json, spec_from_json
-from scheduler.store.ledger import charge_all, charge_run
+from scheduler.store.ledger import charge_all
+from scheduler.store.requeue import end_run, finish, lose_runs, requeue_or_fail, stop_overdue
 from scheduler.store.shares import load_shares, read_settings
 from scheduler.store.models import JobRow, RunRow, SiteRow
 
@@ -32,9 +33,11 @@ class RunsRepo:
             runs = tuple(run_from_row(r) for r in s.exec(select(RunRow).where(RunRow.live == True)))  # noqa: E712
             # Plain rows, not ORM objects: job_from_row only reads attributes, and the
             # identity map is pure cost for a read-only snapshot of every pending job.
+            query = select(*JobRow.__table__.columns).where(JobRow.state == JobState.PENDING.value)
+            if now is not None:  # a job in its requeue backoff sits out until `not_before`
+                query = query.where(JobRow.not_before <= now)
             pending = tuple(job_from_row(r) for r in s.connection().execute(  # type: ignore[arg-type]
-                select(*JobRow.__table__.columns).where(JobRow.state == JobState.PENDING.value)
-                .order_by(col(JobRow.submitted_at), col(JobRow.id))))
+                query.order_by(col(JobRow.submitted_at), col(JobRow.id))))
             institutions, projects, usage, countries, settings = load_shares(s, now or 0.0)
         return Snapshot(sites=sites, live_runs=runs, pending=pending, institutions=institutions,
                         projects=projects, usage=usage, country_weights=countries, settings=settings)
@@ -62,12 +65,41 @@ class RunsRepo:
         with self.db.tx() as s:
             return _apply_report(s, site, report, now)
 
+    def site_lost(self, site: str, reason: str, now: float) -> int:
+        """The site's lease expired: mark it LOST and requeue its runs."""
+        return self._site_unhealthy(site, SiteState.LOST, reason, now)
+
+    def site_health(self, site: str, ray_down: bool, message: str, now: float) -> int:
+        """The agent says its Ray cluster is down (DEGRADED: requeue its runs) or back (READY)."""
+        if ray_down:
+            return self._site_unhealthy(site, SiteState.DEGRADED, f"Ray cluster down: {message}", now)
+        with self.db.tx() as s:
+            row = s.get(SiteRow, site)
+            if row is not None and row.state == SiteState.DEGRADED.value:
+                row.state, row.health_message = SiteState.READY.value, ""
+                s.add(row)
+        return 0
+
+    def _site_unhealthy(self, site: str, state: SiteState, reason: str, now: float) -> int:
+        with self.db.tx() as s:
+            row = s.get(SiteRow, site)
+            if row is None:
+                return 0
+            row.state, row.health_message = state.value, reason
+            s.add(row)
+            return lose_runs(s, site, f"site {site} {state.value.lower()}: {reason}", now)
+
+    def stop_overdue(self, now: float) -> list[Command]:
+        """Enforce walltimes: stop every run past its limit."""
+        with self.db.tx() as s:
+            return stop_overdue(s, now)
+
     def reconcile_site(self, site: str, reports: list[RunReport], now: float) -> list[Command]:
         """A site (re)connected and listed what its Ray cluster has: bring both sides level."""
         commands: list[Command] = []
         with self.db.tx() as s:
             for report in reports:
-                commands.extend(_apply_report(s, site, report, now))
+                commands.extend(_apply_report(s, site, report, now, in_session=False))
             # A run the site reports as UNKNOWN is one its Ray cluster does not have.
             reported = {r.run_id for r in reports if r.state is not RunState.UNKNOWN}
             live = s.exec(select(RunRow).where(RunRow.site == site, RunRow.live == True)).all()  # noqa: E712
@@ -77,7 +109,7 @@ class RunsRepo:
                 job = s.get(JobRow, run.job_id)
                 if job is not None and job.state == JobState.CANCELLING.value:
                     # It never reached Ray, so there is nothing to stop.
-                    _apply_report(s, site, RunReport(run.id, RunState.STOPPED, "cancelled"), now)
+                    _apply_report(s, site, RunReport(run.id, RunState.STOPPED, "cancelled"), now, in_session=False)
                 elif job is not None:
                     # The lease stands; the start was lost in transit. Same run id: safe to resend.
                     commands.append(StartRunCommand(site, run_from_row(run), spec_from_json(job.spec_json)))
@@ -101,21 +133,18 @@ def _record_reasons(s: Session, decisions: Decisions) -> None:
 
 
 def _preempt(s: Session, p: Preemption, now: float) -> list[Command]:
-    """Take a run's GPUs back: the run is fenced off and its job requeued."""
+    """Take a run's GPUs back: the run is fenced off and its job requeued (no failure)."""
     run = s.get(RunRow, p.run_id)
     job = s.get(JobRow, p.job_id)
     if run is None or job is None or not run.live or job.run_id != run.id:
         return []  # it ended since the snapshot
     if JobState(job.state) not in (JobState.LEASED, JobState.RUNNING):
         return []
-    charge_run(s, run, now, read_settings(s))
-    run.live, run.ended_at = False, now
-    run.state, run.message = RunState.STOPPED.value, f"preempted: {p.reason}"
-    job.state = transition(JobState(job.state), JobState.PENDING).value
-    job.reason, job.updated_at = f"preempted: {p.reason}", now
-    s.add(run)
+    reason = f"preempted: {p.reason}"
+    end_run(s, run, RunState.STOPPED, reason, now)
+    finish(job, JobState.PENDING, reason, now)
     s.add(job)
-    return [StopRunCommand(run.site, run.id, f"preempted: {p.reason}")]
+    return [StopRunCommand(run.site, run.id, reason)]
 
 
 def _free_gpus(s: Session) -> dict[tuple[str, str], int]:
@@ -152,7 +181,8 @@ def _lease(s: Session, p: Placement, free: dict[tuple[str, str], int], now: floa
     return StartRunCommand(p.site, run_from_row(run), spec)
 
 
-def _apply_report(s: Session, site: str, report: RunReport, now: float) -> list[Command]:
+def _apply_report(s: Session, site: str, report: RunReport, now: float, in_session: bool = True) -> list[Command]:
+    """Fencing first: only a report about the job's current, live run on this site counts."""
     run = s.get(RunRow, report.run_id)
     if run is None or run.site != site:
         # Unknown here, or another site's run: never let it touch a job.
@@ -161,18 +191,28 @@ def _apply_report(s: Session, site: str, report: RunReport, now: float) -> list[
     current = job is not None and job.run_id == run.id and run.live
     state = report.state
     if state is RunState.UNKNOWN:
-        if not (current and job is not None and job.state == JobState.CANCELLING.value):
+        if not current or job is None:
             return []
-        state = RunState.STOPPED  # cancelled before it ever reached Ray
+        if job.state == JobState.CANCELLING.value:
+            state = RunState.STOPPED  # cancelled before it ever reached Ray
+        elif in_session:
+            _fail_run(s, run, job, "the run vanished from the site's Ray cluster", True, now)
+            return []
+        else:
+            return []  # a Hello: the start was lost in transit, and reconcile_site resends it
     if not current or job is None:
         return [] if state.terminal else [StopRunCommand(site, run.id, "stale run: fenced by a newer epoch")]
-    run.state, run.message = state.value, report.message
+    if state is RunState.FAILED and job.state != JobState.CANCELLING.value and (
+            report.infrastructure or spec_from_json(job.spec_json).retry_failed):
+        _fail_run(s, run, job, report.message or "run failed", report.infrastructure, now)
+        return []
     if state is RunState.RUNNING and not run.charged_until:
         run.charged_until = run.running_since = now  # usage is charged from here on
     if state.terminal:
-        charge_run(s, run, now, read_settings(s))  # the last interval, exactly once
-        run.live, run.ended_at = False, now
-    s.add(run)
+        end_run(s, run, state, report.message, now)  # the last interval, charged exactly once
+    else:
+        run.state, run.message = state.value, report.message
+        s.add(run)
     _advance_job(job, state, report.message, now)
     s.add(job)
     if job.state == JobState.CANCELLING.value and not state.terminal:
@@ -180,22 +220,27 @@ def _apply_report(s: Session, site: str, report: RunReport, now: float) -> list[
     return []
 
 
+def _fail_run(s: Session, run: RunRow, job: JobRow, message: str, infrastructure: bool, now: float) -> None:
+    """A failed run that may be retried: the infrastructure's fault, or the user asked for retries."""
+    end_run(s, run, RunState.LOST if infrastructure else RunState.FAILED, message, now)
+    whose = "infrastructure failure" if infrastructure else "failed"
+    requeue_or_fail(job, f"run {run.id} {whose}: {message}", now)
+    s.add(job)
+
+
 def _advance_job(job: JobRow, state: RunState, message: str, now: float) -> None:
     target = job_state_after_run_report(JobState(job.state), state)
     if target is None:
         return
-    job.state = transition(JobState(job.state), target).value
-    job.updated_at = now
     if target is JobState.RUNNING:
+        finish(job, target, job.reason, now)
         job.started_at = now
-    if target.terminal:
-        job.finished_at = now
-        if not job.started_at:
-            job.started_at = now
-        if target is JobState.FAILED:
-            job.reason = message or "run failed"
-        elif target is JobState.SUCCEEDED:
-            job.reason = ""
+    elif target is JobState.FAILED:
+        finish(job, target, message or "run failed", now)
+    elif target is JobState.SUCCEEDED:
+        finish(job, target, "", now)
+    else:
+        finish(job, target, job.reason, now)
 
 
 def _site_needs_package(s: Session, site: str, digest: str) -> bool:

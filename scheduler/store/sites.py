@@ -1,4 +1,4 @@
-"""Sites: connection state, inventory, cordon."""
+"""Sites: connection, health, inventory, and the admin's cordon or drain."""
 from __future__ import annotations
 
 import json
@@ -42,20 +42,13 @@ class SitesRepo:
             row.connected = True
             row.inventory_json = inventory_to_json(inventory)
             row.last_seen = now
-            if row.state == SiteState.LOST.value:
-                row.state = SiteState.READY.value
+            row.state, row.health_message = SiteState.READY.value, ""  # a Hello that says otherwise follows
             s.add(row)
 
     def update_inventory(self, name: str, inventory: Inventory, now: float) -> None:
         with self.db.tx() as s:
             row = self._row(s, name)
             row.inventory_json = inventory_to_json(inventory)
-            row.last_seen = now
-            s.add(row)
-
-    def seen(self, name: str, now: float) -> None:
-        with self.db.tx() as s:
-            row = self._row(s, name)
             row.last_seen = now
             s.add(row)
 
@@ -80,10 +73,18 @@ class SitesRepo:
             s.add(row)
             return site_from_row(row)
 
-    def set_state(self, name: str, state: SiteState) -> Site:
+    def names_not_lost(self) -> list[str]:
+        """Sites whose lease can still expire."""
+        with self.db.read() as s:
+            return list(s.exec(select(SiteRow.name).where(SiteRow.state != SiteState.LOST.value)).all())
+
+    def set_admin_state(self, name: str, state: SiteState | None) -> Site:
+        """CORDONED, DRAINING, or None to take new runs again; health is the site's own."""
+        if state not in (None, SiteState.CORDONED, SiteState.DRAINING):
+            raise ValueError(f"{state} is not an admin state")
         with self.db.tx() as s:
             row = self._row(s, name)
-            row.state = state.value
+            row.admin_state = state.value if state else ""
             s.add(row)
             return site_from_row(row)
 

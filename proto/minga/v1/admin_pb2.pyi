@@ -275,7 +275,7 @@ class CreateSiteTokenResponse(_message.Message):
     def __init__(self, site: _Optional[str] = ..., token: _Optional[str] = ..., expires_at: _Optional[float] = ...) -> None: ...
 
 class Site(_message.Message):
-    __slots__ = ("name", "institution", "country", "state", "connected", "inventory", "last_seen", "gpus_in_use", "labels")
+    __slots__ = ("name", "institution", "country", "state", "connected", "inventory", "last_seen", "gpus_in_use", "labels", "state_reason")
     class GpusInUseEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -299,6 +299,7 @@ class Site(_message.Message):
     LAST_SEEN_FIELD_NUMBER: _ClassVar[int]
     GPUS_IN_USE_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
+    STATE_REASON_FIELD_NUMBER: _ClassVar[int]
     name: str
     institution: str
     country: str
@@ -308,7 +309,8 @@ class Site(_message.Message):
     last_seen: float
     gpus_in_use: _containers.ScalarMap[str, int]
     labels: _containers.ScalarMap[str, str]
-    def __init__(self, name: _Optional[str] = ..., institution: _Optional[str] = ..., country: _Optional[str] = ..., state: _Optional[_Union[_common_pb2.SiteState, str]] = ..., connected: _Optional[bool] = ..., inventory: _Optional[_Union[_common_pb2.Inventory, _Mapping]] = ..., last_seen: _Optional[float] = ..., gpus_in_use: _Optional[_Mapping[str, int]] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    state_reason: str
+    def __init__(self, name: _Optional[str] = ..., institution: _Optional[str] = ..., country: _Optional[str] = ..., state: _Optional[_Union[_common_pb2.SiteState, str]] = ..., connected: _Optional[bool] = ..., inventory: _Optional[_Union[_common_pb2.Inventory, _Mapping]] = ..., last_seen: _Optional[float] = ..., gpus_in_use: _Optional[_Mapping[str, int]] = ..., labels: _Optional[_Mapping[str, str]] = ..., state_reason: _Optional[str] = ...) -> None: ...
 
 class ListSitesRequest(_message.Message):
     __slots__ = ()

@@ -74,6 +74,11 @@ class AdminServiceStub:
                 request_serializer=minga_dot_v1_dot_admin__pb2.SiteRequest.SerializeToString,
                 response_deserializer=minga_dot_v1_dot_admin__pb2.Site.FromString,
                 _registered_method=True)
+        self.DrainSite = channel.unary_unary(
+                '/minga.v1.AdminService/DrainSite',
+                request_serializer=minga_dot_v1_dot_admin__pb2.SiteRequest.SerializeToString,
+                response_deserializer=minga_dot_v1_dot_admin__pb2.Site.FromString,
+                _registered_method=True)
         self.ShowQuotas = channel.unary_unary(
                 '/minga.v1.AdminService/ShowQuotas',
                 request_serializer=minga_dot_v1_dot_admin__pb2.ShowQuotasRequest.SerializeToString,
@@ -178,6 +183,13 @@ class AdminServiceServicer:
 
     def UncordonSite(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DrainSite(self, request, context):
+        """Cordons the site and marks it draining: no new runs, while its runs finish.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -292,6 +304,11 @@ def add_AdminServiceServicer_to_server(servicer, server):
             ),
             'UncordonSite': grpc.unary_unary_rpc_method_handler(
                     servicer.UncordonSite,
+                    request_deserializer=minga_dot_v1_dot_admin__pb2.SiteRequest.FromString,
+                    response_serializer=minga_dot_v1_dot_admin__pb2.Site.SerializeToString,
+            ),
+            'DrainSite': grpc.unary_unary_rpc_method_handler(
+                    servicer.DrainSite,
                     request_deserializer=minga_dot_v1_dot_admin__pb2.SiteRequest.FromString,
                     response_serializer=minga_dot_v1_dot_admin__pb2.Site.SerializeToString,
             ),
@@ -565,6 +582,33 @@ class AdminService:
             request,
             target,
             '/minga.v1.AdminService/UncordonSite',
+            minga_dot_v1_dot_admin__pb2.SiteRequest.SerializeToString,
+            minga_dot_v1_dot_admin__pb2.Site.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DrainSite(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/minga.v1.AdminService/DrainSite',
             minga_dot_v1_dot_admin__pb2.SiteRequest.SerializeToString,
             minga_dot_v1_dot_admin__pb2.Site.FromString,
             options,

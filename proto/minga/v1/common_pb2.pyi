@@ -27,6 +27,7 @@ class RunState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     RUN_STATE_FAILED: _ClassVar[RunState]
     RUN_STATE_STOPPED: _ClassVar[RunState]
     RUN_STATE_UNKNOWN: _ClassVar[RunState]
+    RUN_STATE_LOST: _ClassVar[RunState]
 
 class SiteState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -34,6 +35,8 @@ class SiteState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     SITE_STATE_READY: _ClassVar[SiteState]
     SITE_STATE_CORDONED: _ClassVar[SiteState]
     SITE_STATE_LOST: _ClassVar[SiteState]
+    SITE_STATE_DRAINING: _ClassVar[SiteState]
+    SITE_STATE_DEGRADED: _ClassVar[SiteState]
 
 class Role(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -56,10 +59,13 @@ RUN_STATE_SUCCEEDED: RunState
 RUN_STATE_FAILED: RunState
 RUN_STATE_STOPPED: RunState
 RUN_STATE_UNKNOWN: RunState
+RUN_STATE_LOST: RunState
 SITE_STATE_UNSPECIFIED: SiteState
 SITE_STATE_READY: SiteState
 SITE_STATE_CORDONED: SiteState
 SITE_STATE_LOST: SiteState
+SITE_STATE_DRAINING: SiteState
+SITE_STATE_DEGRADED: SiteState
 ROLE_UNSPECIFIED: Role
 ROLE_ADMIN: Role
 ROLE_RESEARCHER: Role
@@ -123,7 +129,7 @@ class RuntimeEnv(_message.Message):
     def __init__(self, working_dir_digest: _Optional[str] = ..., pip: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class JobSpec(_message.Message):
-    __slots__ = ("name", "entrypoint", "runtime_env", "resources", "countries", "walltime_seconds", "priority", "max_attempts", "project", "data_country", "non_preemptible", "site_labels")
+    __slots__ = ("name", "entrypoint", "runtime_env", "resources", "countries", "walltime_seconds", "priority", "max_attempts", "project", "data_country", "non_preemptible", "site_labels", "retry_failed")
     class SiteLabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -143,6 +149,7 @@ class JobSpec(_message.Message):
     DATA_COUNTRY_FIELD_NUMBER: _ClassVar[int]
     NON_PREEMPTIBLE_FIELD_NUMBER: _ClassVar[int]
     SITE_LABELS_FIELD_NUMBER: _ClassVar[int]
+    RETRY_FAILED_FIELD_NUMBER: _ClassVar[int]
     name: str
     entrypoint: str
     runtime_env: RuntimeEnv
@@ -155,7 +162,8 @@ class JobSpec(_message.Message):
     data_country: str
     non_preemptible: bool
     site_labels: _containers.ScalarMap[str, str]
-    def __init__(self, name: _Optional[str] = ..., entrypoint: _Optional[str] = ..., runtime_env: _Optional[_Union[RuntimeEnv, _Mapping]] = ..., resources: _Optional[_Union[Resources, _Mapping]] = ..., countries: _Optional[_Iterable[str]] = ..., walltime_seconds: _Optional[int] = ..., priority: _Optional[int] = ..., max_attempts: _Optional[int] = ..., project: _Optional[str] = ..., data_country: _Optional[str] = ..., non_preemptible: _Optional[bool] = ..., site_labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    retry_failed: bool
+    def __init__(self, name: _Optional[str] = ..., entrypoint: _Optional[str] = ..., runtime_env: _Optional[_Union[RuntimeEnv, _Mapping]] = ..., resources: _Optional[_Union[Resources, _Mapping]] = ..., countries: _Optional[_Iterable[str]] = ..., walltime_seconds: _Optional[int] = ..., priority: _Optional[int] = ..., max_attempts: _Optional[int] = ..., project: _Optional[str] = ..., data_country: _Optional[str] = ..., non_preemptible: _Optional[bool] = ..., site_labels: _Optional[_Mapping[str, str]] = ..., retry_failed: _Optional[bool] = ...) -> None: ...
 
 class Job(_message.Message):
     __slots__ = ("id", "spec", "state", "owner", "institution", "site", "country", "attempts", "reason", "run_id", "submitted_at", "started_at", "finished_at", "gpu_model", "project")

@@ -1,11 +1,21 @@
 from minga.v1 import common_pb2 as _common_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class FailureKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    FAILURE_KIND_UNSPECIFIED: _ClassVar[FailureKind]
+    FAILURE_KIND_USER: _ClassVar[FailureKind]
+    FAILURE_KIND_INFRASTRUCTURE: _ClassVar[FailureKind]
+FAILURE_KIND_UNSPECIFIED: FailureKind
+FAILURE_KIND_USER: FailureKind
+FAILURE_KIND_INFRASTRUCTURE: FailureKind
 
 class JoinRequest(_message.Message):
     __slots__ = ("join_token",)
@@ -26,28 +36,40 @@ class JoinResponse(_message.Message):
     def __init__(self, site: _Optional[str] = ..., institution: _Optional[str] = ..., country: _Optional[str] = ..., site_token: _Optional[str] = ...) -> None: ...
 
 class Hello(_message.Message):
-    __slots__ = ("agent_version", "inventory", "runs")
+    __slots__ = ("agent_version", "inventory", "runs", "health")
     AGENT_VERSION_FIELD_NUMBER: _ClassVar[int]
     INVENTORY_FIELD_NUMBER: _ClassVar[int]
     RUNS_FIELD_NUMBER: _ClassVar[int]
+    HEALTH_FIELD_NUMBER: _ClassVar[int]
     agent_version: str
     inventory: _common_pb2.Inventory
     runs: _containers.RepeatedCompositeFieldContainer[RunReport]
-    def __init__(self, agent_version: _Optional[str] = ..., inventory: _Optional[_Union[_common_pb2.Inventory, _Mapping]] = ..., runs: _Optional[_Iterable[_Union[RunReport, _Mapping]]] = ...) -> None: ...
+    health: Health
+    def __init__(self, agent_version: _Optional[str] = ..., inventory: _Optional[_Union[_common_pb2.Inventory, _Mapping]] = ..., runs: _Optional[_Iterable[_Union[RunReport, _Mapping]]] = ..., health: _Optional[_Union[Health, _Mapping]] = ...) -> None: ...
 
 class RunReport(_message.Message):
-    __slots__ = ("run_id", "job_id", "epoch", "state", "message")
+    __slots__ = ("run_id", "job_id", "epoch", "state", "message", "failure")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     EPOCH_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    FAILURE_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     job_id: str
     epoch: int
     state: _common_pb2.RunState
     message: str
-    def __init__(self, run_id: _Optional[str] = ..., job_id: _Optional[str] = ..., epoch: _Optional[int] = ..., state: _Optional[_Union[_common_pb2.RunState, str]] = ..., message: _Optional[str] = ...) -> None: ...
+    failure: FailureKind
+    def __init__(self, run_id: _Optional[str] = ..., job_id: _Optional[str] = ..., epoch: _Optional[int] = ..., state: _Optional[_Union[_common_pb2.RunState, str]] = ..., message: _Optional[str] = ..., failure: _Optional[_Union[FailureKind, str]] = ...) -> None: ...
+
+class Health(_message.Message):
+    __slots__ = ("ray_down", "message")
+    RAY_DOWN_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    ray_down: bool
+    message: str
+    def __init__(self, ray_down: _Optional[bool] = ..., message: _Optional[str] = ...) -> None: ...
 
 class InventoryUpdate(_message.Message):
     __slots__ = ("inventory",)
@@ -60,18 +82,20 @@ class Heartbeat(_message.Message):
     def __init__(self) -> None: ...
 
 class AgentMessage(_message.Message):
-    __slots__ = ("hello", "inventory", "run", "log", "heartbeat")
+    __slots__ = ("hello", "inventory", "run", "log", "heartbeat", "health")
     HELLO_FIELD_NUMBER: _ClassVar[int]
     INVENTORY_FIELD_NUMBER: _ClassVar[int]
     RUN_FIELD_NUMBER: _ClassVar[int]
     LOG_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
+    HEALTH_FIELD_NUMBER: _ClassVar[int]
     hello: Hello
     inventory: InventoryUpdate
     run: RunReport
     log: _common_pb2.LogChunk
     heartbeat: Heartbeat
-    def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., inventory: _Optional[_Union[InventoryUpdate, _Mapping]] = ..., run: _Optional[_Union[RunReport, _Mapping]] = ..., log: _Optional[_Union[_common_pb2.LogChunk, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ...) -> None: ...
+    health: Health
+    def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., inventory: _Optional[_Union[InventoryUpdate, _Mapping]] = ..., run: _Optional[_Union[RunReport, _Mapping]] = ..., log: _Optional[_Union[_common_pb2.LogChunk, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., health: _Optional[_Union[Health, _Mapping]] = ...) -> None: ...
 
 class Welcome(_message.Message):
     __slots__ = ("site", "heartbeat_seconds")

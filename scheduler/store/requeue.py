@@ -1,0 +1,98 @@
+"""Runs the broker ends on its own, and what becomes of their jobs.
+
+- A run lost with its site (lease expired, the site's Ray cluster down) or failed
+  by the infrastructure (Ray lost the job) is requeued: its job goes back to
+  PENDING with a reason, after a backoff, until it has failed `max_attempts` times.
+  Slurm's `--requeue` on node failure and Kubernetes' Job backoffLimit work alike.
+- A user's code failing ends the job FAILED, unless the researcher asked for
+  retries (`retry_failed`), which then count the same way.
+- A run past its walltime is stopped and its job ends FAILED with reason TIMEOUT,
+  as Slurm's TimeLimit does.
+
+Preemption is not a failure and never counts against `max_attempts`.
+"""
+from __future__ import annotations
+
+from sqlmodel import Session, col, select
+
+from scheduler.commands import Command, StopRunCommand
+from scheduler.domain import JobState, RunState
+from scheduler.states import transition
+from scheduler.store.codec import spec_from_json
+from scheduler.store.ledger import charge_run
+from scheduler.store.models import JobRow, RunRow
+from scheduler.store.shares import read_settings
+
+BACKOFF_FIRST_SECONDS = 2.0
+BACKOFF_MAX_SECONDS = 300.0
+
+
+def backoff_seconds(failures: int) -> float:
+    """Exponential: 2 s after the first failure, doubling, at most 5 minutes."""
+    return min(BACKOFF_MAX_SECONDS, BACKOFF_FIRST_SECONDS * 2 ** max(0, failures - 1))
+
+
+def end_run(s: Session, run: RunRow, state: RunState, message: str, now: float) -> None:
+    """The run holds no GPUs from now on; its usage is charged up to now, once."""
+    charge_run(s, run, now, read_settings(s))
+    run.live, run.ended_at = False, now
+    run.state, run.message = state.value, message
+    s.add(run)
+
+
+def finish(job: JobRow, target: JobState, reason: str, now: float) -> None:
+    """Move the job to `target` (legal moves only); a terminal state stamps the end."""
+    job.state = transition(JobState(job.state), target).value
+    job.updated_at = now
+    job.reason = reason
+    if target.terminal:
+        job.finished_at = now
+        job.started_at = job.started_at or now
+
+
+def requeue_or_fail(job: JobRow, reason: str, now: float) -> None:
+    """Count one failed run: back to PENDING after a backoff, or FAILED if that was the last try."""
+    max_attempts = spec_from_json(job.spec_json).max_attempts
+    job.failures += 1
+    if job.failures >= max_attempts:
+        finish(job, JobState.FAILED, f"{reason} (failed {job.failures} of {max_attempts} attempts)", now)
+        return
+    delay = backoff_seconds(job.failures)
+    finish(job, JobState.PENDING,
+           f"requeued: {reason} (failed {job.failures} of {max_attempts} attempts; retry in {delay:.0f} s)", now)
+    job.not_before = now + delay
+
+
+def lose_runs(s: Session, site: str, reason: str, now: float) -> int:
+    """Every live run on `site` is lost: requeue its job, or end a cancel. Returns how many."""
+    runs = s.exec(select(RunRow).where(RunRow.site == site, col(RunRow.live).is_(True))).all()
+    for run in runs:
+        end_run(s, run, RunState.LOST, reason, now)
+        job = s.get(JobRow, run.job_id)
+        if job is None or job.run_id != run.id:
+            continue
+        if job.state == JobState.CANCELLING.value:
+            finish(job, JobState.CANCELLED, f"cancelled ({reason})", now)
+        elif job.state in (JobState.LEASED.value, JobState.RUNNING.value):
+            requeue_or_fail(job, f"run {run.id} lost: {reason}", now)
+        s.add(job)
+    return len(runs)
+
+
+def stop_overdue(s: Session, now: float) -> list[Command]:
+    """Stop every running run past its walltime; its job ends FAILED (TIMEOUT)."""
+    commands: list[Command] = []
+    runs = s.exec(select(RunRow).where(col(RunRow.live).is_(True), RunRow.walltime_seconds > 0,
+                                       RunRow.running_since > 0)).all()
+    for run in runs:
+        if now < run.running_since + run.walltime_seconds:
+            continue
+        reason = f"TIMEOUT: ran past its walltime of {run.walltime_seconds} s"
+        end_run(s, run, RunState.STOPPED, reason, now)
+        job = s.get(JobRow, run.job_id)
+        if job is not None and job.run_id == run.id and not JobState(job.state).terminal:
+            finish(job, JobState.CANCELLED if job.state == JobState.CANCELLING.value else JobState.FAILED,
+                   reason, now)
+            s.add(job)
+        commands.append(StopRunCommand(run.site, run.id, reason))
+    return commands

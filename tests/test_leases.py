@@ -1,0 +1,142 @@
+"""Leases over the real gRPC API: a broker on port 0 with a short lease TTL, and
+scripted sites that heartbeat, fall silent, come back, or report their Ray down."""
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+from minga.v1 import admin_pb2, common_pb2, job_pb2, site_pb2
+
+from tests.fixtures_broker import Caller, RunningBroker, ScriptedSite, gpu_inventory, start_broker
+
+TTL = 1.5
+
+
+@pytest.fixture
+def fed(tmp_path) -> Iterator[tuple[RunningBroker, Caller]]:
+    broker = start_broker(tmp_path, lease_ttl_seconds=TTL)
+    broker.institution("uchile", "CL")
+    yield broker, broker.researcher("ana", "uchile")
+    broker.close()
+
+
+def submit(ana: Caller, gpus: int = 4, **spec: object) -> str:
+    pb = common_pb2.JobSpec(entrypoint="python train.py", resources=common_pb2.Resources(gpus=gpus), **spec)
+    return ana.jobs.SubmitJob(job_pb2.SubmitJobRequest(spec=pb), metadata=ana.md).job.id
+
+
+def job(ana: Caller, job_id: str) -> common_pb2.Job:
+    return ana.jobs.GetJob(job_pb2.GetJobRequest(job_id=job_id), metadata=ana.md)
+
+
+def site_info(broker: RunningBroker, name: str) -> admin_pb2.Site:
+    a = broker.admin
+    return next(s for s in a.admin.ListSites(admin_pb2.ListSitesRequest(), metadata=a.md).sites if s.name == name)
+
+
+def until(predicate, timeout: float = 15.0):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()):
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.05)
+    return value
+
+
+def test_a_silent_site_is_lost_its_job_runs_elsewhere_and_its_return_changes_nothing(fed):
+    broker, ana = fed
+    token_a = broker.join("uchile", "a")
+    a = ScriptedSite(broker.address, token_a, gpu_inventory(gpus=4), heartbeat_seconds=0.3)
+    a.next("welcome")
+    job_id = submit(ana)
+    first = a.next("start").start
+    a.report(first.run_id, common_pb2.RUN_STATE_RUNNING)
+    until(lambda: job(ana, job_id).state == common_pb2.JOB_STATE_RUNNING)
+    b = ScriptedSite(broker.address, broker.join("uchile", "b"), gpu_inventory(gpus=4), heartbeat_seconds=0.3)
+    b.next("welcome")
+    time.sleep(2 * TTL)
+    assert site_info(broker, "a").state == common_pb2.SITE_STATE_READY  # heartbeats keep the lease
+    lost_at = time.monotonic()
+    a.fall_silent()                                  # the stream stays open, nothing comes
+    second = b.next("start", timeout=TTL + 10).start
+    moved_after = time.monotonic() - lost_at
+    assert second.job_id == job_id and second.epoch == 2 and second.run_id != first.run_id
+    lost = site_info(broker, "a")
+    assert lost.state == common_pb2.SITE_STATE_LOST and "no report" in lost.state_reason
+    assert moved_after < TTL + 2 + 3                 # TTL + a 2 s tick-and-backoff + slack
+    assert job(ana, job_id).attempts == 2
+    # The silent agent speaks again on its old stream: the broker ends that session...
+    a.heartbeat()
+    assert a.ended.wait(5)
+    # ...and when it reconnects, still running the old run, it is told to stop it.
+    back = ScriptedSite(broker.address, token_a, gpu_inventory(gpus=4), heartbeat_seconds=0.3,
+                        runs=[site_pb2.RunReport(run_id=first.run_id, job_id=job_id, epoch=1,
+                                                 state=common_pb2.RUN_STATE_RUNNING)])
+    back.next("welcome")
+    assert back.next("stop").stop.run_id == first.run_id
+    assert site_info(broker, "a").state == common_pb2.SITE_STATE_READY
+    back.report(first.run_id, common_pb2.RUN_STATE_SUCCEEDED)   # a late outcome of the stale run
+    b.report(second.run_id, common_pb2.RUN_STATE_RUNNING)
+    until(lambda: job(ana, job_id).state == common_pb2.JOB_STATE_RUNNING)
+    assert job(ana, job_id).run_id == second.run_id
+    b.report(second.run_id, common_pb2.RUN_STATE_SUCCEEDED)
+    done = until(lambda: (j := job(ana, job_id)).state == common_pb2.JOB_STATE_SUCCEEDED and j)
+    assert done.site == "b"
+    for s in (a, b, back):
+        s.close()
+
+
+def test_a_site_whose_ray_is_down_is_degraded_and_its_job_moves(fed):
+    broker, ana = fed
+    a = ScriptedSite(broker.address, broker.join("uchile", "a"), gpu_inventory(gpus=4), heartbeat_seconds=0.3)
+    a.next("welcome")
+    job_id = submit(ana)
+    first = a.next("start").start
+    a.report(first.run_id, common_pb2.RUN_STATE_RUNNING)
+    until(lambda: job(ana, job_id).state == common_pb2.JOB_STATE_RUNNING)
+    a.health("dashboard at http://127.0.0.1:8265 refused the connection")
+    until(lambda: site_info(broker, "a").state == common_pb2.SITE_STATE_DEGRADED)
+    assert "refused" in site_info(broker, "a").state_reason
+    requeued = job(ana, job_id)
+    assert requeued.state == common_pb2.JOB_STATE_PENDING and "degraded" in requeued.reason
+    # An agent that (re)connects while Ray is down says so in its Hello.
+    b = ScriptedSite(broker.address, broker.join("uchile", "b"), gpu_inventory(gpus=4), heartbeat_seconds=0.3,
+                     ray_down="no answer")
+    b.next("welcome")
+    assert site_info(broker, "b").state == common_pb2.SITE_STATE_DEGRADED
+    a.health(None)                                   # Ray is back on a: the job returns there
+    second = a.next("start", timeout=10).start
+    assert second.job_id == job_id and second.epoch == 2
+    for s in (a, b):
+        s.close()
+
+
+def test_a_restarted_broker_gives_sites_a_fresh_ttl(tmp_path):
+    broker = start_broker(tmp_path, lease_ttl_seconds=TTL)
+    broker.institution("uchile", "CL")
+    ana = broker.researcher("ana", "uchile")
+    token = broker.join("uchile", "a")
+    a = ScriptedSite(broker.address, token, gpu_inventory(gpus=4), heartbeat_seconds=0.3)
+    a.next("welcome")
+    job_id = submit(ana)
+    start = a.next("start").start
+    a.report(start.run_id, common_pb2.RUN_STATE_RUNNING)
+    until(lambda: job(ana, job_id).state == common_pb2.JOB_STATE_RUNNING)
+    a.close()
+    broker.close()
+    time.sleep(2 * TTL)                              # longer than the TTL since the site was last heard
+    broker = start_broker(tmp_path, lease_ttl_seconds=TTL)
+    try:
+        ana = broker.caller(ana.token)
+        time.sleep(TTL / 2)                          # several cycles have run by now
+        assert site_info(broker, "a").state == common_pb2.SITE_STATE_READY
+        back = ScriptedSite(broker.address, token, gpu_inventory(gpus=4), heartbeat_seconds=0.3,
+                            runs=[site_pb2.RunReport(run_id=start.run_id, job_id=job_id, epoch=1,
+                                                     state=common_pb2.RUN_STATE_RUNNING)])
+        back.next("welcome")
+        time.sleep(2 * TTL)
+        kept = job(ana, job_id)
+        assert kept.state == common_pb2.JOB_STATE_RUNNING and kept.attempts == 1 and kept.run_id == start.run_id
+        back.close()
+    finally:
+        broker.close()
