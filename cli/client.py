@@ -102,6 +102,9 @@ class BrokerClient:
     def uncordon_site(self, name: str) -> admin_pb2.Site:
         return self._call(self._admin.UncordonSite, admin_pb2.SiteRequest(name=name))
 
+    def drain_site(self, name: str) -> admin_pb2.Site:
+        return self._call(self._admin.DrainSite, admin_pb2.SiteRequest(name=name))
+
     def set_site_labels(self, name: str, labels: dict[str, str]) -> admin_pb2.Site:
         return self._call(self._admin.SetSiteLabels, admin_pb2.SetSiteLabelsRequest(name=name, labels=labels))
 

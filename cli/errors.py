@@ -36,6 +36,7 @@ EXIT_USAGE = 2
 EXIT_UNREACHABLE = 3
 EXIT_AUTH = 4
 EXIT_NOT_FOUND = 5
+EXIT_TIMEOUT = 6        # a wait (e.g. `admin site drain`) ran out of time
 EXIT_INTERRUPTED = 130
 
 

@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from minga.v1 import admin_pb2, common_pb2
+from scheduler.domain import DEFAULT_MAX_ATTEMPTS
 
 from .parsing import format_duration
 
@@ -63,7 +64,7 @@ def job_to_dict(job: common_pb2.Job) -> JsonDict:
         "gpu_model": job.gpu_model or None,
         "gpus": res.gpus,
         "attempts": job.attempts,
-        "max_attempts": spec.max_attempts or 1,
+        "max_attempts": spec.max_attempts or DEFAULT_MAX_ATTEMPTS,
         "reason": job.reason,
         "run_id": job.run_id or None,
         "submitted_at": iso_time(job.submitted_at),
@@ -119,6 +120,7 @@ def site_to_dict(site: admin_pb2.Site) -> JsonDict:
         "institution": site.institution,
         "country": site.country,
         "state": site_state_name(site.state),
+        "state_reason": site.state_reason,
         "connected": site.connected,
         "last_seen": iso_time(site.last_seen),
         "gpus": pools,
@@ -210,7 +212,7 @@ def jobs_table(jobs: Sequence[JsonDict], now: float) -> None:
 
 def job_detail(job: JsonDict) -> None:
     """`minga job status`: one field per line, the reason spelled out in full."""
-    attempts = f"{job['attempts']} of {job['max_attempts']}"
+    attempts = f"{job['attempts']} (fails after {job['max_attempts']} failed)"
     fields = [
         ("id", job["id"]), ("name", job["name"]), ("state", job["state"]),
         ("owner", f"{job['owner']} ({job['institution']})"), ("gpus", _gpus(job)),
@@ -243,8 +245,12 @@ def sites_table(items: Sequence[JsonDict]) -> None:
         sys.stdout.write("no sites\n")
         return
     _table(None, ["NAME", "INSTITUTION", "COUNTRY", "STATE", "CONNECTED", "GPUS USED/TOTAL"],
-           [[s["name"], s["institution"], s["country"], s["state"], "yes" if s["connected"] else "no", _pools(s)]
-            for s in items])
+           [[s["name"], s["institution"], s["country"], _site_state(s), "yes" if s["connected"] else "no",
+             _pools(s)] for s in items])
+
+
+def _site_state(site: JsonDict) -> str:
+    return f"{site['state']} ({site['state_reason']})" if site.get("state_reason") else site["state"]
 
 
 def quotas_table(items: Sequence[JsonDict]) -> None:

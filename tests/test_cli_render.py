@@ -41,7 +41,7 @@ def test_pending_job_has_nulls_not_empty_strings() -> None:
     data = render.job_to_dict(common_pb2.Job(id="j-1", state=common_pb2.JOB_STATE_PENDING, reason="no site has 8 A100"))
     assert data["site"] is None and data["run_id"] is None and data["gpu_model"] is None
     assert data["reason"] == "no site has 8 A100"
-    assert data["max_attempts"] == 1  # 0 on the wire means the default of 1
+    assert data["max_attempts"] == 3  # 0 on the wire means the default of 3
 
 
 def test_every_job_state_name_matches_design() -> None:

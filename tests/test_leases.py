@@ -2,12 +2,16 @@
 scripted sites that heartbeat, fall silent, come back, or report their Ray down."""
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 
 import pytest
 from minga.v1 import admin_pb2, common_pb2, job_pb2, site_pb2
+from typer.testing import CliRunner
 
+from cli import errors
+from cli.main import app
 from tests.fixtures_broker import Caller, RunningBroker, ScriptedSite, gpu_inventory, start_broker
 
 TTL = 1.5
@@ -140,3 +144,30 @@ def test_a_restarted_broker_gives_sites_a_fresh_ttl(tmp_path):
         back.close()
     finally:
         broker.close()
+
+
+def test_drain_takes_no_new_runs_and_waits_for_the_running_ones(fed):
+    broker, ana = fed
+    a = ScriptedSite(broker.address, broker.join("uchile", "a"), gpu_inventory(gpus=4), heartbeat_seconds=0.3)
+    a.next("welcome")
+    job_id = submit(ana, gpus=2)
+    start = a.next("start").start
+    a.report(start.run_id, common_pb2.RUN_STATE_RUNNING)
+    until(lambda: job(ana, job_id).state == common_pb2.JOB_STATE_RUNNING)
+    admin = ["--broker", broker.address, "--token", broker.admin.token]
+    timed_out = CliRunner().invoke(app, ["admin", "site", "drain", "a", "--timeout", "1s", *admin])
+    assert timed_out.exit_code == errors.EXIT_TIMEOUT, timed_out.output
+    assert "site a is DRAINING: 2 GPU(s) still in use" in timed_out.stdout
+    later = submit(ana, gpus=2)
+    time.sleep(1.5)                                   # cycles run; nothing goes to a draining site
+    assert job(ana, later).state == common_pb2.JOB_STATE_PENDING
+    a.report(start.run_id, common_pb2.RUN_STATE_SUCCEEDED)
+    drained = CliRunner().invoke(app, ["admin", "site", "drain", "a", "--timeout", "20s", "-o", "json", *admin])
+    assert drained.exit_code == 0, drained.output
+    data = json.loads(drained.stdout)
+    assert data["drained"] is True and data["state"] == "DRAINING"
+    assert CliRunner().invoke(app, ["admin", "site", "uncordon", "a", *admin]).exit_code == 0
+    assert a.next("start", timeout=10).start.job_id == later
+    bad = CliRunner().invoke(app, ["admin", "site", "drain", "a", "--timeout", "soon", *admin])
+    assert bad.exit_code == errors.EXIT_USAGE
+    a.close()

@@ -2,15 +2,17 @@
 from __future__ import annotations
 
 import enum
+import time
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from minga.v1 import common_pb2
+from minga.v1 import admin_pb2, common_pb2
 
 from .. import errors, render
 from . import shares
+from ..client import BrokerClient
 from ..options import BrokerOpt, CaOpt, OutputOpt, TokenOpt, client
 from ..parsing import parse_country, parse_duration, parse_env
 from ..render import Output
@@ -20,6 +22,7 @@ institution_app = typer.Typer(help="Institutions that pool GPUs.", no_args_is_he
 user_app = typer.Typer(help="Researchers and admins.", no_args_is_help=True)
 site_token_app = typer.Typer(help="One-time tokens that let a site join.", no_args_is_help=True)
 site_app = typer.Typer(help="Take a site out of scheduling and back.", no_args_is_help=True)
+DRAIN_POLL_SECONDS = 2.0
 app.add_typer(institution_app, name="institution")
 app.add_typer(user_app, name="user")
 app.add_typer(site_token_app, name="site-token")
@@ -155,13 +158,59 @@ def site_cordon(
     _set_cordon(ctx, name, True, broker, token, ca, output)
 
 
+@site_app.command("drain")
+def site_drain(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Site name.")],
+    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait until the site's runs have ended.")] = True,
+    timeout: Annotated[str, typer.Option("--timeout", help="Give up waiting after this long (e.g. 30m, 2h).")]
+    = "24h",
+    broker: BrokerOpt = None, token: TokenOpt = None, ca: CaOpt = None, output: OutputOpt = Output.table,
+) -> None:
+    """Take no new jobs on a site and wait for its running jobs to end (like `scontrol ... DRAIN`).
+
+    Exits 0 once the site holds no GPUs (it stays DRAINING until `uncordon`), or 6 if
+    the timeout comes first; the jobs keep running either way."""
+    try:
+        limit = parse_duration(timeout)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--timeout") from exc
+    with client(ctx, broker, token, ca) as c, errors.explain(not_found=f"no site {name}"):
+        site = c.drain_site(name)
+        if wait:
+            site = _wait_drained(c, name, limit)
+    data = render.site_to_dict(site)
+    data["drained"] = not dict(site.gpus_in_use)
+
+    def human() -> None:
+        held = sum(site.gpus_in_use.values())
+        typer.echo(f"site {name} is drained: no runs left" if data["drained"]
+                   else f"site {name} is {data['state']}: {held} GPU(s) still in use")
+
+    render.show(output, data, human)
+    if wait and not data["drained"]:
+        raise typer.Exit(errors.EXIT_TIMEOUT)
+
+
+def _wait_drained(c: BrokerClient, name: str, limit: float) -> admin_pb2.Site:
+    """Poll until the site holds no GPUs or `limit` seconds pass; the last view of it."""
+    deadline = time.monotonic() + limit
+    while True:
+        site = next((s for s in c.list_sites() if s.name == name), None)
+        if site is None:
+            raise errors.CliError(f"site {name} disappeared", errors.EXIT_NOT_FOUND)
+        if not dict(site.gpus_in_use) or time.monotonic() >= deadline:
+            return site
+        time.sleep(min(DRAIN_POLL_SECONDS, max(0.0, deadline - time.monotonic())))
+
+
 @site_app.command("uncordon")
 def site_uncordon(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Site name.")],
     broker: BrokerOpt = None, token: TokenOpt = None, ca: CaOpt = None, output: OutputOpt = Output.table,
 ) -> None:
-    """Let the scheduler place jobs on a cordoned site again."""
+    """Let the scheduler place jobs on a cordoned or draining site again."""
     _set_cordon(ctx, name, False, broker, token, ca, output)
 
 

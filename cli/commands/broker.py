@@ -10,6 +10,7 @@ import typer
 from .. import errors, render
 from ..lifecycle import configure_logging, stop_signals, wait_until
 from ..options import OutputOpt
+from ..parsing import parse_duration
 from ..render import Output
 
 app = typer.Typer(help="Run the broker (federation operators).", no_args_is_help=True)
@@ -29,15 +30,25 @@ def serve(
     tls_key: Annotated[Optional[Path], typer.Option("--tls-key", help="Server private key (PEM).",
                                                     show_default=False)] = None,
     insecure: Annotated[bool, typer.Option("--insecure", help="Allow plaintext on a non-loopback address.")] = False,
+    lease_ttl: Annotated[str, typer.Option("--lease-ttl", help="A site silent this long is LOST and its jobs "
+                                           "are requeued (agents heartbeat every 5 s).")] = "30s",
     output: OutputOpt = Output.table,
 ) -> None:
     """Serve the broker until Ctrl-C or SIGTERM."""
     from scheduler.domain import MingaError  # lazy: the broker's modules are only needed here
     from scheduler.server import Broker, BrokerConfig
 
+    try:
+        ttl_seconds = parse_duration(lease_ttl)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--lease-ttl") from exc
+    if ttl_seconds < 10:
+        raise typer.BadParameter(f"{lease_ttl} is shorter than two heartbeats: use 10s or more",
+                                 param_hint="--lease-ttl")
     configure_logging()
     broker = Broker(BrokerConfig(listen=listen, db_url=db, admin_token_file=admin_token_file,
-                                 tls_cert=tls_cert, tls_key=tls_key, insecure=insecure))
+                                 tls_cert=tls_cert, tls_key=tls_key, insecure=insecure,
+                                 lease_ttl_seconds=ttl_seconds))
     try:
         broker.start()
     except MingaError as exc:

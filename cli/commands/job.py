@@ -80,8 +80,11 @@ def submit(
                                                      show_default=False)] = None,
     working_dir: Annotated[Optional[Path], typer.Option("--working-dir", help="Directory to ship with the job "
                                                         "(.gitignore respected).", show_default=False)] = None,
-    max_attempts: Annotated[int, typer.Option("--max-attempts", help="Tries before giving up (preemption, "
-                                              "lost site).")] = 1,
+    max_attempts: Annotated[int, typer.Option("--max-attempts", help="Failed runs before the job fails: "
+                                              "lost sites, Ray failures, and your own with --retry-failed "
+                                              "(preemption does not count).")] = 3,
+    retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Requeue the job when your code exits "
+                                               "non-zero too, up to --max-attempts.")] = False,
     project: Annotated[str, typer.Option("--project", help="Project of your institution to charge.",
                                          show_default="default")] = "",
     data_country: Annotated[Optional[str], typer.Option("--data-country", help="Where the job's data is: "
@@ -117,6 +120,7 @@ def submit(
         countries=[_parsed("--country", parse_country, c) for c in country or []],
         walltime_seconds=_parsed("--walltime", parse_duration, walltime) if walltime else 0,
         max_attempts=max_attempts,
+        retry_failed=retry_failed,
         runtime_env=common_pb2.RuntimeEnv(pip=pip or [], env=_parsed("--env", parse_env, env or [])),
         project=project,
         data_country=_parsed("--data-country", parse_country, data_country) if data_country else "",
