@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from scheduler.domain import Job
-from scheduler.policy.entitlement import build_tree
 from scheduler.policy.fairshare import pending_queue
 from scheduler.policy.guarantees import Ledger, build_ledger
 from scheduler.policy.latency import rank_table
@@ -53,7 +52,7 @@ class Cycle:
     def start(cls, snapshot: Snapshot, now: float) -> Cycle:
         cycle = cls(
             snapshot=snapshot, now=now,
-            queue=pending_queue(snapshot, now, build_tree(snapshot)),
+            queue=pending_queue(snapshot, now),
             index=PoolIndex(snapshot.sites, snapshot.live_runs),
             ledger=build_ledger(snapshot),
             never=NeverFits(snapshot.sites),

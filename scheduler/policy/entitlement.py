@@ -19,6 +19,7 @@ hour is not a T4 hour; an unknown model counts 1.0 so nothing is silently free.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from operator import attrgetter
 
@@ -75,12 +76,13 @@ class Tree:
     country_of: dict[str, str]                  # institution -> country
 
 
-def build_tree(snapshot: Snapshot) -> Tree:
+def build_tree(snapshot: Snapshot, accounts: Iterable[tuple[str, str]] | None = None) -> Tree:
     """The tree from the snapshot, plus any institution or project only a job names.
 
     An unknown institution gets the base grant (or 1.0 under ``static``) in an
     unknown country, and an unknown project weight 1.0, so a job is never dropped
-    because the admin has not registered its account yet.
+    because the admin has not registered its account yet. `accounts` are the pending
+    jobs' (institution, `--project` name) pairs when the caller has them already.
     """
     settings = snapshot.settings
     institutions: dict[str, dict[str, float]] = defaultdict(dict)
@@ -92,7 +94,9 @@ def build_tree(snapshot: Snapshot) -> Tree:
     for proj in sorted(snapshot.projects, key=lambda p: p.id):
         projects[proj.institution][proj.id] = max(proj.weight, 0.0)
     floor = 1.0 if settings.policy == "static" else max(settings.base_grant, 0.0)
-    for slug, name in sorted(set(map(JOB_ACCOUNT, snapshot.pending))):
+    if accounts is None:
+        accounts = set(map(JOB_ACCOUNT, snapshot.pending))
+    for slug, name in sorted(accounts):
         if slug not in country_of:
             institutions[UNKNOWN_COUNTRY][slug] = floor
             country_of[slug] = UNKNOWN_COUNTRY

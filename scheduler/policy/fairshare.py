@@ -24,7 +24,7 @@ from collections.abc import Mapping
 
 from scheduler.domain import Job
 from scheduler.policy.entitlement import Tree, build_tree, entitlements, fractions, normalized_gpus
-from scheduler.policy.queue import Queue, fair_queue
+from scheduler.policy.queue import Queue, fair_queue, read_pending
 from scheduler.policy.snapshot import Snapshot
 
 
@@ -114,4 +114,6 @@ def order_pending(snapshot: Snapshot, now: float, tree: Tree | None = None) -> l
 
 def pending_queue(snapshot: Snapshot, now: float, tree: Tree | None = None) -> Queue:
     """The pending queue in that order, as the cycle reads it (`queue.py`)."""
-    return fair_queue(snapshot.pending, project_factors(snapshot, tree), now, snapshot.settings.age_weight)
+    pending = read_pending(snapshot.pending)
+    tree = tree or build_tree(snapshot, pending.accounts)
+    return fair_queue(pending, project_factors(snapshot, tree), now, snapshot.settings.age_weight)

@@ -15,16 +15,19 @@ from scheduler.policy.latency import country_groups
 from scheduler.policy.pool_index import ANY, Pool
 
 
-def hard_ok(job: Job, pool: Pool) -> bool:
-    """Every hard constraint except free GPUs and CPUs."""
-    res = job.spec.resources
-    if not pool.ready or pool.limit < res.gpus or pool.memory < res.min_gpu_memory_mb:
-        return False
-    if res.gpu_models and pool.model not in res.gpu_models:
-        return False
-    if job.spec.countries and pool.country not in job.spec.countries:
-        return False
-    return not job.spec.site_labels or set(job.spec.site_labels) <= pool.labels
+def hard_test(job: Job) -> Callable[[Pool], bool]:
+    """Every hard constraint except free GPUs and CPUs, as a test of pools (the job's
+    fields are read once, not once per pool)."""
+    res, spec = job.spec.resources, job.spec
+    gpus, memory, models, countries = res.gpus, res.min_gpu_memory_mb, res.gpu_models, spec.countries
+    labels = frozenset(spec.site_labels)
+
+    def hard_ok(pool: Pool) -> bool:
+        return (pool.ready and pool.limit >= gpus and pool.memory >= memory
+                and (not models or pool.model in models)
+                and (not countries or pool.country in countries)
+                and labels <= pool.labels)
+    return hard_ok
 
 
 def find_pool(cycle: Cycle, job: Job, blocked: set[str], strict: bool = False) -> Pool | None:
@@ -35,12 +38,18 @@ def find_pool(cycle: Cycle, job: Job, blocked: set[str], strict: bool = False) -
     """
     res = job.spec.resources
     models = cycle.models(job)
-    if not models or max(cycle.index.largest_free(m) for m in models) < res.gpus:
+    if not models:
+        return None
+    most = cycle.largest_free if len(models) == len(cycle.index.models) else max(map(cycle.index.largest_free, models))
+    if most < res.gpus:
         return None
     ok = _acceptor(cycle, job, blocked, strict)
-    own = [p for p in cycle.index.by_owner.get(job.institution, ()) if ok(p)]
+    g = res.gpus   # most own pools are full: skip those before the full test
+    own = [p for p in cycle.index.by_owner.get(job.institution, ()) if p.free >= g and ok(p)]
     if own:
         return min(own, key=lambda p: (p.free - res.gpus, p.site, p.model))
+    if strict and job.institution not in cycle.explicit:
+        return None    # within a default guarantee only its own sites would pass
     for scopes in _country_tiers(cycle, job):
         pool = cycle.index.first_fit_by_bucket(scopes, models, res.gpus, ok)
         if pool is not None:
@@ -63,29 +72,32 @@ def _country_tiers(cycle: Cycle, job: Job) -> list[list[str]]:
 
 
 def _acceptor(cycle: Cycle, job: Job, blocked: set[str], strict: bool) -> Callable[[Pool], bool]:
-    """The test a pool must pass now: hard constraints, free room, quota, reservation
+    """The test a pool must pass now: free room, hard constraints, quota, reservation
     (and, when `strict`, a model within the job's guarantee, on its own sites unless
-    the guarantee is explicit)."""
+    the guarantee is explicit). Limits that do not apply are not checked at all."""
     res = job.spec.resources
-    g, inst, ledger, cpus = res.gpus, job.institution, cycle.ledger, cycle.index.cpus
+    g, cpus, inst, ledger, free_cpus = res.gpus, res.cpus, job.institution, cycle.ledger, cycle.index.cpus
     walltime = float(job.spec.walltime_seconds)
+    hard_ok = hard_test(job)
     # A default guarantee is the capacity of the institution's own sites: within it, only
     # there. On another owner's site the run would count as within the guarantee, so that
     # owner could never reclaim it (an explicit guarantee has no sites: it may go anywhere).
     own_sites_only = inst not in cycle.explicit
+    borrow_limited = ledger.borrowing_limit.get(inst) is not None
+    reservation, now = cycle.reservation, cycle.now
 
     def ok(pool: Pool) -> bool:
-        if pool.free < g or cpus[pool.site] < res.cpus or not hard_ok(job, pool):
+        if pool.free < g or free_cpus[pool.site] < cpus or not hard_ok(pool):
             return False
-        if strict and (not ledger.within_guarantee(inst, pool.model, g) or own_sites_only and pool.owner != inst):
+        if strict and (own_sites_only and pool.owner != inst or not ledger.within_guarantee(inst, pool.model, g)):
             return False
-        if not ledger.may_lend(pool.owner, inst, g):
+        if pool.owner != inst and not ledger.may_lend(pool.owner, inst, g):
             blocked.add("lending")
             return False
-        if not ledger.may_borrow(inst, pool.model, g):
+        if borrow_limited and not ledger.may_borrow(inst, pool.model, g):
             blocked.add("borrowing")
             return False
-        if cycle.reservation is not None and not cycle.reservation.admits(pool, g, walltime, cycle.now):
+        if reservation is not None and not reservation.admits(pool, g, walltime, now):
             blocked.add("reservation")
             return False
         return True

@@ -40,18 +40,25 @@ class Queue:
     shapes: list[tuple]          # request shape by shape id
 
 
-def fair_queue(pending: Sequence[Job], factors: Mapping[str, float], now: float, age_weight: float) -> Queue:
-    """The pending jobs in Fair Tree order; `factors` is each project's fair-share factor."""
-    ids, institutions, times, shape_of, shapes, groups = _read(pending)
-    if age_weight:
-        order = _order_with_age(groups, factors, times, ids, now, age_weight / 3600.0)
-    else:
-        order = _order_by_group(groups, factors, times, ids)
-    return Queue(jobs=pending, order=order, ids=ids, institutions=institutions, shape_of=shape_of, shapes=shapes)
+@dataclass(frozen=True)
+class Pending:
+    """The columns of `Queue`, read in input order, and the positions by group."""
+
+    jobs: Sequence[Job]
+    ids: list[str]
+    institutions: list[str]
+    times: list[float]           # submit time by position
+    shape_of: list[int]
+    shapes: list[tuple]
+    groups: dict[Group, list[int]]
+
+    @property
+    def accounts(self) -> set[tuple[str, str]]:
+        """The (institution, `--project` name) pairs the jobs name, for the account tree."""
+        return {(inst, name) for _, inst, name in self.groups}
 
 
-def _read(pending: Sequence[Job]) -> tuple[list[str], list[str], list[float], list[int], list[tuple],
-                                           dict[Group, list[int]]]:
+def read_pending(pending: Sequence[Job]) -> Pending:
     """One pass in input order: the columns, the distinct shapes, and positions by group."""
     ids, institutions, times, shape_of = [], [], [], []
     shape_ids: dict[tuple, int] = {}
@@ -68,16 +75,26 @@ def _read(pending: Sequence[Job]) -> tuple[list[str], list[str], list[float], li
         institutions.append(job.institution)
         times.append(job.submitted_at)
         groups[spec.priority, job.institution, spec.project].append(pos)
-    return ids, institutions, times, shape_of, list(shape_ids), groups
+    return Pending(jobs=pending, ids=ids, institutions=institutions, times=times, shape_of=shape_of,
+                   shapes=list(shape_ids), groups=groups)
 
 
-def _order_by_group(groups: dict[Group, list[int]], factors: Mapping[str, float],
-                    times: list[float], ids: list[str]) -> list[int]:
+def fair_queue(pending: Pending, factors: Mapping[str, float], now: float, age_weight: float) -> Queue:
+    """The pending jobs in Fair Tree order; `factors` is each project's fair-share factor."""
+    if age_weight:
+        order = _order_with_age(pending, factors, now, age_weight / 3600.0)
+    else:
+        order = _order_by_group(pending, factors)
+    return Queue(jobs=pending.jobs, order=order, ids=pending.ids, institutions=pending.institutions,
+                 shape_of=pending.shape_of, shapes=pending.shapes)
+
+
+def _order_by_group(pending: Pending, factors: Mapping[str, float]) -> list[int]:
     """Without age, a job's rank is its group's: sort each group by (submit time, id) and
     concatenate the groups by (priority class, factor), merging groups of equal rank."""
-    key = _submit_order(times, ids)
+    key = _submit_order(pending.times, pending.ids)
     ranked: dict[tuple[int, float], list[list[int]]] = defaultdict(list)
-    for (priority, inst, name), positions in groups.items():
+    for (priority, inst, name), positions in pending.groups.items():
         positions.sort(key=key)
         ranked[-priority, -factors.get(project_id(inst, name), 0.0)].append(positions)
     order: list[int] = []
@@ -95,11 +112,12 @@ def _submit_order(times: list[float], ids: list[str]):
     return lambda pos: (times[pos], ids[pos])
 
 
-def _order_with_age(groups: dict[Group, list[int]], factors: Mapping[str, float], times: list[float],
-                    ids: list[str], now: float, age_per_second: float) -> list[int]:
+def _order_with_age(pending: Pending, factors: Mapping[str, float], now: float,
+                    age_per_second: float) -> list[int]:
     """Age gives every job its own priority, so each gets its full sort key."""
+    times, ids = pending.times, pending.ids
     keyed: list[tuple[tuple, int]] = []
-    for (priority, inst, name), positions in groups.items():
+    for (priority, inst, name), positions in pending.groups.items():
         factor = factors.get(project_id(inst, name), 0.0)
         keyed += [((-priority, -(factor + max(now - times[p], 0.0) * age_per_second), times[p], ids[p]), p)
                   for p in positions]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from scheduler.domain import Job
 from scheduler.policy.cycle_state import Cycle
-from scheduler.policy.pool_search import hard_ok
+from scheduler.policy.pool_search import hard_test
 from scheduler.policy.preemption import plan_reclaim
 from scheduler.policy.snapshot import Preemption
 
@@ -24,9 +24,10 @@ def reclaim(cycle: Cycle, job: Job, shape: tuple) -> str | None:
     models = [m for m in cycle.models(job) if ledger.within_guarantee(inst, m, res.gpus)]
     if not models:
         return None
-    tiers = [[p for p in index.by_owner.get(inst, ()) if p.model in models and hard_ok(job, p)]]
+    hard_ok = hard_test(job)
+    tiers = [[p for p in index.by_owner.get(inst, ()) if p.model in models and hard_ok(p)]]
     if inst in cycle.explicit:
-        tiers.append([p for m in models for p in index.by_model[m] if p.owner != inst and hard_ok(job, p)])
+        tiers.append([p for m in models for p in index.by_model[m] if p.owner != inst and hard_ok(p)])
     plan = plan_reclaim(inst, res.gpus, res.cpus, tiers, lambda p: index.runs.get((p.site, p.model), []),
                         lambda s: index.cpus.get(s, 0.0), ledger, cycle.now,
                         cycle.snapshot.settings.preemption_grace_seconds)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from scheduler.domain import Job
 from scheduler.policy.cycle_state import Cycle
-from scheduler.policy.pool_search import hard_ok
+from scheduler.policy.pool_search import hard_test
 from scheduler.policy.reservation import NEVER, plan_reservation, run_end
 
 
@@ -11,9 +11,9 @@ def reserve(cycle: Cycle, job: Job) -> str | None:
     """Give the first job that does not fit the cycle's reservation; its waiting reason, or
     None when no pool could ever free up enough GPUs for it."""
     res = job.spec.resources
-    index = cycle.index
+    index, hard_ok = cycle.index, hard_test(job)
     candidates = [p for m in cycle.models(job) for p in index.by_model[m]
-                  if hard_ok(job, p) and cycle.ledger.may_lend(p.owner, job.institution, res.gpus)]
+                  if hard_ok(p) and cycle.ledger.may_lend(p.owner, job.institution, res.gpus)]
     ends: dict[tuple[str, str], list[tuple[float, int]]] = {}
     for p in candidates:
         key = (p.site, p.model)
