@@ -57,7 +57,9 @@ class SiteServicer(site_pb2_grpc.SiteServiceServicer):
                                       name=f"site-reader-{site}", daemon=True)
             reader.start()
             log.info("site %s connected", site)
-            yield site_pb2.BrokerMessage(welcome=site_pb2.Welcome(site=site, heartbeat_seconds=HEARTBEAT_SECONDS))
+            # At least three heartbeats per lease TTL, so one lost beat never costs a lease.
+            beat = min(HEARTBEAT_SECONDS, self.core.leases.ttl_seconds / 3)
+            yield site_pb2.BrokerMessage(welcome=site_pb2.Welcome(site=site, heartbeat_seconds=beat))
             yield from self._drain(session, context)
         finally:
             if self.core.sessions.close(session):

@@ -1,0 +1,219 @@
+"""Fault injection on real processes, all on loopback: a broker on port 0 over
+SQLite, agents (in-process, or `minga agent run` as a child process killed with
+SIGKILL), real Ray heads, and an in-test TCP proxy that blackholes a site's link.
+
+"Nothing lost, nothing run twice" means here: the job ends SUCCEEDED exactly once,
+on the surviving site, with attempts = 2; the stale run on the site that failed is
+stopped on Ray (or had already ended) and its reports never change the job.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from minga.v1 import common_pb2
+from ray.job_submission import JobSubmissionClient
+
+from agent.local_ray import LocalRayHead
+from agent.session import Agent, AgentConfig
+from tests.fixtures_broker import RunningBroker, start_broker
+from tests.fixtures_ray import OBJECT_STORE_BYTES
+from tests.test_integration_ray import TERMINAL, job, submit, wait_site_ready, wait_state
+from tests.test_leases import site_info, until
+
+pytestmark = pytest.mark.ray
+
+TTL = 3.0
+MINGA = str(Path(sys.executable).parent / "minga")
+# Long enough that the stale copy is still running on the failed site when it returns.
+SLOW_JOB = "python -c \"import time; [print(i, flush=True) or time.sleep(1) for i in range(12)]\""
+
+
+@pytest.fixture
+def broker(tmp_path) -> Iterator[RunningBroker]:
+    running = start_broker(tmp_path, lease_ttl_seconds=TTL)
+    running.institution("uchile", "CL")
+    yield running
+    running.close()
+
+
+def agent_for(broker: RunningBroker, site_token: str, head: LocalRayHead, model: str,
+              address: str | None = None) -> Agent:
+    return Agent(AgentConfig(broker=address or broker.address, token=site_token,
+                             ray_dashboard_url=head.dashboard_url, gpu_model=model,
+                             health_seconds=0.5, backoff_max=1.0)).start()
+
+
+def ray_status(head: LocalRayHead, run_id: str) -> str:
+    return JobSubmissionClient(head.dashboard_url).get_job_status(run_id).value
+
+
+def assert_moved_and_done_once(ana, job_id: str, first_run: str, to_site: str) -> common_pb2.Job:  # type: ignore[no-untyped-def]
+    done = wait_state(ana, job_id, TERMINAL, timeout=120)
+    assert done.state == common_pb2.JOB_STATE_SUCCEEDED, done.reason
+    assert (done.site, done.attempts) == (to_site, 2) and done.run_id != first_run
+    return done
+
+
+def test_agent_killed_mid_run_requeues_and_its_return_stops_the_stale_run(broker, ray_head, ray_head_b, tmp_path):
+    ana = broker.researcher("ana", "uchile")
+    join = broker.join_token("uchile", "killed")
+    cred = tmp_path / "killed.json"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MINGA_", "RAY_ADDRESS"))}
+    env.update(MINGA_CONFIG_DIR=str(tmp_path / "config"), MINGA_DATA_DIR=str(tmp_path / "data"))
+    subprocess.run([MINGA, "site", "join", "--broker", broker.address, "--token", join, "--credential", str(cred)],
+                   check=True, env=env, capture_output=True, timeout=60)
+    agent_cmd = [MINGA, "agent", "run", "--ray-address", ray_head.dashboard_url, "--gpu-model", "A100",
+                 "--credential", str(cred)]
+    log = open(tmp_path / "agent.log", "wb")  # noqa: SIM115 - closed at the end
+    proc = subprocess.Popen(agent_cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        until(lambda: site_info(broker, "killed").connected, timeout=60)
+        job_id = submit(ana, SLOW_JOB)
+        first = wait_state(ana, job_id, {common_pb2.JOB_STATE_RUNNING})
+        assert first.site == "killed"
+        os.killpg(proc.pid, signal.SIGKILL)            # kill -9, mid-run
+        proc.wait()
+        survivor = agent_for(broker, broker.join("uchile", "survivor"), ray_head_b, "T4")
+        try:
+            killed_at = time.monotonic()
+            moved = wait_state(ana, job_id, {common_pb2.JOB_STATE_LEASED, common_pb2.JOB_STATE_RUNNING},
+                               timeout=TTL + 30)
+            while moved.site != "survivor":
+                moved = job(ana, job_id)
+                assert time.monotonic() - killed_at < TTL + 30
+                time.sleep(0.1)
+            assert site_info(broker, "killed").state == common_pb2.SITE_STATE_LOST
+            # The killed agent comes back while its Ray still runs the stale copy.
+            proc = subprocess.Popen(agent_cmd, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
+            until(lambda: ray_status(ray_head, first.run_id) in ("STOPPED", "SUCCEEDED"), timeout=60)
+            assert_moved_and_done_once(ana, job_id, first.run_id, "survivor")
+            assert ray_status(ray_head, first.run_id) == "STOPPED"   # stopped, not run to the end
+            time.sleep(1.0)
+            assert job(ana, job_id).site == "survivor"               # its late reports changed nothing
+        finally:
+            survivor.stop()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=30)
+        log.close()
+
+
+class BlackholeProxy:
+    """A TCP proxy on a free loopback port. `cut()` blackholes every byte both ways
+    (the sockets stay open, as on a dead link); `restore()` resets the cut
+    connections and forwards new ones again."""
+
+    def __init__(self, target: str) -> None:
+        host, port = target.rsplit(":", 1)
+        self.target = (host, int(port))
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.address = f"127.0.0.1:{self.listener.getsockname()[1]}"
+        self.blackholed = threading.Event()
+        self.closed = threading.Event()
+        self._conns: list[socket.socket] = []
+        self._lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self.closed.is_set():
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self.target)
+            with self._lock:
+                self._conns += [client, upstream]
+            for src, dst in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                if not self.blackholed.is_set():
+                    dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def cut(self) -> None:
+        self.blackholed.set()
+
+    def restore(self) -> None:
+        with self._lock:
+            conns, self._conns = self._conns, []
+        for s in conns:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            s.close()
+        self.blackholed.clear()
+
+    def close(self) -> None:
+        self.closed.set()
+        self.listener.close()
+        self.restore()
+
+
+def test_network_cut_requeues_and_the_restored_site_stops_its_stale_run(broker, ray_head, ray_head_b):
+    ana = broker.researcher("ana", "uchile")
+    proxy = BlackholeProxy(broker.address)
+    cut_token = broker.join("uchile", "cut")
+    cut = agent_for(broker, cut_token, ray_head, "A100", address=proxy.address)
+    survivor = None
+    try:
+        wait_site_ready(broker, cut_token)
+        job_id = submit(ana, SLOW_JOB)
+        first = wait_state(ana, job_id, {common_pb2.JOB_STATE_RUNNING})
+        assert first.site == "cut"
+        proxy.cut()
+        survivor = agent_for(broker, broker.join("uchile", "survivor"), ray_head_b, "T4")
+        until(lambda: job(ana, job_id).site == "survivor", timeout=TTL + 30)
+        assert site_info(broker, "cut").state == common_pb2.SITE_STATE_LOST
+        proxy.restore()                                # the agent reconnects with a Hello
+        until(lambda: site_info(broker, "cut").state == common_pb2.SITE_STATE_READY, timeout=60)
+        until(lambda: ray_status(ray_head, first.run_id) in ("STOPPED", "SUCCEEDED"), timeout=60)
+        assert ray_status(ray_head, first.run_id) == "STOPPED"
+        assert_moved_and_done_once(ana, job_id, first.run_id, "survivor")
+    finally:
+        cut.stop()
+        if survivor is not None:
+            survivor.stop()
+        proxy.close()
+
+
+def test_ray_head_killed_makes_the_site_degraded_and_its_job_moves(broker, ray_head_b):
+    ana = broker.researcher("ana", "uchile")
+    head = LocalRayHead(gpus=2, gpu_model="A100", object_store_memory=OBJECT_STORE_BYTES).start()
+    doomed_token = broker.join("uchile", "doomed")
+    doomed = agent_for(broker, doomed_token, head, "A100")
+    survivor = None
+    try:
+        wait_site_ready(broker, doomed_token)
+        job_id = submit(ana, SLOW_JOB)
+        first = wait_state(ana, job_id, {common_pb2.JOB_STATE_RUNNING})
+        assert first.site == "doomed"
+        head.stop()                                    # the site's Ray head dies, its agent lives
+        until(lambda: site_info(broker, "doomed").state == common_pb2.SITE_STATE_DEGRADED, timeout=30)
+        assert "Ray cluster down" in site_info(broker, "doomed").state_reason
+        assert site_info(broker, "doomed").connected   # the agent still reports: not LOST
+        survivor = agent_for(broker, broker.join("uchile", "survivor"), ray_head_b, "T4")
+        assert_moved_and_done_once(ana, job_id, first.run_id, "survivor")
+    finally:
+        doomed.stop()
+        if survivor is not None:
+            survivor.stop()
+        head.stop()
