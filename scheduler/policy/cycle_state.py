@@ -103,7 +103,7 @@ class Cycle:
         self._headroom.pop(inst, None)
 
     def refresh_largest_free(self) -> None:
-        self.largest_free = max((self.index.largest_free(m) for m in self.index.models), default=0)
+        self.largest_free = max(map(self.index.largest_free, self.index.models), default=0)
 
     def place(self, job: Job, pool: Pool) -> None:
         """Start `job` on `pool`: take the GPUs and CPUs, charge the institution."""

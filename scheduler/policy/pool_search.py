@@ -8,11 +8,14 @@ the GPUs and CPUs free, stay within Kueue's borrowing and lending limits
 from __future__ import annotations
 
 from collections.abc import Callable
+from operator import attrgetter
 
 from scheduler.domain import Job
 from scheduler.policy.cycle_state import Cycle
 from scheduler.policy.latency import country_groups
 from scheduler.policy.pool_index import ANY, Pool
+
+_TIGHTEST = attrgetter("free", "site", "model")
 
 
 def hard_test(job: Job) -> Callable[[Pool], bool]:
@@ -44,10 +47,10 @@ def find_pool(cycle: Cycle, job: Job, blocked: set[str], strict: bool = False) -
     if most < res.gpus:
         return None
     ok = _acceptor(cycle, job, blocked, strict)
-    g = res.gpus   # most own pools are full: skip those before the full test
-    own = [p for p in cycle.index.by_owner.get(job.institution, ()) if p.free >= g and ok(p)]
-    if own:
-        return min(own, key=lambda p: (p.free - res.gpus, p.site, p.model))
+    g = res.gpus   # best fit among the own pools with room: the first that passes, tightest first
+    for pool in sorted((p for p in cycle.index.by_owner.get(job.institution, ()) if p.free >= g), key=_TIGHTEST):
+        if ok(pool):
+            return pool
     if strict and job.institution not in cycle.explicit:
         return None    # within a default guarantee only its own sites would pass
     for scopes in _country_tiers(cycle, job):

@@ -16,8 +16,9 @@ fair-share factor plus `age_weight` per hour waited, then submit time, then id.
 """
 from __future__ import annotations
 
+from array import array
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from heapq import merge
 
@@ -104,11 +105,12 @@ def _order_by_group(pending: Pending, factors: Mapping[str, float]) -> list[int]
     return order
 
 
-def _submit_order(times: list[float], ids: list[str]):
-    """Sort key of a position: (submit time, id). When no two submit times are equal the
-    time alone, a C-level float key that sorts several times faster than a pair."""
+def _submit_order(times: list[float], ids: list[str]) -> Callable[[int], object]:
+    """Sort key of a position: (submit time, id). When no two submit times are equal, the
+    time alone: a C-level float key that sorts several times faster than a pair, read
+    from a packed copy so the sort does not chase the jobs' own float objects."""
     if len(set(times)) == len(times):
-        return times.__getitem__
+        return array("d", times).__getitem__
     return lambda pos: (times[pos], ids[pos])
 
 
