@@ -64,7 +64,7 @@ class Cycle:
         return cycle
 
     def decisions(self) -> Decisions:
-        waiting = WaitingList(self.queue.ids, self.waiting_positions, self.waiting_reasons, self.waiting_never)
+        waiting = WaitingList(self.queue.jobs, self.waiting_positions, self.waiting_reasons, self.waiting_never)
         return Decisions(placements=tuple(self.placements), waiting=waiting, preemptions=tuple(self.preemptions))
 
     def wait(self, pos: int, reason: str, never_fits: bool = False) -> None:

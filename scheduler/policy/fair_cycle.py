@@ -33,7 +33,7 @@ def schedule_fair(snapshot: Snapshot, now: float) -> Decisions:
     """The fair-share policy; see the module docstring for the phases."""
     cycle = Cycle.start(snapshot, now)
     first, rest = guarantee_first(cycle.queue, cycle.ledger)
-    cycle.guaranteed = {cycle.queue.ids[pos] for pos in first}
+    cycle.guaranteed = {cycle.queue.jobs[pos].id for pos in first}
     deferred = [pos for pos in first if not _place_within_guarantee(cycle, cycle.queue.jobs[pos])]
     queue = deferred + rest
     for i, pos in enumerate(queue):

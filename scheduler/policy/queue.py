@@ -6,8 +6,8 @@ frozen dataclasses spread over the heap: once jobs are visited in queue order
 every object the cycle keeps alive wakes the garbage collector, whose full passes
 walk the whole snapshot. So each job is read exactly once, in input order, into
 columns indexed by its position in `Snapshot.pending` (lists of ints, strings and
-floats, which the collector does not track): id, institution, submit time and an
-id for its request shape (`never_fits.request_shape`: every hard constraint), under
+floats, which the collector does not track): institution, submit time and an id
+for its request shape (`never_fits.request_shape`: every hard constraint), under
 which the cycle memoizes what it learns about a request. The queue is then a list
 of positions. Only the few thousand jobs the cycle tries to place are read again.
 
@@ -35,10 +35,10 @@ class Queue:
 
     jobs: Sequence[Job]          # Snapshot.pending, as given
     order: list[int]             # positions in jobs, in queue order
-    ids: list[str]               # by position
     institutions: list[str]      # by position
     shape_of: list[int]          # request shape id by position
     shapes: list[tuple]          # request shape by shape id
+    examples: list[int]          # by shape id: the position of a job of that shape
 
 
 @dataclass(frozen=True)
@@ -46,11 +46,11 @@ class Pending:
     """The columns of `Queue`, read in input order, and the positions by group."""
 
     jobs: Sequence[Job]
-    ids: list[str]
     institutions: list[str]
     times: list[float]           # submit time by position
     shape_of: list[int]
     shapes: list[tuple]
+    examples: list[int]
     groups: dict[Group, list[int]]
 
     @property
@@ -61,7 +61,7 @@ class Pending:
 
 def read_pending(pending: Sequence[Job]) -> Pending:
     """One pass in input order: the columns, the distinct shapes, and positions by group."""
-    ids, institutions, times, shape_of = [], [], [], []
+    institutions, times, shape_of, examples = [], [], [], []
     shape_ids: dict[tuple, int] = {}
     groups: dict[Group, list[int]] = defaultdict(list)
     for pos, job in enumerate(pending):
@@ -71,13 +71,13 @@ def read_pending(pending: Sequence[Job]) -> Pending:
         sid = shape_ids.get(shape)
         if sid is None:
             sid = shape_ids[shape] = len(shape_ids)
+            examples.append(pos)
         shape_of.append(sid)
-        ids.append(job.id)
         institutions.append(job.institution)
         times.append(job.submitted_at)
         groups[spec.priority, job.institution, spec.project].append(pos)
-    return Pending(jobs=pending, ids=ids, institutions=institutions, times=times, shape_of=shape_of,
-                   shapes=list(shape_ids), groups=groups)
+    return Pending(jobs=pending, institutions=institutions, times=times, shape_of=shape_of,
+                   shapes=list(shape_ids), examples=examples, groups=groups)
 
 
 def fair_queue(pending: Pending, factors: Mapping[str, float], now: float, age_weight: float) -> Queue:
@@ -86,14 +86,14 @@ def fair_queue(pending: Pending, factors: Mapping[str, float], now: float, age_w
         order = _order_with_age(pending, factors, now, age_weight / 3600.0)
     else:
         order = _order_by_group(pending, factors)
-    return Queue(jobs=pending.jobs, order=order, ids=pending.ids, institutions=pending.institutions,
-                 shape_of=pending.shape_of, shapes=pending.shapes)
+    return Queue(jobs=pending.jobs, order=order, institutions=pending.institutions,
+                 shape_of=pending.shape_of, shapes=pending.shapes, examples=pending.examples)
 
 
 def _order_by_group(pending: Pending, factors: Mapping[str, float]) -> list[int]:
     """Without age, a job's rank is its group's: sort each group by (submit time, id) and
     concatenate the groups by (priority class, factor), merging groups of equal rank."""
-    key = _submit_order(pending.times, pending.ids)
+    key = _submit_order(pending.times, pending.jobs)
     ranked: dict[tuple[int, float], list[list[int]]] = defaultdict(list)
     for (priority, inst, name), positions in pending.groups.items():
         positions.sort(key=key)
@@ -105,23 +105,23 @@ def _order_by_group(pending: Pending, factors: Mapping[str, float]) -> list[int]
     return order
 
 
-def _submit_order(times: list[float], ids: list[str]) -> Callable[[int], object]:
+def _submit_order(times: list[float], jobs: Sequence[Job]) -> Callable[[int], object]:
     """Sort key of a position: (submit time, id). When no two submit times are equal, the
     time alone: a C-level float key that sorts several times faster than a pair, read
     from a packed copy so the sort does not chase the jobs' own float objects."""
     if len(set(times)) == len(times):
         return array("d", times).__getitem__
-    return lambda pos: (times[pos], ids[pos])
+    return lambda pos: (times[pos], jobs[pos].id)
 
 
 def _order_with_age(pending: Pending, factors: Mapping[str, float], now: float,
                     age_per_second: float) -> list[int]:
     """Age gives every job its own priority, so each gets its full sort key."""
-    times, ids = pending.times, pending.ids
+    times, jobs = pending.times, pending.jobs
     keyed: list[tuple[tuple, int]] = []
     for (priority, inst, name), positions in pending.groups.items():
         factor = factors.get(project_id(inst, name), 0.0)
-        keyed += [((-priority, -(factor + max(now - times[p], 0.0) * age_per_second), times[p], ids[p]), p)
+        keyed += [((-priority, -(factor + max(now - times[p], 0.0) * age_per_second), times[p], jobs[p].id), p)
                   for p in positions]
     keyed.sort()
     return [p for _, p in keyed]

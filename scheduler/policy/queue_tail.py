@@ -22,8 +22,7 @@ def decide_tail(cycle: Cycle, positions: list[int]) -> None:
     """Decide the jobs at `positions` (in queue order) of a cycle with no GPU free."""
     queue = cycle.queue
     sids = list(map(queue.shape_of.__getitem__, positions))
-    verdicts = {sid: _verdict(cycle, queue.jobs[pos], queue.shapes[sid])
-                for sid, pos in dict(zip(sids, positions)).items()}
+    verdicts = {sid: _verdict(cycle, queue.jobs[queue.examples[sid]], queue.shapes[sid]) for sid in set(sids)}
     if None in verdicts.values():
         _one_by_one(cycle, positions, sids, verdicts)
         return

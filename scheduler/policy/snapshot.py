@@ -85,19 +85,19 @@ class Waiting:
 
 class WaitingList(Sequence[Waiting]):
     """`Decisions.waiting` as a cycle at queue depth builds it: one entry per pending job,
-    kept as columns, each `Waiting` made only when read. Entry k is the job whose id is
-    `ids[positions[k]]`, waiting for `reasons[k]`.
+    kept as columns, each `Waiting` made only when read. Entry k is the job
+    `jobs[positions[k]]` (of `Snapshot.pending`), waiting for `reasons[k]`.
 
     100,000 frozen dataclasses kept alive would cost more to build than the rest of the
     cycle, and would wake the garbage collector's full passes over the snapshot. It reads,
     and compares equal, like the tuple of `Waiting` it stands for.
     """
 
-    __slots__ = ("_ids", "_positions", "_reasons", "_never")
+    __slots__ = ("_jobs", "_positions", "_reasons", "_never")
 
-    def __init__(self, ids: Sequence[str], positions: list[int], reasons: list[str],
+    def __init__(self, jobs: Sequence[Job], positions: list[int], reasons: list[str],
                  never_fits: list[bool]) -> None:
-        self._ids, self._positions, self._reasons, self._never = ids, positions, reasons, never_fits
+        self._jobs, self._positions, self._reasons, self._never = jobs, positions, reasons, never_fits
 
     def __len__(self) -> int:
         return len(self._positions)
@@ -110,10 +110,11 @@ class WaitingList(Sequence[Waiting]):
     def __getitem__(self, i: int | slice) -> Waiting | tuple[Waiting, ...]:
         if isinstance(i, slice):
             return tuple(self)[i]
-        return Waiting(self._ids[self._positions[i]], self._reasons[i], self._never[i])
+        return Waiting(self._jobs[self._positions[i]].id, self._reasons[i], self._never[i])
 
     def __iter__(self) -> Iterator[Waiting]:
-        return map(Waiting, map(self._ids.__getitem__, self._positions), self._reasons, self._never)
+        ids = (job.id for job in map(self._jobs.__getitem__, self._positions))
+        return map(Waiting, ids, self._reasons, self._never)
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, Sequence) and not isinstance(other, str):
