@@ -17,7 +17,8 @@ from scheduler.policy.never_fits import NeverFits
 from scheduler.policy.pool_index import Pool, PoolIndex
 from scheduler.policy.queue import Queue
 from scheduler.policy.reservation import NEVER, Reservation
-from scheduler.policy.snapshot import Decisions, Placement, Preemption, Snapshot, WaitingList
+from scheduler.policy.snapshot import Decisions, Placement, Preemption, Snapshot
+from scheduler.policy.waiting_list import WaitingList
 
 
 @dataclass
@@ -37,6 +38,8 @@ class Cycle:
     waiting_positions: list[int] = field(default_factory=list)   # the columns of a WaitingList
     waiting_reasons: list[str] = field(default_factory=list)
     waiting_never: list[bool] = field(default_factory=list)
+    tail: list[int] = field(default_factory=list)        # positions waiting on their shape's verdict
+    tail_verdicts: list[tuple[str, bool] | None] = field(default_factory=list)   # by shape id
     guaranteed: set[str] = field(default_factory=set)   # ids of the jobs within their guarantee
     largest_free: int = 0       # most free GPUs on any READY pool; only shrinks
     failed: dict[tuple, tuple[int, str]] = field(default_factory=dict)   # shape -> (fewest GPUs, reason)
@@ -64,7 +67,8 @@ class Cycle:
         return cycle
 
     def decisions(self) -> Decisions:
-        waiting = WaitingList(self.queue.jobs, self.waiting_positions, self.waiting_reasons, self.waiting_never)
+        waiting = WaitingList(self.queue.jobs, self.waiting_positions, self.waiting_reasons, self.waiting_never,
+                              self.tail, self.queue.shape_of, self.tail_verdicts)
         return Decisions(placements=tuple(self.placements), waiting=waiting, preemptions=tuple(self.preemptions))
 
     def wait(self, pos: int, reason: str, never_fits: bool = False) -> None:

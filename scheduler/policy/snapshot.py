@@ -1,9 +1,8 @@
 """The frozen input and output of one scheduling decision."""
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import overload
 
 from scheduler.domain import Job, Run, Site
 
@@ -83,51 +82,6 @@ class Waiting:
     never_fits: bool = False
 
 
-class WaitingList(Sequence[Waiting]):
-    """`Decisions.waiting` as a cycle at queue depth builds it: one entry per pending job,
-    kept as columns, each `Waiting` made only when read. Entry k is the job
-    `jobs[positions[k]]` (of `Snapshot.pending`), waiting for `reasons[k]`.
-
-    100,000 frozen dataclasses kept alive would cost more to build than the rest of the
-    cycle, and would wake the garbage collector's full passes over the snapshot. It reads,
-    and compares equal, like the tuple of `Waiting` it stands for.
-    """
-
-    __slots__ = ("_jobs", "_positions", "_reasons", "_never")
-
-    def __init__(self, jobs: Sequence[Job], positions: list[int], reasons: list[str],
-                 never_fits: list[bool]) -> None:
-        self._jobs, self._positions, self._reasons, self._never = jobs, positions, reasons, never_fits
-
-    def __len__(self) -> int:
-        return len(self._positions)
-
-    @overload
-    def __getitem__(self, i: int) -> Waiting: ...
-    @overload
-    def __getitem__(self, i: slice) -> tuple[Waiting, ...]: ...
-
-    def __getitem__(self, i: int | slice) -> Waiting | tuple[Waiting, ...]:
-        if isinstance(i, slice):
-            return tuple(self)[i]
-        return Waiting(self._jobs[self._positions[i]].id, self._reasons[i], self._never[i])
-
-    def __iter__(self) -> Iterator[Waiting]:
-        ids = (job.id for job in map(self._jobs.__getitem__, self._positions))
-        return map(Waiting, ids, self._reasons, self._never)
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, Sequence) and not isinstance(other, str):
-            return len(self) == len(other) and all(a == b for a, b in zip(self, other))
-        return NotImplemented
-
-    def __hash__(self) -> int:
-        return hash(tuple(self))
-
-    def __repr__(self) -> str:
-        return f"WaitingList({list(self)!r})"
-
-
 @dataclass(frozen=True)
 class Preemption:
     """Stop `run_id` (its job goes back to PENDING) to give capacity back to its owner."""
@@ -141,5 +95,5 @@ class Preemption:
 @dataclass(frozen=True)
 class Decisions:
     placements: tuple[Placement, ...] = ()
-    waiting: Sequence[Waiting] = ()       # a tuple, or a WaitingList from the fair-share cycle
+    waiting: Sequence[Waiting] = ()       # a tuple, or a WaitingList (`waiting_list.py`)
     preemptions: tuple[Preemption, ...] = ()

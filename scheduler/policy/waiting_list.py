@@ -1,0 +1,69 @@
+"""`Decisions.waiting` as a cycle at queue depth builds it: one entry per pending job,
+kept as columns, each `Waiting` made only when read.
+
+100,000 frozen dataclasses kept alive would cost more to build than the rest of the
+cycle, and would wake the garbage collector's full passes over the snapshot. A
+`WaitingList` reads, and compares equal, like the tuple of `Waiting` it stands for.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from itertools import chain
+from typing import overload
+
+from scheduler.domain import Job
+from scheduler.policy.snapshot import Waiting
+
+Verdict = tuple[str, bool]    # (reason, never fits)
+
+
+class WaitingList(Sequence[Waiting]):
+    """The waiting jobs in queue order, by position in `Snapshot.pending` (`jobs`).
+
+    First the jobs decided one by one: `positions[k]` waits for `reasons[k]`. Then the
+    queue's tail (`queue_tail.py`): each job there waits for the verdict on its
+    request shape, `verdicts[shape_of[pos]]`, so the cycle stores the positions alone.
+    """
+
+    __slots__ = ("_jobs", "_positions", "_reasons", "_never", "_tail", "_shape_of", "_verdicts")
+
+    def __init__(self, jobs: Sequence[Job], positions: list[int], reasons: list[str], never_fits: list[bool],
+                 tail: Sequence[int] = (), shape_of: Sequence[int] = (),
+                 verdicts: Sequence[Verdict | None] = ()) -> None:
+        self._jobs, self._positions, self._reasons, self._never = jobs, positions, reasons, never_fits
+        self._tail, self._shape_of, self._verdicts = tail, shape_of, verdicts
+
+    def __len__(self) -> int:
+        return len(self._positions) + len(self._tail)
+
+    @overload
+    def __getitem__(self, i: int) -> Waiting: ...
+    @overload
+    def __getitem__(self, i: slice) -> tuple[Waiting, ...]: ...
+
+    def __getitem__(self, i: int | slice) -> Waiting | tuple[Waiting, ...]:
+        if isinstance(i, slice):
+            return tuple(self)[i]
+        k = range(len(self))[i]          # IndexError and negative indices as a tuple has them
+        if k < len(self._positions):
+            return Waiting(self._jobs[self._positions[k]].id, self._reasons[k], self._never[k])
+        return self._tail_entry(self._tail[k - len(self._positions)])
+
+    def __iter__(self) -> Iterator[Waiting]:
+        ids = (job.id for job in map(self._jobs.__getitem__, self._positions))
+        return chain(map(Waiting, ids, self._reasons, self._never), map(self._tail_entry, self._tail))
+
+    def _tail_entry(self, pos: int) -> Waiting:
+        reason, never_fits = self._verdicts[self._shape_of[pos]]
+        return Waiting(self._jobs[pos].id, reason, never_fits)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Sequence) and not isinstance(other, str):
+            return len(self) == len(other) and all(a == b for a, b in zip(self, other))
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(tuple(self))
+
+    def __repr__(self) -> str:
+        return f"WaitingList({list(self)!r})"
