@@ -6,7 +6,7 @@ per (country, model) and per model for the whole federation ("*"). Best fit
 (the classic best-fit bin-packing rule: the pool left with the fewest idle GPUs)
 is then the first acceptable pool in the lowest bucket at or above the request.
 Free counts only go down within a cycle (preemptions free GPUs in the next one),
-which is what makes the failure memo in `cycle.py` sound.
+which is what makes the failure memo in `cycle_state.py` sound.
 """
 from __future__ import annotations
 
@@ -65,7 +65,7 @@ class PoolIndex:
         self.models = sorted(self.by_model)
         self.countries = sorted({s.country for s in self.sites.values()})
         self.buckets: dict[tuple[str, str], list[dict[tuple[str, str], Pool]]] = {}
-        self.top: dict[tuple[str, str], int] = {}
+        self.top: dict[tuple[str, str], int] = {}    # (scope, model) -> its fullest bucket, 0 if none
         for key, pool in self.pools.items():
             if pool.ready and pool.free > 0:
                 self._add(key, pool)
@@ -81,10 +81,18 @@ class PoolIndex:
     def _add(self, key: tuple[str, str], pool: Pool) -> None:
         for scope in (pool.country, ANY):
             self._bucket(scope, pool.model, pool.free)[pool.free][key] = pool
+            if pool.free > self.top.get((scope, pool.model), 0):
+                self.top[(scope, pool.model)] = pool.free
 
     def _remove(self, key: tuple[str, str], pool: Pool) -> None:
         for scope in (pool.country, ANY):
-            self.buckets[(scope, pool.model)][pool.free].pop(key, None)
+            buckets = self.buckets[(scope, pool.model)]
+            buckets[pool.free].pop(key, None)
+            top = self.top[(scope, pool.model)]
+            if pool.free == top:
+                while top > 0 and not buckets[top]:
+                    top -= 1
+                self.top[(scope, pool.model)] = top
 
     def take(self, pool: Pool, gpus: int, cpus: float) -> None:
         """Hold `gpus` of `pool` and `cpus` of its site for the rest of the cycle."""
@@ -98,22 +106,14 @@ class PoolIndex:
 
     def largest_free(self, model: str, scope: str = ANY) -> int:
         """The most free GPUs of `model` on a READY pool in `scope` (monotone within a cycle)."""
-        key = (scope, model)
-        buckets = self.buckets.get(key)
-        if not buckets:
-            return 0
-        m = self.top.get(key, len(buckets) - 1)
-        while m > 0 and (m >= len(buckets) or not buckets[m]):
-            m -= 1
-        self.top[key] = m
-        return m
+        return self.top.get((scope, model), 0)
 
     def first_fit_by_bucket(self, scopes: list[str], models: list[str], gpus: int, ok) -> Pool | None:
         """Best fit over `scopes`: the acceptable pool in the lowest free bucket >= `gpus`."""
         live = []
         for scope in scopes:
             for model in models:
-                top = self.largest_free(model, scope)
+                top = self.top.get((scope, model), 0)
                 if top >= gpus:
                     live.append((top, self.buckets[(scope, model)]))
         if not live:
