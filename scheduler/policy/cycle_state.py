@@ -20,6 +20,8 @@ from scheduler.policy.reservation import NEVER, Reservation
 from scheduler.policy.snapshot import Decisions, Placement, Preemption, Snapshot
 from scheduler.policy.waiting_list import WaitingList
 
+_UNKNOWN = object()
+
 
 @dataclass
 class Cycle:
@@ -50,6 +52,7 @@ class Cycle:
     placed_ends: dict[tuple[str, str], list[tuple[float, int]]] = field(default_factory=dict)
     _models: dict[tuple[str, ...], list[str]] = field(default_factory=dict)
     _headroom: dict[str, int] = field(default_factory=dict)
+    _never: list[str | None | object] = field(default_factory=list)   # by shape id; _UNKNOWN: not asked yet
 
     @classmethod
     def start(cls, snapshot: Snapshot, now: float) -> Cycle:
@@ -64,6 +67,7 @@ class Cycle:
             explicit={i.slug for i in snapshot.institutions if i.guarantee},
         )
         cycle.refresh_largest_free()
+        cycle._never = [_UNKNOWN] * len(cycle.queue.shapes)
         return cycle
 
     def decisions(self) -> Decisions:
@@ -76,6 +80,14 @@ class Cycle:
         self.waiting_positions.append(pos)
         self.waiting_reasons.append(reason)
         self.waiting_never.append(never_fits)
+
+    def never_fits(self, pos: int) -> str | None:
+        """Why no site could ever hold the pending job at `pos`, or None (per request shape)."""
+        sid = self.queue.shape_of[pos]
+        reason = self._never[sid]
+        if reason is _UNKNOWN:
+            reason = self._never[sid] = self.never.reason(self.queue.jobs[pos], self.queue.shapes[sid])
+        return reason  # type: ignore[return-value]
 
     def capacity_reason(self, gpus: int, most: int) -> str:
         """The reason of a job waiting for GPUs (memoized: most jobs share a handful)."""

@@ -34,26 +34,27 @@ def schedule_fair(snapshot: Snapshot, now: float) -> Decisions:
     cycle = Cycle.start(snapshot, now)
     first, rest = guarantee_first(cycle.queue, cycle.ledger)
     cycle.guaranteed = {cycle.queue.jobs[pos].id for pos in first}
-    deferred = [pos for pos in first if not _place_within_guarantee(cycle, cycle.queue.jobs[pos])]
+    deferred = [pos for pos in first if not _place_within_guarantee(cycle, pos)]
     queue = deferred + rest
     for i, pos in enumerate(queue):
         if i >= len(deferred) and cycle.largest_free == 0 and cycle.reservation is not None:
             decide_tail(cycle, queue[i:])
             break
-        reason, never_fits = decide(cycle, cycle.queue.jobs[pos])
+        reason, never_fits = decide(cycle, pos)
         if reason is not None:
             cycle.wait(pos, reason, never_fits)
     return cycle.decisions()
 
 
-def _place_within_guarantee(cycle: Cycle, job: Job) -> bool:
+def _place_within_guarantee(cycle: Cycle, pos: int) -> bool:
     """First pass: place a guaranteed job only on a model it is guaranteed.
 
     A job that would have to borrow another model waits for the second pass, so
     it cannot take an owner's just-reclaimed GPUs ahead of the owner.
     """
-    if cycle.never.reason(job) is not None:
+    if cycle.never_fits(pos) is not None:
         return False
+    job = cycle.queue.jobs[pos]
     pool = find_pool(cycle, job, set(), strict=True)
     if pool is None:
         return False
@@ -61,19 +62,20 @@ def _place_within_guarantee(cycle: Cycle, job: Job) -> bool:
     return True
 
 
-def decide(cycle: Cycle, job: Job) -> tuple[str | None, bool]:
-    """Place, reclaim for or reserve for one job: (why it waits, never fits); no reason
-    when it was placed."""
-    res, spec = job.spec.resources, job.spec
-    request = (res.gpus, res.gpu_models, res.min_gpu_memory_mb, res.cpus, spec.countries, spec.site_labels)
-    never = cycle.never.reason(job, request)
+def decide(cycle: Cycle, pos: int) -> tuple[str | None, bool]:
+    """Place, reclaim for or reserve for the pending job at `pos`: (why it waits, never
+    fits); no reason when it was placed."""
+    never = cycle.never_fits(pos)
     if never:
         return never, True
+    job = cycle.queue.jobs[pos]
+    res, spec = job.spec.resources, job.spec
     if res.gpus == 0:
         return (None if place_cpu_only(cycle, job) else cpu_reason(job)), False
     exhausted = _exhausted_for(cycle, job)
     if exhausted:
         return exhausted, False
+    request = cycle.queue.shapes[cycle.queue.shape_of[pos]]
     shape = (job.institution, request[1:], spec.walltime_seconds)
     known = cycle.failed.get(shape)
     blocked: set[str] = set()

@@ -12,7 +12,6 @@ look for CPUs one by one, in queue order.
 """
 from __future__ import annotations
 
-from scheduler.domain import Job
 from scheduler.policy.cpu_only import cpu_reason, place_cpu_only
 from scheduler.policy.cycle_state import Cycle
 from scheduler.policy.waiting_list import Verdict
@@ -21,7 +20,7 @@ from scheduler.policy.waiting_list import Verdict
 def decide_tail(cycle: Cycle, positions: list[int]) -> None:
     """Decide the jobs at `positions` (in queue order) of a cycle with no GPU free."""
     queue = cycle.queue
-    verdicts = [_verdict(cycle, queue.jobs[example], shape) for example, shape in zip(queue.examples, queue.shapes)]
+    verdicts = [_verdict(cycle, example, shape) for example, shape in zip(queue.examples, queue.shapes)]
     cpu_only = {sid for sid, verdict in enumerate(verdicts) if verdict is None}
     if cpu_only and not cpu_only.isdisjoint(map(queue.shape_of.__getitem__, positions)):
         _one_by_one(cycle, positions, verdicts)
@@ -41,10 +40,10 @@ def _one_by_one(cycle: Cycle, positions: list[int], verdicts: list[Verdict | Non
             cycle.wait(pos, cpu_reason(jobs[pos]))
 
 
-def _verdict(cycle: Cycle, job: Job, shape: tuple) -> Verdict | None:
-    """What `fair_cycle.decide` says of a job of this shape (any such job) in the tail;
-    None for a CPU-only job that could fit."""
-    never = cycle.never.reason(job, shape)
+def _verdict(cycle: Cycle, example: int, shape: tuple) -> Verdict | None:
+    """What `fair_cycle.decide` says in the tail of a job of this shape (`example` is the
+    position of one); None for a CPU-only job that could fit."""
+    never = cycle.never_fits(example)
     if never:
         return never, True
     gpus = shape[0]
