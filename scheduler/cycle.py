@@ -97,14 +97,22 @@ class SchedulingCycle:
             self._thread.join(timeout=10)
 
     def _loop(self) -> None:
+        store_down = False
         while not self._stop.is_set():
             self._wake.wait(self.tick_seconds)
             self._wake.clear()
             if self._stop.is_set():
                 return
             try:
+                if store_down:
+                    self.leases.restart()   # sites could not report while the store was down
                 self.run_once()
+                if store_down:
+                    log.info("database reachable again; scheduling resumes")
+                store_down = False
             except StoreUnavailable as exc:
-                log.warning("scheduling cycle skipped: database unavailable (%s)", exc)
+                if not store_down:
+                    log.warning("scheduling cycle skipped: database unavailable (%s)", exc)
+                store_down = True
             except Exception:  # noqa: BLE001 - the cycle must outlive one bad pass
                 log.exception("scheduling cycle failed; retrying at the next tick")

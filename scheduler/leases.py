@@ -43,6 +43,13 @@ class SiteLeases:
             self._lost.discard(site)
             self._renewed[site] = self.clock.now()
 
+    def restart(self) -> None:
+        """Every site's lease starts afresh now: after the broker could not read its
+        store for a while, the sites that kept trying must not all be declared lost."""
+        with self._lock:
+            self._since = self.clock.now()
+            self._renewed.clear()
+
     def expired(self, sites: Iterable[str]) -> list[str]:
         """Those of `sites` whose lease ran out; they are marked lost here."""
         deadline = self.clock.now() - self.ttl_seconds

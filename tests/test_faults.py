@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +24,7 @@ from agent.local_ray import LocalRayHead
 from agent.session import Agent, AgentConfig
 from tests.fixtures_broker import RunningBroker, start_broker
 from tests.fixtures_ray import OBJECT_STORE_BYTES
+from tests.netproxy import TcpProxy
 from tests.test_integration_ray import TERMINAL, job, submit, wait_site_ready, wait_state
 from tests.test_leases import site_info, until
 
@@ -109,68 +108,9 @@ def test_agent_killed_mid_run_requeues_and_its_return_stops_the_stale_run(broker
         log.close()
 
 
-class BlackholeProxy:
-    """A TCP proxy on a free loopback port. `cut()` blackholes every byte both ways
-    (the sockets stay open, as on a dead link); `restore()` resets the cut
-    connections and forwards new ones again."""
-
-    def __init__(self, target: str) -> None:
-        host, port = target.rsplit(":", 1)
-        self.target = (host, int(port))
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.address = f"127.0.0.1:{self.listener.getsockname()[1]}"
-        self.blackholed = threading.Event()
-        self.closed = threading.Event()
-        self._conns: list[socket.socket] = []
-        self._lock = threading.Lock()
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while not self.closed.is_set():
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(self.target)
-            with self._lock:
-                self._conns += [client, upstream]
-            for src, dst in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
-
-    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while data := src.recv(65536):
-                if not self.blackholed.is_set():
-                    dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-    def cut(self) -> None:
-        self.blackholed.set()
-
-    def restore(self) -> None:
-        with self._lock:
-            conns, self._conns = self._conns, []
-        for s in conns:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
-            s.close()
-        self.blackholed.clear()
-
-    def close(self) -> None:
-        self.closed.set()
-        self.listener.close()
-        self.restore()
-
-
 def test_network_cut_requeues_and_the_restored_site_stops_its_stale_run(broker, ray_head, ray_head_b):
     ana = broker.researcher("ana", "uchile")
-    proxy = BlackholeProxy(broker.address)
+    proxy = TcpProxy(broker.address)
     cut_token = broker.join("uchile", "cut")
     cut = agent_for(broker, cut_token, ray_head, "A100", address=proxy.address)
     survivor = None

@@ -22,6 +22,11 @@ from sqlmodel import create_engine
 from scheduler.domain import InvalidArgument
 
 SQLITE_BUSY_TIMEOUT_MS = 15_000
+# A database that went away must fail calls within seconds (UNAVAILABLE), not hang
+# them for the minutes TCP takes to give up: a connect timeout, and TCP keepalives
+# that find a dead connection in about 5 + 2 × 2 s.
+PG_CONNECT_ARGS = {"connect_timeout": 5, "keepalives": 1, "keepalives_idle": 5,
+                   "keepalives_interval": 2, "keepalives_count": 2}
 
 
 def normalize_url(url: str) -> str:
@@ -40,7 +45,8 @@ def make_engines(url: str) -> tuple[Engine, Engine]:
     url = normalize_url(url)
     if url.startswith("sqlite"):
         return _sqlite_engine(url, immediate=True), _sqlite_engine(url, immediate=False)
-    engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, pool_timeout=10,
+                           connect_args=PG_CONNECT_ARGS)
     return engine, engine
 
 

@@ -1,0 +1,112 @@
+"""The broker's database goes away for a while: calls answer UNAVAILABLE and
+write nothing, sites stay connected and keep their leases, and the broker
+recovers by itself when the database is back.
+
+- PostgreSQL: the broker reaches the server through an in-test TCP proxy that
+  resets every connection while the outage lasts (a server that is down).
+- SQLite: another process holds the write lock past the busy timeout (a disk or
+  a stuck writer), so every writing transaction fails.
+"""
+from __future__ import annotations
+
+import sqlite3
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import grpc
+import psycopg
+import pytest
+from minga.v1 import common_pb2, job_pb2
+
+from tests.fixtures_broker import ScriptedSite, gpu_inventory, start_broker
+from tests.netproxy import TcpProxy
+from tests.test_leases import site_info, submit, until
+from tests.test_store import PG_URL, pg_unreachable
+
+TTL = 3.0
+
+
+@contextmanager
+def postgres_behind_proxy() -> Iterator[tuple[str, Callable[[], object], Callable[[], object]]]:
+    reason = pg_unreachable()
+    if reason:
+        pytest.skip(reason)
+    schema = f"t_{uuid.uuid4().hex[:16]}"
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    proxy = TcpProxy("127.0.0.1:5432")
+    try:
+        yield (f"postgresql://postgres@{proxy.address}/test?options=-csearch_path%3D{schema}",
+               proxy.refuse, proxy.restore)
+    finally:
+        proxy.close()
+        with psycopg.connect(PG_URL, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+@contextmanager
+def sqlite_with_a_stuck_writer(path: str) -> Iterator[tuple[str, Callable[[], object], Callable[[], object]]]:
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+
+    def stall() -> None:
+        holder.execute("BEGIN EXCLUSIVE")
+
+    def release() -> None:
+        holder.execute("ROLLBACK")
+
+    try:
+        yield f"sqlite:///{path}", stall, release
+    finally:
+        holder.close()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_database_outage_answers_unavailable_and_recovers(backend, tmp_path):
+    outage = (postgres_behind_proxy() if backend == "postgres"
+              else sqlite_with_a_stuck_writer(str(tmp_path / "broker.db")))
+    with outage as (db_url, break_db, restore_db):
+        broker = start_broker(tmp_path, db_url=db_url, lease_ttl_seconds=TTL)
+        try:
+            broker.institution("uchile", "CL")
+            ana = broker.researcher("ana", "uchile")
+            site = ScriptedSite(broker.address, broker.join("uchile", "dcc"), gpu_inventory(gpus=4),
+                                heartbeat_seconds=0.3)
+            site.next("welcome")
+            before = submit(ana, gpus=2)
+            start = site.next("start").start
+            site.report(start.run_id, common_pb2.RUN_STATE_RUNNING)
+            until(lambda: ana.jobs.GetJob(job_pb2.GetJobRequest(job_id=before), metadata=ana.md).state
+                  == common_pb2.JOB_STATE_RUNNING)
+
+            break_db()
+            began = time.monotonic()
+            with pytest.raises(grpc.RpcError) as refused:
+                submit(ana, gpus=1, name="during-outage")
+            assert refused.value.code() == grpc.StatusCode.UNAVAILABLE, refused.value.details()
+            assert "database is unavailable" in refused.value.details()
+            assert time.monotonic() - began < 25               # a clear answer, not a hang
+            time.sleep(2 * TTL)                                # longer than a lease, inside the outage
+            assert not site.ended.is_set()                     # the site kept its session
+            restore_db()
+
+            after = until(lambda: _try_submit(ana), timeout=30)  # recovers by itself
+            time.sleep(TTL / 2)
+            assert site_info(broker, "dcc").state == common_pb2.SITE_STATE_READY  # not declared lost
+            jobs = ana.jobs.ListJobs(job_pb2.ListJobsRequest(all=True), metadata=ana.md).jobs
+            assert sorted(j.id for j in jobs) == sorted([before, after])   # the refused submit left nothing
+            kept = next(j for j in jobs if j.id == before)
+            assert kept.state == common_pb2.JOB_STATE_RUNNING and kept.attempts == 1
+            assert site.next("start", timeout=15).start.job_id == after    # scheduling resumed
+            site.close()
+        finally:
+            broker.close()
+
+
+def _try_submit(ana) -> str | None:  # type: ignore[no-untyped-def]
+    try:
+        return submit(ana, gpus=1, name="after-outage")
+    except grpc.RpcError as err:
+        assert err.code() == grpc.StatusCode.UNAVAILABLE, err.details()
+        return None
