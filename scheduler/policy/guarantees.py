@@ -184,8 +184,8 @@ def guarantee_first(queue: Queue, ledger: Ledger) -> tuple[list[int], list[int]]
     class reclaim: the owner's queue, in order, up to its guarantee.
 
     Returns both classes as positions in `queue.jobs`, each in queue order. An
-    institution soon has no headroom left or is held back on every model; all its later
-    jobs then borrow, and at queue depth they are passed over without a look.
+    institution soon has no headroom left, is held back on every model or has no jobs
+    left; once that holds for all, the rest of the queue borrows without a look.
     """
     room = {inst: {m: g - ledger.used[inst].get(m, 0) for m, g in per_model.items()}
             for inst, per_model in ledger.guarantee.items()}
@@ -193,30 +193,32 @@ def guarantee_first(queue: Queue, ledger: Ledger) -> tuple[list[int], list[int]]
     first: list[int] = []
     rest: list[int] = []
     held_back: dict[str, frozenset[str] | None] = {}   # models of earlier borrowing jobs; None: all
-    closed: set[str] = set()                          # every later job of these borrows
-    institutions, shape_of, shapes = queue.institutions, queue.shape_of, queue.shapes
-    for pos in queue.order:
+    left = dict(queue.per_institution)                 # jobs not yet looked at
+    open_ = {inst for inst, n in total.items() if n > 0 and left.get(inst, 0)}   # may still fit a job
+    institutions, shape_of, shapes, order = queue.institutions, queue.shape_of, queue.shapes, queue.order
+    for i, pos in enumerate(order):
+        if not open_:
+            rest += order[i:]      # every later job borrows
+            break
         inst = institutions[pos]
-        if inst in closed:
+        if inst not in open_:
             rest.append(pos)
             continue
+        left[inst] -= 1
         gpus, models = shapes[shape_of[pos]][:2]
+        back = held_back.get(inst, frozenset())
         if gpus == 0:              # takes no GPUs: nothing to guarantee, nothing to reorder for
             rest.append(pos)
-            continue
-        back = held_back.get(inst, frozenset())
-        fits = [] if back is None or total.get(inst, 0) < gpus else [
-            m for m, left in room[inst].items()
-            if left >= gpus and (not models or m in models) and m not in back]
-        if fits:
+        elif total[inst] >= gpus and (fits := [m for m, free in room[inst].items()
+                                               if free >= gpus and (not models or m in models) and m not in back]):
             per_model = room[inst]
             model = max(fits, key=lambda m: (per_model[m], m))
             per_model[model] -= gpus
             total[inst] -= gpus
             first.append(pos)
         else:
-            back = held_back[inst] = None if back is None or not models else back | set(models)
+            back = held_back[inst] = None if not models else back | set(models)
             rest.append(pos)
-        if back is None or total.get(inst, 0) <= 0:
-            closed.add(inst)
+        if back is None or total[inst] <= 0 or not left[inst]:
+            open_.discard(inst)
     return first, rest

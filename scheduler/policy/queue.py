@@ -39,6 +39,7 @@ class Queue:
     shape_of: array[int]         # request shape id by position
     shapes: list[tuple]          # request shape by shape id
     examples: list[int]          # by shape id: the position of a job of that shape
+    per_institution: dict[str, int]   # how many pending jobs each institution has
 
 
 @dataclass(frozen=True)
@@ -89,8 +90,11 @@ def fair_queue(pending: Pending, factors: Mapping[str, float], now: float, age_w
         order = _order_with_age(pending, factors, now, age_weight / 3600.0)
     else:
         order = _order_by_group(pending, factors)
-    return Queue(jobs=pending.jobs, order=order, institutions=pending.institutions,
-                 shape_of=pending.shape_of, shapes=pending.shapes, examples=pending.examples)
+    per_institution: dict[str, int] = defaultdict(int)
+    for (_, inst, _), positions in pending.groups.items():
+        per_institution[inst] += len(positions)
+    return Queue(jobs=pending.jobs, order=order, institutions=pending.institutions, shape_of=pending.shape_of,
+                 shapes=pending.shapes, examples=pending.examples, per_institution=per_institution)
 
 
 def _order_by_group(pending: Pending, factors: Mapping[str, float]) -> list[int]:
