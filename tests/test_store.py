@@ -175,6 +175,17 @@ def test_duplicate_institution(store):
     assert [i.name for i in store.accounts.list_institutions()] == ["UCHILE"]
 
 
+def test_adding_the_same_institution_or_project_again_is_a_no_op(store):
+    """A retried admin call whose first reply was lost must not fail."""
+    add_institution(store)
+    add_institution(store)
+    store.shares.add_project("uchile", "nlp", 2.0, NOW)
+    assert store.shares.add_project("uchile", "nlp", 2.0, NOW + 1).weight == 2.0
+    with pytest.raises(AlreadyExists, match="weight 2"):
+        store.shares.add_project("uchile", "nlp", 3.0, NOW)
+    assert [p.id for p in store.shares.list_projects()] == ["uchile/default", "uchile/nlp"]
+
+
 def test_users_add_list_and_their_tokens(store):
     add_institution(store)
     store.accounts.add_user(User("bob", "uchile", Role.RESEARCHER, NOW), "h-bob")

@@ -41,13 +41,21 @@ class AccountsRepo:
 
     # -- institutions -------------------------------------------------------
     def add_institution(self, inst: Institution, now: float) -> Institution:
+        """Idempotent: adding the very same institution again (a retried call) succeeds;
+        one with the same slug and other settings is refused."""
         try:
             with self.db.tx() as s:
+                existing = s.get(InstitutionRow, inst.slug)
+                if existing is not None:
+                    if Institution(existing.slug, existing.name, existing.country, existing.weight) == inst:
+                        return inst
+                    raise AlreadyExists(f"institution {inst.slug!r} already exists "
+                                        f"({existing.name}, {existing.country}, weight {existing.weight:g})")
                 s.add(InstitutionRow(slug=inst.slug, name=inst.name, country=inst.country,
                                      weight=inst.weight, created_at=now))
                 s.flush()
                 ensure_default_project(s, inst.slug, now)
-        except IntegrityError as exc:
+        except IntegrityError as exc:  # a concurrent add won the race
             raise AlreadyExists(f"institution {inst.slug!r} already exists") from exc
         return inst
 

@@ -56,11 +56,17 @@ class SharesRepo:
             return current
 
     def add_project(self, institution: str, name: str, weight: float, now: float) -> ProjectShare:
+        """Idempotent like adding an institution: the same project again succeeds."""
         try:
             with self.db.tx() as s:
                 if s.get(InstitutionRow, institution) is None:
                     raise NotFound(f"no institution {institution!r}")
                 pid = project_id(institution, name)
+                existing = s.get(ProjectRow, pid)
+                if existing is not None:
+                    if existing.weight == weight:
+                        return ProjectShare(pid, institution, weight)
+                    raise AlreadyExists(f"project {pid} already exists with weight {existing.weight:g}")
                 s.add(ProjectRow(id=pid, institution=institution, name=name, weight=weight, created_at=now))
         except IntegrityError as exc:
             raise AlreadyExists(f"project {institution}/{name} already exists") from exc
