@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
+from itertools import chain, filterfalse
 
 from scheduler.policy.queue import Queue
 from scheduler.policy.snapshot import Snapshot
@@ -183,42 +184,36 @@ def guarantee_first(queue: Queue, ledger: Ledger) -> tuple[list[int], list[int]]
     unconstrained job from reclaiming the owner's V100s. Only jobs of the first
     class reclaim: the owner's queue, in order, up to its guarantee.
 
-    Returns both classes as positions in `queue.jobs`, each in queue order. An
-    institution soon has no headroom left, is held back on every model or has no jobs
-    left; once that holds for all, the rest of the queue borrows without a look.
+    Returns both classes as positions in `queue.jobs`, each in queue order. Each
+    institution's jobs are looked at in its own queue order, and only until it has no
+    headroom left or is held back on every model: its later jobs all borrow.
     """
     room = {inst: {m: g - ledger.used[inst].get(m, 0) for m, g in per_model.items()}
             for inst, per_model in ledger.guarantee.items()}
     total = {inst: sum(max(v, 0) for v in r.values()) for inst, r in room.items()}
-    first: list[int] = []
-    rest: list[int] = []
-    held_back: dict[str, frozenset[str] | None] = {}   # models of earlier borrowing jobs; None: all
-    left = dict(queue.per_institution)                 # jobs not yet looked at
-    open_ = {inst for inst, n in total.items() if n > 0 and left.get(inst, 0)}   # may still fit a job
-    institutions, shape_of, shapes, order = queue.institutions, queue.shape_of, queue.shapes, queue.order
-    for i, pos in enumerate(order):
-        if not open_:
-            rest += order[i:]      # every later job borrows
-            break
-        inst = institutions[pos]
-        if inst not in open_:
-            rest.append(pos)
+    chosen: set[int] = set()
+    shape_of, shapes = queue.shape_of, queue.shapes
+    for inst, runs in queue.runs.items():
+        if total.get(inst, 0) <= 0:
             continue
-        left[inst] -= 1
-        gpus, models = shapes[shape_of[pos]][:2]
-        back = held_back.get(inst, frozenset())
-        if gpus == 0:              # takes no GPUs: nothing to guarantee, nothing to reorder for
-            rest.append(pos)
-        elif total[inst] >= gpus and (fits := [m for m, free in room[inst].items()
-                                               if free >= gpus and (not models or m in models) and m not in back]):
-            per_model = room[inst]
-            model = max(fits, key=lambda m: (per_model[m], m))
-            per_model[model] -= gpus
-            total[inst] -= gpus
-            first.append(pos)
-        else:
-            back = held_back[inst] = None if not models else back | set(models)
-            rest.append(pos)
-        if back is None or total[inst] <= 0 or not left[inst]:
-            open_.discard(inst)
+        per_model, back = room[inst], frozenset()   # back: models of earlier borrowing jobs
+        for pos in chain.from_iterable(runs):
+            gpus, models = shapes[shape_of[pos]][:2]
+            if gpus == 0:          # takes no GPUs: nothing to guarantee, nothing to reorder for
+                continue
+            fits = [m for m, free in per_model.items()
+                    if free >= gpus and (not models or m in models) and m not in back] if total[inst] >= gpus else []
+            if fits:
+                model = max(fits, key=lambda m: (per_model[m], m))
+                per_model[model] -= gpus
+                total[inst] -= gpus
+                chosen.add(pos)
+            elif not models:
+                break              # held back on every model: all its later jobs borrow
+            else:
+                back |= set(models)
+            if total[inst] <= 0:
+                break
+    first = list(filter(chosen.__contains__, queue.order))
+    rest = list(filterfalse(chosen.__contains__, queue.order))
     return first, rest

@@ -35,11 +35,10 @@ class Queue:
 
     jobs: Sequence[Job]          # Snapshot.pending, as given
     order: list[int]             # positions in jobs, in queue order
-    institutions: list[str]      # by position
+    runs: dict[str, list[list[int]]]  # each institution's positions in queue order, in runs
     shape_of: array[int]         # request shape id by position
     shapes: list[tuple]          # request shape by shape id
     examples: list[int]          # by shape id: the position of a job of that shape
-    per_institution: dict[str, int]   # how many pending jobs each institution has
 
 
 @dataclass(frozen=True)
@@ -47,7 +46,6 @@ class Pending:
     """The columns of `Queue`, read in input order, and the positions by group."""
 
     jobs: Sequence[Job]
-    institutions: list[str]
     times: array[float]          # submit time by position
     shape_of: array[int]
     shapes: list[tuple]
@@ -63,7 +61,6 @@ class Pending:
 def read_pending(pending: Sequence[Job]) -> Pending:
     """One pass in input order: the columns, the distinct shapes, and positions by group.
     Numbers go in packed arrays, which the garbage collector does not walk."""
-    institutions: list[str] = []
     examples: list[int] = []
     times, shape_of = array("d"), array("l")
     shape_ids: dict[tuple, int] = {}
@@ -77,39 +74,44 @@ def read_pending(pending: Sequence[Job]) -> Pending:
             sid = shape_ids[shape] = len(shape_ids)
             examples.append(pos)
         shape_of.append(sid)
-        institutions.append(job.institution)
         times.append(job.submitted_at)
         groups[spec.priority, job.institution, spec.project].append(pos)
-    return Pending(jobs=pending, institutions=institutions, times=times, shape_of=shape_of,
+    return Pending(jobs=pending, times=times, shape_of=shape_of,
                    shapes=list(shape_ids), examples=examples, groups=groups)
 
 
 def fair_queue(pending: Pending, factors: Mapping[str, float], now: float, age_weight: float) -> Queue:
     """The pending jobs in Fair Tree order; `factors` is each project's fair-share factor."""
     if age_weight:
-        order = _order_with_age(pending, factors, now, age_weight / 3600.0)
+        order, runs = _order_with_age(pending, factors, now, age_weight / 3600.0)
     else:
-        order = _order_by_group(pending, factors)
-    per_institution: dict[str, int] = defaultdict(int)
-    for (_, inst, _), positions in pending.groups.items():
-        per_institution[inst] += len(positions)
-    return Queue(jobs=pending.jobs, order=order, institutions=pending.institutions, shape_of=pending.shape_of,
-                 shapes=pending.shapes, examples=pending.examples, per_institution=per_institution)
+        order, runs = _order_by_group(pending, factors)
+    return Queue(jobs=pending.jobs, order=order, runs=runs, shape_of=pending.shape_of,
+                 shapes=pending.shapes, examples=pending.examples)
 
 
-def _order_by_group(pending: Pending, factors: Mapping[str, float]) -> list[int]:
+def _order_by_group(pending: Pending, factors: Mapping[str, float]) -> tuple[list[int], dict[str, list[list[int]]]]:
     """Without age, a job's rank is its group's: sort each group by (submit time, id) and
-    concatenate the groups by (priority class, factor), merging groups of equal rank."""
+    concatenate the groups by (priority class, factor), merging groups of equal rank.
+    An institution's runs are its groups in that order."""
     key = _submit_order(pending.times, pending.jobs)
-    ranked: dict[tuple[int, float], list[list[int]]] = defaultdict(list)
+    ranked: dict[tuple[int, float], list[tuple[str, list[int]]]] = defaultdict(list)
     for (priority, inst, name), positions in pending.groups.items():
         positions.sort(key=key)
-        ranked[-priority, -factors.get(project_id(inst, name), 0.0)].append(positions)
+        ranked[-priority, -factors.get(project_id(inst, name), 0.0)].append((inst, positions))
     order: list[int] = []
+    runs: dict[str, list[list[int]]] = defaultdict(list)
     for rank in sorted(ranked):
         parts = ranked[rank]
-        order += parts[0] if len(parts) == 1 else merge(*parts, key=key)
-    return order
+        if len(parts) == 1:
+            inst, positions = parts[0]
+            order += positions
+            runs[inst].append(positions)
+            continue
+        order += merge(*(positions for _, positions in parts), key=key)
+        for inst in sorted({inst for inst, _ in parts}):
+            runs[inst].append(list(merge(*(positions for i, positions in parts if i == inst), key=key)))
+    return order, runs
 
 
 def _submit_order(times: array[float], jobs: Sequence[Job]) -> Callable[[int], object]:
@@ -121,13 +123,15 @@ def _submit_order(times: array[float], jobs: Sequence[Job]) -> Callable[[int], o
 
 
 def _order_with_age(pending: Pending, factors: Mapping[str, float], now: float,
-                    age_per_second: float) -> list[int]:
+                    age_per_second: float) -> tuple[list[int], dict[str, list[list[int]]]]:
     """Age gives every job its own priority, so each gets its full sort key."""
     times, jobs = pending.times, pending.jobs
-    keyed: list[tuple[tuple, int]] = []
+    keyed: dict[str, list[tuple[tuple, int]]] = defaultdict(list)   # by institution
     for (priority, inst, name), positions in pending.groups.items():
         factor = factors.get(project_id(inst, name), 0.0)
-        keyed += [((-priority, -(factor + max(now - times[p], 0.0) * age_per_second), times[p], jobs[p].id), p)
-                  for p in positions]
-    keyed.sort()
-    return [p for _, p in keyed]
+        keyed[inst] += [((-priority, -(factor + max(now - times[p], 0.0) * age_per_second), times[p], jobs[p].id), p)
+                        for p in positions]
+    for entries in keyed.values():
+        entries.sort()
+    order = [p for _, p in merge(*keyed.values())]
+    return order, {inst: [[p for _, p in entries]] for inst, entries in keyed.items()}
