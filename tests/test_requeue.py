@@ -3,6 +3,8 @@ PostgreSQL: what becomes of a job when its run is lost, fails, or runs too long.
 The gRPC-level and real-process versions live in test_leases.py and test_faults.py."""
 from __future__ import annotations
 
+import threading
+import time
 from dataclasses import replace
 
 import pytest
@@ -11,8 +13,10 @@ from scheduler.clock import FakeClock
 from scheduler.commands import RunReport, StopRunCommand
 from scheduler.domain import JobState, RunState, SiteState
 from scheduler.leases import SiteLeases
+from scheduler.policy import Placement
 from scheduler.store import Store
 from scheduler.store.requeue import backoff_seconds
+from scheduler.store.runs import _free_gpus, _lease
 from tests.test_store import (  # noqa: F401  (fixtures)
     NOW, cycle, fed, held_gpus, inventory, join_site, new_job, store, store_url,
 )
@@ -161,3 +165,26 @@ def test_leases_expire_after_the_ttl_and_a_hello_revives_them() -> None:
     assert sorted(leases.expired(["a", "b"])) == ["a", "b"]
     with pytest.raises(ValueError):
         SiteLeases(clock, ttl_seconds=0)
+
+
+# -- concurrent writers (PostgreSQL runs them truly in parallel) -----------------------
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("store_url", ["postgres"], indirect=True)
+def test_a_cancel_waits_for_a_lease_in_flight_and_wins_after_it(fed):
+    """Under READ COMMITTED a cancel that read PENDING while the cycle leased the job
+    would be overwritten by the lease. The job's row lock makes the cancel wait, see
+    LEASED, and ask the site to stop the run."""
+    submit(fed, "j-1")
+    outcome = {}
+    cancel = threading.Thread(target=lambda: outcome.update(
+        result=fed.jobs.request_cancel("j-1", NOW + 1, "cancelled by ana")))
+    with fed.db.tx() as s:
+        start = _lease(s, Placement("j-1", "dcc", "A100", 2, 1.0), _free_gpus(s), NOW)
+        assert start is not None
+        cancel.start()
+        time.sleep(0.5)
+        assert cancel.is_alive()                        # blocked on the job's row lock
+    cancel.join(10)
+    job = fed.jobs.get("j-1")
+    assert job.state is JobState.CANCELLING and outcome["result"].stop_run_id == start.run.id

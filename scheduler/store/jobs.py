@@ -11,6 +11,7 @@ from scheduler.states import transition
 from scheduler.store.base import Database, job_from_row
 from scheduler.store.codec import spec_to_json
 from scheduler.store.models import JobRow, RunRow
+from scheduler.store.requeue import locked_job
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,7 @@ class JobsRepo:
     def request_cancel(self, job_id: str, now: float, reason: str) -> CancelOutcome:
         """PENDING jobs end at once; live ones go to CANCELLING until their site confirms."""
         with self.db.tx() as s:
-            row = s.get(JobRow, job_id)
+            row = locked_job(s, job_id)
             if row is None:
                 raise NotFound(f"no job {job_id!r}")
             current = JobState(row.state)

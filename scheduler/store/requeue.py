@@ -27,6 +27,19 @@ BACKOFF_FIRST_SECONDS = 2.0
 BACKOFF_MAX_SECONDS = 300.0
 
 
+def locked_job(s: Session, job_id: str) -> JobRow | None:
+    """The job row, locked until the transaction ends (SELECT ... FOR UPDATE on
+    PostgreSQL; SQLite's BEGIN IMMEDIATE already serializes writers). Every change
+    to a job or its runs takes this lock first, so a cancel and a lease, or two
+    reports, never overwrite each other under READ COMMITTED."""
+    return s.get(JobRow, job_id, with_for_update=True, populate_existing=True)
+
+
+def fresh_run(s: Session, run_id: str) -> RunRow | None:
+    """The run as committed now: read after its job's lock, it cannot be stale."""
+    return s.get(RunRow, run_id, populate_existing=True)
+
+
 def backoff_seconds(failures: int) -> float:
     """Exponential: 2 s after the first failure, doubling, at most 5 minutes."""
     return min(BACKOFF_MAX_SECONDS, BACKOFF_FIRST_SECONDS * 2 ** max(0, failures - 1))
@@ -66,9 +79,14 @@ def requeue_or_fail(job: JobRow, reason: str, now: float) -> None:
 def lose_runs(s: Session, site: str, reason: str, now: float) -> int:
     """Every live run on `site` is lost: requeue its job, or end a cancel. Returns how many."""
     runs = s.exec(select(RunRow).where(RunRow.site == site, col(RunRow.live).is_(True))).all()
-    for run in runs:
+    lost = 0
+    for found in runs:
+        job = locked_job(s, found.job_id)
+        run = fresh_run(s, found.id)
+        if run is None or not run.live:
+            continue  # it ended while we waited for the lock
         end_run(s, run, RunState.LOST, reason, now)
-        job = s.get(JobRow, run.job_id)
+        lost += 1
         if job is None or job.run_id != run.id:
             continue
         if job.state == JobState.CANCELLING.value:
@@ -76,7 +94,7 @@ def lose_runs(s: Session, site: str, reason: str, now: float) -> int:
         elif job.state in (JobState.LEASED.value, JobState.RUNNING.value):
             requeue_or_fail(job, f"run {run.id} lost: {reason}", now)
         s.add(job)
-    return len(runs)
+    return lost
 
 
 def stop_overdue(s: Session, now: float) -> list[Command]:
@@ -84,12 +102,15 @@ def stop_overdue(s: Session, now: float) -> list[Command]:
     commands: list[Command] = []
     runs = s.exec(select(RunRow).where(col(RunRow.live).is_(True), RunRow.walltime_seconds > 0,
                                        RunRow.running_since > 0)).all()
-    for run in runs:
-        if now < run.running_since + run.walltime_seconds:
+    for found in runs:
+        if now < found.running_since + found.walltime_seconds:
+            continue
+        job = locked_job(s, found.job_id)
+        run = fresh_run(s, found.id)
+        if run is None or not run.live:
             continue
         reason = f"TIMEOUT: ran past its walltime of {run.walltime_seconds} s"
         end_run(s, run, RunState.STOPPED, reason, now)
-        job = s.get(JobRow, run.job_id)
         if job is not None and job.run_id == run.id and not JobState(job.state).terminal:
             finish(job, JobState.CANCELLED if job.state == JobState.CANCELLING.value else JobState.FAILED,
                    reason, now)

@@ -17,7 +17,9 @@ from scheduler.states import job_state_after_run_report, transition
 from scheduler.store.base import Database, job_from_row, run_from_row, site_from_row
 from scheduler.store.codec import inventory_from_json, spec_from_json
 from scheduler.store.ledger import charge_all
-from scheduler.store.requeue import end_run, finish, lose_runs, requeue_or_fail, stop_overdue
+from scheduler.store.requeue import (
+    end_run, finish, fresh_run, locked_job, lose_runs, requeue_or_fail, stop_overdue,
+)
 from scheduler.store.shares import load_shares, read_settings
 from scheduler.store.models import JobRow, RunRow, SiteRow
 
@@ -106,7 +108,7 @@ class RunsRepo:
             for run in live:
                 if run.id in reported or not run.live:
                     continue
-                job = s.get(JobRow, run.job_id)
+                job = locked_job(s, run.job_id)
                 if job is not None and job.state == JobState.CANCELLING.value:
                     # It never reached Ray, so there is nothing to stop.
                     _apply_report(s, site, RunReport(run.id, RunState.STOPPED, "cancelled"), now, in_session=False)
@@ -134,8 +136,8 @@ def _record_reasons(s: Session, decisions: Decisions) -> None:
 
 def _preempt(s: Session, p: Preemption, now: float) -> list[Command]:
     """Take a run's GPUs back: the run is fenced off and its job requeued (no failure)."""
-    run = s.get(RunRow, p.run_id)
-    job = s.get(JobRow, p.job_id)
+    job = locked_job(s, p.job_id)
+    run = fresh_run(s, p.run_id)
     if run is None or job is None or not run.live or job.run_id != run.id:
         return []  # it ended since the snapshot
     if JobState(job.state) not in (JobState.LEASED, JobState.RUNNING):
@@ -159,7 +161,7 @@ def _free_gpus(s: Session) -> dict[tuple[str, str], int]:
 
 
 def _lease(s: Session, p: Placement, free: dict[tuple[str, str], int], now: float) -> StartRunCommand | None:
-    job = s.get(JobRow, p.job_id)
+    job = locked_job(s, p.job_id)
     site = s.get(SiteRow, p.site)
     if job is None or site is None or job.state != JobState.PENDING.value:
         return None  # cancelled or changed since the snapshot
@@ -187,7 +189,9 @@ def _apply_report(s: Session, site: str, report: RunReport, now: float, in_sessi
     if run is None or run.site != site:
         # Unknown here, or another site's run: never let it touch a job.
         return [] if report.state.terminal else [StopRunCommand(site, report.run_id, "unknown run")]
-    job = s.get(JobRow, run.job_id)
+    job = locked_job(s, run.job_id)
+    run = fresh_run(s, report.run_id)
+    assert run is not None  # runs are never deleted
     current = job is not None and job.run_id == run.id and run.live
     state = report.state
     if state is RunState.UNKNOWN:
