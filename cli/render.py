@@ -64,6 +64,7 @@ def job_to_dict(job: common_pb2.Job) -> JsonDict:
         "gpu_model": job.gpu_model or None,
         "gpus": res.gpus,
         "attempts": job.attempts,
+        "failures": job.failures,
         "max_attempts": spec.max_attempts or DEFAULT_MAX_ATTEMPTS,
         "reason": job.reason,
         "run_id": job.run_id or None,
@@ -212,7 +213,7 @@ def jobs_table(jobs: Sequence[JsonDict], now: float) -> None:
 
 def job_detail(job: JsonDict) -> None:
     """`minga job status`: one field per line, the reason spelled out in full."""
-    attempts = f"{job['attempts']} (fails after {job['max_attempts']} failed)"
+    attempts = f"{job['attempts']} ({job['failures']} failed; the job fails at {job['max_attempts']})"
     fields = [
         ("id", job["id"]), ("name", job["name"]), ("state", job["state"]),
         ("owner", f"{job['owner']} ({job['institution']})"), ("gpus", _gpus(job)),

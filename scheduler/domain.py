@@ -142,7 +142,8 @@ class Job:
     owner: str
     institution: str
     submitted_at: float
-    attempts: int = 0
+    attempts: int = 0           # runs started (each one's epoch)
+    failures: int = 0           # of them, lost or failed; the job fails at spec.max_attempts
     reason: str = ""
     site: str = ""
     country: str = ""

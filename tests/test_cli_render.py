@@ -6,7 +6,7 @@ import json
 from cli import render
 from minga.v1 import admin_pb2, common_pb2
 
-JOB_KEYS = {"id", "name", "state", "owner", "institution", "project", "site", "country", "gpu_model", "gpus", "attempts",
+JOB_KEYS = {"id", "name", "state", "owner", "institution", "project", "site", "country", "gpu_model", "gpus", "attempts", "failures",
             "max_attempts", "reason", "run_id", "submitted_at", "started_at", "finished_at", "spec"}
 
 

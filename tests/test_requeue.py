@@ -63,6 +63,7 @@ def test_an_infrastructure_failure_requeues_after_a_backoff_until_max_attempts(f
     fed.runs.apply_report("dcc", RunReport(run_2, RunState.FAILED, "node died", infrastructure=True), NOW + 20)
     job = fed.jobs.get("j-1")
     assert job.state is JobState.FAILED and "failed 2 of 2 attempts" in job.reason
+    assert (job.attempts, job.failures) == (2, 2)
 
 
 def test_a_users_failure_ends_the_job_unless_it_asked_for_retries(fed):

@@ -133,6 +133,7 @@ def job_from_row(row: JobRow) -> Job:
         institution=row.institution,
         submitted_at=row.submitted_at,
         attempts=row.attempts,
+        failures=row.failures,
         reason=row.reason,
         site=row.site,
         country=row.country,
