@@ -1,5 +1,9 @@
 """The agent's gRPC channel to the broker: TLS when a CA file is given, else
-plaintext (local tests and demos), with keepalives so a dead broker is noticed."""
+plaintext (local tests and demos), with keepalives so a dead broker is noticed.
+
+A site may name several brokers that share one store ("h1:p1,h2:p2"): one leads,
+the others are standbys that refuse calls with UNAVAILABLE "standby broker; ...".
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -16,6 +20,19 @@ CHANNEL_OPTIONS: list[tuple[str, int]] = [
     ("grpc.max_receive_message_length", 512 * 1024 * 1024),
     ("grpc.max_send_message_length", 512 * 1024 * 1024),
 ]
+
+
+STANDBY = "standby broker"      # how a standby's refusal starts
+
+
+def broker_addresses(brokers: str) -> list[str]:
+    """"h1:p1, h2:p2" -> ["h1:p1", "h2:p2"]; one address stays one."""
+    return [a.strip() for a in brokers.split(",") if a.strip()] or [brokers]
+
+
+def is_standby(err: grpc.RpcError) -> bool:
+    """The broker answered as a standby: another one leads, or will within seconds."""
+    return err.code() == grpc.StatusCode.UNAVAILABLE and (err.details() or "").startswith(STANDBY)
 
 
 def open_channel(address: str, ca_file: str | Path | None = None) -> grpc.Channel:

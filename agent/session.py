@@ -2,6 +2,11 @@
 re-opened with exponential backoff whenever it breaks, plus the loops that keep
 the broker informed (run states, logs, heartbeats, inventory).
 
+With several broker addresses (a leader and its standbys on one store) each round
+tries them in turn, from the one that served last, until one welcomes the site;
+a standby's refusal keeps the wait between rounds short, because a standby that
+answers takes over within seconds of the leader's death.
+
 Threads, all daemons, all ended by `stop()`:
 - session: dials the broker, sends Hello, reads commands into a queue;
 - reconcile: runs StartRun/StopRun commands and polls Ray every `poll_seconds`;
@@ -25,7 +30,7 @@ import platformdirs
 
 from agent import AGENT_VERSION, wire
 from agent.backend import JobSubmissionBackend, RayBackend
-from agent.channel import bearer, open_channel
+from agent.channel import bearer, broker_addresses, is_standby, open_channel
 from agent.inventory import collect_inventory
 from agent.outbox import Outbox, OutboxStream
 from agent.packages import PackageCache
@@ -36,6 +41,7 @@ from scheduler.clock import Clock, SystemClock
 log = logging.getLogger(__name__)
 
 FETCH_TIMEOUT_SECONDS = 300.0
+STANDBY_RETRY_SECONDS = 1.0     # the longest wait between rounds while a standby answers
 Command = site_pb2.StartRun | site_pb2.StopRun
 
 
@@ -45,7 +51,7 @@ def default_cache_dir() -> Path:
 
 @dataclass
 class AgentConfig:
-    broker: str                             # "host:port"
+    broker: str                             # "host:port", or a leader and its standbys: "h1:p1,h2:p2"
     token: str = field(repr=False)          # the site's bearer token
     ray_dashboard_url: str = "http://127.0.0.1:8265"
     gpu_model: str | None = None            # names logical GPUs (CPU-only machines)
@@ -98,6 +104,13 @@ class Agent:
         self._failed_probes = 0
         self.connected = threading.Event()     # set while a session is welcomed
         self.sessions = 0                      # sessions welcomed so far
+        self._brokers = broker_addresses(config.broker)
+        self._broker_index = 0                 # the broker that served last
+
+    @property
+    def broker(self) -> str:
+        """The broker this agent talks to now, or tries first."""
+        return self._brokers[self._broker_index]
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -131,19 +144,38 @@ class Agent:
         """Keep one session open: reconnect with exponential backoff, forever."""
         backoff = self.config.backoff_initial
         while not self._stopping.is_set():
-            welcomed = False
+            welcomed, standby = self._session_round()
+            if welcomed:
+                backoff = self.config.backoff_initial
+            if self._stopping.wait(min(backoff, STANDBY_RETRY_SECONDS) if standby else backoff):
+                break
+            if not standby:
+                backoff = min(backoff * 2, self.config.backoff_max)
+
+    def _session_round(self) -> tuple[bool, bool]:
+        """Try each broker once, from the one that served last, until a session ran.
+        (welcomed: a session ran; standby: a standby refused us)."""
+        standby = False
+        for _ in range(len(self._brokers)):
+            if self._stopping.is_set():
+                break
+            before = self.sessions
             try:
-                welcomed = self._run_session()
+                self._run_session()
             except grpc.RpcError as err:
-                if not self._stopping.is_set():
+                if self._stopping.is_set():
+                    break
+                if is_standby(err):
+                    standby = True
+                    log.info("broker %s: %s", self.broker, err.details())
+                else:
                     self._log_session_error(err)
             except Exception as err:  # noqa: BLE001 - e.g. Ray down while building Hello
                 log.warning("broker session failed: %s", err)
-            if welcomed:
-                backoff = self.config.backoff_initial
-            if self._stopping.wait(backoff):
-                break
-            backoff = min(backoff * 2, self.config.backoff_max)
+            if self.sessions > before:
+                return True, standby     # the next round starts at the broker that served
+            self._broker_index = (self._broker_index + 1) % len(self._brokers)
+        return False, standby
 
     @staticmethod
     def _log_session_error(err: grpc.RpcError) -> None:
@@ -156,23 +188,34 @@ class Agent:
 
     def _channel_ready(self, channel: grpc.Channel) -> bool:
         """Wait up to `backoff_max` for the broker to accept connections, so an
-        absent broker costs no Ray queries for a Hello nobody receives."""
-        ready = grpc.channel_ready_future(channel)
+        absent broker costs no Ray queries for a Hello nobody receives. With several
+        brokers, a refused connection moves on to the next at once."""
+        fail_fast = len(self._brokers) > 1
+        states: queue.Queue[grpc.ChannelConnectivity] = queue.Queue()
+        watch = states.put
+        channel.subscribe(watch, try_to_connect=True)
         deadline = self._clock.now() + self.config.backoff_max
-        while not self._stopping.is_set():
-            try:
-                ready.result(timeout=0.2)
-                return True
-            except grpc.FutureTimeoutError:
+        try:
+            while not self._stopping.is_set():
+                try:
+                    state = states.get(timeout=0.2)
+                except queue.Empty:
+                    state = None
+                if state == grpc.ChannelConnectivity.READY:
+                    return True
+                if fail_fast and state in (grpc.ChannelConnectivity.TRANSIENT_FAILURE,
+                                           grpc.ChannelConnectivity.SHUTDOWN):
+                    break
                 if self._clock.now() >= deadline:
                     break
-        ready.cancel()
-        log.warning("broker %s not reachable (down, wrong address, or a TLS mismatch)", self.config.broker)
+        finally:
+            channel.unsubscribe(watch)
+        log.warning("broker %s not reachable (down, wrong address, or a TLS mismatch)", self.broker)
         return False
 
     def _run_session(self) -> bool:
-        """One Connect call, from Hello until the stream ends; True if welcomed."""
-        channel = open_channel(self.config.broker, self.config.ca_file)
+        """One Connect call to `self.broker`, from Hello until the stream ends; True if welcomed."""
+        channel = open_channel(self.broker, self.config.ca_file)
         if not self._channel_ready(channel):
             channel.close()
             return False
@@ -242,7 +285,7 @@ class Agent:
                 self._call.cancel()
 
     def _fetch_package(self, digest: str) -> bytes:
-        channel = open_channel(self.config.broker, self.config.ca_file)
+        channel = open_channel(self.broker, self.config.ca_file)
         try:
             resp = site_pb2_grpc.SiteServiceStub(channel).FetchPackage(
                 site_pb2.FetchPackageRequest(digest=digest),

@@ -1,14 +1,19 @@
 """A typed client over the broker's gRPC services.
 
 It owns the channel (TLS when a CA is given, 64 MiB messages), puts the bearer
-token on every call, and knows the two wire-level retry rules the CLI needs:
+token on every call, and knows the wire-level retry rules the CLI needs:
 SubmitJob is retried only with one fixed idempotency key (so a retry can never
-create a second job), and a followed log stream resumes from the last byte seen.
+create a second job), a followed log stream resumes from the last byte seen, and
+with several broker addresses ("h1:p1,h2:p2") a call goes to the next one when a
+broker cannot be reached or answers that it is a standby; the one that served
+is remembered.
 """
 from __future__ import annotations
 
+import threading
 import time
 import uuid
+from dataclasses import dataclass
 from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar
 
@@ -22,6 +27,8 @@ CHANNEL_OPTIONS = [
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
 ]
 RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
+STANDBY = "standby broker"          # how a standby's UNAVAILABLE starts
+CONNECT_SECONDS = 5.0               # how long to wait for one broker of several to accept a connection
 
 T = TypeVar("T")
 
@@ -34,8 +41,51 @@ def make_channel(address: str, root_certificates: bytes | None = None) -> grpc.C
     return grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
 
 
+def split_addresses(addresses: str) -> list[str]:
+    """"h1:p1, h2:p2" -> ["h1:p1", "h2:p2"]."""
+    return [a.strip() for a in addresses.split(",") if a.strip()]
+
+
+def is_standby(err: grpc.RpcError) -> bool:
+    """The broker answered, as a standby: another broker leads (or will shortly)."""
+    code = err.code() if hasattr(err, "code") else None
+    return code == grpc.StatusCode.UNAVAILABLE and (err.details() or "").startswith(STANDBY)
+
+
+@dataclass
+class Stubs:
+    """One broker's channel and stubs."""
+
+    address: str
+    channel: grpc.Channel
+    jobs: job_pb2_grpc.JobServiceStub
+    admin: admin_pb2_grpc.AdminServiceStub
+
+    def reachable(self, timeout: float) -> bool:
+        """Whether the broker accepts a connection: READY, not a refused or failed connect."""
+        done = threading.Event()
+        seen: list[grpc.ChannelConnectivity] = []
+
+        def watch(state: grpc.ChannelConnectivity) -> None:
+            if state in (grpc.ChannelConnectivity.READY, grpc.ChannelConnectivity.TRANSIENT_FAILURE,
+                         grpc.ChannelConnectivity.SHUTDOWN):
+                seen.append(state)
+                done.set()
+
+        self.channel.subscribe(watch, try_to_connect=True)
+        try:
+            done.wait(timeout)
+        finally:
+            self.channel.unsubscribe(watch)
+        return bool(seen) and seen[-1] == grpc.ChannelConnectivity.READY
+
+
 class BrokerClient:
-    """One connection to the broker, as one caller (the token's owner)."""
+    """A connection to the federation's broker, as one caller (the token's owner).
+
+    `address` may list several brokers ("h1:p1,h2:p2") that share one store: calls
+    go to the one that leads, found by trying them in turn.
+    """
 
     def __init__(
         self,
@@ -46,17 +96,31 @@ class BrokerClient:
         timeout: float = 30.0,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        self.address = address
+        self.addresses = split_addresses(address) or [address]
         self.timeout = timeout
         self._sleep = sleep
+        self._root_certificates = root_certificates
         self._metadata: tuple[tuple[str, str], ...] = (("authorization", f"Bearer {token}"),) if token else ()
-        self._channel = make_channel(address, root_certificates)
-        self._jobs = job_pb2_grpc.JobServiceStub(self._channel)
-        self._admin = admin_pb2_grpc.AdminServiceStub(self._channel)
+        self._stubs: dict[int, Stubs] = {}
+        self._current = 0   # the broker that served last
+
+    @property
+    def address(self) -> str:
+        """The broker that served the last call (the first one before any call)."""
+        return self.addresses[self._current]
+
+    def _at(self, index: int) -> Stubs:
+        if index not in self._stubs:
+            channel = make_channel(self.addresses[index], self._root_certificates)
+            self._stubs[index] = Stubs(self.addresses[index], channel, job_pb2_grpc.JobServiceStub(channel),
+                                       admin_pb2_grpc.AdminServiceStub(channel))
+        return self._stubs[index]
 
     # -- lifecycle -------------------------------------------------------
     def close(self) -> None:
-        self._channel.close()
+        for stubs in self._stubs.values():
+            stubs.channel.close()
+        self._stubs.clear()
 
     def __enter__(self) -> BrokerClient:
         return self
@@ -64,26 +128,72 @@ class BrokerClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _call(self, method: Callable[..., T], request: object, timeout: float | None = None) -> T:
-        return method(request, metadata=self._metadata, timeout=timeout or self.timeout)
+    def _call(self, method: Callable[[Stubs], Callable[..., T]], request: object, timeout: float | None = None) -> T:
+        """Call the leader: with one address, just call it; with several, try each broker
+        that accepts a connection, from the last that served, past standbys."""
+        timeout = timeout or self.timeout
+        if len(self.addresses) == 1:
+            return method(self._at(0))(request, metadata=self._metadata, timeout=timeout)
+        refused: grpc.RpcError | None = None
+        for index in self._order():
+            stubs = self._at(index)
+            if not stubs.reachable(min(timeout, CONNECT_SECONDS)):
+                continue
+            try:
+                result = method(stubs)(request, metadata=self._metadata, timeout=timeout)
+            except grpc.RpcError as err:
+                if not is_standby(err):
+                    raise
+                refused = err
+                continue
+            self._current = index
+            return result
+        if refused is not None:
+            raise refused
+        # Nobody accepted a connection: let the first broker's own error say why.
+        return method(self._at(self._current))(request, metadata=self._metadata, timeout=timeout)
+
+    def _pick(self) -> Stubs:
+        """For a stream: the first broker, from the last that served, that accepts a connection."""
+        if len(self.addresses) > 1:
+            for index in self._order():
+                if self._at(index).reachable(CONNECT_SECONDS):
+                    self._current = index
+                    break
+        return self._at(self._current)
+
+    def _order(self) -> list[int]:
+        n = len(self.addresses)
+        return [(self._current + i) % n for i in range(n)]
+
+    def broker_statuses(self, timeout: float = 5.0) -> list[tuple[str, admin_pb2.BrokerStatusResponse | grpc.RpcError]]:
+        """Ask every broker of the list, not only the leader, whether it leads."""
+        answers: list[tuple[str, admin_pb2.BrokerStatusResponse | grpc.RpcError]] = []
+        for index, address in enumerate(self.addresses):
+            try:
+                answers.append((address, self._at(index).admin.BrokerStatus(
+                    admin_pb2.BrokerStatusRequest(), metadata=self._metadata, timeout=timeout)))
+            except grpc.RpcError as err:
+                answers.append((address, err))
+        return answers
 
     # -- admin ------------------------------------------------------------
     def whoami(self) -> admin_pb2.WhoAmIResponse:
-        return self._call(self._admin.WhoAmI, admin_pb2.WhoAmIRequest())
+        return self._call(lambda s: s.admin.WhoAmI, admin_pb2.WhoAmIRequest())
 
     def add_institution(self, slug: str, name: str, country: str, weight: float = 1.0) -> admin_pb2.Institution:
         inst = admin_pb2.Institution(slug=slug, name=name, country=country, weight=weight)
-        return self._call(self._admin.AddInstitution, admin_pb2.AddInstitutionRequest(institution=inst))
+        return self._call(lambda s: s.admin.AddInstitution, admin_pb2.AddInstitutionRequest(institution=inst))
 
     def list_institutions(self) -> list[admin_pb2.Institution]:
-        return list(self._call(self._admin.ListInstitutions, admin_pb2.ListInstitutionsRequest()).institutions)
+        return list(self._call(lambda s: s.admin.ListInstitutions, admin_pb2.ListInstitutionsRequest()).institutions)
 
     def add_user(self, name: str, institution: str, role: common_pb2.Role) -> admin_pb2.AddUserResponse:
         request = admin_pb2.AddUserRequest(name=name, institution=institution, role=role)
-        return self._call(self._admin.AddUser, request)
+        return self._call(lambda s: s.admin.AddUser, request)
 
     def list_users(self) -> list[admin_pb2.User]:
-        return list(self._call(self._admin.ListUsers, admin_pb2.ListUsersRequest()).users)
+        return list(self._call(lambda s: s.admin.ListUsers, admin_pb2.ListUsersRequest()).users)
 
     def create_site_token(
         self, institution: str, site: str, ttl_seconds: int = 0, country: str = ""
@@ -91,54 +201,54 @@ class BrokerClient:
         request = admin_pb2.CreateSiteTokenRequest(
             institution=institution, site=site, ttl_seconds=ttl_seconds, country=country
         )
-        return self._call(self._admin.CreateSiteToken, request)
+        return self._call(lambda s: s.admin.CreateSiteToken, request)
 
     def list_sites(self) -> list[admin_pb2.Site]:
-        return list(self._call(self._admin.ListSites, admin_pb2.ListSitesRequest()).sites)
+        return list(self._call(lambda s: s.admin.ListSites, admin_pb2.ListSitesRequest()).sites)
 
     def cordon_site(self, name: str) -> admin_pb2.Site:
-        return self._call(self._admin.CordonSite, admin_pb2.SiteRequest(name=name))
+        return self._call(lambda s: s.admin.CordonSite, admin_pb2.SiteRequest(name=name))
 
     def uncordon_site(self, name: str) -> admin_pb2.Site:
-        return self._call(self._admin.UncordonSite, admin_pb2.SiteRequest(name=name))
+        return self._call(lambda s: s.admin.UncordonSite, admin_pb2.SiteRequest(name=name))
 
     def drain_site(self, name: str) -> admin_pb2.Site:
-        return self._call(self._admin.DrainSite, admin_pb2.SiteRequest(name=name))
+        return self._call(lambda s: s.admin.DrainSite, admin_pb2.SiteRequest(name=name))
 
     def set_site_labels(self, name: str, labels: dict[str, str]) -> admin_pb2.Site:
-        return self._call(self._admin.SetSiteLabels, admin_pb2.SetSiteLabelsRequest(name=name, labels=labels))
+        return self._call(lambda s: s.admin.SetSiteLabels, admin_pb2.SetSiteLabelsRequest(name=name, labels=labels))
 
     def usage_report(self, since_seconds: float, by: str) -> admin_pb2.UsageReportResponse:
-        return self._call(self._admin.UsageReport, admin_pb2.UsageReportRequest(since_seconds=since_seconds, by=by))
+        return self._call(lambda s: s.admin.UsageReport, admin_pb2.UsageReportRequest(since_seconds=since_seconds, by=by))
 
     def show_quotas(self, tree: bool = False) -> admin_pb2.ShowQuotasResponse:
-        return self._call(self._admin.ShowQuotas, admin_pb2.ShowQuotasRequest(tree=tree))
+        return self._call(lambda s: s.admin.ShowQuotas, admin_pb2.ShowQuotasRequest(tree=tree))
 
     # -- fair share -------------------------------------------------------
     def add_project(self, institution: str, name: str, weight: float) -> admin_pb2.Project:
         request = admin_pb2.AddProjectRequest(institution=institution, name=name, weight=weight)
-        return self._call(self._admin.AddProject, request)
+        return self._call(lambda s: s.admin.AddProject, request)
 
     def list_projects(self) -> list[admin_pb2.Project]:
-        return list(self._call(self._admin.ListProjects, admin_pb2.ListProjectsRequest()).projects)
+        return list(self._call(lambda s: s.admin.ListProjects, admin_pb2.ListProjectsRequest()).projects)
 
     def set_weight(self, kind: str, key: str, weight: float) -> admin_pb2.SetWeightResponse:
-        return self._call(self._admin.SetWeight, admin_pb2.SetWeightRequest(kind=kind, id=key, weight=weight))
+        return self._call(lambda s: s.admin.SetWeight, admin_pb2.SetWeightRequest(kind=kind, id=key, weight=weight))
 
     def get_policy(self) -> admin_pb2.Policy:
-        return self._call(self._admin.GetPolicy, admin_pb2.GetPolicyRequest())
+        return self._call(lambda s: s.admin.GetPolicy, admin_pb2.GetPolicyRequest())
 
     def set_policy(self, policy: admin_pb2.Policy) -> admin_pb2.Policy:
-        return self._call(self._admin.SetPolicy, admin_pb2.SetPolicyRequest(policy=policy))
+        return self._call(lambda s: s.admin.SetPolicy, admin_pb2.SetPolicyRequest(policy=policy))
 
     def set_guarantee(self, institution: str, gpu_model: str, gpus: int) -> admin_pb2.SetGuaranteeResponse:
         request = admin_pb2.SetGuaranteeRequest(institution=institution, gpu_model=gpu_model, gpus=gpus)
-        return self._call(self._admin.SetGuarantee, request)
+        return self._call(lambda s: s.admin.SetGuarantee, request)
 
     def set_limits(self, institution: str, borrowing: int, lending: int) -> admin_pb2.SetLimitsResponse:
         request = admin_pb2.SetLimitsRequest(institution=institution, borrowing_limit=borrowing,
                                              lending_limit=lending)
-        return self._call(self._admin.SetLimits, request)
+        return self._call(lambda s: s.admin.SetLimits, request)
 
     # -- jobs -------------------------------------------------------------
     def submit_job(
@@ -155,7 +265,7 @@ class BrokerClient:
         however many of these tries reached it, there is exactly one job.
         """
         request = job_pb2.SubmitJobRequest(spec=spec, idempotency_key=idempotency_key or str(uuid.uuid4()))
-        return self._retry(lambda: self._call(self._jobs.SubmitJob, request), attempts, backoff)
+        return self._retry(lambda: self._call(lambda s: s.jobs.SubmitJob, request), attempts, backoff)
 
     def _retry(self, call: Callable[[], T], attempts: int, backoff: float) -> T:
         for attempt in range(1, attempts + 1):
@@ -168,16 +278,16 @@ class BrokerClient:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def get_job(self, job_id: str) -> common_pb2.Job:
-        return self._call(self._jobs.GetJob, job_pb2.GetJobRequest(job_id=job_id))
+        return self._call(lambda s: s.jobs.GetJob, job_pb2.GetJobRequest(job_id=job_id))
 
     def list_jobs(
         self, include_finished: bool = False, state: common_pb2.JobState = common_pb2.JOB_STATE_UNSPECIFIED
     ) -> list[common_pb2.Job]:
         request = job_pb2.ListJobsRequest(all=include_finished, state=state)
-        return list(self._call(self._jobs.ListJobs, request).jobs)
+        return list(self._call(lambda s: s.jobs.ListJobs, request).jobs)
 
     def cancel_job(self, job_id: str) -> common_pb2.Job:
-        return self._call(self._jobs.CancelJob, job_pb2.CancelJobRequest(job_id=job_id))
+        return self._call(lambda s: s.jobs.CancelJob, job_pb2.CancelJobRequest(job_id=job_id))
 
     def job_logs(
         self, job_id: str, follow: bool = False, offset: int = 0, *, reconnects: int = 5, backoff: float = 0.5
@@ -191,7 +301,7 @@ class BrokerClient:
         failures = 0
         while True:
             request = job_pb2.GetJobLogsRequest(job_id=job_id, follow=follow, offset=offset)
-            stream: Iterable[common_pb2.LogChunk] = self._jobs.GetJobLogs(
+            stream: Iterable[common_pb2.LogChunk] = self._pick().jobs.GetJobLogs(
                 request, metadata=self._metadata, timeout=None if follow else self.timeout
             )
             try:
@@ -202,9 +312,13 @@ class BrokerClient:
                 return
             except grpc.RpcError as err:
                 failures += 1
-                if not follow or err.code() not in RETRYABLE or failures > reconnects:
+                standby = is_standby(err) and len(self.addresses) > 1
+                if standby:  # try the next broker of the list
+                    self._current = (self._current + 1) % len(self.addresses)
+                if not (follow or standby) or err.code() not in RETRYABLE or failures > reconnects:
                     raise
-                self._sleep(backoff * 2 ** (failures - 1))
+                if not standby:
+                    self._sleep(backoff * 2 ** (failures - 1))
             finally:
                 cancel = getattr(stream, "cancel", None)
                 if cancel is not None:
@@ -212,11 +326,11 @@ class BrokerClient:
 
     # -- packages ---------------------------------------------------------
     def has_package(self, digest: str) -> bool:
-        return self._call(self._jobs.HasPackage, job_pb2.HasPackageRequest(digest=digest)).present
+        return self._call(lambda s: s.jobs.HasPackage, job_pb2.HasPackageRequest(digest=digest)).present
 
     def upload_package(self, digest: str, data: bytes) -> str:
         request = job_pb2.UploadPackageRequest(digest=digest, data=data)
-        return self._call(self._jobs.UploadPackage, request, timeout=max(self.timeout, 300.0)).digest
+        return self._call(lambda s: s.jobs.UploadPackage, request, timeout=max(self.timeout, 300.0)).digest
 
     def ensure_package(self, digest: str, data: bytes) -> bool:
         """Upload unless the broker already holds `digest`; True when bytes were sent."""

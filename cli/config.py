@@ -28,7 +28,7 @@ def config_path() -> Path:
 class Connection:
     """How to reach the broker and who to say we are."""
 
-    broker: str | None
+    broker: str | None      # "host:port", or several brokers of one store: "h1:p1,h2:p2"
     token: str | None
     ca_file: Path | None
 

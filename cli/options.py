@@ -17,7 +17,8 @@ from .render import Output
 
 BrokerOpt = Annotated[
     Optional[str],
-    typer.Option("--broker", help="Broker address HOST:PORT [env MINGA_BROKER, else `minga login`].",
+    typer.Option("--broker", help="Broker address HOST:PORT, or a standby pair HOST:PORT,HOST:PORT "
+                 "(calls go to the one that leads) [env MINGA_BROKER, else `minga login`].",
                  show_default=False),
 ]
 TokenOpt = Annotated[

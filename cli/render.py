@@ -315,3 +315,19 @@ def usage_table(by: str, lines: Sequence[JsonDict]) -> None:
         [l["key"], l["country"], f"{l['consumed_gpu_hours']:.1f}", f"{l['consumed_normalized']:.1f}",
          f"{l['contributed_gpu_hours']:.1f}", f"{l['contributed_normalized']:.1f}", f"{l['balance_normalized']:+.1f}"]
         for l in lines])
+
+
+def broker_status_to_dict(address: str, answer: admin_pb2.BrokerStatusResponse | None, error: str = "") -> JsonDict:
+    """One broker of a list: its role, or why it did not answer (role "unreachable")."""
+    if answer is None:
+        return {"address": address, "role": "unreachable", "leading": False, "leader_address": None,
+                "leading_since": None, "error": error}
+    return {"address": address, "role": answer.role or ("leader" if answer.leading else "standby"),
+            "leading": answer.leading, "leader_address": answer.leader_address or None,
+            "leading_since": iso_time(answer.leading_since), "error": None}
+
+
+def brokers_table(items: Sequence[JsonDict]) -> None:
+    rows = [(b["address"], b["role"], _dash(b["leader_address"]), _dash(b["leading_since"]),
+             _dash(b["error"])) for b in items]
+    _table(None, ["ADDRESS", "ROLE", "LEADER", "SINCE", "ERROR"], rows)

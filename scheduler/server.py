@@ -1,15 +1,22 @@
-"""`Broker`: wires the store, the cycle and the servicers into a gRPC server."""
+"""`Broker`: wires the store, the cycle and the servicers into a gRPC server.
+
+Several brokers may share one store: the gRPC server of each always runs, and the
+one that holds the store's leader lock (`scheduler.leader`) runs the scheduling
+cycle and serves; the others are standbys until it dies.
+"""
 from __future__ import annotations
 
 import ipaddress
 import logging
 import os
+import socket
+import uuid
 from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
-from minga.v1 import admin_pb2_grpc, job_pb2_grpc, site_pb2_grpc
+from minga.v1 import admin_pb2, admin_pb2_grpc, job_pb2_grpc, site_pb2_grpc
 
 from scheduler.api.admin_servicer import AdminServicer
 from scheduler.api.interceptor import AuthInterceptor
@@ -19,6 +26,7 @@ from scheduler.auth import hash_token, new_token
 from scheduler.clock import Clock, IdGenerator, RandomIds, SystemClock
 from scheduler.core import Core
 from scheduler.cycle import SchedulingCycle
+from scheduler.leader import Election, LeaderRecord, lock_for, read_leader, record_leader
 from scheduler.leases import DEFAULT_TTL_SECONDS, SiteLeases
 from scheduler.domain import InvalidArgument, Principal
 from scheduler.paths import data_dir
@@ -39,6 +47,9 @@ class BrokerConfig:
     insecure: bool = False
     tick_seconds: float = 2.0
     lease_ttl_seconds: float = DEFAULT_TTL_SECONDS   # a site silent this long is LOST
+    advertise: str = ""                 # where clients reach this broker; "": the listen address
+    leader_poll_seconds: float = 1.0    # how often a standby tries the leader lock, and the leader checks it
+    step_down_seconds: float = 15.0     # a leader cut off from its database this long steps down
 
 
 class Broker:
@@ -49,7 +60,11 @@ class Broker:
         self.admin_token_file = config.admin_token_file or data_dir() / "admin-token"
         self.bootstrap_token: str | None = None
         self.address = ""
+        self.advertised = ""
+        self.broker_id = uuid.uuid4().hex
         self.core: Core | None = None
+        self.election: Election | None = None
+        self._leader: LeaderRecord | None = None   # the leader as last read from the store
         self._server: grpc.Server | None = None
 
     def start(self) -> None:
@@ -59,16 +74,14 @@ class Broker:
             raise InvalidArgument(
                 f"refusing to listen on {host} without TLS: pass --tls-cert/--tls-key, or --insecure")
         store = Store(self.config.db_url or f"sqlite:///{data_dir() / 'broker.db'}")
-        store.sites.mark_all_disconnected()
         sessions = SessionRegistry()
         leases = SiteLeases(self.clock, self.config.lease_ttl_seconds)
-        cycle = SchedulingCycle(store, sessions, self.clock, leases, self.config.tick_seconds)
+        cycle = SchedulingCycle(store, sessions, self.clock, leases, self.config.tick_seconds)  # started on leading
         self.core = Core(store=store, clock=self.clock, ids=self.ids, sessions=sessions, cycle=cycle,
                          leases=leases)
-        self._bootstrap_admin(store)
         server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=128, thread_name_prefix="rpc"),
-            interceptors=[AuthInterceptor(self._authenticate)],
+            interceptors=[AuthInterceptor(self._authenticate, self._refusal)],
             options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                      ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
                      ("grpc.so_reuseport", 0),
@@ -78,7 +91,7 @@ class Broker:
                      ("grpc.http2.max_ping_strikes", 0)],
         )
         job_pb2_grpc.add_JobServiceServicer_to_server(JobServicer(self.core), server)
-        admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(self.core), server)
+        admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(self.core, self._status), server)
         site_pb2_grpc.add_SiteServiceServicer_to_server(SiteServicer(self.core), server)
         target = f"{host}:{port}"
         try:
@@ -87,12 +100,82 @@ class Broker:
             raise InvalidArgument(f"cannot listen on {target}: {exc}") from exc
         if bound == 0:
             raise InvalidArgument(f"cannot listen on {target}: the port is taken or the address is wrong")
+        self.address = f"{host}:{bound}"
+        self.advertised = self.config.advertise or _advertised(host, bound)
+        self.election = Election(lock_for(store.url), self, self.config.leader_poll_seconds,
+                                 self.config.step_down_seconds, on_poll=self._read_leader)
+        self.election.start()   # leads at once if no other broker does
+        if not self.election.leading:
+            self._read_leader()
         server.start()
         self._server = server
-        self.address = f"{host}:{bound}"
-        cycle.start()
-        cycle.trigger()
-        log.info("broker listening on %s (store %s)", self.address, store.db.engine.url.render_as_string())
+        log.info("broker listening on %s as %s (store %s)", self.address, self.election.role.value,
+                 store.db.engine.url.render_as_string())
+
+    # -- leadership (hooks of scheduler.leader.Election) -----------------------------
+    def take_over(self) -> None:
+        """Lead as a fresh broker start would: no site stream is open here yet, and every
+        site gets a fresh lease TTL from now rather than being declared lost at once."""
+        core = self._core
+        core.store.sites.mark_all_disconnected()
+        self._bootstrap_admin(core.store)
+        record = LeaderRecord(address=self.advertised, since=self.clock.now(), broker_id=self.broker_id)
+        record_leader(core.store.db, record)
+        self._leader = record
+        self._start_cycle()
+        log.info("this broker (%s) leads now", self.advertised)
+
+    def pause(self) -> None:
+        self._core.cycle.stop()
+
+    def resume(self) -> None:
+        self._start_cycle()
+
+    def step_down(self) -> None:
+        core = self._core
+        core.cycle.stop()
+        core.sessions.close_all()   # the agents dial the next broker
+        self._read_leader()
+
+    def _start_cycle(self) -> None:
+        core = self._core
+        core.leases = SiteLeases(self.clock, self.config.lease_ttl_seconds)
+        core.cycle = SchedulingCycle(core.store, core.sessions, self.clock, core.leases, self.config.tick_seconds)
+        core.cycle.start()
+        core.cycle.trigger()
+
+    def _read_leader(self) -> None:
+        try:
+            self._leader = read_leader(self._core.store.db)
+        except Exception as exc:  # noqa: BLE001 - keep the last one known
+            log.debug("cannot read the leader record: %s", exc)
+
+    @property
+    def leading(self) -> bool:
+        return self.election is not None and self.election.leading
+
+    def _refusal(self) -> str | None:
+        """Why this broker serves no calls now: it is a standby. None while it leads."""
+        if self.election is None or self.election.leading:
+            return None
+        leader = self._leader
+        if leader is not None and leader.broker_id != self.broker_id:
+            return f"standby broker; the leader is at {leader.address}"
+        return "standby broker; no broker leads right now (a standby takes over within seconds)"
+
+    def _status(self) -> admin_pb2.BrokerStatusResponse:
+        if not self.leading:
+            self._read_leader()
+        leader = self._leader
+        role = self.election.role.value if self.election else "standby"
+        return admin_pb2.BrokerStatusResponse(
+            address=self.advertised, leading=self.leading, role=role,
+            leader_address=leader.address if leader else "", leading_since=leader.since if leader else 0.0)
+
+    @property
+    def _core(self) -> Core:
+        assert self.core is not None, "the broker has not started"
+        return self.core
 
     def _authenticate(self, token: str) -> Principal | None:
         assert self.core is not None
@@ -113,9 +196,13 @@ class Broker:
         self.bootstrap_token = token
 
     def stop(self, grace: float | None = 1.0) -> None:
+        if self.election:
+            self.election.stop()
         if self.core:
             self.core.sessions.close_all()
             self.core.cycle.stop()
+        if self.election:
+            self.election.release()   # a standby takes over at its next poll
         if self._server:
             self._server.stop(grace).wait()
         if self.core:
@@ -131,6 +218,13 @@ def _split_listen(listen: str) -> tuple[str, int]:
     if not sep or not port.isdigit() or not host:
         raise InvalidArgument(f"--listen {listen!r} must be HOST:PORT, e.g. 127.0.0.1:50551")
     return host.strip("[]") if host.startswith("[") else host, int(port)
+
+
+def _advertised(host: str, port: int) -> str:
+    """The address to tell clients: a wildcard listen address names this machine instead."""
+    if host in ("0.0.0.0", "::", ""):
+        host = socket.getfqdn()
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _is_loopback(host: str) -> bool:

@@ -1,15 +1,18 @@
-"""`minga broker serve`: run the federation's broker in the foreground."""
+"""`minga broker serve`: run the federation's broker in the foreground;
+`minga broker status`: which broker of a standby pair leads."""
 from __future__ import annotations
 
 import threading
 from pathlib import Path
+
+import grpc
 from typing import Annotated, Optional
 
 import typer
 
 from .. import errors, render
 from ..lifecycle import configure_logging, stop_signals, wait_until
-from ..options import OutputOpt
+from ..options import BrokerOpt, CaOpt, OutputOpt, TokenOpt, client
 from ..parsing import parse_duration
 from ..render import Output
 
@@ -32,6 +35,8 @@ def serve(
     insecure: Annotated[bool, typer.Option("--insecure", help="Allow plaintext on a non-loopback address.")] = False,
     lease_ttl: Annotated[str, typer.Option("--lease-ttl", help="A site silent this long is LOST and its jobs "
                                            "are requeued (agents heartbeat every 5 s).")] = "30s",
+    advertise: Annotated[str, typer.Option("--advertise", help="HOST:PORT at which clients reach this broker, "
+                                           "told to them by a standby.", show_default="the listen address")] = "",
     output: OutputOpt = Output.table,
 ) -> None:
     """Serve the broker until Ctrl-C or SIGTERM."""
@@ -48,7 +53,7 @@ def serve(
     configure_logging()
     broker = Broker(BrokerConfig(listen=listen, db_url=db, admin_token_file=admin_token_file,
                                  tls_cert=tls_cert, tls_key=tls_key, insecure=insecure,
-                                 lease_ttl_seconds=ttl_seconds))
+                                 lease_ttl_seconds=ttl_seconds, advertise=advertise))
     try:
         broker.start()
     except MingaError as exc:
@@ -68,10 +73,13 @@ def _announce(broker: object, output: Output) -> None:
     address: str = broker.address  # type: ignore[attr-defined]
     token_file: Path = broker.admin_token_file  # type: ignore[attr-defined]
     bootstrapped = broker.bootstrap_token is not None  # type: ignore[attr-defined]
-    data = {"address": address, "admin_token_file": str(token_file), "bootstrapped": bootstrapped}
+    leading: bool = broker.leading  # type: ignore[attr-defined]
+    data = {"address": address, "admin_token_file": str(token_file), "bootstrapped": bootstrapped,
+            "leading": leading}
 
     def human() -> None:
-        typer.echo(f"broker listening on {address}")
+        typer.echo(f"broker listening on {address}" + ("" if leading else
+                   " as a standby: it takes over when the leading broker of its store stops"))
         if bootstrapped:
             typer.echo(f"the bootstrap admin token was written to {token_file} (readable only by you)")
             typer.echo(f"  use it with: export MINGA_BROKER={address} MINGA_TOKEN=$(cat {token_file})")
@@ -81,3 +89,28 @@ def _announce(broker: object, output: Output) -> None:
         render.print_json_line(data)  # one line, flushed: scripts can read the address at once
     else:
         human()
+
+
+@app.command("status")
+def status(
+    ctx: typer.Context,
+    broker: BrokerOpt = None, token: TokenOpt = None, ca: CaOpt = None, output: OutputOpt = Output.table,
+) -> None:
+    """Ask every broker of the --broker list whether it leads (exit 3 if none does)."""
+    with client(ctx, broker, token, ca) as c:
+        answers = c.broker_statuses()
+    items = []
+    for address, answer in answers:
+        if isinstance(answer, grpc.RpcError) and answer.code() in (
+                grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
+            raise answer  # a token problem, not a broker's: say so once
+        items.append(render.broker_status_to_dict(address, None, _why(answer)) if isinstance(answer, grpc.RpcError)
+                     else render.broker_status_to_dict(address, answer))
+    render.show(output, items, lambda: render.brokers_table(items))
+    if not any(item["leading"] for item in items):
+        raise errors.CliError("no broker of the list leads", errors.EXIT_UNREACHABLE)
+
+
+def _why(err: grpc.RpcError) -> str:
+    details = (err.details() or "no details").split(";")[0]   # gRPC appends its debug trail after ";"
+    return f"{err.code().name}: {details}"

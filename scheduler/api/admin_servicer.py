@@ -1,6 +1,7 @@
 """AdminService: converts, delegates to scheduler.service.admin, converts back."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict
 
 from minga.v1 import admin_pb2, admin_pb2_grpc
@@ -48,8 +49,12 @@ def _policy_update(pb: admin_pb2.Policy) -> tuple[ShareSettings, set[str]]:
 
 
 class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
-    def __init__(self, core: Core) -> None:
+    def __init__(self, core: Core, broker_status: Callable[[], admin_pb2.BrokerStatusResponse] | None = None) -> None:
         self.core = core
+        self._broker_status = broker_status or (lambda: admin_pb2.BrokerStatusResponse(leading=True, role="leader"))
+
+    def BrokerStatus(self, request: admin_pb2.BrokerStatusRequest, context: CallContext) -> admin_pb2.BrokerStatusResponse:
+        return self._broker_status()
 
     def AddInstitution(self, request: admin_pb2.AddInstitutionRequest, context: CallContext) -> admin_pb2.Institution:
         i = request.institution

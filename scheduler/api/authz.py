@@ -40,4 +40,8 @@ RPC_ROLES: dict[str, frozenset[Role] | None] = {
     "/minga.v1.AdminService/SetLimits": frozenset({A}),
     "/minga.v1.AdminService/SetSiteLabels": frozenset({A}),
     "/minga.v1.AdminService/UsageReport": frozenset({A, R}),  # aggregates only
+    "/minga.v1.AdminService/BrokerStatus": frozenset({A, R, S}),  # a standby answers it too
 }
+
+# What a standby broker still serves; it refuses every other call (UNAVAILABLE, naming the leader).
+STANDBY_RPCS = frozenset({"/minga.v1.AdminService/BrokerStatus"})

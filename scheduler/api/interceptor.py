@@ -12,7 +12,7 @@ from typing import Any
 import grpc
 
 from scheduler import domain
-from scheduler.api.authz import RPC_ROLES
+from scheduler.api.authz import RPC_ROLES, STANDBY_RPCS
 from scheduler.auth import bearer_from_metadata
 from scheduler.domain import Principal
 from scheduler.states import IllegalTransition
@@ -32,6 +32,7 @@ ERROR_CODES: dict[type[Exception], grpc.StatusCode] = {
 }
 
 Authenticator = Callable[[str], Principal | None]
+Refusal = Callable[[], str | None]   # why this broker serves no calls now (a standby), else None
 
 
 class CallContext:
@@ -61,8 +62,9 @@ def status_for(exc: Exception) -> tuple[grpc.StatusCode, str]:
 
 
 class AuthInterceptor(grpc.ServerInterceptor):
-    def __init__(self, authenticate: Authenticator) -> None:
+    def __init__(self, authenticate: Authenticator, refusal: Refusal = lambda: None) -> None:
         self._authenticate = authenticate
+        self._refusal = refusal
 
     def intercept_service(self, continuation, details):  # type: ignore[no-untyped-def]
         handler = continuation(details)
@@ -71,6 +73,10 @@ class AuthInterceptor(grpc.ServerInterceptor):
         method = details.method
         if method not in RPC_ROLES:
             return _rejecting(handler, grpc.StatusCode.UNIMPLEMENTED, f"{method} is not served")
+        if method not in STANDBY_RPCS:
+            refusal = self._refusal()
+            if refusal is not None:  # clients take UNAVAILABLE as "try the next broker"
+                return _rejecting(handler, grpc.StatusCode.UNAVAILABLE, refusal)
         return _wrap(handler, lambda ctx: self._principal(method, ctx))
 
     def _principal(self, method: str, context: grpc.ServicerContext) -> Principal | None:

@@ -7,6 +7,24 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class BrokerStatusRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class BrokerStatusResponse(_message.Message):
+    __slots__ = ("address", "leading", "leader_address", "leading_since", "role")
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    LEADING_FIELD_NUMBER: _ClassVar[int]
+    LEADER_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    LEADING_SINCE_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    address: str
+    leading: bool
+    leader_address: str
+    leading_since: float
+    role: str
+    def __init__(self, address: _Optional[str] = ..., leading: _Optional[bool] = ..., leader_address: _Optional[str] = ..., leading_since: _Optional[float] = ..., role: _Optional[str] = ...) -> None: ...
+
 class UsageReportRequest(_message.Message):
     __slots__ = ("since_seconds", "by")
     SINCE_SECONDS_FIELD_NUMBER: _ClassVar[int]

@@ -134,6 +134,11 @@ class AdminServiceStub:
                 request_serializer=minga_dot_v1_dot_admin__pb2.UsageReportRequest.SerializeToString,
                 response_deserializer=minga_dot_v1_dot_admin__pb2.UsageReportResponse.FromString,
                 _registered_method=True)
+        self.BrokerStatus = channel.unary_unary(
+                '/minga.v1.AdminService/BrokerStatus',
+                request_serializer=minga_dot_v1_dot_admin__pb2.BrokerStatusRequest.SerializeToString,
+                response_deserializer=minga_dot_v1_dot_admin__pb2.BrokerStatusResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
@@ -264,6 +269,13 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def BrokerStatus(self, request, context):
+        """Whether this broker leads; a standby answers this one and refuses every other call.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -366,6 +378,11 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.UsageReport,
                     request_deserializer=minga_dot_v1_dot_admin__pb2.UsageReportRequest.FromString,
                     response_serializer=minga_dot_v1_dot_admin__pb2.UsageReportResponse.SerializeToString,
+            ),
+            'BrokerStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.BrokerStatus,
+                    request_deserializer=minga_dot_v1_dot_admin__pb2.BrokerStatusRequest.FromString,
+                    response_serializer=minga_dot_v1_dot_admin__pb2.BrokerStatusResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -908,6 +925,33 @@ class AdminService:
             '/minga.v1.AdminService/UsageReport',
             minga_dot_v1_dot_admin__pb2.UsageReportRequest.SerializeToString,
             minga_dot_v1_dot_admin__pb2.UsageReportResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BrokerStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/minga.v1.AdminService/BrokerStatus',
+            minga_dot_v1_dot_admin__pb2.BrokerStatusRequest.SerializeToString,
+            minga_dot_v1_dot_admin__pb2.BrokerStatusResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,303 @@
+"""Standby brokers: of the brokers on one store exactly one leads, the others refuse
+calls naming the leader, and a standby takes over within seconds when the leader
+goes away. In-process brokers on port 0 over one SQLite file or one PostgreSQL
+schema; then the fault test on real processes (`minga broker serve`, kill -9)."""
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import psycopg
+import pytest
+from minga.v1 import admin_pb2, common_pb2, job_pb2
+from typer.testing import CliRunner
+
+from scheduler.leader import Attempt, FileLock, PostgresLock, lock_for
+from scheduler.server import Broker, BrokerConfig
+from tests.fixtures_broker import Caller, RunningBroker, ScriptedSite, gpu_inventory
+from tests.test_store import PG_URL, pg_unreachable
+
+POLL = 0.2          # the in-process brokers' leader poll
+MINGA = str(Path(sys.executable).parent / "minga")
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request, tmp_path) -> Iterator[str]:  # type: ignore[no-untyped-def]
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'broker.db'}"
+        return
+    with pg_schema() as url:
+        yield url
+
+
+class pg_schema:
+    """A fresh PostgreSQL schema, dropped afterwards; yields its URL."""
+
+    def __enter__(self) -> str:
+        reason = pg_unreachable()
+        if reason:
+            pytest.skip(reason)
+        self.schema = f"t_{uuid.uuid4().hex[:16]}"
+        with psycopg.connect(PG_URL, autocommit=True) as conn:
+            conn.execute(f'CREATE SCHEMA "{self.schema}"')
+        return f"{PG_URL}{'&' if '?' in PG_URL else '?'}options=-csearch_path%3D{self.schema}"
+
+    def __exit__(self, *exc: object) -> None:
+        with psycopg.connect(PG_URL, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA "{self.schema}" CASCADE')
+
+
+def start(tmp_path: Path, db_url: str, name: str) -> RunningBroker:
+    token_file = tmp_path / "admin-token"   # shared: only the first leader writes it
+    broker = Broker(BrokerConfig(listen="127.0.0.1:0", db_url=db_url, admin_token_file=token_file,
+                                 tick_seconds=0.5, leader_poll_seconds=POLL))
+    broker.start()
+    return RunningBroker(broker, db_url, token_file)
+
+
+def status(b: RunningBroker) -> admin_pb2.BrokerStatusResponse:
+    a = b.admin
+    return a.admin.BrokerStatus(admin_pb2.BrokerStatusRequest(), metadata=a.md, timeout=5)
+
+
+def submit(caller: Caller, name: str = "j") -> str:
+    spec = common_pb2.JobSpec(name=name, entrypoint="python train.py", resources=common_pb2.Resources(gpus=1))
+    return caller.jobs.SubmitJob(job_pb2.SubmitJobRequest(spec=spec), metadata=caller.md, timeout=5).job.id
+
+
+def until(predicate, timeout: float = 10.0):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()):
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.02)
+    return value
+
+
+def test_one_broker_leads_the_standby_refuses_and_takes_over(tmp_path, db_url):
+    first = start(tmp_path, db_url, "first")
+    second = start(tmp_path, db_url, "second")
+    try:
+        assert first.broker.leading and not second.broker.leading
+        lead, stand = status(first), status(second)
+        assert (lead.leading, lead.role, lead.address) == (True, "leader", first.broker.advertised)
+        assert lead.leader_address == first.broker.advertised and lead.leading_since > 0
+        assert (stand.leading, stand.role) == (False, "standby")
+        assert (stand.leader_address, stand.leading_since) == (lead.leader_address, lead.leading_since)
+
+        first.institution("uchile", "CL")
+        site = ScriptedSite(first.address, first.join("uchile", "dcc"), gpu_inventory(gpus=2))
+        site.next("welcome")
+        site.close()
+        ana_first = first.researcher("ana", "uchile")
+        before = submit(ana_first, "before")
+        ana_second = second.caller(ana_first.token)
+        with pytest.raises(grpc.RpcError) as refused:
+            submit(ana_second)
+        assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert refused.value.details() == f"standby broker; the leader is at {first.broker.advertised}"
+
+        began = time.monotonic()
+        first.close()
+        until(lambda: second.broker.leading, timeout=5)
+        took = time.monotonic() - began
+        print(f"standby took over {took:.2f} s after the leader stopped (poll {POLL} s)")
+        assert took < 3 * POLL + 2
+        now = status(second)
+        assert (now.leading, now.leader_address) == (True, second.broker.advertised)
+        after = submit(ana_second, "after")
+        jobs = ana_second.jobs.ListJobs(job_pb2.ListJobsRequest(all=True), metadata=ana_second.md).jobs
+        assert {j.id for j in jobs} == {before, after}
+    finally:
+        first.close()
+        second.close()
+
+
+def test_a_site_moves_to_the_new_leader(tmp_path, db_url):
+    first = start(tmp_path, db_url, "first")
+    second = start(tmp_path, db_url, "second")
+    try:
+        first.institution("uchile", "CL")
+        token = first.join("uchile", "dcc")
+        refused = ScriptedSite(second.address, token, gpu_inventory(gpus=2))
+        assert refused.ended.wait(5) and refused.inbox.empty()  # a standby takes no site session
+        assert refused.error is not None and refused.error.code() == grpc.StatusCode.UNAVAILABLE
+        site = ScriptedSite(first.address, token, gpu_inventory(gpus=2), heartbeat_seconds=0.3)
+        site.next("welcome")
+        first.close()
+        assert site.ended.wait(5)                                # the old leader closed the session
+        until(lambda: second.broker.leading, timeout=5)
+        back = ScriptedSite(second.address, token, gpu_inventory(gpus=2), heartbeat_seconds=0.3)
+        back.next("welcome")
+        ana = second.researcher("ana", "uchile")
+        job_id = submit(ana)
+        assert back.next("start").start.job_id == job_id       # the new leader schedules
+        back.close()
+    finally:
+        first.close()
+        second.close()
+
+
+@pytest.mark.postgres
+def test_a_leader_whose_lock_connection_dies_yields_to_exactly_one(tmp_path):
+    with pg_schema() as url:
+        first = start(tmp_path, url, "first")
+        second = start(tmp_path, url, "second")
+        try:
+            lock = first.broker.election.lock  # type: ignore[union-attr]
+            assert isinstance(lock, PostgresLock) and lock._backend is not None
+            with psycopg.connect(PG_URL, autocommit=True) as conn:
+                conn.execute("SELECT pg_terminate_backend(%s)", (lock._backend[0],))
+            time.sleep(6 * POLL)
+            until(lambda: first.broker.leading != second.broker.leading, timeout=5)
+            leader, standby = (first, second) if first.broker.leading else (second, first)
+            assert status(standby).leader_address == leader.broker.advertised
+        finally:
+            first.close()
+            second.close()
+
+
+def test_locks_are_per_store(tmp_path):
+    a, b = FileLock(tmp_path / "a.db.lock"), FileLock(tmp_path / "a.db.lock")
+    other = FileLock(tmp_path / "b.db.lock")
+    try:
+        assert a.try_acquire() is Attempt.ACQUIRED
+        assert b.try_acquire() is Attempt.HELD
+        assert other.try_acquire() is Attempt.ACQUIRED
+        a.release()
+        assert b.try_acquire() is Attempt.ACQUIRED
+    finally:
+        for lock in (a, b, other):
+            lock.release()
+    assert isinstance(lock_for("sqlite:///x/broker.db"), FileLock)
+    assert lock_for("sqlite:///x/broker.db").path == Path("x/broker.db.lock")  # type: ignore[attr-defined]
+
+
+@pytest.mark.postgres
+def test_postgres_locks_are_per_schema():
+    with pg_schema() as one, pg_schema() as two:
+        a, b, c = PostgresLock(one), PostgresLock(one), PostgresLock(two)
+        try:
+            assert a.try_acquire() is Attempt.ACQUIRED
+            assert b.try_acquire() is Attempt.HELD
+            assert c.try_acquire() is Attempt.ACQUIRED
+            assert a.check()
+            a.release()
+            assert until(lambda: b.try_acquire() is Attempt.ACQUIRED, timeout=5)
+        finally:
+            for lock in (a, b, c):
+                lock.release()
+
+
+# -- the fault test: kill -9 the leading broker of two real processes on PostgreSQL ----
+
+TAKEOVER_BOUND_SECONDS = 5.0    # docs/production.md: lock poll 1 s + takeover wait 1 s, plus margin
+RECONNECT_BOUND_SECONDS = 5.0   # after the takeover: the agent's next round (at most 1 s apart) + Hello
+
+
+def _serve(db_url: str, tmp_path: Path, name: str, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], dict]:
+    log = open(tmp_path / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
+    proc = subprocess.Popen([MINGA, "broker", "serve", "--listen", "127.0.0.1:0", "--db", db_url,
+                             "--admin-token-file", str(tmp_path / f"{name}-admin-token"), "-o", "json"],
+                            stdout=subprocess.PIPE, stderr=log, env=env)
+    assert proc.stdout is not None
+    ready, _, _ = select.select([proc.stdout], [], [], 60)
+    assert ready, f"broker {name} printed nothing: {(tmp_path / f'{name}.log').read_text()[-2000:]}"
+    return proc, json.loads(proc.stdout.readline())
+
+
+@pytest.mark.postgres
+@pytest.mark.timeout(180)
+def test_kill_9_of_the_leader_the_standby_leads_and_agents_and_cli_follow(tmp_path):
+    from agent.credentials import join_site
+    from agent.fake_backend import FakeBackend
+    from agent.session import Agent, AgentConfig
+    from cli.main import app
+    from scheduler.domain import RunState
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MINGA_", "RAY_ADDRESS"))}
+    env.update(MINGA_CONFIG_DIR=str(tmp_path / "config"), MINGA_DATA_DIR=str(tmp_path / "data"))
+    runner = CliRunner()
+    procs: list[subprocess.Popen[bytes]] = []
+    agent = None
+    with pg_schema() as db_url:
+        try:
+            first, announced = _serve(db_url, tmp_path, "first", env)
+            procs.append(first)
+            assert announced["leading"] and announced["bootstrapped"]
+            second, standby = _serve(db_url, tmp_path, "second", env)
+            procs.append(second)
+            assert not standby["leading"] and not standby["bootstrapped"]
+            brokers = f"{announced['address']},{standby['address']}"
+            admin = (tmp_path / "first-admin-token").read_text().strip()
+
+            def minga(*args: str, token: str = admin) -> dict | list:
+                result = runner.invoke(app, [*args], env={**env, "MINGA_BROKER": brokers, "MINGA_TOKEN": token})
+                assert result.exit_code == 0, result.output
+                return json.loads(result.stdout)
+
+            minga("admin", "institution", "add", "uchile", "--name", "U. de Chile", "--country", "CL", "-o", "json")
+            ana = minga("admin", "user", "add", "ana", "--institution", "uchile", "-o", "json")["token"]
+            join = minga("admin", "site-token", "create", "--institution", "uchile", "--site", "dcc", "-o", "json")
+            credential = join_site(announced["address"], join["token"])
+            backend = FakeBackend()
+            inventory = common_pb2.Inventory(gpus=[common_pb2.GpuPool(
+                model="A100", memory_mb=40960, total=2, free=2, largest_node=2)], cpus=8, nodes=1)
+            agent = Agent(AgentConfig(broker=brokers, token=credential.token, ray_dashboard_url="http://unused",
+                                      poll_seconds=0.05, cache_dir=tmp_path / "cache"),
+                          backend=backend, inventory_source=lambda: inventory).start()
+            assert agent.connected.wait(15) and agent.broker == announced["address"]
+
+            before = minga("job", "submit", "--gpus", "1", "-o", "json", "--", "python", "train.py", token=ana)["id"]
+            run_id = until(lambda: next((r.run_id for r in backend.submissions if r.job_id == before), None))
+            backend.set_state(run_id, RunState.RUNNING)
+            until(lambda: minga("job", "status", before, "-o", "json", token=ana)["state"] == "RUNNING")
+
+            killed = time.monotonic()
+            os.kill(first.pid, signal.SIGKILL)
+            first.wait(10)
+            took_over = until(lambda: _leads(runner, app, env, standby["address"], admin), timeout=30) and \
+                time.monotonic() - killed
+            until(lambda: agent.sessions >= 2 and agent.connected.is_set(), timeout=30)
+            reconnected = time.monotonic() - killed
+            print(f"\nkill -9 of the leader: the standby led after {took_over:.2f} s, "
+                  f"the agent reconnected after {reconnected:.2f} s")
+            assert took_over < TAKEOVER_BOUND_SECONDS
+            assert reconnected < took_over + RECONNECT_BOUND_SECONDS
+            assert agent.broker == standby["address"]
+
+            rows = {b["address"]: b for b in minga("broker", "status", "-o", "json")}
+            assert rows[announced["address"]]["role"] == "unreachable"
+            assert rows[standby["address"]]["role"] == "leader"
+            assert rows[standby["address"]]["leader_address"] == standby["address"]
+
+            after = minga("job", "submit", "--gpus", "1", "-o", "json", "--", "python", "eval.py", token=ana)["id"]
+            jobs = {j["id"]: j for j in minga("job", "list", "--all", "-o", "json", token=ana)}
+            assert set(jobs) == {before, after}
+            assert (jobs[before]["state"], jobs[before]["attempts"]) == ("RUNNING", 1)   # kept, not requeued
+            until(lambda: any(r.job_id == after for r in backend.submissions))         # the new leader schedules
+        finally:
+            if agent is not None:
+                agent.stop()
+            for proc in procs:   # exactly the processes started here
+                if proc.poll() is None:
+                    proc.send_signal(signal.SIGTERM)
+                    try:
+                        proc.wait(30)
+                    except subprocess.TimeoutExpired:
+                        proc.kill()
+                        proc.wait()
+
+
+def _leads(runner: CliRunner, app, env: dict[str, str], address: str, token: str) -> bool:  # type: ignore[no-untyped-def]
+    result = runner.invoke(app, ["broker", "status", "--broker", address, "-o", "json"],
+                           env={**env, "MINGA_TOKEN": token})
+    return result.exit_code == 0 and json.loads(result.stdout)[0]["leading"]
