@@ -11,39 +11,29 @@ from __future__ import annotations
 
 import sqlite3
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import grpc
-import psycopg
 import pytest
 from minga.v1 import common_pb2, job_pb2
 
 from tests.fixtures_broker import ScriptedSite, gpu_inventory, start_broker
 from tests.netproxy import TcpProxy
 from tests.test_leases import site_info, submit, until
-from tests.test_store import PG_URL, pg_unreachable
+from tests.pg import pg_schema, url_in_schema
 
 TTL = 3.0
 
 
 @contextmanager
 def postgres_behind_proxy() -> Iterator[tuple[str, Callable[[], object], Callable[[], object]]]:
-    reason = pg_unreachable()
-    if reason:
-        pytest.skip(reason)
-    schema = f"t_{uuid.uuid4().hex[:16]}"
-    with psycopg.connect(PG_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-    proxy = TcpProxy("127.0.0.1:5432")
-    try:
-        yield (f"postgresql://postgres@{proxy.address}/test?options=-csearch_path%3D{schema}",
-               proxy.refuse, proxy.restore)
-    finally:
-        proxy.close()
-        with psycopg.connect(PG_URL, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+    with pg_schema() as schema:
+        proxy = TcpProxy("127.0.0.1:5432")
+        try:
+            yield url_in_schema(schema, f"postgresql://postgres@{proxy.address}/test"), proxy.refuse, proxy.restore
+        finally:
+            proxy.close()
 
 
 @contextmanager

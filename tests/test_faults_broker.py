@@ -19,12 +19,10 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
-import psycopg
 import pytest
 from minga.v1 import admin_pb2, common_pb2, job_pb2, site_pb2
 
@@ -32,7 +30,7 @@ from agent.session import Agent, AgentConfig
 from tests.fixtures_broker import Caller
 from tests.test_integration_ray import TERMINAL, wait_state
 from tests.test_leases import until
-from tests.test_store import PG_URL, pg_unreachable
+from tests.pg import pg_schema, url_in_schema
 
 MINGA = str(Path(sys.executable).parent / "minga")
 BURST = 1000
@@ -103,17 +101,8 @@ def db_url(request, tmp_path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'broker.db'}"
         return
-    reason = pg_unreachable()
-    if reason:
-        pytest.skip(reason)
-    schema = f"t_{uuid.uuid4().hex[:16]}"
-    with psycopg.connect(PG_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-    try:
-        yield f"{PG_URL}?options=-csearch_path%3D{schema}"
-    finally:
-        with psycopg.connect(PG_URL, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+    with pg_schema() as schema:
+        yield url_in_schema(schema)
 
 
 def test_broker_killed_mid_burst_loses_no_acknowledged_submit(tmp_path, db_url):

@@ -22,7 +22,8 @@ from scheduler.policy import schedule
 from scheduler.store import Store, migrations
 from scheduler.store.migrations.__main__ import main as migrations_cli
 from scheduler.store.db import normalize_url
-from tests.test_store import PG_URL, new_job, pg_unreachable
+from tests.pg import PG_URL, pg_unreachable
+from tests.test_store import new_job
 
 FIXTURES = Path(__file__).parent / "fixtures"
 NOW = 1_700_000_000.0   # the fixtures' clock

@@ -6,12 +6,10 @@ afterwards, so runs never see each other's rows and leave no tables behind.
 """
 from __future__ import annotations
 
-import os
 import sqlite3
 import threading
 import uuid
 from collections.abc import Iterator
-from functools import lru_cache
 
 import psycopg
 import pytest
@@ -26,19 +24,10 @@ from scheduler.policy import Decisions, Placement, Snapshot, Waiting, schedule
 from scheduler.store import Store
 from scheduler.store.accounts import Institution, User
 from scheduler.store.models import JobRow, RunRow, TokenRow
+from tests.pg import PG_URL, pg_schema, pg_unreachable, url_in_schema  # noqa: F401  (PG_URL, pg_unreachable: re-exported)
 
-PG_URL = os.environ.get("MINGA_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 NOW = 1_700_000_000.0
 DIGEST = "sha256:" + "ab" * 32
-
-
-@lru_cache(maxsize=1)
-def pg_unreachable() -> str | None:
-    try:
-        with psycopg.connect(PG_URL, connect_timeout=3):
-            return None
-    except psycopg.Error as exc:
-        return f"PostgreSQL at {PG_URL} is unreachable: {exc}"
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -46,17 +35,8 @@ def store_url(request, tmp_path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'broker.db'}"
         return
-    reason = pg_unreachable()
-    if reason:
-        pytest.skip(reason)
-    schema = f"t_{uuid.uuid4().hex[:16]}"
-    with psycopg.connect(PG_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-    try:
-        yield f"{PG_URL}{'&' if '?' in PG_URL else '?'}options=-csearch_path%3D{schema}"
-    finally:
-        with psycopg.connect(PG_URL, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+    with pg_schema() as schema:
+        yield url_in_schema(schema)
 
 
 @pytest.fixture
