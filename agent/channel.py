@@ -6,6 +6,7 @@ the others are standbys that refuse calls with UNAVAILABLE "standby broker; ..."
 """
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import grpc
@@ -23,6 +24,7 @@ CHANNEL_OPTIONS: list[tuple[str, int]] = [
 
 
 STANDBY = "standby broker"      # how a standby's refusal starts
+CONNECT_SECONDS = 3.0           # how long one broker of a list may take to accept a connection
 
 
 def broker_addresses(brokers: str) -> list[str]:
@@ -36,7 +38,44 @@ def is_standby(err: grpc.RpcError) -> bool:
 
 
 def open_channel(address: str, ca_file: str | Path | None = None) -> grpc.Channel:
-    """A channel to `address` ("host:port"); TLS rooted at `ca_file` if given."""
+    """A channel to `address` ("host:port"); TLS rooted at `ca_file` if given.
+
+    Given a list ("h1:p1,h2:p2", e.g. the broker of a site credential), the channel
+    goes to the first broker that accepts a connection (else the first of the list).
+    The agent's session picks its broker itself; this serves one-off calls such as
+    `site join`, which a standby refuses naming the leader.
+    """
+    addresses = broker_addresses(address)
+    if len(addresses) > 1:
+        for candidate in addresses:
+            channel = _open(candidate, ca_file)
+            if _connects(channel, CONNECT_SECONDS):
+                return channel
+            channel.close()
+        address = addresses[0]
+    return _open(address, ca_file)
+
+
+def _connects(channel: grpc.Channel, timeout: float) -> bool:
+    """Whether the channel gets READY before it fails to connect or `timeout` passes."""
+    done = threading.Event()
+    states: list[grpc.ChannelConnectivity] = []
+
+    def watch(state: grpc.ChannelConnectivity) -> None:
+        if state in (grpc.ChannelConnectivity.READY, grpc.ChannelConnectivity.TRANSIENT_FAILURE,
+                     grpc.ChannelConnectivity.SHUTDOWN):
+            states.append(state)
+            done.set()
+
+    channel.subscribe(watch, try_to_connect=True)
+    try:
+        done.wait(timeout)
+    finally:
+        channel.unsubscribe(watch)
+    return bool(states) and states[0] == grpc.ChannelConnectivity.READY
+
+
+def _open(address: str, ca_file: str | Path | None) -> grpc.Channel:
     if ca_file:
         root = Path(ca_file).read_bytes()
         return grpc.secure_channel(address, grpc.ssl_channel_credentials(root_certificates=root), CHANNEL_OPTIONS)

@@ -317,8 +317,7 @@ class BrokerClient:
                     self._current = (self._current + 1) % len(self.addresses)
                 if not (follow or standby) or err.code() not in RETRYABLE or failures > reconnects:
                     raise
-                if not standby:
-                    self._sleep(backoff * 2 ** (failures - 1))
+                self._sleep(backoff * 2 ** (failures - 1))
             finally:
                 cancel = getattr(stream, "cancel", None)
                 if cancel is not None:

@@ -247,11 +247,12 @@ def test_kill_9_of_the_leader_the_standby_leads_and_agents_and_cli_follow(tmp_pa
             minga("admin", "institution", "add", "uchile", "--name", "U. de Chile", "--country", "CL", "-o", "json")
             ana = minga("admin", "user", "add", "ana", "--institution", "uchile", "-o", "json")["token"]
             join = minga("admin", "site-token", "create", "--institution", "uchile", "--site", "dcc", "-o", "json")
-            credential = join_site(announced["address"], join["token"])
+            credential = join_site(brokers, join["token"])     # the site credential keeps the list
+            assert credential.broker == brokers
             backend = FakeBackend()
             inventory = common_pb2.Inventory(gpus=[common_pb2.GpuPool(
                 model="A100", memory_mb=40960, total=2, free=2, largest_node=2)], cpus=8, nodes=1)
-            agent = Agent(AgentConfig(broker=brokers, token=credential.token, ray_dashboard_url="http://unused",
+            agent = Agent(AgentConfig(broker=credential.broker, token=credential.token, ray_dashboard_url="http://unused",
                                       poll_seconds=0.05, cache_dir=tmp_path / "cache"),
                           backend=backend, inventory_source=lambda: inventory).start()
             assert agent.connected.wait(15) and agent.broker == announced["address"]
@@ -301,3 +302,26 @@ def _leads(runner: CliRunner, app, env: dict[str, str], address: str, token: str
     result = runner.invoke(app, ["broker", "status", "--broker", address, "-o", "json"],
                            env={**env, "MINGA_TOKEN": token})
     return result.exit_code == 0 and json.loads(result.stdout)[0]["leading"]
+
+
+def test_the_client_passes_a_standby_and_a_dead_address_and_remembers_the_leader(tmp_path):
+    from cli.client import BrokerClient
+
+    db_url = f"sqlite:///{tmp_path / 'broker.db'}"
+    first = start(tmp_path, db_url, "first")
+    second = start(tmp_path, db_url, "second")
+    try:
+        token = first.admin_token_file.read_text().strip()
+        with BrokerClient(f"127.0.0.1:1,{second.address},{first.address}", token) as client:
+            assert client.list_institutions() == []
+            assert client.address == first.address
+            rows = dict(client.broker_statuses())
+            assert isinstance(rows["127.0.0.1:1"], grpc.RpcError)
+            assert rows[second.address].role == "standby" and rows[first.address].role == "leader"
+            first.close()
+            until(lambda: second.broker.leading, timeout=5)
+            assert client.list_institutions() == []
+            assert client.address == second.address
+    finally:
+        first.close()
+        second.close()
