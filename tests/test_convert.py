@@ -9,7 +9,7 @@ from minga.v1 import common_pb2, site_pb2
 from scheduler.api import convert
 from scheduler.commands import RunReport, StartRunCommand, StopRunCommand
 from scheduler.domain import (
-    GpuPool, Inventory, Job, JobSpec, JobState, Resources, Role, Run, RunState, RuntimeEnv, Site, SiteState,
+    GpuPool, InvalidArgument, Inventory, Job, JobSpec, JobState, Resources, Role, Run, RunState, RuntimeEnv, Site, SiteState,
 )
 
 PROPS = settings(max_examples=150, deadline=None)
@@ -163,15 +163,22 @@ def test_job_state_unspecified_means_any():
     assert convert.job_state_from_pb(common_pb2.JOB_STATE_UNSPECIFIED) is None
 
 
-@pytest.mark.parametrize("state", list(RunState))
+@pytest.mark.parametrize("state", [s for s in RunState if s is not RunState.LOST])
 def test_run_state_from_pb(state):
     value = common_pb2.RunState.Value(f"RUN_STATE_{state.name}")
     assert convert.run_state_from_pb(value) is state
 
 
-def test_run_state_unspecified_raises():
-    with pytest.raises(ValueError):
-        convert.run_state_from_pb(common_pb2.RUN_STATE_UNSPECIFIED)
+@pytest.mark.parametrize("value", [common_pb2.RUN_STATE_UNSPECIFIED, common_pb2.RUN_STATE_LOST, 99, -1])
+def test_run_states_a_site_may_not_report_are_refused(value):
+    with pytest.raises(InvalidArgument):
+        convert.run_state_from_pb(value)
+
+
+@pytest.mark.parametrize("parse", [convert.job_state_from_pb, convert.role_from_pb])
+def test_unknown_enum_values_are_invalid_arguments(parse):
+    with pytest.raises(InvalidArgument, match="not a known value"):
+        parse(77)
 
 
 @pytest.mark.parametrize("state", list(SiteState))
@@ -199,7 +206,7 @@ def test_run_report_from_pb():
 
 
 def test_run_report_without_state_is_refused():
-    with pytest.raises(ValueError):
+    with pytest.raises(InvalidArgument):
         convert.run_report_from_pb(site_pb2.RunReport(run_id="r"))
 
 

@@ -1,11 +1,13 @@
 """proto ↔ domain converters: the only place the two shapes meet."""
 from __future__ import annotations
 
+from typing import Any
+
 from minga.v1 import admin_pb2, common_pb2, site_pb2
 
 from scheduler.commands import Command, RunReport, StartRunCommand, StopRunCommand
 from scheduler.domain import (
-    DEFAULT_MAX_ATTEMPTS, GpuPool, Inventory, Job, JobSpec, JobState, Resources, Role, RunState, RuntimeEnv, Site, SiteState,
+    DEFAULT_MAX_ATTEMPTS, GpuPool, InvalidArgument, Inventory, Job, JobSpec, JobState, Resources, Role, RunState, RuntimeEnv, Site, SiteState,
 )
 
 # -- enums -------------------------------------------------------------------
@@ -14,16 +16,25 @@ def job_state_to_pb(state: JobState) -> int:
     return common_pb2.JobState.Value(f"JOB_STATE_{state.value}")
 
 
+def _enum_name(enum: Any, value: int, field: str) -> str:
+    """The name of a wire enum value; proto3 enums are open, so an unknown one is bad input."""
+    try:
+        return enum.Name(value)
+    except ValueError:
+        raise InvalidArgument(f"{field} {value} is not a known value") from None
+
+
 def job_state_from_pb(value: int) -> JobState | None:
     if value == common_pb2.JOB_STATE_UNSPECIFIED:
         return None
-    return JobState(common_pb2.JobState.Name(value).removeprefix("JOB_STATE_"))
+    return JobState(_enum_name(common_pb2.JobState, value, "state").removeprefix("JOB_STATE_"))
 
 
 def run_state_from_pb(value: int) -> RunState:
-    if value == common_pb2.RUN_STATE_UNSPECIFIED:
-        raise ValueError("run state is unspecified")
-    return RunState(common_pb2.RunState.Name(value).removeprefix("RUN_STATE_"))
+    """A run state a site may report: LOST is the broker's own verdict, never a report."""
+    if value in (common_pb2.RUN_STATE_UNSPECIFIED, common_pb2.RUN_STATE_LOST):
+        raise InvalidArgument(f"run state {value} may not be reported")
+    return RunState(_enum_name(common_pb2.RunState, value, "run state").removeprefix("RUN_STATE_"))
 
 
 def site_state_to_pb(state: SiteState) -> int:
@@ -37,7 +48,7 @@ def role_to_pb(role: Role) -> int:
 def role_from_pb(value: int) -> Role | None:
     if value == common_pb2.ROLE_UNSPECIFIED:
         return None
-    return Role[common_pb2.Role.Name(value).removeprefix("ROLE_")]
+    return Role[_enum_name(common_pb2.Role, value, "role").removeprefix("ROLE_")]
 
 # -- jobs ----------------------------------------------------------------------
 

@@ -100,8 +100,8 @@ class SiteServicer(site_pb2_grpc.SiteServiceServicer):
         if kind == "run":
             try:
                 report = run_report_from_pb(message.run)
-            except ValueError as exc:
-                raise InvalidArgument(f"run report for {message.run.run_id!r}: {exc}") from exc
+            except InvalidArgument as exc:
+                raise InvalidArgument(f"run report for {message.run.run_id[:100]!r}: {exc}") from exc
             return sites.site_reported(self.core, site, report)
         if kind == "log":
             sites.site_log(self.core, site, message.log.run_id, message.log.offset, message.log.data)
