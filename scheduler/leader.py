@@ -266,9 +266,15 @@ class Election:
         return self.role is not Role.STANDBY
 
     def start(self) -> None:
-        """Lead at once if the lock is free (no wait: nobody led a moment ago), then poll."""
+        """Lead at once if the lock is free (no wait: nobody led a moment ago), then poll.
+        A first takeover that fails (say, the admin token file cannot be written) raises."""
         if self.lock.try_acquire() is Attempt.ACQUIRED:
-            self._take_over(wait=False)
+            try:
+                self.hooks.take_over()
+            except BaseException:
+                self.lock.release()
+                raise
+            self.role = Role.LEADER
         self._thread = threading.Thread(target=self._loop, name="leader-election", daemon=True)
         self._thread.start()
 
@@ -301,7 +307,7 @@ class Election:
             self._retake()
         else:
             if self.lock.try_acquire() is Attempt.ACQUIRED:
-                self._take_over(wait=True)
+                self._take_over()
             else:
                 self.on_poll()
 
@@ -321,8 +327,8 @@ class Election:
             self.lock.release()
             self.hooks.step_down()
 
-    def _take_over(self, wait: bool) -> None:
-        if wait and self._stop.wait(self.poll_seconds):  # a leader that lost the lock stops within a poll
+    def _take_over(self) -> None:
+        if self._stop.wait(self.poll_seconds):  # a leader that lost the lock stops within a poll
             self.lock.release()
             return
         try:

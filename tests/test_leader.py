@@ -325,3 +325,105 @@ def test_the_client_passes_a_standby_and_a_dead_address_and_remembers_the_leader
     finally:
         first.close()
         second.close()
+
+
+class ScriptedLock:
+    """A lock whose answers the test sets."""
+
+    def __init__(self) -> None:
+        self.attempt = Attempt.ACQUIRED
+        self.alive = True
+        self.released = 0
+
+    def try_acquire(self) -> Attempt:
+        return self.attempt
+
+    def check(self) -> bool:
+        return self.alive
+
+    def release(self) -> None:
+        self.released += 1
+
+
+class Hooks:
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+        self.fail = False
+
+    def take_over(self) -> None:
+        self.calls.append("take_over")
+        if self.fail:
+            raise RuntimeError("database went away")
+
+    def pause(self) -> None:
+        self.calls.append("pause")
+
+    def resume(self) -> None:
+        self.calls.append("resume")
+
+    def step_down(self) -> None:
+        self.calls.append("step_down")
+
+
+def election(lock: ScriptedLock, hooks: Hooks, step_down_seconds: float = 60.0):  # type: ignore[no-untyped-def]
+    from scheduler.leader import Election
+
+    return Election(lock, hooks, poll_seconds=0.01, step_down_seconds=step_down_seconds)
+
+
+def test_a_leader_that_loses_its_lock_pauses_then_resumes_or_steps_down():
+    from scheduler.leader import Role
+
+    lock, hooks = ScriptedLock(), Hooks()
+    e = election(lock, hooks)
+    e.start()
+    e.stop()          # no thread: the test polls by hand
+    assert e.role is Role.LEADER and hooks.calls == ["take_over"]
+    lock.alive, lock.attempt = False, Attempt.UNREACHABLE
+    e.poll()
+    assert e.role is Role.UNSURE and e.leading and hooks.calls[-1] == "pause"
+    lock.alive, lock.attempt = True, Attempt.ACQUIRED
+    e.poll()
+    assert e.role is Role.LEADER and hooks.calls[-1] == "resume"
+    lock.alive, lock.attempt = False, Attempt.HELD       # another broker got it meanwhile
+    e.poll()
+    assert e.role is Role.STANDBY and not e.leading and hooks.calls[-2:] == ["pause", "step_down"]
+
+
+def test_an_unreachable_database_makes_the_leader_step_down_after_a_while():
+    from scheduler.leader import Role
+
+    lock, hooks = ScriptedLock(), Hooks()
+    e = election(lock, hooks, step_down_seconds=0.2)
+    e.start()
+    e.stop()
+    lock.alive, lock.attempt = False, Attempt.UNREACHABLE
+    e.poll()
+    assert e.role is Role.UNSURE
+    time.sleep(0.25)
+    e.poll()
+    assert e.role is Role.STANDBY and hooks.calls[-1] == "step_down"
+
+
+def test_a_standby_takes_over_and_a_failed_takeover_lets_go_of_the_lock():
+    from scheduler.leader import Role
+
+    lock, hooks = ScriptedLock(), Hooks()
+    lock.attempt = Attempt.HELD
+    e = election(lock, hooks)   # not started: the test polls by hand
+    e.poll()
+    assert e.role is Role.STANDBY and hooks.calls == []
+    lock.attempt, hooks.fail = Attempt.ACQUIRED, True
+    e.poll()
+    assert e.role is Role.STANDBY and lock.released == 1
+    hooks.fail = False
+    e.poll()
+    assert e.role is Role.LEADER and hooks.calls == ["take_over", "take_over"]
+
+
+def test_a_first_takeover_that_fails_fails_the_start():
+    lock, hooks = ScriptedLock(), Hooks()
+    hooks.fail = True
+    with pytest.raises(RuntimeError):
+        election(lock, hooks).start()
+    assert lock.released == 1
