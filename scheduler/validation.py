@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import re
 
-from scheduler.domain import InvalidArgument, JobSpec
+import math
+
+from scheduler.domain import InvalidArgument, Inventory, JobSpec
 
 MAX_ENTRYPOINT = 16_384
 MAX_NAME = 128
@@ -93,6 +95,32 @@ def check_job_spec(spec: JobSpec) -> None:
             raise InvalidArgument(f"spec.site_labels entry {key!r} must be 1-63 characters, value up to 63")
     if env.working_dir_digest:
         check_digest("spec.runtime_env.working_dir_digest", env.working_dir_digest)
+
+
+MAX_POOLS = 64
+MAX_POOL_GPUS = 100_000
+MAX_GPU_MEMORY_MB = 4 * 1024 * 1024
+
+
+def check_inventory(inv: Inventory) -> Inventory:
+    """What an agent says its site has: the broker places jobs on it, so it must make sense."""
+    if len(inv.gpus) > MAX_POOLS:
+        raise InvalidArgument(f"inventory.gpus has {len(inv.gpus)} pools; the limit is {MAX_POOLS}")
+    if len({p.model for p in inv.gpus}) != len(inv.gpus):
+        raise InvalidArgument("inventory.gpus names a model twice")
+    for pool in inv.gpus:
+        if not pool.model or len(pool.model) > 64 or not pool.model.isprintable():
+            raise InvalidArgument(f"inventory.gpus model {pool.model[:70]!r} must be 1-64 printable characters")
+        _in_range(f"inventory.gpus[{pool.model}].total", pool.total, 0, MAX_POOL_GPUS)
+        _in_range(f"inventory.gpus[{pool.model}].free", pool.free, 0, pool.total)
+        _in_range(f"inventory.gpus[{pool.model}].largest_node", pool.largest_node, 0, pool.total)
+        _in_range(f"inventory.gpus[{pool.model}].memory_mb", pool.memory_mb, 0, MAX_GPU_MEMORY_MB)
+    if not math.isfinite(inv.cpus):
+        raise InvalidArgument("inventory.cpus must be a finite number")
+    _in_range("inventory.cpus", inv.cpus, 0, 10_000_000)
+    _in_range("inventory.memory_mb", inv.memory_mb, 0, 2**50)
+    _in_range("inventory.nodes", inv.nodes, 0, 1_000_000)
+    return inv
 
 
 def _max_len(field: str, value: str, limit: int) -> None:

@@ -1,14 +1,15 @@
 """Input checks (scheduler/validation.py): each error names the offending field."""
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 
 import pytest
 
-from scheduler.domain import InvalidArgument, JobSpec, Resources, RuntimeEnv
+from scheduler.domain import GpuPool, InvalidArgument, Inventory, JobSpec, Resources, RuntimeEnv
 from scheduler.validation import (
-    MAX_ATTEMPTS, MAX_ENV_VARS, MAX_GPUS, MAX_PIP, MAX_WALLTIME, check_country, check_digest, check_job_spec,
-    check_slug,
+    MAX_ATTEMPTS, MAX_ENV_VARS, MAX_GPUS, MAX_PIP, MAX_WALLTIME, check_country, check_digest, check_inventory,
+    check_job_spec, check_slug,
 )
 
 DIGEST = "sha256:" + "0123456789abcdef" * 4
@@ -123,3 +124,30 @@ def test_digest():
         with pytest.raises(InvalidArgument) as info:
             check_digest("digest", bad)
         assert str(info.value).startswith("digest ")
+
+
+# -- a site's inventory --------------------------------------------------------------
+
+def _inv(**pool: object) -> Inventory:
+    base = dict(model="A100", memory_mb=40960, total=8, free=4, largest_node=8)
+    return Inventory(gpus=(GpuPool(**{**base, **pool}),), cpus=64.0, memory_mb=512_000, nodes=1)
+
+
+def test_a_sane_inventory_passes() -> None:
+    assert check_inventory(_inv()) == _inv()
+
+
+@pytest.mark.parametrize("inventory,field", [
+    (_inv(total=-1), "inventory.gpus[A100].total"),
+    (_inv(free=9), "inventory.gpus[A100].free"),
+    (_inv(largest_node=9), "inventory.gpus[A100].largest_node"),
+    (_inv(memory_mb=-5), "inventory.gpus[A100].memory_mb"),
+    (_inv(model=""), "inventory.gpus model"),
+    (_inv(model="A100\n"), "inventory.gpus model"),
+    (Inventory(gpus=(GpuPool("A100", 1, 1, 1, 1), GpuPool("A100", 1, 1, 1, 1))), "names a model twice"),
+    (Inventory(cpus=float("nan")), "inventory.cpus"),
+    (Inventory(nodes=-2), "inventory.nodes"),
+])
+def test_an_impossible_inventory_is_refused_naming_the_field(inventory: Inventory, field: str) -> None:
+    with pytest.raises(InvalidArgument, match=re.escape(field)):
+        check_inventory(inventory)

@@ -8,7 +8,7 @@ from scheduler.commands import Command, RunReport
 from scheduler.core import Core
 from scheduler.domain import Inventory, NotFound, Principal, RunState
 from scheduler.store.accounts import JoinGrant
-from scheduler.validation import check_digest
+from scheduler.validation import check_digest, check_inventory
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +26,7 @@ def site_connected(core: Core, site: str, inventory: Inventory, reports: list[Ru
     """The site's Hello: a fresh lease, its inventory, then its runs levelled with ours.
     A site whose Ray cluster is down (`ray_down` says why) cannot list its runs: it is
     DEGRADED and its runs are requeued instead."""
+    check_inventory(inventory)
     now = core.clock.now()
     core.leases.connected(site)
     core.store.sites.connected(site, inventory, now)
@@ -52,7 +53,7 @@ def site_reported(core: Core, site: str, report: RunReport) -> list[Command]:
 
 
 def site_inventory(core: Core, site: str, inventory: Inventory) -> None:
-    core.store.sites.update_inventory(site, inventory, core.clock.now())
+    core.store.sites.update_inventory(site, check_inventory(inventory), core.clock.now())
     core.cycle.trigger()
 
 
