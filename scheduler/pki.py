@@ -1,0 +1,179 @@
+"""The federation's certificate authority: the broker's server certificate, and the
+short-lived client certificates that identify sites (mutual TLS).
+
+- The CA and the broker's key never leave the broker's directory (mode 0700, keys
+  0600). A site's key never leaves the site: it sends a certificate signing
+  request, and the broker signs it.
+- A site certificate's identity is what the broker knows from the join token, not
+  what the CSR claims: subject CN = site, O = institution, C = country, plus the
+  URI SAN `minga://site/<institution>/<site>`, which is what the broker reads back.
+- Keys are ECDSA P-256; site certificates last 30 days by default, so a leaked or
+  forgotten one dies by itself, and the agent renews its own before it expires.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from scheduler.domain import InvalidArgument
+
+SITE_URI_PREFIX = "minga://site/"
+SITE_CERT_DAYS = 30
+SERVER_CERT_DAYS = 365
+CA_DAYS = 10 * 365
+CLOCK_SKEW = dt.timedelta(minutes=5)    # back-date certificates a little for skewed clocks
+MAX_CSR_BYTES = 16 * 1024
+
+
+@dataclass(frozen=True)
+class SiteIdentity:
+    site: str
+    institution: str
+
+
+@dataclass(frozen=True)
+class Authority:
+    """A CA key and certificate, able to sign."""
+
+    key: ec.EllipticCurvePrivateKey
+    cert: x509.Certificate
+
+    @property
+    def pem(self) -> bytes:
+        return self.cert.public_bytes(serialization.Encoding.PEM)
+
+
+def new_key() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
+
+
+def create_ca(common_name: str = "minga federation CA", now: dt.datetime | None = None) -> Authority:
+    now = now or _now()
+    key = new_key()
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - CLOCK_SKEW).not_valid_after(now + dt.timedelta(days=CA_DAYS))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
+                                         content_commitment=False, key_encipherment=False,
+                                         data_encipherment=False, key_agreement=False,
+                                         encipher_only=False, decipher_only=False), critical=True)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+            .sign(key, hashes.SHA256()))
+    return Authority(key, cert)
+
+
+def issue_server_cert(ca: Authority, sans: list[str], now: dt.datetime | None = None,
+                      days: int = SERVER_CERT_DAYS) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+    """A key and certificate for the broker, valid for every name or IP in `sans`."""
+    if not sans:
+        raise InvalidArgument("the broker certificate needs at least one --san (a host name or IP address)")
+    key = new_key()
+    cert = _leaf(ca, key.public_key(), x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, sans[0])]),
+                 [_san(s) for s in sans], ExtendedKeyUsageOID.SERVER_AUTH, now or _now(), days)
+    return key, cert
+
+
+def site_csr(key: ec.EllipticCurvePrivateKey, site: str) -> bytes:
+    """What a joining site sends: a CSR for its own key (the broker decides the identity)."""
+    csr = (x509.CertificateSigningRequestBuilder()
+           .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, site)]))
+           .sign(key, hashes.SHA256()))
+    return csr.public_bytes(serialization.Encoding.PEM)
+
+
+def sign_site_csr(ca: Authority, csr_pem: bytes, identity: SiteIdentity, country: str = "",
+                  now: dt.datetime | None = None, days: int = SITE_CERT_DAYS) -> x509.Certificate:
+    """A client certificate for the key in `csr_pem`, naming `identity` whatever the CSR says."""
+    if len(csr_pem) > MAX_CSR_BYTES:
+        raise InvalidArgument(f"csr is {len(csr_pem)} bytes; the limit is {MAX_CSR_BYTES}")
+    try:
+        csr = x509.load_pem_x509_csr(csr_pem)
+    except ValueError as exc:
+        raise InvalidArgument("csr is not a PEM certificate signing request") from exc
+    if not csr.is_signature_valid:
+        raise InvalidArgument("csr signature does not match its key")
+    if not isinstance(csr.public_key(), ec.EllipticCurvePublicKey):
+        raise InvalidArgument("csr key must be ECDSA (P-256)")
+    attrs = [x509.NameAttribute(NameOID.COMMON_NAME, identity.site),
+             x509.NameAttribute(NameOID.ORGANIZATION_NAME, identity.institution)]
+    if country:
+        attrs.append(x509.NameAttribute(NameOID.COUNTRY_NAME, country))
+    uri = x509.UniformResourceIdentifier(f"{SITE_URI_PREFIX}{identity.institution}/{identity.site}")
+    return _leaf(ca, csr.public_key(), x509.Name(attrs), [uri], ExtendedKeyUsageOID.CLIENT_AUTH,
+                 now or _now(), days)
+
+
+def site_identity(cert: x509.Certificate, ca: x509.Certificate, now: dt.datetime | None = None) -> SiteIdentity:
+    """Who a presented client certificate names, after checking that our CA signed it,
+    that it is in date, and that it is a site certificate."""
+    try:
+        cert.verify_directly_issued_by(ca)
+    except (InvalidSignature, ValueError, TypeError) as exc:
+        raise InvalidArgument("certificate was not issued by this federation's CA") from exc
+    now = now or _now()
+    if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
+        raise InvalidArgument(f"certificate expired or not yet valid (valid until {cert.not_valid_after_utc:%Y-%m-%d})")
+    try:
+        sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound as exc:
+        raise InvalidArgument("certificate names no site") from exc
+    for uri in sans.get_values_for_type(x509.UniformResourceIdentifier):
+        if uri.startswith(SITE_URI_PREFIX):
+            institution, _, site = uri.removeprefix(SITE_URI_PREFIX).partition("/")
+            if institution and site:
+                return SiteIdentity(site=site, institution=institution)
+    raise InvalidArgument("certificate names no site")
+
+
+def write_private(path: Path, data: bytes) -> Path:
+    """Write a secret readable only by its owner (created 0600, never world-readable)."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(data)
+    os.chmod(path, 0o600)
+    return path
+
+
+def pem(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def _leaf(ca: Authority, public_key: ec.EllipticCurvePublicKey, subject: x509.Name,
+          sans: list[x509.GeneralName], usage: x509.ObjectIdentifier, now: dt.datetime,
+          days: int) -> x509.Certificate:
+    return (x509.CertificateBuilder().subject_name(subject).issuer_name(ca.cert.subject)
+            .public_key(public_key).serial_number(x509.random_serial_number())
+            .not_valid_before(now - CLOCK_SKEW).not_valid_after(now + dt.timedelta(days=days))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key()), critical=False)
+            .sign(ca.key, hashes.SHA256()))
+
+
+def _san(name: str) -> x509.GeneralName:
+    try:
+        return x509.IPAddress(ipaddress.ip_address(name))
+    except ValueError:
+        return x509.DNSName(name)
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
