@@ -138,7 +138,7 @@ def test_hostile_messages_are_refused_cleanly(target, path, method) -> None:
     channel = grpc.insecure_channel(broker.address)
 
     @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
-    @given(request=st.one_of(messages(method.input_type)),
+    @given(request=st.one_of(messages(method.input_type), st.binary(max_size=200)),
            who=st.sampled_from(sorted(tokens)))
     def hostile(request: Message | bytes, who: str) -> None:
         before = dump(db_path)

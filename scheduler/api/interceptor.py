@@ -13,6 +13,7 @@ import grpc
 
 from scheduler import domain
 from scheduler.api.authz import RPC_ROLES, STANDBY_RPCS
+from scheduler.api.decoding import checked, tolerant
 from scheduler.auth import bearer_from_metadata
 from scheduler.domain import Principal
 from scheduler.states import IllegalTransition
@@ -99,7 +100,7 @@ def _wrap(handler: grpc.RpcMethodHandler, who: Callable[[grpc.ServicerContext], 
     def unary_response(behavior):  # type: ignore[no-untyped-def]
         def call(request_or_iterator, context):  # type: ignore[no-untyped-def]
             try:
-                return behavior(request_or_iterator, CallContext(context, who(context)))
+                return behavior(checked(request_or_iterator), CallContext(context, who(context)))
             except Exception as exc:  # noqa: BLE001 - mapped to a status in one place
                 _abort(context, exc)
         return call
@@ -107,7 +108,7 @@ def _wrap(handler: grpc.RpcMethodHandler, who: Callable[[grpc.ServicerContext], 
     def stream_response(behavior):  # type: ignore[no-untyped-def]
         def call(request_or_iterator, context) -> Iterator[Any]:  # type: ignore[no-untyped-def]
             try:
-                yield from behavior(request_or_iterator, CallContext(context, who(context)))
+                yield from behavior(checked(request_or_iterator), CallContext(context, who(context)))
             except Exception as exc:  # noqa: BLE001
                 _abort(context, exc)
         return call
@@ -133,12 +134,12 @@ def _rejecting(handler: grpc.RpcMethodHandler, code: grpc.StatusCode, message: s
 def _replace(handler: grpc.RpcMethodHandler, unary_response, stream_response):  # type: ignore[no-untyped-def]
     if handler.unary_unary:
         return grpc.unary_unary_rpc_method_handler(
-            unary_response(handler.unary_unary), handler.request_deserializer, handler.response_serializer)
+            unary_response(handler.unary_unary), tolerant(handler.request_deserializer), handler.response_serializer)
     if handler.unary_stream:
         return grpc.unary_stream_rpc_method_handler(
-            stream_response(handler.unary_stream), handler.request_deserializer, handler.response_serializer)
+            stream_response(handler.unary_stream), tolerant(handler.request_deserializer), handler.response_serializer)
     if handler.stream_unary:
         return grpc.stream_unary_rpc_method_handler(
-            unary_response(handler.stream_unary), handler.request_deserializer, handler.response_serializer)
+            unary_response(handler.stream_unary), tolerant(handler.request_deserializer), handler.response_serializer)
     return grpc.stream_stream_rpc_method_handler(
-        stream_response(handler.stream_stream), handler.request_deserializer, handler.response_serializer)
+        stream_response(handler.stream_stream), tolerant(handler.request_deserializer), handler.response_serializer)
