@@ -7,6 +7,7 @@ once fails again for every larger request of the same shape.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from scheduler.domain import Job
@@ -40,7 +41,7 @@ class Cycle:
     waiting_positions: list[int] = field(default_factory=list)   # the columns of a WaitingList
     waiting_reasons: list[str] = field(default_factory=list)
     waiting_never: list[bool] = field(default_factory=list)
-    tail: list[int] = field(default_factory=list)        # positions waiting on their shape's verdict
+    tail: Sequence[int] = ()        # positions waiting on their shape's verdict
     tail_verdicts: list[tuple[str, bool] | None] = field(default_factory=list)   # by shape id
     guaranteed: set[str] = field(default_factory=set)   # ids of the jobs within their guarantee
     largest_free: int = 0       # most free GPUs on any READY pool; only shrinks

@@ -35,15 +35,20 @@ def schedule_fair(snapshot: Snapshot, now: float) -> Decisions:
     first, rest = guarantee_first(cycle.queue, cycle.ledger)
     cycle.guaranteed = {cycle.queue.jobs[pos].id for pos in first}
     deferred = [pos for pos in first if not _place_within_guarantee(cycle, pos)]
-    queue = deferred + rest
-    for i, pos in enumerate(queue):
-        if i >= len(deferred) and cycle.largest_free == 0 and cycle.reservation is not None:
-            decide_tail(cycle, queue[i:])
+    for pos in deferred:
+        _decide_and_wait(cycle, pos)
+    for i, pos in enumerate(rest):
+        if cycle.largest_free == 0 and cycle.reservation is not None:
+            decide_tail(cycle, rest[i:])
             break
-        reason, never_fits = decide(cycle, pos)
-        if reason is not None:
-            cycle.wait(pos, reason, never_fits)
+        _decide_and_wait(cycle, pos)
     return cycle.decisions()
+
+
+def _decide_and_wait(cycle: Cycle, pos: int) -> None:
+    reason, never_fits = decide(cycle, pos)
+    if reason is not None:
+        cycle.wait(pos, reason, never_fits)
 
 
 def _place_within_guarantee(cycle: Cycle, pos: int) -> bool:

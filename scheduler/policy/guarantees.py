@@ -16,6 +16,7 @@ guarantee, so neither can preempt the other's guaranteed runs.
 """
 from __future__ import annotations
 
+from array import array
 from collections import defaultdict
 from dataclasses import dataclass, field
 from itertools import chain, filterfalse
@@ -168,7 +169,7 @@ def quota_rows(snapshot: Snapshot) -> tuple[QuotaRow, ...]:
     return tuple(rows)
 
 
-def guarantee_first(queue: Queue, ledger: Ledger) -> tuple[list[int], list[int]]:
+def guarantee_first(queue: Queue, ledger: Ledger) -> tuple[list[int], array[int]]:
     """Jobs that fit within their institution's guarantee go before those that borrow.
 
     Kueue's scheduler does the same (workloads that need no borrowing are admitted
@@ -215,5 +216,5 @@ def guarantee_first(queue: Queue, ledger: Ledger) -> tuple[list[int], list[int]]
             if total[inst] <= 0:
                 break
     first = list(filter(chosen.__contains__, queue.order))
-    rest = list(filterfalse(chosen.__contains__, queue.order))
+    rest = array("l", filterfalse(chosen.__contains__, queue.order))
     return first, rest

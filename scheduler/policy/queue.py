@@ -18,9 +18,11 @@ from __future__ import annotations
 
 from array import array
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from heapq import merge
+from itertools import islice
+from operator import eq
 
 from scheduler.domain import Job
 from scheduler.policy.entitlement import project_id
@@ -34,8 +36,8 @@ class Queue:
     """Pending jobs in queue order, as positions into `jobs`, and their columns."""
 
     jobs: Sequence[Job]          # Snapshot.pending, as given
-    order: list[int]             # positions in jobs, in queue order
-    runs: dict[str, list[list[int]]]  # each institution's positions in queue order, in runs
+    order: array[int]            # positions in jobs, in queue order
+    runs: dict[str, list[array[int]]]  # each institution's positions in queue order, in runs
     shape_of: array[int]         # request shape id by position
     shapes: list[tuple]          # request shape by shape id
     examples: list[int]          # by shape id: the position of a job of that shape
@@ -50,7 +52,7 @@ class Pending:
     shape_of: array[int]
     shapes: list[tuple]
     examples: list[int]
-    groups: dict[Group, list[int]]
+    groups: dict[Group, array[int]]
 
     @property
     def accounts(self) -> set[tuple[str, str]]:
@@ -60,11 +62,13 @@ class Pending:
 
 def read_pending(pending: Sequence[Job]) -> Pending:
     """One pass in input order: the columns, the distinct shapes, and positions by group.
-    Numbers go in packed arrays, which the garbage collector does not walk."""
+
+    Numbers go in packed arrays, here and in the queue: the garbage collector walks every
+    element of a young list, and a cycle at depth would otherwise make it walk millions."""
     examples: list[int] = []
     times, shape_of = array("d"), array("l")
     shape_ids: dict[tuple, int] = {}
-    groups: dict[Group, list[int]] = defaultdict(list)
+    groups: dict[Group, array[int]] = defaultdict(lambda: array("l"))
     for pos, job in enumerate(pending):
         spec = job.spec
         res = spec.resources
@@ -90,17 +94,26 @@ def fair_queue(pending: Pending, factors: Mapping[str, float], now: float, age_w
                  shapes=pending.shapes, examples=pending.examples)
 
 
-def _order_by_group(pending: Pending, factors: Mapping[str, float]) -> tuple[list[int], dict[str, list[list[int]]]]:
+def _order_by_group(pending: Pending, factors: Mapping[str, float]) -> tuple[array[int], dict[str, list[array[int]]]]:
     """Without age, a job's rank is its group's: sort each group by (submit time, id) and
     concatenate the groups by (priority class, factor), merging groups of equal rank.
-    An institution's runs are its groups in that order."""
-    key = _submit_order(pending.times, pending.jobs)
-    ranked: dict[tuple[int, float], list[tuple[str, list[int]]]] = defaultdict(list)
-    for (priority, inst, name), positions in pending.groups.items():
-        positions.sort(key=key)
-        ranked[-priority, -factors.get(project_id(inst, name), 0.0)].append((inst, positions))
-    order: list[int] = []
-    runs: dict[str, list[list[int]]] = defaultdict(list)
+    An institution's runs are its groups in that order.
+
+    The sort key is the submit time alone, a C-level float key that sorts several times
+    faster than the (time, id) pair; the pair is used only for a group where two times
+    are equal, and to merge groups of equal rank (rare: it needs equal factors).
+    """
+    times, jobs = pending.times, pending.jobs
+    by_time = times.__getitem__
+    by_pair = lambda pos: (times[pos], jobs[pos].id)  # noqa: E731
+    ranked: dict[tuple[int, float], list[tuple[str, array[int]]]] = defaultdict(list)
+    for (priority, inst, name), group in pending.groups.items():
+        positions = sorted(group, key=by_time)
+        if _has_ties(list(map(by_time, positions))):
+            positions.sort(key=by_pair)
+        ranked[-priority, -factors.get(project_id(inst, name), 0.0)].append((inst, array("l", positions)))
+    order = array("l")
+    runs: dict[str, list[array[int]]] = defaultdict(list)
     for rank in sorted(ranked):
         parts = ranked[rank]
         if len(parts) == 1:
@@ -108,22 +121,19 @@ def _order_by_group(pending: Pending, factors: Mapping[str, float]) -> tuple[lis
             order += positions
             runs[inst].append(positions)
             continue
-        order += merge(*(positions for _, positions in parts), key=key)
+        order.extend(merge(*(positions for _, positions in parts), key=by_pair))
         for inst in sorted({inst for inst, _ in parts}):
-            runs[inst].append(list(merge(*(positions for i, positions in parts if i == inst), key=key)))
+            runs[inst].append(array("l", merge(*(positions for i, positions in parts if i == inst), key=by_pair)))
     return order, runs
 
 
-def _submit_order(times: array[float], jobs: Sequence[Job]) -> Callable[[int], object]:
-    """Sort key of a position: (submit time, id). When no two submit times are equal, the
-    time alone: a C-level float key that sorts several times faster than a pair."""
-    if len(set(times)) == len(times):
-        return times.__getitem__
-    return lambda pos: (times[pos], jobs[pos].id)
+def _has_ties(ascending: list[float]) -> bool:
+    """Whether two neighbours of a sorted list are equal (compared in C)."""
+    return any(map(eq, ascending, islice(ascending, 1, None)))
 
 
 def _order_with_age(pending: Pending, factors: Mapping[str, float], now: float,
-                    age_per_second: float) -> tuple[list[int], dict[str, list[list[int]]]]:
+                    age_per_second: float) -> tuple[array[int], dict[str, list[array[int]]]]:
     """Age gives every job its own priority, so each gets its full sort key."""
     times, jobs = pending.times, pending.jobs
     keyed: dict[str, list[tuple[tuple, int]]] = defaultdict(list)   # by institution
@@ -133,5 +143,5 @@ def _order_with_age(pending: Pending, factors: Mapping[str, float], now: float,
                         for p in positions]
     for entries in keyed.values():
         entries.sort()
-    order = [p for _, p in merge(*keyed.values())]
-    return order, {inst: [[p for _, p in entries]] for inst, entries in keyed.items()}
+    order = array("l", (p for _, p in merge(*keyed.values())))
+    return order, {inst: [array("l", (p for _, p in entries))] for inst, entries in keyed.items()}

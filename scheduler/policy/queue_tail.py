@@ -12,12 +12,14 @@ look for CPUs one by one, in queue order.
 """
 from __future__ import annotations
 
+from array import array
+
 from scheduler.policy.cpu_only import cpu_reason, place_cpu_only
 from scheduler.policy.cycle_state import Cycle
 from scheduler.policy.waiting_list import Verdict
 
 
-def decide_tail(cycle: Cycle, positions: list[int]) -> None:
+def decide_tail(cycle: Cycle, positions: array[int]) -> None:
     """Decide the jobs at `positions` (in queue order) of a cycle with no GPU free."""
     queue = cycle.queue
     verdicts = [_verdict(cycle, example, shape) for example, shape in zip(queue.examples, queue.shapes)]
@@ -28,7 +30,7 @@ def decide_tail(cycle: Cycle, positions: list[int]) -> None:
     cycle.tail, cycle.tail_verdicts = positions, verdicts
 
 
-def _one_by_one(cycle: Cycle, positions: list[int], verdicts: list[Verdict | None]) -> None:
+def _one_by_one(cycle: Cycle, positions: array[int], verdicts: list[Verdict | None]) -> None:
     """The same decisions when CPU-only jobs are among them: their outcome depends on the
     CPUs the jobs ahead took, and their reasons interleave with the others'."""
     jobs, shape_of = cycle.queue.jobs, cycle.queue.shape_of
