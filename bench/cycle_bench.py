@@ -5,7 +5,8 @@ model mix), 60 institutions in 19 Latin American countries (ten without GPUs),
 two to four projects each, decayed usage, about half the GPUs busy with live
 runs (70% the owner's own, 30% borrowed), and N pending jobs. `schedule()` is timed over several repetitions on one
 core; the figures printed are the median and p99 cycle time, decisions per
-second, and the growth from one size to the next against n log n.
+second, and the growth from one size to the next against n log n. The load average
+is printed too: on a shared machine, other processes inflate every figure.
 
     .venv/bin/python bench/cycle_bench.py [--sizes 10000,100000,1000000] [--reps 7]
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import random
 import statistics
 import time
@@ -130,7 +132,8 @@ def main() -> None:
     ap.add_argument("--sizes", default="10000,100000")
     ap.add_argument("--reps", type=int, default=7)
     args = ap.parse_args()
-    print("1,000 sites, 8,000 GPUs, 60 institutions in 19 countries, ~half the GPUs busy")
+    print("1,000 sites, 8,000 GPUs, 60 institutions in 19 countries, ~half the GPUs busy; "
+          f"load average {os.getloadavg()[0]:.1f}")
     print(f"{'pending':>9} {'median ms':>10} {'p99 ms':>9} {'decisions/s':>12} {'placed':>7} {'GPUs':>6} "
           f"{'preempt':>8} {'growth':>7} {'n log n':>8}")
     prev = None

@@ -13,12 +13,6 @@ from scheduler.domain import Job, Site
 from scheduler.policy.feasibility import never_fits_reason
 
 
-def request_shape(job: Job) -> tuple:
-    """Everything in a job that the hard constraints look at."""
-    res = job.spec.resources
-    return (res.gpus, res.gpu_models, res.min_gpu_memory_mb, res.cpus, job.spec.countries, job.spec.site_labels)
-
-
 class NeverFits:
     """Memoized `never_fits_reason`, with a cheap "something could hold it" test first.
 
@@ -52,9 +46,9 @@ class NeverFits:
             self._caps[key] = caps
         return caps
 
-    def reason(self, job: Job, shape: tuple | None = None) -> str | None:
-        """Why nothing could ever hold `job`, or None; `shape` is `request_shape(job)`."""
-        shape = shape if shape is not None else request_shape(job)
+    def reason(self, job: Job, shape: tuple) -> str | None:
+        """Why nothing could ever hold `job`, or None. `shape` is its request shape as the
+        queue reads it: (GPUs, models, min GPU memory, CPUs, countries, labels)."""
         if shape in self._memo:
             return self._memo[shape]
         gpus, models, memory, cpus, countries, labels = shape

@@ -3,13 +3,13 @@
 At 100,000 pending jobs a cycle's cost is memory, not arithmetic. A job is a few
 frozen dataclasses spread over the heap: once jobs are visited in queue order
 (unrelated to the order they were built in), every field read is a cache miss. And
-every object the cycle keeps alive wakes the garbage collector, whose full passes
-walk the whole snapshot. So each job is read exactly once, in input order, into
-columns indexed by its position in `Snapshot.pending` (lists of ints, strings and
-floats, which the collector does not track): institution, submit time and an id
-for its request shape (`never_fits.request_shape`: every hard constraint), under
-which the cycle memoizes what it learns about a request. The queue is then a list
-of positions. Only the few thousand jobs the cycle tries to place are read again.
+every object the cycle keeps alive wakes the garbage collector, which walks the
+young ones and everything they hold. So each job is read exactly once, in input
+order, into packed columns indexed by its position in `Snapshot.pending`: its
+submit time and an id for its request shape (every field a hard constraint looks
+at), under which the cycle memoizes what it learns about a request. The queue is
+then an array of positions. Only the few thousand jobs the cycle tries to place
+are read again.
 
 Order (Slurm Fair Tree, see `fairshare.py`): priority class, then the project's
 fair-share factor plus `age_weight` per hour waited, then submit time, then id.
