@@ -30,6 +30,7 @@ import fcntl
 import json
 import logging
 import os
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -47,6 +48,7 @@ log = logging.getLogger(__name__)
 LEADER_LOCK_KEY = 0x6D6C6472    # "mldr"; the migration lock uses another key (MIGRATION_LOCK_KEY)
 LEADER_META_KEY = "leader"
 CONNECT_TIMEOUT_SECONDS = 5
+QUERY_TIMEOUT_SECONDS = 5.0     # a lock query not answered by then counts as a lost connection
 
 
 class Attempt(enum.Enum):
@@ -80,9 +82,8 @@ class PostgresLock:
             self.conninfo, autocommit=True, connect_timeout=CONNECT_TIMEOUT_SECONDS,
             # A cut link must fail the next check within seconds, not at the kernel's TCP timeout.
             keepalives=1, keepalives_idle=2, keepalives_interval=1, keepalives_count=3, tcp_user_timeout=5000)
-        conn.execute("SET statement_timeout = '5s'")
-        row = conn.execute("SELECT hashtext(current_database() || '/' || coalesce(current_schema(), '')), "
-                           "pid, backend_start FROM pg_stat_activity WHERE pid = pg_backend_pid()").fetchone()
+        row = _query(conn, "SELECT hashtext(current_database() || '/' || coalesce(current_schema(), '')), "
+                     "pid, backend_start FROM pg_stat_activity WHERE pid = pg_backend_pid()")
         assert row is not None
         self._key, self._backend = row[0], (row[1], row[2])
         return conn
@@ -97,7 +98,7 @@ class PostgresLock:
                 # Our own earlier connection, cut off from us, still holds it: end it.
                 log.warning("the leader lock is held by this broker's lost connection (backend %d); ending it",
                             self._held_by[0])
-                self._conn.execute("SELECT pg_terminate_backend(%s)", (self._held_by[0],))
+                _query(self._conn, "SELECT pg_terminate_backend(%s)", (self._held_by[0],))
                 for _ in range(20):
                     time.sleep(0.05)
                     if self._lock(self._conn):
@@ -109,7 +110,7 @@ class PostgresLock:
             return Attempt.UNREACHABLE
 
     def _lock(self, conn: psycopg.Connection) -> bool:
-        row = conn.execute("SELECT pg_try_advisory_lock(%s, %s)", (LEADER_LOCK_KEY, self._key)).fetchone()
+        row = _query(conn, "SELECT pg_try_advisory_lock(%s, %s)", (LEADER_LOCK_KEY, self._key))
         if row is not None and row[0]:
             self._held_by = self._backend
             return True
@@ -119,19 +120,19 @@ class PostgresLock:
         """(pid, backend_start) of the backend holding the leader lock; the start time
         tells our own old backend from a new one that reuses its pid."""
         assert self._key is not None
-        row = conn.execute(
-            "SELECT l.pid, a.backend_start FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+        row = _query(
+            conn, "SELECT l.pid, a.backend_start FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
             "WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2 "
             "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
             "AND l.classid::bigint = %s AND l.objid::bigint = %s",
-            (LEADER_LOCK_KEY, self._key % 2**32)).fetchone()
+            (LEADER_LOCK_KEY, self._key % 2**32))
         return (row[0], row[1]) if row else None
 
     def check(self) -> bool:
         if self._conn is None or self._conn.closed:
             return False
         try:
-            self._conn.execute("SELECT 1")
+            _query(self._conn, "SELECT 1")
             return True
         except psycopg.Error as exc:
             log.warning("leader lock connection lost: %s", exc)
@@ -148,6 +149,32 @@ class PostgresLock:
 
     def release(self) -> None:
         self._drop()    # ending the session releases its advisory locks
+
+
+def _query(conn: psycopg.Connection, sql: str, params: tuple = ()) -> tuple | None:
+    """One row, or OperationalError once QUERY_TIMEOUT_SECONDS pass. A link that swallows
+    packets (or a server that hangs) would otherwise block the election for minutes:
+    the timer shuts the socket down, which ends the wait at once."""
+    timer = threading.Timer(QUERY_TIMEOUT_SECONDS, _shut_down, args=(conn,))
+    timer.daemon = True
+    timer.start()
+    try:
+        return conn.execute(sql, params).fetchone()
+    finally:
+        timer.cancel()
+
+
+def _shut_down(conn: psycopg.Connection) -> None:
+    log.warning("the leader lock's database connection did not answer in %.0f s; dropping it",
+                QUERY_TIMEOUT_SECONDS)
+    try:
+        sock = socket.socket(fileno=os.dup(conn.fileno()))   # a duplicate: psycopg keeps its own fd
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        finally:
+            sock.close()
+    except (OSError, psycopg.Error):
+        pass
 
 
 class FileLock:

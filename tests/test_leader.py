@@ -427,3 +427,66 @@ def test_a_first_takeover_that_fails_fails_the_start():
     with pytest.raises(RuntimeError):
         election(lock, hooks).start()
     assert lock.released == 1
+
+
+def test_an_agent_given_the_standby_first_finds_the_leader(tmp_path):
+    from agent.fake_backend import FakeBackend
+    from agent.session import Agent, AgentConfig
+
+    db_url = f"sqlite:///{tmp_path / 'broker.db'}"
+    first = start(tmp_path, db_url, "first")
+    second = start(tmp_path, db_url, "second")
+    agent = None
+    try:
+        first.institution("uchile", "CL")
+        token = first.join("uchile", "dcc")
+        agent = Agent(AgentConfig(broker=f"{second.address},{first.address}", token=token,
+                                  ray_dashboard_url="http://unused", cache_dir=tmp_path / "cache"),
+                      backend=FakeBackend(), inventory_source=lambda: gpu_inventory(gpus=2)).start()
+        assert agent.connected.wait(10) and agent.broker == first.address
+    finally:
+        if agent is not None:
+            agent.stop()
+        first.close()
+        second.close()
+
+
+@pytest.mark.postgres
+def test_a_lock_connection_that_stops_answering_counts_as_lost_within_seconds():
+    """The link to PostgreSQL swallows every byte: the check gives up after its timeout."""
+    from scheduler.leader import QUERY_TIMEOUT_SECONDS
+    from tests.netproxy import TcpProxy
+
+    with pg_schema() as url:
+        host = PG_URL.split("@", 1)[1].split("/", 1)[0]
+        proxy = TcpProxy(host)
+        lock = PostgresLock(url.replace(host, proxy.address))
+        try:
+            assert lock.try_acquire() is Attempt.ACQUIRED
+            proxy.cut()
+            began = time.monotonic()
+            assert not lock.check()
+            assert time.monotonic() - began < QUERY_TIMEOUT_SECONDS + 2
+        finally:
+            lock.release()
+            proxy.close()
+
+
+@pytest.mark.postgres
+def test_a_broker_ends_its_own_lingering_lock_session():
+    """A cut link leaves the server holding the lock for the broker's lost session; when
+    the broker reaches the server again it ends that session itself and leads on."""
+    with pg_schema() as url:
+        lock, other = PostgresLock(url), PostgresLock(url)
+        lingering = None
+        try:
+            assert lock.try_acquire() is Attempt.ACQUIRED
+            lingering, lock._conn = lock._conn, None   # lost to the broker, alive on the server
+            assert other.try_acquire() is Attempt.HELD
+            assert lock.try_acquire() is Attempt.ACQUIRED
+            assert other.try_acquire() is Attempt.HELD
+        finally:
+            for held in (lock, other):
+                held.release()
+            if lingering is not None:
+                lingering.close()
