@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
-from minga.v1 import admin_pb2, admin_pb2_grpc, job_pb2_grpc, site_pb2_grpc
+from minga.v1 import admin_pb2_grpc, job_pb2_grpc, site_pb2_grpc
 
 from scheduler.api.admin_servicer import AdminServicer
 from scheduler.api.interceptor import AuthInterceptor
@@ -26,7 +26,7 @@ from scheduler.auth import hash_token, new_token
 from scheduler.clock import Clock, IdGenerator, RandomIds, SystemClock
 from scheduler.core import Core
 from scheduler.cycle import SchedulingCycle
-from scheduler.leader import Election, LeaderRecord, lock_for, read_leader, record_leader
+from scheduler.leader import Election, LeaderRecord, LeadershipStatus, lock_for, read_leader, record_leader
 from scheduler.leases import DEFAULT_TTL_SECONDS, SiteLeases
 from scheduler.domain import InvalidArgument, Principal
 from scheduler.paths import data_dir
@@ -163,14 +163,14 @@ class Broker:
             return f"standby broker; the leader is at {leader.address}"
         return "standby broker; no broker leads right now (a standby takes over within seconds)"
 
-    def _status(self) -> admin_pb2.BrokerStatusResponse:
+    def _status(self) -> LeadershipStatus:
         if not self.leading:
             self._read_leader()
         leader = self._leader
-        role = self.election.role.value if self.election else "standby"
-        return admin_pb2.BrokerStatusResponse(
-            address=self.advertised, leading=self.leading, role=role,
-            leader_address=leader.address if leader else "", leading_since=leader.since if leader else 0.0)
+        return LeadershipStatus(address=self.advertised, leading=self.leading,
+                                role=self.election.role.value if self.election else "standby",
+                                leader_address=leader.address if leader else "",
+                                leading_since=leader.since if leader else 0.0)
 
     @property
     def _core(self) -> Core:

@@ -10,6 +10,7 @@ from scheduler.api.convert import role_from_pb, role_to_pb, site_to_pb
 from scheduler.api.interceptor import CallContext
 from scheduler.core import Core
 from scheduler.domain import SiteState
+from scheduler.leader import LeadershipStatus
 from scheduler.policy import ProjectShare, ShareSettings
 from scheduler.service import admin, shares
 from scheduler.store.accounts import Institution, User
@@ -49,12 +50,12 @@ def _policy_update(pb: admin_pb2.Policy) -> tuple[ShareSettings, set[str]]:
 
 
 class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
-    def __init__(self, core: Core, broker_status: Callable[[], admin_pb2.BrokerStatusResponse] | None = None) -> None:
+    def __init__(self, core: Core, broker_status: Callable[[], LeadershipStatus] | None = None) -> None:
         self.core = core
-        self._broker_status = broker_status or (lambda: admin_pb2.BrokerStatusResponse(leading=True, role="leader"))
+        self._broker_status = broker_status or (lambda: LeadershipStatus("", True, "leader", "", 0.0))
 
     def BrokerStatus(self, request: admin_pb2.BrokerStatusRequest, context: CallContext) -> admin_pb2.BrokerStatusResponse:
-        return self._broker_status()
+        return admin_pb2.BrokerStatusResponse(**asdict(self._broker_status()))
 
     def AddInstitution(self, request: admin_pb2.AddInstitutionRequest, context: CallContext) -> admin_pb2.Institution:
         i = request.institution
