@@ -14,11 +14,13 @@ from dataclasses import dataclass
 
 from scheduler.clock import Clock
 from scheduler.commands import Command, StartRunCommand
+from scheduler.leader import NotLeading
 from scheduler.leases import SiteLeases
 from scheduler.policy import Decisions, Snapshot, schedule
 from scheduler.sessions import SessionRegistry
 from scheduler.store import Store
 from scheduler.store.base import StoreUnavailable
+from scheduler.store.runs import Fence
 
 log = logging.getLogger(__name__)
 
@@ -33,12 +35,13 @@ class CycleResult:
 
 class SchedulingCycle:
     def __init__(self, store: Store, sessions: SessionRegistry, clock: Clock, leases: SiteLeases,
-                 tick_seconds: float = 2.0) -> None:
+                 tick_seconds: float = 2.0, fence: Fence | None = None) -> None:
         self.store = store
         self.sessions = sessions
         self.clock = clock
         self.leases = leases
         self.tick_seconds = tick_seconds
+        self.fence = fence      # run first in each write; refuses a pass of a deposed leader
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -49,14 +52,15 @@ class SchedulingCycle:
         runs past their walltime are stopped (their jobs end FAILED, TIMEOUT)."""
         now = self.clock.now()
         for site in self.leases.expired(self.store.sites.names_not_lost()):
-            lost = self.store.runs.site_lost(site, f"no report for {self.leases.ttl_seconds:.0f} s", now)
+            lost = self.store.runs.site_lost(site, f"no report for {self.leases.ttl_seconds:.0f} s", now,
+                                             self.fence)
             log.warning("site %s lost: no report within the %.0f s lease TTL; %d run(s) requeued",
                         site, self.leases.ttl_seconds, lost)
-        return self.store.runs.stop_overdue(now)
+        return self.store.runs.stop_overdue(now, self.fence)
 
     def charge(self) -> None:
         """Bring the usage and contribution ledgers up to now, incrementally."""
-        self.store.runs.charge(self.clock.now())
+        self.store.runs.charge(self.clock.now(), self.fence)
 
     def load_snapshot(self) -> Snapshot:
         return self.store.runs.load_snapshot(self.clock.now())
@@ -65,7 +69,7 @@ class SchedulingCycle:
         return schedule(snapshot, self.clock.now())
 
     def persist(self, decisions: Decisions) -> list[Command]:
-        return self.store.runs.apply_decisions(decisions, self.clock.now())
+        return self.store.runs.apply_decisions(decisions, self.clock.now(), self.fence)
 
     def publish(self, commands: list[Command]) -> int:
         """Send committed leases and stops; an offline site levels up when it reconnects."""
@@ -110,6 +114,8 @@ class SchedulingCycle:
                 if store_down:
                     log.info("database reachable again; scheduling resumes")
                 store_down = False
+            except NotLeading as exc:
+                log.warning("scheduling pass refused: %s", exc)
             except StoreUnavailable as exc:
                 if not store_down:
                     log.warning("scheduling cycle skipped: database unavailable (%s)", exc)

@@ -40,6 +40,8 @@ from typing import Protocol
 
 import psycopg
 
+from sqlmodel import Session
+
 from scheduler.store.base import Database
 from scheduler.store.models import MetaRow
 
@@ -247,6 +249,24 @@ def record_leader(db: Database, record: LeaderRecord) -> None:
         row = s.get(MetaRow, LEADER_META_KEY) or MetaRow(key=LEADER_META_KEY)
         row.value = json.dumps({"address": record.address, "since": record.since, "broker_id": record.broker_id})
         s.add(row)
+
+
+class NotLeading(Exception):
+    """The store names another broker as leader: this one must not schedule."""
+
+
+def leader_fence(broker_id: str) -> Callable[[Session], None]:
+    """A check, run first inside each scheduling transaction, that the store still
+    names `broker_id` as leader. It locks the leader record (FOR UPDATE on
+    PostgreSQL), so a takeover, which rewrites that record, waits for a pass in
+    flight to commit, and a deposed leader's next pass writes nothing. This closes
+    the window in which a leader that lost its lock has not noticed yet."""
+    def fence(s: Session) -> None:
+        row = s.get(MetaRow, LEADER_META_KEY, with_for_update=True, populate_existing=True)
+        leader = json.loads(row.value).get("broker_id") if row is not None else None
+        if leader != broker_id:
+            raise NotLeading(f"the store names broker {leader} as leader, not this one ({broker_id})")
+    return fence
 
 
 def read_leader(db: Database) -> LeaderRecord | None:

@@ -26,7 +26,9 @@ from scheduler.auth import hash_token, new_token
 from scheduler.clock import Clock, IdGenerator, RandomIds, SystemClock
 from scheduler.core import Core
 from scheduler.cycle import SchedulingCycle
-from scheduler.leader import Election, LeaderRecord, LeadershipStatus, lock_for, read_leader, record_leader
+from scheduler.leader import (
+    Election, LeaderRecord, LeadershipStatus, leader_fence, lock_for, read_leader, record_leader,
+)
 from scheduler.leases import DEFAULT_TTL_SECONDS, SiteLeases
 from scheduler.domain import InvalidArgument, Principal
 from scheduler.paths import data_dir
@@ -140,7 +142,8 @@ class Broker:
     def _start_cycle(self) -> None:
         core = self._core
         core.leases = SiteLeases(self.clock, self.config.lease_ttl_seconds)
-        core.cycle = SchedulingCycle(core.store, core.sessions, self.clock, core.leases, self.config.tick_seconds)
+        core.cycle = SchedulingCycle(core.store, core.sessions, self.clock, core.leases, self.config.tick_seconds,
+                                     fence=leader_fence(self.broker_id))
         core.cycle.start()
         core.cycle.trigger()
 

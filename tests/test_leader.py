@@ -21,10 +21,16 @@ import pytest
 from minga.v1 import admin_pb2, common_pb2, job_pb2
 from typer.testing import CliRunner
 
-from scheduler.leader import Attempt, FileLock, PostgresLock, lock_for
+from scheduler.domain import JobState, SiteState
+from scheduler.leader import (
+    Attempt, FileLock, LeaderRecord, NotLeading, PostgresLock, leader_fence, lock_for, record_leader,
+)
+from scheduler.policy import schedule
 from scheduler.server import Broker, BrokerConfig
+from scheduler.store import Store
 from tests.fixtures_broker import Caller, RunningBroker, ScriptedSite, gpu_inventory
-from tests.test_store import PG_URL, pg_unreachable
+from tests.pg import PG_URL, pg_unreachable
+from tests.test_store import NOW, add_institution, join_site, new_job, store_url  # noqa: F401  (fixture)
 
 POLL = 0.2          # the in-process brokers' leader poll
 MINGA = str(Path(sys.executable).parent / "minga")
@@ -490,3 +496,28 @@ def test_a_broker_ends_its_own_lingering_lock_session():
                 held.release()
             if lingering is not None:
                 lingering.close()
+
+
+@pytest.mark.parametrize("store_url", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)],
+                         indirect=True)
+def test_a_deposed_leaders_scheduling_pass_writes_nothing(store_url):
+    """Fencing: every write of the cycle first checks, under a lock on the leader record,
+    that the store still names this broker; a leader that lost its lock but has not yet
+    noticed cannot lease, requeue or charge."""
+    store = Store(store_url)
+    try:
+        add_institution(store)
+        join_site(store, "dcc")
+        store.jobs.submit(new_job("j-1"), None)
+        record_leader(store.db, LeaderRecord(address="b:1", since=NOW, broker_id="broker-b"))
+        decisions = schedule(store.runs.load_snapshot(NOW), NOW)
+        assert decisions.placements
+        with pytest.raises(NotLeading, match="broker-b"):
+            store.runs.apply_decisions(decisions, NOW, fence=leader_fence("broker-a"))
+        with pytest.raises(NotLeading):
+            store.runs.site_lost("dcc", "no report", NOW, fence=leader_fence("broker-a"))
+        assert store.jobs.get("j-1").state is JobState.PENDING          # nothing was written
+        assert store.sites.get("dcc").state is SiteState.READY
+        assert store.runs.apply_decisions(decisions, NOW, fence=leader_fence("broker-b"))  # the leader may
+    finally:
+        store.close()

@@ -6,6 +6,8 @@ live run on the reporting site; anything else is stale and is told to stop.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from sqlmodel import Session, col, select, update
 
@@ -22,6 +24,9 @@ from scheduler.store.requeue import (
 )
 from scheduler.store.shares import load_shares, read_settings
 from scheduler.store.models import JobRow, RunRow, SiteRow
+
+
+Fence = Callable[[Session], None]
 
 
 class RunsRepo:
@@ -44,15 +49,24 @@ class RunsRepo:
         return Snapshot(sites=sites, live_runs=runs, pending=pending, institutions=institutions,
                         projects=projects, usage=usage, country_weights=countries, settings=settings)
 
-    def charge(self, now: float) -> None:
-        """Charge usage and contribution up to `now` (one incremental ledger step)."""
+    @contextmanager
+    def _tx(self, fence: Fence | None) -> Iterator[Session]:
+        """A write transaction of the scheduling cycle; `fence` runs first and may refuse
+        it (the leader check of scheduler.leader), so a deposed leader writes nothing."""
         with self.db.tx() as s:
+            if fence is not None:
+                fence(s)
+            yield s
+
+    def charge(self, now: float, fence: Fence | None = None) -> None:
+        """Charge usage and contribution up to `now` (one incremental ledger step)."""
+        with self._tx(fence) as s:
             charge_all(s, now, read_settings(s))
 
-    def apply_decisions(self, decisions: Decisions, now: float) -> list[Command]:
+    def apply_decisions(self, decisions: Decisions, now: float, fence: Fence | None = None) -> list[Command]:
         """Preempt, then lease every placement, in ONE transaction that re-checks capacity."""
         commands: list[Command] = []
-        with self.db.tx() as s:
+        with self._tx(fence) as s:
             for p in decisions.preemptions:
                 commands.extend(_preempt(s, p, now))
             free = _free_gpus(s)
@@ -67,9 +81,9 @@ class RunsRepo:
         with self.db.tx() as s:
             return _apply_report(s, site, report, now)
 
-    def site_lost(self, site: str, reason: str, now: float) -> int:
+    def site_lost(self, site: str, reason: str, now: float, fence: Fence | None = None) -> int:
         """The site's lease expired: mark it LOST and requeue its runs."""
-        return self._site_unhealthy(site, SiteState.LOST, reason, now)
+        return self._site_unhealthy(site, SiteState.LOST, reason, now, fence)
 
     def site_health(self, site: str, ray_down: bool, message: str, now: float) -> int:
         """The agent says its Ray cluster is down (DEGRADED: requeue its runs) or back (READY)."""
@@ -82,8 +96,9 @@ class RunsRepo:
                 s.add(row)
         return 0
 
-    def _site_unhealthy(self, site: str, state: SiteState, reason: str, now: float) -> int:
-        with self.db.tx() as s:
+    def _site_unhealthy(self, site: str, state: SiteState, reason: str, now: float,
+                        fence: Fence | None = None) -> int:
+        with self._tx(fence) as s:
             row = s.get(SiteRow, site)
             if row is None:
                 return 0
@@ -91,9 +106,9 @@ class RunsRepo:
             s.add(row)
             return lose_runs(s, site, f"site {site} {state.value.lower()}: {reason}", now)
 
-    def stop_overdue(self, now: float) -> list[Command]:
+    def stop_overdue(self, now: float, fence: Fence | None = None) -> list[Command]:
         """Enforce walltimes: stop every run past its limit."""
-        with self.db.tx() as s:
+        with self._tx(fence) as s:
             return stop_overdue(s, now)
 
     def reconcile_site(self, site: str, reports: list[RunReport], now: float) -> list[Command]:
