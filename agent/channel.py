@@ -34,7 +34,8 @@ def broker_addresses(brokers: str) -> list[str]:
 
 def is_standby(err: grpc.RpcError) -> bool:
     """The broker answered as a standby: another one leads, or will within seconds."""
-    return err.code() == grpc.StatusCode.UNAVAILABLE and (err.details() or "").startswith(STANDBY)
+    code = err.code() if hasattr(err, "code") else None
+    return code == grpc.StatusCode.UNAVAILABLE and (err.details() or "").startswith(STANDBY)
 
 
 def open_channel(address: str, ca_file: str | Path | None = None) -> grpc.Channel:

@@ -10,7 +10,9 @@ import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from agent.channel import open_channel
+import grpc
+
+from agent.channel import broker_addresses, is_standby, open_channel
 from minga.v1 import site_pb2, site_pb2_grpc
 from scheduler.paths import config_dir
 
@@ -86,12 +88,18 @@ def join_site(broker: str, join_token: str, ca_file: str | None = None) -> SiteC
     Join carries no bearer token: the join token in the request is the proof.
     gRPC errors propagate; the CLI turns them into a message.
     """
-    channel = open_channel(broker, ca_file)
-    try:
-        stub = site_pb2_grpc.SiteServiceStub(channel)
-        resp = stub.Join(site_pb2.JoinRequest(join_token=join_token), timeout=JOIN_TIMEOUT_SECONDS)
-    finally:
-        channel.close()
+    addresses = broker_addresses(broker)
+    for i, address in enumerate(addresses):   # a standby refuses, naming the leader: try the next
+        channel = open_channel(address, ca_file)
+        try:
+            resp = site_pb2_grpc.SiteServiceStub(channel).Join(
+                site_pb2.JoinRequest(join_token=join_token), timeout=JOIN_TIMEOUT_SECONDS)
+            break
+        except grpc.RpcError as err:
+            if not is_standby(err) or i == len(addresses) - 1:
+                raise
+        finally:
+            channel.close()
     return SiteCredential(
         broker=broker, site=resp.site, institution=resp.institution,
         country=resp.country, token=resp.site_token, ca_file=ca_file,

@@ -19,6 +19,7 @@ from typing import TypeVar
 
 import grpc
 
+from agent.channel import broker_addresses, is_standby
 from minga.v1 import admin_pb2, admin_pb2_grpc, common_pb2, job_pb2, job_pb2_grpc
 
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
@@ -27,7 +28,6 @@ CHANNEL_OPTIONS = [
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
 ]
 RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
-STANDBY = "standby broker"          # how a standby's UNAVAILABLE starts
 CONNECT_SECONDS = 5.0               # how long to wait for one broker of several to accept a connection
 
 T = TypeVar("T")
@@ -39,17 +39,6 @@ def make_channel(address: str, root_certificates: bytes | None = None) -> grpc.C
         creds = grpc.ssl_channel_credentials(root_certificates=root_certificates)
         return grpc.secure_channel(address, creds, options=CHANNEL_OPTIONS)
     return grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
-
-
-def split_addresses(addresses: str) -> list[str]:
-    """"h1:p1, h2:p2" -> ["h1:p1", "h2:p2"]."""
-    return [a.strip() for a in addresses.split(",") if a.strip()]
-
-
-def is_standby(err: grpc.RpcError) -> bool:
-    """The broker answered, as a standby: another broker leads (or will shortly)."""
-    code = err.code() if hasattr(err, "code") else None
-    return code == grpc.StatusCode.UNAVAILABLE and (err.details() or "").startswith(STANDBY)
 
 
 @dataclass
@@ -96,7 +85,7 @@ class BrokerClient:
         timeout: float = 30.0,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        self.addresses = split_addresses(address) or [address]
+        self.addresses = broker_addresses(address)
         self.timeout = timeout
         self._sleep = sleep
         self._root_certificates = root_certificates

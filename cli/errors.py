@@ -20,6 +20,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import grpc
+
+from agent.channel import STANDBY
 import typer
 import typer.core
 
@@ -75,6 +77,9 @@ def explain_rpc_error(
     code, details = _code(err), _details(err)
     where = broker or "(no broker set)"
     if code == grpc.StatusCode.UNAVAILABLE:
+        if details.startswith(STANDBY):
+            return CliError(f"broker at {where} is a {details}: add the leader to --broker or MINGA_BROKER "
+                            "(several addresses: HOST:PORT,HOST:PORT)", EXIT_UNREACHABLE)
         if not has_ca and "socket closed" in details.lower():  # what a TLS-only server does to plaintext
             return CliError(
                 f"broker at {where} closed the connection: if it serves TLS, pass --ca or set MINGA_CA "

@@ -43,6 +43,9 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         (grpc.StatusCode.UNAVAILABLE, "Ssl handshake failed: CERTIFICATE_VERIFY_FAILED", "t",
          "TLS handshake with broker at b:1 failed: check --ca / MINGA_CA (the broker's CA certificate) and that "
          "the broker serves TLS", errors.EXIT_UNREACHABLE),
+        (grpc.StatusCode.UNAVAILABLE, "standby broker; the leader is at b:2", "t",
+         "broker at b:1 is a standby broker; the leader is at b:2: add the leader to --broker or MINGA_BROKER "
+         "(several addresses: HOST:PORT,HOST:PORT)", errors.EXIT_UNREACHABLE),
         (grpc.StatusCode.DEADLINE_EXCEEDED, "", "t",
          "broker at b:1 did not answer in time: is it overloaded? try again", errors.EXIT_UNREACHABLE),
         (grpc.StatusCode.UNAUTHENTICATED, "unknown token", "t",
