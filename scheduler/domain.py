@@ -75,7 +75,7 @@ class Role(str, enum.Enum):
     SITE = "site"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class GpuPool:
     """GPUs of one model at one site."""
 
@@ -86,7 +86,7 @@ class GpuPool:
     largest_node: int = 0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Inventory:
     gpus: tuple[GpuPool, ...] = ()
     cpus: float = 0.0
@@ -101,7 +101,7 @@ class Inventory:
         return sum(p.total for p in self.gpus)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Resources:
     gpus: int = 0
     gpu_models: tuple[str, ...] = ()
@@ -110,14 +110,14 @@ class Resources:
     memory_mb: int = 0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RuntimeEnv:
     working_dir_digest: str = ""
     pip: tuple[str, ...] = ()
     env: tuple[tuple[str, str], ...] = ()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class JobSpec:
     entrypoint: str
     name: str = ""
@@ -134,7 +134,7 @@ class JobSpec:
     retry_failed: bool = False              # requeue a non-zero exit too, up to max_attempts
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Job:
     id: str
     spec: JobSpec
@@ -153,7 +153,7 @@ class Job:
     finished_at: float = 0.0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Site:
     name: str
     institution: str
@@ -166,7 +166,7 @@ class Site:
     state_reason: str = ""      # why DEGRADED or LOST
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Run:
     """One attempt of a job on one site. `id` is the Ray submission_id."""
 
@@ -185,7 +185,7 @@ class Run:
     walltime_seconds: int = 0   # its job's limit; 0: none (backfill counts it as never ending)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Principal:
     """The authenticated caller of an RPC."""
 
