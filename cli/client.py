@@ -192,6 +192,10 @@ class BrokerClient:
         )
         return self._call(lambda s: s.admin.CreateSiteToken, request)
 
+    def list_audit(self, since: float, who: str, limit: int) -> list[admin_pb2.AuditEntry]:
+        request = admin_pb2.ListAuditRequest(since=since, who=who, limit=limit)
+        return list(self._call(lambda s: s.admin.ListAudit, request).entries)
+
     def list_sites(self) -> list[admin_pb2.Site]:
         return list(self._call(lambda s: s.admin.ListSites, admin_pb2.ListSitesRequest()).sites)
 

@@ -331,3 +331,19 @@ def brokers_table(items: Sequence[JsonDict]) -> None:
     rows = [(b["address"], b["role"], _dash(b["leader_address"]), _dash(b["leading_since"]),
              _dash(b["error"])) for b in items]
     _table(None, ["ADDRESS", "ROLE", "LEADER", "SINCE", "ERROR"], rows)
+
+
+def audit_to_dict(entry: admin_pb2.AuditEntry) -> JsonDict:
+    return {"at": iso_time(entry.at), "who": entry.who or None, "role": entry.role or None,
+            "method": entry.method, "target": entry.target, "peer": entry.peer, "outcome": entry.outcome,
+            "detail": entry.detail}
+
+
+def audit_table(entries: Sequence[JsonDict]) -> None:
+    if not entries:
+        sys.stdout.write("no audit entries\n")
+        return
+    _table(None, ["AT", "WHO", "METHOD", "TARGET", "OUTCOME", "FROM"],
+           [[e["at"], _dash(e["who"]), e["method"], _dash(e["target"]),
+             e["outcome"] if not e["detail"] else f"{e['outcome']}: {e['detail'][:80]}", e["peer"]]
+            for e in entries])

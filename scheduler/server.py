@@ -13,11 +13,13 @@ import socket
 import uuid
 from concurrent import futures
 from dataclasses import dataclass
+from typing import Any
 from pathlib import Path
 
 import grpc
 from minga.v1 import admin_pb2_grpc, job_pb2_grpc, site_pb2_grpc
 
+from scheduler.api import audit
 from scheduler.api.admin_servicer import AdminServicer
 from scheduler.api.interceptor import AuthInterceptor
 from scheduler.api.job_servicer import JobServicer
@@ -83,7 +85,7 @@ class Broker:
                          leases=leases)
         server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=128, thread_name_prefix="rpc"),
-            interceptors=[AuthInterceptor(self._authenticate, self._refusal)],
+            interceptors=[AuthInterceptor(self._authenticate, self._refusal, self._audit)],
             options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                      ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
                      ("grpc.so_reuseport", 0),
@@ -183,6 +185,18 @@ class Broker:
     def _authenticate(self, token: str) -> Principal | None:
         assert self.core is not None
         return self.core.store.accounts.principal_for(hash_token(token), self.clock.now())
+
+    def _audit(self, method: str, principal: Principal | None, request: Any, response: Any,
+               peer: str, outcome: str, detail: str) -> None:
+        """Append a finished state-changing call to the audit log. A log that cannot be
+        written (the database is down) costs a warning, never the call's answer."""
+        assert self.core is not None
+        try:
+            self.core.store.audit.append(audit.entry(method, self.clock.now(), principal, request, response,
+                                                     peer, outcome, detail))
+        except Exception as exc:  # noqa: BLE001
+            log.warning("audit log: could not record %s by %s (%s)", method,
+                        principal.name if principal else "an anonymous caller", exc)
 
     def _bootstrap_admin(self, store: Store) -> None:
         """On the very first start, mint the admin token and write it owner-only."""

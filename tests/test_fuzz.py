@@ -4,7 +4,7 @@ NaN numbers, unknown enum values, deep nesting) and with garbage bytes, as an
 admin, a researcher and a site.
 
 No call may answer INTERNAL or UNKNOWN; the broker keeps serving; and a call that
-is refused leaves the database exactly as it was.
+is refused leaves the database exactly as it was, but for its line in the audit log.
 """
 from __future__ import annotations
 
@@ -100,8 +100,9 @@ def target(tmp_path_factory) -> Iterator[tuple[RunningBroker, dict[str, str], st
 
 
 def dump(db_path: str) -> list[str]:
+    """Everything in the store but the audit log, which records refused calls too."""
     with sqlite3.connect(db_path) as conn:
-        return list(conn.iterdump())
+        return [line for line in conn.iterdump() if not line.startswith('INSERT INTO "audit"')]
 
 
 def call(channel: grpc.Channel, path: str, method: gd.MethodDescriptor, request: bytes | Message,

@@ -231,3 +231,26 @@ def site_label(
         site = render.site_to_dict(c.set_site_labels(name, parsed))
     shown = ", ".join(f"{k}={v}" for k, v in site["labels"].items()) or "none"
     render.show(output, site, lambda: typer.echo(f"site {site['name']} labels: {shown}"))
+
+
+@app.command("audit")
+def audit(
+    ctx: typer.Context,
+    since: Annotated[Optional[str], typer.Option("--since", help="Only the last DURATION (e.g. 1h, 7d).",
+                                                 show_default="everything")] = None,
+    who: Annotated[Optional[str], typer.Option("--who", help="Only calls by this user or site.",
+                                               show_default=False)] = None,
+    limit: Annotated[int, typer.Option("--limit", help="At most this many, the most recent.")] = 1000,
+    broker: BrokerOpt = None, token: TokenOpt = None, ca: CaOpt = None, output: OutputOpt = Output.table,
+) -> None:
+    """The audit log: every state-changing call, who made it, from where, and how it ended."""
+    try:
+        window = parse_duration(since) if since else 0
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--since") from exc
+    if not 1 <= limit <= 10_000:
+        raise typer.BadParameter(f"{limit} must be between 1 and 10000", param_hint="--limit")
+    with client(ctx, broker, token, ca) as c:
+        entries = [render.audit_to_dict(e) for e in c.list_audit(time.time() - window if window else 0.0,
+                                                                 who or "", limit)]
+    render.show(output, entries, lambda: render.audit_table(entries))

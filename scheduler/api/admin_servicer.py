@@ -87,6 +87,10 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     def DrainSite(self, request: admin_pb2.SiteRequest, context: CallContext) -> admin_pb2.Site:
         return site_to_pb(*admin.set_admin_state(self.core, request.name, SiteState.DRAINING))
 
+    def ListAudit(self, request: admin_pb2.ListAuditRequest, context: CallContext) -> admin_pb2.ListAuditResponse:
+        entries = admin.list_audit(self.core, request.since, request.who, request.limit)
+        return admin_pb2.ListAuditResponse(entries=[admin_pb2.AuditEntry(**asdict(e)) for e in entries])
+
     def UncordonSite(self, request: admin_pb2.SiteRequest, context: CallContext) -> admin_pb2.Site:
         return site_to_pb(*admin.set_admin_state(self.core, request.name, None))
 

@@ -29,6 +29,7 @@ RPC_ROLES: dict[str, frozenset[Role] | None] = {
     "/minga.v1.AdminService/CordonSite": frozenset({A}),
     "/minga.v1.AdminService/UncordonSite": frozenset({A}),
     "/minga.v1.AdminService/DrainSite": frozenset({A}),
+    "/minga.v1.AdminService/ListAudit": frozenset({A}),
     "/minga.v1.AdminService/ShowQuotas": frozenset({A, R}),
     "/minga.v1.AdminService/WhoAmI": frozenset({A, R, S}),
     "/minga.v1.AdminService/AddProject": frozenset({A}),

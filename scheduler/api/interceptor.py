@@ -5,6 +5,7 @@ and every domain error becomes a gRPC status here and nowhere else.
 """
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -12,6 +13,7 @@ from typing import Any
 import grpc
 
 from scheduler import domain
+from scheduler.api.audit import AUDITED
 from scheduler.api.authz import RPC_ROLES, STANDBY_RPCS
 from scheduler.api.decoding import checked, tolerant
 from scheduler.auth import bearer_from_metadata
@@ -34,6 +36,8 @@ ERROR_CODES: dict[type[Exception], grpc.StatusCode] = {
 
 Authenticator = Callable[[str], Principal | None]
 Refusal = Callable[[], str | None]   # why this broker serves no calls now (a standby), else None
+# (method, caller, request, response or None, peer, outcome, detail): records a finished call.
+Auditor = Callable[[str, Principal | None, Any, Any, str, str, str], None]
 
 
 class CallContext:
@@ -52,20 +56,30 @@ class CallContext:
         return self.principal
 
 
-def status_for(exc: Exception) -> tuple[grpc.StatusCode, str]:
+def known_status(exc: Exception) -> tuple[grpc.StatusCode, str] | None:
+    """The status a domain error maps to; None for an unexpected one."""
     for kind, code in ERROR_CODES.items():
         if isinstance(exc, kind):
             if kind is StoreUnavailable:
                 return code, "the broker's database is unavailable; retry shortly"
             return code, str(exc)
+    return None
+
+
+def status_for(exc: Exception) -> tuple[grpc.StatusCode, str]:
+    known = known_status(exc)
+    if known is not None:
+        return known
     log.exception("unexpected error", exc_info=exc)
     return grpc.StatusCode.INTERNAL, f"internal error ({type(exc).__name__}); see the broker log"
 
 
 class AuthInterceptor(grpc.ServerInterceptor):
-    def __init__(self, authenticate: Authenticator, refusal: Refusal = lambda: None) -> None:
+    def __init__(self, authenticate: Authenticator, refusal: Refusal = lambda: None,
+                 audit: Auditor | None = None) -> None:
         self._authenticate = authenticate
         self._refusal = refusal
+        self._audit = audit
 
     def intercept_service(self, continuation, details):  # type: ignore[no-untyped-def]
         handler = continuation(details)
@@ -78,11 +92,15 @@ class AuthInterceptor(grpc.ServerInterceptor):
             refusal = self._refusal()
             if refusal is not None:  # clients take UNAVAILABLE as "try the next broker"
                 return _rejecting(handler, grpc.StatusCode.UNAVAILABLE, refusal)
-        return _wrap(handler, lambda ctx: self._principal(method, ctx))
+        audit = None
+        if self._audit is not None and method in AUDITED:
+            audit = functools.partial(self._audit, method)
+        return _wrap(handler, lambda ctx: self._principal(method, ctx),
+                     lambda principal: _authorize(method, principal), audit)
 
     def _principal(self, method: str, context: grpc.ServicerContext) -> Principal | None:
-        roles = RPC_ROLES[method]
-        if roles is None:
+        """Who calls (None for a public RPC); raises if the token is missing or unknown."""
+        if RPC_ROLES[method] is None:
             return None
         token = bearer_from_metadata(context.invocation_metadata())
         if token is None:
@@ -90,30 +108,57 @@ class AuthInterceptor(grpc.ServerInterceptor):
         principal = self._authenticate(token)
         if principal is None:
             raise domain.Unauthenticated("token is unknown, expired or revoked")
-        if principal.role not in roles:
-            raise domain.PermissionDenied(
-                f"role {principal.role.value} may not call {method.rsplit('/', 1)[-1]}")
         return principal
 
 
-def _wrap(handler: grpc.RpcMethodHandler, who: Callable[[grpc.ServicerContext], Principal | None]):  # type: ignore[no-untyped-def]
+def _authorize(method: str, principal: Principal | None) -> None:
+    """The RPC table's verdict on an authenticated caller."""
+    roles = RPC_ROLES[method]
+    if roles is not None and principal is not None and principal.role not in roles:
+        raise domain.PermissionDenied(f"role {principal.role.value} may not call {method.rsplit('/', 1)[-1]}")
+
+
+def _wrap(handler: grpc.RpcMethodHandler, who: Callable[[grpc.ServicerContext], Principal | None],  # type: ignore[no-untyped-def]
+          authorize: Callable[[Principal | None], None], audit: Callable[..., None] | None = None):
+    def caller(context: grpc.ServicerContext) -> Principal | None:
+        principal = who(context)
+        authorize(principal)
+        return principal
+
     def unary_response(behavior):  # type: ignore[no-untyped-def]
         def call(request_or_iterator, context):  # type: ignore[no-untyped-def]
+            principal = None
             try:
-                return behavior(checked(request_or_iterator), CallContext(context, who(context)))
+                principal = who(context)
+                authorize(principal)        # after `who`, so a refused caller is still named
+                response = behavior(checked(request_or_iterator), CallContext(context, principal))
             except Exception as exc:  # noqa: BLE001 - mapped to a status in one place
+                if audit is not None:
+                    audit(principal, request_or_iterator, None, context.peer(), *_outcome(context, exc))
                 _abort(context, exc)
+            else:
+                if audit is not None:
+                    audit(principal, request_or_iterator, response, context.peer(), "OK", "")
+                return response
         return call
 
     def stream_response(behavior):  # type: ignore[no-untyped-def]
         def call(request_or_iterator, context) -> Iterator[Any]:  # type: ignore[no-untyped-def]
             try:
-                yield from behavior(checked(request_or_iterator), CallContext(context, who(context)))
+                yield from behavior(checked(request_or_iterator), CallContext(context, caller(context)))
             except Exception as exc:  # noqa: BLE001
                 _abort(context, exc)
         return call
 
     return _replace(handler, unary_response, stream_response)
+
+
+def _outcome(context: grpc.ServicerContext, exc: Exception) -> tuple[str, str]:
+    """How a failed call ends, as the audit log records it: (status name, message)."""
+    if context.code() is not None:   # the handler aborted with its own status
+        return context.code().name, context.details() or ""
+    code, message = known_status(exc) or (grpc.StatusCode.INTERNAL, type(exc).__name__)
+    return code.name, message
 
 
 def _abort(context: grpc.ServicerContext, exc: Exception) -> None:

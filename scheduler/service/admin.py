@@ -1,11 +1,14 @@
 """Institutions, users, join tokens, sites and the quota view."""
 from __future__ import annotations
 
+import math
+
 from scheduler.auth import hash_token, new_token
 from scheduler.core import Core
 from scheduler.domain import InvalidArgument, Principal, Role, Site, SiteState
 from scheduler.quota import QuotaRow, TreeNode, quota_rows, tree_nodes, with_shares
 from scheduler.store.accounts import Institution, User
+from scheduler.store.audit import AuditEntry
 from scheduler.validation import check_country, check_slug, check_weight
 
 DEFAULT_JOIN_TTL = 24 * 3600
@@ -90,6 +93,20 @@ def show_quotas(core: Core, tree: bool) -> tuple[list[QuotaRow], list[TreeNode]]
     snapshot = core.store.runs.load_snapshot(core.clock.now())
     rows = with_shares(quota_rows(institutions, snapshot.sites, jobs), snapshot)
     return rows, tree_nodes(snapshot) if tree else []
+
+
+MAX_AUDIT_ENTRIES = 10_000
+
+
+def list_audit(core: Core, since: float, who: str, limit: int) -> list[AuditEntry]:
+    """The audit log, oldest first: the most recent `limit` entries (0: 1000) since `since`."""
+    if not 0 <= limit <= MAX_AUDIT_ENTRIES:
+        raise InvalidArgument(f"limit is {limit}; it must be between 0 and {MAX_AUDIT_ENTRIES}")
+    if not math.isfinite(since):
+        raise InvalidArgument("since must be a time (unix seconds)")
+    if len(who) > 128:
+        raise InvalidArgument("who is longer than 128 characters")
+    return core.store.audit.list(since=since, who=who, limit=limit or 1000)
 
 
 def whoami(caller: Principal) -> Principal:

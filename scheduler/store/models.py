@@ -187,3 +187,18 @@ class MetaRow(SQLModel, table=True):
     __tablename__ = "meta"
     key: str = Field(primary_key=True)
     value: str = ""
+
+
+class AuditRow(SQLModel, table=True):
+    """One state-changing call: who (the authenticated identity), what, when, from
+    where, and how it ended. Appended, never updated; no secret is ever stored."""
+    __tablename__ = "audit"
+    id: Optional[int] = Field(default=None, primary_key=True)
+    at: float = Field(index=True)
+    who: str = Field(index=True)            # user or site name; "" when unauthenticated
+    role: str = ""
+    method: str                             # e.g. "AdminService/AddUser"
+    target: str = ""                        # what it acted on: a job id, an institution...
+    peer: str = ""                          # the caller's address, as gRPC saw it
+    outcome: str                            # "OK" or the status code's name
+    detail: str = ""                        # the refusal's message, cut short

@@ -5,6 +5,7 @@ Callers never see SQLModel rows, only domain values.
 from __future__ import annotations
 
 from scheduler.store.accounts import AccountsRepo
+from scheduler.store.audit import AuditRepo
 from scheduler.store.base import Database
 from scheduler.store.blobs import BlobsRepo
 from scheduler.store.db import make_engines
@@ -27,6 +28,7 @@ class Store:
         self.blobs = BlobsRepo(self.db)
         self.shares = SharesRepo(self.db)
         self.reports = ReportsRepo(self.db)
+        self.audit = AuditRepo(self.db)
 
     def close(self) -> None:
         self.db.dispose()

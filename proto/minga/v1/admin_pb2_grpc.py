@@ -79,6 +79,11 @@ class AdminServiceStub:
                 request_serializer=minga_dot_v1_dot_admin__pb2.SiteRequest.SerializeToString,
                 response_deserializer=minga_dot_v1_dot_admin__pb2.Site.FromString,
                 _registered_method=True)
+        self.ListAudit = channel.unary_unary(
+                '/minga.v1.AdminService/ListAudit',
+                request_serializer=minga_dot_v1_dot_admin__pb2.ListAuditRequest.SerializeToString,
+                response_deserializer=minga_dot_v1_dot_admin__pb2.ListAuditResponse.FromString,
+                _registered_method=True)
         self.ShowQuotas = channel.unary_unary(
                 '/minga.v1.AdminService/ShowQuotas',
                 request_serializer=minga_dot_v1_dot_admin__pb2.ShowQuotasRequest.SerializeToString,
@@ -194,6 +199,13 @@ class AdminServiceServicer:
 
     def DrainSite(self, request, context):
         """Cordons the site and marks it draining: no new runs, while its runs finish.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAudit(self, request, context):
+        """The audit log: every state-changing call, who made it, from where, and how it ended.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -323,6 +335,11 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.DrainSite,
                     request_deserializer=minga_dot_v1_dot_admin__pb2.SiteRequest.FromString,
                     response_serializer=minga_dot_v1_dot_admin__pb2.Site.SerializeToString,
+            ),
+            'ListAudit': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAudit,
+                    request_deserializer=minga_dot_v1_dot_admin__pb2.ListAuditRequest.FromString,
+                    response_serializer=minga_dot_v1_dot_admin__pb2.ListAuditResponse.SerializeToString,
             ),
             'ShowQuotas': grpc.unary_unary_rpc_method_handler(
                     servicer.ShowQuotas,
@@ -628,6 +645,33 @@ class AdminService:
             '/minga.v1.AdminService/DrainSite',
             minga_dot_v1_dot_admin__pb2.SiteRequest.SerializeToString,
             minga_dot_v1_dot_admin__pb2.Site.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAudit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/minga.v1.AdminService/ListAudit',
+            minga_dot_v1_dot_admin__pb2.ListAuditRequest.SerializeToString,
+            minga_dot_v1_dot_admin__pb2.ListAuditResponse.FromString,
             options,
             channel_credentials,
             insecure,
