@@ -50,14 +50,14 @@ def open_channel(address: str, ca_file: str | Path | None = None) -> grpc.Channe
     if len(addresses) > 1:
         for candidate in addresses:
             channel = _open(candidate, ca_file)
-            if _connects(channel, CONNECT_SECONDS):
+            if connects(channel, CONNECT_SECONDS):
                 return channel
             channel.close()
         address = addresses[0]
     return _open(address, ca_file)
 
 
-def _connects(channel: grpc.Channel, timeout: float) -> bool:
+def connects(channel: grpc.Channel, timeout: float) -> bool:
     """Whether the channel gets READY before it fails to connect or `timeout` passes."""
     done = threading.Event()
     states: list[grpc.ChannelConnectivity] = []

@@ -10,7 +10,6 @@ is remembered.
 """
 from __future__ import annotations
 
-import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ from typing import TypeVar
 
 import grpc
 
-from agent.channel import broker_addresses, is_standby
+from agent.channel import broker_addresses, connects, is_standby
 from minga.v1 import admin_pb2, admin_pb2_grpc, common_pb2, job_pb2, job_pb2_grpc
 
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
@@ -52,21 +51,7 @@ class Stubs:
 
     def reachable(self, timeout: float) -> bool:
         """Whether the broker accepts a connection: READY, not a refused or failed connect."""
-        done = threading.Event()
-        seen: list[grpc.ChannelConnectivity] = []
-
-        def watch(state: grpc.ChannelConnectivity) -> None:
-            if state in (grpc.ChannelConnectivity.READY, grpc.ChannelConnectivity.TRANSIENT_FAILURE,
-                         grpc.ChannelConnectivity.SHUTDOWN):
-                seen.append(state)
-                done.set()
-
-        self.channel.subscribe(watch, try_to_connect=True)
-        try:
-            done.wait(timeout)
-        finally:
-            self.channel.unsubscribe(watch)
-        return bool(seen) and seen[-1] == grpc.ChannelConnectivity.READY
+        return connects(self.channel, timeout)
 
 
 class BrokerClient:
