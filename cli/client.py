@@ -181,6 +181,13 @@ class BrokerClient:
         request = admin_pb2.ListAuditRequest(since=since, who=who, limit=limit)
         return list(self._call(lambda s: s.admin.ListAudit, request).entries)
 
+    def revoke(self, kind: str, name: str) -> int:
+        method = {"user": lambda s: s.admin.RevokeUser, "site": lambda s: s.admin.RevokeSite}[kind]
+        return self._call(method, admin_pb2.RevokeRequest(name=name)).revoked
+
+    def rotate_token(self) -> admin_pb2.RotateTokenResponse:
+        return self._call(lambda s: s.admin.RotateToken, admin_pb2.RotateTokenRequest())
+
     def list_sites(self) -> list[admin_pb2.Site]:
         return list(self._call(lambda s: s.admin.ListSites, admin_pb2.ListSitesRequest()).sites)
 

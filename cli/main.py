@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typer
 
-from .commands import admin, agent, broker, job, login, quota, sim, site, up, usage
+from .commands import admin, agent, broker, job, login, quota, sim, site, token, up, usage
 from .errors import MingaGroup
 from .options import BrokerOpt, CaOpt, TokenOpt
 
@@ -45,5 +45,6 @@ app.add_typer(job.app, name="job")
 app.add_typer(quota.app, name="quota")
 app.add_typer(usage.app, name="usage")
 app.add_typer(sim.app, name="sim")
+app.add_typer(token.app, name="token")
 
 __all__ = ["app"]

@@ -50,6 +50,14 @@ class SessionRegistry:
         session.close()
         return current
 
+    def drop(self, site: str) -> bool:
+        """End the site's open stream, if any (its credential was revoked)."""
+        with self._lock:
+            session = self._sessions.pop(site, None)
+        if session is not None:
+            session.close()
+        return session is not None
+
     def send(self, command: Command) -> bool:
         """Queue a command for its site; False if the site is not connected now."""
         with self._lock:

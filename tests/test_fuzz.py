@@ -24,7 +24,11 @@ from scheduler.api.authz import RPC_ROLES
 from tests.fixtures_broker import RunningBroker, bearer, start_broker
 
 SERVICES = [d for module in (job_pb2, admin_pb2, site_pb2) for d in module.DESCRIPTOR.services_by_name.values()]
-METHODS = [(f"/{s.full_name}/{m.name}", m) for s in SERVICES for m in s.methods]
+# RotateToken has no fields to fuzz, and a success would retire the token the fuzzing
+# calls with; tests/test_tokens.py covers it.
+NOT_FUZZED = {"/minga.v1.AdminService/RotateToken"}
+ALL_METHODS = [(f"/{s.full_name}/{m.name}", m) for s in SERVICES for m in s.methods]
+METHODS = [(path, m) for path, m in ALL_METHODS if path not in NOT_FUZZED]
 BAD_CODES = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN}
 F = gd.FieldDescriptor
 
@@ -130,7 +134,7 @@ def call(channel: grpc.Channel, path: str, method: gd.MethodDescriptor, request:
 
 
 def test_every_rpc_is_in_the_authorization_table() -> None:
-    assert {path for path, _ in METHODS} <= set(RPC_ROLES)
+    assert {path for path, _ in ALL_METHODS} <= set(RPC_ROLES)
 
 
 @pytest.mark.parametrize("path,method", METHODS, ids=[p.rsplit("/", 1)[1] for p, _ in METHODS])

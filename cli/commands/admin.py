@@ -109,6 +109,24 @@ def user_list(
     render.show(output, items, lambda: render.users_table(items))
 
 
+@user_app.command("revoke")
+def user_revoke(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="User name.")],
+    broker: BrokerOpt = None, token: TokenOpt = None, ca: CaOpt = None, output: OutputOpt = Output.table,
+) -> None:
+    """Revoke every token of a user, at once."""
+    _revoke(ctx, "user", name, broker, token, ca, output)
+
+
+def _revoke(ctx: typer.Context, kind: str, name: str, broker: str | None, token: str | None, ca: Path | None,
+            output: Output) -> None:
+    with client(ctx, broker, token, ca) as c, errors.explain(not_found=f"no {kind} {name}"):
+        revoked = c.revoke(kind, name)
+    render.show(output, {kind: name, "revoked": revoked},
+                lambda: typer.echo(f"{kind} {name}: {revoked} credential(s) revoked"))
+
+
 @site_token_app.command("create")
 def site_token_create(
     ctx: typer.Context,
@@ -202,6 +220,17 @@ def _wait_drained(c: BrokerClient, name: str, limit: float) -> admin_pb2.Site:
         if not dict(site.gpus_in_use) or time.monotonic() >= deadline:
             return site
         time.sleep(min(DRAIN_POLL_SECONDS, max(0.0, deadline - time.monotonic())))
+
+
+@site_app.command("revoke")
+def site_revoke(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Site name.")],
+    broker: BrokerOpt = None, token: TokenOpt = None, ca: CaOpt = None, output: OutputOpt = Output.table,
+) -> None:
+    """Cut a site off: its credential stops working and its open stream ends now. Its runs
+    are requeued when its lease runs out. It needs a new join token to come back."""
+    _revoke(ctx, "site", name, broker, token, ca, output)
 
 
 @site_app.command("uncordon")

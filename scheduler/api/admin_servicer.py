@@ -8,6 +8,7 @@ from minga.v1 import admin_pb2, admin_pb2_grpc
 
 from scheduler.api.convert import role_from_pb, role_to_pb, site_to_pb
 from scheduler.api.interceptor import CallContext
+from scheduler.auth import bearer_from_metadata
 from scheduler.core import Core
 from scheduler.domain import SiteState
 from scheduler.leader import LeadershipStatus
@@ -90,6 +91,17 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     def ListAudit(self, request: admin_pb2.ListAuditRequest, context: CallContext) -> admin_pb2.ListAuditResponse:
         entries = admin.list_audit(self.core, request.since, request.who, request.limit)
         return admin_pb2.ListAuditResponse(entries=[admin_pb2.AuditEntry(**asdict(e)) for e in entries])
+
+    def RevokeUser(self, request: admin_pb2.RevokeRequest, context: CallContext) -> admin_pb2.RevokeResponse:
+        return admin_pb2.RevokeResponse(revoked=admin.revoke_user(self.core, request.name))
+
+    def RevokeSite(self, request: admin_pb2.RevokeRequest, context: CallContext) -> admin_pb2.RevokeResponse:
+        return admin_pb2.RevokeResponse(revoked=admin.revoke_site(self.core, request.name))
+
+    def RotateToken(self, request: admin_pb2.RotateTokenRequest, context: CallContext) -> admin_pb2.RotateTokenResponse:
+        bearer = bearer_from_metadata(context.invocation_metadata()) or ""
+        token, expires_at = admin.rotate_token(self.core, context.caller, bearer)
+        return admin_pb2.RotateTokenResponse(token=token, expires_at=expires_at)
 
     def UncordonSite(self, request: admin_pb2.SiteRequest, context: CallContext) -> admin_pb2.Site:
         return site_to_pb(*admin.set_admin_state(self.core, request.name, None))

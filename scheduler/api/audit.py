@@ -31,6 +31,9 @@ AUDITED: dict[str, Target] = {
     "/minga.v1.AdminService/SetGuarantee": lambda q, r: f"{q.institution} {q.gpu_model}",
     "/minga.v1.AdminService/SetLimits": lambda q, r: q.institution,
     "/minga.v1.AdminService/SetSiteLabels": lambda q, r: q.name,
+    "/minga.v1.AdminService/RevokeUser": lambda q, r: q.name,
+    "/minga.v1.AdminService/RevokeSite": lambda q, r: q.name,
+    "/minga.v1.AdminService/RotateToken": lambda q, r: "own token",
 }
 MAX_TARGET = 200
 

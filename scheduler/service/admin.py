@@ -109,5 +109,25 @@ def list_audit(core: Core, since: float, who: str, limit: int) -> list[AuditEntr
     return core.store.audit.list(since=since, who=who, limit=limit or 1000)
 
 
+def revoke_user(core: Core, name: str) -> int:
+    """Every token of the user stops working at once."""
+    return core.store.accounts.revoke("user", name, core.clock.now())
+
+
+def revoke_site(core: Core, name: str) -> int:
+    """The site's credential stops working, and its open stream is cut now, not at its
+    next reconnect; its runs are requeued when its lease runs out, like a lost site's."""
+    revoked = core.store.accounts.revoke("site", name, core.clock.now())
+    core.sessions.drop(name)
+    return revoked
+
+
+def rotate_token(core: Core, caller: Principal, bearer: str) -> tuple[str, float]:
+    """A new token for the caller, with the old one's lifetime; the old one is revoked."""
+    token = new_token("site" if caller.role is Role.SITE else "user")
+    expires_at = core.store.accounts.rotate(hash_token(bearer), hash_token(token), core.clock.now())
+    return token, expires_at
+
+
 def whoami(caller: Principal) -> Principal:
     return caller

@@ -102,6 +102,35 @@ class AccountsRepo:
             return True
 
     # -- tokens -------------------------------------------------------------
+    def revoke(self, kind: str, subject: str, now: float) -> int:
+        """Revoke every live credential of a user ("user") or a site ("site"); how many."""
+        with self.db.tx() as s:
+            known = s.get(UserRow, subject) if kind == "user" else s.get(SiteRow, subject)
+            if known is None:
+                raise NotFound(f"no {kind} {subject!r}")
+            rows = s.exec(select(TokenRow).where(TokenRow.kind == kind, TokenRow.subject == subject,
+                                                 TokenRow.revoked == False)).all()  # noqa: E712
+            for row in rows:
+                row.revoked, row.used_at = True, now
+                s.add(row)
+            return len(rows)
+
+    def rotate(self, old_hash: str, new_hash: str, now: float) -> float:
+        """Swap a live user or site token for a new one with the same lifetime, in one
+        transaction; returns the new expiry (0: never)."""
+        with self.db.tx() as s:
+            old = s.get(TokenRow, old_hash)
+            if old is None or old.revoked or old.kind == "join" or (old.expires_at and old.expires_at <= now):
+                raise FailedPrecondition("this token cannot be rotated: it is unknown, revoked or expired")
+            old.revoked = True
+            s.add(old)
+            lifetime = old.expires_at - old.created_at if old.expires_at else 0.0
+            expires_at = now + lifetime if lifetime else 0.0
+            s.add(TokenRow(hash=new_hash, kind=old.kind, subject=old.subject, role=old.role,
+                           institution=old.institution, country=old.country, expires_at=expires_at,
+                           created_at=now))
+            return expires_at
+
     def principal_for(self, token_hash: str, now: float) -> Principal | None:
         """The caller a bearer token stands for, or None if unknown, expired or revoked."""
         with self.db.read() as s:

@@ -84,6 +84,21 @@ class AdminServiceStub:
                 request_serializer=minga_dot_v1_dot_admin__pb2.ListAuditRequest.SerializeToString,
                 response_deserializer=minga_dot_v1_dot_admin__pb2.ListAuditResponse.FromString,
                 _registered_method=True)
+        self.RevokeUser = channel.unary_unary(
+                '/minga.v1.AdminService/RevokeUser',
+                request_serializer=minga_dot_v1_dot_admin__pb2.RevokeRequest.SerializeToString,
+                response_deserializer=minga_dot_v1_dot_admin__pb2.RevokeResponse.FromString,
+                _registered_method=True)
+        self.RevokeSite = channel.unary_unary(
+                '/minga.v1.AdminService/RevokeSite',
+                request_serializer=minga_dot_v1_dot_admin__pb2.RevokeRequest.SerializeToString,
+                response_deserializer=minga_dot_v1_dot_admin__pb2.RevokeResponse.FromString,
+                _registered_method=True)
+        self.RotateToken = channel.unary_unary(
+                '/minga.v1.AdminService/RotateToken',
+                request_serializer=minga_dot_v1_dot_admin__pb2.RotateTokenRequest.SerializeToString,
+                response_deserializer=minga_dot_v1_dot_admin__pb2.RotateTokenResponse.FromString,
+                _registered_method=True)
         self.ShowQuotas = channel.unary_unary(
                 '/minga.v1.AdminService/ShowQuotas',
                 request_serializer=minga_dot_v1_dot_admin__pb2.ShowQuotasRequest.SerializeToString,
@@ -206,6 +221,26 @@ class AdminServiceServicer:
 
     def ListAudit(self, request, context):
         """The audit log: every state-changing call, who made it, from where, and how it ended.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeUser(self, request, context):
+        """Revoke every credential of a user, or of a site (which also ends its open stream).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeSite(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RotateToken(self, request, context):
+        """Replace the caller's own token by a new one; the old one stops working at once.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -340,6 +375,21 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.ListAudit,
                     request_deserializer=minga_dot_v1_dot_admin__pb2.ListAuditRequest.FromString,
                     response_serializer=minga_dot_v1_dot_admin__pb2.ListAuditResponse.SerializeToString,
+            ),
+            'RevokeUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeUser,
+                    request_deserializer=minga_dot_v1_dot_admin__pb2.RevokeRequest.FromString,
+                    response_serializer=minga_dot_v1_dot_admin__pb2.RevokeResponse.SerializeToString,
+            ),
+            'RevokeSite': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeSite,
+                    request_deserializer=minga_dot_v1_dot_admin__pb2.RevokeRequest.FromString,
+                    response_serializer=minga_dot_v1_dot_admin__pb2.RevokeResponse.SerializeToString,
+            ),
+            'RotateToken': grpc.unary_unary_rpc_method_handler(
+                    servicer.RotateToken,
+                    request_deserializer=minga_dot_v1_dot_admin__pb2.RotateTokenRequest.FromString,
+                    response_serializer=minga_dot_v1_dot_admin__pb2.RotateTokenResponse.SerializeToString,
             ),
             'ShowQuotas': grpc.unary_unary_rpc_method_handler(
                     servicer.ShowQuotas,
@@ -672,6 +722,87 @@ class AdminService:
             '/minga.v1.AdminService/ListAudit',
             minga_dot_v1_dot_admin__pb2.ListAuditRequest.SerializeToString,
             minga_dot_v1_dot_admin__pb2.ListAuditResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/minga.v1.AdminService/RevokeUser',
+            minga_dot_v1_dot_admin__pb2.RevokeRequest.SerializeToString,
+            minga_dot_v1_dot_admin__pb2.RevokeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeSite(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/minga.v1.AdminService/RevokeSite',
+            minga_dot_v1_dot_admin__pb2.RevokeRequest.SerializeToString,
+            minga_dot_v1_dot_admin__pb2.RevokeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RotateToken(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/minga.v1.AdminService/RotateToken',
+            minga_dot_v1_dot_admin__pb2.RotateTokenRequest.SerializeToString,
+            minga_dot_v1_dot_admin__pb2.RotateTokenResponse.FromString,
             options,
             channel_credentials,
             insecure,
