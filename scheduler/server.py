@@ -189,8 +189,13 @@ class Broker:
     def _audit(self, method: str, principal: Principal | None, request: Any, response: Any,
                peer: str, outcome: str, detail: str) -> None:
         """Append a finished state-changing call to the audit log. A log that cannot be
-        written (the database is down) costs a warning, never the call's answer."""
+        written (the database is down) costs a warning, never the call's answer, and a
+        call refused because the database is down is not made to wait for it again."""
         assert self.core is not None
+        if outcome == grpc.StatusCode.UNAVAILABLE.name:
+            log.warning("audit log: %s by %s not recorded: the database is unavailable", method,
+                        principal.name if principal else "an anonymous caller")
+            return
         try:
             self.core.store.audit.append(audit.entry(method, self.clock.now(), principal, request, response,
                                                      peer, outcome, detail))
