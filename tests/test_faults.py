@@ -55,6 +55,14 @@ def ray_status(head: LocalRayHead, run_id: str) -> str:
     return JobSubmissionClient(head.dashboard_url).get_job_status(run_id).value
 
 
+def running_on(ana, site: str) -> tuple[str, common_pb2.Job]:  # type: ignore[no-untyped-def]
+    """Submit the slow job and wait until it runs, on `site` (the only one up)."""
+    job_id = submit(ana, SLOW_JOB)
+    first = wait_state(ana, job_id, {common_pb2.JOB_STATE_RUNNING})
+    assert first.site == site
+    return job_id, first
+
+
 def assert_moved_and_done_once(ana, job_id: str, first_run: str, to_site: str) -> common_pb2.Job:  # type: ignore[no-untyped-def]
     done = wait_state(ana, job_id, TERMINAL, timeout=120)
     assert done.state == common_pb2.JOB_STATE_SUCCEEDED, done.reason
@@ -76,9 +84,7 @@ def test_agent_killed_mid_run_requeues_and_its_return_stops_the_stale_run(broker
     proc = subprocess.Popen(agent_cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         until(lambda: site_info(broker, "killed").connected, timeout=60)
-        job_id = submit(ana, SLOW_JOB)
-        first = wait_state(ana, job_id, {common_pb2.JOB_STATE_RUNNING})
-        assert first.site == "killed"
+        job_id, first = running_on(ana, "killed")
         os.killpg(proc.pid, signal.SIGKILL)            # kill -9, mid-run
         proc.wait()
         survivor = agent_for(broker, broker.join("uchile", "survivor"), ray_head_b, "T4")
@@ -116,9 +122,7 @@ def test_network_cut_requeues_and_the_restored_site_stops_its_stale_run(broker, 
     survivor = None
     try:
         wait_site_ready(broker, cut_token)
-        job_id = submit(ana, SLOW_JOB)
-        first = wait_state(ana, job_id, {common_pb2.JOB_STATE_RUNNING})
-        assert first.site == "cut"
+        job_id, first = running_on(ana, "cut")
         proxy.cut()
         survivor = agent_for(broker, broker.join("uchile", "survivor"), ray_head_b, "T4")
         until(lambda: job(ana, job_id).site == "survivor", timeout=TTL + 30)
@@ -143,9 +147,7 @@ def test_ray_head_killed_makes_the_site_degraded_and_its_job_moves(broker, ray_h
     survivor = None
     try:
         wait_site_ready(broker, doomed_token)
-        job_id = submit(ana, SLOW_JOB)
-        first = wait_state(ana, job_id, {common_pb2.JOB_STATE_RUNNING})
-        assert first.site == "doomed"
+        job_id, first = running_on(ana, "doomed")
         head.stop()                                    # the site's Ray head dies, its agent lives
         until(lambda: site_info(broker, "doomed").state == common_pb2.SITE_STATE_DEGRADED, timeout=30)
         assert "Ray cluster down" in site_info(broker, "doomed").state_reason

@@ -19,7 +19,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -30,7 +29,7 @@ from agent.session import Agent, AgentConfig
 from tests.fixtures_broker import Caller
 from tests.test_integration_ray import TERMINAL, wait_state
 from tests.test_leases import until
-from tests.pg import pg_schema, url_in_schema
+from tests.test_store import store_url  # noqa: F401  (fixture: SQLite, and PostgreSQL in its own schema)
 
 MINGA = str(Path(sys.executable).parent / "minga")
 BURST = 1000
@@ -96,17 +95,8 @@ def researcher(broker: BrokerProcess, country: str = "CL") -> Caller:
     return broker.caller(token)
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def db_url(request, tmp_path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'broker.db'}"
-        return
-    with pg_schema() as schema:
-        yield url_in_schema(schema)
-
-
-def test_broker_killed_mid_burst_loses_no_acknowledged_submit(tmp_path, db_url):
-    broker = BrokerProcess(tmp_path, db_url).start()
+def test_broker_killed_mid_burst_loses_no_acknowledged_submit(tmp_path, store_url):
+    broker = BrokerProcess(tmp_path, store_url).start()
     try:
         ana = researcher(broker)
         acknowledged: dict[str, str] = {}      # idempotency key -> job id, as the client was told
