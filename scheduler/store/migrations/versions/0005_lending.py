@@ -1,0 +1,23 @@
+"""Site lending policies (issue 5, site owners' control)
+
+Revision ID: 0005
+Revises: 0004
+Create Date: 2026-11-26 16:20:00
+"""
+from __future__ import annotations
+
+from alembic import op
+import sqlalchemy as sa
+
+revision = '0005'
+down_revision = '0004'
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    pass
+
+
+def downgrade() -> None:
+    pass
