@@ -45,6 +45,8 @@ class RunRequest:
     working_dir: str | None = None          # a local directory; Ray uploads it
     pip: tuple[str, ...] = ()
     env: Mapping[str, str] = field(default_factory=dict)
+    # The job's secret env: Ray gets it with `env`, but it never shows in a repr or a log line.
+    secret_env: Mapping[str, str] = field(default_factory=dict, repr=False)
 
 
 @dataclass(frozen=True)
@@ -116,8 +118,8 @@ def runtime_env_for(run: RunRequest) -> dict[str, Any]:
         env["working_dir"] = run.working_dir
     if run.pip:
         env["pip"] = list(run.pip)
-    if run.env:
-        env["env_vars"] = dict(run.env)
+    if run.env or run.secret_env:
+        env["env_vars"] = {**run.env, **run.secret_env}
     return env
 
 

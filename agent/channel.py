@@ -1,5 +1,6 @@
-"""The agent's gRPC channel to the broker: TLS when a CA file is given, else
-plaintext (local tests and demos), with keepalives so a dead broker is noticed.
+"""The agent's gRPC channel to the broker: TLS when a CA file is given (mutual TLS
+when the site also holds a certificate), else plaintext (local tests and demos),
+with keepalives so a dead broker is noticed.
 
 A site may name several brokers that share one store ("h1:p1,h2:p2"): one leads,
 the others are standbys that refuse calls with UNAVAILABLE "standby broker; ...".
@@ -38,8 +39,11 @@ def is_standby(err: grpc.RpcError) -> bool:
     return code == grpc.StatusCode.UNAVAILABLE and (err.details() or "").startswith(STANDBY)
 
 
-def open_channel(address: str, ca_file: str | Path | None = None) -> grpc.Channel:
-    """A channel to `address` ("host:port"); TLS rooted at `ca_file` if given.
+def open_channel(address: str, ca_file: str | Path | None = None,
+                 certificate_file: str | Path | None = None) -> grpc.Channel:
+    """A channel to `address` ("host:port"); TLS rooted at `ca_file` if given, presenting
+    the key and certificate in `certificate_file` if given (read afresh each time, so a
+    renewed certificate is used from the next channel on).
 
     Given a list ("h1:p1,h2:p2", e.g. the broker of a site credential), the channel
     goes to the first broker that accepts a connection (else the first of the list).
@@ -49,12 +53,12 @@ def open_channel(address: str, ca_file: str | Path | None = None) -> grpc.Channe
     addresses = broker_addresses(address)
     if len(addresses) > 1:
         for candidate in addresses:
-            channel = _open(candidate, ca_file)
+            channel = _open(candidate, ca_file, certificate_file)
             if connects(channel, CONNECT_SECONDS):
                 return channel
             channel.close()
         address = addresses[0]
-    return _open(address, ca_file)
+    return _open(address, ca_file, certificate_file)
 
 
 def connects(channel: grpc.Channel, timeout: float) -> bool:
@@ -76,13 +80,19 @@ def connects(channel: grpc.Channel, timeout: float) -> bool:
     return bool(states) and states[0] == grpc.ChannelConnectivity.READY
 
 
-def _open(address: str, ca_file: str | Path | None) -> grpc.Channel:
+def _open(address: str, ca_file: str | Path | None, certificate_file: str | Path | None = None) -> grpc.Channel:
     if ca_file:
         root = Path(ca_file).read_bytes()
-        return grpc.secure_channel(address, grpc.ssl_channel_credentials(root_certificates=root), CHANNEL_OPTIONS)
+        key = cert = None
+        if certificate_file:
+            bundle = Path(certificate_file).read_bytes()
+            start = bundle.index(b"-----BEGIN CERTIFICATE-----")
+            key, cert = bundle[:start], bundle[start:]
+        return grpc.secure_channel(address, grpc.ssl_channel_credentials(root, key, cert), CHANNEL_OPTIONS)
     return grpc.insecure_channel(address, CHANNEL_OPTIONS)
 
 
 def bearer(token: str) -> tuple[tuple[str, str], ...]:
-    """Call metadata that authenticates as the holder of `token`."""
-    return (("authorization", f"Bearer {token}"),)
+    """Call metadata that authenticates as the holder of `token` (none for a site that
+    authenticates with its certificate)."""
+    return (("authorization", f"Bearer {token}"),) if token else ()

@@ -20,6 +20,8 @@ import zipfile
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
+from scheduler.archive import MAX_ENTRIES, entry_kind, unsafe_name
+
 log = logging.getLogger(__name__)
 
 DIGEST = re.compile(r"^sha256:([0-9a-f]{64})$")
@@ -44,8 +46,9 @@ def _digest_hex(digest: str) -> str:
 
 def _safe_member_path(name: str, dest: Path) -> Path:
     """Where entry `name` goes under `dest`; PackageError if it would escape."""
-    if not name or name.startswith(("/", "\\")) or "\\" in name or re.match(r"^[A-Za-z]:", name):
-        raise PackageError(f"unsafe path in package: {name!r}")
+    why = unsafe_name(name)
+    if why is not None:
+        raise PackageError(f"unsafe path in package: {name!r} ({why})")
     parts = PurePosixPath(name).parts
     if ".." in parts:
         raise PackageError(f"unsafe path in package: {name!r}")
@@ -63,19 +66,35 @@ def safe_extract(data: bytes, dest: Path, max_bytes: int = MAX_UNPACKED_BYTES) -
         raise PackageError(f"package is not a zip archive: {err}") from None
     with archive:
         members = archive.infolist()
+        if len(members) > MAX_ENTRIES:
+            raise PackageError(f"package holds {len(members)} entries; the limit is {MAX_ENTRIES}")
         targets = [_safe_member_path(m.filename, dest) for m in members]
+        for member in members:
+            kind = entry_kind(member)
+            if kind not in ("dir", "file"):   # a link could point anywhere: refused, never made
+                raise PackageError(f"package entry {member.filename!r} is a {kind}; only plain files are unpacked")
         if sum(m.file_size for m in members) > max_bytes:
             raise PackageError(f"package unpacks to more than {max_bytes} bytes")
-        for member, target in zip(members, targets):
-            if member.is_dir():
-                target.mkdir(parents=True, exist_ok=True)
-                continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with archive.open(member) as src, open(target, "wb") as out:
-                shutil.copyfileobj(src, out)
-            mode = (member.external_attr >> 16) & 0o777
-            if mode:
-                os.chmod(target, mode | 0o600)
+        try:
+            _write_members(archive, members, targets)
+        except (OSError, zipfile.BadZipFile, zipfile.LargeZipFile) as err:
+            # e.g. a file and a dir of one name, or a corrupt entry: still the package's fault
+            raise PackageError(f"package cannot be unpacked: {err}") from None
+
+
+def _write_members(archive: zipfile.ZipFile, members: list[zipfile.ZipInfo], targets: list[Path]) -> None:
+    """Write checked entries as plain files (O_EXCL: an entry never replaces or follows
+    an earlier one, so two entries of one name cannot play tricks)."""
+    for member, target in zip(members, targets):
+        if member.is_dir():
+            target.mkdir(parents=True, exist_ok=True)
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with archive.open(member) as src, open(target, "xb") as out:
+            shutil.copyfileobj(src, out)
+        mode = (member.external_attr >> 16) & 0o777
+        if mode:
+            os.chmod(target, mode | 0o600)
 
 
 class PackageCache:

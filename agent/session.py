@@ -12,12 +12,14 @@ Threads, all daemons, all ended by `stop()`:
 - reconcile: runs StartRun/StopRun commands and polls Ray every `poll_seconds`;
 - watch: probes the site's Ray cluster every `health_seconds` and reports when it
   goes down or comes back (the broker then calls the site DEGRADED and requeues
-  its runs); re-reads the inventory every `inventory_seconds`, sends changes.
+  its runs); re-reads the inventory every `inventory_seconds`, sends changes;
+- renew (sites with a certificate): renews it when a third of its life is left.
 The gRPC request iterator of each session is fed from the Outbox, so none of
 these threads ever writes to the stream directly.
 """
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import queue
 import threading
@@ -33,6 +35,7 @@ from agent.backend import JobSubmissionBackend, RayBackend
 from agent.channel import bearer, broker_addresses, is_standby, open_channel
 from agent.inventory import collect_inventory
 from agent.outbox import Outbox, OutboxStream
+from agent.renewal import renew_if_due
 from agent.packages import PackageCache
 from agent.reconcile import Reconciler
 from minga.v1 import common_pb2, site_pb2, site_pb2_grpc
@@ -52,11 +55,13 @@ def default_cache_dir() -> Path:
 @dataclass
 class AgentConfig:
     broker: str                             # "host:port", or a leader and its standbys: "h1:p1,h2:p2"
-    token: str = field(repr=False)          # the site's bearer token
+    token: str = field(repr=False)          # the site's bearer token; "": it has a certificate
     ray_dashboard_url: str = "http://127.0.0.1:8265"
     gpu_model: str | None = None            # names logical GPUs (CPU-only machines)
     gpu_memory_mb: int | None = None        # their memory
     ca_file: str | None = None              # TLS root; None: plaintext
+    certificate_file: str | None = None     # the site's key and certificate (mutual TLS)
+    renew_check_seconds: float = 60.0       # how often the certificate's age is checked
     poll_seconds: float = 0.05              # Ray status poll of live runs
     log_seconds: float = 0.5                # Ray log poll of live runs
     heartbeat_seconds: float = 5.0          # the broker's Welcome may override it
@@ -115,8 +120,10 @@ class Agent:
     # -- lifecycle -----------------------------------------------------------------
 
     def start(self) -> "Agent":
-        for name, target in (("session", self._session_loop), ("reconcile", self._reconcile_loop),
-                             ("watch", self._watch_loop)):
+        loops = [("session", self._session_loop), ("reconcile", self._reconcile_loop), ("watch", self._watch_loop)]
+        if self.config.certificate_file:
+            loops.append(("renew", self._renew_loop))
+        for name, target in loops:
             thread = threading.Thread(target=target, name=f"minga-agent-{name}", daemon=True)
             thread.start()
             self._threads.append(thread)
@@ -215,7 +222,7 @@ class Agent:
 
     def _run_session(self) -> bool:
         """One Connect call to `self.broker`, from Hello until the stream ends; True if welcomed."""
-        channel = open_channel(self.broker, self.config.ca_file)
+        channel = open_channel(self.broker, self.config.ca_file, self.config.certificate_file)
         if not self._channel_ready(channel):
             channel.close()
             return False
@@ -285,7 +292,7 @@ class Agent:
                 self._call.cancel()
 
     def _fetch_package(self, digest: str) -> bytes:
-        channel = open_channel(self.broker, self.config.ca_file)
+        channel = open_channel(self.broker, self.config.ca_file, self.config.certificate_file)
         try:
             resp = site_pb2_grpc.SiteServiceStub(channel).FetchPackage(
                 site_pb2.FetchPackageRequest(digest=digest),
@@ -337,6 +344,11 @@ class Agent:
                 if self.connected.is_set() and current != previous:
                     self.outbox.put(wire.inventory_message(current))
 
+    def _renew_loop(self) -> None:
+        assert self.config.certificate_file and self.config.ca_file
+        while not self._stopping.wait(self.config.renew_check_seconds):
+            renew_if_due(self.broker, self.config.ca_file, self.config.certificate_file, _utc(self._clock.now()))
+
     def _probe_ray(self) -> None:
         """Down after `ray_down_after` failed probes in a row, so one slow answer does
         not requeue a site's runs; up again at the first answer."""
@@ -356,3 +368,7 @@ class Agent:
         else:
             log.error("this site's Ray cluster is down: %s; the broker requeues its runs", down)
         self.outbox.put(wire.health_message(down))
+
+
+def _utc(now: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(now, dt.timezone.utc)

@@ -9,6 +9,7 @@ from minga.v1 import common_pb2, site_pb2
 from scheduler.domain import RunState
 
 LOG_CHUNK_BYTES = 1024 * 1024   # well below gRPC's default 4 MiB message cap
+MAX_MESSAGE_CHARS = 16_000      # the broker refuses report texts over 16,384 characters
 
 
 def run_request(start: site_pb2.StartRun, working_dir: str | None = None) -> RunRequest:
@@ -27,6 +28,7 @@ def run_request(start: site_pb2.StartRun, working_dir: str | None = None) -> Run
         working_dir=working_dir,
         pip=tuple(spec.runtime_env.pip),
         env=dict(spec.runtime_env.env),
+        secret_env=dict(spec.secret_env),
     )
 
 
@@ -36,9 +38,14 @@ def run_report(run_id: str, job_id: str, epoch: int, state: RunState, message: s
     if state is RunState.FAILED:
         failure = site_pb2.FAILURE_KIND_INFRASTRUCTURE if infrastructure else site_pb2.FAILURE_KIND_USER
     return site_pb2.RunReport(
-        run_id=run_id, job_id=job_id, epoch=epoch, state=run_state_to_proto(state), message=message,
+        run_id=run_id, job_id=job_id, epoch=epoch, state=run_state_to_proto(state), message=_cut(message),
         failure=failure,
     )
+
+
+def _cut(text: str) -> str:
+    """A report text within the broker's limit (Ray's tracebacks can be long): the end is kept."""
+    return text if len(text) <= MAX_MESSAGE_CHARS else "..." + text[-(MAX_MESSAGE_CHARS - 3):]
 
 
 def report_of(info: RunInfo) -> site_pb2.RunReport:
@@ -62,13 +69,13 @@ def log_messages(run_id: str, offset: int, data: bytes) -> list[site_pb2.AgentMe
 def hello_message(version: str, inventory: common_pb2.Inventory, runs: list[site_pb2.RunReport],
                   ray_down: str | None = None) -> site_pb2.AgentMessage:
     """`ray_down` (why) when the site's Ray cluster does not answer: then `runs` is empty."""
-    health = site_pb2.Health(ray_down=ray_down is not None, message=ray_down or "")
+    health = site_pb2.Health(ray_down=ray_down is not None, message=_cut(ray_down or ""))
     return site_pb2.AgentMessage(hello=site_pb2.Hello(agent_version=version, inventory=inventory, runs=runs,
                                                       health=health))
 
 
 def health_message(ray_down: str | None) -> site_pb2.AgentMessage:
-    return site_pb2.AgentMessage(health=site_pb2.Health(ray_down=ray_down is not None, message=ray_down or ""))
+    return site_pb2.AgentMessage(health=site_pb2.Health(ray_down=ray_down is not None, message=_cut(ray_down or "")))
 
 
 def inventory_message(inventory: common_pb2.Inventory) -> site_pb2.AgentMessage:

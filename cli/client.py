@@ -21,12 +21,15 @@ import grpc
 from agent.channel import broker_addresses, connects, is_standby
 from minga.v1 import admin_pb2, admin_pb2_grpc, common_pb2, job_pb2, job_pb2_grpc
 
+from .errors import retry_after
+
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 CHANNEL_OPTIONS = [
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
 ]
 RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
+MAX_RETRY_AFTER = 10.0   # seconds: a longer rate-limit wait is reported, not slept through
 CONNECT_SECONDS = 5.0               # how long to wait for one broker of several to accept a connection
 
 T = TypeVar("T")
@@ -162,9 +165,13 @@ class BrokerClient:
     def list_institutions(self) -> list[admin_pb2.Institution]:
         return list(self._call(lambda s: s.admin.ListInstitutions, admin_pb2.ListInstitutionsRequest()).institutions)
 
-    def add_user(self, name: str, institution: str, role: common_pb2.Role) -> admin_pb2.AddUserResponse:
-        request = admin_pb2.AddUserRequest(name=name, institution=institution, role=role)
+    def add_user(self, name: str, institution: str, role: common_pb2.Role,
+                 ttl_seconds: int = 0) -> admin_pb2.AddUserResponse:
+        request = admin_pb2.AddUserRequest(name=name, institution=institution, role=role, ttl_seconds=ttl_seconds)
         return self._call(lambda s: s.admin.AddUser, request)
+
+    def list_tokens(self, owner: str = "") -> list[admin_pb2.TokenInfo]:
+        return list(self._call(lambda s: s.admin.ListTokens, admin_pb2.ListTokensRequest(owner=owner)).tokens)
 
     def list_users(self) -> list[admin_pb2.User]:
         return list(self._call(lambda s: s.admin.ListUsers, admin_pb2.ListUsersRequest()).users)
@@ -202,6 +209,14 @@ class BrokerClient:
 
     def set_site_labels(self, name: str, labels: dict[str, str]) -> admin_pb2.Site:
         return self._call(lambda s: s.admin.SetSiteLabels, admin_pb2.SetSiteLabelsRequest(name=name, labels=labels))
+
+    def set_lending_policy(self, site: str, policy: admin_pb2.LendingPolicy | None) -> admin_pb2.LendingPolicyResponse:
+        """Replace the site's lending policy; None removes it."""
+        request = admin_pb2.SetLendingPolicyRequest(site=site, policy=policy, clear=policy is None)
+        return self._call(lambda s: s.admin.SetLendingPolicy, request)
+
+    def get_lending_policy(self, site: str) -> admin_pb2.LendingPolicyResponse:
+        return self._call(lambda s: s.admin.GetLendingPolicy, admin_pb2.GetLendingPolicyRequest(site=site))
 
     def usage_report(self, since_seconds: float, by: str) -> admin_pb2.UsageReportResponse:
         return self._call(lambda s: s.admin.UsageReport, admin_pb2.UsageReportRequest(since_seconds=since_seconds, by=by))
@@ -257,9 +272,12 @@ class BrokerClient:
             try:
                 return call()
             except grpc.RpcError as err:
-                if attempt == attempts or err.code() not in RETRYABLE:
+                wait = retry_after(err) if err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED else None
+                if attempt == attempts or (err.code() not in RETRYABLE and wait is None) \
+                        or (wait is not None and wait > MAX_RETRY_AFTER):
                     raise
-                self._sleep(backoff * 2 ** (attempt - 1))
+                # Over the rate limit: come back when the broker said, not before.
+                self._sleep(wait if wait is not None else backoff * 2 ** (attempt - 1))
         raise AssertionError("unreachable")  # pragma: no cover
 
     def get_job(self, job_id: str) -> common_pb2.Job:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+import stat
+import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from scheduler.paths import config_dir, data_dir  # noqa: F401  (data_dir: used by cli.up)
@@ -29,7 +31,7 @@ class Connection:
     """How to reach the broker and who to say we are."""
 
     broker: str | None      # "host:port", or several brokers of one store: "h1:p1,h2:p2"
-    token: str | None
+    token: str | None = field(repr=False)   # a bearer secret: never in a repr or a traceback
     ca_file: Path | None
 
 
@@ -44,6 +46,7 @@ def load_config(path: Path | None = None) -> dict[str, str]:
         text = path.read_text()
     except FileNotFoundError:
         return {}
+    warn_if_exposed(path, "config file")
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -53,6 +56,20 @@ def load_config(path: Path | None = None) -> dict[str, str]:
     if not isinstance(data, dict):
         raise ValueError(f"config file {path} must hold a JSON object: fix it or run `minga login` again")
     return {k: v for k, v in data.items() if isinstance(v, str)}
+
+
+def warn_if_exposed(path: Path, what: str) -> bool:
+    """One line on stderr when a file holding a secret is readable by group or others
+    (copied with the wrong umask, say); a warning, not an error, so nothing stops."""
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except OSError:
+        return False
+    if not mode & 0o077:
+        return False
+    print(f"warning: {what} {path} is readable by others (mode {mode:04o}) and holds a secret: "
+          f"chmod 600 {path}", file=sys.stderr)
+    return True
 
 
 def write_private(path: Path, text: str) -> None:

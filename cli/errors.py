@@ -115,17 +115,47 @@ def explain_rpc_error(
         return CliError(details or "not found", EXIT_NOT_FOUND)
     if code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.OUT_OF_RANGE):
         return CliError(details or "the broker rejected the request as invalid", EXIT_USAGE)
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+        return _exhausted(err, details, where)
     if code == grpc.StatusCode.UNIMPLEMENTED:
         return CliError(f"broker at {where} does not support this call: are the CLI and broker versions the same?")
     if code in (
         grpc.StatusCode.ALREADY_EXISTS,
         grpc.StatusCode.FAILED_PRECONDITION,
-        grpc.StatusCode.RESOURCE_EXHAUSTED,
         grpc.StatusCode.ABORTED,
         grpc.StatusCode.CANCELLED,
     ):
         return CliError(details or code.name.lower().replace("_", " "))
     return CliError(f"broker at {where} failed ({code.name}): {details or 'no details'}")
+
+
+RETRY_AFTER_KEY = "retry-after-ms"
+
+
+def retry_after(err: grpc.RpcError) -> float | None:
+    """Seconds the broker asked us to wait (its `retry-after-ms` trailer), if it said."""
+    try:
+        trailers = err.trailing_metadata() or ()  # type: ignore[attr-defined]
+    except Exception:  # noqa: BLE001 - not every RpcError carries trailers
+        return None
+    for key, value in trailers:
+        if key == RETRY_AFTER_KEY:
+            try:
+                return max(0.0, int(value) / 1000)
+            except ValueError:
+                return None
+    return None
+
+
+def _exhausted(err: grpc.RpcError, details: str, where: str) -> CliError:
+    """Over a rate limit (the broker says when to retry), or a message over the size cap."""
+    if details.startswith("rate limit"):
+        wait = retry_after(err)
+        hint = "" if "retry in" in details or wait is None else f"; retry in {wait:.1f} s"
+        return CliError(f"broker at {where} is throttling you ({details}{hint}): slow down and try again")
+    if "message larger than max" in details.lower():
+        return CliError(f"the request is larger than the broker accepts ({details}): send less at once", EXIT_USAGE)
+    return CliError(f"broker at {where} is out of a resource: {details or 'no details'}")
 
 
 @contextlib.contextmanager

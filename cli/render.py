@@ -46,7 +46,7 @@ def site_state_name(state: int) -> str:
 
 
 def role_name(role: int) -> str:
-    return common_pb2.Role.Name(role).removeprefix("ROLE_").lower()
+    return common_pb2.Role.Name(role).removeprefix("ROLE_").lower().replace("_", "-")
 
 
 # -- messages -> dicts ------------------------------------------------------------
@@ -86,6 +86,8 @@ def job_to_dict(job: common_pb2.Job) -> JsonDict:
             "working_dir_digest": env.working_dir_digest or None,
             "pip": list(env.pip),
             "env": dict(sorted(env.env.items())),
+            # Keys only, whatever the broker sent: a secret value is never printed.
+            "secret_env": {k: "***" for k in sorted(spec.secret_env)},
         },
     }
 
@@ -235,6 +237,21 @@ def institutions_table(items: Sequence[JsonDict]) -> None:
 def users_table(items: Sequence[JsonDict]) -> None:
     _table(None, ["NAME", "INSTITUTION", "ROLE", "CREATED"],
            [[u["name"], u["institution"], u["role"], _dash(u["created_at"])] for u in items])
+
+
+def token_to_dict(t: admin_pb2.TokenInfo) -> JsonDict:
+    """A credential as listed: never its secret or hash, only a short handle."""
+    state = "revoked" if t.revoked else "used" if t.used_at else "live"
+    return {"id": t.id, "owner": t.owner, "kind": t.kind, "role": role_name(t.role),
+            "institution": t.institution, "created_at": iso_time(t.created_at),
+            "expires_at": iso_time(t.expires_at), "last_used_at": iso_time(t.last_used_at),
+            "used_at": iso_time(t.used_at), "revoked": t.revoked, "state": state}
+
+
+def tokens_table(items: Sequence[JsonDict]) -> None:
+    _table(None, ["ID", "OWNER", "KIND", "ROLE", "INSTITUTION", "CREATED", "EXPIRES", "LAST USED", "STATE"],
+           [[t["id"], t["owner"], t["kind"], t["role"], _dash(t["institution"]), _dash(t["created_at"]),
+             t["expires_at"] or "never", _dash(t["last_used_at"]), t["state"]] for t in items])
 
 
 def _pools(site: JsonDict) -> str:

@@ -1,9 +1,11 @@
 """`minga up`: a complete federation in one process, for a laptop demo.
 
 It wires together what the README walkthrough does by hand, through the same
-public paths: a Broker on a SQLite file, the admin API with the bootstrap
-token, the real site join flow, and real Agents in front of local Ray heads
-with logical GPUs. Nothing here decides anything a user could not do with the
+public paths: a Broker on a SQLite file with its own federation CA (made on the
+first run, so users talk TLS and sites mutual TLS even on loopback: the secure
+path is the one a demo exercises), the admin API with the bootstrap token, the
+real site join flow with a CSR, and real Agents in front of local Ray heads with
+logical GPUs. Nothing here decides anything a user could not do with the
 other commands; re-running reuses what exists (institutions, the researcher's
 token, the site credentials), so the printed token stays valid across runs.
 """
@@ -72,6 +74,7 @@ class UpInfo:
     token: str
     admin_token_file: str
     data_dir: str
+    ca_file: str                # the federation CA: clients verify the broker with it
     sites: list[SiteInfo] = field(default_factory=list)
 
 
@@ -96,7 +99,7 @@ class DevFederation:
         try:
             self._lock()
             self._start_broker()
-            with BrokerClient(self.broker.address, self._admin_token()) as admin:
+            with BrokerClient(self.broker.address, self._admin_token(), self.ca_file.read_bytes()) as admin:
                 token = self._ensure_accounts(admin)
                 sites = [self._start_site(admin, i) for i in range(self.cfg.sites)]
                 self._wait_ready(admin, [s.name for s in sites])
@@ -106,7 +109,8 @@ class DevFederation:
             raise
         slug = INSTITUTIONS[0][0]
         return UpInfo(broker=self.broker.address, researcher=RESEARCHER, institution=slug, token=token,
-                      admin_token_file=str(self.broker.admin_token_file), data_dir=str(self.dir), sites=sites)
+                      admin_token_file=str(self.broker.admin_token_file), data_dir=str(self.dir),
+                      ca_file=str(self.ca_file), sites=sites)
 
     def stop(self) -> None:
         """Stop exactly what start() started: agents, then Ray heads (by PID), then the broker."""
@@ -142,12 +146,25 @@ class DevFederation:
                                   "or set MINGA_DATA_DIR to use another directory") from None
         self._lock_fd = fd
 
+    @property
+    def ca_file(self) -> Path:
+        return self.dir / "pki" / "ca.crt"
+
     def _start_broker(self) -> None:
         from scheduler.domain import MingaError
-        from scheduler.server import Broker, BrokerConfig
+        from scheduler.pki import has_broker_pki, init_broker_pki
+        from scheduler.server import Broker, BrokerConfig, split_listen
 
-        self.broker = Broker(BrokerConfig(listen=self.cfg.listen, db_url=f"sqlite:///{self.dir / 'broker.db'}",
-                                          admin_token_file=self.dir / "admin-token"))
+        pki_dir = self.dir / "pki"
+        try:
+            host = split_listen(self.cfg.listen)[0]
+            if not has_broker_pki(pki_dir):   # on the first run only: the sites' certificates hang on it
+                init_broker_pki(pki_dir, list(dict.fromkeys(["localhost", "127.0.0.1", "::1", host])))
+            self.broker = Broker(BrokerConfig(listen=self.cfg.listen, db_url=f"sqlite:///{self.dir / 'broker.db'}",
+                                              admin_token_file=self.dir / "admin-token", pki_dir=pki_dir,
+                                              site_listen=f"{host}:0"))
+        except MingaError as exc:
+            raise errors.usage_error(str(exc)) from exc
         try:
             self.broker.start()
         except MingaError as exc:
@@ -186,31 +203,36 @@ class DevFederation:
 
         slug, _, country = INSTITUTIONS[index]
         name = f"{slug}-local"
-        token = self._site_token(admin, slug, name)
+        cred = self._site_credential(admin, slug, name)
         head = LocalRayHead(gpus=self.cfg.gpus, gpu_model=self.cfg.gpu_model)
         self.heads.append(head)
         with this_python_first_on_path():
             head.start()
-        agent = Agent(AgentConfig(broker=self.broker.address, token=token, ray_dashboard_url=head.dashboard_url,
+        # The site port moves with each run (port 0); the certificate stays valid across runs.
+        agent = Agent(AgentConfig(broker=self.broker.site_address, token="", ray_dashboard_url=head.dashboard_url,
+                                  ca_file=cred.ca_file, certificate_file=cred.certificate_file,
                                   gpu_model=self.cfg.gpu_model, cache_dir=self.dir / "packages" / name))
         self.agents.append(agent)
         agent.start()
         return SiteInfo(name=name, institution=slug, country=country, ray_dashboard=head.dashboard_url,
                         ray_pid=head.pid)
 
-    def _site_token(self, admin: BrokerClient, institution: str, site: str) -> str:
-        """The site's token: from its saved credential, else via a join token and the real join flow."""
+    def _site_credential(self, admin: BrokerClient, institution: str, site: str) -> Any:
+        """The site's credential: saved by an earlier run, else made by the real join flow
+        (a key made here, a CSR, a certificate back)."""
         from agent.credentials import CredentialError, join_site, load_credential, save_credential
 
         path = self.dir / "sites" / f"{site}.json"
         try:
-            return load_credential(path).token  # the broker address may differ (port 0); the token does not
+            cred = load_credential(path)
+            if cred.certificate_file:
+                return cred
         except CredentialError:
             pass
         join_token = admin.create_site_token(institution, site, ttl_seconds=600).token
-        cred = join_site(self.broker.address, join_token)
+        cred = join_site(self.broker.address, join_token, str(self.ca_file), path.with_suffix(".pem"))
         save_credential(path, cred)
-        return cred.token
+        return cred
 
     def _wait_ready(self, admin: BrokerClient, names: list[str]) -> None:
         """Until every site is connected and reports its GPUs, so the sample job runs at once."""

@@ -80,12 +80,23 @@ def list_files(root: Path) -> list[tuple[str, Path]]:
                 if entry.name not in _ALWAYS_SKIP and not _ignored(child, True, stack):
                     walk(Path(entry.path), child)
             elif entry.is_file() and not _ignored(child, False, stack):
+                if entry.is_symlink():
+                    _inside(root, child, Path(entry.path))
                 found.append((child, Path(entry.path)))
         if spec is not None:
             stack.pop()
 
     walk(root, "")
     return sorted(found)
+
+
+def _inside(root: Path, name: str, link: Path) -> None:
+    """A symlink is shipped as the file it points to, so it must point inside the working
+    dir: one to ~/.ssh/id_rsa would otherwise send that key to a remote site."""
+    target = link.resolve()
+    if target != root.resolve() and root.resolve() not in target.parents:
+        raise PackageError(f"working dir entry {name} is a symlink to {target}, outside the working dir: "
+                           "remove it, copy the file in, or add it to .gitignore")
 
 
 def _entry(name: str, path: Path) -> zipfile.ZipInfo:

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 from scheduler.clock import Clock, IdGenerator
 from scheduler.cycle import SchedulingCycle
+from scheduler.enrollment import Enrollment
 from scheduler.leases import SiteLeases
 from scheduler.sessions import SessionRegistry
 from scheduler.store import Store
@@ -18,3 +19,4 @@ class Core:
     sessions: SessionRegistry
     cycle: SchedulingCycle
     leases: SiteLeases
+    enrollment: Enrollment | None = None   # None: no federation CA, sites hold bearer tokens

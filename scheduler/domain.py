@@ -70,9 +70,12 @@ DEFAULT_MAX_ATTEMPTS = 3
 
 
 class Role(str, enum.Enum):
-    ADMIN = "admin"
+    """Who a caller is; `scheduler.api.authz` says what each may do, and on what."""
+
+    ADMIN = "admin"                          # the whole federation
     RESEARCHER = "researcher"
     SITE = "site"
+    INSTITUTION_ADMIN = "institution-admin"  # its own institution's users, projects and sites
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +120,9 @@ class RuntimeEnv:
     env: tuple[tuple[str, str], ...] = ()
 
 
+REDACTED = "***"   # what a secret value reads as wherever it is shown
+
+
 @dataclass(frozen=True, slots=True)
 class JobSpec:
     entrypoint: str
@@ -132,6 +138,9 @@ class JobSpec:
     preemptible: bool = True                # False is honoured only within a guarantee
     site_labels: tuple[tuple[str, str], ...] = ()   # hard: the site must carry every label
     retry_failed: bool = False              # requeue a non-zero exit too, up to max_attempts
+    # Secret environment values: kept out of reprs (repr=False), of the stored spec and of
+    # every answer; loaded from the store they read REDACTED, except in a StartRun.
+    secret_env: tuple[tuple[str, str], ...] = field(default=(), repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,3 +230,11 @@ class Unauthenticated(MingaError):
 
 class FailedPrecondition(MingaError):
     pass
+
+
+class ResourceExhausted(MingaError):
+    """A caller went over its rate limit; `retry_after` seconds from now it is served again."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

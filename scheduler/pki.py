@@ -34,6 +34,10 @@ CLOCK_SKEW = dt.timedelta(minutes=5)    # back-date certificates a little for sk
 MAX_CSR_BYTES = 16 * 1024
 
 
+CA_CERT, CA_KEY = "ca.crt", "ca.key"
+SERVER_CERT, SERVER_KEY = "server.crt", "server.key"
+
+
 @dataclass(frozen=True)
 class SiteIdentity:
     site: str
@@ -50,6 +54,77 @@ class Authority:
     @property
     def pem(self) -> bytes:
         return self.cert.public_bytes(serialization.Encoding.PEM)
+
+
+@dataclass(frozen=True)
+class BrokerPki:
+    """What `minga broker init` leaves in the broker's PKI directory, loaded."""
+
+    ca: Authority
+    server_key_pem: bytes
+    server_cert_pem: bytes
+    directory: Path
+
+    @property
+    def ca_file(self) -> Path:
+        return self.directory / CA_CERT
+
+
+def init_broker_pki(directory: Path, sans: list[str], force: bool = False) -> BrokerPki:
+    """Create the federation CA and the broker's server certificate in `directory` (0700).
+
+    Refuses to overwrite an existing CA unless `force`: every site certificate and
+    every CA file handed out so far hangs on it.
+    """
+    directory = Path(directory).expanduser()
+    if (directory / CA_KEY).exists() and not force:
+        raise InvalidArgument(f"{directory} already holds a federation CA; pass --force to replace it "
+                              "(every site must then join again)")
+    _private_dir(directory)
+    ca = create_ca()
+    key, cert = issue_server_cert(ca, sans)
+    write_private(directory / CA_KEY, key_pem(ca.key))
+    (directory / CA_CERT).write_bytes(ca.pem)
+    write_private(directory / SERVER_KEY, key_pem(key))
+    (directory / SERVER_CERT).write_bytes(pem(cert))
+    return load_broker_pki(directory)
+
+
+def has_broker_pki(directory: Path) -> bool:
+    return (Path(directory).expanduser() / CA_KEY).exists()
+
+
+def load_broker_pki(directory: Path) -> BrokerPki:
+    """Read a PKI directory made by `init_broker_pki`; InvalidArgument says what is wrong."""
+    directory = Path(directory).expanduser()
+    try:
+        ca_key = serialization.load_pem_private_key((directory / CA_KEY).read_bytes(), password=None)
+        ca_cert = x509.load_pem_x509_certificate((directory / CA_CERT).read_bytes())
+        server_key = (directory / SERVER_KEY).read_bytes()
+        server_cert = (directory / SERVER_CERT).read_bytes()
+    except OSError as exc:
+        raise InvalidArgument(f"cannot read the broker's PKI in {directory}: {exc.strerror} "
+                              f"({exc.filename}); run `minga broker init`") from exc
+    except ValueError as exc:
+        raise InvalidArgument(f"the broker's PKI in {directory} is damaged: {exc}") from exc
+    if not isinstance(ca_key, ec.EllipticCurvePrivateKey):
+        raise InvalidArgument(f"{directory / CA_KEY} is not an ECDSA key")
+    return BrokerPki(Authority(ca_key, ca_cert), server_key, server_cert, directory)
+
+
+def load_key_and_cert(bundle: bytes) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+    """A site's key and certificate, kept together in one PEM file so that a renewal
+    replaces both at once (one rename), never a new key next to an old certificate."""
+    key = serialization.load_pem_private_key(bundle, password=None)
+    cert = x509.load_pem_x509_certificate(bundle[bundle.index(b"-----BEGIN CERTIFICATE-----"):])
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise ValueError("the site key is not an ECDSA key")
+    return key, cert
+
+
+def serial_key(serial: int) -> str:
+    """How the broker's credential table names a certificate: by its serial number."""
+    return f"x509:{serial:x}"
 
 
 def new_key() -> ec.EllipticCurvePrivateKey:
@@ -84,8 +159,11 @@ def issue_server_cert(ca: Authority, sans: list[str], now: dt.datetime | None = 
     if not sans:
         raise InvalidArgument("the broker certificate needs at least one --san (a host name or IP address)")
     key = new_key()
+    for name in sans:
+        _check_san(name)
     cert = _leaf(ca, key.public_key(), x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, sans[0])]),
-                 [_san(s) for s in sans], ExtendedKeyUsageOID.SERVER_AUTH, now or _now(), days)
+                 [_san(s) for s in sans], ExtendedKeyUsageOID.SERVER_AUTH, now or _now(),
+                 dt.timedelta(days=days))
     return key, cert
 
 
@@ -98,8 +176,23 @@ def site_csr(key: ec.EllipticCurvePrivateKey, site: str) -> bytes:
 
 
 def sign_site_csr(ca: Authority, csr_pem: bytes, identity: SiteIdentity, country: str = "",
-                  now: dt.datetime | None = None, days: int = SITE_CERT_DAYS) -> x509.Certificate:
+                  now: dt.datetime | None = None,
+                  lifetime: dt.timedelta = dt.timedelta(days=SITE_CERT_DAYS),
+                  serial: int | None = None) -> x509.Certificate:
     """A client certificate for the key in `csr_pem`, naming `identity` whatever the CSR says."""
+    csr = check_csr(csr_pem)
+    attrs = [x509.NameAttribute(NameOID.COMMON_NAME, identity.site),
+             x509.NameAttribute(NameOID.ORGANIZATION_NAME, identity.institution)]
+    if country:
+        attrs.append(x509.NameAttribute(NameOID.COUNTRY_NAME, country))
+    uri = x509.UniformResourceIdentifier(f"{SITE_URI_PREFIX}{identity.institution}/{identity.site}")
+    return _leaf(ca, csr.public_key(), x509.Name(attrs), [uri], ExtendedKeyUsageOID.CLIENT_AUTH,
+                 now or _now(), lifetime, serial)
+
+
+def check_csr(csr_pem: bytes) -> x509.CertificateSigningRequest:
+    """A well-formed CSR, self-signed by an ECDSA P-256 key; InvalidArgument names the flaw.
+    Checked before a join token is spent, so a broken CSR does not burn the token."""
     if len(csr_pem) > MAX_CSR_BYTES:
         raise InvalidArgument(f"csr is {len(csr_pem)} bytes; the limit is {MAX_CSR_BYTES}")
     try:
@@ -108,15 +201,10 @@ def sign_site_csr(ca: Authority, csr_pem: bytes, identity: SiteIdentity, country
         raise InvalidArgument("csr is not a PEM certificate signing request") from exc
     if not csr.is_signature_valid:
         raise InvalidArgument("csr signature does not match its key")
-    if not isinstance(csr.public_key(), ec.EllipticCurvePublicKey):
-        raise InvalidArgument("csr key must be ECDSA (P-256)")
-    attrs = [x509.NameAttribute(NameOID.COMMON_NAME, identity.site),
-             x509.NameAttribute(NameOID.ORGANIZATION_NAME, identity.institution)]
-    if country:
-        attrs.append(x509.NameAttribute(NameOID.COUNTRY_NAME, country))
-    uri = x509.UniformResourceIdentifier(f"{SITE_URI_PREFIX}{identity.institution}/{identity.site}")
-    return _leaf(ca, csr.public_key(), x509.Name(attrs), [uri], ExtendedKeyUsageOID.CLIENT_AUTH,
-                 now or _now(), days)
+    key = csr.public_key()
+    if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != "secp256r1":
+        raise InvalidArgument("csr key must be ECDSA P-256")
+    return csr
 
 
 def site_identity(cert: x509.Certificate, ca: x509.Certificate, now: dt.datetime | None = None) -> SiteIdentity:
@@ -142,13 +230,26 @@ def site_identity(cert: x509.Certificate, ca: x509.Certificate, now: dt.datetime
 
 
 def write_private(path: Path, data: bytes) -> Path:
-    """Write a secret readable only by its owner (created 0600, never world-readable)."""
+    """Write a secret readable only by its owner (created 0600, never world-readable),
+    atomically: a reader sees the old content or the new, never half of it."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as out:
-        out.write(data)
-    os.chmod(path, 0o600)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)   # a leftover tmp file keeps its old mode through O_TRUNC
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return path
+
+
+def _private_dir(directory: Path) -> None:
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(directory, 0o700)
 
 
 def pem(cert: x509.Certificate) -> bytes:
@@ -157,15 +258,28 @@ def pem(cert: x509.Certificate) -> bytes:
 
 def _leaf(ca: Authority, public_key: ec.EllipticCurvePublicKey, subject: x509.Name,
           sans: list[x509.GeneralName], usage: x509.ObjectIdentifier, now: dt.datetime,
-          days: int) -> x509.Certificate:
+          lifetime: dt.timedelta, serial: int | None = None) -> x509.Certificate:
     return (x509.CertificateBuilder().subject_name(subject).issuer_name(ca.cert.subject)
-            .public_key(public_key).serial_number(x509.random_serial_number())
-            .not_valid_before(now - CLOCK_SKEW).not_valid_after(now + dt.timedelta(days=days))
+            .public_key(public_key).serial_number(serial or x509.random_serial_number())
+            .not_valid_before(now - CLOCK_SKEW).not_valid_after(now + lifetime)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(x509.SubjectAlternativeName(sans), critical=False)
             .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
             .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key()), critical=False)
             .sign(ca.key, hashes.SHA256()))
+
+
+def _check_san(name: str) -> None:
+    """A host name or IP address, nothing else: a typo here locks every client out later."""
+    try:
+        ipaddress.ip_address(name)
+        return
+    except ValueError:
+        pass
+    labels = name.split(".")
+    if not (0 < len(name) <= 253 and all(0 < len(l) <= 63 and all(c.isalnum() or c in "-*" for c in l)
+                                          for l in labels)):
+        raise InvalidArgument(f"--san {name!r} is not a host name or IP address")
 
 
 def _san(name: str) -> x509.GeneralName:

@@ -6,6 +6,7 @@ cycle and serves; the others are standbys until it dies.
 """
 from __future__ import annotations
 
+import datetime as dt
 import ipaddress
 import logging
 import os
@@ -21,19 +22,22 @@ from minga.v1 import admin_pb2_grpc, job_pb2_grpc, site_pb2_grpc
 
 from scheduler.api import audit
 from scheduler.api.admin_servicer import AdminServicer
-from scheduler.api.interceptor import AuthInterceptor
+from scheduler.api.interceptor import AuthInterceptor, bearer_authenticator
 from scheduler.api.job_servicer import JobServicer
+from scheduler.api.ratelimit import DEFAULT_CALLS_PER_SECOND, Limits
 from scheduler.api.site_servicer import SiteServicer
-from scheduler.auth import hash_token, new_token
+from scheduler.auth import load_or_create_key, new_token
 from scheduler.clock import Clock, IdGenerator, RandomIds, SystemClock
 from scheduler.core import Core
 from scheduler.cycle import SchedulingCycle
+from scheduler.enrollment import Enrollment, certificate_principal
 from scheduler.leader import (
     Election, LeaderRecord, LeadershipStatus, leader_fence, lock_for, read_leader, record_leader,
 )
 from scheduler.leases import DEFAULT_TTL_SECONDS, SiteLeases
-from scheduler.domain import InvalidArgument, Principal
+from scheduler.domain import InvalidArgument, Principal, Role, Unauthenticated
 from scheduler.paths import data_dir
+from scheduler.pki import SITE_CERT_DAYS, BrokerPki, has_broker_pki, load_broker_pki
 from scheduler.sessions import SessionRegistry
 from scheduler.store import Store
 
@@ -46,6 +50,9 @@ class BrokerConfig:
     listen: str = "127.0.0.1:50551"
     db_url: str = ""  # "": a SQLite file in the data dir
     admin_token_file: Path | None = None
+    # The key token hashes are made with (HMAC-SHA256); every broker on one store needs
+    # the same one. None: "token-key" next to the admin token file, created on first start.
+    token_key_file: Path | None = None
     tls_cert: Path | None = None
     tls_key: Path | None = None
     insecure: bool = False
@@ -54,6 +61,13 @@ class BrokerConfig:
     advertise: str = ""                 # where clients reach this broker; "": the listen address
     leader_poll_seconds: float = 1.0    # how often a standby tries the leader lock, and the leader checks it
     step_down_seconds: float = 15.0     # a leader cut off from its database this long steps down
+    rate_limit: float = DEFAULT_CALLS_PER_SECOND   # calls/s per caller (bursts of 10 s); 0: no limits
+    # The federation CA (`minga broker init`): with it, sites enroll with certificates and
+    # connect with mutual TLS on the site port. None: <data dir>/pki if it exists.
+    pki_dir: Path | None = None
+    site_listen: str = ""               # HOST:PORT of the site port; "": the listen host, port + 1 (0: any)
+    site_advertise: str = ""            # where sites reach the site port(s), "h1:p1,h2:p2"; "": derived
+    site_cert_lifetime: dt.timedelta = dt.timedelta(days=SITE_CERT_DAYS)
 
 
 class Broker:
@@ -62,6 +76,7 @@ class Broker:
         self.clock = clock or SystemClock()
         self.ids = ids or RandomIds()
         self.admin_token_file = config.admin_token_file or data_dir() / "admin-token"
+        self.token_key_file = config.token_key_file or self.admin_token_file.parent / "token-key"
         self.bootstrap_token: str | None = None
         self.address = ""
         self.advertised = ""
@@ -70,42 +85,39 @@ class Broker:
         self.election: Election | None = None
         self._leader: LeaderRecord | None = None   # the leader as last read from the store
         self._server: grpc.Server | None = None
+        self._site_server: grpc.Server | None = None   # the mutual-TLS site port, with a federation CA
+        self.site_address = ""
 
     def start(self) -> None:
-        host, port = _split_listen(self.config.listen)
+        host, port = split_listen(self.config.listen)
+        pki = self._load_pki()
         tls = _load_tls(self.config.tls_cert, self.config.tls_key)
+        if tls is None and pki is not None:
+            tls = grpc.ssl_server_credentials([(pki.server_key_pem, pki.server_cert_pem)])
         if tls is None and not _is_loopback(host) and not self.config.insecure:
-            raise InvalidArgument(
-                f"refusing to listen on {host} without TLS: pass --tls-cert/--tls-key, or --insecure")
+            raise InvalidArgument(f"refusing to listen on {host} without TLS: run `minga broker init --san "
+                                  f"{host}` first, pass --tls-cert/--tls-key, or --insecure")
         store = Store(self.config.db_url or f"sqlite:///{data_dir() / 'broker.db'}")
+        try:
+            store.accounts.use_key(load_or_create_key(self.token_key_file))
+        except Exception:
+            store.close()
+            raise
         sessions = SessionRegistry()
         leases = SiteLeases(self.clock, self.config.lease_ttl_seconds)
         cycle = SchedulingCycle(store, sessions, self.clock, leases, self.config.tick_seconds)  # started on leading
         self.core = Core(store=store, clock=self.clock, ids=self.ids, sessions=sessions, cycle=cycle,
                          leases=leases)
-        server = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=128, thread_name_prefix="rpc"),
-            interceptors=[AuthInterceptor(self._authenticate, self._refusal, self._audit)],
-            options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-                     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-                     ("grpc.so_reuseport", 0),
-                     # Agents ping to find a dead or blackholed connection; let them.
-                     ("grpc.keepalive_permit_without_calls", 1),
-                     ("grpc.http2.min_ping_interval_without_data_ms", 1000),
-                     ("grpc.http2.max_ping_strikes", 0)],
-        )
+        server = _grpc_server(AuthInterceptor(bearer_authenticator(self._authenticate), self._refusal, self._audit)
+                              .limit(self._rate_limits()).resolve_targets(store.accounts.owner_of))
         job_pb2_grpc.add_JobServiceServicer_to_server(JobServicer(self.core), server)
         admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(self.core, self._status), server)
         site_pb2_grpc.add_SiteServiceServicer_to_server(SiteServicer(self.core), server)
-        target = f"{host}:{port}"
-        try:
-            bound = server.add_secure_port(target, tls) if tls else server.add_insecure_port(target)
-        except RuntimeError as exc:
-            raise InvalidArgument(f"cannot listen on {target}: {exc}") from exc
-        if bound == 0:
-            raise InvalidArgument(f"cannot listen on {target}: the port is taken or the address is wrong")
+        bound = _bind(server, f"{host}:{port}", tls)
         self.address = f"{host}:{bound}"
         self.advertised = self.config.advertise or _advertised(host, bound)
+        if pki is not None:
+            self._start_site_port(pki, host, port)
         self.election = Election(lock_for(store.url), self, self.config.leader_poll_seconds,
                                  self.config.step_down_seconds, on_poll=self._read_leader)
         self.election.start()   # leads at once if no other broker does
@@ -113,8 +125,40 @@ class Broker:
             self._read_leader()
         server.start()
         self._server = server
-        log.info("broker listening on %s as %s (store %s)", self.address, self.election.role.value,
-                 store.db.engine.url.render_as_string())
+        if self._site_server is not None:
+            self._site_server.start()
+        log.info("broker listening on %s as %s (store %s)%s", self.address, self.election.role.value,
+                 store.db.engine.url.render_as_string(),
+                 f"; sites connect with mutual TLS on {self.site_address}" if pki else
+                 "; no federation CA, so sites hold bearer tokens (`minga broker init` makes one)")
+
+    def _rate_limits(self) -> Limits | None:
+        rate = self.config.rate_limit
+        return Limits.of(rate) if rate > 0 else None
+
+    def _load_pki(self) -> BrokerPki | None:
+        """The federation CA: from --pki-dir (which must hold one), else <data dir>/pki if any."""
+        if self.config.pki_dir is not None:
+            return load_broker_pki(self.config.pki_dir)
+        default = data_dir() / "pki"
+        return load_broker_pki(default) if has_broker_pki(default) else None
+
+    def _start_site_port(self, pki: BrokerPki, host: str, port: int) -> None:
+        """The site port: mutual TLS, client certificates signed by the federation CA only.
+        gRPC cannot ask for a client certificate without demanding one, so sites get a
+        port of their own, and users keep theirs without certificates."""
+        site_host, site_port = split_listen(self.config.site_listen) if self.config.site_listen else \
+            (host, port + 1 if port else 0)
+        creds = grpc.ssl_server_credentials([(pki.server_key_pem, pki.server_cert_pem)],
+                                            root_certificates=pki.ca.pem, require_client_auth=True)
+        server = _grpc_server(AuthInterceptor(self._site_certificate, self._refusal, self._audit,
+                                              served=SITE_PORT_RPCS).limit(self._rate_limits()))
+        site_pb2_grpc.add_SiteServiceServicer_to_server(SiteServicer(self._core), server)
+        bound = _bind(server, f"{site_host}:{site_port}", creds)
+        self.site_address = f"{site_host}:{bound}"
+        endpoint = self.config.site_advertise or _advertised(site_host, bound)
+        self._core.enrollment = Enrollment(pki.ca, endpoint, self.config.site_cert_lifetime)
+        self._site_server = server
 
     # -- leadership (hooks of scheduler.leader.Election) -----------------------------
     def take_over(self) -> None:
@@ -184,7 +228,19 @@ class Broker:
 
     def _authenticate(self, token: str) -> Principal | None:
         assert self.core is not None
-        return self.core.store.accounts.principal_for(hash_token(token), self.clock.now())
+        principal = self.core.store.accounts.principal_for_token(token, self.clock.now())
+        if principal is not None and principal.role is Role.SITE and self.core.enrollment is not None:
+            raise Unauthenticated("this broker has a federation CA: sites connect with their certificate "
+                                  "on the site port; join again with `minga site join`")
+        return principal
+
+    def _site_certificate(self, context: grpc.ServicerContext) -> Principal:
+        """The site named by the client certificate of a site-port call (mutual TLS)."""
+        core = self._core
+        assert core.enrollment is not None
+        presented = context.auth_context().get("x509_pem_cert") or [None]
+        return certificate_principal(core.enrollment, presented[0], self.clock.now(),
+                                     core.store.accounts.principal_for)
 
     def _audit(self, method: str, principal: Principal | None, request: Any, response: Any,
                peer: str, outcome: str, detail: str) -> None:
@@ -206,7 +262,7 @@ class Broker:
     def _bootstrap_admin(self, store: Store) -> None:
         """On the very first start, mint the admin token and write it owner-only."""
         token = new_token("user")
-        if not store.accounts.bootstrap_admin(hash_token(token), self.clock.now()):
+        if not store.accounts.bootstrap_admin(store.accounts.hash(token), self.clock.now()):
             return
         path = self.admin_token_file
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -225,8 +281,9 @@ class Broker:
             self.core.cycle.stop()
         if self.election:
             self.election.release()   # a standby takes over at its next poll
-        if self._server:
-            self._server.stop(grace).wait()
+        for server in (self._server, self._site_server):
+            if server:
+                server.stop(grace).wait()
         if self.core:
             self.core.store.close()
 
@@ -235,7 +292,37 @@ class Broker:
             self._server.wait_for_termination()
 
 
-def _split_listen(listen: str) -> tuple[str, int]:
+# What the site port serves: a site's own calls, nothing a user makes.
+SITE_PORT_RPCS = frozenset({"/minga.v1.SiteService/Connect", "/minga.v1.SiteService/FetchPackage",
+                            "/minga.v1.SiteService/RenewCertificate"})
+
+
+def _grpc_server(interceptor: grpc.ServerInterceptor) -> grpc.Server:
+    return grpc.server(
+        futures.ThreadPoolExecutor(max_workers=128, thread_name_prefix="rpc"),
+        interceptors=[interceptor],
+        options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                 ("grpc.so_reuseport", 0),
+                 # Agents ping to find a dead or blackholed connection; let them.
+                 ("grpc.keepalive_permit_without_calls", 1),
+                 ("grpc.http2.min_ping_interval_without_data_ms", 1000),
+                 ("grpc.http2.max_ping_strikes", 0)],
+    )
+
+
+def _bind(server: grpc.Server, target: str, tls: grpc.ServerCredentials | None) -> int:
+    """Listen on `target`; the port bound (a free one for port 0)."""
+    try:
+        bound = server.add_secure_port(target, tls) if tls else server.add_insecure_port(target)
+    except RuntimeError as exc:
+        raise InvalidArgument(f"cannot listen on {target}: {exc}") from exc
+    if bound == 0:
+        raise InvalidArgument(f"cannot listen on {target}: the port is taken or the address is wrong")
+    return bound
+
+
+def split_listen(listen: str) -> tuple[str, int]:
     host, sep, port = listen.rpartition(":")
     if not sep or not port.isdigit() or not host:
         raise InvalidArgument(f"--listen {listen!r} must be HOST:PORT, e.g. 127.0.0.1:50551")

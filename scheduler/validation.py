@@ -11,6 +11,14 @@ MAX_ENTRYPOINT = 16_384
 MAX_NAME = 128
 MAX_ENV_VARS = 128
 MAX_ENV_VALUE = 8_192
+MAX_ENV_BYTES = 256 * 1024          # all env and secret env keys and values together
+MAX_GPU_MODELS = 32
+MAX_COUNTRIES = 250
+MAX_REPORT_MESSAGE = 16_384         # a run report's or a health message's text
+MAX_RUN_ID = 128
+MAX_LOG_CHUNK = 4 * 1024 * 1024     # agents send 1 MiB chunks
+MAX_AGENT_VERSION = 64
+MAX_HELLO_RUNS = 100_000
 MAX_PIP = 64
 MAX_GPUS = 1_024
 MAX_PACKAGE_BYTES = 64 * 1024 * 1024
@@ -57,26 +65,28 @@ def check_job_spec(spec: JobSpec) -> None:
         raise InvalidArgument("spec.entrypoint is empty: give the command after `--`")
     _max_len("spec.entrypoint", spec.entrypoint, MAX_ENTRYPOINT)
     _max_len("spec.name", spec.name, MAX_NAME)
+    _printable("spec.name", spec.name)
     res = spec.resources
     _in_range("spec.resources.gpus", res.gpus, 0, MAX_GPUS)
     _in_range("spec.resources.cpus", res.cpus, 0, 4096)
     _in_range("spec.resources.memory_mb", res.memory_mb, 0, 64 * 1024 * 1024)
     _in_range("spec.resources.min_gpu_memory_mb", res.min_gpu_memory_mb, 0, 4 * 1024 * 1024)
+    if len(res.gpu_models) > MAX_GPU_MODELS:
+        raise InvalidArgument(f"spec.resources.gpu_models has {len(res.gpu_models)} models; the limit is {MAX_GPU_MODELS}")
+    if not math.isfinite(res.cpus):
+        raise InvalidArgument("spec.resources.cpus must be a finite number")
     for model in res.gpu_models:
         if not model or len(model) > 64:
             raise InvalidArgument("spec.resources.gpu_models holds an empty or too long model name")
+    if len(spec.countries) > MAX_COUNTRIES:
+        raise InvalidArgument(f"spec.countries has {len(spec.countries)} entries; the limit is {MAX_COUNTRIES}")
     for country in spec.countries:
         check_country("spec.countries", country)
     _in_range("spec.walltime_seconds", spec.walltime_seconds, 0, MAX_WALLTIME)
     _in_range("spec.max_attempts", spec.max_attempts, 1, MAX_ATTEMPTS)
     _in_range("spec.priority", spec.priority, -1000, 1000)
     env = spec.runtime_env
-    if len(env.env) > MAX_ENV_VARS:
-        raise InvalidArgument(f"spec.runtime_env.env has {len(env.env)} variables; the limit is {MAX_ENV_VARS}")
-    for key, value in env.env:
-        if not ENV_KEY.fullmatch(key):
-            raise InvalidArgument(f"spec.runtime_env.env key {key!r} is not a valid variable name")
-        _max_len(f"spec.runtime_env.env[{key}]", value, MAX_ENV_VALUE)
+    _check_env(spec)
     if len(env.pip) > MAX_PIP:
         raise InvalidArgument(f"spec.runtime_env.pip has {len(env.pip)} packages; the limit is {MAX_PIP}")
     for pkg in env.pip:
@@ -91,8 +101,8 @@ def check_job_spec(spec: JobSpec) -> None:
     if len(spec.site_labels) > 32:
         raise InvalidArgument("spec.site_labels has more than 32 labels")
     for key, value in spec.site_labels:
-        if not key or len(key) > 63 or len(value) > 63:
-            raise InvalidArgument(f"spec.site_labels entry {key!r} must be 1-63 characters, value up to 63")
+        if not key or len(key) > 63 or len(value) > 63 or not (key + value).isprintable():
+            raise InvalidArgument(f"spec.site_labels entry {key[:70]!r} must be 1-63 printable characters, value up to 63")
     if env.working_dir_digest:
         check_digest("spec.runtime_env.working_dir_digest", env.working_dir_digest)
 
@@ -121,6 +131,58 @@ def check_inventory(inv: Inventory) -> Inventory:
     _in_range("inventory.memory_mb", inv.memory_mb, 0, 2**50)
     _in_range("inventory.nodes", inv.nodes, 0, 1_000_000)
     return inv
+
+
+def _check_env(spec: JobSpec) -> None:
+    """Plain and secret env together: counts, names, sizes. An error about a secret
+    names its key and never echoes its value."""
+    env, secret = spec.runtime_env.env, spec.secret_env
+    if len(env) + len(secret) > MAX_ENV_VARS:
+        raise InvalidArgument(f"spec.runtime_env.env and spec.secret_env hold {len(env) + len(secret)} "
+                              f"variables together; the limit is {MAX_ENV_VARS}")
+    total = 0
+    for field, pairs in (("spec.runtime_env.env", env), ("spec.secret_env", secret)):
+        for key, value in pairs:
+            if not ENV_KEY.fullmatch(key):
+                raise InvalidArgument(f"{field} key {key[:140]!r} is not a valid variable name")
+            _max_len(f"{field}[{key}]", value, MAX_ENV_VALUE)
+            if "\0" in value:
+                raise InvalidArgument(f"{field}[{key}] holds a NUL character, which no environment can carry")
+            total += len(key) + len(value.encode())
+    if total > MAX_ENV_BYTES:
+        raise InvalidArgument(f"spec.runtime_env.env and spec.secret_env hold {total} bytes together; "
+                              f"the limit is {MAX_ENV_BYTES}")
+    both = sorted({k for k, _ in env} & {k for k, _ in secret})
+    if both:
+        raise InvalidArgument(f"spec.secret_env key {both[0]!r} is also in spec.runtime_env.env: give it once")
+
+
+def check_run_report(run_id: str, message: str) -> None:
+    """What a site says about a run: stored as the job's reason, so it is bounded."""
+    _max_len("run.run_id", run_id, MAX_RUN_ID)
+    _max_len("run.message", message, MAX_REPORT_MESSAGE)
+
+
+def check_health_message(message: str) -> None:
+    _max_len("health.message", message, MAX_REPORT_MESSAGE)
+
+
+def check_log_chunk(run_id: str, offset: int, data: bytes) -> None:
+    _max_len("log.run_id", run_id, MAX_RUN_ID)
+    _in_range("log.offset", offset, 0, 2**62)
+    if len(data) > MAX_LOG_CHUNK:
+        raise InvalidArgument(f"log.data is {len(data)} bytes; the limit is {MAX_LOG_CHUNK}")
+
+
+def check_hello(agent_version: str, runs: int) -> None:
+    _max_len("hello.agent_version", agent_version, MAX_AGENT_VERSION)
+    _in_range("hello.runs", runs, 0, MAX_HELLO_RUNS)
+
+
+def _printable(field: str, value: str) -> None:
+    """Names are shown in terminals: a control character could rewrite what an admin sees."""
+    if not value.isprintable():
+        raise InvalidArgument(f"{field} holds a control character")
 
 
 def _max_len(field: str, value: str, limit: int) -> None:

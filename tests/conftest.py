@@ -1,5 +1,14 @@
 """Shared pytest setup. Fixtures live in plugin modules, one per area, so that
 work on the broker, the agent and the CLI does not collide in one file."""
+import atexit
+import os
+import shutil
+import tempfile
+
+# Brokers started without explicit paths use the data dir (a federation CA there turns
+# on mutual TLS): point it at an empty directory, never at the user's real one.
+os.environ["MINGA_DATA_DIR"] = tempfile.mkdtemp(prefix="minga-test-data-")
+atexit.register(shutil.rmtree, os.environ["MINGA_DATA_DIR"], True)
 pytest_plugins = [
     "tests.fixtures_ray",
     "tests.fixtures_broker",

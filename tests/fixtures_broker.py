@@ -120,8 +120,8 @@ class ScriptedSite:
 
     def __init__(self, address: str, site_token: str, inventory: common_pb2.Inventory,
                  runs: list[site_pb2.RunReport] | None = None, heartbeat_seconds: float | None = None,
-                 ray_down: str | None = None) -> None:
-        self.channel = grpc.insecure_channel(address)
+                 ray_down: str | None = None, channel: grpc.Channel | None = None) -> None:
+        self.channel = channel or grpc.insecure_channel(address)   # a mutual-TLS one for the site port
         self.outbox: queue.Queue[site_pb2.AgentMessage | None] = queue.Queue()
         self.inbox: queue.Queue[site_pb2.BrokerMessage] = queue.Queue()
         self.error: grpc.RpcError | None = None
@@ -130,7 +130,7 @@ class ScriptedSite:
         self.outbox.put(site_pb2.AgentMessage(hello=site_pb2.Hello(inventory=inventory, runs=runs or [],
                                                                    health=health)))
         stub = site_pb2_grpc.SiteServiceStub(self.channel)
-        self._stream = stub.Connect(self._messages(), metadata=bearer(site_token))
+        self._stream = stub.Connect(self._messages(), metadata=bearer(site_token) if site_token else None)
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
         self._beating = threading.Event()

@@ -53,7 +53,7 @@ def test_up_runs_the_sample_job_stops_everything_and_reruns(tmp_path: Path) -> N
         assert info.sites[0].name == "uchile-local" and info.sites[0].country == "CL"
         assert oct((tmp_path / "up" / "researcher-token").stat().st_mode & 0o777) == "0o600"
         dashboard = info.sites[0].ray_dashboard
-        with BrokerClient(info.broker, info.token) as client:
+        with BrokerClient(info.broker, info.token, Path(info.ca_file).read_bytes()) as client:
             job, logs = _run(client, SAMPLE_JOB)
             assert common_pb2.JobState.Name(job.state) == "JOB_STATE_SUCCEEDED", job
             assert logs.strip().splitlines()[-1] in ("0", "1")  # CUDA_VISIBLE_DEVICES of the one GPU
@@ -69,7 +69,7 @@ def test_up_runs_the_sample_job_stops_everything_and_reruns(tmp_path: Path) -> N
     second = again.start()
     try:
         assert second.token == info.token  # the researcher's token survives a re-run
-        with BrokerClient(second.broker, second.token) as client:
+        with BrokerClient(second.broker, second.token, Path(second.ca_file).read_bytes()) as client:
             assert [s.name for s in client.list_sites()] == ["uchile-local"]  # the site re-used its credential
     finally:
         again.stop()

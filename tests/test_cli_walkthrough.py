@@ -94,12 +94,17 @@ def federation(tmp_path: Path) -> Iterator[Federation]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MINGA_", "RAY_ADDRESS"))}
     env.update(MINGA_CONFIG_DIR=str(tmp_path / "config"), MINGA_DATA_DIR=str(tmp_path / "data"))
     fed = Federation(tmp=tmp_path, address="", env=env, processes=[])
+    # The README's path: a federation CA first, so users talk TLS and the site mutual TLS.
+    init = subprocess.run([MINGA, "broker", "init", "--san", "127.0.0.1", "--san", "localhost"],
+                          capture_output=True, text=True, env=env, timeout=60)
+    assert init.returncode == 0, init.stderr
+    env["MINGA_CA"] = str(tmp_path / "data" / "pki" / "ca.crt")
     broker = fed.start("broker", "serve", "--listen", "127.0.0.1:0", "--db", f"sqlite:///{tmp_path / 'broker.db'}",
                        "--admin-token-file", str(tmp_path / "admin-token"), "--output", "json", log="broker.log")
     try:
         announced = json.loads(_first_line(broker, 60))
         fed.address = announced["address"]
-        assert announced["bootstrapped"] is True
+        assert announced["bootstrapped"] is True and announced["site_address"]
         yield fed
     finally:
         for proc in reversed(fed.processes):
@@ -125,11 +130,13 @@ def test_readme_walkthrough(federation: Federation, tmp_path: Path) -> None:
     # 3. the site joins (once: the join token is one-time) and runs its agent on a local Ray head
     credential = tmp_path / "site.json"
     joined = fed.json("site", "join", "--broker", fed.address, "--token", join["token"], "--credential",
-                      str(credential))
+                      str(credential), "--ca", fed.env["MINGA_CA"])
     assert (joined["site"], joined["institution"], joined["country"]) == ("dcc", "uchile", "CL")
     assert oct(credential.stat().st_mode & 0o777) == "0o600"
+    assert oct(Path(joined["certificate_file"]).stat().st_mode & 0o777) == "0o600"   # the site's key
+    assert joined["broker"] != fed.address                                            # the site port
     reuse = fed.minga("site", "join", "--broker", fed.address, "--token", join["token"], "--credential",
-                      str(tmp_path / "other.json"), check=False)
+                      str(tmp_path / "other.json"), "--ca", fed.env["MINGA_CA"], check=False)
     assert reuse.returncode != 0 and reuse.stderr.startswith("error: ") and reuse.stderr.count("\n") == 1
     agent = fed.start("agent", "run", "--ray-local", "--gpus", "2", "--gpu-model", "A100", "--credential",
                       str(credential), log="agent.log")

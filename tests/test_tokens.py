@@ -1,8 +1,11 @@
 """Token lifecycle through a real broker and the CLI: an admin revokes a user or a
-site (whose open stream is cut at once), and anyone rotates their own token."""
+site (whose open stream is cut at once), anyone rotates their own token, user tokens
+expire, tokens are listed without their secrets, and stored only as keyed hashes."""
 from __future__ import annotations
 
 import json
+import sqlite3
+import stat
 
 import grpc
 import pytest
@@ -11,7 +14,13 @@ from typer.testing import CliRunner
 
 from cli import config, errors
 from cli.main import app
+from scheduler.auth import KEYED_PREFIX, TokenHasher, legacy_hash
+from scheduler.clock import FakeClock
+from scheduler.domain import FailedPrecondition, Role, Unauthenticated
+from scheduler.server import Broker, BrokerConfig
+from scheduler.store.accounts import Institution, User
 from tests.fixtures_broker import ScriptedSite, gpu_inventory, start_broker
+from tests.test_store import store, store_url  # noqa: F401 - the store fixtures, SQLite and PostgreSQL
 
 
 def whoami(caller) -> str:  # type: ignore[no-untyped-def]
@@ -84,3 +93,179 @@ def test_rotating_a_token_replaces_it_and_the_saved_one(tmp_path, monkeypatch) -
             admin_pb2.WhoAmIRequest(), metadata=broker.caller(new.token).md).role
     finally:
         broker.close()
+
+
+# -- expiry, listing, keyed hashes (issue 5) --------------------------------------------
+
+DAY = 86400.0
+
+
+def add_user(broker, name: str, institution: str, role: int = common_pb2.ROLE_RESEARCHER,  # type: ignore[no-untyped-def]
+             ttl: int = 0) -> admin_pb2.AddUserResponse:
+    a = broker.admin
+    return a.admin.AddUser(admin_pb2.AddUserRequest(name=name, institution=institution, role=role,
+                                                    ttl_seconds=ttl), metadata=a.md)
+
+
+def test_user_tokens_expire_and_rotation_renews_them(tmp_path) -> None:
+    clock = FakeClock()
+    broker = start_broker(tmp_path, clock=clock)
+    try:
+        broker.institution("uchile", "CL")
+        ana = add_user(broker, "ana", "uchile")
+        assert ana.expires_at == pytest.approx(clock.now() + 90 * DAY)      # the default
+        short = add_user(broker, "bob", "uchile", ttl=3600)
+        assert short.expires_at == pytest.approx(clock.now() + 3600)
+        clock.advance(3600)
+        with pytest.raises(grpc.RpcError) as err:
+            whoami(broker.caller(short.token))
+        assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        assert "expired" in (err.value.details() or "") and "bob" not in (err.value.details() or "")
+        clock.advance(80 * DAY)                                               # ana's has 10 days left
+        me = broker.caller(ana.token)
+        new = me.admin.RotateToken(admin_pb2.RotateTokenRequest(), metadata=me.md)
+        assert new.expires_at == pytest.approx(clock.now() + 90 * DAY)      # a fresh 90 days
+        clock.advance(30 * DAY)
+        assert whoami(broker.caller(new.token)) == "ana"
+        assert whoami(broker.admin) == "admin"                               # the bootstrap admin's never expires
+        bad = add_user_code(broker, "eve", "uchile", ttl=-5)
+        assert bad == grpc.StatusCode.INVALID_ARGUMENT
+    finally:
+        broker.close()
+
+
+def add_user_code(broker, name: str, institution: str, ttl: int) -> grpc.StatusCode:  # type: ignore[no-untyped-def]
+    return refused(lambda: add_user(broker, name, institution, ttl=ttl))
+
+
+def test_tokens_are_stored_as_keyed_hashes_and_listed_without_secrets(tmp_path) -> None:
+    broker = start_broker(tmp_path)
+    try:
+        broker.institution("uchile", "CL")
+        ana = add_user(broker, "ana", "uchile")
+        join = broker.join_token("uchile", "dcc")
+        key_file = tmp_path / "token-key"
+        assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+        with sqlite3.connect(tmp_path / "broker.db") as conn:
+            hashes = [h for (h,) in conn.execute("SELECT hash FROM tokens")]
+        assert hashes and all(h.startswith(KEYED_PREFIX) for h in hashes)
+        for secret in (ana.token, join):
+            assert legacy_hash(secret) not in hashes and not any(secret in h for h in hashes)
+        me = broker.caller(ana.token)
+        mine = me.admin.ListTokens(admin_pb2.ListTokensRequest(), metadata=me.md).tokens
+        assert [(t.owner, t.kind, t.revoked) for t in mine] == [("ana", "user", False)]
+        everything = broker.admin.admin.ListTokens(admin_pb2.ListTokensRequest(), metadata=broker.admin.md)
+        blob = everything.SerializeToString()
+        assert {t.kind for t in everything.tokens} == {"user", "join"}
+        for secret in [ana.token, join, *hashes]:
+            assert secret.encode() not in blob and secret.removeprefix(KEYED_PREFIX).encode() not in blob
+
+        result = CliRunner().invoke(app, ["admin", "token", "list", "--user", "ana", "-o", "json",
+                                          "--broker", broker.address, "--token", broker.admin.token])
+        assert result.exit_code == 0, result.output
+        listed = json.loads(result.stdout)
+        assert [(t["owner"], t["role"], t["state"]) for t in listed] == [("ana", "researcher", "live")]
+        assert listed[0]["expires_at"] and ana.token not in result.stdout
+        own = CliRunner().invoke(app, ["token", "list", "--broker", broker.address, "--token", ana.token])
+        assert own.exit_code == 0 and "ana" in own.stdout and ana.token not in own.stdout
+    finally:
+        broker.close()
+
+
+def test_a_legacy_sha256_token_works_once_and_is_rehashed(tmp_path) -> None:
+    """Stores from before keyed hashes hold plain SHA-256: such a token still works, and
+    its row is re-keyed on that first use."""
+    broker = start_broker(tmp_path)
+    broker.institution("uchile", "CL")
+    broker.close()
+    old_token = "mgu_" + "legacy" * 7
+    with sqlite3.connect(tmp_path / "broker.db") as conn:
+        conn.execute("INSERT INTO users (name, institution, role, created_at) VALUES ('old', 'uchile', "
+                     "'researcher', 1)")
+        conn.execute("INSERT INTO tokens (hash, kind, subject, role, institution, country, expires_at, used_at, "
+                     "revoked, created_at, last_used_at) VALUES (?, 'user', 'old', 'researcher', 'uchile', '', 0, "
+                     "0, 0, 1, 0)", (legacy_hash(old_token),))
+    broker = start_broker(tmp_path)
+    try:
+        assert whoami(broker.caller(old_token)) == "old"
+        with sqlite3.connect(tmp_path / "broker.db") as conn:
+            rows = [h for (h,) in conn.execute("SELECT hash FROM tokens WHERE subject = 'old'")]
+        assert len(rows) == 1 and rows[0].startswith(KEYED_PREFIX)
+        assert whoami(broker.caller(old_token)) == "old"                  # found by its keyed hash now
+    finally:
+        broker.close()
+
+
+def test_a_broker_with_another_token_key_refuses_to_start(tmp_path) -> None:
+    first = start_broker(tmp_path)
+    try:
+        other_key = tmp_path / "elsewhere" / "token-key"
+        broker = Broker(BrokerConfig(listen="127.0.0.1:0", db_url=first.db_url, token_key_file=other_key,
+                                     admin_token_file=tmp_path / "admin-token"))
+        with pytest.raises(FailedPrecondition, match="another token key"):
+            broker.start()
+        same = Broker(BrokerConfig(listen="127.0.0.1:0", db_url=first.db_url,
+                                   admin_token_file=tmp_path / "admin-token"))
+        same.start()           # the default key file is next to the admin token: the same one
+        same.stop(grace=0.1)
+    finally:
+        first.close()
+
+
+def test_institution_admins_add_their_own_users_through_the_cli(tmp_path) -> None:
+    broker = start_broker(tmp_path)
+    try:
+        broker.institution("uchile", "CL")
+        broker.institution("unam", "MX")
+        admin = ["--broker", broker.address, "--token", broker.admin.token]
+        made = CliRunner().invoke(app, ["admin", "user", "add", "boss", "--institution", "uchile", "--role",
+                                        "institution-admin", "--expires", "30d", "-o", "json", *admin])
+        assert made.exit_code == 0, made.output
+        boss = json.loads(made.stdout)
+        assert boss["role"] == "institution-admin" and boss["expires_at"]
+        as_boss = ["--broker", broker.address, "--token", boss["token"]]
+        ok = CliRunner().invoke(app, ["admin", "user", "add", "ana", "--institution", "uchile", *as_boss])
+        assert ok.exit_code == 0, ok.output
+        theirs = CliRunner().invoke(app, ["admin", "user", "add", "spy", "--institution", "unam", *as_boss])
+        assert theirs.exit_code == errors.EXIT_AUTH
+        escalate = CliRunner().invoke(app, ["admin", "user", "add", "root2", "--institution", "uchile",
+                                            "--role", "admin", *as_boss])
+        assert escalate.exit_code == errors.EXIT_AUTH
+        bad = CliRunner().invoke(app, ["admin", "user", "add", "x", "--institution", "uchile", "--expires",
+                                       "soon", *admin])
+        assert bad.exit_code == 2 and "--expires" in bad.output
+        listed = CliRunner().invoke(app, ["admin", "user", "list", "-o", "json", *as_boss])
+        assert {u["name"] for u in json.loads(listed.stdout)} == {"boss", "ana"}
+    finally:
+        broker.close()
+
+
+# -- the accounts store, on SQLite and PostgreSQL ------------------------------------------
+
+NOW = 1_700_000_000.0
+
+
+def test_store_keys_rekeys_lists_and_finds_owners(store) -> None:  # type: ignore[no-untyped-def]
+    accounts = store.accounts
+    accounts.use_key(TokenHasher(b"k" * 32))
+    accounts.use_key(TokenHasher(b"k" * 32))                 # the same key again: fine
+    with pytest.raises(FailedPrecondition, match="another token key"):
+        accounts.use_key(TokenHasher(b"x" * 32))
+    store.accounts.add_institution(Institution("uchile", "U. de Chile", "CL"), NOW)
+    accounts.add_user(User("ana", "uchile", Role.RESEARCHER, NOW), accounts.hash("tok-ana"), NOW + 100)
+    accounts.add_user(User("old", "uchile", Role.RESEARCHER, NOW), legacy_hash("tok-old"))   # pre-0004 row
+    assert accounts.principal_for_token("tok-ana", NOW).name == "ana"
+    with pytest.raises(Unauthenticated, match="expired"):
+        accounts.principal_for_token("tok-ana", NOW + 100)
+    assert accounts.principal_for("anything", NOW) is None
+    assert accounts.principal_for_token("tok-old", NOW).name == "old"    # accepted, and re-keyed
+    assert accounts.principal_for(legacy_hash("tok-old"), NOW) is None
+    assert accounts.principal_for(accounts.hash("tok-old"), NOW).name == "old"
+    listed = accounts.list_tokens(institution="uchile")
+    assert {(t.owner, t.expires_at) for t in listed} == {("ana", NOW + 100), ("old", 0.0)}
+    assert accounts.list_tokens(owner="ana", institution="unam") == []
+    assert all(len(t.id) == 12 and "tok-" not in t.id for t in listed)
+    assert accounts.owner_of("user", "ana") == "uchile" and accounts.owner_of("user", "nobody") is None
+    assert accounts.owner_of("owner", "ana") == "uchile" and accounts.owner_of("institution", "unam") is None
+    assert accounts.owner_of("project", "uchile/default") == "uchile"
+    assert [u.name for u in accounts.list_users("uchile")] == ["ana", "old"] and accounts.list_users("unam") == []

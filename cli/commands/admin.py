@@ -11,7 +11,7 @@ import typer
 from minga.v1 import admin_pb2, common_pb2
 
 from .. import errors, render
-from . import shares
+from . import lending, shares
 from ..client import BrokerClient
 from ..options import BrokerOpt, CaOpt, OutputOpt, TokenOpt, client
 from ..parsing import parse_country, parse_duration, parse_env
@@ -21,12 +21,16 @@ app = typer.Typer(help="Federation administration: institutions, users, site tok
 institution_app = typer.Typer(help="Institutions that pool GPUs.", no_args_is_help=True)
 user_app = typer.Typer(help="Researchers and admins.", no_args_is_help=True)
 site_token_app = typer.Typer(help="One-time tokens that let a site join.", no_args_is_help=True)
+token_app = typer.Typer(help="Credentials: who holds which, and until when (never the secrets).",
+                        no_args_is_help=True)
 site_app = typer.Typer(help="Take a site out of scheduling and back.", no_args_is_help=True)
 DRAIN_POLL_SECONDS = 2.0
 app.add_typer(institution_app, name="institution")
 app.add_typer(user_app, name="user")
 app.add_typer(site_token_app, name="site-token")
+app.add_typer(token_app, name="token")
 app.add_typer(site_app, name="site")
+site_app.add_typer(lending.policy_app, name="policy")
 app.add_typer(shares.policy_app, name="policy")
 app.add_typer(shares.project_app, name="project")
 app.add_typer(shares.weight_app, name="weight")
@@ -36,10 +40,25 @@ app.add_typer(shares.limits_app, name="limits")
 
 class RoleChoice(str, enum.Enum):
     researcher = "researcher"
+    institution_admin = "institution-admin"
     admin = "admin"
 
 
-_ROLES = {RoleChoice.researcher: common_pb2.ROLE_RESEARCHER, RoleChoice.admin: common_pb2.ROLE_ADMIN}
+_ROLES = {RoleChoice.researcher: common_pb2.ROLE_RESEARCHER, RoleChoice.admin: common_pb2.ROLE_ADMIN,
+          RoleChoice.institution_admin: common_pb2.ROLE_INSTITUTION_ADMIN}
+
+
+def _expires(value: str | None) -> int:
+    """`--expires 90d` as seconds; None: the broker's default (90 days)."""
+    if value is None:
+        return 0
+    try:
+        seconds = parse_duration(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--expires") from exc
+    if seconds <= 0:
+        raise typer.BadParameter("must be a positive duration, e.g. 30d", param_hint="--expires")
+    return seconds
 
 
 def _country(value: str, flag: str = "--country") -> str:
@@ -82,17 +101,24 @@ def user_add(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="User name, e.g. ana.")],
     institution: Annotated[str, typer.Option("--institution", help="Slug of the user's institution.")],
-    role: Annotated[RoleChoice, typer.Option("--role", help="What the user may do.")] = RoleChoice.researcher,
+    role: Annotated[RoleChoice, typer.Option(
+        "--role", help="researcher; institution-admin (its institution's users, projects and sites); "
+                       "admin (the whole federation).")] = RoleChoice.researcher,
+    expires: Annotated[Optional[str], typer.Option(
+        "--expires", help="The token's lifetime, e.g. 30d or 12h (default 90d, at most 5 years).")] = None,
     broker: BrokerOpt = None, token: TokenOpt = None, ca: CaOpt = None, output: OutputOpt = Output.table,
 ) -> None:
-    """Add a user and print their token. The token is shown only this once."""
+    """Add a user and print their token. The token is shown only this once.
+    An institution-admin may add researchers and institution-admins of its own institution."""
+    ttl = _expires(expires)
     with client(ctx, broker, token, ca) as c, errors.explain(not_found=f"no institution {institution}"):
-        added = c.add_user(name, institution, _ROLES[role])
-    data = {**render.user_to_dict(added.user), "token": added.token}
+        added = c.add_user(name, institution, _ROLES[role], ttl)
+    data = {**render.user_to_dict(added.user), "token": added.token,
+            "expires_at": render.iso_time(added.expires_at)}
 
     def human() -> None:
-        typer.echo(f"user {data['name']} ({data['role']}, {data['institution']}) added; "
-                   "their token follows, shown only once:", err=True)
+        typer.echo(f"user {data['name']} ({data['role']}, {data['institution']}) added, token valid until "
+                   f"{data['expires_at']}; the token follows, shown only once:", err=True)
         typer.echo(added.token)
 
     render.show(output, data, human)
@@ -107,6 +133,20 @@ def user_list(
     with client(ctx, broker, token, ca) as c:
         items = [render.user_to_dict(u) for u in c.list_users()]
     render.show(output, items, lambda: render.users_table(items))
+
+
+@token_app.command("list")
+def token_list(
+    ctx: typer.Context,
+    user: Annotated[Optional[str], typer.Option(
+        "--user", help="Only this user's (or site's) tokens.")] = None,
+    broker: BrokerOpt = None, token: TokenOpt = None, ca: CaOpt = None, output: OutputOpt = Output.table,
+) -> None:
+    """List tokens: owner, kind, created, expires, last used, revoked. Never a secret.
+    An admin sees every token; an institution-admin its institution's."""
+    with client(ctx, broker, token, ca) as c:
+        items = [render.token_to_dict(t) for t in c.list_tokens(user or "")]
+    render.show(output, items, lambda: render.tokens_table(items))
 
 
 @user_app.command("revoke")

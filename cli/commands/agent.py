@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import threading
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -21,12 +22,23 @@ app = typer.Typer(help="Run this site's agent (site operators).", no_args_is_hel
 
 
 def _load_credential(path: Path):  # type: ignore[no-untyped-def]
-    from agent.credentials import CredentialError, load_credential
+    from agent.credentials import CredentialError, certificate_expiry, load_credential
 
+    from ..config import warn_if_exposed
+
+    warn_if_exposed(Path(path), "site credential")
     try:
-        return load_credential(path)
+        cred = load_credential(path)
+        expires = certificate_expiry(cred)
     except CredentialError as exc:
         raise errors.usage_error(f"{exc} (or pass --credential PATH)") from exc
+    if cred.certificate_file:
+        warn_if_exposed(Path(cred.certificate_file), "site key")
+    if expires is not None and expires <= datetime.now(timezone.utc):
+        raise errors.usage_error(f"the site certificate in {cred.certificate_file} expired on {expires:%Y-%m-%d %H:%M} "
+                                 "UTC (the agent renews it only while it runs): ask the admin for a join token "
+                                 "and run `minga site join` again")
+    return cred
 
 
 @app.command("run")
@@ -77,6 +89,7 @@ def run(
             agent = Agent(AgentConfig(
                 broker=cred.broker, token=cred.token, ray_dashboard_url=head.dashboard_url if head else ray_address,
                 gpu_model=gpu_model, gpu_memory_mb=gpu_memory, ca_file=cred.ca_file,
+                certificate_file=cred.certificate_file,
             ))
             agent.start()
             typer.echo(f"agent of site {cred.site} ({cred.institution}, {cred.country}) connecting to "

@@ -1,4 +1,5 @@
-"""`minga broker serve`: run the federation's broker in the foreground;
+"""`minga broker init`: the federation's CA and the broker's certificate;
+`minga broker serve`: run the federation's broker in the foreground;
 `minga broker status`: which broker of a standby pair leads."""
 from __future__ import annotations
 
@@ -18,6 +19,42 @@ from ..render import Output
 
 app = typer.Typer(help="Run the broker (federation operators).", no_args_is_help=True)
 
+PkiDirOpt = Annotated[Optional[Path], typer.Option(
+    "--pki-dir", help="The federation CA and the broker's certificate (made by `minga broker init`).",
+    show_default="<data dir>/pki")]
+
+
+@app.command("init")
+def init(
+    san: Annotated[list[str], typer.Option("--san", help="A host name or IP address clients and sites use to "
+                                           "reach the broker (repeat for each).", show_default=False)],
+    pki_dir: PkiDirOpt = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing CA (every site must join again).")]
+    = False,
+    output: OutputOpt = Output.table,
+) -> None:
+    """Create the federation's CA and the broker's TLS certificate, readable only by you.
+
+    `minga broker serve` then uses them by default: TLS for users, and mutual TLS on
+    the site port, where sites connect with the client certificates they get at join."""
+    from scheduler.domain import MingaError
+    from scheduler.paths import data_dir
+    from scheduler.pki import CA_CERT, init_broker_pki
+
+    directory = (pki_dir or data_dir() / "pki").expanduser()
+    try:
+        init_broker_pki(directory, san, force)
+    except MingaError as exc:
+        raise errors.usage_error(str(exc)) from exc
+    except OSError as exc:
+        raise errors.CliError(f"cannot write {directory}: {exc.strerror}") from exc
+    ca_file = directory / CA_CERT
+    data = {"pki_dir": str(directory), "ca_file": str(ca_file), "sans": san}
+    render.show(output, data, lambda: typer.echo(
+        f"created the federation CA and the broker certificate for {', '.join(san)} in {directory} (mode 0700)\n"
+        f"give users and sites the CA certificate: {ca_file}\n"
+        f"  e.g. minga site join --broker HOST:PORT --token JOIN_TOKEN --ca {ca_file.name}"))
+
 
 @app.command("serve")
 def serve(
@@ -28,6 +65,10 @@ def serve(
     admin_token_file: Annotated[Optional[Path], typer.Option(
         "--admin-token-file", help="Where the bootstrap admin token goes.", show_default="<data dir>/admin-token",
     )] = None,
+    token_key_file: Annotated[Optional[Path], typer.Option(
+        "--token-key-file", help="The secret key token hashes are made with (created on first start, 0600); "
+        "every broker sharing a database needs the same one.", show_default="next to the admin token file",
+    )] = None,
     tls_cert: Annotated[Optional[Path], typer.Option("--tls-cert", help="Server certificate (PEM).",
                                                      show_default=False)] = None,
     tls_key: Annotated[Optional[Path], typer.Option("--tls-key", help="Server private key (PEM).",
@@ -37,6 +78,15 @@ def serve(
                                            "are requeued (agents heartbeat every 5 s).")] = "30s",
     advertise: Annotated[str, typer.Option("--advertise", help="HOST:PORT at which clients reach this broker, "
                                            "told to them by a standby.", show_default="the listen address")] = "",
+    pki_dir: PkiDirOpt = None,
+    site_listen: Annotated[str, typer.Option("--site-listen", help="HOST:PORT of the site port (mutual TLS; "
+                                             "only with a federation CA).", show_default="listen port + 1")] = "",
+    site_advertise: Annotated[str, typer.Option("--site-advertise", help="Where sites reach the site port; a list "
+                                                "'h1:p1,h2:p2' for a leader and its standbys.",
+                                                show_default="the site listen address")] = "",
+    rate_limit: Annotated[float, typer.Option("--rate-limit", help="Calls per second each token, site or "
+                                              "address may make, in bursts of 10 s worth; a site stream may "
+                                              "send 10 times as many messages. 0: no limit.")] = 200.0,
     output: OutputOpt = Output.table,
 ) -> None:
     """Serve the broker until Ctrl-C or SIGTERM."""
@@ -50,10 +100,14 @@ def serve(
     if ttl_seconds < 10:
         raise typer.BadParameter(f"{lease_ttl} is shorter than two heartbeats: use 10s or more",
                                  param_hint="--lease-ttl")
+    if rate_limit < 0:
+        raise typer.BadParameter(f"{rate_limit:g} is negative: use 0 (no limit) or more", param_hint="--rate-limit")
     configure_logging()
     broker = Broker(BrokerConfig(listen=listen, db_url=db, admin_token_file=admin_token_file,
+                                 token_key_file=token_key_file,
                                  tls_cert=tls_cert, tls_key=tls_key, insecure=insecure,
-                                 lease_ttl_seconds=ttl_seconds, advertise=advertise))
+                                 lease_ttl_seconds=ttl_seconds, advertise=advertise, pki_dir=pki_dir,
+                                 site_listen=site_listen, site_advertise=site_advertise, rate_limit=rate_limit))
     try:
         broker.start()
     except MingaError as exc:
@@ -74,12 +128,15 @@ def _announce(broker: object, output: Output) -> None:
     token_file: Path = broker.admin_token_file  # type: ignore[attr-defined]
     bootstrapped = broker.bootstrap_token is not None  # type: ignore[attr-defined]
     leading: bool = broker.leading  # type: ignore[attr-defined]
+    site_address: str = broker.site_address  # type: ignore[attr-defined]
     data = {"address": address, "admin_token_file": str(token_file), "bootstrapped": bootstrapped,
-            "leading": leading}
+            "leading": leading, "site_address": site_address}
 
     def human() -> None:
         typer.echo(f"broker listening on {address}" + ("" if leading else
                    " as a standby: it takes over when the leading broker of its store stops"))
+        if site_address:
+            typer.echo(f"sites connect with mutual TLS on {site_address}")
         if bootstrapped:
             typer.echo(f"the bootstrap admin token was written to {token_file} (readable only by you)")
             typer.echo(f"  use it with: export MINGA_BROKER={address} MINGA_TOKEN=$(cat {token_file})")

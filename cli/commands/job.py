@@ -1,6 +1,8 @@
 """`minga job ...`: submit, list, inspect, read logs of, and cancel jobs."""
 from __future__ import annotations
 
+import os
+import re
 import shlex
 import sys
 import time
@@ -35,6 +37,22 @@ def _parsed(flag: str, parse, value):  # type: ignore[no-untyped-def]
         return parse(value)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint=flag) from exc
+
+
+def parse_secret_env(pairs: list[str]) -> dict[str, str]:
+    """--secret-env values: KEY=VALUE, or a bare KEY read from this shell's environment, which
+    keeps the value out of the shell history and the process list. Errors name keys only."""
+    secrets: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+            raise ValueError(f"{key[:64]!r} is not a valid environment variable name (use KEY=VALUE or KEY)")
+        if not sep:
+            if key not in os.environ:
+                raise ValueError(f"{key} is not set in your environment: export it, or use {key}=VALUE")
+            value = os.environ[key]
+        secrets[key] = value
+    return secrets
 
 
 def entrypoint_of(words: list[str]) -> str:
@@ -76,6 +94,10 @@ def submit(
                                                     show_default="unlimited")] = None,
     env: Annotated[Optional[list[str]], typer.Option("--env", help="KEY=VALUE for the job (repeatable).",
                                                      show_default=False)] = None,
+    secret_env: Annotated[Optional[list[str]], typer.Option("--secret-env", help="KEY=VALUE, or KEY to take "
+                                                            "the value from your environment: given to the job "
+                                                            "like --env, shown nowhere (repeatable).",
+                                                            show_default=False)] = None,
     pip: Annotated[Optional[list[str]], typer.Option("--pip", help="pip package to install (repeatable).",
                                                      show_default=False)] = None,
     working_dir: Annotated[Optional[Path], typer.Option("--working-dir", help="Directory to ship with the job "
@@ -126,6 +148,7 @@ def submit(
         data_country=_parsed("--data-country", parse_country, data_country) if data_country else "",
         non_preemptible=non_preemptible,
         site_labels=_parsed("--label", parse_env, label or []),
+        secret_env=_parsed("--secret-env", parse_secret_env, secret_env or []),
     )
     with client(ctx, broker, token, ca) as c:
         if working_dir is not None:

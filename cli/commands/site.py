@@ -52,7 +52,11 @@ def join(
     credential: CredentialOpt = None,
     output: OutputOpt = Output.table,
 ) -> None:
-    """Exchange a one-time join token for this site's long-lived credential."""
+    """Exchange a one-time join token for this site's credential.
+
+    The site's key is made here and never leaves this machine: the join sends a CSR,
+    and a broker with a federation CA answers with a 30-day client certificate, which
+    the agent renews by itself. Key and certificate go next to the credential (0600)."""
     from agent.credentials import join_site, save_credential
 
     ca_file = ca.expanduser().resolve() if ca else None
@@ -64,13 +68,16 @@ def join(
                         "ask the admin for a new one (minga admin site-token create)",
         permission_denied="the broker rejected the join token: ask the admin for a new one",
     ):
-        cred = join_site(broker, token, str(ca_file) if ca_file else None)
+        cred = join_site(broker, token, str(ca_file) if ca_file else None, path.with_suffix(".pem"))
     save_credential(path, cred)
     data = {"site": cred.site, "institution": cred.institution, "country": cred.country,
-            "broker": cred.broker, "credential_file": str(path)}
+            "broker": cred.broker, "credential_file": str(path), "certificate_file": cred.certificate_file}
     where = f" --credential {path}" if credential else ""
     render.show(output, data, lambda: typer.echo(
         f"joined as site {cred.site} of {cred.institution} ({cred.country}); credential saved to {path}\n"
+        + (f"its key and certificate are in {cred.certificate_file}; the agent connects to {cred.broker} "
+           "with mutual TLS and renews the certificate by itself\n" if cred.certificate_file else "")
+        +
         f"start the agent with: minga agent run --ray-address http://RAY_HEAD:8265{where}"
         f"   (or --ray-local --gpus N{where})"
     ))

@@ -1,4 +1,5 @@
-"""`minga token rotate`: replace your own token, e.g. after it may have leaked."""
+"""`minga token rotate` and `list`: your own credential (replace it, e.g. after it may
+have leaked or before it expires; see when it expires)."""
 from __future__ import annotations
 
 import typer
@@ -34,3 +35,16 @@ def rotate(
             typer.echo(answer.token)
 
     render.show(output, data, human)
+
+
+@app.command("list")
+def list_tokens(
+    ctx: typer.Context,
+    broker: BrokerOpt = None, token: TokenOpt = None, ca: CaOpt = None, output: OutputOpt = Output.table,
+) -> None:
+    """Your own tokens: when each was made, when it expires, whether it is revoked."""
+    conn = connection(ctx, broker, token, ca)
+    with open_client(conn) as client, errors.explain():
+        me = client.whoami()
+        items = [render.token_to_dict(t) for t in client.list_tokens(me.name)]
+    render.show(output, items, lambda: render.tokens_table(items))

@@ -55,7 +55,7 @@ def _announce(info, minga: str) -> None:  # type: ignore[no-untyped-def]
         f"admin token: in {info.admin_token_file}",
         "",
         "in another terminal, paste:",
-        f"  export MINGA_BROKER={info.broker} MINGA_TOKEN={info.token}",
+        f"  export MINGA_BROKER={info.broker} MINGA_TOKEN={info.token} MINGA_CA={info.ca_file}",
         f"  {minga} job submit --gpus 1 -- {SAMPLE_JOB}",
         f"  {minga} job logs --follow <the job id it printed>    # prints the GPU ids, e.g. 0",
         f"  {minga} job list --all; {minga} site list; {minga} quota show",

@@ -7,13 +7,14 @@ from dataclasses import asdict
 from minga.v1 import admin_pb2, admin_pb2_grpc
 
 from scheduler.api.convert import role_from_pb, role_to_pb, site_to_pb
+from scheduler.api import lending_convert
 from scheduler.api.interceptor import CallContext
 from scheduler.auth import bearer_from_metadata
 from scheduler.core import Core
 from scheduler.domain import SiteState
 from scheduler.leader import LeadershipStatus
 from scheduler.policy import ProjectShare, ShareSettings
-from scheduler.service import admin, shares
+from scheduler.service import admin, lending, shares
 from scheduler.store.accounts import Institution, User
 
 
@@ -67,11 +68,17 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
             institutions=[_institution_pb(i) for i in admin.list_institutions(self.core)])
 
     def AddUser(self, request: admin_pb2.AddUserRequest, context: CallContext) -> admin_pb2.AddUserResponse:
-        user, token = admin.add_user(self.core, request.name, request.institution, role_from_pb(request.role))
-        return admin_pb2.AddUserResponse(user=_user_pb(user), token=token)
+        user, token, expires_at = admin.add_user(self.core, request.name, request.institution,
+                                                 role_from_pb(request.role), request.ttl_seconds)
+        return admin_pb2.AddUserResponse(user=_user_pb(user), token=token, expires_at=expires_at)
 
     def ListUsers(self, request: admin_pb2.ListUsersRequest, context: CallContext) -> admin_pb2.ListUsersResponse:
-        return admin_pb2.ListUsersResponse(users=[_user_pb(u) for u in admin.list_users(self.core)])
+        return admin_pb2.ListUsersResponse(users=[_user_pb(u) for u in admin.list_users(self.core, context.caller)])
+
+    def ListTokens(self, request: admin_pb2.ListTokensRequest, context: CallContext) -> admin_pb2.ListTokensResponse:
+        return admin_pb2.ListTokensResponse(tokens=[
+            admin_pb2.TokenInfo(**{**asdict(t), "role": role_to_pb(t.role)})
+            for t in admin.list_tokens(self.core, context.caller, request.owner)])
 
     def CreateSiteToken(self, request: admin_pb2.CreateSiteTokenRequest, context: CallContext) -> admin_pb2.CreateSiteTokenResponse:
         token, expires = admin.create_site_token(self.core, request.institution, request.site,
@@ -89,7 +96,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         return site_to_pb(*admin.set_admin_state(self.core, request.name, SiteState.DRAINING))
 
     def ListAudit(self, request: admin_pb2.ListAuditRequest, context: CallContext) -> admin_pb2.ListAuditResponse:
-        entries = admin.list_audit(self.core, request.since, request.who, request.limit)
+        entries = admin.list_audit(self.core, context.caller, request.since, request.who, request.limit)
         return admin_pb2.ListAuditResponse(entries=[admin_pb2.AuditEntry(**asdict(e)) for e in entries])
 
     def RevokeUser(self, request: admin_pb2.RevokeRequest, context: CallContext) -> admin_pb2.RevokeResponse:
@@ -146,6 +153,13 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
 
     def SetSiteLabels(self, request: admin_pb2.SetSiteLabelsRequest, context: CallContext) -> admin_pb2.Site:
         return site_to_pb(*admin.set_site_labels(self.core, request.name, dict(request.labels)))
+
+    def SetLendingPolicy(self, request: admin_pb2.SetLendingPolicyRequest, context: CallContext) -> admin_pb2.LendingPolicyResponse:
+        policy = None if request.clear else lending_convert.policy_from_pb(request.policy)
+        return lending_convert.site_lending_to_pb(lending.set_lending_policy(self.core, context.caller, request.site, policy))
+
+    def GetLendingPolicy(self, request: admin_pb2.GetLendingPolicyRequest, context: CallContext) -> admin_pb2.LendingPolicyResponse:
+        return lending_convert.site_lending_to_pb(lending.get_lending_policy(self.core, request.site))
 
     def UsageReport(self, request: admin_pb2.UsageReportRequest, context: CallContext) -> admin_pb2.UsageReportResponse:
         since, until, lines = shares.usage_report(self.core, request.since_seconds, request.by)

@@ -16,6 +16,7 @@ Target = Callable[[Any, Any], str]
 
 AUDITED: dict[str, Target] = {
     "/minga.v1.SiteService/Join": lambda q, r: r.site if r is not None else "",
+    "/minga.v1.SiteService/RenewCertificate": lambda q, r: "own certificate",
     "/minga.v1.JobService/SubmitJob": lambda q, r: r.job.id if r is not None else "",
     "/minga.v1.JobService/CancelJob": lambda q, r: q.job_id,
     "/minga.v1.JobService/UploadPackage": lambda q, r: q.digest,
@@ -31,6 +32,7 @@ AUDITED: dict[str, Target] = {
     "/minga.v1.AdminService/SetGuarantee": lambda q, r: f"{q.institution} {q.gpu_model}",
     "/minga.v1.AdminService/SetLimits": lambda q, r: q.institution,
     "/minga.v1.AdminService/SetSiteLabels": lambda q, r: q.name,
+    "/minga.v1.AdminService/SetLendingPolicy": lambda q, r: f"{q.site} (cleared)" if q.clear else q.site,
     "/minga.v1.AdminService/RevokeUser": lambda q, r: q.name,
     "/minga.v1.AdminService/RevokeSite": lambda q, r: q.name,
     "/minga.v1.AdminService/RotateToken": lambda q, r: "own token",

@@ -7,7 +7,7 @@ from minga.v1 import admin_pb2, common_pb2, site_pb2
 
 from scheduler.commands import Command, RunReport, StartRunCommand, StopRunCommand
 from scheduler.domain import (
-    DEFAULT_MAX_ATTEMPTS, GpuPool, InvalidArgument, Inventory, Job, JobSpec, JobState, Resources, Role, RunState, RuntimeEnv, Site, SiteState,
+    DEFAULT_MAX_ATTEMPTS, REDACTED, GpuPool, InvalidArgument, Inventory, Job, JobSpec, JobState, Resources, Role, RunState, RuntimeEnv, Site, SiteState,
 )
 
 # -- enums -------------------------------------------------------------------
@@ -78,11 +78,15 @@ def spec_from_pb(pb: common_pb2.JobSpec) -> JobSpec:
         preemptible=not pb.non_preemptible,
         site_labels=tuple(sorted(pb.site_labels.items())),
         retry_failed=pb.retry_failed,
+        secret_env=tuple(sorted(pb.secret_env.items())),
     )
 
 
-def spec_to_pb(spec: JobSpec) -> common_pb2.JobSpec:
+def spec_to_pb(spec: JobSpec, reveal_secrets: bool = False) -> common_pb2.JobSpec:
+    """The wire spec. Secret values read REDACTED unless `reveal_secrets`, which only the
+    StartRun to the site running the job asks for."""
     r, rt = spec.resources, spec.runtime_env
+    secrets = {k: (v if reveal_secrets else REDACTED) for k, v in spec.secret_env}
     return common_pb2.JobSpec(
         name=spec.name,
         entrypoint=spec.entrypoint,
@@ -100,6 +104,7 @@ def spec_to_pb(spec: JobSpec) -> common_pb2.JobSpec:
         non_preemptible=not spec.preemptible,
         site_labels=dict(spec.site_labels),
         retry_failed=spec.retry_failed,
+        secret_env=secrets,
     )
 
 
@@ -149,6 +154,6 @@ def command_to_pb(cmd: Command) -> site_pb2.BrokerMessage:
     if isinstance(cmd, StartRunCommand):
         return site_pb2.BrokerMessage(start=site_pb2.StartRun(
             run_id=cmd.run.id, job_id=cmd.run.job_id, epoch=cmd.run.epoch,
-            spec=spec_to_pb(cmd.spec), gpu_model=cmd.run.gpu_model))
+            spec=spec_to_pb(cmd.spec, reveal_secrets=True), gpu_model=cmd.run.gpu_model))
     assert isinstance(cmd, StopRunCommand)
     return site_pb2.BrokerMessage(stop=site_pb2.StopRun(run_id=cmd.run_id, reason=cmd.reason))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -14,8 +15,9 @@ import grpc
 
 from scheduler import domain
 from scheduler.api.audit import AUDITED
-from scheduler.api.authz import RPC_ROLES, STANDBY_RPCS
+from scheduler.api.authz import RPC_ROLES, STANDBY_RPCS, OwnerLookup, authorize
 from scheduler.api.decoding import checked, tolerant
+from scheduler.api.ratelimit import Limits, RateLimiter, caller_key, metered
 from scheduler.auth import bearer_from_metadata
 from scheduler.domain import Principal
 from scheduler.states import IllegalTransition
@@ -32,9 +34,11 @@ ERROR_CODES: dict[type[Exception], grpc.StatusCode] = {
     domain.FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
     IllegalTransition: grpc.StatusCode.FAILED_PRECONDITION,
     StoreUnavailable: grpc.StatusCode.UNAVAILABLE,
+    domain.ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
 }
 
-Authenticator = Callable[[str], Principal | None]
+# Who calls: a verified Principal, else raises domain.Unauthenticated saying why.
+Authenticator = Callable[[grpc.ServicerContext], Principal]
 Refusal = Callable[[], str | None]   # why this broker serves no calls now (a standby), else None
 # (method, caller, request, response or None, peer, outcome, detail): records a finished call.
 Auditor = Callable[[str, Principal | None, Any, Any, str, str, str], None]
@@ -76,18 +80,34 @@ def status_for(exc: Exception) -> tuple[grpc.StatusCode, str]:
 
 class AuthInterceptor(grpc.ServerInterceptor):
     def __init__(self, authenticate: Authenticator, refusal: Refusal = lambda: None,
-                 audit: Auditor | None = None) -> None:
+                 audit: Auditor | None = None, served: frozenset[str] | None = None) -> None:
         self._authenticate = authenticate
         self._refusal = refusal
         self._audit = audit
+        self._served = served   # None: every RPC of the table; else only these (the site port)
+        self._limits: Limits | None = None
+        self._calls: RateLimiter | None = None
+        self._owner_of: OwnerLookup = lambda kind, key: None   # no lookup: nothing is anyone's own
+
+    def resolve_targets(self, owner_of: OwnerLookup) -> AuthInterceptor:
+        """How authorization finds the institution a request's target belongs to
+        (`scheduler.api.authz`); without it, only ANY-scoped calls pass."""
+        self._owner_of = owner_of
+        return self
+
+    def limit(self, limits: Limits | None) -> AuthInterceptor:
+        """Rate-limit calls per caller, and messages per client stream (scheduler.api.ratelimit)."""
+        self._limits = limits
+        self._calls = RateLimiter(limits.calls) if limits is not None else None
+        return self
 
     def intercept_service(self, continuation, details):  # type: ignore[no-untyped-def]
         handler = continuation(details)
         if handler is None:
             return None
         method = details.method
-        if method not in RPC_ROLES:
-            return _rejecting(handler, grpc.StatusCode.UNIMPLEMENTED, f"{method} is not served")
+        if method not in RPC_ROLES or (self._served is not None and method not in self._served):
+            return _rejecting(handler, grpc.StatusCode.UNIMPLEMENTED, f"{method} is not served on this port")
         if method not in STANDBY_RPCS:
             refusal = self._refusal()
             if refusal is not None:  # clients take UNAVAILABLE as "try the next broker"
@@ -95,34 +115,44 @@ class AuthInterceptor(grpc.ServerInterceptor):
         audit = None
         if self._audit is not None and method in AUDITED:
             audit = functools.partial(self._audit, method)
-        return _wrap(handler, lambda ctx: self._principal(method, ctx),
-                     lambda principal: _authorize(method, principal), audit)
+        if self._limits is not None and handler.request_streaming:
+            handler = _metered(handler, self._limits)
+        return _wrap(handler, lambda ctx: self._admitted(method, ctx),
+                     lambda principal, request: authorize(method, principal, request, self._owner_of), audit)
+
+    def _admitted(self, method: str, context: grpc.ServicerContext) -> Principal | None:
+        """The caller, once its rate limit lets this call through."""
+        principal = self._principal(method, context)
+        if self._calls is not None:
+            key = caller_key(principal, context.peer())
+            self._calls.check(key, principal.name if principal else "this address")
+        return principal
 
     def _principal(self, method: str, context: grpc.ServicerContext) -> Principal | None:
-        """Who calls (None for a public RPC); raises if the token is missing or unknown."""
+        """Who calls (None for a public RPC); raises Unauthenticated if nobody we know."""
         if RPC_ROLES[method] is None:
             return None
+        return self._authenticate(context)
+
+
+def bearer_authenticator(lookup: Callable[[str], Principal | None]) -> Authenticator:
+    """Callers named by a bearer token in the call's metadata (users; sites without a CA)."""
+    def authenticate(context: grpc.ServicerContext) -> Principal:
         token = bearer_from_metadata(context.invocation_metadata())
         if token is None:
             raise domain.Unauthenticated("missing bearer token: pass --token or set MINGA_TOKEN")
-        principal = self._authenticate(token)
+        principal = lookup(token)
         if principal is None:
             raise domain.Unauthenticated("token is unknown, expired or revoked")
         return principal
-
-
-def _authorize(method: str, principal: Principal | None) -> None:
-    """The RPC table's verdict on an authenticated caller."""
-    roles = RPC_ROLES[method]
-    if roles is not None and principal is not None and principal.role not in roles:
-        raise domain.PermissionDenied(f"role {principal.role.value} may not call {method.rsplit('/', 1)[-1]}")
+    return authenticate
 
 
 def _wrap(handler: grpc.RpcMethodHandler, who: Callable[[grpc.ServicerContext], Principal | None],  # type: ignore[no-untyped-def]
-          authorize: Callable[[Principal | None], None], audit: Callable[..., None] | None = None):
-    def caller(context: grpc.ServicerContext) -> Principal | None:
+          authorize: Callable[[Principal | None, Any], None], audit: Callable[..., None] | None = None):
+    def caller(context: grpc.ServicerContext, request: Any) -> Principal | None:
         principal = who(context)
-        authorize(principal)
+        authorize(principal, request)
         return principal
 
     def unary_response(behavior):  # type: ignore[no-untyped-def]
@@ -130,7 +160,7 @@ def _wrap(handler: grpc.RpcMethodHandler, who: Callable[[grpc.ServicerContext], 
             principal = None
             try:
                 principal = who(context)
-                authorize(principal)        # after `who`, so a refused caller is still named
+                authorize(principal, request_or_iterator)   # after `who`, so a refused caller is still named
                 response = behavior(checked(request_or_iterator), CallContext(context, principal))
             except Exception as exc:  # noqa: BLE001 - mapped to a status in one place
                 if audit is not None:
@@ -145,7 +175,7 @@ def _wrap(handler: grpc.RpcMethodHandler, who: Callable[[grpc.ServicerContext], 
     def stream_response(behavior):  # type: ignore[no-untyped-def]
         def call(request_or_iterator, context) -> Iterator[Any]:  # type: ignore[no-untyped-def]
             try:
-                yield from behavior(checked(request_or_iterator), CallContext(context, caller(context)))
+                yield from behavior(checked(request_or_iterator), CallContext(context, caller(context, request_or_iterator)))
             except Exception as exc:  # noqa: BLE001
                 _abort(context, exc)
         return call
@@ -165,7 +195,17 @@ def _abort(context: grpc.ServicerContext, exc: Exception) -> None:
     if context.code() is not None:
         raise exc  # the handler aborted with its own status (context.abort records it)
     code, message = status_for(exc)
+    if isinstance(exc, domain.ResourceExhausted):   # the retry hint, for clients to read
+        context.set_trailing_metadata((("retry-after-ms", str(math.ceil(exc.retry_after * 1000))),))
     context.abort(code, message)
+
+
+def _metered(handler: grpc.RpcMethodHandler, limits: Limits):  # type: ignore[no-untyped-def]
+    """`handler` with its request stream cut at RESOURCE_EXHAUSTED when it floods."""
+    make = grpc.stream_stream_rpc_method_handler if handler.stream_stream else grpc.stream_unary_rpc_method_handler
+    behavior = handler.stream_stream or handler.stream_unary
+    return make(lambda requests, context: behavior(metered(requests, limits.stream_messages), context),
+                handler.request_deserializer, handler.response_serializer)
 
 
 def _rejecting(handler: grpc.RpcMethodHandler, code: grpc.StatusCode, message: str):  # type: ignore[no-untyped-def]

@@ -30,9 +30,16 @@ class SiteServicer(site_pb2_grpc.SiteServiceServicer):
         self.core = core
 
     def Join(self, request: site_pb2.JoinRequest, context: CallContext) -> site_pb2.JoinResponse:
-        grant, token = sites.join(self.core, request.join_token)
-        return site_pb2.JoinResponse(site=grant.site, institution=grant.institution,
-                                     country=grant.country, site_token=token)
+        joined = sites.join(self.core, request.join_token, request.csr)
+        grant = joined.grant
+        return site_pb2.JoinResponse(site=grant.site, institution=grant.institution, country=grant.country,
+                                     site_token=joined.site_token, certificate=joined.certificate,
+                                     ca_certificate=joined.ca_certificate, site_endpoint=joined.site_endpoint)
+
+    def RenewCertificate(self, request: site_pb2.RenewCertificateRequest,
+                         context: CallContext) -> site_pb2.RenewCertificateResponse:
+        return site_pb2.RenewCertificateResponse(
+            certificate=sites.renew_certificate(self.core, context.caller, request.csr))
 
     def FetchPackage(self, request: site_pb2.FetchPackageRequest, context: CallContext) -> site_pb2.FetchPackageResponse:
         data = sites.fetch_package(self.core, context.caller, request.digest)

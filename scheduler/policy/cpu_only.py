@@ -19,6 +19,8 @@ def place_cpu_only(cycle: Cycle, job: Job) -> bool:
             continue
         if job.spec.site_labels and not set(job.spec.site_labels) <= set(site.labels):
             continue
+        if not cycle.lends(job, site.name, 0):
+            continue
         free_gpus = sum(max(p.free, 0) for p in index.by_owner.get(site.institution, ()) if p.site == site.name)
         key = (site.institution != job.institution, free_gpus, index.cpus[site.name] - res.cpus, site.name)
         if best is None or key < best[0]:

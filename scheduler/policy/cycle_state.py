@@ -14,6 +14,7 @@ from scheduler.domain import Job
 from scheduler.policy.fairshare import pending_queue
 from scheduler.policy.guarantees import Ledger, build_ledger
 from scheduler.policy.latency import rank_table
+from scheduler.policy.lending import Lending
 from scheduler.policy.never_fits import NeverFits
 from scheduler.policy.pool_index import Pool, PoolIndex
 from scheduler.policy.queue import Queue
@@ -35,6 +36,7 @@ class Cycle:
     home: dict[str, str]        # institution -> its country
     latency: dict[tuple[str, str], int]
     explicit: set[str]          # institutions with an explicit guarantee
+    lending: Lending | None = None   # site owners' lending policies; None: no site has one
     reservation: Reservation | None = None
     placements: list[Placement] = field(default_factory=list)
     preemptions: list[Preemption] = field(default_factory=list)
@@ -67,6 +69,7 @@ class Cycle:
             latency=rank_table(snapshot.settings.latency),
             explicit={i.slug for i in snapshot.institutions if i.guarantee},
         )
+        cycle.lending = Lending.start(snapshot, now, cycle.home)
         cycle.refresh_largest_free()
         cycle._never = [_UNKNOWN] * len(cycle.queue.shapes)
         return cycle
@@ -89,6 +92,10 @@ class Cycle:
         if reason is _UNKNOWN:
             reason = self._never[sid] = self.never.reason(self.queue.jobs[pos], self.queue.shapes[sid])
         return reason  # type: ignore[return-value]
+
+    def lends(self, job: Job, site: str, gpus: int) -> bool:
+        """Whether `site`'s lending policy (if any) takes `job` now."""
+        return self.lending is None or self.lending.refusal(self.lending.key(job), site, gpus) is None
 
     def capacity_reason(self, gpus: int, most: int) -> str:
         """The reason of a job waiting for GPUs (memoized: most jobs share a handful)."""
@@ -131,6 +138,8 @@ class Cycle:
         self.index.take(pool, res.gpus, res.cpus)
         self.ledger.charge(job.institution, pool.owner, pool.model, res.gpus)
         self.charged(job.institution)
+        if self.lending is not None:
+            self.lending.placed(pool.site, job.institution, res.gpus)
         end = self.now + walltime if walltime > 0 else NEVER
         self.placed_ends.setdefault((pool.site, pool.model), []).append((end, res.gpus))
         self.placements.append(Placement(job.id, pool.site, pool.model, res.gpus, res.cpus))

@@ -11,6 +11,9 @@ borrowing, `guarantees.py`):
 4. else the first such job gets the cycle's reservation (`reserve.py`), and the
    rest wait with the binding constraint named.
 
+Before that, guests' runs on sites whose lending window has closed are preempted
+(`lending.py`, `reclaim.close_windows`).
+
 Free capacity only shrinks within a cycle, so a request shape that failed once
 fails again for every larger request of the same shape: that memo, plus a check
 of the largest free pool, makes the jobs behind exhausted capacity cheap, and once
@@ -22,9 +25,10 @@ from scheduler.domain import Job
 from scheduler.policy.cpu_only import cpu_reason, place_cpu_only
 from scheduler.policy.cycle_state import Cycle
 from scheduler.policy.guarantees import guarantee_first
+from scheduler.policy.lending import is_refusal, most_telling
 from scheduler.policy.pool_search import find_pool
 from scheduler.policy.queue_tail import decide_tail
-from scheduler.policy.reclaim import reclaim, reclaim_bound
+from scheduler.policy.reclaim import close_windows, reclaim, reclaim_bound
 from scheduler.policy.reserve import reserve
 from scheduler.policy.snapshot import Decisions, Snapshot
 
@@ -32,6 +36,7 @@ from scheduler.policy.snapshot import Decisions, Snapshot
 def schedule_fair(snapshot: Snapshot, now: float) -> Decisions:
     """The fair-share policy; see the module docstring for the phases."""
     cycle = Cycle.start(snapshot, now)
+    close_windows(cycle)
     first, rest = guarantee_first(cycle.queue, cycle.ledger)
     cycle.guaranteed = {cycle.queue.jobs[pos].id for pos in first}
     deferred = [pos for pos in first if not _place_within_guarantee(cycle, pos)]
@@ -82,6 +87,8 @@ def decide(cycle: Cycle, pos: int) -> tuple[str | None, bool]:
         return exhausted, False
     request = cycle.queue.shapes[cycle.queue.shape_of[pos]]
     shape = (job.institution, request[1:], spec.walltime_seconds)
+    if cycle.lending is not None:   # sites may refuse its environment or pip packages
+        shape += (spec.runtime_env.env, spec.runtime_env.pip, tuple(k for k, _ in getattr(spec, "secret_env", ())))
     known = cycle.failed.get(shape)
     blocked: set[str] = set()
     pool = None
@@ -126,6 +133,9 @@ def _reason(cycle: Cycle, job: Job, blocked: set[str]) -> str:
         return f"quota: {job.institution} has reached its borrowing limit of {limit} GPUs beyond its guarantee"
     if "lending" in blocked:
         return "quota: the sites with room have reached their owners' lending limits"
+    refused = most_telling(filter(is_refusal, blocked))
+    if refused:
+        return refused
     if "reservation" in blocked and cycle.reservation is not None:
         r = cycle.reservation
         return f"reservation: the free GPUs on {r.site} are held for {r.job_id}, which is ahead in fair share"

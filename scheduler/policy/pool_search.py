@@ -3,7 +3,8 @@
 Own sites first, then countries by latency from the data country (`latency.py`), best
 fit within each tier (`pool_index.py`). A pool must meet the hard constraints, have
 the GPUs and CPUs free, stay within Kueue's borrowing and lending limits
-(`guarantees.py`) and not delay the cycle's EASY reservation (`reservation.py`).
+(`guarantees.py`), be taken by the site owner's lending policy (`lending.py`) and not
+delay the cycle's EASY reservation (`reservation.py`).
 """
 from __future__ import annotations
 
@@ -88,12 +89,19 @@ def _acceptor(cycle: Cycle, job: Job, blocked: set[str], strict: bool) -> Callab
     own_sites_only = inst not in cycle.explicit
     borrow_limited = ledger.borrowing_limit.get(inst) is not None
     reservation, now = cycle.reservation, cycle.now
+    lending = cycle.lending     # None without site policies: nothing to check
+    key = lending.key(job) if lending is not None else None
 
     def ok(pool: Pool) -> bool:
         if pool.free < g or free_cpus[pool.site] < cpus or not hard_ok(pool):
             return False
         if strict and (own_sites_only and pool.owner != inst or not ledger.within_guarantee(inst, pool.model, g)):
             return False
+        if lending is not None:
+            refused = lending.refusal(key, pool.site, g)  # type: ignore[arg-type]
+            if refused:
+                blocked.add(refused)
+                return False
         if pool.owner != inst and not ledger.may_lend(pool.owner, inst, g):
             blocked.add("lending")
             return False

@@ -1,5 +1,6 @@
 """Reclaim in the cycle: preempt borrowed runs so an institution below its guarantee
-gets its GPUs back (Kueue's reclaimWithinCohort; the plan itself is `preemption.py`)."""
+gets its GPUs back (Kueue's reclaimWithinCohort; the plan itself is `preemption.py`),
+and preempt guests on sites whose owner's lending window has closed (`lending.py`)."""
 from __future__ import annotations
 
 from scheduler.domain import Job
@@ -24,7 +25,8 @@ def reclaim(cycle: Cycle, job: Job, shape: tuple) -> str | None:
     models = [m for m in cycle.models(job) if ledger.within_guarantee(inst, m, res.gpus)]
     if not models:
         return None
-    hard_ok = hard_test(job)
+    test = hard_test(job)
+    hard_ok = test if cycle.lending is None else (lambda p: test(p) and cycle.lends(job, p.site, res.gpus))
     tiers = [[p for p in index.by_owner.get(inst, ()) if p.model in models and hard_ok(p)]]
     if inst in cycle.explicit:
         tiers.append([p for m in models for p in index.by_model[m] if p.owner != inst and hard_ok(p)])
@@ -75,3 +77,22 @@ def reclaim_bound(cycle: Cycle, inst: str) -> int:
             bound = max(bound, max(pool.free, 0) + others)
         cycle.reclaim_bounds[inst] = bound
     return bound
+
+
+def close_windows(cycle: Cycle) -> None:
+    """Preempt guests' runs on sites whose lending window is closed now (reclaim's rules:
+    past the grace period, non-preemptible runs only beyond their guarantee). Their GPUs
+    stay held until the runs stop, as with reclaim: guests cannot use them while the
+    window is closed, and the owner's jobs get them in a later cycle."""
+    lending = cycle.lending
+    if lending is None:
+        return
+    index = cycle.index
+    for run, reason in lending.closing(cycle.snapshot.live_runs, cycle.ledger, cycle.now,
+                                       cycle.snapshot.settings.preemption_grace_seconds):
+        if run.gpus:
+            runs = index.runs.get((run.site, run.gpu_model), [])
+            if run in runs:
+                runs.remove(run)
+            cycle.charged(run.institution)
+        cycle.preemptions.append(Preemption(run.id, run.job_id, run.site, reason))

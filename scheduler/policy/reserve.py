@@ -13,7 +13,8 @@ def reserve(cycle: Cycle, job: Job) -> str | None:
     res = job.spec.resources
     index, hard_ok = cycle.index, hard_test(job)
     candidates = [p for m in cycle.models(job) for p in index.by_model[m]
-                  if hard_ok(p) and cycle.ledger.may_lend(p.owner, job.institution, res.gpus)]
+                  if hard_ok(p) and cycle.ledger.may_lend(p.owner, job.institution, res.gpus)
+                  and cycle.lends(job, p.site, res.gpus)]
     ends: dict[tuple[str, str], list[tuple[float, int]]] = {}
     for p in candidates:
         key = (p.site, p.model)

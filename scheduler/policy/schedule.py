@@ -12,8 +12,10 @@ from __future__ import annotations
 from scheduler.domain import Job
 from scheduler.policy.fair_cycle import schedule_fair
 from scheduler.policy.feasibility import never_fits_reason, waiting_reason
-from scheduler.policy.placement import best_fit, free_capacity, take
-from scheduler.policy.snapshot import Decisions, Placement, Snapshot, Waiting
+from scheduler.policy.guarantees import build_ledger
+from scheduler.policy.lending import Lending
+from scheduler.policy.placement import Capacity, Choice, best_fit, free_capacity, take
+from scheduler.policy.snapshot import Decisions, Placement, Preemption, Snapshot, Waiting
 
 
 def queue_order(pending: tuple[Job, ...]) -> list[Job]:
@@ -27,24 +29,48 @@ def schedule(snapshot: Snapshot, now: float) -> Decisions:
     """
     if snapshot.institutions:
         return schedule_fair(snapshot, now)
-    return schedule_fifo(snapshot)
+    return schedule_fifo(snapshot, now)
 
 
-def schedule_fifo(snapshot: Snapshot) -> Decisions:
-    """Submit order with skipping and best-fit placement: the policy before accounts exist."""
+def schedule_fifo(snapshot: Snapshot, now: float = 0.0) -> Decisions:
+    """Submit order with skipping and best-fit placement: the policy before accounts exist.
+    Site owners' lending policies apply here too (`lending.py`)."""
     capacity = free_capacity(snapshot.sites, snapshot.live_runs)
+    lending = Lending.start(snapshot, now, {})
     placements: list[Placement] = []
     waiting: list[Waiting] = []
+    preemptions: tuple[Preemption, ...] = ()
+    if lending is not None:
+        closing = lending.closing(snapshot.live_runs, build_ledger(snapshot), now,
+                                  snapshot.settings.preemption_grace_seconds)
+        preemptions = tuple(Preemption(run.id, run.job_id, run.site, why) for run, why in closing)
     for job in queue_order(snapshot.pending):
         never = never_fits_reason(job, snapshot.sites)
         if never:
             waiting.append(Waiting(job.id, never, never_fits=True))
             continue
-        choice = best_fit(job, snapshot.sites, capacity)
-        if choice is None:
-            waiting.append(Waiting(job.id, waiting_reason(job, snapshot.sites, capacity)))
-            continue
         res = job.spec.resources
+        choice, refused = _fifo_choice(job, snapshot, capacity, lending)
+        if choice is None:
+            waiting.append(Waiting(job.id, refused or waiting_reason(job, snapshot.sites, capacity)))
+            continue
         placements.append(Placement(job.id, choice.site, choice.gpu_model, res.gpus, res.cpus))
         capacity = take(capacity, choice.site, choice.gpu_model, res.gpus, res.cpus)
-    return Decisions(placements=tuple(placements), waiting=tuple(waiting))
+        if lending is not None:
+            lending.placed(choice.site, job.institution, res.gpus)
+    return Decisions(placements=tuple(placements), waiting=tuple(waiting), preemptions=preemptions)
+
+
+def _fifo_choice(job: Job, snapshot: Snapshot, capacity: Capacity,
+                 lending: Lending | None) -> tuple[Choice | None, str | None]:
+    """Best fit among the sites whose policy takes the job; when none does but a refusing
+    site had room, that site's refusal is the reason."""
+    if lending is None:
+        return best_fit(job, snapshot.sites, capacity), None
+    key, gpus = lending.key(job), job.spec.resources.gpus
+    refusals = {s.name: lending.refusal(key, s.name, gpus) for s in snapshot.sites}
+    choice = best_fit(job, [s for s in snapshot.sites if not refusals[s.name]], capacity)
+    if choice is not None:
+        return choice, None
+    anywhere = best_fit(job, snapshot.sites, capacity)
+    return None, (refusals[anywhere.site] if anywhere is not None else None)

@@ -5,6 +5,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from scheduler.domain import Job, Run, Site
+from scheduler.lending import LendingPolicy
 
 
 DEFAULT_MODEL_WEIGHTS: tuple[tuple[str, float], ...] = (
@@ -60,6 +61,7 @@ class Snapshot:
     usage: tuple[tuple[str, float], ...] = ()  # project id -> decayed normalized GPU-seconds at `now`
     country_weights: tuple[tuple[str, float], ...] = ()  # explicit; default: sum of its institutions
     settings: ShareSettings = ShareSettings()
+    lending: tuple[tuple[str, LendingPolicy], ...] = ()   # site name -> its owner's lending policy
 
 
 @dataclass(frozen=True)

@@ -1,14 +1,23 @@
-"""Resource-level visibility rules (the RPC-level ones live in api/authz.py)."""
+"""Resource-level visibility: what a caller sees of listings and records.
+
+`scheduler.api.authz` decides who may call what, on which target; these rules
+narrow what a permitted call shows. Admins see the federation; institution-admins
+and researchers their own institution's jobs, users, tokens and audit lines; other
+institutions only as aggregates (quotas, usage reports), never a job's entrypoint,
+environment or logs.
+"""
 from __future__ import annotations
 
 from scheduler.domain import Job, NotFound, Principal, Role
 
+INSTITUTION_ROLES = frozenset({Role.RESEARCHER, Role.INSTITUTION_ADMIN})
+
 
 def can_see_job(caller: Principal, job: Job) -> bool:
-    """Admins see every job; researchers only their own institution's."""
+    """Admins see every job; researchers and institution-admins only their own institution's."""
     if caller.role is Role.ADMIN:
         return True
-    return caller.role is Role.RESEARCHER and bool(caller.institution) and caller.institution == job.institution
+    return caller.role in INSTITUTION_ROLES and bool(caller.institution) and caller.institution == job.institution
 
 
 def visible_job(caller: Principal, job: Job) -> Job:
@@ -19,5 +28,16 @@ def visible_job(caller: Principal, job: Job) -> Job:
 
 
 def institution_scope(caller: Principal) -> str | None:
-    """Which institution's jobs the caller lists: None means all of them."""
+    """Which institution's records the caller lists: None means all of them. Anyone but
+    an admin is held to their own institution ("" for none matches nothing of anyone's)."""
     return None if caller.role is Role.ADMIN else caller.institution
+
+
+def token_scope(caller: Principal, owner: str) -> tuple[str, str | None]:
+    """(owner, institution) of the tokens a caller lists: an admin any, an
+    institution-admin its institution's, anyone else only their own."""
+    if caller.role is Role.ADMIN:
+        return owner, None
+    if caller.role is Role.INSTITUTION_ADMIN:
+        return owner, caller.institution
+    return caller.site or caller.name, caller.institution

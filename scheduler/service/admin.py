@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import math
 
-from scheduler.auth import hash_token, new_token
+from scheduler.auth import DEFAULT_USER_TTL, MAX_USER_TTL, new_token
 from scheduler.core import Core
 from scheduler.domain import InvalidArgument, Principal, Role, Site, SiteState
+from scheduler.service.access import institution_scope, token_scope
 from scheduler.quota import QuotaRow, TreeNode, quota_rows, tree_nodes, with_shares
-from scheduler.store.accounts import Institution, User
+from scheduler.store.accounts import Institution, TokenInfo, User
 from scheduler.store.audit import AuditEntry
 from scheduler.validation import check_country, check_slug, check_weight
 
@@ -27,23 +28,40 @@ def list_institutions(core: Core) -> list[Institution]:
     return core.store.accounts.list_institutions()
 
 
-def add_user(core: Core, name: str, institution: str, role: Role | None) -> tuple[User, str]:
-    """Create a user and return their token, which exists only in this reply."""
+def add_user(core: Core, name: str, institution: str, role: Role | None,
+             ttl_seconds: int = 0) -> tuple[User, str, float]:
+    """Create a user; returns it, its token (which exists only in this reply) and the
+    token's expiry. User tokens always expire (90 days unless told), so a forgotten
+    account stops working on its own; `minga token rotate` renews one."""
     check_slug("user name", name)
     role = role or Role.RESEARCHER
     if role is Role.SITE:
         raise InvalidArgument("role site is for site credentials: use `minga admin site-token create`")
-    if role is Role.RESEARCHER and not institution:
-        raise InvalidArgument("a researcher needs --institution")
+    if role is not Role.ADMIN and not institution:
+        raise InvalidArgument(f"a user of role {role.value} needs --institution")
+    ttl = ttl_seconds or DEFAULT_USER_TTL
+    if not 0 < ttl <= MAX_USER_TTL:
+        raise InvalidArgument(f"expires must be between 1 s and {MAX_USER_TTL // 86400} days")
     if institution:
         core.store.accounts.get_institution(institution)
     token = new_token("user")
-    user = User(name=name, institution=institution, role=role, created_at=core.clock.now())
-    return core.store.accounts.add_user(user, hash_token(token)), token
+    now = core.clock.now()
+    user = User(name=name, institution=institution, role=role, created_at=now)
+    return core.store.accounts.add_user(user, core.store.accounts.hash(token), now + ttl), token, now + ttl
 
 
-def list_users(core: Core) -> list[User]:
-    return core.store.accounts.list_users()
+def list_users(core: Core, caller: Principal) -> list[User]:
+    """An admin's whole federation; an institution-admin's own institution."""
+    return core.store.accounts.list_users(institution_scope(caller))
+
+
+def list_tokens(core: Core, caller: Principal, owner: str) -> list[TokenInfo]:
+    """Credentials as the broker records them (never a secret or hash): an admin's
+    federation, an institution-admin's institution, anyone else their own."""
+    if len(owner) > 128 or "\x00" in owner:
+        raise InvalidArgument("owner must be a user or site name (at most 128 characters)")
+    owner, institution = token_scope(caller, owner)
+    return core.store.accounts.list_tokens(owner, institution)
 
 
 def create_site_token(core: Core, institution: str, site: str, ttl_seconds: int,
@@ -57,7 +75,7 @@ def create_site_token(core: Core, institution: str, site: str, ttl_seconds: int,
     country = check_country("country", country) if country else inst.country
     token = new_token("join")
     now = core.clock.now()
-    core.store.accounts.add_join_token(hash_token(token), institution, site, country, now, now + ttl)
+    core.store.accounts.add_join_token(core.store.accounts.hash(token), institution, site, country, now, now + ttl)
     return token, now + ttl
 
 
@@ -98,15 +116,21 @@ def show_quotas(core: Core, tree: bool) -> tuple[list[QuotaRow], list[TreeNode]]
 MAX_AUDIT_ENTRIES = 10_000
 
 
-def list_audit(core: Core, since: float, who: str, limit: int) -> list[AuditEntry]:
-    """The audit log, oldest first: the most recent `limit` entries (0: 1000) since `since`."""
+def list_audit(core: Core, caller: Principal, since: float, who: str, limit: int) -> list[AuditEntry]:
+    """The audit log, oldest first: the most recent `limit` entries (0: 1000) since `since`.
+    An institution-admin sees the calls of its own institution's users and sites."""
     if not 0 <= limit <= MAX_AUDIT_ENTRIES:
         raise InvalidArgument(f"limit is {limit}; it must be between 0 and {MAX_AUDIT_ENTRIES}")
     if not math.isfinite(since):
         raise InvalidArgument("since must be a time (unix seconds)")
     if len(who) > 128:
         raise InvalidArgument("who is longer than 128 characters")
-    return core.store.audit.list(since=since, who=who, limit=limit or 1000)
+    scope = institution_scope(caller)
+    callers = None
+    if scope is not None:
+        callers = ({u.name for u in core.store.accounts.list_users(scope)},
+                   {s.name for s in core.store.sites.list() if s.institution == scope})
+    return core.store.audit.list(since=since, who=who, limit=limit or 1000, callers=callers)
 
 
 def revoke_user(core: Core, name: str) -> int:
@@ -123,9 +147,11 @@ def revoke_site(core: Core, name: str) -> int:
 
 
 def rotate_token(core: Core, caller: Principal, bearer: str) -> tuple[str, float]:
-    """A new token for the caller, with the old one's lifetime; the old one is revoked."""
+    """A new token for the caller, with the old one's lifetime counted afresh from now
+    (a 90-day user token is good for 90 days more); the old one is revoked."""
     token = new_token("site" if caller.role is Role.SITE else "user")
-    expires_at = core.store.accounts.rotate(hash_token(bearer), hash_token(token), core.clock.now())
+    accounts = core.store.accounts
+    expires_at = accounts.rotate(accounts.hash(bearer), accounts.hash(token), core.clock.now())
     return token, expires_at
 
 

@@ -11,6 +11,7 @@ from scheduler.core import Core
 from scheduler.domain import FailedPrecondition, InvalidArgument, Job, JobSpec, JobState, Principal
 from scheduler.policy.feasibility import submit_rejection
 from scheduler.service.access import institution_scope, visible_job
+from scheduler.archive import check_archive
 from scheduler.validation import MAX_PACKAGE_BYTES, check_digest, check_job_spec
 
 MAX_IDEMPOTENCY_KEY = 128
@@ -93,5 +94,6 @@ def upload_package(core: Core, digest: str, data: bytes) -> str:
     actual = "sha256:" + hashlib.sha256(data).hexdigest()
     if actual != digest:
         raise InvalidArgument(f"digest does not match the data (data is {actual})")
+    check_archive(data)   # refused here, before any site fetches it
     core.store.blobs.put_package(digest, data, core.clock.now())
     return digest

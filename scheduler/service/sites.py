@@ -2,23 +2,64 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
-from scheduler.auth import hash_token, new_token
+from scheduler.auth import new_token
 from scheduler.commands import Command, RunReport
 from scheduler.core import Core
-from scheduler.domain import Inventory, NotFound, Principal, RunState
+from scheduler.domain import FailedPrecondition, InvalidArgument, Inventory, NotFound, Principal, RunState
+from scheduler.pki import check_csr
 from scheduler.store.accounts import JoinGrant
-from scheduler.validation import check_digest, check_inventory
+from scheduler.validation import (
+    MAX_HELLO_RUNS, check_digest, check_health_message, check_inventory, check_log_chunk, check_run_report,
+)
 
 log = logging.getLogger(__name__)
 
 
-def join(core: Core, join_token: str) -> tuple[JoinGrant, str]:
-    """Redeem a one-time join token; returns the site's new bearer credential."""
-    site_token = new_token("site")
-    grant = core.store.accounts.redeem_join_token(hash_token(join_token.strip()),
-                                                  hash_token(site_token), core.clock.now())
-    return grant, site_token
+@dataclass(frozen=True)
+class Joined:
+    """What a site gets for its join token: a bearer token, or (with a federation CA)
+    a client certificate, the CA and the site port's address."""
+
+    grant: JoinGrant
+    site_token: str = ""
+    certificate: bytes = b""
+    ca_certificate: bytes = b""
+    site_endpoint: str = ""
+
+
+def join(core: Core, join_token: str, csr: bytes = b"") -> Joined:
+    """Redeem a one-time join token for the site's credential."""
+    now = core.clock.now()
+    join_hash = core.store.accounts.hash(join_token.strip())
+    enrollment = core.enrollment
+    if enrollment is None:   # a CSR is ignored: no CA here, the answer without a certificate says so
+        site_token = new_token("site")
+        return Joined(core.store.accounts.redeem_join_token(join_hash, core.store.accounts.hash(site_token), now),
+                      site_token=site_token)
+    if not csr:
+        raise InvalidArgument("csr: this broker enrolls sites with certificates; the join request "
+                              "needs a CSR (use `minga site join` of this minga version)")
+    check_csr(csr)   # before the token is spent, so a broken CSR does not burn it
+    serial, key = enrollment.new_serial()
+    grant = core.store.accounts.redeem_join_token(join_hash, key, now, enrollment.expires_at(now))
+    cert = enrollment.certify(csr, grant.site, grant.institution, grant.country, now, serial)
+    return Joined(grant, certificate=cert, ca_certificate=enrollment.ca.pem,
+                  site_endpoint=enrollment.site_endpoint)
+
+
+def renew_certificate(core: Core, caller: Principal, csr: bytes) -> bytes:
+    """A fresh certificate for the site the caller's certificate names, for a new key."""
+    enrollment = core.enrollment
+    if enrollment is None:
+        raise FailedPrecondition("this broker has no federation CA: sites hold bearer tokens")
+    check_csr(csr)
+    now = core.clock.now()
+    serial, key = enrollment.new_serial()
+    core.store.accounts.add_site_certificate(caller.site, key, now, enrollment.expires_at(now))
+    country = core.store.sites.get(caller.site).country
+    return enrollment.certify(csr, caller.site, caller.institution, country, now, serial)
 
 
 def site_connected(core: Core, site: str, inventory: Inventory, reports: list[RunReport],
@@ -27,6 +68,9 @@ def site_connected(core: Core, site: str, inventory: Inventory, reports: list[Ru
     A site whose Ray cluster is down (`ray_down` says why) cannot list its runs: it is
     DEGRADED and its runs are requeued instead."""
     check_inventory(inventory)
+    check_hello_runs(reports)
+    if ray_down is not None:
+        check_health_message(ray_down)
     now = core.clock.now()
     core.leases.connected(site)
     core.store.sites.connected(site, inventory, now)
@@ -45,7 +89,15 @@ def site_alive(core: Core, site: str) -> bool:
     return core.leases.renew(site)
 
 
+def check_hello_runs(reports: list[RunReport]) -> None:
+    if len(reports) > MAX_HELLO_RUNS:
+        raise InvalidArgument(f"hello.runs lists {len(reports)} runs; the limit is {MAX_HELLO_RUNS}")
+    for report in reports:
+        check_run_report(report.run_id, report.message)
+
+
 def site_reported(core: Core, site: str, report: RunReport) -> list[Command]:
+    check_run_report(report.run_id, report.message)
     commands = core.store.runs.apply_report(site, report, core.clock.now())
     if report.state.terminal or report.state is RunState.UNKNOWN:
         core.cycle.trigger()  # GPUs were freed
@@ -59,6 +111,7 @@ def site_inventory(core: Core, site: str, inventory: Inventory) -> None:
 
 def site_health(core: Core, site: str, ray_down: bool, message: str) -> None:
     """The agent's view of its own Ray cluster changed."""
+    check_health_message(message)
     requeued = core.store.runs.site_health(site, ray_down, message, core.clock.now())
     if ray_down:
         log.warning("site %s degraded (%s); %d run(s) requeued", site, message, requeued)
@@ -66,6 +119,7 @@ def site_health(core: Core, site: str, ray_down: bool, message: str) -> None:
 
 
 def site_log(core: Core, site: str, run_id: str, offset: int, data: bytes) -> None:
+    check_log_chunk(run_id, offset, data)
     core.store.blobs.append_log(site, run_id, offset, data)
 
 

@@ -3,6 +3,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from collections.abc import Collection
+
+from sqlalchemy import and_, or_
 from sqlmodel import col, select
 
 from scheduler.store.base import Database
@@ -31,11 +34,17 @@ class AuditRepo:
         with self.db.tx() as s:
             s.add(AuditRow(**{**asdict(entry), "detail": entry.detail[:MAX_DETAIL]}))
 
-    def list(self, since: float = 0.0, who: str = "", limit: int = 1000) -> list[AuditEntry]:
-        """Newest last; at most `limit` entries, the most recent ones."""
+    def list(self, since: float = 0.0, who: str = "", limit: int = 1000,
+             callers: tuple[Collection[str], Collection[str]] | None = None) -> list[AuditEntry]:
+        """Newest last; at most `limit` entries, the most recent ones. `callers`, if given,
+        is (user names, site names): only their calls (an institution's own log)."""
         query = select(AuditRow).where(AuditRow.at >= since)
         if who:
             query = query.where(AuditRow.who == who)
+        if callers is not None:
+            users, sites = callers
+            query = query.where(or_(and_(AuditRow.role != "site", col(AuditRow.who).in_(list(users))),
+                                    and_(AuditRow.role == "site", col(AuditRow.who).in_(list(sites)))))
         with self.db.read() as s:
             rows = s.exec(query.order_by(col(AuditRow.at).desc(), col(AuditRow.id).desc()).limit(limit)).all()
             return [AuditEntry(r.at, r.who, r.role, r.method, r.target, r.peer, r.outcome, r.detail)

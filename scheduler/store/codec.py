@@ -3,14 +3,33 @@ from __future__ import annotations
 
 import json
 from functools import lru_cache
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any
 
-from scheduler.domain import GpuPool, Inventory, JobSpec, Resources, RuntimeEnv
+from scheduler.domain import REDACTED, GpuPool, Inventory, JobSpec, Resources, RuntimeEnv
 
 
 def spec_to_json(spec: JobSpec) -> str:
-    return json.dumps(asdict(spec), sort_keys=True)
+    """The spec as the jobs table shows it: secret env values are left out (only their
+    keys are kept), so nothing that decodes this text can ever display one."""
+    d = asdict(spec)
+    del d["secret_env"]
+    if spec.secret_env:
+        d["secret_keys"] = [k for k, _ in spec.secret_env]
+    return json.dumps(d, sort_keys=True)
+
+
+def secrets_to_json(spec: JobSpec) -> str:
+    """The secret env values, for their own column ("" when there are none)."""
+    return json.dumps(dict(spec.secret_env), sort_keys=True) if spec.secret_env else ""
+
+
+def with_secrets(spec: JobSpec, secrets_json: str) -> JobSpec:
+    """The spec a site gets to run: its redacted secret values replaced by the real ones."""
+    if not secrets_json:
+        return spec
+    values: dict[str, str] = json.loads(secrets_json)
+    return replace(spec, secret_env=tuple(sorted(values.items())))
 
 
 @lru_cache(maxsize=250_000)
@@ -44,6 +63,7 @@ def spec_from_json(text: str) -> JobSpec:
         preemptible=d.get("preemptible", True),
         site_labels=tuple((k, v) for k, v in d.get("site_labels", ())),
         retry_failed=d.get("retry_failed", False),
+        secret_env=tuple((k, REDACTED) for k in d.get("secret_keys", ())),
     )
 
 

@@ -9,7 +9,7 @@ from sqlmodel import col, select
 from scheduler.domain import Job, JobState, NotFound, TERMINAL_JOB_STATES
 from scheduler.states import transition
 from scheduler.store.base import Database, job_from_row
-from scheduler.store.codec import spec_to_json
+from scheduler.store.codec import secrets_to_json, spec_to_json
 from scheduler.store.models import JobRow, RunRow
 from scheduler.store.requeue import locked_job
 
@@ -32,7 +32,8 @@ class JobsRepo:
         two retries racing each other.
         """
         row = JobRow(id=job.id, owner=job.owner, institution=job.institution,
-                     spec_json=spec_to_json(job.spec), state=job.state.value,
+                     spec_json=spec_to_json(job.spec), secret_env_json=secrets_to_json(job.spec),
+                     state=job.state.value,
                      reason=job.reason, submitted_at=job.submitted_at, project=job.spec.project,
                      updated_at=job.submitted_at, idempotency_key=idempotency_key or None)
         try:
@@ -43,7 +44,7 @@ class JobsRepo:
             if earlier is None:
                 raise
             return earlier, False  # an earlier or concurrent submit with this key won
-        return job, True
+        return job_from_row(row), True   # as read back: secret values redacted
 
     def find_by_key(self, owner: str, key: str) -> Job | None:
         with self.db.read() as s:

@@ -99,6 +99,8 @@ class TokenRow(SQLModel, table=True):
     used_at: float = 0.0
     revoked: bool = False
     created_at: float = 0.0
+    # Added by revision 0004: when it last authenticated a call, to within an hour (0: never).
+    last_used_at: float = Field(default=0.0, sa_column_kwargs={"server_default": "0"})
 
 
 class SiteRow(SQLModel, table=True):
@@ -141,6 +143,9 @@ class JobRow(SQLModel, table=True):
     # Added by revision 0002:
     failures: int = Field(default=0, sa_column_kwargs={"server_default": "0"})  # runs lost or failed; see max_attempts
     not_before: float = Field(default=0.0, sa_column_kwargs={"server_default": "0"})  # requeue backoff: not placed before
+    # Added by revision 0006: the secret env values (JSON), apart from spec_json so that
+    # nothing decoding a displayed spec can see them; read only to start a run.
+    secret_env_json: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))
 
 
 class RunRow(SQLModel, table=True):
@@ -202,3 +207,13 @@ class AuditRow(SQLModel, table=True):
     peer: str = ""                          # the caller's address, as gRPC saw it
     outcome: str                            # "OK" or the status code's name
     detail: str = ""                        # the refusal's message, cut short
+
+
+class LendingRow(SQLModel, table=True):
+    """A site owner's lending policy (`scheduler.lending.LendingPolicy` as JSON); no row:
+    the site lends to anyone, at any time, and takes any environment. Added by 0005."""
+    __tablename__ = "site_lending"
+    site: str = Field(primary_key=True)
+    policy_json: str = Field(sa_column=Column(Text, nullable=False))
+    updated_at: float = 0.0
+    updated_by: str = ""

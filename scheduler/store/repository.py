@@ -10,6 +10,7 @@ from scheduler.store.base import Database
 from scheduler.store.blobs import BlobsRepo
 from scheduler.store.db import make_engines
 from scheduler.store.jobs import JobsRepo
+from scheduler.store.lending import LendingRepo
 from scheduler.store.reports import ReportsRepo
 from scheduler.store.runs import RunsRepo
 from scheduler.store.shares import SharesRepo
@@ -29,6 +30,7 @@ class Store:
         self.shares = SharesRepo(self.db)
         self.reports = ReportsRepo(self.db)
         self.audit = AuditRepo(self.db)
+        self.lending = LendingRepo(self.db)
 
     def close(self) -> None:
         self.db.dispose()

@@ -13,12 +13,13 @@ from sqlmodel import Session, col, select, update
 
 from scheduler.clock import run_id_for
 from scheduler.commands import Command, RunReport, StartRunCommand, StopRunCommand
-from scheduler.domain import JobState, RunState, SiteState
+from scheduler.domain import JobSpec, JobState, RunState, SiteState
 from scheduler.policy import Decisions, Placement, Preemption, Snapshot
 from scheduler.states import job_state_after_run_report, transition
 from scheduler.store.base import Database, job_from_row, run_from_row, site_from_row
-from scheduler.store.codec import inventory_from_json, spec_from_json
+from scheduler.store.codec import inventory_from_json, spec_from_json, with_secrets
 from scheduler.store.ledger import charge_all
+from scheduler.store.lending import load_lending
 from scheduler.store.requeue import (
     end_run, finish, fresh_run, locked_job, lose_runs, requeue_or_fail, stop_overdue,
 )
@@ -46,8 +47,10 @@ class RunsRepo:
             pending = tuple(job_from_row(r) for r in s.connection().execute(  # type: ignore[arg-type]
                 query.order_by(col(JobRow.submitted_at), col(JobRow.id))))
             institutions, projects, usage, countries, settings = load_shares(s, now or 0.0)
+            lending = load_lending(s)
         return Snapshot(sites=sites, live_runs=runs, pending=pending, institutions=institutions,
-                        projects=projects, usage=usage, country_weights=countries, settings=settings)
+                        projects=projects, usage=usage, country_weights=countries, settings=settings,
+                        lending=lending)
 
     @contextmanager
     def _tx(self, fence: Fence | None) -> Iterator[Session]:
@@ -129,7 +132,7 @@ class RunsRepo:
                     _apply_report(s, site, RunReport(run.id, RunState.STOPPED, "cancelled"), now, in_session=False)
                 elif job is not None:
                     # The lease stands; the start was lost in transit. Same run id: safe to resend.
-                    commands.append(StartRunCommand(site, run_from_row(run), spec_from_json(job.spec_json)))
+                    commands.append(StartRunCommand(site, run_from_row(run), _site_spec(job)))
         return commands
 
     def site_needs_package(self, site: str, digest: str) -> bool:
@@ -195,7 +198,12 @@ def _lease(s: Session, p: Placement, free: dict[tuple[str, str], int], now: floa
     job.run_id, job.reason, job.updated_at = run.id, "", now
     s.add(run)
     s.add(job)
-    return StartRunCommand(p.site, run_from_row(run), spec)
+    return StartRunCommand(p.site, run_from_row(run), _site_spec(job))
+
+
+def _site_spec(job: JobRow) -> JobSpec:
+    """The spec the site runs: the only place secret env values leave their column."""
+    return with_secrets(spec_from_json(job.spec_json), job.secret_env_json)
 
 
 def _apply_report(s: Session, site: str, report: RunReport, now: float, in_session: bool = True) -> list[Command]:

@@ -76,6 +76,66 @@ class SetSiteLabelsRequest(_message.Message):
     labels: _containers.ScalarMap[str, str]
     def __init__(self, name: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
+class LendingPolicy(_message.Message):
+    __slots__ = ("allow_countries", "deny_countries", "allow_institutions", "deny_institutions", "max_lent_gpus", "guest_max_walltime_seconds", "timezone", "lend_windows", "closed_windows", "no_env", "env_allow", "no_pip", "pip_allow")
+    ALLOW_COUNTRIES_FIELD_NUMBER: _ClassVar[int]
+    DENY_COUNTRIES_FIELD_NUMBER: _ClassVar[int]
+    ALLOW_INSTITUTIONS_FIELD_NUMBER: _ClassVar[int]
+    DENY_INSTITUTIONS_FIELD_NUMBER: _ClassVar[int]
+    MAX_LENT_GPUS_FIELD_NUMBER: _ClassVar[int]
+    GUEST_MAX_WALLTIME_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    TIMEZONE_FIELD_NUMBER: _ClassVar[int]
+    LEND_WINDOWS_FIELD_NUMBER: _ClassVar[int]
+    CLOSED_WINDOWS_FIELD_NUMBER: _ClassVar[int]
+    NO_ENV_FIELD_NUMBER: _ClassVar[int]
+    ENV_ALLOW_FIELD_NUMBER: _ClassVar[int]
+    NO_PIP_FIELD_NUMBER: _ClassVar[int]
+    PIP_ALLOW_FIELD_NUMBER: _ClassVar[int]
+    allow_countries: _containers.RepeatedScalarFieldContainer[str]
+    deny_countries: _containers.RepeatedScalarFieldContainer[str]
+    allow_institutions: _containers.RepeatedScalarFieldContainer[str]
+    deny_institutions: _containers.RepeatedScalarFieldContainer[str]
+    max_lent_gpus: int
+    guest_max_walltime_seconds: int
+    timezone: str
+    lend_windows: _containers.RepeatedScalarFieldContainer[str]
+    closed_windows: _containers.RepeatedScalarFieldContainer[str]
+    no_env: bool
+    env_allow: _containers.RepeatedScalarFieldContainer[str]
+    no_pip: bool
+    pip_allow: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, allow_countries: _Optional[_Iterable[str]] = ..., deny_countries: _Optional[_Iterable[str]] = ..., allow_institutions: _Optional[_Iterable[str]] = ..., deny_institutions: _Optional[_Iterable[str]] = ..., max_lent_gpus: _Optional[int] = ..., guest_max_walltime_seconds: _Optional[int] = ..., timezone: _Optional[str] = ..., lend_windows: _Optional[_Iterable[str]] = ..., closed_windows: _Optional[_Iterable[str]] = ..., no_env: _Optional[bool] = ..., env_allow: _Optional[_Iterable[str]] = ..., no_pip: _Optional[bool] = ..., pip_allow: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class SetLendingPolicyRequest(_message.Message):
+    __slots__ = ("site", "policy", "clear")
+    SITE_FIELD_NUMBER: _ClassVar[int]
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    CLEAR_FIELD_NUMBER: _ClassVar[int]
+    site: str
+    policy: LendingPolicy
+    clear: bool
+    def __init__(self, site: _Optional[str] = ..., policy: _Optional[_Union[LendingPolicy, _Mapping]] = ..., clear: _Optional[bool] = ...) -> None: ...
+
+class GetLendingPolicyRequest(_message.Message):
+    __slots__ = ("site",)
+    SITE_FIELD_NUMBER: _ClassVar[int]
+    site: str
+    def __init__(self, site: _Optional[str] = ...) -> None: ...
+
+class LendingPolicyResponse(_message.Message):
+    __slots__ = ("site", "institution", "has_policy", "policy", "open_now")
+    SITE_FIELD_NUMBER: _ClassVar[int]
+    INSTITUTION_FIELD_NUMBER: _ClassVar[int]
+    HAS_POLICY_FIELD_NUMBER: _ClassVar[int]
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    OPEN_NOW_FIELD_NUMBER: _ClassVar[int]
+    site: str
+    institution: str
+    has_policy: bool
+    policy: LendingPolicy
+    open_now: bool
+    def __init__(self, site: _Optional[str] = ..., institution: _Optional[str] = ..., has_policy: _Optional[bool] = ..., policy: _Optional[_Union[LendingPolicy, _Mapping]] = ..., open_now: _Optional[bool] = ...) -> None: ...
+
 class Project(_message.Message):
     __slots__ = ("id", "institution", "name", "weight")
     ID_FIELD_NUMBER: _ClassVar[int]
@@ -243,22 +303,26 @@ class User(_message.Message):
     def __init__(self, name: _Optional[str] = ..., institution: _Optional[str] = ..., role: _Optional[_Union[_common_pb2.Role, str]] = ..., created_at: _Optional[float] = ...) -> None: ...
 
 class AddUserRequest(_message.Message):
-    __slots__ = ("name", "institution", "role")
+    __slots__ = ("name", "institution", "role", "ttl_seconds")
     NAME_FIELD_NUMBER: _ClassVar[int]
     INSTITUTION_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
+    TTL_SECONDS_FIELD_NUMBER: _ClassVar[int]
     name: str
     institution: str
     role: _common_pb2.Role
-    def __init__(self, name: _Optional[str] = ..., institution: _Optional[str] = ..., role: _Optional[_Union[_common_pb2.Role, str]] = ...) -> None: ...
+    ttl_seconds: int
+    def __init__(self, name: _Optional[str] = ..., institution: _Optional[str] = ..., role: _Optional[_Union[_common_pb2.Role, str]] = ..., ttl_seconds: _Optional[int] = ...) -> None: ...
 
 class AddUserResponse(_message.Message):
-    __slots__ = ("user", "token")
+    __slots__ = ("user", "token", "expires_at")
     USER_FIELD_NUMBER: _ClassVar[int]
     TOKEN_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
     user: User
     token: str
-    def __init__(self, user: _Optional[_Union[User, _Mapping]] = ..., token: _Optional[str] = ...) -> None: ...
+    expires_at: float
+    def __init__(self, user: _Optional[_Union[User, _Mapping]] = ..., token: _Optional[str] = ..., expires_at: _Optional[float] = ...) -> None: ...
 
 class ListUsersRequest(_message.Message):
     __slots__ = ()
@@ -475,6 +539,42 @@ class RevokeResponse(_message.Message):
 class RotateTokenRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class ListTokensRequest(_message.Message):
+    __slots__ = ("owner",)
+    OWNER_FIELD_NUMBER: _ClassVar[int]
+    owner: str
+    def __init__(self, owner: _Optional[str] = ...) -> None: ...
+
+class TokenInfo(_message.Message):
+    __slots__ = ("id", "owner", "kind", "role", "institution", "created_at", "expires_at", "revoked", "used_at", "last_used_at")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    OWNER_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    INSTITUTION_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    REVOKED_FIELD_NUMBER: _ClassVar[int]
+    USED_AT_FIELD_NUMBER: _ClassVar[int]
+    LAST_USED_AT_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    owner: str
+    kind: str
+    role: _common_pb2.Role
+    institution: str
+    created_at: float
+    expires_at: float
+    revoked: bool
+    used_at: float
+    last_used_at: float
+    def __init__(self, id: _Optional[str] = ..., owner: _Optional[str] = ..., kind: _Optional[str] = ..., role: _Optional[_Union[_common_pb2.Role, str]] = ..., institution: _Optional[str] = ..., created_at: _Optional[float] = ..., expires_at: _Optional[float] = ..., revoked: _Optional[bool] = ..., used_at: _Optional[float] = ..., last_used_at: _Optional[float] = ...) -> None: ...
+
+class ListTokensResponse(_message.Message):
+    __slots__ = ("tokens",)
+    TOKENS_FIELD_NUMBER: _ClassVar[int]
+    tokens: _containers.RepeatedCompositeFieldContainer[TokenInfo]
+    def __init__(self, tokens: _Optional[_Iterable[_Union[TokenInfo, _Mapping]]] = ...) -> None: ...
 
 class RotateTokenResponse(_message.Message):
     __slots__ = ("token", "expires_at")

@@ -99,6 +99,11 @@ class AdminServiceStub:
                 request_serializer=minga_dot_v1_dot_admin__pb2.RotateTokenRequest.SerializeToString,
                 response_deserializer=minga_dot_v1_dot_admin__pb2.RotateTokenResponse.FromString,
                 _registered_method=True)
+        self.ListTokens = channel.unary_unary(
+                '/minga.v1.AdminService/ListTokens',
+                request_serializer=minga_dot_v1_dot_admin__pb2.ListTokensRequest.SerializeToString,
+                response_deserializer=minga_dot_v1_dot_admin__pb2.ListTokensResponse.FromString,
+                _registered_method=True)
         self.ShowQuotas = channel.unary_unary(
                 '/minga.v1.AdminService/ShowQuotas',
                 request_serializer=minga_dot_v1_dot_admin__pb2.ShowQuotasRequest.SerializeToString,
@@ -148,6 +153,16 @@ class AdminServiceStub:
                 '/minga.v1.AdminService/SetSiteLabels',
                 request_serializer=minga_dot_v1_dot_admin__pb2.SetSiteLabelsRequest.SerializeToString,
                 response_deserializer=minga_dot_v1_dot_admin__pb2.Site.FromString,
+                _registered_method=True)
+        self.SetLendingPolicy = channel.unary_unary(
+                '/minga.v1.AdminService/SetLendingPolicy',
+                request_serializer=minga_dot_v1_dot_admin__pb2.SetLendingPolicyRequest.SerializeToString,
+                response_deserializer=minga_dot_v1_dot_admin__pb2.LendingPolicyResponse.FromString,
+                _registered_method=True)
+        self.GetLendingPolicy = channel.unary_unary(
+                '/minga.v1.AdminService/GetLendingPolicy',
+                request_serializer=minga_dot_v1_dot_admin__pb2.GetLendingPolicyRequest.SerializeToString,
+                response_deserializer=minga_dot_v1_dot_admin__pb2.LendingPolicyResponse.FromString,
                 _registered_method=True)
         self.UsageReport = channel.unary_unary(
                 '/minga.v1.AdminService/UsageReport',
@@ -246,6 +261,14 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListTokens(self, request, context):
+        """Tokens (never their secrets or hashes): an admin's whole federation, an
+        institution-admin's own institution, anyone else their own.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ShowQuotas(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -305,6 +328,20 @@ class AdminServiceServicer:
     def SetSiteLabels(self, request, context):
         """Replaces a site's labels (jobs may require them with --label).
         """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetLendingPolicy(self, request, context):
+        """A site owner's lending policy: who may borrow its GPUs, how many, how long, when,
+        and which environment variables and pip packages may reach its Ray cluster.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetLendingPolicy(self, request, context):
+        """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -391,6 +428,11 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     request_deserializer=minga_dot_v1_dot_admin__pb2.RotateTokenRequest.FromString,
                     response_serializer=minga_dot_v1_dot_admin__pb2.RotateTokenResponse.SerializeToString,
             ),
+            'ListTokens': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTokens,
+                    request_deserializer=minga_dot_v1_dot_admin__pb2.ListTokensRequest.FromString,
+                    response_serializer=minga_dot_v1_dot_admin__pb2.ListTokensResponse.SerializeToString,
+            ),
             'ShowQuotas': grpc.unary_unary_rpc_method_handler(
                     servicer.ShowQuotas,
                     request_deserializer=minga_dot_v1_dot_admin__pb2.ShowQuotasRequest.FromString,
@@ -440,6 +482,16 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.SetSiteLabels,
                     request_deserializer=minga_dot_v1_dot_admin__pb2.SetSiteLabelsRequest.FromString,
                     response_serializer=minga_dot_v1_dot_admin__pb2.Site.SerializeToString,
+            ),
+            'SetLendingPolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetLendingPolicy,
+                    request_deserializer=minga_dot_v1_dot_admin__pb2.SetLendingPolicyRequest.FromString,
+                    response_serializer=minga_dot_v1_dot_admin__pb2.LendingPolicyResponse.SerializeToString,
+            ),
+            'GetLendingPolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetLendingPolicy,
+                    request_deserializer=minga_dot_v1_dot_admin__pb2.GetLendingPolicyRequest.FromString,
+                    response_serializer=minga_dot_v1_dot_admin__pb2.LendingPolicyResponse.SerializeToString,
             ),
             'UsageReport': grpc.unary_unary_rpc_method_handler(
                     servicer.UsageReport,
@@ -814,6 +866,33 @@ class AdminService:
             _registered_method=True)
 
     @staticmethod
+    def ListTokens(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/minga.v1.AdminService/ListTokens',
+            minga_dot_v1_dot_admin__pb2.ListTokensRequest.SerializeToString,
+            minga_dot_v1_dot_admin__pb2.ListTokensResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def ShowQuotas(request,
             target,
             options=(),
@@ -1073,6 +1152,60 @@ class AdminService:
             '/minga.v1.AdminService/SetSiteLabels',
             minga_dot_v1_dot_admin__pb2.SetSiteLabelsRequest.SerializeToString,
             minga_dot_v1_dot_admin__pb2.Site.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetLendingPolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/minga.v1.AdminService/SetLendingPolicy',
+            minga_dot_v1_dot_admin__pb2.SetLendingPolicyRequest.SerializeToString,
+            minga_dot_v1_dot_admin__pb2.LendingPolicyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetLendingPolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/minga.v1.AdminService/GetLendingPolicy',
+            minga_dot_v1_dot_admin__pb2.GetLendingPolicyRequest.SerializeToString,
+            minga_dot_v1_dot_admin__pb2.LendingPolicyResponse.FromString,
             options,
             channel_credentials,
             insecure,

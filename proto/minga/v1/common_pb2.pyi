@@ -44,6 +44,7 @@ class Role(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ROLE_ADMIN: _ClassVar[Role]
     ROLE_RESEARCHER: _ClassVar[Role]
     ROLE_SITE: _ClassVar[Role]
+    ROLE_INSTITUTION_ADMIN: _ClassVar[Role]
 JOB_STATE_UNSPECIFIED: JobState
 JOB_STATE_PENDING: JobState
 JOB_STATE_LEASED: JobState
@@ -70,6 +71,7 @@ ROLE_UNSPECIFIED: Role
 ROLE_ADMIN: Role
 ROLE_RESEARCHER: Role
 ROLE_SITE: Role
+ROLE_INSTITUTION_ADMIN: Role
 
 class GpuPool(_message.Message):
     __slots__ = ("model", "memory_mb", "total", "free", "largest_node")
@@ -129,8 +131,15 @@ class RuntimeEnv(_message.Message):
     def __init__(self, working_dir_digest: _Optional[str] = ..., pip: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class JobSpec(_message.Message):
-    __slots__ = ("name", "entrypoint", "runtime_env", "resources", "countries", "walltime_seconds", "priority", "max_attempts", "project", "data_country", "non_preemptible", "site_labels", "retry_failed")
+    __slots__ = ("name", "entrypoint", "runtime_env", "resources", "countries", "walltime_seconds", "priority", "max_attempts", "project", "data_country", "non_preemptible", "site_labels", "retry_failed", "secret_env")
     class SiteLabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class SecretEnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
         VALUE_FIELD_NUMBER: _ClassVar[int]
@@ -150,6 +159,7 @@ class JobSpec(_message.Message):
     NON_PREEMPTIBLE_FIELD_NUMBER: _ClassVar[int]
     SITE_LABELS_FIELD_NUMBER: _ClassVar[int]
     RETRY_FAILED_FIELD_NUMBER: _ClassVar[int]
+    SECRET_ENV_FIELD_NUMBER: _ClassVar[int]
     name: str
     entrypoint: str
     runtime_env: RuntimeEnv
@@ -163,7 +173,8 @@ class JobSpec(_message.Message):
     non_preemptible: bool
     site_labels: _containers.ScalarMap[str, str]
     retry_failed: bool
-    def __init__(self, name: _Optional[str] = ..., entrypoint: _Optional[str] = ..., runtime_env: _Optional[_Union[RuntimeEnv, _Mapping]] = ..., resources: _Optional[_Union[Resources, _Mapping]] = ..., countries: _Optional[_Iterable[str]] = ..., walltime_seconds: _Optional[int] = ..., priority: _Optional[int] = ..., max_attempts: _Optional[int] = ..., project: _Optional[str] = ..., data_country: _Optional[str] = ..., non_preemptible: _Optional[bool] = ..., site_labels: _Optional[_Mapping[str, str]] = ..., retry_failed: _Optional[bool] = ...) -> None: ...
+    secret_env: _containers.ScalarMap[str, str]
+    def __init__(self, name: _Optional[str] = ..., entrypoint: _Optional[str] = ..., runtime_env: _Optional[_Union[RuntimeEnv, _Mapping]] = ..., resources: _Optional[_Union[Resources, _Mapping]] = ..., countries: _Optional[_Iterable[str]] = ..., walltime_seconds: _Optional[int] = ..., priority: _Optional[int] = ..., max_attempts: _Optional[int] = ..., project: _Optional[str] = ..., data_country: _Optional[str] = ..., non_preemptible: _Optional[bool] = ..., site_labels: _Optional[_Mapping[str, str]] = ..., retry_failed: _Optional[bool] = ..., secret_env: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class Job(_message.Message):
     __slots__ = ("id", "spec", "state", "owner", "institution", "site", "country", "attempts", "reason", "run_id", "submitted_at", "started_at", "finished_at", "gpu_model", "project", "failures")

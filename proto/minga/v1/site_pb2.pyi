@@ -18,22 +18,42 @@ FAILURE_KIND_USER: FailureKind
 FAILURE_KIND_INFRASTRUCTURE: FailureKind
 
 class JoinRequest(_message.Message):
-    __slots__ = ("join_token",)
+    __slots__ = ("join_token", "csr")
     JOIN_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    CSR_FIELD_NUMBER: _ClassVar[int]
     join_token: str
-    def __init__(self, join_token: _Optional[str] = ...) -> None: ...
+    csr: bytes
+    def __init__(self, join_token: _Optional[str] = ..., csr: _Optional[bytes] = ...) -> None: ...
 
 class JoinResponse(_message.Message):
-    __slots__ = ("site", "institution", "country", "site_token")
+    __slots__ = ("site", "institution", "country", "site_token", "certificate", "ca_certificate", "site_endpoint")
     SITE_FIELD_NUMBER: _ClassVar[int]
     INSTITUTION_FIELD_NUMBER: _ClassVar[int]
     COUNTRY_FIELD_NUMBER: _ClassVar[int]
     SITE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    CERTIFICATE_FIELD_NUMBER: _ClassVar[int]
+    CA_CERTIFICATE_FIELD_NUMBER: _ClassVar[int]
+    SITE_ENDPOINT_FIELD_NUMBER: _ClassVar[int]
     site: str
     institution: str
     country: str
     site_token: str
-    def __init__(self, site: _Optional[str] = ..., institution: _Optional[str] = ..., country: _Optional[str] = ..., site_token: _Optional[str] = ...) -> None: ...
+    certificate: bytes
+    ca_certificate: bytes
+    site_endpoint: str
+    def __init__(self, site: _Optional[str] = ..., institution: _Optional[str] = ..., country: _Optional[str] = ..., site_token: _Optional[str] = ..., certificate: _Optional[bytes] = ..., ca_certificate: _Optional[bytes] = ..., site_endpoint: _Optional[str] = ...) -> None: ...
+
+class RenewCertificateRequest(_message.Message):
+    __slots__ = ("csr",)
+    CSR_FIELD_NUMBER: _ClassVar[int]
+    csr: bytes
+    def __init__(self, csr: _Optional[bytes] = ...) -> None: ...
+
+class RenewCertificateResponse(_message.Message):
+    __slots__ = ("certificate",)
+    CERTIFICATE_FIELD_NUMBER: _ClassVar[int]
+    certificate: bytes
+    def __init__(self, certificate: _Optional[bytes] = ...) -> None: ...
 
 class Hello(_message.Message):
     __slots__ = ("agent_version", "inventory", "runs", "health")

@@ -39,6 +39,11 @@ class SiteServiceStub:
                 request_serializer=minga_dot_v1_dot_site__pb2.JoinRequest.SerializeToString,
                 response_deserializer=minga_dot_v1_dot_site__pb2.JoinResponse.FromString,
                 _registered_method=True)
+        self.RenewCertificate = channel.unary_unary(
+                '/minga.v1.SiteService/RenewCertificate',
+                request_serializer=minga_dot_v1_dot_site__pb2.RenewCertificateRequest.SerializeToString,
+                response_deserializer=minga_dot_v1_dot_site__pb2.RenewCertificateResponse.FromString,
+                _registered_method=True)
         self.Connect = channel.stream_stream(
                 '/minga.v1.SiteService/Connect',
                 request_serializer=minga_dot_v1_dot_site__pb2.AgentMessage.SerializeToString,
@@ -55,7 +60,16 @@ class SiteServiceServicer:
     """Missing associated documentation comment in .proto file."""
 
     def Join(self, request, context):
-        """Exchanges a one-time join token for a long-lived site credential. No bearer token.
+        """Exchanges a one-time join token (and, on a broker with a federation CA, a CSR)
+        for the site's credential. No bearer token: the join token is the proof.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RenewCertificate(self, request, context):
+        """Signs a new CSR for the site named by the caller's client certificate, before the
+        current certificate expires. Site port only (mutual TLS).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -82,6 +96,11 @@ def add_SiteServiceServicer_to_server(servicer, server):
                     servicer.Join,
                     request_deserializer=minga_dot_v1_dot_site__pb2.JoinRequest.FromString,
                     response_serializer=minga_dot_v1_dot_site__pb2.JoinResponse.SerializeToString,
+            ),
+            'RenewCertificate': grpc.unary_unary_rpc_method_handler(
+                    servicer.RenewCertificate,
+                    request_deserializer=minga_dot_v1_dot_site__pb2.RenewCertificateRequest.FromString,
+                    response_serializer=minga_dot_v1_dot_site__pb2.RenewCertificateResponse.SerializeToString,
             ),
             'Connect': grpc.stream_stream_rpc_method_handler(
                     servicer.Connect,
@@ -121,6 +140,33 @@ class SiteService:
             '/minga.v1.SiteService/Join',
             minga_dot_v1_dot_site__pb2.JoinRequest.SerializeToString,
             minga_dot_v1_dot_site__pb2.JoinResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RenewCertificate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/minga.v1.SiteService/RenewCertificate',
+            minga_dot_v1_dot_site__pb2.RenewCertificateRequest.SerializeToString,
+            minga_dot_v1_dot_site__pb2.RenewCertificateResponse.FromString,
             options,
             channel_credentials,
             insecure,

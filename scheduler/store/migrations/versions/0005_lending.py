@@ -16,8 +16,14 @@ depends_on = None
 
 
 def upgrade() -> None:
-    pass
+    op.create_table('site_lending',
+    sa.Column('site', sa.String(), nullable=False),
+    sa.Column('policy_json', sa.Text(), nullable=False),
+    sa.Column('updated_at', sa.Float(), nullable=False),
+    sa.Column('updated_by', sa.String(), nullable=False),
+    sa.PrimaryKeyConstraint('site')
+    )
 
 
 def downgrade() -> None:
-    pass
+    op.drop_table('site_lending')

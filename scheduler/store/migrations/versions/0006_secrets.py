@@ -1,4 +1,5 @@
-"""Secret job environment values (issue 5, secrets)
+"""Secret job environment values (issue 5, secrets): their own jobs column, so the
+displayed spec (spec_json) never holds one.
 
 Revision ID: 0006
 Revises: 0005
@@ -16,8 +17,10 @@ depends_on = None
 
 
 def upgrade() -> None:
-    pass
+    with op.batch_alter_table("jobs", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("secret_env_json", sa.Text(), server_default="", nullable=False))
 
 
 def downgrade() -> None:
-    pass
+    with op.batch_alter_table("jobs", schema=None) as batch_op:
+        batch_op.drop_column("secret_env_json")

@@ -1,0 +1,51 @@
+"""Admin calls on site owners' lending policies (`scheduler/lending.py` has the rules).
+
+Setting a policy replaces the site's whole policy, so what `show` prints is exactly what
+the policy enforces. The scheduling cycle runs right after a change: guests already on a
+site whose window is now closed are preempted at once, not at the next tick.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from scheduler.core import Core
+from scheduler.domain import InvalidArgument, PermissionDenied, Principal, Role
+from scheduler.lending import LendingPolicy, check_policy, lending_open
+
+
+@dataclass(frozen=True)
+class SiteLending:
+    """A site's policy as the admin sees it."""
+
+    site: str
+    institution: str
+    policy: LendingPolicy | None
+    open_now: bool
+
+
+def _check_owner(core: Core, caller: Principal, site: str) -> str:
+    """The site's institution; anyone but a federation admin may act only on their own sites."""
+    owner, _ = core.store.lending.get(site)
+    if caller.role is not Role.ADMIN and caller.institution != owner:
+        raise PermissionDenied(f"site {site} belongs to {owner}, not to {caller.institution or 'you'}")
+    return owner
+
+
+def set_lending_policy(core: Core, caller: Principal, site: str, policy: LendingPolicy | None) -> SiteLending:
+    """Replace (or with None, remove) the site's policy, checked and normalized."""
+    _check_owner(core, caller, site)
+    if policy is not None:
+        try:
+            policy = check_policy(policy)
+        except ValueError as exc:
+            raise InvalidArgument(str(exc)) from exc
+    now = core.clock.now()
+    owner = core.store.lending.set(site, policy, now, caller.name)
+    core.cycle.trigger()
+    return SiteLending(site, owner, policy, policy is None or lending_open(policy, now))
+
+
+def get_lending_policy(core: Core, site: str) -> SiteLending:
+    """Anyone may read it: who may borrow a site, and when, is no secret."""
+    owner, policy = core.store.lending.get(site)
+    return SiteLending(site, owner, policy, policy is None or lending_open(policy, core.clock.now()))
