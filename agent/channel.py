@@ -12,6 +12,8 @@ from pathlib import Path
 
 import grpc
 
+from scheduler.pki import split_bundle
+
 # Pings keep NATs and firewalls from dropping an idle session and reveal a dead
 # peer within seconds instead of minutes.
 CHANNEL_OPTIONS: list[tuple[str, int]] = [
@@ -85,9 +87,7 @@ def _open(address: str, ca_file: str | Path | None, certificate_file: str | Path
         root = Path(ca_file).read_bytes()
         key = cert = None
         if certificate_file:
-            bundle = Path(certificate_file).read_bytes()
-            start = bundle.index(b"-----BEGIN CERTIFICATE-----")
-            key, cert = bundle[:start], bundle[start:]
+            key, cert = split_bundle(Path(certificate_file).read_bytes())
         return grpc.secure_channel(address, grpc.ssl_channel_credentials(root, key, cert), CHANNEL_OPTIONS)
     return grpc.insecure_channel(address, CHANNEL_OPTIONS)
 

@@ -30,7 +30,7 @@ RENEW_TIMEOUT_SECONDS = 30.0
 def renewal_due(bundle: bytes, now: dt.datetime) -> bool:
     """Whether the certificate in `bundle` has less than a third of its life left.
     Its life starts at issue: not_before is back-dated by the CA's clock-skew margin."""
-    cert = x509.load_pem_x509_certificate(bundle[bundle.index(b"-----BEGIN CERTIFICATE-----"):])
+    cert = x509.load_pem_x509_certificate(pki.split_bundle(bundle)[1])
     issued = cert.not_valid_before_utc + pki.CLOCK_SKEW
     lifetime = cert.not_valid_after_utc - issued
     return cert.not_valid_after_utc - now < lifetime * RENEW_WHEN_LEFT

@@ -112,11 +112,19 @@ def load_broker_pki(directory: Path) -> BrokerPki:
     return BrokerPki(Authority(ca_key, ca_cert), server_key, server_cert, directory)
 
 
-def load_key_and_cert(bundle: bytes) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
-    """A site's key and certificate, kept together in one PEM file so that a renewal
+def split_bundle(bundle: bytes) -> tuple[bytes, bytes]:
+    """A site's key and certificate (PEM), kept together in one file so that a renewal
     replaces both at once (one rename), never a new key next to an old certificate."""
-    key = serialization.load_pem_private_key(bundle, password=None)
-    cert = x509.load_pem_x509_certificate(bundle[bundle.index(b"-----BEGIN CERTIFICATE-----"):])
+    start = bundle.find(b"-----BEGIN CERTIFICATE-----")
+    if start < 0:
+        raise ValueError("no certificate in the site's key file")
+    return bundle[:start], bundle[start:]
+
+
+def load_key_and_cert(bundle: bytes) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+    key_part, cert_part = split_bundle(bundle)
+    key = serialization.load_pem_private_key(key_part, password=None)
+    cert = x509.load_pem_x509_certificate(cert_part)
     if not isinstance(key, ec.EllipticCurvePrivateKey):
         raise ValueError("the site key is not an ECDSA key")
     return key, cert

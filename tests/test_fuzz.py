@@ -1,7 +1,7 @@
 """Hostile input through a real gRPC channel: every RPC of every service, with
 hypothesis-generated messages of the right shape (huge strings, negative and
 NaN numbers, unknown enum values, deep nesting) and with garbage bytes, as an
-admin, a researcher and a site.
+admin, an institution-admin, a researcher and a site.
 
 No call may answer INTERNAL or UNKNOWN; the broker keeps serving; and a call that
 is refused leaves the database exactly as it was, but for its line in the audit log.
@@ -96,7 +96,10 @@ def target(tmp_path_factory) -> Iterator[tuple[RunningBroker, dict[str, str], st
     tmp = tmp_path_factory.mktemp("fuzz")
     broker = start_broker(tmp)
     broker.institution("uchile", "CL")
-    tokens = {"admin": broker.admin.token, "researcher": broker.researcher("ana", "uchile").token,
+    a = broker.admin
+    inst_admin = a.admin.AddUser(admin_pb2.AddUserRequest(name="ines", institution="uchile",
+                                                          role=common_pb2.ROLE_INSTITUTION_ADMIN), metadata=a.md).token
+    tokens = {"admin": a.token, "institution-admin": inst_admin, "researcher": broker.researcher("ana", "uchile").token,
               "site": broker.join("uchile", "dcc"), "nobody": ""}
     broker.broker.core.cycle.stop()   # no background writes: the database changes only by calls
     yield broker, tokens, str(tmp / "broker.db")

@@ -27,18 +27,9 @@ from minga.v1 import admin_pb2, admin_pb2_grpc, common_pb2, job_pb2, job_pb2_grp
 from scheduler import pki
 from scheduler.server import Broker, BrokerConfig
 from tests.fixtures_broker import ScriptedSite, gpu_inventory
+from tests.test_broker_grpc import wait_for
 
 SANS = ["localhost", "127.0.0.1"]
-
-
-def wait_for(predicate, timeout: float = 15.0):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
 
 
 @dataclass
@@ -60,8 +51,7 @@ class SecureBroker:
     def channel(self, bundle: bytes | None = None, root: bytes | None = None, site_port: bool = False) -> grpc.Channel:
         key = cert = None
         if bundle is not None:
-            start = bundle.index(b"-----BEGIN CERTIFICATE-----")
-            key, cert = bundle[:start], bundle[start:]
+            key, cert = pki.split_bundle(bundle)
         address = self.broker.site_address if site_port else self.broker.address
         return grpc.secure_channel(address, grpc.ssl_channel_credentials(root or self.ca_pem, key, cert))
 

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Optional
 import typer
 from minga.v1 import admin_pb2
 
+from scheduler.api.lending_convert import policy_to_pb
 from scheduler.lending import LendingPolicy, check_policy, check_timezone, format_duration, parse_window
 
 from .. import render
@@ -73,16 +74,6 @@ def _checked(flag: str, field: str, values: Many) -> tuple[str, ...]:
         return getattr(check_policy(LendingPolicy(**{field: tuple(values or ())})), field)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint=flag) from exc
-
-
-def _to_pb(p: LendingPolicy) -> admin_pb2.LendingPolicy:
-    return admin_pb2.LendingPolicy(
-        allow_countries=p.allow_countries, deny_countries=p.deny_countries,
-        allow_institutions=p.allow_institutions, deny_institutions=p.deny_institutions,
-        max_lent_gpus=-1 if p.max_lent_gpus is None else p.max_lent_gpus,
-        guest_max_walltime_seconds=p.guest_max_walltime_seconds, timezone=p.timezone,
-        lend_windows=[str(w) for w in p.lend_windows], closed_windows=[str(w) for w in p.closed_windows],
-        no_env=p.no_env, env_allow=p.env_allow, no_pip=p.no_pip, pip_allow=p.pip_allow)
 
 
 def lending_to_dict(r: admin_pb2.LendingPolicyResponse) -> dict[str, Any]:
@@ -177,7 +168,7 @@ def policy_set(
                      lend_window=lend_window, closed_window=closed_window, timezone=timezone, no_env=no_env,
                      env_allow=env_allow, no_pip=no_pip, pip_allow=pip_allow)
     with client(ctx, broker, token, ca) as c:
-        answer = c.set_lending_policy(site, _to_pb(policy))
+        answer = c.set_lending_policy(site, policy_to_pb(policy))
     _show(output, answer)
 
 
