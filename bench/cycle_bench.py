@@ -8,7 +8,12 @@ core; the figures printed are the median and p99 cycle time, decisions per
 second, and the growth from one size to the next against n log n. The load average
 is printed too: on a shared machine, other processes inflate every figure.
 
-    .venv/bin/python bench/cycle_bench.py [--sizes 10000,100000,1000000] [--reps 7]
+    .venv/bin/python bench/cycle_bench.py [--sizes 10000,100000,1000000] [--reps 7] [--lend-caps site|inst|both]
+
+`--lend-caps` measures the case where lending caps are reached: `site` gives every fifth
+site (200) a lending policy with `max_lent=4`, `inst` gives every fifth GPU-owning
+institution (10, plus 2 without GPUs: 12) a lending limit of 4 GPUs (`limits set --lend 4`),
+`both` does both. GPUs then stay free that only their owner may take.
 """
 from __future__ import annotations
 
@@ -19,7 +24,10 @@ import random
 import statistics
 import time
 
+from dataclasses import replace
+
 from scheduler.domain import GpuPool, Inventory, Job, JobSpec, JobState, Resources, Run, RunState, Site
+from scheduler.lending import LendingPolicy
 from scheduler.policy import InstitutionShare, ProjectShare, Snapshot, schedule
 
 COUNTRIES = ["AR", "CL", "UY", "PY", "BO", "PE", "EC", "CO", "VE", "BR", "MX", "GT", "HN", "SV",
@@ -102,17 +110,24 @@ def pending(rnd: random.Random, n: int, projects: list[ProjectShare]) -> list[Jo
     return jobs
 
 
-def build(n: int, seed: int = 7) -> Snapshot:
+def build(n: int, seed: int = 7, lend_caps: str = "") -> Snapshot:
+    """The synthetic snapshot; `lend_caps` ("", "site", "inst" or "both") adds the caps
+    (see the module docstring) without changing anything else the random stream draws."""
     rnd = random.Random(seed)
     insts, projects, sites = federation(rnd)
     runs = live_runs(rnd, sites, projects)
     usage = tuple((p.id, rnd.uniform(0, 1e6)) for p in projects)
+    lending: tuple[tuple[str, LendingPolicy], ...] = ()
+    if lend_caps in ("site", "both"):
+        lending = tuple((s.name, LendingPolicy(max_lent_gpus=4)) for s in sites[::5])
+    if lend_caps in ("inst", "both"):
+        insts = [replace(i, lending_limit=4) if k % 5 == 0 else i for k, i in enumerate(insts)]
     return Snapshot(sites=tuple(sites), live_runs=tuple(runs), pending=tuple(pending(rnd, n, projects)),
-                    institutions=tuple(insts), projects=tuple(projects), usage=usage)
+                    institutions=tuple(insts), projects=tuple(projects), usage=usage, lending=lending)
 
 
-def measure(n: int, reps: int) -> dict[str, float]:
-    snap = build(n)
+def measure(n: int, reps: int, lend_caps: str = "") -> dict[str, float]:
+    snap = build(n, lend_caps=lend_caps)
     times, decisions = [], None
     for _ in range(reps):
         t0 = time.perf_counter()
@@ -131,14 +146,18 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="10000,100000")
     ap.add_argument("--reps", type=int, default=7)
+    ap.add_argument("--lend-caps", choices=["", "site", "inst", "both"], default="",
+                    help="reach lending caps: site max_lent=4 on 200 sites, institution --lend 4 on 12, or both")
     args = ap.parse_args()
-    print("1,000 sites, 8,000 GPUs, 60 institutions in 19 countries, ~half the GPUs busy; "
-          f"load average {os.getloadavg()[0]:.1f}")
+    caps = {"": "", "site": "; max_lent=4 on 200 sites", "inst": "; --lend 4 on 12 institutions",
+            "both": "; max_lent=4 on 200 sites and --lend 4 on 12 institutions"}[args.lend_caps]
+    print("1,000 sites, 8,000 GPUs, 60 institutions in 19 countries, ~half the GPUs busy"
+          f"{caps}; load average {os.getloadavg()[0]:.1f}")
     print(f"{'pending':>9} {'median ms':>10} {'p99 ms':>9} {'decisions/s':>12} {'placed':>7} {'GPUs':>6} "
           f"{'preempt':>8} {'growth':>7} {'n log n':>8}")
     prev = None
     for n in (int(s) for s in args.sizes.split(",")):
-        r = measure(n, args.reps if n < 1_000_000 else max(1, args.reps // 3))
+        r = measure(n, args.reps if n < 1_000_000 else max(1, args.reps // 3), args.lend_caps)
         growth = nlogn = ""
         if prev:
             growth = f"{r['median'] / prev['median']:.1f}x"

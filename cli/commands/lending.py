@@ -12,7 +12,6 @@ from typing import Annotated, Any, Optional
 import typer
 from minga.v1 import admin_pb2
 
-from scheduler.api.lending_convert import policy_to_pb
 from scheduler.lending import LendingPolicy, check_policy, check_timezone, format_duration, parse_window
 
 from .. import render
@@ -163,6 +162,8 @@ def policy_set(
     broker: BrokerOpt = None, token: TokenOpt = None, ca: CaOpt = None, output: OutputOpt = Output.table,
 ) -> None:
     """Replace the site's lending policy with exactly what these flags say."""
+    from scheduler.api.lending_convert import policy_to_pb  # lazy: it pulls in the store's modules
+
     policy = _policy(allow_country=allow_country, deny_country=deny_country, allow_institution=allow_institution,
                      deny_institution=deny_institution, max_lent=max_lent, guest_walltime=guest_walltime,
                      lend_window=lend_window, closed_window=closed_window, timezone=timezone, no_env=no_env,

@@ -29,6 +29,7 @@ def place_cpu_only(cycle: Cycle, job: Job) -> bool:
         return False
     site = best[1]
     index.cpus[site.name] -= res.cpus
+    index.touch(site.institution)
     cycle.placements.append(Placement(job.id, site.name, "", 0, res.cpus))
     return True
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from scheduler.domain import Job
 from scheduler.policy.fairshare import pending_queue
 from scheduler.policy.guarantees import Ledger, build_ledger
+from scheduler.policy.guest_failures import GuestFailures
 from scheduler.policy.latency import rank_table
 from scheduler.policy.lending import Lending
 from scheduler.policy.never_fits import NeverFits
@@ -48,6 +49,7 @@ class Cycle:
     guaranteed: set[str] = field(default_factory=set)   # ids of the jobs within their guarantee
     largest_free: int = 0       # most free GPUs on any READY pool; only shrinks
     failed: dict[tuple, tuple[int, str]] = field(default_factory=dict)   # shape -> (fewest GPUs, reason)
+    guest_failures: GuestFailures = None  # type: ignore[assignment]   # set by `start`
     reclaim_failed: set[tuple] = field(default_factory=set)
     reclaim_bounds: dict[str, int] = field(default_factory=dict)
     capacity_reasons: dict[tuple[int, int], str] = field(default_factory=dict)
@@ -56,6 +58,8 @@ class Cycle:
     _models: dict[tuple[str, ...], list[str]] = field(default_factory=dict)
     _headroom: dict[str, int] = field(default_factory=dict)
     _never: list[str | None | object] = field(default_factory=list)   # by shape id; _UNKNOWN: not asked yet
+    _request_ids: list[int] = field(default_factory=list)   # by shape id; -1: not asked yet
+    _requests: dict[tuple, int] = field(default_factory=dict)
 
     @classmethod
     def start(cls, snapshot: Snapshot, now: float) -> Cycle:
@@ -70,8 +74,10 @@ class Cycle:
             explicit={i.slug for i in snapshot.institutions if i.guarantee},
         )
         cycle.lending = Lending.start(snapshot, now, cycle.home)
+        cycle.guest_failures = GuestFailures(cycle)
         cycle.refresh_largest_free()
         cycle._never = [_UNKNOWN] * len(cycle.queue.shapes)
+        cycle._request_ids = [-1] * len(cycle.queue.shapes)
         return cycle
 
     def decisions(self) -> Decisions:
@@ -92,6 +98,13 @@ class Cycle:
         if reason is _UNKNOWN:
             reason = self._never[sid] = self.never.reason(self.queue.jobs[pos], self.queue.shapes[sid])
         return reason  # type: ignore[return-value]
+
+    def request_id(self, sid: int) -> int:
+        """An id for request shape `sid` but its GPU count: the shapes that share a failure memo."""
+        rid = self._request_ids[sid]
+        if rid < 0:
+            rid = self._request_ids[sid] = self._requests.setdefault(self.queue.shapes[sid][1:], len(self._requests))
+        return rid
 
     def lends(self, job: Job, site: str, gpus: int) -> bool:
         """Whether `site`'s lending policy (if any) takes `job` now."""

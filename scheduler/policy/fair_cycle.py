@@ -18,6 +18,8 @@ Free capacity only shrinks within a cycle, so a request shape that failed once
 fails again for every larger request of the same shape: that memo, plus a check
 of the largest free pool, makes the jobs behind exhausted capacity cheap, and once
 no GPU is free at all the rest of the queue is decided per shape (`queue_tail.py`).
+When GPUs stay free that only their owners may take (lending caps reached), a guest's
+failed search is shared with the other guests of the same request (`guest_failures.py`).
 """
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ from scheduler.policy.cpu_only import cpu_reason, place_cpu_only
 from scheduler.policy.cycle_state import Cycle
 from scheduler.policy.guarantees import guarantee_first
 from scheduler.policy.lending import is_refusal, most_telling
-from scheduler.policy.pool_search import find_pool
+from scheduler.policy.pool_search import find_pool, scan_all
 from scheduler.policy.queue_tail import decide_tail
 from scheduler.policy.reclaim import close_windows, reclaim, reclaim_bound
 from scheduler.policy.reserve import reserve
@@ -79,35 +81,67 @@ def decide(cycle: Cycle, pos: int) -> tuple[str | None, bool]:
     if never:
         return never, True
     job = cycle.queue.jobs[pos]
-    res, spec = job.spec.resources, job.spec
-    if res.gpus == 0:
+    spec = job.spec
+    g = spec.resources.gpus
+    if g == 0:
         return (None if place_cpu_only(cycle, job) else cpu_reason(job)), False
-    exhausted = _exhausted_for(cycle, job)
-    if exhausted:
-        return exhausted, False
-    request = cycle.queue.shapes[cycle.queue.shape_of[pos]]
-    shape = (job.institution, request[1:], spec.walltime_seconds)
-    if cycle.lending is not None:   # sites may refuse its environment or pip packages
-        shape += (spec.runtime_env.env, spec.runtime_env.pip, tuple(k for k, _ in getattr(spec, "secret_env", ())))
+    if cycle.reservation is not None and g > cycle.largest_free:   # else it cannot be exhausted
+        exhausted = _exhausted_for(cycle, job)
+        if exhausted:
+            return exhausted, False
+    sid = cycle.queue.shape_of[pos]
+    shape = _failure_key(cycle, job, sid)
     known = cycle.failed.get(shape)
-    blocked: set[str] = set()
-    pool = None
-    if known is None or known[0] > res.gpus:
-        pool = find_pool(cycle, job, blocked)
-    if pool is not None:
-        cycle.place(job, pool)
-        return None, False
-    if known is not None and known[0] <= res.gpus:
+    if known is not None and known[0] <= g:
         reason = known[1]
     else:
-        reason = _reason(cycle, job, blocked)
-        cycle.failed[shape] = (res.gpus, reason)
-    reclaiming = reclaim(cycle, job, shape)
-    if reclaiming:
-        return reclaiming, False
+        reason = _search(cycle, job, sid)
+        if reason is None:
+            return None, False
+        cycle.failed[shape] = (g, reason)
+    if job.id in cycle.guaranteed:      # only those reclaim
+        reclaiming = reclaim(cycle, job, shape)
+        if reclaiming:
+            return reclaiming, False
     if cycle.reservation is None and not reason.startswith("quota"):
         reason = reserve(cycle, job) or reason
     return reason, False
+
+
+def _search(cycle: Cycle, job: Job, sid: int) -> str | None:
+    """Place `job` where `find_pool` says and return None, or say why it waits. A pure guest
+    (`guest_failures.py`) is first tested against every pool at once, and its failure
+    shared with the other guests of the same request."""
+    guests = cycle.guest_failures
+    guest = guests.key(cycle, job, sid)
+    blocked: set[str] = set()
+    if guest is not None:
+        reason = guests.get(cycle, guest)
+        if reason is not None:
+            return reason
+        found, owners = scan_all(cycle, job, blocked)
+        if not found:
+            reason = _reason(cycle, job, blocked)
+            guests.put(cycle, guest, reason, owners)
+            return reason
+        blocked = set()
+    pool = find_pool(cycle, job, blocked)
+    if pool is not None:
+        cycle.place(job, pool)
+        return None
+    return _reason(cycle, job, blocked)
+
+
+def _failure_key(cycle: Cycle, job: Job, sid: int) -> tuple:
+    """The failure memo's key: who asks, the request but its GPU count (as a small int,
+    `Cycle.request_id`, which hashes faster than the request), and the walltime; with
+    site policies, also what the sites' runtime rules read."""
+    spec = job.spec
+    shape: tuple = (job.institution, cycle.request_id(sid), spec.walltime_seconds)
+    if cycle.lending is not None:   # sites may refuse its environment or pip packages
+        secrets = getattr(spec, "secret_env", ())
+        shape += (spec.runtime_env.env, spec.runtime_env.pip, tuple(k for k, _ in secrets) if secrets else ())
+    return shape
 
 
 def _exhausted_for(cycle: Cycle, job: Job) -> str | None:

@@ -66,6 +66,10 @@ class PoolIndex:
         self.countries = sorted({s.country for s in self.sites.values()})
         self.buckets: dict[tuple[str, str], list[dict[tuple[str, str], Pool]]] = {}
         self.top: dict[tuple[str, str], int] = {}    # (scope, model) -> its fullest bucket, 0 if none
+        # What memos of "nothing takes this" check: every `take` (or `touch`) counts under
+        # the pool's owner, and every drop of a model's most free GPUs counts in `top_changes`.
+        self.owner_changes: dict[str, int] = defaultdict(int)
+        self.top_changes = 0
         for key, pool in self.pools.items():
             if pool.ready and pool.free > 0:
                 self._add(key, pool)
@@ -92,17 +96,24 @@ class PoolIndex:
             if pool.free == top:
                 while top > 0 and not buckets[top]:
                     top -= 1
+                if scope == ANY and top != pool.free:
+                    self.top_changes += 1
                 self.top[(scope, pool.model)] = top
 
     def take(self, pool: Pool, gpus: int, cpus: float) -> None:
         """Hold `gpus` of `pool` and `cpus` of its site for the rest of the cycle."""
         key = (pool.site, pool.model)
+        self.owner_changes[pool.owner] += 1
         if pool.ready and pool.free > 0:
             self._remove(key, pool)
         pool.free -= gpus
         if pool.ready and pool.free > 0:
             self._add(key, pool)
         self.cpus[pool.site] -= cpus
+
+    def touch(self, owner: str) -> None:
+        """Something of `owner`'s sites changed outside `take` (a CPU-only placement)."""
+        self.owner_changes[owner] += 1
 
     def largest_free(self, model: str, scope: str = ANY) -> int:
         """The most free GPUs of `model` on a READY pool in `scope` (monotone within a cycle)."""

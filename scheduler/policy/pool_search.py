@@ -61,6 +61,33 @@ def find_pool(cycle: Cycle, job: Job, blocked: set[str], strict: bool = False) -
     return None
 
 
+def scan_all(cycle: Cycle, job: Job, blocked: set[str]) -> tuple[bool, set[str]]:
+    """Test every READY pool with the GPUs free of the job's models, as `find_pool` would
+    if nothing took the job: (whether some pool takes it, the owners of the pools tested).
+    A job limited to some countries is tested on their pools alone.
+
+    For a job whose institution owns no such pool, `find_pool` fails exactly when this
+    finds nothing, and then collects the same `blocked` (a failed search reaches every
+    allowed country, and the pools of other countries fail the hard test before any
+    limit is looked at). Free GPUs only shrink within a cycle, so no pool of an owner
+    not returned can pass later either unless that owner's pools change
+    (`guest_failures.py`).
+    """
+    g = job.spec.resources.gpus
+    ok = _acceptor(cycle, job, blocked, False)
+    owners: set[str] = set()
+    buckets, top = cycle.index.buckets, cycle.index.top
+    for scope in sorted(job.spec.countries) or (ANY,):   # other countries fail the hard test
+        for model in cycle.models(job):
+            b = buckets.get((scope, model))
+            for free in range(g, top.get((scope, model), 0) + 1):
+                for pool in b[free].values():   # type: ignore[index]
+                    owners.add(pool.owner)
+                    if ok(pool):
+                        return True, owners
+    return False, owners
+
+
 def _country_tiers(cycle: Cycle, job: Job) -> list[list[str]]:
     """The allowed countries, nearest to the data country first (memoized per request)."""
     origin = job.spec.data_country or cycle.home.get(job.institution, "")
