@@ -1,10 +1,11 @@
 """Checks on what callers send, each error naming the offending field."""
 from __future__ import annotations
 
-import re
-
 import math
+import re
+from collections.abc import Sequence
 
+from scheduler.commands import RunReport
 from scheduler.domain import InvalidArgument, Inventory, JobSpec
 
 MAX_ENTRYPOINT = 16_384
@@ -161,6 +162,14 @@ def check_run_report(run_id: str, message: str) -> None:
     """What a site says about a run: stored as the job's reason, so it is bounded."""
     _max_len("run.run_id", run_id, MAX_RUN_ID)
     _max_len("run.message", message, MAX_REPORT_MESSAGE)
+
+
+def check_hello_runs(reports: Sequence[RunReport]) -> None:
+    """The runs a site lists when it connects: a bounded list of bounded reports."""
+    if len(reports) > MAX_HELLO_RUNS:
+        raise InvalidArgument(f"hello.runs lists {len(reports)} runs; the limit is {MAX_HELLO_RUNS}")
+    for report in reports:
+        check_run_report(report.run_id, report.message)
 
 
 def check_health_message(message: str) -> None:

@@ -8,8 +8,10 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import grpc
+from google.protobuf.message import Message
 import pytest
 from minga.v1 import admin_pb2, admin_pb2_grpc, common_pb2, job_pb2_grpc, site_pb2, site_pb2_grpc
 
@@ -186,3 +188,18 @@ class ScriptedSite:
         self.outbox.put(None)
         self._stream.cancel()
         self.channel.close()
+
+
+def build_message(cls: type[Message], values: dict[str, Any]) -> Message:
+    """A request of type `cls` from plain values: maps, lists and nested messages too."""
+    msg = cls()
+    for name, value in values.items():
+        if isinstance(value, dict):          # a map of scalars
+            getattr(msg, name).update(value)
+        elif isinstance(value, list):
+            getattr(msg, name).extend(value)
+        elif isinstance(value, Message):
+            getattr(msg, name).CopyFrom(value)
+        else:
+            setattr(msg, name, value)
+    return msg

@@ -27,7 +27,7 @@ from google.protobuf.message_factory import GetMessageClass
 from minga.v1 import admin_pb2, common_pb2, job_pb2, site_pb2
 
 from scheduler.api.authz import POLICY
-from tests.fixtures_broker import Caller, RunningBroker, bearer, gpu_inventory, start_broker
+from tests.fixtures_broker import Caller, RunningBroker, bearer, build_message, gpu_inventory, start_broker
 
 SERVICES = [d for module in (job_pb2, admin_pb2, site_pb2) for d in module.DESCRIPTOR.services_by_name.values()]
 METHODS = {m.name: (f"/{s.full_name}/{m.name}", m) for s in SERVICES for m in s.methods}
@@ -213,17 +213,7 @@ REQUESTS: dict[str, Callable[[World, Place], dict[str, Any]]] = {
 
 def build(desc: gd.Descriptor, fields: dict[str, Any]) -> Message:
     """The request, with those of `fields` its type has (lending RPCs name a site either way)."""
-    msg = GetMessageClass(desc)()
-    for name, value in fields.items():
-        if name not in desc.fields_by_name:
-            continue
-        if isinstance(value, dict):
-            getattr(msg, name).update(value)
-        elif isinstance(value, Message):
-            getattr(msg, name).CopyFrom(value)
-        else:
-            setattr(msg, name, value)
-    return msg
+    return build_message(GetMessageClass(desc), {k: v for k, v in fields.items() if k in desc.fields_by_name})
 
 
 def call(w: World, rpc: str, role: str, variant: str) -> tuple[grpc.StatusCode, str]:

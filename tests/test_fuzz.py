@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from minga.v1 import admin_pb2, common_pb2, job_pb2, site_pb2
 
 from scheduler.api.authz import RPC_ROLES
-from tests.fixtures_broker import RunningBroker, bearer, start_broker
+from tests.fixtures_broker import RunningBroker, bearer, build_message, start_broker
 
 SERVICES = [d for module in (job_pb2, admin_pb2, site_pb2) for d in module.DESCRIPTOR.services_by_name.values()]
 # RotateToken has no fields to fuzz, and a success would retire the token the fuzzing
@@ -70,25 +70,11 @@ def messages(desc: gd.Descriptor, depth: int = 0) -> st.SearchStrategy[Message]:
             fields[field.name] = st.lists(inner, max_size=3) if _repeated(field) else inner
         else:
             fields[field.name] = st.lists(_scalar(field), max_size=4) if _repeated(field) else _scalar(field)
-    return st.fixed_dictionaries({}, optional=fields).map(lambda values: _build(cls, values))
+    return st.fixed_dictionaries({}, optional=fields).map(lambda values: build_message(cls, values))
 
 
 def _repeated(field: gd.FieldDescriptor) -> bool:
     return field.is_repeated
-
-
-def _build(cls: type[Message], values: dict) -> Message:
-    msg = cls()
-    for name, value in values.items():
-        if isinstance(value, dict):          # a map of scalars
-            getattr(msg, name).update(value)
-        elif isinstance(value, list):
-            getattr(msg, name).extend(value)
-        elif isinstance(value, Message):
-            getattr(msg, name).CopyFrom(value)
-        else:
-            setattr(msg, name, value)
-    return msg
 
 
 @pytest.fixture(scope="module")

@@ -27,7 +27,7 @@ from scheduler.domain import Job
 from scheduler.policy.cpu_only import cpu_reason, place_cpu_only
 from scheduler.policy.cycle_state import Cycle
 from scheduler.policy.guarantees import guarantee_first
-from scheduler.policy.lending import is_refusal, most_telling
+from scheduler.policy.lending import is_refusal, most_telling, runtime_key
 from scheduler.policy.pool_search import find_pool, scan_all
 from scheduler.policy.queue_tail import decide_tail
 from scheduler.policy.reclaim import close_windows, reclaim, reclaim_bound
@@ -139,8 +139,7 @@ def _failure_key(cycle: Cycle, job: Job, sid: int) -> tuple:
     spec = job.spec
     shape: tuple = (job.institution, cycle.request_id(sid), spec.walltime_seconds)
     if cycle.lending is not None:   # sites may refuse its environment or pip packages
-        secrets = getattr(spec, "secret_env", ())
-        shape += (spec.runtime_env.env, spec.runtime_env.pip, tuple(k for k, _ in secrets) if secrets else ())
+        shape += runtime_key(spec)
     return shape
 
 

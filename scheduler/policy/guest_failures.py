@@ -27,6 +27,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from scheduler.domain import Job
+from scheduler.policy.lending import runtime_key
 from scheduler.policy.reservation import NEVER
 
 if TYPE_CHECKING:    # the cycle holds this memo
@@ -75,7 +76,7 @@ class GuestFailures:
         if self._names_institutions:
             key += (inst,)
         if self._runtime:
-            key += (spec.runtime_env.env, spec.runtime_env.pip, tuple(k for k, _ in getattr(spec, "secret_env", ())))
+            key += runtime_key(spec)
         return key
 
     def get(self, cycle: Cycle, key: tuple) -> str | None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from scheduler.domain import Job, Run, Site
+from scheduler.domain import Job, JobSpec, Run, Site
 from scheduler.lending import (
     LendingPolicy, borrower_refusal, lending_open, pip_name, runtime_refusal, walltime_refusal, windows_text,
 )
@@ -82,8 +82,8 @@ class Lending:
     def key(self, job: Job) -> JobKey:
         """What the sites' verdicts depend on. Secret environment values reach the cluster
         as environment variables too, so their names count like the others'."""
-        env, secrets = job.spec.runtime_env, getattr(job.spec, "secret_env", ())
-        names = frozenset(k for k, _ in env.env).union(k for k, _ in secrets)
+        env = job.spec.runtime_env
+        names = frozenset(k for k, _ in env.env).union(k for k, _ in job.spec.secret_env)
         return (job.institution, self.home.get(job.institution, ""), job.spec.walltime_seconds,
                 names, frozenset(map(pip_name, env.pip)))
 
@@ -117,6 +117,12 @@ class Lending:
                 ledger.release(run.institution, rules.owner, run.gpu_model, run.gpus)
             chosen.append((run, f"{rules.closed_reason}; guests' runs stop when its lending window closes"))
         return sorted(chosen, key=lambda c: c[0].id)
+
+
+def runtime_key(spec: JobSpec) -> tuple:
+    """What sites' runtime rules read of a job (env names, pip lines, secret env names),
+    for memo keys: jobs equal on it get the same runtime verdict everywhere."""
+    return spec.runtime_env.env, spec.runtime_env.pip, tuple(k for k, _ in spec.secret_env)
 
 
 def most_telling(reasons: Iterable[str]) -> str | None:

@@ -11,7 +11,7 @@ from scheduler.domain import FailedPrecondition, InvalidArgument, Inventory, Not
 from scheduler.pki import check_csr
 from scheduler.store.accounts import JoinGrant
 from scheduler.validation import (
-    MAX_HELLO_RUNS, check_digest, check_health_message, check_inventory, check_log_chunk, check_run_report,
+    check_digest, check_health_message, check_hello_runs, check_inventory, check_log_chunk, check_run_report,
 )
 
 log = logging.getLogger(__name__)
@@ -87,13 +87,6 @@ def site_alive(core: Core, site: str) -> bool:
     """Any message renews the site's lease. False once the lease has expired: the
     session must end, so that the agent starts over with a Hello."""
     return core.leases.renew(site)
-
-
-def check_hello_runs(reports: list[RunReport]) -> None:
-    if len(reports) > MAX_HELLO_RUNS:
-        raise InvalidArgument(f"hello.runs lists {len(reports)} runs; the limit is {MAX_HELLO_RUNS}")
-    for report in reports:
-        check_run_report(report.run_id, report.message)
 
 
 def site_reported(core: Core, site: str, report: RunReport) -> list[Command]:
