@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 
 from scheduler.domain import Job, JobState, Site
 from scheduler.policy import Snapshot
-from scheduler.policy.entitlement import build_tree, entitlements, institution_weight
+from scheduler.policy.entitlement import build_tree, entitlements, institution_weights
 from scheduler.policy.fairshare import institution_factors, project_factors, project_usage
 from scheduler.policy.guarantees import quota_rows as model_quota_rows
 
@@ -100,7 +100,7 @@ def with_shares(rows: list[QuotaRow], snapshot: Snapshot) -> list[QuotaRow]:
     factors = institution_factors(snapshot)
     usage = _by_institution(project_usage(snapshot))
     total_usage = sum(usage.values())
-    weights = {i.slug: institution_weight(i, snapshot.settings) for i in snapshot.institutions}
+    weights = institution_weights(snapshot.institutions, snapshot.settings)
     by_key = {(r.institution, r.gpu_model): r for r in rows}
     country = {r.institution: r.country for r in rows}
     for q in model_quota_rows(snapshot):

@@ -8,10 +8,16 @@ Slurm's multifactor fair share).
 Two institution weight policies (issue 3, section 1):
 
 * ``static``: the admin's weight as set.
-* ``contribution`` (default): ``base_grant`` + the decayed, model-normalized
+* ``contribution`` (default): a base grant + the decayed, model-normalized
   GPU-hours the institution's sites made available. The base grant is the floor
   that lets institutions without GPUs still get a share; contribution makes
   joining with hardware pay off, which is the point of a minga.
+
+  The base grant scales with the federation: it is ``base_grant`` or, if larger, what
+  keeps every institution's entitlement at ``base_grant_fraction`` (default a quarter)
+  of the mean entitlement or more. With weights w_i = b + c_i over N institutions, the
+  GPU-less ones hold b / (b + mean c) of the mean, so b = f / (1 - f) * mean c. A fixed
+  grant of one GPU-hour would be nothing next to a contributor's thousands.
 
 GPU models are normalized by an admin-editable weight table, because an H100
 hour is not a T4 hour; an unknown model counts 1.0 so nothing is silently free.
@@ -59,11 +65,26 @@ def job_project(job: Job) -> str:
     return project_id(job.institution, job.spec.project)
 
 
-def institution_weight(inst: InstitutionShare, settings: ShareSettings) -> float:
-    """The institution's weight under the admin's share policy (see module docstring)."""
+def base_grant(institutions: Iterable[InstitutionShare], settings: ShareSettings) -> float:
+    """The base grant in effect under ``contribution`` (see the module docstring)."""
+    contributions = [max(i.contribution, 0.0) for i in institutions]
+    fraction = min(max(settings.base_grant_fraction, 0.0), 0.99)
+    scaled = fraction / (1.0 - fraction) * sum(contributions) / len(contributions) if contributions else 0.0
+    return max(settings.base_grant, scaled, 0.0)
+
+
+def institution_weight(inst: InstitutionShare, settings: ShareSettings, grant: float) -> float:
+    """The institution's weight under the admin's share policy; `grant` is `base_grant`'s."""
     if settings.policy == "static":
         return max(inst.weight, 0.0)
-    return max(settings.base_grant, 0.0) + max(inst.contribution, 0.0)
+    return grant + max(inst.contribution, 0.0)
+
+
+def institution_weights(institutions: Iterable[InstitutionShare], settings: ShareSettings) -> dict[str, float]:
+    """Every institution's weight under the admin's share policy."""
+    institutions = list(institutions)
+    grant = base_grant(institutions, settings)
+    return {i.slug: institution_weight(i, settings, grant) for i in institutions}
 
 
 @dataclass(frozen=True)
@@ -87,13 +108,14 @@ def build_tree(snapshot: Snapshot, accounts: Iterable[tuple[str, str]] | None = 
     settings = snapshot.settings
     institutions: dict[str, dict[str, float]] = defaultdict(dict)
     country_of: dict[str, str] = {}
+    grant = base_grant(snapshot.institutions, settings)
     for inst in sorted(snapshot.institutions, key=lambda i: i.slug):
-        institutions[inst.country][inst.slug] = institution_weight(inst, settings)
+        institutions[inst.country][inst.slug] = institution_weight(inst, settings, grant)
         country_of[inst.slug] = inst.country
     projects: dict[str, dict[str, float]] = defaultdict(dict)
     for proj in sorted(snapshot.projects, key=lambda p: p.id):
         projects[proj.institution][proj.id] = max(proj.weight, 0.0)
-    floor = 1.0 if settings.policy == "static" else max(settings.base_grant, 0.0)
+    floor = 1.0 if settings.policy == "static" else grant
     if accounts is None:
         accounts = set(map(JOB_ACCOUNT, snapshot.pending))
     for slug, name in sorted(accounts):

@@ -96,8 +96,10 @@ class Lending:
         if rules is not None and institution != rules.owner:
             rules.lent += gpus
 
-    def closing(self, live_runs: Iterable[Run], ledger: Ledger, now: float, grace: float) -> list[tuple[Run, str]]:
-        """Guests' runs to preempt because their site's window is closed, with the reason.
+    def closing(self, live_runs: Iterable[Run], ledger: Ledger, now: float,
+                grace: float) -> list[tuple[Run, str, str]]:
+        """Guests' runs to preempt because their site's window is closed, with the reason and
+        the site's owner.
 
         Reclaim's rules: runs past the grace period only; a non-preemptible run only while
         its institution is above its guarantee for the model by at least the run's GPUs.
@@ -115,7 +117,8 @@ class Lending:
                 continue
             if run.gpus:
                 ledger.release(run.institution, rules.owner, run.gpu_model, run.gpus)
-            chosen.append((run, f"{rules.closed_reason}; guests' runs stop when its lending window closes"))
+            chosen.append((run, f"{rules.closed_reason}; guests' runs stop when its lending window closes",
+                           rules.owner))
         return sorted(chosen, key=lambda c: c[0].id)
 
 

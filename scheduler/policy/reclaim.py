@@ -44,7 +44,8 @@ def reclaim(cycle: Cycle, job: Job, shape: tuple) -> str | None:
         cycle.charged(victim.institution)
         cycle.preemptions.append(Preemption(
             victim.id, victim.job_id, pool.site,
-            f"reclaim: {inst} is below its {pool.model} guarantee and needs {res.gpus} GPUs for {job.id}"))
+            f"reclaim: {inst} is below its {pool.model} guarantee and needs {res.gpus} GPUs for {job.id}",
+            kind="reclaim", beneficiary=inst, for_job=job.id))
     ledger.charge(inst, pool.owner, pool.model, res.gpus)
     cycle.charged(inst)
     # Hold what is free now (GPUs and the job's CPUs) for the reclaiming job.
@@ -88,11 +89,12 @@ def close_windows(cycle: Cycle) -> None:
     if lending is None:
         return
     index = cycle.index
-    for run, reason in lending.closing(cycle.snapshot.live_runs, cycle.ledger, cycle.now,
-                                       cycle.snapshot.settings.preemption_grace_seconds):
+    for run, reason, owner in lending.closing(cycle.snapshot.live_runs, cycle.ledger, cycle.now,
+                                              cycle.snapshot.settings.preemption_grace_seconds):
         if run.gpus:
             runs = index.runs.get((run.site, run.gpu_model), [])
             if run in runs:
                 runs.remove(run)
             cycle.charged(run.institution)
-        cycle.preemptions.append(Preemption(run.id, run.job_id, run.site, reason))
+        cycle.preemptions.append(Preemption(run.id, run.job_id, run.site, reason, kind="lending-window",
+                                            beneficiary=owner))

@@ -43,7 +43,8 @@ def schedule_fifo(snapshot: Snapshot, now: float = 0.0) -> Decisions:
     if lending is not None:
         closing = lending.closing(snapshot.live_runs, build_ledger(snapshot), now,
                                   snapshot.settings.preemption_grace_seconds)
-        preemptions = tuple(Preemption(run.id, run.job_id, run.site, why) for run, why in closing)
+        preemptions = tuple(Preemption(run.id, run.job_id, run.site, why, kind="lending-window", beneficiary=owner)
+                            for run, why, owner in closing)
     for job in queue_order(snapshot.pending):
         never = never_fits_reason(job, snapshot.sites)
         if never:

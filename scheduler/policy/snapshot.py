@@ -21,8 +21,15 @@ class ShareSettings:
     policy: str = "contribution"            # "contribution" or "static"
     half_life_seconds: float = 7 * 86400     # usage and contribution decay (Slurm's default)
     base_grant: float = 1.0                  # every institution's floor, in weight units
+    # `contribution` only: the base grant grows so that no institution's entitlement is below
+    # this fraction of the mean entitlement (issue 10's floor; 0 keeps `base_grant` alone).
+    base_grant_fraction: float = 0.25
     model_weights: tuple[tuple[str, float], ...] = DEFAULT_MODEL_WEIGHTS  # unknown model: 1.0
     preemption_grace_seconds: float = 600.0  # runs younger than this are never preempted
+    fair_share_preemption: bool = True       # preempt for an account below its fair share now
+    preemption_threshold: float = 0.1        # ... only when it holds under (1 - this) x its share
+    preemption_cap: float = 0.25             # most of the federation's GPUs freed so per cycle
+    preemption_notice_seconds: float = 60.0  # SIGTERM, then this long before SIGKILL
     age_weight: float = 0.0                  # fair-share points per hour of waiting
     latency: tuple[tuple[str, str, int], ...] = ()  # (country, country, rank): lower is nearer
 
@@ -86,12 +93,21 @@ class Waiting:
 
 @dataclass(frozen=True)
 class Preemption:
-    """Stop `run_id` (its job goes back to PENDING) to give capacity back to its owner."""
+    """Stop `run_id` (its job goes back to PENDING) to give its GPUs to another account.
+
+    `kind` says which rule preempted it: "fair-share" (`fair_preemption.py`), "reclaim"
+    (an owner below its guarantee, `reclaim.py`) or "lending-window" (the site's lending
+    window closed); `beneficiary` is the institution it makes room for, and `for_job` the
+    job placed on its GPUs ("" for a closing window).
+    """
 
     run_id: str
     job_id: str
     site: str
     reason: str
+    kind: str = ""
+    beneficiary: str = ""
+    for_job: str = ""
 
 
 @dataclass(frozen=True)

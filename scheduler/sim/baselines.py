@@ -18,6 +18,7 @@ from dataclasses import replace
 
 from scheduler.domain import Job
 from scheduler.policy import Decisions, Placement, Snapshot, Waiting, schedule
+from scheduler.policy.entitlement import institution_weights
 from scheduler.policy.feasibility import never_fits_reason
 from scheduler.policy.placement import Capacity, best_fit, free_capacity, take
 
@@ -106,9 +107,7 @@ def classic_factors(snapshot: Snapshot) -> dict[str, float]:
         inst = inst_of.get(project, project.split("/", 1)[0])
         usage[inst] = usage.get(inst, 0.0) + value
     total_u = sum(usage.values())
-    st = snapshot.settings
-    weight = {i.slug: i.weight if st.policy == "static" else st.base_grant + i.contribution
-              for i in snapshot.institutions}
+    weight = institution_weights(snapshot.institutions, snapshot.settings)
     total_w = sum(weight.values()) or 1.0
     out = {}
     for i in snapshot.institutions:

@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import math
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from scheduler.domain import GpuPool, Inventory, Site, SiteState
 from scheduler.policy import InstitutionShare, ProjectShare, ShareSettings
+from scheduler.policy.entitlement import institution_weights
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,8 @@ class Federation:
         if self.settings.policy == "static":
             return self.weights()
         c = self.steady_contribution()
-        return {i.slug: self.settings.base_grant + c.get(i.slug, 0.0) / 3600.0 for i in self.institutions}
+        return institution_weights((replace(i, contribution=c.get(i.slug, 0.0) / 3600.0) for i in self.institutions),
+                                   self.settings)
 
 
 def default_project(institution: str) -> str:

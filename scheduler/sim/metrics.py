@@ -33,62 +33,12 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
+from scheduler.policy.max_min import water_fill, water_fill_with_floors
+
 if TYPE_CHECKING:
     from scheduler.domain import Run
     from scheduler.sim.federation import Federation
     from scheduler.sim.workload import SimJob
-
-
-def water_fill(demands: Mapping[str, float], weights: Mapping[str, float], capacity: float) -> dict[str, float]:
-    """Weighted max-min fair shares of `capacity` for `demands` (zero weight: treated as tiny)."""
-    alloc = {k: 0.0 for k in demands}
-    active = sorted((k for k, d in demands.items() if d > 0),
-                    key=lambda k: demands[k] / max(weights.get(k, 0.0), 1e-9))
-    left = float(capacity)
-    wsum = sum(max(weights.get(k, 0.0), 1e-9) for k in active)
-    for n, k in enumerate(active):
-        w = max(weights.get(k, 0.0), 1e-9)
-        level = left / wsum if wsum > 0 else 0.0
-        if demands[k] <= level * w:
-            alloc[k] = float(demands[k])
-            left -= demands[k]
-            wsum -= w
-        else:  # everyone from here on is capped by the level
-            for k2 in active[n:]:
-                alloc[k2] = level * max(weights.get(k2, 0.0), 1e-9)
-            break
-    return alloc
-
-
-def water_fill_with_floors(demands: Mapping[str, float], weights: Mapping[str, float],
-                           floors: Mapping[str, float], capacity: float) -> dict[str, float]:
-    """Weighted max-min fair shares where each institution first gets min(demand, floor):
-    a_i = clamp(level * w_i, min(d_i, floor_i), d_i), with the one level that hands out
-    min(capacity, total demand). The floors are the guarantees (own sites' GPUs, or the
-    explicit guarantee); if the floors alone exceed capacity they are scaled down pro rata.
-    With no floors this is `water_fill`."""
-    lo = {k: min(float(d), float(floors.get(k, 0.0))) for k, d in demands.items()}
-    target = min(float(capacity), float(sum(demands.values())))
-    base = sum(lo.values())
-    if base >= target:
-        scale = target / base if base > 0 else 0.0
-        return {k: v * scale for k, v in lo.items()}
-    # total(level) = sum clamp(level * w, lo, d) is piecewise linear: walk its breakpoints.
-    events: list[tuple[float, float]] = []   # (level, change of slope)
-    for k, d in demands.items():
-        w = max(weights.get(k, 0.0), 1e-9)
-        if d > lo[k]:
-            events.append((lo[k] / w, w))
-            events.append((d / w, -w))
-    events.sort()
-    total, slope, level = base, 0.0, 0.0
-    for at, dslope in events:
-        if slope > 0 and total + slope * (at - level) >= target:
-            break
-        total += slope * (at - level)
-        level, slope = at, slope + dslope
-    level += (target - total) / slope if slope > 0 else 0.0
-    return {k: min(float(d), max(lo[k], level * max(weights.get(k, 0.0), 1e-9))) for k, d in demands.items()}
 
 
 def jain(values: Sequence[float]) -> float:

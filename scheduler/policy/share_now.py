@@ -1,0 +1,98 @@
+"""Each account's fair share of the federation at this moment, in GPUs.
+
+The fair share is weighted max-min over current demand with guarantees as floors, at
+every level of the tree (`max_min.tree_fill`): demand is what an account's live runs
+hold plus what its pending jobs ask for (jobs no site could ever hold are left out), its
+floor is its guarantee (`guarantees.py`), and the weights are the entitlement weights
+(`entitlement.py`). Fair-share preemption aims at it (`fair_preemption.py`), the quota
+view shows it next to what each institution holds, and the simulator measures against it.
+
+Counted in GPUs, not model-normalized: at this moment a GPU held is a GPU someone else
+is not holding; the model weights act over days, through decayed usage and contribution.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from scheduler.policy.entitlement import Tree, build_tree, job_project
+from scheduler.policy.guarantees import guarantees
+from scheduler.policy.max_min import TreeShares, tree_fill
+from scheduler.policy.never_fits import NeverFits
+from scheduler.policy.placement import accepts_new_runs
+from scheduler.policy.queue import read_pending
+from scheduler.policy.snapshot import Snapshot
+
+
+@dataclass(frozen=True)
+class ShareNow:
+    """The federation's capacity, and per account what it holds, wants and is owed now."""
+
+    capacity: int
+    held: dict[str, int]          # project -> GPUs its live runs hold
+    demand: dict[str, float]      # project -> held + GPUs its pending jobs ask for
+    shares: TreeShares
+
+    def institution_held(self, tree: Tree) -> dict[str, int]:
+        return {slug: sum(self.held.get(p, 0) for p in projects) for slug, projects in tree.projects.items()}
+
+
+def run_project(institution: str, project: str) -> str:
+    """The project a live run is charged to (runs from before projects: the default one)."""
+    return project or (f"{institution}/default" if institution else "")
+
+
+def capacity_now(snapshot: Snapshot) -> int:
+    """GPUs that can hold runs now: every READY, connected site's pools, plus what live runs
+    still hold on sites that take no new runs (cordoned, draining)."""
+    ready = {s.name for s in snapshot.sites if accepts_new_runs(s)}
+    total = sum(p.total for s in snapshot.sites if s.name in ready for p in s.inventory.gpus)
+    return total + sum(r.gpus for r in snapshot.live_runs if r.site not in ready)
+
+
+def held_by_project(snapshot: Snapshot) -> dict[str, int]:
+    held: dict[str, int] = defaultdict(int)
+    for run in snapshot.live_runs:
+        if run.gpus:
+            held[run_project(run.institution, run.project)] += run.gpus
+    return held
+
+
+def guarantee_floors(guarantee: Mapping[str, Mapping[str, int]]) -> dict[str, float]:
+    """Each institution's floor: its guarantee, summed over models."""
+    return {slug: float(sum(per_model.values())) for slug, per_model in guarantee.items()}
+
+
+def share_now(snapshot: Snapshot, tree: Tree, pending: Mapping[str, float],
+              guarantee: Mapping[str, Mapping[str, int]]) -> ShareNow:
+    """The fair shares, given the GPUs pending jobs ask for per project (placeable ones only)."""
+    held = held_by_project(snapshot)
+    demand: dict[str, float] = defaultdict(float)
+    for pid, gpus in held.items():
+        demand[pid] += gpus
+    for pid, gpus in pending.items():
+        demand[pid] += gpus
+    capacity = capacity_now(snapshot)
+    shares = tree_fill(tree, capacity, demand, guarantee_floors(guarantee))
+    return ShareNow(capacity=capacity, held=dict(held), demand=dict(demand), shares=shares)
+
+
+def pending_demand(snapshot: Snapshot) -> dict[str, float]:
+    """GPUs asked for by pending jobs that some site could hold, per project."""
+    never = NeverFits(snapshot.sites)
+    columns = read_pending(snapshot.pending)
+    demand: dict[str, float] = defaultdict(float)
+    for pos, job in enumerate(snapshot.pending):
+        sid = columns.shape_of[pos]
+        shape = columns.shapes[sid]
+        if shape[0] and never.reason(job, shape) is None:
+            demand[job_project(job)] += shape[0]
+    return demand
+
+
+def snapshot_share_now(snapshot: Snapshot) -> tuple[Tree, ShareNow]:
+    """The tree and the fair shares now, from a snapshot alone (the quota view)."""
+    tree = build_tree(snapshot)
+    guarantee, _ = guarantees(snapshot)
+    return tree, share_now(snapshot, tree, pending_demand(snapshot), guarantee)
