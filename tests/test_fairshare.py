@@ -18,10 +18,28 @@ STATIC = ShareSettings(policy="static")
 # -- entitlement -------------------------------------------------------------------
 
 def test_contribution_earns_share_and_the_base_grant_is_a_floor():
-    s = snap([], [inst("rich", contribution=9.0), inst("poor")], settings=ShareSettings(base_grant=1.0))
+    s = snap([], [inst("rich", contribution=9.0), inst("poor")],
+             settings=ShareSettings(base_grant=1.0, base_grant_fraction=0.0))
     ent = entitlements(build_tree(s)).institution
     assert ent["rich"] > ent["poor"] > 0
     assert ent["rich"] == pytest.approx(10 / 11) and ent["poor"] == pytest.approx(1 / 11)
+
+
+@pytest.mark.parametrize("fraction", [0.1, 0.25, 0.5])
+def test_the_base_grant_scales_so_no_entitlement_is_below_the_floor(fraction):
+    """A GPU-less institution's entitlement is `fraction` of the mean entitlement, whatever
+    the contributors made available; contribution still earns more."""
+    insts = [inst("big", contribution=1900.0), inst("host", contribution=1900.0), inst("none")]
+    s = snap([], insts, settings=ShareSettings(base_grant=1.0, base_grant_fraction=fraction))
+    ent = entitlements(build_tree(s)).institution
+    assert ent["none"] == pytest.approx(fraction / 3)
+    assert ent["big"] == ent["host"] > ent["none"]
+
+
+def test_a_fixed_base_grant_larger_than_the_scaled_one_wins():
+    s = snap([], [inst("a", contribution=4.0), inst("b")], settings=ShareSettings(base_grant=10.0))
+    ent = entitlements(build_tree(s)).institution
+    assert ent["b"] == pytest.approx(10 / 24)
 
 
 def test_static_policy_uses_the_admin_weights():

@@ -16,23 +16,23 @@ def owner_and_borrower(runs, pending, **kw):
                 settings=ShareSettings(preemption_grace_seconds=GRACE), **kw)
 
 
-def test_owner_reclaims_borrowed_gpus():
+def test_owner_reclaims_borrowed_gpus_and_is_placed_on_them_in_the_same_cycle():
     runs = [run(f"r{i}", "sa", "b", 2, started=-HOUR + i) for i in range(4)]
     d = decide(owner_and_borrower(runs, [job("mine", "a", 4)]))
-    assert d.placements == ()                                   # not onto GPUs still held
     assert sorted(p.run_id for p in d.preemptions) == ["r2", "r3"]   # the two newest
     assert all(p.site == "sa" and "reclaim" in p.reason for p in d.preemptions)
+    assert {(p.kind, p.beneficiary, p.for_job) for p in d.preemptions} == {("reclaim", "a", "mine")}
     assert {p.job_id for p in d.preemptions} == {"job-of-r2", "job-of-r3"}
-    assert "reclaiming" in waiting(d)["mine"].reason
+    assert placed(d)["mine"].site == "sa"           # Armada: no preemption that helps nobody
 
 
-def test_guarantee_is_honoured_in_the_next_cycle():
+def test_a_reclaimed_guarantee_stays_with_its_owner_in_the_next_cycle():
     runs = [run(f"r{i}", "sa", "b", 2, started=-HOUR + i) for i in range(4)]
     s = owner_and_borrower(runs, [job("mine", "a", 4), job("theirs", "b", 2, submitted=-HOUR)])
     d = decide(s)
-    later = apply(s, d, NOW + 30)
-    d2 = decide(later, NOW + 30)
-    assert placed(d2)["mine"].site == "sa" and d2.preemptions == ()
+    assert placed(d)["mine"].site == "sa" and "theirs" not in placed(d)
+    d2 = decide(apply(s, d, NOW + 30), NOW + 30)
+    assert d2.preemptions == () and d2.placements == ()
 
 
 def test_runs_inside_the_grace_period_are_never_preempted():
@@ -190,10 +190,8 @@ def test_a_model_bound_job_that_borrows_does_not_stop_reclaim_for_a_job_of_any_m
     s = snap(sites, [inst("a"), inst("b")], pending, runs, settings=ShareSettings(preemption_grace_seconds=GRACE))
     d = decide(s)
     assert [p.run_id for p in d.preemptions] == ["b3"]               # the newest borrowed run
-    assert "reclaiming" in waiting(d)["any"].reason
+    assert placed(d)["any"].site == "sa"
     assert waiting(d)["t4-only"].reason.startswith(("capacity:", "reservation:"))
-    d2 = decide(apply(s, d, NOW + 30), NOW + 30)
-    assert placed(d2)["any"].site == "sa" and d2.preemptions == ()
 
 
 def test_a_default_guarantee_is_not_placed_within_it_on_another_owners_site():

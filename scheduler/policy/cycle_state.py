@@ -10,16 +10,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from scheduler.domain import Job
-from scheduler.policy.fairshare import pending_queue
+from scheduler.domain import Job, Run
+from scheduler.policy.entitlement import Tree, build_tree, job_project
+from scheduler.policy.fairshare import fair_tree_order
 from scheduler.policy.guarantees import Ledger, build_ledger
 from scheduler.policy.guest_failures import GuestFailures
 from scheduler.policy.latency import rank_table
 from scheduler.policy.lending import Lending
 from scheduler.policy.never_fits import NeverFits
 from scheduler.policy.pool_index import Pool, PoolIndex
-from scheduler.policy.queue import Queue
+from scheduler.policy.queue import Queue, fair_queue, read_pending
 from scheduler.policy.reservation import NEVER, Reservation
+from scheduler.policy.share_now import held_by_project, run_project
 from scheduler.policy.snapshot import Decisions, Placement, Preemption, Snapshot
 from scheduler.policy.waiting_list import WaitingList
 
@@ -30,6 +32,8 @@ _UNKNOWN = object()
 class Cycle:
     snapshot: Snapshot
     now: float
+    tree: Tree                  # the account tree, with every account a pending job names
+    fair_tree: list[str]        # every project in Fair Tree order (decayed usage over entitlement)
     queue: Queue                # the pending jobs in Fair Tree order
     index: PoolIndex
     ledger: Ledger
@@ -38,7 +42,9 @@ class Cycle:
     latency: dict[tuple[str, str], int]
     explicit: set[str]          # institutions with an explicit guarantee
     lending: Lending | None = None   # site owners' lending policies; None: no site has one
-    reservation: Reservation | None = None
+    reservations: dict[str, Reservation] = field(default_factory=dict)   # EASY backfill, one per GPU model
+    held: dict[str, int] = field(default_factory=dict)   # project -> GPUs it holds now (runs leaving: not)
+    unwaited: set[int] = field(default_factory=set)      # positions decided waiting, then placed after all
     placements: list[Placement] = field(default_factory=list)
     preemptions: list[Preemption] = field(default_factory=list)
     waiting_positions: list[int] = field(default_factory=list)   # the columns of a WaitingList
@@ -63,9 +69,14 @@ class Cycle:
 
     @classmethod
     def start(cls, snapshot: Snapshot, now: float) -> Cycle:
+        pending = read_pending(snapshot.pending)
+        tree = build_tree(snapshot, pending.accounts)
+        fair_tree = fair_tree_order(snapshot, tree)
+        n = len(fair_tree)
+        factors = {pid: (n - rank) / n for rank, pid in enumerate(fair_tree)}
         cycle = cls(
-            snapshot=snapshot, now=now,
-            queue=pending_queue(snapshot, now),
+            snapshot=snapshot, now=now, tree=tree, fair_tree=fair_tree,
+            queue=fair_queue(pending, factors, now, snapshot.settings.age_weight),
             index=PoolIndex(snapshot.sites, snapshot.live_runs),
             ledger=build_ledger(snapshot),
             never=NeverFits(snapshot.sites),
@@ -74,6 +85,7 @@ class Cycle:
             explicit={i.slug for i in snapshot.institutions if i.guarantee},
         )
         cycle.lending = Lending.start(snapshot, now, cycle.home)
+        cycle.held = held_by_project(snapshot)
         cycle.guest_failures = GuestFailures(cycle)
         cycle.refresh_largest_free()
         cycle._never = [_UNKNOWN] * len(cycle.queue.shapes)
@@ -81,8 +93,13 @@ class Cycle:
         return cycle
 
     def decisions(self) -> Decisions:
-        waiting = WaitingList(self.queue.jobs, self.waiting_positions, self.waiting_reasons, self.waiting_never,
-                              self.tail, self.queue.shape_of, self.tail_verdicts)
+        positions, reasons, never, tail = self.waiting_positions, self.waiting_reasons, self.waiting_never, self.tail
+        if self.unwaited:      # placed by fair-share preemption after they were decided
+            keep = [k for k, pos in enumerate(positions) if pos not in self.unwaited]
+            positions, reasons, never = ([column[k] for k in keep] for column in (positions, reasons, never))
+            tail = [pos for pos in tail if pos not in self.unwaited]
+        waiting = WaitingList(self.queue.jobs, positions, reasons, never, tail, self.queue.shape_of,
+                              self.tail_verdicts)
         return Decisions(placements=tuple(self.placements), waiting=waiting, preemptions=tuple(self.preemptions))
 
     def wait(self, pos: int, reason: str, never_fits: bool = False) -> None:
@@ -142,19 +159,49 @@ class Cycle:
     def refresh_largest_free(self) -> None:
         self.largest_free = max(map(self.index.largest_free, self.index.models), default=0)
 
-    def place(self, job: Job, pool: Pool) -> None:
-        """Start `job` on `pool`: take the GPUs and CPUs, charge the institution."""
+    def unreserved(self, job: Job) -> bool:
+        """Whether one of the models `job` allows has no reservation yet."""
+        return any(m not in self.reservations for m in self.models(job))
+
+    def reservation_for(self, job: Job) -> Reservation | None:
+        """The first reservation on a model `job` allows (for its waiting reason)."""
+        return next((self.reservations[m] for m in self.models(job) if m in self.reservations), None)
+
+    def preempt(self, run: Run, pool: Pool | None, preemption: Preemption) -> None:
+        """Stop `run`: its GPUs leave its institution's and project's count now. The GPUs stay
+        out of the free counts: whoever preempted takes them (`place(..., freed=...)`)."""
+        if pool is not None:
+            self.index.runs[(pool.site, pool.model)].remove(run)
+            self.ledger.release(run.institution, pool.owner, pool.model, run.gpus)
+            if self.lending is not None:
+                self.lending.placed(pool.site, run.institution, -run.gpus)
+        self.charged(run.institution)
+        self.held[run_project(run.institution, run.project)] -= run.gpus
+        self.preemptions.append(preemption)
+
+    def place(self, job: Job, pool: Pool, freed: int = 0, freed_cpus: float = 0.0) -> None:
+        """Start `job` on `pool`: take the GPUs and CPUs, charge the institution.
+
+        `freed` GPUs (and `freed_cpus` CPUs) of runs preempted for it come first; only the
+        rest is taken from what is free. Free counts never grow within a cycle, which keeps
+        the memos sound: what the preempted runs free beyond the job's needs is held until
+        the next cycle.
+        """
         res = job.spec.resources
         walltime = float(job.spec.walltime_seconds)
-        if self.reservation is not None:
-            self.reservation.consume(pool, res.gpus, walltime, self.now)
-        self.index.take(pool, res.gpus, res.cpus)
+        reservation = self.reservations.get(pool.model)
+        if reservation is not None:
+            reservation.consume(pool, res.gpus, walltime, self.now)
+        taken = max(res.gpus - freed, 0)
+        self.index.take(pool, taken, max(res.cpus - freed_cpus, 0.0))
         self.ledger.charge(job.institution, pool.owner, pool.model, res.gpus)
+        project = job_project(job)
+        self.held[project] = self.held.get(project, 0) + res.gpus
         self.charged(job.institution)
         if self.lending is not None:
             self.lending.placed(pool.site, job.institution, res.gpus)
         end = self.now + walltime if walltime > 0 else NEVER
         self.placed_ends.setdefault((pool.site, pool.model), []).append((end, res.gpus))
         self.placements.append(Placement(job.id, pool.site, pool.model, res.gpus, res.cpus))
-        if pool.free + res.gpus >= self.largest_free:
+        if pool.free + taken >= self.largest_free:
             self.refresh_largest_free()

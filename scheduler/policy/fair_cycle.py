@@ -1,18 +1,25 @@
-"""One fair-share scheduling cycle: order, constrain, place, reclaim, reserve.
+"""One fair-share scheduling cycle: order, constrain, place, reclaim, reserve, preempt.
 
-For each pending job in Fair Tree order (`fairshare.py`, `queue.py`), jobs within
-their institution's guarantee first (Kueue: no-borrowing workloads before
-borrowing, `guarantees.py`):
+1. Jobs within their institution's guarantee first (Kueue: no-borrowing workloads
+   before borrowing, `guarantees.py`), in Fair Tree order (`fairshare.py`, `queue.py`).
+2. Then the rest, handed out by water-filling (`water_fill.py`): the next free GPUs
+   always go to the account furthest below its weighted share of what is held, at every
+   level of the tree, so a burst from three institutions is split among them in the
+   same cycle (weighted max-min by progressive filling).
+
+For each job taken:
 
 1. hard constraints that no site could ever meet -> never fits (`never_fits.py`);
 2. the best preferred pool that fits now (`pool_search.py`);
 3. else, if the job is within its institution's guarantee, reclaim borrowed GPUs
-   by preemption (`reclaim.py`);
-4. else the first such job gets the cycle's reservation (`reserve.py`), and the
-   rest wait with the binding constraint named.
+   by preemption and place it on them (`reclaim.py`);
+4. else the first job that does not fit on a GPU model gets that model's reservation
+   (`reserve.py`, EASY backfill per model), and the rest wait with the binding
+   constraint named.
 
 Before that, guests' runs on sites whose lending window has closed are preempted
-(`lending.py`, `reclaim.close_windows`).
+(`lending.py`, `reclaim.close_windows`); after it, accounts below their fair share now
+take GPUs back from accounts above theirs (`fair_preemption.py`).
 
 Free capacity only shrinks within a cycle, so a request shape that failed once
 fails again for every larger request of the same shape: that memo, plus a check
@@ -26,6 +33,7 @@ from __future__ import annotations
 from scheduler.domain import Job
 from scheduler.policy.cpu_only import cpu_reason, place_cpu_only
 from scheduler.policy.cycle_state import Cycle
+from scheduler.policy.fair_preemption import preempt_for_fair_share
 from scheduler.policy.guarantees import guarantee_first
 from scheduler.policy.lending import is_refusal, most_telling, runtime_key
 from scheduler.policy.pool_search import find_pool, scan_all
@@ -33,22 +41,30 @@ from scheduler.policy.queue_tail import decide_tail
 from scheduler.policy.reclaim import close_windows, reclaim, reclaim_bound
 from scheduler.policy.reserve import reserve
 from scheduler.policy.snapshot import Decisions, Snapshot
+from scheduler.policy.water_fill import WaterFill
 
 
 def schedule_fair(snapshot: Snapshot, now: float) -> Decisions:
     """The fair-share policy; see the module docstring for the phases."""
     cycle = Cycle.start(snapshot, now)
     close_windows(cycle)
-    first, rest = guarantee_first(cycle.queue, cycle.ledger)
+    first = guarantee_first(cycle.queue, cycle.ledger)
     cycle.guaranteed = {cycle.queue.jobs[pos].id for pos in first}
     deferred = [pos for pos in first if not _place_within_guarantee(cycle, pos)]
     for pos in deferred:
         _decide_and_wait(cycle, pos)
-    for i, pos in enumerate(rest):
-        if cycle.largest_free == 0 and cycle.reservation is not None:
-            decide_tail(cycle, rest[i:])
+    order = WaterFill(cycle, set(first))
+    while True:
+        if cycle.largest_free == 0:
+            decide_tail(cycle, order.remaining(), _decide_and_wait)
             break
+        pos = order.next()
+        if pos is None:
+            break
+        before = len(cycle.placements)
         _decide_and_wait(cycle, pos)
+        order.taken(cycle.placements[-1].gpus if len(cycle.placements) > before else 0)
+    preempt_for_fair_share(cycle)
     return cycle.decisions()
 
 
@@ -85,7 +101,7 @@ def decide(cycle: Cycle, pos: int) -> tuple[str | None, bool]:
     g = spec.resources.gpus
     if g == 0:
         return (None if place_cpu_only(cycle, job) else cpu_reason(job)), False
-    if cycle.reservation is not None and g > cycle.largest_free:   # else it cannot be exhausted
+    if cycle.reservations and g > cycle.largest_free:   # else it cannot be exhausted
         exhausted = _exhausted_for(cycle, job)
         if exhausted:
             return exhausted, False
@@ -99,11 +115,9 @@ def decide(cycle: Cycle, pos: int) -> tuple[str | None, bool]:
         if reason is None:
             return None, False
         cycle.failed[shape] = (g, reason)
-    if job.id in cycle.guaranteed:      # only those reclaim
-        reclaiming = reclaim(cycle, job, shape)
-        if reclaiming:
-            return reclaiming, False
-    if cycle.reservation is None and not reason.startswith("quota"):
+    if job.id in cycle.guaranteed and reclaim(cycle, job, shape):      # only those reclaim
+        return None, False
+    if not reason.startswith("quota") and cycle.unreserved(job):
         reason = reserve(cycle, job) or reason
     return reason, False
 
@@ -144,12 +158,12 @@ def _failure_key(cycle: Cycle, job: Job, sid: int) -> tuple:
 
 
 def _exhausted_for(cycle: Cycle, job: Job) -> str | None:
-    """The cheap path once capacity is gone: no pool has the GPUs free, the cycle's
-    reservation is taken and the job cannot reclaim (it is not within its
+    """The cheap path once capacity is gone: no pool has the GPUs free, every model the
+    job allows is reserved and the job cannot reclaim (it is not within its
     institution's guarantee, or there is nothing to take back). Then the job waits
     for capacity without any search: the reason, or None when it needs the search."""
     g = job.spec.resources.gpus
-    if cycle.reservation is None or g <= cycle.largest_free:
+    if g <= cycle.largest_free or cycle.unreserved(job):
         return None
     inst = job.institution
     if job.id in cycle.guaranteed and cycle.headroom(inst) >= g and (
@@ -169,8 +183,8 @@ def _reason(cycle: Cycle, job: Job, blocked: set[str]) -> str:
     refused = most_telling(filter(is_refusal, blocked))
     if refused:
         return refused
-    if "reservation" in blocked and cycle.reservation is not None:
-        r = cycle.reservation
+    r = cycle.reservation_for(job) if "reservation" in blocked else None
+    if r is not None:
         return f"reservation: the free GPUs on {r.site} are held for {r.job_id}, which is ahead in fair share"
     most = max((cycle.index.largest_free(m) for m in cycle.models(job)), default=0)
     return cycle.capacity_reason(job.spec.resources.gpus, max(most, 0))

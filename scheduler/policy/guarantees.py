@@ -16,10 +16,9 @@ guarantee, so neither can preempt the other's guaranteed runs.
 """
 from __future__ import annotations
 
-from array import array
 from collections import defaultdict
 from dataclasses import dataclass, field
-from itertools import chain, filterfalse
+from itertools import chain
 
 from scheduler.policy.queue import Queue
 from scheduler.policy.snapshot import Snapshot
@@ -169,7 +168,7 @@ def quota_rows(snapshot: Snapshot) -> tuple[QuotaRow, ...]:
     return tuple(rows)
 
 
-def guarantee_first(queue: Queue, ledger: Ledger) -> tuple[list[int], array[int]]:
+def guarantee_first(queue: Queue, ledger: Ledger) -> list[int]:
     """Jobs that fit within their institution's guarantee go before those that borrow.
 
     Kueue's scheduler does the same (workloads that need no borrowing are admitted
@@ -185,7 +184,7 @@ def guarantee_first(queue: Queue, ledger: Ledger) -> tuple[list[int], array[int]
     unconstrained job from reclaiming the owner's V100s. Only jobs of the first
     class reclaim: the owner's queue, in order, up to its guarantee.
 
-    Returns both classes as positions in `queue.jobs`, each in queue order. Each
+    Returns the first class as positions in `queue.jobs`, in queue order. Each
     institution's jobs are looked at in its own queue order, and only until it has no
     headroom left or is held back on every model: its later jobs all borrow.
     """
@@ -215,6 +214,4 @@ def guarantee_first(queue: Queue, ledger: Ledger) -> tuple[list[int], array[int]
                 back |= set(models)
             if total[inst] <= 0:
                 break
-    first = list(filter(chosen.__contains__, queue.order))
-    rest = array("l", filterfalse(chosen.__contains__, queue.order))
-    return first, rest
+    return list(filter(chosen.__contains__, queue.order))

@@ -4,7 +4,7 @@ Own sites first, then countries by latency from the data country (`latency.py`),
 fit within each tier (`pool_index.py`). A pool must meet the hard constraints, have
 the GPUs and CPUs free, stay within Kueue's borrowing and lending limits
 (`guarantees.py`), be taken by the site owner's lending policy (`lending.py`) and not
-delay the cycle's EASY reservation (`reservation.py`).
+delay the cycle's EASY reservation on the pool's model (`reservation.py`).
 """
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ def find_pool(cycle: Cycle, job: Job, blocked: set[str], strict: bool = False) -
     most = cycle.largest_free if len(models) == len(cycle.index.models) else max(map(cycle.index.largest_free, models))
     if most < res.gpus:
         return None
-    ok = _acceptor(cycle, job, blocked, strict)
+    ok = acceptor(cycle, job, blocked, strict)
     g = res.gpus   # best fit among the own pools with room: the first that passes, tightest first
     for pool in sorted((p for p in cycle.index.by_owner.get(job.institution, ()) if p.free >= g), key=_TIGHTEST):
         if ok(pool):
@@ -74,7 +74,7 @@ def scan_all(cycle: Cycle, job: Job, blocked: set[str]) -> tuple[bool, set[str]]
     (`guest_failures.py`).
     """
     g = job.spec.resources.gpus
-    ok = _acceptor(cycle, job, blocked, False)
+    ok = acceptor(cycle, job, blocked, False)
     owners: set[str] = set()
     buckets, top = cycle.index.buckets, cycle.index.top
     for scope in sorted(job.spec.countries) or (ANY,):   # other countries fail the hard test
@@ -102,10 +102,12 @@ def _country_tiers(cycle: Cycle, job: Job) -> list[list[str]]:
     return tiers
 
 
-def _acceptor(cycle: Cycle, job: Job, blocked: set[str], strict: bool) -> Callable[[Pool], bool]:
-    """The test a pool must pass now: free room, hard constraints, quota, reservation
-    (and, when `strict`, a model within the job's guarantee, on its own sites unless
-    the guarantee is explicit). Limits that do not apply are not checked at all."""
+def acceptor(cycle: Cycle, job: Job, blocked: set[str], strict: bool = False,
+             room: bool = True) -> Callable[[Pool], bool]:
+    """The test a pool must pass now: free room (unless not `room`: preemption makes it),
+    hard constraints, quota, reservation (and, when `strict`, a model within the job's
+    guarantee, on its own sites unless the guarantee is explicit). Limits that do not
+    apply are not checked at all."""
     res = job.spec.resources
     g, cpus, inst, ledger, free_cpus = res.gpus, res.cpus, job.institution, cycle.ledger, cycle.index.cpus
     walltime = float(job.spec.walltime_seconds)
@@ -115,12 +117,12 @@ def _acceptor(cycle: Cycle, job: Job, blocked: set[str], strict: bool) -> Callab
     # owner could never reclaim it (an explicit guarantee has no sites: it may go anywhere).
     own_sites_only = inst not in cycle.explicit
     borrow_limited = ledger.borrowing_limit.get(inst) is not None
-    reservation, now = cycle.reservation, cycle.now
+    reservations, now, job_id = cycle.reservations, cycle.now, job.id
     lending = cycle.lending     # None without site policies: nothing to check
     key = lending.key(job) if lending is not None else None
 
     def ok(pool: Pool) -> bool:
-        if pool.free < g or free_cpus[pool.site] < cpus or not hard_ok(pool):
+        if room and (pool.free < g or free_cpus[pool.site] < cpus) or not hard_ok(pool):
             return False
         if strict and (own_sites_only and pool.owner != inst or not ledger.within_guarantee(inst, pool.model, g)):
             return False
@@ -135,7 +137,8 @@ def _acceptor(cycle: Cycle, job: Job, blocked: set[str], strict: bool) -> Callab
         if borrow_limited and not ledger.may_borrow(inst, pool.model, g):
             blocked.add("borrowing")
             return False
-        if reservation is not None and not reservation.admits(pool, g, walltime, now):
+        reservation = reservations.get(pool.model)
+        if reservation is not None and reservation.job_id != job_id and not reservation.admits(pool, g, walltime, now):
             blocked.add("reservation")
             return False
         return True

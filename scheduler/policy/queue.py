@@ -41,6 +41,7 @@ class Queue:
     shape_of: array[int]         # request shape id by position
     shapes: list[tuple]          # request shape by shape id
     examples: list[int]          # by shape id: the position of a job of that shape
+    groups: dict[Group, array[int]]   # each group's positions in (submit time, id) order
 
 
 @dataclass(frozen=True)
@@ -86,32 +87,44 @@ def read_pending(pending: Sequence[Job]) -> Pending:
 
 def fair_queue(pending: Pending, factors: Mapping[str, float], now: float, age_weight: float) -> Queue:
     """The pending jobs in Fair Tree order; `factors` is each project's fair-share factor."""
+    groups = _sorted_groups(pending)
     if age_weight:
         order, runs = _order_with_age(pending, factors, now, age_weight / 3600.0)
     else:
-        order, runs = _order_by_group(pending, factors)
+        order, runs = _order_by_group(pending, groups, factors)
     return Queue(jobs=pending.jobs, order=order, runs=runs, shape_of=pending.shape_of,
-                 shapes=pending.shapes, examples=pending.examples)
+                 shapes=pending.shapes, examples=pending.examples, groups=groups)
 
 
-def _order_by_group(pending: Pending, factors: Mapping[str, float]) -> tuple[array[int], dict[str, list[array[int]]]]:
-    """Without age, a job's rank is its group's: sort each group by (submit time, id) and
-    concatenate the groups by (priority class, factor), merging groups of equal rank.
-    An institution's runs are its groups in that order.
+def _sorted_groups(pending: Pending) -> dict[Group, array[int]]:
+    """Each group's positions by (submit time, id).
 
     The sort key is the submit time alone, a C-level float key that sorts several times
     faster than the (time, id) pair; the pair is used only for a group where two times
-    are equal, and to merge groups of equal rank (rare: it needs equal factors).
+    are equal.
     """
     times, jobs = pending.times, pending.jobs
     by_time = times.__getitem__
     by_pair = lambda pos: (times[pos], jobs[pos].id)  # noqa: E731
+    out: dict[Group, array[int]] = {}
+    for group, positions in pending.groups.items():
+        ordered = sorted(positions, key=by_time)
+        if _has_ties(list(map(by_time, ordered))):
+            ordered.sort(key=by_pair)
+        out[group] = array("l", ordered)
+    return out
+
+
+def _order_by_group(pending: Pending, groups: dict[Group, array[int]],
+                    factors: Mapping[str, float]) -> tuple[array[int], dict[str, list[array[int]]]]:
+    """Without age, a job's rank is its group's: concatenate the sorted groups by (priority
+    class, factor), merging groups of equal rank by (submit time, id) (rare: it needs equal
+    factors). An institution's runs are its groups in that order."""
+    times, jobs = pending.times, pending.jobs
+    by_pair = lambda pos: (times[pos], jobs[pos].id)  # noqa: E731
     ranked: dict[tuple[int, float], list[tuple[str, array[int]]]] = defaultdict(list)
-    for (priority, inst, name), group in pending.groups.items():
-        positions = sorted(group, key=by_time)
-        if _has_ties(list(map(by_time, positions))):
-            positions.sort(key=by_pair)
-        ranked[-priority, -factors.get(project_id(inst, name), 0.0)].append((inst, array("l", positions)))
+    for (priority, inst, name), positions in groups.items():
+        ranked[-priority, -factors.get(project_id(inst, name), 0.0)].append((inst, positions))
     order = array("l")
     runs: dict[str, list[array[int]]] = defaultdict(list)
     for rank in sorted(ranked):

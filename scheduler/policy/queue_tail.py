@@ -1,33 +1,70 @@
 """The rest of the queue once capacity is gone: decided per request shape, in bulk.
 
 At queue depth most jobs come after the last GPU was placed: no READY pool has a
-GPU free, the cycle's reservation is taken and none of them is within its
-guarantee (those come first in the queue), so none can reclaim. A GPU job can then
-only wait, and what it waits for depends on its request shape alone: either no
-site could ever hold it, or it waits for that many GPUs with none free now. So the
-verdict is found once per shape, and the tail is kept as positions that the
-`WaitingList` pairs with their shape's verdict when read: no job is read here (see
-`queue.py` on why reading jobs in queue order is the cost). CPU-only jobs still
+GPU free and none of them is within its guarantee (those come first in the queue),
+so none can reclaim. A GPU job can then only wait, and what it waits for depends on
+its request shape alone: either no site could ever hold it, or it waits for that many
+GPUs with none free now, except for the first job of each GPU model that has no
+reservation yet, which gets it (`reserve.py`). So those few are decided one by one,
+the verdict is found once per shape for the others, and the tail is kept as positions
+that the `WaitingList` pairs with their shape's verdict when read: no job is read here
+(see `queue.py` on why reading jobs in queue order is the cost). CPU-only jobs still
 look for CPUs one by one, in queue order.
 """
 from __future__ import annotations
 
 from array import array
+from collections.abc import Callable, Sequence
 
 from scheduler.policy.cpu_only import cpu_reason, place_cpu_only
 from scheduler.policy.cycle_state import Cycle
 from scheduler.policy.waiting_list import Verdict
 
 
-def decide_tail(cycle: Cycle, positions: array[int]) -> None:
-    """Decide the jobs at `positions` (in queue order) of a cycle with no GPU free."""
+def decide_tail(cycle: Cycle, positions: array[int], decide: Callable[[Cycle, int], None]) -> None:
+    """Decide the jobs at `positions` (in queue order) of a cycle with no GPU free; `decide`
+    decides one job on its own (for the ones that take a model's reservation)."""
     queue = cycle.queue
     verdicts = [_verdict(cycle, example, shape) for example, shape in zip(queue.examples, queue.shapes)]
+    reserving = _reserve_unreserved_models(cycle, positions, verdicts, decide)
+    if reserving:
+        positions = array("l", (pos for pos in positions if pos not in reserving))
     cpu_only = {sid for sid, verdict in enumerate(verdicts) if verdict is None}
     if cpu_only and not cpu_only.isdisjoint(map(queue.shape_of.__getitem__, positions)):
         _one_by_one(cycle, positions, verdicts)
         return
     cycle.tail, cycle.tail_verdicts = positions, verdicts
+
+
+def _reserve_unreserved_models(cycle: Cycle, positions: Sequence[int], verdicts: list[Verdict | None],
+                               decide: Callable[[Cycle, int], None]) -> set[int]:
+    """Decide, one by one and in queue order, the first job of each GPU model without a
+    reservation that could take one (a GPU job that could fit somewhere); the positions
+    decided. The scan stops once no model is left open: a model is closed when it gets its
+    reservation, or when a job allowing it got none (no pool of it could ever free up)."""
+    queue = cycle.queue
+    wanting: dict[int, set[str]] = {}      # shape id -> the unreserved models it allows
+    for sid, shape in enumerate(queue.shapes):
+        verdict = verdicts[sid]
+        if verdict is None or verdict[1]:
+            continue
+        models = {m for m in cycle.index.models if m not in cycle.reservations and (not shape[1] or m in shape[1])}
+        if models:
+            wanting[sid] = models
+    open_models = set().union(*wanting.values()) if wanting else set()
+    decided: set[int] = set()
+    shape_of = queue.shape_of
+    for pos in positions:
+        if not open_models:
+            break
+        models = wanting.get(shape_of[pos])
+        if not models or models.isdisjoint(open_models):
+            continue
+        reserved = len(cycle.reservations)
+        decide(cycle, pos)
+        decided.add(pos)
+        open_models -= set(cycle.reservations) if len(cycle.reservations) > reserved else models
+    return decided
 
 
 def _one_by_one(cycle: Cycle, positions: array[int], verdicts: list[Verdict | None]) -> None:

@@ -1,5 +1,6 @@
 """Reclaim in the cycle: preempt borrowed runs so an institution below its guarantee
-gets its GPUs back (Kueue's reclaimWithinCohort; the plan itself is `preemption.py`),
+gets its GPUs back in the same cycle (Kueue's reclaimWithinCohort; the plan itself is
+`preemption.py`),
 and preempt guests on sites whose owner's lending window has closed (`lending.py`)."""
 from __future__ import annotations
 
@@ -10,21 +11,22 @@ from scheduler.policy.preemption import plan_reclaim
 from scheduler.policy.snapshot import Preemption
 
 
-def reclaim(cycle: Cycle, job: Job, shape: tuple) -> str | None:
-    """Preempt for `job` if it is within its guarantee and borrowed runs can make room.
+def reclaim(cycle: Cycle, job: Job, shape: tuple) -> bool:
+    """Preempt for `job` if it is within its guarantee and borrowed runs can make room, and
+    place it on the freed GPUs in the same cycle (Armada: no preemption that helps nobody).
 
-    Returns the job's waiting reason when it reclaims, else None. `shape` is the
-    job's failure-memo key: a shape that found nothing to reclaim is not searched again.
+    True when it was placed so. `shape` is the job's failure-memo key: a shape that found
+    nothing to reclaim is not searched again.
     """
     res = job.spec.resources
     inst, ledger, index = job.institution, cycle.ledger, cycle.index
     key = (shape, res.gpus)
     if job.id not in cycle.guaranteed or key in cycle.reclaim_failed or (
             inst not in cycle.explicit and reclaim_bound(cycle, inst) < res.gpus):
-        return None
+        return False
     models = [m for m in cycle.models(job) if ledger.within_guarantee(inst, m, res.gpus)]
     if not models:
-        return None
+        return False
     test = hard_test(job)
     hard_ok = test if cycle.lending is None else (lambda p: test(p) and cycle.lends(job, p.site, res.gpus))
     tiers = [[p for p in index.by_owner.get(inst, ()) if p.model in models and hard_ok(p)]]
@@ -35,25 +37,16 @@ def reclaim(cycle: Cycle, job: Job, shape: tuple) -> str | None:
                         cycle.snapshot.settings.preemption_grace_seconds)
     if plan is None:
         cycle.reclaim_failed.add(key)
-        return None
+        return False
     pool = plan.pool
-    runs = index.runs[(pool.site, pool.model)]
     for victim in plan.victims:
-        runs.remove(victim)
-        ledger.release(victim.institution, pool.owner, pool.model, victim.gpus)
-        cycle.charged(victim.institution)
-        cycle.preemptions.append(Preemption(
+        cycle.preempt(victim, pool, Preemption(
             victim.id, victim.job_id, pool.site,
             f"reclaim: {inst} is below its {pool.model} guarantee and needs {res.gpus} GPUs for {job.id}",
             kind="reclaim", beneficiary=inst, for_job=job.id))
-    ledger.charge(inst, pool.owner, pool.model, res.gpus)
-    cycle.charged(inst)
-    # Hold what is free now (GPUs and the job's CPUs) for the reclaiming job.
-    index.take(pool, max(pool.free, 0), min(res.cpus, max(index.cpus.get(pool.site, 0.0), 0.0)))
-    cycle.refresh_largest_free()
+    cycle.place(job, pool, freed=plan.freed, freed_cpus=sum(v.cpus for v in plan.victims))
     cycle.reclaim_bounds.pop(pool.owner, None)
-    return (f"capacity: reclaiming {res.gpus} {pool.model} GPUs of its guarantee on {pool.site}: "
-            f"preempting {len(plan.victims)} borrowed run(s), placed once they stop")
+    return True
 
 
 def reclaim_bound(cycle: Cycle, inst: str) -> int:
@@ -91,10 +84,8 @@ def close_windows(cycle: Cycle) -> None:
     index = cycle.index
     for run, reason, owner in lending.closing(cycle.snapshot.live_runs, cycle.ledger, cycle.now,
                                               cycle.snapshot.settings.preemption_grace_seconds):
-        if run.gpus:
-            runs = index.runs.get((run.site, run.gpu_model), [])
-            if run in runs:
-                runs.remove(run)
-            cycle.charged(run.institution)
-        cycle.preemptions.append(Preemption(run.id, run.job_id, run.site, reason, kind="lending-window",
+        runs = index.runs.get((run.site, run.gpu_model), [])
+        if run.gpus and run in runs:
+            runs.remove(run)     # the ledger was released by `closing`
+        cycle.preempt(run, None, Preemption(run.id, run.job_id, run.site, reason, kind="lending-window",
                                             beneficiary=owner))

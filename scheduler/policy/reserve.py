@@ -1,4 +1,7 @@
-"""The cycle's one reservation: EASY backfill (Lifka, 1995; the plan is `reservation.py`)."""
+"""The cycle's reservations, one per GPU model: EASY backfill (Lifka, 1995; the plan is
+`reservation.py`). One reservation for the whole federation let a gang that needs a scarce
+model wait behind gangs on other models for a day; per model, the first job in fair-share
+order that does not fit on a model holds that model's reservation."""
 from __future__ import annotations
 
 from scheduler.domain import Job
@@ -8,11 +11,11 @@ from scheduler.policy.reservation import NEVER, plan_reservation, run_end
 
 
 def reserve(cycle: Cycle, job: Job) -> str | None:
-    """Give the first job that does not fit the cycle's reservation; its waiting reason, or
-    None when no pool could ever free up enough GPUs for it."""
+    """Give a job that does not fit a reservation on one of its models that has none yet; its
+    waiting reason, or None when no such pool could ever free up enough GPUs for it."""
     res = job.spec.resources
     index, hard_ok = cycle.index, hard_test(job)
-    candidates = [p for m in cycle.models(job) for p in index.by_model[m]
+    candidates = [p for m in cycle.models(job) if m not in cycle.reservations for p in index.by_model[m]
                   if hard_ok(p) and cycle.ledger.may_lend(p.owner, job.institution, res.gpus)
                   and cycle.lends(job, p.site, res.gpus)]
     ends: dict[tuple[str, str], list[tuple[float, int]]] = {}
@@ -22,7 +25,7 @@ def reserve(cycle: Cycle, job: Job) -> str | None:
     reservation = plan_reservation(job.id, res.gpus, candidates, ends, cycle.now)
     if reservation is None:
         return None
-    cycle.reservation = reservation
+    cycle.reservations[reservation.model] = reservation
     if reservation.start == NEVER:
         # Nothing can be backfilled before a start that never comes: hold the pool's
         # free GPUs outright so it drains, and later jobs do not search it in vain.

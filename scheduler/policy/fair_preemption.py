@@ -1,0 +1,196 @@
+"""Fair-share preemption: an account below its fair share now takes GPUs back.
+
+The fair share is weighted max-min over current demand with guarantees as floors, at
+every level of the tree (`share_now.py`). After the cycle has handed out the free GPUs
+(`water_fill.py`), an institution that holds less than (1 - threshold) of its share and
+has pending jobs that could run may preempt runs of institutions above theirs. The
+rules, each from a scheduler that learned it the hard way:
+
+- **The victim stays at or above its own fair share** after the preemption, and the
+  preemptor's share of its fair share after it is no larger than the victim's (Kueue's
+  LessThanOrEqualToFinalShare, rule S2-a of KEP-1714). Shares therefore only move
+  towards each other: with demand fixed, preemptions stop.
+- **Only when the preemptor is placed in the same cycle**, on the freed GPUs (Armada:
+  no preemption that helps nobody).
+- **Never a run inside its minimum-runtime grace**, and only runs on borrowed capacity
+  (beyond their institution's guarantee for that model), so the owner's reclaim never
+  undoes a fair-share preemption. Among the runs of one pool, the fewest GPU-hours lost
+  first (GPUs x time run: the newest and smallest), and the pool where least is lost.
+- **It never thrashes**: nothing for an imbalance below the admin's threshold, and at
+  most `preemption_cap` of the federation's GPUs freed per cycle.
+
+Every preempted run gets a notice before it is killed (`preemption_notice_seconds`, the
+agent's job), and its job goes back to pending with its attempt count raised.
+"""
+from __future__ import annotations
+
+import heapq
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from itertools import chain
+
+from scheduler.domain import Job, Run
+from scheduler.policy.cycle_state import Cycle
+from scheduler.policy.entitlement import project_id
+from scheduler.policy.pool_index import Pool
+from scheduler.policy.pool_search import acceptor
+from scheduler.policy.share_now import share_now
+from scheduler.policy.snapshot import Preemption
+
+TRIES_PER_INSTITUTION = 32   # distinct request shapes of one institution tried per cycle
+
+
+@dataclass(frozen=True)
+class _Plan:
+    pool: Pool
+    victims: tuple[Run, ...]
+    freed: int
+    lost: float                  # GPU-seconds the victims have run: lost on a restart
+
+
+@dataclass
+class _Standing:
+    """What each institution holds and is owed now; updated as this phase preempts."""
+
+    held: dict[str, float]
+    owed: Mapping[str, float]
+
+    def ratio(self, slug: str) -> float:
+        return _ratio(self.held.get(slug, 0.0), self.owed.get(slug, 0.0))
+
+
+def preempt_for_fair_share(cycle: Cycle) -> None:
+    """Preempt for the institutions furthest below their fair share, neediest first."""
+    settings = cycle.snapshot.settings
+    if not settings.fair_share_preemption or not cycle.snapshot.live_runs:
+        return
+    share = share_now(cycle.snapshot, cycle.tree, pending_demand(cycle), cycle.ledger.guarantee)
+    owed = share.shares.institution
+    standing = _Standing({slug: float(sum(cycle.ledger.used[slug].values())) for slug in owed}, owed)
+    limit = 1.0 - settings.preemption_threshold
+    needy = [(standing.ratio(s), s) for s in owed if standing.held[s] < limit * owed[s]]
+    if not needy or not any(standing.held[s] > owed[s] for s in owed):
+        return
+    heapq.heapify(needy)
+    budget = max(1, int(settings.preemption_cap * share.capacity))
+    while needy and budget > 0:
+        _, slug = heapq.heappop(needy)
+        freed = _preempt_for(cycle, slug, standing, budget)
+        if freed:
+            budget -= freed
+            if standing.held[slug] < limit * owed[slug]:
+                heapq.heappush(needy, (standing.ratio(slug), slug))
+
+
+def pending_demand(cycle: Cycle) -> dict[str, float]:
+    """GPUs each project's pending jobs ask for, leaving out jobs no site could ever hold."""
+    queue = cycle.queue
+    gpus_of = [0 if cycle.never_fits(queue.examples[sid]) else shape[0] for sid, shape in enumerate(queue.shapes)]
+    demand: dict[str, float] = defaultdict(float)
+    for (_, inst, name), positions in queue.groups.items():
+        demand[project_id(inst, name)] += sum(map(gpus_of.__getitem__, map(queue.shape_of.__getitem__, positions)))
+    return demand
+
+
+def _preempt_for(cycle: Cycle, slug: str, standing: _Standing, budget: int) -> int:
+    """Place one of `slug`'s waiting jobs by preemption: the GPUs freed, 0 if none could be."""
+    queue = cycle.queue
+    placed = {p.job_id for p in cycle.placements}
+    tried: set[int] = set()
+    for pos in chain.from_iterable(queue.runs.get(slug, ())):
+        sid = queue.shape_of[pos]
+        if sid in tried or not queue.shapes[sid][0] or cycle.never_fits(pos):
+            continue
+        job = queue.jobs[pos]
+        if job.id in placed:
+            continue
+        tried.add(sid)
+        plan = _best_plan(cycle, job, standing, budget)
+        if plan is not None:
+            _apply(cycle, pos, job, plan, standing)
+            return plan.freed
+        if len(tried) >= TRIES_PER_INSTITUTION:
+            break
+    return 0
+
+
+def _best_plan(cycle: Cycle, job: Job, standing: _Standing, budget: int) -> _Plan | None:
+    """The pool where preempting loses the fewest GPU-hours (then frees the fewest GPUs)."""
+    ok = acceptor(cycle, job, set(), room=False)
+    best: _Plan | None = None
+    for model in cycle.models(job):
+        for pool in cycle.index.by_model[model]:
+            if not cycle.index.runs.get((pool.site, pool.model)) or not ok(pool):
+                continue
+            plan = _plan_on(cycle, pool, job, standing, budget)
+            if plan is not None and (best is None or (plan.lost, plan.freed, pool.site, pool.model)
+                                     < (best.lost, best.freed, best.pool.site, best.pool.model)):
+                best = plan
+    return best
+
+
+def _plan_on(cycle: Cycle, pool: Pool, job: Job, standing: _Standing, budget: int) -> _Plan | None:
+    """The victims on `pool` that make room for `job` losing the fewest GPU-hours, or None."""
+    res, now = job.spec.resources, cycle.now
+    need = res.gpus - max(pool.free, 0)
+    free_cpus = cycle.index.cpus.get(pool.site, 0.0)
+    if need <= 0 or need > budget:
+        return None
+    grace = cycle.snapshot.settings.preemption_grace_seconds
+    taken: dict[str, int] = defaultdict(int)       # GPUs taken from each victim institution
+    chosen: list[Run] = []
+    gpus, cpus = 0, free_cpus
+    lost = lambda r: r.gpus * (now - r.started_at)  # noqa: E731
+    for run in sorted(cycle.index.runs[(pool.site, pool.model)], key=lambda r: (lost(r), -r.started_at, r.id)):
+        if gpus >= need and cpus >= res.cpus:
+            break
+        v = run.institution
+        if (v == job.institution or now - run.started_at < grace
+                or standing.held.get(v, 0.0) - taken[v] - run.gpus < standing.owed.get(v, 0.0)
+                or cycle.ledger.excess(v, pool.model) - taken[v] < run.gpus):
+            continue
+        chosen.append(run)
+        taken[v] += run.gpus
+        gpus += run.gpus
+        cpus += run.cpus
+    if gpus < need or cpus < res.cpus:
+        return None
+    for run in sorted(chosen, key=lambda r: (-lost(r), r.id)):   # spare what is not needed
+        if gpus - run.gpus >= need and cpus - run.cpus >= res.cpus:
+            chosen.remove(run)
+            taken[run.institution] -= run.gpus
+            gpus -= run.gpus
+            cpus -= run.cpus
+    if gpus > budget or not _final_shares_allow(job, res.gpus, taken, standing):
+        return None
+    return _Plan(pool, tuple(chosen), gpus, sum(map(lost, chosen)))
+
+
+def _final_shares_allow(job: Job, gpus: int, taken: Mapping[str, int], standing: _Standing) -> bool:
+    """Kueue's S2-a: the preemptor's share of its fair share with the job is no more than
+    each victim's without the preempted runs."""
+    after = _ratio(standing.held.get(job.institution, 0.0) + gpus, standing.owed.get(job.institution, 0.0))
+    return all(after <= _ratio(standing.held.get(v, 0.0) - n, standing.owed.get(v, 0.0))
+               for v, n in taken.items() if n)
+
+
+def _ratio(held: float, owed: float) -> float:
+    """Held over owed; an account owed nothing is infinitely far above its share."""
+    return held / owed if owed > 0 else float("inf")
+
+
+def _apply(cycle: Cycle, pos: int, job: Job, plan: _Plan, standing: _Standing) -> None:
+    pool, slug = plan.pool, job.institution
+    held, owed = standing.held.get(slug, 0.0), standing.owed[slug]
+    for run in plan.victims:
+        v = run.institution
+        reason = (f"fair share: {slug} holds {held:g} GPUs, below its fair share of {owed:.1f}; "
+                  f"{v} holds {standing.held.get(v, 0.0):g}, above its {standing.owed.get(v, 0.0):.1f}; "
+                  f"preempted for {job.id}")
+        cycle.preempt(run, pool, Preemption(run.id, run.job_id, pool.site, reason, kind="fair-share",
+                                            beneficiary=slug, for_job=job.id))
+        standing.held[v] = standing.held.get(v, 0.0) - run.gpus
+    cycle.place(job, pool, freed=plan.freed, freed_cpus=sum(r.cpus for r in plan.victims))
+    cycle.unwaited.add(pos)
+    standing.held[slug] = held + job.spec.resources.gpus
