@@ -1,5 +1,5 @@
-"""`minga sim`: replay a workload on a federation file through minga's policy and three
-baselines, on simulated time (scheduler/sim). No broker needed."""
+"""`minga sim`: replay a workload on a federation file, or a named scenario, through minga's
+policy and three baselines, on simulated time (scheduler/sim). No broker needed."""
 from __future__ import annotations
 
 import json
@@ -14,6 +14,9 @@ app = typer.Typer(help="Simulate the scheduling policy on a federation and a wor
                   invoke_without_command=True)
 
 REPO = Path(__file__).resolve().parents[2]
+SCENARIOS = REPO / "examples" / "scenarios"
+# Options a scenario file replaces: naming one of them next to --scenario is an error.
+WORKLOAD_OPTIONS = ("federation", "trace", "traces_dir", "jobs", "seed", "load")
 
 
 class SimOutput(str, Enum):
@@ -30,7 +33,11 @@ def run(
     traces_dir: Annotated[Path, typer.Option(help="The shared traces folder.")] = REPO.parent / "shared" / "traces",
     jobs: Annotated[Optional[int], typer.Option(help="Jobs to replay (trace: the last N GPU tasks).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the synthetic generator.")] = 0,
-    load: Annotated[float, typer.Option(help="Offered load the arrivals are scaled to.")] = 1.5,
+    load: Annotated[float, typer.Option(help="Offered load the arrivals are scaled to; "
+                                             "0 replays the trace's arrivals as they are.")] = 1.5,
+    scenario: Annotated[Optional[str], typer.Option(help="A scenario file, or the NAME of "
+                                                         "examples/scenarios/NAME.toml: its federation "
+                                                         "and jobs replace --federation and --trace.")] = None,
     policy: Annotated[Optional[list[str]], typer.Option(help="Policies to run (default: all four).")] = None,
     share_policy: Annotated[Optional[str], typer.Option(help="Override the file's share policy: static or contribution.")] = None,
     periodic: Annotated[bool, typer.Option(help="A cycle every cycle_seconds while jobs wait, not only on events.")] = False,
@@ -43,33 +50,25 @@ def run(
     if ctx.invoked_subcommand is not None:
         return
     from scheduler.sim import federation as fedmod
-    from scheduler.sim import report, workload
+    from scheduler.sim import report
     from scheduler.sim.baselines import POLICIES
 
-    fed = fedmod.load(federation)
+    scen = _scenario(ctx, scenario) if scenario is not None else None
+    if scen is None and load < 0:
+        raise typer.BadParameter("must be 0 (arrivals as they are) or more", param_hint="--load")
+    fed = scen.federation if scen else fedmod.load(federation)
     if share_policy:
         if share_policy not in ("static", "contribution"):
             raise typer.BadParameter("static or contribution", param_hint="--share-policy")
         fed = replace(fed, settings=replace(fed.settings, policy=share_policy))
-    weights = [(i.slug, i.weight) for i in fed.institutions]
-    if trace == "synthetic":
-        models: dict[str, int] = {}
-        for s in fed.sites:
-            for p in s.inventory.gpus:
-                models[p.model] = models.get(p.model, 0) + p.total
-        work = workload.synthetic(jobs or 10_000, weights, models, fed.capacity, seed=seed, load=load)
-    else:
-        path = Path(trace)
-        if not path.is_absolute() and (traces_dir / trace).exists():
-            path = traces_dir / trace
-        if not path.exists():
-            raise typer.BadParameter(f"no trace file {path}", param_hint="--trace")
-        work, _ = workload.scale_to_load(workload.read_trace(path, weights, jobs), fed.capacity, load)
+    work = list(scen.jobs) if scen else _workload(fed, trace, traces_dir, jobs, seed, load)
     names = policy or list(POLICIES)
     unknown = [n for n in names if n not in POLICIES]
     if unknown:
         raise typer.BadParameter(f"unknown policy {', '.join(unknown)}; known: {', '.join(POLICIES)}")
     result = report.compare(fed, work, names, periodic=periodic)
+    if scen:
+        result["scenario"] = scen.name
     if plot_file:
         try:
             report.plot(result, plot_file, fed.countries)
@@ -85,6 +84,43 @@ def run(
         typer.echo(json.dumps(result, sort_keys=True))
     else:
         typer.echo(report.table(result))
+
+
+def _scenario(ctx: typer.Context, arg: str):
+    """The scenario file named by --scenario (a path, or a name under examples/scenarios)."""
+    from scheduler.sim import scenario as scenmod
+
+    clash = [f"--{k.replace('_', '-')}" for k in WORKLOAD_OPTIONS
+             if getattr(ctx.get_parameter_source(k), "name", "DEFAULT") not in ("DEFAULT", "DEFAULT_MAP")]
+    if clash:
+        raise typer.BadParameter(f"a scenario brings its own federation and jobs; drop {', '.join(clash)}",
+                                 param_hint="--scenario")
+    try:
+        return scenmod.load(scenmod.resolve(arg, SCENARIOS))
+    except scenmod.ScenarioError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+
+
+def _workload(fed, trace: str, traces_dir: Path, jobs: Optional[int], seed: int, load: float) -> list:
+    """The trace's GPU tasks scaled to `load` (0: as they are), or the synthetic jobs."""
+    from scheduler.sim import workload
+
+    weights = [(i.slug, i.weight) for i in fed.institutions]
+    if trace == "synthetic":
+        if load <= 0:
+            raise typer.BadParameter("the synthetic generator needs a load above 0", param_hint="--load")
+        models: dict[str, int] = {}
+        for s in fed.sites:
+            for p in s.inventory.gpus:
+                models[p.model] = models.get(p.model, 0) + p.total
+        return workload.synthetic(jobs or 10_000, weights, models, fed.capacity, seed=seed, load=load)
+    path = Path(trace)
+    if not path.is_absolute() and (traces_dir / trace).exists():
+        path = traces_dir / trace
+    if not path.exists():
+        raise typer.BadParameter(f"no trace file {path}", param_hint="--trace")
+    return workload.scale_to_load(workload.read_trace(path, weights, jobs), fed.capacity, load)[0]
 
 
 @app.command("make-federation")

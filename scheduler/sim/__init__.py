@@ -2,7 +2,8 @@
 through the exact policy code (`scheduler.policy.schedule`) and three baselines.
 
 Modules: `federation` (read the TOML file), `make_federation` (write it from the traces),
-`workload` (trace reader and synthetic generator), `engine` (the event loop),
+`workload` (trace reader and synthetic generator), `scenario` (named scenarios: a federation
+and job groups in one TOML file), `engine` (the event loop),
 `baselines` (fifo, slurm-classic, static), `metrics` (fairness, waits, utilization),
 `report` (run every policy, render the table/JSON/CSV/PNG).
 """

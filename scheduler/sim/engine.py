@@ -7,9 +7,18 @@ policy callable with the signature of `scheduler.policy.schedule`, then applies 
 runs and requeue the job with its attempt count raised and its FULL duration (a Ray job
 restarts from scratch), keeping its original submit time.
 
+The preemption notice (`preemption_notice_seconds`: SIGTERM, then this long before
+SIGKILL): a preempted run keeps its GPUs busy for the notice, so a job placed on a pool
+where a preemption happened in the same cycle starts its useful work only after it. The
+engine frees the preempted run's GPUs at once and lets the new run hold them from its
+placement, but ends it at now + notice + duration; its wait is counted to the end of the
+notice, and the notice's GPU-seconds count as lost to preemption. The GPUs are thus held
+by exactly one run at any moment, so the `OverCommit` check is unchanged.
+
 Cycles run on the grid k * cycle_seconds, at the first grid point at or after anything
-that can change a decision: an arrival, a completion, or (while jobs are pending) a
-live run leaving its preemption grace period. Between those nothing changes, so the
+that can change a decision: an arrival, a completion, (while jobs are pending) a live
+run leaving its preemption grace period, or the cycle after one that preempted (the
+per-cycle preemption cap may have left more to do). Between those nothing changes, so the
 engine jumps straight to the next event. With `periodic=True` it instead runs a cycle
 every `cycle_seconds` while any job is pending, as the broker does (slower; for policies
 whose decisions move with `now` alone, such as an age factor).
@@ -78,6 +87,8 @@ class Engine:
         self.rec = Recorder(fed, sample_seconds=sample_seconds)
         self.cycles = 0
         self.rejected: list[str] = []
+        self.notice = max(fed.settings.preemption_notice_seconds, 0.0)
+        self._noticed: set[tuple[str, str]] = set()   # pools with a preemption in this cycle
 
     # ---- time ---------------------------------------------------------------------------
     def _advance(self, t: float) -> None:
@@ -122,15 +133,17 @@ class Engine:
         return Snapshot(sites=self.fed.sites, live_runs=tuple(lv.run for lv in self.live.values()),
                         pending=tuple(self.pending.values()), institutions=insts,
                         projects=self.fed.projects, usage=tuple(sorted(self.usage.items())),
-                        settings=s)
+                        country_weights=self.fed.country_weights, settings=s)
 
     def run_cycle(self) -> Decisions:
         self.cycles += 1
         decisions = self.policy(self.snapshot(), self.now)
+        self._noticed = set()
         for pre in decisions.preemptions:
             self._preempt(pre.run_id)
         for pl in decisions.placements:
             self._place(pl.job_id, pl.site, pl.gpu_model, pl.gpus, pl.cpus)
+        self._noticed = set()
         for w in decisions.waiting:
             if w.never_fits and w.job_id in self.pending:
                 del self.pending[w.job_id]
@@ -143,6 +156,8 @@ class Engine:
         if live is None:
             return
         self._release(live.run)
+        if self.notice > 0:
+            self._noticed.add((live.run.site, live.run.gpu_model))
         sj = self.jobs[live.run.job_id]
         self.pending[sj.id] = make_job(sj, attempts=live.run.epoch)
         self.rec.preempted(live.run, self.now)
@@ -159,11 +174,12 @@ class Engine:
                   gpu_model=model, gpus=gpus, cpus=cpus, state=RunState.RUNNING, institution=job.institution,
                   project=job.spec.project, started_at=self.now, preemptible=job.spec.preemptible,
                   walltime_seconds=job.spec.walltime_seconds)
-        end = self.now + sj.duration
+        delay = self.notice if key in self._noticed else 0.0   # behind a preempted run's notice
+        end = self.now + delay + sj.duration
         self.live[run.id] = _Live(run, end)
         heapq.heappush(self.ends, (end, run.id))
         self.usage_rate[run.project] += gpus * self.model_weight.get(model, 1.0)
-        self.rec.started(run, sj, self.now, self.site_owner[site])
+        self.rec.started(run, sj, self.now, self.site_owner[site], delay=delay)
 
     def _grace_wakeup(self) -> float:
         """The first grid point at which a live run leaves its grace period (pending jobs only)."""
@@ -196,8 +212,11 @@ class Engine:
                     self.next_arrival += 1
                 next_cycle = min(next_cycle, self._grid(t))
             if next_cycle <= t:
-                self.run_cycle()
+                decisions = self.run_cycle()
                 next_cycle = self._grace_wakeup()
+                if decisions.preemptions and self.pending:
+                    # A preemption cap may have left work for the next cycle, with no event.
+                    next_cycle = min(next_cycle, t + self.cycle)
                 if next_cycle <= t:
                     next_cycle = t + self.cycle
         self.rec.finish(self.now, stuck=list(self.pending))

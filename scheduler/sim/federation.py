@@ -1,4 +1,9 @@
-"""Read a federation file (TOML) into the domain objects the policy sees."""
+"""Read a federation file (TOML) into the domain objects the policy sees.
+
+`Federation.policy_snapshot()` is the account tree exactly as the engine hands it to the
+policy (the steady contribution, the settings, explicit country weights), so the metrics'
+weights (`entitlements`, `tree`) come from the policy's own `build_tree`.
+"""
 from __future__ import annotations
 
 import math
@@ -7,8 +12,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from scheduler.domain import GpuPool, Inventory, Site, SiteState
-from scheduler.policy import InstitutionShare, ProjectShare, ShareSettings
-from scheduler.policy.entitlement import institution_weights
+from scheduler.policy import InstitutionShare, ProjectShare, ShareSettings, Snapshot
+from scheduler.policy.entitlement import Tree, base_grant, build_tree, entitlements
 
 
 @dataclass(frozen=True)
@@ -18,6 +23,7 @@ class Federation:
     settings: ShareSettings
     cycle_seconds: float = 30.0
     countries: dict[str, str] = field(default_factory=dict)
+    country_weights: tuple[tuple[str, float], ...] = ()   # explicit; default: sum of its institutions
 
     @property
     def projects(self) -> tuple[ProjectShare, ...]:
@@ -52,33 +58,62 @@ class Federation:
         return {slug: (sum(n * mw.get(m, 1.0) for m, n in d.items()) * hl / math.log(2) if hl > 0 else 0.0)
                 for slug, d in self.own_gpus().items()}
 
-    def entitlements(self) -> dict[str, float]:
-        """The weights the fairness metrics use, as the share policy defines them: `static`,
-        the weights as set; `contribution`, base grant + steady contribution in GPU-hours."""
-        if self.settings.policy == "static":
-            return self.weights()
+    def policy_institutions(self) -> tuple[InstitutionShare, ...]:
+        """The institutions as the engine's snapshots show them: contribution at its steady
+        state, in normalized GPU-hours."""
         c = self.steady_contribution()
-        return institution_weights((replace(i, contribution=c.get(i.slug, 0.0) / 3600.0) for i in self.institutions),
-                                   self.settings)
+        return tuple(replace(i, contribution=c.get(i.slug, 0.0) / 3600.0) for i in self.institutions)
+
+    def policy_snapshot(self) -> Snapshot:
+        """The account tree as the policy sees it (no runs, no jobs): what `build_tree` reads."""
+        return Snapshot(sites=self.sites, live_runs=(), pending=(), institutions=self.policy_institutions(),
+                        projects=self.projects, country_weights=self.country_weights, settings=self.settings)
+
+    def tree(self) -> Tree:
+        """The policy's account tree (`scheduler.policy.entitlement.build_tree`)."""
+        return build_tree(self.policy_snapshot(), accounts=())
+
+    def entitlements(self) -> dict[str, float]:
+        """The institution weights the policy uses, as the share policy defines them: `static`,
+        the weights as set; `contribution`, base grant + steady contribution in GPU-hours.
+        Read off the policy's own tree, so they are exactly what the policy sees."""
+        tree = self.tree()
+        return {slug: w for members in tree.institutions.values() for slug, w in members.items()}
+
+    def base_grant(self) -> float:
+        """The base grant in effect under `contribution` (the policy's `base_grant`)."""
+        return base_grant(self.policy_institutions(), self.settings)
+
+    def entitlement_fractions(self) -> dict[str, float]:
+        """Each institution's entitlement as a fraction of the federation (down the tree)."""
+        return entitlements(self.tree()).institution
 
 
 def default_project(institution: str) -> str:
     return f"{institution}/default"
 
 
-def load(path: str | Path) -> Federation:
-    with open(path, "rb") as f:
-        doc = tomllib.load(f)
-    st = doc.get("settings", {})
+SETTINGS_KEYS = {
+    "policy": str, "half_life_seconds": float, "base_grant": float, "base_grant_fraction": float,
+    "preemption_grace_seconds": float, "age_weight": float, "cycle_seconds": float,
+    "fair_share_preemption": bool, "preemption_threshold": float, "preemption_cap": float,
+    "preemption_notice_seconds": float, "model_weights": dict,
+}
+INSTITUTION_KEYS = {"slug", "name", "country", "weight", "guarantee", "borrowing_limit", "lending_limit"}
+SITE_KEYS = {"name", "institution", "country", "model", "gpus", "memory_mb", "largest_node", "cpus", "nodes"}
+
+
+def settings_from(st: dict) -> ShareSettings:
+    """The `[settings]` table as `ShareSettings` (absent keys: the policy's defaults)."""
     weights = tuple(sorted((str(k), float(v)) for k, v in st.get("model_weights", {}).items()))
-    settings = ShareSettings(
-        policy=st.get("policy", "contribution"),
-        half_life_seconds=float(st.get("half_life_seconds", 7 * 86400)),
-        base_grant=float(st.get("base_grant", 1.0)),
-        preemption_grace_seconds=float(st.get("preemption_grace_seconds", 600.0)),
-        age_weight=float(st.get("age_weight", 0.0)),
-        **({"model_weights": weights} if weights else {}),
-    )
+    known = {k: (bool(v) if SETTINGS_KEYS[k] is bool else float(v) if SETTINGS_KEYS[k] is float else v)
+             for k, v in st.items() if k in SETTINGS_KEYS and k not in ("model_weights", "cycle_seconds")}
+    return ShareSettings(**known, **({"model_weights": weights} if weights else {}))
+
+
+def from_doc(doc: dict) -> Federation:
+    """A federation from a parsed TOML document (a federation file, or a scenario's)."""
+    st = doc.get("settings", {})
     institutions = tuple(
         InstitutionShare(slug=i["slug"], country=i["country"], weight=float(i.get("weight", 1.0)),
                          guarantee=tuple(sorted((m, int(n)) for m, n in i.get("guarantee", {}).items())),
@@ -92,6 +127,13 @@ def load(path: str | Path) -> Federation:
                                                largest_node=int(s.get("largest_node", s["gpus"]))),),
                                  cpus=float(s.get("cpus", 0.0)), nodes=int(s.get("nodes", 1))))
         for s in doc.get("sites", []))
-    return Federation(sites=sites, institutions=institutions, settings=settings,
+    return Federation(sites=sites, institutions=institutions, settings=settings_from(st),
                       cycle_seconds=float(st.get("cycle_seconds", 30.0)),
-                      countries=dict(doc.get("countries", {})))
+                      countries=dict(doc.get("countries", {})),
+                      country_weights=tuple(sorted((str(c), float(w))
+                                                   for c, w in doc.get("country_weights", {}).items())))
+
+
+def load(path: str | Path) -> Federation:
+    with open(path, "rb") as f:
+        return from_doc(tomllib.load(f))

@@ -1,18 +1,26 @@
 """What the simulator measures, and the fairness yardstick it measures against.
 
-- `water_fill`: the weighted max-min fair allocation (progressive filling, Bertsekas &
-  Gallager, "Data Networks", 6.5.2): every institution gets min(demand, level * weight),
-  with the one level that hands out min(capacity, total demand). It is the optimum for
-  one pool of identical GPUs; model constraints and one-site gangs are ignored by it.
-- `water_fill_with_floors`: the same, but every institution first gets its guarantee (up to
-  its demand): the federation's contract is "your own GPUs back, then a fair share of the
-  rest", so this is the optimum `share_deviation` and `jain` measure against.
+- The optimum (the fair share now): the policy's own `max_min.tree_fill` over the
+  federation's account tree (`Federation.tree()`, built by the policy's `build_tree`:
+  country weights explicit or the sum of their institutions', institution weights as the
+  share policy defines them), with each institution's guarantee (`guarantees.guarantees`,
+  summed over models) as its floor: weighted max-min over the current demands (GPUs of
+  running plus pending jobs) at the country level, then within each country. It treats the
+  federation as one pool of GPUs: model constraints and one-site gangs are ignored by it.
+  Computed once per distinct demand vector.
 - `share_deviation`: over contended periods (total demand above capacity), the
   time-average of 1/2 * sum_i |achieved_i - optimum_i| / capacity: the fraction of the
   federation's GPUs held by the wrong institution. `share_deviation_flat` measures against
-  the plain weighted water-filling (no guarantees).
+  the plain weighted water-filling over institutions (`water_fill`: no tree, no guarantees).
 - `jain`: Jain's fairness index (Jain, Chiu & Hawe 1984) of r_i = achieved GPU-time /
   optimum GPU-time over the contended periods, for every institution with an optimum > 0.
+- `time_to_fair_share`: an episode opens when an institution's demand goes from 0 to > 0
+  and closes when it holds at least 90% of its fair share now (the optimum above, which is
+  its demand when nobody contends; recomputed as demands change), or its whole-GPU part when
+  that is less (a share of 2.67 GPUs is reached with 2). An episode whose demand drops to 0
+  first ends then; one still open at the end of the simulation is counted until the end.
+  Reported: episodes, p50 and max of their lengths (all episodes), and `never`: those that
+  ended or were cut without reaching the share.
 - `utilization`: busy GPU-time / the GPU-time that could have been busy, i.e. the integral
   of busy GPUs over the integral of min(capacity, demand), where demand is the GPUs of
   running plus pending jobs: 1.0 is perfectly work-conserving, and idle GPUs count against
@@ -20,7 +28,9 @@
   capacity * makespan (first arrival to last completion).
 - waits: first start - arrival, p50/p95/max overall and by job size (1, 2-4, 8+ GPUs); a
   job never started waited until the simulation's end.
-- preemptions, and GPU-hours lost: GPUs * time run before the preemption.
+- preemptions, and GPU-hours lost: GPUs * time run before the preemption, plus the GPUs *
+  notice of every run placed behind a preempted run's notice (held, not useful);
+  `lost_fraction`: that over the busy GPU-hours (every GPU-hour a run held).
 - `owner_reclaim_max_s`: the longest wait of a job submitted while it was clearly within its
   institution's guarantee (own sites' GPUs, or the explicit guarantee): for some guaranteed
   model m the job may use, the GPUs the institution holds on m plus all its pending GPUs
@@ -33,7 +43,9 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from scheduler.policy.max_min import water_fill, water_fill_with_floors
+from scheduler.policy.guarantees import guarantees
+from scheduler.policy.max_min import tree_fill, water_fill, water_fill_with_floors
+from scheduler.policy.share_now import guarantee_floors
 
 if TYPE_CHECKING:
     from scheduler.domain import Run
@@ -57,6 +69,11 @@ def percentile(values: Sequence[float], q: float) -> float:
     return float(s[max(0, min(len(s) - 1, math.ceil(q / 100 * len(s)) - 1))])
 
 
+def reached_share(held: float, share: float) -> bool:
+    """Holds 90% of `share`, or its whole-GPU part (at least one GPU) when that is less."""
+    return held + 1e-9 >= min(0.9 * share, max(math.floor(share + 1e-9), 1.0))
+
+
 def size_class(gpus: int) -> str:
     return "1" if gpus <= 1 else "2-4" if gpus <= 4 else "8+"
 
@@ -66,7 +83,11 @@ class Recorder:
 
     def __init__(self, fed: Federation, sample_seconds: float | None = None):
         self.capacity = fed.capacity
+        self.tree = fed.tree()
         self.weights = fed.entitlements()
+        self.project = {slug: next(iter(p), f"{slug}/default") for slug, p in self.tree.projects.items()}
+        self.tree_floor = guarantee_floors(guarantees(fed.policy_snapshot())[0])
+        self.one_project = all(len(p) == 1 for p in self.tree.projects.values())
         self.country = {i.slug: i.country for i in fed.institutions}
         self.guarantee = fed.guarantees()
         # Per institution, the (model, largest node) of the pools its guarantee lives on: its
@@ -80,6 +101,12 @@ class Recorder:
                         self.guarantee_pools[inst].add((p.model, min(p.total, p.largest_node or p.total)))
         self.floor = {i: float(sum(g.values())) for i, g in self.guarantee.items()}
         self.flat_integral = 0.0
+        self.share_s: dict[str, float] = dict.fromkeys(self.weights, 0.0)    # fair share x time, while wanting
+        self.held_s: dict[str, float] = dict.fromkeys(self.weights, 0.0)     # held x time, while wanting
+        self.wanting_s: dict[str, float] = dict.fromkeys(self.weights, 0.0)  # time with demand > 0
+        self._wanting: set[str] = set()
+        self._episode: dict[str, float] = {}            # institution -> start of its open episode
+        self.episodes: list[tuple[float, bool]] = []    # (length, reached its fair share)
         self.running: dict[str, int] = dict.fromkeys(self.weights, 0)
         self.pending: dict[str, int] = dict.fromkeys(self.weights, 0)
         self.held: dict[tuple[str, str], int] = {}   # (institution, model) -> GPUs its runs hold
@@ -101,6 +128,7 @@ class Recorder:
         self.reclaim_jobs: set[str] = set()
         self.preemptions = 0
         self.lost_gpu_s = 0.0
+        self.notice_gpu_s = 0.0
         self.rejected_jobs = 0
         self.stuck: list[str] = []
         self.sample_seconds = sample_seconds or 0.0
@@ -124,11 +152,14 @@ class Recorder:
                for m, most in self.guarantee_pools.get(i, ())):
             self.reclaim_jobs.add(sj.id)
 
-    def started(self, run: Run, sj: SimJob, now: float, site_owner: str) -> None:
+    def started(self, run: Run, sj: SimJob, now: float, site_owner: str, delay: float = 0.0) -> None:
+        """`delay`: the notice of a preempted run the new one holds GPUs behind (no useful work)."""
         self.pending[run.institution] -= run.gpus
         self.running[run.institution] += run.gpus
         self._hold(run, run.gpus)
-        self.waits.setdefault(run.job_id, now - self.arrival_at[run.job_id])
+        self.waits.setdefault(run.job_id, now + delay - self.arrival_at[run.job_id])
+        self.lost_gpu_s += run.gpus * delay
+        self.notice_gpu_s += run.gpus * delay
 
     def _hold(self, run: Run, gpus: int) -> None:
         key = (run.institution, run.gpu_model)
@@ -164,15 +195,20 @@ class Recorder:
         demand = {i: r + self.pending[i] for i, r in self.running.items() if r or self.pending[i]}
         total = sum(demand.values())
         self.servable += min(total, self.capacity) * dt
-        if total <= self.capacity:
-            return
+        contended = total > self.capacity
         # Institutions without demand hold nothing and are owed nothing: left out.
         key = tuple(demand.items())
         if key != self._last_key:
             self._last_key = key
-            self._last_opt = (water_fill_with_floors(demand, self.weights, self.floor, self.capacity),
-                              water_fill(demand, self.weights, self.capacity))
+            self._last_opt = self._optimum(demand) if contended else (demand, demand)
         opt, flat = self._last_opt
+        self._episodes(t0, demand, opt)
+        for i, a in opt.items():
+            self.share_s[i] += a * dt
+            self.held_s[i] += self.running[i] * dt
+            self.wanting_s[i] += dt
+        if not contended:
+            return
         self.contended_s += dt
         dev = dev_flat = 0.0
         for i, a in opt.items():
@@ -184,9 +220,52 @@ class Recorder:
         self.deviation_integral += dt * dev / (2 * self.capacity)
         self.flat_integral += dt * dev_flat / (2 * self.capacity)
 
+    def _optimum(self, demand: dict[str, float]) -> tuple[dict[str, float], dict[str, float]]:
+        """The hierarchical optimum (`tree_fill` with guarantees as floors) and the flat one."""
+        if self.one_project:
+            shares = self._institution_fill(demand)
+        else:
+            by_project = {self.project.get(i, f"{i}/default"): d for i, d in demand.items()}
+            shares = tree_fill(self.tree, self.capacity, by_project, self.tree_floor).institution
+        return ({i: shares.get(i, 0.0) for i in demand}, water_fill(demand, self.weights, self.capacity))
+
+    def _institution_fill(self, demand: Mapping[str, float]) -> dict[str, float]:
+        """`tree_fill(...).institution` for a tree of one project per institution, which the
+        simulator's is: its country and institution levels, the same calls in the same order,
+        without the project level (which cannot change an institution's share). A test checks
+        it against `tree_fill` itself."""
+        tree, floor = self.tree, self.tree_floor
+        by_country: dict[str, dict[str, float]] = {}
+        for i, d in demand.items():
+            by_country.setdefault(tree.country_of[i], {})[i] = d
+        inst_floor = {i: min(d, floor.get(i, 0.0)) for i, d in demand.items()}
+        c_demand = {c: sum(m.values()) for c, m in by_country.items()}
+        c_floor = {c: sum(inst_floor[i] for i in m) for c, m in by_country.items()}
+        country = water_fill_with_floors(c_demand, tree.country_weight, c_floor, self.capacity)
+        out: dict[str, float] = {}
+        for c, owed in country.items():
+            out |= water_fill_with_floors(by_country[c], tree.institutions[c], inst_floor, owed)
+        return out
+
+    def _episodes(self, t: float, demand: Mapping[str, float], share: Mapping[str, float]) -> None:
+        """Open, close or end the time-to-fair-share episodes for the state from `t` on."""
+        for i in self._wanting - demand.keys():
+            if i in self._episode:   # its demand dropped to 0 before it reached its share
+                self.episodes.append((t - self._episode.pop(i), False))
+        for i in demand.keys() - self._wanting:
+            self._episode.setdefault(i, t)
+        self._wanting = set(demand)
+        for i in [i for i in self._episode if i in share and reached_share(self.running[i], share[i])]:
+            self.episodes.append((t - self._episode.pop(i), True))
+
     def finish(self, now: float, stuck: list[str]) -> None:
         self.end = max(self.last_completion, self.last_arrival) if not stuck else now
         self.stuck = stuck
+        demand = {i: r + self.pending[i] for i, r in self.running.items() if r or self.pending[i]}
+        self._episodes(now, demand, self._optimum(demand)[0] if demand else {})
+        for i, start in sorted(self._episode.items()):   # never reached: counted until the end
+            self.episodes.append((now - start, False))
+        self._episode.clear()
 
     # ---- results ------------------------------------------------------------------------
     def summary(self) -> dict:
@@ -217,6 +296,12 @@ class Recorder:
                              for k, v in sorted(by_size.items())},
             "preemptions": self.preemptions,
             "gpu_hours_lost": round(self.lost_gpu_s / 3600, 4),
+            "lost_fraction": round(self.lost_gpu_s / self.busy_total, 4) if self.busy_total > 0 else 0.0,
+            "notice_gpu_hours": round(self.notice_gpu_s / 3600, 4),
+            "time_to_fair_share_episodes": len(self.episodes),
+            "time_to_fair_share_p50_s": round(percentile([x for x, _ in self.episodes], 50), 1),
+            "time_to_fair_share_max_s": round(max((x for x, _ in self.episodes), default=0.0), 1),
+            "time_to_fair_share_never": sum(1 for _, ok in self.episodes if not ok),
             "owner_reclaim_max_s": round(max(reclaim, default=0.0), 1),
             "contended_s": round(self.contended_s, 1),
             "makespan_s": round(makespan, 1),
@@ -226,7 +311,15 @@ class Recorder:
         }
 
     def institution_shares(self) -> dict[str, dict[str, float]]:
-        """GPU-hours achieved vs the max-min optimum over contended periods, per institution."""
+        """Per institution: GPU-hours achieved vs the optimum over contended periods, the mean
+        GPUs it held and was owed (its fair share now) over them, and the same means over the
+        time it wanted GPUs (contended or not)."""
+        c = self.contended_s
         return {i: {"achieved_gpu_h": round(self.achieved[i] / 3600, 3),
-                    "optimum_gpu_h": round(self.optimum[i] / 3600, 3)}
-                for i in sorted(self.achieved) if self.achieved[i] or self.optimum[i]}
+                    "optimum_gpu_h": round(self.optimum[i] / 3600, 3),
+                    "held_contended_gpus": round(self.achieved[i] / c, 3) if c else 0.0,
+                    "fair_contended_gpus": round(self.optimum[i] / c, 3) if c else 0.0,
+                    "held_mean_gpus": round(self.held_s[i] / self.wanting_s[i], 3) if self.wanting_s[i] else 0.0,
+                    "fair_mean_gpus": round(self.share_s[i] / self.wanting_s[i], 3) if self.wanting_s[i] else 0.0,
+                    "wanting_s": round(self.wanting_s[i], 1)}
+                for i in sorted(self.achieved) if self.achieved[i] or self.optimum[i] or self.wanting_s[i]}

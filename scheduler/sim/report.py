@@ -12,15 +12,29 @@ from scheduler.sim.engine import Engine
 from scheduler.sim.federation import Federation
 from scheduler.sim.workload import SimJob, mean_demand
 
-HEADLINE = ("utilization", "share_deviation", "jain", "wait_p50_s", "wait_p95_s", "wait_max_s",
-            "preemptions", "gpu_hours_lost", "owner_reclaim_max_s")
+HEADLINE = ("utilization", "share_deviation", "jain", "time_to_fair_share_p50_s", "time_to_fair_share_max_s",
+            "time_to_fair_share_never", "wait_p50_s", "wait_p95_s", "wait_max_s",
+            "preemptions", "gpu_hours_lost", "lost_fraction", "owner_reclaim_max_s")
+PER_INSTITUTION_ROWS = 10   # the table lists each institution's holding when there are at most this many
+
+
+def federation_info(fed: Federation) -> dict:
+    """Sizes, and under `contribution` the entitlement floor: the base grant in effect and the
+    smallest institution entitlement, as a percentage of the federation."""
+    out: dict = {"sites": len(fed.sites), "gpus": fed.capacity, "institutions": len(fed.institutions),
+                 "share_policy": fed.settings.policy}
+    if fed.settings.policy != "static" and fed.institutions:
+        ent = fed.entitlement_fractions()
+        slug = min(sorted(ent), key=lambda k: ent[k])
+        out |= {"base_grant": round(fed.base_grant(), 3), "base_grant_fraction": fed.settings.base_grant_fraction,
+                "min_entitlement_pct": round(100 * ent[slug], 3), "min_entitlement_institution": slug}
+    return out
 
 
 def compare(fed: Federation, jobs: Sequence[SimJob], policies: Sequence[str] = tuple(POLICIES),
             sample_seconds: float = 60.0, periodic: bool = False) -> dict:
     """One JSON-able object: the workload, and per policy its metrics and share series."""
-    out: dict = {"federation": {"sites": len(fed.sites), "gpus": fed.capacity,
-                                "institutions": len(fed.institutions)},
+    out: dict = {"federation": federation_info(fed),
                  "workload": {"jobs": len(jobs), "gpus_requested": sum(j.gpus for j in jobs),
                               "arrival_span_s": max((j.arrival for j in jobs), default=0.0),
                               "offered_load": round(mean_demand(jobs, 1.0) / fed.capacity, 3)
@@ -42,23 +56,36 @@ def compare(fed: Federation, jobs: Sequence[SimJob], policies: Sequence[str] = t
 def table(result: dict) -> str:
     names = list(result["policies"])
     rows = [["metric", *names]]
-    for key in HEADLINE + ("share_deviation_flat", "utilization_capacity", "jobs_started", "jobs_stuck",
-                           "cycles", "wall_s"):
+    for key in HEADLINE + ("time_to_fair_share_episodes", "share_deviation_flat", "utilization_capacity",
+                           "jobs_started", "jobs_stuck", "cycles", "wall_s"):
         rows.append([key, *[_fmt(result["policies"][n].get(key), key in RATIOS) for n in names]])
     for size in ("1", "2-4", "8+"):
-        rows.append([f"wait_p95_s[{size} GPU]",
-                     *[_fmt(result["policies"][n]["wait_by_size"].get(size, {}).get("p95_s")) for n in names]])
+        for stat in ("p95_s", "max_s"):
+            rows.append([f"wait_{stat}[{size} GPU]",
+                         *[_fmt(result["policies"][n]["wait_by_size"].get(size, {}).get(stat)) for n in names]])
+    insts = sorted({i for n in names for i in result.get("institutions", {}).get(n, {})})
+    if len(insts) <= PER_INSTITUTION_ROWS:
+        for i in insts:
+            for key in ("held_mean_gpus", "fair_mean_gpus"):
+                rows.append([f"{key}[{i}]",
+                             *[f"{result['institutions'][n].get(i, {}).get(key, 0.0):.2f}" for n in names]])
     widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
     w = result["workload"]
     head = (f"federation: {result['federation']['sites']} sites, {result['federation']['gpus']} GPUs, "
             f"{result['federation']['institutions']} institutions; workload: {w['jobs']} jobs, "
             f"{w['gpus_requested']} GPUs, offered load {w['offered_load']}")
+    fed = result["federation"]
+    if "base_grant" in fed:
+        head += (f"\nentitlement floor: base grant {fed['base_grant']:g} (fraction {fed['base_grant_fraction']:g}); "
+                 f"smallest entitlement {fed['min_entitlement_pct']:.2f}% ({fed['min_entitlement_institution']})")
+    if result.get("scenario"):
+        head = f"scenario: {result['scenario']}\n" + head
     lines = [head] + ["  ".join(c.rjust(widths[i]) if i else c.ljust(widths[i]) for i, c in enumerate(r))
                       for r in rows]
     return "\n".join(lines)
 
 
-RATIOS = {"utilization", "utilization_capacity", "share_deviation", "share_deviation_flat", "jain"}
+RATIOS = {"utilization", "utilization_capacity", "share_deviation", "share_deviation_flat", "jain", "lost_fraction"}
 
 
 def _fmt(v: object, ratio: bool = False) -> str:
