@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from agent.states import run_state_from_ray
-from scheduler.domain import RunState
+from scheduler.domain import RUN_ENV_NAMES, RunState
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,7 @@ class RunRequest:
     env: Mapping[str, str] = field(default_factory=dict)
     # The job's secret env: Ray gets it with `env`, but it never shows in a repr or a log line.
     secret_env: Mapping[str, str] = field(default_factory=dict, repr=False)
+    notice_seconds: int = 0                 # SIGTERM, then SIGKILL this long after; 0: Ray's default
 
 
 @dataclass(frozen=True)
@@ -111,15 +112,30 @@ class RayBackend(Protocol):
         ...
 
 
+def minga_env(run: RunRequest) -> dict[str, str]:
+    """What minga tells every run (docs/preemption.md): which job, run and attempt it is,
+    and the stop notice. Ray's JobSupervisor, which gets the run's env_vars, reads
+    RAY_JOB_STOP_WAIT_TIME_S on every stop: SIGTERM, then SIGKILL after that many seconds."""
+    env = {"MINGA_JOB_ID": run.job_id, "MINGA_RUN_ID": run.run_id, "MINGA_ATTEMPT": str(run.epoch)}
+    if run.notice_seconds > 0:
+        env["RAY_JOB_STOP_WAIT_TIME_S"] = str(run.notice_seconds)
+    return env
+
+
 def runtime_env_for(run: RunRequest) -> dict[str, Any]:
-    """The Ray runtime_env of a run (only the keys that are set)."""
+    """The Ray runtime_env of a run (only the keys that are set). minga's own variables win
+    over a job's of the same name (the broker refuses those at submit; an older one did not)."""
     env: dict[str, Any] = {}
     if run.working_dir:
         env["working_dir"] = run.working_dir
     if run.pip:
         env["pip"] = list(run.pip)
-    if run.env or run.secret_env:
-        env["env_vars"] = {**run.env, **run.secret_env}
+    ours = minga_env(run)
+    clash = sorted((set(run.env) | set(run.secret_env)) & RUN_ENV_NAMES)
+    if clash:
+        log.warning("run %s: the job's %s replaced by minga's own", run.run_id, ", ".join(clash))
+    user = {k: v for k, v in {**run.env, **run.secret_env}.items() if k not in RUN_ENV_NAMES}
+    env["env_vars"] = {**user, **ours}
     return env
 
 

@@ -167,13 +167,14 @@ class FakeBroker(site_pb2_grpc.SiteServiceServicer):
 
 
 def make_start_run(run_id: str, job_id: str, epoch: int = 1, entrypoint: str = "echo hi", gpus: int = 0,
-                   gpu_model: str = "", working_dir_digest: str = "") -> site_pb2.StartRun:
+                   gpu_model: str = "", working_dir_digest: str = "", env: dict[str, str] | None = None,
+                   notice_seconds: int = 0) -> site_pb2.StartRun:
     """A StartRun as the broker would send it."""
     return site_pb2.StartRun(
-        run_id=run_id, job_id=job_id, epoch=epoch, gpu_model=gpu_model,
+        run_id=run_id, job_id=job_id, epoch=epoch, gpu_model=gpu_model, notice_seconds=notice_seconds,
         spec=common_pb2.JobSpec(
             entrypoint=entrypoint,
             resources=common_pb2.Resources(gpus=gpus),
-            runtime_env=common_pb2.RuntimeEnv(working_dir_digest=working_dir_digest),
+            runtime_env=common_pb2.RuntimeEnv(working_dir_digest=working_dir_digest, env=env or {}),
         ),
     )

@@ -29,6 +29,7 @@ def run_request(start: site_pb2.StartRun, working_dir: str | None = None) -> Run
         pip=tuple(spec.runtime_env.pip),
         env=dict(spec.runtime_env.env),
         secret_env=dict(spec.secret_env),
+        notice_seconds=start.notice_seconds,
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import enum
 import json
 import sys
+import textwrap
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from typing import Any
@@ -71,6 +72,7 @@ def job_to_dict(job: common_pb2.Job) -> JsonDict:
         "submitted_at": iso_time(job.submitted_at),
         "started_at": iso_time(job.started_at),
         "finished_at": iso_time(job.finished_at),
+        "last_preemption": _preemption_to_dict(job.last_preemption) if job.HasField("last_preemption") else None,
         "spec": {
             "entrypoint": spec.entrypoint,
             "gpu_models": list(res.gpu_models),
@@ -90,6 +92,10 @@ def job_to_dict(job: common_pb2.Job) -> JsonDict:
             "secret_env": {k: "***" for k in sorted(spec.secret_env)},
         },
     }
+
+
+def _preemption_to_dict(p: common_pb2.JobPreemption) -> JsonDict:
+    return {"at": iso_time(p.at), "kind": p.kind or None, "beneficiary": p.beneficiary or None, "reason": p.reason}
 
 
 def institution_to_dict(inst: admin_pb2.Institution) -> JsonDict:
@@ -156,7 +162,27 @@ def quota_to_dict(row: admin_pb2.QuotaRow) -> JsonDict:
 def tree_node_to_dict(node: admin_pb2.TreeNode) -> JsonDict:
     return {"level": node.level, "id": node.id, "parent": node.parent or None, "weight": round(node.weight, 4),
             "entitlement_pct": round(node.entitlement_pct, 2), "usage_pct": round(node.usage_pct, 2),
-            "fairshare": round(node.fairshare, 4)}
+            "fairshare": round(node.fairshare, 4), "held": node.held, "demand": node.demand,
+            "fair_share_gpus": round(node.fair_share_gpus, 2)}
+
+
+def institution_quota_to_dict(i: admin_pb2.InstitutionQuota) -> JsonDict:
+    """One institution now: `fair_share_gpus` is what it is owed at this moment, next to
+    what it holds; `fairshare` is Slurm's factor (1 idle, 0.5 on par)."""
+    return {"institution": i.institution, "country": i.country, "weight": round(i.weight, 4),
+            "entitlement_pct": round(i.entitlement_pct, 2), "usage_pct": round(i.usage_pct, 2),
+            "fairshare": round(i.fairshare, 4), "guarantee": i.guarantee, "held": i.held, "demand": i.demand,
+            "fair_share_gpus": round(i.fair_share_gpus, 2)}
+
+
+def quota_view_to_dict(resp: admin_pb2.ShowQuotasResponse) -> JsonDict:
+    """`minga quota show`: per-model rows, per-institution shares now, the GPUs they split,
+    the entitlement floor in effect and (with --tree) the account tree."""
+    return {"rows": [quota_to_dict(r) for r in resp.rows],
+            "institutions": [institution_quota_to_dict(i) for i in resp.institutions],
+            "capacity": resp.capacity, "share_policy": resp.share_policy,
+            "base_grant": round(resp.base_grant, 4), "base_grant_fraction": resp.base_grant_fraction,
+            "tree": [tree_node_to_dict(n) for n in resp.tree]}
 
 
 def whoami_to_dict(me: admin_pb2.WhoAmIResponse) -> JsonDict:
@@ -213,8 +239,20 @@ def jobs_table(jobs: Sequence[JsonDict], now: float) -> None:
     _table(None, ["ID", "NAME", "STATE", "GPUS", "SITE", "AGE", "REASON"], rows)
 
 
-def job_detail(job: JsonDict) -> None:
-    """`minga job status`: one field per line, the reason spelled out in full."""
+def preemption_line(p: JsonDict | None, now: float | None = None) -> str | None:
+    """"12m ago, for uchile (reclaim): <the policy's reason>"; None if never preempted."""
+    if p is None:
+        return None
+    when = f"at {p['at']}"
+    if now is not None and p["at"]:
+        when = f"{format_duration(now - datetime.fromisoformat(p['at']).timestamp())} ago"
+    why = ", ".join(x for x in (f"for {p['beneficiary']}" if p["beneficiary"] else "", p["kind"] or "") if x)
+    return f"{when}{f' ({why})' if why else ''}: {p['reason']}"
+
+
+def job_detail(job: JsonDict, now: float | None = None) -> None:
+    """`minga job status`: one field per line, the reason spelled out in full; the last
+    preemption (if any) wrapped to 80 columns, since the policy's reasons are long."""
     attempts = f"{job['attempts']} ({job['failures']} failed; the job fails at {job['max_attempts']})"
     fields = [
         ("id", job["id"]), ("name", job["name"]), ("state", job["state"]),
@@ -224,9 +262,13 @@ def job_detail(job: JsonDict) -> None:
         ("finished", job["finished_at"]), ("entrypoint", job["spec"]["entrypoint"]),
         ("reason", job["reason"]),
     ]
-    width = max(len(k) for k, _ in fields)
+    preempted = preemption_line(job.get("last_preemption"), now)
+    width = max(len(k) for k, _ in fields + [("preempted", "")])
     for key, value in fields:
         sys.stdout.write(f"{key:<{width}}  {_dash(value)}\n")
+    if preempted:
+        sys.stdout.write(textwrap.fill(preempted, 80, initial_indent=f"{'preempted':<{width}}  ",
+                                       subsequent_indent=" " * (width + 2)) + "\n")
 
 
 def institutions_table(items: Sequence[JsonDict]) -> None:
@@ -271,23 +313,56 @@ def _site_state(site: JsonDict) -> str:
     return f"{site['state']} ({site['state_reason']})" if site.get("state_reason") else site["state"]
 
 
-def quotas_table(items: Sequence[JsonDict]) -> None:
-    if not items:
+def _quota_weight(w: float) -> str:
+    """Weights under `contribution` are GPU-hours: 1234.5 reads better as 1234 than 1.23e+03."""
+    return f"{w:.3g}" if abs(w) < 1000 else f"{w:.0f}"
+
+
+def _share_gpus(x: float) -> str:
+    """A fair share in GPUs, to one decimal: 4, 3.3."""
+    return f"{round(x, 1):g}"
+
+
+def quotas_table(view: JsonDict) -> None:
+    """Two tables that fit 80 columns: per institution (its share of the federation, and at
+    this moment what it holds, asks for and is owed), then per institution and GPU model;
+    a footer says what SHARE splits and which entitlement floor is in effect."""
+    if not view["rows"]:
         sys.stdout.write("no quotas yet: no institution has GPUs or jobs\n")
         return
-    _table(None, ["INST", "CC", "WEIGHT", "ENT%", "USE%", "FS", "MODEL", "OWN", "GUAR", "USE", "HELD",
-                  "BORR", "LENT", "PEND"],
-           [[q["institution"], q["country"], f"{q['weight']:.3g}", f"{q['entitlement_pct']:.1f}",
-             f"{q['usage_pct']:.1f}", f"{q['fairshare']:.2f}", _dash(q["gpu_model"]), str(q["owned"]),
-             str(q["guarantee"]), str(q["in_use"]), str(q["held"]), str(q["borrowed"]), str(q["lent"]),
-             str(q["pending"])] for q in items])
+    _table(None, ["INST", "CC", "WEIGHT", "ENT%", "USE%", "FS", "GUAR", "HELD", "DEMAND", "SHARE"],
+           [[i["institution"], i["country"], _quota_weight(i["weight"]), f"{i['entitlement_pct']:.1f}",
+             f"{i['usage_pct']:.1f}", f"{i['fairshare']:.2f}", str(i["guarantee"]), str(i["held"]),
+             str(i["demand"]), _share_gpus(i["fair_share_gpus"])] for i in view["institutions"]])
+    sys.stdout.write("\n")
+    _table(None, ["INST", "MODEL", "OWN", "GUAR", "USE", "HELD", "BORR", "LENT", "PEND"],
+           [[q["institution"], _dash(q["gpu_model"]), str(q["owned"]), str(q["guarantee"]), str(q["in_use"]),
+             str(q["held"]), str(q["borrowed"]), str(q["lent"]), str(q["pending"])] for q in view["rows"]])
+    sys.stdout.write("\n" + "\n".join(textwrap.fill(line, 80) for line in quota_footer(view)) + "\n")
+
+
+def quota_footer(view: JsonDict) -> list[str]:
+    """What SHARE is, and the entitlement floor in effect (it acts only under `contribution`)."""
+    share = (f"SHARE: each institution's fair share of the {view['capacity']} GPUs that can hold runs now: "
+             "weighted max-min over DEMAND (held + pending), guarantees as floors.")
+    fraction = view["base_grant_fraction"]
+    if view["share_policy"] == "contribution":
+        floor = (f"Entitlement floor: base grant {_quota_weight(view['base_grant'])} in effect, so every institution "
+                 f"weighs at least {fraction:.0%} of the mean." if fraction else
+                 f"Entitlement floor: base grant {_quota_weight(view['base_grant'])} in effect (no floor fraction).")
+    else:
+        floor = f"Entitlement floor: none under the {view['share_policy']} policy (weights as set)" + (
+            f"; under contribution every institution would weigh at least {fraction:.0%} of the mean."
+            if fraction else ".")
+    return [share, floor]
 
 
 def tree_table(nodes: Sequence[JsonDict]) -> None:
     indent = {"country": "", "institution": "  ", "project": "    "}
-    _table(None, ["ACCOUNT", "WEIGHT", "ENT%", "USE%", "FAIRSHARE"],
-           [[indent.get(n["level"], "") + n["id"], f"{n['weight']:.3g}", f"{n['entitlement_pct']:.1f}",
-             f"{n['usage_pct']:.1f}", f"{n['fairshare']:.2f}"] for n in nodes])
+    _table(None, ["ACCOUNT", "WEIGHT", "ENT%", "USE%", "FS", "HELD", "DEMAND", "SHARE"],
+           [[indent.get(n["level"], "") + n["id"], _quota_weight(n["weight"]), f"{n['entitlement_pct']:.1f}",
+             f"{n['usage_pct']:.1f}", f"{n['fairshare']:.2f}", str(n["held"]), str(n["demand"]),
+             _share_gpus(n["fair_share_gpus"])] for n in nodes])
 
 
 def print_json_line(data: Any) -> None:
@@ -308,6 +383,10 @@ def policy_to_dict(p: admin_pb2.Policy) -> JsonDict:
         "model_weights": {w.model: w.weight for w in p.model_weights},
         "preemption_grace_seconds": p.preemption_grace_seconds,
         "age_weight": p.age_weight,
+        # Issue 10; null from a broker that predates them.
+        **{name: getattr(p, name) if p.HasField(name) else None for name in (
+            "fair_share_preemption", "preemption_threshold", "preemption_cap", "preemption_notice_seconds",
+            "base_grant_fraction")},
     }
 
 
@@ -321,10 +400,28 @@ def policy_table(policy: JsonDict) -> None:
         ["share policy", policy["share_policy"]],
         ["half-life", format_duration(int(policy["half_life_seconds"]))],
         ["base grant", f"{policy['base_grant']:g}"],
+        *_issue10_rows(policy),
         ["preemption grace", format_duration(int(policy["preemption_grace_seconds"]))],
         ["age weight", f"{policy['age_weight']:g} per hour"],
         ["model weights", weights],
     ])
+
+
+def _issue10_rows(policy: JsonDict) -> list[list[str]]:
+    """The entitlement floor and fair-share preemption, in words; `-` where the broker
+    did not say (one older than them)."""
+    fraction, threshold = policy.get("base_grant_fraction"), policy.get("preemption_threshold")
+    cap, notice, on = policy.get("preemption_cap"), policy.get("preemption_notice_seconds"), \
+        policy.get("fair_share_preemption")
+    return [
+        ["entitlement floor", "-" if fraction is None else
+         f"{fraction:g} (contribution: at least {fraction:.0%} of the mean weight)"],
+        ["fair-share preemption", "-" if on is None else "on" if on else "off"],
+        ["preemption threshold", "-" if threshold is None else
+         f"{threshold:g} (only for an account under {1 - threshold:.0%} of its fair share)"],
+        ["preemption cap", "-" if cap is None else f"{cap:g} (at most {cap:.0%} of the GPUs per cycle)"],
+        ["preemption notice", "-" if notice is None else f"{format_duration(int(notice))} (SIGTERM, then SIGKILL)"],
+    ]
 
 
 def usage_table(by: str, lines: Sequence[JsonDict]) -> None:

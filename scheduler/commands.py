@@ -11,6 +11,9 @@ class StartRunCommand:
     site: str
     run: Run
     spec: JobSpec
+    # The preemption notice in whole seconds (ShareSettings.preemption_notice_seconds): every
+    # stop of the run sends SIGTERM, then SIGKILL this long after. 0: Ray's own default.
+    notice_seconds: int = 0
 
 
 @dataclass(frozen=True)

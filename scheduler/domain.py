@@ -122,6 +122,10 @@ class RuntimeEnv:
 
 REDACTED = "***"   # what a secret value reads as wherever it is shown
 
+# Environment variables the site agent sets on every run (docs/preemption.md): which job,
+# run and attempt it is, and Ray's stop notice. They are minga's: a job may not set them.
+RUN_ENV_NAMES = frozenset({"MINGA_ATTEMPT", "MINGA_JOB_ID", "MINGA_RUN_ID", "RAY_JOB_STOP_WAIT_TIME_S"})
+
 
 @dataclass(frozen=True, slots=True)
 class JobSpec:
@@ -144,6 +148,17 @@ class JobSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class JobPreemption:
+    """The last time one of a job's runs was preempted (policy `Preemption`): kept after
+    the job waits or runs again, so `minga job status` can say why it restarted."""
+
+    at: float
+    kind: str                   # "fair-share", "reclaim" or "lending-window"
+    beneficiary: str            # the institution it made room for
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class Job:
     id: str
     spec: JobSpec
@@ -160,6 +175,7 @@ class Job:
     gpu_model: str = ""
     started_at: float = 0.0
     finished_at: float = 0.0
+    last_preemption: JobPreemption | None = None
 
 
 @dataclass(frozen=True, slots=True)

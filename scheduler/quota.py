@@ -1,18 +1,20 @@
-"""The quota view: per institution and GPU model, what it owns, uses, holds and asks for.
+"""The quota view: per institution and GPU model, what it owns, uses, holds and asks for;
+per institution, its fair share at this moment next to what it holds (issue 10).
 
 Pure: computed from domain values, so the fair-share extension can grow it in place.
 """
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 
 from scheduler.domain import Job, JobState, Site
 from scheduler.policy import Snapshot
-from scheduler.policy.entitlement import build_tree, entitlements, institution_weights
+from scheduler.policy.entitlement import base_grant, build_tree, entitlements, institution_weights
 from scheduler.policy.fairshare import institution_factors, project_factors, project_usage
 from scheduler.policy.guarantees import quota_rows as model_quota_rows
+from scheduler.policy.share_now import ShareNow, snapshot_share_now
 
 ANY_MODEL = "any"
 
@@ -44,6 +46,57 @@ class TreeNode:
     entitlement_pct: float
     usage_pct: float
     fairshare: float
+    fair_share_gpus: float = 0.0   # GPUs it is owed now (`share_now.py`); 0 without demand
+    held: int = 0                  # GPUs its live runs hold
+    demand: int = 0                # held + GPUs its pending jobs ask for
+
+
+@dataclass(frozen=True)
+class InstitutionQuota:
+    """One institution now: its weight, entitlement, usage and factor, and in GPUs its
+    guarantee, what it holds, what it asks for (held + pending) and its fair share now."""
+
+    institution: str
+    country: str
+    weight: float = 0.0
+    entitlement_pct: float = 0.0
+    usage_pct: float = 0.0
+    fairshare: float = 0.0
+    guarantee: int = 0
+    held: int = 0
+    demand: int = 0
+    fair_share_gpus: float = 0.0
+
+
+@dataclass(frozen=True)
+class Floor:
+    """The entitlement floor in effect: the share policy, the base grant every institution
+    weighs at least (under `contribution`) and the fraction of the mean weight it keeps them at."""
+
+    share_policy: str
+    base_grant: float
+    base_grant_fraction: float
+
+
+@dataclass(frozen=True)
+class QuotaView:
+    """`minga quota show`: the per-model rows, one entry per institution, the account tree
+    (when asked for), the GPUs the fair shares split now, and the entitlement floor."""
+
+    rows: list[QuotaRow]
+    institutions: list[InstitutionQuota]
+    tree: list[TreeNode]
+    capacity: int
+    floor: Floor
+
+
+def quota_view(institutions: Iterable[tuple[str, str]], jobs: Iterable[Job], snapshot: Snapshot,
+               tree: bool) -> QuotaView:
+    """The whole quota view from the registered institutions, their live jobs and a snapshot."""
+    rows = with_shares(quota_rows(institutions, snapshot.sites, jobs), snapshot)
+    _, now = snapshot_share_now(snapshot)
+    return QuotaView(rows, institution_quotas(rows, now), tree_nodes(snapshot, now) if tree else [],
+                     now.capacity, entitlement_floor(snapshot))
 
 
 def quota_rows(institutions: Iterable[tuple[str, str]], sites: Iterable[Site],
@@ -84,7 +137,7 @@ def _factor(usage_share: float, entitled: float) -> float:
     return 2.0 ** (-usage_share / entitled) if entitled > 0 else 0.0
 
 
-def _by_institution(per_project: dict[str, float]) -> dict[str, float]:
+def _by_institution(per_project: Mapping[str, float]) -> dict[str, float]:
     """Project usage rolled up to institutions (project ids are `<institution>/<name>`)."""
     usage: dict[str, float] = defaultdict(float)
     for pid, value in per_project.items():
@@ -118,8 +171,33 @@ def with_shares(rows: list[QuotaRow], snapshot: Snapshot) -> list[QuotaRow]:
     return out
 
 
-def tree_nodes(snapshot: Snapshot) -> list[TreeNode]:
-    """Every node of the account tree with its weight, entitlement, usage and factor."""
+def institution_quotas(rows: list[QuotaRow], now: ShareNow) -> list[InstitutionQuota]:
+    """One entry per institution of `rows` (`with_shares`' output): its institution-wide
+    values, its guarantee summed over models, and from `now` what it holds, asks for and
+    is owed at this moment."""
+    demand, held = _by_institution(now.demand), _by_institution(now.held)
+    out: dict[str, InstitutionQuota] = {}
+    for r in rows:
+        first = out.get(r.institution)
+        if first is None:
+            out[r.institution] = InstitutionQuota(
+                r.institution, r.country, r.weight, r.entitlement_pct, r.usage_pct, r.fairshare, r.guarantee,
+                round(held.get(r.institution, 0)), round(demand.get(r.institution, 0.0)),
+                now.shares.institution.get(r.institution, 0.0))
+        else:
+            out[r.institution] = replace(first, guarantee=first.guarantee + r.guarantee)
+    return [out[slug] for slug in sorted(out)]
+
+
+def entitlement_floor(snapshot: Snapshot) -> Floor:
+    """The floor in effect (`entitlement.base_grant`); the base grant acts only under `contribution`."""
+    settings = snapshot.settings
+    return Floor(settings.policy, base_grant(snapshot.institutions, settings), settings.base_grant_fraction)
+
+
+def tree_nodes(snapshot: Snapshot, now: ShareNow | None = None) -> list[TreeNode]:
+    """Every node of the account tree with its weight, entitlement, usage and factor; with
+    `now`, also what it holds, asks for and is owed at this moment."""
     tree = build_tree(snapshot)
     ent = entitlements(tree)
     per_project = project_usage(snapshot)
@@ -132,14 +210,25 @@ def tree_nodes(snapshot: Snapshot) -> list[TreeNode]:
     nodes = []
     for cc in sorted(tree.country_weight):
         u = _pct(country_usage.get(cc, 0.0), total)
+        members = [p for slug in tree.institutions[cc] for p in tree.projects.get(slug, {})]
         nodes.append(TreeNode("country", cc, "", tree.country_weight[cc], 100 * ent.country[cc], u,
-                              _factor(u / 100, ent.country[cc])))
+                              _factor(u / 100, ent.country[cc]), *_now(now, "country", cc, members)))
         for slug in sorted(tree.institutions[cc]):
             nodes.append(TreeNode("institution", slug, cc, tree.institutions[cc][slug],
                                   100 * ent.institution.get(slug, 0.0), _pct(inst_usage.get(slug, 0.0), total),
-                                  inst_factor.get(slug, 0.0)))
+                                  inst_factor.get(slug, 0.0),
+                                  *_now(now, "institution", slug, list(tree.projects.get(slug, {})))))
             for pid in sorted(tree.projects.get(slug, {})):
                 nodes.append(TreeNode("project", pid, slug, tree.projects[slug][pid],
                                       100 * ent.project.get(pid, 0.0), _pct(per_project.get(pid, 0.0), total),
-                                      proj_factor.get(pid, 0.0)))
+                                      proj_factor.get(pid, 0.0), *_now(now, "project", pid, [pid])))
     return nodes
+
+
+def _now(now: ShareNow | None, level: str, key: str, projects: list[str]) -> tuple[float, int, int]:
+    """A tree node's (fair share now, GPUs held, demand), its projects' sums; zeros without `now`."""
+    if now is None:
+        return 0.0, 0, 0
+    share = getattr(now.shares, level).get(key, 0.0)
+    return (share, sum(now.held.get(p, 0) for p in projects),
+            round(sum(now.demand.get(p, 0.0) for p in projects)))

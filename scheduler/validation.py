@@ -6,7 +6,7 @@ import re
 from collections.abc import Sequence
 
 from scheduler.commands import RunReport
-from scheduler.domain import InvalidArgument, Inventory, JobSpec
+from scheduler.domain import RUN_ENV_NAMES, InvalidArgument, Inventory, JobSpec
 
 MAX_ENTRYPOINT = 16_384
 MAX_NAME = 128
@@ -146,6 +146,9 @@ def _check_env(spec: JobSpec) -> None:
         for key, value in pairs:
             if not ENV_KEY.fullmatch(key):
                 raise InvalidArgument(f"{field} key {key[:140]!r} is not a valid variable name")
+            if key in RUN_ENV_NAMES:
+                raise InvalidArgument(f"{field} key {key!r} is set by minga on every run "
+                                      "(see docs/preemption.md); choose another name")
             _max_len(f"{field}[{key}]", value, MAX_ENV_VALUE)
             if "\0" in value:
                 raise InvalidArgument(f"{field}[{key}] holds a NUL character, which no environment can carry")

@@ -272,7 +272,7 @@ def test_site_list_cordon_quota(fake: Fake) -> None:
     assert cordon.stdout == "site uchile-dcc is now CORDONED\n"
     missing = minga("admin", "site", "cordon", "nowhere", *as_admin(fake))
     assert missing.exit_code == errors.EXIT_NOT_FOUND and missing.stderr == "error: no site nowhere\n"
-    quotas = json.loads(minga("quota", "show", *as_admin(fake), "-o", "json").stdout)
+    quotas = json.loads(minga("quota", "show", *as_admin(fake), "-o", "json").stdout)["rows"]
     assert quotas == [{"institution": "uchile", "country": "CL", "gpu_model": "A100", "owned": 4, "in_use": 1,
                        "held": 0, "pending": 0, "weight": 0.0, "entitlement_pct": 0.0, "usage_pct": 0.0,
                        "fairshare": 0.0, "guarantee": 0, "borrowed": 0, "lent": 0}]

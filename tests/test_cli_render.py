@@ -7,7 +7,8 @@ from cli import render
 from minga.v1 import admin_pb2, common_pb2
 
 JOB_KEYS = {"id", "name", "state", "owner", "institution", "project", "site", "country", "gpu_model", "gpus", "attempts", "failures",
-            "max_attempts", "reason", "run_id", "submitted_at", "started_at", "finished_at", "spec"}
+            "max_attempts", "reason", "run_id", "submitted_at", "started_at", "finished_at", "last_preemption",
+            "spec"}
 
 
 def _job(**overrides: object) -> common_pb2.Job:
@@ -42,6 +43,27 @@ def test_pending_job_has_nulls_not_empty_strings() -> None:
     assert data["site"] is None and data["run_id"] is None and data["gpu_model"] is None
     assert data["reason"] == "no site has 8 A100"
     assert data["max_attempts"] == 3  # 0 on the wire means the default of 3
+
+
+def test_a_preempted_job_says_when_why_and_for_whom(capsys) -> None:  # type: ignore[no-untyped-def]
+    reason = ("fair share: usp holds 0 GPUs, below its fair share of 8.0; uchile holds 12, above its 8.0; "
+              "preempted for j-9")
+    job = _job(state=common_pb2.JOB_STATE_PENDING, reason="waiting for 2 x A100: every matching site is busy",
+               last_preemption=common_pb2.JobPreemption(at=1_700_000_000.0, kind="fair-share", beneficiary="usp",
+                                                        reason=reason))
+    data = render.job_to_dict(job)
+    assert data["last_preemption"] == {"at": "2023-11-14T22:13:20.000Z", "kind": "fair-share",
+                                       "beneficiary": "usp", "reason": reason}
+    json.dumps(data)
+    assert render.job_to_dict(_job())["last_preemption"] is None
+    render.job_detail(data, now=1_700_000_720.0)
+    out = capsys.readouterr().out
+    assert max(len(line) for line in out.splitlines()) <= 80
+    flat = " ".join(out.split())
+    assert "preempted 12m ago (for usp, fair-share): fair share: usp holds 0 GPUs" in flat
+    assert "preempted for j-9" in flat
+    render.job_detail(render.job_to_dict(_job()))
+    assert "preempted" not in capsys.readouterr().out
 
 
 def test_every_job_state_name_matches_design() -> None:

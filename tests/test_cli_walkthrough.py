@@ -183,7 +183,7 @@ def test_readme_walkthrough(federation: Federation, tmp_path: Path) -> None:
     waiting = fed.json("job", "submit", "--gpus", "1", "--", "python", "-c", GPU_JOB, token=ana)
     pending = fed.json("job", "status", waiting["id"], token=ana)
     assert pending["state"] == "PENDING" and pending["reason"], pending
-    quotas = fed.json("quota", "show", token=admin_token)
+    quotas = fed.json("quota", "show", token=admin_token)["rows"]
     row = next(q for q in quotas if q["institution"] == "uchile" and q["gpu_model"] == "A100")
     assert (row["owned"], row["held"]) == (2, 2)
     assert sum(q["pending"] for q in quotas if q["institution"] == "uchile") == 1, quotas  # any model: own row

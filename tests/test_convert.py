@@ -9,7 +9,7 @@ from minga.v1 import common_pb2, site_pb2
 from scheduler.api import convert
 from scheduler.commands import RunReport, StartRunCommand, StopRunCommand
 from scheduler.domain import (
-    GpuPool, InvalidArgument, Inventory, Job, JobSpec, JobState, Resources, Role, Run, RunState, RuntimeEnv, Site, SiteState,
+    GpuPool, InvalidArgument, Inventory, Job, JobPreemption, JobSpec, JobState, Resources, Role, Run, RunState, RuntimeEnv, Site, SiteState,
 )
 
 PROPS = settings(max_examples=150, deadline=None)
@@ -117,6 +117,15 @@ def test_job_to_pb():
             pb.submitted_at, pb.started_at, pb.finished_at, pb.gpu_model) == (
         "j-1", "ana", "uchile", "s", "CL", 2, "r", "minga-j-1-a2", 10.5, 11.0, 0.0, "A100")
     assert convert.spec_from_pb(pb.spec) == spec
+    assert not pb.HasField("last_preemption")
+
+
+def test_job_to_pb_keeps_the_last_preemption():
+    last = JobPreemption(at=20.0, kind="reclaim", beneficiary="uchile", reason="reclaim: uchile is below ...")
+    job = Job(id="j-1", spec=JobSpec(entrypoint="x"), state=JobState.PENDING, owner="bia", institution="usp",
+              submitted_at=10.0, attempts=1, reason="waiting", last_preemption=last)
+    pb = wire(convert.job_to_pb(job)).last_preemption
+    assert JobPreemption(pb.at, pb.kind, pb.beneficiary, pb.reason) == last
 
 
 # -- Inventory --------------------------------------------------------------------
@@ -219,6 +228,13 @@ def test_start_command_to_broker_message(spec, epoch, model):
     assert (msg.start.run_id, msg.start.job_id, msg.start.epoch, msg.start.gpu_model) == (
         run.id, "j-1", epoch, model)
     assert convert.spec_from_pb(msg.start.spec) == spec
+    assert msg.start.notice_seconds == 0          # not set: the agent leaves Ray's default
+
+
+def test_start_command_carries_the_notice():
+    run = Run(id="minga-j-1-a1", job_id="j-1", site="s", epoch=1, gpu_model="A100", gpus=1, cpus=1.0)
+    cmd = StartRunCommand(site="s", run=run, spec=JobSpec(entrypoint="x"), notice_seconds=90)
+    assert wire(convert.command_to_pb(cmd)).start.notice_seconds == 90
 
 
 def test_stop_command_to_broker_message():

@@ -123,6 +123,10 @@ def test_each_request_limit(federation) -> None:  # type: ignore[no-untyped-def]
         ("join token ttl", lambda: A.CreateSiteToken(admin_pb2.CreateSiteTokenRequest(
             institution="uchile", site="dcc", ttl_seconds=-5), metadata=admin.md), "ttl"),
         ("audit limit", lambda: A.ListAudit(admin_pb2.ListAuditRequest(limit=10**9), metadata=admin.md), "limit"),
+        *[(f"policy {field}", lambda f=field, v=value: A.SetPolicy(admin_pb2.SetPolicyRequest(  # type: ignore[misc]
+            policy=admin_pb2.Policy(**{f: v})), metadata=admin.md), field) for field, value in (
+            ("preemption_threshold", 1.0), ("preemption_cap", 0.0), ("preemption_notice_seconds", 3601.0),
+            ("base_grant_fraction", 0.95), ("half_life_seconds", float("nan")))],
     ]
     failures = []
     for case, call, field in cases:

@@ -1,8 +1,14 @@
-"""The quota view (scheduler/quota.py): owned, in use, held and pending GPUs per institution and model."""
+"""The quota view (scheduler/quota.py): owned, in use, held and pending GPUs per institution and model;
+per institution its fair share now (issue 10), and the entitlement floor."""
 from __future__ import annotations
 
+import pytest
+
 from scheduler.domain import GpuPool, Inventory, Job, JobSpec, JobState, Resources, Site
-from scheduler.quota import ANY_MODEL, QuotaRow, quota_rows
+from scheduler.policy import InstitutionShare, ShareSettings, Snapshot
+from scheduler.policy.share_now import snapshot_share_now
+from scheduler.quota import ANY_MODEL, QuotaRow, entitlement_floor, quota_rows, quota_view, tree_nodes
+from tests.test_fairshare_helpers import inst, job as pending, pool, run, site as gpu_site, snap
 
 INSTITUTIONS = [("uchile", "CL"), ("usp", "BR"), ("unam", "MX")]
 
@@ -89,3 +95,42 @@ def test_unknown_institutions_are_not_listed():
     rows = quota_rows([("uchile", "CL")], [site("x", "ghost", ("A100", 8))],
                       [job("ghost", JobState.RUNNING, 1, model="A100")])
     assert [r.institution for r in rows] == ["uchile"]
+
+
+# -- issue 10: the fair share now, next to what each institution holds -------------------
+
+def _now_snapshot() -> Snapshot:
+    """A host lends 12 GPUs; `a` holds 8 of them and wants 8 more, `b` wants 6, `c` wants 2."""
+    return snap([gpu_site("big", "host", pool("A100", 12))],
+                [inst("host"), inst("a", "AR"), inst("b", "BR"), inst("c", "MX")],
+                pending=[pending("a1", "a", 8), pending("b1", "b", 4), pending("b2", "b", 2), pending("c1", "c", 2),
+                         pending("huge", "c", 99)],   # no site could ever hold it: not demand
+                runs=[run("r1", "big", "a", 8)], settings=ShareSettings(policy="static"))
+
+
+def test_the_view_gives_each_institution_its_max_min_share_now():
+    snapshot = _now_snapshot()
+    view = quota_view([("host", "CL"), ("a", "AR"), ("b", "BR"), ("c", "MX")], [], snapshot, tree=False)
+    now = {i.institution: (i.held, i.demand, round(i.fair_share_gpus, 6)) for i in view.institutions}
+    # 12 GPUs over demands 16, 6, 2: c gets its 2, a and b split the other 10 equally
+    assert now == {"a": (8, 16, 5.0), "b": (0, 6, 5.0), "c": (0, 2, 2.0), "host": (0, 0, 0.0)}
+    assert view.capacity == 12 and view.tree == []
+    assert {i.institution: i.guarantee for i in view.institutions}["host"] == 12
+    assert (view.floor.share_policy, view.floor.base_grant, view.floor.base_grant_fraction) == ("static", 1.0, 0.25)
+
+
+def test_the_tree_carries_the_share_now_at_every_level():
+    snapshot = _now_snapshot()
+    _, now = snapshot_share_now(snapshot)
+    nodes = {n.id: n for n in tree_nodes(snapshot, now)}
+    assert (nodes["AR"].fair_share_gpus, nodes["a"].fair_share_gpus, nodes["a/default"].fair_share_gpus) == \
+        pytest.approx((5.0, 5.0, 5.0))
+    assert (nodes["AR"].held, nodes["AR"].demand, nodes["MX"].demand) == (8, 16, 2)
+    assert all(n.fair_share_gpus == 0 and n.held == 0 for n in tree_nodes(snapshot))   # without `now`
+
+
+def test_the_floor_is_the_base_grant_in_effect():
+    rich = [InstitutionShare("rich", "CL", contribution=300.0), InstitutionShare("poor", "BR")]
+    floor = entitlement_floor(snap([], rich, settings=ShareSettings(base_grant_fraction=0.25)))
+    assert floor.base_grant == pytest.approx(0.25 / 0.75 * 150.0)   # a quarter of the mean weight, or more
+    assert entitlement_floor(snap([], rich, settings=ShareSettings(base_grant_fraction=0.0))).base_grant == 1.0

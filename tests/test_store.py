@@ -604,7 +604,8 @@ def test_a_run_that_vanishes_from_ray_is_requeued_but_not_at_hello(fed):
     In a Hello it means the start never arrived, and reconcile resends it instead."""
     run_id = _leased(fed).run.id
     assert fed.runs.reconcile_site("dcc", [RunReport(run_id, RunState.UNKNOWN)], NOW + 1) == [
-        StartRunCommand("dcc", fed.runs.load_snapshot(NOW + 1).live_runs[0], fed.jobs.get("j-1").spec)]
+        StartRunCommand("dcc", fed.runs.load_snapshot(NOW + 1).live_runs[0], fed.jobs.get("j-1").spec,
+                        notice_seconds=60)]
     assert fed.jobs.get("j-1").state is JobState.LEASED
     assert fed.runs.apply_report("dcc", RunReport(run_id, RunState.UNKNOWN), NOW + 2) == []
     job = fed.jobs.get("j-1")

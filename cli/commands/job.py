@@ -189,7 +189,7 @@ def status(
     """Show a job: state, site, country, attempts, and why it waits or ended."""
     with client(ctx, broker, token, ca) as c, errors.explain(not_found=f"no job {job_id}"):
         job = render.job_to_dict(c.get_job(job_id))
-    render.show(output, job, lambda: render.job_detail(job))
+    render.show(output, job, lambda: render.job_detail(job, time.time()))
 
 
 @app.command("logs")

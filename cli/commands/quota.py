@@ -1,6 +1,7 @@
-"""`minga quota show [--tree]`: each institution's fair share and GPUs per model."""
+"""`minga quota show [--tree]`: each institution's fair share (over days and now) and GPUs per model."""
 from __future__ import annotations
 
+import sys
 from typing import Annotated
 
 import typer
@@ -18,16 +19,16 @@ def show(
     tree: Annotated[bool, typer.Option("--tree", help="Also show the whole account tree.")] = False,
     broker: BrokerOpt = None, token: TokenOpt = None, ca: CaOpt = None, output: OutputOpt = Output.table,
 ) -> None:
-    """Per institution: weight, entitlement, decayed usage, fair-share factor; per GPU model:
-    owned, guaranteed, in use, held, borrowed, lent and pending."""
+    """Per institution: weight, entitlement, decayed usage, fair-share factor, and its fair
+    share of the GPUs now next to what it holds; per GPU model: owned, guaranteed, in use,
+    held, borrowed, lent and pending; the entitlement floor in effect."""
     with client(ctx, broker, token, ca) as c:
-        resp = c.show_quotas(tree)
-    rows = [render.quota_to_dict(r) for r in resp.rows]
-    nodes = [render.tree_node_to_dict(n) for n in resp.tree]
+        view = render.quota_view_to_dict(c.show_quotas(tree))
 
     def tables() -> None:
-        render.quotas_table(rows)
+        render.quotas_table(view)
         if tree:
-            render.tree_table(nodes)
+            sys.stdout.write("\n")
+            render.tree_table(view["tree"])
 
-    render.show(output, {"rows": rows, "tree": nodes} if tree else rows, tables)
+    render.show(output, view, tables)

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import enum
+import math
+from collections.abc import Callable
 from typing import Annotated, Optional
 
 import typer
@@ -12,8 +14,8 @@ from ..options import BrokerOpt, CaOpt, OutputOpt, TokenOpt, client
 from ..parsing import parse_duration
 from ..render import Output
 
-policy_app = typer.Typer(help="The fair-share policy: share policy, half-life, base grant, model weights.",
-                         no_args_is_help=True)
+policy_app = typer.Typer(help="The fair-share policy: share policy, half-life, base grant and its floor, "
+                         "model weights, preemption.", no_args_is_help=True)
 project_app = typer.Typer(help="Projects: what jobs are charged to, inside an institution.", no_args_is_help=True)
 weight_app = typer.Typer(help="Weights of countries, institutions and projects.", no_args_is_help=True)
 guarantee_app = typer.Typer(help="Explicit per-model GPU guarantees.", no_args_is_help=True)
@@ -40,6 +42,22 @@ def _seconds(flag: str, value: Optional[str]) -> float:
         return float(parse_duration(value))
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint=flag) from exc
+
+
+def _fraction(flag: str, value: Optional[float], ok: Callable[[float], bool], must: str) -> Optional[float]:
+    """`value` if it is in range; the broker checks again and is the authority."""
+    if value is not None and not (math.isfinite(value) and ok(value)):
+        raise typer.BadParameter(f"{value:g} is not {must}", param_hint=flag)
+    return value
+
+
+def _notice(value: Optional[str]) -> Optional[float]:
+    if value is None:
+        return None
+    seconds = _seconds("--preemption-notice", value)
+    if not 1 <= seconds <= 3600:
+        raise typer.BadParameter(f"{value!r} is not from 1s to 1h (e.g. 60s)", param_hint="--preemption-notice")
+    return seconds
 
 
 def _model_weights(values: list[str]) -> list[admin_pb2.ModelWeight]:
@@ -78,6 +96,21 @@ def policy_set(
                                                  "preempted, e.g. 10m.", show_default=False)] = None,
     model_weight: Annotated[Optional[list[str]], typer.Option("--model-weight", help="MODEL=WEIGHT (repeatable), "
                                                               "e.g. H100=1.0.", show_default=False)] = None,
+    fair_share_preemption: Annotated[Optional[bool], typer.Option(
+        "--fair-share-preemption/--no-fair-share-preemption", help="Preempt for accounts below their fair "
+        "share now (default on).", show_default=False)] = None,
+    threshold: Annotated[Optional[float], typer.Option(
+        "--preemption-threshold", help="Act only under (1 - T) x the fair share; "
+        "0 <= T < 1, e.g. 0.1.", show_default=False)] = None,
+    cap: Annotated[Optional[float], typer.Option(
+        "--preemption-cap", help="Fraction of the federation's GPUs freed per "
+        "cycle at most; 0 < C <= 1, e.g. 0.25.", show_default=False)] = None,
+    notice: Annotated[Optional[str], typer.Option(
+        "--preemption-notice", help="SIGTERM, then this long before SIGKILL; "
+        "1s to 1h, e.g. 60s.", show_default=False)] = None,
+    base_grant_fraction: Annotated[Optional[float], typer.Option(
+        "--base-grant-fraction", help="Contribution policy: every institution "
+        "weighs at least F x the mean; 0 to 0.9, e.g. 0.25.", show_default=False)] = None,
     broker: BrokerOpt = None, token: TokenOpt = None, ca: CaOpt = None, output: OutputOpt = Output.table,
 ) -> None:
     """Change the fair-share policy; what you do not name stays as it is."""
@@ -87,6 +120,13 @@ def policy_set(
         base_grant=base_grant or 0.0,
         preemption_grace_seconds=_seconds("--preemption-grace", grace),
         model_weights=_model_weights(model_weight or []),
+        fair_share_preemption=fair_share_preemption,
+        preemption_threshold=_fraction("--preemption-threshold", threshold, lambda v: 0 <= v < 1,
+                                       "at least 0 and below 1 (e.g. 0.1)"),
+        preemption_cap=_fraction("--preemption-cap", cap, lambda v: 0 < v <= 1, "above 0 and at most 1 (e.g. 0.25)"),
+        preemption_notice_seconds=_notice(notice),
+        base_grant_fraction=_fraction("--base-grant-fraction", base_grant_fraction, lambda v: 0 <= v <= 0.9,
+                                      "from 0 to 0.9 (e.g. 0.25)"),
     )
     with client(ctx, broker, token, ca) as c:
         result = render.policy_to_dict(c.set_policy(policy))

@@ -14,6 +14,7 @@ from scheduler.core import Core
 from scheduler.domain import SiteState
 from scheduler.leader import LeadershipStatus
 from scheduler.policy import ProjectShare, ShareSettings
+from scheduler.quota import QuotaView
 from scheduler.service import admin, lending, shares
 from scheduler.store.accounts import Institution, User
 
@@ -31,24 +32,42 @@ def _project_pb(p: ProjectShare) -> admin_pb2.Project:
     return admin_pb2.Project(id=p.id, institution=p.institution, name=p.id.split("/", 1)[1], weight=p.weight)
 
 
+# Policy fields declared `optional` in admin.proto (same names in ShareSettings): given when set.
+_PRESENCE_FIELDS = ("fair_share_preemption", "preemption_threshold", "preemption_cap",
+                    "preemption_notice_seconds", "base_grant_fraction")
+
+
 def _policy_pb(s: ShareSettings) -> admin_pb2.Policy:
     return admin_pb2.Policy(
         share_policy=s.policy, half_life_seconds=s.half_life_seconds, base_grant=s.base_grant,
         model_weights=[admin_pb2.ModelWeight(model=m, weight=w) for m, w in s.model_weights],
-        preemption_grace_seconds=s.preemption_grace_seconds, age_weight=s.age_weight)
+        preemption_grace_seconds=s.preemption_grace_seconds, age_weight=s.age_weight,
+        **{name: getattr(s, name) for name in _PRESENCE_FIELDS})
 
 
 def _policy_update(pb: admin_pb2.Policy) -> tuple[ShareSettings, set[str]]:
-    """Proto3 has no presence for scalars: zero or empty means "keep"."""
+    """Fields 1-6 have no presence: zero or empty means "keep". The optional ones are
+    given when set, so `false` and `0` can be set too."""
     given = {name for name, present in (
         ("policy", pb.share_policy), ("half_life_seconds", pb.half_life_seconds),
         ("base_grant", pb.base_grant), ("model_weights", pb.model_weights),
         ("preemption_grace_seconds", pb.preemption_grace_seconds), ("age_weight", pb.age_weight)) if present}
+    given |= {name for name in _PRESENCE_FIELDS if pb.HasField(name)}
     update = ShareSettings(
         policy=pb.share_policy, half_life_seconds=pb.half_life_seconds, base_grant=pb.base_grant,
         model_weights=tuple((w.model, w.weight) for w in pb.model_weights),
-        preemption_grace_seconds=pb.preemption_grace_seconds, age_weight=pb.age_weight)
+        preemption_grace_seconds=pb.preemption_grace_seconds, age_weight=pb.age_weight,
+        **{name: getattr(pb, name) for name in _PRESENCE_FIELDS if pb.HasField(name)})
     return update, given
+
+
+def _quotas_pb(view: QuotaView) -> admin_pb2.ShowQuotasResponse:
+    return admin_pb2.ShowQuotasResponse(
+        rows=[admin_pb2.QuotaRow(**asdict(r)) for r in view.rows],
+        tree=[admin_pb2.TreeNode(**asdict(n)) for n in view.tree],
+        institutions=[admin_pb2.InstitutionQuota(**asdict(i)) for i in view.institutions],
+        capacity=view.capacity, share_policy=view.floor.share_policy, base_grant=view.floor.base_grant,
+        base_grant_fraction=view.floor.base_grant_fraction)
 
 
 class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
@@ -114,10 +133,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         return site_to_pb(*admin.set_admin_state(self.core, request.name, None))
 
     def ShowQuotas(self, request: admin_pb2.ShowQuotasRequest, context: CallContext) -> admin_pb2.ShowQuotasResponse:
-        rows, tree = admin.show_quotas(self.core, request.tree)
-        return admin_pb2.ShowQuotasResponse(
-            rows=[admin_pb2.QuotaRow(**asdict(r)) for r in rows],
-            tree=[admin_pb2.TreeNode(**asdict(n)) for n in tree])
+        return _quotas_pb(admin.show_quotas(self.core, request.tree))
 
     def WhoAmI(self, request: admin_pb2.WhoAmIRequest, context: CallContext) -> admin_pb2.WhoAmIResponse:
         me = admin.whoami(context.caller)

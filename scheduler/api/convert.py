@@ -7,7 +7,7 @@ from minga.v1 import admin_pb2, common_pb2, site_pb2
 
 from scheduler.commands import Command, RunReport, StartRunCommand, StopRunCommand
 from scheduler.domain import (
-    DEFAULT_MAX_ATTEMPTS, REDACTED, GpuPool, InvalidArgument, Inventory, Job, JobSpec, JobState, Resources, Role, RunState, RuntimeEnv, Site, SiteState,
+    DEFAULT_MAX_ATTEMPTS, REDACTED, GpuPool, InvalidArgument, Inventory, Job, JobPreemption, JobSpec, JobState, Resources, Role, RunState, RuntimeEnv, Site, SiteState,
 )
 
 # -- enums -------------------------------------------------------------------
@@ -115,8 +115,14 @@ def job_to_pb(job: Job) -> common_pb2.Job:
         failures=job.failures,
         reason=job.reason, run_id=job.run_id, submitted_at=job.submitted_at,
         started_at=job.started_at, finished_at=job.finished_at, gpu_model=job.gpu_model,
-        project=job.spec.project,
+        project=job.spec.project, last_preemption=_preemption_to_pb(job.last_preemption),
     )
+
+
+def _preemption_to_pb(p: JobPreemption | None) -> common_pb2.JobPreemption | None:
+    if p is None:
+        return None
+    return common_pb2.JobPreemption(at=p.at, kind=p.kind, beneficiary=p.beneficiary, reason=p.reason)
 
 # -- sites ---------------------------------------------------------------------
 
@@ -154,6 +160,7 @@ def command_to_pb(cmd: Command) -> site_pb2.BrokerMessage:
     if isinstance(cmd, StartRunCommand):
         return site_pb2.BrokerMessage(start=site_pb2.StartRun(
             run_id=cmd.run.id, job_id=cmd.run.job_id, epoch=cmd.run.epoch,
-            spec=spec_to_pb(cmd.spec, reveal_secrets=True), gpu_model=cmd.run.gpu_model))
+            spec=spec_to_pb(cmd.spec, reveal_secrets=True), gpu_model=cmd.run.gpu_model,
+            notice_seconds=cmd.notice_seconds))
     assert isinstance(cmd, StopRunCommand)
     return site_pb2.BrokerMessage(stop=site_pb2.StopRun(run_id=cmd.run_id, reason=cmd.reason))

@@ -7,7 +7,7 @@ from scheduler.auth import DEFAULT_USER_TTL, MAX_USER_TTL, new_token
 from scheduler.core import Core
 from scheduler.domain import InvalidArgument, Principal, Role, Site, SiteState
 from scheduler.service.access import institution_scope, token_scope
-from scheduler.quota import QuotaRow, TreeNode, quota_rows, tree_nodes, with_shares
+from scheduler.quota import QuotaView, quota_view
 from scheduler.store.accounts import Institution, TokenInfo, User
 from scheduler.store.audit import AuditEntry
 from scheduler.validation import check_country, check_slug, check_weight
@@ -104,13 +104,13 @@ def set_site_labels(core: Core, site: str, labels: dict[str, str]) -> tuple[Site
     return updated, core.store.sites.gpus_in_use().get(site, {})
 
 
-def show_quotas(core: Core, tree: bool) -> tuple[list[QuotaRow], list[TreeNode]]:
-    """Per institution and model: GPUs owned, used, held, pending, and the fair-share view."""
+def show_quotas(core: Core, tree: bool) -> QuotaView:
+    """Per institution and model: GPUs owned, used, held, pending, and the fair-share view;
+    per institution its fair share now next to what it holds; the entitlement floor."""
     institutions = [(i.slug, i.country) for i in core.store.accounts.list_institutions()]
     jobs = core.store.jobs.list(None, include_terminal=False, state=None, limit=1_000_000)
     snapshot = core.store.runs.load_snapshot(core.clock.now())
-    rows = with_shares(quota_rows(institutions, snapshot.sites, jobs), snapshot)
-    return rows, tree_nodes(snapshot) if tree else []
+    return quota_view(institutions, jobs, snapshot, tree)
 
 
 MAX_AUDIT_ENTRIES = 10_000
@@ -118,7 +118,8 @@ MAX_AUDIT_ENTRIES = 10_000
 
 def list_audit(core: Core, caller: Principal, since: float, who: str, limit: int) -> list[AuditEntry]:
     """The audit log, oldest first: the most recent `limit` entries (0: 1000) since `since`.
-    An institution-admin sees the calls of its own institution's users and sites."""
+    An institution-admin sees the calls of its own institution's users and sites, and the
+    scheduler's preemptions of its jobs."""
     if not 0 <= limit <= MAX_AUDIT_ENTRIES:
         raise InvalidArgument(f"limit is {limit}; it must be between 0 and {MAX_AUDIT_ENTRIES}")
     if not math.isfinite(since):
@@ -130,7 +131,8 @@ def list_audit(core: Core, caller: Principal, since: float, who: str, limit: int
     if scope is not None:
         callers = ({u.name for u in core.store.accounts.list_users(scope)},
                    {s.name for s in core.store.sites.list() if s.institution == scope})
-    return core.store.audit.list(since=since, who=who, limit=limit or 1000, callers=callers)
+    return core.store.audit.list(since=since, who=who, limit=limit or 1000, callers=callers,
+                                 institution=scope or "")
 
 
 def revoke_user(core: Core, name: str) -> int:

@@ -1,6 +1,7 @@
 """Admin calls on the fair-share tree: projects, weights, guarantees, limits, policy."""
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 from scheduler.core import Core
@@ -11,6 +12,10 @@ from scheduler.store.reports import GROUPINGS, UsageLine
 from scheduler.validation import check_country, check_slug, check_weight
 
 SHARE_POLICIES = ("contribution", "static")
+MAX_NOTICE_SECONDS = 3600
+MAX_BASE_GRANT_FRACTION = 0.9
+
+
 def add_project(core: Core, institution: str, name: str, weight: float) -> ProjectShare:
     check_slug("project", name)
     return core.store.shares.add_project(institution, name, check_weight(weight or 1.0), core.clock.now())
@@ -44,9 +49,10 @@ def set_policy(core: Core, update: ShareSettings, given: set[str]) -> ShareSetti
     for name in ("half_life_seconds", "base_grant", "preemption_grace_seconds", "age_weight"):
         if name in given:
             value = getattr(update, name)
-            if value < 0 or (name == "half_life_seconds" and value == 0):
+            if not math.isfinite(value) or value < 0 or (name == "half_life_seconds" and value == 0):
                 raise InvalidArgument(f"{name} must be {'positive' if name == 'half_life_seconds' else '0 or more'}")
             changes[name] = value
+    changes.update(_preemption_changes(update, given))
     if "model_weights" in given:
         current = dict(core.store.shares.settings().model_weights)
         for model, weight in update.model_weights:
@@ -57,6 +63,29 @@ def set_policy(core: Core, update: ShareSettings, given: set[str]) -> ShareSetti
     settings = core.store.shares.update_settings(**changes)
     core.cycle.trigger()
     return settings
+
+
+def _preemption_changes(update: ShareSettings, given: set[str]) -> dict[str, object]:
+    """Issue 10's settings, each checked: fair-share preemption on/off, its threshold, its
+    rate cap, the notice a preempted run gets, and the entitlement floor's fraction."""
+    changes: dict[str, object] = {}
+    if "fair_share_preemption" in given:
+        changes["fair_share_preemption"] = bool(update.fair_share_preemption)
+    bounds = {   # name: (accepts the value, what the message says it must be)
+        "preemption_threshold": (lambda v: 0 <= v < 1, "at least 0 and below 1 (e.g. 0.1)"),
+        "preemption_cap": (lambda v: 0 < v <= 1, "above 0 and at most 1 (e.g. 0.25)"),
+        "preemption_notice_seconds": (lambda v: 1 <= v <= MAX_NOTICE_SECONDS and v == int(v),
+                                      f"whole seconds from 1 to {MAX_NOTICE_SECONDS} (e.g. 60)"),
+        "base_grant_fraction": (lambda v: 0 <= v <= MAX_BASE_GRANT_FRACTION,
+                                f"from 0 to {MAX_BASE_GRANT_FRACTION:g} (e.g. 0.25)"),
+    }
+    for name, (ok, must) in bounds.items():
+        if name in given:
+            value = float(getattr(update, name))
+            if not (math.isfinite(value) and ok(value)):
+                raise InvalidArgument(f"{name} must be {must}; got {value:g}")
+            changes[name] = value
+    return changes
 
 
 def set_guarantee(core: Core, institution: str, model: str, gpus: int) -> None:

@@ -1,4 +1,5 @@
-"""The audit log: appended by the API layer after every state-changing call."""
+"""The audit log: appended by the API layer after every state-changing call, and by the
+scheduling cycle for every preemption it commits (`SCHEDULER`, in the same transaction)."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -6,12 +7,14 @@ from dataclasses import asdict, dataclass
 from collections.abc import Collection
 
 from sqlalchemy import and_, or_
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 
 from scheduler.store.base import Database
 from scheduler.store.models import AuditRow
 
 MAX_DETAIL = 500
+SCHEDULER = "scheduler"         # `who` of the lines the scheduling cycle writes ...
+SCHEDULER_ROLE = "broker"       # ... and their role: no user or site has it
 
 
 @dataclass(frozen=True)
@@ -30,22 +33,32 @@ class AuditRepo:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def append(self, entry: AuditEntry) -> None:
+    def append(self, entry: AuditEntry, institution: str = "") -> None:
         with self.db.tx() as s:
-            s.add(AuditRow(**{**asdict(entry), "detail": entry.detail[:MAX_DETAIL]}))
+            add_entry(s, entry, institution)
 
     def list(self, since: float = 0.0, who: str = "", limit: int = 1000,
-             callers: tuple[Collection[str], Collection[str]] | None = None) -> list[AuditEntry]:
+             callers: tuple[Collection[str], Collection[str]] | None = None,
+             institution: str = "") -> list[AuditEntry]:
         """Newest last; at most `limit` entries, the most recent ones. `callers`, if given,
-        is (user names, site names): only their calls (an institution's own log)."""
+        is (user names, site names): only their calls, and the lines about `institution`'s
+        jobs (an institution's own log)."""
         query = select(AuditRow).where(AuditRow.at >= since)
         if who:
             query = query.where(AuditRow.who == who)
         if callers is not None:
             users, sites = callers
-            query = query.where(or_(and_(AuditRow.role != "site", col(AuditRow.who).in_(list(users))),
-                                    and_(AuditRow.role == "site", col(AuditRow.who).in_(list(sites)))))
+            by_user = and_(col(AuditRow.role).not_in(["site", SCHEDULER_ROLE]), col(AuditRow.who).in_(list(users)))
+            by_site = and_(AuditRow.role == "site", col(AuditRow.who).in_(list(sites)))
+            about = and_(AuditRow.institution != "", AuditRow.institution == institution)
+            query = query.where(or_(by_user, by_site, about))
         with self.db.read() as s:
             rows = s.exec(query.order_by(col(AuditRow.at).desc(), col(AuditRow.id).desc()).limit(limit)).all()
             return [AuditEntry(r.at, r.who, r.role, r.method, r.target, r.peer, r.outcome, r.detail)
                     for r in reversed(rows)]
+
+
+def add_entry(s: Session, entry: AuditEntry, institution: str = "") -> None:
+    """Append one line in the caller's transaction; `institution`: whose job it is about,
+    when its caller is none of that institution's users or sites."""
+    s.add(AuditRow(**{**asdict(entry), "detail": entry.detail[:MAX_DETAIL]}, institution=institution))

@@ -10,7 +10,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, SQLModel
 
-from scheduler.domain import FailedPrecondition, Job, JobState, Run, RunState, Site, SiteState
+from scheduler.domain import FailedPrecondition, Job, JobPreemption, JobState, Run, RunState, Site, SiteState
 from scheduler.store import migrations, models  # noqa: F401  (models registers the tables)
 from scheduler.store.codec import inventory_from_json, spec_from_json
 from scheduler.store.models import JobRow, RunRow, SiteRow
@@ -141,6 +141,8 @@ def job_from_row(row: JobRow) -> Job:
         gpu_model=row.gpu_model,
         started_at=row.started_at,
         finished_at=row.finished_at,
+        last_preemption=JobPreemption(row.preempted_at, row.preempted_kind, row.preempted_for,
+                                      row.preempted_reason) if row.preempted_at else None,
     )
 
 

@@ -146,6 +146,11 @@ class JobRow(SQLModel, table=True):
     # Added by revision 0006: the secret env values (JSON), apart from spec_json so that
     # nothing decoding a displayed spec can see them; read only to start a run.
     secret_env_json: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))
+    # Added by revision 0007: the job's last preemption (domain.JobPreemption); 0: never.
+    preempted_at: float = Field(default=0.0, sa_column_kwargs={"server_default": "0"})
+    preempted_kind: str = Field(default="", sa_column_kwargs={"server_default": ""})
+    preempted_for: str = Field(default="", sa_column_kwargs={"server_default": ""})  # the beneficiary
+    preempted_reason: str = Field(default="", sa_column_kwargs={"server_default": ""})
 
 
 class RunRow(SQLModel, table=True):
@@ -207,6 +212,9 @@ class AuditRow(SQLModel, table=True):
     peer: str = ""                          # the caller's address, as gRPC saw it
     outcome: str                            # "OK" or the status code's name
     detail: str = ""                        # the refusal's message, cut short
+    # Added by revision 0007: the institution a line is about when its caller is not one of
+    # that institution's users or sites (the scheduler's preemptions); "" for calls.
+    institution: str = Field(default="", sa_column_kwargs={"server_default": ""})
 
 
 class LendingRow(SQLModel, table=True):

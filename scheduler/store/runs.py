@@ -14,8 +14,9 @@ from sqlmodel import Session, col, select, update
 from scheduler.clock import run_id_for
 from scheduler.commands import Command, RunReport, StartRunCommand, StopRunCommand
 from scheduler.domain import JobSpec, JobState, RunState, SiteState
-from scheduler.policy import Decisions, Placement, Preemption, Snapshot
+from scheduler.policy import Decisions, Placement, Preemption, ShareSettings, Snapshot
 from scheduler.states import job_state_after_run_report, transition
+from scheduler.store.audit import SCHEDULER, SCHEDULER_ROLE, AuditEntry, add_entry
 from scheduler.store.base import Database, job_from_row, run_from_row, site_from_row
 from scheduler.store.codec import inventory_from_json, spec_from_json, with_secrets
 from scheduler.store.ledger import charge_all
@@ -73,8 +74,9 @@ class RunsRepo:
             for p in decisions.preemptions:
                 commands.extend(_preempt(s, p, now))
             free = _free_gpus(s)
+            notice = notice_seconds(read_settings(s)) if decisions.placements else 0
             for placement in decisions.placements:
-                cmd = _lease(s, placement, free, now)
+                cmd = _lease(s, placement, free, now, notice)
                 if cmd:
                     commands.append(cmd)
             _record_reasons(s, decisions)
@@ -118,6 +120,7 @@ class RunsRepo:
         """A site (re)connected and listed what its Ray cluster has: bring both sides level."""
         commands: list[Command] = []
         with self.db.tx() as s:
+            notice = notice_seconds(read_settings(s))
             for report in reports:
                 commands.extend(_apply_report(s, site, report, now, in_session=False))
             # A run the site reports as UNKNOWN is one its Ray cluster does not have.
@@ -132,7 +135,7 @@ class RunsRepo:
                     _apply_report(s, site, RunReport(run.id, RunState.STOPPED, "cancelled"), now, in_session=False)
                 elif job is not None:
                     # The lease stands; the start was lost in transit. Same run id: safe to resend.
-                    commands.append(StartRunCommand(site, run_from_row(run), _site_spec(job)))
+                    commands.append(StartRunCommand(site, run_from_row(run), _site_spec(job), notice))
         return commands
 
     def site_needs_package(self, site: str, digest: str) -> bool:
@@ -153,7 +156,9 @@ def _record_reasons(s: Session, decisions: Decisions) -> None:
 
 
 def _preempt(s: Session, p: Preemption, now: float) -> list[Command]:
-    """Take a run's GPUs back: the run is fenced off and its job requeued (no failure)."""
+    """Take a run's GPUs back: the run is fenced off and its job requeued (no failure).
+    The job keeps the preemption (its waiting reason soon replaces `reason`), and the
+    audit log gets a line for the job's institution, in this same transaction."""
     job = locked_job(s, p.job_id)
     run = fresh_run(s, p.run_id)
     if run is None or job is None or not run.live or job.run_id != run.id:
@@ -163,8 +168,25 @@ def _preempt(s: Session, p: Preemption, now: float) -> list[Command]:
     reason = f"preempted: {p.reason}"
     end_run(s, run, RunState.STOPPED, reason, now)
     finish(job, JobState.PENDING, reason, now)
+    job.preempted_at, job.preempted_kind, job.preempted_for, job.preempted_reason = (
+        now, p.kind, p.beneficiary, p.reason)
     s.add(job)
+    add_entry(s, _preemption_line(p, run.site, now), institution=job.institution)
     return [StopRunCommand(run.site, run.id, reason)]
+
+
+def _preemption_line(p: Preemption, site: str, now: float) -> AuditEntry:
+    """The audit line of one preemption: the scheduler acted, on the job's run."""
+    kind = p.kind or "preemption"
+    beneficiary = f" for {p.beneficiary}" if p.beneficiary else ""
+    return AuditEntry(at=now, who=SCHEDULER, role=SCHEDULER_ROLE, method="Scheduler/Preempt",
+                      target=f"{p.job_id} {p.run_id}", peer="", outcome="OK",
+                      detail=f"{kind}{beneficiary} on {site}: {p.reason}")
+
+
+def notice_seconds(settings: ShareSettings) -> int:
+    """The notice a run gets before it is killed, in the whole seconds Ray takes (at least 1)."""
+    return max(1, round(settings.preemption_notice_seconds))
 
 
 def _free_gpus(s: Session) -> dict[tuple[str, str], int]:
@@ -178,7 +200,8 @@ def _free_gpus(s: Session) -> dict[tuple[str, str], int]:
     return free
 
 
-def _lease(s: Session, p: Placement, free: dict[tuple[str, str], int], now: float) -> StartRunCommand | None:
+def _lease(s: Session, p: Placement, free: dict[tuple[str, str], int], now: float,
+           notice: int = 0) -> StartRunCommand | None:
     job = locked_job(s, p.job_id)
     site = s.get(SiteRow, p.site)
     if job is None or site is None or job.state != JobState.PENDING.value:
@@ -198,7 +221,7 @@ def _lease(s: Session, p: Placement, free: dict[tuple[str, str], int], now: floa
     job.run_id, job.reason, job.updated_at = run.id, "", now
     s.add(run)
     s.add(job)
-    return StartRunCommand(p.site, run_from_row(run), _site_spec(job))
+    return StartRunCommand(p.site, run_from_row(run), _site_spec(job), notice)
 
 
 def _site_spec(job: JobRow) -> JobSpec:

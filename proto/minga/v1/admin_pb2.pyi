@@ -197,20 +197,30 @@ class ModelWeight(_message.Message):
     def __init__(self, model: _Optional[str] = ..., weight: _Optional[float] = ...) -> None: ...
 
 class Policy(_message.Message):
-    __slots__ = ("share_policy", "half_life_seconds", "base_grant", "model_weights", "preemption_grace_seconds", "age_weight")
+    __slots__ = ("share_policy", "half_life_seconds", "base_grant", "model_weights", "preemption_grace_seconds", "age_weight", "fair_share_preemption", "preemption_threshold", "preemption_cap", "preemption_notice_seconds", "base_grant_fraction")
     SHARE_POLICY_FIELD_NUMBER: _ClassVar[int]
     HALF_LIFE_SECONDS_FIELD_NUMBER: _ClassVar[int]
     BASE_GRANT_FIELD_NUMBER: _ClassVar[int]
     MODEL_WEIGHTS_FIELD_NUMBER: _ClassVar[int]
     PREEMPTION_GRACE_SECONDS_FIELD_NUMBER: _ClassVar[int]
     AGE_WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    FAIR_SHARE_PREEMPTION_FIELD_NUMBER: _ClassVar[int]
+    PREEMPTION_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    PREEMPTION_CAP_FIELD_NUMBER: _ClassVar[int]
+    PREEMPTION_NOTICE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    BASE_GRANT_FRACTION_FIELD_NUMBER: _ClassVar[int]
     share_policy: str
     half_life_seconds: float
     base_grant: float
     model_weights: _containers.RepeatedCompositeFieldContainer[ModelWeight]
     preemption_grace_seconds: float
     age_weight: float
-    def __init__(self, share_policy: _Optional[str] = ..., half_life_seconds: _Optional[float] = ..., base_grant: _Optional[float] = ..., model_weights: _Optional[_Iterable[_Union[ModelWeight, _Mapping]]] = ..., preemption_grace_seconds: _Optional[float] = ..., age_weight: _Optional[float] = ...) -> None: ...
+    fair_share_preemption: bool
+    preemption_threshold: float
+    preemption_cap: float
+    preemption_notice_seconds: float
+    base_grant_fraction: float
+    def __init__(self, share_policy: _Optional[str] = ..., half_life_seconds: _Optional[float] = ..., base_grant: _Optional[float] = ..., model_weights: _Optional[_Iterable[_Union[ModelWeight, _Mapping]]] = ..., preemption_grace_seconds: _Optional[float] = ..., age_weight: _Optional[float] = ..., fair_share_preemption: _Optional[bool] = ..., preemption_threshold: _Optional[float] = ..., preemption_cap: _Optional[float] = ..., preemption_notice_seconds: _Optional[float] = ..., base_grant_fraction: _Optional[float] = ...) -> None: ...
 
 class SetPolicyRequest(_message.Message):
     __slots__ = ("policy",)
@@ -449,7 +459,7 @@ class QuotaRow(_message.Message):
     def __init__(self, institution: _Optional[str] = ..., country: _Optional[str] = ..., gpu_model: _Optional[str] = ..., owned: _Optional[int] = ..., in_use: _Optional[int] = ..., held: _Optional[int] = ..., pending: _Optional[int] = ..., weight: _Optional[float] = ..., entitlement_pct: _Optional[float] = ..., usage_pct: _Optional[float] = ..., fairshare: _Optional[float] = ..., guarantee: _Optional[int] = ..., borrowed: _Optional[int] = ..., lent: _Optional[int] = ...) -> None: ...
 
 class TreeNode(_message.Message):
-    __slots__ = ("level", "id", "parent", "weight", "entitlement_pct", "usage_pct", "fairshare")
+    __slots__ = ("level", "id", "parent", "weight", "entitlement_pct", "usage_pct", "fairshare", "fair_share_gpus", "held", "demand")
     LEVEL_FIELD_NUMBER: _ClassVar[int]
     ID_FIELD_NUMBER: _ClassVar[int]
     PARENT_FIELD_NUMBER: _ClassVar[int]
@@ -457,6 +467,9 @@ class TreeNode(_message.Message):
     ENTITLEMENT_PCT_FIELD_NUMBER: _ClassVar[int]
     USAGE_PCT_FIELD_NUMBER: _ClassVar[int]
     FAIRSHARE_FIELD_NUMBER: _ClassVar[int]
+    FAIR_SHARE_GPUS_FIELD_NUMBER: _ClassVar[int]
+    HELD_FIELD_NUMBER: _ClassVar[int]
+    DEMAND_FIELD_NUMBER: _ClassVar[int]
     level: str
     id: str
     parent: str
@@ -464,15 +477,52 @@ class TreeNode(_message.Message):
     entitlement_pct: float
     usage_pct: float
     fairshare: float
-    def __init__(self, level: _Optional[str] = ..., id: _Optional[str] = ..., parent: _Optional[str] = ..., weight: _Optional[float] = ..., entitlement_pct: _Optional[float] = ..., usage_pct: _Optional[float] = ..., fairshare: _Optional[float] = ...) -> None: ...
+    fair_share_gpus: float
+    held: int
+    demand: int
+    def __init__(self, level: _Optional[str] = ..., id: _Optional[str] = ..., parent: _Optional[str] = ..., weight: _Optional[float] = ..., entitlement_pct: _Optional[float] = ..., usage_pct: _Optional[float] = ..., fairshare: _Optional[float] = ..., fair_share_gpus: _Optional[float] = ..., held: _Optional[int] = ..., demand: _Optional[int] = ...) -> None: ...
+
+class InstitutionQuota(_message.Message):
+    __slots__ = ("institution", "country", "weight", "entitlement_pct", "usage_pct", "fairshare", "guarantee", "held", "demand", "fair_share_gpus")
+    INSTITUTION_FIELD_NUMBER: _ClassVar[int]
+    COUNTRY_FIELD_NUMBER: _ClassVar[int]
+    WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    ENTITLEMENT_PCT_FIELD_NUMBER: _ClassVar[int]
+    USAGE_PCT_FIELD_NUMBER: _ClassVar[int]
+    FAIRSHARE_FIELD_NUMBER: _ClassVar[int]
+    GUARANTEE_FIELD_NUMBER: _ClassVar[int]
+    HELD_FIELD_NUMBER: _ClassVar[int]
+    DEMAND_FIELD_NUMBER: _ClassVar[int]
+    FAIR_SHARE_GPUS_FIELD_NUMBER: _ClassVar[int]
+    institution: str
+    country: str
+    weight: float
+    entitlement_pct: float
+    usage_pct: float
+    fairshare: float
+    guarantee: int
+    held: int
+    demand: int
+    fair_share_gpus: float
+    def __init__(self, institution: _Optional[str] = ..., country: _Optional[str] = ..., weight: _Optional[float] = ..., entitlement_pct: _Optional[float] = ..., usage_pct: _Optional[float] = ..., fairshare: _Optional[float] = ..., guarantee: _Optional[int] = ..., held: _Optional[int] = ..., demand: _Optional[int] = ..., fair_share_gpus: _Optional[float] = ...) -> None: ...
 
 class ShowQuotasResponse(_message.Message):
-    __slots__ = ("rows", "tree")
+    __slots__ = ("rows", "tree", "institutions", "capacity", "share_policy", "base_grant", "base_grant_fraction")
     ROWS_FIELD_NUMBER: _ClassVar[int]
     TREE_FIELD_NUMBER: _ClassVar[int]
+    INSTITUTIONS_FIELD_NUMBER: _ClassVar[int]
+    CAPACITY_FIELD_NUMBER: _ClassVar[int]
+    SHARE_POLICY_FIELD_NUMBER: _ClassVar[int]
+    BASE_GRANT_FIELD_NUMBER: _ClassVar[int]
+    BASE_GRANT_FRACTION_FIELD_NUMBER: _ClassVar[int]
     rows: _containers.RepeatedCompositeFieldContainer[QuotaRow]
     tree: _containers.RepeatedCompositeFieldContainer[TreeNode]
-    def __init__(self, rows: _Optional[_Iterable[_Union[QuotaRow, _Mapping]]] = ..., tree: _Optional[_Iterable[_Union[TreeNode, _Mapping]]] = ...) -> None: ...
+    institutions: _containers.RepeatedCompositeFieldContainer[InstitutionQuota]
+    capacity: int
+    share_policy: str
+    base_grant: float
+    base_grant_fraction: float
+    def __init__(self, rows: _Optional[_Iterable[_Union[QuotaRow, _Mapping]]] = ..., tree: _Optional[_Iterable[_Union[TreeNode, _Mapping]]] = ..., institutions: _Optional[_Iterable[_Union[InstitutionQuota, _Mapping]]] = ..., capacity: _Optional[int] = ..., share_policy: _Optional[str] = ..., base_grant: _Optional[float] = ..., base_grant_fraction: _Optional[float] = ...) -> None: ...
 
 class WhoAmIRequest(_message.Message):
     __slots__ = ()
