@@ -42,7 +42,8 @@ class Cycle:
     latency: dict[tuple[str, str], int]
     explicit: set[str]          # institutions with an explicit guarantee
     lending: Lending | None = None   # site owners' lending policies; None: no site has one
-    reservations: dict[str, Reservation] = field(default_factory=dict)   # EASY backfill, one per GPU model
+    reservations: dict[tuple[str, str], Reservation] = field(default_factory=dict)   # EASY backfill, by pool
+    reserved_models: set[str] = field(default_factory=set)   # GPU models with a reservation
     held: dict[str, int] = field(default_factory=dict)   # project -> GPUs it holds now (runs leaving: not)
     unwaited: set[int] = field(default_factory=set)      # positions decided waiting, then placed after all
     placements: list[Placement] = field(default_factory=list)
@@ -161,11 +162,17 @@ class Cycle:
 
     def unreserved(self, job: Job) -> bool:
         """Whether one of the models `job` allows has no reservation yet."""
-        return any(m not in self.reservations for m in self.models(job))
+        return any(m not in self.reserved_models for m in self.models(job))
 
     def reservation_for(self, job: Job) -> Reservation | None:
         """The first reservation on a model `job` allows (for its waiting reason)."""
-        return next((self.reservations[m] for m in self.models(job) if m in self.reservations), None)
+        models = set(self.models(job))
+        return next((r for r in self.reservations.values() if r.model in models), None)
+
+    def hold(self, reservation: Reservation) -> None:
+        """Keep `reservation`'s pool for its job: only jobs it admits may use it."""
+        self.reservations[(reservation.site, reservation.model)] = reservation
+        self.reserved_models.add(reservation.model)
 
     def preempt(self, run: Run, pool: Pool | None, preemption: Preemption) -> None:
         """Stop `run`: its GPUs leave its institution's and project's count now. The GPUs stay
@@ -189,7 +196,7 @@ class Cycle:
         """
         res = job.spec.resources
         walltime = float(job.spec.walltime_seconds)
-        reservation = self.reservations.get(pool.model)
+        reservation = self.reservations.get((pool.site, pool.model))
         if reservation is not None:
             reservation.consume(pool, res.gpus, walltime, self.now)
         taken = max(res.gpus - freed, 0)

@@ -1,8 +1,11 @@
 """One fair-share scheduling cycle: order, constrain, place, reclaim, reserve, preempt.
 
 1. Jobs within their institution's guarantee first (Kueue: no-borrowing workloads
-   before borrowing, `guarantees.py`), in Fair Tree order (`fairshare.py`, `queue.py`).
-2. Then the rest, handed out by water-filling (`water_fill.py`): the next free GPUs
+   before borrowing, `guarantees.py`), in Fair Tree order (`fairshare.py`, `queue.py`),
+   on a model they are guaranteed.
+2. Gangs that have waited long hold reservations, or are placed (`reserve.py`).
+3. Jobs within their guarantee that did not fit there (they may borrow or reclaim).
+4. Then the rest, handed out by water-filling (`water_fill.py`): the next free GPUs
    always go to the account furthest below its weighted share of what is held, at every
    level of the tree, so a burst from three institutions is split among them in the
    same cycle (weighted max-min by progressive filling).
@@ -39,7 +42,7 @@ from scheduler.policy.lending import is_refusal, most_telling, runtime_key
 from scheduler.policy.pool_search import find_pool, scan_all
 from scheduler.policy.queue_tail import decide_tail
 from scheduler.policy.reclaim import close_windows, reclaim, reclaim_bound
-from scheduler.policy.reserve import reserve
+from scheduler.policy.reserve import reserve, reserve_for_waiting_gangs
 from scheduler.policy.snapshot import Decisions, Snapshot
 from scheduler.policy.water_fill import WaterFill
 
@@ -51,9 +54,11 @@ def schedule_fair(snapshot: Snapshot, now: float) -> Decisions:
     first = guarantee_first(cycle.queue, cycle.ledger)
     cycle.guaranteed = {cycle.queue.jobs[pos].id for pos in first}
     deferred = [pos for pos in first if not _place_within_guarantee(cycle, pos)]
+    decided = set(first)
+    decided |= reserve_for_waiting_gangs(cycle, decided, _decide_and_wait)
     for pos in deferred:
         _decide_and_wait(cycle, pos)
-    order = WaterFill(cycle, set(first))
+    order = WaterFill(cycle, decided)
     while True:
         if cycle.largest_free == 0:
             decide_tail(cycle, order.remaining(), _decide_and_wait)
@@ -68,8 +73,8 @@ def schedule_fair(snapshot: Snapshot, now: float) -> Decisions:
     return cycle.decisions()
 
 
-def _decide_and_wait(cycle: Cycle, pos: int) -> None:
-    reason, never_fits = decide(cycle, pos)
+def _decide_and_wait(cycle: Cycle, pos: int, gang: bool = False) -> None:
+    reason, never_fits = decide(cycle, pos, gang)
     if reason is not None:
         cycle.wait(pos, reason, never_fits)
 
@@ -90,7 +95,7 @@ def _place_within_guarantee(cycle: Cycle, pos: int) -> bool:
     return True
 
 
-def decide(cycle: Cycle, pos: int) -> tuple[str | None, bool]:
+def decide(cycle: Cycle, pos: int, gang: bool = False) -> tuple[str | None, bool]:
     """Place, reclaim for or reserve for the pending job at `pos`: (why it waits, never
     fits); no reason when it was placed."""
     never = cycle.never_fits(pos)
@@ -101,7 +106,7 @@ def decide(cycle: Cycle, pos: int) -> tuple[str | None, bool]:
     g = spec.resources.gpus
     if g == 0:
         return (None if place_cpu_only(cycle, job) else cpu_reason(job)), False
-    if cycle.reservations and g > cycle.largest_free:   # else it cannot be exhausted
+    if not gang and cycle.reservations and g > cycle.largest_free:   # else it cannot be exhausted
         exhausted = _exhausted_for(cycle, job)
         if exhausted:
             return exhausted, False
@@ -117,8 +122,8 @@ def decide(cycle: Cycle, pos: int) -> tuple[str | None, bool]:
         cycle.failed[shape] = (g, reason)
     if job.id in cycle.guaranteed and reclaim(cycle, job, shape):      # only those reclaim
         return None, False
-    if not reason.startswith("quota") and cycle.unreserved(job):
-        reason = reserve(cycle, job) or reason
+    if not reason.startswith("quota") and (gang or cycle.unreserved(job)):
+        reason = reserve(cycle, job, gang) or reason
     return reason, False
 
 

@@ -137,7 +137,7 @@ def acceptor(cycle: Cycle, job: Job, blocked: set[str], strict: bool = False,
         if borrow_limited and not ledger.may_borrow(inst, pool.model, g):
             blocked.add("borrowing")
             return False
-        reservation = reservations.get(pool.model)
+        reservation = reservations.get((pool.site, pool.model))
         if reservation is not None and reservation.job_id != job_id and not reservation.admits(pool, g, walltime, now):
             blocked.add("reservation")
             return False

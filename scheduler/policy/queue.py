@@ -42,6 +42,8 @@ class Queue:
     shapes: list[tuple]          # request shape by shape id
     examples: list[int]          # by shape id: the position of a job of that shape
     groups: dict[Group, array[int]]   # each group's positions in (submit time, id) order
+    gangs: dict[int, array[int]]      # multi-GPU shape id -> the positions of its jobs
+    times: array[float]               # submit time by position
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,7 @@ class Pending:
     shapes: list[tuple]
     examples: list[int]
     groups: dict[Group, array[int]]
+    gangs: dict[int, array[int]]  # multi-GPU shape id -> the positions of its jobs
 
     @property
     def accounts(self) -> set[tuple[str, str]]:
@@ -70,6 +73,7 @@ def read_pending(pending: Sequence[Job]) -> Pending:
     times, shape_of = array("d"), array("l")
     shape_ids: dict[tuple, int] = {}
     groups: dict[Group, array[int]] = defaultdict(lambda: array("l"))
+    gangs: dict[int, array[int]] = defaultdict(lambda: array("l"))
     for pos, job in enumerate(pending):
         spec = job.spec
         res = spec.resources
@@ -81,8 +85,10 @@ def read_pending(pending: Sequence[Job]) -> Pending:
         shape_of.append(sid)
         times.append(job.submitted_at)
         groups[spec.priority, job.institution, spec.project].append(pos)
+        if res.gpus > 1:
+            gangs[sid].append(pos)
     return Pending(jobs=pending, times=times, shape_of=shape_of,
-                   shapes=list(shape_ids), examples=examples, groups=groups)
+                   shapes=list(shape_ids), examples=examples, groups=groups, gangs=gangs)
 
 
 def fair_queue(pending: Pending, factors: Mapping[str, float], now: float, age_weight: float) -> Queue:
@@ -93,7 +99,8 @@ def fair_queue(pending: Pending, factors: Mapping[str, float], now: float, age_w
     else:
         order, runs = _order_by_group(pending, groups, factors)
     return Queue(jobs=pending.jobs, order=order, runs=runs, shape_of=pending.shape_of,
-                 shapes=pending.shapes, examples=pending.examples, groups=groups)
+                 shapes=pending.shapes, examples=pending.examples, groups=groups,
+                 gangs=pending.gangs, times=pending.times)
 
 
 def _sorted_groups(pending: Pending) -> dict[Group, array[int]]:

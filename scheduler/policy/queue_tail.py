@@ -48,7 +48,7 @@ def _reserve_unreserved_models(cycle: Cycle, positions: Sequence[int], verdicts:
         verdict = verdicts[sid]
         if verdict is None or verdict[1]:
             continue
-        models = {m for m in cycle.index.models if m not in cycle.reservations and (not shape[1] or m in shape[1])}
+        models = {m for m in cycle.index.models if m not in cycle.reserved_models and (not shape[1] or m in shape[1])}
         if models:
             wanting[sid] = models
     open_models = set().union(*wanting.values()) if wanting else set()
@@ -63,7 +63,7 @@ def _reserve_unreserved_models(cycle: Cycle, positions: Sequence[int], verdicts:
         reserved = len(cycle.reservations)
         decide(cycle, pos)
         decided.add(pos)
-        open_models -= set(cycle.reservations) if len(cycle.reservations) > reserved else models
+        open_models -= cycle.reserved_models if len(cycle.reservations) > reserved else models
     return decided
 
 

@@ -1,8 +1,26 @@
-"""The cycle's reservations, one per GPU model: EASY backfill (Lifka, 1995; the plan is
-`reservation.py`). One reservation for the whole federation let a gang that needs a scarce
-model wait behind gangs on other models for a day; per model, the first job in fair-share
-order that does not fit on a model holds that model's reservation."""
+"""The cycle's reservations: EASY backfill (Lifka, 1995; the plan is `reservation.py`),
+held per pool, so a gang that needs a scarce model is not starved by gangs on other
+models (one reservation for the whole federation kept a G3-only gang waiting a day).
+
+Two ways to hold one:
+
+- **Gangs that have waited** `reservation_min_age_seconds` (Slurm's bf_min_age_reserve),
+  earliest due first (submit time + walltime, `_due`), before anything else is placed:
+  each is placed if it fits now, else
+  reserves the pool of its models that frees up earliest among those not yet reserved,
+  up to half the pools of a model (the other half stays open to backfill).
+  EASY reserves for the head of the queue, and under water-filling the head changes
+  from cycle to cycle: a reservation that wanders between gangs lets each pool refill
+  with small jobs before it ever drains. A due time is stable, so the reserved pools
+  drain, and in the cycle one has drained its gang is placed before small jobs can take
+  the GPUs back.
+- **Otherwise** the first job in water-filling order that does not fit on a GPU model
+  without a reservation reserves that model's earliest pool (EASY, one per model).
+"""
 from __future__ import annotations
+
+from collections.abc import Callable
+from heapq import nsmallest
 
 from scheduler.domain import Job
 from scheduler.policy.cycle_state import Cycle
@@ -10,14 +28,16 @@ from scheduler.policy.pool_search import hard_test
 from scheduler.policy.reservation import NEVER, plan_reservation, run_end
 
 
-def reserve(cycle: Cycle, job: Job) -> str | None:
-    """Give a job that does not fit a reservation on one of its models that has none yet; its
-    waiting reason, or None when no such pool could ever free up enough GPUs for it."""
+def reserve(cycle: Cycle, job: Job, gang: bool = False) -> str | None:
+    """Give a job that does not fit a reservation: on a model without one (EASY), or for an
+    old `gang`, on any pool not reserved yet within the model's cap. Its waiting reason, or
+    None when no such pool could ever free up enough GPUs for it."""
     res = job.spec.resources
     index, hard_ok = cycle.index, hard_test(job)
-    candidates = [p for m in cycle.models(job) if m not in cycle.reservations for p in index.by_model[m]
-                  if hard_ok(p) and cycle.ledger.may_lend(p.owner, job.institution, res.gpus)
-                  and cycle.lends(job, p.site, res.gpus)]
+    models = [m for m in cycle.models(job) if (_gang_room(cycle, m) if gang else m not in cycle.reserved_models)]
+    candidates = [p for m in models for p in index.by_model[m]
+                  if (p.site, p.model) not in cycle.reservations and hard_ok(p)
+                  and cycle.ledger.may_lend(p.owner, job.institution, res.gpus) and cycle.lends(job, p.site, res.gpus)]
     ends: dict[tuple[str, str], list[tuple[float, int]]] = {}
     for p in candidates:
         key = (p.site, p.model)
@@ -25,7 +45,7 @@ def reserve(cycle: Cycle, job: Job) -> str | None:
     reservation = plan_reservation(job.id, res.gpus, candidates, ends, cycle.now)
     if reservation is None:
         return None
-    cycle.reservations[reservation.model] = reservation
+    cycle.hold(reservation)
     if reservation.start == NEVER:
         # Nothing can be backfilled before a start that never comes: hold the pool's
         # free GPUs outright so it drains, and later jobs do not search it in vain.
@@ -36,3 +56,42 @@ def reserve(cycle: Cycle, job: Job) -> str | None:
             else f"in about {int(reservation.start - cycle.now)} s")
     return (f"reservation: holds {res.gpus} {reservation.model} GPUs on {reservation.site}, "
             f"starting {when}; only shorter jobs are backfilled there")
+
+
+UNKNOWN_WALLTIME = 7 * 86400.0   # a gang without a walltime is ordered as if it had a week's
+
+
+def _due(job: Job) -> float:
+    """When the gang would have ended had it started on arrival: submit time + walltime.
+    Ordering by it (earliest deadline first) lets short gangs through a drained pool before
+    a long one holds it for days, yet no gang starves: one that arrives later is due later
+    once the clock has passed an old gang's due time."""
+    return job.submitted_at + (job.spec.walltime_seconds or UNKNOWN_WALLTIME)
+
+
+def _gang_room(cycle: Cycle, model: str) -> bool:
+    """Whether old gangs may reserve one more pool of `model` (at most half its pools)."""
+    held = sum(1 for site, m in cycle.reservations if m == model)
+    return held < max(1, len(cycle.index.by_model.get(model, ())) // 2)
+
+
+def reserve_for_waiting_gangs(cycle: Cycle, skip: set[int], decide: Callable[[Cycle, int, bool], None]) -> set[int]:
+    """Decide, before the water-filling, the gangs (multi-GPU jobs, not in `skip`) that have
+    waited `reservation_min_age_seconds`, earliest due first: each placed if it fits now, else
+    given a pool's reservation while its models have room for one. The positions decided."""
+    queue, now = cycle.queue, cycle.now
+    cutoff = now - cycle.snapshot.settings.reservation_min_age_seconds
+    times, jobs = queue.times, queue.jobs
+    most = max((len(pools) for pools in cycle.index.by_model.values()), default=0) // 2 + 1
+    old: list[int] = []
+    for positions in queue.gangs.values():   # the few oldest of each request shape
+        old += [pos for pos in nsmallest(most, positions, key=times.__getitem__)
+                if times[pos] <= cutoff and pos not in skip]
+    decided: set[int] = set()
+    for pos in sorted(old, key=lambda pos: (_due(jobs[pos]), jobs[pos].id)):
+        models = cycle.models(jobs[pos])
+        if not any(_gang_room(cycle, m) for m in models) or cycle.never_fits(pos):
+            continue
+        decide(cycle, pos, True)
+        decided.add(pos)
+    return decided

@@ -30,6 +30,7 @@ class ShareSettings:
     preemption_threshold: float = 0.1        # ... only when it holds under (1 - this) x its share
     preemption_cap: float = 0.25             # most of the federation's GPUs freed so per cycle
     preemption_notice_seconds: float = 60.0  # SIGTERM, then this long before SIGKILL
+    reservation_min_age_seconds: float = 600.0  # gangs waiting this long hold reservations first
     age_weight: float = 0.0                  # fair-share points per hour of waiting
     latency: tuple[tuple[str, str, int], ...] = ()  # (country, country, rank): lower is nearer
 
