@@ -9,6 +9,12 @@ second, and the growth from one size to the next against n log n. The load avera
 is printed too: on a shared machine, other processes inflate every figure.
 
     .venv/bin/python bench/cycle_bench.py [--sizes 10000,100000,1000000] [--reps 7] [--lend-caps site|inst|both]
+                                          [--preemption on|off|both]
+
+`--preemption` times the cycle with fair-share preemption on (the default policy), off
+(`fair_share_preemption=False`), or both, one after the other on the same snapshots
+(default: both). The bench federation is contended (N pending jobs, every GPU wanted), so
+the preemption phase has work to do: the `preempt` column counts its decisions.
 
 `--lend-caps` measures the case where lending caps are reached: `site` gives every fifth
 site (200) a lending policy with `max_lent=4`, `inst` gives every fifth GPU-owning
@@ -28,7 +34,7 @@ from dataclasses import replace
 
 from scheduler.domain import GpuPool, Inventory, Job, JobSpec, JobState, Resources, Run, RunState, Site
 from scheduler.lending import LendingPolicy
-from scheduler.policy import InstitutionShare, ProjectShare, Snapshot, schedule
+from scheduler.policy import InstitutionShare, ProjectShare, ShareSettings, Snapshot, schedule
 
 COUNTRIES = ["AR", "CL", "UY", "PY", "BO", "PE", "EC", "CO", "VE", "BR", "MX", "GT", "HN", "SV",
              "CR", "PA", "CU", "DO", "PR"]
@@ -110,7 +116,7 @@ def pending(rnd: random.Random, n: int, projects: list[ProjectShare]) -> list[Jo
     return jobs
 
 
-def build(n: int, seed: int = 7, lend_caps: str = "") -> Snapshot:
+def build(n: int, seed: int = 7, lend_caps: str = "", preemption: bool = True) -> Snapshot:
     """The synthetic snapshot; `lend_caps` ("", "site", "inst" or "both") adds the caps
     (see the module docstring) without changing anything else the random stream draws."""
     rnd = random.Random(seed)
@@ -123,11 +129,12 @@ def build(n: int, seed: int = 7, lend_caps: str = "") -> Snapshot:
     if lend_caps in ("inst", "both"):
         insts = [replace(i, lending_limit=4) if k % 5 == 0 else i for k, i in enumerate(insts)]
     return Snapshot(sites=tuple(sites), live_runs=tuple(runs), pending=tuple(pending(rnd, n, projects)),
-                    institutions=tuple(insts), projects=tuple(projects), usage=usage, lending=lending)
+                    institutions=tuple(insts), projects=tuple(projects), usage=usage, lending=lending,
+                    settings=ShareSettings(fair_share_preemption=preemption))
 
 
-def measure(n: int, reps: int, lend_caps: str = "") -> dict[str, float]:
-    snap = build(n, lend_caps=lend_caps)
+def measure(n: int, reps: int, lend_caps: str = "", preemption: bool = True) -> dict[str, float]:
+    snap = build(n, lend_caps=lend_caps, preemption=preemption)
     times, decisions = [], None
     for _ in range(reps):
         t0 = time.perf_counter()
@@ -148,23 +155,28 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=7)
     ap.add_argument("--lend-caps", choices=["", "site", "inst", "both"], default="",
                     help="reach lending caps: site max_lent=4 on 200 sites, institution --lend 4 on 12, or both")
+    ap.add_argument("--preemption", choices=["on", "off", "both"], default="both",
+                    help="fair-share preemption on, off, or both in turn (default)")
     args = ap.parse_args()
     caps = {"": "", "site": "; max_lent=4 on 200 sites", "inst": "; --lend 4 on 12 institutions",
             "both": "; max_lent=4 on 200 sites and --lend 4 on 12 institutions"}[args.lend_caps]
     print("1,000 sites, 8,000 GPUs, 60 institutions in 19 countries, ~half the GPUs busy"
           f"{caps}; load average {os.getloadavg()[0]:.1f}")
-    print(f"{'pending':>9} {'median ms':>10} {'p99 ms':>9} {'decisions/s':>12} {'placed':>7} {'GPUs':>6} "
-          f"{'preempt':>8} {'growth':>7} {'n log n':>8}")
-    prev = None
-    for n in (int(s) for s in args.sizes.split(",")):
-        r = measure(n, args.reps if n < 1_000_000 else max(1, args.reps // 3), args.lend_caps)
-        growth = nlogn = ""
-        if prev:
-            growth = f"{r['median'] / prev['median']:.1f}x"
-            nlogn = f"{(n * math.log(n)) / (prev['n'] * math.log(prev['n'])):.1f}x"
-        print(f"{n:>9,} {r['median'] * 1e3:>10.1f} {r['p99'] * 1e3:>9.1f} {r['rate']:>12,.0f} "
-              f"{r['placed']:>7} {r['gpus']:>6} {r['preempted']:>8} {growth:>7} {nlogn:>8}")
-        prev = r
+    modes = {"on": [True], "off": [False], "both": [True, False]}[args.preemption]
+    for preemption in modes:
+        print(f"fair-share preemption {'on' if preemption else 'off'}")
+        print(f"{'pending':>9} {'median ms':>10} {'p99 ms':>9} {'decisions/s':>12} {'placed':>7} {'GPUs':>6} "
+              f"{'preempt':>8} {'growth':>7} {'n log n':>8}")
+        prev = None
+        for n in (int(s) for s in args.sizes.split(",")):
+            r = measure(n, args.reps if n < 1_000_000 else max(1, args.reps // 3), args.lend_caps, preemption)
+            growth = nlogn = ""
+            if prev:
+                growth = f"{r['median'] / prev['median']:.1f}x"
+                nlogn = f"{(n * math.log(n)) / (prev['n'] * math.log(prev['n'])):.1f}x"
+            print(f"{n:>9,} {r['median'] * 1e3:>10.1f} {r['p99'] * 1e3:>9.1f} {r['rate']:>12,.0f} "
+                  f"{r['placed']:>7} {r['gpus']:>6} {r['preempted']:>8} {growth:>7} {nlogn:>8}")
+            prev = r
 
 
 if __name__ == "__main__":

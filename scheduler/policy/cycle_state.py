@@ -44,6 +44,7 @@ class Cycle:
     lending: Lending | None = None   # site owners' lending policies; None: no site has one
     reservations: dict[tuple[str, str], Reservation] = field(default_factory=dict)   # EASY backfill, by pool
     reserved_models: set[str] = field(default_factory=set)   # GPU models with a reservation
+    gang_reservations: dict[str, int] = field(default_factory=dict)   # model -> those of waiting gangs
     held: dict[str, int] = field(default_factory=dict)   # project -> GPUs it holds now (runs leaving: not)
     unwaited: set[int] = field(default_factory=set)      # positions decided waiting, then placed after all
     placements: list[Placement] = field(default_factory=list)

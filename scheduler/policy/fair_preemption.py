@@ -88,7 +88,7 @@ def pending_demand(cycle: Cycle) -> dict[str, float]:
     queue = cycle.queue
     gpus_of = [0 if cycle.never_fits(queue.examples[sid]) else shape[0] for sid, shape in enumerate(queue.shapes)]
     demand: dict[str, float] = defaultdict(float)
-    for (_, inst, name), positions in queue.groups.items():
+    for (_, inst, name), positions in queue.groups.items():   # C-level: two maps and a sum per group
         demand[project_id(inst, name)] += sum(map(gpus_of.__getitem__, map(queue.shape_of.__getitem__, positions)))
     return demand
 

@@ -87,8 +87,8 @@ def read_pending(pending: Sequence[Job]) -> Pending:
         groups[spec.priority, job.institution, spec.project].append(pos)
         if res.gpus > 1:
             gangs[sid].append(pos)
-    return Pending(jobs=pending, times=times, shape_of=shape_of,
-                   shapes=list(shape_ids), examples=examples, groups=groups, gangs=gangs)
+    return Pending(jobs=pending, times=times, shape_of=shape_of, shapes=list(shape_ids), examples=examples,
+                   groups=groups, gangs=gangs)
 
 
 def fair_queue(pending: Pending, factors: Mapping[str, float], now: float, age_weight: float) -> Queue:

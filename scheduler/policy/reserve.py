@@ -6,9 +6,9 @@ Two ways to hold one:
 
 - **Gangs that have waited** `reservation_min_age_seconds` (Slurm's bf_min_age_reserve),
   earliest due first (submit time + walltime, `_due`), before anything else is placed:
-  each is placed if it fits now, else
-  reserves the pool of its models that frees up earliest among those not yet reserved,
-  up to half the pools of a model (the other half stays open to backfill).
+  each is placed if it fits now, else reserves the pool of its models that frees up
+  earliest, one such reservation per model (the model's other pools stay open to
+  backfill, and the gangs after it wait their turn: a pool drains for one at a time).
   EASY reserves for the head of the queue, and under water-filling the head changes
   from cycle to cycle: a reservation that wanders between gangs lets each pool refill
   with small jobs before it ever drains. A due time is stable, so the reserved pools
@@ -20,7 +20,7 @@ Two ways to hold one:
 from __future__ import annotations
 
 from collections.abc import Callable
-from heapq import nsmallest
+from heapq import heapify, heappop, nsmallest
 
 from scheduler.domain import Job
 from scheduler.policy.cycle_state import Cycle
@@ -46,6 +46,8 @@ def reserve(cycle: Cycle, job: Job, gang: bool = False) -> str | None:
     if reservation is None:
         return None
     cycle.hold(reservation)
+    if gang:
+        cycle.gang_reservations[reservation.model] = cycle.gang_reservations.get(reservation.model, 0) + 1
     if reservation.start == NEVER:
         # Nothing can be backfilled before a start that never comes: hold the pool's
         # free GPUs outright so it drains, and later jobs do not search it in vain.
@@ -58,6 +60,7 @@ def reserve(cycle: Cycle, job: Job, gang: bool = False) -> str | None:
             f"starting {when}; only shorter jobs are backfilled there")
 
 
+GANG_RESERVATIONS = 1   # pools of one model that waiting gangs may reserve per cycle
 UNKNOWN_WALLTIME = 7 * 86400.0   # a gang without a walltime is ordered as if it had a week's
 
 
@@ -70,9 +73,8 @@ def _due(job: Job) -> float:
 
 
 def _gang_room(cycle: Cycle, model: str) -> bool:
-    """Whether old gangs may reserve one more pool of `model` (at most half its pools)."""
-    held = sum(1 for site, m in cycle.reservations if m == model)
-    return held < max(1, len(cycle.index.by_model.get(model, ())) // 2)
+    """Whether old gangs may reserve one more pool of `model` (`GANG_RESERVATIONS` each)."""
+    return cycle.gang_reservations.get(model, 0) < GANG_RESERVATIONS
 
 
 def reserve_for_waiting_gangs(cycle: Cycle, skip: set[int], decide: Callable[[Cycle, int, bool], None]) -> set[int]:
@@ -82,16 +84,21 @@ def reserve_for_waiting_gangs(cycle: Cycle, skip: set[int], decide: Callable[[Cy
     queue, now = cycle.queue, cycle.now
     cutoff = now - cycle.snapshot.settings.reservation_min_age_seconds
     times, jobs = queue.times, queue.jobs
-    most = max((len(pools) for pools in cycle.index.by_model.values()), default=0) // 2 + 1
-    old: list[int] = []
-    for positions in queue.gangs.values():   # the few oldest of each request shape
-        old += [pos for pos in nsmallest(most, positions, key=times.__getitem__)
-                if times[pos] <= cutoff and pos not in skip]
+    candidates: list[tuple[float, str, int]] = []
+    for positions in queue.gangs.values():   # the few oldest of each gang shape
+        if len(positions) > GANG_RESERVATIONS + 1:
+            positions = nsmallest(GANG_RESERVATIONS + 1, positions, key=times.__getitem__)
+        candidates += [(_due(jobs[pos]), jobs[pos].id, pos) for pos in positions
+                       if times[pos] <= cutoff and pos not in skip]
+    heapify(candidates)
     decided: set[int] = set()
-    for pos in sorted(old, key=lambda pos: (_due(jobs[pos]), jobs[pos].id)):
+    models_left = set(cycle.index.models)
+    while candidates and models_left:
+        pos = heappop(candidates)[2]
         models = cycle.models(jobs[pos])
-        if not any(_gang_room(cycle, m) for m in models) or cycle.never_fits(pos):
+        if models_left.isdisjoint(models) or cycle.never_fits(pos):
             continue
         decide(cycle, pos, True)
         decided.add(pos)
+        models_left -= {m for m in models if not _gang_room(cycle, m)}
     return decided

@@ -23,6 +23,7 @@ from __future__ import annotations
 import heapq
 from array import array
 from collections import defaultdict
+from itertools import filterfalse
 
 from scheduler.policy.cycle_state import Cycle
 from scheduler.policy.entitlement import project_id
@@ -67,7 +68,7 @@ class WaterFill:
         classes: dict[int, dict[str, array[int]]] = defaultdict(dict)
         for (priority, inst, name), positions in cycle.queue.groups.items():
             if inst in skip:
-                positions = array("l", (pos for pos in positions if pos not in chosen))
+                positions = array("l", filterfalse(chosen.__contains__, positions))
             pid = project_id(inst, name)
             if positions and pid in classes[priority]:    # "" and "default" name one project
                 jobs = cycle.queue.jobs
