@@ -386,7 +386,7 @@ def policy_to_dict(p: admin_pb2.Policy) -> JsonDict:
         # Issue 10; null from a broker that predates them.
         **{name: getattr(p, name) if p.HasField(name) else None for name in (
             "fair_share_preemption", "preemption_threshold", "preemption_cap", "preemption_notice_seconds",
-            "base_grant_fraction")},
+            "base_grant_fraction", "reservation_min_age_seconds")},
     }
 
 
@@ -413,6 +413,7 @@ def _issue10_rows(policy: JsonDict) -> list[list[str]]:
     fraction, threshold = policy.get("base_grant_fraction"), policy.get("preemption_threshold")
     cap, notice, on = policy.get("preemption_cap"), policy.get("preemption_notice_seconds"), \
         policy.get("fair_share_preemption")
+    min_age = policy.get("reservation_min_age_seconds")
     return [
         ["entitlement floor", "-" if fraction is None else
          f"{fraction:g} (contribution: at least {fraction:.0%} of the mean weight)"],
@@ -421,6 +422,8 @@ def _issue10_rows(policy: JsonDict) -> list[list[str]]:
          f"{threshold:g} (only for an account under {1 - threshold:.0%} of its fair share)"],
         ["preemption cap", "-" if cap is None else f"{cap:g} (at most {cap:.0%} of the GPUs per cycle)"],
         ["preemption notice", "-" if notice is None else f"{format_duration(int(notice))} (SIGTERM, then SIGKILL)"],
+        ["reservation min age", "-" if min_age is None else
+         f"{format_duration(int(min_age))} (gangs waiting this long reserve first)"],
     ]
 
 

@@ -276,3 +276,66 @@ def test_cpu_only_jobs_are_placed():
 def test_latency_groups():
     assert default_rank("AR", "AR") == 0 and default_rank("AR", "UY") == 1 and default_rank("AR", "MX") == 2
     assert country_groups("PE", ["MX", "CO", "PE", "BO"], {}) == [["PE"], ["BO", "CO"], ["MX"]]
+
+
+# -- water-filling inside the cycle ------------------------------------------------
+
+def _held_by(d, pending):
+    inst_of = {j.id: j.institution for j in pending}
+    held: dict[str, int] = {}
+    for p in d.placements:
+        held[inst_of[p.job_id]] = held.get(inst_of[p.job_id], 0) + p.gpus
+    return held
+
+
+@pytest.mark.parametrize("gpus, weights, expected", [
+    (12, (1.0, 1.0, 1.0), {"a": 4, "b": 4, "c": 4}),
+    (16, (1.0, 1.0, 2.0), {"a": 4, "b": 4, "c": 8}),
+    (30, (1.0, 2.0, 3.0), {"a": 5, "b": 10, "c": 15}),
+])
+def test_one_cycle_splits_idle_gpus_by_weight(gpus, weights, expected):
+    """A burst from three institutions on idle GPUs owned by a fourth is split in the same
+    cycle (weighted max-min), not handed to whoever is first in Fair Tree order."""
+    sites = [site("s1", "host", pool("A100", gpus))]
+    insts = [inst("host")] + [inst(s, weight=w) for s, w in zip("abc", weights)]
+    pending = [job(f"{s}{i:02d}", s, 1, submitted=float(i)) for s in "abc" for i in range(gpus)]
+    d = decide(snap(sites, insts, pending, settings=STATIC, usage=[("a/default", 1e6)]))
+    assert _held_by(d, pending) == expected
+
+
+def test_water_filling_counts_what_is_held_already():
+    """b already holds 6 of 12: the 6 idle GPUs go to a and c, 3 each. b's runs are inside
+    the preemption grace here; past it, fair-share preemption evens the split to 4/4/4."""
+    sites = [site("s1", "host", pool("A100", 12))]
+    insts = [inst("host"), inst("a"), inst("b"), inst("c")]
+    pending = [job(f"{s}{i}", s, 1, submitted=float(i)) for s in "abc" for i in range(12)]
+    young = [run(f"r{i}", "s1", "b", 1, started=-60) for i in range(6)]
+    d = decide(snap(sites, insts, pending, young, settings=STATIC))
+    assert _held_by(d, pending) == {"a": 3, "c": 3} and d.preemptions == ()
+    old = [run(f"r{i}", "s1", "b", 1, started=-HOUR) for i in range(6)]
+    d = decide(snap(sites, insts, pending, old, settings=STATIC))
+    assert _held_by(d, pending) == {"a": 4, "c": 4}
+    assert sorted((p.kind, p.beneficiary) for p in d.preemptions) == [("fair-share", "a"), ("fair-share", "c")]
+
+
+def test_water_filling_holds_at_every_level_of_the_tree():
+    """Countries first (CL weighs 2, BR 1 by its institutions), then institutions, then projects."""
+    sites = [site("s1", "host", pool("A100", 12), country="AR")]
+    insts = [inst("host", "AR"), inst("cl1", "CL"), inst("cl2", "CL"), inst("br", "BR")]
+    projects = [ProjectShare("cl1/x", "cl1", 1.0), ProjectShare("cl1/y", "cl1", 1.0)]
+    pending = ([job(f"x{i}", "cl1", project="x", submitted=float(i)) for i in range(12)]
+               + [job(f"y{i}", "cl1", project="y", submitted=float(i)) for i in range(12)]
+               + [job(f"c{i}", "cl2", submitted=float(i)) for i in range(12)]
+               + [job(f"b{i}", "br", submitted=float(i)) for i in range(12)])
+    d = decide(snap(sites, insts, pending, settings=STATIC, projects=projects))
+    assert _held_by(d, pending) == {"cl1": 4, "cl2": 4, "br": 4}
+    by_project = [p.job_id[0] for p in d.placements if p.job_id[0] in "xy"]
+    assert sorted(by_project) == ["x", "x", "y", "y"]
+
+
+def test_jobs_of_one_project_keep_their_order_under_water_filling():
+    sites = [site("s1", "host", pool("A100", 4))]
+    pending = [job(f"a{i}", "a", 1, submitted=float(-i)) for i in range(6)] + [
+        job(f"b{i}", "b", 1, submitted=float(i)) for i in range(6)]
+    d = decide(snap(sites, [inst("host"), inst("a"), inst("b")], pending, settings=STATIC))
+    assert sorted(placed(d)) == ["a4", "a5", "b0", "b1"]     # each institution's oldest two

@@ -158,6 +158,43 @@ def test_gang_is_not_starved_by_a_stream_of_small_jobs():
     assert started is not None and started - NOW <= walltime + 120
 
 
+def test_each_gpu_model_has_its_own_reservation():
+    """A gang on a scarce model is not starved by a gang on another model: both reserve."""
+    sites = [site("s1", "a", pool("A100", 8)), site("s2", "a", pool("G3", 8))]
+    runs = [run("r1", "s1", "a", 4, started=-HOUR, walltime=int(2 * HOUR)),
+            run("r2", "s2", "a", 4, model="G3", started=-HOUR, walltime=int(3 * HOUR))]
+    pending = [job("a100-gang", "a", 8, models=("A100",), submitted=0),
+               job("g3-gang", "a", 8, models=("G3",), submitted=1),
+               job("long-g3", "a", 1, models=("G3",), submitted=2, walltime=int(5 * HOUR))]
+    d = decide(snap(sites, [inst("a")], pending, runs))
+    assert waiting(d)["a100-gang"].reason.startswith("reservation: holds 8 A100 GPUs on s1")
+    assert waiting(d)["g3-gang"].reason.startswith("reservation: holds 8 G3 GPUs on s2")
+    assert "long-g3" not in placed(d)     # it would delay the G3 gang: not backfilled
+
+
+def test_a_waiting_gang_is_placed_before_small_jobs_take_its_drained_pool():
+    """The gang that has waited longer than the reservation age is decided before the
+    water-filling, so small jobs ahead of it in fair share cannot take the GPUs back."""
+    sites = [site("s1", "host", pool("A100", 8))]
+    insts = [inst("host"), inst("big"), inst("small")]
+    pending = [job("gang", "big", 8, submitted=-2 * HOUR, walltime=3600)] + [
+        job(f"s{i}", "small", 1, submitted=-HOUR, walltime=3600) for i in range(8)]
+    d = decide(snap(sites, insts, pending, usage=[("big/default", 1e6)]))
+    assert list(placed(d)) == ["gang"]
+
+
+def test_waiting_gangs_reserve_earliest_due_first():
+    """Due = submit + walltime: a short gang that arrived later goes before a two-day one, and
+    the two-day gang keeps its place until the short ones have run."""
+    sites = [site("s1", "a", pool("G3", 8)), site("s2", "a", pool("G3", 8))]
+    runs = [run("r1", "s1", "a", 1, model="G3", started=-HOUR, walltime=int(2 * HOUR)),
+            run("r2", "s2", "a", 1, model="G3", started=-HOUR, walltime=int(30 * HOUR))]
+    pending = [job("two-days", "a", 8, models=("G3",), submitted=-3 * HOUR, walltime=48 * 3600),
+               job("an-hour", "a", 8, models=("G3",), submitted=-2 * HOUR, walltime=3600)]
+    d = decide(snap(sites, [inst("a")], pending, runs))
+    assert waiting(d)["an-hour"].reason.startswith("reservation: holds 8 G3 GPUs on s1")
+
+
 def test_owner_within_its_guarantee_goes_before_a_borrower_ahead_in_fair_share():
     """Kueue's order: no-borrowing workloads first, so reclaimed GPUs go to the owner."""
     runs = [run("own", "sa", "a", 6)]

@@ -15,7 +15,7 @@ from ..parsing import parse_duration
 from ..render import Output
 
 policy_app = typer.Typer(help="The fair-share policy: share policy, half-life, base grant and its floor, "
-                         "model weights, preemption.", no_args_is_help=True)
+                         "model weights, preemption, gang reservations.", no_args_is_help=True)
 project_app = typer.Typer(help="Projects: what jobs are charged to, inside an institution.", no_args_is_help=True)
 weight_app = typer.Typer(help="Weights of countries, institutions and projects.", no_args_is_help=True)
 guarantee_app = typer.Typer(help="Explicit per-model GPU guarantees.", no_args_is_help=True)
@@ -57,6 +57,16 @@ def _notice(value: Optional[str]) -> Optional[float]:
     seconds = _seconds("--preemption-notice", value)
     if not 1 <= seconds <= 3600:
         raise typer.BadParameter(f"{value!r} is not from 1s to 1h (e.g. 60s)", param_hint="--preemption-notice")
+    return seconds
+
+
+def _min_age(value: Optional[str]) -> Optional[float]:
+    """`--reservation-min-age`: 0 is a value here (every waiting gang reserves at once)."""
+    if value is None:
+        return None
+    seconds = _seconds("--reservation-min-age", value)
+    if not 0 <= seconds <= 7 * 86400:
+        raise typer.BadParameter(f"{value!r} is not from 0s to 7d (e.g. 10m)", param_hint="--reservation-min-age")
     return seconds
 
 
@@ -111,6 +121,9 @@ def policy_set(
     base_grant_fraction: Annotated[Optional[float], typer.Option(
         "--base-grant-fraction", help="Contribution policy: every institution "
         "weighs at least F x the mean; 0 to 0.9, e.g. 0.25.", show_default=False)] = None,
+    min_age: Annotated[Optional[str], typer.Option(
+        "--reservation-min-age", help="Gangs (multi-GPU jobs) waiting this long hold reservations "
+        "first, earliest due first; 0s to 7d, e.g. 10m.", show_default=False)] = None,
     broker: BrokerOpt = None, token: TokenOpt = None, ca: CaOpt = None, output: OutputOpt = Output.table,
 ) -> None:
     """Change the fair-share policy; what you do not name stays as it is."""
@@ -127,6 +140,7 @@ def policy_set(
         preemption_notice_seconds=_notice(notice),
         base_grant_fraction=_fraction("--base-grant-fraction", base_grant_fraction, lambda v: 0 <= v <= 0.9,
                                       "from 0 to 0.9 (e.g. 0.25)"),
+        reservation_min_age_seconds=_min_age(min_age),
     )
     with client(ctx, broker, token, ca) as c:
         result = render.policy_to_dict(c.set_policy(policy))

@@ -34,7 +34,7 @@ def _project_pb(p: ProjectShare) -> admin_pb2.Project:
 
 # Policy fields declared `optional` in admin.proto (same names in ShareSettings): given when set.
 _PRESENCE_FIELDS = ("fair_share_preemption", "preemption_threshold", "preemption_cap",
-                    "preemption_notice_seconds", "base_grant_fraction")
+                    "preemption_notice_seconds", "base_grant_fraction", "reservation_min_age_seconds")
 
 
 def _policy_pb(s: ShareSettings) -> admin_pb2.Policy:

@@ -197,6 +197,9 @@ class Cycle:
         """
         res = job.spec.resources
         walltime = float(job.spec.walltime_seconds)
+        for key, held in list(self.reservations.items()):
+            if held.job_id == job.id:       # its holder is placed after all (by preemption)
+                del self.reservations[key]
         reservation = self.reservations.get((pool.site, pool.model))
         if reservation is not None:
             reservation.consume(pool, res.gpus, walltime, self.now)

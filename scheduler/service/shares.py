@@ -14,6 +14,7 @@ from scheduler.validation import check_country, check_slug, check_weight
 SHARE_POLICIES = ("contribution", "static")
 MAX_NOTICE_SECONDS = 3600
 MAX_BASE_GRANT_FRACTION = 0.9
+MAX_RESERVATION_MIN_AGE_SECONDS = 7 * 86400
 
 
 def add_project(core: Core, institution: str, name: str, weight: float) -> ProjectShare:
@@ -67,7 +68,8 @@ def set_policy(core: Core, update: ShareSettings, given: set[str]) -> ShareSetti
 
 def _preemption_changes(update: ShareSettings, given: set[str]) -> dict[str, object]:
     """Issue 10's settings, each checked: fair-share preemption on/off, its threshold, its
-    rate cap, the notice a preempted run gets, and the entitlement floor's fraction."""
+    rate cap, the notice a preempted run gets, the entitlement floor's fraction, and how long
+    a gang waits before it holds a reservation first (Slurm's bf_min_age_reserve)."""
     changes: dict[str, object] = {}
     if "fair_share_preemption" in given:
         changes["fair_share_preemption"] = bool(update.fair_share_preemption)
@@ -78,6 +80,8 @@ def _preemption_changes(update: ShareSettings, given: set[str]) -> dict[str, obj
                                       f"whole seconds from 1 to {MAX_NOTICE_SECONDS} (e.g. 60)"),
         "base_grant_fraction": (lambda v: 0 <= v <= MAX_BASE_GRANT_FRACTION,
                                 f"from 0 to {MAX_BASE_GRANT_FRACTION:g} (e.g. 0.25)"),
+        "reservation_min_age_seconds": (lambda v: 0 <= v <= MAX_RESERVATION_MIN_AGE_SECONDS and v == int(v),
+                                        f"whole seconds from 0 to {MAX_RESERVATION_MIN_AGE_SECONDS} (7 days; e.g. 600)"),
     }
     for name, (ok, must) in bounds.items():
         if name in given:

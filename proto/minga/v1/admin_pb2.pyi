@@ -197,7 +197,7 @@ class ModelWeight(_message.Message):
     def __init__(self, model: _Optional[str] = ..., weight: _Optional[float] = ...) -> None: ...
 
 class Policy(_message.Message):
-    __slots__ = ("share_policy", "half_life_seconds", "base_grant", "model_weights", "preemption_grace_seconds", "age_weight", "fair_share_preemption", "preemption_threshold", "preemption_cap", "preemption_notice_seconds", "base_grant_fraction")
+    __slots__ = ("share_policy", "half_life_seconds", "base_grant", "model_weights", "preemption_grace_seconds", "age_weight", "fair_share_preemption", "preemption_threshold", "preemption_cap", "preemption_notice_seconds", "base_grant_fraction", "reservation_min_age_seconds")
     SHARE_POLICY_FIELD_NUMBER: _ClassVar[int]
     HALF_LIFE_SECONDS_FIELD_NUMBER: _ClassVar[int]
     BASE_GRANT_FIELD_NUMBER: _ClassVar[int]
@@ -209,6 +209,7 @@ class Policy(_message.Message):
     PREEMPTION_CAP_FIELD_NUMBER: _ClassVar[int]
     PREEMPTION_NOTICE_SECONDS_FIELD_NUMBER: _ClassVar[int]
     BASE_GRANT_FRACTION_FIELD_NUMBER: _ClassVar[int]
+    RESERVATION_MIN_AGE_SECONDS_FIELD_NUMBER: _ClassVar[int]
     share_policy: str
     half_life_seconds: float
     base_grant: float
@@ -220,7 +221,8 @@ class Policy(_message.Message):
     preemption_cap: float
     preemption_notice_seconds: float
     base_grant_fraction: float
-    def __init__(self, share_policy: _Optional[str] = ..., half_life_seconds: _Optional[float] = ..., base_grant: _Optional[float] = ..., model_weights: _Optional[_Iterable[_Union[ModelWeight, _Mapping]]] = ..., preemption_grace_seconds: _Optional[float] = ..., age_weight: _Optional[float] = ..., fair_share_preemption: _Optional[bool] = ..., preemption_threshold: _Optional[float] = ..., preemption_cap: _Optional[float] = ..., preemption_notice_seconds: _Optional[float] = ..., base_grant_fraction: _Optional[float] = ...) -> None: ...
+    reservation_min_age_seconds: float
+    def __init__(self, share_policy: _Optional[str] = ..., half_life_seconds: _Optional[float] = ..., base_grant: _Optional[float] = ..., model_weights: _Optional[_Iterable[_Union[ModelWeight, _Mapping]]] = ..., preemption_grace_seconds: _Optional[float] = ..., age_weight: _Optional[float] = ..., fair_share_preemption: _Optional[bool] = ..., preemption_threshold: _Optional[float] = ..., preemption_cap: _Optional[float] = ..., preemption_notice_seconds: _Optional[float] = ..., base_grant_fraction: _Optional[float] = ..., reservation_min_age_seconds: _Optional[float] = ...) -> None: ...
 
 class SetPolicyRequest(_message.Message):
     __slots__ = ("policy",)
