@@ -36,6 +36,7 @@ bench: $(DEV_STAMP)
 	$(BIN)/python bench/submit_latency.py
 	$(BIN)/python bench/cycle_bench.py
 	$(BIN)/python bench/broker_cycle.py
+	$(BIN)/python bench/fair_share_targets.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -408,8 +408,8 @@ def policy_table(policy: JsonDict) -> None:
 
 
 def _issue10_rows(policy: JsonDict) -> list[list[str]]:
-    """The entitlement floor and fair-share preemption, in words; `-` where the broker
-    did not say (one older than them)."""
+    """The entitlement floor, fair-share preemption and the gang reservations' minimum age,
+    in words; `-` where the broker did not say (one older than them)."""
     fraction, threshold = policy.get("base_grant_fraction"), policy.get("preemption_threshold")
     cap, notice, on = policy.get("preemption_cap"), policy.get("preemption_notice_seconds"), \
         policy.get("fair_share_preemption")

@@ -1,6 +1,7 @@
 """Issue 10 through a real broker on port 0 and the `minga` CLI: `admin policy set|show`
-with fair-share preemption, its threshold, cap and notice and the entitlement floor; and
-`quota show` with each institution's fair share now next to what it holds."""
+with fair-share preemption, its threshold, cap and notice, the entitlement floor and the
+gang reservations' minimum age; and `quota show` with each institution's fair share now
+next to what it holds."""
 from __future__ import annotations
 
 import json
@@ -58,6 +59,8 @@ def test_policy_set_and_show_each_new_field(broker: RunningBroker, admin: str) -
     ("--preemption-notice", "soon", "bad duration"),
     ("--base-grant-fraction", "0.95", "0 to 0.9"),
     ("--base-grant-fraction", "nan", "0 to 0.9"),
+    ("--reservation-min-age", "8d", "0s to 7d"),
+    ("--reservation-min-age", "later", "bad duration"),
 ])
 def test_a_bad_flag_is_one_clear_error_and_changes_nothing(broker: RunningBroker, admin: str, flag: str,
                                                            value: str, says: str) -> None:
@@ -66,6 +69,24 @@ def test_a_bad_flag_is_one_clear_error_and_changes_nothing(broker: RunningBroker
     assert out.exit_code == 2, out.output
     assert flag in out.output and says in out.output and "Traceback" not in out.output
     assert broker.broker.core.store.shares.settings() == before
+
+
+def test_reservation_min_age_is_set_and_shown(broker: RunningBroker, admin: str) -> None:
+    shown = json.loads(minga(broker, admin, "admin", "policy", "show", "-o", "json").stdout)
+    assert shown["reservation_min_age_seconds"] == 600.0      # Slurm's bf_min_age_reserve, 10 minutes
+    out = minga(broker, admin, "admin", "policy", "set", "--reservation-min-age", "30m", "-o", "json")
+    assert out.exit_code == 0, out.output
+    policy = json.loads(out.stdout)
+    assert policy["reservation_min_age_seconds"] == 1800.0 and policy["preemption_cap"] == 0.25   # the rest kept
+    assert broker.broker.core.store.shares.settings().reservation_min_age_seconds == 1800.0
+    table = minga(broker, admin, "admin", "policy", "show")
+    assert table.exit_code == 0, table.output
+    lines = {line.split("  ")[0]: line for line in table.stdout.splitlines()}
+    assert "30m (gangs waiting this long reserve first)" in lines["reservation min age"]
+    zero = minga(broker, admin, "admin", "policy", "set", "--reservation-min-age", "0", "-o", "json")
+    assert zero.exit_code == 0, zero.output
+    assert json.loads(zero.stdout)["reservation_min_age_seconds"] == 0.0     # 0 is a value, not "keep"
+    assert broker.broker.core.store.shares.settings().reservation_min_age_seconds == 0.0
 
 
 def submit(caller: Caller, gpus: int) -> str:

@@ -10,14 +10,15 @@ from minga.v1 import admin_pb2
 from cli import render
 
 NEW_POLICY_KEYS = {"fair_share_preemption", "preemption_threshold", "preemption_cap", "preemption_notice_seconds",
-                   "base_grant_fraction"}
+                   "base_grant_fraction", "reservation_min_age_seconds"}
 
 
 def _policy(**overrides: object) -> admin_pb2.Policy:
     fields: dict[str, object] = dict(
         share_policy="contribution", half_life_seconds=7 * 86400, base_grant=1.0, preemption_grace_seconds=600,
         model_weights=[admin_pb2.ModelWeight(model="H100", weight=1.0)], fair_share_preemption=True,
-        preemption_threshold=0.1, preemption_cap=0.25, preemption_notice_seconds=60, base_grant_fraction=0.25)
+        preemption_threshold=0.1, preemption_cap=0.25, preemption_notice_seconds=60, base_grant_fraction=0.25,
+        reservation_min_age_seconds=600)
     fields.update(overrides)
     return admin_pb2.Policy(**fields)  # type: ignore[arg-type]
 
@@ -26,7 +27,7 @@ def test_policy_to_dict_has_the_new_keys() -> None:
     data = render.policy_to_dict(_policy(fair_share_preemption=False, preemption_threshold=0.0))
     assert {k: data[k] for k in NEW_POLICY_KEYS} == {
         "fair_share_preemption": False, "preemption_threshold": 0.0, "preemption_cap": 0.25,
-        "preemption_notice_seconds": 60.0, "base_grant_fraction": 0.25}
+        "preemption_notice_seconds": 60.0, "base_grant_fraction": 0.25, "reservation_min_age_seconds": 600.0}
     json.dumps(data)
 
 
@@ -47,10 +48,12 @@ def test_policy_table_says_each_setting_in_words(capsys: pytest.CaptureFixture[s
     assert "0.25 (at most 25% of the GPUs per cycle)" in lines["preemption cap"]
     assert "1m (SIGTERM, then SIGKILL)" in lines["preemption notice"]
     assert "0.25 (contribution: at least 25% of the mean weight)" in lines["entitlement floor"]
+    assert "10m (gangs waiting this long reserve first)" in lines["reservation min age"]
     assert all(len(line) <= 80 for line in lines.values())
     render.policy_table(render.policy_to_dict(admin_pb2.Policy(share_policy="static")))
     old = _lines(capsys)
     assert old["fair-share preemption"].split()[-1] == "-" and old["preemption cap"].split()[-1] == "-"
+    assert old["reservation min age"].split()[-1] == "-"
 
 
 def _view(share_policy: str = "contribution", fraction: float = 0.25, tree: bool = False) -> admin_pb2.ShowQuotasResponse:

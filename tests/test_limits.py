@@ -126,7 +126,8 @@ def test_each_request_limit(federation) -> None:  # type: ignore[no-untyped-def]
         *[(f"policy {field}", lambda f=field, v=value: A.SetPolicy(admin_pb2.SetPolicyRequest(  # type: ignore[misc]
             policy=admin_pb2.Policy(**{f: v})), metadata=admin.md), field) for field, value in (
             ("preemption_threshold", 1.0), ("preemption_cap", 0.0), ("preemption_notice_seconds", 3601.0),
-            ("base_grant_fraction", 0.95), ("half_life_seconds", float("nan")))],
+            ("base_grant_fraction", 0.95), ("half_life_seconds", float("nan")),
+            ("reservation_min_age_seconds", 8 * 86400.0))],
     ]
     failures = []
     for case, call, field in cases:

@@ -105,6 +105,8 @@ BAD = {
     "unknown model": (lambda d: d["jobs"][0].update(models=["H100"]), "jobs[0].models: unknown GPU model 'H100'"),
     "gang no site holds": (lambda d: d["jobs"][0].update(gpus=9), "jobs[0]: no site can hold 9 GPUs"),
     "bad share policy": (lambda d: d["settings"].update(policy="fair"), "[settings] policy: 'fair' is not one of"),
+    "negative reservation age": (lambda d: d["settings"].update(reservation_min_age_seconds=-1),
+                                 "[settings] reservation_min_age_seconds: must be at least 0"),
     "no jobs": (lambda d: d.pop("jobs"), "missing 'jobs'"),
     "duplicate institution": (lambda d: d["institutions"].append(dict(d["institutions"][0])), "listed twice"),
 }
@@ -116,6 +118,13 @@ def test_bad_scenarios_are_refused_with_a_clear_message(case):
     with pytest.raises(scen.ScenarioError) as err:
         scen.parse(_broken(change), name="broken")
     assert message in str(err.value) and str(err.value).startswith("broken: ")
+
+
+def test_reservation_min_age_in_settings_reaches_the_policy():
+    doc = _doc("burst")
+    doc["settings"]["reservation_min_age_seconds"] = 1800
+    assert scen.parse(doc).federation.settings.reservation_min_age_seconds == 1800.0
+    assert scen.parse(_doc("burst")).federation.settings.reservation_min_age_seconds == 600.0   # the default
 
 
 def test_bad_scenario_file_exits_2_without_a_traceback(tmp_path):

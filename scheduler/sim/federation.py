@@ -97,7 +97,7 @@ SETTINGS_KEYS = {
     "policy": str, "half_life_seconds": float, "base_grant": float, "base_grant_fraction": float,
     "preemption_grace_seconds": float, "age_weight": float, "cycle_seconds": float,
     "fair_share_preemption": bool, "preemption_threshold": float, "preemption_cap": float,
-    "preemption_notice_seconds": float, "model_weights": dict,
+    "preemption_notice_seconds": float, "reservation_min_age_seconds": float, "model_weights": dict,
 }
 INSTITUTION_KEYS = {"slug", "name", "country", "weight", "guarantee", "borrowing_limit", "lending_limit"}
 SITE_KEYS = {"name", "institution", "country", "model", "gpus", "memory_mb", "largest_node", "cpus", "nodes"}
