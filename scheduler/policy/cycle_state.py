@@ -45,6 +45,7 @@ class Cycle:
     reservations: dict[tuple[str, str], Reservation] = field(default_factory=dict)   # EASY backfill, by pool
     reserved_models: set[str] = field(default_factory=set)   # GPU models with a reservation
     gang_reservations: dict[str, int] = field(default_factory=dict)   # model -> those of waiting gangs
+    holders: dict[str, tuple[str, str]] = field(default_factory=dict)  # job id -> the pool it reserved
     held: dict[str, int] = field(default_factory=dict)   # project -> GPUs it holds now (runs leaving: not)
     unwaited: set[int] = field(default_factory=set)      # positions decided waiting, then placed after all
     placements: list[Placement] = field(default_factory=list)
@@ -172,7 +173,9 @@ class Cycle:
 
     def hold(self, reservation: Reservation) -> None:
         """Keep `reservation`'s pool for its job: only jobs it admits may use it."""
-        self.reservations[(reservation.site, reservation.model)] = reservation
+        key = (reservation.site, reservation.model)
+        self.reservations[key] = reservation
+        self.holders[reservation.job_id] = key
         self.reserved_models.add(reservation.model)
 
     def preempt(self, run: Run, pool: Pool | None, preemption: Preemption) -> None:
@@ -197,9 +200,9 @@ class Cycle:
         """
         res = job.spec.resources
         walltime = float(job.spec.walltime_seconds)
-        for key, held in list(self.reservations.items()):
-            if held.job_id == job.id:       # its holder is placed after all (by preemption)
-                del self.reservations[key]
+        holder = self.holders.pop(job.id, None)
+        if holder is not None:              # its holder is placed after all (by preemption)
+            del self.reservations[holder]
         reservation = self.reservations.get((pool.site, pool.model))
         if reservation is not None:
             reservation.consume(pool, res.gpus, walltime, self.now)

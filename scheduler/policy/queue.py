@@ -42,7 +42,7 @@ class Queue:
     shapes: list[tuple]          # request shape by shape id
     examples: list[int]          # by shape id: the position of a job of that shape
     groups: dict[Group, array[int]]   # each group's positions in (submit time, id) order
-    gangs: dict[int, array[int]]      # multi-GPU shape id -> the positions of its jobs
+    gangs: dict[tuple[int, int], array[int]]   # (multi-GPU shape id, walltime) -> positions
     times: array[float]               # submit time by position
 
 
@@ -56,7 +56,7 @@ class Pending:
     shapes: list[tuple]
     examples: list[int]
     groups: dict[Group, array[int]]
-    gangs: dict[int, array[int]]  # multi-GPU shape id -> the positions of its jobs
+    gangs: dict[tuple[int, int], array[int]]   # (multi-GPU shape id, walltime) -> positions
 
     @property
     def accounts(self) -> set[tuple[str, str]]:
@@ -73,7 +73,7 @@ def read_pending(pending: Sequence[Job]) -> Pending:
     times, shape_of = array("d"), array("l")
     shape_ids: dict[tuple, int] = {}
     groups: dict[Group, array[int]] = defaultdict(lambda: array("l"))
-    gangs: dict[int, array[int]] = defaultdict(lambda: array("l"))
+    gangs: dict[tuple[int, int], array[int]] = defaultdict(lambda: array("l"))
     for pos, job in enumerate(pending):
         spec = job.spec
         res = spec.resources
@@ -86,7 +86,7 @@ def read_pending(pending: Sequence[Job]) -> Pending:
         times.append(job.submitted_at)
         groups[spec.priority, job.institution, spec.project].append(pos)
         if res.gpus > 1:
-            gangs[sid].append(pos)
+            gangs[sid, spec.walltime_seconds].append(pos)
     return Pending(jobs=pending, times=times, shape_of=shape_of, shapes=list(shape_ids), examples=examples,
                    groups=groups, gangs=gangs)
 

@@ -5,7 +5,8 @@ models (one reservation for the whole federation kept a G3-only gang waiting a d
 Two ways to hold one:
 
 - **Gangs that have waited** `reservation_min_age_seconds` (Slurm's bf_min_age_reserve),
-  earliest due first (submit time + walltime, `_due`), before anything else is placed:
+  earliest due first (submit time + walltime: when it would have ended had it started on
+  arrival), before anything else is placed:
   each is placed if it fits now, else reserves the pool of its models that frees up
   earliest, one such reservation per model (the model's other pools stay open to
   backfill, and the gangs after it wait their turn: a pool drains for one at a time).
@@ -19,8 +20,8 @@ Two ways to hold one:
 """
 from __future__ import annotations
 
-from collections.abc import Callable
-from heapq import heapify, heappop, nsmallest
+from collections.abc import Callable, Sequence
+from heapq import heapify, heappop
 
 from scheduler.domain import Job
 from scheduler.policy.cycle_state import Cycle
@@ -64,17 +65,16 @@ GANG_RESERVATIONS = 1   # pools of one model that waiting gangs may reserve per 
 UNKNOWN_WALLTIME = 7 * 86400.0   # a gang without a walltime is ordered as if it had a week's
 
 
-def _due(job: Job) -> float:
-    """When the gang would have ended had it started on arrival: submit time + walltime.
-    Ordering by it (earliest deadline first) lets short gangs through a drained pool before
-    a long one holds it for days, yet no gang starves: one that arrives later is due later
-    once the clock has passed an old gang's due time."""
-    return job.submitted_at + (job.spec.walltime_seconds or UNKNOWN_WALLTIME)
-
-
 def _gang_room(cycle: Cycle, model: str) -> bool:
     """Whether old gangs may reserve one more pool of `model` (`GANG_RESERVATIONS` each)."""
     return cycle.gang_reservations.get(model, 0) < GANG_RESERVATIONS
+
+
+def _oldest(positions: Sequence[int], times: Sequence[float], jobs: Sequence[Job]) -> int:
+    """The position of the oldest job, by (submit time, id) whatever the input order."""
+    first = min(positions, key=times.__getitem__)
+    tied = [pos for pos in positions if times[pos] == times[first]] if len(positions) > 1 else [first]
+    return first if len(tied) == 1 else min(tied, key=lambda pos: jobs[pos].id)
 
 
 def reserve_for_waiting_gangs(cycle: Cycle, skip: set[int], decide: Callable[[Cycle, int, bool], None]) -> set[int]:
@@ -85,11 +85,10 @@ def reserve_for_waiting_gangs(cycle: Cycle, skip: set[int], decide: Callable[[Cy
     cutoff = now - cycle.snapshot.settings.reservation_min_age_seconds
     times, jobs = queue.times, queue.jobs
     candidates: list[tuple[float, str, int]] = []
-    for positions in queue.gangs.values():   # the few oldest of each gang shape
-        if len(positions) > GANG_RESERVATIONS + 1:
-            positions = nsmallest(GANG_RESERVATIONS + 1, positions, key=times.__getitem__)
-        candidates += [(_due(jobs[pos]), jobs[pos].id, pos) for pos in positions
-                       if times[pos] <= cutoff and pos not in skip]
+    for (_, walltime), positions in queue.gangs.items():   # the oldest: the earliest due of its kind
+        pos = _oldest(positions, times, jobs)
+        if times[pos] <= cutoff and pos not in skip:
+            candidates.append((times[pos] + (walltime or UNKNOWN_WALLTIME), jobs[pos].id, pos))
     heapify(candidates)
     decided: set[int] = set()
     models_left = set(cycle.index.models)
