@@ -289,16 +289,17 @@ def test_with_demand_fixed_preemptions_stop(snap):
     """Nothing arrives and nothing ends: after a bounded number of preemptions, the
     federation settles (kueue#3779, #7101, #14543 are endless preemption loops)."""
     capacity = sum(p.total for s in snap.sites for p in s.inventory.gpus)
-    total, now, quiet = 0, NOW, 0
+    total, now, quiet, history = 0, NOW, 0, []
     for _ in range(120):          # 30 s cycles: an hour, six grace periods
         d = schedule(snap, now)
+        history.append([(p.run_id, p.beneficiary, p.reason) for p in d.preemptions])
         check_sound(snap, d)
         check_preemptions(snap, d, now)
         total += sum(next(r.gpus for r in snap.live_runs if r.id == p.run_id) for p in d.preemptions)
         quiet = 0 if d.preemptions else quiet + 1
         now += 30.0
         snap = _next_cycle(snap, d, now)
-    assert quiet >= 60, f"still preempting after {120 - quiet} cycles"
+    assert quiet >= 60, (f"still preempting after {120 - quiet} cycles", [h for h in history if h][-4:])
     assert total <= 2 * capacity, (total, capacity)
 
 

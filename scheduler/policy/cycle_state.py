@@ -18,7 +18,7 @@ from scheduler.policy.guest_failures import GuestFailures
 from scheduler.policy.latency import rank_table
 from scheduler.policy.lending import Lending
 from scheduler.policy.never_fits import NeverFits
-from scheduler.policy.pool_index import Pool, PoolIndex
+from scheduler.policy.pool_index import ANY, Pool, PoolIndex
 from scheduler.policy.queue import Queue, fair_queue, read_pending
 from scheduler.policy.reservation import NEVER, Reservation
 from scheduler.policy.share_now import held_by_project, run_project
@@ -57,6 +57,8 @@ class Cycle:
     tail_verdicts: list[tuple[str, bool] | None] = field(default_factory=list)   # by shape id
     guaranteed: set[str] = field(default_factory=set)   # ids of the jobs within their guarantee
     largest_free: int = 0       # most free GPUs on any READY pool; only shrinks
+    largest_open: int = 0       # the same, leaving out the pools kept whole for a waiting gang
+    kept: dict[tuple[str, str], int] = field(default_factory=dict)   # pool kept -> its gang's position
     failed: dict[tuple, tuple[int, str]] = field(default_factory=dict)   # shape -> (fewest GPUs, reason)
     guest_failures: GuestFailures = None  # type: ignore[assignment]   # set by `start`
     reclaim_failed: set[tuple] = field(default_factory=set)
@@ -161,6 +163,36 @@ class Cycle:
 
     def refresh_largest_free(self) -> None:
         self.largest_free = max(map(self.index.largest_free, self.index.models), default=0)
+        self.largest_open = self.largest_free if not self.kept else self._largest_open()
+
+    def _largest_open(self) -> int:
+        """The most free GPUs on a READY pool not kept for a gang (kept pools are few)."""
+        most = 0
+        for model in self.index.models:
+            buckets = self.index.buckets.get((ANY, model), [])
+            for free in range(self.index.largest_free(model), most, -1):
+                if any(key not in self.kept for key in buckets[free]):
+                    most = free
+                    break
+        return most
+
+    def keep(self, reservation: Reservation, pos: int) -> None:
+        """Keep a pool whole for the waiting gang at `pos`, which fits there now."""
+        self.hold(reservation)
+        self.kept[(reservation.site, reservation.model)] = pos
+        self.refresh_largest_free()
+
+    def kept_for(self, pos: int) -> Pool | None:
+        """The pool kept whole for the gang at `pos`, if any."""
+        key = next((key for key, kept_for in self.kept.items() if kept_for == pos), None) if self.kept else None
+        return None if key is None else self.index.pools[key]
+
+    def unkeep(self, pool: Pool) -> None:
+        """Keep `pool` no longer (its gang cannot take it after all)."""
+        key = (pool.site, pool.model)
+        del self.kept[key]
+        self.holders.pop(self.reservations.pop(key).job_id, None)
+        self.refresh_largest_free()
 
     def unreserved(self, job: Job) -> bool:
         """Whether one of the models `job` allows has no reservation yet."""
@@ -174,6 +206,7 @@ class Cycle:
     def hold(self, reservation: Reservation) -> None:
         """Keep `reservation`'s pool for its job: only jobs it admits may use it."""
         key = (reservation.site, reservation.model)
+        assert key not in self.reservations, key    # one reservation a pool
         self.reservations[key] = reservation
         self.holders[reservation.job_id] = key
         self.reserved_models.add(reservation.model)
@@ -200,9 +233,11 @@ class Cycle:
         """
         res = job.spec.resources
         walltime = float(job.spec.walltime_seconds)
-        holder = self.holders.pop(job.id, None)
-        if holder is not None:              # its holder is placed after all (by preemption)
-            del self.reservations[holder]
+        held = self.holders.pop(job.id, None)
+        if held is not None and self.reservations[held].job_id == job.id:
+            del self.reservations[held]     # its holder is placed (by preemption, or it was kept)
+            if self.kept.pop(held, None) is not None:
+                self.largest_open = -1      # refreshed below
         reservation = self.reservations.get((pool.site, pool.model))
         if reservation is not None:
             reservation.consume(pool, res.gpus, walltime, self.now)
@@ -217,5 +252,5 @@ class Cycle:
         end = self.now + walltime if walltime > 0 else NEVER
         self.placed_ends.setdefault((pool.site, pool.model), []).append((end, res.gpus))
         self.placements.append(Placement(job.id, pool.site, pool.model, res.gpus, res.cpus))
-        if pool.free + taken >= self.largest_free:
+        if pool.free + taken >= self.largest_open:
             self.refresh_largest_free()

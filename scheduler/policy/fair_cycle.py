@@ -39,7 +39,7 @@ from scheduler.policy.cycle_state import Cycle
 from scheduler.policy.fair_preemption import preempt_for_fair_share
 from scheduler.policy.guarantees import guarantee_first
 from scheduler.policy.lending import is_refusal, most_telling, runtime_key
-from scheduler.policy.pool_search import find_pool, scan_all
+from scheduler.policy.pool_search import acceptor, find_pool, scan_all
 from scheduler.policy.queue_tail import decide_tail
 from scheduler.policy.reclaim import close_windows, reclaim, reclaim_bound
 from scheduler.policy.reserve import reserve, reserve_for_waiting_gangs
@@ -60,17 +60,37 @@ def schedule_fair(snapshot: Snapshot, now: float) -> Decisions:
         _decide_and_wait(cycle, pos)
     order = WaterFill(cycle, decided)
     while True:
-        if cycle.largest_free == 0:
+        if cycle.largest_open == 0:
+            if cycle.kept:      # no GPU is free but those kept for gangs: place the gangs there
+                for pos in list(cycle.kept.values()):    # in due order
+                    decided.add(pos)
+                    if not _place_kept(cycle, pos):
+                        _decide_and_wait(cycle, pos)
+                continue        # the kept pools' spare GPUs may still take others
             decide_tail(cycle, order.remaining(), _decide_and_wait)
             break
         pos = order.next()
         if pos is None:
             break
         before = len(cycle.placements)
-        _decide_and_wait(cycle, pos)
+        if not _place_kept(cycle, pos):
+            _decide_and_wait(cycle, pos)
         order.taken(cycle.placements[-1].gpus if len(cycle.placements) > before else 0)
     preempt_for_fair_share(cycle)
     return cycle.decisions()
+
+
+def _place_kept(cycle: Cycle, pos: int) -> bool:
+    """Place a gang on the pool kept whole for it (`reserve.py`), if it still passes there."""
+    pool = cycle.kept_for(pos)
+    if pool is None:
+        return False
+    job = cycle.queue.jobs[pos]
+    if not acceptor(cycle, job, set())(pool):
+        cycle.unkeep(pool)
+        return False
+    cycle.place(job, pool)
+    return True
 
 
 def _decide_and_wait(cycle: Cycle, pos: int, gang: bool = False) -> None:

@@ -15,6 +15,7 @@ from scheduler.domain import Job
 from scheduler.policy.cycle_state import Cycle
 from scheduler.policy.latency import country_groups
 from scheduler.policy.pool_index import ANY, Pool
+from scheduler.policy.reservation import due
 
 _TIGHTEST = attrgetter("free", "site", "model")
 
@@ -118,6 +119,7 @@ def acceptor(cycle: Cycle, job: Job, blocked: set[str], strict: bool = False,
     own_sites_only = inst not in cycle.explicit
     borrow_limited = ledger.borrowing_limit.get(inst) is not None
     reservations, now, job_id = cycle.reservations, cycle.now, job.id
+    job_due = due(job.submitted_at, walltime)
     lending = cycle.lending     # None without site policies: nothing to check
     key = lending.key(job) if lending is not None else None
 
@@ -138,7 +140,8 @@ def acceptor(cycle: Cycle, job: Job, blocked: set[str], strict: bool = False,
             blocked.add("borrowing")
             return False
         reservation = reservations.get((pool.site, pool.model))
-        if reservation is not None and reservation.job_id != job_id and not reservation.admits(pool, g, walltime, now):
+        if reservation is not None and reservation.job_id != job_id and not reservation.admits(
+                pool, g, walltime, now, job_due):
             blocked.add("reservation")
             return False
         return True

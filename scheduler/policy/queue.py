@@ -42,7 +42,6 @@ class Queue:
     shapes: list[tuple]          # request shape by shape id
     examples: list[int]          # by shape id: the position of a job of that shape
     groups: dict[Group, array[int]]   # each group's positions in (submit time, id) order
-    gangs: dict[tuple[int, int], array[int]]   # (multi-GPU shape id, walltime) -> positions
     times: array[float]               # submit time by position
 
 
@@ -56,7 +55,6 @@ class Pending:
     shapes: list[tuple]
     examples: list[int]
     groups: dict[Group, array[int]]
-    gangs: dict[tuple[int, int], array[int]]   # (multi-GPU shape id, walltime) -> positions
 
     @property
     def accounts(self) -> set[tuple[str, str]]:
@@ -73,7 +71,6 @@ def read_pending(pending: Sequence[Job]) -> Pending:
     times, shape_of = array("d"), array("l")
     shape_ids: dict[tuple, int] = {}
     groups: dict[Group, array[int]] = defaultdict(lambda: array("l"))
-    gangs: dict[tuple[int, int], array[int]] = defaultdict(lambda: array("l"))
     for pos, job in enumerate(pending):
         spec = job.spec
         res = spec.resources
@@ -85,10 +82,8 @@ def read_pending(pending: Sequence[Job]) -> Pending:
         shape_of.append(sid)
         times.append(job.submitted_at)
         groups[spec.priority, job.institution, spec.project].append(pos)
-        if res.gpus > 1:
-            gangs[sid, spec.walltime_seconds].append(pos)
     return Pending(jobs=pending, times=times, shape_of=shape_of, shapes=list(shape_ids), examples=examples,
-                   groups=groups, gangs=gangs)
+                   groups=groups)
 
 
 def fair_queue(pending: Pending, factors: Mapping[str, float], now: float, age_weight: float) -> Queue:
@@ -100,7 +95,7 @@ def fair_queue(pending: Pending, factors: Mapping[str, float], now: float, age_w
         order, runs = _order_by_group(pending, groups, factors)
     return Queue(jobs=pending.jobs, order=order, runs=runs, shape_of=pending.shape_of,
                  shapes=pending.shapes, examples=pending.examples, groups=groups,
-                 gangs=pending.gangs, times=pending.times)
+                 times=pending.times)
 
 
 def _sorted_groups(pending: Pending) -> dict[Group, array[int]]:

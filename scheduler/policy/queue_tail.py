@@ -42,23 +42,20 @@ def _reserve_unreserved_models(cycle: Cycle, positions: Sequence[int], verdicts:
     reservation that could take one (a GPU job that could fit somewhere); the positions
     decided. The scan stops once no model is left open: a model is closed when it gets its
     reservation, or when a job allowing it got none (no pool of it could ever free up)."""
-    queue = cycle.queue
-    wanting: dict[int, set[str]] = {}      # shape id -> the unreserved models it allows
-    for sid, shape in enumerate(queue.shapes):
-        verdict = verdicts[sid]
-        if verdict is None or verdict[1]:
-            continue
-        models = {m for m in cycle.index.models if m not in cycle.reserved_models and (not shape[1] or m in shape[1])}
-        if models:
-            wanting[sid] = models
-    open_models = set().union(*wanting.values()) if wanting else set()
+    queue, shape_of = cycle.queue, cycle.queue.shape_of
+    open_models = {m for m in cycle.index.models if m not in cycle.reserved_models}
+    wanting: dict[int, set[str]] = {}      # shape id -> the open models it allows (memo)
     decided: set[int] = set()
-    shape_of = queue.shape_of
     for pos in positions:
         if not open_models:
             break
-        models = wanting.get(shape_of[pos])
-        if not models or models.isdisjoint(open_models):
+        sid = shape_of[pos]
+        models = wanting.get(sid)
+        if models is None:
+            verdict, allowed = verdicts[sid], queue.shapes[sid][1]
+            models = wanting[sid] = set() if verdict is None or verdict[1] else {
+                m for m in cycle.index.models if not allowed or m in allowed}
+        if models.isdisjoint(open_models):
             continue
         reserved = len(cycle.reservations)
         decide(cycle, pos)

@@ -26,7 +26,11 @@ def run_end(run: Run) -> float:
 
 @dataclass
 class Reservation:
-    """GPUs of one pool promised to `job_id` from `start`; `spare` GPUs it will not need."""
+    """GPUs of one pool promised to `job_id` from `start`; `spare` GPUs it will not need.
+
+    A pool kept for a gang that fits now (`kept=True`) also takes a job at least as large
+    that is due no later (`due`): it is kept from being cut up by smaller jobs and from
+    gangs due later, while water-filling orders equal gangs fairly."""
 
     job_id: str
     site: str
@@ -34,14 +38,16 @@ class Reservation:
     gpus: int
     start: float
     spare: int
+    kept: bool = False
+    due: float = NEVER
 
-    def admits(self, pool: Pool, gpus: int, walltime: float, now: float) -> bool:
+    def admits(self, pool: Pool, gpus: int, walltime: float, now: float, due: float = NEVER) -> bool:
         """May a lower-ranked job take `gpus` of `pool` without delaying the reservation?"""
         if (pool.site, pool.model) != (self.site, self.model):
             return True
         if self.start < NEVER and walltime > 0 and now + walltime <= self.start:
             return True
-        return gpus <= self.spare
+        return gpus <= self.spare or (self.kept and gpus >= self.gpus and due <= self.due)
 
     def consume(self, pool: Pool, gpus: int, walltime: float, now: float) -> None:
         """Record a backfilled job that uses the reservation's spare GPUs."""
@@ -49,6 +55,17 @@ class Reservation:
             return
         if not (self.start < NEVER and walltime > 0 and now + walltime <= self.start):
             self.spare -= gpus
+
+
+UNKNOWN_WALLTIME = 7 * 86400.0   # a job without a walltime is due as if it had a week's
+
+
+def due(submitted: float, walltime: float) -> float:
+    """When a job would have ended had it started on arrival: submit time + walltime. The
+    order of waiting gangs (earliest due first) lets short gangs through a drained pool
+    before a long one holds it for days, yet none starves: a gang that arrives later is
+    due later once the clock has passed an old gang's due time."""
+    return submitted + (walltime or UNKNOWN_WALLTIME)
 
 
 def earliest_start(pool: Pool, ends: list[tuple[float, int]], gpus: int, now: float) -> tuple[float, int]:

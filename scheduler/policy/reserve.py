@@ -5,28 +5,30 @@ models (one reservation for the whole federation kept a G3-only gang waiting a d
 Two ways to hold one:
 
 - **Gangs that have waited** `reservation_min_age_seconds` (Slurm's bf_min_age_reserve),
+  among each project's oldest `HEAD` jobs (a project's later jobs wait behind its own),
   earliest due first (submit time + walltime: when it would have ended had it started on
-  arrival), before anything else is placed:
-  each is placed if it fits now, else reserves the pool of its models that frees up
-  earliest, one such reservation per model (the model's other pools stay open to
-  backfill, and the gangs after it wait their turn: a pool drains for one at a time).
+  arrival, `reservation.due`), before anything else is placed, one per model: a gang
+  that does not fit reserves the pool of its models that frees up earliest; a gang that
+  fits now keeps that pool whole for itself, or for a gang as large and due no later,
+  until water-filling gets to it. The model's other pools stay open to backfill, and the
+  gangs after it wait their turn: a pool drains for one at a time.
   EASY reserves for the head of the queue, and under water-filling the head changes
   from cycle to cycle: a reservation that wanders between gangs lets each pool refill
-  with small jobs before it ever drains. A due time is stable, so the reserved pools
-  drain, and in the cycle one has drained its gang is placed before small jobs can take
-  the GPUs back.
+  with small jobs before it ever drains. A due time is stable, so the reserved pool
+  drains, and in the cycle it has drained no smaller job can take the GPUs back.
 - **Otherwise** the first job in water-filling order that does not fit on a GPU model
   without a reservation reserves that model's earliest pool (EASY, one per model).
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from heapq import heapify, heappop
+from itertools import islice
 
 from scheduler.domain import Job
 from scheduler.policy.cycle_state import Cycle
-from scheduler.policy.pool_search import hard_test
-from scheduler.policy.reservation import NEVER, plan_reservation, run_end
+from scheduler.policy.pool_search import find_pool, hard_test
+from scheduler.policy.reservation import NEVER, Reservation, due, plan_reservation, run_end
 
 
 def reserve(cycle: Cycle, job: Job, gang: bool = False) -> str | None:
@@ -62,7 +64,7 @@ def reserve(cycle: Cycle, job: Job, gang: bool = False) -> str | None:
 
 
 GANG_RESERVATIONS = 1   # pools of one model that waiting gangs may reserve per cycle
-UNKNOWN_WALLTIME = 7 * 86400.0   # a gang without a walltime is ordered as if it had a week's
+HEAD = 64               # a project's oldest jobs among which its waiting gangs are sought
 
 
 def _gang_room(cycle: Cycle, model: str) -> bool:
@@ -70,34 +72,41 @@ def _gang_room(cycle: Cycle, model: str) -> bool:
     return cycle.gang_reservations.get(model, 0) < GANG_RESERVATIONS
 
 
-def _oldest(positions: Sequence[int], times: Sequence[float], jobs: Sequence[Job]) -> int:
-    """The position of the oldest job, by (submit time, id) whatever the input order."""
-    first = min(positions, key=times.__getitem__)
-    tied = [pos for pos in positions if times[pos] == times[first]] if len(positions) > 1 else [first]
-    return first if len(tied) == 1 else min(tied, key=lambda pos: jobs[pos].id)
-
-
 def reserve_for_waiting_gangs(cycle: Cycle, skip: set[int], decide: Callable[[Cycle, int, bool], None]) -> set[int]:
-    """Decide, before the water-filling, the gangs (multi-GPU jobs, not in `skip`) that have
-    waited `reservation_min_age_seconds`, earliest due first: each placed if it fits now, else
-    given a pool's reservation while its models have room for one. The positions decided."""
+    """Reserve, before the water-filling, for the gangs (multi-GPU jobs, not in `skip`) among
+    each project's `HEAD` oldest jobs that have waited `reservation_min_age_seconds`,
+    earliest due first, one per model (see the module docstring). The positions decided:
+    the gangs that wait with a reservation (those that fit are left to the water-filling)."""
     queue, now = cycle.queue, cycle.now
     cutoff = now - cycle.snapshot.settings.reservation_min_age_seconds
-    times, jobs = queue.times, queue.jobs
+    times, jobs, shapes, shape_of = queue.times, queue.jobs, queue.shapes, queue.shape_of
     candidates: list[tuple[float, str, int]] = []
-    for (_, walltime), positions in queue.gangs.items():   # the oldest: the earliest due of its kind
-        pos = _oldest(positions, times, jobs)
-        if times[pos] <= cutoff and pos not in skip:
-            candidates.append((times[pos] + (walltime or UNKNOWN_WALLTIME), jobs[pos].id, pos))
+    for positions in queue.groups.values():     # each in (submit time, id) order
+        for pos in islice(positions, HEAD):
+            if times[pos] > cutoff:
+                break
+            if shapes[shape_of[pos]][0] > 1 and pos not in skip:
+                job = jobs[pos]
+                candidates.append((due(times[pos], job.spec.walltime_seconds), job.id, pos))
     heapify(candidates)
     decided: set[int] = set()
     models_left = set(cycle.index.models)
     while candidates and models_left:
         pos = heappop(candidates)[2]
-        models = cycle.models(jobs[pos])
+        job = jobs[pos]
+        models = cycle.models(job)
         if models_left.isdisjoint(models) or cycle.never_fits(pos):
             continue
-        decide(cycle, pos, True)
-        decided.add(pos)
+        pool = find_pool(cycle, job, set())
+        if pool is None:
+            decide(cycle, pos, True)
+            decided.add(pos)
+        elif (pool.site, pool.model) not in cycle.reservations:
+            # It fits now: keep that pool whole until water-filling gets to the gang, so the
+            # GPUs a pool has drained for it are not cut up by smaller jobs first.
+            gpus = job.spec.resources.gpus
+            cycle.keep(Reservation(job.id, pool.site, pool.model, gpus, now, pool.free - gpus, kept=True,
+                                   due=due(job.submitted_at, job.spec.walltime_seconds)), pos)
+            cycle.gang_reservations[pool.model] = cycle.gang_reservations.get(pool.model, 0) + 1
         models_left -= {m for m in models if not _gang_room(cycle, m)}
     return decided

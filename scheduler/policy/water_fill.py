@@ -31,47 +31,41 @@ from scheduler.policy.entitlement import project_id
 _TINY = 1e-12
 
 
-class _Level:
-    """Siblings of one parent, in a heap by standing: (held / weight, Fair Tree rank, name)."""
-
-    __slots__ = ("heap",)
-
-    def __init__(self) -> None:
-        self.heap: list[tuple[float, int, str]] = []
-
-    def push(self, held: float, weight: float, rank: int, name: str) -> None:
-        heapq.heappush(self.heap, (held / max(weight, _TINY), rank, name))
-
-    def pop(self) -> str:
-        return heapq.heappop(self.heap)[2]
-
-
 class WaterFill:
-    """Hands out the pending jobs not in `chosen` (the guarantee pass took those), as
-    positions into the queue, in water-filling order; `taken(gpus)` after each."""
+    """Hands out the pending jobs not in `chosen` (decided already: the guarantee pass and
+    the waiting gangs), as positions into the queue, in water-filling order; `taken(gpus)`
+    after each.
+
+    Three levels of heaps, each entry (GPUs held / weight, Fair Tree rank, name): the
+    countries with work left, each country's institutions, each institution's projects.
+    """
 
     def __init__(self, cycle: Cycle, chosen: set[int]) -> None:
         tree = cycle.tree
-        self._tree = tree
-        rank = {pid: k for k, pid in enumerate(cycle.fair_tree)}
-        self._rank: dict[str, int] = dict(rank)
-        for slug, projects in tree.projects.items():
-            self._rank[slug] = min((rank.get(p, len(rank)) for p in projects), default=len(rank))
-        for country, members in tree.institutions.items():
-            self._rank[country] = min((self._rank.get(s, len(rank)) for s in members), default=len(rank))
-        self._held: dict[str, float] = defaultdict(float)   # project, institution and country -> GPUs held
+        last = len(cycle.fair_tree)
+        self._rank_p = {pid: k for k, pid in enumerate(cycle.fair_tree)}
+        self._rank_i = {slug: min((self._rank_p.get(p, last) for p in projects), default=last)
+                        for slug, projects in tree.projects.items()}
+        self._rank_c = {c: min((self._rank_i.get(s, last) for s in members), default=last)
+                        for c, members in tree.institutions.items()}
+        self._weight_p = {pid: max(w, _TINY) for projects in tree.projects.values() for pid, w in projects.items()}
+        self._weight_i = {slug: max(w, _TINY) for members in tree.institutions.values() for slug, w in members.items()}
+        self._weight_c = {c: max(w, _TINY) for c, w in tree.country_weight.items()}
+        self._country = tree.country_of
+        self._held_p: dict[str, float] = defaultdict(float)
+        self._held_i: dict[str, float] = defaultdict(float)
+        self._held_c: dict[str, float] = defaultdict(float)
         for pid, gpus in cycle.held.items():
             slug = pid.split("/", 1)[0]
-            for key in (pid, slug, tree.country_of.get(slug, "")):
-                self._held[key] += gpus
-        skip = {cycle.queue.jobs[pos].institution for pos in chosen}
+            self._held_p[pid] += gpus
+            self._held_i[slug] += gpus
+            self._held_c[self._country.get(slug, "")] += gpus
+        self._skip = chosen
         classes: dict[int, dict[str, array[int]]] = defaultdict(dict)
+        jobs = cycle.queue.jobs
         for (priority, inst, name), positions in cycle.queue.groups.items():
-            if inst in skip:
-                positions = array("l", filterfalse(chosen.__contains__, positions))
             pid = project_id(inst, name)
-            if positions and pid in classes[priority]:    # "" and "default" name one project
-                jobs = cycle.queue.jobs
+            if pid in classes[priority]:    # "" and "default" name one project
                 positions = array("l", heapq.merge(classes[priority][pid], positions,
                                                    key=lambda pos: (jobs[pos].submitted_at, jobs[pos].id)))
             if positions:
@@ -81,71 +75,77 @@ class WaterFill:
         self._last: tuple[str, str, str] = ("", "", "")
         self._start_class()
 
-    # -- the tree's weights ---------------------------------------------------------
-    def _country_of(self, pid: str) -> tuple[str, str]:
-        slug = pid.split("/", 1)[0]
-        return slug, self._tree.country_of.get(slug, "")
+    # -- standing: (held / weight, Fair Tree rank, name) ----------------------------
+    def _project(self, pid: str) -> tuple[float, int, str]:
+        return self._held_p[pid] / self._weight_p.get(pid, _TINY), self._rank_p.get(pid, len(self._rank_p)), pid
 
-    def _push_project(self, slug: str, pid: str) -> None:
-        self._projects[slug].push(self._held[pid], self._tree.projects[slug].get(pid, 0.0), self._rank.get(pid, len(self._rank)), pid)
+    def _institution(self, slug: str) -> tuple[float, int, str]:
+        return self._held_i[slug] / self._weight_i.get(slug, _TINY), self._rank_i.get(slug, len(self._rank_p)), slug
 
-    def _push_institution(self, country: str, slug: str) -> None:
-        weight = self._tree.institutions.get(country, {}).get(slug, 0.0)
-        self._institutions[country].push(self._held[slug], weight, self._rank[slug], slug)
-
-    def _push_country(self, country: str) -> None:
-        self._top.push(self._held[country], self._tree.country_weight.get(country, 0.0), self._rank[country], country)
+    def _country_key(self, country: str) -> tuple[float, int, str]:
+        return (self._held_c[country] / self._weight_c.get(country, _TINY),
+                self._rank_c.get(country, len(self._rank_p)), country)
 
     # -- the current priority class -------------------------------------------------
     def _start_class(self) -> None:
-        self._top = _Level()
-        self._institutions: dict[str, _Level] = defaultdict(_Level)
-        self._projects: dict[str, _Level] = defaultdict(_Level)
+        self._top: list[tuple[float, int, str]] = []
+        self._institutions: dict[str, list[tuple[float, int, str]]] = defaultdict(list)
+        self._projects: dict[str, list[tuple[float, int, str]]] = defaultdict(list)
         if not self._classes:
             return
-        members: set[tuple[str, str]] = set()
         for pid in self._classes[0]:
             self._cursor[pid] = 0
-            slug, country = self._country_of(pid)
-            self._push_project(slug, pid)
-            members.add((country, slug))
-        for country, slug in members:
-            self._push_institution(country, slug)
-        for country in {country for country, _ in members}:
-            self._push_country(country)
+            self._projects[pid.split("/", 1)[0]].append(self._project(pid))
+        for slug, heap in self._projects.items():
+            heapq.heapify(heap)
+            self._institutions[self._country.get(slug, "")].append(self._institution(slug))
+        for country, heap in self._institutions.items():
+            heapq.heapify(heap)
+            self._top.append(self._country_key(country))
+        heapq.heapify(self._top)
 
     def next(self) -> int | None:
         """The position of the next job to decide, or None when every job was handed out."""
-        while not self._top.heap:
-            if not self._classes:
-                return None
-            self._classes.pop(0)
-            self._start_class()
-        country = self._top.pop()
-        slug = self._institutions[country].pop()
-        pid = self._projects[slug].pop()
-        cursor = self._cursor[pid]
-        self._cursor[pid] = cursor + 1
-        self._last = (country, slug, pid)
-        return self._classes[0][pid][cursor]
+        while True:
+            while not self._top:
+                if not self._classes:
+                    return None
+                self._classes.pop(0)
+                self._start_class()
+            country = heapq.heappop(self._top)[2]
+            slug = heapq.heappop(self._institutions[country])[2]
+            pid = heapq.heappop(self._projects[slug])[2]
+            positions, cursor, skip = self._classes[0][pid], self._cursor[pid], self._skip
+            while cursor < len(positions) and positions[cursor] in skip:    # decided already
+                cursor += 1
+            self._cursor[pid] = cursor + 1
+            self._last = (country, slug, pid)
+            if cursor < len(positions):
+                return positions[cursor]
+            self.taken(0)
 
     def taken(self, gpus: int) -> None:
         """The job `next` gave was decided and took `gpus` GPUs (0 if it waits)."""
         country, slug, pid = self._last
         if gpus:
-            for key in self._last:
-                self._held[key] += gpus
+            self._held_p[pid] += gpus
+            self._held_i[slug] += gpus
+            self._held_c[country] += gpus
+        projects = self._projects[slug]
         if self._cursor[pid] < len(self._classes[0][pid]):
-            self._push_project(slug, pid)
-        if self._projects[slug].heap:
-            self._push_institution(country, slug)
-        if self._institutions[country].heap:
-            self._push_country(country)
+            heapq.heappush(projects, self._project(pid))
+        if projects:
+            institutions = self._institutions[country]
+            heapq.heappush(institutions, self._institution(slug))
+            heapq.heappush(self._top, self._country_key(country))
+        elif self._institutions[country]:
+            heapq.heappush(self._top, self._country_key(country))
 
     def remaining(self) -> array[int]:
         """Every position not handed out yet: by priority class, then Fair Tree rank."""
         out = array("l")
+        last = len(self._rank_p)
         for k, current in enumerate(self._classes):
-            for pid in sorted(current, key=lambda p: (self._rank.get(p, len(self._rank)), p)):
+            for pid in sorted(current, key=lambda p: (self._rank_p.get(p, last), p)):
                 out += current[pid][self._cursor.get(pid, 0) if k == 0 else 0:]
-        return out
+        return array("l", filterfalse(self._skip.__contains__, out)) if self._skip else out
