@@ -20,7 +20,7 @@ from scheduler.policy.lending import Lending
 from scheduler.policy.never_fits import NeverFits
 from scheduler.policy.pool_index import ANY, Pool, PoolIndex
 from scheduler.policy.queue import Queue, fair_queue, read_pending
-from scheduler.policy.reservation import NEVER, Reservation
+from scheduler.policy.reservation import NEVER, Ends, Reservation, pool_ends, run_end
 from scheduler.policy.share_now import held_by_project, run_project
 from scheduler.policy.snapshot import Decisions, Placement, Preemption, Snapshot
 from scheduler.policy.waiting_list import WaitingList
@@ -71,6 +71,7 @@ class Cycle:
     _never: list[str | None | object] = field(default_factory=list)   # by shape id; _UNKNOWN: not asked yet
     _request_ids: list[int] = field(default_factory=list)   # by shape id; -1: not asked yet
     _requests: dict[tuple, int] = field(default_factory=dict)
+    _ends: dict[tuple[str, str], Ends] = field(default_factory=dict)
 
     @classmethod
     def start(cls, snapshot: Snapshot, now: float) -> Cycle:
@@ -182,6 +183,16 @@ class Cycle:
         self.kept[(reservation.site, reservation.model)] = pos
         self.refresh_largest_free()
 
+    def ends_of(self, pool: Pool) -> Ends:
+        """When the GPUs of `pool` free up, from its live runs and this cycle's placements
+        (memoized until either changes: several reservations look at the same pools)."""
+        key = (pool.site, pool.model)
+        ends = self._ends.get(key)
+        if ends is None:
+            ends = self._ends[key] = pool_ends([(run_end(r), r.gpus) for r in self.index.runs.get(key, [])]
+                                               + self.placed_ends.get(key, []))
+        return ends
+
     def kept_for(self, pos: int) -> Pool | None:
         """The pool kept whole for the gang at `pos`, if any."""
         key = next((key for key, kept_for in self.kept.items() if kept_for == pos), None) if self.kept else None
@@ -216,6 +227,7 @@ class Cycle:
         out of the free counts: whoever preempted takes them (`place(..., freed=...)`)."""
         if pool is not None:
             self.index.runs[(pool.site, pool.model)].remove(run)
+            self._ends.pop((pool.site, pool.model), None)
             self.ledger.release(run.institution, pool.owner, pool.model, run.gpus)
             if self.lending is not None:
                 self.lending.placed(pool.site, run.institution, -run.gpus)
@@ -251,6 +263,7 @@ class Cycle:
             self.lending.placed(pool.site, job.institution, res.gpus)
         end = self.now + walltime if walltime > 0 else NEVER
         self.placed_ends.setdefault((pool.site, pool.model), []).append((end, res.gpus))
+        self._ends.pop((pool.site, pool.model), None)
         self.placements.append(Placement(job.id, pool.site, pool.model, res.gpus, res.cpus))
         if pool.free + taken >= self.largest_open:
             self.refresh_largest_free()

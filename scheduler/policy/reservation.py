@@ -11,6 +11,7 @@ stream of small jobs while capacity churns.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from scheduler.domain import Run
@@ -68,12 +69,22 @@ def due(submitted: float, walltime: float) -> float:
     return submitted + (walltime or UNKNOWN_WALLTIME)
 
 
+Ends = tuple[list[tuple[float, int]], int]
+"""A pool's run ends, sorted: [(when, GPUs)], and the GPUs of those that end at all."""
+
+
+def pool_ends(ends: list[tuple[float, int]]) -> Ends:
+    """`Ends` from the (end, GPUs) of a pool's runs, in any order."""
+    ends = sorted(ends)
+    return ends, sum(n for e, n in ends if e < NEVER)
+
+
 def earliest_start(pool: Pool, ends: list[tuple[float, int]], gpus: int, now: float) -> tuple[float, int]:
-    """(when `gpus` are free on `pool`, GPUs free then beyond the job's), from run ends."""
+    """(when `gpus` are free on `pool`, GPUs free then beyond the job's), from its sorted run ends."""
     free = pool.free
     if free >= gpus:
         return now, free - gpus
-    for end, n in sorted(ends):
+    for end, n in ends:
         if end == NEVER:
             break
         free += n
@@ -82,14 +93,13 @@ def earliest_start(pool: Pool, ends: list[tuple[float, int]], gpus: int, now: fl
     return NEVER, 0
 
 
-def plan_reservation(job_id: str, gpus: int, candidates: list[Pool],
-                     ends_of: dict[tuple[str, str], list[tuple[float, int]]], now: float) -> Reservation | None:
+def plan_reservation(job_id: str, gpus: int, candidates: list[Pool], ends_of: Callable[[Pool], Ends],
+                     now: float) -> Reservation | None:
     """The reservation on the pool where the job can start earliest (ties: most free, name)."""
     best: tuple[tuple, Reservation] | None = None
     for pool in candidates:
-        ends = ends_of.get((pool.site, pool.model), [])
+        ends, finite = ends_of(pool)
         start, spare = earliest_start(pool, ends, gpus, now)
-        finite = sum(n for e, n in ends if e < NEVER)
         key = (start, -(pool.free + finite), pool.site, pool.model)
         if best is None or key < best[0]:
             best = (key, Reservation(job_id, pool.site, pool.model, gpus, start, spare))

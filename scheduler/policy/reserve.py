@@ -28,7 +28,7 @@ from itertools import islice
 from scheduler.domain import Job
 from scheduler.policy.cycle_state import Cycle
 from scheduler.policy.pool_search import find_pool, hard_test
-from scheduler.policy.reservation import NEVER, Reservation, due, plan_reservation, run_end
+from scheduler.policy.reservation import NEVER, Reservation, due, plan_reservation
 
 
 def reserve(cycle: Cycle, job: Job, gang: bool = False) -> str | None:
@@ -41,11 +41,7 @@ def reserve(cycle: Cycle, job: Job, gang: bool = False) -> str | None:
     candidates = [p for m in models for p in index.by_model[m]
                   if (p.site, p.model) not in cycle.reservations and hard_ok(p)
                   and cycle.ledger.may_lend(p.owner, job.institution, res.gpus) and cycle.lends(job, p.site, res.gpus)]
-    ends: dict[tuple[str, str], list[tuple[float, int]]] = {}
-    for p in candidates:
-        key = (p.site, p.model)
-        ends[key] = [(run_end(r), r.gpus) for r in index.runs.get(key, [])] + cycle.placed_ends.get(key, [])
-    reservation = plan_reservation(job.id, res.gpus, candidates, ends, cycle.now)
+    reservation = plan_reservation(job.id, res.gpus, candidates, cycle.ends_of, cycle.now)
     if reservation is None:
         return None
     cycle.hold(reservation)

@@ -73,6 +73,7 @@ class WaterFill:
         self._classes = [classes[p] for p in sorted(classes, reverse=True)]
         self._cursor: dict[str, int] = {}
         self._last: tuple[str, str, str] = ("", "", "")
+        self._again = False
         self._start_class()
 
     # -- standing: (held / weight, Fair Tree rank, name) ----------------------------
@@ -107,14 +108,18 @@ class WaterFill:
     def next(self) -> int | None:
         """The position of the next job to decide, or None when every job was handed out."""
         while True:
-            while not self._top:
-                if not self._classes:
-                    return None
-                self._classes.pop(0)
-                self._start_class()
-            country = heapq.heappop(self._top)[2]
-            slug = heapq.heappop(self._institutions[country])[2]
-            pid = heapq.heappop(self._projects[slug])[2]
+            if self._again:      # the last account waited: its standing, still the lowest, is unchanged
+                self._again = False
+                country, slug, pid = self._last
+            else:
+                while not self._top:
+                    if not self._classes:
+                        return None
+                    self._classes.pop(0)
+                    self._start_class()
+                country = heapq.heappop(self._top)[2]
+                slug = heapq.heappop(self._institutions[country])[2]
+                pid = heapq.heappop(self._projects[slug])[2]
             positions, cursor, skip = self._classes[0][pid], self._cursor[pid], self._skip
             while cursor < len(positions) and positions[cursor] in skip:    # decided already
                 cursor += 1
@@ -127,12 +132,16 @@ class WaterFill:
     def taken(self, gpus: int) -> None:
         """The job `next` gave was decided and took `gpus` GPUs (0 if it waits)."""
         country, slug, pid = self._last
+        more = self._cursor[pid] < len(self._classes[0][pid])
+        if not gpus and more:
+            self._again = True   # nothing moved: the same account goes next, no heap touched
+            return
         if gpus:
             self._held_p[pid] += gpus
             self._held_i[slug] += gpus
             self._held_c[country] += gpus
         projects = self._projects[slug]
-        if self._cursor[pid] < len(self._classes[0][pid]):
+        if more:
             heapq.heappush(projects, self._project(pid))
         if projects:
             institutions = self._institutions[country]
