@@ -253,8 +253,8 @@ class Cycle:
         reservation = self.reservations.get((pool.site, pool.model))
         if reservation is not None:
             reservation.consume(pool, res.gpus, walltime, self.now)
-        taken = max(res.gpus - freed, 0)
-        self.index.take(pool, taken, max(res.cpus - freed_cpus, 0.0))
+        taken = res.gpus - freed if res.gpus > freed else 0
+        self.index.take(pool, taken, res.cpus - freed_cpus if res.cpus > freed_cpus else 0.0)
         self.ledger.charge(job.institution, pool.owner, pool.model, res.gpus)
         project = job_project(job)
         self.held[project] = self.held.get(project, 0) + res.gpus

@@ -142,7 +142,7 @@ def decide(cycle: Cycle, pos: int, gang: bool = False) -> tuple[str | None, bool
         cycle.failed[shape] = (g, reason)
     if job.id in cycle.guaranteed and reclaim(cycle, job, shape):      # only those reclaim
         return None, False
-    if not reason.startswith("quota") and (gang or cycle.unreserved(job)):
+    if g > 1 and not reason.startswith("quota") and (gang or cycle.unreserved(job)):
         reason = reserve(cycle, job, gang) or reason
     return reason, False
 

@@ -53,7 +53,7 @@ def _reserve_unreserved_models(cycle: Cycle, positions: Sequence[int], verdicts:
         models = wanting.get(sid)
         if models is None:
             verdict, allowed = verdicts[sid], queue.shapes[sid][1]
-            models = wanting[sid] = set() if verdict is None or verdict[1] else {
+            models = wanting[sid] = set() if verdict is None or verdict[1] or queue.shapes[sid][0] < 2 else {
                 m for m in cycle.index.models if not allowed or m in allowed}
         if models.isdisjoint(open_models):
             continue

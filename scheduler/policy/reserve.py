@@ -18,6 +18,9 @@ Two ways to hold one:
   drains, and in the cycle it has drained no smaller job can take the GPUs back.
 - **Otherwise** the first job in water-filling order that does not fit on a GPU model
   without a reservation reserves that model's earliest pool (EASY, one per model).
+
+Only jobs of several GPUs reserve: smaller jobs cannot starve them by fragmenting a pool
+otherwise, while a one-GPU job takes the first GPU that frees up anyway.
 """
 from __future__ import annotations
 

@@ -153,8 +153,8 @@ class WaterFill:
     def remaining(self) -> array[int]:
         """Every position not handed out yet: by priority class, then Fair Tree rank."""
         out = array("l")
-        last = len(self._rank_p)
+        last, decided = len(self._rank_p), self._skip.__contains__
         for k, current in enumerate(self._classes):
             for pid in sorted(current, key=lambda p: (self._rank_p.get(p, last), p)):
-                out += current[pid][self._cursor.get(pid, 0) if k == 0 else 0:]
-        return array("l", filterfalse(self._skip.__contains__, out)) if self._skip else out
+                out.extend(filterfalse(decided, current[pid][self._cursor.get(pid, 0) if k == 0 else 0:]))
+        return out
