@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from scheduler.domain import Job, Run
-from scheduler.policy.entitlement import Tree, build_tree, job_project
+from scheduler.policy.entitlement import Tree, build_tree, job_project, run_project
 from scheduler.policy.fairshare import fair_tree_order
 from scheduler.policy.guarantees import Ledger, build_ledger
 from scheduler.policy.guest_failures import GuestFailures
@@ -21,7 +21,7 @@ from scheduler.policy.never_fits import NeverFits
 from scheduler.policy.pool_index import ANY, Pool, PoolIndex
 from scheduler.policy.queue import Queue, fair_queue, read_pending
 from scheduler.policy.reservation import NEVER, Ends, Reservation, pool_ends, run_end
-from scheduler.policy.share_now import held_by_project, run_project
+from scheduler.policy.share_now import held_by_project
 from scheduler.policy.snapshot import Decisions, Placement, Preemption, Snapshot
 from scheduler.policy.waiting_list import WaitingList
 

@@ -60,6 +60,11 @@ def project_id(institution: str, name: str) -> str:
     return name if "/" in name else f"{institution}/{name}"
 
 
+def run_project(institution: str, project: str) -> str:
+    """The project a live run is charged to (runs from before projects: the default one)."""
+    return project or (default_project(institution) if institution else "")
+
+
 def job_project(job: Job) -> str:
     """The project a job is charged to: '<institution>/<name>'."""
     return project_id(job.institution, job.spec.project)

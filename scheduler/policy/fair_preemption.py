@@ -30,14 +30,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from itertools import chain
 
-import numpy as np
-
 from scheduler.domain import Job, Run
 from scheduler.policy.cycle_state import Cycle
 from scheduler.policy.entitlement import project_id
 from scheduler.policy.pool_index import Pool
 from scheduler.policy.pool_search import acceptor
-from scheduler.policy.share_now import share_now
+from scheduler.policy.share_now import column_demand, share_now
 from scheduler.policy.snapshot import Preemption
 
 TRIES_PER_INSTITUTION = 32   # distinct request shapes of one institution tried per cycle
@@ -88,13 +86,8 @@ def preempt_for_fair_share(cycle: Cycle) -> None:
 def pending_demand(cycle: Cycle) -> dict[str, float]:
     """GPUs each project's pending jobs ask for, leaving out jobs no site could ever hold."""
     queue = cycle.queue
-    gpus_of = np.array([0 if cycle.never_fits(queue.examples[sid]) else shape[0]
-                        for sid, shape in enumerate(queue.shapes)], dtype=np.int64)
-    gpus_at = gpus_of[np.frombuffer(queue.shape_of, dtype=np.int64)] if len(queue.shape_of) else gpus_of
-    demand: dict[str, float] = defaultdict(float)
-    for (_, inst, name), positions in queue.groups.items():   # packed columns: no Python loop per job
-        demand[project_id(inst, name)] += float(gpus_at[np.frombuffer(positions, dtype=np.int64)].sum())
-    return demand
+    return column_demand(queue.shapes, queue.shape_of, queue.examples, queue.groups,
+                         lambda pos: cycle.never_fits(pos) is not None)
 
 
 def _preempt_for(cycle: Cycle, slug: str, standing: _Standing, budget: int) -> int:

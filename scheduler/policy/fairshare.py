@@ -23,7 +23,7 @@ from collections import defaultdict
 from collections.abc import Mapping
 
 from scheduler.domain import Job
-from scheduler.policy.entitlement import Tree, build_tree, entitlements, fractions, normalized_gpus
+from scheduler.policy.entitlement import Tree, build_tree, entitlements, fractions, normalized_gpus, run_project
 from scheduler.policy.queue import Queue, fair_queue, read_pending
 from scheduler.policy.snapshot import Snapshot
 
@@ -41,8 +41,8 @@ def live_usage(snapshot: Snapshot) -> dict[str, float]:
     live: dict[str, float] = defaultdict(float)
     for run in snapshot.live_runs:
         if run.gpus:
-            pid = run.project or (f"{run.institution}/default" if run.institution else "")
-            live[pid] += normalized_gpus(snapshot.settings, run.gpu_model, run.gpus)
+            live[run_project(run.institution, run.project)] += normalized_gpus(
+                snapshot.settings, run.gpu_model, run.gpus)
     return live
 
 
