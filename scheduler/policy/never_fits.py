@@ -33,6 +33,9 @@ class NeverFits:
             for p in site.inventory.gpus:
                 caps.add((p.model, p.memory_mb, min(p.total, p.largest_node or p.total), cpus))
         self._groups = sorted(groups.items(), key=lambda kv: (kv[0][0], sorted(kv[0][1])))
+        self._by_country: dict[str, list[Site]] = {}
+        for site in self._sites:
+            self._by_country.setdefault(site.country, []).append(site)
 
     def _capabilities(self, countries: tuple[str, ...], labels: tuple) -> set[tuple[str, int, int, float]]:
         key = (countries, labels)
@@ -55,5 +58,12 @@ class NeverFits:
         fits = any(
             c >= cpus and (gpus == 0 or (lim >= gpus and mem >= memory and m and (not models or m in models)))
             for m, mem, lim, c in self._capabilities(countries, labels))
-        self._memo[shape] = None if fits else never_fits_reason(job, self._sites)
+        self._memo[shape] = None if fits else never_fits_reason(job, self._in(countries))
         return self._memo[shape]
+
+    def _in(self, countries: tuple[str, ...]) -> list[Site]:
+        """The sites in `countries` (all without any): the only ones the reason looks at
+        (`never_fits_reason` narrows to them first), without a scan of every site per shape."""
+        if not countries:
+            return self._sites
+        return [site for country in sorted(set(countries)) for site in self._by_country.get(country, ())]

@@ -71,16 +71,17 @@ def read_pending(pending: Sequence[Job]) -> Pending:
     times, shape_of = array("d"), array("l")
     shape_ids: dict[tuple, int] = {}
     groups: dict[Group, array[int]] = defaultdict(lambda: array("l"))
+    known, add_shape, add_time = shape_ids.get, shape_of.append, times.append   # bound once: 100k calls
     for pos, job in enumerate(pending):
         spec = job.spec
         res = spec.resources
         shape = (res.gpus, res.gpu_models, res.min_gpu_memory_mb, res.cpus, spec.countries, spec.site_labels)
-        sid = shape_ids.get(shape)
+        sid = known(shape)
         if sid is None:
             sid = shape_ids[shape] = len(shape_ids)
             examples.append(pos)
-        shape_of.append(sid)
-        times.append(job.submitted_at)
+        add_shape(sid)
+        add_time(job.submitted_at)
         groups[spec.priority, job.institution, spec.project].append(pos)
     return Pending(jobs=pending, times=times, shape_of=shape_of, shapes=list(shape_ids), examples=examples,
                    groups=groups)
