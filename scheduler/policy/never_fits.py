@@ -23,7 +23,9 @@ class NeverFits:
 
     def __init__(self, sites: Iterable[Site]) -> None:
         self._sites = sorted(sites, key=lambda s: s.name)
-        self._caps: dict[tuple, set[tuple[str, int, int, float]]] = {}
+        self._caps: dict[tuple, frozenset[tuple[str, int, int, float]]] = {}
+        self._interned: dict[frozenset, frozenset] = {}
+        self._fit_memo: dict[tuple, bool] = {}
         self._memo: dict[tuple, str | None] = {}
         groups: dict[tuple[str, frozenset], set[tuple[str, int, int, float]]] = {}
         for site in self._sites:
@@ -37,17 +39,28 @@ class NeverFits:
         for site in self._sites:
             self._by_country.setdefault(site.country, []).append(site)
 
-    def _capabilities(self, countries: tuple[str, ...], labels: tuple) -> set[tuple[str, int, int, float]]:
+    def _capabilities(self, countries: tuple[str, ...], labels: tuple) -> frozenset[tuple[str, int, int, float]]:
+        """The capabilities of the sites in `countries` with `labels`; equal sets are one object
+        (countries with the same kinds of sites share it), so `_fits` memoizes across them."""
         key = (countries, labels)
         caps = self._caps.get(key)
         if caps is None:
             wanted = set(labels)
-            caps = set()
+            found: set[tuple[str, int, int, float]] = set()
             for (country, site_labels), group in self._groups:
                 if (not countries or country in countries) and wanted <= site_labels:
-                    caps |= group
-            self._caps[key] = caps
+                    found |= group
+            caps = self._caps[key] = self._interned.setdefault(frozenset(found), frozenset(found))
         return caps
+
+    def _fits(self, caps: frozenset, gpus: int, models: tuple[str, ...], memory: int, cpus: float) -> bool:
+        key = (caps, gpus, models, memory, cpus)
+        fits = self._fit_memo.get(key)
+        if fits is None:
+            fits = self._fit_memo[key] = any(
+                c >= cpus and (gpus == 0 or (lim >= gpus and mem >= memory and m and (not models or m in models)))
+                for m, mem, lim, c in caps)
+        return fits
 
     def reason(self, job: Job, shape: tuple) -> str | None:
         """Why nothing could ever hold `job`, or None. `shape` is its request shape as the
@@ -55,9 +68,7 @@ class NeverFits:
         if shape in self._memo:
             return self._memo[shape]
         gpus, models, memory, cpus, countries, labels = shape
-        fits = any(
-            c >= cpus and (gpus == 0 or (lim >= gpus and mem >= memory and m and (not models or m in models)))
-            for m, mem, lim, c in self._capabilities(countries, labels))
+        fits = self._fits(self._capabilities(countries, labels), gpus, models, memory, cpus)
         self._memo[shape] = None if fits else never_fits_reason(job, self._in(countries))
         return self._memo[shape]
 
