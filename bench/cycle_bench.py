@@ -9,7 +9,7 @@ second, and the growth from one size to the next against n log n. The load avera
 is printed too: on a shared machine, other processes inflate every figure.
 
     .venv/bin/python bench/cycle_bench.py [--sizes 10000,100000,1000000] [--reps 7] [--lend-caps site|inst|both]
-                                          [--preemption on|off|both]
+                                          [--preemption on|off|both] [--order submit|random]
 
 `--preemption` times the cycle with fair-share preemption on (the default policy), off
 (`fair_share_preemption=False`), or both, one after the other on the same snapshots
@@ -97,8 +97,11 @@ def live_runs(rnd: random.Random, sites: list[Site], projects: list[ProjectShare
     return runs
 
 
-def pending(rnd: random.Random, n: int, projects: list[ProjectShare]) -> list[Job]:
-    jobs = []
+def pending(rnd: random.Random, n: int, projects: list[ProjectShare], order: str = "submit") -> list[Job]:
+    """N pending jobs. With `order="submit"` they are built and listed in (submit time, id)
+    order, as the store loads them (`RunsRepo.load_snapshot`); "random" keeps the draw order.
+    The jobs are the same either way."""
+    drawn = []
     names = [m for m, _, _ in MODELS]
     for j in range(n):
         proj = rnd.choice(projects)
@@ -106,17 +109,22 @@ def pending(rnd: random.Random, n: int, projects: list[ProjectShare]) -> list[Jo
         r = rnd.random()
         models = () if r < 0.7 else tuple(rnd.sample(names, 1 if r < 0.9 else 2))
         countries = () if rnd.random() < 0.85 else tuple(rnd.sample(COUNTRIES, rnd.choice([1, 2])))
-        spec = JobSpec(entrypoint="python train.py", project=proj.id,
-                       resources=Resources(gpus=gpus, gpu_models=models, cpus=float(4 * gpus)),
-                       countries=countries, walltime_seconds=rnd.choice([0, 3600, 4 * 3600, 86400]),
-                       data_country=rnd.choice(COUNTRIES) if rnd.random() < 0.5 else "",
-                       site_labels=(("fabric", "infiniband"),) if rnd.random() < 0.05 else ())
-        jobs.append(Job(id=f"job{j:07d}", spec=spec, state=JobState.PENDING, owner="u",
-                        institution=proj.institution, submitted_at=NOW - rnd.uniform(0, 7 * 86400)))
-    return jobs
+        walltime = rnd.choice([0, 3600, 4 * 3600, 86400])
+        data_country = rnd.choice(COUNTRIES) if rnd.random() < 0.5 else ""
+        labels = (("fabric", "infiniband"),) if rnd.random() < 0.05 else ()
+        drawn.append((NOW - rnd.uniform(0, 7 * 86400), f"job{j:07d}", proj, gpus, models, countries, walltime,
+                      data_country, labels))
+    if order == "submit":
+        drawn.sort(key=lambda d: (d[0], d[1]))
+    return [Job(id=jid, spec=JobSpec(entrypoint="python train.py", project=proj.id,
+                                     resources=Resources(gpus=gpus, gpu_models=models, cpus=float(4 * gpus)),
+                                     countries=countries, walltime_seconds=walltime, data_country=data_country,
+                                     site_labels=labels),
+                state=JobState.PENDING, owner="u", institution=proj.institution, submitted_at=submitted)
+            for submitted, jid, proj, gpus, models, countries, walltime, data_country, labels in drawn]
 
 
-def build(n: int, seed: int = 7, lend_caps: str = "", preemption: bool = True) -> Snapshot:
+def build(n: int, seed: int = 7, lend_caps: str = "", preemption: bool = True, order: str = "submit") -> Snapshot:
     """The synthetic snapshot; `lend_caps` ("", "site", "inst" or "both") adds the caps
     (see the module docstring) without changing anything else the random stream draws."""
     rnd = random.Random(seed)
@@ -128,13 +136,14 @@ def build(n: int, seed: int = 7, lend_caps: str = "", preemption: bool = True) -
         lending = tuple((s.name, LendingPolicy(max_lent_gpus=4)) for s in sites[::5])
     if lend_caps in ("inst", "both"):
         insts = [replace(i, lending_limit=4) if k % 5 == 0 else i for k, i in enumerate(insts)]
-    return Snapshot(sites=tuple(sites), live_runs=tuple(runs), pending=tuple(pending(rnd, n, projects)),
+    return Snapshot(sites=tuple(sites), live_runs=tuple(runs), pending=tuple(pending(rnd, n, projects, order)),
                     institutions=tuple(insts), projects=tuple(projects), usage=usage, lending=lending,
-                    settings=ShareSettings(fair_share_preemption=preemption))
+                    settings=ShareSettings() if preemption else ShareSettings(fair_share_preemption=False))
 
 
-def measure(n: int, reps: int, lend_caps: str = "", preemption: bool = True) -> dict[str, float]:
-    snap = build(n, lend_caps=lend_caps, preemption=preemption)
+def measure(n: int, reps: int, lend_caps: str = "", preemption: bool = True,
+            order: str = "submit") -> dict[str, float]:
+    snap = build(n, lend_caps=lend_caps, preemption=preemption, order=order)
     times, decisions = [], None
     for _ in range(reps):
         t0 = time.perf_counter()
@@ -157,11 +166,13 @@ def main() -> None:
                     help="reach lending caps: site max_lent=4 on 200 sites, institution --lend 4 on 12, or both")
     ap.add_argument("--preemption", choices=["on", "off", "both"], default="both",
                     help="fair-share preemption on, off, or both in turn (default)")
+    ap.add_argument("--order", choices=["submit", "random"], default="submit",
+                    help="pending jobs in submit order, as the store loads them (default), or in random order")
     args = ap.parse_args()
     caps = {"": "", "site": "; max_lent=4 on 200 sites", "inst": "; --lend 4 on 12 institutions",
             "both": "; max_lent=4 on 200 sites and --lend 4 on 12 institutions"}[args.lend_caps]
     print("1,000 sites, 8,000 GPUs, 60 institutions in 19 countries, ~half the GPUs busy"
-          f"{caps}; load average {os.getloadavg()[0]:.1f}")
+          f"{caps}; pending in {args.order} order; load average {os.getloadavg()[0]:.1f}")
     modes = {"on": [True], "off": [False], "both": [True, False]}[args.preemption]
     for preemption in modes:
         print(f"fair-share preemption {'on' if preemption else 'off'}")
@@ -169,7 +180,8 @@ def main() -> None:
               f"{'preempt':>8} {'growth':>7} {'n log n':>8}")
         prev = None
         for n in (int(s) for s in args.sizes.split(",")):
-            r = measure(n, args.reps if n < 1_000_000 else max(1, args.reps // 3), args.lend_caps, preemption)
+            r = measure(n, args.reps if n < 1_000_000 else max(1, args.reps // 3), args.lend_caps, preemption,
+                        args.order)
             growth = nlogn = ""
             if prev:
                 growth = f"{r['median'] / prev['median']:.1f}x"

@@ -46,6 +46,8 @@ class Cycle:
     reserved_models: set[str] = field(default_factory=set)   # GPU models with a reservation
     gang_reservations: dict[str, int] = field(default_factory=dict)   # model -> those of waiting gangs
     holders: dict[str, tuple[str, str]] = field(default_factory=dict)  # job id -> the pool it reserved
+    finite_reservation: bool = False   # some reservation of this cycle starts at a known time
+    reservation_changes: int = 0       # reservations held or let go so far (for memos)
     held: dict[str, int] = field(default_factory=dict)   # project -> GPUs it holds now (runs leaving: not)
     unwaited: set[int] = field(default_factory=set)      # positions decided waiting, then placed after all
     placements: list[Placement] = field(default_factory=list)
@@ -72,6 +74,7 @@ class Cycle:
     _request_ids: list[int] = field(default_factory=list)   # by shape id; -1: not asked yet
     _requests: dict[tuple, int] = field(default_factory=dict)
     _ends: dict[tuple[str, str], Ends] = field(default_factory=dict)
+    _kept_at: dict[int, tuple[str, str]] = field(default_factory=dict)   # `kept`, the other way round
 
     @classmethod
     def start(cls, snapshot: Snapshot, now: float) -> Cycle:
@@ -181,12 +184,13 @@ class Cycle:
         """Keep a pool whole for the waiting gang at `pos`, which fits there now."""
         self.hold(reservation)
         self.kept[(reservation.site, reservation.model)] = pos
+        self._kept_at[pos] = (reservation.site, reservation.model)
         self.refresh_largest_free()
 
     def ends_of(self, pool: Pool) -> Ends:
         """When the GPUs of `pool` free up, from its live runs and this cycle's placements
         (memoized until either changes: several reservations look at the same pools)."""
-        key = (pool.site, pool.model)
+        key = pool.key
         ends = self._ends.get(key)
         if ends is None:
             ends = self._ends[key] = pool_ends([(run_end(r), r.gpus) for r in self.index.runs.get(key, [])]
@@ -195,14 +199,15 @@ class Cycle:
 
     def kept_for(self, pos: int) -> Pool | None:
         """The pool kept whole for the gang at `pos`, if any."""
-        key = next((key for key, kept_for in self.kept.items() if kept_for == pos), None) if self.kept else None
+        key = self._kept_at.get(pos) if self.kept else None
         return None if key is None else self.index.pools[key]
 
     def unkeep(self, pool: Pool) -> None:
         """Keep `pool` no longer (its gang cannot take it after all)."""
-        key = (pool.site, pool.model)
-        del self.kept[key]
+        key = pool.key
+        del self._kept_at[self.kept.pop(key)]
         self.holders.pop(self.reservations.pop(key).job_id, None)
+        self.reservation_changes += 1
         self.refresh_largest_free()
 
     def unreserved(self, job: Job) -> bool:
@@ -218,6 +223,8 @@ class Cycle:
         """Keep `reservation`'s pool for its job: only jobs it admits may use it."""
         key = (reservation.site, reservation.model)
         assert key not in self.reservations, key    # one reservation a pool
+        self.finite_reservation = self.finite_reservation or reservation.start < NEVER
+        self.reservation_changes += 1
         self.reservations[key] = reservation
         self.holders[reservation.job_id] = key
         self.reserved_models.add(reservation.model)
@@ -226,8 +233,8 @@ class Cycle:
         """Stop `run`: its GPUs leave its institution's and project's count now. The GPUs stay
         out of the free counts: whoever preempted takes them (`place(..., freed=...)`)."""
         if pool is not None:
-            self.index.runs[(pool.site, pool.model)].remove(run)
-            self._ends.pop((pool.site, pool.model), None)
+            self.index.runs[pool.key].remove(run)
+            self._ends.pop(pool.key, None)
             self.ledger.release(run.institution, pool.owner, pool.model, run.gpus)
             if self.lending is not None:
                 self.lending.placed(pool.site, run.institution, -run.gpus)
@@ -248,9 +255,12 @@ class Cycle:
         held = self.holders.pop(job.id, None)
         if held is not None and self.reservations[held].job_id == job.id:
             del self.reservations[held]     # its holder is placed (by preemption, or it was kept)
-            if self.kept.pop(held, None) is not None:
+            self.reservation_changes += 1
+            kept_for = self.kept.pop(held, None)
+            if kept_for is not None:
+                del self._kept_at[kept_for]
                 self.largest_open = -1      # refreshed below
-        reservation = self.reservations.get((pool.site, pool.model))
+        reservation = self.reservations.get(pool.key)
         if reservation is not None:
             reservation.consume(pool, res.gpus, walltime, self.now)
         taken = res.gpus - freed if res.gpus > freed else 0
@@ -262,8 +272,8 @@ class Cycle:
         if self.lending is not None:
             self.lending.placed(pool.site, job.institution, res.gpus)
         end = self.now + walltime if walltime > 0 else NEVER
-        self.placed_ends.setdefault((pool.site, pool.model), []).append((end, res.gpus))
-        self._ends.pop((pool.site, pool.model), None)
+        self.placed_ends.setdefault(pool.key, []).append((end, res.gpus))
+        self._ends.pop(pool.key, None)
         self.placements.append(Placement(job.id, pool.site, pool.model, res.gpus, res.cpus))
         if pool.free + taken >= self.largest_open:
             self.refresh_largest_free()

@@ -118,7 +118,7 @@ def _best_plan(cycle: Cycle, job: Job, standing: _Standing, budget: int) -> _Pla
     best: _Plan | None = None
     for model in cycle.models(job):
         for pool in cycle.index.by_model[model]:
-            if not cycle.index.runs.get((pool.site, pool.model)) or not ok(pool):
+            if not cycle.index.runs.get(pool.key) or not ok(pool):
                 continue
             plan = _plan_on(cycle, pool, job, standing, budget)
             if plan is not None and (best is None or (plan.lost, plan.freed, pool.site, pool.model)
@@ -139,7 +139,7 @@ def _plan_on(cycle: Cycle, pool: Pool, job: Job, standing: _Standing, budget: in
     chosen: list[Run] = []
     gpus, cpus = 0, free_cpus
     lost = lambda r: r.gpus * (now - r.started_at)  # noqa: E731
-    for run in sorted(cycle.index.runs[(pool.site, pool.model)], key=lambda r: (lost(r), -r.started_at, r.id)):
+    for run in sorted(cycle.index.runs[pool.key], key=lambda r: (lost(r), -r.started_at, r.id)):
         if gpus >= need and cpus >= res.cpus:
             break
         v = run.institution

@@ -20,7 +20,7 @@ stands while the pools it tested do not change: each entry keeps the change coun
 their owners (`PoolIndex.owner_changes`: every GPU taken and every CPU-only placement
 counts under the site's owner, and the GPUs lent and the sites' lent counts change only
 with them), and the memo is cleared when a model's most free GPUs drop (the capacity
-reason names them), a reclaim preempts (it gives quota back) or a reservation appears.
+reason names them), a reclaim preempts (it gives quota back) or a reservation is held or let go.
 """
 from __future__ import annotations
 
@@ -28,7 +28,6 @@ from typing import TYPE_CHECKING
 
 from scheduler.domain import Job
 from scheduler.policy.lending import runtime_key
-from scheduler.policy.reservation import NEVER
 
 if TYPE_CHECKING:    # the cycle holds this memo
     from scheduler.policy.cycle_state import Cycle
@@ -53,8 +52,8 @@ class GuestFailures:
 
     def key(self, cycle: Cycle, job: Job, sid: int) -> tuple | None:
         """The memo key of `job` (request shape id `sid`), or None when it is no pure guest now."""
-        index, reservations = cycle.index, cycle.reservations
-        version = (index.top_changes, len(cycle.preemptions), len(reservations))
+        index = cycle.index
+        version = (index.top_changes, len(cycle.preemptions), cycle.reservation_changes)
         if version != self._version:
             self._version, self._reasons = version, {}
         inst = job.institution
@@ -69,7 +68,7 @@ class GuestFailures:
             return None
         key: tuple = (sid,)
         # A finite reservation backfills by walltime; one that never starts holds its pool whole.
-        if self._walltimes or cycle.unreserved(job) or any(r.start < NEVER for r in reservations.values()):
+        if self._walltimes or cycle.finite_reservation or cycle.unreserved(job):
             key += (spec.walltime_seconds,)
         if self._names_countries:
             key += (cycle.home.get(inst, ""),)

@@ -22,11 +22,12 @@ ANY = "*"
 class Pool:
     """One (site, model) pool as the cycle sees it; `free` changes as jobs are placed."""
 
-    __slots__ = ("site", "model", "memory", "limit", "total", "owner", "country", "labels", "free", "ready")
+    __slots__ = ("site", "model", "key", "memory", "limit", "total", "owner", "country", "labels", "free", "ready")
 
     def __init__(self, site: Site, model: str, memory: int, limit: int, total: int) -> None:
         self.site = site.name
         self.model = model
+        self.key = (site.name, model)   # (site, model): how the cycle's tables name a pool
         self.memory = memory
         self.limit = limit            # most GPUs one job can take here (one node)
         self.total = total
@@ -102,7 +103,7 @@ class PoolIndex:
 
     def take(self, pool: Pool, gpus: int, cpus: float) -> None:
         """Hold `gpus` of `pool` and `cpus` of its site for the rest of the cycle."""
-        key = (pool.site, pool.model)
+        key = pool.key
         self.owner_changes[pool.owner] += 1
         if pool.ready and pool.free > 0:
             self._remove(key, pool)

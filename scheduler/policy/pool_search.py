@@ -139,7 +139,7 @@ def acceptor(cycle: Cycle, job: Job, blocked: set[str], strict: bool = False,
         if borrow_limited and not ledger.may_borrow(inst, pool.model, g):
             blocked.add("borrowing")
             return False
-        reservation = reservations.get((pool.site, pool.model))
+        reservation = reservations.get(pool.key)
         if reservation is not None and reservation.job_id != job_id and not reservation.admits(
                 pool, g, walltime, now, job_due):
             blocked.add("reservation")

@@ -32,7 +32,7 @@ def reclaim(cycle: Cycle, job: Job, shape: tuple) -> bool:
     tiers = [[p for p in index.by_owner.get(inst, ()) if p.model in models and hard_ok(p)]]
     if inst in cycle.explicit:
         tiers.append([p for m in models for p in index.by_model[m] if p.owner != inst and hard_ok(p)])
-    plan = plan_reclaim(inst, res.gpus, res.cpus, tiers, lambda p: index.runs.get((p.site, p.model), []),
+    plan = plan_reclaim(inst, res.gpus, res.cpus, tiers, lambda p: index.runs.get(p.key, []),
                         lambda s: index.cpus.get(s, 0.0), ledger, cycle.now,
                         cycle.snapshot.settings.preemption_grace_seconds)
     if plan is None:
@@ -65,7 +65,7 @@ def reclaim_bound(cycle: Cycle, inst: str) -> int:
         for pool in cycle.index.by_owner.get(inst, ()):
             if not pool.ready:
                 continue
-            others = sum(r.gpus for r in cycle.index.runs.get((pool.site, pool.model), ())
+            others = sum(r.gpus for r in cycle.index.runs.get(pool.key, ())
                          if r.institution != inst and now - r.started_at >= grace
                          and cycle.ledger.excess(r.institution, pool.model) > 0)
             bound = max(bound, max(pool.free, 0) + others)

@@ -44,7 +44,7 @@ class Reservation:
 
     def admits(self, pool: Pool, gpus: int, walltime: float, now: float, due: float = NEVER) -> bool:
         """May a lower-ranked job take `gpus` of `pool` without delaying the reservation?"""
-        if (pool.site, pool.model) != (self.site, self.model):
+        if pool.site != self.site or pool.model != self.model:
             return True
         if self.start < NEVER and walltime > 0 and now + walltime <= self.start:
             return True
@@ -52,7 +52,7 @@ class Reservation:
 
     def consume(self, pool: Pool, gpus: int, walltime: float, now: float) -> None:
         """Record a backfilled job that uses the reservation's spare GPUs."""
-        if (pool.site, pool.model) != (self.site, self.model):
+        if pool.site != self.site or pool.model != self.model:
             return
         if not (self.start < NEVER and walltime > 0 and now + walltime <= self.start):
             self.spare -= gpus

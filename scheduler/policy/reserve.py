@@ -42,7 +42,7 @@ def reserve(cycle: Cycle, job: Job, gang: bool = False) -> str | None:
     index, hard_ok = cycle.index, hard_test(job)
     models = [m for m in cycle.models(job) if (_gang_room(cycle, m) if gang else m not in cycle.reserved_models)]
     candidates = [p for m in models for p in index.by_model[m]
-                  if (p.site, p.model) not in cycle.reservations and hard_ok(p)
+                  if p.key not in cycle.reservations and hard_ok(p)
                   and cycle.ledger.may_lend(p.owner, job.institution, res.gpus) and cycle.lends(job, p.site, res.gpus)]
     reservation = plan_reservation(job.id, res.gpus, candidates, cycle.ends_of, cycle.now)
     if reservation is None:
@@ -100,7 +100,7 @@ def reserve_for_waiting_gangs(cycle: Cycle, skip: set[int], decide: Callable[[Cy
         if pool is None:
             decide(cycle, pos, True)
             decided.add(pos)
-        elif (pool.site, pool.model) not in cycle.reservations:
+        elif pool.key not in cycle.reservations:
             # It fits now: keep that pool whole until water-filling gets to the gang, so the
             # GPUs a pool has drained for it are not cut up by smaller jobs first.
             gpus = job.spec.resources.gpus

@@ -156,5 +156,9 @@ class WaterFill:
         last, decided = len(self._rank_p), self._skip.__contains__
         for k, current in enumerate(self._classes):
             for pid in sorted(current, key=lambda p: (self._rank_p.get(p, last), p)):
-                out.extend(filterfalse(decided, current[pid][self._cursor.get(pid, 0) if k == 0 else 0:]))
+                rest = current[pid][self._cursor.get(pid, 0) if k == 0 else 0:]
+                if self._skip.isdisjoint(rest):
+                    out += rest
+                else:
+                    out.extend(filterfalse(decided, rest))
         return out
