@@ -37,9 +37,6 @@ class ShareNow:
     demand: dict[str, float]      # project -> held + GPUs its pending jobs ask for
     shares: TreeShares
 
-    def institution_held(self, tree: Tree) -> dict[str, int]:
-        return {slug: sum(self.held.get(p, 0) for p in projects) for slug, projects in tree.projects.items()}
-
 
 def capacity_now(snapshot: Snapshot) -> int:
     """GPUs that can hold runs now: every READY, connected site's pools, plus what live runs
