@@ -15,7 +15,8 @@ from scheduler.sim import workload
 from scheduler.sim.baselines import POLICIES, classic_factors, fifo, slurm_classic, static
 from scheduler.sim.engine import Engine, OverCommit
 from scheduler.sim.federation import Federation, load
-from scheduler.sim.metrics import jain, percentile, water_fill
+from scheduler.policy.max_min import water_fill
+from scheduler.sim.metrics import jain, percentile
 from scheduler.sim.workload import SimJob
 
 REPO = Path(__file__).resolve().parents[1]
@@ -254,7 +255,7 @@ def test_minga_sim_synthetic_writes_csv(tmp_path):
 
 
 def test_water_fill_with_floors_hand_computed():
-    from scheduler.sim.metrics import water_fill_with_floors as wf
+    from scheduler.policy.max_min import water_fill_with_floors as wf
 
     # No floors: the plain water-filling.
     assert wf({"a": 10, "b": 2, "c": 10}, {"a": 1, "b": 1, "c": 1}, {}, 12) == pytest.approx({"a": 5, "b": 2, "c": 5})

@@ -182,7 +182,7 @@ class Cycle:
 
     def keep(self, reservation: Reservation, pos: int) -> None:
         """Keep a pool whole for the waiting gang at `pos`, which fits there now."""
-        self.hold(reservation)
+        self.hold(reservation, gang=True)
         self.kept[(reservation.site, reservation.model)] = pos
         self._kept_at[pos] = (reservation.site, reservation.model)
         self.refresh_largest_free()
@@ -219,9 +219,12 @@ class Cycle:
         models = set(self.models(job))
         return next((r for r in self.reservations.values() if r.model in models), None)
 
-    def hold(self, reservation: Reservation) -> None:
-        """Keep `reservation`'s pool for its job: only jobs it admits may use it."""
+    def hold(self, reservation: Reservation, gang: bool = False) -> None:
+        """Keep `reservation`'s pool for its job: only jobs it admits may use it. A waiting
+        `gang`'s counts against its model's cap (`reserve.GANG_RESERVATIONS`)."""
         key = (reservation.site, reservation.model)
+        if gang:
+            self.gang_reservations[reservation.model] = self.gang_reservations.get(reservation.model, 0) + 1
         assert key not in self.reservations, key    # one reservation a pool
         self.finite_reservation = self.finite_reservation or reservation.start < NEVER
         self.reservation_changes += 1

@@ -87,7 +87,10 @@ def tree_fill(tree: Tree, capacity: float, demand: Mapping[str, float],
     project: dict[str, float] = {}
     for slug, owed in institution.items():
         projects = tree.projects.get(slug, {})
-        project |= _wanted(water_fill({p: demand.get(p, 0.0) for p in projects}, projects, owed), demand)
+        if len(projects) == 1:     # the usual case: its one project is owed all of it
+            project |= _wanted(dict.fromkeys(projects, owed), demand)
+        else:
+            project |= _wanted(water_fill({p: demand.get(p, 0.0) for p in projects}, projects, owed), demand)
     return TreeShares(country=country, institution=institution, project=project)
 
 

@@ -33,6 +33,9 @@ from scheduler.policy.cycle_state import Cycle
 from scheduler.policy.pool_search import find_pool, hard_test
 from scheduler.policy.reservation import NEVER, Reservation, due, plan_reservation
 
+GANG_RESERVATIONS = 1   # pools of one model that waiting gangs may reserve per cycle
+HEAD = 64               # a project's oldest jobs among which its waiting gangs are sought
+
 
 def reserve(cycle: Cycle, job: Job, gang: bool = False) -> str | None:
     """Give a job that does not fit a reservation: on a model without one (EASY), or for an
@@ -47,9 +50,7 @@ def reserve(cycle: Cycle, job: Job, gang: bool = False) -> str | None:
     reservation = plan_reservation(job.id, res.gpus, candidates, cycle.ends_of, cycle.now)
     if reservation is None:
         return None
-    cycle.hold(reservation)
-    if gang:
-        cycle.gang_reservations[reservation.model] = cycle.gang_reservations.get(reservation.model, 0) + 1
+    cycle.hold(reservation, gang)
     if reservation.start == NEVER:
         # Nothing can be backfilled before a start that never comes: hold the pool's
         # free GPUs outright so it drains, and later jobs do not search it in vain.
@@ -60,10 +61,6 @@ def reserve(cycle: Cycle, job: Job, gang: bool = False) -> str | None:
             else f"in about {int(reservation.start - cycle.now)} s")
     return (f"reservation: holds {res.gpus} {reservation.model} GPUs on {reservation.site}, "
             f"starting {when}; only shorter jobs are backfilled there")
-
-
-GANG_RESERVATIONS = 1   # pools of one model that waiting gangs may reserve per cycle
-HEAD = 64               # a project's oldest jobs among which its waiting gangs are sought
 
 
 def _gang_room(cycle: Cycle, model: str) -> bool:
@@ -106,6 +103,5 @@ def reserve_for_waiting_gangs(cycle: Cycle, skip: set[int], decide: Callable[[Cy
             gpus = job.spec.resources.gpus
             cycle.keep(Reservation(job.id, pool.site, pool.model, gpus, now, pool.free - gpus, kept=True,
                                    due=due(job.submitted_at, job.spec.walltime_seconds)), pos)
-            cycle.gang_reservations[pool.model] = cycle.gang_reservations.get(pool.model, 0) + 1
         models_left -= {m for m in models if not _gang_room(cycle, m)}
     return decided

@@ -44,7 +44,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from scheduler.policy.guarantees import guarantees
-from scheduler.policy.max_min import tree_fill, water_fill, water_fill_with_floors
+from scheduler.policy.max_min import tree_fill, water_fill
 from scheduler.policy.share_now import guarantee_floors
 
 if TYPE_CHECKING:
@@ -87,7 +87,6 @@ class Recorder:
         self.weights = fed.entitlements()
         self.project = {slug: next(iter(p), f"{slug}/default") for slug, p in self.tree.projects.items()}
         self.tree_floor = guarantee_floors(guarantees(fed.policy_snapshot())[0])
-        self.one_project = all(len(p) == 1 for p in self.tree.projects.values())
         self.country = {i.slug: i.country for i in fed.institutions}
         self.guarantee = fed.guarantees()
         # Per institution, the (model, largest node) of the pools its guarantee lives on: its
@@ -222,30 +221,9 @@ class Recorder:
 
     def _optimum(self, demand: dict[str, float]) -> tuple[dict[str, float], dict[str, float]]:
         """The hierarchical optimum (`tree_fill` with guarantees as floors) and the flat one."""
-        if self.one_project:
-            shares = self._institution_fill(demand)
-        else:
-            by_project = {self.project.get(i, f"{i}/default"): d for i, d in demand.items()}
-            shares = tree_fill(self.tree, self.capacity, by_project, self.tree_floor).institution
+        by_project = {self.project.get(i, f"{i}/default"): d for i, d in demand.items()}
+        shares = tree_fill(self.tree, self.capacity, by_project, self.tree_floor).institution
         return ({i: shares.get(i, 0.0) for i in demand}, water_fill(demand, self.weights, self.capacity))
-
-    def _institution_fill(self, demand: Mapping[str, float]) -> dict[str, float]:
-        """`tree_fill(...).institution` for a tree of one project per institution, which the
-        simulator's is: its country and institution levels, the same calls in the same order,
-        without the project level (which cannot change an institution's share). A test checks
-        it against `tree_fill` itself."""
-        tree, floor = self.tree, self.tree_floor
-        by_country: dict[str, dict[str, float]] = {}
-        for i, d in demand.items():
-            by_country.setdefault(tree.country_of[i], {})[i] = d
-        inst_floor = {i: min(d, floor.get(i, 0.0)) for i, d in demand.items()}
-        c_demand = {c: sum(m.values()) for c, m in by_country.items()}
-        c_floor = {c: sum(inst_floor[i] for i in m) for c, m in by_country.items()}
-        country = water_fill_with_floors(c_demand, tree.country_weight, c_floor, self.capacity)
-        out: dict[str, float] = {}
-        for c, owed in country.items():
-            out |= water_fill_with_floors(by_country[c], tree.institutions[c], inst_floor, owed)
-        return out
 
     def _episodes(self, t: float, demand: Mapping[str, float], share: Mapping[str, float]) -> None:
         """Open, close or end the time-to-fair-share episodes for the state from `t` on."""
