@@ -60,6 +60,7 @@ class Cycle:
     guaranteed: set[str] = field(default_factory=set)   # ids of the jobs within their guarantee
     largest_free: int = 0       # most free GPUs on any READY pool; only shrinks
     largest_open: int = 0       # the same, leaving out the pools kept whole for a waiting gang
+    tops_seen: int = -1         # `index.top_changes` when the two above were last refreshed
     kept: dict[tuple[str, str], int] = field(default_factory=dict)   # pool kept -> its gang's position
     failed: dict[tuple, tuple[int, str]] = field(default_factory=dict)   # shape -> (fewest GPUs, reason)
     guest_failures: GuestFailures = None  # type: ignore[assignment]   # set by `start`
@@ -166,19 +167,22 @@ class Cycle:
         self._headroom.pop(inst, None)
 
     def refresh_largest_free(self) -> None:
+        self.tops_seen = self.index.top_changes
         self.largest_free = max(map(self.index.largest_free, self.index.models), default=0)
         self.largest_open = self.largest_free if not self.kept else self._largest_open()
 
     def _largest_open(self) -> int:
-        """The most free GPUs on a READY pool not kept for a gang (kept pools are few)."""
-        most = 0
-        for model in self.index.models:
-            buckets = self.index.buckets.get((ANY, model), [])
-            for free in range(self.index.largest_free(model), most, -1):
-                if any(key not in self.kept for key in buckets[free]):
-                    most = free
-                    break
-        return most
+        """The most free GPUs on a READY pool not kept for a gang (kept pools are few). It only
+        falls while the kept pools stay kept, so the search starts where it last stopped;
+        `largest_open < 0` asks for it from the top (a pool was let go of)."""
+        start = self.largest_free if not 0 <= self.largest_open <= self.largest_free else self.largest_open
+        kept, index = self.kept, self.index
+        for free in range(start, 0, -1):
+            for model in index.models:
+                if index.largest_free(model) >= free and any(
+                        key not in kept for key in index.buckets[(ANY, model)][free]):
+                    return free
+        return 0
 
     def keep(self, reservation: Reservation, pos: int) -> None:
         """Keep a pool whole for the waiting gang at `pos`, which fits there now."""
@@ -208,6 +212,7 @@ class Cycle:
         del self._kept_at[self.kept.pop(key)]
         self.holders.pop(self.reservations.pop(key).job_id, None)
         self.reservation_changes += 1
+        self.largest_open = -1      # that pool is open again
         self.refresh_largest_free()
 
     def unreserved(self, job: Job) -> bool:
@@ -278,5 +283,6 @@ class Cycle:
         self.placed_ends.setdefault(pool.key, []).append((end, res.gpus))
         self._ends.pop(pool.key, None)
         self.placements.append(Placement(job.id, pool.site, pool.model, res.gpus, res.cpus))
-        if pool.free + taken >= self.largest_open:
-            self.refresh_largest_free()
+        if (self.index.top_changes != self.tops_seen or self.largest_open < 0
+                or self.kept and pool.free + taken >= self.largest_open):
+            self.refresh_largest_free()     # a model's most free GPUs fell, or the open pools' may have

@@ -1,8 +1,9 @@
 """`never_fits_reason` at queue depth: one check per distinct request, over distinct sites.
 
-The answer is memoized per request shape and most shapes are settled by a set of
-distinct site capabilities, so 100,000 pending jobs cost a few hundred cheap
-checks, not 100,000 scans of every site. The rules and the reasons themselves
+Callers ask once per request shape (the cycle keeps the answer by shape id), and most
+shapes are settled by a memoized test against a set of distinct site capabilities, so
+100,000 pending jobs cost a few thousand dictionary lookups, not 100,000 scans of
+every site. The rules and the reasons themselves
 stay in `feasibility.never_fits_reason`.
 """
 from __future__ import annotations
@@ -26,7 +27,6 @@ class NeverFits:
         self._caps: dict[tuple, frozenset[tuple[str, int, int, float]]] = {}
         self._interned: dict[frozenset, frozenset] = {}
         self._fit_memo: dict[tuple, bool] = {}
-        self._memo: dict[tuple, str | None] = {}
         groups: dict[tuple[str, frozenset], set[tuple[str, int, int, float]]] = {}
         for site in self._sites:
             caps = groups.setdefault((site.country, frozenset(site.labels)), set())
@@ -65,12 +65,11 @@ class NeverFits:
     def reason(self, job: Job, shape: tuple) -> str | None:
         """Why nothing could ever hold `job`, or None. `shape` is its request shape as the
         queue reads it: (GPUs, models, min GPU memory, CPUs, countries, labels)."""
-        if shape in self._memo:
-            return self._memo[shape]
         gpus, models, memory, cpus, countries, labels = shape
-        fits = self._fits(self._capabilities(countries, labels), gpus, models, memory, cpus)
-        self._memo[shape] = None if fits else never_fits_reason(job, self._in(countries))
-        return self._memo[shape]
+        caps = self._caps.get((countries, labels)) or self._capabilities(countries, labels)
+        if self._fits(caps, gpus, models, memory, cpus):
+            return None
+        return never_fits_reason(job, self._in(countries))
 
     def _in(self, countries: tuple[str, ...]) -> list[Site]:
         """The sites in `countries` (all without any): the only ones the reason looks at

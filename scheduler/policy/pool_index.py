@@ -45,7 +45,7 @@ class PoolIndex:
         self.sites = {s.name: s for s in sorted(sites, key=lambda s: s.name)}
         self.pools: dict[tuple[str, str], Pool] = {}
         self.cpus: dict[str, float] = {}
-        self.by_owner: dict[str, list[Pool]] = defaultdict(list)
+        self.by_owner: dict[str, list[Pool]] = defaultdict(list)     # each in (site, model) order
         self.by_model: dict[str, list[Pool]] = defaultdict(list)
         self.runs: dict[tuple[str, str], list[Run]] = defaultdict(list)
         for site in self.sites.values():

@@ -17,7 +17,7 @@ from scheduler.policy.latency import country_groups
 from scheduler.policy.pool_index import ANY, Pool
 from scheduler.policy.reservation import due
 
-_TIGHTEST = attrgetter("free", "site", "model")
+_FREE = attrgetter("free")
 
 
 def hard_test(job: Job) -> Callable[[Pool], bool]:
@@ -50,7 +50,8 @@ def find_pool(cycle: Cycle, job: Job, blocked: set[str], strict: bool = False) -
         return None
     ok = acceptor(cycle, job, blocked, strict)
     g = res.gpus   # best fit among the own pools with room: the first that passes, tightest first
-    for pool in sorted((p for p in cycle.index.by_owner.get(job.institution, ()) if p.free >= g), key=_TIGHTEST):
+    # (`by_owner` is in (site, model) order and the sort is stable: ties go by name)
+    for pool in sorted([p for p in cycle.index.by_owner.get(job.institution, ()) if p.free >= g], key=_FREE):
         if ok(pool):
             return pool
     if strict and job.institution not in cycle.explicit:

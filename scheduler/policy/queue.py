@@ -21,8 +21,8 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from heapq import merge
-from itertools import islice
-from operator import eq
+
+import numpy as np
 
 from scheduler.domain import Job
 from scheduler.policy.entitlement import project_id
@@ -54,7 +54,7 @@ class Pending:
     shape_of: array[int]
     shapes: list[tuple]
     examples: list[int]
-    groups: dict[Group, array[int]]
+    groups: dict[Group, array[int]]   # each group's positions in (submit time, id) order
 
     @property
     def accounts(self) -> set[tuple[str, str]]:
@@ -63,58 +63,62 @@ class Pending:
 
 
 def read_pending(pending: Sequence[Job]) -> Pending:
-    """One pass in input order: the columns, the distinct shapes, and positions by group.
+    """The columns, the distinct shapes, and each group's positions in (submit time, id) order.
 
-    Numbers go in packed arrays, here and in the queue: the garbage collector walks every
-    element of a young list, and a cycle at depth would otherwise make it walk millions."""
-    examples: list[int] = []
-    times, shape_of = array("d"), array("l")
+    Three comprehensions over the jobs, in input order, each interning what it reads
+    (`dict.setdefault` hands out the next id): at 100,000 jobs that is a third faster than
+    one loop that appends to several columns. Numbers go in packed arrays, here and in the
+    queue: the garbage collector walks every element of a young list, and a cycle at depth
+    would otherwise make it walk millions."""
     shape_ids: dict[tuple, int] = {}
-    groups: dict[Group, array[int]] = defaultdict(lambda: array("l"))
-    known, add_shape, add_time = shape_ids.get, shape_of.append, times.append   # bound once: 100k calls
-    for pos, job in enumerate(pending):
-        spec = job.spec
-        res = spec.resources
-        shape = (res.gpus, res.gpu_models, res.min_gpu_memory_mb, res.cpus, spec.countries, spec.site_labels)
-        sid = known(shape)
-        if sid is None:
-            sid = shape_ids[shape] = len(shape_ids)
-            examples.append(pos)
-        add_shape(sid)
-        add_time(job.submitted_at)
-        groups[spec.priority, job.institution, spec.project].append(pos)
-    return Pending(jobs=pending, times=times, shape_of=shape_of, shapes=list(shape_ids), examples=examples,
-                   groups=groups)
+    group_ids: dict[Group, int] = {}
+    shape_id, group_id = shape_ids.setdefault, group_ids.setdefault
+    shape_of = array("l", [shape_id(((res := (spec := job.spec).resources).gpus, res.gpu_models,
+                                      res.min_gpu_memory_mb, res.cpus, spec.countries, spec.site_labels),
+                                     len(shape_ids)) for job in pending])
+    times = array("d", [job.submitted_at for job in pending])
+    group_of = array("l", [group_id(((spec := job.spec).priority, job.institution, spec.project), len(group_ids))
+                           for job in pending])
+    firsts = dict(zip(reversed(shape_of), range(len(shape_of) - 1, -1, -1)))   # the last write wins: the first
+    return Pending(jobs=pending, times=times, shape_of=shape_of, shapes=list(shape_ids),
+                   examples=[firsts[sid] for sid in range(len(shape_ids))],
+                   groups=_sorted_groups(pending, times, group_of, list(group_ids)))
 
 
 def fair_queue(pending: Pending, factors: Mapping[str, float], now: float, age_weight: float) -> Queue:
     """The pending jobs in Fair Tree order; `factors` is each project's fair-share factor."""
-    groups = _sorted_groups(pending)
     if age_weight:
         order, runs = _order_with_age(pending, factors, now, age_weight / 3600.0)
     else:
-        order, runs = _order_by_group(pending, groups, factors)
+        order, runs = _order_by_group(pending, pending.groups, factors)
     return Queue(jobs=pending.jobs, order=order, runs=runs, shape_of=pending.shape_of,
-                 shapes=pending.shapes, examples=pending.examples, groups=groups,
+                 shapes=pending.shapes, examples=pending.examples, groups=pending.groups,
                  times=pending.times)
 
 
-def _sorted_groups(pending: Pending) -> dict[Group, array[int]]:
-    """Each group's positions by (submit time, id).
-
-    The sort key is the submit time alone, a C-level float key that sorts several times
-    faster than the (time, id) pair; the pair is used only for a group where two times
-    are equal.
-    """
-    times, jobs = pending.times, pending.jobs
-    by_time = times.__getitem__
+def _sorted_groups(jobs: Sequence[Job], times: array[float], group_of: array[int],
+                   groups: list[Group]) -> dict[Group, array[int]]:
+    """Each group's positions by (submit time, id): one stable numpy sort by (group, submit
+    time); only a group where two submit times are equal (an array, a bulk submit) is
+    sorted again in Python by the (time, id) pair."""
+    group = np.frombuffer(group_of, dtype=np.int64)
+    submitted = np.frombuffer(times, dtype=np.float64)
+    order = np.lexsort((submitted, group))
+    ends = np.cumsum(np.bincount(group, minlength=len(groups)))
+    in_order, group_in_order = submitted[order], group[order]
+    tie = (in_order[1:] == in_order[:-1]) & (group_in_order[1:] == group_in_order[:-1])
+    tied = set(group_in_order[1:][tie].tolist())
+    packed = order.astype(np.int64, copy=False).tobytes()
     by_pair = lambda pos: (times[pos], jobs[pos].id)  # noqa: E731
     out: dict[Group, array[int]] = {}
-    for group, positions in pending.groups.items():
-        ordered = sorted(positions, key=by_time)
-        if _has_ties(list(map(by_time, ordered))):
-            ordered.sort(key=by_pair)
-        out[group] = array("l", ordered)
+    start = 0
+    for gid, (key, end) in enumerate(zip(groups, ends.tolist())):
+        positions = array("l")
+        positions.frombytes(packed[start * 8:end * 8])
+        if gid in tied:
+            positions = array("l", sorted(positions, key=by_pair))
+        out[key] = positions
+        start = end
     return out
 
 
@@ -141,11 +145,6 @@ def _order_by_group(pending: Pending, groups: dict[Group, array[int]],
         for inst in sorted({inst for inst, _ in parts}):
             runs[inst].append(array("l", merge(*(positions for i, positions in parts if i == inst), key=by_pair)))
     return order, runs
-
-
-def _has_ties(ascending: list[float]) -> bool:
-    """Whether two neighbours of a sorted list are equal (compared in C)."""
-    return any(map(eq, ascending, islice(ascending, 1, None)))
 
 
 def _order_with_age(pending: Pending, factors: Mapping[str, float], now: float,
