@@ -1,15 +1,15 @@
-"""The pending queue at depth: every job read once, then put in Fair Tree order.
+"""The pending queue at depth: every job read in input order, then put in Fair Tree order.
 
 At 100,000 pending jobs a cycle's cost is memory, not arithmetic. A job is a few
 frozen dataclasses spread over the heap: once jobs are visited in queue order
 (unrelated to the order they were built in), every field read is a cache miss. And
 every object the cycle keeps alive wakes the garbage collector, which walks the
-young ones and everything they hold. So each job is read exactly once, in input
-order, into packed columns indexed by its position in `Snapshot.pending`: its
-submit time and an id for its request shape (every field a hard constraint looks
-at), under which the cycle memoizes what it learns about a request. The queue is
-then an array of positions. Only the few thousand jobs the cycle tries to place
-are read again.
+young ones and everything they hold. So the jobs are read in input order (a pass per
+column), into packed columns indexed by position in `Snapshot.pending`: the submit
+time, an id for the request shape (every field a hard constraint looks at, under which
+the cycle memoizes what it learns about a request) and an id for the group. The queue
+is then an array of positions. Only the few thousand jobs the cycle tries to place are
+read again.
 
 Order (Slurm Fair Tree, see `fairshare.py`): priority class, then the project's
 fair-share factor plus `age_weight` per hour waited, then submit time, then id.
@@ -79,10 +79,18 @@ def read_pending(pending: Sequence[Job]) -> Pending:
     times = array("d", [job.submitted_at for job in pending])
     group_of = array("l", [group_id(((spec := job.spec).priority, job.institution, spec.project), len(group_ids))
                            for job in pending])
-    firsts = dict(zip(reversed(shape_of), range(len(shape_of) - 1, -1, -1)))   # the last write wins: the first
     return Pending(jobs=pending, times=times, shape_of=shape_of, shapes=list(shape_ids),
-                   examples=[firsts[sid] for sid in range(len(shape_ids))],
+                   examples=_first_of_each(shape_of),
                    groups=_sorted_groups(pending, times, group_of, list(group_ids)))
+
+
+def _first_of_each(ids: array[int]) -> list[int]:
+    """The position where each id first occurs. Ids were handed out in order of first
+    occurrence, so those are exactly the positions where the running maximum grows."""
+    if not ids:
+        return []
+    seen = np.maximum.accumulate(np.frombuffer(ids, dtype=np.int64))
+    return np.flatnonzero(np.diff(seen, prepend=-1) > 0).tolist()
 
 
 def fair_queue(pending: Pending, factors: Mapping[str, float], now: float, age_weight: float) -> Queue:
