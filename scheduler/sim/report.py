@@ -99,7 +99,7 @@ def table(result: dict) -> str:
     widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
     w = result["workload"]
     head = (f"federation: {result['federation']['sites']} sites, {result['federation']['gpus']} GPUs, "
-            f"{result['federation']['institutions']} institutions; workload: {w['jobs']} jobs, "
+            f"{result['federation']['institutions']} institutions\nworkload: {w['jobs']} jobs, "
             f"{w['gpus_requested']} GPUs, offered load {w['offered_load']}")
     fed = result["federation"]
     if "base_grant" in fed:
@@ -180,7 +180,8 @@ def plot(result: dict, path: str | Path, countries: dict[str, str]) -> None:
                               colors=[styles[c][0] for c in codes], step="post")
         for layer, code in zip(layers, codes):
             layer.set_hatch(styles[code][1])
-            layer.set_edgecolor("white")
+            layer.set_edgecolor("white")      # the hatch's colour
+            layer.set_linewidth(0)
         ax.set_ylim(0, 1)
         ax.set_title(f"{name}: share of all GPUs held by each country's institutions (stacked)")
         ax.set_ylabel("share of GPUs")
