@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from agent.rundir import private_dir_entrypoint
 from agent.states import run_state_from_ray
 from scheduler.domain import RUN_ENV_NAMES, RunState
 
@@ -204,7 +205,8 @@ class JobSubmissionBackend:
         # No look-up first: Ray refuses a second job with the same submission_id,
         # and that refusal is the idempotency check, without an extra round trip.
         kwargs: dict[str, Any] = {
-            "entrypoint": run.entrypoint,
+            # Never the Ray worker's cwd (the agent's or `ray start`'s dir): agent/rundir.py
+            "entrypoint": private_dir_entrypoint(run.entrypoint, copy_cwd=bool(run.working_dir)),
             "submission_id": run.run_id,
             "entrypoint_num_gpus": run.gpus,
             "entrypoint_num_cpus": run.cpus if run.cpus > 0 else 1.0,

@@ -14,7 +14,6 @@ app = typer.Typer(help="Simulate the scheduling policy on a federation and a wor
                   invoke_without_command=True)
 
 REPO = Path(__file__).resolve().parents[2]
-SCENARIOS = REPO / "examples" / "scenarios"
 # Options a scenario file replaces: naming one of them next to --scenario is an error.
 WORKLOAD_OPTIONS = ("federation", "trace", "traces_dir", "jobs", "seed", "load")
 
@@ -27,7 +26,10 @@ class SimOutput(str, Enum):
 @app.callback()
 def run(
     ctx: typer.Context,
-    federation: Annotated[Path, typer.Option(help="Federation file (TOML).")] = REPO / "examples" / "latam-federation.toml",
+    federation: Annotated[Optional[Path], typer.Option(
+        help="Federation file (TOML); default: the example shipped with minga "
+             "(examples/latam-federation.toml, 19 countries).",
+        exists=True, dir_okay=False, readable=True)] = None,
     trace: Annotated[str, typer.Option(help="Task trace CSV (openb pod list), relative to --traces-dir or not, "
                                             "or 'synthetic'.")] = "alibaba-openb-2023/openb_pod_list_gpuspec33.csv",
     traces_dir: Annotated[Path, typer.Option(help="The shared traces folder.")] = REPO.parent / "shared" / "traces",
@@ -36,7 +38,8 @@ def run(
     load: Annotated[float, typer.Option(help="Offered load the arrivals are scaled to; "
                                              "0 replays the trace's arrivals as they are.")] = 1.5,
     scenario: Annotated[Optional[str], typer.Option(help="A scenario file, or the NAME of "
-                                                         "examples/scenarios/NAME.toml: its federation "
+                                                         "a scenario shipped with minga "
+                                                         "(examples/scenarios/NAME.toml): its federation "
                                                          "and jobs replace --federation and --trace.")] = None,
     policy: Annotated[Optional[list[str]], typer.Option(help="Policies to run (default: all four).")] = None,
     share_policy: Annotated[Optional[str], typer.Option(help="Override the file's share policy: static or contribution.")] = None,
@@ -52,11 +55,12 @@ def run(
     from scheduler.sim import federation as fedmod
     from scheduler.sim import report
     from scheduler.sim.baselines import POLICIES
+    from scheduler.sim.examples import example_federation
 
     scen = _scenario(ctx, scenario) if scenario is not None else None
     if scen is None and load < 0:
         raise typer.BadParameter("must be 0 (arrivals as they are) or more", param_hint="--load")
-    fed = scen.federation if scen else fedmod.load(federation)
+    fed = scen.federation if scen else fedmod.load(federation or example_federation())
     if share_policy:
         if share_policy not in ("static", "contribution"):
             raise typer.BadParameter("static or contribution", param_hint="--share-policy")
@@ -87,8 +91,9 @@ def run(
 
 
 def _scenario(ctx: typer.Context, arg: str):
-    """The scenario file named by --scenario (a path, or a name under examples/scenarios)."""
+    """The scenario file named by --scenario (a path, or the name of a shipped one)."""
     from scheduler.sim import scenario as scenmod
+    from scheduler.sim.examples import scenarios_dir
 
     clash = [f"--{k.replace('_', '-')}" for k in WORKLOAD_OPTIONS
              if getattr(ctx.get_parameter_source(k), "name", "DEFAULT") not in ("DEFAULT", "DEFAULT_MAP")]
@@ -96,7 +101,7 @@ def _scenario(ctx: typer.Context, arg: str):
         raise typer.BadParameter(f"a scenario brings its own federation and jobs; drop {', '.join(clash)}",
                                  param_hint="--scenario")
     try:
-        return scenmod.load(scenmod.resolve(arg, SCENARIOS))
+        return scenmod.load(scenmod.resolve(arg, scenarios_dir()))
     except scenmod.ScenarioError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
@@ -119,17 +124,22 @@ def _workload(fed, trace: str, traces_dir: Path, jobs: Optional[int], seed: int,
     if not path.is_absolute() and (traces_dir / trace).exists():
         path = traces_dir / trace
     if not path.exists():
-        raise typer.BadParameter(f"no trace file {path}", param_hint="--trace")
+        raise typer.BadParameter(f"no trace file {path}; pass --traces-dir (the folder holding "
+                                 f"{trace}), a path to the CSV, or --trace synthetic", param_hint="--trace")
     return workload.scale_to_load(workload.read_trace(path, weights, jobs), fed.capacity, load)[0]
 
 
 @app.command("make-federation")
 def make_federation(
     traces_dir: Annotated[Path, typer.Option(help="The shared traces folder.")] = REPO.parent / "shared" / "traces",
-    out: Annotated[Path, typer.Option(help="Where to write the TOML.")] = REPO / "examples" / "latam-federation.toml",
+    out: Annotated[Optional[Path], typer.Option(help="Where to write the TOML; default: the shipped "
+                                                     "example (examples/latam-federation.toml).")] = None,
 ) -> None:
     """Regenerate the example federation from the traces, by the rules in its header."""
     from scheduler.sim import make_federation as mf
+    from scheduler.sim.examples import example_federation
+
+    out = out or example_federation()
 
     fed = mf.write(traces_dir, out)
     typer.echo(f"wrote {out}: {len(fed['sites'])} sites, {fed['total']} GPUs, {len(fed['institutions'])} institutions")

@@ -1,4 +1,7 @@
-"""Write `examples/latam-federation.toml` from the public traces, by stated rules.
+"""Write the example federation from the public traces, by stated rules.
+
+The file is `scheduler/sim/data/latam-federation.toml` (package data; the repository's
+`examples/latam-federation.toml` links to it).
 
 Rules (also written into the file's header and docs/simulator.md):
 
@@ -24,6 +27,8 @@ import csv
 import re
 from collections import Counter
 from pathlib import Path
+
+from scheduler.sim.examples import example_federation
 
 NODE_STRIDE = 8
 NODES_PER_SITE = 2
@@ -193,7 +198,7 @@ def write(traces: Path, out: Path) -> dict:
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--traces-dir", type=Path, default=default_traces_dir())
-    p.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[2] / "examples" / "latam-federation.toml")
+    p.add_argument("--out", type=Path, default=example_federation())
     a = p.parse_args(argv)
     fed = write(a.traces_dir, a.out)
     print(f"wrote {a.out}: {len(fed['sites'])} sites, {fed['total']} GPUs, {len(fed['institutions'])} institutions")

@@ -15,6 +15,31 @@ from scheduler.sim.workload import SimJob, mean_demand
 HEADLINE = ("utilization", "share_deviation", "jain", "time_to_fair_share_p50_s", "time_to_fair_share_max_s",
             "time_to_fair_share_never", "wait_p50_s", "wait_p95_s", "wait_max_s",
             "preemptions", "gpu_hours_lost", "lost_fraction", "owner_reclaim_max_s")
+# Which way each metric is better, and what it means: printed with the table, so the table
+# reads without docs/simulator.md. A metric missing here is context, not a score.
+HIGHER, LOWER = "higher", "lower"
+DIRECTION = {
+    "utilization": HIGHER, "utilization_capacity": HIGHER, "jain": HIGHER, "jobs_started": HIGHER,
+    "share_deviation": LOWER, "share_deviation_flat": LOWER, "time_to_fair_share_p50_s": LOWER,
+    "time_to_fair_share_max_s": LOWER, "time_to_fair_share_never": LOWER, "wait_p50_s": LOWER,
+    "wait_p95_s": LOWER, "wait_max_s": LOWER, "preemptions": LOWER, "gpu_hours_lost": LOWER,
+    "lost_fraction": LOWER, "owner_reclaim_max_s": LOWER, "jobs_stuck": LOWER,
+}
+LEGEND = (
+    "better: which way a metric is better; blank: context, not a score.",
+    "utilization: busy GPU-time / GPU-time some job wanted; 1.0: no GPU sat idle",
+    "  while work waited. utilization_capacity: busy GPU-time / (all GPUs x time from",
+    "  first arrival to last end); low when the workload is small, whatever policy.",
+    "share_deviation: share of GPUs held by the wrong institution vs the fair share",
+    "  now (_flat: vs plain weighted shares, no country level or guarantees).",
+    "jain: fairness index of held / fair GPU-time; 1.0 is perfectly fair.",
+    "time_to_fair_share_*: seconds until an institution holds 90% of its fair share;",
+    "  _never: episodes that never got there; _episodes: how many were measured.",
+    "wait_*: seconds from submit to first start ([n GPU]: jobs of that size).",
+    "gpu_hours_lost, lost_fraction: work lost to preemptions (GPU-hours; of busy).",
+    "owner_reclaim_max_s: longest wait of a job within its institution's guarantee.",
+    "held_mean_gpus, fair_mean_gpus: mean GPUs an institution held; its fair share.",
+)
 PER_INSTITUTION_ROWS = 10   # the table lists each institution's holding when there are at most this many
 
 
@@ -54,25 +79,27 @@ def compare(fed: Federation, jobs: Sequence[SimJob], policies: Sequence[str] = t
 
 
 def table(result: dict) -> str:
+    """The metrics, one row each, with which way is better, then a legend of what they mean."""
     names = list(result["policies"])
-    rows = [["metric", *names]]
+    rows = [["metric", "better", *names]]
     for key in HEADLINE + ("time_to_fair_share_episodes", "share_deviation_flat", "utilization_capacity",
                            "jobs_started", "jobs_stuck", "cycles", "wall_s"):
-        rows.append([key, *[_fmt(result["policies"][n].get(key), key in RATIOS) for n in names]])
+        rows.append([key, DIRECTION.get(key, ""),
+                     *[_fmt(result["policies"][n].get(key), key in RATIOS) for n in names]])
     for size in ("1", "2-4", "8+"):
         for stat in ("p95_s", "max_s"):
-            rows.append([f"wait_{stat}[{size} GPU]",
+            rows.append([f"wait_{stat}[{size} GPU]", LOWER,
                          *[_fmt(result["policies"][n]["wait_by_size"].get(size, {}).get(stat)) for n in names]])
     insts = sorted({i for n in names for i in result.get("institutions", {}).get(n, {})})
     if len(insts) <= PER_INSTITUTION_ROWS:
         for i in insts:
             for key in ("held_mean_gpus", "fair_mean_gpus"):
-                rows.append([f"{key}[{i}]",
+                rows.append([f"{key}[{i}]", "",
                              *[f"{result['institutions'][n].get(i, {}).get(key, 0.0):.2f}" for n in names]])
     widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
     w = result["workload"]
     head = (f"federation: {result['federation']['sites']} sites, {result['federation']['gpus']} GPUs, "
-            f"{result['federation']['institutions']} institutions; workload: {w['jobs']} jobs, "
+            f"{result['federation']['institutions']} institutions\nworkload: {w['jobs']} jobs, "
             f"{w['gpus_requested']} GPUs, offered load {w['offered_load']}")
     fed = result["federation"]
     if "base_grant" in fed:
@@ -80,9 +107,9 @@ def table(result: dict) -> str:
                  f"smallest entitlement {fed['min_entitlement_pct']:.2f}% ({fed['min_entitlement_institution']})")
     if result.get("scenario"):
         head = f"scenario: {result['scenario']}\n" + head
-    lines = [head] + ["  ".join(c.rjust(widths[i]) if i else c.ljust(widths[i]) for i, c in enumerate(r))
+    lines = [head] + ["  ".join(c.rjust(widths[i]) if i > 1 else c.ljust(widths[i]) for i, c in enumerate(r))
                       for r in rows]
-    return "\n".join(lines)
+    return "\n".join([*lines, "", *LEGEND])
 
 
 RATIOS = {"utilization", "utilization_capacity", "share_deviation", "share_deviation_flat", "jain", "lost_fraction"}
@@ -105,9 +132,31 @@ def to_csv(result: dict) -> str:
     return buf.getvalue()
 
 
+HATCHES = ("", "//", "..", "xx")   # beyond the palette's colours, the same colours again, hatched
+
+
+def country_styles(codes: Sequence[str]) -> dict[str, tuple[tuple[float, ...], str]]:
+    """A distinct (colour, hatch) pair per country code, in the order given.
+
+    matplotlib's tab20 gives 20 colours: its ten strong ones first, then their light
+    partners hatched, so neighbours in the stack never share a hue family and a light
+    colour is told from its strong partner by the hatch as well; past 20 the colours
+    repeat with other hatches (distinct pairs for up to 40 countries). The 19 countries
+    of the example federation all get different colours."""
+    import matplotlib
+
+    tab20 = matplotlib.colormaps["tab20"].colors
+    palette = [*tab20[0::2], *tab20[1::2]]
+    styles = {}
+    for i, code in enumerate(codes):
+        styles[code] = (tuple(palette[i % len(palette)]), HATCHES[(i // 10) % len(HATCHES)])
+    return styles
+
+
 def plot(result: dict, path: str | Path, countries: dict[str, str]) -> None:
     """PNG: each country's share of the federation's GPUs over time, stacked, one panel per
-    policy (matplotlib, Agg). The time axis stops where the busiest policy's last sample
+    policy (matplotlib, Agg), one colour and hatch per country (`country_styles`) and one
+    legend beside the panels. The time axis stops where the busiest policy's last sample
     above 5% of capacity is, so the long tail of a few long jobs does not squash the rest."""
     try:
         import matplotlib
@@ -118,20 +167,27 @@ def plot(result: dict, path: str | Path, countries: dict[str, str]) -> None:
 
     names = list(result["series"])
     cap = max(result["federation"]["gpus"], 1)
-    fig, axes = plt.subplots(len(names), 1, figsize=(11, 3 * len(names)), sharex=True, squeeze=False)
+    fig, axes = plt.subplots(len(names), 1, figsize=(12, 3 * len(names)), sharex=True, squeeze=False)
     codes = sorted({c for n in names for _, d in result["series"][n] for c in d})
+    styles = country_styles(codes)
     busy_until = max((t for n in names for t, d in result["series"][n] if sum(d.values()) > 0.05 * cap),
                      default=0.0)
     for ax, name in zip(axes[:, 0], names):
         series = [(t, d) for t, d in result["series"][name] if t <= busy_until] or result["series"][name]
         xs = [t / 3600 for t, _ in series]
-        ax.stackplot(xs, *[[d.get(c, 0) / cap for _, d in series] for c in codes],
-                     labels=[f"{c} {countries.get(c, '')}".strip() for c in codes], step="post")
+        layers = ax.stackplot(xs, *[[d.get(c, 0) / cap for _, d in series] for c in codes],
+                              labels=[f"{c} {countries.get(c, '')}".strip() for c in codes],
+                              colors=[styles[c][0] for c in codes], step="post")
+        for layer, code in zip(layers, codes):
+            layer.set_hatch(styles[code][1])
+            layer.set_edgecolor("white")      # the hatch's colour
+            layer.set_linewidth(0)
         ax.set_ylim(0, 1)
-        ax.set_title(name)
+        ax.set_title(f"{name}: share of all GPUs held by each country's institutions (stacked)")
         ax.set_ylabel("share of GPUs")
     axes[-1, 0].set_xlabel("simulated hours")
-    axes[0, 0].legend(loc="upper right", ncol=7, fontsize=6)
-    fig.tight_layout()
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles[::-1], labels[::-1], loc="center right", fontsize=7, title="country (top first)")
+    fig.tight_layout(rect=(0, 0, 0.84, 1))
     fig.savefig(path, dpi=100)
     plt.close(fig)
