@@ -63,8 +63,12 @@ def entrypoint_of(words: list[str]) -> str:
 
 
 def _upload_working_dir(c: BrokerClient, directory: Path) -> str:
+    """Pack within the broker's stated limit (checked before any byte is sent), then upload."""
+    limits = c.package_limits()
     try:
-        package = workdir.pack(directory, workdir.max_package_bytes())
+        limit = workdir.effective_limit(limits.max_package_bytes if limits else None,
+                                        limits.setting if limits else "")
+        package = workdir.pack(directory, limit.max_bytes, limit.advice)
     except workdir.PackageError as exc:
         raise errors.usage_error(str(exc)) from exc
     sent = c.ensure_package(package.digest, package.data)
