@@ -17,8 +17,11 @@ import shutil
 import tempfile
 import threading
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path, PurePosixPath
+
+import grpc
+from minga.v1 import site_pb2, site_pb2_grpc
 
 from scheduler.archive import MAX_ENTRIES, entry_kind, unsafe_name
 
@@ -26,6 +29,7 @@ log = logging.getLogger(__name__)
 
 DIGEST = re.compile(r"^sha256:([0-9a-f]{64})$")
 MAX_UNPACKED_BYTES = 4 * 1024**3
+MAX_FETCH_BYTES = 1024**3   # more than any broker accepts (its limit is at most 512 MiB)
 
 
 class PackageError(Exception):
@@ -35,6 +39,30 @@ class PackageError(Exception):
 def digest_of(data: bytes) -> str:
     """The content address of a package: "sha256:<hex>"."""
     return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def fetch_from_broker(stub: site_pb2_grpc.SiteServiceStub, digest: str, metadata: Sequence[tuple[str, str]],
+                      timeout: float) -> bytes:
+    """Package `digest` from the broker, streamed in chunks (a package may exceed one gRPC
+    message); a broker without the stream is asked in one message. The caller checks the digest."""
+    request = site_pb2.FetchPackageRequest(digest=digest)
+    parts: list[bytes] = []
+    expected, received = -1, 0
+    try:
+        for chunk in stub.FetchPackageStream(request, metadata=metadata, timeout=timeout):
+            if expected < 0:
+                expected = chunk.size
+            received += len(chunk.data)
+            if received > max(expected, 0) or received > MAX_FETCH_BYTES:
+                raise PackageError(f"package {digest} sent more than the {expected} bytes announced")
+            parts.append(chunk.data)
+    except grpc.RpcError as err:
+        if err.code() != grpc.StatusCode.UNIMPLEMENTED:
+            raise
+        return stub.FetchPackage(request, metadata=metadata, timeout=timeout).data
+    if received != expected:
+        raise PackageError(f"package {digest} ended after {received} of {expected} bytes")
+    return b"".join(parts)
 
 
 def _digest_hex(digest: str) -> str:

@@ -36,7 +36,7 @@ from agent.channel import bearer, broker_addresses, is_standby, open_channel
 from agent.inventory import collect_inventory
 from agent.outbox import Outbox, OutboxStream
 from agent.renewal import renew_if_due
-from agent.packages import PackageCache
+from agent.packages import PackageCache, fetch_from_broker
 from agent.reconcile import Reconciler
 from minga.v1 import common_pb2, site_pb2, site_pb2_grpc
 from scheduler.clock import Clock, SystemClock
@@ -294,12 +294,10 @@ class Agent:
     def _fetch_package(self, digest: str) -> bytes:
         channel = open_channel(self.broker, self.config.ca_file, self.config.certificate_file)
         try:
-            resp = site_pb2_grpc.SiteServiceStub(channel).FetchPackage(
-                site_pb2.FetchPackageRequest(digest=digest),
-                metadata=bearer(self.config.token), timeout=FETCH_TIMEOUT_SECONDS)
+            return fetch_from_broker(site_pb2_grpc.SiteServiceStub(channel), digest,
+                                     bearer(self.config.token), FETCH_TIMEOUT_SECONDS)
         finally:
             channel.close()
-        return resp.data
 
     # -- reconcile and inventory loops -----------------------------------------
 

@@ -30,6 +30,7 @@ CHANNEL_OPTIONS = [
 ]
 RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
 MAX_RETRY_AFTER = 10.0   # seconds: a longer rate-limit wait is reported, not slept through
+UPLOAD_CHUNK_BYTES = 1024 * 1024   # one package chunk on the wire, far below any message limit
 CONNECT_SECONDS = 5.0               # how long to wait for one broker of several to accept a connection
 
 T = TypeVar("T")
@@ -330,9 +331,23 @@ class BrokerClient:
     def has_package(self, digest: str) -> bool:
         return self._call(lambda s: s.jobs.HasPackage, job_pb2.HasPackageRequest(digest=digest)).present
 
-    def upload_package(self, digest: str, data: bytes) -> str:
-        request = job_pb2.UploadPackageRequest(digest=digest, data=data)
-        return self._call(lambda s: s.jobs.UploadPackage, request, timeout=max(self.timeout, 300.0)).digest
+    def package_limits(self) -> job_pb2.PackageLimits | None:
+        """The broker's package limit and chunk size; None from a broker too old to say."""
+        try:
+            return self._call(lambda s: s.jobs.GetPackageLimits, job_pb2.GetPackageLimitsRequest())
+        except grpc.RpcError as err:
+            if err.code() == grpc.StatusCode.UNIMPLEMENTED:
+                return None
+            raise
+
+    def upload_package(self, digest: str, data: bytes, chunk_bytes: int = UPLOAD_CHUNK_BYTES) -> str:
+        """Send a package as a stream of chunks, so its size is bounded by the broker's
+        package limit rather than by one gRPC message."""
+        def send(stubs: Stubs) -> Callable[..., job_pb2.UploadPackageResponse]:
+            # A fresh chunk iterator per try: a call that went to a standby consumed nothing useful.
+            return lambda _request, **kw: stubs.jobs.UploadPackageStream(
+                package_chunks(digest, data, chunk_bytes), **kw)
+        return self._call(send, None, timeout=max(self.timeout, 300.0)).digest
 
     def ensure_package(self, digest: str, data: bytes) -> bool:
         """Upload unless the broker already holds `digest`; True when bytes were sent."""
@@ -340,3 +355,10 @@ class BrokerClient:
             return False
         self.upload_package(digest, data)
         return True
+
+
+def package_chunks(digest: str, data: bytes, chunk_bytes: int = UPLOAD_CHUNK_BYTES) -> Iterator[common_pb2.PackageChunk]:
+    """`data` as upload chunks: the digest and total size ride on the first."""
+    yield common_pb2.PackageChunk(digest=digest, size=len(data), data=data[:chunk_bytes])
+    for start in range(chunk_bytes, len(data), chunk_bytes):
+        yield common_pb2.PackageChunk(data=data[start:start + chunk_bytes])

@@ -39,6 +39,7 @@ EXIT_UNREACHABLE = 3
 EXIT_AUTH = 4
 EXIT_NOT_FOUND = 5
 EXIT_TIMEOUT = 6        # a wait (e.g. `admin site drain`) ran out of time
+EXIT_PENDING = 7        # the job has not started, so it has no log yet (`job logs` without --follow)
 EXIT_INTERRUPTED = 130
 
 

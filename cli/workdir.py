@@ -20,8 +20,8 @@ import pathspec
 
 from .parsing import format_bytes, parse_size
 
-DEFAULT_MAX_BYTES = 20 * 1024 * 1024
-MAX_BYTES_ENV = "MINGA_MAX_PACKAGE_BYTES"
+DEFAULT_MAX_BYTES = 64 * 1024 * 1024   # a broker's default limit, assumed when it does not state its own
+MAX_BYTES_ENV = "MINGA_MAX_PACKAGE_BYTES"   # a lower cap on this machine only; never raises the broker's
 _FIXED_TIME = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip entry can hold
 _ALWAYS_SKIP = frozenset({".git"})
 
@@ -31,21 +31,42 @@ class PackageError(ValueError):
 
 
 @dataclass(frozen=True)
+class Limit:
+    """The size a package must stay within here, and the advice for going past it."""
+
+    max_bytes: int
+    advice: str   # appended to the too-big error: which setting to change, and who changes it
+
+
+@dataclass(frozen=True)
 class Package:
     digest: str  # "sha256:<hex>" of `data`
     data: bytes  # the zip archive
     files: int
 
 
-def max_package_bytes() -> int:
-    """The size limit: $MINGA_MAX_PACKAGE_BYTES (bytes or a size like 50MiB), else 20 MiB."""
+def max_package_bytes() -> int | None:
+    """This machine's own cap, $MINGA_MAX_PACKAGE_BYTES (bytes or a size like 50MiB); None if unset."""
     raw = os.environ.get(MAX_BYTES_ENV, "").strip()
     if not raw:
-        return DEFAULT_MAX_BYTES
+        return None
     try:
         return parse_size(raw)
     except ValueError as exc:
         raise PackageError(f"{MAX_BYTES_ENV}={raw!r} is not a size: use bytes or e.g. 50MiB") from exc
+
+
+def effective_limit(broker_max: int | None, broker_setting: str = "") -> Limit:
+    """The limit to pack within: the broker's (None: a broker too old to say, so the
+    default), lowered by $MINGA_MAX_PACKAGE_BYTES if set. The advice names only a setting
+    that lifts the limit that binds: raising the local cap past the broker's does nothing."""
+    local = max_package_bytes()
+    broker = broker_max if broker_max and broker_max > 0 else DEFAULT_MAX_BYTES
+    if local is not None and local < broker:
+        return Limit(local, f", or raise {MAX_BYTES_ENV} (a cap on this machine; the broker accepts up to "
+                            f"{format_bytes(broker)})")
+    who = broker_setting or "its operator sets it when starting the broker"
+    return Limit(broker, f"; the broker accepts at most {format_bytes(broker)} ({who})")
 
 
 def _load_ignore(directory: Path) -> pathspec.GitIgnoreSpec | None:
@@ -108,15 +129,15 @@ def _entry(name: str, path: Path) -> zipfile.ZipInfo:
     return info
 
 
-def pack(root: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> Package:
-    """Zip `root` deterministically; PackageError when the zip exceeds `max_bytes`."""
+def pack(root: Path, max_bytes: int = DEFAULT_MAX_BYTES, advice: str = "") -> Package:
+    """Zip `root` deterministically; PackageError (ending in `advice`) when the zip exceeds `max_bytes`."""
     root = root.expanduser()
     if not root.is_dir():
         raise PackageError(f"working dir {root} is not a directory")
     files = list_files(root)
     raw_total = sum(p.stat().st_size for _, p in files)
     if raw_total > 10 * max_bytes:  # hopeless even with good compression: do not zip gigabytes first
-        _too_big(root, files, raw_total, max_bytes, "holds")
+        _too_big(root, files, raw_total, max_bytes, "holds", advice)
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as archive:
         for name, path in files:
@@ -126,14 +147,14 @@ def pack(root: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> Package:
                 raise PackageError(f"cannot read {path}: {exc.strerror or exc}") from exc
     data = buffer.getvalue()
     if len(data) > max_bytes:
-        _too_big(root, files, len(data), max_bytes, "packs to")
+        _too_big(root, files, len(data), max_bytes, "packs to", advice)
     return Package(digest="sha256:" + hashlib.sha256(data).hexdigest(), data=data, files=len(files))
 
 
-def _too_big(root: Path, files: list[tuple[str, Path]], size: int, limit: int, verb: str) -> None:
+def _too_big(root: Path, files: list[tuple[str, Path]], size: int, limit: int, verb: str, advice: str) -> None:
     biggest = max(files, key=lambda f: f[1].stat().st_size)
     raise PackageError(
         f"working dir {root} {verb} {format_bytes(size)}, over the {format_bytes(limit)} limit "
         f"(largest file: {biggest[0]}, {format_bytes(biggest[1].stat().st_size)}): "
-        f"add big files to .gitignore or raise {MAX_BYTES_ENV}"
+        f"add big files to .gitignore{advice}"
     )

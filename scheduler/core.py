@@ -9,6 +9,7 @@ from scheduler.enrollment import Enrollment
 from scheduler.leases import SiteLeases
 from scheduler.sessions import SessionRegistry
 from scheduler.store import Store
+from scheduler.validation import MAX_PACKAGE_BYTES
 
 
 @dataclass
@@ -20,3 +21,4 @@ class Core:
     cycle: SchedulingCycle
     leases: SiteLeases
     enrollment: Enrollment | None = None   # None: no federation CA, sites hold bearer tokens
+    max_package_bytes: int = MAX_PACKAGE_BYTES   # the largest working-dir package accepted

@@ -38,7 +38,9 @@ from scheduler.leases import DEFAULT_TTL_SECONDS, SiteLeases
 from scheduler.domain import InvalidArgument, Principal, Role, Unauthenticated
 from scheduler.paths import data_dir
 from scheduler.pki import SITE_CERT_DAYS, BrokerPki, has_broker_pki, load_broker_pki
+from scheduler.service.packages import check_limit_setting
 from scheduler.sessions import SessionRegistry
+from scheduler.validation import MAX_PACKAGE_BYTES
 from scheduler.store import Store
 
 log = logging.getLogger(__name__)
@@ -68,6 +70,7 @@ class BrokerConfig:
     site_listen: str = ""               # HOST:PORT of the site port; "": the listen host, port + 1 (0: any)
     site_advertise: str = ""            # where sites reach the site port(s), "h1:p1,h2:p2"; "": derived
     site_cert_lifetime: dt.timedelta = dt.timedelta(days=SITE_CERT_DAYS)
+    max_package_bytes: int = MAX_PACKAGE_BYTES   # the largest working-dir package it accepts (chunked)
 
 
 class Broker:
@@ -90,6 +93,7 @@ class Broker:
 
     def start(self) -> None:
         host, port = split_listen(self.config.listen)
+        check_limit_setting(self.config.max_package_bytes)
         pki = self._load_pki()
         tls = _load_tls(self.config.tls_cert, self.config.tls_key)
         if tls is None and pki is not None:
@@ -107,7 +111,7 @@ class Broker:
         leases = SiteLeases(self.clock, self.config.lease_ttl_seconds)
         cycle = SchedulingCycle(store, sessions, self.clock, leases, self.config.tick_seconds)  # started on leading
         self.core = Core(store=store, clock=self.clock, ids=self.ids, sessions=sessions, cycle=cycle,
-                         leases=leases)
+                         leases=leases, max_package_bytes=self.config.max_package_bytes)
         server = _grpc_server(AuthInterceptor(bearer_authenticator(self._authenticate), self._refusal, self._audit)
                               .limit(self._rate_limits()).resolve_targets(store.accounts.owner_of))
         job_pb2_grpc.add_JobServiceServicer_to_server(JobServicer(self.core), server)
@@ -294,6 +298,7 @@ class Broker:
 
 # What the site port serves: a site's own calls, nothing a user makes.
 SITE_PORT_RPCS = frozenset({"/minga.v1.SiteService/Connect", "/minga.v1.SiteService/FetchPackage",
+                            "/minga.v1.SiteService/FetchPackageStream",
                             "/minga.v1.SiteService/RenewCertificate"})
 
 

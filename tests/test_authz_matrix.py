@@ -46,6 +46,7 @@ EXPECTED: dict[str, dict[str, str]] = {
     "Join": {"nobody": "both", "admin": "both", "inst-admin": "both", "researcher": "both", "site": "both"},
     "Connect": {"site": "both"},
     "FetchPackage": {"site": "both"},
+    "FetchPackageStream": {"site": "both"},
     "RenewCertificate": {"site": "both"},
     "SubmitJob": RESEARCHERS,
     "GetJob": RESEARCHERS,
@@ -54,6 +55,8 @@ EXPECTED: dict[str, dict[str, str]] = {
     "GetJobLogs": RESEARCHERS,
     "HasPackage": EVERY_USER,
     "UploadPackage": EVERY_USER,
+    "UploadPackageStream": EVERY_USER,
+    "GetPackageLimits": EVERY_USER,
     "AddInstitution": ADMIN,
     "ListInstitutions": EVERY_USER,
     "AddUser": INSTITUTION_STAFF,
@@ -183,6 +186,7 @@ def _lending(w: World, p: Place) -> dict[str, Any]:
 REQUESTS: dict[str, Callable[[World, Place], dict[str, Any]]] = {
     "Join": lambda w, p: {"join_token": "mgj_not-a-real-one"},
     "FetchPackage": lambda w, p: {"digest": "sha256:" + "0" * 64},
+    "FetchPackageStream": lambda w, p: {"digest": "sha256:" + "0" * 64},
     "SubmitJob": lambda w, p: {"spec": common_pb2.JobSpec(entrypoint="python x.py",
                                                           resources=common_pb2.Resources(gpus=0))},
     "GetJob": lambda w, p: {"job_id": p.job},
@@ -190,6 +194,7 @@ REQUESTS: dict[str, Callable[[World, Place], dict[str, Any]]] = {
     "GetJobLogs": lambda w, p: {"job_id": p.job},
     "HasPackage": lambda w, p: {"digest": "sha256:" + "1" * 64},
     "UploadPackage": lambda w, p: {"digest": "sha256:" + "2" * 64, "data": b"not it"},
+    "UploadPackageStream": lambda w, p: {"digest": "sha256:" + "2" * 64, "size": 6, "data": b"not it"},
     "AddInstitution": lambda w, p: {"institution": admin_pb2.Institution(
         slug=w.fresh("inst"), name="New", country="AR")},
     "AddUser": lambda w, p: {"name": w.fresh("newbie"), "institution": p.inst, "role": common_pb2.ROLE_RESEARCHER},
@@ -233,6 +238,8 @@ def call(w: World, rpc: str, role: str, variant: str) -> tuple[grpc.StatusCode, 
             stream = channel.stream_stream(path)(iter([hello]), metadata=md, timeout=5)
             next(stream)                     # the welcome, or the refusal
             stream.cancel()
+        elif method.client_streaming:
+            channel.stream_unary(path)(iter([raw]), metadata=md, timeout=5)
         elif method.server_streaming:
             for _ in zip(range(1), channel.unary_stream(path)(raw, metadata=md, timeout=5)):
                 pass

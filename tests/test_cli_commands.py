@@ -97,6 +97,18 @@ class FakeJobs(job_pb2_grpc.JobServiceServicer):
         self.packages[request.digest] = request.data
         return job_pb2.UploadPackageResponse(digest=request.digest)
 
+    def UploadPackageStream(self, request_iterator, context):  # noqa: N802
+        _caller(context)
+        chunks = list(request_iterator)
+        self.uploads += 1
+        self.packages[chunks[0].digest] = b"".join(c.data for c in chunks)
+        return job_pb2.UploadPackageResponse(digest=chunks[0].digest)
+
+    def GetPackageLimits(self, request, context):  # noqa: N802
+        _caller(context)
+        return job_pb2.PackageLimits(max_package_bytes=64 * 1024 * 1024, chunk_bytes=1024 * 1024,
+                                     setting="set by its operator")
+
 
 class FakeAdmin(admin_pb2_grpc.AdminServiceServicer):
     def __init__(self) -> None:

@@ -76,7 +76,7 @@ def test_size_limit_names_size_limit_and_largest_file(tmp_path: Path) -> None:
     message = str(info.value)
     assert "over the 97.7 KiB limit" in message
     assert "largest file: weights.bin" in message
-    assert "MINGA_MAX_PACKAGE_BYTES" in message
+    assert "add big files to .gitignore" in message
 
 
 def test_ignored_big_file_does_not_count(tmp_path: Path) -> None:
@@ -86,7 +86,7 @@ def test_ignored_big_file_does_not_count(tmp_path: Path) -> None:
 
 def test_limit_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(workdir.MAX_BYTES_ENV, raising=False)
-    assert workdir.max_package_bytes() == 20 * 1024 * 1024
+    assert workdir.max_package_bytes() is None      # unset: the broker's limit binds
     monkeypatch.setenv(workdir.MAX_BYTES_ENV, "50MiB")
     assert workdir.max_package_bytes() == 50 * 1024 * 1024
     monkeypatch.setenv(workdir.MAX_BYTES_ENV, "1234")
@@ -94,6 +94,23 @@ def test_limit_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(workdir.MAX_BYTES_ENV, "lots")
     with pytest.raises(workdir.PackageError, match="MINGA_MAX_PACKAGE_BYTES"):
         workdir.max_package_bytes()
+
+
+def test_hint_names_the_limit_that_binds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The advice names only a setting that lifts the binding limit: the local cap when it
+    is the lower one, else the broker's own setting (raising the local cap would do nothing)."""
+    monkeypatch.delenv(workdir.MAX_BYTES_ENV, raising=False)
+    broker = workdir.effective_limit(1_000_000, "set with --max-package-bytes")
+    assert broker.max_bytes == 1_000_000
+    assert workdir.MAX_BYTES_ENV not in broker.advice and "--max-package-bytes" in broker.advice
+    monkeypatch.setenv(workdir.MAX_BYTES_ENV, "5000000")   # above the broker's: the broker binds
+    assert workdir.effective_limit(1_000_000, "x").max_bytes == 1_000_000
+    assert workdir.MAX_BYTES_ENV not in workdir.effective_limit(1_000_000, "x").advice
+    monkeypatch.setenv(workdir.MAX_BYTES_ENV, "1000")      # below: this machine's cap binds
+    local = workdir.effective_limit(1_000_000, "x")
+    assert local.max_bytes == 1000 and workdir.MAX_BYTES_ENV in local.advice
+    monkeypatch.delenv(workdir.MAX_BYTES_ENV)
+    assert workdir.effective_limit(None).max_bytes == workdir.DEFAULT_MAX_BYTES   # a broker that does not say
 
 
 def test_not_a_directory(tmp_path: Path) -> None:

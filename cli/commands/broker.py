@@ -14,7 +14,7 @@ import typer
 from .. import errors, render
 from ..lifecycle import configure_logging, stop_signals, wait_until
 from ..options import BrokerOpt, CaOpt, OutputOpt, TokenOpt, client
-from ..parsing import parse_duration
+from ..parsing import parse_duration, parse_size
 from ..render import Output
 
 app = typer.Typer(help="Run the broker (federation operators).", no_args_is_help=True)
@@ -87,6 +87,10 @@ def serve(
     rate_limit: Annotated[float, typer.Option("--rate-limit", help="Calls per second each token, site or "
                                               "address may make, in bursts of 10 s worth; a site stream may "
                                               "send 10 times as many messages. 0: no limit.")] = 200.0,
+    max_package_bytes: Annotated[str, typer.Option("--max-package-bytes", envvar="MINGA_BROKER_MAX_PACKAGE_BYTES",
+                                                   help="Largest working-dir package accepted (bytes or a size "
+                                                   "like 200MiB; at most 512MiB); clients read it before "
+                                                   "uploading.")] = "64MiB",
     output: OutputOpt = Output.table,
 ) -> None:
     """Serve the broker until Ctrl-C or SIGTERM."""
@@ -102,12 +106,17 @@ def serve(
                                  param_hint="--lease-ttl")
     if rate_limit < 0:
         raise typer.BadParameter(f"{rate_limit:g} is negative: use 0 (no limit) or more", param_hint="--rate-limit")
+    try:
+        package_limit = parse_size(max_package_bytes)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--max-package-bytes") from exc
     configure_logging()
     broker = Broker(BrokerConfig(listen=listen, db_url=db, admin_token_file=admin_token_file,
                                  token_key_file=token_key_file,
                                  tls_cert=tls_cert, tls_key=tls_key, insecure=insecure,
                                  lease_ttl_seconds=ttl_seconds, advertise=advertise, pki_dir=pki_dir,
-                                 site_listen=site_listen, site_advertise=site_advertise, rate_limit=rate_limit))
+                                 site_listen=site_listen, site_advertise=site_advertise, rate_limit=rate_limit,
+                                 max_package_bytes=package_limit))
     try:
         broker.start()
     except MingaError as exc:

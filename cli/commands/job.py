@@ -63,8 +63,12 @@ def entrypoint_of(words: list[str]) -> str:
 
 
 def _upload_working_dir(c: BrokerClient, directory: Path) -> str:
+    """Pack within the broker's stated limit (checked before any byte is sent), then upload."""
+    limits = c.package_limits()
     try:
-        package = workdir.pack(directory, workdir.max_package_bytes())
+        limit = workdir.effective_limit(limits.max_package_bytes if limits else None,
+                                        limits.setting if limits else "")
+        package = workdir.pack(directory, limit.max_bytes, limit.advice)
     except workdir.PackageError as exc:
         raise errors.usage_error(str(exc)) from exc
     sent = c.ensure_package(package.digest, package.data)
@@ -196,15 +200,34 @@ def status(
 def logs(
     ctx: typer.Context,
     job_id: Annotated[str, typer.Argument(metavar="ID", help="Job id.")],
-    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep streaming until the job ends.")] = False,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep streaming until the job ends; a pending "
+                                         "job is waited for until it starts.")] = False,
     broker: BrokerOpt = None, token: TokenOpt = None, ca: CaOpt = None,
 ) -> None:
-    """Print the log of the job's current or last run, as raw bytes."""
+    """Print the log of the job's current or last run, as raw bytes.
+
+    A pending job has no log yet: it says so and why, and exits with code 7, or with
+    --follow waits for the job to start and then streams its log."""
     out = sys.stdout.buffer
     with client(ctx, broker, token, ca) as c, errors.explain(not_found=f"no job {job_id}"):
+        pending = c.get_job(job_id)
+        pending = pending if pending.state == common_pb2.JOB_STATE_PENDING else None
+        if pending is not None and follow:
+            typer.echo(f"{_pending_note(pending)}; waiting for it to start (Ctrl-C stops waiting, "
+                       "the job stays queued)", err=True)
         for chunk in c.job_logs(job_id, follow=follow):
             out.write(chunk.data)
             out.flush()
+    if pending is not None and not follow:
+        typer.echo(f"{_pending_note(pending)}; its log starts when it runs: "
+                   f"minga job logs --follow {job_id}", err=True)
+        raise typer.Exit(errors.EXIT_PENDING)
+
+
+def _pending_note(job: common_pb2.Job) -> str:
+    """"job j-1 is pending: <why it waits>", the reason `job status` shows."""
+    again = f" again after {job.attempts} attempt{'s' if job.attempts != 1 else ''}" if job.attempts else ""
+    return f"job {job.id} is pending{again}: {job.reason or 'waiting for the next scheduling cycle'}"
 
 
 @app.command("cancel")

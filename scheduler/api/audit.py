@@ -20,6 +20,7 @@ AUDITED: dict[str, Target] = {
     "/minga.v1.JobService/SubmitJob": lambda q, r: r.job.id if r is not None else "",
     "/minga.v1.JobService/CancelJob": lambda q, r: q.job_id,
     "/minga.v1.JobService/UploadPackage": lambda q, r: q.digest,
+    "/minga.v1.JobService/UploadPackageStream": lambda q, r: r.digest if r is not None else "",
     "/minga.v1.AdminService/AddInstitution": lambda q, r: q.institution.slug,
     "/minga.v1.AdminService/AddUser": lambda q, r: q.name,
     "/minga.v1.AdminService/CreateSiteToken": lambda q, r: f"{q.institution}/{q.site}",

@@ -94,6 +94,7 @@ POLICY: dict[str, Rule] = {
     "/minga.v1.SiteService/Join": Rule(public=True),
     "/minga.v1.SiteService/Connect": rule(site=SELF),
     "/minga.v1.SiteService/FetchPackage": rule(site=SELF),
+    "/minga.v1.SiteService/FetchPackageStream": rule(site=SELF),
     "/minga.v1.SiteService/RenewCertificate": rule(site=SELF),  # site port: the certificate names the site
     "/minga.v1.JobService/SubmitJob": rule(**RESEARCH),        # charged to the caller's institution
     "/minga.v1.JobService/GetJob": rule(named("job", "job_id"), **RESEARCH),
@@ -102,6 +103,8 @@ POLICY: dict[str, Rule] = {
     "/minga.v1.JobService/GetJobLogs": rule(named("job", "job_id"), **RESEARCH),
     "/minga.v1.JobService/HasPackage": rule(**EVERYONE),       # content-addressed, no owner
     "/minga.v1.JobService/UploadPackage": rule(**EVERYONE),
+    "/minga.v1.JobService/UploadPackageStream": rule(**EVERYONE),
+    "/minga.v1.JobService/GetPackageLimits": rule(**EVERYONE),
     "/minga.v1.AdminService/AddInstitution": rule(**ADMIN_ONLY),
     "/minga.v1.AdminService/ListInstitutions": rule(**EVERYONE),
     "/minga.v1.AdminService/AddUser": rule(_new_user, **INSTITUTION),

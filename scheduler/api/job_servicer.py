@@ -8,7 +8,7 @@ from minga.v1 import common_pb2, job_pb2, job_pb2_grpc
 from scheduler.api.convert import job_state_from_pb, job_to_pb, spec_from_pb
 from scheduler.api.interceptor import CallContext
 from scheduler.core import Core
-from scheduler.service import jobs
+from scheduler.service import jobs, packages
 
 
 class JobServicer(job_pb2_grpc.JobServiceServicer):
@@ -41,3 +41,12 @@ class JobServicer(job_pb2_grpc.JobServiceServicer):
 
     def UploadPackage(self, request: job_pb2.UploadPackageRequest, context: CallContext) -> job_pb2.UploadPackageResponse:
         return job_pb2.UploadPackageResponse(digest=jobs.upload_package(self.core, request.digest, request.data))
+
+    def UploadPackageStream(self, request_iterator: Iterator[common_pb2.PackageChunk],
+                            context: CallContext) -> job_pb2.UploadPackageResponse:
+        chunks = ((c.digest, c.size, c.data) for c in request_iterator)
+        return job_pb2.UploadPackageResponse(digest=packages.receive_package(self.core, chunks))
+
+    def GetPackageLimits(self, request: job_pb2.GetPackageLimitsRequest, context: CallContext) -> job_pb2.PackageLimits:
+        return job_pb2.PackageLimits(max_package_bytes=self.core.max_package_bytes,
+                                     chunk_bytes=packages.CHUNK_BYTES, setting=packages.LIMIT_SETTING)

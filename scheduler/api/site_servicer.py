@@ -12,13 +12,13 @@ import threading
 from collections.abc import Iterator
 
 import grpc
-from minga.v1 import site_pb2, site_pb2_grpc
+from minga.v1 import common_pb2, site_pb2, site_pb2_grpc
 
 from scheduler.api.convert import command_to_pb, inventory_from_pb, run_report_from_pb
 from scheduler.api.interceptor import CallContext, status_for
 from scheduler.core import Core
 from scheduler.domain import InvalidArgument
-from scheduler.service import sites
+from scheduler.service import packages, sites
 from scheduler.sessions import SiteSession
 
 log = logging.getLogger(__name__)
@@ -44,6 +44,12 @@ class SiteServicer(site_pb2_grpc.SiteServiceServicer):
     def FetchPackage(self, request: site_pb2.FetchPackageRequest, context: CallContext) -> site_pb2.FetchPackageResponse:
         data = sites.fetch_package(self.core, context.caller, request.digest)
         return site_pb2.FetchPackageResponse(digest=request.digest, data=data)
+
+    def FetchPackageStream(self, request: site_pb2.FetchPackageRequest,
+                           context: CallContext) -> Iterator[common_pb2.PackageChunk]:
+        data = sites.fetch_package(self.core, context.caller, request.digest)
+        for digest, size, chunk in packages.package_chunks(data, request.digest):
+            yield common_pb2.PackageChunk(digest=digest, size=size, data=chunk)
 
     def Connect(self, request_iterator: Iterator[site_pb2.AgentMessage],
                 context: CallContext) -> Iterator[site_pb2.BrokerMessage]:

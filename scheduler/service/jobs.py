@@ -1,7 +1,6 @@
 """Submitting, reading, cancelling jobs and reading their logs."""
 from __future__ import annotations
 
-import hashlib
 from dataclasses import replace
 import threading
 from collections.abc import Callable, Iterator
@@ -11,8 +10,8 @@ from scheduler.core import Core
 from scheduler.domain import FailedPrecondition, InvalidArgument, Job, JobSpec, JobState, Principal
 from scheduler.policy.feasibility import submit_rejection
 from scheduler.service.access import institution_scope, visible_job
-from scheduler.archive import check_archive
-from scheduler.validation import MAX_PACKAGE_BYTES, check_digest, check_job_spec
+from scheduler.service import packages
+from scheduler.validation import check_digest, check_job_spec
 
 MAX_IDEMPOTENCY_KEY = 128
 LOG_POLL_SECONDS = 0.2
@@ -88,12 +87,5 @@ def has_package(core: Core, digest: str) -> bool:
 
 
 def upload_package(core: Core, digest: str, data: bytes) -> str:
-    check_digest("digest", digest)
-    if len(data) > MAX_PACKAGE_BYTES:
-        raise InvalidArgument(f"package is {len(data)} bytes; the limit is {MAX_PACKAGE_BYTES}")
-    actual = "sha256:" + hashlib.sha256(data).hexdigest()
-    if actual != digest:
-        raise InvalidArgument(f"digest does not match the data (data is {actual})")
-    check_archive(data)   # refused here, before any site fetches it
-    core.store.blobs.put_package(digest, data, core.clock.now())
-    return digest
+    """The one-message upload (older clients): the same checks as a chunked one."""
+    return packages.receive_package(core, [(digest, len(data), data)])

@@ -84,3 +84,17 @@ class UploadPackageResponse(_message.Message):
     DIGEST_FIELD_NUMBER: _ClassVar[int]
     digest: str
     def __init__(self, digest: _Optional[str] = ...) -> None: ...
+
+class GetPackageLimitsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class PackageLimits(_message.Message):
+    __slots__ = ("max_package_bytes", "chunk_bytes", "setting")
+    MAX_PACKAGE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_BYTES_FIELD_NUMBER: _ClassVar[int]
+    SETTING_FIELD_NUMBER: _ClassVar[int]
+    max_package_bytes: int
+    chunk_bytes: int
+    setting: str
+    def __init__(self, max_package_bytes: _Optional[int] = ..., chunk_bytes: _Optional[int] = ..., setting: _Optional[str] = ...) -> None: ...

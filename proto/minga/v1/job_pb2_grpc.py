@@ -70,6 +70,16 @@ class JobServiceStub:
                 request_serializer=minga_dot_v1_dot_job__pb2.UploadPackageRequest.SerializeToString,
                 response_deserializer=minga_dot_v1_dot_job__pb2.UploadPackageResponse.FromString,
                 _registered_method=True)
+        self.UploadPackageStream = channel.stream_unary(
+                '/minga.v1.JobService/UploadPackageStream',
+                request_serializer=minga_dot_v1_dot_common__pb2.PackageChunk.SerializeToString,
+                response_deserializer=minga_dot_v1_dot_job__pb2.UploadPackageResponse.FromString,
+                _registered_method=True)
+        self.GetPackageLimits = channel.unary_unary(
+                '/minga.v1.JobService/GetPackageLimits',
+                request_serializer=minga_dot_v1_dot_job__pb2.GetPackageLimitsRequest.SerializeToString,
+                response_deserializer=minga_dot_v1_dot_job__pb2.PackageLimits.FromString,
+                _registered_method=True)
 
 
 class JobServiceServicer:
@@ -119,6 +129,21 @@ class JobServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UploadPackageStream(self, request_iterator, context):
+        """Uploads a package in chunks, so any size under the broker's limit goes through
+        (one message is capped by gRPC). The broker stops reading at its limit.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetPackageLimits(self, request, context):
+        """The broker's package limit, for a client to check before packing and uploading.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_JobServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -156,6 +181,16 @@ def add_JobServiceServicer_to_server(servicer, server):
                     servicer.UploadPackage,
                     request_deserializer=minga_dot_v1_dot_job__pb2.UploadPackageRequest.FromString,
                     response_serializer=minga_dot_v1_dot_job__pb2.UploadPackageResponse.SerializeToString,
+            ),
+            'UploadPackageStream': grpc.stream_unary_rpc_method_handler(
+                    servicer.UploadPackageStream,
+                    request_deserializer=minga_dot_v1_dot_common__pb2.PackageChunk.FromString,
+                    response_serializer=minga_dot_v1_dot_job__pb2.UploadPackageResponse.SerializeToString,
+            ),
+            'GetPackageLimits': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPackageLimits,
+                    request_deserializer=minga_dot_v1_dot_job__pb2.GetPackageLimitsRequest.FromString,
+                    response_serializer=minga_dot_v1_dot_job__pb2.PackageLimits.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -347,6 +382,60 @@ class JobService:
             '/minga.v1.JobService/UploadPackage',
             minga_dot_v1_dot_job__pb2.UploadPackageRequest.SerializeToString,
             minga_dot_v1_dot_job__pb2.UploadPackageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UploadPackageStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/minga.v1.JobService/UploadPackageStream',
+            minga_dot_v1_dot_common__pb2.PackageChunk.SerializeToString,
+            minga_dot_v1_dot_job__pb2.UploadPackageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPackageLimits(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/minga.v1.JobService/GetPackageLimits',
+            minga_dot_v1_dot_job__pb2.GetPackageLimitsRequest.SerializeToString,
+            minga_dot_v1_dot_job__pb2.PackageLimits.FromString,
             options,
             channel_credentials,
             insecure,

@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from minga.v1 import common_pb2 as minga_dot_v1_dot_common__pb2
 from minga.v1 import site_pb2 as minga_dot_v1_dot_site__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -54,6 +55,11 @@ class SiteServiceStub:
                 request_serializer=minga_dot_v1_dot_site__pb2.FetchPackageRequest.SerializeToString,
                 response_deserializer=minga_dot_v1_dot_site__pb2.FetchPackageResponse.FromString,
                 _registered_method=True)
+        self.FetchPackageStream = channel.unary_stream(
+                '/minga.v1.SiteService/FetchPackageStream',
+                request_serializer=minga_dot_v1_dot_site__pb2.FetchPackageRequest.SerializeToString,
+                response_deserializer=minga_dot_v1_dot_common__pb2.PackageChunk.FromString,
+                _registered_method=True)
 
 
 class SiteServiceServicer:
@@ -89,6 +95,13 @@ class SiteServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def FetchPackageStream(self, request, context):
+        """The same, in chunks: a package may be larger than one gRPC message.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SiteServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -111,6 +124,11 @@ def add_SiteServiceServicer_to_server(servicer, server):
                     servicer.FetchPackage,
                     request_deserializer=minga_dot_v1_dot_site__pb2.FetchPackageRequest.FromString,
                     response_serializer=minga_dot_v1_dot_site__pb2.FetchPackageResponse.SerializeToString,
+            ),
+            'FetchPackageStream': grpc.unary_stream_rpc_method_handler(
+                    servicer.FetchPackageStream,
+                    request_deserializer=minga_dot_v1_dot_site__pb2.FetchPackageRequest.FromString,
+                    response_serializer=minga_dot_v1_dot_common__pb2.PackageChunk.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -221,6 +239,33 @@ class SiteService:
             '/minga.v1.SiteService/FetchPackage',
             minga_dot_v1_dot_site__pb2.FetchPackageRequest.SerializeToString,
             minga_dot_v1_dot_site__pb2.FetchPackageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FetchPackageStream(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/minga.v1.SiteService/FetchPackageStream',
+            minga_dot_v1_dot_site__pb2.FetchPackageRequest.SerializeToString,
+            minga_dot_v1_dot_common__pb2.PackageChunk.FromString,
             options,
             channel_credentials,
             insecure,
