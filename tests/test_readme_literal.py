@@ -84,6 +84,7 @@ class Shell:
     def __init__(self, cwd: Path, env: dict[str, str]) -> None:
         self.proc = subprocess.Popen(["bash", "--noprofile", "--norc"], cwd=cwd, env=env, stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+        self.cwd = cwd
         self.mark = f"__readme_{uuid.uuid4().hex}"
         self.lines: queue.Queue[str] = queue.Queue()
         self.transcript: list[str] = []
@@ -188,9 +189,10 @@ def _stop_background(sh: Shell) -> None:
 
 
 def _site_ready(sh: Shell) -> bool:
-    status, out = sh.run("minga site list --output json")
+    # Into a file: the background agent writes to the same terminal.
+    status, out = sh.run("minga site list --output json > ../sites.json")
     assert status == 0, out
-    sites = json.loads(out[out.index("["):])
+    sites = json.loads((sh.cwd.parent / "sites.json").read_text())
     return bool(sites) and all(s["connected"] and sum(g["total"] for g in s["gpus"]) > 0 for s in sites)
 
 
