@@ -123,3 +123,19 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def test_the_paste_block_says_plain_minga_after_putting_it_on_path(capsys: pytest.CaptureFixture[str]) -> None:
+    from cli.commands.up import _announce
+    from cli.up import SiteInfo, UpInfo
+
+    info = UpInfo(broker="127.0.0.1:5", researcher="ana", institution="uchile", token="mgu_x",
+                  admin_token_file="/d/admin-token", data_dir="/d", ca_file="/d/pki/ca.crt",
+                  sites=[SiteInfo("uchile-local", "uchile", "CL", "http://127.0.0.1:9", 1)], moved_from="127.0.0.1:4")
+    _announce(info, ". /v/bin/activate")
+    out = capsys.readouterr().out
+    pasted = [line.strip() for line in out.split("paste:\n", 1)[1].split("\n\n", 1)[0].splitlines()]
+    assert pasted[0].startswith(". /v/bin/activate")
+    assert "MINGA_CA=/d/pki/ca.crt" in pasted[1]
+    assert all(line.startswith(("minga ", "export ")) for line in pasted[1:]), pasted   # no full paths
+    assert "127.0.0.1:4) is taken" in out

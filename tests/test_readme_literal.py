@@ -196,6 +196,15 @@ def _site_ready(sh: Shell) -> bool:
     return bool(sites) and all(s["connected"] and sum(g["total"] for g in s["gpus"]) > 0 for s in sites)
 
 
+def _paste_broker_hint(sh: Shell, printed: str) -> None:
+    """The line `broker serve` prints for the admin works pasted as is (in a subshell, so the
+    README's own lines run in the environment they were written for)."""
+    line = re.search(r"use it with: (export .*)$", printed, re.M)
+    assert line, printed
+    status, out = sh.run(f"( {line.group(1)}; minga admin institution list --output json )")
+    assert status == 0, f"the broker's hint failed when pasted:\n{line.group(1)}\n{out}"
+
+
 def test_readme_walkthrough_runs_as_written(shell: Shell) -> None:
     sh = shell
     for command in walkthrough_commands(README.read_text()):
@@ -211,10 +220,13 @@ def test_readme_walkthrough_runs_as_written(shell: Shell) -> None:
                 sh.until("the broker to listen", lambda: not _alive(pid) or any(
                     "broker listening on" in line for line in sh.transcript[before:]))
                 assert _alive(pid), f"the broker exited:\n{''.join(sh.transcript[before:])}"
+                _paste_broker_hint(sh, "".join(sh.transcript[before:]))
             else:
                 sh.until("the site to report its GPUs",
                          lambda: (_alive(pid) or pytest.fail(f"the agent exited:\n{''.join(sh.transcript)}"))
                          and _site_ready(sh))
+    hint = re.search(r"^  minga site join --broker \S+ --token <TOKEN> --ca (\S+)$", "".join(sh.transcript), re.M)
+    assert hint and Path(hint.group(1)).is_file(), "the site-token hint names no CA file that exists"
     # The README's last line stops the broker and the agent; `wait` returns once they are gone.
     status, out = sh.run("wait", timeout=90)
     assert status == 0 and not any(_alive(p) for p in sh.background), out
