@@ -20,6 +20,10 @@ BROKER_ENV = "MINGA_BROKER"
 TOKEN_ENV = "MINGA_TOKEN"
 CA_ENV = "MINGA_CA"
 CONFIG_FILE = "config.json"
+# `minga up` marks the config it writes, so a later run may refresh it but never
+# overwrites one that `minga login` wrote.
+WRITTEN_BY_KEY = "written_by"
+WRITTEN_BY_UP = "minga up"
 
 
 def config_path() -> Path:

@@ -8,12 +8,20 @@ real site join flow with a CSR, and real Agents in front of local Ray heads with
 logical GPUs. Nothing here decides anything a user could not do with the
 other commands; re-running reuses what exists (institutions, the researcher's
 token, the site credentials), so the printed token stays valid across runs.
+
+A re-run also keeps the broker's address: the port of the last run, saved in the
+data dir, is taken again when it is free, so an `export MINGA_BROKER=...` pasted
+earlier still works. And `minga up` saves broker, CA and the researcher's token to
+the CLI config (unless the user has a config of their own from `minga login`), so a
+plain `minga job list` works in any terminal without exports.
 """
 from __future__ import annotations
 
 import fcntl
 import os
+import shlex
 import shutil
+import socket
 import sys
 import threading
 import time
@@ -42,6 +50,7 @@ INSTITUTIONS: tuple[tuple[str, str, str], ...] = (
 )
 MAX_SITES = len(INSTITUTIONS)
 RESEARCHER = "ana"
+LAST_ADDRESS = "broker-address"   # in the data dir: the address of the last run, taken again when free
 SAMPLE_JOB = """python -c "import os; print(os.environ['CUDA_VISIBLE_DEVICES'])\""""
 
 
@@ -53,6 +62,7 @@ class UpConfig:
     listen: str = "127.0.0.1:0"
     data_dir: Path | None = None  # default: <MINGA_DATA_DIR or user data dir>/up
     ready_timeout: float = 180.0
+    write_cli_config: bool = False  # `minga up` sets it: save broker, CA and token where the CLI reads them
 
 
 @dataclass
@@ -76,6 +86,8 @@ class UpInfo:
     data_dir: str
     ca_file: str                # the federation CA: clients verify the broker with it
     sites: list[SiteInfo] = field(default_factory=list)
+    moved_from: str = ""        # the last run's address, when its port was taken and the broker moved
+    cli_config: str = ""        # the CLI config file written with broker, CA and token; "": left alone
 
 
 class DevFederation:
@@ -92,6 +104,7 @@ class DevFederation:
         self.heads: list[Any] = []
         self.agents: list[Any] = []
         self._lock_fd: int | None = None
+        self._moved_from = ""
 
     # -- lifecycle ------------------------------------------------------------
     def start(self) -> UpInfo:
@@ -103,6 +116,7 @@ class DevFederation:
                 token = self._ensure_accounts(admin)
                 sites = [self._start_site(admin, i) for i in range(self.cfg.sites)]
                 self._wait_ready(admin, [s.name for s in sites])
+            cli_config = self._write_cli_config(token) if self.cfg.write_cli_config else None
         except BaseException:
             with stop_signals(threading.Event()):  # a second Ctrl-C must not cut the cleanup short
                 self.stop()
@@ -110,7 +124,8 @@ class DevFederation:
         slug = INSTITUTIONS[0][0]
         return UpInfo(broker=self.broker.address, researcher=RESEARCHER, institution=slug, token=token,
                       admin_token_file=str(self.broker.admin_token_file), data_dir=str(self.dir),
-                      ca_file=str(self.ca_file), sites=sites)
+                      ca_file=str(self.ca_file), sites=sites, moved_from=self._moved_from,
+                      cli_config=str(cli_config or ""))
 
     def stop(self) -> None:
         """Stop exactly what start() started: agents, then Ray heads (by PID), then the broker."""
@@ -160,7 +175,8 @@ class DevFederation:
             host = split_listen(self.cfg.listen)[0]
             if not has_broker_pki(pki_dir):   # on the first run only: the sites' certificates hang on it
                 init_broker_pki(pki_dir, list(dict.fromkeys(["localhost", "127.0.0.1", "::1", host])))
-            self.broker = Broker(BrokerConfig(listen=self.cfg.listen, db_url=f"sqlite:///{self.dir / 'broker.db'}",
+            listen = self._stable_listen()
+            self.broker = Broker(BrokerConfig(listen=listen, db_url=f"sqlite:///{self.dir / 'broker.db'}",
                                               admin_token_file=self.dir / "admin-token", pki_dir=pki_dir,
                                               site_listen=f"{host}:0"))
         except MingaError as exc:
@@ -170,6 +186,39 @@ class DevFederation:
         except MingaError as exc:
             self.broker = None
             raise errors.usage_error(str(exc)) from exc
+        (self.dir / LAST_ADDRESS).write_text(self.broker.address + "\n")
+
+    def _stable_listen(self) -> str:
+        """--listen as given, but port 0 becomes the last run's port when that port is free,
+        so the address a user exported before a restart still reaches the broker."""
+        from scheduler.domain import MingaError
+        from scheduler.server import split_listen
+
+        host, port = split_listen(self.cfg.listen)
+        try:
+            last = (self.dir / LAST_ADDRESS).read_text().strip()
+            last_host, last_port = split_listen(last)
+        except (OSError, MingaError):  # no last run, or a file that is not HOST:PORT
+            return self.cfg.listen
+        if port != 0 or last_host != host:
+            return self.cfg.listen
+        if _port_free(host, last_port):
+            return last
+        self._moved_from = last
+        return self.cfg.listen
+
+    def _write_cli_config(self, token: str) -> Path | None:
+        """Save broker, CA and the researcher's token to the CLI config, unless the user's config
+        comes from `minga login` (theirs wins); returns the file written, or None."""
+        path = config.config_path()
+        try:
+            current = config.load_config(path)
+        except ValueError:
+            return None  # a broken config of the user's: theirs to fix, not ours to overwrite
+        if current and current.get(config.WRITTEN_BY_KEY) != config.WRITTEN_BY_UP:
+            return None
+        return config.save_config({"broker": self.broker.address, "token": token, "ca_file": str(self.ca_file),
+                                   config.WRITTEN_BY_KEY: config.WRITTEN_BY_UP}, path)
 
     def _admin_token(self) -> str:
         if self.broker.bootstrap_token:
@@ -247,6 +296,17 @@ class DevFederation:
             time.sleep(0.5)
 
 
+def _port_free(host: str, port: int) -> bool:
+    """Whether nothing listens on host:port now (a plain bind, without SO_REUSEPORT)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
 def _gpus(site: Any) -> int:
     return sum(p.total for p in site.inventory.gpus)
 
@@ -259,10 +319,18 @@ def _ignore_exists(call: Any) -> None:
             raise
 
 
-def minga_command() -> str:
-    """How to call this very `minga` from a shell: `minga` if PATH finds it, else its full path."""
-    here = Path(sys.executable).parent / "minga"
+def path_setup() -> str:
+    """The shell line that puts this very `minga` on PATH, or "" when PATH finds it already.
+
+    The paste block then says plain `minga` everywhere, as every later hint does
+    (`minga job logs --follow ...` after a submit), so all of them work in a new terminal."""
+    bin_dir = Path(sys.executable).parent
+    here = bin_dir / "minga"
     found = shutil.which("minga")
-    if found and (not here.exists() or Path(found).resolve() == here.resolve()):
-        return "minga"
-    return str(here) if here.exists() else "minga"
+    if not here.exists() or (found and Path(found).resolve() == here.resolve()):
+        return ""
+    activate = bin_dir / "activate"
+    if activate.exists():
+        return f". {shlex.quote(str(activate))}"
+    return f'export PATH={shlex.quote(str(bin_dir))}:"$PATH"'
+

@@ -2,16 +2,20 @@
 from __future__ import annotations
 
 import fcntl
+import json
 import os
+import socket
+import subprocess
 import sys
+from types import SimpleNamespace
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-from cli import errors
+from cli import config, errors
 from cli.client import BrokerClient
-from cli.up import INSTITUTIONS, SAMPLE_JOB, DevFederation, UpConfig
+from cli.up import INSTITUTIONS, LAST_ADDRESS, SAMPLE_JOB, DevFederation, UpConfig
 from minga.v1 import common_pb2
 
 
@@ -37,6 +41,33 @@ def test_one_up_per_data_dir(tmp_path: Path) -> None:
     assert not (tmp_path / "broker.db").exists()  # nothing was started
 
 
+def test_a_taken_port_moves_the_broker_and_says_so(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        (tmp_path / LAST_ADDRESS).write_text(f"127.0.0.1:{port}\n")
+        fed = DevFederation(UpConfig(data_dir=tmp_path))
+        assert fed._stable_listen() == "127.0.0.1:0" and fed._moved_from == f"127.0.0.1:{port}"
+    fed = DevFederation(UpConfig(data_dir=tmp_path))
+    assert fed._stable_listen() == f"127.0.0.1:{port}" and not fed._moved_from   # free again: taken back
+    assert DevFederation(UpConfig(data_dir=tmp_path, listen="127.0.0.1:7")).\
+        _stable_listen() == "127.0.0.1:7"   # an explicit --listen port wins
+
+
+def test_up_leaves_a_login_config_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MINGA_CONFIG_DIR", str(tmp_path / "config"))
+    fed = DevFederation(UpConfig(data_dir=tmp_path / "up"))
+    fed.broker = SimpleNamespace(address="127.0.0.1:1234")
+    assert fed._write_cli_config("mgu_up") == config.config_path()   # no config yet: written
+    assert config.load_config()["token"] == "mgu_up"
+    fed.broker.address = "127.0.0.1:5678"
+    fed._write_cli_config("mgu_up")                                   # its own: refreshed
+    assert config.load_config()["broker"] == "127.0.0.1:5678"
+    config.save_config({"broker": "far:1", "token": "mgu_mine"})      # what `minga login` writes
+    assert fed._write_cli_config("mgu_up") is None and config.load_config()["token"] == "mgu_mine"
+
+
 def _run(client: BrokerClient, entrypoint: str) -> tuple[common_pb2.Job, str]:
     spec = common_pb2.JobSpec(entrypoint=entrypoint, resources=common_pb2.Resources(gpus=1))
     job = client.submit_job(spec).job
@@ -46,8 +77,9 @@ def _run(client: BrokerClient, entrypoint: str) -> tuple[common_pb2.Job, str]:
 
 @pytest.mark.ray
 @pytest.mark.timeout(600)
-def test_up_runs_the_sample_job_stops_everything_and_reruns(tmp_path: Path) -> None:
-    fed = DevFederation(UpConfig(gpus=2, sites=1, data_dir=tmp_path / "up"))
+def test_up_runs_the_sample_job_stops_everything_and_reruns(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MINGA_CONFIG_DIR", str(tmp_path / "config"))
+    fed = DevFederation(UpConfig(gpus=2, sites=1, data_dir=tmp_path / "up", write_cli_config=True))
     info = fed.start()
     try:
         assert info.sites[0].name == "uchile-local" and info.sites[0].country == "CL"
@@ -65,10 +97,20 @@ def test_up_runs_the_sample_job_stops_everything_and_reruns(tmp_path: Path) -> N
         urllib.request.urlopen(f"{dashboard}/api/version", timeout=5)
     assert not _alive(info.sites[0].ray_pid)
 
-    again = DevFederation(UpConfig(gpus=2, sites=1, data_dir=tmp_path / "up"))
+    again = DevFederation(UpConfig(gpus=2, sites=1, data_dir=tmp_path / "up", write_cli_config=True))
     second = again.start()
     try:
         assert second.token == info.token  # the researcher's token survives a re-run
+        assert second.broker == info.broker and not second.moved_from  # so does an exported MINGA_BROKER
+        assert json.loads(Path(second.cli_config).read_text())["broker"] == second.broker
+        # A new terminal with no MINGA_* exported: plain `minga` finds the live broker through the config.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MINGA_")}
+        env.update(MINGA_CONFIG_DIR=str(tmp_path / "config"),
+                   PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}")
+        listed = subprocess.run(["minga", "job", "list", "--all", "--output", "json"], env=env,
+                                capture_output=True, text=True, timeout=60)
+        assert listed.returncode == 0, listed.stderr
+        assert len(json.loads(listed.stdout)) == 2
         with BrokerClient(second.broker, second.token, Path(second.ca_file).read_bytes()) as client:
             assert [s.name for s in client.list_sites()] == ["uchile-local"]  # the site re-used its credential
     finally:
@@ -81,3 +123,19 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def test_the_paste_block_says_plain_minga_after_putting_it_on_path(capsys: pytest.CaptureFixture[str]) -> None:
+    from cli.commands.up import _announce
+    from cli.up import SiteInfo, UpInfo
+
+    info = UpInfo(broker="127.0.0.1:5", researcher="ana", institution="uchile", token="mgu_x",
+                  admin_token_file="/d/admin-token", data_dir="/d", ca_file="/d/pki/ca.crt",
+                  sites=[SiteInfo("uchile-local", "uchile", "CL", "http://127.0.0.1:9", 1)], moved_from="127.0.0.1:4")
+    _announce(info, ". /v/bin/activate")
+    out = capsys.readouterr().out
+    pasted = [line.strip() for line in out.split("paste:\n", 1)[1].split("\n\n", 1)[0].splitlines()]
+    assert pasted[0].startswith(". /v/bin/activate")
+    assert "MINGA_CA=/d/pki/ca.crt" in pasted[1]
+    assert all(line.startswith(("minga ", "export ")) for line in pasted[1:]), pasted   # no full paths
+    assert "127.0.0.1:4) is taken" in out

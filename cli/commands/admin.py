@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import enum
+import shlex
 import time
 from pathlib import Path
 from typing import Annotated, Optional
@@ -13,7 +14,7 @@ from minga.v1 import admin_pb2, common_pb2
 from .. import errors, render
 from . import lending, shares
 from ..client import BrokerClient
-from ..options import BrokerOpt, CaOpt, OutputOpt, TokenOpt, client
+from ..options import BrokerOpt, CaOpt, OutputOpt, TokenOpt, client, connection, open_client
 from ..parsing import parse_country, parse_duration, parse_env
 from ..render import Output
 
@@ -186,14 +187,17 @@ def site_token_create(
     if ttl and ttl_seconds <= 0:
         raise typer.BadParameter("must be longer than 0s", param_hint="--ttl")
     cc = _country(country) if country else ""
-    with client(ctx, broker, token, ca) as c, errors.explain(not_found=f"no institution {institution}"):
+    conn = connection(ctx, broker, token, ca)
+    with open_client(conn) as c, errors.explain(not_found=f"no institution {institution}"):
         resp = c.create_site_token(institution, site, ttl_seconds, cc)
         address = c.address
     data = {"site": resp.site, "token": resp.token, "expires_at": render.iso_time(resp.expires_at)}
+    # The whole join line, CA included, so that it works when pasted at the site.
+    ca_flag = f" --ca {shlex.quote(str(conn.ca_file.expanduser().resolve()))}" if conn.ca_file else ""
 
     def human() -> None:
         typer.echo(f"join token for site {resp.site} (expires {data['expires_at']}); at the site run:\n"
-                   f"  minga site join --broker {address} --token <TOKEN>\nthe token follows:", err=True)
+                   f"  minga site join --broker {address} --token <TOKEN>{ca_flag}\nthe token follows:", err=True)
         typer.echo(resp.token)
 
     render.show(output, data, human)

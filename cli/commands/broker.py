@@ -3,6 +3,7 @@
 `minga broker status`: which broker of a standby pair leads."""
 from __future__ import annotations
 
+import shlex
 import threading
 from pathlib import Path
 
@@ -53,7 +54,7 @@ def init(
     render.show(output, data, lambda: typer.echo(
         f"created the federation CA and the broker certificate for {', '.join(san)} in {directory} (mode 0700)\n"
         f"give users and sites the CA certificate: {ca_file}\n"
-        f"  e.g. minga site join --broker HOST:PORT --token JOIN_TOKEN --ca {ca_file.name}"))
+        f"  e.g. minga site join --broker HOST:PORT --token JOIN_TOKEN --ca {shlex.quote(str(ca_file.resolve()))}"))
 
 
 @app.command("serve")
@@ -148,13 +149,28 @@ def _announce(broker: object, output: Output) -> None:
             typer.echo(f"sites connect with mutual TLS on {site_address}")
         if bootstrapped:
             typer.echo(f"the bootstrap admin token was written to {token_file} (readable only by you)")
-            typer.echo(f"  use it with: export MINGA_BROKER={address} MINGA_TOKEN=$(cat {token_file})")
+            typer.echo(f"  use it with: export {_exports(broker, address)} MINGA_TOKEN=$(cat {token_file})")
         typer.echo("stop with Ctrl-C", err=True)
 
     if output == Output.json:
         render.print_json_line(data)  # one line, flushed: scripts can read the address at once
     else:
         human()
+
+
+def _exports(broker: object, address: str) -> str:
+    """`MINGA_BROKER=... MINGA_CA=...`: every setting the next command needs, so the hint pastes as is."""
+    from scheduler.paths import data_dir
+    from scheduler.pki import CA_CERT
+
+    words = [f"MINGA_BROKER={address}"]
+    cfg = broker.config  # type: ignore[attr-defined]
+    if broker.site_address:  # type: ignore[attr-defined]  # a federation CA: users verify the broker with it
+        ca = ((cfg.pki_dir or data_dir() / "pki") / CA_CERT).expanduser().resolve()
+        words.append(f"MINGA_CA={shlex.quote(str(ca))}")
+    elif cfg.tls_cert is not None:
+        words.append("MINGA_CA=<the CA certificate that signed --tls-cert>")
+    return " ".join(words)
 
 
 @app.command("status")

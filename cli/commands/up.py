@@ -27,7 +27,8 @@ def up(
     from .. import up as federation  # lazy: pulls in the broker, the agent and Ray
 
     configure_logging(logging.WARNING)
-    fed = federation.DevFederation(federation.UpConfig(gpus=gpus, sites=sites, gpu_model=gpu_model, listen=listen))
+    fed = federation.DevFederation(federation.UpConfig(gpus=gpus, sites=sites, gpu_model=gpu_model, listen=listen,
+                                                       write_cli_config=True))
     typer.echo(f"starting a broker and {sites} site(s) with {gpus} x {gpu_model} each in {fed.dir} ...", err=True)
     with sigterm_as_interrupt():
         info = fed.start()  # Ctrl-C while starting: start() stops what it began, then exit 130
@@ -37,7 +38,7 @@ def up(
             if output == Output.json:
                 render.print_json_line(dataclasses.asdict(info))
             else:
-                _announce(info, federation.minga_command())
+                _announce(info, federation.path_setup())
             wait_until(stopped)
             typer.echo("stopping ...", err=True)
         finally:
@@ -45,21 +46,34 @@ def up(
     typer.echo("stopped everything minga up started", err=True)
 
 
-def _announce(info, minga: str) -> None:  # type: ignore[no-untyped-def]
+def _announce(info, path_setup: str) -> None:  # type: ignore[no-untyped-def]
+    """What to paste in another terminal: every line, and every hint printed later, says plain `minga`."""
+    import shlex
+
     from ..up import SAMPLE_JOB
 
     sites = ", ".join(f"{s.name} ({s.country})" for s in info.sites)
-    lines = [
-        f"minga is up: broker {info.broker}; sites: {sites}",
+    lines = [f"minga is up: broker {info.broker}; sites: {sites}"]
+    if info.moved_from:
+        lines.append(f"note: the last run's port ({info.moved_from}) is taken, so the broker moved to {info.broker}: "
+                     "paste the export below again")
+    lines += [
         f"researcher {info.researcher} ({info.institution}), token: {info.token}",
         f"admin token: in {info.admin_token_file}",
+    ]
+    if info.cli_config:
+        lines.append(f"broker, CA and {info.researcher}'s token are saved in {info.cli_config}: "
+                     "`minga` finds them in any terminal")
+    lines += ["", "in another terminal, paste:"]
+    if path_setup:
+        lines.append(f"  {path_setup}    # puts minga on PATH")
+    lines += [
+        f"  export MINGA_BROKER={info.broker} MINGA_TOKEN={info.token} MINGA_CA={shlex.quote(info.ca_file)}",
+        f"  minga job submit --gpus 1 -- {SAMPLE_JOB}",
+        "  minga job logs --follow <the job id it printed>    # prints the GPU ids, e.g. 0",
+        "  minga job list --all; minga site list; minga quota show",
         "",
-        "in another terminal, paste:",
-        f"  export MINGA_BROKER={info.broker} MINGA_TOKEN={info.token} MINGA_CA={info.ca_file}",
-        f"  {minga} job submit --gpus 1 -- {SAMPLE_JOB}",
-        f"  {minga} job logs --follow <the job id it printed>    # prints the GPU ids, e.g. 0",
-        f"  {minga} job list --all; {minga} site list; {minga} quota show",
-        "",
-        f"stop everything with Ctrl-C (state is kept in {info.data_dir}; delete it to start afresh)",
+        f"stop everything with Ctrl-C (state is kept in {info.data_dir}; delete it to start afresh;",
+        " a restart keeps the broker's address when its port is free)",
     ]
     typer.echo("\n".join(lines))
