@@ -166,7 +166,7 @@ def run_from_row(row: RunRow) -> Run:
 
 NEVER_REPORTED = "{}"   # a site row's inventory until its agent's first Hello stores one
 
-CONNECTING_REASON = "joined; its agent has not reported its GPUs yet"
+CONNECTING_REASON = "its agent has not reported its GPUs yet"
 
 
 def effective_site_state(health: str, admin_state: str, reported: bool = True) -> SiteState:
