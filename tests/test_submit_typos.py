@@ -185,7 +185,7 @@ def test_grpc_a_country_no_site_is_in_is_refused(fed) -> None:
     with pytest.raises(grpc.RpcError) as err:
         submit(ana, grpc_spec(countries=("CO",)))
     assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-    assert "country 'CO': no site of the federation has it; did you mean CL?" in err.value.details()
+    assert "country 'CO': no site of the federation is in it; did you mean CL?" in err.value.details()
     assert jobs_of(ana) == []
 
 

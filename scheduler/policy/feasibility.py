@@ -23,6 +23,7 @@ from scheduler.policy.placement import (
 
 
 SHOWN_KNOWN = 12   # known values listed in a refusal; the rest are counted
+ALLOW_UNKNOWN_HINT = " (submit with --allow-unknown to queue it anyway, for a site expected to join)"
 
 
 def largest_site_gpus(sites: Sequence[Site]) -> int:
@@ -43,33 +44,30 @@ def submit_rejection(spec: JobSpec, sites: Sequence[Site]) -> str | None:
     if not sites:
         if res.gpus <= 0 and not spec.countries:
             return None
-        return (f"no site has joined the federation yet, so no site can hold it{ALLOW_UNKNOWN_HINT}")
+        return f"no site has joined the federation yet, so no site can hold it{ALLOW_UNKNOWN_HINT}"
     countries = sorted({s.country for s in sites})
     for country in spec.countries:
         if country not in countries:
-            return _unknown("country", country, countries, cutoff=0.5)
+            return _unknown("country", country, "is in it", countries, cutoff=0.5)
     if res.gpus <= 0 or any(not s.reported for s in sites):
         return None
     models = sorted({p.model for s in sites for p in s.inventory.gpus})
     for model in res.gpu_models:
         if model not in models:
-            return _unknown("GPU model", model, models, cutoff=0.6)
+            return _unknown("GPU model", model, "has it", models, cutoff=0.6)
     biggest = largest_site_gpus(sites)
     if res.gpus > biggest:
         return f"asks for {res.gpus} GPUs on one site, but the largest site has {biggest}{ALLOW_UNKNOWN_HINT}"
     return None
 
 
-ALLOW_UNKNOWN_HINT = " (submit with --allow-unknown to queue it anyway, for a site expected to join)"
-
-
-def _unknown(what: str, value: str, known: Sequence[str], cutoff: float) -> str:
+def _unknown(what: str, value: str, verb: str, known: Sequence[str], cutoff: float) -> str:
     """`what` `value` is in no site: the closest known values first, then all of them."""
     by_upper = {k.upper(): k for k in known}
     close = [by_upper[c] for c in difflib.get_close_matches(value.upper(), list(by_upper), n=3, cutoff=cutoff)]
     guess = f"; did you mean {' or '.join(close)}?" if close else ""
     shown = ", ".join(known[:SHOWN_KNOWN]) + (f" and {len(known) - SHOWN_KNOWN} more" if len(known) > SHOWN_KNOWN else "")
-    return (f"{what} {value!r}: no site of the federation has it{guess} "
+    return (f"{what} {value!r}: no site of the federation {verb}{guess} "
             f"(known: {shown or 'none'}){ALLOW_UNKNOWN_HINT}")
 
 
