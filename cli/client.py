@@ -257,6 +257,7 @@ class BrokerClient:
         spec: common_pb2.JobSpec,
         idempotency_key: str | None = None,
         *,
+        allow_unknown: bool = False,
         attempts: int = 5,
         backoff: float = 0.5,
     ) -> job_pb2.SubmitJobResponse:
@@ -264,8 +265,10 @@ class BrokerClient:
 
         The broker returns the job of an earlier submit with the same key, so
         however many of these tries reached it, there is exactly one job.
+        `allow_unknown` queues a job no site has the model, country or GPUs for.
         """
-        request = job_pb2.SubmitJobRequest(spec=spec, idempotency_key=idempotency_key or str(uuid.uuid4()))
+        request = job_pb2.SubmitJobRequest(spec=spec, idempotency_key=idempotency_key or str(uuid.uuid4()),
+                                           allow_unknown=allow_unknown)
         return self._retry(lambda: self._call(lambda s: s.jobs.SubmitJob, request), attempts, backoff)
 
     def _retry(self, call: Callable[[], T], attempts: int, backoff: float) -> T:

@@ -15,6 +15,7 @@ Exit codes (documented in docs/cli.md):
 from __future__ import annotations
 
 import contextlib
+import re
 import sys
 from collections.abc import Iterator
 from typing import Any
@@ -198,6 +199,10 @@ def handle(exc: BaseException) -> int:
         return _fail(str(err), err.exit_code)
     if isinstance(exc, UsageError):
         hint = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx is not None else ""
+        elsewhere = _same_command_elsewhere(exc)
+        if elsewhere:
+            hint = f"; did you mean `{'` or `'.join(elsewhere)}`?{hint}"
+            exc.message = exc.message.rstrip(".")
         message = exc.format_message().replace("Value error, ", "")  # typer's pydantic coercion prefix
         return _fail(f"{message}{hint}", exc.exit_code)
     if isinstance(exc, ClickException):
@@ -206,6 +211,40 @@ def handle(exc: BaseException) -> int:
         typer.echo("", err=True)
         return EXIT_INTERRUPTED
     raise exc
+
+
+_NO_SUCH_COMMAND = re.compile(r"No such command '(?P<name>[^']+)'")
+
+
+def _same_command_elsewhere(exc: UsageError) -> list[str]:
+    """For `No such command 'list'` under `minga admin site`: the full paths of a `list`
+    under another group also called `site` (`minga site list`), so a command asked for
+    in the wrong group points to where it lives."""
+    match = _NO_SUCH_COMMAND.search(exc.message)
+    ctx = exc.ctx
+    if match is None or ctx is None or ctx.info_name is None:
+        return []
+    root = ctx.find_root()
+    found = [path for path, group in _group_paths(root.command, root.info_name or "minga", ctx)
+             if path.rsplit(" ", 1)[-1] == ctx.info_name and path != ctx.command_path
+             and _visible(group, match["name"], ctx)]
+    return [f"{path} {match['name']}" for path in found]
+
+
+def _group_paths(command: Any, path: str, ctx: Any) -> Iterator[tuple[str, Any]]:
+    """Every command group under `command` (itself first), with its full path."""
+    if not hasattr(command, "list_commands"):
+        return
+    yield path, command
+    for name in command.list_commands(ctx):
+        sub = command.get_command(ctx, name)
+        if sub is not None and not getattr(sub, "hidden", False):
+            yield from _group_paths(sub, f"{path} {name}", ctx)
+
+
+def _visible(group: Any, name: str, ctx: Any) -> bool:
+    sub = group.get_command(ctx, name)
+    return sub is not None and not getattr(sub, "hidden", False)
 
 
 class MingaGroup(typer.core.TyperGroup):

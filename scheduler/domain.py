@@ -56,7 +56,9 @@ class SiteState(str, enum.Enum):
     Two things make it: the admin's choice (CORDONED: keep runs, take no new ones;
     DRAINING: the same, while the admin waits for the runs to end) and the site's
     health (DEGRADED: its own Ray cluster is down; LOST: no report within the lease
-    TTL). Health wins, since a sick site cannot run anything either way.
+    TTL). Health wins, since a sick site cannot run anything either way. A site that
+    has joined but whose agent never reported its GPUs is CONNECTING: nothing is
+    known of its capacity yet (docs/reliability.md, "A site that has not reported").
     """
 
     READY = "READY"
@@ -64,6 +66,7 @@ class SiteState(str, enum.Enum):
     DRAINING = "DRAINING"
     DEGRADED = "DEGRADED"
     LOST = "LOST"
+    CONNECTING = "CONNECTING"
 
 
 DEFAULT_MAX_ATTEMPTS = 3
@@ -188,7 +191,8 @@ class Site:
     inventory: Inventory = field(default_factory=Inventory)
     last_seen: float = 0.0
     labels: tuple[tuple[str, str], ...] = ()
-    state_reason: str = ""      # why DEGRADED or LOST
+    state_reason: str = ""      # why DEGRADED, LOST or CONNECTING
+    reported: bool = True       # False until its agent first reports an inventory
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,6 +6,7 @@ import re
 from collections.abc import Sequence
 
 from scheduler.commands import RunReport
+from scheduler.countries import is_country_code
 from scheduler.domain import RUN_ENV_NAMES, InvalidArgument, Inventory, JobSpec
 
 MAX_ENTRYPOINT = 16_384
@@ -42,9 +43,13 @@ def check_slug(field: str, value: str) -> str:
 
 
 def check_country(field: str, value: str) -> str:
+    """An assigned ISO 3166-1 alpha-2 code, upper-cased: XX is refused, not stored."""
     value = value.upper()
     if not COUNTRY.fullmatch(value):
         raise InvalidArgument(f"{field} {value!r} is not an ISO 3166 two-letter country code")
+    if not is_country_code(value):
+        raise InvalidArgument(f"{field} {value!r} is not an assigned ISO 3166-1 country code "
+                              "(e.g. AR, BR, CL, MX)")
     return value
 
 

@@ -179,7 +179,11 @@ def test_too_big_for_any_site_is_rejected_and_unknown_model_explained(federation
         ana.jobs.SubmitJob(job_pb2.SubmitJobRequest(spec=spec(8)), metadata=ana.md)
     assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert "largest site has 4" in err.value.details()
-    job = ana.jobs.SubmitJob(job_pb2.SubmitJobRequest(spec=spec(1, models=["H100"])), metadata=ana.md).job
+    with pytest.raises(grpc.RpcError) as err:   # no site has it: refused unless asked to queue it anyway
+        ana.jobs.SubmitJob(job_pb2.SubmitJobRequest(spec=spec(1, models=["H100"])), metadata=ana.md)
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION and "H100" in err.value.details()
+    job = ana.jobs.SubmitJob(job_pb2.SubmitJobRequest(spec=spec(1, models=["H100"]), allow_unknown=True),
+                             metadata=ana.md).job
     waiting = wait_for(lambda: (j := ana.jobs.GetJob(job_pb2.GetJobRequest(job_id=job.id), metadata=ana.md))
                        .reason.startswith("model") and j)
     assert "H100" in waiting.reason and waiting.state == common_pb2.JOB_STATE_PENDING

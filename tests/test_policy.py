@@ -304,29 +304,29 @@ def test_cpu_only_job_waits_for_cpus():
 
 def test_submit_rejection_beyond_every_site():
     sites = [site("a", pool("A100", 8)), site("b", pool("A100", 4), pool("T4", 8))]
-    reason = submit_rejection(Resources(gpus=13), sites)
+    reason = submit_rejection(JobSpec('x', resources=Resources(gpus=13)), sites)
     assert reason is not None and "13" in reason and "12" in reason
 
 
 def test_submit_rejection_accepts_what_the_largest_site_holds():
     sites = [site("a", pool("A100", 8)), site("b", pool("A100", 4), pool("T4", 8))]
-    assert submit_rejection(Resources(gpus=12), sites) is None
-    assert submit_rejection(Resources(gpus=1), sites) is None
+    assert submit_rejection(JobSpec('x', resources=Resources(gpus=12)), sites) is None
+    assert submit_rejection(JobSpec('x', resources=Resources(gpus=1)), sites) is None
 
 
 def test_submit_rejection_without_sites():
-    reason = submit_rejection(Resources(gpus=1), [])
+    reason = submit_rejection(JobSpec('x', resources=Resources(gpus=1)), [])
     assert reason is not None and "no site" in reason
 
 
 def test_submit_rejection_ignores_cpu_only_jobs():
-    assert submit_rejection(Resources(gpus=0), []) is None
-    assert submit_rejection(Resources(gpus=0, cpus=10_000), [site("a", cpus=2)]) is None
+    assert submit_rejection(JobSpec('x', resources=Resources(gpus=0)), []) is None
+    assert submit_rejection(JobSpec('x', resources=Resources(gpus=0, cpus=10_000)), [site("a", cpus=2)]) is None
 
 
 def test_submit_rejection_counts_cordoned_sites():
     """A cordoned site comes back; its GPUs still count at submit."""
-    assert submit_rejection(Resources(gpus=8), [site("a", pool("A100", 8), state=SiteState.CORDONED)]) is None
+    assert submit_rejection(JobSpec('x', resources=Resources(gpus=8)), [site("a", pool("A100", 8), state=SiteState.CORDONED)]) is None
 
 
 # -- purity ---------------------------------------------------------------------

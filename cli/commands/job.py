@@ -121,6 +121,9 @@ def submit(
                                                   "your institution's guarantee).")] = False,
     idempotency_key: Annotated[Optional[str], typer.Option("--idempotency-key", help="Same key, same job: safe to "
                                                            "re-run this command.", show_default="random")] = None,
+    allow_unknown: Annotated[bool, typer.Option("--allow-unknown", help="Queue it even if no site has its GPU "
+                                                "model or country, or that many GPUs: for a site expected to "
+                                                "join (else such a submit is refused).")] = False,
     broker: BrokerOpt = None, token: TokenOpt = None, ca: CaOpt = None, output: OutputOpt = Output.table,
 ) -> None:
     """Submit a job; prints its id. Example: minga job submit --gpus 1 -- python train.py"""
@@ -157,7 +160,7 @@ def submit(
     with client(ctx, broker, token, ca) as c:
         if working_dir is not None:
             spec.runtime_env.working_dir_digest = _upload_working_dir(c, working_dir)
-        resp = c.submit_job(spec, idempotency_key)
+        resp = c.submit_job(spec, idempotency_key, allow_unknown=allow_unknown)
     job = render.job_to_dict(resp.job)
 
     def human() -> None:

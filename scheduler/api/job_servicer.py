@@ -17,7 +17,7 @@ class JobServicer(job_pb2_grpc.JobServiceServicer):
 
     def SubmitJob(self, request: job_pb2.SubmitJobRequest, context: CallContext) -> job_pb2.SubmitJobResponse:
         job, created = jobs.submit_job(self.core, context.caller, spec_from_pb(request.spec),
-                                       request.idempotency_key)
+                                       request.idempotency_key, request.allow_unknown)
         return job_pb2.SubmitJobResponse(job=job_to_pb(job), created=created)
 
     def GetJob(self, request: job_pb2.GetJobRequest, context: CallContext) -> common_pb2.Job:

@@ -17,8 +17,11 @@ MAX_IDEMPOTENCY_KEY = 128
 LOG_POLL_SECONDS = 0.2
 
 
-def submit_job(core: Core, caller: Principal, spec: JobSpec, key: str) -> tuple[Job, bool]:
-    """Accept a job durably (committed before the reply) or say why not."""
+def submit_job(core: Core, caller: Principal, spec: JobSpec, key: str,
+               allow_unknown: bool = False) -> tuple[Job, bool]:
+    """Accept a job durably (committed before the reply) or say why not. A country or
+    GPU model that no site has, or more GPUs than any site has, is refused unless
+    `allow_unknown` (a site expected to join); a malformed spec is refused always."""
     if len(key) > MAX_IDEMPOTENCY_KEY:
         raise InvalidArgument(f"idempotency_key is {len(key)} characters; the limit is {MAX_IDEMPOTENCY_KEY}")
     if key:
@@ -31,7 +34,7 @@ def submit_job(core: Core, caller: Principal, spec: JobSpec, key: str) -> tuple[
     digest = spec.runtime_env.working_dir_digest
     if digest and not core.store.blobs.has_package(digest):
         raise FailedPrecondition(f"working-dir package {digest} was never uploaded")
-    rejection = submit_rejection(spec.resources, core.store.sites.list())
+    rejection = None if allow_unknown else submit_rejection(spec, core.store.sites.list())
     if rejection:
         raise FailedPrecondition(f"rejected: {rejection}")
     project = core.store.shares.resolve_project(caller.institution, spec.project, core.clock.now())

@@ -73,7 +73,10 @@ def site_connected(core: Core, site: str, inventory: Inventory, reports: list[Ru
         check_health_message(ray_down)
     now = core.clock.now()
     core.leases.connected(site)
-    core.store.sites.connected(site, inventory, now)
+    # An agent whose Ray is down sends the last inventory it knew, or an empty one if it
+    # knew none: that empty one is no news, so the site's last reported inventory stays.
+    known = None if ray_down is not None and inventory == Inventory() else inventory
+    core.store.sites.connected(site, known, now)
     if ray_down is not None:
         core.store.runs.site_health(site, True, ray_down, now)
         commands: list[Command] = []

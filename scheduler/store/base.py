@@ -164,22 +164,40 @@ def run_from_row(row: RunRow) -> Run:
     )
 
 
-def effective_site_state(health: str, admin_state: str) -> SiteState:
-    """Health (LOST, DEGRADED) wins over the admin's CORDONED or DRAINING."""
+NEVER_REPORTED = "{}"   # a site row's inventory until its agent's first Hello stores one
+
+CONNECTING_REASON = "its agent has not reported its GPUs yet"
+
+
+def effective_site_state(health: str, admin_state: str, reported: bool = True) -> SiteState:
+    """DEGRADED wins (its Ray is down, and the agent says so), then CONNECTING for a site
+    whose agent never reported (even past the lease TTL: it was never there to lose),
+    then LOST, then the admin's CORDONED or DRAINING."""
+    if health == SiteState.DEGRADED.value:
+        return SiteState.DEGRADED
+    if not reported:
+        return SiteState.CONNECTING
     if health != SiteState.READY.value or not admin_state:
         return SiteState(health)
     return SiteState(admin_state)
 
 
 def site_from_row(row: SiteRow) -> Site:
+    reported = row.inventory_json != NEVER_REPORTED
+    state = effective_site_state(row.state, row.admin_state, reported)
+    if state is SiteState.CONNECTING:
+        reason = CONNECTING_REASON
+    else:
+        reason = row.health_message if row.state != SiteState.READY.value else ""
     return Site(
         name=row.name,
         institution=row.institution,
         country=row.country,
-        state=effective_site_state(row.state, row.admin_state),
+        state=state,
         connected=row.connected,
         inventory=inventory_from_json(row.inventory_json),
         last_seen=row.last_seen,
         labels=tuple(sorted(json.loads(row.labels_json or "{}").items())),
-        state_reason=row.health_message if row.state != SiteState.READY.value else "",
+        state_reason=reason,
+        reported=reported,
     )

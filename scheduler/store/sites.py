@@ -36,11 +36,14 @@ class SitesRepo:
                     per[run.gpu_model] = per.get(run.gpu_model, 0) + run.gpus
         return used
 
-    def connected(self, name: str, inventory: Inventory, now: float) -> None:
+    def connected(self, name: str, inventory: Inventory | None, now: float) -> None:
+        """A Hello; `inventory` None keeps the last one reported (a site whose Ray is down
+        and whose agent knows no inventory must not read as a site with no GPUs)."""
         with self.db.tx() as s:
             row = self._row(s, name)
             row.connected = True
-            row.inventory_json = inventory_to_json(inventory)
+            if inventory is not None:
+                row.inventory_json = inventory_to_json(inventory)
             row.last_seen = now
             row.state, row.health_message = SiteState.READY.value, ""  # a Hello that says otherwise follows
             s.add(row)

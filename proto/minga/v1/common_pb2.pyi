@@ -37,6 +37,7 @@ class SiteState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     SITE_STATE_LOST: _ClassVar[SiteState]
     SITE_STATE_DRAINING: _ClassVar[SiteState]
     SITE_STATE_DEGRADED: _ClassVar[SiteState]
+    SITE_STATE_CONNECTING: _ClassVar[SiteState]
 
 class Role(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -67,6 +68,7 @@ SITE_STATE_CORDONED: SiteState
 SITE_STATE_LOST: SiteState
 SITE_STATE_DRAINING: SiteState
 SITE_STATE_DEGRADED: SiteState
+SITE_STATE_CONNECTING: SiteState
 ROLE_UNSPECIFIED: Role
 ROLE_ADMIN: Role
 ROLE_RESEARCHER: Role
