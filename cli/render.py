@@ -538,8 +538,10 @@ def audit_table(entries: Sequence[JsonDict]) -> None:
                   Col("OUTCOME", flex=True)],
            [[short_time(e["at"], seconds=True)[5:], _dash(e["who"]), _method(e["method"]), _dash(e["target"]),
              e["outcome"] if not e["detail"] else f"{e['outcome']}: {e['detail']}"] for e in entries])
-    _write_wrapped(["Times are MM-DD HH:MM:SS UTC; the year, callers' addresses and full details: "
-                    "--output json."])
+    _write_wrapped([AUDIT_NOTE])
+
+
+AUDIT_NOTE = "Times are MM-DD HH:MM:SS UTC; the year, callers' addresses and full details: --output json."
 
 
 def _method(method: str) -> str:

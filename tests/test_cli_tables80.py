@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
+from minga.v1 import admin_pb2, common_pb2
 
 from cli import render
-from minga.v1 import admin_pb2, common_pb2
 
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 LONG_REASON = ("waiting for 8 x H100 with at least 80 GiB in CL, BR or MX: every matching site is busy, "
