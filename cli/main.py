@@ -11,7 +11,9 @@ import typer
 
 from .commands import admin, agent, broker, job, login, quota, sim, site, token, up, usage
 from .errors import MingaGroup
-from .options import BrokerOpt, CaOpt, TokenOpt
+from .options import BrokerOpt, CaOpt, TokenOpt, hide_flag_types
+
+hide_flag_types()
 
 app = typer.Typer(
     name="minga",

@@ -18,21 +18,40 @@ from .render import Output
 BrokerOpt = Annotated[
     Optional[str],
     typer.Option("--broker", help="Broker address HOST:PORT, or a standby pair HOST:PORT,HOST:PORT "
-                 "(calls go to the one that leads) [env MINGA_BROKER, else `minga login`].",
+                 "(calls go to the leader); env MINGA_BROKER, else `minga login`.",
                  show_default=False),
 ]
 TokenOpt = Annotated[
     Optional[str],
-    typer.Option("--token", help="Bearer token [env MINGA_TOKEN, else `minga login`].", show_default=False),
+    typer.Option("--token", help="Bearer token; env MINGA_TOKEN, else `minga login`.", show_default=False),
 ]
 CaOpt = Annotated[
     Optional[Path],
-    typer.Option("--ca", help="CA certificate (PEM) to verify the broker's TLS [env MINGA_CA].", show_default=False),
+    typer.Option("--ca", help="CA certificate (PEM) to verify the broker's TLS (env MINGA_CA).", show_default=False),
 ]
 OutputOpt = Annotated[
     Output,
     typer.Option("--output", "-o", help="table for people, json for scripts (keys in docs/cli.md)."),
 ]
+
+
+def hide_flag_types() -> None:
+    """Show no value type next to a flag in `--help`.
+
+    Typer's rich help prints `<bool>` after every flag (`--help -h <bool>`), as if
+    it took a value; a flag takes none, and click's plain help shows none either.
+    """
+    from typer.core import TyperOption
+
+    if getattr(TyperOption.display_type_rich, "_minga_flags_bare", False):
+        return
+    shown = TyperOption.display_type_rich
+
+    def display_type_rich(self: TyperOption, ctx: typer.Context) -> str | None:
+        return None if self.is_flag and not self.count else shown(self, ctx)
+
+    display_type_rich._minga_flags_bare = True  # type: ignore[attr-defined]
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
 
 
 def root_settings(ctx: typer.Context) -> dict[str, object]:

@@ -11,6 +11,7 @@ import json
 import sys
 import textwrap
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
@@ -196,16 +197,59 @@ def print_json(data: Any) -> None:
     sys.stdout.flush()
 
 
-def _table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+@dataclass(frozen=True)
+class Col:
+    """A table column. Cells never wrap, so no word is split across lines.
+
+    `cap`: at most this wide, longer values end in an ellipsis (names, slugs);
+    `flex`: takes the width left over, one line, ellipsis (reasons, details);
+    `wrap`: wraps between words (a setting's value in words).
+    """
+
+    header: str
+    cap: int | None = None
+    flex: bool = False
+    wrap: bool = False
+    right: bool = False
+
+
+TABLE_WIDTH = 80
+
+
+def _column(col: Col | str) -> Col:
+    return Col(col) if isinstance(col, str) else col
+
+
+def _table(title: str | None, columns: Sequence[Col | str], rows: Sequence[Sequence[str]],
+           width: int | None = None) -> None:
+    """A borderless table that fits the terminal, and 80 columns by design: every column
+    is one line (`cap`/`flex` ones end in an ellipsis), so rich never folds a word."""
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=title, box=None, header_style="bold", pad_edge=False, expand=False)
-    for column in columns:
-        table.add_column(column, overflow="fold")
+    cols = [_column(c) for c in columns]
+    flex = any(c.flex for c in cols)
+    table = Table(title=title, box=None, header_style="bold", pad_edge=False, expand=flex)
+    for c in cols:
+        table.add_column(c.header, no_wrap=not c.wrap, overflow="ellipsis", max_width=c.cap,
+                         ratio=1 if c.flex else None, min_width=8 if c.flex else None,
+                         justify="right" if c.right else "left")
     for row in rows:
         table.add_row(*row)
-    Console(soft_wrap=False).print(table)
+    Console(soft_wrap=False, width=width, highlight=False).print(table)
+
+
+def _write_wrapped(lines: Sequence[str]) -> None:
+    """Notes under a table, wrapped between words to 80 columns."""
+    sys.stdout.write("".join(textwrap.fill(line, TABLE_WIDTH, break_long_words=False,
+                                           break_on_hyphens=False) + "\n" for line in lines))
+
+
+def short_time(iso: str | None, seconds: bool = False) -> str:
+    """An ISO time as a table shows it: "2025-01-31 12:00" (UTC); the full one is in JSON."""
+    if not iso:
+        return "-"
+    return iso[:19 if seconds else 16].replace("T", " ")
 
 
 def show(output: Output, data: Any, table: Callable[[], None]) -> None:
@@ -231,12 +275,18 @@ def jobs_table(jobs: Sequence[JsonDict], now: float) -> None:
     rows = []
     for j in jobs:
         submitted = datetime.fromisoformat(j["submitted_at"]).timestamp() if j["submitted_at"] else now
-        rows.append([j["id"], _dash(j["name"]), j["state"], _gpus(j), _dash(j["site"]),
-                     format_duration(now - submitted), _dash(j["reason"])])
+        rows.append([j["id"], _dash(j["name"]), j["state"], _gpus(j), format_duration(now - submitted),
+                     _where_why(j)])
     if not rows:
         sys.stdout.write("no jobs\n")
         return
-    _table(None, ["ID", "NAME", "STATE", "GPUS", "SITE", "AGE", "REASON"], rows)
+    _table(None, ["ID", Col("NAME", cap=12), "STATE", Col("GPUS", cap=10), "AGE", Col("SITE / REASON", flex=True)],
+           rows)
+
+
+def _where_why(job: JsonDict) -> str:
+    """The site a job runs on and/or why it waits, on one line (`job status` spells it out)."""
+    return ": ".join(x for x in (job["site"], job["reason"]) if x) or "-"
 
 
 def preemption_line(p: JsonDict | None, now: float | None = None) -> str | None:
@@ -272,13 +322,13 @@ def job_detail(job: JsonDict, now: float | None = None) -> None:
 
 
 def institutions_table(items: Sequence[JsonDict]) -> None:
-    _table(None, ["SLUG", "NAME", "COUNTRY", "WEIGHT"],
+    _table(None, [Col("SLUG", cap=20), Col("NAME", flex=True), "CC", "WEIGHT"],
            [[i["slug"], i["name"], i["country"], f"{i['weight']:g}"] for i in items])
 
 
 def users_table(items: Sequence[JsonDict]) -> None:
-    _table(None, ["NAME", "INSTITUTION", "ROLE", "CREATED"],
-           [[u["name"], u["institution"], u["role"], _dash(u["created_at"])] for u in items])
+    _table(None, [Col("NAME", cap=20), Col("INSTITUTION", cap=20), "ROLE", "CREATED (UTC)"],
+           [[u["name"], u["institution"], u["role"], short_time(u["created_at"])] for u in items])
 
 
 def token_to_dict(t: admin_pb2.TokenInfo) -> JsonDict:
@@ -291,9 +341,12 @@ def token_to_dict(t: admin_pb2.TokenInfo) -> JsonDict:
 
 
 def tokens_table(items: Sequence[JsonDict]) -> None:
-    _table(None, ["ID", "OWNER", "KIND", "ROLE", "INSTITUTION", "CREATED", "EXPIRES", "LAST USED", "STATE"],
-           [[t["id"], t["owner"], t["kind"], t["role"], _dash(t["institution"]), _dash(t["created_at"]),
-             t["expires_at"] or "never", _dash(t["last_used_at"]), t["state"]] for t in items])
+    """The expiry date only; the institution and the full times are in `--output json`."""
+    _table(None, ["ID", Col("OWNER", cap=16), "KIND", Col("ROLE", cap=17), "EXPIRES", "STATE"],
+           [[t["id"], t["owner"], t["kind"], t["role"], (t["expires_at"] or "never")[:10], t["state"]]
+            for t in items])
+    if items:
+        _write_wrapped(["Institutions, creation and last use times: --output json."])
 
 
 def _pools(site: JsonDict) -> str:
@@ -304,9 +357,10 @@ def sites_table(items: Sequence[JsonDict]) -> None:
     if not items:
         sys.stdout.write("no sites\n")
         return
-    _table(None, ["NAME", "INSTITUTION", "COUNTRY", "STATE", "CONNECTED", "GPUS USED/TOTAL"],
-           [[s["name"], s["institution"], s["country"], _site_state(s), "yes" if s["connected"] else "no",
-             _pools(s)] for s in items])
+    _table(None, [Col("NAME", cap=18), Col("INST", cap=12), "CC", Col("GPUS USED/TOTAL", cap=22), "CONN",
+                  Col("STATE", flex=True)],
+           [[s["name"], s["institution"], s["country"], _pools(s), "yes" if s["connected"] else "no",
+             _site_state(s)] for s in items])
 
 
 def _site_state(site: JsonDict) -> str:
@@ -330,15 +384,23 @@ def quotas_table(view: JsonDict) -> None:
     if not view["rows"]:
         sys.stdout.write("no quotas yet: no institution has GPUs or jobs\n")
         return
-    _table(None, ["INST", "CC", "WEIGHT", "ENT%", "USE%", "FS", "GUAR", "HELD", "DEMAND", "SHARE"],
+    _table(None, [Col("INST", cap=20), "CC", *(Col(h, right=True) for h in (
+               "WEIGHT", "ENT%", "USE%", "FS", "GUAR", "HELD", "DEMAND", "SHARE"))],
            [[i["institution"], i["country"], _quota_weight(i["weight"]), f"{i['entitlement_pct']:.1f}",
              f"{i['usage_pct']:.1f}", f"{i['fairshare']:.2f}", str(i["guarantee"]), str(i["held"]),
              str(i["demand"]), _share_gpus(i["fair_share_gpus"])] for i in view["institutions"]])
     sys.stdout.write("\n")
-    _table(None, ["INST", "MODEL", "OWN", "GUAR", "USE", "HELD", "BORR", "LENT", "PEND"],
+    _table(None, [Col("INST", cap=20), Col("MODEL", cap=12), *(Col(h, right=True) for h in (
+               "OWN", "GUAR", "USE", "HELD", "BORR", "LENT", "PEND"))],
            [[q["institution"], _dash(q["gpu_model"]), str(q["owned"]), str(q["guarantee"]), str(q["in_use"]),
              str(q["held"]), str(q["borrowed"]), str(q["lent"]), str(q["pending"])] for q in view["rows"]])
-    sys.stdout.write("\n" + "\n".join(textwrap.fill(line, 80) for line in quota_footer(view)) + "\n")
+    sys.stdout.write("\n")
+    _write_wrapped([QUOTA_LEGEND, *quota_footer(view)])
+
+
+QUOTA_LEGEND = ("ENT% entitlement and USE% decayed usage (% of the federation), FS fair-share "
+                "factor (1 idle, 0.5 on par), GUAR guaranteed, DEMAND held + pending, OWN owned, "
+                "USE in use, BORR borrowed, PEND pending GPUs; all keys: --output json.")
 
 
 def quota_footer(view: JsonDict) -> list[str]:
@@ -359,7 +421,8 @@ def quota_footer(view: JsonDict) -> list[str]:
 
 def tree_table(nodes: Sequence[JsonDict]) -> None:
     indent = {"country": "", "institution": "  ", "project": "    "}
-    _table(None, ["ACCOUNT", "WEIGHT", "ENT%", "USE%", "FS", "HELD", "DEMAND", "SHARE"],
+    _table(None, [Col("ACCOUNT", cap=28), *(Col(h, right=True) for h in (
+               "WEIGHT", "ENT%", "USE%", "FS", "HELD", "DEMAND", "SHARE"))],
            [[indent.get(n["level"], "") + n["id"], _quota_weight(n["weight"]), f"{n['entitlement_pct']:.1f}",
              f"{n['usage_pct']:.1f}", f"{n['fairshare']:.2f}", str(n["held"]), str(n["demand"]),
              _share_gpus(n["fair_share_gpus"])] for n in nodes])
@@ -391,12 +454,12 @@ def policy_to_dict(p: admin_pb2.Policy) -> JsonDict:
 
 
 def projects_table(items: Sequence[JsonDict]) -> None:
-    _table(None, ["PROJECT", "INSTITUTION", "WEIGHT"], [[p["id"], p["institution"], f"{p['weight']:g}"] for p in items])
+    _table(None, [Col("PROJECT", cap=40), Col("INSTITUTION", cap=20), "WEIGHT"], [[p["id"], p["institution"], f"{p['weight']:g}"] for p in items])
 
 
 def policy_table(policy: JsonDict) -> None:
     weights = ", ".join(f"{m}={w:g}" for m, w in sorted(policy["model_weights"].items()))
-    _table(None, ["SETTING", "VALUE"], [
+    _table(None, ["SETTING", Col("VALUE", wrap=True)], [
         ["share policy", policy["share_policy"]],
         ["half-life", format_duration(int(policy["half_life_seconds"]))],
         ["base grant", f"{policy['base_grant']:g}"],
@@ -428,7 +491,8 @@ def _issue10_rows(policy: JsonDict) -> list[list[str]]:
 
 
 def usage_table(by: str, lines: Sequence[JsonDict]) -> None:
-    _table(None, [by.upper(), "CC", "USED h", "USED norm", "GAVE h", "GAVE norm", "BALANCE"], [
+    _table(None, [Col(by.upper(), cap=20), "CC", *(Col(h, right=True) for h in (
+               "USED h", "USED norm", "GAVE h", "GAVE norm", "BALANCE"))], [
         [l["key"], l["country"], f"{l['consumed_gpu_hours']:.1f}", f"{l['consumed_normalized']:.1f}",
          f"{l['contributed_gpu_hours']:.1f}", f"{l['contributed_normalized']:.1f}", f"{l['balance_normalized']:+.1f}"]
         for l in lines])
@@ -445,9 +509,19 @@ def broker_status_to_dict(address: str, answer: admin_pb2.BrokerStatusResponse |
 
 
 def brokers_table(items: Sequence[JsonDict]) -> None:
-    rows = [(b["address"], b["role"], _dash(b["leader_address"]), _dash(b["leading_since"]),
-             _dash(b["error"])) for b in items]
-    _table(None, ["ADDRESS", "ROLE", "LEADER", "SINCE", "ERROR"], rows)
+    """A leader says since when, a standby which broker leads; errors go under the table,
+    wrapped in full, since an address and its error rarely fit one row."""
+    _table(None, [Col("ADDRESS", cap=32), "ROLE", Col("STATUS", flex=True)],
+           [(b["address"], b["role"], _broker_status(b)) for b in items])
+    _write_wrapped([f"{b['address']}: {b['error']}" for b in items if b["error"]])
+
+
+def _broker_status(b: JsonDict) -> str:
+    if b["error"]:
+        return "error below"
+    if b["leading"]:
+        return f"leading since {short_time(b['leading_since'])} UTC"
+    return f"leader: {_dash(b['leader_address'])}"
 
 
 def audit_to_dict(entry: admin_pb2.AuditEntry) -> JsonDict:
@@ -460,7 +534,16 @@ def audit_table(entries: Sequence[JsonDict]) -> None:
     if not entries:
         sys.stdout.write("no audit entries\n")
         return
-    _table(None, ["AT", "WHO", "METHOD", "TARGET", "OUTCOME", "FROM"],
-           [[e["at"], _dash(e["who"]), e["method"], _dash(e["target"]),
-             e["outcome"] if not e["detail"] else f"{e['outcome']}: {e['detail'][:80]}", e["peer"]]
-            for e in entries])
+    _table(None, ["AT (UTC)", Col("WHO", cap=10), Col("METHOD", cap=24), Col("TARGET", cap=12),
+                  Col("OUTCOME", flex=True)],
+           [[short_time(e["at"], seconds=True)[5:], _dash(e["who"]), _method(e["method"]), _dash(e["target"]),
+             e["outcome"] if not e["detail"] else f"{e['outcome']}: {e['detail']}"] for e in entries])
+    _write_wrapped([AUDIT_NOTE])
+
+
+AUDIT_NOTE = "Times are MM-DD HH:MM:SS UTC; the year, callers' addresses and full details: --output json."
+
+
+def _method(method: str) -> str:
+    """"AdminService/AddUser" -> "AddUser": the RPC name says what was done."""
+    return method.rsplit("/", 1)[-1]

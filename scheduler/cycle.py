@@ -54,9 +54,20 @@ class SchedulingCycle:
         for site in self.leases.expired(self.store.sites.names_not_lost()):
             lost = self.store.runs.site_lost(site, f"no report for {self.leases.ttl_seconds:.0f} s", now,
                                              self.fence)
-            log.warning("site %s lost: no report within the %.0f s lease TTL; %d run(s) requeued",
-                        site, self.leases.ttl_seconds, lost)
+            self._log_lost(site, lost)
         return self.store.runs.stop_overdue(now, self.fence)
+
+    def _log_lost(self, site: str, requeued: int) -> None:
+        """A site that went silent is news (WARNING). One that has not reconnected since this
+        broker started is usually an agent still on its way back: INFO, unless runs had to move."""
+        ttl = self.leases.ttl_seconds
+        if self.leases.heard_from(site):
+            log.warning("site %s lost: no report within the %.0f s lease TTL; %d run(s) requeued", site, ttl,
+                        requeued)
+        else:
+            log.log(logging.WARNING if requeued else logging.INFO,
+                    "site %s has not reconnected in the %.0f s since this broker started; shown as LOST "
+                    "until it does; %d run(s) requeued", site, ttl, requeued)
 
     def charge(self) -> None:
         """Bring the usage and contribution ledgers up to now, incrementally."""

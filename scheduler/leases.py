@@ -50,6 +50,11 @@ class SiteLeases:
             self._since = self.clock.now()
             self._renewed.clear()
 
+    def heard_from(self, site: str) -> bool:
+        """Whether `site` has said anything since this broker started (or restarted its leases)."""
+        with self._lock:
+            return site in self._renewed
+
     def expired(self, sites: Iterable[str]) -> list[str]:
         """Those of `sites` whose lease ran out; they are marked lost here."""
         deadline = self.clock.now() - self.ttl_seconds

@@ -62,7 +62,7 @@ def serve(
     listen: Annotated[str, typer.Option("--listen", help="HOST:PORT to listen on (port 0: any free port).")]
     = "127.0.0.1:50551",
     db: Annotated[str, typer.Option("--db", help="sqlite:///path or postgresql://...; default: a SQLite "
-                                    "file in the data dir [MINGA_DATA_DIR].", show_default=False)] = "",
+                                    "file in the data dir (env MINGA_DATA_DIR).", show_default=False)] = "",
     admin_token_file: Annotated[Optional[Path], typer.Option(
         "--admin-token-file", help="Where the bootstrap admin token goes.", show_default="<data dir>/admin-token",
     )] = None,

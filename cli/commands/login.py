@@ -14,7 +14,7 @@ def login(
     ctx: typer.Context,
     broker: BrokerOpt = None,
     token: Annotated[Optional[str], typer.Option("--token", help="Your token (from `minga admin user add`) "
-                                                 "[env MINGA_TOKEN].", show_default=False)] = None,
+                                                 "(env MINGA_TOKEN).", show_default=False)] = None,
     ca: CaOpt = None,
     output: OutputOpt = Output.table,
 ) -> None:

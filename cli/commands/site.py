@@ -17,7 +17,7 @@ CREDENTIAL_ENV = "MINGA_SITE_CREDENTIAL"
 
 CredentialOpt = Annotated[
     Optional[Path],
-    typer.Option("--credential", help="Site credential file [env MINGA_SITE_CREDENTIAL; default in the config dir].",
+    typer.Option("--credential", help="Site credential file (env MINGA_SITE_CREDENTIAL; default in the config dir).",
                  show_default=False),
 ]
 

@@ -6,6 +6,9 @@ To add a revision: `python -m scheduler.store.migrations revision -m "what chang
 """
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
@@ -18,6 +21,8 @@ from sqlalchemy.engine import Connection
 
 FIRST_RELEASE = "0001"
 VERSION_TABLE = "alembic_version"
+
+log = logging.getLogger(__name__)
 
 
 def alembic_config(connection: Connection | None = None) -> Config:
@@ -43,17 +48,46 @@ def known_revisions() -> set[str]:
     return {script.revision for script in _scripts().walk_revisions()}
 
 
+@contextmanager
+def _alembic_details_at_debug() -> Iterator[None]:
+    """Alembic logs each step at INFO (context, DDL mode, one line per revision); an
+    operator needs one line. Its details show only when this logger is at DEBUG."""
+    alembic = logging.getLogger("alembic")
+    if log.isEnabledFor(logging.DEBUG):
+        yield
+        return
+    previous = alembic.level
+    alembic.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        alembic.setLevel(previous)
+
+
 def current_revisions(connection: Connection) -> tuple[str, ...]:
     """The revisions the store is marked with; () when it has no version table."""
-    return MigrationContext.configure(connection).get_current_heads()
+    with _alembic_details_at_debug():
+        return MigrationContext.configure(connection).get_current_heads()
 
 
 def upgrade(connection: Connection, revision: str = "head") -> None:
-    command.upgrade(alembic_config(connection), revision)
+    """Bring the store to `revision`, saying so in one INFO line when anything changed."""
+    before = current_revisions(connection)
+    _upgrade(connection, revision)
+    after = current_revisions(connection)
+    if after != before:
+        log.info("store schema %s revision %s", f"upgraded from {', '.join(before)} to" if before else "created at",
+                 ", ".join(after))
+
+
+def _upgrade(connection: Connection, revision: str) -> None:
+    with _alembic_details_at_debug():
+        command.upgrade(alembic_config(connection), revision)
 
 
 def stamp(connection: Connection, revision: str) -> None:
-    command.stamp(alembic_config(connection), revision)
+    with _alembic_details_at_debug():
+        command.stamp(alembic_config(connection), revision)
 
 
 @lru_cache(maxsize=1)
@@ -62,7 +96,7 @@ def first_release_columns() -> dict[str, frozenset[str]]:
     engine = create_engine("sqlite://")
     try:
         with engine.begin() as conn:
-            upgrade(conn, FIRST_RELEASE)
+            _upgrade(conn, FIRST_RELEASE)
             found = inspect(conn)
             return {t: frozenset(c["name"] for c in found.get_columns(t))
                     for t in found.get_table_names() if t != VERSION_TABLE}
