@@ -209,8 +209,8 @@ def logs(
 ) -> None:
     """Print the log of the job's current or last run, as raw bytes.
 
-    A pending job has no log yet: it says so and why, and exits with code 7, or with
-    --follow waits for the job to start and then streams its log."""
+    A pending job has no log yet: it says so and why, and exits with code 7; with
+    `--follow` it waits for the job to start, then streams its log."""
     out = sys.stdout.buffer
     with client(ctx, broker, token, ca) as c, errors.explain(not_found=f"no job {job_id}"):
         pending = c.get_job(job_id)
