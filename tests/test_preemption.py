@@ -241,3 +241,21 @@ def test_a_default_guarantee_is_not_placed_within_it_on_another_owners_site():
     pending = [job("c-job", "c", 1, submitted=-HOUR), job("a-job", "a", 1)]
     d = decide(snap(sites, insts, pending, runs, usage=[("a/default", 1e6)]))
     assert placed(d)["a-job"].site == "sa" and "c-job" not in placed(d)
+
+
+def test_fair_share_preemption_passes_over_a_victim_larger_than_the_cap():
+    """The cheapest victim on s1 (its newest run) frees 2 GPUs, but the cap allows 1 a cycle
+    (10% of 16): an older 1-GPU run there is preempted instead, in this cycle, not once it
+    has become the cheaper one (a property test found b waiting 37 minutes for that). b's
+    2-GPU job, larger than the cap, holds s0's reservation."""
+    s = snap([site("s0", "host", pool(total=8)), site("s1", "host", pool(total=8))],
+             [inst("host"), inst("a"), inst("b")],
+             pending=[job("b-gang", "b", gpus=2, submitted=-1.0), job("b-one", "b")],
+             runs=[run(f"s0-{i}", "s0", "a", started=-HOUR) for i in range(8)]
+             + [run(f"s1-{i}", "s1", "a", started=-HOUR) for i in range(6)]
+             + [run("s1-new", "s1", "a", gpus=2, started=-700.0)],
+             settings=ShareSettings(policy="static", preemption_cap=0.1, preemption_threshold=0.0))
+    d = decide(s)
+    assert [(p.kind, p.beneficiary, p.site) for p in d.preemptions] == [("fair-share", "b", "s1")]
+    assert d.preemptions[0].run_id != "s1-new"
+    assert placed(d)["b-one"].site == "s1"

@@ -128,7 +128,9 @@ def _best_plan(cycle: Cycle, job: Job, standing: _Standing, budget: int) -> _Pla
 
 
 def _plan_on(cycle: Cycle, pool: Pool, job: Job, standing: _Standing, budget: int) -> _Plan | None:
-    """The victims on `pool` that make room for `job` losing the fewest GPU-hours, or None."""
+    """The victims on `pool` that make room for `job` losing the fewest GPU-hours, or None.
+    A run that would take the GPUs freed past this cycle's `budget` is passed over, not the
+    end of the search: a smaller run that has run longer may still fit."""
     res, now = job.spec.resources, cycle.now
     need = res.gpus - max(pool.free, 0)
     free_cpus = cycle.index.cpus.get(pool.site, 0.0)
@@ -143,7 +145,7 @@ def _plan_on(cycle: Cycle, pool: Pool, job: Job, standing: _Standing, budget: in
         if gpus >= need and cpus >= res.cpus:
             break
         v = run.institution
-        if (v == job.institution or now - run.started_at < grace
+        if (v == job.institution or now - run.started_at < grace or gpus + run.gpus > budget
                 or standing.held.get(v, 0.0) - taken[v] - run.gpus < standing.owed.get(v, 0.0)
                 or cycle.ledger.excess(v, pool.model) - taken[v] < run.gpus):
             continue
