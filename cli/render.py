@@ -67,6 +67,7 @@ def job_to_dict(job: common_pb2.Job) -> JsonDict:
         "gpus": res.gpus,
         "attempts": job.attempts,
         "failures": job.failures,
+        "infra_requeues": job.infra_requeues,
         "max_attempts": spec.max_attempts or DEFAULT_MAX_ATTEMPTS,
         "reason": job.reason,
         "run_id": job.run_id or None,
@@ -304,11 +305,13 @@ def job_detail(job: JsonDict, now: float | None = None) -> None:
     """`minga job status`: one field per line, the reason spelled out in full; the last
     preemption (if any) wrapped to 80 columns, since the policy's reasons are long."""
     attempts = f"{job['attempts']} ({job['failures']} failed; the job fails at {job['max_attempts']})"
+    infra = f"{job.get('infra_requeues', 0)} by the infrastructure (lost sites, Ray refusals; never failures)"
     fields = [
         ("id", job["id"]), ("name", job["name"]), ("state", job["state"]),
         ("owner", f"{job['owner']} ({job['institution']})"), ("gpus", _gpus(job)),
         ("site", job["site"]), ("country", job["country"]), ("attempts", attempts),
-        ("run", job["run_id"]), ("submitted", job["submitted_at"]), ("started", job["started_at"]),
+        ("requeued", infra), ("run", job["run_id"]), ("submitted", job["submitted_at"]),
+        ("started", job["started_at"]),
         ("finished", job["finished_at"]), ("entrypoint", job["spec"]["entrypoint"]),
         ("reason", job["reason"]),
     ]

@@ -170,7 +170,7 @@ class Job:
     institution: str
     submitted_at: float
     attempts: int = 0           # runs started (each one's epoch)
-    failures: int = 0           # of them, lost or failed; the job fails at spec.max_attempts
+    failures: int = 0           # of them, the user's failures; the job fails at spec.max_attempts
     reason: str = ""
     site: str = ""
     country: str = ""
@@ -179,6 +179,7 @@ class Job:
     started_at: float = 0.0
     finished_at: float = 0.0
     last_preemption: JobPreemption | None = None
+    infra_requeues: int = 0     # requeues the infrastructure caused (lost site, Ray refused or lost it)
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,7 @@ from cli import render
 from minga.v1 import admin_pb2, common_pb2
 
 JOB_KEYS = {"id", "name", "state", "owner", "institution", "project", "site", "country", "gpu_model", "gpus", "attempts", "failures",
+            "infra_requeues",
             "max_attempts", "reason", "run_id", "submitted_at", "started_at", "finished_at", "last_preemption",
             "spec"}
 

@@ -15,6 +15,7 @@ from scheduler.domain import JobState, RunState, SiteState
 from scheduler.leases import SiteLeases
 from scheduler.policy import Placement
 from scheduler.store import Store
+from scheduler.requeue_rules import INFRA_REQUEUE_LIMIT, infra_backoff_seconds
 from scheduler.store.requeue import backoff_seconds
 from scheduler.store.runs import _free_gpus, _lease
 from tests.test_store import (  # noqa: F401  (fixtures)
@@ -48,22 +49,23 @@ def pending_ids(store: Store, now: float) -> list[str]:
 
 # -- failures: whose fault, and how often ----------------------------------------------
 
-def test_an_infrastructure_failure_requeues_after_a_backoff_until_max_attempts(fed):
+def test_an_infrastructure_failure_requeues_after_a_backoff_and_never_counts_as_a_failure(fed):
     submit(fed, "j-1", max_attempts=2)
     run_1 = running(fed, "j-1")
     fed.runs.apply_report("dcc", RunReport(run_1, RunState.FAILED, "supervisor died", infrastructure=True), NOW + 10)
     job = fed.jobs.get("j-1")
     assert job.state is JobState.PENDING
-    assert "infrastructure failure: supervisor died" in job.reason and "failed 1 of 2 attempts" in job.reason
+    assert "infrastructure failure: supervisor died" in job.reason and "infrastructure requeue 1 of 20" in job.reason
     assert held_gpus(fed) == 0
     assert pending_ids(fed, NOW + 11) == []              # in its backoff
-    assert pending_ids(fed, NOW + 10 + backoff_seconds(1)) == ["j-1"]
+    assert pending_ids(fed, NOW + 10 + infra_backoff_seconds(1)) == ["j-1"]
     run_2 = running(fed, "j-1", NOW + 13)
     assert run_2 != run_1 and fed.jobs.get("j-1").attempts == 2
     fed.runs.apply_report("dcc", RunReport(run_2, RunState.FAILED, "node died", infrastructure=True), NOW + 20)
     job = fed.jobs.get("j-1")
-    assert job.state is JobState.FAILED and "failed 2 of 2 attempts" in job.reason
-    assert (job.attempts, job.failures) == (2, 2)
+    # Two infrastructure failures with max_attempts=2: still PENDING, no failure charged.
+    assert job.state is JobState.PENDING and "infrastructure requeue 2 of 20" in job.reason
+    assert (job.attempts, job.failures, job.infra_requeues) == (2, 0, 2)
 
 
 def test_a_users_failure_ends_the_job_unless_it_asked_for_retries(fed):
@@ -92,7 +94,7 @@ def test_a_lost_site_requeues_its_runs_and_ends_a_cancel(fed):
     site = fed.sites.get("dcc")
     assert site.state is SiteState.LOST and site.state_reason == "no report for 30 s"
     job = fed.jobs.get("keep")
-    assert job.state is JobState.PENDING and "site dcc lost" in job.reason and "1 of 3" in job.reason
+    assert job.state is JobState.PENDING and "site dcc lost" in job.reason and "infrastructure requeue 1 of 20" in job.reason
     assert fed.jobs.get("cancel-me").state is JobState.CANCELLED
     assert held_gpus(fed) == 0
     assert cycle(fed, NOW + 100) == []                   # a LOST site takes nothing

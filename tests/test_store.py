@@ -609,7 +609,7 @@ def test_a_run_that_vanishes_from_ray_is_requeued_but_not_at_hello(fed):
     assert fed.jobs.get("j-1").state is JobState.LEASED
     assert fed.runs.apply_report("dcc", RunReport(run_id, RunState.UNKNOWN), NOW + 2) == []
     job = fed.jobs.get("j-1")
-    assert job.state is JobState.PENDING and "vanished" in job.reason and "1 of 3" in job.reason
+    assert job.state is JobState.PENDING and "vanished" in job.reason and "infrastructure requeue 1 of 20" in job.reason
 
 
 # -- reconcile ----------------------------------------------------------------------

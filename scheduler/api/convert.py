@@ -112,7 +112,7 @@ def job_to_pb(job: Job) -> common_pb2.Job:
     return common_pb2.Job(
         id=job.id, spec=spec_to_pb(job.spec), state=job_state_to_pb(job.state), owner=job.owner,
         institution=job.institution, site=job.site, country=job.country, attempts=job.attempts,
-        failures=job.failures,
+        failures=job.failures, infra_requeues=job.infra_requeues,
         reason=job.reason, run_id=job.run_id, submitted_at=job.submitted_at,
         started_at=job.started_at, finished_at=job.finished_at, gpu_model=job.gpu_model,
         project=job.spec.project, last_preemption=_preemption_to_pb(job.last_preemption),

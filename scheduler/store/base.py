@@ -134,6 +134,7 @@ def job_from_row(row: JobRow) -> Job:
         submitted_at=row.submitted_at,
         attempts=row.attempts,
         failures=row.failures,
+        infra_requeues=row.infra_requeues,
         reason=row.reason,
         site=row.site,
         country=row.country,

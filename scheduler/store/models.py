@@ -141,7 +141,7 @@ class JobRow(SQLModel, table=True):
     updated_at: float = 0.0
     idempotency_key: Optional[str] = Field(default=None)
     # Added by revision 0002:
-    failures: int = Field(default=0, sa_column_kwargs={"server_default": "0"})  # runs lost or failed; see max_attempts
+    failures: int = Field(default=0, sa_column_kwargs={"server_default": "0"})  # the user's failed runs; see max_attempts
     not_before: float = Field(default=0.0, sa_column_kwargs={"server_default": "0"})  # requeue backoff: not placed before
     # Added by revision 0006: the secret env values (JSON), apart from spec_json so that
     # nothing decoding a displayed spec can see them; read only to start a run.
@@ -151,6 +151,8 @@ class JobRow(SQLModel, table=True):
     preempted_kind: str = Field(default="", sa_column_kwargs={"server_default": ""})
     preempted_for: str = Field(default="", sa_column_kwargs={"server_default": ""})  # the beneficiary
     preempted_reason: str = Field(default="", sa_column_kwargs={"server_default": ""})
+    # Added by revision 0008_infra: requeues the infrastructure caused (scheduler.requeue_rules).
+    infra_requeues: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
 
 
 class RunRow(SQLModel, table=True):
@@ -173,6 +175,9 @@ class RunRow(SQLModel, table=True):
     charged_until: float = 0.0              # usage is charged up to here (0: not running yet)
     running_since: float = 0.0              # first reported RUNNING (0: never ran)
     walltime_seconds: int = 0               # its job's limit, for backfill estimates
+    # Added by revision 0008_infra: when its site first reported it (0: never, so a start
+    # lost in transit may be resent under the same id; otherwise never).
+    reported_at: float = Field(default=0.0, sa_column_kwargs={"server_default": "0"})
 
 
 class LogRow(SQLModel, table=True):

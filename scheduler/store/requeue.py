@@ -1,11 +1,13 @@
 """Runs the broker ends on its own, and what becomes of their jobs.
 
-- A run lost with its site (lease expired, the site's Ray cluster down) or failed
-  by the infrastructure (Ray lost the job) is requeued: its job goes back to
-  PENDING with a reason, after a backoff, until it has failed `max_attempts` times.
-  Slurm's `--requeue` on node failure and Kubernetes' Job backoffLimit work alike.
+- A run lost with its site (lease expired, the site's Ray cluster down or refusing),
+  or failed by the infrastructure (Ray lost the job or refused to start it, the run
+  vanished from Ray) is requeued: its job goes back to PENDING with a reason, after a
+  backoff. That counts against the infrastructure bound, never `max_attempts`.
 - A user's code failing ends the job FAILED, unless the researcher asked for
-  retries (`retry_failed`), which then count the same way.
+  retries (`retry_failed`), which count against `max_attempts`.
+
+The rules themselves are pure, in scheduler/requeue_rules.py; this module applies them.
 - A run past its walltime is stopped and its job ends FAILED with reason TIMEOUT,
   as Slurm's TimeLimit does.
 
@@ -17,14 +19,12 @@ from sqlmodel import Session, col, select
 
 from scheduler.commands import Command, StopRunCommand
 from scheduler.domain import JobState, RunState
+from scheduler.requeue_rules import Fault, after_run_ended, backoff_seconds  # noqa: F401 (re-exported)
 from scheduler.states import transition
 from scheduler.store.codec import spec_from_json
 from scheduler.store.ledger import charge_run
 from scheduler.store.models import JobRow, RunRow
 from scheduler.store.shares import read_settings
-
-BACKOFF_FIRST_SECONDS = 2.0
-BACKOFF_MAX_SECONDS = 300.0
 
 
 def locked_job(s: Session, job_id: str) -> JobRow | None:
@@ -38,11 +38,6 @@ def locked_job(s: Session, job_id: str) -> JobRow | None:
 def fresh_run(s: Session, run_id: str) -> RunRow | None:
     """The run as committed now: read after its job's lock, it cannot be stale."""
     return s.get(RunRow, run_id, populate_existing=True)
-
-
-def backoff_seconds(failures: int) -> float:
-    """Exponential: 2 s after the first failure, doubling, at most 5 minutes."""
-    return min(BACKOFF_MAX_SECONDS, BACKOFF_FIRST_SECONDS * 2 ** max(0, failures - 1))
 
 
 def end_run(s: Session, run: RunRow, state: RunState, message: str, now: float) -> None:
@@ -63,17 +58,15 @@ def finish(job: JobRow, target: JobState, reason: str, now: float) -> None:
         job.started_at = job.started_at or now
 
 
-def requeue_or_fail(job: JobRow, reason: str, now: float) -> None:
-    """Count one failed run: back to PENDING after a backoff, or FAILED if that was the last try."""
+def requeue_or_fail(job: JobRow, reason: str, now: float, fault: Fault = Fault.INFRASTRUCTURE) -> None:
+    """Count one run that ended badly against the budget of `fault`: back to PENDING
+    after a backoff, or FAILED once that budget is spent (scheduler.requeue_rules)."""
     max_attempts = spec_from_json(job.spec_json).max_attempts
-    job.failures += 1
-    if job.failures >= max_attempts:
-        finish(job, JobState.FAILED, f"{reason} (failed {job.failures} of {max_attempts} attempts)", now)
-        return
-    delay = backoff_seconds(job.failures)
-    finish(job, JobState.PENDING,
-           f"requeued: {reason} (failed {job.failures} of {max_attempts} attempts; retry in {delay:.0f} s)", now)
-    job.not_before = now + delay
+    outcome = after_run_ended(fault, job.failures, job.infra_requeues, max_attempts, reason, now)
+    job.failures, job.infra_requeues = outcome.failures, outcome.infra_requeues
+    finish(job, outcome.state, outcome.reason, now)
+    if outcome.state is JobState.PENDING:
+        job.not_before = outcome.not_before
 
 
 def lose_runs(s: Session, site: str, reason: str, now: float) -> int:

@@ -21,6 +21,7 @@ from scheduler.store.base import Database, job_from_row, run_from_row, site_from
 from scheduler.store.codec import inventory_from_json, spec_from_json, with_secrets
 from scheduler.store.ledger import charge_all
 from scheduler.store.lending import load_lending
+from scheduler.requeue_rules import Fault, resend_start_after_hello
 from scheduler.store.requeue import (
     end_run, finish, fresh_run, locked_job, lose_runs, requeue_or_fail, stop_overdue,
 )
@@ -133,9 +134,14 @@ class RunsRepo:
                 if job is not None and job.state == JobState.CANCELLING.value:
                     # It never reached Ray, so there is nothing to stop.
                     _apply_report(s, site, RunReport(run.id, RunState.STOPPED, "cancelled"), now, in_session=False)
-                elif job is not None:
+                elif job is not None and resend_start_after_hello(run.reported_at > 0):
                     # The lease stands; the start was lost in transit. Same run id: safe to resend.
                     commands.append(StartRunCommand(site, run_from_row(run), _site_spec(job), notice))
+                elif job is not None and job.run_id == run.id:
+                    # The site had it, and its Ray no longer does (a restarted head): never
+                    # start it again under this run id; a new attempt gets a new epoch.
+                    _fail_run(s, run, job, "the run vanished from the site's Ray cluster "
+                              "(not listed when the site reconnected)", True, now)
         return commands
 
     def site_needs_package(self, site: str, digest: str) -> bool:
@@ -252,6 +258,8 @@ def _apply_report(s: Session, site: str, report: RunReport, now: float, in_sessi
             return []  # a Hello: the start was lost in transit, and reconcile_site resends it
     if not current or job is None:
         return [] if state.terminal else [StopRunCommand(site, run.id, "stale run: fenced by a newer epoch")]
+    if not run.reported_at:
+        run.reported_at = now  # the site has it: never resent under this id (reconcile_site)
     if state is RunState.FAILED and job.state != JobState.CANCELLING.value and (
             report.infrastructure or spec_from_json(job.spec_json).retry_failed):
         _fail_run(s, run, job, report.message or "run failed", report.infrastructure, now)
@@ -274,7 +282,8 @@ def _fail_run(s: Session, run: RunRow, job: JobRow, message: str, infrastructure
     """A failed run that may be retried: the infrastructure's fault, or the user asked for retries."""
     end_run(s, run, RunState.LOST if infrastructure else RunState.FAILED, message, now)
     whose = "infrastructure failure" if infrastructure else "failed"
-    requeue_or_fail(job, f"run {run.id} {whose}: {message}", now)
+    requeue_or_fail(job, f"run {run.id} {whose}: {message}", now,
+                    Fault.INFRASTRUCTURE if infrastructure else Fault.USER)
     s.add(job)
 
 
