@@ -1,5 +1,6 @@
 """An in-memory `RayBackend` for fast unit tests, with hooks to drive run states,
-append to logs and simulate Ray being down."""
+append to logs, simulate Ray being down, refusing submits for a while, or forgetting
+its runs (a restarted head)."""
 from __future__ import annotations
 
 import threading
@@ -31,6 +32,8 @@ class FakeBackend:
         self.stops: list[str] = []                  # every stop call
         self.down = False
         self.submit_error: Exception | None = None  # raised by the next submit
+        self.refusals: list[Exception] = []         # raised by the next submits, one each
+        self.refused = 0                            # submits refused so far
         self.stop_state = RunState.STOPPED          # what a stop moves a live run to
 
     # -- hooks for tests -----------------------------------------------------
@@ -49,6 +52,19 @@ class FakeBackend:
         with self._lock:
             self._runs[run_id].log += text
 
+    def refuse(self, times: int, error: Exception | None = None) -> None:
+        """The next `times` submits are refused, by default as Ray does while its job
+        agent is not ready; then submits are accepted again."""
+        err = error or RuntimeError("Request failed with status code 500: "
+                                    "No available agent to submit job, please try again later.")
+        with self._lock:
+            self.refusals.extend([err] * times)
+
+    def forget_all(self) -> None:
+        """A restarted Ray head: it knows none of the runs it had."""
+        with self._lock:
+            self._runs.clear()
+
     def run(self, run_id: str) -> FakeRun | None:
         with self._lock:
             return self._runs.get(run_id)
@@ -65,6 +81,9 @@ class FakeBackend:
             if self.submit_error is not None:
                 err, self.submit_error = self.submit_error, None
                 raise err
+            if self.refusals:
+                self.refused += 1
+                raise self.refusals.pop(0)
             if run.run_id in self._runs:
                 return False
             self._runs[run.run_id] = FakeRun(run)

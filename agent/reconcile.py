@@ -15,6 +15,14 @@ has the whole log when the job ends. Hello reports each tracked run in its
 *delivered* state, never a newer one, so the queued messages that follow Hello
 replay the rest in order, logs before the terminal report.
 
+A submit Ray refuses for a moment (agent/refusals.py) is tried again on later ticks,
+with a capped, jittered backoff on the injected clock; only when the tries are spent
+does the start count as failed (an infrastructure failure, requeued by the broker
+without touching the job's max_attempts), and the site says Ray keeps refusing
+(`on_refusing`: DEGRADED until a cool-off passes). A run this agent submitted once is
+never submitted again: if Ray forgot it (a restarted head), it is reported UNKNOWN, so
+the broker requeues it as a new attempt with a new run id.
+
 Not thread-safe for concurrent callers of `start_run`/`stop_run`/`tick` (the
 session calls those from one thread); `hello_runs` and `on_delivered` may be
 called from other threads.
@@ -22,7 +30,9 @@ called from other threads.
 from __future__ import annotations
 
 import logging
+import random
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from agent.backend import RayBackend, RunInfo
@@ -32,6 +42,9 @@ from minga.v1 import site_pb2
 from scheduler.clock import Clock
 from scheduler.domain import RunState
 from agent.outbox import Outbox
+from agent.refusals import (
+    REFUSING_COOLOFF_SECONDS, START_TRIES, PendingStart, is_transient, retry_delay,
+)
 from agent.states import run_state_from_proto
 
 log = logging.getLogger(__name__)
@@ -57,6 +70,8 @@ class Reconciler:
         clock: Clock,
         packages: PackageCache | None = None,
         log_seconds: float = 0.5,
+        on_refusing: Callable[[str | None], None] | None = None,
+        rng: random.Random | None = None,
     ) -> None:
         self.backend = backend
         self.outbox = outbox
@@ -66,6 +81,12 @@ class Reconciler:
         self._lock = threading.RLock()
         self._runs: dict[str, TrackedRun] = {}
         self._ray_failing = False
+        self._submitted: set[str] = set()      # run ids this agent had Ray accept (or found there)
+        self._pending: dict[str, tuple[site_pb2.StartRun, PendingStart]] = {}  # refused, to retry
+        self._rng = rng or random.Random()
+        self.on_refusing = on_refusing or (lambda reason: self.outbox.put(wire.refusing_message(reason)))
+        self.refusing: str | None = None       # why the site counts as refusing new runs
+        self._refusing_until = 0.0
 
     # -- what the session calls ---------------------------------------------
 
@@ -86,27 +107,96 @@ class Reconciler:
         return reports
 
     def start_run(self, start: site_pb2.StartRun) -> None:
-        """Submit the run to Ray unless Ray already has it; report STARTING or FAILED."""
+        """Submit the run to Ray unless Ray already has it; report STARTING, or FAILED once
+        Ray's refusals are past retrying. A run this agent submitted before and Ray no
+        longer knows is reported UNKNOWN, never submitted again."""
         with self._lock:
             if start.run_id in self._runs:
                 log.info("run %s already tracked; StartRun ignored", start.run_id)
                 return
             run = self._runs[start.run_id] = TrackedRun(start.run_id, start.job_id, start.epoch)
+            seen = start.run_id in self._submitted
+        if seen:
+            self._resent(run)
+        else:
+            self._try_start(run, start, 0)
+
+    def _resent(self, run: TrackedRun) -> None:
+        try:
+            known = self.backend.info(run.run_id) is not None
+        except Exception:  # noqa: BLE001 - unsure: still never submit it twice
+            known = False
+        if not known:
+            self._queue_report(run, RunState.UNKNOWN, "this site's Ray cluster no longer knows the run "
+                               "(it was submitted before); not submitting it again under the same id")
+        # Known: the next tick reports its actual state.
+
+    def _try_start(self, run: TrackedRun, start: site_pb2.StartRun, refused: int) -> None:
+        """One submit; a transient refusal waits for a later tick, up to START_TRIES."""
         try:
             working_dir = self._working_dir(start)
             submitted = self.backend.submit(wire.run_request(start, working_dir))
         except Exception as err:  # noqa: BLE001 - any failure to start is the run's failure
-            log.warning("could not start run %s: %s", start.run_id, err)
-            self._queue_report(run, RunState.FAILED, f"could not start on Ray: {err}", infrastructure=True)
+            self._refused(run, start, refused + 1, err)
             return
+        with self._lock:
+            self._submitted.add(run.run_id)
         if submitted:
             self._queue_report(run, RunState.STARTING, "submitted to Ray")
         # Already on Ray (a repeated StartRun, or one from before a restart):
         # the next tick reports its actual state.
 
+    def _refused(self, run: TrackedRun, start: site_pb2.StartRun, tries: int, err: Exception) -> None:
+        transient = is_transient(err)
+        if transient and tries < START_TRIES:
+            delay = retry_delay(tries, self._rng)
+            log.warning("Ray refused run %s (%s); try %d of %d in %.1f s", run.run_id, err, tries + 1,
+                        START_TRIES, delay)
+            with self._lock:
+                self._pending[run.run_id] = (start, PendingStart(tries, self._clock.now() + delay, str(err)))
+            return
+        log.warning("could not start run %s: %s", run.run_id, err)
+        if transient:
+            self._set_refusing(f"Ray refused {tries} submits in a row: {err}")
+            message = f"could not start on Ray after {tries} tries: {err}"
+        else:
+            message = f"could not start on Ray: {err}"
+        # A 4xx is Ray refusing the run itself (e.g. a bad runtime env): the user's.
+        users = "status code 4" in str(err)
+        self._queue_report(run, RunState.FAILED, message, infrastructure=not users)
+
+    def _retry_due(self) -> None:
+        """Try again every refused start whose wait is over; end a refusal cool-off."""
+        now = self._clock.now()
+        with self._lock:
+            due = [(rid, start, p) for rid, (start, p) in self._pending.items() if p.next_at <= now]
+            for rid, _, _ in due:
+                del self._pending[rid]
+        for rid, start, pending in due:
+            run = self._runs.get(rid)
+            if run is not None and not run.finished:
+                self._try_start(run, start, pending.tries)
+        if self.refusing is not None and now >= self._refusing_until:
+            self.refusing = None
+            log.info("trying this site's Ray again after its refusals")
+            self.on_refusing(None)
+
+    def _set_refusing(self, reason: str) -> None:
+        self._refusing_until = self._clock.now() + REFUSING_COOLOFF_SECONDS
+        if self.refusing is None:
+            log.error("this site's Ray keeps refusing new runs (%s): the site counts as DEGRADED", reason)
+            self.refusing = reason
+            self.on_refusing(reason)
+
     def stop_run(self, stop: site_pb2.StopRun) -> None:
         """Ask Ray to stop the run; the next tick reports the state it reaches."""
         log.info("stopping run %s (%s)", stop.run_id, stop.reason or "no reason given")
+        with self._lock:
+            waiting = self._pending.pop(stop.run_id, None)
+            run = self._runs.get(stop.run_id)
+        if waiting is not None and run is not None:
+            self._queue_report(run, RunState.STOPPED, "stopped before Ray accepted it")
+            return
         try:
             self.backend.stop(stop.run_id)
             info = self.backend.info(stop.run_id)
@@ -125,9 +215,11 @@ class Reconciler:
             self._runs[info.run_id] = TrackedRun(info.run_id, info.job_id, info.epoch)
 
     def tick(self) -> None:
-        """Poll Ray once for every live tracked run; queue logs and state changes."""
+        """Retry refused starts that are due, then poll Ray once for every live tracked
+        run; queue logs and state changes."""
+        self._retry_due()
         with self._lock:
-            live = [r for r in self._runs.values() if not r.finished]
+            live = [r for r in self._runs.values() if not r.finished and r.run_id not in self._pending]
         for run in live:
             try:
                 self._poll(run)
@@ -160,6 +252,7 @@ class Reconciler:
         report stands for the delivered state, its log is sent from the start."""
         run = TrackedRun(info.run_id, info.job_id, info.epoch, state=info.state, delivered=info.state)
         self._runs[info.run_id] = run
+        self._submitted.add(info.run_id)
         log.info("recovered run %s of job %s (epoch %d) in state %s",
                  info.run_id, info.job_id, info.epoch, info.state.value)
         return run
@@ -174,6 +267,9 @@ class Reconciler:
 
     def _poll(self, run: TrackedRun) -> None:
         info = self.backend.info(run.run_id)
+        if info is not None:
+            with self._lock:
+                self._submitted.add(run.run_id)
         if info is None:
             if run.state is None:
                 return   # a submit in flight on the session thread

@@ -97,6 +97,7 @@ class Agent:
             PackageCache(config.cache_dir, self._fetch_package), config.log_seconds,
         )
         self.outbox.on_delivered = self.reconciler.on_delivered
+        self.reconciler.on_refusing = self._on_refusing
         self._commands: queue.Queue[Command] = queue.Queue()
         self._stopping = threading.Event()
         self._wake = threading.Event()          # a command arrived: reconcile now
@@ -274,6 +275,8 @@ class Agent:
             stream.heartbeat_seconds = welcome.heartbeat_seconds
         self.sessions += 1
         self.connected.set()
+        if self.reconciler.refusing is not None and self.ray_down is None:
+            self.outbox.put(wire.refusing_message(self.reconciler.refusing))  # a Hello made it READY
 
     def _on_command(self, msg: site_pb2.BrokerMessage) -> None:
         body = msg.WhichOneof("body")
@@ -341,6 +344,12 @@ class Agent:
                 current = self._current_inventory()
                 if self.connected.is_set() and current != previous:
                     self.outbox.put(wire.inventory_message(current))
+
+    def _on_refusing(self, reason: str | None) -> None:
+        """Ray keeps refusing new runs (DEGRADED, with why), or the cool-off is over. While
+        Ray is down, the watch loop's news stands and this waits for the next one."""
+        if self.ray_down is None:
+            self.outbox.put(wire.refusing_message(reason))
 
     def _renew_loop(self) -> None:
         assert self.config.certificate_file and self.config.ca_file

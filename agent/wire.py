@@ -79,6 +79,12 @@ def health_message(ray_down: str | None) -> site_pb2.AgentMessage:
     return site_pb2.AgentMessage(health=site_pb2.Health(ray_down=ray_down is not None, message=_cut(ray_down or "")))
 
 
+def refusing_message(reason: str | None) -> site_pb2.AgentMessage:
+    """Ray answers but keeps refusing new runs (`reason`), or no longer does (None)."""
+    return site_pb2.AgentMessage(health=site_pb2.Health(refusing_starts=reason is not None,
+                                                        message=_cut(reason or "")))
+
+
 def inventory_message(inventory: common_pb2.Inventory) -> site_pb2.AgentMessage:
     return site_pb2.AgentMessage(inventory=site_pb2.InventoryUpdate(inventory=inventory))
 

@@ -121,7 +121,8 @@ class SiteServicer(site_pb2_grpc.SiteServiceServicer):
         elif kind == "inventory":
             sites.site_inventory(self.core, site, inventory_from_pb(message.inventory.inventory))
         elif kind == "health":
-            sites.site_health(self.core, site, message.health.ray_down, message.health.message)
+            sites.site_health(self.core, site, message.health.ray_down, message.health.message,
+                              message.health.refusing_starts)
         elif kind == "heartbeat":
             pass  # renewing the lease is all it does
         elif kind == "hello":

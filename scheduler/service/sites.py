@@ -105,11 +105,11 @@ def site_inventory(core: Core, site: str, inventory: Inventory) -> None:
     core.cycle.trigger()
 
 
-def site_health(core: Core, site: str, ray_down: bool, message: str) -> None:
-    """The agent's view of its own Ray cluster changed."""
+def site_health(core: Core, site: str, ray_down: bool, message: str, refusing: bool = False) -> None:
+    """The agent's view of its own Ray cluster changed: down, refusing new runs, or well."""
     check_health_message(message)
-    requeued = core.store.runs.site_health(site, ray_down, message, core.clock.now())
-    if ray_down:
+    requeued = core.store.runs.site_health(site, ray_down, message, core.clock.now(), refusing)
+    if ray_down or refusing:
         log.warning("site %s degraded (%s); %d run(s) requeued", site, message, requeued)
     core.cycle.trigger()
 

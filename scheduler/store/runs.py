@@ -91,12 +91,18 @@ class RunsRepo:
         """The site's lease expired: mark it LOST and requeue its runs."""
         return self._site_unhealthy(site, SiteState.LOST, reason, now, fence)
 
-    def site_health(self, site: str, ray_down: bool, message: str, now: float) -> int:
-        """The agent says its Ray cluster is down (DEGRADED: requeue its runs) or back (READY)."""
+    def site_health(self, site: str, ray_down: bool, message: str, now: float, refusing: bool = False) -> int:
+        """The agent says its Ray cluster is down (DEGRADED: requeue its runs), refuses new
+        runs (DEGRADED: it takes none, its running runs go on), or is well again (READY)."""
         if ray_down:
             return self._site_unhealthy(site, SiteState.DEGRADED, f"Ray cluster down: {message}", now)
         with self.db.tx() as s:
             row = s.get(SiteRow, site)
+            if refusing:
+                if row is not None:
+                    row.state, row.health_message = SiteState.DEGRADED.value, f"Ray refuses new runs: {message}"
+                    s.add(row)
+                return 0
             if row is not None and row.state == SiteState.DEGRADED.value:
                 row.state, row.health_message = SiteState.READY.value, ""
                 s.add(row)

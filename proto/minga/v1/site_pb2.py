@@ -25,15 +25,15 @@ _sym_db = _symbol_database.Default()
 from minga.v1 import common_pb2 as minga_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13minga/v1/site.proto\x12\x08minga.v1\x1a\x15minga/v1/common.proto\".\n\x0bJoinRequest\x12\x12\n\njoin_token\x18\x01 \x01(\t\x12\x0b\n\x03\x63sr\x18\x02 \x01(\x0c\"\x9a\x01\n\x0cJoinResponse\x12\x0c\n\x04site\x18\x01 \x01(\t\x12\x13\n\x0binstitution\x18\x02 \x01(\t\x12\x0f\n\x07\x63ountry\x18\x03 \x01(\t\x12\x12\n\nsite_token\x18\x04 \x01(\t\x12\x13\n\x0b\x63\x65rtificate\x18\x05 \x01(\x0c\x12\x16\n\x0e\x63\x61_certificate\x18\x06 \x01(\x0c\x12\x15\n\rsite_endpoint\x18\x07 \x01(\t\"&\n\x17RenewCertificateRequest\x12\x0b\n\x03\x63sr\x18\x01 \x01(\x0c\"/\n\x18RenewCertificateResponse\x12\x13\n\x0b\x63\x65rtificate\x18\x01 \x01(\x0c\"\x8b\x01\n\x05Hello\x12\x15\n\ragent_version\x18\x01 \x01(\t\x12&\n\tinventory\x18\x02 \x01(\x0b\x32\x13.minga.v1.Inventory\x12!\n\x04runs\x18\x03 \x03(\x0b\x32\x13.minga.v1.RunReport\x12 \n\x06health\x18\x04 \x01(\x0b\x32\x10.minga.v1.Health\"\x96\x01\n\tRunReport\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\r\n\x05\x65poch\x18\x03 \x01(\x03\x12!\n\x05state\x18\x04 \x01(\x0e\x32\x12.minga.v1.RunState\x12\x0f\n\x07message\x18\x05 \x01(\t\x12&\n\x07\x66\x61ilure\x18\x06 \x01(\x0e\x32\x15.minga.v1.FailureKind\"+\n\x06Health\x12\x10\n\x08ray_down\x18\x01 \x01(\x08\x12\x0f\n\x07message\x18\x02 \x01(\t\"9\n\x0fInventoryUpdate\x12&\n\tinventory\x18\x01 \x01(\x0b\x32\x13.minga.v1.Inventory\"\x0b\n\tHeartbeat\"\xfd\x01\n\x0c\x41gentMessage\x12 \n\x05hello\x18\x01 \x01(\x0b\x32\x0f.minga.v1.HelloH\x00\x12.\n\tinventory\x18\x02 \x01(\x0b\x32\x19.minga.v1.InventoryUpdateH\x00\x12\"\n\x03run\x18\x03 \x01(\x0b\x32\x13.minga.v1.RunReportH\x00\x12!\n\x03log\x18\x04 \x01(\x0b\x32\x12.minga.v1.LogChunkH\x00\x12(\n\theartbeat\x18\x05 \x01(\x0b\x32\x13.minga.v1.HeartbeatH\x00\x12\"\n\x06health\x18\x06 \x01(\x0b\x32\x10.minga.v1.HealthH\x00\x42\x06\n\x04\x62ody\"2\n\x07Welcome\x12\x0c\n\x04site\x18\x01 \x01(\t\x12\x19\n\x11heartbeat_seconds\x18\x02 \x01(\x01\"\x85\x01\n\x08StartRun\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\r\n\x05\x65poch\x18\x03 \x01(\x03\x12\x1f\n\x04spec\x18\x04 \x01(\x0b\x32\x11.minga.v1.JobSpec\x12\x11\n\tgpu_model\x18\x05 \x01(\t\x12\x16\n\x0enotice_seconds\x18\x06 \x01(\r\")\n\x07StopRun\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\x85\x01\n\rBrokerMessage\x12$\n\x07welcome\x18\x01 \x01(\x0b\x32\x11.minga.v1.WelcomeH\x00\x12#\n\x05start\x18\x02 \x01(\x0b\x32\x12.minga.v1.StartRunH\x00\x12!\n\x04stop\x18\x03 \x01(\x0b\x32\x11.minga.v1.StopRunH\x00\x42\x06\n\x04\x62ody\"%\n\x13\x46\x65tchPackageRequest\x12\x0e\n\x06\x64igest\x18\x01 \x01(\t\"4\n\x14\x46\x65tchPackageResponse\x12\x0e\n\x06\x64igest\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c*c\n\x0b\x46\x61ilureKind\x12\x1c\n\x18\x46\x41ILURE_KIND_UNSPECIFIED\x10\x00\x12\x15\n\x11\x46\x41ILURE_KIND_USER\x10\x01\x12\x1f\n\x1b\x46\x41ILURE_KIND_INFRASTRUCTURE\x10\x02\x32\xfd\x02\n\x0bSiteService\x12\x35\n\x04Join\x12\x15.minga.v1.JoinRequest\x1a\x16.minga.v1.JoinResponse\x12Y\n\x10RenewCertificate\x12!.minga.v1.RenewCertificateRequest\x1a\".minga.v1.RenewCertificateResponse\x12>\n\x07\x43onnect\x12\x16.minga.v1.AgentMessage\x1a\x17.minga.v1.BrokerMessage(\x01\x30\x01\x12M\n\x0c\x46\x65tchPackage\x12\x1d.minga.v1.FetchPackageRequest\x1a\x1e.minga.v1.FetchPackageResponse\x12M\n\x12\x46\x65tchPackageStream\x12\x1d.minga.v1.FetchPackageRequest\x1a\x16.minga.v1.PackageChunk0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13minga/v1/site.proto\x12\x08minga.v1\x1a\x15minga/v1/common.proto\".\n\x0bJoinRequest\x12\x12\n\njoin_token\x18\x01 \x01(\t\x12\x0b\n\x03\x63sr\x18\x02 \x01(\x0c\"\x9a\x01\n\x0cJoinResponse\x12\x0c\n\x04site\x18\x01 \x01(\t\x12\x13\n\x0binstitution\x18\x02 \x01(\t\x12\x0f\n\x07\x63ountry\x18\x03 \x01(\t\x12\x12\n\nsite_token\x18\x04 \x01(\t\x12\x13\n\x0b\x63\x65rtificate\x18\x05 \x01(\x0c\x12\x16\n\x0e\x63\x61_certificate\x18\x06 \x01(\x0c\x12\x15\n\rsite_endpoint\x18\x07 \x01(\t\"&\n\x17RenewCertificateRequest\x12\x0b\n\x03\x63sr\x18\x01 \x01(\x0c\"/\n\x18RenewCertificateResponse\x12\x13\n\x0b\x63\x65rtificate\x18\x01 \x01(\x0c\"\x8b\x01\n\x05Hello\x12\x15\n\ragent_version\x18\x01 \x01(\t\x12&\n\tinventory\x18\x02 \x01(\x0b\x32\x13.minga.v1.Inventory\x12!\n\x04runs\x18\x03 \x03(\x0b\x32\x13.minga.v1.RunReport\x12 \n\x06health\x18\x04 \x01(\x0b\x32\x10.minga.v1.Health\"\x96\x01\n\tRunReport\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\r\n\x05\x65poch\x18\x03 \x01(\x03\x12!\n\x05state\x18\x04 \x01(\x0e\x32\x12.minga.v1.RunState\x12\x0f\n\x07message\x18\x05 \x01(\t\x12&\n\x07\x66\x61ilure\x18\x06 \x01(\x0e\x32\x15.minga.v1.FailureKind\"D\n\x06Health\x12\x10\n\x08ray_down\x18\x01 \x01(\x08\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x17\n\x0frefusing_starts\x18\x03 \x01(\x08\"9\n\x0fInventoryUpdate\x12&\n\tinventory\x18\x01 \x01(\x0b\x32\x13.minga.v1.Inventory\"\x0b\n\tHeartbeat\"\xfd\x01\n\x0c\x41gentMessage\x12 \n\x05hello\x18\x01 \x01(\x0b\x32\x0f.minga.v1.HelloH\x00\x12.\n\tinventory\x18\x02 \x01(\x0b\x32\x19.minga.v1.InventoryUpdateH\x00\x12\"\n\x03run\x18\x03 \x01(\x0b\x32\x13.minga.v1.RunReportH\x00\x12!\n\x03log\x18\x04 \x01(\x0b\x32\x12.minga.v1.LogChunkH\x00\x12(\n\theartbeat\x18\x05 \x01(\x0b\x32\x13.minga.v1.HeartbeatH\x00\x12\"\n\x06health\x18\x06 \x01(\x0b\x32\x10.minga.v1.HealthH\x00\x42\x06\n\x04\x62ody\"2\n\x07Welcome\x12\x0c\n\x04site\x18\x01 \x01(\t\x12\x19\n\x11heartbeat_seconds\x18\x02 \x01(\x01\"\x85\x01\n\x08StartRun\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\r\n\x05\x65poch\x18\x03 \x01(\x03\x12\x1f\n\x04spec\x18\x04 \x01(\x0b\x32\x11.minga.v1.JobSpec\x12\x11\n\tgpu_model\x18\x05 \x01(\t\x12\x16\n\x0enotice_seconds\x18\x06 \x01(\r\")\n\x07StopRun\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\x85\x01\n\rBrokerMessage\x12$\n\x07welcome\x18\x01 \x01(\x0b\x32\x11.minga.v1.WelcomeH\x00\x12#\n\x05start\x18\x02 \x01(\x0b\x32\x12.minga.v1.StartRunH\x00\x12!\n\x04stop\x18\x03 \x01(\x0b\x32\x11.minga.v1.StopRunH\x00\x42\x06\n\x04\x62ody\"%\n\x13\x46\x65tchPackageRequest\x12\x0e\n\x06\x64igest\x18\x01 \x01(\t\"4\n\x14\x46\x65tchPackageResponse\x12\x0e\n\x06\x64igest\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c*c\n\x0b\x46\x61ilureKind\x12\x1c\n\x18\x46\x41ILURE_KIND_UNSPECIFIED\x10\x00\x12\x15\n\x11\x46\x41ILURE_KIND_USER\x10\x01\x12\x1f\n\x1b\x46\x41ILURE_KIND_INFRASTRUCTURE\x10\x02\x32\xfd\x02\n\x0bSiteService\x12\x35\n\x04Join\x12\x15.minga.v1.JoinRequest\x1a\x16.minga.v1.JoinResponse\x12Y\n\x10RenewCertificate\x12!.minga.v1.RenewCertificateRequest\x1a\".minga.v1.RenewCertificateResponse\x12>\n\x07\x43onnect\x12\x16.minga.v1.AgentMessage\x1a\x17.minga.v1.BrokerMessage(\x01\x30\x01\x12M\n\x0c\x46\x65tchPackage\x12\x1d.minga.v1.FetchPackageRequest\x1a\x1e.minga.v1.FetchPackageResponse\x12M\n\x12\x46\x65tchPackageStream\x12\x1d.minga.v1.FetchPackageRequest\x1a\x16.minga.v1.PackageChunk0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'minga.v1.site_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_FAILUREKIND']._serialized_start=1478
-  _globals['_FAILUREKIND']._serialized_end=1577
+  _globals['_FAILUREKIND']._serialized_start=1503
+  _globals['_FAILUREKIND']._serialized_end=1602
   _globals['_JOINREQUEST']._serialized_start=56
   _globals['_JOINREQUEST']._serialized_end=102
   _globals['_JOINRESPONSE']._serialized_start=105
@@ -47,25 +47,25 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RUNREPORT']._serialized_start=493
   _globals['_RUNREPORT']._serialized_end=643
   _globals['_HEALTH']._serialized_start=645
-  _globals['_HEALTH']._serialized_end=688
-  _globals['_INVENTORYUPDATE']._serialized_start=690
-  _globals['_INVENTORYUPDATE']._serialized_end=747
-  _globals['_HEARTBEAT']._serialized_start=749
-  _globals['_HEARTBEAT']._serialized_end=760
-  _globals['_AGENTMESSAGE']._serialized_start=763
-  _globals['_AGENTMESSAGE']._serialized_end=1016
-  _globals['_WELCOME']._serialized_start=1018
-  _globals['_WELCOME']._serialized_end=1068
-  _globals['_STARTRUN']._serialized_start=1071
-  _globals['_STARTRUN']._serialized_end=1204
-  _globals['_STOPRUN']._serialized_start=1206
-  _globals['_STOPRUN']._serialized_end=1247
-  _globals['_BROKERMESSAGE']._serialized_start=1250
-  _globals['_BROKERMESSAGE']._serialized_end=1383
-  _globals['_FETCHPACKAGEREQUEST']._serialized_start=1385
-  _globals['_FETCHPACKAGEREQUEST']._serialized_end=1422
-  _globals['_FETCHPACKAGERESPONSE']._serialized_start=1424
-  _globals['_FETCHPACKAGERESPONSE']._serialized_end=1476
-  _globals['_SITESERVICE']._serialized_start=1580
-  _globals['_SITESERVICE']._serialized_end=1961
+  _globals['_HEALTH']._serialized_end=713
+  _globals['_INVENTORYUPDATE']._serialized_start=715
+  _globals['_INVENTORYUPDATE']._serialized_end=772
+  _globals['_HEARTBEAT']._serialized_start=774
+  _globals['_HEARTBEAT']._serialized_end=785
+  _globals['_AGENTMESSAGE']._serialized_start=788
+  _globals['_AGENTMESSAGE']._serialized_end=1041
+  _globals['_WELCOME']._serialized_start=1043
+  _globals['_WELCOME']._serialized_end=1093
+  _globals['_STARTRUN']._serialized_start=1096
+  _globals['_STARTRUN']._serialized_end=1229
+  _globals['_STOPRUN']._serialized_start=1231
+  _globals['_STOPRUN']._serialized_end=1272
+  _globals['_BROKERMESSAGE']._serialized_start=1275
+  _globals['_BROKERMESSAGE']._serialized_end=1408
+  _globals['_FETCHPACKAGEREQUEST']._serialized_start=1410
+  _globals['_FETCHPACKAGEREQUEST']._serialized_end=1447
+  _globals['_FETCHPACKAGERESPONSE']._serialized_start=1449
+  _globals['_FETCHPACKAGERESPONSE']._serialized_end=1501
+  _globals['_SITESERVICE']._serialized_start=1605
+  _globals['_SITESERVICE']._serialized_end=1986
 # @@protoc_insertion_point(module_scope)

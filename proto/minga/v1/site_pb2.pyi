@@ -84,12 +84,14 @@ class RunReport(_message.Message):
     def __init__(self, run_id: _Optional[str] = ..., job_id: _Optional[str] = ..., epoch: _Optional[int] = ..., state: _Optional[_Union[_common_pb2.RunState, str]] = ..., message: _Optional[str] = ..., failure: _Optional[_Union[FailureKind, str]] = ...) -> None: ...
 
 class Health(_message.Message):
-    __slots__ = ("ray_down", "message")
+    __slots__ = ("ray_down", "message", "refusing_starts")
     RAY_DOWN_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    REFUSING_STARTS_FIELD_NUMBER: _ClassVar[int]
     ray_down: bool
     message: str
-    def __init__(self, ray_down: _Optional[bool] = ..., message: _Optional[str] = ...) -> None: ...
+    refusing_starts: bool
+    def __init__(self, ray_down: _Optional[bool] = ..., message: _Optional[str] = ..., refusing_starts: _Optional[bool] = ...) -> None: ...
 
 class InventoryUpdate(_message.Message):
     __slots__ = ("inventory",)
