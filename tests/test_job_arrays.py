@@ -162,3 +162,36 @@ def test_bad_arrays_are_refused_and_store_nothing(federation, array):
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "array" in (err.value.details() or "")
     assert all_jobs(ana) == []
+
+
+# -- the CLI against the same real broker -------------------------------------------
+
+def test_cli_submits_lists_shows_and_cancels_an_array_in_80_columns(federation):
+    import json
+
+    from typer.testing import CliRunner
+
+    from cli.main import app
+    broker, ana, site = federation
+    conn = ["--broker", broker.address, "--token", ana.token]
+    run = CliRunner().invoke
+    sub = run(app, ["job", "submit", *conn, "--gpus", "1", "--name", "sweep", "--array", "0-99%2", "--",
+                    "python", "sweep.py"])
+    assert sub.exit_code == 0, sub.output
+    aid = sub.stdout.strip().splitlines()[0]
+    wait_for(lambda: ana.jobs.GetJobArray(job_pb2.GetJobRequest(job_id=aid), metadata=ana.md).running == 2)
+    listed = run(app, ["job", "list", *conn])
+    assert listed.exit_code == 0 and f"{aid}_*" in listed.stdout and f"{aid}_5" not in listed.stdout
+    assert "100 tasks: 2 run, 98 wait (%2)" in listed.stdout
+    assert max(len(line) for line in listed.stdout.splitlines()) <= 80
+    expanded = run(app, ["job", "list", *conn, "--expand", "--output", "json"])
+    assert len(json.loads(expanded.stdout)) == 100
+    status = run(app, ["job", "status", *conn, aid])
+    assert status.exit_code == 0 and "at most 2" in status.stdout
+    assert max(len(line) for line in status.stdout.splitlines()) <= 80
+    task = run(app, ["job", "status", *conn, f"{aid}_50", "--output", "json"])
+    assert json.loads(task.stdout)["state"] == "PENDING"
+    cancelled = run(app, ["job", "cancel", *conn, aid, "--output", "json"])
+    assert json.loads(cancelled.stdout)["counts"]["cancelled"] == 98
+    bad = run(app, ["job", "submit", *conn, "--array", "9-3", "--", "python", "x.py"])
+    assert bad.exit_code != 0 and "backwards" in bad.output
