@@ -37,6 +37,7 @@ bench: $(DEV_STAMP)
 	$(BIN)/python bench/cycle_bench.py
 	$(BIN)/python bench/broker_cycle.py
 	$(BIN)/python bench/fair_share_targets.py
+	$(BIN)/python bench/array_submit.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

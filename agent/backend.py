@@ -49,6 +49,8 @@ class RunRequest:
     # The job's secret env: Ray gets it with `env`, but it never shows in a repr or a log line.
     secret_env: Mapping[str, str] = field(default_factory=dict, repr=False)
     notice_seconds: int = 0                 # SIGTERM, then SIGKILL this long after; 0: Ray's default
+    array_job_id: str = ""                  # a job array's task: its array ("": a plain job)
+    array_index: int = 0                    # and its index there
 
 
 @dataclass(frozen=True)
@@ -115,9 +117,12 @@ class RayBackend(Protocol):
 
 def minga_env(run: RunRequest) -> dict[str, str]:
     """What minga tells every run (docs/preemption.md): which job, run and attempt it is,
-    and the stop notice. Ray's JobSupervisor, which gets the run's env_vars, reads
+    which array task (docs/jobs.md), and the stop notice. Ray's JobSupervisor, which gets the run's env_vars, reads
     RAY_JOB_STOP_WAIT_TIME_S on every stop: SIGTERM, then SIGKILL after that many seconds."""
     env = {"MINGA_JOB_ID": run.job_id, "MINGA_RUN_ID": run.run_id, "MINGA_ATTEMPT": str(run.epoch)}
+    if run.array_job_id:   # a task of a job array (Slurm's SLURM_ARRAY_JOB_ID / _TASK_ID)
+        env["MINGA_ARRAY_JOB_ID"] = run.array_job_id
+        env["MINGA_ARRAY_INDEX"] = str(run.array_index)
     if run.notice_seconds > 0:
         env["RAY_JOB_STOP_WAIT_TIME_S"] = str(run.notice_seconds)
     return env

@@ -30,6 +30,8 @@ def run_request(start: site_pb2.StartRun, working_dir: str | None = None) -> Run
         env=dict(spec.runtime_env.env),
         secret_env=dict(spec.secret_env),
         notice_seconds=start.notice_seconds,
+        array_job_id=start.array_job_id,
+        array_index=start.array_index,
     )
 
 

@@ -14,7 +14,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from collections.abc import Callable, Iterable, Iterator
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import grpc
 
@@ -258,6 +258,7 @@ class BrokerClient:
         idempotency_key: str | None = None,
         *,
         allow_unknown: bool = False,
+        array: str = "",
         attempts: int = 5,
         backoff: float = 0.5,
     ) -> job_pb2.SubmitJobResponse:
@@ -266,9 +267,10 @@ class BrokerClient:
         The broker returns the job of an earlier submit with the same key, so
         however many of these tries reached it, there is exactly one job.
         `allow_unknown` queues a job no site has the model, country or GPUs for.
+        `array` ("0-999%4") makes a job array: the key covers the whole array.
         """
         request = job_pb2.SubmitJobRequest(spec=spec, idempotency_key=idempotency_key or str(uuid.uuid4()),
-                                           allow_unknown=allow_unknown)
+                                           allow_unknown=allow_unknown, array=array)
         return self._retry(lambda: self._call(lambda s: s.jobs.SubmitJob, request), attempts, backoff)
 
     def _retry(self, call: Callable[[], T], attempts: int, backoff: float) -> T:
@@ -293,8 +295,40 @@ class BrokerClient:
         request = job_pb2.ListJobsRequest(all=include_finished, state=state)
         return list(self._call(lambda s: s.jobs.ListJobs, request).jobs)
 
+    def list_jobs_and_arrays(
+        self, include_finished: bool = False, state: common_pb2.JobState = common_pb2.JOB_STATE_UNSPECIFIED
+    ) -> tuple[list[common_pb2.Job], list[job_pb2.JobArray]]:
+        """Plain jobs, and each job array as one summary instead of its tasks."""
+        request = job_pb2.ListJobsRequest(all=include_finished, state=state, group_arrays=True)
+        resp = self._call(lambda s: s.jobs.ListJobs, request)
+        return list(resp.jobs), list(resp.arrays)
+
     def cancel_job(self, job_id: str) -> common_pb2.Job:
         return self._call(lambda s: s.jobs.CancelJob, job_pb2.CancelJobRequest(job_id=job_id))
+
+    def get_job_or_array(self, job_id: str) -> common_pb2.Job | job_pb2.JobArray:
+        """A job or task (`j-abc_17`), else the job array of that id (`j-abc`)."""
+        return self._job_or_array(job_id, lambda s: s.jobs.GetJob, lambda s: s.jobs.GetJobArray,
+                                  job_pb2.GetJobRequest(job_id=job_id))
+
+    def cancel_job_or_array(self, job_id: str) -> common_pb2.Job | job_pb2.JobArray:
+        """Cancel a job or task, else every task of the job array of that id."""
+        return self._job_or_array(job_id, lambda s: s.jobs.CancelJob, lambda s: s.jobs.CancelJobArray,
+                                  job_pb2.CancelJobRequest(job_id=job_id))
+
+    def _job_or_array(self, job_id: str, as_job: Any, as_array: Any, request: Any) -> Any:
+        """No such job: the array of that id; a broker without arrays: the job's NOT_FOUND."""
+        try:
+            return self._call(as_job, request)
+        except grpc.RpcError as not_a_job:
+            if not_a_job.code() != grpc.StatusCode.NOT_FOUND:
+                raise
+            try:
+                return self._call(as_array, request)
+            except grpc.RpcError as err:
+                if err.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.UNIMPLEMENTED):
+                    raise not_a_job from None
+                raise
 
     def job_logs(
         self, job_id: str, follow: bool = False, offset: int = 0, *, reconnects: int = 5, backoff: float = 0.5

@@ -272,8 +272,9 @@ def _gpus(job: JsonDict) -> str:
     return f"{job['gpus']}x{model}"
 
 
-def jobs_table(jobs: Sequence[JsonDict], now: float) -> None:
-    rows = []
+def jobs_table(jobs: Sequence[JsonDict], now: float, more: Sequence[Sequence[str]] = ()) -> None:
+    """One row a job; `more`: rows made elsewhere in the same columns (job arrays)."""
+    rows = [list(r) for r in more]
     for j in jobs:
         submitted = datetime.fromisoformat(j["submitted_at"]).timestamp() if j["submitted_at"] else now
         rows.append([j["id"], _dash(j["name"]), j["state"], _gpus(j), format_duration(now - submitted),

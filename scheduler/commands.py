@@ -14,6 +14,8 @@ class StartRunCommand:
     # The preemption notice in whole seconds (ShareSettings.preemption_notice_seconds): every
     # stop of the run sends SIGTERM, then SIGKILL this long after. 0: Ray's own default.
     notice_seconds: int = 0
+    array_id: str = ""          # a job array's task: the array's id and the task's index,
+    array_index: int = 0        # which the agent passes on as MINGA_ARRAY_JOB_ID / _INDEX
 
 
 @dataclass(frozen=True)

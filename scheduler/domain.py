@@ -127,7 +127,8 @@ REDACTED = "***"   # what a secret value reads as wherever it is shown
 
 # Environment variables the site agent sets on every run (docs/preemption.md): which job,
 # run and attempt it is, and Ray's stop notice. They are minga's: a job may not set them.
-RUN_ENV_NAMES = frozenset({"MINGA_ATTEMPT", "MINGA_JOB_ID", "MINGA_RUN_ID", "RAY_JOB_STOP_WAIT_TIME_S"})
+RUN_ENV_NAMES = frozenset({"MINGA_ATTEMPT", "MINGA_JOB_ID", "MINGA_RUN_ID", "RAY_JOB_STOP_WAIT_TIME_S",
+                           "MINGA_ARRAY_JOB_ID", "MINGA_ARRAY_INDEX"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +181,9 @@ class Job:
     finished_at: float = 0.0
     last_preemption: JobPreemption | None = None
     infra_requeues: int = 0     # requeues the infrastructure caused (lost site, Ray refused or lost it)
+    array_id: str = ""          # the job array it is a task of ("": a plain job)
+    array_index: int = 0        # its index there
+    array_limit: int = 0        # the array's %K: at most this many of its tasks run at once; 0: no cap
 
 
 @dataclass(frozen=True, slots=True)

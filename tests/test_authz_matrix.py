@@ -53,6 +53,8 @@ EXPECTED: dict[str, dict[str, str]] = {
     "ListJobs": RESEARCHERS,
     "CancelJob": RESEARCHERS,
     "GetJobLogs": RESEARCHERS,
+    "GetJobArray": RESEARCHERS,
+    "CancelJobArray": RESEARCHERS,
     "HasPackage": EVERY_USER,
     "UploadPackage": EVERY_USER,
     "UploadPackageStream": EVERY_USER,
@@ -88,10 +90,10 @@ EXPECTED: dict[str, dict[str, str]] = {
 }
 # RPCs whose request names an institution's resource; the others act on the caller
 # itself or its own institution, so "other" is the same call as "own" for them.
-TARGETED = {"GetJob", "CancelJob", "GetJobLogs", "AddUser", "RevokeUser", "ListTokens", "CreateSiteToken",
+TARGETED = {"GetJob", "CancelJob", "GetJobLogs", "GetJobArray", "CancelJobArray", "AddUser", "RevokeUser", "ListTokens", "CreateSiteToken",
             "CordonSite", "UncordonSite", "DrainSite", "RevokeSite", "SetSiteLabels", "AddProject", "SetWeight",
             "SetGuarantee", "SetLimits", "SetLendingPolicy"}
-JOB_TARGETED = {"GetJob", "CancelJob", "GetJobLogs"}
+JOB_TARGETED = {"GetJob", "CancelJob", "GetJobLogs", "GetJobArray", "CancelJobArray"}
 
 
 def expect_allowed(rpc: str, role: str, variant: str) -> bool:
@@ -133,6 +135,11 @@ def submit(caller: Caller, entrypoint: str = "python train.py") -> str:
     spec = common_pb2.JobSpec(entrypoint=entrypoint, resources=common_pb2.Resources(gpus=0),
                               runtime_env=common_pb2.RuntimeEnv(env={"DATA": "s3://own/data"}))
     return caller.jobs.SubmitJob(job_pb2.SubmitJobRequest(spec=spec), metadata=caller.md).job.id
+
+
+def submit_array(caller: Caller) -> str:
+    spec = common_pb2.JobSpec(entrypoint="python sweep.py", resources=common_pb2.Resources(gpus=0))
+    return caller.jobs.SubmitJob(job_pb2.SubmitJobRequest(spec=spec, array="0-2"), metadata=caller.md).array.id
 
 
 def add_user(broker: RunningBroker, name: str, inst: str, role: int) -> Caller:
@@ -192,6 +199,8 @@ REQUESTS: dict[str, Callable[[World, Place], dict[str, Any]]] = {
     "GetJob": lambda w, p: {"job_id": p.job},
     "CancelJob": lambda w, p: {"job_id": submit(p.researcher)},
     "GetJobLogs": lambda w, p: {"job_id": p.job},
+    "GetJobArray": lambda w, p: {"job_id": submit_array(p.researcher)},
+    "CancelJobArray": lambda w, p: {"job_id": submit_array(p.researcher)},
     "HasPackage": lambda w, p: {"digest": "sha256:" + "1" * 64},
     "UploadPackage": lambda w, p: {"digest": "sha256:" + "2" * 64, "data": b"not it"},
     "UploadPackageStream": lambda w, p: {"digest": "sha256:" + "2" * 64, "size": 6, "data": b"not it"},
@@ -353,7 +362,13 @@ def test_other_institutions_jobs_show_only_as_aggregates(world: World) -> None:
     other = world.places[OTHER]
     secret_entrypoint = "python their-secret-model.py"
     theirs = submit(other.researcher, secret_entrypoint)
+    their_array = submit_array(other.researcher)
     for caller in (world.places[OWN].researcher, world.places[OWN].inst_admin):
+        grouped = caller.jobs.ListJobs(job_pb2.ListJobsRequest(all=True, group_arrays=True), metadata=caller.md)
+        assert {a.institution for a in grouped.arrays} <= {"uchile"} and their_array not in {a.id for a in grouped.arrays}
+        for rpc, request in (("GetJobArray", job_pb2.GetJobRequest), ("CancelJobArray", job_pb2.CancelJobRequest)):
+            code, _ = _code(lambda: getattr(caller.jobs, rpc)(request(job_id=their_array), metadata=caller.md))
+            assert code is grpc.StatusCode.NOT_FOUND
         listed = caller.jobs.ListJobs(job_pb2.ListJobsRequest(all=True), metadata=caller.md).jobs
         assert listed and {j.institution for j in listed} == {"uchile"}
         for rpc in ("GetJob", "CancelJob"):

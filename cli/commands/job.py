@@ -11,9 +11,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from minga.v1 import common_pb2
+from minga.v1 import common_pb2, job_pb2
 
-from .. import errors, render, workdir
+from .. import errors, render, render_arrays, workdir
 from ..client import BrokerClient
 from ..options import BrokerOpt, CaOpt, OutputOpt, TokenOpt, client
 from ..parsing import format_bytes, parse_country, parse_duration, parse_env, parse_gpu_memory_mb, parse_size
@@ -124,6 +124,10 @@ def submit(
     allow_unknown: Annotated[bool, typer.Option("--allow-unknown", help="Queue it even if no site has its GPU "
                                                 "model or country, or that many GPUs: for a site expected to "
                                                 "join (else such a submit is refused).")] = False,
+    array: Annotated[Optional[str], typer.Option("--array", help="A job array, as Slurm's: 0-999, 1,3,5-9 or "
+                                                 "0-99:2, with %K to run at most K at once (0-999%4). Each "
+                                                 "task is job ID_INDEX and sees MINGA_ARRAY_INDEX.",
+                                                 show_default=False)] = None,
     broker: BrokerOpt = None, token: TokenOpt = None, ca: CaOpt = None, output: OutputOpt = Output.table,
 ) -> None:
     """Submit a job; prints its id. Example: minga job submit --gpus 1 -- python train.py"""
@@ -160,7 +164,10 @@ def submit(
     with client(ctx, broker, token, ca) as c:
         if working_dir is not None:
             spec.runtime_env.working_dir_digest = _upload_working_dir(c, working_dir)
-        resp = c.submit_job(spec, idempotency_key, allow_unknown=allow_unknown)
+        resp = c.submit_job(spec, idempotency_key, allow_unknown=allow_unknown, array=array or "")
+    if resp.HasField("array"):
+        _show_submitted_array(output, render_arrays.array_to_dict(resp.array), resp.created)
+        return
     job = render.job_to_dict(resp.job)
 
     def human() -> None:
@@ -171,10 +178,22 @@ def submit(
     render.show(output, {**job, "created": resp.created}, human)
 
 
+def _show_submitted_array(output: Output, array: dict, created: bool) -> None:
+    def human() -> None:
+        typer.echo(array["id"])
+        again = "" if created else " (already submitted with this idempotency key)"
+        typer.echo(f"{array['tasks']} tasks, jobs {array['id']}_<index>{again}; follow them with: "
+                   f"minga job status {array['id']}", err=True)
+
+    render.show(output, {**array, "created": created}, human)
+
+
 @app.command("list")
 def list_jobs(
     ctx: typer.Context,
     all_: Annotated[bool, typer.Option("--all", help="Include finished jobs.")] = False,
+    expand: Annotated[bool, typer.Option("--expand", "--tasks", help="List each task of a job array, not "
+                                         "one line per array.")] = False,
     state: Annotated[Optional[str], typer.Option("--state", help="Only jobs in this state: PENDING, LEASED, "
                                                  "RUNNING, SUCCEEDED, FAILED, CANCELLING, CANCELLED.",
                                                  show_default=False)] = None,
@@ -182,9 +201,17 @@ def list_jobs(
 ) -> None:
     """List your jobs (admins: everyone's); finished ones only with --all."""
     wire_state = _parsed("--state", parse_job_state, state) if state else common_pb2.JOB_STATE_UNSPECIFIED
+    finished = all_ or state is not None
     with client(ctx, broker, token, ca) as c:
-        jobs = [render.job_to_dict(j) for j in c.list_jobs(include_finished=all_ or state is not None, state=wire_state)]
-    render.show(output, jobs, lambda: render.jobs_table(jobs, time.time()))
+        if expand:
+            found, arrays = c.list_jobs(include_finished=finished, state=wire_state), []
+        else:
+            found, arrays = c.list_jobs_and_arrays(include_finished=finished, state=wire_state)
+    jobs = [render.job_to_dict(j) for j in found]
+    grouped = [render_arrays.array_to_dict(a) for a in arrays]
+    now = time.time()
+    render.show(output, grouped + jobs,
+                lambda: render.jobs_table(jobs, now, [render_arrays.array_row(a, now) for a in grouped]))
 
 
 @app.command("status")
@@ -193,9 +220,15 @@ def status(
     job_id: Annotated[str, typer.Argument(metavar="ID", help="Job id, e.g. j-123.")],
     broker: BrokerOpt = None, token: TokenOpt = None, ca: CaOpt = None, output: OutputOpt = Output.table,
 ) -> None:
-    """Show a job: state, site, country, attempts, and why it waits or ended."""
+    """Show a job: state, site, country, attempts, and why it waits or ended. A job
+    array's id shows its tasks counted by state; ID_INDEX shows one task."""
     with client(ctx, broker, token, ca) as c, errors.explain(not_found=f"no job {job_id}"):
-        job = render.job_to_dict(c.get_job(job_id))
+        found = c.get_job_or_array(job_id)
+    if isinstance(found, job_pb2.JobArray):
+        array = render_arrays.array_to_dict(found)
+        render.show(output, array, lambda: render_arrays.array_detail(array))
+        return
+    job = render.job_to_dict(found)
     render.show(output, job, lambda: render.job_detail(job, time.time()))
 
 
@@ -239,7 +272,14 @@ def cancel(
     job_id: Annotated[str, typer.Argument(metavar="ID", help="Job id.")],
     broker: BrokerOpt = None, token: TokenOpt = None, ca: CaOpt = None, output: OutputOpt = Output.table,
 ) -> None:
-    """Cancel a job; a running one goes CANCELLING until its site confirms the stop."""
+    """Cancel a job; a running one goes CANCELLING until its site confirms the stop. A job
+    array's id cancels every task not ended yet; ID_INDEX cancels one task."""
     with client(ctx, broker, token, ca) as c, errors.explain(not_found=f"no job {job_id}"):
-        job = render.job_to_dict(c.cancel_job(job_id))
+        found = c.cancel_job_or_array(job_id)
+    if isinstance(found, job_pb2.JobArray):
+        array = render_arrays.array_to_dict(found)
+        render.show(output, array, lambda: typer.echo(
+            f"job array {array['id']}: {render_arrays.array_counts(array)}"))
+        return
+    job = render.job_to_dict(found)
     render.show(output, job, lambda: typer.echo(f"job {job['id']} is {job['state']}"))

@@ -17,8 +17,9 @@ Target = Callable[[Any, Any], str]
 AUDITED: dict[str, Target] = {
     "/minga.v1.SiteService/Join": lambda q, r: r.site if r is not None else "",
     "/minga.v1.SiteService/RenewCertificate": lambda q, r: "own certificate",
-    "/minga.v1.JobService/SubmitJob": lambda q, r: r.job.id if r is not None else "",
+    "/minga.v1.JobService/SubmitJob": lambda q, r: (r.array.id or r.job.id) if r is not None else "",
     "/minga.v1.JobService/CancelJob": lambda q, r: q.job_id,
+    "/minga.v1.JobService/CancelJobArray": lambda q, r: q.job_id,
     "/minga.v1.JobService/UploadPackage": lambda q, r: q.digest,
     "/minga.v1.JobService/UploadPackageStream": lambda q, r: r.digest if r is not None else "",
     "/minga.v1.AdminService/AddInstitution": lambda q, r: q.institution.slug,

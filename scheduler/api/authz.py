@@ -105,6 +105,8 @@ POLICY: dict[str, Rule] = {
     "/minga.v1.JobService/UploadPackage": rule(**EVERYONE),
     "/minga.v1.JobService/UploadPackageStream": rule(**EVERYONE),
     "/minga.v1.JobService/GetPackageLimits": rule(**EVERYONE),
+    "/minga.v1.JobService/GetJobArray": rule(named("array", "job_id"), **RESEARCH),
+    "/minga.v1.JobService/CancelJobArray": rule(named("array", "job_id"), **RESEARCH),
     "/minga.v1.AdminService/AddInstitution": rule(**ADMIN_ONLY),
     "/minga.v1.AdminService/ListInstitutions": rule(**EVERYONE),
     "/minga.v1.AdminService/AddUser": rule(_new_user, **INSTITUTION),
@@ -175,6 +177,8 @@ def authorize(method: str, caller: Principal | None, request: Any, owner_of: Own
         return
     if kind == "job":
         raise NotFound(f"no job {key!r}")
+    if kind == "array":
+        raise NotFound(f"no job array {key!r}")
     whose = "its own" if scope is SELF else f"institution {caller.institution!r}'s"
     raise PermissionDenied(f"role {caller.role.value} may call {name} only on {whose} "
                            f"{'users and sites' if kind == FEDERATION else kind + 's'}; {key[:64]!r} is not one")

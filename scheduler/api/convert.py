@@ -3,8 +3,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from minga.v1 import admin_pb2, common_pb2, site_pb2
+from minga.v1 import admin_pb2, common_pb2, job_pb2, site_pb2
 
+from scheduler.arrays import ArraySummary
 from scheduler.commands import Command, RunReport, StartRunCommand, StopRunCommand
 from scheduler.domain import (
     DEFAULT_MAX_ATTEMPTS, REDACTED, GpuPool, InvalidArgument, Inventory, Job, JobPreemption, JobSpec, JobState, Resources, Role, RunState, RuntimeEnv, Site, SiteState,
@@ -116,7 +117,15 @@ def job_to_pb(job: Job) -> common_pb2.Job:
         reason=job.reason, run_id=job.run_id, submitted_at=job.submitted_at,
         started_at=job.started_at, finished_at=job.finished_at, gpu_model=job.gpu_model,
         project=job.spec.project, last_preemption=_preemption_to_pb(job.last_preemption),
+        array_id=job.array_id, array_index=job.array_index,
     )
+
+
+def array_to_pb(a: ArraySummary) -> job_pb2.JobArray:
+    return job_pb2.JobArray(
+        id=a.id, name=a.name, owner=a.owner, institution=a.institution, project=a.project, tasks=a.tasks,
+        limit=a.limit, submitted_at=a.submitted_at, pending=a.pending, running=a.running,
+        succeeded=a.succeeded, failed=a.failed, cancelled=a.cancelled, indices=a.indices)
 
 
 def _preemption_to_pb(p: JobPreemption | None) -> common_pb2.JobPreemption | None:
@@ -161,6 +170,6 @@ def command_to_pb(cmd: Command) -> site_pb2.BrokerMessage:
         return site_pb2.BrokerMessage(start=site_pb2.StartRun(
             run_id=cmd.run.id, job_id=cmd.run.job_id, epoch=cmd.run.epoch,
             spec=spec_to_pb(cmd.spec, reveal_secrets=True), gpu_model=cmd.run.gpu_model,
-            notice_seconds=cmd.notice_seconds))
+            notice_seconds=cmd.notice_seconds, array_job_id=cmd.array_id, array_index=cmd.array_index))
     assert isinstance(cmd, StopRunCommand)
     return site_pb2.BrokerMessage(stop=site_pb2.StopRun(run_id=cmd.run_id, reason=cmd.reason))

@@ -5,7 +5,7 @@ from collections.abc import Iterator
 
 from minga.v1 import common_pb2, job_pb2, job_pb2_grpc
 
-from scheduler.api.convert import job_state_from_pb, job_to_pb, spec_from_pb
+from scheduler.api.convert import array_to_pb, job_state_from_pb, job_to_pb, spec_from_pb
 from scheduler.api.interceptor import CallContext
 from scheduler.core import Core
 from scheduler.service import jobs, packages
@@ -16,6 +16,11 @@ class JobServicer(job_pb2_grpc.JobServiceServicer):
         self.core = core
 
     def SubmitJob(self, request: job_pb2.SubmitJobRequest, context: CallContext) -> job_pb2.SubmitJobResponse:
+        if request.array:
+            job, array, created = jobs.submit_array(self.core, context.caller, spec_from_pb(request.spec),
+                                                    request.array, request.idempotency_key, request.allow_unknown)
+            return job_pb2.SubmitJobResponse(job=job_to_pb(job), created=created,
+                                             array=array_to_pb(array) if array.id else None)
         job, created = jobs.submit_job(self.core, context.caller, spec_from_pb(request.spec),
                                        request.idempotency_key, request.allow_unknown)
         return job_pb2.SubmitJobResponse(job=job_to_pb(job), created=created)
@@ -24,8 +29,15 @@ class JobServicer(job_pb2_grpc.JobServiceServicer):
         return job_to_pb(jobs.get_job(self.core, context.caller, request.job_id))
 
     def ListJobs(self, request: job_pb2.ListJobsRequest, context: CallContext) -> job_pb2.ListJobsResponse:
-        found = jobs.list_jobs(self.core, context.caller, request.all, job_state_from_pb(request.state))
-        return job_pb2.ListJobsResponse(jobs=[job_to_pb(j) for j in found])
+        found, arrays = jobs.list_jobs(self.core, context.caller, request.all, job_state_from_pb(request.state),
+                                       request.group_arrays)
+        return job_pb2.ListJobsResponse(jobs=[job_to_pb(j) for j in found], arrays=[array_to_pb(a) for a in arrays])
+
+    def GetJobArray(self, request: job_pb2.GetJobRequest, context: CallContext) -> job_pb2.JobArray:
+        return array_to_pb(jobs.get_array(self.core, context.caller, request.job_id))
+
+    def CancelJobArray(self, request: job_pb2.CancelJobRequest, context: CallContext) -> job_pb2.JobArray:
+        return array_to_pb(jobs.cancel_array(self.core, context.caller, request.job_id))
 
     def CancelJob(self, request: job_pb2.CancelJobRequest, context: CallContext) -> common_pb2.Job:
         return job_to_pb(jobs.cancel_job(self.core, context.caller, request.job_id))

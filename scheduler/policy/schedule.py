@@ -10,6 +10,7 @@ fallback keeps a broker with no accounts yet working exactly as before.
 from __future__ import annotations
 
 from scheduler.domain import Job
+from scheduler.policy.array_cap import split_capped, with_capped
 from scheduler.policy.fair_cycle import schedule_fair
 from scheduler.policy.feasibility import never_fits_reason, waiting_reason
 from scheduler.policy.guarantees import build_ledger
@@ -25,11 +26,13 @@ def queue_order(pending: tuple[Job, ...]) -> list[Job]:
 def schedule(snapshot: Snapshot, now: float) -> Decisions:
     """Place as many pending jobs as fit, in queue order; say why the rest wait.
 
-    Pure and deterministic: the same snapshot and `now` give the same decisions.
+    Pure and deterministic: the same snapshot and `now` give the same decisions. The
+    tasks of a job array over its `%K` cap wait first (`array_cap.py`).
     """
+    snapshot, capped = split_capped(snapshot)
     if snapshot.institutions:
-        return schedule_fair(snapshot, now)
-    return schedule_fifo(snapshot, now)
+        return with_capped(schedule_fair(snapshot, now), capped)
+    return with_capped(schedule_fifo(snapshot, now), capped)
 
 
 def schedule_fifo(snapshot: Snapshot, now: float = 0.0) -> Decisions:

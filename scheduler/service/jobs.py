@@ -7,7 +7,8 @@ from collections.abc import Callable, Iterator
 
 from scheduler.commands import StopRunCommand
 from scheduler.core import Core
-from scheduler.domain import FailedPrecondition, InvalidArgument, Job, JobSpec, JobState, Principal
+from scheduler.arrays import ArraySummary, parse_array, task_id
+from scheduler.domain import FailedPrecondition, InvalidArgument, Job, JobSpec, JobState, NotFound, Principal
 from scheduler.policy.feasibility import submit_rejection
 from scheduler.service.access import institution_scope, visible_job
 from scheduler.service import packages
@@ -28,6 +29,57 @@ def submit_job(core: Core, caller: Principal, spec: JobSpec, key: str,
         earlier = core.store.jobs.find_by_key(caller.name, key)
         if earlier:
             return earlier, False
+    spec = _checked_spec(core, caller, spec, allow_unknown)
+    job = Job(id=core.ids.new_job_id(), spec=spec, state=JobState.PENDING, owner=caller.name,
+              institution=caller.institution, submitted_at=core.clock.now(),
+              reason="waiting for the next scheduling cycle")
+    job, created = core.store.jobs.submit(job, key or None)
+    if created:
+        core.cycle.trigger()
+    return job, created
+
+
+def submit_array(core: Core, caller: Principal, spec: JobSpec, array: str, key: str,
+                 allow_unknown: bool = False) -> tuple[Job, ArraySummary, bool]:
+    """Accept a job array (Slurm's `--array`) in one transaction: every task a job of its
+    own, `<array id>_<index>`, all with the same spec. The same idempotency key returns
+    the earlier array (or job), never a second one. Returns (first task, array, created)."""
+    if len(key) > MAX_IDEMPOTENCY_KEY:
+        raise InvalidArgument(f"idempotency_key is {len(key)} characters; the limit is {MAX_IDEMPOTENCY_KEY}")
+    if key:
+        earlier = core.store.jobs.find_by_key(caller.name, key)
+        if earlier:
+            return _earlier_array(core, earlier)
+    parsed = parse_array(array)
+    spec = _checked_spec(core, caller, spec, allow_unknown)
+    array_id = core.ids.new_job_id()
+    first = Job(id=task_id(array_id, parsed.indices[0]), spec=spec, state=JobState.PENDING,
+                owner=caller.name, institution=caller.institution, submitted_at=core.clock.now(),
+                reason="waiting for the next scheduling cycle", array_id=array_id,
+                array_index=parsed.indices[0], array_limit=parsed.limit)
+    array_id, created = core.store.arrays.submit(first, parsed.indices, parsed.limit, key or None)
+    if not created:
+        return _earlier_array(core, core.store.jobs.find_by_key(caller.name, key))
+    core.cycle.trigger()
+    summary = core.store.arrays.get(array_id)
+    assert summary is not None
+    return core.store.jobs.get(first.id), summary, True
+
+
+def _earlier_array(core: Core, earlier: Job | None) -> tuple[Job, ArraySummary, bool]:
+    """What an array submit whose key was used before returns: that submit's job and array."""
+    if earlier is None:
+        raise FailedPrecondition("the idempotency key matched a submit that no longer exists")
+    summary = core.store.arrays.get(earlier.array_id) if earlier.array_id else None
+    if summary is None:   # the key was first used for a plain job: that job is the answer
+        summary = ArraySummary(id="", name=earlier.spec.name, owner=earlier.owner,
+                               institution=earlier.institution, project=earlier.spec.project,
+                               tasks=0, limit=0, submitted_at=earlier.submitted_at)
+    return earlier, summary, False
+
+
+def _checked_spec(core: Core, caller: Principal, spec: JobSpec, allow_unknown: bool) -> JobSpec:
+    """The spec, checked and charged to a project, or the reason it is refused."""
     if not caller.institution:
         raise FailedPrecondition(f"user {caller.name!r} belongs to no institution, so no one can be charged")
     check_job_spec(spec)
@@ -38,22 +90,45 @@ def submit_job(core: Core, caller: Principal, spec: JobSpec, key: str,
     if rejection:
         raise FailedPrecondition(f"rejected: {rejection}")
     project = core.store.shares.resolve_project(caller.institution, spec.project, core.clock.now())
-    spec = replace(spec, project=project)
-    job = Job(id=core.ids.new_job_id(), spec=spec, state=JobState.PENDING, owner=caller.name,
-              institution=caller.institution, submitted_at=core.clock.now(),
-              reason="waiting for the next scheduling cycle")
-    job, created = core.store.jobs.submit(job, key or None)
-    if created:
-        core.cycle.trigger()
-    return job, created
+    return replace(spec, project=project)
 
 
 def get_job(core: Core, caller: Principal, job_id: str) -> Job:
     return visible_job(caller, core.store.jobs.get(job_id))
 
 
-def list_jobs(core: Core, caller: Principal, include_terminal: bool, state: JobState | None) -> list[Job]:
-    return core.store.jobs.list(institution_scope(caller), include_terminal, state)
+def list_jobs(core: Core, caller: Principal, include_terminal: bool, state: JobState | None,
+              group_arrays: bool = False) -> tuple[list[Job], list[ArraySummary]]:
+    """The jobs the caller may see; with `group_arrays`, arrays as summaries, not tasks."""
+    scope = institution_scope(caller)
+    found = core.store.jobs.list(scope, include_terminal, state, plain_only=group_arrays)
+    arrays = core.store.arrays.list(scope, include_terminal, state) if group_arrays else []
+    return found, arrays
+
+
+def get_array(core: Core, caller: Principal, array_id: str) -> ArraySummary:
+    """An array the caller may see (as for its jobs), summed up."""
+    summary = core.store.arrays.get(array_id)
+    if summary is None or not _can_see_array(caller, summary):
+        raise NotFound(f"no job array {array_id!r}")
+    return summary
+
+
+def cancel_array(core: Core, caller: Principal, array_id: str) -> ArraySummary:
+    """Cancel every task that has not ended: the pending ones in one statement, the live
+    ones one by one (each has a run to stop on its site). Idempotent."""
+    get_array(core, caller, array_id)
+    reason = f"cancelled by {caller.name}"
+    for job_id in core.store.arrays.cancel_pending(array_id, core.clock.now(), reason):
+        outcome = core.store.jobs.request_cancel(job_id, core.clock.now(), reason)
+        if outcome.stop_run_id:
+            core.sessions.send(StopRunCommand(outcome.stop_site, outcome.stop_run_id, "job cancelled"))
+    return get_array(core, caller, array_id)
+
+
+def _can_see_array(caller: Principal, summary: ArraySummary) -> bool:
+    scope = institution_scope(caller)
+    return scope is None or (bool(scope) and scope == summary.institution)
 
 
 def cancel_job(core: Core, caller: Principal, job_id: str) -> Job:

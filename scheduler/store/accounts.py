@@ -132,7 +132,7 @@ class AccountsRepo:
             return [User(r.name, r.institution, Role(r.role), r.created_at) for r in s.exec(query).all()]
 
     def owner_of(self, kind: str, key: str) -> str | None:
-        """The institution a user, site, project, job, institution or token owner belongs to; None if
+        """The institution a user, site, project, job, job array, institution or token owner belongs to; None if
         there is no such thing (what authorization checks a request's target against).
         Admin users belong to no institution (""): the federation's."""
         with self.db.read() as s:
@@ -141,6 +141,9 @@ class AccountsRepo:
             if kind == "owner":             # a token's owner: a user, else a site
                 found = s.get(UserRow, key) or s.get(SiteRow, key)
                 return None if found is None else found.institution
+            if kind == "array":             # a job array: the institution of its tasks
+                task = s.exec(select(JobRow).where(JobRow.array_id == key).limit(1)).first()
+                return None if task is None else task.institution
             row = {"user": UserRow, "site": SiteRow, "project": ProjectRow, "job": JobRow}[kind]
             found = s.get(row, key)  # type: ignore[attr-defined]
             return None if found is None else found.institution

@@ -144,6 +144,9 @@ def job_from_row(row: JobRow) -> Job:
         finished_at=row.finished_at,
         last_preemption=JobPreemption(row.preempted_at, row.preempted_kind, row.preempted_for,
                                       row.preempted_reason) if row.preempted_at else None,
+        array_id=row.array_id,
+        array_index=row.array_index,
+        array_limit=row.array_limit,
     )
 
 

@@ -60,9 +60,12 @@ class JobsRepo:
             return job_from_row(row)
 
     def list(self, institution: str | None, include_terminal: bool,
-             state: JobState | None, limit: int = 1000) -> list[Job]:
-        """Newest first. `institution=None` lists every institution's jobs."""
+             state: JobState | None, limit: int = 1000, plain_only: bool = False) -> list[Job]:
+        """Newest first. `institution=None` lists every institution's jobs; `plain_only`
+        leaves out the tasks of job arrays (listed as arrays instead)."""
         q = select(JobRow)
+        if plain_only:
+            q = q.where(JobRow.array_id == "")
         if institution is not None:
             q = q.where(JobRow.institution == institution)
         if state is not None:

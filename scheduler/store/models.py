@@ -153,6 +153,11 @@ class JobRow(SQLModel, table=True):
     preempted_reason: str = Field(default="", sa_column_kwargs={"server_default": ""})
     # Added by revision 0008_infra: requeues the infrastructure caused (scheduler.requeue_rules).
     infra_requeues: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    # Added by revision 0009_arrays: the job array it is a task of ("": none), its index
+    # there, and the array's running cap (%K; 0: none).
+    array_id: str = Field(default="", index=True, sa_column_kwargs={"server_default": ""})
+    array_index: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    array_limit: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
 
 
 class RunRow(SQLModel, table=True):

@@ -9,6 +9,7 @@ from scheduler.store.audit import AuditRepo
 from scheduler.store.base import Database
 from scheduler.store.blobs import BlobsRepo
 from scheduler.store.db import make_engines
+from scheduler.store.arrays import ArraysRepo
 from scheduler.store.jobs import JobsRepo
 from scheduler.store.lending import LendingRepo
 from scheduler.store.reports import ReportsRepo
@@ -24,6 +25,7 @@ class Store:
         self.db.create_schema()
         self.accounts = AccountsRepo(self.db)
         self.jobs = JobsRepo(self.db)
+        self.arrays = ArraysRepo(self.db)
         self.sites = SitesRepo(self.db)
         self.runs = RunsRepo(self.db)
         self.blobs = BlobsRepo(self.db)

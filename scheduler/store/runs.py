@@ -9,11 +9,12 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+from sqlalchemy import func
 from sqlmodel import Session, col, select, update
 
 from scheduler.clock import run_id_for
 from scheduler.commands import Command, RunReport, StartRunCommand, StopRunCommand
-from scheduler.domain import JobSpec, JobState, RunState, SiteState
+from scheduler.domain import LIVE_JOB_STATES, JobSpec, JobState, RunState, SiteState
 from scheduler.policy import Decisions, Placement, Preemption, ShareSettings, Snapshot
 from scheduler.states import job_state_after_run_report, transition
 from scheduler.store.audit import SCHEDULER, SCHEDULER_ROLE, AuditEntry, add_entry
@@ -30,6 +31,14 @@ from scheduler.store.models import JobRow, RunRow, SiteRow
 
 
 Fence = Callable[[Session], None]
+
+
+def live_array_tasks(s: Session) -> tuple[tuple[str, int], ...]:
+    """(array id, tasks holding GPUs now) for each capped array: what %K counts."""
+    q = (select(JobRow.array_id, func.count()).where(JobRow.array_id != "", JobRow.array_limit > 0,
+                                                      col(JobRow.state).in_([st.value for st in LIVE_JOB_STATES]))
+         .group_by(JobRow.array_id).order_by(JobRow.array_id))
+    return tuple((a, n) for a, n in s.exec(q).all())
 
 
 class RunsRepo:
@@ -50,9 +59,10 @@ class RunsRepo:
                 query.order_by(col(JobRow.submitted_at), col(JobRow.id))))
             institutions, projects, usage, countries, settings = load_shares(s, now or 0.0)
             lending = load_lending(s)
+            array_live = live_array_tasks(s) if any(j.array_limit for j in pending) else ()
         return Snapshot(sites=sites, live_runs=runs, pending=pending, institutions=institutions,
                         projects=projects, usage=usage, country_weights=countries, settings=settings,
-                        lending=lending)
+                        lending=lending, array_live=array_live)
 
     @contextmanager
     def _tx(self, fence: Fence | None) -> Iterator[Session]:
@@ -142,7 +152,8 @@ class RunsRepo:
                     _apply_report(s, site, RunReport(run.id, RunState.STOPPED, "cancelled"), now, in_session=False)
                 elif job is not None and resend_start_after_hello(run.reported_at > 0):
                     # The lease stands; the start was lost in transit. Same run id: safe to resend.
-                    commands.append(StartRunCommand(site, run_from_row(run), _site_spec(job), notice))
+                    commands.append(StartRunCommand(site, run_from_row(run), _site_spec(job), notice,
+                                                     job.array_id, job.array_index))
                 elif job is not None and job.run_id == run.id:
                     # The site had it, and its Ray no longer does (a restarted head): never
                     # start it again under this run id; a new attempt gets a new epoch.
@@ -233,7 +244,7 @@ def _lease(s: Session, p: Placement, free: dict[tuple[str, str], int], now: floa
     job.run_id, job.reason, job.updated_at = run.id, "", now
     s.add(run)
     s.add(job)
-    return StartRunCommand(p.site, run_from_row(run), _site_spec(job), notice)
+    return StartRunCommand(p.site, run_from_row(run), _site_spec(job), notice, job.array_id, job.array_index)
 
 
 def _site_spec(job: JobRow) -> JobSpec:

@@ -8,22 +8,26 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class SubmitJobRequest(_message.Message):
-    __slots__ = ("spec", "idempotency_key", "allow_unknown")
+    __slots__ = ("spec", "idempotency_key", "allow_unknown", "array")
     SPEC_FIELD_NUMBER: _ClassVar[int]
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     ALLOW_UNKNOWN_FIELD_NUMBER: _ClassVar[int]
+    ARRAY_FIELD_NUMBER: _ClassVar[int]
     spec: _common_pb2.JobSpec
     idempotency_key: str
     allow_unknown: bool
-    def __init__(self, spec: _Optional[_Union[_common_pb2.JobSpec, _Mapping]] = ..., idempotency_key: _Optional[str] = ..., allow_unknown: _Optional[bool] = ...) -> None: ...
+    array: str
+    def __init__(self, spec: _Optional[_Union[_common_pb2.JobSpec, _Mapping]] = ..., idempotency_key: _Optional[str] = ..., allow_unknown: _Optional[bool] = ..., array: _Optional[str] = ...) -> None: ...
 
 class SubmitJobResponse(_message.Message):
-    __slots__ = ("job", "created")
+    __slots__ = ("job", "created", "array")
     JOB_FIELD_NUMBER: _ClassVar[int]
     CREATED_FIELD_NUMBER: _ClassVar[int]
+    ARRAY_FIELD_NUMBER: _ClassVar[int]
     job: _common_pb2.Job
     created: bool
-    def __init__(self, job: _Optional[_Union[_common_pb2.Job, _Mapping]] = ..., created: _Optional[bool] = ...) -> None: ...
+    array: JobArray
+    def __init__(self, job: _Optional[_Union[_common_pb2.Job, _Mapping]] = ..., created: _Optional[bool] = ..., array: _Optional[_Union[JobArray, _Mapping]] = ...) -> None: ...
 
 class GetJobRequest(_message.Message):
     __slots__ = ("job_id",)
@@ -32,18 +36,54 @@ class GetJobRequest(_message.Message):
     def __init__(self, job_id: _Optional[str] = ...) -> None: ...
 
 class ListJobsRequest(_message.Message):
-    __slots__ = ("all", "state")
+    __slots__ = ("all", "state", "group_arrays")
     ALL_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
+    GROUP_ARRAYS_FIELD_NUMBER: _ClassVar[int]
     all: bool
     state: _common_pb2.JobState
-    def __init__(self, all: _Optional[bool] = ..., state: _Optional[_Union[_common_pb2.JobState, str]] = ...) -> None: ...
+    group_arrays: bool
+    def __init__(self, all: _Optional[bool] = ..., state: _Optional[_Union[_common_pb2.JobState, str]] = ..., group_arrays: _Optional[bool] = ...) -> None: ...
 
 class ListJobsResponse(_message.Message):
-    __slots__ = ("jobs",)
+    __slots__ = ("jobs", "arrays")
     JOBS_FIELD_NUMBER: _ClassVar[int]
+    ARRAYS_FIELD_NUMBER: _ClassVar[int]
     jobs: _containers.RepeatedCompositeFieldContainer[_common_pb2.Job]
-    def __init__(self, jobs: _Optional[_Iterable[_Union[_common_pb2.Job, _Mapping]]] = ...) -> None: ...
+    arrays: _containers.RepeatedCompositeFieldContainer[JobArray]
+    def __init__(self, jobs: _Optional[_Iterable[_Union[_common_pb2.Job, _Mapping]]] = ..., arrays: _Optional[_Iterable[_Union[JobArray, _Mapping]]] = ...) -> None: ...
+
+class JobArray(_message.Message):
+    __slots__ = ("id", "name", "owner", "institution", "project", "tasks", "limit", "submitted_at", "pending", "running", "succeeded", "failed", "cancelled", "indices")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    OWNER_FIELD_NUMBER: _ClassVar[int]
+    INSTITUTION_FIELD_NUMBER: _ClassVar[int]
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    TASKS_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    SUBMITTED_AT_FIELD_NUMBER: _ClassVar[int]
+    PENDING_FIELD_NUMBER: _ClassVar[int]
+    RUNNING_FIELD_NUMBER: _ClassVar[int]
+    SUCCEEDED_FIELD_NUMBER: _ClassVar[int]
+    FAILED_FIELD_NUMBER: _ClassVar[int]
+    CANCELLED_FIELD_NUMBER: _ClassVar[int]
+    INDICES_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    name: str
+    owner: str
+    institution: str
+    project: str
+    tasks: int
+    limit: int
+    submitted_at: float
+    pending: int
+    running: int
+    succeeded: int
+    failed: int
+    cancelled: int
+    indices: str
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., owner: _Optional[str] = ..., institution: _Optional[str] = ..., project: _Optional[str] = ..., tasks: _Optional[int] = ..., limit: _Optional[int] = ..., submitted_at: _Optional[float] = ..., pending: _Optional[int] = ..., running: _Optional[int] = ..., succeeded: _Optional[int] = ..., failed: _Optional[int] = ..., cancelled: _Optional[int] = ..., indices: _Optional[str] = ...) -> None: ...
 
 class CancelJobRequest(_message.Message):
     __slots__ = ("job_id",)

@@ -80,6 +80,16 @@ class JobServiceStub:
                 request_serializer=minga_dot_v1_dot_job__pb2.GetPackageLimitsRequest.SerializeToString,
                 response_deserializer=minga_dot_v1_dot_job__pb2.PackageLimits.FromString,
                 _registered_method=True)
+        self.GetJobArray = channel.unary_unary(
+                '/minga.v1.JobService/GetJobArray',
+                request_serializer=minga_dot_v1_dot_job__pb2.GetJobRequest.SerializeToString,
+                response_deserializer=minga_dot_v1_dot_job__pb2.JobArray.FromString,
+                _registered_method=True)
+        self.CancelJobArray = channel.unary_unary(
+                '/minga.v1.JobService/CancelJobArray',
+                request_serializer=minga_dot_v1_dot_job__pb2.CancelJobRequest.SerializeToString,
+                response_deserializer=minga_dot_v1_dot_job__pb2.JobArray.FromString,
+                _registered_method=True)
 
 
 class JobServiceServicer:
@@ -144,6 +154,20 @@ class JobServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetJobArray(self, request, context):
+        """A job array (submitted with SubmitJobRequest.array) as a whole: its tasks counted by state.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelJobArray(self, request, context):
+        """Cancels every task of an array that has not ended; job_id is the array's id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_JobServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -191,6 +215,16 @@ def add_JobServiceServicer_to_server(servicer, server):
                     servicer.GetPackageLimits,
                     request_deserializer=minga_dot_v1_dot_job__pb2.GetPackageLimitsRequest.FromString,
                     response_serializer=minga_dot_v1_dot_job__pb2.PackageLimits.SerializeToString,
+            ),
+            'GetJobArray': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetJobArray,
+                    request_deserializer=minga_dot_v1_dot_job__pb2.GetJobRequest.FromString,
+                    response_serializer=minga_dot_v1_dot_job__pb2.JobArray.SerializeToString,
+            ),
+            'CancelJobArray': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelJobArray,
+                    request_deserializer=minga_dot_v1_dot_job__pb2.CancelJobRequest.FromString,
+                    response_serializer=minga_dot_v1_dot_job__pb2.JobArray.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -436,6 +470,60 @@ class JobService:
             '/minga.v1.JobService/GetPackageLimits',
             minga_dot_v1_dot_job__pb2.GetPackageLimitsRequest.SerializeToString,
             minga_dot_v1_dot_job__pb2.PackageLimits.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetJobArray(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/minga.v1.JobService/GetJobArray',
+            minga_dot_v1_dot_job__pb2.GetJobRequest.SerializeToString,
+            minga_dot_v1_dot_job__pb2.JobArray.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelJobArray(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/minga.v1.JobService/CancelJobArray',
+            minga_dot_v1_dot_job__pb2.CancelJobRequest.SerializeToString,
+            minga_dot_v1_dot_job__pb2.JobArray.FromString,
             options,
             channel_credentials,
             insecure,

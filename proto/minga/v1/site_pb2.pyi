@@ -128,20 +128,24 @@ class Welcome(_message.Message):
     def __init__(self, site: _Optional[str] = ..., heartbeat_seconds: _Optional[float] = ...) -> None: ...
 
 class StartRun(_message.Message):
-    __slots__ = ("run_id", "job_id", "epoch", "spec", "gpu_model", "notice_seconds")
+    __slots__ = ("run_id", "job_id", "epoch", "spec", "gpu_model", "notice_seconds", "array_job_id", "array_index")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     EPOCH_FIELD_NUMBER: _ClassVar[int]
     SPEC_FIELD_NUMBER: _ClassVar[int]
     GPU_MODEL_FIELD_NUMBER: _ClassVar[int]
     NOTICE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    ARRAY_JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    ARRAY_INDEX_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     job_id: str
     epoch: int
     spec: _common_pb2.JobSpec
     gpu_model: str
     notice_seconds: int
-    def __init__(self, run_id: _Optional[str] = ..., job_id: _Optional[str] = ..., epoch: _Optional[int] = ..., spec: _Optional[_Union[_common_pb2.JobSpec, _Mapping]] = ..., gpu_model: _Optional[str] = ..., notice_seconds: _Optional[int] = ...) -> None: ...
+    array_job_id: str
+    array_index: int
+    def __init__(self, run_id: _Optional[str] = ..., job_id: _Optional[str] = ..., epoch: _Optional[int] = ..., spec: _Optional[_Union[_common_pb2.JobSpec, _Mapping]] = ..., gpu_model: _Optional[str] = ..., notice_seconds: _Optional[int] = ..., array_job_id: _Optional[str] = ..., array_index: _Optional[int] = ...) -> None: ...
 
 class StopRun(_message.Message):
     __slots__ = ("run_id", "reason")

@@ -5,7 +5,7 @@ the same run id.
 
 Revision ID: 0008_infra
 Revises: 0007
-Create Date: 2026-12-10 10:00:00
+Create Date: 2026-12-03 15:45:00
 """
 from __future__ import annotations
 
