@@ -32,8 +32,11 @@ pytestmark = pytest.mark.ray
 
 TTL = 3.0
 MINGA = str(Path(sys.executable).parent / "minga")
-# Long enough that the stale copy is still running on the failed site when it returns.
-SLOW_JOB = "python -c \"import time; [print(i, flush=True) or time.sleep(1) for i in range(12)]\""
+# The first attempt is still running on the failed site when it returns, however slow
+# the machine (a stale copy left alone would reach SUCCEEDED only after 120 s, past every
+# wait); the moved one (MINGA_ATTEMPT=2) ends in 3 s.
+SLOW_JOB = ("python -c \"import os, time; n = 120 if os.environ['MINGA_ATTEMPT'] == '1' else 3; "
+            "[print(i, flush=True) or time.sleep(1) for i in range(n)]\"")
 
 
 @pytest.fixture
