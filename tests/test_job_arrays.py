@@ -195,3 +195,23 @@ def test_cli_submits_lists_shows_and_cancels_an_array_in_80_columns(federation):
     assert json.loads(cancelled.stdout)["counts"]["cancelled"] == 98
     bad = run(app, ["job", "submit", *conn, "--array", "9-3", "--", "python", "x.py"])
     assert bad.exit_code != 0 and "backwards" in bad.output
+
+
+def test_the_policy_holds_tasks_over_the_cap_of_the_arrays_the_snapshot_names():
+    """Pure: `Snapshot.array_live` names each capped array with pending tasks (0 live
+    included); the tasks past K minus the live ones wait with the cap as their reason."""
+    from dataclasses import replace as _replace
+
+    from scheduler.domain import Job, JobSpec, JobState, Resources
+    from scheduler.policy.array_cap import split_capped
+    from scheduler.policy.snapshot import Snapshot
+
+    tasks = tuple(_replace(Job(id=f"j-a_{i}", spec=JobSpec(entrypoint="x", resources=Resources(gpus=1)),
+                               state=JobState.PENDING, owner="ana", institution="uchile", submitted_at=1.0),
+                           array_id="j-a", array_index=i, array_limit=3) for i in range(6))
+    kept, held = split_capped(Snapshot(sites=(), live_runs=(), pending=tasks, array_live=(("j-a", 1),)))
+    assert [j.id for j in kept.pending] == ["j-a_0", "j-a_1"]
+    assert [w.job_id for w in held] == ["j-a_2", "j-a_3", "j-a_4", "j-a_5"]
+    assert {w.reason for w in held} == {"array: 1 of its tasks run already (%3)"}
+    none_live = Snapshot(sites=(), live_runs=(), pending=tasks, array_live=(("j-a", 0),))
+    assert split_capped(none_live)[0].pending == tasks[:3]

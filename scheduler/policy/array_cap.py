@@ -18,20 +18,22 @@ def cap_reason(live: int, limit: int) -> str:
 
 
 def split_capped(snapshot: Snapshot) -> tuple[Snapshot, tuple[Waiting, ...]]:
-    """The snapshot without the tasks over their array's cap, and those tasks' verdicts."""
-    capped_arrays = {j.array_id: j.array_limit for j in snapshot.pending if j.array_limit > 0}
-    if not capped_arrays:
+    """The snapshot without the tasks over their array's cap, and those tasks' verdicts.
+
+    `Snapshot.array_live` names every capped array with pending tasks, so a federation
+    without one pays nothing here: no pass over 100,000 pending jobs."""
+    if not snapshot.array_live:
         return snapshot, ()
     live = dict(snapshot.array_live)
     by_array: dict[str, list[Job]] = {}
     for job in snapshot.pending:
-        if job.array_limit > 0:
+        if job.array_limit > 0 and job.array_id in live:
             by_array.setdefault(job.array_id, []).append(job)
     held: set[str] = set()
     waiting: list[Waiting] = []
     for array_id in sorted(by_array):
-        limit, running = capped_arrays[array_id], live.get(array_id, 0)
         tasks = sorted(by_array[array_id], key=lambda j: (j.array_index, j.id))
+        limit, running = tasks[0].array_limit, live[array_id]
         for job in tasks[max(0, limit - running):]:
             held.add(job.id)
             waiting.append(Waiting(job.id, cap_reason(running, limit)))

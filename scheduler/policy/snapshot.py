@@ -70,7 +70,7 @@ class Snapshot:
     country_weights: tuple[tuple[str, float], ...] = ()  # explicit; default: sum of its institutions
     settings: ShareSettings = ShareSettings()
     lending: tuple[tuple[str, LendingPolicy], ...] = ()   # site name -> its owner's lending policy
-    array_live: tuple[tuple[str, int], ...] = ()   # job array id -> its tasks holding GPUs (for %K)
+    array_live: tuple[tuple[str, int], ...] = ()   # each capped array with pending tasks -> its tasks holding GPUs (%K)
 
 
 @dataclass(frozen=True)

@@ -33,12 +33,14 @@ from scheduler.store.models import JobRow, RunRow, SiteRow
 Fence = Callable[[Session], None]
 
 
-def live_array_tasks(s: Session) -> tuple[tuple[str, int], ...]:
-    """(array id, tasks holding GPUs now) for each capped array: what %K counts."""
+def live_array_tasks(s: Session, capped: set[str]) -> tuple[tuple[str, int], ...]:
+    """(array id, tasks holding GPUs now) for each of the `capped` arrays, 0 included: what
+    %K counts, and what tells the policy which arrays are capped (`Snapshot.array_live`)."""
     q = (select(JobRow.array_id, func.count()).where(JobRow.array_id != "", JobRow.array_limit > 0,
                                                       col(JobRow.state).in_([st.value for st in LIVE_JOB_STATES]))
          .group_by(JobRow.array_id).order_by(JobRow.array_id))
-    return tuple((a, n) for a, n in s.exec(q).all())
+    live = dict(s.exec(q).all())
+    return tuple((a, live.get(a, 0)) for a in sorted(capped))
 
 
 class RunsRepo:
@@ -59,7 +61,8 @@ class RunsRepo:
                 query.order_by(col(JobRow.submitted_at), col(JobRow.id))))
             institutions, projects, usage, countries, settings = load_shares(s, now or 0.0)
             lending = load_lending(s)
-            array_live = live_array_tasks(s) if any(j.array_limit for j in pending) else ()
+            capped = {j.array_id for j in pending if j.array_limit}
+            array_live = live_array_tasks(s, capped) if capped else ()
         return Snapshot(sites=sites, live_runs=runs, pending=pending, institutions=institutions,
                         projects=projects, usage=usage, country_weights=countries, settings=settings,
                         lending=lending, array_live=array_live)
