@@ -84,7 +84,7 @@ def test_not_found_names_the_job(monkeypatch: pytest.MonkeyPatch) -> None:
     def fail(self: BrokerClient, job_id: str) -> None:
         raise FakeRpcError(grpc.StatusCode.NOT_FOUND, "job not found")
 
-    monkeypatch.setattr(BrokerClient, "get_job", fail)
+    monkeypatch.setattr(BrokerClient, "get_job_or_array", fail)   # neither a job nor an array
     result = CliRunner().invoke(app, ["job", "status", "j-123", "--broker", "b:1", "--token", "t"])
     assert (result.exit_code, result.stderr) == (errors.EXIT_NOT_FOUND, "error: no job j-123\n")
 
