@@ -2,6 +2,7 @@
 ports and stopped (by PID) at the end. Tests that use them are marked `ray`."""
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
@@ -24,3 +25,12 @@ def ray_head_b() -> Iterator[LocalRayHead]:
     """A second site with 2 logical T4 GPUs, for two-site tests (started only when asked for)."""
     with LocalRayHead(gpus=2, gpu_model="T4", object_store_memory=OBJECT_STORE_BYTES) as head:
         yield head
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process `pid` still exists (signal 0 checks without sending anything)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True

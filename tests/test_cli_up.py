@@ -17,6 +17,7 @@ from cli import config, errors
 from cli.client import BrokerClient
 from cli.up import INSTITUTIONS, LAST_ADDRESS, SAMPLE_JOB, DevFederation, UpConfig
 from minga.v1 import common_pb2
+from tests.fixtures_ray import pid_alive
 
 
 def test_institutions_are_in_different_countries() -> None:
@@ -95,7 +96,7 @@ def test_up_runs_the_sample_job_stops_everything_and_reruns(tmp_path: Path, monk
         fed.stop()
     with pytest.raises(OSError):
         urllib.request.urlopen(f"{dashboard}/api/version", timeout=5)
-    assert not _alive(info.sites[0].ray_pid)
+    assert not pid_alive(info.sites[0].ray_pid)
 
     again = DevFederation(UpConfig(gpus=2, sites=1, data_dir=tmp_path / "up", write_cli_config=True))
     second = again.start()
@@ -115,14 +116,6 @@ def test_up_runs_the_sample_job_stops_everything_and_reruns(tmp_path: Path, monk
             assert [s.name for s in client.list_sites()] == ["uchile-local"]  # the site re-used its credential
     finally:
         again.stop()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def test_the_paste_block_says_plain_minga_after_putting_it_on_path(capsys: pytest.CaptureFixture[str]) -> None:

@@ -42,6 +42,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.fixtures_ray import pid_alive
+
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(600)]
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -133,14 +135,6 @@ def _port_free(port: int) -> bool:
     return True
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 @pytest.fixture
 def shell(tmp_path: Path) -> Iterator[Shell]:
     taken = [p for p in (50551, 50552) if not _port_free(p)]
@@ -170,13 +164,13 @@ def shell(tmp_path: Path) -> Iterator[Shell]:
 def _stop_background(sh: Shell) -> None:
     """Stop, by PID, whatever background command the README left running; then the shell."""
     for pid in sh.background:
-        if _alive(pid):
+        if pid_alive(pid):
             os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + 60
-    while any(_alive(p) for p in sh.background) and time.monotonic() < deadline:
+    while any(pid_alive(p) for p in sh.background) and time.monotonic() < deadline:
         time.sleep(0.5)   # bash reaps its children
     for pid in sh.background:
-        if _alive(pid):
+        if pid_alive(pid):
             os.kill(pid, signal.SIGKILL)
     if sh.proc.poll() is None:
         assert sh.proc.stdin is not None
@@ -217,16 +211,16 @@ def test_readme_walkthrough_runs_as_written(shell: Shell) -> None:
             pid = int(sh.last_bg)
             sh.background.append(pid)
             if command.startswith("minga broker serve "):
-                sh.until("the broker to listen", lambda: not _alive(pid) or any(
+                sh.until("the broker to listen", lambda: not pid_alive(pid) or any(
                     "broker listening on" in line for line in sh.transcript[before:]))
-                assert _alive(pid), f"the broker exited:\n{''.join(sh.transcript[before:])}"
+                assert pid_alive(pid), f"the broker exited:\n{''.join(sh.transcript[before:])}"
                 _paste_broker_hint(sh, "".join(sh.transcript[before:]))
             else:
                 sh.until("the site to report its GPUs",
-                         lambda: (_alive(pid) or pytest.fail(f"the agent exited:\n{''.join(sh.transcript)}"))
+                         lambda: (pid_alive(pid) or pytest.fail(f"the agent exited:\n{''.join(sh.transcript)}"))
                          and _site_ready(sh))
     hint = re.search(r"^  minga site join --broker \S+ --token <TOKEN> --ca (\S+)$", "".join(sh.transcript), re.M)
     assert hint and Path(hint.group(1)).is_file(), "the site-token hint names no CA file that exists"
     # The README's last line stops the broker and the agent; `wait` returns once they are gone.
     status, out = sh.run("wait", timeout=90)
-    assert status == 0 and not any(_alive(p) for p in sh.background), out
+    assert status == 0 and not any(pid_alive(p) for p in sh.background), out
