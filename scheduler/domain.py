@@ -184,6 +184,7 @@ class Job:
     array_id: str = ""          # the job array it is a task of ("": a plain job)
     array_index: int = 0        # its index there
     array_limit: int = 0        # the array's %K: at most this many of its tasks run at once; 0: no cap
+    not_before: float = 0.0     # requeue backoff: a PENDING job is not placed before this time
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,6 +218,13 @@ class Run:
     started_at: float = 0.0     # when it was leased; preemption grace counts from here
     preemptible: bool = True
     walltime_seconds: int = 0   # its job's limit; 0: none (backfill counts it as never ending)
+    # The broker's bookkeeping of the run (the store's truth; the policy ignores these):
+    live: bool = True           # holds GPUs on its site
+    message: str = ""
+    ended_at: float = 0.0
+    running_since: float = 0.0  # first reported RUNNING (0: never ran)
+    charged_until: float = 0.0  # usage is charged up to here (0: not running yet)
+    reported_at: float = 0.0    # when its site first reported it (0: never; a lost start may be resent)
 
 
 @dataclass(frozen=True, slots=True)

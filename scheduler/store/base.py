@@ -147,6 +147,7 @@ def job_from_row(row: JobRow) -> Job:
         array_id=row.array_id,
         array_index=row.array_index,
         array_limit=row.array_limit,
+        not_before=row.not_before,
     )
 
 
@@ -165,6 +166,12 @@ def run_from_row(row: RunRow) -> Run:
         started_at=row.created_at,
         preemptible=row.preemptible,
         walltime_seconds=row.walltime_seconds,
+        live=row.live,
+        message=row.message,
+        ended_at=row.ended_at,
+        running_since=row.running_since,
+        charged_until=row.charged_until,
+        reported_at=row.reported_at,
     )
 
 
