@@ -1,7 +1,11 @@
 """The broker's scheduling cycle, a short list of named phases:
 
-expire (leases, walltimes) → charge usage → load snapshot → schedule (pure policy)
+expire (leases, walltimes) → charge usage → snapshot → schedule (pure policy)
 → persist in one transaction → publish.
+
+The leader keeps the federation in memory (`scheduler.state`), built from the store
+when it starts leading and kept level by every commit; the snapshot comes from there,
+and the cycle writes only what changed.
 
 It runs on events (submit, capacity change, run ended, site connected or lost)
 and on a periodic tick, in one thread, so two cycles never overlap.
@@ -18,8 +22,10 @@ from scheduler.leader import NotLeading
 from scheduler.leases import SiteLeases
 from scheduler.policy import Decisions, Snapshot, schedule
 from scheduler.sessions import SessionRegistry
+from scheduler.state import FederationState
 from scheduler.store import Store
-from scheduler.store.base import StoreUnavailable
+from scheduler.store.base import Database, StoreUnavailable
+from scheduler.store.state_load import load_accounts, load_rows
 from scheduler.store.runs import Fence
 
 log = logging.getLogger(__name__)
@@ -45,17 +51,40 @@ class SchedulingCycle:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.state = FederationState(lambda: load_rows(store.db), lambda: load_accounts(store.db))
+        self._attached: Database | None = None
+        self.cycles = 0          # cycles run, for tests and benchmarks
 
-    # -- phases ---------------------------------------------------------------
-    def expire(self) -> list[Command]:
+    # -- the in-memory federation ------------------------------------------------
+    def attach(self) -> FederationState:
+        """Build the federation in memory from the store and follow its commits from now on
+        (write-through); done once, when this broker starts leading, and again only if
+        applying a commit ever failed."""
+        db = self.store.db
+        if self._attached is None:
+            with db.commit_lock:
+                db.observe(self.state)
+                self._attached = db
+        self.state.ensure_loaded(db.commit_lock)
+        return self.state
+
+    def detach(self) -> None:
+        if self._attached is not None:
+            self._attached.unobserve(self.state)
+            self._attached = None
+            self.state.stale = True
+
+    # -- phases (each takes the cycle's one `now`) -----------------------------------
+    def expire(self, now: float | None = None) -> list[Command]:
         """Sites silent past the lease TTL become LOST and their runs are requeued;
         runs past their walltime are stopped (their jobs end FAILED, TIMEOUT)."""
-        now = self.clock.now()
-        for site in self.leases.expired(self.store.sites.names_not_lost()):
+        now = self.clock.now() if now is None else now
+        state = self.attach()
+        for site in self.leases.expired(state.sites_not_lost()):
             lost = self.store.runs.site_lost(site, f"no report for {self.leases.ttl_seconds:.0f} s", now,
                                              self.fence)
             self._log_lost(site, lost)
-        return self.store.runs.stop_overdue(now, self.fence)
+        return self.store.runs.stop_overdue(now, self.fence, [r.id for r in state.overdue_runs(now)])
 
     def _log_lost(self, site: str, requeued: int) -> None:
         """A site that went silent is news (WARNING). One that has not reconnected since this
@@ -69,30 +98,40 @@ class SchedulingCycle:
                     "site %s has not reconnected in the %.0f s since this broker started; shown as LOST "
                     "until it does; %d run(s) requeued", site, ttl, requeued)
 
-    def charge(self) -> None:
-        """Bring the usage and contribution ledgers up to now, incrementally."""
-        self.store.runs.charge(self.clock.now(), self.fence)
+    def charge(self, now: float | None = None) -> None:
+        """Bring the usage and contribution ledgers up to now: computed from memory,
+        written in a few batched statements."""
+        now = self.clock.now() if now is None else now
+        state = self.attach()
+        self.store.runs.charge_batch(lambda: state.charge(now), self.fence)
 
-    def load_snapshot(self) -> Snapshot:
-        return self.store.runs.load_snapshot(self.clock.now())
+    def load_snapshot(self, now: float | None = None) -> Snapshot:
+        """The policy's input, from memory: no row is read."""
+        return self.attach().snapshot(self.clock.now() if now is None else now)
 
-    def decide(self, snapshot: Snapshot) -> Decisions:
-        return schedule(snapshot, self.clock.now())
+    def decide(self, snapshot: Snapshot, now: float | None = None) -> Decisions:
+        return schedule(snapshot, self.clock.now() if now is None else now)
 
-    def persist(self, decisions: Decisions) -> list[Command]:
-        return self.store.runs.apply_decisions(decisions, self.clock.now(), self.fence)
+    def persist(self, decisions: Decisions, now: float | None = None) -> list[Command]:
+        """Write the decisions in one transaction: only what changed."""
+        state = self.attach()
+        return self.store.runs.apply_decisions(decisions, self.clock.now() if now is None else now, self.fence,
+                                               free=state.free_gpus,
+                                               changed_reasons=lambda: state.changed_reasons(decisions.waiting))
 
     def publish(self, commands: list[Command]) -> int:
         """Send committed leases and stops; an offline site levels up when it reconnects."""
         return sum(self.sessions.send(cmd) for cmd in commands)
 
     def run_once(self) -> CycleResult:
-        stops = self.expire()
-        self.charge()
-        decisions = self.decide(self.load_snapshot())
-        commands = self.persist(decisions)
+        now = self.clock.now()   # read once: the snapshot and every decision share it
+        stops = self.expire(now)
+        self.charge(now)
+        decisions = self.decide(self.load_snapshot(now), now)
+        commands = self.persist(decisions, now)
         published = self.publish(stops + commands)
         starts = sum(isinstance(c, StartRunCommand) for c in commands)
+        self.cycles += 1
         return CycleResult(placed=starts, preempted=len(commands) - starts,
                            waiting=len(decisions.waiting), published=published)
 
@@ -110,6 +149,7 @@ class SchedulingCycle:
         self._wake.set()
         if self._thread:
             self._thread.join(timeout=10)
+        self.detach()
 
     def _loop(self) -> None:
         store_down = False

@@ -199,6 +199,7 @@ class Site:
     labels: tuple[tuple[str, str], ...] = ()
     state_reason: str = ""      # why DEGRADED, LOST or CONNECTING
     reported: bool = True       # False until its agent first reports an inventory
+    health: SiteState = SiteState.READY   # its own health (READY, DEGRADED or LOST), before the admin's state
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,7 @@ on the first task's row: the (owner, key) unique constraint then covers arrays t
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 from sqlalchemy import func, insert, update
 from sqlalchemy.exc import IntegrityError
@@ -16,6 +17,7 @@ from scheduler.arrays import ArraySummary
 from scheduler.domain import Job, JobState, LIVE_JOB_STATES, TERMINAL_JOB_STATES
 from scheduler.states import transition
 from scheduler.store.base import Database, job_from_row
+from scheduler.store.changes import note_jobs
 from scheduler.store.codec import secrets_to_json, spec_to_json
 from scheduler.store.models import JobRow
 
@@ -46,6 +48,8 @@ class ArraysRepo:
         try:
             with self.db.tx() as s:
                 s.connection().execute(insert(JobRow.__table__), rows)
+                task = job_from_row(JobRow(**rows[0]))   # as a read would give it back
+                note_jobs(s, [replace(task, id=r["id"], array_index=r["array_index"]) for r in rows])
         except IntegrityError:
             earlier = self._find_by_key(first.owner, idempotency_key) if idempotency_key else None
             if earlier is None:
@@ -116,9 +120,13 @@ class ArraysRepo:
         which the caller cancels one by one (each has a run to stop)."""
         transition(JobState.PENDING, JobState.CANCELLED)   # the one table allows it
         with self.db.tx() as s:
+            pending = select(JobRow.id).where(JobRow.array_id == array_id, JobRow.state == "PENDING")
+            ended = list(s.exec(pending).all())
             s.connection().execute(
-                update(JobRow.__table__).where(JobRow.array_id == array_id, JobRow.state == "PENDING")
+                update(JobRow.__table__).where(col(JobRow.id).in_(ended), JobRow.state == "PENDING")
                 .values(state=JobState.CANCELLED.value, finished_at=now, reason=reason, updated_at=now))
+            note_jobs(s, [job_from_row(r) for r in s.exec(select(JobRow).where(col(JobRow.id).in_(ended))
+                                                          .execution_options(populate_existing=True))])
             live = s.exec(select(JobRow.id).where(JobRow.array_id == array_id,
                                                   col(JobRow.state).in_([JobState.LEASED.value,
                                                                          JobState.RUNNING.value]))).all()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 import json
+import threading
 from contextlib import AbstractContextManager, contextmanager
 
 from sqlalchemy import inspect, text
@@ -12,6 +13,7 @@ from sqlmodel import Session, SQLModel
 
 from scheduler.domain import FailedPrecondition, Job, JobPreemption, JobState, Run, RunState, Site, SiteState
 from scheduler.store import migrations, models  # noqa: F401  (models registers the tables)
+from scheduler.store.changes import Observer, collect, committed_changes
 from scheduler.store.codec import inventory_from_json, spec_from_json
 from scheduler.store.models import JobRow, RunRow, SiteRow
 
@@ -24,6 +26,22 @@ class Database:
     def __init__(self, engine: Engine, read_engine: Engine | None = None) -> None:
         self.engine = engine
         self.read_engine = read_engine or engine
+        # Write-through (store.changes): each commit and the hand-over of what it changed
+        # happen under one lock, so observers see commits in the order they were made.
+        self.commit_lock = threading.RLock()
+        self._observers: list[Observer] = []
+
+    def observe(self, observer: Observer) -> None:
+        """Hand `observer` what every later commit changed; take `commit_lock` around the
+        call and the observer's initial load, so that no commit falls between them."""
+        with self.commit_lock:
+            if observer not in self._observers:
+                self._observers.append(observer)
+
+    def unobserve(self, observer: Observer) -> None:
+        with self.commit_lock:
+            if observer in self._observers:
+                self._observers.remove(observer)
 
     def create_schema(self) -> None:
         """Bring the store to this minga's newest schema revision, in one transaction.
@@ -64,14 +82,24 @@ class Database:
         """A read-only transaction: it never takes SQLite's write lock."""
         return self._session(self.read_engine, commit=False)
 
-    @staticmethod
     @contextmanager
-    def _session(engine: Engine, commit: bool) -> Iterator[Session]:
+    def _session(self, engine: Engine, commit: bool) -> Iterator[Session]:
         try:
             with Session(engine, expire_on_commit=False) as session:
+                if commit:
+                    collect(session)
                 yield session
                 if commit:
-                    session.commit()
+                    # Flush first: the transaction's first statement (SQLite's BEGIN
+                    # IMMEDIATE) must never wait for the write lock under commit_lock.
+                    session.flush()
+                    with self.commit_lock:
+                        session.commit()
+                        if self._observers:
+                            changes = committed_changes(session)
+                            if changes:
+                                for observer in self._observers:
+                                    observer.committed(changes)
         except OperationalError as exc:
             raise StoreUnavailable(str(exc.orig or exc)) from exc
 
@@ -211,4 +239,5 @@ def site_from_row(row: SiteRow) -> Site:
         labels=tuple(sorted(json.loads(row.labels_json or "{}").items())),
         state_reason=reason,
         reported=reported,
+        health=SiteState(row.state),
     )

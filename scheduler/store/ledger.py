@@ -6,26 +6,39 @@ Slurm's PriorityDecayHalfLife). Nothing ever re-reads the whole history.
 """
 from __future__ import annotations
 
+from sqlalchemy import bindparam, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, select
+
+from scheduler.accounting import ChargeBatch, decayed
 
 from scheduler.domain import RunState, SiteState
 from scheduler.policy import ShareSettings
 from scheduler.policy.entitlement import model_weight
 from scheduler.store.codec import inventory_from_json
+from scheduler.accounting import Ledger
+from scheduler.store.changes import Changes, note
 from scheduler.store.models import ContributionRow, RunRow, SiteRow, SiteUptimeRow, UsageRow
 
 
-def decayed(value: float, as_of: float, now: float, half_life: float) -> float:
-    """`value` measured at `as_of`, decayed to `now`."""
-    if half_life <= 0 or now <= as_of:
-        return value
-    return value * 0.5 ** ((now - as_of) / half_life)
+LEDGER_LOCK_KEY = 0x6C656467  # "ledg": charging a run's last interval vs. the cycle's batch (PostgreSQL)
+
+
+def ledger_lock(s: Session, exclusive: bool) -> None:
+    """On PostgreSQL, the cycle's batched charge (exclusive) and a run's last charge as it
+    ends (shared) take turns, so a run is never charged twice for one interval. SQLite's
+    single writer already serializes them."""
+    if s.get_bind().dialect.name == "postgresql":
+        fn = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
+        s.execute(text(f"SELECT {fn}(:key)"), {"key": LEDGER_LOCK_KEY})
 
 
 def charge_run(s: Session, run: RunRow, now: float, settings: ShareSettings) -> None:
     """Charge a running run's normalized GPU-seconds since it was last charged."""
     if not run.charged_until or now <= run.charged_until or not run.gpus:
         return
+    ledger_lock(s, exclusive=False)
     seconds = now - run.charged_until
     run.charged_until = now
     s.add(run)
@@ -70,3 +83,37 @@ def _add(s: Session, table: type[UsageRow] | type[ContributionRow], key: str, am
     row.value = decayed(row.value, row.as_of, now, settings.half_life_seconds) + amount
     row.as_of = now
     s.add(row)
+
+
+def write_charges(s: Session, batch: ChargeBatch) -> None:
+    """Write one charging step (`scheduler.accounting.charge`) in a few batched statements,
+    and tell the write-through observers what it wrote."""
+    runs, sites = RunRow.__table__, SiteRow.__table__
+    uptime = SiteUptimeRow.__table__
+    conn = s.connection()
+    if batch.runs:
+        conn.execute(update(runs).where(runs.c.id == bindparam("rid")).values(charged_until=bindparam("until")),
+                     [{"rid": r.id, "until": r.charged_until} for r in batch.runs])
+    _upsert(s, UsageRow, "project", batch.usage)
+    _upsert(s, ContributionRow, "institution", batch.contributions)
+    if batch.sites:
+        conn.execute(update(sites).where(sites.c.name == bindparam("site")).values(contributed_until=batch.now),
+                     [{"site": name} for name in batch.sites])
+    if batch.extended:
+        conn.execute(update(uptime).where(uptime.c.id == bindparam("uid")).values(end=bindparam("until")),
+                     [{"uid": u.id, "until": u.end} for u in batch.extended.values()])
+    s.add_all([SiteUptimeRow(site=u.site, institution=u.institution, country=u.country, start=u.start, end=u.end,
+                             gpus=u.gpus, normalized_gpus=u.normalized_gpus) for u in batch.opened])
+    note(s, Changes(runs={r.id: r for r in batch.runs}, usage=batch.usage, contributions=batch.contributions,
+                    contributed_until=dict.fromkeys(batch.sites, batch.now), uptime=batch.extended))
+
+
+def _upsert(s: Session, table: type[UsageRow] | type[ContributionRow], key: str, ledgers: dict[str, Ledger]) -> None:
+    if not ledgers:
+        return
+    dialect = s.get_bind().dialect.name
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    stmt = insert(table.__table__)
+    stmt = stmt.on_conflict_do_update(index_elements=[key], set_={"value": stmt.excluded.value,
+                                                                   "as_of": stmt.excluded.as_of})
+    s.connection().execute(stmt, [{key: k, "value": v.value, "as_of": v.as_of} for k, v in ledgers.items()])

@@ -32,7 +32,24 @@ def locked_job(s: Session, job_id: str) -> JobRow | None:
     PostgreSQL; SQLite's BEGIN IMMEDIATE already serializes writers). Every change
     to a job or its runs takes this lock first, so a cancel and a lease, or two
     reports, never overwrite each other under READ COMMITTED."""
+    locked = s.info.setdefault(_LOCKED_JOBS, set())
+    if job_id in locked:
+        return s.get(JobRow, job_id)    # locked (and read) earlier in this transaction
+    locked.add(job_id)
     return s.get(JobRow, job_id, with_for_update=True, populate_existing=True)
+
+
+def lock_jobs(s: Session, job_ids: list[str], chunk: int = 500) -> None:
+    """Lock and read the rows of `job_ids` in a few statements, as `locked_job` would one by one."""
+    locked = s.info.setdefault(_LOCKED_JOBS, set())
+    todo = [j for j in job_ids if j not in locked]
+    for i in range(0, len(todo), chunk):
+        s.exec(select(JobRow).where(col(JobRow.id).in_(todo[i:i + chunk])).with_for_update()
+               .execution_options(populate_existing=True)).all()
+    locked.update(todo)
+
+
+_LOCKED_JOBS = "minga.locked_jobs"
 
 
 def fresh_run(s: Session, run_id: str) -> RunRow | None:
@@ -90,11 +107,14 @@ def lose_runs(s: Session, site: str, reason: str, now: float) -> int:
     return lost
 
 
-def stop_overdue(s: Session, now: float) -> list[Command]:
-    """Stop every running run past its walltime; its job ends FAILED (TIMEOUT)."""
+def stop_overdue(s: Session, now: float, candidates: list[str] | None = None) -> list[Command]:
+    """Stop every running run past its walltime; its job ends FAILED (TIMEOUT). Looks at
+    the runs named in `candidates`, or at every live run with a walltime."""
     commands: list[Command] = []
-    runs = s.exec(select(RunRow).where(col(RunRow.live).is_(True), RunRow.walltime_seconds > 0,
-                                       RunRow.running_since > 0)).all()
+    query = select(RunRow).where(col(RunRow.live).is_(True), RunRow.walltime_seconds > 0, RunRow.running_since > 0)
+    if candidates is not None:
+        query = query.where(col(RunRow.id).in_(candidates))
+    runs = s.exec(query).all()
     for found in runs:
         if now < found.running_since + found.walltime_seconds:
             continue

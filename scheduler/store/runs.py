@@ -10,7 +10,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from sqlalchemy import func
-from sqlmodel import Session, col, select, update
+from sqlalchemy import bindparam, update
+from sqlmodel import Session, col, select
 
 from scheduler.clock import run_id_for
 from scheduler.commands import Command, RunReport, StartRunCommand, StopRunCommand
@@ -20,11 +21,12 @@ from scheduler.states import job_state_after_run_report, transition
 from scheduler.store.audit import SCHEDULER, SCHEDULER_ROLE, AuditEntry, add_entry
 from scheduler.store.base import Database, job_from_row, run_from_row, site_from_row
 from scheduler.store.codec import inventory_from_json, spec_from_json, with_secrets
-from scheduler.store.ledger import charge_all
-from scheduler.store.lending import load_lending
+from scheduler.accounting import ChargeBatch
+from scheduler.store.changes import Changes, note
+from scheduler.store.ledger import charge_all, ledger_lock, write_charges
 from scheduler.requeue_rules import Fault, resend_start_after_hello
 from scheduler.store.requeue import (
-    end_run, finish, fresh_run, locked_job, lose_runs, requeue_or_fail, stop_overdue,
+    end_run, finish, fresh_run, lock_jobs, locked_job, lose_runs, requeue_or_fail, stop_overdue,
 )
 from scheduler.store.shares import load_shares, read_settings
 from scheduler.store.models import JobRow, RunRow, SiteRow
@@ -59,13 +61,12 @@ class RunsRepo:
                 query = query.where(JobRow.not_before <= now)
             pending = tuple(job_from_row(r) for r in s.connection().execute(  # type: ignore[arg-type]
                 query.order_by(col(JobRow.submitted_at), col(JobRow.id))))
-            institutions, projects, usage, countries, settings = load_shares(s, now or 0.0)
-            lending = load_lending(s)
+            tree, usage = load_shares(s, now or 0.0)
             capped = {j.array_id for j in pending if j.array_limit}
             array_live = live_array_tasks(s, capped) if capped else ()
-        return Snapshot(sites=sites, live_runs=runs, pending=pending, institutions=institutions,
-                        projects=projects, usage=usage, country_weights=countries, settings=settings,
-                        lending=lending, array_live=array_live)
+        return Snapshot(sites=sites, live_runs=runs, pending=pending, institutions=tree.institutions,
+                        projects=tree.projects, usage=usage, country_weights=tree.countries, settings=tree.settings,
+                        lending=tree.lending, array_live=array_live)
 
     @contextmanager
     def _tx(self, fence: Fence | None) -> Iterator[Session]:
@@ -77,23 +78,51 @@ class RunsRepo:
             yield s
 
     def charge(self, now: float, fence: Fence | None = None) -> None:
-        """Charge usage and contribution up to `now` (one incremental ledger step)."""
+        """Charge usage and contribution up to `now` (one incremental ledger step), reading
+        the rows; the leader charges from memory instead (`charge_batch`)."""
         with self._tx(fence) as s:
             charge_all(s, now, read_settings(s))
 
-    def apply_decisions(self, decisions: Decisions, now: float, fence: Fence | None = None) -> list[Command]:
-        """Preempt, then lease every placement, in ONE transaction that re-checks capacity."""
+    def charge_batch(self, compute: Callable[[], ChargeBatch], fence: Fence | None = None) -> None:
+        """Write one charging step that `compute` makes from memory, in a few statements.
+        `compute` runs once no other write can slip in: after the transaction began (the
+        write lock, on SQLite), the ledger lock (on PostgreSQL) and under the commit lock
+        (so the memory it reads holds every commit made so far)."""
+        with self._tx(fence) as s:
+            s.connection()
+            ledger_lock(s, exclusive=True)
+            with self.db.commit_lock:
+                batch = compute()
+            write_charges(s, batch)
+
+    def apply_decisions(self, decisions: Decisions, now: float, fence: Fence | None = None,
+                        free: Callable[[], dict[tuple[str, str], int]] | None = None,
+                        changed_reasons: Callable[[], dict[str, str]] | None = None) -> list[Command]:
+        """Preempt, then lease every placement, in ONE transaction that re-checks capacity.
+        The leader passes `free` (GPUs no live run holds) and `changed_reasons` (the waiting
+        reasons that differ from the stored ones) from memory; without them, they are read."""
         commands: list[Command] = []
         with self._tx(fence) as s:
-            for p in decisions.preemptions:
-                commands.extend(_preempt(s, p, now))
-            free = _free_gpus(s)
+            s.connection()
+            if free is None:
+                preempted = [c for p in decisions.preemptions for c in _preempt(s, p, now)]
+                capacity = _free_gpus(s)
+            else:
+                with self.db.commit_lock:
+                    capacity = free()
+                preempted = [c for p in decisions.preemptions for c in _preempt(s, p, now)]
+                for stop in preempted:  # their GPUs are free once this transaction commits
+                    run = s.get(RunRow, stop.run_id)
+                    if run is not None and run.gpus:
+                        capacity[(run.site, run.gpu_model)] = capacity.get((run.site, run.gpu_model), 0) + run.gpus
+            commands.extend(preempted)
             notice = notice_seconds(read_settings(s)) if decisions.placements else 0
+            lock_jobs(s, [p.job_id for p in decisions.placements])
             for placement in decisions.placements:
-                cmd = _lease(s, placement, free, now, notice)
+                cmd = _lease(s, placement, capacity, now, notice)
                 if cmd:
                     commands.append(cmd)
-            _record_reasons(s, decisions)
+            _record_reasons(s, decisions, changed_reasons() if changed_reasons else None)
         return commands
 
     def apply_report(self, site: str, report: RunReport, now: float) -> list[Command]:
@@ -131,10 +160,14 @@ class RunsRepo:
             s.add(row)
             return lose_runs(s, site, f"site {site} {state.value.lower()}: {reason}", now)
 
-    def stop_overdue(self, now: float, fence: Fence | None = None) -> list[Command]:
-        """Enforce walltimes: stop every run past its limit."""
+    def stop_overdue(self, now: float, fence: Fence | None = None,
+                     candidates: list[str] | None = None) -> list[Command]:
+        """Enforce walltimes: stop every run past its limit. The leader names the
+        `candidates` from memory; without them, the live runs are read."""
+        if candidates is not None and not candidates:
+            return []
         with self._tx(fence) as s:
-            return stop_overdue(s, now)
+            return stop_overdue(s, now, candidates)
 
     def reconcile_site(self, site: str, reports: list[RunReport], now: float) -> list[Command]:
         """A site (re)connected and listed what its Ray cluster has: bring both sides level."""
@@ -169,16 +202,22 @@ class RunsRepo:
             return _site_needs_package(s, site, digest)
 
 
-def _record_reasons(s: Session, decisions: Decisions) -> None:
-    """Write only the waiting reasons that changed: one read of all pending reasons, then
-    one UPDATE per changed job, instead of a row fetch per waiting job every cycle."""
-    if not decisions.waiting:
+def _record_reasons(s: Session, decisions: Decisions, changed: dict[str, str] | None) -> None:
+    """Write only the waiting reasons that changed (`changed`, from memory; or found by one
+    read of all pending reasons), in one batched UPDATE."""
+    if changed is None:
+        if not decisions.waiting:
+            return
+        current = dict(s.exec(select(JobRow.id, JobRow.reason).where(JobRow.state == JobState.PENDING.value)).all())
+        changed = {w.job_id: w.reason for w in decisions.waiting
+                   if w.job_id in current and current[w.job_id] != w.reason}
+    if not changed:
         return
-    current = dict(s.exec(select(JobRow.id, JobRow.reason).where(JobRow.state == JobState.PENDING.value)).all())
-    for w in decisions.waiting:
-        if w.job_id in current and current[w.job_id] != w.reason:
-            s.exec(update(JobRow).where(JobRow.id == w.job_id, JobRow.state == JobState.PENDING.value)
-                   .values(reason=w.reason))
+    jobs = JobRow.__table__
+    s.connection().execute(
+        update(jobs).where(jobs.c.id == bindparam("jid"), jobs.c.state == JobState.PENDING.value)
+        .values(reason=bindparam("why")), [{"jid": k, "why": v} for k, v in changed.items()])
+    note(s, Changes(reasons=changed))
 
 
 def _preempt(s: Session, p: Preemption, now: float) -> list[Command]:
@@ -232,9 +271,9 @@ def _lease(s: Session, p: Placement, free: dict[tuple[str, str], int], now: floa
     site = s.get(SiteRow, p.site)
     if job is None or site is None or job.state != JobState.PENDING.value:
         return None  # cancelled or changed since the snapshot
-    if p.gpus and free[(p.site, p.gpu_model)] < p.gpus:
+    if p.gpus and free.get((p.site, p.gpu_model), 0) < p.gpus:
         return None  # capacity changed since the snapshot: never promise a GPU twice
-    free[(p.site, p.gpu_model)] -= p.gpus
+    free[(p.site, p.gpu_model)] = free.get((p.site, p.gpu_model), 0) - p.gpus
     job.attempts += 1
     spec = spec_from_json(job.spec_json)
     run = RunRow(id=run_id_for(job.id, job.attempts), job_id=job.id, site=p.site,

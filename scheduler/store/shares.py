@@ -2,15 +2,17 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from scheduler.domain import AlreadyExists, InvalidArgument, NotFound
+from scheduler.lending import LendingPolicy
 from scheduler.policy import InstitutionShare, ProjectShare, ShareSettings
 from scheduler.store.base import Database
 from scheduler.store.ledger import decayed
+from scheduler.store.lending import load_lending
 from scheduler.store.models import (
     ContributionRow, CountryRow, GuaranteeRow, InstitutionRow, MetaRow, ProjectRow, UsageRow,
 )
@@ -127,26 +129,41 @@ class SharesRepo:
             s.add(row)
 
 
-def load_shares(s: Session, now: float) -> tuple[tuple[InstitutionShare, ...], tuple[ProjectShare, ...],
-                                                 tuple[tuple[str, float], ...], tuple[tuple[str, float], ...],
-                                                 ShareSettings]:
-    """The tree, decayed to `now`, for the policy snapshot."""
-    settings = read_settings(s)
-    hl = settings.half_life_seconds
+@dataclass(frozen=True)
+class AccountTree:
+    """The account tree as the admin set it, and the sites' lending policies; each
+    institution's `contribution` is left at 0 (it comes from the ledger, `load_shares`)."""
+
+    institutions: tuple[InstitutionShare, ...] = ()
+    projects: tuple[ProjectShare, ...] = ()
+    countries: tuple[tuple[str, float], ...] = ()
+    settings: ShareSettings = ShareSettings()
+    lending: tuple[tuple[str, LendingPolicy], ...] = ()
+
+
+def read_accounts(s: Session) -> AccountTree:
     guarantees: dict[str, list[tuple[str, int]]] = {}
     for g in s.exec(select(GuaranteeRow).order_by(GuaranteeRow.institution, GuaranteeRow.gpu_model)).all():
         guarantees.setdefault(g.institution, []).append((g.gpu_model, g.gpus))
-    contributions = {c.institution: decayed(c.value, c.as_of, now, hl) / 3600.0
-                     for c in s.exec(select(ContributionRow)).all()}
     institutions = tuple(
-        InstitutionShare(slug=r.slug, country=r.country, weight=r.weight,
-                         contribution=contributions.get(r.slug, 0.0),
+        InstitutionShare(slug=r.slug, country=r.country, weight=r.weight, contribution=0.0,
                          guarantee=tuple(guarantees.get(r.slug, ())),
                          borrowing_limit=r.borrowing_limit, lending_limit=r.lending_limit)
         for r in s.exec(select(InstitutionRow).order_by(InstitutionRow.slug)).all())
     projects = tuple(ProjectShare(r.id, r.institution, r.weight)
                      for r in s.exec(select(ProjectRow).order_by(ProjectRow.id)).all())
+    countries = tuple((c.code, c.weight) for c in s.exec(select(CountryRow).order_by(CountryRow.code)).all())
+    return AccountTree(institutions, projects, countries, read_settings(s), load_lending(s))
+
+
+def load_shares(s: Session, now: float) -> tuple[AccountTree, tuple[tuple[str, float], ...]]:
+    """The tree with each institution's contribution, and each project's usage, both
+    decayed to `now` (in GPU-hours and GPU-seconds), for a snapshot read from the store."""
+    tree = read_accounts(s)
+    hl = tree.settings.half_life_seconds
+    contributions = {c.institution: decayed(c.value, c.as_of, now, hl) / 3600.0
+                     for c in s.exec(select(ContributionRow)).all()}
+    institutions = tuple(replace(i, contribution=contributions.get(i.slug, 0.0)) for i in tree.institutions)
     usage = tuple((u.project, decayed(u.value, u.as_of, now, hl))
                   for u in s.exec(select(UsageRow).order_by(UsageRow.project)).all())
-    countries = tuple((c.code, c.weight) for c in s.exec(select(CountryRow).order_by(CountryRow.code)).all())
-    return institutions, projects, usage, countries, settings
+    return replace(tree, institutions=institutions), usage

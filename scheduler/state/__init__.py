@@ -1,0 +1,4 @@
+"""The leader's in-memory federation (`FederationState`), kept level with the store."""
+from scheduler.state.federation import FederationState
+
+__all__ = ["FederationState"]

@@ -1,0 +1,232 @@
+"""`FederationState`: the leader's federation in memory, kept level with the store.
+
+Built once when a broker takes the lead (`load`), then updated by every commit through
+the store's write-through hook (`committed`, see `scheduler.store.changes`): the same
+transaction that writes a row hands its domain value here, in commit order. A cycle
+then builds its snapshot from memory, reading no rows (Armada's in-memory job database
+and Kueue's cache work the same way). The store stays the truth: a restarted broker or
+a standby rebuilds from it, and anything that goes wrong here only marks the state
+stale, so the next cycle rebuilds it.
+
+It holds what the scheduling cycle reads: the pending queue in (submit time, id) order,
+the live runs, the sites, the usage and contribution ledgers and the account tree.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import replace
+from operator import attrgetter
+
+from scheduler.accounting import ChargeBatch, Ledger, Uptime, charge, decayed, site_charge
+from scheduler.domain import LIVE_JOB_STATES, Job, JobState, Run, RunState, Site, SiteState
+from scheduler.policy import Snapshot, Waiting
+from scheduler.store.changes import Changes
+from scheduler.store.shares import AccountTree
+from scheduler.store.state_load import FederationRows
+
+log = logging.getLogger(__name__)
+
+_QUEUE_ORDER = attrgetter("submitted_at", "id")
+
+
+class FederationState:
+    """The pending queue, live runs, sites, ledgers and account tree, in memory.
+
+    `load_rows` reads everything from the store (at the lead, and after a failure);
+    `load_accounts` re-reads the small account tree after an admin changed it.
+    Every method is safe to call from any thread.
+    """
+
+    def __init__(self, load_rows: Callable[[], FederationRows], load_accounts: Callable[[], AccountTree]) -> None:
+        self._load_rows = load_rows
+        self._load_accounts = load_accounts
+        self._lock = threading.RLock()
+        self.loaded = False
+        self.stale = True                   # rebuild before the next use
+        self._accounts_stale = True
+        self._pending: dict[str, Job] = {}
+        self._queue: list[Job] = []         # self._pending's jobs in queue order, once sorted ...
+        self._dropped = False               # ... since when some left it (or were replaced)
+        self._added: dict[str, Job] = {}    # ... and these came
+        self._backoff: dict[str, float] = {}    # pending job id -> not_before, in the future when set
+        self._live_capped: dict[str, str] = {}  # live job of a capped array -> its array id
+        self._runs: dict[str, Run] = {}          # live runs
+        self._sites: dict[str, Site] = {}
+        self._contributed_until: dict[str, float] = {}
+        self._uptime: dict[str, Uptime] = {}
+        self._usage: dict[str, Ledger] = {}
+        self._contributions: dict[str, Ledger] = {}
+        self._accounts = AccountTree()
+        self.rebuilds = 0                   # how many full loads: 1 for a healthy leader
+
+    # -- building -------------------------------------------------------------
+    def load(self) -> None:
+        """Read everything from the store; the caller holds the store's commit lock, so
+        no commit falls between this read and the next `committed`."""
+        with self._lock:
+            rows = self._load_rows()
+            self._pending, self._queue, self._dropped, self._added = {}, [], False, {}
+            self._backoff, self._live_capped, self._runs = {}, {}, {}
+            for job in rows.pending:
+                self._put_pending(job)
+            self._queue = sorted(self._pending.values(), key=_QUEUE_ORDER)
+            self._live_capped = dict(rows.live_capped)
+            self._runs = {r.id: r for r in rows.live_runs}
+            self._sites = {s.name: s for s in rows.sites}
+            self._contributed_until = dict(rows.contributed_until)
+            self._uptime = dict(rows.uptime)
+            self._usage = dict(rows.usage)
+            self._contributions = dict(rows.contributions)
+            self._accounts = self._load_accounts()
+            self._accounts_stale = False
+            self.loaded, self.stale = True, False
+            self.rebuilds += 1
+
+    def committed(self, changes: Changes) -> None:
+        """Apply one commit's changes (the store's write-through hook; never raises)."""
+        with self._lock:
+            if self.stale:
+                return      # the next use rebuilds from the store anyway
+            try:
+                self._apply(changes)
+            except Exception:  # noqa: BLE001 - a bug here must not fail the writer's commit
+                log.exception("in-memory state could not apply a commit; rebuilding it from the store")
+                self.stale = True
+
+    def _apply(self, changes: Changes) -> None:
+        for job in changes.jobs.values():
+            self._put_job(job)
+        for job_id, reason in changes.reasons.items():
+            job = self._pending.get(job_id)
+            if job is not None and job.reason != reason:
+                self._put_job(replace(job, reason=reason))
+        for run in changes.runs.values():
+            if run.live:
+                self._runs[run.id] = run
+            else:
+                self._runs.pop(run.id, None)
+        self._sites.update(changes.sites)
+        self._contributed_until.update(changes.contributed_until)
+        self._uptime.update(changes.uptime)
+        self._usage.update(changes.usage)
+        self._contributions.update(changes.contributions)
+        if changes.accounts:
+            self._accounts_stale = True
+
+    def _put_job(self, job: Job) -> None:
+        if job.id in self._pending:
+            self._drop_pending(job.id)
+        if job.state is JobState.PENDING:
+            self._put_pending(job)
+            self._added[job.id] = job
+        if job.array_limit and job.state in LIVE_JOB_STATES:
+            self._live_capped[job.id] = job.array_id
+        else:
+            self._live_capped.pop(job.id, None)
+
+    def _put_pending(self, job: Job) -> None:
+        self._pending[job.id] = job
+        if job.not_before:
+            self._backoff[job.id] = job.not_before
+
+    def _drop_pending(self, job_id: str) -> None:
+        del self._pending[job_id]
+        self._backoff.pop(job_id, None)
+        if self._added.pop(job_id, None) is None:
+            self._dropped = True
+
+    # -- reading --------------------------------------------------------------
+    def ensure_loaded(self, commit_lock: threading.RLock) -> None:
+        """Load (or reload, after a failure) under the store's commit lock."""
+        if self.stale:
+            with commit_lock:
+                if self.stale:
+                    self.load()
+
+    def snapshot(self, now: float) -> Snapshot:
+        """What the policy sees at `now`, as `RunsRepo.load_snapshot(now)` would read it."""
+        with self._lock:
+            pending = self._sorted_queue()
+            held = {j for j, t in self._backoff.items() if t > now}
+            if held:
+                pending = tuple(j for j in pending if j.id not in held)
+            capped = {j.array_id for j in pending if j.array_limit}
+            live = Counter(a for a in self._live_capped.values() if a in capped)
+            tree = self._tree()
+            hl = tree.settings.half_life_seconds
+            contribution = {i: decayed(v.value, v.as_of, now, hl) / 3600.0 for i, v in self._contributions.items()}
+            institutions = tuple(replace(i, contribution=contribution.get(i.slug, 0.0)) for i in tree.institutions)
+            usage = tuple((p, decayed(v.value, v.as_of, now, hl)) for p, v in sorted(self._usage.items()))
+            return Snapshot(sites=tuple(self._sites[n] for n in sorted(self._sites)),
+                            live_runs=tuple(self._runs.values()), pending=pending,
+                            institutions=institutions, projects=tree.projects, usage=usage,
+                            country_weights=tree.countries, settings=tree.settings, lending=tree.lending,
+                            array_live=tuple((a, live.get(a, 0)) for a in sorted(capped)))
+
+    def _sorted_queue(self) -> tuple[Job, ...]:
+        """The pending jobs in queue order, merging what changed since the last sort:
+        at the tail when new jobs are the newest (the usual case); else one sort of two
+        sorted runs, which Timsort merges in linear time."""
+        if self._dropped:
+            pending = self._pending
+            self._queue = [j for j in self._queue if pending.get(j.id) is j]
+            self._dropped = False
+        if self._added:
+            added = sorted(self._added.values(), key=_QUEUE_ORDER)
+            if self._queue and _QUEUE_ORDER(added[0]) < _QUEUE_ORDER(self._queue[-1]):
+                self._queue = sorted(self._queue + added, key=_QUEUE_ORDER)
+            else:
+                self._queue = self._queue + added
+            self._added = {}
+        return tuple(self._queue)
+
+    def _tree(self) -> AccountTree:
+        """The account tree, re-read if an admin changed it since."""
+        if self._accounts_stale:
+            self._accounts = self._load_accounts()
+            self._accounts_stale = False
+        return self._accounts
+
+    def changed_reasons(self, waiting: Iterable[Waiting]) -> dict[str, str]:
+        """job id -> reason, for each waiting job still pending whose reason differs."""
+        with self._lock:
+            pending = self._pending
+            return {w.job_id: w.reason for w in waiting
+                    if (job := pending.get(w.job_id)) is not None and job.reason != w.reason}
+
+    def free_gpus(self) -> dict[tuple[str, str], int]:
+        """(site, model) -> GPUs no live run holds: what a lease may still promise."""
+        with self._lock:
+            free: dict[tuple[str, str], int] = {}
+            for site in self._sites.values():
+                for pool in site.inventory.gpus:
+                    free[(site.name, pool.model)] = free.get((site.name, pool.model), 0) + pool.total
+            for run in self._runs.values():
+                if run.gpus:
+                    free[(run.site, run.gpu_model)] = free.get((run.site, run.gpu_model), 0) - run.gpus
+            return free
+
+    def sites_not_lost(self) -> list[str]:
+        """Sites whose lease can still expire."""
+        with self._lock:
+            return sorted(n for n, s in self._sites.items() if s.health is not SiteState.LOST)
+
+    def overdue_runs(self, now: float) -> list[Run]:
+        """Live runs past their walltime."""
+        with self._lock:
+            return [r for r in self._runs.values()
+                    if r.walltime_seconds and r.running_since and now >= r.running_since + r.walltime_seconds]
+
+    def charge(self, now: float) -> ChargeBatch:
+        """One charging step up to `now`, computed from memory (`scheduler.accounting`)."""
+        with self._lock:
+            settings = self._tree().settings
+            running = [r for r in self._runs.values() if r.state is RunState.RUNNING]
+            sites = [site_charge(s.name, s.institution, s.country, s.health,
+                                 ((p.model, p.total) for p in s.inventory.gpus),
+                                 self._contributed_until.get(s.name, 0.0), self._uptime.get(s.name), settings)
+                     for s in self._sites.values() if s.connected]
+            return charge(now, settings, running, sites, self._usage, self._contributions)

@@ -1,0 +1,160 @@
+"""The leader's in-memory federation (scheduler.state) against the store, on SQLite and
+PostgreSQL: random operations through the repositories and the scheduling cycle, and
+after each one the state in memory must equal a fresh load from the store.
+
+A hypothesis state machine drives it (submits, arrays, cancels, cycles, run reports,
+lost and degraded sites, inventory changes, admin changes, time passing).
+"""
+from __future__ import annotations
+
+import tempfile
+from contextlib import ExitStack
+from dataclasses import replace
+
+import pytest
+from hypothesis import HealthCheck, Phase, settings, strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
+
+from scheduler.clock import FakeClock
+from scheduler.commands import RunReport
+from scheduler.cycle import SchedulingCycle
+from scheduler.domain import JobState, RunState
+from scheduler.leases import SiteLeases
+from scheduler.policy import Snapshot
+from scheduler.sessions import SessionRegistry
+from scheduler.store import Store
+from tests.pg import pg_schema, url_in_schema
+from tests.test_store import NOW, add_institution, inventory, join_site, new_job
+
+SITES = ("dcc", "usp-1", "unam")
+
+
+def canonical(snap: Snapshot) -> Snapshot:
+    """Order-free parts sorted, so two snapshots compare by content."""
+    return replace(snap, live_runs=tuple(sorted(snap.live_runs, key=lambda r: r.id)))
+
+
+class FederationMirror(RuleBasedStateMachine):
+    kind = "sqlite"
+
+    @initialize()
+    def setup(self) -> None:
+        self._stack = ExitStack()
+        if self.kind == "sqlite":
+            url = f"sqlite:///{self._stack.enter_context(tempfile.TemporaryDirectory())}/broker.db"
+        else:
+            url = url_in_schema(self._stack.enter_context(pg_schema()))
+        self.store = Store(url)
+        self.clock = FakeClock(NOW)
+        add_institution(self.store, "uchile", "CL")
+        add_institution(self.store, "usp", "BR")
+        for i, name in enumerate(SITES):
+            join_site(self.store, name, "uchile" if i != 1 else "usp", "CL" if i != 1 else "BR",
+                      inventory(("A100", 4 + 2 * i)))
+        self.cycle = SchedulingCycle(self.store, SessionRegistry(), self.clock, SiteLeases(self.clock, 1e9))
+        self.cycle.attach()
+        self.n = 0
+
+    def teardown(self) -> None:
+        if hasattr(self, "cycle"):
+            self.cycle.detach()
+            self.store.close()
+            self._stack.close()
+
+    def _live_runs(self) -> list:
+        return sorted(self.store.runs.load_snapshot(self.clock.now()).live_runs, key=lambda r: r.id)
+
+    @rule(gpus=st.integers(0, 6), owner=st.sampled_from(["ana", "beto"]), inst=st.sampled_from(["uchile", "usp"]))
+    def submit(self, gpus: int, owner: str, inst: str) -> None:
+        self.n += 1
+        self.store.jobs.submit(new_job(f"j-{self.n}", gpus=gpus, owner=owner, institution=inst,
+                                       submitted=self.clock.now()), None)
+
+    @rule(tasks=st.integers(1, 5), limit=st.integers(0, 2))
+    def submit_array(self, tasks: int, limit: int) -> None:
+        self.n += 1
+        first = replace(new_job(f"a-{self.n}_0", gpus=1), array_id=f"a-{self.n}", array_index=0, array_limit=limit)
+        self.store.arrays.submit(first, list(range(tasks)), limit, None)
+
+    @rule(pick=st.integers(0, 1000))
+    def cancel(self, pick: int) -> None:
+        jobs = self.store.jobs.list(None, False, None)
+        if jobs:
+            self.store.jobs.request_cancel(jobs[pick % len(jobs)].id, self.clock.now(), "cancelled")
+
+    @rule()
+    def run_cycle(self) -> None:
+        self.cycle.run_once()
+
+    @rule(pick=st.integers(0, 1000), state=st.sampled_from([RunState.RUNNING, RunState.SUCCEEDED, RunState.FAILED,
+                                                             RunState.STOPPED, RunState.UNKNOWN]),
+          infra=st.booleans())
+    def report(self, pick: int, state: RunState, infra: bool) -> None:
+        runs = self._live_runs()
+        if runs:
+            run = runs[pick % len(runs)]
+            self.store.runs.apply_report(run.site, RunReport(run.id, state, "m", infrastructure=infra),
+                                         self.clock.now())
+
+    @rule(site=st.sampled_from(SITES))
+    def lose_site(self, site: str) -> None:
+        self.store.runs.site_lost(site, "no report", self.clock.now())
+
+    @rule(site=st.sampled_from(SITES), down=st.booleans(), refusing=st.booleans())
+    def site_health(self, site: str, down: bool, refusing: bool) -> None:
+        self.store.runs.site_health(site, down, "ray", self.clock.now(), refusing)
+
+    @rule(site=st.sampled_from(SITES), gpus=st.integers(0, 8))
+    def reconnect(self, site: str, gpus: int) -> None:
+        self.store.sites.connected(site, inventory(("A100", gpus)), self.clock.now())
+        self.store.runs.reconcile_site(site, [], self.clock.now())
+
+    @rule(site=st.sampled_from(SITES))
+    def disconnect(self, site: str) -> None:
+        self.store.sites.disconnected(site, self.clock.now())
+
+    @rule(weight=st.floats(0.5, 4.0))
+    def admin_changes_the_tree(self, weight: float) -> None:
+        self.store.shares.set_weight("institution", "usp", weight)
+        self.store.shares.update_settings(age_weight=weight)
+
+    @rule(seconds=st.floats(0.5, 400.0))
+    def time_passes(self, seconds: float) -> None:
+        self.clock.advance(seconds)
+
+    @invariant()
+    def memory_equals_the_store(self) -> None:
+        if not hasattr(self, "cycle"):
+            return
+        now = self.clock.now()
+        assert canonical(self.cycle.state.snapshot(now)) == canonical(self.store.runs.load_snapshot(now))
+        assert self.cycle.state.rebuilds == 1          # never fell back to a full reload
+
+
+@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_memory_stays_equal_to_a_fresh_load_from_the_store(kind):
+    FederationMirror.kind = kind
+    run_state_machine_as_test(FederationMirror, settings=settings(
+        max_examples=12, stateful_step_count=30, deadline=None, suppress_health_check=list(HealthCheck),
+        phases=[Phase.explicit, Phase.reuse, Phase.generate]))
+
+
+def test_a_cycle_reads_no_row_to_build_its_snapshot(tmp_path):
+    """Once the leader holds the federation, a cycle's snapshot issues no SQL at all."""
+    from sqlalchemy import event
+
+    store = Store(f"sqlite:///{tmp_path / 'b.db'}")
+    clock = FakeClock(NOW)
+    add_institution(store)
+    join_site(store, "dcc")
+    for i in range(20):
+        store.jobs.submit(new_job(f"j-{i}", gpus=1 + i % 3), None)
+    cycle = SchedulingCycle(store, SessionRegistry(), clock, SiteLeases(clock, 1e9))
+    cycle.run_once()
+    statements: list[str] = []
+    event.listen(store.db.engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+    snapshot = cycle.load_snapshot(clock.now())
+    assert statements == [] and len(snapshot.pending) > 0 and snapshot.live_runs
+    assert [j.state for j in snapshot.pending] == [JobState.PENDING] * len(snapshot.pending)
+    cycle.detach()
+    store.close()
