@@ -9,8 +9,7 @@ from __future__ import annotations
 from sqlmodel import Session, select
 
 from scheduler.domain import RunState, SiteState
-from scheduler.policy import ShareSettings
-from scheduler.policy.entitlement import model_weight
+from scheduler.shares_domain import ShareSettings, model_weight
 from scheduler.store.codec import inventory_from_json
 from scheduler.store.models import ContributionRow, RunRow, SiteRow, SiteUptimeRow, UsageRow
 

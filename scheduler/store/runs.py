@@ -15,7 +15,8 @@ from sqlmodel import Session, col, select, update
 from scheduler.clock import run_id_for
 from scheduler.commands import Command, RunReport, StartRunCommand, StopRunCommand
 from scheduler.domain import LIVE_JOB_STATES, JobSpec, JobState, RunState, SiteState
-from scheduler.policy import Decisions, Placement, Preemption, ShareSettings, Snapshot
+from scheduler.shares_domain import ShareSettings
+from scheduler.snapshot import Decisions, Placement, Preemption, Snapshot
 from scheduler.states import job_state_after_run_report, transition
 from scheduler.store.audit import SCHEDULER, SCHEDULER_ROLE, AuditEntry, add_entry
 from scheduler.store.base import Database, job_from_row, run_from_row, site_from_row

@@ -8,7 +8,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from scheduler.domain import AlreadyExists, InvalidArgument, NotFound
-from scheduler.policy import InstitutionShare, ProjectShare, ShareSettings
+from scheduler.shares_domain import InstitutionShare, ProjectShare, ShareSettings
 from scheduler.store.base import Database
 from scheduler.store.ledger import decayed
 from scheduler.store.models import (
