@@ -148,7 +148,21 @@ def job_from_row(row: JobRow) -> Job:
         array_index=row.array_index,
         array_limit=row.array_limit,
         not_before=row.not_before,
+        updated_at=row.updated_at,
     )
+
+
+def job_to_row(job: Job, row: JobRow) -> JobRow:
+    """Write what the lifecycle changes (scheduler.lifecycle) back to the job's row; its
+    identity and spec are written once, at submit."""
+    row.state = job.state.value
+    row.attempts, row.failures, row.infra_requeues = job.attempts, job.failures, job.infra_requeues
+    row.reason, row.site, row.country, row.run_id = job.reason, job.site, job.country, job.run_id
+    row.gpu_model, row.started_at, row.finished_at = job.gpu_model, job.started_at, job.finished_at
+    row.updated_at, row.not_before = job.updated_at, job.not_before
+    p = job.last_preemption or JobPreemption(0.0, "", "", "")
+    row.preempted_at, row.preempted_kind, row.preempted_for, row.preempted_reason = p.at, p.kind, p.beneficiary, p.reason
+    return row
 
 
 def run_from_row(row: RunRow) -> Run:
@@ -173,6 +187,17 @@ def run_from_row(row: RunRow) -> Run:
         charged_until=row.charged_until,
         reported_at=row.reported_at,
     )
+
+
+def run_to_row(run: Run, row: RunRow) -> RunRow:
+    """Write every field of `run` to `row` (a new RunRow() for a new run)."""
+    row.id, row.job_id, row.site, row.epoch = run.id, run.job_id, run.site, run.epoch
+    row.gpu_model, row.gpus, row.cpus, row.state = run.gpu_model, run.gpus, run.cpus, run.state.value
+    row.institution, row.project, row.created_at = run.institution, run.project, run.started_at
+    row.preemptible, row.walltime_seconds, row.live = run.preemptible, run.walltime_seconds, run.live
+    row.message, row.ended_at, row.running_since = run.message, run.ended_at, run.running_since
+    row.charged_until, row.reported_at = run.charged_until, run.reported_at
+    return row
 
 
 NEVER_REPORTED = "{}"   # a site row's inventory until its agent's first Hello stores one
