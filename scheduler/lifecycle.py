@@ -160,16 +160,15 @@ def after_report(job: Job | None, run: Run, report: RunReport, now: float, in_se
     if not current or job is None:
         stop = () if state.terminal else (StopRunCommand(run.site, run.id, "stale run: fenced by a newer epoch"),)
         return Step(job, run, stop)
-    run = replace(run, reported_at=run.reported_at or now)  # the site has it: never resent under this id
+    seen = {"reported_at": run.reported_at or now}  # the site has it: never resent under this id
     if state is RunState.FAILED and job.state is not JobState.CANCELLING and (
             report.infrastructure or job.spec.retry_failed):
-        return run_failed(job, run, report.message or "run failed", report.infrastructure, now)
+        return run_failed(job, replace(run, **seen), report.message or "run failed", report.infrastructure, now)
     if state is RunState.RUNNING and not run.charged_until:
-        run = replace(run, charged_until=now, running_since=now)  # usage is charged from here on
+        seen.update(charged_until=now, running_since=now)  # usage is charged from here on
+    run = replace(run, state=state, message=report.message, **seen)
     if state.terminal:
         run = end_run(run, state, report.message, now)
-    else:
-        run = replace(run, state=state, message=report.message)
     job = advance(job, state, report.message, now)
     if job.state is JobState.CANCELLING and not state.terminal:
         return Step(job, run, (StopRunCommand(run.site, run.id, "job cancelled"),))

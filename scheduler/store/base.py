@@ -4,6 +4,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 import json
 from contextlib import AbstractContextManager, contextmanager
+from typing import TypeVar
 
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection, Engine
@@ -14,6 +15,8 @@ from scheduler.domain import FailedPrecondition, Job, JobPreemption, JobState, R
 from scheduler.store import migrations, models  # noqa: F401  (models registers the tables)
 from scheduler.store.codec import inventory_from_json, spec_from_json
 from scheduler.store.models import JobRow, RunRow, SiteRow
+
+RowT = TypeVar("RowT", JobRow, RunRow)
 
 
 class StoreUnavailable(Exception):
@@ -155,13 +158,25 @@ def job_from_row(row: JobRow) -> Job:
 def job_to_row(job: Job, row: JobRow) -> JobRow:
     """Write what the lifecycle changes (scheduler.lifecycle) back to the job's row; its
     identity and spec are written once, at submit."""
-    row.state = job.state.value
-    row.attempts, row.failures, row.infra_requeues = job.attempts, job.failures, job.infra_requeues
-    row.reason, row.site, row.country, row.run_id = job.reason, job.site, job.country, job.run_id
-    row.gpu_model, row.started_at, row.finished_at = job.gpu_model, job.started_at, job.finished_at
-    row.updated_at, row.not_before = job.updated_at, job.not_before
-    p = job.last_preemption or JobPreemption(0.0, "", "", "")
-    row.preempted_at, row.preempted_kind, row.preempted_for, row.preempted_reason = p.at, p.kind, p.beneficiary, p.reason
+    p = job.last_preemption or NO_PREEMPTION
+    return _assign(row, {
+        "state": job.state.value, "attempts": job.attempts, "failures": job.failures,
+        "infra_requeues": job.infra_requeues, "reason": job.reason, "site": job.site, "country": job.country,
+        "run_id": job.run_id, "gpu_model": job.gpu_model, "started_at": job.started_at,
+        "finished_at": job.finished_at, "updated_at": job.updated_at, "not_before": job.not_before,
+        "preempted_at": p.at, "preempted_kind": p.kind, "preempted_for": p.beneficiary,
+        "preempted_reason": p.reason})
+
+
+NO_PREEMPTION = JobPreemption(0.0, "", "", "")
+
+
+def _assign(row: RowT, values: dict[str, object]) -> RowT:
+    """Set the columns whose value changed, and only those: setting an ORM attribute costs
+    its events even when the value is the same."""
+    for name, value in values.items():
+        if getattr(row, name) != value:
+            setattr(row, name, value)
     return row
 
 
@@ -191,13 +206,13 @@ def run_from_row(row: RunRow) -> Run:
 
 def run_to_row(run: Run, row: RunRow) -> RunRow:
     """Write every field of `run` to `row` (a new RunRow() for a new run)."""
-    row.id, row.job_id, row.site, row.epoch = run.id, run.job_id, run.site, run.epoch
-    row.gpu_model, row.gpus, row.cpus, row.state = run.gpu_model, run.gpus, run.cpus, run.state.value
-    row.institution, row.project, row.created_at = run.institution, run.project, run.started_at
-    row.preemptible, row.walltime_seconds, row.live = run.preemptible, run.walltime_seconds, run.live
-    row.message, row.ended_at, row.running_since = run.message, run.ended_at, run.running_since
-    row.charged_until, row.reported_at = run.charged_until, run.reported_at
-    return row
+    return _assign(row, {
+        "id": run.id, "job_id": run.job_id, "site": run.site, "epoch": run.epoch, "gpu_model": run.gpu_model,
+        "gpus": run.gpus, "cpus": run.cpus, "state": run.state.value, "institution": run.institution,
+        "project": run.project, "created_at": run.started_at, "preemptible": run.preemptible,
+        "walltime_seconds": run.walltime_seconds, "live": run.live, "message": run.message,
+        "ended_at": run.ended_at, "running_since": run.running_since, "charged_until": run.charged_until,
+        "reported_at": run.reported_at})
 
 
 NEVER_REPORTED = "{}"   # a site row's inventory until its agent's first Hello stores one
