@@ -301,3 +301,26 @@ def test_a_job_has_at_most_one_live_run_and_one_outcome(events, max_attempts):
         assert len(live) <= 1 and all(r.id == j.run_id for r in live)
         assert not live if j.state is JobState.PENDING or j.state.terminal else len(live) == 1
         assert j.failures <= max_attempts
+
+
+# -- the store's one writer per row -------------------------------------------------------------
+
+def test_what_a_rule_returns_survives_the_trip_through_the_rows():
+    """job_to_row / run_to_row write every field a rule may change, so nothing is lost."""
+    from scheduler.domain import JobPreemption
+    from scheduler.store.base import job_from_row, job_to_row, run_from_row, run_to_row
+    from scheduler.store.codec import spec_to_json
+    from scheduler.store.models import JobRow, RunRow
+
+    run = Run(id="minga-j-1-a4", job_id="j-1", site="dcc", epoch=4, gpu_model="H100", gpus=3, cpus=2.5,
+              state=RunState.STOPPED, institution="uchile", project="uchile/nlp", started_at=11.0,
+              preemptible=False, walltime_seconds=90, live=False, message="m", ended_at=99.0,
+              running_since=20.0, charged_until=98.0, reported_at=21.0)
+    assert run_from_row(run_to_row(run, RunRow())) == run
+    j = replace(job(JobState.PENDING), attempts=4, failures=1, infra_requeues=2, reason="r", site="dcc",
+                country="CL", run_id=run.id, gpu_model="H100", started_at=12.0, finished_at=0.0,
+                not_before=130.0, updated_at=99.0, last_preemption=JobPreemption(99.0, "reclaim", "b", "why"))
+    row = JobRow(id=j.id, owner=j.owner, institution=j.institution, spec_json=spec_to_json(j.spec),
+                 state="LEASED", submitted_at=j.submitted_at, array_id="arr", array_index=3)
+    assert job_from_row(job_to_row(j, row)) == j
+    assert job_from_row(job_to_row(replace(j, last_preemption=None), row)).last_preemption is None
