@@ -1,7 +1,8 @@
 """The scheduling side of the store: snapshots, leases, and what sites report.
 
-Fencing lives here: a report changes a job only if it is about the job's current,
-live run on the reporting site; anything else is stale and is told to stop.
+Fencing: a report changes a job only if it is about the job's current, live run on the
+reporting site; anything else is stale and is told to stop. The rules are pure, in
+scheduler/lifecycle.py; here the rows are locked, loaded, and written back.
 """
 from __future__ import annotations
 
