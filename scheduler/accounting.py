@@ -14,8 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
 from scheduler.domain import Run, SiteState
-from scheduler.policy import ShareSettings
-from scheduler.policy.entitlement import model_weight
+from scheduler.shares_domain import ShareSettings, model_weight
 
 
 @dataclass(frozen=True)

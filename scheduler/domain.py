@@ -185,6 +185,7 @@ class Job:
     array_index: int = 0        # its index there
     array_limit: int = 0        # the array's %K: at most this many of its tasks run at once; 0: no cap
     not_before: float = 0.0     # requeue backoff: a PENDING job is not placed before this time
+    updated_at: float = 0.0     # its last state change
 
 
 @dataclass(frozen=True, slots=True)

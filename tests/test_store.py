@@ -405,13 +405,13 @@ def test_apply_decisions_leases_in_one_go(fed):
 
 def test_apply_decisions_is_one_transaction(fed, monkeypatch):
     """If leasing the second job fails, the first lease is rolled back too."""
-    import scheduler.store.runs as runs_module
+    import scheduler.lifecycle as lifecycle   # the lease rule names each new run
 
     submit(fed, "j-1")
     submit(fed, "j-2", submitted=1)
     decisions = schedule(fed.runs.load_snapshot(), NOW)
     assert len(decisions.placements) == 2
-    real, calls = runs_module.run_id_for, []
+    real, calls = lifecycle.run_id_for, []
 
     def failing(job_id: str, attempt: int) -> str:
         calls.append(job_id)
@@ -419,12 +419,12 @@ def test_apply_decisions_is_one_transaction(fed, monkeypatch):
             raise RuntimeError("crash in the middle of persisting")
         return real(job_id, attempt)
 
-    monkeypatch.setattr(runs_module, "run_id_for", failing)
+    monkeypatch.setattr(lifecycle, "run_id_for", failing)
     with pytest.raises(RuntimeError):
         fed.runs.apply_decisions(decisions, NOW)
     assert {j.state for j in fed.jobs.list(None, True, None)} == {JobState.PENDING}
     assert fed.runs.load_snapshot().live_runs == ()
-    monkeypatch.setattr(runs_module, "run_id_for", real)
+    monkeypatch.setattr(lifecycle, "run_id_for", real)
     assert len(fed.runs.apply_decisions(decisions, NOW)) == 2
 
 

@@ -31,17 +31,10 @@ from operator import attrgetter
 
 from scheduler.domain import Job
 from scheduler.policy.snapshot import InstitutionShare, ShareSettings, Snapshot
+from scheduler.shares_domain import model_weight
 
 UNKNOWN_COUNTRY = "?"
 JOB_ACCOUNT = attrgetter("institution", "spec.project")   # C-level: called once per pending job
-
-
-def model_weight(settings: ShareSettings, model: str) -> float:
-    """The admin's weight for `model`; 1.0 when the table does not name it."""
-    for name, weight in settings.model_weights:
-        if name == model:
-            return weight
-    return 1.0
 
 
 def normalized_gpus(settings: ShareSettings, model: str, gpus: float) -> float:

@@ -22,7 +22,7 @@ from operator import attrgetter
 
 from scheduler.accounting import ChargeBatch, Ledger, Uptime, charge, decayed, site_charge
 from scheduler.domain import LIVE_JOB_STATES, Job, JobState, Run, RunState, Site, SiteState
-from scheduler.policy import Snapshot, Waiting
+from scheduler.snapshot import Snapshot, Waiting
 from scheduler.store.changes import Changes
 from scheduler.store.shares import AccountTree
 from scheduler.store.state_load import FederationRows

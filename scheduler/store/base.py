@@ -5,6 +5,7 @@ from collections.abc import Iterator
 import json
 import threading
 from contextlib import AbstractContextManager, contextmanager
+from typing import TypeVar
 
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection, Engine
@@ -16,6 +17,8 @@ from scheduler.store import migrations, models  # noqa: F401  (models registers 
 from scheduler.store.changes import Observer, collect, committed_changes
 from scheduler.store.codec import inventory_from_json, spec_from_json
 from scheduler.store.models import JobRow, RunRow, SiteRow
+
+RowT = TypeVar("RowT", JobRow, RunRow)
 
 
 class StoreUnavailable(Exception):
@@ -176,7 +179,33 @@ def job_from_row(row: JobRow) -> Job:
         array_index=row.array_index,
         array_limit=row.array_limit,
         not_before=row.not_before,
+        updated_at=row.updated_at,
     )
+
+
+def job_to_row(job: Job, row: JobRow) -> JobRow:
+    """Write what the lifecycle changes (scheduler.lifecycle) back to the job's row; its
+    identity and spec are written once, at submit."""
+    p = job.last_preemption or NO_PREEMPTION
+    return _assign(row, {
+        "state": job.state.value, "attempts": job.attempts, "failures": job.failures,
+        "infra_requeues": job.infra_requeues, "reason": job.reason, "site": job.site, "country": job.country,
+        "run_id": job.run_id, "gpu_model": job.gpu_model, "started_at": job.started_at,
+        "finished_at": job.finished_at, "updated_at": job.updated_at, "not_before": job.not_before,
+        "preempted_at": p.at, "preempted_kind": p.kind, "preempted_for": p.beneficiary,
+        "preempted_reason": p.reason})
+
+
+NO_PREEMPTION = JobPreemption(0.0, "", "", "")
+
+
+def _assign(row: RowT, values: dict[str, object]) -> RowT:
+    """Set the columns whose value changed, and only those: setting an ORM attribute costs
+    its events even when the value is the same."""
+    for name, value in values.items():
+        if getattr(row, name) != value:
+            setattr(row, name, value)
+    return row
 
 
 def run_from_row(row: RunRow) -> Run:
@@ -201,6 +230,17 @@ def run_from_row(row: RunRow) -> Run:
         charged_until=row.charged_until,
         reported_at=row.reported_at,
     )
+
+
+def run_to_row(run: Run, row: RunRow) -> RunRow:
+    """Write every field of `run` to `row` (a new RunRow() for a new run)."""
+    return _assign(row, {
+        "id": run.id, "job_id": run.job_id, "site": run.site, "epoch": run.epoch, "gpu_model": run.gpu_model,
+        "gpus": run.gpus, "cpus": run.cpus, "state": run.state.value, "institution": run.institution,
+        "project": run.project, "created_at": run.started_at, "preemptible": run.preemptible,
+        "walltime_seconds": run.walltime_seconds, "live": run.live, "message": run.message,
+        "ended_at": run.ended_at, "running_since": run.running_since, "charged_until": run.charged_until,
+        "reported_at": run.reported_at})
 
 
 NEVER_REPORTED = "{}"   # a site row's inventory until its agent's first Hello stores one

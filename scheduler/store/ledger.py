@@ -14,8 +14,7 @@ from sqlmodel import Session, select
 from scheduler.accounting import ChargeBatch, decayed
 
 from scheduler.domain import RunState, SiteState
-from scheduler.policy import ShareSettings
-from scheduler.policy.entitlement import model_weight
+from scheduler.shares_domain import ShareSettings, model_weight
 from scheduler.store.codec import inventory_from_json
 from scheduler.accounting import Ledger
 from scheduler.store.changes import Changes, note

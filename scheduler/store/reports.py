@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from sqlmodel import col, or_, select
 
 from scheduler.store.base import Database
-from scheduler.policy.entitlement import model_weight
+from scheduler.shares_domain import model_weight
 from scheduler.store.models import InstitutionRow, RunRow, SiteUptimeRow
 from scheduler.store.shares import read_settings
 

@@ -1,27 +1,25 @@
-"""Runs the broker ends on its own, and what becomes of their jobs.
+"""Runs the broker ends on its own, and writing the lifecycle's steps back to the rows.
 
-- A run lost with its site (lease expired, the site's Ray cluster down or refusing),
-  or failed by the infrastructure (Ray lost the job or refused to start it, the run
-  vanished from Ray) is requeued: its job goes back to PENDING with a reason, after a
-  backoff. That counts against the infrastructure bound, never `max_attempts`.
-- A user's code failing ends the job FAILED, unless the researcher asked for
-  retries (`retry_failed`), which count against `max_attempts`.
+The rules are pure, in scheduler/lifecycle.py (and scheduler/requeue_rules.py): every
+function here locks and loads the rows, converts them to domain values, calls the rule,
+and writes what it returns back through the ORM (`write_step`).
 
-The rules themselves are pure, in scheduler/requeue_rules.py; this module applies them.
+- A run lost with its site (lease expired, the site's Ray cluster down or refusing)
+  is requeued after a backoff; that counts against the infrastructure bound, never
+  `max_attempts`.
 - A run past its walltime is stopped and its job ends FAILED with reason TIMEOUT,
   as Slurm's TimeLimit does.
-
-Preemption is not a failure and never counts against `max_attempts`.
 """
 from __future__ import annotations
 
 from sqlmodel import Session, col, select
 
-from scheduler.commands import Command, StopRunCommand
-from scheduler.domain import JobState, RunState
-from scheduler.requeue_rules import Fault, after_run_ended, backoff_seconds  # noqa: F401 (re-exported)
-from scheduler.states import transition
-from scheduler.store.codec import spec_from_json
+from scheduler import lifecycle
+from scheduler.commands import Command
+from scheduler.domain import Job
+from scheduler.lifecycle import Step, run_lost
+from scheduler.requeue_rules import backoff_seconds  # noqa: F401 (re-exported)
+from scheduler.store.base import job_from_row, job_to_row, run_from_row, run_to_row
 from scheduler.store.ledger import charge_run
 from scheduler.store.models import JobRow, RunRow
 from scheduler.store.shares import read_settings
@@ -57,33 +55,21 @@ def fresh_run(s: Session, run_id: str) -> RunRow | None:
     return s.get(RunRow, run_id, populate_existing=True)
 
 
-def end_run(s: Session, run: RunRow, state: RunState, message: str, now: float) -> None:
-    """The run holds no GPUs from now on; its usage is charged up to now, once."""
-    charge_run(s, run, now, read_settings(s))
-    run.live, run.ended_at = False, now
-    run.state, run.message = state.value, message
-    s.add(run)
+def job_or_none(row: JobRow | None) -> Job | None:
+    """The locked job as a domain value (None: the run's job is gone)."""
+    return job_from_row(row) if row is not None else None
 
 
-def finish(job: JobRow, target: JobState, reason: str, now: float) -> None:
-    """Move the job to `target` (legal moves only); a terminal state stamps the end."""
-    job.state = transition(JobState(job.state), target).value
-    job.updated_at = now
-    job.reason = reason
-    if target.terminal:
-        job.finished_at = now
-        job.started_at = job.started_at or now
-
-
-def requeue_or_fail(job: JobRow, reason: str, now: float, fault: Fault = Fault.INFRASTRUCTURE) -> None:
-    """Count one run that ended badly against the budget of `fault`: back to PENDING
-    after a backoff, or FAILED once that budget is spent (scheduler.requeue_rules)."""
-    max_attempts = spec_from_json(job.spec_json).max_attempts
-    outcome = after_run_ended(fault, job.failures, job.infra_requeues, max_attempts, reason, now)
-    job.failures, job.infra_requeues = outcome.failures, outcome.infra_requeues
-    finish(job, outcome.state, outcome.reason, now)
-    if outcome.state is JobState.PENDING:
-        job.not_before = outcome.not_before
+def write_step(s: Session, step: Step, job: JobRow | None, run: RunRow, now: float) -> list[Command]:
+    """Write a lifecycle step back to the locked rows, through the ORM. A run the step
+    ended is charged its last interval here, exactly once (store/ledger.py)."""
+    ended = run.live and not step.run.live
+    s.add(run_to_row(step.run, run))
+    if ended:
+        charge_run(s, run, now, read_settings(s))
+    if job is not None and step.job is not None:
+        s.add(job_to_row(step.job, job))
+    return list(step.commands)
 
 
 def lose_runs(s: Session, site: str, reason: str, now: float) -> int:
@@ -95,15 +81,8 @@ def lose_runs(s: Session, site: str, reason: str, now: float) -> int:
         run = fresh_run(s, found.id)
         if run is None or not run.live:
             continue  # it ended while we waited for the lock
-        end_run(s, run, RunState.LOST, reason, now)
+        write_step(s, run_lost(job_or_none(job), run_from_row(run), reason, now), job, run, now)
         lost += 1
-        if job is None or job.run_id != run.id:
-            continue
-        if job.state == JobState.CANCELLING.value:
-            finish(job, JobState.CANCELLED, f"cancelled ({reason})", now)
-        elif job.state in (JobState.LEASED.value, JobState.RUNNING.value):
-            requeue_or_fail(job, f"run {run.id} lost: {reason}", now)
-        s.add(job)
     return lost
 
 
@@ -120,13 +99,9 @@ def stop_overdue(s: Session, now: float, candidates: list[str] | None = None) ->
             continue
         job = locked_job(s, found.job_id)
         run = fresh_run(s, found.id)
-        if run is None or not run.live:
+        if run is None:
             continue
-        reason = f"TIMEOUT: ran past its walltime of {run.walltime_seconds} s"
-        end_run(s, run, RunState.STOPPED, reason, now)
-        if job is not None and job.run_id == run.id and not JobState(job.state).terminal:
-            finish(job, JobState.CANCELLED if job.state == JobState.CANCELLING.value else JobState.FAILED,
-                   reason, now)
-            s.add(job)
-        commands.append(StopRunCommand(run.site, run.id, reason))
+        step = lifecycle.stop_overdue(job_or_none(job), run_from_row(run), now)
+        if step is not None:  # None: it ended while we waited for the lock
+            commands.extend(write_step(s, step, job, run, now))
     return commands

@@ -1,32 +1,33 @@
 """The scheduling side of the store: snapshots, leases, and what sites report.
 
-Fencing lives here: a report changes a job only if it is about the job's current,
-live run on the reporting site; anything else is stale and is told to stop.
+Fencing: a report changes a job only if it is about the job's current, live run on the
+reporting site; anything else is stale and is told to stop. The rules are pure, in
+scheduler/lifecycle.py; here the rows are locked, loaded, and written back.
 """
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 
 from sqlalchemy import func
 from sqlalchemy import bindparam, update
 from sqlmodel import Session, col, select
 
-from scheduler.clock import run_id_for
-from scheduler.commands import Command, RunReport, StartRunCommand, StopRunCommand
-from scheduler.domain import LIVE_JOB_STATES, JobSpec, JobState, RunState, SiteState
-from scheduler.policy import Decisions, Placement, Preemption, ShareSettings, Snapshot
-from scheduler.states import job_state_after_run_report, transition
+from scheduler.commands import Command, RunReport, StartRunCommand
+from scheduler.domain import LIVE_JOB_STATES, Job, JobState, RunState, SiteState
+from scheduler.lifecycle import after_report, lease, preempt, unknown_run, unlisted_at_hello
+from scheduler.shares_domain import ShareSettings
+from scheduler.snapshot import Decisions, Placement, Preemption, Snapshot
 from scheduler.store.audit import SCHEDULER, SCHEDULER_ROLE, AuditEntry, add_entry
 from scheduler.store.base import Database, job_from_row, run_from_row, site_from_row
 from scheduler.store.codec import inventory_from_json, spec_from_json, with_secrets
 from scheduler.accounting import ChargeBatch
 from scheduler.store.changes import Changes, note
 from scheduler.store.ledger import charge_all, ledger_lock, write_charges
-from scheduler.requeue_rules import Fault, resend_start_after_hello
 from scheduler.store.requeue import (
-    end_run, finish, fresh_run, lock_jobs, locked_job, lose_runs, requeue_or_fail, stop_overdue,
+    fresh_run, job_or_none, lock_jobs, locked_job, lose_runs, stop_overdue, write_step,
 )
 from scheduler.store.shares import load_shares, read_settings
 from scheduler.store.models import JobRow, RunRow, SiteRow
@@ -183,18 +184,11 @@ class RunsRepo:
                 if run.id in reported or not run.live:
                     continue
                 job = locked_job(s, run.job_id)
-                if job is not None and job.state == JobState.CANCELLING.value:
-                    # It never reached Ray, so there is nothing to stop.
-                    _apply_report(s, site, RunReport(run.id, RunState.STOPPED, "cancelled"), now, in_session=False)
-                elif job is not None and resend_start_after_hello(run.reported_at > 0):
-                    # The lease stands; the start was lost in transit. Same run id: safe to resend.
-                    commands.append(StartRunCommand(site, run_from_row(run), _site_spec(job), notice,
-                                                     job.array_id, job.array_index))
-                elif job is not None and job.run_id == run.id:
-                    # The site had it, and its Ray no longer does (a restarted head): never
-                    # start it again under this run id; a new attempt gets a new epoch.
-                    _fail_run(s, run, job, "the run vanished from the site's Ray cluster "
-                              "(not listed when the site reconnected)", True, now)
+                fresh = fresh_run(s, run.id)
+                assert fresh is not None  # runs are never deleted
+                step = unlisted_at_hello(_site_job(job) if job else None, run_from_row(fresh), notice, now)
+                if step is not None:
+                    commands.extend(write_step(s, step, job, fresh, now))
         return commands
 
     def site_needs_package(self, site: str, digest: str) -> bool:
@@ -226,18 +220,14 @@ def _preempt(s: Session, p: Preemption, now: float) -> list[Command]:
     audit log gets a line for the job's institution, in this same transaction."""
     job = locked_job(s, p.job_id)
     run = fresh_run(s, p.run_id)
-    if run is None or job is None or not run.live or job.run_id != run.id:
-        return []  # it ended since the snapshot
-    if JobState(job.state) not in (JobState.LEASED, JobState.RUNNING):
+    if run is None or job is None:
         return []
-    reason = f"preempted: {p.reason}"
-    end_run(s, run, RunState.STOPPED, reason, now)
-    finish(job, JobState.PENDING, reason, now)
-    job.preempted_at, job.preempted_kind, job.preempted_for, job.preempted_reason = (
-        now, p.kind, p.beneficiary, p.reason)
-    s.add(job)
+    step = preempt(job_from_row(job), run_from_row(run), p, now)
+    if step is None:
+        return []  # it ended since the snapshot
+    commands = write_step(s, step, job, run, now)
     add_entry(s, _preemption_line(p, run.site, now), institution=job.institution)
-    return [StopRunCommand(run.site, run.id, reason)]
+    return commands
 
 
 def _preemption_line(p: Preemption, site: str, now: float) -> AuditEntry:
@@ -269,96 +259,31 @@ def _lease(s: Session, p: Placement, free: dict[tuple[str, str], int], now: floa
            notice: int = 0) -> StartRunCommand | None:
     job = locked_job(s, p.job_id)
     site = s.get(SiteRow, p.site)
-    if job is None or site is None or job.state != JobState.PENDING.value:
-        return None  # cancelled or changed since the snapshot
-    if p.gpus and free.get((p.site, p.gpu_model), 0) < p.gpus:
-        return None  # capacity changed since the snapshot: never promise a GPU twice
+    if job is None or site is None:
+        return None  # gone since the snapshot
+    step = lease(_site_job(job), p, site.country, free.get((p.site, p.gpu_model), 0), now, notice)
+    if step is None:
+        return None  # cancelled, changed, or capacity taken since the snapshot: never promise a GPU twice
     free[(p.site, p.gpu_model)] = free.get((p.site, p.gpu_model), 0) - p.gpus
-    job.attempts += 1
-    spec = spec_from_json(job.spec_json)
-    run = RunRow(id=run_id_for(job.id, job.attempts), job_id=job.id, site=p.site,
-                 epoch=job.attempts, gpu_model=p.gpu_model, gpus=p.gpus, cpus=p.cpus,
-                 state=RunState.STARTING.value, live=True, created_at=now,
-                 institution=job.institution, project=job.project, preemptible=spec.preemptible,
-                 walltime_seconds=spec.walltime_seconds)
-    job.state = transition(JobState(job.state), JobState.LEASED).value
-    job.site, job.country, job.gpu_model = p.site, site.country, p.gpu_model
-    job.run_id, job.reason, job.updated_at = run.id, "", now
-    s.add(run)
-    s.add(job)
-    return StartRunCommand(p.site, run_from_row(run), _site_spec(job), notice, job.array_id, job.array_index)
+    [start] = write_step(s, step, job, RunRow(), now)
+    assert isinstance(start, StartRunCommand)
+    return start
 
 
-def _site_spec(job: JobRow) -> JobSpec:
-    """The spec the site runs: the only place secret env values leave their column."""
-    return with_secrets(spec_from_json(job.spec_json), job.secret_env_json)
+def _site_job(job: JobRow) -> Job:
+    """The job as its site runs it: the only place secret env values leave their column."""
+    return replace(job_from_row(job), spec=with_secrets(spec_from_json(job.spec_json), job.secret_env_json))
 
 
 def _apply_report(s: Session, site: str, report: RunReport, now: float, in_session: bool = True) -> list[Command]:
     """Fencing first: only a report about the job's current, live run on this site counts."""
     run = s.get(RunRow, report.run_id)
     if run is None or run.site != site:
-        # Unknown here, or another site's run: never let it touch a job.
-        return [] if report.state.terminal else [StopRunCommand(site, report.run_id, "unknown run")]
+        return list(unknown_run(site, report))  # never let another site's run touch a job
     job = locked_job(s, run.job_id)
     run = fresh_run(s, report.run_id)
     assert run is not None  # runs are never deleted
-    current = job is not None and job.run_id == run.id and run.live
-    state = report.state
-    if state is RunState.UNKNOWN:
-        if not current or job is None:
-            return []
-        if job.state == JobState.CANCELLING.value:
-            state = RunState.STOPPED  # cancelled before it ever reached Ray
-        elif in_session:
-            _fail_run(s, run, job, "the run vanished from the site's Ray cluster", True, now)
-            return []
-        else:
-            return []  # a Hello: the start was lost in transit, and reconcile_site resends it
-    if not current or job is None:
-        return [] if state.terminal else [StopRunCommand(site, run.id, "stale run: fenced by a newer epoch")]
-    if not run.reported_at:
-        run.reported_at = now  # the site has it: never resent under this id (reconcile_site)
-    if state is RunState.FAILED and job.state != JobState.CANCELLING.value and (
-            report.infrastructure or spec_from_json(job.spec_json).retry_failed):
-        _fail_run(s, run, job, report.message or "run failed", report.infrastructure, now)
-        return []
-    if state is RunState.RUNNING and not run.charged_until:
-        run.charged_until = run.running_since = now  # usage is charged from here on
-    if state.terminal:
-        end_run(s, run, state, report.message, now)  # the last interval, charged exactly once
-    else:
-        run.state, run.message = state.value, report.message
-        s.add(run)
-    _advance_job(job, state, report.message, now)
-    s.add(job)
-    if job.state == JobState.CANCELLING.value and not state.terminal:
-        return [StopRunCommand(site, run.id, "job cancelled")]
-    return []
-
-
-def _fail_run(s: Session, run: RunRow, job: JobRow, message: str, infrastructure: bool, now: float) -> None:
-    """A failed run that may be retried: the infrastructure's fault, or the user asked for retries."""
-    end_run(s, run, RunState.LOST if infrastructure else RunState.FAILED, message, now)
-    whose = "infrastructure failure" if infrastructure else "failed"
-    requeue_or_fail(job, f"run {run.id} {whose}: {message}", now,
-                    Fault.INFRASTRUCTURE if infrastructure else Fault.USER)
-    s.add(job)
-
-
-def _advance_job(job: JobRow, state: RunState, message: str, now: float) -> None:
-    target = job_state_after_run_report(JobState(job.state), state)
-    if target is None:
-        return
-    if target is JobState.RUNNING:
-        finish(job, target, job.reason, now)
-        job.started_at = now
-    elif target is JobState.FAILED:
-        finish(job, target, message or "run failed", now)
-    elif target is JobState.SUCCEEDED:
-        finish(job, target, "", now)
-    else:
-        finish(job, target, job.reason, now)
+    return write_step(s, after_report(job_or_none(job), run_from_row(run), report, now, in_session), job, run, now)
 
 
 def _site_needs_package(s: Session, site: str, digest: str) -> bool:

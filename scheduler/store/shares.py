@@ -9,7 +9,7 @@ from sqlmodel import Session, select
 
 from scheduler.domain import AlreadyExists, InvalidArgument, NotFound
 from scheduler.lending import LendingPolicy
-from scheduler.policy import InstitutionShare, ProjectShare, ShareSettings
+from scheduler.shares_domain import InstitutionShare, ProjectShare, ShareSettings
 from scheduler.store.base import Database
 from scheduler.store.ledger import decayed
 from scheduler.store.lending import load_lending
