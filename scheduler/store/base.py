@@ -12,6 +12,7 @@ from sqlmodel import Session, SQLModel
 
 from scheduler.domain import FailedPrecondition, Job, JobPreemption, JobState, Run, RunState, Site, SiteState
 from scheduler.store import migrations, models  # noqa: F401  (models registers the tables)
+from scheduler.store.generations import INFO_KEY, Generations
 from scheduler.store.codec import inventory_from_json, spec_from_json
 from scheduler.store.models import JobRow, RunRow, SiteRow
 
@@ -24,6 +25,7 @@ class Database:
     def __init__(self, engine: Engine, read_engine: Engine | None = None) -> None:
         self.engine = engine
         self.read_engine = read_engine or engine
+        self.generations = Generations()   # what this process changed: the caches' invalidation
 
     def create_schema(self) -> None:
         """Bring the store to this minga's newest schema revision, in one transaction.
@@ -58,7 +60,7 @@ class Database:
 
     def tx(self) -> AbstractContextManager[Session]:
         """One transaction: committed if the block returns, rolled back if it raises."""
-        return self._session(self.engine, commit=True)
+        return self._session(self.engine, commit=True, generations=self.generations)
 
     def read(self) -> AbstractContextManager[Session]:
         """A read-only transaction: it never takes SQLite's write lock."""
@@ -66,9 +68,10 @@ class Database:
 
     @staticmethod
     @contextmanager
-    def _session(engine: Engine, commit: bool) -> Iterator[Session]:
+    def _session(engine: Engine, commit: bool, generations: Generations | None = None) -> Iterator[Session]:
+        info = {INFO_KEY: generations} if generations is not None else None
         try:
-            with Session(engine, expire_on_commit=False) as session:
+            with Session(engine, expire_on_commit=False, info=info) as session:
                 yield session
                 if commit:
                     session.commit()
