@@ -39,6 +39,12 @@ class GroupCommit(Generic[T, R]):
         self.batches = 0      # transactions committed (or tried), for tests and benchmarks
         self.requests = 0     # requests in them
 
+    @property
+    def queued(self) -> int:
+        """Requests waiting for the next batch (the one in flight not counted)."""
+        with self._lock:
+            return len(self._queue)
+
     def submit(self, request: T) -> R:
         """Commit `request` with whatever else is queued; its outcome, or raise its error."""
         me: _Waiter[T, R] = _Waiter(request)
