@@ -8,7 +8,9 @@ client threads, each with its own persistent channel, submit for `--seconds`, ev
 submit with its own idempotency key; a submit counts once the broker answered it
 (committed). The baseline, in the same run: a bare grpcio server, with the same
 128-thread pool, that answers SubmitJob with a canned reply: the ceiling Python
-gRPC itself sets here. Target: at least 1,000/s with 16 clients on both stores.
+gRPC itself sets here. A last row per store runs the tree under test with its
+event-triggered cycles held off, to show what the submit path costs alone. Target: at
+least 1,000/s with 16 clients on both stores.
 """
 from __future__ import annotations
 
@@ -127,9 +129,14 @@ def rate(address: str, token: str, clients: int, seconds: float) -> float:
     return sum(done) / elapsed
 
 
-def measure(tree: Path, db_url: str, seconds: float) -> list[float]:
+# The tree under test once more, with event-triggered cycles held off for the run: what
+# the submit path costs alone, without today's cycle competing for the write lock.
+NO_CYCLES = BROKER.replace("rate_limit=0,", "rate_limit=0, tick_seconds=600, cycle_min_interval=600,")
+
+
+def measure(tree: Path, db_url: str, seconds: float, script: str = BROKER) -> list[float]:
     work = tempfile.mkdtemp(prefix="minga-bench-")
-    proc, address, admin = serve(tree, BROKER, db_url, work)
+    proc, address, admin = serve(tree, script, db_url, work)
     try:
         token = researcher_token(address, admin)
         return [rate(address, token, n, seconds) for n in CLIENTS]
@@ -165,10 +172,11 @@ def main() -> None:
             drop_schema(probe[1])
             stores.append(("PostgreSQL", pg_schema_url))
         for store, fresh in stores:
-            for label, tree in ((f"before ({args.before})", before), ("after", ROOT)):
+            for label, tree, script in ((f"before ({args.before})", before, BROKER), ("after", ROOT, BROKER),
+                                        ("after, no cycle in the run", ROOT, NO_CYCLES)):
                 url, schema = fresh()
                 try:
-                    rows.append((f"{store} {label}", measure(tree, url, args.seconds)))
+                    rows.append((f"{store} {label}", measure(tree, url, args.seconds, script)))
                 finally:
                     if schema:
                         drop_schema(schema)
@@ -176,9 +184,9 @@ def main() -> None:
     finally:
         shutil.rmtree(before, ignore_errors=True)
     print(f"\ndurable submits/s through gRPC, {args.seconds:.0f} s each, rate limit off")
-    print(f"{'':34s}" + "".join(f"{n:>4d} client{'s' if n > 1 else ' '}" for n in CLIENTS))
+    print(f"{'':40s}" + "".join(f"{n:>4d} client{'s' if n > 1 else ' '}" for n in CLIENTS))
     for label, rates in rows:
-        print(f"{label:34s}" + "".join(f"{r:12.0f}" for r in rates))
+        print(f"{label:40s}" + "".join(f"{r:12.0f}" for r in rates))
     for label, rates in rows[1:]:
         if label.endswith("after"):
             verdict = "meets" if rates[-1] >= TARGET else "MISSES"
