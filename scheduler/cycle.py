@@ -8,7 +8,9 @@ when it starts leading and kept level by every commit; the snapshot comes from t
 and the cycle writes only what changed.
 
 It runs on events (submit, capacity change, run ended, site connected or lost)
-and on a periodic tick, in one thread, so two cycles never overlap.
+and on a periodic tick, in one thread, so two cycles never overlap. Events are
+coalesced (`scheduler.wakeups`, Slurm's sched_min_interval): a burst of submits
+costs a few cycles, and no caller ever waits for one.
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ from scheduler.store import Store
 from scheduler.store.base import Database, StoreUnavailable
 from scheduler.store.state_load import load_accounts, load_rows
 from scheduler.store.runs import Fence
+from scheduler.wakeups import Pacing, Wakeups
 
 log = logging.getLogger(__name__)
 
@@ -41,19 +44,16 @@ class CycleResult:
 
 class SchedulingCycle:
     def __init__(self, store: Store, sessions: SessionRegistry, clock: Clock, leases: SiteLeases,
-                 tick_seconds: float = 2.0, fence: Fence | None = None) -> None:
+                 tick_seconds: float = 2.0, fence: Fence | None = None, pacing: Pacing | None = None) -> None:
         self.store = store
         self.sessions = sessions
         self.clock = clock
         self.leases = leases
-        self.tick_seconds = tick_seconds
         self.fence = fence      # run first in each write; refuses a pass of a deposed leader
-        self._wake = threading.Event()
-        self._stop = threading.Event()
+        self.wakeups = Wakeups(pacing or Pacing(tick_seconds=tick_seconds))
         self._thread: threading.Thread | None = None
         self.state = FederationState(lambda: load_rows(store.db), lambda: load_accounts(store.db))
         self._attached: Database | None = None
-        self.cycles = 0          # cycles run, for tests and benchmarks
 
     # -- the in-memory federation ------------------------------------------------
     def attach(self) -> FederationState:
@@ -131,33 +131,32 @@ class SchedulingCycle:
         commands = self.persist(decisions, now)
         published = self.publish(stops + commands)
         starts = sum(isinstance(c, StartRunCommand) for c in commands)
-        self.cycles += 1
         return CycleResult(placed=starts, preempted=len(commands) - starts,
                            waiting=len(decisions.waiting), published=published)
 
     # -- loop -------------------------------------------------------------------
     def trigger(self) -> None:
-        """Ask for a cycle soon (an event happened)."""
-        self._wake.set()
+        """Ask for a cycle soon (an event happened); returns at once."""
+        self.wakeups.trigger()
+
+    @property
+    def passes(self) -> int:
+        """How many cycles the loop has run (each one counted, whether it failed or not)."""
+        return self.wakeups.passes
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="scheduling-cycle", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
+        self.wakeups.stop()
         if self._thread:
             self._thread.join(timeout=10)
         self.detach()
 
     def _loop(self) -> None:
         store_down = False
-        while not self._stop.is_set():
-            self._wake.wait(self.tick_seconds)
-            self._wake.clear()
-            if self._stop.is_set():
-                return
+        while self.wakeups.next_pass():
             try:
                 if store_down:
                     self.leases.restart()   # sites could not report while the store was down
@@ -173,3 +172,5 @@ class SchedulingCycle:
                 store_down = True
             except Exception:  # noqa: BLE001 - the cycle must outlive one bad pass
                 log.exception("scheduling cycle failed; retrying at the next tick")
+            finally:
+                self.wakeups.pass_ended()

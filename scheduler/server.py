@@ -41,6 +41,7 @@ from scheduler.pki import SITE_CERT_DAYS, BrokerPki, has_broker_pki, load_broker
 from scheduler.service.packages import check_limit_setting
 from scheduler.sessions import SessionRegistry
 from scheduler.validation import MAX_PACKAGE_BYTES
+from scheduler.wakeups import Pacing
 from scheduler.store import Store
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,10 @@ class BrokerConfig:
     tls_key: Path | None = None
     insecure: bool = False
     tick_seconds: float = 2.0
+    # Event-triggered cycles start at least this long after the previous one ended (Slurm's
+    # sched_min_interval), and this long after the first event of a burst: scheduler.wakeups.
+    cycle_min_interval: float = 0.15
+    cycle_settle_seconds: float = 0.01
     lease_ttl_seconds: float = DEFAULT_TTL_SECONDS   # a site silent this long is LOST
     advertise: str = ""                 # where clients reach this broker; "": the listen address
     leader_poll_seconds: float = 1.0    # how often a standby tries the leader lock, and the leader checks it
@@ -109,7 +114,7 @@ class Broker:
             raise
         sessions = SessionRegistry()
         leases = SiteLeases(self.clock, self.config.lease_ttl_seconds)
-        cycle = SchedulingCycle(store, sessions, self.clock, leases, self.config.tick_seconds)  # started on leading
+        cycle = SchedulingCycle(store, sessions, self.clock, leases, pacing=self._pacing())  # started on leading
         self.core = Core(store=store, clock=self.clock, ids=self.ids, sessions=sessions, cycle=cycle,
                          leases=leases, max_package_bytes=self.config.max_package_bytes)
         server = _grpc_server(AuthInterceptor(bearer_authenticator(self._authenticate), self._refusal, self._audit)
@@ -135,6 +140,9 @@ class Broker:
                  store.db.engine.url.render_as_string(),
                  f"; sites connect with mutual TLS on {self.site_address}" if pki else
                  "; no federation CA, so sites hold bearer tokens (`minga broker init` makes one)")
+
+    def _pacing(self) -> Pacing:
+        return Pacing(self.config.tick_seconds, self.config.cycle_min_interval, self.config.cycle_settle_seconds)
 
     def _rate_limits(self) -> Limits | None:
         rate = self.config.rate_limit
@@ -192,8 +200,8 @@ class Broker:
     def _start_cycle(self) -> None:
         core = self._core
         core.leases = SiteLeases(self.clock, self.config.lease_ttl_seconds)
-        core.cycle = SchedulingCycle(core.store, core.sessions, self.clock, core.leases, self.config.tick_seconds,
-                                     fence=leader_fence(self.broker_id))
+        core.cycle = SchedulingCycle(core.store, core.sessions, self.clock, core.leases,
+                                     fence=leader_fence(self.broker_id), pacing=self._pacing())
         core.cycle.start()
         core.cycle.trigger()
 

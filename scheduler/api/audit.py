@@ -3,21 +3,26 @@
 Every state-changing RPC is in `AUDITED`, with a function naming its target from
 the request and the response. The targets are ids and names only: never a token,
 a join token, an entrypoint or an environment, so no secret reaches the log.
+
+The interceptor appends each line after the call. A submit's line is the exception:
+the store commits it in the job's own transaction (`job_line`), so an acknowledged
+submit is never missing from the log, nor logged for a job that was not committed.
 """
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
 
-from scheduler.domain import Principal
+from scheduler.domain import Job, Principal
 from scheduler.store.audit import AuditEntry
 
 Target = Callable[[Any, Any], str]
+SUBMIT_JOB = "/minga.v1.JobService/SubmitJob"
 
 AUDITED: dict[str, Target] = {
     "/minga.v1.SiteService/Join": lambda q, r: r.site if r is not None else "",
     "/minga.v1.SiteService/RenewCertificate": lambda q, r: "own certificate",
-    "/minga.v1.JobService/SubmitJob": lambda q, r: (r.array.id or r.job.id) if r is not None else "",
+    SUBMIT_JOB: lambda q, r: (r.array.id or r.job.id) if r is not None else "",
     "/minga.v1.JobService/CancelJob": lambda q, r: q.job_id,
     "/minga.v1.JobService/CancelJobArray": lambda q, r: q.job_id,
     "/minga.v1.JobService/UploadPackage": lambda q, r: q.digest,
@@ -46,9 +51,20 @@ def entry(method: str, at: float, principal: Principal | None, request: Any, res
           peer: str, outcome: str, detail: str) -> AuditEntry:
     """The log line of one finished call."""
     try:
-        target = AUDITED[method](request, response)[:MAX_TARGET]
+        target = AUDITED[method](request, response)
     except Exception:  # noqa: BLE001 - a malformed request names nothing; still logged
         target = ""
+    return _line(method, at, principal, target, peer, outcome, detail)
+
+
+def job_line(method: str, at: float, principal: Principal, peer: str) -> Callable[[Job], AuditEntry]:
+    """The OK line of a call that answers with a job, given that job: for the store to
+    commit in the job's transaction."""
+    return lambda job: _line(method, at, principal, job.id, peer, "OK", "")
+
+
+def _line(method: str, at: float, principal: Principal | None, target: str, peer: str, outcome: str,
+          detail: str) -> AuditEntry:
     return AuditEntry(at=at, who=principal.name if principal else "", role=principal.role.value if principal else "",
-                      method=method.removeprefix("/minga.v1."), target=target, peer=peer, outcome=outcome,
-                      detail=detail)
+                      method=method.removeprefix("/minga.v1."), target=target[:MAX_TARGET], peer=peer,
+                      outcome=outcome, detail=detail)

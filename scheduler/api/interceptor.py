@@ -45,11 +45,13 @@ Auditor = Callable[[str, Principal | None, Any, Any, str, str, str], None]
 
 
 class CallContext:
-    """The gRPC servicer context, plus who is calling (None only for public RPCs)."""
+    """The gRPC servicer context, plus who is calling (None only for public RPCs), and
+    whether the handler committed the call's audit line itself (then it is not added)."""
 
     def __init__(self, context: grpc.ServicerContext, principal: Principal | None) -> None:
         self._context = context
         self.principal = principal
+        self.audited = False
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._context, name)
@@ -157,17 +159,18 @@ def _wrap(handler: grpc.RpcMethodHandler, who: Callable[[grpc.ServicerContext], 
 
     def unary_response(behavior):  # type: ignore[no-untyped-def]
         def call(request_or_iterator, context):  # type: ignore[no-untyped-def]
-            principal = None
+            principal, call_context = None, None
             try:
                 principal = who(context)
                 authorize(principal, request_or_iterator)   # after `who`, so a refused caller is still named
-                response = behavior(checked(request_or_iterator), CallContext(context, principal))
+                call_context = CallContext(context, principal)
+                response = behavior(checked(request_or_iterator), call_context)
             except Exception as exc:  # noqa: BLE001 - mapped to a status in one place
-                if audit is not None:
+                if audit is not None and not (call_context and call_context.audited):
                     audit(principal, request_or_iterator, None, context.peer(), *_outcome(context, exc))
                 _abort(context, exc)
             else:
-                if audit is not None:
+                if audit is not None and not call_context.audited:
                     audit(principal, request_or_iterator, response, context.peer(), "OK", "")
                 return response
         return call

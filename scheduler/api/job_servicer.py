@@ -5,6 +5,7 @@ from collections.abc import Iterator
 
 from minga.v1 import common_pb2, job_pb2, job_pb2_grpc
 
+from scheduler.api import audit
 from scheduler.api.convert import array_to_pb, job_state_from_pb, job_to_pb, spec_from_pb
 from scheduler.api.interceptor import CallContext
 from scheduler.core import Core
@@ -21,8 +22,10 @@ class JobServicer(job_pb2_grpc.JobServiceServicer):
                                                     request.array, request.idempotency_key, request.allow_unknown)
             return job_pb2.SubmitJobResponse(job=job_to_pb(job), created=created,
                                              array=array_to_pb(array) if array.id else None)
+        line = audit.job_line(audit.SUBMIT_JOB, self.core.clock.now(), context.caller, context.peer())
         job, created = jobs.submit_job(self.core, context.caller, spec_from_pb(request.spec),
-                                       request.idempotency_key, request.allow_unknown)
+                                       request.idempotency_key, request.allow_unknown, audit=line)
+        context.audited = True   # committed with the job
         return job_pb2.SubmitJobResponse(job=job_to_pb(job), created=created)
 
     def GetJob(self, request: job_pb2.GetJobRequest, context: CallContext) -> common_pb2.Job:

@@ -8,10 +8,13 @@ from collections.abc import Callable, Iterator
 from scheduler.commands import StopRunCommand
 from scheduler.core import Core
 from scheduler.arrays import ArraySummary, parse_array, task_id
-from scheduler.domain import FailedPrecondition, InvalidArgument, Job, JobSpec, JobState, NotFound, Principal
+from scheduler.domain import (
+    FailedPrecondition, InvalidArgument, Job, JobSpec, JobState, MingaError, NotFound, Principal,
+)
 from scheduler.policy.feasibility import submit_rejection
 from scheduler.service.access import institution_scope, visible_job
 from scheduler.service import packages
+from scheduler.store.jobs import AuditLine
 from scheduler.validation import check_digest, check_job_spec
 
 MAX_IDEMPOTENCY_KEY = 128
@@ -19,21 +22,30 @@ LOG_POLL_SECONDS = 0.2
 
 
 def submit_job(core: Core, caller: Principal, spec: JobSpec, key: str,
-               allow_unknown: bool = False) -> tuple[Job, bool]:
+               allow_unknown: bool = False, audit: AuditLine | None = None) -> tuple[Job, bool]:
     """Accept a job durably (committed before the reply) or say why not. A country or
     GPU model that no site has, or more GPUs than any site has, is refused unless
-    `allow_unknown` (a site expected to join); a malformed spec is refused always."""
+    `allow_unknown` (a site expected to join); a malformed spec is refused always.
+    `audit` makes the call's audit line, committed with the job.
+
+    The happy path reads nothing per call: the key's uniqueness is left to the store's
+    constraint, the sites and the project come from short-lived caches, and the commit
+    is shared with concurrent submits. It returns before any scheduling cycle runs."""
     if len(key) > MAX_IDEMPOTENCY_KEY:
         raise InvalidArgument(f"idempotency_key is {len(key)} characters; the limit is {MAX_IDEMPOTENCY_KEY}")
-    if key:
-        earlier = core.store.jobs.find_by_key(caller.name, key)
-        if earlier:
-            return earlier, False
-    spec = _checked_spec(core, caller, spec, allow_unknown)
+    try:
+        spec = _checked_spec(core, caller, spec, allow_unknown)
+    except MingaError:   # a retry of a submit accepted before gets its job, whatever changed since
+        earlier = core.store.jobs.find_by_key(caller.name, key) if key else None
+        if earlier is None:
+            raise
+        if audit is not None:
+            core.store.audit.append(audit(earlier))
+        return earlier, False
     job = Job(id=core.ids.new_job_id(), spec=spec, state=JobState.PENDING, owner=caller.name,
               institution=caller.institution, submitted_at=core.clock.now(),
               reason="waiting for the next scheduling cycle")
-    job, created = core.store.jobs.submit(job, key or None)
+    job, created = core.store.jobs.submit(job, key or None, audit)
     if created:
         core.cycle.trigger()
     return job, created
@@ -86,7 +98,7 @@ def _checked_spec(core: Core, caller: Principal, spec: JobSpec, allow_unknown: b
     digest = spec.runtime_env.working_dir_digest
     if digest and not core.store.blobs.has_package(digest):
         raise FailedPrecondition(f"working-dir package {digest} was never uploaded")
-    rejection = None if allow_unknown else submit_rejection(spec, core.store.sites.list())
+    rejection = None if allow_unknown else submit_rejection(spec, core.store.sites.recent(core.clock.now()))
     if rejection:
         raise FailedPrecondition(f"rejected: {rejection}")
     project = core.store.shares.resolve_project(caller.institution, spec.project, core.clock.now())

@@ -14,6 +14,7 @@ from sqlmodel import Session, select
 from scheduler.auth import KEYED_PREFIX, TokenHasher, legacy_hash, same_hash
 from scheduler.domain import AlreadyExists, FailedPrecondition, NotFound, Principal, Role, Unauthenticated
 from scheduler.store.base import Database
+from scheduler.store.generations import Cached
 from scheduler.store.shares import ensure_default_project
 from scheduler.store.models import (
     InstitutionRow, JobRow, MetaRow, ProjectRow, SiteRow, TokenRow, UserRow,
@@ -21,6 +22,7 @@ from scheduler.store.models import (
 
 KEY_FINGERPRINT = "token_key_fingerprint"
 LAST_USED_RESOLUTION = 3600.0   # seconds: how stale a token's "last used" may be
+TOKENS_TTL = 2.0   # seconds a token revoked through another broker on the same store may still work here
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,9 @@ class AccountsRepo:
     def __init__(self, db: Database) -> None:
         self.db = db
         self._tokens: TokenHasher | None = None   # set by use_key when a broker starts
+        # keyed hash -> (caller, expiry): any change to the tokens table forgets them all
+        self._grants: Cached[tuple[Principal, float]] = Cached(db.generations, (TokenRow.__tablename__,),
+                                                               TOKENS_TTL)
 
     def hash(self, token: str) -> str:
         """The token's keyed hash: what this store keeps of it."""
@@ -74,8 +79,18 @@ class AccountsRepo:
 
     def principal_for_token(self, token: str, now: float) -> Principal | None:
         """The caller a bearer token stands for (see `authenticate`); a token of a store
-        from before keyed hashes is found by its legacy hash and re-keyed now."""
-        return self.authenticate(self.hash(token), now, legacy_hash(token))
+        from before keyed hashes is found by its legacy hash and re-keyed now. Answers
+        are cached: a revocation, rotation or re-join here is seen by the next call, one
+        through another broker within TOKENS_TTL, and expiry is checked on every call."""
+        keyed = self.hash(token)
+        grant = self._grants.get(keyed, now, lambda: self._grant(keyed, now, legacy_hash(token)))
+        if grant is None:
+            return None
+        principal, expires_at = grant
+        if expires_at and expires_at <= now:
+            self._grants.forget(keyed)
+            return self.authenticate(keyed, now)   # says it expired
+        return principal
 
     # -- institutions -------------------------------------------------------
     def add_institution(self, inst: Institution, now: float) -> Institution:
@@ -227,6 +242,11 @@ class AccountsRepo:
     def authenticate(self, token_hash: str, now: float, legacy: str = "") -> Principal | None:
         """Like `principal_for`, but an expired token raises Unauthenticated saying so:
         its holder needs a new one, not a check of their typing."""
+        grant = self._grant(token_hash, now, legacy)
+        return grant[0] if grant is not None else None
+
+    def _grant(self, token_hash: str, now: float, legacy: str = "") -> tuple[Principal, float] | None:
+        """(caller, expiry) of a live token; None if unknown or revoked; raises if expired."""
         with self.db.read() as s:
             row = _get(s, token_hash)
             legacy_row = None if row is not None or not legacy else _get(s, legacy)
@@ -242,7 +262,7 @@ class AccountsRepo:
             self._touch(row.hash, now)
         role = Role(row.role)
         site = row.subject if role is Role.SITE else ""
-        return Principal(name=row.subject, role=role, institution=row.institution, site=site)
+        return Principal(name=row.subject, role=role, institution=row.institution, site=site), row.expires_at
 
     def _touch(self, token_hash: str, now: float) -> None:
         """Record a use, at most once per LAST_USED_RESOLUTION per token: a write per call

@@ -14,7 +14,8 @@ from sqlmodel import Session, SQLModel
 
 from scheduler.domain import FailedPrecondition, Job, JobPreemption, JobState, Run, RunState, Site, SiteState
 from scheduler.store import migrations, models  # noqa: F401  (models registers the tables)
-from scheduler.store.changes import Observer, collect, committed_changes
+from scheduler.store.changes import Observer, collect, committed_changes, touched_tables
+from scheduler.store.generations import Generations
 from scheduler.store.codec import inventory_from_json, spec_from_json
 from scheduler.store.models import JobRow, RunRow, SiteRow
 
@@ -29,6 +30,7 @@ class Database:
     def __init__(self, engine: Engine, read_engine: Engine | None = None) -> None:
         self.engine = engine
         self.read_engine = read_engine or engine
+        self.generations = Generations()   # what this process changed: the caches' invalidation
         # Write-through (store.changes): each commit and the hand-over of what it changed
         # happen under one lock, so observers see commits in the order they were made.
         self.commit_lock = threading.RLock()
@@ -98,6 +100,7 @@ class Database:
                     session.flush()
                     with self.commit_lock:
                         session.commit()
+                        self.generations.bump(touched_tables(session))
                         if self._observers:
                             changes = committed_changes(session)
                             if changes:

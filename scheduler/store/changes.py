@@ -52,11 +52,12 @@ class Observer(Protocol):
 
 
 class _Collected:
-    """The ORM objects one session flushed, kept until its commit."""
+    """The ORM objects one session flushed, kept until its commit, and the tables written."""
 
     def __init__(self) -> None:
         self.rows: dict[tuple[type, object], object] = {}
         self.noted = Changes()
+        self.tables: set[str] = set()
 
 
 def collect(session: Session) -> None:
@@ -68,6 +69,9 @@ def collect(session: Session) -> None:
 def _after_flush(session: Session, _context: object) -> None:
     collected: _Collected = session.info[_KEY]
     for obj in (*session.new, *session.dirty, *session.deleted):
+        table = getattr(obj, "__table__", None)
+        if table is not None:
+            collected.tables.add(table.name)
         if isinstance(obj, (JobRow, RunRow, SiteRow, UsageRow, ContributionRow, SiteUptimeRow, MetaRow,
                             *_ACCOUNT_TABLES)):
             collected.rows[(type(obj), id(obj))] = obj
@@ -78,6 +82,7 @@ def note_jobs(session: Session, jobs: list[Job]) -> None:
     collected: _Collected | None = session.info.get(_KEY)
     if collected is not None:
         collected.noted.jobs.update((j.id, j) for j in jobs)
+        collected.tables.add(JobRow.__tablename__)
 
 
 def note(session: Session, changes: Changes) -> None:
@@ -85,6 +90,11 @@ def note(session: Session, changes: Changes) -> None:
     collected: _Collected | None = session.info.get(_KEY)
     if collected is None:
         return
+    collected.tables.update(table for table, values in (
+        (JobRow.__tablename__, changes.jobs or changes.reasons), (RunRow.__tablename__, changes.runs),
+        (UsageRow.__tablename__, changes.usage), (ContributionRow.__tablename__, changes.contributions),
+        (SiteRow.__tablename__, changes.contributed_until), (SiteUptimeRow.__tablename__, changes.uptime))
+        if values)
     n = collected.noted
     n.jobs.update(changes.jobs)
     n.runs.update(changes.runs)
@@ -93,6 +103,12 @@ def note(session: Session, changes: Changes) -> None:
     n.contributed_until.update(changes.contributed_until)
     n.uptime.update(changes.uptime)
     n.reasons.update(changes.reasons)
+
+
+def touched_tables(session: Session) -> set[str]:
+    """The tables `session` wrote (the generations of store.generations count them)."""
+    collected: _Collected | None = session.info.get(_KEY)
+    return collected.tables if collected is not None else set()
 
 
 def committed_changes(session: Session) -> Changes:

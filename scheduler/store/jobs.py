@@ -1,17 +1,22 @@
 """Jobs as researchers see them: submit (idempotent), read, list, cancel."""
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 
 from scheduler.domain import Job, JobState, NotFound, TERMINAL_JOB_STATES
 from scheduler.states import transition
-from scheduler.store.base import Database, job_from_row
+from scheduler.store.audit import AuditEntry, add_entry
+from scheduler.store.base import Database, StoreUnavailable, job_from_row
 from scheduler.store.codec import secrets_to_json, spec_to_json
 from scheduler.store.models import JobRow, RunRow
+from scheduler.store.group_commit import GroupCommit
 from scheduler.store.requeue import locked_job
+
+AuditLine = Callable[[Job], AuditEntry]   # the audit line of a submit, given the job it answers with
 
 
 @dataclass(frozen=True)
@@ -21,30 +26,59 @@ class CancelOutcome:
     stop_site: str = ""
 
 
+@dataclass(frozen=True)
+class _Submit:
+    job: Job
+    key: str | None
+    audit: AuditLine | None
+
+
+Submitted = tuple[Job, bool]   # (the job, as read back; created now, or an earlier one for the key)
+
+
 class JobsRepo:
     def __init__(self, db: Database) -> None:
         self.db = db
+        self.committer: GroupCommit[_Submit, Submitted] = GroupCommit(self._commit_batch)
 
-    def submit(self, job: Job, idempotency_key: str | None) -> tuple[Job, bool]:
-        """Insert a job, or return the earlier one with the same (owner, key).
+    def submit(self, job: Job, idempotency_key: str | None, audit: AuditLine | None = None) -> Submitted:
+        """Insert a job, or return the earlier one with the same (owner, key); with `audit`,
+        its audit line goes into the same transaction.
 
-        No look-up first: the unique (owner, key) constraint decides, which also covers
-        two retries racing each other.
+        Concurrent submits are committed together (`GroupCommit`). No look-up first: the
+        unique (owner, key) constraint decides, which also covers two retries racing.
         """
-        row = JobRow(id=job.id, owner=job.owner, institution=job.institution,
-                     spec_json=spec_to_json(job.spec), secret_env_json=secrets_to_json(job.spec),
-                     state=job.state.value,
-                     reason=job.reason, submitted_at=job.submitted_at, project=job.spec.project,
-                     updated_at=job.submitted_at, idempotency_key=idempotency_key or None)
+        return self.committer.submit(_Submit(job, idempotency_key or None, audit))
+
+    def _commit_batch(self, batch: Sequence[_Submit]) -> list[Submitted | BaseException]:
+        """All in one transaction; if that fails (a key used before, one bad row), one by
+        one, so that each caller gets exactly its own answer. A database that is down
+        fails them all: nothing was written."""
+        if len(batch) > 1:
+            try:
+                with self.db.tx() as s:
+                    return list(_insert(s, batch))
+            except StoreUnavailable:
+                raise
+            except Exception:  # noqa: BLE001 - sorted out below, request by request
+                pass
+        return [self._commit_one(request) for request in batch]
+
+    def _commit_one(self, request: _Submit) -> Submitted | BaseException:
         try:
             with self.db.tx() as s:
-                s.add(row)
-        except IntegrityError:
-            earlier = self.find_by_key(job.owner, idempotency_key) if idempotency_key else None
-            if earlier is None:
-                raise
-            return earlier, False  # an earlier or concurrent submit with this key won
-        return job_from_row(row), True   # as read back: secret values redacted
+                return _insert(s, [request])[0]
+        except IntegrityError as exc:
+            conflict = exc
+        except Exception as exc:  # noqa: BLE001 - this caller's error, and only theirs
+            return exc
+        earlier = self.find_by_key(request.job.owner, request.key) if request.key else None
+        if earlier is None:
+            return conflict
+        if request.audit is not None:   # an earlier or concurrent submit with this key won
+            with self.db.tx() as s:
+                add_entry(s, request.audit(earlier))
+        return earlier, False
 
     def find_by_key(self, owner: str, key: str) -> Job | None:
         with self.db.read() as s:
@@ -99,3 +133,32 @@ class JobsRepo:
             run = s.get(RunRow, row.run_id)
             site = run.site if run else row.site
             return CancelOutcome(job_from_row(row), stop_run_id=row.run_id, stop_site=site)
+
+
+def _insert(s: Session, batch: Sequence[_Submit]) -> list[Submitted]:
+    """Add the batch's jobs (through the ORM, so observers of its flushes see them) and
+    their audit lines to `s`. A key used twice in the batch makes one job: the second
+    request is answered with the first's."""
+    firsts: dict[tuple[str, str], Job] = {}
+    answers: list[Submitted] = []
+    for request in batch:
+        first = firsts.get((request.job.owner, request.key)) if request.key else None
+        if first is None:
+            row = _row(request.job, request.key)
+            s.add(row)
+            answer = (job_from_row(row), True)   # as read back: secret values redacted
+            if request.key:
+                firsts[(request.job.owner, request.key)] = answer[0]
+        else:
+            answer = (first, False)
+        if request.audit is not None:
+            add_entry(s, request.audit(answer[0]))
+        answers.append(answer)
+    return answers
+
+
+def _row(job: Job, key: str | None) -> JobRow:
+    return JobRow(id=job.id, owner=job.owner, institution=job.institution, spec_json=spec_to_json(job.spec),
+                  secret_env_json=secrets_to_json(job.spec), state=job.state.value, reason=job.reason,
+                  submitted_at=job.submitted_at, project=job.spec.project, updated_at=job.submitted_at,
+                  idempotency_key=key)

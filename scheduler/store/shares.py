@@ -11,6 +11,7 @@ from scheduler.domain import AlreadyExists, InvalidArgument, NotFound
 from scheduler.lending import LendingPolicy
 from scheduler.shares_domain import InstitutionShare, ProjectShare, ShareSettings
 from scheduler.store.base import Database
+from scheduler.store.generations import Cached
 from scheduler.store.ledger import decayed
 from scheduler.store.lending import load_lending
 from scheduler.store.models import (
@@ -19,6 +20,7 @@ from scheduler.store.models import (
 
 SETTINGS_KEY = "share_settings"
 DEFAULT_PROJECT = "default"
+PROJECTS_TTL = 60.0   # projects are never deleted: a resolved one stays right
 
 
 def project_id(institution: str, name: str) -> str:
@@ -44,6 +46,7 @@ def ensure_default_project(s: Session, institution: str, now: float) -> None:
 class SharesRepo:
     def __init__(self, db: Database) -> None:
         self.db = db
+        self._projects: Cached[str] = Cached(db.generations, (ProjectRow.__tablename__,), PROJECTS_TTL)
 
     def settings(self) -> ShareSettings:
         with self.db.read() as s:
@@ -80,7 +83,11 @@ class SharesRepo:
             return [ProjectShare(r.id, r.institution, r.weight) for r in rows]
 
     def resolve_project(self, institution: str, name: str, now: float) -> str:
-        """The project id a job of `institution` is charged to; the default one is made on demand."""
+        """The project id a job of `institution` is charged to; the default one is made on
+        demand. Resolved ids are cached (projects are never deleted); refusals are not."""
+        return self._projects.get((institution, name), now, lambda: self._resolve(institution, name, now))
+
+    def _resolve(self, institution: str, name: str, now: float) -> str:
         with self.db.tx() as s:
             if not name or name == DEFAULT_PROJECT:
                 ensure_default_project(s, institution, now)

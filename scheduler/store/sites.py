@@ -8,12 +8,16 @@ from sqlmodel import select
 from scheduler.domain import Inventory, NotFound, Site, SiteState
 from scheduler.store.base import Database, site_from_row
 from scheduler.store.codec import inventory_to_json
+from scheduler.store.generations import Cached
 from scheduler.store.models import RunRow, SiteRow
+
+RECENT_TTL = 2.0   # seconds another broker's change to a site may go unseen by `recent`
 
 
 class SitesRepo:
     def __init__(self, db: Database) -> None:
         self.db = db
+        self._recent: Cached[list[Site]] = Cached(db.generations, (SiteRow.__tablename__,), RECENT_TTL)
 
     def get(self, name: str) -> Site:
         with self.db.read() as s:
@@ -25,6 +29,11 @@ class SitesRepo:
     def list(self) -> list[Site]:
         with self.db.read() as s:
             return [site_from_row(r) for r in s.exec(select(SiteRow).order_by(SiteRow.name)).all()]
+
+    def recent(self, now: float) -> list[Site]:
+        """`list()`, shared by the calls of the last RECENT_TTL seconds until a site changes:
+        what a submit's feasibility check reads, a thousand times a second in a burst."""
+        return self._recent.get(None, now, self.list)
 
     def gpus_in_use(self) -> dict[str, dict[str, int]]:
         """site -> model -> GPUs held by live runs."""
