@@ -6,6 +6,10 @@ executor leases, Slurm's node-not-responding).
 Renewals live in memory, not in the store. A heartbeat is then no database write,
 and a broker that restarts (or a standby that takes over) gives every site a
 fresh TTL from its own start instead of declaring them all lost at once.
+
+Expiry is checked at the next lease deadline, not only at the cycle's tick: the
+cycle waits at most `wait_seconds()`, so a silent site is LOST within the TTL plus
+the time one cycle takes to start, whatever the tick.
 """
 from __future__ import annotations
 
@@ -15,6 +19,9 @@ from collections.abc import Iterable
 from scheduler.clock import Clock
 
 DEFAULT_TTL_SECONDS = 30.0
+# A lease is expired once the clock is past its deadline; waking this much later makes
+# sure it is (the wait runs on the monotonic clock, the deadline on the injected one).
+DEADLINE_MARGIN_SECONDS = 0.01
 
 
 class SiteLeases:
@@ -26,6 +33,8 @@ class SiteLeases:
         self._since = clock.now()       # a site not heard from since start counts from here
         self._renewed: dict[str, float] = {}
         self._lost: set[str] = set()
+        self._asked = self._since       # when the cycle last asked how long to wait
+        self._checked = self._since     # when expiry was last checked
         self._lock = threading.Lock()
 
     def renew(self, site: str) -> bool:
@@ -57,8 +66,32 @@ class SiteLeases:
 
     def expired(self, sites: Iterable[str]) -> list[str]:
         """Those of `sites` whose lease ran out; they are marked lost here."""
-        deadline = self.clock.now() - self.ttl_seconds
+        now = self.clock.now()
+        deadline = now - self.ttl_seconds
         with self._lock:
+            self._checked = now
             gone = [s for s in sites if s not in self._lost and self._renewed.get(s, self._since) < deadline]
             self._lost.update(gone)
         return gone
+
+    def next_expiry(self, after: float) -> float | None:
+        """The earliest lease deadline later than `after` among sites not lost (a site
+        silent since then expires right after it); None if there is none."""
+        with self._lock:
+            # Sites not heard from since start are not listed here: they all expire at once.
+            deadlines = [t + self.ttl_seconds for s, t in self._renewed.items() if s not in self._lost]
+            deadlines.append(self._since + self.ttl_seconds)
+        ahead = [d for d in deadlines if d > after]
+        return min(ahead) if ahead else None
+
+    def wait_seconds(self, longest: float) -> float:
+        """How long the cycle may wait before checking expiry again: until just past the
+        next deadline it has not waited for yet, never longer than `longest` (its tick).
+        A deadline that passed unchecked (during a pass) gives one immediate pass, not a spin."""
+        now = self.clock.now()
+        with self._lock:
+            since, self._asked = max(self._asked, self._checked), now
+        deadline = self.next_expiry(after=since)
+        if deadline is None:
+            return longest
+        return max(0.0, min(longest, deadline - now + DEADLINE_MARGIN_SECONDS))
