@@ -2,12 +2,12 @@
 
 A session is two halves: a reader thread applies what the agent reports, and the
 response generator drains the session's outbox, so a command committed by the
-cycle reaches the agent at once rather than at its next heartbeat.
+cycle reaches the agent at once rather than at its next heartbeat. The drain
+blocks on the outbox without polling: the end of the call closes the session.
 """
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 from collections.abc import Iterator
 
@@ -28,6 +28,7 @@ HEARTBEAT_SECONDS = 5.0
 class SiteServicer(site_pb2_grpc.SiteServiceServicer):
     def __init__(self, core: Core) -> None:
         self.core = core
+        self.reports = sites.SiteReports(core)   # reports of all this port's streams, batched
 
     def Join(self, request: site_pb2.JoinRequest, context: CallContext) -> site_pb2.JoinResponse:
         joined = sites.join(self.core, request.join_token, request.csr)
@@ -54,7 +55,10 @@ class SiteServicer(site_pb2_grpc.SiteServiceServicer):
     def Connect(self, request_iterator: Iterator[site_pb2.AgentMessage],
                 context: CallContext) -> Iterator[site_pb2.BrokerMessage]:
         site = context.caller.site
-        first = next(request_iterator, None)
+        try:
+            first = next(request_iterator, None)
+        except grpc.RpcError:
+            return   # the agent went away before its Hello
         if first is None or first.WhichOneof("body") != "hello":
             raise InvalidArgument("the first message on a site stream must be hello")
         hello = first.hello
@@ -73,7 +77,9 @@ class SiteServicer(site_pb2_grpc.SiteServiceServicer):
             # At least three heartbeats per lease TTL, so one lost beat never costs a lease.
             beat = min(HEARTBEAT_SECONDS, self.core.leases.ttl_seconds / 3)
             yield site_pb2.BrokerMessage(welcome=site_pb2.Welcome(site=site, heartbeat_seconds=beat))
-            yield from self._drain(session, context)
+            if not context.add_callback(session.close):   # the call already ended
+                session.close()
+            yield from self._drain(session)
         finally:
             if self.core.sessions.close(session):
                 sites.site_disconnected(self.core, site)
@@ -82,14 +88,10 @@ class SiteServicer(site_pb2_grpc.SiteServiceServicer):
             code, message = status_for(failure[0])
             context.abort(code, message)
 
-    def _drain(self, session: SiteSession, context: grpc.ServicerContext) -> Iterator[site_pb2.BrokerMessage]:
-        while context.is_active() and not session.closed.is_set():
-            try:
-                command = session.outbox.get(timeout=1.0)
-            except queue.Empty:
-                continue
-            if command is None:
-                return
+    @staticmethod
+    def _drain(session: SiteSession) -> Iterator[site_pb2.BrokerMessage]:
+        """The session's commands until it closes (its call ended, or it was replaced)."""
+        while (command := session.outbox.get()) is not None:
             yield command_to_pb(command)
 
     def _read(self, site: str, session: SiteSession, messages: Iterator[site_pb2.AgentMessage],
@@ -115,7 +117,7 @@ class SiteServicer(site_pb2_grpc.SiteServiceServicer):
                 report = run_report_from_pb(message.run)
             except InvalidArgument as exc:
                 raise InvalidArgument(f"run report for {message.run.run_id[:100]!r}: {exc}") from exc
-            return sites.site_reported(self.core, site, report)
+            return self.reports.report(site, report)
         if kind == "log":
             sites.site_log(self.core, site, message.log.run_id, message.log.offset, message.log.data)
         elif kind == "inventory":
