@@ -114,7 +114,7 @@ class SchedulingCycle:
     def _loop(self) -> None:
         store_down = False
         while not self._stop.is_set():
-            self._wake.wait(self.leases.wait_seconds(self.tick_seconds))   # a lease deadline comes first
+            self.leases.wait(self._wake, self.tick_seconds)   # or until a lease runs out
             self._wake.clear()
             if self._stop.is_set():
                 return

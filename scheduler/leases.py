@@ -8,19 +8,21 @@ and a broker that restarts (or a standby that takes over) gives every site a
 fresh TTL from its own start instead of declaring them all lost at once.
 
 Expiry is checked at the next lease deadline, not only at the cycle's tick: the
-cycle waits at most `wait_seconds()`, so a silent site is LOST within the TTL plus
-the time one cycle takes to start, whatever the tick.
+cycle waits between passes with `wait()`, which ends once a lease has run out, so a
+silent site is LOST within the TTL plus what remains of a pass already running,
+whatever the tick.
 """
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterable
 
 from scheduler.clock import Clock
 
 DEFAULT_TTL_SECONDS = 30.0
 # A lease is expired once the clock is past its deadline; waking this much later makes
-# sure it is (the wait runs on the monotonic clock, the deadline on the injected one).
+# sure it is (the wait runs on the monotonic clock, deadlines on the injected one).
 DEADLINE_MARGIN_SECONDS = 0.01
 
 
@@ -33,8 +35,8 @@ class SiteLeases:
         self._since = clock.now()       # a site not heard from since start counts from here
         self._renewed: dict[str, float] = {}
         self._lost: set[str] = set()
-        self._asked = self._since       # when the cycle last asked how long to wait
         self._checked = self._since     # when expiry was last checked
+        self._woken = self._since       # when a lease that ran out last ended the cycle's wait
         self._lock = threading.Lock()
 
     def renew(self, site: str) -> bool:
@@ -84,14 +86,22 @@ class SiteLeases:
         ahead = [d for d in deadlines if d > after]
         return min(ahead) if ahead else None
 
-    def wait_seconds(self, longest: float) -> float:
-        """How long the cycle may wait before checking expiry again: until just past the
-        next deadline it has not waited for yet, never longer than `longest` (its tick).
-        A deadline that passed unchecked (during a pass) gives one immediate pass, not a spin."""
-        now = self.clock.now()
-        with self._lock:
-            since, self._asked = max(self._asked, self._checked), now
-        deadline = self.next_expiry(after=since)
-        if deadline is None:
-            return longest
-        return max(0.0, min(longest, deadline - now + DEADLINE_MARGIN_SECONDS))
+    def wait(self, wake: threading.Event, longest: float) -> None:
+        """The cycle's wait between passes: until `wake` is set, `longest` seconds (its tick)
+        pass, or a lease runs out, whichever comes first. It sleeps until just past the next
+        deadline, and sleeps on if that site spoke meanwhile, so sites that keep talking
+        cost no pass. A lease that ran out ends one wait only: if the pass that follows
+        fails (the store is down), the next wait is the tick, not a spin."""
+        end = time.monotonic() + longest
+        while (left := end - time.monotonic()) > 0:
+            now = self.clock.now()
+            with self._lock:
+                seen = max(self._checked, self._woken)
+            deadline = self.next_expiry(after=seen)
+            if deadline is not None and deadline < now:   # ran out, and no check saw it yet
+                with self._lock:
+                    self._woken = now
+                return
+            step = left if deadline is None else min(left, deadline - now + DEADLINE_MARGIN_SECONDS)
+            if wake.wait(step):
+                return

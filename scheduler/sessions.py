@@ -12,15 +12,16 @@ import queue
 import threading
 
 from scheduler.commands import Command
-from scheduler.domain import ResourceExhausted
+from scheduler.domain import Inventory, ResourceExhausted
 
 CLOSE = None  # sentinel that ends a session's outgoing stream
 MAX_SITE_STREAMS = 2000   # a federation of 100 institutions has a few hundred sites
 
 
 class SiteSession:
-    def __init__(self, site: str) -> None:
+    def __init__(self, site: str, inventory: Inventory | None = None) -> None:
         self.site = site
+        self.inventory = inventory   # the last one the site sent: a repeat is no news
         self.outbox: queue.Queue[Command | None] = queue.Queue()
         self.closed = threading.Event()
 
@@ -38,9 +39,9 @@ class SessionRegistry:
         self._lock = threading.Lock()
         self._sessions: dict[str, SiteSession] = {}
 
-    def open(self, site: str) -> SiteSession:
+    def open(self, site: str, inventory: Inventory | None = None) -> SiteSession:
         """The site's new session; ResourceExhausted if `max_sessions` other sites hold one."""
-        session = SiteSession(site)
+        session = SiteSession(site, inventory)
         with self._lock:
             old = self._sessions.get(site)
             if old is None and len(self._sessions) >= self.max_sessions:

@@ -1,54 +1,87 @@
 """A silent site is LOST at its lease deadline, not at the cycle's next tick: the
-cycle waits at most until the next deadline (SiteLeases.wait_seconds)."""
+cycle's wait between passes (SiteLeases.wait) ends once a lease runs out, and sites
+that keep talking never end it."""
 from __future__ import annotations
 
+import threading
 import time
 
 from minga.v1 import common_pb2
 
 from scheduler.clock import FakeClock
-from scheduler.leases import DEADLINE_MARGIN_SECONDS, SiteLeases
+from scheduler.leases import SiteLeases
 from tests.fixtures_broker import ScriptedSite, gpu_inventory, start_broker
 from tests.test_leases import site_info, until
 
-TICK = 2.0
+WAIT = 10.0   # no test waits this long: each wait it starts ends for another reason
 
 
-def test_the_cycle_waits_until_just_past_the_next_lease_deadline() -> None:
+def waiting(leases: SiteLeases, wake: threading.Event, longest: float = 3600.0) -> threading.Thread:
+    thread = threading.Thread(target=leases.wait, args=(wake, longest), daemon=True)
+    thread.start()
+    return thread
+
+
+def test_next_expiry_is_the_earliest_deadline_ahead_of_sites_not_lost() -> None:
     clock = FakeClock()
+    start = clock.now()
     leases = SiteLeases(clock, ttl_seconds=30)
+    assert leases.next_expiry(after=start) == start + 30          # sites not heard from yet
     leases.connected("a")
     clock.advance(10)
     leases.connected("b")
-    assert leases.wait_seconds(TICK) == TICK                 # a's deadline is 20 s away
-    clock.advance(19)
-    assert leases.wait_seconds(TICK) == 1 + DEADLINE_MARGIN_SECONDS
-    clock.advance(1 + DEADLINE_MARGIN_SECONDS)
-    assert leases.expired(["a", "b"]) == ["a"]               # the pass after that wait finds it
-    assert leases.next_expiry(after=clock.now()) == clock.now() - DEADLINE_MARGIN_SECONDS + 10   # b's
-    leases.renew("b")                                        # b keeps talking: its deadline moves on
-    assert leases.next_expiry(after=clock.now()) == clock.now() + 30
+    assert leases.next_expiry(after=start + 30) == start + 40     # b's
+    clock.advance(21)
+    assert leases.expired(["a", "b"]) == ["a"]
+    assert leases.next_expiry(after=start + 30) == start + 40     # a is lost: it expires no more
+    leases.renew("b")                                             # b keeps talking: its deadline moves on
+    assert leases.next_expiry(after=start + 30) == clock.now() + 30
 
 
-def test_a_deadline_that_passed_during_a_long_pass_gives_one_immediate_pass_not_a_spin() -> None:
+def test_the_wait_ends_when_a_silent_sites_lease_runs_out() -> None:
     clock = FakeClock()
-    leases = SiteLeases(clock, ttl_seconds=30)
+    leases = SiteLeases(clock, ttl_seconds=0.05)   # seconds of the fake clock, slept for real
     leases.connected("a")
-    assert leases.wait_seconds(TICK) == TICK
-    clock.advance(31)                                        # a pass ran across a's deadline
-    assert leases.wait_seconds(TICK) == 0                    # so check at once...
-    assert leases.wait_seconds(TICK) == TICK                 # ...once (say the store was down)
+    wake = threading.Event()
+    thread = waiting(leases, wake)
+    clock.advance(0.1)
+    thread.join(WAIT)
+    assert not thread.is_alive() and not wake.is_set()           # the deadline ended it, not an event
     assert leases.expired(["a"]) == ["a"]
 
 
-def test_sites_not_heard_from_since_start_expire_together_at_start_plus_ttl() -> None:
+def test_a_site_that_keeps_talking_never_ends_the_wait_and_an_event_does() -> None:
     clock = FakeClock()
-    leases = SiteLeases(clock, ttl_seconds=5)
-    assert leases.wait_seconds(60) == 5 + DEADLINE_MARGIN_SECONDS
-    clock.advance(5 + DEADLINE_MARGIN_SECONDS)
-    assert leases.expired(["x", "y"]) == ["x", "y"]
-    assert leases.next_expiry(after=clock.now()) is None
-    assert leases.wait_seconds(60) == 60
+    leases = SiteLeases(clock, ttl_seconds=0.05)
+    leases.connected("a")
+    clock.advance(0.04)
+    leases.renew("a")
+    clock.advance(0.04)
+    assert leases.expired(["a", "never-heard-from"]) == ["never-heard-from"]   # a pass saw that one
+    wake = threading.Event()
+    thread = waiting(leases, wake)
+    for _ in range(20):                             # many deadlines pass, each after a renewal
+        time.sleep(0.02)
+        clock.advance(0.02)
+        leases.renew("a")
+    assert thread.is_alive()
+    wake.set()
+    thread.join(WAIT)
+    assert not thread.is_alive()
+
+
+def test_a_lease_that_ran_out_ends_one_wait_only_so_a_failing_pass_does_not_spin() -> None:
+    clock = FakeClock()
+    leases = SiteLeases(clock, ttl_seconds=0.05)
+    leases.connected("a")
+    clock.advance(0.1)
+    first = waiting(leases, threading.Event())
+    first.join(WAIT)
+    assert not first.is_alive()
+    second = waiting(leases, threading.Event())    # the pass failed before it checked expiry
+    time.sleep(0.2)
+    assert second.is_alive()                        # waits for its tick (or an event) instead
+    assert leases.expired(["a"]) == ["a"]
 
 
 def test_a_broker_with_a_long_tick_still_loses_a_silent_site_at_its_deadline(tmp_path) -> None:

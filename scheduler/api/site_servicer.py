@@ -64,11 +64,11 @@ class SiteServicer(site_pb2_grpc.SiteServiceServicer):
         hello = first.hello
         reports = [run_report_from_pb(r) for r in hello.runs]
         ray_down = (hello.health.message or "unreachable") if hello.health.ray_down else None
-        session = self.core.sessions.open(site)
+        inventory = inventory_from_pb(hello.inventory)
+        session = self.core.sessions.open(site, inventory)
         failure: list[Exception] = []
         try:
-            for command in sites.site_connected(self.core, site, inventory_from_pb(hello.inventory),
-                                                reports, ray_down):
+            for command in sites.site_connected(self.core, site, inventory, reports, ray_down):
                 session.send(command)
             reader = threading.Thread(target=self._read, args=(site, session, request_iterator, failure),
                                       name=f"site-reader-{site}", daemon=True)
@@ -101,7 +101,7 @@ class SiteServicer(site_pb2_grpc.SiteServiceServicer):
                 if not sites.site_alive(self.core, site):
                     log.warning("site %s spoke after its lease expired; ending its session", site)
                     return
-                for command in self._handle(site, message):
+                for command in self._handle(session, message):
                     session.send(command)
         except grpc.RpcError:
             pass  # the agent went away; the finally in Connect records it
@@ -110,8 +110,8 @@ class SiteServicer(site_pb2_grpc.SiteServiceServicer):
         finally:
             session.close()
 
-    def _handle(self, site: str, message: site_pb2.AgentMessage) -> list:
-        kind = message.WhichOneof("body")
+    def _handle(self, session: SiteSession, message: site_pb2.AgentMessage) -> list:
+        site, kind = session.site, message.WhichOneof("body")
         if kind == "run":
             try:
                 report = run_report_from_pb(message.run)
@@ -121,7 +121,10 @@ class SiteServicer(site_pb2_grpc.SiteServiceServicer):
         if kind == "log":
             sites.site_log(self.core, site, message.log.run_id, message.log.offset, message.log.data)
         elif kind == "inventory":
-            sites.site_inventory(self.core, site, inventory_from_pb(message.inventory.inventory))
+            inventory = inventory_from_pb(message.inventory.inventory)
+            if inventory != session.inventory:   # a repeat only renews the lease
+                sites.site_inventory(self.core, site, inventory)
+                session.inventory = inventory
         elif kind == "health":
             sites.site_health(self.core, site, message.health.ray_down, message.health.message,
                               message.health.refusing_starts)
