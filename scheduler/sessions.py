@@ -16,6 +16,7 @@ from scheduler.domain import Inventory, ResourceExhausted
 
 CLOSE = None  # sentinel that ends a session's outgoing stream
 MAX_SITE_STREAMS = 2000   # a federation of 100 institutions has a few hundred sites
+FULL_RETRY_SECONDS = 5.0  # the retry hint to a site refused because the broker is full
 
 
 class SiteSession:
@@ -46,7 +47,7 @@ class SessionRegistry:
             old = self._sessions.get(site)
             if old is None and len(self._sessions) >= self.max_sessions:
                 raise ResourceExhausted(f"this broker holds its maximum of {self.max_sessions} site streams; "
-                                        "the agent retries")
+                                        "the agent retries", FULL_RETRY_SECONDS)
             self._sessions[site] = session
         if old is not None:
             old.close()
