@@ -24,13 +24,12 @@ class SiteSession:
         self.site = site
         self.inventory = inventory   # the last one the site sent: a repeat is no news
         self.outbox: queue.Queue[Command | None] = queue.Queue()
-        self.closed = threading.Event()
 
     def send(self, command: Command) -> None:
         self.outbox.put(command)
 
     def close(self) -> None:
-        self.closed.set()
+        """End the outgoing stream after what is queued (safe to call more than once)."""
         self.outbox.put(CLOSE)
 
 
