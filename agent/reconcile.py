@@ -21,7 +21,8 @@ does the start count as failed (an infrastructure failure, requeued by the broke
 without touching the job's max_attempts), and the site says Ray keeps refusing
 (`on_refusing`: DEGRADED until a cool-off passes). A run this agent submitted once is
 never submitted again: if Ray forgot it (a restarted head), it is reported UNKNOWN, so
-the broker requeues it as a new attempt with a new run id.
+the broker requeues it as a new attempt with a new run id (agent/submitted.py keeps that
+record bounded).
 
 Not thread-safe for concurrent callers of `start_run`/`stop_run`/`tick` (the
 session calls those from one thread); `hello_runs` and `on_delivered` may be
@@ -46,6 +47,7 @@ from agent.refusals import (
     REFUSING_COOLOFF_SECONDS, START_TRIES, PendingStart, is_transient, retry_delay,
 )
 from agent.states import run_state_from_proto
+from agent.submitted import SubmittedRuns
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +83,7 @@ class Reconciler:
         self._lock = threading.RLock()
         self._runs: dict[str, TrackedRun] = {}
         self._ray_failing = False
-        self._submitted: set[str] = set()      # run ids this agent had Ray accept (or found there)
+        self._submitted = SubmittedRuns()      # runs this agent had Ray accept (or found there)
         self._pending: dict[str, tuple[site_pb2.StartRun, PendingStart]] = {}  # refused, to retry
         self._rng = rng or random.Random()
         self.on_refusing = on_refusing or (lambda reason: self.outbox.put(wire.refusing_message(reason)))
@@ -115,7 +117,7 @@ class Reconciler:
                 log.info("run %s already tracked; StartRun ignored", start.run_id)
                 return
             run = self._runs[start.run_id] = TrackedRun(start.run_id, start.job_id, start.epoch)
-            seen = start.run_id in self._submitted
+            seen = self._submitted.seen(start.run_id, start.job_id, start.epoch)
         if seen:
             self._resent(run)
         else:
@@ -244,6 +246,7 @@ class Reconciler:
             run.delivered = state
             if run.finished and (state.terminal or state is RunState.UNKNOWN):
                 del self._runs[run.run_id]
+                self._submitted.ended(run.run_id, run.job_id, run.epoch)
 
     # -- internals --------------------------------------------------------------
 

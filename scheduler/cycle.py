@@ -50,7 +50,7 @@ class SchedulingCycle:
         self.clock = clock
         self.leases = leases
         self.fence = fence      # run first in each write; refuses a pass of a deposed leader
-        self.wakeups = Wakeups(pacing or Pacing(tick_seconds=tick_seconds))
+        self.wakeups = Wakeups(pacing or Pacing(tick_seconds=tick_seconds), wait=leases.wait)  # or a lease runs out
         self._thread: threading.Thread | None = None
         self.state = FederationState(lambda: load_rows(store.db), lambda: load_accounts(store.db))
         self._attached: Database | None = None

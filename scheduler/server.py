@@ -39,13 +39,14 @@ from scheduler.domain import InvalidArgument, Principal, Role, Unauthenticated
 from scheduler.paths import data_dir
 from scheduler.pki import SITE_CERT_DAYS, BrokerPki, has_broker_pki, load_broker_pki
 from scheduler.service.packages import check_limit_setting
-from scheduler.sessions import SessionRegistry
+from scheduler.sessions import MAX_SITE_STREAMS, SessionRegistry
 from scheduler.validation import MAX_PACKAGE_BYTES
 from scheduler.wakeups import Pacing
 from scheduler.store import Store
 
 log = logging.getLogger(__name__)
 MAX_MESSAGE_BYTES = 80 * 1024 * 1024
+API_WORKERS = 128   # threads for unary calls and short streams, apart from the site streams
 
 
 @dataclass
@@ -311,8 +312,12 @@ SITE_PORT_RPCS = frozenset({"/minga.v1.SiteService/Connect", "/minga.v1.SiteServ
 
 
 def _grpc_server(interceptor: grpc.ServerInterceptor) -> grpc.Server:
+    """A sync server whose pool holds every site stream (one worker each for its whole
+    life, up to MAX_SITE_STREAMS, which SessionRegistry enforces) and still has
+    API_WORKERS for everything else. Threads start on demand, so the size costs nothing
+    until sites connect; 1,000 idle streams cost about 2,000 threads (handler and reader)."""
     return grpc.server(
-        futures.ThreadPoolExecutor(max_workers=128, thread_name_prefix="rpc"),
+        futures.ThreadPoolExecutor(max_workers=API_WORKERS + MAX_SITE_STREAMS, thread_name_prefix="rpc"),
         interceptors=[interceptor],
         options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                  ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),

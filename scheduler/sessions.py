@@ -1,7 +1,10 @@
 """Open site streams, so a command reaches a connected agent at once.
 
 Each site has at most one session; a new Connect from the same site replaces
-the old stream (the agent reconnected), which is closed.
+the old stream (the agent reconnected), which is closed. A sync gRPC server holds
+two threads per open stream (the handler and its reader), so the registry caps the
+open sessions at what the server was sized for (`MAX_SITE_STREAMS`): a site beyond
+it is refused and retries, and the API keeps its own workers.
 """
 from __future__ import annotations
 
@@ -9,33 +12,41 @@ import queue
 import threading
 
 from scheduler.commands import Command
+from scheduler.domain import Inventory, ResourceExhausted
 
 CLOSE = None  # sentinel that ends a session's outgoing stream
+MAX_SITE_STREAMS = 2000   # a federation of 100 institutions has a few hundred sites
+FULL_RETRY_SECONDS = 5.0  # the retry hint to a site refused because the broker is full
 
 
 class SiteSession:
-    def __init__(self, site: str) -> None:
+    def __init__(self, site: str, inventory: Inventory | None = None) -> None:
         self.site = site
+        self.inventory = inventory   # the last one the site sent: a repeat is no news
         self.outbox: queue.Queue[Command | None] = queue.Queue()
-        self.closed = threading.Event()
 
     def send(self, command: Command) -> None:
         self.outbox.put(command)
 
     def close(self) -> None:
-        self.closed.set()
+        """End the outgoing stream after what is queued (safe to call more than once)."""
         self.outbox.put(CLOSE)
 
 
 class SessionRegistry:
-    def __init__(self) -> None:
+    def __init__(self, max_sessions: int = MAX_SITE_STREAMS) -> None:
+        self.max_sessions = max_sessions
         self._lock = threading.Lock()
         self._sessions: dict[str, SiteSession] = {}
 
-    def open(self, site: str) -> SiteSession:
-        session = SiteSession(site)
+    def open(self, site: str, inventory: Inventory | None = None) -> SiteSession:
+        """The site's new session; ResourceExhausted if `max_sessions` other sites hold one."""
+        session = SiteSession(site, inventory)
         with self._lock:
             old = self._sessions.get(site)
+            if old is None and len(self._sessions) >= self.max_sessions:
+                raise ResourceExhausted(f"this broker holds its maximum of {self.max_sessions} site streams; "
+                                        "the agent retries", FULL_RETRY_SECONDS)
             self._sessions[site] = session
         if old is not None:
             old.close()

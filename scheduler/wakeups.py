@@ -13,7 +13,11 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+
+Wait = Callable[[threading.Event, float], object]
+"""Block until the event is set or the seconds pass (or sooner, e.g. at a lease deadline)."""
 
 
 @dataclass(frozen=True)
@@ -30,8 +34,9 @@ class Pacing:
 class Wakeups:
     """Coalesces `trigger()` calls into passes of one loop thread (see the module doc)."""
 
-    def __init__(self, pacing: Pacing) -> None:
+    def __init__(self, pacing: Pacing, wait: Wait = threading.Event.wait) -> None:
         self.pacing = pacing
+        self._wait = wait
         self._event = threading.Event()
         self._stop = threading.Event()
         self._last_end = time.monotonic()   # when the last pass ended (or pacing began)
@@ -52,7 +57,8 @@ class Wakeups:
     def next_pass(self) -> bool:
         """Block until the next pass is due; False once stopped. Every trigger that came
         before this returns is covered by the pass the caller runs now."""
-        if self._event.wait(self._until(self.pacing.tick_seconds)) and not self.stopped:
+        self._wait(self._event, self._until(self.pacing.tick_seconds))
+        if self._event.is_set() and not self.stopped:
             ready_at = max(time.monotonic() + self.pacing.settle_seconds, self._last_end + self.pacing.min_interval)
             self._stop.wait(min(ready_at, self._last_end + self.pacing.tick_seconds) - time.monotonic())
         self._event.clear()

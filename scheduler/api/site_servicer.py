@@ -2,12 +2,12 @@
 
 A session is two halves: a reader thread applies what the agent reports, and the
 response generator drains the session's outbox, so a command committed by the
-cycle reaches the agent at once rather than at its next heartbeat.
+cycle reaches the agent at once rather than at its next heartbeat. The drain
+blocks on the outbox without polling: the end of the call closes the session.
 """
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 from collections.abc import Iterator
 
@@ -28,6 +28,7 @@ HEARTBEAT_SECONDS = 5.0
 class SiteServicer(site_pb2_grpc.SiteServiceServicer):
     def __init__(self, core: Core) -> None:
         self.core = core
+        self.reports = sites.SiteReports(core)   # reports of all this port's streams, batched
 
     def Join(self, request: site_pb2.JoinRequest, context: CallContext) -> site_pb2.JoinResponse:
         joined = sites.join(self.core, request.join_token, request.csr)
@@ -54,17 +55,20 @@ class SiteServicer(site_pb2_grpc.SiteServiceServicer):
     def Connect(self, request_iterator: Iterator[site_pb2.AgentMessage],
                 context: CallContext) -> Iterator[site_pb2.BrokerMessage]:
         site = context.caller.site
-        first = next(request_iterator, None)
+        try:
+            first = next(request_iterator, None)
+        except grpc.RpcError:
+            return   # the agent went away before its Hello
         if first is None or first.WhichOneof("body") != "hello":
             raise InvalidArgument("the first message on a site stream must be hello")
         hello = first.hello
         reports = [run_report_from_pb(r) for r in hello.runs]
         ray_down = (hello.health.message or "unreachable") if hello.health.ray_down else None
-        session = self.core.sessions.open(site)
+        inventory = inventory_from_pb(hello.inventory)
+        session = self.core.sessions.open(site, inventory)
         failure: list[Exception] = []
         try:
-            for command in sites.site_connected(self.core, site, inventory_from_pb(hello.inventory),
-                                                reports, ray_down):
+            for command in sites.site_connected(self.core, site, inventory, reports, ray_down):
                 session.send(command)
             reader = threading.Thread(target=self._read, args=(site, session, request_iterator, failure),
                                       name=f"site-reader-{site}", daemon=True)
@@ -73,7 +77,9 @@ class SiteServicer(site_pb2_grpc.SiteServiceServicer):
             # At least three heartbeats per lease TTL, so one lost beat never costs a lease.
             beat = min(HEARTBEAT_SECONDS, self.core.leases.ttl_seconds / 3)
             yield site_pb2.BrokerMessage(welcome=site_pb2.Welcome(site=site, heartbeat_seconds=beat))
-            yield from self._drain(session, context)
+            if not context.add_callback(session.close):   # the call already ended
+                session.close()
+            yield from self._drain(session)
         finally:
             if self.core.sessions.close(session):
                 sites.site_disconnected(self.core, site)
@@ -82,14 +88,10 @@ class SiteServicer(site_pb2_grpc.SiteServiceServicer):
             code, message = status_for(failure[0])
             context.abort(code, message)
 
-    def _drain(self, session: SiteSession, context: grpc.ServicerContext) -> Iterator[site_pb2.BrokerMessage]:
-        while context.is_active() and not session.closed.is_set():
-            try:
-                command = session.outbox.get(timeout=1.0)
-            except queue.Empty:
-                continue
-            if command is None:
-                return
+    @staticmethod
+    def _drain(session: SiteSession) -> Iterator[site_pb2.BrokerMessage]:
+        """The session's commands until it closes (its call ended, or it was replaced)."""
+        while (command := session.outbox.get()) is not None:
             yield command_to_pb(command)
 
     def _read(self, site: str, session: SiteSession, messages: Iterator[site_pb2.AgentMessage],
@@ -99,7 +101,7 @@ class SiteServicer(site_pb2_grpc.SiteServiceServicer):
                 if not sites.site_alive(self.core, site):
                     log.warning("site %s spoke after its lease expired; ending its session", site)
                     return
-                for command in self._handle(site, message):
+                for command in self._handle(session, message):
                     session.send(command)
         except grpc.RpcError:
             pass  # the agent went away; the finally in Connect records it
@@ -108,18 +110,21 @@ class SiteServicer(site_pb2_grpc.SiteServiceServicer):
         finally:
             session.close()
 
-    def _handle(self, site: str, message: site_pb2.AgentMessage) -> list:
-        kind = message.WhichOneof("body")
+    def _handle(self, session: SiteSession, message: site_pb2.AgentMessage) -> list:
+        site, kind = session.site, message.WhichOneof("body")
         if kind == "run":
             try:
                 report = run_report_from_pb(message.run)
             except InvalidArgument as exc:
                 raise InvalidArgument(f"run report for {message.run.run_id[:100]!r}: {exc}") from exc
-            return sites.site_reported(self.core, site, report)
+            return self.reports.report(site, report)
         if kind == "log":
             sites.site_log(self.core, site, message.log.run_id, message.log.offset, message.log.data)
         elif kind == "inventory":
-            sites.site_inventory(self.core, site, inventory_from_pb(message.inventory.inventory))
+            inventory = inventory_from_pb(message.inventory.inventory)
+            if inventory != session.inventory:   # a repeat only renews the lease
+                sites.site_inventory(self.core, site, inventory)
+                session.inventory = inventory
         elif kind == "health":
             sites.site_health(self.core, site, message.health.ray_down, message.health.message,
                               message.health.refusing_starts)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from scheduler.auth import new_token
@@ -10,6 +11,7 @@ from scheduler.core import Core
 from scheduler.domain import FailedPrecondition, InvalidArgument, Inventory, NotFound, Principal, RunState
 from scheduler.pki import check_csr
 from scheduler.store.accounts import JoinGrant
+from scheduler.store.group_commit import GroupCommit
 from scheduler.validation import (
     check_digest, check_health_message, check_hello_runs, check_inventory, check_log_chunk, check_run_report,
 )
@@ -92,12 +94,26 @@ def site_alive(core: Core, site: str) -> bool:
     return core.leases.renew(site)
 
 
-def site_reported(core: Core, site: str, report: RunReport) -> list[Command]:
-    check_run_report(report.run_id, report.message)
-    commands = core.store.runs.apply_report(site, report, core.clock.now())
-    if report.state.terminal or report.state is RunState.UNKNOWN:
-        core.cycle.trigger()  # GPUs were freed
-    return commands
+class SiteReports:
+    """What the sites report about their runs, from every stream at once, applied in
+    batches: one transaction per batch (group commit, as a database does for its log)
+    and at most one cycle per batch. Each caller still gets its own commands back."""
+
+    def __init__(self, core: Core) -> None:
+        self.core = core
+        self.committer: GroupCommit[tuple[str, RunReport], list[Command]] = GroupCommit(self._apply)
+
+    def report(self, site: str, report: RunReport) -> list[Command]:
+        """Apply one report of `site`; the commands it gets back (e.g. stop a stale run)."""
+        check_run_report(report.run_id, report.message)
+        return self.committer.submit((site, report))
+
+    def _apply(self, batch: Sequence[tuple[str, RunReport]]) -> list[list[Command] | Exception]:
+        core = self.core
+        outcomes = core.store.runs.apply_reports(batch, core.clock.now())
+        if any(r.state.terminal or r.state is RunState.UNKNOWN for _, r in batch):
+            core.cycle.trigger()  # GPUs were freed
+        return outcomes
 
 
 def site_inventory(core: Core, site: str, inventory: Inventory) -> None:

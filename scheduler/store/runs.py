@@ -7,7 +7,7 @@ scheduler/lifecycle.py; here the rows are locked, loaded, and written back.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 
@@ -21,7 +21,7 @@ from scheduler.lifecycle import after_report, lease, preempt, unknown_run, unlis
 from scheduler.shares_domain import ShareSettings
 from scheduler.snapshot import Decisions, Placement, Preemption, Snapshot
 from scheduler.store.audit import SCHEDULER, SCHEDULER_ROLE, AuditEntry, add_entry
-from scheduler.store.base import Database, job_from_row, run_from_row, site_from_row
+from scheduler.store.base import Database, StoreUnavailable, job_from_row, run_from_row, site_from_row
 from scheduler.store.codec import inventory_from_json, spec_from_json, with_secrets
 from scheduler.accounting import ChargeBatch
 from scheduler.store.changes import Changes, note
@@ -129,6 +129,30 @@ class RunsRepo:
     def apply_report(self, site: str, report: RunReport, now: float) -> list[Command]:
         with self.db.tx() as s:
             return _apply_report(s, site, report, now)
+
+    def apply_reports(self, site_reports: Sequence[tuple[str, RunReport]], now: float
+                      ) -> list[list[Command] | Exception]:
+        """Many sites' reports in ONE transaction (a group commit): each one's commands,
+        in order. If one fails, the batch is rolled back and each report is applied in a
+        transaction of its own, so a bad report costs its own outcome (its exception),
+        never the others'. A database that is down fails them all (StoreUnavailable)."""
+        try:
+            with self.db.tx() as s:
+                return [_apply_report(s, site, report, now) for site, report in site_reports]
+        except StoreUnavailable:
+            raise
+        except Exception as exc:  # noqa: BLE001 - one report's fault: find out whose, one by one
+            if len(site_reports) == 1:
+                return [exc]
+        return [self._apply_alone(site, report, now) for site, report in site_reports]
+
+    def _apply_alone(self, site: str, report: RunReport, now: float) -> list[Command] | Exception:
+        try:
+            return self.apply_report(site, report, now)
+        except StoreUnavailable:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the outcome of this report alone
+            return exc
 
     def site_lost(self, site: str, reason: str, now: float, fence: Fence | None = None) -> int:
         """The site's lease expired: mark it LOST and requeue its runs."""

@@ -1,0 +1,103 @@
+"""A silent site is LOST at its lease deadline, not at the cycle's next tick: the
+cycle's wait between passes (SiteLeases.wait) ends once a lease runs out, and sites
+that keep talking never end it."""
+from __future__ import annotations
+
+import threading
+import time
+
+from minga.v1 import common_pb2
+
+from scheduler.clock import FakeClock
+from scheduler.leases import SiteLeases
+from tests.fixtures_broker import ScriptedSite, gpu_inventory, start_broker
+from tests.test_leases import site_info, until
+
+WAIT = 10.0   # no test waits this long: each wait it starts ends for another reason
+
+
+def waiting(leases: SiteLeases, wake: threading.Event, longest: float = 3600.0) -> threading.Thread:
+    thread = threading.Thread(target=leases.wait, args=(wake, longest), daemon=True)
+    thread.start()
+    return thread
+
+
+def test_next_expiry_is_the_earliest_deadline_ahead_of_sites_not_lost() -> None:
+    clock = FakeClock()
+    start = clock.now()
+    leases = SiteLeases(clock, ttl_seconds=30)
+    assert leases.next_expiry(after=start) == start + 30          # sites not heard from yet
+    leases.connected("a")
+    clock.advance(10)
+    leases.connected("b")
+    assert leases.next_expiry(after=start + 30) == start + 40     # b's
+    clock.advance(21)
+    assert leases.expired(["a", "b"]) == ["a"]
+    assert leases.next_expiry(after=start + 30) == start + 40     # a is lost: it expires no more
+    leases.renew("b")                                             # b keeps talking: its deadline moves on
+    assert leases.next_expiry(after=start + 30) == clock.now() + 30
+
+
+def test_the_wait_ends_when_a_silent_sites_lease_runs_out() -> None:
+    clock = FakeClock()
+    leases = SiteLeases(clock, ttl_seconds=0.05)   # seconds of the fake clock, slept for real
+    leases.connected("a")
+    wake = threading.Event()
+    thread = waiting(leases, wake)
+    clock.advance(0.1)
+    thread.join(WAIT)
+    assert not thread.is_alive() and not wake.is_set()           # the deadline ended it, not an event
+    assert leases.expired(["a"]) == ["a"]
+
+
+def test_a_site_that_keeps_talking_never_ends_the_wait_and_an_event_does() -> None:
+    clock = FakeClock()
+    leases = SiteLeases(clock, ttl_seconds=0.05)
+    leases.connected("a")
+    clock.advance(0.04)
+    leases.renew("a")
+    clock.advance(0.04)
+    assert leases.expired(["a", "never-heard-from"]) == ["never-heard-from"]   # a pass saw that one
+    wake = threading.Event()
+    thread = waiting(leases, wake)
+    for _ in range(20):                             # many deadlines pass, each after a renewal
+        time.sleep(0.02)
+        clock.advance(0.02)
+        leases.renew("a")
+    assert thread.is_alive()
+    wake.set()
+    thread.join(WAIT)
+    assert not thread.is_alive()
+
+
+def test_a_lease_that_ran_out_ends_one_wait_only_so_a_failing_pass_does_not_spin() -> None:
+    clock = FakeClock()
+    leases = SiteLeases(clock, ttl_seconds=0.05)
+    leases.connected("a")
+    clock.advance(0.1)
+    first = waiting(leases, threading.Event())
+    first.join(WAIT)
+    assert not first.is_alive()
+    second = waiting(leases, threading.Event())    # the pass failed before it checked expiry
+    time.sleep(0.2)
+    assert second.is_alive()                        # waits for its tick (or an event) instead
+    assert leases.expired(["a"]) == ["a"]
+
+
+def test_a_broker_with_a_long_tick_still_loses_a_silent_site_at_its_deadline(tmp_path) -> None:
+    """With an hour-long tick, only the lease deadline can make the cycle run in time."""
+    ttl = 1.0
+    broker = start_broker(tmp_path, lease_ttl_seconds=ttl)
+    try:
+        broker.broker.core.cycle.tick_seconds = 3600.0
+        broker.institution("uchile", "CL")
+        site = ScriptedSite(broker.address, broker.join("uchile", "a"), gpu_inventory(), heartbeat_seconds=0.2)
+        site.next("welcome")
+        until(lambda: site_info(broker, "a").state == common_pb2.SITE_STATE_READY)
+        time.sleep(2 * ttl)
+        assert site_info(broker, "a").state == common_pb2.SITE_STATE_READY   # heartbeats keep it
+        site.fall_silent()
+        until(lambda: site_info(broker, "a").state == common_pb2.SITE_STATE_LOST, timeout=ttl + 5)
+        site.close()
+    finally:
+        broker.close()
