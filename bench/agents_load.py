@@ -2,12 +2,13 @@
 (issue 12 targets: under 25% of one core; LOST within the lease TTL + 1 s).
 
 A real `minga broker serve` subprocess (SQLite by default). Every site joins through
-the admin API (join token, then Join). Each emulated agent is the real
-`agent.session.Agent` with the fake Ray backend (agent/fake_backend.py) and a fixed
-inventory of 8 A100s: its own channel, its own Connect stream, a heartbeat every
-5 s (the broker's Welcome says min(5 s, TTL/3), hence a default TTL of 15 s). The
-real agent polls Ray every 50 ms; with no runs to follow the emulators poll every
-`--poll` seconds instead, so that 250 agents fit in one process on a small machine.
+the admin API (join token, then Join). Each emulated agent (bench/emulated_agents.py)
+has its own channel and Connect stream, says Hello with 8 A100s and no runs, then
+heartbeats every 5 s (the broker's Welcome says min(5 s, TTL/3), hence a default TTL
+of 15 s). By default they are light ones, the agent's protocol over grpc.aio: 1,000
+real `Agent` objects (four threads each, waking every 100-200 ms) drove this 2-core
+machine to a load of 400 before the broker had welcomed 130. `--real` uses the real
+agent with the fake Ray backend instead (Ray polled every `--poll` s), for small runs.
 The agents are spread over `--procs` processes, plus one process holding a single
 "victim" agent, started first.
 
@@ -22,95 +23,18 @@ Figures:
 from __future__ import annotations
 
 import argparse
-import multiprocessing as mp
-import os
-import signal
-import tempfile
 import time
 from concurrent import futures
-from pathlib import Path
 
 import grpc
 from minga.v1 import common_pb2
 
 import harness
-from agent.fake_backend import FakeBackend
-from agent.session import Agent, AgentConfig
+from emulated_agents import Emulators
 
 TARGET_CPU_PCT = 25.0
 TARGET_SLACK_S = 1.0
 POLL_LOST_S = 0.25
-INVENTORY = common_pb2.Inventory(
-    gpus=[common_pb2.GpuPool(model="A100", memory_mb=40960, total=8, free=8, largest_node=8)], cpus=64, nodes=1)
-
-
-def _emulate(index: int, address: str, tokens: list[str], poll: float, status: "mp.Queue[tuple[int, int]]",
-             stop: "mp.Event") -> None:
-    """Run one agent per token in this process; report how many are welcomed, every second."""
-    cache = Path(tempfile.mkdtemp(prefix="minga-bench-agents-"))
-    agents = [Agent(AgentConfig(broker=address, token=token, poll_seconds=poll, health_seconds=5.0,
-                                cache_dir=cache), backend=FakeBackend(), inventory_source=lambda: INVENTORY)
-              for token in tokens]
-    for agent in agents:
-        agent.start()
-    while not stop.wait(1.0):
-        status.put((index, sum(a.connected.is_set() for a in agents)))
-    for agent in agents:
-        agent.stop(timeout=1.0)
-
-
-class Emulators:
-    """The emulator processes and the latest welcomed count of each."""
-
-    def __init__(self, address: str, groups: list[list[str]], poll: float) -> None:
-        ctx = mp.get_context("spawn")
-        self.status: mp.Queue[tuple[int, int]] = ctx.Queue()
-        # One stop event each: a process killed while waiting on a shared one would leave it
-        # unusable (multiprocessing's Condition waits for every sleeper to wake).
-        self.stops = [ctx.Event() for _ in groups]
-        self.welcomed = [0] * len(groups)
-        self.procs = [ctx.Process(target=_emulate, args=(i, address, tokens, poll, self.status, stop))
-                      for i, (tokens, stop) in enumerate(zip(groups, self.stops))]
-        for p in self.procs:
-            p.start()
-
-    def update(self) -> int:
-        while not self.status.empty():
-            index, count = self.status.get()
-            self.welcomed[index] = count
-        return sum(self.welcomed)
-
-    def wait_welcomed(self, expected: int, timeout: float) -> tuple[int, float]:
-        """(welcomed, seconds): until all `expected` are welcomed, or the count stalls for 15 s
-        or `timeout` passes."""
-        t0 = time.monotonic()
-        last, last_change = -1, t0
-        while time.monotonic() - t0 < timeout:
-            count = self.update()
-            if count != last:
-                last, last_change = count, time.monotonic()
-            if count >= expected or time.monotonic() - last_change > 15:
-                break
-            time.sleep(0.5)
-        return last, time.monotonic() - t0
-
-    def cpu_seconds(self) -> float:
-        return sum(harness.cpu_seconds(p.pid) for p in self.procs if p.is_alive())
-
-    def kill(self, index: int) -> None:
-        os.kill(self.procs[index].pid, signal.SIGKILL)
-        self.procs[index].join()
-        self.welcomed[index] = 0
-
-    def close(self) -> None:
-        for p, stop in zip(self.procs, self.stops):
-            if p.is_alive():
-                stop.set()
-        for p in self.procs:
-            p.join(10)
-            if p.is_alive():
-                p.kill()
-                p.join()
 
 
 def join_sites(broker: harness.BrokerProcess, count: int) -> list[str]:
@@ -157,7 +81,8 @@ def main() -> None:
     ap.add_argument("--procs", type=int, default=4, help="emulator processes (plus the victim's)")
     ap.add_argument("--store", choices=harness.STORES, default="sqlite")
     ap.add_argument("--lease-ttl", type=float, default=15.0)
-    ap.add_argument("--poll", type=float, default=1.0, help="the emulated agents' Ray poll, in seconds")
+    ap.add_argument("--real", action="store_true", help="real agents (agent.session.Agent), not light ones")
+    ap.add_argument("--poll", type=float, default=1.0, help="the real agents' Ray poll, in seconds")
     ap.add_argument("--window", type=float, default=30.0, help="the steady CPU window, in seconds")
     ap.add_argument("--connect-timeout", type=float, default=90.0)
     ap.add_argument("--no-kill-process", dest="kill_process", action="store_false",
@@ -170,7 +95,7 @@ def main() -> None:
         rest = tokens[1:]
         groups = [tokens[:1]] + [rest[i::args.procs] for i in range(args.procs)]
         names = [[f"site{s:04d}" for s in range(args.agents)][1:][i::args.procs] for i in range(args.procs)]
-        emulators = Emulators(broker.address, groups, args.poll)
+        emulators = Emulators(broker.address, groups, light=not args.real, poll=args.poll)
         try:
             welcomed, took = emulators.wait_welcomed(args.agents, args.connect_timeout)
             print(f"{welcomed} of {args.agents} agents welcomed after {took:.1f} s")
