@@ -101,8 +101,11 @@ def main() -> None:
             print(f"{welcomed} of {args.agents} agents welcomed after {took:.1f} s")
             time.sleep(5.0)   # the connect burst's cycles settle
             cpu, emu_cpu = steady_cpu(broker, emulators, args.window)
+            connected = emulators.update()
             verdict = "OK" if cpu < TARGET_CPU_PCT else f"MISSED by {cpu / TARGET_CPU_PCT:.1f}x"
-            results = [f"broker CPU over {args.window:g} s with {emulators.update()} agents connected: "
+            if connected < args.agents:
+                verdict = f"not judged: only {connected} of {args.agents} agents connected"
+            results = [f"broker CPU over {args.window:g} s with {connected} agents connected: "
                        f"{cpu:.1f}% of one core (target < {TARGET_CPU_PCT:g}%) -> {verdict}; "
                        f"the emulators used {emu_cpu:.0f}%"]
             emulators.kill(0)
