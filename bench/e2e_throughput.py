@@ -5,7 +5,8 @@ A real `minga broker serve` subprocess (per-caller rate limit off) on a fresh st
 real agent (agent/session.py, default 50 ms Ray poll) in one emulator process over a
 fake Ray where every run succeeds as soon as it is submitted. `--clients` threads,
 each with its own channel, submit `--jobs` one-GPU jobs as fast as they can; a
-ListJobs poll every `--poll` seconds watches them. The figure is jobs / (the last
+ListJobs poll (live jobs) every `--poll` seconds watches them, and each is read
+once with GetJob at the end. The figure is jobs / (the last
 job's finished_at − the first submit), both on this machine's clock.
 """
 from __future__ import annotations
@@ -26,14 +27,16 @@ SPEC = common_pb2.JobSpec(entrypoint="true", name="e2e", resources=common_pb2.Re
 TERMINAL = (common_pb2.JOB_STATE_SUCCEEDED, common_pb2.JOB_STATE_FAILED, common_pb2.JOB_STATE_CANCELLED)
 
 
-def submit_all(address: str, token: str, jobs: int, clients: int) -> float:
-    """Submit `jobs` jobs from `clients` threads; the wall time the last submit returned."""
+def submit_all(address: str, token: str, jobs: int, clients: int) -> tuple[list[str], float]:
+    """Submit `jobs` jobs from `clients` threads: their ids, and the wall time the last submit returned."""
+    ids: list[str] = []
+
     def client(count: int) -> None:
         with grpc.insecure_channel(address) as channel:
             stub = job_pb2_grpc.JobServiceStub(channel)
             for _ in range(count):
-                stub.SubmitJob(job_pb2.SubmitJobRequest(spec=SPEC, idempotency_key=uuid.uuid4().hex),
-                               metadata=harness.bearer(token))
+                ids.append(stub.SubmitJob(job_pb2.SubmitJobRequest(spec=SPEC, idempotency_key=uuid.uuid4().hex),
+                                          metadata=harness.bearer(token)).job.id)
 
     threads = [threading.Thread(target=client, args=(jobs // clients + (i < jobs % clients),))
                for i in range(clients)]
@@ -41,18 +44,19 @@ def submit_all(address: str, token: str, jobs: int, clients: int) -> float:
         t.start()
     for t in threads:
         t.join()
-    return time.time()
+    return ids, time.time()
 
 
-def watch(stub: job_pb2_grpc.JobServiceStub, token: str, jobs: int, poll: float,
+def watch(stub: job_pb2_grpc.JobServiceStub, token: str, ids: list[str], poll: float,
           deadline: float) -> list[common_pb2.Job]:
-    """Poll ListJobs until `jobs` jobs are terminal or `deadline` (wall clock) passes; the terminal ones."""
-    while True:
-        listed = stub.ListJobs(job_pb2.ListJobsRequest(all=True), metadata=harness.bearer(token), timeout=30).jobs
-        done = [j for j in listed if j.state in TERMINAL]
-        if len(done) >= jobs or time.time() >= deadline:
-            return done
+    """Poll ListJobs (live jobs only: it returns at most 1,000) until none is left or
+    `deadline` (wall clock) passes; then every job, read once with GetJob."""
+    md = harness.bearer(token)
+    while time.time() < deadline:
+        if not stub.ListJobs(job_pb2.ListJobsRequest(), metadata=md, timeout=30).jobs:
+            break
         time.sleep(poll)
+    return [stub.GetJob(job_pb2.GetJobRequest(job_id=i), metadata=md, timeout=30) for i in ids]
 
 
 def measure(kind: str, args: argparse.Namespace) -> None:
@@ -68,8 +72,9 @@ def measure(kind: str, args: argparse.Namespace) -> None:
             time.sleep(2.0)   # their inventories are in before the first submit
             stub = job_pb2_grpc.JobServiceStub(broker.channel)
             first = time.time()
-            submitted = submit_all(broker.address, token, args.jobs, args.clients)
-            done = watch(stub, token, args.jobs, args.poll, first + args.timeout)
+            ids, submitted = submit_all(broker.address, token, args.jobs, args.clients)
+            jobs = watch(stub, token, ids, args.poll, first + args.timeout)
+            done = [j for j in jobs if j.state in TERMINAL]
         finally:
             emulators.close()
     report(kind, args, first, submitted, done)
@@ -92,7 +97,7 @@ def report(kind: str, args: argparse.Namespace, first: float, submitted: float, 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--stores", nargs="+", choices=harness.STORES, default=["sqlite"])
-    ap.add_argument("--jobs", type=int, default=3000)
+    ap.add_argument("--jobs", type=int, default=1000)
     ap.add_argument("--sites", type=int, default=10)
     ap.add_argument("--clients", type=int, default=4)
     ap.add_argument("--poll", type=float, default=2.0, help="seconds between ListJobs polls")
