@@ -43,19 +43,19 @@ class InstantBackend(FakeBackend):
 
 
 def _real_agents(index: int, address: str, tokens: list[str], poll: float, instant: bool,
-             status: "mp.Queue[tuple[int, int]]", stop: "mp.Event") -> None:
+                 status: "mp.Queue[tuple[int, int]]", stop: "mp.Event") -> None:
     """Run one agent per token in this process; report how many are welcomed, every second."""
-    cache = Path(tempfile.mkdtemp(prefix="minga-bench-agents-"))
-    backend = InstantBackend if instant else FakeBackend
-    agents = [Agent(AgentConfig(broker=address, token=token, poll_seconds=poll, health_seconds=5.0,
-                                cache_dir=cache), backend=backend(), inventory_source=lambda: INVENTORY)
-              for token in tokens]
-    for agent in agents:
-        agent.start()
-    while not stop.wait(1.0):
-        status.put((index, sum(a.connected.is_set() for a in agents)))
-    for agent in agents:
-        agent.stop(timeout=1.0)
+    with tempfile.TemporaryDirectory(prefix="minga-bench-agents-") as cache:
+        backend = InstantBackend if instant else FakeBackend
+        agents = [Agent(AgentConfig(broker=address, token=token, poll_seconds=poll, health_seconds=5.0,
+                                    cache_dir=Path(cache)), backend=backend(), inventory_source=lambda: INVENTORY)
+                  for token in tokens]
+        for agent in agents:
+            agent.start()
+        while not stop.wait(1.0):
+            status.put((index, sum(a.connected.is_set() for a in agents)))
+        for agent in agents:
+            agent.stop(timeout=1.0)
 
 
 def _light_agents(index: int, address: str, tokens: list[str], poll: float, instant: bool,
