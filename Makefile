@@ -38,6 +38,9 @@ bench: $(DEV_STAMP)
 	$(BIN)/python bench/broker_cycle.py
 	$(BIN)/python bench/fair_share_targets.py
 	$(BIN)/python bench/array_submit.py
+	$(BIN)/python bench/submit_rate.py
+	$(BIN)/python bench/agents_load.py
+	$(BIN)/python bench/e2e_throughput.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info
