@@ -14,6 +14,7 @@ costs a few cycles, and no caller ever waits for one.
 """
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 from dataclasses import dataclass
@@ -44,8 +45,10 @@ class CycleResult:
 
 class SchedulingCycle:
     def __init__(self, store: Store, sessions: SessionRegistry, clock: Clock, leases: SiteLeases,
-                 tick_seconds: float = 2.0, fence: Fence | None = None, pacing: Pacing | None = None) -> None:
+                 tick_seconds: float = 2.0, fence: Fence | None = None, pacing: Pacing | None = None,
+                 freeze_gc: bool = False) -> None:
         self.store = store
+        self.freeze_gc = freeze_gc  # a broker process: keep the loaded federation out of the GC's passes
         self.sessions = sessions
         self.clock = clock
         self.leases = leases
@@ -65,7 +68,13 @@ class SchedulingCycle:
             with db.commit_lock:
                 db.observe(self.state)
                 self._attached = db
-        self.state.ensure_loaded(db.commit_lock)
+        if self.state.stale:
+            self.state.ensure_loaded(db.commit_lock)
+            if self.freeze_gc:
+                # Hundreds of thousands of long-lived jobs would otherwise be walked by every
+                # full collection, which a cycle's allocations trigger (CPython's gc.freeze).
+                gc.collect()
+                gc.freeze()
         return self.state
 
     def detach(self) -> None:
@@ -115,9 +124,10 @@ class SchedulingCycle:
     def persist(self, decisions: Decisions, now: float | None = None) -> list[Command]:
         """Write the decisions in one transaction: only what changed."""
         state = self.attach()
-        return self.store.runs.apply_decisions(decisions, self.clock.now() if now is None else now, self.fence,
+        now = self.clock.now() if now is None else now
+        return self.store.runs.apply_decisions(decisions, now, self.fence,
                                                free=state.free_gpus,
-                                               changed_reasons=lambda: state.changed_reasons(decisions.waiting))
+                                               changed_reasons=lambda: state.changed_reasons(decisions.waiting, now))
 
     def publish(self, commands: list[Command]) -> int:
         """Send committed leases and stops; an offline site levels up when it reconnects."""

@@ -115,7 +115,7 @@ class Broker:
             raise
         sessions = SessionRegistry()
         leases = SiteLeases(self.clock, self.config.lease_ttl_seconds)
-        cycle = SchedulingCycle(store, sessions, self.clock, leases, pacing=self._pacing())  # started on leading
+        cycle = SchedulingCycle(store, sessions, self.clock, leases, pacing=self._pacing(), freeze_gc=True)  # started on leading
         self.core = Core(store=store, clock=self.clock, ids=self.ids, sessions=sessions, cycle=cycle,
                          leases=leases, max_package_bytes=self.config.max_package_bytes)
         server = _grpc_server(AuthInterceptor(bearer_authenticator(self._authenticate), self._refusal, self._audit)
@@ -202,7 +202,7 @@ class Broker:
         core = self._core
         core.leases = SiteLeases(self.clock, self.config.lease_ttl_seconds)
         core.cycle = SchedulingCycle(core.store, core.sessions, self.clock, core.leases,
-                                     fence=leader_fence(self.broker_id), pacing=self._pacing())
+                                     fence=leader_fence(self.broker_id), pacing=self._pacing(), freeze_gc=True)
         core.cycle.start()
         core.cycle.trigger()
 

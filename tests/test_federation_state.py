@@ -158,3 +158,38 @@ def test_a_cycle_reads_no_row_to_build_its_snapshot(tmp_path):
     assert [j.state for j in snapshot.pending] == [JobState.PENDING] * len(snapshot.pending)
     cycle.detach()
     store.close()
+
+
+def test_a_deep_queue_writes_the_new_jobs_reasons_each_cycle_and_all_of_them_every_refresh(tmp_path, monkeypatch):
+    from scheduler.policy.waiting_list import WaitingList
+    from scheduler.state import federation
+
+    monkeypatch.setattr(federation, "FULL_DIFF_JOBS", 0)        # every queue counts as deep
+    store = Store(f"sqlite:///{tmp_path / 'b.db'}")
+    clock = FakeClock(NOW)
+    add_institution(store)
+    join_site(store, "dcc")
+    for i in range(300):
+        store.jobs.submit(new_job(f"j-{i:03d}", gpus=1 + i % 3), None)
+    cycle = SchedulingCycle(store, SessionRegistry(), clock, SiteLeases(clock, 1e9))
+    cycle.run_once()                                            # the first compares every reason
+    stored = {j.id: j.reason for j in store.jobs.list(None, False, JobState.PENDING)}
+    assert stored and not any("next scheduling cycle" in r for r in stored.values())
+
+    store.jobs.submit(new_job("j-new", gpus=2), None)
+    clock.advance(1.0)
+    decisions = cycle.decide(cycle.load_snapshot(clock.now()), clock.now())
+    assert isinstance(decisions.waiting, WaitingList)
+    every = {w.job_id: w.reason for w in decisions.waiting}
+    some = {"j-new", "j-001", "j-299"} & set(every)
+    assert decisions.waiting.reasons_of(some) == {i: every[i] for i in some}
+    cycle.persist(decisions, clock.now())                      # writes j-new's reason, and only it
+    assert store.jobs.get("j-new").reason == every["j-new"]
+    assert {j.id: j.reason for j in store.jobs.list(None, False, JobState.PENDING) if j.id != "j-new"} == stored
+    assert cycle.state.changed_reasons(decisions.waiting, clock.now()) == {}   # nothing new since
+
+    clock.advance(federation.REASON_REFRESH_SECONDS)             # the full comparison is due again
+    everyone = cycle.state.changed_reasons(decisions.waiting, clock.now())
+    assert everyone == {i: r for i, r in every.items() if store.jobs.get(i).reason != r}
+    cycle.detach()
+    store.close()

@@ -57,6 +57,18 @@ class WaitingList(Sequence[Waiting]):
         reason, never_fits = self._verdicts[self._shape_of[pos]]
         return Waiting(self._jobs[pos].id, reason, never_fits)
 
+    def reasons_of(self, job_ids: set[str]) -> dict[str, str]:
+        """The reason of each of `job_ids` that waits, without making a `Waiting` per job."""
+        jobs = self._jobs
+        found = {jobs[pos].id: reason for pos, reason in zip(self._positions, self._reasons)
+                 if jobs[pos].id in job_ids}
+        rest = job_ids.difference(found)
+        if rest:
+            tail = set(self._tail)
+            for pos in (p for p, job in enumerate(jobs) if job.id in rest and p in tail):
+                found[jobs[pos].id] = self._verdicts[self._shape_of[pos]][0]
+        return found
+
     def __eq__(self, other: object) -> bool:
         if isinstance(other, Sequence) and not isinstance(other, str):
             return len(self) == len(other) and all(a == b for a, b in zip(self, other))

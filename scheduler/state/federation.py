@@ -16,12 +16,14 @@ from __future__ import annotations
 import logging
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterable
+from bisect import bisect_left, insort
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from operator import attrgetter
 
 from scheduler.accounting import ChargeBatch, Ledger, Uptime, charge, decayed, site_charge
 from scheduler.domain import LIVE_JOB_STATES, Job, JobState, Run, RunState, Site, SiteState
+from scheduler.policy.waiting_list import WaitingList
 from scheduler.snapshot import Snapshot, Waiting
 from scheduler.store.changes import Changes
 from scheduler.store.shares import AccountTree
@@ -30,6 +32,9 @@ from scheduler.store.state_load import FederationRows
 log = logging.getLogger(__name__)
 
 _QUEUE_ORDER = attrgetter("submitted_at", "id")
+_MANY = 2_000                   # changes to the queue above which one pass beats a search each
+FULL_DIFF_JOBS = 20_000         # a queue this short has every waiting reason compared each cycle
+REASON_REFRESH_SECONDS = 10.0   # a deeper one, this often (and the new jobs' each cycle)
 
 
 class FederationState:
@@ -49,8 +54,10 @@ class FederationState:
         self._accounts_stale = True
         self._pending: dict[str, Job] = {}
         self._queue: list[Job] = []         # self._pending's jobs in queue order, once sorted ...
-        self._dropped = False               # ... since when some left it (or were replaced)
+        self._dropped: list[Job] = []       # ... since when these left it (or were replaced)
         self._added: dict[str, Job] = {}    # ... and these came
+        self._fresh: set[str] = set()       # pending jobs whose stored reason no cycle has written yet
+        self._next_full_diff = 0.0          # when every waiting reason is compared again
         self._backoff: dict[str, float] = {}    # pending job id -> not_before, in the future when set
         self._live_capped: dict[str, str] = {}  # live job of a capped array -> its array id
         self._runs: dict[str, Run] = {}          # live runs
@@ -68,7 +75,8 @@ class FederationState:
         no commit falls between this read and the next `committed`."""
         with self._lock:
             rows = self._load_rows()
-            self._pending, self._queue, self._dropped, self._added = {}, [], False, {}
+            self._pending, self._queue, self._dropped, self._added = {}, [], [], {}
+            self._fresh, self._next_full_diff = set(), 0.0
             self._backoff, self._live_capped, self._runs = {}, {}, {}
             for job in rows.pending:
                 self._put_pending(job)
@@ -122,6 +130,7 @@ class FederationState:
         if job.state is JobState.PENDING:
             self._put_pending(job)
             self._added[job.id] = job
+            self._fresh.add(job.id)
         if job.array_limit and job.state in LIVE_JOB_STATES:
             self._live_capped[job.id] = job.array_id
         else:
@@ -133,10 +142,11 @@ class FederationState:
             self._backoff[job.id] = job.not_before
 
     def _drop_pending(self, job_id: str) -> None:
-        del self._pending[job_id]
+        old = self._pending.pop(job_id)
         self._backoff.pop(job_id, None)
+        self._fresh.discard(job_id)
         if self._added.pop(job_id, None) is None:
-            self._dropped = True
+            self._dropped.append(old)
 
     # -- reading --------------------------------------------------------------
     def ensure_loaded(self, commit_lock: threading.RLock) -> None:
@@ -167,21 +177,27 @@ class FederationState:
                             array_live=tuple((a, live.get(a, 0)) for a in sorted(capped)))
 
     def _sorted_queue(self) -> tuple[Job, ...]:
-        """The pending jobs in queue order, merging what changed since the last sort:
-        at the tail when new jobs are the newest (the usual case); else one sort of two
-        sorted runs, which Timsort merges in linear time."""
-        if self._dropped:
-            pending = self._pending
-            self._queue = [j for j in self._queue if pending.get(j.id) is j]
-            self._dropped = False
-        if self._added:
-            added = sorted(self._added.values(), key=_QUEUE_ORDER)
-            if self._queue and _QUEUE_ORDER(added[0]) < _QUEUE_ORDER(self._queue[-1]):
-                self._queue = sorted(self._queue + added, key=_QUEUE_ORDER)
-            else:
-                self._queue = self._queue + added
-            self._added = {}
-        return tuple(self._queue)
+        """The pending jobs in queue order, changed in place by what came and went since
+        the last cycle: a binary search for each (new jobs are usually the newest, and
+        requeued ones keep their submit time). Many changes at once: one pass instead.
+        No key tuple is made per job: at depth that would wake the garbage collector."""
+        queue, pending = self._queue, self._pending
+        if len(self._dropped) > _MANY:
+            queue[:] = [j for j in queue if pending.get(j.id) is j]
+        else:
+            for old in self._dropped:
+                i = bisect_left(queue, _QUEUE_ORDER(old), key=_QUEUE_ORDER)
+                if i < len(queue) and queue[i] is old:
+                    del queue[i]
+        self._dropped = []
+        if len(self._added) > _MANY:
+            queue.extend(self._added.values())
+            queue.sort(key=_QUEUE_ORDER)
+        else:
+            for job in self._added.values():
+                insort(queue, job, key=_QUEUE_ORDER)
+        self._added = {}
+        return tuple(queue)
 
     def _tree(self) -> AccountTree:
         """The account tree, re-read if an admin changed it since."""
@@ -190,12 +206,26 @@ class FederationState:
             self._accounts_stale = False
         return self._accounts
 
-    def changed_reasons(self, waiting: Iterable[Waiting]) -> dict[str, str]:
-        """job id -> reason, for each waiting job still pending whose reason differs."""
+    def changed_reasons(self, waiting: Sequence[Waiting], now: float) -> dict[str, str]:
+        """job id -> reason, for each waiting job still pending whose stored reason differs.
+
+        A waiting reason is derived text, and much of it moves every cycle at depth (the
+        free GPUs it quotes). So each cycle writes the reasons of the jobs that came (or
+        came back) since the last one, and compares every job's only every
+        `REASON_REFRESH_SECONDS` (each cycle in a queue of at most `FULL_DIFF_JOBS`)."""
         with self._lock:
             pending = self._pending
-            return {w.job_id: w.reason for w in waiting
-                    if (job := pending.get(w.job_id)) is not None and job.reason != w.reason}
+            if len(waiting) <= FULL_DIFF_JOBS or now >= self._next_full_diff:
+                self._next_full_diff = now + REASON_REFRESH_SECONDS
+                self._fresh.clear()
+                return {w.job_id: w.reason for w in waiting
+                        if (job := pending.get(w.job_id)) is not None and job.reason != w.reason}
+            fresh, self._fresh = self._fresh, set()
+            if not fresh:
+                return {}
+            found = (waiting.reasons_of(fresh) if isinstance(waiting, WaitingList)
+                     else {w.job_id: w.reason for w in waiting if w.job_id in fresh})
+            return {i: r for i, r in found.items() if (job := pending.get(i)) is not None and job.reason != r}
 
     def free_gpus(self) -> dict[tuple[str, str], int]:
         """(site, model) -> GPUs no live run holds: what a lease may still promise."""
