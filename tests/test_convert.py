@@ -241,3 +241,19 @@ def test_stop_command_to_broker_message():
     msg = wire(convert.command_to_pb(StopRunCommand(site="s", run_id="minga-j-1-a1", reason="job cancelled")))
     assert msg.WhichOneof("body") == "stop"
     assert (msg.stop.run_id, msg.stop.reason) == ("minga-j-1-a1", "job cancelled")
+
+
+@given(specs())
+@settings(max_examples=100)
+def test_the_stored_spec_text_is_what_asdict_would_write(spec: JobSpec):
+    """spec_to_json skips asdict's deep copy (a cost on every submit), not its output."""
+    import json
+    from dataclasses import asdict
+
+    from scheduler.store.codec import spec_to_json
+
+    expected = asdict(spec)
+    del expected["secret_env"]
+    if spec.secret_env:
+        expected["secret_keys"] = [k for k, _ in spec.secret_env]
+    assert spec_to_json(spec) == json.dumps(expected, sort_keys=True)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 from functools import lru_cache
-from dataclasses import asdict, replace
+from dataclasses import asdict, fields, is_dataclass, replace
 from typing import Any
 
 from scheduler.domain import REDACTED, GpuPool, Inventory, JobSpec, Resources, RuntimeEnv
@@ -12,11 +12,21 @@ from scheduler.domain import REDACTED, GpuPool, Inventory, JobSpec, Resources, R
 def spec_to_json(spec: JobSpec) -> str:
     """The spec as the jobs table shows it: secret env values are left out (only their
     keys are kept), so nothing that decodes this text can ever display one."""
-    d = asdict(spec)
-    del d["secret_env"]
+    d = {name: _plain(getattr(spec, name)) for name in _SPEC_FIELDS}
     if spec.secret_env:
         d["secret_keys"] = [k for k, _ in spec.secret_env]
     return json.dumps(d, sort_keys=True)
+
+
+_SPEC_FIELDS = tuple(f.name for f in fields(JobSpec) if f.name != "secret_env")
+
+
+def _plain(value: object) -> object:
+    """A nested dataclass as a dict (tuples stay tuples: JSON writes them as lists); what
+    `dataclasses.asdict` gives for a spec, without its deep copy, which costs a submit."""
+    if is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in fields(value)}
+    return value
 
 
 def secrets_to_json(spec: JobSpec) -> str:

@@ -2,17 +2,19 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from sqlalchemy import insert
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from scheduler.domain import Job, JobState, NotFound, TERMINAL_JOB_STATES
 from scheduler.states import transition
-from scheduler.store.audit import AuditEntry, add_entry
+from scheduler.store.audit import AuditEntry, add_entry, audit_values
+from scheduler.store.changes import note_jobs
 from scheduler.store.base import Database, StoreUnavailable, job_from_row
-from scheduler.store.codec import secrets_to_json, spec_to_json
-from scheduler.store.models import JobRow, RunRow
+from scheduler.store.codec import secrets_to_json, spec_from_json, spec_to_json
+from scheduler.store.models import AuditRow, JobRow, RunRow
 from scheduler.store.group_commit import GroupCommit
 from scheduler.store.requeue import locked_job
 
@@ -136,29 +138,46 @@ class JobsRepo:
 
 
 def _insert(s: Session, batch: Sequence[_Submit]) -> list[Submitted]:
-    """Add the batch's jobs (through the ORM, so observers of its flushes see them) and
-    their audit lines to `s`. A key used twice in the batch makes one job: the second
-    request is answered with the first's."""
+    """Insert the batch's jobs and their audit lines in two multi-row statements, and tell
+    the write-through observers (store.changes) of the jobs. A key used twice in the batch
+    makes one job: the second request is answered with the first's."""
     firsts: dict[tuple[str, str], Job] = {}
     answers: list[Submitted] = []
+    rows: list[dict[str, object]] = []
+    lines: list[dict[str, object]] = []
     for request in batch:
         first = firsts.get((request.job.owner, request.key)) if request.key else None
         if first is None:
             row = _row(request.job, request.key)
-            s.add(row)
-            answer = (job_from_row(row), True)   # as read back: secret values redacted
+            rows.append(row)
+            answer = (_as_read(request.job, row), True)
             if request.key:
                 firsts[(request.job.owner, request.key)] = answer[0]
         else:
             answer = (first, False)
         if request.audit is not None:
-            add_entry(s, request.audit(answer[0]))
+            lines.append(audit_values(request.audit(answer[0])))
         answers.append(answer)
+    conn = s.connection()
+    conn.execute(insert(JobRow.__table__), rows)
+    if lines:
+        conn.execute(insert(AuditRow.__table__), lines)
+    note_jobs(s, [job for job, created in answers if created])
     return answers
 
 
-def _row(job: Job, key: str | None) -> JobRow:
-    return JobRow(id=job.id, owner=job.owner, institution=job.institution, spec_json=spec_to_json(job.spec),
-                  secret_env_json=secrets_to_json(job.spec), state=job.state.value, reason=job.reason,
-                  submitted_at=job.submitted_at, project=job.spec.project, updated_at=job.submitted_at,
-                  idempotency_key=key)
+def _row(job: Job, key: str | None) -> dict[str, object]:
+    """Every column of a new job's row (a multi-row INSERT needs them all)."""
+    return {**_NEW_ROW, "id": job.id, "owner": job.owner, "institution": job.institution,
+            "spec_json": spec_to_json(job.spec), "secret_env_json": secrets_to_json(job.spec),
+            "state": job.state.value, "reason": job.reason, "submitted_at": job.submitted_at,
+            "project": job.spec.project, "updated_at": job.submitted_at, "idempotency_key": key}
+
+
+_NEW_ROW = {c.name: c.default.arg if c.default is not None else None
+            for c in JobRow.__table__.columns if c.default is not None and not callable(c.default.arg)}
+
+
+def _as_read(job: Job, row: dict[str, object]) -> Job:
+    """The job as a read of its new row gives it back: secret values redacted."""
+    return replace(job, spec=spec_from_json(str(row["spec_json"])), updated_at=job.submitted_at, not_before=0.0)
