@@ -99,6 +99,7 @@ def test_usage_and_contribution_are_charged_incrementally(fed):
     run_id = site.next("start").start.run_id
     site.report(run_id, common_pb2.RUN_STATE_RUNNING)
     _until(lambda: core.store.jobs.get(job.id).state.value == "RUNNING")
+    core.cycle.stop()      # from here on, only the cycles this test runs charge (at known times)
     clock.advance(HOUR)
     core.cycle.run_once()
     clock.advance(HOUR / 2)
@@ -113,8 +114,8 @@ def test_usage_and_contribution_are_charged_incrementally(fed):
     expected = decayed(decayed(rate * HOUR, 0, HOUR / 2, WEEK) + rate * HOUR / 2, 0, HOUR, WEEK)
     assert decayed(usage.value, usage.as_of, clock.now(), WEEK) == pytest.approx(expected, rel=1e-6)
     capacity = 4 * 0.6
-    expected_c = capacity * 2.5 * HOUR * 0.5 ** (1.25 * HOUR / WEEK)  # continuous decay, cycle steps
-    assert contribution.value == pytest.approx(expected_c, rel=2e-3)
+    expected_c = decayed(capacity * HOUR, HOUR, 2.5 * HOUR, WEEK) + capacity * 1.5 * HOUR   # the cycles' steps
+    assert contribution.value == pytest.approx(expected_c, rel=1e-6)
 
 
 def test_preemption_requeues_the_job_and_stops_the_run(fed):
