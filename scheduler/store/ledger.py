@@ -6,7 +6,7 @@ Slurm's PriorityDecayHalfLife). Nothing ever re-reads the whole history.
 """
 from __future__ import annotations
 
-from sqlalchemy import bindparam, text, update
+from sqlalchemy import text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, select
@@ -87,24 +87,24 @@ def _add(s: Session, table: type[UsageRow] | type[ContributionRow], key: str, am
 def write_charges(s: Session, batch: ChargeBatch) -> None:
     """Write one charging step (`scheduler.accounting.charge`) in a few batched statements,
     and tell the write-through observers what it wrote."""
-    runs, sites = RunRow.__table__, SiteRow.__table__
-    uptime = SiteUptimeRow.__table__
+    runs, sites, uptime = RunRow.__table__, SiteRow.__table__, SiteUptimeRow.__table__
     conn = s.connection()
-    if batch.runs:
-        conn.execute(update(runs).where(runs.c.id == bindparam("rid")).values(charged_until=bindparam("until")),
-                     [{"rid": r.id, "until": r.charged_until} for r in batch.runs])
+    # Every row of one step is charged up to the same `now`: one UPDATE ... WHERE key IN
+    # per table, in chunks (a bound parameter each), not a round trip per row.
+    for table, key, ids, column in ((runs, runs.c.id, [r.id for r in batch.runs], "charged_until"),
+                                    (sites, sites.c.name, batch.sites, "contributed_until"),
+                                    (uptime, uptime.c.id, [u.id for u in batch.extended.values()], "end")):
+        for i in range(0, len(ids), _CHUNK):
+            conn.execute(update(table).where(key.in_(ids[i:i + _CHUNK])).values({column: batch.now}))
     _upsert(s, UsageRow, "project", batch.usage)
     _upsert(s, ContributionRow, "institution", batch.contributions)
-    if batch.sites:
-        conn.execute(update(sites).where(sites.c.name == bindparam("site")).values(contributed_until=batch.now),
-                     [{"site": name} for name in batch.sites])
-    if batch.extended:
-        conn.execute(update(uptime).where(uptime.c.id == bindparam("uid")).values(end=bindparam("until")),
-                     [{"uid": u.id, "until": u.end} for u in batch.extended.values()])
     s.add_all([SiteUptimeRow(site=u.site, institution=u.institution, country=u.country, start=u.start, end=u.end,
                              gpus=u.gpus, normalized_gpus=u.normalized_gpus) for u in batch.opened])
     note(s, Changes(runs={r.id: r for r in batch.runs}, usage=batch.usage, contributions=batch.contributions,
                     contributed_until=dict.fromkeys(batch.sites, batch.now), uptime=batch.extended))
+
+
+_CHUNK = 5_000
 
 
 def _upsert(s: Session, table: type[UsageRow] | type[ContributionRow], key: str, ledgers: dict[str, Ledger]) -> None:
