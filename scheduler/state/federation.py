@@ -110,7 +110,7 @@ class FederationState:
         for job_id, reason in changes.reasons.items():
             job = self._pending.get(job_id)
             if job is not None and job.reason != reason:
-                self._put_job(replace(job, reason=reason))
+                self._reword(job, replace(job, reason=reason))
         for run in changes.runs.values():
             if run.live:
                 self._runs[run.id] = run
@@ -135,6 +135,20 @@ class FederationState:
             self._live_capped[job.id] = job.array_id
         else:
             self._live_capped.pop(job.id, None)
+
+    def _reword(self, old: Job, new: Job) -> None:
+        """A pending job's new waiting reason: its place in the queue stays, so it is
+        swapped there (a binary search), not dropped and added again."""
+        self._pending[new.id] = new
+        if new.id in self._added:
+            self._added[new.id] = new
+            return
+        i = bisect_left(self._queue, _QUEUE_ORDER(old), key=_QUEUE_ORDER)
+        if i < len(self._queue) and self._queue[i] is old:
+            self._queue[i] = new
+        else:   # not sorted in yet (it came back since): let the next sort find it
+            self._dropped.append(old)
+            self._added[new.id] = new
 
     def _put_pending(self, job: Job) -> None:
         self._pending[job.id] = job

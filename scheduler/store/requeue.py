@@ -12,6 +12,8 @@ and writes what it returns back through the ORM (`write_step`).
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from sqlmodel import Session, col, select
 
 from scheduler import lifecycle
@@ -42,12 +44,19 @@ def lock_jobs(s: Session, job_ids: list[str], chunk: int = 500) -> None:
     locked = s.info.setdefault(_LOCKED_JOBS, set())
     todo = [j for j in job_ids if j not in locked]
     for i in range(0, len(todo), chunk):
-        s.exec(select(JobRow).where(col(JobRow.id).in_(todo[i:i + chunk])).with_for_update()
-               .execution_options(populate_existing=True)).all()
+        hold(s, s.exec(select(JobRow).where(col(JobRow.id).in_(todo[i:i + chunk])).with_for_update()
+                       .execution_options(populate_existing=True)).all())
     locked.update(todo)
 
 
+def hold(s: Session, rows: Sequence[object]) -> None:
+    """Keep `rows` in the session until it ends, so that `Session.get` finds them without a
+    query (its identity map holds rows only as long as something else does)."""
+    s.info.setdefault(_HELD_ROWS, []).extend(rows)
+
+
 _LOCKED_JOBS = "minga.locked_jobs"
+_HELD_ROWS = "minga.held_rows"
 
 
 def fresh_run(s: Session, run_id: str) -> RunRow | None:

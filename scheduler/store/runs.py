@@ -27,7 +27,7 @@ from scheduler.accounting import ChargeBatch
 from scheduler.store.changes import Changes, note
 from scheduler.store.ledger import charge_all, ledger_lock, write_charges
 from scheduler.store.requeue import (
-    fresh_run, job_or_none, lock_jobs, locked_job, lose_runs, stop_overdue, write_step,
+    fresh_run, hold, job_or_none, lock_jobs, locked_job, lose_runs, stop_overdue, write_step,
 )
 from scheduler.store.shares import load_shares, read_settings
 from scheduler.store.models import JobRow, RunRow, SiteRow
@@ -119,6 +119,7 @@ class RunsRepo:
             commands.extend(preempted)
             notice = notice_seconds(read_settings(s)) if decisions.placements else 0
             lock_jobs(s, [p.job_id for p in decisions.placements])
+            hold(s, s.exec(select(SiteRow).where(col(SiteRow.name).in_({p.site for p in decisions.placements}))).all())
             for placement in decisions.placements:
                 cmd = _lease(s, placement, capacity, now, notice)
                 if cmd:
