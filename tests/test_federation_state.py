@@ -96,6 +96,17 @@ class FederationMirror(RuleBasedStateMachine):
             self.store.runs.apply_report(run.site, RunReport(run.id, state, "m", infrastructure=infra),
                                          self.clock.now())
 
+    @rule(picks=st.lists(st.tuples(st.integers(0, 1000), st.sampled_from(
+        [RunState.RUNNING, RunState.SUCCEEDED, RunState.FAILED, RunState.UNKNOWN])), min_size=1, max_size=6))
+    def report_batch(self, picks: list[tuple[int, RunState]]) -> None:
+        """Several sites' reports applied as one group commit, a run possibly twice."""
+        runs = self._live_runs()
+        if runs:
+            batch = [(run.site, RunReport(run.id, state, "m")) for pick, state in picks
+                     for run in [runs[pick % len(runs)]]]
+            outcomes = self.store.runs.apply_reports(batch, self.clock.now())
+            assert not [o for o in outcomes if isinstance(o, Exception)]
+
     @rule(site=st.sampled_from(SITES))
     def lose_site(self, site: str) -> None:
         self.store.runs.site_lost(site, "no report", self.clock.now())

@@ -27,7 +27,7 @@ from scheduler.accounting import ChargeBatch
 from scheduler.store.changes import Changes, note
 from scheduler.store.ledger import charge_all, ledger_lock, write_charges
 from scheduler.store.requeue import (
-    fresh_run, hold, job_or_none, lock_jobs, locked_job, lose_runs, stop_overdue, write_step,
+    fresh_run, hold, job_or_none, lock_jobs, locked_job, lose_runs, prefetch_runs, stop_overdue, write_step,
 )
 from scheduler.store.shares import load_shares, read_settings
 from scheduler.store.models import JobRow, RunRow, SiteRow
@@ -139,6 +139,7 @@ class RunsRepo:
         never the others'. A database that is down fails them all (StoreUnavailable)."""
         try:
             with self.db.tx() as s:
+                prefetch_runs(s, sorted({report.run_id for _, report in site_reports}))
                 return [_apply_report(s, site, report, now) for site, report in site_reports]
         except StoreUnavailable:
             raise

@@ -28,13 +28,24 @@ def project_id(institution: str, name: str) -> str:
 
 
 def read_settings(s: Session) -> ShareSettings:
+    """The fair-share settings, read once per transaction (a batch of reports asks for
+    them once per run it ends)."""
+    cached = s.info.get(_SETTINGS_INFO)
+    if cached is not None:
+        return cached
     row = s.get(MetaRow, SETTINGS_KEY)
     if row is None:
-        return ShareSettings()
-    d = json.loads(row.value)
-    d["model_weights"] = tuple(tuple(x) for x in d.get("model_weights", ()))
-    d["latency"] = tuple(tuple(x) for x in d.get("latency", ()))
-    return ShareSettings(**d)
+        settings = ShareSettings()
+    else:
+        d = json.loads(row.value)
+        d["model_weights"] = tuple(tuple(x) for x in d.get("model_weights", ()))
+        d["latency"] = tuple(tuple(x) for x in d.get("latency", ()))
+        settings = ShareSettings(**d)
+    s.info[_SETTINGS_INFO] = settings
+    return settings
+
+
+_SETTINGS_INFO = "minga.settings"
 
 
 def ensure_default_project(s: Session, institution: str, now: float) -> None:
@@ -58,6 +69,7 @@ class SharesRepo:
             row = s.get(MetaRow, SETTINGS_KEY) or MetaRow(key=SETTINGS_KEY)
             row.value = json.dumps(asdict(current))
             s.add(row)
+            s.info[_SETTINGS_INFO] = current
             return current
 
     def add_project(self, institution: str, name: str, weight: float, now: float) -> ProjectShare:
