@@ -16,9 +16,13 @@ from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import Engine
 from sqlmodel import SQLModel
 
+from scheduler.clock import FakeClock
 from scheduler.commands import RunReport
+from scheduler.cycle import SchedulingCycle
 from scheduler.domain import FailedPrecondition, JobState, Role, RunState, SiteState
+from scheduler.leases import SiteLeases
 from scheduler.policy import schedule
+from scheduler.sessions import SessionRegistry
 from scheduler.store import Store, migrations
 from scheduler.store.migrations.__main__ import main as migrations_cli
 from scheduler.store.db import normalize_url
@@ -165,7 +169,9 @@ def assert_still_writable(store: Store) -> None:
     started = store.runs.apply_decisions(schedule(store.runs.load_snapshot(NOW + 1300), NOW + 1300), NOW + 1300)
     assert [c.run.job_id for c in started] == ["job-new"]
     store.runs.apply_report("dcc", RunReport(started[0].run.id, RunState.RUNNING), NOW + 1310)
-    store.runs.charge(NOW + 1400)
+    cycle = SchedulingCycle(store, SessionRegistry(), FakeClock(NOW + 1400), SiteLeases(FakeClock(NOW + 1400)))
+    cycle.charge(NOW + 1400)     # the leader's state loads from the migrated store, and charges it
+    cycle.detach()
 
 
 # -- (b) the migrations build exactly what the models describe ----------------------------

@@ -2,21 +2,19 @@
 
 Each row holds a decayed value and the time it is valid at; adding a charge first
 decays the old value to `now` (exponential decay with the policy's half-life, as
-Slurm's PriorityDecayHalfLife). Nothing ever re-reads the whole history.
+Slurm's PriorityDecayHalfLife). Nothing ever re-reads the whole history. The leader
+computes each charging step from memory (`scheduler.accounting`) and `write_charges`
+writes it; `charge_run` charges a run's last interval as it ends.
 """
 from __future__ import annotations
 
 from sqlalchemy import text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlmodel import Session, select
+from sqlmodel import Session
 
-from scheduler.accounting import ChargeBatch, decayed
-
-from scheduler.domain import RunState, SiteState
+from scheduler.accounting import ChargeBatch, Ledger, decayed
 from scheduler.shares_domain import ShareSettings, model_weight
-from scheduler.store.codec import inventory_from_json
-from scheduler.accounting import Ledger
 from scheduler.store.changes import Changes, note
 from scheduler.store.models import ContributionRow, RunRow, SiteRow, SiteUptimeRow, UsageRow
 
@@ -42,36 +40,6 @@ def charge_run(s: Session, run: RunRow, now: float, settings: ShareSettings) -> 
     run.charged_until = now
     s.add(run)
     _add(s, UsageRow, run.project, run.gpus * model_weight(settings, run.gpu_model) * seconds, now, settings)
-
-
-def charge_all(s: Session, now: float, settings: ShareSettings) -> None:
-    """One incremental step: usage of every running run, contribution of every serving site."""
-    running = s.exec(select(RunRow).where(RunRow.live == True,  # noqa: E712
-                                          RunRow.state == RunState.RUNNING.value)).all()
-    for run in running:
-        charge_run(s, run, now, settings)
-    for site in s.exec(select(SiteRow).where(SiteRow.connected == True)).all():  # noqa: E712
-        since = site.contributed_until or now
-        site.contributed_until = now
-        s.add(site)
-        if site.state != SiteState.READY.value or now <= since:
-            continue
-        inventory = inventory_from_json(site.inventory_json)
-        weighted = sum(p.total * model_weight(settings, p.model) for p in inventory.gpus)
-        _add(s, ContributionRow, site.institution, weighted * (now - since), now, settings)
-        _extend_uptime(s, site, since, now, inventory.total_gpus, weighted)
-
-
-def _extend_uptime(s: Session, site: SiteRow, since: float, now: float, gpus: int, weighted: float) -> None:
-    """Extend the site's last uptime segment if it is contiguous and alike, else open one."""
-    last = s.exec(select(SiteUptimeRow).where(SiteUptimeRow.site == site.name)
-                  .order_by(SiteUptimeRow.end.desc()).limit(1)).first()  # type: ignore[union-attr]
-    if last is not None and last.end == since and last.gpus == gpus and last.normalized_gpus == weighted:
-        last.end = now
-        s.add(last)
-        return
-    s.add(SiteUptimeRow(site=site.name, institution=site.institution, country=site.country,
-                        start=since, end=now, gpus=gpus, normalized_gpus=weighted))
 
 
 def _add(s: Session, table: type[UsageRow] | type[ContributionRow], key: str, amount: float,

@@ -25,7 +25,7 @@ from scheduler.store.base import Database, StoreUnavailable, job_from_row, run_f
 from scheduler.store.codec import inventory_from_json, spec_from_json, with_secrets
 from scheduler.accounting import ChargeBatch
 from scheduler.store.changes import Changes, note
-from scheduler.store.ledger import charge_all, ledger_lock, write_charges
+from scheduler.store.ledger import ledger_lock, write_charges
 from scheduler.store.requeue import (
     fresh_run, hold, job_or_none, lock_jobs, locked_job, lose_runs, prefetch_runs, stop_overdue, write_step,
 )
@@ -77,12 +77,6 @@ class RunsRepo:
             if fence is not None:
                 fence(s)
             yield s
-
-    def charge(self, now: float, fence: Fence | None = None) -> None:
-        """Charge usage and contribution up to `now` (one incremental ledger step), reading
-        the rows; the leader charges from memory instead (`charge_batch`)."""
-        with self._tx(fence) as s:
-            charge_all(s, now, read_settings(s))
 
     def charge_batch(self, compute: Callable[[], ChargeBatch], fence: Fence | None = None) -> None:
         """Write one charging step that `compute` makes from memory, in a few statements.

@@ -85,11 +85,6 @@ class SitesRepo:
             s.add(row)
             return site_from_row(row)
 
-    def names_not_lost(self) -> list[str]:
-        """Sites whose lease can still expire."""
-        with self.db.read() as s:
-            return list(s.exec(select(SiteRow.name).where(SiteRow.state != SiteState.LOST.value)).all())
-
     def set_admin_state(self, name: str, state: SiteState | None) -> Site:
         """CORDONED, DRAINING, or None to take new runs again; health is the site's own."""
         if state not in (None, SiteState.CORDONED, SiteState.DRAINING):
