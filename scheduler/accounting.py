@@ -10,11 +10,11 @@ normalized GPU-seconds since the run (or site) was last charged.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
 from scheduler.domain import Run, SiteState
-from scheduler.shares_domain import ShareSettings, model_weight
+from scheduler.shares_domain import InstitutionShare, ShareSettings, model_weight
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,16 @@ def decayed(value: float, as_of: float, now: float, half_life: float) -> float:
     if half_life <= 0 or now <= as_of:
         return value
     return value * 0.5 ** ((now - as_of) / half_life)
+
+
+def shares_at(institutions: Iterable[InstitutionShare], contributions: Mapping[str, Ledger],
+              usage: Mapping[str, Ledger], now: float, half_life: float
+              ) -> tuple[tuple[InstitutionShare, ...], tuple[tuple[str, float], ...]]:
+    """What the policy reads of the ledgers at `now`: each institution with its contribution
+    (GPU-hours) and each project's usage (GPU-seconds, by project id), decayed to `now`."""
+    made = {i: decayed(v.value, v.as_of, now, half_life) / 3600.0 for i, v in contributions.items()}
+    return (tuple(replace(i, contribution=made.get(i.slug, 0.0)) for i in institutions),
+            tuple((p, decayed(v.value, v.as_of, now, half_life)) for p, v in sorted(usage.items())))
 
 
 @dataclass(frozen=True)

@@ -84,10 +84,14 @@ class SchedulingCycle:
             self.state.stale = True
 
     # -- phases (each takes the cycle's one `now`) -----------------------------------
+    def _now(self, now: float | None) -> float:
+        """The cycle's `now`; a phase called on its own (a test, a bench) reads the clock."""
+        return self.clock.now() if now is None else now
+
     def expire(self, now: float | None = None) -> list[Command]:
         """Sites silent past the lease TTL become LOST and their runs are requeued;
         runs past their walltime are stopped (their jobs end FAILED, TIMEOUT)."""
-        now = self.clock.now() if now is None else now
+        now = self._now(now)
         state = self.attach()
         for site in self.leases.expired(state.sites_not_lost()):
             lost = self.store.runs.site_lost(site, f"no report for {self.leases.ttl_seconds:.0f} s", now,
@@ -110,21 +114,21 @@ class SchedulingCycle:
     def charge(self, now: float | None = None) -> None:
         """Bring the usage and contribution ledgers up to now: computed from memory,
         written in a few batched statements."""
-        now = self.clock.now() if now is None else now
+        now = self._now(now)
         state = self.attach()
         self.store.runs.charge_batch(lambda: state.charge(now), self.fence)
 
     def load_snapshot(self, now: float | None = None) -> Snapshot:
         """The policy's input, from memory: no row is read."""
-        return self.attach().snapshot(self.clock.now() if now is None else now)
+        return self.attach().snapshot(self._now(now))
 
     def decide(self, snapshot: Snapshot, now: float | None = None) -> Decisions:
-        return schedule(snapshot, self.clock.now() if now is None else now)
+        return schedule(snapshot, self._now(now))
 
     def persist(self, decisions: Decisions, now: float | None = None) -> list[Command]:
         """Write the decisions in one transaction: only what changed."""
         state = self.attach()
-        now = self.clock.now() if now is None else now
+        now = self._now(now)
         return self.store.runs.apply_decisions(decisions, now, self.fence,
                                                free=state.free_gpus,
                                                changed_reasons=lambda: state.changed_reasons(decisions.waiting, now))

@@ -150,17 +150,22 @@ def test_memory_stays_equal_to_a_fresh_load_from_the_store(kind):
         phases=[Phase.explicit, Phase.reuse, Phase.generate]))
 
 
-def test_a_cycle_reads_no_row_to_build_its_snapshot(tmp_path):
-    """Once the leader holds the federation, a cycle's snapshot issues no SQL at all."""
-    from sqlalchemy import event
-
+def leader_with_jobs(tmp_path, jobs: int) -> tuple[Store, FakeClock, SchedulingCycle]:
+    """A store with one 8-GPU site and `jobs` pending jobs, and a cycle over it."""
     store = Store(f"sqlite:///{tmp_path / 'b.db'}")
     clock = FakeClock(NOW)
     add_institution(store)
     join_site(store, "dcc")
-    for i in range(20):
-        store.jobs.submit(new_job(f"j-{i}", gpus=1 + i % 3), None)
-    cycle = SchedulingCycle(store, SessionRegistry(), clock, SiteLeases(clock, 1e9))
+    for i in range(jobs):
+        store.jobs.submit(new_job(f"j-{i:03d}", gpus=1 + i % 3), None)
+    return store, clock, SchedulingCycle(store, SessionRegistry(), clock, SiteLeases(clock, 1e9))
+
+
+def test_a_cycle_reads_no_row_to_build_its_snapshot(tmp_path):
+    """Once the leader holds the federation, a cycle's snapshot issues no SQL at all."""
+    from sqlalchemy import event
+
+    store, clock, cycle = leader_with_jobs(tmp_path, 20)
     cycle.run_once()
     statements: list[str] = []
     event.listen(store.db.engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
@@ -176,13 +181,7 @@ def test_a_deep_queue_writes_the_new_jobs_reasons_each_cycle_and_all_of_them_eve
     from scheduler.state import federation
 
     monkeypatch.setattr(federation, "FULL_DIFF_JOBS", 0)        # every queue counts as deep
-    store = Store(f"sqlite:///{tmp_path / 'b.db'}")
-    clock = FakeClock(NOW)
-    add_institution(store)
-    join_site(store, "dcc")
-    for i in range(300):
-        store.jobs.submit(new_job(f"j-{i:03d}", gpus=1 + i % 3), None)
-    cycle = SchedulingCycle(store, SessionRegistry(), clock, SiteLeases(clock, 1e9))
+    store, clock, cycle = leader_with_jobs(tmp_path, 300)
     cycle.run_once()                                            # the first compares every reason
     stored = {j.id: j.reason for j in store.jobs.list(None, False, JobState.PENDING)}
     assert stored and not any("next scheduling cycle" in r for r in stored.values())

@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from operator import attrgetter
 
-from scheduler.accounting import ChargeBatch, Ledger, Uptime, charge, decayed, site_charge
+from scheduler.accounting import ChargeBatch, Ledger, Uptime, charge, shares_at, site_charge
 from scheduler.domain import LIVE_JOB_STATES, Job, JobState, Run, RunState, Site, SiteState
 from scheduler.policy.waiting_list import WaitingList
 from scheduler.snapshot import Snapshot, Waiting
@@ -180,10 +180,8 @@ class FederationState:
             capped = {j.array_id for j in pending if j.array_limit}
             live = Counter(a for a in self._live_capped.values() if a in capped)
             tree = self._tree()
-            hl = tree.settings.half_life_seconds
-            contribution = {i: decayed(v.value, v.as_of, now, hl) / 3600.0 for i, v in self._contributions.items()}
-            institutions = tuple(replace(i, contribution=contribution.get(i.slug, 0.0)) for i in tree.institutions)
-            usage = tuple((p, decayed(v.value, v.as_of, now, hl)) for p, v in sorted(self._usage.items()))
+            institutions, usage = shares_at(tree.institutions, self._contributions, self._usage, now,
+                                            tree.settings.half_life_seconds)
             return Snapshot(sites=tuple(self._sites[n] for n in sorted(self._sites)),
                             live_runs=tuple(self._runs.values()), pending=pending,
                             institutions=institutions, projects=tree.projects, usage=usage,

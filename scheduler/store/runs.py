@@ -99,13 +99,12 @@ class RunsRepo:
         commands: list[Command] = []
         with self._tx(fence) as s:
             s.connection()
+            preempted = [c for p in decisions.preemptions for c in _preempt(s, p, now)]
             if free is None:
-                preempted = [c for p in decisions.preemptions for c in _preempt(s, p, now)]
-                capacity = _free_gpus(s)
+                capacity = _free_gpus(s)     # read after the preemptions: their GPUs count as free
             else:
                 with self.db.commit_lock:
-                    capacity = free()
-                preempted = [c for p in decisions.preemptions for c in _preempt(s, p, now)]
+                    capacity = free()        # memory: as committed, before this transaction
                 for stop in preempted:  # their GPUs are free once this transaction commits
                     run = s.get(RunRow, stop.run_id)
                     if run is not None and run.gpus:

@@ -12,7 +12,7 @@ from scheduler.lending import LendingPolicy
 from scheduler.shares_domain import InstitutionShare, ProjectShare, ShareSettings
 from scheduler.store.base import Database
 from scheduler.store.generations import Cached
-from scheduler.store.ledger import decayed
+from scheduler.accounting import Ledger, shares_at
 from scheduler.store.lending import load_lending
 from scheduler.store.models import (
     ContributionRow, CountryRow, GuaranteeRow, InstitutionRow, MetaRow, ProjectRow, UsageRow,
@@ -179,10 +179,8 @@ def load_shares(s: Session, now: float) -> tuple[AccountTree, tuple[tuple[str, f
     """The tree with each institution's contribution, and each project's usage, both
     decayed to `now` (in GPU-hours and GPU-seconds), for a snapshot read from the store."""
     tree = read_accounts(s)
-    hl = tree.settings.half_life_seconds
-    contributions = {c.institution: decayed(c.value, c.as_of, now, hl) / 3600.0
-                     for c in s.exec(select(ContributionRow)).all()}
-    institutions = tuple(replace(i, contribution=contributions.get(i.slug, 0.0)) for i in tree.institutions)
-    usage = tuple((u.project, decayed(u.value, u.as_of, now, hl))
-                  for u in s.exec(select(UsageRow).order_by(UsageRow.project)).all())
+    institutions, usage = shares_at(
+        tree.institutions, {c.institution: Ledger(c.value, c.as_of) for c in s.exec(select(ContributionRow))},
+        {u.project: Ledger(u.value, u.as_of) for u in s.exec(select(UsageRow))}, now,
+        tree.settings.half_life_seconds)
     return replace(tree, institutions=institutions), usage
