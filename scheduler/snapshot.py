@@ -4,7 +4,7 @@ never imports the policy (DESIGN.md, layers)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from scheduler.domain import Job, Run, Site
 from scheduler.lending import LendingPolicy
@@ -27,6 +27,9 @@ class Snapshot:
     settings: ShareSettings = ShareSettings()
     lending: tuple[tuple[str, LendingPolicy], ...] = ()   # site name -> its owner's lending policy
     array_live: tuple[tuple[str, int], ...] = ()   # each capped array with pending tasks -> its tasks holding GPUs (%K)
+    # The pending jobs' columns, when the leader keeps them up to date (`policy.pending_columns.Pending`,
+    # for exactly `pending`); else the policy reads them from the jobs. Not part of what the snapshot says.
+    columns: object = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

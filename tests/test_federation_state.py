@@ -21,9 +21,11 @@ from scheduler.cycle import SchedulingCycle
 from scheduler.domain import JobState, RunState
 from scheduler.leases import SiteLeases
 from scheduler.policy import Snapshot
+from scheduler.policy.pending_columns import pending_columns, read_pending
 from scheduler.sessions import SessionRegistry
 from scheduler.store import Store
 from tests.pg import pg_schema, url_in_schema
+from tests.test_pending_columns import same_columns
 from tests.test_store import NOW, add_institution, inventory, join_site, new_job
 
 SITES = ("dcc", "usp-1", "unam")
@@ -138,7 +140,9 @@ class FederationMirror(RuleBasedStateMachine):
         if not hasattr(self, "cycle"):
             return
         now = self.clock.now()
-        assert canonical(self.cycle.state.snapshot(now)) == canonical(self.store.runs.load_snapshot(now))
+        snapshot = self.cycle.state.snapshot(now)
+        assert canonical(snapshot) == canonical(self.store.runs.load_snapshot(now))
+        assert same_columns(pending_columns(snapshot), read_pending(snapshot.pending))   # kept, not read
         assert self.cycle.state.rebuilds == 1          # never fell back to a full reload
 
 

@@ -19,7 +19,8 @@ from scheduler.policy.latency import rank_table
 from scheduler.policy.lending import Lending
 from scheduler.policy.never_fits import NeverFits
 from scheduler.policy.pool_index import ANY, Pool, PoolIndex
-from scheduler.policy.queue import Queue, fair_queue, read_pending
+from scheduler.policy.pending_columns import pending_columns
+from scheduler.policy.queue import Queue, fair_queue
 from scheduler.policy.reservation import NEVER, Ends, Reservation, pool_ends, run_end
 from scheduler.policy.share_now import held_by_project
 from scheduler.policy.snapshot import Decisions, Placement, Preemption, Snapshot
@@ -79,7 +80,7 @@ class Cycle:
 
     @classmethod
     def start(cls, snapshot: Snapshot, now: float) -> Cycle:
-        pending = read_pending(snapshot.pending)
+        pending = pending_columns(snapshot)
         tree = build_tree(snapshot, pending.accounts)
         fair_tree = fair_tree_order(snapshot, tree)
         n = len(fair_tree)

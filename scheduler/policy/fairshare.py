@@ -24,7 +24,8 @@ from collections.abc import Mapping
 
 from scheduler.domain import Job
 from scheduler.policy.entitlement import Tree, build_tree, entitlements, fractions, normalized_gpus, run_project
-from scheduler.policy.queue import Queue, fair_queue, read_pending
+from scheduler.policy.pending_columns import pending_columns
+from scheduler.policy.queue import Queue, fair_queue
 from scheduler.policy.snapshot import Snapshot
 
 
@@ -114,6 +115,6 @@ def order_pending(snapshot: Snapshot, now: float, tree: Tree | None = None) -> l
 
 def pending_queue(snapshot: Snapshot, now: float, tree: Tree | None = None) -> Queue:
     """The pending queue in that order, as the cycle reads it (`queue.py`)."""
-    pending = read_pending(snapshot.pending)
+    pending = pending_columns(snapshot)
     tree = tree or build_tree(snapshot, pending.accounts)
     return fair_queue(pending, project_factors(snapshot, tree), now, snapshot.settings.age_weight)

@@ -24,7 +24,7 @@ from scheduler.policy.guarantees import guarantees
 from scheduler.policy.max_min import TreeShares, tree_fill
 from scheduler.policy.never_fits import NeverFits
 from scheduler.policy.placement import accepts_new_runs
-from scheduler.policy.queue import Group, read_pending
+from scheduler.policy.pending_columns import Group, pending_columns
 from scheduler.policy.snapshot import Snapshot
 
 
@@ -90,7 +90,7 @@ def column_demand(shapes: Sequence[tuple], shape_of: array[int], examples: Seque
 def pending_demand(snapshot: Snapshot) -> dict[str, float]:
     """GPUs asked for by pending jobs that some site could hold, per project."""
     never = NeverFits(snapshot.sites)
-    columns = read_pending(snapshot.pending)
+    columns = pending_columns(snapshot)
     return column_demand(columns.shapes, columns.shape_of, columns.examples, columns.groups,
                          lambda pos: never.reason(snapshot.pending[pos], columns.shapes[columns.shape_of[pos]])
                          is not None)

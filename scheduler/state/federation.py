@@ -15,14 +15,17 @@ from __future__ import annotations
 
 import logging
 import threading
+from bisect import bisect_left, bisect_right
 from collections import Counter
-from bisect import bisect_left, insort
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from operator import attrgetter
 
+import numpy as np
+
 from scheduler.accounting import ChargeBatch, Ledger, Uptime, charge, shares_at, site_charge
 from scheduler.domain import LIVE_JOB_STATES, Job, JobState, Run, RunState, Site, SiteState
+from scheduler.policy.pending_columns import QueueColumns
 from scheduler.policy.waiting_list import WaitingList
 from scheduler.snapshot import Snapshot, Waiting
 from scheduler.store.changes import Changes
@@ -54,6 +57,7 @@ class FederationState:
         self._accounts_stale = True
         self._pending: dict[str, Job] = {}
         self._queue: list[Job] = []         # self._pending's jobs in queue order, once sorted ...
+        self._columns = QueueColumns(ordered=True)   # ... and their columns, for the policy
         self._dropped: list[Job] = []       # ... since when these left it (or were replaced)
         self._added: dict[str, Job] = {}    # ... and these came
         self._fresh: set[str] = set()       # pending jobs whose stored reason no cycle has written yet
@@ -81,6 +85,7 @@ class FederationState:
             for job in rows.pending:
                 self._put_pending(job)
             self._queue = sorted(self._pending.values(), key=_QUEUE_ORDER)
+            self._columns.reset(self._queue)
             self._live_capped = dict(rows.live_capped)
             self._runs = {r.id: r for r in rows.live_runs}
             self._sites = {s.name: s for s in rows.sites}
@@ -175,8 +180,11 @@ class FederationState:
         with self._lock:
             pending = self._sorted_queue()
             held = {j for j, t in self._backoff.items() if t > now}
+            keep = None
             if held:
+                keep = np.fromiter((j.id not in held for j in pending), dtype=bool, count=len(pending))
                 pending = tuple(j for j in pending if j.id not in held)
+            columns = self._columns.read(pending, keep)
             capped = {j.array_id for j in pending if j.array_limit}
             live = Counter(a for a in self._live_capped.values() if a in capped)
             tree = self._tree()
@@ -186,14 +194,16 @@ class FederationState:
                             live_runs=tuple(self._runs.values()), pending=pending,
                             institutions=institutions, projects=tree.projects, usage=usage,
                             country_weights=tree.countries, settings=tree.settings, lending=tree.lending,
-                            array_live=tuple((a, live.get(a, 0)) for a in sorted(capped)))
+                            array_live=tuple((a, live.get(a, 0)) for a in sorted(capped)), columns=columns)
 
     def _sorted_queue(self) -> tuple[Job, ...]:
         """The pending jobs in queue order, changed in place by what came and went since
-        the last cycle: a binary search for each (new jobs are usually the newest, and
-        requeued ones keep their submit time). Many changes at once: one pass instead.
-        No key tuple is made per job: at depth that would wake the garbage collector."""
-        queue, pending = self._queue, self._pending
+        the last cycle, and their columns with them: a binary search for each (new jobs are
+        usually the newest, and requeued ones keep their submit time). Many changes at
+        once: one pass instead. No key tuple is made per job: at depth that would wake the
+        garbage collector."""
+        queue, pending, columns = self._queue, self._pending, self._columns
+        many = len(self._dropped) > _MANY or len(self._added) > _MANY
         if len(self._dropped) > _MANY:
             queue[:] = [j for j in queue if pending.get(j.id) is j]
         else:
@@ -201,14 +211,21 @@ class FederationState:
                 i = bisect_left(queue, _QUEUE_ORDER(old), key=_QUEUE_ORDER)
                 if i < len(queue) and queue[i] is old:
                     del queue[i]
+                    if not many:
+                        columns.delete(i)
         self._dropped = []
         if len(self._added) > _MANY:
             queue.extend(self._added.values())
             queue.sort(key=_QUEUE_ORDER)
         else:
             for job in self._added.values():
-                insort(queue, job, key=_QUEUE_ORDER)
+                i = bisect_right(queue, _QUEUE_ORDER(job), key=_QUEUE_ORDER)
+                queue.insert(i, job)
+                if not many:
+                    columns.insert(i, job)
         self._added = {}
+        if many:
+            columns.reset(queue)
         return tuple(queue)
 
     def _tree(self) -> AccountTree:
