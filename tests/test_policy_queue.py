@@ -47,6 +47,7 @@ def test_waiting_list_reads_like_the_tuple_it_stands_for():
     with pytest.raises(IndexError):
         waiting[len(as_tuple)]
     assert all(isinstance(w, Waiting) for w in waiting)
+    assert list(waiting.pairs()) == [(w.job_id, w.reason) for w in as_tuple]
 
 
 def test_equal_submit_times_are_ordered_by_id_whatever_the_input_order():

@@ -57,6 +57,12 @@ class WaitingList(Sequence[Waiting]):
         reason, never_fits = self._verdicts[self._shape_of[pos]]
         return Waiting(self._jobs[pos].id, reason, never_fits)
 
+    def pairs(self) -> Iterator[tuple[str, str]]:
+        """(job id, reason) of every waiting job, in order, without making a `Waiting` each."""
+        jobs, verdicts, shape_of = self._jobs, self._verdicts, self._shape_of
+        decided = zip((jobs[pos].id for pos in self._positions), self._reasons)
+        return chain(decided, ((jobs[pos].id, verdicts[shape_of[pos]][0]) for pos in self._tail))
+
     def reasons_of(self, job_ids: set[str]) -> dict[str, str]:
         """The reason of each of `job_ids` that waits, without making a `Waiting` per job."""
         jobs = self._jobs

@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 
 _QUEUE_ORDER = attrgetter("submitted_at", "id")
 _MANY = 2_000                   # changes to the queue above which one pass beats a search each
-FULL_DIFF_JOBS = 20_000         # a queue this short has every waiting reason compared each cycle
+FULL_DIFF_JOBS = 5_000          # a queue this short has every waiting reason compared each cycle
 REASON_REFRESH_SECONDS = 10.0   # a deeper one, this often (and the new jobs' each cycle)
 
 
@@ -247,8 +247,8 @@ class FederationState:
             if len(waiting) <= FULL_DIFF_JOBS or now >= self._next_full_diff:
                 self._next_full_diff = now + REASON_REFRESH_SECONDS
                 self._fresh.clear()
-                return {w.job_id: w.reason for w in waiting
-                        if (job := pending.get(w.job_id)) is not None and job.reason != w.reason}
+                pairs = waiting.pairs() if isinstance(waiting, WaitingList) else ((w.job_id, w.reason) for w in waiting)
+                return {i: r for i, r in pairs if (job := pending.get(i)) is not None and job.reason != r}
             fresh, self._fresh = self._fresh, set()
             if not fresh:
                 return {}

@@ -24,9 +24,16 @@ _SPEC_FIELDS = tuple(f.name for f in fields(JobSpec) if f.name != "secret_env")
 def _plain(value: object) -> object:
     """A nested dataclass as a dict (tuples stay tuples: JSON writes them as lists); what
     `dataclasses.asdict` gives for a spec, without its deep copy, which costs a submit."""
-    if is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _plain(getattr(value, f.name)) for f in fields(value)}
-    return value
+    names = _field_names(type(value))
+    if names is None:
+        return value
+    return {name: _plain(getattr(value, name)) for name in names}
+
+
+@lru_cache(maxsize=None)
+def _field_names(cls: type) -> tuple[str, ...] | None:
+    """The field names of a dataclass type, None for any other type (asked once per type)."""
+    return tuple(f.name for f in fields(cls)) if is_dataclass(cls) else None
 
 
 def secrets_to_json(spec: JobSpec) -> str:

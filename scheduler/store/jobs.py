@@ -33,6 +33,13 @@ class _Submit:
     job: Job
     key: str | None
     audit: AuditLine | None
+    row: dict[str, object]      # the job's new row, made before the commit (in the caller's thread)
+    read: Job                   # the job as a read of that row gives it back
+
+    @classmethod
+    def of(cls, job: Job, key: str | None, audit: AuditLine | None) -> _Submit:
+        row = _row(job, key)
+        return cls(job, key, audit, row, _as_read(job, row))
 
 
 Submitted = tuple[Job, bool]   # (the job, as read back; created now, or an earlier one for the key)
@@ -50,7 +57,7 @@ class JobsRepo:
         Concurrent submits are committed together (`GroupCommit`). No look-up first: the
         unique (owner, key) constraint decides, which also covers two retries racing.
         """
-        return self.committer.submit(_Submit(job, idempotency_key or None, audit))
+        return self.committer.submit(_Submit.of(job, idempotency_key or None, audit))
 
     def _commit_batch(self, batch: Sequence[_Submit]) -> list[Submitted | BaseException]:
         """All in one transaction; if that fails (a key used before, one bad row), one by
@@ -148,9 +155,8 @@ def _insert(s: Session, batch: Sequence[_Submit]) -> list[Submitted]:
     for request in batch:
         first = firsts.get((request.job.owner, request.key)) if request.key else None
         if first is None:
-            row = _row(request.job, request.key)
-            rows.append(row)
-            answer = (_as_read(request.job, row), True)
+            rows.append(request.row)
+            answer = (request.read, True)
             if request.key:
                 firsts[(request.job.owner, request.key)] = answer[0]
         else:
