@@ -180,30 +180,34 @@ def test_a_cycle_reads_no_row_to_build_its_snapshot(tmp_path):
     store.close()
 
 
-def test_a_deep_queue_writes_the_new_jobs_reasons_each_cycle_and_all_of_them_every_refresh(tmp_path, monkeypatch):
+def test_a_deep_queue_writes_the_new_jobs_reasons_each_cycle_and_the_others_in_turn(tmp_path, monkeypatch):
     from scheduler.policy.waiting_list import WaitingList
     from scheduler.state import federation
 
     monkeypatch.setattr(federation, "FULL_DIFF_JOBS", 0)        # every queue counts as deep
+    monkeypatch.setattr(federation, "REFRESH_JOBS", 100)
     store, clock, cycle = leader_with_jobs(tmp_path, 300)
-    cycle.run_once()                                            # the first compares every reason
+    order = [j.id for j in sorted(store.jobs.list(None, False, JobState.PENDING), key=lambda j: (j.submitted_at, j.id))]
+
+    def unwritten() -> set[str]:
+        return {j.id for j in store.jobs.list(None, False, JobState.PENDING) if j.reason == "waiting"}   # as new_job made them
+
+    for turn in range(3):                                       # 100 more reasons each cycle, in queue order
+        cycle.run_once()
+        assert unwritten() == set(order[100 * (turn + 1):])
+        clock.advance(1.0)
     stored = {j.id: j.reason for j in store.jobs.list(None, False, JobState.PENDING)}
-    assert stored and not any("next scheduling cycle" in r for r in stored.values())
 
     store.jobs.submit(new_job("j-new", gpus=2), None)
     clock.advance(1.0)
     decisions = cycle.decide(cycle.load_snapshot(clock.now()), clock.now())
     assert isinstance(decisions.waiting, WaitingList)
     every = {w.job_id: w.reason for w in decisions.waiting}
-    some = {"j-new", "j-001", "j-299"} & set(every)
-    assert decisions.waiting.reasons_of(some) == {i: every[i] for i in some}
-    cycle.persist(decisions, clock.now())                      # writes j-new's reason, and only it
+    jobs = decisions.waiting.jobs
+    assert decisions.waiting.reasons_at(range(len(jobs))) == every
+    cycle.persist(decisions, clock.now())                      # j-new's reason, and the first 100 again
     assert store.jobs.get("j-new").reason == every["j-new"]
-    assert {j.id: j.reason for j in store.jobs.list(None, False, JobState.PENDING) if j.id != "j-new"} == stored
-    assert cycle.state.changed_reasons(decisions.waiting, clock.now()) == {}   # nothing new since
-
-    clock.advance(federation.REASON_REFRESH_SECONDS)             # the full comparison is due again
-    everyone = cycle.state.changed_reasons(decisions.waiting, clock.now())
-    assert everyone == {i: r for i, r in every.items() if store.jobs.get(i).reason != r}
+    assert {j.id: j.reason for j in store.jobs.list(None, False, JobState.PENDING) if j.id != "j-new"} == {
+        i: (every[i] if i in order[:100] else r) for i, r in stored.items()}
     cycle.detach()
     store.close()

@@ -7,7 +7,7 @@ cycle, and would wake the garbage collector's full passes over the snapshot. A
 """
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from itertools import chain
 from typing import overload
 
@@ -25,13 +25,16 @@ class WaitingList(Sequence[Waiting]):
     request shape, `verdicts[shape_of[pos]]`, so the cycle stores the positions alone.
     """
 
-    __slots__ = ("_jobs", "_positions", "_reasons", "_never", "_tail", "_shape_of", "_verdicts")
+    __slots__ = ("_jobs", "_positions", "_reasons", "_never", "_tail", "_shape_of", "_verdicts",
+                 "_by_position", "_in_tail")
 
     def __init__(self, jobs: Sequence[Job], positions: list[int], reasons: list[str], never_fits: list[bool],
                  tail: Sequence[int] = (), shape_of: Sequence[int] = (),
                  verdicts: Sequence[Verdict | None] = ()) -> None:
         self._jobs, self._positions, self._reasons, self._never = jobs, positions, reasons, never_fits
         self._tail, self._shape_of, self._verdicts = tail, shape_of, verdicts
+        self._by_position: dict[int, str] | None = None   # made when `reasons_at` is first asked
+        self._in_tail: set[int] = set()
 
     def __len__(self) -> int:
         return len(self._positions) + len(self._tail)
@@ -63,16 +66,24 @@ class WaitingList(Sequence[Waiting]):
         decided = zip((jobs[pos].id for pos in self._positions), self._reasons)
         return chain(decided, ((jobs[pos].id, verdicts[shape_of[pos]][0]) for pos in self._tail))
 
-    def reasons_of(self, job_ids: set[str]) -> dict[str, str]:
-        """The reason of each of `job_ids` that waits, without making a `Waiting` per job."""
-        jobs = self._jobs
-        found = {jobs[pos].id: reason for pos, reason in zip(self._positions, self._reasons)
-                 if jobs[pos].id in job_ids}
-        rest = job_ids.difference(found)
-        if rest:
-            tail = set(self._tail)
-            for pos in (p for p, job in enumerate(jobs) if job.id in rest and p in tail):
-                found[jobs[pos].id] = self._verdicts[self._shape_of[pos]][0]
+    @property
+    def jobs(self) -> Sequence[Job]:
+        """The jobs the positions point into (`Snapshot.pending`)."""
+        return self._jobs
+
+    def reasons_at(self, positions: Iterable[int]) -> dict[str, str]:
+        """job id -> reason of each job at `positions` that waits, without a pass over them all."""
+        if self._by_position is None:
+            self._by_position = dict(zip(self._positions, self._reasons))
+            self._in_tail = set(self._tail)
+        decided, tail, jobs = self._by_position, self._in_tail, self._jobs
+        found = {}
+        for pos in positions:
+            reason = decided.get(pos)
+            if reason is None and pos in tail:
+                reason = self._verdicts[self._shape_of[pos]][0]
+            if reason is not None:
+                found[jobs[pos].id] = reason
         return found
 
     def __eq__(self, other: object) -> bool:

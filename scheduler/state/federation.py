@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 _QUEUE_ORDER = attrgetter("submitted_at", "id")
 _MANY = 2_000                   # changes to the queue above which one pass beats a search each
 FULL_DIFF_JOBS = 5_000          # a queue this short has every waiting reason compared each cycle
-REASON_REFRESH_SECONDS = 10.0   # a deeper one, this often (and the new jobs' each cycle)
+REFRESH_JOBS = 2_000            # a deeper one: the new jobs' each cycle, and this many more in turn
 
 
 class FederationState:
@@ -61,7 +61,7 @@ class FederationState:
         self._dropped: list[Job] = []       # ... since when these left it (or were replaced)
         self._added: dict[str, Job] = {}    # ... and these came
         self._fresh: set[str] = set()       # pending jobs whose stored reason no cycle has written yet
-        self._next_full_diff = 0.0          # when every waiting reason is compared again
+        self._refresh_from: tuple[float, str] | None = None   # queue key of the next reasons to compare
         self._backoff: dict[str, float] = {}    # pending job id -> not_before, in the future when set
         self._live_capped: dict[str, str] = {}  # live job of a capped array -> its array id
         self._runs: dict[str, Run] = {}          # live runs
@@ -80,7 +80,7 @@ class FederationState:
         with self._lock:
             rows = self._load_rows()
             self._pending, self._queue, self._dropped, self._added = {}, [], [], {}
-            self._fresh, self._next_full_diff = set(), 0.0
+            self._fresh, self._refresh_from = set(), None
             self._backoff, self._live_capped, self._runs = {}, {}, {}
             for job in rows.pending:
                 self._put_pending(job)
@@ -239,22 +239,45 @@ class FederationState:
         """job id -> reason, for each waiting job still pending whose stored reason differs.
 
         A waiting reason is derived text, and much of it moves every cycle at depth (the
-        free GPUs it quotes). So each cycle writes the reasons of the jobs that came (or
-        came back) since the last one, and compares every job's only every
-        `REASON_REFRESH_SECONDS` (each cycle in a queue of at most `FULL_DIFF_JOBS`)."""
+        free GPUs it quotes). A queue of at most `FULL_DIFF_JOBS` has every reason compared
+        each cycle. A deeper one has the reasons of the jobs that came (or came back) since
+        the last cycle compared, and `REFRESH_JOBS` more, taken in queue order from where
+        the last cycle stopped: every reason is refreshed in turn, and no cycle pays for the
+        whole queue (Slurm likewise updates a deep job's reason only when it looks at it)."""
         with self._lock:
             pending = self._pending
-            if len(waiting) <= FULL_DIFF_JOBS or now >= self._next_full_diff:
-                self._next_full_diff = now + REASON_REFRESH_SECONDS
+            if len(waiting) <= FULL_DIFF_JOBS:
                 self._fresh.clear()
                 pairs = waiting.pairs() if isinstance(waiting, WaitingList) else ((w.job_id, w.reason) for w in waiting)
                 return {i: r for i, r in pairs if (job := pending.get(i)) is not None and job.reason != r}
-            fresh, self._fresh = self._fresh, set()
-            if not fresh:
-                return {}
-            found = (waiting.reasons_of(fresh) if isinstance(waiting, WaitingList)
-                     else {w.job_id: w.reason for w in waiting if w.job_id in fresh})
+            wanted, self._fresh = self._fresh | self._next_window(), set()
+            if isinstance(waiting, WaitingList):
+                found = waiting.reasons_at(self._positions_in(waiting.jobs, wanted))
+            else:
+                found = {w.job_id: w.reason for w in waiting if w.job_id in wanted}
             return {i: r for i, r in found.items() if (job := pending.get(i)) is not None and job.reason != r}
+
+    def _next_window(self) -> set[str]:
+        """The ids of the next `REFRESH_JOBS` jobs in queue order, after the last window's
+        (from the front again once the end is reached)."""
+        queue = self._queue
+        start = 0 if self._refresh_from is None else bisect_left(queue, self._refresh_from, key=_QUEUE_ORDER)
+        if start >= len(queue):
+            start = 0
+        end = start + REFRESH_JOBS
+        self._refresh_from = _QUEUE_ORDER(queue[end]) if end < len(queue) else None
+        return {job.id for job in queue[start:end]}
+
+    def _positions_in(self, jobs: Sequence[Job], wanted: set[str]) -> list[int]:
+        """Where each pending job of `wanted` stands in `jobs` (a snapshot's, in queue order)."""
+        positions = []
+        for job_id in wanted:
+            job = self._pending.get(job_id)
+            if job is not None:
+                i = bisect_left(jobs, _QUEUE_ORDER(job), key=_QUEUE_ORDER)
+                if i < len(jobs) and jobs[i].id == job_id:
+                    positions.append(i)
+        return positions
 
     def free_gpus(self) -> dict[tuple[str, str], int]:
         """(site, model) -> GPUs no live run holds: what a lease may still promise."""
