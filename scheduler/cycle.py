@@ -131,7 +131,7 @@ class SchedulingCycle:
         now = self._now(now)
         return self.store.runs.apply_decisions(decisions, now, self.fence,
                                                free=state.free_gpus,
-                                               changed_reasons=lambda: state.changed_reasons(decisions.waiting, now))
+                                               changed_reasons=lambda: state.changed_reasons(decisions.waiting))
 
     def publish(self, commands: list[Command]) -> int:
         """Send committed leases and stops; an offline site levels up when it reconnects."""

@@ -235,7 +235,7 @@ class FederationState:
             self._accounts_stale = False
         return self._accounts
 
-    def changed_reasons(self, waiting: Sequence[Waiting], now: float) -> dict[str, str]:
+    def changed_reasons(self, waiting: Sequence[Waiting]) -> dict[str, str]:
         """job id -> reason, for each waiting job still pending whose stored reason differs.
 
         A waiting reason is derived text, and much of it moves every cycle at depth (the
