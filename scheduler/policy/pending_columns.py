@@ -92,7 +92,8 @@ class QueueColumns:
         self._dense = True          # ids in order of first occurrence, and all in use
 
     def insert(self, i: int, job: Job) -> None:
-        """`job` now stands at position `i`; those from `i` on move up by one."""
+        """`job` now stands at position `i`; those from `i` on move up by one. (Its shape and
+        group keys are the ones `reset` reads, which inlines them for speed.)"""
         res, spec = job.spec.resources, job.spec
         shape = (res.gpus, res.gpu_models, res.min_gpu_memory_mb, res.cpus, spec.countries, spec.site_labels)
         self._shape_of.insert(i, self._shape_ids.setdefault(shape, len(self._shape_ids)))
