@@ -17,7 +17,6 @@ from scheduler.store import migrations, models  # noqa: F401  (models registers 
 from scheduler.store.changes import Observer, collect, committed_changes, touched_tables
 from scheduler.store.generations import Generations
 from scheduler.store.codec import inventory_from_json, spec_from_json
-from scheduler.store.db import SQLITE_BUSY_TIMEOUT_MS
 from scheduler.store.models import JobRow, RunRow, SiteRow
 
 RowT = TypeVar("RowT", JobRow, RunRow)
@@ -36,12 +35,6 @@ class Database:
         # happen under one lock, so observers see commits in the order they were made.
         self.commit_lock = threading.RLock()
         self._observers: list[Observer] = []
-        # SQLite has one writer at a time, and a writer that finds the lock taken polls for it,
-        # sleeping 1, 2, 5, 10... ms between tries: under load that sleep, not the work, set
-        # the pace of the submits' group commits. So this process's writers queue here first,
-        # and the next one starts the moment the last one ends; another process's writers
-        # (a second broker or a CLI on the same file) still meet SQLite's own lock.
-        self._writers = threading.Lock() if self.engine.dialect.name == "sqlite" else None
 
     def observe(self, observer: Observer) -> None:
         """Hand `observer` what every later commit changed; take `commit_lock` around the
@@ -96,25 +89,6 @@ class Database:
 
     @contextmanager
     def _session(self, engine: Engine, commit: bool) -> Iterator[Session]:
-        with self._writer_turn(commit):
-            with self._transaction(engine, commit) as session:
-                yield session
-
-    @contextmanager
-    def _writer_turn(self, write: bool) -> Iterator[None]:
-        """Wait for this process's other SQLite writers (see `_writers`); no wait elsewhere."""
-        if not write or self._writers is None:
-            yield
-            return
-        if not self._writers.acquire(timeout=SQLITE_BUSY_TIMEOUT_MS / 1000):
-            raise StoreUnavailable(f"another write held the store for {SQLITE_BUSY_TIMEOUT_MS / 1000:g} s")
-        try:
-            yield
-        finally:
-            self._writers.release()
-
-    @contextmanager
-    def _transaction(self, engine: Engine, commit: bool) -> Iterator[Session]:
         try:
             with Session(engine, expire_on_commit=False) as session:
                 if commit:
