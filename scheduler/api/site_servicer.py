@@ -16,6 +16,7 @@ from minga.v1 import common_pb2, site_pb2, site_pb2_grpc
 
 from scheduler.api.convert import command_to_pb, inventory_from_pb, run_report_from_pb
 from scheduler.api.interceptor import CallContext, status_for
+from scheduler.commands import RunReport
 from scheduler.core import Core
 from scheduler.domain import InvalidArgument
 from scheduler.service import packages, sites
@@ -66,6 +67,7 @@ class SiteServicer(site_pb2_grpc.SiteServiceServicer):
         ray_down = (hello.health.message or "unreachable") if hello.health.ray_down else None
         inventory = inventory_from_pb(hello.inventory)
         session = self.core.sessions.open(site, inventory)
+        self.reports.wait_site(site)   # the stream this one replaces: its reports go first
         failure: list[Exception] = []
         try:
             for command in sites.site_connected(self.core, site, inventory, reports, ray_down):
@@ -96,11 +98,35 @@ class SiteServicer(site_pb2_grpc.SiteServiceServicer):
 
     def _read(self, site: str, session: SiteSession, messages: Iterator[site_pb2.AgentMessage],
               failure: list[Exception]) -> None:
+        """Apply what the agent sends, in order. A run report is queued (the reader reads
+        on while it commits, in a batch with other streams' reports); anything else waits
+        until this stream's queued reports are applied. The first failure ends the session."""
+        pending = 0   # the ticket of this stream's newest queued report
+
+        def done(outcome: list | BaseException) -> None:  # type: ignore[type-arg]
+            if isinstance(outcome, BaseException):
+                if not failure:
+                    failure.append(outcome)  # type: ignore[arg-type]
+                session.close()
+                return
+            for command in outcome:
+                session.send(command)
+
         try:
             for message in messages:
+                if failure:
+                    return
                 if not sites.site_alive(self.core, site):
                     log.warning("site %s spoke after its lease expired; ending its session", site)
                     return
+                if message.WhichOneof("body") == "run":
+                    pending = self.reports.report_async(site, self._run_report(message), done,
+                                                        skip=lambda: bool(failure))
+                    continue
+                if pending and message.WhichOneof("body") != "heartbeat":
+                    self.reports.wait(pending)
+                    if failure:
+                        return
                 for command in self._handle(session, message):
                     session.send(command)
         except grpc.RpcError:
@@ -108,16 +134,21 @@ class SiteServicer(site_pb2_grpc.SiteServiceServicer):
         except Exception as exc:  # noqa: BLE001 - reported to the agent as a status
             failure.append(exc)
         finally:
+            if pending:
+                self.reports.wait(pending)   # their commands go out before the stream ends
             session.close()
+
+    @staticmethod
+    def _run_report(message: site_pb2.AgentMessage) -> RunReport:
+        try:
+            return run_report_from_pb(message.run)
+        except InvalidArgument as exc:
+            raise InvalidArgument(f"run report for {message.run.run_id[:100]!r}: {exc}") from exc
 
     def _handle(self, session: SiteSession, message: site_pb2.AgentMessage) -> list:
         site, kind = session.site, message.WhichOneof("body")
         if kind == "run":
-            try:
-                report = run_report_from_pb(message.run)
-            except InvalidArgument as exc:
-                raise InvalidArgument(f"run report for {message.run.run_id[:100]!r}: {exc}") from exc
-            return self.reports.report(site, report)
+            return self.reports.report(site, self._run_report(message))
         if kind == "log":
             sites.site_log(self.core, site, message.log.run_id, message.log.offset, message.log.data)
         elif kind == "inventory":

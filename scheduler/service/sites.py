@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from scheduler.auth import new_token
@@ -11,7 +12,7 @@ from scheduler.core import Core
 from scheduler.domain import FailedPrecondition, InvalidArgument, Inventory, NotFound, Principal, RunState
 from scheduler.pki import check_csr
 from scheduler.store.accounts import JoinGrant
-from scheduler.store.group_commit import GroupCommit
+from scheduler.store.pipeline import PipelinedCommit
 from scheduler.validation import (
     check_digest, check_health_message, check_hello_runs, check_inventory, check_log_chunk, check_run_report,
 )
@@ -97,16 +98,45 @@ def site_alive(core: Core, site: str) -> bool:
 class SiteReports:
     """What the sites report about their runs, from every stream at once, applied in
     batches: one transaction per batch (group commit, as a database does for its log)
-    and at most one cycle per batch. Each caller still gets its own commands back."""
+    and at most one cycle per batch. Each caller still gets its own commands back.
+
+    A stream's reader does not wait for its reports (`report_async`): it reads on, and
+    the next batch holds whatever every stream sent meanwhile (store/pipeline.py). The
+    reports of one stream are applied in the order it sent them, and before anything
+    else it sent after them (the reader waits for its last ticket first)."""
 
     def __init__(self, core: Core) -> None:
         self.core = core
-        self.committer: GroupCommit[tuple[str, RunReport], list[Command]] = GroupCommit(self._apply)
+        self.committer: PipelinedCommit[tuple[str, RunReport], list[Command]] = PipelinedCommit(
+            self._apply, name="site-reports")
+        self._lock = threading.Lock()
+        self._last_ticket: dict[str, int] = {}   # each site's newest queued report
 
     def report(self, site: str, report: RunReport) -> list[Command]:
-        """Apply one report of `site`; the commands it gets back (e.g. stop a stale run)."""
+        """Apply one report of `site` and wait: the commands it gets back (e.g. stop a stale run)."""
         check_run_report(report.run_id, report.message)
         return self.committer.submit((site, report))
+
+    def report_async(self, site: str, report: RunReport, done: Callable[[list[Command] | BaseException], None],
+                     skip: Callable[[], bool] | None = None) -> int:
+        """Queue one report of `site` (checked at once: a malformed one raises here);
+        `done` gets its commands, or its error, once its batch is committed. Its ticket."""
+        check_run_report(report.run_id, report.message)
+        with self._lock:   # tickets of one site in increasing order
+            ticket = self.committer.submit_async((site, report), done, skip)
+            self._last_ticket[site] = ticket
+        return ticket
+
+    def wait(self, ticket: int) -> None:
+        """Until the report of `ticket` and every one queued before it are applied."""
+        self.committer.wait(ticket)
+
+    def wait_site(self, site: str) -> None:
+        """Until every report queued for `site` so far is applied (a new session's
+        Hello must not be overtaken by the reports of the stream it replaces)."""
+        with self._lock:
+            ticket = self._last_ticket.pop(site, 0)
+        self.committer.wait(ticket)
 
     def _apply(self, batch: Sequence[tuple[str, RunReport]]) -> list[list[Command] | Exception]:
         core = self.core

@@ -5,7 +5,13 @@ SQLite durability settings (why each):
   append to the WAL, which survives kill -9 of the broker.
 - synchronous=FULL: the WAL is fsynced at every commit, so an acknowledged submit
   survives a power loss too, not only a process crash.
-- busy_timeout: concurrent writers wait for the lock instead of failing.
+- busy_timeout: concurrent writers wait for the lock instead of failing. SQLite's
+  busy handler polls, sleeping 1, 2, 5, 10, 15, 20, 25... ms between tries, so a
+  writer that waited wakes up to 25 ms after the lock was freed. Within one broker
+  the writing transactions therefore first queue on a lock of this process
+  (`_WriteTurns`), released at their commit or rollback: the next one starts as soon
+  as the previous one ends, and the busy handler only waits for other processes
+  on the same file.
 - Every writing transaction starts with BEGIN IMMEDIATE, taking the write lock up
   front, so a read-then-write transaction can never fail halfway with SQLITE_BUSY.
   Read-only transactions use a second engine with a plain (deferred) BEGIN, so
@@ -13,6 +19,7 @@ SQLite durability settings (why each):
 """
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 from sqlalchemy import event
@@ -50,6 +57,35 @@ def make_engines(url: str) -> tuple[Engine, Engine]:
     return engine, engine
 
 
+class _WriteTurns:
+    """One writing transaction at a time in this process, on one SQLite file: taken at
+    BEGIN IMMEDIATE, given back at the transaction's end (commit, rollback, or the
+    connection returned to the pool). A turn not had within the busy timeout (a
+    transaction left open far too long) falls back to SQLite's own lock, as before."""
+
+    KEY = "minga.write_turn"
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+
+    def take(self, info: dict) -> None:  # type: ignore[type-arg]
+        if not info.get(self.KEY) and self._lock.acquire(timeout=SQLITE_BUSY_TIMEOUT_MS / 1000):
+            info[self.KEY] = True
+
+    def give_back(self, info: dict) -> None:  # type: ignore[type-arg]
+        if info.pop(self.KEY, False):
+            self._lock.release()
+
+    def given_back_by(self, dbapi_conn: object) -> None:
+        """The turn of the pooled connection `dbapi_conn`, if it holds it (the engine's
+        first connect rolls back on an ad-hoc proxy without a pool record: no turn there)."""
+        try:
+            info = dbapi_conn.info  # type: ignore[attr-defined]
+        except (AttributeError, NotImplementedError):
+            return
+        self.give_back(info)
+
+
 def _sqlite_engine(url: str, immediate: bool) -> Engine:
     path = url.removeprefix("sqlite:///")
     if path and path != ":memory:":
@@ -67,8 +103,42 @@ def _sqlite_engine(url: str, immediate: bool) -> Engine:
         cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cur.close()
 
+    turns: _WriteTurns | None = None
+
     @event.listens_for(engine, "begin")
     def _on_begin(conn) -> None:  # type: ignore[no-untyped-def]
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        if turns is None:
+            conn.exec_driver_sql("BEGIN")
+            return
+        turns.take(conn.info)
+        try:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        except BaseException:
+            turns.give_back(conn.info)
+            raise
+
+    if immediate:
+        turns = _WriteTurns()
+        engine.write_turns = turns  # type: ignore[attr-defined]  (for tests)
+        dialect = engine.dialect   # this engine's own: the turn is given back once the
+        commit, rollback = dialect.do_commit, dialect.do_rollback   # COMMIT has returned
+
+        def do_commit(dbapi_conn) -> None:  # type: ignore[no-untyped-def]
+            try:
+                commit(dbapi_conn)
+            finally:
+                turns.given_back_by(dbapi_conn)
+
+        def do_rollback(dbapi_conn) -> None:  # type: ignore[no-untyped-def]
+            try:
+                rollback(dbapi_conn)
+            finally:
+                turns.given_back_by(dbapi_conn)
+
+        dialect.do_commit, dialect.do_rollback = do_commit, do_rollback  # type: ignore[method-assign]
+
+        @event.listens_for(engine, "checkin")
+        def _on_checkin(dbapi_conn, record) -> None:  # type: ignore[no-untyped-def]
+            turns.give_back(record.info)   # a transaction that ended without either
 
     return engine
