@@ -100,3 +100,35 @@ def _try_submit(ana) -> str | None:  # type: ignore[no-untyped-def]
     except grpc.RpcError as err:
         assert err.code() == grpc.StatusCode.UNAVAILABLE, err.details()
         return None
+
+
+
+@pytest.mark.postgres
+def test_a_pooled_connection_that_died_while_idle_is_replaced_not_used(monkeypatch):
+    """A connection idle past PING_AFTER_IDLE_SECONDS is tested before use: one the server
+    side dropped meanwhile is replaced, and the transaction succeeds. Without the test the
+    same transaction fails."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import OperationalError
+
+    from scheduler.store import db
+
+    with postgres_behind_proxy() as (url, _refuse, drop_connections):
+        engine, _ = db.make_engines(url)
+        try:
+            def use_then_drop() -> None:
+                with engine.connect() as conn:
+                    assert conn.execute(text("SELECT 1")).scalar() == 1
+                assert engine.pool.checkedin() == 1
+                drop_connections()              # the pooled connection is dead now
+
+            monkeypatch.setattr(db, "PING_AFTER_IDLE_SECONDS", 3600.0)   # never tested first
+            use_then_drop()
+            with pytest.raises(OperationalError), engine.connect() as conn:
+                conn.execute(text("SELECT 2"))
+            monkeypatch.setattr(db, "PING_AFTER_IDLE_SECONDS", 0.0)      # always tested first
+            use_then_drop()
+            with engine.connect() as conn:
+                assert conn.execute(text("SELECT 3")).scalar() == 3
+        finally:
+            engine.dispose()
