@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 _QUEUE_ORDER = attrgetter("submitted_at", "id")
 _MANY = 2_000                   # changes to the queue above which one pass beats a search each
 FULL_DIFF_JOBS = 5_000          # a queue this short has every waiting reason compared each cycle
-REFRESH_JOBS = 2_000            # a deeper one: the new jobs' each cycle, and this many more in turn
+REFRESH_JOBS = 1_000            # a deeper one: the new jobs' each cycle, and this many more in turn
 
 
 class FederationState:

@@ -8,7 +8,7 @@ writes it; `charge_run` charges a run's last interval as it ends.
 """
 from __future__ import annotations
 
-from sqlalchemy import text, update
+from sqlalchemy import ARRAY, any_, bindparam, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session
@@ -57,13 +57,18 @@ def write_charges(s: Session, batch: ChargeBatch) -> None:
     and tell the write-through observers what it wrote."""
     runs, sites, uptime = RunRow.__table__, SiteRow.__table__, SiteUptimeRow.__table__
     conn = s.connection()
-    # Every row of one step is charged up to the same `now`: one UPDATE ... WHERE key IN
-    # per table, in chunks (a bound parameter each), not a round trip per row.
+    # Every row of one step is charged up to the same `now`: one UPDATE per table, not a
+    # round trip per row. PostgreSQL takes the keys as one array (`= ANY`); SQLite as
+    # `IN` lists, in chunks (a bound parameter each).
+    postgres = conn.dialect.name == "postgresql"
     for table, key, ids, column in ((runs, runs.c.id, [r.id for r in batch.runs], "charged_until"),
                                     (sites, sites.c.name, batch.sites, "contributed_until"),
                                     (uptime, uptime.c.id, [u.id for u in batch.extended.values()], "end")):
-        for i in range(0, len(ids), _CHUNK):
-            conn.execute(update(table).where(key.in_(ids[i:i + _CHUNK])).values({column: batch.now}))
+        chunk = max(len(ids), 1) if postgres else _CHUNK
+        for i in range(0, len(ids), chunk):
+            keys = ids[i:i + chunk]
+            where = key == any_(bindparam("keys", keys, type_=ARRAY(key.type))) if postgres else key.in_(keys)
+            conn.execute(update(table).where(where).values({column: batch.now}))
     _upsert(s, UsageRow, "project", batch.usage)
     _upsert(s, ContributionRow, "institution", batch.contributions)
     s.add_all([SiteUptimeRow(site=u.site, institution=u.institution, country=u.country, start=u.start, end=u.end,

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 
 from sqlalchemy import func
-from sqlalchemy import bindparam, update
+from sqlalchemy import bindparam, text, update
 from sqlmodel import Session, col, select
 
 from scheduler.commands import Command, RunReport, StartRunCommand
@@ -226,10 +226,14 @@ def _record_reasons(s: Session, decisions: Decisions, changed: dict[str, str] | 
                    if w.job_id in current and current[w.job_id] != w.reason}
     if not changed:
         return
-    jobs = JobRow.__table__
-    s.connection().execute(
-        update(jobs).where(jobs.c.id == bindparam("jid"), jobs.c.state == JobState.PENDING.value)
-        .values(reason=bindparam("why")), [{"jid": k, "why": v} for k, v in changed.items()])
+    jobs, conn = JobRow.__table__, s.connection()
+    if conn.dialect.name == "postgresql":   # one statement over two arrays, not a statement per row
+        conn.execute(text("UPDATE jobs SET reason = u.why FROM unnest(CAST(:ids AS varchar[]), CAST(:whys AS "
+                          "varchar[])) AS u(jid, why) WHERE jobs.id = u.jid AND jobs.state = :pending"),
+                     {"ids": list(changed), "whys": list(changed.values()), "pending": JobState.PENDING.value})
+    else:
+        conn.execute(update(jobs).where(jobs.c.id == bindparam("jid"), jobs.c.state == JobState.PENDING.value)
+                     .values(reason=bindparam("why")), [{"jid": k, "why": v} for k, v in changed.items()])
     note(s, Changes(reasons=changed))
 
 
