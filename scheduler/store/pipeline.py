@@ -23,14 +23,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from scheduler.store.group_commit import CommitBatch
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 R = TypeVar("R")
 
-# Commits a batch; one outcome per request, in order: a result, or that request's
-# exception. Raising instead fails every request of the batch with that exception.
-CommitBatch = Callable[[Sequence[T]], Sequence["R | BaseException"]]
 Done = Callable[["R | BaseException"], None]
 
 
