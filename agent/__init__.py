@@ -1,5 +1,6 @@
 """The minga site agent: discovers a site's GPUs, keeps one session open with the
 broker and reconciles the runs it was told to run with what its Ray cluster does."""
+
 from __future__ import annotations
 
 from importlib import metadata

@@ -1,10 +1,11 @@
 """The agent's view of its Ray cluster: a small protocol, and the real adapter over
-Ray's job submission API (`FakeBackend` in agent/fake_backend.py is the other one).
+Ray's job submission API (`FakeBackend` in tests/fakes/fake_backend.py is the other one).
 
 The run id is the Ray `submission_id`, so Ray itself remembers which runs exist:
 submitting is idempotent, and a restarted agent recovers each run's job id and
 epoch from the job metadata.
 """
+
 from __future__ import annotations
 
 import logging
@@ -15,9 +16,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from agent.rundir import private_dir_entrypoint
-from agent.states import run_state_from_ray
-from scheduler.domain import RUN_ENV_NAMES, RunState
+from minga.agent.rundir import private_dir_entrypoint
+from minga.agent.states import run_state_from_ray
+from minga.common.domain import RUN_ENV_NAMES, RunState
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +29,7 @@ EPOCH_KEY = "minga_epoch"
 # nodes of that model without limiting how many jobs a node runs.
 ACCELERATOR_SHARE = 0.001
 MIB = 1024 * 1024
-MODELS_TTL_SECONDS = 30.0   # how long the cached list of the cluster's GPU models is trusted
+MODELS_TTL_SECONDS = 30.0  # how long the cached list of the cluster's GPU models is trusted
 
 
 @dataclass(frozen=True)
@@ -43,14 +44,14 @@ class RunRequest:
     cpus: float = 1.0
     memory_mb: int = 0
     gpu_model: str = ""
-    working_dir: str | None = None          # a local directory; Ray uploads it
+    working_dir: str | None = None  # a local directory; Ray uploads it
     pip: tuple[str, ...] = ()
     env: Mapping[str, str] = field(default_factory=dict)
     # The job's secret env: Ray gets it with `env`, but it never shows in a repr or a log line.
     secret_env: Mapping[str, str] = field(default_factory=dict, repr=False)
-    notice_seconds: int = 0                 # SIGTERM, then SIGKILL this long after; 0: Ray's default
-    array_job_id: str = ""                  # a job array's task: its array ("": a plain job)
-    array_index: int = 0                    # and its index there
+    notice_seconds: int = 0  # SIGTERM, then SIGKILL this long after; 0: Ray's default
+    array_job_id: str = ""  # a job array's task: its array ("": a plain job)
+    array_index: int = 0  # and its index there
 
 
 @dataclass(frozen=True)
@@ -62,16 +63,18 @@ class RunInfo:
     epoch: int
     state: RunState
     message: str = ""
-    infrastructure: bool = False        # FAILED because Ray lost it, not the user's code
+    infrastructure: bool = False  # FAILED because Ray lost it, not the user's code
 
 
 # Ray's `JobErrorType`s that are the user's doing; every other one means Ray lost
 # the job (its supervisor actor or node died, or could not be scheduled).
-USER_ERROR_TYPES = frozenset({
-    "JOB_ENTRYPOINT_COMMAND_ERROR",        # non-zero exit
-    "JOB_ENTRYPOINT_COMMAND_START_ERROR",  # the command could not be started
-    "RUNTIME_ENV_SETUP_FAILURE",           # e.g. a pip package that does not install
-})
+USER_ERROR_TYPES = frozenset(
+    {
+        "JOB_ENTRYPOINT_COMMAND_ERROR",  # non-zero exit
+        "JOB_ENTRYPOINT_COMMAND_START_ERROR",  # the command could not be started
+        "RUNTIME_ENV_SETUP_FAILURE",  # e.g. a pip package that does not install
+    }
+)
 
 
 def lost_by_ray(status: Any, error_type: Any) -> bool:
@@ -120,7 +123,7 @@ def minga_env(run: RunRequest) -> dict[str, str]:
     which array task (docs/jobs.md), and the stop notice. Ray's JobSupervisor, which gets the run's env_vars, reads
     RAY_JOB_STOP_WAIT_TIME_S on every stop: SIGTERM, then SIGKILL after that many seconds."""
     env = {"MINGA_JOB_ID": run.job_id, "MINGA_RUN_ID": run.run_id, "MINGA_ATTEMPT": str(run.epoch)}
-    if run.array_job_id:   # a task of a job array (Slurm's SLURM_ARRAY_JOB_ID / _TASK_ID)
+    if run.array_job_id:  # a task of a job array (Slurm's SLURM_ARRAY_JOB_ID / _TASK_ID)
         env["MINGA_ARRAY_JOB_ID"] = run.array_job_id
         env["MINGA_ARRAY_INDEX"] = str(run.array_index)
     if run.notice_seconds > 0:
@@ -162,8 +165,11 @@ def _run_info(job: Any) -> RunInfo:
     except ValueError:
         epoch = 0
     return RunInfo(
-        run_id=job.submission_id or "", job_id=meta.get(JOB_ID_KEY, ""), epoch=epoch,
-        state=run_state_from_ray(job.status), message=job.message or "",
+        run_id=job.submission_id or "",
+        job_id=meta.get(JOB_ID_KEY, ""),
+        epoch=epoch,
+        state=run_state_from_ray(job.status),
+        message=job.message or "",
         infrastructure=lost_by_ray(job.status, getattr(job, "error_type", None)),
     )
 
@@ -199,7 +205,7 @@ class JobSubmissionBackend:
     def _cluster_models(self) -> set[str]:
         """The cluster's GPU models, re-read at most every MODELS_TTL_SECONDS: asking
         the state API on every submit would add its round trip to every start."""
-        from agent.inventory import cluster_gpu_models
+        from minga.agent.inventory import cluster_gpu_models
 
         now = time.monotonic()
         if self._models is None or now - self._models[0] > MODELS_TTL_SECONDS:

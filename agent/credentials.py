@@ -7,6 +7,7 @@ signs a CSR for it, and key and certificate live together in one private PEM fil
 long-lived bearer token. Either way the files are created private (0600) in one
 step; they are never written world-readable first and fixed afterwards.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -17,10 +18,10 @@ from pathlib import Path
 
 import grpc
 
-from agent.channel import broker_addresses, is_standby, open_channel
+from minga.common import pki
+from minga.common.channel import broker_addresses, is_standby, open_channel
+from minga.common.paths import config_dir
 from minga.v1 import site_pb2, site_pb2_grpc
-from scheduler import pki
-from scheduler.paths import config_dir
 
 JOIN_TIMEOUT_SECONDS = 30.0
 
@@ -31,18 +32,20 @@ class CredentialError(Exception):
 
 @dataclass(frozen=True)
 class SiteCredential:
-    broker: str                     # "host:port"
+    broker: str  # "host:port"
     site: str
     institution: str
     country: str
-    token: str                      # "": the site holds a certificate instead
-    ca_file: str | None = None      # root of the broker's TLS certificate
-    certificate_file: str | None = None   # the site's key and client certificate (PEM, 0600)
+    token: str  # "": the site holds a certificate instead
+    ca_file: str | None = None  # root of the broker's TLS certificate
+    certificate_file: str | None = None  # the site's key and client certificate (PEM, 0600)
 
-    def __repr__(self) -> str:      # never leak the token into logs or tracebacks
-        return (f"SiteCredential(broker={self.broker!r}, site={self.site!r}, "
-                f"institution={self.institution!r}, country={self.country!r}, token='***', "
-                f"certificate_file={self.certificate_file!r})")
+    def __repr__(self) -> str:  # never leak the token into logs or tracebacks
+        return (
+            f"SiteCredential(broker={self.broker!r}, site={self.site!r}, "
+            f"institution={self.institution!r}, country={self.country!r}, token='***', "
+            f"certificate_file={self.certificate_file!r})"
+        )
 
 
 def default_credential_path() -> Path:
@@ -93,8 +96,9 @@ def load_credential(path: str | Path) -> SiteCredential:
     return SiteCredential(**values)
 
 
-def join_site(broker: str, join_token: str, ca_file: str | None = None,
-              certificate_file: str | Path | None = None) -> SiteCredential:
+def join_site(
+    broker: str, join_token: str, ca_file: str | None = None, certificate_file: str | Path | None = None
+) -> SiteCredential:
     """Trade a one-time join token for the site's credential.
 
     Join carries no bearer token: the join token in the request is the proof. The
@@ -103,11 +107,11 @@ def join_site(broker: str, join_token: str, ca_file: str | None = None,
     (and the federation CA next to it), and the credential then names the site port.
     gRPC errors propagate; the CLI turns them into a message.
     """
-    key = pki.new_key()   # no file to keep it in: no CSR, and a broker with a CA refuses before spending the token
+    key = pki.new_key()  # no file to keep it in: no CSR, and a broker with a CA refuses before spending the token
     csr = pki.site_csr(key, "minga-site") if certificate_file is not None else b""
     request = site_pb2.JoinRequest(join_token=join_token, csr=csr)
     addresses = broker_addresses(broker)
-    for i, address in enumerate(addresses):   # a standby refuses, naming the leader: try the next
+    for i, address in enumerate(addresses):  # a standby refuses, naming the leader: try the next
         channel = open_channel(address, ca_file)
         try:
             resp = site_pb2_grpc.SiteServiceStub(channel).Join(request, timeout=JOIN_TIMEOUT_SECONDS)
@@ -118,16 +122,28 @@ def join_site(broker: str, join_token: str, ca_file: str | None = None,
         finally:
             channel.close()
     if not resp.certificate:
-        return SiteCredential(broker=broker, site=resp.site, institution=resp.institution,
-                              country=resp.country, token=resp.site_token, ca_file=ca_file)
-    assert certificate_file is not None   # a broker signs only the CSR it was sent
+        return SiteCredential(
+            broker=broker,
+            site=resp.site,
+            institution=resp.institution,
+            country=resp.country,
+            token=resp.site_token,
+            ca_file=ca_file,
+        )
+    assert certificate_file is not None  # a broker signs only the CSR it was sent
     bundle = Path(certificate_file)
     save_certificate(bundle, pki.key_pem(key), resp.certificate)
     federation_ca = bundle.with_name(f"{bundle.stem}-ca.crt")
     federation_ca.write_bytes(resp.ca_certificate)
-    return SiteCredential(broker=resp.site_endpoint, site=resp.site, institution=resp.institution,
-                          country=resp.country, token="", ca_file=str(federation_ca),
-                          certificate_file=str(bundle))
+    return SiteCredential(
+        broker=resp.site_endpoint,
+        site=resp.site,
+        institution=resp.institution,
+        country=resp.country,
+        token="",
+        ca_file=str(federation_ca),
+        certificate_file=str(bundle),
+    )
 
 
 def certificate_expiry(cred: SiteCredential) -> dt.datetime | None:

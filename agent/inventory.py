@@ -7,6 +7,7 @@ endpoint), so no Ray driver is connected. A node's GPU model is its
 model and memory of this host's physical GPUs. On a CPU-only machine with logical
 GPUs, the operator names them (`--gpu-model`, `--gpu-memory`).
 """
+
 from __future__ import annotations
 
 import json
@@ -15,7 +16,7 @@ import urllib.request
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from agent.nvml import PhysicalGpu, probe_nvml
+from minga.agent.nvml import PhysicalGpu, probe_nvml
 from minga.v1 import common_pb2
 
 log = logging.getLogger(__name__)
@@ -51,17 +52,14 @@ class NodeResources:
     gpus_free: int
     cpus: float
     memory_mb: int
-    models: tuple[str, ...] = ()    # from its accelerator_type:* resources
+    models: tuple[str, ...] = ()  # from its accelerator_type:* resources
 
 
 def _nodes_from_ray(dashboard_url: str) -> list[dict]:
     from ray.util.state import list_nodes
 
     nodes = list_nodes(address=dashboard_url, detail=True, limit=10_000, raise_on_missing_output=False)
-    return [
-        {"node_id": n.node_id, "state": n.state, "resources_total": dict(n.resources_total or {})}
-        for n in nodes
-    ]
+    return [{"node_id": n.node_id, "state": n.state, "resources_total": dict(n.resources_total or {})} for n in nodes]
 
 
 def _gpu_usage_by_node(dashboard_url: str, timeout: float = 5.0) -> dict[str, float]:
@@ -86,15 +84,17 @@ def fetch_nodes(dashboard_url: str) -> list[NodeResources]:
             continue
         res = raw["resources_total"]
         gpus = int(res.get("GPU", 0))
-        models = tuple(sorted(k[len(ACCELERATOR_PREFIX):] for k in res if k.startswith(ACCELERATOR_PREFIX)))
-        nodes.append(NodeResources(
-            node_id=raw["node_id"],
-            gpus=gpus,
-            gpus_free=max(0, gpus - int(round(used.get(raw["node_id"], 0.0)))),
-            cpus=float(res.get("CPU", 0.0)),
-            memory_mb=int(res.get("memory", 0) // MIB),
-            models=models,
-        ))
+        models = tuple(sorted(k[len(ACCELERATOR_PREFIX) :] for k in res if k.startswith(ACCELERATOR_PREFIX)))
+        nodes.append(
+            NodeResources(
+                node_id=raw["node_id"],
+                gpus=gpus,
+                gpus_free=max(0, gpus - int(round(used.get(raw["node_id"], 0.0)))),
+                cpus=float(res.get("CPU", 0.0)),
+                memory_mb=int(res.get("memory", 0) // MIB),
+                models=models,
+            )
+        )
     return nodes
 
 
@@ -152,9 +152,13 @@ def build_inventory(
         nodes=len(nodes),
     )
     for model in sorted(pools):
-        inventory.gpus.append(common_pb2.GpuPool(
-            model=model, memory_mb=_model_memory(model, gpu_memory_mb, physical), **pools[model],
-        ))
+        inventory.gpus.append(
+            common_pb2.GpuPool(
+                model=model,
+                memory_mb=_model_memory(model, gpu_memory_mb, physical),
+                **pools[model],
+            )
+        )
     return inventory
 
 

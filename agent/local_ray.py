@@ -6,6 +6,7 @@ Ray's default GCS port), each head gets its own short temp dir and worker port
 range, so several heads can run side by side on one machine. `stop()` stops
 exactly the processes this head started.
 """
+
 from __future__ import annotations
 
 import json
@@ -20,15 +21,15 @@ import threading
 from pathlib import Path
 from types import TracebackType
 
-from agent import proctree
-from agent.ports import free_port_block, free_ports
-from scheduler.clock import Clock, SystemClock
+from minga.agent import proctree
+from minga.agent.ports import free_port_block, free_ports
+from minga.common.clock import Clock, SystemClock
 
 log = logging.getLogger(__name__)
 
-WORKER_PORTS = 200      # one port per Ray worker process; ample for a test head
+WORKER_PORTS = 200  # one port per Ray worker process; ample for a test head
 LOG_TAIL_LINES = 40
-START_ATTEMPTS = 3      # a port chosen as free may be taken before Ray binds it
+START_ATTEMPTS = 3  # a port chosen as free may be taken before Ray binds it
 # An idle head exits on SIGTERM in 1-4 s; with jobs running it may drain for long
 # against processes already gone, so after this grace everything is SIGKILLed.
 STOP_GRACE_SECONDS = 3.0
@@ -98,7 +99,7 @@ class LocalRayHead:
             raise RuntimeError("the Ray head is not started")
         return self._temp_dir
 
-    def start(self) -> "LocalRayHead":
+    def start(self) -> LocalRayHead:
         """Start the head and wait until its job API answers; retries on port races."""
         if self._proc is not None:
             raise RuntimeError("the Ray head is already started")
@@ -127,8 +128,11 @@ class LocalRayHead:
                 try:
                     proc.wait(timeout=STOP_GRACE_SECONDS)
                 except subprocess.TimeoutExpired:
-                    log.info("Ray head %d still up %.0fs after SIGTERM; killing what it started",
-                             proc.pid, STOP_GRACE_SECONDS)
+                    log.info(
+                        "Ray head %d still up %.0fs after SIGTERM; killing what it started",
+                        proc.pid,
+                        STOP_GRACE_SECONDS,
+                    )
             try:
                 os.killpg(proc.pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
@@ -148,7 +152,7 @@ class LocalRayHead:
         while any(proctree.alive(key) for key in tree) and self._clock.now() < deadline:
             self._stopped.wait(0.05)
 
-    def __enter__(self) -> "LocalRayHead":
+    def __enter__(self) -> LocalRayHead:
         return self.start()
 
     def __exit__(
@@ -168,8 +172,15 @@ class LocalRayHead:
 
     def _choose_ports(self) -> None:
         names = [
-            "gcs", "dashboard", "client_server", "agent_listen", "agent_grpc",
-            "node_manager", "object_manager", "metrics_export", "runtime_env_agent",
+            "gcs",
+            "dashboard",
+            "client_server",
+            "agent_listen",
+            "agent_grpc",
+            "node_manager",
+            "object_manager",
+            "metrics_export",
+            "runtime_env_agent",
         ]
         ports = free_ports(len(names))
         self._ports = dict(zip(names, ports))
@@ -180,21 +191,39 @@ class LocalRayHead:
         """The `ray start` command line for the chosen ports and resources."""
         p = self._ports
         cmd = [
-            ray_executable(), "start", "--head", "--block",
-            "--port", str(p["gcs"]),
-            "--dashboard-port", str(p["dashboard"]),
-            "--include-dashboard=true", "--dashboard-host", "127.0.0.1",
-            "--num-cpus", str(self.cpus),
-            "--ray-client-server-port", str(p["client_server"]),
-            "--dashboard-agent-listen-port", str(p["agent_listen"]),
-            "--dashboard-agent-grpc-port", str(p["agent_grpc"]),
-            "--node-manager-port", str(p["node_manager"]),
-            "--object-manager-port", str(p["object_manager"]),
-            "--metrics-export-port", str(p["metrics_export"]),
-            "--runtime-env-agent-port", str(p["runtime_env_agent"]),
-            "--min-worker-port", str(p["min_worker"]),
-            "--max-worker-port", str(p["max_worker"]),
-            "--temp-dir", str(self.temp_dir),
+            ray_executable(),
+            "start",
+            "--head",
+            "--block",
+            "--port",
+            str(p["gcs"]),
+            "--dashboard-port",
+            str(p["dashboard"]),
+            "--include-dashboard=true",
+            "--dashboard-host",
+            "127.0.0.1",
+            "--num-cpus",
+            str(self.cpus),
+            "--ray-client-server-port",
+            str(p["client_server"]),
+            "--dashboard-agent-listen-port",
+            str(p["agent_listen"]),
+            "--dashboard-agent-grpc-port",
+            str(p["agent_grpc"]),
+            "--node-manager-port",
+            str(p["node_manager"]),
+            "--object-manager-port",
+            str(p["object_manager"]),
+            "--metrics-export-port",
+            str(p["metrics_export"]),
+            "--runtime-env-agent-port",
+            str(p["runtime_env_agent"]),
+            "--min-worker-port",
+            str(p["min_worker"]),
+            "--max-worker-port",
+            str(p["max_worker"]),
+            "--temp-dir",
+            str(self.temp_dir),
             "--disable-usage-stats",
         ]
         if self.gpus is not None:
@@ -216,8 +245,12 @@ class LocalRayHead:
         env.pop("RAY_ADDRESS", None)
         with open(self._start_log, "wb") as out:
             self._proc = subprocess.Popen(
-                self.command(), stdout=out, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, env=env, start_new_session=True,
+                self.command(),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                start_new_session=True,
             )
         log.info("started Ray head pid=%d dashboard=%s", self._proc.pid, self.dashboard_url)
         self._wait_ready()
@@ -235,9 +268,7 @@ class LocalRayHead:
         while True:
             if self._proc.poll() is not None:
                 self._exited_early = True
-                raise RayStartError(
-                    f"`ray start` exited with code {self._proc.returncode}\n{self.log_tail()}"
-                )
+                raise RayStartError(f"`ray start` exited with code {self._proc.returncode}\n{self.log_tail()}")
             try:
                 JobSubmissionClient(self.dashboard_url)
                 if self._node_registered():
@@ -246,18 +277,17 @@ class LocalRayHead:
                 pass
             if self._clock.now() > deadline:
                 raise RayStartError(
-                    f"Ray head not ready after {self.start_timeout:.0f}s at "
-                    f"{self.dashboard_url}\n{self.log_tail()}"
+                    f"Ray head not ready after {self.start_timeout:.0f}s at {self.dashboard_url}\n{self.log_tail()}"
                 )
             self._stopped.wait(0.25)
 
     def _node_registered(self) -> bool:
         """The dashboard answers before the raylet registers; wait for the node too,
         so the inventory and the first job see its GPUs."""
-        from agent.inventory import fetch_nodes
+        from minga.agent.inventory import fetch_nodes
 
         nodes = fetch_nodes(self.dashboard_url)
-        if self.gpus is None:   # whatever Ray detected
+        if self.gpus is None:  # whatever Ray detected
             return bool(nodes)
         return any(node.gpus == self.gpus for node in nodes)
 

@@ -4,6 +4,7 @@
 Model names follow Ray's rule for its `accelerator_type:<model>` resource, so an
 NVML name and a Ray resource name the same model ("NVIDIA H200" -> "H200").
 """
+
 from __future__ import annotations
 
 import logging
@@ -19,7 +20,7 @@ _NVIDIA_NAME = re.compile(r"\w+\s+((?:[A-Z]+\s+)*[A-Z0-9]*\d[A-Z0-9]*)")
 
 @dataclass(frozen=True)
 class PhysicalGpu:
-    name: str           # as NVML says, e.g. "NVIDIA A100-SXM4-80GB"
+    name: str  # as NVML says, e.g. "NVIDIA A100-SXM4-80GB"
     memory_mb: int
 
     @property
@@ -58,7 +59,7 @@ def probe_nvml() -> list[PhysicalGpu]:
             memory = pynvml.nvmlDeviceGetMemoryInfo(handle).total // (1024 * 1024)
             gpus.append(PhysicalGpu(name=name, memory_mb=int(memory)))
         return gpus
-    except Exception as err:  # noqa: BLE001
+    except Exception as err:
         log.warning("NVML query failed: %s", err)
         return []
     finally:

@@ -17,18 +17,19 @@ the inventory, since its Hello carries a fresh one; the health update stays, as
 it may be newer than the Hello, and repeating the current health changes nothing. Heartbeats are made by the
 stream itself, every `heartbeat_seconds`.
 """
+
 from __future__ import annotations
 
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 
-from agent.wire import heartbeat_message
+from minga.agent.wire import heartbeat_message
+from minga.common.clock import Clock
 from minga.v1 import site_pb2
-from scheduler.clock import Clock
 
-WAIT_SLICE_SECONDS = 0.1   # how often a waiting stream checks whether it was closed
-LATEST_ONLY = ("health", "inventory")   # message kinds of which only the newest matters
+WAIT_SLICE_SECONDS = 0.1  # how often a waiting stream checks whether it was closed
+LATEST_ONLY = ("health", "inventory")  # message kinds of which only the newest matters
 
 Message = site_pb2.AgentMessage
 
@@ -63,7 +64,7 @@ class Outbox:
         with self._cond:
             return len(self._queue) + len(self._latest)
 
-    def stream(self, hello: Message, heartbeat_seconds: float) -> "OutboxStream":
+    def stream(self, hello: Message, heartbeat_seconds: float) -> OutboxStream:
         """The request iterator of one new session: `hello`, then the queue."""
         with self._cond:
             self._latest.pop("inventory", None)

@@ -6,6 +6,7 @@ A package is a zip made by a researcher's CLI, so it is untrusted input: entries
 with absolute paths, `..` components or that would land outside the target dir
 are rejected, not silently rewritten.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -21,15 +22,15 @@ from collections.abc import Callable, Sequence
 from pathlib import Path, PurePosixPath
 
 import grpc
-from minga.v1 import site_pb2, site_pb2_grpc
 
-from scheduler.archive import MAX_ENTRIES, entry_kind, unsafe_name
+from minga.common.archive import MAX_ENTRIES, entry_kind, unsafe_name
+from minga.v1 import site_pb2, site_pb2_grpc
 
 log = logging.getLogger(__name__)
 
 DIGEST = re.compile(r"^sha256:([0-9a-f]{64})$")
 MAX_UNPACKED_BYTES = 4 * 1024**3
-MAX_FETCH_BYTES = 1024**3   # more than any broker accepts (its limit is at most 512 MiB)
+MAX_FETCH_BYTES = 1024**3  # more than any broker accepts (its limit is at most 512 MiB)
 
 
 class PackageError(Exception):
@@ -41,8 +42,9 @@ def digest_of(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
-def fetch_from_broker(stub: site_pb2_grpc.SiteServiceStub, digest: str, metadata: Sequence[tuple[str, str]],
-                      timeout: float) -> bytes:
+def fetch_from_broker(
+    stub: site_pb2_grpc.SiteServiceStub, digest: str, metadata: Sequence[tuple[str, str]], timeout: float
+) -> bytes:
     """Package `digest` from the broker, streamed in chunks (a package may exceed one gRPC
     message); a broker without the stream is asked in one message. The caller checks the digest."""
     request = site_pb2.FetchPackageRequest(digest=digest)
@@ -99,7 +101,7 @@ def safe_extract(data: bytes, dest: Path, max_bytes: int = MAX_UNPACKED_BYTES) -
         targets = [_safe_member_path(m.filename, dest) for m in members]
         for member in members:
             kind = entry_kind(member)
-            if kind not in ("dir", "file"):   # a link could point anywhere: refused, never made
+            if kind not in ("dir", "file"):  # a link could point anywhere: refused, never made
                 raise PackageError(f"package entry {member.filename!r} is a {kind}; only plain files are unpacked")
         if sum(m.file_size for m in members) > max_bytes:
             raise PackageError(f"package unpacks to more than {max_bytes} bytes")
@@ -134,7 +136,7 @@ class PackageCache:
     """
 
     def __init__(self, root: str | Path, fetch: Callable[[str], bytes]) -> None:
-        self.root = Path(root).resolve()     # Ray gets these paths as working_dir
+        self.root = Path(root).resolve()  # Ray gets these paths as working_dir
         self._fetch = fetch
         self._lock = threading.Lock()
 

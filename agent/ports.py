@@ -1,5 +1,6 @@
 """Free TCP ports for local services, chosen explicitly so nothing relies on a
 default port (Redis may already hold 6379, Ray's default GCS port)."""
+
 from __future__ import annotations
 
 import random

@@ -1,6 +1,7 @@
 """Process-tree helpers (Linux /proc), so a launcher can stop exactly the processes
 it started, including ones that left its process group, and never a stranger that
 reused a PID."""
+
 from __future__ import annotations
 
 import os

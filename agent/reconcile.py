@@ -28,6 +28,7 @@ Not thread-safe for concurrent callers of `start_run`/`stop_run`/`tick` (the
 session calls those from one thread); `hello_runs` and `on_delivered` may be
 called from other threads.
 """
+
 from __future__ import annotations
 
 import logging
@@ -36,18 +37,22 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from agent.backend import RayBackend, RunInfo
-from agent.packages import PackageCache
-from agent import wire
-from minga.v1 import site_pb2
-from scheduler.clock import Clock
-from scheduler.domain import RunState
-from agent.outbox import Outbox
-from agent.refusals import (
-    REFUSING_COOLOFF_SECONDS, START_TRIES, PendingStart, is_transient, retry_delay,
+from minga.agent import wire
+from minga.agent.backend import RayBackend, RunInfo
+from minga.agent.outbox import Outbox
+from minga.agent.packages import PackageCache
+from minga.agent.refusals import (
+    REFUSING_COOLOFF_SECONDS,
+    START_TRIES,
+    PendingStart,
+    is_transient,
+    retry_delay,
 )
-from agent.states import run_state_from_proto
-from agent.submitted import SubmittedRuns
+from minga.agent.states import run_state_from_proto
+from minga.agent.submitted import SubmittedRuns
+from minga.common.clock import Clock
+from minga.common.domain import RunState
+from minga.v1 import site_pb2
 
 log = logging.getLogger(__name__)
 
@@ -57,11 +62,11 @@ class TrackedRun:
     run_id: str
     job_id: str
     epoch: int
-    state: RunState | None = None       # last state queued for the broker
-    delivered: RunState | None = None   # last state the broker is assumed to have
-    log_offset: int = 0                 # log bytes queued so far
+    state: RunState | None = None  # last state queued for the broker
+    delivered: RunState | None = None  # last state the broker is assumed to have
+    log_offset: int = 0  # log bytes queued so far
     next_log_poll: float = 0.0
-    finished: bool = False              # the last report (terminal or UNKNOWN) is queued
+    finished: bool = False  # the last report (terminal or UNKNOWN) is queued
 
 
 class Reconciler:
@@ -83,11 +88,11 @@ class Reconciler:
         self._lock = threading.RLock()
         self._runs: dict[str, TrackedRun] = {}
         self._ray_failing = False
-        self._submitted = SubmittedRuns()      # runs this agent had Ray accept (or found there)
+        self._submitted = SubmittedRuns()  # runs this agent had Ray accept (or found there)
         self._pending: dict[str, tuple[site_pb2.StartRun, PendingStart]] = {}  # refused, to retry
         self._rng = rng or random.Random()
         self.on_refusing = on_refusing or (lambda reason: self.outbox.put(wire.refusing_message(reason)))
-        self.refusing: str | None = None       # why the site counts as refusing new runs
+        self.refusing: str | None = None  # why the site counts as refusing new runs
         self._refusing_until = 0.0
 
     # -- what the session calls ---------------------------------------------
@@ -129,8 +134,12 @@ class Reconciler:
         except Exception:  # noqa: BLE001 - unsure: still never submit it twice
             known = False
         if not known:
-            self._queue_report(run, RunState.UNKNOWN, "this site's Ray cluster no longer knows the run "
-                               "(it was submitted before); not submitting it again under the same id")
+            self._queue_report(
+                run,
+                RunState.UNKNOWN,
+                "this site's Ray cluster no longer knows the run "
+                "(it was submitted before); not submitting it again under the same id",
+            )
         # Known: the next tick reports its actual state.
 
     def _try_start(self, run: TrackedRun, start: site_pb2.StartRun, refused: int) -> None:
@@ -152,8 +161,9 @@ class Reconciler:
         transient = is_transient(err)
         if transient and tries < START_TRIES:
             delay = retry_delay(tries, self._rng)
-            log.warning("Ray refused run %s (%s); try %d of %d in %.1f s", run.run_id, err, tries + 1,
-                        START_TRIES, delay)
+            log.warning(
+                "Ray refused run %s (%s); try %d of %d in %.1f s", run.run_id, err, tries + 1, START_TRIES, delay
+            )
             with self._lock:
                 self._pending[run.run_id] = (start, PendingStart(tries, self._clock.now() + delay, str(err)))
             return
@@ -202,7 +212,7 @@ class Reconciler:
         try:
             self.backend.stop(stop.run_id)
             info = self.backend.info(stop.run_id)
-        except Exception as err:  # noqa: BLE001 - Ray down: the broker asks again
+        except Exception as err:
             log.warning("could not stop run %s: %s", stop.run_id, err)
             return
         with self._lock:
@@ -210,8 +220,13 @@ class Reconciler:
             if run is not None:
                 return
             if info is None:
-                self.outbox.put(wire.run_message(wire.run_report(
-                    stop.run_id, "", 0, RunState.UNKNOWN, "this site's Ray cluster does not know the run")))
+                self.outbox.put(
+                    wire.run_message(
+                        wire.run_report(
+                            stop.run_id, "", 0, RunState.UNKNOWN, "this site's Ray cluster does not know the run"
+                        )
+                    )
+                )
                 return
             # Not tracked (e.g. finished and delivered long ago): report it afresh.
             self._runs[info.run_id] = TrackedRun(info.run_id, info.job_id, info.epoch)
@@ -225,7 +240,7 @@ class Reconciler:
         for run in live:
             try:
                 self._poll(run)
-            except Exception as err:  # noqa: BLE001 - Ray unreachable: try next tick
+            except Exception as err:
                 if not self._ray_failing:
                     log.warning("cannot poll Ray (%s); runs keep their last reported state", err)
                 self._ray_failing = True
@@ -256,8 +271,9 @@ class Reconciler:
         run = TrackedRun(info.run_id, info.job_id, info.epoch, state=info.state, delivered=info.state)
         self._runs[info.run_id] = run
         self._submitted.add(info.run_id)
-        log.info("recovered run %s of job %s (epoch %d) in state %s",
-                 info.run_id, info.job_id, info.epoch, info.state.value)
+        log.info(
+            "recovered run %s of job %s (epoch %d) in state %s", info.run_id, info.job_id, info.epoch, info.state.value
+        )
         return run
 
     def _working_dir(self, start: site_pb2.StartRun) -> str | None:
@@ -275,7 +291,7 @@ class Reconciler:
                 self._submitted.add(run.run_id)
         if info is None:
             if run.state is None:
-                return   # a submit in flight on the session thread
+                return  # a submit in flight on the session thread
             self._flush_logs(run)
             self._queue_report(run, RunState.UNKNOWN, "the run vanished from this site's Ray cluster")
             return
@@ -291,15 +307,15 @@ class Reconciler:
         data = self.backend.logs(run.run_id).encode("utf-8", errors="replace")
         if len(data) <= run.log_offset:
             return
-        for msg in wire.log_messages(run.run_id, run.log_offset, data[run.log_offset:]):
+        for msg in wire.log_messages(run.run_id, run.log_offset, data[run.log_offset :]):
             self.outbox.put(msg)
         run.log_offset = len(data)
 
-    def _queue_report(self, run: TrackedRun, state: RunState, message: str = "",
-                      infrastructure: bool = False) -> None:
+    def _queue_report(self, run: TrackedRun, state: RunState, message: str = "", infrastructure: bool = False) -> None:
         with self._lock:
             run.state = state
             run.finished = state.terminal or state is RunState.UNKNOWN
-            self.outbox.put(wire.run_message(wire.run_report(run.run_id, run.job_id, run.epoch, state, message,
-                                                             infrastructure)))
+            self.outbox.put(
+                wire.run_message(wire.run_report(run.run_id, run.job_id, run.epoch, state, message, infrastructure))
+            )
         log.info("run %s is %s%s", run.run_id, state.value, f": {message}" if message else "")

@@ -8,20 +8,28 @@ env, or a working-dir package that cannot be unpacked.
 
 Pure functions: the reconciler keeps the times on its injected clock, so tests never sleep.
 """
+
 from __future__ import annotations
 
 import random
 import re
 from dataclasses import dataclass
 
-START_TRIES = 6                  # submits of one run before its start counts as failed
+START_TRIES = 6  # submits of one run before its start counts as failed
 RETRY_FIRST_SECONDS = 1.0
-RETRY_MAX_SECONDS = 15.0         # 1, 2, 4, 8, 15 s (each jittered): about half a minute in all
+RETRY_MAX_SECONDS = 15.0  # 1, 2, 4, 8, 15 s (each jittered): about half a minute in all
 REFUSING_COOLOFF_SECONDS = 60.0  # a site DEGRADED by refusals tries again after this long
 
 _STATUS = re.compile(r"status code (\d{3})")
-_TRANSIENT_TEXT = ("try again later", "no available agent", "connection refused", "connection reset",
-                   "temporarily unavailable", "service unavailable", "bad gateway")
+_TRANSIENT_TEXT = (
+    "try again later",
+    "no available agent",
+    "connection refused",
+    "connection reset",
+    "temporarily unavailable",
+    "service unavailable",
+    "bad gateway",
+)
 
 
 def is_transient(err: BaseException) -> bool:
@@ -32,7 +40,7 @@ def is_transient(err: BaseException) -> bool:
     status = _STATUS.search(text)
     if status is not None:
         return status.group(1).startswith("5") and "already exists" not in text
-    if isinstance(err, OSError):   # requests' ConnectionError is an OSError too
+    if isinstance(err, OSError):  # requests' ConnectionError is an OSError too
         return True
     return any(marker in text for marker in _TRANSIENT_TEXT)
 
@@ -48,6 +56,6 @@ def retry_delay(tries: int, rng: random.Random) -> float:
 class PendingStart:
     """A run whose submit Ray refused, waiting for its next try."""
 
-    tries: int                  # submits refused so far
-    next_at: float              # clock time of the next try
+    tries: int  # submits refused so far
+    next_at: float  # clock time of the next try
     last_error: str

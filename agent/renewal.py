@@ -8,6 +8,7 @@ replaces key and certificate in one rename. The next channel uses the new pair;
 the broker keeps the old certificate valid until it expires, so dying between the
 broker's answer and the rename costs nothing.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -17,13 +18,13 @@ from pathlib import Path
 import grpc
 from cryptography import x509
 
-from agent.channel import open_channel
+from minga.common import pki
+from minga.common.channel import open_channel
 from minga.v1 import site_pb2, site_pb2_grpc
-from scheduler import pki
 
 log = logging.getLogger(__name__)
 
-RENEW_WHEN_LEFT = 1 / 3          # of the certificate's lifetime
+RENEW_WHEN_LEFT = 1 / 3  # of the certificate's lifetime
 RENEW_TIMEOUT_SECONDS = 30.0
 
 
@@ -43,7 +44,8 @@ def renew(address: str, ca_file: str, certificate_file: str) -> dt.datetime:
     channel = open_channel(address, ca_file, certificate_file)
     try:
         resp = site_pb2_grpc.SiteServiceStub(channel).RenewCertificate(
-            site_pb2.RenewCertificateRequest(csr=pki.site_csr(key, "minga-site")), timeout=RENEW_TIMEOUT_SECONDS)
+            site_pb2.RenewCertificateRequest(csr=pki.site_csr(key, "minga-site")), timeout=RENEW_TIMEOUT_SECONDS
+        )
     finally:
         channel.close()
     cert = x509.load_pem_x509_certificate(resp.certificate)

@@ -16,11 +16,12 @@ With a working-dir package Ray unpacks it into its own per-node cache, shared by
 every run of the same package; the run gets a private copy of it instead, so one
 run's outputs never show up in the next run's directory.
 """
+
 from __future__ import annotations
 
 RUN_DIR_VAR = "MINGA_RUN_DIR"
 RUN_DIR_TEMPLATE = "minga-run.XXXXXXXX"
-SETUP_FAILED = 125     # the directory could not be made: the shell exits before the job starts
+SETUP_FAILED = 125  # the directory could not be made: the shell exits before the job starts
 
 
 def private_dir_entrypoint(entrypoint: str, copy_cwd: bool = False) -> str:

@@ -17,34 +17,35 @@ Threads, all daemons, all ended by `stop()`:
 The gRPC request iterator of each session is fed from the Outbox, so none of
 these threads ever writes to the stream directly.
 """
+
 from __future__ import annotations
 
 import datetime as dt
 import logging
 import queue
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import grpc
 import platformdirs
 
-from agent import AGENT_VERSION, wire
-from agent.backend import JobSubmissionBackend, RayBackend
-from agent.channel import bearer, broker_addresses, is_standby, open_channel
-from agent.inventory import collect_inventory
-from agent.outbox import Outbox, OutboxStream
-from agent.renewal import renew_if_due
-from agent.packages import PackageCache, fetch_from_broker
-from agent.reconcile import Reconciler
+from minga.agent import AGENT_VERSION, wire
+from minga.agent.backend import JobSubmissionBackend, RayBackend
+from minga.agent.inventory import collect_inventory
+from minga.agent.outbox import Outbox, OutboxStream
+from minga.agent.packages import PackageCache, fetch_from_broker
+from minga.agent.reconcile import Reconciler
+from minga.agent.renewal import renew_if_due
+from minga.common.channel import bearer, broker_addresses, is_standby, open_channel
+from minga.common.clock import Clock, SystemClock
 from minga.v1 import common_pb2, site_pb2, site_pb2_grpc
-from scheduler.clock import Clock, SystemClock
 
 log = logging.getLogger(__name__)
 
 FETCH_TIMEOUT_SECONDS = 300.0
-STANDBY_RETRY_SECONDS = 1.0     # the longest wait between rounds while a standby answers
+STANDBY_RETRY_SECONDS = 1.0  # the longest wait between rounds while a standby answers
 Command = site_pb2.StartRun | site_pb2.StopRun
 
 
@@ -54,21 +55,21 @@ def default_cache_dir() -> Path:
 
 @dataclass
 class AgentConfig:
-    broker: str                             # "host:port", or a leader and its standbys: "h1:p1,h2:p2"
-    token: str = field(repr=False)          # the site's bearer token; "": it has a certificate
+    broker: str  # "host:port", or a leader and its standbys: "h1:p1,h2:p2"
+    token: str = field(repr=False)  # the site's bearer token; "": it has a certificate
     ray_dashboard_url: str = "http://127.0.0.1:8265"
-    gpu_model: str | None = None            # names logical GPUs (CPU-only machines)
-    gpu_memory_mb: int | None = None        # their memory
-    ca_file: str | None = None              # TLS root; None: plaintext
-    certificate_file: str | None = None     # the site's key and certificate (mutual TLS)
-    renew_check_seconds: float = 60.0       # how often the certificate's age is checked
-    poll_seconds: float = 0.05              # Ray status poll of live runs
-    log_seconds: float = 0.5                # Ray log poll of live runs
-    heartbeat_seconds: float = 5.0          # the broker's Welcome may override it
+    gpu_model: str | None = None  # names logical GPUs (CPU-only machines)
+    gpu_memory_mb: int | None = None  # their memory
+    ca_file: str | None = None  # TLS root; None: plaintext
+    certificate_file: str | None = None  # the site's key and certificate (mutual TLS)
+    renew_check_seconds: float = 60.0  # how often the certificate's age is checked
+    poll_seconds: float = 0.05  # Ray status poll of live runs
+    log_seconds: float = 0.5  # Ray log poll of live runs
+    heartbeat_seconds: float = 5.0  # the broker's Welcome may override it
     inventory_seconds: float = 10.0
-    health_seconds: float = 2.0             # how often the site's Ray cluster is probed
-    ray_down_after: int = 2                 # failed probes in a row that make the site DEGRADED
-    replay_seconds: float = 2.0             # see agent.outbox
+    health_seconds: float = 2.0  # how often the site's Ray cluster is probed
+    ray_down_after: int = 2  # failed probes in a row that make the site DEGRADED
+    replay_seconds: float = 2.0  # see agent.outbox
     backoff_initial: float = 0.2
     backoff_max: float = 5.0
     cache_dir: Path = field(default_factory=default_cache_dir)
@@ -89,29 +90,33 @@ class Agent:
         self.config = config
         self.backend = backend or JobSubmissionBackend(config.ray_dashboard_url)
         self._clock = clock or SystemClock()
-        self._inventory_source = inventory_source or (lambda: collect_inventory(
-            config.ray_dashboard_url, config.gpu_model, config.gpu_memory_mb))
+        self._inventory_source = inventory_source or (
+            lambda: collect_inventory(config.ray_dashboard_url, config.gpu_model, config.gpu_memory_mb)
+        )
         self.outbox = Outbox(self._clock, config.replay_seconds)
         self.reconciler = Reconciler(
-            self.backend, self.outbox, self._clock,
-            PackageCache(config.cache_dir, self._fetch_package), config.log_seconds,
+            self.backend,
+            self.outbox,
+            self._clock,
+            PackageCache(config.cache_dir, self._fetch_package),
+            config.log_seconds,
         )
         self.outbox.on_delivered = self.reconciler.on_delivered
         self.reconciler.on_refusing = self._on_refusing
         self._commands: queue.Queue[Command] = queue.Queue()
         self._stopping = threading.Event()
-        self._wake = threading.Event()          # a command arrived: reconcile now
+        self._wake = threading.Event()  # a command arrived: reconcile now
         self._threads: list[threading.Thread] = []
         self._call_lock = threading.Lock()
         self._call: grpc.Future | None = None
         self._heartbeat_seconds = config.heartbeat_seconds
         self._inventory: common_pb2.Inventory | None = None
-        self.ray_down: str | None = None       # why the site's Ray cluster counts as down
+        self.ray_down: str | None = None  # why the site's Ray cluster counts as down
         self._failed_probes = 0
-        self.connected = threading.Event()     # set while a session is welcomed
-        self.sessions = 0                      # sessions welcomed so far
+        self.connected = threading.Event()  # set while a session is welcomed
+        self.sessions = 0  # sessions welcomed so far
         self._brokers = broker_addresses(config.broker)
-        self._broker_index = 0                 # the broker that served last
+        self._broker_index = 0  # the broker that served last
 
     @property
     def broker(self) -> str:
@@ -120,7 +125,7 @@ class Agent:
 
     # -- lifecycle -----------------------------------------------------------------
 
-    def start(self) -> "Agent":
+    def start(self) -> Agent:
         loops = [("session", self._session_loop), ("reconcile", self._reconcile_loop), ("watch", self._watch_loop)]
         if self.config.certificate_file:
             loops.append(("renew", self._renew_loop))
@@ -140,7 +145,7 @@ class Agent:
                 thread.join(timeout)
         self._threads.clear()
 
-    def __enter__(self) -> "Agent":
+    def __enter__(self) -> Agent:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -181,7 +186,7 @@ class Agent:
             except Exception as err:  # noqa: BLE001 - e.g. Ray down while building Hello
                 log.warning("broker session failed: %s", err)
             if self.sessions > before:
-                return True, standby     # the next round starts at the broker that served
+                return True, standby  # the next round starts at the broker that served
             self._broker_index = (self._broker_index + 1) % len(self._brokers)
         return False, standby
 
@@ -189,8 +194,11 @@ class Agent:
     def _log_session_error(err: grpc.RpcError) -> None:
         code = err.code()
         if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
-            log.error("the broker refused this site's credential (%s: %s); "
-                      "join again with `minga site join`", code.name, err.details())
+            log.error(
+                "the broker refused this site's credential (%s: %s); join again with `minga site join`",
+                code.name,
+                err.details(),
+            )
         else:
             log.warning("broker session ended: %s %s", code.name, err.details())
 
@@ -211,8 +219,10 @@ class Agent:
                     state = None
                 if state == grpc.ChannelConnectivity.READY:
                     return True
-                if fail_fast and state in (grpc.ChannelConnectivity.TRANSIENT_FAILURE,
-                                           grpc.ChannelConnectivity.SHUTDOWN):
+                if fail_fast and state in (
+                    grpc.ChannelConnectivity.TRANSIENT_FAILURE,
+                    grpc.ChannelConnectivity.SHUTDOWN,
+                ):
                     break
                 if self._clock.now() >= deadline:
                     break
@@ -229,10 +239,9 @@ class Agent:
             return False
         try:
             hello = self._hello()
-        except Exception as err:  # noqa: BLE001
+        except Exception as err:
             channel.close()
-            log.warning("cannot list this site's runs on Ray (%s); connecting once Ray answers "
-                        "or counts as down", err)
+            log.warning("cannot list this site's runs on Ray (%s); connecting once Ray answers or counts as down", err)
             return False
         except BaseException:
             channel.close()
@@ -265,8 +274,7 @@ class Agent:
         down = self.ray_down
         if down is not None:
             return wire.hello_message(self.config.agent_version, self._inventory or common_pb2.Inventory(), [], down)
-        return wire.hello_message(self.config.agent_version, self._current_inventory(),
-                                  self.reconciler.hello_runs())
+        return wire.hello_message(self.config.agent_version, self._current_inventory(), self.reconciler.hello_runs())
 
     def _welcome(self, welcome: site_pb2.Welcome, stream: OutboxStream) -> None:
         log.info("connected to broker as site %s", welcome.site)
@@ -297,8 +305,9 @@ class Agent:
     def _fetch_package(self, digest: str) -> bytes:
         channel = open_channel(self.broker, self.config.ca_file, self.config.certificate_file)
         try:
-            return fetch_from_broker(site_pb2_grpc.SiteServiceStub(channel), digest,
-                                     bearer(self.config.token), FETCH_TIMEOUT_SECONDS)
+            return fetch_from_broker(
+                site_pb2_grpc.SiteServiceStub(channel), digest, bearer(self.config.token), FETCH_TIMEOUT_SECONDS
+            )
         finally:
             channel.close()
 
@@ -330,7 +339,7 @@ class Agent:
     def _current_inventory(self) -> common_pb2.Inventory:
         try:
             self._inventory = self._inventory_source()
-        except Exception as err:  # noqa: BLE001 - keep the last known one
+        except Exception as err:
             log.warning("could not read the inventory: %s", err)
         return self._inventory or common_pb2.Inventory()
 
@@ -365,8 +374,9 @@ class Agent:
             self._failed_probes += 1
             if self.ray_down is None and self._failed_probes < self.config.ray_down_after:
                 return
-            down = self.ray_down or (f"Ray at {self.config.ray_dashboard_url} did not answer "
-                                     f"{self._failed_probes} probes in a row")
+            down = self.ray_down or (
+                f"Ray at {self.config.ray_dashboard_url} did not answer {self._failed_probes} probes in a row"
+            )
         if (down is None) == (self.ray_down is None):
             return
         self.ray_down = down
@@ -378,4 +388,4 @@ class Agent:
 
 
 def _utc(now: float) -> dt.datetime:
-    return dt.datetime.fromtimestamp(now, dt.timezone.utc)
+    return dt.datetime.fromtimestamp(now, dt.UTC)

@@ -12,12 +12,13 @@ conversion of run states to and from the wire.
 A run Ray does not know at all is UNKNOWN; that is not a Ray status, so callers
 say it themselves (the backend returns None).
 """
+
 from __future__ import annotations
 
 from ray.job_submission import JobStatus
 
+from minga.common.domain import RunState
 from minga.v1 import common_pb2
-from scheduler.domain import RunState
 
 RAY_TO_RUN_STATE: dict[JobStatus, RunState] = {
     JobStatus.PENDING: RunState.STARTING,

@@ -10,11 +10,12 @@ below it is refused. That record keeps the `max_jobs` jobs whose runs ended last
 LRU): the bound is `max_jobs` entries, and only a run of a job that ended longer ago
 than that falls back on Ray's own refusal of a submission id it still knows.
 """
+
 from __future__ import annotations
 
 from collections import OrderedDict
 
-MAX_ENDED_JOBS = 65_536   # about 100 bytes each: a few MiB at most
+MAX_ENDED_JOBS = 65_536  # about 100 bytes each: a few MiB at most
 
 
 class SubmittedRuns:
@@ -24,8 +25,8 @@ class SubmittedRuns:
         if max_jobs < 1:
             raise ValueError(f"max_jobs must be positive, not {max_jobs}")
         self.max_jobs = max_jobs
-        self._live: set[str] = set()                              # submitted, still tracked
-        self._ended: OrderedDict[str, int] = OrderedDict()       # job id -> newest ended epoch
+        self._live: set[str] = set()  # submitted, still tracked
+        self._ended: OrderedDict[str, int] = OrderedDict()  # job id -> newest ended epoch
 
     def add(self, run_id: str) -> None:
         """Ray accepted `run_id` (or was found to have it)."""
@@ -38,7 +39,7 @@ class SubmittedRuns:
     def ended(self, run_id: str, job_id: str, epoch: int) -> None:
         """The run's end was delivered: the agent stops tracking it."""
         if run_id not in self._live:
-            return   # never submitted (e.g. refused): nothing to guard
+            return  # never submitted (e.g. refused): nothing to guard
         self._live.discard(run_id)
         self._ended[job_id] = max(epoch, self._ended.pop(job_id, 0))
         while len(self._ended) > self.max_jobs:

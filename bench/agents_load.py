@@ -20,6 +20,7 @@ Figures:
   every 0.25 s until the broker shows its site LOST; then the same for a whole
   emulator process's agents (`--kill-process`). Both next to the lease TTL.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,10 +28,10 @@ import time
 from concurrent import futures
 
 import grpc
-from minga.v1 import common_pb2
-
 import harness
 from emulated_agents import Emulators
+
+from minga.v1 import common_pb2
 
 TARGET_CPU_PCT = 25.0
 TARGET_SLACK_S = 1.0
@@ -85,37 +86,52 @@ def main() -> None:
     ap.add_argument("--poll", type=float, default=1.0, help="the real agents' Ray poll, in seconds")
     ap.add_argument("--window", type=float, default=30.0, help="the steady CPU window, in seconds")
     ap.add_argument("--connect-timeout", type=float, default=90.0)
-    ap.add_argument("--no-kill-process", dest="kill_process", action="store_false",
-                    help="skip timing LOST for a whole emulator process's agents")
+    ap.add_argument(
+        "--no-kill-process",
+        dest="kill_process",
+        action="store_false",
+        help="skip timing LOST for a whole emulator process's agents",
+    )
     args = ap.parse_args()
     with harness.broker(args.store, lease_ttl=args.lease_ttl) as broker:
         t0 = time.monotonic()
         tokens = join_sites(broker, args.agents)
         print(f"{args.agents} sites joined in {time.monotonic() - t0:.1f} s")
         rest = tokens[1:]
-        groups = [tokens[:1]] + [rest[i::args.procs] for i in range(args.procs)]
-        names = [[f"site{s:04d}" for s in range(args.agents)][1:][i::args.procs] for i in range(args.procs)]
+        groups = [tokens[:1]] + [rest[i :: args.procs] for i in range(args.procs)]
+        names = [[f"site{s:04d}" for s in range(args.agents)][1:][i :: args.procs] for i in range(args.procs)]
         emulators = Emulators(broker.address, groups, light=not args.real, poll=args.poll)
         try:
             welcomed, took = emulators.wait_welcomed(args.agents, args.connect_timeout)
             print(f"{welcomed} of {args.agents} agents welcomed after {took:.1f} s")
-            time.sleep(5.0)   # the connect burst's cycles settle
+            time.sleep(5.0)  # the connect burst's cycles settle
             cpu, emu_cpu = steady_cpu(broker, emulators, args.window)
             connected = emulators.update()
             verdict = "OK" if cpu < TARGET_CPU_PCT else f"MISSED by {cpu / TARGET_CPU_PCT:.1f}x"
             if connected < args.agents:
                 verdict = f"not judged: only {connected} of {args.agents} agents connected"
-            results = [f"broker CPU over {args.window:g} s with {connected} agents connected: "
-                       f"{cpu:.1f}% of one core (target < {TARGET_CPU_PCT:g}%) -> {verdict}; "
-                       f"the emulators used {emu_cpu:.0f}%"]
+            results = [
+                f"broker CPU over {args.window:g} s with {connected} agents connected: "
+                f"{cpu:.1f}% of one core (target < {TARGET_CPU_PCT:g}%) -> {verdict}; "
+                f"the emulators used {emu_cpu:.0f}%"
+            ]
             emulators.kill(0)
-            results.append(lost_line("one agent killed (SIGKILL of its process)",
-                                     time_until_lost(broker, {"site0000"}, args.lease_ttl * 3), args.lease_ttl))
+            results.append(
+                lost_line(
+                    "one agent killed (SIGKILL of its process)",
+                    time_until_lost(broker, {"site0000"}, args.lease_ttl * 3),
+                    args.lease_ttl,
+                )
+            )
             if args.kill_process and args.procs > 1:
                 emulators.kill(1)
-                results.append(lost_line(f"one emulator process killed ({len(names[0])} agents)",
-                                         time_until_lost(broker, set(names[0]), args.lease_ttl * 3),
-                                         args.lease_ttl))
+                results.append(
+                    lost_line(
+                        f"one emulator process killed ({len(names[0])} agents)",
+                        time_until_lost(broker, set(names[0]), args.lease_ttl * 3),
+                        args.lease_ttl,
+                    )
+                )
         finally:
             emulators.close()
     print("\n" + "\n".join(results))

@@ -7,6 +7,7 @@ broker's reply (durably committed). The baseline, in the same run, is single sub
 of the same job from one client over one channel: `--singles` of them, extrapolated
 to `--tasks` when fewer (the output says so).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,9 +20,9 @@ import uuid
 from pathlib import Path
 
 import grpc
-from minga.v1 import admin_pb2, admin_pb2_grpc, common_pb2, job_pb2, job_pb2_grpc
 
-from scheduler.server import Broker, BrokerConfig
+from minga.scheduler.server import Broker, BrokerConfig
+from minga.v1 import admin_pb2, admin_pb2_grpc, common_pb2, job_pb2, job_pb2_grpc
 
 PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 TARGET_S = 2.0
@@ -31,16 +32,18 @@ def pg_schema_url() -> tuple[str, str] | None:
     """A fresh schema on the local PostgreSQL, or None if it is not there."""
     try:
         import psycopg
+
         schema = f"bench_{uuid.uuid4().hex[:12]}"
         with psycopg.connect(PG_URL, connect_timeout=3, autocommit=True) as conn:
             conn.execute(f'CREATE SCHEMA "{schema}"')
         return f"{PG_URL}?options=-csearch_path%3D{schema}", schema
-    except Exception:   # noqa: BLE001 - no server, no driver: SQLite only
+    except Exception:  # noqa: BLE001 - no server, no driver: SQLite only
         return None
 
 
 def drop_schema(schema: str) -> None:
     import psycopg
+
     with psycopg.connect(PG_URL, autocommit=True) as conn:
         conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
@@ -49,21 +52,28 @@ def researcher(address: str, token_file: Path) -> tuple[job_pb2_grpc.JobServiceS
     channel = grpc.insecure_channel(address)
     admin = admin_pb2_grpc.AdminServiceStub(channel)
     md = [("authorization", f"Bearer {token_file.read_text().strip()}")]
-    admin.AddInstitution(admin_pb2.AddInstitutionRequest(institution=admin_pb2.Institution(
-        slug="uchile", name="U. de Chile", country="CL")), metadata=md)
-    user = admin.AddUser(admin_pb2.AddUserRequest(name="ana", institution="uchile",
-                                                  role=common_pb2.ROLE_RESEARCHER), metadata=md)
+    admin.AddInstitution(
+        admin_pb2.AddInstitutionRequest(
+            institution=admin_pb2.Institution(slug="uchile", name="U. de Chile", country="CL")
+        ),
+        metadata=md,
+    )
+    user = admin.AddUser(
+        admin_pb2.AddUserRequest(name="ana", institution="uchile", role=common_pb2.ROLE_RESEARCHER), metadata=md
+    )
     return job_pb2_grpc.JobServiceStub(channel), [("authorization", f"Bearer {user.token}")], channel
 
 
-SPEC = common_pb2.JobSpec(entrypoint="python sweep.py", name="sweep",
-                          resources=common_pb2.Resources(gpus=1, gpu_models=["A100"]))
+SPEC = common_pb2.JobSpec(
+    entrypoint="python sweep.py", name="sweep", resources=common_pb2.Resources(gpus=1, gpu_models=["A100"])
+)
 
 
 def measure(db_url: str, workdir: Path, tasks: int, rounds: int, singles: int) -> tuple[list[float], float]:
     token_file = workdir / "admin-token"
-    broker = Broker(BrokerConfig(listen="127.0.0.1:0", db_url=db_url, admin_token_file=token_file,
-                                 tick_seconds=2.0, rate_limit=0))
+    broker = Broker(
+        BrokerConfig(listen="127.0.0.1:0", db_url=db_url, admin_token_file=token_file, tick_seconds=2.0, rate_limit=0)
+    )
     broker.start()
     try:
         jobs, md, channel = researcher(broker.address, token_file)
@@ -71,15 +81,19 @@ def measure(db_url: str, workdir: Path, tasks: int, rounds: int, singles: int) -
         times = []
         for _ in range(rounds):
             t0 = time.perf_counter()
-            reply = jobs.SubmitJob(job_pb2.SubmitJobRequest(spec=SPEC, array=spec_text,
-                                                            idempotency_key=uuid.uuid4().hex,
-                                                            allow_unknown=True), metadata=md)
+            reply = jobs.SubmitJob(
+                job_pb2.SubmitJobRequest(
+                    spec=SPEC, array=spec_text, idempotency_key=uuid.uuid4().hex, allow_unknown=True
+                ),
+                metadata=md,
+            )
             times.append(time.perf_counter() - t0)
             assert reply.created and reply.array.tasks == tasks
         t0 = time.perf_counter()
         for _ in range(singles):
-            jobs.SubmitJob(job_pb2.SubmitJobRequest(spec=SPEC, idempotency_key=uuid.uuid4().hex,
-                                                    allow_unknown=True), metadata=md)
+            jobs.SubmitJob(
+                job_pb2.SubmitJobRequest(spec=SPEC, idempotency_key=uuid.uuid4().hex, allow_unknown=True), metadata=md
+            )
         single = (time.perf_counter() - t0) / max(singles, 1)
         channel.close()
         return times, single
@@ -91,10 +105,14 @@ def report(store: str, times: list[float], single: float, tasks: int, singles: i
     med = statistics.median(times)
     base = single * tasks
     how = "measured" if singles >= tasks else f"extrapolated from {singles:,}"
-    print(f"{store:<10} array of {tasks:,}: median {med:.3f} s (min {min(times):.3f}, max {max(times):.3f}, "
-          f"{len(times)} rounds) -> {'OK' if med < TARGET_S else 'MISSED'} (target < {TARGET_S:.0f} s)")
-    print(f"{'':<10} {tasks:,} single submits, one client: {base:.1f} s ({how}; {1 / single:.0f}/s); "
-          f"the array is {base / med:.0f}x faster")
+    print(
+        f"{store:<10} array of {tasks:,}: median {med:.3f} s (min {min(times):.3f}, max {max(times):.3f}, "
+        f"{len(times)} rounds) -> {'OK' if med < TARGET_S else 'MISSED'} (target < {TARGET_S:.0f} s)"
+    )
+    print(
+        f"{'':<10} {tasks:,} single submits, one client: {base:.1f} s ({how}; {1 / single:.0f}/s); "
+        f"the array is {base / med:.0f}x faster"
+    )
 
 
 def main() -> None:
@@ -106,8 +124,9 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="minga-array-bench-"))
     try:
         (tmp / "sqlite").mkdir()
-        times, single = measure(f"sqlite:///{tmp / 'sqlite' / 'broker.db'}", tmp / "sqlite",
-                                args.tasks, args.rounds, args.singles)
+        times, single = measure(
+            f"sqlite:///{tmp / 'sqlite' / 'broker.db'}", tmp / "sqlite", args.tasks, args.rounds, args.singles
+        )
         report("SQLite", times, single, args.tasks, args.singles)
         pg = pg_schema_url()
         if pg is None:

@@ -11,6 +11,7 @@ many new jobs are submitted (one by one, as SubmitJob does), and the clock moves
 by the tick. Each phase of `SchedulingCycle.run_once` is timed through its public
 methods (`timed_cycle`); prints each phase's median and p90.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,19 +21,19 @@ import tempfile
 import time
 from pathlib import Path
 
+import harness
 from sqlalchemy import insert
 
-import harness
-from scheduler.clock import FakeClock
-from scheduler.commands import Command, RunReport, StartRunCommand, StopRunCommand
-from scheduler.cycle import SchedulingCycle
-from scheduler.domain import GpuPool, Inventory, Job, JobSpec, JobState, Resources, RunState
-from scheduler.leases import SiteLeases
-from scheduler.sessions import SessionRegistry
-from scheduler.store import Store
-from scheduler.store.accounts import Institution
-from scheduler.store.codec import secrets_to_json, spec_to_json
-from scheduler.store.models import JobRow
+from minga.common.clock import FakeClock
+from minga.common.domain import GpuPool, Inventory, Job, JobSpec, JobState, Resources, RunState
+from minga.scheduler.commands import Command, RunReport, StartRunCommand, StopRunCommand
+from minga.scheduler.cycle import SchedulingCycle
+from minga.scheduler.leases import SiteLeases
+from minga.scheduler.sessions import SessionRegistry
+from minga.scheduler.store import Store
+from minga.scheduler.store.accounts import Institution
+from minga.scheduler.store.codec import secrets_to_json, spec_to_json
+from minga.scheduler.store.models import JobRow
 
 TARGET_MS = 250.0
 TARGET_PENDING = 100_000
@@ -78,16 +79,26 @@ def add_sites(store: Store, sites: int, now: float) -> list[str]:
 
 def bulk_pending(store: Store, pending: int, now: float, chunk: int = 20_000) -> None:
     """`pending` PENDING jobs in a few multi-row INSERTs: the rows SubmitJob would write."""
-    kinds = INSTITUTIONS * 4   # institution x GPU count
+    kinds = INSTITUTIONS * 4  # institution x GPU count
     templates = []
     for j in range(kinds):
         spec = job_spec(j)
-        templates.append(JobRow(id="", owner="bench", institution=f"inst{j % INSTITUTIONS}",
-                                spec_json=spec_to_json(spec), secret_env_json=secrets_to_json(spec),
-                                state=JobState.PENDING.value, project=spec.project).model_dump())
+        templates.append(
+            JobRow(
+                id="",
+                owner="bench",
+                institution=f"inst{j % INSTITUTIONS}",
+                spec_json=spec_to_json(spec),
+                secret_env_json=secrets_to_json(spec),
+                state=JobState.PENDING.value,
+                project=spec.project,
+            ).model_dump()
+        )
     for start in range(0, pending, chunk):
-        rows = [dict(templates[j % kinds], id=f"j-{j:07d}", submitted_at=now + j * 1e-3, updated_at=now)
-                for j in range(start, min(pending, start + chunk))]
+        rows = [
+            dict(templates[j % kinds], id=f"j-{j:07d}", submitted_at=now + j * 1e-3, updated_at=now)
+            for j in range(start, min(pending, start + chunk))
+        ]
         with store.db.tx() as s:
             s.execute(insert(JobRow), rows)
 
@@ -95,11 +106,12 @@ def bulk_pending(store: Store, pending: int, now: float, chunk: int = 20_000) ->
 class Churn:
     """What changes between two cycles: heartbeats, ended runs, new submits, time."""
 
-    def __init__(self, store: Store, clock: FakeClock, leases: SiteLeases, sites: list[str], fraction: float,
-                 first_id: int) -> None:
+    def __init__(
+        self, store: Store, clock: FakeClock, leases: SiteLeases, sites: list[str], fraction: float, first_id: int
+    ) -> None:
         self.store, self.clock, self.leases, self.sites = store, clock, leases, sites
         self.fraction = fraction
-        self.live: dict[str, str] = {}   # run id -> site
+        self.live: dict[str, str] = {}  # run id -> site
         self.next_id = first_id
 
     def saw(self, commands: list[Command]) -> None:
@@ -122,8 +134,17 @@ class Churn:
             del self.live[run_id]
         for _ in ending:
             j, self.next_id = self.next_id, self.next_id + 1
-            self.store.jobs.submit(Job(id=f"j-{j:07d}", spec=job_spec(j), state=JobState.PENDING, owner="bench",
-                                       institution=f"inst{j % INSTITUTIONS}", submitted_at=now), None)
+            self.store.jobs.submit(
+                Job(
+                    id=f"j-{j:07d}",
+                    spec=job_spec(j),
+                    state=JobState.PENDING,
+                    owner="bench",
+                    institution=f"inst{j % INSTITUTIONS}",
+                    submitted_at=now,
+                ),
+                None,
+            )
         return len(ending)
 
 
@@ -139,7 +160,7 @@ def bench_one(url: str, pending: int, sites: int, cycles: int, churn: float) -> 
         cycle = SchedulingCycle(store, SessionRegistry(), clock, leases, TICK_SECONDS, freeze_gc=True)  # as the broker
         changes = Churn(store, clock, leases, names, churn, pending)
         t0 = time.perf_counter()
-        cycle.attach()      # the leader builds the federation in memory once, as it takes the lead
+        cycle.attach()  # the leader builds the federation in memory once, as it takes the lead
         setup = (populated, time.perf_counter() - t0)
         fill, commands = timed_cycle(cycle)
         changes.saw(commands)
@@ -154,13 +175,22 @@ def bench_one(url: str, pending: int, sites: int, cycles: int, churn: float) -> 
         store.close()
 
 
-def report(pending: int, sites: int, setup: tuple[float, float], fill: list[float], timings: list[list[float]],
-           ended: float, live: int) -> None:
+def report(
+    pending: int,
+    sites: int,
+    setup: tuple[float, float],
+    fill: list[float],
+    timings: list[list[float]],
+    ended: float,
+    live: int,
+) -> None:
     totals = [sum(t) for t in timings]
-    print(f"  {pending:,} pending, {sites:,} sites ({sites * 8:,} GPUs); set up in {setup[0]:.1f} s; "
-          f"federation loaded into memory in {setup[1] * 1e3:.0f} ms; "
-          f"first cycle (places the fill) {sum(fill) * 1e3:.0f} ms; then {len(timings)} cycles with "
-          f"~{ended:.0f} runs ended and as many jobs submitted before each ({live:,} live runs):")
+    print(
+        f"  {pending:,} pending, {sites:,} sites ({sites * 8:,} GPUs); set up in {setup[0]:.1f} s; "
+        f"federation loaded into memory in {setup[1] * 1e3:.0f} ms; "
+        f"first cycle (places the fill) {sum(fill) * 1e3:.0f} ms; then {len(timings)} cycles with "
+        f"~{ended:.0f} runs ended and as many jobs submitted before each ({live:,} live runs):"
+    )
     print(f"    {'':6}" + "".join(f"{name:>15}" for name in (*PHASES, "total")))
     for label, q in (("median", 0.5), ("p90", 0.9)):
         cells = [harness.percentile([t[i] for t in timings], q) for i in range(len(PHASES))]
@@ -169,8 +199,10 @@ def report(pending: int, sites: int, setup: tuple[float, float], fill: list[floa
     if pending == TARGET_PENDING:
         med = statistics.median(totals) * 1e3
         verdict = "OK" if med <= TARGET_MS else f"MISSED by {med / TARGET_MS:.1f}x"
-        print(f"    median total {med:.0f} ms -> {verdict} (target ≤ {TARGET_MS:.0f} ms at "
-              f"{TARGET_PENDING:,} pending on 1,000 sites)")
+        print(
+            f"    median total {med:.0f} ms -> {verdict} (target ≤ {TARGET_MS:.0f} ms at "
+            f"{TARGET_PENDING:,} pending on 1,000 sites)"
+        )
 
 
 def main() -> None:

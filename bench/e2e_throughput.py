@@ -9,6 +9,7 @@ ListJobs poll (live jobs) every `--poll` seconds watches them, and each is read
 once with GetJob at the end. The figure is jobs / (the last
 job's finished_at − the first submit), both on this machine's clock.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -17,10 +18,10 @@ import time
 import uuid
 
 import grpc
-from minga.v1 import common_pb2, job_pb2, job_pb2_grpc
-
 import harness
 from emulated_agents import Emulators
+
+from minga.v1 import common_pb2, job_pb2, job_pb2_grpc
 
 TARGET_PER_S = 300.0
 SPEC = common_pb2.JobSpec(entrypoint="true", name="e2e", resources=common_pb2.Resources(gpus=1))
@@ -35,11 +36,14 @@ def submit_all(address: str, token: str, jobs: int, clients: int) -> tuple[list[
         with grpc.insecure_channel(address) as channel:
             stub = job_pb2_grpc.JobServiceStub(channel)
             for _ in range(count):
-                ids.append(stub.SubmitJob(job_pb2.SubmitJobRequest(spec=SPEC, idempotency_key=uuid.uuid4().hex),
-                                          metadata=harness.bearer(token)).job.id)
+                ids.append(
+                    stub.SubmitJob(
+                        job_pb2.SubmitJobRequest(spec=SPEC, idempotency_key=uuid.uuid4().hex),
+                        metadata=harness.bearer(token),
+                    ).job.id
+                )
 
-    threads = [threading.Thread(target=client, args=(jobs // clients + (i < jobs % clients),))
-               for i in range(clients)]
+    threads = [threading.Thread(target=client, args=(jobs // clients + (i < jobs % clients),)) for i in range(clients)]
     for t in threads:
         t.start()
     for t in threads:
@@ -47,8 +51,9 @@ def submit_all(address: str, token: str, jobs: int, clients: int) -> tuple[list[
     return ids, time.time()
 
 
-def watch(stub: job_pb2_grpc.JobServiceStub, token: str, ids: list[str], poll: float,
-          deadline: float) -> list[common_pb2.Job]:
+def watch(
+    stub: job_pb2_grpc.JobServiceStub, token: str, ids: list[str], poll: float, deadline: float
+) -> list[common_pb2.Job]:
     """Poll ListJobs (live jobs only: it returns at most 1,000) until none is left or
     `deadline` (wall clock) passes; then every job, read once with GetJob."""
     md = harness.bearer(token)
@@ -69,7 +74,7 @@ def measure(kind: str, args: argparse.Namespace) -> None:
             welcomed, _ = emulators.wait_welcomed(args.sites, 60)
             if welcomed < args.sites:
                 raise SystemExit(f"only {welcomed} of {args.sites} agents were welcomed")
-            time.sleep(2.0)   # their inventories are in before the first submit
+            time.sleep(2.0)  # their inventories are in before the first submit
             stub = job_pb2_grpc.JobServiceStub(broker.channel)
             first = time.time()
             ids, submitted = submit_all(broker.address, token, args.jobs, args.clients)
@@ -87,11 +92,15 @@ def report(kind: str, args: argparse.Namespace, first: float, submitted: float, 
         return
     last = max(j.finished_at for j in succeeded)
     rate = len(succeeded) / (last - first)
-    complete = "" if len(succeeded) == args.jobs else f" (only {len(succeeded)} of {args.jobs} within {args.timeout:g} s)"
+    complete = (
+        "" if len(succeeded) == args.jobs else f" (only {len(succeeded)} of {args.jobs} within {args.timeout:g} s)"
+    )
     verdict = "OK" if rate >= TARGET_PER_S and not complete else f"MISSED by {TARGET_PER_S / rate:.1f}x"
-    print(f"{kind:<10} {len(succeeded)} jobs SUCCEEDED in {last - first:.1f} s: {rate:.0f} jobs/s{complete} "
-          f"(submits took {submitted - first:.1f} s: {args.jobs / (submitted - first):.0f}/s; "
-          f"{len(done) - len(succeeded)} ended otherwise) -> {verdict} (target ≥ {TARGET_PER_S:g} jobs/s)")
+    print(
+        f"{kind:<10} {len(succeeded)} jobs SUCCEEDED in {last - first:.1f} s: {rate:.0f} jobs/s{complete} "
+        f"(submits took {submitted - first:.1f} s: {args.jobs / (submitted - first):.0f}/s; "
+        f"{len(done) - len(succeeded)} ended otherwise) -> {verdict} (target ≥ {TARGET_PER_S:g} jobs/s)"
+    )
 
 
 def main() -> None:

@@ -2,12 +2,13 @@
 with its own channel and Connect stream and a fixed inventory of 8 A100s; every
 process reports how many of its agents the broker has welcomed. Two kinds:
 
-- real: `agent.session.Agent` over the fake Ray backend (agent/fake_backend.py). Four
+- real: `minga.agent.session.Agent` over the fake Ray backend (tests/fakes/fake_backend.py). Four
   threads each, whose waits wake every 100-200 ms: right for tens of agents;
 - light: the agent's protocol only (Hello with the inventory and no runs, then a
   heartbeat at the period the Welcome sets, commands read and dropped), as asyncio
   tasks over grpc.aio: 250 of them in a process cost next to nothing.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -19,17 +20,18 @@ import time
 from pathlib import Path
 
 import grpc
-from minga.v1 import common_pb2, site_pb2_grpc
-
 import harness
-from agent import AGENT_VERSION, wire
-from agent.backend import RunRequest
-from agent.fake_backend import FakeBackend
-from agent.session import Agent, AgentConfig
-from scheduler.domain import RunState
+
+from minga.agent import AGENT_VERSION, wire
+from minga.agent.backend import RunRequest
+from minga.agent.session import Agent, AgentConfig
+from minga.common.domain import RunState
+from minga.v1 import common_pb2, site_pb2_grpc
+from tests.fakes.fake_backend import FakeBackend
 
 INVENTORY = common_pb2.Inventory(
-    gpus=[common_pb2.GpuPool(model="A100", memory_mb=40960, total=8, free=8, largest_node=8)], cpus=64, nodes=1)
+    gpus=[common_pb2.GpuPool(model="A100", memory_mb=40960, total=8, free=8, largest_node=8)], cpus=64, nodes=1
+)
 
 
 class InstantBackend(FakeBackend):
@@ -42,14 +44,26 @@ class InstantBackend(FakeBackend):
         return accepted
 
 
-def _real_agents(index: int, address: str, tokens: list[str], poll: float, instant: bool,
-                 status: "mp.Queue[tuple[int, int]]", stop: "mp.Event") -> None:
+def _real_agents(
+    index: int,
+    address: str,
+    tokens: list[str],
+    poll: float,
+    instant: bool,
+    status: mp.Queue[tuple[int, int]],
+    stop: mp.Event,
+) -> None:
     """Run one agent per token in this process; report how many are welcomed, every second."""
     with tempfile.TemporaryDirectory(prefix="minga-bench-agents-") as cache:
         backend = InstantBackend if instant else FakeBackend
-        agents = [Agent(AgentConfig(broker=address, token=token, poll_seconds=poll, health_seconds=5.0,
-                                    cache_dir=Path(cache)), backend=backend(), inventory_source=lambda: INVENTORY)
-                  for token in tokens]
+        agents = [
+            Agent(
+                AgentConfig(broker=address, token=token, poll_seconds=poll, health_seconds=5.0, cache_dir=Path(cache)),
+                backend=backend(),
+                inventory_source=lambda: INVENTORY,
+            )
+            for token in tokens
+        ]
         for agent in agents:
             agent.start()
         while not stop.wait(1.0):
@@ -58,14 +72,22 @@ def _real_agents(index: int, address: str, tokens: list[str], poll: float, insta
             agent.stop(timeout=1.0)
 
 
-def _light_agents(index: int, address: str, tokens: list[str], poll: float, instant: bool,
-                  status: "mp.Queue[tuple[int, int]]", stop: "mp.Event") -> None:
+def _light_agents(
+    index: int,
+    address: str,
+    tokens: list[str],
+    poll: float,
+    instant: bool,
+    status: mp.Queue[tuple[int, int]],
+    stop: mp.Event,
+) -> None:
     """One light agent per token in this process; report how many are welcomed, every second."""
     asyncio.run(_light_main(index, address, tokens, status, stop))
 
 
-async def _light_main(index: int, address: str, tokens: list[str], status: "mp.Queue[tuple[int, int]]",
-                      stop: "mp.Event") -> None:
+async def _light_main(
+    index: int, address: str, tokens: list[str], status: mp.Queue[tuple[int, int]], stop: mp.Event
+) -> None:
     welcomed = [False] * len(tokens)
     tasks = [asyncio.create_task(_light_agent(address, token, welcomed, i)) for i, token in enumerate(tokens)]
     while not await asyncio.to_thread(stop.wait, 1.0):
@@ -101,18 +123,21 @@ class Emulators:
     count of each. `light`: the protocol-only agents; else real ones, with `poll` their Ray
     poll in seconds and, if `instant`, runs that succeed at once."""
 
-    def __init__(self, address: str, groups: list[list[str]], light: bool = False, poll: float = 0.05,
-                 instant: bool = False) -> None:
+    def __init__(
+        self, address: str, groups: list[list[str]], light: bool = False, poll: float = 0.05, instant: bool = False
+    ) -> None:
         ctx = mp.get_context("spawn")
         self.status: mp.Queue[tuple[int, int]] = ctx.Queue()
         # One stop event each: a process killed while waiting on a shared one would leave it
         # unusable (multiprocessing's Condition waits for every sleeper to wake).
         self.stops = [ctx.Event() for _ in groups]
         self.welcomed = [0] * len(groups)
-        self.reported: set[int] = set()   # the processes heard from
+        self.reported: set[int] = set()  # the processes heard from
         target = _light_agents if light else _real_agents
-        self.procs = [ctx.Process(target=target, args=(i, address, tokens, poll, instant, self.status, stop))
-                      for i, (tokens, stop) in enumerate(zip(groups, self.stops))]
+        self.procs = [
+            ctx.Process(target=target, args=(i, address, tokens, poll, instant, self.status, stop))
+            for i, (tokens, stop) in enumerate(zip(groups, self.stops))
+        ]
         for p in self.procs:
             p.start()
 

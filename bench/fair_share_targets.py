@@ -18,14 +18,15 @@ Every figure is a deterministic outcome of the simulation, not a timing.
 
     .venv/bin/python bench/fair_share_targets.py [--traces-dir ../shared/traces]
 """
+
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from scheduler.sim import federation, scenario
-from scheduler.sim.report import compare
-from scheduler.sim.workload import read_trace, scale_to_load
+from minga.scheduler.sim import federation, scenario
+from minga.scheduler.sim.report import compare
+from minga.scheduler.sim.workload import read_trace, scale_to_load
 
 ROOT = Path(__file__).resolve().parent.parent
 TRACE = "alibaba-openb-2023/openb_pod_list_gpuspec33.csv"
@@ -42,17 +43,20 @@ def scenarios() -> list[str]:
     lines = []
     burst = scenario.load(ROOT / "examples/scenarios/burst.toml")
     m = compare(burst.federation, burst.jobs, sample_seconds=0)["policies"]
-    lines.append(f"burst (16 GPUs, weights 1:1:2): share_deviation minga {m['minga']['share_deviation']:.4f}, "
-                 + ", ".join(f"{b} {m[b]['share_deviation']:.4f}" for b in ("fifo", "slurm-classic")))
+    lines.append(
+        f"burst (16 GPUs, weights 1:1:2): share_deviation minga {m['minga']['share_deviation']:.4f}, "
+        + ", ".join(f"{b} {m[b]['share_deviation']:.4f}" for b in ("fifo", "slurm-classic"))
+    )
     lines.append(_row("burst: share_deviation", m["minga"]["share_deviation"], 0.05))
     late = scenario.load(ROOT / "examples/scenarios/late-arrival.toml")
     m = compare(late.federation, late.jobs, sample_seconds=0)["policies"]
     settings = late.federation.settings
     bound = settings.preemption_grace_seconds + 2 * late.federation.cycle_seconds
-    lines.append(f"late arrival: time_to_fair_share_max_s minga {m['minga']['time_to_fair_share_max_s']:.0f}, "
-                 + ", ".join(f"{b} {m[b]['time_to_fair_share_max_s']:.0f}" for b in ("fifo", "slurm-classic")))
-    lines.append(_row("late arrival: time to 90% of its fair share (s)", m["minga"]["time_to_fair_share_max_s"],
-                      bound))
+    lines.append(
+        f"late arrival: time_to_fair_share_max_s minga {m['minga']['time_to_fair_share_max_s']:.0f}, "
+        + ", ".join(f"{b} {m[b]['time_to_fair_share_max_s']:.0f}" for b in ("fifo", "slurm-classic"))
+    )
+    lines.append(_row("late arrival: time to 90% of its fair share (s)", m["minga"]["time_to_fair_share_max_s"], bound))
     return lines
 
 
@@ -69,8 +73,12 @@ def trace(traces_dir: Path) -> list[str]:
     lines = ["real trace (4,000 jobs, 770 GPUs, offered load 1.5):"]
     for key in ("share_deviation", "share_deviation_flat", "utilization", "lost_fraction", "owner_reclaim_max_s"):
         lines.append(f"  {key:<22}" + "".join(f"{name} {m[name][key]:.4f}  " for name in ("minga", *BASELINES)))
-    lines.append(f"  {'gang wait max (s)':<22}" + "".join(
-        f"{name} {m[name]['wait_by_size'].get('8+', {}).get('max_s', 0.0):.0f}  " for name in ("minga", *BASELINES)))
+    lines.append(
+        f"  {'gang wait max (s)':<22}"
+        + "".join(
+            f"{name} {m[name]['wait_by_size'].get('8+', {}).get('max_s', 0.0):.0f}  " for name in ("minga", *BASELINES)
+        )
+    )
     lines += [
         _row("trace: share_deviation (x best baseline)", minga["share_deviation"], 0.6 * best_dev),
         _row("trace: utilization (x best baseline)", minga["utilization"], 0.97 * best_util, at_most=False),

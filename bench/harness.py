@@ -5,6 +5,7 @@ the admin calls that set up researchers and sites, and the CPU time of a process
 The broker runs as a subprocess, as in production: its CPU is then its own (read
 from /proc), and the clients' Python threads do not share its GIL.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -19,9 +20,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
-from minga.v1 import admin_pb2, admin_pb2_grpc, common_pb2, site_pb2, site_pb2_grpc
 
-from agent.ports import free_ports
+from minga.agent.ports import free_ports
+from minga.v1 import admin_pb2, admin_pb2_grpc, common_pb2, site_pb2, site_pb2_grpc
 
 PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,9 +38,10 @@ def bearer(token: str) -> list[tuple[str, str]]:
 def pg_available() -> bool:
     try:
         import psycopg
+
         with psycopg.connect(PG_ADMIN_URL, connect_timeout=3):
             return True
-    except Exception:   # noqa: BLE001 - no server, no driver
+    except Exception:  # noqa: BLE001 - no server, no driver
         return False
 
 
@@ -53,6 +55,7 @@ def store_url(kind: str, workdir: Path) -> Iterator[str]:
     if kind != "postgres":
         raise ValueError(f"unknown store {kind!r}: sqlite or postgres")
     import psycopg
+
     name = f"minga_bench_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
@@ -78,13 +81,33 @@ class BrokerProcess:
         self.address = f"127.0.0.1:{port}"
         self.token_file = workdir / "admin-token"
         self.log_path = workdir / "broker.log"
-        env = dict(os.environ, MINGA_DATA_DIR=str(workdir / "data"), MINGA_CONFIG_DIR=str(workdir / "config"),
-                   PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "proto"), os.environ.get("PYTHONPATH", "")]))
+        env = dict(
+            os.environ,
+            MINGA_DATA_DIR=str(workdir / "data"),
+            MINGA_CONFIG_DIR=str(workdir / "config"),
+            PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "proto"), os.environ.get("PYTHONPATH", "")]),
+        )
         self.proc = subprocess.Popen(
-            [*MINGA, "broker", "serve", "--listen", self.address, "--db", db_url,
-             "--admin-token-file", str(self.token_file), "--rate-limit", f"{rate_limit:g}",
-             "--lease-ttl", f"{lease_ttl:g}s"],
-            env=env, cwd=workdir, stdout=open(self.log_path, "wb"), stderr=subprocess.STDOUT)
+            [
+                *MINGA,
+                "broker",
+                "serve",
+                "--listen",
+                self.address,
+                "--db",
+                db_url,
+                "--admin-token-file",
+                str(self.token_file),
+                "--rate-limit",
+                f"{rate_limit:g}",
+                "--lease-ttl",
+                f"{lease_ttl:g}s",
+            ],
+            env=env,
+            cwd=workdir,
+            stdout=open(self.log_path, "wb"),
+            stderr=subprocess.STDOUT,
+        )
         self.channel = grpc.insecure_channel(self.address)
         self.admin_token = self._wait_ready()
         self.admin = admin_pb2_grpc.AdminServiceStub(self.channel)
@@ -98,8 +121,10 @@ class BrokerProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise SystemExit(f"the broker exited ({self.proc.returncode}); see {self.log_path}:\n"
-                                 + self.log_path.read_text()[-2000:])
+                raise SystemExit(
+                    f"the broker exited ({self.proc.returncode}); see {self.log_path}:\n"
+                    + self.log_path.read_text()[-2000:]
+                )
             if self.token_file.exists() and self.token_file.read_text().strip():
                 grpc.channel_ready_future(self.channel).result(timeout=max(1.0, deadline - time.monotonic()))
                 return self.token_file.read_text().strip()
@@ -107,23 +132,29 @@ class BrokerProcess:
         raise SystemExit(f"the broker was not ready in {timeout:.0f} s; see {self.log_path}")
 
     def institution(self, slug: str, country: str = "CL") -> None:
-        self.admin.AddInstitution(admin_pb2.AddInstitutionRequest(institution=admin_pb2.Institution(
-            slug=slug, name=slug.upper(), country=country)), metadata=self.admin_md)
+        self.admin.AddInstitution(
+            admin_pb2.AddInstitutionRequest(
+                institution=admin_pb2.Institution(slug=slug, name=slug.upper(), country=country)
+            ),
+            metadata=self.admin_md,
+        )
 
     def researcher(self, name: str, institution: str) -> str:
         """A researcher's bearer token."""
-        return self.admin.AddUser(admin_pb2.AddUserRequest(
-            name=name, institution=institution, role=common_pb2.ROLE_RESEARCHER), metadata=self.admin_md).token
+        return self.admin.AddUser(
+            admin_pb2.AddUserRequest(name=name, institution=institution, role=common_pb2.ROLE_RESEARCHER),
+            metadata=self.admin_md,
+        ).token
 
     def join_site(self, institution: str, site: str) -> str:
         """Join `site` through the real flow (admin join token, then Join); its site token."""
-        join = self.admin.CreateSiteToken(admin_pb2.CreateSiteTokenRequest(institution=institution, site=site),
-                                          metadata=self.admin_md).token
+        join = self.admin.CreateSiteToken(
+            admin_pb2.CreateSiteTokenRequest(institution=institution, site=site), metadata=self.admin_md
+        ).token
         return site_pb2_grpc.SiteServiceStub(self.channel).Join(site_pb2.JoinRequest(join_token=join)).site_token
 
     def sites(self, timeout: float = 10.0) -> list[admin_pb2.Site]:
-        return list(self.admin.ListSites(admin_pb2.ListSitesRequest(), metadata=self.admin_md,
-                                         timeout=timeout).sites)
+        return list(self.admin.ListSites(admin_pb2.ListSitesRequest(), metadata=self.admin_md, timeout=timeout).sites)
 
     def cpu_seconds(self) -> float:
         return cpu_seconds(self.pid)

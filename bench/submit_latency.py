@@ -7,6 +7,7 @@ trivial job straight to the same cluster with JobSubmissionClient. Rounds are
 interleaved (direct, minga, direct, ...) so machine noise hits both alike.
 Prints medians, the overhead and the ratio. Target: overhead ≤ 150 ms at the median.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,14 +21,14 @@ import uuid
 from pathlib import Path
 
 import grpc
-from minga.v1 import admin_pb2, admin_pb2_grpc, common_pb2, job_pb2, job_pb2_grpc
 from ray.job_submission import JobStatus, JobSubmissionClient
 
-from agent.local_ray import LocalRayHead
-from agent.ports import free_ports
+from minga.agent.local_ray import LocalRayHead
+from minga.agent.ports import free_ports
+from minga.v1 import admin_pb2, admin_pb2_grpc, common_pb2, job_pb2, job_pb2_grpc
 
 ENTRYPOINT = "python -c \"print('hello')\""
-POLL = 0.02   # both paths poll alike; 5 ms polling of the broker alone costs a core here
+POLL = 0.02  # both paths poll alike; 5 ms polling of the broker alone costs a core here
 TARGET_MS = 150.0
 MINGA = str(Path(sys.executable).parent / "minga")
 
@@ -41,8 +42,7 @@ def wait_file(path: Path, timeout: float = 60.0) -> str:
     raise SystemExit(f"broker did not write {path} in {timeout:.0f} s")
 
 
-def wait_site_ready(admin: admin_pb2_grpc.AdminServiceStub, md: list[tuple[str, str]],
-                    timeout: float = 60.0) -> None:
+def wait_site_ready(admin: admin_pb2_grpc.AdminServiceStub, md: list[tuple[str, str]], timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         sites = admin.ListSites(admin_pb2.ListSitesRequest(), metadata=md).sites
@@ -62,8 +62,12 @@ def accepted_after(client: JobSubmissionClient, submission_id: str, wall_t0: flo
 
 def direct_round(client: JobSubmissionClient) -> Round:
     wall_t0, t0 = time.time(), time.perf_counter()
-    sid = client.submit_job(entrypoint=ENTRYPOINT, submission_id=f"direct-{uuid.uuid4().hex[:8]}",
-                            entrypoint_num_gpus=1, entrypoint_num_cpus=1)
+    sid = client.submit_job(
+        entrypoint=ENTRYPOINT,
+        submission_id=f"direct-{uuid.uuid4().hex[:8]}",
+        entrypoint_num_gpus=1,
+        entrypoint_num_cpus=1,
+    )
     running = None
     while True:
         status = client.get_job_status(sid)
@@ -77,8 +81,7 @@ def direct_round(client: JobSubmissionClient) -> Round:
         time.sleep(POLL)
 
 
-def minga_round(jobs: job_pb2_grpc.JobServiceStub, md: list[tuple[str, str]],
-                client: JobSubmissionClient) -> Round:
+def minga_round(jobs: job_pb2_grpc.JobServiceStub, md: list[tuple[str, str]], client: JobSubmissionClient) -> Round:
     wall_t0, t0 = time.time(), time.perf_counter()
     spec = common_pb2.JobSpec(entrypoint=ENTRYPOINT, resources=common_pb2.Resources(gpus=1, cpus=1))
     job = jobs.SubmitJob(job_pb2.SubmitJobRequest(spec=spec, idempotency_key=uuid.uuid4().hex), metadata=md).job
@@ -108,26 +111,65 @@ def main() -> None:
             (port,) = free_ports(1)
             address = f"127.0.0.1:{port}"
             token_file = work / "admin-token"
-            procs.append(subprocess.Popen(
-                [MINGA, "broker", "serve", "--listen", address, "--db", f"sqlite:///{work}/broker.db",
-                 "--admin-token-file", str(token_file)], env=env,
-                stdout=open(work / "broker.log", "wb"), stderr=subprocess.STDOUT))
+            procs.append(
+                subprocess.Popen(
+                    [
+                        MINGA,
+                        "broker",
+                        "serve",
+                        "--listen",
+                        address,
+                        "--db",
+                        f"sqlite:///{work}/broker.db",
+                        "--admin-token-file",
+                        str(token_file),
+                    ],
+                    env=env,
+                    stdout=open(work / "broker.log", "wb"),
+                    stderr=subprocess.STDOUT,
+                )
+            )
             admin_md = [("authorization", f"Bearer {wait_file(token_file)}")]
             channel = grpc.insecure_channel(address)
             admin = admin_pb2_grpc.AdminServiceStub(channel)
-            admin.AddInstitution(admin_pb2.AddInstitutionRequest(institution=admin_pb2.Institution(
-                slug="bench", name="Bench", country="CL")), metadata=admin_md)
-            user = admin.AddUser(admin_pb2.AddUserRequest(name="bench", institution="bench",
-                                                          role=common_pb2.ROLE_RESEARCHER), metadata=admin_md)
-            join = admin.CreateSiteToken(admin_pb2.CreateSiteTokenRequest(institution="bench", site="s1"),
-                                         metadata=admin_md)
+            admin.AddInstitution(
+                admin_pb2.AddInstitutionRequest(
+                    institution=admin_pb2.Institution(slug="bench", name="Bench", country="CL")
+                ),
+                metadata=admin_md,
+            )
+            user = admin.AddUser(
+                admin_pb2.AddUserRequest(name="bench", institution="bench", role=common_pb2.ROLE_RESEARCHER),
+                metadata=admin_md,
+            )
+            join = admin.CreateSiteToken(
+                admin_pb2.CreateSiteTokenRequest(institution="bench", site="s1"), metadata=admin_md
+            )
             cred = work / "site.json"
-            subprocess.run([MINGA, "site", "join", "--broker", address, "--token", join.token,
-                            "--credential", str(cred)], env=env, check=True, capture_output=True)
-            procs.append(subprocess.Popen(
-                [MINGA, "agent", "run", "--ray-address", head.dashboard_url, "--gpu-model", "A100",
-                 "--credential", str(cred)], env=env,
-                stdout=open(work / "agent.log", "wb"), stderr=subprocess.STDOUT))
+            subprocess.run(
+                [MINGA, "site", "join", "--broker", address, "--token", join.token, "--credential", str(cred)],
+                env=env,
+                check=True,
+                capture_output=True,
+            )
+            procs.append(
+                subprocess.Popen(
+                    [
+                        MINGA,
+                        "agent",
+                        "run",
+                        "--ray-address",
+                        head.dashboard_url,
+                        "--gpu-model",
+                        "A100",
+                        "--credential",
+                        str(cred),
+                    ],
+                    env=env,
+                    stdout=open(work / "agent.log", "wb"),
+                    stderr=subprocess.STDOUT,
+                )
+            )
             wait_site_ready(admin, admin_md)
             md = [("authorization", f"Bearer {user.token}")]
             jobs = job_pb2_grpc.JobServiceStub(channel)
@@ -138,8 +180,10 @@ def main() -> None:
             for i in range(args.rounds):
                 direct.append(direct_round(client))
                 through.append(minga_round(jobs, md, client))
-                print(f"round {i + 1:2d}: direct {direct[-1][0]*1e3:6.0f}/{direct[-1][1]*1e3:6.0f} ms"
-                      f"   minga {through[-1][0]*1e3:6.0f}/{through[-1][1]*1e3:6.0f} ms  (running/succeeded)")
+                print(
+                    f"round {i + 1:2d}: direct {direct[-1][0] * 1e3:6.0f}/{direct[-1][1] * 1e3:6.0f} ms"
+                    f"   minga {through[-1][0] * 1e3:6.0f}/{through[-1][1] * 1e3:6.0f} ms  (running/succeeded)"
+                )
             report(direct, through)
         finally:
             for p in procs:
@@ -161,8 +205,10 @@ def report(direct: list[Round], through: list[Round]) -> None:
         print(f"{label:22s}{d:10.0f}ms{m:10.0f}ms{m - d:+10.0f}ms{m / d:8.2f}")
     d_acc = statistics.median(r[2] for r in direct) * 1e3
     m_acc = statistics.median(r[2] for r in through) * 1e3
-    print(f"{'submit→Ray has it':22s}{d_acc:10.0f}ms{m_acc:10.0f}ms{m_acc - d_acc:+10.0f}ms"
-          "   (broker + cycle + stream + agent hand-off)")
+    print(
+        f"{'submit→Ray has it':22s}{d_acc:10.0f}ms{m_acc:10.0f}ms{m_acc - d_acc:+10.0f}ms"
+        "   (broker + cycle + stream + agent hand-off)"
+    )
     verdict = "meets" if worst <= TARGET_MS else "MISSES"
     print(f"\nmedian overhead {worst:.0f} ms: {verdict} the target of ≤ {TARGET_MS:.0f} ms over direct Ray")
 

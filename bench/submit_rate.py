@@ -14,6 +14,7 @@ Baseline, in the same run: a bare grpcio server (the broker's thread-pool size)
 whose SubmitJob answers at once, driven by the same clients. The baseline's figure
 is the harness's own ceiling: a broker figure well under it is the broker's.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,14 +27,14 @@ from concurrent import futures
 from dataclasses import dataclass
 
 import grpc
-from minga.v1 import common_pb2, job_pb2, job_pb2_grpc
-
 import harness
-from agent.ports import free_ports
+
+from minga.agent.ports import free_ports
+from minga.v1 import common_pb2, job_pb2, job_pb2_grpc
 
 TARGET_PER_S = 1000.0
 TARGET_CLIENTS = 16
-BROKER_RPC_THREADS = 128   # scheduler.server._grpc_server's pool
+BROKER_RPC_THREADS = 128  # scheduler.server._grpc_server's pool
 SPEC = common_pb2.JobSpec(entrypoint="true", name="bench", resources=common_pb2.Resources(gpus=1))
 
 
@@ -52,6 +53,7 @@ class Window:
 
 # -- the client harness --------------------------------------------------------------------
 
+
 async def _client(address: str, token: str, start_at: float, window: tuple[float, float], out: list[float]) -> None:
     """One client: one persistent channel, submits back to back; the latencies of the
     calls that ended inside the window go to `out`."""
@@ -65,15 +67,23 @@ async def _client(address: str, token: str, start_at: float, window: tuple[float
             t0 = time.time()
             if t0 >= end:
                 return
-            await stub.SubmitJob(job_pb2.SubmitJobRequest(spec=SPEC, idempotency_key=uuid.uuid4().hex,
-                                                          allow_unknown=True), metadata=md)
+            await stub.SubmitJob(
+                job_pb2.SubmitJobRequest(spec=SPEC, idempotency_key=uuid.uuid4().hex, allow_unknown=True), metadata=md
+            )
             t1 = time.time()
             if begin <= t1 < end:
                 out.append(t1 - t0)
 
 
-def _client_process(address: str, token: str, clients: int, start_at: float, warmup: float, seconds: float,
-                    results: "mp.Queue[list[float]]") -> None:
+def _client_process(
+    address: str,
+    token: str,
+    clients: int,
+    start_at: float,
+    warmup: float,
+    seconds: float,
+    results: mp.Queue[list[float]],
+) -> None:
     """`clients` clients in one process, asyncio tasks over grpc.aio (the lightest Python
     client: the clients share the machine with the broker), measured over one window."""
     window = (start_at + warmup, start_at + warmup + seconds)
@@ -92,9 +102,11 @@ def drive(address: str, token: str, clients: int, procs: int, warmup: float, sec
     results: mp.Queue[list[float]] = ctx.Queue()
     procs = min(procs, clients)
     shares = [clients // procs + (i < clients % procs) for i in range(procs)]
-    start_at = time.time() + 3.0    # the spawned processes import grpc and connect first
-    workers = [ctx.Process(target=_client_process, args=(address, token, n, start_at, warmup, seconds, results))
-               for n in shares]
+    start_at = time.time() + 3.0  # the spawned processes import grpc and connect first
+    workers = [
+        ctx.Process(target=_client_process, args=(address, token, n, start_at, warmup, seconds, results))
+        for n in shares
+    ]
     for w in workers:
         w.start()
     latencies = [lat for _ in workers for lat in results.get(timeout=start_at - time.time() + warmup + seconds + 120)]
@@ -105,12 +117,13 @@ def drive(address: str, token: str, clients: int, procs: int, warmup: float, sec
 
 # -- the baseline: a bare grpcio server ------------------------------------------------------
 
+
 class _BareJobs(job_pb2_grpc.JobServiceServicer):
     def SubmitJob(self, request: job_pb2.SubmitJobRequest, context: grpc.ServicerContext) -> job_pb2.SubmitJobResponse:
         return job_pb2.SubmitJobResponse(job=common_pb2.Job(id="j-bare", spec=request.spec), created=True)
 
 
-def _bare_server(port: int, ready: "mp.Event", stop: "mp.Event") -> None:
+def _bare_server(port: int, ready: mp.Event, stop: mp.Event) -> None:
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=BROKER_RPC_THREADS))
     job_pb2_grpc.add_JobServiceServicer_to_server(_BareJobs(), server)
     server.add_insecure_port(f"127.0.0.1:{port}")
@@ -137,6 +150,7 @@ def baseline(clients: list[int], procs: int, warmup: float, seconds: float) -> d
 
 # -- the broker ------------------------------------------------------------------------------
 
+
 def measure_broker(kind: str, clients: list[int], procs: int, warmup: float, seconds: float) -> dict[int, Window]:
     with harness.broker(kind) as broker:
         broker.institution("uchile")
@@ -151,8 +165,10 @@ def report(kind: str, figures: dict[int, Window], bare: dict[int, Window], judge
         verdict = ""
         if judged and n == TARGET_CLIENTS:
             verdict = "OK" if w.rate >= TARGET_PER_S else f"MISSED by {TARGET_PER_S / max(w.rate, 1e-9):.1f}x"
-        print(f"{kind:<10}{n:>8d}{w.rate:>12.0f}{statistics.median(lat) * 1e3:>10.1f}"
-              f"{harness.percentile(lat, 0.99) * 1e3:>10.1f}{base:>12.0f}{w.rate / base:>8.2f}  {verdict}")
+        print(
+            f"{kind:<10}{n:>8d}{w.rate:>12.0f}{statistics.median(lat) * 1e3:>10.1f}"
+            f"{harness.percentile(lat, 0.99) * 1e3:>10.1f}{base:>12.0f}{w.rate / base:>8.2f}  {verdict}"
+        )
 
 
 def main() -> None:
@@ -170,8 +186,10 @@ def main() -> None:
             print(f"PostgreSQL at {harness.PG_ADMIN_URL} unreachable: skipped")
             continue
         rows[kind] = measure_broker(kind, args.clients, args.client_procs, args.warmup, args.seconds)
-    print(f"\ndurable submits through gRPC, {args.seconds:g} s windows, clients over up to "
-          f"{args.client_procs} processes; target ≥ {TARGET_PER_S:,.0f}/s with {TARGET_CLIENTS} clients")
+    print(
+        f"\ndurable submits through gRPC, {args.seconds:g} s windows, clients over up to "
+        f"{args.client_procs} processes; target ≥ {TARGET_PER_S:,.0f}/s with {TARGET_CLIENTS} clients"
+    )
     print(f"{'store':<10}{'clients':>8}{'submits/s':>12}{'p50 ms':>10}{'p99 ms':>10}{'bare grpc/s':>12}{'ratio':>8}")
     report("bare grpc", bare, bare, judged=False)
     for kind, figures in rows.items():

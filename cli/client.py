@@ -8,20 +8,20 @@ with several broker addresses ("h1:p1,h2:p2") a call goes to the next one when a
 broker cannot be reached or answers that it is a standby; the one that served
 is remembered.
 """
+
 from __future__ import annotations
 
 import time
 import uuid
-from dataclasses import dataclass
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import grpc
 
-from agent.channel import broker_addresses, connects, is_standby
+from minga.cli.errors import retry_after
+from minga.common.channel import broker_addresses, connects, is_standby
 from minga.v1 import admin_pb2, admin_pb2_grpc, common_pb2, job_pb2, job_pb2_grpc
-
-from .errors import retry_after
 
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 CHANNEL_OPTIONS = [
@@ -29,9 +29,9 @@ CHANNEL_OPTIONS = [
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
 ]
 RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
-MAX_RETRY_AFTER = 10.0   # seconds: a longer rate-limit wait is reported, not slept through
-UPLOAD_CHUNK_BYTES = 1024 * 1024   # one package chunk on the wire, far below any message limit
-CONNECT_SECONDS = 5.0               # how long to wait for one broker of several to accept a connection
+MAX_RETRY_AFTER = 10.0  # seconds: a longer rate-limit wait is reported, not slept through
+UPLOAD_CHUNK_BYTES = 1024 * 1024  # one package chunk on the wire, far below any message limit
+CONNECT_SECONDS = 5.0  # how long to wait for one broker of several to accept a connection
 
 T = TypeVar("T")
 
@@ -80,7 +80,7 @@ class BrokerClient:
         self._root_certificates = root_certificates
         self._metadata: tuple[tuple[str, str], ...] = (("authorization", f"Bearer {token}"),) if token else ()
         self._stubs: dict[int, Stubs] = {}
-        self._current = 0   # the broker that served last
+        self._current = 0  # the broker that served last
 
     @property
     def address(self) -> str:
@@ -90,8 +90,12 @@ class BrokerClient:
     def _at(self, index: int) -> Stubs:
         if index not in self._stubs:
             channel = make_channel(self.addresses[index], self._root_certificates)
-            self._stubs[index] = Stubs(self.addresses[index], channel, job_pb2_grpc.JobServiceStub(channel),
-                                       admin_pb2_grpc.AdminServiceStub(channel))
+            self._stubs[index] = Stubs(
+                self.addresses[index],
+                channel,
+                job_pb2_grpc.JobServiceStub(channel),
+                admin_pb2_grpc.AdminServiceStub(channel),
+            )
         return self._stubs[index]
 
     # -- lifecycle -------------------------------------------------------
@@ -149,8 +153,14 @@ class BrokerClient:
         answers: list[tuple[str, admin_pb2.BrokerStatusResponse | grpc.RpcError]] = []
         for index, address in enumerate(self.addresses):
             try:
-                answers.append((address, self._at(index).admin.BrokerStatus(
-                    admin_pb2.BrokerStatusRequest(), metadata=self._metadata, timeout=timeout)))
+                answers.append(
+                    (
+                        address,
+                        self._at(index).admin.BrokerStatus(
+                            admin_pb2.BrokerStatusRequest(), metadata=self._metadata, timeout=timeout
+                        ),
+                    )
+                )
             except grpc.RpcError as err:
                 answers.append((address, err))
         return answers
@@ -166,8 +176,9 @@ class BrokerClient:
     def list_institutions(self) -> list[admin_pb2.Institution]:
         return list(self._call(lambda s: s.admin.ListInstitutions, admin_pb2.ListInstitutionsRequest()).institutions)
 
-    def add_user(self, name: str, institution: str, role: common_pb2.Role,
-                 ttl_seconds: int = 0) -> admin_pb2.AddUserResponse:
+    def add_user(
+        self, name: str, institution: str, role: common_pb2.Role, ttl_seconds: int = 0
+    ) -> admin_pb2.AddUserResponse:
         request = admin_pb2.AddUserRequest(name=name, institution=institution, role=role, ttl_seconds=ttl_seconds)
         return self._call(lambda s: s.admin.AddUser, request)
 
@@ -220,7 +231,9 @@ class BrokerClient:
         return self._call(lambda s: s.admin.GetLendingPolicy, admin_pb2.GetLendingPolicyRequest(site=site))
 
     def usage_report(self, since_seconds: float, by: str) -> admin_pb2.UsageReportResponse:
-        return self._call(lambda s: s.admin.UsageReport, admin_pb2.UsageReportRequest(since_seconds=since_seconds, by=by))
+        return self._call(
+            lambda s: s.admin.UsageReport, admin_pb2.UsageReportRequest(since_seconds=since_seconds, by=by)
+        )
 
     def show_quotas(self, tree: bool = False) -> admin_pb2.ShowQuotasResponse:
         return self._call(lambda s: s.admin.ShowQuotas, admin_pb2.ShowQuotasRequest(tree=tree))
@@ -247,8 +260,7 @@ class BrokerClient:
         return self._call(lambda s: s.admin.SetGuarantee, request)
 
     def set_limits(self, institution: str, borrowing: int, lending: int) -> admin_pb2.SetLimitsResponse:
-        request = admin_pb2.SetLimitsRequest(institution=institution, borrowing_limit=borrowing,
-                                             lending_limit=lending)
+        request = admin_pb2.SetLimitsRequest(institution=institution, borrowing_limit=borrowing, lending_limit=lending)
         return self._call(lambda s: s.admin.SetLimits, request)
 
     # -- jobs -------------------------------------------------------------
@@ -269,8 +281,9 @@ class BrokerClient:
         `allow_unknown` queues a job no site has the model, country or GPUs for.
         `array` ("0-999%4") makes a job array: the key covers the whole array.
         """
-        request = job_pb2.SubmitJobRequest(spec=spec, idempotency_key=idempotency_key or str(uuid.uuid4()),
-                                           allow_unknown=allow_unknown, array=array)
+        request = job_pb2.SubmitJobRequest(
+            spec=spec, idempotency_key=idempotency_key or str(uuid.uuid4()), allow_unknown=allow_unknown, array=array
+        )
         return self._retry(lambda: self._call(lambda s: s.jobs.SubmitJob, request), attempts, backoff)
 
     def _retry(self, call: Callable[[], T], attempts: int, backoff: float) -> T:
@@ -279,8 +292,11 @@ class BrokerClient:
                 return call()
             except grpc.RpcError as err:
                 wait = retry_after(err) if err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED else None
-                if attempt == attempts or (err.code() not in RETRYABLE and wait is None) \
-                        or (wait is not None and wait > MAX_RETRY_AFTER):
+                if (
+                    attempt == attempts
+                    or (err.code() not in RETRYABLE and wait is None)
+                    or (wait is not None and wait > MAX_RETRY_AFTER)
+                ):
                     raise
                 # Over the rate limit: come back when the broker said, not before.
                 self._sleep(wait if wait is not None else backoff * 2 ** (attempt - 1))
@@ -308,13 +324,15 @@ class BrokerClient:
 
     def get_job_or_array(self, job_id: str) -> common_pb2.Job | job_pb2.JobArray:
         """A job or task (`j-abc_17`), else the job array of that id (`j-abc`)."""
-        return self._job_or_array(job_id, lambda s: s.jobs.GetJob, lambda s: s.jobs.GetJobArray,
-                                  job_pb2.GetJobRequest(job_id=job_id))
+        return self._job_or_array(
+            job_id, lambda s: s.jobs.GetJob, lambda s: s.jobs.GetJobArray, job_pb2.GetJobRequest(job_id=job_id)
+        )
 
     def cancel_job_or_array(self, job_id: str) -> common_pb2.Job | job_pb2.JobArray:
         """Cancel a job or task, else every task of the job array of that id."""
-        return self._job_or_array(job_id, lambda s: s.jobs.CancelJob, lambda s: s.jobs.CancelJobArray,
-                                  job_pb2.CancelJobRequest(job_id=job_id))
+        return self._job_or_array(
+            job_id, lambda s: s.jobs.CancelJob, lambda s: s.jobs.CancelJobArray, job_pb2.CancelJobRequest(job_id=job_id)
+        )
 
     def _job_or_array(self, job_id: str, as_job: Any, as_array: Any, request: Any) -> Any:
         """No such job: the array of that id; a broker without arrays: the job's NOT_FOUND."""
@@ -380,10 +398,13 @@ class BrokerClient:
     def upload_package(self, digest: str, data: bytes, chunk_bytes: int = UPLOAD_CHUNK_BYTES) -> str:
         """Send a package as a stream of chunks, so its size is bounded by the broker's
         package limit rather than by one gRPC message."""
+
         def send(stubs: Stubs) -> Callable[..., job_pb2.UploadPackageResponse]:
             # A fresh chunk iterator per try: a call that went to a standby consumed nothing useful.
             return lambda _request, **kw: stubs.jobs.UploadPackageStream(
-                package_chunks(digest, data, chunk_bytes), **kw)
+                package_chunks(digest, data, chunk_bytes), **kw
+            )
+
         return self._call(send, None, timeout=max(self.timeout, 300.0)).digest
 
     def ensure_package(self, digest: str, data: bytes) -> bool:
@@ -394,8 +415,10 @@ class BrokerClient:
         return True
 
 
-def package_chunks(digest: str, data: bytes, chunk_bytes: int = UPLOAD_CHUNK_BYTES) -> Iterator[common_pb2.PackageChunk]:
+def package_chunks(
+    digest: str, data: bytes, chunk_bytes: int = UPLOAD_CHUNK_BYTES
+) -> Iterator[common_pb2.PackageChunk]:
     """`data` as upload chunks: the digest and total size ride on the first."""
     yield common_pb2.PackageChunk(digest=digest, size=len(data), data=data[:chunk_bytes])
     for start in range(chunk_bytes, len(data), chunk_bytes):
-        yield common_pb2.PackageChunk(data=data[start:start + chunk_bytes])
+        yield common_pb2.PackageChunk(data=data[start : start + chunk_bytes])

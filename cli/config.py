@@ -5,6 +5,7 @@ variable > the config file that `minga login` writes. The config file holds a
 bearer token, so it is created readable only by its owner (mode 0600) from the
 very first byte, never chmod-ed after the fact.
 """
+
 from __future__ import annotations
 
 import json
@@ -14,7 +15,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from scheduler.paths import config_dir, data_dir  # noqa: F401  (data_dir: used by cli.up)
+from minga.common.paths import config_dir, data_dir  # noqa: F401  (data_dir: used by cli.up)
 
 BROKER_ENV = "MINGA_BROKER"
 TOKEN_ENV = "MINGA_TOKEN"
@@ -34,8 +35,8 @@ def config_path() -> Path:
 class Connection:
     """How to reach the broker and who to say we are."""
 
-    broker: str | None      # "host:port", or several brokers of one store: "h1:p1,h2:p2"
-    token: str | None = field(repr=False)   # a bearer secret: never in a repr or a traceback
+    broker: str | None  # "host:port", or several brokers of one store: "h1:p1,h2:p2"
+    token: str | None = field(repr=False)  # a bearer secret: never in a repr or a traceback
     ca_file: Path | None
 
 
@@ -71,8 +72,10 @@ def warn_if_exposed(path: Path, what: str) -> bool:
         return False
     if not mode & 0o077:
         return False
-    print(f"warning: {what} {path} is readable by others (mode {mode:04o}) and holds a secret: "
-          f"chmod 600 {path}", file=sys.stderr)
+    print(
+        f"warning: {what} {path} is readable by others (mode {mode:04o}) and holds a secret: chmod 600 {path}",
+        file=sys.stderr,
+    )
     return True
 
 

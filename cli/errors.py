@@ -12,6 +12,7 @@ Exit codes (documented in docs/cli.md):
   5  the thing asked for does not exist (NOT_FOUND)
   130 interrupted (Ctrl-C)
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -21,10 +22,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import grpc
-
-from agent.channel import STANDBY
 import typer
 import typer.core
+
+from minga.common.channel import STANDBY
 
 try:  # typer >= 0.22 vendors its own click; older versions use click itself
     from typer._click import exceptions as _click_exc
@@ -39,8 +40,8 @@ EXIT_USAGE = 2
 EXIT_UNREACHABLE = 3
 EXIT_AUTH = 4
 EXIT_NOT_FOUND = 5
-EXIT_TIMEOUT = 6        # a wait (e.g. `admin site drain`) ran out of time
-EXIT_PENDING = 7        # the job has not started, so it has no log yet (`job logs` without --follow)
+EXIT_TIMEOUT = 6  # a wait (e.g. `admin site drain`) ran out of time
+EXIT_PENDING = 7  # the job has not started, so it has no log yet (`job logs` without --follow)
 EXIT_INTERRUPTED = 130
 
 
@@ -72,16 +73,17 @@ def _looks_like_tls(details: str) -> bool:
     return any(word in lowered for word in ("ssl", "handshake", "certificate", "tls"))
 
 
-def explain_rpc_error(
-    err: grpc.RpcError, broker: str | None, has_token: bool = True, has_ca: bool = False
-) -> CliError:
+def explain_rpc_error(err: grpc.RpcError, broker: str | None, has_token: bool = True, has_ca: bool = False) -> CliError:
     """Map a gRPC failure to the one line that names what to fix."""
     code, details = _code(err), _details(err)
     where = broker or "(no broker set)"
     if code == grpc.StatusCode.UNAVAILABLE:
         if details.startswith(STANDBY):
-            return CliError(f"broker at {where} is a {details}: add the leader to --broker or MINGA_BROKER "
-                            "(several addresses: HOST:PORT,HOST:PORT)", EXIT_UNREACHABLE)
+            return CliError(
+                f"broker at {where} is a {details}: add the leader to --broker or MINGA_BROKER "
+                "(several addresses: HOST:PORT,HOST:PORT)",
+                EXIT_UNREACHABLE,
+            )
         if not has_ca and "socket closed" in details.lower():  # what a TLS-only server does to plaintext
             return CliError(
                 f"broker at {where} closed the connection: if it serves TLS, pass --ca or set MINGA_CA "
@@ -225,9 +227,11 @@ def _same_command_elsewhere(exc: UsageError) -> list[str]:
     if match is None or ctx is None or ctx.info_name is None:
         return []
     root = ctx.find_root()
-    found = [path for path, group in _group_paths(root.command, root.info_name or "minga", ctx)
-             if path.rsplit(" ", 1)[-1] == ctx.info_name and path != ctx.command_path
-             and _visible(group, match["name"], ctx)]
+    found = [
+        path
+        for path, group in _group_paths(root.command, root.info_name or "minga", ctx)
+        if path.rsplit(" ", 1)[-1] == ctx.info_name and path != ctx.command_path and _visible(group, match["name"], ctx)
+    ]
     return [f"{path} {match['name']}" for path in found]
 
 

@@ -1,5 +1,6 @@
 """Helpers for the long-running commands (broker serve, agent run, up): logging,
 and turning SIGINT/SIGTERM into an orderly stop of exactly what we started."""
+
 from __future__ import annotations
 
 import contextlib

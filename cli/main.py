@@ -1,17 +1,17 @@
-"""The `minga` command tree (console script `minga = "cli.main:app"`).
+"""The `minga` command tree (console script `minga = "minga.cli.main:app"`).
 
 Commands only parse flags, call the typed BrokerClient (or the broker/agent
 entry points, imported lazily so `minga job list` never pays for importing Ray),
 and render the answer. Failures go through cli.errors: one line, an exit code.
 """
-from __future__ import annotations
 
+from __future__ import annotations
 
 import typer
 
-from .commands import admin, agent, broker, job, login, quota, sim, site, token, up, usage
-from .errors import MingaGroup
-from .options import BrokerOpt, CaOpt, TokenOpt, hide_flag_types
+from minga.cli.commands import admin, agent, broker, job, login, quota, sim, site, token, up, usage
+from minga.cli.errors import MingaGroup
+from minga.cli.options import BrokerOpt, CaOpt, TokenOpt, hide_flag_types
 
 hide_flag_types()
 

@@ -4,6 +4,7 @@
 list`) and on each command (`minga job list --broker X`); the command's flag
 wins, then the root's, then the environment, then the `minga login` config.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,15 +12,18 @@ from typing import Annotated, Optional
 
 import typer
 
-from . import config, errors
-from .client import BrokerClient
-from .render import Output
+from minga.cli import config, errors
+from minga.cli.client import BrokerClient
+from minga.cli.render import Output
 
 BrokerOpt = Annotated[
     Optional[str],
-    typer.Option("--broker", help="Broker address HOST:PORT, or a standby pair HOST:PORT,HOST:PORT "
-                 "(calls go to the leader); env MINGA_BROKER, else `minga login`.",
-                 show_default=False),
+    typer.Option(
+        "--broker",
+        help="Broker address HOST:PORT, or a standby pair HOST:PORT,HOST:PORT "
+        "(calls go to the leader); env MINGA_BROKER, else `minga login`.",
+        show_default=False,
+    ),
 ]
 TokenOpt = Annotated[
     Optional[str],

@@ -4,6 +4,7 @@ Every JSON key is snake_case and documented in docs/cli.md; enum values drop
 their proto prefix (JOB_STATE_PENDING -> "PENDING", ROLE_ADMIN -> "admin"),
 times are ISO-8601 UTC strings or null. Tables are built to fit 80 columns.
 """
+
 from __future__ import annotations
 
 import enum
@@ -12,13 +13,12 @@ import sys
 import textwrap
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
+from minga.cli.parsing import format_duration
+from minga.common.domain import DEFAULT_MAX_ATTEMPTS
 from minga.v1 import admin_pb2, common_pb2
-from scheduler.domain import DEFAULT_MAX_ATTEMPTS
-
-from .parsing import format_duration
 
 JsonDict = dict[str, Any]
 
@@ -35,7 +35,7 @@ def iso_time(ts: float) -> str | None:
     """Unix seconds -> "2025-01-31T12:00:00.250Z"; 0 (never) -> None."""
     if not ts:
         return None
-    moment = datetime.fromtimestamp(ts, tz=timezone.utc)
+    moment = datetime.fromtimestamp(ts, tz=UTC)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
@@ -162,29 +162,49 @@ def quota_to_dict(row: admin_pb2.QuotaRow) -> JsonDict:
 
 
 def tree_node_to_dict(node: admin_pb2.TreeNode) -> JsonDict:
-    return {"level": node.level, "id": node.id, "parent": node.parent or None, "weight": round(node.weight, 4),
-            "entitlement_pct": round(node.entitlement_pct, 2), "usage_pct": round(node.usage_pct, 2),
-            "fairshare": round(node.fairshare, 4), "held": node.held, "demand": node.demand,
-            "fair_share_gpus": round(node.fair_share_gpus, 2)}
+    return {
+        "level": node.level,
+        "id": node.id,
+        "parent": node.parent or None,
+        "weight": round(node.weight, 4),
+        "entitlement_pct": round(node.entitlement_pct, 2),
+        "usage_pct": round(node.usage_pct, 2),
+        "fairshare": round(node.fairshare, 4),
+        "held": node.held,
+        "demand": node.demand,
+        "fair_share_gpus": round(node.fair_share_gpus, 2),
+    }
 
 
 def institution_quota_to_dict(i: admin_pb2.InstitutionQuota) -> JsonDict:
     """One institution now: `fair_share_gpus` is what it is owed at this moment, next to
     what it holds; `fairshare` is Slurm's factor (1 idle, 0.5 on par)."""
-    return {"institution": i.institution, "country": i.country, "weight": round(i.weight, 4),
-            "entitlement_pct": round(i.entitlement_pct, 2), "usage_pct": round(i.usage_pct, 2),
-            "fairshare": round(i.fairshare, 4), "guarantee": i.guarantee, "held": i.held, "demand": i.demand,
-            "fair_share_gpus": round(i.fair_share_gpus, 2)}
+    return {
+        "institution": i.institution,
+        "country": i.country,
+        "weight": round(i.weight, 4),
+        "entitlement_pct": round(i.entitlement_pct, 2),
+        "usage_pct": round(i.usage_pct, 2),
+        "fairshare": round(i.fairshare, 4),
+        "guarantee": i.guarantee,
+        "held": i.held,
+        "demand": i.demand,
+        "fair_share_gpus": round(i.fair_share_gpus, 2),
+    }
 
 
 def quota_view_to_dict(resp: admin_pb2.ShowQuotasResponse) -> JsonDict:
     """`minga quota show`: per-model rows, per-institution shares now, the GPUs they split,
     the entitlement floor in effect and (with --tree) the account tree."""
-    return {"rows": [quota_to_dict(r) for r in resp.rows],
-            "institutions": [institution_quota_to_dict(i) for i in resp.institutions],
-            "capacity": resp.capacity, "share_policy": resp.share_policy,
-            "base_grant": round(resp.base_grant, 4), "base_grant_fraction": resp.base_grant_fraction,
-            "tree": [tree_node_to_dict(n) for n in resp.tree]}
+    return {
+        "rows": [quota_to_dict(r) for r in resp.rows],
+        "institutions": [institution_quota_to_dict(i) for i in resp.institutions],
+        "capacity": resp.capacity,
+        "share_policy": resp.share_policy,
+        "base_grant": round(resp.base_grant, 4),
+        "base_grant_fraction": resp.base_grant_fraction,
+        "tree": [tree_node_to_dict(n) for n in resp.tree],
+    }
 
 
 def whoami_to_dict(me: admin_pb2.WhoAmIResponse) -> JsonDict:
@@ -221,8 +241,9 @@ def _column(col: Col | str) -> Col:
     return Col(col) if isinstance(col, str) else col
 
 
-def _table(title: str | None, columns: Sequence[Col | str], rows: Sequence[Sequence[str]],
-           width: int | None = None) -> None:
+def _table(
+    title: str | None, columns: Sequence[Col | str], rows: Sequence[Sequence[str]], width: int | None = None
+) -> None:
     """A borderless table that fits the terminal, and 80 columns by design: every column
     is one line (`cap`/`flex` ones end in an ellipsis), so rich never folds a word."""
     from rich.console import Console
@@ -232,9 +253,15 @@ def _table(title: str | None, columns: Sequence[Col | str], rows: Sequence[Seque
     flex = any(c.flex for c in cols)
     table = Table(title=title, box=None, header_style="bold", pad_edge=False, expand=flex)
     for c in cols:
-        table.add_column(c.header, no_wrap=not c.wrap, overflow="ellipsis", max_width=c.cap,
-                         ratio=1 if c.flex else None, min_width=8 if c.flex else None,
-                         justify="right" if c.right else "left")
+        table.add_column(
+            c.header,
+            no_wrap=not c.wrap,
+            overflow="ellipsis",
+            max_width=c.cap,
+            ratio=1 if c.flex else None,
+            min_width=8 if c.flex else None,
+            justify="right" if c.right else "left",
+        )
     for row in rows:
         table.add_row(*row)
     Console(soft_wrap=False, width=width, highlight=False).print(table)
@@ -242,15 +269,18 @@ def _table(title: str | None, columns: Sequence[Col | str], rows: Sequence[Seque
 
 def _write_wrapped(lines: Sequence[str]) -> None:
     """Notes under a table, wrapped between words to 80 columns."""
-    sys.stdout.write("".join(textwrap.fill(line, TABLE_WIDTH, break_long_words=False,
-                                           break_on_hyphens=False) + "\n" for line in lines))
+    sys.stdout.write(
+        "".join(
+            textwrap.fill(line, TABLE_WIDTH, break_long_words=False, break_on_hyphens=False) + "\n" for line in lines
+        )
+    )
 
 
 def short_time(iso: str | None, seconds: bool = False) -> str:
     """An ISO time as a table shows it: "2025-01-31 12:00" (UTC); the full one is in JSON."""
     if not iso:
         return "-"
-    return iso[:19 if seconds else 16].replace("T", " ")
+    return iso[: 19 if seconds else 16].replace("T", " ")
 
 
 def show(output: Output, data: Any, table: Callable[[], None]) -> None:
@@ -277,13 +307,13 @@ def jobs_table(jobs: Sequence[JsonDict], now: float, more: Sequence[Sequence[str
     rows = [list(r) for r in more]
     for j in jobs:
         submitted = datetime.fromisoformat(j["submitted_at"]).timestamp() if j["submitted_at"] else now
-        rows.append([j["id"], _dash(j["name"]), j["state"], _gpus(j), format_duration(now - submitted),
-                     _where_why(j)])
+        rows.append([j["id"], _dash(j["name"]), j["state"], _gpus(j), format_duration(now - submitted), _where_why(j)])
     if not rows:
         sys.stdout.write("no jobs\n")
         return
-    _table(None, ["ID", Col("NAME", cap=12), "STATE", Col("GPUS", cap=10), "AGE", Col("SITE / REASON", flex=True)],
-           rows)
+    _table(
+        None, ["ID", Col("NAME", cap=12), "STATE", Col("GPUS", cap=10), "AGE", Col("SITE / REASON", flex=True)], rows
+    )
 
 
 def _where_why(job: JsonDict) -> str:
@@ -292,7 +322,7 @@ def _where_why(job: JsonDict) -> str:
 
 
 def preemption_line(p: JsonDict | None, now: float | None = None) -> str | None:
-    """"12m ago, for uchile (reclaim): <the policy's reason>"; None if never preempted."""
+    """ "12m ago, for uchile (reclaim): <the policy's reason>"; None if never preempted."""
     if p is None:
         return None
     when = f"at {p['at']}"
@@ -308,12 +338,20 @@ def job_detail(job: JsonDict, now: float | None = None) -> None:
     attempts = f"{job['attempts']} ({job['failures']} failed; the job fails at {job['max_attempts']})"
     infra = f"{job.get('infra_requeues', 0)} by the infrastructure (lost sites, Ray refusals; never failures)"
     fields = [
-        ("id", job["id"]), ("name", job["name"]), ("state", job["state"]),
-        ("owner", f"{job['owner']} ({job['institution']})"), ("gpus", _gpus(job)),
-        ("site", job["site"]), ("country", job["country"]), ("attempts", attempts),
-        ("requeued", infra), ("run", job["run_id"]), ("submitted", job["submitted_at"]),
+        ("id", job["id"]),
+        ("name", job["name"]),
+        ("state", job["state"]),
+        ("owner", f"{job['owner']} ({job['institution']})"),
+        ("gpus", _gpus(job)),
+        ("site", job["site"]),
+        ("country", job["country"]),
+        ("attempts", attempts),
+        ("requeued", infra),
+        ("run", job["run_id"]),
+        ("submitted", job["submitted_at"]),
         ("started", job["started_at"]),
-        ("finished", job["finished_at"]), ("entrypoint", job["spec"]["entrypoint"]),
+        ("finished", job["finished_at"]),
+        ("entrypoint", job["spec"]["entrypoint"]),
         ("reason", job["reason"]),
     ]
     preempted = preemption_line(job.get("last_preemption"), now)
@@ -321,34 +359,55 @@ def job_detail(job: JsonDict, now: float | None = None) -> None:
     for key, value in fields:
         sys.stdout.write(f"{key:<{width}}  {_dash(value)}\n")
     if preempted:
-        sys.stdout.write(textwrap.fill(preempted, 80, initial_indent=f"{'preempted':<{width}}  ",
-                                       subsequent_indent=" " * (width + 2)) + "\n")
+        sys.stdout.write(
+            textwrap.fill(
+                preempted, 80, initial_indent=f"{'preempted':<{width}}  ", subsequent_indent=" " * (width + 2)
+            )
+            + "\n"
+        )
 
 
 def institutions_table(items: Sequence[JsonDict]) -> None:
-    _table(None, [Col("SLUG", cap=20), Col("NAME", flex=True), "CC", "WEIGHT"],
-           [[i["slug"], i["name"], i["country"], f"{i['weight']:g}"] for i in items])
+    _table(
+        None,
+        [Col("SLUG", cap=20), Col("NAME", flex=True), "CC", "WEIGHT"],
+        [[i["slug"], i["name"], i["country"], f"{i['weight']:g}"] for i in items],
+    )
 
 
 def users_table(items: Sequence[JsonDict]) -> None:
-    _table(None, [Col("NAME", cap=20), Col("INSTITUTION", cap=20), "ROLE", "CREATED (UTC)"],
-           [[u["name"], u["institution"], u["role"], short_time(u["created_at"])] for u in items])
+    _table(
+        None,
+        [Col("NAME", cap=20), Col("INSTITUTION", cap=20), "ROLE", "CREATED (UTC)"],
+        [[u["name"], u["institution"], u["role"], short_time(u["created_at"])] for u in items],
+    )
 
 
 def token_to_dict(t: admin_pb2.TokenInfo) -> JsonDict:
     """A credential as listed: never its secret or hash, only a short handle."""
     state = "revoked" if t.revoked else "used" if t.used_at else "live"
-    return {"id": t.id, "owner": t.owner, "kind": t.kind, "role": role_name(t.role),
-            "institution": t.institution, "created_at": iso_time(t.created_at),
-            "expires_at": iso_time(t.expires_at), "last_used_at": iso_time(t.last_used_at),
-            "used_at": iso_time(t.used_at), "revoked": t.revoked, "state": state}
+    return {
+        "id": t.id,
+        "owner": t.owner,
+        "kind": t.kind,
+        "role": role_name(t.role),
+        "institution": t.institution,
+        "created_at": iso_time(t.created_at),
+        "expires_at": iso_time(t.expires_at),
+        "last_used_at": iso_time(t.last_used_at),
+        "used_at": iso_time(t.used_at),
+        "revoked": t.revoked,
+        "state": state,
+    }
 
 
 def tokens_table(items: Sequence[JsonDict]) -> None:
     """The expiry date only; the institution and the full times are in `--output json`."""
-    _table(None, ["ID", Col("OWNER", cap=16), "KIND", Col("ROLE", cap=17), "EXPIRES", "STATE"],
-           [[t["id"], t["owner"], t["kind"], t["role"], (t["expires_at"] or "never")[:10], t["state"]]
-            for t in items])
+    _table(
+        None,
+        ["ID", Col("OWNER", cap=16), "KIND", Col("ROLE", cap=17), "EXPIRES", "STATE"],
+        [[t["id"], t["owner"], t["kind"], t["role"], (t["expires_at"] or "never")[:10], t["state"]] for t in items],
+    )
     if items:
         _write_wrapped(["Institutions, creation and last use times: --output json."])
 
@@ -361,10 +420,21 @@ def sites_table(items: Sequence[JsonDict]) -> None:
     if not items:
         sys.stdout.write("no sites\n")
         return
-    _table(None, [Col("NAME", cap=18), Col("INST", cap=12), "CC", Col("GPUS USED/TOTAL", cap=22), "CONN",
-                  Col("STATE", flex=True)],
-           [[s["name"], s["institution"], s["country"], _pools(s), "yes" if s["connected"] else "no",
-             _site_state(s)] for s in items])
+    _table(
+        None,
+        [
+            Col("NAME", cap=18),
+            Col("INST", cap=12),
+            "CC",
+            Col("GPUS USED/TOTAL", cap=22),
+            "CONN",
+            Col("STATE", flex=True),
+        ],
+        [
+            [s["name"], s["institution"], s["country"], _pools(s), "yes" if s["connected"] else "no", _site_state(s)]
+            for s in items
+        ],
+    )
 
 
 def _site_state(site: JsonDict) -> str:
@@ -388,48 +458,108 @@ def quotas_table(view: JsonDict) -> None:
     if not view["rows"]:
         sys.stdout.write("no quotas yet: no institution has GPUs or jobs\n")
         return
-    _table(None, [Col("INST", cap=20), "CC", *(Col(h, right=True) for h in (
-               "WEIGHT", "ENT%", "USE%", "FS", "GUAR", "HELD", "DEMAND", "SHARE"))],
-           [[i["institution"], i["country"], _quota_weight(i["weight"]), f"{i['entitlement_pct']:.1f}",
-             f"{i['usage_pct']:.1f}", f"{i['fairshare']:.2f}", str(i["guarantee"]), str(i["held"]),
-             str(i["demand"]), _share_gpus(i["fair_share_gpus"])] for i in view["institutions"]])
+    _table(
+        None,
+        [
+            Col("INST", cap=20),
+            "CC",
+            *(Col(h, right=True) for h in ("WEIGHT", "ENT%", "USE%", "FS", "GUAR", "HELD", "DEMAND", "SHARE")),
+        ],
+        [
+            [
+                i["institution"],
+                i["country"],
+                _quota_weight(i["weight"]),
+                f"{i['entitlement_pct']:.1f}",
+                f"{i['usage_pct']:.1f}",
+                f"{i['fairshare']:.2f}",
+                str(i["guarantee"]),
+                str(i["held"]),
+                str(i["demand"]),
+                _share_gpus(i["fair_share_gpus"]),
+            ]
+            for i in view["institutions"]
+        ],
+    )
     sys.stdout.write("\n")
-    _table(None, [Col("INST", cap=20), Col("MODEL", cap=12), *(Col(h, right=True) for h in (
-               "OWN", "GUAR", "USE", "HELD", "BORR", "LENT", "PEND"))],
-           [[q["institution"], _dash(q["gpu_model"]), str(q["owned"]), str(q["guarantee"]), str(q["in_use"]),
-             str(q["held"]), str(q["borrowed"]), str(q["lent"]), str(q["pending"])] for q in view["rows"]])
+    _table(
+        None,
+        [
+            Col("INST", cap=20),
+            Col("MODEL", cap=12),
+            *(Col(h, right=True) for h in ("OWN", "GUAR", "USE", "HELD", "BORR", "LENT", "PEND")),
+        ],
+        [
+            [
+                q["institution"],
+                _dash(q["gpu_model"]),
+                str(q["owned"]),
+                str(q["guarantee"]),
+                str(q["in_use"]),
+                str(q["held"]),
+                str(q["borrowed"]),
+                str(q["lent"]),
+                str(q["pending"]),
+            ]
+            for q in view["rows"]
+        ],
+    )
     sys.stdout.write("\n")
     _write_wrapped([QUOTA_LEGEND, *quota_footer(view)])
 
 
-QUOTA_LEGEND = ("ENT% entitlement and USE% decayed usage (% of the federation), FS fair-share "
-                "factor (1 idle, 0.5 on par), GUAR guaranteed, DEMAND held + pending, OWN owned, "
-                "USE in use, BORR borrowed, PEND pending GPUs; all keys: --output json.")
+QUOTA_LEGEND = (
+    "ENT% entitlement and USE% decayed usage (% of the federation), FS fair-share "
+    "factor (1 idle, 0.5 on par), GUAR guaranteed, DEMAND held + pending, OWN owned, "
+    "USE in use, BORR borrowed, PEND pending GPUs; all keys: --output json."
+)
 
 
 def quota_footer(view: JsonDict) -> list[str]:
     """What SHARE is, and the entitlement floor in effect (it acts only under `contribution`)."""
-    share = (f"SHARE: each institution's fair share of the {view['capacity']} GPUs that can hold runs now: "
-             "weighted max-min over DEMAND (held + pending), guarantees as floors.")
+    share = (
+        f"SHARE: each institution's fair share of the {view['capacity']} GPUs that can hold runs now: "
+        "weighted max-min over DEMAND (held + pending), guarantees as floors."
+    )
     fraction = view["base_grant_fraction"]
     if view["share_policy"] == "contribution":
-        floor = (f"Entitlement floor: base grant {_quota_weight(view['base_grant'])} in effect, so every institution "
-                 f"weighs at least {fraction:.0%} of the mean." if fraction else
-                 f"Entitlement floor: base grant {_quota_weight(view['base_grant'])} in effect (no floor fraction).")
+        floor = (
+            f"Entitlement floor: base grant {_quota_weight(view['base_grant'])} in effect, so every institution "
+            f"weighs at least {fraction:.0%} of the mean."
+            if fraction
+            else f"Entitlement floor: base grant {_quota_weight(view['base_grant'])} in effect (no floor fraction)."
+        )
     else:
         floor = f"Entitlement floor: none under the {view['share_policy']} policy (weights as set)" + (
             f"; under contribution every institution would weigh at least {fraction:.0%} of the mean."
-            if fraction else ".")
+            if fraction
+            else "."
+        )
     return [share, floor]
 
 
 def tree_table(nodes: Sequence[JsonDict]) -> None:
     indent = {"country": "", "institution": "  ", "project": "    "}
-    _table(None, [Col("ACCOUNT", cap=28), *(Col(h, right=True) for h in (
-               "WEIGHT", "ENT%", "USE%", "FS", "HELD", "DEMAND", "SHARE"))],
-           [[indent.get(n["level"], "") + n["id"], _quota_weight(n["weight"]), f"{n['entitlement_pct']:.1f}",
-             f"{n['usage_pct']:.1f}", f"{n['fairshare']:.2f}", str(n["held"]), str(n["demand"]),
-             _share_gpus(n["fair_share_gpus"])] for n in nodes])
+    _table(
+        None,
+        [
+            Col("ACCOUNT", cap=28),
+            *(Col(h, right=True) for h in ("WEIGHT", "ENT%", "USE%", "FS", "HELD", "DEMAND", "SHARE")),
+        ],
+        [
+            [
+                indent.get(n["level"], "") + n["id"],
+                _quota_weight(n["weight"]),
+                f"{n['entitlement_pct']:.1f}",
+                f"{n['usage_pct']:.1f}",
+                f"{n['fairshare']:.2f}",
+                str(n["held"]),
+                str(n["demand"]),
+                _share_gpus(n["fair_share_gpus"]),
+            ]
+            for n in nodes
+        ],
+    )
 
 
 def print_json_line(data: Any) -> None:
@@ -451,72 +581,128 @@ def policy_to_dict(p: admin_pb2.Policy) -> JsonDict:
         "preemption_grace_seconds": p.preemption_grace_seconds,
         "age_weight": p.age_weight,
         # Issue 10; null from a broker that predates them.
-        **{name: getattr(p, name) if p.HasField(name) else None for name in (
-            "fair_share_preemption", "preemption_threshold", "preemption_cap", "preemption_notice_seconds",
-            "base_grant_fraction", "reservation_min_age_seconds")},
+        **{
+            name: getattr(p, name) if p.HasField(name) else None
+            for name in (
+                "fair_share_preemption",
+                "preemption_threshold",
+                "preemption_cap",
+                "preemption_notice_seconds",
+                "base_grant_fraction",
+                "reservation_min_age_seconds",
+            )
+        },
     }
 
 
 def projects_table(items: Sequence[JsonDict]) -> None:
-    _table(None, [Col("PROJECT", cap=40), Col("INSTITUTION", cap=20), "WEIGHT"], [[p["id"], p["institution"], f"{p['weight']:g}"] for p in items])
+    _table(
+        None,
+        [Col("PROJECT", cap=40), Col("INSTITUTION", cap=20), "WEIGHT"],
+        [[p["id"], p["institution"], f"{p['weight']:g}"] for p in items],
+    )
 
 
 def policy_table(policy: JsonDict) -> None:
     weights = ", ".join(f"{m}={w:g}" for m, w in sorted(policy["model_weights"].items()))
-    _table(None, ["SETTING", Col("VALUE", wrap=True)], [
-        ["share policy", policy["share_policy"]],
-        ["half-life", format_duration(int(policy["half_life_seconds"]))],
-        ["base grant", f"{policy['base_grant']:g}"],
-        *_issue10_rows(policy),
-        ["preemption grace", format_duration(int(policy["preemption_grace_seconds"]))],
-        ["age weight", f"{policy['age_weight']:g} per hour"],
-        ["model weights", weights],
-    ])
+    _table(
+        None,
+        ["SETTING", Col("VALUE", wrap=True)],
+        [
+            ["share policy", policy["share_policy"]],
+            ["half-life", format_duration(int(policy["half_life_seconds"]))],
+            ["base grant", f"{policy['base_grant']:g}"],
+            *_issue10_rows(policy),
+            ["preemption grace", format_duration(int(policy["preemption_grace_seconds"]))],
+            ["age weight", f"{policy['age_weight']:g} per hour"],
+            ["model weights", weights],
+        ],
+    )
 
 
 def _issue10_rows(policy: JsonDict) -> list[list[str]]:
     """The entitlement floor, fair-share preemption and the gang reservations' minimum age,
     in words; `-` where the broker did not say (one older than them)."""
     fraction, threshold = policy.get("base_grant_fraction"), policy.get("preemption_threshold")
-    cap, notice, on = policy.get("preemption_cap"), policy.get("preemption_notice_seconds"), \
-        policy.get("fair_share_preemption")
+    cap, notice, on = (
+        policy.get("preemption_cap"),
+        policy.get("preemption_notice_seconds"),
+        policy.get("fair_share_preemption"),
+    )
     min_age = policy.get("reservation_min_age_seconds")
     return [
-        ["entitlement floor", "-" if fraction is None else
-         f"{fraction:g} (contribution: at least {fraction:.0%} of the mean weight)"],
+        [
+            "entitlement floor",
+            "-" if fraction is None else f"{fraction:g} (contribution: at least {fraction:.0%} of the mean weight)",
+        ],
         ["fair-share preemption", "-" if on is None else "on" if on else "off"],
-        ["preemption threshold", "-" if threshold is None else
-         f"{threshold:g} (only for an account under {1 - threshold:.0%} of its fair share)"],
+        [
+            "preemption threshold",
+            "-"
+            if threshold is None
+            else f"{threshold:g} (only for an account under {1 - threshold:.0%} of its fair share)",
+        ],
         ["preemption cap", "-" if cap is None else f"{cap:g} (at most {cap:.0%} of the GPUs per cycle)"],
         ["preemption notice", "-" if notice is None else f"{format_duration(int(notice))} (SIGTERM, then SIGKILL)"],
-        ["reservation min age", "-" if min_age is None else
-         f"{format_duration(int(min_age))} (gangs waiting this long reserve first)"],
+        [
+            "reservation min age",
+            "-" if min_age is None else f"{format_duration(int(min_age))} (gangs waiting this long reserve first)",
+        ],
     ]
 
 
 def usage_table(by: str, lines: Sequence[JsonDict]) -> None:
-    _table(None, [Col(by.upper(), cap=20), "CC", *(Col(h, right=True) for h in (
-               "USED h", "USED norm", "GAVE h", "GAVE norm", "BALANCE"))], [
-        [l["key"], l["country"], f"{l['consumed_gpu_hours']:.1f}", f"{l['consumed_normalized']:.1f}",
-         f"{l['contributed_gpu_hours']:.1f}", f"{l['contributed_normalized']:.1f}", f"{l['balance_normalized']:+.1f}"]
-        for l in lines])
+    _table(
+        None,
+        [
+            Col(by.upper(), cap=20),
+            "CC",
+            *(Col(h, right=True) for h in ("USED h", "USED norm", "GAVE h", "GAVE norm", "BALANCE")),
+        ],
+        [
+            [
+                l["key"],
+                l["country"],
+                f"{l['consumed_gpu_hours']:.1f}",
+                f"{l['consumed_normalized']:.1f}",
+                f"{l['contributed_gpu_hours']:.1f}",
+                f"{l['contributed_normalized']:.1f}",
+                f"{l['balance_normalized']:+.1f}",
+            ]
+            for l in lines
+        ],
+    )
 
 
 def broker_status_to_dict(address: str, answer: admin_pb2.BrokerStatusResponse | None, error: str = "") -> JsonDict:
     """One broker of a list: its role, or why it did not answer (role "unreachable")."""
     if answer is None:
-        return {"address": address, "role": "unreachable", "leading": False, "leader_address": None,
-                "leading_since": None, "error": error}
-    return {"address": address, "role": answer.role or ("leader" if answer.leading else "standby"),
-            "leading": answer.leading, "leader_address": answer.leader_address or None,
-            "leading_since": iso_time(answer.leading_since), "error": None}
+        return {
+            "address": address,
+            "role": "unreachable",
+            "leading": False,
+            "leader_address": None,
+            "leading_since": None,
+            "error": error,
+        }
+    return {
+        "address": address,
+        "role": answer.role or ("leader" if answer.leading else "standby"),
+        "leading": answer.leading,
+        "leader_address": answer.leader_address or None,
+        "leading_since": iso_time(answer.leading_since),
+        "error": None,
+    }
 
 
 def brokers_table(items: Sequence[JsonDict]) -> None:
     """A leader says since when, a standby which broker leads; errors go under the table,
     wrapped in full, since an address and its error rarely fit one row."""
-    _table(None, [Col("ADDRESS", cap=32), "ROLE", Col("STATUS", flex=True)],
-           [(b["address"], b["role"], _broker_status(b)) for b in items])
+    _table(
+        None,
+        [Col("ADDRESS", cap=32), "ROLE", Col("STATUS", flex=True)],
+        [(b["address"], b["role"], _broker_status(b)) for b in items],
+    )
     _write_wrapped([f"{b['address']}: {b['error']}" for b in items if b["error"]])
 
 
@@ -529,19 +715,36 @@ def _broker_status(b: JsonDict) -> str:
 
 
 def audit_to_dict(entry: admin_pb2.AuditEntry) -> JsonDict:
-    return {"at": iso_time(entry.at), "who": entry.who or None, "role": entry.role or None,
-            "method": entry.method, "target": entry.target, "peer": entry.peer, "outcome": entry.outcome,
-            "detail": entry.detail}
+    return {
+        "at": iso_time(entry.at),
+        "who": entry.who or None,
+        "role": entry.role or None,
+        "method": entry.method,
+        "target": entry.target,
+        "peer": entry.peer,
+        "outcome": entry.outcome,
+        "detail": entry.detail,
+    }
 
 
 def audit_table(entries: Sequence[JsonDict]) -> None:
     if not entries:
         sys.stdout.write("no audit entries\n")
         return
-    _table(None, ["AT (UTC)", Col("WHO", cap=10), Col("METHOD", cap=24), Col("TARGET", cap=12),
-                  Col("OUTCOME", flex=True)],
-           [[short_time(e["at"], seconds=True)[5:], _dash(e["who"]), _method(e["method"]), _dash(e["target"]),
-             e["outcome"] if not e["detail"] else f"{e['outcome']}: {e['detail']}"] for e in entries])
+    _table(
+        None,
+        ["AT (UTC)", Col("WHO", cap=10), Col("METHOD", cap=24), Col("TARGET", cap=12), Col("OUTCOME", flex=True)],
+        [
+            [
+                short_time(e["at"], seconds=True)[5:],
+                _dash(e["who"]),
+                _method(e["method"]),
+                _dash(e["target"]),
+                e["outcome"] if not e["detail"] else f"{e['outcome']}: {e['detail']}",
+            ]
+            for e in entries
+        ],
+    )
     _write_wrapped([AUDIT_NOTE])
 
 
@@ -549,5 +752,5 @@ AUDIT_NOTE = "Times are MM-DD HH:MM:SS UTC; the year, callers' addresses and ful
 
 
 def _method(method: str) -> str:
-    """"AdminService/AddUser" -> "AddUser": the RPC name says what was done."""
+    """ "AdminService/AddUser" -> "AddUser": the RPC name says what was done."""
     return method.rsplit("/", 1)[-1]

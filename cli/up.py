@@ -15,6 +15,7 @@ earlier still works. And `minga up` saves broker, CA and the researcher's token 
 the CLI config (unless the user has a config of their own from `minga login`), so a
 plain `minga job list` works in any terminal without exports.
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -31,11 +32,10 @@ from typing import Any
 
 import grpc
 
+from minga.cli import config, errors
+from minga.cli.client import BrokerClient
+from minga.cli.lifecycle import stop_signals, this_python_first_on_path
 from minga.v1 import common_pb2
-
-from . import config, errors
-from .client import BrokerClient
-from .lifecycle import stop_signals, this_python_first_on_path
 
 # One institution per site, each in another country, as in the federation it models.
 INSTITUTIONS: tuple[tuple[str, str, str], ...] = (
@@ -50,7 +50,7 @@ INSTITUTIONS: tuple[tuple[str, str, str], ...] = (
 )
 MAX_SITES = len(INSTITUTIONS)
 RESEARCHER = "ana"
-LAST_ADDRESS = "broker-address"   # in the data dir: the address of the last run, taken again when free
+LAST_ADDRESS = "broker-address"  # in the data dir: the address of the last run, taken again when free
 SAMPLE_JOB = """python -c "import os; print(os.environ['CUDA_VISIBLE_DEVICES'])\""""
 
 
@@ -84,10 +84,10 @@ class UpInfo:
     token: str
     admin_token_file: str
     data_dir: str
-    ca_file: str                # the federation CA: clients verify the broker with it
+    ca_file: str  # the federation CA: clients verify the broker with it
     sites: list[SiteInfo] = field(default_factory=list)
-    moved_from: str = ""        # the last run's address, when its port was taken and the broker moved
-    cli_config: str = ""        # the CLI config file written with broker, CA and token; "": left alone
+    moved_from: str = ""  # the last run's address, when its port was taken and the broker moved
+    cli_config: str = ""  # the CLI config file written with broker, CA and token; "": left alone
 
 
 class DevFederation:
@@ -122,10 +122,18 @@ class DevFederation:
                 self.stop()
             raise
         slug = INSTITUTIONS[0][0]
-        return UpInfo(broker=self.broker.address, researcher=RESEARCHER, institution=slug, token=token,
-                      admin_token_file=str(self.broker.admin_token_file), data_dir=str(self.dir),
-                      ca_file=str(self.ca_file), sites=sites, moved_from=self._moved_from,
-                      cli_config=str(cli_config or ""))
+        return UpInfo(
+            broker=self.broker.address,
+            researcher=RESEARCHER,
+            institution=slug,
+            token=token,
+            admin_token_file=str(self.broker.admin_token_file),
+            data_dir=str(self.dir),
+            ca_file=str(self.ca_file),
+            sites=sites,
+            moved_from=self._moved_from,
+            cli_config=str(cli_config or ""),
+        )
 
     def stop(self) -> None:
         """Stop exactly what start() started: agents, then Ray heads (by PID), then the broker."""
@@ -157,8 +165,10 @@ class DevFederation:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            raise errors.CliError(f"another `minga up` is running with {self.dir}: stop it first, "
-                                  "or set MINGA_DATA_DIR to use another directory") from None
+            raise errors.CliError(
+                f"another `minga up` is running with {self.dir}: stop it first, "
+                "or set MINGA_DATA_DIR to use another directory"
+            ) from None
         self._lock_fd = fd
 
     @property
@@ -166,19 +176,25 @@ class DevFederation:
         return self.dir / "pki" / "ca.crt"
 
     def _start_broker(self) -> None:
-        from scheduler.domain import MingaError
-        from scheduler.pki import has_broker_pki, init_broker_pki
-        from scheduler.server import Broker, BrokerConfig, split_listen
+        from minga.common.domain import MingaError
+        from minga.common.pki import has_broker_pki, init_broker_pki
+        from minga.scheduler.server import Broker, BrokerConfig, split_listen
 
         pki_dir = self.dir / "pki"
         try:
             host = split_listen(self.cfg.listen)[0]
-            if not has_broker_pki(pki_dir):   # on the first run only: the sites' certificates hang on it
+            if not has_broker_pki(pki_dir):  # on the first run only: the sites' certificates hang on it
                 init_broker_pki(pki_dir, list(dict.fromkeys(["localhost", "127.0.0.1", "::1", host])))
             listen = self._stable_listen()
-            self.broker = Broker(BrokerConfig(listen=listen, db_url=f"sqlite:///{self.dir / 'broker.db'}",
-                                              admin_token_file=self.dir / "admin-token", pki_dir=pki_dir,
-                                              site_listen=f"{host}:0"))
+            self.broker = Broker(
+                BrokerConfig(
+                    listen=listen,
+                    db_url=f"sqlite:///{self.dir / 'broker.db'}",
+                    admin_token_file=self.dir / "admin-token",
+                    pki_dir=pki_dir,
+                    site_listen=f"{host}:0",
+                )
+            )
         except MingaError as exc:
             raise errors.usage_error(str(exc)) from exc
         try:
@@ -191,8 +207,8 @@ class DevFederation:
     def _stable_listen(self) -> str:
         """--listen as given, but port 0 becomes the last run's port when that port is free,
         so the address a user exported before a restart still reaches the broker."""
-        from scheduler.domain import MingaError
-        from scheduler.server import split_listen
+        from minga.common.domain import MingaError
+        from minga.scheduler.server import split_listen
 
         host, port = split_listen(self.cfg.listen)
         try:
@@ -217,8 +233,15 @@ class DevFederation:
             return None  # a broken config of the user's: theirs to fix, not ours to overwrite
         if current and current.get(config.WRITTEN_BY_KEY) != config.WRITTEN_BY_UP:
             return None
-        return config.save_config({"broker": self.broker.address, "token": token, "ca_file": str(self.ca_file),
-                                   config.WRITTEN_BY_KEY: config.WRITTEN_BY_UP}, path)
+        return config.save_config(
+            {
+                "broker": self.broker.address,
+                "token": token,
+                "ca_file": str(self.ca_file),
+                config.WRITTEN_BY_KEY: config.WRITTEN_BY_UP,
+            },
+            path,
+        )
 
     def _admin_token(self) -> str:
         if self.broker.bootstrap_token:
@@ -226,8 +249,9 @@ class DevFederation:
         try:
             return self.broker.admin_token_file.read_text().strip()
         except OSError:
-            raise errors.CliError(f"the admin token file {self.broker.admin_token_file} is gone: delete "
-                                  f"{self.dir} to start afresh") from None
+            raise errors.CliError(
+                f"the admin token file {self.broker.admin_token_file} is gone: delete {self.dir} to start afresh"
+            ) from None
 
     def _ensure_accounts(self, admin: BrokerClient) -> str:
         """Institutions for every site and the researcher; returns the researcher's token."""
@@ -240,15 +264,16 @@ class DevFederation:
             if err.code() != grpc.StatusCode.ALREADY_EXISTS:
                 raise
             if not token_file.exists():
-                raise errors.CliError(f"user {RESEARCHER} exists but {token_file} is gone: delete {self.dir} "
-                                      "to start afresh") from None
+                raise errors.CliError(
+                    f"user {RESEARCHER} exists but {token_file} is gone: delete {self.dir} to start afresh"
+                ) from None
             return token_file.read_text().strip()
         config.write_private(token_file, added.token + "\n")
         return added.token
 
     def _start_site(self, admin: BrokerClient, index: int) -> SiteInfo:
-        from agent.local_ray import LocalRayHead
-        from agent.session import Agent, AgentConfig
+        from minga.agent.local_ray import LocalRayHead
+        from minga.agent.session import Agent, AgentConfig
 
         slug, _, country = INSTITUTIONS[index]
         name = f"{slug}-local"
@@ -258,18 +283,27 @@ class DevFederation:
         with this_python_first_on_path():
             head.start()
         # The site port moves with each run (port 0); the certificate stays valid across runs.
-        agent = Agent(AgentConfig(broker=self.broker.site_address, token="", ray_dashboard_url=head.dashboard_url,
-                                  ca_file=cred.ca_file, certificate_file=cred.certificate_file,
-                                  gpu_model=self.cfg.gpu_model, cache_dir=self.dir / "packages" / name))
+        agent = Agent(
+            AgentConfig(
+                broker=self.broker.site_address,
+                token="",
+                ray_dashboard_url=head.dashboard_url,
+                ca_file=cred.ca_file,
+                certificate_file=cred.certificate_file,
+                gpu_model=self.cfg.gpu_model,
+                cache_dir=self.dir / "packages" / name,
+            )
+        )
         self.agents.append(agent)
         agent.start()
-        return SiteInfo(name=name, institution=slug, country=country, ray_dashboard=head.dashboard_url,
-                        ray_pid=head.pid)
+        return SiteInfo(
+            name=name, institution=slug, country=country, ray_dashboard=head.dashboard_url, ray_pid=head.pid
+        )
 
     def _site_credential(self, admin: BrokerClient, institution: str, site: str) -> Any:
         """The site's credential: saved by an earlier run, else made by the real join flow
         (a key made here, a CSR, a certificate back)."""
-        from agent.credentials import CredentialError, join_site, load_credential, save_credential
+        from minga.agent.credentials import CredentialError, join_site, load_credential, save_credential
 
         path = self.dir / "sites" / f"{site}.json"
         try:
@@ -291,8 +325,9 @@ class DevFederation:
             if all(n in sites and sites[n].connected and _gpus(sites[n]) >= self.cfg.gpus for n in names):
                 return
             if time.monotonic() > deadline:
-                raise errors.CliError(f"sites did not come up within {self.cfg.ready_timeout:.0f}s: "
-                                      "see the agent warnings above")
+                raise errors.CliError(
+                    f"sites did not come up within {self.cfg.ready_timeout:.0f}s: see the agent warnings above"
+                )
             time.sleep(0.5)
 
 
@@ -333,4 +368,3 @@ def path_setup() -> str:
     if activate.exists():
         return f". {shlex.quote(str(activate))}"
     return f'export PATH={shlex.quote(str(bin_dir))}:"$PATH"'
-

@@ -6,6 +6,7 @@ the same bytes, the same digest, and is never uploaded twice. Whatever the
 directory's `.gitignore` files exclude (git's rules, nested files included)
 stays home, and so does `.git/`.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -18,10 +19,10 @@ from pathlib import Path
 
 import pathspec
 
-from .parsing import format_bytes, parse_size
+from minga.cli.parsing import format_bytes, parse_size
 
-DEFAULT_MAX_BYTES = 64 * 1024 * 1024   # a broker's default limit, assumed when it does not state its own
-MAX_BYTES_ENV = "MINGA_MAX_PACKAGE_BYTES"   # a lower cap on this machine only; never raises the broker's
+DEFAULT_MAX_BYTES = 64 * 1024 * 1024  # a broker's default limit, assumed when it does not state its own
+MAX_BYTES_ENV = "MINGA_MAX_PACKAGE_BYTES"  # a lower cap on this machine only; never raises the broker's
 _FIXED_TIME = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip entry can hold
 _ALWAYS_SKIP = frozenset({".git"})
 
@@ -35,7 +36,7 @@ class Limit:
     """The size a package must stay within here, and the advice for going past it."""
 
     max_bytes: int
-    advice: str   # appended to the too-big error: which setting to change, and who changes it
+    advice: str  # appended to the too-big error: which setting to change, and who changes it
 
 
 @dataclass(frozen=True)
@@ -63,8 +64,10 @@ def effective_limit(broker_max: int | None, broker_setting: str = "") -> Limit:
     local = max_package_bytes()
     broker = broker_max if broker_max and broker_max > 0 else DEFAULT_MAX_BYTES
     if local is not None and local < broker:
-        return Limit(local, f", or raise {MAX_BYTES_ENV} (a cap on this machine; the broker accepts up to "
-                            f"{format_bytes(broker)})")
+        return Limit(
+            local,
+            f", or raise {MAX_BYTES_ENV} (a cap on this machine; the broker accepts up to {format_bytes(broker)})",
+        )
     who = broker_setting or "its operator sets it when starting the broker"
     return Limit(broker, f"; the broker accepts at most {format_bytes(broker)} ({who})")
 
@@ -79,7 +82,7 @@ def _load_ignore(directory: Path) -> pathspec.GitIgnoreSpec | None:
 def _ignored(rel: str, is_dir: bool, specs: list[tuple[str, pathspec.GitIgnoreSpec]]) -> bool:
     """Git's rule: the deepest .gitignore with a matching pattern decides."""
     for base, spec in reversed(specs):
-        sub = rel[len(base) + 1:] if base else rel
+        sub = rel[len(base) + 1 :] if base else rel
         result = spec.check_file(sub + "/" if is_dir else sub)
         if result.include is not None:
             return bool(result.include)
@@ -116,8 +119,10 @@ def _inside(root: Path, name: str, link: Path) -> None:
     dir: one to ~/.ssh/id_rsa would otherwise send that key to a remote site."""
     target = link.resolve()
     if target != root.resolve() and root.resolve() not in target.parents:
-        raise PackageError(f"working dir entry {name} is a symlink to {target}, outside the working dir: "
-                           "remove it, copy the file in, or add it to .gitignore")
+        raise PackageError(
+            f"working dir entry {name} is a symlink to {target}, outside the working dir: "
+            "remove it, copy the file in, or add it to .gitignore"
+        )
 
 
 def _entry(name: str, path: Path) -> zipfile.ZipInfo:

@@ -8,13 +8,14 @@ The arithmetic is Slurm's (PriorityDecayHalfLife): a ledger holds a decayed valu
 the time it is valid at; a charge first decays the old value to `now`, then adds the
 normalized GPU-seconds since the run (or site) was last charged.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
-from scheduler.domain import Run, SiteState
-from scheduler.shares_domain import InstitutionShare, ShareSettings, model_weight
+from minga.common.domain import Run, SiteState
+from minga.common.shares import InstitutionShare, ShareSettings, model_weight
 
 
 @dataclass(frozen=True)
@@ -42,14 +43,20 @@ def decayed(value: float, as_of: float, now: float, half_life: float) -> float:
     return value * 0.5 ** ((now - as_of) / half_life)
 
 
-def shares_at(institutions: Iterable[InstitutionShare], contributions: Mapping[str, Ledger],
-              usage: Mapping[str, Ledger], now: float, half_life: float
-              ) -> tuple[tuple[InstitutionShare, ...], tuple[tuple[str, float], ...]]:
+def shares_at(
+    institutions: Iterable[InstitutionShare],
+    contributions: Mapping[str, Ledger],
+    usage: Mapping[str, Ledger],
+    now: float,
+    half_life: float,
+) -> tuple[tuple[InstitutionShare, ...], tuple[tuple[str, float], ...]]:
     """What the policy reads of the ledgers at `now`: each institution with its contribution
     (GPU-hours) and each project's usage (GPU-seconds, by project id), decayed to `now`."""
     made = {i: decayed(v.value, v.as_of, now, half_life) / 3600.0 for i, v in contributions.items()}
-    return (tuple(replace(i, contribution=made.get(i.slug, 0.0)) for i in institutions),
-            tuple((p, decayed(v.value, v.as_of, now, half_life)) for p, v in sorted(usage.items())))
+    return (
+        tuple(replace(i, contribution=made.get(i.slug, 0.0)) for i in institutions),
+        tuple((p, decayed(v.value, v.as_of, now, half_life)) for p, v in sorted(usage.items())),
+    )
 
 
 @dataclass(frozen=True)
@@ -59,11 +66,11 @@ class SiteCharge:
     name: str
     institution: str
     country: str
-    serving: bool                # its own health is READY (a cordoned site still serves its runs)
-    gpus: int                    # raw GPUs it reports
-    normalized_gpus: float       # those GPUs times their model weights
-    since: float                 # contribution charged up to here (0: never)
-    uptime: Uptime | None        # its newest uptime segment
+    serving: bool  # its own health is READY (a cordoned site still serves its runs)
+    gpus: int  # raw GPUs it reports
+    normalized_gpus: float  # those GPUs times their model weights
+    since: float  # contribution charged up to here (0: never)
+    uptime: Uptime | None  # its newest uptime segment
 
 
 @dataclass(frozen=True)
@@ -82,24 +89,46 @@ class ChargeBatch:
     """Everything one charging step writes."""
 
     now: float
-    runs: list[Run] = field(default_factory=list)            # with charged_until = now
+    runs: list[Run] = field(default_factory=list)  # with charged_until = now
     usage: dict[str, Ledger] = field(default_factory=dict)
     contributions: dict[str, Ledger] = field(default_factory=dict)
-    sites: list[str] = field(default_factory=list)           # their contribution is charged up to now
+    sites: list[str] = field(default_factory=list)  # their contribution is charged up to now
     extended: dict[str, Uptime] = field(default_factory=dict)  # site -> its newest segment, now ending at now
     opened: list[NewUptime] = field(default_factory=list)
 
 
-def site_charge(name: str, institution: str, country: str, health: SiteState, pools: Iterable[tuple[str, int]],
-                since: float, uptime: Uptime | None, settings: ShareSettings) -> SiteCharge:
+def site_charge(
+    name: str,
+    institution: str,
+    country: str,
+    health: SiteState,
+    pools: Iterable[tuple[str, int]],
+    since: float,
+    uptime: Uptime | None,
+    settings: ShareSettings,
+) -> SiteCharge:
     """A connected site as `charge` needs it; `pools` are its (model, GPUs)."""
     pools = tuple(pools)
-    return SiteCharge(name, institution, country, health is SiteState.READY, sum(n for _, n in pools),
-                      sum(n * model_weight(settings, m) for m, n in pools), since, uptime)
+    return SiteCharge(
+        name,
+        institution,
+        country,
+        health is SiteState.READY,
+        sum(n for _, n in pools),
+        sum(n * model_weight(settings, m) for m, n in pools),
+        since,
+        uptime,
+    )
 
 
-def charge(now: float, settings: ShareSettings, running: Iterable[Run], sites: Iterable[SiteCharge],
-           usage: dict[str, Ledger], contributions: dict[str, Ledger]) -> ChargeBatch:
+def charge(
+    now: float,
+    settings: ShareSettings,
+    running: Iterable[Run],
+    sites: Iterable[SiteCharge],
+    usage: dict[str, Ledger],
+    contributions: dict[str, Ledger],
+) -> ChargeBatch:
     """Charge every running run's usage and every serving site's contribution up to `now`."""
     hl = settings.half_life_seconds
     batch = ChargeBatch(now)
@@ -108,7 +137,8 @@ def charge(now: float, settings: ShareSettings, running: Iterable[Run], sites: I
         if not run.charged_until or now <= run.charged_until or not run.gpus:
             continue
         used[run.project] = used.get(run.project, 0.0) + (
-            run.gpus * model_weight(settings, run.gpu_model) * (now - run.charged_until))
+            run.gpus * model_weight(settings, run.gpu_model) * (now - run.charged_until)
+        )
         batch.runs.append(replace(run, charged_until=now))
     batch.usage = _added(usage, used, now, hl)
     made: dict[str, float] = {}
@@ -119,12 +149,17 @@ def charge(now: float, settings: ShareSettings, running: Iterable[Run], sites: I
             continue
         made[site.institution] = made.get(site.institution, 0.0) + site.normalized_gpus * (now - since)
         last = site.uptime
-        if last is not None and last.end == since and last.gpus == site.gpus and \
-                last.normalized_gpus == site.normalized_gpus:
+        if (
+            last is not None
+            and last.end == since
+            and last.gpus == site.gpus
+            and last.normalized_gpus == site.normalized_gpus
+        ):
             batch.extended[site.name] = replace(last, end=now)
         else:
-            batch.opened.append(NewUptime(site.name, site.institution, site.country, since, now, site.gpus,
-                                          site.normalized_gpus))
+            batch.opened.append(
+                NewUptime(site.name, site.institution, site.country, since, now, site.gpus, site.normalized_gpus)
+            )
     batch.contributions = _added(contributions, made, now, hl)
     return batch
 

@@ -4,15 +4,16 @@ A spec is a comma-separated list of indices (`7`), ranges (`0-999`) and stepped
 ranges (`0-99:2`), optionally followed by `%K` to run at most K tasks at once, as
 Slurm's sbatch accepts it. Each task is a job of its own, `<array id>_<index>`.
 """
+
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
 
-from scheduler.domain import InvalidArgument
+from minga.common.domain import InvalidArgument
 
-MAX_ARRAY_TASKS = 100_000       # tasks in one array (Slurm's default MaxArraySize is 1001)
-MAX_ARRAY_INDEX = 9_999_999     # the largest index a task may have
+MAX_ARRAY_TASKS = 100_000  # tasks in one array (Slurm's default MaxArraySize is 1001)
+MAX_ARRAY_INDEX = 9_999_999  # the largest index a task may have
 MAX_SPEC_CHARS = 4096
 
 _ITEM = re.compile(r"^(\d+)(?:-(\d+)(?::(\d+))?)?$")
@@ -89,7 +90,7 @@ class ArraySummary:
     submitted_at: float
     indices: str = ""
     pending: int = 0
-    running: int = 0            # LEASED, RUNNING or CANCELLING
+    running: int = 0  # LEASED, RUNNING or CANCELLING
     succeeded: int = 0
     failed: int = 0
     cancelled: int = 0

@@ -9,6 +9,7 @@ Stores written before keyed hashes hold plain SHA-256 hashes. Those cannot be re
 without the tokens themselves, so a legacy hash is accepted on its token's next use
 and replaced by the keyed one there and then (see `AccountsRepo`).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -18,12 +19,12 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from scheduler.domain import InvalidArgument
+from minga.common.domain import InvalidArgument
 
 TOKEN_PREFIXES = {"user": "mgu_", "site": "mgs_", "join": "mgj_"}
-KEYED_PREFIX = "hmac-sha256:"       # marks a keyed hash; a legacy one is bare hex
+KEYED_PREFIX = "hmac-sha256:"  # marks a keyed hash; a legacy one is bare hex
 KEY_BYTES = 32
-DEFAULT_USER_TTL = 90 * 86400       # user tokens; site and bootstrap-admin tokens never expire
+DEFAULT_USER_TTL = 90 * 86400  # user tokens; site and bootstrap-admin tokens never expire
 MAX_USER_TTL = 5 * 365 * 86400
 
 

@@ -1,9 +1,10 @@
 """Commands the broker sends down a site's stream, as domain values."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from scheduler.domain import JobSpec, Run, RunState
+from minga.common.domain import JobSpec, Run, RunState
 
 
 @dataclass(frozen=True)
@@ -14,8 +15,8 @@ class StartRunCommand:
     # The preemption notice in whole seconds (ShareSettings.preemption_notice_seconds): every
     # stop of the run sends SIGTERM, then SIGKILL this long after. 0: Ray's own default.
     notice_seconds: int = 0
-    array_id: str = ""          # a job array's task: the array's id and the task's index,
-    array_index: int = 0        # which the agent passes on as MINGA_ARRAY_JOB_ID / _INDEX
+    array_id: str = ""  # a job array's task: the array's id and the task's index,
+    array_index: int = 0  # which the agent passes on as MINGA_ARRAY_JOB_ID / _INDEX
 
 
 @dataclass(frozen=True)
@@ -35,5 +36,4 @@ class RunReport:
     run_id: str
     state: RunState
     message: str = ""
-    infrastructure: bool = False    # a FAILED run that Ray lost, not the user's code
-
+    infrastructure: bool = False  # a FAILED run that Ray lost, not the user's code

@@ -1,15 +1,16 @@
 """What every service function needs, passed explicitly rather than global."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from scheduler.clock import Clock, IdGenerator
-from scheduler.cycle import SchedulingCycle
-from scheduler.enrollment import Enrollment
-from scheduler.leases import SiteLeases
-from scheduler.sessions import SessionRegistry
-from scheduler.store import Store
-from scheduler.validation import MAX_PACKAGE_BYTES
+from minga.common.clock import Clock, IdGenerator
+from minga.scheduler.cycle import SchedulingCycle
+from minga.scheduler.enrollment import Enrollment
+from minga.scheduler.leases import SiteLeases
+from minga.scheduler.sessions import SessionRegistry
+from minga.scheduler.store import Store
+from minga.scheduler.validation import MAX_PACKAGE_BYTES
 
 
 @dataclass
@@ -20,5 +21,5 @@ class Core:
     sessions: SessionRegistry
     cycle: SchedulingCycle
     leases: SiteLeases
-    enrollment: Enrollment | None = None   # None: no federation CA, sites hold bearer tokens
-    max_package_bytes: int = MAX_PACKAGE_BYTES   # the largest working-dir package accepted
+    enrollment: Enrollment | None = None  # None: no federation CA, sites hold bearer tokens
+    max_package_bytes: int = MAX_PACKAGE_BYTES  # the largest working-dir package accepted

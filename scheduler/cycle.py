@@ -3,15 +3,16 @@
 expire (leases, walltimes) → charge usage → snapshot → schedule (pure policy)
 → persist in one transaction → publish.
 
-The leader keeps the federation in memory (`scheduler.state`), built from the store
+The leader keeps the federation in memory (`minga.scheduler.state`), built from the store
 when it starts leading and kept level by every commit; the snapshot comes from there,
 and the cycle writes only what changed.
 
 It runs on events (submit, capacity change, run ended, site connected or lost)
 and on a periodic tick, in one thread, so two cycles never overlap. Events are
-coalesced (`scheduler.wakeups`, Slurm's sched_min_interval): a burst of submits
+coalesced (`minga.scheduler.wakeups`, Slurm's sched_min_interval): a burst of submits
 costs a few cycles, and no caller ever waits for one.
 """
+
 from __future__ import annotations
 
 import gc
@@ -19,18 +20,18 @@ import logging
 import threading
 from dataclasses import dataclass
 
-from scheduler.clock import Clock
-from scheduler.commands import Command, StartRunCommand
-from scheduler.leader import NotLeading
-from scheduler.leases import SiteLeases
-from scheduler.policy import Decisions, Snapshot, schedule
-from scheduler.sessions import SessionRegistry
-from scheduler.state import FederationState
-from scheduler.store import Store
-from scheduler.store.base import Database, StoreUnavailable
-from scheduler.store.state_load import load_accounts, load_rows
-from scheduler.store.runs import Fence
-from scheduler.wakeups import Pacing, Wakeups
+from minga.common.clock import Clock
+from minga.scheduler.commands import Command, StartRunCommand
+from minga.scheduler.leader import NotLeading
+from minga.scheduler.leases import SiteLeases
+from minga.scheduler.policy import Decisions, Snapshot, schedule
+from minga.scheduler.sessions import SessionRegistry
+from minga.scheduler.state import FederationState
+from minga.scheduler.store import Store
+from minga.scheduler.store.base import Database, StoreUnavailable
+from minga.scheduler.store.runs import Fence
+from minga.scheduler.store.state_load import load_accounts, load_rows
+from minga.scheduler.wakeups import Pacing, Wakeups
 
 log = logging.getLogger(__name__)
 
@@ -44,15 +45,23 @@ class CycleResult:
 
 
 class SchedulingCycle:
-    def __init__(self, store: Store, sessions: SessionRegistry, clock: Clock, leases: SiteLeases,
-                 tick_seconds: float = 2.0, fence: Fence | None = None, pacing: Pacing | None = None,
-                 freeze_gc: bool = False) -> None:
+    def __init__(
+        self,
+        store: Store,
+        sessions: SessionRegistry,
+        clock: Clock,
+        leases: SiteLeases,
+        tick_seconds: float = 2.0,
+        fence: Fence | None = None,
+        pacing: Pacing | None = None,
+        freeze_gc: bool = False,
+    ) -> None:
         self.store = store
         self.freeze_gc = freeze_gc  # a broker process: keep the loaded federation out of the GC's passes
         self.sessions = sessions
         self.clock = clock
         self.leases = leases
-        self.fence = fence      # run first in each write; refuses a pass of a deposed leader
+        self.fence = fence  # run first in each write; refuses a pass of a deposed leader
         self.wakeups = Wakeups(pacing or Pacing(tick_seconds=tick_seconds), wait=leases.wait)  # or a lease runs out
         self._thread: threading.Thread | None = None
         self.state = FederationState(lambda: load_rows(store.db), lambda: load_accounts(store.db))
@@ -94,8 +103,7 @@ class SchedulingCycle:
         now = self._now(now)
         state = self.attach()
         for site in self.leases.expired(state.sites_not_lost()):
-            lost = self.store.runs.site_lost(site, f"no report for {self.leases.ttl_seconds:.0f} s", now,
-                                             self.fence)
+            lost = self.store.runs.site_lost(site, f"no report for {self.leases.ttl_seconds:.0f} s", now, self.fence)
             self._log_lost(site, lost)
         return self.store.runs.stop_overdue(now, self.fence, [r.id for r in state.overdue_runs(now)])
 
@@ -104,12 +112,16 @@ class SchedulingCycle:
         broker started is usually an agent still on its way back: INFO, unless runs had to move."""
         ttl = self.leases.ttl_seconds
         if self.leases.heard_from(site):
-            log.warning("site %s lost: no report within the %.0f s lease TTL; %d run(s) requeued", site, ttl,
-                        requeued)
+            log.warning("site %s lost: no report within the %.0f s lease TTL; %d run(s) requeued", site, ttl, requeued)
         else:
-            log.log(logging.WARNING if requeued else logging.INFO,
-                    "site %s has not reconnected in the %.0f s since this broker started; shown as LOST "
-                    "until it does; %d run(s) requeued", site, ttl, requeued)
+            log.log(
+                logging.WARNING if requeued else logging.INFO,
+                "site %s has not reconnected in the %.0f s since this broker started; shown as LOST "
+                "until it does; %d run(s) requeued",
+                site,
+                ttl,
+                requeued,
+            )
 
     def charge(self, now: float | None = None) -> None:
         """Bring the usage and contribution ledgers up to now: computed from memory,
@@ -129,24 +141,29 @@ class SchedulingCycle:
         """Write the decisions in one transaction: only what changed."""
         state = self.attach()
         now = self._now(now)
-        return self.store.runs.apply_decisions(decisions, now, self.fence,
-                                               free=state.free_gpus,
-                                               changed_reasons=lambda: state.changed_reasons(decisions.waiting))
+        return self.store.runs.apply_decisions(
+            decisions,
+            now,
+            self.fence,
+            free=state.free_gpus,
+            changed_reasons=lambda: state.changed_reasons(decisions.waiting),
+        )
 
     def publish(self, commands: list[Command]) -> int:
         """Send committed leases and stops; an offline site levels up when it reconnects."""
         return sum(self.sessions.send(cmd) for cmd in commands)
 
     def run_once(self) -> CycleResult:
-        now = self.clock.now()   # read once: the snapshot and every decision share it
+        now = self.clock.now()  # read once: the snapshot and every decision share it
         stops = self.expire(now)
         self.charge(now)
         decisions = self.decide(self.load_snapshot(now), now)
         commands = self.persist(decisions, now)
         published = self.publish(stops + commands)
         starts = sum(isinstance(c, StartRunCommand) for c in commands)
-        return CycleResult(placed=starts, preempted=len(commands) - starts,
-                           waiting=len(decisions.waiting), published=published)
+        return CycleResult(
+            placed=starts, preempted=len(commands) - starts, waiting=len(decisions.waiting), published=published
+        )
 
     # -- loop -------------------------------------------------------------------
     def trigger(self) -> None:
@@ -173,7 +190,7 @@ class SchedulingCycle:
         while self.wakeups.next_pass():
             try:
                 if store_down:
-                    self.leases.restart()   # sites could not report while the store was down
+                    self.leases.restart()  # sites could not report while the store was down
                 self.run_once()
                 if store_down:
                     log.info("database reachable again; scheduling resumes")

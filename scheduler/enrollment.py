@@ -6,6 +6,7 @@ handshake on the site port and then against the broker's credential table, where
 each certificate is a row named by its serial number. That table is what makes
 `minga admin site revoke` (and a re-join) kill certificates that are still in date.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -14,8 +15,8 @@ from dataclasses import dataclass
 
 from cryptography import x509
 
-from scheduler import pki
-from scheduler.domain import InvalidArgument, Principal, Unauthenticated
+from minga.common import pki
+from minga.common.domain import InvalidArgument, Principal, Unauthenticated
 
 # A credential key (here a certificate's serial) -> the live principal it stands for.
 CredentialLookup = Callable[[str, float], Principal | None]
@@ -39,10 +40,16 @@ class Enrollment:
     def expires_at(self, now: float) -> float:
         return now + self.lifetime.total_seconds()
 
-    def certify(self, csr_pem: bytes, site: str, institution: str, country: str, now: float,
-                serial: int) -> bytes:
-        cert = pki.sign_site_csr(self.ca, csr_pem, pki.SiteIdentity(site=site, institution=institution),
-                                 country, _utc(now), self.lifetime, serial)
+    def certify(self, csr_pem: bytes, site: str, institution: str, country: str, now: float, serial: int) -> bytes:
+        cert = pki.sign_site_csr(
+            self.ca,
+            csr_pem,
+            pki.SiteIdentity(site=site, institution=institution),
+            country,
+            _utc(now),
+            self.lifetime,
+            serial,
+        )
         return pki.pem(cert)
 
     def identify(self, cert_pem: bytes, now: float) -> tuple[pki.SiteIdentity, str]:
@@ -56,8 +63,9 @@ class Enrollment:
             raise Unauthenticated(f"client certificate refused: {exc}") from exc
 
 
-def certificate_principal(enrollment: Enrollment, cert_pem: bytes | None, now: float,
-                          lookup: CredentialLookup) -> Principal:
+def certificate_principal(
+    enrollment: Enrollment, cert_pem: bytes | None, now: float, lookup: CredentialLookup
+) -> Principal:
     """The site calling with `cert_pem`, if that certificate is still one of its live
     credentials (not revoked, not replaced by a re-join, not expired)."""
     if not cert_pem:
@@ -65,10 +73,12 @@ def certificate_principal(enrollment: Enrollment, cert_pem: bytes | None, now: f
     identity, key = enrollment.identify(cert_pem, now)
     principal = lookup(key, now)
     if principal is None or principal.site != identity.site or principal.institution != identity.institution:
-        raise Unauthenticated(f"the certificate of site {identity.site!r} is revoked or replaced: "
-                              "ask the admin for a join token and join again")
+        raise Unauthenticated(
+            f"the certificate of site {identity.site!r} is revoked or replaced: "
+            "ask the admin for a join token and join again"
+        )
     return principal
 
 
 def _utc(now: float) -> dt.datetime:
-    return dt.datetime.fromtimestamp(now, dt.timezone.utc)
+    return dt.datetime.fromtimestamp(now, dt.UTC)

@@ -23,6 +23,7 @@ The election (`Election`) is one thread that polls every `poll_seconds`:
   sessions, refuses RPCs). While unsure it keeps its site sessions, so a database
   outage with a single broker costs no lease.
 """
+
 from __future__ import annotations
 
 import enum
@@ -39,23 +40,22 @@ from pathlib import Path
 from typing import Protocol
 
 import psycopg
-
 from sqlmodel import Session
 
-from scheduler.store.base import Database
-from scheduler.store.models import MetaRow
+from minga.scheduler.store.base import Database
+from minga.scheduler.store.models import MetaRow
 
 log = logging.getLogger(__name__)
 
-LEADER_LOCK_KEY = 0x6D6C6472    # "mldr"; the migration lock uses another key (MIGRATION_LOCK_KEY)
+LEADER_LOCK_KEY = 0x6D6C6472  # "mldr"; the migration lock uses another key (MIGRATION_LOCK_KEY)
 LEADER_META_KEY = "leader"
 CONNECT_TIMEOUT_SECONDS = 5
-QUERY_TIMEOUT_SECONDS = 5.0     # a lock query not answered by then counts as a lost connection
+QUERY_TIMEOUT_SECONDS = 5.0  # a lock query not answered by then counts as a lost connection
 
 
 class Attempt(enum.Enum):
-    ACQUIRED = "acquired"        # this broker holds the lock now
-    HELD = "held"                # another broker holds it
+    ACQUIRED = "acquired"  # this broker holds the lock now
+    HELD = "held"  # another broker holds it
     UNREACHABLE = "unreachable"  # the database did not answer: nobody can tell
 
 
@@ -63,29 +63,40 @@ class StoreLock(Protocol):
     """The lock that makes a broker the leader of its store."""
 
     def try_acquire(self) -> Attempt: ...
-    def check(self) -> bool: ...     # True while the lock is provably held
+    def check(self) -> bool: ...  # True while the lock is provably held
     def release(self) -> None: ...
 
 
 # -- locks ---------------------------------------------------------------------------
 
+
 class PostgresLock:
     """A session-level advisory lock on one dedicated connection."""
 
     def __init__(self, url: str) -> None:
-        self.conninfo = "postgresql://" + url.split("://", 1)[1]   # libpq takes no "+psycopg"
+        self.conninfo = "postgresql://" + url.split("://", 1)[1]  # libpq takes no "+psycopg"
         self._conn: psycopg.Connection | None = None
-        self._key: int | None = None          # hash of database and schema
-        self._backend: tuple[int, object] | None = None   # (pid, backend_start) of the lock's connection
-        self._held_by: tuple[int, object] | None = None   # the backend that held our lock last
+        self._key: int | None = None  # hash of database and schema
+        self._backend: tuple[int, object] | None = None  # (pid, backend_start) of the lock's connection
+        self._held_by: tuple[int, object] | None = None  # the backend that held our lock last
 
     def _connect(self) -> psycopg.Connection:
         conn = psycopg.connect(
-            self.conninfo, autocommit=True, connect_timeout=CONNECT_TIMEOUT_SECONDS,
+            self.conninfo,
+            autocommit=True,
+            connect_timeout=CONNECT_TIMEOUT_SECONDS,
             # A cut link must fail the next check within seconds, not at the kernel's TCP timeout.
-            keepalives=1, keepalives_idle=2, keepalives_interval=1, keepalives_count=3, tcp_user_timeout=5000)
-        row = _query(conn, "SELECT hashtext(current_database() || '/' || coalesce(current_schema(), '')), "
-                     "pid, backend_start FROM pg_stat_activity WHERE pid = pg_backend_pid()")
+            keepalives=1,
+            keepalives_idle=2,
+            keepalives_interval=1,
+            keepalives_count=3,
+            tcp_user_timeout=5000,
+        )
+        row = _query(
+            conn,
+            "SELECT hashtext(current_database() || '/' || coalesce(current_schema(), '')), "
+            "pid, backend_start FROM pg_stat_activity WHERE pid = pg_backend_pid()",
+        )
         assert row is not None
         self._key, self._backend = row[0], (row[1], row[2])
         return conn
@@ -98,8 +109,9 @@ class PostgresLock:
                 return Attempt.ACQUIRED
             if self._held_by is not None and self._holder(self._conn) == self._held_by:
                 # Our own earlier connection, cut off from us, still holds it: end it.
-                log.warning("the leader lock is held by this broker's lost connection (backend %d); ending it",
-                            self._held_by[0])
+                log.warning(
+                    "the leader lock is held by this broker's lost connection (backend %d); ending it", self._held_by[0]
+                )
                 _query(self._conn, "SELECT pg_terminate_backend(%s)", (self._held_by[0],))
                 for _ in range(20):
                     time.sleep(0.05)
@@ -123,11 +135,13 @@ class PostgresLock:
         tells our own old backend from a new one that reuses its pid."""
         assert self._key is not None
         row = _query(
-            conn, "SELECT l.pid, a.backend_start FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+            conn,
+            "SELECT l.pid, a.backend_start FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
             "WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2 "
             "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
             "AND l.classid::bigint = %s AND l.objid::bigint = %s",
-            (LEADER_LOCK_KEY, self._key % 2**32))
+            (LEADER_LOCK_KEY, self._key % 2**32),
+        )
         return (row[0], row[1]) if row else None
 
     def check(self) -> bool:
@@ -150,7 +164,7 @@ class PostgresLock:
                 pass
 
     def release(self) -> None:
-        self._drop()    # ending the session releases its advisory locks
+        self._drop()  # ending the session releases its advisory locks
 
 
 def _query(conn: psycopg.Connection, sql: str, params: tuple = ()) -> tuple | None:
@@ -167,10 +181,9 @@ def _query(conn: psycopg.Connection, sql: str, params: tuple = ()) -> tuple | No
 
 
 def _shut_down(conn: psycopg.Connection) -> None:
-    log.warning("the leader lock's database connection did not answer in %.0f s; dropping it",
-                QUERY_TIMEOUT_SECONDS)
+    log.warning("the leader lock's database connection did not answer in %.0f s; dropping it", QUERY_TIMEOUT_SECONDS)
     try:
-        sock = socket.socket(fileno=os.dup(conn.fileno()))   # a duplicate: psycopg keeps its own fd
+        sock = socket.socket(fileno=os.dup(conn.fileno()))  # a duplicate: psycopg keeps its own fd
         try:
             sock.shutdown(socket.SHUT_RDWR)
         finally:
@@ -204,7 +217,7 @@ class FileLock:
         return Attempt.ACQUIRED
 
     def check(self) -> bool:
-        return self._held    # a flock is only lost with the process
+        return self._held  # a flock is only lost with the process
 
     def release(self) -> None:
         if self._fd is not None:
@@ -237,11 +250,12 @@ def lock_for(url: str) -> StoreLock:
 
 # -- who leads, recorded in the store ------------------------------------------------
 
+
 @dataclass(frozen=True)
 class LeaderRecord:
-    address: str      # where clients reach the leader
-    since: float      # unix seconds when it took over
-    broker_id: str    # one per broker process
+    address: str  # where clients reach the leader
+    since: float  # unix seconds when it took over
+    broker_id: str  # one per broker process
 
 
 def record_leader(db: Database, record: LeaderRecord) -> None:
@@ -261,11 +275,13 @@ def leader_fence(broker_id: str) -> Callable[[Session], None]:
     PostgreSQL), so a takeover, which rewrites that record, waits for a pass in
     flight to commit, and a deposed leader's next pass writes nothing. This closes
     the window in which a leader that lost its lock has not noticed yet."""
+
     def fence(s: Session) -> None:
         row = s.get(MetaRow, LEADER_META_KEY, with_for_update=True, populate_existing=True)
         leader = json.loads(row.value).get("broker_id") if row is not None else None
         if leader != broker_id:
             raise NotLeading(f"the store names broker {leader} as leader, not this one ({broker_id})")
+
     return fence
 
 
@@ -281,33 +297,41 @@ def read_leader(db: Database) -> LeaderRecord | None:
 @dataclass(frozen=True)
 class LeadershipStatus:
     """What `AdminService.BrokerStatus` tells about one broker."""
-    address: str           # this broker's advertised address
+
+    address: str  # this broker's advertised address
     leading: bool
-    role: str              # a Role's value
-    leader_address: str    # as the store records it; "" if none yet
-    leading_since: float   # 0.0 if none yet
+    role: str  # a Role's value
+    leader_address: str  # as the store records it; "" if none yet
+    leading_since: float  # 0.0 if none yet
 
 
 # -- the election ---------------------------------------------------------------------
 
+
 class Role(str, enum.Enum):
     LEADER = "leader"
-    UNSURE = "unsure"       # led, lost the proof, trying to take the lock again
+    UNSURE = "unsure"  # led, lost the proof, trying to take the lock again
     STANDBY = "standby"
 
 
 class LeaderHooks(Protocol):
-    def take_over(self) -> None: ...     # become leader as a fresh broker start would; may raise
-    def pause(self) -> None: ...         # the lock is in doubt: stop writing on our own
-    def resume(self) -> None: ...        # the lock is proven again
-    def step_down(self) -> None: ...     # another broker leads, or may: stop serving
+    def take_over(self) -> None: ...  # become leader as a fresh broker start would; may raise
+    def pause(self) -> None: ...  # the lock is in doubt: stop writing on our own
+    def resume(self) -> None: ...  # the lock is proven again
+    def step_down(self) -> None: ...  # another broker leads, or may: stop serving
 
 
 class Election:
     """One thread that keeps `role` true; see the module docstring."""
 
-    def __init__(self, lock: StoreLock, hooks: LeaderHooks, poll_seconds: float = 1.0,
-                 step_down_seconds: float = 15.0, on_poll: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        lock: StoreLock,
+        hooks: LeaderHooks,
+        poll_seconds: float = 1.0,
+        step_down_seconds: float = 15.0,
+        on_poll: Callable[[], None] | None = None,
+    ) -> None:
         self.lock = lock
         self.hooks = hooks
         self.poll_seconds = poll_seconds
@@ -377,8 +401,11 @@ class Election:
             return
         unsure_for = time.monotonic() - self._unsure_since
         if attempt is Attempt.HELD or unsure_for >= self.step_down_seconds:
-            why = "another broker leads" if attempt is Attempt.HELD else \
-                f"the database has been out of reach for {unsure_for:.0f} s"
+            why = (
+                "another broker leads"
+                if attempt is Attempt.HELD
+                else f"the database has been out of reach for {unsure_for:.0f} s"
+            )
             log.warning("stepping down to standby: %s", why)
             self.role = Role.STANDBY
             self.lock.release()

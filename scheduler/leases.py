@@ -12,13 +12,14 @@ cycle waits between passes with `wait()`, which ends once a lease has run out, s
 silent site is LOST within the TTL plus what remains of a pass already running,
 whatever the tick.
 """
+
 from __future__ import annotations
 
 import threading
 import time
 from collections.abc import Iterable
 
-from scheduler.clock import Clock
+from minga.common.clock import Clock
 
 DEFAULT_TTL_SECONDS = 30.0
 # A lease is expired once the clock is past its deadline; waking this much later makes
@@ -32,11 +33,11 @@ class SiteLeases:
             raise ValueError(f"lease TTL must be positive, not {ttl_seconds}")
         self.clock = clock
         self.ttl_seconds = ttl_seconds
-        self._since = clock.now()       # a site not heard from since start counts from here
+        self._since = clock.now()  # a site not heard from since start counts from here
         self._renewed: dict[str, float] = {}
         self._lost: set[str] = set()
-        self._checked = self._since     # when expiry was last checked
-        self._woken = self._since       # when a lease that ran out last ended the cycle's wait
+        self._checked = self._since  # when expiry was last checked
+        self._woken = self._since  # when a lease that ran out last ended the cycle's wait
         self._lock = threading.Lock()
 
     def renew(self, site: str) -> bool:
@@ -98,7 +99,7 @@ class SiteLeases:
             with self._lock:
                 seen = max(self._checked, self._woken)
             deadline = self.next_expiry(after=seen)
-            if deadline is not None and deadline < now:   # ran out, and no check saw it yet
+            if deadline is not None and deadline < now:  # ran out, and no check saw it yet
                 with self._lock:
                     self._woken = now
                 return

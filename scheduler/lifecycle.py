@@ -16,16 +16,17 @@ The rules they follow:
 - preemption requeues without counting a failure, and stops the run with a notice;
 - a run past its walltime is stopped and its job ends FAILED, as Slurm's TimeLimit does.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from scheduler.clock import run_id_for
-from scheduler.commands import Command, RunReport, StartRunCommand, StopRunCommand
-from scheduler.domain import Job, JobPreemption, JobState, Run, RunState
-from scheduler.requeue_rules import Fault, after_run_ended, resend_start_after_hello
-from scheduler.snapshot import Placement, Preemption
-from scheduler.states import job_state_after_run_report, transition
+from minga.common.clock import run_id_for
+from minga.common.domain import Job, JobPreemption, JobState, Run, RunState
+from minga.common.snapshot import Placement, Preemption
+from minga.common.states import job_state_after_run_report, transition
+from minga.scheduler.commands import Command, RunReport, StartRunCommand, StopRunCommand
+from minga.scheduler.requeue_rules import Fault, after_run_ended, resend_start_after_hello
 
 VANISHED = "the run vanished from the site's Ray cluster"
 
@@ -46,7 +47,7 @@ def end_run(run: Run, state: RunState, message: str, now: float) -> Run:
 
 
 def finish(job: Job, target: JobState, reason: str, now: float) -> Job:
-    """Move the job to `target` (legal moves only, scheduler.states); a terminal state
+    """Move the job to `target` (legal moves only, minga.common.states); a terminal state
     stamps the end."""
     job = replace(job, state=transition(job.state, target), updated_at=now, reason=reason)
     if target.terminal:
@@ -58,8 +59,12 @@ def requeue_or_fail(job: Job, reason: str, now: float, fault: Fault = Fault.INFR
     """Count one run that ended badly against the budget of `fault`: back to PENDING
     after a backoff, or FAILED once that budget is spent (scheduler.requeue_rules)."""
     outcome = after_run_ended(fault, job.failures, job.infra_requeues, job.spec.max_attempts, reason, now)
-    job = finish(replace(job, failures=outcome.failures, infra_requeues=outcome.infra_requeues),
-                 outcome.state, outcome.reason, now)
+    job = finish(
+        replace(job, failures=outcome.failures, infra_requeues=outcome.infra_requeues),
+        outcome.state,
+        outcome.reason,
+        now,
+    )
     return replace(job, not_before=outcome.not_before) if outcome.state is JobState.PENDING else job
 
 
@@ -74,12 +79,32 @@ def lease(job: Job, p: Placement, site_country: str, free: int, now: float, noti
     if job.state is not JobState.PENDING or (p.gpus and free < p.gpus):
         return None
     attempts = job.attempts + 1
-    run = Run(id=run_id_for(job.id, attempts), job_id=job.id, site=p.site, epoch=attempts,
-              gpu_model=p.gpu_model, gpus=p.gpus, cpus=p.cpus, state=RunState.STARTING,
-              institution=job.institution, project=job.spec.project, started_at=now,
-              preemptible=job.spec.preemptible, walltime_seconds=job.spec.walltime_seconds)
-    job = replace(job, attempts=attempts, state=transition(job.state, JobState.LEASED), site=p.site,
-                  country=site_country, gpu_model=p.gpu_model, run_id=run.id, reason="", updated_at=now)
+    run = Run(
+        id=run_id_for(job.id, attempts),
+        job_id=job.id,
+        site=p.site,
+        epoch=attempts,
+        gpu_model=p.gpu_model,
+        gpus=p.gpus,
+        cpus=p.cpus,
+        state=RunState.STARTING,
+        institution=job.institution,
+        project=job.spec.project,
+        started_at=now,
+        preemptible=job.spec.preemptible,
+        walltime_seconds=job.spec.walltime_seconds,
+    )
+    job = replace(
+        job,
+        attempts=attempts,
+        state=transition(job.state, JobState.LEASED),
+        site=p.site,
+        country=site_country,
+        gpu_model=p.gpu_model,
+        run_id=run.id,
+        reason="",
+        updated_at=now,
+    )
     return Step(job, run, (start_command(job, run, notice),))
 
 
@@ -89,8 +114,9 @@ def preempt(job: Job, run: Run, p: Preemption, now: float) -> Step | None:
     if not run.live or job.run_id != run.id or job.state not in (JobState.LEASED, JobState.RUNNING):
         return None
     reason = f"preempted: {p.reason}"
-    job = replace(finish(job, JobState.PENDING, reason, now),
-                  last_preemption=JobPreemption(now, p.kind, p.beneficiary, p.reason))
+    job = replace(
+        finish(job, JobState.PENDING, reason, now), last_preemption=JobPreemption(now, p.kind, p.beneficiary, p.reason)
+    )
     return Step(job, end_run(run, RunState.STOPPED, reason, now), (StopRunCommand(run.site, run.id, reason),))
 
 
@@ -112,15 +138,20 @@ def run_failed(job: Job, run: Run, message: str, infrastructure: bool, now: floa
     the user's, who asked for retries (`retry_failed`)."""
     run = end_run(run, RunState.LOST if infrastructure else RunState.FAILED, message, now)
     whose = "infrastructure failure" if infrastructure else "failed"
-    job = requeue_or_fail(job, f"run {run.id} {whose}: {message}", now,
-                          Fault.INFRASTRUCTURE if infrastructure else Fault.USER)
+    job = requeue_or_fail(
+        job, f"run {run.id} {whose}: {message}", now, Fault.INFRASTRUCTURE if infrastructure else Fault.USER
+    )
     return Step(job, run)
 
 
 def past_walltime(run: Run, now: float) -> bool:
     """A live run that has run for its whole walltime (0: no limit)."""
-    return (run.live and run.walltime_seconds > 0 and run.running_since > 0
-            and now >= run.running_since + run.walltime_seconds)
+    return (
+        run.live
+        and run.walltime_seconds > 0
+        and run.running_since > 0
+        and now >= run.running_since + run.walltime_seconds
+    )
 
 
 def stop_overdue(job: Job | None, run: Run, now: float) -> Step | None:
@@ -161,8 +192,11 @@ def after_report(job: Job | None, run: Run, report: RunReport, now: float, in_se
         stop = () if state.terminal else (StopRunCommand(run.site, run.id, "stale run: fenced by a newer epoch"),)
         return Step(job, run, stop)
     seen = {"reported_at": run.reported_at or now}  # the site has it: never resent under this id
-    if state is RunState.FAILED and job.state is not JobState.CANCELLING and (
-            report.infrastructure or job.spec.retry_failed):
+    if (
+        state is RunState.FAILED
+        and job.state is not JobState.CANCELLING
+        and (report.infrastructure or job.spec.retry_failed)
+    ):
         return run_failed(job, replace(run, **seen), report.message or "run failed", report.infrastructure, now)
     if state is RunState.RUNNING and not run.charged_until:
         seen.update(charged_until=now, running_since=now)  # usage is charged from here on
@@ -176,7 +210,7 @@ def after_report(job: Job | None, run: Run, report: RunReport, now: float, in_se
 
 
 def advance(job: Job, state: RunState, message: str, now: float) -> Job:
-    """The job after a report about its current run (scheduler.states)."""
+    """The job after a report about its current run (minga.common.states)."""
     target = job_state_after_run_report(job.state, state)
     if target is None:
         return job

@@ -3,18 +3,19 @@ per institution, its fair share at this moment next to what it holds (issue 10).
 
 Pure: computed from domain values, so the fair-share extension can grow it in place.
 """
+
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 
-from scheduler.domain import Job, JobState, Site
-from scheduler.policy import Snapshot
-from scheduler.policy.entitlement import base_grant, build_tree, entitlements, institution_weights
-from scheduler.policy.fairshare import institution_factors, project_factors, project_usage
-from scheduler.policy.guarantees import quota_rows as model_quota_rows
-from scheduler.policy.share_now import ShareNow, snapshot_share_now
+from minga.common.domain import Job, JobState, Site
+from minga.scheduler.policy import Snapshot
+from minga.scheduler.policy.entitlement import base_grant, build_tree, entitlements, institution_weights
+from minga.scheduler.policy.fairshare import institution_factors, project_factors, project_usage
+from minga.scheduler.policy.guarantees import quota_rows as model_quota_rows
+from minga.scheduler.policy.share_now import ShareNow, snapshot_share_now
 
 ANY_MODEL = "any"
 
@@ -46,9 +47,9 @@ class TreeNode:
     entitlement_pct: float
     usage_pct: float
     fairshare: float
-    fair_share_gpus: float = 0.0   # GPUs it is owed now (`share_now.py`); 0 without demand
-    held: int = 0                  # GPUs its live runs hold
-    demand: int = 0                # held + GPUs its pending jobs ask for
+    fair_share_gpus: float = 0.0  # GPUs it is owed now (`share_now.py`); 0 without demand
+    held: int = 0  # GPUs its live runs hold
+    demand: int = 0  # held + GPUs its pending jobs ask for
 
 
 @dataclass(frozen=True)
@@ -90,17 +91,22 @@ class QuotaView:
     floor: Floor
 
 
-def quota_view(institutions: Iterable[tuple[str, str]], jobs: Iterable[Job], snapshot: Snapshot,
-               tree: bool) -> QuotaView:
+def quota_view(
+    institutions: Iterable[tuple[str, str]], jobs: Iterable[Job], snapshot: Snapshot, tree: bool
+) -> QuotaView:
     """The whole quota view from the registered institutions, their live jobs and a snapshot."""
     rows = with_shares(quota_rows(institutions, snapshot.sites, jobs), snapshot)
     _, now = snapshot_share_now(snapshot)
-    return QuotaView(rows, institution_quotas(rows, now), tree_nodes(snapshot, now) if tree else [],
-                     now.capacity, entitlement_floor(snapshot))
+    return QuotaView(
+        rows,
+        institution_quotas(rows, now),
+        tree_nodes(snapshot, now) if tree else [],
+        now.capacity,
+        entitlement_floor(snapshot),
+    )
 
 
-def quota_rows(institutions: Iterable[tuple[str, str]], sites: Iterable[Site],
-               jobs: Iterable[Job]) -> list[QuotaRow]:
+def quota_rows(institutions: Iterable[tuple[str, str]], sites: Iterable[Site], jobs: Iterable[Job]) -> list[QuotaRow]:
     """One row per (institution, model) with anything to show; institutions with nothing get one row."""
     counts: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for site in sites:
@@ -123,8 +129,11 @@ def quota_rows(institutions: Iterable[tuple[str, str]], sites: Iterable[Site],
         models = sorted(m for (inst, m) in counts if inst == slug)
         for model in models or [""]:
             c = counts.get((slug, model), {})
-            rows.append(QuotaRow(slug, country, model, c.get("owned", 0), c.get("in_use", 0),
-                                 c.get("held", 0), c.get("pending", 0)))
+            rows.append(
+                QuotaRow(
+                    slug, country, model, c.get("owned", 0), c.get("in_use", 0), c.get("held", 0), c.get("pending", 0)
+                )
+            )
     return rows
 
 
@@ -157,17 +166,26 @@ def with_shares(rows: list[QuotaRow], snapshot: Snapshot) -> list[QuotaRow]:
     by_key = {(r.institution, r.gpu_model): r for r in rows}
     country = {r.institution: r.country for r in rows}
     for q in model_quota_rows(snapshot):
-        base = by_key.pop((q.institution, ""), None) or by_key.get((q.institution, q.model)) \
+        base = (
+            by_key.pop((q.institution, ""), None)
+            or by_key.get((q.institution, q.model))
             or QuotaRow(q.institution, country.get(q.institution, ""), q.model)
-        by_key[(q.institution, q.model)] = replace(base, gpu_model=q.model, guarantee=q.guarantee,
-                                                  borrowed=q.borrowed, lent=q.lent)
+        )
+        by_key[(q.institution, q.model)] = replace(
+            base, gpu_model=q.model, guarantee=q.guarantee, borrowed=q.borrowed, lent=q.lent
+        )
     out = []
     for key in sorted(by_key):
         r = by_key[key]
-        out.append(replace(r, weight=weights.get(r.institution, 0.0),
-                           entitlement_pct=100.0 * ent.get(r.institution, 0.0),
-                           usage_pct=_pct(usage.get(r.institution, 0.0), total_usage),
-                           fairshare=factors.get(r.institution, 0.0)))
+        out.append(
+            replace(
+                r,
+                weight=weights.get(r.institution, 0.0),
+                entitlement_pct=100.0 * ent.get(r.institution, 0.0),
+                usage_pct=_pct(usage.get(r.institution, 0.0), total_usage),
+                fairshare=factors.get(r.institution, 0.0),
+            )
+        )
     return out
 
 
@@ -181,9 +199,17 @@ def institution_quotas(rows: list[QuotaRow], now: ShareNow) -> list[InstitutionQ
         first = out.get(r.institution)
         if first is None:
             out[r.institution] = InstitutionQuota(
-                r.institution, r.country, r.weight, r.entitlement_pct, r.usage_pct, r.fairshare, r.guarantee,
-                round(held.get(r.institution, 0)), round(demand.get(r.institution, 0.0)),
-                now.shares.institution.get(r.institution, 0.0))
+                r.institution,
+                r.country,
+                r.weight,
+                r.entitlement_pct,
+                r.usage_pct,
+                r.fairshare,
+                r.guarantee,
+                round(held.get(r.institution, 0)),
+                round(demand.get(r.institution, 0.0)),
+                now.shares.institution.get(r.institution, 0.0),
+            )
         else:
             out[r.institution] = replace(first, guarantee=first.guarantee + r.guarantee)
     return [out[slug] for slug in sorted(out)]
@@ -211,17 +237,44 @@ def tree_nodes(snapshot: Snapshot, now: ShareNow | None = None) -> list[TreeNode
     for cc in sorted(tree.country_weight):
         u = _pct(country_usage.get(cc, 0.0), total)
         members = [p for slug in tree.institutions[cc] for p in tree.projects.get(slug, {})]
-        nodes.append(TreeNode("country", cc, "", tree.country_weight[cc], 100 * ent.country[cc], u,
-                              _factor(u / 100, ent.country[cc]), *_now(now, "country", cc, members)))
+        nodes.append(
+            TreeNode(
+                "country",
+                cc,
+                "",
+                tree.country_weight[cc],
+                100 * ent.country[cc],
+                u,
+                _factor(u / 100, ent.country[cc]),
+                *_now(now, "country", cc, members),
+            )
+        )
         for slug in sorted(tree.institutions[cc]):
-            nodes.append(TreeNode("institution", slug, cc, tree.institutions[cc][slug],
-                                  100 * ent.institution.get(slug, 0.0), _pct(inst_usage.get(slug, 0.0), total),
-                                  inst_factor.get(slug, 0.0),
-                                  *_now(now, "institution", slug, list(tree.projects.get(slug, {})))))
+            nodes.append(
+                TreeNode(
+                    "institution",
+                    slug,
+                    cc,
+                    tree.institutions[cc][slug],
+                    100 * ent.institution.get(slug, 0.0),
+                    _pct(inst_usage.get(slug, 0.0), total),
+                    inst_factor.get(slug, 0.0),
+                    *_now(now, "institution", slug, list(tree.projects.get(slug, {}))),
+                )
+            )
             for pid in sorted(tree.projects.get(slug, {})):
-                nodes.append(TreeNode("project", pid, slug, tree.projects[slug][pid],
-                                      100 * ent.project.get(pid, 0.0), _pct(per_project.get(pid, 0.0), total),
-                                      proj_factor.get(pid, 0.0), *_now(now, "project", pid, [pid])))
+                nodes.append(
+                    TreeNode(
+                        "project",
+                        pid,
+                        slug,
+                        tree.projects[slug][pid],
+                        100 * ent.project.get(pid, 0.0),
+                        _pct(per_project.get(pid, 0.0), total),
+                        proj_factor.get(pid, 0.0),
+                        *_now(now, "project", pid, [pid]),
+                    )
+                )
     return nodes
 
 
@@ -230,5 +283,4 @@ def _now(now: ShareNow | None, level: str, key: str, projects: list[str]) -> tup
     if now is None:
         return 0.0, 0, 0
     share = getattr(now.shares, level).get(key, 0.0)
-    return (share, sum(now.held.get(p, 0) for p in projects),
-            round(sum(now.demand.get(p, 0.0) for p in projects)))
+    return (share, sum(now.held.get(p, 0) for p in projects), round(sum(now.demand.get(p, 0.0) for p in projects)))

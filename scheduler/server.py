@@ -1,9 +1,10 @@
 """`Broker`: wires the store, the cycle and the servicers into a gRPC server.
 
 Several brokers may share one store: the gRPC server of each always runs, and the
-one that holds the store's leader lock (`scheduler.leader`) runs the scheduling
+one that holds the store's leader lock (`minga.scheduler.leader`) runs the scheduling
 cycle and serves; the others are standbys until it dies.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -14,39 +15,45 @@ import socket
 import uuid
 from concurrent import futures
 from dataclasses import dataclass
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 import grpc
-from minga.v1 import admin_pb2_grpc, job_pb2_grpc, site_pb2_grpc
 
-from scheduler.api import audit
-from scheduler.api.admin_servicer import AdminServicer
-from scheduler.api.interceptor import AuthInterceptor, bearer_authenticator
-from scheduler.api.job_servicer import JobServicer
-from scheduler.api.ratelimit import DEFAULT_CALLS_PER_SECOND, Limits
-from scheduler.api.site_servicer import SiteServicer
-from scheduler.auth import load_or_create_key, new_token
-from scheduler.clock import Clock, IdGenerator, RandomIds, SystemClock
-from scheduler.core import Core
-from scheduler.cycle import SchedulingCycle
-from scheduler.enrollment import Enrollment, certificate_principal
-from scheduler.leader import (
-    Election, LeaderRecord, LeadershipStatus, leader_fence, lock_for, read_leader, record_leader,
+from minga.common.clock import Clock, IdGenerator, RandomIds, SystemClock
+from minga.common.domain import InvalidArgument, Principal, Role, Unauthenticated
+from minga.common.paths import data_dir
+from minga.common.pki import SITE_CERT_DAYS, BrokerPki, has_broker_pki, load_broker_pki
+from minga.scheduler.api import audit
+from minga.scheduler.api.admin_servicer import AdminServicer
+from minga.scheduler.api.interceptor import AuthInterceptor, bearer_authenticator
+from minga.scheduler.api.job_servicer import JobServicer
+from minga.scheduler.api.ratelimit import DEFAULT_CALLS_PER_SECOND, Limits
+from minga.scheduler.api.site_servicer import SiteServicer
+from minga.scheduler.auth import load_or_create_key, new_token
+from minga.scheduler.core import Core
+from minga.scheduler.cycle import SchedulingCycle
+from minga.scheduler.enrollment import Enrollment, certificate_principal
+from minga.scheduler.leader import (
+    Election,
+    LeaderRecord,
+    LeadershipStatus,
+    leader_fence,
+    lock_for,
+    read_leader,
+    record_leader,
 )
-from scheduler.leases import DEFAULT_TTL_SECONDS, SiteLeases
-from scheduler.domain import InvalidArgument, Principal, Role, Unauthenticated
-from scheduler.paths import data_dir
-from scheduler.pki import SITE_CERT_DAYS, BrokerPki, has_broker_pki, load_broker_pki
-from scheduler.service.packages import check_limit_setting
-from scheduler.sessions import MAX_SITE_STREAMS, SessionRegistry
-from scheduler.validation import MAX_PACKAGE_BYTES
-from scheduler.wakeups import Pacing
-from scheduler.store import Store
+from minga.scheduler.leases import DEFAULT_TTL_SECONDS, SiteLeases
+from minga.scheduler.service.packages import check_limit_setting
+from minga.scheduler.sessions import MAX_SITE_STREAMS, SessionRegistry
+from minga.scheduler.store import Store
+from minga.scheduler.validation import MAX_PACKAGE_BYTES
+from minga.scheduler.wakeups import Pacing
+from minga.v1 import admin_pb2_grpc, job_pb2_grpc, site_pb2_grpc
 
 log = logging.getLogger(__name__)
 MAX_MESSAGE_BYTES = 80 * 1024 * 1024
-API_WORKERS = 128   # threads for unary calls and short streams, apart from the site streams
+API_WORKERS = 128  # threads for unary calls and short streams, apart from the site streams
 
 
 @dataclass
@@ -65,18 +72,18 @@ class BrokerConfig:
     # sched_min_interval), and this long after the first event of a burst: scheduler.wakeups.
     cycle_min_interval: float = 0.15
     cycle_settle_seconds: float = 0.01
-    lease_ttl_seconds: float = DEFAULT_TTL_SECONDS   # a site silent this long is LOST
-    advertise: str = ""                 # where clients reach this broker; "": the listen address
-    leader_poll_seconds: float = 1.0    # how often a standby tries the leader lock, and the leader checks it
-    step_down_seconds: float = 15.0     # a leader cut off from its database this long steps down
-    rate_limit: float = DEFAULT_CALLS_PER_SECOND   # calls/s per caller (bursts of 10 s); 0: no limits
+    lease_ttl_seconds: float = DEFAULT_TTL_SECONDS  # a site silent this long is LOST
+    advertise: str = ""  # where clients reach this broker; "": the listen address
+    leader_poll_seconds: float = 1.0  # how often a standby tries the leader lock, and the leader checks it
+    step_down_seconds: float = 15.0  # a leader cut off from its database this long steps down
+    rate_limit: float = DEFAULT_CALLS_PER_SECOND  # calls/s per caller (bursts of 10 s); 0: no limits
     # The federation CA (`minga broker init`): with it, sites enroll with certificates and
     # connect with mutual TLS on the site port. None: <data dir>/pki if it exists.
     pki_dir: Path | None = None
-    site_listen: str = ""               # HOST:PORT of the site port; "": the listen host, port + 1 (0: any)
-    site_advertise: str = ""            # where sites reach the site port(s), "h1:p1,h2:p2"; "": derived
+    site_listen: str = ""  # HOST:PORT of the site port; "": the listen host, port + 1 (0: any)
+    site_advertise: str = ""  # where sites reach the site port(s), "h1:p1,h2:p2"; "": derived
     site_cert_lifetime: dt.timedelta = dt.timedelta(days=SITE_CERT_DAYS)
-    max_package_bytes: int = MAX_PACKAGE_BYTES   # the largest working-dir package it accepts (chunked)
+    max_package_bytes: int = MAX_PACKAGE_BYTES  # the largest working-dir package it accepts (chunked)
 
 
 class Broker:
@@ -92,9 +99,9 @@ class Broker:
         self.broker_id = uuid.uuid4().hex
         self.core: Core | None = None
         self.election: Election | None = None
-        self._leader: LeaderRecord | None = None   # the leader as last read from the store
+        self._leader: LeaderRecord | None = None  # the leader as last read from the store
         self._server: grpc.Server | None = None
-        self._site_server: grpc.Server | None = None   # the mutual-TLS site port, with a federation CA
+        self._site_server: grpc.Server | None = None  # the mutual-TLS site port, with a federation CA
         self.site_address = ""
 
     def start(self) -> None:
@@ -105,8 +112,10 @@ class Broker:
         if tls is None and pki is not None:
             tls = grpc.ssl_server_credentials([(pki.server_key_pem, pki.server_cert_pem)])
         if tls is None and not _is_loopback(host) and not self.config.insecure:
-            raise InvalidArgument(f"refusing to listen on {host} without TLS: run `minga broker init --san "
-                                  f"{host}` first, pass --tls-cert/--tls-key, or --insecure")
+            raise InvalidArgument(
+                f"refusing to listen on {host} without TLS: run `minga broker init --san "
+                f"{host}` first, pass --tls-cert/--tls-key, or --insecure"
+            )
         store = Store(self.config.db_url or f"sqlite:///{data_dir() / 'broker.db'}")
         try:
             store.accounts.use_key(load_or_create_key(self.token_key_file))
@@ -115,11 +124,23 @@ class Broker:
             raise
         sessions = SessionRegistry()
         leases = SiteLeases(self.clock, self.config.lease_ttl_seconds)
-        cycle = SchedulingCycle(store, sessions, self.clock, leases, pacing=self._pacing(), freeze_gc=True)  # started on leading
-        self.core = Core(store=store, clock=self.clock, ids=self.ids, sessions=sessions, cycle=cycle,
-                         leases=leases, max_package_bytes=self.config.max_package_bytes)
-        server = _grpc_server(AuthInterceptor(bearer_authenticator(self._authenticate), self._refusal, self._audit)
-                              .limit(self._rate_limits()).resolve_targets(store.accounts.owner_of))
+        cycle = SchedulingCycle(
+            store, sessions, self.clock, leases, pacing=self._pacing(), freeze_gc=True
+        )  # started on leading
+        self.core = Core(
+            store=store,
+            clock=self.clock,
+            ids=self.ids,
+            sessions=sessions,
+            cycle=cycle,
+            leases=leases,
+            max_package_bytes=self.config.max_package_bytes,
+        )
+        server = _grpc_server(
+            AuthInterceptor(bearer_authenticator(self._authenticate), self._refusal, self._audit)
+            .limit(self._rate_limits())
+            .resolve_targets(store.accounts.owner_of)
+        )
         job_pb2_grpc.add_JobServiceServicer_to_server(JobServicer(self.core), server)
         admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(self.core, self._status), server)
         site_pb2_grpc.add_SiteServiceServicer_to_server(SiteServicer(self.core), server)
@@ -128,19 +149,29 @@ class Broker:
         self.advertised = self.config.advertise or _advertised(host, bound)
         if pki is not None:
             self._start_site_port(pki, host, port)
-        self.election = Election(lock_for(store.url), self, self.config.leader_poll_seconds,
-                                 self.config.step_down_seconds, on_poll=self._read_leader)
-        self.election.start()   # leads at once if no other broker does
+        self.election = Election(
+            lock_for(store.url),
+            self,
+            self.config.leader_poll_seconds,
+            self.config.step_down_seconds,
+            on_poll=self._read_leader,
+        )
+        self.election.start()  # leads at once if no other broker does
         if not self.election.leading:
             self._read_leader()
         server.start()
         self._server = server
         if self._site_server is not None:
             self._site_server.start()
-        log.info("broker listening on %s as %s (store %s)%s", self.address, self.election.role.value,
-                 store.db.engine.url.render_as_string(),
-                 f"; sites connect with mutual TLS on {self.site_address}" if pki else
-                 "; no federation CA, so sites hold bearer tokens (`minga broker init` makes one)")
+        log.info(
+            "broker listening on %s as %s (store %s)%s",
+            self.address,
+            self.election.role.value,
+            store.db.engine.url.render_as_string(),
+            f"; sites connect with mutual TLS on {self.site_address}"
+            if pki
+            else "; no federation CA, so sites hold bearer tokens (`minga broker init` makes one)",
+        )
 
     def _pacing(self) -> Pacing:
         return Pacing(self.config.tick_seconds, self.config.cycle_min_interval, self.config.cycle_settle_seconds)
@@ -160,12 +191,17 @@ class Broker:
         """The site port: mutual TLS, client certificates signed by the federation CA only.
         gRPC cannot ask for a client certificate without demanding one, so sites get a
         port of their own, and users keep theirs without certificates."""
-        site_host, site_port = split_listen(self.config.site_listen) if self.config.site_listen else \
-            (host, port + 1 if port else 0)
-        creds = grpc.ssl_server_credentials([(pki.server_key_pem, pki.server_cert_pem)],
-                                            root_certificates=pki.ca.pem, require_client_auth=True)
-        server = _grpc_server(AuthInterceptor(self._site_certificate, self._refusal, self._audit,
-                                              served=SITE_PORT_RPCS).limit(self._rate_limits()))
+        site_host, site_port = (
+            split_listen(self.config.site_listen) if self.config.site_listen else (host, port + 1 if port else 0)
+        )
+        creds = grpc.ssl_server_credentials(
+            [(pki.server_key_pem, pki.server_cert_pem)], root_certificates=pki.ca.pem, require_client_auth=True
+        )
+        server = _grpc_server(
+            AuthInterceptor(self._site_certificate, self._refusal, self._audit, served=SITE_PORT_RPCS).limit(
+                self._rate_limits()
+            )
+        )
         site_pb2_grpc.add_SiteServiceServicer_to_server(SiteServicer(self._core), server)
         bound = _bind(server, f"{site_host}:{site_port}", creds)
         self.site_address = f"{site_host}:{bound}"
@@ -195,14 +231,21 @@ class Broker:
     def step_down(self) -> None:
         core = self._core
         core.cycle.stop()
-        core.sessions.close_all()   # the agents dial the next broker
+        core.sessions.close_all()  # the agents dial the next broker
         self._read_leader()
 
     def _start_cycle(self) -> None:
         core = self._core
         core.leases = SiteLeases(self.clock, self.config.lease_ttl_seconds)
-        core.cycle = SchedulingCycle(core.store, core.sessions, self.clock, core.leases,
-                                     fence=leader_fence(self.broker_id), pacing=self._pacing(), freeze_gc=True)
+        core.cycle = SchedulingCycle(
+            core.store,
+            core.sessions,
+            self.clock,
+            core.leases,
+            fence=leader_fence(self.broker_id),
+            pacing=self._pacing(),
+            freeze_gc=True,
+        )
         core.cycle.start()
         core.cycle.trigger()
 
@@ -229,10 +272,13 @@ class Broker:
         if not self.leading:
             self._read_leader()
         leader = self._leader
-        return LeadershipStatus(address=self.advertised, leading=self.leading,
-                                role=self.election.role.value if self.election else "standby",
-                                leader_address=leader.address if leader else "",
-                                leading_since=leader.since if leader else 0.0)
+        return LeadershipStatus(
+            address=self.advertised,
+            leading=self.leading,
+            role=self.election.role.value if self.election else "standby",
+            leader_address=leader.address if leader else "",
+            leading_since=leader.since if leader else 0.0,
+        )
 
     @property
     def _core(self) -> Core:
@@ -243,8 +289,10 @@ class Broker:
         assert self.core is not None
         principal = self.core.store.accounts.principal_for_token(token, self.clock.now())
         if principal is not None and principal.role is Role.SITE and self.core.enrollment is not None:
-            raise Unauthenticated("this broker has a federation CA: sites connect with their certificate "
-                                  "on the site port; join again with `minga site join`")
+            raise Unauthenticated(
+                "this broker has a federation CA: sites connect with their certificate "
+                "on the site port; join again with `minga site join`"
+            )
         return principal
 
     def _site_certificate(self, context: grpc.ServicerContext) -> Principal:
@@ -252,25 +300,40 @@ class Broker:
         core = self._core
         assert core.enrollment is not None
         presented = context.auth_context().get("x509_pem_cert") or [None]
-        return certificate_principal(core.enrollment, presented[0], self.clock.now(),
-                                     core.store.accounts.principal_for)
+        return certificate_principal(core.enrollment, presented[0], self.clock.now(), core.store.accounts.principal_for)
 
-    def _audit(self, method: str, principal: Principal | None, request: Any, response: Any,
-               peer: str, outcome: str, detail: str) -> None:
+    def _audit(
+        self,
+        method: str,
+        principal: Principal | None,
+        request: Any,
+        response: Any,
+        peer: str,
+        outcome: str,
+        detail: str,
+    ) -> None:
         """Append a finished state-changing call to the audit log. A log that cannot be
         written (the database is down) costs a warning, never the call's answer, and a
         call refused because the database is down is not made to wait for it again."""
         assert self.core is not None
         if outcome == grpc.StatusCode.UNAVAILABLE.name:
-            log.warning("audit log: %s by %s not recorded: the database is unavailable", method,
-                        principal.name if principal else "an anonymous caller")
+            log.warning(
+                "audit log: %s by %s not recorded: the database is unavailable",
+                method,
+                principal.name if principal else "an anonymous caller",
+            )
             return
         try:
-            self.core.store.audit.append(audit.entry(method, self.clock.now(), principal, request, response,
-                                                     peer, outcome, detail))
-        except Exception as exc:  # noqa: BLE001
-            log.warning("audit log: could not record %s by %s (%s)", method,
-                        principal.name if principal else "an anonymous caller", exc)
+            self.core.store.audit.append(
+                audit.entry(method, self.clock.now(), principal, request, response, peer, outcome, detail)
+            )
+        except Exception as exc:
+            log.warning(
+                "audit log: could not record %s by %s (%s)",
+                method,
+                principal.name if principal else "an anonymous caller",
+                exc,
+            )
 
     def _bootstrap_admin(self, store: Store) -> None:
         """On the very first start, mint the admin token and write it owner-only."""
@@ -293,7 +356,7 @@ class Broker:
             self.core.sessions.close_all()
             self.core.cycle.stop()
         if self.election:
-            self.election.release()   # a standby takes over at its next poll
+            self.election.release()  # a standby takes over at its next poll
         for server in (self._server, self._site_server):
             if server:
                 server.stop(grace).wait()
@@ -306,9 +369,14 @@ class Broker:
 
 
 # What the site port serves: a site's own calls, nothing a user makes.
-SITE_PORT_RPCS = frozenset({"/minga.v1.SiteService/Connect", "/minga.v1.SiteService/FetchPackage",
-                            "/minga.v1.SiteService/FetchPackageStream",
-                            "/minga.v1.SiteService/RenewCertificate"})
+SITE_PORT_RPCS = frozenset(
+    {
+        "/minga.v1.SiteService/Connect",
+        "/minga.v1.SiteService/FetchPackage",
+        "/minga.v1.SiteService/FetchPackageStream",
+        "/minga.v1.SiteService/RenewCertificate",
+    }
+)
 
 
 def _grpc_server(interceptor: grpc.ServerInterceptor) -> grpc.Server:
@@ -319,13 +387,15 @@ def _grpc_server(interceptor: grpc.ServerInterceptor) -> grpc.Server:
     return grpc.server(
         futures.ThreadPoolExecutor(max_workers=API_WORKERS + MAX_SITE_STREAMS, thread_name_prefix="rpc"),
         interceptors=[interceptor],
-        options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-                 ("grpc.so_reuseport", 0),
-                 # Agents ping to find a dead or blackholed connection; let them.
-                 ("grpc.keepalive_permit_without_calls", 1),
-                 ("grpc.http2.min_ping_interval_without_data_ms", 1000),
-                 ("grpc.http2.max_ping_strikes", 0)],
+        options=[
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.so_reuseport", 0),
+            # Agents ping to find a dead or blackholed connection; let them.
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.http2.min_ping_interval_without_data_ms", 1000),
+            ("grpc.http2.max_ping_strikes", 0),
+        ],
     )
 
 

@@ -6,23 +6,24 @@ two threads per open stream (the handler and its reader), so the registry caps t
 open sessions at what the server was sized for (`MAX_SITE_STREAMS`): a site beyond
 it is refused and retries, and the API keeps its own workers.
 """
+
 from __future__ import annotations
 
 import queue
 import threading
 
-from scheduler.commands import Command
-from scheduler.domain import Inventory, ResourceExhausted
+from minga.common.domain import Inventory, ResourceExhausted
+from minga.scheduler.commands import Command
 
 CLOSE = None  # sentinel that ends a session's outgoing stream
-MAX_SITE_STREAMS = 2000   # a federation of 100 institutions has a few hundred sites
+MAX_SITE_STREAMS = 2000  # a federation of 100 institutions has a few hundred sites
 FULL_RETRY_SECONDS = 5.0  # the retry hint to a site refused because the broker is full
 
 
 class SiteSession:
     def __init__(self, site: str, inventory: Inventory | None = None) -> None:
         self.site = site
-        self.inventory = inventory   # the last one the site sent: a repeat is no news
+        self.inventory = inventory  # the last one the site sent: a repeat is no news
         self.outbox: queue.Queue[Command | None] = queue.Queue()
 
     def send(self, command: Command) -> None:
@@ -45,8 +46,10 @@ class SessionRegistry:
         with self._lock:
             old = self._sessions.get(site)
             if old is None and len(self._sessions) >= self.max_sessions:
-                raise ResourceExhausted(f"this broker holds its maximum of {self.max_sessions} site streams; "
-                                        "the agent retries", FULL_RETRY_SECONDS)
+                raise ResourceExhausted(
+                    f"this broker holds its maximum of {self.max_sessions} site streams; the agent retries",
+                    FULL_RETRY_SECONDS,
+                )
             self._sessions[site] = session
         if old is not None:
             old.close()

@@ -1,24 +1,25 @@
 """Checks on what callers send, each error naming the offending field."""
+
 from __future__ import annotations
 
 import math
 import re
 from collections.abc import Sequence
 
-from scheduler.commands import RunReport
-from scheduler.countries import is_country_code
-from scheduler.domain import RUN_ENV_NAMES, InvalidArgument, Inventory, JobSpec
+from minga.common.countries import is_country_code
+from minga.common.domain import RUN_ENV_NAMES, InvalidArgument, Inventory, JobSpec
+from minga.scheduler.commands import RunReport
 
 MAX_ENTRYPOINT = 16_384
 MAX_NAME = 128
 MAX_ENV_VARS = 128
 MAX_ENV_VALUE = 8_192
-MAX_ENV_BYTES = 256 * 1024          # all env and secret env keys and values together
+MAX_ENV_BYTES = 256 * 1024  # all env and secret env keys and values together
 MAX_GPU_MODELS = 32
 MAX_COUNTRIES = 250
-MAX_REPORT_MESSAGE = 16_384         # a run report's or a health message's text
+MAX_REPORT_MESSAGE = 16_384  # a run report's or a health message's text
 MAX_RUN_ID = 128
-MAX_LOG_CHUNK = 4 * 1024 * 1024     # agents send 1 MiB chunks
+MAX_LOG_CHUNK = 4 * 1024 * 1024  # agents send 1 MiB chunks
 MAX_AGENT_VERSION = 64
 MAX_HELLO_RUNS = 100_000
 MAX_PIP = 64
@@ -38,7 +39,8 @@ DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 def check_slug(field: str, value: str) -> str:
     if not SLUG.fullmatch(value):
         raise InvalidArgument(
-            f"{field} {value!r} is not valid: use 1-63 lowercase letters, digits and '-', starting with a letter or digit")
+            f"{field} {value!r} is not valid: use 1-63 lowercase letters, digits and '-', starting with a letter or digit"
+        )
     return value
 
 
@@ -48,8 +50,7 @@ def check_country(field: str, value: str) -> str:
     if not COUNTRY.fullmatch(value):
         raise InvalidArgument(f"{field} {value!r} is not an ISO 3166 two-letter country code")
     if not is_country_code(value):
-        raise InvalidArgument(f"{field} {value!r} is not an assigned ISO 3166-1 country code "
-                              "(e.g. AR, BR, CL, MX)")
+        raise InvalidArgument(f"{field} {value!r} is not an assigned ISO 3166-1 country code (e.g. AR, BR, CL, MX)")
     return value
 
 
@@ -78,7 +79,9 @@ def check_job_spec(spec: JobSpec) -> None:
     _in_range("spec.resources.memory_mb", res.memory_mb, 0, 64 * 1024 * 1024)
     _in_range("spec.resources.min_gpu_memory_mb", res.min_gpu_memory_mb, 0, 4 * 1024 * 1024)
     if len(res.gpu_models) > MAX_GPU_MODELS:
-        raise InvalidArgument(f"spec.resources.gpu_models has {len(res.gpu_models)} models; the limit is {MAX_GPU_MODELS}")
+        raise InvalidArgument(
+            f"spec.resources.gpu_models has {len(res.gpu_models)} models; the limit is {MAX_GPU_MODELS}"
+        )
     if not math.isfinite(res.cpus):
         raise InvalidArgument("spec.resources.cpus must be a finite number")
     for model in res.gpu_models:
@@ -108,7 +111,9 @@ def check_job_spec(spec: JobSpec) -> None:
         raise InvalidArgument("spec.site_labels has more than 32 labels")
     for key, value in spec.site_labels:
         if not key or len(key) > 63 or len(value) > 63 or not (key + value).isprintable():
-            raise InvalidArgument(f"spec.site_labels entry {key[:70]!r} must be 1-63 printable characters, value up to 63")
+            raise InvalidArgument(
+                f"spec.site_labels entry {key[:70]!r} must be 1-63 printable characters, value up to 63"
+            )
     if env.working_dir_digest:
         check_digest("spec.runtime_env.working_dir_digest", env.working_dir_digest)
 
@@ -144,23 +149,27 @@ def _check_env(spec: JobSpec) -> None:
     names its key and never echoes its value."""
     env, secret = spec.runtime_env.env, spec.secret_env
     if len(env) + len(secret) > MAX_ENV_VARS:
-        raise InvalidArgument(f"spec.runtime_env.env and spec.secret_env hold {len(env) + len(secret)} "
-                              f"variables together; the limit is {MAX_ENV_VARS}")
+        raise InvalidArgument(
+            f"spec.runtime_env.env and spec.secret_env hold {len(env) + len(secret)} "
+            f"variables together; the limit is {MAX_ENV_VARS}"
+        )
     total = 0
     for field, pairs in (("spec.runtime_env.env", env), ("spec.secret_env", secret)):
         for key, value in pairs:
             if not ENV_KEY.fullmatch(key):
                 raise InvalidArgument(f"{field} key {key[:140]!r} is not a valid variable name")
             if key in RUN_ENV_NAMES:
-                raise InvalidArgument(f"{field} key {key!r} is set by minga on every run "
-                                      "(see docs/preemption.md); choose another name")
+                raise InvalidArgument(
+                    f"{field} key {key!r} is set by minga on every run (see docs/preemption.md); choose another name"
+                )
             _max_len(f"{field}[{key}]", value, MAX_ENV_VALUE)
             if "\0" in value:
                 raise InvalidArgument(f"{field}[{key}] holds a NUL character, which no environment can carry")
             total += len(key) + len(value.encode())
     if total > MAX_ENV_BYTES:
-        raise InvalidArgument(f"spec.runtime_env.env and spec.secret_env hold {total} bytes together; "
-                              f"the limit is {MAX_ENV_BYTES}")
+        raise InvalidArgument(
+            f"spec.runtime_env.env and spec.secret_env hold {total} bytes together; the limit is {MAX_ENV_BYTES}"
+        )
     both = sorted({k for k, _ in env} & {k for k, _ in secret})
     if both:
         raise InvalidArgument(f"spec.secret_env key {both[0]!r} is also in spec.runtime_env.env: give it once")

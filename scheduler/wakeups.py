@@ -9,6 +9,7 @@ short settle delay after the first event lets the rest of a burst arrive. A quie
 broker pays only the settle delay: the interval has long passed. The periodic tick
 is not paced: it runs `tick_seconds` after the previous pass ended, as before.
 """
+
 from __future__ import annotations
 
 import threading
@@ -22,9 +23,9 @@ Wait = Callable[[threading.Event, float], object]
 
 @dataclass(frozen=True)
 class Pacing:
-    tick_seconds: float = 2.0       # a pass this long after the last one, event or not
-    min_interval: float = 0.15      # between the end of a pass and an event-triggered start
-    settle_seconds: float = 0.01    # after the first event of a burst, before the pass starts
+    tick_seconds: float = 2.0  # a pass this long after the last one, event or not
+    min_interval: float = 0.15  # between the end of a pass and an event-triggered start
+    settle_seconds: float = 0.01  # after the first event of a burst, before the pass starts
 
     def __post_init__(self) -> None:
         if min(self.tick_seconds, self.min_interval, self.settle_seconds) < 0:
@@ -39,8 +40,8 @@ class Wakeups:
         self._wait = wait
         self._event = threading.Event()
         self._stop = threading.Event()
-        self._last_end = time.monotonic()   # when the last pass ended (or pacing began)
-        self.passes = 0                     # passes run so far: what tests and benches count
+        self._last_end = time.monotonic()  # when the last pass ended (or pacing began)
+        self.passes = 0  # passes run so far: what tests and benches count
 
     def trigger(self) -> None:
         """Ask for a pass soon; any number of calls before it starts make one pass."""

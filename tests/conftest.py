@@ -1,5 +1,6 @@
 """Shared pytest setup. Fixtures live in plugin modules, one per area, so that
 work on the broker, the agent and the CLI does not collide in one file."""
+
 import atexit
 import os
 import shutil

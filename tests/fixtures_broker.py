@@ -1,22 +1,23 @@
 """Broker fixtures: a real broker on port 0 over a real SQLite file, real gRPC
 channels, and a scripted site that speaks the SiteService stream like an agent."""
+
 from __future__ import annotations
 
 import queue
-import time
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import grpc
-from google.protobuf.message import Message
 import pytest
-from minga.v1 import admin_pb2, admin_pb2_grpc, common_pb2, job_pb2_grpc, site_pb2, site_pb2_grpc
+from google.protobuf.message import Message
 
-from scheduler.clock import Clock
-from scheduler.server import Broker, BrokerConfig
+from minga.common.clock import Clock
+from minga.scheduler.server import Broker, BrokerConfig
+from minga.v1 import admin_pb2, admin_pb2_grpc, common_pb2, job_pb2_grpc, site_pb2, site_pb2_grpc
 
 
 def bearer(token: str) -> list[tuple[str, str]]:
@@ -68,20 +69,25 @@ class RunningBroker:
         return self.caller(self.admin_token_file.read_text().strip())
 
     def institution(self, slug: str, country: str) -> None:
-        self.admin.admin.AddInstitution(admin_pb2.AddInstitutionRequest(
-            institution=admin_pb2.Institution(slug=slug, name=slug.upper(), country=country)),
-            metadata=self.admin.md)
+        self.admin.admin.AddInstitution(
+            admin_pb2.AddInstitutionRequest(
+                institution=admin_pb2.Institution(slug=slug, name=slug.upper(), country=country)
+            ),
+            metadata=self.admin.md,
+        )
 
     def researcher(self, name: str, institution: str) -> Caller:
         a = self.admin
-        r = a.admin.AddUser(admin_pb2.AddUserRequest(name=name, institution=institution,
-                                                     role=common_pb2.ROLE_RESEARCHER), metadata=a.md)
+        r = a.admin.AddUser(
+            admin_pb2.AddUserRequest(name=name, institution=institution, role=common_pb2.ROLE_RESEARCHER), metadata=a.md
+        )
         return self.caller(r.token)
 
     def join_token(self, institution: str, site: str, country: str = "") -> str:
         a = self.admin
-        return a.admin.CreateSiteToken(admin_pb2.CreateSiteTokenRequest(
-            institution=institution, site=site, country=country), metadata=a.md).token
+        return a.admin.CreateSiteToken(
+            admin_pb2.CreateSiteTokenRequest(institution=institution, site=site, country=country), metadata=a.md
+        ).token
 
     def join(self, institution: str, site: str, country: str = "") -> str:
         """Join a site through the real flow; returns its site token."""
@@ -94,12 +100,21 @@ class RunningBroker:
         self.broker.stop(grace=0.5)
 
 
-def start_broker(tmp_path: Path, db_url: str | None = None, clock: Clock | None = None,
-                 lease_ttl_seconds: float = 30.0) -> RunningBroker:
+def start_broker(
+    tmp_path: Path, db_url: str | None = None, clock: Clock | None = None, lease_ttl_seconds: float = 30.0
+) -> RunningBroker:
     db_url = db_url or f"sqlite:///{tmp_path / 'broker.db'}"
     token_file = tmp_path / "admin-token"
-    broker = Broker(BrokerConfig(listen="127.0.0.1:0", db_url=db_url, admin_token_file=token_file,
-                                 tick_seconds=0.5, lease_ttl_seconds=lease_ttl_seconds), clock=clock)
+    broker = Broker(
+        BrokerConfig(
+            listen="127.0.0.1:0",
+            db_url=db_url,
+            admin_token_file=token_file,
+            tick_seconds=0.5,
+            lease_ttl_seconds=lease_ttl_seconds,
+        ),
+        clock=clock,
+    )
     broker.start()
     return RunningBroker(broker, db_url, token_file)
 
@@ -114,23 +129,33 @@ def broker(tmp_path: Path) -> Iterator[RunningBroker]:
 def gpu_inventory(model: str = "A100", gpus: int = 4, memory_mb: int = 40960, cpus: float = 16) -> common_pb2.Inventory:
     return common_pb2.Inventory(
         gpus=[common_pb2.GpuPool(model=model, memory_mb=memory_mb, total=gpus, free=gpus, largest_node=gpus)],
-        cpus=cpus, nodes=1)
+        cpus=cpus,
+        nodes=1,
+    )
 
 
 class ScriptedSite:
     """Speaks SiteService.Connect the way an agent does, under the test's control."""
 
-    def __init__(self, address: str, site_token: str, inventory: common_pb2.Inventory,
-                 runs: list[site_pb2.RunReport] | None = None, heartbeat_seconds: float | None = None,
-                 ray_down: str | None = None, channel: grpc.Channel | None = None) -> None:
-        self.channel = channel or grpc.insecure_channel(address)   # a mutual-TLS one for the site port
+    def __init__(
+        self,
+        address: str,
+        site_token: str,
+        inventory: common_pb2.Inventory,
+        runs: list[site_pb2.RunReport] | None = None,
+        heartbeat_seconds: float | None = None,
+        ray_down: str | None = None,
+        channel: grpc.Channel | None = None,
+    ) -> None:
+        self.channel = channel or grpc.insecure_channel(address)  # a mutual-TLS one for the site port
         self.outbox: queue.Queue[site_pb2.AgentMessage | None] = queue.Queue()
         self.inbox: queue.Queue[site_pb2.BrokerMessage] = queue.Queue()
         self.error: grpc.RpcError | None = None
-        self.ended = threading.Event()     # the broker ended the stream
+        self.ended = threading.Event()  # the broker ended the stream
         health = site_pb2.Health(ray_down=ray_down is not None, message=ray_down or "")
-        self.outbox.put(site_pb2.AgentMessage(hello=site_pb2.Hello(inventory=inventory, runs=runs or [],
-                                                                   health=health)))
+        self.outbox.put(
+            site_pb2.AgentMessage(hello=site_pb2.Hello(inventory=inventory, runs=runs or [], health=health))
+        )
         stub = site_pb2_grpc.SiteServiceStub(self.channel)
         self._stream = stub.Connect(self._messages(), metadata=bearer(site_token) if site_token else None)
         self._reader = threading.Thread(target=self._read, daemon=True)
@@ -166,8 +191,9 @@ class ScriptedSite:
         self._beating.clear()
 
     def health(self, ray_down: str | None) -> None:
-        self.outbox.put(site_pb2.AgentMessage(health=site_pb2.Health(ray_down=ray_down is not None,
-                                                                     message=ray_down or "")))
+        self.outbox.put(
+            site_pb2.AgentMessage(health=site_pb2.Health(ray_down=ray_down is not None, message=ray_down or ""))
+        )
 
     def next(self, kind: str, timeout: float = 10.0) -> site_pb2.BrokerMessage:
         """The next broker message of `kind` (welcome, start, stop), skipping others."""
@@ -177,8 +203,9 @@ class ScriptedSite:
                 return msg
 
     def report(self, run_id: str, state: int, message: str = "", failure: int = 0) -> None:
-        self.outbox.put(site_pb2.AgentMessage(run=site_pb2.RunReport(run_id=run_id, state=state, message=message,
-                                                                     failure=failure)))
+        self.outbox.put(
+            site_pb2.AgentMessage(run=site_pb2.RunReport(run_id=run_id, state=state, message=message, failure=failure))
+        )
 
     def log(self, run_id: str, offset: int, data: bytes) -> None:
         self.outbox.put(site_pb2.AgentMessage(log=common_pb2.LogChunk(run_id=run_id, offset=offset, data=data)))
@@ -194,7 +221,7 @@ def build_message(cls: type[Message], values: dict[str, Any]) -> Message:
     """A request of type `cls` from plain values: maps, lists and nested messages too."""
     msg = cls()
     for name, value in values.items():
-        if isinstance(value, dict):          # a map of scalars
+        if isinstance(value, dict):  # a map of scalars
             getattr(msg, name).update(value)
         elif isinstance(value, list):
             getattr(msg, name).extend(value)

@@ -1,5 +1,6 @@
 """Ray fixtures: real local Ray heads, each started once per test session on free
 ports and stopped (by PID) at the end. Tests that use them are marked `ray`."""
+
 from __future__ import annotations
 
 import os
@@ -7,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from agent.local_ray import LocalRayHead
+from minga.agent.local_ray import LocalRayHead
 
 # Small object stores: the tests move no data, and several heads may share /dev/shm.
 OBJECT_STORE_BYTES = 200 * 1024 * 1024

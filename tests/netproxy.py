@@ -1,11 +1,12 @@
 """An in-test TCP proxy for fault injection: put it between a client and a server
 (an agent and the broker, the broker and PostgreSQL) and break the link at will."""
+
 from __future__ import annotations
 
 import socket
 import threading
 
-_RESET = b"\x01\x00\x00\x00\x00\x00\x00\x00"   # SO_LINGER on, 0 s: close() sends RST
+_RESET = b"\x01\x00\x00\x00\x00\x00\x00\x00"  # SO_LINGER on, 0 s: close() sends RST
 
 
 class TcpProxy:

@@ -1,5 +1,6 @@
 """The local PostgreSQL for tests: is it there, and a throwaway schema per test,
 so tests never see each other's tables."""
+
 from __future__ import annotations
 
 import os

@@ -1,4 +1,5 @@
 """The site credential file: private from the first byte, clear errors, Join."""
+
 from __future__ import annotations
 
 import json
@@ -9,15 +10,19 @@ from pathlib import Path
 import grpc
 import pytest
 
-from agent.credentials import (
-    CredentialError, SiteCredential, config_dir, default_credential_path, join_site,
-    load_credential, save_credential,
+from minga.agent.credentials import (
+    CredentialError,
+    SiteCredential,
+    config_dir,
+    default_credential_path,
+    join_site,
+    load_credential,
+    save_credential,
 )
-from agent.fake_broker import FakeBroker
 from minga.v1 import site_pb2
+from tests.fakes.fake_broker import FakeBroker
 
-CRED = SiteCredential(broker="127.0.0.1:1", site="uchile-dcc", institution="uchile",
-                      country="CL", token="s3cret-token")
+CRED = SiteCredential(broker="127.0.0.1:1", site="uchile-dcc", institution="uchile", country="CL", token="s3cret-token")
 
 
 def test_config_dir_honours_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -31,7 +36,7 @@ def test_saved_credential_is_private_and_round_trips(tmp_path: Path) -> None:
     path = save_credential(tmp_path / "sub" / "site.json", CRED)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert load_credential(path) == CRED
-    save_credential(path, CRED)                       # overwriting keeps it private
+    save_credential(path, CRED)  # overwriting keeps it private
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert [p.name for p in path.parent.iterdir()] == ["site.json"]
 
@@ -45,12 +50,15 @@ def test_missing_credential_says_to_join(tmp_path: Path) -> None:
         load_credential(tmp_path / "nope.json")
 
 
-@pytest.mark.parametrize("content,match", [
-    ("{not json", "not valid JSON"),
-    ("[1, 2]", "not a JSON object"),
-    (json.dumps({"broker": "b", "site": "s"}), "lacks"),
-    (json.dumps({"broker": "b", "site": "s", "institution": "i", "country": "", "token": "t"}), "empty"),
-])
+@pytest.mark.parametrize(
+    "content,match",
+    [
+        ("{not json", "not valid JSON"),
+        ("[1, 2]", "not a JSON object"),
+        (json.dumps({"broker": "b", "site": "s"}), "lacks"),
+        (json.dumps({"broker": "b", "site": "s", "institution": "i", "country": "", "token": "t"}), "empty"),
+    ],
+)
 def test_malformed_credential_is_reported(tmp_path: Path, content: str, match: str) -> None:
     path = tmp_path / "site.json"
     path.write_text(content)
@@ -62,12 +70,14 @@ def test_join_trades_the_join_token_for_a_credential() -> None:
     broker = FakeBroker().start()
     try:
         broker.join_tokens["join-1"] = site_pb2.JoinResponse(
-            site="uchile-dcc", institution="uchile", country="CL", site_token="long-lived")
+            site="uchile-dcc", institution="uchile", country="CL", site_token="long-lived"
+        )
         cred = join_site(broker.address, "join-1")
-        assert cred == SiteCredential(broker=broker.address, site="uchile-dcc", institution="uchile",
-                                      country="CL", token="long-lived")
+        assert cred == SiteCredential(
+            broker=broker.address, site="uchile-dcc", institution="uchile", country="CL", token="long-lived"
+        )
         with pytest.raises(grpc.RpcError) as err:
-            join_site(broker.address, "join-1")       # one-time
+            join_site(broker.address, "join-1")  # one-time
         assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
     finally:
         broker.stop()

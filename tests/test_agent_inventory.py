@@ -1,18 +1,19 @@
 """Inventory: GPU pools by model from Ray's nodes, with NVML and operator overrides."""
+
 from __future__ import annotations
 
 import sys
 
 import pytest
-
-from agent import inventory as inv
-from agent.inventory import NodeResources, build_inventory, collect_inventory
-from agent.local_ray import LocalRayHead
-from agent.nvml import PhysicalGpu, model_from_name
-from agent.states import RAY_TO_RUN_STATE, run_state_from_proto, run_state_to_proto
-from minga.v1 import common_pb2
 from ray.job_submission import JobStatus
-from scheduler.domain import RunState
+
+from minga.agent import inventory as inv
+from minga.agent.inventory import NodeResources, build_inventory, collect_inventory
+from minga.agent.local_ray import LocalRayHead
+from minga.agent.nvml import PhysicalGpu, model_from_name
+from minga.agent.states import RAY_TO_RUN_STATE, run_state_from_proto, run_state_to_proto
+from minga.common.domain import RunState
+from minga.v1 import common_pb2
 
 
 def node(node_id: str, gpus: int, models: tuple[str, ...] = (), free: int | None = None) -> NodeResources:
@@ -24,9 +25,14 @@ def pools(inventory: common_pb2.Inventory) -> dict[str, tuple[int, int, int, int
 
 
 def test_pools_by_model_with_largest_node() -> None:
-    got = build_inventory([
-        node("a", 4, ("A100",), free=1), node("b", 2, ("A100",)), node("c", 8, ("H100",)), node("d", 0),
-    ])
+    got = build_inventory(
+        [
+            node("a", 4, ("A100",), free=1),
+            node("b", 2, ("A100",)),
+            node("c", 8, ("H100",)),
+            node("d", 0),
+        ]
+    )
     assert pools(got) == {"A100": (40960, 6, 3, 4), "H100": (81920, 8, 8, 8)}
     assert (got.cpus, got.memory_mb, got.nodes) == (32, 4000, 4)
 
@@ -53,10 +59,17 @@ def test_size_variant_resources_fold_into_the_family() -> None:
     assert pools(build_inventory([node("a", 2, ("A100", "A100-80G"))])) == {"A100": (40960, 2, 2, 2)}
 
 
-@pytest.mark.parametrize("name,model", [
-    ("NVIDIA H200", "H200"), ("Tesla T4", "T4"), ("NVIDIA A100-SXM4-40GB", "A100"),
-    ("Tesla V100-SXM2-32GB", "V100"), ("NVIDIA L4", "L4"), ("NVIDIA GeForce RTX 4090", "GeForce-RTX-4090"),
-])
+@pytest.mark.parametrize(
+    "name,model",
+    [
+        ("NVIDIA H200", "H200"),
+        ("Tesla T4", "T4"),
+        ("NVIDIA A100-SXM4-40GB", "A100"),
+        ("Tesla V100-SXM2-32GB", "V100"),
+        ("NVIDIA L4", "L4"),
+        ("NVIDIA GeForce RTX 4090", "GeForce-RTX-4090"),
+    ],
+)
 def test_nvml_names_follow_rays_accelerator_types(name: str, model: str) -> None:
     assert model_from_name(name) == model
 
@@ -121,7 +134,7 @@ class FakeNvml:
 
 
 def test_probe_nvml_reads_names_and_memory(monkeypatch: pytest.MonkeyPatch) -> None:
-    from agent.nvml import probe_nvml
+    from minga.agent.nvml import probe_nvml
 
     fake = FakeNvml([(b"NVIDIA H200", 143771 * 1024 * 1024), ("Tesla T4", 15360 * 1024 * 1024)])
     monkeypatch.setitem(sys.modules, "pynvml", fake)
@@ -131,9 +144,9 @@ def test_probe_nvml_reads_names_and_memory(monkeypatch: pytest.MonkeyPatch) -> N
 
 
 def test_probe_nvml_tolerates_no_library_and_no_driver(monkeypatch: pytest.MonkeyPatch) -> None:
-    from agent.nvml import probe_nvml
+    from minga.agent.nvml import probe_nvml
 
     monkeypatch.setitem(sys.modules, "pynvml", FakeNvml(None, fail_init=True))
     assert probe_nvml() == []
-    monkeypatch.setitem(sys.modules, "pynvml", None)     # import fails
+    monkeypatch.setitem(sys.modules, "pynvml", None)  # import fails
     assert probe_nvml() == []

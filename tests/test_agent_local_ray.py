@@ -1,12 +1,13 @@
 """LocalRayHead stops exactly what it started, and says why when Ray does not come up."""
+
 from __future__ import annotations
 
 import pytest
 
-from agent import proctree
-from agent.backend import JobSubmissionBackend, RunRequest
-from agent.local_ray import LocalRayHead, RayStartError
-from scheduler.domain import RunState
+from minga.agent import proctree
+from minga.agent.backend import JobSubmissionBackend, RunRequest
+from minga.agent.local_ray import LocalRayHead, RayStartError
+from minga.common.domain import RunState
 
 pytestmark = pytest.mark.ray
 
@@ -15,10 +16,11 @@ def test_stop_leaves_no_process_behind_even_with_a_job_running() -> None:
     head = LocalRayHead(gpus=1, gpu_model="L4", cpus=2, object_store_memory=100 * 1024 * 1024).start()
     try:
         temp_dir = head.temp_dir
-        assert len(str(temp_dir)) < 40      # room for Ray's unix socket paths
+        assert len(str(temp_dir)) < 40  # room for Ray's unix socket paths
         ray = JobSubmissionBackend(head.dashboard_url)
         ray.submit(RunRequest(run_id="minga-j-long-a1", job_id="j-long", epoch=1, entrypoint="sleep 300", gpus=1))
         import threading
+
         ticker = threading.Event()
         for _ in range(300):
             if ray.status("minga-j-long-a1") is RunState.RUNNING:
@@ -32,7 +34,7 @@ def test_stop_leaves_no_process_behind_even_with_a_job_running() -> None:
     left = [key for key in started if proctree.alive(key)]
     assert left == []
     assert not temp_dir.exists()
-    head.stop()                             # idempotent
+    head.stop()  # idempotent
 
 
 def test_a_head_that_does_not_come_up_in_time_says_why() -> None:
@@ -41,4 +43,4 @@ def test_a_head_that_does_not_come_up_in_time_says_why() -> None:
         head.start()
     assert "ray-start.log" in str(err.value)
     with pytest.raises(RuntimeError):
-        _ = head.pid                        # stopped and cleaned up
+        _ = head.pid  # stopped and cleaned up

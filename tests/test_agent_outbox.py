@@ -1,11 +1,12 @@
 """The outbox keeps what a broken session may have lost and replays it in order."""
+
 from __future__ import annotations
 
-from agent import wire
-from agent.outbox import Outbox
+from minga.agent import wire
+from minga.agent.outbox import Outbox
+from minga.common.clock import FakeClock
+from minga.common.domain import RunState
 from minga.v1 import common_pb2, site_pb2
-from scheduler.clock import FakeClock
-from scheduler.domain import RunState
 
 
 def report(run_id: str, state: RunState = RunState.RUNNING) -> site_pb2.AgentMessage:
@@ -36,12 +37,12 @@ def test_recent_messages_are_replayed_in_order_after_a_break() -> None:
     box = Outbox(clock, replay_seconds=2.0, on_delivered=lambda m: delivered.append(m.run.run_id))
     box.put(report("old"))
     first = box.stream(hello(), heartbeat_seconds=1e9)
-    next(first), next(first)           # hello, "old"
-    clock.advance(5)                   # "old" is now past the replay window
+    next(first), next(first)  # hello, "old"
+    clock.advance(5)  # "old" is now past the replay window
     box.put(report("a"))
     box.put(report("b"))
     box.put(report("c"))
-    next(first), next(first)           # "a" and "b" sent just before the break
+    next(first), next(first)  # "a" and "b" sent just before the break
     first.close()
     assert delivered == ["old"]
     second = box.stream(hello(), heartbeat_seconds=1e9)
@@ -63,7 +64,7 @@ def test_only_the_latest_inventory_is_kept_and_a_new_session_drops_it() -> None:
     box.put(wire.inventory_message(common_pb2.Inventory(nodes=2)))
     assert box.pending() == 1
     stream = box.stream(hello(), heartbeat_seconds=1e9)
-    assert box.pending() == 0          # Hello carries a fresh inventory
+    assert box.pending() == 0  # Hello carries a fresh inventory
     next(stream)
     box.put(wire.inventory_message(common_pb2.Inventory(nodes=3)))
     assert next(stream).inventory.inventory.nodes == 3

@@ -1,4 +1,5 @@
 """Working-dir packages: digest checked, unsafe zips rejected, cached by digest."""
+
 from __future__ import annotations
 
 import io
@@ -7,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.packages import PackageCache, PackageError, digest_of, safe_extract
+from minga.agent.packages import PackageCache, PackageError, digest_of, safe_extract
 
 
 def make_zip(entries: dict[str, bytes]) -> bytes:
@@ -24,7 +25,7 @@ def test_path_traversal_is_rejected(tmp_path: Path, name: str) -> None:
     dest.mkdir()
     with pytest.raises(PackageError, match="unsafe path"):
         safe_extract(make_zip({"ok.py": b"1", name: b"x"}), dest)
-    assert list(dest.iterdir()) == []          # nothing unpacked from a bad package
+    assert list(dest.iterdir()) == []  # nothing unpacked from a bad package
     assert not (tmp_path / "evil.py").exists()
 
 

@@ -1,6 +1,7 @@
 """Hostile input: archives that try to write outside their directory, messages over the
 size cap, and a site stream that never stops talking. Each is refused with a clear
 status, nothing is written or changed, and the broker keeps serving everyone else."""
+
 from __future__ import annotations
 
 import hashlib
@@ -12,11 +13,11 @@ from pathlib import Path
 
 import grpc
 import pytest
-from minga.v1 import common_pb2, job_pb2, job_pb2_grpc, site_pb2
 
-from agent.packages import PackageError, safe_extract
-from cli import workdir
-from scheduler.server import MAX_MESSAGE_BYTES, Broker, BrokerConfig
+from minga.agent.packages import PackageError, safe_extract
+from minga.cli import workdir
+from minga.scheduler.server import MAX_MESSAGE_BYTES, Broker, BrokerConfig
+from minga.v1 import common_pb2, job_pb2, job_pb2_grpc, site_pb2
 from tests.fixtures_broker import RunningBroker, ScriptedSite, gpu_inventory
 
 
@@ -36,13 +37,25 @@ FILE = stat.S_IFREG | 0o644
 LINK = stat.S_IFLNK | 0o777
 HOSTILE = {
     "dot-dot": _zip(("ok.py", b"1", FILE), ("../escaped.py", b"x", FILE)),
-    "nested dot-dot": _zip(("a/../../escaped.py", b"x", FILE),),
-    "absolute": _zip(("/tmp/escaped.py", b"x", FILE),),
-    "windows drive": _zip(("C:/escaped.py", b"x", FILE),),
-    "backslashes": _zip(("a\\..\\..\\escaped.py", b"x", FILE),),
-    "symlink out": _zip(("link", b"/etc/passwd", LINK),),
+    "nested dot-dot": _zip(
+        ("a/../../escaped.py", b"x", FILE),
+    ),
+    "absolute": _zip(
+        ("/tmp/escaped.py", b"x", FILE),
+    ),
+    "windows drive": _zip(
+        ("C:/escaped.py", b"x", FILE),
+    ),
+    "backslashes": _zip(
+        ("a\\..\\..\\escaped.py", b"x", FILE),
+    ),
+    "symlink out": _zip(
+        ("link", b"/etc/passwd", LINK),
+    ),
     "symlink then write through it": _zip(("d", b"..", LINK), ("d/escaped.py", b"x", FILE)),
-    "fifo": _zip(("pipe", b"", stat.S_IFIFO | 0o644),),
+    "fifo": _zip(
+        ("pipe", b"", stat.S_IFIFO | 0o644),
+    ),
 }
 
 
@@ -88,7 +101,7 @@ def test_packing_refuses_a_symlink_that_points_outside_the_working_dir(tmp_path:
     root.mkdir()
     (root / "train.py").write_text("print(1)")
     (root / "inside.py").symlink_to(root / "train.py")
-    assert workdir.pack(root).files == 2                    # a link inside the dir is fine
+    assert workdir.pack(root).files == 2  # a link inside the dir is fine
     (root / "key").symlink_to(secret)
     with pytest.raises(workdir.PackageError, match="symlink .* outside the working dir"):
         workdir.pack(root)
@@ -127,8 +140,9 @@ def test_a_message_over_the_size_cap_is_refused_and_the_broker_keeps_serving(bro
 def test_an_endless_site_stream_is_cut_and_the_broker_keeps_serving(tmp_path: Path) -> None:
     token_file = tmp_path / "admin-token"
     db_url = f"sqlite:///{tmp_path / 'broker.db'}"
-    b = Broker(BrokerConfig(listen="127.0.0.1:0", db_url=db_url, admin_token_file=token_file, tick_seconds=0.5,
-                            rate_limit=5))    # a stream may send 50 messages/s, in bursts of 500
+    b = Broker(
+        BrokerConfig(listen="127.0.0.1:0", db_url=db_url, admin_token_file=token_file, tick_seconds=0.5, rate_limit=5)
+    )  # a stream may send 50 messages/s, in bursts of 500
     b.start()
     broker = RunningBroker(b, db_url, token_file)
     try:
@@ -137,7 +151,7 @@ def test_an_endless_site_stream_is_cut_and_the_broker_keeps_serving(tmp_path: Pa
         site = ScriptedSite(broker.address, token, gpu_inventory("A100", 4))
         try:
             site.next("welcome")
-            for _ in range(2000):          # far past the burst, as fast as it can
+            for _ in range(2000):  # far past the burst, as fast as it can
                 site.heartbeat()
             assert site.ended.wait(20), "the flooding stream was never cut"
             assert site.error is not None and site.error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
@@ -145,7 +159,7 @@ def test_an_endless_site_stream_is_cut_and_the_broker_keeps_serving(tmp_path: Pa
         finally:
             site.close()
         _other_caller_is_served(broker)
-        again = ScriptedSite(broker.address, token, gpu_inventory("A100", 4))   # the site itself may come back
+        again = ScriptedSite(broker.address, token, gpu_inventory("A100", 4))  # the site itself may come back
         try:
             assert again.next("welcome").welcome.site == "dcc"
         finally:

@@ -3,7 +3,7 @@ as every role (admin, institution-admin, researcher, site, no token) on a target
 caller's own institution and on one of another institution.
 
 The expectations below are this test's own statement of the policy (issue 5, "Users
-and roles"), written apart from `scheduler.api.authz.POLICY`, so a wrong table fails
+and roles"), written apart from `minga.scheduler.api.authz.POLICY`, so a wrong table fails
 here. An RPC of the wire contract missing from either fails too.
 
 Allowed means any answer but PERMISSION_DENIED or UNAUTHENTICATED (the call may still
@@ -11,6 +11,7 @@ fail on its merits: a bogus join token, an empty package). Denied means
 PERMISSION_DENIED, UNAUTHENTICATED without a token, and NOT_FOUND for another
 institution's job (which does not exist for the caller).
 """
+
 from __future__ import annotations
 
 import itertools
@@ -24,9 +25,9 @@ import pytest
 from google.protobuf import descriptor as gd
 from google.protobuf.message import Message
 from google.protobuf.message_factory import GetMessageClass
-from minga.v1 import admin_pb2, common_pb2, job_pb2, site_pb2
 
-from scheduler.api.authz import POLICY
+from minga.scheduler.api.authz import POLICY
+from minga.v1 import admin_pb2, common_pb2, job_pb2, site_pb2
 from tests.fixtures_broker import Caller, RunningBroker, bearer, build_message, gpu_inventory, start_broker
 
 SERVICES = [d for module in (job_pb2, admin_pb2, site_pb2) for d in module.DESCRIPTOR.services_by_name.values()]
@@ -79,7 +80,7 @@ EXPECTED: dict[str, dict[str, str]] = {
     "UsageReport": EVERY_USER,
     "AddProject": INSTITUTION_STAFF,
     "ListProjects": EVERY_USER,
-    "SetWeight": INSTITUTION_STAFF,        # of a project; country and institution weights: below
+    "SetWeight": INSTITUTION_STAFF,  # of a project; country and institution weights: below
     "GetPolicy": EVERY_USER,
     "SetPolicy": ADMIN,
     "SetGuarantee": ADMIN,
@@ -90,9 +91,27 @@ EXPECTED: dict[str, dict[str, str]] = {
 }
 # RPCs whose request names an institution's resource; the others act on the caller
 # itself or its own institution, so "other" is the same call as "own" for them.
-TARGETED = {"GetJob", "CancelJob", "GetJobLogs", "GetJobArray", "CancelJobArray", "AddUser", "RevokeUser", "ListTokens", "CreateSiteToken",
-            "CordonSite", "UncordonSite", "DrainSite", "RevokeSite", "SetSiteLabels", "AddProject", "SetWeight",
-            "SetGuarantee", "SetLimits", "SetLendingPolicy"}
+TARGETED = {
+    "GetJob",
+    "CancelJob",
+    "GetJobLogs",
+    "GetJobArray",
+    "CancelJobArray",
+    "AddUser",
+    "RevokeUser",
+    "ListTokens",
+    "CreateSiteToken",
+    "CordonSite",
+    "UncordonSite",
+    "DrainSite",
+    "RevokeSite",
+    "SetSiteLabels",
+    "AddProject",
+    "SetWeight",
+    "SetGuarantee",
+    "SetLimits",
+    "SetLendingPolicy",
+}
 JOB_TARGETED = {"GetJob", "CancelJob", "GetJobLogs", "GetJobArray", "CancelJobArray"}
 
 
@@ -104,6 +123,7 @@ def expect_allowed(rpc: str, role: str, variant: str) -> bool:
 
 
 # -- the world: two institutions, each with its people, a site, a project and a job ------
+
 
 @dataclass
 class Place:
@@ -132,8 +152,11 @@ class World:
 
 
 def submit(caller: Caller, entrypoint: str = "python train.py") -> str:
-    spec = common_pb2.JobSpec(entrypoint=entrypoint, resources=common_pb2.Resources(gpus=0),
-                              runtime_env=common_pb2.RuntimeEnv(env={"DATA": "s3://own/data"}))
+    spec = common_pb2.JobSpec(
+        entrypoint=entrypoint,
+        resources=common_pb2.Resources(gpus=0),
+        runtime_env=common_pb2.RuntimeEnv(env={"DATA": "s3://own/data"}),
+    )
     return caller.jobs.SubmitJob(job_pb2.SubmitJobRequest(spec=spec), metadata=caller.md).job.id
 
 
@@ -151,10 +174,12 @@ def add_user(broker: RunningBroker, name: str, inst: str, role: int) -> Caller:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory) -> Iterator[World]:
     broker = start_broker(tmp_path_factory.mktemp("authz"))
-    broker.broker.core.cycle.stop()     # nothing is placed: the answers depend on the calls only
+    broker.broker.core.cycle.stop()  # nothing is placed: the answers depend on the calls only
     places = {}
-    for variant, (inst, country, site, user) in {OWN: ("uchile", "CL", "dcc", "ana"),
-                                                  OTHER: ("unam", "MX", "cu", "oscar")}.items():
+    for variant, (inst, country, site, user) in {
+        OWN: ("uchile", "CL", "dcc", "ana"),
+        OTHER: ("unam", "MX", "cu", "oscar"),
+    }.items():
         broker.institution(inst, country)
         researcher = broker.researcher(user, inst)
         inst_admin = add_user(broker, f"{inst}-boss", inst, common_pb2.ROLE_INSTITUTION_ADMIN)
@@ -162,13 +187,19 @@ def world(tmp_path_factory) -> Iterator[World]:
         place.job = submit(researcher)
         places[variant] = place
     own = places[OWN]
-    callers = {"admin": broker.admin.token, "inst-admin": own.inst_admin.token,
-               "researcher": own.researcher.token, "site": own.site_token, "nobody": ""}
+    callers = {
+        "admin": broker.admin.token,
+        "inst-admin": own.inst_admin.token,
+        "researcher": own.researcher.token,
+        "site": own.site_token,
+        "nobody": "",
+    }
     yield World(broker, places, callers, itertools.count())
     broker.close()
 
 
 # -- one request per RPC, aimed at the variant's institution ---------------------------
+
 
 def _site_target(w: World, p: Place) -> dict[str, Any]:
     return {"name": p.site}
@@ -194,8 +225,9 @@ REQUESTS: dict[str, Callable[[World, Place], dict[str, Any]]] = {
     "Join": lambda w, p: {"join_token": "mgj_not-a-real-one"},
     "FetchPackage": lambda w, p: {"digest": "sha256:" + "0" * 64},
     "FetchPackageStream": lambda w, p: {"digest": "sha256:" + "0" * 64},
-    "SubmitJob": lambda w, p: {"spec": common_pb2.JobSpec(entrypoint="python x.py",
-                                                          resources=common_pb2.Resources(gpus=0))},
+    "SubmitJob": lambda w, p: {
+        "spec": common_pb2.JobSpec(entrypoint="python x.py", resources=common_pb2.Resources(gpus=0))
+    },
     "GetJob": lambda w, p: {"job_id": p.job},
     "CancelJob": lambda w, p: {"job_id": submit(p.researcher)},
     "GetJobLogs": lambda w, p: {"job_id": p.job},
@@ -204,8 +236,9 @@ REQUESTS: dict[str, Callable[[World, Place], dict[str, Any]]] = {
     "HasPackage": lambda w, p: {"digest": "sha256:" + "1" * 64},
     "UploadPackage": lambda w, p: {"digest": "sha256:" + "2" * 64, "data": b"not it"},
     "UploadPackageStream": lambda w, p: {"digest": "sha256:" + "2" * 64, "size": 6, "data": b"not it"},
-    "AddInstitution": lambda w, p: {"institution": admin_pb2.Institution(
-        slug=w.fresh("inst"), name="New", country="AR")},
+    "AddInstitution": lambda w, p: {
+        "institution": admin_pb2.Institution(slug=w.fresh("inst"), name="New", country="AR")
+    },
     "AddUser": lambda w, p: {"name": w.fresh("newbie"), "institution": p.inst, "role": common_pb2.ROLE_RESEARCHER},
     "RevokeUser": _fresh_user,
     "ListTokens": lambda w, p: {"owner": p.user} if p.inst != "uchile" else {},
@@ -235,7 +268,7 @@ def call(w: World, rpc: str, role: str, variant: str) -> tuple[grpc.StatusCode, 
     path, method = METHODS[rpc]
     place = w.places[variant]
     token = w.callers[role]
-    if rpc == "RotateToken" and token:      # it retires the caller's token: use a spare one
+    if rpc == "RotateToken" and token:  # it retires the caller's token: use a spare one
         token = spare_token(w, role)
     request = build(method.input_type, REQUESTS.get(rpc, lambda w, p: {})(w, place))
     channel = grpc.insecure_channel(w.broker.address)
@@ -245,7 +278,7 @@ def call(w: World, rpc: str, role: str, variant: str) -> tuple[grpc.StatusCode, 
         if rpc == "Connect":
             hello = site_pb2.AgentMessage(hello=site_pb2.Hello(inventory=gpu_inventory())).SerializeToString()
             stream = channel.stream_stream(path)(iter([hello]), metadata=md, timeout=5)
-            next(stream)                     # the welcome, or the refusal
+            next(stream)  # the welcome, or the refusal
             stream.cancel()
         elif method.client_streaming:
             channel.stream_unary(path)(iter([raw]), metadata=md, timeout=5)
@@ -265,8 +298,11 @@ def spare_token(w: World, role: str) -> str:
     own = w.places[OWN]
     if role == "site":
         return w.broker.join(own.inst, w.fresh("spare"))
-    grpc_role = {"admin": common_pb2.ROLE_ADMIN, "inst-admin": common_pb2.ROLE_INSTITUTION_ADMIN,
-                 "researcher": common_pb2.ROLE_RESEARCHER}[role]
+    grpc_role = {
+        "admin": common_pb2.ROLE_ADMIN,
+        "inst-admin": common_pb2.ROLE_INSTITUTION_ADMIN,
+        "researcher": common_pb2.ROLE_RESEARCHER,
+    }[role]
     return add_user(w.broker, w.fresh("spare"), own.inst, grpc_role).token
 
 
@@ -282,6 +318,7 @@ def verdict(rpc: str, code: grpc.StatusCode) -> bool:
 
 # -- the tests -------------------------------------------------------------------------
 
+
 def test_every_rpc_has_a_rule_and_an_expectation() -> None:
     assert set(METHODS) <= set(EXPECTED), f"no expectation for {sorted(set(METHODS) - set(EXPECTED))}"
     missing = {path for path, _ in METHODS.values()} - set(POLICY)
@@ -295,8 +332,10 @@ def test_every_rpc_as_every_role_on_own_and_other_institutions(world: World) -> 
         assert code not in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN), f"{rpc} {role} {variant}: {details}"
         expected = expect_allowed(rpc, role, variant)
         if verdict(rpc, code) != expected:
-            wrong.append(f"{rpc} as {role} on {variant}: {code.name} ({details[:120]}), "
-                         f"expected {'allowed' if expected else 'denied'}")
+            wrong.append(
+                f"{rpc} as {role} on {variant}: {code.name} ({details[:120]}), "
+                f"expected {'allowed' if expected else 'denied'}"
+            )
         if not expected and role == "nobody":
             assert code is grpc.StatusCode.UNAUTHENTICATED, f"{rpc} without a token: {code.name}"
     assert not wrong, "\n".join(wrong)
@@ -314,8 +353,10 @@ def test_an_unknown_target_reads_like_another_institutions(world: World) -> None
     """Nobody learns what other institutions have by probing names."""
     boss, ana = world.places[OWN].inst_admin, world.places[OWN].researcher
     other = world.places[OTHER]
-    for rpc, theirs, nosuch in [("CordonSite", admin_pb2.SiteRequest(name=other.site), admin_pb2.SiteRequest(name="nosuch")),
-                                ("RevokeUser", admin_pb2.RevokeRequest(name=other.user), admin_pb2.RevokeRequest(name="nosuch"))]:
+    for rpc, theirs, nosuch in [
+        ("CordonSite", admin_pb2.SiteRequest(name=other.site), admin_pb2.SiteRequest(name="nosuch")),
+        ("RevokeUser", admin_pb2.RevokeRequest(name=other.user), admin_pb2.RevokeRequest(name="nosuch")),
+    ]:
         method = getattr(boss.admin, rpc)
         code_theirs, msg_theirs = _code(lambda: method(theirs, metadata=boss.md))
         code_none, msg_none = _code(lambda: method(nosuch, metadata=boss.md))
@@ -325,31 +366,36 @@ def test_an_unknown_target_reads_like_another_institutions(world: World) -> None
     code_none, msg_none = _code(lambda: ana.jobs.GetJob(job_pb2.GetJobRequest(job_id="nosuch"), metadata=ana.md))
     assert code_theirs is code_none is grpc.StatusCode.NOT_FOUND
     assert msg_theirs.replace(other.job, "X") == msg_none.replace("nosuch", "X")
-    admin = world.admin()   # an admin may act anywhere, so an unknown name is just unknown
-    assert _code(lambda: admin.admin.CordonSite(admin_pb2.SiteRequest(name="nosuch"), metadata=admin.md))[0] \
+    admin = world.admin()  # an admin may act anywhere, so an unknown name is just unknown
+    assert (
+        _code(lambda: admin.admin.CordonSite(admin_pb2.SiteRequest(name="nosuch"), metadata=admin.md))[0]
         is grpc.StatusCode.NOT_FOUND
+    )
 
 
 def test_institution_admins_stay_within_their_institution(world: World) -> None:
     boss, own = world.places[OWN].inst_admin, world.places[OWN]
-    add = lambda name, inst, role: _code(lambda: boss.admin.AddUser(  # noqa: E731
-        admin_pb2.AddUserRequest(name=name, institution=inst, role=role), metadata=boss.md))
+    add = lambda name, inst, role: _code(
+        lambda: boss.admin.AddUser(admin_pb2.AddUserRequest(name=name, institution=inst, role=role), metadata=boss.md)
+    )
     assert add("deputy", own.inst, common_pb2.ROLE_INSTITUTION_ADMIN)[0] is grpc.StatusCode.OK
     assert add("tyrant", own.inst, common_pb2.ROLE_ADMIN)[0] is grpc.StatusCode.PERMISSION_DENIED
     assert add("tyrant", "", common_pb2.ROLE_ADMIN)[0] is grpc.StatusCode.PERMISSION_DENIED
     assert add("spy", world.places[OTHER].inst, common_pb2.ROLE_RESEARCHER)[0] is grpc.StatusCode.PERMISSION_DENIED
     revoke_admin = _code(lambda: boss.admin.RevokeUser(admin_pb2.RevokeRequest(name="admin"), metadata=boss.md))
     assert revoke_admin[0] is grpc.StatusCode.PERMISSION_DENIED
-    for kind, key in [("country", "CL"), ("institution", own.inst)]:   # federation-wide shares
-        code, _ = _code(lambda: boss.admin.SetWeight(admin_pb2.SetWeightRequest(kind=kind, id=key, weight=3),
-                                                      metadata=boss.md))
+    for kind, key in [("country", "CL"), ("institution", own.inst)]:  # federation-wide shares
+        code, _ = _code(
+            lambda: boss.admin.SetWeight(admin_pb2.SetWeightRequest(kind=kind, id=key, weight=3), metadata=boss.md)
+        )
         assert code is grpc.StatusCode.PERMISSION_DENIED, kind
     users = boss.admin.ListUsers(admin_pb2.ListUsersRequest(), metadata=boss.md).users
     assert users and {u.institution for u in users} == {own.inst}
     tokens = boss.admin.ListTokens(admin_pb2.ListTokensRequest(), metadata=boss.md).tokens
     assert tokens and {t.institution for t in tokens} == {own.inst}
-    assert {t.owner for t in boss.admin.ListTokens(admin_pb2.ListTokensRequest(owner=own.site),
-                                                   metadata=boss.md).tokens} == {own.site}
+    assert {
+        t.owner for t in boss.admin.ListTokens(admin_pb2.ListTokensRequest(owner=own.site), metadata=boss.md).tokens
+    } == {own.site}
     audit = boss.admin.ListAudit(admin_pb2.ListAuditRequest(), metadata=boss.md).entries
     assert audit, "its own institution's calls are in the log"
     theirs = {world.places[OTHER].user, world.places[OTHER].site, "unam-boss", "admin"}
@@ -365,30 +411,38 @@ def test_other_institutions_jobs_show_only_as_aggregates(world: World) -> None:
     their_array = submit_array(other.researcher)
     for caller in (world.places[OWN].researcher, world.places[OWN].inst_admin):
         grouped = caller.jobs.ListJobs(job_pb2.ListJobsRequest(all=True, group_arrays=True), metadata=caller.md)
-        assert {a.institution for a in grouped.arrays} <= {"uchile"} and their_array not in {a.id for a in grouped.arrays}
+        assert {a.institution for a in grouped.arrays} <= {"uchile"} and their_array not in {
+            a.id for a in grouped.arrays
+        }
         for rpc, request in (("GetJobArray", job_pb2.GetJobRequest), ("CancelJobArray", job_pb2.CancelJobRequest)):
             code, _ = _code(lambda: getattr(caller.jobs, rpc)(request(job_id=their_array), metadata=caller.md))
             assert code is grpc.StatusCode.NOT_FOUND
         listed = caller.jobs.ListJobs(job_pb2.ListJobsRequest(all=True), metadata=caller.md).jobs
         assert listed and {j.institution for j in listed} == {"uchile"}
         for rpc in ("GetJob", "CancelJob"):
-            code, _ = _code(lambda: getattr(caller.jobs, rpc)(
-                getattr(job_pb2, f"{rpc}Request")(job_id=theirs), metadata=caller.md))
+            code, _ = _code(
+                lambda: getattr(caller.jobs, rpc)(getattr(job_pb2, f"{rpc}Request")(job_id=theirs), metadata=caller.md)
+            )
             assert code is grpc.StatusCode.NOT_FOUND
-        code, _ = _code(lambda: list(caller.jobs.GetJobLogs(job_pb2.GetJobLogsRequest(job_id=theirs),
-                                                            metadata=caller.md)))
+        code, _ = _code(
+            lambda: list(caller.jobs.GetJobLogs(job_pb2.GetJobLogsRequest(job_id=theirs), metadata=caller.md))
+        )
         assert code is grpc.StatusCode.NOT_FOUND
-        views = [caller.admin.ShowQuotas(admin_pb2.ShowQuotasRequest(tree=True), metadata=caller.md),
-                 caller.admin.UsageReport(admin_pb2.UsageReportRequest(since_seconds=3600, by="project"),
-                                          metadata=caller.md)]
+        views = [
+            caller.admin.ShowQuotas(admin_pb2.ShowQuotasRequest(tree=True), metadata=caller.md),
+            caller.admin.UsageReport(
+                admin_pb2.UsageReportRequest(since_seconds=3600, by="project"), metadata=caller.md
+            ),
+        ]
         for view in views:
             blob = view.SerializeToString()
             assert secret_entrypoint.encode() not in blob and theirs.encode() not in blob
         quota = views[0]
-        assert "unam" in {r.institution for r in quota.rows}     # aggregates of theirs are shown
+        assert "unam" in {r.institution for r in quota.rows}  # aggregates of theirs are shown
     admin = world.admin()
-    assert admin.jobs.GetJob(job_pb2.GetJobRequest(job_id=theirs), metadata=admin.md).spec.entrypoint == \
-        secret_entrypoint
+    assert (
+        admin.jobs.GetJob(job_pb2.GetJobRequest(job_id=theirs), metadata=admin.md).spec.entrypoint == secret_entrypoint
+    )
     mine = world.places[OWN].inst_admin
     got = mine.jobs.GetJob(job_pb2.GetJobRequest(job_id=world.places[OWN].job), metadata=mine.md)
     assert json.dumps(dict(got.spec.runtime_env.env)) == json.dumps({"DATA": "s3://own/data"})

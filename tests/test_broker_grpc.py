@@ -1,4 +1,5 @@
 """The broker through real gRPC on port 0, with a scripted site on the stream."""
+
 from __future__ import annotations
 
 import stat
@@ -6,17 +7,19 @@ import time
 
 import grpc
 import pytest
-from minga.v1 import admin_pb2, admin_pb2_grpc, common_pb2, job_pb2, site_pb2
 
-from scheduler.domain import InvalidArgument
-from scheduler.server import Broker, BrokerConfig
+from minga.common.domain import InvalidArgument
+from minga.scheduler.server import Broker, BrokerConfig
+from minga.v1 import admin_pb2, admin_pb2_grpc, common_pb2, job_pb2, site_pb2
 from tests.fixtures_broker import RunningBroker, ScriptedSite, gpu_inventory, start_broker
 
 
 def spec(gpus: int = 1, **kw) -> common_pb2.JobSpec:  # type: ignore[no-untyped-def]
-    return common_pb2.JobSpec(entrypoint="python -c 'print(1)'",
-                              resources=common_pb2.Resources(gpus=gpus, gpu_models=kw.pop("models", [])),
-                              **kw)
+    return common_pb2.JobSpec(
+        entrypoint="python -c 'print(1)'",
+        resources=common_pb2.Resources(gpus=gpus, gpu_models=kw.pop("models", [])),
+        **kw,
+    )
 
 
 def wait_for(predicate, timeout: float = 10.0):  # type: ignore[no-untyped-def]
@@ -60,8 +63,9 @@ def test_bootstrap_token_is_owner_only_and_created_once(tmp_path):
 
 
 def test_refuses_public_listen_without_tls(tmp_path):
-    broker = Broker(BrokerConfig(listen="0.0.0.0:0", db_url=f"sqlite:///{tmp_path}/b.db",
-                                 admin_token_file=tmp_path / "t"))
+    broker = Broker(
+        BrokerConfig(listen="0.0.0.0:0", db_url=f"sqlite:///{tmp_path}/b.db", admin_token_file=tmp_path / "t")
+    )
     with pytest.raises(InvalidArgument, match="without TLS"):
         broker.start()
 
@@ -124,8 +128,13 @@ def test_job_lifecycle_with_logs(federation):
     site.log(run_id, 0, b"hello ")  # a resend after reconnect is dropped
     site.log(run_id, 6, b"world\n")
     site.report(run_id, common_pb2.RUN_STATE_SUCCEEDED)
-    done = wait_for(lambda: (j := ana.jobs.GetJob(job_pb2.GetJobRequest(job_id=job.id), metadata=ana.md))
-                    .state == common_pb2.JOB_STATE_SUCCEEDED and j)
+    done = wait_for(
+        lambda: (
+            (j := ana.jobs.GetJob(job_pb2.GetJobRequest(job_id=job.id), metadata=ana.md)).state
+            == common_pb2.JOB_STATE_SUCCEEDED
+            and j
+        )
+    )
     assert done.attempts == 1 and done.finished_at >= done.started_at > 0
     logs = b"".join(c.data for c in ana.jobs.GetJobLogs(job_pb2.GetJobLogsRequest(job_id=job.id), metadata=ana.md))
     assert logs == b"hello world\n"
@@ -136,8 +145,11 @@ def test_follow_logs_until_the_job_ends(federation):
     job = ana.jobs.SubmitJob(job_pb2.SubmitJobRequest(spec=spec()), metadata=ana.md).job
     run_id = site.next("start").start.run_id
     site.report(run_id, common_pb2.RUN_STATE_RUNNING)
-    wait_for(lambda: ana.jobs.GetJob(job_pb2.GetJobRequest(job_id=job.id), metadata=ana.md).state
-             == common_pb2.JOB_STATE_RUNNING)
+    wait_for(
+        lambda: (
+            ana.jobs.GetJob(job_pb2.GetJobRequest(job_id=job.id), metadata=ana.md).state == common_pb2.JOB_STATE_RUNNING
+        )
+    )
     stream = ana.jobs.GetJobLogs(job_pb2.GetJobLogsRequest(job_id=job.id, follow=True), metadata=ana.md)
     site.log(run_id, 0, b"line 1\n")
     assert next(stream).data == b"line 1\n"
@@ -153,14 +165,21 @@ def test_cancel_running_job_stops_it_on_the_site(federation):
     job = ana.jobs.SubmitJob(job_pb2.SubmitJobRequest(spec=spec()), metadata=ana.md).job
     run_id = site.next("start").start.run_id
     site.report(run_id, common_pb2.RUN_STATE_RUNNING)
-    wait_for(lambda: ana.jobs.GetJob(job_pb2.GetJobRequest(job_id=job.id), metadata=ana.md).state
-             == common_pb2.JOB_STATE_RUNNING)
+    wait_for(
+        lambda: (
+            ana.jobs.GetJob(job_pb2.GetJobRequest(job_id=job.id), metadata=ana.md).state == common_pb2.JOB_STATE_RUNNING
+        )
+    )
     cancelling = ana.jobs.CancelJob(job_pb2.CancelJobRequest(job_id=job.id), metadata=ana.md)
     assert cancelling.state == common_pb2.JOB_STATE_CANCELLING
     assert site.next("stop").stop.run_id == run_id
     site.report(run_id, common_pb2.RUN_STATE_STOPPED)
-    wait_for(lambda: ana.jobs.GetJob(job_pb2.GetJobRequest(job_id=job.id), metadata=ana.md).state
-             == common_pb2.JOB_STATE_CANCELLED)
+    wait_for(
+        lambda: (
+            ana.jobs.GetJob(job_pb2.GetJobRequest(job_id=job.id), metadata=ana.md).state
+            == common_pb2.JOB_STATE_CANCELLED
+        )
+    )
 
 
 def test_idempotent_submit_returns_the_same_job(federation):
@@ -179,13 +198,18 @@ def test_too_big_for_any_site_is_rejected_and_unknown_model_explained(federation
         ana.jobs.SubmitJob(job_pb2.SubmitJobRequest(spec=spec(8)), metadata=ana.md)
     assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert "largest site has 4" in err.value.details()
-    with pytest.raises(grpc.RpcError) as err:   # no site has it: refused unless asked to queue it anyway
+    with pytest.raises(grpc.RpcError) as err:  # no site has it: refused unless asked to queue it anyway
         ana.jobs.SubmitJob(job_pb2.SubmitJobRequest(spec=spec(1, models=["H100"])), metadata=ana.md)
     assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION and "H100" in err.value.details()
-    job = ana.jobs.SubmitJob(job_pb2.SubmitJobRequest(spec=spec(1, models=["H100"]), allow_unknown=True),
-                             metadata=ana.md).job
-    waiting = wait_for(lambda: (j := ana.jobs.GetJob(job_pb2.GetJobRequest(job_id=job.id), metadata=ana.md))
-                       .reason.startswith("model") and j)
+    job = ana.jobs.SubmitJob(
+        job_pb2.SubmitJobRequest(spec=spec(1, models=["H100"]), allow_unknown=True), metadata=ana.md
+    ).job
+    waiting = wait_for(
+        lambda: (
+            (j := ana.jobs.GetJob(job_pb2.GetJobRequest(job_id=job.id), metadata=ana.md)).reason.startswith("model")
+            and j
+        )
+    )
     assert "H100" in waiting.reason and waiting.state == common_pb2.JOB_STATE_PENDING
 
 
@@ -257,25 +281,42 @@ def test_broker_restart_keeps_jobs_and_resends_lost_leases(tmp_path):
     running = ana.jobs.SubmitJob(job_pb2.SubmitJobRequest(spec=spec()), metadata=ana.md).job
     run_a = site.next("start").start.run_id
     site.report(run_a, common_pb2.RUN_STATE_RUNNING)
-    wait_for(lambda: ana.jobs.GetJob(job_pb2.GetJobRequest(job_id=running.id), metadata=ana.md).state
-             == common_pb2.JOB_STATE_RUNNING)
+    wait_for(
+        lambda: (
+            ana.jobs.GetJob(job_pb2.GetJobRequest(job_id=running.id), metadata=ana.md).state
+            == common_pb2.JOB_STATE_RUNNING
+        )
+    )
     site.close()
     leased = ana.jobs.SubmitJob(job_pb2.SubmitJobRequest(spec=spec()), metadata=ana.md).job
-    wait_for(lambda: ana.jobs.GetJob(job_pb2.GetJobRequest(job_id=leased.id), metadata=ana.md).state
-             == common_pb2.JOB_STATE_PENDING)  # no site connected: it waits
+    wait_for(
+        lambda: (
+            ana.jobs.GetJob(job_pb2.GetJobRequest(job_id=leased.id), metadata=ana.md).state
+            == common_pb2.JOB_STATE_PENDING
+        )
+    )  # no site connected: it waits
     first.close()
 
     second = start_broker(tmp_path)
     try:
         ana = second.caller(ana_token)
-        back = ScriptedSite(second.address, site_token, gpu_inventory("A100", 4),
-                            runs=[site_pb2.RunReport(run_id=run_a, state=common_pb2.RUN_STATE_RUNNING)])
+        back = ScriptedSite(
+            second.address,
+            site_token,
+            gpu_inventory("A100", 4),
+            runs=[site_pb2.RunReport(run_id=run_a, state=common_pb2.RUN_STATE_RUNNING)],
+        )
         back.next("welcome")
         start = back.next("start").start
         assert start.job_id == leased.id and start.run_id != run_a  # the running one is not restarted
         back.report(run_a, common_pb2.RUN_STATE_SUCCEEDED)
-        done = wait_for(lambda: (j := ana.jobs.GetJob(job_pb2.GetJobRequest(job_id=running.id), metadata=ana.md))
-                        .state == common_pb2.JOB_STATE_SUCCEEDED and j)
+        done = wait_for(
+            lambda: (
+                (j := ana.jobs.GetJob(job_pb2.GetJobRequest(job_id=running.id), metadata=ana.md)).state
+                == common_pb2.JOB_STATE_SUCCEEDED
+                and j
+            )
+        )
         assert done.attempts == 1
         back.close()
     finally:
@@ -294,24 +335,38 @@ def _self_signed(tmp_path):  # type: ignore[no-untyped-def]
 
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "minga-test-broker")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=1))
-            .not_valid_after(now + datetime.timedelta(hours=1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
-            .sign(key, hashes.SHA256()))
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+        .sign(key, hashes.SHA256())
+    )
     cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
     cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    key_file.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     return cert_file, key_file
 
 
 def test_tls_broker_serves_only_tls_clients(tmp_path):
     cert, key = _self_signed(tmp_path)
-    broker = Broker(BrokerConfig(listen="127.0.0.1:0", db_url=f"sqlite:///{tmp_path}/b.db",
-                                 admin_token_file=tmp_path / "admin-token", tls_cert=cert, tls_key=key))
+    broker = Broker(
+        BrokerConfig(
+            listen="127.0.0.1:0",
+            db_url=f"sqlite:///{tmp_path}/b.db",
+            admin_token_file=tmp_path / "admin-token",
+            tls_cert=cert,
+            tls_key=key,
+        )
+    )
     broker.start()
     md = [("authorization", f"Bearer {broker.bootstrap_token}")]
     try:
@@ -328,8 +383,14 @@ def test_tls_broker_serves_only_tls_clients(tmp_path):
 
 
 def test_tls_needs_both_files(tmp_path):
-    broker = Broker(BrokerConfig(listen="127.0.0.1:0", db_url=f"sqlite:///{tmp_path}/b.db",
-                                 admin_token_file=tmp_path / "t", tls_cert=tmp_path / "cert.pem"))
+    broker = Broker(
+        BrokerConfig(
+            listen="127.0.0.1:0",
+            db_url=f"sqlite:///{tmp_path}/b.db",
+            admin_token_file=tmp_path / "t",
+            tls_cert=tmp_path / "cert.pem",
+        )
+    )
     with pytest.raises(InvalidArgument, match="both --tls-cert and --tls-key"):
         broker.start()
 
@@ -337,8 +398,8 @@ def test_tls_needs_both_files(tmp_path):
 def test_a_store_from_an_older_schema_is_refused_clearly(tmp_path):
     import sqlite3
 
-    from scheduler.domain import FailedPrecondition
-    from scheduler.store import Store
+    from minga.common.domain import FailedPrecondition
+    from minga.scheduler.store import Store
 
     db = tmp_path / "old.db"
     Store(f"sqlite:///{db}").close()

@@ -5,6 +5,7 @@ Issue 11 saw 14 alembic INFO lines on a first start, gRPC's C-core TLS lines
 out the CA, and a WARNING "site dcc lost" 30 s after a restart for a site whose
 agent simply had not reconnected yet.
 """
+
 from __future__ import annotations
 
 import logging
@@ -16,18 +17,18 @@ from pathlib import Path
 
 import pytest
 
-from scheduler.clock import FakeClock
-from scheduler.cycle import SchedulingCycle
-from scheduler.leases import SiteLeases
-from scheduler.sessions import SessionRegistry
-from scheduler.store import Store, migrations
+from minga.common.clock import FakeClock
+from minga.scheduler.cycle import SchedulingCycle
+from minga.scheduler.leases import SiteLeases
+from minga.scheduler.sessions import SessionRegistry
+from minga.scheduler.store import Store, migrations
 from tests.test_store import NOW, add_institution, join_site
 
 TTL = 30.0
 
 
 def _migration_lines(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
-    return [r for r in caplog.records if r.name.startswith(("alembic", "scheduler.store"))]
+    return [r for r in caplog.records if r.name.startswith(("alembic", "minga.scheduler.store"))]
 
 
 def test_a_first_start_says_the_schema_in_one_info_line(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -38,7 +39,7 @@ def test_a_first_start_says_the_schema_in_one_info_line(tmp_path: Path, caplog: 
     assert lines[0].levelno == logging.INFO
 
     caplog.clear()
-    Store(f"sqlite:///{tmp_path / 'broker.db'}").close()      # up to date: nothing to say
+    Store(f"sqlite:///{tmp_path / 'broker.db'}").close()  # up to date: nothing to say
     assert _migration_lines(caplog) == []
 
 
@@ -69,8 +70,9 @@ def _expire_after_ttl(store: Store, heard: bool) -> None:
 
 
 def test_a_site_that_has_not_reconnected_since_the_start_is_news_at_info(
-        store: Store, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="scheduler.cycle")
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="minga.scheduler.cycle")
     _expire_after_ttl(store, heard=False)
     (record,) = [r for r in caplog.records if "dcc" in r.getMessage()]
     assert record.levelno == logging.INFO
@@ -78,7 +80,7 @@ def test_a_site_that_has_not_reconnected_since_the_start_is_news_at_info(
 
 
 def test_a_site_that_falls_silent_is_lost_at_warning(store: Store, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="scheduler.cycle")
+    caplog.set_level(logging.INFO, logger="minga.scheduler.cycle")
     _expire_after_ttl(store, heard=True)
     (record,) = [r for r in caplog.records if "dcc" in r.getMessage()]
     assert record.levelno == logging.WARNING and "site dcc lost: no report within the 30 s" in record.getMessage()
@@ -86,10 +88,10 @@ def test_a_site_that_falls_silent_is_lost_at_warning(store: Store, caplog: pytes
 
 # A TLS server, and a client that left out the CA (so it speaks plaintext to it).
 PLAINTEXT_CLIENT = textwrap.dedent("""
-    import cli.main  # the `minga` entry point, as the console script loads it
+    import minga.cli.main  # the `minga` entry point, as the console script loads it
     from concurrent import futures
     import grpc
-    from scheduler import pki
+    from minga.common import pki
 
     ca = pki.create_ca()
     key, cert = pki.issue_server_cert(ca, ["127.0.0.1"])
@@ -108,8 +110,9 @@ PLAINTEXT_CLIENT = textwrap.dedent("""
 
 def _plaintext_client_stderr(**env: str) -> str:
     environ = {k: v for k, v in os.environ.items() if k != "GRPC_VERBOSITY"} | env
-    done = subprocess.run([sys.executable, "-c", PLAINTEXT_CLIENT], capture_output=True, text=True, env=environ,
-                          timeout=120, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", PLAINTEXT_CLIENT], capture_output=True, text=True, env=environ, timeout=120, check=True
+    )
     assert done.stdout.strip() == "UNAVAILABLE", done
     return done.stderr
 

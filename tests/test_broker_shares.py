@@ -1,17 +1,18 @@
 """The fair-share data plane through real gRPC: projects, weights, policy, guarantees,
 limits, incremental usage and contribution ledgers, and preemption in the store."""
+
 from __future__ import annotations
 
 import time
 
 import grpc
 import pytest
-from minga.v1 import admin_pb2, common_pb2, job_pb2
 
-from scheduler.clock import FakeClock
-from scheduler.policy import Decisions, Preemption
-from scheduler.store.ledger import decayed
-from scheduler.store.models import ContributionRow, UsageRow
+from minga.common.clock import FakeClock
+from minga.scheduler.policy import Decisions, Preemption
+from minga.scheduler.store.ledger import decayed
+from minga.scheduler.store.models import ContributionRow, UsageRow
+from minga.v1 import admin_pb2, common_pb2, job_pb2
 from tests.fixtures_broker import ScriptedSite, gpu_inventory, start_broker
 
 HOUR = 3600.0
@@ -41,8 +42,7 @@ def test_jobs_are_charged_to_the_default_project_or_a_named_one(fed):
     broker, ana, site, clock = fed
     assert submit(ana).project == "uchile/default"
     a = broker.admin
-    added = a.admin.AddProject(admin_pb2.AddProjectRequest(institution="uchile", name="nlp", weight=2),
-                               metadata=a.md)
+    added = a.admin.AddProject(admin_pb2.AddProjectRequest(institution="uchile", name="nlp", weight=2), metadata=a.md)
     assert (added.id, added.weight) == ("uchile/nlp", 2)
     assert submit(ana, project="nlp").project == "uchile/nlp"
     with pytest.raises(grpc.RpcError) as err:
@@ -57,8 +57,14 @@ def test_policy_is_changed_field_by_field_and_checked(fed):
     a = broker.admin
     before = a.admin.GetPolicy(admin_pb2.GetPolicyRequest(), metadata=a.md)
     assert before.share_policy == "contribution" and before.half_life_seconds == WEEK
-    after = a.admin.SetPolicy(admin_pb2.SetPolicyRequest(policy=admin_pb2.Policy(
-        share_policy="static", model_weights=[admin_pb2.ModelWeight(model="A100", weight=0.7)])), metadata=a.md)
+    after = a.admin.SetPolicy(
+        admin_pb2.SetPolicyRequest(
+            policy=admin_pb2.Policy(
+                share_policy="static", model_weights=[admin_pb2.ModelWeight(model="A100", weight=0.7)]
+            )
+        ),
+        metadata=a.md,
+    )
     assert after.share_policy == "static" and after.half_life_seconds == WEEK
     assert dict((w.model, w.weight) for w in after.model_weights)["A100"] == 0.7
     with pytest.raises(grpc.RpcError) as err:
@@ -75,14 +81,15 @@ def test_weights_guarantees_and_limits_reach_the_snapshot(fed):
     broker.institution("unam", "MX")
     a.admin.SetWeight(admin_pb2.SetWeightRequest(kind="institution", id="unam", weight=3), metadata=a.md)
     a.admin.SetWeight(admin_pb2.SetWeightRequest(kind="country", id="mx", weight=5), metadata=a.md)
-    a.admin.SetGuarantee(admin_pb2.SetGuaranteeRequest(institution="uchile", gpu_model="A100", gpus=2),
-                         metadata=a.md)  # uchile keeps 2 of its 4, which leaves 2 to guarantee elsewhere
+    a.admin.SetGuarantee(
+        admin_pb2.SetGuaranteeRequest(institution="uchile", gpu_model="A100", gpus=2), metadata=a.md
+    )  # uchile keeps 2 of its 4, which leaves 2 to guarantee elsewhere
     a.admin.SetGuarantee(admin_pb2.SetGuaranteeRequest(institution="unam", gpu_model="A100", gpus=2), metadata=a.md)
-    a.admin.SetLimits(admin_pb2.SetLimitsRequest(institution="uchile", borrowing_limit=-1, lending_limit=1),
-                      metadata=a.md)
+    a.admin.SetLimits(
+        admin_pb2.SetLimitsRequest(institution="uchile", borrowing_limit=-1, lending_limit=1), metadata=a.md
+    )
     with pytest.raises(grpc.RpcError) as err:  # the federation has only 4 A100s
-        a.admin.SetGuarantee(admin_pb2.SetGuaranteeRequest(institution="unam", gpu_model="A100", gpus=5),
-                             metadata=a.md)
+        a.admin.SetGuarantee(admin_pb2.SetGuaranteeRequest(institution="unam", gpu_model="A100", gpus=5), metadata=a.md)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "has 4 A100" in err.value.details()
     snap = broker.broker.core.store.runs.load_snapshot(clock.now())
     shares = {i.slug: i for i in snap.institutions}
@@ -99,7 +106,7 @@ def test_usage_and_contribution_are_charged_incrementally(fed):
     run_id = site.next("start").start.run_id
     site.report(run_id, common_pb2.RUN_STATE_RUNNING)
     _until(lambda: core.store.jobs.get(job.id).state.value == "RUNNING")
-    core.cycle.stop()      # from here on, only the cycles this test runs charge (at known times)
+    core.cycle.stop()  # from here on, only the cycles this test runs charge (at known times)
     clock.advance(HOUR)
     core.cycle.run_once()
     clock.advance(HOUR / 2)
@@ -114,7 +121,7 @@ def test_usage_and_contribution_are_charged_incrementally(fed):
     expected = decayed(decayed(rate * HOUR, 0, HOUR / 2, WEEK) + rate * HOUR / 2, 0, HOUR, WEEK)
     assert decayed(usage.value, usage.as_of, clock.now(), WEEK) == pytest.approx(expected, rel=1e-6)
     capacity = 4 * 0.6
-    expected_c = decayed(capacity * HOUR, HOUR, 2.5 * HOUR, WEEK) + capacity * 1.5 * HOUR   # the cycles' steps
+    expected_c = decayed(capacity * HOUR, HOUR, 2.5 * HOUR, WEEK) + capacity * 1.5 * HOUR  # the cycles' steps
     assert contribution.value == pytest.approx(expected_c, rel=1e-6)
 
 
@@ -127,7 +134,8 @@ def test_preemption_requeues_the_job_and_stops_the_run(fed):
     _until(lambda: core.store.jobs.get(job.id).state.value == "RUNNING")
     core.cycle.stop()  # no cycle may re-lease it while we look
     commands = core.store.runs.apply_decisions(
-        Decisions(preemptions=(Preemption(run_id, job.id, "dcc", "owner reclaims A100"),)), clock.now())
+        Decisions(preemptions=(Preemption(run_id, job.id, "dcc", "owner reclaims A100"),)), clock.now()
+    )
     assert [(c.run_id, c.site) for c in commands] == [(run_id, "dcc")]
     requeued = core.store.jobs.get(job.id)
     assert requeued.state.value == "PENDING" and "preempted" in requeued.reason
@@ -135,8 +143,12 @@ def test_preemption_requeues_the_job_and_stops_the_run(fed):
     site.report(run_id, common_pb2.RUN_STATE_STOPPED)  # the late stop of a fenced run changes nothing
     time.sleep(0.3)
     assert core.store.jobs.get(job.id).state.value == "PENDING"
-    assert core.store.runs.apply_decisions(  # preempting twice is a no-op
-        Decisions(preemptions=(Preemption(run_id, job.id, "dcc", "again"),)), clock.now()) == []
+    assert (
+        core.store.runs.apply_decisions(  # preempting twice is a no-op
+            Decisions(preemptions=(Preemption(run_id, job.id, "dcc", "again"),)), clock.now()
+        )
+        == []
+    )
 
 
 def _until(predicate, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
@@ -161,13 +173,14 @@ def test_usage_report_counts_consumed_against_contributed(fed):
     clock.advance(HOUR)
     core.cycle.run_once()
     a = broker.admin
-    report = a.admin.UsageReport(admin_pb2.UsageReportRequest(since_seconds=30 * 86400, by="institution"),
-                                 metadata=a.md)
+    report = a.admin.UsageReport(
+        admin_pb2.UsageReportRequest(since_seconds=30 * 86400, by="institution"), metadata=a.md
+    )
     (line,) = report.lines
     assert line.key == "uchile" and line.country == "CL"
-    assert line.consumed_gpu_hours == pytest.approx(4.0)            # 2 GPUs x 2 h
+    assert line.consumed_gpu_hours == pytest.approx(4.0)  # 2 GPUs x 2 h
     assert line.consumed_normalized == pytest.approx(4.0 * 0.6)
-    assert line.contributed_gpu_hours == pytest.approx(12.0)        # 4 GPUs x 3 h
+    assert line.contributed_gpu_hours == pytest.approx(12.0)  # 4 GPUs x 3 h
     window = a.admin.UsageReport(admin_pb2.UsageReportRequest(since_seconds=HOUR, by="project"), metadata=a.md)
     assert list(window.lines) == []  # the run ended when the last hour began
     by_country = a.admin.UsageReport(admin_pb2.UsageReportRequest(since_seconds=86400, by="country"), metadata=a.md)

@@ -4,21 +4,23 @@ The fake only records what it is asked and answers canned messages; it checks
 the CLI's wiring (flags -> requests, responses -> JSON/tables, errors -> one
 line), not the broker's rules, which the broker's own tests cover.
 """
+
 from __future__ import annotations
 
 import json
 import stat
 from collections.abc import Iterator
 from concurrent import futures
+from datetime import UTC
 from pathlib import Path
 
 import grpc
 import pytest
 from typer.testing import CliRunner
 
-from cli import errors
-from cli.client import BrokerClient
-from cli.main import app
+from minga.cli import errors
+from minga.cli.client import BrokerClient
+from minga.cli.main import app
 from minga.v1 import admin_pb2, admin_pb2_grpc, common_pb2, job_pb2, job_pb2_grpc
 
 ADMIN, ANA = "tok-admin", "tok-ana"
@@ -51,9 +53,15 @@ class FakeJobs(job_pb2_grpc.JobServiceServicer):
         if created:
             job_id = f"j-{len(self.jobs) + 1}"
             self.keys[request.idempotency_key] = job_id
-            self.jobs[job_id] = common_pb2.Job(id=job_id, spec=request.spec, state=common_pb2.JOB_STATE_PENDING,
-                                               owner=owner, institution=inst, submitted_at=1_700_000_000.0,
-                                               reason="waiting for a site with 1 free GPU")
+            self.jobs[job_id] = common_pb2.Job(
+                id=job_id,
+                spec=request.spec,
+                state=common_pb2.JOB_STATE_PENDING,
+                owner=owner,
+                institution=inst,
+                submitted_at=1_700_000_000.0,
+                reason="waiting for a site with 1 free GPU",
+            )
         if self.fail_submits:
             self.fail_submits -= 1
             context.abort(grpc.StatusCode.UNAVAILABLE, "connection reset")  # the job exists; the reply got lost
@@ -80,12 +88,12 @@ class FakeJobs(job_pb2_grpc.JobServiceServicer):
 
     def GetJobLogs(self, request, context):  # noqa: N802
         self._job(request.job_id, context)
-        data = self.log[request.offset:]
+        data = self.log[request.offset :]
         for i in range(0, len(data), 5):
             if self.break_log_once and request.offset == 0 and i >= 10:
                 self.break_log_once = False
                 context.abort(grpc.StatusCode.UNAVAILABLE, "broker restarting")
-            yield common_pb2.LogChunk(run_id="r-1", offset=request.offset + i, data=data[i:i + 5])
+            yield common_pb2.LogChunk(run_id="r-1", offset=request.offset + i, data=data[i : i + 5])
 
     def HasPackage(self, request, context):  # noqa: N802
         _caller(context)
@@ -106,8 +114,9 @@ class FakeJobs(job_pb2_grpc.JobServiceServicer):
 
     def GetPackageLimits(self, request, context):  # noqa: N802
         _caller(context)
-        return job_pb2.PackageLimits(max_package_bytes=64 * 1024 * 1024, chunk_bytes=1024 * 1024,
-                                     setting="set by its operator")
+        return job_pb2.PackageLimits(
+            max_package_bytes=64 * 1024 * 1024, chunk_bytes=1024 * 1024, setting="set by its operator"
+        )
 
 
 class FakeAdmin(admin_pb2_grpc.AdminServiceServicer):
@@ -139,15 +148,22 @@ class FakeAdmin(admin_pb2_grpc.AdminServiceServicer):
 
     def CreateSiteToken(self, request, context):  # noqa: N802
         _caller(context)
-        return admin_pb2.CreateSiteTokenResponse(site=request.site, token=f"join-{request.ttl_seconds}",
-                                                 expires_at=1_700_000_000.0 + request.ttl_seconds)
+        return admin_pb2.CreateSiteTokenResponse(
+            site=request.site, token=f"join-{request.ttl_seconds}", expires_at=1_700_000_000.0 + request.ttl_seconds
+        )
 
     def ListSites(self, request, context):  # noqa: N802
         _caller(context)
         pool = common_pb2.GpuPool(model="A100", total=4, free=3)
-        site = admin_pb2.Site(name="uchile-dcc", institution="uchile", country="CL", connected=True,
-                              state=common_pb2.SITE_STATE_READY, gpus_in_use={"A100": 1},
-                              inventory=common_pb2.Inventory(gpus=[pool]))
+        site = admin_pb2.Site(
+            name="uchile-dcc",
+            institution="uchile",
+            country="CL",
+            connected=True,
+            state=common_pb2.SITE_STATE_READY,
+            gpus_in_use={"A100": 1},
+            inventory=common_pb2.Inventory(gpus=[pool]),
+        )
         return admin_pb2.ListSitesResponse(sites=[site])
 
     def CordonSite(self, request, context):  # noqa: N802
@@ -158,8 +174,9 @@ class FakeAdmin(admin_pb2_grpc.AdminServiceServicer):
 
     def ShowQuotas(self, request, context):  # noqa: N802
         _caller(context)
-        return admin_pb2.ShowQuotasResponse(rows=[admin_pb2.QuotaRow(institution="uchile", country="CL",
-                                                                     gpu_model="A100", owned=4, in_use=1)])
+        return admin_pb2.ShowQuotasResponse(
+            rows=[admin_pb2.QuotaRow(institution="uchile", country="CL", gpu_model="A100", owned=4, in_use=1)]
+        )
 
 
 class Fake:
@@ -221,8 +238,9 @@ def test_login_takes_the_broker_from_the_environment(fake: Fake, tmp_path: Path)
 def test_login_with_bad_token_writes_nothing(fake: Fake, tmp_path: Path) -> None:
     result = minga("login", "--broker", fake.address, "--token", "wrong")
     assert result.exit_code == errors.EXIT_AUTH
-    assert result.stderr.strip() == (f"error: broker at {fake.address} rejected the token: check it, "
-                                     "or ask your admin for a new one")
+    assert result.stderr.strip() == (
+        f"error: broker at {fake.address} rejected the token: check it, or ask your admin for a new one"
+    )
     assert not (tmp_path / "config" / "config.json").exists()
 
 
@@ -240,11 +258,26 @@ def test_precedence_flag_over_env_over_config(fake: Fake) -> None:
 
 # -- admin -------------------------------------------------------------------------------
 def test_institution_add_and_list(fake: Fake) -> None:
-    result = minga("admin", "institution", "add", "uchile", "--name", "Universidad de Chile", "--country", "cl",
-                   *as_admin(fake), "-o", "json")
+    result = minga(
+        "admin",
+        "institution",
+        "add",
+        "uchile",
+        "--name",
+        "Universidad de Chile",
+        "--country",
+        "cl",
+        *as_admin(fake),
+        "-o",
+        "json",
+    )
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout) == {"slug": "uchile", "name": "Universidad de Chile", "country": "CL",
-                                         "weight": 1.0}
+    assert json.loads(result.stdout) == {
+        "slug": "uchile",
+        "name": "Universidad de Chile",
+        "country": "CL",
+        "weight": 1.0,
+    }
     again = minga("admin", "institution", "add", "uchile", "--name", "x", "--country", "CL", *as_admin(fake))
     assert again.exit_code == errors.EXIT_REFUSED
     assert again.stderr == "error: institution uchile already exists\n"
@@ -268,8 +301,20 @@ def test_user_add_prints_token_once(fake: Fake) -> None:
 
 
 def test_site_token_ttl_is_parsed(fake: Fake) -> None:
-    result = minga("admin", "site-token", "create", "--institution", "uchile", "--site", "dcc", "--ttl", "30m",
-                   *as_admin(fake), "-o", "json")
+    result = minga(
+        "admin",
+        "site-token",
+        "create",
+        "--institution",
+        "uchile",
+        "--site",
+        "dcc",
+        "--ttl",
+        "30m",
+        *as_admin(fake),
+        "-o",
+        "json",
+    )
     assert json.loads(result.stdout)["token"] == "join-1800"
     bad = minga("admin", "site-token", "create", "--institution", "u", "--site", "s", "--ttl", "soon", *as_admin(fake))
     assert bad.exit_code == errors.EXIT_USAGE and "bad duration 'soon'" in bad.stderr
@@ -285,17 +330,65 @@ def test_site_list_cordon_quota(fake: Fake) -> None:
     missing = minga("admin", "site", "cordon", "nowhere", *as_admin(fake))
     assert missing.exit_code == errors.EXIT_NOT_FOUND and missing.stderr == "error: no site nowhere\n"
     quotas = json.loads(minga("quota", "show", *as_admin(fake), "-o", "json").stdout)["rows"]
-    assert quotas == [{"institution": "uchile", "country": "CL", "gpu_model": "A100", "owned": 4, "in_use": 1,
-                       "held": 0, "pending": 0, "weight": 0.0, "entitlement_pct": 0.0, "usage_pct": 0.0,
-                       "fairshare": 0.0, "guarantee": 0, "borrowed": 0, "lent": 0}]
+    assert quotas == [
+        {
+            "institution": "uchile",
+            "country": "CL",
+            "gpu_model": "A100",
+            "owned": 4,
+            "in_use": 1,
+            "held": 0,
+            "pending": 0,
+            "weight": 0.0,
+            "entitlement_pct": 0.0,
+            "usage_pct": 0.0,
+            "fairshare": 0.0,
+            "guarantee": 0,
+            "borrowed": 0,
+            "lent": 0,
+        }
+    ]
 
 
 # -- jobs --------------------------------------------------------------------------------
 def test_submit_builds_the_spec(fake: Fake) -> None:
-    result = minga("job", "submit", "--name", "t", "--gpus", "2", "--gpu-model", "A100", "--gpu-model", "H100",
-                   "--min-gpu-memory", "40", "--country", "cl", "--cpus", "4", "--memory", "4GiB",
-                   "--walltime", "2h", "--env", "A=1", "--pip", "numpy", "--max-attempts", "3",
-                   "--idempotency-key", "k1", *as_ana(fake), "-o", "json", "--", "python", "-c", "print(1)")
+    result = minga(
+        "job",
+        "submit",
+        "--name",
+        "t",
+        "--gpus",
+        "2",
+        "--gpu-model",
+        "A100",
+        "--gpu-model",
+        "H100",
+        "--min-gpu-memory",
+        "40",
+        "--country",
+        "cl",
+        "--cpus",
+        "4",
+        "--memory",
+        "4GiB",
+        "--walltime",
+        "2h",
+        "--env",
+        "A=1",
+        "--pip",
+        "numpy",
+        "--max-attempts",
+        "3",
+        "--idempotency-key",
+        "k1",
+        *as_ana(fake),
+        "-o",
+        "json",
+        "--",
+        "python",
+        "-c",
+        "print(1)",
+    )
     assert result.exit_code == 0, result.output
     job = json.loads(result.stdout)
     assert job["id"] == "j-1" and job["state"] == "PENDING" and job["created"] is True
@@ -336,8 +429,16 @@ def test_submit_working_dir_is_uploaded_once(fake: Fake, tmp_path: Path) -> None
 
 def test_submit_working_dir_too_big(fake: Fake, tmp_path: Path) -> None:
     (tmp_path / "big.bin").write_bytes(bytes(range(256)) * 4000)
-    result = minga("job", "submit", "--working-dir", str(tmp_path), *as_ana(fake), "--", "true",
-                   env={"MINGA_MAX_PACKAGE_BYTES": "1000"})
+    result = minga(
+        "job",
+        "submit",
+        "--working-dir",
+        str(tmp_path),
+        *as_ana(fake),
+        "--",
+        "true",
+        env={"MINGA_MAX_PACKAGE_BYTES": "1000"},
+    )
     assert result.exit_code == errors.EXIT_USAGE
     assert "over the 1000 B limit" in result.stderr and len(result.stderr.splitlines()) == 1
     assert fake.jobs.submits == []
@@ -395,7 +496,7 @@ def test_followed_logs_resume_at_the_last_byte(fake: Fake) -> None:
 def _ca_and_server_cert(tmp_path: Path, name: str) -> tuple[Path, bytes, bytes]:
     """A throwaway CA and a server certificate for 127.0.0.1 signed by it."""
     x509 = pytest.importorskip("cryptography.x509")
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
     from ipaddress import ip_address
 
     from cryptography.hazmat.primitives import hashes, serialization
@@ -405,24 +506,36 @@ def _ca_and_server_cert(tmp_path: Path, name: str) -> tuple[Path, bytes, bytes]:
     def key() -> ec.EllipticCurvePrivateKey:
         return ec.generate_private_key(ec.SECP256R1())
 
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     ca_key, server_key = key(), key()
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{name} CA")])
-    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
-          .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(minutes=1))
-          .not_valid_after(now + timedelta(hours=1))
-          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-          .sign(ca_key, hashes.SHA256()))
-    server = (x509.CertificateBuilder()
-              .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "broker")]))
-              .issuer_name(ca_name).public_key(server_key.public_key()).serial_number(x509.random_serial_number())
-              .not_valid_before(now - timedelta(minutes=1)).not_valid_after(now + timedelta(hours=1))
-              .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ip_address("127.0.0.1"))]), critical=False)
-              .sign(ca_key, hashes.SHA256()))
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=1))
+        .not_valid_after(now + timedelta(hours=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    server = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "broker")]))
+        .issuer_name(ca_name)
+        .public_key(server_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=1))
+        .not_valid_after(now + timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ip_address("127.0.0.1"))]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
     ca_file = tmp_path / f"{name}-ca.pem"
     ca_file.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    key_pem = server_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                       serialization.NoEncryption())
+    key_pem = server_key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
     return ca_file, key_pem, server.public_bytes(serialization.Encoding.PEM)
 
 
@@ -443,10 +556,13 @@ def test_tls_with_the_right_ca_and_one_line_without(fake: Fake, tmp_path: Path) 
         wrong = minga("site", "list", "--ca", str(other_ca))
         assert wrong.exit_code == errors.EXIT_UNREACHABLE
         assert wrong.stderr.startswith(f"error: TLS handshake with broker at {address} failed: check --ca")
-        plain = minga("site", "list", "--broker", address, "--token", ADMIN,
-                      env={"MINGA_CONFIG_DIR": str(tmp_path / "no-config")})
+        plain = minga(
+            "site", "list", "--broker", address, "--token", ADMIN, env={"MINGA_CONFIG_DIR": str(tmp_path / "no-config")}
+        )
         assert plain.exit_code == errors.EXIT_UNREACHABLE
-        assert plain.stderr == (f"error: broker at {address} closed the connection: if it serves TLS, pass --ca "
-                                "or set MINGA_CA (the broker's CA certificate)\n")
+        assert plain.stderr == (
+            f"error: broker at {address} closed the connection: if it serves TLS, pass --ca "
+            "or set MINGA_CA (the broker's CA certificate)\n"
+        )
     finally:
         server.stop(None)

@@ -1,4 +1,5 @@
 """Failures become one line on stderr and a documented exit code, never a traceback."""
+
 from __future__ import annotations
 
 import os
@@ -10,9 +11,9 @@ import grpc
 import pytest
 from typer.testing import CliRunner
 
-from cli import errors
-from cli.client import BrokerClient
-from cli.main import app
+from minga.cli import errors
+from minga.cli.client import BrokerClient
+from minga.cli.main import app
 
 MINGA = Path(sys.executable).parent / "minga"
 
@@ -38,35 +39,88 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("code", "details", "token", "line", "exit_code"),
     [
-        (grpc.StatusCode.UNAVAILABLE, "failed to connect to all addresses", "t",
-         "cannot reach broker at b:1: is it running? set --broker or MINGA_BROKER", errors.EXIT_UNREACHABLE),
-        (grpc.StatusCode.UNAVAILABLE, "Ssl handshake failed: CERTIFICATE_VERIFY_FAILED", "t",
-         "TLS handshake with broker at b:1 failed: check --ca / MINGA_CA (the broker's CA certificate) and that "
-         "the broker serves TLS", errors.EXIT_UNREACHABLE),
-        (grpc.StatusCode.UNAVAILABLE, "standby broker; the leader is at b:2", "t",
-         "broker at b:1 is a standby broker; the leader is at b:2: add the leader to --broker or MINGA_BROKER "
-         "(several addresses: HOST:PORT,HOST:PORT)", errors.EXIT_UNREACHABLE),
-        (grpc.StatusCode.DEADLINE_EXCEEDED, "", "t",
-         "broker at b:1 did not answer in time: is it overloaded? try again", errors.EXIT_UNREACHABLE),
-        (grpc.StatusCode.UNAUTHENTICATED, "unknown token", "t",
-         "broker at b:1 rejected the token (unknown token): check --token / MINGA_TOKEN or run `minga login` again",
-         errors.EXIT_AUTH),
-        (grpc.StatusCode.UNAUTHENTICATED, "missing bearer token", None,
-         "broker at b:1 needs a token: pass --token, set MINGA_TOKEN, or run `minga login`", errors.EXIT_AUTH),
-        (grpc.StatusCode.PERMISSION_DENIED, "researchers may not list users", "t",
-         "permission denied: researchers may not list users", errors.EXIT_AUTH),
+        (
+            grpc.StatusCode.UNAVAILABLE,
+            "failed to connect to all addresses",
+            "t",
+            "cannot reach broker at b:1: is it running? set --broker or MINGA_BROKER",
+            errors.EXIT_UNREACHABLE,
+        ),
+        (
+            grpc.StatusCode.UNAVAILABLE,
+            "Ssl handshake failed: CERTIFICATE_VERIFY_FAILED",
+            "t",
+            "TLS handshake with broker at b:1 failed: check --ca / MINGA_CA (the broker's CA certificate) and that "
+            "the broker serves TLS",
+            errors.EXIT_UNREACHABLE,
+        ),
+        (
+            grpc.StatusCode.UNAVAILABLE,
+            "standby broker; the leader is at b:2",
+            "t",
+            "broker at b:1 is a standby broker; the leader is at b:2: add the leader to --broker or MINGA_BROKER "
+            "(several addresses: HOST:PORT,HOST:PORT)",
+            errors.EXIT_UNREACHABLE,
+        ),
+        (
+            grpc.StatusCode.DEADLINE_EXCEEDED,
+            "",
+            "t",
+            "broker at b:1 did not answer in time: is it overloaded? try again",
+            errors.EXIT_UNREACHABLE,
+        ),
+        (
+            grpc.StatusCode.UNAUTHENTICATED,
+            "unknown token",
+            "t",
+            "broker at b:1 rejected the token (unknown token): check --token / MINGA_TOKEN or run `minga login` again",
+            errors.EXIT_AUTH,
+        ),
+        (
+            grpc.StatusCode.UNAUTHENTICATED,
+            "missing bearer token",
+            None,
+            "broker at b:1 needs a token: pass --token, set MINGA_TOKEN, or run `minga login`",
+            errors.EXIT_AUTH,
+        ),
+        (
+            grpc.StatusCode.PERMISSION_DENIED,
+            "researchers may not list users",
+            "t",
+            "permission denied: researchers may not list users",
+            errors.EXIT_AUTH,
+        ),
         (grpc.StatusCode.NOT_FOUND, "no user bob", "t", "no user bob", errors.EXIT_NOT_FOUND),
-        (grpc.StatusCode.INVALID_ARGUMENT, "gpus must be at most 64", "t", "gpus must be at most 64",
-         errors.EXIT_USAGE),
-        (grpc.StatusCode.ALREADY_EXISTS, "user bob already exists", "t", "user bob already exists",
-         errors.EXIT_REFUSED),
-        (grpc.StatusCode.FAILED_PRECONDITION, "job j-1 already finished", "t", "job j-1 already finished",
-         errors.EXIT_REFUSED),
+        (
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "gpus must be at most 64",
+            "t",
+            "gpus must be at most 64",
+            errors.EXIT_USAGE,
+        ),
+        (
+            grpc.StatusCode.ALREADY_EXISTS,
+            "user bob already exists",
+            "t",
+            "user bob already exists",
+            errors.EXIT_REFUSED,
+        ),
+        (
+            grpc.StatusCode.FAILED_PRECONDITION,
+            "job j-1 already finished",
+            "t",
+            "job j-1 already finished",
+            errors.EXIT_REFUSED,
+        ),
         (grpc.StatusCode.INTERNAL, "boom", "t", "broker at b:1 failed (INTERNAL): boom", errors.EXIT_REFUSED),
     ],
 )
 def test_rpc_error_becomes_one_line(
-    monkeypatch: pytest.MonkeyPatch, code: grpc.StatusCode, details: str, token: str | None, line: str,
+    monkeypatch: pytest.MonkeyPatch,
+    code: grpc.StatusCode,
+    details: str,
+    token: str | None,
+    line: str,
     exit_code: int,
 ) -> None:
     def fail(self: BrokerClient) -> None:
@@ -84,7 +138,7 @@ def test_not_found_names_the_job(monkeypatch: pytest.MonkeyPatch) -> None:
     def fail(self: BrokerClient, job_id: str) -> None:
         raise FakeRpcError(grpc.StatusCode.NOT_FOUND, "job not found")
 
-    monkeypatch.setattr(BrokerClient, "get_job_or_array", fail)   # neither a job nor an array
+    monkeypatch.setattr(BrokerClient, "get_job_or_array", fail)  # neither a job nor an array
     result = CliRunner().invoke(app, ["job", "status", "j-123", "--broker", "b:1", "--token", "t"])
     assert (result.exit_code, result.stderr) == (errors.EXIT_NOT_FOUND, "error: no job j-123\n")
 
@@ -131,15 +185,18 @@ def test_unreachable_broker_through_the_real_console_script(tmp_path: Path) -> N
     """End to end: nothing listens on port 1; the installed `minga` says so in one line."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MINGA_")}
     env["MINGA_CONFIG_DIR"] = str(tmp_path)
-    proc = subprocess.run([str(MINGA), "job", "list", "--broker", "127.0.0.1:1"], capture_output=True, text=True,
-                          env=env, timeout=60)
+    proc = subprocess.run(
+        [str(MINGA), "job", "list", "--broker", "127.0.0.1:1"], capture_output=True, text=True, env=env, timeout=60
+    )
     assert proc.returncode == errors.EXIT_UNREACHABLE
     assert proc.stderr == "error: cannot reach broker at 127.0.0.1:1: is it running? set --broker or MINGA_BROKER\n"
     assert proc.stdout == ""
 
 
 def test_cli_import_does_not_import_ray_or_the_broker() -> None:
-    code = ("import sys, cli.main; bad = [m for m in ('ray', 'scheduler.server', 'agent.session', 'sqlmodel') "
-            "if m in sys.modules]; print(bad)")
+    code = (
+        "import sys, cli.main; bad = [m for m in ('ray', 'minga.scheduler.server', 'minga.agent.session', 'sqlmodel') "
+        "if m in sys.modules]; print(bad)"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.stdout.strip() == "[]", proc.stderr

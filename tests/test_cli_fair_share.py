@@ -2,13 +2,14 @@
 with fair-share preemption, its threshold, cap and notice, the entitlement floor and the
 gang reservations' minimum age; and `quota show` with each institution's fair share now
 next to what it holds."""
+
 from __future__ import annotations
 
 import json
 
 import pytest
-from minga.v1 import common_pb2, job_pb2
 
+from minga.v1 import common_pb2, job_pb2
 from tests.fixtures_broker import Caller, RunningBroker, ScriptedSite, gpu_inventory
 from tests.test_cli_shares import minga
 
@@ -20,20 +21,52 @@ def admin(broker: RunningBroker) -> str:
 
 def test_policy_set_and_show_each_new_field(broker: RunningBroker, admin: str) -> None:
     shown = json.loads(minga(broker, admin, "admin", "policy", "show", "-o", "json").stdout)
-    assert (shown["fair_share_preemption"], shown["preemption_threshold"], shown["preemption_cap"],
-            shown["preemption_notice_seconds"], shown["base_grant_fraction"]) == (True, 0.1, 0.25, 60.0, 0.25)
-    out = minga(broker, admin, "admin", "policy", "set", "--no-fair-share-preemption", "--preemption-threshold", "0",
-                "--preemption-cap", "0.5", "--preemption-notice", "2m", "--base-grant-fraction", "0.3",
-                "--preemption-grace", "5m", "-o", "json")
+    assert (
+        shown["fair_share_preemption"],
+        shown["preemption_threshold"],
+        shown["preemption_cap"],
+        shown["preemption_notice_seconds"],
+        shown["base_grant_fraction"],
+    ) == (True, 0.1, 0.25, 60.0, 0.25)
+    out = minga(
+        broker,
+        admin,
+        "admin",
+        "policy",
+        "set",
+        "--no-fair-share-preemption",
+        "--preemption-threshold",
+        "0",
+        "--preemption-cap",
+        "0.5",
+        "--preemption-notice",
+        "2m",
+        "--base-grant-fraction",
+        "0.3",
+        "--preemption-grace",
+        "5m",
+        "-o",
+        "json",
+    )
     assert out.exit_code == 0, out.output
     policy = json.loads(out.stdout)
-    assert (policy["fair_share_preemption"], policy["preemption_threshold"], policy["preemption_cap"],
-            policy["preemption_notice_seconds"], policy["base_grant_fraction"],
-            policy["preemption_grace_seconds"]) == (False, 0.0, 0.5, 120.0, 0.3, 300.0)
-    assert policy["share_policy"] == "contribution" and policy["half_life_seconds"] == 7 * 86400   # untouched
+    assert (
+        policy["fair_share_preemption"],
+        policy["preemption_threshold"],
+        policy["preemption_cap"],
+        policy["preemption_notice_seconds"],
+        policy["base_grant_fraction"],
+        policy["preemption_grace_seconds"],
+    ) == (False, 0.0, 0.5, 120.0, 0.3, 300.0)
+    assert policy["share_policy"] == "contribution" and policy["half_life_seconds"] == 7 * 86400  # untouched
     settings = broker.broker.core.store.shares.settings()
-    assert (settings.fair_share_preemption, settings.preemption_threshold, settings.preemption_cap,
-            settings.preemption_notice_seconds, settings.base_grant_fraction) == (False, 0.0, 0.5, 120.0, 0.3)
+    assert (
+        settings.fair_share_preemption,
+        settings.preemption_threshold,
+        settings.preemption_cap,
+        settings.preemption_notice_seconds,
+        settings.base_grant_fraction,
+    ) == (False, 0.0, 0.5, 120.0, 0.3)
 
     table = minga(broker, admin, "admin", "policy", "show")
     assert table.exit_code == 0, table.output
@@ -46,24 +79,28 @@ def test_policy_set_and_show_each_new_field(broker: RunningBroker, admin: str) -
 
     on = minga(broker, admin, "admin", "policy", "set", "--fair-share-preemption", "-o", "json")
     assert json.loads(on.stdout)["fair_share_preemption"] is True
-    assert json.loads(on.stdout)["preemption_cap"] == 0.5   # kept
+    assert json.loads(on.stdout)["preemption_cap"] == 0.5  # kept
 
 
-@pytest.mark.parametrize("flag,value,says", [
-    ("--preemption-threshold", "1", "below 1"),
-    ("--preemption-threshold", "-0.1", "below 1"),
-    ("--preemption-cap", "0", "above 0"),
-    ("--preemption-cap", "1.5", "at most 1"),
-    ("--preemption-notice", "0s", "1s to 1h"),
-    ("--preemption-notice", "2h", "1s to 1h"),
-    ("--preemption-notice", "soon", "bad duration"),
-    ("--base-grant-fraction", "0.95", "0 to 0.9"),
-    ("--base-grant-fraction", "nan", "0 to 0.9"),
-    ("--reservation-min-age", "8d", "0s to 7d"),
-    ("--reservation-min-age", "later", "bad duration"),
-])
-def test_a_bad_flag_is_one_clear_error_and_changes_nothing(broker: RunningBroker, admin: str, flag: str,
-                                                           value: str, says: str) -> None:
+@pytest.mark.parametrize(
+    "flag,value,says",
+    [
+        ("--preemption-threshold", "1", "below 1"),
+        ("--preemption-threshold", "-0.1", "below 1"),
+        ("--preemption-cap", "0", "above 0"),
+        ("--preemption-cap", "1.5", "at most 1"),
+        ("--preemption-notice", "0s", "1s to 1h"),
+        ("--preemption-notice", "2h", "1s to 1h"),
+        ("--preemption-notice", "soon", "bad duration"),
+        ("--base-grant-fraction", "0.95", "0 to 0.9"),
+        ("--base-grant-fraction", "nan", "0 to 0.9"),
+        ("--reservation-min-age", "8d", "0s to 7d"),
+        ("--reservation-min-age", "later", "bad duration"),
+    ],
+)
+def test_a_bad_flag_is_one_clear_error_and_changes_nothing(
+    broker: RunningBroker, admin: str, flag: str, value: str, says: str
+) -> None:
     before = broker.broker.core.store.shares.settings()
     out = minga(broker, admin, "admin", "policy", "set", "--preemption-cap", "0.75", flag, value)
     assert out.exit_code == 2, out.output
@@ -73,11 +110,11 @@ def test_a_bad_flag_is_one_clear_error_and_changes_nothing(broker: RunningBroker
 
 def test_reservation_min_age_is_set_and_shown(broker: RunningBroker, admin: str) -> None:
     shown = json.loads(minga(broker, admin, "admin", "policy", "show", "-o", "json").stdout)
-    assert shown["reservation_min_age_seconds"] == 600.0      # Slurm's bf_min_age_reserve, 10 minutes
+    assert shown["reservation_min_age_seconds"] == 600.0  # Slurm's bf_min_age_reserve, 10 minutes
     out = minga(broker, admin, "admin", "policy", "set", "--reservation-min-age", "30m", "-o", "json")
     assert out.exit_code == 0, out.output
     policy = json.loads(out.stdout)
-    assert policy["reservation_min_age_seconds"] == 1800.0 and policy["preemption_cap"] == 0.25   # the rest kept
+    assert policy["reservation_min_age_seconds"] == 1800.0 and policy["preemption_cap"] == 0.25  # the rest kept
     assert broker.broker.core.store.shares.settings().reservation_min_age_seconds == 1800.0
     table = minga(broker, admin, "admin", "policy", "show")
     assert table.exit_code == 0, table.output
@@ -85,7 +122,7 @@ def test_reservation_min_age_is_set_and_shown(broker: RunningBroker, admin: str)
     assert "30m (gangs waiting this long reserve first)" in lines["reservation min age"]
     zero = minga(broker, admin, "admin", "policy", "set", "--reservation-min-age", "0", "-o", "json")
     assert zero.exit_code == 0, zero.output
-    assert json.loads(zero.stdout)["reservation_min_age_seconds"] == 0.0     # 0 is a value, not "keep"
+    assert json.loads(zero.stdout)["reservation_min_age_seconds"] == 0.0  # 0 is a value, not "keep"
     assert broker.broker.core.store.shares.settings().reservation_min_age_seconds == 0.0
 
 
@@ -98,7 +135,7 @@ def test_quota_show_splits_a_site_by_max_min_not_by_what_is_held(broker: Running
     """A host lends its 12 GPUs; a, b and c (equal static weights, three countries) each
     have a backlog. `a` came first and holds all 12, yet each is owed 4 now."""
     core = broker.broker.core
-    core.cycle.stop()                       # the test runs each cycle itself
+    core.cycle.stop()  # the test runs each cycle itself
     for slug, cc in (("host", "CL"), ("a", "AR"), ("b", "BR"), ("c", "MX")):
         broker.institution(slug, cc)
     site = ScriptedSite(broker.address, broker.join("host", "big"), gpu_inventory("A100", 12))
@@ -108,7 +145,7 @@ def test_quota_show_splits_a_site_by_max_min_not_by_what_is_held(broker: Running
         ra, rb, rc = (broker.researcher(f"r{slug}", slug) for slug in ("a", "b", "c"))
         for _ in range(3):
             submit(ra, 4)
-        core.cycle.run_once()               # only a is waiting: it takes all 12
+        core.cycle.run_once()  # only a is waiting: it takes all 12
         for _ in range(3):
             submit(ra, 4), submit(rb, 4), submit(rc, 4)
 
@@ -117,7 +154,11 @@ def test_quota_show_splits_a_site_by_max_min_not_by_what_is_held(broker: Running
         view = json.loads(out.stdout)
         now = {i["institution"]: i for i in view["institutions"]}
         assert {s: (i["held"], i["demand"], i["fair_share_gpus"]) for s, i in now.items()} == {
-            "a": (12, 24, 4.0), "b": (0, 12, 4.0), "c": (0, 12, 4.0), "host": (0, 0, 0.0)}
+            "a": (12, 24, 4.0),
+            "b": (0, 12, 4.0),
+            "c": (0, 12, 4.0),
+            "host": (0, 0, 0.0),
+        }
         assert now["host"]["guarantee"] == 12 and now["a"]["guarantee"] == 0
         assert view["capacity"] == 12 and view["share_policy"] == "static"
         assert view["base_grant_fraction"] == 0.25 and view["base_grant"] == 1.0

@@ -4,6 +4,7 @@ Typer renders help strings as rich markup, so a `[env MINGA_TOKEN]` in one was
 eaten (users saw `Bearer token .`), and every flag was shown as taking a
 `<bool>` (`--help -h <bool>`). These tests walk the whole command tree.
 """
+
 from __future__ import annotations
 
 import re
@@ -14,7 +15,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from cli.main import app
+from minga.cli.main import app
 
 WORD = re.compile(r"[A-Za-z0-9_]+")
 ENV = re.compile(r"\bMINGA_[A-Z_]+\b")
@@ -59,12 +60,15 @@ def test_no_flag_claims_a_value(path: tuple[str, ...], cmd: click.Command) -> No
     assert re.search(r"--help\s+-h\s+Show this message", text), text
 
 
-@pytest.mark.parametrize("path,names", [
-    (("job", "list"), {"MINGA_BROKER", "MINGA_TOKEN", "MINGA_CA"}),
-    (("login",), {"MINGA_BROKER", "MINGA_TOKEN", "MINGA_CA"}),
-    (("site", "join"), {"MINGA_SITE_CREDENTIAL"}),
-    (("agent", "run"), {"MINGA_SITE_CREDENTIAL"}),
-    ((), {"MINGA_BROKER", "MINGA_TOKEN", "MINGA_CA"}),
-])
+@pytest.mark.parametrize(
+    "path,names",
+    [
+        (("job", "list"), {"MINGA_BROKER", "MINGA_TOKEN", "MINGA_CA"}),
+        (("login",), {"MINGA_BROKER", "MINGA_TOKEN", "MINGA_CA"}),
+        (("site", "join"), {"MINGA_SITE_CREDENTIAL"}),
+        (("agent", "run"), {"MINGA_SITE_CREDENTIAL"}),
+        ((), {"MINGA_BROKER", "MINGA_TOKEN", "MINGA_CA"}),
+    ],
+)
 def test_env_variables_are_named(path: tuple[str, ...], names: set[str]) -> None:
     assert names <= set(ENV.findall(_help(path)))

@@ -1,11 +1,12 @@
 """Unit tests of what people type: durations, sizes, env pairs, countries, states."""
+
 from __future__ import annotations
 
 import pytest
 
-from cli.commands.job import entrypoint_of, parse_job_state
-from cli.errors import CliError
-from cli.parsing import (
+from minga.cli.commands.job import entrypoint_of, parse_job_state
+from minga.cli.errors import CliError
+from minga.cli.parsing import (
     format_bytes,
     format_duration,
     parse_country,
@@ -19,8 +20,17 @@ from minga.v1 import common_pb2
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [("90s", 90), ("30m", 1800), ("24h", 86400), ("7d", 604800), ("1h30m", 5400), ("2w", 1209600),
-     ("45", 45), ("1.5h", 5400), (" 10M ", 600)],
+    [
+        ("90s", 90),
+        ("30m", 1800),
+        ("24h", 86400),
+        ("7d", 604800),
+        ("1h30m", 5400),
+        ("2w", 1209600),
+        ("45", 45),
+        ("1.5h", 5400),
+        (" 10M ", 600),
+    ],
 )
 def test_parse_duration(text: str, seconds: int) -> None:
     assert parse_duration(text) == seconds
@@ -34,8 +44,15 @@ def test_parse_duration_rejects_with_example(text: str) -> None:
 
 @pytest.mark.parametrize(
     ("text", "size"),
-    [("4GiB", 4 * 1024**3), ("512MiB", 512 * 1024**2), ("2G", 2 * 1000**3), ("1.5GB", 1_500_000_000),
-     ("100", 100), ("64Ki", 65536), ("1 TiB", 1024**4)],
+    [
+        ("4GiB", 4 * 1024**3),
+        ("512MiB", 512 * 1024**2),
+        ("2G", 2 * 1000**3),
+        ("1.5GB", 1_500_000_000),
+        ("100", 100),
+        ("64Ki", 65536),
+        ("1 TiB", 1024**4),
+    ],
 )
 def test_parse_size(text: str, size: int) -> None:
     assert parse_size(text) == size

@@ -1,33 +1,45 @@
-"""docs/cli.md is what `python -m cli.reference` makes of the CLI, so it cannot drift."""
+"""docs/cli.md is what `python -m minga.cli.reference` makes of the CLI, so it cannot drift."""
+
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-from minga.v1 import admin_pb2
 
-from cli import reference, render
+from minga.cli import reference, render
+from minga.v1 import admin_pb2
 
 
 def test_docs_cli_md_is_generated_from_the_cli() -> None:
-    assert reference.OUTPUT.read_text() == reference.generate(), \
-        "docs/cli.md is stale: run `python -m cli.reference > docs/cli.md`"
+    assert reference.OUTPUT.read_text() == reference.generate(), (
+        "docs/cli.md is stale: run `python -m minga.cli.reference > docs/cli.md`"
+    )
 
 
-def test_check_fails_on_a_stale_page(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                     capsys: pytest.CaptureFixture[str]) -> None:
+def test_check_fails_on_a_stale_page(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     stale = tmp_path / "cli.md"
     stale.write_text(reference.generate().replace("admin audit", "admin journal"))
     monkeypatch.setattr(reference, "OUTPUT", stale)
     assert reference.main(["--check"]) == 1
-    assert "python -m cli.reference" in capsys.readouterr().err
+    assert "python -m minga.cli.reference" in capsys.readouterr().err
     stale.write_text(reference.generate())
     assert reference.main(["--check"]) == 0
 
 
-@pytest.mark.parametrize("command", ["minga broker init", "minga sim", "minga admin audit",
-                                     "minga admin site drain", "minga admin site revoke", "minga admin user revoke",
-                                     "minga quota show"])
+@pytest.mark.parametrize(
+    "command",
+    [
+        "minga broker init",
+        "minga sim",
+        "minga admin audit",
+        "minga admin site drain",
+        "minga admin site revoke",
+        "minga admin user revoke",
+        "minga quota show",
+    ],
+)
 def test_the_reference_covers_every_command_issue_11_found_missing(command: str) -> None:
     assert f"### `{command}`" in reference.reference()
 
@@ -39,8 +51,11 @@ def test_the_reference_lists_flags_with_their_env_variables() -> None:
 
 
 def test_every_key_quota_show_emits_is_listed() -> None:
-    view = render.quota_view_to_dict(admin_pb2.ShowQuotasResponse(
-        rows=[admin_pb2.QuotaRow()], institutions=[admin_pb2.InstitutionQuota()], tree=[admin_pb2.TreeNode()]))
+    view = render.quota_view_to_dict(
+        admin_pb2.ShowQuotasResponse(
+            rows=[admin_pb2.QuotaRow()], institutions=[admin_pb2.InstitutionQuota()], tree=[admin_pb2.TreeNode()]
+        )
+    )
     line = next(x for x in reference.json_keys().splitlines() if x.startswith("| `quota show"))
     listed = {k.strip("` ") for k in line.split("|")[2].split(",")}
     emitted = set(view) | {f"{part}.{k}" for part in ("rows", "institutions", "tree") for k in view[part][0]}

@@ -1,27 +1,61 @@
 """Proto -> JSON dicts: stable snake_case keys, enum prefixes stripped, ISO times or null."""
+
 from __future__ import annotations
 
 import json
 
-from cli import render
+from minga.cli import render
 from minga.v1 import admin_pb2, common_pb2
 
-JOB_KEYS = {"id", "name", "state", "owner", "institution", "project", "site", "country", "gpu_model", "gpus", "attempts", "failures",
-            "infra_requeues",
-            "max_attempts", "reason", "run_id", "submitted_at", "started_at", "finished_at", "last_preemption",
-            "spec"}
+JOB_KEYS = {
+    "id",
+    "name",
+    "state",
+    "owner",
+    "institution",
+    "project",
+    "site",
+    "country",
+    "gpu_model",
+    "gpus",
+    "attempts",
+    "failures",
+    "infra_requeues",
+    "max_attempts",
+    "reason",
+    "run_id",
+    "submitted_at",
+    "started_at",
+    "finished_at",
+    "last_preemption",
+    "spec",
+}
 
 
 def _job(**overrides: object) -> common_pb2.Job:
     spec = common_pb2.JobSpec(
-        name="train", entrypoint="python train.py",
+        name="train",
+        entrypoint="python train.py",
         resources=common_pb2.Resources(gpus=2, gpu_models=["A100", "H100"], min_gpu_memory_mb=40000),
         runtime_env=common_pb2.RuntimeEnv(env={"B": "2", "A": "1"}, pip=["numpy"]),
-        countries=["CL", "BR"], walltime_seconds=3600, max_attempts=3,
+        countries=["CL", "BR"],
+        walltime_seconds=3600,
+        max_attempts=3,
     )
-    fields = dict(id="j-123", spec=spec, state=common_pb2.JOB_STATE_RUNNING, owner="ana", institution="uchile",
-                  site="uchile-dcc", country="CL", attempts=1, run_id="r-j-123-1", gpu_model="A100",
-                  submitted_at=1_700_000_000.25, started_at=1_700_000_010.0)
+    fields = dict(
+        id="j-123",
+        spec=spec,
+        state=common_pb2.JOB_STATE_RUNNING,
+        owner="ana",
+        institution="uchile",
+        site="uchile-dcc",
+        country="CL",
+        attempts=1,
+        run_id="r-j-123-1",
+        gpu_model="A100",
+        submitted_at=1_700_000_000.25,
+        started_at=1_700_000_010.0,
+    )
     fields.update(overrides)
     return common_pb2.Job(**fields)  # type: ignore[arg-type]
 
@@ -47,14 +81,23 @@ def test_pending_job_has_nulls_not_empty_strings() -> None:
 
 
 def test_a_preempted_job_says_when_why_and_for_whom(capsys) -> None:  # type: ignore[no-untyped-def]
-    reason = ("fair share: usp holds 0 GPUs, below its fair share of 8.0; uchile holds 12, above its 8.0; "
-              "preempted for j-9")
-    job = _job(state=common_pb2.JOB_STATE_PENDING, reason="waiting for 2 x A100: every matching site is busy",
-               last_preemption=common_pb2.JobPreemption(at=1_700_000_000.0, kind="fair-share", beneficiary="usp",
-                                                        reason=reason))
+    reason = (
+        "fair share: usp holds 0 GPUs, below its fair share of 8.0; uchile holds 12, above its 8.0; preempted for j-9"
+    )
+    job = _job(
+        state=common_pb2.JOB_STATE_PENDING,
+        reason="waiting for 2 x A100: every matching site is busy",
+        last_preemption=common_pb2.JobPreemption(
+            at=1_700_000_000.0, kind="fair-share", beneficiary="usp", reason=reason
+        ),
+    )
     data = render.job_to_dict(job)
-    assert data["last_preemption"] == {"at": "2023-11-14T22:13:20.000Z", "kind": "fair-share",
-                                       "beneficiary": "usp", "reason": reason}
+    assert data["last_preemption"] == {
+        "at": "2023-11-14T22:13:20.000Z",
+        "kind": "fair-share",
+        "beneficiary": "usp",
+        "reason": reason,
+    }
     json.dumps(data)
     assert render.job_to_dict(_job())["last_preemption"] is None
     render.job_detail(data, now=1_700_000_720.0)
@@ -74,21 +117,51 @@ def test_every_job_state_name_matches_design() -> None:
 
 def test_site_and_quota_and_user() -> None:
     site = admin_pb2.Site(
-        name="uchile-dcc", institution="uchile", country="CL", state=common_pb2.SITE_STATE_CORDONED, connected=True,
+        name="uchile-dcc",
+        institution="uchile",
+        country="CL",
+        state=common_pb2.SITE_STATE_CORDONED,
+        connected=True,
         inventory=common_pb2.Inventory(gpus=[common_pb2.GpuPool(model="A100", memory_mb=40960, total=4, free=3)]),
         gpus_in_use={"A100": 1},
     )
     data = render.site_to_dict(site)
     assert data["state"] == "CORDONED"
-    assert data["gpus"] == [{"model": "A100", "memory_mb": 40960, "total": 4, "in_use": 1, "free": 3,
-                             "largest_node": 0}]
-    row = admin_pb2.QuotaRow(institution="uchile", country="CL", gpu_model="A100", owned=4, in_use=1, held=2, pending=8,
-                             weight=3.5, entitlement_pct=62.5, usage_pct=10.123, fairshare=0.87654, guarantee=4,
-                             borrowed=0, lent=1)
-    assert render.quota_to_dict(row) == {"institution": "uchile", "country": "CL", "gpu_model": "A100", "owned": 4,
-                                         "in_use": 1, "held": 2, "pending": 8, "weight": 3.5,
-                                         "entitlement_pct": 62.5, "usage_pct": 10.12, "fairshare": 0.8765,
-                                         "guarantee": 4, "borrowed": 0, "lent": 1}
+    assert data["gpus"] == [
+        {"model": "A100", "memory_mb": 40960, "total": 4, "in_use": 1, "free": 3, "largest_node": 0}
+    ]
+    row = admin_pb2.QuotaRow(
+        institution="uchile",
+        country="CL",
+        gpu_model="A100",
+        owned=4,
+        in_use=1,
+        held=2,
+        pending=8,
+        weight=3.5,
+        entitlement_pct=62.5,
+        usage_pct=10.123,
+        fairshare=0.87654,
+        guarantee=4,
+        borrowed=0,
+        lent=1,
+    )
+    assert render.quota_to_dict(row) == {
+        "institution": "uchile",
+        "country": "CL",
+        "gpu_model": "A100",
+        "owned": 4,
+        "in_use": 1,
+        "held": 2,
+        "pending": 8,
+        "weight": 3.5,
+        "entitlement_pct": 62.5,
+        "usage_pct": 10.12,
+        "fairshare": 0.8765,
+        "guarantee": 4,
+        "borrowed": 0,
+        "lent": 1,
+    }
     user = render.user_to_dict(admin_pb2.User(name="ana", institution="uchile", role=common_pb2.ROLE_RESEARCHER))
     assert user == {"name": "ana", "institution": "uchile", "role": "researcher", "created_at": None}
 

@@ -1,24 +1,39 @@
 """The renderer's policy and quota parts (issue 10): JSON keys, tables that fit 80 columns,
 and the footer that says what SHARE splits and which entitlement floor is in effect."""
+
 from __future__ import annotations
 
 import json
 
 import pytest
+
+from minga.cli import render
 from minga.v1 import admin_pb2
 
-from cli import render
-
-NEW_POLICY_KEYS = {"fair_share_preemption", "preemption_threshold", "preemption_cap", "preemption_notice_seconds",
-                   "base_grant_fraction", "reservation_min_age_seconds"}
+NEW_POLICY_KEYS = {
+    "fair_share_preemption",
+    "preemption_threshold",
+    "preemption_cap",
+    "preemption_notice_seconds",
+    "base_grant_fraction",
+    "reservation_min_age_seconds",
+}
 
 
 def _policy(**overrides: object) -> admin_pb2.Policy:
     fields: dict[str, object] = dict(
-        share_policy="contribution", half_life_seconds=7 * 86400, base_grant=1.0, preemption_grace_seconds=600,
-        model_weights=[admin_pb2.ModelWeight(model="H100", weight=1.0)], fair_share_preemption=True,
-        preemption_threshold=0.1, preemption_cap=0.25, preemption_notice_seconds=60, base_grant_fraction=0.25,
-        reservation_min_age_seconds=600)
+        share_policy="contribution",
+        half_life_seconds=7 * 86400,
+        base_grant=1.0,
+        preemption_grace_seconds=600,
+        model_weights=[admin_pb2.ModelWeight(model="H100", weight=1.0)],
+        fair_share_preemption=True,
+        preemption_threshold=0.1,
+        preemption_cap=0.25,
+        preemption_notice_seconds=60,
+        base_grant_fraction=0.25,
+        reservation_min_age_seconds=600,
+    )
     fields.update(overrides)
     return admin_pb2.Policy(**fields)  # type: ignore[arg-type]
 
@@ -26,8 +41,13 @@ def _policy(**overrides: object) -> admin_pb2.Policy:
 def test_policy_to_dict_has_the_new_keys() -> None:
     data = render.policy_to_dict(_policy(fair_share_preemption=False, preemption_threshold=0.0))
     assert {k: data[k] for k in NEW_POLICY_KEYS} == {
-        "fair_share_preemption": False, "preemption_threshold": 0.0, "preemption_cap": 0.25,
-        "preemption_notice_seconds": 60.0, "base_grant_fraction": 0.25, "reservation_min_age_seconds": 600.0}
+        "fair_share_preemption": False,
+        "preemption_threshold": 0.0,
+        "preemption_cap": 0.25,
+        "preemption_notice_seconds": 60.0,
+        "base_grant_fraction": 0.25,
+        "reservation_min_age_seconds": 600.0,
+    }
     json.dumps(data)
 
 
@@ -56,33 +76,95 @@ def test_policy_table_says_each_setting_in_words(capsys: pytest.CaptureFixture[s
     assert old["reservation min age"].split()[-1] == "-"
 
 
-def _view(share_policy: str = "contribution", fraction: float = 0.25, tree: bool = False) -> admin_pb2.ShowQuotasResponse:
+def _view(
+    share_policy: str = "contribution", fraction: float = 0.25, tree: bool = False
+) -> admin_pb2.ShowQuotasResponse:
     institutions = [
-        admin_pb2.InstitutionQuota(institution="uchile", country="CL", weight=1234.5, entitlement_pct=60.0,
-                                   usage_pct=90.0, fairshare=0.35, guarantee=12, held=12, demand=20,
-                                   fair_share_gpus=6.0),
-        admin_pb2.InstitutionQuota(institution="universidad-de-buenos-aires", country="AR", weight=411.5,
-                                   entitlement_pct=40.0, demand=9, fair_share_gpus=10 / 3),
+        admin_pb2.InstitutionQuota(
+            institution="uchile",
+            country="CL",
+            weight=1234.5,
+            entitlement_pct=60.0,
+            usage_pct=90.0,
+            fairshare=0.35,
+            guarantee=12,
+            held=12,
+            demand=20,
+            fair_share_gpus=6.0,
+        ),
+        admin_pb2.InstitutionQuota(
+            institution="universidad-de-buenos-aires",
+            country="AR",
+            weight=411.5,
+            entitlement_pct=40.0,
+            demand=9,
+            fair_share_gpus=10 / 3,
+        ),
     ]
-    rows = [admin_pb2.QuotaRow(institution="uchile", country="CL", gpu_model="A100", owned=12, in_use=12, held=12,
-                               pending=8, guarantee=12, weight=1234.5),
-            admin_pb2.QuotaRow(institution="universidad-de-buenos-aires", country="AR", gpu_model="any", pending=9)]
-    nodes = [admin_pb2.TreeNode(level="country", id="AR", weight=411.5, entitlement_pct=40.0, held=0, demand=9,
-                                fair_share_gpus=10 / 3)] if tree else []
-    return admin_pb2.ShowQuotasResponse(rows=rows, institutions=institutions, tree=nodes, capacity=16,
-                                        share_policy=share_policy, base_grant=411.5, base_grant_fraction=fraction)
+    rows = [
+        admin_pb2.QuotaRow(
+            institution="uchile",
+            country="CL",
+            gpu_model="A100",
+            owned=12,
+            in_use=12,
+            held=12,
+            pending=8,
+            guarantee=12,
+            weight=1234.5,
+        ),
+        admin_pb2.QuotaRow(institution="universidad-de-buenos-aires", country="AR", gpu_model="any", pending=9),
+    ]
+    nodes = (
+        [
+            admin_pb2.TreeNode(
+                level="country", id="AR", weight=411.5, entitlement_pct=40.0, held=0, demand=9, fair_share_gpus=10 / 3
+            )
+        ]
+        if tree
+        else []
+    )
+    return admin_pb2.ShowQuotasResponse(
+        rows=rows,
+        institutions=institutions,
+        tree=nodes,
+        capacity=16,
+        share_policy=share_policy,
+        base_grant=411.5,
+        base_grant_fraction=fraction,
+    )
 
 
 def test_quota_view_to_dict() -> None:
     data = render.quota_view_to_dict(_view(tree=True))
-    assert set(data) == {"rows", "institutions", "capacity", "share_policy", "base_grant", "base_grant_fraction",
-                         "tree"}
-    assert (data["capacity"], data["share_policy"], data["base_grant"], data["base_grant_fraction"]) == \
-        (16, "contribution", 411.5, 0.25)
+    assert set(data) == {
+        "rows",
+        "institutions",
+        "capacity",
+        "share_policy",
+        "base_grant",
+        "base_grant_fraction",
+        "tree",
+    }
+    assert (data["capacity"], data["share_policy"], data["base_grant"], data["base_grant_fraction"]) == (
+        16,
+        "contribution",
+        411.5,
+        0.25,
+    )
     uba = data["institutions"][1]
-    assert uba == {"institution": "universidad-de-buenos-aires", "country": "AR", "weight": 411.5,
-                   "entitlement_pct": 40.0, "usage_pct": 0.0, "fairshare": 0.0, "guarantee": 0, "held": 0,
-                   "demand": 9, "fair_share_gpus": 3.33}
+    assert uba == {
+        "institution": "universidad-de-buenos-aires",
+        "country": "AR",
+        "weight": 411.5,
+        "entitlement_pct": 40.0,
+        "usage_pct": 0.0,
+        "fairshare": 0.0,
+        "guarantee": 0,
+        "held": 0,
+        "demand": 9,
+        "fair_share_gpus": 3.33,
+    }
     assert data["tree"][0]["fair_share_gpus"] == 3.33 and data["tree"][0]["demand"] == 9
     assert data["rows"][0]["gpu_model"] == "A100"
     json.dumps(data)
@@ -100,15 +182,21 @@ def test_quota_table_fits_80_columns_with_share_next_to_held(capsys: pytest.Capt
     assert ["INST", "MODEL", "OWN", "GUAR", "USE", "HELD", "BORR", "LENT", "PEND"] in [l.split() for l in lines]
     words = " ".join(out.split())
     assert "SHARE: each institution's fair share of the 16 GPUs that can hold runs now" in words
-    assert "Entitlement floor: base grant 412 in effect, so every institution weighs at least 25% of the mean." \
-        in words
+    assert "Entitlement floor: base grant 412 in effect, so every institution weighs at least 25% of the mean." in words
 
 
-@pytest.mark.parametrize("policy,fraction,says", [
-    ("contribution", 0.0, "Entitlement floor: base grant 412 in effect (no floor fraction)."),
-    ("static", 0.25, "Entitlement floor: none under the static policy (weights as set); under contribution "
-                     "every institution would weigh at least 25% of the mean."),
-])
+@pytest.mark.parametrize(
+    "policy,fraction,says",
+    [
+        ("contribution", 0.0, "Entitlement floor: base grant 412 in effect (no floor fraction)."),
+        (
+            "static",
+            0.25,
+            "Entitlement floor: none under the static policy (weights as set); under contribution "
+            "every institution would weigh at least 25% of the mean.",
+        ),
+    ],
+)
 def test_quota_footer_names_the_floor(policy: str, fraction: float, says: str) -> None:
     assert render.quota_footer(render.quota_view_to_dict(_view(policy, fraction)))[1] == says
 

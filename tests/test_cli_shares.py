@@ -1,5 +1,6 @@
 """`minga admin policy|project|weight|guarantee|limits` and the new submit flags,
 against a real broker on port 0."""
+
 from __future__ import annotations
 
 import json
@@ -7,7 +8,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from cli.main import app
+from minga.cli.main import app
 from tests.fixtures_broker import RunningBroker, ScriptedSite, gpu_inventory
 
 
@@ -29,8 +30,9 @@ def fed(broker: RunningBroker):  # type: ignore[no-untyped-def]
 
 def test_policy_show_and_set(fed):
     broker, admin, ana = fed
-    shown = minga(broker, admin, "admin", "policy", "set", "--half-life", "3d", "--model-weight", "T4=0.15",
-                  "--output", "json")
+    shown = minga(
+        broker, admin, "admin", "policy", "set", "--half-life", "3d", "--model-weight", "T4=0.15", "--output", "json"
+    )
     assert shown.exit_code == 0, shown.output
     policy = json.loads(shown.stdout)
     assert policy["half_life_seconds"] == 3 * 86400 and policy["model_weights"]["T4"] == 0.15
@@ -43,8 +45,10 @@ def test_policy_show_and_set(fed):
 
 def test_projects_weights_guarantees_limits(fed):
     broker, admin, ana = fed
-    assert minga(broker, admin, "admin", "project", "add", "nlp", "--institution", "uchile",
-                 "--weight", "2").exit_code == 0
+    assert (
+        minga(broker, admin, "admin", "project", "add", "nlp", "--institution", "uchile", "--weight", "2").exit_code
+        == 0
+    )
     listed = json.loads(minga(broker, admin, "admin", "project", "list", "--output", "json").stdout)
     assert [p["id"] for p in listed] == ["uchile/default", "uchile/nlp"]
     weight = minga(broker, admin, "admin", "weight", "set", "country", "CL", "4", "--output", "json")
@@ -60,8 +64,25 @@ def test_projects_weights_guarantees_limits(fed):
 def test_submit_with_project_data_country_and_labels(fed):
     broker, admin, ana = fed
     minga(broker, admin, "admin", "project", "add", "nlp", "--institution", "uchile")
-    out = minga(broker, ana, "job", "submit", "--gpus", "1", "--project", "nlp", "--data-country", "cl",
-                "--label", "tier=gold", "--non-preemptible", "--output", "json", "--", "true")
+    out = minga(
+        broker,
+        ana,
+        "job",
+        "submit",
+        "--gpus",
+        "1",
+        "--project",
+        "nlp",
+        "--data-country",
+        "cl",
+        "--label",
+        "tier=gold",
+        "--non-preemptible",
+        "--output",
+        "json",
+        "--",
+        "true",
+    )
     assert out.exit_code == 0, out.output
     job = json.loads(out.stdout)
     assert job["project"] == "uchile/nlp"

@@ -5,18 +5,21 @@ At 80 columns (or piped, where rich assumes 80) tables used to fold mid-word
 realistic values: a table row must stay one line, every key value (ids,
 states, numbers) must show whole, and a shortened text must end in an ellipsis.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
 
 import pytest
+
+from minga.cli import render
 from minga.v1 import admin_pb2, common_pb2
 
-from cli import render
-
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
-LONG_REASON = ("waiting for 8 x H100 with at least 80 GiB in CL, BR or MX: every matching site is busy, "
-               "and the next one frees up when j-9f8e7d6c5b ends (walltime 23h59m)")
+LONG_REASON = (
+    "waiting for 8 x H100 with at least 80 GiB in CL, BR or MX: every matching site is busy, "
+    "and the next one frees up when j-9f8e7d6c5b ends (walltime 23h59m)"
+)
 
 
 @pytest.fixture(autouse=True)
@@ -36,7 +39,7 @@ def _render(capsys: pytest.CaptureFixture[str], draw: Callable[[], None]) -> lis
 def _one_line_per_row(lines: list[str], rows: int, header: str) -> list[str]:
     """The table's lines: a header then exactly `rows` lines (no row wrapped)."""
     start = next(i for i, line in enumerate(lines) if line.startswith(header))
-    body = lines[start + 1:start + 1 + rows]
+    body = lines[start + 1 : start + 1 + rows]
     assert len(body) == rows and all(line.strip() for line in body), "\n".join(lines)
     return body
 
@@ -47,9 +50,14 @@ def _shows_whole(line: str, *values: str) -> None:
 
 
 def _job(i: int) -> render.JsonDict:
-    job = common_pb2.Job(id=f"j-9f8e7d6c{i:02d}", state=common_pb2.JOB_STATE_PENDING, owner="maria-jose",
-                         institution="universidad-de-chile", submitted_at=T0 - 3600,
-                         reason=LONG_REASON)
+    job = common_pb2.Job(
+        id=f"j-9f8e7d6c{i:02d}",
+        state=common_pb2.JOB_STATE_PENDING,
+        owner="maria-jose",
+        institution="universidad-de-chile",
+        submitted_at=T0 - 3600,
+        reason=LONG_REASON,
+    )
     job.spec.name = "llama-finetune-latam-es-pt-v3"
     job.spec.resources.gpus = 8
     job.spec.resources.gpu_models.extend(["H100", "A100-80GB"])
@@ -71,31 +79,63 @@ def test_job_list_shows_the_site_of_a_running_job(capsys: pytest.CaptureFixture[
 
 
 def test_institutions(capsys: pytest.CaptureFixture[str]) -> None:
-    items = [render.institution_to_dict(admin_pb2.Institution(
-        slug="unicamp", name="Universidade Estadual de Campinas, Instituto de Computação", country="BR", weight=2.5))]
+    items = [
+        render.institution_to_dict(
+            admin_pb2.Institution(
+                slug="unicamp",
+                name="Universidade Estadual de Campinas, Instituto de Computação",
+                country="BR",
+                weight=2.5,
+            )
+        )
+    ]
     body = _one_line_per_row(_render(capsys, lambda: render.institutions_table(items)), 1, "SLUG")
     _shows_whole(body[0], "unicamp", "BR", "2.5")
 
 
 def test_users(capsys: pytest.CaptureFixture[str]) -> None:
-    items = [render.user_to_dict(admin_pb2.User(name="maria-jose-fernandez", institution="universidad-de-chile",
-                                                role=common_pb2.ROLE_INSTITUTION_ADMIN, created_at=T0))]
+    items = [
+        render.user_to_dict(
+            admin_pb2.User(
+                name="maria-jose-fernandez",
+                institution="universidad-de-chile",
+                role=common_pb2.ROLE_INSTITUTION_ADMIN,
+                created_at=T0,
+            )
+        )
+    ]
     body = _one_line_per_row(_render(capsys, lambda: render.users_table(items)), 1, "NAME")
     _shows_whole(body[0], "maria-jose-fernandez", "institution-admin", "2026-01-01 00:00")
 
 
 def test_tokens(capsys: pytest.CaptureFixture[str]) -> None:
-    items = [render.token_to_dict(admin_pb2.TokenInfo(
-        id="3f9a0c1d2e4b", owner="maria-jose-fernandez", kind="user", role=common_pb2.ROLE_INSTITUTION_ADMIN,
-        institution="universidad-de-chile", created_at=T0, expires_at=T0 + 90 * 86400, last_used_at=T0 + 60))]
+    items = [
+        render.token_to_dict(
+            admin_pb2.TokenInfo(
+                id="3f9a0c1d2e4b",
+                owner="maria-jose-fernandez",
+                kind="user",
+                role=common_pb2.ROLE_INSTITUTION_ADMIN,
+                institution="universidad-de-chile",
+                created_at=T0,
+                expires_at=T0 + 90 * 86400,
+                last_used_at=T0 + 60,
+            )
+        )
+    ]
     body = _one_line_per_row(_render(capsys, lambda: render.tokens_table(items)), 1, "ID")
     _shows_whole(body[0], "3f9a0c1d2e4b", "user", "institution-admin", "2026-04-01", "live")
 
 
 def test_sites(capsys: pytest.CaptureFixture[str]) -> None:
-    site = admin_pb2.Site(name="uchile-dcc-cluster-2", institution="universidad-de-chile", country="CL",
-                          state=common_pb2.SITE_STATE_CORDONED, connected=True,
-                          state_reason="cordoned by admin: scheduled maintenance of the cooling, back Monday")
+    site = admin_pb2.Site(
+        name="uchile-dcc-cluster-2",
+        institution="universidad-de-chile",
+        country="CL",
+        state=common_pb2.SITE_STATE_CORDONED,
+        connected=True,
+        state_reason="cordoned by admin: scheduled maintenance of the cooling, back Monday",
+    )
     site.inventory.gpus.add(model="H100", total=8, free=2)
     site.inventory.gpus.add(model="A100", total=4, free=4)
     site.gpus_in_use["H100"] = 6
@@ -105,16 +145,45 @@ def test_sites(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def _quota_view() -> render.JsonDict:
-    view = admin_pb2.ShowQuotasResponse(capacity=1234, share_policy="contribution", base_grant=1234.5,
-                                        base_grant_fraction=0.25)
-    view.institutions.add(institution="universidad-de-chile", country="CL", weight=1234.5, entitlement_pct=33.33,
-                          usage_pct=100.0, fairshare=0.5, guarantee=128, held=1024, demand=2048,
-                          fair_share_gpus=411.33)
-    view.rows.add(institution="universidad-de-chile", country="CL", gpu_model="A100-SXM4-80GB", owned=1024,
-                  in_use=1000, held=1024, pending=1024, guarantee=128, borrowed=512, lent=256)
-    view.tree.add(level="project", id="universidad-de-chile/nlp-latam", parent="universidad-de-chile",
-                  weight=1234.5, entitlement_pct=33.33, usage_pct=100.0, fairshare=0.5, held=1024, demand=2048,
-                  fair_share_gpus=411.33)
+    view = admin_pb2.ShowQuotasResponse(
+        capacity=1234, share_policy="contribution", base_grant=1234.5, base_grant_fraction=0.25
+    )
+    view.institutions.add(
+        institution="universidad-de-chile",
+        country="CL",
+        weight=1234.5,
+        entitlement_pct=33.33,
+        usage_pct=100.0,
+        fairshare=0.5,
+        guarantee=128,
+        held=1024,
+        demand=2048,
+        fair_share_gpus=411.33,
+    )
+    view.rows.add(
+        institution="universidad-de-chile",
+        country="CL",
+        gpu_model="A100-SXM4-80GB",
+        owned=1024,
+        in_use=1000,
+        held=1024,
+        pending=1024,
+        guarantee=128,
+        borrowed=512,
+        lent=256,
+    )
+    view.tree.add(
+        level="project",
+        id="universidad-de-chile/nlp-latam",
+        parent="universidad-de-chile",
+        weight=1234.5,
+        entitlement_pct=33.33,
+        usage_pct=100.0,
+        fairshare=0.5,
+        held=1024,
+        demand=2048,
+        fair_share_gpus=411.33,
+    )
     return render.quota_view_to_dict(view)
 
 
@@ -134,17 +203,30 @@ def test_quota_tree(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_projects(capsys: pytest.CaptureFixture[str]) -> None:
-    items = [render.project_to_dict(admin_pb2.Project(id="universidad-de-chile/nlp-latam-gpt",
-                                                      institution="universidad-de-chile", name="nlp", weight=3))]
+    items = [
+        render.project_to_dict(
+            admin_pb2.Project(
+                id="universidad-de-chile/nlp-latam-gpt", institution="universidad-de-chile", name="nlp", weight=3
+            )
+        )
+    ]
     (row,) = _one_line_per_row(_render(capsys, lambda: render.projects_table(items)), 1, "PROJECT")
     _shows_whole(row, "universidad-de-chile/nlp-latam-gpt", "universidad-de-chile", "3")
 
 
 def test_policy(capsys: pytest.CaptureFixture[str]) -> None:
-    policy = admin_pb2.Policy(share_policy="contribution", half_life_seconds=7 * 86400, base_grant=1.0,
-                              preemption_grace_seconds=600, fair_share_preemption=True, preemption_threshold=0.1,
-                              preemption_cap=0.25, preemption_notice_seconds=60, base_grant_fraction=0.25,
-                              reservation_min_age_seconds=600)
+    policy = admin_pb2.Policy(
+        share_policy="contribution",
+        half_life_seconds=7 * 86400,
+        base_grant=1.0,
+        preemption_grace_seconds=600,
+        fair_share_preemption=True,
+        preemption_threshold=0.1,
+        preemption_cap=0.25,
+        preemption_notice_seconds=60,
+        base_grant_fraction=0.25,
+        reservation_min_age_seconds=600,
+    )
     for model in ("H100-SXM5-80GB", "A100-SXM4-80GB", "A100-PCIE-40GB", "L40S", "RTX-A6000", "T4", "V100-32GB"):
         policy.model_weights.add(model=model, weight=1.5)
     lines = _render(capsys, lambda: render.policy_table(render.policy_to_dict(policy)))
@@ -153,19 +235,33 @@ def test_policy(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_usage(capsys: pytest.CaptureFixture[str]) -> None:
-    lines = [{"key": "universidad-de-chile", "country": "CL", "consumed_gpu_hours": 123456.7,
-              "consumed_normalized": 234567.8, "contributed_gpu_hours": 345678.9, "contributed_normalized": 456789.1,
-              "balance_normalized": -222221.3}]
+    lines = [
+        {
+            "key": "universidad-de-chile",
+            "country": "CL",
+            "consumed_gpu_hours": 123456.7,
+            "consumed_normalized": 234567.8,
+            "contributed_gpu_hours": 345678.9,
+            "contributed_normalized": 456789.1,
+            "balance_normalized": -222221.3,
+        }
+    ]
     (row,) = _one_line_per_row(_render(capsys, lambda: render.usage_table("institution", lines)), 1, "INSTITUTION")
     _shows_whole(row, "universidad-de-chile", "123456.7", "234567.8", "345678.9", "456789.1", "-222221.3")
 
 
 def test_brokers(capsys: pytest.CaptureFixture[str]) -> None:
-    answer = admin_pb2.BrokerStatusResponse(role="leader", leading=True, leader_address="broker-1.minga.example:50051",
-                                            leading_since=T0)
-    items = [render.broker_status_to_dict("broker-1.minga.example:50051", answer),
-             render.broker_status_to_dict("broker-2.minga.example:50051", None,
-                                          "cannot reach broker at broker-2.minga.example:50051: connection refused")]
+    answer = admin_pb2.BrokerStatusResponse(
+        role="leader", leading=True, leader_address="broker-1.minga.example:50051", leading_since=T0
+    )
+    items = [
+        render.broker_status_to_dict("broker-1.minga.example:50051", answer),
+        render.broker_status_to_dict(
+            "broker-2.minga.example:50051",
+            None,
+            "cannot reach broker at broker-2.minga.example:50051: connection refused",
+        ),
+    ]
     lines = _render(capsys, lambda: render.brokers_table(items))
     body = _one_line_per_row(lines, 2, "ADDRESS")
     _shows_whole(body[0], "leader", "2026-01-01 00:00", "UTC")
@@ -174,11 +270,20 @@ def test_brokers(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_admin_audit(capsys: pytest.CaptureFixture[str]) -> None:
-    entries = [render.audit_to_dict(admin_pb2.AuditEntry(
-        at=T0 + 0.25, who="maria-jose-fernandez", role="institution-admin",
-        method="LendingService/SetLendingPolicyForSite", target="uchile-dcc-cluster-2",
-        peer="ipv6:[2001:db8::1234:5678]:54321", outcome="denied",
-        detail="permission denied: role institution-admin may not call SetLendingPolicy for another site"))]
+    entries = [
+        render.audit_to_dict(
+            admin_pb2.AuditEntry(
+                at=T0 + 0.25,
+                who="maria-jose-fernandez",
+                role="institution-admin",
+                method="LendingService/SetLendingPolicyForSite",
+                target="uchile-dcc-cluster-2",
+                peer="ipv6:[2001:db8::1234:5678]:54321",
+                outcome="denied",
+                detail="permission denied: role institution-admin may not call SetLendingPolicy for another site",
+            )
+        )
+    ]
     (row,) = _one_line_per_row(_render(capsys, lambda: render.audit_table(entries)), 1, "AT")
     _shows_whole(row, "01-01 00:00:00")
     assert "SetLendingPolicyForSite" in row and row.endswith("…")

@@ -1,4 +1,5 @@
 """`minga up`'s DevFederation, driven without signals: start, use, stop, re-run."""
+
 from __future__ import annotations
 
 import fcntl
@@ -7,15 +8,15 @@ import os
 import socket
 import subprocess
 import sys
-from types import SimpleNamespace
 import urllib.request
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
-from cli import config, errors
-from cli.client import BrokerClient
-from cli.up import INSTITUTIONS, LAST_ADDRESS, SAMPLE_JOB, DevFederation, UpConfig
+from minga.cli import config, errors
+from minga.cli.client import BrokerClient
+from minga.cli.up import INSTITUTIONS, LAST_ADDRESS, SAMPLE_JOB, DevFederation, UpConfig
 from minga.v1 import common_pb2
 from tests.fixtures_ray import pid_alive
 
@@ -51,21 +52,22 @@ def test_a_taken_port_moves_the_broker_and_says_so(tmp_path: Path) -> None:
         fed = DevFederation(UpConfig(data_dir=tmp_path))
         assert fed._stable_listen() == "127.0.0.1:0" and fed._moved_from == f"127.0.0.1:{port}"
     fed = DevFederation(UpConfig(data_dir=tmp_path))
-    assert fed._stable_listen() == f"127.0.0.1:{port}" and not fed._moved_from   # free again: taken back
-    assert DevFederation(UpConfig(data_dir=tmp_path, listen="127.0.0.1:7")).\
-        _stable_listen() == "127.0.0.1:7"   # an explicit --listen port wins
+    assert fed._stable_listen() == f"127.0.0.1:{port}" and not fed._moved_from  # free again: taken back
+    assert (
+        DevFederation(UpConfig(data_dir=tmp_path, listen="127.0.0.1:7"))._stable_listen() == "127.0.0.1:7"
+    )  # an explicit --listen port wins
 
 
 def test_up_leaves_a_login_config_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MINGA_CONFIG_DIR", str(tmp_path / "config"))
     fed = DevFederation(UpConfig(data_dir=tmp_path / "up"))
     fed.broker = SimpleNamespace(address="127.0.0.1:1234")
-    assert fed._write_cli_config("mgu_up") == config.config_path()   # no config yet: written
+    assert fed._write_cli_config("mgu_up") == config.config_path()  # no config yet: written
     assert config.load_config()["token"] == "mgu_up"
     fed.broker.address = "127.0.0.1:5678"
-    fed._write_cli_config("mgu_up")                                   # its own: refreshed
+    fed._write_cli_config("mgu_up")  # its own: refreshed
     assert config.load_config()["broker"] == "127.0.0.1:5678"
-    config.save_config({"broker": "far:1", "token": "mgu_mine"})      # what `minga login` writes
+    config.save_config({"broker": "far:1", "token": "mgu_mine"})  # what `minga login` writes
     assert fed._write_cli_config("mgu_up") is None and config.load_config()["token"] == "mgu_mine"
 
 
@@ -106,10 +108,13 @@ def test_up_runs_the_sample_job_stops_everything_and_reruns(tmp_path: Path, monk
         assert json.loads(Path(second.cli_config).read_text())["broker"] == second.broker
         # A new terminal with no MINGA_* exported: plain `minga` finds the live broker through the config.
         env = {k: v for k, v in os.environ.items() if not k.startswith("MINGA_")}
-        env.update(MINGA_CONFIG_DIR=str(tmp_path / "config"),
-                   PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}")
-        listed = subprocess.run(["minga", "job", "list", "--all", "--output", "json"], env=env,
-                                capture_output=True, text=True, timeout=60)
+        env.update(
+            MINGA_CONFIG_DIR=str(tmp_path / "config"),
+            PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
+        )
+        listed = subprocess.run(
+            ["minga", "job", "list", "--all", "--output", "json"], env=env, capture_output=True, text=True, timeout=60
+        )
         assert listed.returncode == 0, listed.stderr
         assert len(json.loads(listed.stdout)) == 2
         with BrokerClient(second.broker, second.token, Path(second.ca_file).read_bytes()) as client:
@@ -119,16 +124,24 @@ def test_up_runs_the_sample_job_stops_everything_and_reruns(tmp_path: Path, monk
 
 
 def test_the_paste_block_says_plain_minga_after_putting_it_on_path(capsys: pytest.CaptureFixture[str]) -> None:
-    from cli.commands.up import _announce
-    from cli.up import SiteInfo, UpInfo
+    from minga.cli.commands.up import _announce
+    from minga.cli.up import SiteInfo, UpInfo
 
-    info = UpInfo(broker="127.0.0.1:5", researcher="ana", institution="uchile", token="mgu_x",
-                  admin_token_file="/d/admin-token", data_dir="/d", ca_file="/d/pki/ca.crt",
-                  sites=[SiteInfo("uchile-local", "uchile", "CL", "http://127.0.0.1:9", 1)], moved_from="127.0.0.1:4")
+    info = UpInfo(
+        broker="127.0.0.1:5",
+        researcher="ana",
+        institution="uchile",
+        token="mgu_x",
+        admin_token_file="/d/admin-token",
+        data_dir="/d",
+        ca_file="/d/pki/ca.crt",
+        sites=[SiteInfo("uchile-local", "uchile", "CL", "http://127.0.0.1:9", 1)],
+        moved_from="127.0.0.1:4",
+    )
     _announce(info, ". /v/bin/activate")
     out = capsys.readouterr().out
     pasted = [line.strip() for line in out.split("paste:\n", 1)[1].split("\n\n", 1)[0].splitlines()]
     assert pasted[0].startswith(". /v/bin/activate")
     assert "MINGA_CA=/d/pki/ca.crt" in pasted[1]
-    assert all(line.startswith(("minga ", "export ")) for line in pasted[1:]), pasted   # no full paths
+    assert all(line.startswith(("minga ", "export ")) for line in pasted[1:]), pasted  # no full paths
     assert "127.0.0.1:4) is taken" in out

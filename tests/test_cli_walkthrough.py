@@ -5,6 +5,7 @@ on a SQLite file), a site agent with its own local Ray head (`minga agent run
 --ray-local`), and each CLI call. Every process is stopped by PID at the end,
 and the agent's Ray head must be gone after the agent stops.
 """
+
 from __future__ import annotations
 
 import json
@@ -35,8 +36,9 @@ class Federation:
     env: dict[str, str]  # a clean environment: its own config and data dirs, no MINGA_* leaking in
     processes: list[subprocess.Popen[bytes]]
 
-    def minga(self, *args: str, token: str | None = None, timeout: float = 60,
-              check: bool = True) -> subprocess.CompletedProcess[str]:
+    def minga(
+        self, *args: str, token: str | None = None, timeout: float = 60, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
         env = dict(self.env, MINGA_BROKER=self.address)
         if token:
             env["MINGA_TOKEN"] = token
@@ -95,12 +97,28 @@ def federation(tmp_path: Path) -> Iterator[Federation]:
     env.update(MINGA_CONFIG_DIR=str(tmp_path / "config"), MINGA_DATA_DIR=str(tmp_path / "data"))
     fed = Federation(tmp=tmp_path, address="", env=env, processes=[])
     # The README's path: a federation CA first, so users talk TLS and the site mutual TLS.
-    init = subprocess.run([MINGA, "broker", "init", "--san", "127.0.0.1", "--san", "localhost"],
-                          capture_output=True, text=True, env=env, timeout=60)
+    init = subprocess.run(
+        [MINGA, "broker", "init", "--san", "127.0.0.1", "--san", "localhost"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
     assert init.returncode == 0, init.stderr
     env["MINGA_CA"] = str(tmp_path / "data" / "pki" / "ca.crt")
-    broker = fed.start("broker", "serve", "--listen", "127.0.0.1:0", "--db", f"sqlite:///{tmp_path / 'broker.db'}",
-                       "--admin-token-file", str(tmp_path / "admin-token"), "--output", "json", log="broker.log")
+    broker = fed.start(
+        "broker",
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--db",
+        f"sqlite:///{tmp_path / 'broker.db'}",
+        "--admin-token-file",
+        str(tmp_path / "admin-token"),
+        "--output",
+        "json",
+        log="broker.log",
+    )
     try:
         announced = json.loads(_first_line(broker, 60))
         fed.address = announced["address"]
@@ -129,17 +147,48 @@ def test_readme_walkthrough(federation: Federation, tmp_path: Path) -> None:
 
     # 3. the site joins (once: the join token is one-time) and runs its agent on a local Ray head
     credential = tmp_path / "site.json"
-    joined = fed.json("site", "join", "--broker", fed.address, "--token", join["token"], "--credential",
-                      str(credential), "--ca", fed.env["MINGA_CA"])
+    joined = fed.json(
+        "site",
+        "join",
+        "--broker",
+        fed.address,
+        "--token",
+        join["token"],
+        "--credential",
+        str(credential),
+        "--ca",
+        fed.env["MINGA_CA"],
+    )
     assert (joined["site"], joined["institution"], joined["country"]) == ("dcc", "uchile", "CL")
     assert oct(credential.stat().st_mode & 0o777) == "0o600"
-    assert oct(Path(joined["certificate_file"]).stat().st_mode & 0o777) == "0o600"   # the site's key
-    assert joined["broker"] != fed.address                                            # the site port
-    reuse = fed.minga("site", "join", "--broker", fed.address, "--token", join["token"], "--credential",
-                      str(tmp_path / "other.json"), "--ca", fed.env["MINGA_CA"], check=False)
+    assert oct(Path(joined["certificate_file"]).stat().st_mode & 0o777) == "0o600"  # the site's key
+    assert joined["broker"] != fed.address  # the site port
+    reuse = fed.minga(
+        "site",
+        "join",
+        "--broker",
+        fed.address,
+        "--token",
+        join["token"],
+        "--credential",
+        str(tmp_path / "other.json"),
+        "--ca",
+        fed.env["MINGA_CA"],
+        check=False,
+    )
     assert reuse.returncode != 0 and reuse.stderr.startswith("error: ") and reuse.stderr.count("\n") == 1
-    agent = fed.start("agent", "run", "--ray-local", "--gpus", "2", "--gpu-model", "A100", "--credential",
-                      str(credential), log="agent.log")
+    agent = fed.start(
+        "agent",
+        "run",
+        "--ray-local",
+        "--gpus",
+        "2",
+        "--gpu-model",
+        "A100",
+        "--credential",
+        str(credential),
+        log="agent.log",
+    )
 
     def site_ready() -> bool:
         assert agent.poll() is None, fed.log("agent.log")
@@ -147,18 +196,40 @@ def test_readme_walkthrough(federation: Federation, tmp_path: Path) -> None:
         return bool(sites) and sites[0]["connected"] and sites[0]["gpus"][:1] and sites[0]["gpus"][0]["total"] == 2
 
     _until("the site to report 2 A100", site_ready, timeout=180, every=1)
-    dashboard = _until("the agent to name its Ray head", lambda: next(
-        (w for w in fed.log("agent.log").split() if w.startswith("http://127.0.0.1:")), None), timeout=10)
+    dashboard = _until(
+        "the agent to name its Ray head",
+        lambda: next((w for w in fed.log("agent.log").split() if w.startswith("http://127.0.0.1:")), None),
+        timeout=10,
+    )
 
     # 4. the researcher submits; the job sees its GPU; logs, status, list
-    job = fed.json("job", "submit", "--name", "hello", "--gpus", "1", "--gpu-model", "A100", "--country", "CL", "--",
-                   "python", "-c", GPU_JOB, token=ana)
+    job = fed.json(
+        "job",
+        "submit",
+        "--name",
+        "hello",
+        "--gpus",
+        "1",
+        "--gpu-model",
+        "A100",
+        "--country",
+        "CL",
+        "--",
+        "python",
+        "-c",
+        GPU_JOB,
+        token=ana,
+    )
     assert job["state"] in ("PENDING", "LEASED", "RUNNING") and job["created"] is True
     logs = fed.minga("job", "logs", job["id"], "--follow", token=ana, timeout=180).stdout
     assert "GPUs: 0" in logs or "GPUs: 1" in logs, logs
     status = fed.json("job", "status", job["id"], token=ana)
-    assert (status["state"], status["site"], status["country"], status["gpu_model"]) == ("SUCCEEDED", "dcc", "CL",
-                                                                                         "A100")
+    assert (status["state"], status["site"], status["country"], status["gpu_model"]) == (
+        "SUCCEEDED",
+        "dcc",
+        "CL",
+        "A100",
+    )
     assert status["attempts"] == 1 and status["finished_at"] and status["name"] == "hello"
     table = fed.minga("job", "status", job["id"], token=ana).stdout
     assert "SUCCEEDED" in table and "dcc" in table
@@ -178,8 +249,11 @@ def test_readme_walkthrough(federation: Federation, tmp_path: Path) -> None:
 
     # a job that holds both GPUs makes the next one wait, with a reason; cancel frees them
     hog = fed.json("job", "submit", "--gpus", "2", "--", "python", "-c", "import time; time.sleep(600)", token=ana)
-    _until("the 2-GPU job to run", lambda: fed.json("job", "status", hog["id"], token=ana)["state"] == "RUNNING",
-           timeout=120)
+    _until(
+        "the 2-GPU job to run",
+        lambda: fed.json("job", "status", hog["id"], token=ana)["state"] == "RUNNING",
+        timeout=120,
+    )
     waiting = fed.json("job", "submit", "--gpus", "1", "--", "python", "-c", GPU_JOB, token=ana)
     pending = fed.json("job", "status", waiting["id"], token=ana)
     assert pending["state"] == "PENDING" and pending["reason"], pending
@@ -189,8 +263,11 @@ def test_readme_walkthrough(federation: Federation, tmp_path: Path) -> None:
     assert sum(q["pending"] for q in quotas if q["institution"] == "uchile") == 1, quotas  # any model: own row
     cancelled = fed.json("job", "cancel", hog["id"], token=ana)
     assert cancelled["state"] in ("CANCELLING", "CANCELLED")
-    _until("the cancel to be confirmed",
-           lambda: fed.json("job", "status", hog["id"], token=ana)["state"] == "CANCELLED", timeout=120)
+    _until(
+        "the cancel to be confirmed",
+        lambda: fed.json("job", "status", hog["id"], token=ana)["state"] == "CANCELLED",
+        timeout=120,
+    )
     assert "GPUs:" in fed.minga("job", "logs", waiting["id"], "--follow", token=ana, timeout=180).stdout
     listed = {j["id"]: j["state"] for j in fed.json("job", "list", "--all", token=ana)}
     assert listed[hog["id"]] == "CANCELLED" and listed[waiting["id"]] == "SUCCEEDED" and len(listed) == 5

@@ -1,4 +1,5 @@
 """Working-dir packing: .gitignore respected, deterministic digest, size limit."""
+
 from __future__ import annotations
 
 import hashlib
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from cli import workdir
+from minga.cli import workdir
 
 
 def _tree(root: Path, files: dict[str, str | bytes]) -> Path:
@@ -25,20 +26,36 @@ def _names(pkg: workdir.Package) -> list[str]:
 
 
 def test_gitignore_rules_nested_negation_and_dot_git(tmp_path: Path) -> None:
-    root = _tree(tmp_path, {
-        ".gitignore": "*.log\n!keep.log\nbuild/\n/data\n",
-        "train.py": "print('hi')\n",
-        "run.log": "noise", "keep.log": "kept",
-        "build/out.bin": "x", "data/big.bin": "x", "src/data/small.txt": "anchored /data only ignores the top one",
-        "src/.gitignore": "*.tmp\n!important.log\n",
-        "src/a.tmp": "x", "src/b.py": "y", "src/important.log": "nested negation wins",
-        ".git/HEAD": "ref: refs/heads/main\n", ".git/objects/ab": "z",
-    })
+    root = _tree(
+        tmp_path,
+        {
+            ".gitignore": "*.log\n!keep.log\nbuild/\n/data\n",
+            "train.py": "print('hi')\n",
+            "run.log": "noise",
+            "keep.log": "kept",
+            "build/out.bin": "x",
+            "data/big.bin": "x",
+            "src/data/small.txt": "anchored /data only ignores the top one",
+            "src/.gitignore": "*.tmp\n!important.log\n",
+            "src/a.tmp": "x",
+            "src/b.py": "y",
+            "src/important.log": "nested negation wins",
+            ".git/HEAD": "ref: refs/heads/main\n",
+            ".git/objects/ab": "z",
+        },
+    )
     names = _names(workdir.pack(root))
-    assert names == sorted([
-        ".gitignore", "keep.log", "src/.gitignore", "src/b.py", "src/data/small.txt", "src/important.log",
-        "train.py",
-    ])
+    assert names == sorted(
+        [
+            ".gitignore",
+            "keep.log",
+            "src/.gitignore",
+            "src/b.py",
+            "src/data/small.txt",
+            "src/important.log",
+            "train.py",
+        ]
+    )
 
 
 def test_same_content_same_digest_regardless_of_mtime_and_creation_order(tmp_path: Path) -> None:
@@ -86,7 +103,7 @@ def test_ignored_big_file_does_not_count(tmp_path: Path) -> None:
 
 def test_limit_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(workdir.MAX_BYTES_ENV, raising=False)
-    assert workdir.max_package_bytes() is None      # unset: the broker's limit binds
+    assert workdir.max_package_bytes() is None  # unset: the broker's limit binds
     monkeypatch.setenv(workdir.MAX_BYTES_ENV, "50MiB")
     assert workdir.max_package_bytes() == 50 * 1024 * 1024
     monkeypatch.setenv(workdir.MAX_BYTES_ENV, "1234")
@@ -103,14 +120,14 @@ def test_hint_names_the_limit_that_binds(monkeypatch: pytest.MonkeyPatch) -> Non
     broker = workdir.effective_limit(1_000_000, "set with --max-package-bytes")
     assert broker.max_bytes == 1_000_000
     assert workdir.MAX_BYTES_ENV not in broker.advice and "--max-package-bytes" in broker.advice
-    monkeypatch.setenv(workdir.MAX_BYTES_ENV, "5000000")   # above the broker's: the broker binds
+    monkeypatch.setenv(workdir.MAX_BYTES_ENV, "5000000")  # above the broker's: the broker binds
     assert workdir.effective_limit(1_000_000, "x").max_bytes == 1_000_000
     assert workdir.MAX_BYTES_ENV not in workdir.effective_limit(1_000_000, "x").advice
-    monkeypatch.setenv(workdir.MAX_BYTES_ENV, "1000")      # below: this machine's cap binds
+    monkeypatch.setenv(workdir.MAX_BYTES_ENV, "1000")  # below: this machine's cap binds
     local = workdir.effective_limit(1_000_000, "x")
     assert local.max_bytes == 1000 and workdir.MAX_BYTES_ENV in local.advice
     monkeypatch.delenv(workdir.MAX_BYTES_ENV)
-    assert workdir.effective_limit(None).max_bytes == workdir.DEFAULT_MAX_BYTES   # a broker that does not say
+    assert workdir.effective_limit(None).max_bytes == workdir.DEFAULT_MAX_BYTES  # a broker that does not say
 
 
 def test_not_a_directory(tmp_path: Path) -> None:

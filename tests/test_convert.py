@@ -1,16 +1,30 @@
 """proto ↔ domain converters (scheduler/api/convert.py)."""
+
 from __future__ import annotations
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from minga.v1 import common_pb2, site_pb2
-from scheduler.api import convert
-from scheduler.commands import RunReport, StartRunCommand, StopRunCommand
-from scheduler.domain import (
-    GpuPool, InvalidArgument, Inventory, Job, JobPreemption, JobSpec, JobState, Resources, Role, Run, RunState, RuntimeEnv, Site, SiteState,
+from minga.common.domain import (
+    GpuPool,
+    InvalidArgument,
+    Inventory,
+    Job,
+    JobPreemption,
+    JobSpec,
+    JobState,
+    Resources,
+    Role,
+    Run,
+    RunState,
+    RuntimeEnv,
+    Site,
+    SiteState,
 )
+from minga.scheduler.api import convert
+from minga.scheduler.commands import RunReport, StartRunCommand, StopRunCommand
+from minga.v1 import common_pb2, site_pb2
 
 PROPS = settings(max_examples=150, deadline=None)
 
@@ -49,10 +63,10 @@ def specs(draw) -> JobSpec:
     )
 
 
-pools = st.builds(GpuPool, model=text, memory_mb=int64, total=uint_like32, free=uint_like32,
-                  largest_node=uint_like32)
-inventories = st.builds(Inventory, gpus=st.lists(pools, max_size=4).map(tuple), cpus=finite,
-                        memory_mb=int64, nodes=uint_like32)
+pools = st.builds(GpuPool, model=text, memory_mb=int64, total=uint_like32, free=uint_like32, largest_node=uint_like32)
+inventories = st.builds(
+    Inventory, gpus=st.lists(pools, max_size=4).map(tuple), cpus=finite, memory_mb=int64, nodes=uint_like32
+)
 
 
 def wire(msg):
@@ -61,6 +75,7 @@ def wire(msg):
 
 
 # -- JobSpec --------------------------------------------------------------------
+
 
 @PROPS
 @given(specs())
@@ -83,52 +98,101 @@ def test_spec_from_pb_fills_defaults_and_normalizes():
         countries=["cl", "Br"],
     )
     spec = convert.spec_from_pb(pb)
-    assert spec.resources.cpus == 1.0          # 0 on the wire: the default of 1
-    assert spec.max_attempts == 3              # 0 on the wire: the default of 3
+    assert spec.resources.cpus == 1.0  # 0 on the wire: the default of 1
+    assert spec.max_attempts == 3  # 0 on the wire: the default of 3
     assert spec.countries == ("CL", "BR")
     assert spec.runtime_env.env == (("A", "1"), ("B", "2"))
     assert spec.resources.gpus == 2 and spec.resources.gpu_models == ()
 
 
 def test_spec_fields_land_where_they_belong():
-    spec = JobSpec(entrypoint="python t.py", name="n",
-                   runtime_env=RuntimeEnv("sha256:" + "0" * 64, ("torch",), (("K", "V"),)),
-                   resources=Resources(gpus=4, gpu_models=("A100",), min_gpu_memory_mb=40_000, cpus=8.5,
-                                       memory_mb=1024),
-                   countries=("CL",), walltime_seconds=3600, priority=3, max_attempts=2)
+    spec = JobSpec(
+        entrypoint="python t.py",
+        name="n",
+        runtime_env=RuntimeEnv("sha256:" + "0" * 64, ("torch",), (("K", "V"),)),
+        resources=Resources(gpus=4, gpu_models=("A100",), min_gpu_memory_mb=40_000, cpus=8.5, memory_mb=1024),
+        countries=("CL",),
+        walltime_seconds=3600,
+        priority=3,
+        max_attempts=2,
+    )
     pb = convert.spec_to_pb(spec)
     assert (pb.entrypoint, pb.name, pb.walltime_seconds, pb.priority, pb.max_attempts) == (
-        "python t.py", "n", 3600, 3, 2)
+        "python t.py",
+        "n",
+        3600,
+        3,
+        2,
+    )
     assert list(pb.countries) == ["CL"]
-    assert (pb.resources.gpus, list(pb.resources.gpu_models), pb.resources.min_gpu_memory_mb,
-            pb.resources.cpus, pb.resources.memory_mb) == (4, ["A100"], 40_000, 8.5, 1024)
+    assert (
+        pb.resources.gpus,
+        list(pb.resources.gpu_models),
+        pb.resources.min_gpu_memory_mb,
+        pb.resources.cpus,
+        pb.resources.memory_mb,
+    ) == (4, ["A100"], 40_000, 8.5, 1024)
     assert pb.runtime_env.working_dir_digest == "sha256:" + "0" * 64
     assert list(pb.runtime_env.pip) == ["torch"] and dict(pb.runtime_env.env) == {"K": "V"}
 
 
 def test_job_to_pb():
     spec = JobSpec(entrypoint="echo hi", resources=Resources(gpus=1))
-    job = Job(id="j-1", spec=spec, state=JobState.RUNNING, owner="ana", institution="uchile",
-              submitted_at=10.5, attempts=2, reason="r", site="s", country="CL", run_id="minga-j-1-a2",
-              gpu_model="A100", started_at=11.0, finished_at=0.0)
+    job = Job(
+        id="j-1",
+        spec=spec,
+        state=JobState.RUNNING,
+        owner="ana",
+        institution="uchile",
+        submitted_at=10.5,
+        attempts=2,
+        reason="r",
+        site="s",
+        country="CL",
+        run_id="minga-j-1-a2",
+        gpu_model="A100",
+        started_at=11.0,
+        finished_at=0.0,
+    )
     pb = wire(convert.job_to_pb(job))
     assert pb.state == common_pb2.JOB_STATE_RUNNING
-    assert (pb.id, pb.owner, pb.institution, pb.site, pb.country, pb.attempts, pb.reason, pb.run_id,
-            pb.submitted_at, pb.started_at, pb.finished_at, pb.gpu_model) == (
-        "j-1", "ana", "uchile", "s", "CL", 2, "r", "minga-j-1-a2", 10.5, 11.0, 0.0, "A100")
+    assert (
+        pb.id,
+        pb.owner,
+        pb.institution,
+        pb.site,
+        pb.country,
+        pb.attempts,
+        pb.reason,
+        pb.run_id,
+        pb.submitted_at,
+        pb.started_at,
+        pb.finished_at,
+        pb.gpu_model,
+    ) == ("j-1", "ana", "uchile", "s", "CL", 2, "r", "minga-j-1-a2", 10.5, 11.0, 0.0, "A100")
     assert convert.spec_from_pb(pb.spec) == spec
     assert not pb.HasField("last_preemption")
 
 
 def test_job_to_pb_keeps_the_last_preemption():
     last = JobPreemption(at=20.0, kind="reclaim", beneficiary="uchile", reason="reclaim: uchile is below ...")
-    job = Job(id="j-1", spec=JobSpec(entrypoint="x"), state=JobState.PENDING, owner="bia", institution="usp",
-              submitted_at=10.0, attempts=1, reason="waiting", last_preemption=last)
+    job = Job(
+        id="j-1",
+        spec=JobSpec(entrypoint="x"),
+        state=JobState.PENDING,
+        owner="bia",
+        institution="usp",
+        submitted_at=10.0,
+        attempts=1,
+        reason="waiting",
+        last_preemption=last,
+    )
     pb = wire(convert.job_to_pb(job)).last_preemption
     assert JobPreemption(pb.at, pb.kind, pb.beneficiary, pb.reason) == last
 
 
 # -- Inventory --------------------------------------------------------------------
+
 
 @PROPS
 @given(inventories)
@@ -138,17 +202,30 @@ def test_inventory_round_trip(inv):
 
 def test_site_to_pb():
     inv = Inventory(gpus=(GpuPool("A100", 81_920, 8, 6, 4),), cpus=64.0, memory_mb=512_000, nodes=2)
-    site = Site(name="uchile-dcc", institution="uchile", country="CL", state=SiteState.CORDONED,
-                connected=True, inventory=inv, last_seen=5.0)
+    site = Site(
+        name="uchile-dcc",
+        institution="uchile",
+        country="CL",
+        state=SiteState.CORDONED,
+        connected=True,
+        inventory=inv,
+        last_seen=5.0,
+    )
     pb = convert.site_to_pb(site, {"A100": 2})
     assert (pb.name, pb.institution, pb.country, pb.connected, pb.last_seen) == (
-        "uchile-dcc", "uchile", "CL", True, 5.0)
+        "uchile-dcc",
+        "uchile",
+        "CL",
+        True,
+        5.0,
+    )
     assert pb.state == common_pb2.SITE_STATE_CORDONED
     assert dict(pb.gpus_in_use) == {"A100": 2}
     assert convert.inventory_from_pb(pb.inventory) == inv
 
 
 # -- enums ------------------------------------------------------------------------
+
 
 def _names(enum_type, prefix: str) -> set[str]:
     return {v.name.removeprefix(prefix) for v in enum_type.DESCRIPTOR.values if not v.name.endswith("_UNSPECIFIED")}
@@ -208,9 +285,11 @@ def test_role_unspecified_is_none():
 
 # -- site stream ------------------------------------------------------------------
 
+
 def test_run_report_from_pb():
-    pb = site_pb2.RunReport(run_id="minga-j-1-a1", job_id="j-1", epoch=1,
-                            state=common_pb2.RUN_STATE_FAILED, message="exit 3")
+    pb = site_pb2.RunReport(
+        run_id="minga-j-1-a1", job_id="j-1", epoch=1, state=common_pb2.RUN_STATE_FAILED, message="exit 3"
+    )
     assert convert.run_report_from_pb(wire(pb)) == RunReport("minga-j-1-a1", RunState.FAILED, "exit 3")
 
 
@@ -225,10 +304,9 @@ def test_start_command_to_broker_message(spec, epoch, model):
     run = Run(id=f"minga-j-1-a{epoch}", job_id="j-1", site="s", epoch=epoch, gpu_model=model, gpus=2, cpus=1.0)
     msg = wire(convert.command_to_pb(StartRunCommand(site="s", run=run, spec=spec)))
     assert msg.WhichOneof("body") == "start"
-    assert (msg.start.run_id, msg.start.job_id, msg.start.epoch, msg.start.gpu_model) == (
-        run.id, "j-1", epoch, model)
+    assert (msg.start.run_id, msg.start.job_id, msg.start.epoch, msg.start.gpu_model) == (run.id, "j-1", epoch, model)
     assert convert.spec_from_pb(msg.start.spec) == spec
-    assert msg.start.notice_seconds == 0          # not set: the agent leaves Ray's default
+    assert msg.start.notice_seconds == 0  # not set: the agent leaves Ray's default
 
 
 def test_start_command_carries_the_notice():
@@ -250,7 +328,7 @@ def test_the_stored_spec_text_is_what_asdict_would_write(spec: JobSpec):
     import json
     from dataclasses import asdict
 
-    from scheduler.store.codec import spec_to_json
+    from minga.scheduler.store.codec import spec_to_json
 
     expected = asdict(spec)
     del expected["secret_env"]

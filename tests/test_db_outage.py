@@ -7,6 +7,7 @@ recovers by itself when the database is back.
 - SQLite: another process holds the write lock past the busy timeout (a disk or
   a stuck writer), so every writing transaction fails.
 """
+
 from __future__ import annotations
 
 import sqlite3
@@ -16,12 +17,12 @@ from contextlib import contextmanager
 
 import grpc
 import pytest
-from minga.v1 import common_pb2, job_pb2
 
+from minga.v1 import common_pb2, job_pb2
 from tests.fixtures_broker import ScriptedSite, gpu_inventory, start_broker
 from tests.netproxy import TcpProxy
-from tests.test_leases import site_info, submit, until
 from tests.pg import pg_schema, url_in_schema
+from tests.test_leases import site_info, submit, until
 
 TTL = 3.0
 
@@ -54,21 +55,27 @@ def sqlite_with_a_stuck_writer(path: str) -> Iterator[tuple[str, Callable[[], ob
 
 @pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def test_database_outage_answers_unavailable_and_recovers(backend, tmp_path):
-    outage = (postgres_behind_proxy() if backend == "postgres"
-              else sqlite_with_a_stuck_writer(str(tmp_path / "broker.db")))
+    outage = (
+        postgres_behind_proxy() if backend == "postgres" else sqlite_with_a_stuck_writer(str(tmp_path / "broker.db"))
+    )
     with outage as (db_url, break_db, restore_db):
         broker = start_broker(tmp_path, db_url=db_url, lease_ttl_seconds=TTL)
         try:
             broker.institution("uchile", "CL")
             ana = broker.researcher("ana", "uchile")
-            site = ScriptedSite(broker.address, broker.join("uchile", "dcc"), gpu_inventory(gpus=4),
-                                heartbeat_seconds=0.3)
+            site = ScriptedSite(
+                broker.address, broker.join("uchile", "dcc"), gpu_inventory(gpus=4), heartbeat_seconds=0.3
+            )
             site.next("welcome")
             before = submit(ana, gpus=2)
             start = site.next("start").start
             site.report(start.run_id, common_pb2.RUN_STATE_RUNNING)
-            until(lambda: ana.jobs.GetJob(job_pb2.GetJobRequest(job_id=before), metadata=ana.md).state
-                  == common_pb2.JOB_STATE_RUNNING)
+            until(
+                lambda: (
+                    ana.jobs.GetJob(job_pb2.GetJobRequest(job_id=before), metadata=ana.md).state
+                    == common_pb2.JOB_STATE_RUNNING
+                )
+            )
 
             break_db()
             began = time.monotonic()
@@ -76,19 +83,19 @@ def test_database_outage_answers_unavailable_and_recovers(backend, tmp_path):
                 submit(ana, gpus=1, name="during-outage")
             assert refused.value.code() == grpc.StatusCode.UNAVAILABLE, refused.value.details()
             assert "database is unavailable" in refused.value.details()
-            assert time.monotonic() - began < 25               # a clear answer, not a hang
-            time.sleep(2 * TTL)                                # longer than a lease, inside the outage
-            assert not site.ended.is_set()                     # the site kept its session
+            assert time.monotonic() - began < 25  # a clear answer, not a hang
+            time.sleep(2 * TTL)  # longer than a lease, inside the outage
+            assert not site.ended.is_set()  # the site kept its session
             restore_db()
 
             after = until(lambda: _try_submit(ana), timeout=30)  # recovers by itself
             time.sleep(TTL / 2)
             assert site_info(broker, "dcc").state == common_pb2.SITE_STATE_READY  # not declared lost
             jobs = ana.jobs.ListJobs(job_pb2.ListJobsRequest(all=True), metadata=ana.md).jobs
-            assert sorted(j.id for j in jobs) == sorted([before, after])   # the refused submit left nothing
+            assert sorted(j.id for j in jobs) == sorted([before, after])  # the refused submit left nothing
             kept = next(j for j in jobs if j.id == before)
             assert kept.state == common_pb2.JOB_STATE_RUNNING and kept.attempts == 1
-            assert site.next("start", timeout=15).start.job_id == after    # scheduling resumed
+            assert site.next("start", timeout=15).start.job_id == after  # scheduling resumed
             site.close()
         finally:
             broker.close()
@@ -102,7 +109,6 @@ def _try_submit(ana) -> str | None:  # type: ignore[no-untyped-def]
         return None
 
 
-
 @pytest.mark.postgres
 def test_a_pooled_connection_that_died_while_idle_is_replaced_not_used(monkeypatch):
     """A connection idle past PING_AFTER_IDLE_SECONDS is tested before use: one the server
@@ -111,22 +117,23 @@ def test_a_pooled_connection_that_died_while_idle_is_replaced_not_used(monkeypat
     from sqlalchemy import text
     from sqlalchemy.exc import OperationalError
 
-    from scheduler.store import db
+    from minga.scheduler.store import db
 
     with postgres_behind_proxy() as (url, _refuse, drop_connections):
         engine, _ = db.make_engines(url)
         try:
+
             def use_then_drop() -> None:
                 with engine.connect() as conn:
                     assert conn.execute(text("SELECT 1")).scalar() == 1
                 assert engine.pool.checkedin() == 1
-                drop_connections()              # the pooled connection is dead now
+                drop_connections()  # the pooled connection is dead now
 
-            monkeypatch.setattr(db, "PING_AFTER_IDLE_SECONDS", 3600.0)   # never tested first
+            monkeypatch.setattr(db, "PING_AFTER_IDLE_SECONDS", 3600.0)  # never tested first
             use_then_drop()
             with pytest.raises(OperationalError), engine.connect() as conn:
                 conn.execute(text("SELECT 2"))
-            monkeypatch.setattr(db, "PING_AFTER_IDLE_SECONDS", 0.0)      # always tested first
+            monkeypatch.setattr(db, "PING_AFTER_IDLE_SECONDS", 0.0)  # always tested first
             use_then_drop()
             with engine.connect() as conn:
                 assert conn.execute(text("SELECT 3")).scalar() == 3

@@ -7,6 +7,7 @@ With `--no-fair-share-preemption`, nothing is.
 
 The test runs every cycle itself (`run_once`), so "a cycle ran" is a returned value, and
 "nothing happened" is asserted only after one has."""
+
 from __future__ import annotations
 
 import json
@@ -15,15 +16,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from minga.v1 import common_pb2, site_pb2
 
-from scheduler.clock import FakeClock
-from scheduler.cycle import CycleResult
+from minga.common.clock import FakeClock
+from minga.scheduler.cycle import CycleResult
+from minga.v1 import common_pb2, site_pb2
 from tests.fixtures_broker import Caller, RunningBroker, ScriptedSite, gpu_inventory, start_broker
 from tests.test_preemption_record import audit, get, minga, submit, until
 
 GPUS = 8
-GRACE = 600.0          # the default preemption grace (`policy set --preemption-grace`)
+GRACE = 600.0  # the default preemption grace (`policy set --preemption-grace`)
 
 
 @dataclass
@@ -71,15 +72,18 @@ def fed(tmp_path: Path) -> Iterator[Federation]:
     clock = FakeClock()
     # Minutes pass on the fake clock between heartbeats: a long lease TTL keeps the site.
     broker = start_broker(tmp_path, clock=clock, lease_ttl_seconds=30 * 86400)
-    broker.broker.core.cycle.stop()          # the test runs each cycle itself
+    broker.broker.core.cycle.stop()  # the test runs each cycle itself
     for slug, country in (("host", "CL"), ("a", "AR"), ("b", "BR")):
         broker.institution(slug, country)
     admin = broker.admin
     out = minga(broker, admin.token, "admin", "policy", "set", "--policy", "static", "-o", "json")
     assert out.exit_code == 0, out.output
-    policy = json.loads(out.stdout)     # the defaults the numbers below follow from
-    assert (policy["preemption_grace_seconds"], policy["preemption_threshold"], policy["preemption_cap"]) == \
-        (GRACE, 0.1, 0.25)
+    policy = json.loads(out.stdout)  # the defaults the numbers below follow from
+    assert (policy["preemption_grace_seconds"], policy["preemption_threshold"], policy["preemption_cap"]) == (
+        GRACE,
+        0.1,
+        0.25,
+    )
     site = ScriptedSite(broker.address, broker.join("host", "big"), gpu_inventory("A100", GPUS))
     try:
         site.next("welcome")
@@ -142,10 +146,10 @@ def test_b_gets_its_fair_share_back_two_gpus_a_cycle(fed: Federation) -> None:
 
     # b holds its share: however long it goes on, nothing more is preempted.
     for _ in range(3):
-        fed.clock.advance(GRACE + 60)       # b's runs are past the grace too
-        result = fed.cycle()                # a cycle ran: the positive signal
+        fed.clock.advance(GRACE + 60)  # b's runs are past the grace too
+        result = fed.cycle()  # a cycle ran: the positive signal
         assert (result.preempted, result.placed, result.published) == (0, 0, 0), result
-        assert result.waiting == 4          # a's four preempted jobs
+        assert result.waiting == 4  # a's four preempted jobs
     assert fed.sent() == []
 
     # a's preempted jobs wait again for GPUs, and still say why and for whom.
@@ -155,7 +159,7 @@ def test_b_gets_its_fair_share_back_two_gpus_a_cycle(fed: Federation) -> None:
         last = job.last_preemption
         assert (last.kind, last.beneficiary) == ("fair-share", "b")
         assert last.reason.startswith("fair share: b holds") and "below its fair share of 4.0" in last.reason
-        assert last.reason.rsplit(" ", 1)[-1] in b_jobs            # "... preempted for <b's job>"
+        assert last.reason.rsplit(" ", 1)[-1] in b_jobs  # "... preempted for <b's job>"
         assert last.at == pytest.approx(when)
     job_id = next(iter(preempted))
     table = minga(fed.broker, fed.a.token, "job", "status", job_id)
@@ -169,7 +173,7 @@ def test_b_gets_its_fair_share_back_two_gpus_a_cycle(fed: Federation) -> None:
     assert sorted(e.target for e in lines) == sorted(f"{j} {s.run_id}" for j, s in preempted.items())
     assert all((e.who, e.role, e.outcome) == ("scheduler", "broker", "OK") for e in lines)
     assert all(e.detail.startswith("fair-share for b on big: fair share: b holds") for e in lines)
-    assert sorted(e.detail.split(" holds ")[1].split()[0] for e in lines) == ["0", "1", "2", "3"]   # b, each time
+    assert sorted(e.detail.split(" holds ")[1].split()[0] for e in lines) == ["0", "1", "2", "3"]  # b, each time
     listed = minga(fed.broker, fed.admin.token, "admin", "audit", "--who", "scheduler", "-o", "json")
     assert listed.exit_code == 0, listed.output
     assert sorted(e["target"] for e in json.loads(listed.stdout)) == sorted(e.target for e in lines)

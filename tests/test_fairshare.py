@@ -1,15 +1,28 @@
 """Fair Tree order, entitlement, guarantees and placement preferences: examples."""
+
 from __future__ import annotations
 
 import pytest
 
-from scheduler.policy.entitlement import build_tree, entitlements, job_project, model_weight
-from scheduler.policy.fairshare import fair_tree_order, institution_factors, order_pending
-from scheduler.policy.guarantees import guarantees, quota_rows
-from scheduler.policy.latency import country_groups, default_rank
-from scheduler.policy.schedule import schedule_fifo
+from minga.scheduler.policy.entitlement import build_tree, entitlements, job_project, model_weight
+from minga.scheduler.policy.fairshare import fair_tree_order, institution_factors, order_pending
+from minga.scheduler.policy.guarantees import guarantees, quota_rows
+from minga.scheduler.policy.latency import country_groups, default_rank
+from minga.scheduler.policy.schedule import schedule_fifo
 from tests.test_fairshare_helpers import (
-    HOUR, NOW, ProjectShare, ShareSettings, decide, inst, job, placed, pool, run, site, snap, waiting,
+    HOUR,
+    NOW,
+    ProjectShare,
+    ShareSettings,
+    decide,
+    inst,
+    job,
+    placed,
+    pool,
+    run,
+    site,
+    snap,
+    waiting,
 )
 
 STATIC = ShareSettings(policy="static")
@@ -17,9 +30,13 @@ STATIC = ShareSettings(policy="static")
 
 # -- entitlement -------------------------------------------------------------------
 
+
 def test_contribution_earns_share_and_the_base_grant_is_a_floor():
-    s = snap([], [inst("rich", contribution=9.0), inst("poor")],
-             settings=ShareSettings(base_grant=1.0, base_grant_fraction=0.0))
+    s = snap(
+        [],
+        [inst("rich", contribution=9.0), inst("poor")],
+        settings=ShareSettings(base_grant=1.0, base_grant_fraction=0.0),
+    )
     ent = entitlements(build_tree(s)).institution
     assert ent["rich"] > ent["poor"] > 0
     assert ent["rich"] == pytest.approx(10 / 11) and ent["poor"] == pytest.approx(1 / 11)
@@ -57,11 +74,15 @@ def test_country_weight_defaults_to_the_sum_of_its_institutions_and_can_be_set()
 
 
 def test_project_weights_split_the_institution_share():
-    s = snap([], [inst("a"), inst("b")], settings=STATIC,
-             projects=[ProjectShare("a/x", "a", 3.0), ProjectShare("a/y", "a", 1.0)])
+    s = snap(
+        [],
+        [inst("a"), inst("b")],
+        settings=STATIC,
+        projects=[ProjectShare("a/x", "a", 3.0), ProjectShare("a/y", "a", 1.0)],
+    )
     ent = entitlements(build_tree(s)).project
     assert ent["a/x"] == pytest.approx(0.375) and ent["a/y"] == pytest.approx(0.125)
-    assert ent["b/default"] == pytest.approx(0.5)   # every institution has a default project
+    assert ent["b/default"] == pytest.approx(0.5)  # every institution has a default project
 
 
 def test_model_weights_normalize_and_unknown_models_count_one():
@@ -78,26 +99,31 @@ def test_job_project_defaults_and_qualifies():
 
 # -- Fair Tree order ---------------------------------------------------------------
 
+
 def test_institution_with_less_usage_relative_to_entitlement_goes_first():
     sites = [site("s", "x", pool("A100", 1))]
     insts = [inst("heavy"), inst("light"), inst("x")]
     pending = [job("h", "heavy", submitted=0), job("l", "light", submitted=10)]
-    d = decide(snap(sites, insts, pending, usage=[("heavy/default", 1000.0), ("light/default", 10.0)],
-                    settings=STATIC))
+    d = decide(snap(sites, insts, pending, usage=[("heavy/default", 1000.0), ("light/default", 10.0)], settings=STATIC))
     assert list(placed(d)) == ["l"]
 
 
 def test_usage_is_relative_to_entitlement():
     """Twice the usage with four times the weight is the lower ratio."""
-    s = snap([], [inst("big", weight=4.0), inst("small", weight=1.0)], settings=STATIC,
-             usage=[("big/default", 200.0), ("small/default", 100.0)])
+    s = snap(
+        [],
+        [inst("big", weight=4.0), inst("small", weight=1.0)],
+        settings=STATIC,
+        usage=[("big/default", 200.0), ("small/default", 100.0)],
+    )
     assert fair_tree_order(s)[:2] == ["big/default", "small/default"]
 
 
 def test_projects_within_an_institution_are_ordered_by_their_own_usage():
     projects = [ProjectShare("a/busy", "a"), ProjectShare("a/idle", "a")]
-    s = snap([], [inst("a"), inst("b")], projects=projects, settings=STATIC,
-             usage=[("a/busy", 500.0), ("b/default", 10.0)])
+    s = snap(
+        [], [inst("a"), inst("b")], projects=projects, settings=STATIC, usage=[("a/busy", 500.0), ("b/default", 10.0)]
+    )
     order = fair_tree_order(s)
     assert order.index("a/idle") < order.index("a/busy")
     # Fair Tree: institution b (less used relative to share) outranks all of a's projects.
@@ -113,8 +139,9 @@ def test_fair_tree_compares_countries_first():
 
 
 def test_jobs_of_one_project_keep_submit_order():
-    s = snap([], [inst("a")], [job("late", "a", submitted=50), job("early", "a", submitted=1),
-                               job("mid", "a", submitted=20)])
+    s = snap(
+        [], [inst("a")], [job("late", "a", submitted=50), job("early", "a", submitted=1), job("mid", "a", submitted=20)]
+    )
     assert [j.id for j in order_pending(s, NOW + HOUR)] == ["early", "mid", "late"]
 
 
@@ -137,34 +164,42 @@ def test_live_runs_break_ties_between_equal_usage():
 def test_institution_factor_is_slurm_classic():
     s = snap([], [inst("a"), inst("b")], settings=STATIC, usage=[("a/default", 1.0)])
     f = institution_factors(s)
-    assert f["b"] == 1.0 and f["a"] == pytest.approx(2 ** -2)
+    assert f["b"] == 1.0 and f["a"] == pytest.approx(2**-2)
 
 
 # -- no institutions: FIFO exactly as before ----------------------------------------
 
+
 def test_without_institutions_the_policy_is_fifo():
-    s = snap([site("s", "a", pool("A100", 4))], [],
-             [job("late", "a", 4, submitted=5), job("early", "a", 4, submitted=1)])
+    s = snap(
+        [site("s", "a", pool("A100", 4))], [], [job("late", "a", 4, submitted=5), job("early", "a", 4, submitted=1)]
+    )
     d = decide(s)
     assert d == schedule_fifo(s) and list(placed(d)) == ["early"]
 
 
 # -- guarantees, borrowing, lending ------------------------------------------------
 
+
 def test_guarantee_defaults_to_own_sites():
-    s = snap([site("s1", "a", pool("A100", 8), pool("T4", 4, 16_000)), site("s2", "a", pool("A100", 2))],
-             [inst("a"), inst("b")])
+    s = snap(
+        [site("s1", "a", pool("A100", 8), pool("T4", 4, 16_000)), site("s2", "a", pool("A100", 2))],
+        [inst("a"), inst("b")],
+    )
     g, notes = guarantees(s)
     assert g["a"] == {"A100": 10, "T4": 4} and g["b"] == {} and notes == ()
 
 
 def test_explicit_guarantees_are_capped_by_the_federation():
-    s = snap([site("s1", "a", pool("A100", 8))], [inst("a"), inst("b", guarantee=(("A100", 16),)),
-                                                  inst("c", guarantee=(("H100", 2),))])
+    s = snap(
+        [site("s1", "a", pool("A100", 8))],
+        [inst("a"), inst("b", guarantee=(("A100", 16),)), inst("c", guarantee=(("H100", 2),))],
+    )
     g, notes = guarantees(s)
     assert g["b"]["A100"] == 8 and g["c"]["H100"] == 0 and len(notes) == 2 and "A100" in notes[0]
-    s = snap([site("s1", "a", pool("A100", 8))], [inst("a", guarantee=(("A100", 4),)),
-                                                  inst("b", guarantee=(("A100", 2),))])
+    s = snap(
+        [site("s1", "a", pool("A100", 8))], [inst("a", guarantee=(("A100", 4),)), inst("b", guarantee=(("A100", 2),))]
+    )
     g, notes = guarantees(s)
     assert g["a"]["A100"] == 4 and g["b"]["A100"] == 2 and notes == ()
 
@@ -179,15 +214,22 @@ def test_quota_rows_show_borrowed_and_lent():
 
 def test_borrowing_limit_binds_with_a_quota_reason():
     sites = [site("sa", "a", pool("A100", 8))]
-    d = decide(snap(sites, [inst("a"), inst("b", borrowing_limit=2)],
-                    [job("small", "b", 2, submitted=0), job("more", "b", 1, submitted=1)]))
+    d = decide(
+        snap(
+            sites,
+            [inst("a"), inst("b", borrowing_limit=2)],
+            [job("small", "b", 2, submitted=0), job("more", "b", 1, submitted=1)],
+        )
+    )
     assert list(placed(d)) == ["small"]
     assert waiting(d)["more"].reason.startswith("quota:")
 
 
 def test_lending_limit_binds_with_a_quota_reason():
     sites = [site("sa", "a", pool("A100", 8))]
-    d = decide(snap(sites, [inst("a", lending_limit=3), inst("b")], [job("big", "b", 4), job("ok", "b", 3, submitted=1)]))
+    d = decide(
+        snap(sites, [inst("a", lending_limit=3), inst("b")], [job("big", "b", 4), job("ok", "b", 3, submitted=1)])
+    )
     assert list(placed(d)) == ["ok"]
     assert waiting(d)["big"].reason.startswith("quota:")
     # The owner itself is not limited by its own lending limit.
@@ -197,6 +239,7 @@ def test_lending_limit_binds_with_a_quota_reason():
 
 # -- placement preferences -----------------------------------------------------------
 
+
 def test_own_sites_come_first_even_over_a_tighter_fit():
     sites = [site("other", "b", pool("A100", 2)), site("mine", "a", pool("A100", 8))]
     d = decide(snap(sites, [inst("a"), inst("b")], [job("j", "a", 2)]))
@@ -204,14 +247,18 @@ def test_own_sites_come_first_even_over_a_tighter_fit():
 
 
 def test_data_country_then_subregion_then_elsewhere():
-    sites = [site("mx", "x", pool("A100", 2), country="MX"), site("cl", "y", pool("A100", 8), country="CL"),
-             site("br", "z", pool("A100", 8), country="BR"), site("ar", "w", pool("A100", 8), country="AR")]
+    sites = [
+        site("mx", "x", pool("A100", 2), country="MX"),
+        site("cl", "y", pool("A100", 8), country="CL"),
+        site("br", "z", pool("A100", 8), country="BR"),
+        site("ar", "w", pool("A100", 8), country="AR"),
+    ]
     insts = [inst("u", "PE"), inst("x", "MX"), inst("y", "CL"), inst("z", "BR"), inst("w", "AR")]
     d = decide(snap(sites, insts, [job("j", "u", 2, data_country="BR")]))
     assert placed(d)["j"].site == "br"
-    d = decide(snap(sites, insts, [job("j", "u", 2, data_country="UY")]))   # Southern Cone: AR or CL
+    d = decide(snap(sites, insts, [job("j", "u", 2, data_country="UY")]))  # Southern Cone: AR or CL
     assert placed(d)["j"].site in {"ar", "cl"}
-    d = decide(snap(sites, insts, [job("j", "u", 2, data_country="GT")]))   # Central America: MX
+    d = decide(snap(sites, insts, [job("j", "u", 2, data_country="GT")]))  # Central America: MX
     assert placed(d)["j"].site == "mx"
 
 
@@ -224,8 +271,14 @@ def test_data_country_defaults_to_the_institution_country():
 def test_admin_latency_ranks_override_the_default():
     sites = [site("cl", "y", pool("A100", 8), country="CL"), site("mx", "x", pool("A100", 8), country="MX")]
     settings = ShareSettings(latency=(("AR", "MX", 0), ("AR", "CL", 5)))
-    d = decide(snap(sites, [inst("u", "AR"), inst("x", "MX"), inst("y", "CL")],
-                    [job("j", "u", 2, data_country="AR")], settings=settings))
+    d = decide(
+        snap(
+            sites,
+            [inst("u", "AR"), inst("x", "MX"), inst("y", "CL")],
+            [job("j", "u", 2, data_country="AR")],
+            settings=settings,
+        )
+    )
     assert placed(d)["j"].site == "mx"
 
 
@@ -251,9 +304,14 @@ def test_site_labels_are_a_hard_constraint():
     assert w.never_fits and w.reason.startswith("label:") and "fabric=infiniband" in w.reason
 
 
-@pytest.mark.parametrize(("kw", "prefix"), [
-    (dict(countries=("PE",)), "country:"), (dict(models=("H100",)), "model:"), (dict(gpus=16), "capacity:"),
-])
+@pytest.mark.parametrize(
+    ("kw", "prefix"),
+    [
+        (dict(countries=("PE",)), "country:"),
+        (dict(models=("H100",)), "model:"),
+        (dict(gpus=16), "capacity:"),
+    ],
+)
 def test_never_fits_reasons_name_the_constraint(kw, prefix):
     kw = {"gpus": 1, **kw}
     d = decide(snap([site("s", "u", pool("A100", 8))], [inst("u")], [job("j", "u", **kw)]))
@@ -280,6 +338,7 @@ def test_latency_groups():
 
 # -- water-filling inside the cycle ------------------------------------------------
 
+
 def _held_by(d, pending):
     inst_of = {j.id: j.institution for j in pending}
     held: dict[str, int] = {}
@@ -288,11 +347,14 @@ def _held_by(d, pending):
     return held
 
 
-@pytest.mark.parametrize("gpus, weights, expected", [
-    (12, (1.0, 1.0, 1.0), {"a": 4, "b": 4, "c": 4}),
-    (16, (1.0, 1.0, 2.0), {"a": 4, "b": 4, "c": 8}),
-    (30, (1.0, 2.0, 3.0), {"a": 5, "b": 10, "c": 15}),
-])
+@pytest.mark.parametrize(
+    "gpus, weights, expected",
+    [
+        (12, (1.0, 1.0, 1.0), {"a": 4, "b": 4, "c": 4}),
+        (16, (1.0, 1.0, 2.0), {"a": 4, "b": 4, "c": 8}),
+        (30, (1.0, 2.0, 3.0), {"a": 5, "b": 10, "c": 15}),
+    ],
+)
 def test_one_cycle_splits_idle_gpus_by_weight(gpus, weights, expected):
     """A burst from three institutions on idle GPUs owned by a fourth is split in the same
     cycle (weighted max-min), not handed to whoever is first in Fair Tree order."""
@@ -323,10 +385,12 @@ def test_water_filling_holds_at_every_level_of_the_tree():
     sites = [site("s1", "host", pool("A100", 12), country="AR")]
     insts = [inst("host", "AR"), inst("cl1", "CL"), inst("cl2", "CL"), inst("br", "BR")]
     projects = [ProjectShare("cl1/x", "cl1", 1.0), ProjectShare("cl1/y", "cl1", 1.0)]
-    pending = ([job(f"x{i}", "cl1", project="x", submitted=float(i)) for i in range(12)]
-               + [job(f"y{i}", "cl1", project="y", submitted=float(i)) for i in range(12)]
-               + [job(f"c{i}", "cl2", submitted=float(i)) for i in range(12)]
-               + [job(f"b{i}", "br", submitted=float(i)) for i in range(12)])
+    pending = (
+        [job(f"x{i}", "cl1", project="x", submitted=float(i)) for i in range(12)]
+        + [job(f"y{i}", "cl1", project="y", submitted=float(i)) for i in range(12)]
+        + [job(f"c{i}", "cl2", submitted=float(i)) for i in range(12)]
+        + [job(f"b{i}", "br", submitted=float(i)) for i in range(12)]
+    )
     d = decide(snap(sites, insts, pending, settings=STATIC, projects=projects))
     assert _held_by(d, pending) == {"cl1": 4, "cl2": 4, "br": 4}
     by_project = [p.job_id[0] for p in d.placements if p.job_id[0] in "xy"]
@@ -336,6 +400,7 @@ def test_water_filling_holds_at_every_level_of_the_tree():
 def test_jobs_of_one_project_keep_their_order_under_water_filling():
     sites = [site("s1", "host", pool("A100", 4))]
     pending = [job(f"a{i}", "a", 1, submitted=float(-i)) for i in range(6)] + [
-        job(f"b{i}", "b", 1, submitted=float(i)) for i in range(6)]
+        job(f"b{i}", "b", 1, submitted=float(i)) for i in range(6)
+    ]
     d = decide(snap(sites, [inst("host"), inst("a"), inst("b")], pending, settings=STATIC))
-    assert sorted(placed(d)) == ["a4", "a5", "b0", "b1"]     # each institution's oldest two
+    assert sorted(placed(d)) == ["a4", "a5", "b0", "b1"]  # each institution's oldest two

@@ -8,6 +8,7 @@ conservation (a job left waiting for capacity really had no idle pool it could u
 pools held for a reservation or freed by a preemption excepted), and with demand held
 fixed, preemptions stop. Oracles are written from the rules.
 """
+
 from __future__ import annotations
 
 import re
@@ -17,9 +18,9 @@ from dataclasses import replace
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scheduler.domain import GpuPool, Inventory, Job, JobSpec, JobState, Resources, Run, RunState, Site, SiteState
-from scheduler.policy import Decisions, InstitutionShare, ProjectShare, ShareSettings, Snapshot, schedule
-from scheduler.policy.share_now import snapshot_share_now
+from minga.common.domain import GpuPool, Inventory, Job, JobSpec, JobState, Resources, Run, RunState, Site, SiteState
+from minga.scheduler.policy import Decisions, InstitutionShare, ProjectShare, ShareSettings, Snapshot, schedule
+from minga.scheduler.policy.share_now import snapshot_share_now
 
 NOW = 1_800_000_000.0
 INSTS = ["a", "b", "c", "d"]
@@ -34,17 +35,29 @@ PROPS = settings(max_examples=150, deadline=None)
 def snapshots(draw, limits: bool = True) -> Snapshot:
     sites = []
     for i in range(draw(st.sampled_from([3, 4, 5, 2, 1, 0]))):
-        models = draw(st.permutations(MODELS))[:draw(st.integers(1, 2))]
-        pools = tuple(GpuPool(model=m, memory_mb=draw(st.sampled_from([16_000, 81_920])),
-                              total=draw(st.sampled_from([8, 4, 2, 1])), largest_node=0) for m in models)
-        sites.append(Site(name=f"s{i}", institution=draw(st.sampled_from(INSTS)),
-                          country=draw(st.sampled_from(COUNTRIES)),
-                          state=draw(st.sampled_from([SiteState.READY] * 4 + [SiteState.CORDONED])),
-                          connected=draw(st.sampled_from([True, True, True, False])),
-                          inventory=Inventory(gpus=pools, cpus=draw(st.sampled_from([64.0, 16.0, 4.0]))),
-                          labels=draw(st.sampled_from(LABELS))))
+        models = draw(st.permutations(MODELS))[: draw(st.integers(1, 2))]
+        pools = tuple(
+            GpuPool(
+                model=m,
+                memory_mb=draw(st.sampled_from([16_000, 81_920])),
+                total=draw(st.sampled_from([8, 4, 2, 1])),
+                largest_node=0,
+            )
+            for m in models
+        )
+        sites.append(
+            Site(
+                name=f"s{i}",
+                institution=draw(st.sampled_from(INSTS)),
+                country=draw(st.sampled_from(COUNTRIES)),
+                state=draw(st.sampled_from([SiteState.READY] * 4 + [SiteState.CORDONED])),
+                connected=draw(st.sampled_from([True, True, True, False])),
+                inventory=Inventory(gpus=pools, cpus=draw(st.sampled_from([64.0, 16.0, 4.0]))),
+                labels=draw(st.sampled_from(LABELS)),
+            )
+        )
     runs = []
-    full = draw(st.sampled_from([False, False, True]))   # a contended federation: reclaim happens
+    full = draw(st.sampled_from([False, False, True]))  # a contended federation: reclaim happens
     for s in sites:
         cpus_left = s.inventory.cpus
         for p in s.inventory.gpus:
@@ -55,72 +68,144 @@ def snapshots(draw, limits: bool = True) -> Snapshot:
                 left -= n
                 cpus_left -= c
                 who = draw(st.sampled_from(INSTS))
-                runs.append(Run(id=f"r{len(runs):02d}", job_id=f"old{len(runs):02d}", site=s.name, epoch=1,
-                                gpu_model=p.model, gpus=n, cpus=c, state=RunState.RUNNING, institution=who,
-                                project=f"{who}/default",
-                                started_at=NOW - draw(st.sampled_from([3600.0, 60.0, 7200.0, GRACE])),
-                                preemptible=draw(st.sampled_from([True, True, False]))))
+                runs.append(
+                    Run(
+                        id=f"r{len(runs):02d}",
+                        job_id=f"old{len(runs):02d}",
+                        site=s.name,
+                        epoch=1,
+                        gpu_model=p.model,
+                        gpus=n,
+                        cpus=c,
+                        state=RunState.RUNNING,
+                        institution=who,
+                        project=f"{who}/default",
+                        started_at=NOW - draw(st.sampled_from([3600.0, 60.0, 7200.0, GRACE])),
+                        preemptible=draw(st.sampled_from([True, True, False])),
+                    )
+                )
     insts = []
     for slug in INSTS:
         guarantee = draw(st.sampled_from([(), (), (("A100", 2),), (("H100", 4), ("T4", 1))]))
-        insts.append(InstitutionShare(
-            slug=slug, country=draw(st.sampled_from(COUNTRIES)), weight=draw(st.sampled_from([1.0, 2.0])),
-            contribution=draw(st.sampled_from([0.0, 10.0, 100.0])), guarantee=guarantee,
-            borrowing_limit=draw(st.sampled_from([None, None, 0, 2])) if limits else None,
-            lending_limit=draw(st.sampled_from([None, None, 0, 4])) if limits else None))
+        insts.append(
+            InstitutionShare(
+                slug=slug,
+                country=draw(st.sampled_from(COUNTRIES)),
+                weight=draw(st.sampled_from([1.0, 2.0])),
+                contribution=draw(st.sampled_from([0.0, 10.0, 100.0])),
+                guarantee=guarantee,
+                borrowing_limit=draw(st.sampled_from([None, None, 0, 2])) if limits else None,
+                lending_limit=draw(st.sampled_from([None, None, 0, 4])) if limits else None,
+            )
+        )
     projects = [ProjectShare(f"{i}/p", i, draw(st.sampled_from([1.0, 3.0]))) for i in INSTS[:2]]
     usage = [(f"{i}/default", draw(st.sampled_from([0.0, 10.0, 1000.0]))) for i in INSTS]
     jobs = []
     for j in range(draw(st.integers(0, 12))):
         who = draw(st.sampled_from(INSTS))
         spec = JobSpec(
-            entrypoint="x", project=draw(st.sampled_from(["", "p"])) if who in INSTS[:2] else "",
-            resources=Resources(gpus=draw(st.sampled_from([1, 2, 1, 4, 8, 0, 16])),
-                                gpu_models=draw(st.sampled_from([(), (), (), ("A100",), ("H100", "T4"), ("V100",)])),
-                                min_gpu_memory_mb=draw(st.sampled_from([0, 0, 40_000])),
-                                cpus=draw(st.sampled_from([1.0, 2.0, 8.0]))),
+            entrypoint="x",
+            project=draw(st.sampled_from(["", "p"])) if who in INSTS[:2] else "",
+            resources=Resources(
+                gpus=draw(st.sampled_from([1, 2, 1, 4, 8, 0, 16])),
+                gpu_models=draw(st.sampled_from([(), (), (), ("A100",), ("H100", "T4"), ("V100",)])),
+                min_gpu_memory_mb=draw(st.sampled_from([0, 0, 40_000])),
+                cpus=draw(st.sampled_from([1.0, 2.0, 8.0])),
+            ),
             countries=draw(st.sampled_from([(), (), (), (), ("CL",), ("BR", "MX"), ("PE",)])),
             data_country=draw(st.sampled_from(["", "AR", "MX"])),
             site_labels=draw(st.sampled_from([(), (), ()] + LABELS)),
-            walltime_seconds=draw(st.sampled_from([0, 600, 7200])))
-        jobs.append(Job(id=f"j{j:02d}", spec=spec, state=JobState.PENDING, owner="u", institution=who,
-                        submitted_at=NOW - draw(st.integers(0, 5)) * 3600))
-    st_settings = ShareSettings(policy=draw(st.sampled_from(["contribution", "static"])),
-                                age_weight=draw(st.sampled_from([0.0, 0.5])), preemption_grace_seconds=GRACE)
-    return Snapshot(sites=tuple(sites), live_runs=tuple(runs), pending=tuple(jobs), institutions=tuple(insts),
-                    projects=tuple(projects), usage=tuple(usage), settings=st_settings)
+            walltime_seconds=draw(st.sampled_from([0, 600, 7200])),
+        )
+        jobs.append(
+            Job(
+                id=f"j{j:02d}",
+                spec=spec,
+                state=JobState.PENDING,
+                owner="u",
+                institution=who,
+                submitted_at=NOW - draw(st.integers(0, 5)) * 3600,
+            )
+        )
+    st_settings = ShareSettings(
+        policy=draw(st.sampled_from(["contribution", "static"])),
+        age_weight=draw(st.sampled_from([0.0, 0.5])),
+        preemption_grace_seconds=GRACE,
+    )
+    return Snapshot(
+        sites=tuple(sites),
+        live_runs=tuple(runs),
+        pending=tuple(jobs),
+        institutions=tuple(insts),
+        projects=tuple(projects),
+        usage=tuple(usage),
+        settings=st_settings,
+    )
 
 
 @st.composite
 def contended(draw) -> Snapshot:
     """A full federation of small runs past their grace and small pending jobs, where the
     split of the GPUs is what is at stake: fair-share preemption's ground."""
-    sites = [Site(name=f"s{i}", institution=draw(st.sampled_from(["host"] + INSTS)), country="CL",
-                  connected=True, inventory=Inventory(gpus=(GpuPool("A100", 80_000, draw(st.sampled_from([4, 8])),
-                                                                    largest_node=0),), cpus=64.0))
-             for i in range(draw(st.integers(1, 3)))]
+    sites = [
+        Site(
+            name=f"s{i}",
+            institution=draw(st.sampled_from(["host"] + INSTS)),
+            country="CL",
+            connected=True,
+            inventory=Inventory(
+                gpus=(GpuPool("A100", 80_000, draw(st.sampled_from([4, 8])), largest_node=0),), cpus=64.0
+            ),
+        )
+        for i in range(draw(st.integers(1, 3)))
+    ]
     runs = []
     for s in sites:
         left = s.inventory.gpus[0].total
         while left > 0:
             n = min(left, draw(st.sampled_from([1, 1, 2])))
             who = draw(st.sampled_from(INSTS[:3]))
-            runs.append(Run(id=f"r{len(runs):02d}", job_id=f"old{len(runs):02d}", site=s.name, epoch=1,
-                            gpu_model="A100", gpus=n, cpus=1.0, state=RunState.RUNNING, institution=who,
-                            project=f"{who}/default", started_at=NOW - draw(st.sampled_from([3600.0, 700.0, 60.0])),
-                            preemptible=draw(st.sampled_from([True, True, False]))))
+            runs.append(
+                Run(
+                    id=f"r{len(runs):02d}",
+                    job_id=f"old{len(runs):02d}",
+                    site=s.name,
+                    epoch=1,
+                    gpu_model="A100",
+                    gpus=n,
+                    cpus=1.0,
+                    state=RunState.RUNNING,
+                    institution=who,
+                    project=f"{who}/default",
+                    started_at=NOW - draw(st.sampled_from([3600.0, 700.0, 60.0])),
+                    preemptible=draw(st.sampled_from([True, True, False])),
+                )
+            )
             left -= n
-    jobs = [Job(id=f"j{j:02d}", spec=JobSpec(entrypoint="x", resources=Resources(
-                gpus=draw(st.sampled_from([1, 1, 2, 4])), cpus=1.0)),
-                state=JobState.PENDING, owner="u", institution=draw(st.sampled_from(INSTS)),
-                submitted_at=NOW - j) for j in range(draw(st.integers(1, 14)))]
-    insts = [InstitutionShare(slug=slug, country="CL", weight=draw(st.sampled_from([1.0, 2.0, 3.0])))
-             for slug in ["host"] + INSTS]
-    st_settings = ShareSettings(policy="static", preemption_grace_seconds=GRACE,
-                                preemption_threshold=draw(st.sampled_from([0.0, 0.1, 0.3])),
-                                preemption_cap=draw(st.sampled_from([0.1, 0.25, 1.0])))
-    return Snapshot(sites=tuple(sites), live_runs=tuple(runs), pending=tuple(jobs), institutions=tuple(insts),
-                    settings=st_settings)
+    jobs = [
+        Job(
+            id=f"j{j:02d}",
+            spec=JobSpec(entrypoint="x", resources=Resources(gpus=draw(st.sampled_from([1, 1, 2, 4])), cpus=1.0)),
+            state=JobState.PENDING,
+            owner="u",
+            institution=draw(st.sampled_from(INSTS)),
+            submitted_at=NOW - j,
+        )
+        for j in range(draw(st.integers(1, 14)))
+    ]
+    insts = [
+        InstitutionShare(slug=slug, country="CL", weight=draw(st.sampled_from([1.0, 2.0, 3.0])))
+        for slug in ["host"] + INSTS
+    ]
+    st_settings = ShareSettings(
+        policy="static",
+        preemption_grace_seconds=GRACE,
+        preemption_threshold=draw(st.sampled_from([0.0, 0.1, 0.3])),
+        preemption_cap=draw(st.sampled_from([0.1, 0.25, 1.0])),
+    )
+    return Snapshot(
+        sites=tuple(sites), live_runs=tuple(runs), pending=tuple(jobs), institutions=tuple(insts), settings=st_settings
+    )
 
 
 def _limit(p: GpuPool) -> int:
@@ -129,11 +214,15 @@ def _limit(p: GpuPool) -> int:
 
 def _fits_statically(job: Job, s: Site, p: GpuPool) -> bool:
     res = job.spec.resources
-    return (s.state is SiteState.READY and s.connected
-            and (not job.spec.countries or s.country in job.spec.countries)
-            and set(job.spec.site_labels) <= set(s.labels)
-            and (not res.gpu_models or p.model in res.gpu_models)
-            and p.memory_mb >= res.min_gpu_memory_mb and _limit(p) >= res.gpus)
+    return (
+        s.state is SiteState.READY
+        and s.connected
+        and (not job.spec.countries or s.country in job.spec.countries)
+        and set(job.spec.site_labels) <= set(s.labels)
+        and (not res.gpu_models or p.model in res.gpu_models)
+        and p.memory_mb >= res.min_gpu_memory_mb
+        and _limit(p) >= res.gpus
+    )
 
 
 def _used(snap: Snapshot, d: Decisions) -> tuple[Counter, Counter]:
@@ -169,8 +258,9 @@ def check_sound(snap: Snapshot, d: Decisions) -> None:
     decided = [p.job_id for p in d.placements] + [w.job_id for w in d.waiting]
     assert sorted(decided) == sorted(jobs)
     for w in d.waiting:
-        assert w.reason.split(":")[0] in {"country", "label", "model", "memory", "capacity", "quota",
-                                          "reservation"}, w.reason
+        assert w.reason.split(":")[0] in {"country", "label", "model", "memory", "capacity", "quota", "reservation"}, (
+            w.reason
+        )
 
 
 def _held(snap: Snapshot, d: Decisions) -> Counter:
@@ -197,13 +287,13 @@ def check_preemptions(snap: Snapshot, d: Decisions, now: float = NOW) -> None:
     held = _held(snap, d)
     for p in d.preemptions:
         r = runs[p.run_id]
-        assert p.kind in {"reclaim", "fair-share"}, p       # no lending policies in these snapshots
+        assert p.kind in {"reclaim", "fair-share"}, p  # no lending policies in these snapshots
         assert r.institution != p.beneficiary and p.site == r.site and p.job_id == r.job_id
         assert now - r.started_at >= GRACE
         assert p.job_id not in placements
         # Armada's rule: the job it was for is placed in the same cycle, on that site.
         assert placements[p.for_job].site == p.site and jobs[p.for_job].institution == p.beneficiary
-        if p.kind == "fair-share":   # Kueue S2-a: the victim keeps at least its fair share
+        if p.kind == "fair-share":  # Kueue S2-a: the victim keeps at least its fair share
             assert held[r.institution] >= owed[r.institution] - 1e-9, (p, held, owed)
 
 
@@ -255,9 +345,16 @@ def test_fair_policy_is_deterministic(snap, rnd):
         items = list(items)
         rnd.shuffle(items)
         return tuple(items)
-    other = replace(snap, sites=shuffled(snap.sites), live_runs=shuffled(snap.live_runs),
-                    pending=shuffled(snap.pending), institutions=shuffled(snap.institutions),
-                    projects=shuffled(snap.projects), usage=shuffled(snap.usage))
+
+    other = replace(
+        snap,
+        sites=shuffled(snap.sites),
+        live_runs=shuffled(snap.live_runs),
+        pending=shuffled(snap.pending),
+        institutions=shuffled(snap.institutions),
+        projects=shuffled(snap.projects),
+        usage=shuffled(snap.usage),
+    )
     assert schedule(other, NOW) == first
 
 
@@ -269,17 +366,42 @@ def _next_cycle(snap: Snapshot, d: Decisions, now: float) -> Snapshot:
     runs = [r for r in snap.live_runs if r.id not in stopped]
     for p in d.placements:
         j = jobs[p.job_id]
-        runs.append(Run(id=f"{p.job_id}-{j.attempts + 1}", job_id=p.job_id, site=p.site, epoch=j.attempts + 1,
-                        gpu_model=p.gpu_model, gpus=p.gpus, cpus=p.cpus, state=RunState.RUNNING,
-                        institution=j.institution, project=j.spec.project and f"{j.institution}/{j.spec.project}",
-                        started_at=now, preemptible=j.spec.preemptible, walltime_seconds=j.spec.walltime_seconds))
+        runs.append(
+            Run(
+                id=f"{p.job_id}-{j.attempts + 1}",
+                job_id=p.job_id,
+                site=p.site,
+                epoch=j.attempts + 1,
+                gpu_model=p.gpu_model,
+                gpus=p.gpus,
+                cpus=p.cpus,
+                state=RunState.RUNNING,
+                institution=j.institution,
+                project=j.spec.project and f"{j.institution}/{j.spec.project}",
+                started_at=now,
+                preemptible=j.spec.preemptible,
+                walltime_seconds=j.spec.walltime_seconds,
+            )
+        )
     pending = [j for j in snap.pending if j.id not in {p.job_id for p in d.placements}]
     for r in snap.live_runs:
         if r.id in stopped:
-            spec = JobSpec(entrypoint="x", resources=Resources(gpus=r.gpus, cpus=r.cpus),
-                           project=r.project.split("/", 1)[1] if "/" in r.project else "")
-            pending.append(Job(id=r.job_id, spec=spec, state=JobState.PENDING, owner="u", institution=r.institution,
-                               submitted_at=NOW - 7200, attempts=r.epoch))
+            spec = JobSpec(
+                entrypoint="x",
+                resources=Resources(gpus=r.gpus, cpus=r.cpus),
+                project=r.project.split("/", 1)[1] if "/" in r.project else "",
+            )
+            pending.append(
+                Job(
+                    id=r.job_id,
+                    spec=spec,
+                    state=JobState.PENDING,
+                    owner="u",
+                    institution=r.institution,
+                    submitted_at=NOW - 7200,
+                    attempts=r.epoch,
+                )
+            )
     return replace(snap, live_runs=tuple(runs), pending=tuple(pending))
 
 
@@ -290,7 +412,7 @@ def test_with_demand_fixed_preemptions_stop(snap):
     federation settles (kueue#3779, #7101, #14543 are endless preemption loops)."""
     capacity = sum(p.total for s in snap.sites for p in s.inventory.gpus)
     total, now, quiet, history = 0, NOW, 0, []
-    for _ in range(120):          # 30 s cycles: an hour, six grace periods
+    for _ in range(120):  # 30 s cycles: an hour, six grace periods
         d = schedule(snap, now)
         history.append([(p.run_id, p.beneficiary, p.reason) for p in d.preemptions])
         check_sound(snap, d)

@@ -6,6 +6,7 @@ SIGKILL), real Ray heads, and an in-test TCP proxy that blackholes a site's link
 on the surviving site, with attempts = 2; the stale run on the site that failed is
 stopped on Ray (or had already ended) and its reports never change the job.
 """
+
 from __future__ import annotations
 
 import os
@@ -17,11 +18,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from minga.v1 import common_pb2
 from ray.job_submission import JobSubmissionClient
 
-from agent.local_ray import LocalRayHead
-from agent.session import Agent, AgentConfig
+from minga.agent.local_ray import LocalRayHead
+from minga.agent.session import Agent, AgentConfig
+from minga.v1 import common_pb2
 from tests.fixtures_broker import RunningBroker, start_broker
 from tests.fixtures_ray import OBJECT_STORE_BYTES
 from tests.netproxy import TcpProxy
@@ -35,8 +36,10 @@ MINGA = str(Path(sys.executable).parent / "minga")
 # The first attempt is still running on the failed site when it returns, however slow
 # the machine (a stale copy left alone would reach SUCCEEDED only after 120 s, past every
 # wait); the moved one (MINGA_ATTEMPT=2) ends in 3 s.
-SLOW_JOB = ("python -c \"import os, time; n = 120 if os.environ['MINGA_ATTEMPT'] == '1' else 3; "
-            "[print(i, flush=True) or time.sleep(1) for i in range(n)]\"")
+SLOW_JOB = (
+    "python -c \"import os, time; n = 120 if os.environ['MINGA_ATTEMPT'] == '1' else 3; "
+    '[print(i, flush=True) or time.sleep(1) for i in range(n)]"'
+)
 
 
 @pytest.fixture
@@ -47,11 +50,19 @@ def broker(tmp_path) -> Iterator[RunningBroker]:
     running.close()
 
 
-def agent_for(broker: RunningBroker, site_token: str, head: LocalRayHead, model: str,
-              address: str | None = None) -> Agent:
-    return Agent(AgentConfig(broker=address or broker.address, token=site_token,
-                             ray_dashboard_url=head.dashboard_url, gpu_model=model,
-                             health_seconds=0.5, backoff_max=1.0)).start()
+def agent_for(
+    broker: RunningBroker, site_token: str, head: LocalRayHead, model: str, address: str | None = None
+) -> Agent:
+    return Agent(
+        AgentConfig(
+            broker=address or broker.address,
+            token=site_token,
+            ray_dashboard_url=head.dashboard_url,
+            gpu_model=model,
+            health_seconds=0.5,
+            backoff_max=1.0,
+        )
+    ).start()
 
 
 def ray_status(head: LocalRayHead, run_id: str) -> str:
@@ -79,35 +90,49 @@ def test_agent_killed_mid_run_requeues_and_its_return_stops_the_stale_run(broker
     cred = tmp_path / "killed.json"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MINGA_", "RAY_ADDRESS"))}
     env.update(MINGA_CONFIG_DIR=str(tmp_path / "config"), MINGA_DATA_DIR=str(tmp_path / "data"))
-    subprocess.run([MINGA, "site", "join", "--broker", broker.address, "--token", join, "--credential", str(cred)],
-                   check=True, env=env, capture_output=True, timeout=60)
-    agent_cmd = [MINGA, "agent", "run", "--ray-address", ray_head.dashboard_url, "--gpu-model", "A100",
-                 "--credential", str(cred)]
+    subprocess.run(
+        [MINGA, "site", "join", "--broker", broker.address, "--token", join, "--credential", str(cred)],
+        check=True,
+        env=env,
+        capture_output=True,
+        timeout=60,
+    )
+    agent_cmd = [
+        MINGA,
+        "agent",
+        "run",
+        "--ray-address",
+        ray_head.dashboard_url,
+        "--gpu-model",
+        "A100",
+        "--credential",
+        str(cred),
+    ]
     log = open(tmp_path / "agent.log", "wb")  # noqa: SIM115 - closed at the end
     proc = subprocess.Popen(agent_cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         until(lambda: site_info(broker, "killed").connected, timeout=60)
         job_id, first = running_on(ana, "killed")
-        os.killpg(proc.pid, signal.SIGKILL)            # kill -9, mid-run
+        os.killpg(proc.pid, signal.SIGKILL)  # kill -9, mid-run
         proc.wait()
         survivor = agent_for(broker, broker.join("uchile", "survivor"), ray_head_b, "T4")
         try:
             killed_at = time.monotonic()
-            moved = wait_state(ana, job_id, {common_pb2.JOB_STATE_LEASED, common_pb2.JOB_STATE_RUNNING},
-                               timeout=TTL + 30)
+            moved = wait_state(
+                ana, job_id, {common_pb2.JOB_STATE_LEASED, common_pb2.JOB_STATE_RUNNING}, timeout=TTL + 30
+            )
             while moved.site != "survivor":
                 moved = job(ana, job_id)
                 assert time.monotonic() - killed_at < TTL + 30
                 time.sleep(0.1)
             assert site_info(broker, "killed").state == common_pb2.SITE_STATE_LOST
             # The killed agent comes back while its Ray still runs the stale copy.
-            proc = subprocess.Popen(agent_cmd, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                    start_new_session=True)
+            proc = subprocess.Popen(agent_cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
             until(lambda: ray_status(ray_head, first.run_id) in ("STOPPED", "SUCCEEDED"), timeout=60)
             assert_moved_and_done_once(ana, job_id, first.run_id, "survivor")
-            assert ray_status(ray_head, first.run_id) == "STOPPED"   # stopped, not run to the end
+            assert ray_status(ray_head, first.run_id) == "STOPPED"  # stopped, not run to the end
             time.sleep(1.0)
-            assert job(ana, job_id).site == "survivor"               # its late reports changed nothing
+            assert job(ana, job_id).site == "survivor"  # its late reports changed nothing
         finally:
             survivor.stop()
     finally:
@@ -130,7 +155,7 @@ def test_network_cut_requeues_and_the_restored_site_stops_its_stale_run(broker, 
         survivor = agent_for(broker, broker.join("uchile", "survivor"), ray_head_b, "T4")
         until(lambda: job(ana, job_id).site == "survivor", timeout=TTL + 30)
         assert site_info(broker, "cut").state == common_pb2.SITE_STATE_LOST
-        proxy.restore()                                # the agent reconnects with a Hello
+        proxy.restore()  # the agent reconnects with a Hello
         until(lambda: site_info(broker, "cut").state == common_pb2.SITE_STATE_READY, timeout=60)
         until(lambda: ray_status(ray_head, first.run_id) in ("STOPPED", "SUCCEEDED"), timeout=60)
         assert ray_status(ray_head, first.run_id) == "STOPPED"
@@ -151,10 +176,10 @@ def test_ray_head_killed_makes_the_site_degraded_and_its_job_moves(broker, ray_h
     try:
         wait_site_ready(broker, doomed_token)
         job_id, first = running_on(ana, "doomed")
-        head.stop()                                    # the site's Ray head dies, its agent lives
+        head.stop()  # the site's Ray head dies, its agent lives
         until(lambda: site_info(broker, "doomed").state == common_pb2.SITE_STATE_DEGRADED, timeout=30)
         assert "Ray cluster down" in site_info(broker, "doomed").state_reason
-        assert site_info(broker, "doomed").connected   # the agent still reports: not LOST
+        assert site_info(broker, "doomed").connected  # the agent still reports: not LOST
         survivor = agent_for(broker, broker.join("uchile", "survivor"), ray_head_b, "T4")
         assert_moved_and_done_once(ana, job_id, first.run_id, "survivor")
     finally:

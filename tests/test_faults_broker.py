@@ -7,6 +7,7 @@ the same store and port:
 - while jobs run on two real Ray sites: they complete, each with one run, and
   their usage is charged once.
 """
+
 from __future__ import annotations
 
 import json
@@ -23,9 +24,9 @@ from pathlib import Path
 
 import grpc
 import pytest
-from minga.v1 import admin_pb2, common_pb2, job_pb2, site_pb2
 
-from agent.session import Agent, AgentConfig
+from minga.agent.session import Agent, AgentConfig
+from minga.v1 import admin_pb2, common_pb2, job_pb2, site_pb2
 from tests.fixtures_broker import Caller
 from tests.test_integration_ray import TERMINAL, wait_state
 from tests.test_leases import until
@@ -53,13 +54,27 @@ class BrokerProcess:
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
-    def start(self) -> "BrokerProcess":
+    def start(self) -> BrokerProcess:
         self.starts += 1
         log = open(self.tmp / f"broker-{self.starts}.log", "wb")  # noqa: SIM115 - the child holds it
         self.proc = subprocess.Popen(
-            [MINGA, "broker", "serve", "--listen", self.address, "--db", self.db_url,
-             "--admin-token-file", str(self.tmp / "admin-token"), "--output", "json"],
-            stdout=subprocess.PIPE, stderr=log, env=self.env)
+            [
+                MINGA,
+                "broker",
+                "serve",
+                "--listen",
+                self.address,
+                "--db",
+                self.db_url,
+                "--admin-token-file",
+                str(self.tmp / "admin-token"),
+                "--output",
+                "json",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=log,
+            env=self.env,
+        )
         ready, _, _ = select.select([self.proc.stdout], [], [], 60)
         assert ready, f"broker did not start: {(self.tmp / f'broker-{self.starts}.log').read_text()[-2000:]}"
         assert json.loads(self.proc.stdout.readline())["address"] == self.address  # type: ignore[union-attr]
@@ -88,10 +103,15 @@ class BrokerProcess:
 
 def researcher(broker: BrokerProcess, country: str = "CL") -> Caller:
     admin = broker.admin()
-    admin.admin.AddInstitution(admin_pb2.AddInstitutionRequest(
-        institution=admin_pb2.Institution(slug="uchile", name="U. de Chile", country=country)), metadata=admin.md)
-    token = admin.admin.AddUser(admin_pb2.AddUserRequest(name="ana", institution="uchile",
-                                                         role=common_pb2.ROLE_RESEARCHER), metadata=admin.md).token
+    admin.admin.AddInstitution(
+        admin_pb2.AddInstitutionRequest(
+            institution=admin_pb2.Institution(slug="uchile", name="U. de Chile", country=country)
+        ),
+        metadata=admin.md,
+    )
+    token = admin.admin.AddUser(
+        admin_pb2.AddUserRequest(name="ana", institution="uchile", role=common_pb2.ROLE_RESEARCHER), metadata=admin.md
+    ).token
     return broker.caller(token)
 
 
@@ -99,7 +119,7 @@ def test_broker_killed_mid_burst_loses_no_acknowledged_submit(tmp_path, store_ur
     broker = BrokerProcess(tmp_path, store_url).start()
     try:
         ana = researcher(broker)
-        acknowledged: dict[str, str] = {}      # idempotency key -> job id, as the client was told
+        acknowledged: dict[str, str] = {}  # idempotency key -> job id, as the client was told
         lock = threading.Lock()
         retries = [0]
 
@@ -108,31 +128,34 @@ def test_broker_killed_mid_burst_loses_no_acknowledged_submit(tmp_path, store_ur
             for i in range(first, BURST, CLIENTS):
                 key = f"burst-{i:04d}"
                 spec = common_pb2.JobSpec(entrypoint=f"echo {i}", resources=common_pb2.Resources(gpus=0))
-                while True:   # what the CLI does: the same key until an answer comes
+                while True:  # what the CLI does: the same key until an answer comes
                     try:
-                        job = me.jobs.SubmitJob(job_pb2.SubmitJobRequest(spec=spec, idempotency_key=key),
-                                                metadata=me.md, timeout=10).job
+                        job = me.jobs.SubmitJob(
+                            job_pb2.SubmitJobRequest(spec=spec, idempotency_key=key), metadata=me.md, timeout=10
+                        ).job
                         break
                     except grpc.RpcError as err:
-                        assert err.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED), \
+                        assert err.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED), (
                             err.details()
+                        )
                         with lock:
                             retries[0] += 1
                         time.sleep(0.1)
                 with lock:
                     assert acknowledged.setdefault(key, job.id) == job.id
+
         threads = [threading.Thread(target=client, args=(n,)) for n in range(CLIENTS)]
         for t in threads:
             t.start()
         until(lambda: len(acknowledged) >= BURST // 4, timeout=120)
-        broker.kill9()                                # mid-burst
+        broker.kill9()  # mid-burst
         killed_at = len(acknowledged)
         time.sleep(0.5)
         broker.start()
         for t in threads:
             t.join(timeout=300)
         assert not any(t.is_alive() for t in threads)
-        assert killed_at < BURST and retries[0] > 0   # the kill really fell inside the burst
+        assert killed_at < BURST and retries[0] > 0  # the kill really fell inside the burst
         jobs = ana.jobs.ListJobs(job_pb2.ListJobsRequest(all=True), metadata=ana.md).jobs
         assert len(jobs) == BURST
         assert {j.id for j in jobs} == set(acknowledged.values())
@@ -150,14 +173,29 @@ def test_broker_killed_while_jobs_run_on_two_sites(tmp_path, ray_head, ray_head_
         ana = researcher(broker)
         admin = broker.admin()
         for site, head, model, country in (("cl", ray_head, "A100", "CL"), ("br", ray_head_b, "T4", "BR")):
-            join = admin.admin.CreateSiteToken(admin_pb2.CreateSiteTokenRequest(
-                institution="uchile", site=site, country=country), metadata=admin.md).token
+            join = admin.admin.CreateSiteToken(
+                admin_pb2.CreateSiteTokenRequest(institution="uchile", site=site, country=country), metadata=admin.md
+            ).token
             token = broker.caller("").sites.Join(site_pb2.JoinRequest(join_token=join)).site_token
-            agents.append(Agent(AgentConfig(broker=broker.address, token=token, ray_dashboard_url=head.dashboard_url,
-                                            gpu_model=model, backoff_max=1.0)).start())
-        until(lambda: sum(s.connected for s in admin.admin.ListSites(admin_pb2.ListSitesRequest(),
-                                                                     metadata=admin.md).sites) == 2, timeout=60)
-        slow = "python -c \"import time; [print(i, flush=True) or time.sleep(1) for i in range(10)]\""
+            agents.append(
+                Agent(
+                    AgentConfig(
+                        broker=broker.address,
+                        token=token,
+                        ray_dashboard_url=head.dashboard_url,
+                        gpu_model=model,
+                        backoff_max=1.0,
+                    )
+                ).start()
+            )
+        until(
+            lambda: (
+                sum(s.connected for s in admin.admin.ListSites(admin_pb2.ListSitesRequest(), metadata=admin.md).sites)
+                == 2
+            ),
+            timeout=60,
+        )
+        slow = 'python -c "import time; [print(i, flush=True) or time.sleep(1) for i in range(10)]"'
         ids = {}
         for country, gpus in (("CL", 2), ("BR", 1)):
             spec = common_pb2.JobSpec(entrypoint=slow, resources=common_pb2.Resources(gpus=gpus), countries=[country])
@@ -171,14 +209,14 @@ def test_broker_killed_while_jobs_run_on_two_sites(tmp_path, ray_head, ray_head_
         for country, job in done.items():
             assert job.state == common_pb2.JOB_STATE_SUCCEEDED, job.reason
             assert job.attempts == 1 and job.country == country
-        time.sleep(1.0)                               # a cycle after the end charges nothing more
+        time.sleep(1.0)  # a cycle after the end charges nothing more
         with sqlite3.connect(db_path) as db:
             runs = dict(db.execute("SELECT job_id, COUNT(*) FROM runs GROUP BY job_id").fetchall())
             [(usage,)] = db.execute("SELECT value FROM usage WHERE project = 'uchile/default'").fetchall()
-        assert runs == {ids["CL"]: 1, ids["BR"]: 1}   # recorded once
-        weights = {"CL": 2 * 0.6, "BR": 1 * 0.1}      # GPUs × the default model weights (A100, T4)
+        assert runs == {ids["CL"]: 1, ids["BR"]: 1}  # recorded once
+        weights = {"CL": 2 * 0.6, "BR": 1 * 0.1}  # GPUs × the default model weights (A100, T4)
         expected = sum(weights[c] * (j.finished_at - j.started_at) for c, j in done.items())
-        assert usage == pytest.approx(expected, rel=0.15)   # charged once, not twice
+        assert usage == pytest.approx(expected, rel=0.15)  # charged once, not twice
     finally:
         for agent in agents:
             agent.stop()

@@ -5,6 +5,7 @@ after each one the state in memory must equal a fresh load from the store.
 A hypothesis state machine drives it (submits, arrays, cancels, cycles, run reports,
 lost and degraded sites, inventory changes, admin changes, time passing).
 """
+
 from __future__ import annotations
 
 import tempfile
@@ -12,18 +13,19 @@ from contextlib import ExitStack
 from dataclasses import replace
 
 import pytest
-from hypothesis import HealthCheck, Phase, settings, strategies as st
+from hypothesis import HealthCheck, Phase, settings
+from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
 
-from scheduler.clock import FakeClock
-from scheduler.commands import RunReport
-from scheduler.cycle import SchedulingCycle
-from scheduler.domain import JobState, RunState
-from scheduler.leases import SiteLeases
-from scheduler.policy import Snapshot
-from scheduler.policy.pending_columns import pending_columns, read_pending
-from scheduler.sessions import SessionRegistry
-from scheduler.store import Store
+from minga.common.clock import FakeClock
+from minga.common.domain import JobState, RunState
+from minga.scheduler.commands import RunReport
+from minga.scheduler.cycle import SchedulingCycle
+from minga.scheduler.leases import SiteLeases
+from minga.scheduler.policy import Snapshot
+from minga.scheduler.policy.pending_columns import pending_columns, read_pending
+from minga.scheduler.sessions import SessionRegistry
+from minga.scheduler.store import Store
 from tests.pg import pg_schema, url_in_schema
 from tests.test_pending_columns import same_columns
 from tests.test_store import NOW, add_institution, inventory, join_site, new_job
@@ -51,8 +53,13 @@ class FederationMirror(RuleBasedStateMachine):
         add_institution(self.store, "uchile", "CL")
         add_institution(self.store, "usp", "BR")
         for i, name in enumerate(SITES):
-            join_site(self.store, name, "uchile" if i != 1 else "usp", "CL" if i != 1 else "BR",
-                      inventory(("A100", 4 + 2 * i)))
+            join_site(
+                self.store,
+                name,
+                "uchile" if i != 1 else "usp",
+                "CL" if i != 1 else "BR",
+                inventory(("A100", 4 + 2 * i)),
+            )
         self.cycle = SchedulingCycle(self.store, SessionRegistry(), self.clock, SiteLeases(self.clock, 1e9))
         self.cycle.attach()
         self.n = 0
@@ -69,8 +76,9 @@ class FederationMirror(RuleBasedStateMachine):
     @rule(gpus=st.integers(0, 6), owner=st.sampled_from(["ana", "beto"]), inst=st.sampled_from(["uchile", "usp"]))
     def submit(self, gpus: int, owner: str, inst: str) -> None:
         self.n += 1
-        self.store.jobs.submit(new_job(f"j-{self.n}", gpus=gpus, owner=owner, institution=inst,
-                                       submitted=self.clock.now()), None)
+        self.store.jobs.submit(
+            new_job(f"j-{self.n}", gpus=gpus, owner=owner, institution=inst, submitted=self.clock.now()), None
+        )
 
     @rule(tasks=st.integers(1, 5), limit=st.integers(0, 2))
     def submit_array(self, tasks: int, limit: int) -> None:
@@ -88,24 +96,38 @@ class FederationMirror(RuleBasedStateMachine):
     def run_cycle(self) -> None:
         self.cycle.run_once()
 
-    @rule(pick=st.integers(0, 1000), state=st.sampled_from([RunState.RUNNING, RunState.SUCCEEDED, RunState.FAILED,
-                                                             RunState.STOPPED, RunState.UNKNOWN]),
-          infra=st.booleans())
+    @rule(
+        pick=st.integers(0, 1000),
+        state=st.sampled_from(
+            [RunState.RUNNING, RunState.SUCCEEDED, RunState.FAILED, RunState.STOPPED, RunState.UNKNOWN]
+        ),
+        infra=st.booleans(),
+    )
     def report(self, pick: int, state: RunState, infra: bool) -> None:
         runs = self._live_runs()
         if runs:
             run = runs[pick % len(runs)]
-            self.store.runs.apply_report(run.site, RunReport(run.id, state, "m", infrastructure=infra),
-                                         self.clock.now())
+            self.store.runs.apply_report(
+                run.site, RunReport(run.id, state, "m", infrastructure=infra), self.clock.now()
+            )
 
-    @rule(picks=st.lists(st.tuples(st.integers(0, 1000), st.sampled_from(
-        [RunState.RUNNING, RunState.SUCCEEDED, RunState.FAILED, RunState.UNKNOWN])), min_size=1, max_size=6))
+    @rule(
+        picks=st.lists(
+            st.tuples(
+                st.integers(0, 1000),
+                st.sampled_from([RunState.RUNNING, RunState.SUCCEEDED, RunState.FAILED, RunState.UNKNOWN]),
+            ),
+            min_size=1,
+            max_size=6,
+        )
+    )
     def report_batch(self, picks: list[tuple[int, RunState]]) -> None:
         """Several sites' reports applied as one group commit, a run possibly twice."""
         runs = self._live_runs()
         if runs:
-            batch = [(run.site, RunReport(run.id, state, "m")) for pick, state in picks
-                     for run in [runs[pick % len(runs)]]]
+            batch = [
+                (run.site, RunReport(run.id, state, "m")) for pick, state in picks for run in [runs[pick % len(runs)]]
+            ]
             outcomes = self.store.runs.apply_reports(batch, self.clock.now())
             assert not [o for o in outcomes if isinstance(o, Exception)]
 
@@ -142,16 +164,23 @@ class FederationMirror(RuleBasedStateMachine):
         now = self.clock.now()
         snapshot = self.cycle.state.snapshot(now)
         assert canonical(snapshot) == canonical(self.store.runs.load_snapshot(now))
-        assert same_columns(pending_columns(snapshot), read_pending(snapshot.pending))   # kept, not read
-        assert self.cycle.state.rebuilds == 1          # never fell back to a full reload
+        assert same_columns(pending_columns(snapshot), read_pending(snapshot.pending))  # kept, not read
+        assert self.cycle.state.rebuilds == 1  # never fell back to a full reload
 
 
 @pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def test_memory_stays_equal_to_a_fresh_load_from_the_store(kind):
     FederationMirror.kind = kind
-    run_state_machine_as_test(FederationMirror, settings=settings(
-        max_examples=12, stateful_step_count=30, deadline=None, suppress_health_check=list(HealthCheck),
-        phases=[Phase.explicit, Phase.reuse, Phase.generate]))
+    run_state_machine_as_test(
+        FederationMirror,
+        settings=settings(
+            max_examples=12,
+            stateful_step_count=30,
+            deadline=None,
+            suppress_health_check=list(HealthCheck),
+            phases=[Phase.explicit, Phase.reuse, Phase.generate],
+        ),
+    )
 
 
 def leader_with_jobs(tmp_path, jobs: int) -> tuple[Store, FakeClock, SchedulingCycle]:
@@ -181,20 +210,22 @@ def test_a_cycle_reads_no_row_to_build_its_snapshot(tmp_path):
 
 
 def test_a_deep_queue_writes_the_new_jobs_reasons_each_cycle_and_the_others_in_turn(tmp_path, monkeypatch):
-    from scheduler.policy.waiting_list import WaitingList
-    from scheduler.state import federation
+    from minga.scheduler.policy.waiting_list import WaitingList
+    from minga.scheduler.state import federation
 
-    monkeypatch.setattr(federation, "FULL_DIFF_JOBS", 0)        # every queue counts as deep
+    monkeypatch.setattr(federation, "FULL_DIFF_JOBS", 0)  # every queue counts as deep
     monkeypatch.setattr(federation, "REFRESH_JOBS", 100)
     store, clock, cycle = leader_with_jobs(tmp_path, 300)
     order = [j.id for j in sorted(store.jobs.list(None, False, JobState.PENDING), key=lambda j: (j.submitted_at, j.id))]
 
     def unwritten() -> set[str]:
-        return {j.id for j in store.jobs.list(None, False, JobState.PENDING) if j.reason == "waiting"}   # as new_job made them
+        return {
+            j.id for j in store.jobs.list(None, False, JobState.PENDING) if j.reason == "waiting"
+        }  # as new_job made them
 
-    for turn in range(3):                                       # 100 more reasons each cycle, in queue order
+    for turn in range(3):  # 100 more reasons each cycle, in queue order
         cycle.run_once()
-        assert unwritten() == set(order[100 * (turn + 1):])
+        assert unwritten() == set(order[100 * (turn + 1) :])
         clock.advance(1.0)
     stored = {j.id: j.reason for j in store.jobs.list(None, False, JobState.PENDING)}
 
@@ -205,9 +236,10 @@ def test_a_deep_queue_writes_the_new_jobs_reasons_each_cycle_and_the_others_in_t
     every = {w.job_id: w.reason for w in decisions.waiting}
     jobs = decisions.waiting.jobs
     assert decisions.waiting.reasons_at(range(len(jobs))) == every
-    cycle.persist(decisions, clock.now())                      # j-new's reason, and the first 100 again
+    cycle.persist(decisions, clock.now())  # j-new's reason, and the first 100 again
     assert store.jobs.get("j-new").reason == every["j-new"]
     assert {j.id: j.reason for j in store.jobs.list(None, False, JobState.PENDING) if j.id != "j-new"} == {
-        i: (every[i] if i in order[:100] else r) for i, r in stored.items()}
+        i: (every[i] if i in order[:100] else r) for i, r in stored.items()
+    }
     cycle.detach()
     store.close()

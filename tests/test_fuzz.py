@@ -6,6 +6,7 @@ admin, an institution-admin, a researcher and a site.
 No call may answer INTERNAL or UNKNOWN; the broker keeps serving; and a call that
 is refused leaves the database exactly as it was, but for its line in the audit log.
 """
+
 from __future__ import annotations
 
 import sqlite3
@@ -18,9 +19,9 @@ from google.protobuf.message import Message
 from google.protobuf.message_factory import GetMessageClass
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from minga.v1 import admin_pb2, common_pb2, job_pb2, site_pb2
 
-from scheduler.api.authz import RPC_ROLES
+from minga.scheduler.api.authz import RPC_ROLES
+from minga.v1 import admin_pb2, common_pb2, job_pb2, site_pb2
 from tests.fixtures_broker import RunningBroker, bearer, build_message, start_broker
 
 SERVICES = [d for module in (job_pb2, admin_pb2, site_pb2) for d in module.DESCRIPTOR.services_by_name.values()]
@@ -33,8 +34,19 @@ BAD_CODES = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN}
 F = gd.FieldDescriptor
 
 # Strings that break naive code: empty, huge, control characters, traversal, SQL, format specs.
-NASTY_TEXT = st.sampled_from(["", "x" * 100_000, "../../etc/passwd", "'; DROP TABLE jobs; --", "%s%n{0}",
-                              "\x00", "é" * 70, "A100\n", "sha256:" + "0" * 64])
+NASTY_TEXT = st.sampled_from(
+    [
+        "",
+        "x" * 100_000,
+        "../../etc/passwd",
+        "'; DROP TABLE jobs; --",
+        "%s%n{0}",
+        "\x00",
+        "é" * 70,
+        "A100\n",
+        "sha256:" + "0" * 64,
+    ]
+)
 INT_EDGES = st.sampled_from([0, -1, 1, 2**31 - 1, -(2**31), 10**9])
 
 
@@ -48,7 +60,7 @@ def _scalar(field: gd.FieldDescriptor) -> st.SearchStrategy:
     if field.type in (F.TYPE_DOUBLE, F.TYPE_FLOAT):
         return st.floats(allow_nan=True, allow_infinity=True, width=32 if field.type == F.TYPE_FLOAT else 64)
     if field.type == F.TYPE_ENUM:
-        return st.integers(-3, 12)                  # proto3 enums are open: unknown values arrive
+        return st.integers(-3, 12)  # proto3 enums are open: unknown values arrive
     bits = 32 if field.type in (F.TYPE_INT32, F.TYPE_SINT32, F.TYPE_SFIXED32) else 64
     if field.type in (F.TYPE_UINT32, F.TYPE_FIXED32, F.TYPE_UINT64, F.TYPE_FIXED64):
         return st.one_of(st.integers(0, 2**bits - 1), st.sampled_from([0, 1]))
@@ -83,11 +95,18 @@ def target(tmp_path_factory) -> Iterator[tuple[RunningBroker, dict[str, str], st
     broker = start_broker(tmp)
     broker.institution("uchile", "CL")
     a = broker.admin
-    inst_admin = a.admin.AddUser(admin_pb2.AddUserRequest(name="ines", institution="uchile",
-                                                          role=common_pb2.ROLE_INSTITUTION_ADMIN), metadata=a.md).token
-    tokens = {"admin": a.token, "institution-admin": inst_admin, "researcher": broker.researcher("ana", "uchile").token,
-              "site": broker.join("uchile", "dcc"), "nobody": ""}
-    broker.broker.core.cycle.stop()   # no background writes: the database changes only by calls
+    inst_admin = a.admin.AddUser(
+        admin_pb2.AddUserRequest(name="ines", institution="uchile", role=common_pb2.ROLE_INSTITUTION_ADMIN),
+        metadata=a.md,
+    ).token
+    tokens = {
+        "admin": a.token,
+        "institution-admin": inst_admin,
+        "researcher": broker.researcher("ana", "uchile").token,
+        "site": broker.join("uchile", "dcc"),
+        "nobody": "",
+    }
+    broker.broker.core.cycle.stop()  # no background writes: the database changes only by calls
     yield broker, tokens, str(tmp / "broker.db")
     broker.close()
 
@@ -98,15 +117,17 @@ def dump(db_path: str) -> list[str]:
         return [line for line in conn.iterdump() if not line.startswith('INSERT INTO "audit"')]
 
 
-def call(channel: grpc.Channel, path: str, method: gd.MethodDescriptor, request: bytes | Message,
-         token: str) -> grpc.StatusCode:
+def call(
+    channel: grpc.Channel, path: str, method: gd.MethodDescriptor, request: bytes | Message, token: str
+) -> grpc.StatusCode:
     """Send one request (a message, or raw bytes); the status it ends with."""
     raw = request if isinstance(request, bytes) else request.SerializeToString()
     md = bearer(token) if token else None
     try:
         if method.server_streaming and method.client_streaming:
             responses = channel.stream_stream(path, request_serializer=None, response_deserializer=None)(
-                iter([raw, raw]), metadata=md, timeout=5)
+                iter([raw, raw]), metadata=md, timeout=5
+            )
             for _ in zip(range(5), responses):
                 pass
             responses.cancel()
@@ -132,8 +153,7 @@ def test_hostile_messages_are_refused_cleanly(target, path, method) -> None:
     channel = grpc.insecure_channel(broker.address)
 
     @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
-    @given(request=st.one_of(messages(method.input_type), st.binary(max_size=200)),
-           who=st.sampled_from(sorted(tokens)))
+    @given(request=st.one_of(messages(method.input_type), st.binary(max_size=200)), who=st.sampled_from(sorted(tokens)))
     def hostile(request: Message | bytes, who: str) -> None:
         before = dump(db_path)
         code = call(channel, path, method, request, tokens[who])
@@ -145,5 +165,5 @@ def test_hostile_messages_are_refused_cleanly(target, path, method) -> None:
         hostile()
     finally:
         channel.close()
-    me = broker.admin                                  # still serving
+    me = broker.admin  # still serving
     assert me.admin.WhoAmI(admin_pb2.WhoAmIRequest(), metadata=me.md).role == common_pb2.ROLE_ADMIN

@@ -1,6 +1,7 @@
 """Group commit of submits (scheduler.store.group_commit), on a real SQLite file and a
 real PostgreSQL: concurrent submits share one transaction with their audit lines, and
 each caller still gets exactly its own answer, whatever else is in its batch."""
+
 from __future__ import annotations
 
 import threading
@@ -13,15 +14,22 @@ from sqlalchemy import event
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from scheduler.domain import Job
-from scheduler.store import Store
-from scheduler.store.audit import AuditEntry
+from minga.common.domain import Job
+from minga.scheduler.store import Store
+from minga.scheduler.store.audit import AuditEntry
 from tests.test_store import NOW, new_job, store, store_url  # noqa: F401 - the store fixtures, SQLite and PostgreSQL
 
 
 def line(job: Job) -> AuditEntry:
-    return AuditEntry(at=NOW, who=job.owner, role="researcher", method="JobService/SubmitJob", target=job.id,
-                      peer="test", outcome="OK")
+    return AuditEntry(
+        at=NOW,
+        who=job.owner,
+        role="researcher",
+        method="JobService/SubmitJob",
+        target=job.id,
+        peer="test",
+        outcome="OK",
+    )
 
 
 class Hold:
@@ -62,8 +70,7 @@ def held_first_batch(store: Store) -> Iterator[Hold]:
         hold.committer._commit_batch = hold.commit
 
 
-def submit_all(store: Store, jobs: list[tuple[Job, str | None]], audit: bool = True
-               ) -> list[Future[tuple[Job, bool]]]:
+def submit_all(store: Store, jobs: list[tuple[Job, str | None]], audit: bool = True) -> list[Future[tuple[Job, bool]]]:
     """Submit the first job, hold its commit, queue the others behind it, then let go."""
     with ThreadPoolExecutor(len(jobs)) as pool, held_first_batch(store) as hold:
         submit = lambda job, key: store.jobs.submit(job, key, line if audit else None)  # noqa: E731
@@ -90,17 +97,22 @@ def test_concurrent_submits_share_one_transaction_and_each_gets_its_own_job(stor
     jobs = [(new_job(f"j-{i}"), f"key-{i}" if i % 2 else None) for i in range(40)]
     answers = [f.result(30) for f in submit_all(store, jobs)]
     assert [(job.id, created) for job, created in answers] == [(f"j-{i}", True) for i in range(40)]
-    assert store.jobs.committer.batches == 2 and counted[0] == 2    # the held one, then the 39 together
+    assert store.jobs.committer.batches == 2 and counted[0] == 2  # the held one, then the 39 together
     assert sorted(j.id for j in store.jobs.list(None, True, None)) == sorted(f"j-{i}" for i in range(40))
-    assert audit_targets(store) == sorted(f"j-{i}" for i in range(40))   # one line per submit
+    assert audit_targets(store) == sorted(f"j-{i}" for i in range(40))  # one line per submit
 
 
 def test_one_key_twice_in_a_batch_and_across_batches_makes_one_job(store):
     store.jobs.submit(new_job("j-old"), "used-before", line)
-    jobs = [(new_job("j-0"), None), (new_job("j-a"), "k"), (new_job("j-b"), "k"), (new_job("j-c"), "used-before"),
-            (new_job("j-bob", owner="bob"), "k")]
+    jobs = [
+        (new_job("j-0"), None),
+        (new_job("j-a"), "k"),
+        (new_job("j-b"), "k"),
+        (new_job("j-c"), "used-before"),
+        (new_job("j-bob", owner="bob"), "k"),
+    ]
     answers = [f.result(30) for f in submit_all(store, jobs)]
-    winner = answers[1][0].id          # j-a or j-b, whichever was queued first
+    winner = answers[1][0].id  # j-a or j-b, whichever was queued first
     assert winner in ("j-a", "j-b") and answers[2][0].id == winner
     assert sorted(created for _, created in answers[1:3]) == [False, True]
     assert [(job.id, created) for job, created in (answers[0], answers[4])] == [("j-0", True), ("j-bob", True)]
@@ -118,7 +130,7 @@ def test_a_bad_request_in_a_batch_fails_only_its_caller(store):
 
     jobs = [(new_job("j-0"), None), (new_job("j-1"), "k1"), (new_job("j-taken"), None), (new_job("j-3"), None)]
     futures = submit_all(store, jobs, audit=False)
-    with pytest.raises(IntegrityError):    # its id is taken: its own error, nobody else's
+    with pytest.raises(IntegrityError):  # its id is taken: its own error, nobody else's
         futures[2].result(30)
     assert [f.result(30)[0].id for i, f in enumerate(futures) if i != 2] == ["j-0", "j-1", "j-3"]
     submit = store.jobs.submit
@@ -132,7 +144,7 @@ def test_a_bad_request_in_a_batch_fails_only_its_caller(store):
         with pytest.raises(ValueError):
             failing.result(30)
     ids = {j.id for j in store.jobs.list(None, True, None)}
-    assert ids == {"j-taken", "j-0", "j-1", "j-3", "j-4", "j-5"}     # j-6 and its line: neither
+    assert ids == {"j-taken", "j-0", "j-1", "j-3", "j-4", "j-5"}  # j-6 and its line: neither
     assert audit_targets(store) == ["j-4", "j-5"]
 
 
@@ -152,7 +164,7 @@ def test_a_failed_commit_leaves_neither_the_job_nor_its_audit_line(store):
     finally:
         event.remove(Session, "before_commit", kill)
     assert store.jobs.list(None, True, None) == [] and audit_targets(store) == []
-    job, created = store.jobs.submit(new_job("j-lost"), "k", line)      # the retry goes through
+    job, created = store.jobs.submit(new_job("j-lost"), "k", line)  # the retry goes through
     assert created and audit_targets(store) == ["j-lost"]
 
 

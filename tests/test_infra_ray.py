@@ -3,6 +3,7 @@ Ray head restarts, a start meets a refused connection and is retried until the n
 takes it; a run the old head had is reported UNKNOWN and never submitted to the new head
 under its old run id. The agent's reconciler runs on the real job submission API; only
 the retry waits run on an injected clock, so nothing sleeps for them."""
+
 from __future__ import annotations
 
 import random
@@ -11,12 +12,12 @@ from collections.abc import Callable
 
 import pytest
 
-from agent.backend import JobSubmissionBackend
-from agent.fake_broker import make_start_run
-from agent.local_ray import LocalRayHead
-from agent.reconcile import Reconciler
-from scheduler.clock import FakeClock
-from scheduler.domain import RunState
+from minga.agent.backend import JobSubmissionBackend
+from minga.agent.local_ray import LocalRayHead
+from minga.agent.reconcile import Reconciler
+from minga.common.clock import FakeClock
+from minga.common.domain import RunState
+from tests.fakes.fake_broker import make_start_run
 from tests.fixtures_ray import OBJECT_STORE_BYTES
 from tests.test_infra_hiccups import Recorder
 
@@ -37,8 +38,12 @@ def test_a_restarted_ray_head_never_gets_an_old_run_id_and_a_refused_start_waits
     head = LocalRayHead(gpus=0, cpus=2, object_store_memory=OBJECT_STORE_BYTES).start()
     try:
         clock, out = FakeClock(), Recorder()
-        rec = Reconciler(JobSubmissionBackend(head.dashboard_url), out, clock,  # type: ignore[arg-type]
-                         rng=random.Random(3))
+        rec = Reconciler(
+            JobSubmissionBackend(head.dashboard_url),
+            out,
+            clock,  # type: ignore[arg-type]
+            rng=random.Random(3),
+        )
         rec.start_run(make_start_run("minga-j-old-a1", "j-old", entrypoint="sleep 600"))
 
         def ticked_state(run_id: str) -> RunState | None:
@@ -48,12 +53,12 @@ def test_a_restarted_ray_head_never_gets_an_old_run_id_and_a_refused_start_waits
 
         assert wait_until(lambda: ticked_state("minga-j-old-a1") is RunState.RUNNING)
 
-        head.stop()                              # `make run` stopped: the head and its runs are gone
+        head.stop()  # `make run` stopped: the head and its runs are gone
         # A start sent while Ray restarts meets a refused connection: retried, not failed.
         rec.start_run(make_start_run("minga-j-new-a1", "j-new", entrypoint="echo fresh"))
         assert out.states("minga-j-new-a1") == []
 
-        head.start()                             # a fresh head (the agent is pointed at it)
+        head.start()  # a fresh head (the agent is pointed at it)
         rec.backend = JobSubmissionBackend(head.dashboard_url)
         assert wait_until(lambda: ticked_state("minga-j-old-a1") is RunState.UNKNOWN)
         for msg in list(out.messages):
@@ -61,7 +66,7 @@ def test_a_restarted_ray_head_never_gets_an_old_run_id_and_a_refused_start_waits
         rec.start_run(make_start_run("minga-j-old-a1", "j-old", entrypoint="sleep 600"))  # a resend
 
         def new_run_done() -> bool:
-            clock.advance(0.5)                   # retries follow, at about twice real time
+            clock.advance(0.5)  # retries follow, at about twice real time
             return ticked_state("minga-j-new-a1") is RunState.SUCCEEDED
 
         assert wait_until(new_run_done, timeout=120)

@@ -1,5 +1,6 @@
 """The federation end to end on real components: a broker on port 0 over a real
 SQLite file, real agents, and real local Ray clusters with logical GPUs."""
+
 from __future__ import annotations
 
 import time
@@ -8,10 +9,10 @@ from contextlib import contextmanager
 
 import grpc
 import pytest
-from minga.v1 import admin_pb2, common_pb2, job_pb2
 from ray.job_submission import JobSubmissionClient
 
-from agent.session import Agent, AgentConfig
+from minga.agent.session import Agent, AgentConfig
+from minga.v1 import admin_pb2, common_pb2, job_pb2
 from tests.fixtures_broker import Caller, RunningBroker, start_broker
 
 pytestmark = pytest.mark.ray
@@ -21,8 +22,9 @@ TERMINAL = {common_pb2.JOB_STATE_SUCCEEDED, common_pb2.JOB_STATE_FAILED, common_
 
 @contextmanager
 def running_agent(broker: RunningBroker, site_token: str, head, model: str | None) -> Iterator[Agent]:  # type: ignore[no-untyped-def]
-    agent = Agent(AgentConfig(broker=broker.address, token=site_token,
-                              ray_dashboard_url=head.dashboard_url, gpu_model=model))
+    agent = Agent(
+        AgentConfig(broker=broker.address, token=site_token, ray_dashboard_url=head.dashboard_url, gpu_model=model)
+    )
     agent.start()
     try:
         wait_site_ready(broker, site_token)
@@ -46,8 +48,9 @@ def wait_site_ready(broker: RunningBroker, site_token: str, timeout: float = 60.
 
 
 def submit(who: Caller, entrypoint: str, gpus: int = 1, countries: list[str] | None = None) -> str:
-    spec = common_pb2.JobSpec(entrypoint=entrypoint, resources=common_pb2.Resources(gpus=gpus),
-                              countries=countries or [])
+    spec = common_pb2.JobSpec(
+        entrypoint=entrypoint, resources=common_pb2.Resources(gpus=gpus), countries=countries or []
+    )
     return who.jobs.SubmitJob(job_pb2.SubmitJobRequest(spec=spec), metadata=who.md).job.id
 
 
@@ -148,8 +151,11 @@ def test_agent_restart_does_not_duplicate_runs(tmp_path, ray_head):
         with running_agent(broker, token, ray_head, "A100"):  # a fresh agent, same site
             done = wait_state(ana, job_id, TERMINAL)
         assert done.state == common_pb2.JOB_STATE_SUCCEEDED and done.attempts == 1
-        ray_jobs = [j for j in JobSubmissionClient(ray_head.dashboard_url).list_jobs()
-                    if j.submission_id and j.submission_id.startswith(f"minga-{job_id}-")]
+        ray_jobs = [
+            j
+            for j in JobSubmissionClient(ray_head.dashboard_url).list_jobs()
+            if j.submission_id and j.submission_id.startswith(f"minga-{job_id}-")
+        ]
         assert [j.submission_id for j in ray_jobs] == [running.run_id]
         assert logs(ana, job_id).splitlines().count("once") == 1  # ran exactly once
     finally:
@@ -179,9 +185,16 @@ def test_broker_restart_while_a_job_runs(tmp_path, ray_head):
 
 def _restart_on(tmp_path, port: str) -> RunningBroker:  # type: ignore[no-untyped-def]
     """A broker on the same store and the same port, as after a restart."""
-    from scheduler.server import Broker, BrokerConfig
-    broker = Broker(BrokerConfig(listen=f"127.0.0.1:{port}", db_url=f"sqlite:///{tmp_path / 'broker.db'}",
-                                 admin_token_file=tmp_path / "admin-token", tick_seconds=0.5))
+    from minga.scheduler.server import Broker, BrokerConfig
+
+    broker = Broker(
+        BrokerConfig(
+            listen=f"127.0.0.1:{port}",
+            db_url=f"sqlite:///{tmp_path / 'broker.db'}",
+            admin_token_file=tmp_path / "admin-token",
+            tick_seconds=0.5,
+        )
+    )
     deadline = time.monotonic() + 15
     while True:
         try:

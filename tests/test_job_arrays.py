@@ -2,16 +2,17 @@
 one RPC makes every task, each task sees its index, %K caps the tasks running at once,
 status, list and cancel work on the array and on a task, keys cover arrays, and bad
 specs are refused with nothing stored."""
+
 from __future__ import annotations
 
 import grpc
 import pytest
-from minga.v1 import common_pb2, job_pb2
 
-from agent.backend import minga_env
-from agent.wire import run_request
-from scheduler.arrays import MAX_ARRAY_TASKS, parse_array
-from scheduler.domain import InvalidArgument, RUN_ENV_NAMES
+from minga.agent.backend import minga_env
+from minga.agent.wire import run_request
+from minga.common.domain import RUN_ENV_NAMES, InvalidArgument
+from minga.scheduler.arrays import MAX_ARRAY_TASKS, parse_array
+from minga.v1 import common_pb2, job_pb2
 from tests.fixtures_broker import ScriptedSite, gpu_inventory
 from tests.test_broker_grpc import spec, wait_for
 
@@ -28,8 +29,9 @@ def federation(broker):  # type: ignore[no-untyped-def]
 
 
 def submit(caller, array: str, key: str = "", gpus: int = 1):  # type: ignore[no-untyped-def]
-    return caller.jobs.SubmitJob(job_pb2.SubmitJobRequest(spec=spec(gpus, name="sweep"), array=array,
-                                                          idempotency_key=key), metadata=caller.md)
+    return caller.jobs.SubmitJob(
+        job_pb2.SubmitJobRequest(spec=spec(gpus, name="sweep"), array=array, idempotency_key=key), metadata=caller.md
+    )
 
 
 def all_jobs(caller):  # type: ignore[no-untyped-def]
@@ -38,30 +40,44 @@ def all_jobs(caller):  # type: ignore[no-untyped-def]
 
 # -- the index spec -------------------------------------------------------------
 
-@pytest.mark.parametrize("text, indices, limit", [
-    ("0-4", (0, 1, 2, 3, 4), 0),
-    ("1,3,5-7", (1, 3, 5, 6, 7), 0),
-    ("0-9:3", (0, 3, 6, 9), 0),
-    ("0-999%4", tuple(range(1000)), 4),
-    ("7", (7,), 0),
-    ("3,1,3", (1, 3), 0),
-])
+
+@pytest.mark.parametrize(
+    "text, indices, limit",
+    [
+        ("0-4", (0, 1, 2, 3, 4), 0),
+        ("1,3,5-7", (1, 3, 5, 6, 7), 0),
+        ("0-9:3", (0, 3, 6, 9), 0),
+        ("0-999%4", tuple(range(1000)), 4),
+        ("7", (7,), 0),
+        ("3,1,3", (1, 3), 0),
+    ],
+)
 def test_index_specs_as_slurm_reads_them(text, indices, limit):
     got = parse_array(text)
     assert got.indices == indices and got.limit == limit
 
 
-@pytest.mark.parametrize("text, words", [
-    ("", "empty"), ("9-3", "backwards"), ("0-9%0", "at least 1"), ("0-9%x", "after %"),
-    ("a-b", "not an index"), ("1,,2", "not an index"), ("0-9:0", "step"),
-    (f"0-{MAX_ARRAY_TASKS}", "more than"), ("0-5-7", "not an index"),
-])
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ("", "empty"),
+        ("9-3", "backwards"),
+        ("0-9%0", "at least 1"),
+        ("0-9%x", "after %"),
+        ("a-b", "not an index"),
+        ("1,,2", "not an index"),
+        ("0-9:0", "step"),
+        (f"0-{MAX_ARRAY_TASKS}", "more than"),
+        ("0-5-7", "not an index"),
+    ],
+)
 def test_bad_index_specs_say_what_is_wrong(text, words):
     with pytest.raises(InvalidArgument, match=words):
         parse_array(text)
 
 
 # -- through the broker -----------------------------------------------------------
+
 
 def test_one_call_makes_every_task_and_each_sees_its_index(federation):
     broker, ana, site = federation
@@ -95,13 +111,13 @@ def test_the_cap_holds_however_many_gpus_are_free(federation):
     starts = [site.next("start").start for _ in range(3)]
     assert sorted(s.array_index for s in starts) == [0, 1, 2]
     with pytest.raises(Exception):
-        site.next("start", timeout=1.5)    # 8 GPUs, 7 free, but the cap is 3
+        site.next("start", timeout=1.5)  # 8 GPUs, 7 free, but the cap is 3
     waiting = [j for j in all_jobs(ana) if j.state == common_pb2.JOB_STATE_PENDING]
     assert len(waiting) == 7
     assert all("array: 3 of its tasks run already (%3)" in j.reason for j in waiting)
     site.report(starts[0].run_id, common_pb2.RUN_STATE_RUNNING)
     site.report(starts[0].run_id, common_pb2.RUN_STATE_SUCCEEDED)
-    nxt = site.next("start").start             # one ended: exactly one more starts
+    nxt = site.next("start").start  # one ended: exactly one more starts
     assert nxt.array_index == 3
     with pytest.raises(Exception):
         site.next("start", timeout=1.5)
@@ -136,8 +152,12 @@ def test_another_institution_sees_no_array(federation):
     bob = broker.researcher("bob", "usp")
     for call in (bob.jobs.GetJobArray, bob.jobs.CancelJobArray):
         with pytest.raises(grpc.RpcError) as err:
-            call(job_pb2.GetJobRequest(job_id=aid) if call == bob.jobs.GetJobArray
-                 else job_pb2.CancelJobRequest(job_id=aid), metadata=bob.md)
+            call(
+                job_pb2.GetJobRequest(job_id=aid)
+                if call == bob.jobs.GetJobArray
+                else job_pb2.CancelJobRequest(job_id=aid),
+                metadata=bob.md,
+            )
         assert err.value.code() == grpc.StatusCode.NOT_FOUND
     assert bob.jobs.ListJobs(job_pb2.ListJobsRequest(all=True, group_arrays=True), metadata=bob.md).arrays == []
     got = ana.jobs.GetJobArray(job_pb2.GetJobRequest(job_id=aid), metadata=ana.md)
@@ -155,7 +175,7 @@ def test_the_same_key_returns_the_same_array(federation):
 @pytest.mark.parametrize("array", ["", "9-3", "0-9%0", "1,,2", "0-200000", "x"])
 def test_bad_arrays_are_refused_and_store_nothing(federation, array):
     broker, ana, site = federation
-    if array == "":     # no array: a plain job; the empty-range case is "5-4"
+    if array == "":  # no array: a plain job; the empty-range case is "5-4"
         array = "5-4"
     with pytest.raises(grpc.RpcError) as err:
         submit(ana, array)
@@ -166,17 +186,20 @@ def test_bad_arrays_are_refused_and_store_nothing(federation, array):
 
 # -- the CLI against the same real broker -------------------------------------------
 
+
 def test_cli_submits_lists_shows_and_cancels_an_array_in_80_columns(federation):
     import json
 
     from typer.testing import CliRunner
 
-    from cli.main import app
+    from minga.cli.main import app
+
     broker, ana, site = federation
     conn = ["--broker", broker.address, "--token", ana.token]
     run = CliRunner().invoke
-    sub = run(app, ["job", "submit", *conn, "--gpus", "1", "--name", "sweep", "--array", "0-99%2", "--",
-                    "python", "sweep.py"])
+    sub = run(
+        app, ["job", "submit", *conn, "--gpus", "1", "--name", "sweep", "--array", "0-99%2", "--", "python", "sweep.py"]
+    )
     assert sub.exit_code == 0, sub.output
     aid = sub.stdout.strip().splitlines()[0]
     wait_for(lambda: ana.jobs.GetJobArray(job_pb2.GetJobRequest(job_id=aid), metadata=ana.md).running == 2)
@@ -202,13 +225,26 @@ def test_the_policy_holds_tasks_over_the_cap_of_the_arrays_the_snapshot_names():
     included); the tasks past K minus the live ones wait with the cap as their reason."""
     from dataclasses import replace as _replace
 
-    from scheduler.domain import Job, JobSpec, JobState, Resources
-    from scheduler.policy.array_cap import split_capped
-    from scheduler.policy.snapshot import Snapshot
+    from minga.common.domain import Job, JobSpec, JobState, Resources
+    from minga.scheduler.policy.array_cap import split_capped
+    from minga.scheduler.policy.snapshot import Snapshot
 
-    tasks = tuple(_replace(Job(id=f"j-a_{i}", spec=JobSpec(entrypoint="x", resources=Resources(gpus=1)),
-                               state=JobState.PENDING, owner="ana", institution="uchile", submitted_at=1.0),
-                           array_id="j-a", array_index=i, array_limit=3) for i in range(6))
+    tasks = tuple(
+        _replace(
+            Job(
+                id=f"j-a_{i}",
+                spec=JobSpec(entrypoint="x", resources=Resources(gpus=1)),
+                state=JobState.PENDING,
+                owner="ana",
+                institution="uchile",
+                submitted_at=1.0,
+            ),
+            array_id="j-a",
+            array_index=i,
+            array_limit=3,
+        )
+        for i in range(6)
+    )
     kept, held = split_capped(Snapshot(sites=(), live_runs=(), pending=tasks, array_live=(("j-a", 1),)))
     assert [j.id for j in kept.pending] == ["j-a_0", "j-a_1"]
     assert [w.job_id for w in held] == ["j-a_2", "j-a_3", "j-a_4", "j-a_5"]

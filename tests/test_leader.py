@@ -2,6 +2,7 @@
 calls naming the leader, and a standby takes over within seconds when the leader
 goes away. In-process brokers on port 0 over one SQLite file or one PostgreSQL
 schema; then the fault test on real processes (`minga broker serve`, kill -9)."""
+
 from __future__ import annotations
 
 import json
@@ -18,21 +19,28 @@ from pathlib import Path
 import grpc
 import psycopg
 import pytest
-from minga.v1 import admin_pb2, common_pb2, job_pb2
 from typer.testing import CliRunner
 
-from scheduler.domain import JobState, SiteState
-from scheduler.leader import (
-    Attempt, FileLock, LeaderRecord, NotLeading, PostgresLock, leader_fence, lock_for, record_leader,
+from minga.common.domain import JobState, SiteState
+from minga.scheduler.leader import (
+    Attempt,
+    FileLock,
+    LeaderRecord,
+    NotLeading,
+    PostgresLock,
+    leader_fence,
+    lock_for,
+    record_leader,
 )
-from scheduler.policy import schedule
-from scheduler.server import Broker, BrokerConfig
-from scheduler.store import Store
+from minga.scheduler.policy import schedule
+from minga.scheduler.server import Broker, BrokerConfig
+from minga.scheduler.store import Store
+from minga.v1 import admin_pb2, common_pb2, job_pb2
 from tests.fixtures_broker import Caller, RunningBroker, ScriptedSite, gpu_inventory
 from tests.pg import PG_URL, pg_unreachable
 from tests.test_store import NOW, add_institution, join_site, new_job, store_url  # noqa: F401  (fixture)
 
-POLL = 0.2          # the in-process brokers' leader poll
+POLL = 0.2  # the in-process brokers' leader poll
 MINGA = str(Path(sys.executable).parent / "minga")
 
 
@@ -63,9 +71,12 @@ class pg_schema:
 
 
 def start(tmp_path: Path, db_url: str, name: str) -> RunningBroker:
-    token_file = tmp_path / "admin-token"   # shared: only the first leader writes it
-    broker = Broker(BrokerConfig(listen="127.0.0.1:0", db_url=db_url, admin_token_file=token_file,
-                                 tick_seconds=0.5, leader_poll_seconds=POLL))
+    token_file = tmp_path / "admin-token"  # shared: only the first leader writes it
+    broker = Broker(
+        BrokerConfig(
+            listen="127.0.0.1:0", db_url=db_url, admin_token_file=token_file, tick_seconds=0.5, leader_poll_seconds=POLL
+        )
+    )
     broker.start()
     return RunningBroker(broker, db_url, token_file)
 
@@ -139,13 +150,13 @@ def test_a_site_moves_to_the_new_leader(tmp_path, db_url):
         site = ScriptedSite(first.address, token, gpu_inventory(gpus=2), heartbeat_seconds=0.3)
         site.next("welcome")
         first.close()
-        assert site.ended.wait(5)                                # the old leader closed the session
+        assert site.ended.wait(5)  # the old leader closed the session
         until(lambda: second.broker.leading, timeout=5)
         back = ScriptedSite(second.address, token, gpu_inventory(gpus=2), heartbeat_seconds=0.3)
         back.next("welcome")
         ana = second.researcher("ana", "uchile")
         job_id = submit(ana)
-        assert back.next("start").start.job_id == job_id       # the new leader schedules
+        assert back.next("start").start.job_id == job_id  # the new leader schedules
         back.close()
     finally:
         first.close()
@@ -205,15 +216,30 @@ def test_postgres_locks_are_per_schema():
 
 # -- the fault test: kill -9 the leading broker of two real processes on PostgreSQL ----
 
-TAKEOVER_BOUND_SECONDS = 5.0    # docs/production.md: lock poll 1 s + takeover wait 1 s, plus margin
-RECONNECT_BOUND_SECONDS = 5.0   # after the takeover: the agent's next round (at most 1 s apart) + Hello
+TAKEOVER_BOUND_SECONDS = 5.0  # docs/production.md: lock poll 1 s + takeover wait 1 s, plus margin
+RECONNECT_BOUND_SECONDS = 5.0  # after the takeover: the agent's next round (at most 1 s apart) + Hello
 
 
 def _serve(db_url: str, tmp_path: Path, name: str, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], dict]:
     log = open(tmp_path / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
-    proc = subprocess.Popen([MINGA, "broker", "serve", "--listen", "127.0.0.1:0", "--db", db_url,
-                             "--admin-token-file", str(tmp_path / f"{name}-admin-token"), "-o", "json"],
-                            stdout=subprocess.PIPE, stderr=log, env=env)
+    proc = subprocess.Popen(
+        [
+            MINGA,
+            "broker",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--db",
+            db_url,
+            "--admin-token-file",
+            str(tmp_path / f"{name}-admin-token"),
+            "-o",
+            "json",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=log,
+        env=env,
+    )
     assert proc.stdout is not None
     ready, _, _ = select.select([proc.stdout], [], [], 60)
     assert ready, f"broker {name} printed nothing: {(tmp_path / f'{name}.log').read_text()[-2000:]}"
@@ -223,11 +249,11 @@ def _serve(db_url: str, tmp_path: Path, name: str, env: dict[str, str]) -> tuple
 @pytest.mark.postgres
 @pytest.mark.timeout(180)
 def test_kill_9_of_the_leader_the_standby_leads_and_agents_and_cli_follow(tmp_path):
-    from agent.credentials import join_site
-    from agent.fake_backend import FakeBackend
-    from agent.session import Agent, AgentConfig
-    from cli.main import app
-    from scheduler.domain import RunState
+    from minga.agent.credentials import join_site
+    from minga.agent.session import Agent, AgentConfig
+    from minga.cli.main import app
+    from minga.common.domain import RunState
+    from tests.fakes.fake_backend import FakeBackend
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MINGA_", "RAY_ADDRESS"))}
     env.update(MINGA_CONFIG_DIR=str(tmp_path / "config"), MINGA_DATA_DIR=str(tmp_path / "data"))
@@ -253,14 +279,25 @@ def test_kill_9_of_the_leader_the_standby_leads_and_agents_and_cli_follow(tmp_pa
             minga("admin", "institution", "add", "uchile", "--name", "U. de Chile", "--country", "CL", "-o", "json")
             ana = minga("admin", "user", "add", "ana", "--institution", "uchile", "-o", "json")["token"]
             join = minga("admin", "site-token", "create", "--institution", "uchile", "--site", "dcc", "-o", "json")
-            credential = join_site(brokers, join["token"])     # the site credential keeps the list
+            credential = join_site(brokers, join["token"])  # the site credential keeps the list
             assert credential.broker == brokers
             backend = FakeBackend()
-            inventory = common_pb2.Inventory(gpus=[common_pb2.GpuPool(
-                model="A100", memory_mb=40960, total=2, free=2, largest_node=2)], cpus=8, nodes=1)
-            agent = Agent(AgentConfig(broker=credential.broker, token=credential.token, ray_dashboard_url="http://unused",
-                                      poll_seconds=0.05, cache_dir=tmp_path / "cache"),
-                          backend=backend, inventory_source=lambda: inventory).start()
+            inventory = common_pb2.Inventory(
+                gpus=[common_pb2.GpuPool(model="A100", memory_mb=40960, total=2, free=2, largest_node=2)],
+                cpus=8,
+                nodes=1,
+            )
+            agent = Agent(
+                AgentConfig(
+                    broker=credential.broker,
+                    token=credential.token,
+                    ray_dashboard_url="http://unused",
+                    poll_seconds=0.05,
+                    cache_dir=tmp_path / "cache",
+                ),
+                backend=backend,
+                inventory_source=lambda: inventory,
+            ).start()
             assert agent.connected.wait(15) and agent.broker == announced["address"]
 
             before = minga("job", "submit", "--gpus", "1", "-o", "json", "--", "python", "train.py", token=ana)["id"]
@@ -271,12 +308,16 @@ def test_kill_9_of_the_leader_the_standby_leads_and_agents_and_cli_follow(tmp_pa
             killed = time.monotonic()
             os.kill(first.pid, signal.SIGKILL)
             first.wait(10)
-            took_over = until(lambda: _leads(runner, app, env, standby["address"], admin), timeout=30) and \
-                time.monotonic() - killed
+            took_over = (
+                until(lambda: _leads(runner, app, env, standby["address"], admin), timeout=30)
+                and time.monotonic() - killed
+            )
             until(lambda: agent.sessions >= 2 and agent.connected.is_set(), timeout=30)
             reconnected = time.monotonic() - killed
-            print(f"\nkill -9 of the leader: the standby led after {took_over:.2f} s, "
-                  f"the agent reconnected after {reconnected:.2f} s")
+            print(
+                f"\nkill -9 of the leader: the standby led after {took_over:.2f} s, "
+                f"the agent reconnected after {reconnected:.2f} s"
+            )
             assert took_over < TAKEOVER_BOUND_SECONDS
             assert reconnected < took_over + RECONNECT_BOUND_SECONDS
             assert agent.broker == standby["address"]
@@ -289,12 +330,12 @@ def test_kill_9_of_the_leader_the_standby_leads_and_agents_and_cli_follow(tmp_pa
             after = minga("job", "submit", "--gpus", "1", "-o", "json", "--", "python", "eval.py", token=ana)["id"]
             jobs = {j["id"]: j for j in minga("job", "list", "--all", "-o", "json", token=ana)}
             assert set(jobs) == {before, after}
-            assert (jobs[before]["state"], jobs[before]["attempts"]) == ("RUNNING", 1)   # kept, not requeued
-            until(lambda: any(r.job_id == after for r in backend.submissions))         # the new leader schedules
+            assert (jobs[before]["state"], jobs[before]["attempts"]) == ("RUNNING", 1)  # kept, not requeued
+            until(lambda: any(r.job_id == after for r in backend.submissions))  # the new leader schedules
         finally:
             if agent is not None:
                 agent.stop()
-            for proc in procs:   # exactly the processes started here
+            for proc in procs:  # exactly the processes started here
                 if proc.poll() is None:
                     proc.send_signal(signal.SIGTERM)
                     try:
@@ -305,13 +346,14 @@ def test_kill_9_of_the_leader_the_standby_leads_and_agents_and_cli_follow(tmp_pa
 
 
 def _leads(runner: CliRunner, app, env: dict[str, str], address: str, token: str) -> bool:  # type: ignore[no-untyped-def]
-    result = runner.invoke(app, ["broker", "status", "--broker", address, "-o", "json"],
-                           env={**env, "MINGA_TOKEN": token})
+    result = runner.invoke(
+        app, ["broker", "status", "--broker", address, "-o", "json"], env={**env, "MINGA_TOKEN": token}
+    )
     return result.exit_code == 0 and json.loads(result.stdout)[0]["leading"]
 
 
 def test_the_client_passes_a_standby_and_a_dead_address_and_remembers_the_leader(tmp_path):
-    from cli.client import BrokerClient
+    from minga.cli.client import BrokerClient
 
     db_url = f"sqlite:///{tmp_path / 'broker.db'}"
     first = start(tmp_path, db_url, "first")
@@ -372,18 +414,18 @@ class Hooks:
 
 
 def election(lock: ScriptedLock, hooks: Hooks, step_down_seconds: float = 60.0):  # type: ignore[no-untyped-def]
-    from scheduler.leader import Election
+    from minga.scheduler.leader import Election
 
     return Election(lock, hooks, poll_seconds=0.01, step_down_seconds=step_down_seconds)
 
 
 def test_a_leader_that_loses_its_lock_pauses_then_resumes_or_steps_down():
-    from scheduler.leader import Role
+    from minga.scheduler.leader import Role
 
     lock, hooks = ScriptedLock(), Hooks()
     e = election(lock, hooks)
     e.start()
-    e.stop()          # no thread: the test polls by hand
+    e.stop()  # no thread: the test polls by hand
     assert e.role is Role.LEADER and hooks.calls == ["take_over"]
     lock.alive, lock.attempt = False, Attempt.UNREACHABLE
     e.poll()
@@ -391,13 +433,13 @@ def test_a_leader_that_loses_its_lock_pauses_then_resumes_or_steps_down():
     lock.alive, lock.attempt = True, Attempt.ACQUIRED
     e.poll()
     assert e.role is Role.LEADER and hooks.calls[-1] == "resume"
-    lock.alive, lock.attempt = False, Attempt.HELD       # another broker got it meanwhile
+    lock.alive, lock.attempt = False, Attempt.HELD  # another broker got it meanwhile
     e.poll()
     assert e.role is Role.STANDBY and not e.leading and hooks.calls[-2:] == ["pause", "step_down"]
 
 
 def test_an_unreachable_database_makes_the_leader_step_down_after_a_while():
-    from scheduler.leader import Role
+    from minga.scheduler.leader import Role
 
     lock, hooks = ScriptedLock(), Hooks()
     e = election(lock, hooks, step_down_seconds=0.2)
@@ -412,11 +454,11 @@ def test_an_unreachable_database_makes_the_leader_step_down_after_a_while():
 
 
 def test_a_standby_takes_over_and_a_failed_takeover_lets_go_of_the_lock():
-    from scheduler.leader import Role
+    from minga.scheduler.leader import Role
 
     lock, hooks = ScriptedLock(), Hooks()
     lock.attempt = Attempt.HELD
-    e = election(lock, hooks)   # not started: the test polls by hand
+    e = election(lock, hooks)  # not started: the test polls by hand
     e.poll()
     assert e.role is Role.STANDBY and hooks.calls == []
     lock.attempt, hooks.fail = Attempt.ACQUIRED, True
@@ -436,8 +478,8 @@ def test_a_first_takeover_that_fails_fails_the_start():
 
 
 def test_an_agent_given_the_standby_first_finds_the_leader(tmp_path):
-    from agent.fake_backend import FakeBackend
-    from agent.session import Agent, AgentConfig
+    from minga.agent.session import Agent, AgentConfig
+    from tests.fakes.fake_backend import FakeBackend
 
     db_url = f"sqlite:///{tmp_path / 'broker.db'}"
     first = start(tmp_path, db_url, "first")
@@ -446,9 +488,16 @@ def test_an_agent_given_the_standby_first_finds_the_leader(tmp_path):
     try:
         first.institution("uchile", "CL")
         token = first.join("uchile", "dcc")
-        agent = Agent(AgentConfig(broker=f"{second.address},{first.address}", token=token,
-                                  ray_dashboard_url="http://unused", cache_dir=tmp_path / "cache"),
-                      backend=FakeBackend(), inventory_source=lambda: gpu_inventory(gpus=2)).start()
+        agent = Agent(
+            AgentConfig(
+                broker=f"{second.address},{first.address}",
+                token=token,
+                ray_dashboard_url="http://unused",
+                cache_dir=tmp_path / "cache",
+            ),
+            backend=FakeBackend(),
+            inventory_source=lambda: gpu_inventory(gpus=2),
+        ).start()
         assert agent.connected.wait(10) and agent.broker == first.address
     finally:
         if agent is not None:
@@ -460,7 +509,7 @@ def test_an_agent_given_the_standby_first_finds_the_leader(tmp_path):
 @pytest.mark.postgres
 def test_a_lock_connection_that_stops_answering_counts_as_lost_within_seconds():
     """The link to PostgreSQL swallows every byte: the check gives up after its timeout."""
-    from scheduler.leader import QUERY_TIMEOUT_SECONDS
+    from minga.scheduler.leader import QUERY_TIMEOUT_SECONDS
     from tests.netproxy import TcpProxy
 
     with pg_schema() as url:
@@ -487,7 +536,7 @@ def test_a_broker_ends_its_own_lingering_lock_session():
         lingering = None
         try:
             assert lock.try_acquire() is Attempt.ACQUIRED
-            lingering, lock._conn = lock._conn, None   # lost to the broker, alive on the server
+            lingering, lock._conn = lock._conn, None  # lost to the broker, alive on the server
             assert other.try_acquire() is Attempt.HELD
             assert lock.try_acquire() is Attempt.ACQUIRED
             assert other.try_acquire() is Attempt.HELD
@@ -498,8 +547,7 @@ def test_a_broker_ends_its_own_lingering_lock_session():
                 lingering.close()
 
 
-@pytest.mark.parametrize("store_url", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)],
-                         indirect=True)
+@pytest.mark.parametrize("store_url", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True)
 def test_a_deposed_leaders_scheduling_pass_writes_nothing(store_url):
     """Fencing: every write of the cycle first checks, under a lock on the leader record,
     that the store still names this broker; a leader that lost its lock but has not yet
@@ -516,7 +564,7 @@ def test_a_deposed_leaders_scheduling_pass_writes_nothing(store_url):
             store.runs.apply_decisions(decisions, NOW, fence=leader_fence("broker-a"))
         with pytest.raises(NotLeading):
             store.runs.site_lost("dcc", "no report", NOW, fence=leader_fence("broker-a"))
-        assert store.jobs.get("j-1").state is JobState.PENDING          # nothing was written
+        assert store.jobs.get("j-1").state is JobState.PENDING  # nothing was written
         assert store.sites.get("dcc").state is SiteState.READY
         assert store.runs.apply_decisions(decisions, NOW, fence=leader_fence("broker-b"))  # the leader may
     finally:

@@ -1,19 +1,19 @@
 """A silent site is LOST at its lease deadline, not at the cycle's next tick: the
 cycle's wait between passes (SiteLeases.wait) ends once a lease runs out, and sites
 that keep talking never end it."""
+
 from __future__ import annotations
 
 import threading
 import time
 
+from minga.common.clock import FakeClock
+from minga.scheduler.leases import SiteLeases
 from minga.v1 import common_pb2
-
-from scheduler.clock import FakeClock
-from scheduler.leases import SiteLeases
 from tests.fixtures_broker import ScriptedSite, gpu_inventory, start_broker
 from tests.test_leases import site_info, until
 
-WAIT = 10.0   # no test waits this long: each wait it starts ends for another reason
+WAIT = 10.0  # no test waits this long: each wait it starts ends for another reason
 
 
 def waiting(leases: SiteLeases, wake: threading.Event, longest: float = 3600.0) -> threading.Thread:
@@ -26,27 +26,27 @@ def test_next_expiry_is_the_earliest_deadline_ahead_of_sites_not_lost() -> None:
     clock = FakeClock()
     start = clock.now()
     leases = SiteLeases(clock, ttl_seconds=30)
-    assert leases.next_expiry(after=start) == start + 30          # sites not heard from yet
+    assert leases.next_expiry(after=start) == start + 30  # sites not heard from yet
     leases.connected("a")
     clock.advance(10)
     leases.connected("b")
-    assert leases.next_expiry(after=start + 30) == start + 40     # b's
+    assert leases.next_expiry(after=start + 30) == start + 40  # b's
     clock.advance(21)
     assert leases.expired(["a", "b"]) == ["a"]
-    assert leases.next_expiry(after=start + 30) == start + 40     # a is lost: it expires no more
-    leases.renew("b")                                             # b keeps talking: its deadline moves on
+    assert leases.next_expiry(after=start + 30) == start + 40  # a is lost: it expires no more
+    leases.renew("b")  # b keeps talking: its deadline moves on
     assert leases.next_expiry(after=start + 30) == clock.now() + 30
 
 
 def test_the_wait_ends_when_a_silent_sites_lease_runs_out() -> None:
     clock = FakeClock()
-    leases = SiteLeases(clock, ttl_seconds=0.05)   # seconds of the fake clock, slept for real
+    leases = SiteLeases(clock, ttl_seconds=0.05)  # seconds of the fake clock, slept for real
     leases.connected("a")
     wake = threading.Event()
     thread = waiting(leases, wake)
     clock.advance(0.1)
     thread.join(WAIT)
-    assert not thread.is_alive() and not wake.is_set()           # the deadline ended it, not an event
+    assert not thread.is_alive() and not wake.is_set()  # the deadline ended it, not an event
     assert leases.expired(["a"]) == ["a"]
 
 
@@ -57,10 +57,10 @@ def test_a_site_that_keeps_talking_never_ends_the_wait_and_an_event_does() -> No
     clock.advance(0.04)
     leases.renew("a")
     clock.advance(0.04)
-    assert leases.expired(["a", "never-heard-from"]) == ["never-heard-from"]   # a pass saw that one
+    assert leases.expired(["a", "never-heard-from"]) == ["never-heard-from"]  # a pass saw that one
     wake = threading.Event()
     thread = waiting(leases, wake)
-    for _ in range(20):                             # many deadlines pass, each after a renewal
+    for _ in range(20):  # many deadlines pass, each after a renewal
         time.sleep(0.02)
         clock.advance(0.02)
         leases.renew("a")
@@ -78,9 +78,9 @@ def test_a_lease_that_ran_out_ends_one_wait_only_so_a_failing_pass_does_not_spin
     first = waiting(leases, threading.Event())
     first.join(WAIT)
     assert not first.is_alive()
-    second = waiting(leases, threading.Event())    # the pass failed before it checked expiry
+    second = waiting(leases, threading.Event())  # the pass failed before it checked expiry
     time.sleep(0.2)
-    assert second.is_alive()                        # waits for its tick (or an event) instead
+    assert second.is_alive()  # waits for its tick (or an event) instead
     assert leases.expired(["a"]) == ["a"]
 
 
@@ -95,7 +95,7 @@ def test_a_broker_with_a_long_tick_still_loses_a_silent_site_at_its_deadline(tmp
         site.next("welcome")
         until(lambda: site_info(broker, "a").state == common_pb2.SITE_STATE_READY)
         time.sleep(2 * ttl)
-        assert site_info(broker, "a").state == common_pb2.SITE_STATE_READY   # heartbeats keep it
+        assert site_info(broker, "a").state == common_pb2.SITE_STATE_READY  # heartbeats keep it
         site.fall_silent()
         until(lambda: site_info(broker, "a").state == common_pb2.SITE_STATE_LOST, timeout=ttl + 5)
         site.close()

@@ -1,5 +1,6 @@
 """Leases over the real gRPC API: a broker on port 0 with a short lease TTL, and
 scripted sites that heartbeat, fall silent, come back, or report their Ray down."""
+
 from __future__ import annotations
 
 import json
@@ -7,11 +8,11 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from minga.v1 import admin_pb2, common_pb2, job_pb2, site_pb2
 from typer.testing import CliRunner
 
-from cli import errors
-from cli.main import app
+from minga.cli import errors
+from minga.cli.main import app
+from minga.v1 import admin_pb2, common_pb2, job_pb2, site_pb2
 from tests.fixtures_broker import Caller, RunningBroker, ScriptedSite, gpu_inventory, start_broker
 
 TTL = 1.5
@@ -61,25 +62,29 @@ def test_a_silent_site_is_lost_its_job_runs_elsewhere_and_its_return_changes_not
     time.sleep(2 * TTL)
     assert site_info(broker, "a").state == common_pb2.SITE_STATE_READY  # heartbeats keep the lease
     lost_at = time.monotonic()
-    a.fall_silent()                                  # the stream stays open, nothing comes
+    a.fall_silent()  # the stream stays open, nothing comes
     second = b.next("start", timeout=TTL + 10).start
     moved_after = time.monotonic() - lost_at
     assert second.job_id == job_id and second.epoch == 2 and second.run_id != first.run_id
     lost = site_info(broker, "a")
     assert lost.state == common_pb2.SITE_STATE_LOST and "no report" in lost.state_reason
-    assert moved_after < TTL + 2 + 3                 # TTL + a 2 s tick-and-backoff + slack
+    assert moved_after < TTL + 2 + 3  # TTL + a 2 s tick-and-backoff + slack
     assert job(ana, job_id).attempts == 2
     # The silent agent speaks again on its old stream: the broker ends that session...
     a.heartbeat()
     assert a.ended.wait(5)
     # ...and when it reconnects, still running the old run, it is told to stop it.
-    back = ScriptedSite(broker.address, token_a, gpu_inventory(gpus=4), heartbeat_seconds=0.3,
-                        runs=[site_pb2.RunReport(run_id=first.run_id, job_id=job_id, epoch=1,
-                                                 state=common_pb2.RUN_STATE_RUNNING)])
+    back = ScriptedSite(
+        broker.address,
+        token_a,
+        gpu_inventory(gpus=4),
+        heartbeat_seconds=0.3,
+        runs=[site_pb2.RunReport(run_id=first.run_id, job_id=job_id, epoch=1, state=common_pb2.RUN_STATE_RUNNING)],
+    )
     back.next("welcome")
     assert back.next("stop").stop.run_id == first.run_id
     assert site_info(broker, "a").state == common_pb2.SITE_STATE_READY
-    back.report(first.run_id, common_pb2.RUN_STATE_SUCCEEDED)   # a late outcome of the stale run
+    back.report(first.run_id, common_pb2.RUN_STATE_SUCCEEDED)  # a late outcome of the stale run
     b.report(second.run_id, common_pb2.RUN_STATE_RUNNING)
     until(lambda: job(ana, job_id).state == common_pb2.JOB_STATE_RUNNING)
     assert job(ana, job_id).run_id == second.run_id
@@ -104,11 +109,12 @@ def test_a_site_whose_ray_is_down_is_degraded_and_its_job_moves(fed):
     requeued = job(ana, job_id)
     assert requeued.state == common_pb2.JOB_STATE_PENDING and "degraded" in requeued.reason
     # An agent that (re)connects while Ray is down says so in its Hello.
-    b = ScriptedSite(broker.address, broker.join("uchile", "b"), gpu_inventory(gpus=4), heartbeat_seconds=0.3,
-                     ray_down="no answer")
+    b = ScriptedSite(
+        broker.address, broker.join("uchile", "b"), gpu_inventory(gpus=4), heartbeat_seconds=0.3, ray_down="no answer"
+    )
     b.next("welcome")
     assert site_info(broker, "b").state == common_pb2.SITE_STATE_DEGRADED
-    a.health(None)                                   # Ray is back on a: the job returns there
+    a.health(None)  # Ray is back on a: the job returns there
     second = a.next("start", timeout=10).start
     assert second.job_id == job_id and second.epoch == 2
     for s in (a, b):
@@ -128,15 +134,19 @@ def test_a_restarted_broker_gives_sites_a_fresh_ttl(tmp_path):
     until(lambda: job(ana, job_id).state == common_pb2.JOB_STATE_RUNNING)
     a.close()
     broker.close()
-    time.sleep(2 * TTL)                              # longer than the TTL since the site was last heard
+    time.sleep(2 * TTL)  # longer than the TTL since the site was last heard
     broker = start_broker(tmp_path, lease_ttl_seconds=TTL)
     try:
         ana = broker.caller(ana.token)
-        time.sleep(TTL / 2)                          # several cycles have run by now
+        time.sleep(TTL / 2)  # several cycles have run by now
         assert site_info(broker, "a").state == common_pb2.SITE_STATE_READY
-        back = ScriptedSite(broker.address, token, gpu_inventory(gpus=4), heartbeat_seconds=0.3,
-                            runs=[site_pb2.RunReport(run_id=start.run_id, job_id=job_id, epoch=1,
-                                                     state=common_pb2.RUN_STATE_RUNNING)])
+        back = ScriptedSite(
+            broker.address,
+            token,
+            gpu_inventory(gpus=4),
+            heartbeat_seconds=0.3,
+            runs=[site_pb2.RunReport(run_id=start.run_id, job_id=job_id, epoch=1, state=common_pb2.RUN_STATE_RUNNING)],
+        )
         back.next("welcome")
         time.sleep(2 * TTL)
         kept = job(ana, job_id)
@@ -159,7 +169,7 @@ def test_drain_takes_no_new_runs_and_waits_for_the_running_ones(fed):
     assert timed_out.exit_code == errors.EXIT_TIMEOUT, timed_out.output
     assert "site a is DRAINING: 2 GPU(s) still in use" in timed_out.stdout
     later = submit(ana, gpus=2)
-    time.sleep(1.5)                                   # cycles run; nothing goes to a draining site
+    time.sleep(1.5)  # cycles run; nothing goes to a draining site
     assert job(ana, later).state == common_pb2.JOB_STATE_PENDING
     a.report(start.run_id, common_pb2.RUN_STATE_SUCCEEDED)
     drained = CliRunner().invoke(app, ["admin", "site", "drain", "a", "--timeout", "20s", "-o", "json", *admin])

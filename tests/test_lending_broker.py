@@ -1,14 +1,15 @@
 """Lending policies end to end: `minga admin site policy set|show|clear` against a real broker
 on port 0, with a scripted site on the stream. A guest's job waits with the policy's reason,
 the owner's own job is placed, and clearing the policy lets the guest in."""
+
 from __future__ import annotations
 
 import json
 
 import grpc
 import pytest
-from minga.v1 import admin_pb2, common_pb2, job_pb2
 
+from minga.v1 import admin_pb2, common_pb2, job_pb2
 from tests.fixtures_broker import RunningBroker, ScriptedSite, gpu_inventory
 from tests.test_broker_grpc import spec, wait_for
 from tests.test_cli_shares import minga
@@ -18,8 +19,8 @@ from tests.test_cli_shares import minga
 def fed(broker: RunningBroker):  # type: ignore[no-untyped-def]
     broker.institution("uchile", "CL")
     broker.institution("usp", "BR")
-    ana = broker.researcher("ana", "uchile")       # the site's owner
-    bia = broker.researcher("bia", "usp")          # a guest
+    ana = broker.researcher("ana", "uchile")  # the site's owner
+    bia = broker.researcher("bia", "usp")  # a guest
     site = ScriptedSite(broker.address, broker.join("uchile", "dcc"), gpu_inventory("A100", 4))
     site.next("welcome")
     admin = broker.admin_token_file.read_text().strip()
@@ -33,9 +34,29 @@ def _reason(caller, job_id: str) -> str:  # type: ignore[no-untyped-def]
 
 def test_a_guest_waits_for_the_policy_and_the_owner_is_placed(fed):
     broker, admin, ana, bia, site = fed
-    out = minga(broker, admin, "admin", "site", "policy", "set", "dcc", "--allow-country", "AR",
-                "--max-lent", "2", "--guest-walltime", "4h", "--closed-window", "Mon-Fri 08:00-20:00",
-                "--timezone", "America/Belem", "--env-allow", "HF_HOME", "--pip-allow", "torch")
+    out = minga(
+        broker,
+        admin,
+        "admin",
+        "site",
+        "policy",
+        "set",
+        "dcc",
+        "--allow-country",
+        "AR",
+        "--max-lent",
+        "2",
+        "--guest-walltime",
+        "4h",
+        "--closed-window",
+        "Mon-Fri 08:00-20:00",
+        "--timezone",
+        "America/Belem",
+        "--env-allow",
+        "HF_HOME",
+        "--pip-allow",
+        "torch",
+    )
     assert out.exit_code == 0, out.output
     assert "only institutions in AR" in out.stdout and "Mon-Fri 08:00-20:00 America/Belem" in out.stdout
     assert "at most 2 GPUs" in out.stdout and "at most 4h" in out.stdout and "HF_HOME (every job)" in out.stdout
@@ -59,8 +80,9 @@ def test_env_rules_reach_the_owner_too(fed):
     assert minga(broker, admin, "admin", "site", "policy", "set", "dcc", "--no-env").exit_code == 0
     env_spec = spec(1, runtime_env=common_pb2.RuntimeEnv(env={"AWS_SECRET": "x"}))
     job = ana.jobs.SubmitJob(job_pb2.SubmitJobRequest(spec=env_spec), metadata=ana.md).job
-    wait_for(lambda: _reason(ana, job.id) ==
-             "runtime: site dcc accepts no environment variables (this job sets AWS_SECRET)")
+    wait_for(
+        lambda: _reason(ana, job.id) == "runtime: site dcc accepts no environment variables (this job sets AWS_SECRET)"
+    )
 
 
 def test_only_admins_set_policies_and_bad_input_is_refused(fed):
@@ -70,17 +92,34 @@ def test_only_admins_set_policies_and_bad_input_is_refused(fed):
     assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
     a = broker.admin
     with pytest.raises(grpc.RpcError) as err:
-        a.admin.SetLendingPolicy(admin_pb2.SetLendingPolicyRequest(
-            site="dcc", policy=admin_pb2.LendingPolicy(max_lent_gpus=-1, closed_windows=["Mon-Fri 8-20"],
-                                                       timezone="America/Belem")), metadata=a.md)
+        a.admin.SetLendingPolicy(
+            admin_pb2.SetLendingPolicyRequest(
+                site="dcc",
+                policy=admin_pb2.LendingPolicy(
+                    max_lent_gpus=-1, closed_windows=["Mon-Fri 8-20"], timezone="America/Belem"
+                ),
+            ),
+            metadata=a.md,
+        )
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "closed_windows" in err.value.details()
     with pytest.raises(grpc.RpcError) as err:
         a.admin.GetLendingPolicy(admin_pb2.GetLendingPolicyRequest(site="nope"), metadata=a.md)
     assert err.value.code() == grpc.StatusCode.NOT_FOUND
     bad = minga(broker, admin, "admin", "site", "policy", "set", "dcc", "--no-env", "--env-allow", "X")
     assert bad.exit_code != 0 and "--no-env" in bad.output
-    bad = minga(broker, admin, "admin", "site", "policy", "set", "dcc", "--timezone", "Mars/Base",
-                "--lend-window", "22:00-06:00")
+    bad = minga(
+        broker,
+        admin,
+        "admin",
+        "site",
+        "policy",
+        "set",
+        "dcc",
+        "--timezone",
+        "Mars/Base",
+        "--lend-window",
+        "22:00-06:00",
+    )
     assert bad.exit_code != 0 and "--timezone" in bad.output and "unknown time zone" in bad.output
 
 
@@ -89,5 +128,4 @@ def test_setting_a_policy_is_audited(fed):
     assert minga(broker, admin, "admin", "site", "policy", "set", "dcc", "--max-lent", "0").exit_code == 0
     a = broker.admin
     entries = a.admin.ListAudit(admin_pb2.ListAuditRequest(), metadata=a.md).entries
-    assert any(e.method == "AdminService/SetLendingPolicy" and e.target == "dcc" and e.outcome == "OK"
-               for e in entries)
+    assert any(e.method == "AdminService/SetLendingPolicy" and e.target == "dcc" and e.outcome == "OK" for e in entries)

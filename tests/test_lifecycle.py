@@ -1,25 +1,35 @@
 """The job lifecycle rules (scheduler/lifecycle.py), alone: domain values in, domain
 values and commands out, no database."""
+
 from __future__ import annotations
 
 from dataclasses import replace
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from scheduler import lifecycle as lc
-from scheduler.commands import RunReport, StartRunCommand, StopRunCommand
-from scheduler.domain import Job, JobSpec, JobState, Run, RunState
-from scheduler.requeue_rules import INFRA_REQUEUE_LIMIT, Fault
-from scheduler.snapshot import Placement, Preemption
-from scheduler.states import IllegalTransition
+from minga.common.domain import Job, JobSpec, JobState, Run, RunState
+from minga.common.snapshot import Placement, Preemption
+from minga.common.states import IllegalTransition
+from minga.scheduler import lifecycle as lc
+from minga.scheduler.commands import RunReport, StartRunCommand, StopRunCommand
+from minga.scheduler.requeue_rules import INFRA_REQUEUE_LIMIT, Fault
 
 NOW = 1_000.0
 
 
 def job(state: JobState = JobState.PENDING, **spec: object) -> Job:
-    return Job(id="j-1", spec=JobSpec("python train.py", project="uchile/default", **spec),  # type: ignore[arg-type]
-               state=state, owner="ana", institution="uchile", submitted_at=0.0, array_id="arr", array_index=3)
+    return Job(
+        id="j-1",
+        spec=JobSpec("python train.py", project="uchile/default", **spec),  # type: ignore[arg-type]
+        state=state,
+        owner="ana",
+        institution="uchile",
+        submitted_at=0.0,
+        array_id="arr",
+        array_index=3,
+    )
 
 
 def leased(free: int = 8, **spec: object) -> lc.Step:
@@ -37,6 +47,7 @@ def running(**spec: object) -> tuple[Job, Run]:
 
 
 # -- lease -------------------------------------------------------------------------------
+
 
 def test_a_lease_is_a_new_run_under_the_next_epoch_and_its_start():
     step = leased(preemptible=False, walltime_seconds=600)
@@ -67,11 +78,12 @@ def test_only_a_pending_job_is_leased(state):
 @given(gpus=st.integers(0, 16), free=st.integers(-4, 16))
 def test_a_lease_never_promises_more_than_is_free(gpus, free):
     step = lc.lease(job(), Placement("j-1", "dcc", "A100", gpus, 1.0), "CL", free, NOW)
-    assert (step is not None) == (gpus == 0 or gpus <= free)   # a CPU-only run takes no GPU
+    assert (step is not None) == (gpus == 0 or gpus <= free)  # a CPU-only run takes no GPU
     assert step is None or step.run.gpus == gpus
 
 
 # -- preemption ---------------------------------------------------------------------------
+
 
 def test_preemption_stops_the_run_and_requeues_without_a_failure():
     j, run = running()
@@ -95,6 +107,7 @@ def test_preemption_of_a_run_that_ended_or_is_not_current_does_nothing():
 
 
 # -- lost, failed, requeued -----------------------------------------------------------------
+
 
 def test_a_lost_run_requeues_its_job_as_an_infrastructure_fault():
     j, run = running()
@@ -136,7 +149,7 @@ def test_failures_never_pass_max_attempts_without_ending_the_job(max_attempts, s
     j = replace(job(JobState.RUNNING, max_attempts=max_attempts), run_id="r")
     for fault in sequence:
         if j.state.terminal:
-            with pytest.raises(IllegalTransition):   # a terminal state is final
+            with pytest.raises(IllegalTransition):  # a terminal state is final
                 lc.requeue_or_fail(j, "again", NOW, fault)
             return
         before = j
@@ -146,7 +159,7 @@ def test_failures_never_pass_max_attempts_without_ending_the_job(max_attempts, s
         if j.state is JobState.PENDING:
             assert j.not_before > NOW
         if fault is Fault.INFRASTRUCTURE:
-            assert j.failures == before.failures            # never the user's budget
+            assert j.failures == before.failures  # never the user's budget
         else:
             assert j.infra_requeues == before.infra_requeues
         j = replace(j, state=JobState.RUNNING) if j.state is JobState.PENDING else j
@@ -154,11 +167,16 @@ def test_failures_never_pass_max_attempts_without_ending_the_job(max_attempts, s
 
 # -- reports --------------------------------------------------------------------------------
 
+
 def test_a_running_report_starts_the_job_and_its_usage():
     j, run = running()
     assert (j.state, j.started_at) == (JobState.RUNNING, NOW + 10)
     assert (run.state, run.running_since, run.charged_until, run.reported_at) == (
-        RunState.RUNNING, NOW + 10, NOW + 10, NOW + 10)
+        RunState.RUNNING,
+        NOW + 10,
+        NOW + 10,
+        NOW + 10,
+    )
     again = lc.after_report(j, run, RunReport(run.id, RunState.RUNNING, "still"), NOW + 20)
     assert (again.run.running_since, again.run.reported_at, again.job) == (NOW + 10, NOW + 10, j)
 
@@ -167,9 +185,16 @@ def test_a_terminal_report_ends_the_run_and_the_job():
     j, run = running()
     step = lc.after_report(j, run, RunReport(run.id, RunState.SUCCEEDED, "done"), NOW + 30)
     assert step.job is not None and (step.job.state, step.job.finished_at, step.job.reason) == (
-        JobState.SUCCEEDED, NOW + 30, "")
+        JobState.SUCCEEDED,
+        NOW + 30,
+        "",
+    )
     assert (step.run.live, step.run.ended_at, step.run.state, step.run.charged_until) == (
-        False, NOW + 30, RunState.SUCCEEDED, NOW + 10)   # the store charges the last interval
+        False,
+        NOW + 30,
+        RunState.SUCCEEDED,
+        NOW + 10,
+    )  # the store charges the last interval
     failed = lc.after_report(j, run, RunReport(run.id, RunState.FAILED, ""), NOW + 30).job
     assert failed is not None and (failed.state, failed.reason) == (JobState.FAILED, "run failed")
 
@@ -181,7 +206,10 @@ def test_a_failed_run_is_requeued_when_retries_were_asked_or_ray_lost_it():
     j, run = running()
     infra = lc.after_report(j, run, RunReport(run.id, RunState.FAILED, "raylet died", True), NOW + 30)
     assert infra.job is not None and (infra.job.state, infra.job.failures, infra.job.infra_requeues) == (
-        JobState.PENDING, 0, 1)
+        JobState.PENDING,
+        0,
+        1,
+    )
     assert infra.run.state is RunState.LOST
 
 
@@ -213,11 +241,13 @@ def test_a_cancelling_job_still_running_is_told_to_stop():
 
 def test_unknown_runs_are_stopped_unless_they_already_ended():
     assert lc.unknown_run("dcc", RunReport("minga-x-a1", RunState.RUNNING)) == (
-        StopRunCommand("dcc", "minga-x-a1", "unknown run"),)
+        StopRunCommand("dcc", "minga-x-a1", "unknown run"),
+    )
     assert lc.unknown_run("dcc", RunReport("minga-x-a1", RunState.FAILED)) == ()
 
 
 # -- walltime -----------------------------------------------------------------------------
+
 
 def test_a_run_past_its_walltime_is_stopped_and_its_job_times_out():
     j, run = running(walltime_seconds=60)
@@ -226,7 +256,11 @@ def test_a_run_past_its_walltime_is_stopped_and_its_job_times_out():
     assert step is not None and step.job is not None
     reason = "TIMEOUT: ran past its walltime of 60 s"
     assert (step.job.state, step.job.reason, step.run.state, step.run.live) == (
-        JobState.FAILED, reason, RunState.STOPPED, False)
+        JobState.FAILED,
+        reason,
+        RunState.STOPPED,
+        False,
+    )
     assert step.commands == (StopRunCommand("dcc", run.id, reason),)
     cancelled = lc.stop_overdue(replace(j, state=JobState.CANCELLING), run, NOW + 100)
     assert cancelled is not None and cancelled.job is not None and cancelled.job.state is JobState.CANCELLED
@@ -241,6 +275,7 @@ def test_no_walltime_never_started_or_already_ended_is_never_overdue():
 
 
 # -- a site's Hello that does not list a live run -----------------------------------------------
+
 
 def test_a_start_lost_in_transit_is_resent_under_the_same_run_id():
     step = leased()
@@ -267,9 +302,15 @@ def test_an_unlisted_cancel_ends_and_an_ended_run_is_left_alone():
 
 # -- the whole lifecycle, at random ---------------------------------------------------------------
 
-REPORTED = [s for s in RunState if s is not RunState.LOST]   # LOST is the broker's verdict: the wire refuses it
-EVENTS = st.lists(st.tuples(st.sampled_from(["lease", "report", "lost", "preempt", "overdue", "hello", "cancel"]),
-                            st.sampled_from(REPORTED), st.booleans()), max_size=30)
+REPORTED = [s for s in RunState if s is not RunState.LOST]  # LOST is the broker's verdict: the wire refuses it
+EVENTS = st.lists(
+    st.tuples(
+        st.sampled_from(["lease", "report", "lost", "preempt", "overdue", "hello", "cancel"]),
+        st.sampled_from(REPORTED),
+        st.booleans(),
+    ),
+    max_size=30,
+)
 
 
 @settings(max_examples=300)
@@ -289,11 +330,13 @@ def test_a_job_has_at_most_one_live_run_and_one_outcome(events, max_attempts):
         elif kind == "cancel" and j.state in (JobState.LEASED, JobState.RUNNING):
             j = replace(j, state=JobState.CANCELLING)
         elif current is not None:
-            step = {"report": lambda: lc.after_report(j, current, RunReport(current.id, state, "", flag), now, flag),
-                    "lost": lambda: lc.run_lost(j, current, "gone", now),
-                    "preempt": lambda: lc.preempt(j, current, Preemption(current.id, j.id, "dcc", "x"), now),
-                    "overdue": lambda: lc.stop_overdue(j, current, now),
-                    "hello": lambda: lc.unlisted_at_hello(j, current, 0, now)}.get(kind, lambda: None)()
+            step = {
+                "report": lambda: lc.after_report(j, current, RunReport(current.id, state, "", flag), now, flag),
+                "lost": lambda: lc.run_lost(j, current, "gone", now),
+                "preempt": lambda: lc.preempt(j, current, Preemption(current.id, j.id, "dcc", "x"), now),
+                "overdue": lambda: lc.stop_overdue(j, current, now),
+                "hello": lambda: lc.unlisted_at_hello(j, current, 0, now),
+            }.get(kind, lambda: None)()
         if step is not None:
             assert step.job is not None
             j, runs[step.run.id] = step.job, step.run
@@ -305,22 +348,61 @@ def test_a_job_has_at_most_one_live_run_and_one_outcome(events, max_attempts):
 
 # -- the store's one writer per row -------------------------------------------------------------
 
+
 def test_what_a_rule_returns_survives_the_trip_through_the_rows():
     """job_to_row / run_to_row write every field a rule may change, so nothing is lost."""
-    from scheduler.domain import JobPreemption
-    from scheduler.store.base import job_from_row, job_to_row, run_from_row, run_to_row
-    from scheduler.store.codec import spec_to_json
-    from scheduler.store.models import JobRow, RunRow
+    from minga.common.domain import JobPreemption
+    from minga.scheduler.store.base import job_from_row, job_to_row, run_from_row, run_to_row
+    from minga.scheduler.store.codec import spec_to_json
+    from minga.scheduler.store.models import JobRow, RunRow
 
-    run = Run(id="minga-j-1-a4", job_id="j-1", site="dcc", epoch=4, gpu_model="H100", gpus=3, cpus=2.5,
-              state=RunState.STOPPED, institution="uchile", project="uchile/nlp", started_at=11.0,
-              preemptible=False, walltime_seconds=90, live=False, message="m", ended_at=99.0,
-              running_since=20.0, charged_until=98.0, reported_at=21.0)
+    run = Run(
+        id="minga-j-1-a4",
+        job_id="j-1",
+        site="dcc",
+        epoch=4,
+        gpu_model="H100",
+        gpus=3,
+        cpus=2.5,
+        state=RunState.STOPPED,
+        institution="uchile",
+        project="uchile/nlp",
+        started_at=11.0,
+        preemptible=False,
+        walltime_seconds=90,
+        live=False,
+        message="m",
+        ended_at=99.0,
+        running_since=20.0,
+        charged_until=98.0,
+        reported_at=21.0,
+    )
     assert run_from_row(run_to_row(run, RunRow())) == run
-    j = replace(job(JobState.PENDING), attempts=4, failures=1, infra_requeues=2, reason="r", site="dcc",
-                country="CL", run_id=run.id, gpu_model="H100", started_at=12.0, finished_at=0.0,
-                not_before=130.0, updated_at=99.0, last_preemption=JobPreemption(99.0, "reclaim", "b", "why"))
-    row = JobRow(id=j.id, owner=j.owner, institution=j.institution, spec_json=spec_to_json(j.spec),
-                 state="LEASED", submitted_at=j.submitted_at, array_id="arr", array_index=3)
+    j = replace(
+        job(JobState.PENDING),
+        attempts=4,
+        failures=1,
+        infra_requeues=2,
+        reason="r",
+        site="dcc",
+        country="CL",
+        run_id=run.id,
+        gpu_model="H100",
+        started_at=12.0,
+        finished_at=0.0,
+        not_before=130.0,
+        updated_at=99.0,
+        last_preemption=JobPreemption(99.0, "reclaim", "b", "why"),
+    )
+    row = JobRow(
+        id=j.id,
+        owner=j.owner,
+        institution=j.institution,
+        spec_json=spec_to_json(j.spec),
+        state="LEASED",
+        submitted_at=j.submitted_at,
+        array_id="arr",
+        array_index=3,
+    )
     assert job_from_row(job_to_row(j, row)) == j
     assert job_from_row(job_to_row(replace(j, last_preemption=None), row)).last_preemption is None

@@ -2,6 +2,7 @@
 migrations build exactly what the models describe, and stores this minga cannot read are
 refused. SQLite and PostgreSQL, each database fresh (a file, or a schema dropped afterwards).
 """
+
 from __future__ import annotations
 
 import sqlite3
@@ -16,21 +17,21 @@ from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import Engine
 from sqlmodel import SQLModel
 
-from scheduler.clock import FakeClock
-from scheduler.commands import RunReport
-from scheduler.cycle import SchedulingCycle
-from scheduler.domain import FailedPrecondition, JobState, Role, RunState, SiteState
-from scheduler.leases import SiteLeases
-from scheduler.policy import schedule
-from scheduler.sessions import SessionRegistry
-from scheduler.store import Store, migrations
-from scheduler.store.migrations.__main__ import main as migrations_cli
-from scheduler.store.db import normalize_url
+from minga.common.clock import FakeClock
+from minga.common.domain import FailedPrecondition, JobState, Role, RunState, SiteState
+from minga.scheduler.commands import RunReport
+from minga.scheduler.cycle import SchedulingCycle
+from minga.scheduler.leases import SiteLeases
+from minga.scheduler.policy import schedule
+from minga.scheduler.sessions import SessionRegistry
+from minga.scheduler.store import Store, migrations
+from minga.scheduler.store.db import normalize_url
+from minga.scheduler.store.migrations.__main__ import main as migrations_cli
 from tests.pg import PG_URL, pg_unreachable
 from tests.test_store import new_job
 
 FIXTURES = Path(__file__).parent / "fixtures"
-NOW = 1_700_000_000.0   # the fixtures' clock
+NOW = 1_700_000_000.0  # the fixtures' clock
 DIGEST = "sha256:" + "ab" * 32
 
 # -- fresh databases ------------------------------------------------------------------
@@ -91,6 +92,7 @@ def version_of(url: str) -> list[str]:
 
 # -- (a)+(d) a first-release store, with data, upgrades in place --------------------------
 
+
 def test_a_first_release_store_upgrades_with_its_data_intact(new_url):
     url = new_url()
     load_first_release(url)
@@ -114,9 +116,14 @@ def test_a_first_release_store_upgrades_with_its_data_intact(new_url):
 
 def assert_first_release_data(store: Store) -> None:
     assert [(i.slug, i.country, i.weight) for i in store.accounts.list_institutions()] == [
-        ("uchile", "CL", 1.0), ("unam", "MX", 2.0)]
+        ("uchile", "CL", 1.0),
+        ("unam", "MX", 2.0),
+    ]
     assert [(u.name, u.institution, u.role) for u in store.accounts.list_users()] == [
-        ("admin", "", Role.ADMIN), ("ana", "uchile", Role.RESEARCHER), ("beto", "unam", Role.ADMIN)]
+        ("admin", "", Role.ADMIN),
+        ("ana", "uchile", Role.RESEARCHER),
+        ("beto", "unam", Role.ADMIN),
+    ]
     ana = store.accounts.principal_for("hash-ana", NOW)
     assert (ana.name, ana.role, ana.institution) == ("ana", Role.RESEARCHER, "uchile")
     dcc = store.accounts.principal_for("hash-site-dcc", NOW)
@@ -138,14 +145,16 @@ def assert_first_release_data(store: Store) -> None:
     assert store.jobs.get("job-wait").state is JobState.PENDING
     assert store.jobs.find_by_key("ana", "idem-1").id == "job-run"
     again, created = store.jobs.submit(new_job("job-run-retry"), "idem-1")
-    assert (again.id, created) == ("job-run", False)   # the unique (owner, key) survived
+    assert (again.id, created) == ("job-run", False)  # the unique (owner, key) survived
 
-    assert store.blobs.read_log("minga-job-run-a1", 0) == [
-        (0, b"epoch 1 loss 2.31\n"), (18, b"epoch 2 loss 1.97\n")]
+    assert store.blobs.read_log("minga-job-run-a1", 0) == [(0, b"epoch 1 loss 2.31\n"), (18, b"epoch 2 loss 1.97\n")]
     assert store.blobs.get_package(DIGEST) == b"PK\x03\x04 a zip"
 
     assert [(p.id, p.weight) for p in store.shares.list_projects()] == [
-        ("uchile/default", 1.0), ("uchile/llm", 3.0), ("unam/default", 1.0)]
+        ("uchile/default", 1.0),
+        ("uchile/llm", 3.0),
+        ("unam/default", 1.0),
+    ]
     assert store.shares.settings().half_life_seconds == 86400.0
     snapshot = store.runs.load_snapshot(NOW + 1200)
     assert [r.id for r in snapshot.live_runs] == ["minga-job-run-a1"]
@@ -170,11 +179,12 @@ def assert_still_writable(store: Store) -> None:
     assert [c.run.job_id for c in started] == ["job-new"]
     store.runs.apply_report("dcc", RunReport(started[0].run.id, RunState.RUNNING), NOW + 1310)
     cycle = SchedulingCycle(store, SessionRegistry(), FakeClock(NOW + 1400), SiteLeases(FakeClock(NOW + 1400)))
-    cycle.charge(NOW + 1400)     # the leader's state loads from the migrated store, and charges it
+    cycle.charge(NOW + 1400)  # the leader's state loads from the migrated store, and charges it
     cycle.detach()
 
 
 # -- (b) the migrations build exactly what the models describe ----------------------------
+
 
 def test_upgrade_to_head_builds_exactly_what_the_models_describe(new_url):
     """The guard: a model changed without a migration fails here, on both backends."""
@@ -195,7 +205,7 @@ def test_upgrade_to_head_builds_exactly_what_the_models_describe(new_url):
 
 
 def test_alembic_check_finds_no_model_change_without_a_revision():
-    migrations_cli(["check"])   # raises SystemExit naming the differences
+    migrations_cli(["check"])  # raises SystemExit naming the differences
 
 
 def schema_of(url: str) -> dict[str, dict[str, object]]:
@@ -203,14 +213,20 @@ def schema_of(url: str) -> dict[str, dict[str, object]]:
     engine = engine_for(url)
     try:
         found = inspect(engine)
-        return {table: {
-            "columns": [(c["name"], str(c["type"]), c["nullable"], c.get("default")) for c in found.get_columns(table)],
-            "primary_key": found.get_pk_constraint(table)["constrained_columns"],
-            "unique": sorted((u["name"], tuple(u["column_names"])) for u in found.get_unique_constraints(table)),
-            "indexes": sorted((i["name"], tuple(i["column_names"]), bool(i["unique"]))
-                              for i in found.get_indexes(table)),
-            "foreign_keys": sorted(str(fk) for fk in found.get_foreign_keys(table)),
-        } for table in found.get_table_names()}
+        return {
+            table: {
+                "columns": [
+                    (c["name"], str(c["type"]), c["nullable"], c.get("default")) for c in found.get_columns(table)
+                ],
+                "primary_key": found.get_pk_constraint(table)["constrained_columns"],
+                "unique": sorted((u["name"], tuple(u["column_names"])) for u in found.get_unique_constraints(table)),
+                "indexes": sorted(
+                    (i["name"], tuple(i["column_names"]), bool(i["unique"])) for i in found.get_indexes(table)
+                ),
+                "foreign_keys": sorted(str(fk) for fk in found.get_foreign_keys(table)),
+            }
+            for table in found.get_table_names()
+        }
     finally:
         engine.dispose()
 
@@ -240,6 +256,7 @@ def test_revision_0001_is_the_first_release_schema(new_url):
 
 # -- (c) stores this minga cannot read are refused -----------------------------------------
 
+
 def test_a_store_upgraded_by_a_newer_minga_is_refused(new_url):
     url = new_url()
     Store(url).close()
@@ -247,8 +264,11 @@ def test_a_store_upgraded_by_a_newer_minga_is_refused(new_url):
     with engine.begin() as conn:
         conn.execute(text("UPDATE alembic_version SET version_num = '9999'"))
     engine.dispose()
-    with pytest.raises(FailedPrecondition, match=r"schema revision 9999, which this minga does not know "
-                                                 rf"\(its newest is {migrations.head()}\)"):
+    with pytest.raises(
+        FailedPrecondition,
+        match=r"schema revision 9999, which this minga does not know "
+        rf"\(its newest is {migrations.head()}\)",
+    ):
         Store(url)
 
 
@@ -260,10 +280,12 @@ def test_an_unversioned_store_that_is_not_the_first_release_is_refused(new_url):
         conn.execute(text("ALTER TABLE runs DROP COLUMN walltime_seconds"))
         conn.execute(text("DROP TABLE meta"))
     engine.dispose()
-    with pytest.raises(FailedPrecondition, match="no schema version and is not one of minga's first release: "
-                                                 "it lacks meta, runs.walltime_seconds"):
+    with pytest.raises(
+        FailedPrecondition,
+        match="no schema version and is not one of minga's first release: it lacks meta, runs.walltime_seconds",
+    ):
         Store(url)
-    assert "alembic_version" not in inspect_tables(url)   # nothing was written
+    assert "alembic_version" not in inspect_tables(url)  # nothing was written
 
 
 def test_other_applications_tables_are_left_alone(new_url):

@@ -4,11 +4,11 @@ and the attacks on each (a wrong CA, an expired or revoked certificate, a replay
 join token, a site's certificate used on another site's runs, a site token on a
 broker that has a CA). Real brokers on port 0, real TLS handshakes, SQLite files.
 """
+
 from __future__ import annotations
 
 import datetime as dt
 import stat
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,14 +18,14 @@ import pytest
 from cryptography import x509
 from typer.testing import CliRunner
 
-from agent.credentials import SiteCredential, join_site, load_credential, save_credential
-from agent.renewal import renew_if_due, renewal_due
-from agent.session import Agent, AgentConfig
-from agent.fake_backend import FakeBackend
-from cli.main import app
+from minga.agent.credentials import SiteCredential, join_site, load_credential, save_credential
+from minga.agent.renewal import renew_if_due, renewal_due
+from minga.agent.session import Agent, AgentConfig
+from minga.cli.main import app
+from minga.common import pki
+from minga.scheduler.server import Broker, BrokerConfig
 from minga.v1 import admin_pb2, admin_pb2_grpc, common_pb2, job_pb2, job_pb2_grpc, site_pb2, site_pb2_grpc
-from scheduler import pki
-from scheduler.server import Broker, BrokerConfig
+from tests.fakes.fake_backend import FakeBackend
 from tests.fixtures_broker import ScriptedSite, gpu_inventory
 from tests.test_broker_grpc import wait_for
 
@@ -63,14 +63,20 @@ class SecureBroker:
         return admin_pb2_grpc.AdminServiceStub(self.channel())
 
     def join_token(self, institution: str, site: str) -> str:
-        return self.admin().CreateSiteToken(admin_pb2.CreateSiteTokenRequest(institution=institution, site=site),
-                                            metadata=self.admin_md).token
+        return (
+            self.admin()
+            .CreateSiteToken(
+                admin_pb2.CreateSiteTokenRequest(institution=institution, site=site), metadata=self.admin_md
+            )
+            .token
+        )
 
     def join(self, institution: str, site: str) -> SiteCredential:
         """The real join flow (a key made here, a CSR, a certificate back), saved to disk."""
         path = self.tmp / "sites" / f"{site}.json"
-        cred = join_site(self.broker.address, self.join_token(institution, site), self.ca_file,
-                         path.with_suffix(".pem"))
+        cred = join_site(
+            self.broker.address, self.join_token(institution, site), self.ca_file, path.with_suffix(".pem")
+        )
         save_credential(path, cred)
         return cred
 
@@ -79,15 +85,26 @@ def start_secure(tmp_path: Path, lifetime: dt.timedelta = dt.timedelta(days=30))
     pki_dir = tmp_path / "pki"
     if not pki.has_broker_pki(pki_dir):
         pki.init_broker_pki(pki_dir, SANS)
-    broker = Broker(BrokerConfig(listen="127.0.0.1:0", db_url=f"sqlite:///{tmp_path / 'broker.db'}",
-                                 admin_token_file=tmp_path / "admin-token", tick_seconds=0.3,
-                                 pki_dir=pki_dir, site_listen="127.0.0.1:0", site_cert_lifetime=lifetime))
+    broker = Broker(
+        BrokerConfig(
+            listen="127.0.0.1:0",
+            db_url=f"sqlite:///{tmp_path / 'broker.db'}",
+            admin_token_file=tmp_path / "admin-token",
+            tick_seconds=0.3,
+            pki_dir=pki_dir,
+            site_listen="127.0.0.1:0",
+            site_cert_lifetime=lifetime,
+        )
+    )
     broker.start()
     secure = SecureBroker(broker, pki_dir, tmp_path)
     for slug, country in (("uchile", "CL"), ("usp", "BR")):
-        secure.admin().AddInstitution(admin_pb2.AddInstitutionRequest(
-            institution=admin_pb2.Institution(slug=slug, name=slug.upper(), country=country)),
-            metadata=secure.admin_md)
+        secure.admin().AddInstitution(
+            admin_pb2.AddInstitutionRequest(
+                institution=admin_pb2.Institution(slug=slug, name=slug.upper(), country=country)
+            ),
+            metadata=secure.admin_md,
+        )
     return secure
 
 
@@ -119,6 +136,7 @@ def fetch(secure: SecureBroker, bundle: bytes, digest: str = "sha256:" + "ab" * 
 
 # -- minga broker init --------------------------------------------------------------
 
+
 def test_broker_init_makes_an_owner_only_ca_that_serve_uses_by_default(tmp_path, monkeypatch):
     monkeypatch.setenv("MINGA_DATA_DIR", str(tmp_path / "data"))
     runner = CliRunner()
@@ -135,14 +153,20 @@ def test_broker_init_makes_an_owner_only_ca_that_serve_uses_by_default(tmp_path,
     server.verify_directly_issued_by(x509.load_pem_x509_certificate((pki_dir / pki.CA_CERT).read_bytes()))
 
     again = runner.invoke(app, ["broker", "init", "--san", "other"])
-    assert again.exit_code == 2 and "--force" in again.output   # the CA every site hangs on is kept
+    assert again.exit_code == 2 and "--force" in again.output  # the CA every site hangs on is kept
     assert x509.load_pem_x509_certificate((pki_dir / pki.SERVER_CERT).read_bytes()) == server
     bad = runner.invoke(app, ["broker", "init", "--san", "not a host/..", "--pki-dir", str(tmp_path / "x")])
     assert bad.exit_code == 2 and "not a host name or IP address" in bad.output
 
     # `broker serve` (no flags) picks the CA up: TLS for users, a mutual-TLS site port.
-    broker = Broker(BrokerConfig(listen="127.0.0.1:0", db_url=f"sqlite:///{tmp_path / 'b.db'}",
-                                 admin_token_file=tmp_path / "admin-token", site_listen="127.0.0.1:0"))
+    broker = Broker(
+        BrokerConfig(
+            listen="127.0.0.1:0",
+            db_url=f"sqlite:///{tmp_path / 'b.db'}",
+            admin_token_file=tmp_path / "admin-token",
+            site_listen="127.0.0.1:0",
+        )
+    )
     broker.start()
     try:
         assert broker.site_address and broker.core is not None and broker.core.enrollment is not None
@@ -151,6 +175,7 @@ def test_broker_init_makes_an_owner_only_ca_that_serve_uses_by_default(tmp_path,
 
 
 # -- enrollment and the site port ---------------------------------------------------
+
 
 def test_a_site_joins_with_a_csr_and_its_agent_runs_over_mutual_tls(secure: SecureBroker):
     cred = secure.join("uchile", "dcc")
@@ -164,19 +189,36 @@ def test_a_site_joins_with_a_csr_and_its_agent_runs_over_mutual_tls(secure: Secu
     assert load_credential(secure.tmp / "sites" / "dcc.json") == cred
 
     backend = FakeBackend()
-    agent = Agent(AgentConfig(broker=cred.broker, token=cred.token, ca_file=cred.ca_file,
-                              certificate_file=cred.certificate_file, gpu_model="A100",
-                              cache_dir=secure.tmp / "cache"),
-                  backend=backend, inventory_source=lambda: gpu_inventory("A100", 2))
+    agent = Agent(
+        AgentConfig(
+            broker=cred.broker,
+            token=cred.token,
+            ca_file=cred.ca_file,
+            certificate_file=cred.certificate_file,
+            gpu_model="A100",
+            cache_dir=secure.tmp / "cache",
+        ),
+        backend=backend,
+        inventory_source=lambda: gpu_inventory("A100", 2),
+    )
     with agent:
         wait_for(lambda: list_sites(secure).get("dcc") and list_sites(secure)["dcc"].connected)
-        ana = secure.admin().AddUser(admin_pb2.AddUserRequest(name="ana", institution="uchile",
-                                                              role=common_pb2.ROLE_RESEARCHER),
-                                     metadata=secure.admin_md).token
+        ana = (
+            secure.admin()
+            .AddUser(
+                admin_pb2.AddUserRequest(name="ana", institution="uchile", role=common_pb2.ROLE_RESEARCHER),
+                metadata=secure.admin_md,
+            )
+            .token
+        )
         jobs = job_pb2_grpc.JobServiceStub(secure.channel())
         md = [("authorization", f"Bearer {ana}")]
-        job = jobs.SubmitJob(job_pb2.SubmitJobRequest(spec=common_pb2.JobSpec(
-            entrypoint="echo hi", resources=common_pb2.Resources(gpus=1))), metadata=md).job
+        job = jobs.SubmitJob(
+            job_pb2.SubmitJobRequest(
+                spec=common_pb2.JobSpec(entrypoint="echo hi", resources=common_pb2.Resources(gpus=1))
+            ),
+            metadata=md,
+        ).job
         wait_for(lambda: backend.submissions)
         got = jobs.GetJob(job_pb2.GetJobRequest(job_id=job.id), metadata=md)
         assert got.site == "dcc"
@@ -185,31 +227,32 @@ def test_a_site_joins_with_a_csr_and_its_agent_runs_over_mutual_tls(secure: Secu
 def test_the_site_port_refuses_no_certificate_another_ca_and_an_expired_certificate(secure: SecureBroker):
     cred = secure.join("uchile", "dcc")
     good = Path(cred.certificate_file or "").read_bytes()
-    assert fetch(secure, good) == grpc.StatusCode.NOT_FOUND     # authenticated; no such package for it
+    assert fetch(secure, good) == grpc.StatusCode.NOT_FOUND  # authenticated; no such package for it
 
-    assert fetch_without_certificate(secure) == grpc.StatusCode.UNAVAILABLE   # the handshake fails
+    assert fetch_without_certificate(secure) == grpc.StatusCode.UNAVAILABLE  # the handshake fails
 
-    rogue = pki.create_ca("rogue CA")          # a certificate naming the same site, from another CA
+    rogue = pki.create_ca("rogue CA")  # a certificate naming the same site, from another CA
     key = pki.new_key()
     forged = pki.sign_site_csr(rogue, pki.site_csr(key, "dcc"), pki.SiteIdentity("dcc", "uchile"))
     assert fetch(secure, pki.key_pem(key) + pki.pem(forged)) == grpc.StatusCode.UNAVAILABLE
 
-    ca = secure.broker.core.enrollment.ca     # our CA, but long expired
-    old = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=40)
+    ca = secure.broker.core.enrollment.ca  # our CA, but long expired
+    old = dt.datetime.now(dt.UTC) - dt.timedelta(days=40)
     expired = pki.sign_site_csr(ca, pki.site_csr(key, "dcc"), pki.SiteIdentity("dcc", "uchile"), now=old)
     assert fetch(secure, pki.key_pem(key) + pki.pem(expired)) == grpc.StatusCode.UNAVAILABLE
 
     # Signed by our CA and in date, but never issued to a site (no credential row): refused.
     unissued = pki.sign_site_csr(ca, pki.site_csr(key, "dcc"), pki.SiteIdentity("dcc", "uchile"))
     assert fetch(secure, pki.key_pem(key) + pki.pem(unissued)) == grpc.StatusCode.UNAUTHENTICATED
-    assert fetch(secure, good) == grpc.StatusCode.NOT_FOUND     # and the broker keeps serving
+    assert fetch(secure, good) == grpc.StatusCode.NOT_FOUND  # and the broker keeps serving
 
 
 def fetch_without_certificate(secure: SecureBroker) -> grpc.StatusCode:
     with secure.channel(site_port=True) as channel:
         try:
             site_pb2_grpc.SiteServiceStub(channel).FetchPackage(
-                site_pb2.FetchPackageRequest(digest="sha256:" + "ab" * 32), timeout=10)
+                site_pb2.FetchPackageRequest(digest="sha256:" + "ab" * 32), timeout=10
+            )
         except grpc.RpcError as err:
             return err.code()
     return grpc.StatusCode.OK
@@ -259,18 +302,29 @@ def test_a_sites_certificate_cannot_touch_another_sites_runs(secure: SecureBroke
     try:
         owner.next("welcome")
         intruder.next("welcome")
-        ana = secure.admin().AddUser(admin_pb2.AddUserRequest(name="ana", institution="uchile",
-                                                              role=common_pb2.ROLE_RESEARCHER),
-                                     metadata=secure.admin_md).token
+        ana = (
+            secure.admin()
+            .AddUser(
+                admin_pb2.AddUserRequest(name="ana", institution="uchile", role=common_pb2.ROLE_RESEARCHER),
+                metadata=secure.admin_md,
+            )
+            .token
+        )
         md = [("authorization", f"Bearer {ana}")]
         jobs = job_pb2_grpc.JobServiceStub(secure.channel())
-        job = jobs.SubmitJob(job_pb2.SubmitJobRequest(spec=common_pb2.JobSpec(
-            entrypoint="echo hi", resources=common_pb2.Resources(gpus=1, gpu_models=["A100"]))), metadata=md).job
+        job = jobs.SubmitJob(
+            job_pb2.SubmitJobRequest(
+                spec=common_pb2.JobSpec(
+                    entrypoint="echo hi", resources=common_pb2.Resources(gpus=1, gpu_models=["A100"])
+                )
+            ),
+            metadata=md,
+        ).job
         start = owner.next("start").start
         intruder.report(start.run_id, common_pb2.RUN_STATE_FAILED, "forged")
         intruder.log(start.run_id, 0, b"forged log")
         intruder.report(start.run_id, common_pb2.RUN_STATE_RUNNING)
-        assert intruder.next("stop").stop.run_id == start.run_id   # told to stop what is not its own
+        assert intruder.next("stop").stop.run_id == start.run_id  # told to stop what is not its own
         got = jobs.GetJob(job_pb2.GetJobRequest(job_id=job.id), metadata=md)
         assert got.state == common_pb2.JOB_STATE_LEASED and got.failures == 0
         logs = b"".join(c.data for c in jobs.GetJobLogs(job_pb2.GetJobLogsRequest(job_id=job.id), metadata=md))
@@ -288,7 +342,7 @@ def test_revoking_a_site_cuts_its_stream_and_its_certificate_at_once(secure: Sec
         stream.next("welcome")
         secure.admin().RevokeSite(admin_pb2.RevokeRequest(name="dcc"), metadata=secure.admin_md)
         assert stream.ended.wait(10)
-        assert fetch(secure, bundle) == grpc.StatusCode.UNAUTHENTICATED   # in date, signed by us: still refused
+        assert fetch(secure, bundle) == grpc.StatusCode.UNAUTHENTICATED  # in date, signed by us: still refused
         again = site_stream(secure, cred, gpu_inventory("A100", 2))
         assert again.ended.wait(10) and again.error is not None
         assert again.error.code() == grpc.StatusCode.UNAUTHENTICATED and "revoked" in again.error.details()
@@ -307,23 +361,33 @@ def test_the_agent_renews_its_certificate_before_it_expires(tmp_path):
         cred = secure.join("uchile", "dcc")
         path = Path(cred.certificate_file or "")
         first = path.read_bytes()
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         assert not renewal_due(first, now)
-        assert renewal_due(first, now + dt.timedelta(seconds=21))      # a third of 30 s left
+        assert renewal_due(first, now + dt.timedelta(seconds=21))  # a third of 30 s left
         assert renew_if_due(cred.broker, cred.ca_file or "", str(path), now + dt.timedelta(seconds=21))
         renewed = path.read_bytes()
         _, old_cert = pki.load_key_and_cert(first)
         new_key, new_cert = pki.load_key_and_cert(renewed)
         assert new_cert.serial_number != old_cert.serial_number
-        assert pki.key_pem(new_key) != pki.key_pem(pki.load_key_and_cert(first)[0])    # a new key, too
+        assert pki.key_pem(new_key) != pki.key_pem(pki.load_key_and_cert(first)[0])  # a new key, too
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
         assert fetch(secure, renewed) == grpc.StatusCode.NOT_FOUND
-        assert fetch(secure, first) == grpc.StatusCode.NOT_FOUND   # the old one lives until it expires
+        assert fetch(secure, first) == grpc.StatusCode.NOT_FOUND  # the old one lives until it expires
 
         # The agent does it by itself, and keeps its session through it.
-        agent = Agent(AgentConfig(broker=cred.broker, token="", ca_file=cred.ca_file, certificate_file=str(path),
-                                  gpu_model="A100", cache_dir=tmp_path / "cache", renew_check_seconds=0.5),
-                      backend=FakeBackend(), inventory_source=lambda: gpu_inventory("A100", 2))
+        agent = Agent(
+            AgentConfig(
+                broker=cred.broker,
+                token="",
+                ca_file=cred.ca_file,
+                certificate_file=str(path),
+                gpu_model="A100",
+                cache_dir=tmp_path / "cache",
+                renew_check_seconds=0.5,
+            ),
+            backend=FakeBackend(),
+            inventory_source=lambda: gpu_inventory("A100", 2),
+        )
         with agent:
             wait_for(lambda: list_sites(secure).get("dcc") and list_sites(secure)["dcc"].connected)
             wait_for(lambda: path.read_bytes() != renewed, timeout=25)
@@ -342,14 +406,24 @@ def test_a_broker_without_a_ca_keeps_bearer_tokens_and_ignores_the_csr(broker):
 def test_agent_run_with_an_expired_certificate_says_to_join_again(tmp_path):
     ca = pki.create_ca()
     key = pki.new_key()
-    old = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=40)
+    old = dt.datetime.now(dt.UTC) - dt.timedelta(days=40)
     cert = pki.sign_site_csr(ca, pki.site_csr(key, "dcc"), pki.SiteIdentity("dcc", "uchile"), now=old)
     bundle = tmp_path / "site.pem"
     pki.write_private(bundle, pki.key_pem(key) + pki.pem(cert))
-    credential = save_credential(tmp_path / "site.json", SiteCredential(
-        broker="127.0.0.1:1", site="dcc", institution="uchile", country="CL", token="",
-        ca_file=str(tmp_path / "ca.crt"), certificate_file=str(bundle)))
-    result = CliRunner().invoke(app, ["agent", "run", "--ray-address", "http://127.0.0.1:1",
-                                      "--credential", str(credential)])
+    credential = save_credential(
+        tmp_path / "site.json",
+        SiteCredential(
+            broker="127.0.0.1:1",
+            site="dcc",
+            institution="uchile",
+            country="CL",
+            token="",
+            ca_file=str(tmp_path / "ca.crt"),
+            certificate_file=str(bundle),
+        ),
+    )
+    result = CliRunner().invoke(
+        app, ["agent", "run", "--ray-address", "http://127.0.0.1:1", "--credential", str(credential)]
+    )
     assert result.exit_code == 2, result.output
     assert "expired on" in result.output and "site join" in result.output

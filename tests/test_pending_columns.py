@@ -1,33 +1,52 @@
 """The pending queue's columns kept up to date job by job (`QueueColumns`, as the leader's
 in-memory state keeps them) against the same columns read afresh (`read_pending`)."""
+
 from __future__ import annotations
 
 import numpy as np
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from scheduler.domain import Job, JobSpec, JobState, Resources
-from scheduler.policy.pending_columns import Pending, QueueColumns, pending_columns, read_pending
-from scheduler.policy.snapshot import Snapshot
+from minga.common.domain import Job, JobSpec, JobState, Resources
+from minga.scheduler.policy.pending_columns import Pending, QueueColumns, pending_columns, read_pending
+from minga.scheduler.policy.snapshot import Snapshot
 
 
 def same_columns(a: Pending, b: Pending) -> bool:
     """Equal columns, shapes in the same id order, groups in the same order."""
-    return (a.jobs == b.jobs and a.times == b.times and a.shape_of == b.shape_of and a.shapes == b.shapes
-            and a.examples == b.examples and list(a.groups.items()) == list(b.groups.items()))
+    return (
+        a.jobs == b.jobs
+        and a.times == b.times
+        and a.shape_of == b.shape_of
+        and a.shapes == b.shapes
+        and a.examples == b.examples
+        and list(a.groups.items()) == list(b.groups.items())
+    )
 
 
 def job(n: int, t: int, gpus: int, model: str, project: str, priority: int, inst: str) -> Job:
-    spec = JobSpec(entrypoint="true", resources=Resources(gpus=gpus, gpu_models=(model,) if model else ()),
-                   project=project, priority=priority)
-    return Job(id=f"j-{n:04d}", spec=spec, state=JobState.PENDING, owner="ana", institution=inst,
-               submitted_at=float(t))
+    spec = JobSpec(
+        entrypoint="true",
+        resources=Resources(gpus=gpus, gpu_models=(model,) if model else ()),
+        project=project,
+        priority=priority,
+    )
+    return Job(id=f"j-{n:04d}", spec=spec, state=JobState.PENDING, owner="ana", institution=inst, submitted_at=float(t))
 
 
-jobs = st.builds(job, n=st.integers(0, 9999), t=st.integers(0, 5), gpus=st.integers(0, 3),
-                 model=st.sampled_from(["", "A100", "T4"]), project=st.sampled_from(["a", "b"]),
-                 priority=st.integers(0, 1), inst=st.sampled_from(["uchile", "usp"]))
-ops = st.lists(st.one_of(st.tuples(st.just("add"), jobs), st.tuples(st.just("drop"), st.integers(0, 10**6))),
-               max_size=40)
+jobs = st.builds(
+    job,
+    n=st.integers(0, 9999),
+    t=st.integers(0, 5),
+    gpus=st.integers(0, 3),
+    model=st.sampled_from(["", "A100", "T4"]),
+    project=st.sampled_from(["a", "b"]),
+    priority=st.integers(0, 1),
+    inst=st.sampled_from(["uchile", "usp"]),
+)
+ops = st.lists(
+    st.one_of(st.tuples(st.just("add"), jobs), st.tuples(st.just("drop"), st.integers(0, 10**6))), max_size=40
+)
 
 
 def order(j: Job) -> tuple[float, str]:
@@ -63,5 +82,5 @@ def test_a_snapshot_uses_its_columns_only_when_they_are_for_its_own_jobs():
     kept = QueueColumns(pending, ordered=True).read(pending)
     snapshot = Snapshot(sites=(), live_runs=(), pending=pending, columns=kept)
     assert pending_columns(snapshot) is kept
-    fewer = Snapshot(sites=(), live_runs=(), pending=pending[1:], columns=kept)   # e.g. after array caps
+    fewer = Snapshot(sites=(), live_runs=(), pending=pending[1:], columns=kept)  # e.g. after array caps
     assert same_columns(pending_columns(fewer), read_pending(pending[1:]))

@@ -3,14 +3,15 @@ a caller queues without waiting, batches are committed in queue order by one app
 a ticket waits for everything queued before it, a skipped request is never committed,
 the queue is bounded, and a site's reports queued while a batch commits go together
 into the next one, in the order they were sent."""
+
 from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
 
-from scheduler.commands import RunReport
-from scheduler.domain import JobState, RunState
-from scheduler.store.pipeline import PipelinedCommit
+from minga.common.domain import JobState, RunState
+from minga.scheduler.commands import RunReport
+from minga.scheduler.store.pipeline import PipelinedCommit
 from tests.test_site_reports_batch import leased, reports  # noqa: F401 - fixtures
 from tests.test_store import store, store_url  # noqa: F401 - the store fixtures
 
@@ -37,7 +38,7 @@ def test_requests_queued_during_a_commit_go_together_in_order_each_with_its_outc
     first = pipeline.submit_async(1, lambda o: outcomes.__setitem__(1, o))
     assert commit.entered.wait(10)
     tickets = [pipeline.submit_async(r, lambda o, r=r: outcomes.__setitem__(r, o)) for r in (2, -3, 4)]
-    assert pipeline.queued == 3 and not pipeline.wait(first, timeout=0.05)   # nobody waited to queue
+    assert pipeline.queued == 3 and not pipeline.wait(first, timeout=0.05)  # nobody waited to queue
     commit.gate.set()
     assert pipeline.wait(tickets[-1], timeout=10)
     assert commit.batches == [[1], [2, -3, 4]]
@@ -90,7 +91,7 @@ def test_the_queue_is_bounded_and_an_idle_applier_ends_and_restarts() -> None:
     third = threading.Thread(target=pipeline.submit_async, args=(3, lambda o: None))
     third.start()
     third.join(0.1)
-    assert third.is_alive() and pipeline.queued == 2    # full: the caller waits for room
+    assert third.is_alive() and pipeline.queued == 2  # full: the caller waits for room
     commit.gate.set()
     third.join(10)
     assert not third.is_alive()
@@ -99,8 +100,8 @@ def test_the_queue_is_bounded_and_an_idle_applier_ends_and_restarts() -> None:
         if pipeline._applier is None:
             break
         threading.Event().wait(0.01)
-    assert pipeline._applier is None                     # idle: the thread ended
-    assert pipeline.submit(7) == 70                      # and a new one takes the next request
+    assert pipeline._applier is None  # idle: the thread ended
+    assert pipeline.submit(7) == 70  # and a new one takes the next request
     assert [r for b in commit.batches for r in b] == [0, 1, 2, 3, 7]
 
 
@@ -129,5 +130,5 @@ def test_a_sites_reports_queued_without_waiting_are_applied_in_order_in_one_batc
     site_reports.wait_site(site)
     assert (committer.batches, committer.requests) == (2, 4)
     assert outcomes[:3] == [[], [], []] and [c.run_id for c in outcomes[3]] == ["minga-ghost-a1"]
-    assert store.jobs.get(job).state is JobState.SUCCEEDED      # in order: RUNNING first, then SUCCEEDED
-    assert triggers.count == 1                                   # the batch that ended a run
+    assert store.jobs.get(job).state is JobState.SUCCEEDED  # in order: RUNNING first, then SUCCEEDED
+    assert triggers.count == 1  # the batch that ended a run

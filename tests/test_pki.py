@@ -1,5 +1,6 @@
 """The federation CA: server and site certificates, what identity a site certificate
 carries, and a real mutual-TLS handshake through gRPC with them."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -12,9 +13,17 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from scheduler.domain import InvalidArgument
-from scheduler.pki import (
-    SiteIdentity, create_ca, issue_server_cert, key_pem, new_key, pem, sign_site_csr, site_csr, site_identity,
+from minga.common.domain import InvalidArgument
+from minga.common.pki import (
+    SiteIdentity,
+    create_ca,
+    issue_server_cert,
+    key_pem,
+    new_key,
+    pem,
+    sign_site_csr,
+    site_csr,
+    site_identity,
     write_private,
 )
 
@@ -40,7 +49,7 @@ def test_the_server_certificate_names_every_san_and_is_signed_by_the_ca() -> Non
 
 def test_a_site_certificate_names_what_the_broker_knows_not_what_the_csr_claims() -> None:
     ca = create_ca()
-    site_key = new_key()                               # made at the site, never sent
+    site_key = new_key()  # made at the site, never sent
     cert = sign_site_csr(ca, site_csr(site_key, "some-other-site"), DCC, country="CL")
     assert site_identity(cert, ca.cert) == DCC
     assert _public(cert.public_key()) == _public(site_key.public_key())
@@ -54,7 +63,7 @@ def test_foreign_expired_and_malformed_certificates_are_refused() -> None:
     cert = sign_site_csr(ca, site_csr(new_key(), "dcc"), DCC)
     with pytest.raises(InvalidArgument, match="not issued by this federation"):
         site_identity(cert, other.cert)
-    later = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=31)
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(days=31)
     with pytest.raises(InvalidArgument, match="expired"):
         site_identity(cert, ca.cert, now=later)
     _, server = issue_server_cert(ca, ["localhost"])
@@ -77,6 +86,7 @@ def _peer_identity(ca: x509.Certificate):  # type: ignore[no-untyped-def]
         presented = context.auth_context().get("x509_pem_cert", [b""])[0]
         identity = site_identity(x509.load_pem_x509_certificate(presented), ca)
         return f"{identity.institution}/{identity.site}".encode()
+
     return grpc.method_handlers_generic_handler("test.Who", {"Am": grpc.unary_unary_rpc_method_handler(handler)})
 
 
@@ -85,21 +95,27 @@ def test_mutual_tls_through_grpc_with_these_certificates() -> None:
     server_key, server_cert = issue_server_cert(ca, ["localhost", "127.0.0.1"])
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
     server.add_generic_rpc_handlers([_peer_identity(ca.cert)])
-    creds = grpc.ssl_server_credentials([(key_pem(server_key), pem(server_cert))], root_certificates=ca.pem,
-                                        require_client_auth=True)
+    creds = grpc.ssl_server_credentials(
+        [(key_pem(server_key), pem(server_cert))], root_certificates=ca.pem, require_client_auth=True
+    )
     port = server.add_secure_port("127.0.0.1:0", creds)
     server.start()
     try:
+
         def ask(authority, site_id: SiteIdentity) -> bytes:  # type: ignore[no-untyped-def]
             key = new_key()
             cert = sign_site_csr(authority, site_csr(key, site_id.site), site_id)
-            channel = grpc.secure_channel(f"127.0.0.1:{port}", grpc.ssl_channel_credentials(
-                root_certificates=ca.pem, private_key=key_pem(key), certificate_chain=pem(cert)))
+            channel = grpc.secure_channel(
+                f"127.0.0.1:{port}",
+                grpc.ssl_channel_credentials(
+                    root_certificates=ca.pem, private_key=key_pem(key), certificate_chain=pem(cert)
+                ),
+            )
             with channel:
                 return channel.unary_unary("/test.Who/Am")(b"", timeout=10)
 
         assert ask(ca, DCC) == b"uchile/dcc"
-        with pytest.raises(grpc.RpcError) as refused:      # a certificate from another CA
+        with pytest.raises(grpc.RpcError) as refused:  # a certificate from another CA
             ask(other, DCC)
         assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
     finally:

@@ -1,13 +1,22 @@
 """Placement and waiting examples for the pure policy (scheduler/policy/)."""
+
 from __future__ import annotations
 
 import pytest
 
-from scheduler.domain import (
-    GpuPool, Inventory, Job, JobSpec, JobState, Resources, Run, Site, SiteState,
+from minga.common.domain import (
+    GpuPool,
+    Inventory,
+    Job,
+    JobSpec,
+    JobState,
+    Resources,
+    Run,
+    Site,
+    SiteState,
 )
-from scheduler.policy import Decisions, Placement, Snapshot, Waiting, schedule
-from scheduler.policy.feasibility import submit_rejection
+from minga.scheduler.policy import Decisions, Placement, Snapshot, Waiting, schedule
+from minga.scheduler.policy.feasibility import submit_rejection
 
 NOW = 1_700_000_000.0
 
@@ -16,19 +25,27 @@ def pool(model="A100", total=8, memory_mb=81_920, largest_node=0) -> GpuPool:
     return GpuPool(model=model, memory_mb=memory_mb, total=total, free=total, largest_node=largest_node)
 
 
-def site(name, *pools, country="CL", cpus=64.0, state=SiteState.READY, connected=True,
-         institution="uchile") -> Site:
-    return Site(name=name, institution=institution, country=country, state=state, connected=connected,
-                inventory=Inventory(gpus=tuple(pools), cpus=cpus, memory_mb=256_000, nodes=1))
+def site(name, *pools, country="CL", cpus=64.0, state=SiteState.READY, connected=True, institution="uchile") -> Site:
+    return Site(
+        name=name,
+        institution=institution,
+        country=country,
+        state=state,
+        connected=connected,
+        inventory=Inventory(gpus=tuple(pools), cpus=cpus, memory_mb=256_000, nodes=1),
+    )
 
 
 def job(jid, gpus=1, models=(), min_mem=0, cpus=1.0, countries=(), submitted=0.0, priority=0) -> Job:
-    spec = JobSpec(entrypoint="python train.py",
-                   resources=Resources(gpus=gpus, gpu_models=tuple(models), min_gpu_memory_mb=min_mem,
-                                       cpus=cpus),
-                   countries=tuple(countries), priority=priority)
-    return Job(id=jid, spec=spec, state=JobState.PENDING, owner="ana", institution="uchile",
-               submitted_at=NOW + submitted)
+    spec = JobSpec(
+        entrypoint="python train.py",
+        resources=Resources(gpus=gpus, gpu_models=tuple(models), min_gpu_memory_mb=min_mem, cpus=cpus),
+        countries=tuple(countries),
+        priority=priority,
+    )
+    return Job(
+        id=jid, spec=spec, state=JobState.PENDING, owner="ana", institution="uchile", submitted_at=NOW + submitted
+    )
 
 
 def run(rid, site_name, model, gpus, cpus=1.0) -> Run:
@@ -48,6 +65,7 @@ def waiting(decisions: Decisions) -> dict[str, Waiting]:
 
 
 # -- placement constraints ----------------------------------------------------------
+
 
 def test_single_job_is_placed_with_its_request():
     d = decide([site("a", pool("A100", 8))], [job("j1", gpus=2, cpus=4)])
@@ -125,9 +143,15 @@ def test_best_fit_keeps_the_big_hole_for_the_big_job():
     assert placed(d)["big-job"].site == "big"
 
 
-@pytest.mark.parametrize(("state", "connected"), [
-    (SiteState.CORDONED, True), (SiteState.LOST, True), (SiteState.READY, False), (SiteState.CORDONED, False),
-])
+@pytest.mark.parametrize(
+    ("state", "connected"),
+    [
+        (SiteState.CORDONED, True),
+        (SiteState.LOST, True),
+        (SiteState.READY, False),
+        (SiteState.CORDONED, False),
+    ],
+)
 def test_sites_that_do_not_accept_runs_get_nothing(state, connected):
     sites = [site("off", pool("A100", 8), state=state, connected=connected)]
     d = decide(sites, [job("j1", gpus=1), job("cpu", gpus=0)])
@@ -168,13 +192,16 @@ def test_no_gpu_is_promised_twice_within_one_cycle():
 
 
 def test_cpus_are_a_capacity_too():
-    d = decide([site("a", pool("A100", 8), cpus=8.0)],
-               [job("j1", gpus=1, cpus=6, submitted=0), job("j2", gpus=1, cpus=6, submitted=1)])
+    d = decide(
+        [site("a", pool("A100", 8), cpus=8.0)],
+        [job("j1", gpus=1, cpus=6, submitted=0), job("j2", gpus=1, cpus=6, submitted=1)],
+    )
     assert list(placed(d)) == ["j1"]
     assert not waiting(d)["j2"].never_fits
 
 
 # -- queue order ----------------------------------------------------------------
+
 
 def test_fifo_by_submit_time():
     jobs = [job("late", gpus=4, submitted=10), job("early", gpus=4, submitted=1), job("mid", gpus=4, submitted=5)]
@@ -210,6 +237,7 @@ def test_never_fitting_job_does_not_block_others():
 
 
 # -- waiting reasons ----------------------------------------------------------------
+
 
 def test_reason_country():
     d = decide([site("a", pool("A100", 8), country="CL")], [job("j1", countries=["MX", "BR"])])
@@ -268,12 +296,14 @@ def test_no_sites_at_all():
 
 
 def test_order_of_checks_country_before_model():
-    w = waiting(decide([site("a", pool("A100", 8), country="CL")],
-                       [job("j1", models=["H100"], countries=["MX"])]))["j1"]
+    w = waiting(decide([site("a", pool("A100", 8), country="CL")], [job("j1", models=["H100"], countries=["MX"])]))[
+        "j1"
+    ]
     assert w.reason.startswith("country:")
 
 
 # -- CPU-only jobs ------------------------------------------------------------------
+
 
 def test_cpu_only_job_goes_anywhere_with_cpus():
     d = decide([site("gpu", pool("A100", 8), cpus=4), site("cpu", cpus=64)], [job("j1", gpus=0, cpus=8)])
@@ -288,8 +318,10 @@ def test_cpu_only_job_prefers_the_site_with_fewest_free_gpus():
 
 
 def test_cpu_only_job_takes_no_gpus():
-    d = decide([site("a", pool("A100", 2), cpus=16)], [job("cpu", gpus=0, cpus=1, submitted=0),
-                                                       job("gpu", gpus=2, cpus=1, submitted=1)])
+    d = decide(
+        [site("a", pool("A100", 2), cpus=16)],
+        [job("cpu", gpus=0, cpus=1, submitted=0), job("gpu", gpus=2, cpus=1, submitted=1)],
+    )
     assert set(placed(d)) == {"cpu", "gpu"}
 
 
@@ -302,36 +334,42 @@ def test_cpu_only_job_waits_for_cpus():
 
 # -- submit rejection -----------------------------------------------------------
 
+
 def test_submit_rejection_beyond_every_site():
     sites = [site("a", pool("A100", 8)), site("b", pool("A100", 4), pool("T4", 8))]
-    reason = submit_rejection(JobSpec('x', resources=Resources(gpus=13)), sites)
+    reason = submit_rejection(JobSpec("x", resources=Resources(gpus=13)), sites)
     assert reason is not None and "13" in reason and "12" in reason
 
 
 def test_submit_rejection_accepts_what_the_largest_site_holds():
     sites = [site("a", pool("A100", 8)), site("b", pool("A100", 4), pool("T4", 8))]
-    assert submit_rejection(JobSpec('x', resources=Resources(gpus=12)), sites) is None
-    assert submit_rejection(JobSpec('x', resources=Resources(gpus=1)), sites) is None
+    assert submit_rejection(JobSpec("x", resources=Resources(gpus=12)), sites) is None
+    assert submit_rejection(JobSpec("x", resources=Resources(gpus=1)), sites) is None
 
 
 def test_submit_rejection_without_sites():
-    reason = submit_rejection(JobSpec('x', resources=Resources(gpus=1)), [])
+    reason = submit_rejection(JobSpec("x", resources=Resources(gpus=1)), [])
     assert reason is not None and "no site" in reason
 
 
 def test_submit_rejection_ignores_cpu_only_jobs():
-    assert submit_rejection(JobSpec('x', resources=Resources(gpus=0)), []) is None
-    assert submit_rejection(JobSpec('x', resources=Resources(gpus=0, cpus=10_000)), [site("a", cpus=2)]) is None
+    assert submit_rejection(JobSpec("x", resources=Resources(gpus=0)), []) is None
+    assert submit_rejection(JobSpec("x", resources=Resources(gpus=0, cpus=10_000)), [site("a", cpus=2)]) is None
 
 
 def test_submit_rejection_counts_cordoned_sites():
     """A cordoned site comes back; its GPUs still count at submit."""
-    assert submit_rejection(JobSpec('x', resources=Resources(gpus=8)), [site("a", pool("A100", 8), state=SiteState.CORDONED)]) is None
+    assert (
+        submit_rejection(
+            JobSpec("x", resources=Resources(gpus=8)), [site("a", pool("A100", 8), state=SiteState.CORDONED)]
+        )
+        is None
+    )
 
 
 # -- purity ---------------------------------------------------------------------
 
+
 def test_schedule_does_not_depend_on_now():
-    snap = Snapshot(sites=(site("a", pool("A100", 4)),), live_runs=(),
-                    pending=(job("j1", gpus=2), job("j2", gpus=4)))
+    snap = Snapshot(sites=(site("a", pool("A100", 4)),), live_runs=(), pending=(job("j1", gpus=2), job("j2", gpus=4)))
     assert schedule(snap, NOW) == schedule(snap, NOW + 3600) == schedule(snap, 0.0)

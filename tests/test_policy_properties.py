@@ -7,6 +7,7 @@ waits really had no room (skipping, not blocking).
 
 The oracles below are written from the rules, not by calling the policy's helpers.
 """
+
 from __future__ import annotations
 
 from collections import Counter, defaultdict
@@ -15,14 +16,14 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scheduler.domain import GpuPool, Inventory, Job, JobSpec, JobState, Resources, Run, Site, SiteState
-from scheduler.policy import Decisions, Snapshot, schedule
+from minga.common.domain import GpuPool, Inventory, Job, JobSpec, JobState, Resources, Run, Site, SiteState
+from minga.scheduler.policy import Decisions, Snapshot, schedule
 
 MODELS = ["A100", "H100", "T4", "L4"]
-ALL_MODELS = MODELS + ["V100"]          # V100 exists nowhere: "model" reasons
+ALL_MODELS = MODELS + ["V100"]  # V100 exists nowhere: "model" reasons
 MEMORY = [16_000, 24_000, 40_000, 81_920]
 COUNTRIES = ["CL", "BR", "MX", "AR"]
-ALL_COUNTRIES = COUNTRIES + ["PE"]      # PE hosts no site: "country" reasons
+ALL_COUNTRIES = COUNTRIES + ["PE"]  # PE hosts no site: "country" reasons
 NOW = 1_700_000_000.0
 
 # CPUs are multiples of 0.5, which floats add exactly, so capacity sums compare exactly.
@@ -32,26 +33,38 @@ PROPS = settings(max_examples=200, deadline=None)
 
 # -- raw, plain-data descriptions, so the same content can be rebuilt from scratch --
 
+
 @st.composite
 def raw_sites(draw) -> list[dict[str, Any]]:
     # sampled_from leans to its first element, so the lists below start with a busy case.
     n = draw(st.sampled_from([3, 2, 4, 0, 5, 1, 3]))
     sites = []
     for i in range(n):
-        models = draw(st.permutations(MODELS))[:draw(st.sampled_from([1, 2, 1, 3, 0]))]
+        models = draw(st.permutations(MODELS))[: draw(st.sampled_from([1, 2, 1, 3, 0]))]
         pools = []
         for m in models:
             total = draw(st.sampled_from([8, 4, 2, 8, 1, 0]))
             largest = draw(st.sampled_from([0, total, 0, total // 2]))  # 0: unknown, one node
-            pools.append(dict(model=m, memory_mb=draw(st.sampled_from(MEMORY)), total=total,
-                              free=draw(st.integers(min_value=0, max_value=total)), largest_node=largest))
-        sites.append(dict(
-            name=f"site-{i}", institution=draw(st.sampled_from(["uchile", "usp", "unam"])),
-            country=draw(st.sampled_from(COUNTRIES)),
-            state=draw(st.sampled_from([SiteState.READY] * 3 + [SiteState.CORDONED, SiteState.LOST])),
-            connected=draw(st.sampled_from([True, True, True, False])),
-            pools=pools, cpus=draw(st.sampled_from([32.0, 16.0, 64.0, 8.0, 4.5, 2.0, 0.0])),
-        ))
+            pools.append(
+                dict(
+                    model=m,
+                    memory_mb=draw(st.sampled_from(MEMORY)),
+                    total=total,
+                    free=draw(st.integers(min_value=0, max_value=total)),
+                    largest_node=largest,
+                )
+            )
+        sites.append(
+            dict(
+                name=f"site-{i}",
+                institution=draw(st.sampled_from(["uchile", "usp", "unam"])),
+                country=draw(st.sampled_from(COUNTRIES)),
+                state=draw(st.sampled_from([SiteState.READY] * 3 + [SiteState.CORDONED, SiteState.LOST])),
+                connected=draw(st.sampled_from([True, True, True, False])),
+                pools=pools,
+                cpus=draw(st.sampled_from([32.0, 16.0, 64.0, 8.0, 4.5, 2.0, 0.0])),
+            )
+        )
     return sites
 
 
@@ -65,15 +78,26 @@ def raw_runs(draw, sites: list[dict[str, Any]]) -> list[dict[str, Any]]:
         for model, total in slots:
             gpus_left = total
             for _ in range(draw(st.sampled_from([0, 0, 0, 1, 2]))):
-                gpus = draw(st.integers(min_value=1 if model else 0, max_value=max(gpus_left, 0))) if (
-                    gpus_left or not model) else None
+                gpus = (
+                    draw(st.integers(min_value=1 if model else 0, max_value=max(gpus_left, 0)))
+                    if (gpus_left or not model)
+                    else None
+                )
                 if gpus is None:
                     break
                 cpus = draw(st.integers(min_value=0, max_value=int(cpus_left * 2)).map(lambda n: n / 2))
                 gpus_left -= gpus
                 cpus_left -= cpus
-                runs.append(dict(id=f"run-{len(runs)}", job_id=f"old-{len(runs)}", site=s["name"],
-                                 gpu_model=model, gpus=gpus, cpus=cpus))
+                runs.append(
+                    dict(
+                        id=f"run-{len(runs)}",
+                        job_id=f"old-{len(runs)}",
+                        site=s["name"],
+                        gpu_model=model,
+                        gpus=gpus,
+                        cpus=cpus,
+                    )
+                )
     return runs
 
 
@@ -82,16 +106,18 @@ def raw_jobs(draw) -> list[dict[str, Any]]:
     n = draw(st.integers(min_value=0, max_value=12))
     jobs = []
     for i in range(n):
-        jobs.append(dict(
-            id=f"job-{i:02d}",
-            gpus=draw(st.sampled_from([0, 1, 1, 2, 2, 3, 4, 8, 10])),
-            models=draw(st.permutations(ALL_MODELS))[:draw(st.sampled_from([0, 0, 0, 1, 2]))],
-            min_mem=draw(st.sampled_from([0, 0, 0, 0, 20_000, 40_000, 100_000])),
-            cpus=draw(st.sampled_from([0.5, 1.0, 1.0, 2.0, 4.0, 8.0, 16.0])),
-            countries=draw(st.permutations(ALL_COUNTRIES))[:draw(st.sampled_from([0, 0, 0, 1, 2]))],
-            submitted=draw(st.integers(min_value=0, max_value=5)),  # few values: many ties
-            priority=draw(st.sampled_from([-1, 0, 0, 1])),
-        ))
+        jobs.append(
+            dict(
+                id=f"job-{i:02d}",
+                gpus=draw(st.sampled_from([0, 1, 1, 2, 2, 3, 4, 8, 10])),
+                models=draw(st.permutations(ALL_MODELS))[: draw(st.sampled_from([0, 0, 0, 1, 2]))],
+                min_mem=draw(st.sampled_from([0, 0, 0, 0, 20_000, 40_000, 100_000])),
+                cpus=draw(st.sampled_from([0.5, 1.0, 1.0, 2.0, 4.0, 8.0, 16.0])),
+                countries=draw(st.permutations(ALL_COUNTRIES))[: draw(st.sampled_from([0, 0, 0, 1, 2]))],
+                submitted=draw(st.integers(min_value=0, max_value=5)),  # few values: many ties
+                priority=draw(st.sampled_from([-1, 0, 0, 1])),
+            )
+        )
     return jobs
 
 
@@ -102,32 +128,51 @@ def raw_snapshots(draw) -> dict[str, Any]:
 
 
 def build_site(d: dict[str, Any]) -> Site:
-    return Site(name=d["name"], institution=d["institution"], country=d["country"], state=d["state"],
-                connected=d["connected"],
-                inventory=Inventory(gpus=tuple(GpuPool(**p) for p in d["pools"]), cpus=d["cpus"]))
+    return Site(
+        name=d["name"],
+        institution=d["institution"],
+        country=d["country"],
+        state=d["state"],
+        connected=d["connected"],
+        inventory=Inventory(gpus=tuple(GpuPool(**p) for p in d["pools"]), cpus=d["cpus"]),
+    )
 
 
 def build_run(d: dict[str, Any]) -> Run:
-    return Run(id=d["id"], job_id=d["job_id"], site=d["site"], epoch=1, gpu_model=d["gpu_model"],
-               gpus=d["gpus"], cpus=d["cpus"])
+    return Run(
+        id=d["id"],
+        job_id=d["job_id"],
+        site=d["site"],
+        epoch=1,
+        gpu_model=d["gpu_model"],
+        gpus=d["gpus"],
+        cpus=d["cpus"],
+    )
 
 
 def build_job(d: dict[str, Any]) -> Job:
-    res = Resources(gpus=d["gpus"], gpu_models=tuple(d["models"]), min_gpu_memory_mb=d["min_mem"],
-                    cpus=d["cpus"])
-    spec = JobSpec(entrypoint="python x.py", resources=res, countries=tuple(d["countries"]),
-                   priority=d["priority"])
-    return Job(id=d["id"], spec=spec, state=JobState.PENDING, owner="ana", institution="uchile",
-               submitted_at=NOW + d["submitted"])
+    res = Resources(gpus=d["gpus"], gpu_models=tuple(d["models"]), min_gpu_memory_mb=d["min_mem"], cpus=d["cpus"])
+    spec = JobSpec(entrypoint="python x.py", resources=res, countries=tuple(d["countries"]), priority=d["priority"])
+    return Job(
+        id=d["id"],
+        spec=spec,
+        state=JobState.PENDING,
+        owner="ana",
+        institution="uchile",
+        submitted_at=NOW + d["submitted"],
+    )
 
 
 def build(raw: dict[str, Any]) -> Snapshot:
-    return Snapshot(sites=tuple(build_site(s) for s in raw["sites"]),
-                    live_runs=tuple(build_run(r) for r in raw["runs"]),
-                    pending=tuple(build_job(j) for j in raw["jobs"]))
+    return Snapshot(
+        sites=tuple(build_site(s) for s in raw["sites"]),
+        live_runs=tuple(build_run(r) for r in raw["runs"]),
+        pending=tuple(build_job(j) for j in raw["jobs"]),
+    )
 
 
 # -- oracles, from the rules ------------------------------------------------------
+
 
 def _node_limit(p: GpuPool) -> int:
     return min(p.total, p.largest_node) if p.largest_node else p.total
@@ -162,6 +207,7 @@ def used(snap: Snapshot, decisions: Decisions) -> tuple[Counter, Counter]:
 
 
 # -- invariant 1 and friends: checks on one (snapshot, decisions) pair ----------------
+
 
 def check_no_gpu_or_cpu_is_promised_twice(snap: Snapshot, decisions: Decisions) -> None:
     gpus, cpus = used(snap, decisions)
@@ -234,8 +280,7 @@ def check_a_waiting_job_had_no_room_left(snap: Snapshot, decisions: Decisions) -
 def check_placements_follow_queue_order(snap: Snapshot, decisions: Decisions) -> None:
     """Placements come out in (priority desc, submit time, id) order."""
     jobs = {j.id: j for j in snap.pending}
-    keys = [(-jobs[p.job_id].spec.priority, jobs[p.job_id].submitted_at, p.job_id)
-            for p in decisions.placements]
+    keys = [(-jobs[p.job_id].spec.priority, jobs[p.job_id].submitted_at, p.job_id) for p in decisions.placements]
     assert keys == sorted(keys)
 
 
@@ -259,25 +304,24 @@ def test_decisions_are_sound(raw):
 
 # -- invariant 4: pure and deterministic ---------------------------------------------
 
+
 @PROPS
 @given(raw_snapshots(), st.randoms(use_true_random=False))
 def test_same_snapshot_same_decisions(raw, rnd):
     snap = build(raw)
     first = schedule(snap, NOW)
-    assert schedule(snap, NOW) == first                      # called twice
-    assert snap == build(raw)                                # and left its input untouched
+    assert schedule(snap, NOW) == first  # called twice
+    assert snap == build(raw)  # and left its input untouched
     assert build(raw) == snap and build(raw) is not snap
-    assert schedule(build(raw), NOW) == first                # same content, rebuilt from scratch
+    assert schedule(build(raw), NOW) == first  # same content, rebuilt from scratch
     pending = list(snap.pending)
     rnd.shuffle(pending)
     shuffled = Snapshot(sites=snap.sites, live_runs=snap.live_runs, pending=tuple(pending))
-    assert schedule(shuffled, NOW) == first                  # pending order does not matter
+    assert schedule(shuffled, NOW) == first  # pending order does not matter
     sites, runs = list(snap.sites), list(snap.live_runs)
     rnd.shuffle(sites)
     rnd.shuffle(runs)
     assert schedule(Snapshot(tuple(sites), tuple(runs), tuple(pending)), NOW) == first
-
-
 
 
 def test_generator_reaches_the_interesting_cases():

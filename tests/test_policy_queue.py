@@ -1,5 +1,6 @@
 """The cycle at queue depth: the pending queue's order, the per-shape tail, and the
 `WaitingList` that stands in for a tuple of `Waiting`."""
+
 from __future__ import annotations
 
 import random
@@ -7,9 +8,9 @@ from dataclasses import replace
 
 import pytest
 
-from scheduler.policy import Waiting, schedule
-from scheduler.policy.fairshare import order_pending
-from scheduler.policy.waiting_list import WaitingList
+from minga.scheduler.policy import Waiting, schedule
+from minga.scheduler.policy.fairshare import order_pending
+from minga.scheduler.policy.waiting_list import WaitingList
 from tests.test_fairshare_helpers import NOW, inst, job, pool, site, snap
 
 
@@ -26,11 +27,15 @@ def test_the_tail_waits_by_shape_in_queue_order():
     assert [p.job_id for p in d.placements] == ["j000"]
     waiting = list(d.waiting)
     assert [w.job_id for w in waiting] == ["j001", "j002", "j003", "j004", "j005", "huge"] + [
-        f"j{i:03d}" for i in range(6, 40)]
+        f"j{i:03d}" for i in range(6, 40)
+    ]
     assert waiting[0].reason.startswith("reservation: holds 2 A100 GPUs on s1")
     assert {w.job_id for w in waiting if w.never_fits} == {"huge"}
-    assert all(w.reason == "capacity: waiting for 2 free GPUs on one site (most free now: 0)"
-               for w in waiting[1:] if w.job_id != "huge")
+    assert all(
+        w.reason == "capacity: waiting for 2 free GPUs on one site (most free now: 0)"
+        for w in waiting[1:]
+        if w.job_id != "huge"
+    )
 
 
 def test_waiting_list_reads_like_the_tuple_it_stands_for():
@@ -51,8 +56,7 @@ def test_waiting_list_reads_like_the_tuple_it_stands_for():
 
 
 def test_equal_submit_times_are_ordered_by_id_whatever_the_input_order():
-    jobs = [job(jid, "uchile", submitted=t) for jid, t in
-            [("b", 1.0), ("a", 1.0), ("c", 0.0), ("e", 2.0), ("d", 1.0)]]
+    jobs = [job(jid, "uchile", submitted=t) for jid, t in [("b", 1.0), ("a", 1.0), ("c", 0.0), ("e", 2.0), ("d", 1.0)]]
     for seed in range(5):
         shuffled = list(jobs)
         random.Random(seed).shuffle(shuffled)
@@ -61,8 +65,11 @@ def test_equal_submit_times_are_ordered_by_id_whatever_the_input_order():
 
 
 def test_equal_submit_times_within_a_project_go_by_id_with_or_without_age():
-    jobs = [job("x2", "uchile", submitted=1.0), job("x1", "uchile", submitted=1.0),
-            job("y1", "uchile", project="nlp", submitted=0.0)]
+    jobs = [
+        job("x2", "uchile", submitted=1.0),
+        job("x1", "uchile", submitted=1.0),
+        job("y1", "uchile", project="nlp", submitted=0.0),
+    ]
     s = snap([site("s1", "uchile")], [inst("uchile")], pending=jobs)
     for snapshot in (s, replace(s, settings=replace(s.settings, age_weight=1.0))):
         order = [j.id for j in order_pending(snapshot, NOW)]
@@ -73,6 +80,6 @@ def test_cpu_only_jobs_in_the_tail_still_look_for_cpus_in_queue_order():
     s = crowded(10)
     cpu_jobs = [job(f"cpu{i}", "uchile", gpus=0, cpus=30.0, submitted=20.0 + i) for i in range(3)]
     d = schedule(replace(s, pending=s.pending + tuple(cpu_jobs)), NOW)
-    assert [p.job_id for p in d.placements] == ["j000", "cpu0", "cpu1"]   # 64 CPUs: 1 + 30 + 30 taken
+    assert [p.job_id for p in d.placements] == ["j000", "cpu0", "cpu1"]  # 64 CPUs: 1 + 30 + 30 taken
     assert d.waiting[-1] == Waiting("cpu2", "capacity: waiting for 30 free CPUs")
     assert [w.job_id for w in d.waiting][-3:] == ["j008", "j009", "cpu2"]

@@ -1,36 +1,38 @@
 """The preemption notice without Ray (docs/preemption.md): the broker puts the federation's
 notice on every StartRun, first lease and resend alike; the agent hands it to Ray as
 RAY_JOB_STOP_WAIT_TIME_S with the run's MINGA_* variables, which a job cannot override."""
+
 from __future__ import annotations
 
 import pytest
 
-from agent import wire
-from agent.backend import RunRequest, runtime_env_for
-from agent.fake_broker import make_start_run
+from minga.agent import wire
+from minga.agent.backend import RunRequest, runtime_env_for
+from minga.common.domain import InvalidArgument, JobSpec, RunState, RuntimeEnv
+from minga.scheduler.commands import RunReport, StartRunCommand
+from minga.scheduler.policy import ShareSettings
+from minga.scheduler.store.runs import notice_seconds
+from minga.scheduler.validation import check_job_spec
 from minga.v1 import site_pb2
-from scheduler.commands import RunReport, StartRunCommand
-from scheduler.domain import InvalidArgument, JobSpec, RunState, RuntimeEnv
-from scheduler.policy import ShareSettings
-from scheduler.store.runs import notice_seconds
-from scheduler.validation import check_job_spec
+from tests.fakes.fake_broker import make_start_run
 from tests.test_agent_session import Site, site  # noqa: F401  (the fixture)
 from tests.test_store import NOW, cycle, fed, store, store_url, submit  # noqa: F401  (fixtures)
 
-
 # -- broker -------------------------------------------------------------------------
+
 
 def test_every_start_run_carries_the_federations_notice(fed):
     submit(fed, "j-1", gpus=2)
     [first] = cycle(fed)
-    assert isinstance(first, StartRunCommand) and first.notice_seconds == 60    # the default
+    assert isinstance(first, StartRunCommand) and first.notice_seconds == 60  # the default
     fed.shares.update_settings(preemption_notice_seconds=120.4)
     submit(fed, "j-2", gpus=2, submitted=1)
     [second] = cycle(fed, NOW + 1)
-    assert second.notice_seconds == 120                                         # whole seconds
+    assert second.notice_seconds == 120  # whole seconds
     # A resend (the site's Hello did not list the run) carries today's notice too.
-    [resent] = fed.runs.reconcile_site("dcc", [RunReport(first.run.id, RunState.UNKNOWN),
-                                               RunReport(second.run.id, RunState.RUNNING)], NOW + 2)
+    [resent] = fed.runs.reconcile_site(
+        "dcc", [RunReport(first.run.id, RunState.UNKNOWN), RunReport(second.run.id, RunState.RUNNING)], NOW + 2
+    )
     assert (resent.run.id, resent.notice_seconds) == (first.run.id, 120)
 
 
@@ -52,14 +54,19 @@ def test_a_job_may_not_set_minga_s_variables():
 
 # -- agent --------------------------------------------------------------------------
 
+
 def test_start_run_becomes_a_ray_runtime_env_with_the_notice_and_the_attempt():
     start = make_start_run("minga-j-1-a2", "j-1", epoch=2, env={"FLAVOUR": "quinoa"}, notice_seconds=45)
     start = site_pb2.StartRun.FromString(start.SerializeToString())
     run = wire.run_request(start)
     assert run.notice_seconds == 45
     assert runtime_env_for(run)["env_vars"] == {
-        "FLAVOUR": "quinoa", "MINGA_JOB_ID": "j-1", "MINGA_RUN_ID": "minga-j-1-a2", "MINGA_ATTEMPT": "2",
-        "RAY_JOB_STOP_WAIT_TIME_S": "45"}
+        "FLAVOUR": "quinoa",
+        "MINGA_JOB_ID": "j-1",
+        "MINGA_RUN_ID": "minga-j-1-a2",
+        "MINGA_ATTEMPT": "2",
+        "RAY_JOB_STOP_WAIT_TIME_S": "45",
+    }
 
 
 def test_an_older_broker_s_zero_leaves_ray_s_default():
@@ -70,14 +77,25 @@ def test_an_older_broker_s_zero_leaves_ray_s_default():
 def test_minga_s_variables_win_over_the_job_s():
     """Jobs an older broker accepted may still name them: minga's values are the ones set,
     and a job's own stop wait never replaces the federation's notice (or Ray's default)."""
-    run = RunRequest(run_id="minga-j-1-a3", job_id="j-1", epoch=3, entrypoint="x", notice_seconds=30,
-                     env={"MINGA_ATTEMPT": "1", "RAY_JOB_STOP_WAIT_TIME_S": "3600", "KEEP": "me"},
-                     secret_env={"MINGA_RUN_ID": "forged"})
+    run = RunRequest(
+        run_id="minga-j-1-a3",
+        job_id="j-1",
+        epoch=3,
+        entrypoint="x",
+        notice_seconds=30,
+        env={"MINGA_ATTEMPT": "1", "RAY_JOB_STOP_WAIT_TIME_S": "3600", "KEEP": "me"},
+        secret_env={"MINGA_RUN_ID": "forged"},
+    )
     env = runtime_env_for(run)["env_vars"]
     assert (env["MINGA_ATTEMPT"], env["MINGA_RUN_ID"], env["RAY_JOB_STOP_WAIT_TIME_S"], env["KEEP"]) == (
-        "3", "minga-j-1-a3", "30", "me")
-    old = RunRequest(run_id="minga-j-1-a1", job_id="j-1", epoch=1, entrypoint="x",
-                     env={"RAY_JOB_STOP_WAIT_TIME_S": "3600"})
+        "3",
+        "minga-j-1-a3",
+        "30",
+        "me",
+    )
+    old = RunRequest(
+        run_id="minga-j-1-a1", job_id="j-1", epoch=1, entrypoint="x", env={"RAY_JOB_STOP_WAIT_TIME_S": "3600"}
+    )
     assert "RAY_JOB_STOP_WAIT_TIME_S" not in runtime_env_for(old)["env_vars"]
 
 

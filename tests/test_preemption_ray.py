@@ -3,6 +3,7 @@ StartRun with a notice, then a StopRun (what a preemption, a cancel or a walltim
 A job that handles SIGTERM saves a checkpoint naming its attempt, although the save takes
 longer than Ray's own 3 s default; a job that ignores SIGTERM is killed once the notice
 has passed. Both run side by side, so the test costs one notice, not two."""
+
 from __future__ import annotations
 
 import json
@@ -14,18 +15,18 @@ from pathlib import Path
 import pytest
 from ray.job_submission import JobSubmissionClient
 
-from agent.fake_broker import FakeBroker, make_start_run
-from agent.local_ray import LocalRayHead
-from agent.session import Agent, AgentConfig
+from minga.agent.local_ray import LocalRayHead
+from minga.agent.session import Agent, AgentConfig
 from minga.v1 import common_pb2
+from tests.fakes.fake_broker import FakeBroker, make_start_run
 
 pytestmark = pytest.mark.ray
 
-SAVE_SECONDS = 4.0          # a checkpoint save slower than Ray's default notice (3 s)
-GRACEFUL_NOTICE = 10        # ... but well within this one
-STUBBORN_NOTICE = 5         # Ray's default would kill at 3 s
+SAVE_SECONDS = 4.0  # a checkpoint save slower than Ray's default notice (3 s)
+GRACEFUL_NOTICE = 10  # ... but well within this one
+STUBBORN_NOTICE = 5  # Ray's default would kill at 3 s
 
-JOB = '''
+JOB = """
 import json, os, signal, sys, time
 out = os.environ["OUT_DIR"]
 stopping = False
@@ -44,7 +45,7 @@ while not stopping or os.environ["MODE"] == "stubborn":   # the stubborn one nev
 time.sleep(float(os.environ["SAVE_SECONDS"]))               # the slow checkpoint save
 with open(os.path.join(out, "checkpoint.json"), "w") as f:
     json.dump({k: os.environ[k] for k in ("MINGA_ATTEMPT", "MINGA_JOB_ID", "MINGA_RUN_ID")}, f)
-'''
+"""
 
 
 def _wait(predicate, timeout: float = 60.0) -> bool:  # type: ignore[no-untyped-def]
@@ -69,8 +70,16 @@ def test_sigterm_then_the_notice_then_sigkill(ray_head: LocalRayHead, tmp_path: 
     script = tmp_path / "job.py"
     script.write_text(JOB)
     broker = FakeBroker().start()
-    agent = Agent(AgentConfig(broker=broker.address, token=broker.token, ray_dashboard_url=ray_head.dashboard_url,
-                              heartbeat_seconds=1, inventory_seconds=5, cache_dir=tmp_path / "cache")).start()
+    agent = Agent(
+        AgentConfig(
+            broker=broker.address,
+            token=broker.token,
+            ray_dashboard_url=ray_head.dashboard_url,
+            heartbeat_seconds=1,
+            inventory_seconds=5,
+            cache_dir=tmp_path / "cache",
+        )
+    ).start()
     runs = {"graceful": ("minga-j-ckpt-a2", GRACEFUL_NOTICE), "stubborn": ("minga-j-hold-a1", STUBBORN_NOTICE)}
     try:
         assert broker.wait_for(lambda: broker.connected() and len(broker.hellos) == 1, timeout=30)
@@ -78,14 +87,24 @@ def test_sigterm_then_the_notice_then_sigkill(ray_head: LocalRayHead, tmp_path: 
             (tmp_path / mode).mkdir()
             env = {"OUT_DIR": str(tmp_path / mode), "MODE": mode, "SAVE_SECONDS": str(SAVE_SECONDS)}
             job_id, epoch = run_id.removeprefix("minga-").rsplit("-a", 1)
-            broker.start_run(make_start_run(run_id, job_id, epoch=int(epoch), notice_seconds=notice, env=env,
-                                            entrypoint=f"{shlex.quote(sys.executable)} {shlex.quote(str(script))}"))
+            broker.start_run(
+                make_start_run(
+                    run_id,
+                    job_id,
+                    epoch=int(epoch),
+                    notice_seconds=notice,
+                    env=env,
+                    entrypoint=f"{shlex.quote(sys.executable)} {shlex.quote(str(script))}",
+                )
+            )
         assert _wait(lambda: all((tmp_path / mode / "ready").exists() for mode in runs)), [
-            broker.reports(r) for r, _ in runs.values()]
+            broker.reports(r) for r, _ in runs.values()
+        ]
         for run_id, _ in runs.values():
             broker.stop_run(run_id, "preempted: reclaim: a test")
-        assert broker.wait_for(lambda: all(common_pb2.RUN_STATE_STOPPED in broker.states(r) for r, _ in runs.values()),
-                               timeout=60), [broker.reports(r) for r, _ in runs.values()]
+        assert broker.wait_for(
+            lambda: all(common_pb2.RUN_STATE_STOPPED in broker.states(r) for r, _ in runs.values()), timeout=60
+        ), [broker.reports(r) for r, _ in runs.values()]
     finally:
         agent.stop()
         broker.stop()

@@ -2,16 +2,17 @@
 preempted job keeps why and for whom (`minga job status`, table and JSON) after its
 waiting reason replaces the "preempted: ..." one, and the audit log holds a line of the
 scheduler's, which the job's institution-admins see and other institutions' do not."""
+
 from __future__ import annotations
 
 import json
 import time
 from collections.abc import Callable
 
-from minga.v1 import admin_pb2, common_pb2, job_pb2
 from typer.testing import CliRunner
 
-from cli.main import app
+from minga.cli.main import app
+from minga.v1 import admin_pb2, common_pb2, job_pb2
 from tests.fixtures_broker import Caller, RunningBroker, ScriptedSite, gpu_inventory
 
 
@@ -30,8 +31,9 @@ def until(predicate: Callable[[], bool], timeout: float = 15.0) -> bool:
 
 
 def submit(who: Caller, gpus: int) -> str:
-    spec = common_pb2.JobSpec(entrypoint="python train.py",
-                              resources=common_pb2.Resources(gpus=gpus, gpu_models=["A100"]))
+    spec = common_pb2.JobSpec(
+        entrypoint="python train.py", resources=common_pb2.Resources(gpus=gpus, gpu_models=["A100"])
+    )
     return who.jobs.SubmitJob(job_pb2.SubmitJobRequest(spec=spec), metadata=who.md).job.id
 
 
@@ -45,8 +47,10 @@ def audit(who: Caller) -> list[admin_pb2.AuditEntry]:
 
 def institution_admin(broker: RunningBroker, name: str, institution: str) -> Caller:
     a = broker.admin
-    r = a.admin.AddUser(admin_pb2.AddUserRequest(name=name, institution=institution,
-                                                 role=common_pb2.ROLE_INSTITUTION_ADMIN), metadata=a.md)
+    r = a.admin.AddUser(
+        admin_pb2.AddUserRequest(name=name, institution=institution, role=common_pb2.ROLE_INSTITUTION_ADMIN),
+        metadata=a.md,
+    )
     return broker.caller(r.token)
 
 
@@ -54,19 +58,19 @@ def test_a_reclaimed_job_says_why_and_the_audit_log_has_it(broker: RunningBroker
     broker.institution("uchile", "CL")
     broker.institution("usp", "BR")
     admin = broker.admin
-    admin.admin.SetPolicy(admin_pb2.SetPolicyRequest(policy=admin_pb2.Policy(
-        preemption_grace_seconds=0.001)), metadata=admin.md)   # no grace: reclaim at once
+    admin.admin.SetPolicy(
+        admin_pb2.SetPolicyRequest(policy=admin_pb2.Policy(preemption_grace_seconds=0.001)), metadata=admin.md
+    )  # no grace: reclaim at once
     ana, bia = broker.researcher("ana", "uchile"), broker.researcher("bia", "usp")
-    site = ScriptedSite(broker.address, broker.join("uchile", "dcc"), gpu_inventory("A100", 4),
-                        heartbeat_seconds=1)
+    site = ScriptedSite(broker.address, broker.join("uchile", "dcc"), gpu_inventory("A100", 4), heartbeat_seconds=1)
     try:
         site.next("welcome")
-        borrowed = submit(bia, 4)                  # usp has no GPUs: it borrows uchile's idle ones
+        borrowed = submit(bia, 4)  # usp has no GPUs: it borrows uchile's idle ones
         start = site.next("start").start
         assert start.job_id == borrowed and start.notice_seconds == 60
         site.report(start.run_id, common_pb2.RUN_STATE_RUNNING)
         assert until(lambda: get(bia, borrowed).state == common_pb2.JOB_STATE_RUNNING)
-        owned = submit(ana, 4)                     # the owner wants them back
+        owned = submit(ana, 4)  # the owner wants them back
         stop = site.next("stop").stop
         assert stop.run_id == start.run_id and "reclaim" in stop.reason
         site.report(start.run_id, common_pb2.RUN_STATE_STOPPED)
@@ -97,11 +101,12 @@ def test_a_reclaimed_job_says_why_and_the_audit_log_has_it(broker: RunningBroker
         listed = minga(broker, admin.token, "admin", "audit", "--who", "scheduler", "--output", "json")
         assert listed.exit_code == 0, listed.output
         assert [(e["who"], e["method"], e["target"]) for e in json.loads(listed.stdout)] == [
-            ("scheduler", "Scheduler/Preempt", line.target)]
+            ("scheduler", "Scheduler/Preempt", line.target)
+        ]
         # The preempted job's institution-admins see it; other institutions' do not.
-        assert [e.target for e in audit(institution_admin(broker, "usp-boss", "usp"))
-                if e.method == "Scheduler/Preempt"] == [line.target]
-        assert not [e for e in audit(institution_admin(broker, "uchile-boss", "uchile"))
-                    if e.who == "scheduler"]
+        assert [
+            e.target for e in audit(institution_admin(broker, "usp-boss", "usp")) if e.method == "Scheduler/Preempt"
+        ] == [line.target]
+        assert not [e for e in audit(institution_admin(broker, "uchile-boss", "uchile")) if e.who == "scheduler"]
     finally:
         site.close()

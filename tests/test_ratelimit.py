@@ -1,6 +1,7 @@
 """Rate limits: the token bucket on an injected clock (no sleeping), and through a real
 broker: a flooding caller gets RESOURCE_EXHAUSTED with a retry hint, others are served,
 and the flooder is served again once it waited as told."""
+
 from __future__ import annotations
 
 import time
@@ -9,13 +10,13 @@ from pathlib import Path
 
 import grpc
 import pytest
-from minga.v1 import admin_pb2, job_pb2
 
-from cli import errors
-from cli.client import BrokerClient
-from scheduler.api.ratelimit import Bucket, Limits, Rate, RateLimiter, caller_key, metered, retry_hint
-from scheduler.domain import Principal, ResourceExhausted, Role
-from scheduler.server import Broker, BrokerConfig
+from minga.cli import errors
+from minga.cli.client import BrokerClient
+from minga.common.domain import Principal, ResourceExhausted, Role
+from minga.scheduler.api.ratelimit import Bucket, Limits, Rate, RateLimiter, caller_key, metered, retry_hint
+from minga.scheduler.server import Broker, BrokerConfig
+from minga.v1 import admin_pb2, job_pb2
 from tests.fixtures_broker import RunningBroker
 
 
@@ -31,14 +32,15 @@ class Ticks:
 
 # -- the bucket ----------------------------------------------------------------------
 
+
 def test_a_bucket_allows_its_burst_then_says_how_long_to_wait() -> None:
     rate = Rate(per_second=2, burst=3)
     bucket = Bucket(tokens=3, at=0.0)
     assert [bucket.take(rate, 0.0) for _ in range(3)] == [0.0, 0.0, 0.0]
-    assert bucket.take(rate, 0.0) == pytest.approx(0.5)     # one token refills in 1/2 s
-    assert bucket.take(rate, 0.25) == pytest.approx(0.25)   # a refused take costs nothing
+    assert bucket.take(rate, 0.0) == pytest.approx(0.5)  # one token refills in 1/2 s
+    assert bucket.take(rate, 0.25) == pytest.approx(0.25)  # a refused take costs nothing
     assert bucket.take(rate, 0.5) == 0.0
-    assert bucket.take(rate, 100.0) == 0.0 and bucket.tokens == pytest.approx(2)   # capped at the burst
+    assert bucket.take(rate, 100.0) == 0.0 and bucket.tokens == pytest.approx(2)  # capped at the burst
 
 
 def test_a_clock_stepping_back_refills_nothing() -> None:
@@ -52,7 +54,7 @@ def test_each_key_has_its_own_bucket() -> None:
     limiter = RateLimiter(Rate(1, 2), clock=clock)
     assert limiter.wait_for("alice") == 0 and limiter.wait_for("alice") == 0
     assert limiter.wait_for("alice") == pytest.approx(1.0)
-    assert limiter.wait_for("bob") == 0                  # alice's flood is hers alone
+    assert limiter.wait_for("bob") == 0  # alice's flood is hers alone
     clock.now += 1.0
     assert limiter.wait_for("alice") == 0
 
@@ -71,8 +73,8 @@ def test_unlimited_never_refuses_and_keys_are_bounded() -> None:
     limiter = RateLimiter(Rate(1, 1), clock=clock, max_keys=2)
     for key in ("a", "b", "c"):
         limiter.wait_for(key)
-    assert len(limiter._buckets) == 2     # the longest idle ("a") was forgotten
-    assert limiter.wait_for("a") == 0     # forgotten means a fresh (full) bucket
+    assert len(limiter._buckets) == 2  # the longest idle ("a") was forgotten
+    assert limiter.wait_for("a") == 0  # forgotten means a fresh (full) bucket
 
 
 def test_retry_hint_rounds_up() -> None:
@@ -102,18 +104,22 @@ def test_default_limits_scale_from_one_figure() -> None:
 
 # -- through a real broker -------------------------------------------------------------
 
+
 def start_limited(tmp_path: Path, rate_limit: float) -> RunningBroker:
     token_file = tmp_path / "admin-token"
     db_url = f"sqlite:///{tmp_path / 'broker.db'}"
-    broker = Broker(BrokerConfig(listen="127.0.0.1:0", db_url=db_url, admin_token_file=token_file,
-                                 tick_seconds=0.5, rate_limit=rate_limit))
+    broker = Broker(
+        BrokerConfig(
+            listen="127.0.0.1:0", db_url=db_url, admin_token_file=token_file, tick_seconds=0.5, rate_limit=rate_limit
+        )
+    )
     broker.start()
     return RunningBroker(broker, db_url, token_file)
 
 
 @pytest.fixture
 def limited(tmp_path: Path) -> Iterator[RunningBroker]:
-    running = start_limited(tmp_path, rate_limit=2)   # bursts of 20 calls, then 2 per second
+    running = start_limited(tmp_path, rate_limit=2)  # bursts of 20 calls, then 2 per second
     yield running
     running.close()
 
@@ -128,8 +134,7 @@ def _flood(call, times: int) -> grpc.RpcError:  # type: ignore[no-untyped-def]
     raise AssertionError(f"{times} calls were all served")
 
 
-def test_a_flooding_caller_is_refused_others_are_served_and_it_is_served_after_waiting(
-        limited: RunningBroker) -> None:
+def test_a_flooding_caller_is_refused_others_are_served_and_it_is_served_after_waiting(limited: RunningBroker) -> None:
     limited.institution("uchile", "CL")
     alice = limited.researcher("alice", "uchile")
     bob = limited.researcher("bob", "uchile")
@@ -144,18 +149,18 @@ def test_a_flooding_caller_is_refused_others_are_served_and_it_is_served_after_w
     admin = limited.admin
     admin.admin.ListUsers(admin_pb2.ListUsersRequest(), metadata=admin.md)
     time.sleep(wait_ms / 1000 + 0.05)
-    alice.jobs.ListJobs(job_pb2.ListJobsRequest(), metadata=alice.md)   # served again
+    alice.jobs.ListJobs(job_pb2.ListJobsRequest(), metadata=alice.md)  # served again
 
 
 def test_unauthenticated_calls_are_limited_by_address(limited: RunningBroker) -> None:
     from minga.v1 import site_pb2
+
     anonymous = limited.caller("")
     err = _flood(lambda: anonymous.sites.Join(site_pb2.JoinRequest(join_token="mjt_nope")), 60)
     assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "this address" in err.details()
 
 
-def test_the_cli_explains_the_refusal_in_one_line_and_the_client_retries_after_the_hint(
-        limited: RunningBroker) -> None:
+def test_the_cli_explains_the_refusal_in_one_line_and_the_client_retries_after_the_hint(limited: RunningBroker) -> None:
     limited.institution("uchile", "CL")
     alice = limited.researcher("alice", "uchile")
     err = _flood(lambda: alice.jobs.ListJobs(job_pb2.ListJobsRequest(), metadata=alice.md), 50)
@@ -167,8 +172,9 @@ def test_the_cli_explains_the_refusal_in_one_line_and_the_client_retries_after_t
     with BrokerClient(limited.address, alice.token) as client:
         client._sleep = lambda s: (slept.append(s), time.sleep(s))  # type: ignore[method-assign]
         from minga.v1 import common_pb2
+
         spec = common_pb2.JobSpec(entrypoint="echo hi")
-        for _ in range(3):   # the flood left no tokens: the first submit is refused, then retried
+        for _ in range(3):  # the flood left no tokens: the first submit is refused, then retried
             client.submit_job(spec)
     assert slept and all(0 < s <= 1.0 for s in slept)
 

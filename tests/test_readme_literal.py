@@ -24,6 +24,7 @@ A command that exits non-zero fails the test, naming the README line and its out
 The broker listens on the README's fixed ports (50551 and 50552); the test fails at
 once, saying so, when they are taken.
 """
+
 from __future__ import annotations
 
 import json
@@ -56,7 +57,7 @@ def walkthrough_commands(text: str) -> list[str]:
     """The shell commands of the walkthrough's ```bash blocks, in order, continuations joined."""
     start = text.index(SECTION)
     end = text.find("\n## ", start + len(SECTION))
-    section = text[start:end if end != -1 else len(text)]
+    section = text[start : end if end != -1 else len(text)]
     commands: list[str] = []
     for block in re.findall(r"^```bash\n(.*?)^```", section, re.S | re.M):
         pending = ""
@@ -76,22 +77,31 @@ def test_the_walkthrough_is_cut_into_commands() -> None:
     assert commands[0] == ". .venv/bin/activate          # puts minga on PATH"
     assert any(c.startswith("JOB=$(minga job submit") and c.count("\n") == 1 for c in commands)
     assert not any(c.lstrip().startswith("#") for c in commands)
-    assert [c for c in commands if c.rstrip().split("#")[0].rstrip().endswith("&")
-            and not c.rstrip().endswith("&&")] == [c for c in commands if c.startswith(BACKGROUND)]
+    assert [
+        c for c in commands if c.rstrip().split("#")[0].rstrip().endswith("&") and not c.rstrip().endswith("&&")
+    ] == [c for c in commands if c.startswith(BACKGROUND)]
 
 
 class Shell:
     """One bash process fed line by line; its stdout and stderr are read by a thread."""
 
     def __init__(self, cwd: Path, env: dict[str, str]) -> None:
-        self.proc = subprocess.Popen(["bash", "--noprofile", "--norc"], cwd=cwd, env=env, stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+        self.proc = subprocess.Popen(
+            ["bash", "--noprofile", "--norc"],
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            bufsize=1,
+        )
         self.cwd = cwd
         self.mark = f"__readme_{uuid.uuid4().hex}"
         self.lines: queue.Queue[str] = queue.Queue()
         self.transcript: list[str] = []
-        self.background: list[int] = []   # PIDs of the README's `&` lines, stopped by the fixture
-        self.last_bg = ""                 # `$!` after the last command
+        self.background: list[int] = []  # PIDs of the README's `&` lines, stopped by the fixture
+        self.last_bg = ""  # `$!` after the last command
         threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self) -> None:
@@ -103,7 +113,7 @@ class Shell:
     def run(self, command: str, timeout: float = COMMAND_TIMEOUT) -> tuple[int, str]:
         """Type `command`, then wait for its exit status; returns it and what was printed meanwhile."""
         assert self.proc.stdin is not None and self.proc.poll() is None, "the shell is gone"
-        self.proc.stdin.write(f"{command}\necho \"{self.mark} $? $!\"\n")
+        self.proc.stdin.write(f'{command}\necho "{self.mark} $? $!"\n')
         self.proc.stdin.flush()
         out: list[str] = []
         deadline = time.monotonic() + timeout
@@ -111,8 +121,9 @@ class Shell:
             try:
                 line = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
             except queue.Empty:
-                raise AssertionError(f"README line still running after {timeout:.0f}s:\n{command}\n"
-                                     f"output:\n{''.join(out)[-4000:]}") from None
+                raise AssertionError(
+                    f"README line still running after {timeout:.0f}s:\n{command}\noutput:\n{''.join(out)[-4000:]}"
+                ) from None
             if self.mark in line:
                 status, _, self.last_bg = line.split(self.mark, 1)[1].strip().partition(" ")
                 out.append(line.split(self.mark, 1)[0])
@@ -146,13 +157,17 @@ def shell(tmp_path: Path) -> Iterator[Shell]:
     work = tmp_path / "work"
     work.mkdir(parents=True)
     (work / ".venv").symlink_to(venv)
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("MINGA_", "XDG_", "RAY_ADDRESS", "VIRTUAL_ENV"))}
-    env.update(HOME=str(home), XDG_DATA_HOME=str(home / ".local/share"), XDG_CONFIG_HOME=str(home / ".config"),
-               XDG_CACHE_HOME=str(home / ".cache"), XDG_STATE_HOME=str(home / ".local/state"),
-               MINGA_DATA_DIR=str(home / ".local/share/minga"), MINGA_CONFIG_DIR=str(home / ".config/minga"),
-               PATH=os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep)
-                                    if not (Path(p) / "minga").exists()))   # only the README puts minga there
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MINGA_", "XDG_", "RAY_ADDRESS", "VIRTUAL_ENV"))}
+    env.update(
+        HOME=str(home),
+        XDG_DATA_HOME=str(home / ".local/share"),
+        XDG_CONFIG_HOME=str(home / ".config"),
+        XDG_CACHE_HOME=str(home / ".cache"),
+        XDG_STATE_HOME=str(home / ".local/state"),
+        MINGA_DATA_DIR=str(home / ".local/share/minga"),
+        MINGA_CONFIG_DIR=str(home / ".config/minga"),
+        PATH=os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep) if not (Path(p) / "minga").exists()),
+    )  # only the README puts minga there
     home.mkdir()
     sh = Shell(work, env)
     try:
@@ -168,7 +183,7 @@ def _stop_background(sh: Shell) -> None:
             os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + 60
     while any(pid_alive(p) for p in sh.background) and time.monotonic() < deadline:
-        time.sleep(0.5)   # bash reaps its children
+        time.sleep(0.5)  # bash reaps its children
     for pid in sh.background:
         if pid_alive(pid):
             os.kill(pid, signal.SIGKILL)
@@ -206,19 +221,26 @@ def test_readme_walkthrough_runs_as_written(shell: Shell) -> None:
         status, out = sh.run(command)
         assert status == 0, f"README line failed with exit status {status}:\n{command}\noutput:\n{out[-4000:]}"
         if command.rstrip().endswith("&"):
-            assert command.startswith(BACKGROUND), f"a README line runs in the background but is not " \
-                                                   f"the broker or the agent: {command}"
+            assert command.startswith(BACKGROUND), (
+                f"a README line runs in the background but is not the broker or the agent: {command}"
+            )
             pid = int(sh.last_bg)
             sh.background.append(pid)
             if command.startswith("minga broker serve "):
-                sh.until("the broker to listen", lambda: not pid_alive(pid) or any(
-                    "broker listening on" in line for line in sh.transcript[before:]))
+                sh.until(
+                    "the broker to listen",
+                    lambda: not pid_alive(pid) or any("broker listening on" in line for line in sh.transcript[before:]),
+                )
                 assert pid_alive(pid), f"the broker exited:\n{''.join(sh.transcript[before:])}"
                 _paste_broker_hint(sh, "".join(sh.transcript[before:]))
             else:
-                sh.until("the site to report its GPUs",
-                         lambda: (pid_alive(pid) or pytest.fail(f"the agent exited:\n{''.join(sh.transcript)}"))
-                         and _site_ready(sh))
+                sh.until(
+                    "the site to report its GPUs",
+                    lambda: (
+                        (pid_alive(pid) or pytest.fail(f"the agent exited:\n{''.join(sh.transcript)}"))
+                        and _site_ready(sh)
+                    ),
+                )
     hint = re.search(r"^  minga site join --broker \S+ --token <TOKEN> --ca (\S+)$", "".join(sh.transcript), re.M)
     assert hint and Path(hint.group(1)).is_file(), "the site-token hint names no CA file that exists"
     # The README's last line stops the broker and the agent; `wait` returns once they are gone.

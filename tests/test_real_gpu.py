@@ -5,16 +5,17 @@ prove what logical GPUs cannot: the agent names the site's pool from the physica
 devices (model and memory from NVML, count from Ray's own detection), and a job
 placed by the broker runs CUDA work on the GPU Ray hands it.
 """
+
 from __future__ import annotations
 
 import importlib.util
 import sys
 
 import pytest
-from minga.v1 import admin_pb2, common_pb2
 
-from agent.local_ray import LocalRayHead
-from agent.nvml import probe_nvml
+from minga.agent.local_ray import LocalRayHead
+from minga.agent.nvml import probe_nvml
+from minga.v1 import admin_pb2, common_pb2
 from tests.fixtures_broker import start_broker
 from tests.test_integration_ray import TERMINAL, logs, running_agent, submit, wait_state
 
@@ -56,8 +57,11 @@ def test_cuda_job_through_a_site_agent(tmp_path) -> None:  # type: ignore[no-unt
         with LocalRayHead(gpus=None, object_store_memory=500 * 1024 * 1024) as head:
             with running_agent(broker, token, head, model=None):
                 admin = broker.admin
-                site = next(s for s in admin.admin.ListSites(admin_pb2.ListSitesRequest(),
-                                                             metadata=admin.md).sites if s.name == "gpu-host")
+                site = next(
+                    s
+                    for s in admin.admin.ListSites(admin_pb2.ListSitesRequest(), metadata=admin.md).sites
+                    if s.name == "gpu-host"
+                )
                 pools = {p.model: p for p in site.inventory.gpus}
                 assert set(pools) == {model}, pools
                 assert pools[model].total == len(PHYSICAL)

@@ -1,6 +1,7 @@
 """Leases, requeue and walltime at the store and the lease table, on SQLite and
 PostgreSQL: what becomes of a job when its run is lost, fails, or runs too long.
 The gRPC-level and real-process versions live in test_leases.py and test_faults.py."""
+
 from __future__ import annotations
 
 import threading
@@ -9,17 +10,25 @@ from dataclasses import replace
 
 import pytest
 
-from scheduler.clock import FakeClock
-from scheduler.commands import RunReport, StopRunCommand
-from scheduler.domain import JobState, RunState, SiteState
-from scheduler.leases import SiteLeases
-from scheduler.policy import Placement
-from scheduler.store import Store
-from scheduler.requeue_rules import INFRA_REQUEUE_LIMIT, infra_backoff_seconds
-from scheduler.store.requeue import backoff_seconds
-from scheduler.store.runs import _free_gpus, _lease
+from minga.common.clock import FakeClock
+from minga.common.domain import JobState, RunState, SiteState
+from minga.scheduler.commands import RunReport, StopRunCommand
+from minga.scheduler.leases import SiteLeases
+from minga.scheduler.policy import Placement
+from minga.scheduler.requeue_rules import infra_backoff_seconds
+from minga.scheduler.store import Store
+from minga.scheduler.store.requeue import backoff_seconds
+from minga.scheduler.store.runs import _free_gpus, _lease
 from tests.test_store import (  # noqa: F401  (fixtures)
-    NOW, cycle, fed, held_gpus, inventory, join_site, new_job, store, store_url,
+    NOW,
+    cycle,
+    fed,
+    held_gpus,
+    inventory,
+    join_site,
+    new_job,
+    store,
+    store_url,
 )
 
 
@@ -49,6 +58,7 @@ def pending_ids(store: Store, now: float) -> list[str]:
 
 # -- failures: whose fault, and how often ----------------------------------------------
 
+
 def test_an_infrastructure_failure_requeues_after_a_backoff_and_never_counts_as_a_failure(fed):
     submit(fed, "j-1", max_attempts=2)
     run_1 = running(fed, "j-1")
@@ -57,7 +67,7 @@ def test_an_infrastructure_failure_requeues_after_a_backoff_and_never_counts_as_
     assert job.state is JobState.PENDING
     assert "infrastructure failure: supervisor died" in job.reason and "infrastructure requeue 1 of 20" in job.reason
     assert held_gpus(fed) == 0
-    assert pending_ids(fed, NOW + 11) == []              # in its backoff
+    assert pending_ids(fed, NOW + 11) == []  # in its backoff
     assert pending_ids(fed, NOW + 10 + infra_backoff_seconds(1)) == ["j-1"]
     run_2 = running(fed, "j-1", NOW + 13)
     assert run_2 != run_1 and fed.jobs.get("j-1").attempts == 2
@@ -85,6 +95,7 @@ def test_backoff_doubles_and_is_capped() -> None:
 
 # -- a lost site -----------------------------------------------------------------------
 
+
 def test_a_lost_site_requeues_its_runs_and_ends_a_cancel(fed):
     submit(fed, "keep")
     submit(fed, "cancel-me")
@@ -94,10 +105,14 @@ def test_a_lost_site_requeues_its_runs_and_ends_a_cancel(fed):
     site = fed.sites.get("dcc")
     assert site.state is SiteState.LOST and site.state_reason == "no report for 30 s"
     job = fed.jobs.get("keep")
-    assert job.state is JobState.PENDING and "site dcc lost" in job.reason and "infrastructure requeue 1 of 20" in job.reason
+    assert (
+        job.state is JobState.PENDING
+        and "site dcc lost" in job.reason
+        and "infrastructure requeue 1 of 20" in job.reason
+    )
     assert fed.jobs.get("cancel-me").state is JobState.CANCELLED
     assert held_gpus(fed) == 0
-    assert cycle(fed, NOW + 100) == []                   # a LOST site takes nothing
+    assert cycle(fed, NOW + 100) == []  # a LOST site takes nothing
     join_site(fed, "b")
     [moved] = cycle(fed, NOW + 100)
     assert moved.site == "b" and moved.run.epoch == 2 and moved.run.id != keep
@@ -112,7 +127,8 @@ def test_a_lost_site_that_returns_has_its_stale_run_stopped_and_changes_nothing(
     # dcc comes back still running the old run, then says it finished: both change nothing.
     fed.sites.connected("dcc", inventory(("A100", 8)), NOW + 110)
     assert fed.runs.reconcile_site("dcc", [RunReport(stale, RunState.RUNNING)], NOW + 110) == [
-        StopRunCommand("dcc", stale, "stale run: fenced by a newer epoch")]
+        StopRunCommand("dcc", stale, "stale run: fenced by a newer epoch")
+    ]
     assert fed.sites.get("dcc").state is SiteState.READY
     assert fed.runs.apply_report("dcc", RunReport(stale, RunState.SUCCEEDED), NOW + 111) == []
     assert fed.jobs.get("j-1").state is JobState.RUNNING and fed.jobs.get("j-1").run_id == fresh
@@ -137,6 +153,7 @@ def test_a_degraded_site_requeues_its_runs_and_takes_none_until_ray_is_back(fed)
 
 # -- walltime --------------------------------------------------------------------------
 
+
 def test_a_run_past_its_walltime_is_stopped_and_its_job_fails_with_timeout(fed):
     submit(fed, "j-1", walltime_seconds=60)
     run_id = running(fed, "j-1", NOW)
@@ -153,15 +170,16 @@ def test_a_run_past_its_walltime_is_stopped_and_its_job_fails_with_timeout(fed):
 
 # -- the lease table -------------------------------------------------------------------
 
+
 def test_leases_expire_after_the_ttl_and_a_hello_revives_them() -> None:
     clock = FakeClock(NOW)
     leases = SiteLeases(clock, ttl_seconds=30)
     clock.advance(20)
     assert leases.renew("a")
-    clock.advance(15)                                  # a: 15 s ago; b: never, 35 s since start
+    clock.advance(15)  # a: 15 s ago; b: never, 35 s since start
     assert leases.expired(["a", "b"]) == ["b"]
-    assert not leases.renew("b")                       # too late: the session must start over
-    assert leases.expired(["b"]) == []                 # lost once, not again
+    assert not leases.renew("b")  # too late: the session must start over
+    assert leases.expired(["b"]) == []  # lost once, not again
     leases.connected("b")
     assert leases.renew("b")
     clock.advance(31)
@@ -172,6 +190,7 @@ def test_leases_expire_after_the_ttl_and_a_hello_revives_them() -> None:
 
 # -- concurrent writers (PostgreSQL runs them truly in parallel) -----------------------
 
+
 @pytest.mark.postgres
 @pytest.mark.parametrize("store_url", ["postgres"], indirect=True)
 def test_a_cancel_waits_for_a_lease_in_flight_and_wins_after_it(fed):
@@ -180,14 +199,15 @@ def test_a_cancel_waits_for_a_lease_in_flight_and_wins_after_it(fed):
     LEASED, and ask the site to stop the run."""
     submit(fed, "j-1")
     outcome = {}
-    cancel = threading.Thread(target=lambda: outcome.update(
-        result=fed.jobs.request_cancel("j-1", NOW + 1, "cancelled by ana")))
+    cancel = threading.Thread(
+        target=lambda: outcome.update(result=fed.jobs.request_cancel("j-1", NOW + 1, "cancelled by ana"))
+    )
     with fed.db.tx() as s:
         start = _lease(s, Placement("j-1", "dcc", "A100", 2, 1.0), _free_gpus(s), NOW)
         assert start is not None
         cancel.start()
         time.sleep(0.5)
-        assert cancel.is_alive()                        # blocked on the job's row lock
+        assert cancel.is_alive()  # blocked on the job's row lock
     cancel.join(10)
     job = fed.jobs.get("j-1")
     assert job.state is JobState.CANCELLING and outcome["result"].stop_run_id == start.run.id

@@ -1,4 +1,5 @@
 """The simulator: trace rules, the fairness yardstick, the engine, and `minga sim --output json`."""
+
 from __future__ import annotations
 
 import json
@@ -7,17 +8,16 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from scheduler.domain import GpuPool, Inventory, Site
-from scheduler.policy import Decisions, Placement, Preemption, Snapshot
-from scheduler.policy import schedule as minga_schedule
-from scheduler.policy import InstitutionShare, ShareSettings
-from scheduler.sim import workload
-from scheduler.sim.baselines import POLICIES, classic_factors, fifo, slurm_classic, static
-from scheduler.sim.engine import Engine, OverCommit
-from scheduler.sim.federation import Federation, load
-from scheduler.policy.max_min import water_fill
-from scheduler.sim.metrics import jain, percentile
-from scheduler.sim.workload import SimJob
+from minga.common.domain import GpuPool, Inventory, Site
+from minga.scheduler.policy import Decisions, InstitutionShare, Placement, Preemption, ShareSettings, Snapshot
+from minga.scheduler.policy import schedule as minga_schedule
+from minga.scheduler.policy.max_min import water_fill
+from minga.scheduler.sim import workload
+from minga.scheduler.sim.baselines import POLICIES, classic_factors, fifo, slurm_classic, static
+from minga.scheduler.sim.engine import Engine, OverCommit
+from minga.scheduler.sim.federation import Federation, load
+from minga.scheduler.sim.metrics import jain, percentile
+from minga.scheduler.sim.workload import SimJob
 
 REPO = Path(__file__).resolve().parents[1]
 TRACES = REPO.parent / "shared" / "traces"
@@ -39,26 +39,33 @@ openb-pod-2182,32200,132096,4,1000,V100M16|V100M32,LS,Failed,10793686,10800396,1
 
 
 def _site(name: str, inst: str, gpus: int, model: str = "G2", country: str = "CL") -> Site:
-    return Site(name=name, institution=inst, country=country, connected=True,
-                inventory=Inventory(gpus=(GpuPool(model, 0, gpus, gpus, gpus),), cpus=64.0))
+    return Site(
+        name=name,
+        institution=inst,
+        country=country,
+        connected=True,
+        inventory=Inventory(gpus=(GpuPool(model, 0, gpus, gpus, gpus),), cpus=64.0),
+    )
 
 
 def _fed(sites: tuple[Site, ...], insts: tuple[InstitutionShare, ...], **settings) -> Federation:
-    return Federation(sites=sites, institutions=insts, cycle_seconds=30.0,
-                      settings=ShareSettings(policy="static", **settings))
+    return Federation(
+        sites=sites, institutions=insts, cycle_seconds=30.0, settings=ShareSettings(policy="static", **settings)
+    )
 
 
 # ---- trace rules ---------------------------------------------------------------------------
+
 
 def test_trace_rules_on_checked_in_rows(tmp_path):
     path = tmp_path / "pods.csv"
     path.write_text(ROWS)
     jobs = workload.read_trace(path, [("a", 1.0), ("b", 3.0)])
     by_name = {j.name: j for j in jobs}
-    assert "openb-pod-0005" not in by_name                      # CPU-only: skipped
-    assert by_name["openb-pod-0001"].gpus == 1                   # 460 milli -> one whole GPU
+    assert "openb-pod-0005" not in by_name  # CPU-only: skipped
+    assert by_name["openb-pod-0001"].gpus == 1  # 460 milli -> one whole GPU
     assert by_name["openb-pod-0017"].gpus == 8 and by_name["openb-pod-0017"].models == ("G2",)
-    assert by_name["openb-pod-0527"].models == ("V100M16", "V100M32")   # split on |, deduplicated
+    assert by_name["openb-pod-0527"].models == ("V100M16", "V100M32")  # split on |, deduplicated
     assert by_name["openb-pod-0527"].duration == 5.0
     assert by_name["openb-pod-0026"].duration == 9964972 - 9924220
     assert by_name["openb-pod-0000"].duration == workload.DEFAULT_MAX_DURATION  # capped at 2 days
@@ -98,6 +105,7 @@ def test_synthetic_is_seeded():
 
 # ---- the yardstick -------------------------------------------------------------------------
 
+
 def test_water_fill_hand_computed():
     # Equal weights, 12 GPUs: b's 2 is below the level, a and c split the other 10.
     assert water_fill({"a": 10, "b": 2, "c": 10}, {"a": 1, "b": 1, "c": 1}, 12) == {"a": 5, "b": 2, "c": 5}
@@ -107,7 +115,8 @@ def test_water_fill_hand_computed():
     assert water_fill({"a": 3, "b": 1}, {"a": 1, "b": 5}, 10) == {"a": 3, "b": 1}
     # A capped institution's leftover goes to the others by weight: 1 + 3 + 6 = 10.
     assert water_fill({"a": 1, "b": 10, "c": 10}, {"a": 1, "b": 1, "c": 2}, 10) == pytest.approx(
-        {"a": 1, "b": 3, "c": 6})
+        {"a": 1, "b": 3, "c": 6}
+    )
 
 
 def test_jain_index_and_percentiles():
@@ -120,11 +129,14 @@ def test_jain_index_and_percentiles():
 
 # ---- the engine ----------------------------------------------------------------------------
 
+
 def _flood() -> tuple[Federation, list[SimJob]]:
     """a floods a 4-GPU federation at t=0; b asks for 4 GPUs one second later. The site's
     owner o submits nothing, so nobody's guarantee is in play."""
-    fed = _fed((_site("s1", "o", 4),), (InstitutionShare("a", "CL", 1.0), InstitutionShare("b", "AR", 1.0),
-                                         InstitutionShare("o", "PE", 1.0)))
+    fed = _fed(
+        (_site("s1", "o", 4),),
+        (InstitutionShare("a", "CL", 1.0), InstitutionShare("b", "AR", 1.0), InstitutionShare("o", "PE", 1.0)),
+    )
     jobs = [SimJob(f"j{k:03d}", "a", 0.0, 100.0, 1) for k in range(12)]
     jobs += [SimJob(f"j{k:03d}", "b", 1.0, 100.0, 1) for k in range(12, 16)]
     return fed, jobs
@@ -145,15 +157,22 @@ def test_fifo_is_measurably_unfair_and_the_metrics_show_it():
 
 def test_classic_factor_prefers_the_unused():
     fed, _ = _flood()
-    snap = Snapshot(sites=fed.sites, live_runs=(), pending=(), institutions=fed.institutions,
-                    projects=fed.projects, usage=(("a/default", 100.0),))
+    snap = Snapshot(
+        sites=fed.sites,
+        live_runs=(),
+        pending=(),
+        institutions=fed.institutions,
+        projects=fed.projects,
+        usage=(("a/default", 100.0),),
+    )
     f = classic_factors(snap)
-    assert f["b"] == 1.0 and f["a"] == pytest.approx(2 ** -3)   # U = 1, S = 1/3
+    assert f["b"] == 1.0 and f["a"] == pytest.approx(2**-3)  # U = 1, S = 1/3
 
 
 def test_static_caps_at_the_guarantee():
-    fed = _fed((_site("s1", "a", 4), _site("s2", "b", 4)),
-               (InstitutionShare("a", "CL", 1.0), InstitutionShare("b", "AR", 1.0)))
+    fed = _fed(
+        (_site("s1", "a", 4), _site("s2", "b", 4)), (InstitutionShare("a", "CL", 1.0), InstitutionShare("b", "AR", 1.0))
+    )
     jobs = [SimJob(f"j{k:03d}", "a", 0.0, 100.0, 1) for k in range(8)]
     m = Engine(fed, jobs, static).run().summary()
     # a never borrows b's idle GPUs: two waves of 4 (the second starts at the cycle at 120).
@@ -162,13 +181,20 @@ def test_static_caps_at_the_guarantee():
 
 
 def test_same_seed_same_metrics():
-    fed = _fed((_site("s1", "a", 8), _site("s2", "b", 4, "T4")),
-               (InstitutionShare("a", "CL", 2.0), InstitutionShare("b", "AR", 1.0),
-                InstitutionShare("c", "PE", 1.0, guarantee=(("G2", 2),))))
+    fed = _fed(
+        (_site("s1", "a", 8), _site("s2", "b", 4, "T4")),
+        (
+            InstitutionShare("a", "CL", 2.0),
+            InstitutionShare("b", "AR", 1.0),
+            InstitutionShare("c", "PE", 1.0, guarantee=(("G2", 2),)),
+        ),
+    )
     w = [(i.slug, i.weight) for i in fed.institutions]
     for name in ("minga", "fifo", "slurm-classic", "static"):
-        runs = [Engine(fed, workload.synthetic(300, w, ["G2", "T4"], 12, seed=3), POLICIES[name]).run().summary()
-                for _ in range(2)]
+        runs = [
+            Engine(fed, workload.synthetic(300, w, ["G2", "T4"], 12, seed=3), POLICIES[name]).run().summary()
+            for _ in range(2)
+        ]
         assert runs[0] == runs[1]
 
 
@@ -210,9 +236,10 @@ def test_minga_policy_runs_in_the_engine_without_over_commit():
 
 # ---- the example federation and the command -------------------------------------------------
 
+
 @needs_traces
 def test_example_federation_is_reproducible_from_the_traces():
-    from scheduler.sim import make_federation as mf
+    from minga.scheduler.sim import make_federation as mf
 
     committed = (REPO / "examples" / "latam-federation.toml").read_text()
     assert mf.render(mf.build(TRACES)) == committed
@@ -226,36 +253,64 @@ def test_example_federation_is_reproducible_from_the_traces():
 
 @needs_traces
 def test_minga_sim_json_shape():
-    from cli.main import app
+    from minga.cli.main import app
 
     res = CliRunner().invoke(app, ["sim", "--jobs", "300", "--output", "json"])
     assert res.exit_code == 0, res.output
     out = json.loads(res.output)
     assert set(out["policies"]) == {"minga", "fifo", "slurm-classic", "static"}
     for m in out["policies"].values():
-        for key in ("utilization", "share_deviation", "jain", "wait_p50_s", "wait_p95_s", "wait_max_s",
-                    "preemptions", "owner_reclaim_max_s"):
+        for key in (
+            "utilization",
+            "share_deviation",
+            "jain",
+            "wait_p50_s",
+            "wait_p95_s",
+            "wait_max_s",
+            "preemptions",
+            "owner_reclaim_max_s",
+        ):
             assert isinstance(m[key], (int, float)), key
     assert out["workload"]["jobs"] == 300
 
 
 def test_minga_sim_synthetic_writes_csv(tmp_path):
-    from cli.main import app
+    from minga.cli.main import app
 
     fed = tmp_path / "fed.toml"
-    fed.write_text('[settings]\npolicy = "static"\n[[institutions]]\nslug = "a"\ncountry = "CL"\n'
-                   '[[institutions]]\nslug = "b"\ncountry = "AR"\nguarantee = { G2 = 2 }\n'
-                   '[[sites]]\nname = "s1"\ninstitution = "a"\ncountry = "CL"\nmodel = "G2"\ngpus = 8\n')
+    fed.write_text(
+        '[settings]\npolicy = "static"\n[[institutions]]\nslug = "a"\ncountry = "CL"\n'
+        '[[institutions]]\nslug = "b"\ncountry = "AR"\nguarantee = { G2 = 2 }\n'
+        '[[sites]]\nname = "s1"\ninstitution = "a"\ncountry = "CL"\nmodel = "G2"\ngpus = 8\n'
+    )
     csv_file = tmp_path / "m.csv"
-    res = CliRunner().invoke(app, ["sim", "--federation", str(fed), "--trace", "synthetic", "--jobs", "200",
-                                   "--seed", "1", "--csv", str(csv_file), "--policy", "fifo", "--policy", "static"])
+    res = CliRunner().invoke(
+        app,
+        [
+            "sim",
+            "--federation",
+            str(fed),
+            "--trace",
+            "synthetic",
+            "--jobs",
+            "200",
+            "--seed",
+            "1",
+            "--csv",
+            str(csv_file),
+            "--policy",
+            "fifo",
+            "--policy",
+            "static",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert "share_deviation" in res.output
     assert csv_file.read_text().splitlines()[0].startswith("policy,utilization,share_deviation")
 
 
 def test_water_fill_with_floors_hand_computed():
-    from scheduler.policy.max_min import water_fill_with_floors as wf
+    from minga.scheduler.policy.max_min import water_fill_with_floors as wf
 
     # No floors: the plain water-filling.
     assert wf({"a": 10, "b": 2, "c": 10}, {"a": 1, "b": 1, "c": 1}, {}, 12) == pytest.approx({"a": 5, "b": 2, "c": 5})
@@ -264,23 +319,43 @@ def test_water_fill_with_floors_hand_computed():
     assert wf({"a": 10, "b": 10}, {"a": 1, "b": 3}, {"a": 8}, 12) == pytest.approx({"a": 8, "b": 4})
     # A floor above demand gives only the demand; the rest is filled by weight: 2 + 5 + 5.
     assert wf({"a": 2, "b": 10, "c": 10}, {"a": 1, "b": 1, "c": 1}, {"a": 6}, 12) == pytest.approx(
-        {"a": 2, "b": 5, "c": 5})
+        {"a": 2, "b": 5, "c": 5}
+    )
     # Floor below the fair level: it does not add; a gets max(floor, level) = 4, b 4, c 4.
     assert wf({"a": 10, "b": 10, "c": 10}, {"a": 1, "b": 1, "c": 1}, {"a": 2}, 12) == pytest.approx(
-        {"a": 4, "b": 4, "c": 4})
+        {"a": 4, "b": 4, "c": 4}
+    )
     # Floors beyond capacity are scaled down.
     assert wf({"a": 10, "b": 10}, {"a": 1, "b": 1}, {"a": 8, "b": 8}, 8) == pytest.approx({"a": 4, "b": 4})
 
 
 def test_plot_writes_a_png_of_share_over_time(tmp_path):
-    from cli.main import app
+    from minga.cli.main import app
 
     fed = tmp_path / "fed.toml"
-    fed.write_text('[[institutions]]\nslug = "a"\ncountry = "CL"\n[[institutions]]\nslug = "b"\ncountry = "AR"\n'
-                   '[[sites]]\nname = "s1"\ninstitution = "a"\ncountry = "CL"\nmodel = "G2"\ngpus = 8\n')
+    fed.write_text(
+        '[[institutions]]\nslug = "a"\ncountry = "CL"\n[[institutions]]\nslug = "b"\ncountry = "AR"\n'
+        '[[sites]]\nname = "s1"\ninstitution = "a"\ncountry = "CL"\nmodel = "G2"\ngpus = 8\n'
+    )
     png = tmp_path / "share.png"
-    res = CliRunner().invoke(app, ["sim", "--federation", str(fed), "--trace", "synthetic", "--jobs", "80",
-                                   "--policy", "fifo", "--policy", "minga", "--plot", str(png)])
+    res = CliRunner().invoke(
+        app,
+        [
+            "sim",
+            "--federation",
+            str(fed),
+            "--trace",
+            "synthetic",
+            "--jobs",
+            "80",
+            "--policy",
+            "fifo",
+            "--policy",
+            "minga",
+            "--plot",
+            str(png),
+        ],
+    )
     assert res.exit_code == 0, res.output
     data = png.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5_000  # a real rendered chart, not an empty file
@@ -289,8 +364,10 @@ def test_plot_writes_a_png_of_share_over_time(tmp_path):
 def test_owner_reclaim_counts_only_jobs_within_the_guarantee():
     # o owns 4 GPUs; a borrows all of them at t=0 for 1000 s; o then asks for 2 (within its
     # guarantee) and for 8 (beyond it). FIFO makes o wait for a's runs to end.
-    fed = _fed((_site("s1", "o", 4), _site("s2", "x", 8)),
-               (InstitutionShare("a", "CL", 1.0), InstitutionShare("o", "PE", 1.0), InstitutionShare("x", "AR", 1.0)))
+    fed = _fed(
+        (_site("s1", "o", 4), _site("s2", "x", 8)),
+        (InstitutionShare("a", "CL", 1.0), InstitutionShare("o", "PE", 1.0), InstitutionShare("x", "AR", 1.0)),
+    )
     jobs = [SimJob(f"j{k:03d}", "a", 0.0, 1000.0, 1) for k in range(12)]
     jobs += [SimJob("j100", "o", 10.0, 50.0, 2), SimJob("j101", "o", 10.0, 50.0, 8)]
     m = Engine(fed, jobs, fifo).run().summary()
@@ -306,7 +383,7 @@ def test_periodic_cycles_give_the_same_fifo_result_with_more_cycles():
 
 @needs_traces
 def test_make_federation_command_writes_the_committed_file(tmp_path):
-    from cli.main import app
+    from minga.cli.main import app
 
     out = tmp_path / "fed.toml"
     res = CliRunner().invoke(app, ["sim", "make-federation", "--out", str(out)])
@@ -315,14 +392,21 @@ def test_make_federation_command_writes_the_committed_file(tmp_path):
 
 
 def test_contribution_entitlement_follows_the_sites():
-    fed = Federation(sites=(_site("s1", "a", 8), _site("s2", "b", 2, "T4")),
-                     institutions=(InstitutionShare("a", "CL", 5.0), InstitutionShare("b", "AR", 5.0),
-                                   InstitutionShare("c", "PE", 5.0)),
-                     settings=ShareSettings(policy="contribution", half_life_seconds=3600.0, base_grant=1.0,
-                                            model_weights=(("G2", 0.5), ("T4", 0.1))))
+    fed = Federation(
+        sites=(_site("s1", "a", 8), _site("s2", "b", 2, "T4")),
+        institutions=(
+            InstitutionShare("a", "CL", 5.0),
+            InstitutionShare("b", "AR", 5.0),
+            InstitutionShare("c", "PE", 5.0),
+        ),
+        settings=ShareSettings(
+            policy="contribution", half_life_seconds=3600.0, base_grant=1.0, model_weights=(("G2", 0.5), ("T4", 0.1))
+        ),
+    )
     e = fed.entitlements()
     # steady contribution = GPUs * model weight * half-life / ln 2, in GPU-hours
     import math
+
     assert e["a"] == pytest.approx(1.0 + 8 * 0.5 / math.log(2))
     assert e["b"] == pytest.approx(1.0 + 2 * 0.1 / math.log(2))
     assert e["c"] == 1.0

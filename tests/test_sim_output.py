@@ -1,5 +1,6 @@
 """`minga sim`'s output reads without the docs (issue 11, section 2): the table says which
 way each metric is better and explains them, and the plot tells all 19 countries apart."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,21 +8,37 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from cli.main import app
-from scheduler.sim import federation
-from scheduler.sim.examples import example_federation
-from scheduler.sim.report import DIRECTION, HEADLINE, LEGEND, country_styles
+from minga.cli.main import app
+from minga.scheduler.sim import federation
+from minga.scheduler.sim.examples import example_federation
+from minga.scheduler.sim.report import DIRECTION, HEADLINE, LEGEND, country_styles
 
-FED = ('[[institutions]]\nslug = "a"\ncountry = "CL"\n[[institutions]]\nslug = "b"\ncountry = "AR"\n'
-       '[[sites]]\nname = "s1"\ninstitution = "a"\ncountry = "CL"\nmodel = "G2"\ngpus = 8\n')
+FED = (
+    '[[institutions]]\nslug = "a"\ncountry = "CL"\n[[institutions]]\nslug = "b"\ncountry = "AR"\n'
+    '[[sites]]\nname = "s1"\ninstitution = "a"\ncountry = "CL"\nmodel = "G2"\ngpus = 8\n'
+)
 
 
 @pytest.fixture(scope="module")
 def table_lines(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
     fed = tmp_path_factory.mktemp("fed") / "fed.toml"
     fed.write_text(FED)
-    res = CliRunner().invoke(app, ["sim", "--federation", str(fed), "--trace", "synthetic", "--jobs", "80",
-                                   "--policy", "fifo", "--policy", "minga"])
+    res = CliRunner().invoke(
+        app,
+        [
+            "sim",
+            "--federation",
+            str(fed),
+            "--trace",
+            "synthetic",
+            "--jobs",
+            "80",
+            "--policy",
+            "fifo",
+            "--policy",
+            "minga",
+        ],
+    )
     assert res.exit_code == 0, res.output
     return res.output.splitlines()
 
@@ -37,7 +54,7 @@ def test_every_headline_metric_says_which_way_is_better(table_lines: list[str]) 
     assert row(table_lines, "utilization")[1] == "higher"
     assert row(table_lines, "wait_p95_s")[1] == "lower"
     assert row(table_lines, "share_deviation")[1] == "lower"
-    assert row(table_lines, "cycles")[1] not in ("higher", "lower")     # context, not a score
+    assert row(table_lines, "cycles")[1] not in ("higher", "lower")  # context, not a score
 
 
 def test_the_two_utilizations_are_explained_in_the_output(table_lines: list[str]) -> None:
@@ -56,7 +73,7 @@ def test_all_19_countries_of_the_example_get_distinct_colours_and_styles() -> No
     assert len(codes) == 19
     styles = country_styles(codes)
     assert set(styles) == set(codes)
-    assert len(set(styles.values())) == 19                    # distinct (colour, hatch) pairs
+    assert len(set(styles.values())) == 19  # distinct (colour, hatch) pairs
     assert len({colour for colour, _ in styles.values()}) == 19  # and distinct colours alone
     assert styles["AR"][0] != styles["HN"][0] and styles["CL"][0] != styles["PA"][0]
 
@@ -70,7 +87,7 @@ def test_the_plot_uses_the_styles(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     """The PNG's stack layers get the colours and hatches `country_styles` picked."""
     import matplotlib.figure
 
-    from scheduler.sim import report
+    from minga.scheduler.sim import report
 
     fed_file = tmp_path / "fed.toml"
     fed_file.write_text(FED)

@@ -1,6 +1,7 @@
 """`minga sim` after a plain (non-editable) pip install (issue 11, section 4): the example
 federation and scenarios ship inside the wheel, and the installed CLI runs from a folder
 that has no `examples/`. The wheel is built offline from this checkout."""
+
 from __future__ import annotations
 
 import os
@@ -12,8 +13,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from cli.main import app
-from scheduler.sim.examples import example_federation, scenarios_dir
+from minga.cli.main import app
+from minga.scheduler.sim.examples import example_federation, scenarios_dir
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = "scheduler/sim/data"
@@ -23,8 +24,12 @@ DATA = "scheduler/sim/data"
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A wheel of this checkout (no network: no build isolation, no dependencies)."""
     out = tmp_path_factory.mktemp("wheel")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                    "-w", str(out), str(REPO)], check=True, capture_output=True, cwd=out)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(REPO)],
+        check=True,
+        capture_output=True,
+        cwd=out,
+    )
     (found,) = out.glob("minga-*.whl")
     return found
 
@@ -44,21 +49,31 @@ def test_examples_in_the_repository_are_the_shipped_files_not_copies() -> None:
 
 def test_installed_minga_sim_runs_where_there_is_no_examples_folder(wheel: Path, tmp_path: Path) -> None:
     site = tmp_path / "site"
-    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "-q",
-                    "--target", str(site), str(wheel)], check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "-q", "--target", str(site), str(wheel)],
+        check=True,
+        capture_output=True,
+    )
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     # Only the installed copy of minga is importable: not this checkout, not its examples/.
     env = {**os.environ, "PYTHONPATH": str(site)}
     code = "from cli.main import app; app()"
     args = ["sim", "--trace", "synthetic", "--jobs", "60", "--policy", "fifo"]
-    done = subprocess.run([sys.executable, "-P", "-c", code, *args], cwd=elsewhere, env=env,
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-P", "-c", code, *args], cwd=elsewhere, env=env, capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr
     assert "federation: 107 sites" in done.stdout
     assert "utilization" in done.stdout
-    where = subprocess.run([sys.executable, "-P", "-c", "import scheduler; print(scheduler.__file__)"],
-                           cwd=elsewhere, env=env, capture_output=True, text=True, check=True)
+    where = subprocess.run(
+        [sys.executable, "-P", "-c", "import scheduler; print(scheduler.__file__)"],
+        cwd=elsewhere,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert where.stdout.strip().startswith(str(site))
 
 

@@ -3,6 +3,7 @@ yet is CONNECTING (not READY with 0 GPUs), in `site list` and its JSON; a submit
 is never refused for what that site might hold, and never on a transient state (a
 site briefly gone, a broker restarted): each site's last reported inventory counts.
 Through a real broker on port 0 over a real SQLite file."""
+
 from __future__ import annotations
 
 import json
@@ -10,9 +11,9 @@ from pathlib import Path
 
 import grpc
 import pytest
-from minga.v1 import admin_pb2, common_pb2, job_pb2
 
-from scheduler.clock import FakeClock
+from minga.common.clock import FakeClock
+from minga.v1 import admin_pb2, common_pb2, job_pb2
 from tests.fixtures_broker import Caller, RunningBroker, ScriptedSite, gpu_inventory, start_broker
 from tests.test_broker_grpc import wait_for
 from tests.test_cli_shares import minga
@@ -26,8 +27,9 @@ def sites(broker: RunningBroker) -> dict[str, admin_pb2.Site]:
 
 
 def submit(ana: Caller, gpus: int, models: tuple[str, ...] = ()) -> common_pb2.Job:
-    spec = common_pb2.JobSpec(entrypoint="python train.py",
-                              resources=common_pb2.Resources(gpus=gpus, gpu_models=models))
+    spec = common_pb2.JobSpec(
+        entrypoint="python train.py", resources=common_pb2.Resources(gpus=gpus, gpu_models=models)
+    )
     return ana.jobs.SubmitJob(job_pb2.SubmitJobRequest(spec=spec), metadata=ana.md).job
 
 
@@ -51,7 +53,7 @@ def test_a_joined_site_is_connecting_until_its_first_report(joined) -> None:
     table = minga(broker, admin, "site", "list")
     assert table.exit_code == 0, table.output
     row = next(line for line in table.stdout.splitlines() if line.startswith("dcc "))
-    assert "CONNECT" in row and "READY" not in table.stdout   # the reason may wrap onto the next lines
+    assert "CONNECT" in row and "READY" not in table.stdout  # the reason may wrap onto the next lines
     listed = json.loads(minga(broker, admin, "site", "list", "-o", "json").stdout)
     assert (listed[0]["state"], listed[0]["state_reason"]) == ("CONNECTING", CONNECTING_REASON)
 
@@ -67,12 +69,12 @@ def test_a_joined_site_is_connecting_until_its_first_report(joined) -> None:
 
 def test_a_submit_while_the_only_site_is_connecting_waits_for_it(joined) -> None:
     broker, ana, token = joined
-    job = submit(ana, 2)      # was: rejected: asks for 2 GPUs on one site, but the largest site has 0
+    job = submit(ana, 2)  # was: rejected: asks for 2 GPUs on one site, but the largest site has 0
     assert job.state == common_pb2.JOB_STATE_PENDING
     wait_for(lambda: reason_of(ana, job.id) == "connecting: 1 site has joined but not reported its GPUs yet (dcc)")
     site = ScriptedSite(broker.address, token, gpu_inventory("A100", 4))
     try:
-        assert site.next("start").start.job_id == job.id   # it reported, and the job runs there
+        assert site.next("start").start.job_id == job.id  # it reported, and the job runs there
     finally:
         site.close()
 
@@ -138,7 +140,7 @@ def test_a_restarted_broker_counts_the_sites_last_inventory(tmp_path: Path) -> N
         site.close()
     finally:
         broker.close()
-    restarted = start_broker(tmp_path)     # same SQLite file; no agent has reconnected yet
+    restarted = start_broker(tmp_path)  # same SQLite file; no agent has reconnected yet
     try:
         assert sites(restarted)["dcc"].state == common_pb2.SITE_STATE_READY
         ana = restarted.caller(ana_token)

@@ -2,6 +2,7 @@
 real SQLite file and a real PostgreSQL: one transaction per batch, one cycle per
 batch, every report applied, each caller its own commands, and a bad report costs
 only its own outcome."""
+
 from __future__ import annotations
 
 import threading
@@ -10,16 +11,16 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-import scheduler.store.runs as runs_module
-from scheduler.clock import FakeClock, RandomIds
-from scheduler.commands import RunReport, StopRunCommand
-from scheduler.core import Core
-from scheduler.cycle import SchedulingCycle
-from scheduler.domain import JobState, RunState
-from scheduler.leases import SiteLeases
-from scheduler.service.sites import SiteReports
-from scheduler.sessions import SessionRegistry
-from scheduler.store import Store
+import minga.scheduler.store.runs as runs_module
+from minga.common.clock import FakeClock, RandomIds
+from minga.common.domain import JobState, RunState
+from minga.scheduler.commands import RunReport, StopRunCommand
+from minga.scheduler.core import Core
+from minga.scheduler.cycle import SchedulingCycle
+from minga.scheduler.leases import SiteLeases
+from minga.scheduler.service.sites import SiteReports
+from minga.scheduler.sessions import SessionRegistry
+from minga.scheduler.store import Store
 from tests.test_store import NOW, add_institution, cycle, inventory, join_site, store, store_url, submit  # noqa: F401
 
 SITES = 12
@@ -51,8 +52,14 @@ def reports(store: Store) -> Iterator[tuple[SiteReports, Triggers]]:
     clock = FakeClock(NOW + 5)
     leases = SiteLeases(clock)
     sessions = SessionRegistry()
-    core = Core(store=store, clock=clock, ids=RandomIds(), sessions=sessions,
-                cycle=SchedulingCycle(store, sessions, clock, leases), leases=leases)
+    core = Core(
+        store=store,
+        clock=clock,
+        ids=RandomIds(),
+        sessions=sessions,
+        cycle=SchedulingCycle(store, sessions, clock, leases),
+        leases=leases,
+    )
     triggers = Triggers()
     core.cycle.trigger = triggers  # type: ignore[method-assign]
     yield SiteReports(core), triggers
@@ -90,12 +97,12 @@ def held_batch(site_reports: SiteReports, calls: list) -> list:  # type: ignore[
 def test_many_sites_reporting_at_once_share_one_transaction_and_one_cycle(store, leased, reports) -> None:
     site_reports, triggers = reports
     calls = [(site, RunReport(run, RunState.SUCCEEDED)) for site, _, run in leased]
-    calls.append(("s00", RunReport("minga-ghost-a1", RunState.RUNNING)))   # not s00's: told to stop
+    calls.append(("s00", RunReport("minga-ghost-a1", RunState.RUNNING)))  # not s00's: told to stop
     outcomes = held_batch(site_reports, calls)
     assert outcomes[:-1] == [[]] * SITES
     assert outcomes[-1] == [StopRunCommand("s00", "minga-ghost-a1", "unknown run")]
     assert (site_reports.committer.batches, site_reports.committer.requests) == (2, SITES + 1)
-    assert triggers.count == 2                        # one per batch, not one per report
+    assert triggers.count == 2  # one per batch, not one per report
     assert {store.jobs.get(job).state for _, job, _ in leased} == {JobState.SUCCEEDED}
 
 
@@ -113,7 +120,7 @@ def test_a_report_that_fails_costs_only_its_own_outcome(store, leased, reports, 
     outcomes = held_batch(site_reports, [(site, RunReport(run, RunState.RUNNING)) for site, _, run in leased])
     assert [type(o) for o in outcomes] == [list] * 3 + [RuntimeError] + [list] * (SITES - 4)
     states = {job: store.jobs.get(job).state for _, job, _ in leased}
-    assert states.pop(bad_job) is JobState.LEASED     # its own change, and only it, is lost
+    assert states.pop(bad_job) is JobState.LEASED  # its own change, and only it, is lost
     assert set(states.values()) == {JobState.RUNNING}
 
 
@@ -121,8 +128,10 @@ def test_a_report_that_fails_costs_only_its_own_outcome(store, leased, reports, 
 @pytest.mark.parametrize("store_url", ["postgres"], indirect=True)
 def test_a_report_postgresql_refuses_does_not_lose_the_others(store, leased, reports) -> None:
     site_reports, _ = reports
-    calls = [(site, RunReport(run, RunState.FAILED if i == 5 else RunState.RUNNING,
-                              "nul \x00 byte" if i == 5 else "")) for i, (site, _, run) in enumerate(leased)]
+    calls = [
+        (site, RunReport(run, RunState.FAILED if i == 5 else RunState.RUNNING, "nul \x00 byte" if i == 5 else ""))
+        for i, (site, _, run) in enumerate(leased)
+    ]
     outcomes = held_batch(site_reports, calls)
     assert [isinstance(o, Exception) for o in outcomes] == [i == 5 for i in range(SITES)]
     states = [store.jobs.get(job).state for _, job, _ in leased]

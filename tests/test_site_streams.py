@@ -1,6 +1,7 @@
 """One broker holds hundreds of agent streams at once (each holds a worker for its whole
 life), its API still answers meanwhile, and a stream beyond its capacity is refused
 with RESOURCE_EXHAUSTED instead of waiting for a worker."""
+
 from __future__ import annotations
 
 import asyncio
@@ -8,14 +9,14 @@ import time
 import uuid
 
 import grpc
-from minga.v1 import admin_pb2, admin_pb2_grpc, site_pb2, site_pb2_grpc
 
-from scheduler.domain import Role
-from scheduler.store import Store
-from scheduler.store.models import SiteRow, TokenRow
+from minga.common.domain import Role
+from minga.scheduler.store import Store
+from minga.scheduler.store.models import SiteRow, TokenRow
+from minga.v1 import admin_pb2, admin_pb2_grpc, site_pb2, site_pb2_grpc
 from tests.fixtures_broker import bearer, gpu_inventory, start_broker
 
-STREAMS = 300   # more than the 128 API workers a broker had for everything
+STREAMS = 300  # more than the 128 API workers a broker had for everything
 
 
 def enroll(store: Store, n: int) -> list[str]:
@@ -24,8 +25,16 @@ def enroll(store: Store, n: int) -> list[str]:
     with store.db.tx() as s:
         for i, token in enumerate(tokens):
             s.add(SiteRow(name=f"s{i:03d}", institution="uchile", country="CL", joined_at=time.time()))
-            s.add(TokenRow(hash=store.accounts.hash(token), kind="site", subject=f"s{i:03d}", role=Role.SITE.value,
-                           institution="uchile", created_at=time.time()))
+            s.add(
+                TokenRow(
+                    hash=store.accounts.hash(token),
+                    kind="site",
+                    subject=f"s{i:03d}",
+                    role=Role.SITE.value,
+                    institution="uchile",
+                    created_at=time.time(),
+                )
+            )
     return tokens
 
 
@@ -51,7 +60,8 @@ async def hold_streams(address: str, tokens: list[str], admin: str) -> tuple[int
     agents = [Agent(channels[i % 4], t) for i, t in enumerate(tokens[:-1])]
     welcomed = sum(await asyncio.wait_for(asyncio.gather(*(a.welcomed() for a in agents)), 60))
     sites = await admin_pb2_grpc.AdminServiceStub(channels[0]).ListSites(
-        admin_pb2.ListSitesRequest(), metadata=bearer(admin), timeout=10)
+        admin_pb2.ListSitesRequest(), metadata=bearer(admin), timeout=10
+    )
     connected = sum(s.connected for s in sites.sites)
     extra = Agent(channels[0], tokens[-1])
     try:
@@ -75,9 +85,10 @@ def test_a_broker_holds_hundreds_of_agent_streams_and_refuses_one_beyond_its_cap
         tokens = enroll(core.store, STREAMS + 1)
         core.sessions.max_sessions = STREAMS
         welcomed, connected, extra = asyncio.run(
-            hold_streams(broker.address, tokens, broker.admin_token_file.read_text().strip()))
+            hold_streams(broker.address, tokens, broker.admin_token_file.read_text().strip())
+        )
         assert welcomed == STREAMS
-        assert connected == STREAMS                  # the API answered while they were all open
+        assert connected == STREAMS  # the API answered while they were all open
         assert extra == grpc.StatusCode.RESOURCE_EXHAUSTED
     finally:
         broker.close()

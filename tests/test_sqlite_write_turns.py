@@ -1,6 +1,7 @@
 """SQLite writers of one broker take turns on a lock of the process (store/db.py), not in
 SQLite's polling busy handler: a turn is held from BEGIN IMMEDIATE to the end of the
 transaction, whichever way it ends, and a second writer waits for it."""
+
 from __future__ import annotations
 
 import threading
@@ -8,7 +9,7 @@ import threading
 import pytest
 from sqlalchemy import text
 
-from scheduler.store.db import make_engines
+from minga.scheduler.store.db import make_engines
 
 
 @pytest.fixture
@@ -28,20 +29,20 @@ def test_a_turn_is_held_for_the_transaction_and_given_back_however_it_ends(engin
     with write.begin() as conn:
         conn.execute(text("INSERT INTO t VALUES (1)"))
         assert turns._lock.locked()
-    assert not turns._lock.locked()                       # committed
+    assert not turns._lock.locked()  # committed
     with pytest.raises(RuntimeError):
         with write.begin() as conn:
             conn.execute(text("INSERT INTO t VALUES (2)"))
             raise RuntimeError("the block failed")
-    assert not turns._lock.locked()                       # rolled back
+    assert not turns._lock.locked()  # rolled back
     conn = write.connect()
     conn.execute(text("INSERT INTO t VALUES (3)"))
     assert turns._lock.locked()
-    conn.close()                                          # ended by returning to the pool
+    conn.close()  # ended by returning to the pool
     assert not turns._lock.locked()
     with read.connect() as r:
         assert r.execute(text("SELECT x FROM t")).scalars().all() == [1]
-        assert not turns._lock.locked()                   # readers take no turn
+        assert not turns._lock.locked()  # readers take no turn
 
 
 def test_a_second_writer_waits_for_the_first_ones_turn(engines) -> None:
@@ -62,7 +63,7 @@ def test_a_second_writer_waits_for_the_first_ones_turn(engines) -> None:
         thread.start()
         assert began.wait(10)
         thread.join(0.2)
-        assert thread.is_alive() and order == []           # waiting for the turn
+        assert thread.is_alive() and order == []  # waiting for the turn
         order.append("first ends")
     thread.join(10)
     assert order == ["first ends", "second began"]

@@ -1,4 +1,5 @@
-"""The job state machine (scheduler/states.py): one transition table, terminal is final."""
+"""The job state machine (common/states.py): one transition table, terminal is final."""
+
 from __future__ import annotations
 
 import itertools
@@ -7,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scheduler.domain import LIVE_JOB_STATES, TERMINAL_JOB_STATES, JobState, RunState
-from scheduler.states import (
+from minga.common.domain import LIVE_JOB_STATES, TERMINAL_JOB_STATES, JobState, RunState
+from minga.common.states import (
     ALLOWED_TRANSITIONS,
     IllegalTransition,
     can_transition,
@@ -29,9 +30,15 @@ def test_table_covers_every_state():
 def test_table_holds_the_lifecycle_design_md_names():
     """The moves DESIGN.md spells out must all be legal (guards against a shrunk table)."""
     expected = {
-        (S.PENDING, S.LEASED), (S.LEASED, S.RUNNING), (S.RUNNING, S.SUCCEEDED),
-        (S.RUNNING, S.FAILED), (S.LEASED, S.PENDING), (S.RUNNING, S.PENDING),
-        (S.LEASED, S.CANCELLING), (S.RUNNING, S.CANCELLING), (S.CANCELLING, S.CANCELLED),
+        (S.PENDING, S.LEASED),
+        (S.LEASED, S.RUNNING),
+        (S.RUNNING, S.SUCCEEDED),
+        (S.RUNNING, S.FAILED),
+        (S.LEASED, S.PENDING),
+        (S.RUNNING, S.PENDING),
+        (S.LEASED, S.CANCELLING),
+        (S.RUNNING, S.CANCELLING),
+        (S.CANCELLING, S.CANCELLED),
         (S.PENDING, S.CANCELLED),
     }
     assert expected <= set(LEGAL)
@@ -71,8 +78,8 @@ def test_no_self_loops():
 
 
 def test_terminal_and_live_sets():
-    assert TERMINAL_JOB_STATES == {S.SUCCEEDED, S.FAILED, S.CANCELLED}
-    assert LIVE_JOB_STATES == {S.LEASED, S.RUNNING, S.CANCELLING}
+    assert {S.SUCCEEDED, S.FAILED, S.CANCELLED} == TERMINAL_JOB_STATES
+    assert {S.LEASED, S.RUNNING, S.CANCELLING} == LIVE_JOB_STATES
     assert not (TERMINAL_JOB_STATES & LIVE_JOB_STATES)
     assert [s for s in JobState if s.live] == [S.LEASED, S.RUNNING, S.CANCELLING]
 
@@ -115,8 +122,9 @@ REPORT_TABLE = [
 ] + [(t, r, None) for t in sorted(TERMINAL_JOB_STATES, key=lambda s: s.value) for r in RunState]
 
 
-@pytest.mark.parametrize(("job", "run", "expected"), REPORT_TABLE,
-                         ids=[f"{j.value}+{r.value}" for j, r, _ in REPORT_TABLE])
+@pytest.mark.parametrize(
+    ("job", "run", "expected"), REPORT_TABLE, ids=[f"{j.value}+{r.value}" for j, r, _ in REPORT_TABLE]
+)
 def test_job_state_after_run_report(job, run, expected):
     assert job_state_after_run_report(job, run) is expected
 
@@ -140,6 +148,7 @@ def test_terminal_run_report_always_ends_a_live_job():
 
 # -- property: exactly one terminal state -----------------------------------------
 
+
 def _apply(state: JobState, run: RunState, history: list[JobState]) -> JobState:
     target = job_state_after_run_report(state, run)
     if target is None:
@@ -150,9 +159,12 @@ def _apply(state: JobState, run: RunState, history: list[JobState]) -> JobState:
 
 
 @settings(max_examples=300, deadline=None)
-@given(start=st.sampled_from([S.LEASED, S.RUNNING, S.CANCELLING]),
-       events=st.lists(st.one_of(st.sampled_from([r for r in RunState if r is not RunState.LOST]),
-                                 st.just("cancel")), max_size=30))
+@given(
+    start=st.sampled_from([S.LEASED, S.RUNNING, S.CANCELLING]),
+    events=st.lists(
+        st.one_of(st.sampled_from([r for r in RunState if r is not RunState.LOST]), st.just("cancel")), max_size=30
+    ),
+)
 def test_reports_never_leave_a_terminal_state(start, events):
     """Any sequence of run reports (and cancel requests) yields at most one terminal state,
     and once one is reached the job never changes again. (LOST is the broker's own run

@@ -4,6 +4,7 @@ Every test gets a fresh database: a new SQLite file in tmp_path, or a new
 PostgreSQL schema (selected through `search_path` in the URL) that is dropped
 afterwards, so runs never see each other's rows and leave no tables behind.
 """
+
 from __future__ import annotations
 
 import sqlite3
@@ -15,15 +16,27 @@ import psycopg
 import pytest
 from sqlalchemy.exc import IntegrityError
 
-from scheduler.commands import RunReport, StartRunCommand, StopRunCommand
-from scheduler.domain import (
-    AlreadyExists, FailedPrecondition, GpuPool, Inventory, Job, JobSpec, JobState, NotFound, Principal,
-    Resources, Role, RunState, RuntimeEnv, SiteState,
+from minga.common.domain import (
+    AlreadyExists,
+    FailedPrecondition,
+    GpuPool,
+    Inventory,
+    Job,
+    JobSpec,
+    JobState,
+    NotFound,
+    Principal,
+    Resources,
+    Role,
+    RunState,
+    RuntimeEnv,
+    SiteState,
 )
-from scheduler.policy import Decisions, Placement, Snapshot, Waiting, schedule
-from scheduler.store import Store
-from scheduler.store.accounts import Institution, User
-from scheduler.store.models import JobRow, RunRow, TokenRow
+from minga.scheduler.commands import RunReport, StartRunCommand, StopRunCommand
+from minga.scheduler.policy import Decisions, Placement, Snapshot, Waiting, schedule
+from minga.scheduler.store import Store
+from minga.scheduler.store.accounts import Institution, User
+from minga.scheduler.store.models import JobRow, RunRow, TokenRow
 from tests.pg import PG_URL, pg_schema, pg_unreachable, url_in_schema  # noqa: F401  (PG_URL, pg_unreachable: re-exported)
 
 NOW = 1_700_000_000.0
@@ -48,6 +61,7 @@ def store(store_url) -> Iterator[Store]:
 
 # -- helpers ---------------------------------------------------------------------
 
+
 def inventory(*pools: tuple[str, int], cpus: float = 64.0) -> Inventory:
     return Inventory(gpus=tuple(GpuPool(m, 81_920, n, n, n) for m, n in pools), cpus=cpus, nodes=1)
 
@@ -56,8 +70,14 @@ def add_institution(store: Store, slug: str = "uchile", country: str = "CL") -> 
     store.accounts.add_institution(Institution(slug, slug.upper(), country), NOW)
 
 
-def join_site(store: Store, name: str, institution: str = "uchile", country: str = "CL",
-              inv: Inventory | None = None, site_token: str | None = None) -> str:
+def join_site(
+    store: Store,
+    name: str,
+    institution: str = "uchile",
+    country: str = "CL",
+    inv: Inventory | None = None,
+    site_token: str | None = None,
+) -> str:
     """Join and connect a site through the repository, as the join RPC and Hello do."""
     site_token = site_token or f"site-token-{name}-{uuid.uuid4().hex}"
     join = f"join-{uuid.uuid4().hex}"
@@ -67,12 +87,30 @@ def join_site(store: Store, name: str, institution: str = "uchile", country: str
     return site_token
 
 
-def new_job(jid: str, gpus: int = 1, owner: str = "ana", institution: str = "uchile",
-            submitted: float = 0.0, models: tuple[str, ...] = (), digest: str = "") -> Job:
-    spec = JobSpec(entrypoint="python train.py", name=jid, runtime_env=RuntimeEnv(working_dir_digest=digest),
-                   resources=Resources(gpus=gpus, gpu_models=models, cpus=1.0))
-    return Job(id=jid, spec=spec, state=JobState.PENDING, owner=owner, institution=institution,
-               submitted_at=NOW + submitted, reason="waiting")
+def new_job(
+    jid: str,
+    gpus: int = 1,
+    owner: str = "ana",
+    institution: str = "uchile",
+    submitted: float = 0.0,
+    models: tuple[str, ...] = (),
+    digest: str = "",
+) -> Job:
+    spec = JobSpec(
+        entrypoint="python train.py",
+        name=jid,
+        runtime_env=RuntimeEnv(working_dir_digest=digest),
+        resources=Resources(gpus=gpus, gpu_models=models, cpus=1.0),
+    )
+    return Job(
+        id=jid,
+        spec=spec,
+        state=JobState.PENDING,
+        owner=owner,
+        institution=institution,
+        submitted_at=NOW + submitted,
+        reason="waiting",
+    )
 
 
 def submit(store: Store, jid: str, **kw) -> Job:
@@ -104,13 +142,16 @@ def fed(store: Store) -> Store:
 
 # -- backend sanity -----------------------------------------------------------------
 
+
 @pytest.mark.postgres
 @pytest.mark.parametrize("store_url", ["postgres"], indirect=True)
 def test_postgres_tables_live_in_the_test_schema(store, store_url):
     schema = store_url.rsplit("%3D", 1)[1]
     with psycopg.connect(PG_URL) as conn:
-        tables = {r[0] for r in conn.execute(
-            "select table_name from information_schema.tables where table_schema = %s", (schema,))}
+        tables = {
+            r[0]
+            for r in conn.execute("select table_name from information_schema.tables where table_schema = %s", (schema,))
+        }
     assert {"jobs", "runs", "sites", "tokens", "institutions", "users", "log_chunks", "packages"} <= tables
 
 
@@ -138,11 +179,14 @@ def test_data_survives_reopening_the_store(fed, store_url):
 
 # -- institutions and users ------------------------------------------------------------
 
+
 def test_institutions_add_list_get(store):
     store.accounts.add_institution(Institution("usp", "USP", "BR", 2.0), NOW)
     store.accounts.add_institution(Institution("uchile", "U. de Chile", "CL"), NOW)
     assert store.accounts.list_institutions() == [
-        Institution("uchile", "U. de Chile", "CL", 1.0), Institution("usp", "USP", "BR", 2.0)]
+        Institution("uchile", "U. de Chile", "CL", 1.0),
+        Institution("usp", "USP", "BR", 2.0),
+    ]
     assert store.accounts.get_institution("usp").weight == 2.0
     with pytest.raises(NotFound):
         store.accounts.get_institution("nope")
@@ -170,8 +214,10 @@ def test_users_add_list_and_their_tokens(store):
     add_institution(store)
     store.accounts.add_user(User("bob", "uchile", Role.RESEARCHER, NOW), "h-bob")
     store.accounts.add_user(User("alice", "", Role.ADMIN, NOW), "h-alice")
-    assert store.accounts.list_users() == [User("alice", "", Role.ADMIN, NOW),
-                                           User("bob", "uchile", Role.RESEARCHER, NOW)]
+    assert store.accounts.list_users() == [
+        User("alice", "", Role.ADMIN, NOW),
+        User("bob", "uchile", Role.RESEARCHER, NOW),
+    ]
     assert store.accounts.principal_for("h-bob", NOW) == Principal("bob", Role.RESEARCHER, "uchile", "")
     assert store.accounts.principal_for("h-alice", NOW) == Principal("alice", Role.ADMIN, "", "")
 
@@ -204,13 +250,14 @@ def test_principal_for_unknown_expired_and_revoked_tokens(store):
     assert store.accounts.principal_for("never-issued", NOW) is None
     _insert_token(store, hash="h-expires", subject="eve", expires_at=NOW + 10)
     assert store.accounts.principal_for("h-expires", NOW).name == "eve"
-    assert store.accounts.principal_for("h-expires", NOW + 10) is None   # expiry is exclusive
+    assert store.accounts.principal_for("h-expires", NOW + 10) is None  # expiry is exclusive
     assert store.accounts.principal_for("h-expires", NOW + 99) is None
     _insert_token(store, hash="h-revoked", subject="mallory", revoked=True)
     assert store.accounts.principal_for("h-revoked", NOW) is None
 
 
 # -- join tokens -------------------------------------------------------------------
+
 
 def test_join_token_redeems_once(store):
     add_institution(store)
@@ -271,6 +318,7 @@ def test_rejoin_revokes_the_old_site_token(store):
 
 # -- jobs: submit, idempotency, list, cancel ------------------------------------------
 
+
 def test_submit_and_get(store):
     job, created = store.jobs.submit(new_job("j-1", gpus=2, digest=DIGEST), None)
     assert created
@@ -299,8 +347,16 @@ def test_unique_constraint_on_owner_and_key(store):
     store.jobs.submit(new_job("j-1"), "key-1")
     with pytest.raises(IntegrityError):
         with store.db.tx() as s:
-            s.add(JobRow(id="j-2", owner="ana", institution="uchile", spec_json="{}", state="PENDING",
-                         idempotency_key="key-1"))
+            s.add(
+                JobRow(
+                    id="j-2",
+                    owner="ana",
+                    institution="uchile",
+                    spec_json="{}",
+                    state="PENDING",
+                    idempotency_key="key-1",
+                )
+            )
 
 
 def test_racing_submits_with_one_key_create_one_job(store):
@@ -373,6 +429,7 @@ def test_cancel_leased_asks_the_site_to_stop(fed):
 
 # -- snapshot and leases ------------------------------------------------------------
 
+
 def test_load_snapshot(fed):
     join_site(fed, "lab", inv=inventory(("T4", 2)))
     submit(fed, "j-late", submitted=5)
@@ -389,7 +446,9 @@ def test_apply_decisions_leases_in_one_go(fed):
     submit(fed, "j-2", gpus=4, submitted=1)
     starts = cycle(fed, NOW + 1)
     assert [(c.site, c.run.job_id, c.run.gpus, c.run.epoch) for c in starts] == [
-        ("dcc", "j-1", 2, 1), ("dcc", "j-2", 4, 1)]
+        ("dcc", "j-1", 2, 1),
+        ("dcc", "j-2", 4, 1),
+    ]
     for cmd in starts:
         job = fed.jobs.get(cmd.run.job_id)
         assert job.state is JobState.LEASED and job.attempts == 1
@@ -399,13 +458,15 @@ def test_apply_decisions_leases_in_one_go(fed):
     snap = fed.runs.load_snapshot()
     assert snap.pending == ()
     assert sorted((r.job_id, r.gpus, r.state) for r in snap.live_runs) == [
-        ("j-1", 2, RunState.STARTING), ("j-2", 4, RunState.STARTING)]
+        ("j-1", 2, RunState.STARTING),
+        ("j-2", 4, RunState.STARTING),
+    ]
     assert fed.sites.gpus_in_use() == {"dcc": {"A100": 6}}
 
 
 def test_apply_decisions_is_one_transaction(fed, monkeypatch):
     """If leasing the second job fails, the first lease is rolled back too."""
-    import scheduler.lifecycle as lifecycle   # the lease rule names each new run
+    import minga.scheduler.lifecycle as lifecycle  # the lease rule names each new run
 
     submit(fed, "j-1")
     submit(fed, "j-2", submitted=1)
@@ -460,8 +521,7 @@ def test_store_refuses_stale_decisions(fed):
 def _only(store: Store, jid: str) -> Snapshot:
     """The current snapshot with only `jid` pending: what a cycle that raced the first would see."""
     snap = store.runs.load_snapshot()
-    return Snapshot(sites=snap.sites, live_runs=snap.live_runs,
-                    pending=tuple(j for j in snap.pending if j.id == jid))
+    return Snapshot(sites=snap.sites, live_runs=snap.live_runs, pending=tuple(j for j in snap.pending if j.id == jid))
 
 
 def test_store_refuses_a_model_the_site_lacks_and_unknown_sites(fed):
@@ -490,6 +550,7 @@ def test_waiting_reasons_are_saved(fed):
 
 
 # -- reports and fencing --------------------------------------------------------------
+
 
 def _leased(store: Store, jid: str = "j-1", gpus: int = 2) -> StartRunCommand:
     submit(store, jid, gpus=gpus)
@@ -525,7 +586,8 @@ def test_report_from_another_site_is_ignored(fed):
         assert fed.runs.apply_report("lab", RunReport(run_id, state), NOW + 1) == []
     # A live-looking report from the wrong site is told to stop there, on that site only.
     assert fed.runs.apply_report("lab", RunReport(run_id, RunState.RUNNING), NOW + 1) == [
-        StopRunCommand("lab", run_id, "unknown run")]
+        StopRunCommand("lab", run_id, "unknown run")
+    ]
     job = fed.jobs.get("j-1")
     assert job.state is JobState.LEASED and job.finished_at == 0.0
     assert held_gpus(fed) == 2
@@ -533,7 +595,8 @@ def test_report_from_another_site_is_ignored(fed):
 
 def test_unknown_run_is_told_to_stop(fed):
     assert fed.runs.apply_report("dcc", RunReport("minga-ghost-a1", RunState.RUNNING), NOW) == [
-        StopRunCommand("dcc", "minga-ghost-a1", "unknown run")]
+        StopRunCommand("dcc", "minga-ghost-a1", "unknown run")
+    ]
     assert fed.runs.apply_report("dcc", RunReport("minga-ghost-a1", RunState.FAILED), NOW) == []
 
 
@@ -570,7 +633,8 @@ def test_a_terminal_job_gets_no_second_terminal_state(fed):
     for state in (RunState.FAILED, RunState.STOPPED, RunState.SUCCEEDED):
         assert fed.runs.apply_report("dcc", RunReport(run_id, state), NOW + 2) == []
     assert fed.runs.apply_report("dcc", RunReport(run_id, RunState.RUNNING), NOW + 3) == [
-        StopRunCommand("dcc", run_id, "stale run: fenced by a newer epoch")]
+        StopRunCommand("dcc", run_id, "stale run: fenced by a newer epoch")
+    ]
     job = fed.jobs.get("j-1")
     assert (job.state, job.finished_at) == (JobState.SUCCEEDED, NOW + 1)
     assert fed.jobs.request_cancel("j-1", NOW + 4, "late").job.state is JobState.SUCCEEDED
@@ -582,7 +646,8 @@ def test_cancel_flow_through_reports(fed):
     fed.jobs.request_cancel("j-1", NOW + 2, "cancelled by ana")
     # The run still says RUNNING: the broker repeats the stop.
     assert fed.runs.apply_report("dcc", RunReport(run_id, RunState.RUNNING), NOW + 3) == [
-        StopRunCommand("dcc", run_id, "job cancelled")]
+        StopRunCommand("dcc", run_id, "job cancelled")
+    ]
     fed.runs.apply_report("dcc", RunReport(run_id, RunState.STOPPED), NOW + 4)
     job = fed.jobs.get("j-1")
     assert (job.state, job.finished_at, job.reason) == (JobState.CANCELLED, NOW + 4, "cancelled by ana")
@@ -604,8 +669,10 @@ def test_a_run_that_vanishes_from_ray_is_requeued_but_not_at_hello(fed):
     In a Hello it means the start never arrived, and reconcile resends it instead."""
     run_id = _leased(fed).run.id
     assert fed.runs.reconcile_site("dcc", [RunReport(run_id, RunState.UNKNOWN)], NOW + 1) == [
-        StartRunCommand("dcc", fed.runs.load_snapshot(NOW + 1).live_runs[0], fed.jobs.get("j-1").spec,
-                        notice_seconds=60)]
+        StartRunCommand(
+            "dcc", fed.runs.load_snapshot(NOW + 1).live_runs[0], fed.jobs.get("j-1").spec, notice_seconds=60
+        )
+    ]
     assert fed.jobs.get("j-1").state is JobState.LEASED
     assert fed.runs.apply_report("dcc", RunReport(run_id, RunState.UNKNOWN), NOW + 2) == []
     job = fed.jobs.get("j-1")
@@ -614,15 +681,18 @@ def test_a_run_that_vanishes_from_ray_is_requeued_but_not_at_hello(fed):
 
 # -- reconcile ----------------------------------------------------------------------
 
+
 def test_reconcile_resends_unreported_leases_and_stops_unknown_runs(fed):
     submit(fed, "j-1", gpus=2)
     submit(fed, "j-2", gpus=2, submitted=1)
     submit(fed, "j-3", gpus=2, submitted=2)
     starts = {c.run.job_id: c for c in cycle(fed)}
     fed.jobs.request_cancel("j-3", NOW + 1, "cancelled by ana")
-    reports = [RunReport(starts["j-1"].run.id, RunState.RUNNING),
-               RunReport("minga-ghost-a1", RunState.RUNNING),
-               RunReport("minga-done-a1", RunState.SUCCEEDED)]
+    reports = [
+        RunReport(starts["j-1"].run.id, RunState.RUNNING),
+        RunReport("minga-ghost-a1", RunState.RUNNING),
+        RunReport("minga-done-a1", RunState.SUCCEEDED),
+    ]
     cmds = fed.runs.reconcile_site("dcc", reports, NOW + 2)
     assert StopRunCommand("dcc", "minga-ghost-a1", "unknown run") in cmds
     resent = [c for c in cmds if isinstance(c, StartRunCommand)]
@@ -657,14 +727,16 @@ def test_reconcile_only_touches_its_own_site(fed):
     assert on_lab.site == "lab"
     assert fed.runs.reconcile_site("lab", [], NOW + 1) == [on_lab]
     # dcc's run, reported by lab, is not lab's to touch.
-    cmds = fed.runs.reconcile_site("lab", [RunReport(on_dcc.run.id, RunState.FAILED),
-                                           RunReport(on_lab.run.id, RunState.RUNNING)], NOW + 2)
+    cmds = fed.runs.reconcile_site(
+        "lab", [RunReport(on_dcc.run.id, RunState.FAILED), RunReport(on_lab.run.id, RunState.RUNNING)], NOW + 2
+    )
     assert cmds == []
     assert fed.jobs.get("j-1").state is JobState.LEASED
     assert fed.jobs.get("j-2").state is JobState.RUNNING
 
 
 # -- logs and packages --------------------------------------------------------------
+
 
 def _log(store: Store, run_id: str, offset: int = 0) -> bytes:
     chunks = store.blobs.read_log(run_id, offset)
@@ -690,11 +762,11 @@ def test_log_append_and_read(fed):
 def test_log_resend_and_overlap_are_idempotent(fed):
     run_id = _leased(fed).run.id
     fed.blobs.append_log("dcc", run_id, 0, b"hello ")
-    fed.blobs.append_log("dcc", run_id, 0, b"hello ")           # resent as is
-    fed.blobs.append_log("dcc", run_id, 2, b"llo")              # inside what we have
-    fed.blobs.append_log("dcc", run_id, 3, b"lo world")         # overlaps the end
-    fed.blobs.append_log("dcc", run_id, 6, b"world")            # resent after a reconnect
-    fed.blobs.append_log("dcc", run_id, 11, b"\x00\xff\n")      # binary bytes pass through
+    fed.blobs.append_log("dcc", run_id, 0, b"hello ")  # resent as is
+    fed.blobs.append_log("dcc", run_id, 2, b"llo")  # inside what we have
+    fed.blobs.append_log("dcc", run_id, 3, b"lo world")  # overlaps the end
+    fed.blobs.append_log("dcc", run_id, 6, b"world")  # resent after a reconnect
+    fed.blobs.append_log("dcc", run_id, 11, b"\x00\xff\n")  # binary bytes pass through
     assert _log(fed, run_id) == b"hello world\x00\xff\n"
 
 
@@ -731,6 +803,7 @@ def test_site_needs_package_only_for_its_leased_runs(fed):
 
 
 # -- sites ---------------------------------------------------------------------------
+
 
 def test_site_connection_state_and_cordon(fed):
     site = fed.sites.get("dcc")

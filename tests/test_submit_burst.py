@@ -1,15 +1,15 @@
 """A burst of submits through the real gRPC API (broker on port 0, a SQLite file):
 it costs a handful of scheduling cycles, not one each (scheduler.wakeups), no submit
 waits for a cycle, and each submit leaves exactly one audit line."""
+
 from __future__ import annotations
 
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from minga.scheduler.server import Broker, BrokerConfig
 from minga.v1 import common_pb2, job_pb2
-
-from scheduler.server import Broker, BrokerConfig
 from tests.fixtures_broker import RunningBroker
 
 BURST = 1000
@@ -21,9 +21,16 @@ def start(tmp_path: Path) -> RunningBroker:
     token_file = tmp_path / "admin-token"
     # A long tick, so every cycle counted below was triggered by the burst; a 2 s minimum
     # interval, so a burst however slow on a busy machine fits in a few of them.
-    broker = Broker(BrokerConfig(listen="127.0.0.1:0", db_url=f"sqlite:///{tmp_path / 'broker.db'}",
-                                 admin_token_file=token_file, tick_seconds=600, cycle_min_interval=2.0,
-                                 rate_limit=0))
+    broker = Broker(
+        BrokerConfig(
+            listen="127.0.0.1:0",
+            db_url=f"sqlite:///{tmp_path / 'broker.db'}",
+            admin_token_file=token_file,
+            tick_seconds=600,
+            cycle_min_interval=2.0,
+            rate_limit=0,
+        )
+    )
     broker.start()
     return RunningBroker(broker, broker.config.db_url, token_file)
 
@@ -49,8 +56,9 @@ def test_a_burst_of_submits_costs_a_handful_of_cycles_and_none_waits_for_one(tmp
 
         def submit(i: int) -> str:
             spec = common_pb2.JobSpec(entrypoint="true", name=f"sweep-{i}")
-            job = ana.jobs.SubmitJob(job_pb2.SubmitJobRequest(spec=spec, idempotency_key=f"k-{i}"),
-                                     metadata=ana.md, timeout=60).job
+            job = ana.jobs.SubmitJob(
+                job_pb2.SubmitJobRequest(spec=spec, idempotency_key=f"k-{i}"), metadata=ana.md, timeout=60
+            ).job
             with lock:
                 returned[0] += 1
             return job.id
@@ -60,14 +68,14 @@ def test_a_burst_of_submits_costs_a_handful_of_cycles_and_none_waits_for_one(tmp
             assert entered.wait(60), "no cycle was triggered by the submits"
             while returned[0] < BURST // 2 and not all(f.done() for f in futures):
                 threading.Event().wait(0.01)
-            returned_while_blocked[0] = returned[0]   # the first cycle is still held here
+            returned_while_blocked[0] = returned[0]  # the first cycle is still held here
             gate.set()
             ids = [f.result(60) for f in futures]
         assert returned_while_blocked[0] >= BURST // 2, "submits waited for the blocked cycle"
         assert len(set(ids)) == BURST
 
         last = ana.jobs.GetJob(job_pb2.GetJobRequest(job_id=ids[-1]), metadata=ana.md)
-        for _ in range(600):    # a positive signal: a cycle after the whole burst looked at its last job
+        for _ in range(600):  # a positive signal: a cycle after the whole burst looked at its last job
             if last.reason != WAITING:
                 break
             threading.Event().wait(0.05)
@@ -76,8 +84,9 @@ def test_a_burst_of_submits_costs_a_handful_of_cycles_and_none_waits_for_one(tmp
         cycles = cycle.passes - before
         assert 1 <= cycles <= 5, f"{BURST} submits cost {cycles} cycles"
 
-        lines = [e for e in running.broker.core.store.audit.list(limit=10 * BURST)
-                 if e.method == "JobService/SubmitJob"]
-        assert sorted(e.target for e in lines) == sorted(ids)     # one line per submit, none twice
+        lines = [
+            e for e in running.broker.core.store.audit.list(limit=10 * BURST) if e.method == "JobService/SubmitJob"
+        ]
+        assert sorted(e.target for e in lines) == sorted(ids)  # one line per submit, none twice
     finally:
         running.close()

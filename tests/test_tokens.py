@@ -1,6 +1,7 @@
 """Token lifecycle through a real broker and the CLI: an admin revokes a user or a
 site (whose open stream is cut at once), anyone rotates their own token, user tokens
 expire, tokens are listed without their secrets, and stored only as keyed hashes."""
+
 from __future__ import annotations
 
 import json
@@ -9,16 +10,16 @@ import stat
 
 import grpc
 import pytest
-from minga.v1 import admin_pb2, common_pb2
 from typer.testing import CliRunner
 
-from cli import config, errors
-from cli.main import app
-from scheduler.auth import KEYED_PREFIX, TokenHasher, legacy_hash
-from scheduler.clock import FakeClock
-from scheduler.domain import FailedPrecondition, Role, Unauthenticated
-from scheduler.server import Broker, BrokerConfig
-from scheduler.store.accounts import Institution, User
+from minga.cli import config, errors
+from minga.cli.main import app
+from minga.common.clock import FakeClock
+from minga.common.domain import FailedPrecondition, Role, Unauthenticated
+from minga.scheduler.auth import KEYED_PREFIX, TokenHasher, legacy_hash
+from minga.scheduler.server import Broker, BrokerConfig
+from minga.scheduler.store.accounts import Institution, User
+from minga.v1 import admin_pb2, common_pb2
 from tests.fixtures_broker import ScriptedSite, gpu_inventory, start_broker
 from tests.test_store import store, store_url  # noqa: F401 - the store fixtures, SQLite and PostgreSQL
 
@@ -50,7 +51,7 @@ def test_revoked_users_and_sites_are_cut_off_at_once(tmp_path) -> None:
 
         result = CliRunner().invoke(app, ["admin", "site", "revoke", "dcc", *admin])
         assert result.exit_code == 0 and "1 credential(s) revoked" in result.stdout
-        assert site.ended.wait(5)                      # its open stream ended now
+        assert site.ended.wait(5)  # its open stream ended now
         again = ScriptedSite(broker.address, site_token, gpu_inventory())
         assert again.ended.wait(5) and again.error is not None
         assert again.error.code() == grpc.StatusCode.UNAUTHENTICATED
@@ -58,8 +59,9 @@ def test_revoked_users_and_sites_are_cut_off_at_once(tmp_path) -> None:
         missing = CliRunner().invoke(app, ["admin", "user", "revoke", "nobody", *admin])
         assert missing.exit_code == errors.EXIT_NOT_FOUND
         as_researcher = broker.researcher("bob", "uchile")
-        denied = CliRunner().invoke(app, ["admin", "site", "revoke", "dcc", "--broker", broker.address,
-                                          "--token", as_researcher.token])
+        denied = CliRunner().invoke(
+            app, ["admin", "site", "revoke", "dcc", "--broker", broker.address, "--token", as_researcher.token]
+        )
         assert denied.exit_code == errors.EXIT_AUTH
         for s in (site, again):
             s.close()
@@ -80,17 +82,20 @@ def test_rotating_a_token_replaces_it_and_the_saved_one(tmp_path, monkeypatch) -
         data = json.loads(rotated.stdout)
         assert data["config_file_updated"] is True and data["token"] != ana.token
         assert config.load_config()["token"] == data["token"]
-        assert refused(lambda: whoami(ana)) == grpc.StatusCode.UNAUTHENTICATED   # the old one is dead
+        assert refused(lambda: whoami(ana)) == grpc.StatusCode.UNAUTHENTICATED  # the old one is dead
         assert whoami(broker.caller(data["token"])) == "ana"
-        me = CliRunner().invoke(app, ["job", "list"])                             # the CLI goes on working
+        me = CliRunner().invoke(app, ["job", "list"])  # the CLI goes on working
         assert me.exit_code == 0, me.output
-        site_token = broker.join("uchile", "dcc")                                 # sites rotate too
-        new = broker.caller(site_token).admin.RotateToken(admin_pb2.RotateTokenRequest(),
-                                                          metadata=broker.caller(site_token).md)
+        site_token = broker.join("uchile", "dcc")  # sites rotate too
+        new = broker.caller(site_token).admin.RotateToken(
+            admin_pb2.RotateTokenRequest(), metadata=broker.caller(site_token).md
+        )
         assert whoami(broker.caller(new.token)) == "dcc"
         assert refused(lambda: whoami(broker.caller(site_token))) == grpc.StatusCode.UNAUTHENTICATED
-        assert common_pb2.ROLE_SITE == broker.caller(new.token).admin.WhoAmI(
-            admin_pb2.WhoAmIRequest(), metadata=broker.caller(new.token).md).role
+        assert (
+            broker.caller(new.token).admin.WhoAmI(admin_pb2.WhoAmIRequest(), metadata=broker.caller(new.token).md).role
+            == common_pb2.ROLE_SITE
+        )
     finally:
         broker.close()
 
@@ -100,11 +105,17 @@ def test_rotating_a_token_replaces_it_and_the_saved_one(tmp_path, monkeypatch) -
 DAY = 86400.0
 
 
-def add_user(broker, name: str, institution: str, role: int = common_pb2.ROLE_RESEARCHER,  # type: ignore[no-untyped-def]
-             ttl: int = 0) -> admin_pb2.AddUserResponse:
+def add_user(
+    broker,
+    name: str,
+    institution: str,
+    role: int = common_pb2.ROLE_RESEARCHER,  # type: ignore[no-untyped-def]
+    ttl: int = 0,
+) -> admin_pb2.AddUserResponse:
     a = broker.admin
-    return a.admin.AddUser(admin_pb2.AddUserRequest(name=name, institution=institution, role=role,
-                                                    ttl_seconds=ttl), metadata=a.md)
+    return a.admin.AddUser(
+        admin_pb2.AddUserRequest(name=name, institution=institution, role=role, ttl_seconds=ttl), metadata=a.md
+    )
 
 
 def test_user_tokens_expire_and_rotation_renews_them(tmp_path) -> None:
@@ -113,7 +124,7 @@ def test_user_tokens_expire_and_rotation_renews_them(tmp_path) -> None:
     try:
         broker.institution("uchile", "CL")
         ana = add_user(broker, "ana", "uchile")
-        assert ana.expires_at == pytest.approx(clock.now() + 90 * DAY)      # the default
+        assert ana.expires_at == pytest.approx(clock.now() + 90 * DAY)  # the default
         short = add_user(broker, "bob", "uchile", ttl=3600)
         assert short.expires_at == pytest.approx(clock.now() + 3600)
         clock.advance(3600)
@@ -121,13 +132,13 @@ def test_user_tokens_expire_and_rotation_renews_them(tmp_path) -> None:
             whoami(broker.caller(short.token))
         assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
         assert "expired" in (err.value.details() or "") and "bob" not in (err.value.details() or "")
-        clock.advance(80 * DAY)                                               # ana's has 10 days left
+        clock.advance(80 * DAY)  # ana's has 10 days left
         me = broker.caller(ana.token)
         new = me.admin.RotateToken(admin_pb2.RotateTokenRequest(), metadata=me.md)
-        assert new.expires_at == pytest.approx(clock.now() + 90 * DAY)      # a fresh 90 days
+        assert new.expires_at == pytest.approx(clock.now() + 90 * DAY)  # a fresh 90 days
         clock.advance(30 * DAY)
         assert whoami(broker.caller(new.token)) == "ana"
-        assert whoami(broker.admin) == "admin"                               # the bootstrap admin's never expires
+        assert whoami(broker.admin) == "admin"  # the bootstrap admin's never expires
         bad = add_user_code(broker, "eve", "uchile", ttl=-5)
         assert bad == grpc.StatusCode.INVALID_ARGUMENT
     finally:
@@ -160,8 +171,22 @@ def test_tokens_are_stored_as_keyed_hashes_and_listed_without_secrets(tmp_path) 
         for secret in [ana.token, join, *hashes]:
             assert secret.encode() not in blob and secret.removeprefix(KEYED_PREFIX).encode() not in blob
 
-        result = CliRunner().invoke(app, ["admin", "token", "list", "--user", "ana", "-o", "json",
-                                          "--broker", broker.address, "--token", broker.admin.token])
+        result = CliRunner().invoke(
+            app,
+            [
+                "admin",
+                "token",
+                "list",
+                "--user",
+                "ana",
+                "-o",
+                "json",
+                "--broker",
+                broker.address,
+                "--token",
+                broker.admin.token,
+            ],
+        )
         assert result.exit_code == 0, result.output
         listed = json.loads(result.stdout)
         assert [(t["owner"], t["role"], t["state"]) for t in listed] == [("ana", "researcher", "live")]
@@ -180,18 +205,22 @@ def test_a_legacy_sha256_token_works_once_and_is_rehashed(tmp_path) -> None:
     broker.close()
     old_token = "mgu_" + "legacy" * 7
     with sqlite3.connect(tmp_path / "broker.db") as conn:
-        conn.execute("INSERT INTO users (name, institution, role, created_at) VALUES ('old', 'uchile', "
-                     "'researcher', 1)")
-        conn.execute("INSERT INTO tokens (hash, kind, subject, role, institution, country, expires_at, used_at, "
-                     "revoked, created_at, last_used_at) VALUES (?, 'user', 'old', 'researcher', 'uchile', '', 0, "
-                     "0, 0, 1, 0)", (legacy_hash(old_token),))
+        conn.execute(
+            "INSERT INTO users (name, institution, role, created_at) VALUES ('old', 'uchile', 'researcher', 1)"
+        )
+        conn.execute(
+            "INSERT INTO tokens (hash, kind, subject, role, institution, country, expires_at, used_at, "
+            "revoked, created_at, last_used_at) VALUES (?, 'user', 'old', 'researcher', 'uchile', '', 0, "
+            "0, 0, 1, 0)",
+            (legacy_hash(old_token),),
+        )
     broker = start_broker(tmp_path)
     try:
         assert whoami(broker.caller(old_token)) == "old"
         with sqlite3.connect(tmp_path / "broker.db") as conn:
             rows = [h for (h,) in conn.execute("SELECT hash FROM tokens WHERE subject = 'old'")]
         assert len(rows) == 1 and rows[0].startswith(KEYED_PREFIX)
-        assert whoami(broker.caller(old_token)) == "old"                  # found by its keyed hash now
+        assert whoami(broker.caller(old_token)) == "old"  # found by its keyed hash now
     finally:
         broker.close()
 
@@ -200,13 +229,20 @@ def test_a_broker_with_another_token_key_refuses_to_start(tmp_path) -> None:
     first = start_broker(tmp_path)
     try:
         other_key = tmp_path / "elsewhere" / "token-key"
-        broker = Broker(BrokerConfig(listen="127.0.0.1:0", db_url=first.db_url, token_key_file=other_key,
-                                     admin_token_file=tmp_path / "admin-token"))
+        broker = Broker(
+            BrokerConfig(
+                listen="127.0.0.1:0",
+                db_url=first.db_url,
+                token_key_file=other_key,
+                admin_token_file=tmp_path / "admin-token",
+            )
+        )
         with pytest.raises(FailedPrecondition, match="another token key"):
             broker.start()
-        same = Broker(BrokerConfig(listen="127.0.0.1:0", db_url=first.db_url,
-                                   admin_token_file=tmp_path / "admin-token"))
-        same.start()           # the default key file is next to the admin token: the same one
+        same = Broker(
+            BrokerConfig(listen="127.0.0.1:0", db_url=first.db_url, admin_token_file=tmp_path / "admin-token")
+        )
+        same.start()  # the default key file is next to the admin token: the same one
         same.stop(grace=0.1)
     finally:
         first.close()
@@ -218,8 +254,24 @@ def test_institution_admins_add_their_own_users_through_the_cli(tmp_path) -> Non
         broker.institution("uchile", "CL")
         broker.institution("unam", "MX")
         admin = ["--broker", broker.address, "--token", broker.admin.token]
-        made = CliRunner().invoke(app, ["admin", "user", "add", "boss", "--institution", "uchile", "--role",
-                                        "institution-admin", "--expires", "30d", "-o", "json", *admin])
+        made = CliRunner().invoke(
+            app,
+            [
+                "admin",
+                "user",
+                "add",
+                "boss",
+                "--institution",
+                "uchile",
+                "--role",
+                "institution-admin",
+                "--expires",
+                "30d",
+                "-o",
+                "json",
+                *admin,
+            ],
+        )
         assert made.exit_code == 0, made.output
         boss = json.loads(made.stdout)
         assert boss["role"] == "institution-admin" and boss["expires_at"]
@@ -228,11 +280,13 @@ def test_institution_admins_add_their_own_users_through_the_cli(tmp_path) -> Non
         assert ok.exit_code == 0, ok.output
         theirs = CliRunner().invoke(app, ["admin", "user", "add", "spy", "--institution", "unam", *as_boss])
         assert theirs.exit_code == errors.EXIT_AUTH
-        escalate = CliRunner().invoke(app, ["admin", "user", "add", "root2", "--institution", "uchile",
-                                            "--role", "admin", *as_boss])
+        escalate = CliRunner().invoke(
+            app, ["admin", "user", "add", "root2", "--institution", "uchile", "--role", "admin", *as_boss]
+        )
         assert escalate.exit_code == errors.EXIT_AUTH
-        bad = CliRunner().invoke(app, ["admin", "user", "add", "x", "--institution", "uchile", "--expires",
-                                       "soon", *admin])
+        bad = CliRunner().invoke(
+            app, ["admin", "user", "add", "x", "--institution", "uchile", "--expires", "soon", *admin]
+        )
         assert bad.exit_code == 2 and "--expires" in bad.output
         listed = CliRunner().invoke(app, ["admin", "user", "list", "-o", "json", *as_boss])
         assert {u["name"] for u in json.loads(listed.stdout)} == {"boss", "ana"}
@@ -248,17 +302,17 @@ NOW = 1_700_000_000.0
 def test_store_keys_rekeys_lists_and_finds_owners(store) -> None:  # type: ignore[no-untyped-def]
     accounts = store.accounts
     accounts.use_key(TokenHasher(b"k" * 32))
-    accounts.use_key(TokenHasher(b"k" * 32))                 # the same key again: fine
+    accounts.use_key(TokenHasher(b"k" * 32))  # the same key again: fine
     with pytest.raises(FailedPrecondition, match="another token key"):
         accounts.use_key(TokenHasher(b"x" * 32))
     store.accounts.add_institution(Institution("uchile", "U. de Chile", "CL"), NOW)
     accounts.add_user(User("ana", "uchile", Role.RESEARCHER, NOW), accounts.hash("tok-ana"), NOW + 100)
-    accounts.add_user(User("old", "uchile", Role.RESEARCHER, NOW), legacy_hash("tok-old"))   # pre-0004 row
+    accounts.add_user(User("old", "uchile", Role.RESEARCHER, NOW), legacy_hash("tok-old"))  # pre-0004 row
     assert accounts.principal_for_token("tok-ana", NOW).name == "ana"
     with pytest.raises(Unauthenticated, match="expired"):
         accounts.principal_for_token("tok-ana", NOW + 100)
     assert accounts.principal_for("anything", NOW) is None
-    assert accounts.principal_for_token("tok-old", NOW).name == "old"    # accepted, and re-keyed
+    assert accounts.principal_for_token("tok-old", NOW).name == "old"  # accepted, and re-keyed
     assert accounts.principal_for(legacy_hash("tok-old"), NOW) is None
     assert accounts.principal_for(accounts.hash("tok-old"), NOW).name == "old"
     listed = accounts.list_tokens(institution="uchile")

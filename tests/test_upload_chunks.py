@@ -7,6 +7,7 @@ gRPC's message limit is lowered here (4 MiB on both ends) so a 6 MiB package is
 "larger than one message" without writing hundreds of MiB; the code path is the one
 a 200 MiB package takes against the real 64/80 MiB limits.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -19,29 +20,35 @@ from pathlib import Path
 
 import grpc
 import pytest
-from minga.v1 import common_pb2, job_pb2, site_pb2, site_pb2_grpc
 from typer.testing import CliRunner
 
-import cli.client
-import scheduler.server
-from agent.packages import PackageCache, fetch_from_broker
-from cli import errors
-from cli.client import BrokerClient
-from cli.main import app
-from scheduler.domain import InvalidArgument
-from scheduler.server import Broker, BrokerConfig
+import minga.cli.client
+import minga.scheduler.server
+from minga.agent.packages import PackageCache, fetch_from_broker
+from minga.cli import errors
+from minga.cli.client import BrokerClient
+from minga.cli.main import app
+from minga.common.domain import InvalidArgument
+from minga.scheduler.server import Broker, BrokerConfig
+from minga.v1 import common_pb2, job_pb2, site_pb2_grpc
 from tests.fixtures_broker import RunningBroker, ScriptedSite, bearer, gpu_inventory
 
 MESSAGE_LIMIT = 4 * 1024 * 1024
-SMALL_CHANNEL = [("grpc.max_send_message_length", MESSAGE_LIMIT),
-                 ("grpc.max_receive_message_length", MESSAGE_LIMIT)]
+SMALL_CHANNEL = [("grpc.max_send_message_length", MESSAGE_LIMIT), ("grpc.max_receive_message_length", MESSAGE_LIMIT)]
 
 
 def _start(tmp_path: Path, max_package_bytes: int) -> RunningBroker:
     token_file = tmp_path / "admin-token"
     db_url = f"sqlite:///{tmp_path / 'broker.db'}"
-    broker = Broker(BrokerConfig(listen="127.0.0.1:0", db_url=db_url, admin_token_file=token_file,
-                                 tick_seconds=0.5, max_package_bytes=max_package_bytes))
+    broker = Broker(
+        BrokerConfig(
+            listen="127.0.0.1:0",
+            db_url=db_url,
+            admin_token_file=token_file,
+            tick_seconds=0.5,
+            max_package_bytes=max_package_bytes,
+        )
+    )
     broker.start()
     return RunningBroker(broker, db_url, token_file)
 
@@ -49,8 +56,8 @@ def _start(tmp_path: Path, max_package_bytes: int) -> RunningBroker:
 @pytest.fixture
 def small_messages(monkeypatch: pytest.MonkeyPatch) -> None:
     """One gRPC message holds at most 4 MiB, on the broker and in the CLI."""
-    monkeypatch.setattr(scheduler.server, "MAX_MESSAGE_BYTES", MESSAGE_LIMIT)
-    monkeypatch.setattr(cli.client, "CHANNEL_OPTIONS", SMALL_CHANNEL)
+    monkeypatch.setattr(minga.scheduler.server, "MAX_MESSAGE_BYTES", MESSAGE_LIMIT)
+    monkeypatch.setattr(minga.cli.client, "CHANNEL_OPTIONS", SMALL_CHANNEL)
 
 
 @pytest.fixture
@@ -83,36 +90,40 @@ def _has(broker: RunningBroker, token: str, digest: str) -> bool:
 
 def test_a_package_larger_than_one_message_uploads_and_the_agent_fetches_it(federation, tmp_path: Path) -> None:
     broker, ana, site_token = federation
-    weights = os.urandom(6 * 1024 * 1024)              # incompressible: the zip is larger than 4 MiB too
+    weights = os.urandom(6 * 1024 * 1024)  # incompressible: the zip is larger than 4 MiB too
     package = _zip({"train.py": b"print('hi')\n", "weights.bin": weights})
     digest = _digest(package)
     assert len(package) > MESSAGE_LIMIT
     with BrokerClient(broker.address, ana) as client:
-        with pytest.raises(grpc.RpcError) as one_message:    # the premise: one message cannot carry it
-            client._call(   # noqa: SLF001 - the old one-message path, as a witness
-                lambda s: s.jobs.UploadPackage, job_pb2.UploadPackageRequest(digest=digest, data=package))
+        with pytest.raises(grpc.RpcError) as one_message:  # the premise: one message cannot carry it
+            client._call(lambda s: s.jobs.UploadPackage, job_pb2.UploadPackageRequest(digest=digest, data=package))
         assert one_message.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
         limits = client.package_limits()
         assert limits is not None and limits.max_package_bytes == 16 * 1024 * 1024
         assert "--max-package-bytes" in limits.setting
         assert client.ensure_package(digest, package) is True
-        assert client.ensure_package(digest, package) is False   # content-addressed: not sent twice
+        assert client.ensure_package(digest, package) is False  # content-addressed: not sent twice
 
     # A site with a run that uses the package may fetch it, in chunks, through a small channel.
     site = ScriptedSite(broker.address, site_token, gpu_inventory("A100", 4))
     try:
         site.next("welcome")
         caller = broker.caller(ana)
-        spec = common_pb2.JobSpec(entrypoint="python train.py", resources=common_pb2.Resources(gpus=1),
-                                  max_attempts=1, runtime_env=common_pb2.RuntimeEnv(working_dir_digest=digest))
+        spec = common_pb2.JobSpec(
+            entrypoint="python train.py",
+            resources=common_pb2.Resources(gpus=1),
+            max_attempts=1,
+            runtime_env=common_pb2.RuntimeEnv(working_dir_digest=digest),
+        )
         caller.jobs.SubmitJob(job_pb2.SubmitJobRequest(spec=spec), metadata=caller.md)
         assert site.next("start").start.spec.runtime_env.working_dir_digest == digest
         with grpc.insecure_channel(broker.address, options=SMALL_CHANNEL) as channel:
             stub = site_pb2_grpc.SiteServiceStub(channel)
             fetched = fetch_from_broker(stub, digest, bearer(site_token), timeout=60)
             assert fetched == package
-            unpacked = PackageCache(tmp_path / "cache", lambda d: fetch_from_broker(
-                stub, d, bearer(site_token), timeout=60)).get(digest)
+            unpacked = PackageCache(
+                tmp_path / "cache", lambda d: fetch_from_broker(stub, d, bearer(site_token), timeout=60)
+            ).get(digest)
         assert (unpacked / "weights.bin").read_bytes() == weights
     finally:
         site.close()
@@ -164,7 +175,7 @@ def test_a_bad_upload_stores_nothing(federation, case: str) -> None:
     broker, ana, _ = federation
     package = _zip({"a.py": b"x" * 3_000_000})
     digest = _digest(package)
-    chunks = list(cli.client.package_chunks(digest, package, 1024 * 1024))
+    chunks = list(minga.cli.client.package_chunks(digest, package, 1024 * 1024))
     if case == "bad digest":
         digest = "sha256:" + "0" * 64
         chunks[0].digest = digest
@@ -178,15 +189,20 @@ def test_a_bad_upload_stores_nothing(federation, case: str) -> None:
     with pytest.raises(grpc.RpcError) as refused:
         caller.jobs.UploadPackageStream(iter(chunks), metadata=caller.md, timeout=60)
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    expected = {"bad digest": "does not match", "short stream": "announced", "two digests": "two different",
-                "empty stream": "empty package upload"}[case]
+    expected = {
+        "bad digest": "does not match",
+        "short stream": "announced",
+        "two digests": "two different",
+        "empty stream": "empty package upload",
+    }[case]
     assert expected in refused.value.details()
     assert not _has(broker, ana, digest)
     assert caller.jobs.GetPackageLimits(job_pb2.GetPackageLimitsRequest(), metadata=caller.md).chunk_bytes > 0
 
 
 def test_cli_uploads_past_one_message_and_names_the_brokers_setting_when_too_big(
-        federation, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    federation, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     broker, ana, _ = federation
     monkeypatch.delenv("MINGA_MAX_PACKAGE_BYTES", raising=False)
     fits = tmp_path / "fits"
@@ -203,12 +219,18 @@ def test_cli_uploads_past_one_message_and_names_the_brokers_setting_when_too_big
     refused = CliRunner().invoke(app, ["job", "submit", "--working-dir", str(too_big), *args, "--", "true"])
     assert refused.exit_code == errors.EXIT_USAGE
     assert "16.0 MiB" in refused.stderr and "--max-package-bytes" in refused.stderr
-    assert "MINGA_MAX_PACKAGE_BYTES" not in refused.stderr   # raising it would not help
+    assert "MINGA_MAX_PACKAGE_BYTES" not in refused.stderr  # raising it would not help
 
 
 @pytest.mark.parametrize("limit", [0, -1, 600 * 1024 * 1024])
 def test_a_broker_refuses_a_limit_it_cannot_keep(tmp_path: Path, limit: int) -> None:
-    broker = Broker(BrokerConfig(listen="127.0.0.1:0", db_url=f"sqlite:///{tmp_path / 'b.db'}",
-                                 admin_token_file=tmp_path / "admin-token", max_package_bytes=limit))
+    broker = Broker(
+        BrokerConfig(
+            listen="127.0.0.1:0",
+            db_url=f"sqlite:///{tmp_path / 'b.db'}",
+            admin_token_file=tmp_path / "admin-token",
+            max_package_bytes=limit,
+        )
+    )
     with pytest.raises(InvalidArgument, match="--max-package-bytes"):
         broker.start()

@@ -1,4 +1,5 @@
 """Input checks (scheduler/validation.py): each error names the offending field."""
+
 from __future__ import annotations
 
 import re
@@ -6,19 +7,32 @@ from dataclasses import replace
 
 import pytest
 
-from scheduler.domain import GpuPool, InvalidArgument, Inventory, JobSpec, Resources, RuntimeEnv
-from scheduler.validation import (
-    MAX_ATTEMPTS, MAX_ENV_VARS, MAX_GPUS, MAX_PIP, MAX_WALLTIME, check_country, check_digest, check_inventory,
-    check_job_spec, check_slug,
+from minga.common.domain import GpuPool, InvalidArgument, Inventory, JobSpec, Resources, RuntimeEnv
+from minga.scheduler.validation import (
+    MAX_ATTEMPTS,
+    MAX_ENV_VARS,
+    MAX_GPUS,
+    MAX_PIP,
+    MAX_WALLTIME,
+    check_country,
+    check_digest,
+    check_inventory,
+    check_job_spec,
+    check_slug,
 )
 
 DIGEST = "sha256:" + "0123456789abcdef" * 4
 GOOD = JobSpec(
-    entrypoint="python train.py --epochs 3", name="train",
-    runtime_env=RuntimeEnv(working_dir_digest=DIGEST, pip=("torch==2.3", "numpy >= 1.26"),
-                           env=(("WANDB_MODE", "offline"), ("_X1", "a=b"))),
+    entrypoint="python train.py --epochs 3",
+    name="train",
+    runtime_env=RuntimeEnv(
+        working_dir_digest=DIGEST, pip=("torch==2.3", "numpy >= 1.26"), env=(("WANDB_MODE", "offline"), ("_X1", "a=b"))
+    ),
     resources=Resources(gpus=4, gpu_models=("A100", "H100"), min_gpu_memory_mb=40_000, cpus=8, memory_mb=64_000),
-    countries=("CL", "BR"), walltime_seconds=3600, priority=0, max_attempts=3,
+    countries=("CL", "BR"),
+    walltime_seconds=3600,
+    priority=0,
+    max_attempts=3,
 )
 
 
@@ -35,13 +49,35 @@ def test_good_spec_passes():
     check_job_spec(JobSpec(entrypoint="echo"))  # defaults are valid
 
 
-@pytest.mark.parametrize("spec", [
-    res(gpus=0), res(gpus=MAX_GPUS), res(cpus=0), replace(GOOD, max_attempts=MAX_ATTEMPTS),
-    replace(GOOD, walltime_seconds=MAX_WALLTIME), replace(GOOD, priority=-1000), replace(GOOD, priority=1000),
-    env(working_dir_digest=""), env(pip=("x",) * MAX_PIP), env(env=tuple((f"K{i}", "v") for i in range(MAX_ENV_VARS))),
-    env(pip=("torch ; python_version >= '3.10'",)),
-], ids=["gpus-0", "gpus-max", "cpus-0", "attempts-max", "walltime-max", "priority-min", "priority-max",
-        "no-digest", "pip-max", "env-max", "pip-marker"])
+@pytest.mark.parametrize(
+    "spec",
+    [
+        res(gpus=0),
+        res(gpus=MAX_GPUS),
+        res(cpus=0),
+        replace(GOOD, max_attempts=MAX_ATTEMPTS),
+        replace(GOOD, walltime_seconds=MAX_WALLTIME),
+        replace(GOOD, priority=-1000),
+        replace(GOOD, priority=1000),
+        env(working_dir_digest=""),
+        env(pip=("x",) * MAX_PIP),
+        env(env=tuple((f"K{i}", "v") for i in range(MAX_ENV_VARS))),
+        env(pip=("torch ; python_version >= '3.10'",)),
+    ],
+    ids=[
+        "gpus-0",
+        "gpus-max",
+        "cpus-0",
+        "attempts-max",
+        "walltime-max",
+        "priority-min",
+        "priority-max",
+        "no-digest",
+        "pip-max",
+        "env-max",
+        "pip-marker",
+    ],
+)
 def test_limits_are_inclusive(spec):
     check_job_spec(spec)
 
@@ -94,6 +130,7 @@ def test_bad_spec_names_the_field(field, spec):
 
 # -- slugs, countries, digests -----------------------------------------------------
 
+
 @pytest.mark.parametrize("value", ["uchile", "u", "usp-icmc", "0abc", "a" * 63])
 def test_slug_accepts(value):
     assert check_slug("institution", value) == value
@@ -128,6 +165,7 @@ def test_digest():
 
 # -- a site's inventory --------------------------------------------------------------
 
+
 def _inv(**pool: object) -> Inventory:
     base = dict(model="A100", memory_mb=40960, total=8, free=4, largest_node=8)
     return Inventory(gpus=(GpuPool(**{**base, **pool}),), cpus=64.0, memory_mb=512_000, nodes=1)
@@ -137,17 +175,20 @@ def test_a_sane_inventory_passes() -> None:
     assert check_inventory(_inv()) == _inv()
 
 
-@pytest.mark.parametrize("inventory,field", [
-    (_inv(total=-1), "inventory.gpus[A100].total"),
-    (_inv(free=9), "inventory.gpus[A100].free"),
-    (_inv(largest_node=9), "inventory.gpus[A100].largest_node"),
-    (_inv(memory_mb=-5), "inventory.gpus[A100].memory_mb"),
-    (_inv(model=""), "inventory.gpus model"),
-    (_inv(model="A100\n"), "inventory.gpus model"),
-    (Inventory(gpus=(GpuPool("A100", 1, 1, 1, 1), GpuPool("A100", 1, 1, 1, 1))), "names a model twice"),
-    (Inventory(cpus=float("nan")), "inventory.cpus"),
-    (Inventory(nodes=-2), "inventory.nodes"),
-])
+@pytest.mark.parametrize(
+    "inventory,field",
+    [
+        (_inv(total=-1), "inventory.gpus[A100].total"),
+        (_inv(free=9), "inventory.gpus[A100].free"),
+        (_inv(largest_node=9), "inventory.gpus[A100].largest_node"),
+        (_inv(memory_mb=-5), "inventory.gpus[A100].memory_mb"),
+        (_inv(model=""), "inventory.gpus model"),
+        (_inv(model="A100\n"), "inventory.gpus model"),
+        (Inventory(gpus=(GpuPool("A100", 1, 1, 1, 1), GpuPool("A100", 1, 1, 1, 1))), "names a model twice"),
+        (Inventory(cpus=float("nan")), "inventory.cpus"),
+        (Inventory(nodes=-2), "inventory.nodes"),
+    ],
+)
 def test_an_impossible_inventory_is_refused_naming_the_field(inventory: Inventory, field: str) -> None:
     with pytest.raises(InvalidArgument, match=re.escape(field)):
         check_inventory(inventory)

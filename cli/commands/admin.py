@@ -1,4 +1,5 @@
 """`minga admin ...`: what federation operators do (institutions, users, sites)."""
+
 from __future__ import annotations
 
 import enum
@@ -9,21 +10,19 @@ from typing import Annotated, Optional
 
 import typer
 
+from minga.cli import errors, render
+from minga.cli.client import BrokerClient
+from minga.cli.commands import lending, shares
+from minga.cli.options import BrokerOpt, CaOpt, OutputOpt, TokenOpt, client, connection, open_client
+from minga.cli.parsing import parse_country, parse_duration, parse_env
+from minga.cli.render import Output
 from minga.v1 import admin_pb2, common_pb2
-
-from .. import errors, render
-from . import lending, shares
-from ..client import BrokerClient
-from ..options import BrokerOpt, CaOpt, OutputOpt, TokenOpt, client, connection, open_client
-from ..parsing import parse_country, parse_duration, parse_env
-from ..render import Output
 
 app = typer.Typer(help="Federation administration: institutions, users, site tokens, cordons.", no_args_is_help=True)
 institution_app = typer.Typer(help="Institutions that pool GPUs.", no_args_is_help=True)
 user_app = typer.Typer(help="Researchers and admins.", no_args_is_help=True)
 site_token_app = typer.Typer(help="One-time tokens that let a site join.", no_args_is_help=True)
-token_app = typer.Typer(help="Credentials: who holds which, and until when (never the secrets).",
-                        no_args_is_help=True)
+token_app = typer.Typer(help="Credentials: who holds which, and until when (never the secrets).", no_args_is_help=True)
 site_app = typer.Typer(help="Take a site out of scheduling and back.", no_args_is_help=True)
 DRAIN_POLL_SECONDS = 2.0
 app.add_typer(institution_app, name="institution")
@@ -45,8 +44,11 @@ class RoleChoice(str, enum.Enum):
     admin = "admin"
 
 
-_ROLES = {RoleChoice.researcher: common_pb2.ROLE_RESEARCHER, RoleChoice.admin: common_pb2.ROLE_ADMIN,
-          RoleChoice.institution_admin: common_pb2.ROLE_INSTITUTION_ADMIN}
+_ROLES = {
+    RoleChoice.researcher: common_pb2.ROLE_RESEARCHER,
+    RoleChoice.admin: common_pb2.ROLE_ADMIN,
+    RoleChoice.institution_admin: common_pb2.ROLE_INSTITUTION_ADMIN,
+}
 
 
 def _expires(value: str | None) -> int:
@@ -76,20 +78,27 @@ def institution_add(
     name: Annotated[str, typer.Option("--name", help="Full name, e.g. 'Universidad de Chile'.")],
     country: Annotated[str, typer.Option("--country", help="ISO 3166 alpha-2 code, e.g. CL.")],
     weight: Annotated[float, typer.Option("--weight", min=0.0, help="Fair-share weight.")] = 1.0,
-    broker: BrokerOpt = None, token: TokenOpt = None, ca: CaOpt = None, output: OutputOpt = Output.table,
+    broker: BrokerOpt = None,
+    token: TokenOpt = None,
+    ca: CaOpt = None,
+    output: OutputOpt = Output.table,
 ) -> None:
     """Register an institution."""
     cc = _country(country)
     with client(ctx, broker, token, ca) as c:
         inst = render.institution_to_dict(c.add_institution(slug, name, cc, weight))
-    render.show(output, inst, lambda: typer.echo(
-        f"institution {inst['slug']} ({inst['name']}, {inst['country']}) added"))
+    render.show(
+        output, inst, lambda: typer.echo(f"institution {inst['slug']} ({inst['name']}, {inst['country']}) added")
+    )
 
 
 @institution_app.command("list")
 def institution_list(
     ctx: typer.Context,
-    broker: BrokerOpt = None, token: TokenOpt = None, ca: CaOpt = None, output: OutputOpt = Output.table,
+    broker: BrokerOpt = None,
+    token: TokenOpt = None,
+    ca: CaOpt = None,
+    output: OutputOpt = Output.table,
 ) -> None:
     """List institutions."""
     with client(ctx, broker, token, ca) as c:
@@ -102,24 +111,36 @@ def user_add(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="User name, e.g. ana.")],
     institution: Annotated[str, typer.Option("--institution", help="Slug of the user's institution.")],
-    role: Annotated[RoleChoice, typer.Option(
-        "--role", help="researcher; institution-admin (its institution's users, projects and sites); "
-                       "admin (the whole federation).")] = RoleChoice.researcher,
-    expires: Annotated[Optional[str], typer.Option(
-        "--expires", help="The token's lifetime, e.g. 30d or 12h (default 90d, at most 5 years).")] = None,
-    broker: BrokerOpt = None, token: TokenOpt = None, ca: CaOpt = None, output: OutputOpt = Output.table,
+    role: Annotated[
+        RoleChoice,
+        typer.Option(
+            "--role",
+            help="researcher; institution-admin (its institution's users, projects and sites); "
+            "admin (the whole federation).",
+        ),
+    ] = RoleChoice.researcher,
+    expires: Annotated[
+        Optional[str],
+        typer.Option("--expires", help="The token's lifetime, e.g. 30d or 12h (default 90d, at most 5 years)."),
+    ] = None,
+    broker: BrokerOpt = None,
+    token: TokenOpt = None,
+    ca: CaOpt = None,
+    output: OutputOpt = Output.table,
 ) -> None:
     """Add a user and print their token. The token is shown only this once.
     An institution-admin may add researchers and institution-admins of its own institution."""
     ttl = _expires(expires)
     with client(ctx, broker, token, ca) as c, errors.explain(not_found=f"no institution {institution}"):
         added = c.add_user(name, institution, _ROLES[role], ttl)
-    data = {**render.user_to_dict(added.user), "token": added.token,
-            "expires_at": render.iso_time(added.expires_at)}
+    data = {**render.user_to_dict(added.user), "token": added.token, "expires_at": render.iso_time(added.expires_at)}
 
     def human() -> None:
-        typer.echo(f"user {data['name']} ({data['role']}, {data['institution']}) added, token valid until "
-                   f"{data['expires_at']}; the token follows, shown only once:", err=True)
+        typer.echo(
+            f"user {data['name']} ({data['role']}, {data['institution']}) added, token valid until "
+            f"{data['expires_at']}; the token follows, shown only once:",
+            err=True,
+        )
         typer.echo(added.token)
 
     render.show(output, data, human)
@@ -128,7 +149,10 @@ def user_add(
 @user_app.command("list")
 def user_list(
     ctx: typer.Context,
-    broker: BrokerOpt = None, token: TokenOpt = None, ca: CaOpt = None, output: OutputOpt = Output.table,
+    broker: BrokerOpt = None,
+    token: TokenOpt = None,
+    ca: CaOpt = None,
+    output: OutputOpt = Output.table,
 ) -> None:
     """List users (never their tokens)."""
     with client(ctx, broker, token, ca) as c:
@@ -139,9 +163,11 @@ def user_list(
 @token_app.command("list")
 def token_list(
     ctx: typer.Context,
-    user: Annotated[Optional[str], typer.Option(
-        "--user", help="Only this user's (or site's) tokens.")] = None,
-    broker: BrokerOpt = None, token: TokenOpt = None, ca: CaOpt = None, output: OutputOpt = Output.table,
+    user: Annotated[Optional[str], typer.Option("--user", help="Only this user's (or site's) tokens.")] = None,
+    broker: BrokerOpt = None,
+    token: TokenOpt = None,
+    ca: CaOpt = None,
+    output: OutputOpt = Output.table,
 ) -> None:
     """List tokens: owner, kind, created, expires, last used, revoked. Never a secret.
     An admin sees every token; an institution-admin its institution's."""
@@ -154,18 +180,23 @@ def token_list(
 def user_revoke(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="User name.")],
-    broker: BrokerOpt = None, token: TokenOpt = None, ca: CaOpt = None, output: OutputOpt = Output.table,
+    broker: BrokerOpt = None,
+    token: TokenOpt = None,
+    ca: CaOpt = None,
+    output: OutputOpt = Output.table,
 ) -> None:
     """Revoke every token of a user, at once."""
     _revoke(ctx, "user", name, broker, token, ca, output)
 
 
-def _revoke(ctx: typer.Context, kind: str, name: str, broker: str | None, token: str | None, ca: Path | None,
-            output: Output) -> None:
+def _revoke(
+    ctx: typer.Context, kind: str, name: str, broker: str | None, token: str | None, ca: Path | None, output: Output
+) -> None:
     with client(ctx, broker, token, ca) as c, errors.explain(not_found=f"no {kind} {name}"):
         revoked = c.revoke(kind, name)
-    render.show(output, {kind: name, "revoked": revoked},
-                lambda: typer.echo(f"{kind} {name}: {revoked} credential(s) revoked"))
+    render.show(
+        output, {kind: name, "revoked": revoked}, lambda: typer.echo(f"{kind} {name}: {revoked} credential(s) revoked")
+    )
 
 
 @site_token_app.command("create")
@@ -173,11 +204,17 @@ def site_token_create(
     ctx: typer.Context,
     institution: Annotated[str, typer.Option("--institution", help="Slug of the institution that owns the site.")],
     site: Annotated[str, typer.Option("--site", help="Name of the site, e.g. uchile-dcc.")],
-    ttl: Annotated[Optional[str], typer.Option("--ttl", help="How long the token stays valid: 90s, 30m, 24h, 7d.",
-                                               show_default="24h")] = None,
-    country: Annotated[Optional[str], typer.Option("--country", help="Site country if not the institution's.",
-                                                   show_default=False)] = None,
-    broker: BrokerOpt = None, token: TokenOpt = None, ca: CaOpt = None, output: OutputOpt = Output.table,
+    ttl: Annotated[
+        Optional[str],
+        typer.Option("--ttl", help="How long the token stays valid: 90s, 30m, 24h, 7d.", show_default="24h"),
+    ] = None,
+    country: Annotated[
+        Optional[str], typer.Option("--country", help="Site country if not the institution's.", show_default=False)
+    ] = None,
+    broker: BrokerOpt = None,
+    token: TokenOpt = None,
+    ca: CaOpt = None,
+    output: OutputOpt = Output.table,
 ) -> None:
     """Create a one-time join token for a site; give it to the site's operator."""
     try:
@@ -196,15 +233,19 @@ def site_token_create(
     ca_flag = f" --ca {shlex.quote(str(conn.ca_file.expanduser().resolve()))}" if conn.ca_file else ""
 
     def human() -> None:
-        typer.echo(f"join token for site {resp.site} (expires {data['expires_at']}); at the site run:\n"
-                   f"  minga site join --broker {address} --token <TOKEN>{ca_flag}\nthe token follows:", err=True)
+        typer.echo(
+            f"join token for site {resp.site} (expires {data['expires_at']}); at the site run:\n"
+            f"  minga site join --broker {address} --token <TOKEN>{ca_flag}\nthe token follows:",
+            err=True,
+        )
         typer.echo(resp.token)
 
     render.show(output, data, human)
 
 
-def _set_cordon(ctx: typer.Context, name: str, cordon: bool, broker: str | None, token: str | None,
-                ca: Path | None, output: Output) -> None:
+def _set_cordon(
+    ctx: typer.Context, name: str, cordon: bool, broker: str | None, token: str | None, ca: Path | None, output: Output
+) -> None:
     with client(ctx, broker, token, ca) as c, errors.explain(not_found=f"no site {name}"):
         site = render.site_to_dict(c.cordon_site(name) if cordon else c.uncordon_site(name))
     render.show(output, site, lambda: typer.echo(f"site {site['name']} is now {site['state']}"))
@@ -214,7 +255,10 @@ def _set_cordon(ctx: typer.Context, name: str, cordon: bool, broker: str | None,
 def site_cordon(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Site name.")],
-    broker: BrokerOpt = None, token: TokenOpt = None, ca: CaOpt = None, output: OutputOpt = Output.table,
+    broker: BrokerOpt = None,
+    token: TokenOpt = None,
+    ca: CaOpt = None,
+    output: OutputOpt = Output.table,
 ) -> None:
     """Stop placing new jobs on a site; its running jobs keep running."""
     _set_cordon(ctx, name, True, broker, token, ca, output)
@@ -225,9 +269,11 @@ def site_drain(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Site name.")],
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait until the site's runs have ended.")] = True,
-    timeout: Annotated[str, typer.Option("--timeout", help="Give up waiting after this long (e.g. 30m, 2h).")]
-    = "24h",
-    broker: BrokerOpt = None, token: TokenOpt = None, ca: CaOpt = None, output: OutputOpt = Output.table,
+    timeout: Annotated[str, typer.Option("--timeout", help="Give up waiting after this long (e.g. 30m, 2h).")] = "24h",
+    broker: BrokerOpt = None,
+    token: TokenOpt = None,
+    ca: CaOpt = None,
+    output: OutputOpt = Output.table,
 ) -> None:
     """Take no new jobs on a site and wait for its running jobs to end (like `scontrol ... DRAIN`).
 
@@ -246,8 +292,11 @@ def site_drain(
 
     def human() -> None:
         held = sum(site.gpus_in_use.values())
-        typer.echo(f"site {name} is drained: no runs left" if data["drained"]
-                   else f"site {name} is {data['state']}: {held} GPU(s) still in use")
+        typer.echo(
+            f"site {name} is drained: no runs left"
+            if data["drained"]
+            else f"site {name} is {data['state']}: {held} GPU(s) still in use"
+        )
 
     render.show(output, data, human)
     if wait and not data["drained"]:
@@ -270,7 +319,10 @@ def _wait_drained(c: BrokerClient, name: str, limit: float) -> admin_pb2.Site:
 def site_revoke(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Site name.")],
-    broker: BrokerOpt = None, token: TokenOpt = None, ca: CaOpt = None, output: OutputOpt = Output.table,
+    broker: BrokerOpt = None,
+    token: TokenOpt = None,
+    ca: CaOpt = None,
+    output: OutputOpt = Output.table,
 ) -> None:
     """Cut a site off: its credential stops working and its open stream ends now. Its runs
     are requeued when its lease runs out. It needs a new join token to come back."""
@@ -281,7 +333,10 @@ def site_revoke(
 def site_uncordon(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Site name.")],
-    broker: BrokerOpt = None, token: TokenOpt = None, ca: CaOpt = None, output: OutputOpt = Output.table,
+    broker: BrokerOpt = None,
+    token: TokenOpt = None,
+    ca: CaOpt = None,
+    output: OutputOpt = Output.table,
 ) -> None:
     """Let the scheduler place jobs on a cordoned or draining site again."""
     _set_cordon(ctx, name, False, broker, token, ca, output)
@@ -291,9 +346,14 @@ def site_uncordon(
 def site_label(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Site name.")],
-    labels: Annotated[Optional[list[str]], typer.Argument(metavar="KEY=VALUE...", help="The site's labels; "
-                                                          "none clears them.", show_default=False)] = None,
-    broker: BrokerOpt = None, token: TokenOpt = None, ca: CaOpt = None, output: OutputOpt = Output.table,
+    labels: Annotated[
+        Optional[list[str]],
+        typer.Argument(metavar="KEY=VALUE...", help="The site's labels; none clears them.", show_default=False),
+    ] = None,
+    broker: BrokerOpt = None,
+    token: TokenOpt = None,
+    ca: CaOpt = None,
+    output: OutputOpt = Output.table,
 ) -> None:
     """Replace a site's labels; jobs may require them with `job submit --label`."""
     try:
@@ -309,12 +369,17 @@ def site_label(
 @app.command("audit")
 def audit(
     ctx: typer.Context,
-    since: Annotated[Optional[str], typer.Option("--since", help="Only the last DURATION (e.g. 1h, 7d).",
-                                                 show_default="everything")] = None,
-    who: Annotated[Optional[str], typer.Option("--who", help="Only calls by this user or site.",
-                                               show_default=False)] = None,
+    since: Annotated[
+        Optional[str], typer.Option("--since", help="Only the last DURATION (e.g. 1h, 7d).", show_default="everything")
+    ] = None,
+    who: Annotated[
+        Optional[str], typer.Option("--who", help="Only calls by this user or site.", show_default=False)
+    ] = None,
     limit: Annotated[int, typer.Option("--limit", help="At most this many, the most recent.")] = 1000,
-    broker: BrokerOpt = None, token: TokenOpt = None, ca: CaOpt = None, output: OutputOpt = Output.table,
+    broker: BrokerOpt = None,
+    token: TokenOpt = None,
+    ca: CaOpt = None,
+    output: OutputOpt = Output.table,
 ) -> None:
     """The audit log: every state-changing call, who made it, from where, and how it ended."""
     try:
@@ -324,6 +389,7 @@ def audit(
     if not 1 <= limit <= 10_000:
         raise typer.BadParameter(f"{limit} must be between 1 and 10000", param_hint="--limit")
     with client(ctx, broker, token, ca) as c:
-        entries = [render.audit_to_dict(e) for e in c.list_audit(time.time() - window if window else 0.0,
-                                                                 who or "", limit)]
+        entries = [
+            render.audit_to_dict(e) for e in c.list_audit(time.time() - window if window else 0.0, who or "", limit)
+        ]
     render.show(output, entries, lambda: render.audit_table(entries))

@@ -1,30 +1,30 @@
 """`minga agent run`: the site agent, against an existing Ray cluster or a local one."""
+
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from .. import errors
-from ..lifecycle import (
+from minga.cli import errors
+from minga.cli.commands.site import CredentialOpt, credential_path
+from minga.cli.lifecycle import (
     configure_logging,
     sigterm_as_interrupt,
     stop_signals,
     this_python_first_on_path,
     wait_until,
 )
-from .site import CredentialOpt, credential_path
 
 app = typer.Typer(help="Run this site's agent (site operators).", no_args_is_help=True)
 
 
 def _load_credential(path: Path):  # type: ignore[no-untyped-def]
-    from agent.credentials import CredentialError, certificate_expiry, load_credential
-
-    from ..config import warn_if_exposed
+    from minga.agent.credentials import CredentialError, certificate_expiry, load_credential
+    from minga.cli.config import warn_if_exposed
 
     warn_if_exposed(Path(path), "site credential")
     try:
@@ -34,36 +34,49 @@ def _load_credential(path: Path):  # type: ignore[no-untyped-def]
         raise errors.usage_error(f"{exc} (or pass --credential PATH)") from exc
     if cred.certificate_file:
         warn_if_exposed(Path(cred.certificate_file), "site key")
-    if expires is not None and expires <= datetime.now(timezone.utc):
-        raise errors.usage_error(f"the site certificate in {cred.certificate_file} expired on {expires:%Y-%m-%d %H:%M} "
-                                 "UTC (the agent renews it only while it runs): ask the admin for a join token "
-                                 "and run `minga site join` again")
+    if expires is not None and expires <= datetime.now(UTC):
+        raise errors.usage_error(
+            f"the site certificate in {cred.certificate_file} expired on {expires:%Y-%m-%d %H:%M} "
+            "UTC (the agent renews it only while it runs): ask the admin for a join token "
+            "and run `minga site join` again"
+        )
     return cred
 
 
 @app.command("run")
 def run(
-    ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="Dashboard URL of the site's Ray "
-                                                       "cluster, e.g. http://10.0.0.5:8265.", show_default=False)]
-    = None,
+    ray_address: Annotated[
+        Optional[str],
+        typer.Option(
+            "--ray-address",
+            help="Dashboard URL of the site's Ray cluster, e.g. http://10.0.0.5:8265.",
+            show_default=False,
+        ),
+    ] = None,
     ray_local: Annotated[bool, typer.Option("--ray-local", help="Start a local Ray head for this agent.")] = False,
-    gpus: Annotated[Optional[int], typer.Option("--gpus", help="GPUs the local Ray head offers (--ray-local).",
-                                                show_default=False)] = None,
-    gpu_model: Annotated[Optional[str], typer.Option("--gpu-model", help="GPU model name to advertise, e.g. A100.",
-                                                     show_default="detected")] = None,
-    gpu_memory: Annotated[Optional[int], typer.Option("--gpu-memory", help="MiB per GPU to advertise.",
-                                                      show_default="detected")] = None,
+    gpus: Annotated[
+        Optional[int], typer.Option("--gpus", help="GPUs the local Ray head offers (--ray-local).", show_default=False)
+    ] = None,
+    gpu_model: Annotated[
+        Optional[str],
+        typer.Option("--gpu-model", help="GPU model name to advertise, e.g. A100.", show_default="detected"),
+    ] = None,
+    gpu_memory: Annotated[
+        Optional[int], typer.Option("--gpu-memory", help="MiB per GPU to advertise.", show_default="detected")
+    ] = None,
     credential: CredentialOpt = None,
 ) -> None:
     """Connect this site to the broker and run the jobs it places here (Ctrl-C stops)."""
     if bool(ray_address) == ray_local:
-        raise errors.usage_error("give exactly one of --ray-address URL (an existing Ray cluster) "
-                                 "or --ray-local --gpus N (start one here)")
+        raise errors.usage_error(
+            "give exactly one of --ray-address URL (an existing Ray cluster) or --ray-local --gpus N (start one here)"
+        )
     if ray_local and gpus is None:
         raise errors.usage_error("--ray-local needs --gpus N (how many GPUs the local Ray head offers)")
     if not ray_local and gpus is not None:
-        raise errors.usage_error("--gpus applies only with --ray-local; with --ray-address the agent "
-                                 "reads the GPUs from the Ray cluster")
+        raise errors.usage_error(
+            "--gpus applies only with --ray-local; with --ray-address the agent reads the GPUs from the Ray cluster"
+        )
     if gpus is not None and gpus < 0:
         raise typer.BadParameter(f"{gpus} is negative", param_hint="--gpus")
     if gpu_memory is not None and gpu_memory < 0:
@@ -72,12 +85,12 @@ def run(
     errors.note_connection(cred.broker, has_token=True, has_ca=bool(cred.ca_file))
     configure_logging()
 
-    from agent.session import Agent, AgentConfig  # lazy: imports Ray
+    from minga.agent.session import Agent, AgentConfig  # lazy: imports Ray
 
     head = None
     with sigterm_as_interrupt():  # Ctrl-C or `kill` while the Ray head starts: stop it again
         if ray_local:
-            from agent.local_ray import LocalRayHead
+            from minga.agent.local_ray import LocalRayHead
 
             head = LocalRayHead(gpus=gpus or 0, gpu_model=gpu_model)
             start_local_head(head)
@@ -86,14 +99,23 @@ def run(
     with stop_signals(stopped):
         agent = None
         try:
-            agent = Agent(AgentConfig(
-                broker=cred.broker, token=cred.token, ray_dashboard_url=head.dashboard_url if head else ray_address,
-                gpu_model=gpu_model, gpu_memory_mb=gpu_memory, ca_file=cred.ca_file,
-                certificate_file=cred.certificate_file,
-            ))
+            agent = Agent(
+                AgentConfig(
+                    broker=cred.broker,
+                    token=cred.token,
+                    ray_dashboard_url=head.dashboard_url if head else ray_address,
+                    gpu_model=gpu_model,
+                    gpu_memory_mb=gpu_memory,
+                    ca_file=cred.ca_file,
+                    certificate_file=cred.certificate_file,
+                )
+            )
             agent.start()
-            typer.echo(f"agent of site {cred.site} ({cred.institution}, {cred.country}) connecting to "
-                       f"{cred.broker}; stop with Ctrl-C", err=True)
+            typer.echo(
+                f"agent of site {cred.site} ({cred.institution}, {cred.country}) connecting to "
+                f"{cred.broker}; stop with Ctrl-C",
+                err=True,
+            )
             wait_until(stopped)
         finally:
             if agent is not None:
@@ -105,7 +127,7 @@ def run(
 
 def start_local_head(head) -> None:  # type: ignore[no-untyped-def]
     """Start a LocalRayHead; a failure shows Ray's log tail, then one error line."""
-    from agent.local_ray import RayStartError
+    from minga.agent.local_ray import RayStartError
 
     try:
         with this_python_first_on_path():

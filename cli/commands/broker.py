@@ -1,46 +1,58 @@
 """`minga broker init`: the federation's CA and the broker's certificate;
 `minga broker serve`: run the federation's broker in the foreground;
 `minga broker status`: which broker of a standby pair leads."""
+
 from __future__ import annotations
 
 import shlex
 import threading
 from pathlib import Path
-
-import grpc
 from typing import Annotated, Optional
 
+import grpc
 import typer
 
-from .. import errors, render
-from ..lifecycle import configure_logging, stop_signals, wait_until
-from ..options import BrokerOpt, CaOpt, OutputOpt, TokenOpt, client
-from ..parsing import parse_duration, parse_size
-from ..render import Output
+from minga.cli import errors, render
+from minga.cli.lifecycle import configure_logging, stop_signals, wait_until
+from minga.cli.options import BrokerOpt, CaOpt, OutputOpt, TokenOpt, client
+from minga.cli.parsing import parse_duration, parse_size
+from minga.cli.render import Output
 
 app = typer.Typer(help="Run the broker (federation operators).", no_args_is_help=True)
 
-PkiDirOpt = Annotated[Optional[Path], typer.Option(
-    "--pki-dir", help="The federation CA and the broker's certificate (made by `minga broker init`).",
-    show_default="<data dir>/pki")]
+PkiDirOpt = Annotated[
+    Optional[Path],
+    typer.Option(
+        "--pki-dir",
+        help="The federation CA and the broker's certificate (made by `minga broker init`).",
+        show_default="<data dir>/pki",
+    ),
+]
 
 
 @app.command("init")
 def init(
-    san: Annotated[list[str], typer.Option("--san", help="A host name or IP address clients and sites use to "
-                                           "reach the broker (repeat for each).", show_default=False)],
+    san: Annotated[
+        list[str],
+        typer.Option(
+            "--san",
+            help="A host name or IP address clients and sites use to reach the broker (repeat for each).",
+            show_default=False,
+        ),
+    ],
     pki_dir: PkiDirOpt = None,
-    force: Annotated[bool, typer.Option("--force", help="Replace an existing CA (every site must join again).")]
-    = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace an existing CA (every site must join again).")
+    ] = False,
     output: OutputOpt = Output.table,
 ) -> None:
     """Create the federation's CA and the broker's TLS certificate, readable only by you.
 
     `minga broker serve` then uses them by default: TLS for users, and mutual TLS on
     the site port, where sites connect with the client certificates they get at join."""
-    from scheduler.domain import MingaError
-    from scheduler.paths import data_dir
-    from scheduler.pki import CA_CERT, init_broker_pki
+    from minga.common.domain import MingaError
+    from minga.common.paths import data_dir
+    from minga.common.pki import CA_CERT, init_broker_pki
 
     directory = (pki_dir or data_dir() / "pki").expanduser()
     try:
@@ -51,60 +63,119 @@ def init(
         raise errors.CliError(f"cannot write {directory}: {exc.strerror}") from exc
     ca_file = directory / CA_CERT
     data = {"pki_dir": str(directory), "ca_file": str(ca_file), "sans": san}
-    render.show(output, data, lambda: typer.echo(
-        f"created the federation CA and the broker certificate for {', '.join(san)} in {directory} (mode 0700)\n"
-        f"give users and sites the CA certificate: {ca_file}\n"
-        f"  e.g. minga site join --broker HOST:PORT --token JOIN_TOKEN --ca {shlex.quote(str(ca_file.resolve()))}"))
+    render.show(
+        output,
+        data,
+        lambda: typer.echo(
+            f"created the federation CA and the broker certificate for {', '.join(san)} in {directory} (mode 0700)\n"
+            f"give users and sites the CA certificate: {ca_file}\n"
+            f"  e.g. minga site join --broker HOST:PORT --token JOIN_TOKEN --ca {shlex.quote(str(ca_file.resolve()))}"
+        ),
+    )
 
 
 @app.command("serve")
 def serve(
-    listen: Annotated[str, typer.Option("--listen", help="HOST:PORT to listen on (port 0: any free port).")]
-    = "127.0.0.1:50551",
-    db: Annotated[str, typer.Option("--db", help="sqlite:///path or postgresql://...; default: a SQLite "
-                                    "file in the data dir (env MINGA_DATA_DIR).", show_default=False)] = "",
-    admin_token_file: Annotated[Optional[Path], typer.Option(
-        "--admin-token-file", help="Where the bootstrap admin token goes.", show_default="<data dir>/admin-token",
-    )] = None,
-    token_key_file: Annotated[Optional[Path], typer.Option(
-        "--token-key-file", help="The secret key token hashes are made with (created on first start, 0600); "
-        "every broker sharing a database needs the same one.", show_default="next to the admin token file",
-    )] = None,
-    tls_cert: Annotated[Optional[Path], typer.Option("--tls-cert", help="Server certificate (PEM).",
-                                                     show_default=False)] = None,
-    tls_key: Annotated[Optional[Path], typer.Option("--tls-key", help="Server private key (PEM).",
-                                                    show_default=False)] = None,
+    listen: Annotated[
+        str, typer.Option("--listen", help="HOST:PORT to listen on (port 0: any free port).")
+    ] = "127.0.0.1:50551",
+    db: Annotated[
+        str,
+        typer.Option(
+            "--db",
+            help="sqlite:///path or postgresql://...; default: a SQLite file in the data dir (env MINGA_DATA_DIR).",
+            show_default=False,
+        ),
+    ] = "",
+    admin_token_file: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--admin-token-file",
+            help="Where the bootstrap admin token goes.",
+            show_default="<data dir>/admin-token",
+        ),
+    ] = None,
+    token_key_file: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--token-key-file",
+            help="The secret key token hashes are made with (created on first start, 0600); "
+            "every broker sharing a database needs the same one.",
+            show_default="next to the admin token file",
+        ),
+    ] = None,
+    tls_cert: Annotated[
+        Optional[Path], typer.Option("--tls-cert", help="Server certificate (PEM).", show_default=False)
+    ] = None,
+    tls_key: Annotated[
+        Optional[Path], typer.Option("--tls-key", help="Server private key (PEM).", show_default=False)
+    ] = None,
     insecure: Annotated[bool, typer.Option("--insecure", help="Allow plaintext on a non-loopback address.")] = False,
-    lease_ttl: Annotated[str, typer.Option("--lease-ttl", help="A site silent this long is LOST and its jobs "
-                                           "are requeued (agents heartbeat every 5 s).")] = "30s",
-    advertise: Annotated[str, typer.Option("--advertise", help="HOST:PORT at which clients reach this broker, "
-                                           "told to them by a standby.", show_default="the listen address")] = "",
+    lease_ttl: Annotated[
+        str,
+        typer.Option(
+            "--lease-ttl",
+            help="A site silent this long is LOST and its jobs are requeued (agents heartbeat every 5 s).",
+        ),
+    ] = "30s",
+    advertise: Annotated[
+        str,
+        typer.Option(
+            "--advertise",
+            help="HOST:PORT at which clients reach this broker, told to them by a standby.",
+            show_default="the listen address",
+        ),
+    ] = "",
     pki_dir: PkiDirOpt = None,
-    site_listen: Annotated[str, typer.Option("--site-listen", help="HOST:PORT of the site port (mutual TLS; "
-                                             "only with a federation CA).", show_default="listen port + 1")] = "",
-    site_advertise: Annotated[str, typer.Option("--site-advertise", help="Where sites reach the site port; a list "
-                                                "'h1:p1,h2:p2' for a leader and its standbys.",
-                                                show_default="the site listen address")] = "",
-    rate_limit: Annotated[float, typer.Option("--rate-limit", help="Calls per second each token, site or "
-                                              "address may make, in bursts of 10 s worth; a site stream may "
-                                              "send 10 times as many messages. 0: no limit.")] = 200.0,
-    max_package_bytes: Annotated[str, typer.Option("--max-package-bytes", envvar="MINGA_BROKER_MAX_PACKAGE_BYTES",
-                                                   help="Largest working-dir package accepted (bytes or a size "
-                                                   "like 200MiB; at most 512MiB); clients read it before "
-                                                   "uploading.")] = "64MiB",
+    site_listen: Annotated[
+        str,
+        typer.Option(
+            "--site-listen",
+            help="HOST:PORT of the site port (mutual TLS; only with a federation CA).",
+            show_default="listen port + 1",
+        ),
+    ] = "",
+    site_advertise: Annotated[
+        str,
+        typer.Option(
+            "--site-advertise",
+            help="Where sites reach the site port; a list 'h1:p1,h2:p2' for a leader and its standbys.",
+            show_default="the site listen address",
+        ),
+    ] = "",
+    rate_limit: Annotated[
+        float,
+        typer.Option(
+            "--rate-limit",
+            help="Calls per second each token, site or "
+            "address may make, in bursts of 10 s worth; a site stream may "
+            "send 10 times as many messages. 0: no limit.",
+        ),
+    ] = 200.0,
+    max_package_bytes: Annotated[
+        str,
+        typer.Option(
+            "--max-package-bytes",
+            envvar="MINGA_BROKER_MAX_PACKAGE_BYTES",
+            help="Largest working-dir package accepted (bytes or a size "
+            "like 200MiB; at most 512MiB); clients read it before "
+            "uploading.",
+        ),
+    ] = "64MiB",
     output: OutputOpt = Output.table,
 ) -> None:
     """Serve the broker until Ctrl-C or SIGTERM."""
-    from scheduler.domain import MingaError  # lazy: the broker's modules are only needed here
-    from scheduler.server import Broker, BrokerConfig
+    from minga.common.domain import MingaError  # lazy: the broker's modules are only needed here
+    from minga.scheduler.server import Broker, BrokerConfig
 
     try:
         ttl_seconds = parse_duration(lease_ttl)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--lease-ttl") from exc
     if ttl_seconds < 10:
-        raise typer.BadParameter(f"{lease_ttl} is shorter than two heartbeats: use 10s or more",
-                                 param_hint="--lease-ttl")
+        raise typer.BadParameter(
+            f"{lease_ttl} is shorter than two heartbeats: use 10s or more", param_hint="--lease-ttl"
+        )
     if rate_limit < 0:
         raise typer.BadParameter(f"{rate_limit:g} is negative: use 0 (no limit) or more", param_hint="--rate-limit")
     try:
@@ -112,12 +183,24 @@ def serve(
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--max-package-bytes") from exc
     configure_logging()
-    broker = Broker(BrokerConfig(listen=listen, db_url=db, admin_token_file=admin_token_file,
-                                 token_key_file=token_key_file,
-                                 tls_cert=tls_cert, tls_key=tls_key, insecure=insecure,
-                                 lease_ttl_seconds=ttl_seconds, advertise=advertise, pki_dir=pki_dir,
-                                 site_listen=site_listen, site_advertise=site_advertise, rate_limit=rate_limit,
-                                 max_package_bytes=package_limit))
+    broker = Broker(
+        BrokerConfig(
+            listen=listen,
+            db_url=db,
+            admin_token_file=admin_token_file,
+            token_key_file=token_key_file,
+            tls_cert=tls_cert,
+            tls_key=tls_key,
+            insecure=insecure,
+            lease_ttl_seconds=ttl_seconds,
+            advertise=advertise,
+            pki_dir=pki_dir,
+            site_listen=site_listen,
+            site_advertise=site_advertise,
+            rate_limit=rate_limit,
+            max_package_bytes=package_limit,
+        )
+    )
     try:
         broker.start()
     except MingaError as exc:
@@ -139,12 +222,19 @@ def _announce(broker: object, output: Output) -> None:
     bootstrapped = broker.bootstrap_token is not None  # type: ignore[attr-defined]
     leading: bool = broker.leading  # type: ignore[attr-defined]
     site_address: str = broker.site_address  # type: ignore[attr-defined]
-    data = {"address": address, "admin_token_file": str(token_file), "bootstrapped": bootstrapped,
-            "leading": leading, "site_address": site_address}
+    data = {
+        "address": address,
+        "admin_token_file": str(token_file),
+        "bootstrapped": bootstrapped,
+        "leading": leading,
+        "site_address": site_address,
+    }
 
     def human() -> None:
-        typer.echo(f"broker listening on {address}" + ("" if leading else
-                   " as a standby: it takes over when the leading broker of its store stops"))
+        typer.echo(
+            f"broker listening on {address}"
+            + ("" if leading else " as a standby: it takes over when the leading broker of its store stops")
+        )
         if site_address:
             typer.echo(f"sites connect with mutual TLS on {site_address}")
         if bootstrapped:
@@ -160,8 +250,8 @@ def _announce(broker: object, output: Output) -> None:
 
 def _exports(broker: object, address: str) -> str:
     """`MINGA_BROKER=... MINGA_CA=...`: every setting the next command needs, so the hint pastes as is."""
-    from scheduler.paths import data_dir
-    from scheduler.pki import CA_CERT
+    from minga.common.paths import data_dir
+    from minga.common.pki import CA_CERT
 
     words = [f"MINGA_BROKER={address}"]
     cfg = broker.config  # type: ignore[attr-defined]
@@ -176,7 +266,10 @@ def _exports(broker: object, address: str) -> str:
 @app.command("status")
 def status(
     ctx: typer.Context,
-    broker: BrokerOpt = None, token: TokenOpt = None, ca: CaOpt = None, output: OutputOpt = Output.table,
+    broker: BrokerOpt = None,
+    token: TokenOpt = None,
+    ca: CaOpt = None,
+    output: OutputOpt = Output.table,
 ) -> None:
     """Ask every broker of the --broker list whether it leads (exit 3 if none does)."""
     with client(ctx, broker, token, ca) as c:
@@ -184,15 +277,20 @@ def status(
     items = []
     for address, answer in answers:
         if isinstance(answer, grpc.RpcError) and answer.code() in (
-                grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
+            grpc.StatusCode.UNAUTHENTICATED,
+            grpc.StatusCode.PERMISSION_DENIED,
+        ):
             raise answer  # a token problem, not a broker's: say so once
-        items.append(render.broker_status_to_dict(address, None, _why(answer)) if isinstance(answer, grpc.RpcError)
-                     else render.broker_status_to_dict(address, answer))
+        items.append(
+            render.broker_status_to_dict(address, None, _why(answer))
+            if isinstance(answer, grpc.RpcError)
+            else render.broker_status_to_dict(address, answer)
+        )
     render.show(output, items, lambda: render.brokers_table(items))
     if not any(item["leading"] for item in items):
         raise errors.CliError("no broker of the list leads", errors.EXIT_UNREACHABLE)
 
 
 def _why(err: grpc.RpcError) -> str:
-    details = (err.details() or "no details").split(";")[0]   # gRPC appends its debug trail after ";"
+    details = (err.details() or "no details").split(";")[0]  # gRPC appends its debug trail after ";"
     return f"{err.code().name}: {details}"

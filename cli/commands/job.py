@@ -1,4 +1,5 @@
 """`minga job ...`: submit, list, inspect, read logs of, and cancel jobs."""
+
 from __future__ import annotations
 
 import os
@@ -11,13 +12,12 @@ from typing import Annotated, Optional
 
 import typer
 
+from minga.cli import errors, render, render_arrays, workdir
+from minga.cli.client import BrokerClient
+from minga.cli.options import BrokerOpt, CaOpt, OutputOpt, TokenOpt, client
+from minga.cli.parsing import format_bytes, parse_country, parse_duration, parse_env, parse_gpu_memory_mb, parse_size
+from minga.cli.render import Output
 from minga.v1 import common_pb2, job_pb2
-
-from .. import errors, render, render_arrays, workdir
-from ..client import BrokerClient
-from ..options import BrokerOpt, CaOpt, OutputOpt, TokenOpt, client
-from ..parsing import format_bytes, parse_country, parse_duration, parse_env, parse_gpu_memory_mb, parse_size
-from ..render import Output
 
 app = typer.Typer(help="Submit and follow jobs.", no_args_is_help=True)
 
@@ -66,8 +66,7 @@ def _upload_working_dir(c: BrokerClient, directory: Path) -> str:
     """Pack within the broker's stated limit (checked before any byte is sent), then upload."""
     limits = c.package_limits()
     try:
-        limit = workdir.effective_limit(limits.max_package_bytes if limits else None,
-                                        limits.setting if limits else "")
+        limit = workdir.effective_limit(limits.max_package_bytes if limits else None, limits.setting if limits else "")
         package = workdir.pack(directory, limit.max_bytes, limit.advice)
     except workdir.PackageError as exc:
         raise errors.usage_error(str(exc)) from exc
@@ -81,54 +80,109 @@ def _upload_working_dir(c: BrokerClient, directory: Path) -> str:
 @app.command("submit")
 def submit(
     ctx: typer.Context,
-    entrypoint: Annotated[list[str], typer.Argument(metavar="ENTRYPOINT", help="The command to run, after `--`.",
-                                                          show_default=False)],
+    entrypoint: Annotated[
+        list[str], typer.Argument(metavar="ENTRYPOINT", help="The command to run, after `--`.", show_default=False)
+    ],
     name: Annotated[str, typer.Option("--name", help="A name to recognise the job by.")] = "",
     gpus: Annotated[int, typer.Option("--gpus", help="GPUs, all on one site and of one model.")] = 0,
-    gpu_model: Annotated[Optional[list[str]], typer.Option("--gpu-model", help="Allowed GPU model (repeatable).",
-                                                           show_default=False)] = None,
-    min_gpu_memory: Annotated[Optional[str], typer.Option("--min-gpu-memory", help="Least memory per GPU: GB "
-                                                          "(e.g. 40) or a size (40GiB).", show_default=False)] = None,
-    country: Annotated[Optional[list[str]], typer.Option("--country", help="Country it may run in (repeatable; "
-                                                         "data residency).", show_default=False)] = None,
+    gpu_model: Annotated[
+        Optional[list[str]], typer.Option("--gpu-model", help="Allowed GPU model (repeatable).", show_default=False)
+    ] = None,
+    min_gpu_memory: Annotated[
+        Optional[str],
+        typer.Option(
+            "--min-gpu-memory", help="Least memory per GPU: GB (e.g. 40) or a size (40GiB).", show_default=False
+        ),
+    ] = None,
+    country: Annotated[
+        Optional[list[str]],
+        typer.Option("--country", help="Country it may run in (repeatable; data residency).", show_default=False),
+    ] = None,
     cpus: Annotated[Optional[float], typer.Option("--cpus", help="CPUs.", show_default="1")] = None,
-    memory: Annotated[Optional[str], typer.Option("--memory", help="Memory to reserve: 4GiB, 512MiB.",
-                                                  show_default=False)] = None,
-    walltime: Annotated[Optional[str], typer.Option("--walltime", help="Time limit: 90s, 30m, 24h, 7d.",
-                                                    show_default="unlimited")] = None,
-    env: Annotated[Optional[list[str]], typer.Option("--env", help="KEY=VALUE for the job (repeatable).",
-                                                     show_default=False)] = None,
-    secret_env: Annotated[Optional[list[str]], typer.Option("--secret-env", help="KEY=VALUE, or KEY to take "
-                                                            "the value from your environment: given to the job "
-                                                            "like --env, shown nowhere (repeatable).",
-                                                            show_default=False)] = None,
-    pip: Annotated[Optional[list[str]], typer.Option("--pip", help="pip package to install (repeatable).",
-                                                     show_default=False)] = None,
-    working_dir: Annotated[Optional[Path], typer.Option("--working-dir", help="Directory to ship with the job "
-                                                        "(.gitignore respected).", show_default=False)] = None,
-    max_attempts: Annotated[int, typer.Option("--max-attempts", help="Failed runs before the job fails: "
-                                              "lost sites, Ray failures, and your own with --retry-failed "
-                                              "(preemption does not count).")] = 3,
-    retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Requeue the job when your code exits "
-                                               "non-zero too, up to --max-attempts.")] = False,
-    project: Annotated[str, typer.Option("--project", help="Project of your institution to charge.",
-                                         show_default="default")] = "",
-    data_country: Annotated[Optional[str], typer.Option("--data-country", help="Where the job's data is: "
-                                                        "prefer sites in or near it.", show_default=False)] = None,
-    label: Annotated[Optional[list[str]], typer.Option("--label", help="KEY=VALUE the site must carry "
-                                                       "(repeatable).", show_default=False)] = None,
-    non_preemptible: Annotated[bool, typer.Option("--non-preemptible", help="Never preempt it (honoured within "
-                                                  "your institution's guarantee).")] = False,
-    idempotency_key: Annotated[Optional[str], typer.Option("--idempotency-key", help="Same key, same job: safe to "
-                                                           "re-run this command.", show_default="random")] = None,
-    allow_unknown: Annotated[bool, typer.Option("--allow-unknown", help="Queue it even if no site has its GPU "
-                                                "model or country, or that many GPUs: for a site expected to "
-                                                "join (else such a submit is refused).")] = False,
-    array: Annotated[Optional[str], typer.Option("--array", help="A job array, as Slurm's: 0-999, 1,3,5-9 or "
-                                                 "0-99:2, with %K to run at most K at once (0-999%4). Each "
-                                                 "task is job ID_INDEX and sees MINGA_ARRAY_INDEX.",
-                                                 show_default=False)] = None,
-    broker: BrokerOpt = None, token: TokenOpt = None, ca: CaOpt = None, output: OutputOpt = Output.table,
+    memory: Annotated[
+        Optional[str], typer.Option("--memory", help="Memory to reserve: 4GiB, 512MiB.", show_default=False)
+    ] = None,
+    walltime: Annotated[
+        Optional[str], typer.Option("--walltime", help="Time limit: 90s, 30m, 24h, 7d.", show_default="unlimited")
+    ] = None,
+    env: Annotated[
+        Optional[list[str]], typer.Option("--env", help="KEY=VALUE for the job (repeatable).", show_default=False)
+    ] = None,
+    secret_env: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--secret-env",
+            help="KEY=VALUE, or KEY to take "
+            "the value from your environment: given to the job "
+            "like --env, shown nowhere (repeatable).",
+            show_default=False,
+        ),
+    ] = None,
+    pip: Annotated[
+        Optional[list[str]], typer.Option("--pip", help="pip package to install (repeatable).", show_default=False)
+    ] = None,
+    working_dir: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--working-dir", help="Directory to ship with the job (.gitignore respected).", show_default=False
+        ),
+    ] = None,
+    max_attempts: Annotated[
+        int,
+        typer.Option(
+            "--max-attempts",
+            help="Failed runs before the job fails: "
+            "lost sites, Ray failures, and your own with --retry-failed "
+            "(preemption does not count).",
+        ),
+    ] = 3,
+    retry_failed: Annotated[
+        bool,
+        typer.Option("--retry-failed", help="Requeue the job when your code exits non-zero too, up to --max-attempts."),
+    ] = False,
+    project: Annotated[
+        str, typer.Option("--project", help="Project of your institution to charge.", show_default="default")
+    ] = "",
+    data_country: Annotated[
+        Optional[str],
+        typer.Option("--data-country", help="Where the job's data is: prefer sites in or near it.", show_default=False),
+    ] = None,
+    label: Annotated[
+        Optional[list[str]],
+        typer.Option("--label", help="KEY=VALUE the site must carry (repeatable).", show_default=False),
+    ] = None,
+    non_preemptible: Annotated[
+        bool, typer.Option("--non-preemptible", help="Never preempt it (honoured within your institution's guarantee).")
+    ] = False,
+    idempotency_key: Annotated[
+        Optional[str],
+        typer.Option(
+            "--idempotency-key", help="Same key, same job: safe to re-run this command.", show_default="random"
+        ),
+    ] = None,
+    allow_unknown: Annotated[
+        bool,
+        typer.Option(
+            "--allow-unknown",
+            help="Queue it even if no site has its GPU "
+            "model or country, or that many GPUs: for a site expected to "
+            "join (else such a submit is refused).",
+        ),
+    ] = False,
+    array: Annotated[
+        Optional[str],
+        typer.Option(
+            "--array",
+            help="A job array, as Slurm's: 0-999, 1,3,5-9 or "
+            "0-99:2, with %K to run at most K at once (0-999%4). Each "
+            "task is job ID_INDEX and sees MINGA_ARRAY_INDEX.",
+            show_default=False,
+        ),
+    ] = None,
+    broker: BrokerOpt = None,
+    token: TokenOpt = None,
+    ca: CaOpt = None,
+    output: OutputOpt = Output.table,
 ) -> None:
     """Submit a job; prints its id. Example: minga job submit --gpus 1 -- python train.py"""
     if gpus < 0:
@@ -182,8 +236,11 @@ def _show_submitted_array(output: Output, array: dict, created: bool) -> None:
     def human() -> None:
         typer.echo(array["id"])
         again = "" if created else " (already submitted with this idempotency key)"
-        typer.echo(f"{array['tasks']} tasks, jobs {array['id']}_<index>{again}; follow them with: "
-                   f"minga job status {array['id']}", err=True)
+        typer.echo(
+            f"{array['tasks']} tasks, jobs {array['id']}_<index>{again}; follow them with: "
+            f"minga job status {array['id']}",
+            err=True,
+        )
 
     render.show(output, {**array, "created": created}, human)
 
@@ -192,12 +249,21 @@ def _show_submitted_array(output: Output, array: dict, created: bool) -> None:
 def list_jobs(
     ctx: typer.Context,
     all_: Annotated[bool, typer.Option("--all", help="Include finished jobs.")] = False,
-    expand: Annotated[bool, typer.Option("--expand", "--tasks", help="List each task of a job array, not "
-                                         "one line per array.")] = False,
-    state: Annotated[Optional[str], typer.Option("--state", help="Only jobs in this state: PENDING, LEASED, "
-                                                 "RUNNING, SUCCEEDED, FAILED, CANCELLING, CANCELLED.",
-                                                 show_default=False)] = None,
-    broker: BrokerOpt = None, token: TokenOpt = None, ca: CaOpt = None, output: OutputOpt = Output.table,
+    expand: Annotated[
+        bool, typer.Option("--expand", "--tasks", help="List each task of a job array, not one line per array.")
+    ] = False,
+    state: Annotated[
+        Optional[str],
+        typer.Option(
+            "--state",
+            help="Only jobs in this state: PENDING, LEASED, RUNNING, SUCCEEDED, FAILED, CANCELLING, CANCELLED.",
+            show_default=False,
+        ),
+    ] = None,
+    broker: BrokerOpt = None,
+    token: TokenOpt = None,
+    ca: CaOpt = None,
+    output: OutputOpt = Output.table,
 ) -> None:
     """List your jobs (admins: everyone's); finished ones only with --all."""
     wire_state = _parsed("--state", parse_job_state, state) if state else common_pb2.JOB_STATE_UNSPECIFIED
@@ -210,15 +276,19 @@ def list_jobs(
     jobs = [render.job_to_dict(j) for j in found]
     grouped = [render_arrays.array_to_dict(a) for a in arrays]
     now = time.time()
-    render.show(output, grouped + jobs,
-                lambda: render.jobs_table(jobs, now, [render_arrays.array_row(a, now) for a in grouped]))
+    render.show(
+        output, grouped + jobs, lambda: render.jobs_table(jobs, now, [render_arrays.array_row(a, now) for a in grouped])
+    )
 
 
 @app.command("status")
 def status(
     ctx: typer.Context,
     job_id: Annotated[str, typer.Argument(metavar="ID", help="Job id, e.g. j-123.")],
-    broker: BrokerOpt = None, token: TokenOpt = None, ca: CaOpt = None, output: OutputOpt = Output.table,
+    broker: BrokerOpt = None,
+    token: TokenOpt = None,
+    ca: CaOpt = None,
+    output: OutputOpt = Output.table,
 ) -> None:
     """Show a job: state, site, country, attempts, and why it waits or ended. A job
     array's id shows its tasks counted by state; ID_INDEX shows one task."""
@@ -236,9 +306,15 @@ def status(
 def logs(
     ctx: typer.Context,
     job_id: Annotated[str, typer.Argument(metavar="ID", help="Job id.")],
-    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep streaming until the job ends; a pending "
-                                         "job is waited for until it starts.")] = False,
-    broker: BrokerOpt = None, token: TokenOpt = None, ca: CaOpt = None,
+    follow: Annotated[
+        bool,
+        typer.Option(
+            "--follow", "-f", help="Keep streaming until the job ends; a pending job is waited for until it starts."
+        ),
+    ] = False,
+    broker: BrokerOpt = None,
+    token: TokenOpt = None,
+    ca: CaOpt = None,
 ) -> None:
     """Print the log of the job's current or last run, as raw bytes.
 
@@ -249,19 +325,20 @@ def logs(
         pending = c.get_job(job_id)
         pending = pending if pending.state == common_pb2.JOB_STATE_PENDING else None
         if pending is not None and follow:
-            typer.echo(f"{_pending_note(pending)}; waiting for it to start (Ctrl-C stops waiting, "
-                       "the job stays queued)", err=True)
+            typer.echo(
+                f"{_pending_note(pending)}; waiting for it to start (Ctrl-C stops waiting, the job stays queued)",
+                err=True,
+            )
         for chunk in c.job_logs(job_id, follow=follow):
             out.write(chunk.data)
             out.flush()
     if pending is not None and not follow:
-        typer.echo(f"{_pending_note(pending)}; its log starts when it runs: "
-                   f"minga job logs --follow {job_id}", err=True)
+        typer.echo(f"{_pending_note(pending)}; its log starts when it runs: minga job logs --follow {job_id}", err=True)
         raise typer.Exit(errors.EXIT_PENDING)
 
 
 def _pending_note(job: common_pb2.Job) -> str:
-    """"job j-1 is pending: <why it waits>", the reason `job status` shows."""
+    """ "job j-1 is pending: <why it waits>", the reason `job status` shows."""
     again = f" again after {job.attempts} attempt{'s' if job.attempts != 1 else ''}" if job.attempts else ""
     return f"job {job.id} is pending{again}: {job.reason or 'waiting for the next scheduling cycle'}"
 
@@ -270,7 +347,10 @@ def _pending_note(job: common_pb2.Job) -> str:
 def cancel(
     ctx: typer.Context,
     job_id: Annotated[str, typer.Argument(metavar="ID", help="Job id.")],
-    broker: BrokerOpt = None, token: TokenOpt = None, ca: CaOpt = None, output: OutputOpt = Output.table,
+    broker: BrokerOpt = None,
+    token: TokenOpt = None,
+    ca: CaOpt = None,
+    output: OutputOpt = Output.table,
 ) -> None:
     """Cancel a job; a running one goes CANCELLING until its site confirms the stop. A job
     array's id cancels every task not ended yet; ID_INDEX cancels one task."""
@@ -278,8 +358,7 @@ def cancel(
         found = c.cancel_job_or_array(job_id)
     if isinstance(found, job_pb2.JobArray):
         array = render_arrays.array_to_dict(found)
-        render.show(output, array, lambda: typer.echo(
-            f"job array {array['id']}: {render_arrays.array_counts(array)}"))
+        render.show(output, array, lambda: typer.echo(f"job array {array['id']}: {render_arrays.array_counts(array)}"))
         return
     job = render.job_to_dict(found)
     render.show(output, job, lambda: typer.echo(f"job {job['id']} is {job['state']}"))

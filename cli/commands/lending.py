@@ -5,22 +5,25 @@ not a restriction), so `show` always prints exactly what is enforced. Flags are
 checked here with the broker's own parsers, so a typo is one clear line naming the
 flag before anything is sent; the broker checks everything again.
 """
+
 from __future__ import annotations
 
 from typing import Annotated, Any, Optional
 
 import typer
+
+from minga.cli import render
+from minga.cli.options import BrokerOpt, CaOpt, OutputOpt, TokenOpt, client
+from minga.cli.parsing import parse_country, parse_duration
+from minga.cli.render import Output
+from minga.common.lending import LendingPolicy, check_policy, check_timezone, format_duration, parse_window
 from minga.v1 import admin_pb2
 
-from scheduler.lending import LendingPolicy, check_policy, check_timezone, format_duration, parse_window
-
-from .. import render
-from ..options import BrokerOpt, CaOpt, OutputOpt, TokenOpt, client
-from ..parsing import parse_country, parse_duration
-from ..render import Output
-
-policy_app = typer.Typer(help="A site owner's lending policy: who may borrow its GPUs, how many, how long, "
-                              "when, and what may reach its Ray cluster.", no_args_is_help=True)
+policy_app = typer.Typer(
+    help="A site owner's lending policy: who may borrow its GPUs, how many, how long, "
+    "when, and what may reach its Ray cluster.",
+    no_args_is_help=True,
+)
 
 SiteArg = Annotated[str, typer.Argument(help="Site name, e.g. ufpa-belem.")]
 Many = Optional[list[str]]
@@ -36,9 +39,22 @@ def _each(flag: str, values: Many, parse: Any) -> list[Any]:
     return out
 
 
-def _policy(*, allow_country: Many, deny_country: Many, allow_institution: Many, deny_institution: Many,
-            max_lent: int | None, guest_walltime: str | None, lend_window: Many, closed_window: Many,
-            timezone: str | None, no_env: bool, env_allow: Many, no_pip: bool, pip_allow: Many) -> LendingPolicy:
+def _policy(
+    *,
+    allow_country: Many,
+    deny_country: Many,
+    allow_institution: Many,
+    deny_institution: Many,
+    max_lent: int | None,
+    guest_walltime: str | None,
+    lend_window: Many,
+    closed_window: Many,
+    timezone: str | None,
+    no_env: bool,
+    env_allow: Many,
+    no_pip: bool,
+    pip_allow: Many,
+) -> LendingPolicy:
     """The flags as a checked policy; a bad one is a BadParameter naming its flag."""
     if no_env and env_allow:
         raise typer.BadParameter("give either --no-env or --env-allow, not both", param_hint="--no-env")
@@ -46,8 +62,9 @@ def _policy(*, allow_country: Many, deny_country: Many, allow_institution: Many,
         raise typer.BadParameter("give either --no-pip or --pip-allow, not both", param_hint="--no-pip")
     windows = _each("--lend-window", lend_window, parse_window), _each("--closed-window", closed_window, parse_window)
     if (windows[0] or windows[1]) and not timezone:
-        raise typer.BadParameter("time windows need the site's IANA time zone, e.g. --timezone America/Belem",
-                                 param_hint="--timezone")
+        raise typer.BadParameter(
+            "time windows need the site's IANA time zone, e.g. --timezone America/Belem", param_hint="--timezone"
+        )
     walltime = _each("--guest-walltime", [guest_walltime] if guest_walltime else [], parse_duration)
     if walltime and walltime[0] <= 0:
         raise typer.BadParameter("must be longer than 0s", param_hint="--guest-walltime")
@@ -56,14 +73,19 @@ def _policy(*, allow_country: Many, deny_country: Many, allow_institution: Many,
         deny_countries=tuple(_each("--deny-country", deny_country, parse_country)),
         allow_institutions=_checked("--allow-institution", "allow_institutions", allow_institution),
         deny_institutions=_checked("--deny-institution", "deny_institutions", deny_institution),
-        max_lent_gpus=max_lent, guest_max_walltime_seconds=walltime[0] if walltime else 0,
+        max_lent_gpus=max_lent,
+        guest_max_walltime_seconds=walltime[0] if walltime else 0,
         timezone=_each("--timezone", [timezone], check_timezone)[0] if timezone else "",
-        lend_windows=tuple(windows[0]), closed_windows=tuple(windows[1]),
-        no_env=no_env, env_allow=_checked("--env-allow", "env_allow", env_allow),
-        no_pip=no_pip, pip_allow=_checked("--pip-allow", "pip_allow", pip_allow))
+        lend_windows=tuple(windows[0]),
+        closed_windows=tuple(windows[1]),
+        no_env=no_env,
+        env_allow=_checked("--env-allow", "env_allow", env_allow),
+        no_pip=no_pip,
+        pip_allow=_checked("--pip-allow", "pip_allow", pip_allow),
+    )
     try:
         return check_policy(policy)
-    except ValueError as exc:   # not expected once each flag passed on its own
+    except ValueError as exc:  # not expected once each flag passed on its own
         raise typer.BadParameter(str(exc), param_hint="policy") from exc
 
 
@@ -77,13 +99,25 @@ def _checked(flag: str, field: str, values: Many) -> tuple[str, ...]:
 
 def lending_to_dict(r: admin_pb2.LendingPolicyResponse) -> dict[str, Any]:
     p = r.policy
-    policy = None if not r.has_policy else {
-        "allow_countries": list(p.allow_countries), "deny_countries": list(p.deny_countries),
-        "allow_institutions": list(p.allow_institutions), "deny_institutions": list(p.deny_institutions),
-        "max_lent_gpus": None if p.max_lent_gpus < 0 else p.max_lent_gpus,
-        "guest_max_walltime_seconds": p.guest_max_walltime_seconds or None, "timezone": p.timezone or None,
-        "lend_windows": list(p.lend_windows), "closed_windows": list(p.closed_windows),
-        "no_env": p.no_env, "env_allow": list(p.env_allow), "no_pip": p.no_pip, "pip_allow": list(p.pip_allow)}
+    policy = (
+        None
+        if not r.has_policy
+        else {
+            "allow_countries": list(p.allow_countries),
+            "deny_countries": list(p.deny_countries),
+            "allow_institutions": list(p.allow_institutions),
+            "deny_institutions": list(p.deny_institutions),
+            "max_lent_gpus": None if p.max_lent_gpus < 0 else p.max_lent_gpus,
+            "guest_max_walltime_seconds": p.guest_max_walltime_seconds or None,
+            "timezone": p.timezone or None,
+            "lend_windows": list(p.lend_windows),
+            "closed_windows": list(p.closed_windows),
+            "no_env": p.no_env,
+            "env_allow": list(p.env_allow),
+            "no_pip": p.no_pip,
+            "pip_allow": list(p.pip_allow),
+        }
+    )
     return {"site": r.site, "institution": r.institution, "policy": policy, "open_now": r.open_now}
 
 
@@ -129,53 +163,129 @@ def _show(output: Output, answer: admin_pb2.LendingPolicyResponse) -> None:
 def policy_set(
     ctx: typer.Context,
     site: SiteArg,
-    allow_country: Annotated[Many, typer.Option("--allow-country", help="Lend only to institutions of this "
-                                                "country (repeatable), e.g. CL.", show_default=False)] = None,
-    deny_country: Annotated[Many, typer.Option("--deny-country", help="Never lend to institutions of this "
-                                               "country (repeatable).", show_default=False)] = None,
-    allow_institution: Annotated[Many, typer.Option("--allow-institution", help="Lend only to this institution "
-                                                    "(repeatable; with --allow-country, either admits).",
-                                                    show_default=False)] = None,
-    deny_institution: Annotated[Many, typer.Option("--deny-institution", help="Never lend to this institution "
-                                                   "(repeatable; deny wins).", show_default=False)] = None,
-    max_lent: Annotated[Optional[int], typer.Option("--max-lent", min=0, help="GPUs all guests together may "
-                                                    "hold at once.", show_default=False)] = None,
-    guest_walltime: Annotated[Optional[str], typer.Option("--guest-walltime", help="Guests must declare a "
-                                                          "walltime of at most this, e.g. 4h.",
-                                                          show_default=False)] = None,
-    lend_window: Annotated[Many, typer.Option("--lend-window", help="Lend only during these local times "
-                                              "(repeatable), e.g. 'Mon-Fri 20:00-08:00' or 'Sat-Sun 00:00-24:00'.",
-                                              show_default=False)] = None,
-    closed_window: Annotated[Many, typer.Option("--closed-window", help="Never lend during these local times "
-                                                "(repeatable), e.g. 'Mon-Fri 08:00-20:00'; guests' runs are "
-                                                "preempted when one starts.", show_default=False)] = None,
-    timezone: Annotated[Optional[str], typer.Option("--timezone", help="The site's IANA time zone for the "
-                                                    "windows, e.g. America/Belem.", show_default=False)] = None,
-    no_env: Annotated[bool, typer.Option("--no-env", help="Refuse jobs that set any environment variable "
-                                         "(every job, the owner's too).")] = False,
-    env_allow: Annotated[Many, typer.Option("--env-allow", help="Allow only these environment variable names "
-                                            "(repeatable; every job).", show_default=False)] = None,
-    no_pip: Annotated[bool, typer.Option("--no-pip", help="Refuse jobs that install pip packages "
-                                         "(every job).")] = False,
-    pip_allow: Annotated[Many, typer.Option("--pip-allow", help="Allow only these pip distributions "
-                                            "(repeatable; every job), e.g. torch.", show_default=False)] = None,
-    broker: BrokerOpt = None, token: TokenOpt = None, ca: CaOpt = None, output: OutputOpt = Output.table,
+    allow_country: Annotated[
+        Many,
+        typer.Option(
+            "--allow-country",
+            help="Lend only to institutions of this country (repeatable), e.g. CL.",
+            show_default=False,
+        ),
+    ] = None,
+    deny_country: Annotated[
+        Many,
+        typer.Option(
+            "--deny-country", help="Never lend to institutions of this country (repeatable).", show_default=False
+        ),
+    ] = None,
+    allow_institution: Annotated[
+        Many,
+        typer.Option(
+            "--allow-institution",
+            help="Lend only to this institution (repeatable; with --allow-country, either admits).",
+            show_default=False,
+        ),
+    ] = None,
+    deny_institution: Annotated[
+        Many,
+        typer.Option(
+            "--deny-institution", help="Never lend to this institution (repeatable; deny wins).", show_default=False
+        ),
+    ] = None,
+    max_lent: Annotated[
+        Optional[int],
+        typer.Option("--max-lent", min=0, help="GPUs all guests together may hold at once.", show_default=False),
+    ] = None,
+    guest_walltime: Annotated[
+        Optional[str],
+        typer.Option(
+            "--guest-walltime", help="Guests must declare a walltime of at most this, e.g. 4h.", show_default=False
+        ),
+    ] = None,
+    lend_window: Annotated[
+        Many,
+        typer.Option(
+            "--lend-window",
+            help="Lend only during these local times "
+            "(repeatable), e.g. 'Mon-Fri 20:00-08:00' or 'Sat-Sun 00:00-24:00'.",
+            show_default=False,
+        ),
+    ] = None,
+    closed_window: Annotated[
+        Many,
+        typer.Option(
+            "--closed-window",
+            help="Never lend during these local times "
+            "(repeatable), e.g. 'Mon-Fri 08:00-20:00'; guests' runs are "
+            "preempted when one starts.",
+            show_default=False,
+        ),
+    ] = None,
+    timezone: Annotated[
+        Optional[str],
+        typer.Option(
+            "--timezone", help="The site's IANA time zone for the windows, e.g. America/Belem.", show_default=False
+        ),
+    ] = None,
+    no_env: Annotated[
+        bool,
+        typer.Option("--no-env", help="Refuse jobs that set any environment variable (every job, the owner's too)."),
+    ] = False,
+    env_allow: Annotated[
+        Many,
+        typer.Option(
+            "--env-allow",
+            help="Allow only these environment variable names (repeatable; every job).",
+            show_default=False,
+        ),
+    ] = None,
+    no_pip: Annotated[
+        bool, typer.Option("--no-pip", help="Refuse jobs that install pip packages (every job).")
+    ] = False,
+    pip_allow: Annotated[
+        Many,
+        typer.Option(
+            "--pip-allow",
+            help="Allow only these pip distributions (repeatable; every job), e.g. torch.",
+            show_default=False,
+        ),
+    ] = None,
+    broker: BrokerOpt = None,
+    token: TokenOpt = None,
+    ca: CaOpt = None,
+    output: OutputOpt = Output.table,
 ) -> None:
     """Replace the site's lending policy with exactly what these flags say."""
-    from scheduler.api.lending_convert import policy_to_pb  # lazy: it pulls in the store's modules
+    from minga.common.wire.lending import policy_to_pb
 
-    policy = _policy(allow_country=allow_country, deny_country=deny_country, allow_institution=allow_institution,
-                     deny_institution=deny_institution, max_lent=max_lent, guest_walltime=guest_walltime,
-                     lend_window=lend_window, closed_window=closed_window, timezone=timezone, no_env=no_env,
-                     env_allow=env_allow, no_pip=no_pip, pip_allow=pip_allow)
+    policy = _policy(
+        allow_country=allow_country,
+        deny_country=deny_country,
+        allow_institution=allow_institution,
+        deny_institution=deny_institution,
+        max_lent=max_lent,
+        guest_walltime=guest_walltime,
+        lend_window=lend_window,
+        closed_window=closed_window,
+        timezone=timezone,
+        no_env=no_env,
+        env_allow=env_allow,
+        no_pip=no_pip,
+        pip_allow=pip_allow,
+    )
     with client(ctx, broker, token, ca) as c:
         answer = c.set_lending_policy(site, policy_to_pb(policy))
     _show(output, answer)
 
 
 @policy_app.command("show")
-def policy_show(ctx: typer.Context, site: SiteArg, broker: BrokerOpt = None, token: TokenOpt = None,
-                ca: CaOpt = None, output: OutputOpt = Output.table) -> None:
+def policy_show(
+    ctx: typer.Context,
+    site: SiteArg,
+    broker: BrokerOpt = None,
+    token: TokenOpt = None,
+    ca: CaOpt = None,
+    output: OutputOpt = Output.table,
+) -> None:
     """Show the site's lending policy, and whether guests may start there now."""
     with client(ctx, broker, token, ca) as c:
         answer = c.get_lending_policy(site)
@@ -183,8 +293,14 @@ def policy_show(ctx: typer.Context, site: SiteArg, broker: BrokerOpt = None, tok
 
 
 @policy_app.command("clear")
-def policy_clear(ctx: typer.Context, site: SiteArg, broker: BrokerOpt = None, token: TokenOpt = None,
-                 ca: CaOpt = None, output: OutputOpt = Output.table) -> None:
+def policy_clear(
+    ctx: typer.Context,
+    site: SiteArg,
+    broker: BrokerOpt = None,
+    token: TokenOpt = None,
+    ca: CaOpt = None,
+    output: OutputOpt = Output.table,
+) -> None:
     """Remove the site's lending policy: it lends to anyone, at any time, and takes any environment."""
     with client(ctx, broker, token, ca) as c:
         answer = c.set_lending_policy(site, None)

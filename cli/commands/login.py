@@ -1,20 +1,23 @@
 """`minga login`: check a token against the broker, then remember broker and token."""
+
 from __future__ import annotations
 
 from typing import Annotated, Optional
 
 import typer
 
-from .. import config, errors, render
-from ..options import BrokerOpt, CaOpt, OutputOpt, connection, open_client
-from ..render import Output
+from minga.cli import config, errors, render
+from minga.cli.options import BrokerOpt, CaOpt, OutputOpt, connection, open_client
+from minga.cli.render import Output
 
 
 def login(
     ctx: typer.Context,
     broker: BrokerOpt = None,
-    token: Annotated[Optional[str], typer.Option("--token", help="Your token (from `minga admin user add`) "
-                                                 "(env MINGA_TOKEN).", show_default=False)] = None,
+    token: Annotated[
+        Optional[str],
+        typer.Option("--token", help="Your token (from `minga admin user add`) (env MINGA_TOKEN).", show_default=False),
+    ] = None,
     ca: CaOpt = None,
     output: OutputOpt = Output.table,
 ) -> None:
@@ -23,8 +26,11 @@ def login(
     if not conn.token:
         raise errors.usage_error("no token: pass --token TOKEN (from `minga admin user add`) or set MINGA_TOKEN")
     ca_file = conn.ca_file.expanduser().resolve() if conn.ca_file else None
-    with open_client(conn) as client, errors.explain(
-        unauthenticated=f"broker at {conn.broker} rejected the token: check it, or ask your admin for a new one"
+    with (
+        open_client(conn) as client,
+        errors.explain(
+            unauthenticated=f"broker at {conn.broker} rejected the token: check it, or ask your admin for a new one"
+        ),
     ):
         me = client.whoami()
     settings = {"broker": str(conn.broker), "token": conn.token}
@@ -33,7 +39,11 @@ def login(
     path = config.save_config(settings)
     who = render.whoami_to_dict(me)
     data = {**who, "broker": conn.broker, "config_file": str(path)}
-    render.show(output, data, lambda: typer.echo(
-        f"logged in to {conn.broker} as {who['name']} ({who['role']}"
-        f"{', ' + who['institution'] if who['institution'] else ''}); settings saved to {path}"
-    ))
+    render.show(
+        output,
+        data,
+        lambda: typer.echo(
+            f"logged in to {conn.broker} as {who['name']} ({who['role']}"
+            f"{', ' + who['institution'] if who['institution'] else ''}); settings saved to {path}"
+        ),
+    )

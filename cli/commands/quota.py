@@ -1,4 +1,5 @@
 """`minga quota show [--tree]`: each institution's fair share (over days and now) and GPUs per model."""
+
 from __future__ import annotations
 
 import sys
@@ -6,9 +7,9 @@ from typing import Annotated
 
 import typer
 
-from .. import render
-from ..options import BrokerOpt, CaOpt, OutputOpt, TokenOpt, client
-from ..render import Output
+from minga.cli import render
+from minga.cli.options import BrokerOpt, CaOpt, OutputOpt, TokenOpt, client
+from minga.cli.render import Output
 
 app = typer.Typer(help="GPU quotas per institution and model.", no_args_is_help=True)
 
@@ -17,7 +18,10 @@ app = typer.Typer(help="GPU quotas per institution and model.", no_args_is_help=
 def show(
     ctx: typer.Context,
     tree: Annotated[bool, typer.Option("--tree", help="Also show the whole account tree.")] = False,
-    broker: BrokerOpt = None, token: TokenOpt = None, ca: CaOpt = None, output: OutputOpt = Output.table,
+    broker: BrokerOpt = None,
+    token: TokenOpt = None,
+    ca: CaOpt = None,
+    output: OutputOpt = Output.table,
 ) -> None:
     """Per institution: weight, entitlement, decayed usage, fair-share factor, and its fair
     share of the GPUs now next to what it holds; per GPU model: owned, guaranteed, in use,

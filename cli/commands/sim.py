@@ -1,5 +1,6 @@
 """`minga sim`: replay a workload on a federation file, or a named scenario, through minga's
 policy and three baselines, on simulated time (scheduler/sim). No broker needed."""
+
 from __future__ import annotations
 
 import json
@@ -10,8 +11,7 @@ from typing import Annotated, Optional
 
 import typer
 
-app = typer.Typer(help="Simulate the scheduling policy on a federation and a workload.",
-                  invoke_without_command=True)
+app = typer.Typer(help="Simulate the scheduling policy on a federation and a workload.", invoke_without_command=True)
 
 REPO = Path(__file__).resolve().parents[2]
 # Options a scenario file replaces: naming one of them next to --scenario is an error.
@@ -26,24 +26,41 @@ class SimOutput(str, Enum):
 @app.callback()
 def run(
     ctx: typer.Context,
-    federation: Annotated[Optional[Path], typer.Option(
-        help="Federation file (TOML); default: the example shipped with minga "
-             "(examples/latam-federation.toml, 19 countries).",
-        exists=True, dir_okay=False, readable=True)] = None,
-    trace: Annotated[str, typer.Option(help="Task trace CSV (openb pod list), relative to --traces-dir or not, "
-                                            "or 'synthetic'.")] = "alibaba-openb-2023/openb_pod_list_gpuspec33.csv",
+    federation: Annotated[
+        Optional[Path],
+        typer.Option(
+            help="Federation file (TOML); default: the example shipped with minga "
+            "(examples/latam-federation.toml, 19 countries).",
+            exists=True,
+            dir_okay=False,
+            readable=True,
+        ),
+    ] = None,
+    trace: Annotated[
+        str, typer.Option(help="Task trace CSV (openb pod list), relative to --traces-dir or not, or 'synthetic'.")
+    ] = "alibaba-openb-2023/openb_pod_list_gpuspec33.csv",
     traces_dir: Annotated[Path, typer.Option(help="The shared traces folder.")] = REPO.parent / "shared" / "traces",
     jobs: Annotated[Optional[int], typer.Option(help="Jobs to replay (trace: the last N GPU tasks).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the synthetic generator.")] = 0,
-    load: Annotated[float, typer.Option(help="Offered load the arrivals are scaled to; "
-                                             "0 replays the trace's arrivals as they are.")] = 1.5,
-    scenario: Annotated[Optional[str], typer.Option(help="A scenario file, or the NAME of "
-                                                         "a scenario shipped with minga "
-                                                         "(examples/scenarios/NAME.toml): its federation "
-                                                         "and jobs replace --federation and --trace.")] = None,
+    load: Annotated[
+        float, typer.Option(help="Offered load the arrivals are scaled to; 0 replays the trace's arrivals as they are.")
+    ] = 1.5,
+    scenario: Annotated[
+        Optional[str],
+        typer.Option(
+            help="A scenario file, or the NAME of "
+            "a scenario shipped with minga "
+            "(examples/scenarios/NAME.toml): its federation "
+            "and jobs replace --federation and --trace."
+        ),
+    ] = None,
     policy: Annotated[Optional[list[str]], typer.Option(help="Policies to run (default: all four).")] = None,
-    share_policy: Annotated[Optional[str], typer.Option(help="Override the file's share policy: static or contribution.")] = None,
-    periodic: Annotated[bool, typer.Option(help="A cycle every cycle_seconds while jobs wait, not only on events.")] = False,
+    share_policy: Annotated[
+        Optional[str], typer.Option(help="Override the file's share policy: static or contribution.")
+    ] = None,
+    periodic: Annotated[
+        bool, typer.Option(help="A cycle every cycle_seconds while jobs wait, not only on events.")
+    ] = False,
     output: Annotated[SimOutput, typer.Option(help="table or json on stdout.")] = SimOutput.table,
     csv_file: Annotated[Optional[Path], typer.Option("--csv", help="Write the metrics as CSV.")] = None,
     json_file: Annotated[Optional[Path], typer.Option("--json", help="Write the full result as JSON.")] = None,
@@ -52,10 +69,10 @@ def run(
     """Compare minga, fifo, slurm-classic and static on the same jobs (table or --output json)."""
     if ctx.invoked_subcommand is not None:
         return
-    from scheduler.sim import federation as fedmod
-    from scheduler.sim import report
-    from scheduler.sim.baselines import POLICIES
-    from scheduler.sim.examples import example_federation
+    from minga.scheduler.sim import federation as fedmod
+    from minga.scheduler.sim import report
+    from minga.scheduler.sim.baselines import POLICIES
+    from minga.scheduler.sim.examples import example_federation
 
     scen = _scenario(ctx, scenario) if scenario is not None else None
     if scen is None and load < 0:
@@ -92,14 +109,18 @@ def run(
 
 def _scenario(ctx: typer.Context, arg: str):
     """The scenario file named by --scenario (a path, or the name of a shipped one)."""
-    from scheduler.sim import scenario as scenmod
-    from scheduler.sim.examples import scenarios_dir
+    from minga.scheduler.sim import scenario as scenmod
+    from minga.scheduler.sim.examples import scenarios_dir
 
-    clash = [f"--{k.replace('_', '-')}" for k in WORKLOAD_OPTIONS
-             if getattr(ctx.get_parameter_source(k), "name", "DEFAULT") not in ("DEFAULT", "DEFAULT_MAP")]
+    clash = [
+        f"--{k.replace('_', '-')}"
+        for k in WORKLOAD_OPTIONS
+        if getattr(ctx.get_parameter_source(k), "name", "DEFAULT") not in ("DEFAULT", "DEFAULT_MAP")
+    ]
     if clash:
-        raise typer.BadParameter(f"a scenario brings its own federation and jobs; drop {', '.join(clash)}",
-                                 param_hint="--scenario")
+        raise typer.BadParameter(
+            f"a scenario brings its own federation and jobs; drop {', '.join(clash)}", param_hint="--scenario"
+        )
     try:
         return scenmod.load(scenmod.resolve(arg, scenarios_dir()))
     except scenmod.ScenarioError as exc:
@@ -109,7 +130,7 @@ def _scenario(ctx: typer.Context, arg: str):
 
 def _workload(fed, trace: str, traces_dir: Path, jobs: Optional[int], seed: int, load: float) -> list:
     """The trace's GPU tasks scaled to `load` (0: as they are), or the synthetic jobs."""
-    from scheduler.sim import workload
+    from minga.scheduler.sim import workload
 
     weights = [(i.slug, i.weight) for i in fed.institutions]
     if trace == "synthetic":
@@ -124,20 +145,25 @@ def _workload(fed, trace: str, traces_dir: Path, jobs: Optional[int], seed: int,
     if not path.is_absolute() and (traces_dir / trace).exists():
         path = traces_dir / trace
     if not path.exists():
-        raise typer.BadParameter(f"no trace file {path}; pass --traces-dir (the folder holding "
-                                 f"{trace}), a path to the CSV, or --trace synthetic", param_hint="--trace")
+        raise typer.BadParameter(
+            f"no trace file {path}; pass --traces-dir (the folder holding "
+            f"{trace}), a path to the CSV, or --trace synthetic",
+            param_hint="--trace",
+        )
     return workload.scale_to_load(workload.read_trace(path, weights, jobs), fed.capacity, load)[0]
 
 
 @app.command("make-federation")
 def make_federation(
     traces_dir: Annotated[Path, typer.Option(help="The shared traces folder.")] = REPO.parent / "shared" / "traces",
-    out: Annotated[Optional[Path], typer.Option(help="Where to write the TOML; default: the shipped "
-                                                     "example (examples/latam-federation.toml).")] = None,
+    out: Annotated[
+        Optional[Path],
+        typer.Option(help="Where to write the TOML; default: the shipped example (examples/latam-federation.toml)."),
+    ] = None,
 ) -> None:
     """Regenerate the example federation from the traces, by the rules in its header."""
-    from scheduler.sim import make_federation as mf
-    from scheduler.sim.examples import example_federation
+    from minga.scheduler.sim import make_federation as mf
+    from minga.scheduler.sim.examples import example_federation
 
     out = out or example_federation()
 

@@ -1,4 +1,5 @@
 """`minga site ...`: list the federation's sites; join this cluster as a site."""
+
 from __future__ import annotations
 
 import os
@@ -7,9 +8,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from .. import errors, render
-from ..options import BrokerOpt, CaOpt, OutputOpt, TokenOpt, client, read_ca
-from ..render import Output
+from minga.cli import errors, render
+from minga.cli.options import BrokerOpt, CaOpt, OutputOpt, TokenOpt, client, read_ca
+from minga.cli.render import Output
 
 app = typer.Typer(help="Sites: the Ray clusters institutions contribute.", no_args_is_help=True)
 
@@ -17,8 +18,11 @@ CREDENTIAL_ENV = "MINGA_SITE_CREDENTIAL"
 
 CredentialOpt = Annotated[
     Optional[Path],
-    typer.Option("--credential", help="Site credential file (env MINGA_SITE_CREDENTIAL; default in the config dir).",
-                 show_default=False),
+    typer.Option(
+        "--credential",
+        help="Site credential file (env MINGA_SITE_CREDENTIAL; default in the config dir).",
+        show_default=False,
+    ),
 ]
 
 
@@ -28,7 +32,7 @@ def credential_path(flag: Path | None) -> Path:
         return flag.expanduser()
     if os.environ.get(CREDENTIAL_ENV):
         return Path(os.environ[CREDENTIAL_ENV]).expanduser()
-    from agent.credentials import default_credential_path  # lazy: agent/ may pull in heavy deps
+    from minga.agent.credentials import default_credential_path  # lazy: agent/ may pull in heavy deps
 
     return default_credential_path()
 
@@ -36,7 +40,10 @@ def credential_path(flag: Path | None) -> Path:
 @app.command("list")
 def list_sites(
     ctx: typer.Context,
-    broker: BrokerOpt = None, token: TokenOpt = None, ca: CaOpt = None, output: OutputOpt = Output.table,
+    broker: BrokerOpt = None,
+    token: TokenOpt = None,
+    ca: CaOpt = None,
+    output: OutputOpt = Output.table,
 ) -> None:
     """List sites: state, connection, and GPUs in use/total per model."""
     with client(ctx, broker, token, ca) as c:
@@ -57,7 +64,7 @@ def join(
     The site's key is made here and never leaves this machine: the join sends a CSR,
     and a broker with a federation CA answers with a 30-day client certificate, which
     the agent renews by itself. Key and certificate go next to the credential (0600)."""
-    from agent.credentials import join_site, save_credential
+    from minga.agent.credentials import join_site, save_credential
 
     ca_file = ca.expanduser().resolve() if ca else None
     read_ca(ca_file)  # fail early, with one line, on a missing CA file
@@ -65,19 +72,32 @@ def join(
     errors.note_connection(broker, has_token=True, has_ca=ca_file is not None)
     with errors.explain(
         unauthenticated="the broker rejected the join token: it is used, expired or mistyped; "
-                        "ask the admin for a new one (minga admin site-token create)",
+        "ask the admin for a new one (minga admin site-token create)",
         permission_denied="the broker rejected the join token: ask the admin for a new one",
     ):
         cred = join_site(broker, token, str(ca_file) if ca_file else None, path.with_suffix(".pem"))
     save_credential(path, cred)
-    data = {"site": cred.site, "institution": cred.institution, "country": cred.country,
-            "broker": cred.broker, "credential_file": str(path), "certificate_file": cred.certificate_file}
+    data = {
+        "site": cred.site,
+        "institution": cred.institution,
+        "country": cred.country,
+        "broker": cred.broker,
+        "credential_file": str(path),
+        "certificate_file": cred.certificate_file,
+    }
     where = f" --credential {path}" if credential else ""
-    render.show(output, data, lambda: typer.echo(
-        f"joined as site {cred.site} of {cred.institution} ({cred.country}); credential saved to {path}\n"
-        + (f"its key and certificate are in {cred.certificate_file}; the agent connects to {cred.broker} "
-           "with mutual TLS and renews the certificate by itself\n" if cred.certificate_file else "")
-        +
-        f"start the agent with: minga agent run --ray-address http://RAY_HEAD:8265{where}"
-        f"   (or --ray-local --gpus N{where})"
-    ))
+    render.show(
+        output,
+        data,
+        lambda: typer.echo(
+            f"joined as site {cred.site} of {cred.institution} ({cred.country}); credential saved to {path}\n"
+            + (
+                f"its key and certificate are in {cred.certificate_file}; the agent connects to {cred.broker} "
+                "with mutual TLS and renews the certificate by itself\n"
+                if cred.certificate_file
+                else ""
+            )
+            + f"start the agent with: minga agent run --ray-address http://RAY_HEAD:8265{where}"
+            f"   (or --ray-local --gpus N{where})"
+        ),
+    )

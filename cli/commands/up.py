@@ -1,4 +1,5 @@
 """`minga up`: a whole federation in one process, for trying minga on one machine."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -8,27 +9,26 @@ from typing import Annotated
 
 import typer
 
-from .. import render
-from ..lifecycle import configure_logging, sigterm_as_interrupt, stop_signals, wait_until
-from ..options import OutputOpt
-from ..render import Output
-
+from minga.cli import render
+from minga.cli.lifecycle import configure_logging, sigterm_as_interrupt, stop_signals, wait_until
+from minga.cli.options import OutputOpt
+from minga.cli.render import Output
 
 
 def up(
     gpus: Annotated[int, typer.Option("--gpus", min=0, help="Logical GPUs per site.")] = 4,
     sites: Annotated[int, typer.Option("--sites", min=1, max=8, help="Sites, each in another country.")] = 1,
     gpu_model: Annotated[str, typer.Option("--gpu-model", help="GPU model the sites advertise.")] = "A100",
-    listen: Annotated[str, typer.Option("--listen", help="Broker HOST:PORT (port 0: any free port).")]
-    = "127.0.0.1:0",
+    listen: Annotated[str, typer.Option("--listen", help="Broker HOST:PORT (port 0: any free port).")] = "127.0.0.1:0",
     output: OutputOpt = Output.table,
 ) -> None:
     """Start a broker, local Ray sites and their agents; print how to use them; Ctrl-C stops all."""
-    from .. import up as federation  # lazy: pulls in the broker, the agent and Ray
+    from minga.cli import up as federation  # lazy: pulls in the broker, the agent and Ray
 
     configure_logging(logging.WARNING)
-    fed = federation.DevFederation(federation.UpConfig(gpus=gpus, sites=sites, gpu_model=gpu_model, listen=listen,
-                                                       write_cli_config=True))
+    fed = federation.DevFederation(
+        federation.UpConfig(gpus=gpus, sites=sites, gpu_model=gpu_model, listen=listen, write_cli_config=True)
+    )
     typer.echo(f"starting a broker and {sites} site(s) with {gpus} x {gpu_model} each in {fed.dir} ...", err=True)
     with sigterm_as_interrupt():
         info = fed.start()  # Ctrl-C while starting: start() stops what it began, then exit 130
@@ -50,20 +50,24 @@ def _announce(info, path_setup: str) -> None:  # type: ignore[no-untyped-def]
     """What to paste in another terminal: every line, and every hint printed later, says plain `minga`."""
     import shlex
 
-    from ..up import SAMPLE_JOB
+    from minga.cli.up import SAMPLE_JOB
 
     sites = ", ".join(f"{s.name} ({s.country})" for s in info.sites)
     lines = [f"minga is up: broker {info.broker}; sites: {sites}"]
     if info.moved_from:
-        lines.append(f"note: the last run's port ({info.moved_from}) is taken, so the broker moved to {info.broker}: "
-                     "paste the export below again")
+        lines.append(
+            f"note: the last run's port ({info.moved_from}) is taken, so the broker moved to {info.broker}: "
+            "paste the export below again"
+        )
     lines += [
         f"researcher {info.researcher} ({info.institution}), token: {info.token}",
         f"admin token: in {info.admin_token_file}",
     ]
     if info.cli_config:
-        lines.append(f"broker, CA and {info.researcher}'s token are saved in {info.cli_config}: "
-                     "`minga` finds them in any terminal")
+        lines.append(
+            f"broker, CA and {info.researcher}'s token are saved in {info.cli_config}: "
+            "`minga` finds them in any terminal"
+        )
     lines += ["", "in another terminal, paste:"]
     if path_setup:
         lines.append(f"  {path_setup}    # puts minga on PATH")

@@ -1,4 +1,5 @@
 """`minga usage report`: who consumed how many GPU-hours against how many they contributed."""
+
 from __future__ import annotations
 
 import csv
@@ -8,10 +9,10 @@ from typing import Annotated
 
 import typer
 
-from .. import render
-from ..options import BrokerOpt, CaOpt, TokenOpt, client
-from ..parsing import parse_duration
-from .shares import Level
+from minga.cli import render
+from minga.cli.commands.shares import Level
+from minga.cli.options import BrokerOpt, CaOpt, TokenOpt, client
+from minga.cli.parsing import parse_duration
 
 app = typer.Typer(help="Usage against contribution (reciprocity).", no_args_is_help=True)
 
@@ -22,8 +23,15 @@ class ReportOutput(str, enum.Enum):
     csv = "csv"
 
 
-COLUMNS = ["key", "country", "consumed_gpu_hours", "consumed_normalized",
-           "contributed_gpu_hours", "contributed_normalized", "balance_normalized"]
+COLUMNS = [
+    "key",
+    "country",
+    "consumed_gpu_hours",
+    "consumed_normalized",
+    "contributed_gpu_hours",
+    "contributed_normalized",
+    "balance_normalized",
+]
 
 
 @app.command("report")
@@ -32,7 +40,9 @@ def report(
     since: Annotated[str, typer.Option("--since", help="Window ending now: 24h, 7d, 30d.")] = "30d",
     by: Annotated[Level, typer.Option("--by", help="Group by country, institution or project.")] = Level.institution,
     output: Annotated[ReportOutput, typer.Option("--output", "-o", help="table, json or csv.")] = ReportOutput.table,
-    broker: BrokerOpt = None, token: TokenOpt = None, ca: CaOpt = None,
+    broker: BrokerOpt = None,
+    token: TokenOpt = None,
+    ca: CaOpt = None,
 ) -> None:
     """GPU-hours consumed against GPU-hours contributed, raw and normalized by model weight."""
     try:
@@ -41,20 +51,25 @@ def report(
         raise typer.BadParameter(str(exc), param_hint="--since") from exc
     with client(ctx, broker, token, ca) as c:
         resp = c.usage_report(seconds, by.value)
-    lines = [{
-        "key": l.key, "country": l.country,
-        "consumed_gpu_hours": round(l.consumed_gpu_hours, 3),
-        "consumed_normalized": round(l.consumed_normalized, 3),
-        "contributed_gpu_hours": round(l.contributed_gpu_hours, 3),
-        "contributed_normalized": round(l.contributed_normalized, 3),
-        "balance_normalized": round(l.contributed_normalized - l.consumed_normalized, 3),
-    } for l in resp.lines]
+    lines = [
+        {
+            "key": l.key,
+            "country": l.country,
+            "consumed_gpu_hours": round(l.consumed_gpu_hours, 3),
+            "consumed_normalized": round(l.consumed_normalized, 3),
+            "contributed_gpu_hours": round(l.contributed_gpu_hours, 3),
+            "contributed_normalized": round(l.contributed_normalized, 3),
+            "balance_normalized": round(l.contributed_normalized - l.consumed_normalized, 3),
+        }
+        for l in resp.lines
+    ]
     if output is ReportOutput.csv:
         writer = csv.DictWriter(sys.stdout, fieldnames=COLUMNS, lineterminator="\n")
         writer.writeheader()
         writer.writerows(lines)
     elif output is ReportOutput.json:
-        render.print_json({"since": render.iso_time(resp.since), "until": render.iso_time(resp.until),
-                           "by": resp.by, "lines": lines})
+        render.print_json(
+            {"since": render.iso_time(resp.since), "until": render.iso_time(resp.until), "by": resp.by, "lines": lines}
+        )
     else:
         render.usage_table(by.value, lines)

@@ -1,22 +1,22 @@
 """AdminService: converts, delegates to scheduler.service.admin, converts back."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict
 
+from minga.common.domain import SiteState
+from minga.scheduler.api import lending_convert
+from minga.scheduler.api.convert import role_from_pb, role_to_pb, site_to_pb
+from minga.scheduler.api.interceptor import CallContext
+from minga.scheduler.auth import bearer_from_metadata
+from minga.scheduler.core import Core
+from minga.scheduler.leader import LeadershipStatus
+from minga.scheduler.policy import ProjectShare, ShareSettings
+from minga.scheduler.quota import QuotaView
+from minga.scheduler.service import admin, lending, shares
+from minga.scheduler.store.accounts import Institution, User
 from minga.v1 import admin_pb2, admin_pb2_grpc
-
-from scheduler.api.convert import role_from_pb, role_to_pb, site_to_pb
-from scheduler.api import lending_convert
-from scheduler.api.interceptor import CallContext
-from scheduler.auth import bearer_from_metadata
-from scheduler.core import Core
-from scheduler.domain import SiteState
-from scheduler.leader import LeadershipStatus
-from scheduler.policy import ProjectShare, ShareSettings
-from scheduler.quota import QuotaView
-from scheduler.service import admin, lending, shares
-from scheduler.store.accounts import Institution, User
 
 
 def _institution_pb(i: Institution) -> admin_pb2.Institution:
@@ -24,8 +24,7 @@ def _institution_pb(i: Institution) -> admin_pb2.Institution:
 
 
 def _user_pb(u: User) -> admin_pb2.User:
-    return admin_pb2.User(name=u.name, institution=u.institution, role=role_to_pb(u.role),
-                          created_at=u.created_at)
+    return admin_pb2.User(name=u.name, institution=u.institution, role=role_to_pb(u.role), created_at=u.created_at)
 
 
 def _project_pb(p: ProjectShare) -> admin_pb2.Project:
@@ -33,31 +32,53 @@ def _project_pb(p: ProjectShare) -> admin_pb2.Project:
 
 
 # Policy fields declared `optional` in admin.proto (same names in ShareSettings): given when set.
-_PRESENCE_FIELDS = ("fair_share_preemption", "preemption_threshold", "preemption_cap",
-                    "preemption_notice_seconds", "base_grant_fraction", "reservation_min_age_seconds")
+_PRESENCE_FIELDS = (
+    "fair_share_preemption",
+    "preemption_threshold",
+    "preemption_cap",
+    "preemption_notice_seconds",
+    "base_grant_fraction",
+    "reservation_min_age_seconds",
+)
 
 
 def _policy_pb(s: ShareSettings) -> admin_pb2.Policy:
     return admin_pb2.Policy(
-        share_policy=s.policy, half_life_seconds=s.half_life_seconds, base_grant=s.base_grant,
+        share_policy=s.policy,
+        half_life_seconds=s.half_life_seconds,
+        base_grant=s.base_grant,
         model_weights=[admin_pb2.ModelWeight(model=m, weight=w) for m, w in s.model_weights],
-        preemption_grace_seconds=s.preemption_grace_seconds, age_weight=s.age_weight,
-        **{name: getattr(s, name) for name in _PRESENCE_FIELDS})
+        preemption_grace_seconds=s.preemption_grace_seconds,
+        age_weight=s.age_weight,
+        **{name: getattr(s, name) for name in _PRESENCE_FIELDS},
+    )
 
 
 def _policy_update(pb: admin_pb2.Policy) -> tuple[ShareSettings, set[str]]:
     """Fields 1-6 have no presence: zero or empty means "keep". The optional ones are
     given when set, so `false` and `0` can be set too."""
-    given = {name for name, present in (
-        ("policy", pb.share_policy), ("half_life_seconds", pb.half_life_seconds),
-        ("base_grant", pb.base_grant), ("model_weights", pb.model_weights),
-        ("preemption_grace_seconds", pb.preemption_grace_seconds), ("age_weight", pb.age_weight)) if present}
+    given = {
+        name
+        for name, present in (
+            ("policy", pb.share_policy),
+            ("half_life_seconds", pb.half_life_seconds),
+            ("base_grant", pb.base_grant),
+            ("model_weights", pb.model_weights),
+            ("preemption_grace_seconds", pb.preemption_grace_seconds),
+            ("age_weight", pb.age_weight),
+        )
+        if present
+    }
     given |= {name for name in _PRESENCE_FIELDS if pb.HasField(name)}
     update = ShareSettings(
-        policy=pb.share_policy, half_life_seconds=pb.half_life_seconds, base_grant=pb.base_grant,
+        policy=pb.share_policy,
+        half_life_seconds=pb.half_life_seconds,
+        base_grant=pb.base_grant,
         model_weights=tuple((w.model, w.weight) for w in pb.model_weights),
-        preemption_grace_seconds=pb.preemption_grace_seconds, age_weight=pb.age_weight,
-        **{name: getattr(pb, name) for name in _PRESENCE_FIELDS if pb.HasField(name)})
+        preemption_grace_seconds=pb.preemption_grace_seconds,
+        age_weight=pb.age_weight,
+        **{name: getattr(pb, name) for name in _PRESENCE_FIELDS if pb.HasField(name)},
+    )
     return update, given
 
 
@@ -66,8 +87,11 @@ def _quotas_pb(view: QuotaView) -> admin_pb2.ShowQuotasResponse:
         rows=[admin_pb2.QuotaRow(**asdict(r)) for r in view.rows],
         tree=[admin_pb2.TreeNode(**asdict(n)) for n in view.tree],
         institutions=[admin_pb2.InstitutionQuota(**asdict(i)) for i in view.institutions],
-        capacity=view.capacity, share_policy=view.floor.share_policy, base_grant=view.floor.base_grant,
-        base_grant_fraction=view.floor.base_grant_fraction)
+        capacity=view.capacity,
+        share_policy=view.floor.share_policy,
+        base_grant=view.floor.base_grant,
+        base_grant_fraction=view.floor.base_grant_fraction,
+    )
 
 
 class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
@@ -75,38 +99,49 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         self.core = core
         self._broker_status = broker_status or (lambda: LeadershipStatus("", True, "leader", "", 0.0))
 
-    def BrokerStatus(self, request: admin_pb2.BrokerStatusRequest, context: CallContext) -> admin_pb2.BrokerStatusResponse:
+    def BrokerStatus(
+        self, request: admin_pb2.BrokerStatusRequest, context: CallContext
+    ) -> admin_pb2.BrokerStatusResponse:
         return admin_pb2.BrokerStatusResponse(**asdict(self._broker_status()))
 
     def AddInstitution(self, request: admin_pb2.AddInstitutionRequest, context: CallContext) -> admin_pb2.Institution:
         i = request.institution
         return _institution_pb(admin.add_institution(self.core, i.slug, i.name, i.country, i.weight or 1.0))
 
-    def ListInstitutions(self, request: admin_pb2.ListInstitutionsRequest, context: CallContext) -> admin_pb2.ListInstitutionsResponse:
+    def ListInstitutions(
+        self, request: admin_pb2.ListInstitutionsRequest, context: CallContext
+    ) -> admin_pb2.ListInstitutionsResponse:
         return admin_pb2.ListInstitutionsResponse(
-            institutions=[_institution_pb(i) for i in admin.list_institutions(self.core)])
+            institutions=[_institution_pb(i) for i in admin.list_institutions(self.core)]
+        )
 
     def AddUser(self, request: admin_pb2.AddUserRequest, context: CallContext) -> admin_pb2.AddUserResponse:
-        user, token, expires_at = admin.add_user(self.core, request.name, request.institution,
-                                                 role_from_pb(request.role), request.ttl_seconds)
+        user, token, expires_at = admin.add_user(
+            self.core, request.name, request.institution, role_from_pb(request.role), request.ttl_seconds
+        )
         return admin_pb2.AddUserResponse(user=_user_pb(user), token=token, expires_at=expires_at)
 
     def ListUsers(self, request: admin_pb2.ListUsersRequest, context: CallContext) -> admin_pb2.ListUsersResponse:
         return admin_pb2.ListUsersResponse(users=[_user_pb(u) for u in admin.list_users(self.core, context.caller)])
 
     def ListTokens(self, request: admin_pb2.ListTokensRequest, context: CallContext) -> admin_pb2.ListTokensResponse:
-        return admin_pb2.ListTokensResponse(tokens=[
-            admin_pb2.TokenInfo(**{**asdict(t), "role": role_to_pb(t.role)})
-            for t in admin.list_tokens(self.core, context.caller, request.owner)])
+        return admin_pb2.ListTokensResponse(
+            tokens=[
+                admin_pb2.TokenInfo(**{**asdict(t), "role": role_to_pb(t.role)})
+                for t in admin.list_tokens(self.core, context.caller, request.owner)
+            ]
+        )
 
-    def CreateSiteToken(self, request: admin_pb2.CreateSiteTokenRequest, context: CallContext) -> admin_pb2.CreateSiteTokenResponse:
-        token, expires = admin.create_site_token(self.core, request.institution, request.site,
-                                                 request.ttl_seconds, request.country)
+    def CreateSiteToken(
+        self, request: admin_pb2.CreateSiteTokenRequest, context: CallContext
+    ) -> admin_pb2.CreateSiteTokenResponse:
+        token, expires = admin.create_site_token(
+            self.core, request.institution, request.site, request.ttl_seconds, request.country
+        )
         return admin_pb2.CreateSiteTokenResponse(site=request.site, token=token, expires_at=expires)
 
     def ListSites(self, request: admin_pb2.ListSitesRequest, context: CallContext) -> admin_pb2.ListSitesResponse:
-        return admin_pb2.ListSitesResponse(
-            sites=[site_to_pb(s, used) for s, used in admin.list_sites(self.core)])
+        return admin_pb2.ListSitesResponse(sites=[site_to_pb(s, used) for s, used in admin.list_sites(self.core)])
 
     def CordonSite(self, request: admin_pb2.SiteRequest, context: CallContext) -> admin_pb2.Site:
         return site_to_pb(*admin.set_admin_state(self.core, request.name, SiteState.CORDONED))
@@ -142,7 +177,9 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     def AddProject(self, request: admin_pb2.AddProjectRequest, context: CallContext) -> admin_pb2.Project:
         return _project_pb(shares.add_project(self.core, request.institution, request.name, request.weight))
 
-    def ListProjects(self, request: admin_pb2.ListProjectsRequest, context: CallContext) -> admin_pb2.ListProjectsResponse:
+    def ListProjects(
+        self, request: admin_pb2.ListProjectsRequest, context: CallContext
+    ) -> admin_pb2.ListProjectsResponse:
         return admin_pb2.ListProjectsResponse(projects=[_project_pb(p) for p in shares.list_projects(self.core)])
 
     def SetWeight(self, request: admin_pb2.SetWeightRequest, context: CallContext) -> admin_pb2.SetWeightResponse:
@@ -155,32 +192,53 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     def SetPolicy(self, request: admin_pb2.SetPolicyRequest, context: CallContext) -> admin_pb2.Policy:
         return _policy_pb(shares.set_policy(self.core, *_policy_update(request.policy)))
 
-    def SetGuarantee(self, request: admin_pb2.SetGuaranteeRequest, context: CallContext) -> admin_pb2.SetGuaranteeResponse:
+    def SetGuarantee(
+        self, request: admin_pb2.SetGuaranteeRequest, context: CallContext
+    ) -> admin_pb2.SetGuaranteeResponse:
         shares.set_guarantee(self.core, request.institution, request.gpu_model, request.gpus)
-        return admin_pb2.SetGuaranteeResponse(institution=request.institution, gpu_model=request.gpu_model,
-                                              gpus=request.gpus)
+        return admin_pb2.SetGuaranteeResponse(
+            institution=request.institution, gpu_model=request.gpu_model, gpus=request.gpus
+        )
 
     def SetLimits(self, request: admin_pb2.SetLimitsRequest, context: CallContext) -> admin_pb2.SetLimitsResponse:
-        borrow, lend = shares.set_limits(self.core, request.institution, request.borrowing_limit,
-                                         request.lending_limit)
-        return admin_pb2.SetLimitsResponse(institution=request.institution,
-                                           borrowing_limit=-1 if borrow is None else borrow,
-                                           lending_limit=-1 if lend is None else lend)
+        borrow, lend = shares.set_limits(self.core, request.institution, request.borrowing_limit, request.lending_limit)
+        return admin_pb2.SetLimitsResponse(
+            institution=request.institution,
+            borrowing_limit=-1 if borrow is None else borrow,
+            lending_limit=-1 if lend is None else lend,
+        )
 
     def SetSiteLabels(self, request: admin_pb2.SetSiteLabelsRequest, context: CallContext) -> admin_pb2.Site:
         return site_to_pb(*admin.set_site_labels(self.core, request.name, dict(request.labels)))
 
-    def SetLendingPolicy(self, request: admin_pb2.SetLendingPolicyRequest, context: CallContext) -> admin_pb2.LendingPolicyResponse:
+    def SetLendingPolicy(
+        self, request: admin_pb2.SetLendingPolicyRequest, context: CallContext
+    ) -> admin_pb2.LendingPolicyResponse:
         policy = None if request.clear else lending_convert.policy_from_pb(request.policy)
-        return lending_convert.site_lending_to_pb(lending.set_lending_policy(self.core, context.caller, request.site, policy))
+        return lending_convert.site_lending_to_pb(
+            lending.set_lending_policy(self.core, context.caller, request.site, policy)
+        )
 
-    def GetLendingPolicy(self, request: admin_pb2.GetLendingPolicyRequest, context: CallContext) -> admin_pb2.LendingPolicyResponse:
+    def GetLendingPolicy(
+        self, request: admin_pb2.GetLendingPolicyRequest, context: CallContext
+    ) -> admin_pb2.LendingPolicyResponse:
         return lending_convert.site_lending_to_pb(lending.get_lending_policy(self.core, request.site))
 
     def UsageReport(self, request: admin_pb2.UsageReportRequest, context: CallContext) -> admin_pb2.UsageReportResponse:
         since, until, lines = shares.usage_report(self.core, request.since_seconds, request.by)
-        return admin_pb2.UsageReportResponse(since=since, until=until, by=request.by, lines=[
-            admin_pb2.UsageReportLine(
-                key=l.key, country=l.country, consumed_gpu_hours=l.consumed_gpu_hours,
-                consumed_normalized=l.consumed_normalized, contributed_gpu_hours=l.contributed_gpu_hours,
-                contributed_normalized=l.contributed_normalized) for l in lines])
+        return admin_pb2.UsageReportResponse(
+            since=since,
+            until=until,
+            by=request.by,
+            lines=[
+                admin_pb2.UsageReportLine(
+                    key=l.key,
+                    country=l.country,
+                    consumed_gpu_hours=l.consumed_gpu_hours,
+                    consumed_normalized=l.consumed_normalized,
+                    contributed_gpu_hours=l.contributed_gpu_hours,
+                    contributed_normalized=l.contributed_normalized,
+                )
+                for l in lines
+            ],
+        )

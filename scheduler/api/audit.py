@@ -8,13 +8,14 @@ The interceptor appends each line after the call. A submit's line is the excepti
 the store commits it in the job's own transaction (`job_line`), so an acknowledged
 submit is never missing from the log, nor logged for a job that was not committed.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
 
-from scheduler.domain import Job, Principal
-from scheduler.store.audit import AuditEntry
+from minga.common.domain import Job, Principal
+from minga.scheduler.store.audit import AuditEntry
 
 Target = Callable[[Any, Any], str]
 SUBMIT_JOB = "/minga.v1.JobService/SubmitJob"
@@ -47,8 +48,16 @@ AUDITED: dict[str, Target] = {
 MAX_TARGET = 200
 
 
-def entry(method: str, at: float, principal: Principal | None, request: Any, response: Any,
-          peer: str, outcome: str, detail: str) -> AuditEntry:
+def entry(
+    method: str,
+    at: float,
+    principal: Principal | None,
+    request: Any,
+    response: Any,
+    peer: str,
+    outcome: str,
+    detail: str,
+) -> AuditEntry:
     """The log line of one finished call."""
     try:
         target = AUDITED[method](request, response)
@@ -63,8 +72,16 @@ def job_line(method: str, at: float, principal: Principal, peer: str) -> Callabl
     return lambda job: _line(method, at, principal, job.id, peer, "OK", "")
 
 
-def _line(method: str, at: float, principal: Principal | None, target: str, peer: str, outcome: str,
-          detail: str) -> AuditEntry:
-    return AuditEntry(at=at, who=principal.name if principal else "", role=principal.role.value if principal else "",
-                      method=method.removeprefix("/minga.v1."), target=target[:MAX_TARGET], peer=peer,
-                      outcome=outcome, detail=detail)
+def _line(
+    method: str, at: float, principal: Principal | None, target: str, peer: str, outcome: str, detail: str
+) -> AuditEntry:
+    return AuditEntry(
+        at=at,
+        who=principal.name if principal else "",
+        role=principal.role.value if principal else "",
+        method=method.removeprefix("/minga.v1."),
+        target=target[:MAX_TARGET],
+        peer=peer,
+        outcome=outcome,
+        detail=detail,
+    )

@@ -18,8 +18,9 @@ naming the caller's own institution for everything else. Admin users belong to n
 institution: they are the federation's, which only an admin acts on.
 
 Listing filters (which jobs, users, tokens or audit lines a caller sees) and the
-aggregate-only views of other institutions live in `scheduler.service.access`.
+aggregate-only views of other institutions live in `minga.scheduler.service.access`.
 """
+
 from __future__ import annotations
 
 import enum
@@ -27,10 +28,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from minga.common.domain import NotFound, PermissionDenied, Principal, Role
+from minga.scheduler.api.decoding import Malformed
 from minga.v1 import common_pb2
-
-from scheduler.api.decoding import Malformed
-from scheduler.domain import NotFound, PermissionDenied, Principal, Role
 
 A, I, R, S = Role.ADMIN, Role.INSTITUTION_ADMIN, Role.RESEARCHER, Role.SITE
 
@@ -42,7 +42,7 @@ class Scope(enum.Enum):
 
 
 ANY, OWN, SELF = Scope.ANY, Scope.OWN_INSTITUTION, Scope.SELF
-FEDERATION = "federation"   # a target kind no institution owns: admins only
+FEDERATION = "federation"  # a target kind no institution owns: admins only
 
 # (kind, key) of what a request acts on, or None when it names nothing.
 Target = tuple[str, str]
@@ -54,9 +54,11 @@ OwnerLookup = Callable[[str, str], str | None]
 def named(kind: str, attribute: str, optional: bool = False) -> TargetOf:
     """The target is the `kind` named by the request's `attribute`. Left empty, it names
     nothing anyone owns; unless `optional`, where empty means "the caller's own"."""
+
     def target(request: Any) -> Target | None:
         key = getattr(request, attribute)
         return None if optional and not key else (kind, key)
+
     return target
 
 
@@ -76,7 +78,7 @@ def _weighted(request: Any) -> Target:
 class Rule:
     scopes: Mapping[Role, Scope] = field(default_factory=dict)
     target: TargetOf | None = None
-    public: bool = False          # no caller at all (Join takes a join token in its request)
+    public: bool = False  # no caller at all (Join takes a join token in its request)
 
 
 def rule(target: TargetOf | None = None, **scopes: Scope) -> Rule:
@@ -85,7 +87,7 @@ def rule(target: TargetOf | None = None, **scopes: Scope) -> Rule:
 
 
 EVERYONE = dict(admin=ANY, inst_admin=ANY, researcher=ANY)
-INSTITUTION = dict(admin=ANY, inst_admin=OWN)           # its own institution's, for an institution-admin
+INSTITUTION = dict(admin=ANY, inst_admin=OWN)  # its own institution's, for an institution-admin
 RESEARCH = dict(admin=ANY, inst_admin=OWN, researcher=OWN)
 ADMIN_ONLY = dict(admin=ANY)
 _site = named("site", "name")
@@ -96,12 +98,12 @@ POLICY: dict[str, Rule] = {
     "/minga.v1.SiteService/FetchPackage": rule(site=SELF),
     "/minga.v1.SiteService/FetchPackageStream": rule(site=SELF),
     "/minga.v1.SiteService/RenewCertificate": rule(site=SELF),  # site port: the certificate names the site
-    "/minga.v1.JobService/SubmitJob": rule(**RESEARCH),        # charged to the caller's institution
+    "/minga.v1.JobService/SubmitJob": rule(**RESEARCH),  # charged to the caller's institution
     "/minga.v1.JobService/GetJob": rule(named("job", "job_id"), **RESEARCH),
     "/minga.v1.JobService/ListJobs": rule(**RESEARCH),
     "/minga.v1.JobService/CancelJob": rule(named("job", "job_id"), **RESEARCH),
     "/minga.v1.JobService/GetJobLogs": rule(named("job", "job_id"), **RESEARCH),
-    "/minga.v1.JobService/HasPackage": rule(**EVERYONE),       # content-addressed, no owner
+    "/minga.v1.JobService/HasPackage": rule(**EVERYONE),  # content-addressed, no owner
     "/minga.v1.JobService/UploadPackage": rule(**EVERYONE),
     "/minga.v1.JobService/UploadPackageStream": rule(**EVERYONE),
     "/minga.v1.JobService/GetPackageLimits": rule(**EVERYONE),
@@ -112,8 +114,9 @@ POLICY: dict[str, Rule] = {
     "/minga.v1.AdminService/AddUser": rule(_new_user, **INSTITUTION),
     "/minga.v1.AdminService/ListUsers": rule(**INSTITUTION),
     "/minga.v1.AdminService/RevokeUser": rule(named("user", "name"), **INSTITUTION),
-    "/minga.v1.AdminService/ListTokens": rule(named("owner", "owner", optional=True), admin=ANY, inst_admin=OWN,
-                                              researcher=SELF, site=SELF),
+    "/minga.v1.AdminService/ListTokens": rule(
+        named("owner", "owner", optional=True), admin=ANY, inst_admin=OWN, researcher=SELF, site=SELF
+    ),
     "/minga.v1.AdminService/CreateSiteToken": rule(named("institution", "institution"), **INSTITUTION),
     "/minga.v1.AdminService/ListSites": rule(**EVERYONE),
     "/minga.v1.AdminService/CordonSite": rule(_site, **INSTITUTION),
@@ -122,29 +125,30 @@ POLICY: dict[str, Rule] = {
     "/minga.v1.AdminService/RevokeSite": rule(_site, **INSTITUTION),
     "/minga.v1.AdminService/SetSiteLabels": rule(_site, **INSTITUTION),
     "/minga.v1.AdminService/SetLendingPolicy": rule(named("site", "site"), **INSTITUTION),
-    "/minga.v1.AdminService/GetLendingPolicy": rule(**EVERYONE),   # who may borrow is no secret
-    "/minga.v1.AdminService/ListAudit": rule(**INSTITUTION),       # its own users' and sites' calls
+    "/minga.v1.AdminService/GetLendingPolicy": rule(**EVERYONE),  # who may borrow is no secret
+    "/minga.v1.AdminService/ListAudit": rule(**INSTITUTION),  # its own users' and sites' calls
     "/minga.v1.AdminService/RotateToken": rule(admin=SELF, inst_admin=SELF, researcher=SELF, site=SELF),
     "/minga.v1.AdminService/WhoAmI": rule(admin=SELF, inst_admin=SELF, researcher=SELF, site=SELF),
-    "/minga.v1.AdminService/ShowQuotas": rule(**EVERYONE),         # aggregates only
-    "/minga.v1.AdminService/UsageReport": rule(**EVERYONE),        # aggregates only
+    "/minga.v1.AdminService/ShowQuotas": rule(**EVERYONE),  # aggregates only
+    "/minga.v1.AdminService/UsageReport": rule(**EVERYONE),  # aggregates only
     "/minga.v1.AdminService/AddProject": rule(named("institution", "institution"), **INSTITUTION),
     "/minga.v1.AdminService/ListProjects": rule(**EVERYONE),
     "/minga.v1.AdminService/SetWeight": rule(_weighted, **INSTITUTION),
     "/minga.v1.AdminService/GetPolicy": rule(**EVERYONE),
     "/minga.v1.AdminService/SetPolicy": rule(**ADMIN_ONLY),
-    "/minga.v1.AdminService/SetGuarantee": rule(**ADMIN_ONLY),     # federation-wide shares
+    "/minga.v1.AdminService/SetGuarantee": rule(**ADMIN_ONLY),  # federation-wide shares
     "/minga.v1.AdminService/SetLimits": rule(**ADMIN_ONLY),
     "/minga.v1.AdminService/BrokerStatus": rule(admin=ANY, inst_admin=ANY, researcher=ANY, site=ANY),
 }
 
 # Which roles may call each RPC at all (None: public); a view of POLICY.
 RPC_ROLES: dict[str, frozenset[Role] | None] = {
-    method: None if r.public else frozenset(r.scopes) for method, r in POLICY.items()}
+    method: None if r.public else frozenset(r.scopes) for method, r in POLICY.items()
+}
 
 # What a standby broker still serves; it refuses every other call (UNAVAILABLE, naming the leader).
 STANDBY_RPCS = frozenset({"/minga.v1.AdminService/BrokerStatus"})
-MAX_KEY = 256   # longer names exist nowhere; no need to look them up
+MAX_KEY = 256  # longer names exist nowhere; no need to look them up
 
 
 def authorize(method: str, caller: Principal | None, request: Any, owner_of: OwnerLookup) -> None:
@@ -180,8 +184,10 @@ def authorize(method: str, caller: Principal | None, request: Any, owner_of: Own
     if kind == "array":
         raise NotFound(f"no job array {key!r}")
     whose = "its own" if scope is SELF else f"institution {caller.institution!r}'s"
-    raise PermissionDenied(f"role {caller.role.value} may call {name} only on {whose} "
-                           f"{'users and sites' if kind == FEDERATION else kind + 's'}; {key[:64]!r} is not one")
+    raise PermissionDenied(
+        f"role {caller.role.value} may call {name} only on {whose} "
+        f"{'users and sites' if kind == FEDERATION else kind + 's'}; {key[:64]!r} is not one"
+    )
 
 
 def _owner(owner_of: OwnerLookup, kind: str, key: str) -> str | None:

@@ -1,17 +1,32 @@
 """proto ↔ domain converters: the only place the two shapes meet."""
+
 from __future__ import annotations
 
 from typing import Any
 
+from minga.common.domain import (
+    DEFAULT_MAX_ATTEMPTS,
+    REDACTED,
+    GpuPool,
+    InvalidArgument,
+    Inventory,
+    Job,
+    JobPreemption,
+    JobSpec,
+    JobState,
+    Resources,
+    Role,
+    RunState,
+    RuntimeEnv,
+    Site,
+    SiteState,
+)
+from minga.scheduler.arrays import ArraySummary
+from minga.scheduler.commands import Command, RunReport, StartRunCommand, StopRunCommand
 from minga.v1 import admin_pb2, common_pb2, job_pb2, site_pb2
 
-from scheduler.arrays import ArraySummary
-from scheduler.commands import Command, RunReport, StartRunCommand, StopRunCommand
-from scheduler.domain import (
-    DEFAULT_MAX_ATTEMPTS, REDACTED, GpuPool, InvalidArgument, Inventory, Job, JobPreemption, JobSpec, JobState, Resources, Role, RunState, RuntimeEnv, Site, SiteState,
-)
-
 # -- enums -------------------------------------------------------------------
+
 
 def job_state_to_pb(state: JobState) -> int:
     return common_pb2.JobState.Value(f"JOB_STATE_{state.value}")
@@ -51,7 +66,9 @@ def role_from_pb(value: int) -> Role | None:
         return None
     return Role[_enum_name(common_pb2.Role, value, "role").removeprefix("ROLE_")]
 
+
 # -- jobs ----------------------------------------------------------------------
+
 
 def spec_from_pb(pb: common_pb2.JobSpec) -> JobSpec:
     r, rt = pb.resources, pb.runtime_env
@@ -91,11 +108,14 @@ def spec_to_pb(spec: JobSpec, reveal_secrets: bool = False) -> common_pb2.JobSpe
     return common_pb2.JobSpec(
         name=spec.name,
         entrypoint=spec.entrypoint,
-        runtime_env=common_pb2.RuntimeEnv(
-            working_dir_digest=rt.working_dir_digest, pip=list(rt.pip), env=dict(rt.env)),
+        runtime_env=common_pb2.RuntimeEnv(working_dir_digest=rt.working_dir_digest, pip=list(rt.pip), env=dict(rt.env)),
         resources=common_pb2.Resources(
-            gpus=r.gpus, gpu_models=list(r.gpu_models), min_gpu_memory_mb=r.min_gpu_memory_mb,
-            cpus=r.cpus, memory_mb=r.memory_mb),
+            gpus=r.gpus,
+            gpu_models=list(r.gpu_models),
+            min_gpu_memory_mb=r.min_gpu_memory_mb,
+            cpus=r.cpus,
+            memory_mb=r.memory_mb,
+        ),
         countries=list(spec.countries),
         walltime_seconds=spec.walltime_seconds,
         priority=spec.priority,
@@ -111,21 +131,46 @@ def spec_to_pb(spec: JobSpec, reveal_secrets: bool = False) -> common_pb2.JobSpe
 
 def job_to_pb(job: Job) -> common_pb2.Job:
     return common_pb2.Job(
-        id=job.id, spec=spec_to_pb(job.spec), state=job_state_to_pb(job.state), owner=job.owner,
-        institution=job.institution, site=job.site, country=job.country, attempts=job.attempts,
-        failures=job.failures, infra_requeues=job.infra_requeues,
-        reason=job.reason, run_id=job.run_id, submitted_at=job.submitted_at,
-        started_at=job.started_at, finished_at=job.finished_at, gpu_model=job.gpu_model,
-        project=job.spec.project, last_preemption=_preemption_to_pb(job.last_preemption),
-        array_id=job.array_id, array_index=job.array_index,
+        id=job.id,
+        spec=spec_to_pb(job.spec),
+        state=job_state_to_pb(job.state),
+        owner=job.owner,
+        institution=job.institution,
+        site=job.site,
+        country=job.country,
+        attempts=job.attempts,
+        failures=job.failures,
+        infra_requeues=job.infra_requeues,
+        reason=job.reason,
+        run_id=job.run_id,
+        submitted_at=job.submitted_at,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
+        gpu_model=job.gpu_model,
+        project=job.spec.project,
+        last_preemption=_preemption_to_pb(job.last_preemption),
+        array_id=job.array_id,
+        array_index=job.array_index,
     )
 
 
 def array_to_pb(a: ArraySummary) -> job_pb2.JobArray:
     return job_pb2.JobArray(
-        id=a.id, name=a.name, owner=a.owner, institution=a.institution, project=a.project, tasks=a.tasks,
-        limit=a.limit, submitted_at=a.submitted_at, pending=a.pending, running=a.running,
-        succeeded=a.succeeded, failed=a.failed, cancelled=a.cancelled, indices=a.indices)
+        id=a.id,
+        name=a.name,
+        owner=a.owner,
+        institution=a.institution,
+        project=a.project,
+        tasks=a.tasks,
+        limit=a.limit,
+        submitted_at=a.submitted_at,
+        pending=a.pending,
+        running=a.running,
+        succeeded=a.succeeded,
+        failed=a.failed,
+        cancelled=a.cancelled,
+        indices=a.indices,
+    )
 
 
 def _preemption_to_pb(p: JobPreemption | None) -> common_pb2.JobPreemption | None:
@@ -133,43 +178,73 @@ def _preemption_to_pb(p: JobPreemption | None) -> common_pb2.JobPreemption | Non
         return None
     return common_pb2.JobPreemption(at=p.at, kind=p.kind, beneficiary=p.beneficiary, reason=p.reason)
 
+
 # -- sites ---------------------------------------------------------------------
+
 
 def inventory_from_pb(pb: common_pb2.Inventory) -> Inventory:
     return Inventory(
-        gpus=tuple(GpuPool(model=p.model, memory_mb=p.memory_mb, total=p.total, free=p.free,
-                           largest_node=p.largest_node) for p in pb.gpus),
-        cpus=pb.cpus, memory_mb=pb.memory_mb, nodes=pb.nodes,
+        gpus=tuple(
+            GpuPool(model=p.model, memory_mb=p.memory_mb, total=p.total, free=p.free, largest_node=p.largest_node)
+            for p in pb.gpus
+        ),
+        cpus=pb.cpus,
+        memory_mb=pb.memory_mb,
+        nodes=pb.nodes,
     )
 
 
 def inventory_to_pb(inv: Inventory) -> common_pb2.Inventory:
     return common_pb2.Inventory(
-        gpus=[common_pb2.GpuPool(model=p.model, memory_mb=p.memory_mb, total=p.total, free=p.free,
-                                 largest_node=p.largest_node) for p in inv.gpus],
-        cpus=inv.cpus, memory_mb=inv.memory_mb, nodes=inv.nodes,
+        gpus=[
+            common_pb2.GpuPool(
+                model=p.model, memory_mb=p.memory_mb, total=p.total, free=p.free, largest_node=p.largest_node
+            )
+            for p in inv.gpus
+        ],
+        cpus=inv.cpus,
+        memory_mb=inv.memory_mb,
+        nodes=inv.nodes,
     )
 
 
 def site_to_pb(site: Site, gpus_in_use: dict[str, int]) -> admin_pb2.Site:
     return admin_pb2.Site(
-        name=site.name, institution=site.institution, country=site.country,
-        state=site_state_to_pb(site.state), connected=site.connected,
-        inventory=inventory_to_pb(site.inventory), last_seen=site.last_seen, gpus_in_use=gpus_in_use,
-        labels=dict(site.labels), state_reason=site.state_reason,
+        name=site.name,
+        institution=site.institution,
+        country=site.country,
+        state=site_state_to_pb(site.state),
+        connected=site.connected,
+        inventory=inventory_to_pb(site.inventory),
+        last_seen=site.last_seen,
+        gpus_in_use=gpus_in_use,
+        labels=dict(site.labels),
+        state_reason=site.state_reason,
     )
 
 
 def run_report_from_pb(pb: site_pb2.RunReport) -> RunReport:
-    return RunReport(run_id=pb.run_id, state=run_state_from_pb(pb.state), message=pb.message,
-                     infrastructure=pb.failure == site_pb2.FAILURE_KIND_INFRASTRUCTURE)
+    return RunReport(
+        run_id=pb.run_id,
+        state=run_state_from_pb(pb.state),
+        message=pb.message,
+        infrastructure=pb.failure == site_pb2.FAILURE_KIND_INFRASTRUCTURE,
+    )
 
 
 def command_to_pb(cmd: Command) -> site_pb2.BrokerMessage:
     if isinstance(cmd, StartRunCommand):
-        return site_pb2.BrokerMessage(start=site_pb2.StartRun(
-            run_id=cmd.run.id, job_id=cmd.run.job_id, epoch=cmd.run.epoch,
-            spec=spec_to_pb(cmd.spec, reveal_secrets=True), gpu_model=cmd.run.gpu_model,
-            notice_seconds=cmd.notice_seconds, array_job_id=cmd.array_id, array_index=cmd.array_index))
+        return site_pb2.BrokerMessage(
+            start=site_pb2.StartRun(
+                run_id=cmd.run.id,
+                job_id=cmd.run.job_id,
+                epoch=cmd.run.epoch,
+                spec=spec_to_pb(cmd.spec, reveal_secrets=True),
+                gpu_model=cmd.run.gpu_model,
+                notice_seconds=cmd.notice_seconds,
+                array_job_id=cmd.array_id,
+                array_index=cmd.array_index,
+            )
+        )
     assert isinstance(cmd, StopRunCommand)
     return site_pb2.BrokerMessage(stop=site_pb2.StopRun(run_id=cmd.run_id, reason=cmd.reason))

@@ -5,12 +5,13 @@ not a valid message it answers INTERNAL ("exception deserializing request"), whi
 tells a caller the broker is broken. The interceptor swaps in a tolerant decoder:
 bad bytes become a `Malformed` value, and the call answers INVALID_ARGUMENT instead.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from scheduler.domain import InvalidArgument
+from minga.common.domain import InvalidArgument
 
 Decoder = Callable[[bytes], Any]
 
@@ -35,6 +36,7 @@ def tolerant(decode: Decoder | None) -> Decoder | None:
             return decode(data)
         except Exception as exc:  # noqa: BLE001 - any decoding failure is the sender's
             return Malformed(exc)
+
     return decode_or_flag
 
 

@@ -3,6 +3,7 @@
 Every handler gets a `CallContext`, the gRPC context plus the verified caller,
 and every domain error becomes a gRPC status here and nowhere else.
 """
+
 from __future__ import annotations
 
 import functools
@@ -13,15 +14,15 @@ from typing import Any
 
 import grpc
 
-from scheduler import domain
-from scheduler.api.audit import AUDITED
-from scheduler.api.authz import RPC_ROLES, STANDBY_RPCS, OwnerLookup, authorize
-from scheduler.api.decoding import checked, tolerant
-from scheduler.api.ratelimit import Limits, RateLimiter, caller_key, metered
-from scheduler.auth import bearer_from_metadata
-from scheduler.domain import Principal
-from scheduler.states import IllegalTransition
-from scheduler.store.base import StoreUnavailable
+from minga.common import domain
+from minga.common.domain import Principal
+from minga.common.states import IllegalTransition
+from minga.scheduler.api.audit import AUDITED
+from minga.scheduler.api.authz import RPC_ROLES, STANDBY_RPCS, OwnerLookup, authorize
+from minga.scheduler.api.decoding import checked, tolerant
+from minga.scheduler.api.ratelimit import Limits, RateLimiter, caller_key, metered
+from minga.scheduler.auth import bearer_from_metadata
+from minga.scheduler.store.base import StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,7 @@ ERROR_CODES: dict[type[Exception], grpc.StatusCode] = {
 
 # Who calls: a verified Principal, else raises domain.Unauthenticated saying why.
 Authenticator = Callable[[grpc.ServicerContext], Principal]
-Refusal = Callable[[], str | None]   # why this broker serves no calls now (a standby), else None
+Refusal = Callable[[], str | None]  # why this broker serves no calls now (a standby), else None
 # (method, caller, request, response or None, peer, outcome, detail): records a finished call.
 Auditor = Callable[[str, Principal | None, Any, Any, str, str, str], None]
 
@@ -81,19 +82,24 @@ def status_for(exc: Exception) -> tuple[grpc.StatusCode, str]:
 
 
 class AuthInterceptor(grpc.ServerInterceptor):
-    def __init__(self, authenticate: Authenticator, refusal: Refusal = lambda: None,
-                 audit: Auditor | None = None, served: frozenset[str] | None = None) -> None:
+    def __init__(
+        self,
+        authenticate: Authenticator,
+        refusal: Refusal = lambda: None,
+        audit: Auditor | None = None,
+        served: frozenset[str] | None = None,
+    ) -> None:
         self._authenticate = authenticate
         self._refusal = refusal
         self._audit = audit
-        self._served = served   # None: every RPC of the table; else only these (the site port)
+        self._served = served  # None: every RPC of the table; else only these (the site port)
         self._limits: Limits | None = None
         self._calls: RateLimiter | None = None
-        self._owner_of: OwnerLookup = lambda kind, key: None   # no lookup: nothing is anyone's own
+        self._owner_of: OwnerLookup = lambda kind, key: None  # no lookup: nothing is anyone's own
 
     def resolve_targets(self, owner_of: OwnerLookup) -> AuthInterceptor:
         """How authorization finds the institution a request's target belongs to
-        (`scheduler.api.authz`); without it, only ANY-scoped calls pass."""
+        (`minga.scheduler.api.authz`); without it, only ANY-scoped calls pass."""
         self._owner_of = owner_of
         return self
 
@@ -119,8 +125,12 @@ class AuthInterceptor(grpc.ServerInterceptor):
             audit = functools.partial(self._audit, method)
         if self._limits is not None and handler.request_streaming:
             handler = _metered(handler, self._limits)
-        return _wrap(handler, lambda ctx: self._admitted(method, ctx),
-                     lambda principal, request: authorize(method, principal, request, self._owner_of), audit)
+        return _wrap(
+            handler,
+            lambda ctx: self._admitted(method, ctx),
+            lambda principal, request: authorize(method, principal, request, self._owner_of),
+            audit,
+        )
 
     def _admitted(self, method: str, context: grpc.ServicerContext) -> Principal | None:
         """The caller, once its rate limit lets this call through."""
@@ -139,6 +149,7 @@ class AuthInterceptor(grpc.ServerInterceptor):
 
 def bearer_authenticator(lookup: Callable[[str], Principal | None]) -> Authenticator:
     """Callers named by a bearer token in the call's metadata (users; sites without a CA)."""
+
     def authenticate(context: grpc.ServicerContext) -> Principal:
         token = bearer_from_metadata(context.invocation_metadata())
         if token is None:
@@ -147,11 +158,16 @@ def bearer_authenticator(lookup: Callable[[str], Principal | None]) -> Authentic
         if principal is None:
             raise domain.Unauthenticated("token is unknown, expired or revoked")
         return principal
+
     return authenticate
 
 
-def _wrap(handler: grpc.RpcMethodHandler, who: Callable[[grpc.ServicerContext], Principal | None],  # type: ignore[no-untyped-def]
-          authorize: Callable[[Principal | None, Any], None], audit: Callable[..., None] | None = None):
+def _wrap(
+    handler: grpc.RpcMethodHandler,
+    who: Callable[[grpc.ServicerContext], Principal | None],  # type: ignore[no-untyped-def]
+    authorize: Callable[[Principal | None, Any], None],
+    audit: Callable[..., None] | None = None,
+):
     def caller(context: grpc.ServicerContext, request: Any) -> Principal | None:
         principal = who(context)
         authorize(principal, request)
@@ -162,7 +178,7 @@ def _wrap(handler: grpc.RpcMethodHandler, who: Callable[[grpc.ServicerContext], 
             principal, call_context = None, None
             try:
                 principal = who(context)
-                authorize(principal, request_or_iterator)   # after `who`, so a refused caller is still named
+                authorize(principal, request_or_iterator)  # after `who`, so a refused caller is still named
                 call_context = CallContext(context, principal)
                 response = behavior(checked(request_or_iterator), call_context)
             except Exception as exc:  # noqa: BLE001 - mapped to a status in one place
@@ -173,14 +189,18 @@ def _wrap(handler: grpc.RpcMethodHandler, who: Callable[[grpc.ServicerContext], 
                 if audit is not None and not call_context.audited:
                     audit(principal, request_or_iterator, response, context.peer(), "OK", "")
                 return response
+
         return call
 
     def stream_response(behavior):  # type: ignore[no-untyped-def]
         def call(request_or_iterator, context) -> Iterator[Any]:  # type: ignore[no-untyped-def]
             try:
-                yield from behavior(checked(request_or_iterator), CallContext(context, caller(context, request_or_iterator)))
-            except Exception as exc:  # noqa: BLE001
+                yield from behavior(
+                    checked(request_or_iterator), CallContext(context, caller(context, request_or_iterator))
+                )
+            except Exception as exc:
                 _abort(context, exc)
+
         return call
 
     return _replace(handler, unary_response, stream_response)
@@ -188,7 +208,7 @@ def _wrap(handler: grpc.RpcMethodHandler, who: Callable[[grpc.ServicerContext], 
 
 def _outcome(context: grpc.ServicerContext, exc: Exception) -> tuple[str, str]:
     """How a failed call ends, as the audit log records it: (status name, message)."""
-    if context.code() is not None:   # the handler aborted with its own status
+    if context.code() is not None:  # the handler aborted with its own status
         return context.code().name, context.details() or ""
     code, message = known_status(exc) or (grpc.StatusCode.INTERNAL, type(exc).__name__)
     return code.name, message
@@ -198,7 +218,7 @@ def _abort(context: grpc.ServicerContext, exc: Exception) -> None:
     if context.code() is not None:
         raise exc  # the handler aborted with its own status (context.abort records it)
     code, message = status_for(exc)
-    if isinstance(exc, domain.ResourceExhausted):   # the retry hint, for clients to read
+    if isinstance(exc, domain.ResourceExhausted):  # the retry hint, for clients to read
         context.set_trailing_metadata((("retry-after-ms", str(math.ceil(exc.retry_after * 1000))),))
     context.abort(code, message)
 
@@ -207,27 +227,36 @@ def _metered(handler: grpc.RpcMethodHandler, limits: Limits):  # type: ignore[no
     """`handler` with its request stream cut at RESOURCE_EXHAUSTED when it floods."""
     make = grpc.stream_stream_rpc_method_handler if handler.stream_stream else grpc.stream_unary_rpc_method_handler
     behavior = handler.stream_stream or handler.stream_unary
-    return make(lambda requests, context: behavior(metered(requests, limits.stream_messages), context),
-                handler.request_deserializer, handler.response_serializer)
+    return make(
+        lambda requests, context: behavior(metered(requests, limits.stream_messages), context),
+        handler.request_deserializer,
+        handler.response_serializer,
+    )
 
 
 def _rejecting(handler: grpc.RpcMethodHandler, code: grpc.StatusCode, message: str):  # type: ignore[no-untyped-def]
     def deny(behavior):  # type: ignore[no-untyped-def]
         def call(_request, context):  # type: ignore[no-untyped-def]
             context.abort(code, message)
+
         return call
+
     return _replace(handler, deny, deny)
 
 
 def _replace(handler: grpc.RpcMethodHandler, unary_response, stream_response):  # type: ignore[no-untyped-def]
     if handler.unary_unary:
         return grpc.unary_unary_rpc_method_handler(
-            unary_response(handler.unary_unary), tolerant(handler.request_deserializer), handler.response_serializer)
+            unary_response(handler.unary_unary), tolerant(handler.request_deserializer), handler.response_serializer
+        )
     if handler.unary_stream:
         return grpc.unary_stream_rpc_method_handler(
-            stream_response(handler.unary_stream), tolerant(handler.request_deserializer), handler.response_serializer)
+            stream_response(handler.unary_stream), tolerant(handler.request_deserializer), handler.response_serializer
+        )
     if handler.stream_unary:
         return grpc.stream_unary_rpc_method_handler(
-            unary_response(handler.stream_unary), tolerant(handler.request_deserializer), handler.response_serializer)
+            unary_response(handler.stream_unary), tolerant(handler.request_deserializer), handler.response_serializer
+        )
     return grpc.stream_stream_rpc_method_handler(
-        stream_response(handler.stream_stream), tolerant(handler.request_deserializer), handler.response_serializer)
+        stream_response(handler.stream_stream), tolerant(handler.request_deserializer), handler.response_serializer
+    )

@@ -8,6 +8,7 @@ interceptor turns it into RESOURCE_EXHAUSTED with "retry in N s" and `retry-afte
 
 The arithmetic is pure and the clock is injected, so the tests need no sleeping.
 """
+
 from __future__ import annotations
 
 import math
@@ -18,11 +19,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TypeVar
 
-from scheduler.domain import Principal, ResourceExhausted
+from minga.common.domain import Principal, ResourceExhausted
 
 T = TypeVar("T")
 Clock = Callable[[], float]
-MAX_KEYS = 100_000   # callers remembered at once; the longest idle is forgotten first (its bucket was full)
+MAX_KEYS = 100_000  # callers remembered at once; the longest idle is forgotten first (its bucket was full)
 
 
 @dataclass(frozen=True)
@@ -49,8 +50,10 @@ class Limits:
     def of(calls_per_second: float) -> Limits:
         """The defaults `--rate-limit N` stands for: bursts of 10 s worth of calls, and a
         stream may send ten times as many messages (a reconnecting agent flushes a backlog)."""
-        return Limits(calls=Rate(calls_per_second, 10 * calls_per_second),
-                      stream_messages=Rate(10 * calls_per_second, 100 * calls_per_second))
+        return Limits(
+            calls=Rate(calls_per_second, 10 * calls_per_second),
+            stream_messages=Rate(10 * calls_per_second, 100 * calls_per_second),
+        )
 
 
 DEFAULT_CALLS_PER_SECOND = 200.0
@@ -66,7 +69,7 @@ class Bucket:
     def take(self, rate: Rate, now: float, cost: float = 1.0) -> float:
         """Take `cost` tokens if there are enough: returns 0. Otherwise takes none and
         returns how many seconds until there are (the caller's retry hint)."""
-        elapsed = max(0.0, now - self.at)   # a clock stepping back refills nothing
+        elapsed = max(0.0, now - self.at)  # a clock stepping back refills nothing
         self.tokens = min(rate.burst, self.tokens + elapsed * rate.per_second)
         self.at = now
         if self.tokens >= cost:
@@ -97,7 +100,7 @@ class RateLimiter:
         now = self._clock()
         with self._lock:
             bucket = self._buckets.pop(key, None) or Bucket(self.rate.burst, now)
-            self._buckets[key] = bucket   # most recently used last
+            self._buckets[key] = bucket  # most recently used last
             if len(self._buckets) > self._max_keys:
                 self._buckets.popitem(last=False)
             return bucket.take(self.rate, now, cost)
@@ -108,7 +111,9 @@ class RateLimiter:
         if wait > 0:
             raise ResourceExhausted(
                 f"rate limit: {what} is over {self.rate.per_second:g} calls per second "
-                f"(bursts of {self.rate.burst:g}); {retry_hint(wait)}", wait)
+                f"(bursts of {self.rate.burst:g}); {retry_hint(wait)}",
+                wait,
+            )
 
 
 def caller_key(principal: Principal | None, peer: str) -> str:
@@ -135,5 +140,7 @@ def metered(messages: Iterator[T], rate: Rate, clock: Clock = time.monotonic) ->
         if wait > 0:
             raise ResourceExhausted(
                 f"rate limit: this stream sent more than {rate.per_second:g} messages per second "
-                f"(bursts of {rate.burst:g}); reconnect and {retry_hint(wait)}", wait)
+                f"(bursts of {rate.burst:g}); reconnect and {retry_hint(wait)}",
+                wait,
+            )
         yield message

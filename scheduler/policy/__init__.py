@@ -4,16 +4,40 @@
 simulator call. The quota view reads `quota_rows`, `institution_factors` and
 `entitlements` from here.
 """
-from scheduler.policy.entitlement import Entitlements, build_tree, entitlements, model_weight
-from scheduler.policy.fairshare import fair_tree_order, institution_factors, project_factors
-from scheduler.policy.guarantees import QuotaRow, guarantees, quota_rows
-from scheduler.policy.schedule import schedule
-from scheduler.policy.snapshot import (
-    Decisions, InstitutionShare, Placement, Preemption, ProjectShare, ShareSettings, Snapshot, Waiting,
+
+from minga.scheduler.policy.entitlement import Entitlements, build_tree, entitlements, model_weight
+from minga.scheduler.policy.fairshare import fair_tree_order, institution_factors, project_factors
+from minga.scheduler.policy.guarantees import QuotaRow, guarantees, quota_rows
+from minga.scheduler.policy.schedule import schedule
+from minga.scheduler.policy.snapshot import (
+    Decisions,
+    InstitutionShare,
+    Placement,
+    Preemption,
+    ProjectShare,
+    ShareSettings,
+    Snapshot,
+    Waiting,
 )
 
 __all__ = [
-    "Decisions", "Entitlements", "InstitutionShare", "Placement", "Preemption", "ProjectShare", "QuotaRow",
-    "ShareSettings", "Snapshot", "Waiting", "build_tree", "entitlements", "fair_tree_order", "guarantees",
-    "institution_factors", "model_weight", "project_factors", "quota_rows", "schedule",
+    "Decisions",
+    "Entitlements",
+    "InstitutionShare",
+    "Placement",
+    "Preemption",
+    "ProjectShare",
+    "QuotaRow",
+    "ShareSettings",
+    "Snapshot",
+    "Waiting",
+    "build_tree",
+    "entitlements",
+    "fair_tree_order",
+    "guarantees",
+    "institution_factors",
+    "model_weight",
+    "project_factors",
+    "quota_rows",
+    "schedule",
 ]

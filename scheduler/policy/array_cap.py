@@ -5,12 +5,13 @@ capped array beyond its free slots (K minus its live tasks) are set aside, lowes
 first, so every other phase (fair share, placement, reservations, preemption) sees only
 the tasks that may start now; the ones set aside wait with the cap as their reason.
 """
+
 from __future__ import annotations
 
 from dataclasses import replace
 
-from scheduler.domain import Job
-from scheduler.policy.snapshot import Decisions, Snapshot, Waiting
+from minga.common.domain import Job
+from minga.scheduler.policy.snapshot import Decisions, Snapshot, Waiting
 
 
 def cap_reason(live: int, limit: int) -> str:
@@ -34,7 +35,7 @@ def split_capped(snapshot: Snapshot) -> tuple[Snapshot, tuple[Waiting, ...]]:
     for array_id in sorted(by_array):
         tasks = sorted(by_array[array_id], key=lambda j: (j.array_index, j.id))
         limit, running = tasks[0].array_limit, live[array_id]
-        for job in tasks[max(0, limit - running):]:
+        for job in tasks[max(0, limit - running) :]:
             held.add(job.id)
             waiting.append(Waiting(job.id, cap_reason(running, limit)))
     if not held:

@@ -1,9 +1,10 @@
 """Jobs that ask for no GPU: any allowed site with the CPUs free."""
+
 from __future__ import annotations
 
-from scheduler.domain import Job
-from scheduler.policy.cycle_state import Cycle
-from scheduler.policy.snapshot import Placement
+from minga.common.domain import Job
+from minga.scheduler.policy.cycle_state import Cycle
+from minga.scheduler.policy.snapshot import Placement
 
 
 def place_cpu_only(cycle: Cycle, job: Job) -> bool:

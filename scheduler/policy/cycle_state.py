@@ -5,26 +5,27 @@ Built by `Cycle.start` from the frozen snapshot and mutated only inside one
 in the next one), which is what makes the memos sound: a request shape that failed
 once fails again for every larger request of the same shape.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from scheduler.domain import Job, Run
-from scheduler.policy.entitlement import Tree, build_tree, job_project, run_project
-from scheduler.policy.fairshare import fair_tree_order
-from scheduler.policy.guarantees import Ledger, build_ledger
-from scheduler.policy.guest_failures import GuestFailures
-from scheduler.policy.latency import rank_table
-from scheduler.policy.lending import Lending
-from scheduler.policy.never_fits import NeverFits
-from scheduler.policy.pool_index import ANY, Pool, PoolIndex
-from scheduler.policy.pending_columns import pending_columns
-from scheduler.policy.queue import Queue, fair_queue
-from scheduler.policy.reservation import NEVER, Ends, Reservation, pool_ends, run_end
-from scheduler.policy.share_now import held_by_project
-from scheduler.policy.snapshot import Decisions, Placement, Preemption, Snapshot
-from scheduler.policy.waiting_list import WaitingList
+from minga.common.domain import Job, Run
+from minga.scheduler.policy.entitlement import Tree, build_tree, job_project, run_project
+from minga.scheduler.policy.fairshare import fair_tree_order
+from minga.scheduler.policy.guarantees import Ledger, build_ledger
+from minga.scheduler.policy.guest_failures import GuestFailures
+from minga.scheduler.policy.latency import rank_table
+from minga.scheduler.policy.lending import Lending
+from minga.scheduler.policy.never_fits import NeverFits
+from minga.scheduler.policy.pending_columns import pending_columns
+from minga.scheduler.policy.pool_index import ANY, Pool, PoolIndex
+from minga.scheduler.policy.queue import Queue, fair_queue
+from minga.scheduler.policy.reservation import NEVER, Ends, Reservation, pool_ends, run_end
+from minga.scheduler.policy.share_now import held_by_project
+from minga.scheduler.policy.snapshot import Decisions, Placement, Preemption, Snapshot
+from minga.scheduler.policy.waiting_list import WaitingList
 
 _UNKNOWN = object()
 
@@ -33,50 +34,50 @@ _UNKNOWN = object()
 class Cycle:
     snapshot: Snapshot
     now: float
-    tree: Tree                  # the account tree, with every account a pending job names
-    fair_tree: list[str]        # every project in Fair Tree order (decayed usage over entitlement)
-    queue: Queue                # the pending jobs in Fair Tree order
+    tree: Tree  # the account tree, with every account a pending job names
+    fair_tree: list[str]  # every project in Fair Tree order (decayed usage over entitlement)
+    queue: Queue  # the pending jobs in Fair Tree order
     index: PoolIndex
     ledger: Ledger
     never: NeverFits
-    home: dict[str, str]        # institution -> its country
+    home: dict[str, str]  # institution -> its country
     latency: dict[tuple[str, str], int]
-    explicit: set[str]          # institutions with an explicit guarantee
-    lending: Lending | None = None   # site owners' lending policies; None: no site has one
-    reservations: dict[tuple[str, str], Reservation] = field(default_factory=dict)   # EASY backfill, by pool
-    reserved_models: set[str] = field(default_factory=set)   # GPU models with a reservation
-    gang_reservations: dict[str, int] = field(default_factory=dict)   # model -> those of waiting gangs
+    explicit: set[str]  # institutions with an explicit guarantee
+    lending: Lending | None = None  # site owners' lending policies; None: no site has one
+    reservations: dict[tuple[str, str], Reservation] = field(default_factory=dict)  # EASY backfill, by pool
+    reserved_models: set[str] = field(default_factory=set)  # GPU models with a reservation
+    gang_reservations: dict[str, int] = field(default_factory=dict)  # model -> those of waiting gangs
     holders: dict[str, tuple[str, str]] = field(default_factory=dict)  # job id -> the pool it reserved
-    finite_reservation: bool = False   # some reservation of this cycle starts at a known time
-    reservation_changes: int = 0       # reservations held or let go so far (for memos)
-    held: dict[str, int] = field(default_factory=dict)   # project -> GPUs it holds now (runs leaving: not)
-    unwaited: set[int] = field(default_factory=set)      # positions decided waiting, then placed after all
+    finite_reservation: bool = False  # some reservation of this cycle starts at a known time
+    reservation_changes: int = 0  # reservations held or let go so far (for memos)
+    held: dict[str, int] = field(default_factory=dict)  # project -> GPUs it holds now (runs leaving: not)
+    unwaited: set[int] = field(default_factory=set)  # positions decided waiting, then placed after all
     placements: list[Placement] = field(default_factory=list)
     preemptions: list[Preemption] = field(default_factory=list)
-    waiting_positions: list[int] = field(default_factory=list)   # the columns of a WaitingList
+    waiting_positions: list[int] = field(default_factory=list)  # the columns of a WaitingList
     waiting_reasons: list[str] = field(default_factory=list)
     waiting_never: list[bool] = field(default_factory=list)
-    tail: Sequence[int] = ()        # positions waiting on their shape's verdict
-    tail_verdicts: list[tuple[str, bool] | None] = field(default_factory=list)   # by shape id
-    guaranteed: set[str] = field(default_factory=set)   # ids of the jobs within their guarantee
-    largest_free: int = 0       # most free GPUs on any READY pool; only shrinks
-    largest_open: int = 0       # the same, leaving out the pools kept whole for a waiting gang
-    tops_seen: int = -1         # `index.top_changes` when the two above were last refreshed
-    kept: dict[tuple[str, str], int] = field(default_factory=dict)   # pool kept -> its gang's position
-    failed: dict[tuple, tuple[int, str]] = field(default_factory=dict)   # shape -> (fewest GPUs, reason)
+    tail: Sequence[int] = ()  # positions waiting on their shape's verdict
+    tail_verdicts: list[tuple[str, bool] | None] = field(default_factory=list)  # by shape id
+    guaranteed: set[str] = field(default_factory=set)  # ids of the jobs within their guarantee
+    largest_free: int = 0  # most free GPUs on any READY pool; only shrinks
+    largest_open: int = 0  # the same, leaving out the pools kept whole for a waiting gang
+    tops_seen: int = -1  # `index.top_changes` when the two above were last refreshed
+    kept: dict[tuple[str, str], int] = field(default_factory=dict)  # pool kept -> its gang's position
+    failed: dict[tuple, tuple[int, str]] = field(default_factory=dict)  # shape -> (fewest GPUs, reason)
     guest_failures: GuestFailures = None  # type: ignore[assignment]   # set by `start`
     reclaim_failed: set[tuple] = field(default_factory=set)
     reclaim_bounds: dict[str, int] = field(default_factory=dict)
     capacity_reasons: dict[tuple[int, int], str] = field(default_factory=dict)
-    groups: dict[tuple, list[list[str]]] = field(default_factory=dict)   # country tiers by (origin, allowed)
+    groups: dict[tuple, list[list[str]]] = field(default_factory=dict)  # country tiers by (origin, allowed)
     placed_ends: dict[tuple[str, str], list[tuple[float, int]]] = field(default_factory=dict)
     _models: dict[tuple[str, ...], list[str]] = field(default_factory=dict)
     _headroom: dict[str, int] = field(default_factory=dict)
-    _never: list[str | None | object] = field(default_factory=list)   # by shape id; _UNKNOWN: not asked yet
-    _request_ids: list[int] = field(default_factory=list)   # by shape id; -1: not asked yet
+    _never: list[str | None | object] = field(default_factory=list)  # by shape id; _UNKNOWN: not asked yet
+    _request_ids: list[int] = field(default_factory=list)  # by shape id; -1: not asked yet
     _requests: dict[tuple, int] = field(default_factory=dict)
     _ends: dict[tuple[str, str], Ends] = field(default_factory=dict)
-    _kept_at: dict[int, tuple[str, str]] = field(default_factory=dict)   # `kept`, the other way round
+    _kept_at: dict[int, tuple[str, str]] = field(default_factory=dict)  # `kept`, the other way round
 
     @classmethod
     def start(cls, snapshot: Snapshot, now: float) -> Cycle:
@@ -86,7 +87,10 @@ class Cycle:
         n = len(fair_tree)
         factors = {pid: (n - rank) / n for rank, pid in enumerate(fair_tree)}
         cycle = cls(
-            snapshot=snapshot, now=now, tree=tree, fair_tree=fair_tree,
+            snapshot=snapshot,
+            now=now,
+            tree=tree,
+            fair_tree=fair_tree,
             queue=fair_queue(pending, factors, now, snapshot.settings.age_weight),
             index=PoolIndex(snapshot.sites, snapshot.live_runs),
             ledger=build_ledger(snapshot),
@@ -105,12 +109,11 @@ class Cycle:
 
     def decisions(self) -> Decisions:
         positions, reasons, never, tail = self.waiting_positions, self.waiting_reasons, self.waiting_never, self.tail
-        if self.unwaited:      # placed by fair-share preemption after they were decided
+        if self.unwaited:  # placed by fair-share preemption after they were decided
             keep = [k for k, pos in enumerate(positions) if pos not in self.unwaited]
             positions, reasons, never = ([column[k] for k in keep] for column in (positions, reasons, never))
             tail = [pos for pos in tail if pos not in self.unwaited]
-        waiting = WaitingList(self.queue.jobs, positions, reasons, never, tail, self.queue.shape_of,
-                              self.tail_verdicts)
+        waiting = WaitingList(self.queue.jobs, positions, reasons, never, tail, self.queue.shape_of, self.tail_verdicts)
         return Decisions(placements=tuple(self.placements), waiting=waiting, preemptions=tuple(self.preemptions))
 
     def wait(self, pos: int, reason: str, never_fits: bool = False) -> None:
@@ -143,7 +146,8 @@ class Cycle:
         reason = self.capacity_reasons.get((gpus, most))
         if reason is None:
             reason = self.capacity_reasons[(gpus, most)] = (
-                f"capacity: waiting for {gpus} free GPUs on one site (most free now: {most})")
+                f"capacity: waiting for {gpus} free GPUs on one site (most free now: {most})"
+            )
         return reason
 
     def models(self, job: Job) -> list[str]:
@@ -181,7 +185,8 @@ class Cycle:
         for free in range(start, 0, -1):
             for model in index.models:
                 if index.largest_free(model) >= free and any(
-                        key not in kept for key in index.buckets[(ANY, model)][free]):
+                    key not in kept for key in index.buckets[(ANY, model)][free]
+                ):
                     return free
         return 0
 
@@ -198,8 +203,9 @@ class Cycle:
         key = pool.key
         ends = self._ends.get(key)
         if ends is None:
-            ends = self._ends[key] = pool_ends([(run_end(r), r.gpus) for r in self.index.runs.get(key, [])]
-                                               + self.placed_ends.get(key, []))
+            ends = self._ends[key] = pool_ends(
+                [(run_end(r), r.gpus) for r in self.index.runs.get(key, [])] + self.placed_ends.get(key, [])
+            )
         return ends
 
     def kept_for(self, pos: int) -> Pool | None:
@@ -213,7 +219,7 @@ class Cycle:
         del self._kept_at[self.kept.pop(key)]
         self.holders.pop(self.reservations.pop(key).job_id, None)
         self.reservation_changes += 1
-        self.largest_open = -1      # that pool is open again
+        self.largest_open = -1  # that pool is open again
         self.refresh_largest_free()
 
     def unreserved(self, job: Job) -> bool:
@@ -231,7 +237,7 @@ class Cycle:
         key = (reservation.site, reservation.model)
         if gang:
             self.gang_reservations[reservation.model] = self.gang_reservations.get(reservation.model, 0) + 1
-        assert key not in self.reservations, key    # one reservation a pool
+        assert key not in self.reservations, key  # one reservation a pool
         self.finite_reservation = self.finite_reservation or reservation.start < NEVER
         self.reservation_changes += 1
         self.reservations[key] = reservation
@@ -263,12 +269,12 @@ class Cycle:
         walltime = float(job.spec.walltime_seconds)
         held = self.holders.pop(job.id, None)
         if held is not None and self.reservations[held].job_id == job.id:
-            del self.reservations[held]     # its holder is placed (by preemption, or it was kept)
+            del self.reservations[held]  # its holder is placed (by preemption, or it was kept)
             self.reservation_changes += 1
             kept_for = self.kept.pop(held, None)
             if kept_for is not None:
                 del self._kept_at[kept_for]
-                self.largest_open = -1      # refreshed below
+                self.largest_open = -1  # refreshed below
         reservation = self.reservations.get(pool.key)
         if reservation is not None:
             reservation.consume(pool, res.gpus, walltime, self.now)
@@ -284,6 +290,10 @@ class Cycle:
         self.placed_ends.setdefault(pool.key, []).append((end, res.gpus))
         self._ends.pop(pool.key, None)
         self.placements.append(Placement(job.id, pool.site, pool.model, res.gpus, res.cpus))
-        if (self.index.top_changes != self.tops_seen or self.largest_open < 0
-                or self.kept and pool.free + taken >= self.largest_open):
-            self.refresh_largest_free()     # a model's most free GPUs fell, or the open pools' may have
+        if (
+            self.index.top_changes != self.tops_seen
+            or self.largest_open < 0
+            or self.kept
+            and pool.free + taken >= self.largest_open
+        ):
+            self.refresh_largest_free()  # a model's most free GPUs fell, or the open pools' may have

@@ -22,6 +22,7 @@ Two institution weight policies (issue 3, section 1):
 GPU models are normalized by an admin-editable weight table, because an H100
 hour is not a T4 hour; an unknown model counts 1.0 so nothing is silently free.
 """
+
 from __future__ import annotations
 
 from collections import defaultdict
@@ -29,12 +30,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from operator import attrgetter
 
-from scheduler.domain import Job
-from scheduler.policy.snapshot import InstitutionShare, ShareSettings, Snapshot
-from scheduler.shares_domain import model_weight
+from minga.common.domain import Job
+from minga.common.shares import model_weight
+from minga.scheduler.policy.snapshot import InstitutionShare, ShareSettings, Snapshot
 
 UNKNOWN_COUNTRY = "?"
-JOB_ACCOUNT = attrgetter("institution", "spec.project")   # C-level: called once per pending job
+JOB_ACCOUNT = attrgetter("institution", "spec.project")  # C-level: called once per pending job
 
 
 def normalized_gpus(settings: ShareSettings, model: str, gpus: float) -> float:
@@ -90,9 +91,9 @@ class Tree:
     """The account tree with raw weights: country -> institution -> project."""
 
     country_weight: dict[str, float]
-    institutions: dict[str, dict[str, float]]   # country -> {institution: weight}
-    projects: dict[str, dict[str, float]]       # institution -> {project id: weight}
-    country_of: dict[str, str]                  # institution -> country
+    institutions: dict[str, dict[str, float]]  # country -> {institution: weight}
+    projects: dict[str, dict[str, float]]  # institution -> {project id: weight}
+    country_of: dict[str, str]  # institution -> country
 
 
 def build_tree(snapshot: Snapshot, accounts: Iterable[tuple[str, str]] | None = None) -> Tree:
@@ -126,8 +127,9 @@ def build_tree(snapshot: Snapshot, accounts: Iterable[tuple[str, str]] | None = 
             projects[slug][default_project(slug)] = 1.0
     explicit = dict(snapshot.country_weights)
     country_weight = {c: explicit.get(c, sum(members.values())) for c, members in institutions.items()}
-    return Tree(country_weight=country_weight, institutions=dict(institutions),
-                projects=dict(projects), country_of=country_of)
+    return Tree(
+        country_weight=country_weight, institutions=dict(institutions), projects=dict(projects), country_of=country_of
+    )
 
 
 def fractions(weights: dict[str, float]) -> dict[str, float]:

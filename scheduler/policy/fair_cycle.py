@@ -31,20 +31,21 @@ no GPU is free at all the rest of the queue is decided per shape (`queue_tail.py
 When GPUs stay free that only their owners may take (lending caps reached), a guest's
 failed search is shared with the other guests of the same request (`guest_failures.py`).
 """
+
 from __future__ import annotations
 
-from scheduler.domain import Job
-from scheduler.policy.cpu_only import cpu_reason, place_cpu_only
-from scheduler.policy.cycle_state import Cycle
-from scheduler.policy.fair_preemption import preempt_for_fair_share
-from scheduler.policy.guarantees import guarantee_first
-from scheduler.policy.lending import is_refusal, most_telling, runtime_key
-from scheduler.policy.pool_search import acceptor, find_pool, scan_all
-from scheduler.policy.queue_tail import decide_tail
-from scheduler.policy.reclaim import close_windows, reclaim, reclaim_bound
-from scheduler.policy.reserve import reserve, reserve_for_waiting_gangs
-from scheduler.policy.snapshot import Decisions, Snapshot
-from scheduler.policy.water_fill import WaterFill
+from minga.common.domain import Job
+from minga.scheduler.policy.cpu_only import cpu_reason, place_cpu_only
+from minga.scheduler.policy.cycle_state import Cycle
+from minga.scheduler.policy.fair_preemption import preempt_for_fair_share
+from minga.scheduler.policy.guarantees import guarantee_first
+from minga.scheduler.policy.lending import is_refusal, most_telling, runtime_key
+from minga.scheduler.policy.pool_search import acceptor, find_pool, scan_all
+from minga.scheduler.policy.queue_tail import decide_tail
+from minga.scheduler.policy.reclaim import close_windows, reclaim, reclaim_bound
+from minga.scheduler.policy.reserve import reserve, reserve_for_waiting_gangs
+from minga.scheduler.policy.snapshot import Decisions, Snapshot
+from minga.scheduler.policy.water_fill import WaterFill
 
 
 def schedule_fair(snapshot: Snapshot, now: float) -> Decisions:
@@ -61,12 +62,12 @@ def schedule_fair(snapshot: Snapshot, now: float) -> Decisions:
     order = WaterFill(cycle, decided)
     while True:
         if cycle.largest_open == 0:
-            if cycle.kept:      # no GPU is free but those kept for gangs: place the gangs there
-                for pos in list(cycle.kept.values()):    # in due order
+            if cycle.kept:  # no GPU is free but those kept for gangs: place the gangs there
+                for pos in list(cycle.kept.values()):  # in due order
                     decided.add(pos)
                     if not _place_kept(cycle, pos):
                         _decide_and_wait(cycle, pos)
-                continue        # the kept pools' spare GPUs may still take others
+                continue  # the kept pools' spare GPUs may still take others
             decide_tail(cycle, order.remaining(), _decide_and_wait)
             break
         pos = order.next()
@@ -126,7 +127,7 @@ def decide(cycle: Cycle, pos: int, gang: bool = False) -> tuple[str | None, bool
     g = spec.resources.gpus
     if g == 0:
         return (None if place_cpu_only(cycle, job) else cpu_reason(job)), False
-    if not gang and cycle.reservations and g > cycle.largest_free:   # else it cannot be exhausted
+    if not gang and cycle.reservations and g > cycle.largest_free:  # else it cannot be exhausted
         exhausted = _exhausted_for(cycle, job)
         if exhausted:
             return exhausted, False
@@ -140,7 +141,7 @@ def decide(cycle: Cycle, pos: int, gang: bool = False) -> tuple[str | None, bool
         if reason is None:
             return None, False
         cycle.failed[shape] = (g, reason)
-    if job.id in cycle.guaranteed and reclaim(cycle, job, shape):      # only those reclaim
+    if job.id in cycle.guaranteed and reclaim(cycle, job, shape):  # only those reclaim
         return None, False
     if g > 1 and not reason.startswith("quota") and (gang or cycle.unreserved(job)):
         reason = reserve(cycle, job, gang) or reason
@@ -177,7 +178,7 @@ def _failure_key(cycle: Cycle, job: Job, sid: int) -> tuple:
     site policies, also what the sites' runtime rules read."""
     spec = job.spec
     shape: tuple = (job.institution, cycle.request_id(sid), spec.walltime_seconds)
-    if cycle.lending is not None:   # sites may refuse its environment or pip packages
+    if cycle.lending is not None:  # sites may refuse its environment or pip packages
         shape += runtime_key(spec)
     return shape
 
@@ -191,8 +192,11 @@ def _exhausted_for(cycle: Cycle, job: Job) -> str | None:
     if g <= cycle.largest_free or cycle.unreserved(job):
         return None
     inst = job.institution
-    if job.id in cycle.guaranteed and cycle.headroom(inst) >= g and (
-            inst in cycle.explicit or reclaim_bound(cycle, inst) >= g):
+    if (
+        job.id in cycle.guaranteed
+        and cycle.headroom(inst) >= g
+        and (inst in cycle.explicit or reclaim_bound(cycle, inst) >= g)
+    ):
         return None
     return cycle.capacity_reason(g, cycle.largest_free)
 

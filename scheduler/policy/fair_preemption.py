@@ -22,6 +22,7 @@ rules, each from a scheduler that learned it the hard way:
 Every preempted run gets a notice before it is killed (`preemption_notice_seconds`, the
 agent's job), and its job goes back to pending with its attempt count raised.
 """
+
 from __future__ import annotations
 
 import heapq
@@ -30,15 +31,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from itertools import chain
 
-from scheduler.domain import Job, Run
-from scheduler.policy.cycle_state import Cycle
-from scheduler.policy.entitlement import project_id
-from scheduler.policy.pool_index import Pool
-from scheduler.policy.pool_search import acceptor
-from scheduler.policy.share_now import column_demand, share_now
-from scheduler.policy.snapshot import Preemption
+from minga.common.domain import Job, Run
+from minga.scheduler.policy.cycle_state import Cycle
+from minga.scheduler.policy.pool_index import Pool
+from minga.scheduler.policy.pool_search import acceptor
+from minga.scheduler.policy.share_now import column_demand, share_now
+from minga.scheduler.policy.snapshot import Preemption
 
-TRIES_PER_INSTITUTION = 32   # distinct request shapes of one institution tried per cycle
+TRIES_PER_INSTITUTION = 32  # distinct request shapes of one institution tried per cycle
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ class _Plan:
     pool: Pool
     victims: tuple[Run, ...]
     freed: int
-    lost: float                  # GPU-seconds the victims have run: lost on a restart
+    lost: float  # GPU-seconds the victims have run: lost on a restart
 
 
 @dataclass
@@ -86,8 +86,9 @@ def preempt_for_fair_share(cycle: Cycle) -> None:
 def pending_demand(cycle: Cycle) -> dict[str, float]:
     """GPUs each project's pending jobs ask for, leaving out jobs no site could ever hold."""
     queue = cycle.queue
-    return column_demand(queue.shapes, queue.shape_of, queue.examples, queue.groups,
-                         lambda pos: cycle.never_fits(pos) is not None)
+    return column_demand(
+        queue.shapes, queue.shape_of, queue.examples, queue.groups, lambda pos: cycle.never_fits(pos) is not None
+    )
 
 
 def _preempt_for(cycle: Cycle, slug: str, standing: _Standing, budget: int) -> int:
@@ -121,8 +122,11 @@ def _best_plan(cycle: Cycle, job: Job, standing: _Standing, budget: int) -> _Pla
             if not cycle.index.runs.get(pool.key) or not ok(pool):
                 continue
             plan = _plan_on(cycle, pool, job, standing, budget)
-            if plan is not None and (best is None or (plan.lost, plan.freed, pool.site, pool.model)
-                                     < (best.lost, best.freed, best.pool.site, best.pool.model)):
+            if plan is not None and (
+                best is None
+                or (plan.lost, plan.freed, pool.site, pool.model)
+                < (best.lost, best.freed, best.pool.site, best.pool.model)
+            ):
                 best = plan
     return best
 
@@ -137,7 +141,7 @@ def _plan_on(cycle: Cycle, pool: Pool, job: Job, standing: _Standing, budget: in
     if need <= 0 or need > budget:
         return None
     grace = cycle.snapshot.settings.preemption_grace_seconds
-    taken: dict[str, int] = defaultdict(int)       # GPUs taken from each victim institution
+    taken: dict[str, int] = defaultdict(int)  # GPUs taken from each victim institution
     chosen: list[Run] = []
     gpus, cpus = 0, free_cpus
     lost = lambda r: r.gpus * (now - r.started_at)  # noqa: E731
@@ -145,9 +149,13 @@ def _plan_on(cycle: Cycle, pool: Pool, job: Job, standing: _Standing, budget: in
         if gpus >= need and cpus >= res.cpus:
             break
         v = run.institution
-        if (v == job.institution or now - run.started_at < grace or gpus + run.gpus > budget
-                or standing.held.get(v, 0.0) - taken[v] - run.gpus < standing.owed.get(v, 0.0)
-                or cycle.ledger.excess(v, pool.model) - taken[v] < run.gpus):
+        if (
+            v == job.institution
+            or now - run.started_at < grace
+            or gpus + run.gpus > budget
+            or standing.held.get(v, 0.0) - taken[v] - run.gpus < standing.owed.get(v, 0.0)
+            or cycle.ledger.excess(v, pool.model) - taken[v] < run.gpus
+        ):
             continue
         chosen.append(run)
         taken[v] += run.gpus
@@ -155,7 +163,7 @@ def _plan_on(cycle: Cycle, pool: Pool, job: Job, standing: _Standing, budget: in
         cpus += run.cpus
     if gpus < need or cpus < res.cpus:
         return None
-    for run in sorted(chosen, key=lambda r: (-lost(r), r.id)):   # spare what is not needed
+    for run in sorted(chosen, key=lambda r: (-lost(r), r.id)):  # spare what is not needed
         if gpus - run.gpus >= need and cpus - run.cpus >= res.cpus:
             chosen.remove(run)
             taken[run.institution] -= run.gpus
@@ -170,8 +178,7 @@ def _final_shares_allow(job: Job, gpus: int, taken: Mapping[str, int], standing:
     """Kueue's S2-a: the preemptor's share of its fair share with the job is no more than
     each victim's without the preempted runs."""
     after = _ratio(standing.held.get(job.institution, 0.0) + gpus, standing.owed.get(job.institution, 0.0))
-    return all(after <= _ratio(standing.held.get(v, 0.0) - n, standing.owed.get(v, 0.0))
-               for v, n in taken.items() if n)
+    return all(after <= _ratio(standing.held.get(v, 0.0) - n, standing.owed.get(v, 0.0)) for v, n in taken.items() if n)
 
 
 def _ratio(held: float, owed: float) -> float:
@@ -184,11 +191,16 @@ def _apply(cycle: Cycle, pos: int, job: Job, plan: _Plan, standing: _Standing) -
     held, owed = standing.held.get(slug, 0.0), standing.owed[slug]
     for run in plan.victims:
         v = run.institution
-        reason = (f"fair share: {slug} holds {held:g} GPUs, below its fair share of {owed:.1f}; "
-                  f"{v} holds {standing.held.get(v, 0.0):g}, above its {standing.owed.get(v, 0.0):.1f}; "
-                  f"preempted for {job.id}")
-        cycle.preempt(run, pool, Preemption(run.id, run.job_id, pool.site, reason, kind="fair-share",
-                                            beneficiary=slug, for_job=job.id))
+        reason = (
+            f"fair share: {slug} holds {held:g} GPUs, below its fair share of {owed:.1f}; "
+            f"{v} holds {standing.held.get(v, 0.0):g}, above its {standing.owed.get(v, 0.0):.1f}; "
+            f"preempted for {job.id}"
+        )
+        cycle.preempt(
+            run,
+            pool,
+            Preemption(run.id, run.job_id, pool.site, reason, kind="fair-share", beneficiary=slug, for_job=job.id),
+        )
         standing.held[v] = standing.held.get(v, 0.0) - run.gpus
     cycle.place(job, pool, freed=plan.freed, freed_cpus=sum(r.cpus for r in plan.victims))
     cycle.unwaited.add(pos)

@@ -17,16 +17,17 @@ Job priority = the project's factor + ``age_weight`` per hour waited (Slurm's ag
 factor, which keeps the queue from starving); the admin's priority class goes
 first, and jobs of one project keep their submit order.
 """
+
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping
 
-from scheduler.domain import Job
-from scheduler.policy.entitlement import Tree, build_tree, entitlements, fractions, normalized_gpus, run_project
-from scheduler.policy.pending_columns import pending_columns
-from scheduler.policy.queue import Queue, fair_queue
-from scheduler.policy.snapshot import Snapshot
+from minga.common.domain import Job
+from minga.scheduler.policy.entitlement import Tree, build_tree, entitlements, fractions, normalized_gpus, run_project
+from minga.scheduler.policy.pending_columns import pending_columns
+from minga.scheduler.policy.queue import Queue, fair_queue
+from minga.scheduler.policy.snapshot import Snapshot
 
 
 def project_usage(snapshot: Snapshot) -> dict[str, float]:
@@ -43,7 +44,8 @@ def live_usage(snapshot: Snapshot) -> dict[str, float]:
     for run in snapshot.live_runs:
         if run.gpus:
             live[run_project(run.institution, run.project)] += normalized_gpus(
-                snapshot.settings, run.gpu_model, run.gpus)
+                snapshot.settings, run.gpu_model, run.gpus
+            )
     return live
 
 
@@ -54,8 +56,7 @@ def _rolled(tree: Tree, per_project: Mapping[str, float]) -> tuple[dict[str, flo
     return inst, country
 
 
-def _level_order(weights: Mapping[str, float], usage: Mapping[str, float],
-                 live: Mapping[str, float]) -> list[str]:
+def _level_order(weights: Mapping[str, float], usage: Mapping[str, float], live: Mapping[str, float]) -> list[str]:
     """Siblings sorted by usage share over entitlement share, lowest first (Fair Tree)."""
     share = fractions(dict(weights))
     total_use = sum(usage.get(k, 0.0) for k in weights)
@@ -67,10 +68,15 @@ def _level_order(weights: Mapping[str, float], usage: Mapping[str, float],
             return float("inf") if used > 0 else 1e18
         return used / s
 
-    return sorted(weights, key=lambda k: (
-        ratio(usage.get(k, 0.0), total_use, share[k]),
-        ratio(live.get(k, 0.0), total_live, share[k]),
-        -share[k], k))
+    return sorted(
+        weights,
+        key=lambda k: (
+            ratio(usage.get(k, 0.0), total_use, share[k]),
+            ratio(live.get(k, 0.0), total_live, share[k]),
+            -share[k],
+            k,
+        ),
+    )
 
 
 def fair_tree_order(snapshot: Snapshot, tree: Tree | None = None) -> list[str]:

@@ -6,13 +6,14 @@ state, capacity) and name the first one that rules out every site. At submit,
 `submit_rejection` refuses what is most likely a typo: a country or GPU model no
 site has, with the closest known values.
 """
+
 from __future__ import annotations
 
 import difflib
 from collections.abc import Sequence
 
-from scheduler.domain import Job, JobSpec, Resources, Site
-from scheduler.policy.placement import (
+from minga.common.domain import Job, JobSpec, Resources, Site
+from minga.scheduler.policy.placement import (
     Capacity,
     accepts_new_runs,
     has_labels,
@@ -21,8 +22,7 @@ from scheduler.policy.placement import (
     pool_matches,
 )
 
-
-SHOWN_KNOWN = 12   # known values listed in a refusal; the rest are counted
+SHOWN_KNOWN = 12  # known values listed in a refusal; the rest are counted
 ALLOW_UNKNOWN_HINT = " (submit with --allow-unknown to queue it anyway, for a site expected to join)"
 
 
@@ -66,9 +66,10 @@ def _unknown(what: str, value: str, verb: str, known: Sequence[str], cutoff: flo
     by_upper = {k.upper(): k for k in known}
     close = [by_upper[c] for c in difflib.get_close_matches(value.upper(), list(by_upper), n=3, cutoff=cutoff)]
     guess = f"; did you mean {' or '.join(close)}?" if close else ""
-    shown = ", ".join(known[:SHOWN_KNOWN]) + (f" and {len(known) - SHOWN_KNOWN} more" if len(known) > SHOWN_KNOWN else "")
-    return (f"{what} {value!r}: no site of the federation {verb}{guess} "
-            f"(known: {shown or 'none'}){ALLOW_UNKNOWN_HINT}")
+    shown = ", ".join(known[:SHOWN_KNOWN]) + (
+        f" and {len(known) - SHOWN_KNOWN} more" if len(known) > SHOWN_KNOWN else ""
+    )
+    return f"{what} {value!r}: no site of the federation {verb}{guess} (known: {shown or 'none'}){ALLOW_UNKNOWN_HINT}"
 
 
 def unreported_phrase(names: Sequence[str]) -> str:
@@ -130,8 +131,12 @@ def waiting_reason(job: Job, sites: Sequence[Site], capacity: Capacity) -> str:
     if res.gpus == 0:
         return f"capacity: waiting for {res.cpus:g} free CPUs"
     free = max(
-        (capacity.gpus.get((s.name, p.model), 0) for s in ready for p in s.inventory.gpus
-         if pool_can_ever_hold(res, p)),
+        (
+            capacity.gpus.get((s.name, p.model), 0)
+            for s in ready
+            for p in s.inventory.gpus
+            if pool_can_ever_hold(res, p)
+        ),
         default=0,
     )
     return f"capacity: waiting for {res.gpus} free GPUs on one site (most free now: {max(free, 0)})"

@@ -14,14 +14,15 @@ owners' guarantees (an owner rarely needs all of its GPUs at once); when both
 claim the same GPUs, reclaim only ever takes from institutions above their own
 guarantee, so neither can preempt the other's guaranteed runs.
 """
+
 from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
 from itertools import chain
 
-from scheduler.policy.queue import Queue
-from scheduler.policy.snapshot import Snapshot
+from minga.scheduler.policy.queue import Queue
+from minga.scheduler.policy.snapshot import Snapshot
 
 
 def own_capacity(snapshot: Snapshot) -> dict[str, dict[str, int]]:
@@ -56,8 +57,9 @@ def guarantees(snapshot: Snapshot) -> tuple[dict[str, dict[str, int]], tuple[str
         left = total.get(model, 0)
         scale = 1.0 if asked <= left else left / asked
         if scale < 1.0:
-            notes.append(f"explicit {model} guarantees ask {asked} GPUs, the federation has {left}; "
-                         f"scaled by {scale:.2f}")
+            notes.append(
+                f"explicit {model} guarantees ask {asked} GPUs, the federation has {left}; scaled by {scale:.2f}"
+            )
         for slug, g in explicit.items():
             if model in g:
                 g[model] = int(g[model] * scale)
@@ -188,28 +190,33 @@ def guarantee_first(queue: Queue, ledger: Ledger) -> list[int]:
     institution's jobs are looked at in its own queue order, and only until it has no
     headroom left or is held back on every model: its later jobs all borrow.
     """
-    room = {inst: {m: g - ledger.used[inst].get(m, 0) for m, g in per_model.items()}
-            for inst, per_model in ledger.guarantee.items()}
+    room = {
+        inst: {m: g - ledger.used[inst].get(m, 0) for m, g in per_model.items()}
+        for inst, per_model in ledger.guarantee.items()
+    }
     total = {inst: sum(max(v, 0) for v in r.values()) for inst, r in room.items()}
     chosen: set[int] = set()
     shape_of, shapes = queue.shape_of, queue.shapes
     for inst, runs in queue.runs.items():
         if total.get(inst, 0) <= 0:
             continue
-        per_model, back = room[inst], frozenset()   # back: models of earlier borrowing jobs
+        per_model, back = room[inst], frozenset()  # back: models of earlier borrowing jobs
         for pos in chain.from_iterable(runs):
             gpus, models = shapes[shape_of[pos]][:2]
-            if gpus == 0:          # takes no GPUs: nothing to guarantee, nothing to reorder for
+            if gpus == 0:  # takes no GPUs: nothing to guarantee, nothing to reorder for
                 continue
-            fits = [m for m, free in per_model.items()
-                    if free >= gpus and (not models or m in models) and m not in back] if total[inst] >= gpus else []
+            fits = (
+                [m for m, free in per_model.items() if free >= gpus and (not models or m in models) and m not in back]
+                if total[inst] >= gpus
+                else []
+            )
             if fits:
                 model = max(fits, key=lambda m: (per_model[m], m))
                 per_model[model] -= gpus
                 total[inst] -= gpus
                 chosen.add(pos)
             elif not models:
-                break              # held back on every model: all its later jobs borrow
+                break  # held back on every model: all its later jobs borrow
             else:
                 back |= set(models)
             if total[inst] <= 0:

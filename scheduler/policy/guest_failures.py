@@ -22,27 +22,35 @@ counts under the site's owner, and the GPUs lent and the sites' lent counts chan
 with them), and the memo is cleared when a model's most free GPUs drop (the capacity
 reason names them), a reclaim preempts (it gives quota back) or a reservation is held or let go.
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from scheduler.domain import Job
-from scheduler.policy.lending import runtime_key
+from minga.common.domain import Job
+from minga.scheduler.policy.lending import runtime_key
 
-if TYPE_CHECKING:    # the cycle holds this memo
-    from scheduler.policy.cycle_state import Cycle
+if TYPE_CHECKING:  # the cycle holds this memo
+    from minga.scheduler.policy.cycle_state import Cycle
 
 
 class GuestFailures:
     """Reasons of failed searches by pure guests, each with what it depended on."""
 
-    __slots__ = ("_version", "_reasons", "_own_most", "_names_institutions", "_names_countries",
-                 "_walltimes", "_runtime")
+    __slots__ = (
+        "_version",
+        "_reasons",
+        "_own_most",
+        "_names_institutions",
+        "_names_countries",
+        "_walltimes",
+        "_runtime",
+    )
 
     def __init__(self, cycle: Cycle) -> None:
         self._version: tuple = ()
         self._reasons: dict[tuple, tuple[str, tuple[tuple[str, int], ...]]] = {}
-        self._own_most: dict[str, tuple[int, int]] = {}   # institution -> (its changes, most free)
+        self._own_most: dict[str, tuple[int, int]] = {}  # institution -> (its changes, most free)
         policies = [r.policy for r in cycle.lending.rules.values()] if cycle.lending is not None else []
         # What the key must hold: only the job fields some site's rules look at.
         self._names_institutions = any(p.allow_institutions or p.deny_institutions for p in policies)

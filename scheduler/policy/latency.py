@@ -4,6 +4,7 @@ The admin may set a latency rank per country pair (``ShareSettings.latency``,
 lower is nearer). By default: the same country 0, the same Latin American
 subregion 1, elsewhere 2. The subregions are the usual UN-style grouping.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -33,8 +34,7 @@ def rank_table(latency: Iterable[tuple[str, str, int]]) -> dict[tuple[str, str],
     return table
 
 
-def country_groups(origin: str, countries: Iterable[str],
-                   table: dict[tuple[str, str], int]) -> list[list[str]]:
+def country_groups(origin: str, countries: Iterable[str], table: dict[tuple[str, str], int]) -> list[list[str]]:
     """`countries` grouped by rank from `origin`, nearest group first, each group sorted."""
     by_rank: dict[int, list[str]] = {}
     for c in sorted(set(countries)):

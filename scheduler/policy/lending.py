@@ -1,4 +1,4 @@
-"""Site owners' lending policies in the cycle (the rules themselves: `scheduler/lending.py`).
+"""Site owners' lending policies in the cycle (the rules themselves: `common/lending.py`).
 
 Built once per `schedule()` call, and only for the sites that have a policy, so a
 federation without policies pays nothing: the cycle keeps `lending = None` and every
@@ -10,16 +10,23 @@ When a site's lending window closes, guests' runs there are preempted under the 
 rules as reclaim (`preemption.py`): never a run younger than the preemption grace, and a
 non-preemptible run only when its institution is borrowing beyond its guarantee.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from scheduler.domain import Job, JobSpec, Run, Site
-from scheduler.lending import (
-    LendingPolicy, borrower_refusal, lending_open, pip_name, runtime_refusal, walltime_refusal, windows_text,
+from minga.common.domain import Job, JobSpec, Run, Site
+from minga.common.lending import (
+    LendingPolicy,
+    borrower_refusal,
+    lending_open,
+    pip_name,
+    runtime_refusal,
+    walltime_refusal,
+    windows_text,
 )
-from scheduler.policy.guarantees import Ledger
-from scheduler.policy.snapshot import Snapshot
+from minga.scheduler.policy.guarantees import Ledger
+from minga.scheduler.policy.snapshot import Snapshot
 
 JobKey = tuple[str, str, int, frozenset[str], frozenset[str]]
 """(institution, its country, walltime, env names, pip distribution names)."""
@@ -38,7 +45,7 @@ class SiteRules:
         self.policy = policy
         self.open = lending_open(policy, now)
         self.closed_reason = None if self.open else f"lending: site {site.name} lends {windows_text(policy)}"
-        self.lent = 0               # GPUs guests hold here: live runs and this cycle's placements
+        self.lent = 0  # GPUs guests hold here: live runs and this cycle's placements
         self._memo: dict[JobKey, str | None] = {}
 
     def refusal(self, key: JobKey, gpus: int) -> str | None:
@@ -57,8 +64,11 @@ class SiteRules:
         runtime = runtime_refusal(self.policy, self.site, env, pip)
         if runtime or institution == self.owner:
             return runtime
-        return (borrower_refusal(self.policy, self.site, institution, country)
-                or walltime_refusal(self.policy, self.site, walltime) or self.closed_reason)
+        return (
+            borrower_refusal(self.policy, self.site, institution, country)
+            or walltime_refusal(self.policy, self.site, walltime)
+            or self.closed_reason
+        )
 
 
 class Lending:
@@ -66,9 +76,10 @@ class Lending:
 
     def __init__(self, snapshot: Snapshot, now: float, home: dict[str, str]) -> None:
         sites = {s.name: s for s in snapshot.sites}
-        self.home = home        # institution -> its country
-        self.rules = {name: SiteRules(sites[name], policy, now)
-                      for name, policy in sorted(snapshot.lending) if name in sites}
+        self.home = home  # institution -> its country
+        self.rules = {
+            name: SiteRules(sites[name], policy, now) for name, policy in sorted(snapshot.lending) if name in sites
+        }
         for run in snapshot.live_runs:
             rules = self.rules.get(run.site)
             if rules is not None and run.institution != rules.owner:
@@ -84,8 +95,13 @@ class Lending:
         as environment variables too, so their names count like the others'."""
         env = job.spec.runtime_env
         names = frozenset(k for k, _ in env.env).union(k for k, _ in job.spec.secret_env)
-        return (job.institution, self.home.get(job.institution, ""), job.spec.walltime_seconds,
-                names, frozenset(map(pip_name, env.pip)))
+        return (
+            job.institution,
+            self.home.get(job.institution, ""),
+            job.spec.walltime_seconds,
+            names,
+            frozenset(map(pip_name, env.pip)),
+        )
 
     def refusal(self, key: JobKey, site: str, gpus: int) -> str | None:
         rules = self.rules.get(site)
@@ -96,8 +112,7 @@ class Lending:
         if rules is not None and institution != rules.owner:
             rules.lent += gpus
 
-    def closing(self, live_runs: Iterable[Run], ledger: Ledger, now: float,
-                grace: float) -> list[tuple[Run, str, str]]:
+    def closing(self, live_runs: Iterable[Run], ledger: Ledger, now: float, grace: float) -> list[tuple[Run, str, str]]:
         """Guests' runs to preempt because their site's window is closed, with the reason and
         the site's owner.
 
@@ -117,8 +132,9 @@ class Lending:
                 continue
             if run.gpus:
                 ledger.release(run.institution, rules.owner, run.gpu_model, run.gpus)
-            chosen.append((run, f"{rules.closed_reason}; guests' runs stop when its lending window closes",
-                           rules.owner))
+            chosen.append(
+                (run, f"{rules.closed_reason}; guests' runs stop when its lending window closes", rules.owner)
+            )
         return sorted(chosen, key=lambda c: c[0].id)
 
 

@@ -14,14 +14,15 @@
 Pure arithmetic over plain mappings: the cycle, the quota view and the simulator's
 yardstick share it.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from scheduler.policy.entitlement import Tree
+from minga.scheduler.policy.entitlement import Tree
 
-_TINY = 1e-9   # a zero weight is treated as tiny: such an account gets only what nobody else wants
+_TINY = 1e-9  # a zero weight is treated as tiny: such an account gets only what nobody else wants
 
 
 def water_fill(demands: Mapping[str, float], weights: Mapping[str, float], capacity: float) -> dict[str, float]:
@@ -29,8 +30,9 @@ def water_fill(demands: Mapping[str, float], weights: Mapping[str, float], capac
     return water_fill_with_floors(demands, weights, {}, capacity)
 
 
-def water_fill_with_floors(demands: Mapping[str, float], weights: Mapping[str, float],
-                           floors: Mapping[str, float], capacity: float) -> dict[str, float]:
+def water_fill_with_floors(
+    demands: Mapping[str, float], weights: Mapping[str, float], floors: Mapping[str, float], capacity: float
+) -> dict[str, float]:
     """Weighted max-min fair shares where each account first gets min(demand, floor)."""
     lo = {k: min(max(float(d), 0.0), max(float(floors.get(k, 0.0)), 0.0)) for k, d in demands.items()}
     target = min(max(float(capacity), 0.0), float(sum(max(d, 0.0) for d in demands.values())))
@@ -39,7 +41,7 @@ def water_fill_with_floors(demands: Mapping[str, float], weights: Mapping[str, f
         scale = target / base if base > 0 else 0.0
         return {k: v * scale for k, v in lo.items()}
     # total(level) = sum clamp(level * w, lo, d) is piecewise linear: walk its breakpoints.
-    events: list[tuple[float, float]] = []   # (level, change of slope)
+    events: list[tuple[float, float]] = []  # (level, change of slope)
     for k, d in demands.items():
         w = max(weights.get(k, 0.0), _TINY)
         if d > lo[k]:
@@ -53,8 +55,7 @@ def water_fill_with_floors(demands: Mapping[str, float], weights: Mapping[str, f
         total += slope * (at - level)
         level, slope = at, slope + dslope
     level += (target - total) / slope if slope > 0 else 0.0
-    return {k: min(max(float(d), 0.0), max(lo[k], level * max(weights.get(k, 0.0), _TINY)))
-            for k, d in demands.items()}
+    return {k: min(max(float(d), 0.0), max(lo[k], level * max(weights.get(k, 0.0), _TINY))) for k, d in demands.items()}
 
 
 @dataclass(frozen=True)
@@ -66,8 +67,7 @@ class TreeShares:
     project: dict[str, float]
 
 
-def tree_fill(tree: Tree, capacity: float, demand: Mapping[str, float],
-              floors: Mapping[str, float]) -> TreeShares:
+def tree_fill(tree: Tree, capacity: float, demand: Mapping[str, float], floors: Mapping[str, float]) -> TreeShares:
     """Hierarchical weighted max-min with floors.
 
     `demand` is per project (GPUs held plus GPUs asked for); `floors` per institution (its
@@ -82,12 +82,14 @@ def tree_fill(tree: Tree, capacity: float, demand: Mapping[str, float],
     institution: dict[str, float] = {}
     for c, owed in country.items():
         members = tree.institutions[c]
-        institution |= _wanted(water_fill_with_floors(
-            {s: inst_demand.get(s, 0.0) for s in members}, members, inst_floor, owed), inst_demand)
+        institution |= _wanted(
+            water_fill_with_floors({s: inst_demand.get(s, 0.0) for s in members}, members, inst_floor, owed),
+            inst_demand,
+        )
     project: dict[str, float] = {}
     for slug, owed in institution.items():
         projects = tree.projects.get(slug, {})
-        if len(projects) == 1:     # the usual case: its one project is owed all of it
+        if len(projects) == 1:  # the usual case: its one project is owed all of it
             project |= _wanted(dict.fromkeys(projects, owed), demand)
         else:
             project |= _wanted(water_fill({p: demand.get(p, 0.0) for p in projects}, projects, owed), demand)

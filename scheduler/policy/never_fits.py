@@ -6,12 +6,13 @@ shapes are settled by a memoized test against a set of distinct site capabilitie
 every site. The rules and the reasons themselves
 stay in `feasibility.never_fits_reason`.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from scheduler.domain import Job, Site
-from scheduler.policy.feasibility import never_fits_reason
+from minga.common.domain import Job, Site
+from minga.scheduler.policy.feasibility import never_fits_reason
 
 
 class NeverFits:
@@ -59,7 +60,8 @@ class NeverFits:
         if fits is None:
             fits = self._fit_memo[key] = any(
                 c >= cpus and (gpus == 0 or (lim >= gpus and mem >= memory and m and (not models or m in models)))
-                for m, mem, lim, c in caps)
+                for m, mem, lim, c in caps
+            )
         return fits
 
     def reason(self, job: Job, shape: tuple) -> str | None:

@@ -11,11 +11,12 @@ the cycle memoizes what it learns about a request) and an id for the group. Only
 few thousand jobs the cycle tries to place are read again (`queue.py` orders them).
 
 Reading the columns is still a pass over every job, about 70 ms at 100,000. A leader
-keeps its queue in memory (`scheduler.state`), so it keeps the columns too
+keeps its queue in memory (`minga.scheduler.state`), so it keeps the columns too
 (`QueueColumns`): each job that comes or goes costs one insert or delete in three
 arrays, and a cycle then gets the columns without reading a job
 (`Snapshot.columns`), the way Kueue and Armada keep their queues indexed as they change.
 """
+
 from __future__ import annotations
 
 from array import array
@@ -24,8 +25,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from scheduler.domain import Job
-from scheduler.policy.snapshot import Snapshot
+from minga.common.domain import Job
+from minga.scheduler.policy.snapshot import Snapshot
 
 Group = tuple[int, str, str]
 """(priority class, institution, `--project` name): jobs of one group share a rank."""
@@ -36,11 +37,11 @@ class Pending:
     """The pending jobs' columns, by position in `jobs`, and the positions by group."""
 
     jobs: Sequence[Job]
-    times: array[float]          # submit time by position
-    shape_of: array[int]         # request shape id by position
-    shapes: list[tuple]          # request shape by shape id, ids in order of first occurrence
-    examples: list[int]          # by shape id: the first position with that shape
-    groups: dict[Group, array[int]]   # each group's positions in (submit time, id) order
+    times: array[float]  # submit time by position
+    shape_of: array[int]  # request shape id by position
+    shapes: list[tuple]  # request shape by shape id, ids in order of first occurrence
+    examples: list[int]  # by shape id: the first position with that shape
+    groups: dict[Group, array[int]]  # each group's positions in (submit time, id) order
 
     @property
     def accounts(self) -> set[tuple[str, str]]:
@@ -69,7 +70,7 @@ class QueueColumns:
     dropped when the columns are read, so `read` gives what `read_pending` would."""
 
     def __init__(self, jobs: Sequence[Job] = (), ordered: bool = False) -> None:
-        self.ordered = ordered      # the jobs always stand in (submit time, id) order
+        self.ordered = ordered  # the jobs always stand in (submit time, id) order
         self.reset(jobs)
 
     def reset(self, jobs: Sequence[Job]) -> None:
@@ -83,13 +84,32 @@ class QueueColumns:
         self._shape_ids: dict[tuple, int] = {}
         self._group_ids: dict[Group, int] = {}
         shape_id, group_id = self._shape_ids.setdefault, self._group_ids.setdefault
-        self._shape_of = array("l", [shape_id(((res := (spec := job.spec).resources).gpus, res.gpu_models,
-                                               res.min_gpu_memory_mb, res.cpus, spec.countries, spec.site_labels),
-                                              len(self._shape_ids)) for job in jobs])
+        self._shape_of = array(
+            "l",
+            [
+                shape_id(
+                    (
+                        (res := (spec := job.spec).resources).gpus,
+                        res.gpu_models,
+                        res.min_gpu_memory_mb,
+                        res.cpus,
+                        spec.countries,
+                        spec.site_labels,
+                    ),
+                    len(self._shape_ids),
+                )
+                for job in jobs
+            ],
+        )
         self._times = array("d", [job.submitted_at for job in jobs])
-        self._group_of = array("l", [group_id(((spec := job.spec).priority, job.institution, spec.project),
-                                              len(self._group_ids)) for job in jobs])
-        self._dense = True          # ids in order of first occurrence, and all in use
+        self._group_of = array(
+            "l",
+            [
+                group_id(((spec := job.spec).priority, job.institution, spec.project), len(self._group_ids))
+                for job in jobs
+            ],
+        )
+        self._dense = True  # ids in order of first occurrence, and all in use
 
     def insert(self, i: int, job: Job) -> None:
         """`job` now stands at position `i`; those from `i` on move up by one. (Its shape and
@@ -128,8 +148,14 @@ class QueueColumns:
             shape_column, examples, shapes = _renumbered(shape_of, list(self._shape_ids))
             group_column, _, groups = _renumbered(group_of, list(self._group_ids))
         packed_times = array("d", times.tobytes())
-        return Pending(jobs=jobs, times=packed_times, shape_of=shape_column, shapes=shapes, examples=examples,
-                       groups=_sorted_groups(jobs, packed_times, group_column, groups, self.ordered))
+        return Pending(
+            jobs=jobs,
+            times=packed_times,
+            shape_of=shape_column,
+            shapes=shapes,
+            examples=examples,
+            groups=_sorted_groups(jobs, packed_times, group_column, groups, self.ordered),
+        )
 
 
 def _renumbered(ids: np.ndarray, keys: list) -> tuple[array[int], list[int], list]:
@@ -153,8 +179,9 @@ def _first_of_each(ids: array[int]) -> list[int]:
     return np.flatnonzero(np.diff(seen, prepend=-1) > 0).tolist()
 
 
-def _sorted_groups(jobs: Sequence[Job], times: array[float], group_of: array[int],
-                   groups: list[Group], ordered: bool) -> dict[Group, array[int]]:
+def _sorted_groups(
+    jobs: Sequence[Job], times: array[float], group_of: array[int], groups: list[Group], ordered: bool
+) -> dict[Group, array[int]]:
     """Each group's positions by (submit time, id). Jobs already in that order (`ordered`)
     need one stable numpy sort by group. Else one by (group, submit time), and only a
     group where two submit times are equal (an array, a bulk submit) is sorted again in
@@ -176,7 +203,7 @@ def _sorted_groups(jobs: Sequence[Job], times: array[float], group_of: array[int
     start = 0
     for gid, (key, end) in enumerate(zip(groups, ends.tolist())):
         positions = array("l")
-        positions.frombytes(packed[start * 8:end * 8])
+        positions.frombytes(packed[start * 8 : end * 8])
         if gid in tied:
             positions = array("l", sorted(positions, key=by_pair))
         out[key] = positions

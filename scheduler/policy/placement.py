@@ -6,12 +6,13 @@ that carries every label the job asks for and is READY and connected. Among the 
 that leaves the fewest GPUs idle, so large holes stay free for large jobs
 (the classic best-fit bin-packing rule).
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from scheduler.domain import GpuPool, Job, Resources, Run, Site, SiteState
+from minga.common.domain import GpuPool, Job, Resources, Run, Site, SiteState
 
 PoolKey = tuple[str, str]  # (site name, gpu model)
 

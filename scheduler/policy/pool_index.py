@@ -8,13 +8,14 @@ is then the first acceptable pool in the lowest bucket at or above the request.
 Free counts only go down within a cycle (preemptions free GPUs in the next one),
 which is what makes the failure memo in `cycle_state.py` sound.
 """
+
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
 
-from scheduler.domain import Run, Site
-from scheduler.policy.placement import accepts_new_runs
+from minga.common.domain import Run, Site
+from minga.scheduler.policy.placement import accepts_new_runs
 
 ANY = "*"
 
@@ -27,9 +28,9 @@ class Pool:
     def __init__(self, site: Site, model: str, memory: int, limit: int, total: int) -> None:
         self.site = site.name
         self.model = model
-        self.key = (site.name, model)   # (site, model): how the cycle's tables name a pool
+        self.key = (site.name, model)  # (site, model): how the cycle's tables name a pool
         self.memory = memory
-        self.limit = limit            # most GPUs one job can take here (one node)
+        self.limit = limit  # most GPUs one job can take here (one node)
         self.total = total
         self.owner = site.institution
         self.country = site.country
@@ -45,7 +46,7 @@ class PoolIndex:
         self.sites = {s.name: s for s in sorted(sites, key=lambda s: s.name)}
         self.pools: dict[tuple[str, str], Pool] = {}
         self.cpus: dict[str, float] = {}
-        self.by_owner: dict[str, list[Pool]] = defaultdict(list)     # each in (site, model) order
+        self.by_owner: dict[str, list[Pool]] = defaultdict(list)  # each in (site, model) order
         self.by_model: dict[str, list[Pool]] = defaultdict(list)
         self.runs: dict[tuple[str, str], list[Run]] = defaultdict(list)
         for site in self.sites.values():
@@ -66,7 +67,7 @@ class PoolIndex:
         self.models = sorted(self.by_model)
         self.countries = sorted({s.country for s in self.sites.values()})
         self.buckets: dict[tuple[str, str], list[dict[tuple[str, str], Pool]]] = {}
-        self.top: dict[tuple[str, str], int] = {}    # (scope, model) -> its fullest bucket, 0 if none
+        self.top: dict[tuple[str, str], int] = {}  # (scope, model) -> its fullest bucket, 0 if none
         # What memos of "nothing takes this" check: every `take` (or `touch`) counts under
         # the pool's owner, and every drop of a model's most free GPUs counts in `top_changes`.
         self.owner_changes: dict[str, int] = defaultdict(int)

@@ -6,16 +6,17 @@ the GPUs and CPUs free, stay within Kueue's borrowing and lending limits
 (`guarantees.py`), be taken by the site owner's lending policy (`lending.py`) and not
 delay the cycle's EASY reservation on the pool's model (`reservation.py`).
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
 from operator import attrgetter
 
-from scheduler.domain import Job
-from scheduler.policy.cycle_state import Cycle
-from scheduler.policy.latency import country_groups
-from scheduler.policy.pool_index import ANY, Pool
-from scheduler.policy.reservation import due
+from minga.common.domain import Job
+from minga.scheduler.policy.cycle_state import Cycle
+from minga.scheduler.policy.latency import country_groups
+from minga.scheduler.policy.pool_index import ANY, Pool
+from minga.scheduler.policy.reservation import due
 
 _FREE = attrgetter("free")
 
@@ -28,10 +29,15 @@ def hard_test(job: Job) -> Callable[[Pool], bool]:
     labels = frozenset(spec.site_labels)
 
     def hard_ok(pool: Pool) -> bool:
-        return (pool.ready and pool.limit >= gpus and pool.memory >= memory
-                and (not models or pool.model in models)
-                and (not countries or pool.country in countries)
-                and labels <= pool.labels)
+        return (
+            pool.ready
+            and pool.limit >= gpus
+            and pool.memory >= memory
+            and (not models or pool.model in models)
+            and (not countries or pool.country in countries)
+            and labels <= pool.labels
+        )
+
     return hard_ok
 
 
@@ -49,13 +55,13 @@ def find_pool(cycle: Cycle, job: Job, blocked: set[str], strict: bool = False) -
     if most < res.gpus:
         return None
     ok = acceptor(cycle, job, blocked, strict)
-    g = res.gpus   # best fit among the own pools with room: the first that passes, tightest first
+    g = res.gpus  # best fit among the own pools with room: the first that passes, tightest first
     # (`by_owner` is in (site, model) order and the sort is stable: ties go by name)
     for pool in sorted([p for p in cycle.index.by_owner.get(job.institution, ()) if p.free >= g], key=_FREE):
         if ok(pool):
             return pool
     if strict and job.institution not in cycle.explicit:
-        return None    # within a default guarantee only its own sites would pass
+        return None  # within a default guarantee only its own sites would pass
     for scopes in _country_tiers(cycle, job):
         pool = cycle.index.first_fit_by_bucket(scopes, models, res.gpus, ok)
         if pool is not None:
@@ -79,11 +85,11 @@ def scan_all(cycle: Cycle, job: Job, blocked: set[str]) -> tuple[bool, set[str]]
     ok = acceptor(cycle, job, blocked, False)
     owners: set[str] = set()
     buckets, top = cycle.index.buckets, cycle.index.top
-    for scope in sorted(job.spec.countries) or (ANY,):   # other countries fail the hard test
+    for scope in sorted(job.spec.countries) or (ANY,):  # other countries fail the hard test
         for model in cycle.models(job):
             b = buckets.get((scope, model))
             for free in range(g, top.get((scope, model), 0) + 1):
-                for pool in b[free].values():   # type: ignore[index]
+                for pool in b[free].values():  # type: ignore[index]
                     owners.add(pool.owner)
                     if ok(pool):
                         return True, owners
@@ -99,13 +105,14 @@ def _country_tiers(cycle: Cycle, job: Job) -> list[list[str]]:
         allowed = job.spec.countries or cycle.index.countries
         tiers = country_groups(origin, allowed, cycle.latency)
         if not job.spec.countries and tiers:
-            tiers[-1] = [ANY]    # the farthest tier is everything not found nearer
+            tiers[-1] = [ANY]  # the farthest tier is everything not found nearer
         cycle.groups[key] = tiers
     return tiers
 
 
-def acceptor(cycle: Cycle, job: Job, blocked: set[str], strict: bool = False,
-             room: bool = True) -> Callable[[Pool], bool]:
+def acceptor(
+    cycle: Cycle, job: Job, blocked: set[str], strict: bool = False, room: bool = True
+) -> Callable[[Pool], bool]:
     """The test a pool must pass now: free room (unless not `room`: preemption makes it),
     hard constraints, quota, reservation (and, when `strict`, a model within the job's
     guarantee, on its own sites unless the guarantee is explicit). Limits that do not
@@ -121,7 +128,7 @@ def acceptor(cycle: Cycle, job: Job, blocked: set[str], strict: bool = False,
     borrow_limited = ledger.borrowing_limit.get(inst) is not None
     reservations, now, job_id = cycle.reservations, cycle.now, job.id
     job_due = due(job.submitted_at, walltime)
-    lending = cycle.lending     # None without site policies: nothing to check
+    lending = cycle.lending  # None without site policies: nothing to check
     key = lending.key(job) if lending is not None else None
 
     def ok(pool: Pool) -> bool:
@@ -141,9 +148,13 @@ def acceptor(cycle: Cycle, job: Job, blocked: set[str], strict: bool = False,
             blocked.add("borrowing")
             return False
         reservation = reservations.get(pool.key)
-        if reservation is not None and reservation.job_id != job_id and not reservation.admits(
-                pool, g, walltime, now, job_due):
+        if (
+            reservation is not None
+            and reservation.job_id != job_id
+            and not reservation.admits(pool, g, walltime, now, job_due)
+        ):
             blocked.add("reservation")
             return False
         return True
+
     return ok

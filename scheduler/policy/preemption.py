@@ -14,14 +14,15 @@ too-eager preemption wastes more than it returns. Victims, per pool:
 The preempting job is not placed in the same cycle: its GPUs are still held. It is
 placed in a later cycle once the stopped runs have released them.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from scheduler.domain import Run
-from scheduler.policy.guarantees import Ledger
-from scheduler.policy.pool_index import Pool
+from minga.common.domain import Run
+from minga.scheduler.policy.guarantees import Ledger
+from minga.scheduler.policy.pool_index import Pool
 
 
 @dataclass(frozen=True)
@@ -31,16 +32,24 @@ class ReclaimPlan:
     freed: int
 
 
-def _eligible(run: Run, owner: str, ledger: Ledger, now: float, grace: float,
-              excess: dict[str, int]) -> bool:
+def _eligible(run: Run, owner: str, ledger: Ledger, now: float, grace: float, excess: dict[str, int]) -> bool:
     if run.institution == owner or now - run.started_at < grace:
         return False
     left = excess.get(run.institution, 0)
     return left >= run.gpus if not run.preemptible else left > 0
 
 
-def victims_on(pool: Pool, runs: list[Run], owner: str, need_gpus: int, need_cpus: float,
-               free_cpus: float, ledger: Ledger, now: float, grace: float) -> tuple[Run, ...] | None:
+def victims_on(
+    pool: Pool,
+    runs: list[Run],
+    owner: str,
+    need_gpus: int,
+    need_cpus: float,
+    free_cpus: float,
+    ledger: Ledger,
+    now: float,
+    grace: float,
+) -> tuple[Run, ...] | None:
     """The fewest newest borrowed runs on `pool` whose GPUs (and CPUs) make room, or None."""
     excess = {r.institution: ledger.excess(r.institution, pool.model) for r in runs}
     chosen: list[Run] = []
@@ -63,9 +72,17 @@ def victims_on(pool: Pool, runs: list[Run], owner: str, need_gpus: int, need_cpu
     return tuple(chosen)
 
 
-def plan_reclaim(owner: str, gpus: int, cpus: float, tiers: list[list[Pool]],
-                 runs_of: Callable[[Pool], list[Run]], free_cpus: Callable[[str], float],
-                 ledger: Ledger, now: float, grace: float) -> ReclaimPlan | None:
+def plan_reclaim(
+    owner: str,
+    gpus: int,
+    cpus: float,
+    tiers: list[list[Pool]],
+    runs_of: Callable[[Pool], list[Run]],
+    free_cpus: Callable[[str], float],
+    ledger: Ledger,
+    now: float,
+    grace: float,
+) -> ReclaimPlan | None:
     """The pool, tier by tier, where reclaiming frees the fewest GPUs (ties by name)."""
     for tier in tiers:
         best: tuple[tuple, ReclaimPlan] | None = None
@@ -73,8 +90,9 @@ def plan_reclaim(owner: str, gpus: int, cpus: float, tiers: list[list[Pool]],
             need = gpus - max(pool.free, 0)
             if need <= 0 and free_cpus(pool.site) >= cpus:
                 continue
-            victims = victims_on(pool, runs_of(pool), owner, max(need, 0), cpus, free_cpus(pool.site),
-                                 ledger, now, grace)
+            victims = victims_on(
+                pool, runs_of(pool), owner, max(need, 0), cpus, free_cpus(pool.site), ledger, now, grace
+            )
             if not victims:
                 continue
             freed = sum(v.gpus for v in victims)

@@ -7,6 +7,7 @@ place are read again.
 Order (Slurm Fair Tree, see `fairshare.py`): priority class, then the project's
 fair-share factor plus `age_weight` per hour waited, then submit time, then id.
 """
+
 from __future__ import annotations
 
 from array import array
@@ -15,23 +16,23 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from heapq import merge
 
-from scheduler.domain import Job
-from scheduler.policy.entitlement import project_id
-from scheduler.policy.pending_columns import Group, Pending
+from minga.common.domain import Job
+from minga.scheduler.policy.entitlement import project_id
+from minga.scheduler.policy.pending_columns import Group, Pending
 
 
 @dataclass(frozen=True)
 class Queue:
     """Pending jobs in queue order, as positions into `jobs`, and their columns."""
 
-    jobs: Sequence[Job]          # Snapshot.pending, as given
-    order: array[int]            # positions in jobs, in queue order
+    jobs: Sequence[Job]  # Snapshot.pending, as given
+    order: array[int]  # positions in jobs, in queue order
     runs: dict[str, list[array[int]]]  # each institution's positions in queue order, in runs
-    shape_of: array[int]         # request shape id by position
-    shapes: list[tuple]          # request shape by shape id
-    examples: list[int]          # by shape id: the position of a job of that shape
-    groups: dict[Group, array[int]]   # each group's positions in (submit time, id) order
-    times: array[float]               # submit time by position
+    shape_of: array[int]  # request shape id by position
+    shapes: list[tuple]  # request shape by shape id
+    examples: list[int]  # by shape id: the position of a job of that shape
+    groups: dict[Group, array[int]]  # each group's positions in (submit time, id) order
+    times: array[float]  # submit time by position
 
 
 def fair_queue(pending: Pending, factors: Mapping[str, float], now: float, age_weight: float) -> Queue:
@@ -40,13 +41,21 @@ def fair_queue(pending: Pending, factors: Mapping[str, float], now: float, age_w
         order, runs = _order_with_age(pending, factors, now, age_weight / 3600.0)
     else:
         order, runs = _order_by_group(pending, pending.groups, factors)
-    return Queue(jobs=pending.jobs, order=order, runs=runs, shape_of=pending.shape_of,
-                 shapes=pending.shapes, examples=pending.examples, groups=pending.groups,
-                 times=pending.times)
+    return Queue(
+        jobs=pending.jobs,
+        order=order,
+        runs=runs,
+        shape_of=pending.shape_of,
+        shapes=pending.shapes,
+        examples=pending.examples,
+        groups=pending.groups,
+        times=pending.times,
+    )
 
 
-def _order_by_group(pending: Pending, groups: dict[Group, array[int]],
-                    factors: Mapping[str, float]) -> tuple[array[int], dict[str, list[array[int]]]]:
+def _order_by_group(
+    pending: Pending, groups: dict[Group, array[int]], factors: Mapping[str, float]
+) -> tuple[array[int], dict[str, list[array[int]]]]:
     """Without age, a job's rank is its group's: concatenate the sorted groups by (priority
     class, factor), merging groups of equal rank by (submit time, id) (rare: it needs equal
     factors). An institution's runs are its groups in that order."""
@@ -70,15 +79,18 @@ def _order_by_group(pending: Pending, groups: dict[Group, array[int]],
     return order, runs
 
 
-def _order_with_age(pending: Pending, factors: Mapping[str, float], now: float,
-                    age_per_second: float) -> tuple[array[int], dict[str, list[array[int]]]]:
+def _order_with_age(
+    pending: Pending, factors: Mapping[str, float], now: float, age_per_second: float
+) -> tuple[array[int], dict[str, list[array[int]]]]:
     """Age gives every job its own priority, so each gets its full sort key."""
     times, jobs = pending.times, pending.jobs
-    keyed: dict[str, list[tuple[tuple, int]]] = defaultdict(list)   # by institution
+    keyed: dict[str, list[tuple[tuple, int]]] = defaultdict(list)  # by institution
     for (priority, inst, name), positions in pending.groups.items():
         factor = factors.get(project_id(inst, name), 0.0)
-        keyed[inst] += [((-priority, -(factor + max(now - times[p], 0.0) * age_per_second), times[p], jobs[p].id), p)
-                        for p in positions]
+        keyed[inst] += [
+            ((-priority, -(factor + max(now - times[p], 0.0) * age_per_second), times[p], jobs[p].id), p)
+            for p in positions
+        ]
     for entries in keyed.values():
         entries.sort()
     order = array("l", (p for _, p in merge(*keyed.values())))

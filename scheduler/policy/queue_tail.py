@@ -11,14 +11,15 @@ that the `WaitingList` pairs with their shape's verdict when read: no job is rea
 (see `queue.py` on why reading jobs in queue order is the cost). CPU-only jobs still
 look for CPUs one by one, in queue order.
 """
+
 from __future__ import annotations
 
 from array import array
 from collections.abc import Callable, Sequence
 
-from scheduler.policy.cpu_only import cpu_reason, place_cpu_only
-from scheduler.policy.cycle_state import Cycle
-from scheduler.policy.waiting_list import Verdict
+from minga.scheduler.policy.cpu_only import cpu_reason, place_cpu_only
+from minga.scheduler.policy.cycle_state import Cycle
+from minga.scheduler.policy.waiting_list import Verdict
 
 
 def decide_tail(cycle: Cycle, positions: array[int], decide: Callable[[Cycle, int], None]) -> None:
@@ -36,15 +37,16 @@ def decide_tail(cycle: Cycle, positions: array[int], decide: Callable[[Cycle, in
     cycle.tail, cycle.tail_verdicts = positions, verdicts
 
 
-def _reserve_unreserved_models(cycle: Cycle, positions: Sequence[int], verdicts: list[Verdict | None],
-                               decide: Callable[[Cycle, int], None]) -> set[int]:
+def _reserve_unreserved_models(
+    cycle: Cycle, positions: Sequence[int], verdicts: list[Verdict | None], decide: Callable[[Cycle, int], None]
+) -> set[int]:
     """Decide, one by one and in queue order, the first job of each GPU model without a
     reservation that could take one (a GPU job that could fit somewhere); the positions
     decided. The scan stops once no model is left open: a model is closed when it gets its
     reservation, or when a job allowing it got none (no pool of it could ever free up)."""
     queue, shape_of = cycle.queue, cycle.queue.shape_of
     open_models = {m for m in cycle.index.models if m not in cycle.reserved_models}
-    wanting: dict[int, set[str]] = {}      # shape id -> the open models it allows (memo)
+    wanting: dict[int, set[str]] = {}  # shape id -> the open models it allows (memo)
     decided: set[int] = set()
     for pos in positions:
         if not open_models:
@@ -53,8 +55,11 @@ def _reserve_unreserved_models(cycle: Cycle, positions: Sequence[int], verdicts:
         models = wanting.get(sid)
         if models is None:
             verdict, allowed = verdicts[sid], queue.shapes[sid][1]
-            models = wanting[sid] = set() if verdict is None or verdict[1] or queue.shapes[sid][0] < 2 else {
-                m for m in cycle.index.models if not allowed or m in allowed}
+            models = wanting[sid] = (
+                set()
+                if verdict is None or verdict[1] or queue.shapes[sid][0] < 2
+                else {m for m in cycle.index.models if not allowed or m in allowed}
+            )
         if models.isdisjoint(open_models):
             continue
         reserved = len(cycle.reservations)

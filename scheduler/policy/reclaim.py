@@ -2,13 +2,14 @@
 gets its GPUs back in the same cycle (Kueue's reclaimWithinCohort; the plan itself is
 `preemption.py`),
 and preempt guests on sites whose owner's lending window has closed (`lending.py`)."""
+
 from __future__ import annotations
 
-from scheduler.domain import Job
-from scheduler.policy.cycle_state import Cycle
-from scheduler.policy.pool_search import hard_test
-from scheduler.policy.preemption import plan_reclaim
-from scheduler.policy.snapshot import Preemption
+from minga.common.domain import Job
+from minga.scheduler.policy.cycle_state import Cycle
+from minga.scheduler.policy.pool_search import hard_test
+from minga.scheduler.policy.preemption import plan_reclaim
+from minga.scheduler.policy.snapshot import Preemption
 
 
 def reclaim(cycle: Cycle, job: Job, shape: tuple) -> bool:
@@ -21,8 +22,11 @@ def reclaim(cycle: Cycle, job: Job, shape: tuple) -> bool:
     res = job.spec.resources
     inst, ledger, index = job.institution, cycle.ledger, cycle.index
     key = (shape, res.gpus)
-    if job.id not in cycle.guaranteed or key in cycle.reclaim_failed or (
-            inst not in cycle.explicit and reclaim_bound(cycle, inst) < res.gpus):
+    if (
+        job.id not in cycle.guaranteed
+        or key in cycle.reclaim_failed
+        or (inst not in cycle.explicit and reclaim_bound(cycle, inst) < res.gpus)
+    ):
         return False
     models = [m for m in cycle.models(job) if ledger.within_guarantee(inst, m, res.gpus)]
     if not models:
@@ -32,18 +36,35 @@ def reclaim(cycle: Cycle, job: Job, shape: tuple) -> bool:
     tiers = [[p for p in index.by_owner.get(inst, ()) if p.model in models and hard_ok(p)]]
     if inst in cycle.explicit:
         tiers.append([p for m in models for p in index.by_model[m] if p.owner != inst and hard_ok(p)])
-    plan = plan_reclaim(inst, res.gpus, res.cpus, tiers, lambda p: index.runs.get(p.key, []),
-                        lambda s: index.cpus.get(s, 0.0), ledger, cycle.now,
-                        cycle.snapshot.settings.preemption_grace_seconds)
+    plan = plan_reclaim(
+        inst,
+        res.gpus,
+        res.cpus,
+        tiers,
+        lambda p: index.runs.get(p.key, []),
+        lambda s: index.cpus.get(s, 0.0),
+        ledger,
+        cycle.now,
+        cycle.snapshot.settings.preemption_grace_seconds,
+    )
     if plan is None:
         cycle.reclaim_failed.add(key)
         return False
     pool = plan.pool
     for victim in plan.victims:
-        cycle.preempt(victim, pool, Preemption(
-            victim.id, victim.job_id, pool.site,
-            f"reclaim: {inst} is below its {pool.model} guarantee and needs {res.gpus} GPUs for {job.id}",
-            kind="reclaim", beneficiary=inst, for_job=job.id))
+        cycle.preempt(
+            victim,
+            pool,
+            Preemption(
+                victim.id,
+                victim.job_id,
+                pool.site,
+                f"reclaim: {inst} is below its {pool.model} guarantee and needs {res.gpus} GPUs for {job.id}",
+                kind="reclaim",
+                beneficiary=inst,
+                for_job=job.id,
+            ),
+        )
     cycle.place(job, pool, freed=plan.freed, freed_cpus=sum(v.cpus for v in plan.victims))
     cycle.reclaim_bounds.pop(pool.owner, None)
     return True
@@ -65,9 +86,13 @@ def reclaim_bound(cycle: Cycle, inst: str) -> int:
         for pool in cycle.index.by_owner.get(inst, ()):
             if not pool.ready:
                 continue
-            others = sum(r.gpus for r in cycle.index.runs.get(pool.key, ())
-                         if r.institution != inst and now - r.started_at >= grace
-                         and cycle.ledger.excess(r.institution, pool.model) > 0)
+            others = sum(
+                r.gpus
+                for r in cycle.index.runs.get(pool.key, ())
+                if r.institution != inst
+                and now - r.started_at >= grace
+                and cycle.ledger.excess(r.institution, pool.model) > 0
+            )
             bound = max(bound, max(pool.free, 0) + others)
         cycle.reclaim_bounds[inst] = bound
     return bound
@@ -82,10 +107,12 @@ def close_windows(cycle: Cycle) -> None:
     if lending is None:
         return
     index = cycle.index
-    for run, reason, owner in lending.closing(cycle.snapshot.live_runs, cycle.ledger, cycle.now,
-                                              cycle.snapshot.settings.preemption_grace_seconds):
+    for run, reason, owner in lending.closing(
+        cycle.snapshot.live_runs, cycle.ledger, cycle.now, cycle.snapshot.settings.preemption_grace_seconds
+    ):
         runs = index.runs.get((run.site, run.gpu_model), [])
         if run.gpus and run in runs:
-            runs.remove(run)     # the ledger was released by `closing`
-        cycle.preempt(run, None, Preemption(run.id, run.job_id, run.site, reason, kind="lending-window",
-                                            beneficiary=owner))
+            runs.remove(run)  # the ledger was released by `closing`
+        cycle.preempt(
+            run, None, Preemption(run.id, run.job_id, run.site, reason, kind="lending-window", beneficiary=owner)
+        )

@@ -9,13 +9,14 @@ When no estimate is finite, the pool with most GPUs free or ending is held
 outright: it drains as its runs finish, so a gang job cannot wait forever behind a
 stream of small jobs while capacity churns.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from scheduler.domain import Run
-from scheduler.policy.pool_index import Pool
+from minga.common.domain import Run
+from minga.scheduler.policy.pool_index import Pool
 
 NEVER = float("inf")
 
@@ -58,7 +59,7 @@ class Reservation:
             self.spare -= gpus
 
 
-UNKNOWN_WALLTIME = 7 * 86400.0   # a job without a walltime is due as if it had a week's
+UNKNOWN_WALLTIME = 7 * 86400.0  # a job without a walltime is due as if it had a week's
 
 
 def due(submitted: float, walltime: float) -> float:
@@ -93,8 +94,9 @@ def earliest_start(pool: Pool, ends: list[tuple[float, int]], gpus: int, now: fl
     return NEVER, 0
 
 
-def plan_reservation(job_id: str, gpus: int, candidates: list[Pool], ends_of: Callable[[Pool], Ends],
-                     now: float) -> Reservation | None:
+def plan_reservation(
+    job_id: str, gpus: int, candidates: list[Pool], ends_of: Callable[[Pool], Ends], now: float
+) -> Reservation | None:
     """The reservation on the pool where the job can start earliest (ties: most free, name)."""
     best: tuple[tuple, Reservation] | None = None
     for pool in candidates:

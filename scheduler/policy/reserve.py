@@ -22,19 +22,20 @@ Two ways to hold one:
 Only jobs of several GPUs reserve: smaller jobs cannot starve them by fragmenting a pool
 otherwise, while a one-GPU job takes the first GPU that frees up anyway.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
 from heapq import heapify, heappop
 from itertools import islice
 
-from scheduler.domain import Job
-from scheduler.policy.cycle_state import Cycle
-from scheduler.policy.pool_search import find_pool, hard_test
-from scheduler.policy.reservation import NEVER, Reservation, due, plan_reservation
+from minga.common.domain import Job
+from minga.scheduler.policy.cycle_state import Cycle
+from minga.scheduler.policy.pool_search import find_pool, hard_test
+from minga.scheduler.policy.reservation import NEVER, Reservation, due, plan_reservation
 
-GANG_RESERVATIONS = 1   # pools of one model that waiting gangs may reserve per cycle
-HEAD = 64               # a project's oldest jobs among which its waiting gangs are sought
+GANG_RESERVATIONS = 1  # pools of one model that waiting gangs may reserve per cycle
+HEAD = 64  # a project's oldest jobs among which its waiting gangs are sought
 
 
 def reserve(cycle: Cycle, job: Job, gang: bool = False) -> str | None:
@@ -44,9 +45,15 @@ def reserve(cycle: Cycle, job: Job, gang: bool = False) -> str | None:
     res = job.spec.resources
     index, hard_ok = cycle.index, hard_test(job)
     models = [m for m in cycle.models(job) if (_gang_room(cycle, m) if gang else m not in cycle.reserved_models)]
-    candidates = [p for m in models for p in index.by_model[m]
-                  if p.key not in cycle.reservations and hard_ok(p)
-                  and cycle.ledger.may_lend(p.owner, job.institution, res.gpus) and cycle.lends(job, p.site, res.gpus)]
+    candidates = [
+        p
+        for m in models
+        for p in index.by_model[m]
+        if p.key not in cycle.reservations
+        and hard_ok(p)
+        and cycle.ledger.may_lend(p.owner, job.institution, res.gpus)
+        and cycle.lends(job, p.site, res.gpus)
+    ]
     reservation = plan_reservation(job.id, res.gpus, candidates, cycle.ends_of, cycle.now)
     if reservation is None:
         return None
@@ -57,10 +64,15 @@ def reserve(cycle: Cycle, job: Job, gang: bool = False) -> str | None:
         pool = index.pools[(reservation.site, reservation.model)]
         index.take(pool, max(pool.free, 0), 0.0)
         cycle.refresh_largest_free()
-    when = ("once runs without a walltime there end" if reservation.start == NEVER
-            else f"in about {int(reservation.start - cycle.now)} s")
-    return (f"reservation: holds {res.gpus} {reservation.model} GPUs on {reservation.site}, "
-            f"starting {when}; only shorter jobs are backfilled there")
+    when = (
+        "once runs without a walltime there end"
+        if reservation.start == NEVER
+        else f"in about {int(reservation.start - cycle.now)} s"
+    )
+    return (
+        f"reservation: holds {res.gpus} {reservation.model} GPUs on {reservation.site}, "
+        f"starting {when}; only shorter jobs are backfilled there"
+    )
 
 
 def _gang_room(cycle: Cycle, model: str) -> bool:
@@ -77,7 +89,7 @@ def reserve_for_waiting_gangs(cycle: Cycle, skip: set[int], decide: Callable[[Cy
     cutoff = now - cycle.snapshot.settings.reservation_min_age_seconds
     times, jobs, shapes, shape_of = queue.times, queue.jobs, queue.shapes, queue.shape_of
     candidates: list[tuple[float, str, int]] = []
-    for positions in queue.groups.values():     # each in (submit time, id) order
+    for positions in queue.groups.values():  # each in (submit time, id) order
         for pos in islice(positions, HEAD):
             if times[pos] > cutoff:
                 break
@@ -101,7 +113,18 @@ def reserve_for_waiting_gangs(cycle: Cycle, skip: set[int], decide: Callable[[Cy
             # It fits now: keep that pool whole until water-filling gets to the gang, so the
             # GPUs a pool has drained for it are not cut up by smaller jobs first.
             gpus = job.spec.resources.gpus
-            cycle.keep(Reservation(job.id, pool.site, pool.model, gpus, now, pool.free - gpus, kept=True,
-                                   due=due(job.submitted_at, job.spec.walltime_seconds)), pos)
+            cycle.keep(
+                Reservation(
+                    job.id,
+                    pool.site,
+                    pool.model,
+                    gpus,
+                    now,
+                    pool.free - gpus,
+                    kept=True,
+                    due=due(job.submitted_at, job.spec.walltime_seconds),
+                ),
+                pos,
+            )
         models_left -= {m for m in models if not _gang_room(cycle, m)}
     return decided

@@ -7,16 +7,17 @@ is first-come, first-served by priority and submit time (ties by job id), with
 skipping: a job that does not fit does not block smaller jobs behind it. That
 fallback keeps a broker with no accounts yet working exactly as before.
 """
+
 from __future__ import annotations
 
-from scheduler.domain import Job
-from scheduler.policy.array_cap import split_capped, with_capped
-from scheduler.policy.fair_cycle import schedule_fair
-from scheduler.policy.feasibility import never_fits_reason, waiting_reason
-from scheduler.policy.guarantees import build_ledger
-from scheduler.policy.lending import Lending
-from scheduler.policy.placement import Capacity, Choice, best_fit, free_capacity, take
-from scheduler.policy.snapshot import Decisions, Placement, Preemption, Snapshot, Waiting
+from minga.common.domain import Job
+from minga.scheduler.policy.array_cap import split_capped, with_capped
+from minga.scheduler.policy.fair_cycle import schedule_fair
+from minga.scheduler.policy.feasibility import never_fits_reason, waiting_reason
+from minga.scheduler.policy.guarantees import build_ledger
+from minga.scheduler.policy.lending import Lending
+from minga.scheduler.policy.placement import Capacity, Choice, best_fit, free_capacity, take
+from minga.scheduler.policy.snapshot import Decisions, Placement, Preemption, Snapshot, Waiting
 
 
 def queue_order(pending: tuple[Job, ...]) -> list[Job]:
@@ -44,10 +45,13 @@ def schedule_fifo(snapshot: Snapshot, now: float = 0.0) -> Decisions:
     waiting: list[Waiting] = []
     preemptions: tuple[Preemption, ...] = ()
     if lending is not None:
-        closing = lending.closing(snapshot.live_runs, build_ledger(snapshot), now,
-                                  snapshot.settings.preemption_grace_seconds)
-        preemptions = tuple(Preemption(run.id, run.job_id, run.site, why, kind="lending-window", beneficiary=owner)
-                            for run, why, owner in closing)
+        closing = lending.closing(
+            snapshot.live_runs, build_ledger(snapshot), now, snapshot.settings.preemption_grace_seconds
+        )
+        preemptions = tuple(
+            Preemption(run.id, run.job_id, run.site, why, kind="lending-window", beneficiary=owner)
+            for run, why, owner in closing
+        )
     for job in queue_order(snapshot.pending):
         never = never_fits_reason(job, snapshot.sites)
         if never:
@@ -65,8 +69,9 @@ def schedule_fifo(snapshot: Snapshot, now: float = 0.0) -> Decisions:
     return Decisions(placements=tuple(placements), waiting=tuple(waiting), preemptions=preemptions)
 
 
-def _fifo_choice(job: Job, snapshot: Snapshot, capacity: Capacity,
-                 lending: Lending | None) -> tuple[Choice | None, str | None]:
+def _fifo_choice(
+    job: Job, snapshot: Snapshot, capacity: Capacity, lending: Lending | None
+) -> tuple[Choice | None, str | None]:
     """Best fit among the sites whose policy takes the job; when none does but a refusing
     site had room, that site's refusal is the reason."""
     if lending is None:

@@ -10,6 +10,7 @@ view shows it next to what each institution holds, and the simulator measures ag
 Counted in GPUs, not model-normalized: at this moment a GPU held is a GPU someone else
 is not holding; the model weights act over days, through decayed usage and contribution.
 """
+
 from __future__ import annotations
 
 from array import array
@@ -19,13 +20,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from scheduler.policy.entitlement import Tree, build_tree, project_id, run_project
-from scheduler.policy.guarantees import guarantees
-from scheduler.policy.max_min import TreeShares, tree_fill
-from scheduler.policy.never_fits import NeverFits
-from scheduler.policy.placement import accepts_new_runs
-from scheduler.policy.pending_columns import Group, pending_columns
-from scheduler.policy.snapshot import Snapshot
+from minga.scheduler.policy.entitlement import Tree, build_tree, project_id, run_project
+from minga.scheduler.policy.guarantees import guarantees
+from minga.scheduler.policy.max_min import TreeShares, tree_fill
+from minga.scheduler.policy.never_fits import NeverFits
+from minga.scheduler.policy.pending_columns import Group, pending_columns
+from minga.scheduler.policy.placement import accepts_new_runs
+from minga.scheduler.policy.snapshot import Snapshot
 
 
 @dataclass(frozen=True)
@@ -33,8 +34,8 @@ class ShareNow:
     """The federation's capacity, and per account what it holds, wants and is owed now."""
 
     capacity: int
-    held: dict[str, int]          # project -> GPUs its live runs hold
-    demand: dict[str, float]      # project -> held + GPUs its pending jobs ask for
+    held: dict[str, int]  # project -> GPUs its live runs hold
+    demand: dict[str, float]  # project -> held + GPUs its pending jobs ask for
     shares: TreeShares
 
 
@@ -59,8 +60,9 @@ def guarantee_floors(guarantee: Mapping[str, Mapping[str, int]]) -> dict[str, fl
     return {slug: float(sum(per_model.values())) for slug, per_model in guarantee.items()}
 
 
-def share_now(snapshot: Snapshot, tree: Tree, pending: Mapping[str, float],
-              guarantee: Mapping[str, Mapping[str, int]]) -> ShareNow:
+def share_now(
+    snapshot: Snapshot, tree: Tree, pending: Mapping[str, float], guarantee: Mapping[str, Mapping[str, int]]
+) -> ShareNow:
     """The fair shares, given the GPUs pending jobs ask for per project (placeable ones only)."""
     held = held_by_project(snapshot)
     demand: dict[str, float] = defaultdict(float)
@@ -73,13 +75,19 @@ def share_now(snapshot: Snapshot, tree: Tree, pending: Mapping[str, float],
     return ShareNow(capacity=capacity, held=dict(held), demand=dict(demand), shares=shares)
 
 
-def column_demand(shapes: Sequence[tuple], shape_of: array[int], examples: Sequence[int],
-                  groups: Mapping[Group, array[int]], never_fits: Callable[[int], bool]) -> dict[str, float]:
+def column_demand(
+    shapes: Sequence[tuple],
+    shape_of: array[int],
+    examples: Sequence[int],
+    groups: Mapping[Group, array[int]],
+    never_fits: Callable[[int], bool],
+) -> dict[str, float]:
     """GPUs asked for per project by the pending jobs some site could hold, from the queue's
     packed columns (`queue.py`): no Python step per job, which matters at 100,000 pending.
     `never_fits(pos)` says whether the job at `pos` could never run (asked once per shape)."""
-    gpus_of = np.array([0 if never_fits(examples[sid]) else shape[0] for sid, shape in enumerate(shapes)],
-                       dtype=np.int64)
+    gpus_of = np.array(
+        [0 if never_fits(examples[sid]) else shape[0] for sid, shape in enumerate(shapes)], dtype=np.int64
+    )
     gpus_at = gpus_of[np.frombuffer(shape_of, dtype=np.int64)] if len(shape_of) else gpus_of
     demand: dict[str, float] = defaultdict(float)
     for (_, inst, name), positions in groups.items():
@@ -91,9 +99,13 @@ def pending_demand(snapshot: Snapshot) -> dict[str, float]:
     """GPUs asked for by pending jobs that some site could hold, per project."""
     never = NeverFits(snapshot.sites)
     columns = pending_columns(snapshot)
-    return column_demand(columns.shapes, columns.shape_of, columns.examples, columns.groups,
-                         lambda pos: never.reason(snapshot.pending[pos], columns.shapes[columns.shape_of[pos]])
-                         is not None)
+    return column_demand(
+        columns.shapes,
+        columns.shape_of,
+        columns.examples,
+        columns.groups,
+        lambda pos: never.reason(snapshot.pending[pos], columns.shapes[columns.shape_of[pos]]) is not None,
+    )
 
 
 def snapshot_share_now(snapshot: Snapshot) -> tuple[Tree, ShareNow]:

@@ -5,16 +5,17 @@ kept as columns, each `Waiting` made only when read.
 cycle, and would wake the garbage collector's full passes over the snapshot. A
 `WaitingList` reads, and compares equal, like the tuple of `Waiting` it stands for.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from itertools import chain
 from typing import overload
 
-from scheduler.domain import Job
-from scheduler.policy.snapshot import Waiting
+from minga.common.domain import Job
+from minga.scheduler.policy.snapshot import Waiting
 
-Verdict = tuple[str, bool]    # (reason, never fits)
+Verdict = tuple[str, bool]  # (reason, never fits)
 
 
 class WaitingList(Sequence[Waiting]):
@@ -25,15 +26,31 @@ class WaitingList(Sequence[Waiting]):
     request shape, `verdicts[shape_of[pos]]`, so the cycle stores the positions alone.
     """
 
-    __slots__ = ("_jobs", "_positions", "_reasons", "_never", "_tail", "_shape_of", "_verdicts",
-                 "_by_position", "_in_tail")
+    __slots__ = (
+        "_jobs",
+        "_positions",
+        "_reasons",
+        "_never",
+        "_tail",
+        "_shape_of",
+        "_verdicts",
+        "_by_position",
+        "_in_tail",
+    )
 
-    def __init__(self, jobs: Sequence[Job], positions: list[int], reasons: list[str], never_fits: list[bool],
-                 tail: Sequence[int] = (), shape_of: Sequence[int] = (),
-                 verdicts: Sequence[Verdict | None] = ()) -> None:
+    def __init__(
+        self,
+        jobs: Sequence[Job],
+        positions: list[int],
+        reasons: list[str],
+        never_fits: list[bool],
+        tail: Sequence[int] = (),
+        shape_of: Sequence[int] = (),
+        verdicts: Sequence[Verdict | None] = (),
+    ) -> None:
         self._jobs, self._positions, self._reasons, self._never = jobs, positions, reasons, never_fits
         self._tail, self._shape_of, self._verdicts = tail, shape_of, verdicts
-        self._by_position: dict[int, str] | None = None   # made when `reasons_at` is first asked
+        self._by_position: dict[int, str] | None = None  # made when `reasons_at` is first asked
         self._in_tail: set[int] = set()
 
     def __len__(self) -> int:
@@ -47,7 +64,7 @@ class WaitingList(Sequence[Waiting]):
     def __getitem__(self, i: int | slice) -> Waiting | tuple[Waiting, ...]:
         if isinstance(i, slice):
             return tuple(self)[i]
-        k = range(len(self))[i]          # IndexError and negative indices as a tuple has them
+        k = range(len(self))[i]  # IndexError and negative indices as a tuple has them
         if k < len(self._positions):
             return Waiting(self._jobs[self._positions[k]].id, self._reasons[k], self._never[k])
         return self._tail_entry(self._tail[k - len(self._positions)])

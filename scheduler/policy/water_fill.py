@@ -18,6 +18,7 @@ standing unchanged, so the account's next job is considered next.
 
 Deterministic: heaps keyed by (standing, Fair Tree rank, name).
 """
+
 from __future__ import annotations
 
 import heapq
@@ -25,8 +26,8 @@ from array import array
 from collections import defaultdict
 from itertools import filterfalse
 
-from scheduler.policy.cycle_state import Cycle
-from scheduler.policy.entitlement import project_id
+from minga.scheduler.policy.cycle_state import Cycle
+from minga.scheduler.policy.entitlement import project_id
 
 _TINY = 1e-12
 
@@ -44,10 +45,14 @@ class WaterFill:
         tree = cycle.tree
         last = len(cycle.fair_tree)
         self._rank_p = {pid: k for k, pid in enumerate(cycle.fair_tree)}
-        self._rank_i = {slug: min((self._rank_p.get(p, last) for p in projects), default=last)
-                        for slug, projects in tree.projects.items()}
-        self._rank_c = {c: min((self._rank_i.get(s, last) for s in members), default=last)
-                        for c, members in tree.institutions.items()}
+        self._rank_i = {
+            slug: min((self._rank_p.get(p, last) for p in projects), default=last)
+            for slug, projects in tree.projects.items()
+        }
+        self._rank_c = {
+            c: min((self._rank_i.get(s, last) for s in members), default=last)
+            for c, members in tree.institutions.items()
+        }
         self._weight_p = {pid: max(w, _TINY) for projects in tree.projects.values() for pid, w in projects.items()}
         self._weight_i = {slug: max(w, _TINY) for members in tree.institutions.values() for slug, w in members.items()}
         self._weight_c = {c: max(w, _TINY) for c, w in tree.country_weight.items()}
@@ -65,9 +70,13 @@ class WaterFill:
         jobs = cycle.queue.jobs
         for (priority, inst, name), positions in cycle.queue.groups.items():
             pid = project_id(inst, name)
-            if pid in classes[priority]:    # "" and "default" name one project
-                positions = array("l", heapq.merge(classes[priority][pid], positions,
-                                                   key=lambda pos: (jobs[pos].submitted_at, jobs[pos].id)))
+            if pid in classes[priority]:  # "" and "default" name one project
+                positions = array(
+                    "l",
+                    heapq.merge(
+                        classes[priority][pid], positions, key=lambda pos: (jobs[pos].submitted_at, jobs[pos].id)
+                    ),
+                )
             if positions:
                 classes[priority][pid] = positions
         self._classes = [classes[p] for p in sorted(classes, reverse=True)]
@@ -84,8 +93,11 @@ class WaterFill:
         return self._held_i[slug] / self._weight_i.get(slug, _TINY), self._rank_i.get(slug, len(self._rank_p)), slug
 
     def _country_key(self, country: str) -> tuple[float, int, str]:
-        return (self._held_c[country] / self._weight_c.get(country, _TINY),
-                self._rank_c.get(country, len(self._rank_p)), country)
+        return (
+            self._held_c[country] / self._weight_c.get(country, _TINY),
+            self._rank_c.get(country, len(self._rank_p)),
+            country,
+        )
 
     # -- the current priority class -------------------------------------------------
     def _start_class(self) -> None:
@@ -108,7 +120,7 @@ class WaterFill:
     def next(self) -> int | None:
         """The position of the next job to decide, or None when every job was handed out."""
         while True:
-            if self._again:      # the last account waited: its standing, still the lowest, is unchanged
+            if self._again:  # the last account waited: its standing, still the lowest, is unchanged
                 self._again = False
                 country, slug, pid = self._last
             else:
@@ -121,7 +133,7 @@ class WaterFill:
                 slug = heapq.heappop(self._institutions[country])[2]
                 pid = heapq.heappop(self._projects[slug])[2]
             positions, cursor, skip = self._classes[0][pid], self._cursor[pid], self._skip
-            while cursor < len(positions) and positions[cursor] in skip:    # decided already
+            while cursor < len(positions) and positions[cursor] in skip:  # decided already
                 cursor += 1
             self._cursor[pid] = cursor + 1
             self._last = (country, slug, pid)
@@ -134,7 +146,7 @@ class WaterFill:
         country, slug, pid = self._last
         more = self._cursor[pid] < len(self._classes[0][pid])
         if not gpus and more:
-            self._again = True   # nothing moved: the same account goes next, no heap touched
+            self._again = True  # nothing moved: the same account goes next, no heap touched
             return
         if gpus:
             self._held_p[pid] += gpus
@@ -156,7 +168,7 @@ class WaterFill:
         last, decided = len(self._rank_p), self._skip.__contains__
         for k, current in enumerate(self._classes):
             for pid in sorted(current, key=lambda p: (self._rank_p.get(p, last), p)):
-                rest = current[pid][self._cursor.get(pid, 0) if k == 0 else 0:]
+                rest = current[pid][self._cursor.get(pid, 0) if k == 0 else 0 :]
                 if self._skip.isdisjoint(rest):
                     out += rest
                 else:

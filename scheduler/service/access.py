@@ -1,14 +1,15 @@
 """Resource-level visibility: what a caller sees of listings and records.
 
-`scheduler.api.authz` decides who may call what, on which target; these rules
+`minga.scheduler.api.authz` decides who may call what, on which target; these rules
 narrow what a permitted call shows. Admins see the federation; institution-admins
 and researchers their own institution's jobs, users, tokens and audit lines; other
 institutions only as aggregates (quotas, usage reports), never a job's entrypoint,
 environment or logs.
 """
+
 from __future__ import annotations
 
-from scheduler.domain import Job, NotFound, Principal, Role
+from minga.common.domain import Job, NotFound, Principal, Role
 
 INSTITUTION_ROLES = frozenset({Role.RESEARCHER, Role.INSTITUTION_ADMIN})
 

@@ -1,16 +1,17 @@
 """Institutions, users, join tokens, sites and the quota view."""
+
 from __future__ import annotations
 
 import math
 
-from scheduler.auth import DEFAULT_USER_TTL, MAX_USER_TTL, new_token
-from scheduler.core import Core
-from scheduler.domain import InvalidArgument, Principal, Role, Site, SiteState
-from scheduler.service.access import institution_scope, token_scope
-from scheduler.quota import QuotaView, quota_view
-from scheduler.store.accounts import Institution, TokenInfo, User
-from scheduler.store.audit import AuditEntry
-from scheduler.validation import check_country, check_slug, check_weight
+from minga.common.domain import InvalidArgument, Principal, Role, Site, SiteState
+from minga.scheduler.auth import DEFAULT_USER_TTL, MAX_USER_TTL, new_token
+from minga.scheduler.core import Core
+from minga.scheduler.quota import QuotaView, quota_view
+from minga.scheduler.service.access import institution_scope, token_scope
+from minga.scheduler.store.accounts import Institution, TokenInfo, User
+from minga.scheduler.store.audit import AuditEntry
+from minga.scheduler.validation import check_country, check_slug, check_weight
 
 DEFAULT_JOIN_TTL = 24 * 3600
 MAX_JOIN_TTL = 30 * 24 * 3600
@@ -28,8 +29,9 @@ def list_institutions(core: Core) -> list[Institution]:
     return core.store.accounts.list_institutions()
 
 
-def add_user(core: Core, name: str, institution: str, role: Role | None,
-             ttl_seconds: int = 0) -> tuple[User, str, float]:
+def add_user(
+    core: Core, name: str, institution: str, role: Role | None, ttl_seconds: int = 0
+) -> tuple[User, str, float]:
     """Create a user; returns it, its token (which exists only in this reply) and the
     token's expiry. User tokens always expire (90 days unless told), so a forgotten
     account stops working on its own; `minga token rotate` renews one."""
@@ -64,8 +66,7 @@ def list_tokens(core: Core, caller: Principal, owner: str) -> list[TokenInfo]:
     return core.store.accounts.list_tokens(owner, institution)
 
 
-def create_site_token(core: Core, institution: str, site: str, ttl_seconds: int,
-                      country: str) -> tuple[str, float]:
+def create_site_token(core: Core, institution: str, site: str, ttl_seconds: int, country: str) -> tuple[str, float]:
     """A one-time join token for `site` of `institution`; returns (token, expires_at)."""
     check_slug("site", site)
     ttl = ttl_seconds or DEFAULT_JOIN_TTL
@@ -129,10 +130,11 @@ def list_audit(core: Core, caller: Principal, since: float, who: str, limit: int
     scope = institution_scope(caller)
     callers = None
     if scope is not None:
-        callers = ({u.name for u in core.store.accounts.list_users(scope)},
-                   {s.name for s in core.store.sites.list() if s.institution == scope})
-    return core.store.audit.list(since=since, who=who, limit=limit or 1000, callers=callers,
-                                 institution=scope or "")
+        callers = (
+            {u.name for u in core.store.accounts.list_users(scope)},
+            {s.name for s in core.store.sites.list() if s.institution == scope},
+        )
+    return core.store.audit.list(since=since, who=who, limit=limit or 1000, callers=callers, institution=scope or "")
 
 
 def revoke_user(core: Core, name: str) -> int:

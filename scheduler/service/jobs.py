@@ -1,28 +1,37 @@
 """Submitting, reading, cancelling jobs and reading their logs."""
+
 from __future__ import annotations
 
-from dataclasses import replace
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 
-from scheduler.commands import StopRunCommand
-from scheduler.core import Core
-from scheduler.arrays import ArraySummary, parse_array, task_id
-from scheduler.domain import (
-    FailedPrecondition, InvalidArgument, Job, JobSpec, JobState, MingaError, NotFound, Principal,
+from minga.common.domain import (
+    FailedPrecondition,
+    InvalidArgument,
+    Job,
+    JobSpec,
+    JobState,
+    MingaError,
+    NotFound,
+    Principal,
 )
-from scheduler.policy.feasibility import submit_rejection
-from scheduler.service.access import institution_scope, visible_job
-from scheduler.service import packages
-from scheduler.store.jobs import AuditLine
-from scheduler.validation import check_digest, check_job_spec
+from minga.scheduler.arrays import ArraySummary, parse_array, task_id
+from minga.scheduler.commands import StopRunCommand
+from minga.scheduler.core import Core
+from minga.scheduler.policy.feasibility import submit_rejection
+from minga.scheduler.service import packages
+from minga.scheduler.service.access import institution_scope, visible_job
+from minga.scheduler.store.jobs import AuditLine
+from minga.scheduler.validation import check_digest, check_job_spec
 
 MAX_IDEMPOTENCY_KEY = 128
 LOG_POLL_SECONDS = 0.2
 
 
-def submit_job(core: Core, caller: Principal, spec: JobSpec, key: str,
-               allow_unknown: bool = False, audit: AuditLine | None = None) -> tuple[Job, bool]:
+def submit_job(
+    core: Core, caller: Principal, spec: JobSpec, key: str, allow_unknown: bool = False, audit: AuditLine | None = None
+) -> tuple[Job, bool]:
     """Accept a job durably (committed before the reply) or say why not. A country or
     GPU model that no site has, or more GPUs than any site has, is refused unless
     `allow_unknown` (a site expected to join); a malformed spec is refused always.
@@ -35,24 +44,31 @@ def submit_job(core: Core, caller: Principal, spec: JobSpec, key: str,
         raise InvalidArgument(f"idempotency_key is {len(key)} characters; the limit is {MAX_IDEMPOTENCY_KEY}")
     try:
         spec = _checked_spec(core, caller, spec, allow_unknown)
-    except MingaError:   # a retry of a submit accepted before gets its job, whatever changed since
+    except MingaError:  # a retry of a submit accepted before gets its job, whatever changed since
         earlier = core.store.jobs.find_by_key(caller.name, key) if key else None
         if earlier is None:
             raise
         if audit is not None:
             core.store.audit.append(audit(earlier))
         return earlier, False
-    job = Job(id=core.ids.new_job_id(), spec=spec, state=JobState.PENDING, owner=caller.name,
-              institution=caller.institution, submitted_at=core.clock.now(),
-              reason="waiting for the next scheduling cycle")
+    job = Job(
+        id=core.ids.new_job_id(),
+        spec=spec,
+        state=JobState.PENDING,
+        owner=caller.name,
+        institution=caller.institution,
+        submitted_at=core.clock.now(),
+        reason="waiting for the next scheduling cycle",
+    )
     job, created = core.store.jobs.submit(job, key or None, audit)
     if created:
         core.cycle.trigger()
     return job, created
 
 
-def submit_array(core: Core, caller: Principal, spec: JobSpec, array: str, key: str,
-                 allow_unknown: bool = False) -> tuple[Job, ArraySummary, bool]:
+def submit_array(
+    core: Core, caller: Principal, spec: JobSpec, array: str, key: str, allow_unknown: bool = False
+) -> tuple[Job, ArraySummary, bool]:
     """Accept a job array (Slurm's `--array`) in one transaction: every task a job of its
     own, `<array id>_<index>`, all with the same spec. The same idempotency key returns
     the earlier array (or job), never a second one. Returns (first task, array, created)."""
@@ -65,10 +81,18 @@ def submit_array(core: Core, caller: Principal, spec: JobSpec, array: str, key: 
     parsed = parse_array(array)
     spec = _checked_spec(core, caller, spec, allow_unknown)
     array_id = core.ids.new_job_id()
-    first = Job(id=task_id(array_id, parsed.indices[0]), spec=spec, state=JobState.PENDING,
-                owner=caller.name, institution=caller.institution, submitted_at=core.clock.now(),
-                reason="waiting for the next scheduling cycle", array_id=array_id,
-                array_index=parsed.indices[0], array_limit=parsed.limit)
+    first = Job(
+        id=task_id(array_id, parsed.indices[0]),
+        spec=spec,
+        state=JobState.PENDING,
+        owner=caller.name,
+        institution=caller.institution,
+        submitted_at=core.clock.now(),
+        reason="waiting for the next scheduling cycle",
+        array_id=array_id,
+        array_index=parsed.indices[0],
+        array_limit=parsed.limit,
+    )
     array_id, created = core.store.arrays.submit(first, parsed.indices, parsed.limit, key or None)
     if not created:
         return _earlier_array(core, core.store.jobs.find_by_key(caller.name, key))
@@ -83,10 +107,17 @@ def _earlier_array(core: Core, earlier: Job | None) -> tuple[Job, ArraySummary, 
     if earlier is None:
         raise FailedPrecondition("the idempotency key matched a submit that no longer exists")
     summary = core.store.arrays.get(earlier.array_id) if earlier.array_id else None
-    if summary is None:   # the key was first used for a plain job: that job is the answer
-        summary = ArraySummary(id="", name=earlier.spec.name, owner=earlier.owner,
-                               institution=earlier.institution, project=earlier.spec.project,
-                               tasks=0, limit=0, submitted_at=earlier.submitted_at)
+    if summary is None:  # the key was first used for a plain job: that job is the answer
+        summary = ArraySummary(
+            id="",
+            name=earlier.spec.name,
+            owner=earlier.owner,
+            institution=earlier.institution,
+            project=earlier.spec.project,
+            tasks=0,
+            limit=0,
+            submitted_at=earlier.submitted_at,
+        )
     return earlier, summary, False
 
 
@@ -109,8 +140,9 @@ def get_job(core: Core, caller: Principal, job_id: str) -> Job:
     return visible_job(caller, core.store.jobs.get(job_id))
 
 
-def list_jobs(core: Core, caller: Principal, include_terminal: bool, state: JobState | None,
-              group_arrays: bool = False) -> tuple[list[Job], list[ArraySummary]]:
+def list_jobs(
+    core: Core, caller: Principal, include_terminal: bool, state: JobState | None, group_arrays: bool = False
+) -> tuple[list[Job], list[ArraySummary]]:
     """The jobs the caller may see; with `group_arrays`, arrays as summaries, not tasks."""
     scope = institution_scope(caller)
     found = core.store.jobs.list(scope, include_terminal, state, plain_only=group_arrays)
@@ -151,8 +183,9 @@ def cancel_job(core: Core, caller: Principal, job_id: str) -> Job:
     return outcome.job
 
 
-def job_logs(core: Core, caller: Principal, job_id: str, follow: bool, offset: int,
-             is_active: Callable[[], bool]) -> Iterator[tuple[str, int, bytes]]:
+def job_logs(
+    core: Core, caller: Principal, job_id: str, follow: bool, offset: int, is_active: Callable[[], bool]
+) -> Iterator[tuple[str, int, bytes]]:
     """(run id, offset, bytes) of the job's current run; with `follow`, until the job ends."""
     job = get_job(core, caller, job_id)
     run_id = job.run_id

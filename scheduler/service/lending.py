@@ -1,16 +1,17 @@
-"""Admin calls on site owners' lending policies (`scheduler/lending.py` has the rules).
+"""Admin calls on site owners' lending policies (`common/lending.py` has the rules).
 
 Setting a policy replaces the site's whole policy, so what `show` prints is exactly what
 the policy enforces. The scheduling cycle runs right after a change: guests already on a
 site whose window is now closed are preempted at once, not at the next tick.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from scheduler.core import Core
-from scheduler.domain import InvalidArgument, Principal
-from scheduler.lending import LendingPolicy, check_policy, lending_open
+from minga.common.domain import InvalidArgument, Principal
+from minga.common.lending import LendingPolicy, check_policy, lending_open
+from minga.scheduler.core import Core
 
 
 @dataclass(frozen=True)

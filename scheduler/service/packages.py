@@ -5,29 +5,31 @@ chunks: any size under the broker's own limit goes through. The limit is enforce
 while receiving (reading stops at the first byte over it), the digest is checked
 over what arrived, and only a complete, verified, safe archive is stored.
 """
+
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Iterator
 
-from scheduler.archive import check_archive
-from scheduler.core import Core
-from scheduler.domain import InvalidArgument
-from scheduler.validation import check_digest
+from minga.common.archive import check_archive
+from minga.common.domain import InvalidArgument
+from minga.scheduler.core import Core
+from minga.scheduler.validation import check_digest
 
 CHUNK_BYTES = 1024 * 1024
-MAX_PACKAGE_LIMIT = 512 * 1024 * 1024   # a store blob (SQLite, PostgreSQL bytea) stays well under 1 GB
+MAX_PACKAGE_LIMIT = 512 * 1024 * 1024  # a store blob (SQLite, PostgreSQL bytea) stays well under 1 GB
 LIMIT_FLAG = "--max-package-bytes"
 LIMIT_ENV = "MINGA_BROKER_MAX_PACKAGE_BYTES"
 LIMIT_SETTING = f"set by its operator with `minga broker serve {LIMIT_FLAG} SIZE` or {LIMIT_ENV}"
 
-Chunk = tuple[str, int, bytes]   # (digest, declared size, data): digest and size on the first chunk
+Chunk = tuple[str, int, bytes]  # (digest, declared size, data): digest and size on the first chunk
 
 
 def over_limit(size: int, limit: int) -> InvalidArgument:
     """The refusal of a package of `size` bytes, naming the limit and how it is changed."""
-    return InvalidArgument(f"package is {size} bytes or more; this broker accepts at most {limit} bytes "
-                           f"({LIMIT_SETTING})")
+    return InvalidArgument(
+        f"package is {size} bytes or more; this broker accepts at most {limit} bytes ({LIMIT_SETTING})"
+    )
 
 
 def check_limit_setting(limit: int) -> int:
@@ -50,7 +52,7 @@ def receive_package(core: Core, chunks: Iterable[Chunk]) -> str:
     if size < 0:
         raise InvalidArgument(f"package size {size} is negative")
     if size > limit:
-        raise over_limit(size, limit)   # refused before reading any more
+        raise over_limit(size, limit)  # refused before reading any more
     hasher, parts, received = hashlib.sha256(), [], 0
     for _digest, _size, data in _chain(data, stream, digest):
         received += len(data)
@@ -64,7 +66,7 @@ def receive_package(core: Core, chunks: Iterable[Chunk]) -> str:
     if actual != digest:
         raise InvalidArgument(f"digest does not match the data (data is {actual})")
     package = b"".join(parts)
-    check_archive(package)   # refused here, before any site fetches it
+    check_archive(package)  # refused here, before any site fetches it
     core.store.blobs.put_package(digest, package, core.clock.now())
     return digest
 
@@ -82,4 +84,4 @@ def package_chunks(data: bytes, digest: str, chunk_bytes: int = CHUNK_BYTES) -> 
     """`data` as chunks to send: digest and size on the first (one chunk for an empty package)."""
     yield digest, len(data), data[:chunk_bytes]
     for start in range(chunk_bytes, len(data), chunk_bytes):
-        yield "", 0, data[start:start + chunk_bytes]
+        yield "", 0, data[start : start + chunk_bytes]

@@ -1,15 +1,16 @@
 """Admin calls on the fair-share tree: projects, weights, guarantees, limits, policy."""
+
 from __future__ import annotations
 
 import math
 from dataclasses import replace
 
-from scheduler.core import Core
-from scheduler.domain import InvalidArgument
-from scheduler.policy import ProjectShare, ShareSettings, Snapshot
-from scheduler.policy.guarantees import guarantees
-from scheduler.store.reports import GROUPINGS, UsageLine
-from scheduler.validation import check_country, check_slug, check_weight
+from minga.common.domain import InvalidArgument
+from minga.scheduler.core import Core
+from minga.scheduler.policy import ProjectShare, ShareSettings, Snapshot
+from minga.scheduler.policy.guarantees import guarantees
+from minga.scheduler.store.reports import GROUPINGS, UsageLine
+from minga.scheduler.validation import check_country, check_slug, check_weight
 
 SHARE_POLICIES = ("contribution", "static")
 MAX_NOTICE_SECONDS = 3600
@@ -73,15 +74,21 @@ def _preemption_changes(update: ShareSettings, given: set[str]) -> dict[str, obj
     changes: dict[str, object] = {}
     if "fair_share_preemption" in given:
         changes["fair_share_preemption"] = bool(update.fair_share_preemption)
-    bounds = {   # name: (accepts the value, what the message says it must be)
+    bounds = {  # name: (accepts the value, what the message says it must be)
         "preemption_threshold": (lambda v: 0 <= v < 1, "at least 0 and below 1 (e.g. 0.1)"),
         "preemption_cap": (lambda v: 0 < v <= 1, "above 0 and at most 1 (e.g. 0.25)"),
-        "preemption_notice_seconds": (lambda v: 1 <= v <= MAX_NOTICE_SECONDS and v == int(v),
-                                      f"whole seconds from 1 to {MAX_NOTICE_SECONDS} (e.g. 60)"),
-        "base_grant_fraction": (lambda v: 0 <= v <= MAX_BASE_GRANT_FRACTION,
-                                f"from 0 to {MAX_BASE_GRANT_FRACTION:g} (e.g. 0.25)"),
-        "reservation_min_age_seconds": (lambda v: 0 <= v <= MAX_RESERVATION_MIN_AGE_SECONDS and v == int(v),
-                                        f"whole seconds from 0 to {MAX_RESERVATION_MIN_AGE_SECONDS} (7 days; e.g. 600)"),
+        "preemption_notice_seconds": (
+            lambda v: 1 <= v <= MAX_NOTICE_SECONDS and v == int(v),
+            f"whole seconds from 1 to {MAX_NOTICE_SECONDS} (e.g. 60)",
+        ),
+        "base_grant_fraction": (
+            lambda v: 0 <= v <= MAX_BASE_GRANT_FRACTION,
+            f"from 0 to {MAX_BASE_GRANT_FRACTION:g} (e.g. 0.25)",
+        ),
+        "reservation_min_age_seconds": (
+            lambda v: 0 <= v <= MAX_RESERVATION_MIN_AGE_SECONDS and v == int(v),
+            f"whole seconds from 0 to {MAX_RESERVATION_MIN_AGE_SECONDS} (7 days; e.g. 600)",
+        ),
     }
     for name, (ok, must) in bounds.items():
         if name in given:

@@ -1,4 +1,5 @@
 """A site's side of the federation: joining, its session, its reports."""
+
 from __future__ import annotations
 
 import logging
@@ -6,15 +7,20 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from scheduler.auth import new_token
-from scheduler.commands import Command, RunReport
-from scheduler.core import Core
-from scheduler.domain import FailedPrecondition, InvalidArgument, Inventory, NotFound, Principal, RunState
-from scheduler.pki import check_csr
-from scheduler.store.accounts import JoinGrant
-from scheduler.store.pipeline import PipelinedCommit
-from scheduler.validation import (
-    check_digest, check_health_message, check_hello_runs, check_inventory, check_log_chunk, check_run_report,
+from minga.common.domain import FailedPrecondition, InvalidArgument, Inventory, NotFound, Principal, RunState
+from minga.common.pki import check_csr
+from minga.scheduler.auth import new_token
+from minga.scheduler.commands import Command, RunReport
+from minga.scheduler.core import Core
+from minga.scheduler.store.accounts import JoinGrant
+from minga.scheduler.store.pipeline import PipelinedCommit
+from minga.scheduler.validation import (
+    check_digest,
+    check_health_message,
+    check_hello_runs,
+    check_inventory,
+    check_log_chunk,
+    check_run_report,
 )
 
 log = logging.getLogger(__name__)
@@ -37,19 +43,22 @@ def join(core: Core, join_token: str, csr: bytes = b"") -> Joined:
     now = core.clock.now()
     join_hash = core.store.accounts.hash(join_token.strip())
     enrollment = core.enrollment
-    if enrollment is None:   # a CSR is ignored: no CA here, the answer without a certificate says so
+    if enrollment is None:  # a CSR is ignored: no CA here, the answer without a certificate says so
         site_token = new_token("site")
-        return Joined(core.store.accounts.redeem_join_token(join_hash, core.store.accounts.hash(site_token), now),
-                      site_token=site_token)
+        return Joined(
+            core.store.accounts.redeem_join_token(join_hash, core.store.accounts.hash(site_token), now),
+            site_token=site_token,
+        )
     if not csr:
-        raise InvalidArgument("csr: this broker enrolls sites with certificates; the join request "
-                              "needs a CSR (use `minga site join` of this minga version)")
-    check_csr(csr)   # before the token is spent, so a broken CSR does not burn it
+        raise InvalidArgument(
+            "csr: this broker enrolls sites with certificates; the join request "
+            "needs a CSR (use `minga site join` of this minga version)"
+        )
+    check_csr(csr)  # before the token is spent, so a broken CSR does not burn it
     serial, key = enrollment.new_serial()
     grant = core.store.accounts.redeem_join_token(join_hash, key, now, enrollment.expires_at(now))
     cert = enrollment.certify(csr, grant.site, grant.institution, grant.country, now, serial)
-    return Joined(grant, certificate=cert, ca_certificate=enrollment.ca.pem,
-                  site_endpoint=enrollment.site_endpoint)
+    return Joined(grant, certificate=cert, ca_certificate=enrollment.ca.pem, site_endpoint=enrollment.site_endpoint)
 
 
 def renew_certificate(core: Core, caller: Principal, csr: bytes) -> bytes:
@@ -65,8 +74,9 @@ def renew_certificate(core: Core, caller: Principal, csr: bytes) -> bytes:
     return enrollment.certify(csr, caller.site, caller.institution, country, now, serial)
 
 
-def site_connected(core: Core, site: str, inventory: Inventory, reports: list[RunReport],
-                   ray_down: str | None = None) -> list[Command]:
+def site_connected(
+    core: Core, site: str, inventory: Inventory, reports: list[RunReport], ray_down: str | None = None
+) -> list[Command]:
     """The site's Hello: a fresh lease, its inventory, then its runs levelled with ours.
     A site whose Ray cluster is down (`ray_down` says why) cannot list its runs: it is
     DEGRADED and its runs are requeued instead."""
@@ -108,21 +118,27 @@ class SiteReports:
     def __init__(self, core: Core) -> None:
         self.core = core
         self.committer: PipelinedCommit[tuple[str, RunReport], list[Command]] = PipelinedCommit(
-            self._apply, name="site-reports")
+            self._apply, name="site-reports"
+        )
         self._lock = threading.Lock()
-        self._last_ticket: dict[str, int] = {}   # each site's newest queued report
+        self._last_ticket: dict[str, int] = {}  # each site's newest queued report
 
     def report(self, site: str, report: RunReport) -> list[Command]:
         """Apply one report of `site` and wait: the commands it gets back (e.g. stop a stale run)."""
         check_run_report(report.run_id, report.message)
         return self.committer.submit((site, report))
 
-    def report_async(self, site: str, report: RunReport, done: Callable[[list[Command] | BaseException], None],
-                     skip: Callable[[], bool] | None = None) -> int:
+    def report_async(
+        self,
+        site: str,
+        report: RunReport,
+        done: Callable[[list[Command] | BaseException], None],
+        skip: Callable[[], bool] | None = None,
+    ) -> int:
         """Queue one report of `site` (checked at once: a malformed one raises here);
         `done` gets its commands, or its error, once its batch is committed. Its ticket."""
         check_run_report(report.run_id, report.message)
-        with self._lock:   # tickets of one site in increasing order
+        with self._lock:  # tickets of one site in increasing order
             ticket = self.committer.submit_async((site, report), done, skip)
             self._last_ticket[site] = ticket
         return ticket

@@ -1,5 +1,5 @@
 """The discrete-event simulator: replay a workload on a federation file, on simulated time,
-through the exact policy code (`scheduler.policy.schedule`) and three baselines.
+through the exact policy code (`minga.scheduler.policy.schedule`) and three baselines.
 
 Modules: `federation` (read the TOML file), `make_federation` (write it from the traces),
 `workload` (trace reader and synthetic generator), `scenario` (named scenarios: a federation

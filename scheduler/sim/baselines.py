@@ -1,6 +1,6 @@
 """Baseline policies the simulator runs next to minga's, with the same signature as
-`scheduler.policy.schedule(snapshot, now) -> Decisions` and the same placement code
-(`scheduler.policy.placement.best_fit`), so only the ORDER and the CAPS differ.
+`minga.scheduler.policy.schedule(snapshot, now) -> Decisions` and the same placement code
+(`minga.scheduler.policy.placement.best_fit`), so only the ORDER and the CAPS differ.
 
 - `fifo`: submit order (ties by id), skipping what does not fit; no guarantees, no preemption.
 - `slurm_classic`: Slurm's classic fair-share factor F = 2^(-U/S) per institution
@@ -11,23 +11,28 @@
 - `static`: static quotas without borrowing: each institution may hold at most its
   guarantee per GPU model (its own sites' capacity, or its explicit guarantee); submit order.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 
-from scheduler.domain import Job
-from scheduler.policy import Decisions, Placement, Snapshot, Waiting, schedule
-from scheduler.policy.entitlement import institution_weights
-from scheduler.policy.feasibility import never_fits_reason
-from scheduler.policy.placement import Capacity, best_fit, free_capacity, take
+from minga.common.domain import Job
+from minga.scheduler.policy import Decisions, Placement, Snapshot, Waiting, schedule
+from minga.scheduler.policy.entitlement import institution_weights
+from minga.scheduler.policy.feasibility import never_fits_reason
+from minga.scheduler.policy.placement import Capacity, best_fit, free_capacity, take
 
 Policy = Callable[[Snapshot, float], Decisions]
 Cap = Callable[[Job], Job | None]  # the job restricted to the models it may still use, or None
 
 
-def place_in_order(snapshot: Snapshot, order: Iterable[Job], cap: Cap | None = None,
-                   on_place: Callable[[Job, str, int], None] | None = None) -> Decisions:
+def place_in_order(
+    snapshot: Snapshot,
+    order: Iterable[Job],
+    cap: Cap | None = None,
+    on_place: Callable[[Job, str, int], None] | None = None,
+) -> Decisions:
     """Place jobs in the given order where they fit (best fit), skipping the rest.
 
     For speed over deep queues: never-fits checks are shared by jobs of the same shape
@@ -143,8 +148,11 @@ def static(snapshot: Snapshot, now: float) -> Decisions:
 
     def cap(job: Job) -> Job | None:
         res = job.spec.resources
-        room = [m for m, n in sorted(quota.get(job.institution, {}).items())
-                if (not res.gpu_models or m in res.gpu_models) and held.get((job.institution, m), 0) + res.gpus <= n]
+        room = [
+            m
+            for m, n in sorted(quota.get(job.institution, {}).items())
+            if (not res.gpu_models or m in res.gpu_models) and held.get((job.institution, m), 0) + res.gpus <= n
+        ]
         if not room:
             return None
         return replace(job, spec=replace(job.spec, resources=replace(res, gpu_models=tuple(room))))

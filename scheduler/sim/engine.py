@@ -2,7 +2,7 @@
 
 Each cycle it builds a `Snapshot` exactly as the broker's cycle does (sites, live runs,
 pending jobs, the account tree with decayed usage and contribution) and hands it to a
-policy callable with the signature of `scheduler.policy.schedule`, then applies the
+policy callable with the signature of `minga.scheduler.policy.schedule`, then applies the
 `Decisions`: placements start runs that end after the job's duration; preemptions stop
 runs and requeue the job with its attempt count raised and its FULL duration (a Ray job
 restarts from scratch), keeping its original submit time.
@@ -23,6 +23,7 @@ engine jumps straight to the next event. With `periodic=True` it instead runs a 
 every `cycle_seconds` while any job is pending, as the broker does (slower; for policies
 whose decisions move with `now` alone, such as an age factor).
 """
+
 from __future__ import annotations
 
 import heapq
@@ -30,11 +31,11 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
-from scheduler.domain import Job, JobSpec, JobState, Resources, Run, RunState
-from scheduler.policy import Decisions, Snapshot
-from scheduler.sim.federation import Federation, default_project
-from scheduler.sim.metrics import Recorder
-from scheduler.sim.workload import SimJob
+from minga.common.domain import Job, JobSpec, JobState, Resources, Run, RunState
+from minga.scheduler.policy import Decisions, Snapshot
+from minga.scheduler.sim.federation import Federation, default_project
+from minga.scheduler.sim.metrics import Recorder
+from minga.scheduler.sim.workload import SimJob
 
 Policy = Callable[[Snapshot, float], Decisions]
 
@@ -50,18 +51,35 @@ class _Live:
 
 
 def make_job(sj: SimJob, attempts: int = 0) -> Job:
-    spec = JobSpec(entrypoint="sim", name=sj.name or sj.id,
-                   resources=Resources(gpus=sj.gpus, gpu_models=sj.models, cpus=0.0),
-                   walltime_seconds=int(math.ceil(sj.duration)), max_attempts=10**6,
-                   project=default_project(sj.institution))
-    return Job(id=sj.id, spec=spec, state=JobState.PENDING, owner="sim", institution=sj.institution,
-               submitted_at=sj.arrival, attempts=attempts)
+    spec = JobSpec(
+        entrypoint="sim",
+        name=sj.name or sj.id,
+        resources=Resources(gpus=sj.gpus, gpu_models=sj.models, cpus=0.0),
+        walltime_seconds=int(math.ceil(sj.duration)),
+        max_attempts=10**6,
+        project=default_project(sj.institution),
+    )
+    return Job(
+        id=sj.id,
+        spec=spec,
+        state=JobState.PENDING,
+        owner="sim",
+        institution=sj.institution,
+        submitted_at=sj.arrival,
+        attempts=attempts,
+    )
 
 
 class Engine:
-    def __init__(self, fed: Federation, jobs: Sequence[SimJob], policy: Policy,
-                 cycle_seconds: float | None = None, sample_seconds: float | None = None,
-                 periodic: bool = False):
+    def __init__(
+        self,
+        fed: Federation,
+        jobs: Sequence[SimJob],
+        policy: Policy,
+        cycle_seconds: float | None = None,
+        sample_seconds: float | None = None,
+        periodic: bool = False,
+    ):
         self.fed, self.policy, self.periodic = fed, policy, periodic
         self.cycle = cycle_seconds or fed.cycle_seconds
         self.jobs = {j.id: j for j in jobs}
@@ -82,13 +100,14 @@ class Engine:
         # Contribution starts at its steady state, as in a federation up for many half-lives
         # (rate constant: it then stays there).
         self.contribution: dict[str, float] = {i.slug: 0.0 for i in fed.institutions} | fed.steady_contribution()
-        self.contribution_rate = {slug: sum(n * self.model_weight.get(m, 1.0) for m, n in d.items())
-                                  for slug, d in fed.own_gpus().items()}
+        self.contribution_rate = {
+            slug: sum(n * self.model_weight.get(m, 1.0) for m, n in d.items()) for slug, d in fed.own_gpus().items()
+        }
         self.rec = Recorder(fed, sample_seconds=sample_seconds)
         self.cycles = 0
         self.rejected: list[str] = []
         self.notice = max(fed.settings.preemption_notice_seconds, 0.0)
-        self._noticed: set[tuple[str, str]] = set()   # pools with a preemption in this cycle
+        self._noticed: set[tuple[str, str]] = set()  # pools with a preemption in this cycle
 
     # ---- time ---------------------------------------------------------------------------
     def _advance(self, t: float) -> None:
@@ -128,12 +147,19 @@ class Engine:
     # ---- the cycle ----------------------------------------------------------------------
     def snapshot(self) -> Snapshot:
         s = self.fed.settings
-        insts = tuple(replace(i, contribution=self.contribution.get(i.slug, 0.0) / 3600.0)
-                      for i in self.fed.institutions)
-        return Snapshot(sites=self.fed.sites, live_runs=tuple(lv.run for lv in self.live.values()),
-                        pending=tuple(self.pending.values()), institutions=insts,
-                        projects=self.fed.projects, usage=tuple(sorted(self.usage.items())),
-                        country_weights=self.fed.country_weights, settings=s)
+        insts = tuple(
+            replace(i, contribution=self.contribution.get(i.slug, 0.0) / 3600.0) for i in self.fed.institutions
+        )
+        return Snapshot(
+            sites=self.fed.sites,
+            live_runs=tuple(lv.run for lv in self.live.values()),
+            pending=tuple(self.pending.values()),
+            institutions=insts,
+            projects=self.fed.projects,
+            usage=tuple(sorted(self.usage.items())),
+            country_weights=self.fed.country_weights,
+            settings=s,
+        )
 
     def run_cycle(self) -> Decisions:
         self.cycles += 1
@@ -170,11 +196,22 @@ class Engine:
             raise OverCommit(f"{job_id}: {used} GPUs on {key}, which has {self.pool_total.get(key, 0)}")
         self.pool_used[key] = used
         sj = self.jobs[job_id]
-        run = Run(id=f"{job_id}-{job.attempts + 1}", job_id=job_id, site=site, epoch=job.attempts + 1,
-                  gpu_model=model, gpus=gpus, cpus=cpus, state=RunState.RUNNING, institution=job.institution,
-                  project=job.spec.project, started_at=self.now, preemptible=job.spec.preemptible,
-                  walltime_seconds=job.spec.walltime_seconds)
-        delay = self.notice if key in self._noticed else 0.0   # behind a preempted run's notice
+        run = Run(
+            id=f"{job_id}-{job.attempts + 1}",
+            job_id=job_id,
+            site=site,
+            epoch=job.attempts + 1,
+            gpu_model=model,
+            gpus=gpus,
+            cpus=cpus,
+            state=RunState.RUNNING,
+            institution=job.institution,
+            project=job.spec.project,
+            started_at=self.now,
+            preemptible=job.spec.preemptible,
+            walltime_seconds=job.spec.walltime_seconds,
+        )
+        delay = self.notice if key in self._noticed else 0.0  # behind a preempted run's notice
         end = self.now + delay + sj.duration
         self.live[run.id] = _Live(run, end)
         heapq.heappush(self.ends, (end, run.id))
@@ -188,8 +225,10 @@ class Engine:
         if self.periodic:
             return self.now + self.cycle
         grace = self.fed.settings.preemption_grace_seconds
-        soonest = min((lv.run.started_at + grace for lv in self.live.values()
-                       if lv.run.started_at + grace > self.now), default=math.inf)
+        soonest = min(
+            (lv.run.started_at + grace for lv in self.live.values() if lv.run.started_at + grace > self.now),
+            default=math.inf,
+        )
         return self._grid(soonest) if soonest < math.inf else math.inf
 
     # ---- the loop -----------------------------------------------------------------------

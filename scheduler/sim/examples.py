@@ -4,6 +4,7 @@ data, so `minga sim` works after a plain (non-editable) `pip install` (issue 11)
 `scheduler/sim/data/` holds the only copy; the repository's `examples/latam-federation.toml`
 and `examples/scenarios` are symlinks to it, so the two can never diverge.
 """
+
 from __future__ import annotations
 
 from importlib.resources import files
@@ -14,7 +15,7 @@ FEDERATION_FILE = "latam-federation.toml"
 
 def data_dir() -> Path:
     """The installed `scheduler/sim/data` folder (a plain folder: wheels install unzipped)."""
-    return Path(str(files(__package__ or "scheduler.sim").joinpath("data")))
+    return Path(str(files(__package__ or "minga.scheduler.sim").joinpath("data")))
 
 
 def example_federation() -> Path:

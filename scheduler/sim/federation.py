@@ -4,6 +4,7 @@
 policy (the steady contribution, the settings, explicit country weights), so the metrics'
 weights (`entitlements`, `tree`) come from the policy's own `build_tree`.
 """
+
 from __future__ import annotations
 
 import math
@@ -11,9 +12,9 @@ import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from scheduler.domain import GpuPool, Inventory, Site, SiteState
-from scheduler.policy import InstitutionShare, ProjectShare, ShareSettings, Snapshot
-from scheduler.policy.entitlement import Tree, base_grant, build_tree, entitlements
+from minga.common.domain import GpuPool, Inventory, Site, SiteState
+from minga.scheduler.policy import InstitutionShare, ProjectShare, ShareSettings, Snapshot
+from minga.scheduler.policy.entitlement import Tree, base_grant, build_tree, entitlements
 
 
 @dataclass(frozen=True)
@@ -23,7 +24,7 @@ class Federation:
     settings: ShareSettings
     cycle_seconds: float = 30.0
     countries: dict[str, str] = field(default_factory=dict)
-    country_weights: tuple[tuple[str, float], ...] = ()   # explicit; default: sum of its institutions
+    country_weights: tuple[tuple[str, float], ...] = ()  # explicit; default: sum of its institutions
 
     @property
     def projects(self) -> tuple[ProjectShare, ...]:
@@ -55,8 +56,10 @@ class Federation:
         steady state of a federation up for many half-lives: rate * half_life / ln 2."""
         hl = self.settings.half_life_seconds
         mw = dict(self.settings.model_weights)
-        return {slug: (sum(n * mw.get(m, 1.0) for m, n in d.items()) * hl / math.log(2) if hl > 0 else 0.0)
-                for slug, d in self.own_gpus().items()}
+        return {
+            slug: (sum(n * mw.get(m, 1.0) for m, n in d.items()) * hl / math.log(2) if hl > 0 else 0.0)
+            for slug, d in self.own_gpus().items()
+        }
 
     def policy_institutions(self) -> tuple[InstitutionShare, ...]:
         """The institutions as the engine's snapshots show them: contribution at its steady
@@ -66,11 +69,18 @@ class Federation:
 
     def policy_snapshot(self) -> Snapshot:
         """The account tree as the policy sees it (no runs, no jobs): what `build_tree` reads."""
-        return Snapshot(sites=self.sites, live_runs=(), pending=(), institutions=self.policy_institutions(),
-                        projects=self.projects, country_weights=self.country_weights, settings=self.settings)
+        return Snapshot(
+            sites=self.sites,
+            live_runs=(),
+            pending=(),
+            institutions=self.policy_institutions(),
+            projects=self.projects,
+            country_weights=self.country_weights,
+            settings=self.settings,
+        )
 
     def tree(self) -> Tree:
-        """The policy's account tree (`scheduler.policy.entitlement.build_tree`)."""
+        """The policy's account tree (`minga.scheduler.policy.entitlement.build_tree`)."""
         return build_tree(self.policy_snapshot(), accounts=())
 
     def entitlements(self) -> dict[str, float]:
@@ -94,10 +104,19 @@ def default_project(institution: str) -> str:
 
 
 SETTINGS_KEYS = {
-    "policy": str, "half_life_seconds": float, "base_grant": float, "base_grant_fraction": float,
-    "preemption_grace_seconds": float, "age_weight": float, "cycle_seconds": float,
-    "fair_share_preemption": bool, "preemption_threshold": float, "preemption_cap": float,
-    "preemption_notice_seconds": float, "reservation_min_age_seconds": float, "model_weights": dict,
+    "policy": str,
+    "half_life_seconds": float,
+    "base_grant": float,
+    "base_grant_fraction": float,
+    "preemption_grace_seconds": float,
+    "age_weight": float,
+    "cycle_seconds": float,
+    "fair_share_preemption": bool,
+    "preemption_threshold": float,
+    "preemption_cap": float,
+    "preemption_notice_seconds": float,
+    "reservation_min_age_seconds": float,
+    "model_weights": dict,
 }
 INSTITUTION_KEYS = {"slug", "name", "country", "weight", "guarantee", "borrowing_limit", "lending_limit"}
 SITE_KEYS = {"name", "institution", "country", "model", "gpus", "memory_mb", "largest_node", "cpus", "nodes"}
@@ -106,8 +125,11 @@ SITE_KEYS = {"name", "institution", "country", "model", "gpus", "memory_mb", "la
 def settings_from(st: dict) -> ShareSettings:
     """The `[settings]` table as `ShareSettings` (absent keys: the policy's defaults)."""
     weights = tuple(sorted((str(k), float(v)) for k, v in st.get("model_weights", {}).items()))
-    known = {k: (bool(v) if SETTINGS_KEYS[k] is bool else float(v) if SETTINGS_KEYS[k] is float else v)
-             for k, v in st.items() if k in SETTINGS_KEYS and k not in ("model_weights", "cycle_seconds")}
+    known = {
+        k: (bool(v) if SETTINGS_KEYS[k] is bool else float(v) if SETTINGS_KEYS[k] is float else v)
+        for k, v in st.items()
+        if k in SETTINGS_KEYS and k not in ("model_weights", "cycle_seconds")
+    }
     return ShareSettings(**known, **({"model_weights": weights} if weights else {}))
 
 
@@ -115,23 +137,47 @@ def from_doc(doc: dict) -> Federation:
     """A federation from a parsed TOML document (a federation file, or a scenario's)."""
     st = doc.get("settings", {})
     institutions = tuple(
-        InstitutionShare(slug=i["slug"], country=i["country"], weight=float(i.get("weight", 1.0)),
-                         guarantee=tuple(sorted((m, int(n)) for m, n in i.get("guarantee", {}).items())),
-                         borrowing_limit=i.get("borrowing_limit"), lending_limit=i.get("lending_limit"))
-        for i in doc.get("institutions", []))
+        InstitutionShare(
+            slug=i["slug"],
+            country=i["country"],
+            weight=float(i.get("weight", 1.0)),
+            guarantee=tuple(sorted((m, int(n)) for m, n in i.get("guarantee", {}).items())),
+            borrowing_limit=i.get("borrowing_limit"),
+            lending_limit=i.get("lending_limit"),
+        )
+        for i in doc.get("institutions", [])
+    )
     sites = tuple(
-        Site(name=s["name"], institution=s["institution"], country=s["country"], state=SiteState.READY,
-             connected=True,
-             inventory=Inventory(gpus=(GpuPool(model=s["model"], memory_mb=int(s.get("memory_mb", 0)),
-                                               total=int(s["gpus"]), free=int(s["gpus"]),
-                                               largest_node=int(s.get("largest_node", s["gpus"]))),),
-                                 cpus=float(s.get("cpus", 0.0)), nodes=int(s.get("nodes", 1))))
-        for s in doc.get("sites", []))
-    return Federation(sites=sites, institutions=institutions, settings=settings_from(st),
-                      cycle_seconds=float(st.get("cycle_seconds", 30.0)),
-                      countries=dict(doc.get("countries", {})),
-                      country_weights=tuple(sorted((str(c), float(w))
-                                                   for c, w in doc.get("country_weights", {}).items())))
+        Site(
+            name=s["name"],
+            institution=s["institution"],
+            country=s["country"],
+            state=SiteState.READY,
+            connected=True,
+            inventory=Inventory(
+                gpus=(
+                    GpuPool(
+                        model=s["model"],
+                        memory_mb=int(s.get("memory_mb", 0)),
+                        total=int(s["gpus"]),
+                        free=int(s["gpus"]),
+                        largest_node=int(s.get("largest_node", s["gpus"])),
+                    ),
+                ),
+                cpus=float(s.get("cpus", 0.0)),
+                nodes=int(s.get("nodes", 1)),
+            ),
+        )
+        for s in doc.get("sites", [])
+    )
+    return Federation(
+        sites=sites,
+        institutions=institutions,
+        settings=settings_from(st),
+        cycle_seconds=float(st.get("cycle_seconds", 30.0)),
+        countries=dict(doc.get("countries", {})),
+        country_weights=tuple(sorted((str(c), float(w)) for c, w in doc.get("country_weights", {}).items())),
+    )
 
 
 def load(path: str | Path) -> Federation:

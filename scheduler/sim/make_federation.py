@@ -20,6 +20,7 @@ Rules (also written into the file's header and docs/simulator.md):
    split in proportion to their weights (rounded down, at least 1), in the most plentiful
    model.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,63 +29,202 @@ import re
 from collections import Counter
 from pathlib import Path
 
-from scheduler.sim.examples import example_federation
+from minga.scheduler.sim.examples import example_federation
 
 NODE_STRIDE = 8
 NODES_PER_SITE = 2
 RESERVE_FRACTION = 0.10
 
 # Per-GPU memory (MB) of the trace's models; G1-G3 are undisclosed, so 0 (unknown).
-MODEL_MEMORY_MB = {"V100M16": 16384, "V100M32": 32768, "P100": 16384, "T4": 16384, "A10": 24576,
-                   "G1": 0, "G2": 0, "G3": 0}
+MODEL_MEMORY_MB = {
+    "V100M16": 16384,
+    "V100M32": 32768,
+    "P100": 16384,
+    "T4": 16384,
+    "A10": 24576,
+    "G1": 0,
+    "G2": 0,
+    "G3": 0,
+}
 # Normalization weights for the trace's models (G1-G3 assumed between V100 and A100).
-MODEL_WEIGHTS = {"G2": 0.5, "G3": 0.6, "V100M32": 0.3, "V100M16": 0.3, "P100": 0.2, "T4": 0.1,
-                 "A10": 0.25}
+MODEL_WEIGHTS = {"G2": 0.5, "G3": 0.6, "V100M32": 0.3, "V100M16": 0.3, "P100": 0.2, "T4": 0.1, "A10": 0.25}
 
 # (ISO code, country, institutions): real universities and research centres of the region.
 COUNTRIES: tuple[tuple[str, str, tuple[tuple[str, str], ...]], ...] = (
-    ("AR", "Argentina", (("uba", "Universidad de Buenos Aires"), ("unlp", "Universidad Nacional de La Plata"),
-                         ("unc-ar", "Universidad Nacional de Cordoba"))),
-    ("BO", "Bolivia", (("umsa", "Universidad Mayor de San Andres"), ("umss", "Universidad Mayor de San Simon"),
-                       ("ucb-bo", "Universidad Catolica Boliviana"))),
-    ("BR", "Brasil", (("usp", "Universidade de Sao Paulo"), ("unicamp", "Universidade Estadual de Campinas"),
-                      ("lncc", "Laboratorio Nacional de Computacao Cientifica"),
-                      ("ufrj", "Universidade Federal do Rio de Janeiro"))),
-    ("CL", "Chile", (("uchile", "Universidad de Chile"), ("puc-cl", "Pontificia Universidad Catolica de Chile"),
-                     ("nlhpc", "Laboratorio Nacional de Computacion de Alto Rendimiento"),
-                     ("cenia", "Centro Nacional de Inteligencia Artificial"))),
-    ("CO", "Colombia", (("unal-co", "Universidad Nacional de Colombia"), ("uniandes", "Universidad de los Andes"),
-                        ("udea", "Universidad de Antioquia"))),
-    ("CR", "Costa Rica", (("ucr", "Universidad de Costa Rica"), ("tec-cr", "Instituto Tecnologico de Costa Rica"),
-                          ("cenat", "Centro Nacional de Alta Tecnologia"))),
-    ("CU", "Cuba", (("uh-cu", "Universidad de La Habana"), ("uclv", "Universidad Central Marta Abreu de Las Villas"),
-                    ("cujae", "Universidad Tecnologica de La Habana"))),
-    ("DO", "Republica Dominicana", (("uasd", "Universidad Autonoma de Santo Domingo"),
-                                    ("intec", "Instituto Tecnologico de Santo Domingo"),
-                                    ("pucmm", "Pontificia Universidad Catolica Madre y Maestra"))),
-    ("EC", "Ecuador", (("epn", "Escuela Politecnica Nacional"), ("espol", "Escuela Superior Politecnica del Litoral"),
-                       ("usfq", "Universidad San Francisco de Quito"))),
-    ("SV", "El Salvador", (("ues", "Universidad de El Salvador"), ("uca-sv", "Universidad Centroamericana Jose Simeon Canas"),
-                           ("udb", "Universidad Don Bosco"))),
-    ("GT", "Guatemala", (("usac", "Universidad de San Carlos de Guatemala"), ("uvg", "Universidad del Valle de Guatemala"),
-                         ("url-gt", "Universidad Rafael Landivar"))),
-    ("HN", "Honduras", (("unah", "Universidad Nacional Autonoma de Honduras"), ("zamorano", "Escuela Agricola Panamericana"),
-                        ("unitec-hn", "Universidad Tecnologica Centroamericana"))),
-    ("MX", "Mexico", (("unam", "Universidad Nacional Autonoma de Mexico"), ("ipn", "Instituto Politecnico Nacional"),
-                      ("cinvestav", "Centro de Investigacion y de Estudios Avanzados"),
-                      ("itesm", "Tecnologico de Monterrey"))),
-    ("NI", "Nicaragua", (("unan", "Universidad Nacional Autonoma de Nicaragua"), ("uni-ni", "Universidad Nacional de Ingenieria"),
-                         ("uca-ni", "Universidad Centroamericana"))),
-    ("PA", "Panama", (("up-pa", "Universidad de Panama"), ("utp", "Universidad Tecnologica de Panama"),
-                      ("indicasat", "Instituto de Investigaciones Cientificas y Servicios de Alta Tecnologia"))),
-    ("PY", "Paraguay", (("una-py", "Universidad Nacional de Asuncion"), ("uc-py", "Universidad Catolica Nuestra Senora de la Asuncion"),
-                        ("pti", "Parque Tecnologico Itaipu"))),
-    ("PE", "Peru", (("pucp", "Pontificia Universidad Catolica del Peru"), ("uni-pe", "Universidad Nacional de Ingenieria"),
-                    ("unmsm", "Universidad Nacional Mayor de San Marcos"))),
-    ("UY", "Uruguay", (("udelar", "Universidad de la Republica"), ("ort-uy", "Universidad ORT Uruguay"),
-                       ("pasteur-uy", "Institut Pasteur de Montevideo"))),
-    ("VE", "Venezuela", (("ucv", "Universidad Central de Venezuela"), ("usb", "Universidad Simon Bolivar"),
-                         ("ivic", "Instituto Venezolano de Investigaciones Cientificas"))),
+    (
+        "AR",
+        "Argentina",
+        (
+            ("uba", "Universidad de Buenos Aires"),
+            ("unlp", "Universidad Nacional de La Plata"),
+            ("unc-ar", "Universidad Nacional de Cordoba"),
+        ),
+    ),
+    (
+        "BO",
+        "Bolivia",
+        (
+            ("umsa", "Universidad Mayor de San Andres"),
+            ("umss", "Universidad Mayor de San Simon"),
+            ("ucb-bo", "Universidad Catolica Boliviana"),
+        ),
+    ),
+    (
+        "BR",
+        "Brasil",
+        (
+            ("usp", "Universidade de Sao Paulo"),
+            ("unicamp", "Universidade Estadual de Campinas"),
+            ("lncc", "Laboratorio Nacional de Computacao Cientifica"),
+            ("ufrj", "Universidade Federal do Rio de Janeiro"),
+        ),
+    ),
+    (
+        "CL",
+        "Chile",
+        (
+            ("uchile", "Universidad de Chile"),
+            ("puc-cl", "Pontificia Universidad Catolica de Chile"),
+            ("nlhpc", "Laboratorio Nacional de Computacion de Alto Rendimiento"),
+            ("cenia", "Centro Nacional de Inteligencia Artificial"),
+        ),
+    ),
+    (
+        "CO",
+        "Colombia",
+        (
+            ("unal-co", "Universidad Nacional de Colombia"),
+            ("uniandes", "Universidad de los Andes"),
+            ("udea", "Universidad de Antioquia"),
+        ),
+    ),
+    (
+        "CR",
+        "Costa Rica",
+        (
+            ("ucr", "Universidad de Costa Rica"),
+            ("tec-cr", "Instituto Tecnologico de Costa Rica"),
+            ("cenat", "Centro Nacional de Alta Tecnologia"),
+        ),
+    ),
+    (
+        "CU",
+        "Cuba",
+        (
+            ("uh-cu", "Universidad de La Habana"),
+            ("uclv", "Universidad Central Marta Abreu de Las Villas"),
+            ("cujae", "Universidad Tecnologica de La Habana"),
+        ),
+    ),
+    (
+        "DO",
+        "Republica Dominicana",
+        (
+            ("uasd", "Universidad Autonoma de Santo Domingo"),
+            ("intec", "Instituto Tecnologico de Santo Domingo"),
+            ("pucmm", "Pontificia Universidad Catolica Madre y Maestra"),
+        ),
+    ),
+    (
+        "EC",
+        "Ecuador",
+        (
+            ("epn", "Escuela Politecnica Nacional"),
+            ("espol", "Escuela Superior Politecnica del Litoral"),
+            ("usfq", "Universidad San Francisco de Quito"),
+        ),
+    ),
+    (
+        "SV",
+        "El Salvador",
+        (
+            ("ues", "Universidad de El Salvador"),
+            ("uca-sv", "Universidad Centroamericana Jose Simeon Canas"),
+            ("udb", "Universidad Don Bosco"),
+        ),
+    ),
+    (
+        "GT",
+        "Guatemala",
+        (
+            ("usac", "Universidad de San Carlos de Guatemala"),
+            ("uvg", "Universidad del Valle de Guatemala"),
+            ("url-gt", "Universidad Rafael Landivar"),
+        ),
+    ),
+    (
+        "HN",
+        "Honduras",
+        (
+            ("unah", "Universidad Nacional Autonoma de Honduras"),
+            ("zamorano", "Escuela Agricola Panamericana"),
+            ("unitec-hn", "Universidad Tecnologica Centroamericana"),
+        ),
+    ),
+    (
+        "MX",
+        "Mexico",
+        (
+            ("unam", "Universidad Nacional Autonoma de Mexico"),
+            ("ipn", "Instituto Politecnico Nacional"),
+            ("cinvestav", "Centro de Investigacion y de Estudios Avanzados"),
+            ("itesm", "Tecnologico de Monterrey"),
+        ),
+    ),
+    (
+        "NI",
+        "Nicaragua",
+        (
+            ("unan", "Universidad Nacional Autonoma de Nicaragua"),
+            ("uni-ni", "Universidad Nacional de Ingenieria"),
+            ("uca-ni", "Universidad Centroamericana"),
+        ),
+    ),
+    (
+        "PA",
+        "Panama",
+        (
+            ("up-pa", "Universidad de Panama"),
+            ("utp", "Universidad Tecnologica de Panama"),
+            ("indicasat", "Instituto de Investigaciones Cientificas y Servicios de Alta Tecnologia"),
+        ),
+    ),
+    (
+        "PY",
+        "Paraguay",
+        (
+            ("una-py", "Universidad Nacional de Asuncion"),
+            ("uc-py", "Universidad Catolica Nuestra Senora de la Asuncion"),
+            ("pti", "Parque Tecnologico Itaipu"),
+        ),
+    ),
+    (
+        "PE",
+        "Peru",
+        (
+            ("pucp", "Pontificia Universidad Catolica del Peru"),
+            ("uni-pe", "Universidad Nacional de Ingenieria"),
+            ("unmsm", "Universidad Nacional Mayor de San Marcos"),
+        ),
+    ),
+    (
+        "UY",
+        "Uruguay",
+        (
+            ("udelar", "Universidad de la Republica"),
+            ("ort-uy", "Universidad ORT Uruguay"),
+            ("pasteur-uy", "Institut Pasteur de Montevideo"),
+        ),
+    ),
+    (
+        "VE",
+        "Venezuela",
+        (
+            ("ucv", "Universidad Central de Venezuela"),
+            ("usb", "Universidad Simon Bolivar"),
+            ("ivic", "Instituto Venezolano de Investigaciones Cientificas"),
+        ),
+    ),
 )
 
 
@@ -105,12 +245,19 @@ def group_sites(nodes: list[dict[str, str]]) -> list[dict]:
     sites = []
     for run in runs:
         for i in range(0, len(run), NODES_PER_SITE):
-            chunk = run[i:i + NODES_PER_SITE]
+            chunk = run[i : i + NODES_PER_SITE]
             gpus = [int(n["gpu"]) for n in chunk]
-            sites.append({"first_sn": chunk[0]["sn"], "model": chunk[0]["model"], "nodes": len(chunk),
-                          "gpus": sum(gpus), "largest_node": max(gpus),
-                          "cpus": sum(int(n["cpu_milli"]) for n in chunk) / 1000.0,
-                          "memory_mb": MODEL_MEMORY_MB.get(chunk[0]["model"], 0)})
+            sites.append(
+                {
+                    "first_sn": chunk[0]["sn"],
+                    "model": chunk[0]["model"],
+                    "nodes": len(chunk),
+                    "gpus": sum(gpus),
+                    "largest_node": max(gpus),
+                    "cpus": sum(int(n["cpu_milli"]) for n in chunk) / 1000.0,
+                    "memory_mb": MODEL_MEMORY_MB.get(chunk[0]["model"], 0),
+                }
+            )
     return sites
 
 
@@ -132,8 +279,16 @@ def build(traces: Path) -> dict:
         for j, (slug, full) in enumerate(insts):
             k = len(institutions)
             vc, quota = quotas[k % len(quotas)]
-            institutions.append({"slug": slug, "name": full, "country": code, "weight": round(max(1.0, quota), 2),
-                                 "venus_vc": vc, "owner": j < len(insts) - 1})
+            institutions.append(
+                {
+                    "slug": slug,
+                    "name": full,
+                    "country": code,
+                    "weight": round(max(1.0, quota), 2),
+                    "venus_vc": vc,
+                    "owner": j < len(insts) - 1,
+                }
+            )
     owners = [i for i in institutions if i["owner"]]
     for n, site in enumerate(sites):
         inst = owners[n % len(owners)]
@@ -149,39 +304,71 @@ def build(traces: Path) -> dict:
     wsum = sum(i["weight"] for i in gpuless)
     for i in gpuless:
         i["guarantee"] = {model: max(1, int(reserve * i["weight"] / wsum))}
-    return {"sites": sites, "institutions": institutions, "total": total, "quotas": quotas,
-            "reserve_model": model, "reserve": reserve}
+    return {
+        "sites": sites,
+        "institutions": institutions,
+        "total": total,
+        "quotas": quotas,
+        "reserve_model": model,
+        "reserve": reserve,
+    }
 
 
 def render(fed: dict) -> str:
     doc = (__doc__ or "").split("Rules (also", 1)[1].split("\n", 1)[1]
-    lines = ["# minga example: a Latin American federation of 19 countries.",
-             "# GENERATED by `python -m scheduler.sim.make_federation` (minga sim make-federation);",
-             "# do not edit by hand. Sources (read from ../shared/traces, never copied):",
-             "#   sites  <- alibaba-openb-2023/openb_node_list_gpu_node.csv (ATC'23, Weng et al.)",
-             "#   weights, guarantees <- helios-venus-2020/cluster_gpu_number.csv (SC'21, Hu et al.)",
-             "# Rules:"]
+    lines = [
+        "# minga example: a Latin American federation of 19 countries.",
+        "# GENERATED by `python -m minga.scheduler.sim.make_federation` (minga sim make-federation);",
+        "# do not edit by hand. Sources (read from ../shared/traces, never copied):",
+        "#   sites  <- alibaba-openb-2023/openb_node_list_gpu_node.csv (ATC'23, Weng et al.)",
+        "#   weights, guarantees <- helios-venus-2020/cluster_gpu_number.csv (SC'21, Hu et al.)",
+        "# Rules:",
+    ]
     lines += ["#" + (" " + ln.strip() if ln.strip() else "") for ln in doc.strip().splitlines()]
-    lines += [f"# Result: {len(fed['sites'])} sites, {fed['total']} GPUs, {len(fed['institutions'])} institutions;",
-              f"# GPU-less institutions share {fed['reserve']} {fed['reserve_model']} GPUs of guarantees.", "",
-              "[settings]", 'policy = "static"          # weights below are the entitlements the metrics use',
-              "half_life_seconds = 604800.0", "base_grant = 1.0", "preemption_grace_seconds = 600.0",
-              "age_weight = 0.0", "cycle_seconds = 30.0", "",
-              "[settings.model_weights]"]
+    lines += [
+        f"# Result: {len(fed['sites'])} sites, {fed['total']} GPUs, {len(fed['institutions'])} institutions;",
+        f"# GPU-less institutions share {fed['reserve']} {fed['reserve_model']} GPUs of guarantees.",
+        "",
+        "[settings]",
+        'policy = "static"          # weights below are the entitlements the metrics use',
+        "half_life_seconds = 604800.0",
+        "base_grant = 1.0",
+        "preemption_grace_seconds = 600.0",
+        "age_weight = 0.0",
+        "cycle_seconds = 30.0",
+        "",
+        "[settings.model_weights]",
+    ]
     lines += [f"{m} = {w}" for m, w in MODEL_WEIGHTS.items()]
     lines += ["", "[countries]"]
     lines += [f'{code} = "{name}"' for code, name, _ in COUNTRIES]
     for i in fed["institutions"]:
-        lines += ["", "[[institutions]]", f'slug = "{i["slug"]}"', f'name = "{i["name"]}"',
-                  f'country = "{i["country"]}"', f'weight = {i["weight"]}   # Venus VC {i["venus_vc"]}']
+        lines += [
+            "",
+            "[[institutions]]",
+            f'slug = "{i["slug"]}"',
+            f'name = "{i["name"]}"',
+            f'country = "{i["country"]}"',
+            f"weight = {i['weight']}   # Venus VC {i['venus_vc']}",
+        ]
         if "guarantee" in i:
             g = ", ".join(f"{m} = {n}" for m, n in i["guarantee"].items())
             lines.append(f"guarantee = {{ {g} }}")
     for s in fed["sites"]:
-        lines += ["", "[[sites]]", f'name = "{s["name"]}"', f'institution = "{s["institution"]}"',
-                  f'country = "{s["country"]}"', f'model = "{s["model"]}"', f'gpus = {s["gpus"]}',
-                  f'nodes = {s["nodes"]}', f'largest_node = {s["largest_node"]}', f'cpus = {s["cpus"]}',
-                  f'memory_mb = {s["memory_mb"]}', f'first_node = "{s["first_sn"]}"']
+        lines += [
+            "",
+            "[[sites]]",
+            f'name = "{s["name"]}"',
+            f'institution = "{s["institution"]}"',
+            f'country = "{s["country"]}"',
+            f'model = "{s["model"]}"',
+            f"gpus = {s['gpus']}",
+            f"nodes = {s['nodes']}",
+            f"largest_node = {s['largest_node']}",
+            f"cpus = {s['cpus']}",
+            f"memory_mb = {s['memory_mb']}",
+            f'first_node = "{s["first_sn"]}"',
+        ]
     return "\n".join(lines) + "\n"
 
 

@@ -37,20 +37,21 @@
   (this job's included) fit in its guarantee on m, and a pool of its guarantee of model m
   has a node big enough for the job.
 """
+
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from scheduler.policy.guarantees import guarantees
-from scheduler.policy.max_min import tree_fill, water_fill
-from scheduler.policy.share_now import guarantee_floors
+from minga.scheduler.policy.guarantees import guarantees
+from minga.scheduler.policy.max_min import tree_fill, water_fill
+from minga.scheduler.policy.share_now import guarantee_floors
 
 if TYPE_CHECKING:
-    from scheduler.domain import Run
-    from scheduler.sim.federation import Federation
-    from scheduler.sim.workload import SimJob
+    from minga.common.domain import Run
+    from minga.scheduler.sim.federation import Federation
+    from minga.scheduler.sim.workload import SimJob
 
 
 def jain(values: Sequence[float]) -> float:
@@ -100,15 +101,15 @@ class Recorder:
                         self.guarantee_pools[inst].add((p.model, min(p.total, p.largest_node or p.total)))
         self.floor = {i: float(sum(g.values())) for i, g in self.guarantee.items()}
         self.flat_integral = 0.0
-        self.share_s: dict[str, float] = dict.fromkeys(self.weights, 0.0)    # fair share x time, while wanting
-        self.held_s: dict[str, float] = dict.fromkeys(self.weights, 0.0)     # held x time, while wanting
+        self.share_s: dict[str, float] = dict.fromkeys(self.weights, 0.0)  # fair share x time, while wanting
+        self.held_s: dict[str, float] = dict.fromkeys(self.weights, 0.0)  # held x time, while wanting
         self.wanting_s: dict[str, float] = dict.fromkeys(self.weights, 0.0)  # time with demand > 0
         self._wanting: set[str] = set()
-        self._episode: dict[str, float] = {}            # institution -> start of its open episode
-        self.episodes: list[tuple[float, bool]] = []    # (length, reached its fair share)
+        self._episode: dict[str, float] = {}  # institution -> start of its open episode
+        self.episodes: list[tuple[float, bool]] = []  # (length, reached its fair share)
         self.running: dict[str, int] = dict.fromkeys(self.weights, 0)
         self.pending: dict[str, int] = dict.fromkeys(self.weights, 0)
-        self.held: dict[tuple[str, str], int] = {}   # (institution, model) -> GPUs its runs hold
+        self.held: dict[tuple[str, str], int] = {}  # (institution, model) -> GPUs its runs hold
         self.achieved: dict[str, float] = dict.fromkeys(self.weights, 0.0)
         self.optimum: dict[str, float] = dict.fromkeys(self.weights, 0.0)
         self.contended_s = 0.0
@@ -146,9 +147,13 @@ class Recorder:
         # its guarantee on m, and one pool of m in its guarantee can hold the job.
         i = sj.institution
         g = self.guarantee.get(i, {})
-        if any((not sj.models or m in sj.models) and m in g and most >= sj.gpus
-               and self.held.get((i, m), 0) + self.pending[i] <= g[m]
-               for m, most in self.guarantee_pools.get(i, ())):
+        if any(
+            (not sj.models or m in sj.models)
+            and m in g
+            and most >= sj.gpus
+            and self.held.get((i, m), 0) + self.pending[i] <= g[m]
+            for m, most in self.guarantee_pools.get(i, ())
+        ):
             self.reclaim_jobs.add(sj.id)
 
     def started(self, run: Run, sj: SimJob, now: float, site_owner: str, delay: float = 0.0) -> None:
@@ -228,7 +233,7 @@ class Recorder:
     def _episodes(self, t: float, demand: Mapping[str, float], share: Mapping[str, float]) -> None:
         """Open, close or end the time-to-fair-share episodes for the state from `t` on."""
         for i in self._wanting - demand.keys():
-            if i in self._episode:   # its demand dropped to 0 before it reached its share
+            if i in self._episode:  # its demand dropped to 0 before it reached its share
                 self.episodes.append((t - self._episode.pop(i), False))
         for i in demand.keys() - self._wanting:
             self._episode.setdefault(i, t)
@@ -241,7 +246,7 @@ class Recorder:
         self.stuck = stuck
         demand = {i: r + self.pending[i] for i, r in self.running.items() if r or self.pending[i]}
         self._episodes(now, demand, self._optimum(demand)[0] if demand else {})
-        for i, start in sorted(self._episode.items()):   # never reached: counted until the end
+        for i, start in sorted(self._episode.items()):  # never reached: counted until the end
             self.episodes.append((now - start, False))
         self._episode.clear()
 
@@ -269,9 +274,15 @@ class Recorder:
             "wait_p50_s": round(percentile(waits, 50), 1),
             "wait_p95_s": round(percentile(waits, 95), 1),
             "wait_max_s": round(max(waits, default=0.0), 1),
-            "wait_by_size": {k: {"jobs": len(v), "p50_s": round(percentile(v, 50), 1),
-                                 "p95_s": round(percentile(v, 95), 1), "max_s": round(max(v), 1)}
-                             for k, v in sorted(by_size.items())},
+            "wait_by_size": {
+                k: {
+                    "jobs": len(v),
+                    "p50_s": round(percentile(v, 50), 1),
+                    "p95_s": round(percentile(v, 95), 1),
+                    "max_s": round(max(v), 1),
+                }
+                for k, v in sorted(by_size.items())
+            },
             "preemptions": self.preemptions,
             "gpu_hours_lost": round(self.lost_gpu_s / 3600, 4),
             "lost_fraction": round(self.lost_gpu_s / self.busy_total, 4) if self.busy_total > 0 else 0.0,
@@ -293,11 +304,16 @@ class Recorder:
         GPUs it held and was owed (its fair share now) over them, and the same means over the
         time it wanted GPUs (contended or not)."""
         c = self.contended_s
-        return {i: {"achieved_gpu_h": round(self.achieved[i] / 3600, 3),
-                    "optimum_gpu_h": round(self.optimum[i] / 3600, 3),
-                    "held_contended_gpus": round(self.achieved[i] / c, 3) if c else 0.0,
-                    "fair_contended_gpus": round(self.optimum[i] / c, 3) if c else 0.0,
-                    "held_mean_gpus": round(self.held_s[i] / self.wanting_s[i], 3) if self.wanting_s[i] else 0.0,
-                    "fair_mean_gpus": round(self.share_s[i] / self.wanting_s[i], 3) if self.wanting_s[i] else 0.0,
-                    "wanting_s": round(self.wanting_s[i], 1)}
-                for i in sorted(self.achieved) if self.achieved[i] or self.optimum[i] or self.wanting_s[i]}
+        return {
+            i: {
+                "achieved_gpu_h": round(self.achieved[i] / 3600, 3),
+                "optimum_gpu_h": round(self.optimum[i] / 3600, 3),
+                "held_contended_gpus": round(self.achieved[i] / c, 3) if c else 0.0,
+                "fair_contended_gpus": round(self.optimum[i] / c, 3) if c else 0.0,
+                "held_mean_gpus": round(self.held_s[i] / self.wanting_s[i], 3) if self.wanting_s[i] else 0.0,
+                "fair_mean_gpus": round(self.share_s[i] / self.wanting_s[i], 3) if self.wanting_s[i] else 0.0,
+                "wanting_s": round(self.wanting_s[i], 1),
+            }
+            for i in sorted(self.achieved)
+            if self.achieved[i] or self.optimum[i] or self.wanting_s[i]
+        }

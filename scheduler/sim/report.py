@@ -1,4 +1,5 @@
 """Run every policy on one workload, and render the results (table, JSON, CSV, PNG)."""
+
 from __future__ import annotations
 
 import csv
@@ -7,23 +8,47 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from scheduler.sim.baselines import POLICIES
-from scheduler.sim.engine import Engine
-from scheduler.sim.federation import Federation
-from scheduler.sim.workload import SimJob, mean_demand
+from minga.scheduler.sim.baselines import POLICIES
+from minga.scheduler.sim.engine import Engine
+from minga.scheduler.sim.federation import Federation
+from minga.scheduler.sim.workload import SimJob, mean_demand
 
-HEADLINE = ("utilization", "share_deviation", "jain", "time_to_fair_share_p50_s", "time_to_fair_share_max_s",
-            "time_to_fair_share_never", "wait_p50_s", "wait_p95_s", "wait_max_s",
-            "preemptions", "gpu_hours_lost", "lost_fraction", "owner_reclaim_max_s")
+HEADLINE = (
+    "utilization",
+    "share_deviation",
+    "jain",
+    "time_to_fair_share_p50_s",
+    "time_to_fair_share_max_s",
+    "time_to_fair_share_never",
+    "wait_p50_s",
+    "wait_p95_s",
+    "wait_max_s",
+    "preemptions",
+    "gpu_hours_lost",
+    "lost_fraction",
+    "owner_reclaim_max_s",
+)
 # Which way each metric is better, and what it means: printed with the table, so the table
 # reads without docs/simulator.md. A metric missing here is context, not a score.
 HIGHER, LOWER = "higher", "lower"
 DIRECTION = {
-    "utilization": HIGHER, "utilization_capacity": HIGHER, "jain": HIGHER, "jobs_started": HIGHER,
-    "share_deviation": LOWER, "share_deviation_flat": LOWER, "time_to_fair_share_p50_s": LOWER,
-    "time_to_fair_share_max_s": LOWER, "time_to_fair_share_never": LOWER, "wait_p50_s": LOWER,
-    "wait_p95_s": LOWER, "wait_max_s": LOWER, "preemptions": LOWER, "gpu_hours_lost": LOWER,
-    "lost_fraction": LOWER, "owner_reclaim_max_s": LOWER, "jobs_stuck": LOWER,
+    "utilization": HIGHER,
+    "utilization_capacity": HIGHER,
+    "jain": HIGHER,
+    "jobs_started": HIGHER,
+    "share_deviation": LOWER,
+    "share_deviation_flat": LOWER,
+    "time_to_fair_share_p50_s": LOWER,
+    "time_to_fair_share_max_s": LOWER,
+    "time_to_fair_share_never": LOWER,
+    "wait_p50_s": LOWER,
+    "wait_p95_s": LOWER,
+    "wait_max_s": LOWER,
+    "preemptions": LOWER,
+    "gpu_hours_lost": LOWER,
+    "lost_fraction": LOWER,
+    "owner_reclaim_max_s": LOWER,
+    "jobs_stuck": LOWER,
 }
 LEGEND = (
     "better: which way a metric is better; blank: context, not a score.",
@@ -40,31 +65,52 @@ LEGEND = (
     "owner_reclaim_max_s: longest wait of a job within its institution's guarantee.",
     "held_mean_gpus, fair_mean_gpus: mean GPUs an institution held; its fair share.",
 )
-PER_INSTITUTION_ROWS = 10   # the table lists each institution's holding when there are at most this many
+PER_INSTITUTION_ROWS = 10  # the table lists each institution's holding when there are at most this many
 
 
 def federation_info(fed: Federation) -> dict:
     """Sizes, and under `contribution` the entitlement floor: the base grant in effect and the
     smallest institution entitlement, as a percentage of the federation."""
-    out: dict = {"sites": len(fed.sites), "gpus": fed.capacity, "institutions": len(fed.institutions),
-                 "share_policy": fed.settings.policy}
+    out: dict = {
+        "sites": len(fed.sites),
+        "gpus": fed.capacity,
+        "institutions": len(fed.institutions),
+        "share_policy": fed.settings.policy,
+    }
     if fed.settings.policy != "static" and fed.institutions:
         ent = fed.entitlement_fractions()
         slug = min(sorted(ent), key=lambda k: ent[k])
-        out |= {"base_grant": round(fed.base_grant(), 3), "base_grant_fraction": fed.settings.base_grant_fraction,
-                "min_entitlement_pct": round(100 * ent[slug], 3), "min_entitlement_institution": slug}
+        out |= {
+            "base_grant": round(fed.base_grant(), 3),
+            "base_grant_fraction": fed.settings.base_grant_fraction,
+            "min_entitlement_pct": round(100 * ent[slug], 3),
+            "min_entitlement_institution": slug,
+        }
     return out
 
 
-def compare(fed: Federation, jobs: Sequence[SimJob], policies: Sequence[str] = tuple(POLICIES),
-            sample_seconds: float = 60.0, periodic: bool = False) -> dict:
+def compare(
+    fed: Federation,
+    jobs: Sequence[SimJob],
+    policies: Sequence[str] = tuple(POLICIES),
+    sample_seconds: float = 60.0,
+    periodic: bool = False,
+) -> dict:
     """One JSON-able object: the workload, and per policy its metrics and share series."""
-    out: dict = {"federation": federation_info(fed),
-                 "workload": {"jobs": len(jobs), "gpus_requested": sum(j.gpus for j in jobs),
-                              "arrival_span_s": max((j.arrival for j in jobs), default=0.0),
-                              "offered_load": round(mean_demand(jobs, 1.0) / fed.capacity, 3)
-                              if jobs and max(j.arrival for j in jobs) > 0 else None},
-                 "policies": {}, "institutions": {}, "series": {}}
+    out: dict = {
+        "federation": federation_info(fed),
+        "workload": {
+            "jobs": len(jobs),
+            "gpus_requested": sum(j.gpus for j in jobs),
+            "arrival_span_s": max((j.arrival for j in jobs), default=0.0),
+            "offered_load": round(mean_demand(jobs, 1.0) / fed.capacity, 3)
+            if jobs and max(j.arrival for j in jobs) > 0
+            else None,
+        },
+        "policies": {},
+        "institutions": {},
+        "series": {},
+    }
     for name in policies:
         t0 = time.perf_counter()
         engine = Engine(fed, jobs, POLICIES[name], sample_seconds=sample_seconds, periodic=periodic)
@@ -82,33 +128,52 @@ def table(result: dict) -> str:
     """The metrics, one row each, with which way is better, then a legend of what they mean."""
     names = list(result["policies"])
     rows = [["metric", "better", *names]]
-    for key in HEADLINE + ("time_to_fair_share_episodes", "share_deviation_flat", "utilization_capacity",
-                           "jobs_started", "jobs_stuck", "cycles", "wall_s"):
-        rows.append([key, DIRECTION.get(key, ""),
-                     *[_fmt(result["policies"][n].get(key), key in RATIOS) for n in names]])
+    for key in HEADLINE + (
+        "time_to_fair_share_episodes",
+        "share_deviation_flat",
+        "utilization_capacity",
+        "jobs_started",
+        "jobs_stuck",
+        "cycles",
+        "wall_s",
+    ):
+        rows.append(
+            [key, DIRECTION.get(key, ""), *[_fmt(result["policies"][n].get(key), key in RATIOS) for n in names]]
+        )
     for size in ("1", "2-4", "8+"):
         for stat in ("p95_s", "max_s"):
-            rows.append([f"wait_{stat}[{size} GPU]", LOWER,
-                         *[_fmt(result["policies"][n]["wait_by_size"].get(size, {}).get(stat)) for n in names]])
+            rows.append(
+                [
+                    f"wait_{stat}[{size} GPU]",
+                    LOWER,
+                    *[_fmt(result["policies"][n]["wait_by_size"].get(size, {}).get(stat)) for n in names],
+                ]
+            )
     insts = sorted({i for n in names for i in result.get("institutions", {}).get(n, {})})
     if len(insts) <= PER_INSTITUTION_ROWS:
         for i in insts:
             for key in ("held_mean_gpus", "fair_mean_gpus"):
-                rows.append([f"{key}[{i}]", "",
-                             *[f"{result['institutions'][n].get(i, {}).get(key, 0.0):.2f}" for n in names]])
+                rows.append(
+                    [f"{key}[{i}]", "", *[f"{result['institutions'][n].get(i, {}).get(key, 0.0):.2f}" for n in names]]
+                )
     widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
     w = result["workload"]
-    head = (f"federation: {result['federation']['sites']} sites, {result['federation']['gpus']} GPUs, "
-            f"{result['federation']['institutions']} institutions\nworkload: {w['jobs']} jobs, "
-            f"{w['gpus_requested']} GPUs, offered load {w['offered_load']}")
+    head = (
+        f"federation: {result['federation']['sites']} sites, {result['federation']['gpus']} GPUs, "
+        f"{result['federation']['institutions']} institutions\nworkload: {w['jobs']} jobs, "
+        f"{w['gpus_requested']} GPUs, offered load {w['offered_load']}"
+    )
     fed = result["federation"]
     if "base_grant" in fed:
-        head += (f"\nentitlement floor: base grant {fed['base_grant']:g} (fraction {fed['base_grant_fraction']:g}); "
-                 f"smallest entitlement {fed['min_entitlement_pct']:.2f}% ({fed['min_entitlement_institution']})")
+        head += (
+            f"\nentitlement floor: base grant {fed['base_grant']:g} (fraction {fed['base_grant_fraction']:g}); "
+            f"smallest entitlement {fed['min_entitlement_pct']:.2f}% ({fed['min_entitlement_institution']})"
+        )
     if result.get("scenario"):
         head = f"scenario: {result['scenario']}\n" + head
-    lines = [head] + ["  ".join(c.rjust(widths[i]) if i > 1 else c.ljust(widths[i]) for i, c in enumerate(r))
-                      for r in rows]
+    lines = [head] + [
+        "  ".join(c.rjust(widths[i]) if i > 1 else c.ljust(widths[i]) for i, c in enumerate(r)) for r in rows
+    ]
     return "\n".join([*lines, "", *LEGEND])
 
 
@@ -132,7 +197,7 @@ def to_csv(result: dict) -> str:
     return buf.getvalue()
 
 
-HATCHES = ("", "//", "..", "xx")   # beyond the palette's colours, the same colours again, hatched
+HATCHES = ("", "//", "..", "xx")  # beyond the palette's colours, the same colours again, hatched
 
 
 def country_styles(codes: Sequence[str]) -> dict[str, tuple[tuple[float, ...], str]]:
@@ -170,17 +235,20 @@ def plot(result: dict, path: str | Path, countries: dict[str, str]) -> None:
     fig, axes = plt.subplots(len(names), 1, figsize=(12, 3 * len(names)), sharex=True, squeeze=False)
     codes = sorted({c for n in names for _, d in result["series"][n] for c in d})
     styles = country_styles(codes)
-    busy_until = max((t for n in names for t, d in result["series"][n] if sum(d.values()) > 0.05 * cap),
-                     default=0.0)
+    busy_until = max((t for n in names for t, d in result["series"][n] if sum(d.values()) > 0.05 * cap), default=0.0)
     for ax, name in zip(axes[:, 0], names):
         series = [(t, d) for t, d in result["series"][name] if t <= busy_until] or result["series"][name]
         xs = [t / 3600 for t, _ in series]
-        layers = ax.stackplot(xs, *[[d.get(c, 0) / cap for _, d in series] for c in codes],
-                              labels=[f"{c} {countries.get(c, '')}".strip() for c in codes],
-                              colors=[styles[c][0] for c in codes], step="post")
+        layers = ax.stackplot(
+            xs,
+            *[[d.get(c, 0) / cap for _, d in series] for c in codes],
+            labels=[f"{c} {countries.get(c, '')}".strip() for c in codes],
+            colors=[styles[c][0] for c in codes],
+            step="post",
+        )
         for layer, code in zip(layers, codes):
             layer.set_hatch(styles[code][1])
-            layer.set_edgecolor("white")      # the hatch's colour
+            layer.set_edgecolor("white")  # the hatch's colour
             layer.set_linewidth(0)
         ax.set_ylim(0, 1)
         ax.set_title(f"{name}: share of all GPUs held by each country's institutions (stacked)")

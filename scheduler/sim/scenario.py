@@ -19,6 +19,7 @@ count, an unknown institution or model, or a job no site could ever hold is a
 `ScenarioError` naming the file and the entry. Job ids follow the file order
 (`g<group>-<k>`), so jobs that arrive together are submitted in file order.
 """
+
 from __future__ import annotations
 
 import tomllib
@@ -27,8 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from scheduler.sim.federation import INSTITUTION_KEYS, SETTINGS_KEYS, SITE_KEYS, Federation, from_doc
-from scheduler.sim.workload import SimJob
+from minga.scheduler.sim.federation import INSTITUTION_KEYS, SETTINGS_KEYS, SITE_KEYS, Federation, from_doc
+from minga.scheduler.sim.workload import SimJob
 
 TOP_KEYS = {"settings", "countries", "country_weights", "institutions", "sites", "jobs"}
 JOB_KEYS = {"institution", "count", "gpus", "duration", "arrival", "every", "models", "name"}
@@ -47,6 +48,7 @@ class Scenario:
 
 
 # ---- reading ------------------------------------------------------------------------------
+
 
 def resolve(arg: str | Path, directory: Path) -> Path:
     """A path to a scenario file, or the name of one in `directory` (`NAME` -> NAME.toml)."""
@@ -95,13 +97,22 @@ def expand(groups: list[Mapping[str, Any]]) -> list[SimJob]:
         start, every = float(group.get("arrival", 0.0)), float(group.get("every", 0.0))
         models = tuple(sorted(set(group.get("models", ()))))
         for k in range(int(group["count"])):
-            jobs.append(SimJob(id=f"g{g:03d}-{k:06d}", institution=str(group["institution"]),
-                               arrival=round(start + k * every, 3), duration=float(group["duration"]),
-                               gpus=int(group["gpus"]), models=models, name=f"{label}-{k}"))
+            jobs.append(
+                SimJob(
+                    id=f"g{g:03d}-{k:06d}",
+                    institution=str(group["institution"]),
+                    arrival=round(start + k * every, 3),
+                    duration=float(group["duration"]),
+                    gpus=int(group["gpus"]),
+                    models=models,
+                    name=f"{label}-{k}",
+                )
+            )
     return jobs
 
 
 # ---- validation ---------------------------------------------------------------------------
+
 
 def _check(doc: Mapping[str, Any]) -> None:
     _keys("the file", doc, TOP_KEYS, required=("institutions", "sites", "jobs"))
@@ -131,7 +142,7 @@ def _check(doc: Mapping[str, Any]) -> None:
                 _integer(f"{where}.{key}", inst[key], minimum=0)
     sites = _list("[[sites]]", doc["sites"])
     names: set[str] = set()
-    largest: dict[str, int] = {}   # model -> most GPUs one node of a site holds
+    largest: dict[str, int] = {}  # model -> most GPUs one node of a site holds
     for k, site in enumerate(sites):
         where = f"sites[{k}]"
         _keys(where, site, SITE_KEYS, required=("name", "institution", "country", "model", "gpus"))
@@ -205,8 +216,7 @@ def _keys(where: str, table: Any, known: set[str], required: tuple[str, ...]) ->
         raise ScenarioError(f"{where}: expected a table, got {table!r}")
     unknown = sorted(set(table) - known)
     if unknown:
-        raise ScenarioError(f"{where}: unknown key {', '.join(map(repr, unknown))} "
-                            f"(known: {', '.join(sorted(known))})")
+        raise ScenarioError(f"{where}: unknown key {', '.join(map(repr, unknown))} (known: {', '.join(sorted(known))})")
     missing = [k for k in required if k not in table]
     if missing:
         raise ScenarioError(f"{where}: missing {', '.join(map(repr, missing))}")

@@ -20,6 +20,7 @@ Trace rules (stated once, here and in docs/simulator.md):
   divided by the federation's GPUs) equals `load` (default 1.5). Order, the proportions
   of the gaps, sizes and durations are kept.
 """
+
 from __future__ import annotations
 
 import csv
@@ -63,8 +64,12 @@ class InstitutionPicker:
         return self.slugs[min(bisect_right(self.bounds, u * self.total), len(self.slugs) - 1)]
 
 
-def read_trace(path: str | Path, weights: Sequence[tuple[str, float]], jobs: int | None = None,
-               max_duration: float = DEFAULT_MAX_DURATION) -> list[SimJob]:
+def read_trace(
+    path: str | Path,
+    weights: Sequence[tuple[str, float]],
+    jobs: int | None = None,
+    max_duration: float = DEFAULT_MAX_DURATION,
+) -> list[SimJob]:
     """The trace's GPU tasks as jobs with raw arrival times (no load scaling yet)."""
     picker = InstitutionPicker(weights)
     with open(path, newline="") as f:
@@ -79,8 +84,17 @@ def read_trace(path: str | Path, weights: Sequence[tuple[str, float]], jobs: int
         created = float(r["creation_time"])
         duration = min(max(float(r["deletion_time"]) - created, 1.0), max_duration)
         models = tuple(sorted({m for m in r["gpu_spec"].split("|") if m}))
-        out.append(SimJob(id="", institution=picker.pick(name_fraction(r["name"])),
-                          arrival=created, duration=duration, gpus=gpus, models=models, name=r["name"]))
+        out.append(
+            SimJob(
+                id="",
+                institution=picker.pick(name_fraction(r["name"])),
+                arrival=created,
+                duration=duration,
+                gpus=gpus,
+                models=models,
+                name=r["name"],
+            )
+        )
     if jobs is not None:
         out = out[-jobs:] if jobs > 0 else []
     t0 = out[0].arrival if out else 0.0
@@ -109,7 +123,7 @@ def scale_to_load(jobs: list[SimJob], capacity: int, load: float = DEFAULT_LOAD)
     gets f = 1e-4: its arrivals squeezed 10,000-fold). Returns the jobs and f."""
     if not jobs or capacity <= 0 or load <= 0 or max(j.arrival for j in jobs) <= 0:
         return jobs, 1.0
-    lo, hi = 1e-4, 1e3   # demand falls as f grows: arrivals spread out
+    lo, hi = 1e-4, 1e3  # demand falls as f grows: arrivals spread out
     for _ in range(60):
         mid = math.sqrt(lo * hi)
         if mean_demand(jobs, mid) > load * capacity:
@@ -123,10 +137,18 @@ def scale_to_load(jobs: list[SimJob], capacity: int, load: float = DEFAULT_LOAD)
 SIZE_MIX = ((1, 0.88), (2, 0.04), (4, 0.04), (8, 0.04))
 
 
-def synthetic(n: int, weights: Sequence[tuple[str, float]], models: Mapping[str, int] | Sequence[str], capacity: int,
-              seed: int = 0, load: float = DEFAULT_LOAD, constrained: float = 0.33,
-              median_duration: float = 900.0, sigma: float = 1.2,
-              max_duration: float = DEFAULT_MAX_DURATION) -> list[SimJob]:
+def synthetic(
+    n: int,
+    weights: Sequence[tuple[str, float]],
+    models: Mapping[str, int] | Sequence[str],
+    capacity: int,
+    seed: int = 0,
+    load: float = DEFAULT_LOAD,
+    constrained: float = 0.33,
+    median_duration: float = 900.0,
+    sigma: float = 1.2,
+    max_duration: float = DEFAULT_MAX_DURATION,
+) -> list[SimJob]:
     """n jobs: Poisson arrivals at the rate giving `load`, sizes from SIZE_MIX (like the
     trace's 1/2/4/8 mix, gangs a little more common), log-normal durations, a third of the
     jobs constrained to one model (drawn in proportion to the federation's GPUs of that model
@@ -147,6 +169,14 @@ def synthetic(n: int, weights: Sequence[tuple[str, float]], models: Mapping[str,
         gpus = rng.choices(sizes, probs)[0]
         dur = min(max(1.0, rng.lognormvariate(math.log(median_duration), sigma)), max_duration)
         allowed = (rng.choices(pool, pool_w)[0],) if pool and rng.random() < constrained else ()
-        out.append(SimJob(id=f"j{k:07d}", institution=picker.pick(rng.random()), arrival=round(t, 3),
-                          duration=round(dur, 3), gpus=gpus, models=allowed))
+        out.append(
+            SimJob(
+                id=f"j{k:07d}",
+                institution=picker.pick(rng.random()),
+                arrival=round(t, 3),
+                duration=round(dur, 3),
+                gpus=gpus,
+                models=allowed,
+            )
+        )
     return out

@@ -1,4 +1,5 @@
 """The leader's in-memory federation (`FederationState`), kept level with the store."""
-from scheduler.state.federation import FederationState
+
+from minga.scheduler.state.federation import FederationState
 
 __all__ = ["FederationState"]

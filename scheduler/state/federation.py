@@ -1,7 +1,7 @@
 """`FederationState`: the leader's federation in memory, kept level with the store.
 
 Built once when a broker takes the lead (`load`), then updated by every commit through
-the store's write-through hook (`committed`, see `scheduler.store.changes`): the same
+the store's write-through hook (`committed`, see `minga.scheduler.store.changes`): the same
 transaction that writes a row hands its domain value here, in commit order. A cycle
 then builds its snapshot from memory, reading no rows (Armada's in-memory job database
 and Kueue's cache work the same way). The store stays the truth: a restarted broker or
@@ -11,6 +11,7 @@ stale, so the next cycle rebuilds it.
 It holds what the scheduling cycle reads: the pending queue in (submit time, id) order,
 the live runs, the sites, the usage and contribution ledgers and the account tree.
 """
+
 from __future__ import annotations
 
 import logging
@@ -23,21 +24,21 @@ from operator import attrgetter
 
 import numpy as np
 
-from scheduler.accounting import ChargeBatch, Ledger, Uptime, charge, shares_at, site_charge
-from scheduler.domain import LIVE_JOB_STATES, Job, JobState, Run, RunState, Site, SiteState
-from scheduler.policy.pending_columns import QueueColumns
-from scheduler.policy.waiting_list import WaitingList
-from scheduler.snapshot import Snapshot, Waiting
-from scheduler.store.changes import Changes
-from scheduler.store.shares import AccountTree
-from scheduler.store.state_load import FederationRows
+from minga.common.domain import LIVE_JOB_STATES, Job, JobState, Run, RunState, Site, SiteState
+from minga.common.snapshot import Snapshot, Waiting
+from minga.scheduler.accounting import ChargeBatch, Ledger, Uptime, charge, shares_at, site_charge
+from minga.scheduler.policy.pending_columns import QueueColumns
+from minga.scheduler.policy.waiting_list import WaitingList
+from minga.scheduler.store.changes import Changes
+from minga.scheduler.store.shares import AccountTree
+from minga.scheduler.store.state_load import FederationRows
 
 log = logging.getLogger(__name__)
 
 _QUEUE_ORDER = attrgetter("submitted_at", "id")
-_MANY = 2_000                   # changes to the queue above which one pass beats a search each
-FULL_DIFF_JOBS = 5_000          # a queue this short has every waiting reason compared each cycle
-REFRESH_JOBS = 1_000            # a deeper one: the new jobs' each cycle, and this many more in turn
+_MANY = 2_000  # changes to the queue above which one pass beats a search each
+FULL_DIFF_JOBS = 5_000  # a queue this short has every waiting reason compared each cycle
+REFRESH_JOBS = 1_000  # a deeper one: the new jobs' each cycle, and this many more in turn
 
 
 class FederationState:
@@ -53,25 +54,25 @@ class FederationState:
         self._load_accounts = load_accounts
         self._lock = threading.RLock()
         self.loaded = False
-        self.stale = True                   # rebuild before the next use
+        self.stale = True  # rebuild before the next use
         self._accounts_stale = True
         self._pending: dict[str, Job] = {}
-        self._queue: list[Job] = []         # self._pending's jobs in queue order, once sorted ...
-        self._columns = QueueColumns(ordered=True)   # ... and their columns, for the policy
-        self._dropped: list[Job] = []       # ... since when these left it (or were replaced)
-        self._added: dict[str, Job] = {}    # ... and these came
-        self._fresh: set[str] = set()       # pending jobs whose stored reason no cycle has written yet
-        self._refresh_from: tuple[float, str] | None = None   # queue key of the next reasons to compare
-        self._backoff: dict[str, float] = {}    # pending job id -> not_before, in the future when set
+        self._queue: list[Job] = []  # self._pending's jobs in queue order, once sorted ...
+        self._columns = QueueColumns(ordered=True)  # ... and their columns, for the policy
+        self._dropped: list[Job] = []  # ... since when these left it (or were replaced)
+        self._added: dict[str, Job] = {}  # ... and these came
+        self._fresh: set[str] = set()  # pending jobs whose stored reason no cycle has written yet
+        self._refresh_from: tuple[float, str] | None = None  # queue key of the next reasons to compare
+        self._backoff: dict[str, float] = {}  # pending job id -> not_before, in the future when set
         self._live_capped: dict[str, str] = {}  # live job of a capped array -> its array id
-        self._runs: dict[str, Run] = {}          # live runs
+        self._runs: dict[str, Run] = {}  # live runs
         self._sites: dict[str, Site] = {}
         self._contributed_until: dict[str, float] = {}
         self._uptime: dict[str, Uptime] = {}
         self._usage: dict[str, Ledger] = {}
         self._contributions: dict[str, Ledger] = {}
         self._accounts = AccountTree()
-        self.rebuilds = 0                   # how many full loads: 1 for a healthy leader
+        self.rebuilds = 0  # how many full loads: 1 for a healthy leader
 
     # -- building -------------------------------------------------------------
     def load(self) -> None:
@@ -102,7 +103,7 @@ class FederationState:
         """Apply one commit's changes (the store's write-through hook; never raises)."""
         with self._lock:
             if self.stale:
-                return      # the next use rebuilds from the store anyway
+                return  # the next use rebuilds from the store anyway
             try:
                 self._apply(changes)
             except Exception:  # noqa: BLE001 - a bug here must not fail the writer's commit
@@ -151,7 +152,7 @@ class FederationState:
         i = bisect_left(self._queue, _QUEUE_ORDER(old), key=_QUEUE_ORDER)
         if i < len(self._queue) and self._queue[i] is old:
             self._queue[i] = new
-        else:   # not sorted in yet (it came back since): let the next sort find it
+        else:  # not sorted in yet (it came back since): let the next sort find it
             self._dropped.append(old)
             self._added[new.id] = new
 
@@ -188,13 +189,22 @@ class FederationState:
             capped = {j.array_id for j in pending if j.array_limit}
             live = Counter(a for a in self._live_capped.values() if a in capped)
             tree = self._tree()
-            institutions, usage = shares_at(tree.institutions, self._contributions, self._usage, now,
-                                            tree.settings.half_life_seconds)
-            return Snapshot(sites=tuple(self._sites[n] for n in sorted(self._sites)),
-                            live_runs=tuple(self._runs.values()), pending=pending,
-                            institutions=institutions, projects=tree.projects, usage=usage,
-                            country_weights=tree.countries, settings=tree.settings, lending=tree.lending,
-                            array_live=tuple((a, live.get(a, 0)) for a in sorted(capped)), columns=columns)
+            institutions, usage = shares_at(
+                tree.institutions, self._contributions, self._usage, now, tree.settings.half_life_seconds
+            )
+            return Snapshot(
+                sites=tuple(self._sites[n] for n in sorted(self._sites)),
+                live_runs=tuple(self._runs.values()),
+                pending=pending,
+                institutions=institutions,
+                projects=tree.projects,
+                usage=usage,
+                country_weights=tree.countries,
+                settings=tree.settings,
+                lending=tree.lending,
+                array_live=tuple((a, live.get(a, 0)) for a in sorted(capped)),
+                columns=columns,
+            )
 
     def _sorted_queue(self) -> tuple[Job, ...]:
         """The pending jobs in queue order, changed in place by what came and went since
@@ -299,16 +309,29 @@ class FederationState:
     def overdue_runs(self, now: float) -> list[Run]:
         """Live runs past their walltime."""
         with self._lock:
-            return [r for r in self._runs.values()
-                    if r.walltime_seconds and r.running_since and now >= r.running_since + r.walltime_seconds]
+            return [
+                r
+                for r in self._runs.values()
+                if r.walltime_seconds and r.running_since and now >= r.running_since + r.walltime_seconds
+            ]
 
     def charge(self, now: float) -> ChargeBatch:
-        """One charging step up to `now`, computed from memory (`scheduler.accounting`)."""
+        """One charging step up to `now`, computed from memory (`minga.scheduler.accounting`)."""
         with self._lock:
             settings = self._tree().settings
             running = [r for r in self._runs.values() if r.state is RunState.RUNNING]
-            sites = [site_charge(s.name, s.institution, s.country, s.health,
-                                 ((p.model, p.total) for p in s.inventory.gpus),
-                                 self._contributed_until.get(s.name, 0.0), self._uptime.get(s.name), settings)
-                     for s in self._sites.values() if s.connected]
+            sites = [
+                site_charge(
+                    s.name,
+                    s.institution,
+                    s.country,
+                    s.health,
+                    ((p.model, p.total) for p in s.inventory.gpus),
+                    self._contributed_until.get(s.name, 0.0),
+                    self._uptime.get(s.name),
+                    settings,
+                )
+                for s in self._sites.values()
+                if s.connected
+            ]
             return charge(now, settings, running, sites, self._usage, self._contributions)

@@ -3,7 +3,8 @@
 SQLite is the embedded default, PostgreSQL the production store; one test suite
 runs against both.
 """
-from scheduler.store.db import make_engines, normalize_url
-from scheduler.store.repository import Store
+
+from minga.scheduler.store.db import make_engines, normalize_url
+from minga.scheduler.store.repository import Store
 
 __all__ = ["Store", "make_engines", "normalize_url"]

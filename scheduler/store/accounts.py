@@ -4,6 +4,7 @@ Every method takes hashes, never tokens. A lookup may also be given the token's
 legacy (unkeyed SHA-256) hash: a row found only by that is re-keyed on the spot, so
 stores from before revision 0004 upgrade token by token as each is used.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -11,18 +12,24 @@ from dataclasses import dataclass
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from scheduler.auth import KEYED_PREFIX, TokenHasher, legacy_hash, same_hash
-from scheduler.domain import AlreadyExists, FailedPrecondition, NotFound, Principal, Role, Unauthenticated
-from scheduler.store.base import Database
-from scheduler.store.generations import Cached
-from scheduler.store.shares import ensure_default_project
-from scheduler.store.models import (
-    InstitutionRow, JobRow, MetaRow, ProjectRow, SiteRow, TokenRow, UserRow,
+from minga.common.domain import AlreadyExists, FailedPrecondition, NotFound, Principal, Role, Unauthenticated
+from minga.scheduler.auth import KEYED_PREFIX, TokenHasher, legacy_hash, same_hash
+from minga.scheduler.store.base import Database
+from minga.scheduler.store.generations import Cached
+from minga.scheduler.store.models import (
+    InstitutionRow,
+    JobRow,
+    MetaRow,
+    ProjectRow,
+    SiteRow,
+    TokenRow,
+    UserRow,
 )
+from minga.scheduler.store.shares import ensure_default_project
 
 KEY_FINGERPRINT = "token_key_fingerprint"
-LAST_USED_RESOLUTION = 3600.0   # seconds: how stale a token's "last used" may be
-TOKENS_TTL = 2.0   # seconds a token revoked through another broker on the same store may still work here
+LAST_USED_RESOLUTION = 3600.0  # seconds: how stale a token's "last used" may be
+TOKENS_TTL = 2.0  # seconds a token revoked through another broker on the same store may still work here
 
 
 @dataclass(frozen=True)
@@ -45,15 +52,15 @@ class User:
 class TokenInfo:
     """What may be shown of a credential: never its secret, nor its hash."""
 
-    id: str             # a short handle: the start of the keyed hash's hex
+    id: str  # a short handle: the start of the keyed hash's hex
     owner: str
     kind: str
     role: Role
     institution: str
     created_at: float
-    expires_at: float   # 0: never
+    expires_at: float  # 0: never
     revoked: bool
-    used_at: float      # join tokens: when redeemed
+    used_at: float  # join tokens: when redeemed
     last_used_at: float  # to within LAST_USED_RESOLUTION; 0: never
 
 
@@ -67,10 +74,9 @@ class JoinGrant:
 class AccountsRepo:
     def __init__(self, db: Database) -> None:
         self.db = db
-        self._tokens: TokenHasher | None = None   # set by use_key when a broker starts
+        self._tokens: TokenHasher | None = None  # set by use_key when a broker starts
         # keyed hash -> (caller, expiry): any change to the tokens table forgets them all
-        self._grants: Cached[tuple[Principal, float]] = Cached(db.generations, (TokenRow.__tablename__,),
-                                                               TOKENS_TTL)
+        self._grants: Cached[tuple[Principal, float]] = Cached(db.generations, (TokenRow.__tablename__,), TOKENS_TTL)
 
     def hash(self, token: str) -> str:
         """The token's keyed hash: what this store keeps of it."""
@@ -89,7 +95,7 @@ class AccountsRepo:
         principal, expires_at = grant
         if expires_at and expires_at <= now:
             self._grants.forget(keyed)
-            return self.authenticate(keyed, now)   # says it expired
+            return self.authenticate(keyed, now)  # says it expired
         return principal
 
     # -- institutions -------------------------------------------------------
@@ -102,10 +108,15 @@ class AccountsRepo:
                 if existing is not None:
                     if Institution(existing.slug, existing.name, existing.country, existing.weight) == inst:
                         return inst
-                    raise AlreadyExists(f"institution {inst.slug!r} already exists "
-                                        f"({existing.name}, {existing.country}, weight {existing.weight:g})")
-                s.add(InstitutionRow(slug=inst.slug, name=inst.name, country=inst.country,
-                                     weight=inst.weight, created_at=now))
+                    raise AlreadyExists(
+                        f"institution {inst.slug!r} already exists "
+                        f"({existing.name}, {existing.country}, weight {existing.weight:g})"
+                    )
+                s.add(
+                    InstitutionRow(
+                        slug=inst.slug, name=inst.name, country=inst.country, weight=inst.weight, created_at=now
+                    )
+                )
                 s.flush()
                 ensure_default_project(s, inst.slug, now)
         except IntegrityError as exc:  # a concurrent add won the race
@@ -128,12 +139,23 @@ class AccountsRepo:
     def add_user(self, user: User, token_hash: str, expires_at: float = 0.0) -> User:
         try:
             with self.db.tx() as s:
-                s.add(UserRow(name=user.name, institution=user.institution,
-                              role=user.role.value, created_at=user.created_at))
+                s.add(
+                    UserRow(
+                        name=user.name, institution=user.institution, role=user.role.value, created_at=user.created_at
+                    )
+                )
                 s.flush()
-                s.add(TokenRow(hash=token_hash, kind="user", subject=user.name, role=user.role.value,
-                               institution=user.institution, created_at=user.created_at,
-                               expires_at=expires_at))
+                s.add(
+                    TokenRow(
+                        hash=token_hash,
+                        kind="user",
+                        subject=user.name,
+                        role=user.role.value,
+                        institution=user.institution,
+                        created_at=user.created_at,
+                        expires_at=expires_at,
+                    )
+                )
         except IntegrityError as exc:
             raise AlreadyExists(f"user {user.name!r} already exists") from exc
         return user
@@ -153,10 +175,10 @@ class AccountsRepo:
         with self.db.read() as s:
             if kind == "institution":
                 return key if s.get(InstitutionRow, key) is not None else None
-            if kind == "owner":             # a token's owner: a user, else a site
+            if kind == "owner":  # a token's owner: a user, else a site
                 found = s.get(UserRow, key) or s.get(SiteRow, key)
                 return None if found is None else found.institution
-            if kind == "array":             # a job array: the institution of its tasks
+            if kind == "array":  # a job array: the institution of its tasks
                 task = s.exec(select(JobRow).where(JobRow.array_id == key).limit(1)).first()
                 return None if task is None else task.institution
             row = {"user": UserRow, "site": SiteRow, "project": ProjectRow, "job": JobRow}[kind]
@@ -175,7 +197,8 @@ class AccountsRepo:
             elif not same_hash(row.value, tokens.fingerprint):
                 raise FailedPrecondition(
                     "this store's tokens were hashed with another token key: start this broker with "
-                    "the key file of the brokers already using the store (--token-key-file)")
+                    "the key file of the brokers already using the store (--token-key-file)"
+                )
         self._tokens = tokens
 
     def bootstrap_admin(self, token_hash: str, now: float) -> bool:
@@ -186,8 +209,7 @@ class AccountsRepo:
             s.add(MetaRow(key="bootstrap_admin", value="admin"))
             if s.get(UserRow, "admin") is None:
                 s.add(UserRow(name="admin", institution="", role=Role.ADMIN.value, created_at=now))
-            s.add(TokenRow(hash=token_hash, kind="user", subject="admin", role=Role.ADMIN.value,
-                           created_at=now))
+            s.add(TokenRow(hash=token_hash, kind="user", subject="admin", role=Role.ADMIN.value, created_at=now))
             return True
 
     # -- tokens -------------------------------------------------------------
@@ -197,8 +219,9 @@ class AccountsRepo:
             known = s.get(UserRow, subject) if kind == "user" else s.get(SiteRow, subject)
             if known is None:
                 raise NotFound(f"no {kind} {subject!r}")
-            rows = s.exec(select(TokenRow).where(TokenRow.kind == kind, TokenRow.subject == subject,
-                                                 TokenRow.revoked == False)).all()  # noqa: E712
+            rows = s.exec(
+                select(TokenRow).where(TokenRow.kind == kind, TokenRow.subject == subject, TokenRow.revoked == False)
+            ).all()
             for row in rows:
                 row.revoked, row.used_at = True, now
                 s.add(row)
@@ -215,9 +238,18 @@ class AccountsRepo:
             s.add(old)
             lifetime = old.expires_at - old.created_at if old.expires_at else 0.0
             expires_at = now + lifetime if lifetime else 0.0
-            s.add(TokenRow(hash=new_hash, kind=old.kind, subject=old.subject, role=old.role,
-                           institution=old.institution, country=old.country, expires_at=expires_at,
-                           created_at=now))
+            s.add(
+                TokenRow(
+                    hash=new_hash,
+                    kind=old.kind,
+                    subject=old.subject,
+                    role=old.role,
+                    institution=old.institution,
+                    country=old.country,
+                    expires_at=expires_at,
+                    created_at=now,
+                )
+            )
             return expires_at
 
     def add_site_certificate(self, site: str, serial: str, now: float, expires_at: float) -> None:
@@ -225,12 +257,22 @@ class AccountsRepo:
         previous one stays valid until it expires, so an agent that dies between the
         broker's answer and saving the new certificate can still connect and renew."""
         with self.db.tx() as s:
-            live = s.exec(select(TokenRow).where(TokenRow.kind == "site", TokenRow.subject == site,
-                                                 TokenRow.revoked == False)).first()  # noqa: E712
+            live = s.exec(
+                select(TokenRow).where(TokenRow.kind == "site", TokenRow.subject == site, TokenRow.revoked == False)
+            ).first()
             if live is None:
                 raise FailedPrecondition(f"site {site!r} has no live credential to renew: join again")
-            s.add(TokenRow(hash=serial, kind="site", subject=site, role=Role.SITE.value,
-                           institution=live.institution, created_at=now, expires_at=expires_at))
+            s.add(
+                TokenRow(
+                    hash=serial,
+                    kind="site",
+                    subject=site,
+                    role=Role.SITE.value,
+                    institution=live.institution,
+                    created_at=now,
+                    expires_at=expires_at,
+                )
+            )
 
     def principal_for(self, token_hash: str, now: float, legacy: str = "") -> Principal | None:
         """The caller a bearer token stands for, or None if unknown, expired or revoked."""
@@ -251,13 +293,14 @@ class AccountsRepo:
             row = _get(s, token_hash)
             legacy_row = None if row is not None or not legacy else _get(s, legacy)
         if legacy_row is not None and not legacy_row.hash.startswith(KEYED_PREFIX):
-            with self.db.tx() as s:          # first use since the upgrade: re-key it
+            with self.db.tx() as s:  # first use since the upgrade: re-key it
                 row = _find(s, token_hash, legacy)
         if row is None or row.revoked or row.kind == "join":
             return None
         if row.expires_at and row.expires_at <= now:
-            raise Unauthenticated("token expired: ask your admin for a new one "
-                                  "(`minga token rotate` renews a token before it expires)")
+            raise Unauthenticated(
+                "token expired: ask your admin for a new one (`minga token rotate` renews a token before it expires)"
+            )
         if now - max(row.last_used_at, row.created_at) >= LAST_USED_RESOLUTION:
             self._touch(row.hash, now)
         role = Role(row.role)
@@ -285,26 +328,47 @@ class AccountsRepo:
             query = query.where(TokenRow.institution == institution)
         with self.db.read() as s:
             rows = s.exec(query.order_by(TokenRow.created_at.desc(), TokenRow.subject)).all()  # type: ignore[attr-defined]
-            return [TokenInfo(id=r.hash.removeprefix(KEYED_PREFIX)[:12], owner=r.subject, kind=r.kind,
-                              role=Role(r.role) if r.role else Role.SITE, institution=r.institution,
-                              created_at=r.created_at, expires_at=r.expires_at, revoked=r.revoked,
-                              used_at=r.used_at if r.kind == "join" else 0.0,
-                              last_used_at=r.last_used_at) for r in rows]
+            return [
+                TokenInfo(
+                    id=r.hash.removeprefix(KEYED_PREFIX)[:12],
+                    owner=r.subject,
+                    kind=r.kind,
+                    role=Role(r.role) if r.role else Role.SITE,
+                    institution=r.institution,
+                    created_at=r.created_at,
+                    expires_at=r.expires_at,
+                    revoked=r.revoked,
+                    used_at=r.used_at if r.kind == "join" else 0.0,
+                    last_used_at=r.last_used_at,
+                )
+                for r in rows
+            ]
 
-    def add_join_token(self, token_hash: str, institution: str, site: str, country: str,
-                       now: float, expires_at: float) -> None:
+    def add_join_token(
+        self, token_hash: str, institution: str, site: str, country: str, now: float, expires_at: float
+    ) -> None:
         with self.db.tx() as s:
             if s.get(InstitutionRow, institution) is None:
                 raise NotFound(f"no institution {institution!r}")
             existing = s.get(SiteRow, site)
             if existing is not None and existing.institution != institution:
                 raise AlreadyExists(f"site {site!r} already belongs to {existing.institution!r}")
-            s.add(TokenRow(hash=token_hash, kind="join", subject=site, role=Role.SITE.value,
-                           institution=institution, country=country, expires_at=expires_at,
-                           created_at=now))
+            s.add(
+                TokenRow(
+                    hash=token_hash,
+                    kind="join",
+                    subject=site,
+                    role=Role.SITE.value,
+                    institution=institution,
+                    country=country,
+                    expires_at=expires_at,
+                    created_at=now,
+                )
+            )
 
-    def redeem_join_token(self, join_hash: str, site_token_hash: str, now: float,
-                          expires_at: float = 0.0, join_legacy: str = "") -> JoinGrant:
+    def redeem_join_token(
+        self, join_hash: str, site_token_hash: str, now: float, expires_at: float = 0.0, join_legacy: str = ""
+    ) -> JoinGrant:
         """Use a join token exactly once: register the site and issue its credential
         (a bearer token's hash, or a client certificate's serial: see `add_site_certificate`)."""
         with self.db.tx() as s:
@@ -319,15 +383,21 @@ class AccountsRepo:
             s.add(row)
             site = s.get(SiteRow, row.subject)
             if site is None:
-                s.add(SiteRow(name=row.subject, institution=row.institution, country=row.country,
-                              joined_at=now))
-            for old in s.exec(select(TokenRow).where(TokenRow.kind == "site",
-                                                     TokenRow.subject == row.subject)).all():
+                s.add(SiteRow(name=row.subject, institution=row.institution, country=row.country, joined_at=now))
+            for old in s.exec(select(TokenRow).where(TokenRow.kind == "site", TokenRow.subject == row.subject)).all():
                 old.revoked = True  # re-joining replaces the old credential
                 s.add(old)
-            s.add(TokenRow(hash=site_token_hash, kind="site", subject=row.subject,
-                           role=Role.SITE.value, institution=row.institution, created_at=now,
-                           expires_at=expires_at))
+            s.add(
+                TokenRow(
+                    hash=site_token_hash,
+                    kind="site",
+                    subject=row.subject,
+                    role=Role.SITE.value,
+                    institution=row.institution,
+                    created_at=now,
+                    expires_at=expires_at,
+                )
+            )
             return JoinGrant(site=row.subject, institution=row.institution, country=row.country)
 
 

@@ -4,6 +4,7 @@ Each task is an ordinary job row (`array_id`, `array_index`, `array_limit` set),
 cycle, the ledger and every job command treat it like any job. The idempotency key sits
 on the first task's row: the (owner, key) unique constraint then covers arrays too.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -13,13 +14,13 @@ from sqlalchemy import func, insert, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
-from scheduler.arrays import ArraySummary
-from scheduler.domain import Job, JobState, LIVE_JOB_STATES, TERMINAL_JOB_STATES
-from scheduler.states import transition
-from scheduler.store.base import Database, job_from_row
-from scheduler.store.changes import note_jobs
-from scheduler.store.codec import secrets_to_json, spec_to_json
-from scheduler.store.models import JobRow
+from minga.common.domain import LIVE_JOB_STATES, TERMINAL_JOB_STATES, Job, JobState
+from minga.common.states import transition
+from minga.scheduler.arrays import ArraySummary
+from minga.scheduler.store.base import Database, job_from_row
+from minga.scheduler.store.changes import note_jobs
+from minga.scheduler.store.codec import secrets_to_json, spec_to_json
+from minga.scheduler.store.models import JobRow
 
 _LIVE = [s.value for s in LIVE_JOB_STATES]
 _TERMINAL = [s.value for s in TERMINAL_JOB_STATES]
@@ -29,26 +30,45 @@ class ArraysRepo:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def submit(self, first: Job, indices: Sequence[int], limit: int,
-               idempotency_key: str | None) -> tuple[str, bool]:
+    def submit(self, first: Job, indices: Sequence[int], limit: int, idempotency_key: str | None) -> tuple[str, bool]:
         """Insert every task of an array in one transaction and one executemany; or, if
         (owner, key) was used before, insert nothing and return that earlier job's array
         id (or job id, for a plain job). `first` is the first task; the others differ
         only in id and index. Returns (array id, created)."""
         array_id = first.array_id
-        template = dict(   # the columns left out take their defaults
-            owner=first.owner, institution=first.institution, spec_json=spec_to_json(first.spec),
-            secret_env_json=secrets_to_json(first.spec), state=first.state.value, reason=first.reason,
-            submitted_at=first.submitted_at, updated_at=first.submitted_at, project=first.spec.project,
-            attempts=0, failures=0, not_before=0.0, preempted_at=0.0, preempted_kind="", preempted_for="",
-            preempted_reason="", site="", country="", run_id="", gpu_model="", started_at=0.0,
-            finished_at=0.0, array_id=array_id, array_limit=limit, idempotency_key=None)
+        template = dict(  # the columns left out take their defaults
+            owner=first.owner,
+            institution=first.institution,
+            spec_json=spec_to_json(first.spec),
+            secret_env_json=secrets_to_json(first.spec),
+            state=first.state.value,
+            reason=first.reason,
+            submitted_at=first.submitted_at,
+            updated_at=first.submitted_at,
+            project=first.spec.project,
+            attempts=0,
+            failures=0,
+            not_before=0.0,
+            preempted_at=0.0,
+            preempted_kind="",
+            preempted_for="",
+            preempted_reason="",
+            site="",
+            country="",
+            run_id="",
+            gpu_model="",
+            started_at=0.0,
+            finished_at=0.0,
+            array_id=array_id,
+            array_limit=limit,
+            idempotency_key=None,
+        )
         rows = [{**template, "id": f"{array_id}_{i}", "array_index": i} for i in indices]
         rows[0]["idempotency_key"] = idempotency_key or None
         try:
             with self.db.tx() as s:
                 s.connection().execute(insert(JobRow.__table__), rows)
-                task = job_from_row(JobRow(**rows[0]))   # as a read would give it back
+                task = job_from_row(JobRow(**rows[0]))  # as a read would give it back
                 note_jobs(s, [replace(task, id=r["id"], array_index=r["array_index"]) for r in rows])
         except IntegrityError:
             earlier = self._find_by_key(first.owner, idempotency_key) if idempotency_key else None
@@ -67,8 +87,9 @@ class ArraysRepo:
         found = self._summaries([array_id], None)
         return found[0] if found else None
 
-    def list(self, institution: str | None, include_terminal: bool, state: JobState | None,
-             limit: int = 1000) -> list[ArraySummary]:
+    def list(
+        self, institution: str | None, include_terminal: bool, state: JobState | None, limit: int = 1000
+    ) -> list[ArraySummary]:
         """Arrays with a task in `state` (any state; or, without `include_terminal`, one
         that has not ended), newest first."""
         q = select(JobRow.array_id).where(JobRow.array_id != "")
@@ -78,8 +99,11 @@ class ArraysRepo:
             q = q.where(JobRow.state == state.value)
         elif not include_terminal:
             q = q.where(col(JobRow.state).not_in(_TERMINAL))
-        q = q.group_by(JobRow.array_id).order_by(func.max(JobRow.submitted_at).desc(),
-                                                 col(JobRow.array_id).desc()).limit(limit)
+        q = (
+            q.group_by(JobRow.array_id)
+            .order_by(func.max(JobRow.submitted_at).desc(), col(JobRow.array_id).desc())
+            .limit(limit)
+        )
         with self.db.read() as s:
             ids = list(s.exec(q).all())
         return self._summaries(ids, institution)
@@ -89,16 +113,22 @@ class ArraysRepo:
             return []
         counts: dict[str, dict[str, int]] = {a: {} for a in ids}
         span: dict[str, tuple[int, int]] = {}
-        q = (select(JobRow.array_id, JobRow.state, func.count(), func.min(JobRow.array_index),
-                    func.max(JobRow.array_index))
-             .where(col(JobRow.array_id).in_(ids)).group_by(JobRow.array_id, JobRow.state))
+        q = (
+            select(
+                JobRow.array_id, JobRow.state, func.count(), func.min(JobRow.array_index), func.max(JobRow.array_index)
+            )
+            .where(col(JobRow.array_id).in_(ids))
+            .group_by(JobRow.array_id, JobRow.state)
+        )
         with self.db.read() as s:
             for aid, st, n, lo, hi in s.exec(q).all():
                 counts[aid][st] = n
                 old = span.get(aid, (lo, hi))
                 span[aid] = (min(old[0], lo), max(old[1], hi))
-            heads = {r.array_id: r for r in s.exec(select(JobRow).where(
-                col(JobRow.id).in_([f"{a}_{span[a][0]}" for a in span])))}
+            heads = {
+                r.array_id: r
+                for r in s.exec(select(JobRow).where(col(JobRow.id).in_([f"{a}_{span[a][0]}" for a in span])))
+            }
         out = []
         for aid in ids:
             head = heads.get(aid)
@@ -107,27 +137,50 @@ class ArraysRepo:
             c = counts[aid]
             job = job_from_row(head)
             lo, hi = span[aid]
-            out.append(ArraySummary(
-                id=aid, name=job.spec.name, owner=job.owner, institution=job.institution,
-                project=job.spec.project, tasks=sum(c.values()), limit=head.array_limit,
-                submitted_at=job.submitted_at, indices=f"{lo}-{hi}" if hi > lo else str(lo),
-                pending=c.get("PENDING", 0), running=sum(c.get(v, 0) for v in _LIVE),
-                succeeded=c.get("SUCCEEDED", 0), failed=c.get("FAILED", 0), cancelled=c.get("CANCELLED", 0)))
+            out.append(
+                ArraySummary(
+                    id=aid,
+                    name=job.spec.name,
+                    owner=job.owner,
+                    institution=job.institution,
+                    project=job.spec.project,
+                    tasks=sum(c.values()),
+                    limit=head.array_limit,
+                    submitted_at=job.submitted_at,
+                    indices=f"{lo}-{hi}" if hi > lo else str(lo),
+                    pending=c.get("PENDING", 0),
+                    running=sum(c.get(v, 0) for v in _LIVE),
+                    succeeded=c.get("SUCCEEDED", 0),
+                    failed=c.get("FAILED", 0),
+                    cancelled=c.get("CANCELLED", 0),
+                )
+            )
         return out
 
     def cancel_pending(self, array_id: str, now: float, reason: str) -> list[str]:
         """End every PENDING task at once (one UPDATE); return the ids of the live tasks,
         which the caller cancels one by one (each has a run to stop)."""
-        transition(JobState.PENDING, JobState.CANCELLED)   # the one table allows it
+        transition(JobState.PENDING, JobState.CANCELLED)  # the one table allows it
         with self.db.tx() as s:
             pending = select(JobRow.id).where(JobRow.array_id == array_id, JobRow.state == "PENDING")
             ended = list(s.exec(pending).all())
             s.connection().execute(
-                update(JobRow.__table__).where(col(JobRow.id).in_(ended), JobRow.state == "PENDING")
-                .values(state=JobState.CANCELLED.value, finished_at=now, reason=reason, updated_at=now))
-            note_jobs(s, [job_from_row(r) for r in s.exec(select(JobRow).where(col(JobRow.id).in_(ended))
-                                                          .execution_options(populate_existing=True))])
-            live = s.exec(select(JobRow.id).where(JobRow.array_id == array_id,
-                                                  col(JobRow.state).in_([JobState.LEASED.value,
-                                                                         JobState.RUNNING.value]))).all()
+                update(JobRow.__table__)
+                .where(col(JobRow.id).in_(ended), JobRow.state == "PENDING")
+                .values(state=JobState.CANCELLED.value, finished_at=now, reason=reason, updated_at=now)
+            )
+            note_jobs(
+                s,
+                [
+                    job_from_row(r)
+                    for r in s.exec(
+                        select(JobRow).where(col(JobRow.id).in_(ended)).execution_options(populate_existing=True)
+                    )
+                ],
+            )
+            live = s.exec(
+                select(JobRow.id).where(
+                    JobRow.array_id == array_id, col(JobRow.state).in_([JobState.LEASED.value, JobState.RUNNING.value])
+                )
+            ).all()
         return list(live)

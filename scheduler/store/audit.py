@@ -1,20 +1,20 @@
 """The audit log: appended by the API layer after every state-changing call, and by the
 scheduling cycle for every preemption it commits (`SCHEDULER`, in the same transaction)."""
+
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from collections.abc import Collection
+from dataclasses import dataclass
 
 from sqlalchemy import and_, or_
 from sqlmodel import Session, col, select
 
-from scheduler.store.base import Database
-from scheduler.store.models import AuditRow
+from minga.scheduler.store.base import Database
+from minga.scheduler.store.models import AuditRow
 
 MAX_DETAIL = 500
-SCHEDULER = "scheduler"         # `who` of the lines the scheduling cycle writes ...
-SCHEDULER_ROLE = "broker"       # ... and their role: no user or site has it
+SCHEDULER = "scheduler"  # `who` of the lines the scheduling cycle writes ...
+SCHEDULER_ROLE = "broker"  # ... and their role: no user or site has it
 
 
 @dataclass(frozen=True)
@@ -37,9 +37,14 @@ class AuditRepo:
         with self.db.tx() as s:
             add_entry(s, entry, institution)
 
-    def list(self, since: float = 0.0, who: str = "", limit: int = 1000,
-             callers: tuple[Collection[str], Collection[str]] | None = None,
-             institution: str = "") -> list[AuditEntry]:
+    def list(
+        self,
+        since: float = 0.0,
+        who: str = "",
+        limit: int = 1000,
+        callers: tuple[Collection[str], Collection[str]] | None = None,
+        institution: str = "",
+    ) -> list[AuditEntry]:
         """Newest last; at most `limit` entries, the most recent ones. `callers`, if given,
         is (user names, site names): only their calls, and the lines about `institution`'s
         jobs (an institution's own log)."""
@@ -54,8 +59,9 @@ class AuditRepo:
             query = query.where(or_(by_user, by_site, about))
         with self.db.read() as s:
             rows = s.exec(query.order_by(col(AuditRow.at).desc(), col(AuditRow.id).desc()).limit(limit)).all()
-            return [AuditEntry(r.at, r.who, r.role, r.method, r.target, r.peer, r.outcome, r.detail)
-                    for r in reversed(rows)]
+            return [
+                AuditEntry(r.at, r.who, r.role, r.method, r.target, r.peer, r.outcome, r.detail) for r in reversed(rows)
+            ]
 
 
 def add_entry(s: Session, entry: AuditEntry, institution: str = "") -> None:
@@ -66,6 +72,14 @@ def add_entry(s: Session, entry: AuditEntry, institution: str = "") -> None:
 
 def audit_values(entry: AuditEntry, institution: str = "") -> dict[str, object]:
     """The columns of one audit line, for `add_entry` or a bulk insert."""
-    return {"at": entry.at, "who": entry.who, "role": entry.role, "method": entry.method, "target": entry.target,
-            "peer": entry.peer, "outcome": entry.outcome, "detail": entry.detail[:MAX_DETAIL],
-            "institution": institution}
+    return {
+        "at": entry.at,
+        "who": entry.who,
+        "role": entry.role,
+        "method": entry.method,
+        "target": entry.target,
+        "peer": entry.peer,
+        "outcome": entry.outcome,
+        "detail": entry.detail[:MAX_DETAIL],
+        "institution": institution,
+    }

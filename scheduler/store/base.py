@@ -1,9 +1,10 @@
 """The database handle all repositories share, and row → domain conversions."""
+
 from __future__ import annotations
 
-from collections.abc import Iterator
 import json
 import threading
+from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import TypeVar
 
@@ -12,12 +13,12 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, SQLModel
 
-from scheduler.domain import FailedPrecondition, Job, JobPreemption, JobState, Run, RunState, Site, SiteState
-from scheduler.store import migrations, models  # noqa: F401  (models registers the tables)
-from scheduler.store.changes import Observer, collect, committed_changes, touched_tables
-from scheduler.store.generations import Generations
-from scheduler.store.codec import inventory_from_json, spec_from_json
-from scheduler.store.models import JobRow, RunRow, SiteRow
+from minga.common.domain import FailedPrecondition, Job, JobPreemption, JobState, Run, RunState, Site, SiteState
+from minga.scheduler.store import migrations, models  # noqa: F401  (models registers the tables)
+from minga.scheduler.store.changes import Observer, collect, committed_changes, touched_tables
+from minga.scheduler.store.codec import inventory_from_json, spec_from_json
+from minga.scheduler.store.generations import Generations
+from minga.scheduler.store.models import JobRow, RunRow, SiteRow
 
 RowT = TypeVar("RowT", JobRow, RunRow)
 
@@ -30,7 +31,7 @@ class Database:
     def __init__(self, engine: Engine, read_engine: Engine | None = None) -> None:
         self.engine = engine
         self.read_engine = read_engine or engine
-        self.generations = Generations()   # what this process changed: the caches' invalidation
+        self.generations = Generations()  # what this process changed: the caches' invalidation
         # Write-through (store.changes): each commit and the hand-over of what it changed
         # happen under one lock, so observers see commits in the order they were made.
         self.commit_lock = threading.RLock()
@@ -60,8 +61,10 @@ class Database:
         url = self.engine.url.render_as_string()
         with self.engine.begin() as conn:
             if conn.dialect.name == "postgresql":
-                conn.execute(text("SELECT pg_advisory_xact_lock(:key, hashtext(coalesce(current_schema(), '')))"),
-                             {"key": MIGRATION_LOCK_KEY})
+                conn.execute(
+                    text("SELECT pg_advisory_xact_lock(:key, hashtext(coalesce(current_schema(), '')))"),
+                    {"key": MIGRATION_LOCK_KEY},
+                )
             current = migrations.current_revisions(conn)
             if not current:
                 _adopt_unversioned(conn, url)
@@ -70,14 +73,16 @@ class Database:
                 raise FailedPrecondition(
                     f"the store at {url} is at schema revision {', '.join(unknown)}, which this minga does not "
                     f"know (its newest is {migrations.head()}): it was upgraded by a newer minga; run that "
-                    "version, or restore the backup taken before the upgrade")
+                    "version, or restore the backup taken before the upgrade"
+                )
             migrations.upgrade(conn)
             missing = missing_columns(conn)
             if missing:  # the version row says head, the tables disagree: altered by hand
                 raise FailedPrecondition(
                     f"the store at {url} is marked as schema revision {migrations.head()} but looks like it was "
                     f"made by an older minga and lacks {_listed(missing)}: restore it from a backup or start "
-                    "with a new --db")
+                    "with a new --db"
+                )
 
     def tx(self) -> AbstractContextManager[Session]:
         """One transaction: committed if the block returns, rolled back if it raises."""
@@ -136,7 +141,8 @@ def _adopt_unversioned(conn: Connection, url: str) -> None:
         raise FailedPrecondition(
             f"the store at {url} has no schema version and is not one of minga's first release: it "
             f"{' and '.join(problems)}; only stores made by the first release or later can be upgraded: "
-            "start with a new --db")
+            "start with a new --db"
+        )
     migrations.stamp(conn, migrations.FIRST_RELEASE)
 
 
@@ -176,8 +182,9 @@ def job_from_row(row: JobRow) -> Job:
         gpu_model=row.gpu_model,
         started_at=row.started_at,
         finished_at=row.finished_at,
-        last_preemption=JobPreemption(row.preempted_at, row.preempted_kind, row.preempted_for,
-                                      row.preempted_reason) if row.preempted_at else None,
+        last_preemption=JobPreemption(row.preempted_at, row.preempted_kind, row.preempted_for, row.preempted_reason)
+        if row.preempted_at
+        else None,
         array_id=row.array_id,
         array_index=row.array_index,
         array_limit=row.array_limit,
@@ -190,13 +197,28 @@ def job_to_row(job: Job, row: JobRow) -> JobRow:
     """Write what the lifecycle changes (scheduler.lifecycle) back to the job's row; its
     identity and spec are written once, at submit."""
     p = job.last_preemption or NO_PREEMPTION
-    return _assign(row, {
-        "state": job.state.value, "attempts": job.attempts, "failures": job.failures,
-        "infra_requeues": job.infra_requeues, "reason": job.reason, "site": job.site, "country": job.country,
-        "run_id": job.run_id, "gpu_model": job.gpu_model, "started_at": job.started_at,
-        "finished_at": job.finished_at, "updated_at": job.updated_at, "not_before": job.not_before,
-        "preempted_at": p.at, "preempted_kind": p.kind, "preempted_for": p.beneficiary,
-        "preempted_reason": p.reason})
+    return _assign(
+        row,
+        {
+            "state": job.state.value,
+            "attempts": job.attempts,
+            "failures": job.failures,
+            "infra_requeues": job.infra_requeues,
+            "reason": job.reason,
+            "site": job.site,
+            "country": job.country,
+            "run_id": job.run_id,
+            "gpu_model": job.gpu_model,
+            "started_at": job.started_at,
+            "finished_at": job.finished_at,
+            "updated_at": job.updated_at,
+            "not_before": job.not_before,
+            "preempted_at": p.at,
+            "preempted_kind": p.kind,
+            "preempted_for": p.beneficiary,
+            "preempted_reason": p.reason,
+        },
+    )
 
 
 NO_PREEMPTION = JobPreemption(0.0, "", "", "")
@@ -237,16 +259,33 @@ def run_from_row(row: RunRow) -> Run:
 
 def run_to_row(run: Run, row: RunRow) -> RunRow:
     """Write every field of `run` to `row` (a new RunRow() for a new run)."""
-    return _assign(row, {
-        "id": run.id, "job_id": run.job_id, "site": run.site, "epoch": run.epoch, "gpu_model": run.gpu_model,
-        "gpus": run.gpus, "cpus": run.cpus, "state": run.state.value, "institution": run.institution,
-        "project": run.project, "created_at": run.started_at, "preemptible": run.preemptible,
-        "walltime_seconds": run.walltime_seconds, "live": run.live, "message": run.message,
-        "ended_at": run.ended_at, "running_since": run.running_since, "charged_until": run.charged_until,
-        "reported_at": run.reported_at})
+    return _assign(
+        row,
+        {
+            "id": run.id,
+            "job_id": run.job_id,
+            "site": run.site,
+            "epoch": run.epoch,
+            "gpu_model": run.gpu_model,
+            "gpus": run.gpus,
+            "cpus": run.cpus,
+            "state": run.state.value,
+            "institution": run.institution,
+            "project": run.project,
+            "created_at": run.started_at,
+            "preemptible": run.preemptible,
+            "walltime_seconds": run.walltime_seconds,
+            "live": run.live,
+            "message": run.message,
+            "ended_at": run.ended_at,
+            "running_since": run.running_since,
+            "charged_until": run.charged_until,
+            "reported_at": run.reported_at,
+        },
+    )
 
 
-NEVER_REPORTED = "{}"   # a site row's inventory until its agent's first Hello stores one
+NEVER_REPORTED = "{}"  # a site row's inventory until its agent's first Hello stores one
 
 CONNECTING_REASON = "its agent has not reported its GPUs yet"
 

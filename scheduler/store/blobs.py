@@ -1,11 +1,12 @@
 """Run logs and working-dir packages: byte payloads the broker relays."""
+
 from __future__ import annotations
 
 from sqlmodel import col, func, select
 
-from scheduler.domain import NotFound
-from scheduler.store.base import Database
-from scheduler.store.models import LogRow, PackageRow, RunRow
+from minga.common.domain import NotFound
+from minga.scheduler.store.base import Database
+from minga.scheduler.store.models import LogRow, PackageRow, RunRow
 
 
 class BlobsRepo:
@@ -21,8 +22,11 @@ class BlobsRepo:
             run = s.get(RunRow, run_id)
             if run is None or run.site != site:
                 return False
-            end = s.exec(select(func.coalesce(func.max(LogRow.offset + func.length(LogRow.data)), 0))
-                         .where(LogRow.run_id == run_id)).one()
+            end = s.exec(
+                select(func.coalesce(func.max(LogRow.offset + func.length(LogRow.data)), 0)).where(
+                    LogRow.run_id == run_id
+                )
+            ).one()
             if offset + len(data) <= end:
                 return True
             skip = max(0, end - offset)
@@ -32,9 +36,12 @@ class BlobsRepo:
     def read_log(self, run_id: str, offset: int) -> list[tuple[int, bytes]]:
         """Chunks of a run's log that end after `offset`, in order, trimmed to start there."""
         with self.db.read() as s:
-            rows = s.exec(select(LogRow).where(LogRow.run_id == run_id)
-                          .where(LogRow.offset + func.length(LogRow.data) > offset)
-                          .order_by(col(LogRow.offset))).all()
+            rows = s.exec(
+                select(LogRow)
+                .where(LogRow.run_id == run_id)
+                .where(LogRow.offset + func.length(LogRow.data) > offset)
+                .order_by(col(LogRow.offset))
+            ).all()
             out = []
             for r in rows:
                 skip = max(0, offset - r.offset)

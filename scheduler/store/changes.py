@@ -1,6 +1,6 @@
 """What a committed transaction changed, as domain values, for write-through observers.
 
-The leader keeps the federation in memory (`scheduler.state`); the store stays the
+The leader keeps the federation in memory (`minga.scheduler.state`); the store stays the
 truth. Every write transaction collects the rows it flushed (SQLAlchemy's
 `after_flush`: new, changed and deleted ORM objects) and whatever a bulk statement
 declares with `note_*`; after the commit, and in commit order, `Database` hands the
@@ -8,6 +8,7 @@ result to its observers as one `Changes`. The same transaction that writes the s
 thus updates the in-memory state: the write-through of Armada's job database and
 Kueue's cache. Only the tables the scheduling state mirrors are collected.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -16,14 +17,24 @@ from typing import Protocol
 from sqlalchemy import event
 from sqlmodel import Session
 
-from scheduler.accounting import Ledger, Uptime
-from scheduler.domain import Job, Run, Site
-from scheduler.store.models import (
-    ContributionRow, CountryRow, GuaranteeRow, InstitutionRow, JobRow, LendingRow, MetaRow, ProjectRow, RunRow,
-    SiteRow, SiteUptimeRow, UsageRow,
+from minga.common.domain import Job, Run, Site
+from minga.scheduler.accounting import Ledger, Uptime
+from minga.scheduler.store.models import (
+    ContributionRow,
+    CountryRow,
+    GuaranteeRow,
+    InstitutionRow,
+    JobRow,
+    LendingRow,
+    MetaRow,
+    ProjectRow,
+    RunRow,
+    SiteRow,
+    SiteUptimeRow,
+    UsageRow,
 )
 
-SETTINGS_META_KEY = "share_settings"    # the MetaRow of the fair-share settings (store.shares)
+SETTINGS_META_KEY = "share_settings"  # the MetaRow of the fair-share settings (store.shares)
 _ACCOUNT_TABLES = (InstitutionRow, ProjectRow, CountryRow, GuaranteeRow, LendingRow)
 _KEY = "minga.changes"
 
@@ -35,16 +46,25 @@ class Changes:
     jobs: dict[str, Job] = field(default_factory=dict)
     runs: dict[str, Run] = field(default_factory=dict)
     sites: dict[str, Site] = field(default_factory=dict)
-    contributed_until: dict[str, float] = field(default_factory=dict)   # site -> contribution charged up to
-    uptime: dict[str, Uptime] = field(default_factory=dict)             # site -> its newest segment
+    contributed_until: dict[str, float] = field(default_factory=dict)  # site -> contribution charged up to
+    uptime: dict[str, Uptime] = field(default_factory=dict)  # site -> its newest segment
     usage: dict[str, Ledger] = field(default_factory=dict)
     contributions: dict[str, Ledger] = field(default_factory=dict)
-    reasons: dict[str, str] = field(default_factory=dict)   # job id -> waiting reason (bulk update)
-    accounts: bool = False      # the account tree or a lending policy changed: reload it
+    reasons: dict[str, str] = field(default_factory=dict)  # job id -> waiting reason (bulk update)
+    accounts: bool = False  # the account tree or a lending policy changed: reload it
 
     def __bool__(self) -> bool:
-        return bool(self.jobs or self.runs or self.sites or self.contributed_until or self.uptime or self.usage
-                    or self.contributions or self.reasons or self.accounts)
+        return bool(
+            self.jobs
+            or self.runs
+            or self.sites
+            or self.contributed_until
+            or self.uptime
+            or self.usage
+            or self.contributions
+            or self.reasons
+            or self.accounts
+        )
 
 
 class Observer(Protocol):
@@ -72,8 +92,9 @@ def _after_flush(session: Session, _context: object) -> None:
         table = getattr(obj, "__table__", None)
         if table is not None:
             collected.tables.add(table.name)
-        if isinstance(obj, (JobRow, RunRow, SiteRow, UsageRow, ContributionRow, SiteUptimeRow, MetaRow,
-                            *_ACCOUNT_TABLES)):
+        if isinstance(
+            obj, (JobRow, RunRow, SiteRow, UsageRow, ContributionRow, SiteUptimeRow, MetaRow, *_ACCOUNT_TABLES)
+        ):
             collected.rows[(type(obj), id(obj))] = obj
 
 
@@ -90,11 +111,18 @@ def note(session: Session, changes: Changes) -> None:
     collected: _Collected | None = session.info.get(_KEY)
     if collected is None:
         return
-    collected.tables.update(table for table, values in (
-        (JobRow.__tablename__, changes.jobs or changes.reasons), (RunRow.__tablename__, changes.runs),
-        (UsageRow.__tablename__, changes.usage), (ContributionRow.__tablename__, changes.contributions),
-        (SiteRow.__tablename__, changes.contributed_until), (SiteUptimeRow.__tablename__, changes.uptime))
-        if values)
+    collected.tables.update(
+        table
+        for table, values in (
+            (JobRow.__tablename__, changes.jobs or changes.reasons),
+            (RunRow.__tablename__, changes.runs),
+            (UsageRow.__tablename__, changes.usage),
+            (ContributionRow.__tablename__, changes.contributions),
+            (SiteRow.__tablename__, changes.contributed_until),
+            (SiteUptimeRow.__tablename__, changes.uptime),
+        )
+        if values
+    )
     n = collected.noted
     n.jobs.update(changes.jobs)
     n.runs.update(changes.runs)
@@ -113,7 +141,7 @@ def touched_tables(session: Session) -> set[str]:
 
 def committed_changes(session: Session) -> Changes:
     """Everything `session` wrote, as domain values read from the committed rows."""
-    from scheduler.store.base import job_from_row, run_from_row, site_from_row  # base imports this module
+    from minga.scheduler.store.base import job_from_row, run_from_row, site_from_row  # base imports this module
 
     collected: _Collected | None = session.info.get(_KEY)
     if collected is None:

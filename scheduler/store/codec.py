@@ -1,12 +1,13 @@
 """JSON encoding of the domain values the store keeps in text columns."""
+
 from __future__ import annotations
 
 import json
-from functools import lru_cache
 from dataclasses import asdict, fields, is_dataclass, replace
+from functools import cache, lru_cache
 from typing import Any
 
-from scheduler.domain import REDACTED, GpuPool, Inventory, JobSpec, Resources, RuntimeEnv
+from minga.common.domain import REDACTED, GpuPool, Inventory, JobSpec, Resources, RuntimeEnv
 
 
 def spec_to_json(spec: JobSpec) -> str:
@@ -30,7 +31,7 @@ def _plain(value: object) -> object:
     return {name: _plain(getattr(value, name)) for name in names}
 
 
-@lru_cache(maxsize=None)
+@cache
 def _field_names(cls: type) -> tuple[str, ...] | None:
     """The field names of a dataclass type, None for any other type (asked once per type)."""
     return tuple(f.name for f in fields(cls)) if is_dataclass(cls) else None

@@ -17,6 +17,7 @@ SQLite durability settings (why each):
   Read-only transactions use a second engine with a plain (deferred) BEGIN, so
   polling readers never queue for the write lock.
 """
+
 from __future__ import annotations
 
 import threading
@@ -28,14 +29,19 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DisconnectionError
 from sqlmodel import create_engine
 
-from scheduler.domain import InvalidArgument
+from minga.common.domain import InvalidArgument
 
 SQLITE_BUSY_TIMEOUT_MS = 15_000
 # A database that went away must fail calls within seconds (UNAVAILABLE), not hang
 # them for the minutes TCP takes to give up: a connect timeout, and TCP keepalives
 # that find a dead connection in about 5 + 2 × 2 s.
-PG_CONNECT_ARGS = {"connect_timeout": 5, "keepalives": 1, "keepalives_idle": 5,
-                   "keepalives_interval": 2, "keepalives_count": 2}
+PG_CONNECT_ARGS = {
+    "connect_timeout": 5,
+    "keepalives": 1,
+    "keepalives_idle": 5,
+    "keepalives_interval": 2,
+    "keepalives_count": 2,
+}
 
 
 def normalize_url(url: str) -> str:
@@ -44,9 +50,7 @@ def normalize_url(url: str) -> str:
         return "postgresql+psycopg://" + url.split("://", 1)[1]
     if url.startswith(("postgresql+psycopg://", "sqlite:///")):
         return url
-    raise InvalidArgument(
-        f"unsupported --db URL {url!r}: use sqlite:///PATH or postgresql://USER@HOST:PORT/DB"
-    )
+    raise InvalidArgument(f"unsupported --db URL {url!r}: use sqlite:///PATH or postgresql://USER@HOST:PORT/DB")
 
 
 def make_engines(url: str) -> tuple[Engine, Engine]:
@@ -68,6 +72,7 @@ def _ping_when_idle(engine: Engine) -> None:
     to a call that would fail on it. SQLAlchemy's `pool_pre_ping` does this at every
     checkout, a round trip that cost a burst of submits 5-10%; a connection in use within
     the last second was alive then, and a failure on it still answers UNAVAILABLE."""
+
     @event.listens_for(engine, "checkin")
     def _on_checkin(_dbapi_conn, record) -> None:  # type: ignore[no-untyped-def]
         record.info[_IDLE_SINCE] = time.monotonic()
@@ -79,7 +84,7 @@ def _ping_when_idle(engine: Engine) -> None:
         try:
             with dbapi_conn.cursor() as cur:
                 cur.execute("SELECT 1")
-        except Exception as exc:   # noqa: BLE001 - any failure: the pool connects afresh
+        except Exception as exc:  # noqa: BLE001 - any failure: the pool connects afresh
             raise DisconnectionError(f"pooled connection is dead: {exc}") from exc
 
 
@@ -119,9 +124,7 @@ def _sqlite_engine(url: str, immediate: bool) -> Engine:
     path = url.removeprefix("sqlite:///")
     if path and path != ":memory:":
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(
-        url, connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
-    )
+    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
@@ -149,8 +152,8 @@ def _sqlite_engine(url: str, immediate: bool) -> Engine:
     if immediate:
         turns = _WriteTurns()
         engine.write_turns = turns  # type: ignore[attr-defined]  (for tests)
-        dialect = engine.dialect   # this engine's own: the turn is given back once the
-        commit, rollback = dialect.do_commit, dialect.do_rollback   # COMMIT has returned
+        dialect = engine.dialect  # this engine's own: the turn is given back once the
+        commit, rollback = dialect.do_commit, dialect.do_rollback  # COMMIT has returned
 
         def do_commit(dbapi_conn) -> None:  # type: ignore[no-untyped-def]
             try:
@@ -168,6 +171,6 @@ def _sqlite_engine(url: str, immediate: bool) -> Engine:
 
         @event.listens_for(engine, "checkin")
         def _on_checkin(dbapi_conn, record) -> None:  # type: ignore[no-untyped-def]
-            turns.give_back(record.info)   # a transaction that ended without either
+            turns.give_back(record.info)  # a transaction that ended without either
 
     return engine

@@ -7,6 +7,7 @@ still at g and for at most `ttl` seconds: the generation makes a change by this 
 visible at once (a revoked token is refused on the very next call), the TTL bounds how
 long a change made by another broker on the same store can go unseen.
 """
+
 from __future__ import annotations
 
 import threading
@@ -33,7 +34,7 @@ class Generations:
                 self._counts[table] = self._counts.get(table, 0) + 1
 
 
-MAX_ENTRIES = 10_000   # a cache this full is emptied: it holds what is in use, not history
+MAX_ENTRIES = 10_000  # a cache this full is emptied: it holds what is in use, not history
 
 
 class Cached(Generic[V]):

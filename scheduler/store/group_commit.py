@@ -6,6 +6,7 @@ of them becomes the leader: it takes every queued request, commits them all with
 outcome. No thread of its own: a quiet store commits each request at once, in the
 caller's thread, and a busy one commits as many per transaction as arrived meanwhile.
 """
+
 from __future__ import annotations
 
 import threading
@@ -25,7 +26,7 @@ CommitBatch = Callable[[Sequence[T]], Sequence["R | BaseException"]]
 class _Waiter(Generic[T, R]):
     request: T
     done: threading.Event = field(default_factory=threading.Event)
-    lead: bool = False                      # woken to lead the next batch, not with an outcome
+    lead: bool = False  # woken to lead the next batch, not with an outcome
     outcome: R | BaseException | None = None
 
 
@@ -36,8 +37,8 @@ class GroupCommit(Generic[T, R]):
         self._lock = threading.Lock()
         self._queue: list[_Waiter[T, R]] = []
         self._leading = False
-        self.batches = 0      # transactions committed (or tried), for tests and benchmarks
-        self.requests = 0     # requests in them
+        self.batches = 0  # transactions committed (or tried), for tests and benchmarks
+        self.requests = 0  # requests in them
 
     @property
     def queued(self) -> int:
@@ -62,7 +63,7 @@ class GroupCommit(Generic[T, R]):
 
     def _lead(self) -> None:
         with self._lock:
-            batch, self._queue = self._queue[:self._max_batch], self._queue[self._max_batch:]
+            batch, self._queue = self._queue[: self._max_batch], self._queue[self._max_batch :]
         try:
             outcomes: Sequence[R | BaseException] = self._commit_batch([w.request for w in batch])
             if len(outcomes) != len(batch):

@@ -1,4 +1,5 @@
 """Jobs as researchers see them: submit (idempotent), read, list, cancel."""
+
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
@@ -8,23 +9,23 @@ from sqlalchemy import insert
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from scheduler.domain import Job, JobState, NotFound, TERMINAL_JOB_STATES
-from scheduler.states import transition
-from scheduler.store.audit import AuditEntry, add_entry, audit_values
-from scheduler.store.changes import note_jobs
-from scheduler.store.base import Database, StoreUnavailable, job_from_row
-from scheduler.store.codec import secrets_to_json, spec_from_json, spec_to_json
-from scheduler.store.models import AuditRow, JobRow, RunRow
-from scheduler.store.group_commit import GroupCommit
-from scheduler.store.requeue import locked_job
+from minga.common.domain import TERMINAL_JOB_STATES, Job, JobState, NotFound
+from minga.common.states import transition
+from minga.scheduler.store.audit import AuditEntry, add_entry, audit_values
+from minga.scheduler.store.base import Database, StoreUnavailable, job_from_row
+from minga.scheduler.store.changes import note_jobs
+from minga.scheduler.store.codec import secrets_to_json, spec_from_json, spec_to_json
+from minga.scheduler.store.group_commit import GroupCommit
+from minga.scheduler.store.models import AuditRow, JobRow, RunRow
+from minga.scheduler.store.requeue import locked_job
 
-AuditLine = Callable[[Job], AuditEntry]   # the audit line of a submit, given the job it answers with
+AuditLine = Callable[[Job], AuditEntry]  # the audit line of a submit, given the job it answers with
 
 
 @dataclass(frozen=True)
 class CancelOutcome:
     job: Job
-    stop_run_id: str = ""   # the live run to stop on its site, if any
+    stop_run_id: str = ""  # the live run to stop on its site, if any
     stop_site: str = ""
 
 
@@ -33,8 +34,8 @@ class _Submit:
     job: Job
     key: str | None
     audit: AuditLine | None
-    row: dict[str, object]      # the job's new row, made before the commit (in the caller's thread)
-    read: Job                   # the job as a read of that row gives it back
+    row: dict[str, object]  # the job's new row, made before the commit (in the caller's thread)
+    read: Job  # the job as a read of that row gives it back
 
     @classmethod
     def of(cls, job: Job, key: str | None, audit: AuditLine | None) -> _Submit:
@@ -42,7 +43,7 @@ class _Submit:
         return cls(job, key, audit, row, _as_read(job, row))
 
 
-Submitted = tuple[Job, bool]   # (the job, as read back; created now, or an earlier one for the key)
+Submitted = tuple[Job, bool]  # (the job, as read back; created now, or an earlier one for the key)
 
 
 class JobsRepo:
@@ -84,15 +85,14 @@ class JobsRepo:
         earlier = self.find_by_key(request.job.owner, request.key) if request.key else None
         if earlier is None:
             return conflict
-        if request.audit is not None:   # an earlier or concurrent submit with this key won
+        if request.audit is not None:  # an earlier or concurrent submit with this key won
             with self.db.tx() as s:
                 add_entry(s, request.audit(earlier))
         return earlier, False
 
     def find_by_key(self, owner: str, key: str) -> Job | None:
         with self.db.read() as s:
-            row = s.exec(select(JobRow).where(JobRow.owner == owner,
-                                              JobRow.idempotency_key == key)).first()
+            row = s.exec(select(JobRow).where(JobRow.owner == owner, JobRow.idempotency_key == key)).first()
             return job_from_row(row) if row else None
 
     def get(self, job_id: str) -> Job:
@@ -102,8 +102,14 @@ class JobsRepo:
                 raise NotFound(f"no job {job_id!r}")
             return job_from_row(row)
 
-    def list(self, institution: str | None, include_terminal: bool,
-             state: JobState | None, limit: int = 1000, plain_only: bool = False) -> list[Job]:
+    def list(
+        self,
+        institution: str | None,
+        include_terminal: bool,
+        state: JobState | None,
+        limit: int = 1000,
+        plain_only: bool = False,
+    ) -> list[Job]:
         """Newest first. `institution=None` lists every institution's jobs; `plain_only`
         leaves out the tasks of job arrays (listed as arrays instead)."""
         q = select(JobRow)
@@ -174,14 +180,27 @@ def _insert(s: Session, batch: Sequence[_Submit]) -> list[Submitted]:
 
 def _row(job: Job, key: str | None) -> dict[str, object]:
     """Every column of a new job's row (a multi-row INSERT needs them all)."""
-    return {**_NEW_ROW, "id": job.id, "owner": job.owner, "institution": job.institution,
-            "spec_json": spec_to_json(job.spec), "secret_env_json": secrets_to_json(job.spec),
-            "state": job.state.value, "reason": job.reason, "submitted_at": job.submitted_at,
-            "project": job.spec.project, "updated_at": job.submitted_at, "idempotency_key": key}
+    return {
+        **_NEW_ROW,
+        "id": job.id,
+        "owner": job.owner,
+        "institution": job.institution,
+        "spec_json": spec_to_json(job.spec),
+        "secret_env_json": secrets_to_json(job.spec),
+        "state": job.state.value,
+        "reason": job.reason,
+        "submitted_at": job.submitted_at,
+        "project": job.spec.project,
+        "updated_at": job.submitted_at,
+        "idempotency_key": key,
+    }
 
 
-_NEW_ROW = {c.name: c.default.arg if c.default is not None else None
-            for c in JobRow.__table__.columns if c.default is not None and not callable(c.default.arg)}
+_NEW_ROW = {
+    c.name: c.default.arg if c.default is not None else None
+    for c in JobRow.__table__.columns
+    if c.default is not None and not callable(c.default.arg)
+}
 
 
 def _as_read(job: Job, row: dict[str, object]) -> Job:

@@ -3,9 +3,10 @@
 Each row holds a decayed value and the time it is valid at; adding a charge first
 decays the old value to `now` (exponential decay with the policy's half-life, as
 Slurm's PriorityDecayHalfLife). Nothing ever re-reads the whole history. The leader
-computes each charging step from memory (`scheduler.accounting`) and `write_charges`
+computes each charging step from memory (`minga.scheduler.accounting`) and `write_charges`
 writes it; `charge_run` charges a run's last interval as it ends.
 """
+
 from __future__ import annotations
 
 from sqlalchemy import ARRAY, any_, bindparam, text, update
@@ -13,11 +14,10 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session
 
-from scheduler.accounting import ChargeBatch, Ledger, decayed
-from scheduler.shares_domain import ShareSettings, model_weight
-from scheduler.store.changes import Changes, note
-from scheduler.store.models import ContributionRow, RunRow, SiteRow, SiteUptimeRow, UsageRow
-
+from minga.common.shares import ShareSettings, model_weight
+from minga.scheduler.accounting import ChargeBatch, Ledger, decayed
+from minga.scheduler.store.changes import Changes, note
+from minga.scheduler.store.models import ContributionRow, RunRow, SiteRow, SiteUptimeRow, UsageRow
 
 LEDGER_LOCK_KEY = 0x6C656467  # "ledg": charging a run's last interval vs. the cycle's batch (PostgreSQL)
 
@@ -42,8 +42,14 @@ def charge_run(s: Session, run: RunRow, now: float, settings: ShareSettings) -> 
     _add(s, UsageRow, run.project, run.gpus * model_weight(settings, run.gpu_model) * seconds, now, settings)
 
 
-def _add(s: Session, table: type[UsageRow] | type[ContributionRow], key: str, amount: float,
-         now: float, settings: ShareSettings) -> None:
+def _add(
+    s: Session,
+    table: type[UsageRow] | type[ContributionRow],
+    key: str,
+    amount: float,
+    now: float,
+    settings: ShareSettings,
+) -> None:
     row = s.get(table, key)
     if row is None:
         row = table(**{"project" if table is UsageRow else "institution": key}, value=0.0, as_of=now)
@@ -53,7 +59,7 @@ def _add(s: Session, table: type[UsageRow] | type[ContributionRow], key: str, am
 
 
 def write_charges(s: Session, batch: ChargeBatch) -> None:
-    """Write one charging step (`scheduler.accounting.charge`) in a few batched statements,
+    """Write one charging step (`minga.scheduler.accounting.charge`) in a few batched statements,
     and tell the write-through observers what it wrote."""
     runs, sites, uptime = RunRow.__table__, SiteRow.__table__, SiteUptimeRow.__table__
     conn = s.connection()
@@ -61,20 +67,42 @@ def write_charges(s: Session, batch: ChargeBatch) -> None:
     # round trip per row. PostgreSQL takes the keys as one array (`= ANY`); SQLite as
     # `IN` lists, in chunks (a bound parameter each).
     postgres = conn.dialect.name == "postgresql"
-    for table, key, ids, column in ((runs, runs.c.id, [r.id for r in batch.runs], "charged_until"),
-                                    (sites, sites.c.name, batch.sites, "contributed_until"),
-                                    (uptime, uptime.c.id, [u.id for u in batch.extended.values()], "end")):
+    for table, key, ids, column in (
+        (runs, runs.c.id, [r.id for r in batch.runs], "charged_until"),
+        (sites, sites.c.name, batch.sites, "contributed_until"),
+        (uptime, uptime.c.id, [u.id for u in batch.extended.values()], "end"),
+    ):
         chunk = max(len(ids), 1) if postgres else _CHUNK
         for i in range(0, len(ids), chunk):
-            keys = ids[i:i + chunk]
+            keys = ids[i : i + chunk]
             where = key == any_(bindparam("keys", keys, type_=ARRAY(key.type))) if postgres else key.in_(keys)
             conn.execute(update(table).where(where).values({column: batch.now}))
     _upsert(s, UsageRow, "project", batch.usage)
     _upsert(s, ContributionRow, "institution", batch.contributions)
-    s.add_all([SiteUptimeRow(site=u.site, institution=u.institution, country=u.country, start=u.start, end=u.end,
-                             gpus=u.gpus, normalized_gpus=u.normalized_gpus) for u in batch.opened])
-    note(s, Changes(runs={r.id: r for r in batch.runs}, usage=batch.usage, contributions=batch.contributions,
-                    contributed_until=dict.fromkeys(batch.sites, batch.now), uptime=batch.extended))
+    s.add_all(
+        [
+            SiteUptimeRow(
+                site=u.site,
+                institution=u.institution,
+                country=u.country,
+                start=u.start,
+                end=u.end,
+                gpus=u.gpus,
+                normalized_gpus=u.normalized_gpus,
+            )
+            for u in batch.opened
+        ]
+    )
+    note(
+        s,
+        Changes(
+            runs={r.id: r for r in batch.runs},
+            usage=batch.usage,
+            contributions=batch.contributions,
+            contributed_until=dict.fromkeys(batch.sites, batch.now),
+            uptime=batch.extended,
+        ),
+    )
 
 
 _CHUNK = 5_000
@@ -86,6 +114,7 @@ def _upsert(s: Session, table: type[UsageRow] | type[ContributionRow], key: str,
     dialect = s.get_bind().dialect.name
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
     stmt = insert(table.__table__)
-    stmt = stmt.on_conflict_do_update(index_elements=[key], set_={"value": stmt.excluded.value,
-                                                                   "as_of": stmt.excluded.as_of})
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[key], set_={"value": stmt.excluded.value, "as_of": stmt.excluded.as_of}
+    )
     s.connection().execute(stmt, [{key: k, "value": v.value, "as_of": v.as_of} for k, v in ledgers.items()])

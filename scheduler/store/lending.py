@@ -5,6 +5,7 @@ JSON rather than columns: the policy is read whole (by the snapshot, by the admi
 migration. A policy that no longer parses is a bug, never a reason to stop scheduling:
 it is logged and the site keeps to the strictest reading, lending to nobody.
 """
+
 from __future__ import annotations
 
 import json
@@ -13,10 +14,10 @@ from dataclasses import asdict
 
 from sqlmodel import Session, select
 
-from scheduler.domain import NotFound
-from scheduler.lending import LendingPolicy, Window
-from scheduler.store.base import Database
-from scheduler.store.models import LendingRow, SiteRow
+from minga.common.domain import NotFound
+from minga.common.lending import LendingPolicy, Window
+from minga.scheduler.store.base import Database
+from minga.scheduler.store.models import LendingRow, SiteRow
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +33,14 @@ def policy_from_json(text: str) -> LendingPolicy:
     d = json.loads(text)
     for name in ("lend_windows", "closed_windows"):
         d[name] = tuple(Window(tuple(w["days"]), w["start"], w["end"]) for w in d.get(name, ()))
-    for name in ("allow_countries", "deny_countries", "allow_institutions", "deny_institutions",
-                 "env_allow", "pip_allow"):
+    for name in (
+        "allow_countries",
+        "deny_countries",
+        "allow_institutions",
+        "deny_institutions",
+        "env_allow",
+        "pip_allow",
+    ):
         d[name] = tuple(d.get(name, ()))
     return LendingPolicy(**d)
 

@@ -1,4 +1,5 @@
 """SQLModel tables. Only the store package imports this module."""
+
 from __future__ import annotations
 
 from typing import Optional
@@ -14,13 +15,13 @@ class InstitutionRow(SQLModel, table=True):
     country: str
     weight: float = 1.0
     created_at: float = 0.0
-    borrowing_limit: Optional[int] = None   # GPUs beyond its guarantee; None: unlimited
-    lending_limit: Optional[int] = None     # GPUs of its own it may lend; None: unlimited
+    borrowing_limit: Optional[int] = None  # GPUs beyond its guarantee; None: unlimited
+    lending_limit: Optional[int] = None  # GPUs of its own it may lend; None: unlimited
 
 
 class ProjectRow(SQLModel, table=True):
     __tablename__ = "projects"
-    id: str = Field(primary_key=True)       # "<institution>/<name>"
+    id: str = Field(primary_key=True)  # "<institution>/<name>"
     institution: str = Field(index=True)
     name: str
     weight: float = 1.0
@@ -73,8 +74,8 @@ class SiteUptimeRow(SQLModel, table=True):
     country: str
     start: float = Field(index=True)
     end: float = Field(index=True)
-    gpus: int                               # raw GPUs
-    normalized_gpus: float                  # GPUs times their model weights
+    gpus: int  # raw GPUs
+    normalized_gpus: float  # GPUs times their model weights
 
 
 class UserRow(SQLModel, table=True):
@@ -108,13 +109,13 @@ class SiteRow(SQLModel, table=True):
     name: str = Field(primary_key=True)
     institution: str = Field(index=True)
     country: str
-    state: str = "READY"                    # health: READY, DEGRADED or LOST
+    state: str = "READY"  # health: READY, DEGRADED or LOST
     connected: bool = False
     inventory_json: str = Field(default="{}", sa_column=Column(Text, nullable=False))
     last_seen: float = 0.0
     joined_at: float = 0.0
     labels_json: str = Field(default="{}", sa_column=Column(Text, nullable=False, server_default="{}"))
-    contributed_until: float = 0.0          # contribution is charged up to here
+    contributed_until: float = 0.0  # contribution is charged up to here
     # Added by revision 0002 (columns are appended, so they come last):
     admin_state: str = Field(default="", sa_column_kwargs={"server_default": ""})  # "", CORDONED or DRAINING
     health_message: str = Field(default="", sa_column_kwargs={"server_default": ""})  # why DEGRADED or LOST
@@ -141,8 +142,12 @@ class JobRow(SQLModel, table=True):
     updated_at: float = 0.0
     idempotency_key: Optional[str] = Field(default=None)
     # Added by revision 0002:
-    failures: int = Field(default=0, sa_column_kwargs={"server_default": "0"})  # the user's failed runs; see max_attempts
-    not_before: float = Field(default=0.0, sa_column_kwargs={"server_default": "0"})  # requeue backoff: not placed before
+    failures: int = Field(
+        default=0, sa_column_kwargs={"server_default": "0"}
+    )  # the user's failed runs; see max_attempts
+    not_before: float = Field(
+        default=0.0, sa_column_kwargs={"server_default": "0"}
+    )  # requeue backoff: not placed before
     # Added by revision 0006: the secret env values (JSON), apart from spec_json so that
     # nothing decoding a displayed spec can see them; read only to start a run.
     secret_env_json: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))
@@ -177,9 +182,9 @@ class RunRow(SQLModel, table=True):
     institution: str = ""
     project: str = ""
     preemptible: bool = True
-    charged_until: float = 0.0              # usage is charged up to here (0: not running yet)
-    running_since: float = 0.0              # first reported RUNNING (0: never ran)
-    walltime_seconds: int = 0               # its job's limit, for backfill estimates
+    charged_until: float = 0.0  # usage is charged up to here (0: not running yet)
+    running_since: float = 0.0  # first reported RUNNING (0: never ran)
+    walltime_seconds: int = 0  # its job's limit, for backfill estimates
     # Added by revision 0008_infra: when its site first reported it (0: never, so a start
     # lost in transit may be resent under the same id; otherwise never).
     reported_at: float = Field(default=0.0, sa_column_kwargs={"server_default": "0"})
@@ -212,24 +217,26 @@ class MetaRow(SQLModel, table=True):
 class AuditRow(SQLModel, table=True):
     """One state-changing call: who (the authenticated identity), what, when, from
     where, and how it ended. Appended, never updated; no secret is ever stored."""
+
     __tablename__ = "audit"
     id: Optional[int] = Field(default=None, primary_key=True)
     at: float = Field(index=True)
-    who: str = Field(index=True)            # user or site name; "" when unauthenticated
+    who: str = Field(index=True)  # user or site name; "" when unauthenticated
     role: str = ""
-    method: str                             # e.g. "AdminService/AddUser"
-    target: str = ""                        # what it acted on: a job id, an institution...
-    peer: str = ""                          # the caller's address, as gRPC saw it
-    outcome: str                            # "OK" or the status code's name
-    detail: str = ""                        # the refusal's message, cut short
+    method: str  # e.g. "AdminService/AddUser"
+    target: str = ""  # what it acted on: a job id, an institution...
+    peer: str = ""  # the caller's address, as gRPC saw it
+    outcome: str  # "OK" or the status code's name
+    detail: str = ""  # the refusal's message, cut short
     # Added by revision 0007: the institution a line is about when its caller is not one of
     # that institution's users or sites (the scheduler's preemptions); "" for calls.
     institution: str = Field(default="", sa_column_kwargs={"server_default": ""})
 
 
 class LendingRow(SQLModel, table=True):
-    """A site owner's lending policy (`scheduler.lending.LendingPolicy` as JSON); no row:
+    """A site owner's lending policy (`minga.common.lending.LendingPolicy` as JSON); no row:
     the site lends to anyone, at any time, and takes any environment. Added by 0005."""
+
     __tablename__ = "site_lending"
     site: str = Field(primary_key=True)
     policy_json: str = Field(sa_column=Column(Text, nullable=False))

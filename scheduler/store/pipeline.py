@@ -14,6 +14,7 @@ overtake its own earlier requests (a stream about to act on something else) wait
 its last ticket (`wait`). The queue is bounded: a caller beyond `max_queued` waits.
 The applier thread is started on demand and ends after `idle_seconds` without work.
 """
+
 from __future__ import annotations
 
 import logging
@@ -23,7 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from scheduler.store.group_commit import CommitBatch
+from minga.scheduler.store.group_commit import CommitBatch
 
 log = logging.getLogger(__name__)
 
@@ -38,12 +39,18 @@ class _Queued(Generic[T, R]):
     request: T
     done: Done[R]
     ticket: int
-    skip: Callable[[], bool] | None   # true: the caller gave up on it, commit nothing
+    skip: Callable[[], bool] | None  # true: the caller gave up on it, commit nothing
 
 
 class PipelinedCommit(Generic[T, R]):
-    def __init__(self, commit_batch: CommitBatch[T, R], max_batch: int = 1000, max_queued: int = 10_000,
-                 idle_seconds: float = 1.0, name: str = "pipelined-commit") -> None:
+    def __init__(
+        self,
+        commit_batch: CommitBatch[T, R],
+        max_batch: int = 1000,
+        max_queued: int = 10_000,
+        idle_seconds: float = 1.0,
+        name: str = "pipelined-commit",
+    ) -> None:
         self._commit_batch = commit_batch
         self._max_batch = max_batch
         self._max_queued = max_queued
@@ -52,10 +59,10 @@ class PipelinedCommit(Generic[T, R]):
         self._cond = threading.Condition()
         self._queue: deque[_Queued[T, R]] = deque()
         self._applier: threading.Thread | None = None
-        self._issued = 0       # the last ticket handed out
-        self._done = 0         # every ticket up to this one has its outcome
-        self.batches = 0       # transactions committed (or tried), for tests and benchmarks
-        self.requests = 0      # requests in them
+        self._issued = 0  # the last ticket handed out
+        self._done = 0  # every ticket up to this one has its outcome
+        self.batches = 0  # transactions committed (or tried), for tests and benchmarks
+        self.requests = 0  # requests in them
 
     @property
     def queued(self) -> int:
@@ -96,10 +103,10 @@ class PipelinedCommit(Generic[T, R]):
         while True:
             with self._cond:
                 if not self._cond.wait_for(lambda: self._queue, self._idle_seconds):
-                    self._applier = None     # idle: a later submit starts another
+                    self._applier = None  # idle: a later submit starts another
                     return
                 batch = [self._queue.popleft() for _ in range(min(self._max_batch, len(self._queue)))]
-                self._cond.notify_all()      # room in the queue
+                self._cond.notify_all()  # room in the queue
             self._apply(batch)
 
     def _apply(self, batch: list[_Queued[T, R]]) -> None:

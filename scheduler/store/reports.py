@@ -4,16 +4,17 @@ Exact without an interval table: a run holds a fixed number of GPUs from its fir
 RUNNING report to its end, and a site's uptime is kept as contiguous segments of
 fixed capacity, so each contributes its overlap with the window.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from sqlmodel import col, or_, select
 
-from scheduler.store.base import Database
-from scheduler.shares_domain import model_weight
-from scheduler.store.models import InstitutionRow, RunRow, SiteUptimeRow
-from scheduler.store.shares import read_settings
+from minga.common.shares import model_weight
+from minga.scheduler.store.base import Database
+from minga.scheduler.store.models import InstitutionRow, RunRow, SiteUptimeRow
+from minga.scheduler.store.shares import read_settings
 
 GROUPINGS = ("country", "institution", "project")
 
@@ -44,12 +45,16 @@ class ReportsRepo:
             country_of = {r.slug: r.country for r in s.exec(select(InstitutionRow)).all()}
 
             def line(institution: str, project: str = "") -> UsageLine:
-                key = {"country": country_of.get(institution, ""), "institution": institution,
-                       "project": project}[by]
+                key = {"country": country_of.get(institution, ""), "institution": institution, "project": project}[by]
                 return lines.setdefault(key, UsageLine(key, country_of.get(institution, "")))
 
-            runs = s.exec(select(RunRow).where(RunRow.running_since > 0, RunRow.running_since < until,
-                                               or_(RunRow.ended_at == 0, RunRow.ended_at > since))).all()
+            runs = s.exec(
+                select(RunRow).where(
+                    RunRow.running_since > 0,
+                    RunRow.running_since < until,
+                    or_(RunRow.ended_at == 0, RunRow.ended_at > since),
+                )
+            ).all()
             for run in runs:
                 seconds = _overlap(run.running_since, run.ended_at or until, since, until)
                 if seconds and run.gpus:
@@ -57,9 +62,11 @@ class ReportsRepo:
                     entry.consumed_gpu_hours += run.gpus * seconds / 3600
                     entry.consumed_normalized += run.gpus * model_weight(settings, run.gpu_model) * seconds / 3600
             if by != "project":
-                segments = s.exec(select(SiteUptimeRow).where(SiteUptimeRow.end > since,
-                                                              SiteUptimeRow.start < until)
-                                  .order_by(col(SiteUptimeRow.start))).all()
+                segments = s.exec(
+                    select(SiteUptimeRow)
+                    .where(SiteUptimeRow.end > since, SiteUptimeRow.start < until)
+                    .order_by(col(SiteUptimeRow.start))
+                ).all()
                 for seg in segments:
                     hours = _overlap(seg.start, seg.end, since, until) / 3600
                     entry = line(seg.institution)

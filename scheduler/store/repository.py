@@ -2,20 +2,21 @@
 
 Callers never see SQLModel rows, only domain values.
 """
+
 from __future__ import annotations
 
-from scheduler.store.accounts import AccountsRepo
-from scheduler.store.audit import AuditRepo
-from scheduler.store.base import Database
-from scheduler.store.blobs import BlobsRepo
-from scheduler.store.db import make_engines
-from scheduler.store.arrays import ArraysRepo
-from scheduler.store.jobs import JobsRepo
-from scheduler.store.lending import LendingRepo
-from scheduler.store.reports import ReportsRepo
-from scheduler.store.runs import RunsRepo
-from scheduler.store.shares import SharesRepo
-from scheduler.store.sites import SitesRepo
+from minga.scheduler.store.accounts import AccountsRepo
+from minga.scheduler.store.arrays import ArraysRepo
+from minga.scheduler.store.audit import AuditRepo
+from minga.scheduler.store.base import Database
+from minga.scheduler.store.blobs import BlobsRepo
+from minga.scheduler.store.db import make_engines
+from minga.scheduler.store.jobs import JobsRepo
+from minga.scheduler.store.lending import LendingRepo
+from minga.scheduler.store.reports import ReportsRepo
+from minga.scheduler.store.runs import RunsRepo
+from minga.scheduler.store.shares import SharesRepo
+from minga.scheduler.store.sites import SitesRepo
 
 
 class Store:

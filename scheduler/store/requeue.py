@@ -10,21 +10,22 @@ and writes what it returns back through the ORM (`write_step`).
 - A run past its walltime is stopped and its job ends FAILED with reason TIMEOUT,
   as Slurm's TimeLimit does.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 from sqlmodel import Session, col, select
 
-from scheduler import lifecycle
-from scheduler.commands import Command
-from scheduler.domain import Job
-from scheduler.lifecycle import Step, run_lost
-from scheduler.requeue_rules import backoff_seconds  # noqa: F401 (re-exported)
-from scheduler.store.base import job_from_row, job_to_row, run_from_row, run_to_row
-from scheduler.store.ledger import charge_run
-from scheduler.store.models import JobRow, RunRow
-from scheduler.store.shares import read_settings
+from minga.common.domain import Job
+from minga.scheduler import lifecycle
+from minga.scheduler.commands import Command
+from minga.scheduler.lifecycle import Step, run_lost
+from minga.scheduler.requeue_rules import backoff_seconds  # noqa: F401 (re-exported)
+from minga.scheduler.store.base import job_from_row, job_to_row, run_from_row, run_to_row
+from minga.scheduler.store.ledger import charge_run
+from minga.scheduler.store.models import JobRow, RunRow
+from minga.scheduler.store.shares import read_settings
 
 
 def locked_job(s: Session, job_id: str) -> JobRow | None:
@@ -34,7 +35,7 @@ def locked_job(s: Session, job_id: str) -> JobRow | None:
     reports, never overwrite each other under READ COMMITTED."""
     locked = s.info.setdefault(_LOCKED_JOBS, set())
     if job_id in locked:
-        return s.get(JobRow, job_id)    # locked (and read) earlier in this transaction
+        return s.get(JobRow, job_id)  # locked (and read) earlier in this transaction
     locked.add(job_id)
     return s.get(JobRow, job_id, with_for_update=True, populate_existing=True)
 
@@ -44,8 +45,15 @@ def lock_jobs(s: Session, job_ids: list[str], chunk: int = 500) -> None:
     locked = s.info.setdefault(_LOCKED_JOBS, set())
     todo = [j for j in job_ids if j not in locked]
     for i in range(0, len(todo), chunk):
-        hold(s, s.exec(select(JobRow).where(col(JobRow.id).in_(todo[i:i + chunk])).with_for_update()
-                       .execution_options(populate_existing=True)).all())
+        hold(
+            s,
+            s.exec(
+                select(JobRow)
+                .where(col(JobRow.id).in_(todo[i : i + chunk]))
+                .with_for_update()
+                .execution_options(populate_existing=True)
+            ).all(),
+        )
     locked.update(todo)
 
 
@@ -74,12 +82,18 @@ def prefetch_runs(s: Session, run_ids: list[str], chunk: int = 500) -> None:
     row at a time, for a whole batch of reports."""
     runs: list[RunRow] = []
     for i in range(0, len(run_ids), chunk):
-        runs += s.exec(select(RunRow).where(col(RunRow.id).in_(run_ids[i:i + chunk]))).all()
+        runs += s.exec(select(RunRow).where(col(RunRow.id).in_(run_ids[i : i + chunk]))).all()
     hold(s, runs)
     lock_jobs(s, sorted({r.job_id for r in runs}))
     for i in range(0, len(run_ids), chunk):
-        hold(s, s.exec(select(RunRow).where(col(RunRow.id).in_(run_ids[i:i + chunk]))
-                       .execution_options(populate_existing=True)).all())
+        hold(
+            s,
+            s.exec(
+                select(RunRow)
+                .where(col(RunRow.id).in_(run_ids[i : i + chunk]))
+                .execution_options(populate_existing=True)
+            ).all(),
+        )
     s.info.setdefault(_FRESH_RUNS, set()).update(r.id for r in runs)
 
 

@@ -4,6 +4,7 @@ Fencing: a report changes a job only if it is about the job's current, live run 
 reporting site; anything else is stale and is told to stop. The rules are pure, in
 scheduler/lifecycle.py; here the rows are locked, loaded, and written back.
 """
+
 from __future__ import annotations
 
 from collections import defaultdict
@@ -11,27 +12,33 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 
-from sqlalchemy import func
-from sqlalchemy import bindparam, text, update
+from sqlalchemy import bindparam, func, text, update
 from sqlmodel import Session, col, select
 
-from scheduler.commands import Command, RunReport, StartRunCommand
-from scheduler.domain import LIVE_JOB_STATES, Job, JobState, RunState, SiteState
-from scheduler.lifecycle import after_report, lease, preempt, unknown_run, unlisted_at_hello
-from scheduler.shares_domain import ShareSettings
-from scheduler.snapshot import Decisions, Placement, Preemption, Snapshot
-from scheduler.store.audit import SCHEDULER, SCHEDULER_ROLE, AuditEntry, add_entry
-from scheduler.store.base import Database, StoreUnavailable, job_from_row, run_from_row, site_from_row
-from scheduler.store.codec import inventory_from_json, spec_from_json, with_secrets
-from scheduler.accounting import ChargeBatch
-from scheduler.store.changes import Changes, note
-from scheduler.store.ledger import ledger_lock, write_charges
-from scheduler.store.requeue import (
-    fresh_run, hold, job_or_none, lock_jobs, locked_job, lose_runs, prefetch_runs, stop_overdue, write_step,
+from minga.common.domain import LIVE_JOB_STATES, Job, JobState, RunState, SiteState
+from minga.common.shares import ShareSettings
+from minga.common.snapshot import Decisions, Placement, Preemption, Snapshot
+from minga.scheduler.accounting import ChargeBatch
+from minga.scheduler.commands import Command, RunReport, StartRunCommand
+from minga.scheduler.lifecycle import after_report, lease, preempt, unknown_run, unlisted_at_hello
+from minga.scheduler.store.audit import SCHEDULER, SCHEDULER_ROLE, AuditEntry, add_entry
+from minga.scheduler.store.base import Database, StoreUnavailable, job_from_row, run_from_row, site_from_row
+from minga.scheduler.store.changes import Changes, note
+from minga.scheduler.store.codec import inventory_from_json, spec_from_json, with_secrets
+from minga.scheduler.store.ledger import ledger_lock, write_charges
+from minga.scheduler.store.models import JobRow, RunRow, SiteRow
+from minga.scheduler.store.requeue import (
+    fresh_run,
+    hold,
+    job_or_none,
+    lock_jobs,
+    locked_job,
+    lose_runs,
+    prefetch_runs,
+    stop_overdue,
+    write_step,
 )
-from scheduler.store.shares import load_shares, read_settings
-from scheduler.store.models import JobRow, RunRow, SiteRow
-
+from minga.scheduler.store.shares import load_shares, read_settings
 
 Fence = Callable[[Session], None]
 
@@ -39,9 +46,14 @@ Fence = Callable[[Session], None]
 def live_array_tasks(s: Session, capped: set[str]) -> tuple[tuple[str, int], ...]:
     """(array id, tasks holding GPUs now) for each of the `capped` arrays, 0 included: what
     %K counts, and what tells the policy which arrays are capped (`Snapshot.array_live`)."""
-    q = (select(JobRow.array_id, func.count()).where(JobRow.array_id != "", JobRow.array_limit > 0,
-                                                      col(JobRow.state).in_([st.value for st in LIVE_JOB_STATES]))
-         .group_by(JobRow.array_id).order_by(JobRow.array_id))
+    q = (
+        select(JobRow.array_id, func.count())
+        .where(
+            JobRow.array_id != "", JobRow.array_limit > 0, col(JobRow.state).in_([st.value for st in LIVE_JOB_STATES])
+        )
+        .group_by(JobRow.array_id)
+        .order_by(JobRow.array_id)
+    )
     live = dict(s.exec(q).all())
     return tuple((a, live.get(a, 0)) for a in sorted(capped))
 
@@ -60,14 +72,27 @@ class RunsRepo:
             query = select(*JobRow.__table__.columns).where(JobRow.state == JobState.PENDING.value)
             if now is not None:  # a job in its requeue backoff sits out until `not_before`
                 query = query.where(JobRow.not_before <= now)
-            pending = tuple(job_from_row(r) for r in s.connection().execute(  # type: ignore[arg-type]
-                query.order_by(col(JobRow.submitted_at), col(JobRow.id))))
+            pending = tuple(
+                job_from_row(r)
+                for r in s.connection().execute(  # type: ignore[arg-type]
+                    query.order_by(col(JobRow.submitted_at), col(JobRow.id))
+                )
+            )
             tree, usage = load_shares(s, now or 0.0)
             capped = {j.array_id for j in pending if j.array_limit}
             array_live = live_array_tasks(s, capped) if capped else ()
-        return Snapshot(sites=sites, live_runs=runs, pending=pending, institutions=tree.institutions,
-                        projects=tree.projects, usage=usage, country_weights=tree.countries, settings=tree.settings,
-                        lending=tree.lending, array_live=array_live)
+        return Snapshot(
+            sites=sites,
+            live_runs=runs,
+            pending=pending,
+            institutions=tree.institutions,
+            projects=tree.projects,
+            usage=usage,
+            country_weights=tree.countries,
+            settings=tree.settings,
+            lending=tree.lending,
+            array_live=array_live,
+        )
 
     @contextmanager
     def _tx(self, fence: Fence | None) -> Iterator[Session]:
@@ -90,9 +115,14 @@ class RunsRepo:
                 batch = compute()
             write_charges(s, batch)
 
-    def apply_decisions(self, decisions: Decisions, now: float, fence: Fence | None = None,
-                        free: Callable[[], dict[tuple[str, str], int]] | None = None,
-                        changed_reasons: Callable[[], dict[str, str]] | None = None) -> list[Command]:
+    def apply_decisions(
+        self,
+        decisions: Decisions,
+        now: float,
+        fence: Fence | None = None,
+        free: Callable[[], dict[tuple[str, str], int]] | None = None,
+        changed_reasons: Callable[[], dict[str, str]] | None = None,
+    ) -> list[Command]:
         """Preempt, then lease every placement, in ONE transaction that re-checks capacity.
         The leader passes `free` (GPUs no live run holds) and `changed_reasons` (the waiting
         reasons that differ from the stored ones) from memory; without them, they are read."""
@@ -101,10 +131,10 @@ class RunsRepo:
             s.connection()
             preempted = [c for p in decisions.preemptions for c in _preempt(s, p, now)]
             if free is None:
-                capacity = _free_gpus(s)     # read after the preemptions: their GPUs count as free
+                capacity = _free_gpus(s)  # read after the preemptions: their GPUs count as free
             else:
                 with self.db.commit_lock:
-                    capacity = free()        # memory: as committed, before this transaction
+                    capacity = free()  # memory: as committed, before this transaction
                 for stop in preempted:  # their GPUs are free once this transaction commits
                     run = s.get(RunRow, stop.run_id)
                     if run is not None and run.gpus:
@@ -124,8 +154,9 @@ class RunsRepo:
         with self.db.tx() as s:
             return _apply_report(s, site, report, now)
 
-    def apply_reports(self, site_reports: Sequence[tuple[str, RunReport]], now: float
-                      ) -> list[list[Command] | Exception]:
+    def apply_reports(
+        self, site_reports: Sequence[tuple[str, RunReport]], now: float
+    ) -> list[list[Command] | Exception]:
         """Many sites' reports in ONE transaction (a group commit): each one's commands,
         in order. If one fails, the batch is rolled back and each report is applied in a
         transaction of its own, so a bad report costs its own outcome (its exception),
@@ -146,7 +177,7 @@ class RunsRepo:
             return self.apply_report(site, report, now)
         except StoreUnavailable:
             raise
-        except Exception as exc:  # noqa: BLE001 - the outcome of this report alone
+        except Exception as exc:
             return exc
 
     def site_lost(self, site: str, reason: str, now: float, fence: Fence | None = None) -> int:
@@ -170,8 +201,7 @@ class RunsRepo:
                 s.add(row)
         return 0
 
-    def _site_unhealthy(self, site: str, state: SiteState, reason: str, now: float,
-                        fence: Fence | None = None) -> int:
+    def _site_unhealthy(self, site: str, state: SiteState, reason: str, now: float, fence: Fence | None = None) -> int:
         with self._tx(fence) as s:
             row = s.get(SiteRow, site)
             if row is None:
@@ -180,8 +210,9 @@ class RunsRepo:
             s.add(row)
             return lose_runs(s, site, f"site {site} {state.value.lower()}: {reason}", now)
 
-    def stop_overdue(self, now: float, fence: Fence | None = None,
-                     candidates: list[str] | None = None) -> list[Command]:
+    def stop_overdue(
+        self, now: float, fence: Fence | None = None, candidates: list[str] | None = None
+    ) -> list[Command]:
         """Enforce walltimes: stop every run past its limit. The leader names the
         `candidates` from memory; without them, the live runs are read."""
         if candidates is not None and not candidates:
@@ -222,18 +253,27 @@ def _record_reasons(s: Session, decisions: Decisions, changed: dict[str, str] | 
         if not decisions.waiting:
             return
         current = dict(s.exec(select(JobRow.id, JobRow.reason).where(JobRow.state == JobState.PENDING.value)).all())
-        changed = {w.job_id: w.reason for w in decisions.waiting
-                   if w.job_id in current and current[w.job_id] != w.reason}
+        changed = {
+            w.job_id: w.reason for w in decisions.waiting if w.job_id in current and current[w.job_id] != w.reason
+        }
     if not changed:
         return
     jobs, conn = JobRow.__table__, s.connection()
-    if conn.dialect.name == "postgresql":   # one statement over two arrays, not a statement per row
-        conn.execute(text("UPDATE jobs SET reason = u.why FROM unnest(CAST(:ids AS varchar[]), CAST(:whys AS "
-                          "varchar[])) AS u(jid, why) WHERE jobs.id = u.jid AND jobs.state = :pending"),
-                     {"ids": list(changed), "whys": list(changed.values()), "pending": JobState.PENDING.value})
+    if conn.dialect.name == "postgresql":  # one statement over two arrays, not a statement per row
+        conn.execute(
+            text(
+                "UPDATE jobs SET reason = u.why FROM unnest(CAST(:ids AS varchar[]), CAST(:whys AS "
+                "varchar[])) AS u(jid, why) WHERE jobs.id = u.jid AND jobs.state = :pending"
+            ),
+            {"ids": list(changed), "whys": list(changed.values()), "pending": JobState.PENDING.value},
+        )
     else:
-        conn.execute(update(jobs).where(jobs.c.id == bindparam("jid"), jobs.c.state == JobState.PENDING.value)
-                     .values(reason=bindparam("why")), [{"jid": k, "why": v} for k, v in changed.items()])
+        conn.execute(
+            update(jobs)
+            .where(jobs.c.id == bindparam("jid"), jobs.c.state == JobState.PENDING.value)
+            .values(reason=bindparam("why")),
+            [{"jid": k, "why": v} for k, v in changed.items()],
+        )
     note(s, Changes(reasons=changed))
 
 
@@ -257,9 +297,16 @@ def _preemption_line(p: Preemption, site: str, now: float) -> AuditEntry:
     """The audit line of one preemption: the scheduler acted, on the job's run."""
     kind = p.kind or "preemption"
     beneficiary = f" for {p.beneficiary}" if p.beneficiary else ""
-    return AuditEntry(at=now, who=SCHEDULER, role=SCHEDULER_ROLE, method="Scheduler/Preempt",
-                      target=f"{p.job_id} {p.run_id}", peer="", outcome="OK",
-                      detail=f"{kind}{beneficiary} on {site}: {p.reason}")
+    return AuditEntry(
+        at=now,
+        who=SCHEDULER,
+        role=SCHEDULER_ROLE,
+        method="Scheduler/Preempt",
+        target=f"{p.job_id} {p.run_id}",
+        peer="",
+        outcome="OK",
+        detail=f"{kind}{beneficiary} on {site}: {p.reason}",
+    )
 
 
 def notice_seconds(settings: ShareSettings) -> int:
@@ -278,8 +325,9 @@ def _free_gpus(s: Session) -> dict[tuple[str, str], int]:
     return free
 
 
-def _lease(s: Session, p: Placement, free: dict[tuple[str, str], int], now: float,
-           notice: int = 0) -> StartRunCommand | None:
+def _lease(
+    s: Session, p: Placement, free: dict[tuple[str, str], int], now: float, notice: int = 0
+) -> StartRunCommand | None:
     job = locked_job(s, p.job_id)
     site = s.get(SiteRow, p.site)
     if job is None or site is None:

@@ -1,4 +1,5 @@
 """The account tree's settings: projects, weights, guarantees, limits and the policy."""
+
 from __future__ import annotations
 
 import json
@@ -7,20 +8,26 @@ from dataclasses import asdict, dataclass, replace
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from scheduler.domain import AlreadyExists, InvalidArgument, NotFound
-from scheduler.lending import LendingPolicy
-from scheduler.shares_domain import InstitutionShare, ProjectShare, ShareSettings
-from scheduler.store.base import Database
-from scheduler.store.generations import Cached
-from scheduler.accounting import Ledger, shares_at
-from scheduler.store.lending import load_lending
-from scheduler.store.models import (
-    ContributionRow, CountryRow, GuaranteeRow, InstitutionRow, MetaRow, ProjectRow, UsageRow,
+from minga.common.domain import AlreadyExists, InvalidArgument, NotFound
+from minga.common.lending import LendingPolicy
+from minga.common.shares import InstitutionShare, ProjectShare, ShareSettings
+from minga.scheduler.accounting import Ledger, shares_at
+from minga.scheduler.store.base import Database
+from minga.scheduler.store.generations import Cached
+from minga.scheduler.store.lending import load_lending
+from minga.scheduler.store.models import (
+    ContributionRow,
+    CountryRow,
+    GuaranteeRow,
+    InstitutionRow,
+    MetaRow,
+    ProjectRow,
+    UsageRow,
 )
 
 SETTINGS_KEY = "share_settings"
 DEFAULT_PROJECT = "default"
-PROJECTS_TTL = 60.0   # projects are never deleted: a resolved one stays right
+PROJECTS_TTL = 60.0  # projects are never deleted: a resolved one stays right
 
 
 def project_id(institution: str, name: str) -> str:
@@ -165,12 +172,20 @@ def read_accounts(s: Session) -> AccountTree:
     for g in s.exec(select(GuaranteeRow).order_by(GuaranteeRow.institution, GuaranteeRow.gpu_model)).all():
         guarantees.setdefault(g.institution, []).append((g.gpu_model, g.gpus))
     institutions = tuple(
-        InstitutionShare(slug=r.slug, country=r.country, weight=r.weight, contribution=0.0,
-                         guarantee=tuple(guarantees.get(r.slug, ())),
-                         borrowing_limit=r.borrowing_limit, lending_limit=r.lending_limit)
-        for r in s.exec(select(InstitutionRow).order_by(InstitutionRow.slug)).all())
-    projects = tuple(ProjectShare(r.id, r.institution, r.weight)
-                     for r in s.exec(select(ProjectRow).order_by(ProjectRow.id)).all())
+        InstitutionShare(
+            slug=r.slug,
+            country=r.country,
+            weight=r.weight,
+            contribution=0.0,
+            guarantee=tuple(guarantees.get(r.slug, ())),
+            borrowing_limit=r.borrowing_limit,
+            lending_limit=r.lending_limit,
+        )
+        for r in s.exec(select(InstitutionRow).order_by(InstitutionRow.slug)).all()
+    )
+    projects = tuple(
+        ProjectShare(r.id, r.institution, r.weight) for r in s.exec(select(ProjectRow).order_by(ProjectRow.id)).all()
+    )
     countries = tuple((c.code, c.weight) for c in s.exec(select(CountryRow).order_by(CountryRow.code)).all())
     return AccountTree(institutions, projects, countries, read_settings(s), load_lending(s))
 
@@ -180,7 +195,10 @@ def load_shares(s: Session, now: float) -> tuple[AccountTree, tuple[tuple[str, f
     decayed to `now` (in GPU-hours and GPU-seconds), for a snapshot read from the store."""
     tree = read_accounts(s)
     institutions, usage = shares_at(
-        tree.institutions, {c.institution: Ledger(c.value, c.as_of) for c in s.exec(select(ContributionRow))},
-        {u.project: Ledger(u.value, u.as_of) for u in s.exec(select(UsageRow))}, now,
-        tree.settings.half_life_seconds)
+        tree.institutions,
+        {c.institution: Ledger(c.value, c.as_of) for c in s.exec(select(ContributionRow))},
+        {u.project: Ledger(u.value, u.as_of) for u in s.exec(select(UsageRow))},
+        now,
+        tree.settings.half_life_seconds,
+    )
     return replace(tree, institutions=institutions), usage

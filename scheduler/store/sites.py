@@ -1,17 +1,18 @@
 """Sites: connection, health, inventory, and the admin's cordon or drain."""
+
 from __future__ import annotations
 
 import json
 
 from sqlmodel import select
 
-from scheduler.domain import Inventory, NotFound, Site, SiteState
-from scheduler.store.base import Database, site_from_row
-from scheduler.store.codec import inventory_to_json
-from scheduler.store.generations import Cached
-from scheduler.store.models import RunRow, SiteRow
+from minga.common.domain import Inventory, NotFound, Site, SiteState
+from minga.scheduler.store.base import Database, site_from_row
+from minga.scheduler.store.codec import inventory_to_json
+from minga.scheduler.store.generations import Cached
+from minga.scheduler.store.models import RunRow, SiteRow
 
-RECENT_TTL = 2.0   # seconds another broker's change to a site may go unseen by `recent`
+RECENT_TTL = 2.0  # seconds another broker's change to a site may go unseen by `recent`
 
 
 class SitesRepo:

@@ -2,8 +2,9 @@
 
 Revision ids are sequential (0001, 0002, ...). 0001 is the schema of minga's first
 release; `Database.create_schema` brings every store to `head()` at broker start.
-To add a revision: `python -m scheduler.store.migrations revision -m "what changed" --autogenerate`.
+To add a revision: `python -m minga.scheduler.store.migrations revision -m "what changed" --autogenerate`.
 """
+
 from __future__ import annotations
 
 import logging
@@ -76,8 +77,11 @@ def upgrade(connection: Connection, revision: str = "head") -> None:
     _upgrade(connection, revision)
     after = current_revisions(connection)
     if after != before:
-        log.info("store schema %s revision %s", f"upgraded from {', '.join(before)} to" if before else "created at",
-                 ", ".join(after))
+        log.info(
+            "store schema %s revision %s",
+            f"upgraded from {', '.join(before)} to" if before else "created at",
+            ", ".join(after),
+        )
 
 
 def _upgrade(connection: Connection, revision: str) -> None:
@@ -98,7 +102,10 @@ def first_release_columns() -> dict[str, frozenset[str]]:
         with engine.begin() as conn:
             _upgrade(conn, FIRST_RELEASE)
             found = inspect(conn)
-            return {t: frozenset(c["name"] for c in found.get_columns(t))
-                    for t in found.get_table_names() if t != VERSION_TABLE}
+            return {
+                t: frozenset(c["name"] for c in found.get_columns(t))
+                for t in found.get_table_names()
+                if t != VERSION_TABLE
+            }
     finally:
         engine.dispose()

@@ -1,5 +1,6 @@
 """Alembic's entry point: runs the migrations on the connection the caller passes in
 `config.attributes["connection"]` (see `alembic_config`); there is no URL or ini file."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -8,7 +9,7 @@ from alembic import context
 from sqlmodel import SQLModel
 from sqlmodel.sql.sqltypes import AutoString
 
-from scheduler.store import models  # noqa: F401  (registers the tables for --autogenerate)
+from minga.scheduler.store import models  # noqa: F401  (registers the tables for --autogenerate)
 
 
 def render_item(type_: str, obj: Any, autogen_context: Any) -> str | bool:
@@ -24,7 +25,7 @@ if connection is None:
 context.configure(
     connection=connection,
     target_metadata=SQLModel.metadata,
-    render_as_batch=True,   # ALTERs as batch operations: SQLite rebuilds the table, PostgreSQL alters in place
+    render_as_batch=True,  # ALTERs as batch operations: SQLite rebuilds the table, PostgreSQL alters in place
     render_item=render_item,
 )
 with context.begin_transaction():

@@ -7,10 +7,11 @@ Revision ID: 0001
 Revises:
 Create Date: 2026-11-26
 """
+
 from __future__ import annotations
 
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
 revision = "0001"
 down_revision = None
@@ -20,12 +21,22 @@ depends_on = None
 # (table, column) for every single-column, non-unique index, named ix_<table>_<column> as SQLModel names them.
 INDEXES = [
     ("projects", "institution"),
-    ("site_uptime", "site"), ("site_uptime", "institution"), ("site_uptime", "start"), ("site_uptime", "end"),
+    ("site_uptime", "site"),
+    ("site_uptime", "institution"),
+    ("site_uptime", "start"),
+    ("site_uptime", "end"),
     ("users", "institution"),
-    ("tokens", "kind"), ("tokens", "subject"),
+    ("tokens", "kind"),
+    ("tokens", "subject"),
     ("sites", "institution"),
-    ("jobs", "owner"), ("jobs", "institution"), ("jobs", "state"), ("jobs", "project"), ("jobs", "submitted_at"),
-    ("runs", "job_id"), ("runs", "site"), ("runs", "live"),
+    ("jobs", "owner"),
+    ("jobs", "institution"),
+    ("jobs", "state"),
+    ("jobs", "project"),
+    ("jobs", "submitted_at"),
+    ("runs", "job_id"),
+    ("runs", "site"),
+    ("runs", "live"),
     ("log_chunks", "run_id"),
 ]
 
@@ -80,7 +91,7 @@ def upgrade() -> None:
     )
     op.create_table(
         "site_uptime",
-        sa.Column("id", sa.Integer(), nullable=False),   # autoincrement: SERIAL on PostgreSQL
+        sa.Column("id", sa.Integer(), nullable=False),  # autoincrement: SERIAL on PostgreSQL
         sa.Column("site", sa.String(), nullable=False),
         sa.Column("institution", sa.String(), nullable=False),
         sa.Column("country", sa.String(), nullable=False),
@@ -172,7 +183,7 @@ def upgrade() -> None:
     )
     op.create_table(
         "log_chunks",
-        sa.Column("id", sa.Integer(), nullable=False),   # autoincrement: SERIAL on PostgreSQL
+        sa.Column("id", sa.Integer(), nullable=False),  # autoincrement: SERIAL on PostgreSQL
         sa.Column("run_id", sa.String(), nullable=False),
         sa.Column("offset", sa.Integer(), nullable=False),
         sa.Column("data", sa.LargeBinary(), nullable=False),
@@ -197,6 +208,21 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for table in ("meta", "packages", "log_chunks", "runs", "jobs", "sites", "tokens", "users", "site_uptime",
-                  "contributions", "usage", "guarantees", "countries", "projects", "institutions"):
-        op.drop_table(table)   # its indexes go with it
+    for table in (
+        "meta",
+        "packages",
+        "log_chunks",
+        "runs",
+        "jobs",
+        "sites",
+        "tokens",
+        "users",
+        "site_uptime",
+        "contributions",
+        "usage",
+        "guarantees",
+        "countries",
+        "projects",
+        "institutions",
+    ):
+        op.drop_table(table)  # its indexes go with it

@@ -10,13 +10,14 @@ Revision ID: 0004
 Revises: 0003
 Create Date: 2026-11-26 16:20:00
 """
+
 from __future__ import annotations
 
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
-revision = '0004'
-down_revision = '0003'
+revision = "0004"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 

@@ -5,13 +5,14 @@ Revision ID: 0007
 Revises: 0006
 Create Date: 2026-12-03 10:00:00
 """
+
 from __future__ import annotations
 
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
-revision = '0007'
-down_revision = '0006'
+revision = "0007"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 

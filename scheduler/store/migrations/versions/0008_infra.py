@@ -7,13 +7,14 @@ Revision ID: 0008_infra
 Revises: 0007
 Create Date: 2026-12-03 15:45:00
 """
+
 from __future__ import annotations
 
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
-revision = '0008_infra'
-down_revision = '0007'
+revision = "0008_infra"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 

@@ -5,13 +5,14 @@ Revision ID: 0009_arrays
 Revises: 0008_infra
 Create Date: 2026-12-03 15:50:00
 """
+
 from __future__ import annotations
 
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
-revision = '0009_arrays'
-down_revision = '0008_infra'
+revision = "0009_arrays"
+down_revision = "0008_infra"
 branch_labels = None
 depends_on = None
 

@@ -3,6 +3,7 @@
 Everything here is a frozen dataclass or an enum, so the policy can take a snapshot
 of them without any risk of touching ORM rows or the wire format.
 """
+
 from __future__ import annotations
 
 import enum
@@ -73,9 +74,9 @@ DEFAULT_MAX_ATTEMPTS = 3
 
 
 class Role(str, enum.Enum):
-    """Who a caller is; `scheduler.api.authz` says what each may do, and on what."""
+    """Who a caller is; `minga.scheduler.api.authz` says what each may do, and on what."""
 
-    ADMIN = "admin"                          # the whole federation
+    ADMIN = "admin"  # the whole federation
     RESEARCHER = "researcher"
     SITE = "site"
     INSTITUTION_ADMIN = "institution-admin"  # its own institution's users, projects and sites
@@ -123,12 +124,20 @@ class RuntimeEnv:
     env: tuple[tuple[str, str], ...] = ()
 
 
-REDACTED = "***"   # what a secret value reads as wherever it is shown
+REDACTED = "***"  # what a secret value reads as wherever it is shown
 
 # Environment variables the site agent sets on every run (docs/preemption.md): which job,
 # run and attempt it is, and Ray's stop notice. They are minga's: a job may not set them.
-RUN_ENV_NAMES = frozenset({"MINGA_ATTEMPT", "MINGA_JOB_ID", "MINGA_RUN_ID", "RAY_JOB_STOP_WAIT_TIME_S",
-                           "MINGA_ARRAY_JOB_ID", "MINGA_ARRAY_INDEX"})
+RUN_ENV_NAMES = frozenset(
+    {
+        "MINGA_ATTEMPT",
+        "MINGA_JOB_ID",
+        "MINGA_RUN_ID",
+        "RAY_JOB_STOP_WAIT_TIME_S",
+        "MINGA_ARRAY_JOB_ID",
+        "MINGA_ARRAY_INDEX",
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,12 +149,12 @@ class JobSpec:
     countries: tuple[str, ...] = ()
     walltime_seconds: int = 0
     priority: int = 0
-    max_attempts: int = DEFAULT_MAX_ATTEMPTS   # failed runs before the job fails (preemption is no failure)
-    project: str = ""                       # "" means the institution's default project
-    data_country: str = ""                  # soft preference: run near this country's data
-    preemptible: bool = True                # False is honoured only within a guarantee
-    site_labels: tuple[tuple[str, str], ...] = ()   # hard: the site must carry every label
-    retry_failed: bool = False              # requeue a non-zero exit too, up to max_attempts
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS  # failed runs before the job fails (preemption is no failure)
+    project: str = ""  # "" means the institution's default project
+    data_country: str = ""  # soft preference: run near this country's data
+    preemptible: bool = True  # False is honoured only within a guarantee
+    site_labels: tuple[tuple[str, str], ...] = ()  # hard: the site must carry every label
+    retry_failed: bool = False  # requeue a non-zero exit too, up to max_attempts
     # Secret environment values: kept out of reprs (repr=False), of the stored spec and of
     # every answer; loaded from the store they read REDACTED, except in a StartRun.
     secret_env: tuple[tuple[str, str], ...] = field(default=(), repr=False)
@@ -157,8 +166,8 @@ class JobPreemption:
     the job waits or runs again, so `minga job status` can say why it restarted."""
 
     at: float
-    kind: str                   # "fair-share", "reclaim" or "lending-window"
-    beneficiary: str            # the institution it made room for
+    kind: str  # "fair-share", "reclaim" or "lending-window"
+    beneficiary: str  # the institution it made room for
     reason: str
 
 
@@ -170,8 +179,8 @@ class Job:
     owner: str
     institution: str
     submitted_at: float
-    attempts: int = 0           # runs started (each one's epoch)
-    failures: int = 0           # of them, the user's failures; the job fails at spec.max_attempts
+    attempts: int = 0  # runs started (each one's epoch)
+    failures: int = 0  # of them, the user's failures; the job fails at spec.max_attempts
     reason: str = ""
     site: str = ""
     country: str = ""
@@ -180,12 +189,12 @@ class Job:
     started_at: float = 0.0
     finished_at: float = 0.0
     last_preemption: JobPreemption | None = None
-    infra_requeues: int = 0     # requeues the infrastructure caused (lost site, Ray refused or lost it)
-    array_id: str = ""          # the job array it is a task of ("": a plain job)
-    array_index: int = 0        # its index there
-    array_limit: int = 0        # the array's %K: at most this many of its tasks run at once; 0: no cap
-    not_before: float = 0.0     # requeue backoff: a PENDING job is not placed before this time
-    updated_at: float = 0.0     # its last state change
+    infra_requeues: int = 0  # requeues the infrastructure caused (lost site, Ray refused or lost it)
+    array_id: str = ""  # the job array it is a task of ("": a plain job)
+    array_index: int = 0  # its index there
+    array_limit: int = 0  # the array's %K: at most this many of its tasks run at once; 0: no cap
+    not_before: float = 0.0  # requeue backoff: a PENDING job is not placed before this time
+    updated_at: float = 0.0  # its last state change
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,9 +207,9 @@ class Site:
     inventory: Inventory = field(default_factory=Inventory)
     last_seen: float = 0.0
     labels: tuple[tuple[str, str], ...] = ()
-    state_reason: str = ""      # why DEGRADED, LOST or CONNECTING
-    reported: bool = True       # False until its agent first reports an inventory
-    health: SiteState = SiteState.READY   # its own health (READY, DEGRADED or LOST), before the admin's state
+    state_reason: str = ""  # why DEGRADED, LOST or CONNECTING
+    reported: bool = True  # False until its agent first reports an inventory
+    health: SiteState = SiteState.READY  # its own health (READY, DEGRADED or LOST), before the admin's state
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,18 +224,18 @@ class Run:
     gpus: int
     cpus: float
     state: RunState = RunState.STARTING
-    institution: str = ""       # who is charged: the job's institution and project
+    institution: str = ""  # who is charged: the job's institution and project
     project: str = ""
-    started_at: float = 0.0     # when it was leased; preemption grace counts from here
+    started_at: float = 0.0  # when it was leased; preemption grace counts from here
     preemptible: bool = True
-    walltime_seconds: int = 0   # its job's limit; 0: none (backfill counts it as never ending)
+    walltime_seconds: int = 0  # its job's limit; 0: none (backfill counts it as never ending)
     # The broker's bookkeeping of the run (the store's truth; the policy ignores these):
-    live: bool = True           # holds GPUs on its site
+    live: bool = True  # holds GPUs on its site
     message: str = ""
     ended_at: float = 0.0
     running_since: float = 0.0  # first reported RUNNING (0: never ran)
     charged_until: float = 0.0  # usage is charged up to here (0: not running yet)
-    reported_at: float = 0.0    # when its site first reported it (0: never; a lost start may be resent)
+    reported_at: float = 0.0  # when its site first reported it (0: never; a lost start may be resent)
 
 
 @dataclass(frozen=True, slots=True)

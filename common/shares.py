@@ -1,13 +1,19 @@
 """The account tree's values and the admin's fair-share settings, as the policy reads
 them and the store loads and saves them: neutral, so the store never imports the policy."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-
 DEFAULT_MODEL_WEIGHTS: tuple[tuple[str, float], ...] = (
-    ("H200", 1.2), ("H100", 1.0), ("A100", 0.6), ("L40S", 0.5), ("A10", 0.25),
-    ("L4", 0.2), ("V100", 0.3), ("T4", 0.1),
+    ("H200", 1.2),
+    ("H100", 1.0),
+    ("A100", 0.6),
+    ("L40S", 0.5),
+    ("A10", 0.25),
+    ("L4", 0.2),
+    ("V100", 0.3),
+    ("T4", 0.1),
 )
 
 
@@ -15,20 +21,20 @@ DEFAULT_MODEL_WEIGHTS: tuple[tuple[str, float], ...] = (
 class ShareSettings:
     """The admin's fair-share policy (`minga admin policy show|set`)."""
 
-    policy: str = "contribution"            # "contribution" or "static"
-    half_life_seconds: float = 7 * 86400     # usage and contribution decay (Slurm's default)
-    base_grant: float = 1.0                  # every institution's floor, in weight units
+    policy: str = "contribution"  # "contribution" or "static"
+    half_life_seconds: float = 7 * 86400  # usage and contribution decay (Slurm's default)
+    base_grant: float = 1.0  # every institution's floor, in weight units
     # `contribution` only: the base grant grows so that no institution's entitlement is below
     # this fraction of the mean entitlement (issue 10's floor; 0 keeps `base_grant` alone).
     base_grant_fraction: float = 0.25
     model_weights: tuple[tuple[str, float], ...] = DEFAULT_MODEL_WEIGHTS  # unknown model: 1.0
     preemption_grace_seconds: float = 600.0  # runs younger than this are never preempted
-    fair_share_preemption: bool = True       # preempt for an account below its fair share now
-    preemption_threshold: float = 0.1        # ... only when it holds under (1 - this) x its share
-    preemption_cap: float = 0.25             # most of the federation's GPUs freed so per cycle
+    fair_share_preemption: bool = True  # preempt for an account below its fair share now
+    preemption_threshold: float = 0.1  # ... only when it holds under (1 - this) x its share
+    preemption_cap: float = 0.25  # most of the federation's GPUs freed so per cycle
     preemption_notice_seconds: float = 60.0  # SIGTERM, then this long before SIGKILL
     reservation_min_age_seconds: float = 600.0  # gangs waiting this long hold reservations first
-    age_weight: float = 0.0                  # fair-share points per hour of waiting
+    age_weight: float = 0.0  # fair-share points per hour of waiting
     latency: tuple[tuple[str, str, int], ...] = ()  # (country, country, rank): lower is nearer
 
 
@@ -38,16 +44,16 @@ class InstitutionShare:
 
     slug: str
     country: str
-    weight: float = 1.0                      # static weight as the admin set it
-    contribution: float = 0.0                # decayed normalized GPU-hours its sites made available
+    weight: float = 1.0  # static weight as the admin set it
+    contribution: float = 0.0  # decayed normalized GPU-hours its sites made available
     guarantee: tuple[tuple[str, int], ...] = ()  # explicit (model, GPUs); () = its own sites' capacity
-    borrowing_limit: int | None = None       # GPUs it may use beyond its guarantee
-    lending_limit: int | None = None         # GPUs of its own capacity it may lend out
+    borrowing_limit: int | None = None  # GPUs it may use beyond its guarantee
+    lending_limit: int | None = None  # GPUs of its own capacity it may lend out
 
 
 @dataclass(frozen=True)
 class ProjectShare:
-    id: str                                   # "<institution>/<name>"
+    id: str  # "<institution>/<name>"
     institution: str
     weight: float = 1.0
 

@@ -1,14 +1,15 @@
 """The frozen input and output of one scheduling decision: what the store loads for the
 policy (`Snapshot`) and what it applies (`Decisions`). Neutral values, so the store
 never imports the policy (DESIGN.md, layers)."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from scheduler.domain import Job, Run, Site
-from scheduler.lending import LendingPolicy
-from scheduler.shares_domain import InstitutionShare, ProjectShare, ShareSettings
+from minga.common.domain import Job, Run, Site
+from minga.common.lending import LendingPolicy
+from minga.common.shares import InstitutionShare, ProjectShare, ShareSettings
 
 
 @dataclass(frozen=True)
@@ -25,8 +26,8 @@ class Snapshot:
     usage: tuple[tuple[str, float], ...] = ()  # project id -> decayed normalized GPU-seconds at `now`
     country_weights: tuple[tuple[str, float], ...] = ()  # explicit; default: sum of its institutions
     settings: ShareSettings = ShareSettings()
-    lending: tuple[tuple[str, LendingPolicy], ...] = ()   # site name -> its owner's lending policy
-    array_live: tuple[tuple[str, int], ...] = ()   # each capped array with pending tasks -> its tasks holding GPUs (%K)
+    lending: tuple[tuple[str, LendingPolicy], ...] = ()  # site name -> its owner's lending policy
+    array_live: tuple[tuple[str, int], ...] = ()  # each capped array with pending tasks -> its tasks holding GPUs (%K)
     # The pending jobs' columns, when the leader keeps them up to date (`policy.pending_columns.Pending`,
     # for exactly `pending`); else the policy reads them from the jobs. Not part of what the snapshot says.
     columns: object = field(default=None, compare=False, repr=False)
@@ -74,5 +75,5 @@ class Preemption:
 @dataclass(frozen=True)
 class Decisions:
     placements: tuple[Placement, ...] = ()
-    waiting: Sequence[Waiting] = ()       # a tuple, or a WaitingList (`waiting_list.py`)
+    waiting: Sequence[Waiting] = ()  # a tuple, or a WaitingList (`waiting_list.py`)
     preemptions: tuple[Preemption, ...] = ()

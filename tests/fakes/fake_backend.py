@@ -1,13 +1,14 @@
 """An in-memory `RayBackend` for fast unit tests, with hooks to drive run states,
 append to logs, simulate Ray being down, refusing submits for a while, or forgetting
 its runs (a restarted head)."""
+
 from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
 
-from agent.backend import RUN_ID_PREFIX, RunInfo, RunRequest
-from scheduler.domain import RunState
+from minga.agent.backend import RUN_ID_PREFIX, RunInfo, RunRequest
+from minga.common.domain import RunState
 
 
 class FakeRayDown(ConnectionError):
@@ -28,13 +29,13 @@ class FakeBackend:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._runs: dict[str, FakeRun] = {}
-        self.submissions: list[RunRequest] = []     # every accepted submit, in order
-        self.stops: list[str] = []                  # every stop call
+        self.submissions: list[RunRequest] = []  # every accepted submit, in order
+        self.stops: list[str] = []  # every stop call
         self.down = False
         self.submit_error: Exception | None = None  # raised by the next submit
-        self.refusals: list[Exception] = []         # raised by the next submits, one each
-        self.refused = 0                            # submits refused so far
-        self.stop_state = RunState.STOPPED          # what a stop moves a live run to
+        self.refusals: list[Exception] = []  # raised by the next submits, one each
+        self.refused = 0  # submits refused so far
+        self.stop_state = RunState.STOPPED  # what a stop moves a live run to
 
     # -- hooks for tests -----------------------------------------------------
 
@@ -55,8 +56,9 @@ class FakeBackend:
     def refuse(self, times: int, error: Exception | None = None) -> None:
         """The next `times` submits are refused, by default as Ray does while its job
         agent is not ready; then submits are accepted again."""
-        err = error or RuntimeError("Request failed with status code 500: "
-                                    "No available agent to submit job, please try again later.")
+        err = error or RuntimeError(
+            "Request failed with status code 500: No available agent to submit job, please try again later."
+        )
         with self._lock:
             self.refusals.extend([err] * times)
 

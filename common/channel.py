@@ -5,6 +5,7 @@ with keepalives so a dead broker is noticed.
 A site may name several brokers that share one store ("h1:p1,h2:p2"): one leads,
 the others are standbys that refuse calls with UNAVAILABLE "standby broker; ...".
 """
+
 from __future__ import annotations
 
 import threading
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import grpc
 
-from scheduler.pki import split_bundle
+from minga.common.pki import split_bundle
 
 # Pings keep NATs and firewalls from dropping an idle session and reveal a dead
 # peer within seconds instead of minutes.
@@ -26,12 +27,12 @@ CHANNEL_OPTIONS: list[tuple[str, int]] = [
 ]
 
 
-STANDBY = "standby broker"      # how a standby's refusal starts
-CONNECT_SECONDS = 3.0           # how long one broker of a list may take to accept a connection
+STANDBY = "standby broker"  # how a standby's refusal starts
+CONNECT_SECONDS = 3.0  # how long one broker of a list may take to accept a connection
 
 
 def broker_addresses(brokers: str) -> list[str]:
-    """"h1:p1, h2:p2" -> ["h1:p1", "h2:p2"]; one address stays one."""
+    """ "h1:p1, h2:p2" -> ["h1:p1", "h2:p2"]; one address stays one."""
     return [a.strip() for a in brokers.split(",") if a.strip()] or [brokers]
 
 
@@ -41,8 +42,9 @@ def is_standby(err: grpc.RpcError) -> bool:
     return code == grpc.StatusCode.UNAVAILABLE and (err.details() or "").startswith(STANDBY)
 
 
-def open_channel(address: str, ca_file: str | Path | None = None,
-                 certificate_file: str | Path | None = None) -> grpc.Channel:
+def open_channel(
+    address: str, ca_file: str | Path | None = None, certificate_file: str | Path | None = None
+) -> grpc.Channel:
     """A channel to `address` ("host:port"); TLS rooted at `ca_file` if given, presenting
     the key and certificate in `certificate_file` if given (read afresh each time, so a
     renewed certificate is used from the next channel on).
@@ -69,8 +71,11 @@ def connects(channel: grpc.Channel, timeout: float) -> bool:
     states: list[grpc.ChannelConnectivity] = []
 
     def watch(state: grpc.ChannelConnectivity) -> None:
-        if state in (grpc.ChannelConnectivity.READY, grpc.ChannelConnectivity.TRANSIENT_FAILURE,
-                     grpc.ChannelConnectivity.SHUTDOWN):
+        if state in (
+            grpc.ChannelConnectivity.READY,
+            grpc.ChannelConnectivity.TRANSIENT_FAILURE,
+            grpc.ChannelConnectivity.SHUTDOWN,
+        ):
             states.append(state)
             done.set()
 

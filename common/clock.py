@@ -1,5 +1,6 @@
 """Injected time and ids, so logic never reads the wall clock itself and the
 simulator can drive the same code on simulated time."""
+
 from __future__ import annotations
 
 import secrets

@@ -3,6 +3,7 @@ tests and demos: it records everything an agent sends, lets a test push StartRun
 and StopRun down the stream, and can be stopped and restarted on the same port to
 play a broker restart. It implements no scheduling at all.
 """
+
 from __future__ import annotations
 
 import queue
@@ -12,7 +13,7 @@ from concurrent import futures
 
 import grpc
 
-from agent.packages import digest_of
+from minga.agent.packages import digest_of
 from minga.v1 import common_pb2, site_pb2, site_pb2_grpc
 
 _END = object()
@@ -21,14 +22,20 @@ _END = object()
 class FakeBroker(site_pb2_grpc.SiteServiceServicer):
     """Accepts agents presenting `token`; `port=0` picks a free port."""
 
-    def __init__(self, token: str = "site-token", port: int = 0, heartbeat_seconds: float = 0.0,
-                 site: str = "test-site", tls: grpc.ServerCredentials | None = None) -> None:
+    def __init__(
+        self,
+        token: str = "site-token",
+        port: int = 0,
+        heartbeat_seconds: float = 0.0,
+        site: str = "test-site",
+        tls: grpc.ServerCredentials | None = None,
+    ) -> None:
         self.token = token
         self.site = site
         self.heartbeat_seconds = heartbeat_seconds
         self.packages: dict[str, bytes] = {}
         self.join_tokens: dict[str, site_pb2.JoinResponse] = {}
-        self.received: list[site_pb2.AgentMessage] = []    # every message, in order
+        self.received: list[site_pb2.AgentMessage] = []  # every message, in order
         self.hellos: list[site_pb2.Hello] = []
         self.fetches: list[str] = []
         self._cond = threading.Condition()
@@ -44,7 +51,7 @@ class FakeBroker(site_pb2_grpc.SiteServiceServicer):
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def start(self) -> "FakeBroker":
+    def start(self) -> FakeBroker:
         self._server.start()
         return self
 
@@ -99,7 +106,7 @@ class FakeBroker(site_pb2_grpc.SiteServiceServicer):
             chunks = [m.log for m in self.received if m.WhichOneof("body") == "log" and m.log.run_id == run_id]
         for chunk in chunks:
             if chunk.offset <= len(data) < chunk.offset + len(chunk.data):
-                data += chunk.data[len(data) - chunk.offset:]
+                data += chunk.data[len(data) - chunk.offset :]
         return data
 
     def kinds(self) -> list[str]:
@@ -118,8 +125,9 @@ class FakeBroker(site_pb2_grpc.SiteServiceServicer):
             context.abort(grpc.StatusCode.PERMISSION_DENIED, "unknown or used join token")
         return resp
 
-    def FetchPackage(self, request: site_pb2.FetchPackageRequest,
-                     context: grpc.ServicerContext) -> site_pb2.FetchPackageResponse:
+    def FetchPackage(
+        self, request: site_pb2.FetchPackageRequest, context: grpc.ServicerContext
+    ) -> site_pb2.FetchPackageResponse:
         if not self._authorized(context):
             context.abort(grpc.StatusCode.UNAUTHENTICATED, "bad site token")
         self.fetches.append(request.digest)
@@ -128,14 +136,15 @@ class FakeBroker(site_pb2_grpc.SiteServiceServicer):
             context.abort(grpc.StatusCode.NOT_FOUND, f"no package {request.digest}")
         return site_pb2.FetchPackageResponse(digest=request.digest, data=data)
 
-    def Connect(self, request_iterator: Iterator[site_pb2.AgentMessage],
-                context: grpc.ServicerContext) -> Iterator[site_pb2.BrokerMessage]:
+    def Connect(
+        self, request_iterator: Iterator[site_pb2.AgentMessage], context: grpc.ServicerContext
+    ) -> Iterator[site_pb2.BrokerMessage]:
         if not self._authorized(context):
             context.abort(grpc.StatusCode.UNAUTHENTICATED, "bad site token")
         outgoing: queue.Queue[object] = queue.Queue()
         with self._cond:
             if self._outgoing is not None:
-                self._outgoing.put(_END)    # a newer session replaces the old one
+                self._outgoing.put(_END)  # a newer session replaces the old one
             self._outgoing = outgoing
         threading.Thread(target=self._read, args=(request_iterator, outgoing), daemon=True).start()
         yield site_pb2.BrokerMessage(welcome=site_pb2.Welcome(site=self.site, heartbeat_seconds=self.heartbeat_seconds))
@@ -166,12 +175,24 @@ class FakeBroker(site_pb2_grpc.SiteServiceServicer):
                 self._cond.notify_all()
 
 
-def make_start_run(run_id: str, job_id: str, epoch: int = 1, entrypoint: str = "echo hi", gpus: int = 0,
-                   gpu_model: str = "", working_dir_digest: str = "", env: dict[str, str] | None = None,
-                   notice_seconds: int = 0) -> site_pb2.StartRun:
+def make_start_run(
+    run_id: str,
+    job_id: str,
+    epoch: int = 1,
+    entrypoint: str = "echo hi",
+    gpus: int = 0,
+    gpu_model: str = "",
+    working_dir_digest: str = "",
+    env: dict[str, str] | None = None,
+    notice_seconds: int = 0,
+) -> site_pb2.StartRun:
     """A StartRun as the broker would send it."""
     return site_pb2.StartRun(
-        run_id=run_id, job_id=job_id, epoch=epoch, gpu_model=gpu_model, notice_seconds=notice_seconds,
+        run_id=run_id,
+        job_id=job_id,
+        epoch=epoch,
+        gpu_model=gpu_model,
+        notice_seconds=notice_seconds,
         spec=common_pb2.JobSpec(
             entrypoint=entrypoint,
             resources=common_pb2.Resources(gpus=gpus),

@@ -15,11 +15,12 @@ site in Belém is not the night of one in Tijuana. A window "Mon-Fri 20:00-08:00
 each listed day at 20:00 and, since its end is not after its start, runs past midnight
 into the next morning (Friday's ends Saturday 08:00).
 """
+
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
@@ -47,8 +48,7 @@ class Window:
         """Whether local (weekday, minute of the day) falls inside the window."""
         if self.start < self.end:
             return weekday in self.days and self.start <= minute < self.end
-        return (weekday in self.days and minute >= self.start) or (
-            (weekday - 1) % 7 in self.days and minute < self.end)
+        return (weekday in self.days and minute >= self.start) or ((weekday - 1) % 7 in self.days and minute < self.end)
 
     def __str__(self) -> str:
         return f"{format_days(self.days)} {_hhmm(self.start)}-{_hhmm(self.end)}"
@@ -70,15 +70,15 @@ class LendingPolicy:
     deny_countries: tuple[str, ...] = ()
     allow_institutions: tuple[str, ...] = ()
     deny_institutions: tuple[str, ...] = ()
-    max_lent_gpus: int | None = None        # GPUs all guests together may hold at once
-    guest_max_walltime_seconds: int = 0     # 0: no limit; else guests must declare one within it
-    timezone: str = ""                      # IANA zone of the windows, e.g. America/Belem
+    max_lent_gpus: int | None = None  # GPUs all guests together may hold at once
+    guest_max_walltime_seconds: int = 0  # 0: no limit; else guests must declare one within it
+    timezone: str = ""  # IANA zone of the windows, e.g. America/Belem
     lend_windows: tuple[Window, ...] = ()
     closed_windows: tuple[Window, ...] = ()
     no_env: bool = False
     env_allow: tuple[str, ...] = ()
     no_pip: bool = False
-    pip_allow: tuple[str, ...] = ()         # normalized distribution names (PEP 503)
+    pip_allow: tuple[str, ...] = ()  # normalized distribution names (PEP 503)
 
     @property
     def has_windows(self) -> bool:
@@ -90,6 +90,7 @@ class LendingPolicy:
 
 
 # -- parsing and checking -----------------------------------------------------------------
+
 
 def _hhmm(minutes: int) -> str:
     return f"{minutes // 60:02d}:{minutes % 60:02d}"
@@ -123,7 +124,7 @@ def _parse_days(text: str) -> tuple[int, ...]:
         if a is None or b is None:
             raise ValueError(f"bad days {part!r}: use e.g. Mon-Fri, Sat,Sun or daily")
         d = a
-        while True:         # a range may wrap: Fri-Mon is Fri, Sat, Sun, Mon
+        while True:  # a range may wrap: Fri-Mon is Fri, Sat, Sun, Mon
             days.add(d)
             if d == b:
                 break
@@ -171,9 +172,14 @@ def pip_name(requirement: str) -> str:
 def check_policy(policy: LendingPolicy) -> LendingPolicy:
     """The policy, normalized (sorted, de-duplicated, names normalized), or ValueError."""
     lists = {}
-    for name, check in (("allow_countries", _country), ("deny_countries", _country),
-                        ("allow_institutions", _slug), ("deny_institutions", _slug),
-                        ("env_allow", _env_name), ("pip_allow", _pip_allowed)):
+    for name, check in (
+        ("allow_countries", _country),
+        ("deny_countries", _country),
+        ("allow_institutions", _slug),
+        ("deny_institutions", _slug),
+        ("env_allow", _env_name),
+        ("pip_allow", _pip_allowed),
+    ):
         values = getattr(policy, name)
         if len(values) > MAX_LIST:
             raise ValueError(f"{name}: at most {MAX_LIST} entries")
@@ -193,9 +199,15 @@ def check_policy(policy: LendingPolicy) -> LendingPolicy:
     if len(policy.lend_windows) + len(policy.closed_windows) > 50:
         raise ValueError("at most 50 time windows")
     return LendingPolicy(
-        max_lent_gpus=policy.max_lent_gpus, guest_max_walltime_seconds=policy.guest_max_walltime_seconds,
-        timezone=policy.timezone, lend_windows=policy.lend_windows, closed_windows=policy.closed_windows,
-        no_env=policy.no_env, no_pip=policy.no_pip, **lists)
+        max_lent_gpus=policy.max_lent_gpus,
+        guest_max_walltime_seconds=policy.guest_max_walltime_seconds,
+        timezone=policy.timezone,
+        lend_windows=policy.lend_windows,
+        closed_windows=policy.closed_windows,
+        no_env=policy.no_env,
+        no_pip=policy.no_pip,
+        **lists,
+    )
 
 
 def _country(code: str) -> str:
@@ -226,9 +238,10 @@ def _pip_allowed(name: str) -> str:
 
 # -- the rules ----------------------------------------------------------------------------
 
+
 def local_time(policy: LendingPolicy, now: float) -> tuple[int, int]:
     """(weekday, minute of the day) at `now` in the policy's time zone."""
-    local = datetime.fromtimestamp(now, tz=timezone.utc).astimezone(ZoneInfo(policy.timezone or "UTC"))
+    local = datetime.fromtimestamp(now, tz=UTC).astimezone(ZoneInfo(policy.timezone or "UTC"))
     return local.weekday(), local.hour * 60 + local.minute
 
 
@@ -248,8 +261,7 @@ def windows_text(policy: LendingPolicy) -> str:
     if policy.lend_windows:
         parts.append("only during " + ", ".join(map(str, policy.lend_windows)))
     if policy.closed_windows:
-        parts.append(("and never during " if parts else "only outside ")
-                     + ", ".join(map(str, policy.closed_windows)))
+        parts.append(("and never during " if parts else "only outside ") + ", ".join(map(str, policy.closed_windows)))
     return " ".join(parts) + f" {policy.timezone}"
 
 
@@ -277,8 +289,10 @@ def walltime_refusal(policy: LendingPolicy, site: str, walltime_seconds: int) ->
     if not limit or 0 < walltime_seconds <= limit:
         return None
     asked = format_duration(walltime_seconds) if walltime_seconds else "none"
-    return (f"lending: site {site} lends only to guest jobs with a walltime of at most {format_duration(limit)} "
-            f"(this job: {asked})")
+    return (
+        f"lending: site {site} lends only to guest jobs with a walltime of at most {format_duration(limit)} "
+        f"(this job: {asked})"
+    )
 
 
 def format_duration(seconds: int) -> str:
@@ -291,8 +305,9 @@ def format_duration(seconds: int) -> str:
     return "".join(parts) or "0s"
 
 
-def runtime_refusal(policy: LendingPolicy, site: str, env_names: frozenset[str],
-                    pip_names: frozenset[str]) -> str | None:
+def runtime_refusal(
+    policy: LendingPolicy, site: str, env_names: frozenset[str], pip_names: frozenset[str]
+) -> str | None:
     """Why the job's environment or pip packages may not reach the site's Ray cluster, or None.
     `pip_names` are normalized distribution names ("" for a URL or path requirement)."""
     if env_names and policy.no_env:
@@ -300,13 +315,17 @@ def runtime_refusal(policy: LendingPolicy, site: str, env_names: frozenset[str],
     if env_names and policy.env_allow:
         refused = sorted(env_names.difference(policy.env_allow))
         if refused:
-            return (f"runtime: site {site} accepts only the environment variables {', '.join(policy.env_allow)} "
-                    f"(this job sets {', '.join(refused)})")
+            return (
+                f"runtime: site {site} accepts only the environment variables {', '.join(policy.env_allow)} "
+                f"(this job sets {', '.join(refused)})"
+            )
     if pip_names and policy.no_pip:
         return f"runtime: site {site} installs no pip packages"
     if pip_names and policy.pip_allow:
         refused = sorted(n or "(a URL or path)" for n in pip_names.difference(policy.pip_allow))
         if refused:
-            return (f"runtime: site {site} installs only the pip packages {', '.join(policy.pip_allow)} "
-                    f"(this job asks for {', '.join(refused)})")
+            return (
+                f"runtime: site {site} installs only the pip packages {', '.join(policy.pip_allow)} "
+                f"(this job asks for {', '.join(refused)})"
+            )
     return None

@@ -1,4 +1,5 @@
 """Where minga keeps files on a machine; shared by the broker, the agent and the CLI."""
+
 from __future__ import annotations
 
 import os

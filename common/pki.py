@@ -10,6 +10,7 @@ short-lived client certificates that identify sites (mutual TLS).
 - Keys are ECDSA P-256; site certificates last 30 days by default, so a leaked or
   forgotten one dies by itself, and the agent renews its own before it expires.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -24,13 +25,13 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from scheduler.domain import InvalidArgument
+from minga.common.domain import InvalidArgument
 
 SITE_URI_PREFIX = "minga://site/"
 SITE_CERT_DAYS = 30
 SERVER_CERT_DAYS = 365
 CA_DAYS = 10 * 365
-CLOCK_SKEW = dt.timedelta(minutes=5)    # back-date certificates a little for skewed clocks
+CLOCK_SKEW = dt.timedelta(minutes=5)  # back-date certificates a little for skewed clocks
 MAX_CSR_BYTES = 16 * 1024
 
 
@@ -78,8 +79,9 @@ def init_broker_pki(directory: Path, sans: list[str], force: bool = False) -> Br
     """
     directory = Path(directory).expanduser()
     if (directory / CA_KEY).exists() and not force:
-        raise InvalidArgument(f"{directory} already holds a federation CA; pass --force to replace it "
-                              "(every site must then join again)")
+        raise InvalidArgument(
+            f"{directory} already holds a federation CA; pass --force to replace it (every site must then join again)"
+        )
     _private_dir(directory)
     ca = create_ca()
     key, cert = issue_server_cert(ca, sans)
@@ -103,8 +105,9 @@ def load_broker_pki(directory: Path) -> BrokerPki:
         server_key = (directory / SERVER_KEY).read_bytes()
         server_cert = (directory / SERVER_CERT).read_bytes()
     except OSError as exc:
-        raise InvalidArgument(f"cannot read the broker's PKI in {directory}: {exc.strerror} "
-                              f"({exc.filename}); run `minga broker init`") from exc
+        raise InvalidArgument(
+            f"cannot read the broker's PKI in {directory}: {exc.strerror} ({exc.filename}); run `minga broker init`"
+        ) from exc
     except ValueError as exc:
         raise InvalidArgument(f"the broker's PKI in {directory} is damaged: {exc}") from exc
     if not isinstance(ca_key, ec.EllipticCurvePrivateKey):
@@ -140,62 +143,96 @@ def new_key() -> ec.EllipticCurvePrivateKey:
 
 
 def key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
 
 
 def create_ca(common_name: str = "minga federation CA", now: dt.datetime | None = None) -> Authority:
     now = now or _now()
     key = new_key()
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - CLOCK_SKEW).not_valid_after(now + dt.timedelta(days=CA_DAYS))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                                         content_commitment=False, key_encipherment=False,
-                                         data_encipherment=False, key_agreement=False,
-                                         encipher_only=False, decipher_only=False), critical=True)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-            .sign(key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - CLOCK_SKEW)
+        .not_valid_after(now + dt.timedelta(days=CA_DAYS))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
     return Authority(key, cert)
 
 
-def issue_server_cert(ca: Authority, sans: list[str], now: dt.datetime | None = None,
-                      days: int = SERVER_CERT_DAYS) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+def issue_server_cert(
+    ca: Authority, sans: list[str], now: dt.datetime | None = None, days: int = SERVER_CERT_DAYS
+) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
     """A key and certificate for the broker, valid for every name or IP in `sans`."""
     if not sans:
         raise InvalidArgument("the broker certificate needs at least one --san (a host name or IP address)")
     key = new_key()
     for name in sans:
         _check_san(name)
-    cert = _leaf(ca, key.public_key(), x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, sans[0])]),
-                 [_san(s) for s in sans], ExtendedKeyUsageOID.SERVER_AUTH, now or _now(),
-                 dt.timedelta(days=days))
+    cert = _leaf(
+        ca,
+        key.public_key(),
+        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, sans[0])]),
+        [_san(s) for s in sans],
+        ExtendedKeyUsageOID.SERVER_AUTH,
+        now or _now(),
+        dt.timedelta(days=days),
+    )
     return key, cert
 
 
 def site_csr(key: ec.EllipticCurvePrivateKey, site: str) -> bytes:
     """What a joining site sends: a CSR for its own key (the broker decides the identity)."""
-    csr = (x509.CertificateSigningRequestBuilder()
-           .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, site)]))
-           .sign(key, hashes.SHA256()))
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, site)]))
+        .sign(key, hashes.SHA256())
+    )
     return csr.public_bytes(serialization.Encoding.PEM)
 
 
-def sign_site_csr(ca: Authority, csr_pem: bytes, identity: SiteIdentity, country: str = "",
-                  now: dt.datetime | None = None,
-                  lifetime: dt.timedelta = dt.timedelta(days=SITE_CERT_DAYS),
-                  serial: int | None = None) -> x509.Certificate:
+def sign_site_csr(
+    ca: Authority,
+    csr_pem: bytes,
+    identity: SiteIdentity,
+    country: str = "",
+    now: dt.datetime | None = None,
+    lifetime: dt.timedelta = dt.timedelta(days=SITE_CERT_DAYS),
+    serial: int | None = None,
+) -> x509.Certificate:
     """A client certificate for the key in `csr_pem`, naming `identity` whatever the CSR says."""
     csr = check_csr(csr_pem)
-    attrs = [x509.NameAttribute(NameOID.COMMON_NAME, identity.site),
-             x509.NameAttribute(NameOID.ORGANIZATION_NAME, identity.institution)]
+    attrs = [
+        x509.NameAttribute(NameOID.COMMON_NAME, identity.site),
+        x509.NameAttribute(NameOID.ORGANIZATION_NAME, identity.institution),
+    ]
     if country:
         attrs.append(x509.NameAttribute(NameOID.COUNTRY_NAME, country))
     uri = x509.UniformResourceIdentifier(f"{SITE_URI_PREFIX}{identity.institution}/{identity.site}")
-    return _leaf(ca, csr.public_key(), x509.Name(attrs), [uri], ExtendedKeyUsageOID.CLIENT_AUTH,
-                 now or _now(), lifetime, serial)
+    return _leaf(
+        ca, csr.public_key(), x509.Name(attrs), [uri], ExtendedKeyUsageOID.CLIENT_AUTH, now or _now(), lifetime, serial
+    )
 
 
 def check_csr(csr_pem: bytes) -> x509.CertificateSigningRequest:
@@ -244,7 +281,7 @@ def write_private(path: Path, data: bytes) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.fchmod(fd, 0o600)   # a leftover tmp file keeps its old mode through O_TRUNC
+    os.fchmod(fd, 0o600)  # a leftover tmp file keeps its old mode through O_TRUNC
     try:
         with os.fdopen(fd, "wb") as out:
             out.write(data)
@@ -264,17 +301,30 @@ def pem(cert: x509.Certificate) -> bytes:
     return cert.public_bytes(serialization.Encoding.PEM)
 
 
-def _leaf(ca: Authority, public_key: ec.EllipticCurvePublicKey, subject: x509.Name,
-          sans: list[x509.GeneralName], usage: x509.ObjectIdentifier, now: dt.datetime,
-          lifetime: dt.timedelta, serial: int | None = None) -> x509.Certificate:
-    return (x509.CertificateBuilder().subject_name(subject).issuer_name(ca.cert.subject)
-            .public_key(public_key).serial_number(serial or x509.random_serial_number())
-            .not_valid_before(now - CLOCK_SKEW).not_valid_after(now + lifetime)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
-            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key()), critical=False)
-            .sign(ca.key, hashes.SHA256()))
+def _leaf(
+    ca: Authority,
+    public_key: ec.EllipticCurvePublicKey,
+    subject: x509.Name,
+    sans: list[x509.GeneralName],
+    usage: x509.ObjectIdentifier,
+    now: dt.datetime,
+    lifetime: dt.timedelta,
+    serial: int | None = None,
+) -> x509.Certificate:
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(ca.cert.subject)
+        .public_key(public_key)
+        .serial_number(serial or x509.random_serial_number())
+        .not_valid_before(now - CLOCK_SKEW)
+        .not_valid_after(now + lifetime)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key()), critical=False)
+        .sign(ca.key, hashes.SHA256())
+    )
 
 
 def _check_san(name: str) -> None:
@@ -285,8 +335,9 @@ def _check_san(name: str) -> None:
     except ValueError:
         pass
     labels = name.split(".")
-    if not (0 < len(name) <= 253 and all(0 < len(l) <= 63 and all(c.isalnum() or c in "-*" for c in l)
-                                          for l in labels)):
+    if not (
+        0 < len(name) <= 253 and all(0 < len(l) <= 63 and all(c.isalnum() or c in "-*" for c in l) for l in labels)
+    ):
         raise InvalidArgument(f"--san {name!r} is not a host name or IP address")
 
 
@@ -298,4 +349,4 @@ def _san(name: str) -> x509.GeneralName:
 
 
 def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)

@@ -5,6 +5,7 @@ names stay inside the directory it unpacks into.
 The broker never unpacks a package; it reads the zip's directory only, so a hostile
 archive is refused before any site fetches it, and the researcher hears why at once.
 """
+
 from __future__ import annotations
 
 import io
@@ -13,7 +14,7 @@ import stat
 import zipfile
 from pathlib import PurePosixPath
 
-from scheduler.domain import InvalidArgument
+from minga.common.domain import InvalidArgument
 
 MAX_ENTRIES = 100_000
 MAX_UNPACKED_BYTES = 4 * 1024**3
@@ -39,7 +40,7 @@ def entry_kind(info: zipfile.ZipInfo) -> str:
     """'dir', 'file', or what else the entry's unix mode says it is (a symlink...)."""
     if info.is_dir():
         return "dir"
-    kind = stat.S_IFMT(info.external_attr >> 16)   # 0: no type recorded, a plain file
+    kind = stat.S_IFMT(info.external_attr >> 16)  # 0: no type recorded, a plain file
     if kind in (0, stat.S_IFREG):
         return "file"
     return "symlink" if kind == stat.S_IFLNK else "special file"
@@ -63,8 +64,9 @@ def check_archive(data: bytes, field: str = "package") -> None:
                 raise InvalidArgument(f"{field} entry {info.filename[:200]!r} has {why}")
             kind = entry_kind(info)
             if kind not in ("dir", "file"):
-                raise InvalidArgument(f"{field} entry {info.filename[:200]!r} is a {kind}; only plain files "
-                                      "and directories are shipped")
+                raise InvalidArgument(
+                    f"{field} entry {info.filename[:200]!r} is a {kind}; only plain files and directories are shipped"
+                )
             total += info.file_size
         if total > MAX_UNPACKED_BYTES:
             raise InvalidArgument(f"{field} unpacks to {total} bytes; the limit is {MAX_UNPACKED_BYTES}")

@@ -3,9 +3,10 @@
 A terminal state is final, so a late or duplicate report can never give a job a
 second outcome (DESIGN.md invariant 2).
 """
+
 from __future__ import annotations
 
-from scheduler.domain import JobState, RunState
+from minga.common.domain import JobState, RunState
 
 S = JobState
 
