@@ -4,9 +4,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
+# The linters live in their own venv: mypy 2.x needs pathspec>=1, which the project caps below 1.
+LINT_VENV := .venv-lint
+LINT_STAMP := $(LINT_VENV)/.installed
+RUFF_VERSION := 0.17.6
+MYPY_VERSION := 2.4.1
 PROTOS := $(wildcard proto/minga/v1/*.proto)
 
-.PHONY: run test proto bench install install-dev clean
+.PHONY: run test lint proto bench install install-dev clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +25,11 @@ $(DEV_STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@ $(STAMP)
 
+$(LINT_STAMP):
+	$(PYTHON) -m venv $(LINT_VENV)
+	$(LINT_VENV)/bin/pip install --quiet ruff==$(RUFF_VERSION) mypy==$(MYPY_VERSION)
+	touch $@
+
 install: $(STAMP)
 install-dev: $(DEV_STAMP)
 
@@ -28,6 +38,12 @@ run: $(STAMP)
 
 test: $(DEV_STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+# The gates .ci/run passes before the tests; .pre-commit-config.yaml runs the same ones.
+lint: $(LINT_STAMP) $(DEV_STAMP)
+	$(LINT_VENV)/bin/ruff check .
+	$(LINT_VENV)/bin/ruff format --check .
+	$(BIN)/python .ci/mypy.py $(LINT_VENV)/bin/mypy
 
 proto: $(DEV_STAMP)
 	$(BIN)/python -m grpc_tools.protoc -Iproto --python_out=proto --grpc_python_out=proto --pyi_out=proto $(PROTOS)
