@@ -9,9 +9,10 @@ LINT_VENV := .venv-lint
 LINT_STAMP := $(LINT_VENV)/.installed
 RUFF_VERSION := 0.17.6
 MYPY_VERSION := 2.4.1
+PRE_COMMIT_VERSION := 4.7.0
 PROTOS := $(wildcard proto/minga/v1/*.proto)
 
-.PHONY: run test lint proto bench install install-dev clean
+.PHONY: run test lint typecheck proto bench install install-dev clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,7 +28,7 @@ $(DEV_STAMP): pyproject.toml | $(BIN)/python
 
 $(LINT_STAMP):
 	$(PYTHON) -m venv $(LINT_VENV)
-	$(LINT_VENV)/bin/pip install --quiet ruff==$(RUFF_VERSION) mypy==$(MYPY_VERSION)
+	$(LINT_VENV)/bin/pip install --quiet ruff==$(RUFF_VERSION) mypy==$(MYPY_VERSION) pre-commit==$(PRE_COMMIT_VERSION)
 	touch $@
 
 install: $(STAMP)
@@ -41,8 +42,12 @@ test: $(DEV_STAMP)
 
 # The gates .ci/run passes before the tests; .pre-commit-config.yaml runs the same ones.
 lint: $(LINT_STAMP) $(DEV_STAMP)
+	$(LINT_VENV)/bin/pre-commit validate-config .pre-commit-config.yaml
 	$(LINT_VENV)/bin/ruff check .
 	$(LINT_VENV)/bin/ruff format --check .
+	$(MAKE) typecheck
+
+typecheck: $(LINT_STAMP) $(DEV_STAMP)
 	$(BIN)/python .ci/mypy.py $(LINT_VENV)/bin/mypy
 
 proto: $(DEV_STAMP)
