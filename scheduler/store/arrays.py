@@ -19,7 +19,7 @@ from minga.common.states import transition
 from minga.scheduler.arrays import ArraySummary
 from minga.scheduler.store.base import Database, job_from_row
 from minga.scheduler.store.changes import note_jobs
-from minga.scheduler.store.codec import secrets_to_json, spec_to_json
+from minga.scheduler.store.json_columns import secrets_to_json, spec_to_json
 from minga.scheduler.store.models import JobRow
 
 _LIVE = [s.value for s in LIVE_JOB_STATES]

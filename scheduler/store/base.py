@@ -16,8 +16,8 @@ from sqlmodel import Session, SQLModel
 from minga.common.domain import FailedPrecondition, Job, JobPreemption, JobState, Run, RunState, Site, SiteState
 from minga.scheduler.store import migrations, models  # noqa: F401  (models registers the tables)
 from minga.scheduler.store.changes import Observer, collect, committed_changes, touched_tables
-from minga.scheduler.store.codec import inventory_from_json, spec_from_json
 from minga.scheduler.store.generations import Generations
+from minga.scheduler.store.json_columns import inventory_from_json, spec_from_json
 from minga.scheduler.store.models import JobRow, RunRow, SiteRow
 
 RowT = TypeVar("RowT", JobRow, RunRow)

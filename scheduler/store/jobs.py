@@ -14,8 +14,8 @@ from minga.common.states import transition
 from minga.scheduler.store.audit import AuditEntry, add_entry, audit_values
 from minga.scheduler.store.base import Database, StoreUnavailable, job_from_row
 from minga.scheduler.store.changes import note_jobs
-from minga.scheduler.store.codec import secrets_to_json, spec_from_json, spec_to_json
 from minga.scheduler.store.group_commit import GroupCommit
+from minga.scheduler.store.json_columns import secrets_to_json, spec_from_json, spec_to_json
 from minga.scheduler.store.models import AuditRow, JobRow, RunRow
 from minga.scheduler.store.requeue import locked_job
 

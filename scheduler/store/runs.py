@@ -19,12 +19,12 @@ from minga.common.domain import LIVE_JOB_STATES, Job, JobState, RunState, SiteSt
 from minga.common.shares import ShareSettings
 from minga.common.snapshot import Decisions, Placement, Preemption, Snapshot
 from minga.scheduler.accounting import ChargeBatch
-from minga.scheduler.commands import Command, RunReport, StartRunCommand
 from minga.scheduler.lifecycle import after_report, lease, preempt, unknown_run, unlisted_at_hello
+from minga.scheduler.site_messages import Command, RunReport, StartRunCommand
 from minga.scheduler.store.audit import SCHEDULER, SCHEDULER_ROLE, AuditEntry, add_entry
 from minga.scheduler.store.base import Database, StoreUnavailable, job_from_row, run_from_row, site_from_row
 from minga.scheduler.store.changes import Changes, note
-from minga.scheduler.store.codec import inventory_from_json, spec_from_json, with_secrets
+from minga.scheduler.store.json_columns import inventory_from_json, spec_from_json, with_secrets
 from minga.scheduler.store.ledger import ledger_lock, write_charges
 from minga.scheduler.store.models import JobRow, RunRow, SiteRow
 from minga.scheduler.store.requeue import (

@@ -8,8 +8,8 @@ from sqlmodel import select
 
 from minga.common.domain import Inventory, NotFound, Site, SiteState
 from minga.scheduler.store.base import Database, site_from_row
-from minga.scheduler.store.codec import inventory_to_json
 from minga.scheduler.store.generations import Cached
+from minga.scheduler.store.json_columns import inventory_to_json
 from minga.scheduler.store.models import RunRow, SiteRow
 
 RECENT_TTL = 2.0  # seconds another broker's change to a site may go unseen by `recent`

@@ -1,4 +1,5 @@
-"""JSON encoding of the domain values the store keeps in text columns."""
+"""The JSON text the store keeps in its columns for job specs (secrets apart) and site
+inventories, and the domain values read back from it."""
 
 from __future__ import annotations
 
