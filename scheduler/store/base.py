@@ -23,7 +23,7 @@ from minga.scheduler.store.models import JobRow, RunRow, SiteRow
 RowT = TypeVar("RowT", JobRow, RunRow)
 
 
-class StoreUnavailable(Exception):
+class StoreUnavailable(Exception):  # noqa: N818 - named after its gRPC status code, UNAVAILABLE
     """The database could not be reached; nothing was written."""
 
 

@@ -23,10 +23,12 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 from sqlmodel import create_engine
 
 from minga.common.domain import InvalidArgument
@@ -74,17 +76,17 @@ def _ping_when_idle(engine: Engine) -> None:
     the last second was alive then, and a failure on it still answers UNAVAILABLE."""
 
     @event.listens_for(engine, "checkin")
-    def _on_checkin(_dbapi_conn, record) -> None:  # type: ignore[no-untyped-def]
+    def _on_checkin(_dbapi_conn: Any, record: ConnectionPoolEntry) -> None:
         record.info[_IDLE_SINCE] = time.monotonic()
 
     @event.listens_for(engine, "checkout")
-    def _on_checkout(dbapi_conn, record, _proxy) -> None:  # type: ignore[no-untyped-def]
+    def _on_checkout(dbapi_conn: Any, record: ConnectionPoolEntry, _proxy: PoolProxiedConnection) -> None:
         if time.monotonic() - record.info.get(_IDLE_SINCE, 0.0) < PING_AFTER_IDLE_SECONDS:
             return
         try:
             with dbapi_conn.cursor() as cur:
                 cur.execute("SELECT 1")
-        except Exception as exc:  # noqa: BLE001 - any failure: the pool connects afresh
+        except Exception as exc:  # any failure: the pool connects afresh
             raise DisconnectionError(f"pooled connection is dead: {exc}") from exc
 
 
@@ -102,11 +104,11 @@ class _WriteTurns:
     def __init__(self) -> None:
         self._lock = threading.Lock()
 
-    def take(self, info: dict) -> None:  # type: ignore[type-arg]
+    def take(self, info: dict[Any, Any]) -> None:
         if not info.get(self.KEY) and self._lock.acquire(timeout=SQLITE_BUSY_TIMEOUT_MS / 1000):
             info[self.KEY] = True
 
-    def give_back(self, info: dict) -> None:  # type: ignore[type-arg]
+    def give_back(self, info: dict[Any, Any]) -> None:
         if info.pop(self.KEY, False):
             self._lock.release()
 
@@ -127,7 +129,7 @@ def _sqlite_engine(url: str, immediate: bool) -> Engine:
     engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
 
     @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
+    def _on_connect(dbapi_conn: Any, _record: ConnectionPoolEntry) -> None:
         dbapi_conn.isolation_level = None  # let SQLAlchemy's begin hook issue BEGIN
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
@@ -138,7 +140,7 @@ def _sqlite_engine(url: str, immediate: bool) -> Engine:
     turns: _WriteTurns | None = None
 
     @event.listens_for(engine, "begin")
-    def _on_begin(conn) -> None:  # type: ignore[no-untyped-def]
+    def _on_begin(conn: Connection) -> None:
         if turns is None:
             conn.exec_driver_sql("BEGIN")
             return
@@ -151,26 +153,28 @@ def _sqlite_engine(url: str, immediate: bool) -> Engine:
 
     if immediate:
         turns = _WriteTurns()
-        engine.write_turns = turns  # type: ignore[attr-defined]  (for tests)
+        engine.write_turns = turns  # type: ignore[attr-defined]  # read by tests/test_sqlite_write_turns.py
         dialect = engine.dialect  # this engine's own: the turn is given back once the
         commit, rollback = dialect.do_commit, dialect.do_rollback  # COMMIT has returned
 
-        def do_commit(dbapi_conn) -> None:  # type: ignore[no-untyped-def]
+        def do_commit(dbapi_conn: PoolProxiedConnection) -> None:
             try:
                 commit(dbapi_conn)
             finally:
                 turns.given_back_by(dbapi_conn)
 
-        def do_rollback(dbapi_conn) -> None:  # type: ignore[no-untyped-def]
+        def do_rollback(dbapi_conn: PoolProxiedConnection) -> None:
             try:
                 rollback(dbapi_conn)
             finally:
                 turns.given_back_by(dbapi_conn)
 
-        dialect.do_commit, dialect.do_rollback = do_commit, do_rollback  # type: ignore[method-assign]
+        # Patched on this engine's own dialect instance: no SQLAlchemy event fires after COMMIT returns.
+        dialect.do_commit = do_commit  # type: ignore[method-assign,assignment]  # an instance attribute
+        dialect.do_rollback = do_rollback  # type: ignore[method-assign,assignment]  # an instance attribute
 
         @event.listens_for(engine, "checkin")
-        def _on_checkin(dbapi_conn, record) -> None:  # type: ignore[no-untyped-def]
+        def _on_checkin(_dbapi_conn: Any, record: ConnectionPoolEntry) -> None:
             turns.give_back(record.info)  # a transaction that ended without either
 
     return engine

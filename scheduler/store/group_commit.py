@@ -75,7 +75,7 @@ class GroupCommit(Generic[T, R]):
         with self._lock:
             successor = self._queue[0] if self._queue else None
             self._leading = successor is not None
-        for waiter, outcome in zip(batch, outcomes):
+        for waiter, outcome in zip(batch, outcomes, strict=True):
             waiter.outcome, waiter.lead = outcome, False
             waiter.done.set()
         if successor is not None:

@@ -97,7 +97,7 @@ class PipelinedCommit(Generic[T, R]):
         self.wait(self.submit_async(request, box.append))
         if isinstance(box[0], BaseException):
             raise box[0]
-        return box[0]  # type: ignore[return-value]
+        return box[0]
 
     def _apply_all(self) -> None:
         while True:
@@ -118,10 +118,10 @@ class PipelinedCommit(Generic[T, R]):
                     raise RuntimeError(f"a batch of {len(todo)} got {len(outcomes)} outcomes")
             except BaseException as exc:  # noqa: BLE001 - every caller of the batch learns of it
                 outcomes = [exc] * len(todo)
-            for queued, outcome in zip(todo, outcomes):
+            for queued, outcome in zip(todo, outcomes, strict=True):
                 try:
                     queued.done(outcome)
-                except Exception:  # noqa: BLE001 - one caller's callback must not stop the others'
+                except Exception:  # logged: one caller's callback must not stop the others'
                     log.exception("a committed request's callback failed")
         with self._cond:
             self.batches += bool(todo)

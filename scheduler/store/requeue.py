@@ -116,7 +116,7 @@ def write_step(s: Session, step: Step, job: JobRow | None, run: RunRow, now: flo
 
 def lose_runs(s: Session, site: str, reason: str, now: float) -> int:
     """Every live run on `site` is lost: requeue its job, or end a cancel. Returns how many."""
-    runs = s.exec(select(RunRow).where(RunRow.site == site, col(RunRow.live).is_(True))).all()
+    runs = s.exec(select(RunRow).where(RunRow.site == site, col(RunRow.live))).all()
     lost = 0
     for found in runs:
         job = locked_job(s, found.job_id)
@@ -132,7 +132,7 @@ def stop_overdue(s: Session, now: float, candidates: list[str] | None = None) ->
     """Stop every running run past its walltime; its job ends FAILED (TIMEOUT). Looks at
     the runs named in `candidates`, or at every live run with a walltime."""
     commands: list[Command] = []
-    query = select(RunRow).where(col(RunRow.live).is_(True), RunRow.walltime_seconds > 0, RunRow.running_since > 0)
+    query = select(RunRow).where(col(RunRow.live), RunRow.walltime_seconds > 0, RunRow.running_since > 0)
     if candidates is not None:
         query = query.where(col(RunRow.id).in_(candidates))
     runs = s.exec(query).all()

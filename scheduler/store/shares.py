@@ -37,7 +37,7 @@ def project_id(institution: str, name: str) -> str:
 def read_settings(s: Session) -> ShareSettings:
     """The fair-share settings, read once per transaction (a batch of reports asks for
     them once per run it ends)."""
-    cached = s.info.get(_SETTINGS_INFO)
+    cached: ShareSettings | None = s.info.get(_SETTINGS_INFO)
     if cached is not None:
         return cached
     row = s.get(MetaRow, SETTINGS_KEY)
@@ -124,7 +124,11 @@ class SharesRepo:
                 row.weight = weight
                 s.add(row)
                 return
-            table = {"institution": InstitutionRow, "project": ProjectRow}.get(kind)
+            tables: dict[str, type[InstitutionRow | ProjectRow]] = {
+                "institution": InstitutionRow,
+                "project": ProjectRow,
+            }
+            table = tables.get(kind)
             if table is None:
                 raise InvalidArgument("kind must be country, institution or project")
             found = s.get(table, key)
