@@ -249,34 +249,34 @@ class Principal:
 
 
 class MingaError(Exception):
-    """Base of the errors the api layer maps to gRPC status codes."""
+    """Base of the errors the api layer maps to gRPC status codes; each is named after its code."""
 
 
-class NotFound(MingaError):
+class NotFound(MingaError):  # noqa: N818 - named after its gRPC status code
     pass
 
 
-class AlreadyExists(MingaError):
+class AlreadyExists(MingaError):  # noqa: N818 - named after its gRPC status code
     pass
 
 
-class InvalidArgument(MingaError):
+class InvalidArgument(MingaError):  # noqa: N818 - named after its gRPC status code
     pass
 
 
-class PermissionDenied(MingaError):
+class PermissionDenied(MingaError):  # noqa: N818 - named after its gRPC status code
     pass
 
 
-class Unauthenticated(MingaError):
+class Unauthenticated(MingaError):  # noqa: N818 - named after its gRPC status code
     pass
 
 
-class FailedPrecondition(MingaError):
+class FailedPrecondition(MingaError):  # noqa: N818 - named after its gRPC status code
     pass
 
 
-class ResourceExhausted(MingaError):
+class ResourceExhausted(MingaError):  # noqa: N818 - named after its gRPC status code
     """A caller went over its rate limit; `retry_after` seconds from now it is served again."""
 
     def __init__(self, message: str, retry_after: float) -> None:

@@ -21,7 +21,7 @@ import threading
 from dataclasses import dataclass
 
 from minga.common.clock import Clock
-from minga.scheduler.leader import NotLeading
+from minga.scheduler.leader import NotLeadingError
 from minga.scheduler.leases import SiteLeases
 from minga.scheduler.policy import Decisions, Snapshot, schedule
 from minga.scheduler.sessions import SessionRegistry
@@ -195,7 +195,7 @@ class SchedulingCycle:
                 if store_down:
                     log.info("database reachable again; scheduling resumes")
                 store_down = False
-            except NotLeading as exc:
+            except NotLeadingError as exc:
                 log.warning("scheduling pass refused: %s", exc)
             except StoreUnavailable as exc:
                 if not store_down:

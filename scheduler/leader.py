@@ -265,7 +265,7 @@ def record_leader(db: Database, record: LeaderRecord) -> None:
         s.add(row)
 
 
-class NotLeading(Exception):
+class NotLeadingError(Exception):
     """The store names another broker as leader: this one must not schedule."""
 
 
@@ -280,7 +280,7 @@ def leader_fence(broker_id: str) -> Callable[[Session], None]:
         row = s.get(MetaRow, LEADER_META_KEY, with_for_update=True, populate_existing=True)
         leader = json.loads(row.value).get("broker_id") if row is not None else None
         if leader != broker_id:
-            raise NotLeading(f"the store names broker {leader} as leader, not this one ({broker_id})")
+            raise NotLeadingError(f"the store names broker {leader} as leader, not this one ({broker_id})")
 
     return fence
 

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from minga.common.domain import Job, JobSpec, JobState, Run, RunState
 from minga.common.snapshot import Placement, Preemption
-from minga.common.states import IllegalTransition
+from minga.common.states import IllegalTransitionError
 from minga.scheduler import lifecycle as lc
 from minga.scheduler.requeue_rules import INFRA_REQUEUE_LIMIT, Fault
 from minga.scheduler.site_messages import RunReport, StartRunCommand, StopRunCommand
@@ -149,7 +149,7 @@ def test_failures_never_pass_max_attempts_without_ending_the_job(max_attempts, s
     j = replace(job(JobState.RUNNING, max_attempts=max_attempts), run_id="r")
     for fault in sequence:
         if j.state.terminal:
-            with pytest.raises(IllegalTransition):  # a terminal state is final
+            with pytest.raises(IllegalTransitionError):  # a terminal state is final
                 lc.requeue_or_fail(j, "again", NOW, fault)
             return
         before = j
