@@ -10,7 +10,7 @@ import enum
 from dataclasses import dataclass, field
 
 
-class JobState(str, enum.Enum):
+class JobState(enum.StrEnum):
     PENDING = "PENDING"
     LEASED = "LEASED"
     RUNNING = "RUNNING"
@@ -33,7 +33,7 @@ TERMINAL_JOB_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.C
 LIVE_JOB_STATES = frozenset({JobState.LEASED, JobState.RUNNING, JobState.CANCELLING})
 
 
-class RunState(str, enum.Enum):
+class RunState(enum.StrEnum):
     """What a site says about one run on its Ray cluster."""
 
     STARTING = "STARTING"
@@ -51,7 +51,7 @@ class RunState(str, enum.Enum):
         return self in (RunState.SUCCEEDED, RunState.FAILED, RunState.STOPPED, RunState.LOST)
 
 
-class SiteState(str, enum.Enum):
+class SiteState(enum.StrEnum):
     """A site's effective state; only READY takes new runs.
 
     Two things make it: the admin's choice (CORDONED: keep runs, take no new ones;
@@ -73,7 +73,7 @@ class SiteState(str, enum.Enum):
 DEFAULT_MAX_ATTEMPTS = 3
 
 
-class Role(str, enum.Enum):
+class Role(enum.StrEnum):
     """Who a caller is; `minga.scheduler.api.authz` says what each may do, and on what."""
 
     ADMIN = "admin"  # the whole federation

@@ -230,9 +230,9 @@ def sign_site_csr(
     if country:
         attrs.append(x509.NameAttribute(NameOID.COUNTRY_NAME, country))
     uri = x509.UniformResourceIdentifier(f"{SITE_URI_PREFIX}{identity.institution}/{identity.site}")
-    return _leaf(
-        ca, csr.public_key(), x509.Name(attrs), [uri], ExtendedKeyUsageOID.CLIENT_AUTH, now or _now(), lifetime, serial
-    )
+    key = csr.public_key()
+    assert isinstance(key, ec.EllipticCurvePublicKey)  # check_csr refuses any other
+    return _leaf(ca, key, x509.Name(attrs), [uri], ExtendedKeyUsageOID.CLIENT_AUTH, now or _now(), lifetime, serial)
 
 
 def check_csr(csr_pem: bytes) -> x509.CertificateSigningRequest:
@@ -336,7 +336,8 @@ def _check_san(name: str) -> None:
         pass
     labels = name.split(".")
     if not (
-        0 < len(name) <= 253 and all(0 < len(l) <= 63 and all(c.isalnum() or c in "-*" for c in l) for l in labels)
+        0 < len(name) <= 253
+        and all(0 < len(label) <= 63 and all(c.isalnum() or c in "-*" for c in label) for label in labels)
     ):
         raise InvalidArgument(f"--san {name!r} is not a host name or IP address")
 

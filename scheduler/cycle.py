@@ -201,7 +201,7 @@ class SchedulingCycle:
                 if not store_down:
                     log.warning("scheduling cycle skipped: database unavailable (%s)", exc)
                 store_down = True
-            except Exception:  # noqa: BLE001 - the cycle must outlive one bad pass
+            except Exception:  # logged: the cycle must outlive one bad pass
                 log.exception("scheduling cycle failed; retrying at the next tick")
             finally:
                 self.wakeups.pass_ended()

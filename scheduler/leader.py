@@ -26,6 +26,7 @@ The election (`Election`) is one thread that polls every `poll_seconds`:
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import fcntl
 import json
@@ -37,7 +38,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import psycopg
 from sqlmodel import Session
@@ -158,16 +159,14 @@ class PostgresLock:
     def _drop(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
-            try:
+            with contextlib.suppress(psycopg.Error):
                 conn.close()
-            except psycopg.Error:
-                pass
 
     def release(self) -> None:
         self._drop()  # ending the session releases its advisory locks
 
 
-def _query(conn: psycopg.Connection, sql: str, params: tuple = ()) -> tuple | None:
+def _query(conn: psycopg.Connection, sql: str, params: tuple[object, ...] = ()) -> tuple[Any, ...] | None:
     """One row, or OperationalError once QUERY_TIMEOUT_SECONDS pass. A link that swallows
     packets (or a server that hangs) would otherwise block the election for minutes:
     the timer shuts the socket down, which ends the wait at once."""
@@ -308,7 +307,7 @@ class LeadershipStatus:
 # -- the election ---------------------------------------------------------------------
 
 
-class Role(str, enum.Enum):
+class Role(enum.StrEnum):
     LEADER = "leader"
     UNSURE = "unsure"  # led, lost the proof, trying to take the lock again
     STANDBY = "standby"
@@ -374,7 +373,7 @@ class Election:
         while not self._stop.wait(self.poll_seconds):
             try:
                 self.poll()
-            except Exception:  # noqa: BLE001 - the election must outlive one bad poll
+            except Exception:  # logged: the election must outlive one bad poll
                 log.exception("leader election poll failed")
 
     def poll(self) -> None:

@@ -191,16 +191,18 @@ def after_report(job: Job | None, run: Run, report: RunReport, now: float, in_se
     if not current or job is None:
         stop = () if state.terminal else (StopRunCommand(run.site, run.id, "stale run: fenced by a newer epoch"),)
         return Step(job, run, stop)
-    seen = {"reported_at": run.reported_at or now}  # the site has it: never resent under this id
+    reported_at = run.reported_at or now  # the site has it: never resent under this id
     if (
         state is RunState.FAILED
         and job.state is not JobState.CANCELLING
         and (report.infrastructure or job.spec.retry_failed)
     ):
-        return run_failed(job, replace(run, **seen), report.message or "run failed", report.infrastructure, now)
+        return run_failed(
+            job, replace(run, reported_at=reported_at), report.message or "run failed", report.infrastructure, now
+        )
     if state is RunState.RUNNING and not run.charged_until:
-        seen.update(charged_until=now, running_since=now)  # usage is charged from here on
-    run = replace(run, state=state, message=report.message, **seen)
+        run = replace(run, charged_until=now, running_since=now)  # usage is charged from here on
+    run = replace(run, state=state, message=report.message, reported_at=reported_at)
     if state.terminal:
         run = end_run(run, state, report.message, now)
     job = advance(job, state, report.message, now)

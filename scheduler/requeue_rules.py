@@ -17,7 +17,7 @@ Preemption is neither: it requeues without counting at all.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 from minga.common.domain import JobState
 
@@ -28,7 +28,7 @@ INFRA_BACKOFF_FIRST_SECONDS = 2.0
 INFRA_BACKOFF_MAX_SECONDS = 240.0  # 2 s, 4 s, ... then every 4 minutes
 
 
-class Fault(str, Enum):
+class Fault(StrEnum):
     """Whose fault a run's end is."""
 
     USER = "user"  # the user's code failed, and it asked for retries
@@ -48,12 +48,12 @@ class Requeue:
 
 def backoff_seconds(failures: int) -> float:
     """After a user's failure: 2 s after the first, doubling, at most 5 minutes."""
-    return min(BACKOFF_MAX_SECONDS, BACKOFF_FIRST_SECONDS * 2 ** max(0, failures - 1))
+    return min(BACKOFF_MAX_SECONDS, BACKOFF_FIRST_SECONDS * 2.0 ** max(0, failures - 1))
 
 
 def infra_backoff_seconds(requeues: int) -> float:
     """After an infrastructure requeue: 2 s after the first, doubling, at most 4 minutes."""
-    return min(INFRA_BACKOFF_MAX_SECONDS, INFRA_BACKOFF_FIRST_SECONDS * 2 ** max(0, requeues - 1))
+    return min(INFRA_BACKOFF_MAX_SECONDS, INFRA_BACKOFF_FIRST_SECONDS * 2.0 ** max(0, requeues - 1))
 
 
 def after_run_ended(

@@ -39,7 +39,8 @@ DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 def check_slug(field: str, value: str) -> str:
     if not SLUG.fullmatch(value):
         raise InvalidArgument(
-            f"{field} {value!r} is not valid: use 1-63 lowercase letters, digits and '-', starting with a letter or digit"
+            f"{field} {value!r} is not valid: "
+            "use 1-63 lowercase letters, digits and '-', starting with a letter or digit"
         )
     return value
 

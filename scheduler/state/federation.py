@@ -106,7 +106,7 @@ class FederationState:
                 return  # the next use rebuilds from the store anyway
             try:
                 self._apply(changes)
-            except Exception:  # noqa: BLE001 - a bug here must not fail the writer's commit
+            except Exception:  # logged: a bug here must not fail the writer's commit
                 log.exception("in-memory state could not apply a commit; rebuilding it from the store")
                 self.stale = True
 
@@ -114,9 +114,9 @@ class FederationState:
         for job in changes.jobs.values():
             self._put_job(job)
         for job_id, reason in changes.reasons.items():
-            job = self._pending.get(job_id)
-            if job is not None and job.reason != reason:
-                self._reword(job, replace(job, reason=reason))
+            pending = self._pending.get(job_id)
+            if pending is not None and pending.reason != reason:
+                self._reword(pending, replace(pending, reason=reason))
         for run in changes.runs.values():
             if run.live:
                 self._runs[run.id] = run
