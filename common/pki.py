@@ -1,14 +1,10 @@
 """The federation's certificate authority: the broker's server certificate, and the
 short-lived client certificates that identify sites (mutual TLS).
 
-- The CA and the broker's key never leave the broker's directory (mode 0700, keys
-  0600). A site's key never leaves the site: it sends a certificate signing
-  request, and the broker signs it.
-- A site certificate's identity is what the broker knows from the join token, not
-  what the CSR claims: subject CN = site, O = institution, C = country, plus the
-  URI SAN `minga://site/<institution>/<site>`, which is what the broker reads back.
-- Keys are ECDSA P-256; site certificates last 30 days by default, so a leaked or
-  forgotten one dies by itself, and the agent renews its own before it expires.
+A site's key never leaves the site (it sends a CSR); its certificate names what the broker
+knows from the join token, whatever the CSR claims, with the URI SAN
+`minga://site/<institution>/<site>` that the broker reads back. Keys are ECDSA P-256. See
+docs/security.md.
 """
 
 from __future__ import annotations

@@ -1,16 +1,10 @@
-"""The broker's scheduling cycle, a short list of named phases:
+"""The broker's scheduling cycle: expire (leases, walltimes) → charge usage → snapshot
+→ schedule (pure policy) → persist in one transaction → publish.
 
-expire (leases, walltimes) → charge usage → snapshot → schedule (pure policy)
-→ persist in one transaction → publish.
-
-The leader keeps the federation in memory (`minga.scheduler.state`), built from the store
-when it starts leading and kept level by every commit; the snapshot comes from there,
-and the cycle writes only what changed.
-
-It runs on events (submit, capacity change, run ended, site connected or lost)
-and on a periodic tick, in one thread, so two cycles never overlap. Events are
-coalesced (`minga.scheduler.wakeups`, Slurm's sched_min_interval): a burst of submits
-costs a few cycles, and no caller ever waits for one.
+The snapshot comes from the leader's federation in memory (`minga.scheduler.state`). The
+cycle runs in one thread, on coalesced events and on a tick (`minga.scheduler.wakeups`), so
+two cycles never overlap and no caller waits for one. See docs/architecture.md, "The
+federation in memory" and "Submit path".
 """
 
 from __future__ import annotations

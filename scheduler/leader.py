@@ -1,27 +1,10 @@
 """Leadership: of the brokers that share one store, exactly one leads.
 
-The leader runs the scheduling cycle and serves every RPC; the others are
-standbys that answer only `BrokerStatus` and refuse the rest with UNAVAILABLE,
-naming the leader, until the leader dies and one of them takes over.
-
-The lock (`StoreLock`):
-- PostgreSQL: a session-level advisory lock, `pg_try_advisory_lock(key, hash of
-  the database and schema)`, held on one dedicated connection (not from the pool)
-  for as long as this broker leads. PostgreSQL releases it when that connection
-  ends, which a kill -9 of the broker does at once (the kernel closes its socket).
-- SQLite: an exclusive `flock` on `<db file>.lock`, released by the kernel when the
-  broker's process ends. A second broker on the same file waits as a standby.
-
-The election (`Election`) is one thread that polls every `poll_seconds`:
-- a standby tries the lock; when it gets it, it waits `poll_seconds` more (a leader
-  that just lost its lock stops within one poll), then takes over (the broker does
-  what a fresh start does);
-- the leader proves it still holds the lock (`SELECT 1` on the lock's connection).
-  If it cannot, it is *unsure*: it pauses its cycle and tries to take the lock again
-  at every poll. Got it: it resumes. Another broker holds it, or the database stays
-  out of reach for `step_down_seconds`: it steps down to standby (closes its site
-  sessions, refuses RPCs). While unsure it keeps its site sessions, so a database
-  outage with a single broker costs no lease.
+The leader runs the scheduling cycle and serves every RPC; the standbys answer only
+`BrokerStatus` until it dies. `StoreLock` is the lock (a PostgreSQL session advisory lock
+on a dedicated connection, or a `flock` beside a SQLite file); `Election` is the thread
+that polls it, takes over, and pauses or steps down a leader that cannot prove its lock.
+The rules and their bounds are in docs/production.md, "Two brokers: a leader and a standby".
 """
 
 from __future__ import annotations

@@ -1,20 +1,11 @@
-"""The job lifecycle rules: pure functions over domain values.
+"""The job lifecycle rules (lease, fencing of reports, lost, preempted, failed and overdue
+runs): pure functions over domain values.
 
-Each rule takes the job and run as they are (read under the job's lock by the store)
-and returns a `Step`: the job and run as they must be written back, and the commands
-to send to the site. Nothing here touches a session, reads a clock or charges usage:
-a rule that ends a run only says so (`live=False`, `ended_at=now`), and the store
-charges the run's last interval (store/ledger.py `charge_run`), once.
-
-The rules they follow:
-- a lease is a new run under the next epoch, whose id is the Ray submission_id, so a
-  resent start is safe; it never promises more GPUs than are free (DESIGN.md invariant 1);
-- fencing: only a report about the job's current, live run changes the job; any other
-  live run is told to stop (invariant 2);
-- a run that ended badly is requeued or fails by scheduler.requeue_rules (Slurm's
-  `--requeue`, Kubernetes' backoffLimit, with Kueue-style exponential requeuing backoff);
-- preemption requeues without counting a failure, and stops the run with a notice;
-- a run past its walltime is stopped and its job ends FAILED, as Slurm's TimeLimit does.
+Each rule takes the job and run as the store read them under the job's lock and returns a
+`Step`: the job and run to write back, and the commands to send to the site. Nothing here
+touches a session, reads a clock or charges usage; the store charges a run the rule ended,
+once. The rules are told in docs/reliability.md, "Leases and fencing" and "Failures are
+told apart".
 """
 
 from __future__ import annotations

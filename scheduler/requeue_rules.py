@@ -1,17 +1,9 @@
-"""What becomes of a job whose run ended without finishing: the pure rules, over plain
+"""What becomes of a job whose run ended without finishing: the pure rules over plain
 values, so the store only applies them (and a test or the simulator can call them alone).
 
-Two budgets, as Slurm's `--requeue` on node failure and Kubernetes' Job backoffLimit
-(which excludes pod disruptions) keep them apart:
-
-- `max_attempts` counts the *user's* failures: a non-zero exit the researcher asked to
-  retry (`retry_failed`). The job fails on the last one.
-- Infrastructure requeues (the site LOST or DEGRADED, Ray lost the run or refused to
-  start it, the run vanished from Ray) never count there. They have their own, larger
-  bound, `INFRA_REQUEUE_LIMIT`, and a backoff growing to a few minutes, so a site that
-  keeps failing cannot spin a job, and a hiccup never fails a researcher's job.
-
-Preemption is neither: it requeues without counting at all.
+Two budgets: `max_attempts` counts the user's failures, infrastructure requeues have their
+own bound and backoff, and a preemption counts in neither. See docs/reliability.md,
+"Failures are told apart".
 """
 
 from __future__ import annotations

@@ -1,21 +1,9 @@
 """Engine creation for SQLite and PostgreSQL.
 
-SQLite durability settings (why each):
-- journal_mode=WAL: readers never block the single writer, and a commit is one
-  append to the WAL, which survives kill -9 of the broker.
-- synchronous=FULL: the WAL is fsynced at every commit, so an acknowledged submit
-  survives a power loss too, not only a process crash.
-- busy_timeout: concurrent writers wait for the lock instead of failing. SQLite's
-  busy handler polls, sleeping 1, 2, 5, 10, 15, 20, 25... ms between tries, so a
-  writer that waited wakes up to 25 ms after the lock was freed. Within one broker
-  the writing transactions therefore first queue on a lock of this process
-  (`_WriteTurns`), released at their commit or rollback: the next one starts as soon
-  as the previous one ends, and the busy handler only waits for other processes
-  on the same file.
-- Every writing transaction starts with BEGIN IMMEDIATE, taking the write lock up
-  front, so a read-then-write transaction can never fail halfway with SQLITE_BUSY.
-  Read-only transactions use a second engine with a plain (deferred) BEGIN, so
-  polling readers never queue for the write lock.
+SQLite runs in WAL mode with `synchronous=FULL`, writes under BEGIN IMMEDIATE after taking
+this process's write turn (`_WriteTurns`), and reads on a second engine; PostgreSQL
+connections time out and are pinged after sitting idle. Why each setting: docs/reliability.md,
+"SQLite settings" and "Broker crash safety".
 """
 
 from __future__ import annotations

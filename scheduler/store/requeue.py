@@ -1,14 +1,9 @@
-"""Runs the broker ends on its own, and writing the lifecycle's steps back to the rows.
+"""Runs the broker ends on its own (lost with their site, past their walltime), and writing
+the lifecycle's steps back to the rows.
 
-The rules are pure, in scheduler/lifecycle.py (and scheduler/requeue_rules.py): every
+The rules are pure, in scheduler/lifecycle.py and scheduler/requeue_rules.py: every
 function here locks and loads the rows, converts them to domain values, calls the rule,
 and writes what it returns back through the ORM (`write_step`).
-
-- A run lost with its site (lease expired, the site's Ray cluster down or refusing)
-  is requeued after a backoff; that counts against the infrastructure bound, never
-  `max_attempts`.
-- A run past its walltime is stopped and its job ends FAILED with reason TIMEOUT,
-  as Slurm's TimeLimit does.
 """
 
 from __future__ import annotations
