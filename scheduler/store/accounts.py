@@ -335,7 +335,7 @@ class AccountsRepo:
         if institution is not None:
             query = query.where(TokenRow.institution == institution)
         with self.db.read() as s:
-            rows = s.exec(query.order_by(TokenRow.created_at.desc(), TokenRow.subject)).all()  # type: ignore[attr-defined]
+            rows = s.exec(query.order_by(col(TokenRow.created_at).desc(), col(TokenRow.subject))).all()
             return [
                 TokenInfo(
                     id=r.hash.removeprefix(KEYED_PREFIX)[:12],

@@ -100,11 +100,11 @@ class _WriteTurns:
         if info.pop(self.KEY, False):
             self._lock.release()
 
-    def given_back_by(self, dbapi_conn: object) -> None:
+    def given_back_by(self, dbapi_conn: PoolProxiedConnection) -> None:
         """The turn of the pooled connection `dbapi_conn`, if it holds it (the engine's
         first connect rolls back on an ad-hoc proxy without a pool record: no turn there)."""
         try:
-            info = dbapi_conn.info  # type: ignore[attr-defined]
+            info = dbapi_conn.info
         except (AttributeError, NotImplementedError):
             return
         self.give_back(info)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Generic, TypeVar, cast
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -59,7 +59,7 @@ class GroupCommit(Generic[T, R]):
             self._lead()
         if isinstance(me.outcome, BaseException):
             raise me.outcome
-        return me.outcome  # type: ignore[return-value]
+        return cast(R, me.outcome)  # the batch set it: not None, unless R allows None
 
     def _lead(self) -> None:
         with self._lock:

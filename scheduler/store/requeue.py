@@ -15,7 +15,6 @@ from sqlmodel import Session, col, select
 from minga.common.domain import Job
 from minga.scheduler import lifecycle
 from minga.scheduler.lifecycle import Step, run_lost
-from minga.scheduler.requeue_rules import backoff_seconds  # noqa: F401 (re-exported)
 from minga.scheduler.site_messages import Command
 from minga.scheduler.store.base import job_from_row, job_to_row, run_from_row, run_to_row
 from minga.scheduler.store.ledger import charge_run

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, replace
+from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
@@ -70,9 +71,10 @@ class SharesRepo:
         with self.db.read() as s:
             return read_settings(s)
 
-    def update_settings(self, **changes: object) -> ShareSettings:
+    def update_settings(self, **changes: Any) -> ShareSettings:
+        """Replace the named settings, each already checked by the caller."""
         with self.db.tx() as s:
-            current = replace(read_settings(s), **changes)  # type: ignore[arg-type]
+            current = replace(read_settings(s), **changes)
             row = s.get(MetaRow, SETTINGS_KEY) or MetaRow(key=SETTINGS_KEY)
             row.value = json.dumps(asdict(current))
             s.add(row)
