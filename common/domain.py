@@ -10,7 +10,7 @@ import enum
 from dataclasses import dataclass, field
 
 
-class JobState(str, enum.Enum):
+class JobState(enum.StrEnum):
     PENDING = "PENDING"
     LEASED = "LEASED"
     RUNNING = "RUNNING"
@@ -33,7 +33,7 @@ TERMINAL_JOB_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.C
 LIVE_JOB_STATES = frozenset({JobState.LEASED, JobState.RUNNING, JobState.CANCELLING})
 
 
-class RunState(str, enum.Enum):
+class RunState(enum.StrEnum):
     """What a site says about one run on its Ray cluster."""
 
     STARTING = "STARTING"
@@ -51,7 +51,7 @@ class RunState(str, enum.Enum):
         return self in (RunState.SUCCEEDED, RunState.FAILED, RunState.STOPPED, RunState.LOST)
 
 
-class SiteState(str, enum.Enum):
+class SiteState(enum.StrEnum):
     """A site's effective state; only READY takes new runs.
 
     Two things make it: the admin's choice (CORDONED: keep runs, take no new ones;
@@ -73,7 +73,7 @@ class SiteState(str, enum.Enum):
 DEFAULT_MAX_ATTEMPTS = 3
 
 
-class Role(str, enum.Enum):
+class Role(enum.StrEnum):
     """Who a caller is; `minga.scheduler.api.authz` says what each may do, and on what."""
 
     ADMIN = "admin"  # the whole federation
@@ -249,34 +249,34 @@ class Principal:
 
 
 class MingaError(Exception):
-    """Base of the errors the api layer maps to gRPC status codes."""
+    """Base of the errors the api layer maps to gRPC status codes; each is named after its code."""
 
 
-class NotFound(MingaError):
+class NotFound(MingaError):  # noqa: N818 - named after its gRPC status code
     pass
 
 
-class AlreadyExists(MingaError):
+class AlreadyExists(MingaError):  # noqa: N818 - named after its gRPC status code
     pass
 
 
-class InvalidArgument(MingaError):
+class InvalidArgument(MingaError):  # noqa: N818 - named after its gRPC status code
     pass
 
 
-class PermissionDenied(MingaError):
+class PermissionDenied(MingaError):  # noqa: N818 - named after its gRPC status code
     pass
 
 
-class Unauthenticated(MingaError):
+class Unauthenticated(MingaError):  # noqa: N818 - named after its gRPC status code
     pass
 
 
-class FailedPrecondition(MingaError):
+class FailedPrecondition(MingaError):  # noqa: N818 - named after its gRPC status code
     pass
 
 
-class ResourceExhausted(MingaError):
+class ResourceExhausted(MingaError):  # noqa: N818 - named after its gRPC status code
     """A caller went over its rate limit; `retry_after` seconds from now it is served again."""
 
     def __init__(self, message: str, retry_after: float) -> None:

@@ -1,19 +1,11 @@
 """Site owners' lending policies: who may borrow a site's GPUs, how many at once, for how
 long, when, and what may reach its Ray cluster.
 
-An institution lends its sites to the federation on its own terms. A *guest* is a job of
-any institution other than the site's own; the owner's jobs are never limited by lending
-rules. The environment and pip rules are different: they are about what reaches the
-site's Ray cluster, so they apply to every job placed there, the owner's included.
-
-Pure values and rules only (no I/O, no clock): the policy in `scheduler/policy/lending.py`
-applies them to a snapshot at a given `now`, and the CLI uses the same parsers to check
-flags before anything is sent.
-
-Time windows are in the site's own IANA time zone (`zoneinfo`), because "the night" of a
-site in Belém is not the night of one in Tijuana. A window "Mon-Fri 20:00-08:00" starts on
-each listed day at 20:00 and, since its end is not after its start, runs past midnight
-into the next morning (Friday's ends Saturday 08:00).
+Pure values and rules only (no I/O, no clock): `scheduler/policy/lending.py` applies them to
+a snapshot at a given `now`, and the CLI uses the same parsers to check flags before
+anything is sent. Guests, the rules that bind every job, and time windows (in the site's own
+IANA time zone, running past midnight when they end before they start) are told in
+docs/lending.md.
 """
 
 from __future__ import annotations

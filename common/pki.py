@@ -1,14 +1,10 @@
 """The federation's certificate authority: the broker's server certificate, and the
 short-lived client certificates that identify sites (mutual TLS).
 
-- The CA and the broker's key never leave the broker's directory (mode 0700, keys
-  0600). A site's key never leaves the site: it sends a certificate signing
-  request, and the broker signs it.
-- A site certificate's identity is what the broker knows from the join token, not
-  what the CSR claims: subject CN = site, O = institution, C = country, plus the
-  URI SAN `minga://site/<institution>/<site>`, which is what the broker reads back.
-- Keys are ECDSA P-256; site certificates last 30 days by default, so a leaked or
-  forgotten one dies by itself, and the agent renews its own before it expires.
+A site's key never leaves the site (it sends a CSR); its certificate names what the broker
+knows from the join token, whatever the CSR claims, with the URI SAN
+`minga://site/<institution>/<site>` that the broker reads back. Keys are ECDSA P-256. See
+docs/security.md.
 """
 
 from __future__ import annotations
@@ -230,9 +226,9 @@ def sign_site_csr(
     if country:
         attrs.append(x509.NameAttribute(NameOID.COUNTRY_NAME, country))
     uri = x509.UniformResourceIdentifier(f"{SITE_URI_PREFIX}{identity.institution}/{identity.site}")
-    return _leaf(
-        ca, csr.public_key(), x509.Name(attrs), [uri], ExtendedKeyUsageOID.CLIENT_AUTH, now or _now(), lifetime, serial
-    )
+    key = csr.public_key()
+    assert isinstance(key, ec.EllipticCurvePublicKey)  # check_csr refuses any other
+    return _leaf(ca, key, x509.Name(attrs), [uri], ExtendedKeyUsageOID.CLIENT_AUTH, now or _now(), lifetime, serial)
 
 
 def check_csr(csr_pem: bytes) -> x509.CertificateSigningRequest:
@@ -336,7 +332,8 @@ def _check_san(name: str) -> None:
         pass
     labels = name.split(".")
     if not (
-        0 < len(name) <= 253 and all(0 < len(l) <= 63 and all(c.isalnum() or c in "-*" for c in l) for l in labels)
+        0 < len(name) <= 253
+        and all(0 < len(label) <= 63 and all(c.isalnum() or c in "-*" for c in label) for label in labels)
     ):
         raise InvalidArgument(f"--san {name!r} is not a host name or IP address")
 

@@ -23,7 +23,7 @@ ALLOWED_TRANSITIONS: dict[JobState, frozenset[JobState]] = {
 }
 
 
-class IllegalTransition(ValueError):
+class IllegalTransitionError(ValueError):
     def __init__(self, current: JobState, target: JobState) -> None:
         super().__init__(f"job cannot go from {current.value} to {target.value}")
         self.current = current
@@ -35,9 +35,9 @@ def can_transition(current: JobState, target: JobState) -> bool:
 
 
 def transition(current: JobState, target: JobState) -> JobState:
-    """Return `target` if the move is legal, else raise IllegalTransition."""
+    """Return `target` if the move is legal, else raise IllegalTransitionError."""
     if not can_transition(current, target):
-        raise IllegalTransition(current, target)
+        raise IllegalTransitionError(current, target)
     return target
 
 

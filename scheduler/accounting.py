@@ -11,6 +11,7 @@ normalized GPU-seconds since the run (or site) was last charged.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
@@ -40,7 +41,7 @@ def decayed(value: float, as_of: float, now: float, half_life: float) -> float:
     """`value` measured at `as_of`, decayed to `now`."""
     if half_life <= 0 or now <= as_of:
         return value
-    return value * 0.5 ** ((now - as_of) / half_life)
+    return value * math.pow(0.5, (now - as_of) / half_life)
 
 
 def shares_at(

@@ -1,16 +1,10 @@
-"""The broker's scheduling cycle, a short list of named phases:
+"""The broker's scheduling cycle: expire (leases, walltimes) → charge usage → snapshot
+→ schedule (pure policy) → persist in one transaction → publish.
 
-expire (leases, walltimes) → charge usage → snapshot → schedule (pure policy)
-→ persist in one transaction → publish.
-
-The leader keeps the federation in memory (`minga.scheduler.state`), built from the store
-when it starts leading and kept level by every commit; the snapshot comes from there,
-and the cycle writes only what changed.
-
-It runs on events (submit, capacity change, run ended, site connected or lost)
-and on a periodic tick, in one thread, so two cycles never overlap. Events are
-coalesced (`minga.scheduler.wakeups`, Slurm's sched_min_interval): a burst of submits
-costs a few cycles, and no caller ever waits for one.
+The snapshot comes from the leader's federation in memory (`minga.scheduler.state`). The
+cycle runs in one thread, on coalesced events and on a tick (`minga.scheduler.wakeups`), so
+two cycles never overlap and no caller waits for one. See docs/architecture.md, "The
+federation in memory" and "Submit path".
 """
 
 from __future__ import annotations
@@ -21,11 +15,11 @@ import threading
 from dataclasses import dataclass
 
 from minga.common.clock import Clock
-from minga.scheduler.commands import Command, StartRunCommand
-from minga.scheduler.leader import NotLeading
+from minga.scheduler.leader import NotLeadingError
 from minga.scheduler.leases import SiteLeases
 from minga.scheduler.policy import Decisions, Snapshot, schedule
 from minga.scheduler.sessions import SessionRegistry
+from minga.scheduler.site_messages import Command, StartRunCommand
 from minga.scheduler.state import FederationState
 from minga.scheduler.store import Store
 from minga.scheduler.store.base import Database, StoreUnavailable
@@ -195,13 +189,13 @@ class SchedulingCycle:
                 if store_down:
                     log.info("database reachable again; scheduling resumes")
                 store_down = False
-            except NotLeading as exc:
+            except NotLeadingError as exc:
                 log.warning("scheduling pass refused: %s", exc)
             except StoreUnavailable as exc:
                 if not store_down:
                     log.warning("scheduling cycle skipped: database unavailable (%s)", exc)
                 store_down = True
-            except Exception:  # noqa: BLE001 - the cycle must outlive one bad pass
+            except Exception:  # logged: the cycle must outlive one bad pass
                 log.exception("scheduling cycle failed; retrying at the next tick")
             finally:
                 self.wakeups.pass_ended()

@@ -1,31 +1,15 @@
 """Leadership: of the brokers that share one store, exactly one leads.
 
-The leader runs the scheduling cycle and serves every RPC; the others are
-standbys that answer only `BrokerStatus` and refuse the rest with UNAVAILABLE,
-naming the leader, until the leader dies and one of them takes over.
-
-The lock (`StoreLock`):
-- PostgreSQL: a session-level advisory lock, `pg_try_advisory_lock(key, hash of
-  the database and schema)`, held on one dedicated connection (not from the pool)
-  for as long as this broker leads. PostgreSQL releases it when that connection
-  ends, which a kill -9 of the broker does at once (the kernel closes its socket).
-- SQLite: an exclusive `flock` on `<db file>.lock`, released by the kernel when the
-  broker's process ends. A second broker on the same file waits as a standby.
-
-The election (`Election`) is one thread that polls every `poll_seconds`:
-- a standby tries the lock; when it gets it, it waits `poll_seconds` more (a leader
-  that just lost its lock stops within one poll), then takes over (the broker does
-  what a fresh start does);
-- the leader proves it still holds the lock (`SELECT 1` on the lock's connection).
-  If it cannot, it is *unsure*: it pauses its cycle and tries to take the lock again
-  at every poll. Got it: it resumes. Another broker holds it, or the database stays
-  out of reach for `step_down_seconds`: it steps down to standby (closes its site
-  sessions, refuses RPCs). While unsure it keeps its site sessions, so a database
-  outage with a single broker costs no lease.
+The leader runs the scheduling cycle and serves every RPC; the standbys answer only
+`BrokerStatus` until it dies. `StoreLock` is the lock (a PostgreSQL session advisory lock
+on a dedicated connection, or a `flock` beside a SQLite file); `Election` is the thread
+that polls it, takes over, and pauses or steps down a leader that cannot prove its lock.
+The rules and their bounds are in docs/production.md, "Two brokers: a leader and a standby".
 """
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import fcntl
 import json
@@ -37,7 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import psycopg
 from sqlmodel import Session
@@ -158,16 +142,14 @@ class PostgresLock:
     def _drop(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
-            try:
+            with contextlib.suppress(psycopg.Error):
                 conn.close()
-            except psycopg.Error:
-                pass
 
     def release(self) -> None:
         self._drop()  # ending the session releases its advisory locks
 
 
-def _query(conn: psycopg.Connection, sql: str, params: tuple = ()) -> tuple | None:
+def _query(conn: psycopg.Connection, sql: str, params: tuple[object, ...] = ()) -> tuple[Any, ...] | None:
     """One row, or OperationalError once QUERY_TIMEOUT_SECONDS pass. A link that swallows
     packets (or a server that hangs) would otherwise block the election for minutes:
     the timer shuts the socket down, which ends the wait at once."""
@@ -265,7 +247,7 @@ def record_leader(db: Database, record: LeaderRecord) -> None:
         s.add(row)
 
 
-class NotLeading(Exception):
+class NotLeadingError(Exception):
     """The store names another broker as leader: this one must not schedule."""
 
 
@@ -280,7 +262,7 @@ def leader_fence(broker_id: str) -> Callable[[Session], None]:
         row = s.get(MetaRow, LEADER_META_KEY, with_for_update=True, populate_existing=True)
         leader = json.loads(row.value).get("broker_id") if row is not None else None
         if leader != broker_id:
-            raise NotLeading(f"the store names broker {leader} as leader, not this one ({broker_id})")
+            raise NotLeadingError(f"the store names broker {leader} as leader, not this one ({broker_id})")
 
     return fence
 
@@ -308,7 +290,7 @@ class LeadershipStatus:
 # -- the election ---------------------------------------------------------------------
 
 
-class Role(str, enum.Enum):
+class Role(enum.StrEnum):
     LEADER = "leader"
     UNSURE = "unsure"  # led, lost the proof, trying to take the lock again
     STANDBY = "standby"
@@ -374,7 +356,7 @@ class Election:
         while not self._stop.wait(self.poll_seconds):
             try:
                 self.poll()
-            except Exception:  # noqa: BLE001 - the election must outlive one bad poll
+            except Exception:  # logged: the election must outlive one bad poll
                 log.exception("leader election poll failed")
 
     def poll(self) -> None:

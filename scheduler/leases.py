@@ -1,16 +1,8 @@
-"""Site leases: every run is leased to its site for as long as the site keeps
-reporting. Any message on the site's stream renews the lease; a site silent for
-longer than the TTL is LOST and its runs are requeued elsewhere (Armada's
-executor leases, Slurm's node-not-responding).
+"""Site leases: every run is leased to its site for as long as the site keeps reporting;
+a site silent for longer than the TTL is LOST and its runs are requeued elsewhere.
 
-Renewals live in memory, not in the store. A heartbeat is then no database write,
-and a broker that restarts (or a standby that takes over) gives every site a
-fresh TTL from its own start instead of declaring them all lost at once.
-
-Expiry is checked at the next lease deadline, not only at the cycle's tick: the
-cycle waits between passes with `wait()`, which ends once a lease has run out, so a
-silent site is LOST within the TTL plus what remains of a pass already running,
-whatever the tick.
+Renewals live in memory (a heartbeat writes nothing), and expiry is checked at the next
+lease deadline, not only at the cycle's tick. See docs/reliability.md, "Leases and fencing".
 """
 
 from __future__ import annotations

@@ -1,20 +1,11 @@
-"""The job lifecycle rules: pure functions over domain values.
+"""The job lifecycle rules (lease, fencing of reports, lost, preempted, failed and overdue
+runs): pure functions over domain values.
 
-Each rule takes the job and run as they are (read under the job's lock by the store)
-and returns a `Step`: the job and run as they must be written back, and the commands
-to send to the site. Nothing here touches a session, reads a clock or charges usage:
-a rule that ends a run only says so (`live=False`, `ended_at=now`), and the store
-charges the run's last interval (store/ledger.py `charge_run`), once.
-
-The rules they follow:
-- a lease is a new run under the next epoch, whose id is the Ray submission_id, so a
-  resent start is safe; it never promises more GPUs than are free (DESIGN.md invariant 1);
-- fencing: only a report about the job's current, live run changes the job; any other
-  live run is told to stop (invariant 2);
-- a run that ended badly is requeued or fails by scheduler.requeue_rules (Slurm's
-  `--requeue`, Kubernetes' backoffLimit, with Kueue-style exponential requeuing backoff);
-- preemption requeues without counting a failure, and stops the run with a notice;
-- a run past its walltime is stopped and its job ends FAILED, as Slurm's TimeLimit does.
+Each rule takes the job and run as the store read them under the job's lock and returns a
+`Step`: the job and run to write back, and the commands to send to the site. Nothing here
+touches a session, reads a clock or charges usage; the store charges a run the rule ended,
+once. The rules are told in docs/reliability.md, "Leases and fencing" and "Failures are
+told apart".
 """
 
 from __future__ import annotations
@@ -25,8 +16,8 @@ from minga.common.clock import run_id_for
 from minga.common.domain import Job, JobPreemption, JobState, Run, RunState
 from minga.common.snapshot import Placement, Preemption
 from minga.common.states import job_state_after_run_report, transition
-from minga.scheduler.commands import Command, RunReport, StartRunCommand, StopRunCommand
 from minga.scheduler.requeue_rules import Fault, after_run_ended, resend_start_after_hello
+from minga.scheduler.site_messages import Command, RunReport, StartRunCommand, StopRunCommand
 
 VANISHED = "the run vanished from the site's Ray cluster"
 
@@ -191,16 +182,18 @@ def after_report(job: Job | None, run: Run, report: RunReport, now: float, in_se
     if not current or job is None:
         stop = () if state.terminal else (StopRunCommand(run.site, run.id, "stale run: fenced by a newer epoch"),)
         return Step(job, run, stop)
-    seen = {"reported_at": run.reported_at or now}  # the site has it: never resent under this id
+    reported_at = run.reported_at or now  # the site has it: never resent under this id
     if (
         state is RunState.FAILED
         and job.state is not JobState.CANCELLING
         and (report.infrastructure or job.spec.retry_failed)
     ):
-        return run_failed(job, replace(run, **seen), report.message or "run failed", report.infrastructure, now)
+        return run_failed(
+            job, replace(run, reported_at=reported_at), report.message or "run failed", report.infrastructure, now
+        )
     if state is RunState.RUNNING and not run.charged_until:
-        seen.update(charged_until=now, running_since=now)  # usage is charged from here on
-    run = replace(run, state=state, message=report.message, **seen)
+        run = replace(run, charged_until=now, running_since=now)  # usage is charged from here on
+    run = replace(run, state=state, message=report.message, reported_at=reported_at)
     if state.terminal:
         run = end_run(run, state, report.message, now)
     job = advance(job, state, report.message, now)

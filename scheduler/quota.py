@@ -126,8 +126,8 @@ def quota_rows(institutions: Iterable[tuple[str, str]], sites: Iterable[Site], j
                 counts[(job.institution, job.gpu_model)]["in_use"] += gpus
     rows = []
     for slug, country in sorted(institutions):
-        models = sorted(m for (inst, m) in counts if inst == slug)
-        for model in models or [""]:
+        its_models = sorted(m for (inst, m) in counts if inst == slug)
+        for model in its_models or [""]:
             c = counts.get((slug, model), {})
             rows.append(
                 QuotaRow(

@@ -1,23 +1,15 @@
-"""What becomes of a job whose run ended without finishing: the pure rules, over plain
+"""What becomes of a job whose run ended without finishing: the pure rules over plain
 values, so the store only applies them (and a test or the simulator can call them alone).
 
-Two budgets, as Slurm's `--requeue` on node failure and Kubernetes' Job backoffLimit
-(which excludes pod disruptions) keep them apart:
-
-- `max_attempts` counts the *user's* failures: a non-zero exit the researcher asked to
-  retry (`retry_failed`). The job fails on the last one.
-- Infrastructure requeues (the site LOST or DEGRADED, Ray lost the run or refused to
-  start it, the run vanished from Ray) never count there. They have their own, larger
-  bound, `INFRA_REQUEUE_LIMIT`, and a backoff growing to a few minutes, so a site that
-  keeps failing cannot spin a job, and a hiccup never fails a researcher's job.
-
-Preemption is neither: it requeues without counting at all.
+Two budgets: `max_attempts` counts the user's failures, infrastructure requeues have their
+own bound and backoff, and a preemption counts in neither. See docs/reliability.md,
+"Failures are told apart".
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 from minga.common.domain import JobState
 
@@ -28,7 +20,7 @@ INFRA_BACKOFF_FIRST_SECONDS = 2.0
 INFRA_BACKOFF_MAX_SECONDS = 240.0  # 2 s, 4 s, ... then every 4 minutes
 
 
-class Fault(str, Enum):
+class Fault(StrEnum):
     """Whose fault a run's end is."""
 
     USER = "user"  # the user's code failed, and it asked for retries
@@ -48,12 +40,12 @@ class Requeue:
 
 def backoff_seconds(failures: int) -> float:
     """After a user's failure: 2 s after the first, doubling, at most 5 minutes."""
-    return min(BACKOFF_MAX_SECONDS, BACKOFF_FIRST_SECONDS * 2 ** max(0, failures - 1))
+    return min(BACKOFF_MAX_SECONDS, BACKOFF_FIRST_SECONDS * 2.0 ** max(0, failures - 1))
 
 
 def infra_backoff_seconds(requeues: int) -> float:
     """After an infrastructure requeue: 2 s after the first, doubling, at most 4 minutes."""
-    return min(INFRA_BACKOFF_MAX_SECONDS, INFRA_BACKOFF_FIRST_SECONDS * 2 ** max(0, requeues - 1))
+    return min(INFRA_BACKOFF_MAX_SECONDS, INFRA_BACKOFF_FIRST_SECONDS * 2.0 ** max(0, requeues - 1))
 
 
 def after_run_ended(

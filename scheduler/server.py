@@ -16,7 +16,7 @@ import uuid
 from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import grpc
 
@@ -141,9 +141,9 @@ class Broker:
             .limit(self._rate_limits())
             .resolve_targets(store.accounts.owner_of)
         )
-        job_pb2_grpc.add_JobServiceServicer_to_server(JobServicer(self.core), server)
-        admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(self.core, self._status), server)
-        site_pb2_grpc.add_SiteServiceServicer_to_server(SiteServicer(self.core), server)
+        job_pb2_grpc.add_JobServiceServicer_to_server(JobServicer(self.core), server)  # type: ignore[no-untyped-call]  # generated, untyped
+        admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(self.core, self._status), server)  # type: ignore[no-untyped-call]  # generated, untyped
+        site_pb2_grpc.add_SiteServiceServicer_to_server(SiteServicer(self.core), server)  # type: ignore[no-untyped-call]  # generated, untyped
         bound = _bind(server, f"{host}:{port}", tls)
         self.address = f"{host}:{bound}"
         self.advertised = self.config.advertise or _advertised(host, bound)
@@ -202,7 +202,7 @@ class Broker:
                 self._rate_limits()
             )
         )
-        site_pb2_grpc.add_SiteServiceServicer_to_server(SiteServicer(self._core), server)
+        site_pb2_grpc.add_SiteServiceServicer_to_server(SiteServicer(self._core), server)  # type: ignore[no-untyped-call]  # generated, untyped
         bound = _bind(server, f"{site_host}:{site_port}", creds)
         self.site_address = f"{site_host}:{bound}"
         endpoint = self.config.site_advertise or _advertised(site_host, bound)
@@ -299,8 +299,10 @@ class Broker:
         """The site named by the client certificate of a site-port call (mutual TLS)."""
         core = self._core
         assert core.enrollment is not None
-        presented = context.auth_context().get("x509_pem_cert") or [None]
-        return certificate_principal(core.enrollment, presented[0], self.clock.now(), core.store.accounts.principal_for)
+        # grpc's stubs type the auth context's values as bytes; each is a list of them.
+        presented = cast("list[bytes]", context.auth_context().get("x509_pem_cert") or [])
+        cert = presented[0] if presented else None
+        return certificate_principal(core.enrollment, cert, self.clock.now(), core.store.accounts.principal_for)
 
     def _audit(
         self,
@@ -327,7 +329,7 @@ class Broker:
             self.core.store.audit.append(
                 audit.entry(method, self.clock.now(), principal, request, response, peer, outcome, detail)
             )
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - a failed audit write must not fail the call it records
             log.warning(
                 "audit log: could not record %s by %s (%s)",
                 method,

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from minga.common.countries import is_country_code
 from minga.common.domain import RUN_ENV_NAMES, InvalidArgument, Inventory, JobSpec
-from minga.scheduler.commands import RunReport
+from minga.scheduler.site_messages import RunReport
 
 MAX_ENTRYPOINT = 16_384
 MAX_NAME = 128
@@ -39,7 +39,8 @@ DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 def check_slug(field: str, value: str) -> str:
     if not SLUG.fullmatch(value):
         raise InvalidArgument(
-            f"{field} {value!r} is not valid: use 1-63 lowercase letters, digits and '-', starting with a letter or digit"
+            f"{field} {value!r} is not valid: "
+            "use 1-63 lowercase letters, digits and '-', starting with a letter or digit"
         )
     return value
 

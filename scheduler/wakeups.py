@@ -1,13 +1,10 @@
-"""When the scheduling loop runs: on a periodic tick, and soon after an event, but
-never event after event.
+"""When the scheduling loop runs: on a periodic tick, and soon after an event, but never
+event after event.
 
-The rule is Slurm's `sched_min_interval`: an event-triggered pass starts no sooner
-than a minimum interval after the previous pass ended, so a burst of a thousand
-submits costs a handful of passes, each of which sees every job that arrived
-before it (Kueue likewise takes all its queue heads in one scheduling cycle). A
-short settle delay after the first event lets the rest of a burst arrive. A quiet
-broker pays only the settle delay: the interval has long passed. The periodic tick
-is not paced: it runs `tick_seconds` after the previous pass ended, as before.
+The rule is Slurm's `sched_min_interval`: an event-triggered pass waits a short settle
+delay after the first event and starts no sooner than a minimum interval after the
+previous pass ended, so a burst of submits costs a handful of passes. The periodic tick is
+not paced. See docs/architecture.md, "Submit path".
 """
 
 from __future__ import annotations

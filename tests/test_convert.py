@@ -23,7 +23,7 @@ from minga.common.domain import (
     SiteState,
 )
 from minga.scheduler.api import convert
-from minga.scheduler.commands import RunReport, StartRunCommand, StopRunCommand
+from minga.scheduler.site_messages import RunReport, StartRunCommand, StopRunCommand
 from minga.v1 import common_pb2, site_pb2
 
 PROPS = settings(max_examples=150, deadline=None)
@@ -328,7 +328,7 @@ def test_the_stored_spec_text_is_what_asdict_would_write(spec: JobSpec):
     import json
     from dataclasses import asdict
 
-    from minga.scheduler.store.codec import spec_to_json
+    from minga.scheduler.store.json_columns import spec_to_json
 
     expected = asdict(spec)
     del expected["secret_env"]

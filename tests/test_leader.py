@@ -26,7 +26,7 @@ from minga.scheduler.leader import (
     Attempt,
     FileLock,
     LeaderRecord,
-    NotLeading,
+    NotLeadingError,
     PostgresLock,
     leader_fence,
     lock_for,
@@ -560,9 +560,9 @@ def test_a_deposed_leaders_scheduling_pass_writes_nothing(store_url):
         record_leader(store.db, LeaderRecord(address="b:1", since=NOW, broker_id="broker-b"))
         decisions = schedule(store.runs.load_snapshot(NOW), NOW)
         assert decisions.placements
-        with pytest.raises(NotLeading, match="broker-b"):
+        with pytest.raises(NotLeadingError, match="broker-b"):
             store.runs.apply_decisions(decisions, NOW, fence=leader_fence("broker-a"))
-        with pytest.raises(NotLeading):
+        with pytest.raises(NotLeadingError):
             store.runs.site_lost("dcc", "no report", NOW, fence=leader_fence("broker-a"))
         assert store.jobs.get("j-1").state is JobState.PENDING  # nothing was written
         assert store.sites.get("dcc").state is SiteState.READY

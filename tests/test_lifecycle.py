@@ -11,10 +11,10 @@ from hypothesis import strategies as st
 
 from minga.common.domain import Job, JobSpec, JobState, Run, RunState
 from minga.common.snapshot import Placement, Preemption
-from minga.common.states import IllegalTransition
+from minga.common.states import IllegalTransitionError
 from minga.scheduler import lifecycle as lc
-from minga.scheduler.commands import RunReport, StartRunCommand, StopRunCommand
 from minga.scheduler.requeue_rules import INFRA_REQUEUE_LIMIT, Fault
+from minga.scheduler.site_messages import RunReport, StartRunCommand, StopRunCommand
 
 NOW = 1_000.0
 
@@ -149,7 +149,7 @@ def test_failures_never_pass_max_attempts_without_ending_the_job(max_attempts, s
     j = replace(job(JobState.RUNNING, max_attempts=max_attempts), run_id="r")
     for fault in sequence:
         if j.state.terminal:
-            with pytest.raises(IllegalTransition):  # a terminal state is final
+            with pytest.raises(IllegalTransitionError):  # a terminal state is final
                 lc.requeue_or_fail(j, "again", NOW, fault)
             return
         before = j
@@ -353,7 +353,7 @@ def test_what_a_rule_returns_survives_the_trip_through_the_rows():
     """job_to_row / run_to_row write every field a rule may change, so nothing is lost."""
     from minga.common.domain import JobPreemption
     from minga.scheduler.store.base import job_from_row, job_to_row, run_from_row, run_to_row
-    from minga.scheduler.store.codec import spec_to_json
+    from minga.scheduler.store.json_columns import spec_to_json
     from minga.scheduler.store.models import JobRow, RunRow
 
     run = Run(

@@ -9,8 +9,8 @@ import pytest
 from minga.agent import wire
 from minga.agent.backend import RunRequest, runtime_env_for
 from minga.common.domain import InvalidArgument, JobSpec, RunState, RuntimeEnv
-from minga.scheduler.commands import RunReport, StartRunCommand
 from minga.scheduler.policy import ShareSettings
+from minga.scheduler.site_messages import RunReport, StartRunCommand
 from minga.scheduler.store.runs import notice_seconds
 from minga.scheduler.validation import check_job_spec
 from minga.v1 import site_pb2

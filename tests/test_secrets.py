@@ -19,7 +19,7 @@ from minga.agent.wire import run_request
 from minga.cli import config
 from minga.cli.main import app
 from minga.common.domain import JobSpec, RuntimeEnv
-from minga.scheduler.store.codec import spec_from_json, spec_to_json
+from minga.scheduler.store.json_columns import spec_from_json, spec_to_json
 from minga.v1 import admin_pb2, common_pb2, job_pb2
 from tests.fixtures_broker import RunningBroker, ScriptedSite, gpu_inventory
 

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from minga.common.domain import LIVE_JOB_STATES, TERMINAL_JOB_STATES, JobState, RunState
 from minga.common.states import (
     ALLOWED_TRANSITIONS,
-    IllegalTransition,
+    IllegalTransitionError,
     can_transition,
     job_state_after_run_report,
     transition,
@@ -53,14 +53,14 @@ def test_legal_transition_is_accepted(current, target):
 @pytest.mark.parametrize(("current", "target"), ILLEGAL, ids=[f"{a.value}->{b.value}" for a, b in ILLEGAL])
 def test_illegal_transition_raises(current, target):
     assert not can_transition(current, target)
-    with pytest.raises(IllegalTransition) as info:
+    with pytest.raises(IllegalTransitionError) as info:
         transition(current, target)
     assert info.value.current is current and info.value.target is target
     assert current.value in str(info.value) and target.value in str(info.value)
 
 
 def test_illegal_transition_is_a_value_error():
-    assert issubclass(IllegalTransition, ValueError)
+    assert issubclass(IllegalTransitionError, ValueError)
 
 
 @pytest.mark.parametrize("state", sorted(TERMINAL_JOB_STATES, key=lambda s: s.value))
@@ -68,7 +68,7 @@ def test_terminal_states_have_no_exits(state):
     assert state.terminal
     assert ALLOWED_TRANSITIONS[state] == frozenset()
     for target in JobState:
-        with pytest.raises(IllegalTransition):
+        with pytest.raises(IllegalTransitionError):
             transition(state, target)
 
 

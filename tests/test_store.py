@@ -32,8 +32,8 @@ from minga.common.domain import (
     RuntimeEnv,
     SiteState,
 )
-from minga.scheduler.commands import RunReport, StartRunCommand, StopRunCommand
 from minga.scheduler.policy import Decisions, Placement, Snapshot, Waiting, schedule
+from minga.scheduler.site_messages import RunReport, StartRunCommand, StopRunCommand
 from minga.scheduler.store import Store
 from minga.scheduler.store.accounts import Institution, User
 from minga.scheduler.store.models import JobRow, RunRow, TokenRow

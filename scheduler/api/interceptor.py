@@ -16,7 +16,7 @@ import grpc
 
 from minga.common import domain
 from minga.common.domain import Principal
-from minga.common.states import IllegalTransition
+from minga.common.states import IllegalTransitionError
 from minga.scheduler.api.audit import AUDITED
 from minga.scheduler.api.authz import RPC_ROLES, STANDBY_RPCS, OwnerLookup, authorize
 from minga.scheduler.api.decoding import checked, tolerant
@@ -33,7 +33,7 @@ ERROR_CODES: dict[type[Exception], grpc.StatusCode] = {
     domain.PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
     domain.Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
     domain.FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
-    IllegalTransition: grpc.StatusCode.FAILED_PRECONDITION,
+    IllegalTransitionError: grpc.StatusCode.FAILED_PRECONDITION,
     StoreUnavailable: grpc.StatusCode.UNAVAILABLE,
     domain.ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
 }

@@ -17,10 +17,10 @@ import grpc
 from minga.common.domain import InvalidArgument
 from minga.scheduler.api.convert import command_to_pb, inventory_from_pb, run_report_from_pb
 from minga.scheduler.api.interceptor import CallContext, status_for
-from minga.scheduler.commands import RunReport
 from minga.scheduler.core import Core
 from minga.scheduler.service import packages, sites
 from minga.scheduler.sessions import SiteSession
+from minga.scheduler.site_messages import RunReport
 from minga.v1 import common_pb2, site_pb2, site_pb2_grpc
 
 log = logging.getLogger(__name__)

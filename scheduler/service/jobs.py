@@ -17,11 +17,11 @@ from minga.common.domain import (
     Principal,
 )
 from minga.scheduler.arrays import ArraySummary, parse_array, task_id
-from minga.scheduler.commands import StopRunCommand
 from minga.scheduler.core import Core
 from minga.scheduler.policy.feasibility import submit_rejection
 from minga.scheduler.service import packages
 from minga.scheduler.service.access import institution_scope, visible_job
+from minga.scheduler.site_messages import StopRunCommand
 from minga.scheduler.store.jobs import AuditLine
 from minga.scheduler.validation import check_digest, check_job_spec
 

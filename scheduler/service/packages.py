@@ -47,14 +47,14 @@ def receive_package(core: Core, chunks: Iterable[Chunk]) -> str:
     first = next(stream, None)
     if first is None:
         raise InvalidArgument("empty package upload: the first chunk must carry the digest and size")
-    digest, size, data = first
+    digest, size, first_data = first
     check_digest("digest", digest)
     if size < 0:
         raise InvalidArgument(f"package size {size} is negative")
     if size > limit:
         raise over_limit(size, limit)  # refused before reading any more
     hasher, parts, received = hashlib.sha256(), [], 0
-    for _digest, _size, data in _chain(data, stream, digest):
+    for _digest, _size, data in _chain(first_data, stream, digest):
         received += len(data)
         if received > limit:
             raise over_limit(received, limit)

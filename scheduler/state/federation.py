@@ -1,15 +1,11 @@
 """`FederationState`: the leader's federation in memory, kept level with the store.
 
-Built once when a broker takes the lead (`load`), then updated by every commit through
-the store's write-through hook (`committed`, see `minga.scheduler.store.changes`): the same
-transaction that writes a row hands its domain value here, in commit order. A cycle
-then builds its snapshot from memory, reading no rows (Armada's in-memory job database
-and Kueue's cache work the same way). The store stays the truth: a restarted broker or
-a standby rebuilds from it, and anything that goes wrong here only marks the state
-stale, so the next cycle rebuilds it.
-
-It holds what the scheduling cycle reads: the pending queue in (submit time, id) order,
-the live runs, the sites, the usage and contribution ledgers and the account tree.
+Built once when a broker takes the lead (`load`), then updated by every commit through the
+store's write-through hook (`committed`), in commit order. It holds what the scheduling
+cycle reads: the pending queue in (submit time, id) order, the live runs, the sites, the
+ledgers and the account tree. The store stays the truth: anything that goes wrong here only
+marks the state stale, and the next cycle rebuilds it. See docs/architecture.md, "The
+federation in memory".
 """
 
 from __future__ import annotations
@@ -106,7 +102,7 @@ class FederationState:
                 return  # the next use rebuilds from the store anyway
             try:
                 self._apply(changes)
-            except Exception:  # noqa: BLE001 - a bug here must not fail the writer's commit
+            except Exception:  # logged: a bug here must not fail the writer's commit
                 log.exception("in-memory state could not apply a commit; rebuilding it from the store")
                 self.stale = True
 
@@ -114,9 +110,9 @@ class FederationState:
         for job in changes.jobs.values():
             self._put_job(job)
         for job_id, reason in changes.reasons.items():
-            job = self._pending.get(job_id)
-            if job is not None and job.reason != reason:
-                self._reword(job, replace(job, reason=reason))
+            pending = self._pending.get(job_id)
+            if pending is not None and pending.reason != reason:
+                self._reword(pending, replace(pending, reason=reason))
         for run in changes.runs.values():
             if run.live:
                 self._runs[run.id] = run

@@ -8,9 +8,11 @@ stores from before revision 0004 upgrade token by token as each is used.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
+from sqlalchemy import not_
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from minga.common.domain import AlreadyExists, FailedPrecondition, NotFound, Principal, Role, Unauthenticated
 from minga.scheduler.auth import KEYED_PREFIX, TokenHasher, legacy_hash, same_hash
@@ -181,9 +183,15 @@ class AccountsRepo:
             if kind == "array":  # a job array: the institution of its tasks
                 task = s.exec(select(JobRow).where(JobRow.array_id == key).limit(1)).first()
                 return None if task is None else task.institution
-            row = {"user": UserRow, "site": SiteRow, "project": ProjectRow, "job": JobRow}[kind]
-            found = s.get(row, key)  # type: ignore[attr-defined]
-            return None if found is None else found.institution
+            tables: dict[str, type[UserRow | SiteRow | ProjectRow | JobRow]] = {
+                "user": UserRow,
+                "site": SiteRow,
+                "project": ProjectRow,
+                "job": JobRow,
+            }
+            # Session.get types a union of tables as their common base: name the union again.
+            owned = cast("UserRow | SiteRow | ProjectRow | JobRow | None", s.get(tables[kind], key))
+            return None if owned is None else owned.institution
 
     # -- the token key --------------------------------------------------------
     def use_key(self, tokens: TokenHasher) -> None:
@@ -220,7 +228,7 @@ class AccountsRepo:
             if known is None:
                 raise NotFound(f"no {kind} {subject!r}")
             rows = s.exec(
-                select(TokenRow).where(TokenRow.kind == kind, TokenRow.subject == subject, TokenRow.revoked == False)
+                select(TokenRow).where(TokenRow.kind == kind, TokenRow.subject == subject, not_(col(TokenRow.revoked)))
             ).all()
             for row in rows:
                 row.revoked, row.used_at = True, now
@@ -258,7 +266,7 @@ class AccountsRepo:
         broker's answer and saving the new certificate can still connect and renew."""
         with self.db.tx() as s:
             live = s.exec(
-                select(TokenRow).where(TokenRow.kind == "site", TokenRow.subject == site, TokenRow.revoked == False)
+                select(TokenRow).where(TokenRow.kind == "site", TokenRow.subject == site, not_(col(TokenRow.revoked)))
             ).first()
             if live is None:
                 raise FailedPrecondition(f"site {site!r} has no live credential to renew: join again")
@@ -327,7 +335,7 @@ class AccountsRepo:
         if institution is not None:
             query = query.where(TokenRow.institution == institution)
         with self.db.read() as s:
-            rows = s.exec(query.order_by(TokenRow.created_at.desc(), TokenRow.subject)).all()  # type: ignore[attr-defined]
+            rows = s.exec(query.order_by(col(TokenRow.created_at).desc(), col(TokenRow.subject))).all()
             return [
                 TokenInfo(
                     id=r.hash.removeprefix(KEYED_PREFIX)[:12],

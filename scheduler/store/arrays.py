@@ -7,10 +7,13 @@ on the first task's row: the (owner, key) unique constraint then covers arrays t
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import Any
 
 from sqlalchemy import func, insert, update
+from sqlalchemy import select as sa_select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
@@ -19,8 +22,8 @@ from minga.common.states import transition
 from minga.scheduler.arrays import ArraySummary
 from minga.scheduler.store.base import Database, job_from_row
 from minga.scheduler.store.changes import note_jobs
-from minga.scheduler.store.codec import secrets_to_json, spec_to_json
-from minga.scheduler.store.models import JobRow
+from minga.scheduler.store.json_columns import secrets_to_json, spec_to_json
+from minga.scheduler.store.models import JobRow, table_of
 
 _LIVE = [s.value for s in LIVE_JOB_STATES]
 _TERMINAL = [s.value for s in TERMINAL_JOB_STATES]
@@ -36,7 +39,7 @@ class ArraysRepo:
         id (or job id, for a plain job). `first` is the first task; the others differ
         only in id and index. Returns (array id, created)."""
         array_id = first.array_id
-        template = dict(  # the columns left out take their defaults
+        template: dict[str, Any] = dict(  # the columns left out take their defaults
             owner=first.owner,
             institution=first.institution,
             spec_json=spec_to_json(first.spec),
@@ -67,7 +70,7 @@ class ArraysRepo:
         rows[0]["idempotency_key"] = idempotency_key or None
         try:
             with self.db.tx() as s:
-                s.connection().execute(insert(JobRow.__table__), rows)
+                s.connection().execute(insert(table_of(JobRow)), rows)
                 task = job_from_row(JobRow(**rows[0]))  # as a read would give it back
                 note_jobs(s, [replace(task, id=r["id"], array_index=r["array_index"]) for r in rows])
         except IntegrityError:
@@ -89,7 +92,7 @@ class ArraysRepo:
 
     def list(
         self, institution: str | None, include_terminal: bool, state: JobState | None, limit: int = 1000
-    ) -> list[ArraySummary]:
+    ) -> builtins.list[ArraySummary]:
         """Arrays with a task in `state` (any state; or, without `include_terminal`, one
         that has not ended), newest first."""
         q = select(JobRow.array_id).where(JobRow.array_id != "")
@@ -108,20 +111,21 @@ class ArraysRepo:
             ids = list(s.exec(q).all())
         return self._summaries(ids, institution)
 
-    def _summaries(self, ids: list[str], institution: str | None) -> list[ArraySummary]:
+    def _summaries(self, ids: builtins.list[str], institution: str | None) -> builtins.list[ArraySummary]:
         if not ids:
             return []
         counts: dict[str, dict[str, int]] = {a: {} for a in ids}
         span: dict[str, tuple[int, int]] = {}
+        array_index = col(JobRow.array_index)
         q = (
-            select(
-                JobRow.array_id, JobRow.state, func.count(), func.min(JobRow.array_index), func.max(JobRow.array_index)
+            sa_select(
+                col(JobRow.array_id), col(JobRow.state), func.count(), func.min(array_index), func.max(array_index)
             )
             .where(col(JobRow.array_id).in_(ids))
-            .group_by(JobRow.array_id, JobRow.state)
+            .group_by(col(JobRow.array_id), col(JobRow.state))
         )
         with self.db.read() as s:
-            for aid, st, n, lo, hi in s.exec(q).all():
+            for aid, st, n, lo, hi in s.connection().execute(q).all():
                 counts[aid][st] = n
                 old = span.get(aid, (lo, hi))
                 span[aid] = (min(old[0], lo), max(old[1], hi))
@@ -129,7 +133,7 @@ class ArraysRepo:
                 r.array_id: r
                 for r in s.exec(select(JobRow).where(col(JobRow.id).in_([f"{a}_{span[a][0]}" for a in span])))
             }
-        out = []
+        out: builtins.list[ArraySummary] = []
         for aid in ids:
             head = heads.get(aid)
             if head is None or (institution is not None and head.institution != institution):
@@ -157,7 +161,7 @@ class ArraysRepo:
             )
         return out
 
-    def cancel_pending(self, array_id: str, now: float, reason: str) -> list[str]:
+    def cancel_pending(self, array_id: str, now: float, reason: str) -> builtins.list[str]:
         """End every PENDING task at once (one UPDATE); return the ids of the live tasks,
         which the caller cancels one by one (each has a run to stop)."""
         transition(JobState.PENDING, JobState.CANCELLED)  # the one table allows it
@@ -165,8 +169,8 @@ class ArraysRepo:
             pending = select(JobRow.id).where(JobRow.array_id == array_id, JobRow.state == "PENDING")
             ended = list(s.exec(pending).all())
             s.connection().execute(
-                update(JobRow.__table__)
-                .where(col(JobRow.id).in_(ended), JobRow.state == "PENDING")
+                update(table_of(JobRow))
+                .where(col(JobRow.id).in_(ended), col(JobRow.state) == "PENDING")
                 .values(state=JobState.CANCELLED.value, finished_at=now, reason=reason, updated_at=now)
             )
             note_jobs(

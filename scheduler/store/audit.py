@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass
+from typing import TypedDict
 
 from sqlalchemy import and_, or_
 from sqlmodel import Session, col, select
@@ -54,8 +55,8 @@ class AuditRepo:
         if callers is not None:
             users, sites = callers
             by_user = and_(col(AuditRow.role).not_in(["site", SCHEDULER_ROLE]), col(AuditRow.who).in_(list(users)))
-            by_site = and_(AuditRow.role == "site", col(AuditRow.who).in_(list(sites)))
-            about = and_(AuditRow.institution != "", AuditRow.institution == institution)
+            by_site = and_(col(AuditRow.role) == "site", col(AuditRow.who).in_(list(sites)))
+            about = and_(col(AuditRow.institution) != "", col(AuditRow.institution) == institution)
             query = query.where(or_(by_user, by_site, about))
         with self.db.read() as s:
             rows = s.exec(query.order_by(col(AuditRow.at).desc(), col(AuditRow.id).desc()).limit(limit)).all()
@@ -70,7 +71,21 @@ def add_entry(s: Session, entry: AuditEntry, institution: str = "") -> None:
     s.add(AuditRow(**audit_values(entry, institution)))
 
 
-def audit_values(entry: AuditEntry, institution: str = "") -> dict[str, object]:
+class AuditColumns(TypedDict):
+    """The columns of one audit line (its id aside)."""
+
+    at: float
+    who: str
+    role: str
+    method: str
+    target: str
+    peer: str
+    outcome: str
+    detail: str
+    institution: str
+
+
+def audit_values(entry: AuditEntry, institution: str = "") -> AuditColumns:
     """The columns of one audit line, for `add_entry` or a bulk insert."""
     return {
         "at": entry.at,

@@ -14,16 +14,16 @@ from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, SQLModel
 
 from minga.common.domain import FailedPrecondition, Job, JobPreemption, JobState, Run, RunState, Site, SiteState
-from minga.scheduler.store import migrations, models  # noqa: F401  (models registers the tables)
+from minga.scheduler.store import migrations, models  # noqa: F401 - importing models registers the tables
 from minga.scheduler.store.changes import Observer, collect, committed_changes, touched_tables
-from minga.scheduler.store.codec import inventory_from_json, spec_from_json
 from minga.scheduler.store.generations import Generations
+from minga.scheduler.store.json_columns import inventory_from_json, spec_from_json
 from minga.scheduler.store.models import JobRow, RunRow, SiteRow
 
 RowT = TypeVar("RowT", JobRow, RunRow)
 
 
-class StoreUnavailable(Exception):
+class StoreUnavailable(Exception):  # noqa: N818 - named after its gRPC status code, UNAVAILABLE
     """The database could not be reached; nothing was written."""
 
 

@@ -1,12 +1,9 @@
 """What a committed transaction changed, as domain values, for write-through observers.
 
-The leader keeps the federation in memory (`minga.scheduler.state`); the store stays the
-truth. Every write transaction collects the rows it flushed (SQLAlchemy's
-`after_flush`: new, changed and deleted ORM objects) and whatever a bulk statement
-declares with `note_*`; after the commit, and in commit order, `Database` hands the
-result to its observers as one `Changes`. The same transaction that writes the store
-thus updates the in-memory state: the write-through of Armada's job database and
-Kueue's cache. Only the tables the scheduling state mirrors are collected.
+Every write transaction collects the rows it flushed (SQLAlchemy's `after_flush`) and what
+its bulk statements declare with `note_*`; after the commit, in commit order, `Database`
+hands them to its observers as one `Changes`. Only the tables the scheduling state mirrors
+are collected. See docs/architecture.md, "The federation in memory".
 """
 
 from __future__ import annotations

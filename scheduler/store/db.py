@@ -1,21 +1,9 @@
 """Engine creation for SQLite and PostgreSQL.
 
-SQLite durability settings (why each):
-- journal_mode=WAL: readers never block the single writer, and a commit is one
-  append to the WAL, which survives kill -9 of the broker.
-- synchronous=FULL: the WAL is fsynced at every commit, so an acknowledged submit
-  survives a power loss too, not only a process crash.
-- busy_timeout: concurrent writers wait for the lock instead of failing. SQLite's
-  busy handler polls, sleeping 1, 2, 5, 10, 15, 20, 25... ms between tries, so a
-  writer that waited wakes up to 25 ms after the lock was freed. Within one broker
-  the writing transactions therefore first queue on a lock of this process
-  (`_WriteTurns`), released at their commit or rollback: the next one starts as soon
-  as the previous one ends, and the busy handler only waits for other processes
-  on the same file.
-- Every writing transaction starts with BEGIN IMMEDIATE, taking the write lock up
-  front, so a read-then-write transaction can never fail halfway with SQLITE_BUSY.
-  Read-only transactions use a second engine with a plain (deferred) BEGIN, so
-  polling readers never queue for the write lock.
+SQLite runs in WAL mode with `synchronous=FULL`, writes under BEGIN IMMEDIATE after taking
+this process's write turn (`_WriteTurns`), and reads on a second engine; PostgreSQL
+connections time out and are pinged after sitting idle. Why each setting: docs/reliability.md,
+"SQLite settings" and "Broker crash safety".
 """
 
 from __future__ import annotations
@@ -23,10 +11,12 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 from sqlmodel import create_engine
 
 from minga.common.domain import InvalidArgument
@@ -74,17 +64,17 @@ def _ping_when_idle(engine: Engine) -> None:
     the last second was alive then, and a failure on it still answers UNAVAILABLE."""
 
     @event.listens_for(engine, "checkin")
-    def _on_checkin(_dbapi_conn, record) -> None:  # type: ignore[no-untyped-def]
+    def _on_checkin(_dbapi_conn: Any, record: ConnectionPoolEntry) -> None:
         record.info[_IDLE_SINCE] = time.monotonic()
 
     @event.listens_for(engine, "checkout")
-    def _on_checkout(dbapi_conn, record, _proxy) -> None:  # type: ignore[no-untyped-def]
+    def _on_checkout(dbapi_conn: Any, record: ConnectionPoolEntry, _proxy: PoolProxiedConnection) -> None:
         if time.monotonic() - record.info.get(_IDLE_SINCE, 0.0) < PING_AFTER_IDLE_SECONDS:
             return
         try:
             with dbapi_conn.cursor() as cur:
                 cur.execute("SELECT 1")
-        except Exception as exc:  # noqa: BLE001 - any failure: the pool connects afresh
+        except Exception as exc:  # any failure: the pool connects afresh
             raise DisconnectionError(f"pooled connection is dead: {exc}") from exc
 
 
@@ -102,19 +92,19 @@ class _WriteTurns:
     def __init__(self) -> None:
         self._lock = threading.Lock()
 
-    def take(self, info: dict) -> None:  # type: ignore[type-arg]
+    def take(self, info: dict[Any, Any]) -> None:
         if not info.get(self.KEY) and self._lock.acquire(timeout=SQLITE_BUSY_TIMEOUT_MS / 1000):
             info[self.KEY] = True
 
-    def give_back(self, info: dict) -> None:  # type: ignore[type-arg]
+    def give_back(self, info: dict[Any, Any]) -> None:
         if info.pop(self.KEY, False):
             self._lock.release()
 
-    def given_back_by(self, dbapi_conn: object) -> None:
+    def given_back_by(self, dbapi_conn: PoolProxiedConnection) -> None:
         """The turn of the pooled connection `dbapi_conn`, if it holds it (the engine's
         first connect rolls back on an ad-hoc proxy without a pool record: no turn there)."""
         try:
-            info = dbapi_conn.info  # type: ignore[attr-defined]
+            info = dbapi_conn.info
         except (AttributeError, NotImplementedError):
             return
         self.give_back(info)
@@ -127,7 +117,7 @@ def _sqlite_engine(url: str, immediate: bool) -> Engine:
     engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
 
     @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
+    def _on_connect(dbapi_conn: Any, _record: ConnectionPoolEntry) -> None:
         dbapi_conn.isolation_level = None  # let SQLAlchemy's begin hook issue BEGIN
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
@@ -138,7 +128,7 @@ def _sqlite_engine(url: str, immediate: bool) -> Engine:
     turns: _WriteTurns | None = None
 
     @event.listens_for(engine, "begin")
-    def _on_begin(conn) -> None:  # type: ignore[no-untyped-def]
+    def _on_begin(conn: Connection) -> None:
         if turns is None:
             conn.exec_driver_sql("BEGIN")
             return
@@ -151,26 +141,28 @@ def _sqlite_engine(url: str, immediate: bool) -> Engine:
 
     if immediate:
         turns = _WriteTurns()
-        engine.write_turns = turns  # type: ignore[attr-defined]  (for tests)
+        engine.write_turns = turns  # type: ignore[attr-defined]  # read by tests/test_sqlite_write_turns.py
         dialect = engine.dialect  # this engine's own: the turn is given back once the
         commit, rollback = dialect.do_commit, dialect.do_rollback  # COMMIT has returned
 
-        def do_commit(dbapi_conn) -> None:  # type: ignore[no-untyped-def]
+        def do_commit(dbapi_conn: PoolProxiedConnection) -> None:
             try:
                 commit(dbapi_conn)
             finally:
                 turns.given_back_by(dbapi_conn)
 
-        def do_rollback(dbapi_conn) -> None:  # type: ignore[no-untyped-def]
+        def do_rollback(dbapi_conn: PoolProxiedConnection) -> None:
             try:
                 rollback(dbapi_conn)
             finally:
                 turns.given_back_by(dbapi_conn)
 
-        dialect.do_commit, dialect.do_rollback = do_commit, do_rollback  # type: ignore[method-assign]
+        # Patched on this engine's own dialect instance: no SQLAlchemy event fires after COMMIT returns.
+        dialect.do_commit = do_commit  # type: ignore[method-assign,assignment]  # an instance attribute
+        dialect.do_rollback = do_rollback  # type: ignore[method-assign,assignment]  # an instance attribute
 
         @event.listens_for(engine, "checkin")
-        def _on_checkin(dbapi_conn, record) -> None:  # type: ignore[no-untyped-def]
+        def _on_checkin(_dbapi_conn: Any, record: ConnectionPoolEntry) -> None:
             turns.give_back(record.info)  # a transaction that ended without either
 
     return engine

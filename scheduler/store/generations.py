@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Hashable
-from typing import Generic, TypeVar
+from typing import Generic, TypeVar, overload
 
 V = TypeVar("V")
 
@@ -47,6 +47,10 @@ class Cached(Generic[V]):
         self._ttl = ttl
         self._values: dict[Hashable, tuple[tuple[int, ...], float, V]] = {}
 
+    @overload
+    def get(self, key: Hashable, now: float, load: Callable[[], V]) -> V: ...
+    @overload
+    def get(self, key: Hashable, now: float, load: Callable[[], V | None]) -> V | None: ...
     def get(self, key: Hashable, now: float, load: Callable[[], V | None]) -> V | None:
         """The cached value, or `load()`'s; the generation is read before loading, so a
         change committed while loading makes the value stale at once."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Generic, TypeVar, cast
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -59,7 +59,7 @@ class GroupCommit(Generic[T, R]):
             self._lead()
         if isinstance(me.outcome, BaseException):
             raise me.outcome
-        return me.outcome  # type: ignore[return-value]
+        return cast(R, me.outcome)  # the batch set it: not None, unless R allows None
 
     def _lead(self) -> None:
         with self._lock:
@@ -75,7 +75,7 @@ class GroupCommit(Generic[T, R]):
         with self._lock:
             successor = self._queue[0] if self._queue else None
             self._leading = successor is not None
-        for waiter, outcome in zip(batch, outcomes):
+        for waiter, outcome in zip(batch, outcomes, strict=True):
             waiter.outcome, waiter.lead = outcome, False
             waiter.done.set()
         if successor is not None:

@@ -7,16 +7,17 @@ from dataclasses import dataclass, replace
 
 from sqlalchemy import insert
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.sql.schema import ColumnDefault
 from sqlmodel import Session, col, select
 
 from minga.common.domain import TERMINAL_JOB_STATES, Job, JobState, NotFound
 from minga.common.states import transition
-from minga.scheduler.store.audit import AuditEntry, add_entry, audit_values
+from minga.scheduler.store.audit import AuditColumns, AuditEntry, add_entry, audit_values
 from minga.scheduler.store.base import Database, StoreUnavailable, job_from_row
 from minga.scheduler.store.changes import note_jobs
-from minga.scheduler.store.codec import secrets_to_json, spec_from_json, spec_to_json
 from minga.scheduler.store.group_commit import GroupCommit
-from minga.scheduler.store.models import AuditRow, JobRow, RunRow
+from minga.scheduler.store.json_columns import secrets_to_json, spec_from_json, spec_to_json
+from minga.scheduler.store.models import AuditRow, JobRow, RunRow, table_of
 from minga.scheduler.store.requeue import locked_job
 
 AuditLine = Callable[[Job], AuditEntry]  # the audit line of a submit, given the job it answers with
@@ -157,7 +158,7 @@ def _insert(s: Session, batch: Sequence[_Submit]) -> list[Submitted]:
     firsts: dict[tuple[str, str], Job] = {}
     answers: list[Submitted] = []
     rows: list[dict[str, object]] = []
-    lines: list[dict[str, object]] = []
+    lines: list[AuditColumns] = []
     for request in batch:
         first = firsts.get((request.job.owner, request.key)) if request.key else None
         if first is None:
@@ -171,9 +172,9 @@ def _insert(s: Session, batch: Sequence[_Submit]) -> list[Submitted]:
             lines.append(audit_values(request.audit(answer[0])))
         answers.append(answer)
     conn = s.connection()
-    conn.execute(insert(JobRow.__table__), rows)
+    conn.execute(insert(table_of(JobRow)), rows)
     if lines:
-        conn.execute(insert(AuditRow.__table__), lines)
+        conn.execute(insert(table_of(AuditRow)), lines)
     note_jobs(s, [job for job, created in answers if created])
     return answers
 
@@ -197,9 +198,9 @@ def _row(job: Job, key: str | None) -> dict[str, object]:
 
 
 _NEW_ROW = {
-    c.name: c.default.arg if c.default is not None else None
-    for c in JobRow.__table__.columns
-    if c.default is not None and not callable(c.default.arg)
+    c.name: c.default.arg
+    for c in table_of(JobRow).columns
+    if isinstance(c.default, ColumnDefault) and not callable(c.default.arg)
 }
 
 

@@ -17,7 +17,7 @@ from sqlmodel import Session
 from minga.common.shares import ShareSettings, model_weight
 from minga.scheduler.accounting import ChargeBatch, Ledger, decayed
 from minga.scheduler.store.changes import Changes, note
-from minga.scheduler.store.models import ContributionRow, RunRow, SiteRow, SiteUptimeRow, UsageRow
+from minga.scheduler.store.models import ContributionRow, RunRow, SiteRow, SiteUptimeRow, UsageRow, table_of
 
 LEDGER_LOCK_KEY = 0x6C656467  # "ledg": charging a run's last interval vs. the cycle's batch (PostgreSQL)
 
@@ -39,20 +39,11 @@ def charge_run(s: Session, run: RunRow, now: float, settings: ShareSettings) -> 
     seconds = now - run.charged_until
     run.charged_until = now
     s.add(run)
-    _add(s, UsageRow, run.project, run.gpus * model_weight(settings, run.gpu_model) * seconds, now, settings)
+    _add_usage(s, run.project, run.gpus * model_weight(settings, run.gpu_model) * seconds, now, settings)
 
 
-def _add(
-    s: Session,
-    table: type[UsageRow] | type[ContributionRow],
-    key: str,
-    amount: float,
-    now: float,
-    settings: ShareSettings,
-) -> None:
-    row = s.get(table, key)
-    if row is None:
-        row = table(**{"project" if table is UsageRow else "institution": key}, value=0.0, as_of=now)
+def _add_usage(s: Session, project: str, amount: float, now: float, settings: ShareSettings) -> None:
+    row = s.get(UsageRow, project) or UsageRow(project=project, value=0.0, as_of=now)
     row.value = decayed(row.value, row.as_of, now, settings.half_life_seconds) + amount
     row.as_of = now
     s.add(row)
@@ -61,7 +52,7 @@ def _add(
 def write_charges(s: Session, batch: ChargeBatch) -> None:
     """Write one charging step (`minga.scheduler.accounting.charge`) in a few batched statements,
     and tell the write-through observers what it wrote."""
-    runs, sites, uptime = RunRow.__table__, SiteRow.__table__, SiteUptimeRow.__table__
+    runs, sites, uptime = table_of(RunRow), table_of(SiteRow), table_of(SiteUptimeRow)
     conn = s.connection()
     # Every row of one step is charged up to the same `now`: one UPDATE per table, not a
     # round trip per row. PostgreSQL takes the keys as one array (`= ANY`); SQLite as
@@ -113,7 +104,7 @@ def _upsert(s: Session, table: type[UsageRow] | type[ContributionRow], key: str,
         return
     dialect = s.get_bind().dialect.name
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    stmt = insert(table.__table__)
+    stmt = insert(table_of(table))
     stmt = stmt.on_conflict_do_update(
         index_elements=[key], set_={"value": stmt.excluded.value, "as_of": stmt.excluded.as_of}
     )

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
-from sqlalchemy import Column, LargeBinary, Text, UniqueConstraint
+from sqlalchemy import Column, LargeBinary, Table, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -15,8 +13,8 @@ class InstitutionRow(SQLModel, table=True):
     country: str
     weight: float = 1.0
     created_at: float = 0.0
-    borrowing_limit: Optional[int] = None  # GPUs beyond its guarantee; None: unlimited
-    lending_limit: Optional[int] = None  # GPUs of its own it may lend; None: unlimited
+    borrowing_limit: int | None = None  # GPUs beyond its guarantee; None: unlimited
+    lending_limit: int | None = None  # GPUs of its own it may lend; None: unlimited
 
 
 class ProjectRow(SQLModel, table=True):
@@ -68,7 +66,7 @@ class SiteUptimeRow(SQLModel, table=True):
     what the reciprocity report counts as contributed."""
 
     __tablename__ = "site_uptime"
-    id: Optional[int] = Field(default=None, primary_key=True)
+    id: int | None = Field(default=None, primary_key=True)
     site: str = Field(index=True)
     institution: str = Field(index=True)
     country: str
@@ -140,7 +138,7 @@ class JobRow(SQLModel, table=True):
     started_at: float = 0.0
     finished_at: float = 0.0
     updated_at: float = 0.0
-    idempotency_key: Optional[str] = Field(default=None)
+    idempotency_key: str | None = Field(default=None)
     # Added by revision 0002:
     failures: int = Field(
         default=0, sa_column_kwargs={"server_default": "0"}
@@ -192,7 +190,7 @@ class RunRow(SQLModel, table=True):
 
 class LogRow(SQLModel, table=True):
     __tablename__ = "log_chunks"
-    id: Optional[int] = Field(default=None, primary_key=True)
+    id: int | None = Field(default=None, primary_key=True)
     run_id: str = Field(index=True)
     offset: int
     data: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
@@ -219,7 +217,7 @@ class AuditRow(SQLModel, table=True):
     where, and how it ended. Appended, never updated; no secret is ever stored."""
 
     __tablename__ = "audit"
-    id: Optional[int] = Field(default=None, primary_key=True)
+    id: int | None = Field(default=None, primary_key=True)
     at: float = Field(index=True)
     who: str = Field(index=True)  # user or site name; "" when unauthenticated
     role: str = ""
@@ -242,3 +240,9 @@ class LendingRow(SQLModel, table=True):
     policy_json: str = Field(sa_column=Column(Text, nullable=False))
     updated_at: float = 0.0
     updated_by: str = ""
+
+
+def table_of(model: type[SQLModel]) -> Table:
+    """The model's Core table, for bulk statements that bypass the ORM."""
+    table: Table = model.__table__  # type: ignore[attr-defined]  # set by the mapping; SQLModel does not declare it
+    return table

@@ -1,18 +1,10 @@
 """Pipelined group commit: requests queued without waiting, committed in batches by one
 applier thread, in the order they were queued.
 
-`GroupCommit` (store/group_commit.py) suits callers that must have their answer before
-they go on (a submit is acknowledged only once committed). A site stream's reader need
-not wait: nothing is acknowledged to the agent, and what a report yields (a command to
-stop a stale run) goes back on the stream whenever it is ready. So a reader queues its
-report and reads the next message, and one batch holds everything every stream sent
-while the previous batch committed, however many reports each stream had in flight.
-
-Order: one applier, first in first out, so requests are committed in the order they
-were queued (a stream's reports in the order it sent them). A caller that must not
-overtake its own earlier requests (a stream about to act on something else) waits for
-its last ticket (`wait`). The queue is bounded: a caller beyond `max_queued` waits.
-The applier thread is started on demand and ends after `idle_seconds` without work.
+For callers that need not wait for their answer (a site stream's reports), unlike
+`GroupCommit` (store/group_commit.py). A caller that must not overtake its own earlier
+requests waits for its last ticket (`wait`); the queue is bounded. Why: docs/architecture.md,
+"Site reports".
 """
 
 from __future__ import annotations
@@ -97,7 +89,7 @@ class PipelinedCommit(Generic[T, R]):
         self.wait(self.submit_async(request, box.append))
         if isinstance(box[0], BaseException):
             raise box[0]
-        return box[0]  # type: ignore[return-value]
+        return box[0]
 
     def _apply_all(self) -> None:
         while True:
@@ -118,10 +110,10 @@ class PipelinedCommit(Generic[T, R]):
                     raise RuntimeError(f"a batch of {len(todo)} got {len(outcomes)} outcomes")
             except BaseException as exc:  # noqa: BLE001 - every caller of the batch learns of it
                 outcomes = [exc] * len(todo)
-            for queued, outcome in zip(todo, outcomes):
+            for queued, outcome in zip(todo, outcomes, strict=True):
                 try:
                     queued.done(outcome)
-                except Exception:  # noqa: BLE001 - one caller's callback must not stop the others'
+                except Exception:  # logged: one caller's callback must not stop the others'
                     log.exception("a committed request's callback failed")
         with self._cond:
             self.batches += bool(todo)

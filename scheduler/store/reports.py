@@ -72,4 +72,4 @@ class ReportsRepo:
                     entry = line(seg.institution)
                     entry.contributed_gpu_hours += seg.gpus * hours
                     entry.contributed_normalized += seg.normalized_gpus * hours
-        return sorted(lines.values(), key=lambda l: l.key)
+        return sorted(lines.values(), key=lambda entry: entry.key)

@@ -1,14 +1,9 @@
-"""Runs the broker ends on its own, and writing the lifecycle's steps back to the rows.
+"""Runs the broker ends on its own (lost with their site, past their walltime), and writing
+the lifecycle's steps back to the rows.
 
-The rules are pure, in scheduler/lifecycle.py (and scheduler/requeue_rules.py): every
+The rules are pure, in scheduler/lifecycle.py and scheduler/requeue_rules.py: every
 function here locks and loads the rows, converts them to domain values, calls the rule,
 and writes what it returns back through the ORM (`write_step`).
-
-- A run lost with its site (lease expired, the site's Ray cluster down or refusing)
-  is requeued after a backoff; that counts against the infrastructure bound, never
-  `max_attempts`.
-- A run past its walltime is stopped and its job ends FAILED with reason TIMEOUT,
-  as Slurm's TimeLimit does.
 """
 
 from __future__ import annotations
@@ -19,9 +14,8 @@ from sqlmodel import Session, col, select
 
 from minga.common.domain import Job
 from minga.scheduler import lifecycle
-from minga.scheduler.commands import Command
 from minga.scheduler.lifecycle import Step, run_lost
-from minga.scheduler.requeue_rules import backoff_seconds  # noqa: F401 (re-exported)
+from minga.scheduler.site_messages import Command
 from minga.scheduler.store.base import job_from_row, job_to_row, run_from_row, run_to_row
 from minga.scheduler.store.ledger import charge_run
 from minga.scheduler.store.models import JobRow, RunRow
@@ -116,7 +110,7 @@ def write_step(s: Session, step: Step, job: JobRow | None, run: RunRow, now: flo
 
 def lose_runs(s: Session, site: str, reason: str, now: float) -> int:
     """Every live run on `site` is lost: requeue its job, or end a cancel. Returns how many."""
-    runs = s.exec(select(RunRow).where(RunRow.site == site, col(RunRow.live).is_(True))).all()
+    runs = s.exec(select(RunRow).where(RunRow.site == site, col(RunRow.live))).all()
     lost = 0
     for found in runs:
         job = locked_job(s, found.job_id)
@@ -132,7 +126,7 @@ def stop_overdue(s: Session, now: float, candidates: list[str] | None = None) ->
     """Stop every running run past its walltime; its job ends FAILED (TIMEOUT). Looks at
     the runs named in `candidates`, or at every live run with a walltime."""
     commands: list[Command] = []
-    query = select(RunRow).where(col(RunRow.live).is_(True), RunRow.walltime_seconds > 0, RunRow.running_since > 0)
+    query = select(RunRow).where(col(RunRow.live), RunRow.walltime_seconds > 0, RunRow.running_since > 0)
     if candidates is not None:
         query = query.where(col(RunRow.id).in_(candidates))
     runs = s.exec(query).all()

@@ -19,14 +19,14 @@ from minga.common.domain import LIVE_JOB_STATES, Job, JobState, RunState, SiteSt
 from minga.common.shares import ShareSettings
 from minga.common.snapshot import Decisions, Placement, Preemption, Snapshot
 from minga.scheduler.accounting import ChargeBatch
-from minga.scheduler.commands import Command, RunReport, StartRunCommand
 from minga.scheduler.lifecycle import after_report, lease, preempt, unknown_run, unlisted_at_hello
+from minga.scheduler.site_messages import Command, RunReport, StartRunCommand, StopRunCommand
 from minga.scheduler.store.audit import SCHEDULER, SCHEDULER_ROLE, AuditEntry, add_entry
 from minga.scheduler.store.base import Database, StoreUnavailable, job_from_row, run_from_row, site_from_row
 from minga.scheduler.store.changes import Changes, note
-from minga.scheduler.store.codec import inventory_from_json, spec_from_json, with_secrets
+from minga.scheduler.store.json_columns import inventory_from_json, spec_from_json, with_secrets
 from minga.scheduler.store.ledger import ledger_lock, write_charges
-from minga.scheduler.store.models import JobRow, RunRow, SiteRow
+from minga.scheduler.store.models import JobRow, RunRow, SiteRow, table_of
 from minga.scheduler.store.requeue import (
     fresh_run,
     hold,
@@ -66,17 +66,15 @@ class RunsRepo:
         """Sites, live runs, pending jobs and the account tree with usage decayed to `now`."""
         with self.db.read() as s:
             sites = tuple(site_from_row(r) for r in s.exec(select(SiteRow).order_by(SiteRow.name)))
-            runs = tuple(run_from_row(r) for r in s.exec(select(RunRow).where(RunRow.live == True)))  # noqa: E712
+            runs = tuple(run_from_row(r) for r in s.exec(select(RunRow).where(col(RunRow.live))))
             # Plain rows, not ORM objects: job_from_row only reads attributes, and the
             # identity map is pure cost for a read-only snapshot of every pending job.
-            query = select(*JobRow.__table__.columns).where(JobRow.state == JobState.PENDING.value)
+            query = select(*table_of(JobRow).columns).where(JobRow.state == JobState.PENDING.value)
             if now is not None:  # a job in its requeue backoff sits out until `not_before`
                 query = query.where(JobRow.not_before <= now)
             pending = tuple(
-                job_from_row(r)
-                for r in s.connection().execute(  # type: ignore[arg-type]
-                    query.order_by(col(JobRow.submitted_at), col(JobRow.id))
-                )
+                job_from_row(r)  # type: ignore[arg-type]  # a plain Row has every JobRow attribute it reads
+                for r in s.connection().execute(query.order_by(col(JobRow.submitted_at), col(JobRow.id)))
             )
             tree, usage = load_shares(s, now or 0.0)
             capped = {j.array_id for j in pending if j.array_limit}
@@ -136,7 +134,7 @@ class RunsRepo:
                 with self.db.commit_lock:
                     capacity = free()  # memory: as committed, before this transaction
                 for stop in preempted:  # their GPUs are free once this transaction commits
-                    run = s.get(RunRow, stop.run_id)
+                    run = s.get(RunRow, stop.run_id) if isinstance(stop, StopRunCommand) else None
                     if run is not None and run.gpus:
                         capacity[(run.site, run.gpu_model)] = capacity.get((run.site, run.gpu_model), 0) + run.gpus
             commands.extend(preempted)
@@ -177,7 +175,7 @@ class RunsRepo:
             return self.apply_report(site, report, now)
         except StoreUnavailable:
             raise
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - this report's own fault, answered to its site alone
             return exc
 
     def site_lost(self, site: str, reason: str, now: float, fence: Fence | None = None) -> int:
@@ -229,7 +227,7 @@ class RunsRepo:
                 commands.extend(_apply_report(s, site, report, now, in_session=False))
             # A run the site reports as UNKNOWN is one its Ray cluster does not have.
             reported = {r.run_id for r in reports if r.state is not RunState.UNKNOWN}
-            live = s.exec(select(RunRow).where(RunRow.site == site, RunRow.live == True)).all()  # noqa: E712
+            live = s.exec(select(RunRow).where(RunRow.site == site, col(RunRow.live))).all()
             for run in live:
                 if run.id in reported or not run.live:
                     continue
@@ -258,7 +256,7 @@ def _record_reasons(s: Session, decisions: Decisions, changed: dict[str, str] | 
         }
     if not changed:
         return
-    jobs, conn = JobRow.__table__, s.connection()
+    jobs, conn = table_of(JobRow), s.connection()
     if conn.dialect.name == "postgresql":  # one statement over two arrays, not a statement per row
         conn.execute(
             text(
@@ -319,7 +317,7 @@ def _free_gpus(s: Session) -> dict[tuple[str, str], int]:
     for site in s.exec(select(SiteRow)).all():
         for pool in inventory_from_json(site.inventory_json).gpus:
             free[(site.name, pool.model)] += pool.total
-    for run in s.exec(select(RunRow).where(RunRow.live == True)).all():  # noqa: E712
+    for run in s.exec(select(RunRow).where(col(RunRow.live))).all():
         if run.gpus:
             free[(run.site, run.gpu_model)] -= run.gpus
     return free
@@ -336,7 +334,9 @@ def _lease(
     if step is None:
         return None  # cancelled, changed, or capacity taken since the snapshot: never promise a GPU twice
     free[(p.site, p.gpu_model)] = free.get((p.site, p.gpu_model), 0) - p.gpus
-    [start] = write_step(s, step, job, RunRow(), now)
+    # The new run's key columns; write_step fills in the rest.
+    new = RunRow(id=step.run.id, job_id=step.run.job_id, site=step.run.site, epoch=step.run.epoch)
+    [start] = write_step(s, step, job, new, now)
     assert isinstance(start, StartRunCommand)
     return start
 
@@ -358,7 +358,7 @@ def _apply_report(s: Session, site: str, report: RunReport, now: float, in_sessi
 
 
 def _site_needs_package(s: Session, site: str, digest: str) -> bool:
-    runs = s.exec(select(RunRow).where(RunRow.site == site, RunRow.live == True)).all()  # noqa: E712
+    runs = s.exec(select(RunRow).where(RunRow.site == site, col(RunRow.live))).all()
     for run in runs:
         job = s.get(JobRow, run.job_id)
         if job is not None and spec_from_json(job.spec_json).runtime_env.working_dir_digest == digest:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, replace
+from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
@@ -37,7 +38,7 @@ def project_id(institution: str, name: str) -> str:
 def read_settings(s: Session) -> ShareSettings:
     """The fair-share settings, read once per transaction (a batch of reports asks for
     them once per run it ends)."""
-    cached = s.info.get(_SETTINGS_INFO)
+    cached: ShareSettings | None = s.info.get(_SETTINGS_INFO)
     if cached is not None:
         return cached
     row = s.get(MetaRow, SETTINGS_KEY)
@@ -70,9 +71,10 @@ class SharesRepo:
         with self.db.read() as s:
             return read_settings(s)
 
-    def update_settings(self, **changes: object) -> ShareSettings:
+    def update_settings(self, **changes: Any) -> ShareSettings:
+        """Replace the named settings, each already checked by the caller."""
         with self.db.tx() as s:
-            current = replace(read_settings(s), **changes)  # type: ignore[arg-type]
+            current = replace(read_settings(s), **changes)
             row = s.get(MetaRow, SETTINGS_KEY) or MetaRow(key=SETTINGS_KEY)
             row.value = json.dumps(asdict(current))
             s.add(row)
@@ -124,7 +126,11 @@ class SharesRepo:
                 row.weight = weight
                 s.add(row)
                 return
-            table = {"institution": InstitutionRow, "project": ProjectRow}.get(kind)
+            tables: dict[str, type[InstitutionRow | ProjectRow]] = {
+                "institution": InstitutionRow,
+                "project": ProjectRow,
+            }
+            table = tables.get(kind)
             if table is None:
                 raise InvalidArgument("kind must be country, institution or project")
             found = s.get(table, key)

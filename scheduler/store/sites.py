@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import builtins
 import json
 
-from sqlmodel import select
+from sqlmodel import Session, col, select
 
 from minga.common.domain import Inventory, NotFound, Site, SiteState
 from minga.scheduler.store.base import Database, site_from_row
-from minga.scheduler.store.codec import inventory_to_json
 from minga.scheduler.store.generations import Cached
+from minga.scheduler.store.json_columns import inventory_to_json
 from minga.scheduler.store.models import RunRow, SiteRow
 
 RECENT_TTL = 2.0  # seconds another broker's change to a site may go unseen by `recent`
@@ -31,7 +32,7 @@ class SitesRepo:
         with self.db.read() as s:
             return [site_from_row(r) for r in s.exec(select(SiteRow).order_by(SiteRow.name)).all()]
 
-    def recent(self, now: float) -> list[Site]:
+    def recent(self, now: float) -> builtins.list[Site]:
         """`list()`, shared by the calls of the last RECENT_TTL seconds until a site changes:
         what a submit's feasibility check reads, a thousand times a second in a burst."""
         return self._recent.get(None, now, self.list)
@@ -40,7 +41,7 @@ class SitesRepo:
         """site -> model -> GPUs held by live runs."""
         used: dict[str, dict[str, int]] = {}
         with self.db.read() as s:
-            for run in s.exec(select(RunRow).where(RunRow.live == True)).all():  # noqa: E712
+            for run in s.exec(select(RunRow).where(col(RunRow.live))).all():
                 if run.gpus:
                     per = used.setdefault(run.site, {})
                     per[run.gpu_model] = per.get(run.gpu_model, 0) + run.gpus
@@ -75,7 +76,7 @@ class SitesRepo:
     def mark_all_disconnected(self) -> None:
         """At broker start no stream is open yet, whatever the store says."""
         with self.db.tx() as s:
-            for row in s.exec(select(SiteRow).where(SiteRow.connected == True)).all():  # noqa: E712
+            for row in s.exec(select(SiteRow).where(col(SiteRow.connected))).all():
                 row.connected = False
                 s.add(row)
 
@@ -97,7 +98,7 @@ class SitesRepo:
             return site_from_row(row)
 
     @staticmethod
-    def _row(s, name: str) -> SiteRow:  # type: ignore[no-untyped-def]
+    def _row(s: Session, name: str) -> SiteRow:
         row = s.get(SiteRow, name)
         if row is None:
             raise NotFound(f"no site {name!r}")

@@ -14,7 +14,7 @@ from sqlmodel import col, select
 from minga.common.domain import LIVE_JOB_STATES, Job, JobState, Run, Site
 from minga.scheduler.accounting import Ledger, Uptime
 from minga.scheduler.store.base import Database, job_from_row, run_from_row, site_from_row
-from minga.scheduler.store.models import ContributionRow, JobRow, RunRow, SiteRow, SiteUptimeRow, UsageRow
+from minga.scheduler.store.models import ContributionRow, JobRow, RunRow, SiteRow, SiteUptimeRow, UsageRow, table_of
 from minga.scheduler.store.shares import AccountTree, read_accounts
 
 
@@ -35,9 +35,9 @@ class FederationRows:
 def load_rows(db: Database) -> FederationRows:
     with db.read() as s:
         pending = tuple(
-            job_from_row(r)
-            for r in s.connection().execute(  # type: ignore[arg-type]
-                select(*JobRow.__table__.columns).where(JobRow.state == JobState.PENDING.value)
+            job_from_row(r)  # type: ignore[arg-type]  # a plain Row has every JobRow attribute it reads
+            for r in s.connection().execute(
+                select(*table_of(JobRow).columns).where(JobRow.state == JobState.PENDING.value)
             )
         )
         live_capped = tuple(
@@ -49,7 +49,7 @@ def load_rows(db: Database) -> FederationRows:
                 )
             ).all()
         )
-        runs = tuple(run_from_row(r) for r in s.exec(select(RunRow).where(col(RunRow.live).is_(True))))
+        runs = tuple(run_from_row(r) for r in s.exec(select(RunRow).where(col(RunRow.live))))
         site_rows = s.exec(select(SiteRow)).all()
         newest = select(func.max(SiteUptimeRow.id)).group_by(SiteUptimeRow.site)
         uptime = tuple(

@@ -3,16 +3,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from alembic import context
+from alembic.autogenerate.api import AutogenContext
 from sqlmodel import SQLModel
 from sqlmodel.sql.sqltypes import AutoString
 
-from minga.scheduler.store import models  # noqa: F401  (registers the tables for --autogenerate)
+from minga.scheduler.store import models  # noqa: F401 - registers the tables for --autogenerate
 
 
-def render_item(type_: str, obj: Any, autogen_context: Any) -> str | bool:
+def render_item(type_: str, obj: Any, autogen_context: AutogenContext) -> str | Literal[False]:
     """SQLModel's `str` columns are written as plain `sa.String()`, so revisions need no sqlmodel import."""
     if type_ == "type" and isinstance(obj, AutoString):
         return "sa.String()"

@@ -1,4 +1,5 @@
-"""JSON encoding of the domain values the store keeps in text columns."""
+"""The JSON text the store keeps in its columns for job specs (secrets apart) and site
+inventories, and the domain values read back from it."""
 
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ _SPEC_FIELDS = tuple(f.name for f in fields(JobSpec) if f.name != "secret_env")
 def _plain(value: object) -> object:
     """A nested dataclass as a dict (tuples stay tuples: JSON writes them as lists); what
     `dataclasses.asdict` gives for a spec, without its deep copy, which costs a submit."""
-    names = _field_names(type(value))
+    kind: type = type(value)  # plain `type`: mypy takes type[object] for unhashable
+    names = _field_names(kind)
     if names is None:
         return value
     return {name: _plain(getattr(value, name)) for name in names}

@@ -1,4 +1,5 @@
-"""Commands the broker sends down a site's stream, as domain values."""
+"""The messages between the broker and a site, as domain values: the commands it sends down
+a site's stream (start, stop a run) and the reports a site sends back about its runs."""
 
 from __future__ import annotations
 
