@@ -36,7 +36,7 @@ from __future__ import annotations
 
 from minga.common.domain import Job
 from minga.scheduler.policy.cpu_only import cpu_reason, place_cpu_only
-from minga.scheduler.policy.cycle_state import Cycle
+from minga.scheduler.policy.cycle_state import Cycle, FailureKey
 from minga.scheduler.policy.fair_preemption import preempt_for_fair_share
 from minga.scheduler.policy.guarantees import guarantee_first
 from minga.scheduler.policy.lending import is_refusal, most_telling, runtime_key
@@ -51,6 +51,7 @@ from minga.scheduler.policy.water_fill import WaterFill
 def schedule_fair(snapshot: Snapshot, now: float) -> Decisions:
     """The fair-share policy; see the module docstring for the phases."""
     cycle = Cycle.start(snapshot, now)
+    pos: int | None  # a position in the queue; None when water-filling has handed out all
     close_windows(cycle)
     first = guarantee_first(cycle.queue, cycle.ledger)
     cycle.guaranteed = {cycle.queue.jobs[pos].id for pos in first}
@@ -134,6 +135,7 @@ def decide(cycle: Cycle, pos: int, gang: bool = False) -> tuple[str | None, bool
     sid = cycle.queue.shape_of[pos]
     shape = _failure_key(cycle, job, sid)
     known = cycle.failed.get(shape)
+    reason: str | None
     if known is not None and known[0] <= g:
         reason = known[1]
     else:
@@ -172,12 +174,12 @@ def _search(cycle: Cycle, job: Job, sid: int) -> str | None:
     return _reason(cycle, job, blocked)
 
 
-def _failure_key(cycle: Cycle, job: Job, sid: int) -> tuple:
+def _failure_key(cycle: Cycle, job: Job, sid: int) -> FailureKey:
     """The failure memo's key: who asks, the request but its GPU count (as a small int,
     `Cycle.request_id`, which hashes faster than the request), and the walltime; with
     site policies, also what the sites' runtime rules read."""
     spec = job.spec
-    shape: tuple = (job.institution, cycle.request_id(sid), spec.walltime_seconds)
+    shape: FailureKey = (job.institution, cycle.request_id(sid), spec.walltime_seconds)
     if cycle.lending is not None:  # sites may refuse its environment or pip packages
         shape += runtime_key(spec)
     return shape

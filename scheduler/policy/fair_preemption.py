@@ -144,7 +144,10 @@ def _plan_on(cycle: Cycle, pool: Pool, job: Job, standing: _Standing, budget: in
     taken: dict[str, int] = defaultdict(int)  # GPUs taken from each victim institution
     chosen: list[Run] = []
     gpus, cpus = 0, free_cpus
-    lost = lambda r: r.gpus * (now - r.started_at)  # noqa: E731
+
+    def lost(victim: Run) -> float:
+        return victim.gpus * (now - victim.started_at)
+
     for run in sorted(cycle.index.runs[pool.key], key=lambda r: (lost(r), -r.started_at, r.id)):
         if gpus >= need and cpus >= res.cpus:
             break

@@ -200,7 +200,8 @@ def guarantee_first(queue: Queue, ledger: Ledger) -> list[int]:
     for inst, runs in queue.runs.items():
         if total.get(inst, 0) <= 0:
             continue
-        per_model, back = room[inst], frozenset()  # back: models of earlier borrowing jobs
+        per_model = room[inst]
+        back: frozenset[str] = frozenset()  # the models of earlier borrowing jobs
         for pos in chain.from_iterable(runs):
             gpus, models = shapes[shape_of[pos]][:2]
             if gpus == 0:  # takes no GPUs: nothing to guarantee, nothing to reorder for

@@ -33,6 +33,9 @@ from minga.scheduler.policy.lending import runtime_key
 if TYPE_CHECKING:  # the cycle holds this memo
     from minga.scheduler.policy.cycle_state import Cycle
 
+GuestKey = tuple[object, ...]
+"""(request shape id, then only the job fields some site's rules look at; see `GuestFailures.key`)."""
+
 
 class GuestFailures:
     """Reasons of failed searches by pure guests, each with what it depended on."""
@@ -48,8 +51,8 @@ class GuestFailures:
     )
 
     def __init__(self, cycle: Cycle) -> None:
-        self._version: tuple = ()
-        self._reasons: dict[tuple, tuple[str, tuple[tuple[str, int], ...]]] = {}
+        self._version: tuple[int, ...] = ()
+        self._reasons: dict[GuestKey, tuple[str, tuple[tuple[str, int], ...]]] = {}
         self._own_most: dict[str, tuple[int, int]] = {}  # institution -> (its changes, most free)
         policies = [r.policy for r in cycle.lending.rules.values()] if cycle.lending is not None else []
         # What the key must hold: only the job fields some site's rules look at.
@@ -58,7 +61,7 @@ class GuestFailures:
         self._walltimes = any(p.guest_max_walltime_seconds for p in policies)
         self._runtime = any(p.no_env or p.env_allow or p.no_pip or p.pip_allow for p in policies)
 
-    def key(self, cycle: Cycle, job: Job, sid: int) -> tuple | None:
+    def key(self, cycle: Cycle, job: Job, sid: int) -> GuestKey | None:
         """The memo key of `job` (request shape id `sid`), or None when it is no pure guest now."""
         index = cycle.index
         version = (index.top_changes, len(cycle.preemptions), cycle.reservation_changes)
@@ -74,7 +77,7 @@ class GuestFailures:
         spec = job.spec
         if known[1] >= spec.resources.gpus:
             return None
-        key: tuple = (sid,)
+        key: GuestKey = (sid,)
         # A finite reservation backfills by walltime; one that never starts holds its pool whole.
         if self._walltimes or cycle.finite_reservation or cycle.unreserved(job):
             key += (spec.walltime_seconds,)
@@ -86,7 +89,7 @@ class GuestFailures:
             key += runtime_key(spec)
         return key
 
-    def get(self, cycle: Cycle, key: tuple) -> str | None:
+    def get(self, cycle: Cycle, key: GuestKey) -> str | None:
         """The reason memoized under `key`, if no pool it looked at has changed since."""
         entry = self._reasons.get(key)
         if entry is None:
@@ -97,6 +100,6 @@ class GuestFailures:
                 return None
         return entry[0]
 
-    def put(self, cycle: Cycle, key: tuple, reason: str, owners: set[str]) -> None:
+    def put(self, cycle: Cycle, key: GuestKey, reason: str, owners: set[str]) -> None:
         changes = cycle.index.owner_changes
         self._reasons[key] = (reason, tuple((o, changes[o]) for o in owners))

@@ -22,14 +22,22 @@ from __future__ import annotations
 from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
+from numpy.typing import NDArray
 
 from minga.common.domain import Job
 from minga.scheduler.policy.snapshot import Snapshot
 
 Group = tuple[int, str, str]
 """(priority class, institution, `--project` name): jobs of one group share a rank."""
+
+Shape = tuple[int, tuple[str, ...], int, float, tuple[str, ...], tuple[tuple[str, str], ...]]
+"""A request shape: (GPUs, models, min GPU memory MB, CPUs, countries, site labels), every
+field a hard constraint looks at; the cycle memoizes what it learns per shape."""
+
+_Key = TypeVar("_Key")
 
 
 @dataclass(frozen=True)
@@ -39,7 +47,7 @@ class Pending:
     jobs: Sequence[Job]
     times: array[float]  # submit time by position
     shape_of: array[int]  # request shape id by position
-    shapes: list[tuple]  # request shape by shape id, ids in order of first occurrence
+    shapes: list[Shape]  # request shape by shape id, ids in order of first occurrence
     examples: list[int]  # by shape id: the first position with that shape
     groups: dict[Group, array[int]]  # each group's positions in (submit time, id) order
 
@@ -81,7 +89,7 @@ class QueueColumns:
         than one loop that appends to several columns. Numbers go in packed arrays: the
         garbage collector walks every element of a young list, and a cycle at depth would
         otherwise make it walk millions."""
-        self._shape_ids: dict[tuple, int] = {}
+        self._shape_ids: dict[Shape, int] = {}
         self._group_ids: dict[Group, int] = {}
         shape_id, group_id = self._shape_ids.setdefault, self._group_ids.setdefault
         self._shape_of = array(
@@ -130,7 +138,7 @@ class QueueColumns:
     def __len__(self) -> int:
         return len(self._times)
 
-    def read(self, jobs: Sequence[Job], keep: np.ndarray | None = None) -> Pending:
+    def read(self, jobs: Sequence[Job], keep: NDArray[np.bool_] | None = None) -> Pending:
         """The columns as `read_pending(jobs)` gives them, where `jobs` are this queue's jobs
         in its order, or those where the boolean mask `keep` is true."""
         times = np.frombuffer(self._times, dtype=np.float64)
@@ -158,7 +166,7 @@ class QueueColumns:
         )
 
 
-def _renumbered(ids: np.ndarray, keys: list) -> tuple[array[int], list[int], list]:
+def _renumbered(ids: NDArray[np.int64], keys: list[_Key]) -> tuple[array[int], list[int], list[_Key]]:
     """`ids` renumbered 0.. in order of first occurrence, leaving out ids not in use: the
     new column, the first position of each new id, and the key of each new id."""
     used, first = np.unique(ids, return_index=True)

@@ -63,9 +63,9 @@ def find_pool(cycle: Cycle, job: Job, blocked: set[str], strict: bool = False) -
     if strict and job.institution not in cycle.explicit:
         return None  # within a default guarantee only its own sites would pass
     for scopes in _country_tiers(cycle, job):
-        pool = cycle.index.first_fit_by_bucket(scopes, models, res.gpus, ok)
-        if pool is not None:
-            return pool
+        found = cycle.index.first_fit_by_bucket(scopes, models, res.gpus, ok)
+        if found is not None:
+            return found
     return None
 
 

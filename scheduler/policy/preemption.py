@@ -85,7 +85,7 @@ def plan_reclaim(
 ) -> ReclaimPlan | None:
     """The pool, tier by tier, where reclaiming frees the fewest GPUs (ties by name)."""
     for tier in tiers:
-        best: tuple[tuple, ReclaimPlan] | None = None
+        best: tuple[tuple[int, int, str, str], ReclaimPlan] | None = None
         for pool in tier:
             need = gpus - max(pool.free, 0)
             if need <= 0 and free_cpus(pool.site) >= cpus:

@@ -16,9 +16,11 @@ from __future__ import annotations
 
 from array import array
 from collections.abc import Callable, Sequence
+from typing import cast
 
 from minga.scheduler.policy.cpu_only import cpu_reason, place_cpu_only
 from minga.scheduler.policy.cycle_state import Cycle
+from minga.scheduler.policy.pending_columns import Shape
 from minga.scheduler.policy.waiting_list import Verdict
 
 
@@ -34,7 +36,9 @@ def decide_tail(cycle: Cycle, positions: array[int], decide: Callable[[Cycle, in
     if cpu_only and not cpu_only.isdisjoint(map(queue.shape_of.__getitem__, positions)):
         _one_by_one(cycle, positions, verdicts)
         return
-    cycle.tail, cycle.tail_verdicts = positions, verdicts
+    # None marks a CPU-only shape, and none of those is left among the positions: every
+    # verdict the tail reads is one.
+    cycle.tail, cycle.tail_verdicts = positions, cast("list[Verdict]", verdicts)
 
 
 def _reserve_unreserved_models(
@@ -81,7 +85,7 @@ def _one_by_one(cycle: Cycle, positions: array[int], verdicts: list[Verdict | No
             cycle.wait(pos, cpu_reason(jobs[pos]))
 
 
-def _verdict(cycle: Cycle, example: int, shape: tuple) -> Verdict | None:
+def _verdict(cycle: Cycle, example: int, shape: Shape) -> Verdict | None:
     """What `fair_cycle.decide` says in the tail of a job of this shape (`example` is the
     position of one); None for a CPU-only job that could fit."""
     never = cycle.never_fits(example)

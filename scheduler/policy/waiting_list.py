@@ -23,7 +23,8 @@ class WaitingList(Sequence[Waiting]):
 
     First the jobs decided one by one: `positions[k]` waits for `reasons[k]`. Then the
     queue's tail (`queue_tail.py`): each job there waits for the verdict on its
-    request shape, `verdicts[shape_of[pos]]`, so the cycle stores the positions alone.
+    request shape, `verdicts[shape_of[pos]]`, so the cycle stores the positions alone
+    (only the tail's shapes' verdicts are read).
     """
 
     __slots__ = (
@@ -46,7 +47,7 @@ class WaitingList(Sequence[Waiting]):
         never_fits: list[bool],
         tail: Sequence[int] = (),
         shape_of: Sequence[int] = (),
-        verdicts: Sequence[Verdict | None] = (),
+        verdicts: Sequence[Verdict] = (),
     ) -> None:
         self._jobs, self._positions, self._reasons, self._never = jobs, positions, reasons, never_fits
         self._tail, self._shape_of, self._verdicts = tail, shape_of, verdicts
