@@ -72,7 +72,7 @@ def test_kept_columns_equal_columns_read_afresh(initial, ops, mask_seed):
         pending = tuple(queue)
         assert same_columns(columns.read(pending), read_pending(pending))
     keep = [bool((mask_seed >> (k % 16)) & 1) for k in range(len(queue))]
-    kept = tuple(j for j, k in zip(queue, keep) if k)
+    kept = tuple(j for j, k in zip(queue, keep, strict=True) if k)
     assert same_columns(columns.read(kept, np.array(keep, dtype=bool)), read_pending(kept))
 
 

@@ -60,7 +60,7 @@ def guarantees(snapshot: Snapshot) -> tuple[dict[str, dict[str, int]], tuple[str
             notes.append(
                 f"explicit {model} guarantees ask {asked} GPUs, the federation has {left}; scaled by {scale:.2f}"
             )
-        for slug, g in explicit.items():
+        for g in explicit.values():
             if model in g:
                 g[model] = int(g[model] * scale)
     result.update(explicit)

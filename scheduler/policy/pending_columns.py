@@ -209,7 +209,7 @@ def _sorted_groups(
     by_pair = lambda pos: (times[pos], jobs[pos].id)  # noqa: E731
     out: dict[Group, array[int]] = {}
     start = 0
-    for gid, (key, end) in enumerate(zip(groups, ends.tolist())):
+    for gid, (key, end) in enumerate(zip(groups, ends.tolist(), strict=True)):
         positions = array("l")
         positions.frombytes(packed[start * 8 : end * 8])
         if gid in tied:

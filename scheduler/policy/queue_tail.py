@@ -28,7 +28,7 @@ def decide_tail(cycle: Cycle, positions: array[int], decide: Callable[[Cycle, in
     """Decide the jobs at `positions` (in queue order) of a cycle with no GPU free; `decide`
     decides one job on its own (for the ones that take a model's reservation)."""
     queue = cycle.queue
-    verdicts = [_verdict(cycle, example, shape) for example, shape in zip(queue.examples, queue.shapes)]
+    verdicts = [_verdict(cycle, example, shape) for example, shape in zip(queue.examples, queue.shapes, strict=True)]
     reserving = _reserve_unreserved_models(cycle, positions, verdicts, decide)
     if reserving:
         positions = array("l", (pos for pos in positions if pos not in reserving))

@@ -81,7 +81,7 @@ class WaitingList(Sequence[Waiting]):
     def pairs(self) -> Iterator[tuple[str, str]]:
         """(job id, reason) of every waiting job, in order, without making a `Waiting` each."""
         jobs, verdicts, shape_of = self._jobs, self._verdicts, self._shape_of
-        decided = zip((jobs[pos].id for pos in self._positions), self._reasons)
+        decided = zip((jobs[pos].id for pos in self._positions), self._reasons, strict=True)
         return chain(decided, ((jobs[pos].id, verdicts[shape_of[pos]][0]) for pos in self._tail))
 
     @property
@@ -92,7 +92,7 @@ class WaitingList(Sequence[Waiting]):
     def reasons_at(self, positions: Iterable[int]) -> dict[str, str]:
         """job id -> reason of each job at `positions` that waits, without a pass over them all."""
         if self._by_position is None:
-            self._by_position = dict(zip(self._positions, self._reasons))
+            self._by_position = dict(zip(self._positions, self._reasons, strict=True))
             self._in_tail = set(self._tail)
         decided, tail, jobs = self._by_position, self._in_tail, self._jobs
         found = {}
@@ -106,7 +106,7 @@ class WaitingList(Sequence[Waiting]):
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, Sequence) and not isinstance(other, str):
-            return len(self) == len(other) and all(a == b for a, b in zip(self, other))
+            return len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=True))
         return NotImplemented
 
     def __hash__(self) -> int:

@@ -246,7 +246,7 @@ class Recorder:
         self.stuck = stuck
         demand: dict[str, float] = {i: r + self.pending[i] for i, r in self.running.items() if r or self.pending[i]}
         self._episodes(now, demand, self._optimum(demand)[0] if demand else {})
-        for i, start in sorted(self._episode.items()):  # never reached: counted until the end
+        for _, start in sorted(self._episode.items()):  # never reached: counted until the end
             self.episodes.append((now - start, False))
         self._episode.clear()
 

@@ -239,7 +239,7 @@ def plot(result: dict[str, Any], path: str | Path, countries: dict[str, str]) ->
     codes = sorted({c for n in names for _, d in result["series"][n] for c in d})
     styles = country_styles(codes)
     busy_until = max((t for n in names for t, d in result["series"][n] if sum(d.values()) > 0.05 * cap), default=0.0)
-    for ax, name in zip(axes[:, 0], names):
+    for ax, name in zip(axes[:, 0], names, strict=True):
         series = [(t, d) for t, d in result["series"][name] if t <= busy_until] or result["series"][name]
         xs = [t / 3600 for t, _ in series]
         layers = ax.stackplot(
@@ -249,7 +249,7 @@ def plot(result: dict[str, Any], path: str | Path, countries: dict[str, str]) ->
             colors=[styles[c][0] for c in codes],
             step="post",
         )
-        for layer, code in zip(layers, codes):
+        for layer, code in zip(layers, codes, strict=True):
             layer.set_hatch(styles[code][1])
             layer.set_edgecolor("white")  # the hatch's colour
             layer.set_linewidth(0)
