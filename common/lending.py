@@ -6,7 +6,7 @@ any institution other than the site's own; the owner's jobs are never limited by
 rules. The environment and pip rules are different: they are about what reaches the
 site's Ray cluster, so they apply to every job placed there, the owner's included.
 
-Pure values and rules only (no I/O, no clock): the policy in `scheduler/policy/lending.py`
+Pure values and rules only (no I/O, no clock): the policy in `scheduler/policy/lending_verdicts.py`
 applies them to a snapshot at a given `now`, and the CLI uses the same parsers to check
 flags before anything is sent.
 

@@ -8,8 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from minga.common.domain import Job, JobSpec, JobState, Resources
+from minga.common.snapshot import Snapshot
 from minga.scheduler.policy.pending_columns import Pending, QueueColumns, pending_columns, read_pending
-from minga.scheduler.policy.snapshot import Snapshot
 
 
 def same_columns(a: Pending, b: Pending) -> bool:

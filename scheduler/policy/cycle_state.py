@@ -12,19 +12,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from minga.common.domain import Job, Run
+from minga.common.snapshot import Decisions, Placement, Preemption, Snapshot
+from minga.scheduler.policy.backfill import NEVER, Ends, Reservation, pool_ends, run_end
 from minga.scheduler.policy.entitlement import Tree, build_tree, job_project, run_project
 from minga.scheduler.policy.fairshare import fair_tree_order
 from minga.scheduler.policy.guarantees import Ledger, build_ledger
 from minga.scheduler.policy.guest_failures import GuestFailures
 from minga.scheduler.policy.latency import rank_table
-from minga.scheduler.policy.lending import Lending
+from minga.scheduler.policy.lending_verdicts import Lending
 from minga.scheduler.policy.never_fits import NeverFits
 from minga.scheduler.policy.pending_columns import pending_columns
 from minga.scheduler.policy.pool_index import ANY, Pool, PoolIndex
 from minga.scheduler.policy.queue import Queue, fair_queue
-from minga.scheduler.policy.reservation import NEVER, Ends, Reservation, pool_ends, run_end
 from minga.scheduler.policy.share_now import held_by_project
-from minga.scheduler.policy.snapshot import Decisions, Placement, Preemption, Snapshot
 from minga.scheduler.policy.waiting_list import Verdict, WaitingList
 
 _UNKNOWN = object()
@@ -240,7 +240,7 @@ class Cycle:
 
     def hold(self, reservation: Reservation, gang: bool = False) -> None:
         """Keep `reservation`'s pool for its job: only jobs it admits may use it. A waiting
-        `gang`'s counts against its model's cap (`reserve.GANG_RESERVATIONS`)."""
+        `gang`'s counts against its model's cap (`gang_reservations.GANG_RESERVATIONS`)."""
         key = (reservation.site, reservation.model)
         if gang:
             self.gang_reservations[reservation.model] = self.gang_reservations.get(reservation.model, 0) + 1

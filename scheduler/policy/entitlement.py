@@ -31,8 +31,8 @@ from dataclasses import dataclass
 from operator import attrgetter
 
 from minga.common.domain import Job
-from minga.common.shares import model_weight
-from minga.scheduler.policy.snapshot import InstitutionShare, ShareSettings, Snapshot
+from minga.common.shares import InstitutionShare, ShareSettings, model_weight
+from minga.common.snapshot import Snapshot
 
 UNKNOWN_COUNTRY = "?"
 JOB_ACCOUNT = attrgetter("institution", "spec.project")  # C-level: called once per pending job

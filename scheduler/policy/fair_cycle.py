@@ -3,7 +3,7 @@
 1. Jobs within their institution's guarantee first (Kueue: no-borrowing workloads
    before borrowing, `guarantees.py`), in Fair Tree order (`fairshare.py`, `queue.py`),
    on a model they are guaranteed.
-2. Gangs that have waited long hold reservations, or are placed (`reserve.py`).
+2. Gangs that have waited long hold reservations, or are placed (`gang_reservations.py`).
 3. Jobs within their guarantee that did not fit there (they may borrow or reclaim).
 4. Then the rest, handed out by water-filling (`water_fill.py`): the next free GPUs
    always go to the account furthest below its weighted share of what is held, at every
@@ -17,11 +17,11 @@ For each job taken:
 3. else, if the job is within its institution's guarantee, reclaim borrowed GPUs
    by preemption and place it on them (`reclaim.py`);
 4. else the first job that does not fit on a GPU model gets that model's reservation
-   (`reserve.py`, EASY backfill per model), and the rest wait with the binding
+   (`gang_reservations.py`, EASY backfill per model), and the rest wait with the binding
    constraint named.
 
 Before that, guests' runs on sites whose lending window has closed are preempted
-(`lending.py`, `reclaim.close_windows`); after it, accounts below their fair share now
+(`lending_verdicts.py`, `reclaim.close_windows`); after it, accounts below their fair share now
 take GPUs back from accounts above theirs (`fair_preemption.py`).
 
 Free capacity only shrinks within a cycle, so a request shape that failed once
@@ -35,16 +35,16 @@ failed search is shared with the other guests of the same request (`guest_failur
 from __future__ import annotations
 
 from minga.common.domain import Job
+from minga.common.snapshot import Decisions, Snapshot
 from minga.scheduler.policy.cpu_only import cpu_reason, place_cpu_only
 from minga.scheduler.policy.cycle_state import Cycle, FailureKey
 from minga.scheduler.policy.fair_preemption import preempt_for_fair_share
+from minga.scheduler.policy.gang_reservations import reserve, reserve_for_waiting_gangs
 from minga.scheduler.policy.guarantees import guarantee_first
-from minga.scheduler.policy.lending import is_refusal, most_telling, runtime_key
+from minga.scheduler.policy.lending_verdicts import is_refusal, most_telling, runtime_key
 from minga.scheduler.policy.pool_search import acceptor, find_pool, scan_all
 from minga.scheduler.policy.queue_tail import decide_tail
 from minga.scheduler.policy.reclaim import close_windows, reclaim, reclaim_bound
-from minga.scheduler.policy.reserve import reserve, reserve_for_waiting_gangs
-from minga.scheduler.policy.snapshot import Decisions, Snapshot
 from minga.scheduler.policy.water_fill import WaterFill
 
 
@@ -83,7 +83,7 @@ def schedule_fair(snapshot: Snapshot, now: float) -> Decisions:
 
 
 def _place_kept(cycle: Cycle, pos: int) -> bool:
-    """Place a gang on the pool kept whole for it (`reserve.py`), if it still passes there."""
+    """Place a gang on the pool kept whole for it (`gang_reservations.py`), if it still passes there."""
     pool = cycle.kept_for(pos)
     if pool is None:
         return False

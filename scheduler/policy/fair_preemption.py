@@ -32,11 +32,11 @@ from dataclasses import dataclass
 from itertools import chain
 
 from minga.common.domain import Job, Run
+from minga.common.snapshot import Preemption
 from minga.scheduler.policy.cycle_state import Cycle
 from minga.scheduler.policy.pool_index import Pool
 from minga.scheduler.policy.pool_search import acceptor
 from minga.scheduler.policy.share_now import column_demand, share_now
-from minga.scheduler.policy.snapshot import Preemption
 
 TRIES_PER_INSTITUTION = 32  # distinct request shapes of one institution tried per cycle
 

@@ -24,10 +24,10 @@ from collections import defaultdict
 from collections.abc import Mapping
 
 from minga.common.domain import Job
+from minga.common.snapshot import Snapshot
 from minga.scheduler.policy.entitlement import Tree, build_tree, entitlements, fractions, normalized_gpus, run_project
 from minga.scheduler.policy.pending_columns import pending_columns
 from minga.scheduler.policy.queue import Queue, fair_queue
-from minga.scheduler.policy.snapshot import Snapshot
 
 
 def project_usage(snapshot: Snapshot) -> dict[str, float]:

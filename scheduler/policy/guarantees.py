@@ -21,8 +21,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from itertools import chain
 
+from minga.common.snapshot import Snapshot
 from minga.scheduler.policy.queue import Queue
-from minga.scheduler.policy.snapshot import Snapshot
 
 
 def own_capacity(snapshot: Snapshot) -> dict[str, dict[str, int]]:

@@ -28,7 +28,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from minga.common.domain import Job
-from minga.scheduler.policy.lending import runtime_key
+from minga.scheduler.policy.lending_verdicts import runtime_key
 
 if TYPE_CHECKING:  # the cycle holds this memo
     from minga.scheduler.policy.cycle_state import Cycle

@@ -28,7 +28,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from minga.common.domain import Job
-from minga.scheduler.policy.snapshot import Snapshot
+from minga.common.snapshot import Snapshot
 
 Group = tuple[int, str, str]
 """(priority class, institution, `--project` name): jobs of one group share a rank."""

@@ -5,7 +5,7 @@ GPU free and none of them is within its guarantee (those come first in the queue
 so none can reclaim. A GPU job can then only wait, and what it waits for depends on
 its request shape alone: either no site could ever hold it, or it waits for that many
 GPUs with none free now, except for the first job of each GPU model that has no
-reservation yet, which gets it (`reserve.py`). So those few are decided one by one,
+reservation yet, which gets it (`gang_reservations.py`). So those few are decided one by one,
 the verdict is found once per shape for the others, and the tail is kept as positions
 that the `WaitingList` pairs with their shape's verdict when read: no job is read here
 (see `queue.py` on why reading jobs in queue order is the cost). CPU-only jobs still

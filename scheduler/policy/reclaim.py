@@ -1,15 +1,15 @@
 """Reclaim in the cycle: preempt borrowed runs so an institution below its guarantee
 gets its GPUs back in the same cycle (Kueue's reclaimWithinCohort; the plan itself is
 `preemption.py`),
-and preempt guests on sites whose owner's lending window has closed (`lending.py`)."""
+and preempt guests on sites whose owner's lending window has closed (`lending_verdicts.py`)."""
 
 from __future__ import annotations
 
 from minga.common.domain import Job
+from minga.common.snapshot import Preemption
 from minga.scheduler.policy.cycle_state import Cycle, FailureKey
 from minga.scheduler.policy.pool_search import hard_test
 from minga.scheduler.policy.preemption import plan_reclaim
-from minga.scheduler.policy.snapshot import Preemption
 
 
 def reclaim(cycle: Cycle, job: Job, shape: FailureKey) -> bool:

@@ -20,13 +20,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from minga.common.snapshot import Snapshot
 from minga.scheduler.policy.entitlement import Tree, build_tree, project_id, run_project
 from minga.scheduler.policy.guarantees import guarantees
 from minga.scheduler.policy.max_min import TreeShares, tree_fill
 from minga.scheduler.policy.never_fits import NeverFits
 from minga.scheduler.policy.pending_columns import Group, Shape, pending_columns
 from minga.scheduler.policy.placement import accepts_new_runs
-from minga.scheduler.policy.snapshot import Snapshot
 
 
 @dataclass(frozen=True)

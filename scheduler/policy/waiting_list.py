@@ -13,7 +13,7 @@ from itertools import chain
 from typing import overload
 
 from minga.common.domain import Job
-from minga.scheduler.policy.snapshot import Waiting
+from minga.common.snapshot import Waiting
 
 Verdict = tuple[str, bool]  # (reason, never fits)
 

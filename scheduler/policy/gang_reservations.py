@@ -1,4 +1,4 @@
-"""The cycle's reservations: EASY backfill (Lifka, 1995; the plan is `reservation.py`),
+"""The cycle's reservations: EASY backfill (Lifka, 1995; the plan is `backfill.py`),
 held per pool, so a gang that needs a scarce model is not starved by gangs on other
 models (one reservation for the whole federation kept a G3-only gang waiting a day).
 
@@ -7,7 +7,7 @@ Two ways to hold one:
 - **Gangs that have waited** `reservation_min_age_seconds` (Slurm's bf_min_age_reserve),
   among each project's oldest `HEAD` jobs (a project's later jobs wait behind its own),
   earliest due first (submit time + walltime: when it would have ended had it started on
-  arrival, `reservation.due`), before anything else is placed, one per model: a gang
+  arrival, `backfill.due`), before anything else is placed, one per model: a gang
   that does not fit reserves the pool of its models that frees up earliest; a gang that
   fits now keeps that pool whole for itself, or for a gang as large and due no later,
   until water-filling gets to it. The model's other pools stay open to backfill, and the
@@ -30,9 +30,9 @@ from heapq import heapify, heappop
 from itertools import islice
 
 from minga.common.domain import Job
+from minga.scheduler.policy.backfill import NEVER, Reservation, due, plan_reservation
 from minga.scheduler.policy.cycle_state import Cycle
 from minga.scheduler.policy.pool_search import find_pool, hard_test
-from minga.scheduler.policy.reservation import NEVER, Reservation, due, plan_reservation
 
 GANG_RESERVATIONS = 1  # pools of one model that waiting gangs may reserve per cycle
 HEAD = 64  # a project's oldest jobs among which its waiting gangs are sought

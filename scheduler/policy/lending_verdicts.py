@@ -25,8 +25,8 @@ from minga.common.lending import (
     walltime_refusal,
     windows_text,
 )
+from minga.common.snapshot import Snapshot
 from minga.scheduler.policy.guarantees import Ledger
-from minga.scheduler.policy.snapshot import Snapshot
 
 JobKey = tuple[str, str, int, frozenset[str], frozenset[str]]
 """(institution, its country, walltime, env names, pip distribution names)."""
