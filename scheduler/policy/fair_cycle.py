@@ -1,36 +1,10 @@
 """One fair-share scheduling cycle: order, constrain, place, reclaim, reserve, preempt.
 
-1. Jobs within their institution's guarantee first (Kueue: no-borrowing workloads
-   before borrowing, `guarantees.py`), in Fair Tree order (`fairshare.py`, `queue.py`),
-   on a model they are guaranteed.
-2. Gangs that have waited long hold reservations, or are placed (`gang_reservations.py`).
-3. Jobs within their guarantee that did not fit there (they may borrow or reclaim).
-4. Then the rest, handed out by water-filling (`water_fill.py`): the next free GPUs
-   always go to the account furthest below its weighted share of what is held, at every
-   level of the tree, so a burst from three institutions is split among them in the
-   same cycle (weighted max-min by progressive filling).
-
-For each job taken:
-
-1. hard constraints that no site could ever meet -> never fits (`never_fits.py`);
-2. the best preferred pool that fits now (`pool_search.py`);
-3. else, if the job is within its institution's guarantee, reclaim borrowed GPUs
-   by preemption and place it on them (`reclaim.py`);
-4. else the first job that does not fit on a GPU model gets that model's reservation
-   (`gang_reservations.py`, EASY backfill per model), and the rest wait with the binding
-   constraint named.
-
-Before that, guests' runs on sites whose lending window has closed are preempted
-(`lending_verdicts.py`, `reclaim.close_windows`); after it, accounts below their fair share now
-take GPUs back from accounts above theirs (`fair_preemption.py`).
-
-Free capacity only shrinks within a cycle, so a request shape that failed once
-fails again for every larger request of the same shape: that memo, plus a check
-of the largest free pool, makes the jobs behind exhausted capacity cheap, and once
-no GPU is free at all the rest of the queue is decided per shape (`queue_tail.py`).
-When GPUs stay free that only their owners may take (lending caps reached), a guest's
-failed search is shared with the other guests of the same request (`guest_failures.py`).
-"""
+Close lending windows; place the jobs within their guarantee first (Kueue: workloads that
+need no borrowing before borrowing ones); reserve for gangs that have waited (EASY backfill
+per model); hand out the rest by water-filling (weighted max-min by progressive filling);
+then fair-share preemption (Kueue's KEP-1714 S2-a). The phases, each job's steps and the
+memos that keep deep queues cheap: docs/fairshare.md, "One cycle"."""
 
 from __future__ import annotations
 
@@ -49,7 +23,7 @@ from minga.scheduler.policy.water_fill import WaterFill
 
 
 def schedule_fair(snapshot: Snapshot, now: float) -> Decisions:
-    """The fair-share policy; see the module docstring for the phases."""
+    """The fair-share policy, phase by phase (docs/fairshare.md, "One cycle")."""
     cycle = Cycle.start(snapshot, now)
     pos: int | None  # a position in the queue; None when water-filling has handed out all
     close_windows(cycle)

@@ -1,19 +1,10 @@
 """Guarantees, borrowing and lending: Kueue's cohort semantics per institution and model.
 
-Kueue (ClusterQueue ``nominalQuota`` in a cohort, with ``borrowingLimit`` and
-``lendingLimit``): each institution is guaranteed a nominal quota per GPU model;
-idle quota is lent to the cohort (the federation); what an institution uses
-beyond its guarantee is *borrowed*; the borrowing limit bounds that, and the
-lending limit bounds how many GPUs of its own capacity others may hold.
-
-The guarantee defaults to the capacity of the institution's own sites (owner
-first: its GPUs are there for it). An admin may set explicit guarantees per model,
-for institutions without sites; together they are checked against what the
-federation has of that model and scaled down when they exceed it. They overlap the
-owners' guarantees (an owner rarely needs all of its GPUs at once); when both
-claim the same GPUs, reclaim only ever takes from institutions above their own
-guarantee, so neither can preempt the other's guaranteed runs.
-"""
+Each institution is guaranteed a nominal quota per GPU model (Kueue's nominalQuota): by
+default the capacity of its own sites, or the admin's explicit guarantees, scaled down when
+they exceed what the federation has of a model. Use beyond the guarantee is borrowed,
+bounded by Kueue's borrowingLimit; lendingLimit bounds what others hold of an owner's
+capacity. Why explicit and owners' guarantees may overlap: docs/fairshare.md."""
 
 from __future__ import annotations
 

@@ -1,27 +1,10 @@
-"""A second failure memo for guests: "no pool takes this request" shared across borrowers.
+"""A second failure memo, for pure guests: "no pool takes this request", shared by borrowers.
 
-`fair_cycle.decide` memoizes failures per (institution, request, walltime, ...), since a
-search's outcome depends on who asks. When a lending cap is reached (a site's
-`max_lent`, an institution's `limits set --lend`), GPUs stay free that only their owner
-may take, so the queue's tail is not decided in bulk (`queue_tail.py`) and every
-institution's first job of each request shape searches those pools again in vain:
-tens of thousands of searches at 100,000 pending.
-
-For a *pure guest*, though, the institution does not matter. A job whose institution
-owns no pool with the GPUs free and has no borrowing limit is looked at by every pool it
-can reach exactly as any other such guest is (unless a site policy lists institutions
-by name: then the key holds the institution too): the
-lending caps, the institution lending limits and the reservation compare only GPUs,
-walltime and owner != borrower; a site's other rules only the borrower's country,
-walltime, environment and pip names. A failed search visits every reachable pool
-whatever the data country, so its reason is the same too. This memo therefore keys a
-failure on those fields alone. Free GPUs only shrink within a cycle, so the failure
-stands while the pools it tested do not change: each entry keeps the change counts of
-their owners (`PoolIndex.owner_changes`: every GPU taken and every CPU-only placement
-counts under the site's owner, and the GPUs lent and the sites' lent counts change only
-with them), and the memo is cleared when a model's most free GPUs drop (the capacity
-reason names them), a reclaim preempts (it gives quota back) or a reservation is held or let go.
-"""
+A job whose institution owns no pool with the GPUs free and has no borrowing limit is seen
+by every pool it can reach as any other such guest is, so its failed search is keyed on its
+request and only the job fields some site's rules read, not on who asks. An entry stands
+while the owners of the pools it tested are unchanged (`PoolIndex.owner_changes`). Why that
+is sound: docs/fairshare.md, "When lending caps are reached"."""
 
 from __future__ import annotations
 

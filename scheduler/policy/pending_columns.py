@@ -1,21 +1,10 @@
 """The pending jobs as packed columns: read once per cycle, or kept up to date.
 
-At 100,000 pending jobs a cycle's cost is memory, not arithmetic. A job is a few
-frozen dataclasses spread over the heap: once jobs are visited in queue order
-(unrelated to the order they were built in), every field read is a cache miss. And
-every object the cycle keeps alive wakes the garbage collector, which walks the
-young ones and everything they hold. So the jobs are read in input order (a pass per
-column), into packed columns indexed by position in `Snapshot.pending`: the submit
-time, an id for the request shape (every field a hard constraint looks at, under which
-the cycle memoizes what it learns about a request) and an id for the group. Only the
-few thousand jobs the cycle tries to place are read again (`queue.py` orders them).
-
-Reading the columns is still a pass over every job, about 70 ms at 100,000. A leader
-keeps its queue in memory (`minga.scheduler.state`), so it keeps the columns too
-(`QueueColumns`): each job that comes or goes costs one insert or delete in three
-arrays, and a cycle then gets the columns without reading a job
-(`Snapshot.columns`), the way Kueue and Armada keep their queues indexed as they change.
-"""
+At 100,000 pending jobs a cycle's cost is memory, so the jobs are read once, in input order,
+into packed columns by position in `Snapshot.pending` (submit time, request-shape id, group
+id), and only those the cycle tries to place are read again (`queue.py`). A leader keeps the
+columns up to date as jobs come and go (`QueueColumns`, carried in `Snapshot.columns`), as
+Kueue and Armada keep their queues indexed. Why: docs/fairshare.md, "Performance"."""
 
 from __future__ import annotations
 
