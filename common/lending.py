@@ -1,7 +1,7 @@
 """Site owners' lending policies: who may borrow a site's GPUs, how many at once, for how
 long, when, and what may reach its Ray cluster.
 
-Pure values and rules only (no I/O, no clock): `scheduler/policy/lending.py` applies them to
+Pure values and rules only (no I/O, no clock): `scheduler/policy/lending_verdicts.py` applies them to
 a snapshot at a given `now`, and the CLI uses the same parsers to check flags before
 anything is sent. Guests, the rules that bind every job, and time windows (in the site's own
 IANA time zone, running past midnight when they end before they start) are told in

@@ -359,7 +359,7 @@ def test_one_cycle_splits_idle_gpus_by_weight(gpus, weights, expected):
     """A burst from three institutions on idle GPUs owned by a fourth is split in the same
     cycle (weighted max-min), not handed to whoever is first in Fair Tree order."""
     sites = [site("s1", "host", pool("A100", gpus))]
-    insts = [inst("host")] + [inst(s, weight=w) for s, w in zip("abc", weights)]
+    insts = [inst("host")] + [inst(s, weight=w) for s, w in zip("abc", weights, strict=True)]
     pending = [job(f"{s}{i:02d}", s, 1, submitted=float(i)) for s in "abc" for i in range(gpus)]
     d = decide(snap(sites, insts, pending, settings=STATIC, usage=[("a/default", 1e6)]))
     assert _held_by(d, pending) == expected

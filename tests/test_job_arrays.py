@@ -226,8 +226,8 @@ def test_the_policy_holds_tasks_over_the_cap_of_the_arrays_the_snapshot_names():
     from dataclasses import replace as _replace
 
     from minga.common.domain import Job, JobSpec, JobState, Resources
+    from minga.common.snapshot import Snapshot
     from minga.scheduler.policy.array_cap import split_capped
-    from minga.scheduler.policy.snapshot import Snapshot
 
     tasks = tuple(
         _replace(

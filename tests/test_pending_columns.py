@@ -8,8 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from minga.common.domain import Job, JobSpec, JobState, Resources
+from minga.common.snapshot import Snapshot
 from minga.scheduler.policy.pending_columns import Pending, QueueColumns, pending_columns, read_pending
-from minga.scheduler.policy.snapshot import Snapshot
 
 
 def same_columns(a: Pending, b: Pending) -> bool:
@@ -72,7 +72,7 @@ def test_kept_columns_equal_columns_read_afresh(initial, ops, mask_seed):
         pending = tuple(queue)
         assert same_columns(columns.read(pending), read_pending(pending))
     keep = [bool((mask_seed >> (k % 16)) & 1) for k in range(len(queue))]
-    kept = tuple(j for j, k in zip(queue, keep) if k)
+    kept = tuple(j for j, k in zip(queue, keep, strict=True) if k)
     assert same_columns(columns.read(kept, np.array(keep, dtype=bool)), read_pending(kept))
 
 

@@ -109,7 +109,10 @@ def test_the_defaults_are_issue_10s(broker: RunningBroker) -> None:
 
 def test_false_and_zero_are_set_through_grpc_and_unset_fields_are_kept(broker: RunningBroker) -> None:
     a = broker.admin
-    set_policy = lambda **f: a.admin.SetPolicy(admin_pb2.SetPolicyRequest(policy=admin_pb2.Policy(**f)), metadata=a.md)
+
+    def set_policy(**fields: object) -> admin_pb2.Policy:
+        return a.admin.SetPolicy(admin_pb2.SetPolicyRequest(policy=admin_pb2.Policy(**fields)), metadata=a.md)
+
     got = set_policy(fair_share_preemption=False, preemption_threshold=0.0, base_grant_fraction=0.0)
     assert (got.fair_share_preemption, got.preemption_threshold, got.base_grant_fraction) == (False, 0.0, 0.0)
     got = set_policy(preemption_cap=0.5, preemption_notice_seconds=120)
@@ -135,7 +138,10 @@ def test_false_and_zero_are_set_through_grpc_and_unset_fields_are_kept(broker: R
 
 def test_reservation_min_age_is_set_to_zero_through_grpc_and_refused_out_of_range(broker: RunningBroker) -> None:
     a = broker.admin
-    set_policy = lambda **f: a.admin.SetPolicy(admin_pb2.SetPolicyRequest(policy=admin_pb2.Policy(**f)), metadata=a.md)
+
+    def set_policy(**fields: object) -> admin_pb2.Policy:
+        return a.admin.SetPolicy(admin_pb2.SetPolicyRequest(policy=admin_pb2.Policy(**fields)), metadata=a.md)
+
     assert set_policy(reservation_min_age_seconds=0).reservation_min_age_seconds == 0.0  # 0: reserve at once
     assert broker.broker.core.store.shares.settings().reservation_min_age_seconds == 0.0
     got = set_policy(preemption_cap=0.5)  # unset: kept

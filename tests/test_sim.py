@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ from minga.scheduler.policy import schedule as minga_schedule
 from minga.scheduler.policy.max_min import water_fill
 from minga.scheduler.sim import workload
 from minga.scheduler.sim.baselines import POLICIES, classic_factors, fifo, slurm_classic, static
-from minga.scheduler.sim.engine import Engine, OverCommit
+from minga.scheduler.sim.engine import Engine, OverCommitError
 from minga.scheduler.sim.federation import Federation, load
 from minga.scheduler.sim.metrics import jain, percentile
 from minga.scheduler.sim.workload import SimJob
@@ -73,7 +74,7 @@ def test_trace_rules_on_checked_in_rows(tmp_path):
     # Arrival order, shifted to 0, ids in that order.
     assert [j.name for j in jobs][0] == "openb-pod-0000" and jobs[0].arrival == 0
     assert [j.id for j in jobs] == sorted(j.id for j in jobs)
-    assert all(a.arrival <= b.arrival for a, b in zip(jobs, jobs[1:]))
+    assert all(a.arrival <= b.arrival for a, b in pairwise(jobs))
     # --jobs N keeps the last N GPU tasks.
     assert [j.name for j in workload.read_trace(path, [("a", 1.0)], jobs=2)] == ["openb-pod-0527", "openb-pod-2182"]
 
@@ -224,7 +225,7 @@ def test_over_commit_is_caught():
     def greedy(snap: Snapshot, now: float) -> Decisions:
         return Decisions(placements=tuple(Placement(j.id, "s1", "G2", 2, 0.0) for j in snap.pending))
 
-    with pytest.raises(OverCommit):
+    with pytest.raises(OverCommitError):
         Engine(fed, [SimJob("j0", "a", 0.0, 50.0, 2), SimJob("j1", "a", 0.0, 50.0, 2)], greedy).run()
 
 

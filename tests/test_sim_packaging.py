@@ -17,7 +17,7 @@ from minga.cli.main import app
 from minga.scheduler.sim.examples import example_federation, scenarios_dir
 
 REPO = Path(__file__).resolve().parents[1]
-DATA = "scheduler/sim/data"
+DATA = "minga/scheduler/sim/data"
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +58,7 @@ def test_installed_minga_sim_runs_where_there_is_no_examples_folder(wheel: Path,
     elsewhere.mkdir()
     # Only the installed copy of minga is importable: not this checkout, not its examples/.
     env = {**os.environ, "PYTHONPATH": str(site)}
-    code = "from cli.main import app; app()"
+    code = "from minga.cli.main import app; app()"
     args = ["sim", "--trace", "synthetic", "--jobs", "60", "--policy", "fifo"]
     done = subprocess.run(
         [sys.executable, "-P", "-c", code, *args], cwd=elsewhere, env=env, capture_output=True, text=True, timeout=300
@@ -67,7 +67,7 @@ def test_installed_minga_sim_runs_where_there_is_no_examples_folder(wheel: Path,
     assert "federation: 107 sites" in done.stdout
     assert "utilization" in done.stdout
     where = subprocess.run(
-        [sys.executable, "-P", "-c", "import scheduler; print(scheduler.__file__)"],
+        [sys.executable, "-P", "-c", "import minga; print(minga.__file__)"],
         cwd=elsewhere,
         env=env,
         capture_output=True,

@@ -444,7 +444,7 @@ def burst(weights=(1, 1, 2), gpus: int = 1, duration: float = 3600, capacity: in
     """burst.toml with other weights, job sizes, durations and federation sizes (8-GPU sites;
     the backlogs keep the federation full for about 9 hours at any fair split)."""
     doc = _doc("burst")
-    for inst, w in zip(doc["institutions"][1:], weights):
+    for inst, w in zip(doc["institutions"][1:], weights, strict=True):
         inst["weight"] = float(w)
     site = doc["sites"][0]
     doc["sites"] = [dict(site, name=f"host-{k}", gpus=min(8, capacity - 8 * k)) for k in range(math.ceil(capacity / 8))]

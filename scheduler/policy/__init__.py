@@ -5,20 +5,12 @@ simulator call. The quota view reads `quota_rows`, `institution_factors` and
 `entitlements` from here.
 """
 
-from minga.scheduler.policy.entitlement import Entitlements, build_tree, entitlements, model_weight
+from minga.common.shares import InstitutionShare, ProjectShare, ShareSettings, model_weight
+from minga.common.snapshot import Decisions, Placement, Preemption, Snapshot, Waiting
+from minga.scheduler.policy.entitlement import Entitlements, build_tree, entitlements
 from minga.scheduler.policy.fairshare import fair_tree_order, institution_factors, project_factors
 from minga.scheduler.policy.guarantees import QuotaRow, guarantees, quota_rows
 from minga.scheduler.policy.schedule import schedule
-from minga.scheduler.policy.snapshot import (
-    Decisions,
-    InstitutionShare,
-    Placement,
-    Preemption,
-    ProjectShare,
-    ShareSettings,
-    Snapshot,
-    Waiting,
-)
 
 __all__ = [
     "Decisions",

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from minga.common.domain import Job
-from minga.scheduler.policy.snapshot import Decisions, Snapshot, Waiting
+from minga.common.snapshot import Decisions, Snapshot, Waiting
 
 
 def cap_reason(live: int, limit: int) -> str:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from minga.common.domain import Job
+from minga.common.snapshot import Placement
 from minga.scheduler.policy.cycle_state import Cycle
-from minga.scheduler.policy.snapshot import Placement
 
 
 def place_cpu_only(cycle: Cycle, job: Job) -> bool:

@@ -12,22 +12,26 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from minga.common.domain import Job, Run
+from minga.common.snapshot import Decisions, Placement, Preemption, Snapshot
+from minga.scheduler.policy.backfill import NEVER, Ends, Reservation, pool_ends, run_end
 from minga.scheduler.policy.entitlement import Tree, build_tree, job_project, run_project
 from minga.scheduler.policy.fairshare import fair_tree_order
 from minga.scheduler.policy.guarantees import Ledger, build_ledger
 from minga.scheduler.policy.guest_failures import GuestFailures
 from minga.scheduler.policy.latency import rank_table
-from minga.scheduler.policy.lending import Lending
+from minga.scheduler.policy.lending_verdicts import Lending
 from minga.scheduler.policy.never_fits import NeverFits
 from minga.scheduler.policy.pending_columns import pending_columns
 from minga.scheduler.policy.pool_index import ANY, Pool, PoolIndex
 from minga.scheduler.policy.queue import Queue, fair_queue
-from minga.scheduler.policy.reservation import NEVER, Ends, Reservation, pool_ends, run_end
 from minga.scheduler.policy.share_now import held_by_project
-from minga.scheduler.policy.snapshot import Decisions, Placement, Preemption, Snapshot
-from minga.scheduler.policy.waiting_list import WaitingList
+from minga.scheduler.policy.waiting_list import Verdict, WaitingList
 
 _UNKNOWN = object()
+
+FailureKey = tuple[object, ...]
+"""The failure memo's key: who asks, the request but its GPU count, the walltime, and with
+site policies what their runtime rules read (`fair_cycle._failure_key`)."""
 
 
 @dataclass
@@ -58,24 +62,25 @@ class Cycle:
     waiting_reasons: list[str] = field(default_factory=list)
     waiting_never: list[bool] = field(default_factory=list)
     tail: Sequence[int] = ()  # positions waiting on their shape's verdict
-    tail_verdicts: list[tuple[str, bool] | None] = field(default_factory=list)  # by shape id
+    tail_verdicts: list[Verdict] = field(default_factory=list)  # by shape id (those of the tail's shapes)
     guaranteed: set[str] = field(default_factory=set)  # ids of the jobs within their guarantee
     largest_free: int = 0  # most free GPUs on any READY pool; only shrinks
     largest_open: int = 0  # the same, leaving out the pools kept whole for a waiting gang
     tops_seen: int = -1  # `index.top_changes` when the two above were last refreshed
     kept: dict[tuple[str, str], int] = field(default_factory=dict)  # pool kept -> its gang's position
-    failed: dict[tuple, tuple[int, str]] = field(default_factory=dict)  # shape -> (fewest GPUs, reason)
-    guest_failures: GuestFailures = None  # type: ignore[assignment]   # set by `start`
-    reclaim_failed: set[tuple] = field(default_factory=set)
+    failed: dict[FailureKey, tuple[int, str]] = field(default_factory=dict)  # shape -> (fewest GPUs, reason)
+    guest_failures: GuestFailures = None  # type: ignore[assignment]  # set by `start`, before any use
+    reclaim_failed: set[tuple[FailureKey, int]] = field(default_factory=set)  # (failure key, GPUs)
     reclaim_bounds: dict[str, int] = field(default_factory=dict)
     capacity_reasons: dict[tuple[int, int], str] = field(default_factory=dict)
-    groups: dict[tuple, list[list[str]]] = field(default_factory=dict)  # country tiers by (origin, allowed)
+    # country tiers by (origin, allowed countries)
+    groups: dict[tuple[str, tuple[str, ...]], list[list[str]]] = field(default_factory=dict)
     placed_ends: dict[tuple[str, str], list[tuple[float, int]]] = field(default_factory=dict)
     _models: dict[tuple[str, ...], list[str]] = field(default_factory=dict)
     _headroom: dict[str, int] = field(default_factory=dict)
     _never: list[str | None | object] = field(default_factory=list)  # by shape id; _UNKNOWN: not asked yet
     _request_ids: list[int] = field(default_factory=list)  # by shape id; -1: not asked yet
-    _requests: dict[tuple, int] = field(default_factory=dict)
+    _requests: dict[tuple[object, ...], int] = field(default_factory=dict)
     _ends: dict[tuple[str, str], Ends] = field(default_factory=dict)
     _kept_at: dict[int, tuple[str, str]] = field(default_factory=dict)  # `kept`, the other way round
 
@@ -111,7 +116,9 @@ class Cycle:
         positions, reasons, never, tail = self.waiting_positions, self.waiting_reasons, self.waiting_never, self.tail
         if self.unwaited:  # placed by fair-share preemption after they were decided
             keep = [k for k, pos in enumerate(positions) if pos not in self.unwaited]
-            positions, reasons, never = ([column[k] for k in keep] for column in (positions, reasons, never))
+            positions = [positions[k] for k in keep]
+            reasons = [reasons[k] for k in keep]
+            never = [never[k] for k in keep]
             tail = [pos for pos in tail if pos not in self.unwaited]
         waiting = WaitingList(self.queue.jobs, positions, reasons, never, tail, self.queue.shape_of, self.tail_verdicts)
         return Decisions(placements=tuple(self.placements), waiting=waiting, preemptions=tuple(self.preemptions))
@@ -128,7 +135,7 @@ class Cycle:
         reason = self._never[sid]
         if reason is _UNKNOWN:
             reason = self._never[sid] = self.never.reason(self.queue.jobs[pos], self.queue.shapes[sid])
-        return reason  # type: ignore[return-value]
+        return reason  # type: ignore[return-value]  # never _UNKNOWN here: asked just above
 
     def request_id(self, sid: int) -> int:
         """An id for request shape `sid` but its GPU count: the shapes that share a failure memo."""
@@ -233,7 +240,7 @@ class Cycle:
 
     def hold(self, reservation: Reservation, gang: bool = False) -> None:
         """Keep `reservation`'s pool for its job: only jobs it admits may use it. A waiting
-        `gang`'s counts against its model's cap (`reserve.GANG_RESERVATIONS`)."""
+        `gang`'s counts against its model's cap (`gang_reservations.GANG_RESERVATIONS`)."""
         key = (reservation.site, reservation.model)
         if gang:
             self.gang_reservations[reservation.model] = self.gang_reservations.get(reservation.model, 0) + 1

@@ -1,27 +1,10 @@
 """Entitlement: how much of the federation each node of the account tree is owed.
 
-The tree is Federation -> Country -> Institution -> Project. Each node's weight is
-turned into a fraction of its parent's share, and the product down the tree is the
-node's entitlement fraction of the whole federation (the "normalized shares" of
-Slurm's multifactor fair share).
-
-Two institution weight policies (issue 3, section 1):
-
-* ``static``: the admin's weight as set.
-* ``contribution`` (default): a base grant + the decayed, model-normalized
-  GPU-hours the institution's sites made available. The base grant is the floor
-  that lets institutions without GPUs still get a share; contribution makes
-  joining with hardware pay off, which is the point of a minga.
-
-  The base grant scales with the federation: it is ``base_grant`` or, if larger, what
-  keeps every institution's entitlement at ``base_grant_fraction`` (default a quarter)
-  of the mean entitlement or more. With weights w_i = b + c_i over N institutions, the
-  GPU-less ones hold b / (b + mean c) of the mean, so b = f / (1 - f) * mean c. A fixed
-  grant of one GPU-hour would be nothing next to a contributor's thousands.
-
-GPU models are normalized by an admin-editable weight table, because an H100
-hour is not a T4 hour; an unknown model counts 1.0 so nothing is silently free.
-"""
+Federation -> Country -> Institution -> Project: a node's weight over its siblings' sum,
+times its parent's share, is its fraction of the whole (Slurm's normalized shares).
+Institution weights are `static` (the admin's) or `contribution` (the default: a base grant
+that scales with the federation, plus the decayed, model-normalized GPU-hours its sites
+made available). The formulas and why: docs/fairshare.md, "The account tree and entitlement"."""
 
 from __future__ import annotations
 
@@ -31,8 +14,8 @@ from dataclasses import dataclass
 from operator import attrgetter
 
 from minga.common.domain import Job
-from minga.common.shares import model_weight
-from minga.scheduler.policy.snapshot import InstitutionShare, ShareSettings, Snapshot
+from minga.common.shares import InstitutionShare, ShareSettings, model_weight
+from minga.common.snapshot import Snapshot
 
 UNKNOWN_COUNTRY = "?"
 JOB_ACCOUNT = attrgetter("institution", "spec.project")  # C-level: called once per pending job
@@ -65,7 +48,9 @@ def job_project(job: Job) -> str:
 
 
 def base_grant(institutions: Iterable[InstitutionShare], settings: ShareSettings) -> float:
-    """The base grant in effect under ``contribution`` (see the module docstring)."""
+    """The base grant in effect under ``contribution``: ``base_grant`` or, if larger, what keeps
+    every institution at ``base_grant_fraction`` (f) of the mean entitlement or more. With
+    weights b + c_i, GPU-less ones hold b / (b + mean c) of the mean: b = f / (1 - f) * mean c."""
     contributions = [max(i.contribution, 0.0) for i in institutions]
     fraction = min(max(settings.base_grant_fraction, 0.0), 0.99)
     scaled = fraction / (1.0 - fraction) * sum(contributions) / len(contributions) if contributions else 0.0

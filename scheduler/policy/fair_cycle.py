@@ -1,56 +1,31 @@
 """One fair-share scheduling cycle: order, constrain, place, reclaim, reserve, preempt.
 
-1. Jobs within their institution's guarantee first (Kueue: no-borrowing workloads
-   before borrowing, `guarantees.py`), in Fair Tree order (`fairshare.py`, `queue.py`),
-   on a model they are guaranteed.
-2. Gangs that have waited long hold reservations, or are placed (`reserve.py`).
-3. Jobs within their guarantee that did not fit there (they may borrow or reclaim).
-4. Then the rest, handed out by water-filling (`water_fill.py`): the next free GPUs
-   always go to the account furthest below its weighted share of what is held, at every
-   level of the tree, so a burst from three institutions is split among them in the
-   same cycle (weighted max-min by progressive filling).
-
-For each job taken:
-
-1. hard constraints that no site could ever meet -> never fits (`never_fits.py`);
-2. the best preferred pool that fits now (`pool_search.py`);
-3. else, if the job is within its institution's guarantee, reclaim borrowed GPUs
-   by preemption and place it on them (`reclaim.py`);
-4. else the first job that does not fit on a GPU model gets that model's reservation
-   (`reserve.py`, EASY backfill per model), and the rest wait with the binding
-   constraint named.
-
-Before that, guests' runs on sites whose lending window has closed are preempted
-(`lending.py`, `reclaim.close_windows`); after it, accounts below their fair share now
-take GPUs back from accounts above theirs (`fair_preemption.py`).
-
-Free capacity only shrinks within a cycle, so a request shape that failed once
-fails again for every larger request of the same shape: that memo, plus a check
-of the largest free pool, makes the jobs behind exhausted capacity cheap, and once
-no GPU is free at all the rest of the queue is decided per shape (`queue_tail.py`).
-When GPUs stay free that only their owners may take (lending caps reached), a guest's
-failed search is shared with the other guests of the same request (`guest_failures.py`).
-"""
+Close lending windows; place the jobs within their guarantee first (Kueue: workloads that
+need no borrowing before borrowing ones); reserve for gangs that have waited (EASY backfill
+per model); hand out the rest by water-filling (weighted max-min by progressive filling);
+then fair-share preemption (Kueue's KEP-1714 S2-a). The phases, each job's steps and the
+memos that keep deep queues cheap: docs/fairshare.md, "One cycle"."""
 
 from __future__ import annotations
 
 from minga.common.domain import Job
+from minga.common.snapshot import Decisions, Snapshot
 from minga.scheduler.policy.cpu_only import cpu_reason, place_cpu_only
-from minga.scheduler.policy.cycle_state import Cycle
+from minga.scheduler.policy.cycle_state import Cycle, FailureKey
 from minga.scheduler.policy.fair_preemption import preempt_for_fair_share
+from minga.scheduler.policy.gang_reservations import reserve, reserve_for_waiting_gangs
 from minga.scheduler.policy.guarantees import guarantee_first
-from minga.scheduler.policy.lending import is_refusal, most_telling, runtime_key
+from minga.scheduler.policy.lending_verdicts import is_refusal, most_telling, runtime_key
 from minga.scheduler.policy.pool_search import acceptor, find_pool, scan_all
 from minga.scheduler.policy.queue_tail import decide_tail
 from minga.scheduler.policy.reclaim import close_windows, reclaim, reclaim_bound
-from minga.scheduler.policy.reserve import reserve, reserve_for_waiting_gangs
-from minga.scheduler.policy.snapshot import Decisions, Snapshot
 from minga.scheduler.policy.water_fill import WaterFill
 
 
 def schedule_fair(snapshot: Snapshot, now: float) -> Decisions:
-    """The fair-share policy; see the module docstring for the phases."""
+    """The fair-share policy, phase by phase (docs/fairshare.md, "One cycle")."""
     cycle = Cycle.start(snapshot, now)
+    pos: int | None  # a position in the queue; None when water-filling has handed out all
     close_windows(cycle)
     first = guarantee_first(cycle.queue, cycle.ledger)
     cycle.guaranteed = {cycle.queue.jobs[pos].id for pos in first}
@@ -82,7 +57,7 @@ def schedule_fair(snapshot: Snapshot, now: float) -> Decisions:
 
 
 def _place_kept(cycle: Cycle, pos: int) -> bool:
-    """Place a gang on the pool kept whole for it (`reserve.py`), if it still passes there."""
+    """Place a gang on the pool kept whole for it (`gang_reservations.py`), if it still passes there."""
     pool = cycle.kept_for(pos)
     if pool is None:
         return False
@@ -134,6 +109,7 @@ def decide(cycle: Cycle, pos: int, gang: bool = False) -> tuple[str | None, bool
     sid = cycle.queue.shape_of[pos]
     shape = _failure_key(cycle, job, sid)
     known = cycle.failed.get(shape)
+    reason: str | None
     if known is not None and known[0] <= g:
         reason = known[1]
     else:
@@ -172,12 +148,12 @@ def _search(cycle: Cycle, job: Job, sid: int) -> str | None:
     return _reason(cycle, job, blocked)
 
 
-def _failure_key(cycle: Cycle, job: Job, sid: int) -> tuple:
+def _failure_key(cycle: Cycle, job: Job, sid: int) -> FailureKey:
     """The failure memo's key: who asks, the request but its GPU count (as a small int,
     `Cycle.request_id`, which hashes faster than the request), and the walltime; with
     site policies, also what the sites' runtime rules read."""
     spec = job.spec
-    shape: tuple = (job.institution, cycle.request_id(sid), spec.walltime_seconds)
+    shape: FailureKey = (job.institution, cycle.request_id(sid), spec.walltime_seconds)
     if cycle.lending is not None:  # sites may refuse its environment or pip packages
         shape += runtime_key(spec)
     return shape

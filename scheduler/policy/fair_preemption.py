@@ -1,27 +1,11 @@
 """Fair-share preemption: an account below its fair share now takes GPUs back.
 
-The fair share is weighted max-min over current demand with guarantees as floors, at
-every level of the tree (`share_now.py`). After the cycle has handed out the free GPUs
-(`water_fill.py`), an institution that holds less than (1 - threshold) of its share and
-has pending jobs that could run may preempt runs of institutions above theirs. The
-rules, each from a scheduler that learned it the hard way:
-
-- **The victim stays at or above its own fair share** after the preemption, and the
-  preemptor's share of its fair share after it is no larger than the victim's (Kueue's
-  LessThanOrEqualToFinalShare, rule S2-a of KEP-1714). Shares therefore only move
-  towards each other: with demand fixed, preemptions stop.
-- **Only when the preemptor is placed in the same cycle**, on the freed GPUs (Armada:
-  no preemption that helps nobody).
-- **Never a run inside its minimum-runtime grace**, and only runs on borrowed capacity
-  (beyond their institution's guarantee for that model), so the owner's reclaim never
-  undoes a fair-share preemption. Among the runs of one pool, the fewest GPU-hours lost
-  first (GPUs x time run: the newest and smallest), and the pool where least is lost.
-- **It never thrashes**: nothing for an imbalance below the admin's threshold, and at
-  most `preemption_cap` of the federation's GPUs freed per cycle.
-
-Every preempted run gets a notice before it is killed (`preemption_notice_seconds`, the
-agent's job), and its job goes back to pending with its attempt count raised.
-"""
+After water-filling, an institution below (1 - threshold) of its fair share now
+(`share_now.py`) preempts borrowed runs past their grace of institutions above theirs: each
+victim stays at or above its share, and the preemptor ends no higher than the victims
+(Kueue's LessThanOrEqualToFinalShare, KEP-1714 S2-a); only when the preemptor is placed on
+the freed GPUs in this cycle (Armada); fewest GPU-hours lost first; at most
+`preemption_cap` of the GPUs per cycle. The rules and why: docs/fairshare.md."""
 
 from __future__ import annotations
 
@@ -32,11 +16,11 @@ from dataclasses import dataclass
 from itertools import chain
 
 from minga.common.domain import Job, Run
+from minga.common.snapshot import Preemption
 from minga.scheduler.policy.cycle_state import Cycle
 from minga.scheduler.policy.pool_index import Pool
 from minga.scheduler.policy.pool_search import acceptor
 from minga.scheduler.policy.share_now import column_demand, share_now
-from minga.scheduler.policy.snapshot import Preemption
 
 TRIES_PER_INSTITUTION = 32  # distinct request shapes of one institution tried per cycle
 
@@ -144,7 +128,10 @@ def _plan_on(cycle: Cycle, pool: Pool, job: Job, standing: _Standing, budget: in
     taken: dict[str, int] = defaultdict(int)  # GPUs taken from each victim institution
     chosen: list[Run] = []
     gpus, cpus = 0, free_cpus
-    lost = lambda r: r.gpus * (now - r.started_at)  # noqa: E731
+
+    def lost(victim: Run) -> float:
+        return victim.gpus * (now - victim.started_at)
+
     for run in sorted(cycle.index.runs[pool.key], key=lambda r: (lost(r), -r.started_at, r.id)):
         if gpus >= need and cpus >= res.cpus:
             break

@@ -1,22 +1,10 @@
-"""Queue order by hierarchical fair share: Slurm's Fair Tree algorithm.
+"""Queue order by hierarchical fair share: Slurm's Fair Tree (`PriorityFlags=FAIR_TREE`).
 
-Fair Tree (Slurm, ``PriorityFlags=FAIR_TREE``): starting at the root, siblings
-are sorted by their *level fairshare*, ``S / U`` (share of the siblings'
-entitlement over share of the siblings' decayed usage); the tree is then walked
-depth first in that order, and the leaves (here: projects) are ranked in the order
-they are reached. A project's fair-share factor is ``(N - rank) / N``. An account
-that used less than it was entitled to outranks every account of a sibling that
-used more, whatever their children did: fairness holds at every level.
-
-We sort siblings by ``usage_fraction / entitlement_fraction`` ascending, the
-inverse of ``S / U``, which is defined when usage is zero. Ties are broken by the
-GPUs each sibling holds right now (normalized by model), then by larger
-entitlement, then by name, so the order is total and deterministic.
-
-Job priority = the project's factor + ``age_weight`` per hour waited (Slurm's age
-factor, which keeps the queue from starving); the admin's priority class goes
-first, and jobs of one project keep their submit order.
-"""
+At every level of the tree, siblings are ranked by usage fraction over entitlement fraction,
+lowest first (the inverse of Slurm's level fairshare S / U, defined at zero usage); the
+depth-first walk ranks the projects, and a project's factor is (N - rank) / N. A job's
+priority adds `age_weight` per hour waited (Slurm's age factor). Tie-breaks and the classic
+factor of the quota view: docs/fairshare.md, "Usage and order"."""
 
 from __future__ import annotations
 
@@ -24,10 +12,10 @@ from collections import defaultdict
 from collections.abc import Mapping
 
 from minga.common.domain import Job
+from minga.common.snapshot import Snapshot
 from minga.scheduler.policy.entitlement import Tree, build_tree, entitlements, fractions, normalized_gpus, run_project
 from minga.scheduler.policy.pending_columns import pending_columns
 from minga.scheduler.policy.queue import Queue, fair_queue
-from minga.scheduler.policy.snapshot import Snapshot
 
 
 def project_usage(snapshot: Snapshot) -> dict[str, float]:

@@ -1,19 +1,10 @@
 """Guarantees, borrowing and lending: Kueue's cohort semantics per institution and model.
 
-Kueue (ClusterQueue ``nominalQuota`` in a cohort, with ``borrowingLimit`` and
-``lendingLimit``): each institution is guaranteed a nominal quota per GPU model;
-idle quota is lent to the cohort (the federation); what an institution uses
-beyond its guarantee is *borrowed*; the borrowing limit bounds that, and the
-lending limit bounds how many GPUs of its own capacity others may hold.
-
-The guarantee defaults to the capacity of the institution's own sites (owner
-first: its GPUs are there for it). An admin may set explicit guarantees per model,
-for institutions without sites; together they are checked against what the
-federation has of that model and scaled down when they exceed it. They overlap the
-owners' guarantees (an owner rarely needs all of its GPUs at once); when both
-claim the same GPUs, reclaim only ever takes from institutions above their own
-guarantee, so neither can preempt the other's guaranteed runs.
-"""
+Each institution is guaranteed a nominal quota per GPU model (Kueue's nominalQuota): by
+default the capacity of its own sites, or the admin's explicit guarantees, scaled down when
+they exceed what the federation has of a model. Use beyond the guarantee is borrowed,
+bounded by Kueue's borrowingLimit; lendingLimit bounds what others hold of an owner's
+capacity. Why explicit and owners' guarantees may overlap: docs/fairshare.md."""
 
 from __future__ import annotations
 
@@ -21,8 +12,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from itertools import chain
 
+from minga.common.snapshot import Snapshot
 from minga.scheduler.policy.queue import Queue
-from minga.scheduler.policy.snapshot import Snapshot
 
 
 def own_capacity(snapshot: Snapshot) -> dict[str, dict[str, int]]:
@@ -60,7 +51,7 @@ def guarantees(snapshot: Snapshot) -> tuple[dict[str, dict[str, int]], tuple[str
             notes.append(
                 f"explicit {model} guarantees ask {asked} GPUs, the federation has {left}; scaled by {scale:.2f}"
             )
-        for slug, g in explicit.items():
+        for g in explicit.values():
             if model in g:
                 g[model] = int(g[model] * scale)
     result.update(explicit)
@@ -200,7 +191,8 @@ def guarantee_first(queue: Queue, ledger: Ledger) -> list[int]:
     for inst, runs in queue.runs.items():
         if total.get(inst, 0) <= 0:
             continue
-        per_model, back = room[inst], frozenset()  # back: models of earlier borrowing jobs
+        per_model = room[inst]
+        back: frozenset[str] = frozenset()  # the models of earlier borrowing jobs
         for pos in chain.from_iterable(runs):
             gpus, models = shapes[shape_of[pos]][:2]
             if gpus == 0:  # takes no GPUs: nothing to guarantee, nothing to reorder for

@@ -13,6 +13,11 @@ from collections.abc import Iterable
 
 from minga.common.domain import Job, Site
 from minga.scheduler.policy.feasibility import never_fits_reason
+from minga.scheduler.policy.pending_columns import Shape
+
+Labels = tuple[tuple[str, str], ...]
+Capabilities = frozenset[tuple[str, int, int, float]]
+"""Distinct (GPU model, memory MB, one-node GPUs, CPUs) of some sites; ("", 0, 0, CPUs) for CPUs alone."""
 
 
 class NeverFits:
@@ -25,10 +30,10 @@ class NeverFits:
 
     def __init__(self, sites: Iterable[Site]) -> None:
         self._sites = sorted(sites, key=lambda s: s.name)
-        self._caps: dict[tuple, frozenset[tuple[str, int, int, float]]] = {}
-        self._interned: dict[frozenset, frozenset] = {}
-        self._fit_memo: dict[tuple, bool] = {}
-        groups: dict[tuple[str, frozenset], set[tuple[str, int, int, float]]] = {}
+        self._caps: dict[tuple[tuple[str, ...], Labels], Capabilities] = {}
+        self._interned: dict[Capabilities, Capabilities] = {}
+        self._fit_memo: dict[tuple[Capabilities, int, tuple[str, ...], int, float], bool] = {}
+        groups: dict[tuple[str, frozenset[tuple[str, str]]], set[tuple[str, int, int, float]]] = {}
         for site in self._sites:
             caps = groups.setdefault((site.country, frozenset(site.labels)), set())
             cpus = site.inventory.cpus
@@ -40,7 +45,7 @@ class NeverFits:
         for site in self._sites:
             self._by_country.setdefault(site.country, []).append(site)
 
-    def _capabilities(self, countries: tuple[str, ...], labels: tuple) -> frozenset[tuple[str, int, int, float]]:
+    def _capabilities(self, countries: tuple[str, ...], labels: Labels) -> Capabilities:
         """The capabilities of the sites in `countries` with `labels`; equal sets are one object
         (countries with the same kinds of sites share it), so `_fits` memoizes across them."""
         key = (countries, labels)
@@ -54,7 +59,7 @@ class NeverFits:
             caps = self._caps[key] = self._interned.setdefault(frozenset(found), frozenset(found))
         return caps
 
-    def _fits(self, caps: frozenset, gpus: int, models: tuple[str, ...], memory: int, cpus: float) -> bool:
+    def _fits(self, caps: Capabilities, gpus: int, models: tuple[str, ...], memory: int, cpus: float) -> bool:
         key = (caps, gpus, models, memory, cpus)
         fits = self._fit_memo.get(key)
         if fits is None:
@@ -64,7 +69,7 @@ class NeverFits:
             )
         return fits
 
-    def reason(self, job: Job, shape: tuple) -> str | None:
+    def reason(self, job: Job, shape: Shape) -> str | None:
         """Why nothing could ever hold `job`, or None. `shape` is its request shape as the
         queue reads it: (GPUs, models, min GPU memory, CPUs, countries, labels)."""
         gpus, models, memory, cpus, countries, labels = shape

@@ -1,35 +1,32 @@
 """The pending jobs as packed columns: read once per cycle, or kept up to date.
 
-At 100,000 pending jobs a cycle's cost is memory, not arithmetic. A job is a few
-frozen dataclasses spread over the heap: once jobs are visited in queue order
-(unrelated to the order they were built in), every field read is a cache miss. And
-every object the cycle keeps alive wakes the garbage collector, which walks the
-young ones and everything they hold. So the jobs are read in input order (a pass per
-column), into packed columns indexed by position in `Snapshot.pending`: the submit
-time, an id for the request shape (every field a hard constraint looks at, under which
-the cycle memoizes what it learns about a request) and an id for the group. Only the
-few thousand jobs the cycle tries to place are read again (`queue.py` orders them).
-
-Reading the columns is still a pass over every job, about 70 ms at 100,000. A leader
-keeps its queue in memory (`minga.scheduler.state`), so it keeps the columns too
-(`QueueColumns`): each job that comes or goes costs one insert or delete in three
-arrays, and a cycle then gets the columns without reading a job
-(`Snapshot.columns`), the way Kueue and Armada keep their queues indexed as they change.
-"""
+At 100,000 pending jobs a cycle's cost is memory, so the jobs are read once, in input order,
+into packed columns by position in `Snapshot.pending` (submit time, request-shape id, group
+id), and only those the cycle tries to place are read again (`queue.py`). A leader keeps the
+columns up to date as jobs come and go (`QueueColumns`, carried in `Snapshot.columns`), as
+Kueue and Armada keep their queues indexed. Why: docs/fairshare.md, "Performance"."""
 
 from __future__ import annotations
 
 from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
+from numpy.typing import NDArray
 
 from minga.common.domain import Job
-from minga.scheduler.policy.snapshot import Snapshot
+from minga.common.snapshot import Snapshot
 
 Group = tuple[int, str, str]
 """(priority class, institution, `--project` name): jobs of one group share a rank."""
+
+Shape = tuple[int, tuple[str, ...], int, float, tuple[str, ...], tuple[tuple[str, str], ...]]
+"""A request shape: (GPUs, models, min GPU memory MB, CPUs, countries, site labels), every
+field a hard constraint looks at; the cycle memoizes what it learns per shape."""
+
+_Key = TypeVar("_Key")
 
 
 @dataclass(frozen=True)
@@ -39,7 +36,7 @@ class Pending:
     jobs: Sequence[Job]
     times: array[float]  # submit time by position
     shape_of: array[int]  # request shape id by position
-    shapes: list[tuple]  # request shape by shape id, ids in order of first occurrence
+    shapes: list[Shape]  # request shape by shape id, ids in order of first occurrence
     examples: list[int]  # by shape id: the first position with that shape
     groups: dict[Group, array[int]]  # each group's positions in (submit time, id) order
 
@@ -81,7 +78,7 @@ class QueueColumns:
         than one loop that appends to several columns. Numbers go in packed arrays: the
         garbage collector walks every element of a young list, and a cycle at depth would
         otherwise make it walk millions."""
-        self._shape_ids: dict[tuple, int] = {}
+        self._shape_ids: dict[Shape, int] = {}
         self._group_ids: dict[Group, int] = {}
         shape_id, group_id = self._shape_ids.setdefault, self._group_ids.setdefault
         self._shape_of = array(
@@ -130,7 +127,7 @@ class QueueColumns:
     def __len__(self) -> int:
         return len(self._times)
 
-    def read(self, jobs: Sequence[Job], keep: np.ndarray | None = None) -> Pending:
+    def read(self, jobs: Sequence[Job], keep: NDArray[np.bool_] | None = None) -> Pending:
         """The columns as `read_pending(jobs)` gives them, where `jobs` are this queue's jobs
         in its order, or those where the boolean mask `keep` is true."""
         times = np.frombuffer(self._times, dtype=np.float64)
@@ -158,7 +155,7 @@ class QueueColumns:
         )
 
 
-def _renumbered(ids: np.ndarray, keys: list) -> tuple[array[int], list[int], list]:
+def _renumbered(ids: NDArray[np.int64], keys: list[_Key]) -> tuple[array[int], list[int], list[_Key]]:
     """`ids` renumbered 0.. in order of first occurrence, leaving out ids not in use: the
     new column, the first position of each new id, and the key of each new id."""
     used, first = np.unique(ids, return_index=True)
@@ -201,7 +198,7 @@ def _sorted_groups(
     by_pair = lambda pos: (times[pos], jobs[pos].id)  # noqa: E731
     out: dict[Group, array[int]] = {}
     start = 0
-    for gid, (key, end) in enumerate(zip(groups, ends.tolist())):
+    for gid, (key, end) in enumerate(zip(groups, ends.tolist(), strict=True)):
         positions = array("l")
         positions.frombytes(packed[start * 8 : end * 8])
         if gid in tied:

@@ -12,7 +12,7 @@ which is what makes the failure memo in `cycle_state.py` sound.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from minga.common.domain import Run, Site
 from minga.scheduler.policy.placement import accepts_new_runs
@@ -61,9 +61,9 @@ class PoolIndex:
             self.cpus[run.site] = self.cpus.get(run.site, 0.0) - run.cpus
             if run.gpus:
                 self.runs[(run.site, run.gpu_model)].append(run)
-                pool = self.pools.get((run.site, run.gpu_model))
-                if pool is not None:
-                    pool.free -= run.gpus
+                held = self.pools.get((run.site, run.gpu_model))
+                if held is not None:
+                    held.free -= run.gpus
         self.models = sorted(self.by_model)
         self.countries = sorted({s.country for s in self.sites.values()})
         self.buckets: dict[tuple[str, str], list[dict[tuple[str, str], Pool]]] = {}
@@ -121,7 +121,9 @@ class PoolIndex:
         """The most free GPUs of `model` on a READY pool in `scope` (monotone within a cycle)."""
         return self.top.get((scope, model), 0)
 
-    def first_fit_by_bucket(self, scopes: list[str], models: list[str], gpus: int, ok) -> Pool | None:
+    def first_fit_by_bucket(
+        self, scopes: list[str], models: list[str], gpus: int, ok: Callable[[Pool], bool]
+    ) -> Pool | None:
         """Best fit over `scopes`: the acceptable pool in the lowest free bucket >= `gpus`."""
         live = []
         for scope in scopes:

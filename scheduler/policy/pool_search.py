@@ -3,8 +3,8 @@
 Own sites first, then countries by latency from the data country (`latency.py`), best
 fit within each tier (`pool_index.py`). A pool must meet the hard constraints, have
 the GPUs and CPUs free, stay within Kueue's borrowing and lending limits
-(`guarantees.py`), be taken by the site owner's lending policy (`lending.py`) and not
-delay the cycle's EASY reservation on the pool's model (`reservation.py`).
+(`guarantees.py`), be taken by the site owner's lending policy (`lending_verdicts.py`) and not
+delay the cycle's EASY reservation on the pool's model (`backfill.py`).
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from collections.abc import Callable
 from operator import attrgetter
 
 from minga.common.domain import Job
+from minga.scheduler.policy.backfill import due
 from minga.scheduler.policy.cycle_state import Cycle
 from minga.scheduler.policy.latency import country_groups
 from minga.scheduler.policy.pool_index import ANY, Pool
-from minga.scheduler.policy.reservation import due
 
 _FREE = attrgetter("free")
 
@@ -63,9 +63,9 @@ def find_pool(cycle: Cycle, job: Job, blocked: set[str], strict: bool = False) -
     if strict and job.institution not in cycle.explicit:
         return None  # within a default guarantee only its own sites would pass
     for scopes in _country_tiers(cycle, job):
-        pool = cycle.index.first_fit_by_bucket(scopes, models, res.gpus, ok)
-        if pool is not None:
-            return pool
+        found = cycle.index.first_fit_by_bucket(scopes, models, res.gpus, ok)
+        if found is not None:
+            return found
     return None
 
 

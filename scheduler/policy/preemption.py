@@ -1,19 +1,9 @@
-"""Reclaim by preemption: an owner below its guarantee gets its GPUs back.
+"""Reclaim by preemption: the plan that gets an owner below its guarantee its GPUs back.
 
-Follows Kueue's reclaim-within-cohort rule (a ClusterQueue below its nominal quota
-may preempt workloads of other queues that are borrowing), with Armada's lesson:
-a run younger than the minimum-runtime grace period is never preempted, because
-too-eager preemption wastes more than it returns. Victims, per pool:
-
-* only runs of institutions above their own guarantee for that model (runs on
-  borrowed capacity); a non-preemptible run is protected while it is within its
-  institution's guarantee, and only then;
-* newest borrowed runs first (they lose the least work);
-* the fewest GPUs freed that make the job fit; the owner's own sites first.
-
-The preempting job is not placed in the same cycle: its GPUs are still held. It is
-placed in a later cycle once the stopped runs have released them.
-"""
+Kueue's reclaimWithinCohort, with Armada's minimum-runtime grace: the victims are runs of
+institutions above their own guarantee for the model (a non-preemptible run only beyond it),
+past the grace, newest first, freeing the fewest GPUs that make the job fit, the owner's own
+sites first. The cycle (`reclaim.py`) places the job on the freed GPUs in the same cycle."""
 
 from __future__ import annotations
 
@@ -85,7 +75,7 @@ def plan_reclaim(
 ) -> ReclaimPlan | None:
     """The pool, tier by tier, where reclaiming frees the fewest GPUs (ties by name)."""
     for tier in tiers:
-        best: tuple[tuple, ReclaimPlan] | None = None
+        best: tuple[tuple[int, int, str, str], ReclaimPlan] | None = None
         for pool in tier:
             need = gpus - max(pool.free, 0)
             if need <= 0 and free_cpus(pool.site) >= cpus:

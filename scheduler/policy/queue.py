@@ -18,7 +18,7 @@ from heapq import merge
 
 from minga.common.domain import Job
 from minga.scheduler.policy.entitlement import project_id
-from minga.scheduler.policy.pending_columns import Group, Pending
+from minga.scheduler.policy.pending_columns import Group, Pending, Shape
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,7 @@ class Queue:
     order: array[int]  # positions in jobs, in queue order
     runs: dict[str, list[array[int]]]  # each institution's positions in queue order, in runs
     shape_of: array[int]  # request shape id by position
-    shapes: list[tuple]  # request shape by shape id
+    shapes: list[Shape]  # request shape by shape id
     examples: list[int]  # by shape id: the position of a job of that shape
     groups: dict[Group, array[int]]  # each group's positions in (submit time, id) order
     times: array[float]  # submit time by position
@@ -84,7 +84,7 @@ def _order_with_age(
 ) -> tuple[array[int], dict[str, list[array[int]]]]:
     """Age gives every job its own priority, so each gets its full sort key."""
     times, jobs = pending.times, pending.jobs
-    keyed: dict[str, list[tuple[tuple, int]]] = defaultdict(list)  # by institution
+    keyed: dict[str, list[tuple[tuple[int, float, float, str], int]]] = defaultdict(list)  # by institution
     for (priority, inst, name), positions in pending.groups.items():
         factor = factors.get(project_id(inst, name), 0.0)
         keyed[inst] += [

@@ -5,7 +5,7 @@ GPU free and none of them is within its guarantee (those come first in the queue
 so none can reclaim. A GPU job can then only wait, and what it waits for depends on
 its request shape alone: either no site could ever hold it, or it waits for that many
 GPUs with none free now, except for the first job of each GPU model that has no
-reservation yet, which gets it (`reserve.py`). So those few are decided one by one,
+reservation yet, which gets it (`gang_reservations.py`). So those few are decided one by one,
 the verdict is found once per shape for the others, and the tail is kept as positions
 that the `WaitingList` pairs with their shape's verdict when read: no job is read here
 (see `queue.py` on why reading jobs in queue order is the cost). CPU-only jobs still
@@ -16,9 +16,11 @@ from __future__ import annotations
 
 from array import array
 from collections.abc import Callable, Sequence
+from typing import cast
 
 from minga.scheduler.policy.cpu_only import cpu_reason, place_cpu_only
 from minga.scheduler.policy.cycle_state import Cycle
+from minga.scheduler.policy.pending_columns import Shape
 from minga.scheduler.policy.waiting_list import Verdict
 
 
@@ -26,7 +28,7 @@ def decide_tail(cycle: Cycle, positions: array[int], decide: Callable[[Cycle, in
     """Decide the jobs at `positions` (in queue order) of a cycle with no GPU free; `decide`
     decides one job on its own (for the ones that take a model's reservation)."""
     queue = cycle.queue
-    verdicts = [_verdict(cycle, example, shape) for example, shape in zip(queue.examples, queue.shapes)]
+    verdicts = [_verdict(cycle, example, shape) for example, shape in zip(queue.examples, queue.shapes, strict=True)]
     reserving = _reserve_unreserved_models(cycle, positions, verdicts, decide)
     if reserving:
         positions = array("l", (pos for pos in positions if pos not in reserving))
@@ -34,7 +36,9 @@ def decide_tail(cycle: Cycle, positions: array[int], decide: Callable[[Cycle, in
     if cpu_only and not cpu_only.isdisjoint(map(queue.shape_of.__getitem__, positions)):
         _one_by_one(cycle, positions, verdicts)
         return
-    cycle.tail, cycle.tail_verdicts = positions, verdicts
+    # None marks a CPU-only shape, and none of those is left among the positions: every
+    # verdict the tail reads is one.
+    cycle.tail, cycle.tail_verdicts = positions, cast("list[Verdict]", verdicts)
 
 
 def _reserve_unreserved_models(
@@ -81,7 +85,7 @@ def _one_by_one(cycle: Cycle, positions: array[int], verdicts: list[Verdict | No
             cycle.wait(pos, cpu_reason(jobs[pos]))
 
 
-def _verdict(cycle: Cycle, example: int, shape: tuple) -> Verdict | None:
+def _verdict(cycle: Cycle, example: int, shape: Shape) -> Verdict | None:
     """What `fair_cycle.decide` says in the tail of a job of this shape (`example` is the
     position of one); None for a CPU-only job that could fit."""
     never = cycle.never_fits(example)

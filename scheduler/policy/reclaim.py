@@ -1,18 +1,18 @@
 """Reclaim in the cycle: preempt borrowed runs so an institution below its guarantee
 gets its GPUs back in the same cycle (Kueue's reclaimWithinCohort; the plan itself is
 `preemption.py`),
-and preempt guests on sites whose owner's lending window has closed (`lending.py`)."""
+and preempt guests on sites whose owner's lending window has closed (`lending_verdicts.py`)."""
 
 from __future__ import annotations
 
 from minga.common.domain import Job
-from minga.scheduler.policy.cycle_state import Cycle
+from minga.common.snapshot import Preemption
+from minga.scheduler.policy.cycle_state import Cycle, FailureKey
 from minga.scheduler.policy.pool_search import hard_test
 from minga.scheduler.policy.preemption import plan_reclaim
-from minga.scheduler.policy.snapshot import Preemption
 
 
-def reclaim(cycle: Cycle, job: Job, shape: tuple) -> bool:
+def reclaim(cycle: Cycle, job: Job, shape: FailureKey) -> bool:
     """Preempt for `job` if it is within its guarantee and borrowed runs can make room, and
     place it on the freed GPUs in the same cycle (Armada: no preemption that helps nobody).
 

@@ -11,13 +11,13 @@ fallback keeps a broker with no accounts yet working exactly as before.
 from __future__ import annotations
 
 from minga.common.domain import Job
+from minga.common.snapshot import Decisions, Placement, Preemption, Snapshot, Waiting
 from minga.scheduler.policy.array_cap import split_capped, with_capped
 from minga.scheduler.policy.fair_cycle import schedule_fair
 from minga.scheduler.policy.feasibility import never_fits_reason, waiting_reason
 from minga.scheduler.policy.guarantees import build_ledger
-from minga.scheduler.policy.lending import Lending
+from minga.scheduler.policy.lending_verdicts import Lending
 from minga.scheduler.policy.placement import Capacity, Choice, best_fit, free_capacity, take
-from minga.scheduler.policy.snapshot import Decisions, Placement, Preemption, Snapshot, Waiting
 
 
 def queue_order(pending: tuple[Job, ...]) -> list[Job]:
@@ -38,7 +38,7 @@ def schedule(snapshot: Snapshot, now: float) -> Decisions:
 
 def schedule_fifo(snapshot: Snapshot, now: float = 0.0) -> Decisions:
     """Submit order with skipping and best-fit placement: the policy before accounts exist.
-    Site owners' lending policies apply here too (`lending.py`)."""
+    Site owners' lending policies apply here too (`lending_verdicts.py`)."""
     capacity = free_capacity(snapshot.sites, snapshot.live_runs)
     lending = Lending.start(snapshot, now, {})
     placements: list[Placement] = []

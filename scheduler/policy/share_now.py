@@ -20,13 +20,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from minga.common.snapshot import Snapshot
 from minga.scheduler.policy.entitlement import Tree, build_tree, project_id, run_project
 from minga.scheduler.policy.guarantees import guarantees
 from minga.scheduler.policy.max_min import TreeShares, tree_fill
 from minga.scheduler.policy.never_fits import NeverFits
-from minga.scheduler.policy.pending_columns import Group, pending_columns
+from minga.scheduler.policy.pending_columns import Group, Shape, pending_columns
 from minga.scheduler.policy.placement import accepts_new_runs
-from minga.scheduler.policy.snapshot import Snapshot
 
 
 @dataclass(frozen=True)
@@ -68,15 +68,15 @@ def share_now(
     demand: dict[str, float] = defaultdict(float)
     for pid, gpus in held.items():
         demand[pid] += gpus
-    for pid, gpus in pending.items():
-        demand[pid] += gpus
+    for pid, asked in pending.items():
+        demand[pid] += asked
     capacity = capacity_now(snapshot)
     shares = tree_fill(tree, capacity, demand, guarantee_floors(guarantee))
     return ShareNow(capacity=capacity, held=dict(held), demand=dict(demand), shares=shares)
 
 
 def column_demand(
-    shapes: Sequence[tuple],
+    shapes: Sequence[Shape],
     shape_of: array[int],
     examples: Sequence[int],
     groups: Mapping[Group, array[int]],

@@ -13,7 +13,7 @@ from itertools import chain
 from typing import overload
 
 from minga.common.domain import Job
-from minga.scheduler.policy.snapshot import Waiting
+from minga.common.snapshot import Waiting
 
 Verdict = tuple[str, bool]  # (reason, never fits)
 
@@ -23,7 +23,8 @@ class WaitingList(Sequence[Waiting]):
 
     First the jobs decided one by one: `positions[k]` waits for `reasons[k]`. Then the
     queue's tail (`queue_tail.py`): each job there waits for the verdict on its
-    request shape, `verdicts[shape_of[pos]]`, so the cycle stores the positions alone.
+    request shape, `verdicts[shape_of[pos]]`, so the cycle stores the positions alone
+    (only the tail's shapes' verdicts are read).
     """
 
     __slots__ = (
@@ -46,7 +47,7 @@ class WaitingList(Sequence[Waiting]):
         never_fits: list[bool],
         tail: Sequence[int] = (),
         shape_of: Sequence[int] = (),
-        verdicts: Sequence[Verdict | None] = (),
+        verdicts: Sequence[Verdict] = (),
     ) -> None:
         self._jobs, self._positions, self._reasons, self._never = jobs, positions, reasons, never_fits
         self._tail, self._shape_of, self._verdicts = tail, shape_of, verdicts
@@ -80,7 +81,7 @@ class WaitingList(Sequence[Waiting]):
     def pairs(self) -> Iterator[tuple[str, str]]:
         """(job id, reason) of every waiting job, in order, without making a `Waiting` each."""
         jobs, verdicts, shape_of = self._jobs, self._verdicts, self._shape_of
-        decided = zip((jobs[pos].id for pos in self._positions), self._reasons)
+        decided = zip((jobs[pos].id for pos in self._positions), self._reasons, strict=True)
         return chain(decided, ((jobs[pos].id, verdicts[shape_of[pos]][0]) for pos in self._tail))
 
     @property
@@ -91,7 +92,7 @@ class WaitingList(Sequence[Waiting]):
     def reasons_at(self, positions: Iterable[int]) -> dict[str, str]:
         """job id -> reason of each job at `positions` that waits, without a pass over them all."""
         if self._by_position is None:
-            self._by_position = dict(zip(self._positions, self._reasons))
+            self._by_position = dict(zip(self._positions, self._reasons, strict=True))
             self._in_tail = set(self._tail)
         decided, tail, jobs = self._by_position, self._in_tail, self._jobs
         found = {}
@@ -105,7 +106,7 @@ class WaitingList(Sequence[Waiting]):
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, Sequence) and not isinstance(other, str):
-            return len(self) == len(other) and all(a == b for a, b in zip(self, other))
+            return len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=True))
         return NotImplemented
 
     def __hash__(self) -> int:

@@ -1,23 +1,10 @@
 """Water-filling inside the cycle: which account's job is considered next.
 
-Weighted max-min fairness by progressive filling (Bertsekas & Gallager, "Data
-Networks", 6.5.2), applied at every level of the account tree as in Slurm's Fair Tree
-and Kueue's admission fair sharing: the next job comes from the country whose GPUs
-held (live runs plus what this cycle has placed) over its weight is lowest, within it
-from the institution lowest so, within that from the project lowest so; each project's
-jobs keep their submit order. A placement raises the account's standing, so three equal
-institutions with equal backlogs on 12 idle GPUs get 4/4/4 in the same cycle, and
-weights 1:1:2 on 16 GPUs give 4/4/8. Guarantees act as floors before this
-(`guarantees.guarantee_first`).
-
-Ties, e.g. between accounts that hold nothing, go to the account ahead in Fair Tree
-order, that is the one that used less of its entitlement over the half-life: decayed
-usage still decides who is ahead over days. The admin's priority classes go first,
-highest first, each class filled in turn. A job that does not fit leaves its account's
-standing unchanged, so the account's next job is considered next.
-
-Deterministic: heaps keyed by (standing, Fair Tree rank, name).
-"""
+Weighted max-min by progressive filling (Bertsekas & Gallager, "Data Networks", 6.5.2) at
+every level of the tree, as in Slurm's Fair Tree and Kueue's admission fair sharing: the
+next job comes from the account whose GPUs held over its weight is lowest; ties go to the
+account ahead in Fair Tree order, priority classes first. Deterministic: heaps keyed by
+(standing, Fair Tree rank, name). Examples: docs/fairshare.md, "Usage and order"."""
 
 from __future__ import annotations
 

@@ -21,6 +21,7 @@ from minga.common.domain import Job
 from minga.scheduler.policy import Decisions, Placement, Snapshot, Waiting, schedule
 from minga.scheduler.policy.entitlement import institution_weights
 from minga.scheduler.policy.feasibility import never_fits_reason
+from minga.scheduler.policy.pending_columns import Shape
 from minga.scheduler.policy.placement import Capacity, best_fit, free_capacity, take
 
 Policy = Callable[[Snapshot, float], Decisions]
@@ -42,8 +43,8 @@ def place_in_order(
     Under a cap the shape includes the institution, whose room the cap depends on."""
     capacity: Capacity = free_capacity(snapshot.sites, snapshot.live_runs)
     most_free = _most_free(capacity)
-    never_cache: dict[tuple, str | None] = {}
-    failed: set[tuple] = set()
+    never_cache: dict[Shape, str | None] = {}
+    failed: set[Shape | tuple[Shape, str]] = set()  # the shape, with the institution under a cap
     placements: list[Placement] = []
     waiting: list[Waiting] = []
     for job in order:

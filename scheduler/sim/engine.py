@@ -13,7 +13,7 @@ where a preemption happened in the same cycle starts its useful work only after 
 engine frees the preempted run's GPUs at once and lets the new run hold them from its
 placement, but ends it at now + notice + duration; its wait is counted to the end of the
 notice, and the notice's GPU-seconds count as lost to preemption. The GPUs are thus held
-by exactly one run at any moment, so the `OverCommit` check is unchanged.
+by exactly one run at any moment, so the `OverCommitError` check is unchanged.
 
 Cycles run on the grid k * cycle_seconds, at the first grid point at or after anything
 that can change a decision: an arrival, a completion, (while jobs are pending) a live
@@ -40,7 +40,7 @@ from minga.scheduler.sim.workload import SimJob
 Policy = Callable[[Snapshot, float], Decisions]
 
 
-class OverCommit(AssertionError):
+class OverCommitError(AssertionError):
     """A policy placed more GPUs on a pool than it has: invariant 1 broken."""
 
 
@@ -193,7 +193,7 @@ class Engine:
         key = (site, model)
         used = self.pool_used.get(key, 0) + gpus
         if used > self.pool_total.get(key, 0):
-            raise OverCommit(f"{job_id}: {used} GPUs on {key}, which has {self.pool_total.get(key, 0)}")
+            raise OverCommitError(f"{job_id}: {used} GPUs on {key}, which has {self.pool_total.get(key, 0)}")
         self.pool_used[key] = used
         sj = self.jobs[job_id]
         run = Run(

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import math
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from minga.common.domain import GpuPool, Inventory, Site, SiteState
 from minga.scheduler.policy import InstitutionShare, ProjectShare, ShareSettings, Snapshot
@@ -122,18 +124,20 @@ INSTITUTION_KEYS = {"slug", "name", "country", "weight", "guarantee", "borrowing
 SITE_KEYS = {"name", "institution", "country", "model", "gpus", "memory_mb", "largest_node", "cpus", "nodes"}
 
 
-def settings_from(st: dict) -> ShareSettings:
+def settings_from(st: Mapping[str, Any]) -> ShareSettings:
     """The `[settings]` table as `ShareSettings` (absent keys: the policy's defaults)."""
     weights = tuple(sorted((str(k), float(v)) for k, v in st.get("model_weights", {}).items()))
-    known = {
+    known: dict[str, Any] = {
         k: (bool(v) if SETTINGS_KEYS[k] is bool else float(v) if SETTINGS_KEYS[k] is float else v)
         for k, v in st.items()
         if k in SETTINGS_KEYS and k not in ("model_weights", "cycle_seconds")
     }
-    return ShareSettings(**known, **({"model_weights": weights} if weights else {}))
+    if weights:
+        known["model_weights"] = weights
+    return ShareSettings(**known)
 
 
-def from_doc(doc: dict) -> Federation:
+def from_doc(doc: Mapping[str, Any]) -> Federation:
     """A federation from a parsed TOML document (a federation file, or a scenario's)."""
     st = doc.get("settings", {})
     institutions = tuple(

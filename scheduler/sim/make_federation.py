@@ -28,6 +28,7 @@ import csv
 import re
 from collections import Counter
 from pathlib import Path
+from typing import NotRequired, TypedDict
 
 from minga.scheduler.sim.examples import example_federation
 
@@ -228,12 +229,50 @@ COUNTRIES: tuple[tuple[str, str, tuple[tuple[str, str], ...]], ...] = (
 )
 
 
+class SiteRow(TypedDict):
+    """One site of the file; its owner, country and name are dealt after grouping (rule 3)."""
+
+    first_sn: str
+    model: str
+    nodes: int
+    gpus: int
+    largest_node: int
+    cpus: float
+    memory_mb: int
+    institution: NotRequired[str]
+    country: NotRequired[str]
+    name: NotRequired[str]
+
+
+class InstitutionRow(TypedDict):
+    """One institution of the file; only the GPU-less ones have a `guarantee` (rule 5)."""
+
+    slug: str
+    name: str
+    country: str
+    weight: float
+    venus_vc: str
+    owner: bool
+    guarantee: NotRequired[dict[str, int]]
+
+
+class FederationRows(TypedDict):
+    """What `build` derives from the traces and `render` writes."""
+
+    sites: list[SiteRow]
+    institutions: list[InstitutionRow]
+    total: int
+    quotas: list[tuple[str, float]]
+    reserve_model: str
+    reserve: int
+
+
 def read_nodes(path: Path) -> list[dict[str, str]]:
     with path.open(newline="") as f:
         return sorted(csv.DictReader(f), key=lambda r: r["sn"])
 
 
-def group_sites(nodes: list[dict[str, str]]) -> list[dict]:
+def group_sites(nodes: list[dict[str, str]]) -> list[SiteRow]:
     """Rules 1-2: every NODE_STRIDE-th node, consecutive same-model runs, chunks of NODES_PER_SITE."""
     kept = nodes[::NODE_STRIDE]
     runs: list[list[dict[str, str]]] = []
@@ -242,7 +281,7 @@ def group_sites(nodes: list[dict[str, str]]) -> list[dict]:
             runs[-1].append(node)
         else:
             runs.append([node])
-    sites = []
+    sites: list[SiteRow] = []
     for run in runs:
         for i in range(0, len(run), NODES_PER_SITE):
             chunk = run[i : i + NODES_PER_SITE]
@@ -270,11 +309,11 @@ def venus_quotas(path: Path) -> list[tuple[str, float]]:
     return sorted(means.items(), key=lambda kv: (-kv[1], kv[0]))
 
 
-def build(traces: Path) -> dict:
+def build(traces: Path) -> FederationRows:
     nodes = read_nodes(traces / "alibaba-openb-2023" / "openb_node_list_gpu_node.csv")
     sites = group_sites(nodes)
     quotas = venus_quotas(traces / "helios-venus-2020" / "cluster_gpu_number.csv")
-    institutions = []
+    institutions: list[InstitutionRow] = []
     for code, _name, insts in COUNTRIES:
         for j, (slug, full) in enumerate(insts):
             k = len(institutions)
@@ -295,7 +334,7 @@ def build(traces: Path) -> dict:
         site["institution"], site["country"] = inst["slug"], inst["country"]
         site["name"] = f"{inst['slug']}-{re.sub(r'[^0-9]', '', site['first_sn']).lstrip('0') or '0'}"
     total = sum(s["gpus"] for s in sites)
-    plentiful = Counter()
+    plentiful: Counter[str] = Counter()
     for s in sites:
         plentiful[s["model"]] += s["gpus"]
     model = max(plentiful.items(), key=lambda kv: (kv[1], kv[0]))[0]
@@ -314,7 +353,7 @@ def build(traces: Path) -> dict:
     }
 
 
-def render(fed: dict) -> str:
+def render(fed: FederationRows) -> str:
     doc = (__doc__ or "").split("Rules (also", 1)[1].split("\n", 1)[1]
     lines = [
         "# minga example: a Latin American federation of 19 countries.",
@@ -376,7 +415,7 @@ def default_traces_dir() -> Path:
     return Path(__file__).resolve().parents[2].parent / "shared" / "traces"
 
 
-def write(traces: Path, out: Path) -> dict:
+def write(traces: Path, out: Path) -> FederationRows:
     fed = build(traces)
     out.write_text(render(fed))
     return fed

@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from minga.scheduler.policy.guarantees import guarantees
 from minga.scheduler.policy.max_min import tree_fill, water_fill
@@ -116,7 +116,7 @@ class Recorder:
         self.deviation_integral = 0.0
         self.busy_total = 0.0
         self.servable = 0.0
-        self._last_key: tuple = ()
+        self._last_key: tuple[tuple[str, float], ...] = ()
         self._last_opt: tuple[dict[str, float], dict[str, float]] = ({}, {})
         self.first_arrival: float | None = None
         self.last_arrival = 0.0
@@ -196,7 +196,7 @@ class Recorder:
                 by_country[self.country[i]] = by_country.get(self.country[i], 0) + x
             self.series.append((t0, by_country))
             self.next_sample = t0 + self.sample_seconds
-        demand = {i: r + self.pending[i] for i, r in self.running.items() if r or self.pending[i]}
+        demand: dict[str, float] = {i: r + self.pending[i] for i, r in self.running.items() if r or self.pending[i]}
         total = sum(demand.values())
         self.servable += min(total, self.capacity) * dt
         contended = total > self.capacity
@@ -244,14 +244,14 @@ class Recorder:
     def finish(self, now: float, stuck: list[str]) -> None:
         self.end = max(self.last_completion, self.last_arrival) if not stuck else now
         self.stuck = stuck
-        demand = {i: r + self.pending[i] for i, r in self.running.items() if r or self.pending[i]}
+        demand: dict[str, float] = {i: r + self.pending[i] for i, r in self.running.items() if r or self.pending[i]}
         self._episodes(now, demand, self._optimum(demand)[0] if demand else {})
-        for i, start in sorted(self._episode.items()):  # never reached: counted until the end
+        for _, start in sorted(self._episode.items()):  # never reached: counted until the end
             self.episodes.append((now - start, False))
         self._episode.clear()
 
     # ---- results ------------------------------------------------------------------------
-    def summary(self) -> dict:
+    def summary(self) -> dict[str, Any]:
         cap = self.capacity
         start = self.first_arrival or 0.0
         makespan = self.end - start

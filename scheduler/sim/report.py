@@ -7,6 +7,7 @@ import io
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, cast
 
 from minga.scheduler.sim.baselines import POLICIES
 from minga.scheduler.sim.engine import Engine
@@ -68,10 +69,10 @@ LEGEND = (
 PER_INSTITUTION_ROWS = 10  # the table lists each institution's holding when there are at most this many
 
 
-def federation_info(fed: Federation) -> dict:
+def federation_info(fed: Federation) -> dict[str, Any]:
     """Sizes, and under `contribution` the entitlement floor: the base grant in effect and the
     smallest institution entitlement, as a percentage of the federation."""
-    out: dict = {
+    out: dict[str, Any] = {
         "sites": len(fed.sites),
         "gpus": fed.capacity,
         "institutions": len(fed.institutions),
@@ -95,9 +96,9 @@ def compare(
     policies: Sequence[str] = tuple(POLICIES),
     sample_seconds: float = 60.0,
     periodic: bool = False,
-) -> dict:
+) -> dict[str, Any]:
     """One JSON-able object: the workload, and per policy its metrics and share series."""
-    out: dict = {
+    out: dict[str, Any] = {
         "federation": federation_info(fed),
         "workload": {
             "jobs": len(jobs),
@@ -124,7 +125,7 @@ def compare(
     return out
 
 
-def table(result: dict) -> str:
+def table(result: dict[str, Any]) -> str:
     """The metrics, one row each, with which way is better, then a legend of what they mean."""
     names = list(result["policies"])
     rows = [["metric", "better", *names]]
@@ -188,7 +189,7 @@ def _fmt(v: object, ratio: bool = False) -> str:
     return str(v)
 
 
-def to_csv(result: dict) -> str:
+def to_csv(result: dict[str, Any]) -> str:
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(["policy", *HEADLINE, "jobs_started", "jobs_stuck"])
@@ -209,8 +210,10 @@ def country_styles(codes: Sequence[str]) -> dict[str, tuple[tuple[float, ...], s
     repeat with other hatches (distinct pairs for up to 40 countries). The 19 countries
     of the example federation all get different colours."""
     import matplotlib
+    from matplotlib.colors import ListedColormap
 
-    tab20 = matplotlib.colormaps["tab20"].colors
+    listed = cast(ListedColormap, matplotlib.colormaps["tab20"])  # tab20 is a list of 20 colours
+    tab20 = cast("Sequence[tuple[float, float, float]]", listed.colors)  # as RGB triples
     palette = [*tab20[0::2], *tab20[1::2]]
     styles = {}
     for i, code in enumerate(codes):
@@ -218,7 +221,7 @@ def country_styles(codes: Sequence[str]) -> dict[str, tuple[tuple[float, ...], s
     return styles
 
 
-def plot(result: dict, path: str | Path, countries: dict[str, str]) -> None:
+def plot(result: dict[str, Any], path: str | Path, countries: dict[str, str]) -> None:
     """PNG: each country's share of the federation's GPUs over time, stacked, one panel per
     policy (matplotlib, Agg), one colour and hatch per country (`country_styles`) and one
     legend beside the panels. The time axis stops where the busiest policy's last sample
@@ -236,7 +239,7 @@ def plot(result: dict, path: str | Path, countries: dict[str, str]) -> None:
     codes = sorted({c for n in names for _, d in result["series"][n] for c in d})
     styles = country_styles(codes)
     busy_until = max((t for n in names for t, d in result["series"][n] if sum(d.values()) > 0.05 * cap), default=0.0)
-    for ax, name in zip(axes[:, 0], names):
+    for ax, name in zip(axes[:, 0], names, strict=True):
         series = [(t, d) for t, d in result["series"][name] if t <= busy_until] or result["series"][name]
         xs = [t / 3600 for t, _ in series]
         layers = ax.stackplot(
@@ -246,7 +249,7 @@ def plot(result: dict, path: str | Path, countries: dict[str, str]) -> None:
             colors=[styles[c][0] for c in codes],
             step="post",
         )
-        for layer, code in zip(layers, codes):
+        for layer, code in zip(layers, codes, strict=True):
             layer.set_hatch(styles[code][1])
             layer.set_edgecolor("white")  # the hatch's colour
             layer.set_linewidth(0)

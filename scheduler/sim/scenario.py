@@ -62,7 +62,7 @@ def resolve(arg: str | Path, directory: Path) -> Path:
     raise ScenarioError(f"no scenario file {arg!s} and no scenario named {arg!s} in {directory} (known: {known})")
 
 
-def read_doc(path: str | Path) -> dict:
+def read_doc(path: str | Path) -> dict[str, Any]:
     """The parsed TOML document, or a `ScenarioError` for a missing or malformed file."""
     try:
         with open(path, "rb") as f:
@@ -228,7 +228,7 @@ def _table(where: str, value: Any) -> Mapping[str, Any]:
     return value
 
 
-def _list(where: str, value: Any) -> list:
+def _list(where: str, value: Any) -> list[Any]:
     if not isinstance(value, list) or not value:
         raise ScenarioError(f"{where}: expected at least one entry")
     return value

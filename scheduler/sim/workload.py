@@ -155,7 +155,7 @@ def synthetic(
     when `models` maps model -> GPUs), institutions by weight. Same seed, same jobs."""
     rng = random.Random(seed)
     picker = InstitutionPicker(weights)
-    sizes, probs = zip(*SIZE_MIX)
+    sizes, probs = [s for s, _ in SIZE_MIX], [p for _, p in SIZE_MIX]
     mean_gpus = sum(s * p for s, p in SIZE_MIX)
     mean_dur = median_duration * math.exp(sigma * sigma / 2)
     rate = load * capacity / (mean_gpus * mean_dur)

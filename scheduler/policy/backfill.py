@@ -98,7 +98,7 @@ def plan_reservation(
     job_id: str, gpus: int, candidates: list[Pool], ends_of: Callable[[Pool], Ends], now: float
 ) -> Reservation | None:
     """The reservation on the pool where the job can start earliest (ties: most free, name)."""
-    best: tuple[tuple, Reservation] | None = None
+    best: tuple[tuple[float, int, str, str], Reservation] | None = None
     for pool in candidates:
         ends, finite = ends_of(pool)
         start, spare = earliest_start(pool, ends, gpus, now)

@@ -1,27 +1,10 @@
-"""The cycle's reservations: EASY backfill (Lifka, 1995; the plan is `reservation.py`),
-held per pool, so a gang that needs a scarce model is not starved by gangs on other
-models (one reservation for the whole federation kept a G3-only gang waiting a day).
+"""Which gangs hold reservations in a cycle: EASY backfill (Lifka, 1995), one pool per model
+(the reservation itself, and what it admits: `backfill.py`).
 
-Two ways to hold one:
-
-- **Gangs that have waited** `reservation_min_age_seconds` (Slurm's bf_min_age_reserve),
-  among each project's oldest `HEAD` jobs (a project's later jobs wait behind its own),
-  earliest due first (submit time + walltime: when it would have ended had it started on
-  arrival, `reservation.due`), before anything else is placed, one per model: a gang
-  that does not fit reserves the pool of its models that frees up earliest; a gang that
-  fits now keeps that pool whole for itself, or for a gang as large and due no later,
-  until water-filling gets to it. The model's other pools stay open to backfill, and the
-  gangs after it wait their turn: a pool drains for one at a time.
-  EASY reserves for the head of the queue, and under water-filling the head changes
-  from cycle to cycle: a reservation that wanders between gangs lets each pool refill
-  with small jobs before it ever drains. A due time is stable, so the reserved pool
-  drains, and in the cycle it has drained no smaller job can take the GPUs back.
-- **Otherwise** the first job in water-filling order that does not fit on a GPU model
-  without a reservation reserves that model's earliest pool (EASY, one per model).
-
-Only jobs of several GPUs reserve: smaller jobs cannot starve them by fragmenting a pool
-otherwise, while a one-GPU job takes the first GPU that frees up anyway.
-"""
+Gangs that have waited `reservation_min_age_seconds` (Slurm's bf_min_age_reserve) reserve
+first, earliest due first; otherwise the first job in water-filling order that does not fit
+on a model without a reservation reserves that model's earliest pool. Only jobs of several
+GPUs reserve. Why due order and a pool per model: docs/fairshare.md, "Gang jobs"."""
 
 from __future__ import annotations
 
@@ -30,9 +13,9 @@ from heapq import heapify, heappop
 from itertools import islice
 
 from minga.common.domain import Job
+from minga.scheduler.policy.backfill import NEVER, Reservation, due, plan_reservation
 from minga.scheduler.policy.cycle_state import Cycle
 from minga.scheduler.policy.pool_search import find_pool, hard_test
-from minga.scheduler.policy.reservation import NEVER, Reservation, due, plan_reservation
 
 GANG_RESERVATIONS = 1  # pools of one model that waiting gangs may reserve per cycle
 HEAD = 64  # a project's oldest jobs among which its waiting gangs are sought
@@ -83,7 +66,7 @@ def _gang_room(cycle: Cycle, model: str) -> bool:
 def reserve_for_waiting_gangs(cycle: Cycle, skip: set[int], decide: Callable[[Cycle, int, bool], None]) -> set[int]:
     """Reserve, before the water-filling, for the gangs (multi-GPU jobs, not in `skip`) among
     each project's `HEAD` oldest jobs that have waited `reservation_min_age_seconds`,
-    earliest due first, one per model (see the module docstring). The positions decided:
+    earliest due first, one per model (docs/fairshare.md, "Gang jobs"). The positions decided:
     the gangs that wait with a reservation (those that fit are left to the water-filling)."""
     queue, now = cycle.queue, cycle.now
     cutoff = now - cycle.snapshot.settings.reservation_min_age_seconds

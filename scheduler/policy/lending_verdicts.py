@@ -25,11 +25,14 @@ from minga.common.lending import (
     walltime_refusal,
     windows_text,
 )
+from minga.common.snapshot import Snapshot
 from minga.scheduler.policy.guarantees import Ledger
-from minga.scheduler.policy.snapshot import Snapshot
 
 JobKey = tuple[str, str, int, frozenset[str], frozenset[str]]
 """(institution, its country, walltime, env names, pip distribution names)."""
+
+RuntimeKey = tuple[tuple[tuple[str, str], ...], tuple[str, ...], tuple[str, ...]]
+"""(env pairs, pip lines, secret env names): what sites' runtime rules read of a job."""
 
 _UNSET = object()
 
@@ -57,7 +60,7 @@ class SiteRules:
             limit = self.policy.max_lent_gpus
             if limit is not None and self.lent + gpus > limit:
                 return f"lending: site {self.site} lends at most {limit} GPUs at once ({self.lent} lent now)"
-        return reason  # type: ignore[return-value]
+        return reason  # type: ignore[return-value]  # never _UNSET here: memoized just above
 
     def _static(self, key: JobKey) -> str | None:
         institution, country, walltime, env, pip = key
@@ -138,7 +141,7 @@ class Lending:
         return sorted(chosen, key=lambda c: c[0].id)
 
 
-def runtime_key(spec: JobSpec) -> tuple:
+def runtime_key(spec: JobSpec) -> RuntimeKey:
     """What sites' runtime rules read of a job (env names, pip lines, secret env names),
     for memo keys: jobs equal on it get the same runtime verdict everywhere."""
     return spec.runtime_env.env, spec.runtime_env.pip, tuple(k for k, _ in spec.secret_env)
