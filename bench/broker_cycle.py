@@ -26,7 +26,7 @@ from sqlalchemy import insert
 
 from minga.common.clock import FakeClock
 from minga.common.domain import GpuPool, Inventory, Job, JobSpec, JobState, Resources, RunState
-from minga.scheduler.commands import Command, RunReport, StartRunCommand, StopRunCommand
+from minga.common.commands import Command, RunReport, StartRunCommand, StopRunCommand
 from minga.scheduler.cycle import SchedulingCycle
 from minga.scheduler.leases import SiteLeases
 from minga.scheduler.sessions import SessionRegistry

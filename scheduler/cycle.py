@@ -21,7 +21,7 @@ import threading
 from dataclasses import dataclass
 
 from minga.common.clock import Clock
-from minga.scheduler.commands import Command, StartRunCommand
+from minga.common.commands import Command, StartRunCommand
 from minga.scheduler.leader import NotLeading
 from minga.scheduler.leases import SiteLeases
 from minga.scheduler.policy import Decisions, Snapshot, schedule

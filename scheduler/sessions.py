@@ -13,7 +13,7 @@ import queue
 import threading
 
 from minga.common.domain import Inventory, ResourceExhausted
-from minga.scheduler.commands import Command
+from minga.common.commands import Command
 
 CLOSE = None  # sentinel that ends a session's outgoing stream
 MAX_SITE_STREAMS = 2000  # a federation of 100 institutions has a few hundred sites

@@ -23,7 +23,7 @@ from minga.common.domain import (
     SiteState,
 )
 from minga.scheduler.api import convert
-from minga.scheduler.commands import RunReport, StartRunCommand, StopRunCommand
+from minga.common.commands import RunReport, StartRunCommand, StopRunCommand
 from minga.v1 import common_pb2, site_pb2
 
 PROPS = settings(max_examples=150, deadline=None)

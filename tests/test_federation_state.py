@@ -19,7 +19,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 
 from minga.common.clock import FakeClock
 from minga.common.domain import JobState, RunState
-from minga.scheduler.commands import RunReport
+from minga.common.commands import RunReport
 from minga.scheduler.cycle import SchedulingCycle
 from minga.scheduler.leases import SiteLeases
 from minga.scheduler.policy import Snapshot

@@ -15,7 +15,7 @@ from minga.agent.refusals import RETRY_MAX_SECONDS, START_TRIES, is_transient, r
 from minga.agent.states import run_state_from_proto
 from minga.common.clock import FakeClock
 from minga.common.domain import JobState, RunState, SiteState
-from minga.scheduler.commands import RunReport, StartRunCommand
+from minga.common.commands import RunReport, StartRunCommand
 from minga.scheduler.requeue_rules import INFRA_REQUEUE_LIMIT, Fault, after_run_ended, infra_backoff_seconds
 from minga.scheduler.store.models import RunRow
 from minga.v1 import site_pb2

@@ -19,7 +19,7 @@ from sqlmodel import SQLModel
 
 from minga.common.clock import FakeClock
 from minga.common.domain import FailedPrecondition, JobState, Role, RunState, SiteState
-from minga.scheduler.commands import RunReport
+from minga.common.commands import RunReport
 from minga.scheduler.cycle import SchedulingCycle
 from minga.scheduler.leases import SiteLeases
 from minga.scheduler.policy import schedule

@@ -9,7 +9,7 @@ import pytest
 from minga.agent import wire
 from minga.agent.backend import RunRequest, runtime_env_for
 from minga.common.domain import InvalidArgument, JobSpec, RunState, RuntimeEnv
-from minga.scheduler.commands import RunReport, StartRunCommand
+from minga.common.commands import RunReport, StartRunCommand
 from minga.scheduler.policy import ShareSettings
 from minga.scheduler.store.runs import notice_seconds
 from minga.scheduler.validation import check_job_spec

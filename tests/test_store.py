@@ -32,7 +32,7 @@ from minga.common.domain import (
     RuntimeEnv,
     SiteState,
 )
-from minga.scheduler.commands import RunReport, StartRunCommand, StopRunCommand
+from minga.common.commands import RunReport, StartRunCommand, StopRunCommand
 from minga.scheduler.policy import Decisions, Placement, Snapshot, Waiting, schedule
 from minga.scheduler.store import Store
 from minga.scheduler.store.accounts import Institution, User

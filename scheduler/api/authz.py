@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from minga.common.domain import NotFound, PermissionDenied, Principal, Role
-from minga.scheduler.api.decoding import Malformed
+from minga.scheduler.api.malformed import Malformed
 from minga.v1 import common_pb2
 
 A, I, R, S = Role.ADMIN, Role.INSTITUTION_ADMIN, Role.RESEARCHER, Role.SITE

@@ -22,7 +22,7 @@ from minga.common.domain import (
     SiteState,
 )
 from minga.scheduler.arrays import ArraySummary
-from minga.scheduler.commands import Command, RunReport, StartRunCommand, StopRunCommand
+from minga.common.commands import Command, RunReport, StartRunCommand, StopRunCommand
 from minga.v1 import admin_pb2, common_pb2, job_pb2, site_pb2
 
 # -- enums -------------------------------------------------------------------

@@ -19,7 +19,7 @@ from minga.common.domain import Principal
 from minga.common.states import IllegalTransition
 from minga.scheduler.api.audit import AUDITED
 from minga.scheduler.api.authz import RPC_ROLES, STANDBY_RPCS, OwnerLookup, authorize
-from minga.scheduler.api.decoding import checked, tolerant
+from minga.scheduler.api.malformed import checked, tolerant
 from minga.scheduler.api.ratelimit import Limits, RateLimiter, caller_key, metered
 from minga.scheduler.auth import bearer_from_metadata
 from minga.scheduler.store.base import StoreUnavailable

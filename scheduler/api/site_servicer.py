@@ -17,7 +17,7 @@ import grpc
 from minga.common.domain import InvalidArgument
 from minga.scheduler.api.convert import command_to_pb, inventory_from_pb, run_report_from_pb
 from minga.scheduler.api.interceptor import CallContext, status_for
-from minga.scheduler.commands import RunReport
+from minga.common.commands import RunReport
 from minga.scheduler.core import Core
 from minga.scheduler.service import packages, sites
 from minga.scheduler.sessions import SiteSession

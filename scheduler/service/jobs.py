@@ -12,12 +12,13 @@ from minga.common.domain import (
     Job,
     JobSpec,
     JobState,
+    ArraySummary,
     MingaError,
     NotFound,
     Principal,
 )
-from minga.scheduler.arrays import ArraySummary, parse_array, task_id
-from minga.scheduler.commands import StopRunCommand
+from minga.scheduler.arrays import parse_array, task_id
+from minga.common.commands import StopRunCommand
 from minga.scheduler.core import Core
 from minga.scheduler.policy.feasibility import submit_rejection
 from minga.scheduler.service import packages

@@ -1,4 +1,5 @@
-"""Commands the broker sends down a site's stream, as domain values."""
+"""What broker and site say to each other about runs, as domain values: the commands the
+broker sends down a site's stream, and the reports a site sends back (wire: minga.common.wire.runs)."""
 
 from __future__ import annotations
 
