@@ -25,8 +25,8 @@ import harness
 from sqlalchemy import insert
 
 from minga.common.clock import FakeClock
-from minga.common.domain import GpuPool, Inventory, Job, JobSpec, JobState, Resources, RunState
 from minga.common.commands import Command, RunReport, StartRunCommand, StopRunCommand
+from minga.common.domain import GpuPool, Inventory, Job, JobSpec, JobState, Resources, RunState
 from minga.scheduler.cycle import SchedulingCycle
 from minga.scheduler.leases import SiteLeases
 from minga.scheduler.sessions import SessionRegistry

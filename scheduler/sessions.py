@@ -12,8 +12,8 @@ from __future__ import annotations
 import queue
 import threading
 
-from minga.common.domain import Inventory, ResourceExhausted
 from minga.common.commands import Command
+from minga.common.domain import Inventory, ResourceExhausted
 
 CLOSE = None  # sentinel that ends a session's outgoing stream
 MAX_SITE_STREAMS = 2000  # a federation of 100 institutions has a few hundred sites

@@ -6,9 +6,9 @@ import math
 import re
 from collections.abc import Sequence
 
+from minga.common.commands import RunReport
 from minga.common.countries import is_country_code
 from minga.common.domain import RUN_ENV_NAMES, InvalidArgument, Inventory, JobSpec
-from minga.common.commands import RunReport
 
 MAX_ENTRYPOINT = 16_384
 MAX_NAME = 128

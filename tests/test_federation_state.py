@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
 
 from minga.common.clock import FakeClock
-from minga.common.domain import JobState, RunState
 from minga.common.commands import RunReport
+from minga.common.domain import JobState, RunState
 from minga.scheduler.cycle import SchedulingCycle
 from minga.scheduler.leases import SiteLeases
 from minga.scheduler.policy import Snapshot

@@ -7,9 +7,9 @@ from dataclasses import replace
 
 import pytest
 
+from minga.common.commands import StopRunCommand
 from minga.common.domain import JobState, NotFound
 from minga.common.lending import LendingPolicy, check_policy, parse_window
-from minga.common.commands import StopRunCommand
 from tests.test_lending import WEDNESDAY_10_BELEM, WEDNESDAY_22_BELEM
 from tests.test_store import add_institution, cycle, join_site, store, store_url, submit  # noqa: F401
 

@@ -9,11 +9,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from minga.common.commands import RunReport, StartRunCommand, StopRunCommand
 from minga.common.domain import Job, JobSpec, JobState, Run, RunState
 from minga.common.snapshot import Placement, Preemption
 from minga.common.states import IllegalTransition
 from minga.scheduler import lifecycle as lc
-from minga.common.commands import RunReport, StartRunCommand, StopRunCommand
 from minga.scheduler.requeue_rules import INFRA_REQUEUE_LIMIT, Fault
 
 NOW = 1_000.0

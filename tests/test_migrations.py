@@ -18,8 +18,8 @@ from sqlalchemy.engine import Engine
 from sqlmodel import SQLModel
 
 from minga.common.clock import FakeClock
-from minga.common.domain import FailedPrecondition, JobState, Role, RunState, SiteState
 from minga.common.commands import RunReport
+from minga.common.domain import FailedPrecondition, JobState, Role, RunState, SiteState
 from minga.scheduler.cycle import SchedulingCycle
 from minga.scheduler.leases import SiteLeases
 from minga.scheduler.policy import schedule

@@ -9,8 +9,8 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 
-from minga.common.domain import JobState, RunState
 from minga.common.commands import RunReport
+from minga.common.domain import JobState, RunState
 from minga.scheduler.store.pipeline import PipelinedCommit
 from tests.test_site_reports_batch import leased, reports  # noqa: F401 - fixtures
 from tests.test_store import store, store_url  # noqa: F401 - the store fixtures

@@ -11,8 +11,8 @@ from dataclasses import replace
 import pytest
 
 from minga.common.clock import FakeClock
-from minga.common.domain import JobState, RunState, SiteState
 from minga.common.commands import RunReport, StopRunCommand
+from minga.common.domain import JobState, RunState, SiteState
 from minga.scheduler.leases import SiteLeases
 from minga.scheduler.policy import Placement
 from minga.scheduler.requeue_rules import infra_backoff_seconds

@@ -13,8 +13,8 @@ import pytest
 
 import minga.scheduler.store.runs as runs_module
 from minga.common.clock import FakeClock, RandomIds
-from minga.common.domain import JobState, RunState
 from minga.common.commands import RunReport, StopRunCommand
+from minga.common.domain import JobState, RunState
 from minga.scheduler.core import Core
 from minga.scheduler.cycle import SchedulingCycle
 from minga.scheduler.leases import SiteLeases

@@ -16,6 +16,7 @@ import psycopg
 import pytest
 from sqlalchemy.exc import IntegrityError
 
+from minga.common.commands import RunReport, StartRunCommand, StopRunCommand
 from minga.common.domain import (
     AlreadyExists,
     FailedPrecondition,
@@ -32,7 +33,6 @@ from minga.common.domain import (
     RuntimeEnv,
     SiteState,
 )
-from minga.common.commands import RunReport, StartRunCommand, StopRunCommand
 from minga.scheduler.policy import Decisions, Placement, Snapshot, Waiting, schedule
 from minga.scheduler.store import Store
 from minga.scheduler.store.accounts import Institution, User

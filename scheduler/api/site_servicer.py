@@ -14,10 +14,11 @@ from collections.abc import Iterator
 
 import grpc
 
-from minga.common.domain import InvalidArgument
-from minga.scheduler.api.convert import command_to_pb, inventory_from_pb, run_report_from_pb
-from minga.scheduler.api.interceptor import CallContext, status_for
 from minga.common.commands import RunReport
+from minga.common.domain import InvalidArgument
+from minga.common.wire.runs import command_to_pb, run_report_from_pb
+from minga.common.wire.sites import inventory_from_pb
+from minga.scheduler.api.interceptor import CallContext, status_for
 from minga.scheduler.core import Core
 from minga.scheduler.service import packages, sites
 from minga.scheduler.sessions import SiteSession

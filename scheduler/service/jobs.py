@@ -6,19 +6,19 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 
+from minga.common.commands import StopRunCommand
 from minga.common.domain import (
+    ArraySummary,
     FailedPrecondition,
     InvalidArgument,
     Job,
     JobSpec,
     JobState,
-    ArraySummary,
     MingaError,
     NotFound,
     Principal,
 )
 from minga.scheduler.arrays import parse_array, task_id
-from minga.common.commands import StopRunCommand
 from minga.scheduler.core import Core
 from minga.scheduler.policy.feasibility import submit_rejection
 from minga.scheduler.service import packages

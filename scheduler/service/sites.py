@@ -7,10 +7,10 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from minga.common.commands import Command, RunReport
 from minga.common.domain import FailedPrecondition, InvalidArgument, Inventory, NotFound, Principal, RunState
 from minga.common.pki import check_csr
 from minga.scheduler.auth import new_token
-from minga.common.commands import Command, RunReport
 from minga.scheduler.core import Core
 from minga.scheduler.store.accounts import JoinGrant
 from minga.scheduler.store.pipeline import PipelinedCommit

@@ -17,9 +17,9 @@ from collections.abc import Sequence
 
 from sqlmodel import Session, col, select
 
+from minga.common.commands import Command
 from minga.common.domain import Job
 from minga.scheduler import lifecycle
-from minga.common.commands import Command
 from minga.scheduler.lifecycle import Step, run_lost
 from minga.scheduler.requeue_rules import backoff_seconds  # noqa: F401 (re-exported)
 from minga.scheduler.store.base import job_from_row, job_to_row, run_from_row, run_to_row
