@@ -192,13 +192,13 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
             by=request.by,
             lines=[
                 admin_pb2.UsageReportLine(
-                    key=l.key,
-                    country=l.country,
-                    consumed_gpu_hours=l.consumed_gpu_hours,
-                    consumed_normalized=l.consumed_normalized,
-                    contributed_gpu_hours=l.contributed_gpu_hours,
-                    contributed_normalized=l.contributed_normalized,
+                    key=line.key,
+                    country=line.country,
+                    consumed_gpu_hours=line.consumed_gpu_hours,
+                    consumed_normalized=line.consumed_normalized,
+                    contributed_gpu_hours=line.contributed_gpu_hours,
+                    contributed_normalized=line.contributed_normalized,
                 )
-                for l in lines
+                for line in lines
             ],
         )
