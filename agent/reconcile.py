@@ -254,11 +254,7 @@ class Reconciler:
             if info is None:
                 self.outbox.put(
                     run_update_to_pb(
-                        run_report_to_pb(
-                            RunReport(stop.run_id, RunState.UNKNOWN, "this site's Ray cluster does not know the run"),
-                            "",
-                            0,
-                        )
+                        RunReport(stop.run_id, RunState.UNKNOWN, "this site's Ray cluster does not know the run"), "", 0
                     )
                 )
                 return
@@ -350,8 +346,6 @@ class Reconciler:
             run.state = state
             run.finished = state.terminal or state is RunState.UNKNOWN
             self.outbox.put(
-                run_update_to_pb(
-                    run_report_to_pb(RunReport(run.run_id, state, message, infrastructure), run.job_id, run.epoch)
-                )
+                run_update_to_pb(RunReport(run.run_id, state, message, infrastructure), run.job_id, run.epoch)
             )
         log.info("run %s is %s%s", run.run_id, state.value, f": {message}" if message else "")

@@ -6,13 +6,12 @@ from minga.agent.outbox import Outbox
 from minga.common.clock import FakeClock
 from minga.common.commands import RunReport
 from minga.common.domain import RunState
-from minga.common.wire.runs import run_report_to_pb
 from minga.common.wire.stream import hello_to_pb, inventory_update_to_pb, run_update_to_pb
 from minga.v1 import common_pb2, site_pb2
 
 
 def report(run_id: str, state: RunState = RunState.RUNNING) -> site_pb2.AgentMessage:
-    return run_update_to_pb(run_report_to_pb(RunReport(run_id, state), "j", 1))
+    return run_update_to_pb(RunReport(run_id, state), "j", 1)
 
 
 def hello() -> site_pb2.AgentMessage:

@@ -6,7 +6,8 @@ The agent reads its inventory from Ray straight into a `common_pb2.Inventory`
 
 from __future__ import annotations
 
-from minga.common.wire.runs import message_text
+from minga.common.commands import RunReport
+from minga.common.wire.runs import message_text, run_report_to_pb
 from minga.v1 import common_pb2, site_pb2
 
 LOG_CHUNK_BYTES = 1024 * 1024  # well below gRPC's default 4 MiB message cap
@@ -37,8 +38,8 @@ def inventory_update_to_pb(inventory: common_pb2.Inventory) -> site_pb2.AgentMes
     return site_pb2.AgentMessage(inventory=site_pb2.InventoryUpdate(inventory=inventory))
 
 
-def run_update_to_pb(report: site_pb2.RunReport) -> site_pb2.AgentMessage:
-    return site_pb2.AgentMessage(run=report)
+def run_update_to_pb(report: RunReport, job_id: str, epoch: int) -> site_pb2.AgentMessage:
+    return site_pb2.AgentMessage(run=run_report_to_pb(report, job_id, epoch))
 
 
 def log_chunks_to_pb(run_id: str, offset: int, data: bytes) -> list[site_pb2.AgentMessage]:
