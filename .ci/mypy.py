@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from linktree import ROOT, build, package_dirs  # noqa: E402 - beside this script, not a package
+from linktree import ROOT, build, package_dirs
 
 
 def to_checkout(line: str) -> str:
@@ -29,8 +29,19 @@ def main() -> int:
     mypy = str(Path(mypy).resolve())
     tree = build()
     done = subprocess.run(
-        [mypy, "--config-file", str(ROOT / "pyproject.toml"), "--python-executable", sys.executable, "-p", "minga", *args],
-        cwd=tree, capture_output=True, text=True,
+        [
+            mypy,
+            "--config-file",
+            str(ROOT / "pyproject.toml"),
+            "--python-executable",
+            sys.executable,
+            "-p",
+            "minga",
+            *args,
+        ],
+        cwd=tree,
+        capture_output=True,
+        text=True,
     )
     for line in (done.stdout + done.stderr).splitlines():
         print(to_checkout(line))

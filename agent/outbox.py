@@ -24,8 +24,8 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 
-from minga.agent.wire import heartbeat_message
 from minga.common.clock import Clock
+from minga.common.wire.stream import heartbeat_to_pb
 from minga.v1 import site_pb2
 
 WAIT_SLICE_SECONDS = 0.1  # how often a waiting stream checks whether it was closed
@@ -109,7 +109,7 @@ class OutboxStream(Iterator[Message]):
             return msg
         if now - self._last_heartbeat >= self.heartbeat_seconds:
             self._last_heartbeat = now
-            return heartbeat_message()
+            return heartbeat_to_pb()
         if box._queue:
             msg = box._queue.popleft()
             self._recent.append((now, msg))

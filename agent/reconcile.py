@@ -37,8 +37,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from minga.agent import wire
-from minga.agent.backend import RayBackend, RunInfo
+from minga.agent.backend import RayBackend, RunInfo, RunRequest
 from minga.agent.outbox import Outbox
 from minga.agent.packages import PackageCache
 from minga.agent.refusals import (
@@ -48,13 +47,46 @@ from minga.agent.refusals import (
     is_transient,
     retry_delay,
 )
-from minga.agent.states import run_state_from_proto
 from minga.agent.submitted import SubmittedRuns
 from minga.common.clock import Clock
 from minga.common.domain import RunState
+from minga.common.site_messages import RunReport
+from minga.common.wire.enums import run_state_from_pb
+from minga.common.wire.runs import run_report_to_pb
+from minga.common.wire.stream import log_chunks_to_pb, refusing_to_pb, run_update_to_pb
 from minga.v1 import site_pb2
 
 log = logging.getLogger(__name__)
+
+
+def run_request(start: site_pb2.StartRun, working_dir: str | None = None) -> RunRequest:
+    """What to submit to Ray for a StartRun; `working_dir` is the unpacked package."""
+    spec = start.spec
+    res = spec.resources
+    return RunRequest(
+        run_id=start.run_id,
+        job_id=start.job_id,
+        epoch=start.epoch,
+        entrypoint=spec.entrypoint,
+        gpus=res.gpus,
+        cpus=res.cpus if res.cpus > 0 else 1.0,
+        memory_mb=res.memory_mb,
+        gpu_model=start.gpu_model,
+        working_dir=working_dir,
+        pip=tuple(spec.runtime_env.pip),
+        env=dict(spec.runtime_env.env),
+        secret_env=dict(spec.secret_env),
+        notice_seconds=start.notice_seconds,
+        array_job_id=start.array_job_id,
+        array_index=start.array_index,
+    )
+
+
+def _report_of(info: RunInfo) -> site_pb2.RunReport:
+    """The report of a run as Ray knows it."""
+    return run_report_to_pb(
+        RunReport(info.run_id, info.state, info.message, info.infrastructure), info.job_id, info.epoch
+    )
 
 
 @dataclass
@@ -91,7 +123,7 @@ class Reconciler:
         self._submitted = SubmittedRuns()  # runs this agent had Ray accept (or found there)
         self._pending: dict[str, tuple[site_pb2.StartRun, PendingStart]] = {}  # refused, to retry
         self._rng = rng or random.Random()
-        self.on_refusing = on_refusing or (lambda reason: self.outbox.put(wire.refusing_message(reason)))
+        self.on_refusing = on_refusing or (lambda reason: self.outbox.put(refusing_to_pb(reason)))
         self.refusing: str | None = None  # why the site counts as refusing new runs
         self._refusing_until = 0.0
 
@@ -107,10 +139,10 @@ class Reconciler:
                 if run is None and not info.state.terminal:
                     run = self._adopt(info)
                 if run is None:
-                    reports.append(wire.report_of(info))
+                    reports.append(_report_of(info))
                 else:
                     state = run.delivered or RunState.STARTING
-                    reports.append(wire.run_report(run.run_id, run.job_id, run.epoch, state))
+                    reports.append(run_report_to_pb(RunReport(run.run_id, state), run.job_id, run.epoch))
         return reports
 
     def start_run(self, start: site_pb2.StartRun) -> None:
@@ -146,7 +178,7 @@ class Reconciler:
         """One submit; a transient refusal waits for a later tick, up to START_TRIES."""
         try:
             working_dir = self._working_dir(start)
-            submitted = self.backend.submit(wire.run_request(start, working_dir))
+            submitted = self.backend.submit(run_request(start, working_dir))
         except Exception as err:  # noqa: BLE001 - any failure to start is the run's failure
             self._refused(run, start, refused + 1, err)
             return
@@ -221,10 +253,8 @@ class Reconciler:
                 return
             if info is None:
                 self.outbox.put(
-                    wire.run_message(
-                        wire.run_report(
-                            stop.run_id, "", 0, RunState.UNKNOWN, "this site's Ray cluster does not know the run"
-                        )
+                    run_update_to_pb(
+                        RunReport(stop.run_id, RunState.UNKNOWN, "this site's Ray cluster does not know the run"), "", 0
                     )
                 )
                 return
@@ -253,7 +283,7 @@ class Reconciler:
         """Outbox callback: `msg` counts as delivered; forget runs that are done."""
         if msg.WhichOneof("body") != "run":
             return
-        state = run_state_from_proto(msg.run.state)
+        state = run_state_from_pb(msg.run.state)
         with self._lock:
             run = self._runs.get(msg.run.run_id)
             if run is None:
@@ -307,7 +337,7 @@ class Reconciler:
         data = self.backend.logs(run.run_id).encode("utf-8", errors="replace")
         if len(data) <= run.log_offset:
             return
-        for msg in wire.log_messages(run.run_id, run.log_offset, data[run.log_offset :]):
+        for msg in log_chunks_to_pb(run.run_id, run.log_offset, data[run.log_offset :]):
             self.outbox.put(msg)
         run.log_offset = len(data)
 
@@ -316,6 +346,6 @@ class Reconciler:
             run.state = state
             run.finished = state.terminal or state is RunState.UNKNOWN
             self.outbox.put(
-                wire.run_message(wire.run_report(run.run_id, run.job_id, run.epoch, state, message, infrastructure))
+                run_update_to_pb(RunReport(run.run_id, state, message, infrastructure), run.job_id, run.epoch)
             )
         log.info("run %s is %s%s", run.run_id, state.value, f": {message}" if message else "")

@@ -31,7 +31,7 @@ from pathlib import Path
 import grpc
 import platformdirs
 
-from minga.agent import AGENT_VERSION, wire
+from minga.agent import AGENT_VERSION
 from minga.agent.backend import JobSubmissionBackend, RayBackend
 from minga.agent.inventory import collect_inventory
 from minga.agent.outbox import Outbox, OutboxStream
@@ -40,6 +40,7 @@ from minga.agent.reconcile import Reconciler
 from minga.agent.renewal import renew_if_due
 from minga.common.channel import bearer, broker_addresses, is_standby, open_channel
 from minga.common.clock import Clock, SystemClock
+from minga.common.wire.stream import health_to_pb, hello_to_pb, inventory_update_to_pb, refusing_to_pb
 from minga.v1 import common_pb2, site_pb2, site_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -273,8 +274,8 @@ class Agent:
         """What this site runs; with Ray down (as the watch loop decided), only that news."""
         down = self.ray_down
         if down is not None:
-            return wire.hello_message(self.config.agent_version, self._inventory or common_pb2.Inventory(), [], down)
-        return wire.hello_message(self.config.agent_version, self._current_inventory(), self.reconciler.hello_runs())
+            return hello_to_pb(self.config.agent_version, self._inventory or common_pb2.Inventory(), [], down)
+        return hello_to_pb(self.config.agent_version, self._current_inventory(), self.reconciler.hello_runs())
 
     def _welcome(self, welcome: site_pb2.Welcome, stream: OutboxStream) -> None:
         log.info("connected to broker as site %s", welcome.site)
@@ -284,7 +285,7 @@ class Agent:
         self.sessions += 1
         self.connected.set()
         if self.reconciler.refusing is not None and self.ray_down is None:
-            self.outbox.put(wire.refusing_message(self.reconciler.refusing))  # a Hello made it READY
+            self.outbox.put(refusing_to_pb(self.reconciler.refusing))  # a Hello made it READY
 
     def _on_command(self, msg: site_pb2.BrokerMessage) -> None:
         body = msg.WhichOneof("body")
@@ -319,7 +320,7 @@ class Agent:
             try:
                 self._run_commands()
                 self.reconciler.tick()
-            except Exception:  # noqa: BLE001 - a bug must not stop the agent reporting
+            except Exception:
                 log.exception("reconcile step failed")
             # A command wakes the loop at once: a start must not wait for the next poll.
             self._wake.wait(self.config.poll_seconds)
@@ -352,13 +353,13 @@ class Agent:
                 previous = self._inventory
                 current = self._current_inventory()
                 if self.connected.is_set() and current != previous:
-                    self.outbox.put(wire.inventory_message(current))
+                    self.outbox.put(inventory_update_to_pb(current))
 
     def _on_refusing(self, reason: str | None) -> None:
         """Ray keeps refusing new runs (DEGRADED, with why), or the cool-off is over. While
         Ray is down, the watch loop's news stands and this waits for the next one."""
         if self.ray_down is None:
-            self.outbox.put(wire.refusing_message(reason))
+            self.outbox.put(refusing_to_pb(reason))
 
     def _renew_loop(self) -> None:
         assert self.config.certificate_file and self.config.ca_file
@@ -384,7 +385,7 @@ class Agent:
             log.info("this site's Ray cluster answers again")
         else:
             log.error("this site's Ray cluster is down: %s; the broker requeues its runs", down)
-        self.outbox.put(wire.health_message(down))
+        self.outbox.put(health_to_pb(down))
 
 
 def _utc(now: float) -> dt.datetime:

@@ -26,10 +26,10 @@ from sqlalchemy import insert
 
 from minga.common.clock import FakeClock
 from minga.common.domain import GpuPool, Inventory, Job, JobSpec, JobState, Resources, RunState
+from minga.common.site_messages import Command, RunReport, StartRunCommand, StopRunCommand
 from minga.scheduler.cycle import SchedulingCycle
 from minga.scheduler.leases import SiteLeases
 from minga.scheduler.sessions import SessionRegistry
-from minga.scheduler.site_messages import Command, RunReport, StartRunCommand, StopRunCommand
 from minga.scheduler.store import Store
 from minga.scheduler.store.accounts import Institution
 from minga.scheduler.store.json_columns import secrets_to_json, spec_to_json

@@ -8,7 +8,7 @@ wins, then the root's, then the environment, then the `minga login` config.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -17,7 +17,7 @@ from minga.cli.client import BrokerClient
 from minga.cli.render import Output
 
 BrokerOpt = Annotated[
-    Optional[str],
+    str | None,
     typer.Option(
         "--broker",
         help="Broker address HOST:PORT, or a standby pair HOST:PORT,HOST:PORT "
@@ -26,11 +26,11 @@ BrokerOpt = Annotated[
     ),
 ]
 TokenOpt = Annotated[
-    Optional[str],
+    str | None,
     typer.Option("--token", help="Bearer token; env MINGA_TOKEN, else `minga login`.", show_default=False),
 ]
 CaOpt = Annotated[
-    Optional[Path],
+    Path | None,
     typer.Option("--ca", help="CA certificate (PEM) to verify the broker's TLS (env MINGA_CA).", show_default=False),
 ]
 OutputOpt = Annotated[

@@ -197,6 +197,30 @@ class Job:
     updated_at: float = 0.0  # its last state change
 
 
+@dataclass(frozen=True)
+class ArraySummary:
+    """A job array as a whole: what was asked and its tasks counted by state."""
+
+    id: str
+    name: str
+    owner: str
+    institution: str
+    project: str
+    tasks: int
+    limit: int
+    submitted_at: float
+    indices: str = ""
+    pending: int = 0
+    running: int = 0  # LEASED, RUNNING or CANCELLING
+    succeeded: int = 0
+    failed: int = 0
+    cancelled: int = 0
+
+    @property
+    def done(self) -> bool:
+        return self.pending + self.running == 0
+
+
 @dataclass(frozen=True, slots=True)
 class Site:
     name: str

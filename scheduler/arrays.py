@@ -74,27 +74,3 @@ def _expand(item: str, text: str) -> range:
 def task_id(array_id: str, index: int) -> str:
     """The job id of an array's task: `j-abc_17`."""
     return f"{array_id}_{index}"
-
-
-@dataclass(frozen=True)
-class ArraySummary:
-    """A job array as a whole: what was asked and its tasks counted by state."""
-
-    id: str
-    name: str
-    owner: str
-    institution: str
-    project: str
-    tasks: int
-    limit: int
-    submitted_at: float
-    indices: str = ""
-    pending: int = 0
-    running: int = 0  # LEASED, RUNNING or CANCELLING
-    succeeded: int = 0
-    failed: int = 0
-    cancelled: int = 0
-
-    @property
-    def done(self) -> bool:
-        return self.pending + self.running == 0

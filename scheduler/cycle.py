@@ -15,11 +15,11 @@ import threading
 from dataclasses import dataclass
 
 from minga.common.clock import Clock
+from minga.common.site_messages import Command, StartRunCommand
 from minga.scheduler.leader import NotLeadingError
 from minga.scheduler.leases import SiteLeases
 from minga.scheduler.policy import Decisions, Snapshot, schedule
 from minga.scheduler.sessions import SessionRegistry
-from minga.scheduler.site_messages import Command, StartRunCommand
 from minga.scheduler.state import FederationState
 from minga.scheduler.store import Store
 from minga.scheduler.store.base import Database, StoreUnavailable

@@ -14,10 +14,10 @@ from dataclasses import dataclass, replace
 
 from minga.common.clock import run_id_for
 from minga.common.domain import Job, JobPreemption, JobState, Run, RunState
+from minga.common.site_messages import Command, RunReport, StartRunCommand, StopRunCommand
 from minga.common.snapshot import Placement, Preemption
 from minga.common.states import job_state_after_run_report, transition
 from minga.scheduler.requeue_rules import Fault, after_run_ended, resend_start_after_hello
-from minga.scheduler.site_messages import Command, RunReport, StartRunCommand, StopRunCommand
 
 VANISHED = "the run vanished from the site's Ray cluster"
 

@@ -13,7 +13,7 @@ import queue
 import threading
 
 from minga.common.domain import Inventory, ResourceExhausted
-from minga.scheduler.site_messages import Command
+from minga.common.site_messages import Command
 
 CLOSE = None  # sentinel that ends a session's outgoing stream
 MAX_SITE_STREAMS = 2000  # a federation of 100 institutions has a few hundred sites

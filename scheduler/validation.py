@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from minga.common.countries import is_country_code
 from minga.common.domain import RUN_ENV_NAMES, InvalidArgument, Inventory, JobSpec
-from minga.scheduler.site_messages import RunReport
+from minga.common.site_messages import RunReport
 
 MAX_ENTRYPOINT = 16_384
 MAX_NAME = 128

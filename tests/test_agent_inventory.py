@@ -11,8 +11,7 @@ from minga.agent import inventory as inv
 from minga.agent.inventory import NodeResources, build_inventory, collect_inventory
 from minga.agent.local_ray import LocalRayHead
 from minga.agent.nvml import PhysicalGpu, model_from_name
-from minga.agent.states import RAY_TO_RUN_STATE, run_state_from_proto, run_state_to_proto
-from minga.common.domain import RunState
+from minga.agent.states import RAY_TO_RUN_STATE
 from minga.v1 import common_pb2
 
 
@@ -88,9 +87,6 @@ def test_dead_nodes_are_left_out(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_state_table_covers_every_ray_status() -> None:
     assert set(RAY_TO_RUN_STATE) == set(JobStatus)
-    for state in RunState:
-        assert run_state_from_proto(run_state_to_proto(state)) is state
-    assert run_state_from_proto(common_pb2.RUN_STATE_UNSPECIFIED) is RunState.UNKNOWN
 
 
 @pytest.mark.ray

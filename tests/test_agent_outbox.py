@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-from minga.agent import wire
 from minga.agent.outbox import Outbox
 from minga.common.clock import FakeClock
 from minga.common.domain import RunState
+from minga.common.site_messages import RunReport
+from minga.common.wire.stream import hello_to_pb, inventory_update_to_pb, run_update_to_pb
 from minga.v1 import common_pb2, site_pb2
 
 
 def report(run_id: str, state: RunState = RunState.RUNNING) -> site_pb2.AgentMessage:
-    return wire.run_message(wire.run_report(run_id, "j", 1, state))
+    return run_update_to_pb(RunReport(run_id, state), "j", 1)
 
 
 def hello() -> site_pb2.AgentMessage:
-    return wire.hello_message("test", common_pb2.Inventory(), [])
+    return hello_to_pb("test", common_pb2.Inventory(), [])
 
 
 def run_ids(messages: list[site_pb2.AgentMessage]) -> list[str]:
@@ -60,13 +61,13 @@ def test_closed_stream_stops_iterating() -> None:
 
 def test_only_the_latest_inventory_is_kept_and_a_new_session_drops_it() -> None:
     box = Outbox(FakeClock())
-    box.put(wire.inventory_message(common_pb2.Inventory(nodes=1)))
-    box.put(wire.inventory_message(common_pb2.Inventory(nodes=2)))
+    box.put(inventory_update_to_pb(common_pb2.Inventory(nodes=1)))
+    box.put(inventory_update_to_pb(common_pb2.Inventory(nodes=2)))
     assert box.pending() == 1
     stream = box.stream(hello(), heartbeat_seconds=1e9)
     assert box.pending() == 0  # Hello carries a fresh inventory
     next(stream)
-    box.put(wire.inventory_message(common_pb2.Inventory(nodes=3)))
+    box.put(inventory_update_to_pb(common_pb2.Inventory(nodes=3)))
     assert next(stream).inventory.inventory.nodes == 3
 
 

@@ -1,4 +1,4 @@
-"""proto ↔ domain converters (scheduler/api/convert.py)."""
+"""The wire layer: domain values to and from their messages (minga.common.wire)."""
 
 from __future__ import annotations
 
@@ -22,8 +22,8 @@ from minga.common.domain import (
     Site,
     SiteState,
 )
-from minga.scheduler.api import convert
-from minga.scheduler.site_messages import RunReport, StartRunCommand, StopRunCommand
+from minga.common.site_messages import RunReport, StartRunCommand, StopRunCommand
+from minga.common.wire import enums, jobs, runs, sites
 from minga.v1 import common_pb2, site_pb2
 
 PROPS = settings(max_examples=150, deadline=None)
@@ -80,14 +80,14 @@ def wire(msg):
 @PROPS
 @given(specs())
 def test_spec_round_trip(spec):
-    assert convert.spec_from_pb(wire(convert.spec_to_pb(spec))) == spec
+    assert jobs.spec_from_pb(wire(jobs.spec_to_pb(spec))) == spec
 
 
 @PROPS
 @given(specs())
 def test_spec_proto_round_trip(spec):
-    pb = convert.spec_to_pb(spec)
-    assert convert.spec_to_pb(convert.spec_from_pb(pb)) == pb
+    pb = jobs.spec_to_pb(spec)
+    assert jobs.spec_to_pb(jobs.spec_from_pb(pb)) == pb
 
 
 def test_spec_from_pb_fills_defaults_and_normalizes():
@@ -97,7 +97,7 @@ def test_spec_from_pb_fills_defaults_and_normalizes():
         resources=common_pb2.Resources(gpus=2),
         countries=["cl", "Br"],
     )
-    spec = convert.spec_from_pb(pb)
+    spec = jobs.spec_from_pb(pb)
     assert spec.resources.cpus == 1.0  # 0 on the wire: the default of 1
     assert spec.max_attempts == 3  # 0 on the wire: the default of 3
     assert spec.countries == ("CL", "BR")
@@ -116,7 +116,7 @@ def test_spec_fields_land_where_they_belong():
         priority=3,
         max_attempts=2,
     )
-    pb = convert.spec_to_pb(spec)
+    pb = jobs.spec_to_pb(spec)
     assert (pb.entrypoint, pb.name, pb.walltime_seconds, pb.priority, pb.max_attempts) == (
         "python t.py",
         "n",
@@ -154,7 +154,7 @@ def test_job_to_pb():
         started_at=11.0,
         finished_at=0.0,
     )
-    pb = wire(convert.job_to_pb(job))
+    pb = wire(jobs.job_to_pb(job))
     assert pb.state == common_pb2.JOB_STATE_RUNNING
     assert (
         pb.id,
@@ -170,7 +170,7 @@ def test_job_to_pb():
         pb.finished_at,
         pb.gpu_model,
     ) == ("j-1", "ana", "uchile", "s", "CL", 2, "r", "minga-j-1-a2", 10.5, 11.0, 0.0, "A100")
-    assert convert.spec_from_pb(pb.spec) == spec
+    assert jobs.spec_from_pb(pb.spec) == spec
     assert not pb.HasField("last_preemption")
 
 
@@ -187,7 +187,7 @@ def test_job_to_pb_keeps_the_last_preemption():
         reason="waiting",
         last_preemption=last,
     )
-    pb = wire(convert.job_to_pb(job)).last_preemption
+    pb = wire(jobs.job_to_pb(job)).last_preemption
     assert JobPreemption(pb.at, pb.kind, pb.beneficiary, pb.reason) == last
 
 
@@ -197,7 +197,7 @@ def test_job_to_pb_keeps_the_last_preemption():
 @PROPS
 @given(inventories)
 def test_inventory_round_trip(inv):
-    assert convert.inventory_from_pb(wire(convert.inventory_to_pb(inv))) == inv
+    assert sites.inventory_from_pb(wire(sites.inventory_to_pb(inv))) == inv
 
 
 def test_site_to_pb():
@@ -211,7 +211,7 @@ def test_site_to_pb():
         inventory=inv,
         last_seen=5.0,
     )
-    pb = convert.site_to_pb(site, {"A100": 2})
+    pb = sites.site_to_pb(site, {"A100": 2})
     assert (pb.name, pb.institution, pb.country, pb.connected, pb.last_seen) == (
         "uchile-dcc",
         "uchile",
@@ -221,7 +221,7 @@ def test_site_to_pb():
     )
     assert pb.state == common_pb2.SITE_STATE_CORDONED
     assert dict(pb.gpus_in_use) == {"A100": 2}
-    assert convert.inventory_from_pb(pb.inventory) == inv
+    assert sites.inventory_from_pb(pb.inventory) == inv
 
 
 # -- enums ------------------------------------------------------------------------
@@ -240,28 +240,29 @@ def test_domain_and_wire_enums_have_the_same_members():
 
 @pytest.mark.parametrize("state", list(JobState))
 def test_job_state_round_trip(state):
-    value = convert.job_state_to_pb(state)
+    value = enums.job_state_to_pb(state)
     assert common_pb2.JobState.Name(value) == f"JOB_STATE_{state.name}"
-    assert convert.job_state_from_pb(value) is state
+    assert enums.job_state_from_pb(value) is state
 
 
 def test_job_state_unspecified_means_any():
-    assert convert.job_state_from_pb(common_pb2.JOB_STATE_UNSPECIFIED) is None
+    assert enums.job_state_from_pb(common_pb2.JOB_STATE_UNSPECIFIED) is None
 
 
 @pytest.mark.parametrize("state", [s for s in RunState if s is not RunState.LOST])
-def test_run_state_from_pb(state):
-    value = common_pb2.RunState.Value(f"RUN_STATE_{state.name}")
-    assert convert.run_state_from_pb(value) is state
+def test_run_state_round_trip(state):
+    value = enums.run_state_to_pb(state)
+    assert common_pb2.RunState.Name(value) == f"RUN_STATE_{state.name}"
+    assert enums.run_state_from_pb(value) is state
 
 
 @pytest.mark.parametrize("value", [common_pb2.RUN_STATE_UNSPECIFIED, common_pb2.RUN_STATE_LOST, 99, -1])
 def test_run_states_a_site_may_not_report_are_refused(value):
     with pytest.raises(InvalidArgument):
-        convert.run_state_from_pb(value)
+        enums.run_state_from_pb(value)
 
 
-@pytest.mark.parametrize("parse", [convert.job_state_from_pb, convert.role_from_pb])
+@pytest.mark.parametrize("parse", [enums.job_state_from_pb, enums.role_from_pb])
 def test_unknown_enum_values_are_invalid_arguments(parse):
     with pytest.raises(InvalidArgument, match="not a known value"):
         parse(77)
@@ -269,18 +270,18 @@ def test_unknown_enum_values_are_invalid_arguments(parse):
 
 @pytest.mark.parametrize("state", list(SiteState))
 def test_site_state_to_pb(state):
-    assert common_pb2.SiteState.Name(convert.site_state_to_pb(state)) == f"SITE_STATE_{state.name}"
+    assert common_pb2.SiteState.Name(enums.site_state_to_pb(state)) == f"SITE_STATE_{state.name}"
 
 
 @pytest.mark.parametrize("role", list(Role))
 def test_role_round_trip(role):
-    value = convert.role_to_pb(role)
+    value = enums.role_to_pb(role)
     assert common_pb2.Role.Name(value) == f"ROLE_{role.name}"
-    assert convert.role_from_pb(value) is role
+    assert enums.role_from_pb(value) is role
 
 
 def test_role_unspecified_is_none():
-    assert convert.role_from_pb(common_pb2.ROLE_UNSPECIFIED) is None
+    assert enums.role_from_pb(common_pb2.ROLE_UNSPECIFIED) is None
 
 
 # -- site stream ------------------------------------------------------------------
@@ -290,33 +291,53 @@ def test_run_report_from_pb():
     pb = site_pb2.RunReport(
         run_id="minga-j-1-a1", job_id="j-1", epoch=1, state=common_pb2.RUN_STATE_FAILED, message="exit 3"
     )
-    assert convert.run_report_from_pb(wire(pb)) == RunReport("minga-j-1-a1", RunState.FAILED, "exit 3")
+    assert runs.run_report_from_pb(wire(pb)) == RunReport("minga-j-1-a1", RunState.FAILED, "exit 3")
 
 
 def test_run_report_without_state_is_refused():
     with pytest.raises(InvalidArgument):
-        convert.run_report_from_pb(site_pb2.RunReport(run_id="r"))
+        runs.run_report_from_pb(site_pb2.RunReport(run_id="r"))
+
+
+@pytest.mark.parametrize(
+    ("report", "failure"),
+    [
+        (RunReport("r", RunState.RUNNING), site_pb2.FAILURE_KIND_UNSPECIFIED),
+        (RunReport("r", RunState.FAILED, "exit 3"), site_pb2.FAILURE_KIND_USER),
+        (RunReport("r", RunState.FAILED, "Ray lost it", infrastructure=True), site_pb2.FAILURE_KIND_INFRASTRUCTURE),
+    ],
+)
+def test_run_report_round_trip(report, failure):
+    pb = wire(runs.run_report_to_pb(report, "j-1", 2))
+    assert (pb.job_id, pb.epoch, pb.failure) == ("j-1", 2, failure)
+    assert runs.run_report_from_pb(pb) == report
+
+
+def test_a_long_report_text_keeps_its_end_within_the_limit():
+    pb = runs.run_report_to_pb(RunReport("r", RunState.FAILED, "x" * 50_000 + "the error"), "j", 1)
+    assert len(pb.message) == runs.MAX_MESSAGE_CHARS
+    assert pb.message.startswith("...") and pb.message.endswith("the error")
 
 
 @PROPS
 @given(specs(), st.integers(min_value=1, max_value=100), text)
 def test_start_command_to_broker_message(spec, epoch, model):
     run = Run(id=f"minga-j-1-a{epoch}", job_id="j-1", site="s", epoch=epoch, gpu_model=model, gpus=2, cpus=1.0)
-    msg = wire(convert.command_to_pb(StartRunCommand(site="s", run=run, spec=spec)))
+    msg = wire(runs.command_to_pb(StartRunCommand(site="s", run=run, spec=spec)))
     assert msg.WhichOneof("body") == "start"
     assert (msg.start.run_id, msg.start.job_id, msg.start.epoch, msg.start.gpu_model) == (run.id, "j-1", epoch, model)
-    assert convert.spec_from_pb(msg.start.spec) == spec
+    assert jobs.spec_from_pb(msg.start.spec) == spec
     assert msg.start.notice_seconds == 0  # not set: the agent leaves Ray's default
 
 
 def test_start_command_carries_the_notice():
     run = Run(id="minga-j-1-a1", job_id="j-1", site="s", epoch=1, gpu_model="A100", gpus=1, cpus=1.0)
     cmd = StartRunCommand(site="s", run=run, spec=JobSpec(entrypoint="x"), notice_seconds=90)
-    assert wire(convert.command_to_pb(cmd)).start.notice_seconds == 90
+    assert wire(runs.command_to_pb(cmd)).start.notice_seconds == 90
 
 
 def test_stop_command_to_broker_message():
-    msg = wire(convert.command_to_pb(StopRunCommand(site="s", run_id="minga-j-1-a1", reason="job cancelled")))
+    msg = wire(runs.command_to_pb(StopRunCommand(site="s", run_id="minga-j-1-a1", reason="job cancelled")))
     assert msg.WhichOneof("body") == "stop"
     assert (msg.stop.run_id, msg.stop.reason) == ("minga-j-1-a1", "job cancelled")
 

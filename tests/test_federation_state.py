@@ -19,12 +19,12 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 
 from minga.common.clock import FakeClock
 from minga.common.domain import JobState, RunState
+from minga.common.site_messages import RunReport
 from minga.scheduler.cycle import SchedulingCycle
 from minga.scheduler.leases import SiteLeases
 from minga.scheduler.policy import Snapshot
 from minga.scheduler.policy.pending_columns import pending_columns, read_pending
 from minga.scheduler.sessions import SessionRegistry
-from minga.scheduler.site_messages import RunReport
 from minga.scheduler.store import Store
 from tests.pg import pg_schema, url_in_schema
 from tests.test_pending_columns import same_columns

@@ -12,11 +12,11 @@ import pytest
 
 from minga.agent.reconcile import Reconciler
 from minga.agent.refusals import RETRY_MAX_SECONDS, START_TRIES, is_transient, retry_delay
-from minga.agent.states import run_state_from_proto
 from minga.common.clock import FakeClock
 from minga.common.domain import JobState, RunState, SiteState
+from minga.common.site_messages import RunReport, StartRunCommand
+from minga.common.wire.enums import run_state_from_pb
 from minga.scheduler.requeue_rules import INFRA_REQUEUE_LIMIT, Fault, after_run_ended, infra_backoff_seconds
-from minga.scheduler.site_messages import RunReport, StartRunCommand
 from minga.scheduler.store.models import RunRow
 from minga.v1 import site_pb2
 from tests.fakes.fake_backend import FakeBackend
@@ -87,7 +87,7 @@ class Recorder:
         return [m.run for m in self.messages if m.WhichOneof("body") == "run" and m.run.run_id == run_id]
 
     def states(self, run_id: str) -> list[RunState]:
-        return [run_state_from_proto(r.state) for r in self.reports(run_id)]
+        return [run_state_from_pb(r.state) for r in self.reports(run_id)]
 
     def health(self) -> list[site_pb2.Health]:
         return [m.health for m in self.messages if m.WhichOneof("body") == "health"]
@@ -123,7 +123,7 @@ def test_a_ray_that_keeps_refusing_fails_the_start_as_infrastructure_and_degrade
         clock.advance(RETRY_MAX_SECONDS)
         rec.tick()
     [report] = out.reports("minga-j-1-a1")
-    assert run_state_from_proto(report.state) is RunState.FAILED
+    assert run_state_from_pb(report.state) is RunState.FAILED
     assert report.failure == site_pb2.FAILURE_KIND_INFRASTRUCTURE and "No available agent" in report.message
     assert backend.refused == START_TRIES
     [health] = out.health()
@@ -139,7 +139,7 @@ def test_a_permanent_refusal_is_not_retried_and_is_the_users() -> None:
     rec, out, _ = agent(backend)
     rec.start_run(make_start_run("minga-j-1-a1", "j-1"))
     [report] = out.reports("minga-j-1-a1")
-    assert run_state_from_proto(report.state) is RunState.FAILED and report.failure == site_pb2.FAILURE_KIND_USER
+    assert run_state_from_pb(report.state) is RunState.FAILED and report.failure == site_pb2.FAILURE_KIND_USER
     assert backend.refused == 1 and out.health() == []
 
 

@@ -9,7 +9,7 @@ import grpc
 import pytest
 
 from minga.agent.backend import minga_env
-from minga.agent.wire import run_request
+from minga.agent.reconcile import run_request
 from minga.common.domain import RUN_ENV_NAMES, InvalidArgument
 from minga.scheduler.arrays import MAX_ARRAY_TASKS, parse_array
 from minga.v1 import common_pb2, job_pb2

@@ -9,7 +9,7 @@ import pytest
 
 from minga.common.domain import JobState, NotFound
 from minga.common.lending import LendingPolicy, check_policy, parse_window
-from minga.scheduler.site_messages import StopRunCommand
+from minga.common.site_messages import StopRunCommand
 from tests.test_lending import WEDNESDAY_10_BELEM, WEDNESDAY_22_BELEM
 from tests.test_store import add_institution, cycle, join_site, store, store_url, submit  # noqa: F401
 

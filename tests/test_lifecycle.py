@@ -10,11 +10,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from minga.common.domain import Job, JobSpec, JobState, Run, RunState
+from minga.common.site_messages import RunReport, StartRunCommand, StopRunCommand
 from minga.common.snapshot import Placement, Preemption
 from minga.common.states import IllegalTransitionError
 from minga.scheduler import lifecycle as lc
 from minga.scheduler.requeue_rules import INFRA_REQUEUE_LIMIT, Fault
-from minga.scheduler.site_messages import RunReport, StartRunCommand, StopRunCommand
 
 NOW = 1_000.0
 

@@ -19,11 +19,11 @@ from sqlmodel import SQLModel
 
 from minga.common.clock import FakeClock
 from minga.common.domain import FailedPrecondition, JobState, Role, RunState, SiteState
+from minga.common.site_messages import RunReport
 from minga.scheduler.cycle import SchedulingCycle
 from minga.scheduler.leases import SiteLeases
 from minga.scheduler.policy import schedule
 from minga.scheduler.sessions import SessionRegistry
-from minga.scheduler.site_messages import RunReport
 from minga.scheduler.store import Store, migrations
 from minga.scheduler.store.db import normalize_url
 from minga.scheduler.store.migrations.__main__ import main as migrations_cli

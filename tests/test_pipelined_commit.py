@@ -10,7 +10,7 @@ import threading
 from collections.abc import Sequence
 
 from minga.common.domain import JobState, RunState
-from minga.scheduler.site_messages import RunReport
+from minga.common.site_messages import RunReport
 from minga.scheduler.store.pipeline import PipelinedCommit
 from tests.test_site_reports_batch import leased, reports  # noqa: F401 - fixtures
 from tests.test_store import store, store_url  # noqa: F401 - the store fixtures

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import pytest
 
-from minga.agent import wire
 from minga.agent.backend import RunRequest, runtime_env_for
+from minga.agent.reconcile import run_request
 from minga.common.domain import InvalidArgument, JobSpec, RunState, RuntimeEnv
+from minga.common.site_messages import RunReport, StartRunCommand
 from minga.scheduler.policy import ShareSettings
-from minga.scheduler.site_messages import RunReport, StartRunCommand
 from minga.scheduler.store.runs import notice_seconds
 from minga.scheduler.validation import check_job_spec
 from minga.v1 import site_pb2
@@ -58,7 +58,7 @@ def test_a_job_may_not_set_minga_s_variables():
 def test_start_run_becomes_a_ray_runtime_env_with_the_notice_and_the_attempt():
     start = make_start_run("minga-j-1-a2", "j-1", epoch=2, env={"FLAVOUR": "quinoa"}, notice_seconds=45)
     start = site_pb2.StartRun.FromString(start.SerializeToString())
-    run = wire.run_request(start)
+    run = run_request(start)
     assert run.notice_seconds == 45
     assert runtime_env_for(run)["env_vars"] == {
         "FLAVOUR": "quinoa",
@@ -99,7 +99,7 @@ def test_minga_s_variables_win_over_the_job_s():
     assert "RAY_JOB_STOP_WAIT_TIME_S" not in runtime_env_for(old)["env_vars"]
 
 
-def test_the_agent_submits_the_notice_it_was_sent(site: Site) -> None:  # noqa: F811
+def test_the_agent_submits_the_notice_it_was_sent(site: Site) -> None:
     site.start_agent()
     site.broker.start_run(make_start_run("minga-j-1-a4", "j-1", epoch=4, notice_seconds=7))
     assert site.broker.wait_for(lambda: len(site.backend.submissions) == 1)

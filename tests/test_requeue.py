@@ -12,10 +12,10 @@ import pytest
 
 from minga.common.clock import FakeClock
 from minga.common.domain import JobState, RunState, SiteState
+from minga.common.site_messages import RunReport, StopRunCommand
 from minga.scheduler.leases import SiteLeases
 from minga.scheduler.policy import Placement
 from minga.scheduler.requeue_rules import backoff_seconds, infra_backoff_seconds
-from minga.scheduler.site_messages import RunReport, StopRunCommand
 from minga.scheduler.store import Store
 from minga.scheduler.store.runs import _free_gpus, _lease
 from tests.test_store import (  # noqa: F401  (fixtures)

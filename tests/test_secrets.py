@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from minga.agent.backend import RunRequest, runtime_env_for
-from minga.agent.wire import run_request
+from minga.agent.reconcile import run_request
 from minga.cli import config
 from minga.cli.main import app
 from minga.common.domain import JobSpec, RuntimeEnv

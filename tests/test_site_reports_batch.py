@@ -14,12 +14,12 @@ import pytest
 import minga.scheduler.store.runs as runs_module
 from minga.common.clock import FakeClock, RandomIds
 from minga.common.domain import JobState, RunState
+from minga.common.site_messages import RunReport, StopRunCommand
 from minga.scheduler.core import Core
 from minga.scheduler.cycle import SchedulingCycle
 from minga.scheduler.leases import SiteLeases
 from minga.scheduler.service.sites import SiteReports
 from minga.scheduler.sessions import SessionRegistry
-from minga.scheduler.site_messages import RunReport, StopRunCommand
 from minga.scheduler.store import Store
 from tests.test_store import NOW, add_institution, cycle, inventory, join_site, store, store_url, submit  # noqa: F401
 

@@ -30,10 +30,9 @@ def test_a_turn_is_held_for_the_transaction_and_given_back_however_it_ends(engin
         conn.execute(text("INSERT INTO t VALUES (1)"))
         assert turns._lock.locked()
     assert not turns._lock.locked()  # committed
-    with pytest.raises(RuntimeError):
-        with write.begin() as conn:
-            conn.execute(text("INSERT INTO t VALUES (2)"))
-            raise RuntimeError("the block failed")
+    with pytest.raises(RuntimeError), write.begin() as conn:
+        conn.execute(text("INSERT INTO t VALUES (2)"))
+        raise RuntimeError("the block failed")
     assert not turns._lock.locked()  # rolled back
     conn = write.connect()
     conn.execute(text("INSERT INTO t VALUES (3)"))

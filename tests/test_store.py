@@ -32,8 +32,8 @@ from minga.common.domain import (
     RuntimeEnv,
     SiteState,
 )
+from minga.common.site_messages import RunReport, StartRunCommand, StopRunCommand
 from minga.scheduler.policy import Decisions, Placement, Snapshot, Waiting, schedule
-from minga.scheduler.site_messages import RunReport, StartRunCommand, StopRunCommand
 from minga.scheduler.store import Store
 from minga.scheduler.store.accounts import Institution, User
 from minga.scheduler.store.models import JobRow, RunRow, TokenRow
@@ -345,18 +345,17 @@ def test_idempotency_key_returns_the_same_job(store):
 def test_unique_constraint_on_owner_and_key(store):
     """The database itself refuses a duplicate (owner, key), whatever the code checks first."""
     store.jobs.submit(new_job("j-1"), "key-1")
-    with pytest.raises(IntegrityError):
-        with store.db.tx() as s:
-            s.add(
-                JobRow(
-                    id="j-2",
-                    owner="ana",
-                    institution="uchile",
-                    spec_json="{}",
-                    state="PENDING",
-                    idempotency_key="key-1",
-                )
+    with pytest.raises(IntegrityError), store.db.tx() as s:
+        s.add(
+            JobRow(
+                id="j-2",
+                owner="ana",
+                institution="uchile",
+                spec_json="{}",
+                state="PENDING",
+                idempotency_key="key-1",
             )
+        )
 
 
 def test_racing_submits_with_one_key_create_one_job(store):

@@ -6,7 +6,7 @@ import enum
 import shlex
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -120,7 +120,7 @@ def user_add(
         ),
     ] = RoleChoice.researcher,
     expires: Annotated[
-        Optional[str],
+        str | None,
         typer.Option("--expires", help="The token's lifetime, e.g. 30d or 12h (default 90d, at most 5 years)."),
     ] = None,
     broker: BrokerOpt = None,
@@ -163,7 +163,7 @@ def user_list(
 @token_app.command("list")
 def token_list(
     ctx: typer.Context,
-    user: Annotated[Optional[str], typer.Option("--user", help="Only this user's (or site's) tokens.")] = None,
+    user: Annotated[str | None, typer.Option("--user", help="Only this user's (or site's) tokens.")] = None,
     broker: BrokerOpt = None,
     token: TokenOpt = None,
     ca: CaOpt = None,
@@ -205,11 +205,11 @@ def site_token_create(
     institution: Annotated[str, typer.Option("--institution", help="Slug of the institution that owns the site.")],
     site: Annotated[str, typer.Option("--site", help="Name of the site, e.g. uchile-dcc.")],
     ttl: Annotated[
-        Optional[str],
+        str | None,
         typer.Option("--ttl", help="How long the token stays valid: 90s, 30m, 24h, 7d.", show_default="24h"),
     ] = None,
     country: Annotated[
-        Optional[str], typer.Option("--country", help="Site country if not the institution's.", show_default=False)
+        str | None, typer.Option("--country", help="Site country if not the institution's.", show_default=False)
     ] = None,
     broker: BrokerOpt = None,
     token: TokenOpt = None,
@@ -347,7 +347,7 @@ def site_label(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Site name.")],
     labels: Annotated[
-        Optional[list[str]],
+        list[str] | None,
         typer.Argument(metavar="KEY=VALUE...", help="The site's labels; none clears them.", show_default=False),
     ] = None,
     broker: BrokerOpt = None,
@@ -370,10 +370,10 @@ def site_label(
 def audit(
     ctx: typer.Context,
     since: Annotated[
-        Optional[str], typer.Option("--since", help="Only the last DURATION (e.g. 1h, 7d).", show_default="everything")
+        str | None, typer.Option("--since", help="Only the last DURATION (e.g. 1h, 7d).", show_default="everything")
     ] = None,
     who: Annotated[
-        Optional[str], typer.Option("--who", help="Only calls by this user or site.", show_default=False)
+        str | None, typer.Option("--who", help="Only calls by this user or site.", show_default=False)
     ] = None,
     limit: Annotated[int, typer.Option("--limit", help="At most this many, the most recent.")] = 1000,
     broker: BrokerOpt = None,

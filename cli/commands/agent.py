@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -46,7 +46,7 @@ def _load_credential(path: Path):  # type: ignore[no-untyped-def]
 @app.command("run")
 def run(
     ray_address: Annotated[
-        Optional[str],
+        str | None,
         typer.Option(
             "--ray-address",
             help="Dashboard URL of the site's Ray cluster, e.g. http://10.0.0.5:8265.",
@@ -55,14 +55,14 @@ def run(
     ] = None,
     ray_local: Annotated[bool, typer.Option("--ray-local", help="Start a local Ray head for this agent.")] = False,
     gpus: Annotated[
-        Optional[int], typer.Option("--gpus", help="GPUs the local Ray head offers (--ray-local).", show_default=False)
+        int | None, typer.Option("--gpus", help="GPUs the local Ray head offers (--ray-local).", show_default=False)
     ] = None,
     gpu_model: Annotated[
-        Optional[str],
+        str | None,
         typer.Option("--gpu-model", help="GPU model name to advertise, e.g. A100.", show_default="detected"),
     ] = None,
     gpu_memory: Annotated[
-        Optional[int], typer.Option("--gpu-memory", help="MiB per GPU to advertise.", show_default="detected")
+        int | None, typer.Option("--gpu-memory", help="MiB per GPU to advertise.", show_default="detected")
     ] = None,
     credential: CredentialOpt = None,
 ) -> None:

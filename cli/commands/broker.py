@@ -7,7 +7,7 @@ from __future__ import annotations
 import shlex
 import threading
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import grpc
 import typer
@@ -21,7 +21,7 @@ from minga.cli.render import Output
 app = typer.Typer(help="Run the broker (federation operators).", no_args_is_help=True)
 
 PkiDirOpt = Annotated[
-    Optional[Path],
+    Path | None,
     typer.Option(
         "--pki-dir",
         help="The federation CA and the broker's certificate (made by `minga broker init`).",
@@ -88,7 +88,7 @@ def serve(
         ),
     ] = "",
     admin_token_file: Annotated[
-        Optional[Path],
+        Path | None,
         typer.Option(
             "--admin-token-file",
             help="Where the bootstrap admin token goes.",
@@ -96,7 +96,7 @@ def serve(
         ),
     ] = None,
     token_key_file: Annotated[
-        Optional[Path],
+        Path | None,
         typer.Option(
             "--token-key-file",
             help="The secret key token hashes are made with (created on first start, 0600); "
@@ -105,10 +105,10 @@ def serve(
         ),
     ] = None,
     tls_cert: Annotated[
-        Optional[Path], typer.Option("--tls-cert", help="Server certificate (PEM).", show_default=False)
+        Path | None, typer.Option("--tls-cert", help="Server certificate (PEM).", show_default=False)
     ] = None,
     tls_key: Annotated[
-        Optional[Path], typer.Option("--tls-key", help="Server private key (PEM).", show_default=False)
+        Path | None, typer.Option("--tls-key", help="Server private key (PEM).", show_default=False)
     ] = None,
     insecure: Annotated[bool, typer.Option("--insecure", help="Allow plaintext on a non-loopback address.")] = False,
     lease_ttl: Annotated[

@@ -8,7 +8,7 @@ import shlex
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -86,30 +86,30 @@ def submit(
     name: Annotated[str, typer.Option("--name", help="A name to recognise the job by.")] = "",
     gpus: Annotated[int, typer.Option("--gpus", help="GPUs, all on one site and of one model.")] = 0,
     gpu_model: Annotated[
-        Optional[list[str]], typer.Option("--gpu-model", help="Allowed GPU model (repeatable).", show_default=False)
+        list[str] | None, typer.Option("--gpu-model", help="Allowed GPU model (repeatable).", show_default=False)
     ] = None,
     min_gpu_memory: Annotated[
-        Optional[str],
+        str | None,
         typer.Option(
             "--min-gpu-memory", help="Least memory per GPU: GB (e.g. 40) or a size (40GiB).", show_default=False
         ),
     ] = None,
     country: Annotated[
-        Optional[list[str]],
+        list[str] | None,
         typer.Option("--country", help="Country it may run in (repeatable; data residency).", show_default=False),
     ] = None,
-    cpus: Annotated[Optional[float], typer.Option("--cpus", help="CPUs.", show_default="1")] = None,
+    cpus: Annotated[float | None, typer.Option("--cpus", help="CPUs.", show_default="1")] = None,
     memory: Annotated[
-        Optional[str], typer.Option("--memory", help="Memory to reserve: 4GiB, 512MiB.", show_default=False)
+        str | None, typer.Option("--memory", help="Memory to reserve: 4GiB, 512MiB.", show_default=False)
     ] = None,
     walltime: Annotated[
-        Optional[str], typer.Option("--walltime", help="Time limit: 90s, 30m, 24h, 7d.", show_default="unlimited")
+        str | None, typer.Option("--walltime", help="Time limit: 90s, 30m, 24h, 7d.", show_default="unlimited")
     ] = None,
     env: Annotated[
-        Optional[list[str]], typer.Option("--env", help="KEY=VALUE for the job (repeatable).", show_default=False)
+        list[str] | None, typer.Option("--env", help="KEY=VALUE for the job (repeatable).", show_default=False)
     ] = None,
     secret_env: Annotated[
-        Optional[list[str]],
+        list[str] | None,
         typer.Option(
             "--secret-env",
             help="KEY=VALUE, or KEY to take "
@@ -119,10 +119,10 @@ def submit(
         ),
     ] = None,
     pip: Annotated[
-        Optional[list[str]], typer.Option("--pip", help="pip package to install (repeatable).", show_default=False)
+        list[str] | None, typer.Option("--pip", help="pip package to install (repeatable).", show_default=False)
     ] = None,
     working_dir: Annotated[
-        Optional[Path],
+        Path | None,
         typer.Option(
             "--working-dir", help="Directory to ship with the job (.gitignore respected).", show_default=False
         ),
@@ -144,18 +144,18 @@ def submit(
         str, typer.Option("--project", help="Project of your institution to charge.", show_default="default")
     ] = "",
     data_country: Annotated[
-        Optional[str],
+        str | None,
         typer.Option("--data-country", help="Where the job's data is: prefer sites in or near it.", show_default=False),
     ] = None,
     label: Annotated[
-        Optional[list[str]],
+        list[str] | None,
         typer.Option("--label", help="KEY=VALUE the site must carry (repeatable).", show_default=False),
     ] = None,
     non_preemptible: Annotated[
         bool, typer.Option("--non-preemptible", help="Never preempt it (honoured within your institution's guarantee).")
     ] = False,
     idempotency_key: Annotated[
-        Optional[str],
+        str | None,
         typer.Option(
             "--idempotency-key", help="Same key, same job: safe to re-run this command.", show_default="random"
         ),
@@ -170,7 +170,7 @@ def submit(
         ),
     ] = False,
     array: Annotated[
-        Optional[str],
+        str | None,
         typer.Option(
             "--array",
             help="A job array, as Slurm's: 0-999, 1,3,5-9 or "
@@ -253,7 +253,7 @@ def list_jobs(
         bool, typer.Option("--expand", "--tasks", help="List each task of a job array, not one line per array.")
     ] = False,
     state: Annotated[
-        Optional[str],
+        str | None,
         typer.Option(
             "--state",
             help="Only jobs in this state: PENDING, LEASED, RUNNING, SUCCEEDED, FAILED, CANCELLING, CANCELLED.",

@@ -192,11 +192,11 @@ def policy_set(
         ),
     ] = None,
     max_lent: Annotated[
-        Optional[int],
+        int | None,
         typer.Option("--max-lent", min=0, help="GPUs all guests together may hold at once.", show_default=False),
     ] = None,
     guest_walltime: Annotated[
-        Optional[str],
+        str | None,
         typer.Option(
             "--guest-walltime", help="Guests must declare a walltime of at most this, e.g. 4h.", show_default=False
         ),
@@ -221,7 +221,7 @@ def policy_set(
         ),
     ] = None,
     timezone: Annotated[
-        Optional[str],
+        str | None,
         typer.Option(
             "--timezone", help="The site's IANA time zone for the windows, e.g. America/Belem.", show_default=False
         ),

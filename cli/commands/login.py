@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -15,7 +15,7 @@ def login(
     ctx: typer.Context,
     broker: BrokerOpt = None,
     token: Annotated[
-        Optional[str],
+        str | None,
         typer.Option("--token", help="Your token (from `minga admin user add`) (env MINGA_TOKEN).", show_default=False),
     ] = None,
     ca: CaOpt = None,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 import math
 from collections.abc import Callable
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -39,7 +39,7 @@ class Level(str, enum.Enum):
     project = "project"
 
 
-def _seconds(flag: str, value: Optional[str]) -> float:
+def _seconds(flag: str, value: str | None) -> float:
     if value is None:
         return 0.0
     try:
@@ -48,14 +48,14 @@ def _seconds(flag: str, value: Optional[str]) -> float:
         raise typer.BadParameter(str(exc), param_hint=flag) from exc
 
 
-def _fraction(flag: str, value: Optional[float], ok: Callable[[float], bool], must: str) -> Optional[float]:
+def _fraction(flag: str, value: float | None, ok: Callable[[float], bool], must: str) -> float | None:
     """`value` if it is in range; the broker checks again and is the authority."""
     if value is not None and not (math.isfinite(value) and ok(value)):
         raise typer.BadParameter(f"{value:g} is not {must}", param_hint=flag)
     return value
 
 
-def _notice(value: Optional[str]) -> Optional[float]:
+def _notice(value: str | None) -> float | None:
     if value is None:
         return None
     seconds = _seconds("--preemption-notice", value)
@@ -64,7 +64,7 @@ def _notice(value: Optional[str]) -> Optional[float]:
     return seconds
 
 
-def _min_age(value: Optional[str]) -> Optional[float]:
+def _min_age(value: str | None) -> float | None:
     """`--reservation-min-age`: 0 is a value here (every waiting gang reserves at once)."""
     if value is None:
         return None
@@ -108,27 +108,27 @@ def policy_show(
 def policy_set(
     ctx: typer.Context,
     share_policy: Annotated[
-        Optional[SharePolicy], typer.Option("--policy", help="How institutions' weights are set.", show_default=False)
+        SharePolicy | None, typer.Option("--policy", help="How institutions' weights are set.", show_default=False)
     ] = None,
     half_life: Annotated[
-        Optional[str], typer.Option("--half-life", help="Usage decay half-life, e.g. 7d.", show_default=False)
+        str | None, typer.Option("--half-life", help="Usage decay half-life, e.g. 7d.", show_default=False)
     ] = None,
     base_grant: Annotated[
-        Optional[float],
+        float | None,
         typer.Option("--base-grant", min=0.0, help="Every institution's floor weight.", show_default=False),
     ] = None,
     grace: Annotated[
-        Optional[str],
+        str | None,
         typer.Option(
             "--preemption-grace", help="Runs younger than this are never preempted, e.g. 10m.", show_default=False
         ),
     ] = None,
     model_weight: Annotated[
-        Optional[list[str]],
+        list[str] | None,
         typer.Option("--model-weight", help="MODEL=WEIGHT (repeatable), e.g. H100=1.0.", show_default=False),
     ] = None,
     fair_share_preemption: Annotated[
-        Optional[bool],
+        bool | None,
         typer.Option(
             "--fair-share-preemption/--no-fair-share-preemption",
             help="Preempt for accounts below their fair share now (default on).",
@@ -136,7 +136,7 @@ def policy_set(
         ),
     ] = None,
     threshold: Annotated[
-        Optional[float],
+        float | None,
         typer.Option(
             "--preemption-threshold",
             help="Act only under (1 - T) x the fair share; 0 <= T < 1, e.g. 0.1.",
@@ -144,7 +144,7 @@ def policy_set(
         ),
     ] = None,
     cap: Annotated[
-        Optional[float],
+        float | None,
         typer.Option(
             "--preemption-cap",
             help="Fraction of the federation's GPUs freed per cycle at most; 0 < C <= 1, e.g. 0.25.",
@@ -152,7 +152,7 @@ def policy_set(
         ),
     ] = None,
     notice: Annotated[
-        Optional[str],
+        str | None,
         typer.Option(
             "--preemption-notice",
             help="SIGTERM, then this long before SIGKILL; 1s to 1h, e.g. 60s.",
@@ -160,7 +160,7 @@ def policy_set(
         ),
     ] = None,
     base_grant_fraction: Annotated[
-        Optional[float],
+        float | None,
         typer.Option(
             "--base-grant-fraction",
             help="Contribution policy: every institution weighs at least F x the mean; 0 to 0.9, e.g. 0.25.",
@@ -168,7 +168,7 @@ def policy_set(
         ),
     ] = None,
     min_age: Annotated[
-        Optional[str],
+        str | None,
         typer.Option(
             "--reservation-min-age",
             help="Gangs (multi-GPU jobs) waiting this long hold reservations "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -17,7 +17,7 @@ app = typer.Typer(help="Sites: the Ray clusters institutions contribute.", no_ar
 CREDENTIAL_ENV = "MINGA_SITE_CREDENTIAL"
 
 CredentialOpt = Annotated[
-    Optional[Path],
+    Path | None,
     typer.Option(
         "--credential",
         help="Site credential file (env MINGA_SITE_CREDENTIAL; default in the config dir).",
@@ -55,7 +55,7 @@ def list_sites(
 def join(
     broker: Annotated[str, typer.Option("--broker", help="Broker address HOST:PORT.")],
     token: Annotated[str, typer.Option("--token", help="One-time join token from `minga admin site-token create`.")],
-    ca: Annotated[Optional[Path], typer.Option("--ca", help="CA certificate (PEM) of the broker's TLS.")] = None,
+    ca: Annotated[Path | None, typer.Option("--ca", help="CA certificate (PEM) of the broker's TLS.")] = None,
     credential: CredentialOpt = None,
     output: OutputOpt = Output.table,
 ) -> None:

@@ -1,4 +1,2 @@
-"""The gRPC edge of the broker: thin servicers, converters, authorization.
-
-Only this package imports the generated `_pb2` modules.
-"""
+"""The gRPC edge of the broker: one interceptor (authentication, the RPC table, errors)
+and thin servicers over the wire layer (minga.common.wire)."""

@@ -1,4 +1,8 @@
-"""AdminService: converts, delegates to scheduler.service.admin, converts back."""
+"""AdminService: converts, delegates to scheduler.service.admin, converts back.
+
+Domain values travel through the wire layer (minga.common.wire); the answers built here
+are the broker's own read models (accounts, quotas, leadership, a site's lending), which
+no other side reads or builds."""
 
 from __future__ import annotations
 
@@ -6,15 +10,18 @@ from collections.abc import Callable
 from dataclasses import asdict
 
 from minga.common.domain import SiteState
-from minga.scheduler.api import lending_convert
-from minga.scheduler.api.convert import role_from_pb, role_to_pb, site_to_pb
+from minga.common.lending import LendingPolicy
+from minga.common.wire.enums import role_from_pb, role_to_pb
+from minga.common.wire.lending import policy_from_pb, policy_to_pb
+from minga.common.wire.shares import project_to_pb, share_settings_to_pb, share_update_from_pb
+from minga.common.wire.sites import site_to_pb
 from minga.scheduler.api.interceptor import CallContext
 from minga.scheduler.auth import bearer_from_metadata
 from minga.scheduler.core import Core
 from minga.scheduler.leader import LeadershipStatus
-from minga.scheduler.policy import ProjectShare, ShareSettings
 from minga.scheduler.quota import QuotaView
 from minga.scheduler.service import admin, lending, shares
+from minga.scheduler.service.lending import SiteLending
 from minga.scheduler.store.accounts import Institution, User
 from minga.v1 import admin_pb2, admin_pb2_grpc
 
@@ -27,61 +34,6 @@ def _user_pb(u: User) -> admin_pb2.User:
     return admin_pb2.User(name=u.name, institution=u.institution, role=role_to_pb(u.role), created_at=u.created_at)
 
 
-def _project_pb(p: ProjectShare) -> admin_pb2.Project:
-    return admin_pb2.Project(id=p.id, institution=p.institution, name=p.id.split("/", 1)[1], weight=p.weight)
-
-
-# Policy fields declared `optional` in admin.proto (same names in ShareSettings): given when set.
-_PRESENCE_FIELDS = (
-    "fair_share_preemption",
-    "preemption_threshold",
-    "preemption_cap",
-    "preemption_notice_seconds",
-    "base_grant_fraction",
-    "reservation_min_age_seconds",
-)
-
-
-def _policy_pb(s: ShareSettings) -> admin_pb2.Policy:
-    return admin_pb2.Policy(
-        share_policy=s.policy,
-        half_life_seconds=s.half_life_seconds,
-        base_grant=s.base_grant,
-        model_weights=[admin_pb2.ModelWeight(model=m, weight=w) for m, w in s.model_weights],
-        preemption_grace_seconds=s.preemption_grace_seconds,
-        age_weight=s.age_weight,
-        **{name: getattr(s, name) for name in _PRESENCE_FIELDS},
-    )
-
-
-def _policy_update(pb: admin_pb2.Policy) -> tuple[ShareSettings, set[str]]:
-    """Fields 1-6 have no presence: zero or empty means "keep". The optional ones are
-    given when set, so `false` and `0` can be set too."""
-    given = {
-        name
-        for name, present in (
-            ("policy", pb.share_policy),
-            ("half_life_seconds", pb.half_life_seconds),
-            ("base_grant", pb.base_grant),
-            ("model_weights", pb.model_weights),
-            ("preemption_grace_seconds", pb.preemption_grace_seconds),
-            ("age_weight", pb.age_weight),
-        )
-        if present
-    }
-    given |= {name for name in _PRESENCE_FIELDS if pb.HasField(name)}
-    update = ShareSettings(
-        policy=pb.share_policy,
-        half_life_seconds=pb.half_life_seconds,
-        base_grant=pb.base_grant,
-        model_weights=tuple((w.model, w.weight) for w in pb.model_weights),
-        preemption_grace_seconds=pb.preemption_grace_seconds,
-        age_weight=pb.age_weight,
-        **{name: getattr(pb, name) for name in _PRESENCE_FIELDS if pb.HasField(name)},
-    )
-    return update, given
-
-
 def _quotas_pb(view: QuotaView) -> admin_pb2.ShowQuotasResponse:
     return admin_pb2.ShowQuotasResponse(
         rows=[admin_pb2.QuotaRow(**asdict(r)) for r in view.rows],
@@ -91,6 +43,16 @@ def _quotas_pb(view: QuotaView) -> admin_pb2.ShowQuotasResponse:
         share_policy=view.floor.share_policy,
         base_grant=view.floor.base_grant,
         base_grant_fraction=view.floor.base_grant_fraction,
+    )
+
+
+def _site_lending_pb(s: SiteLending) -> admin_pb2.LendingPolicyResponse:
+    return admin_pb2.LendingPolicyResponse(
+        site=s.site,
+        institution=s.institution,
+        has_policy=s.policy is not None,
+        policy=policy_to_pb(s.policy or LendingPolicy()),
+        open_now=s.open_now,
     )
 
 
@@ -175,22 +137,22 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         return admin_pb2.WhoAmIResponse(name=me.name, role=role_to_pb(me.role), institution=me.institution)
 
     def AddProject(self, request: admin_pb2.AddProjectRequest, context: CallContext) -> admin_pb2.Project:
-        return _project_pb(shares.add_project(self.core, request.institution, request.name, request.weight))
+        return project_to_pb(shares.add_project(self.core, request.institution, request.name, request.weight))
 
     def ListProjects(
         self, request: admin_pb2.ListProjectsRequest, context: CallContext
     ) -> admin_pb2.ListProjectsResponse:
-        return admin_pb2.ListProjectsResponse(projects=[_project_pb(p) for p in shares.list_projects(self.core)])
+        return admin_pb2.ListProjectsResponse(projects=[project_to_pb(p) for p in shares.list_projects(self.core)])
 
     def SetWeight(self, request: admin_pb2.SetWeightRequest, context: CallContext) -> admin_pb2.SetWeightResponse:
         kind, key, weight = shares.set_weight(self.core, request.kind, request.id, request.weight)
         return admin_pb2.SetWeightResponse(kind=kind, id=key, weight=weight)
 
     def GetPolicy(self, request: admin_pb2.GetPolicyRequest, context: CallContext) -> admin_pb2.Policy:
-        return _policy_pb(shares.get_policy(self.core))
+        return share_settings_to_pb(shares.get_policy(self.core))
 
     def SetPolicy(self, request: admin_pb2.SetPolicyRequest, context: CallContext) -> admin_pb2.Policy:
-        return _policy_pb(shares.set_policy(self.core, *_policy_update(request.policy)))
+        return share_settings_to_pb(shares.set_policy(self.core, *share_update_from_pb(request.policy)))
 
     def SetGuarantee(
         self, request: admin_pb2.SetGuaranteeRequest, context: CallContext
@@ -214,15 +176,13 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     def SetLendingPolicy(
         self, request: admin_pb2.SetLendingPolicyRequest, context: CallContext
     ) -> admin_pb2.LendingPolicyResponse:
-        policy = None if request.clear else lending_convert.policy_from_pb(request.policy)
-        return lending_convert.site_lending_to_pb(
-            lending.set_lending_policy(self.core, context.caller, request.site, policy)
-        )
+        policy = None if request.clear else policy_from_pb(request.policy)
+        return _site_lending_pb(lending.set_lending_policy(self.core, context.caller, request.site, policy))
 
     def GetLendingPolicy(
         self, request: admin_pb2.GetLendingPolicyRequest, context: CallContext
     ) -> admin_pb2.LendingPolicyResponse:
-        return lending_convert.site_lending_to_pb(lending.get_lending_policy(self.core, request.site))
+        return _site_lending_pb(lending.get_lending_policy(self.core, request.site))
 
     def UsageReport(self, request: admin_pb2.UsageReportRequest, context: CallContext) -> admin_pb2.UsageReportResponse:
         since, until, lines = shares.usage_report(self.core, request.since_seconds, request.by)
@@ -232,13 +192,13 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
             by=request.by,
             lines=[
                 admin_pb2.UsageReportLine(
-                    key=l.key,
-                    country=l.country,
-                    consumed_gpu_hours=l.consumed_gpu_hours,
-                    consumed_normalized=l.consumed_normalized,
-                    contributed_gpu_hours=l.contributed_gpu_hours,
-                    contributed_normalized=l.contributed_normalized,
+                    key=line.key,
+                    country=line.country,
+                    consumed_gpu_hours=line.consumed_gpu_hours,
+                    consumed_normalized=line.consumed_normalized,
+                    contributed_gpu_hours=line.contributed_gpu_hours,
+                    contributed_normalized=line.contributed_normalized,
                 )
-                for l in lines
+                for line in lines
             ],
         )

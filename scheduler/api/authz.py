@@ -29,10 +29,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from minga.common.domain import NotFound, PermissionDenied, Principal, Role
-from minga.scheduler.api.decoding import Malformed
+from minga.scheduler.api.malformed import Malformed
 from minga.v1 import common_pb2
-
-A, I, R, S = Role.ADMIN, Role.INSTITUTION_ADMIN, Role.RESEARCHER, Role.SITE
 
 
 class Scope(enum.Enum):
@@ -81,9 +79,17 @@ class Rule:
     public: bool = False  # no caller at all (Join takes a join token in its request)
 
 
-def rule(target: TargetOf | None = None, **scopes: Scope) -> Rule:
-    roles = {"admin": A, "inst_admin": I, "researcher": R, "site": S}
-    return Rule({roles[name]: scope for name, scope in scopes.items()}, target)
+_ROLE_NAMES = {
+    "admin": Role.ADMIN,
+    "inst_admin": Role.INSTITUTION_ADMIN,
+    "researcher": Role.RESEARCHER,
+    "site": Role.SITE,
+}
+
+
+def rule(target: TargetOf | None = None, /, **scopes: Scope) -> Rule:
+    """A rule giving each role named (admin, inst_admin, researcher, site) its scope."""
+    return Rule({_ROLE_NAMES[name]: scope for name, scope in scopes.items()}, target)
 
 
 EVERYONE = dict(admin=ANY, inst_admin=ANY, researcher=ANY)
@@ -173,7 +179,7 @@ def authorize(method: str, caller: Principal | None, request: Any, owner_of: Own
         return
     kind, key = target
     if scope is SELF:
-        me = (caller.site, ("site", "owner")) if caller.role is S else (caller.name, ("user", "owner"))
+        me = (caller.site, ("site", "owner")) if caller.role is Role.SITE else (caller.name, ("user", "owner"))
         allowed = key == me[0] and kind in me[1]
     else:
         allowed = bool(caller.institution) and _owner(owner_of, kind, key) == caller.institution

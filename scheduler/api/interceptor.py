@@ -10,7 +10,7 @@ import functools
 import logging
 import math
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, NoReturn, Protocol, TypeAlias, cast
 
 import grpc
 
@@ -19,7 +19,7 @@ from minga.common.domain import Principal
 from minga.common.states import IllegalTransitionError
 from minga.scheduler.api.audit import AUDITED
 from minga.scheduler.api.authz import RPC_ROLES, STANDBY_RPCS, OwnerLookup, authorize
-from minga.scheduler.api.decoding import checked, tolerant
+from minga.scheduler.api.malformed import checked, tolerant
 from minga.scheduler.api.ratelimit import Limits, RateLimiter, caller_key, metered
 from minga.scheduler.auth import bearer_from_metadata
 from minga.scheduler.store.base import StoreUnavailable
@@ -38,6 +38,10 @@ ERROR_CODES: dict[type[Exception], grpc.StatusCode] = {
     domain.ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
 }
 
+Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"  # generic in the stubs only
+# A handler's behaviour: (request or request iterator, context) -> response or response iterator.
+Behavior = Callable[[Any, Any], Any]
+Wrapper = Callable[[Behavior], Behavior]
 # Who calls: a verified Principal, else raises domain.Unauthenticated saying why.
 Authenticator = Callable[[grpc.ServicerContext], Principal]
 Refusal = Callable[[], str | None]  # why this broker serves no calls now (a standby), else None
@@ -63,7 +67,7 @@ class CallContext:
         return self.principal
 
 
-def known_status(exc: Exception) -> tuple[grpc.StatusCode, str] | None:
+def known_status(exc: BaseException) -> tuple[grpc.StatusCode, str] | None:
     """The status a domain error maps to; None for an unexpected one."""
     for kind, code in ERROR_CODES.items():
         if isinstance(exc, kind):
@@ -73,7 +77,7 @@ def known_status(exc: Exception) -> tuple[grpc.StatusCode, str] | None:
     return None
 
 
-def status_for(exc: Exception) -> tuple[grpc.StatusCode, str]:
+def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
     known = known_status(exc)
     if known is not None:
         return known
@@ -109,7 +113,9 @@ class AuthInterceptor(grpc.ServerInterceptor):
         self._calls = RateLimiter(limits.calls) if limits is not None else None
         return self
 
-    def intercept_service(self, continuation, details):  # type: ignore[no-untyped-def]
+    def intercept_service(
+        self, continuation: Callable[[grpc.HandlerCallDetails], Handler | None], details: grpc.HandlerCallDetails
+    ) -> Handler | None:
         handler = continuation(details)
         if handler is None:
             return None
@@ -163,18 +169,18 @@ def bearer_authenticator(lookup: Callable[[str], Principal | None]) -> Authentic
 
 
 def _wrap(
-    handler: grpc.RpcMethodHandler,
-    who: Callable[[grpc.ServicerContext], Principal | None],  # type: ignore[no-untyped-def]
+    handler: Handler,
+    who: Callable[[grpc.ServicerContext], Principal | None],
     authorize: Callable[[Principal | None, Any], None],
     audit: Callable[..., None] | None = None,
-):
+) -> Handler:
     def caller(context: grpc.ServicerContext, request: Any) -> Principal | None:
         principal = who(context)
         authorize(principal, request)
         return principal
 
-    def unary_response(behavior):  # type: ignore[no-untyped-def]
-        def call(request_or_iterator, context):  # type: ignore[no-untyped-def]
+    def unary_response(behavior: Behavior) -> Behavior:
+        def call(request_or_iterator: Any, context: grpc.ServicerContext) -> Any:
             principal, call_context = None, None
             try:
                 principal = who(context)
@@ -185,20 +191,19 @@ def _wrap(
                 if audit is not None and not (call_context and call_context.audited):
                     audit(principal, request_or_iterator, None, context.peer(), *_outcome(context, exc))
                 _abort(context, exc)
-            else:
-                if audit is not None and not call_context.audited:
-                    audit(principal, request_or_iterator, response, context.peer(), "OK", "")
-                return response
+            if audit is not None and not call_context.audited:
+                audit(principal, request_or_iterator, response, context.peer(), "OK", "")
+            return response
 
         return call
 
-    def stream_response(behavior):  # type: ignore[no-untyped-def]
-        def call(request_or_iterator, context) -> Iterator[Any]:  # type: ignore[no-untyped-def]
+    def stream_response(behavior: Behavior) -> Behavior:
+        def call(request_or_iterator: Any, context: grpc.ServicerContext) -> Iterator[Any]:
             try:
                 yield from behavior(
                     checked(request_or_iterator), CallContext(context, caller(context, request_or_iterator))
                 )
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - mapped to a status in one place
                 _abort(context, exc)
 
         return call
@@ -206,16 +211,30 @@ def _wrap(
     return _replace(handler, unary_response, stream_response)
 
 
+class _StatusRecorded(Protocol):
+    """grpc's server context keeps the status a handler aborted with (`code()`, `details()`,
+    since grpcio 1.38); types-grpcio does not declare them."""
+
+    def code(self) -> grpc.StatusCode | None: ...
+
+    def details(self) -> str | None: ...
+
+
+def _aborted_with(context: grpc.ServicerContext) -> tuple[grpc.StatusCode, str] | None:
+    """The status the handler aborted with itself, if it did."""
+    recorded = cast(_StatusRecorded, context)
+    code = recorded.code()
+    return None if code is None else (code, recorded.details() or "")
+
+
 def _outcome(context: grpc.ServicerContext, exc: Exception) -> tuple[str, str]:
     """How a failed call ends, as the audit log records it: (status name, message)."""
-    if context.code() is not None:  # the handler aborted with its own status
-        return context.code().name, context.details() or ""
-    code, message = known_status(exc) or (grpc.StatusCode.INTERNAL, type(exc).__name__)
+    code, message = _aborted_with(context) or known_status(exc) or (grpc.StatusCode.INTERNAL, type(exc).__name__)
     return code.name, message
 
 
-def _abort(context: grpc.ServicerContext, exc: Exception) -> None:
-    if context.code() is not None:
+def _abort(context: grpc.ServicerContext, exc: Exception) -> NoReturn:
+    if _aborted_with(context) is not None:
         raise exc  # the handler aborted with its own status (context.abort records it)
     code, message = status_for(exc)
     if isinstance(exc, domain.ResourceExhausted):  # the retry hint, for clients to read
@@ -223,10 +242,11 @@ def _abort(context: grpc.ServicerContext, exc: Exception) -> None:
     context.abort(code, message)
 
 
-def _metered(handler: grpc.RpcMethodHandler, limits: Limits):  # type: ignore[no-untyped-def]
+def _metered(handler: Handler, limits: Limits) -> Handler:
     """`handler` with its request stream cut at RESOURCE_EXHAUSTED when it floods."""
     make = grpc.stream_stream_rpc_method_handler if handler.stream_stream else grpc.stream_unary_rpc_method_handler
     behavior = handler.stream_stream or handler.stream_unary
+    assert behavior is not None, "only request-streaming handlers are metered"
     return make(
         lambda requests, context: behavior(metered(requests, limits.stream_messages), context),
         handler.request_deserializer,
@@ -234,9 +254,9 @@ def _metered(handler: grpc.RpcMethodHandler, limits: Limits):  # type: ignore[no
     )
 
 
-def _rejecting(handler: grpc.RpcMethodHandler, code: grpc.StatusCode, message: str):  # type: ignore[no-untyped-def]
-    def deny(behavior):  # type: ignore[no-untyped-def]
-        def call(_request, context):  # type: ignore[no-untyped-def]
+def _rejecting(handler: Handler, code: grpc.StatusCode, message: str) -> Handler:
+    def deny(behavior: Behavior) -> Behavior:
+        def call(_request: Any, context: grpc.ServicerContext) -> NoReturn:
             context.abort(code, message)
 
         return call
@@ -244,19 +264,22 @@ def _rejecting(handler: grpc.RpcMethodHandler, code: grpc.StatusCode, message: s
     return _replace(handler, deny, deny)
 
 
-def _replace(handler: grpc.RpcMethodHandler, unary_response, stream_response):  # type: ignore[no-untyped-def]
+def _replace(handler: Handler, unary_response: Wrapper, stream_response: Wrapper) -> Handler:
+    """`handler` with its behaviour wrapped, and requests decoded tolerantly (api/malformed.py)."""
+    decode = tolerant(handler.request_deserializer)
     if handler.unary_unary:
         return grpc.unary_unary_rpc_method_handler(
-            unary_response(handler.unary_unary), tolerant(handler.request_deserializer), handler.response_serializer
+            unary_response(handler.unary_unary), decode, handler.response_serializer
         )
     if handler.unary_stream:
         return grpc.unary_stream_rpc_method_handler(
-            stream_response(handler.unary_stream), tolerant(handler.request_deserializer), handler.response_serializer
+            stream_response(handler.unary_stream), decode, handler.response_serializer
         )
     if handler.stream_unary:
         return grpc.stream_unary_rpc_method_handler(
-            unary_response(handler.stream_unary), tolerant(handler.request_deserializer), handler.response_serializer
+            unary_response(handler.stream_unary), decode, handler.response_serializer
         )
+    assert handler.stream_stream is not None
     return grpc.stream_stream_rpc_method_handler(
-        stream_response(handler.stream_stream), tolerant(handler.request_deserializer), handler.response_serializer
+        stream_response(handler.stream_stream), decode, handler.response_serializer
     )

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from minga.common.wire.enums import job_state_from_pb
+from minga.common.wire.jobs import array_to_pb, job_to_pb, spec_from_pb
 from minga.scheduler.api import audit
-from minga.scheduler.api.convert import array_to_pb, job_state_from_pb, job_to_pb, spec_from_pb
 from minga.scheduler.api.interceptor import CallContext
 from minga.scheduler.core import Core
 from minga.scheduler.service import jobs, packages

@@ -15,12 +15,13 @@ from collections.abc import Iterator
 import grpc
 
 from minga.common.domain import InvalidArgument
-from minga.scheduler.api.convert import command_to_pb, inventory_from_pb, run_report_from_pb
+from minga.common.site_messages import Command, RunReport
+from minga.common.wire.runs import command_to_pb, run_report_from_pb
+from minga.common.wire.sites import inventory_from_pb
 from minga.scheduler.api.interceptor import CallContext, status_for
 from minga.scheduler.core import Core
 from minga.scheduler.service import packages, sites
 from minga.scheduler.sessions import SiteSession
-from minga.scheduler.site_messages import RunReport
 from minga.v1 import common_pb2, site_pb2, site_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -81,7 +82,7 @@ class SiteServicer(site_pb2_grpc.SiteServiceServicer):
         inventory = inventory_from_pb(hello.inventory)
         session = self.core.sessions.open(site, inventory)
         self.reports.wait_site(site)  # the stream this one replaces: its reports go first
-        failure: list[Exception] = []
+        failure: list[BaseException] = []
         try:
             for command in sites.site_connected(self.core, site, inventory, reports, ray_down):
                 session.send(command)
@@ -114,17 +115,17 @@ class SiteServicer(site_pb2_grpc.SiteServiceServicer):
             yield command_to_pb(command)
 
     def _read(
-        self, site: str, session: SiteSession, messages: Iterator[site_pb2.AgentMessage], failure: list[Exception]
+        self, site: str, session: SiteSession, messages: Iterator[site_pb2.AgentMessage], failure: list[BaseException]
     ) -> None:
         """Apply what the agent sends, in order. A run report is queued (the reader reads
         on while it commits, in a batch with other streams' reports); anything else waits
         until this stream's queued reports are applied. The first failure ends the session."""
         pending = 0  # the ticket of this stream's newest queued report
 
-        def done(outcome: list | BaseException) -> None:  # type: ignore[type-arg]
+        def done(outcome: list[Command] | BaseException) -> None:
             if isinstance(outcome, BaseException):
                 if not failure:
-                    failure.append(outcome)  # type: ignore[arg-type]
+                    failure.append(outcome)
                 session.close()
                 return
             for command in outcome:
@@ -164,7 +165,7 @@ class SiteServicer(site_pb2_grpc.SiteServiceServicer):
         except InvalidArgument as exc:
             raise InvalidArgument(f"run report for {message.run.run_id[:100]!r}: {exc}") from exc
 
-    def _handle(self, session: SiteSession, message: site_pb2.AgentMessage) -> list:
+    def _handle(self, session: SiteSession, message: site_pb2.AgentMessage) -> list[Command]:
         site, kind = session.site, message.WhichOneof("body")
         if kind == "run":
             return self.reports.report(site, self._run_report(message))

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import replace
 
 from minga.common.domain import (
+    ArraySummary,
     FailedPrecondition,
     InvalidArgument,
     Job,
@@ -16,12 +17,12 @@ from minga.common.domain import (
     NotFound,
     Principal,
 )
-from minga.scheduler.arrays import ArraySummary, parse_array, task_id
+from minga.common.site_messages import StopRunCommand
+from minga.scheduler.arrays import parse_array, task_id
 from minga.scheduler.core import Core
 from minga.scheduler.policy.feasibility import submit_rejection
 from minga.scheduler.service import packages
 from minga.scheduler.service.access import institution_scope, visible_job
-from minga.scheduler.site_messages import StopRunCommand
 from minga.scheduler.store.jobs import AuditLine
 from minga.scheduler.validation import check_digest, check_job_spec
 

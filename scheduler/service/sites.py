@@ -9,9 +9,9 @@ from dataclasses import dataclass
 
 from minga.common.domain import FailedPrecondition, InvalidArgument, Inventory, NotFound, Principal, RunState
 from minga.common.pki import check_csr
+from minga.common.site_messages import Command, RunReport
 from minga.scheduler.auth import new_token
 from minga.scheduler.core import Core
-from minga.scheduler.site_messages import Command, RunReport
 from minga.scheduler.store.accounts import JoinGrant
 from minga.scheduler.store.pipeline import PipelinedCommit
 from minga.scheduler.validation import (

@@ -17,9 +17,8 @@ from sqlalchemy import select as sa_select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
-from minga.common.domain import LIVE_JOB_STATES, TERMINAL_JOB_STATES, Job, JobState
+from minga.common.domain import LIVE_JOB_STATES, TERMINAL_JOB_STATES, ArraySummary, Job, JobState
 from minga.common.states import transition
-from minga.scheduler.arrays import ArraySummary
 from minga.scheduler.store.base import Database, job_from_row
 from minga.scheduler.store.changes import note_jobs
 from minga.scheduler.store.json_columns import secrets_to_json, spec_to_json

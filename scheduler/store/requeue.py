@@ -13,9 +13,9 @@ from collections.abc import Sequence
 from sqlmodel import Session, col, select
 
 from minga.common.domain import Job
+from minga.common.site_messages import Command
 from minga.scheduler import lifecycle
 from minga.scheduler.lifecycle import Step, run_lost
-from minga.scheduler.site_messages import Command
 from minga.scheduler.store.base import job_from_row, job_to_row, run_from_row, run_to_row
 from minga.scheduler.store.ledger import charge_run
 from minga.scheduler.store.models import JobRow, RunRow

@@ -1,5 +1,5 @@
 """The messages between the broker and a site, as domain values: the commands it sends down
-a site's stream (start, stop a run) and the reports a site sends back about its runs."""
+a site's stream (start, stop a run) and the reports a site sends back about its runs (wire: minga.common.wire.runs)."""
 
 from __future__ import annotations
 

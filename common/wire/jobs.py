@@ -1,0 +1,125 @@
+"""Jobs, their specs and job arrays: domain values to and from their messages."""
+
+from __future__ import annotations
+
+from minga.common.domain import (
+    DEFAULT_MAX_ATTEMPTS,
+    REDACTED,
+    ArraySummary,
+    Job,
+    JobPreemption,
+    JobSpec,
+    Resources,
+    RuntimeEnv,
+)
+from minga.common.wire.enums import job_state_to_pb
+from minga.v1 import common_pb2, job_pb2
+
+
+def spec_from_pb(pb: common_pb2.JobSpec) -> JobSpec:
+    r, rt = pb.resources, pb.runtime_env
+    return JobSpec(
+        entrypoint=pb.entrypoint,
+        name=pb.name,
+        runtime_env=RuntimeEnv(
+            working_dir_digest=rt.working_dir_digest,
+            pip=tuple(rt.pip),
+            env=tuple(sorted(rt.env.items())),
+        ),
+        resources=Resources(
+            gpus=r.gpus,
+            gpu_models=tuple(r.gpu_models),
+            min_gpu_memory_mb=r.min_gpu_memory_mb,
+            cpus=r.cpus if r.cpus else 1.0,
+            memory_mb=r.memory_mb,
+        ),
+        countries=tuple(c.upper() for c in pb.countries),
+        walltime_seconds=pb.walltime_seconds,
+        priority=pb.priority,
+        max_attempts=pb.max_attempts or DEFAULT_MAX_ATTEMPTS,
+        project=pb.project,
+        data_country=pb.data_country.upper(),
+        preemptible=not pb.non_preemptible,
+        site_labels=tuple(sorted(pb.site_labels.items())),
+        retry_failed=pb.retry_failed,
+        secret_env=tuple(sorted(pb.secret_env.items())),
+    )
+
+
+def spec_to_pb(spec: JobSpec, reveal_secrets: bool = False) -> common_pb2.JobSpec:
+    """The wire spec. Secret values read REDACTED unless `reveal_secrets`, which only the
+    StartRun to the site running the job asks for."""
+    r, rt = spec.resources, spec.runtime_env
+    secrets = {k: (v if reveal_secrets else REDACTED) for k, v in spec.secret_env}
+    return common_pb2.JobSpec(
+        name=spec.name,
+        entrypoint=spec.entrypoint,
+        runtime_env=common_pb2.RuntimeEnv(working_dir_digest=rt.working_dir_digest, pip=list(rt.pip), env=dict(rt.env)),
+        resources=common_pb2.Resources(
+            gpus=r.gpus,
+            gpu_models=list(r.gpu_models),
+            min_gpu_memory_mb=r.min_gpu_memory_mb,
+            cpus=r.cpus,
+            memory_mb=r.memory_mb,
+        ),
+        countries=list(spec.countries),
+        walltime_seconds=spec.walltime_seconds,
+        priority=spec.priority,
+        max_attempts=spec.max_attempts,
+        project=spec.project,
+        data_country=spec.data_country,
+        non_preemptible=not spec.preemptible,
+        site_labels=dict(spec.site_labels),
+        retry_failed=spec.retry_failed,
+        secret_env=secrets,
+    )
+
+
+def job_to_pb(job: Job) -> common_pb2.Job:
+    return common_pb2.Job(
+        id=job.id,
+        spec=spec_to_pb(job.spec),
+        state=job_state_to_pb(job.state),
+        owner=job.owner,
+        institution=job.institution,
+        site=job.site,
+        country=job.country,
+        attempts=job.attempts,
+        failures=job.failures,
+        infra_requeues=job.infra_requeues,
+        reason=job.reason,
+        run_id=job.run_id,
+        submitted_at=job.submitted_at,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
+        gpu_model=job.gpu_model,
+        project=job.spec.project,
+        last_preemption=preemption_to_pb(job.last_preemption),
+        array_id=job.array_id,
+        array_index=job.array_index,
+    )
+
+
+def preemption_to_pb(p: JobPreemption | None) -> common_pb2.JobPreemption | None:
+    if p is None:
+        return None
+    return common_pb2.JobPreemption(at=p.at, kind=p.kind, beneficiary=p.beneficiary, reason=p.reason)
+
+
+def array_to_pb(a: ArraySummary) -> job_pb2.JobArray:
+    return job_pb2.JobArray(
+        id=a.id,
+        name=a.name,
+        owner=a.owner,
+        institution=a.institution,
+        project=a.project,
+        tasks=a.tasks,
+        limit=a.limit,
+        submitted_at=a.submitted_at,
+        pending=a.pending,
+        running=a.running,
+        succeeded=a.succeeded,
+        failed=a.failed,
+        cancelled=a.cancelled,
+        indices=a.indices,
+    )
