@@ -1,8 +1,8 @@
 """The `minga` command tree (console script `minga = "minga.cli.main:app"`).
 
-Commands only parse flags, call the typed BrokerClient (or the broker/agent
-entry points, imported lazily so `minga job list` never pays for importing Ray),
-and render the answer. Failures go through cli.errors: one line, an exit code.
+Commands parse flags, call the BrokerClient or the broker/agent/simulator (imported
+inside the command, so `minga job list` never loads them), and render the answer;
+failures go through cli.errors: one line, an exit code.
 """
 
 from __future__ import annotations

@@ -7,27 +7,22 @@ times are ISO-8601 UTC strings or null. Tables are built to fit 80 columns.
 
 from __future__ import annotations
 
-import enum
 import json
 import sys
 import textwrap
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from minga.cli.options import Output
 from minga.cli.parsing import format_duration
 from minga.common.domain import DEFAULT_MAX_ATTEMPTS
-from minga.v1 import admin_pb2, common_pb2
+
+if TYPE_CHECKING:
+    from minga.v1 import admin_pb2, common_pb2
 
 JsonDict = dict[str, Any]
-
-
-class Output(str, enum.Enum):
-    """How a command shows its result."""
-
-    table = "table"
-    json = "json"
 
 
 # -- scalars -------------------------------------------------------------------
@@ -40,14 +35,20 @@ def iso_time(ts: float) -> str | None:
 
 
 def job_state_name(state: int) -> str:
+    from minga.v1 import common_pb2
+
     return common_pb2.JobState.Name(state).removeprefix("JOB_STATE_")
 
 
 def site_state_name(state: int) -> str:
+    from minga.v1 import common_pb2
+
     return common_pb2.SiteState.Name(state).removeprefix("SITE_STATE_")
 
 
 def role_name(role: int) -> str:
+    from minga.v1 import common_pb2
+
     return common_pb2.Role.Name(role).removeprefix("ROLE_").lower().replace("_", "-")
 
 

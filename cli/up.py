@@ -32,9 +32,15 @@ from typing import Any
 
 import grpc
 
+from minga.agent.credentials import CredentialError, join_site, load_credential, save_credential
+from minga.agent.local_ray import LocalRayHead
+from minga.agent.session import Agent, AgentConfig
 from minga.cli import config, errors
 from minga.cli.client import BrokerClient
 from minga.cli.lifecycle import stop_signals, this_python_first_on_path
+from minga.common.domain import MingaError
+from minga.common.pki import has_broker_pki, init_broker_pki
+from minga.scheduler.server import Broker, BrokerConfig, split_listen
 from minga.v1 import common_pb2
 
 # One institution per site, each in another country, as in the federation it models.
@@ -176,10 +182,6 @@ class DevFederation:
         return self.dir / "pki" / "ca.crt"
 
     def _start_broker(self) -> None:
-        from minga.common.domain import MingaError
-        from minga.common.pki import has_broker_pki, init_broker_pki
-        from minga.scheduler.server import Broker, BrokerConfig, split_listen
-
         pki_dir = self.dir / "pki"
         try:
             host = split_listen(self.cfg.listen)[0]
@@ -207,9 +209,6 @@ class DevFederation:
     def _stable_listen(self) -> str:
         """--listen as given, but port 0 becomes the last run's port when that port is free,
         so the address a user exported before a restart still reaches the broker."""
-        from minga.common.domain import MingaError
-        from minga.scheduler.server import split_listen
-
         host, port = split_listen(self.cfg.listen)
         try:
             last = (self.dir / LAST_ADDRESS).read_text().strip()
@@ -272,9 +271,6 @@ class DevFederation:
         return added.token
 
     def _start_site(self, admin: BrokerClient, index: int) -> SiteInfo:
-        from minga.agent.local_ray import LocalRayHead
-        from minga.agent.session import Agent, AgentConfig
-
         slug, _, country = INSTITUTIONS[index]
         name = f"{slug}-local"
         cred = self._site_credential(admin, slug, name)
@@ -303,8 +299,6 @@ class DevFederation:
     def _site_credential(self, admin: BrokerClient, institution: str, site: str) -> Any:
         """The site's credential: saved by an earlier run, else made by the real join flow
         (a key made here, a CSR, a certificate back)."""
-        from minga.agent.credentials import CredentialError, join_site, load_credential, save_credential
-
         path = self.dir / "sites" / f"{site}.json"
         try:
             cred = load_credential(path)

@@ -5,12 +5,13 @@ from __future__ import annotations
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from minga.cli import errors
 from minga.cli.commands.site import CredentialOpt, credential_path
+from minga.cli.extras import needs
 from minga.cli.lifecycle import (
     configure_logging,
     sigterm_as_interrupt,
@@ -45,8 +46,9 @@ def _load_credential(path: Path):  # type: ignore[no-untyped-def]
 
 @app.command("run")
 def run(
+    ctx: typer.Context,
     ray_address: Annotated[
-        Optional[str],
+        str | None,
         typer.Option(
             "--ray-address",
             help="Dashboard URL of the site's Ray cluster, e.g. http://10.0.0.5:8265.",
@@ -55,14 +57,14 @@ def run(
     ] = None,
     ray_local: Annotated[bool, typer.Option("--ray-local", help="Start a local Ray head for this agent.")] = False,
     gpus: Annotated[
-        Optional[int], typer.Option("--gpus", help="GPUs the local Ray head offers (--ray-local).", show_default=False)
+        int | None, typer.Option("--gpus", help="GPUs the local Ray head offers (--ray-local).", show_default=False)
     ] = None,
     gpu_model: Annotated[
-        Optional[str],
+        str | None,
         typer.Option("--gpu-model", help="GPU model name to advertise, e.g. A100.", show_default="detected"),
     ] = None,
     gpu_memory: Annotated[
-        Optional[int], typer.Option("--gpu-memory", help="MiB per GPU to advertise.", show_default="detected")
+        int | None, typer.Option("--gpu-memory", help="MiB per GPU to advertise.", show_default="detected")
     ] = None,
     credential: CredentialOpt = None,
 ) -> None:
@@ -81,11 +83,13 @@ def run(
         raise typer.BadParameter(f"{gpus} is negative", param_hint="--gpus")
     if gpu_memory is not None and gpu_memory < 0:
         raise typer.BadParameter(f"{gpu_memory} is negative", param_hint="--gpu-memory")
-    cred = _load_credential(credential_path(credential))
+    with needs(ctx, "site"):
+        cred = _load_credential(credential_path(credential))
     errors.note_connection(cred.broker, has_token=True, has_ca=bool(cred.ca_file))
     configure_logging()
 
-    from minga.agent.session import Agent, AgentConfig  # lazy: imports Ray
+    with needs(ctx, "site"):
+        from minga.agent.session import Agent, AgentConfig  # lazy: imports Ray
 
     head = None
     with sigterm_as_interrupt():  # Ctrl-C or `kill` while the Ray head starts: stop it again

@@ -7,9 +7,11 @@ import json
 from dataclasses import replace
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
+
+from minga.cli.extras import needs
 
 app = typer.Typer(help="Simulate the scheduling policy on a federation and a workload.", invoke_without_command=True)
 
@@ -27,7 +29,7 @@ class SimOutput(str, Enum):
 def run(
     ctx: typer.Context,
     federation: Annotated[
-        Optional[Path],
+        Path | None,
         typer.Option(
             help="Federation file (TOML); default: the example shipped with minga "
             "(examples/latam-federation.toml, 19 countries).",
@@ -40,13 +42,13 @@ def run(
         str, typer.Option(help="Task trace CSV (openb pod list), relative to --traces-dir or not, or 'synthetic'.")
     ] = "alibaba-openb-2023/openb_pod_list_gpuspec33.csv",
     traces_dir: Annotated[Path, typer.Option(help="The shared traces folder.")] = REPO.parent / "shared" / "traces",
-    jobs: Annotated[Optional[int], typer.Option(help="Jobs to replay (trace: the last N GPU tasks).")] = None,
+    jobs: Annotated[int | None, typer.Option(help="Jobs to replay (trace: the last N GPU tasks).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the synthetic generator.")] = 0,
     load: Annotated[
         float, typer.Option(help="Offered load the arrivals are scaled to; 0 replays the trace's arrivals as they are.")
     ] = 1.5,
     scenario: Annotated[
-        Optional[str],
+        str | None,
         typer.Option(
             help="A scenario file, or the NAME of "
             "a scenario shipped with minga "
@@ -54,25 +56,29 @@ def run(
             "and jobs replace --federation and --trace."
         ),
     ] = None,
-    policy: Annotated[Optional[list[str]], typer.Option(help="Policies to run (default: all four).")] = None,
+    policy: Annotated[list[str] | None, typer.Option(help="Policies to run (default: all four).")] = None,
     share_policy: Annotated[
-        Optional[str], typer.Option(help="Override the file's share policy: static or contribution.")
+        str | None, typer.Option(help="Override the file's share policy: static or contribution.")
     ] = None,
     periodic: Annotated[
         bool, typer.Option(help="A cycle every cycle_seconds while jobs wait, not only on events.")
     ] = False,
     output: Annotated[SimOutput, typer.Option(help="table or json on stdout.")] = SimOutput.table,
-    csv_file: Annotated[Optional[Path], typer.Option("--csv", help="Write the metrics as CSV.")] = None,
-    json_file: Annotated[Optional[Path], typer.Option("--json", help="Write the full result as JSON.")] = None,
-    plot_file: Annotated[Optional[Path], typer.Option("--plot", help="PNG of GPUs held per country over time.")] = None,
+    csv_file: Annotated[Path | None, typer.Option("--csv", help="Write the metrics as CSV.")] = None,
+    json_file: Annotated[Path | None, typer.Option("--json", help="Write the full result as JSON.")] = None,
+    plot_file: Annotated[Path | None, typer.Option("--plot", help="PNG of GPUs held per country over time.")] = None,
 ) -> None:
     """Compare minga, fifo, slurm-classic and static on the same jobs (table or --output json)."""
     if ctx.invoked_subcommand is not None:
         return
-    from minga.scheduler.sim import federation as fedmod
-    from minga.scheduler.sim import report
-    from minga.scheduler.sim.baselines import POLICIES
-    from minga.scheduler.sim.examples import example_federation
+    with needs(ctx, "sim"):
+        from minga.scheduler.sim import federation as fedmod
+        from minga.scheduler.sim import report
+        from minga.scheduler.sim.baselines import POLICIES
+        from minga.scheduler.sim.examples import example_federation
+
+        if plot_file:
+            import matplotlib  # noqa: F401 - checked before a long simulation, not after it
 
     scen = _scenario(ctx, scenario) if scenario is not None else None
     if scen is None and load < 0:
@@ -128,7 +134,7 @@ def _scenario(ctx: typer.Context, arg: str):
         raise typer.Exit(2) from exc
 
 
-def _workload(fed, trace: str, traces_dir: Path, jobs: Optional[int], seed: int, load: float) -> list:
+def _workload(fed, trace: str, traces_dir: Path, jobs: int | None, seed: int, load: float) -> list:
     """The trace's GPU tasks scaled to `load` (0: as they are), or the synthetic jobs."""
     from minga.scheduler.sim import workload
 
@@ -157,7 +163,7 @@ def _workload(fed, trace: str, traces_dir: Path, jobs: Optional[int], seed: int,
 def make_federation(
     traces_dir: Annotated[Path, typer.Option(help="The shared traces folder.")] = REPO.parent / "shared" / "traces",
     out: Annotated[
-        Optional[Path],
+        Path | None,
         typer.Option(help="Where to write the TOML; default: the shipped example (examples/latam-federation.toml)."),
     ] = None,
 ) -> None:
