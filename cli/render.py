@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 
 from minga.cli.options import Output
 from minga.cli.parsing import format_duration
-from minga.common.domain import DEFAULT_MAX_ATTEMPTS
 
 if TYPE_CHECKING:
     from minga.v1 import admin_pb2, common_pb2
@@ -54,6 +53,8 @@ def role_name(role: int) -> str:
 
 # -- messages -> dicts ------------------------------------------------------------
 def job_to_dict(job: common_pb2.Job) -> JsonDict:
+    from minga.common.domain import DEFAULT_MAX_ATTEMPTS
+
     spec, res, env = job.spec, job.spec.resources, job.spec.runtime_env
     return {
         "id": job.id,

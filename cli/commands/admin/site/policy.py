@@ -13,9 +13,9 @@ import typer
 from minga.cli.call import Call, with_call
 from minga.cli.options import flag_value
 from minga.cli.parsing import parse_country, parse_duration
-from minga.common.lending import LendingPolicy, check_policy, check_timezone, format_duration, parse_window
 
 if TYPE_CHECKING:
+    from minga.common.lending import LendingPolicy
     from minga.v1 import admin_pb2
 
 app = typer.Typer(
@@ -49,6 +49,8 @@ def _policy(
     pip_allow: Many,
 ) -> LendingPolicy:
     """The flags as a checked policy; a bad one is a BadParameter naming its flag."""
+    from minga.common.lending import LendingPolicy, check_policy, check_timezone, parse_window
+
     if no_env and env_allow:
         raise typer.BadParameter("give either --no-env or --env-allow, not both", param_hint="--no-env")
     if no_pip and pip_allow:
@@ -84,6 +86,8 @@ def _policy(
 
 def _checked(flag: str, field: str, values: Many) -> tuple[str, ...]:
     """One list flag, checked (and normalized) by the broker's own rules."""
+    from minga.common.lending import LendingPolicy, check_policy
+
     try:
         return getattr(check_policy(LendingPolicy(**{field: tuple(values or ())})), field)
     except ValueError as exc:
@@ -116,6 +120,8 @@ def lending_to_dict(r: admin_pb2.LendingPolicyResponse) -> dict[str, Any]:
 
 def lending_lines(d: dict[str, Any]) -> list[str]:
     """The policy in words, one rule per line."""
+    from minga.common.lending import format_duration
+
     p = d["policy"]
     head = f"site {d['site']} (owner {d['institution']})"
     if p is None:
