@@ -19,7 +19,7 @@ import contextlib
 import re
 import sys
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 import typer
 import typer.core
@@ -139,7 +139,7 @@ def explain_rpc_error(err: grpc.RpcError, broker: str | None, has_token: bool = 
     return CliError(f"broker at {where} failed ({code.name}): {details or 'no details'}")
 
 
-def is_rpc_error(exc: BaseException) -> bool:
+def is_rpc_error(exc: BaseException) -> TypeGuard[grpc.RpcError]:
     """A gRPC failure; without importing grpc, which a command that never called has not loaded."""
     grpc = sys.modules.get("grpc")
     return grpc is not None and isinstance(exc, grpc.RpcError)
@@ -151,7 +151,7 @@ RETRY_AFTER_KEY = "retry-after-ms"
 def retry_after(err: grpc.RpcError) -> float | None:
     """Seconds the broker asked us to wait (its `retry-after-ms` trailer), if it said."""
     try:
-        trailers = err.trailing_metadata() or ()  # type: ignore[attr-defined]
+        trailers = getattr(err, "trailing_metadata", lambda: ())() or ()
     except Exception:  # noqa: BLE001 - not every RpcError carries trailers
         return None
     for key, value in trailers:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 
@@ -18,14 +18,14 @@ T = TypeVar("T")
 V = TypeVar("V")
 
 
-class Output(str, enum.Enum):
+class Output(enum.StrEnum):
     """How a command shows its result."""
 
     table = "table"
     json = "json"
 
 
-class Level(str, enum.Enum):
+class Level(enum.StrEnum):
     """A level of the account tree below the federation."""
 
     country = "country"
@@ -68,7 +68,7 @@ def hide_flag_types() -> None:
         return
     shown = TyperOption.display_type_rich
 
-    def display_type_rich(self: TyperOption, ctx: typer.Context) -> str | None:
+    def display_type_rich(self: TyperOption, ctx: Any) -> str | None:  # ctx: typer's click Context
         return None if self.is_flag and not self.count else shown(self, ctx)
 
     display_type_rich._minga_flags_bare = True  # type: ignore[attr-defined]

@@ -663,15 +663,15 @@ def usage_table(by: str, lines: Sequence[JsonDict]) -> None:
         ],
         [
             [
-                l["key"],
-                l["country"],
-                f"{l['consumed_gpu_hours']:.1f}",
-                f"{l['consumed_normalized']:.1f}",
-                f"{l['contributed_gpu_hours']:.1f}",
-                f"{l['contributed_normalized']:.1f}",
-                f"{l['balance_normalized']:+.1f}",
+                line["key"],
+                line["country"],
+                f"{line['consumed_gpu_hours']:.1f}",
+                f"{line['consumed_normalized']:.1f}",
+                f"{line['contributed_gpu_hours']:.1f}",
+                f"{line['contributed_normalized']:.1f}",
+                f"{line['balance_normalized']:+.1f}",
             ]
-            for l in lines
+            for line in lines
         ],
     )
 

@@ -19,6 +19,7 @@ plain `minga job list` works in any terminal without exports.
 from __future__ import annotations
 
 import fcntl
+import functools
 import os
 import shlex
 import shutil
@@ -38,6 +39,7 @@ from minga.agent.session import Agent, AgentConfig
 from minga.cli import config, errors
 from minga.cli.client import BrokerClient
 from minga.cli.lifecycle import stop_signals, this_python_first_on_path
+from minga.common import paths
 from minga.common.domain import MingaError
 from minga.common.pki import has_broker_pki, init_broker_pki
 from minga.scheduler.server import Broker, BrokerConfig, split_listen
@@ -105,7 +107,7 @@ class DevFederation:
         if cfg.gpus < 0:
             raise errors.usage_error(f"--gpus {cfg.gpus}: use 0 or more")
         self.cfg = cfg
-        self.dir = (cfg.data_dir or config.data_dir() / "up").expanduser()
+        self.dir = (cfg.data_dir or paths.data_dir() / "up").expanduser()
         self.broker: Any = None
         self.heads: list[Any] = []
         self.agents: list[Any] = []
@@ -246,7 +248,7 @@ class DevFederation:
         if self.broker.bootstrap_token:
             return str(self.broker.bootstrap_token)
         try:
-            return self.broker.admin_token_file.read_text().strip()
+            return str(self.broker.admin_token_file.read_text().strip())
         except OSError:
             raise errors.CliError(
                 f"the admin token file {self.broker.admin_token_file} is gone: delete {self.dir} to start afresh"
@@ -255,7 +257,7 @@ class DevFederation:
     def _ensure_accounts(self, admin: BrokerClient) -> str:
         """Institutions for every site and the researcher; returns the researcher's token."""
         for slug, name, country in INSTITUTIONS[: self.cfg.sites]:
-            _ignore_exists(lambda: admin.add_institution(slug, name, country))
+            _ignore_exists(functools.partial(admin.add_institution, slug, name, country))
         token_file = self.dir / "researcher-token"
         try:
             added = admin.add_user(RESEARCHER, INSTITUTIONS[0][0], common_pb2.ROLE_RESEARCHER)

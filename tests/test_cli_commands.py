@@ -46,7 +46,7 @@ class FakeJobs(job_pb2_grpc.JobServiceServicer):
         self.log = b"hello \xff raw bytes\nline 2\n"
         self.break_log_once = False
 
-    def SubmitJob(self, request, context):  # noqa: N802
+    def SubmitJob(self, request, context):
         owner, _, inst = _caller(context)
         self.submits.append(request)
         created = request.idempotency_key not in self.keys
@@ -73,20 +73,20 @@ class FakeJobs(job_pb2_grpc.JobServiceServicer):
             context.abort(grpc.StatusCode.NOT_FOUND, f"job {job_id} not found")
         return self.jobs[job_id]
 
-    def GetJob(self, request, context):  # noqa: N802
+    def GetJob(self, request, context):
         return self._job(request.job_id, context)
 
-    def ListJobs(self, request, context):  # noqa: N802
+    def ListJobs(self, request, context):
         _caller(context)
         jobs = [j for j in self.jobs.values() if not request.state or j.state == request.state]
         return job_pb2.ListJobsResponse(jobs=jobs)
 
-    def CancelJob(self, request, context):  # noqa: N802
+    def CancelJob(self, request, context):
         job = self._job(request.job_id, context)
         job.state = common_pb2.JOB_STATE_CANCELLED
         return job
 
-    def GetJobLogs(self, request, context):  # noqa: N802
+    def GetJobLogs(self, request, context):
         self._job(request.job_id, context)
         data = self.log[request.offset :]
         for i in range(0, len(data), 5):
@@ -95,24 +95,24 @@ class FakeJobs(job_pb2_grpc.JobServiceServicer):
                 context.abort(grpc.StatusCode.UNAVAILABLE, "broker restarting")
             yield common_pb2.LogChunk(run_id="r-1", offset=request.offset + i, data=data[i : i + 5])
 
-    def HasPackage(self, request, context):  # noqa: N802
+    def HasPackage(self, request, context):
         _caller(context)
         return job_pb2.HasPackageResponse(present=request.digest in self.packages)
 
-    def UploadPackage(self, request, context):  # noqa: N802
+    def UploadPackage(self, request, context):
         _caller(context)
         self.uploads += 1
         self.packages[request.digest] = request.data
         return job_pb2.UploadPackageResponse(digest=request.digest)
 
-    def UploadPackageStream(self, request_iterator, context):  # noqa: N802
+    def UploadPackageStream(self, request_iterator, context):
         _caller(context)
         chunks = list(request_iterator)
         self.uploads += 1
         self.packages[chunks[0].digest] = b"".join(c.data for c in chunks)
         return job_pb2.UploadPackageResponse(digest=chunks[0].digest)
 
-    def GetPackageLimits(self, request, context):  # noqa: N802
+    def GetPackageLimits(self, request, context):
         _caller(context)
         return job_pb2.PackageLimits(
             max_package_bytes=64 * 1024 * 1024, chunk_bytes=1024 * 1024, setting="set by its operator"
@@ -123,11 +123,11 @@ class FakeAdmin(admin_pb2_grpc.AdminServiceServicer):
     def __init__(self) -> None:
         self.institutions: dict[str, admin_pb2.Institution] = {}
 
-    def WhoAmI(self, request, context):  # noqa: N802
+    def WhoAmI(self, request, context):
         name, role, inst = _caller(context)
         return admin_pb2.WhoAmIResponse(name=name, role=role, institution=inst)
 
-    def AddInstitution(self, request, context):  # noqa: N802
+    def AddInstitution(self, request, context):
         if _caller(context)[1] != common_pb2.ROLE_ADMIN:
             context.abort(grpc.StatusCode.PERMISSION_DENIED, "only admins may add institutions")
         if request.institution.slug in self.institutions:
@@ -135,24 +135,24 @@ class FakeAdmin(admin_pb2_grpc.AdminServiceServicer):
         self.institutions[request.institution.slug] = request.institution
         return request.institution
 
-    def ListInstitutions(self, request, context):  # noqa: N802
+    def ListInstitutions(self, request, context):
         _caller(context)
         return admin_pb2.ListInstitutionsResponse(institutions=list(self.institutions.values()))
 
-    def AddUser(self, request, context):  # noqa: N802
+    def AddUser(self, request, context):
         _caller(context)
         if request.institution not in self.institutions:
             context.abort(grpc.StatusCode.NOT_FOUND, "not found")
         user = admin_pb2.User(name=request.name, institution=request.institution, role=request.role)
         return admin_pb2.AddUserResponse(user=user, token="tok-new-secret")
 
-    def CreateSiteToken(self, request, context):  # noqa: N802
+    def CreateSiteToken(self, request, context):
         _caller(context)
         return admin_pb2.CreateSiteTokenResponse(
             site=request.site, token=f"join-{request.ttl_seconds}", expires_at=1_700_000_000.0 + request.ttl_seconds
         )
 
-    def ListSites(self, request, context):  # noqa: N802
+    def ListSites(self, request, context):
         _caller(context)
         pool = common_pb2.GpuPool(model="A100", total=4, free=3)
         site = admin_pb2.Site(
@@ -166,13 +166,13 @@ class FakeAdmin(admin_pb2_grpc.AdminServiceServicer):
         )
         return admin_pb2.ListSitesResponse(sites=[site])
 
-    def CordonSite(self, request, context):  # noqa: N802
+    def CordonSite(self, request, context):
         _caller(context)
         if request.name != "uchile-dcc":
             context.abort(grpc.StatusCode.NOT_FOUND, "site not found")
         return admin_pb2.Site(name=request.name, state=common_pb2.SITE_STATE_CORDONED)
 
-    def ShowQuotas(self, request, context):  # noqa: N802
+    def ShowQuotas(self, request, context):
         _caller(context)
         return admin_pb2.ShowQuotasResponse(
             rows=[admin_pb2.QuotaRow(institution="uchile", country="CL", gpu_model="A100", owned=4, in_use=1)]

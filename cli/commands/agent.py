@@ -107,7 +107,7 @@ def run(
                 AgentConfig(
                     broker=cred.broker,
                     token=cred.token,
-                    ray_dashboard_url=head.dashboard_url if head else ray_address,
+                    ray_dashboard_url=head.dashboard_url if head else ray_address or "",  # one is given (checked above)
                     gpu_model=gpu_model,
                     gpu_memory_mb=gpu_memory,
                     ca_file=cred.ca_file,

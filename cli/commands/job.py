@@ -28,11 +28,12 @@ def parse_job_state(text: str) -> common_pb2.JobState:
     """A DESIGN.md state name, any case ("running") -> the wire enum."""
     from minga.v1 import common_pb2
 
-    names = [n.removeprefix("JOB_STATE_") for n in common_pb2.JobState.keys() if not n.endswith("UNSPECIFIED")]
+    names = [n.removeprefix("JOB_STATE_") for n, _ in common_pb2.JobState.items() if not n.endswith("UNSPECIFIED")]
     name = text.strip().upper()
     if name not in names:
         raise ValueError(f"bad state {text!r}: use one of {', '.join(names)}")
-    return common_pb2.JobState.Value(f"JOB_STATE_{name}")
+    state: common_pb2.JobState = getattr(common_pb2, f"JOB_STATE_{name}")
+    return state
 
 
 def parse_secret_env(pairs: list[str]) -> dict[str, str]:
@@ -273,9 +274,7 @@ def list_jobs(
     jobs = [render.job_to_dict(j) for j in found]
     grouped = [render_arrays.array_to_dict(a) for a in arrays]
     now = time.time()
-    call.show(
-        grouped + jobs, lambda: render.jobs_table(jobs, now, [render_arrays.array_row(a, now) for a in grouped])
-    )
+    call.show(grouped + jobs, lambda: render.jobs_table(jobs, now, [render_arrays.array_row(a, now) for a in grouped]))
 
 
 @app.command("status")

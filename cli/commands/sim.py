@@ -5,13 +5,18 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from minga.cli.extras import needs
+
+if TYPE_CHECKING:
+    from minga.scheduler.sim.federation import Federation
+    from minga.scheduler.sim.scenario import Scenario
+    from minga.scheduler.sim.workload import SimJob
 
 app = typer.Typer(help="Simulate the scheduling policy on a federation and a workload.", invoke_without_command=True)
 
@@ -20,7 +25,7 @@ REPO = Path(__file__).resolve().parents[2]
 WORKLOAD_OPTIONS = ("federation", "trace", "traces_dir", "jobs", "seed", "load")
 
 
-class SimOutput(str, Enum):
+class SimOutput(StrEnum):
     table = "table"
     json = "json"
 
@@ -113,7 +118,7 @@ def run(
         typer.echo(report.table(result))
 
 
-def _scenario(ctx: typer.Context, arg: str):
+def _scenario(ctx: typer.Context, arg: str) -> Scenario:
     """The scenario file named by --scenario (a path, or the name of a shipped one)."""
     from minga.scheduler.sim import scenario as scenmod
     from minga.scheduler.sim.examples import scenarios_dir
@@ -134,7 +139,7 @@ def _scenario(ctx: typer.Context, arg: str):
         raise typer.Exit(2) from exc
 
 
-def _workload(fed, trace: str, traces_dir: Path, jobs: int | None, seed: int, load: float) -> list:
+def _workload(fed: Federation, trace: str, traces_dir: Path, jobs: int | None, seed: int, load: float) -> list[SimJob]:
     """The trace's GPU tasks scaled to `load` (0: as they are), or the synthetic jobs."""
     from minga.scheduler.sim import workload
 

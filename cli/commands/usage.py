@@ -17,7 +17,7 @@ from minga.cli.parsing import parse_duration
 app = typer.Typer(help="Usage against contribution (reciprocity).", no_args_is_help=True)
 
 
-class ReportOutput(str, enum.Enum):
+class ReportOutput(enum.StrEnum):
     table = "table"
     json = "json"
     csv = "csv"
@@ -48,15 +48,15 @@ def report(
         resp = c.usage_report(seconds, by.value)
     lines = [
         {
-            "key": l.key,
-            "country": l.country,
-            "consumed_gpu_hours": round(l.consumed_gpu_hours, 3),
-            "consumed_normalized": round(l.consumed_normalized, 3),
-            "contributed_gpu_hours": round(l.contributed_gpu_hours, 3),
-            "contributed_normalized": round(l.contributed_normalized, 3),
-            "balance_normalized": round(l.contributed_normalized - l.consumed_normalized, 3),
+            "key": line.key,
+            "country": line.country,
+            "consumed_gpu_hours": round(line.consumed_gpu_hours, 3),
+            "consumed_normalized": round(line.consumed_normalized, 3),
+            "contributed_gpu_hours": round(line.contributed_gpu_hours, 3),
+            "contributed_normalized": round(line.contributed_normalized, 3),
+            "balance_normalized": round(line.contributed_normalized - line.consumed_normalized, 3),
         }
-        for l in resp.lines
+        for line in resp.lines
     ]
     if output is ReportOutput.csv:
         writer = csv.DictWriter(sys.stdout, fieldnames=COLUMNS, lineterminator="\n")

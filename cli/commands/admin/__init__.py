@@ -44,7 +44,9 @@ def audit(
     since: Annotated[
         str | None, typer.Option("--since", help="Only the last DURATION (e.g. 1h, 7d).", show_default="everything")
     ] = None,
-    who: Annotated[str | None, typer.Option("--who", help="Only calls by this user or site.", show_default=False)] = None,
+    who: Annotated[
+        str | None, typer.Option("--who", help="Only calls by this user or site.", show_default=False)
+    ] = None,
     limit: Annotated[int, typer.Option("--limit", help="At most this many, the most recent.")] = 1000,
 ) -> None:
     """The audit log: every state-changing call, who made it, from where, and how it ended."""

@@ -24,7 +24,7 @@ app = typer.Typer(
 )
 
 
-class SharePolicy(str, enum.Enum):
+class SharePolicy(enum.StrEnum):
     contribution = "contribution"
     static = "static"
 

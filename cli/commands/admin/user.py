@@ -15,7 +15,7 @@ from minga.cli.parsing import parse_duration
 app = typer.Typer(help="Researchers and admins.", no_args_is_help=True)
 
 
-class RoleChoice(str, enum.Enum):
+class RoleChoice(enum.StrEnum):
     researcher = "researcher"
     institution_admin = "institution-admin"
     admin = "admin"
@@ -55,9 +55,13 @@ def add(
     from minga.v1 import common_pb2
 
     ttl = _expires(expires)
-    wire_role = common_pb2.Role.Value("ROLE_" + role.value.upper().replace("-", "_"))
+    roles = {
+        RoleChoice.researcher: common_pb2.ROLE_RESEARCHER,
+        RoleChoice.admin: common_pb2.ROLE_ADMIN,
+        RoleChoice.institution_admin: common_pb2.ROLE_INSTITUTION_ADMIN,
+    }
     with call.client() as c, errors.explain(not_found=f"no institution {institution}"):
-        added = c.add_user(name, institution, wire_role, ttl)
+        added = c.add_user(name, institution, roles[role], ttl)
     data = {**render.user_to_dict(added.user), "token": added.token, "expires_at": render.iso_time(added.expires_at)}
 
     def human() -> None:

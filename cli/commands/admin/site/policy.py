@@ -89,7 +89,9 @@ def _checked(flag: str, field: str, values: Many) -> tuple[str, ...]:
     from minga.common.lending import LendingPolicy, check_policy
 
     try:
-        return getattr(check_policy(LendingPolicy(**{field: tuple(values or ())})), field)
+        given: dict[str, Any] = {field: tuple(values or ())}
+        checked: tuple[str, ...] = getattr(check_policy(LendingPolicy(**given)), field)
+        return checked
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint=flag) from exc
 
