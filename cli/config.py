@@ -15,7 +15,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from minga.common.paths import config_dir, data_dir  # noqa: F401  (data_dir: used by cli.up)
+from minga.common.paths import config_dir
 
 BROKER_ENV = "MINGA_BROKER"
 TOKEN_ENV = "MINGA_TOKEN"

@@ -19,13 +19,13 @@ import contextlib
 import re
 import sys
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
-import grpc
 import typer
 import typer.core
 
-from minga.common.channel import STANDBY
+if TYPE_CHECKING:
+    import grpc
 
 try:  # typer >= 0.22 vendors its own click; older versions use click itself
     from typer._click import exceptions as _click_exc
@@ -64,6 +64,8 @@ def _details(err: grpc.RpcError) -> str:
 
 
 def _code(err: grpc.RpcError) -> grpc.StatusCode:
+    import grpc
+
     code = err.code() if hasattr(err, "code") else None
     return code if isinstance(code, grpc.StatusCode) else grpc.StatusCode.UNKNOWN
 
@@ -75,6 +77,10 @@ def _looks_like_tls(details: str) -> bool:
 
 def explain_rpc_error(err: grpc.RpcError, broker: str | None, has_token: bool = True, has_ca: bool = False) -> CliError:
     """Map a gRPC failure to the one line that names what to fix."""
+    import grpc
+
+    from minga.common.channel import STANDBY
+
     code, details = _code(err), _details(err)
     where = broker or "(no broker set)"
     if code == grpc.StatusCode.UNAVAILABLE:
@@ -133,13 +139,19 @@ def explain_rpc_error(err: grpc.RpcError, broker: str | None, has_token: bool = 
     return CliError(f"broker at {where} failed ({code.name}): {details or 'no details'}")
 
 
+def is_rpc_error(exc: BaseException) -> TypeGuard[grpc.RpcError]:
+    """A gRPC failure; without importing grpc, which a command that never called has not loaded."""
+    grpc = sys.modules.get("grpc")
+    return grpc is not None and isinstance(exc, grpc.RpcError)
+
+
 RETRY_AFTER_KEY = "retry-after-ms"
 
 
 def retry_after(err: grpc.RpcError) -> float | None:
     """Seconds the broker asked us to wait (its `retry-after-ms` trailer), if it said."""
     try:
-        trailers = err.trailing_metadata() or ()  # type: ignore[attr-defined]
+        trailers = getattr(err, "trailing_metadata", lambda: ())() or ()
     except Exception:  # noqa: BLE001 - not every RpcError carries trailers
         return None
     for key, value in trailers:
@@ -171,7 +183,9 @@ def explain(**by_code: str) -> Iterator[None]:
     """
     try:
         yield
-    except grpc.RpcError as err:
+    except Exception as err:
+        if not is_rpc_error(err):
+            raise
         message = by_code.get(_code(err).name.lower())
         if message is None:
             raise
@@ -196,7 +210,7 @@ def handle(exc: BaseException) -> int:
     """Print the one line for a known failure and return the exit code; re-raise bugs."""
     if isinstance(exc, CliError):
         return _fail(str(exc), exc.exit_code)
-    if isinstance(exc, grpc.RpcError):
+    if is_rpc_error(exc):
         err = explain_rpc_error(exc, _current["broker"], _current["has_token"], _current["has_ca"])
         return _fail(str(err), err.exit_code)
     if isinstance(exc, UsageError):
@@ -268,11 +282,19 @@ class MingaGroup(typer.core.TyperGroup):
     ) -> Any:
         try:
             rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
-        except (CliError, grpc.RpcError, ClickException, typer.Abort, KeyboardInterrupt) as exc:
-            code = handle(exc)
-            if not standalone_mode:
-                return code
-            sys.exit(code)
+        except (CliError, ClickException, typer.Abort, KeyboardInterrupt) as exc:
+            return self._fail(exc, standalone_mode)
+        except Exception as exc:
+            if not is_rpc_error(exc):
+                raise
+            return self._fail(exc, standalone_mode)
         if standalone_mode:
             sys.exit(rv if isinstance(rv, int) else 0)
         return rv
+
+    @staticmethod
+    def _fail(exc: BaseException, standalone_mode: bool) -> int:
+        code = handle(exc)
+        if standalone_mode:
+            sys.exit(code)
+        return code

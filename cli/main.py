@@ -1,23 +1,54 @@
 """The `minga` command tree (console script `minga = "minga.cli.main:app"`).
 
-Commands only parse flags, call the typed BrokerClient (or the broker/agent
-entry points, imported lazily so `minga job list` never pays for importing Ray),
-and render the answer. Failures go through cli.errors: one line, an exit code.
+A command group's module (cli/commands/) is imported only when that group is used,
+so `minga job list` loads neither the other groups nor the broker, the agent or the
+simulator. Failures go through cli.errors: one line, an exit code.
 """
 
 from __future__ import annotations
 
+import importlib
+from typing import Any
+
 import typer
 
-from minga.cli.commands import admin, agent, broker, job, login, quota, sim, site, token, up, usage
+from minga.cli.commands import login, up
 from minga.cli.errors import MingaGroup
 from minga.cli.options import BrokerOpt, CaOpt, TokenOpt, hide_flag_types
+
+# name -> the module whose `app` is that command group, in the order `minga --help` lists them.
+GROUPS = {
+    "admin": "minga.cli.commands.admin",
+    "site": "minga.cli.commands.site",
+    "agent": "minga.cli.commands.agent",
+    "broker": "minga.cli.commands.broker",
+    "job": "minga.cli.commands.job",
+    "quota": "minga.cli.commands.quota",
+    "usage": "minga.cli.commands.usage",
+    "sim": "minga.cli.commands.sim",
+    "token": "minga.cli.commands.token",
+}
+
+
+class MingaRoot(MingaGroup):
+    """The root group: builds a command group from its module the first time it is asked for."""
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return [*super().list_commands(ctx), *(name for name in GROUPS if name not in self.commands)]
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        if cmd_name in GROUPS and cmd_name not in self.commands:
+            group = typer.main.get_group(importlib.import_module(GROUPS[cmd_name]).app)
+            group.name = cmd_name
+            self.add_command(group)
+        return super().get_command(ctx, cmd_name)
+
 
 hide_flag_types()
 
 app = typer.Typer(
     name="minga",
-    cls=MingaGroup,
+    cls=MingaRoot,
     help="minga: pool GPUs across institutions; submit Ray jobs to the federation.",
     no_args_is_help=True,
     add_completion=False,
@@ -39,14 +70,5 @@ def root(
 
 app.command("login")(login.login)
 app.command("up")(up.up)
-app.add_typer(admin.app, name="admin")
-app.add_typer(site.app, name="site")
-app.add_typer(agent.app, name="agent")
-app.add_typer(broker.app, name="broker")
-app.add_typer(job.app, name="job")
-app.add_typer(quota.app, name="quota")
-app.add_typer(usage.app, name="usage")
-app.add_typer(sim.app, name="sim")
-app.add_typer(token.app, name="token")
 
 __all__ = ["app"]

@@ -1,20 +1,37 @@
-"""Options shared by many commands, and the factory that turns them into a client.
+"""The flags and choices several commands share, declared once.
 
 `--broker/--token/--ca` are accepted both on the root (`minga --broker X job
-list`) and on each command (`minga job list --broker X`); the command's flag
-wins, then the root's, then the environment, then the `minga login` config.
+list`) and on each command that talks to the broker (`minga job list --broker X`);
+cli.call adds them, with `--output`, to those commands.
 """
 
 from __future__ import annotations
 
+import enum
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 import typer
 
-from minga.cli import config, errors
-from minga.cli.client import BrokerClient
-from minga.cli.render import Output
+T = TypeVar("T")
+V = TypeVar("V")
+
+
+class Output(enum.StrEnum):
+    """How a command shows its result."""
+
+    table = "table"
+    json = "json"
+
+
+class Level(enum.StrEnum):
+    """A level of the account tree below the federation."""
+
+    country = "country"
+    institution = "institution"
+    project = "project"
+
 
 BrokerOpt = Annotated[
     str | None,
@@ -51,50 +68,16 @@ def hide_flag_types() -> None:
         return
     shown = TyperOption.display_type_rich
 
-    def display_type_rich(self: TyperOption, ctx: typer.Context) -> str | None:
+    def display_type_rich(self: TyperOption, ctx: Any) -> str | None:  # ctx: typer's click Context
         return None if self.is_flag and not self.count else shown(self, ctx)
 
     display_type_rich._minga_flags_bare = True  # type: ignore[attr-defined]
     TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
 
 
-def root_settings(ctx: typer.Context) -> dict[str, object]:
-    """The root command's --broker/--token/--ca (stored by the root callback)."""
-    root = ctx.find_root()
-    return root.obj if isinstance(root.obj, dict) else {}
-
-
-def connection(ctx: typer.Context, broker: str | None, token: str | None, ca: Path | None) -> config.Connection:
-    """Resolve flag > root flag > env > config file, with config errors as one line."""
-    root = root_settings(ctx)
+def flag_value(flag: str, parse: Callable[[V], T], value: V) -> T:
+    """`parse(value)`; its ValueError becomes a one-line usage error naming `flag`."""
     try:
-        return config.resolve_connection(
-            broker or root.get("broker"),  # type: ignore[arg-type]
-            token or root.get("token"),  # type: ignore[arg-type]
-            ca or root.get("ca"),  # type: ignore[arg-type]
-        )
+        return parse(value)
     except ValueError as exc:
-        raise errors.CliError(str(exc), errors.EXIT_USAGE) from exc
-
-
-def read_ca(ca_file: Path | None) -> bytes | None:
-    """The CA certificate's bytes, or a clear error naming the missing file."""
-    if ca_file is None:
-        return None
-    try:
-        return ca_file.expanduser().read_bytes()
-    except OSError as exc:
-        raise errors.usage_error(f"cannot read CA certificate {ca_file}: {exc.strerror or exc}") from exc
-
-
-def open_client(conn: config.Connection) -> BrokerClient:
-    """A client for `conn`; fails with one line when no broker is known."""
-    if not conn.broker:
-        raise errors.usage_error("no broker address: pass --broker HOST:PORT, set MINGA_BROKER, or run `minga login`")
-    errors.note_connection(conn.broker, has_token=bool(conn.token), has_ca=conn.ca_file is not None)
-    return BrokerClient(conn.broker, conn.token, read_ca(conn.ca_file))
-
-
-def client(ctx: typer.Context, broker: str | None, token: str | None, ca: Path | None) -> BrokerClient:
-    """Shortcut used by every command that talks to the broker."""
-    return open_client(connection(ctx, broker, token, ca))
+        raise typer.BadParameter(str(exc), param_hint=flag) from exc

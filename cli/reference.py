@@ -95,9 +95,9 @@ def _portable(value: object) -> str:
 
 def _flag(param: Any, ctx: Context) -> str:
     if param.param_type_name == "argument":
-        return param.metavar or param.name.upper()
+        return str(param.metavar or param.name.upper())
     names = ", ".join([*param.opts, *param.secondary_opts])
-    kind = param.display_type_rich(ctx) if hasattr(param, "display_type_rich") else None
+    kind: str | None = param.display_type_rich(ctx) if hasattr(param, "display_type_rich") else None
     return f"{names} {kind}" if kind else names
 
 

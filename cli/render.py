@@ -7,27 +7,21 @@ times are ISO-8601 UTC strings or null. Tables are built to fit 80 columns.
 
 from __future__ import annotations
 
-import enum
 import json
 import sys
 import textwrap
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from minga.cli.options import Output
 from minga.cli.parsing import format_duration
-from minga.common.domain import DEFAULT_MAX_ATTEMPTS
-from minga.v1 import admin_pb2, common_pb2
+
+if TYPE_CHECKING:
+    from minga.v1 import admin_pb2, common_pb2
 
 JsonDict = dict[str, Any]
-
-
-class Output(str, enum.Enum):
-    """How a command shows its result."""
-
-    table = "table"
-    json = "json"
 
 
 # -- scalars -------------------------------------------------------------------
@@ -40,19 +34,27 @@ def iso_time(ts: float) -> str | None:
 
 
 def job_state_name(state: int) -> str:
+    from minga.v1 import common_pb2
+
     return common_pb2.JobState.Name(state).removeprefix("JOB_STATE_")
 
 
 def site_state_name(state: int) -> str:
+    from minga.v1 import common_pb2
+
     return common_pb2.SiteState.Name(state).removeprefix("SITE_STATE_")
 
 
 def role_name(role: int) -> str:
+    from minga.v1 import common_pb2
+
     return common_pb2.Role.Name(role).removeprefix("ROLE_").lower().replace("_", "-")
 
 
 # -- messages -> dicts ------------------------------------------------------------
 def job_to_dict(job: common_pb2.Job) -> JsonDict:
+    from minga.common.domain import DEFAULT_MAX_ATTEMPTS
+
     spec, res, env = job.spec, job.spec.resources, job.spec.runtime_env
     return {
         "id": job.id,
@@ -661,15 +663,15 @@ def usage_table(by: str, lines: Sequence[JsonDict]) -> None:
         ],
         [
             [
-                l["key"],
-                l["country"],
-                f"{l['consumed_gpu_hours']:.1f}",
-                f"{l['consumed_normalized']:.1f}",
-                f"{l['contributed_gpu_hours']:.1f}",
-                f"{l['contributed_normalized']:.1f}",
-                f"{l['balance_normalized']:+.1f}",
+                line["key"],
+                line["country"],
+                f"{line['consumed_gpu_hours']:.1f}",
+                f"{line['consumed_normalized']:.1f}",
+                f"{line['contributed_gpu_hours']:.1f}",
+                f"{line['contributed_normalized']:.1f}",
+                f"{line['balance_normalized']:+.1f}",
             ]
-            for l in lines
+            for line in lines
         ],
     )
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import sys
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from minga.cli.parsing import format_duration
 from minga.cli.render import _dash, iso_time
-from minga.v1 import job_pb2
+
+if TYPE_CHECKING:
+    from minga.v1 import job_pb2
 
 JsonDict = dict[str, Any]
 

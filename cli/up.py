@@ -19,6 +19,7 @@ plain `minga job list` works in any terminal without exports.
 from __future__ import annotations
 
 import fcntl
+import functools
 import os
 import shlex
 import shutil
@@ -32,9 +33,16 @@ from typing import Any
 
 import grpc
 
+from minga.agent.credentials import CredentialError, join_site, load_credential, save_credential
+from minga.agent.local_ray import LocalRayHead
+from minga.agent.session import Agent, AgentConfig
 from minga.cli import config, errors
 from minga.cli.client import BrokerClient
 from minga.cli.lifecycle import stop_signals, this_python_first_on_path
+from minga.common import paths
+from minga.common.domain import MingaError
+from minga.common.pki import has_broker_pki, init_broker_pki
+from minga.scheduler.server import Broker, BrokerConfig, split_listen
 from minga.v1 import common_pb2
 
 # One institution per site, each in another country, as in the federation it models.
@@ -99,7 +107,7 @@ class DevFederation:
         if cfg.gpus < 0:
             raise errors.usage_error(f"--gpus {cfg.gpus}: use 0 or more")
         self.cfg = cfg
-        self.dir = (cfg.data_dir or config.data_dir() / "up").expanduser()
+        self.dir = (cfg.data_dir or paths.data_dir() / "up").expanduser()
         self.broker: Any = None
         self.heads: list[Any] = []
         self.agents: list[Any] = []
@@ -176,10 +184,6 @@ class DevFederation:
         return self.dir / "pki" / "ca.crt"
 
     def _start_broker(self) -> None:
-        from minga.common.domain import MingaError
-        from minga.common.pki import has_broker_pki, init_broker_pki
-        from minga.scheduler.server import Broker, BrokerConfig, split_listen
-
         pki_dir = self.dir / "pki"
         try:
             host = split_listen(self.cfg.listen)[0]
@@ -207,9 +211,6 @@ class DevFederation:
     def _stable_listen(self) -> str:
         """--listen as given, but port 0 becomes the last run's port when that port is free,
         so the address a user exported before a restart still reaches the broker."""
-        from minga.common.domain import MingaError
-        from minga.scheduler.server import split_listen
-
         host, port = split_listen(self.cfg.listen)
         try:
             last = (self.dir / LAST_ADDRESS).read_text().strip()
@@ -247,7 +248,7 @@ class DevFederation:
         if self.broker.bootstrap_token:
             return str(self.broker.bootstrap_token)
         try:
-            return self.broker.admin_token_file.read_text().strip()
+            return str(self.broker.admin_token_file.read_text().strip())
         except OSError:
             raise errors.CliError(
                 f"the admin token file {self.broker.admin_token_file} is gone: delete {self.dir} to start afresh"
@@ -256,7 +257,7 @@ class DevFederation:
     def _ensure_accounts(self, admin: BrokerClient) -> str:
         """Institutions for every site and the researcher; returns the researcher's token."""
         for slug, name, country in INSTITUTIONS[: self.cfg.sites]:
-            _ignore_exists(lambda: admin.add_institution(slug, name, country))
+            _ignore_exists(functools.partial(admin.add_institution, slug, name, country))
         token_file = self.dir / "researcher-token"
         try:
             added = admin.add_user(RESEARCHER, INSTITUTIONS[0][0], common_pb2.ROLE_RESEARCHER)
@@ -272,9 +273,6 @@ class DevFederation:
         return added.token
 
     def _start_site(self, admin: BrokerClient, index: int) -> SiteInfo:
-        from minga.agent.local_ray import LocalRayHead
-        from minga.agent.session import Agent, AgentConfig
-
         slug, _, country = INSTITUTIONS[index]
         name = f"{slug}-local"
         cred = self._site_credential(admin, slug, name)
@@ -303,8 +301,6 @@ class DevFederation:
     def _site_credential(self, admin: BrokerClient, institution: str, site: str) -> Any:
         """The site's credential: saved by an earlier run, else made by the real join flow
         (a key made here, a CSR, a certificate back)."""
-        from minga.agent.credentials import CredentialError, join_site, load_credential, save_credential
-
         path = self.dir / "sites" / f"{site}.json"
         try:
             cred = load_credential(path)

@@ -13,8 +13,6 @@ from pathlib import Path
 
 import grpc
 
-from minga.common.pki import split_bundle
-
 # Pings keep NATs and firewalls from dropping an idle session and reveal a dead
 # peer within seconds instead of minutes.
 CHANNEL_OPTIONS: list[tuple[str, int]] = [
@@ -92,6 +90,8 @@ def _open(address: str, ca_file: str | Path | None, certificate_file: str | Path
         root = Path(ca_file).read_bytes()
         key = cert = None
         if certificate_file:
+            from minga.common.pki import split_bundle  # lazy: cryptography is the site's, not the CLI's
+
             key, cert = split_bundle(Path(certificate_file).read_bytes())
         return grpc.secure_channel(address, grpc.ssl_channel_credentials(root, key, cert), CHANNEL_OPTIONS)
     return grpc.insecure_channel(address, CHANNEL_OPTIONS)

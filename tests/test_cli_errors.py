@@ -193,10 +193,37 @@ def test_unreachable_broker_through_the_real_console_script(tmp_path: Path) -> N
     assert proc.stdout == ""
 
 
-def test_cli_import_does_not_import_ray_or_the_broker() -> None:
+# What a researcher's command must never load: the broker, the agent, the simulator and their extras.
+HEAVY = (
+    "ray",
+    "sqlalchemy",
+    "sqlmodel",
+    "alembic",
+    "matplotlib",
+    "numpy",
+    "cryptography",
+    "minga.scheduler",
+    "minga.agent",
+)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--help"],
+        ["job", "submit", "--broker", "127.0.0.1:1", "--", "true"],
+        ["job", "list", "--broker", "127.0.0.1:1"],
+        ["job", "status", "j-1", "--broker", "127.0.0.1:1"],
+    ],
+    ids=["help", "submit", "list", "status"],
+)
+def test_researcher_commands_import_nothing_heavy(args: list[str]) -> None:
+    """The commands run (here against a closed port) in a fresh interpreter; then no module of
+    HEAVY is loaded. `--help` does not load grpc or the generated messages either."""
+    heavy = HEAVY + (("grpc", "minga.v1") if args == ["--help"] else ())
     code = (
-        "import sys, cli.main; bad = [m for m in ('ray', 'minga.scheduler.server', 'minga.agent.session', 'sqlmodel') "
-        "if m in sys.modules]; print(bad)"
+        "import sys; from minga.cli.main import app; app(sys.argv[1:], standalone_mode=False); "
+        f"print([m for m in {heavy!r} if m in sys.modules])"
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert proc.stdout.strip() == "[]", proc.stderr
+    proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=60)
+    assert proc.stdout.strip().splitlines()[-1] == "[]", proc.stdout + proc.stderr

@@ -22,10 +22,11 @@ ENV = re.compile(r"\bMINGA_[A-Z_]+\b")
 
 
 def _commands(cmd: click.Command, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], click.Command]]:
-    """(path, command) for the root and every group and command under it."""
+    """(path, command) for the root and every group and command under it (groups load lazily)."""
     yield path, cmd
-    for name, sub in sorted(getattr(cmd, "commands", {}).items()):
-        yield from _commands(sub, (*path, name))
+    ctx = cmd.context_class(cmd, info_name=path[-1] if path else "minga")
+    for name in sorted(getattr(cmd, "list_commands", lambda ctx: [])(ctx)):
+        yield from _commands(cmd.get_command(ctx, name), (*path, name))
 
 
 TREE = list(_commands(typer.main.get_command(app)))

@@ -179,7 +179,7 @@ def test_quota_table_fits_80_columns_with_share_next_to_held(capsys: pytest.Capt
     assert lines[0].split() == ["INST", "CC", "WEIGHT", "ENT%", "USE%", "FS", "GUAR", "HELD", "DEMAND", "SHARE"]
     assert lines[1].split() == ["uchile", "CL", "1234", "60.0", "90.0", "0.35", "12", "12", "20", "6"]
     assert lines[2].split()[-4:] == ["0", "0", "9", "3.3"]
-    assert ["INST", "MODEL", "OWN", "GUAR", "USE", "HELD", "BORR", "LENT", "PEND"] in [l.split() for l in lines]
+    assert ["INST", "MODEL", "OWN", "GUAR", "USE", "HELD", "BORR", "LENT", "PEND"] in [line.split() for line in lines]
     words = " ".join(out.split())
     assert "SHARE: each institution's fair share of the 16 GPUs that can hold runs now" in words
     assert "Entitlement floor: base grant 412 in effect, so every institution weighs at least 25% of the mean." in words

@@ -11,6 +11,7 @@ import typer
 
 from minga.cli import errors
 from minga.cli.commands.site import CredentialOpt, credential_path
+from minga.cli.extras import needs
 from minga.cli.lifecycle import (
     configure_logging,
     sigterm_as_interrupt,
@@ -45,6 +46,7 @@ def _load_credential(path: Path):  # type: ignore[no-untyped-def]
 
 @app.command("run")
 def run(
+    ctx: typer.Context,
     ray_address: Annotated[
         str | None,
         typer.Option(
@@ -81,11 +83,13 @@ def run(
         raise typer.BadParameter(f"{gpus} is negative", param_hint="--gpus")
     if gpu_memory is not None and gpu_memory < 0:
         raise typer.BadParameter(f"{gpu_memory} is negative", param_hint="--gpu-memory")
-    cred = _load_credential(credential_path(credential))
+    with needs(ctx, "site"):
+        cred = _load_credential(credential_path(credential))
     errors.note_connection(cred.broker, has_token=True, has_ca=bool(cred.ca_file))
     configure_logging()
 
-    from minga.agent.session import Agent, AgentConfig  # lazy: imports Ray
+    with needs(ctx, "site"):
+        from minga.agent.session import Agent, AgentConfig  # lazy: imports Ray
 
     head = None
     with sigterm_as_interrupt():  # Ctrl-C or `kill` while the Ray head starts: stop it again
@@ -103,7 +107,7 @@ def run(
                 AgentConfig(
                     broker=cred.broker,
                     token=cred.token,
-                    ray_dashboard_url=head.dashboard_url if head else ray_address,
+                    ray_dashboard_url=head.dashboard_url if head else ray_address or "",  # one is given (checked above)
                     gpu_model=gpu_model,
                     gpu_memory_mb=gpu_memory,
                     ca_file=cred.ca_file,

@@ -7,16 +7,19 @@ from __future__ import annotations
 import shlex
 import threading
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
-import grpc
 import typer
 
 from minga.cli import errors, render
+from minga.cli.call import Call, with_call
+from minga.cli.extras import needs
 from minga.cli.lifecycle import configure_logging, stop_signals, wait_until
-from minga.cli.options import BrokerOpt, CaOpt, OutputOpt, TokenOpt, client
+from minga.cli.options import Output, flag_value
 from minga.cli.parsing import parse_duration, parse_size
-from minga.cli.render import Output
+
+if TYPE_CHECKING:
+    import grpc
 
 app = typer.Typer(help="Run the broker (federation operators).", no_args_is_help=True)
 
@@ -31,7 +34,9 @@ PkiDirOpt = Annotated[
 
 
 @app.command("init")
+@with_call(connect=False)
 def init(
+    call: Call,
     san: Annotated[
         list[str],
         typer.Option(
@@ -44,7 +49,6 @@ def init(
     force: Annotated[
         bool, typer.Option("--force", help="Replace an existing CA (every site must join again).")
     ] = False,
-    output: OutputOpt = Output.table,
 ) -> None:
     """Create the federation's CA and the broker's TLS certificate, readable only by you.
 
@@ -52,7 +56,9 @@ def init(
     the site port, where sites connect with the client certificates they get at join."""
     from minga.common.domain import MingaError
     from minga.common.paths import data_dir
-    from minga.common.pki import CA_CERT, init_broker_pki
+
+    with needs(call.ctx, "broker"):
+        from minga.common.pki import CA_CERT, init_broker_pki
 
     directory = (pki_dir or data_dir() / "pki").expanduser()
     try:
@@ -63,8 +69,7 @@ def init(
         raise errors.CliError(f"cannot write {directory}: {exc.strerror}") from exc
     ca_file = directory / CA_CERT
     data = {"pki_dir": str(directory), "ca_file": str(ca_file), "sans": san}
-    render.show(
-        output,
+    call.show(
         data,
         lambda: typer.echo(
             f"created the federation CA and the broker certificate for {', '.join(san)} in {directory} (mode 0700)\n"
@@ -75,7 +80,9 @@ def init(
 
 
 @app.command("serve")
+@with_call(connect=False)
 def serve(
+    call: Call,
     listen: Annotated[
         str, typer.Option("--listen", help="HOST:PORT to listen on (port 0: any free port).")
     ] = "127.0.0.1:50551",
@@ -162,26 +169,21 @@ def serve(
             "uploading.",
         ),
     ] = "64MiB",
-    output: OutputOpt = Output.table,
 ) -> None:
     """Serve the broker until Ctrl-C or SIGTERM."""
-    from minga.common.domain import MingaError  # lazy: the broker's modules are only needed here
-    from minga.scheduler.server import Broker, BrokerConfig
+    from minga.common.domain import MingaError
 
-    try:
-        ttl_seconds = parse_duration(lease_ttl)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--lease-ttl") from exc
+    with needs(call.ctx, "broker"):
+        from minga.scheduler.server import Broker, BrokerConfig
+
+    ttl_seconds = flag_value("--lease-ttl", parse_duration, lease_ttl)
     if ttl_seconds < 10:
         raise typer.BadParameter(
             f"{lease_ttl} is shorter than two heartbeats: use 10s or more", param_hint="--lease-ttl"
         )
     if rate_limit < 0:
         raise typer.BadParameter(f"{rate_limit:g} is negative: use 0 (no limit) or more", param_hint="--rate-limit")
-    try:
-        package_limit = parse_size(max_package_bytes)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--max-package-bytes") from exc
+    package_limit = flag_value("--max-package-bytes", parse_size, max_package_bytes)
     configure_logging()
     broker = Broker(
         BrokerConfig(
@@ -208,12 +210,17 @@ def serve(
     stopped = threading.Event()
     with stop_signals(stopped):
         try:
-            _announce(broker, output)
-            threading.Thread(target=lambda: (broker.wait(), stopped.set()), name="broker-wait", daemon=True).start()
+            _announce(broker, call.output)
+            threading.Thread(target=_set_when_done, args=(broker, stopped), name="broker-wait", daemon=True).start()
             wait_until(stopped)
         finally:
             broker.stop(grace=2.0)
     typer.echo("broker stopped", err=True)
+
+
+def _set_when_done(broker: Any, stopped: threading.Event) -> None:
+    broker.wait()
+    stopped.set()
 
 
 def _announce(broker: object, output: Output) -> None:
@@ -264,15 +271,12 @@ def _exports(broker: object, address: str) -> str:
 
 
 @app.command("status")
-def status(
-    ctx: typer.Context,
-    broker: BrokerOpt = None,
-    token: TokenOpt = None,
-    ca: CaOpt = None,
-    output: OutputOpt = Output.table,
-) -> None:
+@with_call()
+def status(call: Call) -> None:
     """Ask every broker of the --broker list whether it leads (exit 3 if none does)."""
-    with client(ctx, broker, token, ca) as c:
+    import grpc
+
+    with call.client() as c:
         answers = c.broker_statuses()
     items = []
     for address, answer in answers:
@@ -286,7 +290,7 @@ def status(
             if isinstance(answer, grpc.RpcError)
             else render.broker_status_to_dict(address, answer)
         )
-    render.show(output, items, lambda: render.brokers_table(items))
+    call.show(items, lambda: render.brokers_table(items))
     if not any(item["leading"] for item in items):
         raise errors.CliError("no broker of the list leads", errors.EXIT_UNREACHABLE)
 

@@ -8,35 +8,32 @@ import shlex
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from minga.cli import errors, render, render_arrays, workdir
-from minga.cli.client import BrokerClient
-from minga.cli.options import BrokerOpt, CaOpt, OutputOpt, TokenOpt, client
+from minga.cli import errors, render, render_arrays
+from minga.cli.call import Call, with_call
+from minga.cli.options import flag_value
 from minga.cli.parsing import format_bytes, parse_country, parse_duration, parse_env, parse_gpu_memory_mb, parse_size
-from minga.cli.render import Output
-from minga.v1 import common_pb2, job_pb2
+
+if TYPE_CHECKING:
+    from minga.cli.client import BrokerClient
+    from minga.v1 import common_pb2, job_pb2
 
 app = typer.Typer(help="Submit and follow jobs.", no_args_is_help=True)
 
 
 def parse_job_state(text: str) -> common_pb2.JobState:
     """A DESIGN.md state name, any case ("running") -> the wire enum."""
-    names = [n.removeprefix("JOB_STATE_") for n in common_pb2.JobState.keys() if not n.endswith("UNSPECIFIED")]
+    from minga.v1 import common_pb2
+
+    names = [n.removeprefix("JOB_STATE_") for n, _ in common_pb2.JobState.items() if not n.endswith("UNSPECIFIED")]
     name = text.strip().upper()
     if name not in names:
         raise ValueError(f"bad state {text!r}: use one of {', '.join(names)}")
-    return common_pb2.JobState.Value(f"JOB_STATE_{name}")
-
-
-def _parsed(flag: str, parse, value):  # type: ignore[no-untyped-def]
-    """Run a parser; its ValueError becomes a one-line usage error naming the flag."""
-    try:
-        return parse(value)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint=flag) from exc
+    state: common_pb2.JobState = getattr(common_pb2, f"JOB_STATE_{name}")
+    return state
 
 
 def parse_secret_env(pairs: list[str]) -> dict[str, str]:
@@ -64,6 +61,8 @@ def entrypoint_of(words: list[str]) -> str:
 
 def _upload_working_dir(c: BrokerClient, directory: Path) -> str:
     """Pack within the broker's stated limit (checked before any byte is sent), then upload."""
+    from minga.cli import workdir  # lazy: pathspec and zipfile only for --working-dir
+
     limits = c.package_limits()
     try:
         limit = workdir.effective_limit(limits.max_package_bytes if limits else None, limits.setting if limits else "")
@@ -78,8 +77,9 @@ def _upload_working_dir(c: BrokerClient, directory: Path) -> str:
 
 
 @app.command("submit")
+@with_call()
 def submit(
-    ctx: typer.Context,
+    call: Call,
     entrypoint: Annotated[
         list[str], typer.Argument(metavar="ENTRYPOINT", help="The command to run, after `--`.", show_default=False)
     ],
@@ -179,12 +179,10 @@ def submit(
             show_default=False,
         ),
     ] = None,
-    broker: BrokerOpt = None,
-    token: TokenOpt = None,
-    ca: CaOpt = None,
-    output: OutputOpt = Output.table,
 ) -> None:
     """Submit a job; prints its id. Example: minga job submit --gpus 1 -- python train.py"""
+    from minga.v1 import common_pb2
+
     if gpus < 0:
         raise typer.BadParameter(f"{gpus} is negative: use 0 or more", param_hint="--gpus")
     if cpus is not None and cpus <= 0:
@@ -196,31 +194,31 @@ def submit(
     resources = common_pb2.Resources(
         gpus=gpus,
         gpu_models=gpu_model or [],
-        min_gpu_memory_mb=_parsed("--min-gpu-memory", parse_gpu_memory_mb, min_gpu_memory) if min_gpu_memory else 0,
+        min_gpu_memory_mb=flag_value("--min-gpu-memory", parse_gpu_memory_mb, min_gpu_memory) if min_gpu_memory else 0,
         cpus=cpus or 0.0,
-        memory_mb=_parsed("--memory", parse_size, memory) // (1024 * 1024) if memory else 0,
+        memory_mb=flag_value("--memory", parse_size, memory) // (1024 * 1024) if memory else 0,
     )
     spec = common_pb2.JobSpec(
         name=name,
         entrypoint=entrypoint_of(entrypoint),
         resources=resources,
-        countries=[_parsed("--country", parse_country, c) for c in country or []],
-        walltime_seconds=_parsed("--walltime", parse_duration, walltime) if walltime else 0,
+        countries=[flag_value("--country", parse_country, c) for c in country or []],
+        walltime_seconds=flag_value("--walltime", parse_duration, walltime) if walltime else 0,
         max_attempts=max_attempts,
         retry_failed=retry_failed,
-        runtime_env=common_pb2.RuntimeEnv(pip=pip or [], env=_parsed("--env", parse_env, env or [])),
+        runtime_env=common_pb2.RuntimeEnv(pip=pip or [], env=flag_value("--env", parse_env, env or [])),
         project=project,
-        data_country=_parsed("--data-country", parse_country, data_country) if data_country else "",
+        data_country=flag_value("--data-country", parse_country, data_country) if data_country else "",
         non_preemptible=non_preemptible,
-        site_labels=_parsed("--label", parse_env, label or []),
-        secret_env=_parsed("--secret-env", parse_secret_env, secret_env or []),
+        site_labels=flag_value("--label", parse_env, label or []),
+        secret_env=flag_value("--secret-env", parse_secret_env, secret_env or []),
     )
-    with client(ctx, broker, token, ca) as c:
+    with call.client() as c:
         if working_dir is not None:
             spec.runtime_env.working_dir_digest = _upload_working_dir(c, working_dir)
         resp = c.submit_job(spec, idempotency_key, allow_unknown=allow_unknown, array=array or "")
     if resp.HasField("array"):
-        _show_submitted_array(output, render_arrays.array_to_dict(resp.array), resp.created)
+        _show_submitted_array(call, render_arrays.array_to_dict(resp.array), resp.created)
         return
     job = render.job_to_dict(resp.job)
 
@@ -229,10 +227,10 @@ def submit(
         again = "" if resp.created else " (already submitted with this idempotency key)"
         typer.echo(f"{job['state']}{again}; follow it with: minga job logs --follow {job['id']}", err=True)
 
-    render.show(output, {**job, "created": resp.created}, human)
+    call.show({**job, "created": resp.created}, human)
 
 
-def _show_submitted_array(output: Output, array: dict, created: bool) -> None:
+def _show_submitted_array(call: Call, array: dict[str, Any], created: bool) -> None:
     def human() -> None:
         typer.echo(array["id"])
         again = "" if created else " (already submitted with this idempotency key)"
@@ -242,12 +240,13 @@ def _show_submitted_array(output: Output, array: dict, created: bool) -> None:
             err=True,
         )
 
-    render.show(output, {**array, "created": created}, human)
+    call.show({**array, "created": created}, human)
 
 
 @app.command("list")
+@with_call()
 def list_jobs(
-    ctx: typer.Context,
+    call: Call,
     all_: Annotated[bool, typer.Option("--all", help="Include finished jobs.")] = False,
     expand: Annotated[
         bool, typer.Option("--expand", "--tasks", help="List each task of a job array, not one line per array.")
@@ -260,51 +259,48 @@ def list_jobs(
             show_default=False,
         ),
     ] = None,
-    broker: BrokerOpt = None,
-    token: TokenOpt = None,
-    ca: CaOpt = None,
-    output: OutputOpt = Output.table,
 ) -> None:
     """List your jobs (admins: everyone's); finished ones only with --all."""
-    wire_state = _parsed("--state", parse_job_state, state) if state else common_pb2.JOB_STATE_UNSPECIFIED
+    from minga.v1 import common_pb2
+
+    wire_state = flag_value("--state", parse_job_state, state) if state else common_pb2.JOB_STATE_UNSPECIFIED
     finished = all_ or state is not None
-    with client(ctx, broker, token, ca) as c:
+    arrays: list[job_pb2.JobArray] = []
+    with call.client() as c:
         if expand:
-            found, arrays = c.list_jobs(include_finished=finished, state=wire_state), []
+            found = c.list_jobs(include_finished=finished, state=wire_state)
         else:
             found, arrays = c.list_jobs_and_arrays(include_finished=finished, state=wire_state)
     jobs = [render.job_to_dict(j) for j in found]
     grouped = [render_arrays.array_to_dict(a) for a in arrays]
     now = time.time()
-    render.show(
-        output, grouped + jobs, lambda: render.jobs_table(jobs, now, [render_arrays.array_row(a, now) for a in grouped])
-    )
+    call.show(grouped + jobs, lambda: render.jobs_table(jobs, now, [render_arrays.array_row(a, now) for a in grouped]))
 
 
 @app.command("status")
+@with_call()
 def status(
-    ctx: typer.Context,
+    call: Call,
     job_id: Annotated[str, typer.Argument(metavar="ID", help="Job id, e.g. j-123.")],
-    broker: BrokerOpt = None,
-    token: TokenOpt = None,
-    ca: CaOpt = None,
-    output: OutputOpt = Output.table,
 ) -> None:
     """Show a job: state, site, country, attempts, and why it waits or ended. A job
     array's id shows its tasks counted by state; ID_INDEX shows one task."""
-    with client(ctx, broker, token, ca) as c, errors.explain(not_found=f"no job {job_id}"):
+    from minga.v1 import job_pb2
+
+    with call.client() as c, errors.explain(not_found=f"no job {job_id}"):
         found = c.get_job_or_array(job_id)
     if isinstance(found, job_pb2.JobArray):
         array = render_arrays.array_to_dict(found)
-        render.show(output, array, lambda: render_arrays.array_detail(array))
+        call.show(array, lambda: render_arrays.array_detail(array))
         return
     job = render.job_to_dict(found)
-    render.show(output, job, lambda: render.job_detail(job, time.time()))
+    call.show(job, lambda: render.job_detail(job, time.time()))
 
 
 @app.command("logs")
+@with_call(output=False)
 def logs(
-    ctx: typer.Context,
+    call: Call,
     job_id: Annotated[str, typer.Argument(metavar="ID", help="Job id.")],
     follow: Annotated[
         bool,
@@ -312,18 +308,17 @@ def logs(
             "--follow", "-f", help="Keep streaming until the job ends; a pending job is waited for until it starts."
         ),
     ] = False,
-    broker: BrokerOpt = None,
-    token: TokenOpt = None,
-    ca: CaOpt = None,
 ) -> None:
     """Print the log of the job's current or last run, as raw bytes.
 
     A pending job has no log yet: it says so and why, and exits with code 7; with
     `--follow` it waits for the job to start, then streams its log."""
+    from minga.v1 import common_pb2
+
     out = sys.stdout.buffer
-    with client(ctx, broker, token, ca) as c, errors.explain(not_found=f"no job {job_id}"):
-        pending = c.get_job(job_id)
-        pending = pending if pending.state == common_pb2.JOB_STATE_PENDING else None
+    with call.client() as c, errors.explain(not_found=f"no job {job_id}"):
+        job = c.get_job(job_id)
+        pending = job if job.state == common_pb2.JOB_STATE_PENDING else None
         if pending is not None and follow:
             typer.echo(
                 f"{_pending_note(pending)}; waiting for it to start (Ctrl-C stops waiting, the job stays queued)",
@@ -344,21 +339,20 @@ def _pending_note(job: common_pb2.Job) -> str:
 
 
 @app.command("cancel")
+@with_call()
 def cancel(
-    ctx: typer.Context,
+    call: Call,
     job_id: Annotated[str, typer.Argument(metavar="ID", help="Job id.")],
-    broker: BrokerOpt = None,
-    token: TokenOpt = None,
-    ca: CaOpt = None,
-    output: OutputOpt = Output.table,
 ) -> None:
     """Cancel a job; a running one goes CANCELLING until its site confirms the stop. A job
     array's id cancels every task not ended yet; ID_INDEX cancels one task."""
-    with client(ctx, broker, token, ca) as c, errors.explain(not_found=f"no job {job_id}"):
+    from minga.v1 import job_pb2
+
+    with call.client() as c, errors.explain(not_found=f"no job {job_id}"):
         found = c.cancel_job_or_array(job_id)
     if isinstance(found, job_pb2.JobArray):
         array = render_arrays.array_to_dict(found)
-        render.show(output, array, lambda: typer.echo(f"job array {array['id']}: {render_arrays.array_counts(array)}"))
+        call.show(array, lambda: typer.echo(f"job array {array['id']}: {render_arrays.array_counts(array)}"))
         return
     job = render.job_to_dict(found)
-    render.show(output, job, lambda: typer.echo(f"job {job['id']} is {job['state']}"))
+    call.show(job, lambda: typer.echo(f"job {job['id']} is {job['state']}"))

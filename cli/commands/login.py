@@ -7,27 +7,23 @@ from typing import Annotated
 import typer
 
 from minga.cli import config, errors, render
-from minga.cli.options import BrokerOpt, CaOpt, OutputOpt, connection, open_client
-from minga.cli.render import Output
+from minga.cli.call import Call, with_call
+
+YourTokenOpt = Annotated[
+    str | None,
+    typer.Option("--token", help="Your token (from `minga admin user add`) (env MINGA_TOKEN).", show_default=False),
+]
 
 
-def login(
-    ctx: typer.Context,
-    broker: BrokerOpt = None,
-    token: Annotated[
-        str | None,
-        typer.Option("--token", help="Your token (from `minga admin user add`) (env MINGA_TOKEN).", show_default=False),
-    ] = None,
-    ca: CaOpt = None,
-    output: OutputOpt = Output.table,
-) -> None:
+@with_call(token=YourTokenOpt)
+def login(call: Call) -> None:
     """Check your token with the broker and save broker and token to the config file (mode 0600)."""
-    conn = connection(ctx, broker, token, ca)
+    conn = call.connection()
     if not conn.token:
         raise errors.usage_error("no token: pass --token TOKEN (from `minga admin user add`) or set MINGA_TOKEN")
     ca_file = conn.ca_file.expanduser().resolve() if conn.ca_file else None
     with (
-        open_client(conn) as client,
+        call.client(conn) as client,
         errors.explain(
             unauthenticated=f"broker at {conn.broker} rejected the token: check it, or ask your admin for a new one"
         ),
@@ -39,8 +35,7 @@ def login(
     path = config.save_config(settings)
     who = render.whoami_to_dict(me)
     data = {**who, "broker": conn.broker, "config_file": str(path)}
-    render.show(
-        output,
+    call.show(
         data,
         lambda: typer.echo(
             f"logged in to {conn.broker} as {who['name']} ({who['role']}"

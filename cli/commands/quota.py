@@ -8,25 +8,21 @@ from typing import Annotated
 import typer
 
 from minga.cli import render
-from minga.cli.options import BrokerOpt, CaOpt, OutputOpt, TokenOpt, client
-from minga.cli.render import Output
+from minga.cli.call import Call, with_call
 
 app = typer.Typer(help="GPU quotas per institution and model.", no_args_is_help=True)
 
 
 @app.command("show")
+@with_call()
 def show(
-    ctx: typer.Context,
+    call: Call,
     tree: Annotated[bool, typer.Option("--tree", help="Also show the whole account tree.")] = False,
-    broker: BrokerOpt = None,
-    token: TokenOpt = None,
-    ca: CaOpt = None,
-    output: OutputOpt = Output.table,
 ) -> None:
     """Per institution: weight, entitlement, decayed usage, fair-share factor, and its fair
     share of the GPUs now next to what it holds; per GPU model: owned, guaranteed, in use,
     held, borrowed, lent and pending; the entitlement floor in effect."""
-    with client(ctx, broker, token, ca) as c:
+    with call.client() as c:
         view = render.quota_view_to_dict(c.show_quotas(tree))
 
     def tables() -> None:
@@ -35,4 +31,4 @@ def show(
             sys.stdout.write("\n")
             render.tree_table(view["tree"])
 
-    render.show(output, view, tables)
+    call.show(view, tables)

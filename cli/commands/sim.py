@@ -5,11 +5,18 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+from minga.cli.extras import needs
+
+if TYPE_CHECKING:
+    from minga.scheduler.sim.federation import Federation
+    from minga.scheduler.sim.scenario import Scenario
+    from minga.scheduler.sim.workload import SimJob
 
 app = typer.Typer(help="Simulate the scheduling policy on a federation and a workload.", invoke_without_command=True)
 
@@ -18,7 +25,7 @@ REPO = Path(__file__).resolve().parents[2]
 WORKLOAD_OPTIONS = ("federation", "trace", "traces_dir", "jobs", "seed", "load")
 
 
-class SimOutput(str, Enum):
+class SimOutput(StrEnum):
     table = "table"
     json = "json"
 
@@ -69,10 +76,14 @@ def run(
     """Compare minga, fifo, slurm-classic and static on the same jobs (table or --output json)."""
     if ctx.invoked_subcommand is not None:
         return
-    from minga.scheduler.sim import federation as fedmod
-    from minga.scheduler.sim import report
-    from minga.scheduler.sim.baselines import POLICIES
-    from minga.scheduler.sim.examples import example_federation
+    with needs(ctx, "sim"):
+        from minga.scheduler.sim import federation as fedmod
+        from minga.scheduler.sim import report
+        from minga.scheduler.sim.baselines import POLICIES
+        from minga.scheduler.sim.examples import example_federation
+
+        if plot_file:
+            import matplotlib  # noqa: F401 - checked before a long simulation, not after it
 
     scen = _scenario(ctx, scenario) if scenario is not None else None
     if scen is None and load < 0:
@@ -107,7 +118,7 @@ def run(
         typer.echo(report.table(result))
 
 
-def _scenario(ctx: typer.Context, arg: str):
+def _scenario(ctx: typer.Context, arg: str) -> Scenario:
     """The scenario file named by --scenario (a path, or the name of a shipped one)."""
     from minga.scheduler.sim import scenario as scenmod
     from minga.scheduler.sim.examples import scenarios_dir
@@ -128,7 +139,7 @@ def _scenario(ctx: typer.Context, arg: str):
         raise typer.Exit(2) from exc
 
 
-def _workload(fed, trace: str, traces_dir: Path, jobs: int | None, seed: int, load: float) -> list:
+def _workload(fed: Federation, trace: str, traces_dir: Path, jobs: int | None, seed: int, load: float) -> list[SimJob]:
     """The trace's GPU tasks scaled to `load` (0: as they are), or the synthetic jobs."""
     from minga.scheduler.sim import workload
 

@@ -9,8 +9,8 @@ from typing import Annotated
 import typer
 
 from minga.cli import errors, render
-from minga.cli.options import BrokerOpt, CaOpt, OutputOpt, TokenOpt, client, read_ca
-from minga.cli.render import Output
+from minga.cli.call import Call, read_ca, with_call
+from minga.cli.extras import needs
 
 app = typer.Typer(help="Sites: the Ray clusters institutions contribute.", no_args_is_help=True)
 
@@ -38,33 +38,30 @@ def credential_path(flag: Path | None) -> Path:
 
 
 @app.command("list")
-def list_sites(
-    ctx: typer.Context,
-    broker: BrokerOpt = None,
-    token: TokenOpt = None,
-    ca: CaOpt = None,
-    output: OutputOpt = Output.table,
-) -> None:
+@with_call()
+def list_sites(call: Call) -> None:
     """List sites: state, connection, and GPUs in use/total per model."""
-    with client(ctx, broker, token, ca) as c:
+    with call.client() as c:
         items = [render.site_to_dict(s) for s in c.list_sites()]
-    render.show(output, items, lambda: render.sites_table(items))
+    call.show(items, lambda: render.sites_table(items))
 
 
 @app.command("join")
+@with_call(connect=False)
 def join(
+    call: Call,
     broker: Annotated[str, typer.Option("--broker", help="Broker address HOST:PORT.")],
     token: Annotated[str, typer.Option("--token", help="One-time join token from `minga admin site-token create`.")],
     ca: Annotated[Path | None, typer.Option("--ca", help="CA certificate (PEM) of the broker's TLS.")] = None,
     credential: CredentialOpt = None,
-    output: OutputOpt = Output.table,
 ) -> None:
     """Exchange a one-time join token for this site's credential.
 
     The site's key is made here and never leaves this machine: the join sends a CSR,
     and a broker with a federation CA answers with a 30-day client certificate, which
     the agent renews by itself. Key and certificate go next to the credential (0600)."""
-    from minga.agent.credentials import join_site, save_credential
+    with needs(call.ctx, "site"):
+        from minga.agent.credentials import join_site, save_credential
 
     ca_file = ca.expanduser().resolve() if ca else None
     read_ca(ca_file)  # fail early, with one line, on a missing CA file
@@ -86,8 +83,7 @@ def join(
         "certificate_file": cred.certificate_file,
     }
     where = f" --credential {path}" if credential else ""
-    render.show(
-        output,
+    call.show(
         data,
         lambda: typer.echo(
             f"joined as site {cred.site} of {cred.institution} ({cred.country}); credential saved to {path}\n"

@@ -6,24 +6,18 @@ from __future__ import annotations
 import typer
 
 from minga.cli import config, errors, render
-from minga.cli.options import BrokerOpt, CaOpt, OutputOpt, TokenOpt, connection, open_client
-from minga.cli.render import Output
+from minga.cli.call import Call, with_call
 
 app = typer.Typer(help="Your own credential.", no_args_is_help=True)
 
 
 @app.command("rotate")
-def rotate(
-    ctx: typer.Context,
-    broker: BrokerOpt = None,
-    token: TokenOpt = None,
-    ca: CaOpt = None,
-    output: OutputOpt = Output.table,
-) -> None:
+@with_call()
+def rotate(call: Call) -> None:
     """Get a new token and revoke the one you call with, at once. If that token is the
     one saved by `minga login`, the config file gets the new one."""
-    conn = connection(ctx, broker, token, ca)
-    with open_client(conn) as client, errors.explain():
+    conn = call.connection()
+    with call.client(conn) as client, errors.explain():
         answer = client.rotate_token()
     saved = config.load_config()
     updated = saved.get("token") == conn.token
@@ -40,20 +34,14 @@ def rotate(
         if not updated:
             typer.echo(answer.token)
 
-    render.show(output, data, human)
+    call.show(data, human)
 
 
 @app.command("list")
-def list_tokens(
-    ctx: typer.Context,
-    broker: BrokerOpt = None,
-    token: TokenOpt = None,
-    ca: CaOpt = None,
-    output: OutputOpt = Output.table,
-) -> None:
+@with_call()
+def list_tokens(call: Call) -> None:
     """Your own tokens: when each was made, when it expires, whether it is revoked."""
-    conn = connection(ctx, broker, token, ca)
-    with open_client(conn) as client, errors.explain():
+    with call.client() as client, errors.explain():
         me = client.whoami()
         items = [render.token_to_dict(t) for t in client.list_tokens(me.name)]
-    render.show(output, items, lambda: render.tokens_table(items))
+    call.show(items, lambda: render.tokens_table(items))

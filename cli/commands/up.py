@@ -10,20 +10,23 @@ from typing import Annotated
 import typer
 
 from minga.cli import render
+from minga.cli.call import Call, with_call
+from minga.cli.extras import needs
 from minga.cli.lifecycle import configure_logging, sigterm_as_interrupt, stop_signals, wait_until
-from minga.cli.options import OutputOpt
-from minga.cli.render import Output
+from minga.cli.options import Output
 
 
+@with_call(connect=False)
 def up(
+    call: Call,
     gpus: Annotated[int, typer.Option("--gpus", min=0, help="Logical GPUs per site.")] = 4,
     sites: Annotated[int, typer.Option("--sites", min=1, max=8, help="Sites, each in another country.")] = 1,
     gpu_model: Annotated[str, typer.Option("--gpu-model", help="GPU model the sites advertise.")] = "A100",
     listen: Annotated[str, typer.Option("--listen", help="Broker HOST:PORT (port 0: any free port).")] = "127.0.0.1:0",
-    output: OutputOpt = Output.table,
 ) -> None:
     """Start a broker, local Ray sites and their agents; print how to use them; Ctrl-C stops all."""
-    from minga.cli import up as federation  # lazy: pulls in the broker, the agent and Ray
+    with needs(call.ctx, "broker", "site"):
+        from minga.cli import up as federation  # lazy: pulls in the broker, the agent and Ray
 
     configure_logging(logging.WARNING)
     fed = federation.DevFederation(
@@ -35,7 +38,7 @@ def up(
     stopped = threading.Event()
     with stop_signals(stopped):
         try:
-            if output == Output.json:
+            if call.output == Output.json:
                 render.print_json_line(dataclasses.asdict(info))
             else:
                 _announce(info, federation.path_setup())

@@ -10,14 +10,14 @@ from typing import Annotated
 import typer
 
 from minga.cli import render
-from minga.cli.commands.shares import Level
-from minga.cli.options import BrokerOpt, CaOpt, TokenOpt, client
+from minga.cli.call import Call, with_call
+from minga.cli.options import Level, flag_value
 from minga.cli.parsing import parse_duration
 
 app = typer.Typer(help="Usage against contribution (reciprocity).", no_args_is_help=True)
 
 
-class ReportOutput(str, enum.Enum):
+class ReportOutput(enum.StrEnum):
     table = "table"
     json = "json"
     csv = "csv"
@@ -35,33 +35,28 @@ COLUMNS = [
 
 
 @app.command("report")
+@with_call()
 def report(
-    ctx: typer.Context,
+    call: Call,
     since: Annotated[str, typer.Option("--since", help="Window ending now: 24h, 7d, 30d.")] = "30d",
     by: Annotated[Level, typer.Option("--by", help="Group by country, institution or project.")] = Level.institution,
     output: Annotated[ReportOutput, typer.Option("--output", "-o", help="table, json or csv.")] = ReportOutput.table,
-    broker: BrokerOpt = None,
-    token: TokenOpt = None,
-    ca: CaOpt = None,
 ) -> None:
     """GPU-hours consumed against GPU-hours contributed, raw and normalized by model weight."""
-    try:
-        seconds = parse_duration(since)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--since") from exc
-    with client(ctx, broker, token, ca) as c:
+    seconds = flag_value("--since", parse_duration, since)
+    with call.client() as c:
         resp = c.usage_report(seconds, by.value)
     lines = [
         {
-            "key": l.key,
-            "country": l.country,
-            "consumed_gpu_hours": round(l.consumed_gpu_hours, 3),
-            "consumed_normalized": round(l.consumed_normalized, 3),
-            "contributed_gpu_hours": round(l.contributed_gpu_hours, 3),
-            "contributed_normalized": round(l.contributed_normalized, 3),
-            "balance_normalized": round(l.contributed_normalized - l.consumed_normalized, 3),
+            "key": line.key,
+            "country": line.country,
+            "consumed_gpu_hours": round(line.consumed_gpu_hours, 3),
+            "consumed_normalized": round(line.consumed_normalized, 3),
+            "contributed_gpu_hours": round(line.contributed_gpu_hours, 3),
+            "contributed_normalized": round(line.contributed_normalized, 3),
+            "balance_normalized": round(line.contributed_normalized - line.consumed_normalized, 3),
         }
-        for l in resp.lines
+        for line in resp.lines
     ]
     if output is ReportOutput.csv:
         writer = csv.DictWriter(sys.stdout, fieldnames=COLUMNS, lineterminator="\n")

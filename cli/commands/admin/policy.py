@@ -1,51 +1,36 @@
-"""`minga admin policy|project|weight|guarantee|limits`: the fair-share tree and policy."""
+"""`minga admin policy show|set`: the fair-share policy."""
 
 from __future__ import annotations
 
 import enum
 import math
 from collections.abc import Callable
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from minga.cli import render
-from minga.cli.options import BrokerOpt, CaOpt, OutputOpt, TokenOpt, client
+from minga.cli.call import Call, with_call
+from minga.cli.options import flag_value
 from minga.cli.parsing import parse_duration
-from minga.cli.render import Output
-from minga.v1 import admin_pb2
 
-policy_app = typer.Typer(
+if TYPE_CHECKING:
+    from minga.v1 import admin_pb2
+
+app = typer.Typer(
     help="The fair-share policy: share policy, half-life, base grant and its floor, "
     "model weights, preemption, gang reservations.",
     no_args_is_help=True,
 )
-project_app = typer.Typer(help="Projects: what jobs are charged to, inside an institution.", no_args_is_help=True)
-weight_app = typer.Typer(help="Weights of countries, institutions and projects.", no_args_is_help=True)
-guarantee_app = typer.Typer(help="Explicit per-model GPU guarantees.", no_args_is_help=True)
-limits_app = typer.Typer(help="Borrowing and lending limits (GPUs).", no_args_is_help=True)
 
 
-class SharePolicy(str, enum.Enum):
+class SharePolicy(enum.StrEnum):
     contribution = "contribution"
     static = "static"
 
 
-class Level(str, enum.Enum):
-    """A level of the account tree below the federation."""
-
-    country = "country"
-    institution = "institution"
-    project = "project"
-
-
 def _seconds(flag: str, value: str | None) -> float:
-    if value is None:
-        return 0.0
-    try:
-        return float(parse_duration(value))
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint=flag) from exc
+    return 0.0 if value is None else float(flag_value(flag, parse_duration, value))
 
 
 def _fraction(flag: str, value: float | None, ok: Callable[[float], bool], must: str) -> float | None:
@@ -75,6 +60,8 @@ def _min_age(value: str | None) -> float | None:
 
 
 def _model_weights(values: list[str]) -> list[admin_pb2.ModelWeight]:
+    from minga.v1 import admin_pb2
+
     out = []
     for item in values:
         model, sep, weight = item.partition("=")
@@ -90,23 +77,21 @@ def _model_weights(values: list[str]) -> list[admin_pb2.ModelWeight]:
     return out
 
 
-@policy_app.command("show")
-def policy_show(
-    ctx: typer.Context,
-    broker: BrokerOpt = None,
-    token: TokenOpt = None,
-    ca: CaOpt = None,
-    output: OutputOpt = Output.table,
+@app.command("show")
+@with_call()
+def show(
+    call: Call,
 ) -> None:
     """Show the fair-share policy."""
-    with client(ctx, broker, token, ca) as c:
+    with call.client() as c:
         policy = render.policy_to_dict(c.get_policy())
-    render.show(output, policy, lambda: render.policy_table(policy))
+    call.show(policy, lambda: render.policy_table(policy))
 
 
-@policy_app.command("set")
-def policy_set(
-    ctx: typer.Context,
+@app.command("set")
+@with_call()
+def set_policy(
+    call: Call,
     share_policy: Annotated[
         SharePolicy | None, typer.Option("--policy", help="How institutions' weights are set.", show_default=False)
     ] = None,
@@ -176,12 +161,10 @@ def policy_set(
             show_default=False,
         ),
     ] = None,
-    broker: BrokerOpt = None,
-    token: TokenOpt = None,
-    ca: CaOpt = None,
-    output: OutputOpt = Output.table,
 ) -> None:
     """Change the fair-share policy; what you do not name stays as it is."""
+    from minga.v1 import admin_pb2
+
     policy = admin_pb2.Policy(
         share_policy=share_policy.value if share_policy else "",
         half_life_seconds=_seconds("--half-life", half_life),
@@ -199,100 +182,6 @@ def policy_set(
         ),
         reservation_min_age_seconds=_min_age(min_age),
     )
-    with client(ctx, broker, token, ca) as c:
+    with call.client() as c:
         result = render.policy_to_dict(c.set_policy(policy))
-    render.show(output, result, lambda: render.policy_table(result))
-
-
-@project_app.command("add")
-def project_add(
-    ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="Project name, e.g. nlp.")],
-    institution: Annotated[str, typer.Option("--institution", help="Slug of the institution it belongs to.")],
-    weight: Annotated[float, typer.Option("--weight", min=0.0, help="Share among its institution's projects.")] = 1.0,
-    broker: BrokerOpt = None,
-    token: TokenOpt = None,
-    ca: CaOpt = None,
-    output: OutputOpt = Output.table,
-) -> None:
-    """Add a project to an institution (each institution also has `default`)."""
-    with client(ctx, broker, token, ca) as c:
-        project = render.project_to_dict(c.add_project(institution, name, weight))
-    render.show(output, project, lambda: typer.echo(f"project {project['id']} added (weight {weight:g})"))
-
-
-@project_app.command("list")
-def project_list(
-    ctx: typer.Context,
-    broker: BrokerOpt = None,
-    token: TokenOpt = None,
-    ca: CaOpt = None,
-    output: OutputOpt = Output.table,
-) -> None:
-    """List projects."""
-    with client(ctx, broker, token, ca) as c:
-        items = [render.project_to_dict(p) for p in c.list_projects()]
-    render.show(output, items, lambda: render.projects_table(items))
-
-
-@weight_app.command("set")
-def weight_set(
-    ctx: typer.Context,
-    kind: Annotated[Level, typer.Argument(help="country, institution or project.")],
-    key: Annotated[str, typer.Argument(metavar="ID", help="CL, uchile or uchile/nlp.")],
-    weight: Annotated[float, typer.Argument(help="The new weight (positive).")],
-    broker: BrokerOpt = None,
-    token: TokenOpt = None,
-    ca: CaOpt = None,
-    output: OutputOpt = Output.table,
-) -> None:
-    """Set the weight of one node of the account tree."""
-    with client(ctx, broker, token, ca) as c:
-        r = c.set_weight(kind.value, key, weight)
-    data = {"kind": r.kind, "id": r.id, "weight": r.weight}
-    render.show(output, data, lambda: typer.echo(f"{r.kind} {r.id} now weighs {r.weight:g}"))
-
-
-@guarantee_app.command("set")
-def guarantee_set(
-    ctx: typer.Context,
-    institution: Annotated[str, typer.Argument(help="Institution slug.")],
-    gpu_model: Annotated[str, typer.Option("--model", help="GPU model, e.g. A100.")],
-    gpus: Annotated[int, typer.Option("--gpus", min=0, help="GPUs guaranteed; 0 removes the guarantee.")],
-    broker: BrokerOpt = None,
-    token: TokenOpt = None,
-    ca: CaOpt = None,
-    output: OutputOpt = Output.table,
-) -> None:
-    """Guarantee an institution GPUs of one model (checked against what the federation has)."""
-    with client(ctx, broker, token, ca) as c:
-        r = c.set_guarantee(institution, gpu_model, gpus)
-    data = {"institution": r.institution, "gpu_model": r.gpu_model, "gpus": r.gpus}
-    render.show(output, data, lambda: typer.echo(f"{r.institution} is guaranteed {r.gpus} {r.gpu_model}"))
-
-
-@limits_app.command("set")
-def limits_set(
-    ctx: typer.Context,
-    institution: Annotated[str, typer.Argument(help="Institution slug.")],
-    borrow: Annotated[
-        int, typer.Option("--borrow", min=-1, help="GPUs it may use beyond its guarantee; -1: unlimited.")
-    ] = -1,
-    lend: Annotated[int, typer.Option("--lend", min=-1, help="GPUs of its own it may lend; -1: unlimited.")] = -1,
-    broker: BrokerOpt = None,
-    token: TokenOpt = None,
-    ca: CaOpt = None,
-    output: OutputOpt = Output.table,
-) -> None:
-    """Set an institution's borrowing and lending limits (Kueue's borrowingLimit / lendingLimit)."""
-    with client(ctx, broker, token, ca) as c:
-        r = c.set_limits(institution, borrow, lend)
-    data = {"institution": r.institution, "borrowing_limit": r.borrowing_limit, "lending_limit": r.lending_limit}
-    render.show(
-        output,
-        data,
-        lambda: typer.echo(
-            f"{r.institution}: borrow {'unlimited' if r.borrowing_limit < 0 else r.borrowing_limit}, "
-            f"lend {'unlimited' if r.lending_limit < 0 else r.lending_limit}"
-        ),
-    )
+    call.show(result, lambda: render.policy_table(result))

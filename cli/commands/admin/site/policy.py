@@ -1,42 +1,35 @@
 """`minga admin site policy set|show|clear`: a site owner's lending policy.
 
-`set` replaces the site's whole policy with what the flags say (a rule not named is
-not a restriction), so `show` always prints exactly what is enforced. Flags are
-checked here with the broker's own parsers, so a typo is one clear line naming the
-flag before anything is sent; the broker checks everything again.
+`set` replaces the whole policy, so `show` prints exactly what is enforced; flags are
+checked with the broker's own parsers before anything is sent.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from minga.cli import render
-from minga.cli.options import BrokerOpt, CaOpt, OutputOpt, TokenOpt, client
+from minga.cli.call import Call, with_call
+from minga.cli.options import flag_value
 from minga.cli.parsing import parse_country, parse_duration
-from minga.cli.render import Output
-from minga.common.lending import LendingPolicy, check_policy, check_timezone, format_duration, parse_window
-from minga.v1 import admin_pb2
 
-policy_app = typer.Typer(
+if TYPE_CHECKING:
+    from minga.common.lending import LendingPolicy
+    from minga.v1 import admin_pb2
+
+app = typer.Typer(
     help="A site owner's lending policy: who may borrow its GPUs, how many, how long, "
     "when, and what may reach its Ray cluster.",
     no_args_is_help=True,
 )
 
 SiteArg = Annotated[str, typer.Argument(help="Site name, e.g. ufpa-belem.")]
-Many = Optional[list[str]]
+Many = list[str] | None
 
 
 def _each(flag: str, values: Many, parse: Any) -> list[Any]:
-    out = []
-    for value in values or []:
-        try:
-            out.append(parse(value))
-        except ValueError as exc:
-            raise typer.BadParameter(str(exc), param_hint=flag) from exc
-    return out
+    return [flag_value(flag, parse, value) for value in values or []]
 
 
 def _policy(
@@ -56,6 +49,8 @@ def _policy(
     pip_allow: Many,
 ) -> LendingPolicy:
     """The flags as a checked policy; a bad one is a BadParameter naming its flag."""
+    from minga.common.lending import LendingPolicy, check_policy, check_timezone, parse_window
+
     if no_env and env_allow:
         raise typer.BadParameter("give either --no-env or --env-allow, not both", param_hint="--no-env")
     if no_pip and pip_allow:
@@ -91,8 +86,12 @@ def _policy(
 
 def _checked(flag: str, field: str, values: Many) -> tuple[str, ...]:
     """One list flag, checked (and normalized) by the broker's own rules."""
+    from minga.common.lending import LendingPolicy, check_policy
+
     try:
-        return getattr(check_policy(LendingPolicy(**{field: tuple(values or ())})), field)
+        given: dict[str, Any] = {field: tuple(values or ())}
+        checked: tuple[str, ...] = getattr(check_policy(LendingPolicy(**given)), field)
+        return checked
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint=flag) from exc
 
@@ -123,6 +122,8 @@ def lending_to_dict(r: admin_pb2.LendingPolicyResponse) -> dict[str, Any]:
 
 def lending_lines(d: dict[str, Any]) -> list[str]:
     """The policy in words, one rule per line."""
+    from minga.common.lending import format_duration
+
     p = d["policy"]
     head = f"site {d['site']} (owner {d['institution']})"
     if p is None:
@@ -154,14 +155,15 @@ def lending_lines(d: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _show(output: Output, answer: admin_pb2.LendingPolicyResponse) -> None:
+def _show(call: Call, answer: admin_pb2.LendingPolicyResponse) -> None:
     data = lending_to_dict(answer)
-    render.show(output, data, lambda: typer.echo("\n".join(lending_lines(data))))
+    call.show(data, lambda: typer.echo("\n".join(lending_lines(data))))
 
 
-@policy_app.command("set")
-def policy_set(
-    ctx: typer.Context,
+@app.command("set")
+@with_call()
+def set_policy(
+    call: Call,
     site: SiteArg,
     allow_country: Annotated[
         Many,
@@ -249,10 +251,6 @@ def policy_set(
             show_default=False,
         ),
     ] = None,
-    broker: BrokerOpt = None,
-    token: TokenOpt = None,
-    ca: CaOpt = None,
-    output: OutputOpt = Output.table,
 ) -> None:
     """Replace the site's lending policy with exactly what these flags say."""
     from minga.common.wire.lending import policy_to_pb
@@ -272,36 +270,30 @@ def policy_set(
         no_pip=no_pip,
         pip_allow=pip_allow,
     )
-    with client(ctx, broker, token, ca) as c:
+    with call.client() as c:
         answer = c.set_lending_policy(site, policy_to_pb(policy))
-    _show(output, answer)
+    _show(call, answer)
 
 
-@policy_app.command("show")
-def policy_show(
-    ctx: typer.Context,
+@app.command("show")
+@with_call()
+def show(
+    call: Call,
     site: SiteArg,
-    broker: BrokerOpt = None,
-    token: TokenOpt = None,
-    ca: CaOpt = None,
-    output: OutputOpt = Output.table,
 ) -> None:
     """Show the site's lending policy, and whether guests may start there now."""
-    with client(ctx, broker, token, ca) as c:
+    with call.client() as c:
         answer = c.get_lending_policy(site)
-    _show(output, answer)
+    _show(call, answer)
 
 
-@policy_app.command("clear")
-def policy_clear(
-    ctx: typer.Context,
+@app.command("clear")
+@with_call()
+def clear(
+    call: Call,
     site: SiteArg,
-    broker: BrokerOpt = None,
-    token: TokenOpt = None,
-    ca: CaOpt = None,
-    output: OutputOpt = Output.table,
 ) -> None:
     """Remove the site's lending policy: it lends to anyone, at any time, and takes any environment."""
-    with client(ctx, broker, token, ca) as c:
+    with call.client() as c:
         answer = c.set_lending_policy(site, None)
-    _show(output, answer)
+    _show(call, answer)
