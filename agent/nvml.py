@@ -41,7 +41,7 @@ def model_from_name(name: str) -> str:
 def probe_nvml() -> list[PhysicalGpu]:
     """The GPUs NVML sees on this host; [] without pynvml, a driver or GPUs."""
     try:
-        import pynvml  # type: ignore[import-not-found]
+        import pynvml  # type: ignore[import-untyped]  # nvidia-ml-py ships no types
     except ImportError:
         return []
     try:

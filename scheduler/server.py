@@ -141,9 +141,9 @@ class Broker:
             .limit(self._rate_limits())
             .resolve_targets(store.accounts.owner_of)
         )
-        job_pb2_grpc.add_JobServiceServicer_to_server(JobServicer(self.core), server)  # type: ignore[no-untyped-call]  # generated, untyped
-        admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(self.core, self._status), server)  # type: ignore[no-untyped-call]  # generated, untyped
-        site_pb2_grpc.add_SiteServiceServicer_to_server(SiteServicer(self.core), server)  # type: ignore[no-untyped-call]  # generated, untyped
+        job_pb2_grpc.add_JobServiceServicer_to_server(JobServicer(self.core), server)
+        admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(self.core, self._status), server)
+        site_pb2_grpc.add_SiteServiceServicer_to_server(SiteServicer(self.core), server)
         bound = _bind(server, f"{host}:{port}", tls)
         self.address = f"{host}:{bound}"
         self.advertised = self.config.advertise or _advertised(host, bound)
@@ -202,7 +202,7 @@ class Broker:
                 self._rate_limits()
             )
         )
-        site_pb2_grpc.add_SiteServiceServicer_to_server(SiteServicer(self._core), server)  # type: ignore[no-untyped-call]  # generated, untyped
+        site_pb2_grpc.add_SiteServiceServicer_to_server(SiteServicer(self._core), server)
         bound = _bind(server, f"{site_host}:{site_port}", creds)
         self.site_address = f"{site_host}:{bound}"
         endpoint = self.config.site_advertise or _advertised(site_host, bound)

@@ -23,7 +23,7 @@ from minga.cli.lifecycle import (
 app = typer.Typer(help="Run this site's agent (site operators).", no_args_is_help=True)
 
 
-def _load_credential(path: Path):  # type: ignore[no-untyped-def]
+def _load_credential(path: Path):
     from minga.agent.credentials import CredentialError, certificate_expiry, load_credential
     from minga.cli.config import warn_if_exposed
 
@@ -129,7 +129,7 @@ def run(
     typer.echo("agent stopped", err=True)
 
 
-def start_local_head(head) -> None:  # type: ignore[no-untyped-def]
+def start_local_head(head) -> None:
     """Start a LocalRayHead; a failure shows Ray's log tail, then one error line."""
     from minga.agent.local_ray import RayStartError
 

@@ -49,7 +49,7 @@ def up(
     typer.echo("stopped everything minga up started", err=True)
 
 
-def _announce(info, path_setup: str) -> None:  # type: ignore[no-untyped-def]
+def _announce(info, path_setup: str) -> None:
     """What to paste in another terminal: every line, and every hint printed later, says plain `minga`."""
     import shlex
 
