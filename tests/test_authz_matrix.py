@@ -283,7 +283,7 @@ def call(w: World, rpc: str, role: str, variant: str) -> tuple[grpc.StatusCode, 
         elif method.client_streaming:
             channel.stream_unary(path)(iter([raw]), metadata=md, timeout=5)
         elif method.server_streaming:
-            for _ in zip(range(1), channel.unary_stream(path)(raw, metadata=md, timeout=5)):
+            for _ in zip(range(1), channel.unary_stream(path)(raw, metadata=md, timeout=5), strict=False):
                 pass
         else:
             channel.unary_unary(path)(raw, metadata=md, timeout=5)
@@ -375,9 +375,11 @@ def test_an_unknown_target_reads_like_another_institutions(world: World) -> None
 
 def test_institution_admins_stay_within_their_institution(world: World) -> None:
     boss, own = world.places[OWN].inst_admin, world.places[OWN]
-    add = lambda name, inst, role: _code(
-        lambda: boss.admin.AddUser(admin_pb2.AddUserRequest(name=name, institution=inst, role=role), metadata=boss.md)
-    )
+
+    def add(name: str, inst: str, role: int) -> tuple[grpc.StatusCode, str]:
+        request = admin_pb2.AddUserRequest(name=name, institution=inst, role=role)
+        return _code(lambda: boss.admin.AddUser(request, metadata=boss.md))
+
     assert add("deputy", own.inst, common_pb2.ROLE_INSTITUTION_ADMIN)[0] is grpc.StatusCode.OK
     assert add("tyrant", own.inst, common_pb2.ROLE_ADMIN)[0] is grpc.StatusCode.PERMISSION_DENIED
     assert add("tyrant", "", common_pb2.ROLE_ADMIN)[0] is grpc.StatusCode.PERMISSION_DENIED

@@ -128,11 +128,11 @@ def call(
             responses = channel.stream_stream(path, request_serializer=None, response_deserializer=None)(
                 iter([raw, raw]), metadata=md, timeout=5
             )
-            for _ in zip(range(5), responses):
+            for _ in zip(range(5), responses, strict=False):
                 pass
             responses.cancel()
         elif method.server_streaming:
-            for _ in zip(range(5), channel.unary_stream(path)(raw, metadata=md, timeout=5)):
+            for _ in zip(range(5), channel.unary_stream(path)(raw, metadata=md, timeout=5), strict=False):
                 pass
         elif method.client_streaming:
             channel.stream_unary(path)(iter([raw]), metadata=md, timeout=5)

@@ -5,6 +5,8 @@ specs are refused with nothing stored."""
 
 from __future__ import annotations
 
+import queue
+
 import grpc
 import pytest
 
@@ -110,7 +112,7 @@ def test_the_cap_holds_however_many_gpus_are_free(federation):
     reply = submit(ana, "0-9%3")
     starts = [site.next("start").start for _ in range(3)]
     assert sorted(s.array_index for s in starts) == [0, 1, 2]
-    with pytest.raises(Exception):
+    with pytest.raises(queue.Empty):
         site.next("start", timeout=1.5)  # 8 GPUs, 7 free, but the cap is 3
     waiting = [j for j in all_jobs(ana) if j.state == common_pb2.JOB_STATE_PENDING]
     assert len(waiting) == 7
@@ -119,7 +121,7 @@ def test_the_cap_holds_however_many_gpus_are_free(federation):
     site.report(starts[0].run_id, common_pb2.RUN_STATE_SUCCEEDED)
     nxt = site.next("start").start  # one ended: exactly one more starts
     assert nxt.array_index == 3
-    with pytest.raises(Exception):
+    with pytest.raises(queue.Empty):
         site.next("start", timeout=1.5)
     got = ana.jobs.GetJobArray(job_pb2.GetJobRequest(job_id=reply.array.id), metadata=ana.md)
     assert (got.succeeded, got.running, got.pending, got.limit) == (1, 3, 6, 3)
