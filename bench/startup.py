@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench.harness import broker
+from harness import broker  # bench/harness.py, beside this script
 
 MINGA = str(Path(sys.executable).parent / "minga")
 TARGETS_MS = {"minga --help": 100.0, "minga job submit": 150.0, "minga job list": 150.0, "minga job status": 150.0}
