@@ -11,7 +11,7 @@ RUFF_VERSION := 0.17.6
 MYPY_VERSION := 2.4.1
 PROTOS := $(wildcard proto/minga/v1/*.proto)
 
-.PHONY: run test lint proto bench install install-dev clean
+.PHONY: run test test-quick lint proto bench install install-dev clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,10 @@ run: $(STAMP)
 
 test: $(DEV_STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+# The unit tier only (tests/tiers.py sorts every test into unit, integration or slow).
+test-quick: $(DEV_STAMP)
+	$(BIN)/python -m pytest -q -m unit $(PYTEST_ARGS)
 
 # The gates .ci/run passes before the tests; .pre-commit-config.yaml runs the same ones.
 lint: $(LINT_STAMP) $(DEV_STAMP)
