@@ -105,7 +105,7 @@ class BrokerProcess:
             ],
             env=env,
             cwd=workdir,
-            stdout=open(self.log_path, "wb"),
+            stdout=open(self.log_path, "wb"),  # noqa: SIM115 - the child holds it; closed when it exits
             stderr=subprocess.STDOUT,
         )
         self.channel = grpc.insecure_channel(self.address)

@@ -12,8 +12,8 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import grpc
@@ -37,7 +37,7 @@ from minga.scheduler.server import Broker, BrokerConfig
 from minga.scheduler.store import Store
 from minga.v1 import admin_pb2, common_pb2, job_pb2
 from tests.fixtures_broker import Caller, RunningBroker, ScriptedSite, gpu_inventory
-from tests.pg import PG_URL, pg_unreachable
+from tests.pg import PG_URL, pg_schema, url_in_schema
 from tests.test_store import NOW, add_institution, join_site, new_job, store_url  # noqa: F401  (fixture)
 
 POLL = 0.2  # the in-process brokers' leader poll
@@ -49,25 +49,15 @@ def db_url(request, tmp_path) -> Iterator[str]:  # type: ignore[no-untyped-def]
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'broker.db'}"
         return
-    with pg_schema() as url:
+    with pg_url() as url:
         yield url
 
 
-class pg_schema:
-    """A fresh PostgreSQL schema, dropped afterwards; yields its URL."""
-
-    def __enter__(self) -> str:
-        reason = pg_unreachable()
-        if reason:
-            pytest.skip(reason)
-        self.schema = f"t_{uuid.uuid4().hex[:16]}"
-        with psycopg.connect(PG_URL, autocommit=True) as conn:
-            conn.execute(f'CREATE SCHEMA "{self.schema}"')
-        return f"{PG_URL}{'&' if '?' in PG_URL else '?'}options=-csearch_path%3D{self.schema}"
-
-    def __exit__(self, *exc: object) -> None:
-        with psycopg.connect(PG_URL, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA "{self.schema}" CASCADE')
+@contextmanager
+def pg_url() -> Iterator[str]:
+    """The URL of a fresh PostgreSQL schema (tests.pg), dropped afterwards."""
+    with pg_schema() as schema:
+        yield url_in_schema(schema)
 
 
 def start(tmp_path: Path, db_url: str, name: str) -> RunningBroker:
@@ -165,7 +155,7 @@ def test_a_site_moves_to_the_new_leader(tmp_path, db_url):
 
 @pytest.mark.postgres
 def test_a_leader_whose_lock_connection_dies_yields_to_exactly_one(tmp_path):
-    with pg_schema() as url:
+    with pg_url() as url:
         first = start(tmp_path, url, "first")
         second = start(tmp_path, url, "second")
         try:
@@ -200,7 +190,7 @@ def test_locks_are_per_store(tmp_path):
 
 @pytest.mark.postgres
 def test_postgres_locks_are_per_schema():
-    with pg_schema() as one, pg_schema() as two:
+    with pg_url() as one, pg_url() as two:
         a, b, c = PostgresLock(one), PostgresLock(one), PostgresLock(two)
         try:
             assert a.try_acquire() is Attempt.ACQUIRED
@@ -260,7 +250,7 @@ def test_kill_9_of_the_leader_the_standby_leads_and_agents_and_cli_follow(tmp_pa
     runner = CliRunner()
     procs: list[subprocess.Popen[bytes]] = []
     agent = None
-    with pg_schema() as db_url:
+    with pg_url() as db_url:
         try:
             first, announced = _serve(db_url, tmp_path, "first", env)
             procs.append(first)
@@ -512,7 +502,7 @@ def test_a_lock_connection_that_stops_answering_counts_as_lost_within_seconds():
     from minga.scheduler.leader import QUERY_TIMEOUT_SECONDS
     from tests.netproxy import TcpProxy
 
-    with pg_schema() as url:
+    with pg_url() as url:
         host = PG_URL.split("@", 1)[1].split("/", 1)[0]
         proxy = TcpProxy(host)
         lock = PostgresLock(url.replace(host, proxy.address))
@@ -531,7 +521,7 @@ def test_a_lock_connection_that_stops_answering_counts_as_lost_within_seconds():
 def test_a_broker_ends_its_own_lingering_lock_session():
     """A cut link leaves the server holding the lock for the broker's lost session; when
     the broker reaches the server again it ends that session itself and leads on."""
-    with pg_schema() as url:
+    with pg_url() as url:
         lock, other = PostgresLock(url), PostgresLock(url)
         lingering = None
         try:
