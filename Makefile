@@ -12,7 +12,7 @@ MYPY_VERSION := 2.4.1
 PRE_COMMIT_VERSION := 4.7.0
 PROTOS := $(wildcard proto/minga/v1/*.proto)
 
-.PHONY: run test lint typecheck proto bench install install-dev clean
+.PHONY: run test test-quick lint typecheck proto bench install install-dev clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,10 @@ run: $(STAMP)
 test: $(DEV_STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
+# The unit tier only (tests/tiers.py sorts every test into unit, integration or slow).
+test-quick: $(DEV_STAMP)
+	$(BIN)/python -m pytest -q -m unit $(PYTEST_ARGS)
+
 # The gates .ci/run passes before the tests; .pre-commit-config.yaml runs the same ones.
 lint: $(LINT_STAMP) $(DEV_STAMP)
 	$(LINT_VENV)/bin/pre-commit validate-config .pre-commit-config.yaml
@@ -63,6 +67,8 @@ bench: $(DEV_STAMP)
 	$(BIN)/python bench/submit_rate.py
 	$(BIN)/python bench/agents_load.py
 	$(BIN)/python bench/e2e_throughput.py
+	$(BIN)/python bench/failover.py
+	$(BIN)/python bench/startup.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

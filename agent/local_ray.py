@@ -9,6 +9,7 @@ exactly the processes this head started.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -133,10 +134,8 @@ class LocalRayHead:
                         proc.pid,
                         STOP_GRACE_SECONDS,
                     )
-            try:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(proc.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
             for key in tree:
                 proctree.kill(key)
             proc.wait()
@@ -183,7 +182,7 @@ class LocalRayHead:
             "runtime_env_agent",
         ]
         ports = free_ports(len(names))
-        self._ports = dict(zip(names, ports))
+        self._ports = dict(zip(names, ports, strict=True))
         self._ports["min_worker"] = free_port_block(WORKER_PORTS, exclude=set(ports))
         self._ports["max_worker"] = self._ports["min_worker"] + WORKER_PORTS - 1
 

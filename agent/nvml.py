@@ -7,6 +7,7 @@ NVML name and a Ray resource name the same model ("NVIDIA H200" -> "H200").
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 from dataclasses import dataclass
@@ -59,11 +60,9 @@ def probe_nvml() -> list[PhysicalGpu]:
             memory = pynvml.nvmlDeviceGetMemoryInfo(handle).total // (1024 * 1024)
             gpus.append(PhysicalGpu(name=name, memory_mb=int(memory)))
         return gpus
-    except Exception as err:
+    except Exception as err:  # noqa: BLE001 - NVML raises its own types; any failure means no GPUs seen
         log.warning("NVML query failed: %s", err)
         return []
     finally:
-        try:
+        with contextlib.suppress(Exception):  # nothing to release if NVML never started
             pynvml.nvmlShutdown()
-        except Exception:  # noqa: BLE001
-            pass

@@ -115,7 +115,7 @@ def safe_extract(data: bytes, dest: Path, max_bytes: int = MAX_UNPACKED_BYTES) -
 def _write_members(archive: zipfile.ZipFile, members: list[zipfile.ZipInfo], targets: list[Path]) -> None:
     """Write checked entries as plain files (O_EXCL: an entry never replaces or follows
     an earlier one, so two entries of one name cannot play tricks)."""
-    for member, target in zip(members, targets):
+    for member, target in zip(members, targets, strict=True):
         if member.is_dir():
             target.mkdir(parents=True, exist_ok=True)
             continue

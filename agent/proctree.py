@@ -4,6 +4,7 @@ reused a PID."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 from pathlib import Path
@@ -67,7 +68,5 @@ def alive(key: ProcessKey) -> bool:
 def kill(key: ProcessKey, sig: int = signal.SIGKILL) -> None:
     """Send `sig` to the process `key` names, if it is still that process."""
     if alive(key):
-        try:
+        with contextlib.suppress(ProcessLookupError):  # it ended meanwhile
             os.kill(key[0], sig)
-        except ProcessLookupError:
-            pass

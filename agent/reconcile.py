@@ -244,7 +244,7 @@ class Reconciler:
         try:
             self.backend.stop(stop.run_id)
             info = self.backend.info(stop.run_id)
-        except Exception as err:
+        except Exception as err:  # noqa: BLE001 - Ray's clients raise many types; the stop is retried
             log.warning("could not stop run %s: %s", stop.run_id, err)
             return
         with self._lock:
@@ -270,7 +270,7 @@ class Reconciler:
         for run in live:
             try:
                 self._poll(run)
-            except Exception as err:
+            except Exception as err:  # noqa: BLE001 - Ray's clients raise many types; runs keep their state
                 if not self._ray_failing:
                     log.warning("cannot poll Ray (%s); runs keep their last reported state", err)
                 self._ray_failing = True

@@ -240,7 +240,7 @@ class Agent:
             return False
         try:
             hello = self._hello()
-        except Exception as err:
+        except Exception as err:  # noqa: BLE001 - Ray's clients raise many types; any means not now
             channel.close()
             log.warning("cannot list this site's runs on Ray (%s); connecting once Ray answers or counts as down", err)
             return False
@@ -340,7 +340,7 @@ class Agent:
     def _current_inventory(self) -> common_pb2.Inventory:
         try:
             self._inventory = self._inventory_source()
-        except Exception as err:
+        except Exception as err:  # noqa: BLE001 - a failed read keeps the last inventory
             log.warning("could not read the inventory: %s", err)
         return self._inventory or common_pb2.Inventory()
 

@@ -221,9 +221,11 @@ def main() -> None:
             continue
         print(f"{kind}:")
         for pending in sizes:
-            with tempfile.TemporaryDirectory(prefix="minga-cycle-bench-") as tmp:
-                with harness.store_url(kind, Path(tmp)) as url:
-                    bench_one(url, pending, args.sites, args.cycles, args.churn)
+            with (
+                tempfile.TemporaryDirectory(prefix="minga-cycle-bench-") as tmp,
+                harness.store_url(kind, Path(tmp)) as url,
+            ):
+                bench_one(url, pending, args.sites, args.cycles, args.churn)
 
 
 if __name__ == "__main__":

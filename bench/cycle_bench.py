@@ -103,7 +103,8 @@ def federation(rnd: random.Random) -> tuple[list[InstitutionShare], list[Project
         models = list(dict.fromkeys(models))
         split = [size] if len(models) == 1 else [size // 2, size - size // 2]
         pools = tuple(
-            GpuPool(model=m, memory_mb=mem, total=n, free=n, largest_node=8) for (m, mem), n in zip(models, split)
+            GpuPool(model=m, memory_mb=mem, total=n, free=n, largest_node=8)
+            for (m, mem), n in zip(models, split, strict=True)
         )
         labels = (("fabric", "infiniband"),) if rnd.random() < 0.2 else ()
         sites.append(

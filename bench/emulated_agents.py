@@ -136,7 +136,7 @@ class Emulators:
         target = _light_agents if light else _real_agents
         self.procs = [
             ctx.Process(target=target, args=(i, address, tokens, poll, instant, self.status, stop))
-            for i, (tokens, stop) in enumerate(zip(groups, self.stops))
+            for i, (tokens, stop) in enumerate(zip(groups, self.stops, strict=True))
         ]
         for p in self.procs:
             p.start()
@@ -171,7 +171,7 @@ class Emulators:
         self.welcomed[index] = 0
 
     def close(self) -> None:
-        for p, stop in zip(self.procs, self.stops):
+        for p, stop in zip(self.procs, self.stops, strict=True):
             if p.is_alive():
                 stop.set()
         for p in self.procs:

@@ -26,6 +26,8 @@ from minga.v1 import admin_pb2, admin_pb2_grpc, common_pb2, site_pb2, site_pb2_g
 
 PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 ROOT = Path(__file__).resolve().parent.parent
+# Benches run as scripts (sys.path[0] is bench/) and some use the test fakes (tests/fakes).
+sys.path.insert(1, str(ROOT))
 STORES = ("sqlite", "postgres")
 # `minga broker serve` from this checkout (the venv's `minga` script may point at another one).
 MINGA = [sys.executable, "-c", "from cli.main import app; app()"]
@@ -105,7 +107,7 @@ class BrokerProcess:
             ],
             env=env,
             cwd=workdir,
-            stdout=open(self.log_path, "wb"),
+            stdout=open(self.log_path, "wb"),  # noqa: SIM115 - the child holds it; closed when it exits
             stderr=subprocess.STDOUT,
         )
         self.channel = grpc.insecure_channel(self.address)

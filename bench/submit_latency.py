@@ -125,7 +125,7 @@ def main() -> None:
                         str(token_file),
                     ],
                     env=env,
-                    stdout=open(work / "broker.log", "wb"),
+                    stdout=open(work / "broker.log", "wb"),  # noqa: SIM115 - the child holds it; closed when it exits
                     stderr=subprocess.STDOUT,
                 )
             )
@@ -166,7 +166,7 @@ def main() -> None:
                         str(cred),
                     ],
                     env=env,
-                    stdout=open(work / "agent.log", "wb"),
+                    stdout=open(work / "agent.log", "wb"),  # noqa: SIM115 - the child holds it; closed when it exits
                     stderr=subprocess.STDOUT,
                 )
             )

@@ -119,7 +119,9 @@ def drive(address: str, token: str, clients: int, procs: int, warmup: float, sec
 
 
 class _BareJobs(job_pb2_grpc.JobServiceServicer):
-    def SubmitJob(self, request: job_pb2.SubmitJobRequest, context: grpc.ServicerContext) -> job_pb2.SubmitJobResponse:
+    def SubmitJob(  # noqa: N802 - the RPC's name, which grpc calls
+        self, request: job_pb2.SubmitJobRequest, context: grpc.ServicerContext
+    ) -> job_pb2.SubmitJobResponse:
         return job_pb2.SubmitJobResponse(job=common_pb2.Job(id="j-bare", spec=request.spec), created=True)
 
 

@@ -13,4 +13,5 @@ atexit.register(shutil.rmtree, os.environ["MINGA_DATA_DIR"], True)
 pytest_plugins = [
     "tests.fixtures_ray",
     "tests.fixtures_broker",
+    "tests.tiers",
 ]

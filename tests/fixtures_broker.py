@@ -18,6 +18,7 @@ from google.protobuf.message import Message
 from minga.common.clock import Clock
 from minga.scheduler.server import Broker, BrokerConfig
 from minga.v1 import admin_pb2, admin_pb2_grpc, common_pb2, job_pb2_grpc, site_pb2, site_pb2_grpc
+from tests.eventually import eventually
 
 
 def bearer(token: str) -> list[tuple[str, str]]:
@@ -93,6 +94,19 @@ class RunningBroker:
         """Join a site through the real flow; returns its site token."""
         token = self.join_token(institution, site, country)
         return self.caller("").sites.Join(site_pb2.JoinRequest(join_token=token)).site_token
+
+    def full_pass(self) -> None:
+        """Wait for a whole scheduling pass that began after this call, so the broker has
+        acted on everything it was told before: the positive signal to wait for before
+        asserting that something did not happen."""
+        assert self.broker.core is not None, "a standby runs no passes"
+        cycle = self.broker.core.cycle
+        # Passes run one after another on one thread: the first to end may have begun before
+        # this call, but any pass that ends after that one began after this call.
+        for _ in range(2):
+            seen = cycle.passes
+            cycle.trigger()
+            eventually(lambda: cycle.passes > seen, what="a scheduling pass")  # noqa: B023 - called at once
 
     def close(self) -> None:
         for ch in self.channels:

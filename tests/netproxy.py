@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 
@@ -60,10 +61,8 @@ class TcpProxy:
             pass
         finally:
             for s in (src, dst):
-                try:
+                with contextlib.suppress(OSError):  # already closed by the other side
                     s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
 
     def _reset_all(self) -> None:
         with self._lock:

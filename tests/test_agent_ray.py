@@ -8,7 +8,6 @@ import io
 import shlex
 import sys
 import zipfile
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -18,26 +17,14 @@ from minga.agent.backend import JobSubmissionBackend, RunRequest
 from minga.agent.inventory import collect_inventory
 from minga.agent.local_ray import LocalRayHead
 from minga.agent.session import Agent, AgentConfig
-from minga.common.clock import SystemClock
 from minga.common.domain import RunState
 from minga.v1 import common_pb2
+from tests.eventually import eventually
 from tests.fakes.fake_broker import FakeBroker, make_start_run
 
 pytestmark = pytest.mark.ray
 
 PY = shlex.quote(sys.executable)
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 60.0, step: float = 0.1) -> bool:
-    import threading
-
-    clock, done = SystemClock(), threading.Event()
-    deadline = clock.now() + timeout
-    while clock.now() < deadline:
-        if predicate():
-            return True
-        done.wait(step)
-    return predicate()
 
 
 def test_job_gets_its_gpus_env_and_working_dir_and_is_submitted_once(ray_head: LocalRayHead, tmp_path: Path) -> None:
@@ -62,7 +49,7 @@ def test_job_gets_its_gpus_env_and_working_dir_and_is_submitted_once(ray_head: L
     assert ray.reachable()
     assert ray.submit(run) is True
     assert ray.submit(run) is False  # already known: not submitted again
-    assert wait_until(lambda: (ray.status(run.run_id) or RunState.STARTING).terminal)
+    eventually(lambda: (ray.status(run.run_id) or RunState.STARTING).terminal, timeout=60)
     assert ray.status(run.run_id) is RunState.SUCCEEDED, ray.logs(run.run_id)
     logs = ray.logs(run.run_id)
     cvd = next(line for line in logs.splitlines() if line.startswith("CVD="))[4:]
@@ -83,11 +70,11 @@ def test_stop_ends_a_running_job_and_frees_its_gpus(ray_head: LocalRayHead) -> N
         return collect_inventory(ray_head.dashboard_url, nvml_probe=lambda: []).gpus[0].free
 
     assert ray.submit(run)
-    assert wait_until(lambda: ray.status(run.run_id) is RunState.RUNNING)
-    assert wait_until(lambda: free_gpus() == 1, timeout=30)  # Ray reports usage with a lag
+    eventually(lambda: ray.status(run.run_id) is RunState.RUNNING, timeout=60)
+    eventually(lambda: free_gpus() == 1, timeout=30)  # Ray reports usage with a lag
     assert ray.stop(run.run_id) is True
-    assert wait_until(lambda: ray.status(run.run_id) is RunState.STOPPED, timeout=30)
-    assert wait_until(lambda: free_gpus() == 4, timeout=30)
+    eventually(lambda: ray.status(run.run_id) is RunState.STOPPED, timeout=30)
+    eventually(lambda: free_gpus() == 4, timeout=30)
 
 
 def test_model_pinning_only_when_the_cluster_mixes_models(

@@ -3,8 +3,6 @@ limits, incremental usage and contribution ledgers, and preemption in the store.
 
 from __future__ import annotations
 
-import time
-
 import grpc
 import pytest
 
@@ -13,6 +11,7 @@ from minga.scheduler.policy import Decisions, Preemption
 from minga.scheduler.store.ledger import decayed
 from minga.scheduler.store.models import ContributionRow, UsageRow
 from minga.v1 import admin_pb2, common_pb2, job_pb2
+from tests.eventually import eventually
 from tests.fixtures_broker import ScriptedSite, gpu_inventory, start_broker
 
 HOUR = 3600.0
@@ -105,13 +104,13 @@ def test_usage_and_contribution_are_charged_incrementally(fed):
     job = submit(ana, gpus=2)
     run_id = site.next("start").start.run_id
     site.report(run_id, common_pb2.RUN_STATE_RUNNING)
-    _until(lambda: core.store.jobs.get(job.id).state.value == "RUNNING")
+    eventually(lambda: core.store.jobs.get(job.id).state.value == "RUNNING")
     core.cycle.stop()  # from here on, only the cycles this test runs charge (at known times)
     clock.advance(HOUR)
     core.cycle.run_once()
     clock.advance(HOUR / 2)
     site.report(run_id, common_pb2.RUN_STATE_SUCCEEDED)
-    _until(lambda: core.store.jobs.get(job.id).state.value == "SUCCEEDED")
+    eventually(lambda: core.store.jobs.get(job.id).state.value == "SUCCEEDED")
     clock.advance(HOUR)
     core.cycle.run_once()  # a finished run is charged nothing more
     with core.store.db.read() as s:
@@ -131,7 +130,7 @@ def test_preemption_requeues_the_job_and_stops_the_run(fed):
     job = submit(ana, gpus=4)
     run_id = site.next("start").start.run_id
     site.report(run_id, common_pb2.RUN_STATE_RUNNING)
-    _until(lambda: core.store.jobs.get(job.id).state.value == "RUNNING")
+    eventually(lambda: core.store.jobs.get(job.id).state.value == "RUNNING")
     core.cycle.stop()  # no cycle may re-lease it while we look
     commands = core.store.runs.apply_decisions(
         Decisions(preemptions=(Preemption(run_id, job.id, "dcc", "owner reclaims A100"),)), clock.now()
@@ -141,7 +140,8 @@ def test_preemption_requeues_the_job_and_stops_the_run(fed):
     assert requeued.state.value == "PENDING" and "preempted" in requeued.reason
     assert core.store.runs.load_snapshot(clock.now()).live_runs == ()
     site.report(run_id, common_pb2.RUN_STATE_STOPPED)  # the late stop of a fenced run changes nothing
-    time.sleep(0.3)
+    site.log(run_id, 0, b"after the stop\n")  # applied after the report: once it is stored, so is the stop
+    eventually(lambda: core.store.blobs.read_log(run_id, 0))
     assert core.store.jobs.get(job.id).state.value == "PENDING"
     assert (
         core.store.runs.apply_decisions(  # preempting twice is a no-op
@@ -151,13 +151,6 @@ def test_preemption_requeues_the_job_and_stops_the_run(fed):
     )
 
 
-def _until(predicate, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
-
-
 def test_usage_report_counts_consumed_against_contributed(fed):
     broker, ana, site, clock = fed
     core = broker.broker.core
@@ -165,11 +158,11 @@ def test_usage_report_counts_consumed_against_contributed(fed):
     job = submit(ana, gpus=2)
     run_id = site.next("start").start.run_id
     site.report(run_id, common_pb2.RUN_STATE_RUNNING)
-    _until(lambda: core.store.jobs.get(job.id).state.value == "RUNNING")
+    eventually(lambda: core.store.jobs.get(job.id).state.value == "RUNNING")
     clock.advance(2 * HOUR)
     core.cycle.run_once()
     site.report(run_id, common_pb2.RUN_STATE_SUCCEEDED)
-    _until(lambda: core.store.jobs.get(job.id).state.value == "SUCCEEDED")
+    eventually(lambda: core.store.jobs.get(job.id).state.value == "SUCCEEDED")
     clock.advance(HOUR)
     core.cycle.run_once()
     a = broker.admin
@@ -184,7 +177,7 @@ def test_usage_report_counts_consumed_against_contributed(fed):
     window = a.admin.UsageReport(admin_pb2.UsageReportRequest(since_seconds=HOUR, by="project"), metadata=a.md)
     assert list(window.lines) == []  # the run ended when the last hour began
     by_country = a.admin.UsageReport(admin_pb2.UsageReportRequest(since_seconds=86400, by="country"), metadata=a.md)
-    assert [l.key for l in by_country.lines] == ["CL"]
+    assert [line.key for line in by_country.lines] == ["CL"]
     with pytest.raises(grpc.RpcError) as err:
         a.admin.UsageReport(admin_pb2.UsageReportRequest(since_seconds=86400, by="planet"), metadata=a.md)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT

@@ -20,8 +20,9 @@ import pytest
 from minga.common.clock import FakeClock
 from minga.scheduler.cycle import CycleResult
 from minga.v1 import common_pb2, site_pb2
+from tests.eventually import eventually
 from tests.fixtures_broker import Caller, RunningBroker, ScriptedSite, gpu_inventory, start_broker
-from tests.test_preemption_record import audit, get, minga, submit, until
+from tests.test_preemption_record import audit, get, minga, submit
 
 GPUS = 8
 GRACE = 600.0  # the default preemption grace (`policy set --preemption-grace`)
@@ -60,7 +61,7 @@ class Federation:
         """The site runs what it was told to, and the broker has heard it."""
         for start in starts:
             self.site.report(start.run_id, common_pb2.RUN_STATE_RUNNING)
-        assert until(lambda: all(get(self.admin, s.job_id).state == common_pb2.JOB_STATE_RUNNING for s in starts))
+        eventually(lambda: all(get(self.admin, s.job_id).state == common_pb2.JOB_STATE_RUNNING for s in starts))
 
     def stopped(self, stops: list[site_pb2.StopRun]) -> None:
         for stop in stops:

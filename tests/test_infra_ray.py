@@ -7,8 +7,6 @@ the retry waits run on an injected clock, so nothing sleeps for them."""
 from __future__ import annotations
 
 import random
-import time
-from collections.abc import Callable
 
 import pytest
 
@@ -17,21 +15,12 @@ from minga.agent.local_ray import LocalRayHead
 from minga.agent.reconcile import Reconciler
 from minga.common.clock import FakeClock
 from minga.common.domain import RunState
+from tests.eventually import eventually
 from tests.fakes.fake_broker import make_start_run
 from tests.fixtures_ray import OBJECT_STORE_BYTES
 from tests.test_infra_hiccups import Recorder
 
 pytestmark = pytest.mark.ray
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 60.0) -> bool:
-    """Poll `predicate` (real time: Ray does real work) until it holds or time runs out."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.2)
-    return False
 
 
 def test_a_restarted_ray_head_never_gets_an_old_run_id_and_a_refused_start_waits_for_it() -> None:
@@ -51,7 +40,7 @@ def test_a_restarted_ray_head_never_gets_an_old_run_id_and_a_refused_start_waits
             states = out.states(run_id)
             return states[-1] if states else None
 
-        assert wait_until(lambda: ticked_state("minga-j-old-a1") is RunState.RUNNING)
+        eventually(lambda: ticked_state("minga-j-old-a1") is RunState.RUNNING, timeout=60, interval=0.2)
 
         head.stop()  # `make run` stopped: the head and its runs are gone
         # A start sent while Ray restarts meets a refused connection: retried, not failed.
@@ -60,7 +49,7 @@ def test_a_restarted_ray_head_never_gets_an_old_run_id_and_a_refused_start_waits
 
         head.start()  # a fresh head (the agent is pointed at it)
         rec.backend = JobSubmissionBackend(head.dashboard_url)
-        assert wait_until(lambda: ticked_state("minga-j-old-a1") is RunState.UNKNOWN)
+        eventually(lambda: ticked_state("minga-j-old-a1") is RunState.UNKNOWN, timeout=60, interval=0.2)
         for msg in list(out.messages):
             rec.on_delivered(msg)
         rec.start_run(make_start_run("minga-j-old-a1", "j-old", entrypoint="sleep 600"))  # a resend
@@ -69,7 +58,7 @@ def test_a_restarted_ray_head_never_gets_an_old_run_id_and_a_refused_start_waits
             clock.advance(0.5)  # retries follow, at about twice real time
             return ticked_state("minga-j-new-a1") is RunState.SUCCEEDED
 
-        assert wait_until(new_run_done, timeout=120)
+        eventually(new_run_done, timeout=120, interval=0.2)
         assert RunState.FAILED not in out.states("minga-j-new-a1")
         on_ray = {r.run_id for r in rec.backend.list_runs()}
         assert "minga-j-new-a1" in on_ray and "minga-j-old-a1" not in on_ray

@@ -3,7 +3,6 @@ SQLite file, real agents, and real local Ray clusters with logical GPUs."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -13,6 +12,7 @@ from ray.job_submission import JobSubmissionClient
 
 from minga.agent.session import Agent, AgentConfig
 from minga.v1 import admin_pb2, common_pb2, job_pb2
+from tests.eventually import eventually
 from tests.fixtures_broker import Caller, RunningBroker, start_broker
 
 pytestmark = pytest.mark.ray
@@ -38,13 +38,14 @@ def wait_site_ready(broker: RunningBroker, site_token: str, timeout: float = 60.
     me = broker.caller(site_token)
     name = me.admin.WhoAmI(admin_pb2.WhoAmIRequest(), metadata=me.md).name
     admin = broker.admin
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        sites = admin.admin.ListSites(admin_pb2.ListSitesRequest(), metadata=admin.md).sites
-        if any(s.name == name and s.connected and s.inventory.gpus for s in sites):
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"site {name} did not connect with its GPUs in {timeout:.0f} s")
+    eventually(
+        lambda: any(
+            s.name == name and s.connected and s.inventory.gpus
+            for s in admin.admin.ListSites(admin_pb2.ListSitesRequest(), metadata=admin.md).sites
+        ),
+        timeout=timeout,
+        what=f"site {name} connected with its GPUs",
+    )
 
 
 def submit(who: Caller, entrypoint: str, gpus: int = 1, countries: list[str] | None = None) -> str:
@@ -59,13 +60,11 @@ def job(who: Caller, job_id: str) -> common_pb2.Job:
 
 
 def wait_state(who: Caller, job_id: str, states: set[int], timeout: float = 90.0) -> common_pb2.Job:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def stuck() -> str:
         current = job(who, job_id)
-        if current.state in states:
-            return current
-        time.sleep(0.1)
-    raise AssertionError(f"{job_id} stuck in {common_pb2.JobState.Name(current.state)}: {current.reason}")
+        return f"{job_id} out of {common_pb2.JobState.Name(current.state)} ({current.reason})"
+
+    return eventually(lambda: (current := job(who, job_id)).state in states and current, timeout=timeout, what=stuck)
 
 
 def logs(who: Caller, job_id: str) -> str:
@@ -90,7 +89,7 @@ def test_job_completes_with_its_gpus_and_logs(federation):
     done = wait_state(ana, job_id, TERMINAL)
     assert done.state == common_pb2.JOB_STATE_SUCCEEDED, done.reason
     assert done.site == "dcc" and done.gpu_model == "A100"
-    line = next(l for l in logs(ana, job_id).splitlines() if l.startswith("CVD="))
+    line = next(text for text in logs(ana, job_id).splitlines() if text.startswith("CVD="))
     assert len(line.removeprefix("CVD=").split(",")) == 2
 
 
@@ -195,13 +194,15 @@ def _restart_on(tmp_path, port: str) -> RunningBroker:  # type: ignore[no-untype
             tick_seconds=0.5,
         )
     )
-    deadline = time.monotonic() + 15
-    while True:
+    refusals: list[Exception] = []
+
+    def started() -> bool:
         try:
             broker.start()
-            break
-        except Exception:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
+        except Exception as exc:  # noqa: BLE001 - the old broker's port may not be free yet: retry
+            refusals.append(exc)
+            return False
+        return True
+
+    eventually(started, timeout=15, what=lambda: f"a broker on port {port} (last refusal: {refusals[-1]!r})")
     return RunningBroker(broker, broker.config.db_url, tmp_path / "admin-token")

@@ -12,8 +12,8 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import grpc
@@ -23,6 +23,7 @@ from typer.testing import CliRunner
 
 from minga.common.domain import JobState, SiteState
 from minga.scheduler.leader import (
+    QUERY_TIMEOUT_SECONDS,
     Attempt,
     FileLock,
     LeaderRecord,
@@ -36,8 +37,9 @@ from minga.scheduler.policy import schedule
 from minga.scheduler.server import Broker, BrokerConfig
 from minga.scheduler.store import Store
 from minga.v1 import admin_pb2, common_pb2, job_pb2
+from tests.eventually import eventually
 from tests.fixtures_broker import Caller, RunningBroker, ScriptedSite, gpu_inventory
-from tests.pg import PG_URL, pg_unreachable
+from tests.pg import PG_URL, pg_schema, url_in_schema
 from tests.test_store import NOW, add_institution, join_site, new_job, store_url  # noqa: F401  (fixture)
 
 POLL = 0.2  # the in-process brokers' leader poll
@@ -49,25 +51,15 @@ def db_url(request, tmp_path) -> Iterator[str]:  # type: ignore[no-untyped-def]
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'broker.db'}"
         return
-    with pg_schema() as url:
+    with pg_url() as url:
         yield url
 
 
-class pg_schema:
-    """A fresh PostgreSQL schema, dropped afterwards; yields its URL."""
-
-    def __enter__(self) -> str:
-        reason = pg_unreachable()
-        if reason:
-            pytest.skip(reason)
-        self.schema = f"t_{uuid.uuid4().hex[:16]}"
-        with psycopg.connect(PG_URL, autocommit=True) as conn:
-            conn.execute(f'CREATE SCHEMA "{self.schema}"')
-        return f"{PG_URL}{'&' if '?' in PG_URL else '?'}options=-csearch_path%3D{self.schema}"
-
-    def __exit__(self, *exc: object) -> None:
-        with psycopg.connect(PG_URL, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA "{self.schema}" CASCADE')
+@contextmanager
+def pg_url() -> Iterator[str]:
+    """The URL of a fresh PostgreSQL schema (tests.pg), dropped afterwards."""
+    with pg_schema() as schema:
+        yield url_in_schema(schema)
 
 
 def start(tmp_path: Path, db_url: str, name: str) -> RunningBroker:
@@ -89,14 +81,6 @@ def status(b: RunningBroker) -> admin_pb2.BrokerStatusResponse:
 def submit(caller: Caller, name: str = "j") -> str:
     spec = common_pb2.JobSpec(name=name, entrypoint="python train.py", resources=common_pb2.Resources(gpus=1))
     return caller.jobs.SubmitJob(job_pb2.SubmitJobRequest(spec=spec), metadata=caller.md, timeout=5).job.id
-
-
-def until(predicate, timeout: float = 10.0):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.02)
-    return value
 
 
 def test_one_broker_leads_the_standby_refuses_and_takes_over(tmp_path, db_url):
@@ -122,12 +106,8 @@ def test_one_broker_leads_the_standby_refuses_and_takes_over(tmp_path, db_url):
         assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
         assert refused.value.details() == f"standby broker; the leader is at {first.broker.advertised}"
 
-        began = time.monotonic()
         first.close()
-        until(lambda: second.broker.leading, timeout=5)
-        took = time.monotonic() - began
-        print(f"standby took over {took:.2f} s after the leader stopped (poll {POLL} s)")
-        assert took < 3 * POLL + 2
+        eventually(lambda: second.broker.leading)
         now = status(second)
         assert (now.leading, now.leader_address) == (True, second.broker.advertised)
         after = submit(ana_second, "after")
@@ -151,7 +131,7 @@ def test_a_site_moves_to_the_new_leader(tmp_path, db_url):
         site.next("welcome")
         first.close()
         assert site.ended.wait(5)  # the old leader closed the session
-        until(lambda: second.broker.leading, timeout=5)
+        eventually(lambda: second.broker.leading, timeout=5)
         back = ScriptedSite(second.address, token, gpu_inventory(gpus=2), heartbeat_seconds=0.3)
         back.next("welcome")
         ana = second.researcher("ana", "uchile")
@@ -165,7 +145,7 @@ def test_a_site_moves_to_the_new_leader(tmp_path, db_url):
 
 @pytest.mark.postgres
 def test_a_leader_whose_lock_connection_dies_yields_to_exactly_one(tmp_path):
-    with pg_schema() as url:
+    with pg_url() as url:
         first = start(tmp_path, url, "first")
         second = start(tmp_path, url, "second")
         try:
@@ -174,7 +154,7 @@ def test_a_leader_whose_lock_connection_dies_yields_to_exactly_one(tmp_path):
             with psycopg.connect(PG_URL, autocommit=True) as conn:
                 conn.execute("SELECT pg_terminate_backend(%s)", (lock._backend[0],))
             time.sleep(6 * POLL)
-            until(lambda: first.broker.leading != second.broker.leading, timeout=5)
+            eventually(lambda: first.broker.leading != second.broker.leading, timeout=5)
             leader, standby = (first, second) if first.broker.leading else (second, first)
             assert status(standby).leader_address == leader.broker.advertised
         finally:
@@ -200,7 +180,7 @@ def test_locks_are_per_store(tmp_path):
 
 @pytest.mark.postgres
 def test_postgres_locks_are_per_schema():
-    with pg_schema() as one, pg_schema() as two:
+    with pg_url() as one, pg_url() as two:
         a, b, c = PostgresLock(one), PostgresLock(one), PostgresLock(two)
         try:
             assert a.try_acquire() is Attempt.ACQUIRED
@@ -208,16 +188,13 @@ def test_postgres_locks_are_per_schema():
             assert c.try_acquire() is Attempt.ACQUIRED
             assert a.check()
             a.release()
-            assert until(lambda: b.try_acquire() is Attempt.ACQUIRED, timeout=5)
+            eventually(lambda: b.try_acquire() is Attempt.ACQUIRED, timeout=5)
         finally:
             for lock in (a, b, c):
                 lock.release()
 
 
 # -- the fault test: kill -9 the leading broker of two real processes on PostgreSQL ----
-
-TAKEOVER_BOUND_SECONDS = 5.0  # docs/production.md: lock poll 1 s + takeover wait 1 s, plus margin
-RECONNECT_BOUND_SECONDS = 5.0  # after the takeover: the agent's next round (at most 1 s apart) + Hello
 
 
 def _serve(db_url: str, tmp_path: Path, name: str, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], dict]:
@@ -260,7 +237,7 @@ def test_kill_9_of_the_leader_the_standby_leads_and_agents_and_cli_follow(tmp_pa
     runner = CliRunner()
     procs: list[subprocess.Popen[bytes]] = []
     agent = None
-    with pg_schema() as db_url:
+    with pg_url() as db_url:
         try:
             first, announced = _serve(db_url, tmp_path, "first", env)
             procs.append(first)
@@ -301,25 +278,14 @@ def test_kill_9_of_the_leader_the_standby_leads_and_agents_and_cli_follow(tmp_pa
             assert agent.connected.wait(15) and agent.broker == announced["address"]
 
             before = minga("job", "submit", "--gpus", "1", "-o", "json", "--", "python", "train.py", token=ana)["id"]
-            run_id = until(lambda: next((r.run_id for r in backend.submissions if r.job_id == before), None))
+            run_id = eventually(lambda: next((r.run_id for r in backend.submissions if r.job_id == before), None))
             backend.set_state(run_id, RunState.RUNNING)
-            until(lambda: minga("job", "status", before, "-o", "json", token=ana)["state"] == "RUNNING")
+            eventually(lambda: minga("job", "status", before, "-o", "json", token=ana)["state"] == "RUNNING")
 
-            killed = time.monotonic()
             os.kill(first.pid, signal.SIGKILL)
             first.wait(10)
-            took_over = (
-                until(lambda: _leads(runner, app, env, standby["address"], admin), timeout=30)
-                and time.monotonic() - killed
-            )
-            until(lambda: agent.sessions >= 2 and agent.connected.is_set(), timeout=30)
-            reconnected = time.monotonic() - killed
-            print(
-                f"\nkill -9 of the leader: the standby led after {took_over:.2f} s, "
-                f"the agent reconnected after {reconnected:.2f} s"
-            )
-            assert took_over < TAKEOVER_BOUND_SECONDS
-            assert reconnected < took_over + RECONNECT_BOUND_SECONDS
+            eventually(lambda: _leads(runner, app, env, standby["address"], admin), timeout=30)
+            eventually(lambda: agent.sessions >= 2 and agent.connected.is_set(), timeout=30)
             assert agent.broker == standby["address"]
 
             rows = {b["address"]: b for b in minga("broker", "status", "-o", "json")}
@@ -331,7 +297,7 @@ def test_kill_9_of_the_leader_the_standby_leads_and_agents_and_cli_follow(tmp_pa
             jobs = {j["id"]: j for j in minga("job", "list", "--all", "-o", "json", token=ana)}
             assert set(jobs) == {before, after}
             assert (jobs[before]["state"], jobs[before]["attempts"]) == ("RUNNING", 1)  # kept, not requeued
-            until(lambda: any(r.job_id == after for r in backend.submissions))  # the new leader schedules
+            eventually(lambda: any(r.job_id == after for r in backend.submissions))  # the new leader schedules
         finally:
             if agent is not None:
                 agent.stop()
@@ -367,7 +333,7 @@ def test_the_client_passes_a_standby_and_a_dead_address_and_remembers_the_leader
             assert isinstance(rows["127.0.0.1:1"], grpc.RpcError)
             assert rows[second.address].role == "standby" and rows[first.address].role == "leader"
             first.close()
-            until(lambda: second.broker.leading, timeout=5)
+            eventually(lambda: second.broker.leading, timeout=5)
             assert client.list_institutions() == []
             assert client.address == second.address
     finally:
@@ -507,21 +473,19 @@ def test_an_agent_given_the_standby_first_finds_the_leader(tmp_path):
 
 
 @pytest.mark.postgres
+@pytest.mark.timeout(10 * QUERY_TIMEOUT_SECONDS)  # a check that hangs fails here
 def test_a_lock_connection_that_stops_answering_counts_as_lost_within_seconds():
     """The link to PostgreSQL swallows every byte: the check gives up after its timeout."""
-    from minga.scheduler.leader import QUERY_TIMEOUT_SECONDS
     from tests.netproxy import TcpProxy
 
-    with pg_schema() as url:
+    with pg_url() as url:
         host = PG_URL.split("@", 1)[1].split("/", 1)[0]
         proxy = TcpProxy(host)
         lock = PostgresLock(url.replace(host, proxy.address))
         try:
             assert lock.try_acquire() is Attempt.ACQUIRED
             proxy.cut()
-            began = time.monotonic()
-            assert not lock.check()
-            assert time.monotonic() - began < QUERY_TIMEOUT_SECONDS + 2
+            assert not lock.check()  # an answer, not a hang (the test's timeout catches one)
         finally:
             lock.release()
             proxy.close()
@@ -531,7 +495,7 @@ def test_a_lock_connection_that_stops_answering_counts_as_lost_within_seconds():
 def test_a_broker_ends_its_own_lingering_lock_session():
     """A cut link leaves the server holding the lock for the broker's lost session; when
     the broker reaches the server again it ends that session itself and leads on."""
-    with pg_schema() as url:
+    with pg_url() as url:
         lock, other = PostgresLock(url), PostgresLock(url)
         lingering = None
         try:

@@ -97,7 +97,7 @@ def test_each_job_spec_limit(federation) -> None:  # type: ignore[no-untyped-def
     broker, alice = federation
     failures = []
     for case, bad, field in SUBMITS:
-        err = _refused(lambda: alice.jobs.SubmitJob(job_pb2.SubmitJobRequest(spec=bad), metadata=alice.md))
+        err = _refused(lambda bad=bad: alice.jobs.SubmitJob(job_pb2.SubmitJobRequest(spec=bad), metadata=alice.md))
         if err.code() != grpc.StatusCode.INVALID_ARGUMENT or field not in (err.details() or ""):
             failures.append(f"{case}: {err.code().name} {err.details()!r}, expected {field}")
     assert not failures, "\n".join(failures)
@@ -107,21 +107,25 @@ def test_each_job_spec_limit(federation) -> None:  # type: ignore[no-untyped-def
 def test_each_request_limit(federation) -> None:  # type: ignore[no-untyped-def]
     broker, alice = federation
     admin = broker.admin
-    A, J = admin.admin, alice.jobs
+    admin_api, jobs_api = admin.admin, alice.jobs
     cases: list[tuple[str, Callable[[], Any], str]] = [
         (
             "idempotency key",
-            lambda: J.SubmitJob(job_pb2.SubmitJobRequest(spec=spec(), idempotency_key="k" * 129), metadata=alice.md),
+            lambda: jobs_api.SubmitJob(
+                job_pb2.SubmitJobRequest(spec=spec(), idempotency_key="k" * 129), metadata=alice.md
+            ),
             "idempotency_key",
         ),
         (
             "upload digest",
-            lambda: J.UploadPackage(job_pb2.UploadPackageRequest(digest="sha256:zz", data=b"x"), metadata=alice.md),
+            lambda: jobs_api.UploadPackage(
+                job_pb2.UploadPackageRequest(digest="sha256:zz", data=b"x"), metadata=alice.md
+            ),
             "digest",
         ),
         (
             "package not a zip",
-            lambda: J.UploadPackage(
+            lambda: jobs_api.UploadPackage(
                 job_pb2.UploadPackageRequest(
                     digest="sha256:2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881", data=b"x"
                 ),
@@ -131,12 +135,12 @@ def test_each_request_limit(federation) -> None:  # type: ignore[no-untyped-def]
         ),
         (
             "log offset",
-            lambda: next(iter(J.GetJobLogs(job_pb2.GetJobLogsRequest(job_id="j" * 5000), metadata=alice.md))),
+            lambda: next(iter(jobs_api.GetJobLogs(job_pb2.GetJobLogsRequest(job_id="j" * 5000), metadata=alice.md))),
             "job",
         ),
         (
             "institution slug",
-            lambda: A.AddInstitution(
+            lambda: admin_api.AddInstitution(
                 admin_pb2.AddInstitutionRequest(
                     institution=admin_pb2.Institution(slug="Bad Slug", name="x", country="CL")
                 ),
@@ -146,7 +150,7 @@ def test_each_request_limit(federation) -> None:  # type: ignore[no-untyped-def]
         ),
         (
             "institution name",
-            lambda: A.AddInstitution(
+            lambda: admin_api.AddInstitution(
                 admin_pb2.AddInstitutionRequest(
                     institution=admin_pb2.Institution(slug="ok", name="n" * 201, country="CL")
                 ),
@@ -156,7 +160,7 @@ def test_each_request_limit(federation) -> None:  # type: ignore[no-untyped-def]
         ),
         (
             "institution country",
-            lambda: A.AddInstitution(
+            lambda: admin_api.AddInstitution(
                 admin_pb2.AddInstitutionRequest(institution=admin_pb2.Institution(slug="ok", name="ok", country="CHL")),
                 metadata=admin.md,
             ),
@@ -164,7 +168,7 @@ def test_each_request_limit(federation) -> None:  # type: ignore[no-untyped-def]
         ),
         (
             "institution weight",
-            lambda: A.AddInstitution(
+            lambda: admin_api.AddInstitution(
                 admin_pb2.AddInstitutionRequest(
                     institution=admin_pb2.Institution(slug="ok", name="ok", country="CL", weight=1e9)
                 ),
@@ -174,7 +178,7 @@ def test_each_request_limit(federation) -> None:  # type: ignore[no-untyped-def]
         ),
         (
             "user name",
-            lambda: A.AddUser(
+            lambda: admin_api.AddUser(
                 admin_pb2.AddUserRequest(name="x" * 100, institution="uchile", role=common_pb2.ROLE_RESEARCHER),
                 metadata=admin.md,
             ),
@@ -182,23 +186,27 @@ def test_each_request_limit(federation) -> None:  # type: ignore[no-untyped-def]
         ),
         (
             "site name",
-            lambda: A.CreateSiteToken(
+            lambda: admin_api.CreateSiteToken(
                 admin_pb2.CreateSiteTokenRequest(institution="uchile", site="BAD!"), metadata=admin.md
             ),
             "site",
         ),
         (
             "join token ttl",
-            lambda: A.CreateSiteToken(
+            lambda: admin_api.CreateSiteToken(
                 admin_pb2.CreateSiteTokenRequest(institution="uchile", site="dcc", ttl_seconds=-5), metadata=admin.md
             ),
             "ttl",
         ),
-        ("audit limit", lambda: A.ListAudit(admin_pb2.ListAuditRequest(limit=10**9), metadata=admin.md), "limit"),
+        (
+            "audit limit",
+            lambda: admin_api.ListAudit(admin_pb2.ListAuditRequest(limit=10**9), metadata=admin.md),
+            "limit",
+        ),
         *[
             (
                 f"policy {field}",
-                lambda f=field, v=value: A.SetPolicy(
+                lambda f=field, v=value: admin_api.SetPolicy(
                     admin_pb2.SetPolicyRequest(  # type: ignore[misc]
                         policy=admin_pb2.Policy(**{f: v})
                     ),

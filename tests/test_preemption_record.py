@@ -7,27 +7,18 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
 
 from typer.testing import CliRunner
 
 from minga.cli.main import app
 from minga.v1 import admin_pb2, common_pb2, job_pb2
+from tests.eventually import eventually
 from tests.fixtures_broker import Caller, RunningBroker, ScriptedSite, gpu_inventory
 
 
 def minga(broker: RunningBroker, token: str, *args: str):  # type: ignore[no-untyped-def]
     env = {"MINGA_BROKER": broker.address, "MINGA_TOKEN": token, "MINGA_CONFIG_DIR": "/nonexistent-minga"}
     return CliRunner().invoke(app, list(args), env=env)
-
-
-def until(predicate: Callable[[], bool], timeout: float = 15.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
 
 
 def submit(who: Caller, gpus: int) -> str:
@@ -65,23 +56,24 @@ def test_a_reclaimed_job_says_why_and_the_audit_log_has_it(broker: RunningBroker
     site = ScriptedSite(broker.address, broker.join("uchile", "dcc"), gpu_inventory("A100", 4), heartbeat_seconds=1)
     try:
         site.next("welcome")
+        before = time.time()
         borrowed = submit(bia, 4)  # usp has no GPUs: it borrows uchile's idle ones
         start = site.next("start").start
         assert start.job_id == borrowed and start.notice_seconds == 60
         site.report(start.run_id, common_pb2.RUN_STATE_RUNNING)
-        assert until(lambda: get(bia, borrowed).state == common_pb2.JOB_STATE_RUNNING)
+        eventually(lambda: get(bia, borrowed).state == common_pb2.JOB_STATE_RUNNING)
         owned = submit(ana, 4)  # the owner wants them back
         stop = site.next("stop").stop
         assert stop.run_id == start.run_id and "reclaim" in stop.reason
         site.report(start.run_id, common_pb2.RUN_STATE_STOPPED)
         # Its waiting reason replaces "preempted: ...", but the preemption stays on the job.
-        assert until(lambda: not get(bia, borrowed).reason.startswith("preempted"))
+        eventually(lambda: not get(bia, borrowed).reason.startswith("preempted"))
         job = get(bia, borrowed)
         assert job.state in (common_pb2.JOB_STATE_PENDING, common_pb2.JOB_STATE_LEASED)
         last = job.last_preemption
         assert (last.kind, last.beneficiary) == ("reclaim", "uchile")
         assert last.reason.startswith("reclaim: uchile is below its A100 guarantee") and owned in last.reason
-        assert 0 < time.time() - last.at < 60
+        assert before <= last.at <= time.time()  # recorded when it happened
 
         # minga job status, as a table and as JSON
         table = minga(broker, bia.token, "job", "status", borrowed)

@@ -54,22 +54,24 @@ def test_cuda_job_through_a_site_agent(tmp_path) -> None:  # type: ignore[no-unt
         ana = broker.researcher("ana", "unam")
         token = broker.join("unam", "gpu-host")
         # gpus=None: Ray detects the GPUs itself; the agent is told no model or memory.
-        with LocalRayHead(gpus=None, object_store_memory=500 * 1024 * 1024) as head:
-            with running_agent(broker, token, head, model=None):
-                admin = broker.admin
-                site = next(
-                    s
-                    for s in admin.admin.ListSites(admin_pb2.ListSitesRequest(), metadata=admin.md).sites
-                    if s.name == "gpu-host"
-                )
-                pools = {p.model: p for p in site.inventory.gpus}
-                assert set(pools) == {model}, pools
-                assert pools[model].total == len(PHYSICAL)
-                assert pools[model].memory_mb == min(g.memory_mb for g in PHYSICAL)
+        with (
+            LocalRayHead(gpus=None, object_store_memory=500 * 1024 * 1024) as head,
+            running_agent(broker, token, head, model=None),
+        ):
+            admin = broker.admin
+            site = next(
+                s
+                for s in admin.admin.ListSites(admin_pb2.ListSitesRequest(), metadata=admin.md).sites
+                if s.name == "gpu-host"
+            )
+            pools = {p.model: p for p in site.inventory.gpus}
+            assert set(pools) == {model}, pools
+            assert pools[model].total == len(PHYSICAL)
+            assert pools[model].memory_mb == min(g.memory_mb for g in PHYSICAL)
 
-                job_id = submit(ana, f'{sys.executable} -c "{CUDA_JOB}"', gpus=1)
-                done = wait_state(ana, job_id, TERMINAL, timeout=300)
-                out = logs(ana, job_id)
+            job_id = submit(ana, f'{sys.executable} -c "{CUDA_JOB}"', gpus=1)
+            done = wait_state(ana, job_id, TERMINAL, timeout=300)
+            out = logs(ana, job_id)
         print(out)
         assert done.state == common_pb2.JOB_STATE_SUCCEEDED, (done.reason, out)
         assert done.gpu_model == model

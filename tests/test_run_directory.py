@@ -21,7 +21,7 @@ from minga.agent.backend import JobSubmissionBackend, RunRequest
 from minga.agent.local_ray import LocalRayHead
 from minga.agent.packages import PackageCache, digest_of
 from minga.common.domain import RunState
-from tests.test_agent_ray import wait_until
+from tests.eventually import eventually
 
 pytestmark = pytest.mark.ray
 
@@ -55,7 +55,7 @@ def marker_in_agent_cwd() -> Iterator[str]:
 
 
 def finished(ray: JobSubmissionBackend, run_id: str) -> RunState:
-    assert wait_until(lambda: (ray.status(run_id) or RunState.STARTING).terminal, timeout=90)
+    eventually(lambda: (ray.status(run_id) or RunState.STARTING).terminal, timeout=90)
     state = ray.status(run_id)
     assert state is not None
     return state
@@ -98,12 +98,12 @@ def test_a_stopped_run_removes_its_dir(ray_head: LocalRayHead) -> None:
     ray = JobSubmissionBackend(ray_head.dashboard_url)
     run_id = f"minga-j-stopdir-{uuid.uuid4().hex[:6]}"
     assert ray.submit(RunRequest(run_id=run_id, job_id="j-stopdir", epoch=1, entrypoint='echo "DIR=$PWD"; sleep 120'))
-    assert wait_until(lambda: "DIR=" in ray.logs(run_id), timeout=90), ray.logs(run_id)
+    eventually(lambda: "DIR=" in ray.logs(run_id), timeout=90, what=lambda: f"DIR= in the logs: {ray.logs(run_id)!r}")
     run_dir = Path(next(line for line in ray.logs(run_id).splitlines() if line.startswith("DIR="))[4:])
     assert stat.S_IMODE(run_dir.stat().st_mode) == 0o700
     assert ray.stop(run_id)
     assert finished(ray, run_id) is RunState.STOPPED
-    assert wait_until(lambda: not run_dir.exists(), timeout=30)
+    eventually(lambda: not run_dir.exists(), timeout=30)
 
 
 def test_a_package_run_gets_a_private_copy_its_outputs_do_not_reach_the_next_run(

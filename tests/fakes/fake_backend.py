@@ -11,7 +11,7 @@ from minga.agent.backend import RUN_ID_PREFIX, RunInfo, RunRequest
 from minga.common.domain import RunState
 
 
-class FakeRayDown(ConnectionError):
+class FakeRayDownError(ConnectionError):
     """Raised by every call while the fake cluster is marked unreachable."""
 
 
@@ -75,7 +75,7 @@ class FakeBackend:
 
     def _check(self) -> None:
         if self.down:
-            raise FakeRayDown("fake Ray cluster is down")
+            raise FakeRayDownError("fake Ray cluster is down")
 
     def submit(self, run: RunRequest) -> bool:
         self._check()
