@@ -106,7 +106,7 @@ class RunningBroker:
         for _ in range(2):
             seen = cycle.passes
             cycle.trigger()
-            eventually(lambda: cycle.passes > seen, what="a scheduling pass")  # noqa: B023 - called at once
+            eventually(lambda: cycle.passes > seen, what="a scheduling pass")
 
     def close(self) -> None:
         for ch in self.channels:
