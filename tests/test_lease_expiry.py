@@ -19,6 +19,19 @@ HOUR = 3600.0
 WAIT = 10.0  # no test waits this long: each wait it starts ends for another reason
 
 
+class StepsEvent(threading.Event):
+    """An event that records how long each wait on it was asked to sleep: the positive
+    signal that a waiter is asleep, and for how long, without sleeping in the test."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.steps: list[float | None] = []
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.steps.append(timeout)
+        return super().wait(timeout)
+
+
 def waiting(leases: SiteLeases, wake: threading.Event, longest: float = 3600.0) -> threading.Thread:
     thread = threading.Thread(target=leases.wait, args=(wake, longest), daemon=True)
     thread.start()
@@ -81,10 +94,13 @@ def test_a_lease_that_ran_out_ends_one_wait_only_so_a_failing_pass_does_not_spin
     first = waiting(leases, threading.Event())
     first.join(WAIT)
     assert not first.is_alive()
-    second = waiting(leases, threading.Event())  # the pass failed before it checked expiry
-    time.sleep(0.2)
-    assert second.is_alive()  # waits for its tick (or an event) instead
+    wake = StepsEvent()
+    second = waiting(leases, wake)  # the pass failed before it checked expiry
+    steps = eventually(lambda: list(wake.steps), what="the second wait to start sleeping")
+    assert steps[0] > 3000 and second.is_alive()  # it sleeps for its tick (or an event) instead
     assert leases.expired(["a"]) == ["a"]
+    wake.set()
+    second.join(WAIT)
 
 
 def test_a_broker_with_a_long_tick_still_loses_a_silent_site_at_its_deadline(tmp_path) -> None:
