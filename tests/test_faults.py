@@ -13,7 +13,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -125,7 +124,8 @@ def test_agent_killed_mid_run_requeues_and_its_return_stops_the_stale_run(broker
             eventually(lambda: ray_status(ray_head, first.run_id) in ("STOPPED", "SUCCEEDED"), timeout=60)
             assert_moved_and_done_once(ana, job_id, first.run_id, "survivor")
             assert ray_status(ray_head, first.run_id) == "STOPPED"  # stopped, not run to the end
-            time.sleep(1.0)
+            eventually(lambda: site_info(broker, "killed").connected, timeout=60)  # back, and reported
+            broker.full_pass()  # a pass since it returned: the broker acted on what it said
             assert job(ana, job_id).site == "survivor"  # its late reports changed nothing
         finally:
             survivor.stop()
