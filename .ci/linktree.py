@@ -32,8 +32,6 @@ def build() -> Path:
             if "__pycache__" in relative.parts or source.suffix not in (".py", ".pyi", ".typed"):
                 continue
             link = target / relative
-            if link.exists():  # a nested mapping (minga.scheduler inside minga) already placed it
-                continue
             link.parent.mkdir(parents=True, exist_ok=True)
             link.symlink_to(source)
     return TREE

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import stat
-import time
 from dataclasses import replace
 
 import grpc
@@ -12,6 +11,7 @@ import pytest
 from minga.common.domain import InvalidArgument
 from minga.scheduler.server import Broker, BrokerConfig
 from minga.v1 import admin_pb2, admin_pb2_grpc, common_pb2, job_pb2, site_pb2
+from tests.eventually import eventually
 from tests.fixtures_broker import RunningBroker, ScriptedSite, gpu_inventory, start_broker
 
 
@@ -21,16 +21,6 @@ def spec(gpus: int = 1, **kw) -> common_pb2.JobSpec:  # type: ignore[no-untyped-
         resources=common_pb2.Resources(gpus=gpus, gpu_models=kw.pop("models", [])),
         **kw,
     )
-
-
-def wait_for(predicate, timeout: float = 10.0):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
 
 
 @pytest.fixture
@@ -131,7 +121,7 @@ def test_job_lifecycle_with_logs(federation):
     site.log(run_id, 0, b"hello ")  # a resend after reconnect is dropped
     site.log(run_id, 6, b"world\n")
     site.report(run_id, common_pb2.RUN_STATE_SUCCEEDED)
-    done = wait_for(
+    done = eventually(
         lambda: (
             (j := ana.jobs.GetJob(job_pb2.GetJobRequest(job_id=job.id), metadata=ana.md)).state
             == common_pb2.JOB_STATE_SUCCEEDED
@@ -148,7 +138,7 @@ def test_follow_logs_until_the_job_ends(federation):
     job = ana.jobs.SubmitJob(job_pb2.SubmitJobRequest(spec=spec()), metadata=ana.md).job
     run_id = site.next("start").start.run_id
     site.report(run_id, common_pb2.RUN_STATE_RUNNING)
-    wait_for(
+    eventually(
         lambda: (
             ana.jobs.GetJob(job_pb2.GetJobRequest(job_id=job.id), metadata=ana.md).state == common_pb2.JOB_STATE_RUNNING
         )
@@ -168,7 +158,7 @@ def test_cancel_running_job_stops_it_on_the_site(federation):
     job = ana.jobs.SubmitJob(job_pb2.SubmitJobRequest(spec=spec()), metadata=ana.md).job
     run_id = site.next("start").start.run_id
     site.report(run_id, common_pb2.RUN_STATE_RUNNING)
-    wait_for(
+    eventually(
         lambda: (
             ana.jobs.GetJob(job_pb2.GetJobRequest(job_id=job.id), metadata=ana.md).state == common_pb2.JOB_STATE_RUNNING
         )
@@ -177,7 +167,7 @@ def test_cancel_running_job_stops_it_on_the_site(federation):
     assert cancelling.state == common_pb2.JOB_STATE_CANCELLING
     assert site.next("stop").stop.run_id == run_id
     site.report(run_id, common_pb2.RUN_STATE_STOPPED)
-    wait_for(
+    eventually(
         lambda: (
             ana.jobs.GetJob(job_pb2.GetJobRequest(job_id=job.id), metadata=ana.md).state
             == common_pb2.JOB_STATE_CANCELLED
@@ -207,7 +197,7 @@ def test_too_big_for_any_site_is_rejected_and_unknown_model_explained(federation
     job = ana.jobs.SubmitJob(
         job_pb2.SubmitJobRequest(spec=spec(1, models=["H100"]), allow_unknown=True), metadata=ana.md
     ).job
-    waiting = wait_for(
+    waiting = eventually(
         lambda: (
             (j := ana.jobs.GetJob(job_pb2.GetJobRequest(job_id=job.id), metadata=ana.md)).reason.startswith("model")
             and j
@@ -269,7 +259,7 @@ def test_quota_view_counts_held_and_pending(federation):
         row = next(r for r in rows if r.institution == "uchile" and r.gpu_model == "A100")
         return row if row.in_use == 3 else None
 
-    row = wait_for(uchile_row)
+    row = eventually(uchile_row)
     assert (row.owned, row.in_use, row.held, row.pending) == (4, 3, 3, 2)
 
 
@@ -284,7 +274,7 @@ def test_broker_restart_keeps_jobs_and_resends_lost_leases(tmp_path):
     running = ana.jobs.SubmitJob(job_pb2.SubmitJobRequest(spec=spec()), metadata=ana.md).job
     run_a = site.next("start").start.run_id
     site.report(run_a, common_pb2.RUN_STATE_RUNNING)
-    wait_for(
+    eventually(
         lambda: (
             ana.jobs.GetJob(job_pb2.GetJobRequest(job_id=running.id), metadata=ana.md).state
             == common_pb2.JOB_STATE_RUNNING
@@ -292,7 +282,7 @@ def test_broker_restart_keeps_jobs_and_resends_lost_leases(tmp_path):
     )
     site.close()
     leased = ana.jobs.SubmitJob(job_pb2.SubmitJobRequest(spec=spec()), metadata=ana.md).job
-    wait_for(
+    eventually(
         lambda: (
             ana.jobs.GetJob(job_pb2.GetJobRequest(job_id=leased.id), metadata=ana.md).state
             == common_pb2.JOB_STATE_PENDING
@@ -313,7 +303,7 @@ def test_broker_restart_keeps_jobs_and_resends_lost_leases(tmp_path):
         start = back.next("start").start
         assert start.job_id == leased.id and start.run_id != run_a  # the running one is not restarted
         back.report(run_a, common_pb2.RUN_STATE_SUCCEEDED)
-        done = wait_for(
+        done = eventually(
             lambda: (
                 (j := ana.jobs.GetJob(job_pb2.GetJobRequest(job_id=running.id), metadata=ana.md)).state
                 == common_pb2.JOB_STATE_SUCCEEDED
