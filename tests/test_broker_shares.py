@@ -181,3 +181,23 @@ def test_usage_report_counts_consumed_against_contributed(fed):
     with pytest.raises(grpc.RpcError) as err:
         a.admin.UsageReport(admin_pb2.UsageReportRequest(since_seconds=86400, by="planet"), metadata=a.md)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_a_cycle_reads_the_clock_once_so_its_snapshot_and_decisions_share_one_now(fed):
+    broker, ana, site, clock = fed
+    core = broker.broker.core
+    submit(ana, gpus=2)
+    site.next("start")  # one run live, to be charged
+    submit(ana, gpus=4)  # and one job that waits, to be decided on
+    core.cycle.stop()  # from here on, only the cycle this test runs
+    reads: list[float] = []
+
+    class CountingClock:
+        def now(self) -> float:
+            reads.append(clock.now())
+            return reads[-1]
+
+    core.cycle.clock = CountingClock()
+    clock.advance(HOUR)
+    core.cycle.run_once()
+    assert len(reads) == 1
