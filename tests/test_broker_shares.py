@@ -201,3 +201,25 @@ def test_a_cycle_reads_the_clock_once_so_its_snapshot_and_decisions_share_one_no
     clock.advance(HOUR)
     core.cycle.run_once()
     assert len(reads) == 1
+
+
+def test_each_task_of_an_array_is_charged_like_a_job(fed):
+    broker, ana, site, clock = fed
+    core = broker.broker.core
+    spec = common_pb2.JobSpec(entrypoint="true", resources=common_pb2.Resources(gpus=1))
+    ana.jobs.SubmitJob(job_pb2.SubmitJobRequest(spec=spec, array="0-2"), metadata=ana.md)
+    runs = [site.next("start").start.run_id for _ in range(3)]
+    for run_id in runs:
+        site.report(run_id, common_pb2.RUN_STATE_RUNNING)
+    eventually(lambda: all(j.state.value == "RUNNING" for j in core.store.jobs.list(None, False, None)))
+    core.cycle.stop()  # from here on, only the cycle this test runs charges
+    with core.store.db.read() as s:
+        before = s.get(UsageRow, "uchile/default")
+        start = decayed(before.value, before.as_of, clock.now(), WEEK) if before else 0.0
+    clock.advance(HOUR)
+    core.cycle.run_once()
+    with core.store.db.read() as s:
+        usage = s.get(UsageRow, "uchile/default")
+    rate = 3 * 1 * 0.6  # three tasks of 1 A100 each, weight 0.6
+    expected = decayed(start, 0, HOUR, WEEK) + rate * HOUR
+    assert decayed(usage.value, usage.as_of, clock.now(), WEEK) == pytest.approx(expected, rel=1e-6)

@@ -15,8 +15,9 @@ from minga.agent.reconcile import run_request
 from minga.common.domain import RUN_ENV_NAMES, InvalidArgument
 from minga.scheduler.arrays import MAX_ARRAY_TASKS, parse_array
 from minga.v1 import common_pb2, job_pb2
+from tests.eventually import eventually
 from tests.fixtures_broker import ScriptedSite, gpu_inventory
-from tests.test_broker_grpc import spec, wait_for
+from tests.test_broker_grpc import spec
 
 
 @pytest.fixture
@@ -131,7 +132,7 @@ def test_status_list_and_cancel_on_the_array_and_on_a_task(federation):
     broker, ana, site = federation
     plain = ana.jobs.SubmitJob(job_pb2.SubmitJobRequest(spec=spec(1)), metadata=ana.md).job
     aid = submit(ana, "0-19%2").array.id
-    wait_for(lambda: ana.jobs.GetJobArray(job_pb2.GetJobRequest(job_id=aid), metadata=ana.md).running == 2)
+    eventually(lambda: ana.jobs.GetJobArray(job_pb2.GetJobRequest(job_id=aid), metadata=ana.md).running == 2)
     grouped = ana.jobs.ListJobs(job_pb2.ListJobsRequest(group_arrays=True), metadata=ana.md)
     assert [j.id for j in grouped.jobs] == [plain.id]
     assert [(a.id, a.tasks, a.pending, a.running) for a in grouped.arrays] == [(aid, 20, 18, 2)]
@@ -144,7 +145,7 @@ def test_status_list_and_cancel_on_the_array_and_on_a_task(federation):
     stops = {site.next("stop").stop.run_id for _ in range(2)}
     for run_id in stops:
         site.report(run_id, common_pb2.RUN_STATE_STOPPED)
-    wait_for(lambda: ana.jobs.GetJobArray(job_pb2.GetJobRequest(job_id=aid), metadata=ana.md).cancelled == 20)
+    eventually(lambda: ana.jobs.GetJobArray(job_pb2.GetJobRequest(job_id=aid), metadata=ana.md).cancelled == 20)
     assert ana.jobs.ListJobs(job_pb2.ListJobsRequest(group_arrays=True), metadata=ana.md).arrays == []
 
 
@@ -204,7 +205,7 @@ def test_cli_submits_lists_shows_and_cancels_an_array_in_80_columns(federation):
     )
     assert sub.exit_code == 0, sub.output
     aid = sub.stdout.strip().splitlines()[0]
-    wait_for(lambda: ana.jobs.GetJobArray(job_pb2.GetJobRequest(job_id=aid), metadata=ana.md).running == 2)
+    eventually(lambda: ana.jobs.GetJobArray(job_pb2.GetJobRequest(job_id=aid), metadata=ana.md).running == 2)
     listed = run(app, ["job", "list", *conn])
     assert listed.exit_code == 0 and f"{aid}_*" in listed.stdout and f"{aid}_5" not in listed.stdout
     assert "100 tasks: 2 run, 98 wait (%2)" in listed.stdout

@@ -10,8 +10,9 @@ import grpc
 import pytest
 
 from minga.v1 import admin_pb2, common_pb2, job_pb2
+from tests.eventually import eventually
 from tests.fixtures_broker import RunningBroker, ScriptedSite, gpu_inventory
-from tests.test_broker_grpc import spec, wait_for
+from tests.test_broker_grpc import spec
 from tests.test_cli_shares import minga
 
 
@@ -62,7 +63,7 @@ def test_a_guest_waits_for_the_policy_and_the_owner_is_placed(fed):
     assert "at most 2 GPUs" in out.stdout and "at most 4h" in out.stdout and "HF_HOME (every job)" in out.stdout
 
     guest = bia.jobs.SubmitJob(job_pb2.SubmitJobRequest(spec=spec(1, walltime_seconds=3600)), metadata=bia.md).job
-    wait_for(lambda: _reason(bia, guest.id).startswith("lending: site dcc lends only to institutions in AR"))
+    eventually(lambda: _reason(bia, guest.id).startswith("lending: site dcc lends only to institutions in AR"))
     own = ana.jobs.SubmitJob(job_pb2.SubmitJobRequest(spec=spec(2)), metadata=ana.md).job
     assert site.next("start", timeout=5).start.job_id == own.id
 
@@ -80,7 +81,7 @@ def test_env_rules_reach_the_owner_too(fed):
     assert minga(broker, admin, "admin", "site", "policy", "set", "dcc", "--no-env").exit_code == 0
     env_spec = spec(1, runtime_env=common_pb2.RuntimeEnv(env={"AWS_SECRET": "x"}))
     job = ana.jobs.SubmitJob(job_pb2.SubmitJobRequest(spec=env_spec), metadata=ana.md).job
-    wait_for(
+    eventually(
         lambda: _reason(ana, job.id) == "runtime: site dcc accepts no environment variables (this job sets AWS_SECRET)"
     )
 

@@ -22,8 +22,8 @@ from typer.testing import CliRunner
 from minga.cli import errors
 from minga.cli.main import app
 from minga.v1 import common_pb2, job_pb2
+from tests.eventually import eventually
 from tests.fixtures_broker import Caller, RunningBroker, ScriptedSite, gpu_inventory, start_broker
-from tests.test_broker_grpc import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -57,7 +57,7 @@ def _pending(ana: Caller, job_id: str) -> common_pb2.Job:
         assert job.state == common_pb2.JOB_STATE_PENDING
         return job if job.reason != "waiting for the next scheduling cycle" else None
 
-    return wait_for(looked_at)
+    return eventually(looked_at)
 
 
 def test_logs_of_a_pending_job_say_why_and_exit_7(busy_site) -> None:
@@ -118,4 +118,4 @@ def test_logs_of_a_running_job_are_unchanged(busy_site) -> None:
         assert result.exit_code == 0 and "pending" not in result.stderr
         return result.stdout_bytes
 
-    assert wait_for(logs) == b"hello\n"
+    assert eventually(logs) == b"hello\n"

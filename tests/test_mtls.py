@@ -25,9 +25,9 @@ from minga.cli.main import app
 from minga.common import pki
 from minga.scheduler.server import Broker, BrokerConfig
 from minga.v1 import admin_pb2, admin_pb2_grpc, common_pb2, job_pb2, job_pb2_grpc, site_pb2, site_pb2_grpc
+from tests.eventually import eventually
 from tests.fakes.fake_backend import FakeBackend
 from tests.fixtures_broker import ScriptedSite, gpu_inventory
-from tests.test_broker_grpc import wait_for
 
 SANS = ["localhost", "127.0.0.1"]
 
@@ -202,7 +202,7 @@ def test_a_site_joins_with_a_csr_and_its_agent_runs_over_mutual_tls(secure: Secu
         inventory_source=lambda: gpu_inventory("A100", 2),
     )
     with agent:
-        wait_for(lambda: list_sites(secure).get("dcc") and list_sites(secure)["dcc"].connected)
+        eventually(lambda: list_sites(secure).get("dcc") and list_sites(secure)["dcc"].connected)
         ana = (
             secure.admin()
             .AddUser(
@@ -219,7 +219,7 @@ def test_a_site_joins_with_a_csr_and_its_agent_runs_over_mutual_tls(secure: Secu
             ),
             metadata=md,
         ).job
-        wait_for(lambda: backend.submissions)
+        eventually(lambda: backend.submissions)
         got = jobs.GetJob(job_pb2.GetJobRequest(job_id=job.id), metadata=md)
         assert got.site == "dcc"
 
@@ -389,8 +389,8 @@ def test_the_agent_renews_its_certificate_before_it_expires(tmp_path):
             inventory_source=lambda: gpu_inventory("A100", 2),
         )
         with agent:
-            wait_for(lambda: list_sites(secure).get("dcc") and list_sites(secure)["dcc"].connected)
-            wait_for(lambda: path.read_bytes() != renewed, timeout=25)
+            eventually(lambda: list_sites(secure).get("dcc") and list_sites(secure)["dcc"].connected)
+            eventually(lambda: path.read_bytes() != renewed, timeout=25)
         assert fetch(secure, path.read_bytes()) == grpc.StatusCode.NOT_FOUND
     finally:
         secure.broker.stop(grace=0.5)

@@ -14,8 +14,8 @@ import pytest
 
 from minga.common.clock import FakeClock
 from minga.v1 import admin_pb2, common_pb2, job_pb2
+from tests.eventually import eventually
 from tests.fixtures_broker import Caller, RunningBroker, ScriptedSite, gpu_inventory, start_broker
-from tests.test_broker_grpc import wait_for
 from tests.test_cli_shares import minga
 
 CONNECTING_REASON = "its agent has not reported its GPUs yet"
@@ -71,7 +71,7 @@ def test_a_submit_while_the_only_site_is_connecting_waits_for_it(joined) -> None
     broker, ana, token = joined
     job = submit(ana, 2)  # was: rejected: asks for 2 GPUs on one site, but the largest site has 0
     assert job.state == common_pb2.JOB_STATE_PENDING
-    wait_for(lambda: reason_of(ana, job.id) == "connecting: 1 site has joined but not reported its GPUs yet (dcc)")
+    eventually(lambda: reason_of(ana, job.id) == "connecting: 1 site has joined but not reported its GPUs yet (dcc)")
     site = ScriptedSite(broker.address, token, gpu_inventory("A100", 4))
     try:
         assert site.next("start").start.job_id == job.id  # it reported, and the job runs there
@@ -107,7 +107,7 @@ def test_a_site_briefly_gone_keeps_its_last_inventory_at_submit(joined) -> None:
     site = ScriptedSite(broker.address, token, gpu_inventory("A100", 4))
     site.next("welcome")
     site.close()
-    wait_for(lambda: not sites(broker)["dcc"].connected)
+    eventually(lambda: not sites(broker)["dcc"].connected)
     gone = sites(broker)["dcc"]
     assert gone.state != common_pb2.SITE_STATE_CONNECTING and [p.total for p in gone.inventory.gpus] == [4]
     assert submit(ana, 4, ("A100",)).state == common_pb2.JOB_STATE_PENDING

@@ -15,8 +15,8 @@ from minga.common.domain import GpuPool, InvalidArgument, Inventory, Job, JobSpe
 from minga.scheduler.policy.feasibility import never_fits_reason, submit_rejection
 from minga.scheduler.validation import check_country, check_job_spec
 from minga.v1 import common_pb2, job_pb2
+from tests.eventually import eventually
 from tests.fixtures_broker import Caller, RunningBroker, ScriptedSite, gpu_inventory
-from tests.test_broker_grpc import wait_for
 from tests.test_cli_shares import minga
 
 
@@ -227,7 +227,7 @@ def test_grpc_allow_unknown_queues_it_for_a_site_expected_to_join(fed) -> None:
     broker, ana = fed
     job = submit(ana, grpc_spec(models=("H100",)), allow_unknown=True)
     assert job.state == common_pb2.JOB_STATE_PENDING
-    waiting = wait_for(
+    waiting = eventually(
         lambda: (
             (j := ana.jobs.GetJob(job_pb2.GetJobRequest(job_id=job.id), metadata=ana.md)).reason.startswith("model")
             and j
