@@ -12,7 +12,6 @@ is remembered.
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -21,6 +20,9 @@ import grpc
 
 from minga.cli.errors import retry_after
 from minga.common.channel import broker_addresses, connects, is_standby
+from minga.common.domain import ArraySummary, Job, JobSpec, JobState, PackageLimits
+from minga.common.wire.enums import job_state_to_pb
+from minga.common.wire.jobs import array_from_pb, job_from_pb, package_limits_from_pb, spec_to_pb
 from minga.v1 import admin_pb2, admin_pb2_grpc, common_pb2, job_pb2, job_pb2_grpc
 
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
@@ -42,6 +44,24 @@ def make_channel(address: str, root_certificates: bytes | None = None) -> grpc.C
         creds = grpc.ssl_channel_credentials(root_certificates=root_certificates)
         return grpc.secure_channel(address, creds, options=CHANNEL_OPTIONS)
     return grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """What a submit made (or found, under the same idempotency key): a job or a job array."""
+
+    what: Job | ArraySummary
+    created: bool  # False: an earlier submit with the same key made it
+
+
+def _new_key() -> str:
+    import uuid  # lazy: only a submit without --idempotency-key needs one
+
+    return str(uuid.uuid4())
+
+
+def _state_filter(state: JobState | None) -> common_pb2.JobState:
+    return common_pb2.JOB_STATE_UNSPECIFIED if state is None else job_state_to_pb(state)
 
 
 @dataclass
@@ -266,14 +286,14 @@ class BrokerClient:
     # -- jobs -------------------------------------------------------------
     def submit_job(
         self,
-        spec: common_pb2.JobSpec,
+        spec: JobSpec,
         idempotency_key: str | None = None,
         *,
         allow_unknown: bool = False,
         array: str = "",
         attempts: int = 5,
         backoff: float = 0.5,
-    ) -> job_pb2.SubmitJobResponse:
+    ) -> Submitted:
         """Submit, retrying transient failures with ONE idempotency key.
 
         The broker returns the job of an earlier submit with the same key, so
@@ -282,9 +302,13 @@ class BrokerClient:
         `array` ("0-999%4") makes a job array: the key covers the whole array.
         """
         request = job_pb2.SubmitJobRequest(
-            spec=spec, idempotency_key=idempotency_key or str(uuid.uuid4()), allow_unknown=allow_unknown, array=array
+            spec=spec_to_pb(spec, reveal_secrets=True),  # the broker keeps them; it never shows them
+            idempotency_key=idempotency_key or _new_key(),
+            allow_unknown=allow_unknown,
+            array=array,
         )
-        return self._retry(lambda: self._call(lambda s: s.jobs.SubmitJob, request), attempts, backoff)
+        resp = self._retry(lambda: self._call(lambda s: s.jobs.SubmitJob, request), attempts, backoff)
+        return Submitted(array_from_pb(resp.array) if resp.HasField("array") else job_from_pb(resp.job), resp.created)
 
     def _retry(self, call: Callable[[], T], attempts: int, backoff: float) -> T:
         for attempt in range(1, attempts + 1):
@@ -302,47 +326,45 @@ class BrokerClient:
                 self._sleep(wait if wait is not None else backoff * 2 ** (attempt - 1))
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def get_job(self, job_id: str) -> common_pb2.Job:
-        return self._call(lambda s: s.jobs.GetJob, job_pb2.GetJobRequest(job_id=job_id))
+    def get_job(self, job_id: str) -> Job:
+        return job_from_pb(self._call(lambda s: s.jobs.GetJob, job_pb2.GetJobRequest(job_id=job_id)))
 
-    def list_jobs(
-        self, include_finished: bool = False, state: common_pb2.JobState = common_pb2.JOB_STATE_UNSPECIFIED
-    ) -> list[common_pb2.Job]:
-        request = job_pb2.ListJobsRequest(all=include_finished, state=state)
-        return list(self._call(lambda s: s.jobs.ListJobs, request).jobs)
+    def list_jobs(self, include_finished: bool = False, state: JobState | None = None) -> list[Job]:
+        request = job_pb2.ListJobsRequest(all=include_finished, state=_state_filter(state))
+        return [job_from_pb(j) for j in self._call(lambda s: s.jobs.ListJobs, request).jobs]
 
     def list_jobs_and_arrays(
-        self, include_finished: bool = False, state: common_pb2.JobState = common_pb2.JOB_STATE_UNSPECIFIED
-    ) -> tuple[list[common_pb2.Job], list[job_pb2.JobArray]]:
+        self, include_finished: bool = False, state: JobState | None = None
+    ) -> tuple[list[Job], list[ArraySummary]]:
         """Plain jobs, and each job array as one summary instead of its tasks."""
-        request = job_pb2.ListJobsRequest(all=include_finished, state=state, group_arrays=True)
+        request = job_pb2.ListJobsRequest(all=include_finished, state=_state_filter(state), group_arrays=True)
         resp = self._call(lambda s: s.jobs.ListJobs, request)
-        return list(resp.jobs), list(resp.arrays)
+        return [job_from_pb(j) for j in resp.jobs], [array_from_pb(a) for a in resp.arrays]
 
-    def cancel_job(self, job_id: str) -> common_pb2.Job:
-        return self._call(lambda s: s.jobs.CancelJob, job_pb2.CancelJobRequest(job_id=job_id))
+    def cancel_job(self, job_id: str) -> Job:
+        return job_from_pb(self._call(lambda s: s.jobs.CancelJob, job_pb2.CancelJobRequest(job_id=job_id)))
 
-    def get_job_or_array(self, job_id: str) -> common_pb2.Job | job_pb2.JobArray:
+    def get_job_or_array(self, job_id: str) -> Job | ArraySummary:
         """A job or task (`j-abc_17`), else the job array of that id (`j-abc`)."""
         return self._job_or_array(
             job_id, lambda s: s.jobs.GetJob, lambda s: s.jobs.GetJobArray, job_pb2.GetJobRequest(job_id=job_id)
         )
 
-    def cancel_job_or_array(self, job_id: str) -> common_pb2.Job | job_pb2.JobArray:
+    def cancel_job_or_array(self, job_id: str) -> Job | ArraySummary:
         """Cancel a job or task, else every task of the job array of that id."""
         return self._job_or_array(
             job_id, lambda s: s.jobs.CancelJob, lambda s: s.jobs.CancelJobArray, job_pb2.CancelJobRequest(job_id=job_id)
         )
 
-    def _job_or_array(self, job_id: str, as_job: Any, as_array: Any, request: Any) -> Any:
+    def _job_or_array(self, job_id: str, as_job: Any, as_array: Any, request: Any) -> Job | ArraySummary:
         """No such job: the array of that id; a broker without arrays: the job's NOT_FOUND."""
         try:
-            return self._call(as_job, request)
+            return job_from_pb(self._call(as_job, request))
         except grpc.RpcError as not_a_job:
             if not_a_job.code() != grpc.StatusCode.NOT_FOUND:
                 raise
             try:
-                return self._call(as_array, request)
+                return array_from_pb(self._call(as_array, request))
             except grpc.RpcError as err:
                 if err.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.UNIMPLEMENTED):
                     raise not_a_job from None
@@ -350,8 +372,8 @@ class BrokerClient:
 
     def job_logs(
         self, job_id: str, follow: bool = False, offset: int = 0, *, reconnects: int = 5, backoff: float = 0.5
-    ) -> Iterator[common_pb2.LogChunk]:
-        """Log chunks of the job's current or last run.
+    ) -> Iterator[bytes]:
+        """The log of the job's current or last run, in pieces as they come.
 
         With `follow` the stream lasts until the job ends; if the connection
         drops it is reopened at the byte after the last one received, so no
@@ -367,7 +389,7 @@ class BrokerClient:
                 for chunk in stream:
                     failures = 0
                     offset = chunk.offset + len(chunk.data)
-                    yield chunk
+                    yield chunk.data
                 return
             except grpc.RpcError as err:
                 failures += 1
@@ -386,10 +408,12 @@ class BrokerClient:
     def has_package(self, digest: str) -> bool:
         return self._call(lambda s: s.jobs.HasPackage, job_pb2.HasPackageRequest(digest=digest)).present
 
-    def package_limits(self) -> job_pb2.PackageLimits | None:
+    def package_limits(self) -> PackageLimits | None:
         """The broker's package limit and chunk size; None from a broker too old to say."""
         try:
-            return self._call(lambda s: s.jobs.GetPackageLimits, job_pb2.GetPackageLimitsRequest())
+            return package_limits_from_pb(
+                self._call(lambda s: s.jobs.GetPackageLimits, job_pb2.GetPackageLimitsRequest())
+            )
         except grpc.RpcError as err:
             if err.code() == grpc.StatusCode.UNIMPLEMENTED:
                 return None

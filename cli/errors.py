@@ -16,24 +16,12 @@ Exit codes (documented in docs/cli.md):
 from __future__ import annotations
 
 import contextlib
-import re
 import sys
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, TypeGuard
 
-import typer
-import typer.core
-
 if TYPE_CHECKING:
     import grpc
-
-try:  # typer >= 0.22 vendors its own click; older versions use click itself
-    from typer._click import exceptions as _click_exc
-except ImportError:  # pragma: no cover - depends on the installed typer
-    import click.exceptions as _click_exc  # type: ignore[no-redef]
-
-ClickException = _click_exc.ClickException
-UsageError = _click_exc.UsageError
 
 EXIT_REFUSED = 1
 EXIT_USAGE = 2
@@ -56,6 +44,23 @@ class CliError(Exception):
 def usage_error(message: str) -> CliError:
     """A mistake in the command line itself (exit code 2)."""
     return CliError(message, EXIT_USAGE)
+
+
+class FlagError(CliError):
+    """A bad value for one flag (exit code 2). The typer command turns it into click's
+    BadParameter, so it reads like any other bad value: "Invalid value for '--gpus': ..."."""
+
+    def __init__(self, flag: str, message: str) -> None:
+        super().__init__(message, EXIT_USAGE)
+        self.flag = flag
+
+
+class Quit(Exception):  # noqa: N818 - not an error: a command ends with this exit code, having said why
+    """End the command with `exit_code`, printing nothing more."""
+
+    def __init__(self, exit_code: int) -> None:
+        super().__init__(exit_code)
+        self.exit_code = exit_code
 
 
 def _details(err: grpc.RpcError) -> str:
@@ -201,100 +206,28 @@ def note_connection(broker: str | None, has_token: bool, has_ca: bool = False) -
     _current.update(broker=broker, has_token=has_token, has_ca=has_ca)
 
 
-def _fail(message: str, exit_code: int) -> int:
-    typer.echo(f"error: {message}", err=True)
+def connected() -> bool:
+    """Whether the command being run has made a broker client (so may have changed something)."""
+    return _current["broker"] is not None
+
+
+def fail(message: str, exit_code: int) -> int:
+    """Print `error: <message>` on stderr; return `exit_code`."""
+    print(f"error: {message}", file=sys.stderr, flush=True)
     return exit_code
 
 
 def handle(exc: BaseException) -> int:
-    """Print the one line for a known failure and return the exit code; re-raise bugs."""
+    """Print the one line for a known failure and return the exit code; re-raise bugs.
+    Click's own exceptions (bad flags) are the root group's to handle (cli.main)."""
+    if isinstance(exc, Quit):
+        return exc.exit_code
     if isinstance(exc, CliError):
-        return _fail(str(exc), exc.exit_code)
+        return fail(str(exc), exc.exit_code)
     if is_rpc_error(exc):
         err = explain_rpc_error(exc, _current["broker"], _current["has_token"], _current["has_ca"])
-        return _fail(str(err), err.exit_code)
-    if isinstance(exc, UsageError):
-        hint = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx is not None else ""
-        elsewhere = _same_command_elsewhere(exc)
-        if elsewhere:
-            hint = f"; did you mean `{'` or `'.join(elsewhere)}`?{hint}"
-            exc.message = exc.message.rstrip(".")
-        message = exc.format_message().replace("Value error, ", "")  # typer's pydantic coercion prefix
-        return _fail(f"{message}{hint}", exc.exit_code)
-    if isinstance(exc, ClickException):
-        return _fail(exc.format_message(), exc.exit_code)
-    if isinstance(exc, (typer.Abort, KeyboardInterrupt)):
-        typer.echo("", err=True)
+        return fail(str(err), err.exit_code)
+    if isinstance(exc, KeyboardInterrupt):
+        print(file=sys.stderr)
         return EXIT_INTERRUPTED
     raise exc
-
-
-_NO_SUCH_COMMAND = re.compile(r"No such command '(?P<name>[^']+)'")
-
-
-def _same_command_elsewhere(exc: UsageError) -> list[str]:
-    """For `No such command 'list'` under `minga admin site`: the full paths of a `list`
-    under another group also called `site` (`minga site list`), so a command asked for
-    in the wrong group points to where it lives."""
-    match = _NO_SUCH_COMMAND.search(exc.message)
-    ctx = exc.ctx
-    if match is None or ctx is None or ctx.info_name is None:
-        return []
-    root = ctx.find_root()
-    found = [
-        path
-        for path, group in _group_paths(root.command, root.info_name or "minga", ctx)
-        if path.rsplit(" ", 1)[-1] == ctx.info_name and path != ctx.command_path and _visible(group, match["name"], ctx)
-    ]
-    return [f"{path} {match['name']}" for path in found]
-
-
-def _group_paths(command: Any, path: str, ctx: Any) -> Iterator[tuple[str, Any]]:
-    """Every command group under `command` (itself first), with its full path."""
-    if not hasattr(command, "list_commands"):
-        return
-    yield path, command
-    for name in command.list_commands(ctx):
-        sub = command.get_command(ctx, name)
-        if sub is not None and not getattr(sub, "hidden", False):
-            yield from _group_paths(sub, f"{path} {name}", ctx)
-
-
-def _visible(group: Any, name: str, ctx: Any) -> bool:
-    sub = group.get_command(ctx, name)
-    return sub is not None and not getattr(sub, "hidden", False)
-
-
-class MingaGroup(typer.core.TyperGroup):
-    """Root command group that routes every failure through `handle`.
-
-    Overriding `main` (not `Typer.__call__`) means the same handling applies to
-    the console script and to typer's CliRunner in tests.
-    """
-
-    def main(  # type: ignore[override]
-        self,
-        args: Any = None,
-        prog_name: str | None = None,
-        complete_var: str | None = None,
-        standalone_mode: bool = True,
-        **extra: Any,
-    ) -> Any:
-        try:
-            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
-        except (CliError, ClickException, typer.Abort, KeyboardInterrupt) as exc:
-            return self._fail(exc, standalone_mode)
-        except Exception as exc:
-            if not is_rpc_error(exc):
-                raise
-            return self._fail(exc, standalone_mode)
-        if standalone_mode:
-            sys.exit(rv if isinstance(rv, int) else 0)
-        return rv
-
-    @staticmethod
-    def _fail(exc: BaseException, standalone_mode: bool) -> int:
-        code = handle(exc)
-        if standalone_mode:
-            sys.exit(code)
-        return code

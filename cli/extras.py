@@ -2,15 +2,13 @@
 
 `pip install minga` is the researcher's CLI only; the broker, the site agent and the
 simulator need `minga[broker]`, `minga[site]` and `minga[sim]`. Their modules are
-imported inside the command, under `needs(ctx, "broker")`.
+imported inside the command, under `needs(command_path, "broker")`.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-
-import typer
 
 from minga.cli.errors import CliError
 
@@ -23,7 +21,7 @@ EXTRA_MODULES: dict[str, frozenset[str]] = {
 
 
 @contextlib.contextmanager
-def needs(ctx: typer.Context, *extras: str) -> Iterator[None]:
+def needs(command_path: str, *extras: str) -> Iterator[None]:
     """Imports inside that fail on a module of `extras` become one line naming the extras to install."""
     try:
         yield
@@ -32,4 +30,4 @@ def needs(ctx: typer.Context, *extras: str) -> Iterator[None]:
         if not any(missing in EXTRA_MODULES[extra] for extra in extras):
             raise
         noun = f"{' and '.join(extras)} extra{'s' if len(extras) > 1 else ''}"
-        raise CliError(f"{ctx.command_path} needs the {noun}: pip install 'minga[{','.join(extras)}]'") from exc
+        raise CliError(f"{command_path} needs the {noun}: pip install 'minga[{','.join(extras)}]'") from exc

@@ -1,28 +1,27 @@
 """The flags and choices several commands share, declared once.
 
 `--broker/--token/--ca` are accepted both on the root (`minga --broker X job
-list`) and on each command that talks to the broker (`minga job list --broker X`);
-cli.call adds them, with `--output`, to those commands.
+list`) and on each command that talks to the broker (`minga job list --broker X`):
+a command written as `def list_sites(call: Call) -> None` and decorated with
+`@with_call()` takes them, with `--output`, without declaring them.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
+import functools
+import inspect
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
 
-T = TypeVar("T")
-V = TypeVar("V")
+from minga.cli import errors
+from minga.cli.call import Call
+from minga.cli.render import Output
 
-
-class Output(enum.StrEnum):
-    """How a command shows its result."""
-
-    table = "table"
-    json = "json"
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 class Level(enum.StrEnum):
@@ -75,9 +74,52 @@ def hide_flag_types() -> None:
     TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
 
 
-def flag_value(flag: str, parse: Callable[[V], T], value: V) -> T:
-    """`parse(value)`; its ValueError becomes a one-line usage error naming `flag`."""
-    try:
-        return parse(value)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint=flag) from exc
+def with_call(
+    *, connect: bool = True, output: bool = True, token: Any = None, flags: Mapping[str, Any] | None = None
+) -> Callable[[F], F]:
+    """Turn `fn(call: Call, ...)` into a typer command that takes the shared flags.
+
+    `connect` adds `--broker/--token/--ca` (`token` replaces the `--token` option),
+    `output` adds `--output` unless `fn` declares its own; they go after `fn`'s own
+    flags, and `fn` gets them as one `Call`. `flags` gives typer's Option/Argument
+    for `fn`'s parameters by name, so `fn` itself needs no typer (cli/actions/). A
+    FlagError from `fn` reads as click's "Invalid value for '--flag'".
+    """
+
+    def decorate(fn: F) -> F:
+        own = list(inspect.signature(fn, eval_str=True).parameters.values())
+        if not own or own[0].name != "call":
+            raise TypeError(f"{fn.__name__} must take `call: Call` first")
+        declared = flags or {}
+        if unknown := set(declared) - {p.name for p in own}:
+            raise TypeError(f"{fn.__name__} has no parameter {', '.join(sorted(unknown))}")
+        own = [
+            p.replace(annotation=Annotated[p.annotation, declared[p.name]]) if p.name in declared else p for p in own
+        ]
+        shared: dict[str, Any] = {"broker": BrokerOpt, "token": token or TokenOpt, "ca": CaOpt} if connect else {}
+        if output and "output" not in {p.name for p in own}:
+            shared["output"] = OutputOpt
+        keyword = inspect.Parameter.KEYWORD_ONLY
+        params = [
+            inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context),
+            *own[1:],
+            *(
+                inspect.Parameter(name, keyword, annotation=kind, default=Output.table if name == "output" else None)
+                for name, kind in shared.items()
+            ),
+        ]
+
+        @functools.wraps(fn)
+        def command(ctx: typer.Context, **given: Any) -> Any:
+            call = Call(ctx.command_path, ctx.find_root().obj or {}, **{name: given.pop(name) for name in shared})
+            try:
+                return fn(call, **given)
+            except errors.FlagError as exc:
+                raise typer.BadParameter(str(exc), ctx=ctx, param_hint=exc.flag) from exc
+
+        command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+        command.__annotations__ = {p.name: p.annotation for p in params}
+        command.minga_action = fn  # type: ignore[attr-defined]  # what cli.fast calls, without typer
+        return command  # type: ignore[return-value]
+
+    return decorate

@@ -7,6 +7,13 @@ the command can turn it into one clear line naming the flag.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from typing import TypeVar
+
+from minga.cli.errors import FlagError
+
+T = TypeVar("T")
+V = TypeVar("V")
 
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
@@ -110,3 +117,11 @@ def parse_gpu_memory_mb(text: str) -> int:
     if re.fullmatch(r"\d+(?:\.\d+)?", value):
         return int(float(value) * 1000)
     return parse_size(value) // (1024 * 1024)
+
+
+def flag_value(flag: str, parse: Callable[[V], T], value: V) -> T:
+    """`parse(value)`; its ValueError becomes a FlagError naming `flag`."""
+    try:
+        return parse(value)
+    except ValueError as exc:
+        raise FlagError(flag, str(exc)) from exc

@@ -22,6 +22,7 @@ from typing import Any
 import typer
 
 from minga.cli import render
+from minga.common.domain import Job, JobPreemption, JobSpec, JobState
 from minga.v1 import admin_pb2, common_pb2
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -148,11 +149,10 @@ def _quota_view() -> dict[str, object]:
 
 
 def _job() -> dict[str, object]:
-    job = render.job_to_dict(common_pb2.Job())
-    job["last_preemption"] = render.job_to_dict(common_pb2.Job(last_preemption=common_pb2.JobPreemption()))[
-        "last_preemption"
-    ]
-    return job
+    """A job with every key filled, a last preemption included."""
+    preempted = JobPreemption(at=0.0, kind="", beneficiary="", reason="")
+    spec = JobSpec(entrypoint="")
+    return render.job_to_dict(Job("", spec, JobState.PENDING, "", "", 0.0, last_preemption=preempted))
 
 
 EMITTED: dict[str, Callable[[], object]] = {

@@ -7,6 +7,7 @@ times are ISO-8601 UTC strings or null. Tables are built to fit 80 columns.
 
 from __future__ import annotations
 
+import enum
 import json
 import sys
 import textwrap
@@ -15,13 +16,20 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from minga.cli.options import Output
 from minga.cli.parsing import format_duration
 
 if TYPE_CHECKING:
-    from minga.v1 import admin_pb2, common_pb2
+    from minga.common.domain import Job, JobPreemption
+    from minga.v1 import admin_pb2
 
 JsonDict = dict[str, Any]
+
+
+class Output(enum.StrEnum):
+    """How a command shows its result."""
+
+    table = "table"
+    json = "json"
 
 
 # -- scalars -------------------------------------------------------------------
@@ -52,17 +60,15 @@ def role_name(role: int) -> str:
 
 
 # -- messages -> dicts ------------------------------------------------------------
-def job_to_dict(job: common_pb2.Job) -> JsonDict:
-    from minga.common.domain import DEFAULT_MAX_ATTEMPTS
-
+def job_to_dict(job: Job) -> JsonDict:
     spec, res, env = job.spec, job.spec.resources, job.spec.runtime_env
     return {
         "id": job.id,
         "name": spec.name,
-        "state": job_state_name(job.state),
+        "state": str(job.state),
         "owner": job.owner,
         "institution": job.institution,
-        "project": job.project or None,
+        "project": spec.project or None,
         "site": job.site or None,
         "country": job.country or None,
         "gpu_model": job.gpu_model or None,
@@ -70,13 +76,13 @@ def job_to_dict(job: common_pb2.Job) -> JsonDict:
         "attempts": job.attempts,
         "failures": job.failures,
         "infra_requeues": job.infra_requeues,
-        "max_attempts": spec.max_attempts or DEFAULT_MAX_ATTEMPTS,
+        "max_attempts": spec.max_attempts,
         "reason": job.reason,
         "run_id": job.run_id or None,
         "submitted_at": iso_time(job.submitted_at),
         "started_at": iso_time(job.started_at),
         "finished_at": iso_time(job.finished_at),
-        "last_preemption": _preemption_to_dict(job.last_preemption) if job.HasField("last_preemption") else None,
+        "last_preemption": _preemption_to_dict(job.last_preemption) if job.last_preemption else None,
         "spec": {
             "entrypoint": spec.entrypoint,
             "gpu_models": list(res.gpu_models),
@@ -85,20 +91,20 @@ def job_to_dict(job: common_pb2.Job) -> JsonDict:
             "memory_mb": res.memory_mb,
             "countries": list(spec.countries),
             "data_country": spec.data_country or None,
-            "site_labels": dict(sorted(spec.site_labels.items())),
-            "preemptible": not spec.non_preemptible,
+            "site_labels": dict(sorted(spec.site_labels)),
+            "preemptible": spec.preemptible,
             "walltime_seconds": spec.walltime_seconds,
             "priority": spec.priority,
             "working_dir_digest": env.working_dir_digest or None,
             "pip": list(env.pip),
-            "env": dict(sorted(env.env.items())),
+            "env": dict(sorted(env.env)),
             # Keys only, whatever the broker sent: a secret value is never printed.
-            "secret_env": {k: "***" for k in sorted(spec.secret_env)},
+            "secret_env": {k: "***" for k, _ in sorted(spec.secret_env)},
         },
     }
 
 
-def _preemption_to_dict(p: common_pb2.JobPreemption) -> JsonDict:
+def _preemption_to_dict(p: JobPreemption) -> JsonDict:
     return {"at": iso_time(p.at), "kind": p.kind or None, "beneficiary": p.beneficiary or None, "reason": p.reason}
 
 

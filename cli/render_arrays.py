@@ -11,12 +11,12 @@ from minga.cli.parsing import format_duration
 from minga.cli.render import _dash, iso_time
 
 if TYPE_CHECKING:
-    from minga.v1 import job_pb2
+    from minga.common.domain import ArraySummary
 
 JsonDict = dict[str, Any]
 
 
-def array_to_dict(a: job_pb2.JobArray) -> JsonDict:
+def array_to_dict(a: ArraySummary) -> JsonDict:
     return {
         "id": a.id,
         "type": "array",

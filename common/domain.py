@@ -222,6 +222,15 @@ class ArraySummary:
 
 
 @dataclass(frozen=True, slots=True)
+class PackageLimits:
+    """What the broker accepts of a working-dir package, and how it wants it sent."""
+
+    max_package_bytes: int  # the largest package it accepts
+    chunk_bytes: int  # the chunk size to upload in
+    setting: str  # how its operator changes the limit
+
+
+@dataclass(frozen=True, slots=True)
 class Site:
     name: str
     institution: str

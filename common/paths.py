@@ -9,6 +9,7 @@ import platformdirs
 
 CONFIG_DIR_ENV = "MINGA_CONFIG_DIR"
 DATA_DIR_ENV = "MINGA_DATA_DIR"
+CACHE_DIR_ENV = "MINGA_CACHE_DIR"
 
 
 def config_dir() -> Path:
@@ -21,3 +22,9 @@ def data_dir() -> Path:
     """`$MINGA_DATA_DIR`, else the platform's per-user data dir (broker DB, admin token, `minga up`)."""
     override = os.environ.get(DATA_DIR_ENV)
     return Path(override) if override else Path(platformdirs.user_data_dir("minga"))
+
+
+def cache_dir() -> Path:
+    """`$MINGA_CACHE_DIR`, else the platform's per-user cache dir (what the CLI may rebuild)."""
+    override = os.environ.get(CACHE_DIR_ENV)
+    return Path(override) if override else Path(platformdirs.user_cache_dir("minga"))

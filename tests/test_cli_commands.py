@@ -21,6 +21,7 @@ from typer.testing import CliRunner
 from minga.cli import errors
 from minga.cli.client import BrokerClient
 from minga.cli.main import app
+from minga.common.domain import JobSpec
 from minga.v1 import admin_pb2, admin_pb2_grpc, common_pb2, job_pb2, job_pb2_grpc
 
 ADMIN, ANA = "tok-admin", "tok-ana"
@@ -469,17 +470,17 @@ def test_submit_retries_with_the_same_key_and_creates_one_job(fake: Fake) -> Non
     fake.jobs.fail_submits = 2
     sleeps: list[float] = []
     with BrokerClient(fake.address, ANA, sleep=sleeps.append) as client:
-        resp = client.submit_job(common_pb2.JobSpec(entrypoint="true"))
+        submitted = client.submit_job(JobSpec(entrypoint="true"))
     assert len(fake.jobs.submits) == 3
     assert len({r.idempotency_key for r in fake.jobs.submits}) == 1
-    assert len(fake.jobs.jobs) == 1 and resp.job.id == "j-1"
+    assert len(fake.jobs.jobs) == 1 and submitted.what.id == "j-1"
     assert sleeps == [0.5, 1.0]
 
 
 def test_submit_gives_up_after_attempts(fake: Fake) -> None:
     fake.jobs.fail_submits = 10
     with BrokerClient(fake.address, ANA, sleep=lambda _: None) as client, pytest.raises(grpc.RpcError) as info:
-        client.submit_job(common_pb2.JobSpec(entrypoint="true"), attempts=3)
+        client.submit_job(JobSpec(entrypoint="true"), attempts=3)
     assert info.value.code() == grpc.StatusCode.UNAVAILABLE
     assert len(fake.jobs.submits) == 3 and len(fake.jobs.jobs) == 1
 
@@ -488,7 +489,7 @@ def test_followed_logs_resume_at_the_last_byte(fake: Fake) -> None:
     minga("job", "submit", *as_ana(fake), "--", "true")
     fake.jobs.break_log_once = True
     with BrokerClient(fake.address, ANA, sleep=lambda _: None) as client:
-        data = b"".join(c.data for c in client.job_logs("j-1", follow=True))
+        data = b"".join(client.job_logs("j-1", follow=True))
     assert data == fake.jobs.log
 
 

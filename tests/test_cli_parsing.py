@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from minga.cli.commands.job import entrypoint_of, parse_job_state
+from minga.cli.actions.job import entrypoint_of, parse_job_state
 from minga.cli.errors import CliError
 from minga.cli.parsing import (
     format_bytes,
@@ -15,7 +15,7 @@ from minga.cli.parsing import (
     parse_gpu_memory_mb,
     parse_size,
 )
-from minga.v1 import common_pb2
+from minga.common.domain import JobState
 
 
 @pytest.mark.parametrize(
@@ -86,7 +86,7 @@ def test_parse_country() -> None:
 
 
 def test_parse_job_state_any_case() -> None:
-    assert parse_job_state("running") == common_pb2.JOB_STATE_RUNNING
+    assert parse_job_state("running") == JobState.RUNNING
     with pytest.raises(ValueError, match="use one of PENDING, LEASED"):
         parse_job_state("DONE")
 

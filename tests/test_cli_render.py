@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from minga.cli import render
+from minga.common.wire.jobs import job_from_pb
 from minga.v1 import admin_pb2, common_pb2
 
 JOB_KEYS = {
@@ -61,7 +62,7 @@ def _job(**overrides: object) -> common_pb2.Job:
 
 
 def test_job_to_dict() -> None:
-    data = render.job_to_dict(_job())
+    data = render.job_to_dict(job_from_pb(_job()))
     assert set(data) == JOB_KEYS
     assert data["state"] == "RUNNING"
     assert data["gpus"] == 2 and data["gpu_model"] == "A100" and data["max_attempts"] == 3
@@ -74,7 +75,9 @@ def test_job_to_dict() -> None:
 
 
 def test_pending_job_has_nulls_not_empty_strings() -> None:
-    data = render.job_to_dict(common_pb2.Job(id="j-1", state=common_pb2.JOB_STATE_PENDING, reason="no site has 8 A100"))
+    data = render.job_to_dict(
+        job_from_pb(common_pb2.Job(id="j-1", state=common_pb2.JOB_STATE_PENDING, reason="no site has 8 A100"))
+    )
     assert data["site"] is None and data["run_id"] is None and data["gpu_model"] is None
     assert data["reason"] == "no site has 8 A100"
     assert data["max_attempts"] == 3  # 0 on the wire means the default of 3
@@ -91,7 +94,7 @@ def test_a_preempted_job_says_when_why_and_for_whom(capsys) -> None:  # type: ig
             at=1_700_000_000.0, kind="fair-share", beneficiary="usp", reason=reason
         ),
     )
-    data = render.job_to_dict(job)
+    data = render.job_to_dict(job_from_pb(job))
     assert data["last_preemption"] == {
         "at": "2023-11-14T22:13:20.000Z",
         "kind": "fair-share",
@@ -99,14 +102,14 @@ def test_a_preempted_job_says_when_why_and_for_whom(capsys) -> None:  # type: ig
         "reason": reason,
     }
     json.dumps(data)
-    assert render.job_to_dict(_job())["last_preemption"] is None
+    assert render.job_to_dict(job_from_pb(_job()))["last_preemption"] is None
     render.job_detail(data, now=1_700_000_720.0)
     out = capsys.readouterr().out
     assert max(len(line) for line in out.splitlines()) <= 80
     flat = " ".join(out.split())
     assert "preempted 12m ago (for usp, fair-share): fair share: usp holds 0 GPUs" in flat
     assert "preempted for j-9" in flat
-    render.job_detail(render.job_to_dict(_job()))
+    render.job_detail(render.job_to_dict(job_from_pb(_job())))
     assert "preempted" not in capsys.readouterr().out
 
 
@@ -167,7 +170,9 @@ def test_site_and_quota_and_user() -> None:
 
 
 def test_tables_fit_80_columns(capsys) -> None:  # type: ignore[no-untyped-def]
-    jobs = [render.job_to_dict(_job(reason="waiting for 2 x A100 in CL or BR: every matching site is busy"))] * 3
+    jobs = [
+        render.job_to_dict(job_from_pb(_job(reason="waiting for 2 x A100 in CL or BR: every matching site is busy")))
+    ] * 3
     render.jobs_table(jobs, now=1_700_000_100.0)
     render.job_detail(jobs[0])
     site = render.site_to_dict(admin_pb2.Site(name="a-very-long-site-name-indeed", institution="uchile", country="CL"))

@@ -13,6 +13,7 @@ from collections.abc import Callable
 import pytest
 
 from minga.cli import render
+from minga.common.wire.jobs import job_from_pb
 from minga.v1 import admin_pb2, common_pb2
 
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
@@ -61,7 +62,7 @@ def _job(i: int) -> render.JsonDict:
     job.spec.name = "llama-finetune-latam-es-pt-v3"
     job.spec.resources.gpus = 8
     job.spec.resources.gpu_models.extend(["H100", "A100-80GB"])
-    return render.job_to_dict(job)
+    return render.job_to_dict(job_from_pb(job))
 
 
 def test_job_list(capsys: pytest.CaptureFixture[str]) -> None:

@@ -17,7 +17,7 @@ import pytest
 from minga.cli import config, errors
 from minga.cli.client import BrokerClient
 from minga.cli.up import INSTITUTIONS, LAST_ADDRESS, SAMPLE_JOB, DevFederation, UpConfig
-from minga.v1 import common_pb2
+from minga.common.domain import Job, JobSpec, JobState, Resources
 from tests.fixtures_ray import pid_alive
 
 
@@ -71,10 +71,9 @@ def test_up_leaves_a_login_config_alone(tmp_path: Path, monkeypatch: pytest.Monk
     assert fed._write_cli_config("mgu_up") is None and config.load_config()["token"] == "mgu_mine"
 
 
-def _run(client: BrokerClient, entrypoint: str) -> tuple[common_pb2.Job, str]:
-    spec = common_pb2.JobSpec(entrypoint=entrypoint, resources=common_pb2.Resources(gpus=1))
-    job = client.submit_job(spec).job
-    logs = b"".join(c.data for c in client.job_logs(job.id, follow=True)).decode()
+def _run(client: BrokerClient, entrypoint: str) -> tuple[Job, str]:
+    job = client.submit_job(JobSpec(entrypoint=entrypoint, resources=Resources(gpus=1))).what
+    logs = b"".join(client.job_logs(job.id, follow=True)).decode()
     return client.get_job(job.id), logs
 
 
@@ -90,7 +89,7 @@ def test_up_runs_the_sample_job_stops_everything_and_reruns(tmp_path: Path, monk
         dashboard = info.sites[0].ray_dashboard
         with BrokerClient(info.broker, info.token, Path(info.ca_file).read_bytes()) as client:
             job, logs = _run(client, SAMPLE_JOB)
-            assert common_pb2.JobState.Name(job.state) == "JOB_STATE_SUCCEEDED", job
+            assert job.state == JobState.SUCCEEDED, job
             assert logs.strip().splitlines()[-1] in ("0", "1")  # CUDA_VISIBLE_DEVICES of the one GPU
             _, which = _run(client, "python -c 'import sys; print(sys.executable)'")
             assert str(Path(sys.executable).parent) in which  # `python` in a job is minga's interpreter

@@ -13,7 +13,7 @@ import pytest
 
 from minga.cli import errors
 from minga.cli.client import BrokerClient
-from minga.common.domain import Principal, ResourceExhausted, Role
+from minga.common.domain import JobSpec, Principal, ResourceExhausted, Role
 from minga.scheduler.api.ratelimit import Bucket, Limits, Rate, RateLimiter, caller_key, metered, retry_hint
 from minga.scheduler.server import Broker, BrokerConfig
 from minga.v1 import admin_pb2, job_pb2
@@ -171,9 +171,7 @@ def test_the_cli_explains_the_refusal_in_one_line_and_the_client_retries_after_t
     slept: list[float] = []
     with BrokerClient(limited.address, alice.token) as client:
         client._sleep = lambda s: (slept.append(s), time.sleep(s))  # type: ignore[method-assign]
-        from minga.v1 import common_pb2
-
-        spec = common_pb2.JobSpec(entrypoint="echo hi")
+        spec = JobSpec(entrypoint="echo hi")
         for _ in range(3):  # the flood left no tokens: the first submit is refused, then retried
             client.submit_job(spec)
     assert slept and all(0 < s <= 1.0 for s in slept)

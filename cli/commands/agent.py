@@ -83,12 +83,12 @@ def run(
         raise typer.BadParameter(f"{gpus} is negative", param_hint="--gpus")
     if gpu_memory is not None and gpu_memory < 0:
         raise typer.BadParameter(f"{gpu_memory} is negative", param_hint="--gpu-memory")
-    with needs(ctx, "site"):
+    with needs(ctx.command_path, "site"):
         cred = _load_credential(credential_path(credential))
     errors.note_connection(cred.broker, has_token=True, has_ca=bool(cred.ca_file))
     configure_logging()
 
-    with needs(ctx, "site"):
+    with needs(ctx.command_path, "site"):
         from minga.agent.session import Agent, AgentConfig  # lazy: imports Ray
 
     head = None

@@ -12,11 +12,12 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from minga.cli import errors, render
-from minga.cli.call import Call, with_call
+from minga.cli.call import Call
 from minga.cli.extras import needs
 from minga.cli.lifecycle import configure_logging, stop_signals, wait_until
-from minga.cli.options import Output, flag_value
-from minga.cli.parsing import parse_duration, parse_size
+from minga.cli.options import with_call
+from minga.cli.parsing import flag_value, parse_duration, parse_size
+from minga.cli.render import Output
 
 if TYPE_CHECKING:
     import grpc
@@ -57,7 +58,7 @@ def init(
     from minga.common.domain import MingaError
     from minga.common.paths import data_dir
 
-    with needs(call.ctx, "broker"):
+    with needs(call.command_path, "broker"):
         from minga.common.pki import CA_CERT, init_broker_pki
 
     directory = (pki_dir or data_dir() / "pki").expanduser()
@@ -173,7 +174,7 @@ def serve(
     """Serve the broker until Ctrl-C or SIGTERM."""
     from minga.common.domain import MingaError
 
-    with needs(call.ctx, "broker"):
+    with needs(call.command_path, "broker"):
         from minga.scheduler.server import Broker, BrokerConfig
 
     ttl_seconds = flag_value("--lease-ttl", parse_duration, lease_ttl)

@@ -7,7 +7,8 @@ from typing import Annotated
 import typer
 
 from minga.cli import config, errors, render
-from minga.cli.call import Call, with_call
+from minga.cli.call import Call
+from minga.cli.options import with_call
 
 YourTokenOpt = Annotated[
     str | None,

@@ -76,7 +76,7 @@ def run(
     """Compare minga, fifo, slurm-classic and static on the same jobs (table or --output json)."""
     if ctx.invoked_subcommand is not None:
         return
-    with needs(ctx, "sim"):
+    with needs(ctx.command_path, "sim"):
         from minga.scheduler.sim import federation as fedmod
         from minga.scheduler.sim import report
         from minga.scheduler.sim.baselines import POLICIES

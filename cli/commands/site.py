@@ -9,8 +9,9 @@ from typing import Annotated
 import typer
 
 from minga.cli import errors, render
-from minga.cli.call import Call, read_ca, with_call
+from minga.cli.call import Call, read_ca
 from minga.cli.extras import needs
+from minga.cli.options import with_call
 
 app = typer.Typer(help="Sites: the Ray clusters institutions contribute.", no_args_is_help=True)
 
@@ -60,7 +61,7 @@ def join(
     The site's key is made here and never leaves this machine: the join sends a CSR,
     and a broker with a federation CA answers with a 30-day client certificate, which
     the agent renews by itself. Key and certificate go next to the credential (0600)."""
-    with needs(call.ctx, "site"):
+    with needs(call.command_path, "site"):
         from minga.agent.credentials import join_site, save_credential
 
     ca_file = ca.expanduser().resolve() if ca else None

@@ -6,7 +6,8 @@ from __future__ import annotations
 import typer
 
 from minga.cli import config, errors, render
-from minga.cli.call import Call, with_call
+from minga.cli.call import Call
+from minga.cli.options import with_call
 
 app = typer.Typer(help="Your own credential.", no_args_is_help=True)
 

@@ -10,10 +10,11 @@ from typing import Annotated
 import typer
 
 from minga.cli import render
-from minga.cli.call import Call, with_call
+from minga.cli.call import Call
 from minga.cli.extras import needs
 from minga.cli.lifecycle import configure_logging, sigterm_as_interrupt, stop_signals, wait_until
-from minga.cli.options import Output
+from minga.cli.options import with_call
+from minga.cli.render import Output
 
 
 @with_call(connect=False)
@@ -25,7 +26,7 @@ def up(
     listen: Annotated[str, typer.Option("--listen", help="Broker HOST:PORT (port 0: any free port).")] = "127.0.0.1:0",
 ) -> None:
     """Start a broker, local Ray sites and their agents; print how to use them; Ctrl-C stops all."""
-    with needs(call.ctx, "broker", "site"):
+    with needs(call.command_path, "broker", "site"):
         from minga.cli import up as federation  # lazy: pulls in the broker, the agent and Ray
 
     configure_logging(logging.WARNING)

@@ -10,9 +10,9 @@ from typing import Annotated
 import typer
 
 from minga.cli import render
-from minga.cli.call import Call, with_call
-from minga.cli.options import Level, flag_value
-from minga.cli.parsing import parse_duration
+from minga.cli.call import Call
+from minga.cli.options import Level, with_call
+from minga.cli.parsing import flag_value, parse_duration
 
 app = typer.Typer(help="Usage against contribution (reciprocity).", no_args_is_help=True)
 

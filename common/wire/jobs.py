@@ -6,13 +6,16 @@ from minga.common.domain import (
     DEFAULT_MAX_ATTEMPTS,
     REDACTED,
     ArraySummary,
+    InvalidArgument,
     Job,
     JobPreemption,
     JobSpec,
+    JobState,
+    PackageLimits,
     Resources,
     RuntimeEnv,
 )
-from minga.common.wire.enums import job_state_to_pb
+from minga.common.wire.enums import job_state_from_pb, job_state_to_pb
 from minga.v1 import common_pb2, job_pb2
 
 
@@ -100,10 +103,46 @@ def job_to_pb(job: Job) -> common_pb2.Job:
     )
 
 
+def job_from_pb(pb: common_pb2.Job) -> Job:
+    """A job as the broker answers it (secret values read REDACTED)."""
+    return Job(
+        id=pb.id,
+        spec=spec_from_pb(pb.spec),
+        state=_job_state(pb.state),
+        owner=pb.owner,
+        institution=pb.institution,
+        submitted_at=pb.submitted_at,
+        attempts=pb.attempts,
+        failures=pb.failures,
+        reason=pb.reason,
+        site=pb.site,
+        country=pb.country,
+        run_id=pb.run_id,
+        gpu_model=pb.gpu_model,
+        started_at=pb.started_at,
+        finished_at=pb.finished_at,
+        last_preemption=preemption_from_pb(pb.last_preemption) if pb.HasField("last_preemption") else None,
+        infra_requeues=pb.infra_requeues,
+        array_id=pb.array_id,
+        array_index=pb.array_index,
+    )
+
+
+def _job_state(value: int) -> JobState:
+    state = job_state_from_pb(value)
+    if state is None:
+        raise InvalidArgument("job state is unspecified")
+    return state
+
+
 def preemption_to_pb(p: JobPreemption | None) -> common_pb2.JobPreemption | None:
     if p is None:
         return None
     return common_pb2.JobPreemption(at=p.at, kind=p.kind, beneficiary=p.beneficiary, reason=p.reason)
+
+
+def preemption_from_pb(pb: common_pb2.JobPreemption) -> JobPreemption:
+    return JobPreemption(at=pb.at, kind=pb.kind, beneficiary=pb.beneficiary, reason=pb.reason)
 
 
 def array_to_pb(a: ArraySummary) -> job_pb2.JobArray:
@@ -123,3 +162,32 @@ def array_to_pb(a: ArraySummary) -> job_pb2.JobArray:
         cancelled=a.cancelled,
         indices=a.indices,
     )
+
+
+def array_from_pb(pb: job_pb2.JobArray) -> ArraySummary:
+    return ArraySummary(
+        id=pb.id,
+        name=pb.name,
+        owner=pb.owner,
+        institution=pb.institution,
+        project=pb.project,
+        tasks=pb.tasks,
+        limit=pb.limit,
+        submitted_at=pb.submitted_at,
+        indices=pb.indices,
+        pending=pb.pending,
+        running=pb.running,
+        succeeded=pb.succeeded,
+        failed=pb.failed,
+        cancelled=pb.cancelled,
+    )
+
+
+def package_limits_to_pb(limits: PackageLimits) -> job_pb2.PackageLimits:
+    return job_pb2.PackageLimits(
+        max_package_bytes=limits.max_package_bytes, chunk_bytes=limits.chunk_bytes, setting=limits.setting
+    )
+
+
+def package_limits_from_pb(pb: job_pb2.PackageLimits) -> PackageLimits:
+    return PackageLimits(max_package_bytes=pb.max_package_bytes, chunk_bytes=pb.chunk_bytes, setting=pb.setting)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from minga.common.domain import PackageLimits
 from minga.common.wire.enums import job_state_from_pb
-from minga.common.wire.jobs import array_to_pb, job_to_pb, spec_from_pb
+from minga.common.wire.jobs import array_to_pb, job_to_pb, package_limits_to_pb, spec_from_pb
 from minga.scheduler.api import audit
 from minga.scheduler.api.interceptor import CallContext
 from minga.scheduler.core import Core
@@ -82,8 +83,10 @@ class JobServicer(job_pb2_grpc.JobServiceServicer):
         return job_pb2.UploadPackageResponse(digest=packages.receive_package(self.core, chunks))
 
     def GetPackageLimits(self, request: job_pb2.GetPackageLimitsRequest, context: CallContext) -> job_pb2.PackageLimits:
-        return job_pb2.PackageLimits(
-            max_package_bytes=self.core.max_package_bytes,
-            chunk_bytes=packages.CHUNK_BYTES,
-            setting=packages.LIMIT_SETTING,
+        return package_limits_to_pb(
+            PackageLimits(
+                max_package_bytes=self.core.max_package_bytes,
+                chunk_bytes=packages.CHUNK_BYTES,
+                setting=packages.LIMIT_SETTING,
+            )
         )

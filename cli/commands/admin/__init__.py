@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from minga.cli import render
-from minga.cli.call import Call, with_call
+from minga.cli.call import Call
 from minga.cli.commands.admin import (
     guarantee,
     institution,
@@ -21,8 +21,8 @@ from minga.cli.commands.admin import (
     user,
     weight,
 )
-from minga.cli.options import flag_value
-from minga.cli.parsing import parse_duration
+from minga.cli.options import with_call
+from minga.cli.parsing import flag_value, parse_duration
 
 app = typer.Typer(help="Federation administration: institutions, users, site tokens, cordons.", no_args_is_help=True)
 app.add_typer(institution.app, name="institution")

@@ -6,7 +6,8 @@ from typing import Annotated
 
 import typer
 
-from minga.cli.call import Call, with_call
+from minga.cli.call import Call
+from minga.cli.options import with_call
 
 app = typer.Typer(help="Explicit per-model GPU guarantees.", no_args_is_help=True)
 

@@ -7,9 +7,9 @@ from typing import Annotated
 import typer
 
 from minga.cli import render
-from minga.cli.call import Call, with_call
-from minga.cli.options import flag_value
-from minga.cli.parsing import parse_country
+from minga.cli.call import Call
+from minga.cli.options import with_call
+from minga.cli.parsing import flag_value, parse_country
 
 app = typer.Typer(help="Institutions that pool GPUs.", no_args_is_help=True)
 

@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from minga.cli import render
-from minga.cli.call import Call, with_call
-from minga.cli.options import flag_value
-from minga.cli.parsing import parse_duration
+from minga.cli.call import Call
+from minga.cli.options import with_call
+from minga.cli.parsing import flag_value, parse_duration
 
 if TYPE_CHECKING:
     from minga.v1 import admin_pb2

@@ -7,7 +7,8 @@ from typing import Annotated
 import typer
 
 from minga.cli import render
-from minga.cli.call import Call, with_call
+from minga.cli.call import Call
+from minga.cli.options import with_call
 
 app = typer.Typer(help="Projects: what jobs are charged to, inside an institution.", no_args_is_help=True)
 

@@ -8,9 +8,9 @@ from typing import Annotated
 import typer
 
 from minga.cli import errors, render
-from minga.cli.call import Call, with_call
-from minga.cli.options import flag_value
-from minga.cli.parsing import parse_country, parse_duration
+from minga.cli.call import Call
+from minga.cli.options import with_call
+from minga.cli.parsing import flag_value, parse_country, parse_duration
 
 app = typer.Typer(help="One-time tokens that let a site join.", no_args_is_help=True)
 

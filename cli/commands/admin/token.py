@@ -7,7 +7,8 @@ from typing import Annotated
 import typer
 
 from minga.cli import render
-from minga.cli.call import Call, with_call
+from minga.cli.call import Call
+from minga.cli.options import with_call
 
 app = typer.Typer(help="Credentials: who holds which, and until when (never the secrets).", no_args_is_help=True)
 

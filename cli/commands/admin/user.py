@@ -8,9 +8,9 @@ from typing import Annotated
 import typer
 
 from minga.cli import errors, render
-from minga.cli.call import Call, with_call
-from minga.cli.options import flag_value
-from minga.cli.parsing import parse_duration
+from minga.cli.call import Call
+from minga.cli.options import with_call
+from minga.cli.parsing import flag_value, parse_duration
 
 app = typer.Typer(help="Researchers and admins.", no_args_is_help=True)
 

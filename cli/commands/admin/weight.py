@@ -6,8 +6,8 @@ from typing import Annotated
 
 import typer
 
-from minga.cli.call import Call, with_call
-from minga.cli.options import Level
+from minga.cli.call import Call
+from minga.cli.options import Level, with_call
 
 app = typer.Typer(help="Weights of countries, institutions and projects.", no_args_is_help=True)
 

@@ -8,11 +8,11 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from minga.cli import errors, render
-from minga.cli.call import Call, with_call
+from minga.cli.call import Call
 from minga.cli.commands.admin.site import policy
 from minga.cli.commands.admin.user import revoke_credentials
-from minga.cli.options import flag_value
-from minga.cli.parsing import parse_duration, parse_env
+from minga.cli.options import with_call
+from minga.cli.parsing import flag_value, parse_duration, parse_env
 
 if TYPE_CHECKING:
     from minga.cli.client import BrokerClient

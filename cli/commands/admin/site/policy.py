@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from minga.cli.call import Call, with_call
-from minga.cli.options import flag_value
-from minga.cli.parsing import parse_country, parse_duration
+from minga.cli.call import Call
+from minga.cli.options import with_call
+from minga.cli.parsing import flag_value, parse_country, parse_duration
 
 if TYPE_CHECKING:
     from minga.common.lending import LendingPolicy
