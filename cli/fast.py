@@ -35,6 +35,9 @@ HELP_ENV_PREFIXES = (
 )  # fmt: skip
 
 
+SECRET_ENV = frozenset({"MINGA_TOKEN"})  # never in a key, even as a checksum: no help page depends on it
+
+
 def main() -> None:
     """Run `minga` with sys.argv: a kept help page, a fast command, or typer."""
     argv = sys.argv[1:]
@@ -135,7 +138,7 @@ def help_key(argv: list[str]) -> str:
             terminal.append(tuple(os.get_terminal_size(fd)) if os.isatty(fd) else None)
         except OSError:
             terminal.append(None)
-    env = sorted((k, v) for k, v in os.environ.items() if k.startswith(HELP_ENV_PREFIXES))
+    env = sorted((k, v) for k, v in os.environ.items() if k.startswith(HELP_ENV_PREFIXES) and k not in SECRET_ENV)
     return "help-" + checksum(json.dumps([argv, terminal, env]))
 
 
