@@ -313,12 +313,14 @@ class Election:
         poll_seconds: float = 1.0,
         step_down_seconds: float = 15.0,
         on_poll: Callable[[], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,  # measures how long the lock has been in doubt
     ) -> None:
         self.lock = lock
         self.hooks = hooks
         self.poll_seconds = poll_seconds
         self.step_down_seconds = step_down_seconds
         self.on_poll = on_poll or (lambda: None)
+        self.clock = clock
         self.role = Role.STANDBY
         self._unsure_since = 0.0
         self._stop = threading.Event()
@@ -364,7 +366,7 @@ class Election:
             if self.lock.check():
                 return
             log.warning("cannot prove this broker still leads; pausing the scheduling cycle")
-            self.role, self._unsure_since = Role.UNSURE, time.monotonic()
+            self.role, self._unsure_since = Role.UNSURE, self.clock()
             self.hooks.pause()
         if self.role is Role.UNSURE:
             self._retake()
@@ -381,7 +383,7 @@ class Election:
             self.role = Role.LEADER
             self.hooks.resume()
             return
-        unsure_for = time.monotonic() - self._unsure_since
+        unsure_for = self.clock() - self._unsure_since
         if attempt is Attempt.HELD or unsure_for >= self.step_down_seconds:
             why = (
                 "another broker leads"

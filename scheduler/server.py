@@ -138,7 +138,7 @@ class Broker:
         )
         server = _grpc_server(
             AuthInterceptor(bearer_authenticator(self._authenticate), self._refusal, self._audit)
-            .limit(self._rate_limits())
+            .limit(self._rate_limits(), self.clock.now)
             .resolve_targets(store.accounts.owner_of)
         )
         job_pb2_grpc.add_JobServiceServicer_to_server(JobServicer(self.core), server)
@@ -199,7 +199,7 @@ class Broker:
         )
         server = _grpc_server(
             AuthInterceptor(self._site_certificate, self._refusal, self._audit, served=SITE_PORT_RPCS).limit(
-                self._rate_limits()
+                self._rate_limits(), self.clock.now
             )
         )
         site_pb2_grpc.add_SiteServiceServicer_to_server(SiteServicer(self._core), server)

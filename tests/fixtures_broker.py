@@ -114,6 +114,34 @@ class RunningBroker:
         self.broker.stop(grace=0.5)
 
 
+class Renewals:
+    """Every site lease renewal a broker makes from now on (any message from a site renews
+    its lease), stamped with the broker's clock: the positive signal that a site was heard
+    after the test moved that clock."""
+
+    def __init__(self, broker: RunningBroker, monkeypatch: pytest.MonkeyPatch) -> None:
+        assert broker.broker.core is not None, "a standby holds no leases"
+        leases = broker.broker.core.leases
+        renew = leases.renew
+        self._heard: list[tuple[str, float, bool]] = []  # (site, when, whether its lease was alive)
+
+        def recording(site: str) -> bool:
+            at = leases.clock.now()  # read first: the renewal itself is no earlier
+            alive = renew(site)
+            self._heard.append((site, at, alive))
+            return alive
+
+        monkeypatch.setattr(leases, "renew", recording)
+
+    def heard(self, site: str, since: float) -> bool:
+        """Wait until `site` is heard at `since` or later; whether its lease was alive each time."""
+        alive = eventually(
+            lambda: [ok for name, at, ok in list(self._heard) if name == site and at >= since],
+            what=f"site {site} heard at {since} or later",
+        )
+        return all(alive)
+
+
 def start_broker(
     tmp_path: Path, db_url: str | None = None, clock: Clock | None = None, lease_ttl_seconds: float = 30.0
 ) -> RunningBroker:
@@ -199,10 +227,6 @@ class ScriptedSite:
 
     def heartbeat(self) -> None:
         self.outbox.put(site_pb2.AgentMessage(heartbeat=site_pb2.Heartbeat()))
-
-    def fall_silent(self) -> None:
-        """Stop heartbeats, keeping the stream open: a hung agent or a blackholed link."""
-        self._beating.clear()
 
     def health(self, ray_down: str | None) -> None:
         self.outbox.put(

@@ -8,6 +8,7 @@ from minga.agent import proctree
 from minga.agent.backend import JobSubmissionBackend, RunRequest
 from minga.agent.local_ray import LocalRayHead, RayStartError
 from minga.common.domain import RunState
+from tests.eventually import eventually
 
 pytestmark = pytest.mark.ray
 
@@ -19,14 +20,7 @@ def test_stop_leaves_no_process_behind_even_with_a_job_running() -> None:
         assert len(str(temp_dir)) < 40  # room for Ray's unix socket paths
         ray = JobSubmissionBackend(head.dashboard_url)
         ray.submit(RunRequest(run_id="minga-j-long-a1", job_id="j-long", epoch=1, entrypoint="sleep 300", gpus=1))
-        import threading
-
-        ticker = threading.Event()
-        for _ in range(300):
-            if ray.status("minga-j-long-a1") is RunState.RUNNING:
-                break
-            ticker.wait(0.1)
-        assert ray.status("minga-j-long-a1") is RunState.RUNNING
+        eventually(lambda: ray.status("minga-j-long-a1") is RunState.RUNNING, timeout=30, interval=0.1)
         started = proctree.descendants(head.pid)
         assert len(started) > 5
     finally:

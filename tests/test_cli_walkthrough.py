@@ -14,7 +14,6 @@ import select
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.eventually import eventually
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(600)]
 
@@ -79,16 +80,6 @@ def _first_line(proc: subprocess.Popen[bytes], timeout: float) -> str:
     ready, _, _ = select.select([proc.stdout], [], [], timeout)
     assert ready, "no output in time"
     return proc.stdout.readline().decode()
-
-
-def _until(what: str, check: Any, timeout: float = 120, every: float = 0.5) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(every)
 
 
 @pytest.fixture
@@ -195,11 +186,11 @@ def test_readme_walkthrough(federation: Federation, tmp_path: Path) -> None:
         sites = fed.json("site", "list")
         return bool(sites) and sites[0]["connected"] and sites[0]["gpus"][:1] and sites[0]["gpus"][0]["total"] == 2
 
-    _until("the site to report 2 A100", site_ready, timeout=180, every=1)
-    dashboard = _until(
-        "the agent to name its Ray head",
+    eventually(site_ready, timeout=180, interval=1, what="the site to report 2 A100")
+    dashboard = eventually(
         lambda: next((w for w in fed.log("agent.log").split() if w.startswith("http://127.0.0.1:")), None),
         timeout=10,
+        what="the agent to name its Ray head",
     )
 
     # 4. the researcher submits; the job sees its GPU; logs, status, list
@@ -249,10 +240,11 @@ def test_readme_walkthrough(federation: Federation, tmp_path: Path) -> None:
 
     # a job that holds both GPUs makes the next one wait, with a reason; cancel frees them
     hog = fed.json("job", "submit", "--gpus", "2", "--", "python", "-c", "import time; time.sleep(600)", token=ana)
-    _until(
-        "the 2-GPU job to run",
+    eventually(
         lambda: fed.json("job", "status", hog["id"], token=ana)["state"] == "RUNNING",
         timeout=120,
+        interval=0.5,
+        what="the 2-GPU job to run",
     )
     waiting = fed.json("job", "submit", "--gpus", "1", "--", "python", "-c", GPU_JOB, token=ana)
     pending = fed.json("job", "status", waiting["id"], token=ana)
@@ -263,10 +255,11 @@ def test_readme_walkthrough(federation: Federation, tmp_path: Path) -> None:
     assert sum(q["pending"] for q in quotas if q["institution"] == "uchile") == 1, quotas  # any model: own row
     cancelled = fed.json("job", "cancel", hog["id"], token=ana)
     assert cancelled["state"] in ("CANCELLING", "CANCELLED")
-    _until(
-        "the cancel to be confirmed",
+    eventually(
         lambda: fed.json("job", "status", hog["id"], token=ana)["state"] == "CANCELLED",
         timeout=120,
+        interval=0.5,
+        what="the cancel to be confirmed",
     )
     assert "GPUs:" in fed.minga("job", "logs", waiting["id"], "--follow", token=ana, timeout=180).stdout
     listed = {j["id"]: j["state"] for j in fed.json("job", "list", "--all", token=ana)}

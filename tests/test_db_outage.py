@@ -11,21 +11,21 @@ recovers by itself when the database is back.
 from __future__ import annotations
 
 import sqlite3
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import grpc
 import pytest
 
+from minga.common.clock import FakeClock
 from minga.v1 import common_pb2, job_pb2
 from tests.eventually import eventually
-from tests.fixtures_broker import ScriptedSite, gpu_inventory, start_broker
+from tests.fixtures_broker import Renewals, ScriptedSite, gpu_inventory, start_broker
 from tests.netproxy import TcpProxy
 from tests.pg import pg_schema, url_in_schema
 from tests.test_leases import site_info, submit
 
-TTL = 3.0
+TTL = 30.0  # seconds of the injected clock: the test moves it, nothing waits for it
 
 
 @contextmanager
@@ -55,18 +55,18 @@ def sqlite_with_a_stuck_writer(path: str) -> Iterator[tuple[str, Callable[[], ob
 
 
 @pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def test_database_outage_answers_unavailable_and_recovers(backend, tmp_path):
+def test_database_outage_answers_unavailable_and_recovers(backend, tmp_path, monkeypatch):
     outage = (
         postgres_behind_proxy() if backend == "postgres" else sqlite_with_a_stuck_writer(str(tmp_path / "broker.db"))
     )
     with outage as (db_url, break_db, restore_db):
-        broker = start_broker(tmp_path, db_url=db_url, lease_ttl_seconds=TTL)
+        clock = FakeClock()
+        broker = start_broker(tmp_path, db_url=db_url, clock=clock, lease_ttl_seconds=TTL)
         try:
             broker.institution("uchile", "CL")
             ana = broker.researcher("ana", "uchile")
-            site = ScriptedSite(
-                broker.address, broker.join("uchile", "dcc"), gpu_inventory(gpus=4), heartbeat_seconds=0.3
-            )
+            renewals = Renewals(broker, monkeypatch)
+            site = ScriptedSite(broker.address, broker.join("uchile", "dcc"), gpu_inventory(gpus=4))
             site.next("welcome")
             before = submit(ana, gpus=2)
             start = site.next("start").start
@@ -83,12 +83,15 @@ def test_database_outage_answers_unavailable_and_recovers(backend, tmp_path):
                 submit(ana, gpus=1, name="during-outage")
             assert refused.value.code() == grpc.StatusCode.UNAVAILABLE, refused.value.details()
             assert "database is unavailable" in refused.value.details()
-            time.sleep(2 * TTL)  # longer than a lease, inside the outage
+            for _ in range(4):  # longer than a lease passes inside the outage; the site keeps talking
+                clock.advance(TTL / 2)
+                site.heartbeat()
+                assert renewals.heard("dcc", since=clock.now())  # its lease was alive when it spoke
             assert not site.ended.is_set()  # the site kept its session
             restore_db()
 
             after = eventually(lambda: _try_submit(ana), timeout=30)  # recovers by itself
-            time.sleep(TTL / 2)
+            broker.full_pass()  # a pass on the store that is back
             assert site_info(broker, "dcc").state == common_pb2.SITE_STATE_READY  # not declared lost
             jobs = ana.jobs.ListJobs(job_pb2.ListJobsRequest(all=True), metadata=ana.md).jobs
             assert sorted(j.id for j in jobs) == sorted([before, after])  # the refused submit left nothing

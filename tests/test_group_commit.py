@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from minga.common.domain import Job
 from minga.scheduler.store import Store
 from minga.scheduler.store.audit import AuditEntry
+from tests.eventually import eventually
 from tests.test_store import NOW, new_job, store, store_url  # noqa: F401 - the store fixtures, SQLite and PostgreSQL
 
 
@@ -51,10 +52,7 @@ class Hold:
         assert self.entered.wait(10), "the first submit never reached its commit"
 
     def release(self, queued: int) -> None:
-        for _ in range(1000):
-            if self.committer.queued >= queued:
-                break
-            threading.Event().wait(0.01)
+        eventually(lambda: self.committer.queued >= queued, interval=0.01, what=f"{queued} submits to queue")
         assert self.committer.queued == queued
         self.gate.set()
 

@@ -12,7 +12,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -21,6 +21,7 @@ import psycopg
 import pytest
 from typer.testing import CliRunner
 
+from minga.common.clock import FakeClock
 from minga.common.domain import JobState, SiteState
 from minga.scheduler.leader import (
     QUERY_TIMEOUT_SECONDS,
@@ -144,22 +145,43 @@ def test_a_site_moves_to_the_new_leader(tmp_path, db_url):
 
 
 @pytest.mark.postgres
-def test_a_leader_whose_lock_connection_dies_yields_to_exactly_one(tmp_path):
+def test_a_leader_whose_lock_connection_dies_yields_to_exactly_one(tmp_path, monkeypatch):
     with pg_url() as url:
         first = start(tmp_path, url, "first")
         second = start(tmp_path, url, "second")
         try:
             lock = first.broker.election.lock  # type: ignore[union-attr]
             assert isinstance(lock, PostgresLock) and lock._backend is not None
+            hooks = hook_calls(first, monkeypatch)
             with psycopg.connect(PG_URL, autocommit=True) as conn:
                 conn.execute("SELECT pg_terminate_backend(%s)", (lock._backend[0],))
-            time.sleep(6 * POLL)
+            # The first broker notices (it pauses), then takes its lock again or yields it.
+            eventually(lambda: {"resume", "step_down"} & set(hooks), what=lambda: f"a retake or a step-down: {hooks}")
+            assert hooks[0] == "pause"
             eventually(lambda: first.broker.leading != second.broker.leading, timeout=5)
             leader, standby = (first, second) if first.broker.leading else (second, first)
             assert status(standby).leader_address == leader.broker.advertised
         finally:
             first.close()
             second.close()
+
+
+def hook_calls(broker: RunningBroker, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The election hooks (pause, resume, step_down) that run on `broker` from now on, in order."""
+    calls: list[str] = []
+
+    def recording(name: str) -> Callable[[], None]:
+        hook = getattr(broker.broker, name)
+
+        def recorded() -> None:
+            hook()
+            calls.append(name)
+
+        return recorded
+
+    for name in ("pause", "resume", "step_down"):
+        monkeypatch.setattr(broker.broker, name, recording(name))
+    return calls
 
 
 def test_locks_are_per_store(tmp_path):
@@ -379,10 +401,12 @@ class Hooks:
         self.calls.append("step_down")
 
 
-def election(lock: ScriptedLock, hooks: Hooks, step_down_seconds: float = 60.0):  # type: ignore[no-untyped-def]
+def election(  # type: ignore[no-untyped-def]
+    lock: ScriptedLock, hooks: Hooks, step_down_seconds: float = 60.0, clock: Callable[[], float] = time.monotonic
+):
     from minga.scheduler.leader import Election
 
-    return Election(lock, hooks, poll_seconds=0.01, step_down_seconds=step_down_seconds)
+    return Election(lock, hooks, poll_seconds=0.01, step_down_seconds=step_down_seconds, clock=clock)
 
 
 def test_a_leader_that_loses_its_lock_pauses_then_resumes_or_steps_down():
@@ -407,14 +431,17 @@ def test_a_leader_that_loses_its_lock_pauses_then_resumes_or_steps_down():
 def test_an_unreachable_database_makes_the_leader_step_down_after_a_while():
     from minga.scheduler.leader import Role
 
-    lock, hooks = ScriptedLock(), Hooks()
-    e = election(lock, hooks, step_down_seconds=0.2)
+    lock, hooks, clock = ScriptedLock(), Hooks(), FakeClock()
+    e = election(lock, hooks, step_down_seconds=15.0, clock=clock.now)
     e.start()
     e.stop()
     lock.alive, lock.attempt = False, Attempt.UNREACHABLE
     e.poll()
     assert e.role is Role.UNSURE
-    time.sleep(0.25)
+    clock.advance(14.0)
+    e.poll()
+    assert e.role is Role.UNSURE and hooks.calls[-1] == "pause"  # not yet
+    clock.advance(1.0)
     e.poll()
     assert e.role is Role.STANDBY and hooks.calls[-1] == "step_down"
 

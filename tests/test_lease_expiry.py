@@ -5,14 +5,13 @@ that keep talking never end it."""
 from __future__ import annotations
 
 import threading
-import time
 from dataclasses import replace
 
 from minga.common.clock import FakeClock
 from minga.scheduler.leases import SiteLeases
 from minga.v1 import common_pb2
 from tests.eventually import eventually
-from tests.fixtures_broker import ScriptedSite, gpu_inventory, start_broker
+from tests.fixtures_broker import Renewals, ScriptedSite, gpu_inventory, start_broker
 from tests.test_leases import site_info
 
 HOUR = 3600.0
@@ -74,12 +73,14 @@ def test_a_site_that_keeps_talking_never_ends_the_wait_and_an_event_does() -> No
     leases.renew("a")
     clock.advance(0.04)
     assert leases.expired(["a", "never-heard-from"]) == ["never-heard-from"]  # a pass saw that one
-    wake = threading.Event()
+    wake = StepsEvent()
     thread = waiting(leases, wake)
-    for _ in range(20):  # many deadlines pass, each after a renewal
-        time.sleep(0.02)
-        clock.advance(0.02)
+    for _ in range(5):  # many deadlines pass, each after a renewal
+        clock.advance(0.04)
         leases.renew("a")
+        # Two more waits: the second one began after the renewal, so the waiter saw it.
+        seen = len(wake.steps)
+        eventually(lambda n=seen: len(wake.steps) >= n + 2, what="the waiter to look at the leases again")
     assert thread.is_alive()
     wake.set()
     thread.join(WAIT)
@@ -103,22 +104,28 @@ def test_a_lease_that_ran_out_ends_one_wait_only_so_a_failing_pass_does_not_spin
     second.join(WAIT)
 
 
-def test_a_broker_with_a_long_tick_still_loses_a_silent_site_at_its_deadline(tmp_path) -> None:
+def test_a_broker_with_a_long_tick_still_loses_a_silent_site_at_its_deadline(tmp_path, monkeypatch) -> None:
     """With an hour-long tick, only the lease deadline can make the cycle run in time. The
-    deadline is waited for in real time, so this test runs on the wall clock."""
+    cycle sleeps until the deadline it reads on the broker's clock, which the test moves:
+    once past it, the cycle notices within a TTL of real time."""
     ttl = 1.0
-    broker = start_broker(tmp_path, lease_ttl_seconds=ttl)
+    clock = FakeClock()
+    broker = start_broker(tmp_path, clock=clock, lease_ttl_seconds=ttl)
     try:
         wakeups = broker.broker.core.cycle.wakeups
         wakeups.pacing = replace(wakeups.pacing, tick_seconds=HOUR)
         broker.institution("uchile", "CL")
-        site = ScriptedSite(broker.address, broker.join("uchile", "a"), gpu_inventory(), heartbeat_seconds=0.2)
+        renewals = Renewals(broker, monkeypatch)
+        site = ScriptedSite(broker.address, broker.join("uchile", "a"), gpu_inventory())  # beats when told
         site.next("welcome")
         eventually(lambda: site_info(broker, "a").state == common_pb2.SITE_STATE_READY)
-        time.sleep(2 * ttl)  # two TTLs pass...
+        for _ in range(4):  # two TTLs pass, the site speaking every half TTL...
+            clock.advance(ttl / 2)
+            site.heartbeat()
+            assert renewals.heard("a", since=clock.now())
         broker.full_pass()  # ...and a pass checks the leases
         assert site_info(broker, "a").state == common_pb2.SITE_STATE_READY  # heartbeats keep it
-        site.fall_silent()
+        clock.advance(2 * ttl)  # then it is silent past its deadline
         eventually(lambda: site_info(broker, "a").state == common_pb2.SITE_STATE_LOST, timeout=60)  # not the tick
         site.close()
     finally:

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from minga.common.domain import JobState, RunState
 from minga.common.site_messages import RunReport
 from minga.scheduler.store.pipeline import PipelinedCommit
+from tests.eventually import eventually
 from tests.test_site_reports_batch import leased, reports  # noqa: F401 - fixtures
 from tests.test_store import store, store_url  # noqa: F401 - the store fixtures
 
@@ -96,11 +97,7 @@ def test_the_queue_is_bounded_and_an_idle_applier_ends_and_restarts() -> None:
     third.join(10)
     assert not third.is_alive()
     assert pipeline.wait(4, timeout=10)
-    for _ in range(200):
-        if pipeline._applier is None:
-            break
-        threading.Event().wait(0.01)
-    assert pipeline._applier is None  # idle: the thread ended
+    eventually(lambda: pipeline._applier is None, interval=0.01, what="the idle applier thread to end")
     assert pipeline.submit(7) == 70  # and a new one takes the next request
     assert [r for b in commit.batches for r in b] == [0, 1, 2, 3, 7]
 

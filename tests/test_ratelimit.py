@@ -1,10 +1,9 @@
 """Rate limits: the token bucket on an injected clock (no sleeping), and through a real
-broker: a flooding caller gets RESOURCE_EXHAUSTED with a retry hint, others are served,
-and the flooder is served again once it waited as told."""
+broker on a clock the test moves: a flooding caller gets RESOURCE_EXHAUSTED with a retry
+hint, others are served, and the flooder is served again once it waited as told."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import pytest
 
 from minga.cli import errors
 from minga.cli.client import BrokerClient
+from minga.common.clock import FakeClock
 from minga.common.domain import JobSpec, Principal, ResourceExhausted, Role
 from minga.scheduler.api.ratelimit import Bucket, Limits, Rate, RateLimiter, caller_key, metered, retry_hint
 from minga.scheduler.server import Broker, BrokerConfig
@@ -105,21 +105,28 @@ def test_default_limits_scale_from_one_figure() -> None:
 # -- through a real broker -------------------------------------------------------------
 
 
-def start_limited(tmp_path: Path, rate_limit: float) -> RunningBroker:
+def start_limited(tmp_path: Path, rate_limit: float, clock: FakeClock | None = None) -> RunningBroker:
     token_file = tmp_path / "admin-token"
     db_url = f"sqlite:///{tmp_path / 'broker.db'}"
     broker = Broker(
         BrokerConfig(
             listen="127.0.0.1:0", db_url=db_url, admin_token_file=token_file, tick_seconds=0.5, rate_limit=rate_limit
-        )
+        ),
+        clock=clock,
     )
     broker.start()
     return RunningBroker(broker, db_url, token_file)
 
 
 @pytest.fixture
-def limited(tmp_path: Path) -> Iterator[RunningBroker]:
-    running = start_limited(tmp_path, rate_limit=2)  # bursts of 20 calls, then 2 per second
+def clock() -> FakeClock:
+    """The limited broker's clock: its buckets refill only when the test moves it."""
+    return FakeClock()
+
+
+@pytest.fixture
+def limited(tmp_path: Path, clock: FakeClock) -> Iterator[RunningBroker]:
+    running = start_limited(tmp_path, rate_limit=2, clock=clock)  # bursts of 20 calls, then 2 per second
     yield running
     running.close()
 
@@ -134,7 +141,9 @@ def _flood(call, times: int) -> grpc.RpcError:  # type: ignore[no-untyped-def]
     raise AssertionError(f"{times} calls were all served")
 
 
-def test_a_flooding_caller_is_refused_others_are_served_and_it_is_served_after_waiting(limited: RunningBroker) -> None:
+def test_a_flooding_caller_is_refused_others_are_served_and_it_is_served_after_waiting(
+    limited: RunningBroker, clock: FakeClock
+) -> None:
     limited.institution("uchile", "CL")
     alice = limited.researcher("alice", "uchile")
     bob = limited.researcher("bob", "uchile")
@@ -148,7 +157,10 @@ def test_a_flooding_caller_is_refused_others_are_served_and_it_is_served_after_w
     bob.jobs.ListJobs(job_pb2.ListJobsRequest(), metadata=bob.md)
     admin = limited.admin
     admin.admin.ListUsers(admin_pb2.ListUsersRequest(), metadata=admin.md)
-    time.sleep(wait_ms / 1000 + 0.05)
+    with pytest.raises(grpc.RpcError) as still:  # no time passed: her bucket is still empty
+        alice.jobs.ListJobs(job_pb2.ListJobsRequest(), metadata=alice.md)
+    assert still.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    clock.advance(wait_ms / 1000)
     alice.jobs.ListJobs(job_pb2.ListJobsRequest(), metadata=alice.md)  # served again
 
 
@@ -160,21 +172,29 @@ def test_unauthenticated_calls_are_limited_by_address(limited: RunningBroker) ->
     assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "this address" in err.details()
 
 
-def test_the_cli_explains_the_refusal_in_one_line_and_the_client_retries_after_the_hint(limited: RunningBroker) -> None:
+def test_the_cli_explains_the_refusal_in_one_line_and_the_client_retries_after_the_hint(
+    limited: RunningBroker, clock: FakeClock
+) -> None:
     limited.institution("uchile", "CL")
     alice = limited.researcher("alice", "uchile")
     err = _flood(lambda: alice.jobs.ListJobs(job_pb2.ListJobsRequest(), metadata=alice.md), 50)
     line = str(errors.explain_rpc_error(err, limited.address))
     assert "\n" not in line and "throttling" in line and "retry in" in line
-    assert errors.retry_after(err) is not None
-    # A submit (idempotent: one key) sleeps the hint and goes through.
+    hint = errors.retry_after(err)
+    assert hint is not None and 0 < hint <= 1.0
+    # A submit (idempotent: one key) sleeps the hint and goes through. Its sleep moves the
+    # broker's clock instead of waiting, and is recorded.
     slept: list[float] = []
-    with BrokerClient(limited.address, alice.token) as client:
-        client._sleep = lambda s: (slept.append(s), time.sleep(s))  # type: ignore[method-assign]
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        clock.advance(seconds)
+
+    with BrokerClient(limited.address, alice.token, sleep=sleep) as client:
         spec = JobSpec(entrypoint="echo hi")
-        for _ in range(3):  # the flood left no tokens: the first submit is refused, then retried
+        for _ in range(3):  # each finds no token: it is refused, waits the hint, and is served
             client.submit_job(spec)
-    assert slept and all(0 < s <= 1.0 for s in slept)
+    assert slept == [hint] * 3
 
 
 def test_zero_disables_the_limits(tmp_path: Path) -> None:

@@ -43,6 +43,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.eventually import eventually
 from tests.fixtures_ray import pid_alive
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(600)]
@@ -131,10 +132,8 @@ class Shell:
             out.append(line)
 
     def until(self, what: str, check: Callable[[], bool], timeout: float = 180) -> None:
-        deadline = time.monotonic() + timeout
-        while not check():
-            assert time.monotonic() < deadline, f"timed out waiting for {what}:\n{''.join(self.transcript)[-4000:]}"
-            time.sleep(1)
+        """Wait for `check`; a timeout names `what` and shows the end of the transcript."""
+        eventually(check, timeout=timeout, interval=1, what=lambda: f"{what}:\n{''.join(self.transcript)[-4000:]}")
 
 
 def _port_free(port: int) -> bool:

@@ -5,10 +5,10 @@ The gRPC-level and real-process versions live in test_leases.py and test_faults.
 from __future__ import annotations
 
 import threading
-import time
 from dataclasses import replace
 
 import pytest
+from sqlalchemy import text
 
 from minga.common.clock import FakeClock
 from minga.common.domain import JobState, RunState, SiteState
@@ -18,6 +18,7 @@ from minga.scheduler.policy import Placement
 from minga.scheduler.requeue_rules import backoff_seconds, infra_backoff_seconds
 from minga.scheduler.store import Store
 from minga.scheduler.store.runs import _free_gpus, _lease
+from tests.eventually import eventually
 from tests.test_store import (  # noqa: F401  (fixtures)
     NOW,
     cycle,
@@ -29,6 +30,10 @@ from tests.test_store import (  # noqa: F401  (fixtures)
     store,
     store_url,
 )
+
+# PostgreSQL backends waiting for a lock that the backend :pid holds (pg_locks is read live,
+# where pg_stat_activity would be a snapshot taken once per transaction).
+BLOCKED_BY = text("SELECT count(*) FROM pg_locks WHERE NOT granted AND :pid = ANY(pg_blocking_pids(pid))")
 
 
 def submit(store: Store, jid: str, gpus: int = 2, **spec_changes) -> None:
@@ -204,8 +209,12 @@ def test_a_cancel_waits_for_a_lease_in_flight_and_wins_after_it(fed):
     with fed.db.tx() as s:
         start = _lease(s, Placement("j-1", "dcc", "A100", 2, 1.0), _free_gpus(s), NOW)
         assert start is not None
+        holder = s.connection().execute(text("SELECT pg_backend_pid()")).scalar()
         cancel.start()
-        time.sleep(0.5)
+        eventually(
+            lambda: s.connection().execute(BLOCKED_BY, {"pid": holder}).scalar(),
+            what="the cancel to wait for the lease's transaction",
+        )
         assert cancel.is_alive()  # blocked on the job's row lock
     cancel.join(10)
     job = fed.jobs.get("j-1")

@@ -21,6 +21,7 @@ from minga.scheduler.leases import SiteLeases
 from minga.scheduler.service.sites import SiteReports
 from minga.scheduler.sessions import SessionRegistry
 from minga.scheduler.store import Store
+from tests.eventually import eventually
 from tests.test_store import NOW, add_institution, cycle, inventory, join_site, store, store_url, submit  # noqa: F401
 
 SITES = 12
@@ -83,10 +84,7 @@ def held_batch(site_reports: SiteReports, calls: list) -> list:  # type: ignore[
             first = pool.submit(site_reports.report, *calls[0])
             assert entered.wait(10)
             rest = [pool.submit(site_reports.report, *call) for call in calls[1:]]
-            for _ in range(1000):
-                if committer.queued == len(rest):
-                    break
-                threading.Event().wait(0.01)
+            eventually(lambda: committer.queued == len(rest), interval=0.01, what="the other reports to queue")
             gate.set()
             futures = [first, *rest]
             return [f.exception() or f.result() for f in futures]

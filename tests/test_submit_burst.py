@@ -10,6 +10,7 @@ from pathlib import Path
 
 from minga.scheduler.server import Broker, BrokerConfig
 from minga.v1 import common_pb2, job_pb2
+from tests.eventually import eventually
 from tests.fixtures_broker import RunningBroker
 
 BURST = 1000
@@ -66,21 +67,23 @@ def test_a_burst_of_submits_costs_a_handful_of_cycles_and_none_waits_for_one(tmp
         with ThreadPoolExecutor(CLIENTS) as pool:
             futures = [pool.submit(submit, i) for i in range(BURST)]
             assert entered.wait(60), "no cycle was triggered by the submits"
-            while returned[0] < BURST // 2 and not all(f.done() for f in futures):
-                threading.Event().wait(0.01)
+            eventually(
+                lambda: returned[0] >= BURST // 2 or all(f.done() for f in futures),
+                timeout=60,
+                interval=0.01,
+                what="half the submits to return",
+            )
             returned_while_blocked[0] = returned[0]  # the first cycle is still held here
             gate.set()
             ids = [f.result(60) for f in futures]
         assert returned_while_blocked[0] >= BURST // 2, "submits waited for the blocked cycle"
         assert len(set(ids)) == BURST
 
-        last = ana.jobs.GetJob(job_pb2.GetJobRequest(job_id=ids[-1]), metadata=ana.md)
-        for _ in range(600):  # a positive signal: a cycle after the whole burst looked at its last job
-            if last.reason != WAITING:
-                break
-            threading.Event().wait(0.05)
-            last = ana.jobs.GetJob(job_pb2.GetJobRequest(job_id=ids[-1]), metadata=ana.md)
-        assert last.reason != WAITING
+        eventually(  # a positive signal: a cycle after the whole burst looked at its last job
+            lambda: ana.jobs.GetJob(job_pb2.GetJobRequest(job_id=ids[-1]), metadata=ana.md).reason != WAITING,
+            timeout=30,
+            what="a cycle to look at the burst's last job",
+        )
         cycles = cycle.passes - before
         assert 1 <= cycles <= 5, f"{BURST} submits cost {cycles} cycles"
 

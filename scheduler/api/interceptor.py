@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import logging
 import math
+import time
 from collections.abc import Callable, Iterator
 from typing import Any, NoReturn, Protocol, TypeAlias, cast
 
@@ -20,7 +21,7 @@ from minga.common.states import IllegalTransitionError
 from minga.scheduler.api.audit import AUDITED
 from minga.scheduler.api.authz import RPC_ROLES, STANDBY_RPCS, OwnerLookup, authorize
 from minga.scheduler.api.malformed import checked, tolerant
-from minga.scheduler.api.ratelimit import Limits, RateLimiter, caller_key, metered
+from minga.scheduler.api.ratelimit import Clock, Limits, RateLimiter, caller_key, metered
 from minga.scheduler.auth import bearer_from_metadata
 from minga.scheduler.store.base import StoreUnavailable
 
@@ -98,6 +99,7 @@ class AuthInterceptor(grpc.ServerInterceptor):
         self._audit = audit
         self._served = served  # None: every RPC of the table; else only these (the site port)
         self._limits: Limits | None = None
+        self._clock: Clock = time.monotonic
         self._calls: RateLimiter | None = None
         self._owner_of: OwnerLookup = lambda kind, key: None  # no lookup: nothing is anyone's own
 
@@ -107,10 +109,11 @@ class AuthInterceptor(grpc.ServerInterceptor):
         self._owner_of = owner_of
         return self
 
-    def limit(self, limits: Limits | None) -> AuthInterceptor:
-        """Rate-limit calls per caller, and messages per client stream (scheduler.api.ratelimit)."""
-        self._limits = limits
-        self._calls = RateLimiter(limits.calls) if limits is not None else None
+    def limit(self, limits: Limits | None, clock: Clock = time.monotonic) -> AuthInterceptor:
+        """Rate-limit calls per caller, and messages per client stream (scheduler.api.ratelimit),
+        with the buckets refilling as `clock` moves."""
+        self._limits, self._clock = limits, clock
+        self._calls = RateLimiter(limits.calls, clock) if limits is not None else None
         return self
 
     def intercept_service(
@@ -130,7 +133,7 @@ class AuthInterceptor(grpc.ServerInterceptor):
         if self._audit is not None and method in AUDITED:
             audit = functools.partial(self._audit, method)
         if self._limits is not None and handler.request_streaming:
-            handler = _metered(handler, self._limits)
+            handler = _metered(handler, self._limits, self._clock)
         return _wrap(
             handler,
             lambda ctx: self._admitted(method, ctx),
@@ -242,13 +245,13 @@ def _abort(context: grpc.ServicerContext, exc: Exception) -> NoReturn:
     context.abort(code, message)
 
 
-def _metered(handler: Handler, limits: Limits) -> Handler:
+def _metered(handler: Handler, limits: Limits, clock: Clock) -> Handler:
     """`handler` with its request stream cut at RESOURCE_EXHAUSTED when it floods."""
     make = grpc.stream_stream_rpc_method_handler if handler.stream_stream else grpc.stream_unary_rpc_method_handler
     behavior = handler.stream_stream or handler.stream_unary
     assert behavior is not None, "only request-streaming handlers are metered"
     return make(
-        lambda requests, context: behavior(metered(requests, limits.stream_messages), context),
+        lambda requests, context: behavior(metered(requests, limits.stream_messages, clock), context),
         handler.request_deserializer,
         handler.response_serializer,
     )
