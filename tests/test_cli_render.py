@@ -1,11 +1,16 @@
-"""Proto -> JSON dicts: stable snake_case keys, enum prefixes stripped, ISO times or null."""
+"""Proto messages and domain values -> JSON dicts: stable snake_case keys, enum prefixes
+stripped, ISO times or null."""
 
 from __future__ import annotations
 
 import json
 
 from minga.cli import render
-from minga.v1 import admin_pb2, common_pb2
+from minga.common.accounts import User
+from minga.common.domain import GpuPool, Inventory, Role, Site, SiteState
+from minga.common.quotas import QuotaRow
+from minga.common.site_view import SiteView
+from minga.v1 import common_pb2
 
 JOB_KEYS = {
     "id",
@@ -116,21 +121,20 @@ def test_every_job_state_name_matches_design() -> None:
 
 
 def test_site_and_quota_and_user() -> None:
-    site = admin_pb2.Site(
+    site = Site(
         name="uchile-dcc",
         institution="uchile",
         country="CL",
-        state=common_pb2.SITE_STATE_CORDONED,
+        state=SiteState.CORDONED,
         connected=True,
-        inventory=common_pb2.Inventory(gpus=[common_pb2.GpuPool(model="A100", memory_mb=40960, total=4, free=3)]),
-        gpus_in_use={"A100": 1},
+        inventory=Inventory(gpus=(GpuPool(model="A100", memory_mb=40960, total=4, free=3),)),
     )
-    data = render.site_to_dict(site)
+    data = render.site_to_dict(SiteView(site, gpus_in_use=(("A100", 1),)))
     assert data["state"] == "CORDONED"
     assert data["gpus"] == [
         {"model": "A100", "memory_mb": 40960, "total": 4, "in_use": 1, "free": 3, "largest_node": 0}
     ]
-    row = admin_pb2.QuotaRow(
+    row = QuotaRow(
         institution="uchile",
         country="CL",
         gpu_model="A100",
@@ -162,7 +166,7 @@ def test_site_and_quota_and_user() -> None:
         "borrowed": 0,
         "lent": 1,
     }
-    user = render.user_to_dict(admin_pb2.User(name="ana", institution="uchile", role=common_pb2.ROLE_RESEARCHER))
+    user = render.user_to_dict(User(name="ana", institution="uchile", role=Role.RESEARCHER, created_at=0.0))
     assert user == {"name": "ana", "institution": "uchile", "role": "researcher", "created_at": None}
 
 
@@ -170,7 +174,7 @@ def test_tables_fit_80_columns(capsys) -> None:  # type: ignore[no-untyped-def]
     jobs = [render.job_to_dict(_job(reason="waiting for 2 x A100 in CL or BR: every matching site is busy"))] * 3
     render.jobs_table(jobs, now=1_700_000_100.0)
     render.job_detail(jobs[0])
-    site = render.site_to_dict(admin_pb2.Site(name="a-very-long-site-name-indeed", institution="uchile", country="CL"))
+    site = render.site_to_dict(SiteView(Site(name="a-very-long-site-name-indeed", institution="uchile", country="CL")))
     render.sites_table([site])
     out = capsys.readouterr().out
     assert "j-123" in out and "RUNNING" in out
