@@ -1,5 +1,6 @@
 """The account tree's values and the admin's fair-share settings, as the policy reads
-them and the store loads and saves them: neutral, so the store never imports the policy."""
+them and the store loads and saves them: neutral, so the store never imports the policy.
+Also what the admin's changes to them answer (a weight, a guarantee, limits, some settings)."""
 
 from __future__ import annotations
 
