@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
 
@@ -24,6 +24,19 @@ from minga.common.domain import ArraySummary, Job, JobSpec, JobState, PackageLim
 from minga.common.wire.enums import job_state_to_pb
 from minga.common.wire.jobs import array_from_pb, job_from_pb, package_limits_from_pb, spec_to_pb
 from minga.v1 import admin_pb2, admin_pb2_grpc, common_pb2, job_pb2, job_pb2_grpc
+
+if TYPE_CHECKING:
+    # The admin calls' values; each call imports its conversions itself, so that a job
+    # command does not pay for the admin's modules at start-up.
+    from minga.common.accounts import Institution, JoinToken, NewToken, NewUser, TokenInfo, User
+    from minga.common.audit import AuditEntry
+    from minga.common.domain import Principal, Role
+    from minga.common.leadership import LeadershipStatus
+    from minga.common.lending import LendingPolicy, SiteLending
+    from minga.common.quotas import QuotaView
+    from minga.common.shares import Guarantee, InstitutionLimits, NodeWeight, PartialSettings, ProjectShare
+    from minga.common.site_view import SiteView
+    from minga.common.usage import UsageReport
 
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 CHANNEL_OPTIONS = [
@@ -168,120 +181,184 @@ class BrokerClient:
         n = len(self.addresses)
         return [(self._current + i) % n for i in range(n)]
 
-    def broker_statuses(self, timeout: float = 5.0) -> list[tuple[str, admin_pb2.BrokerStatusResponse | grpc.RpcError]]:
+    def broker_statuses(self, timeout: float = 5.0) -> list[tuple[str, LeadershipStatus | grpc.RpcError]]:
         """Ask every broker of the list, not only the leader, whether it leads."""
-        answers: list[tuple[str, admin_pb2.BrokerStatusResponse | grpc.RpcError]] = []
+        from minga.common.wire.leadership import leadership_from_pb
+
+        answers: list[tuple[str, LeadershipStatus | grpc.RpcError]] = []
         for index, address in enumerate(self.addresses):
             try:
-                answers.append(
-                    (
-                        address,
-                        self._at(index).admin.BrokerStatus(
-                            admin_pb2.BrokerStatusRequest(), metadata=self._metadata, timeout=timeout
-                        ),
-                    )
+                answer = self._at(index).admin.BrokerStatus(
+                    admin_pb2.BrokerStatusRequest(), metadata=self._metadata, timeout=timeout
                 )
+                answers.append((address, leadership_from_pb(answer)))
             except grpc.RpcError as err:
                 answers.append((address, err))
         return answers
 
     # -- admin ------------------------------------------------------------
-    def whoami(self) -> admin_pb2.WhoAmIResponse:
-        return self._call(lambda s: s.admin.WhoAmI, admin_pb2.WhoAmIRequest())
+    def whoami(self) -> Principal:
+        from minga.common.wire.accounts import whoami_from_pb
 
-    def add_institution(self, slug: str, name: str, country: str, weight: float = 1.0) -> admin_pb2.Institution:
-        inst = admin_pb2.Institution(slug=slug, name=name, country=country, weight=weight)
-        return self._call(lambda s: s.admin.AddInstitution, admin_pb2.AddInstitutionRequest(institution=inst))
+        return whoami_from_pb(self._call(lambda s: s.admin.WhoAmI, admin_pb2.WhoAmIRequest()))
 
-    def list_institutions(self) -> list[admin_pb2.Institution]:
-        return list(self._call(lambda s: s.admin.ListInstitutions, admin_pb2.ListInstitutionsRequest()).institutions)
+    def add_institution(self, slug: str, name: str, country: str, weight: float = 1.0) -> Institution:
+        from minga.common.accounts import Institution
+        from minga.common.wire.accounts import institution_from_pb, institution_to_pb
 
-    def add_user(
-        self, name: str, institution: str, role: common_pb2.Role, ttl_seconds: int = 0
-    ) -> admin_pb2.AddUserResponse:
-        request = admin_pb2.AddUserRequest(name=name, institution=institution, role=role, ttl_seconds=ttl_seconds)
-        return self._call(lambda s: s.admin.AddUser, request)
+        request = admin_pb2.AddInstitutionRequest(
+            institution=institution_to_pb(Institution(slug, name, country, weight))
+        )
+        return institution_from_pb(self._call(lambda s: s.admin.AddInstitution, request))
 
-    def list_tokens(self, owner: str = "") -> list[admin_pb2.TokenInfo]:
-        return list(self._call(lambda s: s.admin.ListTokens, admin_pb2.ListTokensRequest(owner=owner)).tokens)
+    def list_institutions(self) -> list[Institution]:
+        from minga.common.wire.accounts import institution_from_pb
 
-    def list_users(self) -> list[admin_pb2.User]:
-        return list(self._call(lambda s: s.admin.ListUsers, admin_pb2.ListUsersRequest()).users)
+        answer = self._call(lambda s: s.admin.ListInstitutions, admin_pb2.ListInstitutionsRequest())
+        return [institution_from_pb(i) for i in answer.institutions]
 
-    def create_site_token(
-        self, institution: str, site: str, ttl_seconds: int = 0, country: str = ""
-    ) -> admin_pb2.CreateSiteTokenResponse:
+    def add_user(self, name: str, institution: str, role: Role, ttl_seconds: int = 0) -> NewUser:
+        from minga.common.wire.accounts import new_user_from_pb
+        from minga.common.wire.enums import role_to_pb
+
+        request = admin_pb2.AddUserRequest(
+            name=name, institution=institution, role=role_to_pb(role), ttl_seconds=ttl_seconds
+        )
+        return new_user_from_pb(self._call(lambda s: s.admin.AddUser, request))
+
+    def list_tokens(self, owner: str = "") -> list[TokenInfo]:
+        from minga.common.wire.accounts import token_info_from_pb
+
+        answer = self._call(lambda s: s.admin.ListTokens, admin_pb2.ListTokensRequest(owner=owner))
+        return [token_info_from_pb(t) for t in answer.tokens]
+
+    def list_users(self) -> list[User]:
+        from minga.common.wire.accounts import user_from_pb
+
+        return [user_from_pb(u) for u in self._call(lambda s: s.admin.ListUsers, admin_pb2.ListUsersRequest()).users]
+
+    def create_site_token(self, institution: str, site: str, ttl_seconds: int = 0, country: str = "") -> JoinToken:
+        from minga.common.wire.accounts import join_token_from_pb
+
         request = admin_pb2.CreateSiteTokenRequest(
             institution=institution, site=site, ttl_seconds=ttl_seconds, country=country
         )
-        return self._call(lambda s: s.admin.CreateSiteToken, request)
+        return join_token_from_pb(self._call(lambda s: s.admin.CreateSiteToken, request))
 
-    def list_audit(self, since: float, who: str, limit: int) -> list[admin_pb2.AuditEntry]:
+    def list_audit(self, since: float, who: str, limit: int) -> list[AuditEntry]:
+        from minga.common.wire.audit import audit_entry_from_pb
+
         request = admin_pb2.ListAuditRequest(since=since, who=who, limit=limit)
-        return list(self._call(lambda s: s.admin.ListAudit, request).entries)
+        return [audit_entry_from_pb(e) for e in self._call(lambda s: s.admin.ListAudit, request).entries]
 
     def revoke(self, kind: str, name: str) -> int:
         method = {"user": lambda s: s.admin.RevokeUser, "site": lambda s: s.admin.RevokeSite}[kind]
         return self._call(method, admin_pb2.RevokeRequest(name=name)).revoked
 
-    def rotate_token(self) -> admin_pb2.RotateTokenResponse:
-        return self._call(lambda s: s.admin.RotateToken, admin_pb2.RotateTokenRequest())
+    def rotate_token(self) -> NewToken:
+        from minga.common.wire.accounts import new_token_from_pb
 
-    def list_sites(self) -> list[admin_pb2.Site]:
-        return list(self._call(lambda s: s.admin.ListSites, admin_pb2.ListSitesRequest()).sites)
+        return new_token_from_pb(self._call(lambda s: s.admin.RotateToken, admin_pb2.RotateTokenRequest()))
 
-    def cordon_site(self, name: str) -> admin_pb2.Site:
-        return self._call(lambda s: s.admin.CordonSite, admin_pb2.SiteRequest(name=name))
+    def list_sites(self) -> list[SiteView]:
+        from minga.common.wire.sites import site_view_from_pb
 
-    def uncordon_site(self, name: str) -> admin_pb2.Site:
-        return self._call(lambda s: s.admin.UncordonSite, admin_pb2.SiteRequest(name=name))
+        answer = self._call(lambda s: s.admin.ListSites, admin_pb2.ListSitesRequest())
+        return [site_view_from_pb(s) for s in answer.sites]
 
-    def drain_site(self, name: str) -> admin_pb2.Site:
-        return self._call(lambda s: s.admin.DrainSite, admin_pb2.SiteRequest(name=name))
+    def cordon_site(self, name: str) -> SiteView:
+        from minga.common.wire.sites import site_view_from_pb
 
-    def set_site_labels(self, name: str, labels: dict[str, str]) -> admin_pb2.Site:
-        return self._call(lambda s: s.admin.SetSiteLabels, admin_pb2.SetSiteLabelsRequest(name=name, labels=labels))
+        return site_view_from_pb(self._call(lambda s: s.admin.CordonSite, admin_pb2.SiteRequest(name=name)))
 
-    def set_lending_policy(self, site: str, policy: admin_pb2.LendingPolicy | None) -> admin_pb2.LendingPolicyResponse:
+    def uncordon_site(self, name: str) -> SiteView:
+        from minga.common.wire.sites import site_view_from_pb
+
+        return site_view_from_pb(self._call(lambda s: s.admin.UncordonSite, admin_pb2.SiteRequest(name=name)))
+
+    def drain_site(self, name: str) -> SiteView:
+        from minga.common.wire.sites import site_view_from_pb
+
+        return site_view_from_pb(self._call(lambda s: s.admin.DrainSite, admin_pb2.SiteRequest(name=name)))
+
+    def set_site_labels(self, name: str, labels: dict[str, str]) -> SiteView:
+        from minga.common.wire.sites import site_view_from_pb
+
+        request = admin_pb2.SetSiteLabelsRequest(name=name, labels=labels)
+        return site_view_from_pb(self._call(lambda s: s.admin.SetSiteLabels, request))
+
+    def set_lending_policy(self, site: str, policy: LendingPolicy | None) -> SiteLending:
         """Replace the site's lending policy; None removes it."""
-        request = admin_pb2.SetLendingPolicyRequest(site=site, policy=policy, clear=policy is None)
-        return self._call(lambda s: s.admin.SetLendingPolicy, request)
+        from minga.common.wire.lending import policy_to_pb, site_lending_from_pb
 
-    def get_lending_policy(self, site: str) -> admin_pb2.LendingPolicyResponse:
-        return self._call(lambda s: s.admin.GetLendingPolicy, admin_pb2.GetLendingPolicyRequest(site=site))
-
-    def usage_report(self, since_seconds: float, by: str) -> admin_pb2.UsageReportResponse:
-        return self._call(
-            lambda s: s.admin.UsageReport, admin_pb2.UsageReportRequest(since_seconds=since_seconds, by=by)
+        request = admin_pb2.SetLendingPolicyRequest(
+            site=site, policy=None if policy is None else policy_to_pb(policy), clear=policy is None
         )
+        return site_lending_from_pb(self._call(lambda s: s.admin.SetLendingPolicy, request))
 
-    def show_quotas(self, tree: bool = False) -> admin_pb2.ShowQuotasResponse:
-        return self._call(lambda s: s.admin.ShowQuotas, admin_pb2.ShowQuotasRequest(tree=tree))
+    def get_lending_policy(self, site: str) -> SiteLending:
+        from minga.common.wire.lending import site_lending_from_pb
+
+        request = admin_pb2.GetLendingPolicyRequest(site=site)
+        return site_lending_from_pb(self._call(lambda s: s.admin.GetLendingPolicy, request))
+
+    def usage_report(self, since_seconds: float, by: str) -> UsageReport:
+        from minga.common.wire.usage import usage_report_from_pb
+
+        request = admin_pb2.UsageReportRequest(since_seconds=since_seconds, by=by)
+        return usage_report_from_pb(self._call(lambda s: s.admin.UsageReport, request))
+
+    def show_quotas(self, tree: bool = False) -> QuotaView:
+        from minga.common.wire.quotas import quota_view_from_pb
+
+        return quota_view_from_pb(self._call(lambda s: s.admin.ShowQuotas, admin_pb2.ShowQuotasRequest(tree=tree)))
 
     # -- fair share -------------------------------------------------------
-    def add_project(self, institution: str, name: str, weight: float) -> admin_pb2.Project:
+    def add_project(self, institution: str, name: str, weight: float) -> ProjectShare:
+        from minga.common.wire.shares import project_from_pb
+
         request = admin_pb2.AddProjectRequest(institution=institution, name=name, weight=weight)
-        return self._call(lambda s: s.admin.AddProject, request)
+        return project_from_pb(self._call(lambda s: s.admin.AddProject, request))
 
-    def list_projects(self) -> list[admin_pb2.Project]:
-        return list(self._call(lambda s: s.admin.ListProjects, admin_pb2.ListProjectsRequest()).projects)
+    def list_projects(self) -> list[ProjectShare]:
+        from minga.common.wire.shares import project_from_pb
 
-    def set_weight(self, kind: str, key: str, weight: float) -> admin_pb2.SetWeightResponse:
-        return self._call(lambda s: s.admin.SetWeight, admin_pb2.SetWeightRequest(kind=kind, id=key, weight=weight))
+        answer = self._call(lambda s: s.admin.ListProjects, admin_pb2.ListProjectsRequest())
+        return [project_from_pb(p) for p in answer.projects]
 
-    def get_policy(self) -> admin_pb2.Policy:
-        return self._call(lambda s: s.admin.GetPolicy, admin_pb2.GetPolicyRequest())
+    def set_weight(self, kind: str, key: str, weight: float) -> NodeWeight:
+        from minga.common.wire.shares import node_weight_from_pb
 
-    def set_policy(self, policy: admin_pb2.Policy) -> admin_pb2.Policy:
-        return self._call(lambda s: s.admin.SetPolicy, admin_pb2.SetPolicyRequest(policy=policy))
+        request = admin_pb2.SetWeightRequest(kind=kind, id=key, weight=weight)
+        return node_weight_from_pb(self._call(lambda s: s.admin.SetWeight, request))
 
-    def set_guarantee(self, institution: str, gpu_model: str, gpus: int) -> admin_pb2.SetGuaranteeResponse:
+    def get_policy(self) -> PartialSettings:
+        """The fair-share policy: every setting, but those a broker predating them leaves out."""
+        from minga.common.wire.shares import partial_settings_from_pb
+
+        return partial_settings_from_pb(self._call(lambda s: s.admin.GetPolicy, admin_pb2.GetPolicyRequest()))
+
+    def set_policy(self, update: PartialSettings) -> PartialSettings:
+        """Change the given settings alone; the answer is the whole policy, as `get_policy`'s."""
+        from minga.common.wire.shares import partial_settings_from_pb, partial_settings_to_pb
+
+        request = admin_pb2.SetPolicyRequest(policy=partial_settings_to_pb(update))
+        return partial_settings_from_pb(self._call(lambda s: s.admin.SetPolicy, request))
+
+    def set_guarantee(self, institution: str, gpu_model: str, gpus: int) -> Guarantee:
+        from minga.common.wire.shares import guarantee_from_pb
+
         request = admin_pb2.SetGuaranteeRequest(institution=institution, gpu_model=gpu_model, gpus=gpus)
-        return self._call(lambda s: s.admin.SetGuarantee, request)
+        return guarantee_from_pb(self._call(lambda s: s.admin.SetGuarantee, request))
 
-    def set_limits(self, institution: str, borrowing: int, lending: int) -> admin_pb2.SetLimitsResponse:
-        request = admin_pb2.SetLimitsRequest(institution=institution, borrowing_limit=borrowing, lending_limit=lending)
-        return self._call(lambda s: s.admin.SetLimits, request)
+    def set_limits(self, institution: str, borrowing: int | None, lending: int | None) -> InstitutionLimits:
+        """None: unlimited."""
+        from minga.common.wire.shares import limit_to_pb, limits_from_pb
+
+        request = admin_pb2.SetLimitsRequest(
+            institution=institution, borrowing_limit=limit_to_pb(borrowing), lending_limit=limit_to_pb(lending)
+        )
+        return limits_from_pb(self._call(lambda s: s.admin.SetLimits, request))
 
     # -- jobs -------------------------------------------------------------
     def submit_job(

@@ -22,8 +22,12 @@ from typing import Any
 import typer
 
 from minga.cli import render
-from minga.common.domain import Job, JobPreemption, JobSpec, JobState
-from minga.v1 import admin_pb2, common_pb2
+from minga.common.accounts import Institution, TokenInfo, User
+from minga.common.audit import AuditEntry
+from minga.common.domain import GpuPool, Inventory, Job, JobPreemption, JobSpec, JobState, Role, Site
+from minga.common.quotas import Floor, InstitutionQuota, QuotaRow, QuotaView, TreeNode
+from minga.common.shares import PartialSettings, ProjectShare, ShareSettings
+from minga.common.site_view import SiteView
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "docs" / "cli.template.md"
@@ -142,8 +146,12 @@ def _keys(data: object, prefix: str = "") -> list[str]:
 
 
 def _quota_view() -> dict[str, object]:
-    view = admin_pb2.ShowQuotasResponse(
-        rows=[admin_pb2.QuotaRow()], institutions=[admin_pb2.InstitutionQuota()], tree=[admin_pb2.TreeNode()]
+    view = QuotaView(
+        rows=[QuotaRow("", "", "")],
+        institutions=[InstitutionQuota("", "")],
+        tree=[TreeNode("", "", "", 0.0, 0.0, 0.0, 0.0)],
+        capacity=0,
+        floor=Floor("", 0.0, 0.0),
     )
     return render.quota_view_to_dict(view)
 
@@ -158,15 +166,17 @@ def _job() -> dict[str, object]:
 EMITTED: dict[str, Callable[[], object]] = {
     "job submit / list / status / cancel": _job,
     "quota show [--tree]": _quota_view,
-    "admin audit": lambda: render.audit_to_dict(admin_pb2.AuditEntry()),
-    "site list": lambda: render.site_to_dict(
-        admin_pb2.Site(inventory=common_pb2.Inventory(gpus=[common_pb2.GpuPool()]))
+    "admin audit": lambda: render.audit_to_dict(AuditEntry(0.0, "", "", "", "", "", "")),
+    "site list": lambda: render.site_to_dict(SiteView(Site("", "", "", inventory=Inventory(gpus=(GpuPool(""),))))),
+    "admin token list, token list": lambda: render.token_to_dict(
+        TokenInfo("", "", "", Role.ADMIN, "", 0.0, 0.0, False, 0.0, 0.0)
     ),
-    "admin token list, token list": lambda: render.token_to_dict(admin_pb2.TokenInfo()),
-    "admin user list": lambda: render.user_to_dict(admin_pb2.User()),
-    "admin institution list": lambda: render.institution_to_dict(admin_pb2.Institution()),
-    "admin project list": lambda: render.project_to_dict(admin_pb2.Project()),
-    "admin policy show / set": lambda: render.policy_to_dict(admin_pb2.Policy()),
+    "admin user list": lambda: render.user_to_dict(User("", "", Role.ADMIN, 0.0)),
+    "admin institution list": lambda: render.institution_to_dict(Institution("", "", "")),
+    "admin project list": lambda: render.project_to_dict(ProjectShare("", "")),
+    "admin policy show / set": lambda: render.policy_to_dict(
+        PartialSettings(ShareSettings(model_weights=()), frozenset())
+    ),
     "broker status": lambda: render.broker_status_to_dict("", None),
 }
 

@@ -1,4 +1,5 @@
-"""Proto messages to stable JSON dicts, and the same data as rich tables.
+"""Domain values (and, for jobs, proto messages) to stable JSON dicts, and the same data
+as rich tables.
 
 Every JSON key is snake_case and documented in docs/cli.md; enum values drop
 their proto prefix (JOB_STATE_PENDING -> "PENDING", ROLE_ADMIN -> "admin"),
@@ -19,8 +20,13 @@ from typing import TYPE_CHECKING, Any
 from minga.cli.parsing import format_duration
 
 if TYPE_CHECKING:
-    from minga.common.domain import Job, JobPreemption
-    from minga.v1 import admin_pb2
+    from minga.common.accounts import Institution, TokenInfo, User
+    from minga.common.audit import AuditEntry
+    from minga.common.domain import Job, JobPreemption, Principal
+    from minga.common.leadership import LeadershipStatus
+    from minga.common.quotas import InstitutionQuota, QuotaRow, QuotaView, TreeNode
+    from minga.common.shares import PartialSettings, ProjectShare
+    from minga.common.site_view import SiteView
 
 JsonDict = dict[str, Any]
 
@@ -39,24 +45,6 @@ def iso_time(ts: float) -> str | None:
         return None
     moment = datetime.fromtimestamp(ts, tz=UTC)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def job_state_name(state: int) -> str:
-    from minga.v1 import common_pb2
-
-    return common_pb2.JobState.Name(state).removeprefix("JOB_STATE_")
-
-
-def site_state_name(state: int) -> str:
-    from minga.v1 import common_pb2
-
-    return common_pb2.SiteState.Name(state).removeprefix("SITE_STATE_")
-
-
-def role_name(role: int) -> str:
-    from minga.v1 import common_pb2
-
-    return common_pb2.Role.Name(role).removeprefix("ROLE_").lower().replace("_", "-")
 
 
 # -- messages -> dicts ------------------------------------------------------------
@@ -108,21 +96,21 @@ def _preemption_to_dict(p: JobPreemption) -> JsonDict:
     return {"at": iso_time(p.at), "kind": p.kind or None, "beneficiary": p.beneficiary or None, "reason": p.reason}
 
 
-def institution_to_dict(inst: admin_pb2.Institution) -> JsonDict:
+def institution_to_dict(inst: Institution) -> JsonDict:
     return {"slug": inst.slug, "name": inst.name, "country": inst.country, "weight": inst.weight}
 
 
-def user_to_dict(user: admin_pb2.User) -> JsonDict:
+def user_to_dict(user: User) -> JsonDict:
     return {
         "name": user.name,
         "institution": user.institution,
-        "role": role_name(user.role),
+        "role": user.role.value,
         "created_at": iso_time(user.created_at),
     }
 
 
-def site_to_dict(site: admin_pb2.Site) -> JsonDict:
-    in_use = dict(site.gpus_in_use)
+def site_to_dict(view: SiteView) -> JsonDict:
+    site, in_use = view.site, dict(view.gpus_in_use)
     pools = [
         {
             "model": p.model,
@@ -138,7 +126,7 @@ def site_to_dict(site: admin_pb2.Site) -> JsonDict:
         "name": site.name,
         "institution": site.institution,
         "country": site.country,
-        "state": site_state_name(site.state),
+        "state": site.state.value,
         "state_reason": site.state_reason,
         "connected": site.connected,
         "last_seen": iso_time(site.last_seen),
@@ -146,11 +134,11 @@ def site_to_dict(site: admin_pb2.Site) -> JsonDict:
         "cpus": site.inventory.cpus,
         "memory_mb": site.inventory.memory_mb,
         "nodes": site.inventory.nodes,
-        "labels": dict(sorted(site.labels.items())),
+        "labels": dict(sorted(site.labels)),
     }
 
 
-def quota_to_dict(row: admin_pb2.QuotaRow) -> JsonDict:
+def quota_to_dict(row: QuotaRow) -> JsonDict:
     return {
         "institution": row.institution,
         "country": row.country,
@@ -169,7 +157,7 @@ def quota_to_dict(row: admin_pb2.QuotaRow) -> JsonDict:
     }
 
 
-def tree_node_to_dict(node: admin_pb2.TreeNode) -> JsonDict:
+def tree_node_to_dict(node: TreeNode) -> JsonDict:
     return {
         "level": node.level,
         "id": node.id,
@@ -184,7 +172,7 @@ def tree_node_to_dict(node: admin_pb2.TreeNode) -> JsonDict:
     }
 
 
-def institution_quota_to_dict(i: admin_pb2.InstitutionQuota) -> JsonDict:
+def institution_quota_to_dict(i: InstitutionQuota) -> JsonDict:
     """One institution now: `fair_share_gpus` is what it is owed at this moment, next to
     what it holds; `fairshare` is Slurm's factor (1 idle, 0.5 on par)."""
     return {
@@ -201,22 +189,22 @@ def institution_quota_to_dict(i: admin_pb2.InstitutionQuota) -> JsonDict:
     }
 
 
-def quota_view_to_dict(resp: admin_pb2.ShowQuotasResponse) -> JsonDict:
+def quota_view_to_dict(view: QuotaView) -> JsonDict:
     """`minga quota show`: per-model rows, per-institution shares now, the GPUs they split,
     the entitlement floor in effect and (with --tree) the account tree."""
     return {
-        "rows": [quota_to_dict(r) for r in resp.rows],
-        "institutions": [institution_quota_to_dict(i) for i in resp.institutions],
-        "capacity": resp.capacity,
-        "share_policy": resp.share_policy,
-        "base_grant": round(resp.base_grant, 4),
-        "base_grant_fraction": resp.base_grant_fraction,
-        "tree": [tree_node_to_dict(n) for n in resp.tree],
+        "rows": [quota_to_dict(r) for r in view.rows],
+        "institutions": [institution_quota_to_dict(i) for i in view.institutions],
+        "capacity": view.capacity,
+        "share_policy": view.floor.share_policy,
+        "base_grant": round(view.floor.base_grant, 4),
+        "base_grant_fraction": view.floor.base_grant_fraction,
+        "tree": [tree_node_to_dict(n) for n in view.tree],
     }
 
 
-def whoami_to_dict(me: admin_pb2.WhoAmIResponse) -> JsonDict:
-    return {"name": me.name, "role": role_name(me.role), "institution": me.institution or None}
+def whoami_to_dict(me: Principal) -> JsonDict:
+    return {"name": me.name, "role": me.role.value, "institution": me.institution or None}
 
 
 # -- printing -------------------------------------------------------------------
@@ -391,14 +379,14 @@ def users_table(items: Sequence[JsonDict]) -> None:
     )
 
 
-def token_to_dict(t: admin_pb2.TokenInfo) -> JsonDict:
+def token_to_dict(t: TokenInfo) -> JsonDict:
     """A credential as listed: never its secret or hash, only a short handle."""
     state = "revoked" if t.revoked else "used" if t.used_at else "live"
     return {
         "id": t.id,
         "owner": t.owner,
         "kind": t.kind,
-        "role": role_name(t.role),
+        "role": t.role.value,
         "institution": t.institution,
         "created_at": iso_time(t.created_at),
         "expires_at": iso_time(t.expires_at),
@@ -576,30 +564,23 @@ def print_json_line(data: Any) -> None:
     sys.stdout.flush()
 
 
-def project_to_dict(p: admin_pb2.Project) -> JsonDict:
+def project_to_dict(p: ProjectShare) -> JsonDict:
     return {"id": p.id, "institution": p.institution, "name": p.name, "weight": p.weight}
 
 
-def policy_to_dict(p: admin_pb2.Policy) -> JsonDict:
+def policy_to_dict(p: PartialSettings) -> JsonDict:
+    from minga.common.shares import OPTIONAL_SETTINGS
+
+    s = p.settings
     return {
-        "share_policy": p.share_policy,
-        "half_life_seconds": p.half_life_seconds,
-        "base_grant": p.base_grant,
-        "model_weights": {w.model: w.weight for w in p.model_weights},
-        "preemption_grace_seconds": p.preemption_grace_seconds,
-        "age_weight": p.age_weight,
+        "share_policy": s.policy,
+        "half_life_seconds": s.half_life_seconds,
+        "base_grant": s.base_grant,
+        "model_weights": dict(s.model_weights),
+        "preemption_grace_seconds": s.preemption_grace_seconds,
+        "age_weight": s.age_weight,
         # Issue 10; null from a broker that predates them.
-        **{
-            name: getattr(p, name) if p.HasField(name) else None
-            for name in (
-                "fair_share_preemption",
-                "preemption_threshold",
-                "preemption_cap",
-                "preemption_notice_seconds",
-                "base_grant_fraction",
-                "reservation_min_age_seconds",
-            )
-        },
+        **{name: getattr(s, name) if name in p.given else None for name in OPTIONAL_SETTINGS},
     }
 
 
@@ -682,7 +663,7 @@ def usage_table(by: str, lines: Sequence[JsonDict]) -> None:
     )
 
 
-def broker_status_to_dict(address: str, answer: admin_pb2.BrokerStatusResponse | None, error: str = "") -> JsonDict:
+def broker_status_to_dict(address: str, answer: LeadershipStatus | None, error: str = "") -> JsonDict:
     """One broker of a list: its role, or why it did not answer (role "unreachable")."""
     if answer is None:
         return {
@@ -722,7 +703,7 @@ def _broker_status(b: JsonDict) -> str:
     return f"leader: {_dash(b['leader_address'])}"
 
 
-def audit_to_dict(entry: admin_pb2.AuditEntry) -> JsonDict:
+def audit_to_dict(entry: AuditEntry) -> JsonDict:
     return {
         "at": iso_time(entry.at),
         "who": entry.who or None,

@@ -40,10 +40,9 @@ from minga.cli import config, errors
 from minga.cli.client import BrokerClient
 from minga.cli.lifecycle import stop_signals, this_python_first_on_path
 from minga.common import paths
-from minga.common.domain import MingaError
+from minga.common.domain import MingaError, Role
 from minga.common.pki import has_broker_pki, init_broker_pki
 from minga.scheduler.server import Broker, BrokerConfig, split_listen
-from minga.v1 import common_pb2
 
 # One institution per site, each in another country, as in the federation it models.
 INSTITUTIONS: tuple[tuple[str, str, str], ...] = (
@@ -260,7 +259,7 @@ class DevFederation:
             _ignore_exists(functools.partial(admin.add_institution, slug, name, country))
         token_file = self.dir / "researcher-token"
         try:
-            added = admin.add_user(RESEARCHER, INSTITUTIONS[0][0], common_pb2.ROLE_RESEARCHER)
+            added = admin.add_user(RESEARCHER, INSTITUTIONS[0][0], Role.RESEARCHER)
         except grpc.RpcError as err:
             if err.code() != grpc.StatusCode.ALREADY_EXISTS:
                 raise
@@ -317,8 +316,8 @@ class DevFederation:
         """Until every site is connected and reports its GPUs, so the sample job runs at once."""
         deadline = time.monotonic() + self.cfg.ready_timeout
         while True:
-            sites = {s.name: s for s in admin.list_sites()}
-            if all(n in sites and sites[n].connected and _gpus(sites[n]) >= self.cfg.gpus for n in names):
+            sites = {s.site.name: s.site for s in admin.list_sites()}
+            if all(n in sites and sites[n].connected and sites[n].inventory.total_gpus >= self.cfg.gpus for n in names):
                 return
             if time.monotonic() > deadline:
                 raise errors.CliError(
@@ -336,10 +335,6 @@ def _port_free(host: str, port: int) -> bool:
         except OSError:
             return False
     return True
-
-
-def _gpus(site: Any) -> int:
-    return sum(p.total for p in site.inventory.gpus)
 
 
 def _ignore_exists(call: Any) -> None:

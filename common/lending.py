@@ -81,6 +81,17 @@ class LendingPolicy:
         return self.no_env or bool(self.env_allow) or self.no_pip or bool(self.pip_allow)
 
 
+@dataclass(frozen=True, slots=True)
+class SiteLending:
+    """A site's policy as the admin sees it: its owner (whose jobs are no guests), the
+    policy (None: the site lends freely) and whether guests may start there now."""
+
+    site: str
+    institution: str
+    policy: LendingPolicy | None
+    open_now: bool
+
+
 # -- parsing and checking -----------------------------------------------------------------
 
 

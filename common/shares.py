@@ -1,5 +1,6 @@
 """The account tree's values and the admin's fair-share settings, as the policy reads
-them and the store loads and saves them: neutral, so the store never imports the policy."""
+them and the store loads and saves them: neutral, so the store never imports the policy.
+Also what the admin's changes to them answer (a weight, a guarantee, limits, some settings)."""
 
 from __future__ import annotations
 
@@ -39,6 +40,27 @@ class ShareSettings:
 
 
 @dataclass(frozen=True)
+class PartialSettings:
+    """Fair-share settings of which only those `given` (ShareSettings' field names) count:
+    `minga admin policy set` changes those alone. A broker answers with all of them, except
+    that one predating issue 10 leaves out its six (`OPTIONAL_SETTINGS`)."""
+
+    settings: ShareSettings
+    given: frozenset[str]
+
+
+# The settings issue 10 added: a Policy message may leave each one out (`optional` in admin.proto).
+OPTIONAL_SETTINGS = (
+    "fair_share_preemption",
+    "preemption_threshold",
+    "preemption_cap",
+    "preemption_notice_seconds",
+    "base_grant_fraction",
+    "reservation_min_age_seconds",
+)
+
+
+@dataclass(frozen=True)
 class InstitutionShare:
     """One institution as the policy sees it."""
 
@@ -56,6 +78,38 @@ class ProjectShare:
     id: str  # "<institution>/<name>"
     institution: str
     weight: float = 1.0
+
+    @property
+    def name(self) -> str:
+        return self.id.partition("/")[2]
+
+
+@dataclass(frozen=True)
+class NodeWeight:
+    """The weight of one node of the account tree (`minga admin weight set`)."""
+
+    kind: str  # "country", "institution" or "project"
+    id: str  # "CL", "uchile" or "uchile/default"
+    weight: float
+
+
+@dataclass(frozen=True)
+class Guarantee:
+    """GPUs of one model guaranteed to an institution (`minga admin guarantee set`); 0: none."""
+
+    institution: str
+    gpu_model: str
+    gpus: int
+
+
+@dataclass(frozen=True)
+class InstitutionLimits:
+    """An institution's borrowing and lending limits in GPUs; None: unlimited (Kueue's
+    borrowingLimit / lendingLimit left unset)."""
+
+    institution: str
+    borrowing_limit: int | None
+    lending_limit: int | None
 
 
 def model_weight(settings: ShareSettings, model: str) -> float:

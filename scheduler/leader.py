@@ -276,17 +276,6 @@ def read_leader(db: Database) -> LeaderRecord | None:
     return LeaderRecord(address=data["address"], since=float(data["since"]), broker_id=data["broker_id"])
 
 
-@dataclass(frozen=True)
-class LeadershipStatus:
-    """What `AdminService.BrokerStatus` tells about one broker."""
-
-    address: str  # this broker's advertised address
-    leading: bool
-    role: str  # a Role's value
-    leader_address: str  # as the store records it; "" if none yet
-    leading_since: float  # 0.0 if none yet
-
-
 # -- the election ---------------------------------------------------------------------
 
 

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from minga.common.domain import Job, JobState, Site
+from minga.common.quotas import Floor, InstitutionQuota, QuotaRow, QuotaView, TreeNode
 from minga.scheduler.policy import Snapshot
 from minga.scheduler.policy.entitlement import base_grant, build_tree, entitlements, institution_weights
 from minga.scheduler.policy.fairshare import institution_factors, project_factors, project_usage
@@ -18,77 +19,6 @@ from minga.scheduler.policy.guarantees import quota_rows as model_quota_rows
 from minga.scheduler.policy.share_now import ShareNow, snapshot_share_now
 
 ANY_MODEL = "any"
-
-
-@dataclass(frozen=True)
-class QuotaRow:
-    institution: str
-    country: str
-    gpu_model: str
-    owned: int = 0
-    in_use: int = 0
-    held: int = 0
-    pending: int = 0
-    weight: float = 0.0
-    entitlement_pct: float = 0.0
-    usage_pct: float = 0.0
-    fairshare: float = 0.0
-    guarantee: int = 0
-    borrowed: int = 0
-    lent: int = 0
-
-
-@dataclass(frozen=True)
-class TreeNode:
-    level: str
-    id: str
-    parent: str
-    weight: float
-    entitlement_pct: float
-    usage_pct: float
-    fairshare: float
-    fair_share_gpus: float = 0.0  # GPUs it is owed now (`share_now.py`); 0 without demand
-    held: int = 0  # GPUs its live runs hold
-    demand: int = 0  # held + GPUs its pending jobs ask for
-
-
-@dataclass(frozen=True)
-class InstitutionQuota:
-    """One institution now: its weight, entitlement, usage and factor, and in GPUs its
-    guarantee, what it holds, what it asks for (held + pending) and its fair share now."""
-
-    institution: str
-    country: str
-    weight: float = 0.0
-    entitlement_pct: float = 0.0
-    usage_pct: float = 0.0
-    fairshare: float = 0.0
-    guarantee: int = 0
-    held: int = 0
-    demand: int = 0
-    fair_share_gpus: float = 0.0
-
-
-@dataclass(frozen=True)
-class Floor:
-    """The entitlement floor in effect: the share policy, the base grant every institution
-    weighs at least (under `contribution`) and the fraction of the mean weight it keeps them at."""
-
-    share_policy: str
-    base_grant: float
-    base_grant_fraction: float
-
-
-@dataclass(frozen=True)
-class QuotaView:
-    """`minga quota show`: the per-model rows, one entry per institution, the account tree
-    (when asked for), the GPUs the fair shares split now, and the entitlement floor."""
-
-    rows: list[QuotaRow]
-    institutions: list[InstitutionQuota]
-    tree: list[TreeNode]
-    capacity: int
-    floor: Floor
 
 
 def quota_view(

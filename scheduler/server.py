@@ -22,6 +22,7 @@ import grpc
 
 from minga.common.clock import Clock, IdGenerator, RandomIds, SystemClock
 from minga.common.domain import InvalidArgument, Principal, Role, Unauthenticated
+from minga.common.leadership import LeadershipStatus
 from minga.common.paths import data_dir
 from minga.common.pki import SITE_CERT_DAYS, BrokerPki, has_broker_pki, load_broker_pki
 from minga.scheduler.api import audit
@@ -37,7 +38,6 @@ from minga.scheduler.enrollment import Enrollment, certificate_principal
 from minga.scheduler.leader import (
     Election,
     LeaderRecord,
-    LeadershipStatus,
     leader_fence,
     lock_for,
     read_leader,

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from minga.cli import reference, render
-from minga.v1 import admin_pb2
+from minga.common.quotas import Floor, InstitutionQuota, QuotaRow, QuotaView, TreeNode
 
 
 def test_docs_cli_md_is_generated_from_the_cli() -> None:
@@ -52,8 +52,12 @@ def test_the_reference_lists_flags_with_their_env_variables() -> None:
 
 def test_every_key_quota_show_emits_is_listed() -> None:
     view = render.quota_view_to_dict(
-        admin_pb2.ShowQuotasResponse(
-            rows=[admin_pb2.QuotaRow()], institutions=[admin_pb2.InstitutionQuota()], tree=[admin_pb2.TreeNode()]
+        QuotaView(
+            rows=[QuotaRow("", "", "")],
+            institutions=[InstitutionQuota("", "")],
+            tree=[TreeNode("", "", "", 0.0, 0.0, 0.0, 0.0)],
+            capacity=0,
+            floor=Floor("", 0.0, 0.0),
         )
     )
     line = next(x for x in reference.json_keys().splitlines() if x.startswith("| `quota show"))

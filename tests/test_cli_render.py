@@ -1,12 +1,17 @@
-"""Proto -> JSON dicts: stable snake_case keys, enum prefixes stripped, ISO times or null."""
+"""Proto messages and domain values -> JSON dicts: stable snake_case keys, enum prefixes
+stripped, ISO times or null."""
 
 from __future__ import annotations
 
 import json
 
 from minga.cli import render
+from minga.common.accounts import User
+from minga.common.domain import GpuPool, Inventory, Role, Site, SiteState
+from minga.common.quotas import QuotaRow
+from minga.common.site_view import SiteView
 from minga.common.wire.jobs import job_from_pb
-from minga.v1 import admin_pb2, common_pb2
+from minga.v1 import common_pb2
 
 JOB_KEYS = {
     "id",
@@ -114,26 +119,26 @@ def test_a_preempted_job_says_when_why_and_for_whom(capsys) -> None:  # type: ig
 
 
 def test_every_job_state_name_matches_design() -> None:
-    names = {render.job_state_name(v) for k, v in common_pb2.JobState.items() if not k.endswith("UNSPECIFIED")}
+    states = [v for k, v in common_pb2.JobState.items() if not k.endswith("UNSPECIFIED")]
+    names = {render.job_to_dict(job_from_pb(common_pb2.Job(state=v)))["state"] for v in states}
     assert names == {"PENDING", "LEASED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLING", "CANCELLED"}
 
 
 def test_site_and_quota_and_user() -> None:
-    site = admin_pb2.Site(
+    site = Site(
         name="uchile-dcc",
         institution="uchile",
         country="CL",
-        state=common_pb2.SITE_STATE_CORDONED,
+        state=SiteState.CORDONED,
         connected=True,
-        inventory=common_pb2.Inventory(gpus=[common_pb2.GpuPool(model="A100", memory_mb=40960, total=4, free=3)]),
-        gpus_in_use={"A100": 1},
+        inventory=Inventory(gpus=(GpuPool(model="A100", memory_mb=40960, total=4, free=3),)),
     )
-    data = render.site_to_dict(site)
+    data = render.site_to_dict(SiteView(site, gpus_in_use=(("A100", 1),)))
     assert data["state"] == "CORDONED"
     assert data["gpus"] == [
         {"model": "A100", "memory_mb": 40960, "total": 4, "in_use": 1, "free": 3, "largest_node": 0}
     ]
-    row = admin_pb2.QuotaRow(
+    row = QuotaRow(
         institution="uchile",
         country="CL",
         gpu_model="A100",
@@ -165,7 +170,7 @@ def test_site_and_quota_and_user() -> None:
         "borrowed": 0,
         "lent": 1,
     }
-    user = render.user_to_dict(admin_pb2.User(name="ana", institution="uchile", role=common_pb2.ROLE_RESEARCHER))
+    user = render.user_to_dict(User(name="ana", institution="uchile", role=Role.RESEARCHER, created_at=0.0))
     assert user == {"name": "ana", "institution": "uchile", "role": "researcher", "created_at": None}
 
 
@@ -175,7 +180,7 @@ def test_tables_fit_80_columns(capsys) -> None:  # type: ignore[no-untyped-def]
     ] * 3
     render.jobs_table(jobs, now=1_700_000_100.0)
     render.job_detail(jobs[0])
-    site = render.site_to_dict(admin_pb2.Site(name="a-very-long-site-name-indeed", institution="uchile", country="CL"))
+    site = render.site_to_dict(SiteView(Site(name="a-very-long-site-name-indeed", institution="uchile", country="CL")))
     render.sites_table([site])
     out = capsys.readouterr().out
     assert "j-123" in out and "RUNNING" in out

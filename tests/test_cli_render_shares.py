@@ -8,6 +8,9 @@ import json
 import pytest
 
 from minga.cli import render
+from minga.common.quotas import Floor, InstitutionQuota, QuotaRow, QuotaView, TreeNode
+from minga.common.shares import PartialSettings
+from minga.common.wire.shares import partial_settings_from_pb
 from minga.v1 import admin_pb2
 
 NEW_POLICY_KEYS = {
@@ -20,7 +23,8 @@ NEW_POLICY_KEYS = {
 }
 
 
-def _policy(**overrides: object) -> admin_pb2.Policy:
+def _policy(**overrides: object) -> PartialSettings:
+    """The policy a broker answers, read as the client reads it."""
     fields: dict[str, object] = dict(
         share_policy="contribution",
         half_life_seconds=7 * 86400,
@@ -35,7 +39,12 @@ def _policy(**overrides: object) -> admin_pb2.Policy:
         reservation_min_age_seconds=600,
     )
     fields.update(overrides)
-    return admin_pb2.Policy(**fields)  # type: ignore[arg-type]
+    return partial_settings_from_pb(admin_pb2.Policy(**fields))  # type: ignore[arg-type]
+
+
+def _older_broker_policy() -> PartialSettings:
+    """A broker that predates issue 10's settings leaves them out."""
+    return partial_settings_from_pb(admin_pb2.Policy(share_policy="static"))
 
 
 def test_policy_to_dict_has_the_new_keys() -> None:
@@ -52,7 +61,7 @@ def test_policy_to_dict_has_the_new_keys() -> None:
 
 
 def test_policy_from_an_older_broker_says_null_not_a_false_default() -> None:
-    data = render.policy_to_dict(admin_pb2.Policy(share_policy="static"))
+    data = render.policy_to_dict(_older_broker_policy())
     assert all(data[k] is None for k in NEW_POLICY_KEYS)
 
 
@@ -70,17 +79,15 @@ def test_policy_table_says_each_setting_in_words(capsys: pytest.CaptureFixture[s
     assert "0.25 (contribution: at least 25% of the mean weight)" in lines["entitlement floor"]
     assert "10m (gangs waiting this long reserve first)" in lines["reservation min age"]
     assert all(len(line) <= 80 for line in lines.values())
-    render.policy_table(render.policy_to_dict(admin_pb2.Policy(share_policy="static")))
+    render.policy_table(render.policy_to_dict(_older_broker_policy()))
     old = _lines(capsys)
     assert old["fair-share preemption"].split()[-1] == "-" and old["preemption cap"].split()[-1] == "-"
     assert old["reservation min age"].split()[-1] == "-"
 
 
-def _view(
-    share_policy: str = "contribution", fraction: float = 0.25, tree: bool = False
-) -> admin_pb2.ShowQuotasResponse:
+def _view(share_policy: str = "contribution", fraction: float = 0.25, tree: bool = False) -> QuotaView:
     institutions = [
-        admin_pb2.InstitutionQuota(
+        InstitutionQuota(
             institution="uchile",
             country="CL",
             weight=1234.5,
@@ -92,7 +99,7 @@ def _view(
             demand=20,
             fair_share_gpus=6.0,
         ),
-        admin_pb2.InstitutionQuota(
+        InstitutionQuota(
             institution="universidad-de-buenos-aires",
             country="AR",
             weight=411.5,
@@ -102,7 +109,7 @@ def _view(
         ),
     ]
     rows = [
-        admin_pb2.QuotaRow(
+        QuotaRow(
             institution="uchile",
             country="CL",
             gpu_model="A100",
@@ -113,25 +120,32 @@ def _view(
             guarantee=12,
             weight=1234.5,
         ),
-        admin_pb2.QuotaRow(institution="universidad-de-buenos-aires", country="AR", gpu_model="any", pending=9),
+        QuotaRow(institution="universidad-de-buenos-aires", country="AR", gpu_model="any", pending=9),
     ]
     nodes = (
         [
-            admin_pb2.TreeNode(
-                level="country", id="AR", weight=411.5, entitlement_pct=40.0, held=0, demand=9, fair_share_gpus=10 / 3
+            TreeNode(
+                level="country",
+                id="AR",
+                parent="",
+                weight=411.5,
+                entitlement_pct=40.0,
+                usage_pct=0.0,
+                fairshare=0.0,
+                held=0,
+                demand=9,
+                fair_share_gpus=10 / 3,
             )
         ]
         if tree
         else []
     )
-    return admin_pb2.ShowQuotasResponse(
+    return QuotaView(
         rows=rows,
         institutions=institutions,
         tree=nodes,
         capacity=16,
-        share_policy=share_policy,
-        base_grant=411.5,
-        base_grant_fraction=fraction,
+        floor=Floor(share_policy=share_policy, base_grant=411.5, base_grant_fraction=fraction),
     )
 
 
@@ -202,7 +216,7 @@ def test_quota_footer_names_the_floor(policy: str, fraction: float, says: str) -
 
 
 def test_quota_table_without_institutions(capsys: pytest.CaptureFixture[str]) -> None:
-    render.quotas_table(render.quota_view_to_dict(admin_pb2.ShowQuotasResponse()))
+    render.quotas_table(render.quota_view_to_dict(QuotaView([], [], [], 0, Floor("", 0.0, 0.0))))
     assert capsys.readouterr().out == "no quotas yet: no institution has GPUs or jobs\n"
 
 

@@ -13,8 +13,15 @@ from collections.abc import Callable
 import pytest
 
 from minga.cli import render
+from minga.common.accounts import Institution, TokenInfo, User
+from minga.common.audit import AuditEntry
+from minga.common.domain import GpuPool, Inventory, Role, Site, SiteState
+from minga.common.leadership import LeadershipStatus
+from minga.common.quotas import Floor, InstitutionQuota, QuotaRow, QuotaView, TreeNode
+from minga.common.shares import OPTIONAL_SETTINGS, PartialSettings, ProjectShare, ShareSettings
+from minga.common.site_view import SiteView
 from minga.common.wire.jobs import job_from_pb
-from minga.v1 import admin_pb2, common_pb2
+from minga.v1 import common_pb2
 
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 LONG_REASON = (
@@ -82,7 +89,7 @@ def test_job_list_shows_the_site_of_a_running_job(capsys: pytest.CaptureFixture[
 def test_institutions(capsys: pytest.CaptureFixture[str]) -> None:
     items = [
         render.institution_to_dict(
-            admin_pb2.Institution(
+            Institution(
                 slug="unicamp",
                 name="Universidade Estadual de Campinas, Instituto de Computação",
                 country="BR",
@@ -97,10 +104,10 @@ def test_institutions(capsys: pytest.CaptureFixture[str]) -> None:
 def test_users(capsys: pytest.CaptureFixture[str]) -> None:
     items = [
         render.user_to_dict(
-            admin_pb2.User(
+            User(
                 name="maria-jose-fernandez",
                 institution="universidad-de-chile",
-                role=common_pb2.ROLE_INSTITUTION_ADMIN,
+                role=Role.INSTITUTION_ADMIN,
                 created_at=T0,
             )
         )
@@ -112,14 +119,16 @@ def test_users(capsys: pytest.CaptureFixture[str]) -> None:
 def test_tokens(capsys: pytest.CaptureFixture[str]) -> None:
     items = [
         render.token_to_dict(
-            admin_pb2.TokenInfo(
+            TokenInfo(
                 id="3f9a0c1d2e4b",
                 owner="maria-jose-fernandez",
                 kind="user",
-                role=common_pb2.ROLE_INSTITUTION_ADMIN,
+                role=Role.INSTITUTION_ADMIN,
                 institution="universidad-de-chile",
                 created_at=T0,
                 expires_at=T0 + 90 * 86400,
+                revoked=False,
+                used_at=0.0,
                 last_used_at=T0 + 60,
             )
         )
@@ -129,27 +138,25 @@ def test_tokens(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_sites(capsys: pytest.CaptureFixture[str]) -> None:
-    site = admin_pb2.Site(
-        name="uchile-dcc-cluster-2",
-        institution="universidad-de-chile",
-        country="CL",
-        state=common_pb2.SITE_STATE_CORDONED,
-        connected=True,
-        state_reason="cordoned by admin: scheduled maintenance of the cooling, back Monday",
+    site = SiteView(
+        Site(
+            name="uchile-dcc-cluster-2",
+            institution="universidad-de-chile",
+            country="CL",
+            state=SiteState.CORDONED,
+            connected=True,
+            inventory=Inventory(gpus=(GpuPool(model="H100", total=8, free=2), GpuPool(model="A100", total=4, free=4))),
+            state_reason="cordoned by admin: scheduled maintenance of the cooling, back Monday",
+        ),
+        gpus_in_use=(("H100", 6),),
     )
-    site.inventory.gpus.add(model="H100", total=8, free=2)
-    site.inventory.gpus.add(model="A100", total=4, free=4)
-    site.gpus_in_use["H100"] = 6
     body = _one_line_per_row(_render(capsys, lambda: render.sites_table([render.site_to_dict(site)])), 1, "NAME")
     _shows_whole(body[0], "CL", "H100 6/8,", "A100 0/4", "yes")
     assert "CORDONED" in body[0]
 
 
 def _quota_view() -> render.JsonDict:
-    view = admin_pb2.ShowQuotasResponse(
-        capacity=1234, share_policy="contribution", base_grant=1234.5, base_grant_fraction=0.25
-    )
-    view.institutions.add(
+    institution = InstitutionQuota(
         institution="universidad-de-chile",
         country="CL",
         weight=1234.5,
@@ -161,7 +168,7 @@ def _quota_view() -> render.JsonDict:
         demand=2048,
         fair_share_gpus=411.33,
     )
-    view.rows.add(
+    row = QuotaRow(
         institution="universidad-de-chile",
         country="CL",
         gpu_model="A100-SXM4-80GB",
@@ -173,7 +180,7 @@ def _quota_view() -> render.JsonDict:
         borrowed=512,
         lent=256,
     )
-    view.tree.add(
+    node = TreeNode(
         level="project",
         id="universidad-de-chile/nlp-latam",
         parent="universidad-de-chile",
@@ -185,7 +192,8 @@ def _quota_view() -> render.JsonDict:
         demand=2048,
         fair_share_gpus=411.33,
     )
-    return render.quota_view_to_dict(view)
+    floor = Floor(share_policy="contribution", base_grant=1234.5, base_grant_fraction=0.25)
+    return render.quota_view_to_dict(QuotaView([row], [institution], [node], capacity=1234, floor=floor))
 
 
 def test_quota_show(capsys: pytest.CaptureFixture[str]) -> None:
@@ -206,9 +214,7 @@ def test_quota_tree(capsys: pytest.CaptureFixture[str]) -> None:
 def test_projects(capsys: pytest.CaptureFixture[str]) -> None:
     items = [
         render.project_to_dict(
-            admin_pb2.Project(
-                id="universidad-de-chile/nlp-latam-gpt", institution="universidad-de-chile", name="nlp", weight=3
-            )
+            ProjectShare(id="universidad-de-chile/nlp-latam-gpt", institution="universidad-de-chile", weight=3)
         )
     ]
     (row,) = _one_line_per_row(_render(capsys, lambda: render.projects_table(items)), 1, "PROJECT")
@@ -216,11 +222,13 @@ def test_projects(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_policy(capsys: pytest.CaptureFixture[str]) -> None:
-    policy = admin_pb2.Policy(
-        share_policy="contribution",
+    models = ("H100-SXM5-80GB", "A100-SXM4-80GB", "A100-PCIE-40GB", "L40S", "RTX-A6000", "T4", "V100-32GB")
+    settings = ShareSettings(
+        policy="contribution",
         half_life_seconds=7 * 86400,
         base_grant=1.0,
         preemption_grace_seconds=600,
+        model_weights=tuple((model, 1.5) for model in models),
         fair_share_preemption=True,
         preemption_threshold=0.1,
         preemption_cap=0.25,
@@ -228,8 +236,7 @@ def test_policy(capsys: pytest.CaptureFixture[str]) -> None:
         base_grant_fraction=0.25,
         reservation_min_age_seconds=600,
     )
-    for model in ("H100-SXM5-80GB", "A100-SXM4-80GB", "A100-PCIE-40GB", "L40S", "RTX-A6000", "T4", "V100-32GB"):
-        policy.model_weights.add(model=model, weight=1.5)
+    policy = PartialSettings(settings, frozenset(OPTIONAL_SETTINGS))
     lines = _render(capsys, lambda: render.policy_table(render.policy_to_dict(policy)))
     words = {w for line in lines for w in line.split()}
     assert {"H100-SXM5-80GB=1.5,", "V100-32GB=1.5", "(only", "SIGKILL)"} <= words
@@ -252,8 +259,12 @@ def test_usage(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_brokers(capsys: pytest.CaptureFixture[str]) -> None:
-    answer = admin_pb2.BrokerStatusResponse(
-        role="leader", leading=True, leader_address="broker-1.minga.example:50051", leading_since=T0
+    answer = LeadershipStatus(
+        address="broker-1.minga.example:50051",
+        role="leader",
+        leading=True,
+        leader_address="broker-1.minga.example:50051",
+        leading_since=T0,
     )
     items = [
         render.broker_status_to_dict("broker-1.minga.example:50051", answer),
@@ -273,7 +284,7 @@ def test_brokers(capsys: pytest.CaptureFixture[str]) -> None:
 def test_admin_audit(capsys: pytest.CaptureFixture[str]) -> None:
     entries = [
         render.audit_to_dict(
-            admin_pb2.AuditEntry(
+            AuditEntry(
                 at=T0 + 0.25,
                 who="maria-jose-fernandez",
                 role="institution-admin",

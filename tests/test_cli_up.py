@@ -117,7 +117,7 @@ def test_up_runs_the_sample_job_stops_everything_and_reruns(tmp_path: Path, monk
         assert listed.returncode == 0, listed.stderr
         assert len(json.loads(listed.stdout)) == 2
         with BrokerClient(second.broker, second.token, Path(second.ca_file).read_bytes()) as client:
-            assert [s.name for s in client.list_sites()] == ["uchile-local"]  # the site re-used its credential
+            assert [s.site.name for s in client.list_sites()] == ["uchile-local"]  # the site re-used its credential
     finally:
         again.stop()
 

@@ -23,6 +23,7 @@ from minga.common.domain import (
     SiteState,
 )
 from minga.common.site_messages import RunReport, StartRunCommand, StopRunCommand
+from minga.common.site_view import SiteView
 from minga.common.wire import enums, jobs, runs, sites
 from minga.v1 import common_pb2, site_pb2
 
@@ -211,7 +212,7 @@ def test_site_to_pb():
         inventory=inv,
         last_seen=5.0,
     )
-    pb = sites.site_to_pb(site, {"A100": 2})
+    pb = sites.site_view_to_pb(SiteView(site, (("A100", 2),)))
     assert (pb.name, pb.institution, pb.country, pb.connected, pb.last_seen) == (
         "uchile-dcc",
         "uchile",

@@ -45,7 +45,7 @@ def report(
     """GPU-hours consumed against GPU-hours contributed, raw and normalized by model weight."""
     seconds = flag_value("--since", parse_duration, since)
     with call.client() as c:
-        resp = c.usage_report(seconds, by.value)
+        usage = c.usage_report(seconds, by.value)
     lines = [
         {
             "key": line.key,
@@ -56,7 +56,7 @@ def report(
             "contributed_normalized": round(line.contributed_normalized, 3),
             "balance_normalized": round(line.contributed_normalized - line.consumed_normalized, 3),
         }
-        for line in resp.lines
+        for line in usage.lines
     ]
     if output is ReportOutput.csv:
         writer = csv.DictWriter(sys.stdout, fieldnames=COLUMNS, lineterminator="\n")
@@ -64,7 +64,12 @@ def report(
         writer.writerows(lines)
     elif output is ReportOutput.json:
         render.print_json(
-            {"since": render.iso_time(resp.since), "until": render.iso_time(resp.until), "by": resp.by, "lines": lines}
+            {
+                "since": render.iso_time(usage.since),
+                "until": render.iso_time(usage.until),
+                "by": usage.by,
+                "lines": lines,
+            }
         )
     else:
         render.usage_table(by.value, lines)

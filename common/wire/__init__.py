@@ -2,6 +2,7 @@
 the broker's API, the agent and the CLI, so each mapping is written once.
 
 One module per message family (enums, jobs, sites, runs, the agent's stream, lending,
-shares); each function is `X_to_pb` or `X_from_pb`. A message the broker refuses raises
-InvalidArgument with the field named.
+shares, and the admin's answers: accounts, audit, leadership, quotas, usage); each function
+is `X_to_pb` or `X_from_pb`. A message the broker refuses raises InvalidArgument with the
+field named.
 """

@@ -81,6 +81,10 @@ def site_state_to_pb(state: SiteState) -> common_pb2.SiteState:
     return _SITE_STATES[state]
 
 
+def site_state_from_pb(value: int) -> SiteState:
+    return _from_pb(_SITE_STATES, value, "site state")
+
+
 def role_to_pb(role: Role) -> common_pb2.Role:
     return _ROLES[role]
 
@@ -89,4 +93,9 @@ def role_from_pb(value: int) -> Role | None:
     """A role as a request gives it: UNSPECIFIED is none (the default applies)."""
     if value == common_pb2.ROLE_UNSPECIFIED:
         return None
+    return known_role_from_pb(value)
+
+
+def known_role_from_pb(value: int) -> Role:
+    """The role of a user, a token or a caller: always one, so UNSPECIFIED is refused too."""
     return _from_pb(_ROLES, value, "role")

@@ -7,7 +7,7 @@ parsed here so that a bad one is refused with the window named.
 from __future__ import annotations
 
 from minga.common.domain import InvalidArgument
-from minga.common.lending import LendingPolicy, Window, parse_window
+from minga.common.lending import LendingPolicy, SiteLending, Window, parse_window
 from minga.v1 import admin_pb2
 
 
@@ -51,4 +51,24 @@ def policy_to_pb(p: LendingPolicy) -> admin_pb2.LendingPolicy:
         env_allow=p.env_allow,
         no_pip=p.no_pip,
         pip_allow=p.pip_allow,
+    )
+
+
+def site_lending_to_pb(s: SiteLending) -> admin_pb2.LendingPolicyResponse:
+    """A site without a policy answers `has_policy` false and an empty one."""
+    return admin_pb2.LendingPolicyResponse(
+        site=s.site,
+        institution=s.institution,
+        has_policy=s.policy is not None,
+        policy=policy_to_pb(s.policy or LendingPolicy()),
+        open_now=s.open_now,
+    )
+
+
+def site_lending_from_pb(pb: admin_pb2.LendingPolicyResponse) -> SiteLending:
+    return SiteLending(
+        site=pb.site,
+        institution=pb.institution,
+        policy=policy_from_pb(pb.policy) if pb.has_policy else None,
+        open_now=pb.open_now,
     )

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 from minga.common.domain import GpuPool, Inventory, Site
-from minga.common.wire.enums import site_state_to_pb
+from minga.common.site_view import SiteView
+from minga.common.wire.enums import site_state_from_pb, site_state_to_pb
 from minga.v1 import admin_pb2, common_pb2
 
 
@@ -35,7 +34,8 @@ def inventory_to_pb(inv: Inventory) -> common_pb2.Inventory:
     )
 
 
-def site_to_pb(site: Site, gpus_in_use: Mapping[str, int]) -> admin_pb2.Site:
+def site_view_to_pb(view: SiteView) -> admin_pb2.Site:
+    site = view.site
     return admin_pb2.Site(
         name=site.name,
         institution=site.institution,
@@ -44,7 +44,25 @@ def site_to_pb(site: Site, gpus_in_use: Mapping[str, int]) -> admin_pb2.Site:
         connected=site.connected,
         inventory=inventory_to_pb(site.inventory),
         last_seen=site.last_seen,
-        gpus_in_use=gpus_in_use,
+        gpus_in_use=dict(view.gpus_in_use),
         labels=dict(site.labels),
         state_reason=site.state_reason,
     )
+
+
+def site_view_from_pb(pb: admin_pb2.Site) -> SiteView:
+    """Labels and GPUs in use sorted by key, as the broker keeps them. A site's own health
+    and whether its agent ever reported are not on the wire (its effective state and the
+    reason for it tell the admin): they read as `Site`'s defaults."""
+    site = Site(
+        name=pb.name,
+        institution=pb.institution,
+        country=pb.country,
+        state=site_state_from_pb(pb.state),
+        connected=pb.connected,
+        inventory=inventory_from_pb(pb.inventory),
+        last_seen=pb.last_seen,
+        labels=tuple(sorted(pb.labels.items())),
+        state_reason=pb.state_reason,
+    )
+    return SiteView(site, tuple(sorted(pb.gpus_in_use.items())))

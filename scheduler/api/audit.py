@@ -14,8 +14,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from minga.common.audit import AuditEntry
 from minga.common.domain import Job, Principal
-from minga.scheduler.store.audit import AuditEntry
 
 Target = Callable[[Any, Any], str]
 SUBMIT_JOB = "/minga.v1.JobService/SubmitJob"

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
+from minga.common.accounts import Institution, TokenInfo, User
+from minga.common.audit import AuditEntry
 from minga.common.domain import InvalidArgument, Principal, Role, Site, SiteState
+from minga.common.quotas import QuotaView
+from minga.common.site_view import SiteView
 from minga.scheduler.auth import DEFAULT_USER_TTL, MAX_USER_TTL, new_token
 from minga.scheduler.core import Core
-from minga.scheduler.quota import QuotaView, quota_view
+from minga.scheduler.quota import quota_view
 from minga.scheduler.service.access import institution_scope, token_scope
-from minga.scheduler.store.accounts import Institution, TokenInfo, User
-from minga.scheduler.store.audit import AuditEntry
 from minga.scheduler.validation import check_country, check_slug, check_weight
 
 DEFAULT_JOIN_TTL = 24 * 3600
@@ -80,20 +83,24 @@ def create_site_token(core: Core, institution: str, site: str, ttl_seconds: int,
     return token, now + ttl
 
 
-def list_sites(core: Core) -> list[tuple[Site, dict[str, int]]]:
+def _view(site: Site, in_use: Mapping[str, int]) -> SiteView:
+    return SiteView(site, tuple(sorted(in_use.items())))
+
+
+def list_sites(core: Core) -> list[SiteView]:
     in_use = core.store.sites.gpus_in_use()
-    return [(s, in_use.get(s.name, {})) for s in core.store.sites.list()]
+    return [_view(s, in_use.get(s.name, {})) for s in core.store.sites.list()]
 
 
-def set_admin_state(core: Core, site: str, state: SiteState | None) -> tuple[Site, dict[str, int]]:
+def set_admin_state(core: Core, site: str, state: SiteState | None) -> SiteView:
     """Cordoned and draining sites keep their runs but take no new ones; None lifts either.
     (Draining is a cordon the admin watches until the site's runs are gone.)"""
     updated = core.store.sites.set_admin_state(site, state)
     core.cycle.trigger()
-    return updated, core.store.sites.gpus_in_use().get(site, {})
+    return _view(updated, core.store.sites.gpus_in_use().get(site, {}))
 
 
-def set_site_labels(core: Core, site: str, labels: dict[str, str]) -> tuple[Site, dict[str, int]]:
+def set_site_labels(core: Core, site: str, labels: dict[str, str]) -> SiteView:
     """Labels are what jobs' --label constraints match (like Slurm node features)."""
     if len(labels) > 32:
         raise InvalidArgument("a site may carry at most 32 labels")
@@ -102,7 +109,7 @@ def set_site_labels(core: Core, site: str, labels: dict[str, str]) -> tuple[Site
             raise InvalidArgument(f"label {key!r}: keys are 1-63 characters, values up to 63")
     updated = core.store.sites.set_labels(site, labels)
     core.cycle.trigger()
-    return updated, core.store.sites.gpus_in_use().get(site, {})
+    return _view(updated, core.store.sites.gpus_in_use().get(site, {}))
 
 
 def show_quotas(core: Core, tree: bool) -> QuotaView:

@@ -7,21 +7,9 @@ site whose window is now closed are preempted at once, not at the next tick.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from minga.common.domain import InvalidArgument, Principal
-from minga.common.lending import LendingPolicy, check_policy, lending_open
+from minga.common.lending import LendingPolicy, SiteLending, check_policy, lending_open
 from minga.scheduler.core import Core
-
-
-@dataclass(frozen=True)
-class SiteLending:
-    """A site's policy as the admin sees it."""
-
-    site: str
-    institution: str
-    policy: LendingPolicy | None
-    open_now: bool
 
 
 def set_lending_policy(core: Core, caller: Principal, site: str, policy: LendingPolicy | None) -> SiteLending:

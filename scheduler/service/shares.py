@@ -7,10 +7,11 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from minga.common.domain import InvalidArgument
+from minga.common.usage import UsageReport
 from minga.scheduler.core import Core
 from minga.scheduler.policy import ProjectShare, ShareSettings, Snapshot
 from minga.scheduler.policy.guarantees import guarantees
-from minga.scheduler.store.reports import GROUPINGS, UsageLine
+from minga.scheduler.store.reports import GROUPINGS
 from minga.scheduler.validation import check_country, check_slug, check_weight
 
 SHARE_POLICIES = ("contribution", "static")
@@ -141,11 +142,13 @@ def set_limits(core: Core, institution: str, borrowing: int, lending: int) -> tu
     return limits
 
 
-def usage_report(core: Core, since_seconds: float, by: str) -> tuple[float, float, list[UsageLine]]:
-    """(window start, window end, lines) of the reciprocity report."""
+def usage_report(core: Core, since_seconds: float, by: str) -> UsageReport:
+    """The reciprocity report over the last `since_seconds`, one line per country,
+    institution or project (`by`)."""
     if by not in GROUPINGS:
         raise InvalidArgument(f"by must be one of {', '.join(GROUPINGS)}")
     if not 0 < since_seconds <= 10 * 365 * 86400:
         raise InvalidArgument("since must be a positive duration of at most 10 years")
     until = core.clock.now()
-    return until - since_seconds, until, core.store.reports.usage(until - since_seconds, until, by)
+    lines = core.store.reports.usage(until - since_seconds, until, by)
+    return UsageReport(until - since_seconds, until, by, tuple(lines))

@@ -14,6 +14,7 @@ from sqlalchemy import not_
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from minga.common.accounts import Institution, TokenInfo, User
 from minga.common.domain import AlreadyExists, FailedPrecondition, NotFound, Principal, Role, Unauthenticated
 from minga.scheduler.auth import KEYED_PREFIX, TokenHasher, legacy_hash, same_hash
 from minga.scheduler.store.base import Database
@@ -32,38 +33,6 @@ from minga.scheduler.store.shares import ensure_default_project
 KEY_FINGERPRINT = "token_key_fingerprint"
 LAST_USED_RESOLUTION = 3600.0  # seconds: how stale a token's "last used" may be
 TOKENS_TTL = 2.0  # seconds a token revoked through another broker on the same store may still work here
-
-
-@dataclass(frozen=True)
-class Institution:
-    slug: str
-    name: str
-    country: str
-    weight: float = 1.0
-
-
-@dataclass(frozen=True)
-class User:
-    name: str
-    institution: str
-    role: Role
-    created_at: float
-
-
-@dataclass(frozen=True)
-class TokenInfo:
-    """What may be shown of a credential: never its secret, nor its hash."""
-
-    id: str  # a short handle: the start of the keyed hash's hex
-    owner: str
-    kind: str
-    role: Role
-    institution: str
-    created_at: float
-    expires_at: float  # 0: never
-    revoked: bool
-    used_at: float  # join tokens: when redeemed
-    last_used_at: float  # to within LAST_USED_RESOLUTION; 0: never
 
 
 @dataclass(frozen=True)

@@ -4,30 +4,18 @@ scheduling cycle for every preemption it commits (`SCHEDULER`, in the same trans
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import dataclass
 from typing import TypedDict
 
 from sqlalchemy import and_, or_
 from sqlmodel import Session, col, select
 
+from minga.common.audit import AuditEntry
 from minga.scheduler.store.base import Database
 from minga.scheduler.store.models import AuditRow
 
 MAX_DETAIL = 500
 SCHEDULER = "scheduler"  # `who` of the lines the scheduling cycle writes ...
 SCHEDULER_ROLE = "broker"  # ... and their role: no user or site has it
-
-
-@dataclass(frozen=True)
-class AuditEntry:
-    at: float
-    who: str
-    role: str
-    method: str
-    target: str
-    peer: str
-    outcome: str
-    detail: str = ""
 
 
 class AuditRepo:

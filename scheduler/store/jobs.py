@@ -10,9 +10,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.schema import ColumnDefault
 from sqlmodel import Session, col, select
 
+from minga.common.audit import AuditEntry
 from minga.common.domain import TERMINAL_JOB_STATES, Job, JobState, NotFound
 from minga.common.states import transition
-from minga.scheduler.store.audit import AuditColumns, AuditEntry, add_entry, audit_values
+from minga.scheduler.store.audit import AuditColumns, add_entry, audit_values
 from minga.scheduler.store.base import Database, StoreUnavailable, job_from_row
 from minga.scheduler.store.changes import note_jobs
 from minga.scheduler.store.group_commit import GroupCommit

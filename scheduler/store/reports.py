@@ -7,26 +7,17 @@ fixed capacity, so each contributes its overlap with the window.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import replace
 
 from sqlmodel import col, or_, select
 
 from minga.common.shares import model_weight
+from minga.common.usage import UsageLine
 from minga.scheduler.store.base import Database
 from minga.scheduler.store.models import InstitutionRow, RunRow, SiteUptimeRow
 from minga.scheduler.store.shares import read_settings
 
 GROUPINGS = ("country", "institution", "project")
-
-
-@dataclass
-class UsageLine:
-    key: str
-    country: str = ""
-    consumed_gpu_hours: float = 0.0
-    consumed_normalized: float = 0.0
-    contributed_gpu_hours: float = 0.0
-    contributed_normalized: float = 0.0
 
 
 def _overlap(start: float, end: float, lo: float, hi: float) -> float:
@@ -44,9 +35,11 @@ class ReportsRepo:
             settings = read_settings(s)
             country_of = {r.slug: r.country for r in s.exec(select(InstitutionRow)).all()}
 
-            def line(institution: str, project: str = "") -> UsageLine:
+            def add(institution: str, project: str = "", **hours: float) -> None:
+                """Adds `hours` (UsageLine's fields) to the line `institution` or `project` counts in."""
                 key = {"country": country_of.get(institution, ""), "institution": institution, "project": project}[by]
-                return lines.setdefault(key, UsageLine(key, country_of.get(institution, "")))
+                entry = lines.get(key) or UsageLine(key, country_of.get(institution, ""))
+                lines[key] = replace(entry, **{name: getattr(entry, name) + h for name, h in hours.items()})
 
             runs = s.exec(
                 select(RunRow).where(
@@ -58,9 +51,12 @@ class ReportsRepo:
             for run in runs:
                 seconds = _overlap(run.running_since, run.ended_at or until, since, until)
                 if seconds and run.gpus:
-                    entry = line(run.institution, run.project)
-                    entry.consumed_gpu_hours += run.gpus * seconds / 3600
-                    entry.consumed_normalized += run.gpus * model_weight(settings, run.gpu_model) * seconds / 3600
+                    add(
+                        run.institution,
+                        run.project,
+                        consumed_gpu_hours=run.gpus * seconds / 3600,
+                        consumed_normalized=run.gpus * model_weight(settings, run.gpu_model) * seconds / 3600,
+                    )
             if by != "project":
                 segments = s.exec(
                     select(SiteUptimeRow)
@@ -69,7 +65,9 @@ class ReportsRepo:
                 ).all()
                 for seg in segments:
                     hours = _overlap(seg.start, seg.end, since, until) / 3600
-                    entry = line(seg.institution)
-                    entry.contributed_gpu_hours += seg.gpus * hours
-                    entry.contributed_normalized += seg.normalized_gpus * hours
+                    add(
+                        seg.institution,
+                        contributed_gpu_hours=seg.gpus * hours,
+                        contributed_normalized=seg.normalized_gpus * hours,
+                    )
         return sorted(lines.values(), key=lambda entry: entry.key)

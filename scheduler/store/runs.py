@@ -15,13 +15,14 @@ from dataclasses import replace
 from sqlalchemy import bindparam, func, text, update
 from sqlmodel import Session, col, select
 
+from minga.common.audit import AuditEntry
 from minga.common.domain import LIVE_JOB_STATES, Job, JobState, RunState, SiteState
 from minga.common.shares import ShareSettings
 from minga.common.site_messages import Command, RunReport, StartRunCommand, StopRunCommand
 from minga.common.snapshot import Decisions, Placement, Preemption, Snapshot
 from minga.scheduler.accounting import ChargeBatch
 from minga.scheduler.lifecycle import after_report, lease, preempt, unknown_run, unlisted_at_hello
-from minga.scheduler.store.audit import SCHEDULER, SCHEDULER_ROLE, AuditEntry, add_entry
+from minga.scheduler.store.audit import SCHEDULER, SCHEDULER_ROLE, add_entry
 from minga.scheduler.store.base import Database, StoreUnavailable, job_from_row, run_from_row, site_from_row
 from minga.scheduler.store.changes import Changes, note
 from minga.scheduler.store.json_columns import inventory_from_json, spec_from_json, with_secrets

@@ -12,8 +12,18 @@ from minga.cli.options import with_call
 app = typer.Typer(help="Borrowing and lending limits (GPUs).", no_args_is_help=True)
 
 
-def _limit(gpus: int) -> str:
-    return "unlimited" if gpus < 0 else str(gpus)
+def _limit(gpus: int | None) -> str:
+    return "unlimited" if gpus is None else str(gpus)
+
+
+def _flag_limit(gpus: int) -> int | None:
+    """--borrow/--lend -1: unlimited (None)."""
+    return None if gpus < 0 else gpus
+
+
+def _json_limit(gpus: int | None) -> int:
+    """-1 in JSON: unlimited, as the flags say it."""
+    return -1 if gpus is None else gpus
 
 
 @app.command("set")
@@ -28,8 +38,12 @@ def set_limits(
 ) -> None:
     """Set an institution's borrowing and lending limits (Kueue's borrowingLimit / lendingLimit)."""
     with call.client() as c:
-        r = c.set_limits(institution, borrow, lend)
-    data = {"institution": r.institution, "borrowing_limit": r.borrowing_limit, "lending_limit": r.lending_limit}
+        r = c.set_limits(institution, _flag_limit(borrow), _flag_limit(lend))
+    data = {
+        "institution": r.institution,
+        "borrowing_limit": _json_limit(r.borrowing_limit),
+        "lending_limit": _json_limit(r.lending_limit),
+    }
     call.show(
         data,
         lambda: typer.echo(f"{r.institution}: borrow {_limit(r.borrowing_limit)}, lend {_limit(r.lending_limit)}"),

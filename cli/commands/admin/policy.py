@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 import math
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -13,9 +13,6 @@ from minga.cli import render
 from minga.cli.call import Call
 from minga.cli.options import with_call
 from minga.cli.parsing import flag_value, parse_duration
-
-if TYPE_CHECKING:
-    from minga.v1 import admin_pb2
 
 app = typer.Typer(
     help="The fair-share policy: share policy, half-life, base grant and its floor, "
@@ -29,8 +26,12 @@ class SharePolicy(enum.StrEnum):
     static = "static"
 
 
-def _seconds(flag: str, value: str | None) -> float:
-    return 0.0 if value is None else float(flag_value(flag, parse_duration, value))
+def _seconds(flag: str, value: str) -> float:
+    return float(flag_value(flag, parse_duration, value))
+
+
+def _duration(flag: str, value: str | None) -> float | None:
+    return None if value is None else _seconds(flag, value)
 
 
 def _fraction(flag: str, value: float | None, ok: Callable[[float], bool], must: str) -> float | None:
@@ -59,9 +60,7 @@ def _min_age(value: str | None) -> float | None:
     return seconds
 
 
-def _model_weights(values: list[str]) -> list[admin_pb2.ModelWeight]:
-    from minga.v1 import admin_pb2
-
+def _model_weights(values: list[str]) -> tuple[tuple[str, float], ...]:
     out = []
     for item in values:
         model, sep, weight = item.partition("=")
@@ -73,8 +72,8 @@ def _model_weights(values: list[str]) -> list[admin_pb2.ModelWeight]:
             raise typer.BadParameter(
                 f"{item!r} must look like MODEL=WEIGHT, e.g. H100=1.0", param_hint="--model-weight"
             )
-        out.append(admin_pb2.ModelWeight(model=model, weight=value))
-    return out
+        out.append((model, value))
+    return tuple(out)
 
 
 @app.command("show")
@@ -163,25 +162,29 @@ def set_policy(
     ] = None,
 ) -> None:
     """Change the fair-share policy; what you do not name stays as it is."""
-    from minga.v1 import admin_pb2
+    from minga.common.shares import PartialSettings, ShareSettings
 
-    policy = admin_pb2.Policy(
-        share_policy=share_policy.value if share_policy else "",
-        half_life_seconds=_seconds("--half-life", half_life),
-        base_grant=base_grant or 0.0,
-        preemption_grace_seconds=_seconds("--preemption-grace", grace),
-        model_weights=_model_weights(model_weight or []),
-        fair_share_preemption=fair_share_preemption,
-        preemption_threshold=_fraction(
+    named: dict[str, Any] = {
+        "policy": share_policy.value if share_policy else None,
+        "half_life_seconds": _duration("--half-life", half_life),
+        "base_grant": base_grant,
+        "preemption_grace_seconds": _duration("--preemption-grace", grace),
+        "model_weights": _model_weights(model_weight) if model_weight else None,
+        "fair_share_preemption": fair_share_preemption,
+        "preemption_threshold": _fraction(
             "--preemption-threshold", threshold, lambda v: 0 <= v < 1, "at least 0 and below 1 (e.g. 0.1)"
         ),
-        preemption_cap=_fraction("--preemption-cap", cap, lambda v: 0 < v <= 1, "above 0 and at most 1 (e.g. 0.25)"),
-        preemption_notice_seconds=_notice(notice),
-        base_grant_fraction=_fraction(
+        "preemption_cap": _fraction("--preemption-cap", cap, lambda v: 0 < v <= 1, "above 0 and at most 1 (e.g. 0.25)"),
+        "preemption_notice_seconds": _notice(notice),
+        "base_grant_fraction": _fraction(
             "--base-grant-fraction", base_grant_fraction, lambda v: 0 <= v <= 0.9, "from 0 to 0.9 (e.g. 0.25)"
         ),
-        reservation_min_age_seconds=_min_age(min_age),
-    )
+        "reservation_min_age_seconds": _min_age(min_age),
+    }
+    # The flags given; the broker keeps every other setting (and, on the wire, one of the
+    # first six given as zero: --base-grant 0, --half-life 0s).
+    given = {name: value for name, value in named.items() if value is not None}
+    update = PartialSettings(ShareSettings(**given), frozenset(given))
     with call.client() as c:
-        result = render.policy_to_dict(c.set_policy(policy))
+        result = render.policy_to_dict(c.set_policy(update))
     call.show(result, lambda: render.policy_table(result))

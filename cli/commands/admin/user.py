@@ -52,16 +52,11 @@ def add(
 ) -> None:
     """Add a user and print their token. The token is shown only this once.
     An institution-admin may add researchers and institution-admins of its own institution."""
-    from minga.v1 import common_pb2
+    from minga.common.domain import Role
 
     ttl = _expires(expires)
-    roles = {
-        RoleChoice.researcher: common_pb2.ROLE_RESEARCHER,
-        RoleChoice.admin: common_pb2.ROLE_ADMIN,
-        RoleChoice.institution_admin: common_pb2.ROLE_INSTITUTION_ADMIN,
-    }
     with call.client() as c, errors.explain(not_found=f"no institution {institution}"):
-        added = c.add_user(name, institution, roles[role], ttl)
+        added = c.add_user(name, institution, Role(role.value), ttl)
     data = {**render.user_to_dict(added.user), "token": added.token, "expires_at": render.iso_time(added.expires_at)}
 
     def human() -> None:

@@ -16,7 +16,7 @@ from minga.cli.parsing import flag_value, parse_duration, parse_env
 
 if TYPE_CHECKING:
     from minga.cli.client import BrokerClient
-    from minga.v1 import admin_pb2
+    from minga.common.site_view import SiteView
 
 app = typer.Typer(help="Take a site out of scheduling and back.", no_args_is_help=True)
 app.add_typer(policy.app, name="policy")
@@ -56,10 +56,10 @@ def drain(
         if wait:
             site = _wait_drained(c, name, limit)
     data = render.site_to_dict(site)
-    data["drained"] = not dict(site.gpus_in_use)
+    data["drained"] = not site.gpus_in_use
 
     def human() -> None:
-        held = sum(site.gpus_in_use.values())
+        held = site.gpus_held
         typer.echo(
             f"site {name} is drained: no runs left"
             if data["drained"]
@@ -71,14 +71,14 @@ def drain(
         raise typer.Exit(errors.EXIT_TIMEOUT)
 
 
-def _wait_drained(c: BrokerClient, name: str, limit: float) -> admin_pb2.Site:
+def _wait_drained(c: BrokerClient, name: str, limit: float) -> SiteView:
     """Poll until the site holds no GPUs or `limit` seconds pass; the last view of it."""
     deadline = time.monotonic() + limit
     while True:
-        site = next((s for s in c.list_sites() if s.name == name), None)
+        site = next((s for s in c.list_sites() if s.site.name == name), None)
         if site is None:
             raise errors.CliError(f"site {name} disappeared", errors.EXIT_NOT_FOUND)
-        if not dict(site.gpus_in_use) or time.monotonic() >= deadline:
+        if not site.gpus_in_use or time.monotonic() >= deadline:
             return site
         time.sleep(min(DRAIN_POLL_SECONDS, max(0.0, deadline - time.monotonic())))
 

@@ -15,8 +15,7 @@ from minga.cli.options import with_call
 from minga.cli.parsing import flag_value, parse_country, parse_duration
 
 if TYPE_CHECKING:
-    from minga.common.lending import LendingPolicy
-    from minga.v1 import admin_pb2
+    from minga.common.lending import LendingPolicy, SiteLending
 
 app = typer.Typer(
     help="A site owner's lending policy: who may borrow its GPUs, how many, how long, "
@@ -96,21 +95,21 @@ def _checked(flag: str, field: str, values: Many) -> tuple[str, ...]:
         raise typer.BadParameter(str(exc), param_hint=flag) from exc
 
 
-def lending_to_dict(r: admin_pb2.LendingPolicyResponse) -> dict[str, Any]:
+def lending_to_dict(r: SiteLending) -> dict[str, Any]:
     p = r.policy
     policy = (
         None
-        if not r.has_policy
+        if p is None
         else {
             "allow_countries": list(p.allow_countries),
             "deny_countries": list(p.deny_countries),
             "allow_institutions": list(p.allow_institutions),
             "deny_institutions": list(p.deny_institutions),
-            "max_lent_gpus": None if p.max_lent_gpus < 0 else p.max_lent_gpus,
+            "max_lent_gpus": p.max_lent_gpus,
             "guest_max_walltime_seconds": p.guest_max_walltime_seconds or None,
             "timezone": p.timezone or None,
-            "lend_windows": list(p.lend_windows),
-            "closed_windows": list(p.closed_windows),
+            "lend_windows": [str(w) for w in p.lend_windows],
+            "closed_windows": [str(w) for w in p.closed_windows],
             "no_env": p.no_env,
             "env_allow": list(p.env_allow),
             "no_pip": p.no_pip,
@@ -155,7 +154,7 @@ def lending_lines(d: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _show(call: Call, answer: admin_pb2.LendingPolicyResponse) -> None:
+def _show(call: Call, answer: SiteLending) -> None:
     data = lending_to_dict(answer)
     call.show(data, lambda: typer.echo("\n".join(lending_lines(data))))
 
@@ -253,8 +252,6 @@ def set_policy(
     ] = None,
 ) -> None:
     """Replace the site's lending policy with exactly what these flags say."""
-    from minga.common.wire.lending import policy_to_pb
-
     policy = _policy(
         allow_country=allow_country,
         deny_country=deny_country,
@@ -271,7 +268,7 @@ def set_policy(
         pip_allow=pip_allow,
     )
     with call.client() as c:
-        answer = c.set_lending_policy(site, policy_to_pb(policy))
+        answer = c.set_lending_policy(site, policy)
     _show(call, answer)
 
 
