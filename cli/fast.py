@@ -24,7 +24,7 @@ import os
 import sys
 import zlib
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, NoReturn, TextIO
 
 SPEC_FILE = "commands.json"
 # What typer's and rich's output depends on, besides the words and the terminal.
@@ -39,24 +39,40 @@ SECRET_ENV = frozenset({"MINGA_TOKEN"})  # never in a key, even as a checksum: n
 
 
 def main() -> None:
-    """Run `minga` with sys.argv: a kept help page, a fast command, or typer."""
+    """Run `minga` with sys.argv: through the command server (cli.cmdserver) where one
+    answers, else here, then start one for the next commands."""
+    from minga.cli import cmdserver
+
     argv = sys.argv[1:]
     cache = Cache.open()
-    if cache is None or _completing():
-        _typer()
-    elif wants_help(argv):
-        sys.exit(help_page(argv, cache))
-    else:
-        code = run_fast(argv, cache)
-        if code is None:
-            _typer()
+    if cache is None or not cmdserver.enabled() or _completing():
+        run_here(argv, cache)
+    code = cmdserver.run_remote(cache.directory, argv)
+    if code is not None:
         sys.exit(code)
+    try:
+        run_here(argv, cache)
+    finally:
+        cmdserver.spawn(cache.directory)
+
+
+def run_here(argv: list[str], cache: Cache | None = None) -> NoReturn:
+    """Run `minga ARGV` in this process: a kept help page, a fast command, or typer."""
+    cache = cache or Cache.open()
+    if cache is not None and not _completing():
+        if wants_help(argv):
+            sys.exit(help_page(argv, cache))
+        code = run_fast(argv, cache)
+        if code is not None:
+            sys.exit(code)
+    _typer()
+    sys.exit(0)
 
 
 def _typer() -> None:
     from minga.cli.main import app
 
-    app()
+    app(prog_name=os.path.basename(sys.argv[0]))  # as click names a console script; in a cmdserver child too
 
 
 def _completing() -> bool:
@@ -79,7 +95,7 @@ class Cache:
         directory = base / code_fingerprint()
         if not directory.is_dir():
             try:
-                directory.mkdir(parents=True, exist_ok=True)
+                directory.mkdir(parents=True, exist_ok=True, mode=0o700)  # the command server's socket is here
             except OSError:
                 return None
             import shutil

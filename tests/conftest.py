@@ -10,6 +10,11 @@ import tempfile
 # on mutual TLS): point it at an empty directory, never at the user's real one.
 os.environ["MINGA_DATA_DIR"] = tempfile.mkdtemp(prefix="minga-test-data-")
 atexit.register(shutil.rmtree, os.environ["MINGA_DATA_DIR"], True)
+# Every `minga` a test runs is its own process, and leaves no command server behind
+# (tests/test_cli_cmdserver.py starts and stops its own). The CLI cache goes with the run.
+os.environ["MINGA_CMDSERVER"] = "off"
+os.environ["MINGA_CACHE_DIR"] = tempfile.mkdtemp(prefix="minga-test-cache-")
+atexit.register(shutil.rmtree, os.environ["MINGA_CACHE_DIR"], True)
 pytest_plugins = [
     "tests.fixtures_ray",
     "tests.fixtures_broker",
