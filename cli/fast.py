@@ -12,7 +12,9 @@ starts a new cache:
   the flags typer declared (cli.fastspec, read once from the tree) and run directly.
 
 Whatever the short cuts do not take on (an unknown flag, a bad value, any other
-command) goes to typer, so everything a user sees is typer's own.
+command) goes to typer, so everything a user sees is typer's own. And all of this
+usually runs in a child of the command server (cli.cmdserver), which has the
+libraries loaded already.
 """
 
 from __future__ import annotations
