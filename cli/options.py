@@ -70,8 +70,8 @@ def hide_flag_types() -> None:
     def display_type_rich(self: TyperOption, ctx: Any) -> str | None:  # ctx: typer's click Context
         return None if self.is_flag and not self.count else shown(self, ctx)
 
-    display_type_rich._minga_flags_bare = True  # type: ignore[attr-defined]
-    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+    display_type_rich._minga_flags_bare = True  # type: ignore[attr-defined]  # a mark: patched once only
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]  # typer has no hook for it
 
 
 def with_call(
@@ -117,9 +117,9 @@ def with_call(
             except errors.FlagError as exc:
                 raise typer.BadParameter(str(exc), ctx=ctx, param_hint=exc.flag) from exc
 
-        command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+        command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]  # typer reads this one
         command.__annotations__ = {p.name: p.annotation for p in params}
         command.minga_action = fn  # type: ignore[attr-defined]  # what cli.fast calls, without typer
-        return command  # type: ignore[return-value]
+        return command  # type: ignore[return-value]  # a command of F's name and doc, with typer's signature
 
     return decorate

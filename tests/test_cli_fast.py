@@ -14,6 +14,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -27,7 +28,7 @@ JOB_COMMANDS = {"job submit", "job list", "job status", "job logs", "job cancel"
 
 
 @pytest.fixture(scope="module")
-def spec() -> dict:  # type: ignore[type-arg]
+def spec() -> dict[str, Any]:
     return fastspec.build()
 
 
@@ -40,7 +41,7 @@ def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     return tmp_path
 
 
-def test_the_fast_commands_are_the_job_commands(spec: dict) -> None:  # type: ignore[type-arg]
+def test_the_fast_commands_are_the_job_commands(spec: dict[str, Any]) -> None:
     assert set(spec["commands"]) == JOB_COMMANDS
     submit = {p["name"]: p for p in spec["commands"]["job submit"]["params"]}
     assert submit["gpus"]["type"] == "int" and submit["gpu_model"]["multiple"] is True
@@ -49,7 +50,7 @@ def test_the_fast_commands_are_the_job_commands(spec: dict) -> None:  # type: ig
     assert [p["name"] for p in spec["root"]] == ["broker", "token", "ca"]
 
 
-def _run(runner: str, argv: list[str], capsys: pytest.CaptureFixture[str], tmp: Path) -> tuple | None:  # type: ignore[type-arg]
+def _run(runner: str, argv: list[str], capsys: pytest.CaptureFixture[str], tmp: Path) -> tuple[Any, ...] | None:
     """(exit code, stdout, stderr, what the broker was asked) of one run on a fresh fake
     broker; None where the fast path declines the command line."""
     broker = Fake()
@@ -158,7 +159,9 @@ def test_any_command_line_the_fast_path_runs_ends_as_typer_would_end_it(
 
 
 # -- help pages ---------------------------------------------------------------------------
-def test_a_help_page_is_typers_and_is_kept(env: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_a_help_page_is_typers_and_is_kept(
+    env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     cache = fast.Cache.open()
     assert cache is not None
     monkeypatch.setattr(sys, "argv", ["minga", "job", "submit", "--help"])

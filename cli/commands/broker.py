@@ -224,12 +224,12 @@ def _set_when_done(broker: Any, stopped: threading.Event) -> None:
     stopped.set()
 
 
-def _announce(broker: object, output: Output) -> None:
-    address: str = broker.address  # type: ignore[attr-defined]
-    token_file: Path = broker.admin_token_file  # type: ignore[attr-defined]
-    bootstrapped = broker.bootstrap_token is not None  # type: ignore[attr-defined]
-    leading: bool = broker.leading  # type: ignore[attr-defined]
-    site_address: str = broker.site_address  # type: ignore[attr-defined]
+def _announce(broker: Any, output: Output) -> None:  # a scheduler.server.Broker: imported only to serve
+    address: str = broker.address
+    token_file: Path = broker.admin_token_file
+    bootstrapped = broker.bootstrap_token is not None
+    leading: bool = broker.leading
+    site_address: str = broker.site_address
     data = {
         "address": address,
         "admin_token_file": str(token_file),
@@ -256,14 +256,14 @@ def _announce(broker: object, output: Output) -> None:
         human()
 
 
-def _exports(broker: object, address: str) -> str:
+def _exports(broker: Any, address: str) -> str:  # a scheduler.server.Broker, as in _announce
     """`MINGA_BROKER=... MINGA_CA=...`: every setting the next command needs, so the hint pastes as is."""
     from minga.common.paths import data_dir
     from minga.common.pki import CA_CERT
 
     words = [f"MINGA_BROKER={address}"]
-    cfg = broker.config  # type: ignore[attr-defined]
-    if broker.site_address:  # type: ignore[attr-defined]  # a federation CA: users verify the broker with it
+    cfg = broker.config
+    if broker.site_address:  # a federation CA: users verify the broker with it
         ca = ((cfg.pki_dir or data_dir() / "pki") / CA_CERT).expanduser().resolve()
         words.append(f"MINGA_CA={shlex.quote(str(ca))}")
     elif cfg.tls_cert is not None:
