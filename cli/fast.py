@@ -212,7 +212,7 @@ def _typer_recording() -> tuple[bool, int, str, str]:
         code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
     finally:
         sys.stdout, sys.stderr = out._stream, err._stream
-        click_core.Context.get_help = draw  # type: ignore[method-assign]
+        click_core.Context.get_help = draw  # type: ignore[method-assign]  # put back as it was
     return bool(shown), code, "".join(out.copy), "".join(err.copy)
 
 

@@ -43,7 +43,7 @@ class MingaRoot(typer.core.TyperGroup):
     console script and to typer's CliRunner in tests.
     """
 
-    def main(  # type: ignore[override]
+    def main(  # type: ignore[override]  # click's names windows_expand_args too; it comes in **extra
         self,
         args: Any = None,
         prog_name: str | None = None,
