@@ -170,6 +170,14 @@ def serve(
             "uploading.",
         ),
     ] = "64MiB",
+    metrics_listen: Annotated[
+        str,
+        typer.Option(
+            "--metrics-listen",
+            help="HOST:PORT to serve Prometheus metrics on, at /metrics (port 0: any free port; docs/metrics.md).",
+            show_default="off",
+        ),
+    ] = "",
 ) -> None:
     """Serve the broker until Ctrl-C or SIGTERM."""
     from minga.common.domain import MingaError
@@ -202,6 +210,7 @@ def serve(
             site_advertise=site_advertise,
             rate_limit=rate_limit,
             max_package_bytes=package_limit,
+            metrics_listen=metrics_listen,
         )
     )
     try:
@@ -230,12 +239,14 @@ def _announce(broker: object, output: Output) -> None:
     bootstrapped = broker.bootstrap_token is not None  # type: ignore[attr-defined]
     leading: bool = broker.leading  # type: ignore[attr-defined]
     site_address: str = broker.site_address  # type: ignore[attr-defined]
+    metrics_url: str = broker.metrics_url  # type: ignore[attr-defined]
     data = {
         "address": address,
         "admin_token_file": str(token_file),
         "bootstrapped": bootstrapped,
         "leading": leading,
         "site_address": site_address,
+        "metrics_url": metrics_url,
     }
 
     def human() -> None:
@@ -245,6 +256,8 @@ def _announce(broker: object, output: Output) -> None:
         )
         if site_address:
             typer.echo(f"sites connect with mutual TLS on {site_address}")
+        if metrics_url:
+            typer.echo(f"Prometheus metrics at {metrics_url}")
         if bootstrapped:
             typer.echo(f"the bootstrap admin token was written to {token_file} (readable only by you)")
             typer.echo(f"  use it with: export {_exports(broker, address)} MINGA_TOKEN=$(cat {token_file})")

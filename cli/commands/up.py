@@ -66,6 +66,7 @@ def _announce(info, path_setup: str) -> None:
     lines += [
         f"researcher {info.researcher} ({info.institution}), token: {info.token}",
         f"admin token: in {info.admin_token_file}",
+        f"Prometheus metrics: {info.metrics_url}",
     ]
     if info.cli_config:
         lines.append(
