@@ -193,6 +193,13 @@ def serve(
     if rate_limit < 0:
         raise typer.BadParameter(f"{rate_limit:g} is negative: use 0 (no limit) or more", param_hint="--rate-limit")
     package_limit = flag_value("--max-package-bytes", parse_size, max_package_bytes)
+    if metrics_listen:
+        from minga.common.metrics_http import parse_metrics_listen
+
+        try:
+            parse_metrics_listen(metrics_listen)
+        except MingaError as exc:
+            raise errors.usage_error(str(exc)) from exc
     configure_logging()
     broker = Broker(
         BrokerConfig(
