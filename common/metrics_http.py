@@ -2,17 +2,17 @@
 
 prometheus_client's own HTTP server over a registry of the caller's, never the global one,
 so two brokers (or a broker and its agents, in `minga up`) in one process never mix series.
-Imported only by the broker and the agent: the plain CLI does not need prometheus_client.
+prometheus_client is imported only when a server starts: the CLI checks the flag without it.
 """
 
 from __future__ import annotations
 
-import threading
-from wsgiref.simple_server import WSGIServer
-
-from prometheus_client import CollectorRegistry, start_http_server
+from typing import TYPE_CHECKING
 
 from minga.common.domain import InvalidArgument
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
 
 
 def parse_metrics_listen(listen: str) -> tuple[str, int]:
@@ -27,6 +27,8 @@ class MetricsServer:
     """`registry` served over HTTP at http://HOST:PORT/metrics until `stop()`."""
 
     def __init__(self, listen: str, registry: CollectorRegistry) -> None:
+        from prometheus_client import start_http_server
+
         host, port = parse_metrics_listen(listen)
         try:
             self._httpd, self._thread = start_http_server(port, addr=host, registry=registry)
@@ -37,8 +39,6 @@ class MetricsServer:
         self.url = f"http://{self.address}/metrics"
 
     def stop(self) -> None:
-        httpd: WSGIServer = self._httpd
-        httpd.shutdown()
-        httpd.server_close()
-        thread: threading.Thread = self._thread
-        thread.join(timeout=5)
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join(timeout=5)

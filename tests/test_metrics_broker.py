@@ -168,6 +168,7 @@ def test_series_are_bounded_by_institutions_and_sites_not_by_jobs(metered) -> No
         many = scrape(broker)
         assert total(many, "minga_pending_jobs") == total(few, "minga_pending_jobs") + 60  # the figures moved
         assert set(many) == set(few)  # the series did not
+        assert all(name.startswith("minga_") for name, _ in many)  # its own registry, not the global one
         text = scrape_text(broker.broker.metrics_url)
         assert not any(job_id in text for job_id in ids) and "ana" not in text
     finally:
