@@ -95,7 +95,8 @@ def test_up_runs_the_sample_job_stops_everything_and_reruns(tmp_path: Path, monk
             _, which = _run(client, "python -c 'import sys; print(sys.executable)'")
             assert str(Path(sys.executable).parent) in which  # `python` in a job is minga's interpreter
         with urllib.request.urlopen(info.metrics_url, timeout=10) as scraped:  # up turns metrics on
-            assert b'minga_jobs_finished_total{state="SUCCEEDED",institution="uchile"}' in scraped.read()
+            text = scraped.read().decode()
+            assert 'minga_jobs_finished_total{institution="uchile",state="SUCCEEDED"} 2.0' in text, text
     finally:
         fed.stop()
     with pytest.raises(OSError):
