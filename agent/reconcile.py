@@ -34,10 +34,12 @@ from __future__ import annotations
 import logging
 import random
 import threading
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from minga.agent.backend import RayBackend, RunInfo, RunRequest
+from minga.agent.metrics import SUBMITTING, AgentMetrics
 from minga.agent.outbox import Outbox
 from minga.agent.packages import PackageCache
 from minga.agent.refusals import (
@@ -99,6 +101,7 @@ class TrackedRun:
     log_offset: int = 0  # log bytes queued so far
     next_log_poll: float = 0.0
     finished: bool = False  # the last report (terminal or UNKNOWN) is queued
+    received_at: float = 0.0  # when its StartRun came (0: adopted); for the start-time histogram
 
 
 class Reconciler:
@@ -111,8 +114,10 @@ class Reconciler:
         log_seconds: float = 0.5,
         on_refusing: Callable[[str | None], None] | None = None,
         rng: random.Random | None = None,
+        metrics: AgentMetrics | None = None,
     ) -> None:
         self.backend = backend
+        self.metrics = metrics or AgentMetrics()
         self.outbox = outbox
         self.packages = packages
         self.log_seconds = log_seconds
@@ -153,7 +158,8 @@ class Reconciler:
             if start.run_id in self._runs:
                 log.info("run %s already tracked; StartRun ignored", start.run_id)
                 return
-            run = self._runs[start.run_id] = TrackedRun(start.run_id, start.job_id, start.epoch)
+            run = TrackedRun(start.run_id, start.job_id, start.epoch, received_at=self._clock.now())
+            self._runs[start.run_id] = run
             seen = self._submitted.seen(start.run_id, start.job_id, start.epoch)
         if seen:
             self._resent(run)
@@ -178,7 +184,8 @@ class Reconciler:
         """One submit; a transient refusal waits for a later tick, up to START_TRIES."""
         try:
             working_dir = self._working_dir(start)
-            submitted = self.backend.submit(run_request(start, working_dir))
+            with self.metrics.submit_seconds.time():
+                submitted = self.backend.submit(run_request(start, working_dir))
         except Exception as err:  # noqa: BLE001 - any failure to start is the run's failure
             self._refused(run, start, refused + 1, err)
             return
@@ -260,6 +267,11 @@ class Reconciler:
                 return
             # Not tracked (e.g. finished and delivered long ago): report it afresh.
             self._runs[info.run_id] = TrackedRun(info.run_id, info.job_id, info.epoch)
+
+    def runs_by_state(self) -> dict[str, int]:
+        """How many tracked runs are in each state (SUBMITTING: not accepted by Ray yet)."""
+        with self._lock:
+            return dict(Counter(r.state.value if r.state else SUBMITTING for r in self._runs.values()))
 
     def tick(self) -> None:
         """Retry refused starts that are due, then poll Ray once for every live tracked
@@ -343,6 +355,8 @@ class Reconciler:
 
     def _queue_report(self, run: TrackedRun, state: RunState, message: str = "", infrastructure: bool = False) -> None:
         with self._lock:
+            if state is RunState.RUNNING and run.state is not RunState.RUNNING and run.received_at:
+                self.metrics.start_seconds.observe(max(0.0, self._clock.now() - run.received_at))
             run.state = state
             run.finished = state.terminal or state is RunState.UNKNOWN
             self.outbox.put(

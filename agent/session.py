@@ -34,12 +34,14 @@ import platformdirs
 from minga.agent import AGENT_VERSION
 from minga.agent.backend import JobSubmissionBackend, RayBackend
 from minga.agent.inventory import collect_inventory
+from minga.agent.metrics import AgentMetrics
 from minga.agent.outbox import Outbox, OutboxStream
 from minga.agent.packages import PackageCache, fetch_from_broker
 from minga.agent.reconcile import Reconciler
 from minga.agent.renewal import renew_if_due
 from minga.common.channel import bearer, broker_addresses, is_standby, open_channel
 from minga.common.clock import Clock, SystemClock
+from minga.common.metrics_http import MetricsServer
 from minga.common.wire.stream import health_to_pb, hello_to_pb, inventory_update_to_pb, refusing_to_pb
 from minga.v1 import common_pb2, site_pb2, site_pb2_grpc
 
@@ -75,6 +77,7 @@ class AgentConfig:
     backoff_max: float = 5.0
     cache_dir: Path = field(default_factory=default_cache_dir)
     agent_version: str = AGENT_VERSION
+    metrics_listen: str = ""  # HOST:PORT of its Prometheus /metrics listener; "": none
 
 
 class Agent:
@@ -95,13 +98,19 @@ class Agent:
             lambda: collect_inventory(config.ray_dashboard_url, config.gpu_model, config.gpu_memory_mb)
         )
         self.outbox = Outbox(self._clock, config.replay_seconds)
+        self.connected = threading.Event()  # set while a session is welcomed
+        self.metrics = AgentMetrics()
         self.reconciler = Reconciler(
             self.backend,
             self.outbox,
             self._clock,
             PackageCache(config.cache_dir, self._fetch_package),
             config.log_seconds,
+            metrics=self.metrics,
         )
+        self.metrics.watch(self.reconciler.runs_by_state, self.connected.is_set)
+        self.metrics_server: MetricsServer | None = None
+        self.metrics_url = ""
         self.outbox.on_delivered = self.reconciler.on_delivered
         self.reconciler.on_refusing = self._on_refusing
         self._commands: queue.Queue[Command] = queue.Queue()
@@ -114,7 +123,6 @@ class Agent:
         self._inventory: common_pb2.Inventory | None = None
         self.ray_down: str | None = None  # why the site's Ray cluster counts as down
         self._failed_probes = 0
-        self.connected = threading.Event()  # set while a session is welcomed
         self.sessions = 0  # sessions welcomed so far
         self._brokers = broker_addresses(config.broker)
         self._broker_index = 0  # the broker that served last
@@ -127,6 +135,9 @@ class Agent:
     # -- lifecycle -----------------------------------------------------------------
 
     def start(self) -> Agent:
+        if self.config.metrics_listen:
+            self.metrics_server = MetricsServer(self.config.metrics_listen, self.metrics.registry)
+            self.metrics_url = self.metrics_server.url
         loops = [("session", self._session_loop), ("reconcile", self._reconcile_loop), ("watch", self._watch_loop)]
         if self.config.certificate_file:
             loops.append(("renew", self._renew_loop))
@@ -145,6 +156,9 @@ class Agent:
             if thread is not threading.current_thread():
                 thread.join(timeout)
         self._threads.clear()
+        if self.metrics_server is not None:
+            self.metrics_server.stop()
+            self.metrics_server = None
 
     def __enter__(self) -> Agent:
         return self.start()
@@ -369,7 +383,9 @@ class Agent:
     def _probe_ray(self) -> None:
         """Down after `ray_down_after` failed probes in a row, so one slow answer does
         not requeue a site's runs; up again at the first answer."""
-        if self.backend.reachable():
+        reachable = self.backend.reachable()
+        self.metrics.ray_reachable.set(1 if reachable else 0)
+        if reachable:
             self._failed_probes, down = 0, None
         else:
             self._failed_probes += 1

@@ -14,8 +14,8 @@ from minga.cli.errors import CliError
 
 # The top-level modules of each extra's distributions (pyproject's optional-dependencies).
 EXTRA_MODULES: dict[str, frozenset[str]] = {
-    "broker": frozenset({"sqlmodel", "sqlalchemy", "alembic", "psycopg", "numpy", "cryptography"}),
-    "site": frozenset({"ray", "pynvml", "cryptography"}),
+    "broker": frozenset({"sqlmodel", "sqlalchemy", "alembic", "psycopg", "numpy", "cryptography", "prometheus_client"}),
+    "site": frozenset({"ray", "pynvml", "cryptography", "prometheus_client"}),
     "sim": frozenset({"numpy", "matplotlib"}),
 }
 

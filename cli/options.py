@@ -123,3 +123,14 @@ def with_call(
         return command  # type: ignore[return-value]  # a command of F's name and doc, with typer's signature
 
     return decorate
+
+
+def check_metrics_listen(listen: str) -> None:
+    """A malformed --metrics-listen is a usage error, caught before anything starts."""
+    from minga.common.domain import MingaError
+    from minga.common.metrics_http import parse_metrics_listen
+
+    try:
+        parse_metrics_listen(listen)
+    except MingaError as exc:
+        raise errors.usage_error(str(exc)) from exc

@@ -95,6 +95,7 @@ class UpInfo:
     sites: list[SiteInfo] = field(default_factory=list)
     moved_from: str = ""  # the last run's address, when its port was taken and the broker moved
     cli_config: str = ""  # the CLI config file written with broker, CA and token; "": left alone
+    metrics_url: str = ""  # the broker's Prometheus metrics
 
 
 class DevFederation:
@@ -140,6 +141,7 @@ class DevFederation:
             sites=sites,
             moved_from=self._moved_from,
             cli_config=str(cli_config or ""),
+            metrics_url=self.broker.metrics_url,
         )
 
     def stop(self) -> None:
@@ -196,6 +198,7 @@ class DevFederation:
                     admin_token_file=self.dir / "admin-token",
                     pki_dir=pki_dir,
                     site_listen=f"{host}:0",
+                    metrics_listen=f"{host}:0",
                 )
             )
         except MingaError as exc:

@@ -12,12 +12,15 @@ from __future__ import annotations
 import gc
 import logging
 import threading
+import time
 from dataclasses import dataclass
 
 from minga.common.clock import Clock
+from minga.common.domain import Job, Run
 from minga.common.site_messages import Command, StartRunCommand
 from minga.scheduler.leader import NotLeadingError
 from minga.scheduler.leases import SiteLeases
+from minga.scheduler.metrics import BrokerMetrics
 from minga.scheduler.policy import Decisions, Snapshot, schedule
 from minga.scheduler.sessions import SessionRegistry
 from minga.scheduler.state import FederationState
@@ -49,8 +52,10 @@ class SchedulingCycle:
         fence: Fence | None = None,
         pacing: Pacing | None = None,
         freeze_gc: bool = False,
+        metrics: BrokerMetrics | None = None,
     ) -> None:
         self.store = store
+        self.metrics = metrics or BrokerMetrics()  # the broker's, or one of its own nobody serves
         self.freeze_gc = freeze_gc  # a broker process: keep the loaded federation out of the GC's passes
         self.sessions = sessions
         self.clock = clock
@@ -149,15 +154,40 @@ class SchedulingCycle:
 
     def run_once(self) -> CycleResult:
         now = self.clock.now()  # read once: the snapshot and every decision share it
-        stops = self.expire(now)
-        self.charge(now)
-        decisions = self.decide(self.load_snapshot(now), now)
-        commands = self.persist(decisions, now)
-        published = self.publish(stops + commands)
+        phase = self.metrics.phase
+        started = time.perf_counter()
+        with phase("expire"):
+            stops = self.expire(now)
+        with phase("charge"):
+            self.charge(now)
+        with phase("snapshot"):
+            snapshot = self.load_snapshot(now)
+        with phase("decide"):
+            decisions = self.decide(snapshot, now)
+        placed, preempted = self._outcomes(decisions)
+        with phase("persist"):
+            commands = self.persist(decisions, now)
+        with phase("publish"):
+            published = self.publish(stops + commands)
+        self._count(placed, preempted, now)
+        self.metrics.cycle_seconds.observe(time.perf_counter() - started)
         starts = sum(isinstance(c, StartRunCommand) for c in commands)
         return CycleResult(
             placed=starts, preempted=len(commands) - starts, waiting=len(decisions.waiting), published=published
         )
+
+    def _outcomes(self, decisions: Decisions) -> tuple[list[Job], list[tuple[str, Run | None]]]:
+        """The jobs placed and the runs preempted (with their cause), read before the
+        commit moves them: for the wait histogram and the GPU-seconds preemption loses."""
+        state = self.state
+        placed = [j for p in decisions.placements if (j := state.pending_job(p.job_id)) is not None]
+        return placed, [(p.kind, state.live_run(p.run_id)) for p in decisions.preemptions]
+
+    def _count(self, placed: list[Job], preempted: list[tuple[str, Run | None]], now: float) -> None:
+        for job in placed:
+            self.metrics.placed(job, now)
+        for cause, run in preempted:
+            self.metrics.preempted(cause, run, now)
 
     # -- loop -------------------------------------------------------------------
     def trigger(self) -> None:
@@ -186,16 +216,21 @@ class SchedulingCycle:
                 if store_down:
                     self.leases.restart()  # sites could not report while the store was down
                 self.run_once()
+                self.metrics.cycles.labels("ok").inc()
                 if store_down:
                     log.info("database reachable again; scheduling resumes")
                 store_down = False
             except NotLeadingError as exc:
+                self.metrics.cycles.labels("not_leading").inc()
                 log.warning("scheduling pass refused: %s", exc)
             except StoreUnavailable as exc:
+                self.metrics.cycles.labels("store_unavailable").inc()
+                self.metrics.store_errors.labels("cycle").inc()
                 if not store_down:
                     log.warning("scheduling cycle skipped: database unavailable (%s)", exc)
                 store_down = True
             except Exception:  # logged: the cycle must outlive one bad pass
+                self.metrics.cycles.labels("error").inc()
                 log.exception("scheduling cycle failed; retrying at the next tick")
             finally:
                 self.wakeups.pass_ended()

@@ -54,6 +54,11 @@ class SiteLeases:
             self._since = self.clock.now()
             self._renewed.clear()
 
+    def renewed_at(self, site: str) -> float | None:
+        """When `site` last renewed its lease (reported), if it has since this broker started."""
+        with self._lock:
+            return self._renewed.get(site)
+
     def heard_from(self, site: str) -> bool:
         """Whether `site` has said anything since this broker started (or restarted its leases)."""
         with self._lock:

@@ -23,6 +23,7 @@ import grpc
 from minga.common.clock import Clock, IdGenerator, RandomIds, SystemClock
 from minga.common.domain import InvalidArgument, Principal, Role, Unauthenticated
 from minga.common.leadership import LeadershipStatus
+from minga.common.metrics_http import MetricsServer
 from minga.common.paths import data_dir
 from minga.common.pki import SITE_CERT_DAYS, BrokerPki, has_broker_pki, load_broker_pki
 from minga.scheduler.api import audit
@@ -44,6 +45,9 @@ from minga.scheduler.leader import (
     record_leader,
 )
 from minga.scheduler.leases import DEFAULT_TTL_SECONDS, SiteLeases
+from minga.scheduler.metrics import BrokerMetrics
+from minga.scheduler.metrics.federation import FederationCollector, Source
+from minga.scheduler.metrics.rpc import MetricsInterceptor
 from minga.scheduler.service.packages import check_limit_setting
 from minga.scheduler.sessions import MAX_SITE_STREAMS, SessionRegistry
 from minga.scheduler.store import Store
@@ -84,6 +88,7 @@ class BrokerConfig:
     site_advertise: str = ""  # where sites reach the site port(s), "h1:p1,h2:p2"; "": derived
     site_cert_lifetime: dt.timedelta = dt.timedelta(days=SITE_CERT_DAYS)
     max_package_bytes: int = MAX_PACKAGE_BYTES  # the largest working-dir package it accepts (chunked)
+    metrics_listen: str = ""  # HOST:PORT of the Prometheus /metrics listener; "": none (docs/metrics.md)
 
 
 class Broker:
@@ -103,8 +108,22 @@ class Broker:
         self._server: grpc.Server | None = None
         self._site_server: grpc.Server | None = None  # the mutual-TLS site port, with a federation CA
         self.site_address = ""
+        self.metrics = BrokerMetrics()
+        self.metrics.registry.register(FederationCollector(lambda: self.leading, self._metrics_source))
+        self.metrics_server: MetricsServer | None = None  # with --metrics-listen
+        self.metrics_url = ""
 
     def start(self) -> None:
+        if self.config.metrics_listen:
+            self.metrics_server = MetricsServer(self.config.metrics_listen, self.metrics.registry)
+            self.metrics_url = self.metrics_server.url
+        try:
+            self._start()
+        except BaseException:
+            self._stop_metrics()
+            raise
+
+    def _start(self) -> None:
         host, port = split_listen(self.config.listen)
         check_limit_setting(self.config.max_package_bytes)
         pki = self._load_pki()
@@ -125,8 +144,9 @@ class Broker:
         sessions = SessionRegistry()
         leases = SiteLeases(self.clock, self.config.lease_ttl_seconds)
         cycle = SchedulingCycle(
-            store, sessions, self.clock, leases, pacing=self._pacing(), freeze_gc=True
+            store, sessions, self.clock, leases, pacing=self._pacing(), freeze_gc=True, metrics=self.metrics
         )  # started on leading
+        store.db.observe(self.metrics)  # counts the jobs each commit ends
         self.core = Core(
             store=store,
             clock=self.clock,
@@ -137,9 +157,10 @@ class Broker:
             max_package_bytes=self.config.max_package_bytes,
         )
         server = _grpc_server(
+            MetricsInterceptor(self.metrics),
             AuthInterceptor(bearer_authenticator(self._authenticate), self._refusal, self._audit)
             .limit(self._rate_limits(), self.clock.now)
-            .resolve_targets(store.accounts.owner_of)
+            .resolve_targets(store.accounts.owner_of),
         )
         job_pb2_grpc.add_JobServiceServicer_to_server(JobServicer(self.core), server)
         admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(self.core, self._status), server)
@@ -198,9 +219,10 @@ class Broker:
             [(pki.server_key_pem, pki.server_cert_pem)], root_certificates=pki.ca.pem, require_client_auth=True
         )
         server = _grpc_server(
+            MetricsInterceptor(self.metrics),
             AuthInterceptor(self._site_certificate, self._refusal, self._audit, served=SITE_PORT_RPCS).limit(
                 self._rate_limits(), self.clock.now
-            )
+            ),
         )
         site_pb2_grpc.add_SiteServiceServicer_to_server(SiteServicer(self._core), server)
         bound = _bind(server, f"{site_host}:{site_port}", creds)
@@ -220,6 +242,7 @@ class Broker:
         record_leader(core.store.db, record)
         self._leader = record
         self._start_cycle()
+        self.metrics.leadership_changes.labels("took_lead").inc()
         log.info("this broker (%s) leads now", self.advertised)
 
     def pause(self) -> None:
@@ -232,6 +255,7 @@ class Broker:
         core = self._core
         core.cycle.stop()
         core.sessions.close_all()  # the agents dial the next broker
+        self.metrics.leadership_changes.labels("stepped_down").inc()
         self._read_leader()
 
     def _start_cycle(self) -> None:
@@ -245,6 +269,7 @@ class Broker:
             fence=leader_fence(self.broker_id),
             pacing=self._pacing(),
             freeze_gc=True,
+            metrics=self.metrics,
         )
         core.cycle.start()
         core.cycle.trigger()
@@ -254,6 +279,18 @@ class Broker:
             self._leader = read_leader(self._core.store.db)
         except Exception as exc:  # noqa: BLE001 - keep the last one known
             log.debug("cannot read the leader record: %s", exc)
+
+    def _metrics_source(self) -> Source | None:
+        """What a scrape reads: the cycle's state while this broker leads."""
+        core = self.core
+        if core is None or not self.leading:
+            return None
+        return Source(core.cycle.state, core.leases, self.clock)
+
+    def _stop_metrics(self) -> None:
+        if self.metrics_server is not None:
+            self.metrics_server.stop()
+            self.metrics_server = None
 
     @property
     def leading(self) -> bool:
@@ -362,6 +399,7 @@ class Broker:
         for server in (self._server, self._site_server):
             if server:
                 server.stop(grace).wait()
+        self._stop_metrics()
         if self.core:
             self.core.store.close()
 
@@ -381,14 +419,14 @@ SITE_PORT_RPCS = frozenset(
 )
 
 
-def _grpc_server(interceptor: grpc.ServerInterceptor) -> grpc.Server:
+def _grpc_server(*interceptors: grpc.ServerInterceptor) -> grpc.Server:
     """A sync server whose pool holds every site stream (one worker each for its whole
     life, up to MAX_SITE_STREAMS, which SessionRegistry enforces) and still has
     API_WORKERS for everything else. Threads start on demand, so the size costs nothing
     until sites connect; 1,000 idle streams cost about 2,000 threads (handler and reader)."""
     return grpc.server(
         futures.ThreadPoolExecutor(max_workers=API_WORKERS + MAX_SITE_STREAMS, thread_name_prefix="rpc"),
-        interceptors=[interceptor],
+        interceptors=list(interceptors),
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),

@@ -143,7 +143,11 @@ class Renewals:
 
 
 def start_broker(
-    tmp_path: Path, db_url: str | None = None, clock: Clock | None = None, lease_ttl_seconds: float = 30.0
+    tmp_path: Path,
+    db_url: str | None = None,
+    clock: Clock | None = None,
+    lease_ttl_seconds: float = 30.0,
+    metrics_listen: str = "",
 ) -> RunningBroker:
     db_url = db_url or f"sqlite:///{tmp_path / 'broker.db'}"
     token_file = tmp_path / "admin-token"
@@ -154,6 +158,7 @@ def start_broker(
             admin_token_file=token_file,
             tick_seconds=0.5,
             lease_ttl_seconds=lease_ttl_seconds,
+            metrics_listen=metrics_listen,
         ),
         clock=clock,
     )

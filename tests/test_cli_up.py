@@ -94,6 +94,9 @@ def test_up_runs_the_sample_job_stops_everything_and_reruns(tmp_path: Path, monk
             assert logs.strip().splitlines()[-1] in ("0", "1")  # CUDA_VISIBLE_DEVICES of the one GPU
             _, which = _run(client, "python -c 'import sys; print(sys.executable)'")
             assert str(Path(sys.executable).parent) in which  # `python` in a job is minga's interpreter
+        with urllib.request.urlopen(info.metrics_url, timeout=10) as scraped:  # up turns metrics on
+            text = scraped.read().decode()
+            assert 'minga_jobs_finished_total{institution="uchile",state="SUCCEEDED"} 2.0' in text, text
     finally:
         fed.stop()
     with pytest.raises(OSError):

@@ -19,6 +19,7 @@ from minga.cli.lifecycle import (
     this_python_first_on_path,
     wait_until,
 )
+from minga.cli.options import check_metrics_listen
 
 app = typer.Typer(help="Run this site's agent (site operators).", no_args_is_help=True)
 
@@ -67,6 +68,14 @@ def run(
         int | None, typer.Option("--gpu-memory", help="MiB per GPU to advertise.", show_default="detected")
     ] = None,
     credential: CredentialOpt = None,
+    metrics_listen: Annotated[
+        str,
+        typer.Option(
+            "--metrics-listen",
+            help="HOST:PORT to serve this agent's Prometheus metrics on, at /metrics (docs/metrics.md).",
+            show_default="off",
+        ),
+    ] = "",
 ) -> None:
     """Connect this site to the broker and run the jobs it places here (Ctrl-C stops)."""
     if bool(ray_address) == ray_local:
@@ -83,6 +92,8 @@ def run(
         raise typer.BadParameter(f"{gpus} is negative", param_hint="--gpus")
     if gpu_memory is not None and gpu_memory < 0:
         raise typer.BadParameter(f"{gpu_memory} is negative", param_hint="--gpu-memory")
+    if metrics_listen:
+        check_metrics_listen(metrics_listen)
     with needs(ctx.command_path, "site"):
         cred = _load_credential(credential_path(credential))
     errors.note_connection(cred.broker, has_token=True, has_ca=bool(cred.ca_file))
@@ -90,6 +101,7 @@ def run(
 
     with needs(ctx.command_path, "site"):
         from minga.agent.session import Agent, AgentConfig  # lazy: imports Ray
+    from minga.common.domain import MingaError
 
     head = None
     with sigterm_as_interrupt():  # Ctrl-C or `kill` while the Ray head starts: stop it again
@@ -112,9 +124,15 @@ def run(
                     gpu_memory_mb=gpu_memory,
                     ca_file=cred.ca_file,
                     certificate_file=cred.certificate_file,
+                    metrics_listen=metrics_listen,
                 )
             )
-            agent.start()
+            try:
+                agent.start()
+            except MingaError as exc:
+                raise errors.usage_error(str(exc)) from exc
+            if agent.metrics_url:
+                typer.echo(f"Prometheus metrics at {agent.metrics_url}", err=True)
             typer.echo(
                 f"agent of site {cred.site} ({cred.institution}, {cred.country}) connecting to "
                 f"{cred.broker}; stop with Ctrl-C",

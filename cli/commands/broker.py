@@ -15,7 +15,7 @@ from minga.cli import errors, render
 from minga.cli.call import Call
 from minga.cli.extras import needs
 from minga.cli.lifecycle import configure_logging, stop_signals, wait_until
-from minga.cli.options import with_call
+from minga.cli.options import check_metrics_listen, with_call
 from minga.cli.parsing import flag_value, parse_duration, parse_size
 from minga.cli.render import Output
 
@@ -170,6 +170,14 @@ def serve(
             "uploading.",
         ),
     ] = "64MiB",
+    metrics_listen: Annotated[
+        str,
+        typer.Option(
+            "--metrics-listen",
+            help="HOST:PORT to serve Prometheus metrics on, at /metrics (port 0: any free port; docs/metrics.md).",
+            show_default="off",
+        ),
+    ] = "",
 ) -> None:
     """Serve the broker until Ctrl-C or SIGTERM."""
     from minga.common.domain import MingaError
@@ -185,6 +193,8 @@ def serve(
     if rate_limit < 0:
         raise typer.BadParameter(f"{rate_limit:g} is negative: use 0 (no limit) or more", param_hint="--rate-limit")
     package_limit = flag_value("--max-package-bytes", parse_size, max_package_bytes)
+    if metrics_listen:
+        check_metrics_listen(metrics_listen)
     configure_logging()
     broker = Broker(
         BrokerConfig(
@@ -202,6 +212,7 @@ def serve(
             site_advertise=site_advertise,
             rate_limit=rate_limit,
             max_package_bytes=package_limit,
+            metrics_listen=metrics_listen,
         )
     )
     try:
@@ -230,12 +241,14 @@ def _announce(broker: Any, output: Output) -> None:  # a scheduler.server.Broker
     bootstrapped = broker.bootstrap_token is not None
     leading: bool = broker.leading
     site_address: str = broker.site_address
+    metrics_url: str = broker.metrics_url
     data = {
         "address": address,
         "admin_token_file": str(token_file),
         "bootstrapped": bootstrapped,
         "leading": leading,
         "site_address": site_address,
+        "metrics_url": metrics_url,
     }
 
     def human() -> None:
@@ -245,6 +258,8 @@ def _announce(broker: Any, output: Output) -> None:  # a scheduler.server.Broker
         )
         if site_address:
             typer.echo(f"sites connect with mutual TLS on {site_address}")
+        if metrics_url:
+            typer.echo(f"Prometheus metrics at {metrics_url}")
         if bootstrapped:
             typer.echo(f"the bootstrap admin token was written to {token_file} (readable only by you)")
             typer.echo(f"  use it with: export {_exports(broker, address)} MINGA_TOKEN=$(cat {token_file})")

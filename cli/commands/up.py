@@ -67,6 +67,8 @@ def _announce(info, path_setup: str) -> None:
         f"researcher {info.researcher} ({info.institution}), token: {info.token}",
         f"admin token: in {info.admin_token_file}",
     ]
+    if info.metrics_url:
+        lines.append(f"Prometheus metrics: {info.metrics_url}")
     if info.cli_config:
         lines.append(
             f"broker, CA and {info.researcher}'s token are saved in {info.cli_config}: "

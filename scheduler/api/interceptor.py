@@ -26,6 +26,7 @@ from minga.scheduler.auth import bearer_from_metadata
 from minga.scheduler.store.base import StoreUnavailable
 
 log = logging.getLogger(__name__)
+STORE_DOWN = "the broker's database is unavailable; retry shortly"  # the status detail (metrics count it)
 
 ERROR_CODES: dict[type[Exception], grpc.StatusCode] = {
     domain.NotFound: grpc.StatusCode.NOT_FOUND,
@@ -73,7 +74,7 @@ def known_status(exc: BaseException) -> tuple[grpc.StatusCode, str] | None:
     for kind, code in ERROR_CODES.items():
         if isinstance(exc, kind):
             if kind is StoreUnavailable:
-                return code, "the broker's database is unavailable; retry shortly"
+                return code, STORE_DOWN
             return code, str(exc)
     return None
 

@@ -285,6 +285,19 @@ class FederationState:
                     positions.append(i)
         return positions
 
+    def pending_job(self, job_id: str) -> Job | None:
+        with self._lock:
+            return self._pending.get(job_id)
+
+    def pending_jobs(self) -> list[Job]:
+        """Every pending job, in no order (those in requeue backoff too)."""
+        with self._lock:
+            return list(self._pending.values())
+
+    def live_run(self, run_id: str) -> Run | None:
+        with self._lock:
+            return self._runs.get(run_id)
+
     def free_gpus(self) -> dict[tuple[str, str], int]:
         """(site, model) -> GPUs no live run holds: what a lease may still promise."""
         with self._lock:
