@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import stat
+from collections.abc import Iterator
 from dataclasses import replace
+from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -12,10 +15,10 @@ from minga.common.domain import InvalidArgument
 from minga.scheduler.server import Broker, BrokerConfig
 from minga.v1 import admin_pb2, admin_pb2_grpc, common_pb2, job_pb2, site_pb2
 from tests.eventually import eventually
-from tests.fixtures_broker import RunningBroker, ScriptedSite, gpu_inventory, start_broker
+from tests.fixtures_broker import Caller, RunningBroker, ScriptedSite, gpu_inventory, start_broker
 
 
-def spec(gpus: int = 1, **kw) -> common_pb2.JobSpec:  # type: ignore[no-untyped-def]
+def spec(gpus: int = 1, **kw: Any) -> common_pb2.JobSpec:
     return common_pb2.JobSpec(
         entrypoint="python -c 'print(1)'",
         resources=common_pb2.Resources(gpus=gpus, gpu_models=kw.pop("models", [])),
@@ -24,7 +27,7 @@ def spec(gpus: int = 1, **kw) -> common_pb2.JobSpec:  # type: ignore[no-untyped-
 
 
 @pytest.fixture
-def federation(broker: RunningBroker):  # type: ignore[no-untyped-def]
+def federation(broker: RunningBroker) -> Iterator[tuple[RunningBroker, Caller, ScriptedSite]]:
     broker.institution("uchile", "CL")
     broker.institution("usp", "BR")
     ana = broker.researcher("ana", "uchile")
@@ -254,7 +257,7 @@ def test_quota_view_counts_held_and_pending(federation):
     site.report(run_id, common_pb2.RUN_STATE_RUNNING)
     ana.jobs.SubmitJob(job_pb2.SubmitJobRequest(spec=spec(2, models=["A100"])), metadata=ana.md)
 
-    def uchile_row():  # type: ignore[no-untyped-def]
+    def uchile_row() -> admin_pb2.QuotaRow | None:
         rows = ana.admin.ShowQuotas(admin_pb2.ShowQuotasRequest(), metadata=ana.md).rows
         row = next(r for r in rows if r.institution == "uchile" and r.gpu_model == "A100")
         return row if row.in_use == 3 else None
@@ -316,7 +319,7 @@ def test_broker_restart_keeps_jobs_and_resends_lost_leases(tmp_path):
         second.close()
 
 
-def _self_signed(tmp_path):  # type: ignore[no-untyped-def]
+def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
     """A CA-less self-signed server certificate for 127.0.0.1 (it is its own root)."""
     import datetime
     import ipaddress

@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -51,11 +52,11 @@ def test_the_migration_steps_show_at_debug(tmp_path: Path, caplog: pytest.LogCap
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Store:
+def store(tmp_path: Path) -> Iterator[Store]:
     s = Store(f"sqlite:///{tmp_path / 'broker.db'}")
     add_institution(s)
     join_site(s, "dcc")
-    yield s  # type: ignore[misc]
+    yield s
     s.close()
 
 

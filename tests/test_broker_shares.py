@@ -3,6 +3,9 @@ limits, incremental usage and contribution ledgers, and preemption in the store.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
+
 import grpc
 import pytest
 
@@ -12,14 +15,14 @@ from minga.scheduler.store.ledger import decayed
 from minga.scheduler.store.models import ContributionRow, UsageRow
 from minga.v1 import admin_pb2, common_pb2, job_pb2
 from tests.eventually import eventually
-from tests.fixtures_broker import ScriptedSite, gpu_inventory, start_broker
+from tests.fixtures_broker import Caller, RunningBroker, ScriptedSite, gpu_inventory, start_broker
 
 HOUR = 3600.0
 WEEK = 7 * 86400.0
 
 
 @pytest.fixture
-def fed(tmp_path):  # type: ignore[no-untyped-def]
+def fed(tmp_path: Path) -> Iterator[tuple[RunningBroker, Caller, ScriptedSite, FakeClock]]:
     clock = FakeClock()
     # Hours pass on the fake clock between heartbeats: a lease TTL of a month keeps the site.
     broker = start_broker(tmp_path, clock=clock, lease_ttl_seconds=30 * 86400)
@@ -32,7 +35,7 @@ def fed(tmp_path):  # type: ignore[no-untyped-def]
     broker.close()
 
 
-def submit(ana, gpus: int = 1, project: str = "") -> common_pb2.Job:  # type: ignore[no-untyped-def]
+def submit(ana: Caller, gpus: int = 1, project: str = "") -> common_pb2.Job:
     spec = common_pb2.JobSpec(entrypoint="true", resources=common_pb2.Resources(gpus=gpus), project=project)
     return ana.jobs.SubmitJob(job_pb2.SubmitJobRequest(spec=spec), metadata=ana.md).job
 

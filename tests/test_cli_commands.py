@@ -16,7 +16,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from minga.cli import errors
 from minga.cli.client import BrokerClient
@@ -33,7 +33,7 @@ def _caller(context: grpc.ServicerContext) -> tuple[str, int, str]:
     who = PRINCIPALS.get(auth.removeprefix("Bearer "))
     if who is None:
         context.abort(grpc.StatusCode.UNAUTHENTICATED, "unknown token")
-    return who  # type: ignore[return-value]
+    return who
 
 
 class FakeJobs(job_pb2_grpc.JobServiceServicer):
@@ -200,7 +200,7 @@ def fake(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Fake]:
     broker.server.stop(None)
 
 
-def minga(*args: str, env: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
+def minga(*args: str, env: dict[str, str] | None = None) -> Result:
     return CliRunner().invoke(app, list(args), env=env)
 
 

@@ -4,6 +4,9 @@ stripped, ISO times or null."""
 from __future__ import annotations
 
 import json
+from typing import Any
+
+import pytest
 
 from minga.cli import render
 from minga.common.accounts import User
@@ -38,7 +41,7 @@ JOB_KEYS = {
 }
 
 
-def _job(**overrides: object) -> common_pb2.Job:
+def _job(**overrides: Any) -> common_pb2.Job:
     spec = common_pb2.JobSpec(
         name="train",
         entrypoint="python train.py",
@@ -48,7 +51,7 @@ def _job(**overrides: object) -> common_pb2.Job:
         walltime_seconds=3600,
         max_attempts=3,
     )
-    fields = dict(
+    fields: dict[str, Any] = dict(
         id="j-123",
         spec=spec,
         state=common_pb2.JOB_STATE_RUNNING,
@@ -63,7 +66,7 @@ def _job(**overrides: object) -> common_pb2.Job:
         started_at=1_700_000_010.0,
     )
     fields.update(overrides)
-    return common_pb2.Job(**fields)  # type: ignore[arg-type]
+    return common_pb2.Job(**fields)
 
 
 def test_job_to_dict() -> None:
@@ -88,7 +91,7 @@ def test_pending_job_has_nulls_not_empty_strings() -> None:
     assert data["max_attempts"] == 3  # 0 on the wire means the default of 3
 
 
-def test_a_preempted_job_says_when_why_and_for_whom(capsys) -> None:  # type: ignore[no-untyped-def]
+def test_a_preempted_job_says_when_why_and_for_whom(capsys: pytest.CaptureFixture[str]) -> None:
     reason = (
         "fair share: usp holds 0 GPUs, below its fair share of 8.0; uchile holds 12, above its 8.0; preempted for j-9"
     )
@@ -174,7 +177,7 @@ def test_site_and_quota_and_user() -> None:
     assert user == {"name": "ana", "institution": "uchile", "role": "researcher", "created_at": None}
 
 
-def test_tables_fit_80_columns(capsys) -> None:  # type: ignore[no-untyped-def]
+def test_tables_fit_80_columns(capsys: pytest.CaptureFixture[str]) -> None:
     jobs = [
         render.job_to_dict(job_from_pb(_job(reason="waiting for 2 x A100 in CL or BR: every matching site is busy")))
     ] * 3

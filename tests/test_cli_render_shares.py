@@ -4,6 +4,7 @@ and the footer that says what SHARE splits and which entitlement floor is in eff
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -23,9 +24,9 @@ NEW_POLICY_KEYS = {
 }
 
 
-def _policy(**overrides: object) -> PartialSettings:
+def _policy(**overrides: Any) -> PartialSettings:
     """The policy a broker answers, read as the client reads it."""
-    fields: dict[str, object] = dict(
+    fields: dict[str, Any] = dict(
         share_policy="contribution",
         half_life_seconds=7 * 86400,
         base_grant=1.0,
@@ -39,7 +40,7 @@ def _policy(**overrides: object) -> PartialSettings:
         reservation_min_age_seconds=600,
     )
     fields.update(overrides)
-    return partial_settings_from_pb(admin_pb2.Policy(**fields))  # type: ignore[arg-type]
+    return partial_settings_from_pb(admin_pb2.Policy(**fields))
 
 
 def _older_broker_policy() -> PartialSettings:

@@ -4,21 +4,22 @@ against a real broker on port 0."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 
 import pytest
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from minga.cli.main import app
 from tests.fixtures_broker import RunningBroker, ScriptedSite, gpu_inventory
 
 
-def minga(broker: RunningBroker, token: str, *args: str):  # type: ignore[no-untyped-def]
+def minga(broker: RunningBroker, token: str, *args: str) -> Result:
     env = {"MINGA_BROKER": broker.address, "MINGA_TOKEN": token, "MINGA_CONFIG_DIR": "/nonexistent-minga"}
     return CliRunner().invoke(app, list(args), env=env)
 
 
 @pytest.fixture
-def fed(broker: RunningBroker):  # type: ignore[no-untyped-def]
+def fed(broker: RunningBroker) -> Iterator[tuple[RunningBroker, str, str]]:
     broker.institution("uchile", "CL")
     ana = broker.researcher("ana", "uchile")
     site = ScriptedSite(broker.address, broker.join("uchile", "dcc"), gpu_inventory("A100", 4))

@@ -20,7 +20,7 @@ import pytest
 from minga.common.clock import FakeClock
 from minga.v1 import common_pb2, job_pb2
 from tests.eventually import eventually
-from tests.fixtures_broker import Renewals, ScriptedSite, gpu_inventory, start_broker
+from tests.fixtures_broker import Caller, Renewals, ScriptedSite, gpu_inventory, start_broker
 from tests.netproxy import TcpProxy
 from tests.pg import pg_schema, url_in_schema
 from tests.test_leases import site_info, submit
@@ -103,7 +103,7 @@ def test_database_outage_answers_unavailable_and_recovers(backend, tmp_path, mon
             broker.close()
 
 
-def _try_submit(ana) -> str | None:  # type: ignore[no-untyped-def]
+def _try_submit(ana: Caller) -> str | None:
     try:
         return submit(ana, gpus=1, name="after-outage")
     except grpc.RpcError as err:

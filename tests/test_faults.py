@@ -24,7 +24,7 @@ from minga.agent.session import Agent, AgentConfig
 from minga.v1 import common_pb2
 from tests.environment import environment_without
 from tests.eventually import eventually
-from tests.fixtures_broker import RunningBroker, start_broker
+from tests.fixtures_broker import Caller, RunningBroker, start_broker
 from tests.fixtures_ray import OBJECT_STORE_BYTES
 from tests.netproxy import TcpProxy
 from tests.test_integration_ray import TERMINAL, job, submit, wait_site_ready, wait_state
@@ -70,7 +70,7 @@ def ray_status(head: LocalRayHead, run_id: str) -> str:
     return JobSubmissionClient(head.dashboard_url).get_job_status(run_id).value
 
 
-def running_on(ana, site: str) -> tuple[str, common_pb2.Job]:  # type: ignore[no-untyped-def]
+def running_on(ana: Caller, site: str) -> tuple[str, common_pb2.Job]:
     """Submit the slow job and wait until it runs, on `site` (the only one up)."""
     job_id = submit(ana, SLOW_JOB)
     first = wait_state(ana, job_id, {common_pb2.JOB_STATE_RUNNING})
@@ -78,7 +78,7 @@ def running_on(ana, site: str) -> tuple[str, common_pb2.Job]:  # type: ignore[no
     return job_id, first
 
 
-def assert_moved_and_done_once(ana, job_id: str, first_run: str, to_site: str) -> common_pb2.Job:  # type: ignore[no-untyped-def]
+def assert_moved_and_done_once(ana: Caller, job_id: str, first_run: str, to_site: str) -> common_pb2.Job:
     done = wait_state(ana, job_id, TERMINAL, timeout=120)
     assert done.state == common_pb2.JOB_STATE_SUCCEEDED, done.reason
     assert (done.site, done.attempts) == (to_site, 2) and done.run_id != first_run

@@ -30,7 +30,7 @@ from tests.environment import environment_without
 from tests.eventually import eventually
 from tests.fixtures_broker import Caller
 from tests.test_integration_ray import TERMINAL, wait_state
-from tests.test_store import store_url  # noqa: F401  (fixture: SQLite, and PostgreSQL in its own schema)
+from tests.test_store import store_url  # noqa: F401 - fixture: SQLite, and PostgreSQL in its own schema
 
 MINGA = str(Path(sys.executable).parent / "minga")
 BURST = 1000
@@ -76,9 +76,11 @@ class BrokerProcess:
             stderr=log,
             env=self.env,
         )
-        ready, _, _ = select.select([self.proc.stdout], [], [], 60)
+        stdout = self.proc.stdout
+        assert stdout is not None  # stdout=PIPE
+        ready, _, _ = select.select([stdout], [], [], 60)
         assert ready, f"broker did not start: {(self.tmp / f'broker-{self.starts}.log').read_text()[-2000:]}"
-        assert json.loads(self.proc.stdout.readline())["address"] == self.address  # type: ignore[union-attr]
+        assert json.loads(stdout.readline())["address"] == self.address
         return self
 
     def kill9(self) -> None:

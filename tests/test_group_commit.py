@@ -5,7 +5,7 @@ each caller still gets exactly its own answer, whatever else is in its batch."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 
@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from minga.common.domain import Job
 from minga.scheduler.store import Store
 from minga.scheduler.store.audit import AuditEntry
+from minga.scheduler.store.jobs import Submitted, _Submit
 from tests.eventually import eventually
 from tests.test_store import NOW, new_job, store, store_url  # noqa: F401 - the store fixtures, SQLite and PostgreSQL
 
@@ -42,7 +43,7 @@ class Hold:
         self.commit = self.committer._commit_batch
         self.entered, self.gate = threading.Event(), threading.Event()
 
-    def held(self, batch):  # type: ignore[no-untyped-def]
+    def held(self, batch: Sequence[_Submit]) -> Sequence[Submitted | BaseException]:
         if not self.gate.is_set():
             self.entered.set()
             self.gate.wait(30)
@@ -71,7 +72,10 @@ def held_first_batch(store: Store) -> Iterator[Hold]:
 def submit_all(store: Store, jobs: list[tuple[Job, str | None]], audit: bool = True) -> list[Future[tuple[Job, bool]]]:
     """Submit the first job, hold its commit, queue the others behind it, then let go."""
     with ThreadPoolExecutor(len(jobs)) as pool, held_first_batch(store) as hold:
-        submit = lambda job, key: store.jobs.submit(job, key, line if audit else None)  # noqa: E731
+
+        def submit(job: Job, key: str | None) -> Submitted:
+            return store.jobs.submit(job, key, line if audit else None)
+
         first = pool.submit(submit, *jobs[0])
         hold.wait_entered()
         rest = [pool.submit(submit, *pair) for pair in jobs[1:]]

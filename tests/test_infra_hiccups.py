@@ -22,7 +22,7 @@ from minga.v1 import site_pb2
 from tests.fakes.fake_backend import FakeBackend
 from tests.fakes.fake_broker import make_start_run
 from tests.test_requeue import running, submit
-from tests.test_store import NOW, cycle, fed, held_gpus, store, store_url  # noqa: F401  (fixtures)
+from tests.test_store import NOW, cycle, fed, held_gpus, store, store_url  # noqa: F401 - fixtures
 
 REFUSAL = RuntimeError("Request failed with status code 500: No available agent to submit job, please try again later.")
 
@@ -95,7 +95,7 @@ class Recorder:
 
 def agent(backend: FakeBackend) -> tuple[Reconciler, Recorder, FakeClock]:
     clock, out = FakeClock(), Recorder()
-    return Reconciler(backend, out, clock, rng=random.Random(1)), out, clock  # type: ignore[arg-type]
+    return Reconciler(backend, out, clock, rng=random.Random(1)), out, clock  # type: ignore[arg-type]  # a Recorder stands in for the Outbox
 
 
 def test_a_start_refused_a_few_times_is_retried_on_the_clock_and_runs() -> None:

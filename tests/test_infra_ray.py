@@ -29,8 +29,8 @@ def test_a_restarted_ray_head_never_gets_an_old_run_id_and_a_refused_start_waits
         clock, out = FakeClock(), Recorder()
         rec = Reconciler(
             JobSubmissionBackend(head.dashboard_url),
-            out,
-            clock,  # type: ignore[arg-type]
+            out,  # type: ignore[arg-type]  # a Recorder stands in for the Outbox
+            clock,
             rng=random.Random(3),
         )
         rec.start_run(make_start_run("minga-j-old-a1", "j-old", entrypoint="sleep 600"))

@@ -8,7 +8,7 @@ import pytest
 from ray.job_submission import JobSubmissionClient
 
 from minga.v1 import admin_pb2, common_pb2, job_pb2
-from tests.fixtures_broker import start_broker
+from tests.fixtures_broker import Caller, start_broker
 from tests.test_integration_ray import TERMINAL, running_agent, wait_state
 
 pytestmark = pytest.mark.ray
@@ -16,7 +16,7 @@ pytestmark = pytest.mark.ray
 SLEEPER = 'python -c \'import time; print("start", flush=True); time.sleep({s}); print("done")\''
 
 
-def submit(who, gpus: int, model: str, seconds: int) -> str:  # type: ignore[no-untyped-def]
+def submit(who: Caller, gpus: int, model: str, seconds: int) -> str:
     spec = common_pb2.JobSpec(
         entrypoint=SLEEPER.format(s=seconds), resources=common_pb2.Resources(gpus=gpus, gpu_models=[model])
     )

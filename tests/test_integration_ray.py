@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import grpc
 import pytest
 from ray.job_submission import JobSubmissionClient
 
+from minga.agent.local_ray import LocalRayHead
 from minga.agent.session import Agent, AgentConfig
 from minga.v1 import admin_pb2, common_pb2, job_pb2
 from tests.eventually import eventually
@@ -21,7 +23,7 @@ TERMINAL = {common_pb2.JOB_STATE_SUCCEEDED, common_pb2.JOB_STATE_FAILED, common_
 
 
 @contextmanager
-def running_agent(broker: RunningBroker, site_token: str, head, model: str | None) -> Iterator[Agent]:  # type: ignore[no-untyped-def]
+def running_agent(broker: RunningBroker, site_token: str, head: LocalRayHead, model: str | None) -> Iterator[Agent]:
     agent = Agent(
         AgentConfig(broker=broker.address, token=site_token, ray_dashboard_url=head.dashboard_url, gpu_model=model)
     )
@@ -73,7 +75,7 @@ def logs(who: Caller, job_id: str) -> str:
 
 
 @pytest.fixture
-def federation(tmp_path, ray_head):  # type: ignore[no-untyped-def]
+def federation(tmp_path: Path, ray_head: LocalRayHead) -> Iterator[tuple[RunningBroker, Caller]]:
     broker = start_broker(tmp_path)
     broker.institution("uchile", "CL")
     ana = broker.researcher("ana", "uchile")
@@ -182,7 +184,7 @@ def test_broker_restart_while_a_job_runs(tmp_path, ray_head):
             second.close()
 
 
-def _restart_on(tmp_path, port: str) -> RunningBroker:  # type: ignore[no-untyped-def]
+def _restart_on(tmp_path: Path, port: str) -> RunningBroker:
     """A broker on the same store and the same port, as after a restart."""
     from minga.scheduler.server import Broker, BrokerConfig
 

@@ -6,6 +6,7 @@ specs are refused with nothing stored."""
 from __future__ import annotations
 
 import queue
+from collections.abc import Iterator, Sequence
 
 import grpc
 import pytest
@@ -16,12 +17,12 @@ from minga.common.domain import RUN_ENV_NAMES, InvalidArgument
 from minga.scheduler.arrays import MAX_ARRAY_TASKS, parse_array
 from minga.v1 import common_pb2, job_pb2
 from tests.eventually import eventually
-from tests.fixtures_broker import ScriptedSite, gpu_inventory
+from tests.fixtures_broker import Caller, RunningBroker, ScriptedSite, gpu_inventory
 from tests.test_broker_grpc import spec
 
 
 @pytest.fixture
-def federation(broker):  # type: ignore[no-untyped-def]
+def federation(broker: RunningBroker) -> Iterator[tuple[RunningBroker, Caller, ScriptedSite]]:
     broker.institution("uchile", "CL")
     broker.institution("usp", "BR")
     ana = broker.researcher("ana", "uchile")
@@ -31,13 +32,13 @@ def federation(broker):  # type: ignore[no-untyped-def]
     site.close()
 
 
-def submit(caller, array: str, key: str = "", gpus: int = 1):  # type: ignore[no-untyped-def]
+def submit(caller: Caller, array: str, key: str = "", gpus: int = 1) -> job_pb2.SubmitJobResponse:
     return caller.jobs.SubmitJob(
         job_pb2.SubmitJobRequest(spec=spec(gpus, name="sweep"), array=array, idempotency_key=key), metadata=caller.md
     )
 
 
-def all_jobs(caller):  # type: ignore[no-untyped-def]
+def all_jobs(caller: Caller) -> Sequence[common_pb2.Job]:
     return caller.jobs.ListJobs(job_pb2.ListJobsRequest(all=True), metadata=caller.md).jobs
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import grpc
 import psycopg
 import pytest
+import typer
 from typer.testing import CliRunner
 
 from minga.common.clock import FakeClock
@@ -26,6 +27,7 @@ from minga.common.domain import JobState, SiteState
 from minga.scheduler.leader import (
     QUERY_TIMEOUT_SECONDS,
     Attempt,
+    Election,
     FileLock,
     LeaderRecord,
     NotLeadingError,
@@ -42,14 +44,14 @@ from tests.environment import environment_without
 from tests.eventually import eventually
 from tests.fixtures_broker import Caller, RunningBroker, ScriptedSite, gpu_inventory
 from tests.pg import PG_URL, pg_schema, url_in_schema
-from tests.test_store import NOW, add_institution, join_site, new_job, store_url  # noqa: F401  (fixture)
+from tests.test_store import NOW, add_institution, join_site, new_job, store_url  # noqa: F401 - fixture
 
 POLL = 0.2  # the in-process brokers' leader poll
 MINGA = str(Path(sys.executable).parent / "minga")
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def db_url(request, tmp_path) -> Iterator[str]:  # type: ignore[no-untyped-def]
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'broker.db'}"
         return
@@ -151,7 +153,8 @@ def test_a_leader_whose_lock_connection_dies_yields_to_exactly_one(tmp_path, mon
         first = start(tmp_path, url, "first")
         second = start(tmp_path, url, "second")
         try:
-            lock = first.broker.election.lock  # type: ignore[union-attr]
+            assert first.broker.election is not None
+            lock = first.broker.election.lock
             assert isinstance(lock, PostgresLock) and lock._backend is not None
             hooks = hook_calls(first, monkeypatch)
             with psycopg.connect(PG_URL, autocommit=True) as conn:
@@ -197,8 +200,9 @@ def test_locks_are_per_store(tmp_path):
     finally:
         for lock in (a, b, other):
             lock.release()
-    assert isinstance(lock_for("sqlite:///x/broker.db"), FileLock)
-    assert lock_for("sqlite:///x/broker.db").path == Path("x/broker.db.lock")  # type: ignore[attr-defined]
+    file_lock = lock_for("sqlite:///x/broker.db")
+    assert isinstance(file_lock, FileLock)
+    assert file_lock.path == Path("x/broker.db.lock")
 
 
 @pytest.mark.postgres
@@ -334,7 +338,7 @@ def test_kill_9_of_the_leader_the_standby_leads_and_agents_and_cli_follow(tmp_pa
                         proc.wait()
 
 
-def _leads(runner: CliRunner, app, env: dict[str, str], address: str, token: str) -> bool:  # type: ignore[no-untyped-def]
+def _leads(runner: CliRunner, app: typer.Typer, env: dict[str, str], address: str, token: str) -> bool:
     result = runner.invoke(
         app, ["broker", "status", "--broker", address, "-o", "json"], env={**env, "MINGA_TOKEN": token}
     )
@@ -402,11 +406,9 @@ class Hooks:
         self.calls.append("step_down")
 
 
-def election(  # type: ignore[no-untyped-def]
+def election(
     lock: ScriptedLock, hooks: Hooks, step_down_seconds: float = 60.0, clock: Callable[[], float] = time.monotonic
-):
-    from minga.scheduler.leader import Election
-
+) -> Election:
     return Election(lock, hooks, poll_seconds=0.01, step_down_seconds=step_down_seconds, clock=clock)
 
 

@@ -5,19 +5,20 @@ the owner's own job is placed, and clearing the policy lets the guest in."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 
 import grpc
 import pytest
 
 from minga.v1 import admin_pb2, common_pb2, job_pb2
 from tests.eventually import eventually
-from tests.fixtures_broker import RunningBroker, ScriptedSite, gpu_inventory
+from tests.fixtures_broker import Caller, RunningBroker, ScriptedSite, gpu_inventory
 from tests.test_broker_grpc import spec
 from tests.test_cli_shares import minga
 
 
 @pytest.fixture
-def fed(broker: RunningBroker):  # type: ignore[no-untyped-def]
+def fed(broker: RunningBroker) -> Iterator[tuple[RunningBroker, str, Caller, Caller, ScriptedSite]]:
     broker.institution("uchile", "CL")
     broker.institution("usp", "BR")
     ana = broker.researcher("ana", "uchile")  # the site's owner
@@ -29,7 +30,7 @@ def fed(broker: RunningBroker):  # type: ignore[no-untyped-def]
     site.close()
 
 
-def _reason(caller, job_id: str) -> str:  # type: ignore[no-untyped-def]
+def _reason(caller: Caller, job_id: str) -> str:
     return caller.jobs.GetJob(job_pb2.GetJobRequest(job_id=job_id), metadata=caller.md).reason
 
 

@@ -10,8 +10,9 @@ import pytest
 from minga.common.domain import JobState, NotFound
 from minga.common.lending import LendingPolicy, check_policy, parse_window
 from minga.common.site_messages import StopRunCommand
+from minga.scheduler.store import Store
 from tests.test_lending import WEDNESDAY_10_BELEM, WEDNESDAY_22_BELEM
-from tests.test_store import add_institution, cycle, join_site, store, store_url, submit  # noqa: F401
+from tests.test_store import add_institution, cycle, join_site, store, store_url, submit  # noqa: F401 - fixtures
 
 POLICY = check_policy(
     LendingPolicy(
@@ -29,7 +30,7 @@ POLICY = check_policy(
 
 
 @pytest.fixture
-def fed(store):  # type: ignore[no-untyped-def]
+def fed(store: Store) -> Store:
     add_institution(store, "uchile", "CL")
     add_institution(store, "usp", "BR")
     join_site(store, "dcc", "uchile")

@@ -4,6 +4,7 @@ values and commands out, no database."""
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -19,10 +20,10 @@ from minga.scheduler.requeue_rules import INFRA_REQUEUE_LIMIT, Fault
 NOW = 1_000.0
 
 
-def job(state: JobState = JobState.PENDING, **spec: object) -> Job:
+def job(state: JobState = JobState.PENDING, **spec: Any) -> Job:
     return Job(
         id="j-1",
-        spec=JobSpec("python train.py", project="uchile/default", **spec),  # type: ignore[arg-type]
+        spec=JobSpec("python train.py", project="uchile/default", **spec),
         state=state,
         owner="ana",
         institution="uchile",

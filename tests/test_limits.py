@@ -11,7 +11,7 @@ import pytest
 
 from minga.scheduler import validation as v
 from minga.v1 import admin_pb2, common_pb2, job_pb2, site_pb2
-from tests.fixtures_broker import RunningBroker, ScriptedSite, gpu_inventory
+from tests.fixtures_broker import Caller, RunningBroker, ScriptedSite, gpu_inventory
 
 
 def spec(**fields: Any) -> common_pb2.JobSpec:
@@ -82,7 +82,7 @@ SUBMITS: list[tuple[str, common_pb2.JobSpec, str]] = [
 
 
 @pytest.fixture
-def federation(broker: RunningBroker):  # type: ignore[no-untyped-def]
+def federation(broker: RunningBroker) -> tuple[RunningBroker, Caller]:
     broker.institution("uchile", "CL")
     return broker, broker.researcher("alice", "uchile")
 
@@ -93,7 +93,7 @@ def _refused(call: Callable[[], Any]) -> grpc.RpcError:
     return exc.value
 
 
-def test_each_job_spec_limit(federation) -> None:  # type: ignore[no-untyped-def]
+def test_each_job_spec_limit(federation: tuple[RunningBroker, Caller]) -> None:
     broker, alice = federation
     failures = []
     for case, bad, field in SUBMITS:
@@ -104,7 +104,7 @@ def test_each_job_spec_limit(federation) -> None:  # type: ignore[no-untyped-def
     assert not alice.jobs.ListJobs(job_pb2.ListJobsRequest(all=True), metadata=alice.md).jobs
 
 
-def test_each_request_limit(federation) -> None:  # type: ignore[no-untyped-def]
+def test_each_request_limit(federation: tuple[RunningBroker, Caller]) -> None:
     broker, alice = federation
     admin = broker.admin
     admin_api, jobs_api = admin.admin, alice.jobs
@@ -207,9 +207,7 @@ def test_each_request_limit(federation) -> None:  # type: ignore[no-untyped-def]
             (
                 f"policy {field}",
                 lambda f=field, v=value: admin_api.SetPolicy(
-                    admin_pb2.SetPolicyRequest(  # type: ignore[misc]
-                        policy=admin_pb2.Policy(**{f: v})
-                    ),
+                    admin_pb2.SetPolicyRequest(policy=admin_pb2.Policy(**{f: v})),
                     metadata=admin.md,
                 ),
                 field,

@@ -311,7 +311,7 @@ def test_brokers_starting_together_upgrade_once(new_url):
         try:
             barrier.wait()
             Store(url).close()
-        except BaseException as exc:  # noqa: BLE001  (reported below)
+        except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 
     threads = [threading.Thread(target=start) for _ in range(4)]

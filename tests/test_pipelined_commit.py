@@ -10,7 +10,7 @@ import threading
 from collections.abc import Sequence
 
 from minga.common.domain import JobState, RunState
-from minga.common.site_messages import RunReport
+from minga.common.site_messages import Command, RunReport
 from minga.scheduler.store.pipeline import PipelinedCommit
 from tests.eventually import eventually
 from tests.test_site_reports_batch import leased, reports  # noqa: F401 - fixtures
@@ -108,7 +108,7 @@ def test_a_sites_reports_queued_without_waiting_are_applied_in_order_in_one_batc
     committer = site_reports.committer
     commit, entered, gate = committer._commit_batch, threading.Event(), threading.Event()
 
-    def held(batch):  # type: ignore[no-untyped-def]
+    def held(batch: Sequence[tuple[str, RunReport]]) -> Sequence[list[Command] | BaseException]:
         if not gate.is_set():
             entered.set()
             gate.wait(30)

@@ -11,10 +11,12 @@ import grpc
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from minga.common.domain import InvalidArgument
 from minga.common.pki import (
+    Authority,
     SiteIdentity,
     create_ca,
     issue_server_cert,
@@ -30,7 +32,7 @@ from minga.common.pki import (
 DCC = SiteIdentity(site="dcc", institution="uchile")
 
 
-def _public(key) -> bytes:  # type: ignore[no-untyped-def]
+def _public(key: PublicKeyTypes) -> bytes:
     return key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
@@ -81,7 +83,7 @@ def test_secrets_are_written_owner_only(tmp_path) -> None:
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
 
 
-def _peer_identity(ca: x509.Certificate):  # type: ignore[no-untyped-def]
+def _peer_identity(ca: x509.Certificate) -> grpc.GenericRpcHandler:
     def handler(request: bytes, context: grpc.ServicerContext) -> bytes:
         presented = context.auth_context().get("x509_pem_cert", [b""])[0]
         identity = site_identity(x509.load_pem_x509_certificate(presented), ca)
@@ -102,7 +104,7 @@ def test_mutual_tls_through_grpc_with_these_certificates() -> None:
     server.start()
     try:
 
-        def ask(authority, site_id: SiteIdentity) -> bytes:  # type: ignore[no-untyped-def]
+        def ask(authority: Authority, site_id: SiteIdentity) -> bytes:
             key = new_key()
             cert = sign_site_csr(authority, site_csr(key, site_id.site), site_id)
             channel = grpc.secure_channel(

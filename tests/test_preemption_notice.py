@@ -15,8 +15,8 @@ from minga.scheduler.store.runs import notice_seconds
 from minga.scheduler.validation import check_job_spec
 from minga.v1 import site_pb2
 from tests.fakes.fake_broker import make_start_run
-from tests.test_agent_session import Site, site  # noqa: F401  (the fixture)
-from tests.test_store import NOW, cycle, fed, store, store_url, submit  # noqa: F401  (fixtures)
+from tests.test_agent_session import Site, site  # noqa: F401 - the fixture
+from tests.test_store import NOW, cycle, fed, store, store_url, submit  # noqa: F401 - fixtures
 
 # -- broker -------------------------------------------------------------------------
 

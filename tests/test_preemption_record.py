@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import time
 
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from minga.cli.main import app
 from minga.v1 import admin_pb2, common_pb2, job_pb2
@@ -16,7 +16,7 @@ from tests.eventually import eventually
 from tests.fixtures_broker import Caller, RunningBroker, ScriptedSite, gpu_inventory
 
 
-def minga(broker: RunningBroker, token: str, *args: str):  # type: ignore[no-untyped-def]
+def minga(broker: RunningBroker, token: str, *args: str) -> Result:
     env = {"MINGA_BROKER": broker.address, "MINGA_TOKEN": token, "MINGA_CONFIG_DIR": "/nonexistent-minga"}
     return CliRunner().invoke(app, list(args), env=env)
 

@@ -4,7 +4,7 @@ hint, others are served, and the flooder is served again once it waited as told.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import grpc
@@ -131,7 +131,7 @@ def limited(tmp_path: Path, clock: FakeClock) -> Iterator[RunningBroker]:
     running.close()
 
 
-def _flood(call, times: int) -> grpc.RpcError:  # type: ignore[no-untyped-def]
+def _flood(call: Callable[[], object], times: int) -> grpc.RpcError:
     for _ in range(times):
         try:
             call()

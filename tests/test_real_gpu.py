@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -46,7 +47,7 @@ def test_nvml_names_every_physical_gpu() -> None:
 
 
 @pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="the CUDA job needs torch")
-def test_cuda_job_through_a_site_agent(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_cuda_job_through_a_site_agent(tmp_path: Path) -> None:
     model = PHYSICAL[0].model
     broker = start_broker(tmp_path)
     try:

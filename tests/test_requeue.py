@@ -19,7 +19,7 @@ from minga.scheduler.requeue_rules import backoff_seconds, infra_backoff_seconds
 from minga.scheduler.store import Store
 from minga.scheduler.store.runs import _free_gpus, _lease
 from tests.eventually import eventually
-from tests.test_store import (  # noqa: F401  (fixtures)
+from tests.test_store import (  # noqa: F401 - fixtures
     NOW,
     cycle,
     fed,

@@ -6,15 +6,16 @@ only its own outcome."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from sqlmodel import Session
 
 import minga.scheduler.store.runs as runs_module
 from minga.common.clock import FakeClock, RandomIds
 from minga.common.domain import JobState, RunState
-from minga.common.site_messages import RunReport, StopRunCommand
+from minga.common.site_messages import Command, RunReport, StopRunCommand
 from minga.scheduler.core import Core
 from minga.scheduler.cycle import SchedulingCycle
 from minga.scheduler.leases import SiteLeases
@@ -22,7 +23,7 @@ from minga.scheduler.service.sites import SiteReports
 from minga.scheduler.sessions import SessionRegistry
 from minga.scheduler.store import Store
 from tests.eventually import eventually
-from tests.test_store import NOW, add_institution, cycle, inventory, join_site, store, store_url, submit  # noqa: F401
+from tests.test_store import NOW, add_institution, cycle, inventory, join_site, store, store_url, submit  # noqa: F401 - fixtures
 
 SITES = 12
 
@@ -62,17 +63,17 @@ def reports(store: Store) -> Iterator[tuple[SiteReports, Triggers]]:
         leases=leases,
     )
     triggers = Triggers()
-    core.cycle.trigger = triggers  # type: ignore[method-assign]
+    core.cycle.trigger = triggers  # type: ignore[method-assign]  # the cycle is not started here: count its triggers
     yield SiteReports(core), triggers
 
 
-def held_batch(site_reports: SiteReports, calls: list) -> list:  # type: ignore[type-arg]
+def held_batch(site_reports: SiteReports, calls: list[tuple[str, RunReport]]) -> list[list[Command] | BaseException]:
     """Run `calls` (site, report) concurrently with the first one's commit held until
     all the others queue behind it: they then go in ONE batch. Their outcomes."""
     committer = site_reports.committer
     commit, entered, gate = committer._commit_batch, threading.Event(), threading.Event()
 
-    def held(batch):  # type: ignore[no-untyped-def]
+    def held(batch: Sequence[tuple[str, RunReport]]) -> Sequence[list[Command] | BaseException]:
         if not gate.is_set():
             entered.set()
             gate.wait(30)
@@ -109,7 +110,7 @@ def test_a_report_that_fails_costs_only_its_own_outcome(store, leased, reports, 
     bad_site, bad_job, bad_run = leased[3]
     apply = runs_module._apply_report
 
-    def failing(s, site, report, now, in_session=True):  # type: ignore[no-untyped-def]
+    def failing(s: Session, site: str, report: RunReport, now: float, in_session: bool = True) -> list[Command]:
         if report.run_id == bad_run:
             raise RuntimeError("this report breaks its transaction")
         return apply(s, site, report, now, in_session)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import AsyncIterator
 
 import grpc
 
@@ -45,7 +46,7 @@ class Agent:
         self.hang_up = asyncio.Event()
         self.call = site_pb2_grpc.SiteServiceStub(channel).Connect(self._messages(), metadata=bearer(token))
 
-    async def _messages(self):  # type: ignore[no-untyped-def]
+    async def _messages(self) -> AsyncIterator[site_pb2.AgentMessage]:
         yield site_pb2.AgentMessage(hello=site_pb2.Hello(inventory=gpu_inventory()))
         await self.hang_up.wait()
 

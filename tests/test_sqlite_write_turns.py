@@ -5,15 +5,17 @@ transaction, whichever way it ends, and a second writer waits for it."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 
 from minga.scheduler.store.db import make_engines
 
 
 @pytest.fixture
-def engines(tmp_path):  # type: ignore[no-untyped-def]
+def engines(tmp_path: Path) -> Iterator[tuple[Engine, Engine]]:
     write, read = make_engines(f"sqlite:///{tmp_path / 'turns.db'}")
     with write.begin() as conn:
         conn.execute(text("CREATE TABLE t (x INTEGER)"))

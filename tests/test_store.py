@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 import psycopg
 import pytest
@@ -37,7 +37,7 @@ from minga.scheduler.policy import Decisions, Placement, Snapshot, Waiting, sche
 from minga.scheduler.store import Store
 from minga.scheduler.store.accounts import Institution, User
 from minga.scheduler.store.models import JobRow, RunRow, TokenRow
-from tests.pg import PG_URL, pg_schema, pg_unreachable, url_in_schema  # noqa: F401  (PG_URL, pg_unreachable: re-exported)
+from tests.pg import PG_URL, pg_schema, pg_unreachable, url_in_schema  # noqa: F401 - PG_URL, pg_unreachable: re-exported
 
 NOW = 1_700_000_000.0
 DIGEST = "sha256:" + "ab" * 32
@@ -392,7 +392,10 @@ def test_list_filters(fed):
     fed.jobs.request_cancel("c-cancelled", NOW, "test")
     submit(fed, "d-leased", submitted=4, gpus=8)
     assert fed.runs.apply_decisions(Decisions(placements=(place("d-leased", "dcc", 8),)), NOW)
-    ids = lambda jobs: [j.id for j in jobs]  # noqa: E731
+
+    def ids(jobs: Iterable[Job]) -> list[str]:
+        return [j.id for j in jobs]
+
     assert ids(fed.jobs.list(None, True, None)) == ["d-leased", "c-cancelled", "b-usp", "a-pending"]
     assert ids(fed.jobs.list(None, False, None)) == ["d-leased", "b-usp", "a-pending"]
     assert ids(fed.jobs.list("uchile", True, None)) == ["d-leased", "c-cancelled", "a-pending"]

@@ -8,6 +8,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from minga.scheduler.cycle import CycleResult
 from minga.scheduler.server import Broker, BrokerConfig
 from minga.v1 import common_pb2, job_pb2
 from tests.eventually import eventually
@@ -44,7 +45,7 @@ def test_a_burst_of_submits_costs_a_handful_of_cycles_and_none_waits_for_one(tmp
         cycle = running.broker.core.cycle
         run_once, entered, gate = cycle.run_once, threading.Event(), threading.Event()
 
-        def first_one_blocked():  # type: ignore[no-untyped-def]
+        def first_one_blocked() -> CycleResult:
             if not gate.is_set():
                 entered.set()
                 assert gate.wait(120), "the test never let the cycle go"

@@ -18,7 +18,7 @@ def reads_of(store: Store, table: str) -> list[int]:
     """A live count of the SELECTs that name `table`, on either engine."""
     counted = [0]
 
-    def count(conn, cursor, statement, *args) -> None:  # type: ignore[no-untyped-def]
+    def count(conn: object, cursor: object, statement: str, *args: object) -> None:
         if statement.lstrip().upper().startswith("SELECT") and f"FROM {table}" in statement:
             counted[0] += 1
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import stat
+from collections.abc import Callable
 
 import grpc
 import pytest
@@ -18,17 +19,18 @@ from minga.common.clock import FakeClock
 from minga.common.domain import FailedPrecondition, Role, Unauthenticated
 from minga.scheduler.auth import KEYED_PREFIX, TokenHasher, legacy_hash
 from minga.scheduler.server import Broker, BrokerConfig
+from minga.scheduler.store import Store
 from minga.scheduler.store.accounts import Institution, User
 from minga.v1 import admin_pb2, common_pb2
-from tests.fixtures_broker import ScriptedSite, gpu_inventory, start_broker
+from tests.fixtures_broker import Caller, RunningBroker, ScriptedSite, gpu_inventory, start_broker
 from tests.test_store import store, store_url  # noqa: F401 - the store fixtures, SQLite and PostgreSQL
 
 
-def whoami(caller) -> str:  # type: ignore[no-untyped-def]
+def whoami(caller: Caller) -> str:
     return caller.admin.WhoAmI(admin_pb2.WhoAmIRequest(), metadata=caller.md).name
 
 
-def refused(call) -> grpc.StatusCode:  # type: ignore[no-untyped-def]
+def refused(call: Callable[[], object]) -> grpc.StatusCode:
     with pytest.raises(grpc.RpcError) as err:
         call()
     return err.value.code()
@@ -106,10 +108,10 @@ DAY = 86400.0
 
 
 def add_user(
-    broker,
+    broker: RunningBroker,
     name: str,
     institution: str,
-    role: int = common_pb2.ROLE_RESEARCHER,  # type: ignore[no-untyped-def]
+    role: int = common_pb2.ROLE_RESEARCHER,
     ttl: int = 0,
 ) -> admin_pb2.AddUserResponse:
     a = broker.admin
@@ -145,7 +147,7 @@ def test_user_tokens_expire_and_rotation_renews_them(tmp_path) -> None:
         broker.close()
 
 
-def add_user_code(broker, name: str, institution: str, ttl: int) -> grpc.StatusCode:  # type: ignore[no-untyped-def]
+def add_user_code(broker: RunningBroker, name: str, institution: str, ttl: int) -> grpc.StatusCode:
     return refused(lambda: add_user(broker, name, institution, ttl=ttl))
 
 
@@ -299,7 +301,7 @@ def test_institution_admins_add_their_own_users_through_the_cli(tmp_path) -> Non
 NOW = 1_700_000_000.0
 
 
-def test_store_keys_rekeys_lists_and_finds_owners(store) -> None:  # type: ignore[no-untyped-def]
+def test_store_keys_rekeys_lists_and_finds_owners(store: Store) -> None:
     accounts = store.accounts
     accounts.use_key(TokenHasher(b"k" * 32))
     accounts.use_key(TokenHasher(b"k" * 32))  # the same key again: fine

@@ -195,7 +195,10 @@ def _sorted_groups(
         tied = set(group_in_order[1:][tie].tolist())
     ends = np.cumsum(np.bincount(group, minlength=len(groups)))
     packed = order.astype(np.int64, copy=False).tobytes()
-    by_pair = lambda pos: (times[pos], jobs[pos].id)  # noqa: E731
+
+    def by_pair(pos: int) -> tuple[float, str]:
+        return times[pos], jobs[pos].id
+
     out: dict[Group, array[int]] = {}
     start = 0
     for gid, (key, end) in enumerate(zip(groups, ends.tolist(), strict=True)):

@@ -10,6 +10,7 @@ delay the cycle's EASY reservation on the pool's model (`backfill.py`).
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from operator import attrgetter
 
 from minga.common.domain import Job
@@ -88,8 +89,10 @@ def scan_all(cycle: Cycle, job: Job, blocked: set[str]) -> tuple[bool, set[str]]
     for scope in sorted(job.spec.countries) or (ANY,):  # other countries fail the hard test
         for model in cycle.models(job):
             b = buckets.get((scope, model))
+            if b is None:
+                continue  # no pool of the model in the scope (and no `top` either)
             for free in range(g, top.get((scope, model), 0) + 1):
-                for pool in b[free].values():  # type: ignore[index]
+                for pool in b[free].values():
                     owners.add(pool.owner)
                     if ok(pool):
                         return True, owners
@@ -129,15 +132,15 @@ def acceptor(
     reservations, now, job_id = cycle.reservations, cycle.now, job.id
     job_due = due(job.submitted_at, walltime)
     lending = cycle.lending  # None without site policies: nothing to check
-    key = lending.key(job) if lending is not None else None
+    refusal = partial(lending.refusal, lending.key(job)) if lending is not None else None
 
     def ok(pool: Pool) -> bool:
         if room and (pool.free < g or free_cpus[pool.site] < cpus) or not hard_ok(pool):
             return False
         if strict and (own_sites_only and pool.owner != inst or not ledger.within_guarantee(inst, pool.model, g)):
             return False
-        if lending is not None:
-            refused = lending.refusal(key, pool.site, g)  # type: ignore[arg-type]
+        if refusal is not None:
+            refused = refusal(pool.site, g)
             if refused:
                 blocked.add(refused)
                 return False

@@ -60,7 +60,10 @@ def _order_by_group(
     class, factor), merging groups of equal rank by (submit time, id) (rare: it needs equal
     factors). An institution's runs are its groups in that order."""
     times, jobs = pending.times, pending.jobs
-    by_pair = lambda pos: (times[pos], jobs[pos].id)  # noqa: E731
+
+    def by_pair(pos: int) -> tuple[float, str]:
+        return times[pos], jobs[pos].id
+
     ranked: dict[tuple[int, float], list[tuple[str, array[int]]]] = defaultdict(list)
     for (priority, inst, name), positions in groups.items():
         ranked[-priority, -factors.get(project_id(inst, name), 0.0)].append((inst, positions))

@@ -16,7 +16,7 @@ import grpc
 from minga.agent.packages import digest_of
 from minga.v1 import common_pb2, site_pb2, site_pb2_grpc
 
-_END = object()
+_Outgoing = queue.Queue[site_pb2.BrokerMessage | None]  # messages down one stream; None ends it
 
 
 class FakeBroker(site_pb2_grpc.SiteServiceServicer):
@@ -39,7 +39,7 @@ class FakeBroker(site_pb2_grpc.SiteServiceServicer):
         self.hellos: list[site_pb2.Hello] = []
         self.fetches: list[str] = []
         self._cond = threading.Condition()
-        self._outgoing: queue.Queue[object] | None = None
+        self._outgoing: _Outgoing | None = None
         self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
         site_pb2_grpc.add_SiteServiceServicer_to_server(self, self._server)
         bind = f"127.0.0.1:{port}"
@@ -59,7 +59,7 @@ class FakeBroker(site_pb2_grpc.SiteServiceServicer):
         """Drop every stream at once, like a broker process that dies."""
         with self._cond:
             if self._outgoing is not None:
-                self._outgoing.put(_END)
+                self._outgoing.put(None)
                 self._outgoing = None
         self._server.stop(grace=None).wait()
 
@@ -141,10 +141,10 @@ class FakeBroker(site_pb2_grpc.SiteServiceServicer):
     ) -> Iterator[site_pb2.BrokerMessage]:
         if not self._authorized(context):
             context.abort(grpc.StatusCode.UNAUTHENTICATED, "bad site token")
-        outgoing: queue.Queue[object] = queue.Queue()
+        outgoing: _Outgoing = queue.Queue()
         with self._cond:
             if self._outgoing is not None:
-                self._outgoing.put(_END)  # a newer session replaces the old one
+                self._outgoing.put(None)  # a newer session replaces the old one
             self._outgoing = outgoing
         threading.Thread(target=self._read, args=(request_iterator, outgoing), daemon=True).start()
         yield site_pb2.BrokerMessage(welcome=site_pb2.Welcome(site=self.site, heartbeat_seconds=self.heartbeat_seconds))
@@ -153,11 +153,11 @@ class FakeBroker(site_pb2_grpc.SiteServiceServicer):
                 item = outgoing.get(timeout=0.1)
             except queue.Empty:
                 continue
-            if item is _END:
+            if item is None:
                 return
-            yield item  # type: ignore[misc]
+            yield item
 
-    def _read(self, requests: Iterator[site_pb2.AgentMessage], outgoing: queue.Queue[object]) -> None:
+    def _read(self, requests: Iterator[site_pb2.AgentMessage], outgoing: _Outgoing) -> None:
         try:
             for msg in requests:
                 with self._cond:
@@ -171,7 +171,7 @@ class FakeBroker(site_pb2_grpc.SiteServiceServicer):
             with self._cond:
                 if self._outgoing is outgoing:
                     self._outgoing = None
-                outgoing.put(_END)
+                outgoing.put(None)
                 self._cond.notify_all()
 
 
