@@ -16,10 +16,12 @@ from dataclasses import dataclass
 
 from minga.common.clock import Clock
 from minga.common.site_messages import Command, StartRunCommand
+from minga.scheduler.estimates import StartEstimates
 from minga.scheduler.leader import NotLeadingError
 from minga.scheduler.leases import SiteLeases
 from minga.scheduler.policy import Decisions, Snapshot, schedule
 from minga.scheduler.sessions import SessionRegistry
+from minga.scheduler.sim.forecast import Limits
 from minga.scheduler.state import FederationState
 from minga.scheduler.store import Store
 from minga.scheduler.store.base import Database, StoreUnavailable
@@ -60,6 +62,7 @@ class SchedulingCycle:
         self._thread: threading.Thread | None = None
         self.state = FederationState(lambda: load_rows(store.db), lambda: load_accounts(store.db))
         self._attached: Database | None = None
+        self.estimates = StartEstimates(Limits(cycle_seconds=self.wakeups.pacing.tick_seconds))
 
     # -- the in-memory federation ------------------------------------------------
     def attach(self) -> FederationState:
@@ -151,8 +154,10 @@ class SchedulingCycle:
         now = self.clock.now()  # read once: the snapshot and every decision share it
         stops = self.expire(now)
         self.charge(now)
-        decisions = self.decide(self.load_snapshot(now), now)
+        snapshot = self.load_snapshot(now)
+        decisions = self.decide(snapshot, now)
         commands = self.persist(decisions, now)
+        self.estimates.observe(snapshot, now)  # forecast from it only when asked
         published = self.publish(stops + commands)
         starts = sum(isinstance(c, StartRunCommand) for c in commands)
         return CycleResult(

@@ -39,7 +39,12 @@ def _federation() -> Federation:
     )
     insts = tuple(
         InstitutionShare(slug, country, weight)
-        for slug, country, weight in (("uchile", "CL", 1.0), ("uba", "AR", 2.0), ("usp", "BR", 1.0), ("unam", "MX", 1.0))
+        for slug, country, weight in (
+            ("uchile", "CL", 1.0),
+            ("uba", "AR", 2.0),
+            ("usp", "BR", 1.0),
+            ("unam", "MX", 1.0),
+        )
     )
     return Federation(sites=sites, institutions=insts, settings=ShareSettings(), cycle_seconds=CYCLE)
 

@@ -85,9 +85,7 @@ class _Starts(Recorder):
 class _ForecastEngine(Engine):
     """The engine, started from a broker's snapshot instead of an empty federation."""
 
-    def __init__(
-        self, base: Snapshot, now: float, policy: Policy, limits: Limits, running: Mapping[str, Job]
-    ) -> None:
+    def __init__(self, base: Snapshot, now: float, policy: Policy, limits: Limits, running: Mapping[str, Job]) -> None:
         fed = Federation(
             sites=base.sites,
             institutions=base.institutions,
@@ -120,7 +118,9 @@ class _ForecastEngine(Engine):
         self.ends.append((end, run.id))
 
     def snapshot(self) -> Snapshot:
-        insts = tuple(replace(i, contribution=self.contribution.get(i.slug, 0.0) / 3600.0) for i in self.base.institutions)
+        insts = tuple(
+            replace(i, contribution=self.contribution.get(i.slug, 0.0) / 3600.0) for i in self.base.institutions
+        )
         return replace(
             self.base,
             live_runs=tuple(lv.run for lv in self.live.values()),
