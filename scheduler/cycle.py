@@ -21,7 +21,7 @@ from minga.scheduler.leader import NotLeadingError
 from minga.scheduler.leases import SiteLeases
 from minga.scheduler.policy import Decisions, Snapshot, schedule
 from minga.scheduler.sessions import SessionRegistry
-from minga.scheduler.sim.forecast import Limits
+from minga.scheduler.sim.forecast import FIRST_STEP, Limits
 from minga.scheduler.state import FederationState
 from minga.scheduler.store import Store
 from minga.scheduler.store.base import Database, StoreUnavailable
@@ -62,7 +62,8 @@ class SchedulingCycle:
         self._thread: threading.Thread | None = None
         self.state = FederationState(lambda: load_rows(store.db), lambda: load_accounts(store.db))
         self._attached: Database | None = None
-        self.estimates = StartEstimates(Limits(cycle_seconds=self.wakeups.pacing.tick_seconds))
+        # A forecast's cycles are no finer than a tick apart, nor than FIRST_STEP (its cost).
+        self.estimates = StartEstimates(Limits(cycle_seconds=max(self.wakeups.pacing.tick_seconds, FIRST_STEP)))
 
     # -- the in-memory federation ------------------------------------------------
     def attach(self) -> FederationState:

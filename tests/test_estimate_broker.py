@@ -11,12 +11,12 @@ from datetime import datetime
 import pytest
 
 from minga.common.clock import FakeClock
+from minga.scheduler.sim.forecast import Limits
 from minga.v1 import common_pb2, job_pb2
 from tests.eventually import eventually
 from tests.fixtures_broker import Caller, RunningBroker, ScriptedSite, gpu_inventory, start_broker
 from tests.test_preemption_record import get, minga
 
-TICK = 0.5  # start_broker's tick: the grid of the forecast's cycles
 
 
 def _submit(who: Caller, walltime: int) -> str:
@@ -69,9 +69,10 @@ def test_job_status_estimates_a_pending_job_and_not_a_running_one(setup) -> None
     shown = json.loads(_status(broker, ana, second, "-o", "json"))
     assert shown["state"] == "PENDING"
     est = shown["estimated_start"]
-    # The site's 4 GPUs free when the first job's walltime ends, at the next cycle of the grid.
-    at = datetime.fromisoformat(est["at"]).timestamp()
-    assert leased_at + 3600 <= at <= leased_at + 3600 + TICK
+    # The site's 4 GPUs free when the first job's walltime ends, at the next cycle of the
+    # forecast's grid, whose step that far ahead is about a quarter of the lead time.
+    at, ends = datetime.fromisoformat(est["at"]).timestamp(), leased_at + 3600
+    assert ends <= at <= ends + 0.25 * (ends - clock.now()) + Limits().cycle_seconds
     assert est["later_than"] is None
     assert "walltime" in est["assumptions"] and "nothing new is submitted" in est["assumptions"]
 

@@ -72,6 +72,16 @@ class _Watch:
         return decisions
 
 
+def test_further_ahead_the_grid_coarsens_to_the_stated_fraction():
+    fed = _federation()
+    snap = replace(fed.policy_snapshot(), sites=fed.sites[:1])
+    run = Run("held-1", "held", "cl-1", 1, "A100", 8, 0.0, RunState.RUNNING, "uba", "uba/default", 0.0, True, 36000)
+    waiting = replace(snap, live_runs=(run,), pending=(make_job(SimJob("next", "usp", 1.0, 100.0, 8, ("A100",))),))
+    est = forecast(waiting, 0.0, schedule, Limits(cycle_seconds=CYCLE, step_ratio=0.25))["next"]
+    assert 36000.0 <= est.at <= 36000.0 * 1.25
+    assert "to within 25% of the time ahead" in est.assumptions
+
+
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_the_estimate_is_what_the_simulator_then_does(seed):
     fed, jobs = _federation(), _workload(seed)
@@ -86,7 +96,7 @@ def test_the_estimate_is_what_the_simulator_then_does(seed):
             for j in schedule(s, t).placements:
                 after.setdefault(j.job_id, t)
     running = {j.id: make_job(j) for j in jobs}
-    limits = Limits(cycle_seconds=CYCLE, max_cycles=10**6, horizon=10**9)
+    limits = Limits(cycle_seconds=CYCLE, max_cycles=10**6, horizon=10**9, step_ratio=0.0)
     estimates = forecast(snap, now, schedule, limits, running)
     assert set(estimates) == {j.id for j in snap.pending}
     assert snap.live_runs, "the snapshot must hold runs whose ends the forecast predicts"
@@ -116,6 +126,6 @@ def test_a_run_without_walltime_ends_at_the_stated_default():
     placed = schedule(replace(snap, pending=(make_job(jobs[0]),)), 0.0).placements[0]
     run = Run("held-1", "held", placed.site, 1, "A100", 8, 0.0, RunState.RUNNING, "uba", "uba/default", 0.0)
     waiting = replace(snap, live_runs=(run,), pending=(make_job(jobs[1]),))
-    est = forecast(waiting, 10.0, schedule, Limits(cycle_seconds=CYCLE, default_walltime=3600.0))["next"]
+    est = forecast(waiting, 10.0, schedule, Limits(cycle_seconds=CYCLE, default_walltime=3600.0, step_ratio=0.0))["next"]
     assert est.at == pytest.approx(3600.0, abs=CYCLE)
     assert "1 h when they have none" in est.assumptions

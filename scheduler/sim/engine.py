@@ -129,6 +129,10 @@ class Engine:
     def _grid(self, t: float) -> float:
         return math.ceil(t / self.cycle - 1e-9) * self.cycle
 
+    def _after(self, t: float) -> float:
+        """The next cycle after one at `t` with no event between."""
+        return t + self.cycle
+
     # ---- events -------------------------------------------------------------------------
     def _arrive(self, sj: SimJob) -> None:
         job = make_job(sj)
@@ -267,8 +271,8 @@ class Engine:
                 next_cycle = self._grace_wakeup()
                 if decisions.preemptions and self.pending:
                     # A preemption cap may have left work for the next cycle, with no event.
-                    next_cycle = min(next_cycle, t + self.cycle)
+                    next_cycle = min(next_cycle, self._after(t))
                 if next_cycle <= t:
-                    next_cycle = t + self.cycle
+                    next_cycle = self._after(t)
         self.rec.finish(self.now, stuck=list(self.pending))
         return self.rec

@@ -29,13 +29,18 @@ from minga.scheduler.sim.workload import SimJob
 DEFAULT_WALLTIME = 24 * 3600.0  # a run or job with no walltime is assumed to take this long
 HORIZON = 7 * 86400.0  # the forecast looks no further ahead
 MAX_CYCLES = 50  # nor runs more simulated cycles
+STEP_RATIO = 0.25  # an estimate's precision: about a quarter of how far ahead it is ...
+FIRST_STEP = 30.0  # ... and never finer than this
 
 
 @dataclass(frozen=True)
 class Limits:
     """What a forecast assumes and how far it may go."""
 
-    cycle_seconds: float = 2.0  # the broker's tick: the grid simulated cycles fall on
+    cycle_seconds: float = FIRST_STEP  # the grid's first step (its only one when step_ratio is 0)
+    # Further ahead the grid coarsens by this ratio a step, so far-off ends are played
+    # together and the cycles' cost buys a long look; 0: the plain grid, as the simulator.
+    step_ratio: float = STEP_RATIO
     default_walltime: float = DEFAULT_WALLTIME
     horizon: float = HORIZON
     max_cycles: int = MAX_CYCLES
@@ -45,6 +50,7 @@ class Limits:
             f"running jobs end at their walltime ({_span(self.default_walltime)} when they have none); "
             "nothing new is submitted; no site joins, leaves or changes; "
             f"looked {_span(self.horizon)} or {self.max_cycles} scheduling cycles ahead"
+            + (f", to within {self.step_ratio:.0%} of the time ahead" if self.step_ratio else "")
         )
 
 
@@ -95,7 +101,8 @@ class _ForecastEngine(Engine):
         )
         self.starts = _Starts()
         super().__init__(fed, (), policy, recorder=self.starts)
-        self.base, self.now = base, now
+        self.base, self.now, self.start = base, now, now
+        self.step_ratio = limits.step_ratio
         self.until, self.max_cycles = now + limits.horizon, limits.max_cycles
         self.originals = {j.id: j for j in base.pending}
         self.known = {r.job_id: running.get(r.job_id) or _job_of(r) for r in base.live_runs} | self.originals
@@ -129,6 +136,26 @@ class _ForecastEngine(Engine):
             usage=tuple(sorted(self.usage.items())),
             columns=None,  # the leader's packed columns describe the base's queue only
         )
+
+    def _point(self, t: float, after: bool) -> float:
+        """The first point of the forecast's grid at (or, `after`, past) `t`. The grid is
+        geometric from `now` (`Limits.step_ratio`): its first step is `cycle_seconds`, and
+        each later one that ratio longer, so far-off ends are played together and a bounded
+        number of cycles looks days ahead. Ratio 0: the simulator's plain grid."""
+        r = self.step_ratio
+        if r <= 0:
+            return super()._after(t) if after else super()._grid(t)
+        base = self.cycle / r
+        k = max(math.ceil(math.log1p(max(t - self.start, 0.0) / base) / math.log1p(r) - 1e-9), 0)
+        while (p := self.start + base * ((1 + r) ** k - 1)) < t or (after and p <= t):
+            k += 1
+        return p
+
+    def _grid(self, t: float) -> float:
+        return self._point(t, after=False)
+
+    def _after(self, t: float) -> float:
+        return self._point(t, after=True)
 
     def requeued(self, run: Run) -> Job:
         return replace(self.known[run.job_id], state=JobState.PENDING, attempts=run.epoch)
