@@ -340,7 +340,7 @@ def estimate_lines(job: JsonDict, now: float | None = None) -> list[tuple[str, s
         return []
     e = job.get("estimated_start")
     if e is None:
-        return [("estimate", "none yet: the broker estimates from its next scheduling cycle")]
+        return [("estimate", "none yet: the broker has not estimated since this job was queued; ask again shortly")]
     if e["at"]:
         when = e["at"]
         if now is not None:

@@ -11,12 +11,12 @@ from datetime import datetime
 import pytest
 
 from minga.common.clock import FakeClock
+from minga.scheduler.estimates import REFRESH_SECONDS
 from minga.scheduler.sim.forecast import Limits
 from minga.v1 import common_pb2, job_pb2
 from tests.eventually import eventually
 from tests.fixtures_broker import Caller, RunningBroker, ScriptedSite, gpu_inventory, start_broker
 from tests.test_preemption_record import get, minga
-
 
 
 def _submit(who: Caller, walltime: int) -> str:
@@ -83,5 +83,14 @@ def test_job_status_estimates_a_pending_job_and_not_a_running_one(setup) -> None
     running = json.loads(_status(broker, ana, first, "-o", "json"))
     assert running["state"] == "RUNNING" and running["estimated_start"] is None
     assert "estimate" not in _status(broker, ana, first)
-    # Every question since the cycle was answered from one forecast.
+    # Every question since the cycle was answered from one forecast, and so are those after
+    # the next cycles, until the forecast is REFRESH_SECONDS old on the broker's clock.
     assert cycle.estimates.forecasts == forecasts + 1
+    clock.advance(REFRESH_SECONDS / 2)
+    cycle.run_once()
+    assert json.loads(_status(broker, ana, second, "-o", "json"))["estimated_start"] == est
+    assert cycle.estimates.forecasts == forecasts + 1
+    clock.advance(REFRESH_SECONDS / 2)
+    cycle.run_once()
+    assert json.loads(_status(broker, ana, second, "-o", "json"))["estimated_start"]["at"]
+    assert cycle.estimates.forecasts == forecasts + 2

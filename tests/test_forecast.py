@@ -126,6 +126,7 @@ def test_a_run_without_walltime_ends_at_the_stated_default():
     placed = schedule(replace(snap, pending=(make_job(jobs[0]),)), 0.0).placements[0]
     run = Run("held-1", "held", placed.site, 1, "A100", 8, 0.0, RunState.RUNNING, "uba", "uba/default", 0.0)
     waiting = replace(snap, live_runs=(run,), pending=(make_job(jobs[1]),))
-    est = forecast(waiting, 10.0, schedule, Limits(cycle_seconds=CYCLE, default_walltime=3600.0, step_ratio=0.0))["next"]
+    limits = Limits(cycle_seconds=CYCLE, default_walltime=3600.0, step_ratio=0.0)
+    est = forecast(waiting, 10.0, schedule, limits)["next"]
     assert est.at == pytest.approx(3600.0, abs=CYCLE)
     assert "1 h when they have none" in est.assumptions

@@ -28,7 +28,7 @@ from minga.scheduler.sim.workload import SimJob
 
 DEFAULT_WALLTIME = 24 * 3600.0  # a run or job with no walltime is assumed to take this long
 HORIZON = 7 * 86400.0  # the forecast looks no further ahead
-MAX_CYCLES = 50  # nor runs more simulated cycles
+MAX_CYCLES = 30  # nor runs more simulated cycles
 STEP_RATIO = 0.25  # an estimate's precision: about a quarter of how far ahead it is ...
 FIRST_STEP = 30.0  # ... and never finer than this
 
