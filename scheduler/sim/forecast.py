@@ -61,16 +61,19 @@ def _span(seconds: float) -> str:
 
 
 class _Starts(Recorder):
-    """Only each job's first start: what a forecast needs, without the metrics' cost."""
+    """Only the first start of each job asked about: what a forecast needs, without the
+    metrics' cost."""
 
-    def __init__(self) -> None:  # the fairness metrics' state is not wanted here
+    def __init__(self, wanted: Mapping[str, object]) -> None:  # no fairness metrics here
+        self.wanted = wanted
         self.first: dict[str, float] = {}
 
     def arrived(self, sj: SimJob, now: float) -> None:
         pass
 
     def started(self, run: Run, sj: SimJob, now: float, site_owner: str, delay: float = 0.0) -> None:
-        self.first.setdefault(run.job_id, now)  # leased then (behind a notice, it runs `delay` later)
+        if run.job_id in self.wanted:  # leased then (behind a notice, it runs `delay` later)
+            self.first.setdefault(run.job_id, now)
 
     def completed(self, run: Run, now: float) -> None:
         pass
@@ -99,12 +102,12 @@ class _ForecastEngine(Engine):
             cycle_seconds=limits.cycle_seconds,
             country_weights=base.country_weights,
         )
-        self.starts = _Starts()
+        self.originals = {j.id: j for j in base.pending}
+        self.starts = _Starts(self.originals)
         super().__init__(fed, (), policy, recorder=self.starts)
         self.base, self.now, self.start = base, now, now
         self.step_ratio = limits.step_ratio
         self.until, self.max_cycles = now + limits.horizon, limits.max_cycles
-        self.originals = {j.id: j for j in base.pending}
         self.known = {r.job_id: running.get(r.job_id) or _job_of(r) for r in base.live_runs} | self.originals
         self.jobs = {j.id: _sim_job(j, limits.default_walltime) for j in self.known.values()}
         self.pending = dict(self.originals)
@@ -161,7 +164,9 @@ class _ForecastEngine(Engine):
         return replace(self.known[run.job_id], state=JobState.PENDING, attempts=run.epoch)
 
     def finished(self) -> bool:
-        return not self.pending
+        """Every job asked about has started or can never run (a requeued one may still wait)."""
+        ended = sum(j in self.originals for j in self.rejected)  # rare: never-fitting jobs
+        return len(self.starts.first) + ended >= len(self.originals)
 
     def _grace_wakeup(self) -> float:
         """Also the first grid point at which a requeued job's backoff (`not_before`) ends."""
