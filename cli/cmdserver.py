@@ -23,6 +23,7 @@ import signal
 import socket
 import struct
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -189,6 +190,7 @@ def _take(conn: socket.socket, listener: socket.socket) -> None:
     pid = os.fork()
     if pid == 0:
         listener.close()
+        threading.Thread(target=_end_with_the_caller, args=(conn,), daemon=True).start()
         code = 1
         try:
             code = _child(json.loads(message[4:]), fds)
@@ -200,6 +202,14 @@ def _take(conn: socket.socket, listener: socket.socket) -> None:
     for fd in fds:
         os.close(fd)
     conn.sendall(_frame(str(pid).encode()))
+
+
+def _end_with_the_caller(conn: socket.socket) -> None:
+    """The caller sends nothing more; when its end closes, it has died (kill -9): so does
+    the command, as it would have with the caller's own process."""
+    with contextlib.suppress(OSError):
+        conn.recv(1)
+    os._exit(128 + signal.SIGKILL)
 
 
 def _child(request: dict[str, Any], fds: list[int]) -> int:

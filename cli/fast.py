@@ -39,13 +39,15 @@ SECRET_ENV = frozenset({"MINGA_TOKEN"})  # never in a key, even as a checksum: n
 
 
 def main() -> None:
-    """Run `minga` with sys.argv: through the command server (cli.cmdserver) where one
-    answers, else here, then start one for the next commands."""
+    """Run `minga` with sys.argv. A help page or a fast command goes through the command
+    server (cli.cmdserver) where one answers, else runs here and starts one for the next
+    commands; every other command (a broker, an agent, `up`: processes that last, and
+    that their supervisor must be able to signal) runs in this process."""
     from minga.cli import cmdserver
 
     argv = sys.argv[1:]
     cache = Cache.open()
-    if cache is None or not cmdserver.enabled() or _completing():
+    if cache is None or not cmdserver.enabled() or _completing() or not served(argv, cache):
         run_here(argv, cache)
     code = cmdserver.run_remote(cache.directory, argv)
     if code is not None:
@@ -54,6 +56,11 @@ def main() -> None:
         run_here(argv, cache)
     finally:
         cmdserver.spawn(cache.directory)
+
+
+def served(argv: list[str], cache: Cache) -> bool:
+    """Whether the command server may run `argv`: a help page, or a fast command."""
+    return wants_help(argv) or fast_parse(argv, cache) is not None
 
 
 def run_here(argv: list[str], cache: Cache | None = None) -> NoReturn:
@@ -228,8 +235,9 @@ def command_spec(cache: Cache) -> dict[str, Any]:
     return built
 
 
-def run_fast(argv: list[str], cache: Cache) -> int | None:
-    """Run `argv` as a fast command; its exit code, or None where typer should run it."""
+def fast_parse(argv: list[str], cache: Cache) -> tuple[Any, dict[str, Any], list[Any]] | None:
+    """`argv` read as a fast command: (what was parsed, the command's spec, its params);
+    None where typer should read it."""
     from minga.cli import fastparse
 
     spec = command_spec(cache)
@@ -238,8 +246,16 @@ def run_fast(argv: list[str], cache: Cache) -> int | None:
     parsed = fastparse.parse(argv, root, commands)
     if parsed is None:
         return None
-    entry = spec["commands"][parsed.command]
-    values = {p.name: _member(p, parsed.values[p.name]) for p in commands[parsed.command]}
+    return parsed, spec["commands"][parsed.command], commands[parsed.command]
+
+
+def run_fast(argv: list[str], cache: Cache) -> int | None:
+    """Run `argv` as a fast command; its exit code, or None where typer should run it."""
+    found = fast_parse(argv, cache)
+    if found is None:
+        return None
+    parsed, entry, params = found
+    values = {p.name: _member(p, parsed.values[p.name]) for p in params}
     return run_action(entry["action"], parsed.command, parsed.root, entry["shared"], values)
 
 

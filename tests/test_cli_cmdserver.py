@@ -114,3 +114,21 @@ def test_no_server_where_it_is_turned_off(shell: dict[str, str], tmp_path: Path)
     cache = next((tmp_path / "cache").glob("cli/*"))
     assert cache.is_dir() and not cmdserver.socket_path(cache).exists()
     assert fast.Cache(cache).read(fast.SPEC_FILE) is not None
+
+
+def test_only_help_and_fast_commands_go_to_the_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A broker, an agent or `up` lasts, and its supervisor signals its own process: never served."""
+    monkeypatch.setenv("MINGA_CACHE_DIR", str(tmp_path))
+    cache = fast.Cache.open()
+    assert cache is not None
+    assert fast.served(["--help"], cache) and fast.served(["job", "submit", "--", "true"], cache)
+    assert fast.served(["job", "list", "-o", "json"], cache)
+    long_or_typers = (
+        ["broker", "serve"],
+        ["agent", "run"],
+        ["up"],
+        ["admin", "institution", "list"],
+        ["job", "list", "-x"],
+    )
+    for argv in long_or_typers:
+        assert not fast.served(argv, cache), argv
