@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +13,7 @@ from typer.testing import CliRunner
 from minga.cli import errors
 from minga.cli.client import BrokerClient
 from minga.cli.main import app
+from tests.environment import environment_without
 
 MINGA = Path(sys.executable).parent / "minga"
 
@@ -183,7 +183,7 @@ def test_bad_config_file_is_named(tmp_path: Path) -> None:
 
 def test_unreachable_broker_through_the_real_console_script(tmp_path: Path) -> None:
     """End to end: nothing listens on port 1; the installed `minga` says so in one line."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MINGA_")}
+    env = environment_without("MINGA_")
     env["MINGA_CONFIG_DIR"] = str(tmp_path)
     proc = subprocess.run(
         [str(MINGA), "job", "list", "--broker", "127.0.0.1:1"], capture_output=True, text=True, env=env, timeout=60

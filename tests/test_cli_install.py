@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.environment import environment_without
 from tests.fixtures_broker import RunningBroker, start_broker
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
@@ -60,7 +61,7 @@ def broker(tmp_path: Path) -> Iterator[RunningBroker]:
 
 def run(fresh: Path, args: list[str], tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
     """`args` in the fresh venv, from an empty folder, with nothing of this checkout on the path."""
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("MINGA_", "PYTHON", "VIRTUAL_ENV"))}
+    base = environment_without("MINGA_", "PYTHON", "VIRTUAL_ENV")
     base.update(PATH=f"{fresh}{os.pathsep}{base.get('PATH', '')}", MINGA_CONFIG_DIR=str(tmp_path / "config"))
     base.update(MINGA_DATA_DIR=str(tmp_path / "data"), **env)
     cwd = tmp_path / "elsewhere"

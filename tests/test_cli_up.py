@@ -18,6 +18,7 @@ from minga.cli import config, errors
 from minga.cli.client import BrokerClient
 from minga.cli.up import INSTITUTIONS, LAST_ADDRESS, SAMPLE_JOB, DevFederation, UpConfig
 from minga.common.domain import Job, JobSpec, JobState, Resources
+from tests.environment import environment_without
 from tests.fixtures_ray import pid_alive
 
 
@@ -106,7 +107,7 @@ def test_up_runs_the_sample_job_stops_everything_and_reruns(tmp_path: Path, monk
         assert second.broker == info.broker and not second.moved_from  # so does an exported MINGA_BROKER
         assert json.loads(Path(second.cli_config).read_text())["broker"] == second.broker
         # A new terminal with no MINGA_* exported: plain `minga` finds the live broker through the config.
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MINGA_")}
+        env = environment_without("MINGA_")
         env.update(
             MINGA_CONFIG_DIR=str(tmp_path / "config"),
             PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",

@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from tests.environment import environment_without
 from tests.eventually import eventually
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(600)]
@@ -84,7 +85,7 @@ def _first_line(proc: subprocess.Popen[bytes], timeout: float) -> str:
 
 @pytest.fixture
 def federation(tmp_path: Path) -> Iterator[Federation]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MINGA_", "RAY_ADDRESS"))}
+    env = environment_without("MINGA_", "RAY_ADDRESS")
     env.update(MINGA_CONFIG_DIR=str(tmp_path / "config"), MINGA_DATA_DIR=str(tmp_path / "data"))
     fed = Federation(tmp=tmp_path, address="", env=env, processes=[])
     # The README's path: a federation CA first, so users talk TLS and the site mutual TLS.

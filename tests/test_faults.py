@@ -22,6 +22,7 @@ from ray.job_submission import JobSubmissionClient
 from minga.agent.local_ray import LocalRayHead
 from minga.agent.session import Agent, AgentConfig
 from minga.v1 import common_pb2
+from tests.environment import environment_without
 from tests.eventually import eventually
 from tests.fixtures_broker import RunningBroker, start_broker
 from tests.fixtures_ray import OBJECT_STORE_BYTES
@@ -88,7 +89,7 @@ def test_agent_killed_mid_run_requeues_and_its_return_stops_the_stale_run(broker
     ana = broker.researcher("ana", "uchile")
     join = broker.join_token("uchile", "killed")
     cred = tmp_path / "killed.json"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MINGA_", "RAY_ADDRESS"))}
+    env = environment_without("MINGA_", "RAY_ADDRESS")
     env.update(MINGA_CONFIG_DIR=str(tmp_path / "config"), MINGA_DATA_DIR=str(tmp_path / "data"))
     subprocess.run(
         [MINGA, "site", "join", "--broker", broker.address, "--token", join, "--credential", str(cred)],

@@ -11,7 +11,6 @@ the same store and port:
 from __future__ import annotations
 
 import json
-import os
 import select
 import signal
 import socket
@@ -27,6 +26,7 @@ import pytest
 
 from minga.agent.session import Agent, AgentConfig
 from minga.v1 import admin_pb2, common_pb2, job_pb2, site_pb2
+from tests.environment import environment_without
 from tests.eventually import eventually
 from tests.fixtures_broker import Caller
 from tests.test_integration_ray import TERMINAL, wait_state
@@ -50,7 +50,7 @@ class BrokerProcess:
     def __init__(self, tmp: Path, db_url: str) -> None:
         self.tmp, self.db_url = tmp, db_url
         self.address = f"127.0.0.1:{free_port()}"
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith(("MINGA_", "RAY_ADDRESS"))}
+        self.env = environment_without("MINGA_", "RAY_ADDRESS")
         self.env.update(MINGA_CONFIG_DIR=str(tmp / "config"), MINGA_DATA_DIR=str(tmp / "data"))
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0

@@ -38,6 +38,7 @@ from minga.scheduler.policy import schedule
 from minga.scheduler.server import Broker, BrokerConfig
 from minga.scheduler.store import Store
 from minga.v1 import admin_pb2, common_pb2, job_pb2
+from tests.environment import environment_without
 from tests.eventually import eventually
 from tests.fixtures_broker import Caller, RunningBroker, ScriptedSite, gpu_inventory
 from tests.pg import PG_URL, pg_schema, url_in_schema
@@ -254,7 +255,7 @@ def test_kill_9_of_the_leader_the_standby_leads_and_agents_and_cli_follow(tmp_pa
     from minga.common.domain import RunState
     from tests.fakes.fake_backend import FakeBackend
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MINGA_", "RAY_ADDRESS"))}
+    env = environment_without("MINGA_", "RAY_ADDRESS")
     env.update(MINGA_CONFIG_DIR=str(tmp_path / "config"), MINGA_DATA_DIR=str(tmp_path / "data"))
     runner = CliRunner()
     procs: list[subprocess.Popen[bytes]] = []

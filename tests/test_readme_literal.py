@@ -43,6 +43,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.environment import environment_without
 from tests.eventually import eventually
 from tests.fixtures_ray import pid_alive
 
@@ -156,7 +157,7 @@ def shell(tmp_path: Path) -> Iterator[Shell]:
     work = tmp_path / "work"
     work.mkdir(parents=True)
     (work / ".venv").symlink_to(venv)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MINGA_", "XDG_", "RAY_ADDRESS", "VIRTUAL_ENV"))}
+    env = environment_without("MINGA_", "XDG_", "RAY_ADDRESS", "VIRTUAL_ENV")
     env.update(
         HOME=str(home),
         XDG_DATA_HOME=str(home / ".local/share"),
