@@ -24,7 +24,7 @@ import typer
 from minga.cli import render
 from minga.common.accounts import Institution, TokenInfo, User
 from minga.common.audit import AuditEntry
-from minga.common.domain import GpuPool, Inventory, Job, JobPreemption, JobSpec, JobState, Role, Site
+from minga.common.domain import GpuPool, Inventory, Job, JobPreemption, JobSpec, JobState, Role, Site, StartEstimate
 from minga.common.quotas import Floor, InstitutionQuota, QuotaRow, QuotaView, TreeNode
 from minga.common.shares import PartialSettings, ProjectShare, ShareSettings
 from minga.common.site_view import SiteView
@@ -157,10 +157,11 @@ def _quota_view() -> dict[str, object]:
 
 
 def _job() -> dict[str, object]:
-    """A job with every key filled, a last preemption included."""
+    """A job with every key filled, a last preemption and an estimated start included."""
     preempted = JobPreemption(at=0.0, kind="", beneficiary="", reason="")
     spec = JobSpec(entrypoint="")
-    return render.job_to_dict(Job("", spec, JobState.PENDING, "", "", 0.0, last_preemption=preempted))
+    job = Job("", spec, JobState.PENDING, "", "", 0.0, last_preemption=preempted, estimate=StartEstimate())
+    return render.job_to_dict(job)
 
 
 EMITTED: dict[str, Callable[[], object]] = {

@@ -22,7 +22,7 @@ from minga.cli.parsing import format_duration
 if TYPE_CHECKING:
     from minga.common.accounts import Institution, TokenInfo, User
     from minga.common.audit import AuditEntry
-    from minga.common.domain import Job, JobPreemption, Principal
+    from minga.common.domain import Job, JobPreemption, Principal, StartEstimate
     from minga.common.leadership import LeadershipStatus
     from minga.common.quotas import InstitutionQuota, QuotaRow, QuotaView, TreeNode
     from minga.common.shares import PartialSettings, ProjectShare
@@ -71,6 +71,7 @@ def job_to_dict(job: Job) -> JsonDict:
         "started_at": iso_time(job.started_at),
         "finished_at": iso_time(job.finished_at),
         "last_preemption": _preemption_to_dict(job.last_preemption) if job.last_preemption else None,
+        "estimated_start": _estimate_to_dict(job.estimate) if job.estimate else None,
         "spec": {
             "entrypoint": spec.entrypoint,
             "gpu_models": list(res.gpu_models),
@@ -90,6 +91,10 @@ def job_to_dict(job: Job) -> JsonDict:
             "secret_env": {k: "***" for k, _ in sorted(spec.secret_env)},
         },
     }
+
+
+def _estimate_to_dict(e: StartEstimate) -> JsonDict:
+    return {"at": iso_time(e.at), "later_than": iso_time(e.later_than), "assumptions": e.assumptions}
 
 
 def _preemption_to_dict(p: JobPreemption) -> JsonDict:
@@ -328,9 +333,31 @@ def preemption_line(p: JsonDict | None, now: float | None = None) -> str | None:
     return f"{when}{f' ({why})' if why else ''}: {p['reason']}"
 
 
+def estimate_lines(job: JsonDict, now: float | None = None) -> list[tuple[str, str]]:
+    """A pending job's estimated start, worded as an estimate, and what it assumes; none
+    for a job that is not pending."""
+    if job["state"] != "PENDING":
+        return []
+    e = job.get("estimated_start")
+    if e is None:
+        return [("estimate", "none yet: the broker has not estimated since this job was queued; ask again shortly")]
+    if e["at"]:
+        when = e["at"]
+        if now is not None:
+            ahead = datetime.fromisoformat(e["at"]).timestamp() - now
+            when += f" (in about {format_duration(ahead)})" if ahead >= 1 else ""
+        line = f"{when}, an estimate, not a promise"
+    elif e["later_than"]:
+        line = f"later than {e['later_than']} (the estimate looks no further ahead)"
+    else:
+        line = "no start foreseen: it waits for something the estimate assumes will not change"
+    return [("estimate", line), ("assuming", e["assumptions"])]
+
+
 def job_detail(job: JsonDict, now: float | None = None) -> None:
     """`minga job status`: one field per line, the reason spelled out in full; the last
-    preemption (if any) wrapped to 80 columns, since the policy's reasons are long."""
+    preemption and a pending job's estimated start (with its assumptions) wrapped to 80
+    columns, since the policy's reasons are long."""
     attempts = f"{job['attempts']} ({job['failures']} failed; the job fails at {job['max_attempts']})"
     infra = f"{job.get('infra_requeues', 0)} by the infrastructure (lost sites, Ray refusals; never failures)"
     fields = [
@@ -351,15 +378,13 @@ def job_detail(job: JsonDict, now: float | None = None) -> None:
         ("reason", job["reason"]),
     ]
     preempted = preemption_line(job.get("last_preemption"), now)
+    wrapped = ([("preempted", preempted)] if preempted else []) + estimate_lines(job, now)
     width = max(len(k) for k, _ in fields + [("preempted", "")])
     for key, value in fields:
         sys.stdout.write(f"{key:<{width}}  {_dash(value)}\n")
-    if preempted:
+    for key, text in wrapped:
         sys.stdout.write(
-            textwrap.fill(
-                preempted, 80, initial_indent=f"{'preempted':<{width}}  ", subsequent_indent=" " * (width + 2)
-            )
-            + "\n"
+            textwrap.fill(text, 80, initial_indent=f"{key:<{width}}  ", subsequent_indent=" " * (width + 2)) + "\n"
         )
 
 

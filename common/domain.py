@@ -172,6 +172,18 @@ class JobPreemption:
 
 
 @dataclass(frozen=True, slots=True)
+class StartEstimate:
+    """When a pending job is expected to start: the broker's policy run forward from its last
+    cycle (`scheduler/sim/forecast.py`) under `assumptions`. An estimate, never a promise.
+    `at` > 0: the expected start; else `later_than` > 0: not within what the forecast looked
+    at (it stopped there); both 0: no start foreseen under the assumptions."""
+
+    at: float = 0.0
+    later_than: float = 0.0
+    assumptions: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Job:
     id: str
     spec: JobSpec
@@ -195,6 +207,9 @@ class Job:
     array_limit: int = 0  # the array's %K: at most this many of its tasks run at once; 0: no cap
     not_before: float = 0.0  # requeue backoff: a PENDING job is not placed before this time
     updated_at: float = 0.0  # its last state change
+    # Not stored: the broker adds it to a PENDING job it answers (`job status`) when its last
+    # cycle's forecast has one; None otherwise.
+    estimate: StartEstimate | None = None
 
 
 @dataclass(frozen=True)

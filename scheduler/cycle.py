@@ -18,11 +18,13 @@ from dataclasses import dataclass
 from minga.common.clock import Clock
 from minga.common.domain import Job, Run
 from minga.common.site_messages import Command, StartRunCommand
+from minga.scheduler.estimates import StartEstimates
 from minga.scheduler.leader import NotLeadingError
 from minga.scheduler.leases import SiteLeases
 from minga.scheduler.metrics import BrokerMetrics
 from minga.scheduler.policy import Decisions, Snapshot, schedule
 from minga.scheduler.sessions import SessionRegistry
+from minga.scheduler.sim.forecast import FIRST_STEP, Limits
 from minga.scheduler.state import FederationState
 from minga.scheduler.store import Store
 from minga.scheduler.store.base import Database, StoreUnavailable
@@ -65,6 +67,8 @@ class SchedulingCycle:
         self._thread: threading.Thread | None = None
         self.state = FederationState(lambda: load_rows(store.db), lambda: load_accounts(store.db))
         self._attached: Database | None = None
+        # A forecast's cycles are no finer than a tick apart, nor than FIRST_STEP (its cost).
+        self.estimates = StartEstimates(Limits(cycle_seconds=max(self.wakeups.pacing.tick_seconds, FIRST_STEP)))
 
     # -- the in-memory federation ------------------------------------------------
     def attach(self) -> FederationState:
@@ -167,6 +171,7 @@ class SchedulingCycle:
         placed, preempted = self._outcomes(decisions)
         with phase("persist"):
             commands = self.persist(decisions, now)
+        self.estimates.observe(snapshot, now)  # forecast from it only when asked
         with phase("publish"):
             published = self.publish(stops + commands)
         self._count(placed, preempted, now)

@@ -37,6 +37,7 @@ JOB_KEYS = {
     "started_at",
     "finished_at",
     "last_preemption",
+    "estimated_start",
     "spec",
 }
 
@@ -119,6 +120,27 @@ def test_a_preempted_job_says_when_why_and_for_whom(capsys: pytest.CaptureFixtur
     assert "preempted for j-9" in flat
     render.job_detail(render.job_to_dict(job_from_pb(_job())))
     assert "preempted" not in capsys.readouterr().out
+
+
+def test_a_pending_job_shows_its_estimate_as_an_estimate_with_its_assumptions(capsys) -> None:  # type: ignore[no-untyped-def]
+    assumptions = "running jobs end at their walltime (1 d when they have none); nothing new is submitted"
+    job = _job(
+        state=common_pb2.JOB_STATE_PENDING,
+        estimate=common_pb2.StartEstimate(at=1_700_000_900.0, assumptions=assumptions),
+    )
+    data = render.job_to_dict(job_from_pb(job))
+    assert data["estimated_start"] == {"at": "2023-11-14T22:28:20.000Z", "later_than": None, "assumptions": assumptions}
+    render.job_detail(data, now=1_700_000_000.0)
+    out = capsys.readouterr().out
+    assert max(len(line) for line in out.splitlines()) <= 80
+    flat = " ".join(out.split())
+    assert "estimate 2023-11-14T22:28:20.000Z (in about 15m), an estimate, not a promise" in flat
+    assert f"assuming {assumptions}" in flat
+    late = _job(state=common_pb2.JOB_STATE_PENDING, estimate=common_pb2.StartEstimate(later_than=1_700_604_800.0))
+    render.job_detail(render.job_to_dict(job_from_pb(late)))
+    assert "later than 2023-11-21T22:13:20.000Z" in " ".join(capsys.readouterr().out.split())
+    render.job_detail(render.job_to_dict(job_from_pb(_job())))  # running: no estimate line
+    assert "estimate" not in capsys.readouterr().out
 
 
 def test_every_job_state_name_matches_design() -> None:

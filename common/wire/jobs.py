@@ -14,6 +14,7 @@ from minga.common.domain import (
     PackageLimits,
     Resources,
     RuntimeEnv,
+    StartEstimate,
 )
 from minga.common.wire.enums import job_state_from_pb, job_state_to_pb
 from minga.v1 import common_pb2, job_pb2
@@ -100,6 +101,7 @@ def job_to_pb(job: Job) -> common_pb2.Job:
         last_preemption=preemption_to_pb(job.last_preemption),
         array_id=job.array_id,
         array_index=job.array_index,
+        estimate=estimate_to_pb(job.estimate),
     )
 
 
@@ -125,6 +127,7 @@ def job_from_pb(pb: common_pb2.Job) -> Job:
         infra_requeues=pb.infra_requeues,
         array_id=pb.array_id,
         array_index=pb.array_index,
+        estimate=estimate_from_pb(pb.estimate) if pb.HasField("estimate") else None,
     )
 
 
@@ -133,6 +136,16 @@ def _job_state(value: int) -> JobState:
     if state is None:
         raise InvalidArgument("job state is unspecified")
     return state
+
+
+def estimate_to_pb(e: StartEstimate | None) -> common_pb2.StartEstimate | None:
+    if e is None:
+        return None
+    return common_pb2.StartEstimate(at=e.at, later_than=e.later_than, assumptions=e.assumptions)
+
+
+def estimate_from_pb(pb: common_pb2.StartEstimate) -> StartEstimate:
+    return StartEstimate(at=pb.at, later_than=pb.later_than, assumptions=pb.assumptions)
 
 
 def preemption_to_pb(p: JobPreemption | None) -> common_pb2.JobPreemption | None:

@@ -44,7 +44,7 @@ class JobServicer(job_pb2_grpc.JobServiceServicer):
         return job_pb2.SubmitJobResponse(job=job_to_pb(job), created=created)
 
     def GetJob(self, request: job_pb2.GetJobRequest, context: CallContext) -> common_pb2.Job:
-        return job_to_pb(jobs.get_job(self.core, context.caller, request.job_id))
+        return job_to_pb(jobs.job_status(self.core, context.caller, request.job_id))
 
     def ListJobs(self, request: job_pb2.ListJobsRequest, context: CallContext) -> job_pb2.ListJobsResponse:
         found, arrays = jobs.list_jobs(

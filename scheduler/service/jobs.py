@@ -141,6 +141,14 @@ def get_job(core: Core, caller: Principal, job_id: str) -> Job:
     return visible_job(caller, core.store.jobs.get(job_id))
 
 
+def job_status(core: Core, caller: Principal, job_id: str) -> Job:
+    """The job, with its estimated start when it is pending (`scheduler/estimates.py`)."""
+    job = get_job(core, caller, job_id)
+    if job.state is not JobState.PENDING:
+        return job
+    return replace(job, estimate=core.cycle.estimates.for_job(job.id))
+
+
 def list_jobs(
     core: Core, caller: Principal, include_terminal: bool, state: JobState | None, group_arrays: bool = False
 ) -> tuple[list[Job], list[ArraySummary]]:

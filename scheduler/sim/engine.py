@@ -79,6 +79,7 @@ class Engine:
         cycle_seconds: float | None = None,
         sample_seconds: float | None = None,
         periodic: bool = False,
+        recorder: Recorder | None = None,
     ):
         self.fed, self.policy, self.periodic = fed, policy, periodic
         self.cycle = cycle_seconds or fed.cycle_seconds
@@ -103,8 +104,10 @@ class Engine:
         self.contribution_rate = {
             slug: sum(n * self.model_weight.get(m, 1.0) for m, n in d.items()) for slug, d in fed.own_gpus().items()
         }
-        self.rec = Recorder(fed, sample_seconds=sample_seconds)
+        self.rec = recorder or Recorder(fed, sample_seconds=sample_seconds)
         self.cycles = 0
+        self.max_cycles = math.inf  # bounds on a run (a forecast's cost): no cycle past either
+        self.until = math.inf
         self.rejected: list[str] = []
         self.notice = max(fed.settings.preemption_notice_seconds, 0.0)
         self._noticed: set[tuple[str, str]] = set()  # pools with a preemption in this cycle
@@ -125,6 +128,10 @@ class Engine:
 
     def _grid(self, t: float) -> float:
         return math.ceil(t / self.cycle - 1e-9) * self.cycle
+
+    def _after(self, t: float) -> float:
+        """The next cycle after one at `t` with no event between."""
+        return t + self.cycle
 
     # ---- events -------------------------------------------------------------------------
     def _arrive(self, sj: SimJob) -> None:
@@ -184,9 +191,12 @@ class Engine:
         self._release(live.run)
         if self.notice > 0:
             self._noticed.add((live.run.site, live.run.gpu_model))
-        sj = self.jobs[live.run.job_id]
-        self.pending[sj.id] = make_job(sj, attempts=live.run.epoch)
+        self.pending[live.run.job_id] = self.requeued(live.run)
         self.rec.preempted(live.run, self.now)
+
+    def requeued(self, run: Run) -> Job:
+        """The pending job a preempted run leaves: the whole job again, its attempts raised."""
+        return make_job(self.jobs[run.job_id], attempts=run.epoch)
 
     def _place(self, job_id: str, site: str, model: str, gpus: int, cpus: float) -> None:
         job = self.pending.pop(job_id)
@@ -232,13 +242,19 @@ class Engine:
         return self._grid(soonest) if soonest < math.inf else math.inf
 
     # ---- the loop -----------------------------------------------------------------------
-    def run(self) -> Recorder:
-        next_cycle = math.inf
-        while True:
+    def finished(self) -> bool:
+        """Whether the run may stop before its events run out (a forecast: every job started)."""
+        return False
+
+    def run(self, first_cycle: float = math.inf) -> Recorder:
+        """Play the events; with `first_cycle`, a cycle then (a forecast's, at its `now`).
+        Stops when nothing is left, at `until`, after `max_cycles`, or when `finished()`."""
+        next_cycle = first_cycle
+        while not self.finished():
             t_arr = self.arrivals[self.next_arrival].arrival if self.next_arrival < len(self.arrivals) else math.inf
             t_end = self.ends[0][0] if self.ends else math.inf
             t = min(t_arr, t_end, next_cycle)
-            if t == math.inf:
+            if t == math.inf or t > self.until or (next_cycle <= t and self.cycles >= self.max_cycles):
                 break
             self._advance(t)
             if t_end == t:
@@ -255,8 +271,8 @@ class Engine:
                 next_cycle = self._grace_wakeup()
                 if decisions.preemptions and self.pending:
                     # A preemption cap may have left work for the next cycle, with no event.
-                    next_cycle = min(next_cycle, t + self.cycle)
+                    next_cycle = min(next_cycle, self._after(t))
                 if next_cycle <= t:
-                    next_cycle = t + self.cycle
+                    next_cycle = self._after(t)
         self.rec.finish(self.now, stuck=list(self.pending))
         return self.rec

@@ -179,7 +179,7 @@ class JobSpec(_message.Message):
     def __init__(self, name: _Optional[str] = ..., entrypoint: _Optional[str] = ..., runtime_env: _Optional[_Union[RuntimeEnv, _Mapping]] = ..., resources: _Optional[_Union[Resources, _Mapping]] = ..., countries: _Optional[_Iterable[str]] = ..., walltime_seconds: _Optional[int] = ..., priority: _Optional[int] = ..., max_attempts: _Optional[int] = ..., project: _Optional[str] = ..., data_country: _Optional[str] = ..., non_preemptible: _Optional[bool] = ..., site_labels: _Optional[_Mapping[str, str]] = ..., retry_failed: _Optional[bool] = ..., secret_env: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class Job(_message.Message):
-    __slots__ = ("id", "spec", "state", "owner", "institution", "site", "country", "attempts", "reason", "run_id", "submitted_at", "started_at", "finished_at", "gpu_model", "project", "failures", "last_preemption", "infra_requeues", "array_id", "array_index")
+    __slots__ = ("id", "spec", "state", "owner", "institution", "site", "country", "attempts", "reason", "run_id", "submitted_at", "started_at", "finished_at", "gpu_model", "project", "failures", "last_preemption", "infra_requeues", "array_id", "array_index", "estimate")
     ID_FIELD_NUMBER: _ClassVar[int]
     SPEC_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -200,6 +200,7 @@ class Job(_message.Message):
     INFRA_REQUEUES_FIELD_NUMBER: _ClassVar[int]
     ARRAY_ID_FIELD_NUMBER: _ClassVar[int]
     ARRAY_INDEX_FIELD_NUMBER: _ClassVar[int]
+    ESTIMATE_FIELD_NUMBER: _ClassVar[int]
     id: str
     spec: JobSpec
     state: JobState
@@ -220,7 +221,18 @@ class Job(_message.Message):
     infra_requeues: int
     array_id: str
     array_index: int
-    def __init__(self, id: _Optional[str] = ..., spec: _Optional[_Union[JobSpec, _Mapping]] = ..., state: _Optional[_Union[JobState, str]] = ..., owner: _Optional[str] = ..., institution: _Optional[str] = ..., site: _Optional[str] = ..., country: _Optional[str] = ..., attempts: _Optional[int] = ..., reason: _Optional[str] = ..., run_id: _Optional[str] = ..., submitted_at: _Optional[float] = ..., started_at: _Optional[float] = ..., finished_at: _Optional[float] = ..., gpu_model: _Optional[str] = ..., project: _Optional[str] = ..., failures: _Optional[int] = ..., last_preemption: _Optional[_Union[JobPreemption, _Mapping]] = ..., infra_requeues: _Optional[int] = ..., array_id: _Optional[str] = ..., array_index: _Optional[int] = ...) -> None: ...
+    estimate: StartEstimate
+    def __init__(self, id: _Optional[str] = ..., spec: _Optional[_Union[JobSpec, _Mapping]] = ..., state: _Optional[_Union[JobState, str]] = ..., owner: _Optional[str] = ..., institution: _Optional[str] = ..., site: _Optional[str] = ..., country: _Optional[str] = ..., attempts: _Optional[int] = ..., reason: _Optional[str] = ..., run_id: _Optional[str] = ..., submitted_at: _Optional[float] = ..., started_at: _Optional[float] = ..., finished_at: _Optional[float] = ..., gpu_model: _Optional[str] = ..., project: _Optional[str] = ..., failures: _Optional[int] = ..., last_preemption: _Optional[_Union[JobPreemption, _Mapping]] = ..., infra_requeues: _Optional[int] = ..., array_id: _Optional[str] = ..., array_index: _Optional[int] = ..., estimate: _Optional[_Union[StartEstimate, _Mapping]] = ...) -> None: ...
+
+class StartEstimate(_message.Message):
+    __slots__ = ("at", "later_than", "assumptions")
+    AT_FIELD_NUMBER: _ClassVar[int]
+    LATER_THAN_FIELD_NUMBER: _ClassVar[int]
+    ASSUMPTIONS_FIELD_NUMBER: _ClassVar[int]
+    at: float
+    later_than: float
+    assumptions: str
+    def __init__(self, at: _Optional[float] = ..., later_than: _Optional[float] = ..., assumptions: _Optional[str] = ...) -> None: ...
 
 class JobPreemption(_message.Message):
     __slots__ = ("at", "kind", "beneficiary", "reason")
