@@ -16,12 +16,8 @@ Targets: --help <= 100 ms; submit, list and status <= 150 ms.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
-import signal
-import socket
 import statistics
-import struct
 import subprocess
 import sys
 import tempfile
@@ -29,6 +25,8 @@ import time
 from pathlib import Path
 
 from harness import ROOT, broker  # bench/harness.py, beside this script
+
+from minga.cli import cmdserver
 
 TARGETS_MS = {"minga --help": 100.0, "minga job submit": 150.0, "minga job list": 150.0, "minga job status": 150.0}
 
@@ -58,13 +56,6 @@ def wait_for_server(cache: Path, timeout: float = 30.0) -> Path:
             return found
         time.sleep(0.1)
     raise SystemExit("the first command started no command server")
-
-
-def stop_server(sock: Path) -> None:
-    """SIGTERM to the process at the other end of the socket (SO_PEERCRED)."""
-    with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
-        conn.connect(str(sock))
-        os.kill(struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))[0], signal.SIGTERM)
 
 
 def researcher_install(where: Path) -> Path:
@@ -112,7 +103,7 @@ def main() -> None:
             try:
                 served = {name: median_ms(argv, env, args.runs) for name, argv in commands.items()}
             finally:
-                stop_server(sock)
+                cmdserver.stop(sock.parent)
             own = {name: median_ms(argv, alone, args.runs) for name, argv in commands.items()}
     print(f"start-up, median of {args.runs} runs ({python}); python -c pass: {baseline:.1f} ms")
     print(f"{'command':<18} {'served':>9} {'target':>10} {'own process':>12}")

@@ -36,10 +36,10 @@ class Call:
 
     def connection(self) -> config.Connection:
         """Flag > root flag > env > config file; a bad config file is one line."""
-        given = self.root
+        root = self.root
         try:
             return config.resolve_connection(
-                self.broker or given.get("broker"), self.token or given.get("token"), self.ca or given.get("ca")
+                self.broker or root.get("broker"), self.token or root.get("token"), self.ca or root.get("ca")
             )
         except ValueError as exc:
             raise errors.usage_error(str(exc)) from exc

@@ -104,6 +104,15 @@ def _forward_signals(child: int) -> Callable[[], None]:
     return restore
 
 
+def stop(directory: Path) -> bool:
+    """SIGTERM to the server listening in `directory` (found by SO_PEERCRED); whether one was."""
+    with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+        conn.connect(str(socket_path(directory)))
+        os.kill(struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))[0], signal.SIGTERM)
+        return True
+    return False
+
+
 def spawn(directory: Path) -> None:
     """Start the server in the background for the next commands; never fail this one for it."""
     import subprocess

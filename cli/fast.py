@@ -94,6 +94,7 @@ class Cache:
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
+        self.spec: dict[str, Any] | None = None  # the fast commands' flags, once read (command_spec)
 
     @classmethod
     def open(cls) -> Cache | None:
@@ -225,16 +226,18 @@ def _typer_recording() -> tuple[bool, int, str, str]:
 
 # -- commands without typer -----------------------------------------------------------------
 def command_spec(cache: Cache) -> dict[str, Any]:
-    """The fast commands' flags: kept, or read from the typer tree once and kept."""
-    text = cache.read(SPEC_FILE)
-    if text is not None:
-        spec: dict[str, Any] = json.loads(text)
-        return spec
-    from minga.cli import fastspec
+    """The fast commands' flags: kept, or read from the typer tree once and kept; read
+    once a process (deciding whether to serve a command line reads them, then running it)."""
+    if cache.spec is None:
+        text = cache.read(SPEC_FILE)
+        if text is not None:
+            cache.spec = json.loads(text)
+        else:
+            from minga.cli import fastspec
 
-    built = fastspec.build()
-    cache.write(SPEC_FILE, json.dumps(built, sort_keys=True))
-    return built
+            cache.spec = fastspec.build()
+            cache.write(SPEC_FILE, json.dumps(cache.spec, sort_keys=True))
+    return cache.spec
 
 
 def fast_parse(argv: list[str], cache: Cache) -> tuple[Any, dict[str, Any], list[Any]] | None:

@@ -4,11 +4,7 @@ code and output as the `minga` process would have on its own."""
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
-import socket
-import struct
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -17,17 +13,9 @@ from pathlib import Path
 import pytest
 
 from minga.cli import cmdserver, fast
+from tests.environment import imported_modules, run_minga
 from tests.eventually import eventually
 from tests.test_cli_commands import ANA, Fake
-
-MINGA = str(Path(sys.executable).parent / "minga")
-
-
-def _server_pid(sock: Path) -> int:
-    """The pid at the other end of the socket (SO_PEERCRED)."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
-        conn.connect(str(sock))
-        return int(struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))[0])
 
 
 @pytest.fixture
@@ -45,17 +33,7 @@ def shell(tmp_path: Path, broker: Fake) -> Iterator[dict[str, str]]:
     env.update(MINGA_BROKER=broker.address, MINGA_TOKEN=ANA, MINGA_DATA_DIR=str(tmp_path / "data"))
     yield env
     for sock in (tmp_path / "cache").glob("cli/*/cmd.sock"):
-        with contextlib.suppress(OSError):  # it may have left already
-            os.kill(_server_pid(sock), signal.SIGTERM)
-
-
-def _minga(*argv: str, env: dict[str, str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-X", "importtime", MINGA, *argv], env=env, cwd=cwd, text=True,
-                          capture_output=True, timeout=120)  # fmt: skip
-
-
-def _imported(stderr: str) -> set[str]:
-    return {line.rsplit("|", 1)[-1].strip() for line in stderr.splitlines() if line.startswith("import time:")}
+        cmdserver.stop(sock.parent)
 
 
 def _said(stderr: str) -> str:
@@ -65,7 +43,7 @@ def _said(stderr: str) -> str:
 def test_commands_through_the_server_end_as_they_would_on_their_own(
     shell: dict[str, str], broker: Fake, tmp_path: Path
 ) -> None:
-    first = _minga("job", "submit", "--", "true", env=shell)  # no server yet: runs here, then starts one
+    first = run_minga("job", "submit", "--", "true", env=shell)  # no server yet: runs here, then starts one
     assert first.returncode == 0 and first.stdout == "j-1\n", first.stderr
     eventually(lambda: next((tmp_path / "cache").glob("cli/*/cmd.sock"), None), what="a command server")
     alone = {**shell, cmdserver.OFF_ENV: "off"}
@@ -76,23 +54,23 @@ def test_commands_through_the_server_end_as_they_would_on_their_own(
         ["job", "submit", "--gpus", "x", "--", "true"],  # typer's own refusal, exit 2
         ["--help"],
     ):
-        served = _minga(*argv, env=shell)
-        own = _minga(*argv, env=alone)
+        served = run_minga(*argv, env=shell)
+        own = run_minga(*argv, env=alone)
         assert (served.returncode, served.stdout, _said(served.stderr)) == (
             own.returncode,
             own.stdout,
             _said(own.stderr),
         ), argv
-        loaded = _imported(served.stderr)
+        loaded = imported_modules(served.stderr)
         assert "minga.cli.cmdserver" in loaded and "grpc" not in loaded, argv  # the server did the work
     # The caller's directory and environment: a relative working dir, the token from the env.
     project = tmp_path / "proj"
     project.mkdir()
     (project / "train.py").write_text("print('hi')\n")
-    served = _minga("job", "submit", "--working-dir", "proj", "--", "python train.py", env=shell, cwd=tmp_path)
+    served = run_minga("job", "submit", "--working-dir", "proj", "--", "python train.py", env=shell, cwd=tmp_path)
     assert served.returncode == 0 and served.stdout == "j-2\n", served.stderr
     assert "working dir proj (1 files" in served.stderr and broker.jobs.uploads == 1
-    assert "grpc" not in _imported(served.stderr)
+    assert "grpc" not in imported_modules(served.stderr)
 
 
 def test_the_server_leaves_when_idle_or_when_its_socket_goes(tmp_path: Path) -> None:
@@ -109,8 +87,8 @@ def test_the_server_leaves_when_idle_or_when_its_socket_goes(tmp_path: Path) -> 
 
 
 def test_no_server_where_it_is_turned_off(shell: dict[str, str], tmp_path: Path) -> None:
-    done = _minga("job", "list", env={**shell, cmdserver.OFF_ENV: "off"})
-    assert done.returncode == 0 and "grpc" in _imported(done.stderr)
+    done = run_minga("job", "list", env={**shell, cmdserver.OFF_ENV: "off"})
+    assert done.returncode == 0 and "grpc" in imported_modules(done.stderr)
     cache = next((tmp_path / "cache").glob("cli/*"))
     assert cache.is_dir() and not cmdserver.socket_path(cache).exists()
     assert fast.Cache(cache).read(fast.SPEC_FILE) is not None

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +21,7 @@ from hypothesis import strategies as st
 
 from minga.cli import errors, fast, fastspec
 from minga.cli.main import app
+from tests.environment import imported_modules, run_minga
 from tests.test_cli_commands import ANA, Fake
 
 JOB_COMMANDS = {"job submit", "job list", "job status", "job logs", "job cancel"}
@@ -213,43 +213,32 @@ def test_the_help_key_follows_the_terminal_and_the_environment(monkeypatch: pyte
 
 
 # -- the console script ---------------------------------------------------------------------
-def _console(*argv: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    script = Path(sys.executable).parent / "minga"
-    return subprocess.run([sys.executable, "-X", "importtime", str(script), *argv], env=env, text=True,
-                          capture_output=True, timeout=120)  # fmt: skip
-
-
-def _imported(stderr: str) -> set[str]:
-    """What `-X importtime` saw imported (an `import x` statement, not importlib's calls)."""
-    return {line.rsplit("|", 1)[-1].strip() for line in stderr.splitlines() if line.startswith("import time:")}
-
-
 def test_the_console_script_runs_job_commands_without_typer(env: Path) -> None:
     broker = Fake()
     try:
         shell = {**os.environ, "MINGA_BROKER": broker.address, "MINGA_TOKEN": ANA}
-        first = _console("job", "submit", "--", "true", env=shell)  # builds the cache: typer runs once
+        first = run_minga("job", "submit", "--", "true", env=shell)  # builds the cache: typer runs once
         assert first.returncode == 0 and first.stdout == "j-1\n", first.stderr
         for argv in (["job", "submit", "--gpus", "1", "--", "true"], ["job", "list"], ["job", "status", "j-1"]):
-            done = _console(*argv, env=shell)
+            done = run_minga(*argv, env=shell)
             assert done.returncode == 0, done.stderr
-            loaded = _imported(done.stderr)
+            loaded = imported_modules(done.stderr)
             assert "minga.cli.fast" in loaded and "typer" not in loaded, argv
-        listed = _console("job", "list", "-o", "json", env=shell)
+        listed = run_minga("job", "list", "-o", "json", env=shell)
         assert [j["id"] for j in json.loads(listed.stdout)] == ["j-1", "j-2"]
-        wrong = _console("job", "submit", "--gpus", "x", "--", "true", env=shell)
-        assert wrong.returncode == errors.EXIT_USAGE and "typer" in _imported(wrong.stderr)
+        wrong = run_minga("job", "submit", "--gpus", "x", "--", "true", env=shell)
+        assert wrong.returncode == errors.EXIT_USAGE and "typer" in imported_modules(wrong.stderr)
     finally:
         broker.server.stop(None)
 
 
 def test_the_console_script_keeps_help_pages(env: Path) -> None:
     shell = dict(os.environ)
-    first = _console("--help", env=shell)
-    again = _console("--help", env=shell)
+    first = run_minga("--help", env=shell)
+    again = run_minga("--help", env=shell)
     assert first.returncode == again.returncode == 0 and first.stdout == again.stdout
-    assert "job" in first.stdout and "typer" in _imported(first.stderr)
-    assert not {"typer", "rich"} & _imported(again.stderr)
+    assert "job" in first.stdout and "typer" in imported_modules(first.stderr)
+    assert not {"typer", "rich"} & imported_modules(again.stderr)
 
 
 @pytest.fixture(autouse=True)
