@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from minga.common.domain import InvalidArgument
-from minga.common.usage import UsageReport
+from minga.common.usage import ShareHistory, UsageReport
 from minga.scheduler.core import Core
 from minga.scheduler.policy import ProjectShare, ShareSettings, Snapshot
 from minga.scheduler.policy.guarantees import guarantees
@@ -18,6 +18,8 @@ SHARE_POLICIES = ("contribution", "static")
 MAX_NOTICE_SECONDS = 3600
 MAX_BASE_GRANT_FRACTION = 0.9
 MAX_RESERVATION_MIN_AGE_SECONDS = 7 * 86400
+MAX_HISTORY_SECONDS = 31 * 86400  # the share history's longest window
+MAX_HISTORY_BUCKETS = 500  # ... and most points: a chart's width in pixels, about
 
 
 def add_project(core: Core, institution: str, name: str, weight: float) -> ProjectShare:
@@ -152,3 +154,18 @@ def usage_report(core: Core, since_seconds: float, by: str) -> UsageReport:
     until = core.clock.now()
     lines = core.store.reports.usage(until - since_seconds, until, by)
     return UsageReport(until - since_seconds, until, by, tuple(lines))
+
+
+def share_history(core: Core, since_seconds: float = 86400, buckets: int = 48) -> ShareHistory:
+    """Each country's mean GPUs held, and the federation's GPUs up, in `buckets` equal
+    buckets over the last `since_seconds` (the dashboard's fair-share chart)."""
+    if isinstance(since_seconds, bool) or not (
+        isinstance(since_seconds, int | float) and math.isfinite(since_seconds) and since_seconds > 0
+    ):
+        raise InvalidArgument(f"since must be a positive duration in seconds; got {since_seconds!r}")
+    if since_seconds > MAX_HISTORY_SECONDS:
+        raise InvalidArgument(f"since must be at most 31 days ({MAX_HISTORY_SECONDS} seconds); got {since_seconds:g}")
+    if isinstance(buckets, bool) or not isinstance(buckets, int) or not 1 <= buckets <= MAX_HISTORY_BUCKETS:
+        raise InvalidArgument(f"buckets must be a whole number from 1 to {MAX_HISTORY_BUCKETS}; got {buckets!r}")
+    until = core.clock.now()
+    return core.store.reports.share_history(until - since_seconds, until, buckets)
