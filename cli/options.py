@@ -125,12 +125,12 @@ def with_call(
     return decorate
 
 
-def check_metrics_listen(listen: str) -> None:
-    """A malformed --metrics-listen is a usage error, caught before anything starts."""
+def check_listen(flag: str, listen: str) -> None:
+    """A malformed HOST:PORT (--metrics-listen, --web-listen) is a usage error, caught before anything starts."""
     from minga.common.domain import MingaError
-    from minga.common.metrics_http import parse_metrics_listen
+    from minga.common.metrics_http import parse_listen
 
     try:
-        parse_metrics_listen(listen)
+        parse_listen(flag, listen)
     except MingaError as exc:
         raise errors.usage_error(str(exc)) from exc

@@ -15,11 +15,11 @@ if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
 
-def parse_metrics_listen(listen: str) -> tuple[str, int]:
-    """HOST:PORT as (host, port); raises InvalidArgument with a one-line hint."""
+def parse_listen(flag: str, listen: str) -> tuple[str, int]:
+    """HOST:PORT (a `flag`'s value) as (host, port); raises InvalidArgument with a one-line hint."""
     host, sep, port = listen.rpartition(":")
     if not sep or not host or not port.isdigit() or int(port) > 65535:
-        raise InvalidArgument(f"--metrics-listen {listen!r} must be HOST:PORT, e.g. 127.0.0.1:9464 (port 0: any free)")
+        raise InvalidArgument(f"{flag} {listen!r} must be HOST:PORT, e.g. 127.0.0.1:9464 (port 0: any free)")
     return (host[1:-1] if host.startswith("[") and host.endswith("]") else host), int(port)
 
 
@@ -29,7 +29,7 @@ class MetricsServer:
     def __init__(self, listen: str, registry: CollectorRegistry) -> None:
         from prometheus_client import start_http_server
 
-        host, port = parse_metrics_listen(listen)
+        host, port = parse_listen("--metrics-listen", listen)
         try:
             self._httpd, self._thread = start_http_server(port, addr=host, registry=registry)
         except OSError as exc:

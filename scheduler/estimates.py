@@ -30,6 +30,11 @@ class StartEstimates:
         """A cycle decided on `snapshot` at `now` (the cycle thread; costs nothing)."""
         self._latest = (snapshot, now)
 
+    @property
+    def latest(self) -> tuple[Snapshot, float] | None:
+        """The last cycle's snapshot and `now`; None before the first cycle."""
+        return self._latest
+
     def for_job(self, job_id: str) -> StartEstimate | None:
         """The job's estimate; None before any cycle, for a job the forecast's cycle did not
         see pending (submitted since), or for one that can never run."""

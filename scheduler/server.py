@@ -16,7 +16,7 @@ import uuid
 from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import grpc
 
@@ -25,7 +25,7 @@ from minga.common.domain import InvalidArgument, Principal, Role, Unauthenticate
 from minga.common.leadership import LeadershipStatus
 from minga.common.metrics_http import MetricsServer
 from minga.common.paths import data_dir
-from minga.common.pki import SITE_CERT_DAYS, BrokerPki, has_broker_pki, load_broker_pki
+from minga.common.pki import SERVER_CERT, SERVER_KEY, SITE_CERT_DAYS, BrokerPki, has_broker_pki, load_broker_pki
 from minga.scheduler.api import audit
 from minga.scheduler.api.admin_servicer import AdminServicer
 from minga.scheduler.api.interceptor import AuthInterceptor, bearer_authenticator
@@ -54,6 +54,9 @@ from minga.scheduler.store import Store
 from minga.scheduler.validation import MAX_PACKAGE_BYTES
 from minga.scheduler.wakeups import Pacing
 from minga.v1 import admin_pb2_grpc, job_pb2_grpc, site_pb2_grpc
+
+if TYPE_CHECKING:
+    from minga.scheduler.web.server import WebServer
 
 log = logging.getLogger(__name__)
 MAX_MESSAGE_BYTES = 80 * 1024 * 1024
@@ -89,6 +92,7 @@ class BrokerConfig:
     site_cert_lifetime: dt.timedelta = dt.timedelta(days=SITE_CERT_DAYS)
     max_package_bytes: int = MAX_PACKAGE_BYTES  # the largest working-dir package it accepts (chunked)
     metrics_listen: str = ""  # HOST:PORT of the Prometheus /metrics listener; "": none (docs/metrics.md)
+    web_listen: str = ""  # HOST:PORT of the web dashboard; "": none (docs/dashboard.md)
 
 
 class Broker:
@@ -112,6 +116,9 @@ class Broker:
         self.metrics.registry.register(FederationCollector(lambda: self.leading, self._metrics_source))
         self.metrics_server: MetricsServer | None = None  # with --metrics-listen
         self.metrics_url = ""
+        self.web_server: WebServer | None = None  # with --web-listen
+        self.web_url = ""
+        self._tls_files: tuple[Path, Path] | None = None  # the certificate and key users' ports serve
 
     def start(self) -> None:
         if self.config.metrics_listen:
@@ -122,14 +129,38 @@ class Broker:
         except BaseException:
             self._stop_metrics()
             raise
+        if self.config.web_listen:
+            try:
+                self._start_web()
+            except BaseException:
+                self.stop()
+                raise
+
+    def _start_web(self) -> None:
+        """The dashboard, over TLS with the broker's own certificate when it has one."""
+        from minga.scheduler.web.app import Backend, create_app
+        from minga.scheduler.web.server import WebServer
+
+        backend = Backend(
+            core=lambda: self.core,
+            refusal=self._refusal,
+            authenticate=lambda token: self._core.store.accounts.principal_for_token(token, self.clock.now()),
+            clock=self.clock,
+            secure=self._tls_files is not None,
+        )
+        self.web_server = WebServer(self.config.web_listen, create_app(backend), self._tls_files)
+        self.web_url = self.web_server.url
 
     def _start(self) -> None:
         host, port = split_listen(self.config.listen)
         check_limit_setting(self.config.max_package_bytes)
         pki = self._load_pki()
         tls = _load_tls(self.config.tls_cert, self.config.tls_key)
+        if tls is not None and self.config.tls_cert and self.config.tls_key:
+            self._tls_files = (self.config.tls_cert, self.config.tls_key)
         if tls is None and pki is not None:
             tls = grpc.ssl_server_credentials([(pki.server_key_pem, pki.server_cert_pem)])
+            self._tls_files = (pki.directory / SERVER_CERT, pki.directory / SERVER_KEY)
         if tls is None and not _is_loopback(host) and not self.config.insecure:
             raise InvalidArgument(
                 f"refusing to listen on {host} without TLS: run `minga broker init --san "
@@ -400,6 +431,9 @@ class Broker:
             if server:
                 server.stop(grace).wait()
         self._stop_metrics()
+        if self.web_server is not None:
+            self.web_server.stop()
+            self.web_server = None
         if self.core:
             self.core.store.close()
 

@@ -148,6 +148,7 @@ def start_broker(
     clock: Clock | None = None,
     lease_ttl_seconds: float = 30.0,
     metrics_listen: str = "",
+    web_listen: str = "",
 ) -> RunningBroker:
     db_url = db_url or f"sqlite:///{tmp_path / 'broker.db'}"
     token_file = tmp_path / "admin-token"
@@ -159,6 +160,7 @@ def start_broker(
             tick_seconds=0.5,
             lease_ttl_seconds=lease_ttl_seconds,
             metrics_listen=metrics_listen,
+            web_listen=web_listen,
         ),
         clock=clock,
     )

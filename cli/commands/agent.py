@@ -19,7 +19,7 @@ from minga.cli.lifecycle import (
     this_python_first_on_path,
     wait_until,
 )
-from minga.cli.options import check_metrics_listen
+from minga.cli.options import check_listen
 
 app = typer.Typer(help="Run this site's agent (site operators).", no_args_is_help=True)
 
@@ -93,7 +93,7 @@ def run(
     if gpu_memory is not None and gpu_memory < 0:
         raise typer.BadParameter(f"{gpu_memory} is negative", param_hint="--gpu-memory")
     if metrics_listen:
-        check_metrics_listen(metrics_listen)
+        check_listen("--metrics-listen", metrics_listen)
     with needs(ctx.command_path, "site"):
         cred = _load_credential(credential_path(credential))
     errors.note_connection(cred.broker, has_token=True, has_ca=bool(cred.ca_file))

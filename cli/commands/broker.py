@@ -15,7 +15,7 @@ from minga.cli import errors, render
 from minga.cli.call import Call
 from minga.cli.extras import needs
 from minga.cli.lifecycle import configure_logging, stop_signals, wait_until
-from minga.cli.options import check_metrics_listen, with_call
+from minga.cli.options import check_listen, with_call
 from minga.cli.parsing import flag_value, parse_duration, parse_size
 from minga.cli.render import Output
 
@@ -194,7 +194,7 @@ def serve(
         raise typer.BadParameter(f"{rate_limit:g} is negative: use 0 (no limit) or more", param_hint="--rate-limit")
     package_limit = flag_value("--max-package-bytes", parse_size, max_package_bytes)
     if metrics_listen:
-        check_metrics_listen(metrics_listen)
+        check_listen("--metrics-listen", metrics_listen)
     configure_logging()
     broker = Broker(
         BrokerConfig(

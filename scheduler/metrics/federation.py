@@ -105,9 +105,7 @@ def _running(snapshot: Snapshot) -> Iterator[Metric]:
 def _shares(snapshot: Snapshot) -> Iterator[Metric]:
     _, now = snapshot_share_now(snapshot)
     slugs = sorted({i.slug for i in snapshot.institutions} | set(now.shares.institution))
-    held: dict[str, float] = defaultdict(float)
-    for pid, gpus in now.held.items():
-        held[pid.split("/", 1)[0]] += gpus
+    held = now.held_by_institution()
     usage: dict[str, float] = defaultdict(float)
     for pid, value in project_usage(snapshot).items():
         usage[pid.split("/", 1)[0]] += value
@@ -126,7 +124,6 @@ def _shares(snapshot: Snapshot) -> Iterator[Metric]:
         ["institution"],
         (((s,), usage.get(s, 0.0)) for s in slugs),
     )
-    shortfall = sum(max(0.0, share.get(s, 0.0) - held.get(s, 0.0)) for s in slugs)
     capacity = GaugeMetricFamily("minga_federation_capacity_gpus", "GPUs that can hold runs now.")
     capacity.add_metric([], float(now.capacity))
     yield capacity
@@ -134,7 +131,7 @@ def _shares(snapshot: Snapshot) -> Iterator[Metric]:
         "minga_fairness_error_ratio",
         "Sum of the shortfalls of institutions below their fair share, as a fraction of capacity (0: fair).",
     )
-    error.add_metric([], shortfall / now.capacity if now.capacity else 0.0)
+    error.add_metric([], now.fairness_error())
     yield error
     rows = quota_rows(snapshot)
     labels = ["institution", "gpu_model"]

@@ -38,6 +38,19 @@ class ShareNow:
     demand: dict[str, float]  # project -> held + GPUs its pending jobs ask for
     shares: TreeShares
 
+    def held_by_institution(self) -> dict[str, float]:
+        held: dict[str, float] = defaultdict(float)
+        for pid, gpus in self.held.items():
+            held[pid.split("/", 1)[0]] += gpus
+        return held
+
+    def fairness_error(self) -> float:
+        """The sum of the shortfalls of institutions below their fair share, as a fraction of
+        capacity (Armada's fairness error): 0 when everyone holds at least its share."""
+        held, share = self.held_by_institution(), self.shares.institution
+        shortfall = sum(max(0.0, owed - held.get(slug, 0.0)) for slug, owed in share.items())
+        return shortfall / self.capacity if self.capacity else 0.0
+
 
 def capacity_now(snapshot: Snapshot) -> int:
     """GPUs that can hold runs now: every READY, connected site's pools, plus what live runs

@@ -16,7 +16,7 @@ from sqlalchemy import bindparam, func, text, update
 from sqlmodel import Session, col, select
 
 from minga.common.audit import AuditEntry
-from minga.common.domain import LIVE_JOB_STATES, Job, JobState, RunState, SiteState
+from minga.common.domain import LIVE_JOB_STATES, Job, JobState, Run, RunState, SiteState
 from minga.common.shares import ShareSettings
 from minga.common.site_messages import Command, RunReport, StartRunCommand, StopRunCommand
 from minga.common.snapshot import Decisions, Placement, Preemption, Snapshot
@@ -62,6 +62,12 @@ def live_array_tasks(s: Session, capped: set[str]) -> tuple[tuple[str, int], ...
 class RunsRepo:
     def __init__(self, db: Database) -> None:
         self.db = db
+
+    def of_job(self, job_id: str) -> list[Run]:
+        """The job's runs, its attempts in order (what `minga job status` and the dashboard show)."""
+        with self.db.read() as s:
+            rows = s.exec(select(RunRow).where(RunRow.job_id == job_id).order_by(col(RunRow.epoch))).all()
+            return [run_from_row(r) for r in rows]
 
     def load_snapshot(self, now: float | None = None) -> Snapshot:
         """Sites, live runs, pending jobs and the account tree with usage decayed to `now`."""
