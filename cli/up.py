@@ -96,6 +96,7 @@ class UpInfo:
     moved_from: str = ""  # the last run's address, when its port was taken and the broker moved
     cli_config: str = ""  # the CLI config file written with broker, CA and token; "": left alone
     metrics_url: str = ""  # the broker's Prometheus metrics
+    web_url: str = ""  # the broker's web dashboard
 
 
 class DevFederation:
@@ -142,6 +143,7 @@ class DevFederation:
             moved_from=self._moved_from,
             cli_config=str(cli_config or ""),
             metrics_url=self.broker.metrics_url,
+            web_url=self.broker.web_url,
         )
 
     def stop(self) -> None:
@@ -199,6 +201,7 @@ class DevFederation:
                     pki_dir=pki_dir,
                     site_listen=f"{host}:0",
                     metrics_listen=f"{host}:0",
+                    web_listen=f"{host}:0",
                 )
             )
         except MingaError as exc:

@@ -18,5 +18,6 @@ atexit.register(shutil.rmtree, os.environ["MINGA_CACHE_DIR"], True)
 pytest_plugins = [
     "tests.fixtures_ray",
     "tests.fixtures_broker",
+    "tests.browser",
     "tests.tiers",
 ]

@@ -77,12 +77,14 @@ class RunningBroker:
             metadata=self.admin.md,
         )
 
-    def researcher(self, name: str, institution: str) -> Caller:
+    def user(self, name: str, institution: str, role: int, ttl: int = 0) -> str:
+        """A new user's token (`role` a common_pb2.Role; `ttl` seconds, 0: the default)."""
         a = self.admin
-        r = a.admin.AddUser(
-            admin_pb2.AddUserRequest(name=name, institution=institution, role=common_pb2.ROLE_RESEARCHER), metadata=a.md
-        )
-        return self.caller(r.token)
+        request = admin_pb2.AddUserRequest(name=name, institution=institution, role=role, ttl_seconds=ttl)
+        return a.admin.AddUser(request, metadata=a.md).token
+
+    def researcher(self, name: str, institution: str) -> Caller:
+        return self.caller(self.user(name, institution, common_pb2.ROLE_RESEARCHER))
 
     def join_token(self, institution: str, site: str, country: str = "") -> str:
         a = self.admin

@@ -12,6 +12,7 @@ import urllib.request
 from pathlib import Path
 from types import SimpleNamespace
 
+import httpx
 import pytest
 
 from minga.cli import config, errors
@@ -97,6 +98,9 @@ def test_up_runs_the_sample_job_stops_everything_and_reruns(tmp_path: Path, monk
         with urllib.request.urlopen(info.metrics_url, timeout=10) as scraped:  # up turns metrics on
             text = scraped.read().decode()
             assert 'minga_jobs_finished_total{institution="uchile",state="SUCCEEDED"} 2.0' in text, text
+        with httpx.Client(base_url=info.web_url, verify=info.ca_file) as web:  # so does the dashboard, over TLS
+            assert web.post("/login", data={"token": info.token}).status_code == 303
+            assert "uchile-local" in web.get("/sites").text
     finally:
         fed.stop()
     with pytest.raises(OSError):

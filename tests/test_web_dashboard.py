@@ -49,12 +49,6 @@ class World:
         return client
 
 
-def add_user(broker: RunningBroker, name: str, institution: str, role: int, ttl: int = 0) -> str:
-    admin = broker.admin
-    request = admin_pb2.AddUserRequest(name=name, institution=institution, role=role, ttl_seconds=ttl)
-    return admin.admin.AddUser(request, metadata=admin.md).token
-
-
 def submit(who: Caller, entrypoint: str, gpus: int, secret: dict[str, str] | None = None) -> str:
     spec = common_pb2.JobSpec(entrypoint=entrypoint, resources=common_pb2.Resources(gpus=gpus), secret_env=secret)
     return who.jobs.SubmitJob(job_pb2.SubmitJobRequest(spec=spec), metadata=who.md).job.id
@@ -68,7 +62,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     broker.institution("usp", "BR")
     ana = broker.researcher("ana", "uchile")
     bruno = broker.researcher("bruno", "usp")
-    carla = add_user(broker, "carla", "uchile", common_pb2.ROLE_INSTITUTION_ADMIN)
+    carla = broker.user("carla", "uchile", common_pb2.ROLE_INSTITUTION_ADMIN)
     site_token = broker.join("uchile", "dcc", "CL")
     site = ScriptedSite(broker.address, site_token, gpu_inventory("A100", 4), heartbeat_seconds=1)
     ana_job = submit(ana, "python train.py --lr 3e-4", 1, {"WANDB_API_KEY": "s3cr3t-value"})
@@ -122,7 +116,7 @@ def test_a_site_token_cannot_sign_in(world: World):
 
 
 def test_an_expired_token_is_refused_and_ends_its_session(world: World):
-    token = add_user(world.broker, "dora", "uchile", common_pb2.ROLE_RESEARCHER, ttl=10)
+    token = world.broker.user("dora", "uchile", common_pb2.ROLE_RESEARCHER, ttl=10)
     client = world.client(token)
     assert client.get("/jobs").status_code == 200
     world.clock.advance(11)  # within the sites' 30 s leases: nothing else expires
@@ -132,7 +126,7 @@ def test_an_expired_token_is_refused_and_ends_its_session(world: World):
 
 
 def test_a_revoked_token_ends_its_session_at_once(world: World):
-    token = add_user(world.broker, "eva", "usp", common_pb2.ROLE_RESEARCHER)
+    token = world.broker.user("eva", "usp", common_pb2.ROLE_RESEARCHER)
     client = world.client(token)
     assert client.get("/").status_code == 200
     admin = world.broker.admin

@@ -178,6 +178,15 @@ def serve(
             show_default="off",
         ),
     ] = "",
+    web_listen: Annotated[
+        str,
+        typer.Option(
+            "--web-listen",
+            help="HOST:PORT to serve the web dashboard on, over TLS when the broker has a certificate "
+            "(port 0: any free port; docs/dashboard.md).",
+            show_default="off",
+        ),
+    ] = "",
 ) -> None:
     """Serve the broker until Ctrl-C or SIGTERM."""
     from minga.common.domain import MingaError
@@ -195,6 +204,8 @@ def serve(
     package_limit = flag_value("--max-package-bytes", parse_size, max_package_bytes)
     if metrics_listen:
         check_listen("--metrics-listen", metrics_listen)
+    if web_listen:
+        check_listen("--web-listen", web_listen)
     configure_logging()
     broker = Broker(
         BrokerConfig(
@@ -213,6 +224,7 @@ def serve(
             rate_limit=rate_limit,
             max_package_bytes=package_limit,
             metrics_listen=metrics_listen,
+            web_listen=web_listen,
         )
     )
     try:
@@ -242,6 +254,7 @@ def _announce(broker: Any, output: Output) -> None:  # a scheduler.server.Broker
     leading: bool = broker.leading
     site_address: str = broker.site_address
     metrics_url: str = broker.metrics_url
+    web_url: str = broker.web_url
     data = {
         "address": address,
         "admin_token_file": str(token_file),
@@ -249,6 +262,7 @@ def _announce(broker: Any, output: Output) -> None:  # a scheduler.server.Broker
         "leading": leading,
         "site_address": site_address,
         "metrics_url": metrics_url,
+        "web_url": web_url,
     }
 
     def human() -> None:
@@ -260,6 +274,8 @@ def _announce(broker: Any, output: Output) -> None:  # a scheduler.server.Broker
             typer.echo(f"sites connect with mutual TLS on {site_address}")
         if metrics_url:
             typer.echo(f"Prometheus metrics at {metrics_url}")
+        if web_url:
+            typer.echo(f"web dashboard at {web_url}")
         if bootstrapped:
             typer.echo(f"the bootstrap admin token was written to {token_file} (readable only by you)")
             typer.echo(f"  use it with: export {_exports(broker, address)} MINGA_TOKEN=$(cat {token_file})")

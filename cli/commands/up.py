@@ -67,6 +67,11 @@ def _announce(info, path_setup: str) -> None:
         f"researcher {info.researcher} ({info.institution}), token: {info.token}",
         f"admin token: in {info.admin_token_file}",
     ]
+    if info.web_url:
+        lines.append(
+            f"dashboard: {info.web_url}  (sign in with a token above; your browser does not know "
+            f"the federation's CA: import {info.ca_file} or accept it once)"
+        )
     if info.metrics_url:
         lines.append(f"Prometheus metrics: {info.metrics_url}")
     if info.cli_config:
