@@ -38,7 +38,9 @@ install-dev: $(DEV_STAMP)
 run: $(STAMP)
 	$(BIN)/minga up
 
+# The browser tests need Debian's Chromium: installed when this user may, else they skip saying how.
 test: $(DEV_STAMP)
+	@.ci/install-browser || echo "no Chromium installed: the dashboard's browser tests will skip"
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 # The unit tier only (tests/tiers.py sorts every test into unit, integration or slow).

@@ -96,6 +96,15 @@ def text(driver: Any, css: str) -> str:
     return str(driver.find_element(By.CSS_SELECTOR, css).text)
 
 
+def screenshot(driver: Any, path: Path) -> None:
+    """The whole page, not only the window: grow the window to the page, then back."""
+    width, height = driver.get_window_size()["width"], driver.get_window_size()["height"]
+    full = int(driver.execute_script("return document.documentElement.scrollHeight"))
+    driver.set_window_size(width, min(full + 100, 4000))
+    driver.save_screenshot(str(path))
+    driver.set_window_size(width, height)
+
+
 def accessibility_violations(driver: Any) -> list[str]:
     """axe-core's serious and critical WCAG 2 A/AA findings on the page now."""
     driver.execute_script(AXE.read_text())
@@ -127,7 +136,7 @@ def test_an_admin_signs_in_and_every_view_shows_the_live_federation(chrome: Any,
         assert accessibility_violations(driver) == [], path
         name = SHOTS.get(path)
         if shots and name:
-            driver.save_screenshot(str(Path(shots) / f"dashboard-{name}.png"))
+            screenshot(driver, Path(shots) / f"dashboard-{name}.png")
     driver.get(federation.url.rstrip("/") + "/shares")
     assert driver.find_element("css selector", "figure.chart svg").get_attribute("role") == "img"
     driver.get(federation.url.rstrip("/") + "/queue")
@@ -147,6 +156,57 @@ def test_a_running_jobs_log_follows_live_without_a_reload(chrome: Any, federatio
     assert driver.execute_script("return window.minga_marker") == "same page"  # no reload happened
     lines = [line for line in text(driver, "#log").splitlines() if line.startswith("tick")]
     assert lines == [f"tick {i}" for i in range(1, 9)]  # each once, in order
+    shots = os.environ.get("MINGA_SCREENSHOTS")
+    if shots:
+        screenshot(driver, Path(shots) / "dashboard-job.png")
+
+
+def test_the_keyboard_reaches_everything_in_order(chrome: Any, federation: Federation):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    driver = chrome
+    driver.delete_all_cookies()
+    driver.get(f"{federation.url}login")
+    field = driver.find_element(By.ID, "token")
+    assert driver.switch_to.active_element == field  # the form has focus at once
+    field.send_keys(federation.admin, Keys.ENTER)  # and Enter signs in
+    eventually(lambda: "/login" not in driver.current_url, what="signed in with the keyboard")
+    body = driver.find_element(By.TAG_NAME, "body")
+    body.send_keys(Keys.TAB)
+    assert driver.switch_to.active_element.text == "Skip to content"
+    driver.switch_to.active_element.send_keys(Keys.ENTER)
+    assert driver.switch_to.active_element.get_attribute("id") == "main"
+    driver.get(federation.url)
+    tabbed = []
+    for _ in range(10):
+        driver.switch_to.active_element.send_keys(Keys.TAB)
+        tabbed.append(driver.switch_to.active_element.text)
+    menu = ["Overview", "Fair share", "Sites", "Queue", "Jobs", "Usage", "Audit"]
+    assert tabbed == ["Skip to content", "minga", *menu, "Sign out"]
+
+
+def test_pages_read_without_javascript(tmp_path: Path, federation: Federation):
+    """Every page is complete HTML: with JavaScript off, sign in and read the data."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    from tests.browser import chrome_options, chromium_paths
+
+    paths = chromium_paths()
+    if paths is None:
+        pytest.skip("no Chromium")
+    options = chrome_options(paths[0], tmp_path / "profile")
+    options.add_experimental_option("prefs", {"profile.managed_default_content_settings.javascript": 2})
+    driver = webdriver.Chrome(service=Service(executable_path=paths[1]), options=options)
+    try:
+        sign_in(driver, federation, federation.ana.token, f"/jobs/{federation.done_job}")
+        assert driver.execute_script("return typeof window.htmx") == "undefined"  # the page's scripts did not run
+        assert "hello from ray" in text(driver, "#log") and "SUCCEEDED" in text(driver, "#job-state")
+        driver.get(f"{federation.url}queue")
+        assert "usp" in text(driver, "#queue-counts")
+    finally:
+        driver.quit()
 
 
 def test_a_researcher_cannot_reach_another_institutions_job(chrome: Any, federation: Federation):

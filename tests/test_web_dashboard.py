@@ -153,7 +153,7 @@ def test_a_researcher_sees_their_institutions_jobs_and_others_only_in_aggregate(
     assert world.bruno_job not in ana.get("/jobs").text
     queue = ana.get("/queue").text
     assert world.bruno_job not in queue
-    assert "<th scope=\"row\">usp</th><td>1</td><td>4</td>" in queue  # usp's pending, counted only
+    assert '<th scope="row">usp</th><td>1</td><td>4</td>' in queue  # usp's pending, counted only
     assert "Audit" not in ana.get("/").text.split("</nav>")[0]  # not offered ...
     assert ana.get("/audit").status_code == 403  # ... nor served
     bruno = world.client(world.bruno.token)
@@ -316,3 +316,11 @@ def test_a_standby_serves_no_pages_and_names_the_leader(world: World, tmp_path: 
         assert page.status_code == 401 and "standby" in page.text and world.broker.address in page.text
     finally:
         standby.stop(grace=0.5)
+
+
+def test_without_chromium_the_browser_tests_say_how_to_install_it(monkeypatch: pytest.MonkeyPatch):
+    from tests.browser import INSTALL_HINT, chromium_paths
+
+    monkeypatch.setenv("MINGA_CHROMIUM", "/nonexistent/chromium")
+    assert chromium_paths() is None
+    assert "apt-get install -y chromium chromium-driver" in INSTALL_HINT

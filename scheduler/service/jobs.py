@@ -16,6 +16,7 @@ from minga.common.domain import (
     MingaError,
     NotFound,
     Principal,
+    Run,
 )
 from minga.common.site_messages import StopRunCommand
 from minga.scheduler.arrays import parse_array, task_id
@@ -147,6 +148,12 @@ def job_status(core: Core, caller: Principal, job_id: str) -> Job:
     if job.state is not JobState.PENDING:
         return job
     return replace(job, estimate=core.cycle.estimates.for_job(job.id))
+
+
+def job_runs(core: Core, caller: Principal, job_id: str) -> list[Run]:
+    """The runs of a job the caller may see, its attempts in order."""
+    get_job(core, caller, job_id)
+    return core.store.runs.of_job(job_id)
 
 
 def list_jobs(

@@ -31,3 +31,8 @@ def get_lending_policy(core: Core, site: str) -> SiteLending:
     """Anyone may read it: who may borrow a site, and when, is no secret."""
     owner, policy = core.store.lending.get(site)
     return SiteLending(site, owner, policy, policy is None or lending_open(policy, core.clock.now()))
+
+
+def all_lending_policies(core: Core) -> dict[str, LendingPolicy]:
+    """Every site's policy by site name; a site without one lends to anyone, any time."""
+    return dict(core.store.lending.all())

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from minga.common.domain import Job, JobState, Principal
 from minga.scheduler.core import Core
 from minga.scheduler.policy.fairshare import order_pending
-from minga.scheduler.service.access import can_see_job, institution_scope
+from minga.scheduler.service.access import can_see_job
 
 UNSORTED = 0  # a job the last cycle did not sort: submitted since, or in a backoff
 

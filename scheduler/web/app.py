@@ -76,7 +76,7 @@ class Backend:
     secure: bool  # served over TLS: the session cookie is Secure
 
 
-class Refused(Exception):
+class RefusedError(Exception):
     """This broker serves no pages now (a standby): 503 with the reason."""
 
 
@@ -156,7 +156,7 @@ class Dashboard:
         refusal = self.backend.refusal()
         core = self.backend.core()
         if refusal is not None or core is None:
-            raise Refused(refusal or "the broker is starting")
+            raise RefusedError(refusal or "the broker is starting")
         return core
 
     def _caller(self, request: Request) -> Principal | None:
@@ -190,7 +190,7 @@ class Dashboard:
                 target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
                 return RedirectResponse(f"/login?next={quote(target)}", status_code=303)
             return view(request, core, caller)
-        except Refused as exc:
+        except RefusedError as exc:
             return self.error(request, 503, f"This broker serves no pages now: {exc}.")
         except NotFound as exc:
             return self.error(request, 404, str(exc), caller)
@@ -236,7 +236,7 @@ class Dashboard:
         try:
             self._core()
             caller = self.backend.authenticate(token)
-        except Refused as exc:
+        except RefusedError as exc:
             return f"This broker serves no pages now: {exc}."
         except Unauthenticated as exc:
             return f"That token is refused: {exc}."
@@ -276,7 +276,7 @@ class Dashboard:
             y_max=1.0,
         )
         return self.render(
-            request, "shares.html", caller=caller, q=data.quotas, lending=data.lending(), history=history, times=history.starts, chart=svg
+            request, "shares.html", caller=caller, q=data.quotas, lending=data.lending(), history=history, chart=svg
         )
 
     def sites(self, request: Request, core: Core, caller: Principal) -> Response:
@@ -320,8 +320,9 @@ class Dashboard:
     def usage(self, request: Request, core: Core, caller: Principal) -> Response:
         report, window, by = self._usage_report(request, core, caller)
         return self.render(
-            request, "usage.html", caller=caller, report=report, window=window, by=by, windows=WINDOWS, groupings=GROUPINGS
-        )
+            request, "usage.html", caller=caller, report=report, window=window, by=by, windows=WINDOWS,
+            groupings=GROUPINGS,
+        )  # fmt: skip
 
     def usage_csv(self, request: Request, core: Core, caller: Principal) -> Response:
         report, window, by = self._usage_report(request, core, caller)
@@ -366,7 +367,7 @@ class Dashboard:
             if caller is None:
                 return PlainTextResponse("sign in first", status_code=401)
             await run_in_threadpool(reads.check_logs, core, caller, job_id)
-        except Refused as exc:
+        except RefusedError as exc:
             return PlainTextResponse(str(exc), status_code=503)
         except NotFound as exc:
             return PlainTextResponse(str(exc), status_code=404)

@@ -24,7 +24,7 @@ from minga.common.usage import ShareHistory, UsageReport
 from minga.scheduler.api.authz import RPC_ROLES, authorize
 from minga.scheduler.core import Core
 from minga.scheduler.policy.share_now import snapshot_share_now
-from minga.scheduler.service import admin, jobs, shares
+from minga.scheduler.service import admin, jobs, lending, shares
 from minga.scheduler.service.queue import QueueView, queue_view
 from minga.scheduler.store.audit import SCHEDULER
 from minga.v1 import admin_pb2, job_pb2
@@ -129,7 +129,7 @@ def sites(core: Core, caller: Principal) -> dict[str, list[SiteRow]]:
     """Every site, by country (sorted), with its lending policy."""
     permit(core, caller, ADMIN + "ListSites")
     permit(core, caller, ADMIN + "GetLendingPolicy")
-    policies = dict(core.store.lending.all())
+    policies = lending.all_lending_policies(core)
     grouped: dict[str, list[SiteRow]] = {}
     for view in admin.list_sites(core):
         grouped.setdefault(view.site.country, []).append(SiteRow(view, policies.get(view.site.name)))
@@ -173,7 +173,7 @@ def job_page(core: Core, caller: Principal, job_id: str) -> JobPage:
         offset = start + len(chunk)
     cut = len(data) > LOG_TAIL_BYTES
     text = bytes(data[-LOG_TAIL_BYTES:]).decode(errors="replace")
-    return JobPage(job, core.store.runs.of_job(job_id), text, cut, offset)
+    return JobPage(job, jobs.job_runs(core, caller, job_id), text, cut, offset)
 
 
 def check_logs(core: Core, caller: Principal, job_id: str) -> None:
