@@ -91,9 +91,11 @@ def sign_in(driver: Any, federation: Federation, token: str, path: str = "/") ->
 
 
 def text(driver: Any, css: str) -> str:
-    from selenium.webdriver.common.by import By
-
-    return str(driver.find_element(By.CSS_SELECTOR, css).text)
+    """The rendered text of the first element matching `css`, read in one step (live parts
+    of a page are swapped in place, so an element found first may be gone when read)."""
+    found = driver.execute_script("const e = document.querySelector(arguments[0]); return e && e.innerText;", css)
+    assert found is not None, f"no {css} on {driver.current_url}"
+    return str(found)
 
 
 def screenshot(driver: Any, path: Path) -> None:
@@ -153,6 +155,7 @@ def test_a_running_jobs_log_follows_live_without_a_reload(chrome: Any, federatio
     driver.execute_script("window.minga_marker = 'same page';")
     eventually(lambda: "tick 8" in text(driver, "#log"), timeout=60, what="the last line, streamed")
     eventually(lambda: "SUCCEEDED" in text(driver, "#log-end"), timeout=30, what="the job's end, streamed")
+    eventually(lambda: text(driver, "#job-state") == "SUCCEEDED", what="the state badge, refreshed in place")
     assert driver.execute_script("return window.minga_marker") == "same page"  # no reload happened
     lines = [line for line in text(driver, "#log").splitlines() if line.startswith("tick")]
     assert lines == [f"tick {i}" for i in range(1, 9)]  # each once, in order

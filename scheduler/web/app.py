@@ -357,7 +357,7 @@ class Dashboard:
     # -- live logs ------------------------------------------------------------------------
     async def log_events(self, request: Request) -> Response:
         """Server-sent events of a job's log from where the page left off: `log` events
-        carry escaped text to append, `end` the job's end. A reconnect resumes at the
+        carry escaped text to append, `state` a change of the job's state, `end` its end. A reconnect resumes at the
         last event's id (run:offset), so nothing is shown twice."""
         job_id = request.path_params["job_id"]
         try:
@@ -382,7 +382,7 @@ class Dashboard:
     async def _follow(
         self, request: Request, core: Core, caller: Principal, job_id: str, run: str, offset: int
     ) -> AsyncIterator[str]:
-        quiet = 0
+        quiet, state = 0, None
         while not await request.is_disconnected():
             try:
                 job, chunks = await run_in_threadpool(_read_log, core, caller, job_id, run, offset)
@@ -397,6 +397,9 @@ class Dashboard:
                 offset = start + len(data)
                 yield _event("log", html.escape(data.decode(errors="replace")), f"{run}:{offset}")
                 quiet = 0
+            if job.state != state:  # the page refreshes its facts and runs
+                state = job.state
+                yield _event("state", html.escape(state.value))
             if job.state.terminal:
                 yield _event("end", f"<p class='log-end'>The job ended: {html.escape(job.state.value)}.</p>")
                 return
