@@ -21,7 +21,7 @@ macOS too. The commands run in an empty folder whose `.venv` is the venv running
 tests, so the README's `. .venv/bin/activate` is what puts `minga` on PATH.
 
 A command that exits non-zero fails the test, naming the README line and its output.
-The broker listens on the README's fixed ports (50551 and 50552); the test fails at
+The broker listens on the README's fixed ports (50551, 50552 and the dashboard's 50553); the test fails at
 once, saying so, when they are taken.
 """
 
@@ -148,7 +148,7 @@ def _port_free(port: int) -> bool:
 
 @pytest.fixture
 def shell(tmp_path: Path) -> Iterator[Shell]:
-    taken = [p for p in (50551, 50552) if not _port_free(p)]
+    taken = [p for p in (50551, 50552, 50553) if not _port_free(p)]
     if taken:
         pytest.fail(f"the README's broker ports {taken} are taken on this machine: stop what listens there")
     venv = Path(sys.prefix)
