@@ -7,15 +7,11 @@ JavaScript; htmx (vendored) refreshes the live parts and follows logs over serve
 
 from __future__ import annotations
 
-import asyncio
-import csv
-import html
-import io
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.applications import Starlette
@@ -27,7 +23,6 @@ from starlette.responses import PlainTextResponse, RedirectResponse, Response, S
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from minga.common.clock import Clock
 from minga.common.domain import (
@@ -41,10 +36,10 @@ from minga.common.domain import (
     Unauthenticated,
 )
 from minga.scheduler.core import Core
-from minga.scheduler.service import jobs
 from minga.scheduler.store.base import StoreUnavailable
-from minga.scheduler.web import chart, reads
-from minga.scheduler.web.format import FILTERS
+from minga.scheduler.web import chart, logstream, reads
+from minga.scheduler.web.format import FILTERS, usage_csv
+from minga.scheduler.web.guard import SecurityHeaders, local_path, same_origin
 from minga.scheduler.web.sessions import COOKIE, WebSessions
 
 HERE = Path(__file__).parent
@@ -53,16 +48,6 @@ GROUPINGS = ("country", "institution", "project")
 QUEUE_PAGE = 100
 AUDIT_LIMIT = 500
 MAX_SEARCH = 200
-LOG_POLL_SECONDS = 1.0
-KEEPALIVE_POLLS = 15  # an SSE comment this often keeps proxies from closing a quiet stream
-SECURITY_HEADERS = [
-    (b"content-security-policy",
-     b"default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
-     b"connect-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'"),
-    (b"x-content-type-options", b"nosniff"),
-    (b"referrer-policy", b"same-origin"),  # "no-referrer" would make forms send Origin: null
-    (b"x-frame-options", b"DENY"),
-]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -78,22 +63,6 @@ class Backend:
 
 class RefusedError(Exception):
     """This broker serves no pages now (a standby): 503 with the reason."""
-
-
-class SecurityHeaders:
-    """Adds SECURITY_HEADERS to every response (pure ASGI, so streams stay streams)."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        async def with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message.setdefault("headers", [])
-                message["headers"] = list(message["headers"]) + SECURITY_HEADERS
-            await send(message)
-
-        await self.app(scope, receive, with_headers)
 
 
 def create_app(backend: Backend, sessions: WebSessions | None = None) -> Starlette:
@@ -205,14 +174,14 @@ class Dashboard:
 
     # -- signing in and out -----------------------------------------------------------
     async def login_form(self, request: Request) -> Response:
-        return self.render(request, "login.html", next=_local(request.query_params.get("next", "/")), problem="")
+        return self.render(request, "login.html", next=local_path(request.query_params.get("next", "/")), problem="")
 
     async def login(self, request: Request) -> Response:
-        if not _same_origin(request):
+        if not same_origin(request):
             return self.error(request, 403, "Sign-in refused: the form was not sent from this dashboard.")
         form = await request.form()
         token = str(form.get("token", "")).strip()
-        target = _local(str(form.get("next", "/")))
+        target = local_path(str(form.get("next", "/")))
         problem = await run_in_threadpool(self._check_token, token)
         if problem:
             return self.render(request, "login.html", 401, next=target, problem=problem)
@@ -250,7 +219,7 @@ class Dashboard:
         sid = request.cookies.get(COOKIE, "")
         session = self.sessions.get(sid, self.backend.clock.now()) if sid else None
         form = await request.form()
-        if session is not None and (not _same_origin(request) or form.get("csrf") != session.csrf):
+        if session is not None and (not same_origin(request) or form.get("csrf") != session.csrf):
             return self.error(request, 403, "Sign-out refused: the form was not sent from this dashboard.")
         self.sessions.close(sid)
         response = RedirectResponse("/login", status_code=303)
@@ -326,18 +295,9 @@ class Dashboard:
 
     def usage_csv(self, request: Request, core: Core, caller: Principal) -> Response:
         report, window, by = self._usage_report(request, core, caller)
-        out = io.StringIO()
-        writer = csv.writer(out)
-        writer.writerow([by, "country", "consumed_gpu_hours", "consumed_normalized",
-                         "contributed_gpu_hours", "contributed_normalized", "balance_normalized"])  # fmt: skip
-        for line in report.lines:
-            balance = line.contributed_normalized - line.consumed_normalized
-            writer.writerow([_cell(line.key), _cell(line.country), f"{line.consumed_gpu_hours:.3f}",
-                             f"{line.consumed_normalized:.3f}", f"{line.contributed_gpu_hours:.3f}",
-                             f"{line.contributed_normalized:.3f}", f"{balance:.3f}"])  # fmt: skip
         name = f"minga-usage-by-{by}-{window}.csv"
         return PlainTextResponse(
-            out.getvalue(),
+            usage_csv(report),
             media_type="text/csv; charset=utf-8",
             headers={"content-disposition": f'attachment; filename="{name}"', "cache-control": "no-store"},
         )
@@ -356,12 +316,10 @@ class Dashboard:
 
     # -- live logs ------------------------------------------------------------------------
     async def log_events(self, request: Request) -> Response:
-        """Server-sent events of a job's log from where the page left off: `log` events
-        carry escaped text to append, `state` a change of the job's state, `end` its end. A reconnect resumes at the
-        last event's id (run:offset), so nothing is shown twice."""
+        """The job's log from where its page left off, as server-sent events (`logstream.py`)."""
         job_id = request.path_params["job_id"]
         try:
-            run, offset = _resume(request)
+            run, offset = logstream.resume_point(request)
             core = self._core()
             caller = await run_in_threadpool(self._caller, request)
             if caller is None:
@@ -374,66 +332,10 @@ class Dashboard:
         except (PermissionDenied, InvalidArgument) as exc:
             return PlainTextResponse(str(exc), status_code=400 if isinstance(exc, InvalidArgument) else 403)
         return StreamingResponse(
-            self._follow(request, core, caller, job_id, run, offset),
+            logstream.follow(request, core, caller, job_id, run, offset),
             media_type="text/event-stream",
             headers={"cache-control": "no-store", "x-accel-buffering": "no"},
         )
-
-    async def _follow(
-        self, request: Request, core: Core, caller: Principal, job_id: str, run: str, offset: int
-    ) -> AsyncIterator[str]:
-        quiet, state = 0, None
-        while not await request.is_disconnected():
-            try:
-                job, chunks = await run_in_threadpool(_read_log, core, caller, job_id, run, offset)
-            except (MingaError, StoreUnavailable) as exc:
-                yield _event("end", f"<p class='log-end'>Stopped following: {html.escape(str(exc))}</p>")
-                return
-            for run_id, start, data in chunks:
-                if run_id != run:
-                    if run:
-                        yield _event("log", f"\n--- a new attempt: run {html.escape(run_id)} ---\n", f"{run_id}:0")
-                    run = run_id
-                offset = start + len(data)
-                yield _event("log", html.escape(data.decode(errors="replace")), f"{run}:{offset}")
-                quiet = 0
-            if job.state != state:  # the page refreshes its facts and runs
-                state = job.state
-                yield _event("state", html.escape(state.value))
-            if job.state.terminal:
-                yield _event("end", f"<p class='log-end'>The job ended: {html.escape(job.state.value)}.</p>")
-                return
-            quiet += 1
-            if quiet >= KEEPALIVE_POLLS:
-                quiet = 0
-                yield ": keep-alive\n\n"
-            await asyncio.sleep(LOG_POLL_SECONDS)
-
-
-def _read_log(
-    core: Core, caller: Principal, job_id: str, run: str, offset: int
-) -> tuple[Any, list[tuple[str, int, bytes]]]:
-    """The job now, and its log after (run, offset); a new run's log from its start."""
-    job = jobs.get_job(core, caller, job_id)
-    start = offset if job.run_id == run else 0
-    return job, list(reads.job_log(core, caller, job_id, start))
-
-
-def _event(name: str, data: str, event_id: str = "") -> str:
-    lines = "".join(f"data: {line}\n" for line in data.split("\n"))
-    return (f"id: {event_id}\n" if event_id else "") + f"event: {name}\n{lines}\n"
-
-
-def _resume(request: Request) -> tuple[str, int]:
-    """(run id, offset) to follow from: the browser's Last-Event-ID, else the page's query."""
-    last = request.headers.get("last-event-id", "")
-    if last:
-        run, _, offset = last.rpartition(":")
-    else:
-        run, offset = request.query_params.get("run", ""), request.query_params.get("offset", "0")
-    if not offset.isdigit() or len(offset) > 15 or len(run) > 256:
-        raise InvalidArgument("offset must be a byte count, run a run id")
-    return run, int(offset)
 
 
 def _int(request: Request, name: str, default: int, low: int, high: int) -> int:
@@ -443,24 +345,3 @@ def _int(request: Request, name: str, default: int, low: int, high: int) -> int:
     if not text.isdigit() or not low <= int(text) <= high:
         raise InvalidArgument(f"{name} must be a whole number from {low} to {high}")
     return int(text)
-
-
-def _local(target: str) -> str:
-    """Only a path of this dashboard: a sign-in link cannot send anyone elsewhere."""
-    parts = urlsplit(target)
-    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//") or "\\" in target:
-        return "/"
-    return target
-
-
-def _same_origin(request: Request) -> bool:
-    """A form posted from this dashboard: its Origin (when the browser sends one) is ours."""
-    origin = request.headers.get("origin")
-    if origin is None:
-        return True
-    return urlsplit(origin).netloc == request.headers.get("host", "")
-
-
-def _cell(text: str) -> str:
-    """A CSV cell a spreadsheet will not run as a formula (OWASP's CSV injection advice)."""
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text

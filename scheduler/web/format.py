@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import io
 from collections.abc import Callable
 from typing import Any
 
 from minga.common.lending import LendingPolicy, format_duration, windows_text
+from minga.common.usage import UsageReport
 
 
 def when(ts: float) -> str:
@@ -65,6 +68,25 @@ def lending_text(policy: LendingPolicy) -> str:
     if policy.limits_runtime:
         parts.append("runtime limited (environment or pip)")
     return "; ".join(parts) or "to anyone, any time"
+
+
+def usage_csv(report: UsageReport) -> str:
+    """The reciprocity report as CSV, one line per country, institution or project."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow([report.by, "country", "consumed_gpu_hours", "consumed_normalized",
+                     "contributed_gpu_hours", "contributed_normalized", "balance_normalized"])  # fmt: skip
+    for line in report.lines:
+        balance = line.contributed_normalized - line.consumed_normalized
+        figures = (line.consumed_gpu_hours, line.consumed_normalized, line.contributed_gpu_hours,
+                   line.contributed_normalized, balance)  # fmt: skip
+        writer.writerow([_cell(line.key), _cell(line.country), *(f"{x:.3f}" for x in figures)])
+    return out.getvalue()
+
+
+def _cell(text: str) -> str:
+    """A CSV cell a spreadsheet will not run as a formula (OWASP's CSV injection advice)."""
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
 FILTERS: dict[str, Callable[..., Any]] = {
