@@ -65,9 +65,9 @@ class RefusedError(Exception):
     """This broker serves no pages now (a standby): 503 with the reason."""
 
 
-def create_app(backend: Backend, sessions: WebSessions | None = None) -> Starlette:
-    """The dashboard over `backend`; `sessions` may be shared (tests look into it)."""
-    web = Dashboard(backend, sessions or WebSessions())
+def create_app(backend: Backend) -> Starlette:
+    """The dashboard over `backend`."""
+    web = Dashboard(backend, WebSessions())
     routes = [
         Route("/login", web.login_form, methods=["GET"]),
         Route("/login", web.login, methods=["POST"]),
@@ -84,11 +84,9 @@ def create_app(backend: Backend, sessions: WebSessions | None = None) -> Starlet
         Route("/audit", web.page(web.audit)),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
-    app = Starlette(
+    return Starlette(
         routes=routes, middleware=[Middleware(SecurityHeaders)], exception_handlers={HTTPException: web.http_error}
     )
-    app.state.sessions = web.sessions
-    return app
 
 
 def _environment() -> Environment:
