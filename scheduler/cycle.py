@@ -171,7 +171,7 @@ class SchedulingCycle:
         placed, preempted = self._outcomes(decisions)
         with phase("persist"):
             commands = self.persist(decisions, now)
-        self.estimates.observe(snapshot, now)  # forecast from it only when asked
+        self.estimates.observe(snapshot, now)  # its worker forecasts from it only when asked
         with phase("publish"):
             published = self.publish(stops + commands)
         self._count(placed, preempted, now)
@@ -205,11 +205,14 @@ class SchedulingCycle:
         return self.wakeups.passes
 
     def start(self) -> None:
+        """Start the cycle's thread and the start estimates' worker (`scheduler/estimates.py`)."""
         self._thread = threading.Thread(target=self._loop, name="scheduling-cycle", daemon=True)
         self._thread.start()
+        self.estimates.start()
 
     def stop(self) -> None:
         self.wakeups.stop()
+        self.estimates.stop()
         if self._thread:
             self._thread.join(timeout=10)
         self.detach()

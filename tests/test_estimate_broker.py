@@ -1,6 +1,8 @@
 """A pending job's estimated start through a real broker (port 0, SQLite, a scripted site)
 and the `minga job status` CLI, on an injected clock: the job waits for a running one's
-walltime; a running job shows none; one forecast serves every question of a cycle."""
+walltime; a running job shows none; one forecast serves every question of a cycle. The
+cycle is stopped here, and its estimates' worker with it: the test runs the worker's step
+(`refresh_now`) itself, so what a question returns does not depend on a thread's timing."""
 
 from __future__ import annotations
 
@@ -64,7 +66,12 @@ def test_job_status_estimates_a_pending_job_and_not_a_running_one(setup) -> None
     # Before any cycle has seen it, there is nothing to estimate from.
     assert json.loads(_status(broker, ana, second, "-o", "json"))["estimated_start"] is None
     assert cycle.run_once().placed == 0
-    forecasts = cycle.estimates.forecasts
+    estimates = cycle.estimates
+    forecasts = estimates.forecasts
+    # A question returns what the last forecast had (nothing on this job) and wants a new one,
+    # which the worker's next step computes from this cycle.
+    assert json.loads(_status(broker, ana, second, "-o", "json"))["estimated_start"] is None
+    assert estimates.refresh_now() and estimates.forecasts == forecasts + 1
 
     shown = json.loads(_status(broker, ana, second, "-o", "json"))
     assert shown["state"] == "PENDING"
@@ -83,14 +90,26 @@ def test_job_status_estimates_a_pending_job_and_not_a_running_one(setup) -> None
     running = json.loads(_status(broker, ana, first, "-o", "json"))
     assert running["state"] == "RUNNING" and running["estimated_start"] is None
     assert "estimate" not in _status(broker, ana, first)
-    # Every question since the cycle was answered from one forecast, and so are those after
-    # the next cycles, until the forecast is REFRESH_SECONDS old on the broker's clock.
-    assert cycle.estimates.forecasts == forecasts + 1
+    # Every question since the forecast was answered from it, and so are those after the
+    # next cycles, until it is REFRESH_SECONDS old on the broker's clock.
+    assert not estimates.refresh_now()  # no new cycle since
     clock.advance(REFRESH_SECONDS / 2)
     cycle.run_once()
     assert json.loads(_status(broker, ana, second, "-o", "json"))["estimated_start"] == est
-    assert cycle.estimates.forecasts == forecasts + 1
+    assert not estimates.refresh_now()  # asked, but too soon
+    assert estimates.forecasts == forecasts + 1
     clock.advance(REFRESH_SECONDS / 2)
     cycle.run_once()
+    assert estimates.refresh_now()  # the question above, now that the refresh rule allows
     assert json.loads(_status(broker, ana, second, "-o", "json"))["estimated_start"]["at"]
-    assert cycle.estimates.forecasts == forecasts + 2
+    assert estimates.forecasts == forecasts + 2
+    # That last question wants the forecast after this one, which runs once the refresh rule
+    # allows; then nobody asks, and however many cycles and minutes pass, none runs.
+    clock.advance(REFRESH_SECONDS)
+    cycle.run_once()
+    assert estimates.refresh_now()
+    for _ in range(3):
+        clock.advance(REFRESH_SECONDS)
+        cycle.run_once()
+        assert not estimates.refresh_now()
+    assert estimates.forecasts == forecasts + 3
