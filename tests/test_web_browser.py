@@ -93,9 +93,13 @@ def sign_in(driver: Any, federation: Federation, token: str, path: str = "/") ->
 def text(driver: Any, css: str) -> str:
     """The rendered text of the first element matching `css`, read in one step (live parts
     of a page are swapped in place, so an element found first may be gone when read)."""
-    found = driver.execute_script("const e = document.querySelector(arguments[0]); return e && e.innerText;", css)
-    assert found is not None, f"no {css} on {driver.current_url}"
-    return str(found)
+    script = "const e = document.querySelector(arguments[0]); return e && e.innerText;"
+
+    def read() -> tuple[str] | None:
+        value = driver.execute_script(script, css)
+        return None if value is None else (str(value),)  # "" is text too
+
+    return eventually(read, what=lambda: f"{css} on {driver.current_url}")[0]  # a click's page may still load
 
 
 def screenshot(driver: Any, path: Path) -> None:
