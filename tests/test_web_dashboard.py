@@ -226,6 +226,26 @@ def test_bad_input_gets_a_clear_error_and_the_dashboard_keeps_serving(world: Wor
     assert client.get("/").status_code == 200
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"token": "x" * 100_000},  # over the form's cap: refused unread
+        b"token=\xff\xfe",  # not UTF-8
+        "&".join(f"f{i}=1" for i in range(50)),  # too many fields
+    ],
+)
+def test_an_oversized_or_malformed_sign_in_form_is_refused(world: World, body: object):
+    client = world.client()
+    form = {"content-type": "application/x-www-form-urlencoded"}
+    if isinstance(body, dict):
+        response = client.post("/login", data=body)
+    else:
+        response = client.post("/login", content=body if isinstance(body, bytes) else str(body), headers=form)
+    assert response.status_code == 400 and "malformed or over" in response.text
+    assert "set-cookie" not in response.headers
+    assert world.client(world.ana.token).get("/").status_code == 200
+
+
 def test_forms_from_another_site_are_refused(world: World):
     client = world.client()
     forged = client.post("/login", data={"token": world.ana.token}, headers={"origin": "http://evil.example"})

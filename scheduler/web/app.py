@@ -39,7 +39,7 @@ from minga.scheduler.core import Core
 from minga.scheduler.store.base import StoreUnavailable
 from minga.scheduler.web import chart, logstream, reads
 from minga.scheduler.web.format import FILTERS, usage_csv
-from minga.scheduler.web.guard import SecurityHeaders, local_path, same_origin
+from minga.scheduler.web.guard import MAX_FORM_BYTES, SecurityHeaders, local_path, same_origin, small_form
 from minga.scheduler.web.sessions import COOKIE, WebSessions
 
 HERE = Path(__file__).parent
@@ -177,9 +177,11 @@ class Dashboard:
     async def login(self, request: Request) -> Response:
         if not same_origin(request):
             return self.error(request, 403, "Sign-in refused: the form was not sent from this dashboard.")
-        form = await request.form()
-        token = str(form.get("token", "")).strip()
-        target = local_path(str(form.get("next", "/")))
+        form = await small_form(request)
+        if form is None:
+            return self.error(request, 400, f"Sign-in refused: the form is malformed or over {MAX_FORM_BYTES} bytes.")
+        token = form.get("token", "").strip()
+        target = local_path(form.get("next", "/"))
         problem = await run_in_threadpool(self._check_token, token)
         if problem:
             return self.render(request, "login.html", 401, next=target, problem=problem)
@@ -216,7 +218,7 @@ class Dashboard:
     async def logout(self, request: Request) -> Response:
         sid = request.cookies.get(COOKIE, "")
         session = self.sessions.get(sid, self.backend.clock.now()) if sid else None
-        form = await request.form()
+        form = await small_form(request) or {}
         if session is not None and (not same_origin(request) or form.get("csrf") != session.csrf):
             return self.error(request, 403, "Sign-out refused: the form was not sent from this dashboard.")
         self.sessions.close(sid)
