@@ -355,3 +355,17 @@ def test_without_chromium_the_browser_tests_say_how_to_install_it(monkeypatch: p
     monkeypatch.setenv("MINGA_CHROMIUM", "/nonexistent/chromium")
     assert chromium_paths() is None
     assert "apt-get install -y chromium chromium-driver" in INSTALL_HINT
+
+
+def test_a_sign_in_flood_from_one_address_is_slowed_and_the_dashboard_keeps_serving(tmp_path: Path):
+    broker = start_broker(tmp_path, web_listen="127.0.0.1:0")
+    try:
+        client = httpx.Client(base_url=broker.broker.web_url, timeout=10)
+        codes = [client.post("/login", data={"token": f"mgu_guess-{i}"}).status_code for i in range(100)]
+        assert set(codes[:60]) == {401}  # a burst of 30 s worth of attempts is answered
+        refused = client.post("/login", data={"token": "mgu_one-more"})
+        assert refused.status_code == 429 and int(refused.headers["retry-after"]) >= 1
+        assert "rate limit" in refused.text
+        assert broker.admin.admin.WhoAmI(admin_pb2.WhoAmIRequest(), metadata=broker.admin.md).name == "admin"
+    finally:
+        broker.close()

@@ -7,6 +7,7 @@ JavaScript; htmx (vendored) refreshes the live parts and follows logs over serve
 
 from __future__ import annotations
 
+import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,9 +33,11 @@ from minga.common.domain import (
     NotFound,
     PermissionDenied,
     Principal,
+    ResourceExhausted,
     Role,
     Unauthenticated,
 )
+from minga.scheduler.api.ratelimit import Rate, RateLimiter, caller_key
 from minga.scheduler.core import Core
 from minga.scheduler.store.base import StoreUnavailable
 from minga.scheduler.web import chart, logstream, reads
@@ -45,6 +48,10 @@ from minga.scheduler.web.sessions import COOKIE, WebSessions
 HERE = Path(__file__).parent
 WINDOWS = {"1h": 3600, "1d": 86400, "7d": 7 * 86400, "30d": 30 * 86400, "90d": 90 * 86400}
 GROUPINGS = ("country", "institution", "project")
+# Rate limits (token buckets, `api/ratelimit.py`): pages per signed-in caller, and sign-in
+# attempts per address, so neither a busy tab nor a token-guessing flood takes the broker.
+PAGES_PER_SECOND = 20.0  # bursts of 10 s worth
+SIGN_INS_PER_SECOND = 2.0  # bursts of 30 s worth
 QUEUE_PAGE = 100
 AUDIT_LIMIT = 500
 MAX_SEARCH = 200
@@ -100,6 +107,8 @@ class Dashboard:
         self.backend = backend
         self.sessions = sessions
         self.templates = Jinja2Templates(env=_environment())
+        self.pages = RateLimiter(Rate(PAGES_PER_SECOND, 10 * PAGES_PER_SECOND))
+        self.sign_ins = RateLimiter(Rate(SIGN_INS_PER_SECOND, 30 * SIGN_INS_PER_SECOND))
 
     # -- rendering ------------------------------------------------------------------------
     def render(self, request: Request, name: str, status_code: int = 200, **context: Any) -> Response:
@@ -113,6 +122,11 @@ class Dashboard:
 
     def error(self, request: Request, status: int, message: str, caller: Principal | None = None) -> Response:
         return self.render(request, "error.html", status, caller=caller, status=status, message=message)
+
+    def too_many(self, request: Request, exc: ResourceExhausted, caller: Principal | None = None) -> Response:
+        response = self.error(request, 429, str(exc), caller)
+        response.headers["retry-after"] = str(max(1, math.ceil(exc.retry_after)))
+        return response
 
     async def http_error(self, request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
@@ -156,6 +170,7 @@ class Dashboard:
             if caller is None:
                 target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
                 return RedirectResponse(f"/login?next={quote(target)}", status_code=303)
+            self.pages.check(caller_key(caller, ""), "this dashboard session")
             return view(request, core, caller)
         except RefusedError as exc:
             return self.error(request, 503, f"This broker serves no pages now: {exc}.")
@@ -167,6 +182,8 @@ class Dashboard:
             return self.error(request, 400, str(exc), caller)
         except StoreUnavailable as exc:
             return self.error(request, 503, f"The broker's database is unavailable: {exc}", caller)
+        except ResourceExhausted as exc:
+            return self.too_many(request, exc, caller)
         except MingaError as exc:
             return self.error(request, 400, str(exc), caller)
 
@@ -177,6 +194,10 @@ class Dashboard:
     async def login(self, request: Request) -> Response:
         if not same_origin(request):
             return self.error(request, 403, "Sign-in refused: the form was not sent from this dashboard.")
+        try:
+            self.sign_ins.check(f"peer:{request.client.host if request.client else ''}", "sign-in from this address")
+        except ResourceExhausted as exc:
+            return self.too_many(request, exc)
         form = await small_form(request)
         if form is None:
             return self.error(request, 400, f"Sign-in refused: the form is malformed or over {MAX_FORM_BYTES} bytes.")
