@@ -64,6 +64,7 @@ bench: $(DEV_STAMP)
 	$(BIN)/python bench/submit_latency.py
 	$(BIN)/python bench/cycle_bench.py
 	$(BIN)/python bench/estimate_bench.py
+	$(BIN)/python bench/dashboard_bench.py
 	$(BIN)/python bench/broker_cycle.py
 	$(BIN)/python bench/fair_share_targets.py
 	$(BIN)/python bench/array_submit.py

@@ -11,6 +11,8 @@ import pytest
 
 from minga.common.clock import FakeClock
 from minga.scheduler.policy import Decisions, Preemption
+from minga.scheduler.quota import quota_view
+from minga.scheduler.service import admin
 from minga.scheduler.store.ledger import decayed
 from minga.scheduler.store.models import ContributionRow, UsageRow
 from minga.v1 import admin_pb2, common_pb2, job_pb2
@@ -226,3 +228,30 @@ def test_each_task_of_an_array_is_charged_like_a_job(fed):
     rate = 3 * 1 * 0.6  # three tasks of 1 A100 each, weight 0.6
     expected = decayed(start, 0, HOUR, WEEK) + rate * HOUR
     assert decayed(usage.value, usage.as_of, clock.now(), WEEK) == pytest.approx(expected, rel=1e-6)
+
+
+def test_the_quota_view_from_the_leaders_memory_is_the_one_the_store_gives(fed):
+    broker, ana, site, clock = fed
+    running = submit(ana, gpus=2)
+    site.report(site.next("start").start.run_id, common_pb2.RUN_STATE_RUNNING)
+    eventually(lambda: ana.jobs.GetJob(job_pb2.GetJobRequest(job_id=running.id), metadata=ana.md).state
+               == common_pb2.JOB_STATE_RUNNING, what="the job running")  # fmt: skip
+    leased = submit(ana, gpus=1)
+    site.next("start")  # left LEASED: never reported
+    for gpus in (2, 4, 3):  # none fits the one GPU left
+        submit(ana, gpus=gpus)
+    broker.full_pass()
+    core = broker.broker.core
+    assert core is not None and core.cycle.state.loaded and not core.cycle.state.stale
+    leased_now = ana.jobs.GetJob(job_pb2.GetJobRequest(job_id=leased.id), metadata=ana.md)
+    assert leased_now.state == common_pb2.JOB_STATE_LEASED
+    institutions = [(i.slug, i.country) for i in core.store.accounts.list_institutions()]
+    from_store = quota_view(
+        institutions,
+        core.store.jobs.list(None, include_terminal=False, state=None, limit=1_000_000),
+        core.store.runs.load_snapshot(clock.now()),
+        tree=True,
+    )
+    shown = admin.show_quotas(core, tree=True)  # the leader's pending queue and snapshot, in memory
+    assert shown == from_store
+    assert [(r.held, r.in_use, r.pending) for r in shown.rows] == [(3, 2, 0), (0, 0, 9)]

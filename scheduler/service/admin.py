@@ -7,7 +7,7 @@ from collections.abc import Mapping
 
 from minga.common.accounts import Institution, TokenInfo, User
 from minga.common.audit import AuditEntry
-from minga.common.domain import InvalidArgument, Principal, Role, Site, SiteState
+from minga.common.domain import LIVE_JOB_STATES, InvalidArgument, Job, Principal, Role, Site, SiteState
 from minga.common.quotas import QuotaView
 from minga.common.site_view import SiteView
 from minga.scheduler.auth import DEFAULT_USER_TTL, MAX_USER_TTL, new_token
@@ -116,8 +116,16 @@ def show_quotas(core: Core, tree: bool) -> QuotaView:
     """Per institution and model: GPUs owned, used, held, pending, and the fair-share view;
     per institution its fair share now next to what it holds; the entitlement floor."""
     institutions = [(i.slug, i.country) for i in core.store.accounts.list_institutions()]
-    jobs = core.store.jobs.list(None, include_terminal=False, state=None, limit=1_000_000)
-    snapshot = core.store.runs.load_snapshot(core.clock.now())
+    state, now = core.cycle.state, core.clock.now()
+    if state.loaded and not state.stale:
+        # The leader's federation in memory: the pending queue and the snapshot cost no reads
+        # (from the store they were ~0.7 s at 10,000 pending); only the few live jobs are read.
+        live = [j for s in LIVE_JOB_STATES for j in core.store.jobs.list(None, False, s, limit=1_000_000)]
+        jobs: list[Job] = state.pending_jobs() + live
+        snapshot = state.snapshot(now)
+    else:
+        jobs = core.store.jobs.list(None, include_terminal=False, state=None, limit=1_000_000)
+        snapshot = core.store.runs.load_snapshot(now)
     return quota_view(institutions, jobs, snapshot, tree)
 
 

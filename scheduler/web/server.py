@@ -28,7 +28,9 @@ class WebServer:
     def __init__(self, listen: str, app: ASGIApp, tls: tuple[Path, Path] | None = None) -> None:
         host, port = parse_listen("--web-listen", listen)
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
+        # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only on sockets that say TCP, and without
+        # it a keep-alive connection's every answer after the first waits ~40 ms (Nagle, delayed ACK).
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
