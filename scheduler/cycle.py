@@ -89,6 +89,11 @@ class SchedulingCycle:
                 gc.freeze()
         return self.state
 
+    def level_state(self) -> FederationState | None:
+        """The leader's federation in memory, if it is loaded and level with the store; None on a
+        standby or while it (re)loads. Readers (quotas, the dashboard) then read the store."""
+        return self.state if self.state.loaded and not self.state.stale else None
+
     def detach(self) -> None:
         if self._attached is not None:
             self._attached.unobserve(self.state)

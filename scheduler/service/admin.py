@@ -116,8 +116,8 @@ def show_quotas(core: Core, tree: bool) -> QuotaView:
     """Per institution and model: GPUs owned, used, held, pending, and the fair-share view;
     per institution its fair share now next to what it holds; the entitlement floor."""
     institutions = [(i.slug, i.country) for i in core.store.accounts.list_institutions()]
-    state, now = core.cycle.state, core.clock.now()
-    if state.loaded and not state.stale:
+    state, now = core.cycle.level_state(), core.clock.now()
+    if state is not None:
         # The leader's federation in memory: the pending queue and the snapshot cost no reads
         # (from the store they were ~0.7 s at 10,000 pending); only the few live jobs are read.
         live = [j for s in LIVE_JOB_STATES for j in core.store.jobs.list(None, False, s, limit=1_000_000)]

@@ -47,7 +47,7 @@ def queue_view(core: Core, caller: Principal, offset: int = 0, limit: int = 100)
     try them; estimates only for those (each is a lookup in the cached forecast)."""
     latest = core.cycle.estimates.latest
     ordered = order_pending(*latest) if latest else []
-    pending = _pending_now(core)
+    pending = pending_now(core)
     current = {j.id: j for j in pending if can_see_job(caller, j)}
     places = {job.id: i for i, job in enumerate(ordered, 1)}
     mine = [(places[j.id], current[j.id]) for j in ordered if j.id in current]
@@ -64,9 +64,7 @@ def queue_view(core: Core, caller: Principal, offset: int = 0, limit: int = 100)
     return QueueView(jobs, offset, len(mine), len(pending), counts, latest[1] if latest else 0.0)
 
 
-def _pending_now(core: Core) -> list[Job]:
+def pending_now(core: Core) -> list[Job]:
     """Every pending job now: the leader's state in memory, or the store while it reloads."""
-    state = core.cycle.state
-    if state.loaded and not state.stale:
-        return state.pending_jobs()
-    return core.store.jobs.list(None, False, JobState.PENDING, limit=1_000_000)
+    state = core.cycle.level_state()
+    return state.pending_jobs() if state else core.store.jobs.list(None, False, JobState.PENDING, limit=1_000_000)

@@ -25,7 +25,7 @@ from minga.scheduler.api.authz import RPC_ROLES, authorize
 from minga.scheduler.core import Core
 from minga.scheduler.policy.share_now import snapshot_share_now
 from minga.scheduler.service import admin, jobs, lending, shares
-from minga.scheduler.service.queue import QueueView, queue_view
+from minga.scheduler.service.queue import QueueView, pending_now, queue_view
 from minga.scheduler.store.audit import SCHEDULER
 from minga.v1 import admin_pb2, job_pb2
 
@@ -48,10 +48,8 @@ def may_call(caller: Principal, rpc: str) -> bool:
 
 def snapshot_now(core: Core) -> Snapshot:
     """The federation now: the leader's state in memory, or the store while it reloads."""
-    state, now = core.cycle.state, core.clock.now()
-    if state.loaded and not state.stale:
-        return state.snapshot(now)
-    return core.store.runs.load_snapshot(now)
+    state, now = core.cycle.level_state(), core.clock.now()
+    return state.snapshot(now) if state else core.store.runs.load_snapshot(now)
 
 
 @dataclass(frozen=True)
@@ -80,7 +78,7 @@ def overview(core: Core, caller: Principal) -> Overview:
     _, now = snapshot_share_now(snapshot)
     everything = sum(p.total for s in snapshot.sites for p in s.inventory.gpus)
     used = sum(r.gpus for r in snapshot.live_runs)
-    pending = core.cycle.state.pending_jobs() if core.cycle.state.loaded else list(snapshot.pending)
+    pending = pending_now(core)
     states = Counter(s.state.value for s in snapshot.sites)
     mine = None
     if caller.institution:
