@@ -13,7 +13,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from typer.testing import CliRunner
 
+from minga.cli.main import app
 from minga.common import pki
 from minga.common.clock import FakeClock
 from minga.common.domain import InvalidArgument
@@ -369,3 +371,13 @@ def test_a_sign_in_flood_from_one_address_is_slowed_and_the_dashboard_keeps_serv
         assert broker.admin.admin.WhoAmI(admin_pb2.WhoAmIRequest(), metadata=broker.admin.md).name == "admin"
     finally:
         broker.close()
+
+
+@pytest.mark.parametrize("listen", ["8443", "localhost:https", ":8443", "127.0.0.1:99999"])
+def test_a_malformed_web_listen_is_refused_in_one_line(tmp_path: Path, listen: str):
+    env = {"MINGA_DATA_DIR": str(tmp_path), "MINGA_CONFIG_DIR": str(tmp_path / "config")}
+    result = CliRunner().invoke(app, ["broker", "serve", "--listen", "127.0.0.1:0", "--web-listen", listen], env=env)
+    assert result.exit_code == 2, result.output
+    [line] = result.output.strip().splitlines()
+    assert "--web-listen" in line and "HOST:PORT" in line
+    assert not (tmp_path / "broker.db").exists()  # refused before anything started
