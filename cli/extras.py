@@ -14,7 +14,10 @@ from minga.cli.errors import CliError
 
 # The top-level modules of each extra's distributions (pyproject's optional-dependencies).
 EXTRA_MODULES: dict[str, frozenset[str]] = {
-    "broker": frozenset({"sqlmodel", "sqlalchemy", "alembic", "psycopg", "numpy", "cryptography", "prometheus_client"}),
+    "broker": frozenset(
+        {"sqlmodel", "sqlalchemy", "alembic", "psycopg", "numpy", "cryptography", "prometheus_client"}
+        | {"starlette", "jinja2", "uvicorn"}  # the web dashboard
+    ),
     "site": frozenset({"ray", "pynvml", "cryptography", "prometheus_client"}),
     "sim": frozenset({"numpy", "matplotlib"}),
 }

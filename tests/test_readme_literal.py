@@ -11,8 +11,8 @@ The conventions the README keeps for this:
   shell variable by the README itself, e.g. `JOB=$(minga job submit ...)`;
 - the long-running commands, `minga broker serve` and `minga agent run`, end with `&`.
   After such a line the test waits for a positive signal before the next line: the
-  broker's "broker listening on" line, then the site connected with its GPUs (which a
-  reader sees with `minga site list`). Any other `&` line fails the test.
+  broker's announcement (its last line, "stop with Ctrl-C"), then the site connected with
+  its GPUs (which a reader sees with `minga site list`). Any other `&` line fails the test.
 
 The home is fresh: HOME, the XDG dirs and minga's config and data dirs all lie under
 tmp, and no MINGA_* variable leaks in. `MINGA_DATA_DIR` and `MINGA_CONFIG_DIR` are set to
