@@ -94,10 +94,17 @@ def wait(call: Call, job_id: list[str], timeout: str | None = None) -> None:
     ids = list(dict.fromkeys(job_id))
     try:
         with call.client() as c:
-            outcome = watch(c, ids, limit)
+            outcome = watch(c, ids, limit, waiting=_waiting)
     except KeyboardInterrupt:
         _interrupted(ids)
     show(call, outcome, human=lambda: _lines(outcome, sys.stdout))
+
+
+def _waiting(jobs: list[Found]) -> None:
+    """Said once, after the first look, if a job has not ended: for the person at the terminal."""
+    left = [j for j in jobs if not ended(j)]
+    what = f"job {left[0].id}" if len(left) == 1 else f"{len(left)} jobs"
+    note(f"waiting for {what} to end (Ctrl-C stops waiting; nothing is cancelled)")
 
 
 def after_submit(call: Call, submitted: Submitted, again: str) -> None:
@@ -139,8 +146,10 @@ def watch(
     *,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
+    waiting: Callable[[list[Found]], None] | None = None,
 ) -> Outcome:
-    """Look at the jobs until all have ended, or `limit` seconds have passed (0: look once)."""
+    """Look at the jobs until all have ended, or `limit` seconds have passed (0: look once).
+    `waiting` is called once, with the jobs, when the first look finds one not ended."""
     from minga.cli.client import RETRYABLE
 
     deadline = None if limit is None else clock() + limit
@@ -166,6 +175,9 @@ def watch(
         left = None if deadline is None else deadline - clock()
         if left is not None and left <= 0:
             return Outcome([latest[i] for i in ids], timed_out=True)
+        if waiting is not None:
+            waiting([latest[i] for i in ids])
+            waiting = None
         sleep(pause if left is None else min(pause, left))
         pause = min(pause * BACKOFF, MAX_POLL)
 
@@ -174,7 +186,7 @@ def _lines(outcome: Outcome, stream: Any) -> None:
     """One line per job: `ID STATE`, with the reason of a job that did not succeed."""
     for found in outcome.jobs:
         if isinstance(found, ArraySummary):
-            line = f"{found.id} array: {render_arrays.array_counts(render_arrays.array_to_dict(found))}"
+            line = f"{found.id} {render_arrays.array_counts(render_arrays.array_to_dict(found))}"
         else:
             why = f": {found.reason}" if found.reason and found.state != JobState.SUCCEEDED else ""
             line = f"{found.id} {found.state}{why}"
