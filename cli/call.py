@@ -33,6 +33,9 @@ class Call:
     token: str | None = None
     ca: Path | None = None
     output: Output = Output.table
+    # The names of the command's own parameters given on its command line; None where
+    # unknown. A spec file (cli.specfile) fills only the others: the command line wins.
+    given: frozenset[str] | None = None
 
     def connection(self) -> config.Connection:
         """Flag > root flag > env > config file; a bad config file is one line."""

@@ -10,6 +10,10 @@ Exit codes (documented in docs/cli.md):
   3  the broker could not be reached or did not answer in time
   4  the token is missing, wrong, or lacks the permission
   5  the thing asked for does not exist (NOT_FOUND)
+  6  a wait ran out of time
+  7  the job is pending, so it has no log yet
+  8  a job waited for (`job wait`, `job submit --wait`) FAILED
+  9  a job waited for was CANCELLED (and none failed)
   130 interrupted (Ctrl-C)
 """
 
@@ -30,6 +34,8 @@ EXIT_AUTH = 4
 EXIT_NOT_FOUND = 5
 EXIT_TIMEOUT = 6  # a wait (e.g. `admin site drain`) ran out of time
 EXIT_PENDING = 7  # the job has not started, so it has no log yet (`job logs` without --follow)
+EXIT_JOB_FAILED = 8  # a job waited for FAILED (`job wait`, `job submit --wait`)
+EXIT_JOB_CANCELLED = 9  # a job waited for was CANCELLED, and none failed
 EXIT_INTERRUPTED = 130
 
 

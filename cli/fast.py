@@ -261,7 +261,7 @@ def run_fast(argv: list[str], cache: Cache) -> int | None:
         return None
     parsed, entry, params = found
     values = {p.name: _member(p, parsed.values[p.name]) for p in params}
-    return run_action(entry["action"], parsed.command, parsed.root, entry["shared"], values)
+    return run_action(entry["action"], parsed.command, parsed.root, entry["shared"], values, parsed.given)
 
 
 def _member(param: Any, value: Any) -> Any:
@@ -273,16 +273,23 @@ def _member(param: Any, value: Any) -> Any:
 
 
 def run_action(
-    action_path: str, command: str, root: dict[str, Any], shared: list[str], values: dict[str, Any]
+    action_path: str,
+    command: str,
+    root: dict[str, Any],
+    shared: list[str],
+    values: dict[str, Any],
+    given: frozenset[str] | None = None,
 ) -> int | None:
-    """Call the action as typer's command would; None when it refused a flag before
-    talking to the broker, so typer can run it again and word the refusal its way."""
+    """Call the action as typer's command would (`given`: the parameters the command line
+    gave); None when it refused a flag before talking to the broker, so typer can run it
+    again and word the refusal its way."""
     from minga.cli import errors
     from minga.cli.call import Call
 
     module, _, name = action_path.partition(":")
     action = getattr(importlib.import_module(module), name)
-    call = Call(f"minga {command}", root, **{flag: values.pop(flag) for flag in shared})
+    connection = {flag: values.pop(flag) for flag in shared}
+    call = Call(f"minga {command}", root, **connection, given=None if given is None else given - set(shared))
     try:
         action(call, **values)
     except errors.FlagError as exc:

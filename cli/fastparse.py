@@ -48,6 +48,7 @@ class Parsed:
     root: dict[str, Any]
     command: str
     values: dict[str, Any]
+    given: frozenset[str] = frozenset()  # the command's parameters the command line gave
 
 
 class Decline(Exception):  # noqa: N818 - not an error: typer takes the command line instead
@@ -66,7 +67,8 @@ def parse(argv: Sequence[str], root: Sequence[Param], commands: Mapping[str, Seq
 def _parse(argv: list[str], root: Sequence[Param], commands: Mapping[str, Sequence[Param]]) -> Parsed:
     # The root and a group take their own flags before the next word (click's groups
     # do not intersperse), then the command takes the rest.
-    root_values, rest = _read(argv, root, interspersed=False)
+    root_given, rest = _read(argv, root, interspersed=False)
+    root_values = _with_defaults(root_given, root)
     if len(rest) < 2 or rest[0].startswith("-") or rest[1].startswith("-"):
         raise Decline
     command = f"{rest[0]} {rest[1]}"
@@ -75,12 +77,12 @@ def _parse(argv: list[str], root: Sequence[Param], commands: Mapping[str, Sequen
     values, left = _read(rest[2:], commands[command], interspersed=True)
     if left:
         raise Decline
-    return Parsed(root_values, command, values)
+    return Parsed(root_values, command, _with_defaults(values, commands[command]), frozenset(values))
 
 
 def _read(argv: list[str], params: Sequence[Param], *, interspersed: bool) -> tuple[dict[str, Any], list[str]]:
-    """The values `argv` gives `params` (their defaults where not given), and the words
-    left: with `interspersed` False, everything from the first word that is not a flag."""
+    """The values `argv` gives `params` (only those it gives), and the words left: with
+    `interspersed` False, everything from the first word that is not a flag."""
     by_opt = {opt: p for p in params for opt in p.opts}
     arguments = [p for p in params if p.kind == "argument"]
     given: dict[str, Any] = {}
@@ -96,7 +98,7 @@ def _read(argv: list[str], params: Sequence[Param], *, interspersed: bool) -> tu
             if token == "-":
                 raise Decline
             if not interspersed:
-                return _with_defaults(given, params), argv[i - 1 :]
+                return given, argv[i - 1 :]
             words.append(token)
             continue
         param, value = _option(token, by_opt)
@@ -113,7 +115,7 @@ def _read(argv: list[str], params: Sequence[Param], *, interspersed: bool) -> tu
         converted = _convert(param, value)
         given[param.name] = [*given.get(param.name, []), converted] if param.multiple else converted
     if not interspersed:
-        return _with_defaults(given, params), []
+        return given, []
     for param in arguments:
         if param.nargs == -1:
             given[param.name], words = list(words), []
@@ -123,7 +125,7 @@ def _read(argv: list[str], params: Sequence[Param], *, interspersed: bool) -> tu
             raise Decline
     if words:
         raise Decline
-    return _with_defaults(given, params), []
+    return given, []
 
 
 def _option(token: str, by_opt: Mapping[str, Param]) -> tuple[Param, str | None]:

@@ -111,7 +111,9 @@ def with_call(
 
         @functools.wraps(fn)
         def command(ctx: typer.Context, **given: Any) -> Any:
-            call = Call(ctx.command_path, ctx.find_root().obj or {}, **{name: given.pop(name) for name in shared})
+            connection = {name: given.pop(name) for name in shared}
+            typed = frozenset(name for name in given if _on_command_line(ctx, name))
+            call = Call(ctx.command_path, ctx.find_root().obj or {}, **connection, given=typed)
             try:
                 return fn(call, **given)
             except errors.FlagError as exc:
@@ -123,6 +125,12 @@ def with_call(
         return command  # type: ignore[return-value]  # a command of F's name and doc, with typer's signature
 
     return decorate
+
+
+def _on_command_line(ctx: typer.Context, name: str) -> bool:
+    """Whether parameter `name` was given on the command line (not its default)."""
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name == "COMMANDLINE"
 
 
 def check_listen(flag: str, listen: str) -> None:

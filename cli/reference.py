@@ -22,6 +22,7 @@ from typing import Any
 import typer
 
 from minga.cli import render
+from minga.cli.actions import wait
 from minga.common.accounts import Institution, TokenInfo, User
 from minga.common.audit import AuditEntry
 from minga.common.domain import GpuPool, Inventory, Job, JobPreemption, JobSpec, JobState, Role, Site, StartEstimate
@@ -166,6 +167,9 @@ def _job() -> dict[str, object]:
 
 EMITTED: dict[str, Callable[[], object]] = {
     "job submit / list / status / cancel": _job,
+    "job wait, job submit --wait": lambda: wait.Outcome(
+        [Job("", JobSpec(entrypoint=""), JobState.PENDING, "", "", 0.0)], False
+    ).to_dict(),
     "quota show [--tree]": _quota_view,
     "admin audit": lambda: render.audit_to_dict(AuditEntry(0.0, "", "", "", "", "", "")),
     "site list": lambda: render.site_to_dict(SiteView(Site("", "", "", inventory=Inventory(gpus=(GpuPool(""),))))),

@@ -153,7 +153,7 @@ def test_not_found_names_the_job(monkeypatch: pytest.MonkeyPatch) -> None:
         (["job", "submit", "--country", "Chile", "--", "true"], "two-letter ISO code"),
         (["job", "submit", "--max-attempts", "0", "--", "true"], "--max-attempts: 0 must be at least 1"),
         (["job", "submit", "--working-dir", "/no/such/dir", "--", "true"], "/no/such/dir is not a directory"),
-        (["job", "submit"], "Missing argument 'ENTRYPOINT'"),
+        (["job", "submit"], "no entrypoint: put the command after `--`"),  # or `run` in a spec file (-f)
         (["job", "list", "--state", "done"], "bad state 'done': use one of PENDING"),
         (["job", "list"], "no broker address: pass --broker HOST:PORT, set MINGA_BROKER, or run `minga login`"),
         (["job", "list", "--broker", "b:1", "--ca", "/no/ca.pem"], "cannot read CA certificate /no/ca.pem"),

@@ -24,7 +24,9 @@ from minga.cli.main import app
 from tests.environment import imported_modules, run_minga
 from tests.test_cli_commands import ANA, Fake
 
-JOB_COMMANDS = {"job submit", "job list", "job status", "job logs", "job cancel"}
+JOB_COMMANDS = {"job submit", "job list", "job status", "job logs", "job cancel", "job wait"}
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+TRAIN, SWEEP = str(EXAMPLES / "train.toml"), str(EXAMPLES / "sweep.yaml")
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +36,7 @@ def spec() -> dict[str, Any]:
 
 @pytest.fixture
 def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    for var in ("MINGA_BROKER", "MINGA_TOKEN", "MINGA_CA", "MINGA_MAX_PACKAGE_BYTES"):
+    for var in ("MINGA_BROKER", "MINGA_TOKEN", "MINGA_CA", "MINGA_MAX_PACKAGE_BYTES", "WANDB_API_KEY"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("MINGA_CONFIG_DIR", str(tmp_path / "config"))
     monkeypatch.setenv("MINGA_CACHE_DIR", str(tmp_path / "cache"))
@@ -97,11 +99,17 @@ RUN_FAST = [
     ["job", "status", *ME, "j-1", "-o", "json"],
     ["job", "cancel", "j-9", *ME],  # NOT_FOUND: one line, exit 5
     ["job", "logs", "j-1", *ME],
+    ["job", "submit", *ME],  # no entrypoint (a spec file may give it): one line, exit 2
+    ["job", "submit", *ME, "-f", TRAIN, "--secret-env", "WANDB_API_KEY=k", "--gpus", "1", "--", "python", "x.py"],
+    ["job", "submit", *ME, "--file", SWEEP, "--secret-env=WANDB_API_KEY=k", "-o", "json"],
+    ["job", "submit", *ME, "-f", TRAIN],  # WANDB_API_KEY is not set: the file's line, exit 2
+    ["job", "submit", *ME, "-f", "nowhere.toml", "--", "true"],
+    ["job", "wait", "j-9", *ME],  # NOT_FOUND: exit 5
+    ["job", "wait", "j-9", "j-1", *ME, "--timeout", "0", "-o", "json"],
 ]
 DECLINED = [
     ["job", "submit", *ME, "--gpus", "-1", "--", "true"],  # refused before any call: typer words it
     ["job", "list", *ME, "--state", "done"],  # a bad state: the same
-    ["job", "submit", *ME],  # no entrypoint
     ["job", "submit", *ME, "--gpus", "abc", "--", "true"],  # typer's coercion words it
     ["job", "submit", *ME, "--name", "--x", "--", "true"],  # a flag-like value
     ["job", "list", *ME, "--bogus"],
@@ -109,6 +117,8 @@ DECLINED = [
     ["job", "--broker", "BROKER", "list"],  # a group takes no such flag
     ["job", "status", *ME],  # no id
     ["job", "status", "a", "b", *ME],
+    ["job", "wait", *ME],  # no id
+    ["job", "wait", "j-1", *ME, "--timeout", "forever"],  # refused before any call: typer words it
     ["admin", "institution", "list", *ME],  # not a fast command
 ]
 
@@ -131,6 +141,7 @@ FLAGS = {
                    "--array", "--idempotency-key", "-o", "--retry-failed", "--allow-unknown", "--non-preemptible"],
     "job list": ["--all", "--expand", "--tasks", "--state", "-o"],
     "job status": ["-o"],
+    "job wait": ["--timeout", "-o"],
 }  # fmt: skip
 VALUES = ["1", "0", "-1", "007", "1.5", "1e3", "abc", "", "A=1", "cl", "json", "table", "2h", "0-3%2", "--x", "-"]
 
@@ -142,7 +153,7 @@ def command_lines(draw: st.DrawFn) -> list[str]:
     for flag in draw(st.lists(st.sampled_from(FLAGS[command]), max_size=5)):
         value = draw(st.sampled_from(VALUES))
         words += draw(st.sampled_from([[flag], [flag, value], [f"{flag}={value}"]]))
-    if command == "job status":
+    if command in ("job status", "job wait"):
         words += draw(st.sampled_from([["j-1"], [], ["j-1", "j-2"]]))
     if command == "job submit":
         words += draw(st.sampled_from([["--", "true"], ["true"], ["--", "a", "--", "-b"], []]))

@@ -15,7 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from minga.cli import errors, render, render_arrays
+from minga.cli import errors, render, render_arrays, specfile
 from minga.cli.call import Call
 from minga.cli.parsing import (
     flag_value,
@@ -59,7 +59,10 @@ def parse_secret_env(pairs: list[str]) -> dict[str, str]:
 def entrypoint_of(words: list[str]) -> str:
     """One word is a shell command line as typed; several are quoted and joined."""
     if not words:
-        raise errors.usage_error("no entrypoint: put the command after `--`, e.g. minga job submit -- python train.py")
+        raise errors.usage_error(
+            "no entrypoint: put the command after `--`, e.g. minga job submit -- python train.py "
+            "(or give `run` in a spec file, -f FILE)"
+        )
     return words[0] if len(words) == 1 else shlex.join(words)
 
 
@@ -85,9 +88,10 @@ def _upload_working_dir(c: BrokerClient, directory: Path) -> str:
     return package.digest
 
 
+@specfile.accepts_file(run="entrypoint", tables=("env", "secret_env", "label"))
 def submit(
     call: Call,
-    entrypoint: list[str],
+    entrypoint: list[str] | None = None,
     name: str = "",
     gpus: int = 0,
     gpu_model: list[str] | None = None,
@@ -109,8 +113,11 @@ def submit(
     idempotency_key: str | None = None,
     allow_unknown: bool = False,
     array: str | None = None,
+    wait: bool = False,
 ) -> None:
-    """Submit a job; prints its id. Example: minga job submit --gpus 1 -- python train.py"""
+    """Submit a job; prints its id. Example: minga job submit --gpus 1 -- python train.py
+
+    Or from a spec file, flags overriding it: minga job submit -f train.toml --gpus 2"""
     if gpus < 0:
         raise errors.FlagError("--gpus", f"{gpus} is negative: use 0 or more")
     if cpus is not None and cpus <= 0:
@@ -129,7 +136,7 @@ def submit(
         resources = replace(resources, cpus=cpus)
     spec = JobSpec(
         name=name,
-        entrypoint=entrypoint_of(entrypoint),
+        entrypoint=entrypoint_of(entrypoint or []),
         resources=resources,
         countries=tuple(flag_value("--country", parse_country, c) for c in country or ()),
         walltime_seconds=flag_value("--walltime", parse_duration, walltime) if walltime else 0,
@@ -148,6 +155,10 @@ def submit(
             spec = replace(spec, runtime_env=replace(spec.runtime_env, working_dir_digest=digest))
         submitted = c.submit_job(spec, idempotency_key, allow_unknown=allow_unknown, array=array or "")
     again = "" if submitted.created else " (already submitted with this idempotency key)"
+    if wait:
+        from minga.cli.actions import wait as waiting  # lazy: only for --wait
+
+        return waiting.after_submit(call, submitted, again)
     if isinstance(submitted.what, ArraySummary):
         grouped = render_arrays.array_to_dict(submitted.what)
 

@@ -1,4 +1,4 @@
-"""`minga job ...`: the flags of submit, list, status, logs and cancel.
+"""`minga job ...`: the flags of submit, list, status, logs, cancel and wait.
 
 What each command does is in cli/actions/job.py, which needs no typer; here each
 action's parameters get their flags and help.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from minga.cli.actions import job
+from minga.cli.actions import job, wait
 from minga.cli.options import with_call
 
 app = typer.Typer(help="Submit and follow jobs.", no_args_is_help=True)
@@ -68,6 +68,17 @@ SUBMIT_FLAGS = {
         "Each task is job ID_INDEX and sees MINGA_ARRAY_INDEX.",
         show_default=False,
     ),
+    "wait": typer.Option(
+        "--wait",
+        help="Then stream its log until it ends, and exit as `minga job wait` does (0: it succeeded).",
+    ),
+    "file": typer.Option(
+        "--file",
+        "-f",
+        help="A spec file (.toml, .yaml) whose keys are these flags' long names, `run` the command; "
+        "flags given here override it.",
+        show_default=False,
+    ),
 }
 LIST_FLAGS = {
     "all_": typer.Option("--all", help="Include finished jobs."),
@@ -95,3 +106,17 @@ app.command("logs")(
     )(job.logs)
 )
 app.command("cancel")(with_call(flags={"job_id": JOB_ID})(job.cancel))
+app.command("wait")(
+    with_call(
+        flags={
+            "job_id": typer.Argument(
+                metavar="ID", help="Job ids (a job array's id: all its tasks).", show_default=False
+            ),
+            "timeout": typer.Option(
+                "--timeout",
+                help="Stop waiting after this long (90s, 30m, 24h; 0: look once); exit 6.",
+                show_default="forever",
+            ),
+        }
+    )(wait.wait)
+)
