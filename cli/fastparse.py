@@ -10,6 +10,8 @@ typer reads the command line instead, so every message a user sees is typer's.
 from __future__ import annotations
 
 import re
+import types
+import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -168,3 +170,11 @@ def _default(param: Param) -> Any:
     if param.default is None or param.type != "path":
         return param.default
     return Path(param.default)
+
+
+def without_none(annotation: Any) -> Any | None:
+    """X for `X` or `X | None`; None for a union of several types."""
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        kinds = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return kinds[0] if len(kinds) == 1 else None
+    return annotation

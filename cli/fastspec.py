@@ -9,12 +9,12 @@ callback of their own. The result is plain JSON, cached by cli.fast.
 from __future__ import annotations
 
 import enum
-import types
 import typing
 from pathlib import Path
 from typing import Any
 
 from minga.cli.call import SHARED_FLAGS
+from minga.cli.fastparse import without_none
 
 ACTIONS = "minga.cli.actions."
 _TYPES = {str: "str", int: "int", float: "float", Path: "path"}
@@ -88,11 +88,9 @@ def _param(p: Any) -> dict[str, Any]:
 
 def _base(annotation: Any) -> dict[str, Any]:
     """The value type of `X`, `X | None` or `list[X]`, as cli.fastparse names it."""
-    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
-        kinds = [a for a in typing.get_args(annotation) if a is not type(None)]
-        if len(kinds) != 1:
-            raise Unfit
-        annotation = kinds[0]
+    annotation = without_none(annotation)
+    if annotation is None:
+        raise Unfit
     if typing.get_origin(annotation) is list:
         (annotation,) = typing.get_args(annotation)
     if annotation in _TYPES:

@@ -21,7 +21,6 @@ import functools
 import inspect
 import re
 import shlex
-import types
 import typing
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from minga.cli import errors
+from minga.cli.fastparse import without_none
 
 F = TypeVar("F", bound=Callable[..., Any])
 SUFFIXES = {".toml": "TOML", ".yaml": "YAML", ".yml": "YAML"}
@@ -92,11 +92,9 @@ _KINDS: dict[Any, str] = {str: "str", int: "int", float: "float", bool: "bool", 
 
 def _field(name: str, annotation: Any, table: bool) -> Field | None:
     key = name.rstrip("_").replace("_", "-")
-    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
-        kinds = [a for a in typing.get_args(annotation) if a is not type(None)]
-        if len(kinds) != 1:
-            return None
-        annotation = kinds[0]
+    annotation = without_none(annotation)
+    if annotation is None:
+        return None
     if typing.get_origin(annotation) is list:
         return Field(name, key, "list", table=table) if typing.get_args(annotation) == (str,) else None
     if annotation in _KINDS:

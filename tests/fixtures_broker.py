@@ -15,8 +15,13 @@ import grpc
 import pytest
 from google.protobuf.message import Message
 
-from minga.common.clock import Clock
+from minga.common.clock import Clock, FakeClock, RandomIds
+from minga.scheduler.core import Core
+from minga.scheduler.cycle import SchedulingCycle
+from minga.scheduler.leases import SiteLeases
 from minga.scheduler.server import Broker, BrokerConfig
+from minga.scheduler.sessions import SessionRegistry
+from minga.scheduler.store import Store
 from minga.v1 import admin_pb2, admin_pb2_grpc, common_pb2, job_pb2_grpc, site_pb2, site_pb2_grpc
 from tests.eventually import eventually
 
@@ -142,6 +147,15 @@ class Renewals:
             what=f"site {site} heard at {since} or later",
         )
         return all(alive)
+
+
+def core_over(store: Store, now: float) -> Core:
+    """The services' `Core` over `store`, on a FakeClock at `now`; its cycle is not started."""
+    clock = FakeClock(now)
+    leases = SiteLeases(clock)
+    sessions = SessionRegistry()
+    cycle = SchedulingCycle(store, sessions, clock, leases)
+    return Core(store=store, clock=clock, ids=RandomIds(), sessions=sessions, cycle=cycle, leases=leases)
 
 
 def start_broker(

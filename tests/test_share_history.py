@@ -15,16 +15,12 @@ from hypothesis import strategies as st
 from sqlalchemy import event
 from sqlmodel import delete
 
-from minga.common.clock import FakeClock, RandomIds
 from minga.common.domain import InvalidArgument
 from minga.common.usage import ShareHistory
-from minga.scheduler.core import Core
-from minga.scheduler.cycle import SchedulingCycle
-from minga.scheduler.leases import SiteLeases
 from minga.scheduler.service.shares import share_history
-from minga.scheduler.sessions import SessionRegistry
 from minga.scheduler.store import Store
 from minga.scheduler.store.models import InstitutionRow, RunRow, SiteUptimeRow
+from tests.fixtures_broker import core_over
 
 NOW = 1_700_000_000.0
 WINDOW = 2400.0  # four buckets of 600 s in the examples
@@ -142,23 +138,9 @@ def test_the_history_is_read_only(history):
         history.held["CL"] = (0.0,) * 4  # type: ignore[index]
 
 
-def core_at(store: Store, now: float) -> Core:
-    clock = FakeClock(now)
-    leases = SiteLeases(clock)
-    sessions = SessionRegistry()
-    return Core(
-        store=store,
-        clock=clock,
-        ids=RandomIds(),
-        sessions=sessions,
-        cycle=SchedulingCycle(store, sessions, clock, leases),
-        leases=leases,
-    )
-
-
 def test_the_service_reads_the_last_day_in_48_buckets_by_default(store):
     add_run(store, "uchile", 2, NOW - 3600)
-    got = share_history(core_at(store, NOW))
+    got = share_history(core_over(store, NOW))
     assert (got.since, got.until, got.buckets, got.bucket_seconds) == (NOW - 86400, NOW, 48, 1800.0)
     assert got.held["CL"][-2:] == pytest.approx((2.0, 2.0)) and sum(got.held["CL"]) == pytest.approx(4.0)
 
@@ -179,11 +161,11 @@ def test_the_service_reads_the_last_day_in_48_buckets_by_default(store):
 )
 def test_the_service_refuses_bad_arguments(store, since, buckets, says):
     with pytest.raises(InvalidArgument, match=says):
-        share_history(core_at(store, NOW), since, buckets)
+        share_history(core_over(store, NOW), since, buckets)
 
 
 def test_the_service_accepts_its_bounds(store):
-    core = core_at(store, NOW)
+    core = core_over(store, NOW)
     assert share_history(core, 31 * 86400, 500).buckets == 500
     assert share_history(core, 1, 1).bucket_seconds == 1.0
 

@@ -13,16 +13,12 @@ import pytest
 from sqlmodel import Session
 
 import minga.scheduler.store.runs as runs_module
-from minga.common.clock import FakeClock, RandomIds
 from minga.common.domain import JobState, RunState
 from minga.common.site_messages import Command, RunReport, StopRunCommand
-from minga.scheduler.core import Core
-from minga.scheduler.cycle import SchedulingCycle
-from minga.scheduler.leases import SiteLeases
 from minga.scheduler.service.sites import SiteReports
-from minga.scheduler.sessions import SessionRegistry
 from minga.scheduler.store import Store
 from tests.eventually import eventually
+from tests.fixtures_broker import core_over
 from tests.test_store import NOW, add_institution, cycle, inventory, join_site, store, store_url, submit  # noqa: F401 - fixtures
 
 SITES = 12
@@ -51,17 +47,7 @@ class Triggers:
 
 @pytest.fixture
 def reports(store: Store) -> Iterator[tuple[SiteReports, Triggers]]:
-    clock = FakeClock(NOW + 5)
-    leases = SiteLeases(clock)
-    sessions = SessionRegistry()
-    core = Core(
-        store=store,
-        clock=clock,
-        ids=RandomIds(),
-        sessions=sessions,
-        cycle=SchedulingCycle(store, sessions, clock, leases),
-        leases=leases,
-    )
+    core = core_over(store, NOW + 5)
     triggers = Triggers()
     core.cycle.trigger = triggers  # type: ignore[method-assign]  # the cycle is not started here: count its triggers
     yield SiteReports(core), triggers
