@@ -158,6 +158,7 @@ class JobSpec:
     # Secret environment values: kept out of reprs (repr=False), of the stored spec and of
     # every answer; loaded from the store they read REDACTED, except in a StartRun.
     secret_env: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    notify_url: str = ""  # webhook for job.started / job.ended (docs/notifications.md); "": none
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,6 +31,7 @@ from minga.scheduler.store.base import Database, StoreUnavailable
 from minga.scheduler.store.runs import Fence
 from minga.scheduler.store.state_load import load_accounts, load_rows
 from minga.scheduler.wakeups import Pacing, Wakeups
+from minga.scheduler.webhooks import WebhookSender
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,7 @@ class SchedulingCycle:
         self._attached: Database | None = None
         # A forecast's cycles are no finer than a tick apart, nor than FIRST_STEP (its cost).
         self.estimates = StartEstimates(Limits(cycle_seconds=max(self.wakeups.pacing.tick_seconds, FIRST_STEP)))
+        self.webhooks = WebhookSender(store, clock, self.metrics)  # job notifications, off the cycle's thread
 
     # -- the in-memory federation ------------------------------------------------
     def attach(self) -> FederationState:
@@ -210,14 +212,17 @@ class SchedulingCycle:
         return self.wakeups.passes
 
     def start(self) -> None:
-        """Start the cycle's thread and the start estimates' worker (`scheduler/estimates.py`)."""
+        """Start the cycle's thread, the start estimates' worker (`scheduler/estimates.py`) and
+        the webhook sender (`scheduler/webhooks.py`)."""
         self._thread = threading.Thread(target=self._loop, name="scheduling-cycle", daemon=True)
         self._thread.start()
         self.estimates.start()
+        self.webhooks.start()
 
     def stop(self) -> None:
         self.wakeups.stop()
         self.estimates.stop()
+        self.webhooks.stop()
         if self._thread:
             self._thread.join(timeout=10)
         self.detach()

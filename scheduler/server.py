@@ -168,7 +168,9 @@ class Broker:
             )
         store = Store(self.config.db_url or f"sqlite:///{data_dir() / 'broker.db'}")
         try:
-            store.accounts.use_key(load_or_create_key(self.token_key_file))
+            token_key = load_or_create_key(self.token_key_file)
+            store.accounts.use_key(token_key)
+            store.webhooks.use_key(token_key.key)  # webhook secrets are encrypted with a key derived from it
         except Exception:
             store.close()
             raise

@@ -76,6 +76,7 @@ EXPECTED: dict[str, dict[str, str]] = {
     "ListAudit": INSTITUTION_STAFF,
     "RotateToken": EVERYONE_SELF,
     "WhoAmI": EVERYONE_SELF,
+    "CreateWebhookSecret": EVERY_USER,  # the caller's own; sites submit no jobs
     "ShowQuotas": EVERY_USER,
     "UsageReport": EVERY_USER,
     "AddProject": INSTITUTION_STAFF,

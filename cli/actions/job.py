@@ -110,6 +110,7 @@ def submit(
     data_country: str | None = None,
     label: list[str] | None = None,
     non_preemptible: bool = False,
+    notify: str | None = None,
     idempotency_key: str | None = None,
     allow_unknown: bool = False,
     array: str | None = None,
@@ -148,6 +149,7 @@ def submit(
         preemptible=not non_preemptible,
         site_labels=_pairs(flag_value("--label", parse_env, label or [])),
         secret_env=_pairs(flag_value("--secret-env", parse_secret_env, secret_env or [])),
+        notify_url=notify or "",
     )
     with call.client() as c:
         if working_dir is not None:

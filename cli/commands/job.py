@@ -54,6 +54,12 @@ SUBMIT_FLAGS = {
     "non_preemptible": typer.Option(
         "--non-preemptible", help="Never preempt it (honoured within your institution's guarantee)."
     ),
+    "notify": typer.Option(
+        "--notify",
+        help="Webhook URL to POST job.started and job.ended to, signed with your secret "
+        "(`minga token webhook-secret`); its host must be on the admin's allow-list.",
+        show_default=False,
+    ),
     "idempotency_key": typer.Option(
         "--idempotency-key", help="Same key, same job: safe to re-run this command.", show_default="random"
     ),

@@ -47,6 +47,7 @@ def spec_from_pb(pb: common_pb2.JobSpec) -> JobSpec:
         site_labels=tuple(sorted(pb.site_labels.items())),
         retry_failed=pb.retry_failed,
         secret_env=tuple(sorted(pb.secret_env.items())),
+        notify_url=pb.notify_url.strip(),
     )
 
 
@@ -76,6 +77,7 @@ def spec_to_pb(spec: JobSpec, reveal_secrets: bool = False) -> common_pb2.JobSpe
         site_labels=dict(spec.site_labels),
         retry_failed=spec.retry_failed,
         secret_env=secrets,
+        notify_url=spec.notify_url,
     )
 
 

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from minga.common.accounts import JoinToken, NewToken, NewUser
 from minga.common.domain import SiteState
 from minga.common.leadership import LeadershipStatus
-from minga.common.shares import Guarantee, InstitutionLimits, NodeWeight
+from minga.common.shares import Guarantee, InstitutionLimits, NodeWeight, ShareSettings
 from minga.common.wire.accounts import (
     institution_to_pb,
     join_token_to_pb,
@@ -38,7 +38,8 @@ from minga.common.wire.usage import usage_report_to_pb
 from minga.scheduler.api.interceptor import CallContext
 from minga.scheduler.auth import bearer_from_metadata
 from minga.scheduler.core import Core
-from minga.scheduler.service import admin, lending, shares
+from minga.common.webhooks import normalize_hosts
+from minga.scheduler.service import admin, lending, shares, webhooks
 from minga.v1 import admin_pb2, admin_pb2_grpc
 
 
@@ -129,11 +130,32 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         return node_weight_to_pb(NodeWeight(*shares.set_weight(self.core, request.kind, request.id, request.weight)))
 
     def GetPolicy(self, request: admin_pb2.GetPolicyRequest, context: CallContext) -> admin_pb2.Policy:
-        return share_settings_to_pb(shares.get_policy(self.core))
+        return self._policy(shares.get_policy(self.core), webhooks.webhook_hosts(self.core))
 
     def SetPolicy(self, request: admin_pb2.SetPolicyRequest, context: CallContext) -> admin_pb2.Policy:
         update = partial_settings_from_pb(request.policy)
-        return share_settings_to_pb(shares.set_policy(self.core, update.settings, set(update.given)))
+        new_hosts = None
+        if request.policy.set_webhook_hosts:  # checked before anything changes
+            new_hosts = normalize_hosts(request.policy.webhook_hosts)
+        settings = shares.set_policy(self.core, update.settings, set(update.given))
+        hosts = (
+            webhooks.set_webhook_hosts(self.core, new_hosts)
+            if new_hosts is not None
+            else webhooks.webhook_hosts(self.core)
+        )
+        return self._policy(settings, hosts)
+
+    @staticmethod
+    def _policy(settings: ShareSettings, hosts: tuple[str, ...]) -> admin_pb2.Policy:
+        answer = share_settings_to_pb(settings)
+        answer.webhook_hosts.extend(hosts)
+        return answer
+
+    def CreateWebhookSecret(
+        self, request: admin_pb2.CreateWebhookSecretRequest, context: CallContext
+    ) -> admin_pb2.CreateWebhookSecretResponse:
+        secret, replaced = webhooks.create_secret(self.core, context.caller)
+        return admin_pb2.CreateWebhookSecretResponse(user=context.caller.name, secret=secret, replaced=replaced)
 
     def SetGuarantee(
         self, request: admin_pb2.SetGuaranteeRequest, context: CallContext

@@ -44,6 +44,7 @@ AUDITED: dict[str, Target] = {
     "/minga.v1.AdminService/RevokeUser": lambda q, r: q.name,
     "/minga.v1.AdminService/RevokeSite": lambda q, r: q.name,
     "/minga.v1.AdminService/RotateToken": lambda q, r: "own token",
+    "/minga.v1.AdminService/CreateWebhookSecret": lambda q, r: "own webhook secret",
 }
 MAX_TARGET = 200
 

@@ -134,6 +134,7 @@ POLICY: dict[str, Rule] = {
     "/minga.v1.AdminService/GetLendingPolicy": rule(**EVERYONE),  # who may borrow is no secret
     "/minga.v1.AdminService/ListAudit": rule(**INSTITUTION),  # its own users' and sites' calls
     "/minga.v1.AdminService/RotateToken": rule(admin=SELF, inst_admin=SELF, researcher=SELF, site=SELF),
+    "/minga.v1.AdminService/CreateWebhookSecret": rule(admin=SELF, inst_admin=SELF, researcher=SELF),
     "/minga.v1.AdminService/WhoAmI": rule(admin=SELF, inst_admin=SELF, researcher=SELF, site=SELF),
     "/minga.v1.AdminService/ShowQuotas": rule(**EVERYONE),  # aggregates only
     "/minga.v1.AdminService/UsageReport": rule(**EVERYONE),  # aggregates only

@@ -23,6 +23,9 @@ CYCLE_PHASES = ("expire", "charge", "snapshot", "decide", "persist", "publish")
 CYCLE_OUTCOMES = ("ok", "store_unavailable", "not_leading", "error")
 
 
+WEBHOOK_OUTCOMES = ("delivered", "retried", "failed", "refused")
+
+
 class BrokerMetrics:
     """One broker's registry, with the event metrics registered in it."""
 
@@ -78,6 +81,15 @@ class BrokerMetrics:
         self.store_errors = Counter(
             "minga_store_errors", "Database operations that failed as unavailable, by where.", ["where"], registry=r
         )
+        self.webhook_deliveries = Counter(
+            "minga_webhook_deliveries",
+            "Job webhook posts by outcome: delivered, retried (failed, tried again later), failed "
+            "(gave up), refused (host not on the allow-list, never contacted).",
+            ["outcome"],
+            registry=r,
+        )
+        for outcome in WEBHOOK_OUTCOMES:
+            self.webhook_deliveries.labels(outcome)  # every series from the start, at 0
         self.leadership_changes = Counter(
             "minga_leadership_changes", "Times this broker took the lead or stepped down.", ["change"], registry=r
         )

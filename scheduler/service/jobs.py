@@ -22,7 +22,7 @@ from minga.common.site_messages import StopRunCommand
 from minga.scheduler.arrays import parse_array, task_id
 from minga.scheduler.core import Core
 from minga.scheduler.policy.feasibility import submit_rejection
-from minga.scheduler.service import packages
+from minga.scheduler.service import packages, webhooks
 from minga.scheduler.service.access import institution_scope, visible_job
 from minga.scheduler.store.jobs import AuditLine
 from minga.scheduler.validation import check_digest, check_job_spec
@@ -128,6 +128,8 @@ def _checked_spec(core: Core, caller: Principal, spec: JobSpec, allow_unknown: b
     if not caller.institution:
         raise FailedPrecondition(f"user {caller.name!r} belongs to no institution, so no one can be charged")
     check_job_spec(spec)
+    if spec.notify_url:
+        webhooks.check_notify(core, caller, spec.notify_url)
     digest = spec.runtime_env.working_dir_digest
     if digest and not core.store.blobs.has_package(digest):
         raise FailedPrecondition(f"working-dir package {digest} was never uploaded")

@@ -19,10 +19,12 @@ from sqlmodel import col, select
 
 from minga.common.domain import LIVE_JOB_STATES, TERMINAL_JOB_STATES, ArraySummary, Job, JobState
 from minga.common.states import transition
+from minga.common.webhooks import EVENT_ENDED
 from minga.scheduler.store.base import Database, job_from_row
 from minga.scheduler.store.changes import note_jobs
 from minga.scheduler.store.json_columns import secrets_to_json, spec_to_json
 from minga.scheduler.store.models import JobRow, table_of
+from minga.scheduler.store.webhook_outbox import record as record_events
 
 _LIVE = [s.value for s in LIVE_JOB_STATES]
 _TERMINAL = [s.value for s in TERMINAL_JOB_STATES]
@@ -172,15 +174,11 @@ class ArraysRepo:
                 .where(col(JobRow.id).in_(ended), col(JobRow.state) == "PENDING")
                 .values(state=JobState.CANCELLED.value, finished_at=now, reason=reason, updated_at=now)
             )
-            note_jobs(
-                s,
-                [
-                    job_from_row(r)
-                    for r in s.exec(
-                        select(JobRow).where(col(JobRow.id).in_(ended)).execution_options(populate_existing=True)
-                    )
-                ],
+            rows = list(
+                s.exec(select(JobRow).where(col(JobRow.id).in_(ended)).execution_options(populate_existing=True))
             )
+            note_jobs(s, [job_from_row(r) for r in rows])
+            record_events(s, [(r, EVENT_ENDED) for r in rows])  # a bulk UPDATE: the flush watch misses it
             live = s.exec(
                 select(JobRow.id).where(
                     JobRow.array_id == array_id, col(JobRow.state).in_([JobState.LEASED.value, JobState.RUNNING.value])

@@ -19,6 +19,7 @@ from minga.scheduler.store.changes import Observer, collect, committed_changes, 
 from minga.scheduler.store.generations import Generations
 from minga.scheduler.store.json_columns import inventory_from_json, spec_from_json
 from minga.scheduler.store.models import JobRow, RunRow, SiteRow
+from minga.scheduler.store.webhook_outbox import watch as watch_job_events
 
 RowT = TypeVar("RowT", JobRow, RunRow)
 
@@ -98,6 +99,7 @@ class Database:
             with Session(engine, expire_on_commit=False) as session:
                 if commit:
                     collect(session)
+                    watch_job_events(session)  # job.started / job.ended into the webhook outbox
                 yield session
                 if commit:
                     # Flush first: the transaction's first statement (SQLite's BEGIN

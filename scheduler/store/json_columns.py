@@ -84,6 +84,7 @@ def spec_from_json(text: str) -> JobSpec:
         site_labels=tuple((k, v) for k, v in d.get("site_labels", ())),
         retry_failed=d.get("retry_failed", False),
         secret_env=tuple((k, REDACTED) for k in d.get("secret_keys", ())),
+        notify_url=d.get("notify_url", ""),
     )
 
 

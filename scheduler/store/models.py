@@ -242,6 +242,34 @@ class LendingRow(SQLModel, table=True):
     updated_by: str = ""
 
 
+class WebhookSecretRow(SQLModel, table=True):
+    """A user's webhook signing secret, Fernet-encrypted with a key derived from the broker's
+    token key (store.webhooks). Added by 0011_webhooks."""
+
+    __tablename__ = "webhook_secrets"
+    user: str = Field(primary_key=True)
+    secret_enc: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: float = 0.0
+
+
+class WebhookDeliveryRow(SQLModel, table=True):
+    """One job event to post (the durable outbox), written in the transaction of the job's
+    state change; state: PENDING, DELIVERED, FAILED or REFUSED. Added by 0011_webhooks."""
+
+    __tablename__ = "webhook_deliveries"
+    id: str = Field(primary_key=True)
+    job_id: str = Field(index=True)
+    owner: str
+    event: str
+    url: str = Field(sa_column=Column(Text, nullable=False))
+    body: str = Field(sa_column=Column(Text, nullable=False))
+    attempts: int = 0
+    next_at: float = Field(default=0.0, index=True)
+    state: str = Field(default="PENDING", index=True)
+    created_at: float = 0.0
+    last_error: str = ""
+
+
 def table_of(model: type[SQLModel]) -> Table:
     """The model's Core table, for bulk statements that bypass the ORM."""
     table: Table = model.__table__  # type: ignore[attr-defined]  # set by the mapping; SQLModel does not declare it

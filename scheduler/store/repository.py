@@ -17,6 +17,7 @@ from minga.scheduler.store.reports import ReportsRepo
 from minga.scheduler.store.runs import RunsRepo
 from minga.scheduler.store.shares import SharesRepo
 from minga.scheduler.store.sites import SitesRepo
+from minga.scheduler.store.webhooks import WebhooksRepo
 
 
 class Store:
@@ -34,6 +35,7 @@ class Store:
         self.reports = ReportsRepo(self.db)
         self.audit = AuditRepo(self.db)
         self.lending = LendingRepo(self.db)
+        self.webhooks = WebhooksRepo(self.db)
 
     def close(self) -> None:
         self.db.dispose()

@@ -104,6 +104,11 @@ class AdminServiceStub:
                 request_serializer=minga_dot_v1_dot_admin__pb2.ListTokensRequest.SerializeToString,
                 response_deserializer=minga_dot_v1_dot_admin__pb2.ListTokensResponse.FromString,
                 _registered_method=True)
+        self.CreateWebhookSecret = channel.unary_unary(
+                '/minga.v1.AdminService/CreateWebhookSecret',
+                request_serializer=minga_dot_v1_dot_admin__pb2.CreateWebhookSecretRequest.SerializeToString,
+                response_deserializer=minga_dot_v1_dot_admin__pb2.CreateWebhookSecretResponse.FromString,
+                _registered_method=True)
         self.ShowQuotas = channel.unary_unary(
                 '/minga.v1.AdminService/ShowQuotas',
                 request_serializer=minga_dot_v1_dot_admin__pb2.ShowQuotasRequest.SerializeToString,
@@ -264,6 +269,14 @@ class AdminServiceServicer:
     def ListTokens(self, request, context):
         """Tokens (never their secrets or hashes): an admin's whole federation, an
         institution-admin's own institution, anyone else their own.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateWebhookSecret(self, request, context):
+        """Create or replace the caller's webhook signing secret (HMAC-SHA256 of job
+        notifications); the answer is the only time it is shown.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -432,6 +445,11 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.ListTokens,
                     request_deserializer=minga_dot_v1_dot_admin__pb2.ListTokensRequest.FromString,
                     response_serializer=minga_dot_v1_dot_admin__pb2.ListTokensResponse.SerializeToString,
+            ),
+            'CreateWebhookSecret': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateWebhookSecret,
+                    request_deserializer=minga_dot_v1_dot_admin__pb2.CreateWebhookSecretRequest.FromString,
+                    response_serializer=minga_dot_v1_dot_admin__pb2.CreateWebhookSecretResponse.SerializeToString,
             ),
             'ShowQuotas': grpc.unary_unary_rpc_method_handler(
                     servicer.ShowQuotas,
@@ -882,6 +900,33 @@ class AdminService:
             '/minga.v1.AdminService/ListTokens',
             minga_dot_v1_dot_admin__pb2.ListTokensRequest.SerializeToString,
             minga_dot_v1_dot_admin__pb2.ListTokensResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateWebhookSecret(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/minga.v1.AdminService/CreateWebhookSecret',
+            minga_dot_v1_dot_admin__pb2.CreateWebhookSecretRequest.SerializeToString,
+            minga_dot_v1_dot_admin__pb2.CreateWebhookSecretResponse.FromString,
             options,
             channel_credentials,
             insecure,
