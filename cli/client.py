@@ -12,7 +12,7 @@ is remembered.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -344,6 +344,31 @@ class BrokerClient:
 
         request = admin_pb2.SetPolicyRequest(policy=partial_settings_to_pb(update))
         return partial_settings_from_pb(self._call(lambda s: s.admin.SetPolicy, request))
+
+    def get_policy_and_hosts(self) -> tuple[PartialSettings, tuple[str, ...]]:
+        """The policy and the webhook allow-list (docs/notifications.md)."""
+        from minga.common.wire.shares import partial_settings_from_pb
+
+        answer = self._call(lambda s: s.admin.GetPolicy, admin_pb2.GetPolicyRequest())
+        return partial_settings_from_pb(answer), tuple(answer.webhook_hosts)
+
+    def set_policy_and_hosts(
+        self, update: PartialSettings, webhook_hosts: Sequence[str] | None
+    ) -> tuple[PartialSettings, tuple[str, ...]]:
+        """As `set_policy`; `webhook_hosts` (None: unchanged) replaces the allow-list."""
+        from minga.common.wire.shares import partial_settings_from_pb, partial_settings_to_pb
+
+        policy = partial_settings_to_pb(update)
+        if webhook_hosts is not None:
+            policy.webhook_hosts.extend(webhook_hosts)
+            policy.set_webhook_hosts = True
+        answer = self._call(lambda s: s.admin.SetPolicy, admin_pb2.SetPolicyRequest(policy=policy))
+        return partial_settings_from_pb(answer), tuple(answer.webhook_hosts)
+
+    def create_webhook_secret(self) -> tuple[str, bool]:
+        """A new webhook signing secret for the caller (shown once), and whether one was replaced."""
+        answer = self._call(lambda s: s.admin.CreateWebhookSecret, admin_pb2.CreateWebhookSecretRequest())
+        return answer.secret, answer.replaced
 
     def set_guarantee(self, institution: str, gpu_model: str, gpus: int) -> Guarantee:
         from minga.common.wire.shares import guarantee_from_pb

@@ -630,6 +630,7 @@ def policy_table(policy: JsonDict) -> None:
             ["preemption grace", format_duration(int(policy["preemption_grace_seconds"]))],
             ["age weight", f"{policy['age_weight']:g} per hour"],
             ["model weights", weights],
+            *([["webhook hosts", ", ".join(policy["webhook_hosts"]) or "none (webhooks off)"]] if "webhook_hosts" in policy else []),
         ],
     )
 

@@ -1,5 +1,6 @@
 """`minga token rotate` and `list`: your own credential (replace it, e.g. after it may
-have leaked or before it expires; see when it expires)."""
+have leaked or before it expires; see when it expires); `webhook-secret`: the secret your
+job notifications are signed with (docs/notifications.md)."""
 
 from __future__ import annotations
 
@@ -46,3 +47,23 @@ def list_tokens(call: Call) -> None:
         me = client.whoami()
         items = [render.token_to_dict(t) for t in client.list_tokens(me.name)]
     call.show(items, lambda: render.tokens_table(items))
+
+
+@app.command("webhook-secret")
+@with_call()
+def webhook_secret(call: Call) -> None:
+    """Create (or replace) the secret your job webhooks (--notify) are signed with; shown
+    only this once. Check X-Minga-Signature with it: see docs/notifications.md."""
+    with call.client() as client, errors.explain():
+        secret, replaced = client.create_webhook_secret()
+    data = {"secret": secret, "replaced": replaced}
+
+    def human() -> None:
+        typer.echo(
+            ("your previous webhook secret no longer signs anything; " if replaced else "")
+            + "your webhook secret follows, shown only once: keep it where your receiver can read it",
+            err=True,
+        )
+        typer.echo(secret)
+
+    call.show(data, human)

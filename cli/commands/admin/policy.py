@@ -16,7 +16,7 @@ from minga.cli.parsing import flag_value, parse_duration
 
 app = typer.Typer(
     help="The fair-share policy: share policy, half-life, base grant and its floor, "
-    "model weights, preemption, gang reservations.",
+    "model weights, preemption, gang reservations; and the webhook allow-list.",
     no_args_is_help=True,
 )
 
@@ -81,9 +81,10 @@ def _model_weights(values: list[str]) -> tuple[tuple[str, float], ...]:
 def show(
     call: Call,
 ) -> None:
-    """Show the fair-share policy."""
+    """Show the fair-share policy and the webhook allow-list."""
     with call.client() as c:
-        policy = render.policy_to_dict(c.get_policy())
+        settings, hosts = c.get_policy_and_hosts()
+    policy = {**render.policy_to_dict(settings), "webhook_hosts": list(hosts)}
     call.show(policy, lambda: render.policy_table(policy))
 
 
@@ -160,8 +161,17 @@ def set_policy(
             show_default=False,
         ),
     ] = None,
+    webhook_hosts: Annotated[
+        str | None,
+        typer.Option(
+            "--webhook-hosts",
+            help="Hosts job webhooks (--notify) may call, comma-separated, replacing the list: "
+            "hooks.example.org,10.0.0.5, *.example.org for its subdomains; '' for none (the default).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
-    """Change the fair-share policy; what you do not name stays as it is."""
+    """Change the fair-share policy and the webhook allow-list; what you do not name stays as it is."""
     from minga.common.shares import PartialSettings, ShareSettings
 
     named: dict[str, Any] = {
@@ -185,6 +195,8 @@ def set_policy(
     # first six given as zero: --base-grant 0, --half-life 0s).
     given = {name: value for name, value in named.items() if value is not None}
     update = PartialSettings(ShareSettings(**given), frozenset(given))
+    hosts = None if webhook_hosts is None else [h.strip() for h in webhook_hosts.split(",") if h.strip()]
     with call.client() as c:
-        result = render.policy_to_dict(c.set_policy(update))
+        settings, now_hosts = c.set_policy_and_hosts(update, hosts)
+    result = {**render.policy_to_dict(settings), "webhook_hosts": list(now_hosts)}
     call.show(result, lambda: render.policy_table(result))
