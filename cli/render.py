@@ -630,9 +630,16 @@ def policy_table(policy: JsonDict) -> None:
             ["preemption grace", format_duration(int(policy["preemption_grace_seconds"]))],
             ["age weight", f"{policy['age_weight']:g} per hour"],
             ["model weights", weights],
-            *([["webhook hosts", ", ".join(policy["webhook_hosts"]) or "none (webhooks off)"]] if "webhook_hosts" in policy else []),
+            *_webhook_rows(policy),
         ],
     )
+
+
+def _webhook_rows(policy: JsonDict) -> list[list[str]]:
+    """The webhook allow-list (docs/notifications.md); nothing where the answer lacks it."""
+    if "webhook_hosts" not in policy:
+        return []
+    return [["webhook hosts", ", ".join(policy["webhook_hosts"]) or "none (webhooks off)"]]
 
 
 def _issue10_rows(policy: JsonDict) -> list[list[str]]:

@@ -184,7 +184,7 @@ def test_secrets_are_encrypted_at_rest(store: Store, tmp_path: Path) -> None:
     assert b"whsec_second_value" not in raw and b"whsec_plain_value" not in raw
     other = Store(f"sqlite:///{tmp_path / 'broker.db'}")
     other.webhooks.use_key(b"another key".ljust(32, b"!"))
-    with pytest.raises(Exception):  # noqa: B017, PT011 - Fernet's InvalidToken: another key reads nothing
+    with pytest.raises(Exception):  # noqa: B017 - Fernet's InvalidToken: another key reads nothing
         other.webhooks.secret_of("ana")
     other.close()
 

@@ -39,7 +39,8 @@ def set_hosts(broker: RunningBroker, *hosts: str) -> admin_pb2.Policy:
 
 
 def submit(ana: Caller, notify: str) -> common_pb2.Job:
-    spec = common_pb2.JobSpec(entrypoint="true", name="train", resources=common_pb2.Resources(gpus=1), notify_url=notify)
+    gpus = common_pb2.Resources(gpus=1)
+    spec = common_pb2.JobSpec(entrypoint="true", name="train", resources=gpus, notify_url=notify)
     return ana.jobs.SubmitJob(job_pb2.SubmitJobRequest(spec=spec), metadata=ana.md).job
 
 

@@ -11,6 +11,7 @@ from minga.common.accounts import JoinToken, NewToken, NewUser
 from minga.common.domain import SiteState
 from minga.common.leadership import LeadershipStatus
 from minga.common.shares import Guarantee, InstitutionLimits, NodeWeight, ShareSettings
+from minga.common.webhooks import normalize_hosts
 from minga.common.wire.accounts import (
     institution_to_pb,
     join_token_to_pb,
@@ -38,7 +39,6 @@ from minga.common.wire.usage import usage_report_to_pb
 from minga.scheduler.api.interceptor import CallContext
 from minga.scheduler.auth import bearer_from_metadata
 from minga.scheduler.core import Core
-from minga.common.webhooks import normalize_hosts
 from minga.scheduler.service import admin, lending, shares, webhooks
 from minga.v1 import admin_pb2, admin_pb2_grpc
 
