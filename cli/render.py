@@ -89,6 +89,7 @@ def job_to_dict(job: Job) -> JsonDict:
             "env": dict(sorted(env.env)),
             # Keys only, whatever the broker sent: a secret value is never printed.
             "secret_env": {k: "***" for k, _ in sorted(spec.secret_env)},
+            "notify_url": spec.notify_url or None,
         },
     }
 

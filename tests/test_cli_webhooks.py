@@ -86,3 +86,5 @@ def test_submit_with_notify(broker: tuple[RunningBroker, str], tmp_path: Path) -
     with BrokerClient(running.address, ana) as c:
         assert c.get_job(ok.stdout.strip()).spec.notify_url == HOOK
         assert c.get_job(from_file.stdout.strip()).spec.notify_url == f"{HOOK}?from=file"
+    status = minga(running.address, ana, "job", "status", ok.stdout.strip(), "--output", "json")
+    assert json.loads(status.stdout)["spec"]["notify_url"] == HOOK
