@@ -105,7 +105,7 @@ def test_started_and_ended_events_arrive_signed_with_the_secret_shown_once(fed: 
     }
     assert posts[0].path == "/minga" and posts[0].headers["Content-Type"] == "application/json"
     assert posts[0].headers["X-Minga-Delivery"] != posts[1].headers["X-Minga-Delivery"]
-    assert outcome(fed.broker, "delivered") == 2
+    eventually(lambda: outcome(fed.broker, "delivered") == 2, what="both counted delivered")
     # A secret made afresh replaces the old one: the next event is signed with the new one.
     again = fed.ana.admin.CreateWebhookSecret(admin_pb2.CreateWebhookSecretRequest(), metadata=fed.ana.md)
     assert again.replaced and again.secret != fed.secret and again.user == "ana"
@@ -131,7 +131,8 @@ def test_a_failing_receiver_gets_the_event_again_after_the_backoff(fed: Fed) -> 
     assert len({p.headers["X-Minga-Delivery"] for p in posts}) == 1  # one delivery, three tries: dedupe on it
     for post in posts:
         check_signature(post, fed.secret)
-    assert (outcome(fed.broker, "retried"), outcome(fed.broker, "delivered")) == (2, 1)
+    eventually(lambda: outcome(fed.broker, "delivered") == 1, what="counted delivered")
+    assert outcome(fed.broker, "retried") == 2
 
 
 def test_a_host_taken_off_the_allow_list_is_never_contacted(fed: Fed) -> None:
@@ -142,8 +143,9 @@ def test_a_host_taken_off_the_allow_list_is_never_contacted(fed: Fed) -> None:
     fed.site.report(run_id, common_pb2.RUN_STATE_RUNNING)
     store = fed.broker.broker.core.store  # type: ignore[union-attr]
     eventually(lambda: [d for d in store.webhooks.of_job(job.id) if d.state == "REFUSED"], what="the refusal")
+    eventually(lambda: outcome(fed.broker, "refused") == 1, what="counted refused")
     assert fed.receiver.connections == 0
-    assert outcome(fed.broker, "refused") == 1 and outcome(fed.broker, "delivered") == 0
+    assert outcome(fed.broker, "delivered") == 0
 
 
 def test_submits_with_notify_are_refused_by_default_off_the_list_and_without_a_secret(fed: Fed) -> None:
