@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 
 TIMEOUT_SECONDS = 5.0
 POLL_SECONDS = 0.5  # real time between looks at the outbox when nothing woke the sender
+KEEP_SECONDS = 7 * 86400.0  # finished deliveries are kept this long (the broker's clock), then pruned
+PRUNE_EVERY_SECONDS = 3600.0
 STOP_JOIN_SECONDS = 2.0
 
 Backoff = Callable[[int], float]
@@ -67,6 +69,7 @@ class WebhookSender:
         self._wake = threading.Event()
         self._stop: threading.Event | None = None
         self._thread: threading.Thread | None = None
+        self._pruned_at: float | None = None  # the broker's clock at the last prune
 
     def start(self) -> None:
         stop = threading.Event()
@@ -95,8 +98,13 @@ class WebhookSender:
             self._wake.clear()
 
     def send_due(self, stop: threading.Event | None = None) -> int:
-        """Post every delivery due now; returns how many were handled."""
-        due = self.store.webhooks.due(self.clock.now())
+        """Post every delivery due now; returns how many were handled. Once an hour, forget
+        the deliveries finished over KEEP_SECONDS ago."""
+        now = self.clock.now()
+        if self._pruned_at is None or now - self._pruned_at >= PRUNE_EVERY_SECONDS:
+            self.store.webhooks.prune(now - KEEP_SECONDS)
+            self._pruned_at = now
+        due = self.store.webhooks.due(now)
         if not due:
             return 0
         allowed = self.store.webhooks.hosts()

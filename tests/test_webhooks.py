@@ -129,11 +129,11 @@ def _job(job_id: str, notify: str) -> Job:
     return Job(id=job_id, spec=spec, state=JobState.PENDING, owner="ana", institution="uchile", submitted_at=NOW)
 
 
-def _move(store: Store, job_id: str, state: JobState, fail: bool = False) -> None:
+def _move(store: Store, job_id: str, state: JobState, fail: bool = False, at: float = NOW + 5) -> None:
     with store.db.tx() as s:
         row = s.get(JobRow, job_id)
         assert row is not None
-        row.state, row.updated_at, row.site, row.project = state.value, NOW + 5, "dcc", "uchile/default"
+        row.state, row.updated_at, row.site, row.project = state.value, at, "dcc", "uchile/default"
         s.add(row)
         if fail:
             s.flush()
@@ -170,8 +170,12 @@ def test_a_delivery_is_written_in_the_job_transition_s_transaction(store: Store)
         "at": NOW + 5,
     }
     assert store.webhooks.due(NOW + 4) == [] and store.webhooks.due(NOW + 5) == [delivery]
-    _move(store, "j-hook", JobState.SUCCEEDED)
+    _move(store, "j-hook", JobState.SUCCEEDED, at=NOW + 10)
     assert [d.event for d in store.webhooks.of_job("j-hook")] == [EVENT_STARTED, EVENT_ENDED]
+    store.webhooks.update(delivery.id, "DELIVERED", 1, NOW + 5)
+    assert store.webhooks.prune(NOW + 5) == 0  # not before NOW + 5
+    assert store.webhooks.prune(NOW + 6) == 1  # the delivered one; the pending one stays
+    assert [d.event for d in store.webhooks.of_job("j-hook")] == [EVENT_ENDED]
 
 
 def test_secrets_are_encrypted_at_rest(store: Store, tmp_path: Path) -> None:

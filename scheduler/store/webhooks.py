@@ -12,15 +12,15 @@ import base64
 import hashlib
 import hmac
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import func
+from sqlalchemy import delete, func
 from sqlmodel import col, select
 
 from minga.common.domain import FailedPrecondition
 from minga.scheduler.store.base import Database
-from minga.scheduler.store.models import MetaRow, WebhookDeliveryRow, WebhookSecretRow
+from minga.scheduler.store.models import MetaRow, WebhookDeliveryRow, WebhookSecretRow, table_of
 from minga.scheduler.store.webhook_outbox import PENDING, record
 
 __all__ = ["Delivery", "WebhooksRepo", "record"]
@@ -130,6 +130,17 @@ class WebhooksRepo:
             row.state, row.attempts, row.next_at, row.last_error = state, attempts, next_at, error[:500]
             s.add(row)
 
+    def prune(self, before: float) -> int:
+        """Forget finished deliveries (delivered, failed, refused) due before `before`; returns
+        how many. Pending ones stay, however old."""
+        with self.db.tx() as s:
+            result = s.connection().execute(
+                delete(table_of(WebhookDeliveryRow)).where(
+                    col(WebhookDeliveryRow.state) != PENDING, col(WebhookDeliveryRow.next_at) < before
+                )
+            )
+        return int(result.rowcount or 0)
+
     def of_job(self, job_id: str) -> list[Delivery]:
         q = select(WebhookDeliveryRow).where(WebhookDeliveryRow.job_id == job_id)
         with self.db.read() as s:
@@ -138,7 +149,3 @@ class WebhooksRepo:
 
 def _delivery(r: WebhookDeliveryRow) -> Delivery:
     return Delivery(r.id, r.job_id, r.owner, r.event, r.url, r.body, r.attempts, r.next_at, r.state, r.last_error)
-
-
-def deliveries(rows: Sequence[WebhookDeliveryRow]) -> list[Delivery]:
-    return [_delivery(r) for r in rows]
