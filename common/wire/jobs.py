@@ -6,6 +6,7 @@ from minga.common.domain import (
     DEFAULT_MAX_ATTEMPTS,
     REDACTED,
     ArraySummary,
+    DependencyStatus,
     InvalidArgument,
     Job,
     JobPreemption,
@@ -47,6 +48,7 @@ def spec_from_pb(pb: common_pb2.JobSpec) -> JobSpec:
         site_labels=tuple(sorted(pb.site_labels.items())),
         retry_failed=pb.retry_failed,
         secret_env=tuple(sorted(pb.secret_env.items())),
+        after=tuple(pb.after),
     )
 
 
@@ -75,6 +77,7 @@ def spec_to_pb(spec: JobSpec, reveal_secrets: bool = False) -> common_pb2.JobSpe
         non_preemptible=not spec.preemptible,
         site_labels=dict(spec.site_labels),
         retry_failed=spec.retry_failed,
+        after=list(spec.after),
         secret_env=secrets,
     )
 
@@ -102,7 +105,16 @@ def job_to_pb(job: Job) -> common_pb2.Job:
         array_id=job.array_id,
         array_index=job.array_index,
         estimate=estimate_to_pb(job.estimate),
+        dependencies=[dependency_to_pb(d) for d in job.dependencies],
     )
+
+
+def dependency_to_pb(d: DependencyStatus) -> common_pb2.DependencyStatus:
+    return common_pb2.DependencyStatus(job_id=d.job_id, condition=d.condition, state=d.state, status=d.status)
+
+
+def dependency_from_pb(pb: common_pb2.DependencyStatus) -> DependencyStatus:
+    return DependencyStatus(job_id=pb.job_id, condition=pb.condition, state=pb.state, status=pb.status)
 
 
 def job_from_pb(pb: common_pb2.Job) -> Job:
@@ -128,6 +140,7 @@ def job_from_pb(pb: common_pb2.Job) -> Job:
         array_id=pb.array_id,
         array_index=pb.array_index,
         estimate=estimate_from_pb(pb.estimate) if pb.HasField("estimate") else None,
+        dependencies=tuple(dependency_from_pb(d) for d in pb.dependencies),
     )
 
 

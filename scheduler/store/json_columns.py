@@ -15,6 +15,8 @@ def spec_to_json(spec: JobSpec) -> str:
     """The spec as the jobs table shows it: secret env values are left out (only their
     keys are kept), so nothing that decodes this text can ever display one."""
     d = {name: _plain(getattr(spec, name)) for name in _SPEC_FIELDS}
+    if not spec.after:  # the spec of a job without dependencies reads as before them
+        del d["after"]
     if spec.secret_env:
         d["secret_keys"] = [k for k, _ in spec.secret_env]
     return json.dumps(d, sort_keys=True)
@@ -84,6 +86,7 @@ def spec_from_json(text: str) -> JobSpec:
         site_labels=tuple((k, v) for k, v in d.get("site_labels", ())),
         retry_failed=d.get("retry_failed", False),
         secret_env=tuple((k, REDACTED) for k in d.get("secret_keys", ())),
+        after=tuple(d.get("after", ())),
     )
 
 
