@@ -15,8 +15,6 @@ def spec_to_json(spec: JobSpec) -> str:
     """The spec as the jobs table shows it: secret env values are left out (only their
     keys are kept), so nothing that decodes this text can ever display one."""
     d = {name: _plain(getattr(spec, name)) for name in _SPEC_FIELDS}
-    if not spec.after:  # the spec of a job without dependencies reads as before them
-        del d["after"]
     if spec.secret_env:
         d["secret_keys"] = [k for k, _ in spec.secret_env]
     return json.dumps(d, sort_keys=True)
