@@ -60,7 +60,9 @@ def parse_after(items: Sequence[str]) -> tuple[After, ...]:
     for i, item in enumerate(items):
         job_id, sep, cond = item.strip().partition(":")
         if not ID.fullmatch(job_id):
-            raise InvalidArgument(f"spec.after[{i}] {item[:80]!r} is not a job id (e.g. j-3f9c0a1b2c, j-3f9c0a1b2c:any)")
+            raise InvalidArgument(
+                f"spec.after[{i}] {item[:80]!r} is not a job id (e.g. j-3f9c0a1b2c, j-3f9c0a1b2c:any)"
+            )
         if sep and cond not in Condition.__members__.values():
             raise InvalidArgument(
                 f"spec.after[{i}] {item[:80]!r}: the condition {cond[:20]!r} is not one of ok, any, failed"

@@ -252,7 +252,8 @@ def test_an_array_task_failing_cancels_what_waits_for_the_array(fed: Federation)
     run_id = fed.start()
     fed.site.report(run_id, common_pb2.RUN_STATE_FAILED, "exit code 1")
     job = fed.ended(evaluate)  # the other tasks need not end first
-    assert job.state is JobState.CANCELLED and job.reason == f"dependency {sweep} failed (1 of its 3 tasks did not succeed)"
+    assert job.state is JobState.CANCELLED
+    assert job.reason == f"dependency {sweep} failed (1 of its 3 tasks did not succeed)"
 
 
 def test_an_array_may_wait_for_a_job(fed: Federation) -> None:

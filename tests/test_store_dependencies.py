@@ -22,7 +22,7 @@ from tests.test_store import NOW, add_institution, new_job, store_url  # noqa: F
 
 
 @pytest.fixture
-def store(store_url: str) -> Iterator[Store]:  # noqa: F811 - the fixture above, by name
+def store(store_url: str) -> Iterator[Store]:
     s = Store(store_url)
     add_institution(s)
     yield s

@@ -21,8 +21,8 @@ from minga.common.domain import (
 from minga.common.site_messages import StopRunCommand
 from minga.scheduler.arrays import parse_array, task_id
 from minga.scheduler.core import Core
-from minga.scheduler.policy.feasibility import submit_rejection
 from minga.scheduler.dependencies import WAITING_FOR_CYCLE
+from minga.scheduler.policy.feasibility import submit_rejection
 from minga.scheduler.service import dependencies, packages
 from minga.scheduler.service.access import can_see_job, institution_scope, visible_job
 from minga.scheduler.store.jobs import AuditLine
