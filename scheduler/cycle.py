@@ -156,10 +156,12 @@ class SchedulingCycle:
         if not work:
             return Resolution()
         try:
-            return self.store.dependencies.resolve(work.ended, work.held, work.everything, now, self.fence)
+            done = self.store.dependencies.resolve(work.ended, work.held, work.everything, now, self.fence)
         except BaseException:
             self.dependency_watch.give_back(work)
             raise
+        self.dependency_watch.judged(done.reworded)  # its own rewrites are no news to judge again
+        return done
 
     def load_snapshot(self, now: float | None = None) -> Snapshot:
         """The policy's input, from memory: no row is read."""

@@ -48,6 +48,13 @@ class DependencyWatch:
             work, self._work = self._work, DependencyWork()
             return work
 
+    def judged(self, job_ids: list[str]) -> None:
+        """Held jobs a pass just judged (and rewrote): their own commit is no reason to
+        judge them again. Only a pass writes a held job that stays held, so nothing else
+        is forgotten."""
+        with self._lock:
+            self._work.held.difference_update(job_ids)
+
     def give_back(self, work: DependencyWork) -> None:
         """A pass that failed: its work is done by the next one."""
         with self._lock:

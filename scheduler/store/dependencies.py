@@ -40,10 +40,12 @@ class Target:
 
 @dataclass
 class Resolution:
-    """What one pass did: the jobs it released to the queue and those it cancelled."""
+    """What one pass did: the jobs it released to the queue, those it cancelled, and those
+    still held whose reason it rewrote (they wait for another job now)."""
 
     released: list[str] = field(default_factory=list)
     cancelled: list[str] = field(default_factory=list)
+    reworded: list[str] = field(default_factory=list)
 
 
 def conditions_of(spec_after: Iterable[str]) -> list[After]:
@@ -218,6 +220,7 @@ class DependenciesRepo:
                     ended.add(row.array_id)
             elif (row.reason, row.after_unmet) != (verdict.reason, verdict.unmet):
                 row.reason, row.after_unmet = verdict.reason, verdict.unmet
+                done.reworded.append(row.id)
             s.add(row)
         s.flush()
         return ended
