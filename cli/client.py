@@ -454,19 +454,34 @@ class BrokerClient:
 
     def cancel_job_or_array(self, job_id: str) -> Job | ArraySummary:
         """Cancel a job or task, else every task of the job array of that id."""
-        return self._job_or_array(
-            job_id, lambda s: s.jobs.CancelJob, lambda s: s.jobs.CancelJobArray, job_pb2.CancelJobRequest(job_id=job_id)
-        )
+        return self.cancel_with_dependents(job_id, with_dependents=False)[0]
 
-    def _job_or_array(self, job_id: str, as_job: Any, as_array: Any, request: Any) -> Job | ArraySummary:
+    def cancel_with_dependents(self, job_id: str, with_dependents: bool = True) -> tuple[Job | ArraySummary, list[str]]:
+        """Cancel a job, task or array, and (`with_dependents`) the jobs waiting for it,
+        transitively; the ids of those dependents cancelled."""
+        dependents: list[str] = []
+
+        def keep(pb: Any) -> Any:
+            dependents.extend(pb.cancelled_dependents)
+            return pb
+
+        request = job_pb2.CancelJobRequest(job_id=job_id, with_dependents=with_dependents)
+        found = self._job_or_array(
+            job_id, lambda s: s.jobs.CancelJob, lambda s: s.jobs.CancelJobArray, request, keep=keep
+        )
+        return found, dependents
+
+    def _job_or_array(
+        self, job_id: str, as_job: Any, as_array: Any, request: Any, keep: Any = lambda pb: pb
+    ) -> Job | ArraySummary:
         """No such job: the array of that id; a broker without arrays: the job's NOT_FOUND."""
         try:
-            return job_from_pb(self._call(as_job, request))
+            return job_from_pb(keep(self._call(as_job, request)))
         except grpc.RpcError as not_a_job:
             if not_a_job.code() != grpc.StatusCode.NOT_FOUND:
                 raise
             try:
-                return array_from_pb(self._call(as_array, request))
+                return array_from_pb(keep(self._call(as_array, request)))
             except grpc.RpcError as err:
                 if err.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.UNIMPLEMENTED):
                     raise not_a_job from None

@@ -25,7 +25,18 @@ from minga.cli import render
 from minga.cli.actions import wait
 from minga.common.accounts import Institution, TokenInfo, User
 from minga.common.audit import AuditEntry
-from minga.common.domain import GpuPool, Inventory, Job, JobPreemption, JobSpec, JobState, Role, Site, StartEstimate
+from minga.common.domain import (
+    DependencyStatus,
+    GpuPool,
+    Inventory,
+    Job,
+    JobPreemption,
+    JobSpec,
+    JobState,
+    Role,
+    Site,
+    StartEstimate,
+)
 from minga.common.quotas import Floor, InstitutionQuota, QuotaRow, QuotaView, TreeNode
 from minga.common.shares import PartialSettings, ProjectShare, ShareSettings
 from minga.common.site_view import SiteView
@@ -161,7 +172,17 @@ def _job() -> dict[str, object]:
     """A job with every key filled, a last preemption and an estimated start included."""
     preempted = JobPreemption(at=0.0, kind="", beneficiary="", reason="")
     spec = JobSpec(entrypoint="")
-    job = Job("", spec, JobState.PENDING, "", "", 0.0, last_preemption=preempted, estimate=StartEstimate())
+    job = Job(
+        "",
+        spec,
+        JobState.PENDING,
+        "",
+        "",
+        0.0,
+        last_preemption=preempted,
+        estimate=StartEstimate(),
+        dependencies=(DependencyStatus("", ""),),
+    )
     return render.job_to_dict(job)
 
 

@@ -22,7 +22,7 @@ from minga.cli.parsing import format_duration
 if TYPE_CHECKING:
     from minga.common.accounts import Institution, TokenInfo, User
     from minga.common.audit import AuditEntry
-    from minga.common.domain import Job, JobPreemption, Principal, StartEstimate
+    from minga.common.domain import DependencyStatus, Job, JobPreemption, Principal, StartEstimate
     from minga.common.leadership import LeadershipStatus
     from minga.common.quotas import InstitutionQuota, QuotaRow, QuotaView, TreeNode
     from minga.common.shares import PartialSettings, ProjectShare
@@ -72,6 +72,7 @@ def job_to_dict(job: Job) -> JsonDict:
         "finished_at": iso_time(job.finished_at),
         "last_preemption": _preemption_to_dict(job.last_preemption) if job.last_preemption else None,
         "estimated_start": _estimate_to_dict(job.estimate) if job.estimate else None,
+        "dependencies": [_dependency_to_dict(d) for d in job.dependencies],
         "spec": {
             "entrypoint": spec.entrypoint,
             "gpu_models": list(res.gpu_models),
@@ -90,8 +91,13 @@ def job_to_dict(job: Job) -> JsonDict:
             # Keys only, whatever the broker sent: a secret value is never printed.
             "secret_env": {k: "***" for k, _ in sorted(spec.secret_env)},
             "notify_url": spec.notify_url or None,
+            "after": list(spec.after),
         },
     }
+
+
+def _dependency_to_dict(d: DependencyStatus) -> JsonDict:
+    return {"job_id": d.job_id, "condition": d.condition, "state": d.state, "status": d.status}
 
 
 def _estimate_to_dict(e: StartEstimate) -> JsonDict:
@@ -378,6 +384,7 @@ def job_detail(job: JsonDict, now: float | None = None) -> None:
         ("entrypoint", job["spec"]["entrypoint"]),
         ("reason", job["reason"]),
     ]
+    fields += [("after", f"{d['job_id']}:{d['condition']}: {d['state']} ({d['status']})") for d in job["dependencies"]]
     preempted = preemption_line(job.get("last_preemption"), now)
     wrapped = ([("preempted", preempted)] if preempted else []) + estimate_lines(job, now)
     width = max(len(k) for k, _ in fields + [("preempted", "")])

@@ -159,6 +159,9 @@ class JobSpec:
     # every answer; loaded from the store they read REDACTED, except in a StartRun.
     secret_env: tuple[tuple[str, str], ...] = field(default=(), repr=False)
     notify_url: str = ""  # webhook for job.started / job.ended (docs/notifications.md); "": none
+    # Jobs to wait for (Slurm's --dependency): "ID:COND", COND ok, any or failed
+    # (scheduler/dependencies.py); the broker writes each as "ID:COND" once checked.
+    after: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,6 +188,16 @@ class StartEstimate:
 
 
 @dataclass(frozen=True, slots=True)
+class DependencyStatus:
+    """One condition of a job's `spec.after` and where it stands now."""
+
+    job_id: str  # the job or job array waited for
+    condition: str  # "ok", "any" or "failed"
+    state: str = ""  # its state, e.g. "SUCCEEDED"; an array: "7/10 ended"
+    status: str = ""  # "met", "waiting" or "never" (it can no longer hold)
+
+
+@dataclass(frozen=True, slots=True)
 class Job:
     id: str
     spec: JobSpec
@@ -208,6 +221,12 @@ class Job:
     array_limit: int = 0  # the array's %K: at most this many of its tasks run at once; 0: no cap
     not_before: float = 0.0  # requeue backoff: a PENDING job is not placed before this time
     updated_at: float = 0.0  # its last state change
+    # Conditions of spec.after not met yet: a PENDING job with any is held, out of the
+    # scheduling queue, until the broker's dependencies phase releases it.
+    after_unmet: int = 0
+    # Not stored: the broker adds its dependencies and where they stand to a job it
+    # answers `job status` with; () otherwise.
+    dependencies: tuple[DependencyStatus, ...] = ()
     # Not stored: the broker adds it to a PENDING job it answers (`job status`) when its last
     # cycle's forecast has one; None otherwise.
     estimate: StartEstimate | None = None

@@ -1,5 +1,6 @@
-"""The broker's scheduling cycle: expire (leases, walltimes) → charge usage → snapshot
-→ schedule (pure policy) → persist in one transaction → publish.
+"""The broker's scheduling cycle: expire (leases, walltimes) → charge usage → dependencies
+(release or cancel jobs held by `--after`) → snapshot → schedule (pure policy) → persist in
+one transaction → publish.
 
 The snapshot comes from the leader's federation in memory (`minga.scheduler.state`). The
 cycle runs in one thread, on coalesced events and on a tick (`minga.scheduler.wakeups`), so
@@ -26,8 +27,10 @@ from minga.scheduler.policy import Decisions, Snapshot, schedule
 from minga.scheduler.sessions import SessionRegistry
 from minga.scheduler.sim.forecast import FIRST_STEP, Limits
 from minga.scheduler.state import FederationState
+from minga.scheduler.state.dependency_watch import DependencyWatch
 from minga.scheduler.store import Store
 from minga.scheduler.store.base import Database, StoreUnavailable
+from minga.scheduler.store.dependencies import Resolution
 from minga.scheduler.store.runs import Fence
 from minga.scheduler.store.state_load import load_accounts, load_rows
 from minga.scheduler.wakeups import Pacing, Wakeups
@@ -67,6 +70,7 @@ class SchedulingCycle:
         self.wakeups = Wakeups(pacing or Pacing(tick_seconds=tick_seconds), wait=leases.wait)  # or a lease runs out
         self._thread: threading.Thread | None = None
         self.state = FederationState(lambda: load_rows(store.db), lambda: load_accounts(store.db))
+        self.dependency_watch = DependencyWatch()
         self._attached: Database | None = None
         # A forecast's cycles are no finer than a tick apart, nor than FIRST_STEP (its cost).
         self.estimates = StartEstimates(Limits(cycle_seconds=max(self.wakeups.pacing.tick_seconds, FIRST_STEP)))
@@ -81,6 +85,8 @@ class SchedulingCycle:
         if self._attached is None:
             with db.commit_lock:
                 db.observe(self.state)
+                db.observe(self.dependency_watch)
+                self.dependency_watch.restart()  # nothing was watched before: judge every held job
                 self._attached = db
         if self.state.stale:
             self.state.ensure_loaded(db.commit_lock)
@@ -99,6 +105,7 @@ class SchedulingCycle:
     def detach(self) -> None:
         if self._attached is not None:
             self._attached.unobserve(self.state)
+            self._attached.unobserve(self.dependency_watch)
             self._attached = None
             self.state.stale = True
 
@@ -140,6 +147,24 @@ class SchedulingCycle:
         state = self.attach()
         self.store.runs.charge_batch(lambda: state.charge(now), self.fence)
 
+    def dependencies(self, now: float | None = None) -> Resolution:
+        """Judge the held jobs that wait for a job that ended since the last pass (or that
+        were held since): release those whose conditions all hold into the queue, cancel
+        those with one that never can, transitively, in one transaction
+        (scheduler/dependencies.py). Costs what ended, not the queue's length."""
+        now = self._now(now)
+        self.attach()
+        work = self.dependency_watch.take()
+        if not work:
+            return Resolution()
+        try:
+            done = self.store.dependencies.resolve(work.ended, work.held, work.everything, now, self.fence)
+        except BaseException:
+            self.dependency_watch.give_back(work)
+            raise
+        self.dependency_watch.judged(done.reworded)  # its own rewrites are no news to judge again
+        return done
+
     def load_snapshot(self, now: float | None = None) -> Snapshot:
         """The policy's input, from memory: no row is read."""
         return self.attach().snapshot(self._now(now))
@@ -171,6 +196,8 @@ class SchedulingCycle:
             stops = self.expire(now)
         with phase("charge"):
             self.charge(now)
+        with phase("dependencies"):
+            self.dependencies(now)
         with phase("snapshot"):
             snapshot = self.load_snapshot(now)
         with phase("decide"):

@@ -98,6 +98,8 @@ RUN_FAST = [
     ["job", "status", "j-1", *ME],
     ["job", "status", *ME, "j-1", "-o", "json"],
     ["job", "cancel", "j-9", *ME],  # NOT_FOUND: one line, exit 5
+    ["job", "cancel", "j-9", "--with-dependents", *ME],
+    ["job", "submit", *ME, "--after", "j-1", "--after=j-2:any", "-o", "json", "--", "true"],  # j-1: NOT_FOUND
     ["job", "logs", "j-1", *ME],
     ["job", "submit", *ME],  # no entrypoint (a spec file may give it): one line, exit 2
     ["job", "submit", *ME, "-f", TRAIN, "--secret-env", "WANDB_API_KEY=k", "--gpus", "1", "--", "python", "x.py"],
@@ -138,7 +140,8 @@ def test_what_the_fast_path_cannot_read_exactly_goes_to_typer(
 
 FLAGS = {
     "job submit": ["--name", "--gpus", "--gpu-model", "--cpus", "--max-attempts", "--country", "--env", "--walltime",
-                   "--array", "--idempotency-key", "-o", "--retry-failed", "--allow-unknown", "--non-preemptible"],
+                   "--array", "--idempotency-key", "-o", "--retry-failed", "--allow-unknown", "--non-preemptible",
+                   "--after"],
     "job list": ["--all", "--expand", "--tasks", "--state", "-o"],
     "job status": ["-o"],
     "job wait": ["--timeout", "-o"],

@@ -38,6 +38,7 @@ JOB_KEYS = {
     "finished_at",
     "last_preemption",
     "estimated_start",
+    "dependencies",
     "spec",
 }
 

@@ -263,7 +263,5 @@ def test_the_documented_spec_files_are_the_examples_and_parse(tmp_path: Path) ->
     assert documented[1][1] in (EXAMPLES / "sweep.yaml").read_text()
     fields = job_actions.submit.minga_spec_fields
     for number, (suffix, body) in enumerate(documented):
-        if "after" in body and "after" not in fields:
-            continue  # `--after` (issue 15, part 1) is another branch's: its example parses once it is in
         path = write(tmp_path, f"doc{number}{suffix}", body)
         assert specfile.load(path, fields).values["entrypoint"]

@@ -61,6 +61,7 @@ def specs(draw) -> JobSpec:
         walltime_seconds=draw(int64),
         priority=draw(int32),
         max_attempts=draw(st.integers(min_value=1, max_value=2**31 - 1)),
+        after=tuple(draw(st.lists(text, max_size=2))),
     )
 
 

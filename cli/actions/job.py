@@ -114,6 +114,7 @@ def submit(
     idempotency_key: str | None = None,
     allow_unknown: bool = False,
     array: str | None = None,
+    after: list[str] | None = None,
     wait: bool = False,
 ) -> None:
     """Submit a job; prints its id. Example: minga job submit --gpus 1 -- python train.py
@@ -150,6 +151,7 @@ def submit(
         site_labels=_pairs(flag_value("--label", parse_env, label or [])),
         secret_env=_pairs(flag_value("--secret-env", parse_secret_env, secret_env or [])),
         notify_url=notify or "",
+        after=tuple(after or ()),
     )
     with call.client() as c:
         if working_dir is not None:
@@ -240,14 +242,31 @@ def _pending_note(job: Job) -> str:
     return f"job {job.id} is pending{again}: {job.reason or 'waiting for the next scheduling cycle'}"
 
 
-def cancel(call: Call, job_id: str) -> None:
+def cancel(call: Call, job_id: str, with_dependents: bool = False) -> None:
     """Cancel a job; a running one goes CANCELLING until its site confirms the stop. A job
-    array's id cancels every task not ended yet; ID_INDEX cancels one task."""
+    array's id cancels every task not ended yet; ID_INDEX cancels one task. With
+    --with-dependents, the jobs waiting for it (--after) too, and theirs in turn."""
     with call.client() as c, errors.explain(not_found=f"no job {job_id}"):
-        found = c.cancel_job_or_array(job_id)
+        found, dependents = c.cancel_with_dependents(job_id, with_dependents)
+    also = {"cancelled_dependents": dependents} if with_dependents else {}
+
+    def dependent_lines() -> None:
+        if with_dependents:
+            print(f"and {len(dependents)} job(s) waiting for it: {' '.join(dependents) or '-'}", flush=True)
+
     if isinstance(found, ArraySummary):
         array = render_arrays.array_to_dict(found)
-        call.show(array, lambda: print(f"job array {array['id']}: {render_arrays.array_counts(array)}", flush=True))
+
+        def array_lines() -> None:
+            print(f"job array {array['id']}: {render_arrays.array_counts(array)}", flush=True)
+            dependent_lines()
+
+        call.show({**array, **also}, array_lines)
         return
     job = render.job_to_dict(found)
-    call.show(job, lambda: print(f"job {job['id']} is {job['state']}", flush=True))
+
+    def job_lines() -> None:
+        print(f"job {job['id']} is {job['state']}", flush=True)
+        dependent_lines()
+
+    call.show({**job, **also}, job_lines)

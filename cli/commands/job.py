@@ -74,6 +74,12 @@ SUBMIT_FLAGS = {
         "Each task is job ID_INDEX and sees MINGA_ARRAY_INDEX.",
         show_default=False,
     ),
+    "after": typer.Option(
+        "--after",
+        help="Start only after job ID ends as COND: ID (succeeded), ID:ok, ID:any (ended, however) or "
+        "ID:failed (failed or cancelled); repeatable; a job array's id: all its tasks. As Slurm's --dependency.",
+        show_default=False,
+    ),
     "wait": typer.Option(
         "--wait",
         help="Then stream its log until it ends, and exit as `minga job wait` does (0: it succeeded).",
@@ -111,7 +117,16 @@ app.command("logs")(
         },
     )(job.logs)
 )
-app.command("cancel")(with_call(flags={"job_id": JOB_ID})(job.cancel))
+app.command("cancel")(
+    with_call(
+        flags={
+            "job_id": JOB_ID,
+            "with_dependents": typer.Option(
+                "--with-dependents", help="Cancel the jobs waiting for it (--after) too, and theirs in turn."
+            ),
+        }
+    )(job.cancel)
+)
 app.command("wait")(
     with_call(
         flags={

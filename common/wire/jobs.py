@@ -6,6 +6,7 @@ from minga.common.domain import (
     DEFAULT_MAX_ATTEMPTS,
     REDACTED,
     ArraySummary,
+    DependencyStatus,
     InvalidArgument,
     Job,
     JobPreemption,
@@ -48,6 +49,7 @@ def spec_from_pb(pb: common_pb2.JobSpec) -> JobSpec:
         retry_failed=pb.retry_failed,
         secret_env=tuple(sorted(pb.secret_env.items())),
         notify_url=pb.notify_url.strip(),
+        after=tuple(pb.after),
     )
 
 
@@ -76,6 +78,7 @@ def spec_to_pb(spec: JobSpec, reveal_secrets: bool = False) -> common_pb2.JobSpe
         non_preemptible=not spec.preemptible,
         site_labels=dict(spec.site_labels),
         retry_failed=spec.retry_failed,
+        after=list(spec.after),
         secret_env=secrets,
         notify_url=spec.notify_url,
     )
@@ -104,7 +107,16 @@ def job_to_pb(job: Job) -> common_pb2.Job:
         array_id=job.array_id,
         array_index=job.array_index,
         estimate=estimate_to_pb(job.estimate),
+        dependencies=[dependency_to_pb(d) for d in job.dependencies],
     )
+
+
+def dependency_to_pb(d: DependencyStatus) -> common_pb2.DependencyStatus:
+    return common_pb2.DependencyStatus(job_id=d.job_id, condition=d.condition, state=d.state, status=d.status)
+
+
+def dependency_from_pb(pb: common_pb2.DependencyStatus) -> DependencyStatus:
+    return DependencyStatus(job_id=pb.job_id, condition=pb.condition, state=pb.state, status=pb.status)
 
 
 def job_from_pb(pb: common_pb2.Job) -> Job:
@@ -130,6 +142,7 @@ def job_from_pb(pb: common_pb2.Job) -> Job:
         array_id=pb.array_id,
         array_index=pb.array_index,
         estimate=estimate_from_pb(pb.estimate) if pb.HasField("estimate") else None,
+        dependencies=tuple(dependency_from_pb(d) for d in pb.dependencies),
     )
 
 

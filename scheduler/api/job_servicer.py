@@ -56,10 +56,16 @@ class JobServicer(job_pb2_grpc.JobServiceServicer):
         return array_to_pb(jobs.get_array(self.core, context.caller, request.job_id))
 
     def CancelJobArray(self, request: job_pb2.CancelJobRequest, context: CallContext) -> job_pb2.JobArray:
-        return array_to_pb(jobs.cancel_array(self.core, context.caller, request.job_id))
+        array, dependents = jobs.cancel_array(self.core, context.caller, request.job_id, request.with_dependents)
+        answer = array_to_pb(array)
+        answer.cancelled_dependents.extend(dependents)
+        return answer
 
     def CancelJob(self, request: job_pb2.CancelJobRequest, context: CallContext) -> common_pb2.Job:
-        return job_to_pb(jobs.cancel_job(self.core, context.caller, request.job_id))
+        job, dependents = jobs.cancel_job(self.core, context.caller, request.job_id, request.with_dependents)
+        answer = job_to_pb(job)
+        answer.cancelled_dependents.extend(dependents)
+        return answer
 
     def GetJobLogs(self, request: job_pb2.GetJobLogsRequest, context: CallContext) -> Iterator[common_pb2.LogChunk]:
         chunks = jobs.job_logs(

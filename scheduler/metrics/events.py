@@ -19,7 +19,7 @@ from minga.scheduler.store.changes import Changes
 # Waits run from seconds to days; cycles and calls from milliseconds to a minute.
 WAIT_BUCKETS = (1, 5, 15, 60, 300, 900, 1800, 3600, 3 * 3600, 6 * 3600, 12 * 3600, 86400, 3 * 86400, 7 * 86400)
 FAST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
-CYCLE_PHASES = ("expire", "charge", "snapshot", "decide", "persist", "publish")
+CYCLE_PHASES = ("expire", "charge", "dependencies", "snapshot", "decide", "persist", "publish")
 CYCLE_OUTCOMES = ("ok", "store_unavailable", "not_leading", "error")
 
 

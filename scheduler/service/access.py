@@ -16,9 +16,14 @@ INSTITUTION_ROLES = frozenset({Role.RESEARCHER, Role.INSTITUTION_ADMIN})
 
 def can_see_job(caller: Principal, job: Job) -> bool:
     """Admins see every job; researchers and institution-admins only their own institution's."""
+    return can_see_institution(caller, job.institution)
+
+
+def can_see_institution(caller: Principal, institution: str) -> bool:
+    """Whether the caller sees the jobs of `institution` (the rule of `can_see_job`)."""
     if caller.role is Role.ADMIN:
         return True
-    return caller.role in INSTITUTION_ROLES and bool(caller.institution) and caller.institution == job.institution
+    return caller.role in INSTITUTION_ROLES and bool(caller.institution) and caller.institution == institution
 
 
 def visible_job(caller: Principal, job: Job) -> Job:

@@ -21,9 +21,10 @@ from minga.common.domain import (
 from minga.common.site_messages import StopRunCommand
 from minga.scheduler.arrays import parse_array, task_id
 from minga.scheduler.core import Core
+from minga.scheduler.dependencies import WAITING_FOR_CYCLE
 from minga.scheduler.policy.feasibility import submit_rejection
-from minga.scheduler.service import packages, webhooks
-from minga.scheduler.service.access import institution_scope, visible_job
+from minga.scheduler.service import dependencies, packages, webhooks
+from minga.scheduler.service.access import can_see_job, institution_scope, visible_job
 from minga.scheduler.store.jobs import AuditLine
 from minga.scheduler.validation import check_digest, check_job_spec
 
@@ -53,14 +54,18 @@ def submit_job(
         if audit is not None:
             core.store.audit.append(audit(earlier))
         return earlier, False
+    job_id = core.ids.new_job_id()
+    dependencies.refuse_cycle(core, {job_id}, spec)
+    unmet, held = dependencies.held_reason(core, spec)
     job = Job(
-        id=core.ids.new_job_id(),
+        id=job_id,
         spec=spec,
         state=JobState.PENDING,
         owner=caller.name,
         institution=caller.institution,
         submitted_at=core.clock.now(),
-        reason="waiting for the next scheduling cycle",
+        reason=held or WAITING_FOR_CYCLE,
+        after_unmet=unmet,
     )
     job, created = core.store.jobs.submit(job, key or None, audit)
     if created:
@@ -83,6 +88,8 @@ def submit_array(
     parsed = parse_array(array)
     spec = _checked_spec(core, caller, spec, allow_unknown)
     array_id = core.ids.new_job_id()
+    dependencies.refuse_cycle(core, {array_id, *(task_id(array_id, i) for i in parsed.indices)}, spec)
+    unmet, held = dependencies.held_reason(core, spec)
     first = Job(
         id=task_id(array_id, parsed.indices[0]),
         spec=spec,
@@ -90,10 +97,11 @@ def submit_array(
         owner=caller.name,
         institution=caller.institution,
         submitted_at=core.clock.now(),
-        reason="waiting for the next scheduling cycle",
+        reason=held or WAITING_FOR_CYCLE,
         array_id=array_id,
         array_index=parsed.indices[0],
         array_limit=parsed.limit,
+        after_unmet=unmet,
     )
     array_id, created = core.store.arrays.submit(first, parsed.indices, parsed.limit, key or None)
     if not created:
@@ -130,6 +138,7 @@ def _checked_spec(core: Core, caller: Principal, spec: JobSpec, allow_unknown: b
     check_job_spec(spec)
     if spec.notify_url:
         webhooks.check_notify(core, caller, spec.notify_url)
+    spec = dependencies.checked_after(core, caller, spec)
     digest = spec.runtime_env.working_dir_digest
     if digest and not core.store.blobs.has_package(digest):
         raise FailedPrecondition(f"working-dir package {digest} was never uploaded")
@@ -145,9 +154,12 @@ def get_job(core: Core, caller: Principal, job_id: str) -> Job:
 
 
 def job_status(core: Core, caller: Principal, job_id: str) -> Job:
-    """The job, with its estimated start when it is pending (`scheduler/estimates.py`)."""
+    """The job, with its estimated start when it is pending (`scheduler/estimates.py`) and
+    its dependencies (spec.after) and where they stand."""
     job = get_job(core, caller, job_id)
-    if job.state is not JobState.PENDING:
+    if job.spec.after:
+        job = replace(job, dependencies=core.store.dependencies.of_job(job))
+    if job.state is not JobState.PENDING or job.after_unmet:
         return job
     return replace(job, estimate=core.cycle.estimates.for_job(job.id))
 
@@ -176,16 +188,18 @@ def get_array(core: Core, caller: Principal, array_id: str) -> ArraySummary:
     return summary
 
 
-def cancel_array(core: Core, caller: Principal, array_id: str) -> ArraySummary:
+def cancel_array(
+    core: Core, caller: Principal, array_id: str, with_dependents: bool = False
+) -> tuple[ArraySummary, list[str]]:
     """Cancel every task that has not ended: the pending ones in one statement, the live
-    ones one by one (each has a run to stop on its site). Idempotent."""
+    ones one by one (each has a run to stop on its site). Idempotent. With
+    `with_dependents`, the jobs waiting for the array, transitively, too (their ids)."""
     get_array(core, caller, array_id)
     reason = f"cancelled by {caller.name}"
     for job_id in core.store.arrays.cancel_pending(array_id, core.clock.now(), reason):
-        outcome = core.store.jobs.request_cancel(job_id, core.clock.now(), reason)
-        if outcome.stop_run_id:
-            core.sessions.send(StopRunCommand(outcome.stop_site, outcome.stop_run_id, "job cancelled"))
-    return get_array(core, caller, array_id)
+        _cancel_one(core, job_id, reason)
+    cancelled = _cancel_dependents(core, caller, array_id) if with_dependents else []
+    return get_array(core, caller, array_id), cancelled
 
 
 def _can_see_array(caller: Principal, summary: ArraySummary) -> bool:
@@ -193,12 +207,34 @@ def _can_see_array(caller: Principal, summary: ArraySummary) -> bool:
     return scope is None or (bool(scope) and scope == summary.institution)
 
 
-def cancel_job(core: Core, caller: Principal, job_id: str) -> Job:
+def cancel_job(core: Core, caller: Principal, job_id: str, with_dependents: bool = False) -> tuple[Job, list[str]]:
+    """Cancel a job (idempotent); with `with_dependents`, the jobs waiting for it,
+    transitively, too. Returns the job and the ids of the dependents cancelled now."""
     get_job(core, caller, job_id)
-    outcome = core.store.jobs.request_cancel(job_id, core.clock.now(), f"cancelled by {caller.name}")
+    job = _cancel_one(core, job_id, f"cancelled by {caller.name}")
+    return job, _cancel_dependents(core, caller, job_id) if with_dependents else []
+
+
+def _cancel_one(core: Core, job_id: str, reason: str) -> Job:
+    outcome = core.store.jobs.request_cancel(job_id, core.clock.now(), reason)
     if outcome.stop_run_id:
         core.sessions.send(StopRunCommand(outcome.stop_site, outcome.stop_run_id, "job cancelled"))
     return outcome.job
+
+
+def _cancel_dependents(core: Core, caller: Principal, job_id: str) -> list[str]:
+    """Cancel the jobs that wait for `job_id`, transitively (Slurm has no such flag; this
+    is `scancel` of each in turn), those the caller may cancel; their ids, as cancelled now
+    (a job that had ended already is left out)."""
+    reason = f"cancelled by {caller.name} with {job_id}, which it waited for"
+    cancelled = []
+    for dependent in dependencies.dependents_to_cancel(core, [job_id]):
+        job = core.store.jobs.get(dependent)
+        if job.state.terminal or not can_see_job(caller, job):
+            continue
+        _cancel_one(core, dependent, reason)
+        cancelled.append(dependent)
+    return cancelled
 
 
 def job_logs(

@@ -65,6 +65,10 @@ def queue_view(core: Core, caller: Principal, offset: int = 0, limit: int = 100)
 
 
 def pending_now(core: Core) -> list[Job]:
-    """Every pending job now: the leader's state in memory, or the store while it reloads."""
+    """Every queued pending job now (none held by its dependencies): the leader's state in
+    memory, or the store while it reloads."""
     state = core.cycle.level_state()
-    return state.pending_jobs() if state else core.store.jobs.list(None, False, JobState.PENDING, limit=1_000_000)
+    if state:
+        return state.pending_jobs()
+    stored = core.store.jobs.list(None, False, JobState.PENDING, limit=1_000_000)
+    return [j for j in stored if not j.after_unmet]  # held by their dependencies: not queued yet, as in memory

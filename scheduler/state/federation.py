@@ -129,7 +129,7 @@ class FederationState:
     def _put_job(self, job: Job) -> None:
         if job.id in self._pending:
             self._drop_pending(job.id)
-        if job.state is JobState.PENDING:
+        if job.state is JobState.PENDING and not job.after_unmet:  # held by its dependencies: not queued
             self._put_pending(job)
             self._added[job.id] = job
             self._fresh.add(job.id)

@@ -22,6 +22,7 @@ from minga.common.states import transition
 from minga.common.webhooks import EVENT_ENDED
 from minga.scheduler.store.base import Database, job_from_row
 from minga.scheduler.store.changes import note_jobs
+from minga.scheduler.store.dependencies import insert_dependencies
 from minga.scheduler.store.json_columns import secrets_to_json, spec_to_json
 from minga.scheduler.store.models import JobRow, table_of
 from minga.scheduler.store.webhook_outbox import record as record_events
@@ -66,6 +67,7 @@ class ArraysRepo:
             array_id=array_id,
             array_limit=limit,
             idempotency_key=None,
+            after_unmet=first.after_unmet,
         )
         rows = [{**template, "id": f"{array_id}_{i}", "array_index": i} for i in indices]
         rows[0]["idempotency_key"] = idempotency_key or None
@@ -73,7 +75,9 @@ class ArraysRepo:
             with self.db.tx() as s:
                 s.connection().execute(insert(table_of(JobRow)), rows)
                 task = job_from_row(JobRow(**rows[0]))  # as a read would give it back
-                note_jobs(s, [replace(task, id=r["id"], array_index=r["array_index"]) for r in rows])
+                tasks = [replace(task, id=r["id"], array_index=r["array_index"]) for r in rows]
+                insert_dependencies(s.connection(), tasks if first.spec.after else [])
+                note_jobs(s, tasks)
         except IntegrityError:
             earlier = self._find_by_key(first.owner, idempotency_key) if idempotency_key else None
             if earlier is None:

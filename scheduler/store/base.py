@@ -192,6 +192,7 @@ def job_from_row(row: JobRow) -> Job:
         array_limit=row.array_limit,
         not_before=row.not_before,
         updated_at=row.updated_at,
+        after_unmet=row.after_unmet,
     )
 
 

@@ -16,6 +16,7 @@ from minga.common.states import transition
 from minga.scheduler.store.audit import AuditColumns, add_entry, audit_values
 from minga.scheduler.store.base import Database, StoreUnavailable, job_from_row
 from minga.scheduler.store.changes import note_jobs
+from minga.scheduler.store.dependencies import insert_dependencies
 from minga.scheduler.store.group_commit import GroupCommit
 from minga.scheduler.store.json_columns import secrets_to_json, spec_from_json, spec_to_json
 from minga.scheduler.store.models import AuditRow, JobRow, RunRow, table_of
@@ -174,6 +175,7 @@ def _insert(s: Session, batch: Sequence[_Submit]) -> list[Submitted]:
         answers.append(answer)
     conn = s.connection()
     conn.execute(insert(table_of(JobRow)), rows)
+    insert_dependencies(conn, [job for job, created in answers if created and job.spec.after])
     if lines:
         conn.execute(insert(table_of(AuditRow)), lines)
     note_jobs(s, [job for job, created in answers if created])
@@ -195,6 +197,7 @@ def _row(job: Job, key: str | None) -> dict[str, object]:
         "project": job.spec.project,
         "updated_at": job.submitted_at,
         "idempotency_key": key,
+        "after_unmet": job.after_unmet,
     }
 
 

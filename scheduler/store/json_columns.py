@@ -85,6 +85,7 @@ def spec_from_json(text: str) -> JobSpec:
         retry_failed=d.get("retry_failed", False),
         secret_env=tuple((k, REDACTED) for k in d.get("secret_keys", ())),
         notify_url=d.get("notify_url", ""),
+        after=tuple(d.get("after", ())),
     )
 
 

@@ -161,6 +161,20 @@ class JobRow(SQLModel, table=True):
     array_id: str = Field(default="", index=True, sa_column_kwargs={"server_default": ""})
     array_index: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
     array_limit: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    # Added by revision 0010_dependencies: conditions of spec.after not met yet; a PENDING
+    # job with any is held out of the scheduling queue (scheduler/dependencies.py).
+    after_unmet: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+
+
+class DependencyRow(SQLModel, table=True):
+    """One condition of a job's spec.after (added by 0010_dependencies): `job_id` waits
+    for `depends_on` (a job or a job array) to meet `condition` (ok, any, failed). Looked
+    up by `depends_on` when a job ends, so resolving costs what ended, not the queue."""
+
+    __tablename__ = "job_dependencies"
+    job_id: str = Field(primary_key=True)
+    depends_on: str = Field(primary_key=True, index=True)
+    condition: str
 
 
 class RunRow(SQLModel, table=True):

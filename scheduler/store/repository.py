@@ -11,6 +11,7 @@ from minga.scheduler.store.audit import AuditRepo
 from minga.scheduler.store.base import Database
 from minga.scheduler.store.blobs import BlobsRepo
 from minga.scheduler.store.db import make_engines
+from minga.scheduler.store.dependencies import DependenciesRepo
 from minga.scheduler.store.jobs import JobsRepo
 from minga.scheduler.store.lending import LendingRepo
 from minga.scheduler.store.reports import ReportsRepo
@@ -28,6 +29,7 @@ class Store:
         self.accounts = AccountsRepo(self.db)
         self.jobs = JobsRepo(self.db)
         self.arrays = ArraysRepo(self.db)
+        self.dependencies = DependenciesRepo(self.db)
         self.sites = SitesRepo(self.db)
         self.runs = RunsRepo(self.db)
         self.blobs = BlobsRepo(self.db)

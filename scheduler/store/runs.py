@@ -76,7 +76,9 @@ class RunsRepo:
             runs = tuple(run_from_row(r) for r in s.exec(select(RunRow).where(col(RunRow.live))))
             # Plain rows, not ORM objects: job_from_row only reads attributes, and the
             # identity map is pure cost for a read-only snapshot of every pending job.
-            query = select(*table_of(JobRow).columns).where(JobRow.state == JobState.PENDING.value)
+            query = select(*table_of(JobRow).columns).where(
+                JobRow.state == JobState.PENDING.value, JobRow.after_unmet == 0
+            )  # held by its dependencies: not schedulable yet
             if now is not None:  # a job in its requeue backoff sits out until `not_before`
                 query = query.where(JobRow.not_before <= now)
             pending = tuple(

@@ -37,7 +37,9 @@ def load_rows(db: Database) -> FederationRows:
         pending = tuple(
             job_from_row(r)  # type: ignore[arg-type]  # a plain Row has every JobRow attribute it reads
             for r in s.connection().execute(
-                select(*table_of(JobRow).columns).where(JobRow.state == JobState.PENDING.value)
+                select(*table_of(JobRow).columns).where(
+                    JobRow.state == JobState.PENDING.value, JobRow.after_unmet == 0
+                )  # a job held by its dependencies stays out until they release it
             )
         )
         live_capped = tuple(

@@ -133,7 +133,7 @@ class RuntimeEnv(_message.Message):
     def __init__(self, working_dir_digest: _Optional[str] = ..., pip: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class JobSpec(_message.Message):
-    __slots__ = ("name", "entrypoint", "runtime_env", "resources", "countries", "walltime_seconds", "priority", "max_attempts", "project", "data_country", "non_preemptible", "site_labels", "retry_failed", "secret_env", "notify_url")
+    __slots__ = ("name", "entrypoint", "runtime_env", "resources", "countries", "walltime_seconds", "priority", "max_attempts", "project", "data_country", "non_preemptible", "site_labels", "retry_failed", "secret_env", "after", "notify_url")
     class SiteLabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -162,6 +162,7 @@ class JobSpec(_message.Message):
     SITE_LABELS_FIELD_NUMBER: _ClassVar[int]
     RETRY_FAILED_FIELD_NUMBER: _ClassVar[int]
     SECRET_ENV_FIELD_NUMBER: _ClassVar[int]
+    AFTER_FIELD_NUMBER: _ClassVar[int]
     NOTIFY_URL_FIELD_NUMBER: _ClassVar[int]
     name: str
     entrypoint: str
@@ -177,11 +178,12 @@ class JobSpec(_message.Message):
     site_labels: _containers.ScalarMap[str, str]
     retry_failed: bool
     secret_env: _containers.ScalarMap[str, str]
+    after: _containers.RepeatedScalarFieldContainer[str]
     notify_url: str
-    def __init__(self, name: _Optional[str] = ..., entrypoint: _Optional[str] = ..., runtime_env: _Optional[_Union[RuntimeEnv, _Mapping]] = ..., resources: _Optional[_Union[Resources, _Mapping]] = ..., countries: _Optional[_Iterable[str]] = ..., walltime_seconds: _Optional[int] = ..., priority: _Optional[int] = ..., max_attempts: _Optional[int] = ..., project: _Optional[str] = ..., data_country: _Optional[str] = ..., non_preemptible: _Optional[bool] = ..., site_labels: _Optional[_Mapping[str, str]] = ..., retry_failed: _Optional[bool] = ..., secret_env: _Optional[_Mapping[str, str]] = ..., notify_url: _Optional[str] = ...) -> None: ...
+    def __init__(self, name: _Optional[str] = ..., entrypoint: _Optional[str] = ..., runtime_env: _Optional[_Union[RuntimeEnv, _Mapping]] = ..., resources: _Optional[_Union[Resources, _Mapping]] = ..., countries: _Optional[_Iterable[str]] = ..., walltime_seconds: _Optional[int] = ..., priority: _Optional[int] = ..., max_attempts: _Optional[int] = ..., project: _Optional[str] = ..., data_country: _Optional[str] = ..., non_preemptible: _Optional[bool] = ..., site_labels: _Optional[_Mapping[str, str]] = ..., retry_failed: _Optional[bool] = ..., secret_env: _Optional[_Mapping[str, str]] = ..., after: _Optional[_Iterable[str]] = ..., notify_url: _Optional[str] = ...) -> None: ...
 
 class Job(_message.Message):
-    __slots__ = ("id", "spec", "state", "owner", "institution", "site", "country", "attempts", "reason", "run_id", "submitted_at", "started_at", "finished_at", "gpu_model", "project", "failures", "last_preemption", "infra_requeues", "array_id", "array_index", "estimate")
+    __slots__ = ("id", "spec", "state", "owner", "institution", "site", "country", "attempts", "reason", "run_id", "submitted_at", "started_at", "finished_at", "gpu_model", "project", "failures", "last_preemption", "infra_requeues", "array_id", "array_index", "estimate", "dependencies", "cancelled_dependents")
     ID_FIELD_NUMBER: _ClassVar[int]
     SPEC_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -203,6 +205,8 @@ class Job(_message.Message):
     ARRAY_ID_FIELD_NUMBER: _ClassVar[int]
     ARRAY_INDEX_FIELD_NUMBER: _ClassVar[int]
     ESTIMATE_FIELD_NUMBER: _ClassVar[int]
+    DEPENDENCIES_FIELD_NUMBER: _ClassVar[int]
+    CANCELLED_DEPENDENTS_FIELD_NUMBER: _ClassVar[int]
     id: str
     spec: JobSpec
     state: JobState
@@ -224,7 +228,21 @@ class Job(_message.Message):
     array_id: str
     array_index: int
     estimate: StartEstimate
-    def __init__(self, id: _Optional[str] = ..., spec: _Optional[_Union[JobSpec, _Mapping]] = ..., state: _Optional[_Union[JobState, str]] = ..., owner: _Optional[str] = ..., institution: _Optional[str] = ..., site: _Optional[str] = ..., country: _Optional[str] = ..., attempts: _Optional[int] = ..., reason: _Optional[str] = ..., run_id: _Optional[str] = ..., submitted_at: _Optional[float] = ..., started_at: _Optional[float] = ..., finished_at: _Optional[float] = ..., gpu_model: _Optional[str] = ..., project: _Optional[str] = ..., failures: _Optional[int] = ..., last_preemption: _Optional[_Union[JobPreemption, _Mapping]] = ..., infra_requeues: _Optional[int] = ..., array_id: _Optional[str] = ..., array_index: _Optional[int] = ..., estimate: _Optional[_Union[StartEstimate, _Mapping]] = ...) -> None: ...
+    dependencies: _containers.RepeatedCompositeFieldContainer[DependencyStatus]
+    cancelled_dependents: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, id: _Optional[str] = ..., spec: _Optional[_Union[JobSpec, _Mapping]] = ..., state: _Optional[_Union[JobState, str]] = ..., owner: _Optional[str] = ..., institution: _Optional[str] = ..., site: _Optional[str] = ..., country: _Optional[str] = ..., attempts: _Optional[int] = ..., reason: _Optional[str] = ..., run_id: _Optional[str] = ..., submitted_at: _Optional[float] = ..., started_at: _Optional[float] = ..., finished_at: _Optional[float] = ..., gpu_model: _Optional[str] = ..., project: _Optional[str] = ..., failures: _Optional[int] = ..., last_preemption: _Optional[_Union[JobPreemption, _Mapping]] = ..., infra_requeues: _Optional[int] = ..., array_id: _Optional[str] = ..., array_index: _Optional[int] = ..., estimate: _Optional[_Union[StartEstimate, _Mapping]] = ..., dependencies: _Optional[_Iterable[_Union[DependencyStatus, _Mapping]]] = ..., cancelled_dependents: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class DependencyStatus(_message.Message):
+    __slots__ = ("job_id", "condition", "state", "status")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    CONDITION_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    condition: str
+    state: str
+    status: str
+    def __init__(self, job_id: _Optional[str] = ..., condition: _Optional[str] = ..., state: _Optional[str] = ..., status: _Optional[str] = ...) -> None: ...
 
 class StartEstimate(_message.Message):
     __slots__ = ("at", "later_than", "assumptions")

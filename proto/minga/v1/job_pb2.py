@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from minga.v1 import common_pb2 as minga_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12minga/v1/job.proto\x12\x08minga.v1\x1a\x15minga/v1/common.proto\"r\n\x10SubmitJobRequest\x12\x1f\n\x04spec\x18\x01 \x01(\x0b\x32\x11.minga.v1.JobSpec\x12\x17\n\x0fidempotency_key\x18\x02 \x01(\t\x12\x15\n\rallow_unknown\x18\x03 \x01(\x08\x12\r\n\x05\x61rray\x18\x04 \x01(\t\"c\n\x11SubmitJobResponse\x12\x1a\n\x03job\x18\x01 \x01(\x0b\x32\r.minga.v1.Job\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\x12!\n\x05\x61rray\x18\x03 \x01(\x0b\x32\x12.minga.v1.JobArray\"\x1f\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"W\n\x0fListJobsRequest\x12\x0b\n\x03\x61ll\x18\x01 \x01(\x08\x12!\n\x05state\x18\x02 \x01(\x0e\x32\x12.minga.v1.JobState\x12\x14\n\x0cgroup_arrays\x18\x03 \x01(\x08\"S\n\x10ListJobsResponse\x12\x1b\n\x04jobs\x18\x01 \x03(\x0b\x32\r.minga.v1.Job\x12\"\n\x06\x61rrays\x18\x02 \x03(\x0b\x32\x12.minga.v1.JobArray\"\xf6\x01\n\x08JobArray\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05owner\x18\x03 \x01(\t\x12\x13\n\x0binstitution\x18\x04 \x01(\t\x12\x0f\n\x07project\x18\x05 \x01(\t\x12\r\n\x05tasks\x18\x06 \x01(\x05\x12\r\n\x05limit\x18\x07 \x01(\x05\x12\x14\n\x0csubmitted_at\x18\x08 \x01(\x01\x12\x0f\n\x07pending\x18\t \x01(\x05\x12\x0f\n\x07running\x18\n \x01(\x05\x12\x11\n\tsucceeded\x18\x0b \x01(\x05\x12\x0e\n\x06\x66\x61iled\x18\x0c \x01(\x05\x12\x11\n\tcancelled\x18\r \x01(\x05\x12\x0f\n\x07indices\x18\x0e \x01(\t\"\"\n\x10\x43\x61ncelJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"C\n\x11GetJobLogsRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0e\n\x06\x66ollow\x18\x02 \x01(\x08\x12\x0e\n\x06offset\x18\x03 \x01(\x03\"#\n\x11HasPackageRequest\x12\x0e\n\x06\x64igest\x18\x01 \x01(\t\"%\n\x12HasPackageResponse\x12\x0f\n\x07present\x18\x01 \x01(\x08\"4\n\x14UploadPackageRequest\x12\x0e\n\x06\x64igest\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"\'\n\x15UploadPackageResponse\x12\x0e\n\x06\x64igest\x18\x01 \x01(\t\"\x19\n\x17GetPackageLimitsRequest\"P\n\rPackageLimits\x12\x19\n\x11max_package_bytes\x18\x01 \x01(\x03\x12\x13\n\x0b\x63hunk_bytes\x18\x02 \x01(\x03\x12\x0f\n\x07setting\x18\x03 \x01(\t2\xfb\x05\n\nJobService\x12\x44\n\tSubmitJob\x12\x1a.minga.v1.SubmitJobRequest\x1a\x1b.minga.v1.SubmitJobResponse\x12\x30\n\x06GetJob\x12\x17.minga.v1.GetJobRequest\x1a\r.minga.v1.Job\x12\x41\n\x08ListJobs\x12\x19.minga.v1.ListJobsRequest\x1a\x1a.minga.v1.ListJobsResponse\x12\x36\n\tCancelJob\x12\x1a.minga.v1.CancelJobRequest\x1a\r.minga.v1.Job\x12?\n\nGetJobLogs\x12\x1b.minga.v1.GetJobLogsRequest\x1a\x12.minga.v1.LogChunk0\x01\x12G\n\nHasPackage\x12\x1b.minga.v1.HasPackageRequest\x1a\x1c.minga.v1.HasPackageResponse\x12P\n\rUploadPackage\x12\x1e.minga.v1.UploadPackageRequest\x1a\x1f.minga.v1.UploadPackageResponse\x12P\n\x13UploadPackageStream\x12\x16.minga.v1.PackageChunk\x1a\x1f.minga.v1.UploadPackageResponse(\x01\x12N\n\x10GetPackageLimits\x12!.minga.v1.GetPackageLimitsRequest\x1a\x17.minga.v1.PackageLimits\x12:\n\x0bGetJobArray\x12\x17.minga.v1.GetJobRequest\x1a\x12.minga.v1.JobArray\x12@\n\x0e\x43\x61ncelJobArray\x12\x1a.minga.v1.CancelJobRequest\x1a\x12.minga.v1.JobArrayb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12minga/v1/job.proto\x12\x08minga.v1\x1a\x15minga/v1/common.proto\"r\n\x10SubmitJobRequest\x12\x1f\n\x04spec\x18\x01 \x01(\x0b\x32\x11.minga.v1.JobSpec\x12\x17\n\x0fidempotency_key\x18\x02 \x01(\t\x12\x15\n\rallow_unknown\x18\x03 \x01(\x08\x12\r\n\x05\x61rray\x18\x04 \x01(\t\"c\n\x11SubmitJobResponse\x12\x1a\n\x03job\x18\x01 \x01(\x0b\x32\r.minga.v1.Job\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\x12!\n\x05\x61rray\x18\x03 \x01(\x0b\x32\x12.minga.v1.JobArray\"\x1f\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"W\n\x0fListJobsRequest\x12\x0b\n\x03\x61ll\x18\x01 \x01(\x08\x12!\n\x05state\x18\x02 \x01(\x0e\x32\x12.minga.v1.JobState\x12\x14\n\x0cgroup_arrays\x18\x03 \x01(\x08\"S\n\x10ListJobsResponse\x12\x1b\n\x04jobs\x18\x01 \x03(\x0b\x32\r.minga.v1.Job\x12\"\n\x06\x61rrays\x18\x02 \x03(\x0b\x32\x12.minga.v1.JobArray\"\x94\x02\n\x08JobArray\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05owner\x18\x03 \x01(\t\x12\x13\n\x0binstitution\x18\x04 \x01(\t\x12\x0f\n\x07project\x18\x05 \x01(\t\x12\r\n\x05tasks\x18\x06 \x01(\x05\x12\r\n\x05limit\x18\x07 \x01(\x05\x12\x14\n\x0csubmitted_at\x18\x08 \x01(\x01\x12\x0f\n\x07pending\x18\t \x01(\x05\x12\x0f\n\x07running\x18\n \x01(\x05\x12\x11\n\tsucceeded\x18\x0b \x01(\x05\x12\x0e\n\x06\x66\x61iled\x18\x0c \x01(\x05\x12\x11\n\tcancelled\x18\r \x01(\x05\x12\x0f\n\x07indices\x18\x0e \x01(\t\x12\x1c\n\x14\x63\x61ncelled_dependents\x18\x0f \x03(\t\";\n\x10\x43\x61ncelJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x17\n\x0fwith_dependents\x18\x02 \x01(\x08\"C\n\x11GetJobLogsRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0e\n\x06\x66ollow\x18\x02 \x01(\x08\x12\x0e\n\x06offset\x18\x03 \x01(\x03\"#\n\x11HasPackageRequest\x12\x0e\n\x06\x64igest\x18\x01 \x01(\t\"%\n\x12HasPackageResponse\x12\x0f\n\x07present\x18\x01 \x01(\x08\"4\n\x14UploadPackageRequest\x12\x0e\n\x06\x64igest\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"\'\n\x15UploadPackageResponse\x12\x0e\n\x06\x64igest\x18\x01 \x01(\t\"\x19\n\x17GetPackageLimitsRequest\"P\n\rPackageLimits\x12\x19\n\x11max_package_bytes\x18\x01 \x01(\x03\x12\x13\n\x0b\x63hunk_bytes\x18\x02 \x01(\x03\x12\x0f\n\x07setting\x18\x03 \x01(\t2\xfb\x05\n\nJobService\x12\x44\n\tSubmitJob\x12\x1a.minga.v1.SubmitJobRequest\x1a\x1b.minga.v1.SubmitJobResponse\x12\x30\n\x06GetJob\x12\x17.minga.v1.GetJobRequest\x1a\r.minga.v1.Job\x12\x41\n\x08ListJobs\x12\x19.minga.v1.ListJobsRequest\x1a\x1a.minga.v1.ListJobsResponse\x12\x36\n\tCancelJob\x12\x1a.minga.v1.CancelJobRequest\x1a\r.minga.v1.Job\x12?\n\nGetJobLogs\x12\x1b.minga.v1.GetJobLogsRequest\x1a\x12.minga.v1.LogChunk0\x01\x12G\n\nHasPackage\x12\x1b.minga.v1.HasPackageRequest\x1a\x1c.minga.v1.HasPackageResponse\x12P\n\rUploadPackage\x12\x1e.minga.v1.UploadPackageRequest\x1a\x1f.minga.v1.UploadPackageResponse\x12P\n\x13UploadPackageStream\x12\x16.minga.v1.PackageChunk\x1a\x1f.minga.v1.UploadPackageResponse(\x01\x12N\n\x10GetPackageLimits\x12!.minga.v1.GetPackageLimitsRequest\x1a\x17.minga.v1.PackageLimits\x12:\n\x0bGetJobArray\x12\x17.minga.v1.GetJobRequest\x1a\x12.minga.v1.JobArray\x12@\n\x0e\x43\x61ncelJobArray\x12\x1a.minga.v1.CancelJobRequest\x1a\x12.minga.v1.JobArrayb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -43,23 +43,23 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTJOBSRESPONSE']._serialized_start=394
   _globals['_LISTJOBSRESPONSE']._serialized_end=477
   _globals['_JOBARRAY']._serialized_start=480
-  _globals['_JOBARRAY']._serialized_end=726
-  _globals['_CANCELJOBREQUEST']._serialized_start=728
-  _globals['_CANCELJOBREQUEST']._serialized_end=762
-  _globals['_GETJOBLOGSREQUEST']._serialized_start=764
-  _globals['_GETJOBLOGSREQUEST']._serialized_end=831
-  _globals['_HASPACKAGEREQUEST']._serialized_start=833
-  _globals['_HASPACKAGEREQUEST']._serialized_end=868
-  _globals['_HASPACKAGERESPONSE']._serialized_start=870
-  _globals['_HASPACKAGERESPONSE']._serialized_end=907
-  _globals['_UPLOADPACKAGEREQUEST']._serialized_start=909
-  _globals['_UPLOADPACKAGEREQUEST']._serialized_end=961
-  _globals['_UPLOADPACKAGERESPONSE']._serialized_start=963
-  _globals['_UPLOADPACKAGERESPONSE']._serialized_end=1002
-  _globals['_GETPACKAGELIMITSREQUEST']._serialized_start=1004
-  _globals['_GETPACKAGELIMITSREQUEST']._serialized_end=1029
-  _globals['_PACKAGELIMITS']._serialized_start=1031
-  _globals['_PACKAGELIMITS']._serialized_end=1111
-  _globals['_JOBSERVICE']._serialized_start=1114
-  _globals['_JOBSERVICE']._serialized_end=1877
+  _globals['_JOBARRAY']._serialized_end=756
+  _globals['_CANCELJOBREQUEST']._serialized_start=758
+  _globals['_CANCELJOBREQUEST']._serialized_end=817
+  _globals['_GETJOBLOGSREQUEST']._serialized_start=819
+  _globals['_GETJOBLOGSREQUEST']._serialized_end=886
+  _globals['_HASPACKAGEREQUEST']._serialized_start=888
+  _globals['_HASPACKAGEREQUEST']._serialized_end=923
+  _globals['_HASPACKAGERESPONSE']._serialized_start=925
+  _globals['_HASPACKAGERESPONSE']._serialized_end=962
+  _globals['_UPLOADPACKAGEREQUEST']._serialized_start=964
+  _globals['_UPLOADPACKAGEREQUEST']._serialized_end=1016
+  _globals['_UPLOADPACKAGERESPONSE']._serialized_start=1018
+  _globals['_UPLOADPACKAGERESPONSE']._serialized_end=1057
+  _globals['_GETPACKAGELIMITSREQUEST']._serialized_start=1059
+  _globals['_GETPACKAGELIMITSREQUEST']._serialized_end=1084
+  _globals['_PACKAGELIMITS']._serialized_start=1086
+  _globals['_PACKAGELIMITS']._serialized_end=1166
+  _globals['_JOBSERVICE']._serialized_start=1169
+  _globals['_JOBSERVICE']._serialized_end=1932
 # @@protoc_insertion_point(module_scope)

@@ -54,7 +54,7 @@ class ListJobsResponse(_message.Message):
     def __init__(self, jobs: _Optional[_Iterable[_Union[_common_pb2.Job, _Mapping]]] = ..., arrays: _Optional[_Iterable[_Union[JobArray, _Mapping]]] = ...) -> None: ...
 
 class JobArray(_message.Message):
-    __slots__ = ("id", "name", "owner", "institution", "project", "tasks", "limit", "submitted_at", "pending", "running", "succeeded", "failed", "cancelled", "indices")
+    __slots__ = ("id", "name", "owner", "institution", "project", "tasks", "limit", "submitted_at", "pending", "running", "succeeded", "failed", "cancelled", "indices", "cancelled_dependents")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     OWNER_FIELD_NUMBER: _ClassVar[int]
@@ -69,6 +69,7 @@ class JobArray(_message.Message):
     FAILED_FIELD_NUMBER: _ClassVar[int]
     CANCELLED_FIELD_NUMBER: _ClassVar[int]
     INDICES_FIELD_NUMBER: _ClassVar[int]
+    CANCELLED_DEPENDENTS_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     owner: str
@@ -83,13 +84,16 @@ class JobArray(_message.Message):
     failed: int
     cancelled: int
     indices: str
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., owner: _Optional[str] = ..., institution: _Optional[str] = ..., project: _Optional[str] = ..., tasks: _Optional[int] = ..., limit: _Optional[int] = ..., submitted_at: _Optional[float] = ..., pending: _Optional[int] = ..., running: _Optional[int] = ..., succeeded: _Optional[int] = ..., failed: _Optional[int] = ..., cancelled: _Optional[int] = ..., indices: _Optional[str] = ...) -> None: ...
+    cancelled_dependents: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., owner: _Optional[str] = ..., institution: _Optional[str] = ..., project: _Optional[str] = ..., tasks: _Optional[int] = ..., limit: _Optional[int] = ..., submitted_at: _Optional[float] = ..., pending: _Optional[int] = ..., running: _Optional[int] = ..., succeeded: _Optional[int] = ..., failed: _Optional[int] = ..., cancelled: _Optional[int] = ..., indices: _Optional[str] = ..., cancelled_dependents: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class CancelJobRequest(_message.Message):
-    __slots__ = ("job_id",)
+    __slots__ = ("job_id", "with_dependents")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    WITH_DEPENDENTS_FIELD_NUMBER: _ClassVar[int]
     job_id: str
-    def __init__(self, job_id: _Optional[str] = ...) -> None: ...
+    with_dependents: bool
+    def __init__(self, job_id: _Optional[str] = ..., with_dependents: _Optional[bool] = ...) -> None: ...
 
 class GetJobLogsRequest(_message.Message):
     __slots__ = ("job_id", "follow", "offset")
