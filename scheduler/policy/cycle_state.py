@@ -25,7 +25,7 @@ from minga.scheduler.policy.pending_columns import pending_columns
 from minga.scheduler.policy.pool_index import ANY, Pool, PoolIndex
 from minga.scheduler.policy.queue import Queue, fair_queue
 from minga.scheduler.policy.share_now import held_by_project
-from minga.scheduler.policy.user_tree import Users, build_users, held_by_user, user_id
+from minga.scheduler.policy.user_tree import Users, build_users, user_holdings, user_id
 from minga.scheduler.policy.waiting_list import Verdict, WaitingList
 
 _UNKNOWN = object()
@@ -93,8 +93,9 @@ class Cycle:
         pending = pending_columns(snapshot)
         tree = build_tree(snapshot, pending.accounts)
         fair_tree = fair_tree_order(snapshot, tree)
-        users = build_users(snapshot, tree, pending.owners)
-        fair_users = fair_user_order(snapshot, users, fair_tree)
+        held_users, live_users = user_holdings(snapshot)
+        users = build_users(snapshot, tree, pending.owners, held_users)
+        fair_users = fair_user_order(snapshot, users, fair_tree, live_users)
         cycle = cls(
             snapshot=snapshot,
             now=now,
@@ -112,7 +113,7 @@ class Cycle:
         )
         cycle.lending = Lending.start(snapshot, now, cycle.home)
         cycle.held = held_by_project(snapshot)
-        cycle.held_users = held_by_user(snapshot)
+        cycle.held_users = held_users
         cycle.guest_failures = GuestFailures(cycle)
         cycle.refresh_largest_free()
         cycle._never = [_UNKNOWN] * len(cycle.queue.shapes)

@@ -82,11 +82,15 @@ def fair_tree_order(snapshot: Snapshot, tree: Tree | None = None) -> list[str]:
     return order
 
 
-def fair_user_order(snapshot: Snapshot, users: Users, projects: list[str]) -> list[str]:
+def fair_user_order(
+    snapshot: Snapshot, users: Users, projects: list[str], live: Mapping[str, float] | None = None
+) -> list[str]:
     """Every user leaf in Fair Tree order: the projects in `projects`' order (`fair_tree_order`),
     each project's users ranked among themselves by the same level fairshare (usage over
-    entitlement, then GPUs held now over entitlement, then weight, then id)."""
-    usage, live = user_usage(snapshot), user_live(snapshot)
+    entitlement, then GPUs held now over entitlement, then weight, then id); `live`: the
+    normalized GPUs each user holds (`user_tree.user_holdings`), when the caller has them."""
+    usage = user_usage(snapshot)
+    live = user_live(snapshot) if live is None else live
     order: list[str] = []
     for pid in projects:
         members = users.get(pid)

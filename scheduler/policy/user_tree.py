@@ -38,12 +38,41 @@ def pending_owners(snapshot: Snapshot) -> set[tuple[str, str, str]]:
     return {(j.institution, j.spec.project, j.owner) for j in snapshot.pending}
 
 
-def build_users(snapshot: Snapshot, tree: Tree, owners: Iterable[tuple[str, str, str]] | None = None) -> Users:
+def user_holdings(snapshot: Snapshot) -> tuple[dict[str, int], dict[str, float]]:
+    """GPUs and normalized GPUs each user leaf's live runs hold, in one pass over the runs
+    (every owner of a live run is a key, CPU-only runs' too, at 0)."""
+    held: dict[str, int] = defaultdict(int)
+    live: dict[str, float] = defaultdict(float)
+    leaves: dict[tuple[str, str, str], str] = {}
+    weights: dict[str, float] = {}
+    for run in snapshot.live_runs:
+        key = (run.institution, run.project, run.owner)
+        leaf = leaves.get(key)
+        if leaf is None:
+            leaf = leaves[key] = user_id(run_project(run.institution, run.project), run.owner)
+        held[leaf] += run.gpus
+        if run.gpus:
+            weight = weights.get(run.gpu_model)
+            if weight is None:
+                weight = weights[run.gpu_model] = normalized_gpus(snapshot.settings, run.gpu_model, 1)
+            live[leaf] += run.gpus * weight
+    return dict(held), dict(live)
+
+
+def build_users(
+    snapshot: Snapshot,
+    tree: Tree,
+    owners: Iterable[tuple[str, str, str]] | None = None,
+    run_leaves: Iterable[str] | None = None,
+) -> Users:
     """The users of every project of `tree`: owners of pending jobs (`owners`, the pending
-    jobs' (institution, name, owner) triples when the caller has them), of live runs, and
-    with decayed usage; weights as the admin set them, else 1."""
+    jobs' (institution, name, owner) triples when the caller has them), of live runs
+    (`run_leaves`, their leaves, when the caller has them), and with decayed usage; weights
+    as the admin set them, else 1."""
     if owners is None:
         owners = pending_owners(snapshot)
+    if run_leaves is None:
+        run_leaves = user_holdings(snapshot)[0]
     known = {pid for projects in tree.projects.values() for pid in projects}
     weights = dict(snapshot.user_weights)
     users: Users = defaultdict(dict)
@@ -55,8 +84,8 @@ def build_users(snapshot: Snapshot, tree: Tree, owners: Iterable[tuple[str, str,
 
     for inst, name, owner in owners:
         add(user_id(project_id(inst, name), owner))
-    for run in snapshot.live_runs:
-        add(user_id(run_project(run.institution, run.project), run.owner))
+    for leaf in run_leaves:
+        add(leaf)
     for leaf, value in snapshot.user_usage:
         if value > 0:
             add(leaf)
@@ -73,22 +102,12 @@ def user_usage(snapshot: Snapshot) -> dict[str, float]:
 
 def user_live(snapshot: Snapshot) -> dict[str, float]:
     """Normalized GPUs each user leaf holds now: Fair Tree's tie signal between equal usage."""
-    live: dict[str, float] = defaultdict(float)
-    for run in snapshot.live_runs:
-        if run.gpus:
-            live[user_id(run_project(run.institution, run.project), run.owner)] += normalized_gpus(
-                snapshot.settings, run.gpu_model, run.gpus
-            )
-    return live
+    return user_holdings(snapshot)[1]
 
 
 def held_by_user(snapshot: Snapshot) -> dict[str, int]:
     """GPUs each user leaf's live runs hold (raw, as `share_now.held_by_project`)."""
-    held: dict[str, int] = defaultdict(int)
-    for run in snapshot.live_runs:
-        if run.gpus:
-            held[user_id(run_project(run.institution, run.project), run.owner)] += run.gpus
-    return held
+    return {leaf: gpus for leaf, gpus in user_holdings(snapshot)[0].items() if gpus}
 
 
 def user_entitlements(users: Users, project: Mapping[str, float]) -> dict[str, float]:
