@@ -568,11 +568,11 @@ def quota_footer(view: JsonDict) -> list[str]:
 
 
 def tree_table(nodes: Sequence[JsonDict]) -> None:
-    indent = {"country": "", "institution": "  ", "project": "    "}
+    indent = {"country": "", "institution": "  ", "project": "    ", "user": "      "}
     _table(
         None,
         [
-            Col("ACCOUNT", cap=28),
+            Col("ACCOUNT", cap=40),
             *(Col(h, right=True) for h in ("WEIGHT", "ENT%", "USE%", "FS", "HELD", "DEMAND", "SHARE")),
         ],
         [

@@ -294,6 +294,7 @@ class Run:
     state: RunState = RunState.STARTING
     institution: str = ""  # who is charged: the job's institution and project
     project: str = ""
+    owner: str = ""  # the job's owner: the user leaf of the account tree it is charged to
     started_at: float = 0.0  # when it was leased; preemption grace counts from here
     preemptible: bool = True
     walltime_seconds: int = 0  # its job's limit; 0: none (backfill counts it as never ending)

@@ -24,6 +24,8 @@ class Snapshot:
     institutions: tuple[InstitutionShare, ...] = ()
     projects: tuple[ProjectShare, ...] = ()
     usage: tuple[tuple[str, float], ...] = ()  # project id -> decayed normalized GPU-seconds at `now`
+    user_usage: tuple[tuple[str, float], ...] = ()  # user leaf "inst/project/user" -> the same, per user
+    user_weights: tuple[tuple[str, float], ...] = ()  # user leaf -> its weight among its project's users (default 1)
     country_weights: tuple[tuple[str, float], ...] = ()  # explicit; default: sum of its institutions
     settings: ShareSettings = ShareSettings()
     lending: tuple[tuple[str, LendingPolicy], ...] = ()  # site name -> its owner's lending policy

@@ -37,11 +37,21 @@ class Uptime:
     normalized_gpus: float
 
 
+def user_leaf(project: str, owner: str) -> str:
+    """The user-usage ledger's key of `owner` under project id `project` (the policy's user leaf id)."""
+    return f"{project}/{owner}"
+
+
 def decayed(value: float, as_of: float, now: float, half_life: float) -> float:
     """`value` measured at `as_of`, decayed to `now`."""
     if half_life <= 0 or now <= as_of:
         return value
     return value * math.pow(0.5, (now - as_of) / half_life)
+
+
+def decayed_ledgers(ledgers: Mapping[str, Ledger], now: float, half_life: float) -> tuple[tuple[str, float], ...]:
+    """Every ledger's value decayed to `now`, by key (the per-user usage of the snapshot)."""
+    return tuple((k, decayed(v.value, v.as_of, now, half_life)) for k, v in sorted(ledgers.items()))
 
 
 def shares_at(
@@ -91,7 +101,8 @@ class ChargeBatch:
 
     now: float
     runs: list[Run] = field(default_factory=list)  # with charged_until = now
-    usage: dict[str, Ledger] = field(default_factory=dict)
+    usage: dict[str, Ledger] = field(default_factory=dict)  # by project id
+    user_usage: dict[str, Ledger] = field(default_factory=dict)  # by user leaf '<institution>/<project>/<user>'
     contributions: dict[str, Ledger] = field(default_factory=dict)
     sites: list[str] = field(default_factory=list)  # their contribution is charged up to now
     extended: dict[str, Uptime] = field(default_factory=dict)  # site -> its newest segment, now ending at now
@@ -129,19 +140,25 @@ def charge(
     sites: Iterable[SiteCharge],
     usage: dict[str, Ledger],
     contributions: dict[str, Ledger],
+    user_usage: dict[str, Ledger] | None = None,
 ) -> ChargeBatch:
-    """Charge every running run's usage and every serving site's contribution up to `now`."""
+    """Charge every running run's usage (to its project and to its owner's user leaf there)
+    and every serving site's contribution up to `now`. Decay is linear, so a project's
+    usage stays the sum of its users' (runs from before owners charge the leaf '<project>/')."""
     hl = settings.half_life_seconds
     batch = ChargeBatch(now)
     used: dict[str, float] = {}
+    by_user: dict[str, float] = {}
     for run in running:
         if not run.charged_until or now <= run.charged_until or not run.gpus:
             continue
-        used[run.project] = used.get(run.project, 0.0) + (
-            run.gpus * model_weight(settings, run.gpu_model) * (now - run.charged_until)
-        )
+        amount = run.gpus * model_weight(settings, run.gpu_model) * (now - run.charged_until)
+        used[run.project] = used.get(run.project, 0.0) + amount
+        leaf = user_leaf(run.project, run.owner)
+        by_user[leaf] = by_user.get(leaf, 0.0) + amount
         batch.runs.append(replace(run, charged_until=now))
     batch.usage = _added(usage, used, now, hl)
+    batch.user_usage = _added(user_usage or {}, by_user, now, hl)
     made: dict[str, float] = {}
     for site in sites:
         since = site.since or now

@@ -7,30 +7,36 @@ Pure: computed from domain values, so the fair-share extension can grow it in pl
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 
 from minga.common.domain import Job, JobState, Site
 from minga.common.quotas import Floor, InstitutionQuota, QuotaRow, QuotaView, TreeNode
 from minga.scheduler.policy import Snapshot
-from minga.scheduler.policy.entitlement import base_grant, build_tree, entitlements, institution_weights
-from minga.scheduler.policy.fairshare import institution_factors, project_factors, project_usage
+from minga.scheduler.policy.entitlement import Tree, base_grant, build_tree, entitlements, institution_weights
+from minga.scheduler.policy.fairshare import institution_factors, project_factors, project_usage, user_factors
 from minga.scheduler.policy.guarantees import quota_rows as model_quota_rows
-from minga.scheduler.policy.share_now import ShareNow, snapshot_share_now
+from minga.scheduler.policy.share_now import ShareNow, pending_demand, snapshot_share_now
+from minga.scheduler.policy.user_tree import build_users, held_by_user, user_entitlements, user_shares_now, user_usage
 
 ANY_MODEL = "any"
 
 
 def quota_view(
-    institutions: Iterable[tuple[str, str]], jobs: Iterable[Job], snapshot: Snapshot, tree: bool
+    institutions: Iterable[tuple[str, str]],
+    jobs: Iterable[Job],
+    snapshot: Snapshot,
+    tree: bool,
+    sees_user: Callable[[str], bool] = lambda _: True,
 ) -> QuotaView:
-    """The whole quota view from the registered institutions, their live jobs and a snapshot."""
+    """The whole quota view from the registered institutions, their live jobs and a snapshot;
+    the tree shows only the user leaves `sees_user` lets the caller see."""
     rows = with_shares(quota_rows(institutions, snapshot.sites, jobs), snapshot)
     _, now = snapshot_share_now(snapshot)
     return QuotaView(
         rows,
         institution_quotas(rows, now),
-        tree_nodes(snapshot, now) if tree else [],
+        tree_nodes(snapshot, now, sees_user) if tree else [],
         now.capacity,
         entitlement_floor(snapshot),
     )
@@ -151,10 +157,14 @@ def entitlement_floor(snapshot: Snapshot) -> Floor:
     return Floor(settings.policy, base_grant(snapshot.institutions, settings), settings.base_grant_fraction)
 
 
-def tree_nodes(snapshot: Snapshot, now: ShareNow | None = None) -> list[TreeNode]:
+def tree_nodes(
+    snapshot: Snapshot, now: ShareNow | None = None, sees_user: Callable[[str], bool] = lambda _: True
+) -> list[TreeNode]:
     """Every node of the account tree with its weight, entitlement, usage and factor; with
-    `now`, also what it holds, asks for and is owed at this moment."""
+    `now`, also what it holds, asks for and is owed at this moment. User leaves: only
+    those `sees_user` passes (researchers see themselves, institution-admins their own)."""
     tree = build_tree(snapshot)
+    users = _user_nodes(snapshot, tree, now, sees_user)
     ent = entitlements(tree)
     per_project = project_usage(snapshot)
     total = sum(per_project.values())
@@ -205,7 +215,52 @@ def tree_nodes(snapshot: Snapshot, now: ShareNow | None = None) -> list[TreeNode
                         *_now(now, "project", pid, [pid]),
                     )
                 )
+                nodes.extend(users.get(pid, []))
     return nodes
+
+
+def _user_nodes(
+    snapshot: Snapshot, tree: Tree, now: ShareNow | None, sees_user: Callable[[str], bool]
+) -> dict[str, list[TreeNode]]:
+    """The visible user leaves of each project, by id (`user_tree.py`)."""
+    users = {
+        pid: {u: w for u, w in members.items() if sees_user(u)} for pid, members in build_users(snapshot, tree).items()
+    }
+    users = {pid: members for pid, members in users.items() if members}
+    if not users:
+        return {}
+    everyone = build_users(snapshot, tree)
+    ent = user_entitlements(everyone, entitlements(tree).project)
+    factor = user_factors(snapshot, tree, everyone)
+    usage = user_usage(snapshot)
+    total = sum(project_usage(snapshot).values())
+    held: Mapping[str, int] = {}
+    demand: dict[str, float] = {}
+    share: Mapping[str, float] = {}
+    if now is not None:
+        held = held_by_user(snapshot)
+        demand = defaultdict(float, {u: float(g) for u, g in held.items()})
+        for leaf, asked in pending_demand(snapshot, by_user=True).items():
+            demand[leaf] += asked
+        share = user_shares_now(everyone, now.shares.project, demand)
+    return {
+        pid: [
+            TreeNode(
+                "user",
+                leaf,
+                pid,
+                members[leaf],
+                100 * ent.get(leaf, 0.0),
+                _pct(usage.get(leaf, 0.0), total),
+                factor.get(leaf, 0.0),
+                share.get(leaf, 0.0),
+                held.get(leaf, 0),
+                round(demand.get(leaf, 0.0)),
+            )
+            for leaf in sorted(members)
+        ]
+        for pid, members in users.items()
+    }
 
 
 def _now(now: ShareNow | None, level: str, key: str, projects: list[str]) -> tuple[float, int, int]:

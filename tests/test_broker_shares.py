@@ -10,6 +10,7 @@ import grpc
 import pytest
 
 from minga.common.clock import FakeClock
+from minga.common.domain import Principal, Role
 from minga.scheduler.policy import Decisions, Preemption
 from minga.scheduler.quota import quota_view
 from minga.scheduler.service import admin
@@ -18,6 +19,8 @@ from minga.scheduler.store.models import ContributionRow, UsageRow
 from minga.v1 import admin_pb2, common_pb2, job_pb2
 from tests.eventually import eventually
 from tests.fixtures_broker import Caller, RunningBroker, ScriptedSite, gpu_inventory, start_broker
+
+ADMIN_CALLER = Principal("root", Role.ADMIN)
 
 HOUR = 3600.0
 WEEK = 7 * 86400.0
@@ -252,6 +255,6 @@ def test_the_quota_view_from_the_leaders_memory_is_the_one_the_store_gives(fed):
         core.store.runs.load_snapshot(clock.now()),
         tree=True,
     )
-    shown = admin.show_quotas(core, tree=True)  # the leader's pending queue and snapshot, in memory
+    shown = admin.show_quotas(core, True, ADMIN_CALLER)  # the leader's pending queue and snapshot, in memory
     assert shown == from_store
     assert [(r.held, r.in_use, r.pending) for r in shown.rows] == [(3, 2, 0), (0, 0, 9)]

@@ -113,7 +113,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         return site_view_to_pb(admin.set_admin_state(self.core, request.name, None))
 
     def ShowQuotas(self, request: admin_pb2.ShowQuotasRequest, context: CallContext) -> admin_pb2.ShowQuotasResponse:
-        return quota_view_to_pb(admin.show_quotas(self.core, request.tree))
+        return quota_view_to_pb(admin.show_quotas(self.core, request.tree, context.caller))
 
     def WhoAmI(self, request: admin_pb2.WhoAmIRequest, context: CallContext) -> admin_pb2.WhoAmIResponse:
         return whoami_to_pb(admin.whoami(context.caller))

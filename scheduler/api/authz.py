@@ -67,9 +67,14 @@ def _new_user(request: Any) -> Target:
 
 
 def _weighted(request: Any) -> Target:
-    """Project weights are their institution's business; country and institution weights
-    shape the whole federation's shares."""
-    return ("project", request.id) if request.kind == "project" else (FEDERATION, f"{request.kind} {request.id}")
+    """Project and user weights are their institution's business (a user leaf
+    '<institution>/<project>/<user>' belongs to its project's); country and institution
+    weights shape the whole federation's shares."""
+    if request.kind == "project":
+        return ("project", request.id)
+    if request.kind == "user":
+        return ("project", request.id.rpartition("/")[0])
+    return (FEDERATION, f"{request.kind} {request.id}")
 
 
 @dataclass(frozen=True)

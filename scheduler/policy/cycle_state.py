@@ -15,7 +15,7 @@ from minga.common.domain import Job, Run
 from minga.common.snapshot import Decisions, Placement, Preemption, Snapshot
 from minga.scheduler.policy.backfill import NEVER, Ends, Reservation, pool_ends, run_end
 from minga.scheduler.policy.entitlement import Tree, build_tree, job_project, run_project
-from minga.scheduler.policy.fairshare import fair_tree_order
+from minga.scheduler.policy.fairshare import fair_tree_order, fair_user_order, rank_factors
 from minga.scheduler.policy.guarantees import Ledger, build_ledger
 from minga.scheduler.policy.guest_failures import GuestFailures
 from minga.scheduler.policy.latency import rank_table
@@ -25,6 +25,7 @@ from minga.scheduler.policy.pending_columns import pending_columns
 from minga.scheduler.policy.pool_index import ANY, Pool, PoolIndex
 from minga.scheduler.policy.queue import Queue, fair_queue
 from minga.scheduler.policy.share_now import held_by_project
+from minga.scheduler.policy.user_tree import Users, build_users, user_holdings, user_id
 from minga.scheduler.policy.waiting_list import Verdict, WaitingList
 
 _UNKNOWN = object()
@@ -40,6 +41,8 @@ class Cycle:
     now: float
     tree: Tree  # the account tree, with every account a pending job names
     fair_tree: list[str]  # every project in Fair Tree order (decayed usage over entitlement)
+    users: Users  # each project's user leaves with their weights
+    fair_users: list[str]  # every user leaf in Fair Tree order (depth first, below `fair_tree`)
     queue: Queue  # the pending jobs in Fair Tree order
     index: PoolIndex
     ledger: Ledger
@@ -55,6 +58,7 @@ class Cycle:
     finite_reservation: bool = False  # some reservation of this cycle starts at a known time
     reservation_changes: int = 0  # reservations held or let go so far (for memos)
     held: dict[str, int] = field(default_factory=dict)  # project -> GPUs it holds now (runs leaving: not)
+    held_users: dict[str, int] = field(default_factory=dict)  # user leaf -> the same
     unwaited: set[int] = field(default_factory=set)  # positions decided waiting, then placed after all
     placements: list[Placement] = field(default_factory=list)
     preemptions: list[Preemption] = field(default_factory=list)
@@ -89,14 +93,17 @@ class Cycle:
         pending = pending_columns(snapshot)
         tree = build_tree(snapshot, pending.accounts)
         fair_tree = fair_tree_order(snapshot, tree)
-        n = len(fair_tree)
-        factors = {pid: (n - rank) / n for rank, pid in enumerate(fair_tree)}
+        held_users, live_users = user_holdings(snapshot)
+        users = build_users(snapshot, tree, pending.owners, held_users)
+        fair_users = fair_user_order(snapshot, users, fair_tree, live_users)
         cycle = cls(
             snapshot=snapshot,
             now=now,
             tree=tree,
             fair_tree=fair_tree,
-            queue=fair_queue(pending, factors, now, snapshot.settings.age_weight),
+            users=users,
+            fair_users=fair_users,
+            queue=fair_queue(pending, rank_factors(fair_users), now, snapshot.settings.age_weight),
             index=PoolIndex(snapshot.sites, snapshot.live_runs),
             ledger=build_ledger(snapshot),
             never=NeverFits(snapshot.sites),
@@ -106,6 +113,7 @@ class Cycle:
         )
         cycle.lending = Lending.start(snapshot, now, cycle.home)
         cycle.held = held_by_project(snapshot)
+        cycle.held_users = held_users
         cycle.guest_failures = GuestFailures(cycle)
         cycle.refresh_largest_free()
         cycle._never = [_UNKNOWN] * len(cycle.queue.shapes)
@@ -261,7 +269,10 @@ class Cycle:
             if self.lending is not None:
                 self.lending.placed(pool.site, run.institution, -run.gpus)
         self.charged(run.institution)
-        self.held[run_project(run.institution, run.project)] -= run.gpus
+        project = run_project(run.institution, run.project)
+        self.held[project] -= run.gpus
+        leaf = user_id(project, run.owner)
+        self.held_users[leaf] = self.held_users.get(leaf, 0) - run.gpus
         self.preemptions.append(preemption)
 
     def place(self, job: Job, pool: Pool, freed: int = 0, freed_cpus: float = 0.0) -> None:
@@ -290,6 +301,8 @@ class Cycle:
         self.ledger.charge(job.institution, pool.owner, pool.model, res.gpus)
         project = job_project(job)
         self.held[project] = self.held.get(project, 0) + res.gpus
+        leaf = user_id(project, job.owner)
+        self.held_users[leaf] = self.held_users.get(leaf, 0) + res.gpus
         self.charged(job.institution)
         if self.lending is not None:
             self.lending.placed(pool.site, job.institution, res.gpus)

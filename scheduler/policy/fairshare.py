@@ -2,7 +2,8 @@
 
 At every level of the tree, siblings are ranked by usage fraction over entitlement fraction,
 lowest first (the inverse of Slurm's level fairshare S / U, defined at zero usage); the
-depth-first walk ranks the projects, and a project's factor is (N - rank) / N. A job's
+depth-first walk ranks the projects, then each project's users (its leaves, `user_tree.py`),
+and a user leaf's factor is (N - rank) / N over all user leaves. A job's
 priority adds `age_weight` per hour waited (Slurm's age factor). Tie-breaks and the classic
 factor of the quota view: docs/fairshare.md, "Usage and order"."""
 
@@ -16,6 +17,7 @@ from minga.common.snapshot import Snapshot
 from minga.scheduler.policy.entitlement import Tree, build_tree, entitlements, fractions, normalized_gpus, run_project
 from minga.scheduler.policy.pending_columns import pending_columns
 from minga.scheduler.policy.queue import Queue, fair_queue
+from minga.scheduler.policy.user_tree import Users, build_users, user_live, user_usage
 
 
 def project_usage(snapshot: Snapshot) -> dict[str, float]:
@@ -80,11 +82,39 @@ def fair_tree_order(snapshot: Snapshot, tree: Tree | None = None) -> list[str]:
     return order
 
 
+def fair_user_order(
+    snapshot: Snapshot, users: Users, projects: list[str], live: Mapping[str, float] | None = None
+) -> list[str]:
+    """Every user leaf in Fair Tree order: the projects in `projects`' order (`fair_tree_order`),
+    each project's users ranked among themselves by the same level fairshare (usage over
+    entitlement, then GPUs held now over entitlement, then weight, then id); `live`: the
+    normalized GPUs each user holds (`user_tree.user_holdings`), when the caller has them."""
+    usage = user_usage(snapshot)
+    live = user_live(snapshot) if live is None else live
+    order: list[str] = []
+    for pid in projects:
+        members = users.get(pid)
+        if members:
+            order.extend(_level_order(members, usage, live) if len(members) > 1 else members)
+    return order
+
+
+def rank_factors(order: list[str]) -> dict[str, float]:
+    """Fair Tree's fair-share factor of each node of a depth-first `order`: (N - rank) / N, in (0, 1]."""
+    n = len(order)
+    return {key: (n - rank) / n for rank, key in enumerate(order)}
+
+
 def project_factors(snapshot: Snapshot, tree: Tree | None = None) -> dict[str, float]:
     """Fair Tree's fair-share factor per project: (N - rank) / N, in (0, 1]."""
-    order = fair_tree_order(snapshot, tree)
-    n = len(order)
-    return {pid: (n - rank) / n for rank, pid in enumerate(order)}
+    return rank_factors(fair_tree_order(snapshot, tree))
+
+
+def user_factors(snapshot: Snapshot, tree: Tree | None = None, users: Users | None = None) -> dict[str, float]:
+    """Fair Tree's fair-share factor per user leaf, over all user leaves in depth-first order."""
+    tree = tree or build_tree(snapshot)
+    users = build_users(snapshot, tree) if users is None else users
+    return rank_factors(fair_user_order(snapshot, users, fair_tree_order(snapshot, tree)))
 
 
 def institution_factors(snapshot: Snapshot) -> dict[str, float]:
@@ -111,4 +141,5 @@ def pending_queue(snapshot: Snapshot, now: float, tree: Tree | None = None) -> Q
     """The pending queue in that order, as the cycle reads it (`queue.py`)."""
     pending = pending_columns(snapshot)
     tree = tree or build_tree(snapshot, pending.accounts)
-    return fair_queue(pending, project_factors(snapshot, tree), now, snapshot.settings.age_weight)
+    users = build_users(snapshot, tree, pending.owners)
+    return fair_queue(pending, user_factors(snapshot, tree, users), now, snapshot.settings.age_weight)

@@ -19,8 +19,9 @@ from numpy.typing import NDArray
 from minga.common.domain import Job
 from minga.common.snapshot import Snapshot
 
-Group = tuple[int, str, str]
-"""(priority class, institution, `--project` name): jobs of one group share a rank."""
+Group = tuple[int, str, str, str]
+"""(priority class, institution, `--project` name, owner): jobs of one group share a rank
+(the owner is the user leaf of the account tree, `user_tree.py`)."""
 
 Shape = tuple[int, tuple[str, ...], int, float, tuple[str, ...], tuple[tuple[str, str], ...]]
 """A request shape: (GPUs, models, min GPU memory MB, CPUs, countries, site labels), every
@@ -43,7 +44,12 @@ class Pending:
     @property
     def accounts(self) -> set[tuple[str, str]]:
         """The (institution, `--project` name) pairs the jobs name, for the account tree."""
-        return {(inst, name) for _, inst, name in self.groups}
+        return {(inst, name) for _, inst, name, _ in self.groups}
+
+    @property
+    def owners(self) -> set[tuple[str, str, str]]:
+        """The (institution, `--project` name, owner) triples the jobs name: the user leaves."""
+        return {(inst, name, owner) for _, inst, name, owner in self.groups}
 
 
 def pending_columns(snapshot: Snapshot) -> Pending:
@@ -102,7 +108,7 @@ class QueueColumns:
         self._group_of = array(
             "l",
             [
-                group_id(((spec := job.spec).priority, job.institution, spec.project), len(self._group_ids))
+                group_id(((spec := job.spec).priority, job.institution, spec.project, job.owner), len(self._group_ids))
                 for job in jobs
             ],
         )
@@ -115,7 +121,7 @@ class QueueColumns:
         shape = (res.gpus, res.gpu_models, res.min_gpu_memory_mb, res.cpus, spec.countries, spec.site_labels)
         self._shape_of.insert(i, self._shape_ids.setdefault(shape, len(self._shape_ids)))
         self._times.insert(i, job.submitted_at)
-        group = (spec.priority, job.institution, spec.project)
+        group = (spec.priority, job.institution, spec.project, job.owner)
         self._group_of.insert(i, self._group_ids.setdefault(group, len(self._group_ids)))
         self._dense = False
 

@@ -4,7 +4,7 @@ The jobs are read into packed columns first (`pending_columns.py`, which says wh
 queue is then an array of positions, and only the few thousand jobs the cycle tries to
 place are read again.
 
-Order (Slurm Fair Tree, see `fairshare.py`): priority class, then the project's
+Order (Slurm Fair Tree, see `fairshare.py`): priority class, then the user leaf's
 fair-share factor plus `age_weight` per hour waited, then submit time, then id.
 """
 
@@ -19,6 +19,7 @@ from heapq import merge
 from minga.common.domain import Job
 from minga.scheduler.policy.entitlement import project_id
 from minga.scheduler.policy.pending_columns import Group, Pending, Shape
+from minga.scheduler.policy.user_tree import user_id
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,7 @@ class Queue:
 
 
 def fair_queue(pending: Pending, factors: Mapping[str, float], now: float, age_weight: float) -> Queue:
-    """The pending jobs in Fair Tree order; `factors` is each project's fair-share factor."""
+    """The pending jobs in Fair Tree order; `factors` is each user leaf's fair-share factor."""
     if age_weight:
         order, runs = _order_with_age(pending, factors, now, age_weight / 3600.0)
     else:
@@ -65,8 +66,8 @@ def _order_by_group(
         return times[pos], jobs[pos].id
 
     ranked: dict[tuple[int, float], list[tuple[str, array[int]]]] = defaultdict(list)
-    for (priority, inst, name), positions in groups.items():
-        ranked[-priority, -factors.get(project_id(inst, name), 0.0)].append((inst, positions))
+    for (priority, inst, name, owner), positions in groups.items():
+        ranked[-priority, -factors.get(user_id(project_id(inst, name), owner), 0.0)].append((inst, positions))
     order = array("l")
     runs: dict[str, list[array[int]]] = defaultdict(list)
     for rank in sorted(ranked):
@@ -88,8 +89,8 @@ def _order_with_age(
     """Age gives every job its own priority, so each gets its full sort key."""
     times, jobs = pending.times, pending.jobs
     keyed: dict[str, list[tuple[tuple[int, float, float, str], int]]] = defaultdict(list)  # by institution
-    for (priority, inst, name), positions in pending.groups.items():
-        factor = factors.get(project_id(inst, name), 0.0)
+    for (priority, inst, name, owner), positions in pending.groups.items():
+        factor = factors.get(user_id(project_id(inst, name), owner), 0.0)
         keyed[inst] += [
             ((-priority, -(factor + max(now - times[p], 0.0) * age_per_second), times[p], jobs[p].id), p)
             for p in positions

@@ -27,6 +27,7 @@ from minga.scheduler.policy.max_min import TreeShares, tree_fill
 from minga.scheduler.policy.never_fits import NeverFits
 from minga.scheduler.policy.pending_columns import Group, Shape, pending_columns
 from minga.scheduler.policy.placement import accepts_new_runs
+from minga.scheduler.policy.user_tree import user_id
 
 
 @dataclass(frozen=True)
@@ -94,22 +95,27 @@ def column_demand(
     examples: Sequence[int],
     groups: Mapping[Group, array[int]],
     never_fits: Callable[[int], bool],
+    by_user: bool = False,
 ) -> dict[str, float]:
     """GPUs asked for per project by the pending jobs some site could hold, from the queue's
     packed columns (`queue.py`): no Python step per job, which matters at 100,000 pending.
-    `never_fits(pos)` says whether the job at `pos` could never run (asked once per shape)."""
+    `never_fits(pos)` says whether the job at `pos` could never run (asked once per shape);
+    `by_user`: per user leaf instead (`user_tree.py`)."""
     gpus_of = np.array(
         [0 if never_fits(examples[sid]) else shape[0] for sid, shape in enumerate(shapes)], dtype=np.int64
     )
     gpus_at = gpus_of[np.frombuffer(shape_of, dtype=np.int64)] if len(shape_of) else gpus_of
     demand: dict[str, float] = defaultdict(float)
-    for (_, inst, name), positions in groups.items():
-        demand[project_id(inst, name)] += float(gpus_at[np.frombuffer(positions, dtype=np.int64)].sum())
+    for (_, inst, name, owner), positions in groups.items():
+        pid = project_id(inst, name)
+        demand[user_id(pid, owner) if by_user else pid] += float(
+            gpus_at[np.frombuffer(positions, dtype=np.int64)].sum()
+        )
     return demand
 
 
-def pending_demand(snapshot: Snapshot) -> dict[str, float]:
-    """GPUs asked for by pending jobs that some site could hold, per project."""
+def pending_demand(snapshot: Snapshot, by_user: bool = False) -> dict[str, float]:
+    """GPUs asked for by pending jobs that some site could hold, per project (or user leaf)."""
     never = NeverFits(snapshot.sites)
     columns = pending_columns(snapshot)
     return column_demand(
@@ -118,6 +124,7 @@ def pending_demand(snapshot: Snapshot) -> dict[str, float]:
         columns.examples,
         columns.groups,
         lambda pos: never.reason(snapshot.pending[pos], columns.shapes[columns.shape_of[pos]]) is not None,
+        by_user,
     )
 
 

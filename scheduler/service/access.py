@@ -33,6 +33,19 @@ def visible_job(caller: Principal, job: Job) -> Job:
     return job
 
 
+def can_see_user(caller: Principal, leaf: str) -> bool:
+    """Whether the caller sees the user leaf '<institution>/<project>/<user>' in the quota
+    tree: admins every one, institution-admins their institution's, researchers themselves."""
+    institution, _, rest = leaf.partition("/")
+    if caller.role is Role.ADMIN:
+        return True
+    if not caller.institution or institution != caller.institution:
+        return False
+    if caller.role is Role.INSTITUTION_ADMIN:
+        return True
+    return caller.role is Role.RESEARCHER and rest.rpartition("/")[2] == caller.name
+
+
 def institution_scope(caller: Principal) -> str | None:
     """Which institution's records the caller lists: None means all of them. Anyone but
     an admin is held to their own institution ("" for none matches nothing of anyone's)."""

@@ -13,7 +13,7 @@ from minga.common.site_view import SiteView
 from minga.scheduler.auth import DEFAULT_USER_TTL, MAX_USER_TTL, new_token
 from minga.scheduler.core import Core
 from minga.scheduler.quota import quota_view
-from minga.scheduler.service.access import institution_scope, token_scope
+from minga.scheduler.service.access import can_see_user, institution_scope, token_scope
 from minga.scheduler.validation import check_country, check_slug, check_weight
 
 DEFAULT_JOIN_TTL = 24 * 3600
@@ -112,9 +112,10 @@ def set_site_labels(core: Core, site: str, labels: dict[str, str]) -> SiteView:
     return _view(updated, core.store.sites.gpus_in_use().get(site, {}))
 
 
-def show_quotas(core: Core, tree: bool) -> QuotaView:
+def show_quotas(core: Core, tree: bool, caller: Principal) -> QuotaView:
     """Per institution and model: GPUs owned, used, held, pending, and the fair-share view;
-    per institution its fair share now next to what it holds; the entitlement floor."""
+    per institution its fair share now next to what it holds; the entitlement floor. The
+    tree's user leaves: only those the caller may see (`access.can_see_user`)."""
     institutions = [(i.slug, i.country) for i in core.store.accounts.list_institutions()]
     state, now = core.cycle.level_state(), core.clock.now()
     if state is not None:
@@ -126,7 +127,7 @@ def show_quotas(core: Core, tree: bool) -> QuotaView:
     else:
         jobs = core.store.jobs.list(None, include_terminal=False, state=None, limit=1_000_000)
         snapshot = core.store.runs.load_snapshot(now)
-    return quota_view(institutions, jobs, snapshot, tree)
+    return quota_view(institutions, jobs, snapshot, tree, lambda leaf: can_see_user(caller, leaf))
 
 
 MAX_AUDIT_ENTRIES = 10_000

@@ -34,11 +34,23 @@ def list_projects(core: Core) -> list[ProjectShare]:
 def set_weight(core: Core, kind: str, key: str, weight: float) -> tuple[str, str, float]:
     if kind == "country":
         key = check_country("id", key)
+    elif kind == "user":
+        key = check_user_leaf(key)
     elif kind not in ("institution", "project"):
-        raise InvalidArgument("kind must be country, institution or project")
+        raise InvalidArgument("kind must be country, institution, project or user")
     core.store.shares.set_weight(kind, key, check_weight(weight))
     core.cycle.trigger()
     return kind, key, weight
+
+
+def check_user_leaf(key: str) -> str:
+    """A user leaf id: '<institution>/<project>/<user>', each part a slug."""
+    parts = key.split("/")
+    if len(parts) != 3:
+        raise InvalidArgument(f"id: a user is named '<institution>/<project>/<user>', not {key[:64]!r}")
+    for field, part in zip(("institution", "project", "user name"), parts, strict=True):
+        check_slug(field, part)
+    return key
 
 
 def get_policy(core: Core) -> ShareSettings:

@@ -217,6 +217,7 @@ class Engine:
             state=RunState.RUNNING,
             institution=job.institution,
             project=job.spec.project,
+            owner=job.owner,
             started_at=self.now,
             preemptible=job.spec.preemptible,
             walltime_seconds=job.spec.walltime_seconds,

@@ -22,7 +22,7 @@ import numpy as np
 
 from minga.common.domain import LIVE_JOB_STATES, Job, JobState, Run, RunState, Site, SiteState
 from minga.common.snapshot import Snapshot, Waiting
-from minga.scheduler.accounting import ChargeBatch, Ledger, Uptime, charge, shares_at, site_charge
+from minga.scheduler.accounting import ChargeBatch, Ledger, Uptime, charge, decayed_ledgers, shares_at, site_charge
 from minga.scheduler.policy.pending_columns import QueueColumns
 from minga.scheduler.policy.waiting_list import WaitingList
 from minga.scheduler.store.changes import Changes
@@ -66,6 +66,7 @@ class FederationState:
         self._contributed_until: dict[str, float] = {}
         self._uptime: dict[str, Uptime] = {}
         self._usage: dict[str, Ledger] = {}
+        self._user_usage: dict[str, Ledger] = {}  # by user leaf
         self._contributions: dict[str, Ledger] = {}
         self._accounts = AccountTree()
         self.rebuilds = 0  # how many full loads: 1 for a healthy leader
@@ -89,6 +90,7 @@ class FederationState:
             self._contributed_until = dict(rows.contributed_until)
             self._uptime = dict(rows.uptime)
             self._usage = dict(rows.usage)
+            self._user_usage = dict(rows.user_usage)
             self._contributions = dict(rows.contributions)
             self._accounts = self._load_accounts()
             self._accounts_stale = False
@@ -122,6 +124,7 @@ class FederationState:
         self._contributed_until.update(changes.contributed_until)
         self._uptime.update(changes.uptime)
         self._usage.update(changes.usage)
+        self._user_usage.update(changes.user_usage)
         self._contributions.update(changes.contributions)
         if changes.accounts:
             self._accounts_stale = True
@@ -195,6 +198,8 @@ class FederationState:
                 institutions=institutions,
                 projects=tree.projects,
                 usage=usage,
+                user_usage=decayed_ledgers(self._user_usage, now, tree.settings.half_life_seconds),
+                user_weights=tree.users,
                 country_weights=tree.countries,
                 settings=tree.settings,
                 lending=tree.lending,
@@ -343,4 +348,4 @@ class FederationState:
                 for s in self._sites.values()
                 if s.connected
             ]
-            return charge(now, settings, running, sites, self._usage, self._contributions)
+            return charge(now, settings, running, sites, self._usage, self._contributions, self._user_usage)

@@ -29,10 +29,12 @@ from minga.scheduler.store.models import (
     SiteRow,
     SiteUptimeRow,
     UsageRow,
+    UserUsageRow,
+    UserWeightRow,
 )
 
 SETTINGS_META_KEY = "share_settings"  # the MetaRow of the fair-share settings (store.shares)
-_ACCOUNT_TABLES = (InstitutionRow, ProjectRow, CountryRow, GuaranteeRow, LendingRow)
+_ACCOUNT_TABLES = (InstitutionRow, ProjectRow, CountryRow, GuaranteeRow, LendingRow, UserWeightRow)
 _KEY = "minga.changes"
 
 
@@ -46,6 +48,7 @@ class Changes:
     contributed_until: dict[str, float] = field(default_factory=dict)  # site -> contribution charged up to
     uptime: dict[str, Uptime] = field(default_factory=dict)  # site -> its newest segment
     usage: dict[str, Ledger] = field(default_factory=dict)
+    user_usage: dict[str, Ledger] = field(default_factory=dict)  # user leaf -> its usage ledger
     contributions: dict[str, Ledger] = field(default_factory=dict)
     reasons: dict[str, str] = field(default_factory=dict)  # job id -> waiting reason (bulk update)
     accounts: bool = False  # the account tree or a lending policy changed: reload it
@@ -58,6 +61,7 @@ class Changes:
             or self.contributed_until
             or self.uptime
             or self.usage
+            or self.user_usage
             or self.contributions
             or self.reasons
             or self.accounts
@@ -90,7 +94,18 @@ def _after_flush(session: Session, _context: object) -> None:
         if table is not None:
             collected.tables.add(table.name)
         if isinstance(
-            obj, (JobRow, RunRow, SiteRow, UsageRow, ContributionRow, SiteUptimeRow, MetaRow, *_ACCOUNT_TABLES)
+            obj,
+            (
+                JobRow,
+                RunRow,
+                SiteRow,
+                UsageRow,
+                UserUsageRow,
+                ContributionRow,
+                SiteUptimeRow,
+                MetaRow,
+                *_ACCOUNT_TABLES,
+            ),
         ):
             collected.rows[(type(obj), id(obj))] = obj
 
@@ -114,6 +129,7 @@ def note(session: Session, changes: Changes) -> None:
             (JobRow.__tablename__, changes.jobs or changes.reasons),
             (RunRow.__tablename__, changes.runs),
             (UsageRow.__tablename__, changes.usage),
+            (UserUsageRow.__tablename__, changes.user_usage),
             (ContributionRow.__tablename__, changes.contributions),
             (SiteRow.__tablename__, changes.contributed_until),
             (SiteUptimeRow.__tablename__, changes.uptime),
@@ -124,6 +140,7 @@ def note(session: Session, changes: Changes) -> None:
     n.jobs.update(changes.jobs)
     n.runs.update(changes.runs)
     n.usage.update(changes.usage)
+    n.user_usage.update(changes.user_usage)
     n.contributions.update(changes.contributions)
     n.contributed_until.update(changes.contributed_until)
     n.uptime.update(changes.uptime)
@@ -155,6 +172,8 @@ def committed_changes(session: Session) -> Changes:
             out.contributed_until[row.name] = row.contributed_until
         elif isinstance(row, UsageRow):
             out.usage[row.project] = Ledger(row.value, row.as_of)
+        elif isinstance(row, UserUsageRow):
+            out.user_usage[row.user] = Ledger(row.value, row.as_of)
         elif isinstance(row, ContributionRow):
             out.contributions[row.institution] = Ledger(row.value, row.as_of)
         elif isinstance(row, MetaRow):

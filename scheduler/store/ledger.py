@@ -15,9 +15,17 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session
 
 from minga.common.shares import ShareSettings, model_weight
-from minga.scheduler.accounting import ChargeBatch, Ledger, decayed
+from minga.scheduler.accounting import ChargeBatch, Ledger, decayed, user_leaf
 from minga.scheduler.store.changes import Changes, note
-from minga.scheduler.store.models import ContributionRow, RunRow, SiteRow, SiteUptimeRow, UsageRow, table_of
+from minga.scheduler.store.models import (
+    ContributionRow,
+    RunRow,
+    SiteRow,
+    SiteUptimeRow,
+    UsageRow,
+    UserUsageRow,
+    table_of,
+)
 
 LEDGER_LOCK_KEY = 0x6C656467  # "ledg": charging a run's last interval vs. the cycle's batch (PostgreSQL)
 
@@ -39,11 +47,20 @@ def charge_run(s: Session, run: RunRow, now: float, settings: ShareSettings) -> 
     seconds = now - run.charged_until
     run.charged_until = now
     s.add(run)
-    _add_usage(s, run.project, run.gpus * model_weight(settings, run.gpu_model) * seconds, now, settings)
+    amount = run.gpus * model_weight(settings, run.gpu_model) * seconds
+    _add_usage(s, run.project, amount, now, settings)
+    _add_user_usage(s, user_leaf(run.project, run.owner), amount, now, settings)
 
 
 def _add_usage(s: Session, project: str, amount: float, now: float, settings: ShareSettings) -> None:
     row = s.get(UsageRow, project) or UsageRow(project=project, value=0.0, as_of=now)
+    row.value = decayed(row.value, row.as_of, now, settings.half_life_seconds) + amount
+    row.as_of = now
+    s.add(row)
+
+
+def _add_user_usage(s: Session, leaf: str, amount: float, now: float, settings: ShareSettings) -> None:
+    row = s.get(UserUsageRow, leaf) or UserUsageRow(user=leaf, value=0.0, as_of=now)
     row.value = decayed(row.value, row.as_of, now, settings.half_life_seconds) + amount
     row.as_of = now
     s.add(row)
@@ -69,6 +86,7 @@ def write_charges(s: Session, batch: ChargeBatch) -> None:
             where = key == any_(bindparam("keys", keys, type_=ARRAY(key.type))) if postgres else key.in_(keys)
             conn.execute(update(table).where(where).values({column: batch.now}))
     _upsert(s, UsageRow, "project", batch.usage)
+    _upsert(s, UserUsageRow, "user", batch.user_usage)
     _upsert(s, ContributionRow, "institution", batch.contributions)
     s.add_all(
         [
@@ -89,6 +107,7 @@ def write_charges(s: Session, batch: ChargeBatch) -> None:
         Changes(
             runs={r.id: r for r in batch.runs},
             usage=batch.usage,
+            user_usage=batch.user_usage,
             contributions=batch.contributions,
             contributed_until=dict.fromkeys(batch.sites, batch.now),
             uptime=batch.extended,
@@ -99,7 +118,9 @@ def write_charges(s: Session, batch: ChargeBatch) -> None:
 _CHUNK = 5_000
 
 
-def _upsert(s: Session, table: type[UsageRow] | type[ContributionRow], key: str, ledgers: dict[str, Ledger]) -> None:
+def _upsert(
+    s: Session, table: type[UsageRow] | type[UserUsageRow] | type[ContributionRow], key: str, ledgers: dict[str, Ledger]
+) -> None:
     if not ledgers:
         return
     dialect = s.get_bind().dialect.name

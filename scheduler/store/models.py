@@ -76,6 +76,25 @@ class SiteUptimeRow(SQLModel, table=True):
     normalized_gpus: float  # GPUs times their model weights
 
 
+class UserUsageRow(SQLModel, table=True):
+    """A user leaf's decayed normalized GPU-seconds, as `UsageRow` per project (revision
+    0012_user_shares); `user` is '<institution>/<project>/<user name>'."""
+
+    __tablename__ = "user_usage"
+    user: str = Field(primary_key=True)
+    value: float = 0.0
+    as_of: float = 0.0
+
+
+class UserWeightRow(SQLModel, table=True):
+    """A user leaf's weight among its project's users, as an admin set it (default 1: no
+    row). Revision 0012_user_shares; `user` is '<institution>/<project>/<user name>'."""
+
+    __tablename__ = "user_weights"
+    user: str = Field(primary_key=True)
+    weight: float = 1.0
+
+
 class UserRow(SQLModel, table=True):
     __tablename__ = "users"
     name: str = Field(primary_key=True)
@@ -200,6 +219,8 @@ class RunRow(SQLModel, table=True):
     # Added by revision 0008_infra: when its site first reported it (0: never, so a start
     # lost in transit may be resent under the same id; otherwise never).
     reported_at: float = Field(default=0.0, sa_column_kwargs={"server_default": "0"})
+    # Added by revision 0012_user_shares: its job's owner, the user leaf charged (runs from before: "").
+    owner: str = Field(default="", sa_column_kwargs={"server_default": ""})
 
 
 class LogRow(SQLModel, table=True):

@@ -85,7 +85,7 @@ class RunsRepo:
                 job_from_row(r)  # type: ignore[arg-type]  # a plain Row has every JobRow attribute it reads
                 for r in s.connection().execute(query.order_by(col(JobRow.submitted_at), col(JobRow.id)))
             )
-            tree, usage = load_shares(s, now or 0.0)
+            tree, usage, user_usage = load_shares(s, now or 0.0)
             capped = {j.array_id for j in pending if j.array_limit}
             array_live = live_array_tasks(s, capped) if capped else ()
         return Snapshot(
@@ -95,6 +95,8 @@ class RunsRepo:
             institutions=tree.institutions,
             projects=tree.projects,
             usage=usage,
+            user_usage=user_usage,
+            user_weights=tree.users,
             country_weights=tree.countries,
             settings=tree.settings,
             lending=tree.lending,

@@ -12,7 +12,7 @@ from sqlmodel import Session, select
 from minga.common.domain import AlreadyExists, InvalidArgument, NotFound
 from minga.common.lending import LendingPolicy
 from minga.common.shares import InstitutionShare, ProjectShare, ShareSettings
-from minga.scheduler.accounting import Ledger, shares_at
+from minga.scheduler.accounting import Ledger, decayed_ledgers, shares_at
 from minga.scheduler.store.base import Database
 from minga.scheduler.store.generations import Cached
 from minga.scheduler.store.lending import load_lending
@@ -24,6 +24,9 @@ from minga.scheduler.store.models import (
     MetaRow,
     ProjectRow,
     UsageRow,
+    UserRow,
+    UserUsageRow,
+    UserWeightRow,
 )
 
 SETTINGS_KEY = "share_settings"
@@ -121,6 +124,9 @@ class SharesRepo:
 
     def set_weight(self, kind: str, key: str, weight: float) -> None:
         with self.db.tx() as s:
+            if kind == "user":
+                self._set_user_weight(s, key, weight)
+                return
             if kind == "country":
                 row = s.get(CountryRow, key) or CountryRow(code=key, weight=weight)
                 row.weight = weight
@@ -132,12 +138,27 @@ class SharesRepo:
             }
             table = tables.get(kind)
             if table is None:
-                raise InvalidArgument("kind must be country, institution or project")
+                raise InvalidArgument("kind must be country, institution, project or user")
             found = s.get(table, key)
             if found is None:
                 raise NotFound(f"no {kind} {key!r}")
             found.weight = weight
             s.add(found)
+
+    @staticmethod
+    def _set_user_weight(s: Session, key: str, weight: float) -> None:
+        """A user leaf '<institution>/<project>/<user>': the project must exist, and the user
+        belong to the project's institution."""
+        pid, _, name = key.rpartition("/")
+        project = s.get(ProjectRow, pid)
+        if project is None:
+            raise NotFound(f"no project {pid!r}")
+        user = s.get(UserRow, name)
+        if user is None or user.institution != project.institution:
+            raise NotFound(f"no user {name!r} in institution {project.institution!r}")
+        row = s.get(UserWeightRow, key) or UserWeightRow(user=key, weight=weight)
+        row.weight = weight
+        s.add(row)
 
     def set_guarantee(self, institution: str, model: str, gpus: int) -> None:
         with self.db.tx() as s:
@@ -171,6 +192,7 @@ class AccountTree:
     countries: tuple[tuple[str, float], ...] = ()
     settings: ShareSettings = ShareSettings()
     lending: tuple[tuple[str, LendingPolicy], ...] = ()
+    users: tuple[tuple[str, float], ...] = ()  # user leaf -> the weight an admin set
 
 
 def read_accounts(s: Session) -> AccountTree:
@@ -193,12 +215,15 @@ def read_accounts(s: Session) -> AccountTree:
         ProjectShare(r.id, r.institution, r.weight) for r in s.exec(select(ProjectRow).order_by(ProjectRow.id)).all()
     )
     countries = tuple((c.code, c.weight) for c in s.exec(select(CountryRow).order_by(CountryRow.code)).all())
-    return AccountTree(institutions, projects, countries, read_settings(s), load_lending(s))
+    users = tuple((u.user, u.weight) for u in s.exec(select(UserWeightRow).order_by(UserWeightRow.user)).all())
+    return AccountTree(institutions, projects, countries, read_settings(s), load_lending(s), users)
 
 
-def load_shares(s: Session, now: float) -> tuple[AccountTree, tuple[tuple[str, float], ...]]:
-    """The tree with each institution's contribution, and each project's usage, both
-    decayed to `now` (in GPU-hours and GPU-seconds), for a snapshot read from the store."""
+def load_shares(
+    s: Session, now: float
+) -> tuple[AccountTree, tuple[tuple[str, float], ...], tuple[tuple[str, float], ...]]:
+    """The tree with each institution's contribution, and each project's and user leaf's
+    usage, all decayed to `now` (in GPU-hours and GPU-seconds), for a snapshot read from the store."""
     tree = read_accounts(s)
     institutions, usage = shares_at(
         tree.institutions,
@@ -207,4 +232,7 @@ def load_shares(s: Session, now: float) -> tuple[AccountTree, tuple[tuple[str, f
         now,
         tree.settings.half_life_seconds,
     )
-    return replace(tree, institutions=institutions), usage
+    user_usage = decayed_ledgers(
+        {u.user: Ledger(u.value, u.as_of) for u in s.exec(select(UserUsageRow))}, now, tree.settings.half_life_seconds
+    )
+    return replace(tree, institutions=institutions), usage, user_usage

@@ -14,7 +14,16 @@ from sqlmodel import col, select
 from minga.common.domain import LIVE_JOB_STATES, Job, JobState, Run, Site
 from minga.scheduler.accounting import Ledger, Uptime
 from minga.scheduler.store.base import Database, job_from_row, run_from_row, site_from_row
-from minga.scheduler.store.models import ContributionRow, JobRow, RunRow, SiteRow, SiteUptimeRow, UsageRow, table_of
+from minga.scheduler.store.models import (
+    ContributionRow,
+    JobRow,
+    RunRow,
+    SiteRow,
+    SiteUptimeRow,
+    UsageRow,
+    UserUsageRow,
+    table_of,
+)
 from minga.scheduler.store.shares import AccountTree, read_accounts
 
 
@@ -29,6 +38,7 @@ class FederationRows:
     contributed_until: tuple[tuple[str, float], ...]
     uptime: tuple[tuple[str, Uptime], ...]  # each site's newest uptime segment
     usage: tuple[tuple[str, Ledger], ...]
+    user_usage: tuple[tuple[str, Ledger], ...]
     contributions: tuple[tuple[str, Ledger], ...]
 
 
@@ -59,6 +69,7 @@ def load_rows(db: Database) -> FederationRows:
             for u in s.exec(select(SiteUptimeRow).where(col(SiteUptimeRow.id).in_(newest)))
         )
         usage = tuple((u.project, Ledger(u.value, u.as_of)) for u in s.exec(select(UsageRow)))
+        user_usage = tuple((u.user, Ledger(u.value, u.as_of)) for u in s.exec(select(UserUsageRow)))
         contributions = tuple((c.institution, Ledger(c.value, c.as_of)) for c in s.exec(select(ContributionRow)))
         return FederationRows(
             pending=pending,
@@ -68,6 +79,7 @@ def load_rows(db: Database) -> FederationRows:
             contributed_until=tuple((r.name, r.contributed_until) for r in site_rows),
             uptime=uptime,
             usage=usage,
+            user_usage=user_usage,
             contributions=contributions,
         )
 

@@ -114,7 +114,7 @@ class FairShare:
 
 def fair_share(core: Core, caller: Principal) -> FairShare:
     permit(core, caller, ADMIN + "ShowQuotas")
-    return FairShare(admin.show_quotas(core, tree=True), shares.share_history(core))
+    return FairShare(admin.show_quotas(core, True, caller), shares.share_history(core))
 
 
 @dataclass(frozen=True)

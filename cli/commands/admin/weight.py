@@ -1,23 +1,34 @@
-"""`minga admin weight set`: weights of countries, institutions and projects."""
+"""`minga admin weight set`: weights of countries, institutions, projects and users."""
 
 from __future__ import annotations
 
+import enum
 from typing import Annotated
 
 import typer
 
 from minga.cli.call import Call
-from minga.cli.options import Level, with_call
+from minga.cli.options import with_call
 
-app = typer.Typer(help="Weights of countries, institutions and projects.", no_args_is_help=True)
+
+class Node(enum.StrEnum):
+    """A weighted node of the account tree: a level below the federation, users the leaves."""
+
+    country = "country"
+    institution = "institution"
+    project = "project"
+    user = "user"
+
+
+app = typer.Typer(help="Weights of countries, institutions, projects and users.", no_args_is_help=True)
 
 
 @app.command("set")
 @with_call()
 def set_weight(
     call: Call,
-    kind: Annotated[Level, typer.Argument(help="country, institution or project.")],
-    key: Annotated[str, typer.Argument(metavar="ID", help="CL, uchile or uchile/nlp.")],
+    kind: Annotated[Node, typer.Argument(help="country, institution, project or user.")],
+    key: Annotated[str, typer.Argument(metavar="ID", help="CL, uchile, uchile/nlp or uchile/nlp/alice.")],
     weight: Annotated[float, typer.Argument(help="The new weight (positive).")],
 ) -> None:
     """Set the weight of one node of the account tree."""
