@@ -830,3 +830,16 @@ def test_site_connection_state_and_cordon(fed):
     assert not any(s.connected for s in fed.sites.list())
     with pytest.raises(NotFound):
         fed.sites.set_admin_state("nowhere", None)
+
+
+def test_user_usage_ledger_round_trips_on_both_stores(store):
+    """The per-user ledger (column `user`, a reserved word in PostgreSQL) is written by a
+    charging step, updated by the next one, and read back into the snapshot."""
+    from minga.scheduler.accounting import ChargeBatch, Ledger
+
+    add_institution(store)
+    leaf = "uchile/default/ana"
+    store.runs.charge_batch(lambda: ChargeBatch(now=NOW, user_usage={leaf: Ledger(3600.0, NOW)}))
+    store.runs.charge_batch(lambda: ChargeBatch(now=NOW + 1, user_usage={leaf: Ledger(7200.0, NOW + 1)}))
+    usage = dict(store.runs.load_snapshot(NOW + 1).user_usage)
+    assert usage[leaf] == pytest.approx(7200.0)

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0012_user_shares"
-down_revision = "0009_arrays"
+down_revision = "0011_webhooks"
 branch_labels = None
 depends_on = None
 
