@@ -81,6 +81,7 @@ def lease(job: Job, p: Placement, site_country: str, free: int, now: float, noti
         state=RunState.STARTING,
         institution=job.institution,
         project=job.spec.project,
+        owner=job.owner,
         started_at=now,
         preemptible=job.spec.preemptible,
         walltime_seconds=job.spec.walltime_seconds,

@@ -186,6 +186,8 @@ class RunRow(SQLModel, table=True):
     # Added by revision 0008_infra: when its site first reported it (0: never, so a start
     # lost in transit may be resent under the same id; otherwise never).
     reported_at: float = Field(default=0.0, sa_column_kwargs={"server_default": "0"})
+    # Added by revision 0013_account_limits: its job's owner (the limits per user count it).
+    owner: str = Field(default="", sa_column_kwargs={"server_default": ""})
 
 
 class LogRow(SQLModel, table=True):
@@ -238,6 +240,21 @@ class LendingRow(SQLModel, table=True):
     __tablename__ = "site_lending"
     site: str = Field(primary_key=True)
     policy_json: str = Field(sa_column=Column(Text, nullable=False))
+    updated_at: float = 0.0
+    updated_by: str = ""
+
+
+class AccountLimitRow(SQLModel, table=True):
+    """Limits of one project or one user within a project (`minga.common.limits`);
+    a NULL limit is unlimited, and an account with none left has no row. Added by
+    0013_account_limits."""
+
+    __tablename__ = "account_limits"
+    kind: str = Field(primary_key=True)  # "project" or "user"
+    key: str = Field(primary_key=True)  # "inst/project" or "inst/project/user"
+    max_gpus: int | None = None
+    max_pending: int | None = None
+    max_walltime_seconds: int | None = None
     updated_at: float = 0.0
     updated_by: str = ""
 

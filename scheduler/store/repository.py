@@ -13,6 +13,7 @@ from minga.scheduler.store.blobs import BlobsRepo
 from minga.scheduler.store.db import make_engines
 from minga.scheduler.store.jobs import JobsRepo
 from minga.scheduler.store.lending import LendingRepo
+from minga.scheduler.store.limits import LimitsRepo
 from minga.scheduler.store.reports import ReportsRepo
 from minga.scheduler.store.runs import RunsRepo
 from minga.scheduler.store.shares import SharesRepo
@@ -34,6 +35,7 @@ class Store:
         self.reports = ReportsRepo(self.db)
         self.audit = AuditRepo(self.db)
         self.lending = LendingRepo(self.db)
+        self.limits = LimitsRepo(self.db)
 
     def close(self) -> None:
         self.db.dispose()

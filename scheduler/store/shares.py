@@ -11,11 +11,13 @@ from sqlmodel import Session, select
 
 from minga.common.domain import AlreadyExists, InvalidArgument, NotFound
 from minga.common.lending import LendingPolicy
+from minga.common.limits import AccountLimit
 from minga.common.shares import InstitutionShare, ProjectShare, ShareSettings
 from minga.scheduler.accounting import Ledger, shares_at
 from minga.scheduler.store.base import Database
 from minga.scheduler.store.generations import Cached
 from minga.scheduler.store.lending import load_lending
+from minga.scheduler.store.limits import read_limits
 from minga.scheduler.store.models import (
     ContributionRow,
     CountryRow,
@@ -171,6 +173,7 @@ class AccountTree:
     countries: tuple[tuple[str, float], ...] = ()
     settings: ShareSettings = ShareSettings()
     lending: tuple[tuple[str, LendingPolicy], ...] = ()
+    limits: tuple[AccountLimit, ...] = ()  # per user and per project (`minga.common.limits`)
 
 
 def read_accounts(s: Session) -> AccountTree:
@@ -193,7 +196,7 @@ def read_accounts(s: Session) -> AccountTree:
         ProjectShare(r.id, r.institution, r.weight) for r in s.exec(select(ProjectRow).order_by(ProjectRow.id)).all()
     )
     countries = tuple((c.code, c.weight) for c in s.exec(select(CountryRow).order_by(CountryRow.code)).all())
-    return AccountTree(institutions, projects, countries, read_settings(s), load_lending(s))
+    return AccountTree(institutions, projects, countries, read_settings(s), load_lending(s), read_limits(s))
 
 
 def load_shares(s: Session, now: float) -> tuple[AccountTree, tuple[tuple[str, float], ...]]:
