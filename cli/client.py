@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from minga.common.domain import Principal, Role
     from minga.common.leadership import LeadershipStatus
     from minga.common.lending import LendingPolicy, SiteLending
+    from minga.common.limits import AccountLimit
     from minga.common.quotas import QuotaView
     from minga.common.shares import Guarantee, InstitutionLimits, NodeWeight, PartialSettings, ProjectShare
     from minga.common.site_view import SiteView
@@ -384,6 +385,26 @@ class BrokerClient:
             institution=institution, borrowing_limit=limit_to_pb(borrowing), lending_limit=limit_to_pb(lending)
         )
         return limits_from_pb(self._call(lambda s: s.admin.SetLimits, request))
+
+    def set_account_limits(
+        self,
+        kind: str,
+        key: str,
+        max_gpus: int | None = None,
+        max_pending: int | None = None,
+        max_walltime_seconds: int | None = None,
+    ) -> AccountLimit:
+        """Change a project's or a user's limits: None leaves one as it is, -1 clears it."""
+        from minga.common.wire.limits import account_limit_from_pb, limit_change_to_pb
+
+        request = limit_change_to_pb(kind, key, max_gpus, max_pending, max_walltime_seconds)
+        return account_limit_from_pb(self._call(lambda s: s.admin.SetAccountLimits, request))
+
+    def list_account_limits(self) -> list[AccountLimit]:
+        from minga.common.wire.limits import account_limit_from_pb
+
+        resp = self._call(lambda s: s.admin.ListAccountLimits, admin_pb2.ListAccountLimitsRequest())
+        return [account_limit_from_pb(lim) for lim in resp.limits]
 
     # -- jobs -------------------------------------------------------------
     def submit_job(

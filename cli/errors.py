@@ -180,6 +180,8 @@ def _exhausted(err: grpc.RpcError, details: str, where: str) -> CliError:
         wait = retry_after(err)
         hint = "" if "retry in" in details or wait is None else f"; retry in {wait:.1f} s"
         return CliError(f"broker at {where} is throttling you ({details}{hint}): slow down and try again")
+    if details.startswith("over the max-pending limit"):  # an account's limit: no retry helps
+        return CliError(details)
     if "message larger than max" in details.lower():
         return CliError(f"the request is larger than the broker accepts ({details}): send less at once", EXIT_USAGE)
     return CliError(f"broker at {where} is out of a resource: {details or 'no details'}")

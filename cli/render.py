@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from minga.cli.parsing import format_duration
+from minga.common.limits import format_duration as limit_duration
 
 if TYPE_CHECKING:
     from minga.common.accounts import Institution, TokenInfo, User
@@ -622,6 +623,43 @@ def projects_table(items: Sequence[JsonDict]) -> None:
         None,
         [Col("PROJECT", cap=40), Col("INSTITUTION", cap=20), "WEIGHT"],
         [[p["id"], p["institution"], f"{p['weight']:g}"] for p in items],
+    )
+
+
+def limits_line(lim: JsonDict) -> str:
+    """'max GPUs 8, max pending 100, max walltime 1d' (an account's limits)."""
+    wall = lim["max_walltime_seconds"]
+    return ", ".join(
+        (
+            f"max GPUs {_unlimited(lim['max_gpus'])}",
+            f"max pending {_unlimited(lim['max_pending'])}",
+            f"max walltime {'unlimited' if wall is None else limit_duration(wall)}",
+        )
+    )
+
+
+def _unlimited(value: int | None) -> str:
+    return "unlimited" if value is None else str(value)
+
+
+def account_limits_table(items: Sequence[JsonDict]) -> None:
+    """Limits per user and per project; '-' is unlimited."""
+    if not items:
+        sys.stdout.write("no limits per user or per project: every account is unlimited\n")
+        return
+    _table(
+        None,
+        ["KIND", Col("ACCOUNT", cap=48), "MAX GPUS", "MAX PENDING", "MAX WALLTIME"],
+        [
+            [
+                lim["kind"],
+                lim["id"],
+                _dash(lim["max_gpus"]),
+                _dash(lim["max_pending"]),
+                "-" if lim["max_walltime_seconds"] is None else limit_duration(lim["max_walltime_seconds"]),
+            ]
+            for lim in items
+        ],
     )
 
 

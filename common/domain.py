@@ -294,7 +294,7 @@ class Run:
     state: RunState = RunState.STARTING
     institution: str = ""  # who is charged: the job's institution and project
     project: str = ""
-    owner: str = ""  # the job's owner: the user leaf of the account tree it is charged to
+    owner: str = ""  # the job's owner: the user leaf charged, and the limits per user count it
     started_at: float = 0.0  # when it was leased; preemption grace counts from here
     preemptible: bool = True
     walltime_seconds: int = 0  # its job's limit; 0: none (backfill counts it as never ending)
@@ -343,6 +343,11 @@ class Unauthenticated(MingaError):  # noqa: N818 - named after its gRPC status c
 
 class FailedPrecondition(MingaError):  # noqa: N818 - named after its gRPC status code
     pass
+
+
+class OverLimit(MingaError):  # noqa: N818 - RESOURCE_EXHAUSTED, without a retry hint
+    """An account's limit (`minga.common.limits`, e.g. its max pending jobs) refuses the call:
+    retrying soon does not help, only its jobs leaving the queue or the admin raising it."""
 
 
 class ResourceExhausted(MingaError):  # noqa: N818 - named after its gRPC status code

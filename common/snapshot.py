@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from minga.common.domain import Job, Run, Site
 from minga.common.lending import LendingPolicy
+from minga.common.limits import AccountLimit
 from minga.common.shares import InstitutionShare, ProjectShare, ShareSettings
 
 
@@ -30,6 +31,7 @@ class Snapshot:
     settings: ShareSettings = ShareSettings()
     lending: tuple[tuple[str, LendingPolicy], ...] = ()  # site name -> its owner's lending policy
     array_live: tuple[tuple[str, int], ...] = ()  # each capped array with pending tasks -> its tasks holding GPUs (%K)
+    account_limits: tuple[AccountLimit, ...] = ()  # limits per user and per project (Slurm's QOS/association)
     # The pending jobs' columns, when the leader keeps them up to date (`policy.pending_columns.Pending`,
     # for exactly `pending`); else the policy reads them from the jobs. Not part of what the snapshot says.
     columns: object = field(default=None, compare=False, repr=False)

@@ -86,6 +86,8 @@ EXPECTED: dict[str, dict[str, str]] = {
     "SetPolicy": ADMIN,
     "SetGuarantee": ADMIN,
     "SetLimits": ADMIN,
+    "SetAccountLimits": INSTITUTION_STAFF,  # a project's or its user's (limits per user and per project)
+    "ListAccountLimits": EVERY_USER,  # narrowed to what each may see
     "BrokerStatus": EVERYONE_SELF,
     "SetLendingPolicy": INSTITUTION_STAFF,  # by site name (issue 5, lending policies)
     "GetLendingPolicy": EVERY_USER,
@@ -111,6 +113,7 @@ TARGETED = {
     "SetWeight",
     "SetGuarantee",
     "SetLimits",
+    "SetAccountLimits",
     "SetLendingPolicy",
 }
 JOB_TARGETED = {"GetJob", "CancelJob", "GetJobLogs", "GetJobArray", "CancelJobArray"}
@@ -254,6 +257,9 @@ REQUESTS: dict[str, Callable[[World, Place], dict[str, Any]]] = {
     "SetWeight": lambda w, p: {"kind": "project", "id": p.project, "weight": 2.0},
     "SetGuarantee": lambda w, p: {"institution": p.inst, "gpu_model": "A100", "gpus": 0},
     "SetLimits": lambda w, p: {"institution": p.inst, "borrowing_limit": -1, "lending_limit": -1},
+    "SetAccountLimits": lambda w, p: {
+        "limits": admin_pb2.AccountLimits(kind="project", id=p.project, max_gpus=-1, max_pending=-1)
+    },
     "SetLendingPolicy": _lending,
     "GetLendingPolicy": _lending,
 }

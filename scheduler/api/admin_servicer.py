@@ -25,6 +25,7 @@ from minga.common.wire.audit import audit_entry_to_pb
 from minga.common.wire.enums import role_from_pb
 from minga.common.wire.leadership import leadership_to_pb
 from minga.common.wire.lending import policy_from_pb, site_lending_to_pb
+from minga.common.wire.limits import account_limit_from_pb, account_limit_to_pb
 from minga.common.wire.quotas import quota_view_to_pb
 from minga.common.wire.shares import (
     guarantee_to_pb,
@@ -39,7 +40,7 @@ from minga.common.wire.usage import usage_report_to_pb
 from minga.scheduler.api.interceptor import CallContext
 from minga.scheduler.auth import bearer_from_metadata
 from minga.scheduler.core import Core
-from minga.scheduler.service import admin, lending, shares, webhooks
+from minga.scheduler.service import admin, lending, limits, shares, webhooks
 from minga.v1 import admin_pb2, admin_pb2_grpc
 
 
@@ -166,6 +167,27 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     def SetLimits(self, request: admin_pb2.SetLimitsRequest, context: CallContext) -> admin_pb2.SetLimitsResponse:
         borrow, lend = shares.set_limits(self.core, request.institution, request.borrowing_limit, request.lending_limit)
         return limits_to_pb(InstitutionLimits(request.institution, borrow, lend))
+
+    def SetAccountLimits(
+        self, request: admin_pb2.SetAccountLimitsRequest, context: CallContext
+    ) -> admin_pb2.AccountLimits:
+        change = account_limit_from_pb(request.limits)  # absent: unchanged; -1: unlimited
+        stored = limits.set_account_limits(
+            self.core,
+            context.caller,
+            change.kind,
+            change.key,
+            change.max_gpus,
+            change.max_pending,
+            change.max_walltime_seconds,
+        )
+        return account_limit_to_pb(stored)
+
+    def ListAccountLimits(
+        self, request: admin_pb2.ListAccountLimitsRequest, context: CallContext
+    ) -> admin_pb2.ListAccountLimitsResponse:
+        found = limits.list_account_limits(self.core, context.caller)
+        return admin_pb2.ListAccountLimitsResponse(limits=[account_limit_to_pb(lim) for lim in found])
 
     def SetSiteLabels(self, request: admin_pb2.SetSiteLabelsRequest, context: CallContext) -> admin_pb2.Site:
         return site_view_to_pb(admin.set_site_labels(self.core, request.name, dict(request.labels)))

@@ -77,6 +77,11 @@ def _weighted(request: Any) -> Target:
     return (FEDERATION, f"{request.kind} {request.id}")
 
 
+def _limited(request: Any) -> Target:
+    """An account's limits are its project's institution's business ("inst/project[/user]")."""
+    return ("project", "/".join(request.limits.id.split("/")[:2]))
+
+
 @dataclass(frozen=True)
 class Rule:
     scopes: Mapping[Role, Scope] = field(default_factory=dict)
@@ -150,6 +155,8 @@ POLICY: dict[str, Rule] = {
     "/minga.v1.AdminService/SetPolicy": rule(**ADMIN_ONLY),
     "/minga.v1.AdminService/SetGuarantee": rule(**ADMIN_ONLY),  # federation-wide shares
     "/minga.v1.AdminService/SetLimits": rule(**ADMIN_ONLY),
+    "/minga.v1.AdminService/SetAccountLimits": rule(_limited, **INSTITUTION),
+    "/minga.v1.AdminService/ListAccountLimits": rule(**EVERYONE),  # narrowed to what the caller may see
     "/minga.v1.AdminService/BrokerStatus": rule(admin=ANY, inst_admin=ANY, researcher=ANY, site=ANY),
 }
 

@@ -38,6 +38,7 @@ ERROR_CODES: dict[type[Exception], grpc.StatusCode] = {
     IllegalTransitionError: grpc.StatusCode.FAILED_PRECONDITION,
     StoreUnavailable: grpc.StatusCode.UNAVAILABLE,
     domain.ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    domain.OverLimit: grpc.StatusCode.RESOURCE_EXHAUSTED,
 }
 
 Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"  # generic in the stubs only

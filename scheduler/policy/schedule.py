@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from minga.common.domain import Job
 from minga.common.snapshot import Decisions, Placement, Preemption, Snapshot, Waiting
+from minga.scheduler.policy.account_limits import split_limited
 from minga.scheduler.policy.array_cap import split_capped, with_capped
 from minga.scheduler.policy.fair_cycle import schedule_fair
 from minga.scheduler.policy.feasibility import never_fits_reason, waiting_reason
@@ -28,9 +29,12 @@ def schedule(snapshot: Snapshot, now: float) -> Decisions:
     """Place as many pending jobs as fit, in queue order; say why the rest wait.
 
     Pure and deterministic: the same snapshot and `now` give the same decisions. The
-    tasks of a job array over its `%K` cap wait first (`array_cap.py`).
+    tasks of a job array over its `%K` cap wait first (`array_cap.py`), and so do the jobs
+    a limit per user or per project holds (`account_limits.py`).
     """
     snapshot, capped = split_capped(snapshot)
+    snapshot, limited = split_limited(snapshot)
+    capped += limited
     if snapshot.institutions:
         return with_capped(schedule_fair(snapshot, now), capped)
     return with_capped(schedule_fifo(snapshot, now), capped)

@@ -19,12 +19,13 @@ from minga.common.domain import (
     Run,
 )
 from minga.common.site_messages import StopRunCommand
-from minga.scheduler.arrays import parse_array, task_id
+from minga.scheduler.arrays import ArraySpec, parse_array, task_id
 from minga.scheduler.core import Core
 from minga.scheduler.dependencies import WAITING_FOR_CYCLE
 from minga.scheduler.policy.feasibility import submit_rejection
 from minga.scheduler.service import dependencies, packages, webhooks
 from minga.scheduler.service.access import can_see_job, institution_scope, visible_job
+from minga.scheduler.service.limits import submit_guard
 from minga.scheduler.store.jobs import AuditLine
 from minga.scheduler.validation import check_digest, check_job_spec
 
@@ -41,12 +42,15 @@ def submit_job(
     `audit` makes the call's audit line, committed with the job.
 
     The happy path reads nothing per call: the key's uniqueness is left to the store's
-    constraint, the sites and the project come from short-lived caches, and the commit
+    constraint, the sites, the project and the account limits come from short-lived caches, and the commit
     is shared with concurrent submits. It returns before any scheduling cycle runs."""
     if len(key) > MAX_IDEMPOTENCY_KEY:
         raise InvalidArgument(f"idempotency_key is {len(key)} characters; the limit is {MAX_IDEMPOTENCY_KEY}")
     try:
         spec = _checked_spec(core, caller, spec, allow_unknown)
+        # The account's limits (max walltime, max pending), if it has any, around the insert.
+        with submit_guard(core, spec.project, caller.name, spec.walltime_seconds):
+            job, created = core.store.jobs.submit(_new_job(core, caller, spec), key or None, audit)
     except MingaError:  # a retry of a submit accepted before gets its job, whatever changed since
         earlier = core.store.jobs.find_by_key(caller.name, key) if key else None
         if earlier is None:
@@ -54,10 +58,17 @@ def submit_job(
         if audit is not None:
             core.store.audit.append(audit(earlier))
         return earlier, False
+    if created:
+        core.cycle.trigger()
+    return job, created
+
+
+def _new_job(core: Core, caller: Principal, spec: JobSpec) -> Job:
+    """The job to store: held (PENDING, out of the queue) while its dependencies are unmet."""
     job_id = core.ids.new_job_id()
     dependencies.refuse_cycle(core, {job_id}, spec)
     unmet, held = dependencies.held_reason(core, spec)
-    job = Job(
+    return Job(
         id=job_id,
         spec=spec,
         state=JobState.PENDING,
@@ -67,10 +78,6 @@ def submit_job(
         reason=held or WAITING_FOR_CYCLE,
         after_unmet=unmet,
     )
-    job, created = core.store.jobs.submit(job, key or None, audit)
-    if created:
-        core.cycle.trigger()
-    return job, created
 
 
 def submit_array(
@@ -87,6 +94,13 @@ def submit_array(
             return _earlier_array(core, earlier)
     parsed = parse_array(array)
     spec = _checked_spec(core, caller, spec, allow_unknown)
+    with submit_guard(core, spec.project, caller.name, spec.walltime_seconds, len(parsed.indices)):
+        return _store_array(core, caller, spec, parsed, key)
+
+
+def _store_array(
+    core: Core, caller: Principal, spec: JobSpec, parsed: ArraySpec, key: str
+) -> tuple[Job, ArraySummary, bool]:
     array_id = core.ids.new_job_id()
     dependencies.refuse_cycle(core, {array_id, *(task_id(array_id, i) for i in parsed.indices)}, spec)
     unmet, held = dependencies.held_reason(core, spec)

@@ -204,6 +204,7 @@ class FederationState:
                 settings=tree.settings,
                 lending=tree.lending,
                 array_live=tuple((a, live.get(a, 0)) for a in sorted(capped)),
+                account_limits=tree.limits,
                 columns=columns,
             )
 

@@ -17,6 +17,7 @@ from sqlmodel import Session
 from minga.common.domain import Job, Run, Site
 from minga.scheduler.accounting import Ledger, Uptime
 from minga.scheduler.store.models import (
+    AccountLimitRow,
     ContributionRow,
     CountryRow,
     GuaranteeRow,
@@ -34,7 +35,15 @@ from minga.scheduler.store.models import (
 )
 
 SETTINGS_META_KEY = "share_settings"  # the MetaRow of the fair-share settings (store.shares)
-_ACCOUNT_TABLES = (InstitutionRow, ProjectRow, CountryRow, GuaranteeRow, LendingRow, UserWeightRow)
+_ACCOUNT_TABLES = (
+    InstitutionRow,
+    ProjectRow,
+    CountryRow,
+    GuaranteeRow,
+    LendingRow,
+    UserWeightRow,
+    AccountLimitRow,
+)
 _KEY = "minga.changes"
 
 

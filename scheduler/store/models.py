@@ -305,6 +305,21 @@ class WebhookDeliveryRow(SQLModel, table=True):
     last_error: str = ""
 
 
+class AccountLimitRow(SQLModel, table=True):
+    """Limits of one project or one user within a project (`minga.common.limits`);
+    a NULL limit is unlimited, and an account with none left has no row. Added by
+    0013_account_limits."""
+
+    __tablename__ = "account_limits"
+    kind: str = Field(primary_key=True)  # "project" or "user"
+    key: str = Field(primary_key=True)  # "inst/project" or "inst/project/user"
+    max_gpus: int | None = None
+    max_pending: int | None = None
+    max_walltime_seconds: int | None = None
+    updated_at: float = 0.0
+    updated_by: str = ""
+
+
 def table_of(model: type[SQLModel]) -> Table:
     """The model's Core table, for bulk statements that bypass the ORM."""
     table: Table = model.__table__  # type: ignore[attr-defined]  # set by the mapping; SQLModel does not declare it

@@ -14,6 +14,7 @@ from minga.scheduler.store.db import make_engines
 from minga.scheduler.store.dependencies import DependenciesRepo
 from minga.scheduler.store.jobs import JobsRepo
 from minga.scheduler.store.lending import LendingRepo
+from minga.scheduler.store.limits import LimitsRepo
 from minga.scheduler.store.reports import ReportsRepo
 from minga.scheduler.store.runs import RunsRepo
 from minga.scheduler.store.shares import SharesRepo
@@ -38,6 +39,7 @@ class Store:
         self.audit = AuditRepo(self.db)
         self.lending = LendingRepo(self.db)
         self.webhooks = WebhooksRepo(self.db)
+        self.limits = LimitsRepo(self.db)
 
     def close(self) -> None:
         self.db.dispose()

@@ -101,6 +101,7 @@ class RunsRepo:
             settings=tree.settings,
             lending=tree.lending,
             array_live=array_live,
+            account_limits=tree.limits,
         )
 
     @contextmanager

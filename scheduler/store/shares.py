@@ -11,11 +11,13 @@ from sqlmodel import Session, select
 
 from minga.common.domain import AlreadyExists, InvalidArgument, NotFound
 from minga.common.lending import LendingPolicy
+from minga.common.limits import AccountLimit
 from minga.common.shares import InstitutionShare, ProjectShare, ShareSettings
 from minga.scheduler.accounting import Ledger, decayed_ledgers, shares_at
 from minga.scheduler.store.base import Database
 from minga.scheduler.store.generations import Cached
 from minga.scheduler.store.lending import load_lending
+from minga.scheduler.store.limits import read_limits
 from minga.scheduler.store.models import (
     ContributionRow,
     CountryRow,
@@ -193,6 +195,7 @@ class AccountTree:
     settings: ShareSettings = ShareSettings()
     lending: tuple[tuple[str, LendingPolicy], ...] = ()
     users: tuple[tuple[str, float], ...] = ()  # user leaf -> the weight an admin set
+    limits: tuple[AccountLimit, ...] = ()  # per user and per project (`minga.common.limits`)
 
 
 def read_accounts(s: Session) -> AccountTree:
@@ -216,7 +219,7 @@ def read_accounts(s: Session) -> AccountTree:
     )
     countries = tuple((c.code, c.weight) for c in s.exec(select(CountryRow).order_by(CountryRow.code)).all())
     users = tuple((u.user, u.weight) for u in s.exec(select(UserWeightRow).order_by(UserWeightRow.user)).all())
-    return AccountTree(institutions, projects, countries, read_settings(s), load_lending(s), users)
+    return AccountTree(institutions, projects, countries, read_settings(s), load_lending(s), users, read_limits(s))
 
 
 def load_shares(

@@ -1,4 +1,5 @@
-"""`minga admin limits set`: borrowing and lending limits (GPUs)."""
+"""`minga admin limits set`: an institution's borrowing and lending limits (GPUs); and the
+limits per user and per project (`account_limits.py`)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,16 @@ from typing import Annotated
 import typer
 
 from minga.cli.call import Call
+from minga.cli.commands.admin.account_limits import project_limits, show_limits, user_limits
 from minga.cli.options import with_call
 
-app = typer.Typer(help="Borrowing and lending limits (GPUs).", no_args_is_help=True)
+app = typer.Typer(
+    help="Limits: an institution's borrowing and lending; a project's or a user's GPUs, pending jobs, walltime.",
+    no_args_is_help=True,
+)
+app.command("user")(user_limits)
+app.command("project")(project_limits)
+app.command("show")(show_limits)
 
 
 def _limit(gpus: int | None) -> str:

@@ -292,6 +292,36 @@ class SetLimitsResponse(_message.Message):
     lending_limit: int
     def __init__(self, institution: _Optional[str] = ..., borrowing_limit: _Optional[int] = ..., lending_limit: _Optional[int] = ...) -> None: ...
 
+class AccountLimits(_message.Message):
+    __slots__ = ("kind", "id", "max_gpus", "max_pending", "max_walltime_seconds")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    MAX_GPUS_FIELD_NUMBER: _ClassVar[int]
+    MAX_PENDING_FIELD_NUMBER: _ClassVar[int]
+    MAX_WALLTIME_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    id: str
+    max_gpus: int
+    max_pending: int
+    max_walltime_seconds: int
+    def __init__(self, kind: _Optional[str] = ..., id: _Optional[str] = ..., max_gpus: _Optional[int] = ..., max_pending: _Optional[int] = ..., max_walltime_seconds: _Optional[int] = ...) -> None: ...
+
+class SetAccountLimitsRequest(_message.Message):
+    __slots__ = ("limits",)
+    LIMITS_FIELD_NUMBER: _ClassVar[int]
+    limits: AccountLimits
+    def __init__(self, limits: _Optional[_Union[AccountLimits, _Mapping]] = ...) -> None: ...
+
+class ListAccountLimitsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListAccountLimitsResponse(_message.Message):
+    __slots__ = ("limits",)
+    LIMITS_FIELD_NUMBER: _ClassVar[int]
+    limits: _containers.RepeatedCompositeFieldContainer[AccountLimits]
+    def __init__(self, limits: _Optional[_Iterable[_Union[AccountLimits, _Mapping]]] = ...) -> None: ...
+
 class Institution(_message.Message):
     __slots__ = ("slug", "name", "country", "weight")
     SLUG_FIELD_NUMBER: _ClassVar[int]

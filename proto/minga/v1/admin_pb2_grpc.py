@@ -154,6 +154,16 @@ class AdminServiceStub:
                 request_serializer=minga_dot_v1_dot_admin__pb2.SetLimitsRequest.SerializeToString,
                 response_deserializer=minga_dot_v1_dot_admin__pb2.SetLimitsResponse.FromString,
                 _registered_method=True)
+        self.SetAccountLimits = channel.unary_unary(
+                '/minga.v1.AdminService/SetAccountLimits',
+                request_serializer=minga_dot_v1_dot_admin__pb2.SetAccountLimitsRequest.SerializeToString,
+                response_deserializer=minga_dot_v1_dot_admin__pb2.AccountLimits.FromString,
+                _registered_method=True)
+        self.ListAccountLimits = channel.unary_unary(
+                '/minga.v1.AdminService/ListAccountLimits',
+                request_serializer=minga_dot_v1_dot_admin__pb2.ListAccountLimitsRequest.SerializeToString,
+                response_deserializer=minga_dot_v1_dot_admin__pb2.ListAccountLimitsResponse.FromString,
+                _registered_method=True)
         self.SetSiteLabels = channel.unary_unary(
                 '/minga.v1.AdminService/SetSiteLabels',
                 request_serializer=minga_dot_v1_dot_admin__pb2.SetSiteLabelsRequest.SerializeToString,
@@ -338,6 +348,21 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetAccountLimits(self, request, context):
+        """Limits per user and per project (Slurm's QOS and association limits): max GPUs held,
+        max jobs pending, max walltime. Admin: any account; institution-admin: its own.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAccountLimits(self, request, context):
+        """The limits the caller may see (a researcher: its institution's projects' and its own).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def SetSiteLabels(self, request, context):
         """Replaces a site's labels (jobs may require them with --label).
         """
@@ -495,6 +520,16 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.SetLimits,
                     request_deserializer=minga_dot_v1_dot_admin__pb2.SetLimitsRequest.FromString,
                     response_serializer=minga_dot_v1_dot_admin__pb2.SetLimitsResponse.SerializeToString,
+            ),
+            'SetAccountLimits': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetAccountLimits,
+                    request_deserializer=minga_dot_v1_dot_admin__pb2.SetAccountLimitsRequest.FromString,
+                    response_serializer=minga_dot_v1_dot_admin__pb2.AccountLimits.SerializeToString,
+            ),
+            'ListAccountLimits': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAccountLimits,
+                    request_deserializer=minga_dot_v1_dot_admin__pb2.ListAccountLimitsRequest.FromString,
+                    response_serializer=minga_dot_v1_dot_admin__pb2.ListAccountLimitsResponse.SerializeToString,
             ),
             'SetSiteLabels': grpc.unary_unary_rpc_method_handler(
                     servicer.SetSiteLabels,
@@ -1170,6 +1205,60 @@ class AdminService:
             '/minga.v1.AdminService/SetLimits',
             minga_dot_v1_dot_admin__pb2.SetLimitsRequest.SerializeToString,
             minga_dot_v1_dot_admin__pb2.SetLimitsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetAccountLimits(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/minga.v1.AdminService/SetAccountLimits',
+            minga_dot_v1_dot_admin__pb2.SetAccountLimitsRequest.SerializeToString,
+            minga_dot_v1_dot_admin__pb2.AccountLimits.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAccountLimits(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/minga.v1.AdminService/ListAccountLimits',
+            minga_dot_v1_dot_admin__pb2.ListAccountLimitsRequest.SerializeToString,
+            minga_dot_v1_dot_admin__pb2.ListAccountLimitsResponse.FromString,
             options,
             channel_credentials,
             insecure,
