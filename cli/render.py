@@ -568,17 +568,22 @@ def quota_footer(view: JsonDict) -> list[str]:
     return [share, floor]
 
 
+def _tree_label(node: JsonDict) -> str:
+    """A user row sits under its project's row: its name alone keeps the table in 80 columns."""
+    return str(node["id"]).rsplit("/", 1)[-1] if node["level"] == "user" else str(node["id"])
+
+
 def tree_table(nodes: Sequence[JsonDict]) -> None:
     indent = {"country": "", "institution": "  ", "project": "    ", "user": "      "}
     _table(
         None,
         [
-            Col("ACCOUNT", cap=40),
+            Col("ACCOUNT", cap=28),
             *(Col(h, right=True) for h in ("WEIGHT", "ENT%", "USE%", "FS", "HELD", "DEMAND", "SHARE")),
         ],
         [
             [
-                indent.get(n["level"], "") + n["id"],
+                indent.get(n["level"], "") + _tree_label(n),
                 _quota_weight(n["weight"]),
                 f"{n['entitlement_pct']:.1f}",
                 f"{n['usage_pct']:.1f}",

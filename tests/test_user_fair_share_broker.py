@@ -159,4 +159,6 @@ def test_the_user_level_of_the_quota_tree_by_role(fed: Federation) -> None:
     assert users(fed.alice.token) == {"uchile/nlp/alice"}
     assert users(pia.token) == {"puc/default/pia"}
     table = minga(b, fed.admin, "quota", "show", "--tree")
-    assert table.exit_code == 0 and "      uchile/nlp/alice" in table.stdout, table.stdout
+    assert table.exit_code == 0, table.stdout
+    rows = [line.split()[0] for line in table.stdout.splitlines() if line.strip()]
+    assert rows.index("alice") == rows.index("uchile/nlp") + 1, table.stdout  # a user row under its project
