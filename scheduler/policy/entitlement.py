@@ -146,3 +146,12 @@ def entitlements(tree: Tree) -> Entitlements:
         for pid, f in fractions(members).items():
             project[pid] = institution.get(slug, 0.0) * f
     return Entitlements(country=country, institution=institution, project=project)
+
+
+def ledger_sums(pairs: Iterable[tuple[str, float]]) -> dict[str, float]:
+    """Decayed usage per account from the snapshot's (id, value) pairs, as the store computed
+    them; a negative value (rounding) counts as none."""
+    usage: dict[str, float] = defaultdict(float)
+    for key, value in pairs:
+        usage[key] += max(value, 0.0)
+    return usage

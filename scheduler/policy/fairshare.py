@@ -14,7 +14,15 @@ from collections.abc import Mapping
 
 from minga.common.domain import Job
 from minga.common.snapshot import Snapshot
-from minga.scheduler.policy.entitlement import Tree, build_tree, entitlements, fractions, normalized_gpus, run_project
+from minga.scheduler.policy.entitlement import (
+    Tree,
+    build_tree,
+    entitlements,
+    fractions,
+    ledger_sums,
+    normalized_gpus,
+    run_project,
+)
 from minga.scheduler.policy.pending_columns import pending_columns
 from minga.scheduler.policy.queue import Queue, fair_queue
 from minga.scheduler.policy.user_tree import Users, build_users, user_live, user_usage
@@ -22,10 +30,7 @@ from minga.scheduler.policy.user_tree import Users, build_users, user_live, user
 
 def project_usage(snapshot: Snapshot) -> dict[str, float]:
     """Decayed normalized GPU-seconds per project, as the store computed them."""
-    usage: dict[str, float] = defaultdict(float)
-    for pid, value in snapshot.usage:
-        usage[pid] += max(value, 0.0)
-    return usage
+    return ledger_sums(snapshot.usage)
 
 
 def live_usage(snapshot: Snapshot) -> dict[str, float]:

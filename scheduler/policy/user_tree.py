@@ -14,7 +14,14 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 
 from minga.common.snapshot import Snapshot
-from minga.scheduler.policy.entitlement import Tree, fractions, normalized_gpus, project_id, run_project
+from minga.scheduler.policy.entitlement import (
+    Tree,
+    fractions,
+    ledger_sums,
+    normalized_gpus,
+    project_id,
+    run_project,
+)
 from minga.scheduler.policy.max_min import water_fill
 
 DEFAULT_USER_WEIGHT = 1.0
@@ -94,10 +101,7 @@ def build_users(
 
 def user_usage(snapshot: Snapshot) -> dict[str, float]:
     """Decayed normalized GPU-seconds per user leaf, as the store computed them."""
-    usage: dict[str, float] = defaultdict(float)
-    for leaf, value in snapshot.user_usage:
-        usage[leaf] += max(value, 0.0)
-    return usage
+    return ledger_sums(snapshot.user_usage)
 
 
 def user_live(snapshot: Snapshot) -> dict[str, float]:
