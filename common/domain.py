@@ -294,10 +294,10 @@ class Run:
     state: RunState = RunState.STARTING
     institution: str = ""  # who is charged: the job's institution and project
     project: str = ""
-    owner: str = ""  # the job's owner: the user leaf charged, and the limits per user count it
     started_at: float = 0.0  # when it was leased; preemption grace counts from here
     preemptible: bool = True
     walltime_seconds: int = 0  # its job's limit; 0: none (backfill counts it as never ending)
+    owner: str = ""  # the job's owner: the user leaf charged, and the limits per user count it
     # The broker's bookkeeping of the run (the store's truth; the policy ignores these):
     live: bool = True  # holds GPUs on its site
     message: str = ""

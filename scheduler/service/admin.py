@@ -7,7 +7,7 @@ from collections.abc import Mapping
 
 from minga.common.accounts import Institution, TokenInfo, User
 from minga.common.audit import AuditEntry
-from minga.common.domain import LIVE_JOB_STATES, InvalidArgument, Job, Principal, Role, Site, SiteState
+from minga.common.domain import LIVE_JOB_STATES, InvalidArgument, Job, JobState, Principal, Role, Site, SiteState
 from minga.common.quotas import QuotaView
 from minga.common.site_view import SiteView
 from minga.scheduler.auth import DEFAULT_USER_TTL, MAX_USER_TTL, new_token
@@ -112,6 +112,10 @@ def set_site_labels(core: Core, site: str, labels: dict[str, str]) -> SiteView:
     return _view(updated, core.store.sites.gpus_in_use().get(site, {}))
 
 
+_LIVE_IN_ORDER = (JobState.LEASED, JobState.RUNNING, JobState.CANCELLING)
+assert frozenset(_LIVE_IN_ORDER) == LIVE_JOB_STATES
+
+
 def show_quotas(core: Core, tree: bool, caller: Principal) -> QuotaView:
     """Per institution and model: GPUs owned, used, held, pending, and the fair-share view;
     per institution its fair share now next to what it holds; the entitlement floor. The
@@ -121,8 +125,10 @@ def show_quotas(core: Core, tree: bool, caller: Principal) -> QuotaView:
     if state is not None:
         # The leader's federation in memory: the pending queue and the snapshot cost no reads
         # (from the store they were ~0.7 s at 10,000 pending); only the few live jobs are read.
-        live = [j for s in LIVE_JOB_STATES for j in core.store.jobs.list(None, False, s, limit=1_000_000)]
-        jobs: list[Job] = state.pending_jobs() + live
+        # One read per live state, in lifecycle order: a job that moves on between two reads
+        # (LEASED, then RUNNING) is counted once, in its newer state.
+        live = {j.id: j for s in _LIVE_IN_ORDER for j in core.store.jobs.list(None, False, s, limit=1_000_000)}
+        jobs: list[Job] = state.pending_jobs() + list(live.values())
         snapshot = state.snapshot(now)
     else:
         jobs = core.store.jobs.list(None, include_terminal=False, state=None, limit=1_000_000)
