@@ -138,7 +138,10 @@ class Shell:
 
 
 def _port_free(port: int) -> bool:
+    """Whether a server could listen on the port now. SO_REUSEADDR, as the broker's servers
+    set it: a closed connection that used the port (TIME_WAIT) does not take it."""
     with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind(("127.0.0.1", port))
         except OSError:
