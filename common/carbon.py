@@ -82,6 +82,15 @@ class Estimate:
     intensity_source: str
 
 
+@dataclass(frozen=True)
+class CarbonFigures:
+    """What `minga admin carbon show` lists: every figure in force, with its source."""
+
+    countries: dict[str, Figure]
+    sites: dict[str, tuple[Figure | None, Figure | None]]  # site -> (intensity, PUE) set
+    gpus: dict[str, Figure]
+
+
 def model_key(model: str) -> str:
     """The table key of a GPU model name: upper case, no spaces ("rtx 4090" -> "RTX4090")."""
     return model.strip().upper().replace(" ", "").replace("_", "-")

@@ -5,8 +5,6 @@ never in the per-cycle charging path.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from sqlmodel import Session, func, select
 
 from minga.common import carbon
@@ -43,20 +41,11 @@ def charge_energy(s: Session, run: RunRow, now: float) -> None:
     )  # fmt: skip
 
 
-@dataclass(frozen=True)
-class CarbonFigures:
-    """What `minga admin carbon show` lists: every figure in force, with its source."""
-
-    countries: dict[str, carbon.Figure]
-    sites: dict[str, tuple[carbon.Figure | None, carbon.Figure | None]]  # site -> (intensity, PUE) set
-    gpus: dict[str, carbon.Figure]
-
-
 class CarbonRepo:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def show(self) -> CarbonFigures:
+    def show(self) -> carbon.CarbonFigures:
         """The defaults overlaid with what admins set; every country a site is in is listed."""
         with self.db.read() as s:
             rows = s.exec(select(CarbonFigureRow)).all()
@@ -67,16 +56,17 @@ class CarbonRepo:
         sites = {k: (admin.get((SITE, k)), admin.get((SITE_PUE, k))) for (kd, k) in admin if kd in (SITE, SITE_PUE)}
         models = set(carbon.DEFAULT_WATTS) | {k for (kd, k) in admin if kd == GPU}
         gpus = {m: carbon.resolve_watts(m, admin.get((GPU, m))) for m in sorted(models)}
-        return CarbonFigures(countries, dict(sorted(sites.items())), gpus)
+        return carbon.CarbonFigures(countries, dict(sorted(sites.items())), gpus)
 
-    def set(self, kind: str, key: str, value: float, by: str, now: float) -> None:
-        """Store one checked figure; a site must exist."""
+    def set(self, figures: list[tuple[str, str, float]], by: str, now: float) -> None:
+        """Store checked figures (kind, key, value) in one transaction; a site must exist."""
         with self.db.tx() as s:
-            if kind in (SITE, SITE_PUE) and s.get(SiteRow, key) is None:
-                raise NotFound(f"site: no site {key!r}")
-            row = s.get(CarbonFigureRow, (kind, key)) or CarbonFigureRow(kind=kind, key=key)
-            row.value, row.set_at, row.set_by = value, now, by
-            s.add(row)
+            for kind, key, value in figures:
+                if kind in (SITE, SITE_PUE) and s.get(SiteRow, key) is None:
+                    raise NotFound(f"site: no site {key!r}")
+                row = s.get(CarbonFigureRow, (kind, key)) or CarbonFigureRow(kind=kind, key=key)
+                row.value, row.set_at, row.set_by = value, now, by
+                s.add(row)
 
     def run_energy(self, run_id: str) -> RunEnergyRow | None:
         with self.db.read() as s:
@@ -86,11 +76,14 @@ class CarbonRepo:
             return row
 
     def totals_by_country(self) -> dict[str, tuple[float, float]]:
-        """country -> (kWh, kgCO2e) over every ended run: the metrics' counters."""
+        """country -> (kWh, kgCO2e) over every ended run: the metrics' counters (0 for a
+        country with a site and no ended run yet, so its series exist from the start)."""
         with self.db.read() as s:
+            totals = {c: (0.0, 0.0) for c in s.exec(select(SiteRow.country)).all() if c}
             rows = s.exec(
                 select(RunEnergyRow.country, func.sum(RunEnergyRow.kwh), func.sum(RunEnergyRow.kgco2e)).group_by(
                     RunEnergyRow.country
                 )
             ).all()
-        return {c: (float(k or 0.0), float(g or 0.0)) for c, k, g in rows}
+        totals.update({c: (float(k or 0.0), float(g or 0.0)) for c, k, g in rows})
+        return totals
