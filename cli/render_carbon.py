@@ -34,8 +34,10 @@ def carbon_to_dict(f: CarbonFigures) -> dict[str, Any]:
 def _origin(row: dict[str, Any]) -> str:
     if row["fallback"]:
         return f"FALLBACK ({row['source']})"
-    return f"admin, {row['set_at']}" if row["source"] == "admin" else f"{row['source']}" + (
-        f", {row['year']}" if row["year"] else ""
+    return (
+        f"admin, {row['set_at']}"
+        if row["source"] == "admin"
+        else f"{row['source']}" + (f", {row['year']}" if row["year"] else "")
     )
 
 
@@ -53,7 +55,11 @@ def carbon_tables(data: dict[str, Any]) -> None:
         width=140,
     )
     sites = [
-        [s["site"], "-" if s["intensity"] is None else f"{s['intensity']:g}", "-" if s["pue"] is None else f"{s['pue']:g}"]
+        [
+            s["site"],
+            "-" if s["intensity"] is None else f"{s['intensity']:g}",
+            "-" if s["pue"] is None else f"{s['pue']:g}",
+        ]
         for s in data["sites"]
     ]
     _table(f"Sites' own figures (PUE otherwise {data['default_pue']:g})", ["SITE", "gCO2e/kWh", "PUE"], sites)

@@ -109,7 +109,10 @@ def test_show_marks_fallbacks_and_set_changes_a_country(fed):
     broker.join("unam", "cu")
     table = minga(broker, admin, "admin", "carbon", "show")
     assert table.exit_code == 0 and "FALLBACK" in table.stdout
-    mx = {c["key"]: c for c in json.loads(minga(broker, admin, "admin", "carbon", "show", "-o", "json").stdout)["countries"]}
+    mx = {
+        c["key"]: c
+        for c in json.loads(minga(broker, admin, "admin", "carbon", "show", "-o", "json").stdout)["countries"]
+    }
     assert mx["MX"]["fallback"] and mx["MX"]["value"] == carbon.FALLBACK_INTENSITY
 
 

@@ -22,10 +22,10 @@ from minga.common.wire.accounts import (
     whoami_to_pb,
 )
 from minga.common.wire.audit import audit_entry_to_pb
+from minga.common.wire.carbon import figures_to_pb
 from minga.common.wire.enums import role_from_pb
 from minga.common.wire.leadership import leadership_to_pb
 from minga.common.wire.lending import policy_from_pb, site_lending_to_pb
-from minga.common.wire.carbon import figures_to_pb
 from minga.common.wire.limits import account_limit_from_pb, account_limit_to_pb
 from minga.common.wire.quotas import quota_view_to_pb
 from minga.common.wire.shares import (

@@ -51,7 +51,9 @@ class CarbonRepo:
             rows = s.exec(select(CarbonFigureRow)).all()
             site_countries = {r for r in s.exec(select(SiteRow.country)).all()}
         admin = {(r.kind, r.key): carbon.Figure(r.value, "admin", 0, r.set_at) for r in rows}
-        codes = set(carbon.DEFAULT_INTENSITY) | {c for c in site_countries if c} | {k for (kd, k) in admin if kd == COUNTRY}
+        codes = (
+            set(carbon.DEFAULT_INTENSITY) | {c for c in site_countries if c} | {k for (kd, k) in admin if kd == COUNTRY}
+        )
         countries = {c: carbon.resolve_intensity(c, None, admin.get((COUNTRY, c))) for c in sorted(codes)}
         sites = {k: (admin.get((SITE, k)), admin.get((SITE_PUE, k))) for (kd, k) in admin if kd in (SITE, SITE_PUE)}
         models = set(carbon.DEFAULT_WATTS) | {k for (kd, k) in admin if kd == GPU}
