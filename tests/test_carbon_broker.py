@@ -4,11 +4,14 @@ wins; the usage report and the metrics show the same figures; bad input changes 
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
+import httpx
 import pytest
 from typer.testing import CliRunner, Result
 
@@ -153,3 +156,26 @@ def test_the_metrics_count_the_ended_runs_energy_by_country(fed):
     assert registry.get_sample_value("minga_energy_kwh_total", {"country": "CL"}) == pytest.approx(kwh)
     got = registry.get_sample_value("minga_emissions_kgco2e_total", {"country": "CL"})
     assert got == pytest.approx(kwh * 291.0 / 1000)
+
+
+def test_the_dashboards_usage_page_and_csv_show_energy_and_emissions(tmp_path: Path):
+    clock = FakeClock(start=1_800_000_000.0)
+    broker = start_broker(tmp_path, clock=clock, lease_ttl_seconds=30 * 86400, web_listen="127.0.0.1:0")
+    broker.institution("uchile", "CL")
+    ana = broker.researcher("ana", "uchile")
+    site = ScriptedSite(broker.address, broker.join("uchile", "dcc"), gpu_inventory("A100", 4))
+    try:
+        site.next("welcome")
+        run_for(broker, ana, site, clock, gpus=2, hours=5)  # 2 x 0.4 kW x 5 h x 1.5 = 6 kWh; x 291 g = 1.746 kg
+        admin = broker.admin_token_file.read_text().strip()
+        with httpx.Client(base_url=broker.broker.web_url, timeout=10) as client:
+            assert client.post("/login", data={"token": admin, "next": "/"}).status_code == 303
+            page = client.get("/usage?by=country&since=1d")
+            assert page.status_code == 200
+            assert "Emissions kgCO2e" in page.text and "<td>6.0</td>" in page.text and "<td>1.75</td>" in page.text
+            rows = list(csv.reader(io.StringIO(client.get("/usage.csv?by=country&since=1d").text)))
+        assert rows[0][-2:] == ["energy_kwh", "emissions_kgco2e"]
+        assert rows[1][0] == "CL" and float(rows[1][-2]) == 6.0 and float(rows[1][-1]) == pytest.approx(1.746)
+    finally:
+        site.close()
+        broker.close()
