@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     # command does not pay for the admin's modules at start-up.
     from minga.common.accounts import Institution, JoinToken, NewToken, NewUser, TokenInfo, User
     from minga.common.audit import AuditEntry
+    from minga.common.carbon import CarbonFigures
     from minga.common.domain import Principal, Role
     from minga.common.leadership import LeadershipStatus
     from minga.common.lending import LendingPolicy, SiteLending
@@ -405,6 +406,26 @@ class BrokerClient:
 
         resp = self._call(lambda s: s.admin.ListAccountLimits, admin_pb2.ListAccountLimitsRequest())
         return [account_limit_from_pb(lim) for lim in resp.limits]
+
+    def get_carbon(self) -> CarbonFigures:
+        """The energy and emissions figures in force (docs/carbon.md)."""
+        from minga.common.wire.carbon import figures_from_pb
+
+        return figures_from_pb(self._call(lambda s: s.admin.GetCarbon, admin_pb2.GetCarbonRequest()))
+
+    def set_carbon(
+        self,
+        kind: str,
+        key: str,
+        intensity: float | None = None,
+        pue: float | None = None,
+        watts: float | None = None,
+    ) -> CarbonFigures:
+        """Set a country's or a site's intensity, a site's PUE, or a GPU model's watts (admin)."""
+        from minga.common.wire.carbon import figures_from_pb
+
+        request = admin_pb2.SetCarbonRequest(kind=kind, key=key, intensity=intensity, pue=pue, watts=watts)
+        return figures_from_pb(self._call(lambda s: s.admin.SetCarbon, request))
 
     # -- jobs -------------------------------------------------------------
     def submit_job(

@@ -730,7 +730,7 @@ def usage_table(by: str, lines: Sequence[JsonDict]) -> None:
         [
             Col(by.upper(), cap=20),
             "CC",
-            *(Col(h, right=True) for h in ("USED h", "USED norm", "GAVE h", "GAVE norm", "BALANCE")),
+            *(Col(h, right=True) for h in ("USED h", "USED norm", "GAVE h", "GAVE norm", "BALANCE", "kWh", "kgCO2e")),
         ],
         [
             [
@@ -741,6 +741,8 @@ def usage_table(by: str, lines: Sequence[JsonDict]) -> None:
                 f"{line['contributed_gpu_hours']:.1f}",
                 f"{line['contributed_normalized']:.1f}",
                 f"{line['balance_normalized']:+.1f}",
+                f"{line['energy_kwh']:.1f}",
+                f"{line['emissions_kgco2e']:.1f}",
             ]
             for line in lines
         ],

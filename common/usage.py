@@ -17,6 +17,8 @@ class UsageLine:
     consumed_normalized: float = 0.0
     contributed_gpu_hours: float = 0.0  # 0 for projects: sites belong to institutions
     contributed_normalized: float = 0.0
+    energy_kwh: float = 0.0  # estimated, runs ended in the window (docs/carbon.md)
+    emissions_kgco2e: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,7 @@ from minga.scheduler.leader import (
 )
 from minga.scheduler.leases import DEFAULT_TTL_SECONDS, SiteLeases
 from minga.scheduler.metrics import BrokerMetrics
+from minga.scheduler.metrics.energy import EnergyCollector, Totals
 from minga.scheduler.metrics.federation import FederationCollector, Source
 from minga.scheduler.metrics.rpc import MetricsInterceptor
 from minga.scheduler.service.packages import check_limit_setting
@@ -114,6 +115,7 @@ class Broker:
         self.site_address = ""
         self.metrics = BrokerMetrics()
         self.metrics.registry.register(FederationCollector(lambda: self.leading, self._metrics_source))
+        self.metrics.registry.register(EnergyCollector(self._energy_totals))
         self.metrics_server: MetricsServer | None = None  # with --metrics-listen
         self.metrics_url = ""
         self.web_server: WebServer | None = None  # with --web-listen
@@ -312,6 +314,13 @@ class Broker:
             self._leader = read_leader(self._core.store.db)
         except Exception as exc:  # noqa: BLE001 - keep the last one known
             log.debug("cannot read the leader record: %s", exc)
+
+    def _energy_totals(self) -> Totals | None:
+        """Energy and emissions by country, while this broker leads (docs/carbon.md)."""
+        core = self.core
+        if core is None or not self.leading:
+            return None
+        return core.store.carbon.totals_by_country()
 
     def _metrics_source(self) -> Source | None:
         """What a scrape reads: the cycle's state while this broker leads."""

@@ -91,6 +91,8 @@ EXPECTED: dict[str, dict[str, str]] = {
     "BrokerStatus": EVERYONE_SELF,
     "SetLendingPolicy": INSTITUTION_STAFF,  # by site name (issue 5, lending policies)
     "GetLendingPolicy": EVERY_USER,
+    "GetCarbon": EVERY_USER,  # the figures an estimate uses are public (docs/carbon.md)
+    "SetCarbon": ADMIN,
 }
 # RPCs whose request names an institution's resource; the others act on the caller
 # itself or its own institution, so "other" is the same call as "own" for them.
@@ -262,6 +264,7 @@ REQUESTS: dict[str, Callable[[World, Place], dict[str, Any]]] = {
     },
     "SetLendingPolicy": _lending,
     "GetLendingPolicy": _lending,
+    "SetCarbon": lambda w, p: {"kind": "country", "key": "PE", "intensity": 250.0},
 }
 
 

@@ -31,6 +31,8 @@ COLUMNS = [
     "contributed_gpu_hours",
     "contributed_normalized",
     "balance_normalized",
+    "energy_kwh",
+    "emissions_kgco2e",
 ]
 
 
@@ -42,7 +44,8 @@ def report(
     by: Annotated[Level, typer.Option("--by", help="Group by country, institution or project.")] = Level.institution,
     output: Annotated[ReportOutput, typer.Option("--output", "-o", help="table, json or csv.")] = ReportOutput.table,
 ) -> None:
-    """GPU-hours consumed against GPU-hours contributed, raw and normalized by model weight."""
+    """GPU-hours consumed against GPU-hours contributed, raw and normalized by model weight,
+    and the estimated energy and emissions of the runs that ended in the window."""
     seconds = flag_value("--since", parse_duration, since)
     with call.client() as c:
         usage = c.usage_report(seconds, by.value)
@@ -55,6 +58,8 @@ def report(
             "contributed_gpu_hours": round(line.contributed_gpu_hours, 3),
             "contributed_normalized": round(line.contributed_normalized, 3),
             "balance_normalized": round(line.contributed_normalized - line.consumed_normalized, 3),
+            "energy_kwh": round(line.energy_kwh, 3),
+            "emissions_kgco2e": round(line.emissions_kgco2e, 3),
         }
         for line in usage.lines
     ]

@@ -19,6 +19,8 @@ def usage_report_to_pb(r: UsageReport) -> admin_pb2.UsageReportResponse:
                 consumed_normalized=line.consumed_normalized,
                 contributed_gpu_hours=line.contributed_gpu_hours,
                 contributed_normalized=line.contributed_normalized,
+                energy_kwh=line.energy_kwh,
+                emissions_kgco2e=line.emissions_kgco2e,
             )
             for line in r.lines
         ],
@@ -38,6 +40,8 @@ def usage_report_from_pb(pb: admin_pb2.UsageReportResponse) -> UsageReport:
                 consumed_normalized=line.consumed_normalized,
                 contributed_gpu_hours=line.contributed_gpu_hours,
                 contributed_normalized=line.contributed_normalized,
+                energy_kwh=line.energy_kwh,
+                emissions_kgco2e=line.emissions_kgco2e,
             )
             for line in pb.lines
         ),

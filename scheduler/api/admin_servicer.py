@@ -22,6 +22,7 @@ from minga.common.wire.accounts import (
     whoami_to_pb,
 )
 from minga.common.wire.audit import audit_entry_to_pb
+from minga.common.wire.carbon import figures_to_pb
 from minga.common.wire.enums import role_from_pb
 from minga.common.wire.leadership import leadership_to_pb
 from minga.common.wire.lending import policy_from_pb, site_lending_to_pb
@@ -40,7 +41,7 @@ from minga.common.wire.usage import usage_report_to_pb
 from minga.scheduler.api.interceptor import CallContext
 from minga.scheduler.auth import bearer_from_metadata
 from minga.scheduler.core import Core
-from minga.scheduler.service import admin, lending, limits, shares, webhooks
+from minga.scheduler.service import admin, carbon, lending, limits, shares, webhooks
 from minga.v1 import admin_pb2, admin_pb2_grpc
 
 
@@ -188,6 +189,21 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     ) -> admin_pb2.ListAccountLimitsResponse:
         found = limits.list_account_limits(self.core, context.caller)
         return admin_pb2.ListAccountLimitsResponse(limits=[account_limit_to_pb(lim) for lim in found])
+
+    def GetCarbon(self, request: admin_pb2.GetCarbonRequest, context: CallContext) -> admin_pb2.CarbonFigures:
+        return figures_to_pb(carbon.get_carbon(self.core))
+
+    def SetCarbon(self, request: admin_pb2.SetCarbonRequest, context: CallContext) -> admin_pb2.CarbonFigures:
+        figures = carbon.set_carbon(
+            self.core,
+            context.caller,
+            request.kind,
+            request.key,
+            intensity=request.intensity if request.HasField("intensity") else None,
+            pue=request.pue if request.HasField("pue") else None,
+            watts=request.watts if request.HasField("watts") else None,
+        )
+        return figures_to_pb(figures)
 
     def SetSiteLabels(self, request: admin_pb2.SetSiteLabelsRequest, context: CallContext) -> admin_pb2.Site:
         return site_view_to_pb(admin.set_site_labels(self.core, request.name, dict(request.labels)))

@@ -157,6 +157,8 @@ POLICY: dict[str, Rule] = {
     "/minga.v1.AdminService/SetLimits": rule(**ADMIN_ONLY),
     "/minga.v1.AdminService/SetAccountLimits": rule(_limited, **INSTITUTION),
     "/minga.v1.AdminService/ListAccountLimits": rule(**EVERYONE),  # narrowed to what the caller may see
+    "/minga.v1.AdminService/GetCarbon": rule(**EVERYONE),  # public figures (docs/carbon.md)
+    "/minga.v1.AdminService/SetCarbon": rule(**ADMIN_ONLY),
     "/minga.v1.AdminService/BrokerStatus": rule(admin=ANY, inst_admin=ANY, researcher=ANY, site=ANY),
 }
 

@@ -320,6 +320,36 @@ class AccountLimitRow(SQLModel, table=True):
     updated_by: str = ""
 
 
+class CarbonFigureRow(SQLModel, table=True):
+    """A figure an admin set (`minga.common.carbon`): kind "country" (gCO2e/kWh by ISO code),
+    "site" (a site's own gCO2e/kWh), "site_pue" (a site's PUE) or "gpu" (watts by model).
+    Added by 0014_carbon."""
+
+    __tablename__ = "carbon_figures"
+    kind: str = Field(primary_key=True)
+    key: str = Field(primary_key=True)
+    value: float = 0.0
+    set_at: float = 0.0
+    set_by: str = ""
+
+
+class RunEnergyRow(SQLModel, table=True):
+    """An ended run's energy and emissions estimate, with the figures it used. Added by 0014_carbon."""
+
+    __tablename__ = "run_energy"
+    run_id: str = Field(primary_key=True)
+    country: str = ""
+    institution: str = ""
+    project: str = ""
+    ended_at: float = 0.0
+    kwh: float = 0.0
+    kgco2e: float = 0.0
+    intensity: float = 0.0
+    watts: float = 0.0
+    pue: float = 0.0
+    intensity_source: str = ""
+
+
 def table_of(model: type[SQLModel]) -> Table:
     """The model's Core table, for bulk statements that bypass the ORM."""
     table: Table = model.__table__  # type: ignore[attr-defined]  # set by the mapping; SQLModel does not declare it

@@ -15,7 +15,7 @@ from sqlmodel import col, or_, select
 from minga.common.shares import model_weight
 from minga.common.usage import ShareHistory, UsageLine
 from minga.scheduler.store.base import Database
-from minga.scheduler.store.models import InstitutionRow, RunRow, SiteUptimeRow
+from minga.scheduler.store.models import InstitutionRow, RunEnergyRow, RunRow, SiteUptimeRow
 from minga.scheduler.store.shares import read_settings
 
 GROUPINGS = ("country", "institution", "project")
@@ -69,6 +69,11 @@ class ReportsRepo:
                         consumed_gpu_hours=run.gpus * seconds / 3600,
                         consumed_normalized=run.gpus * model_weight(settings, run.gpu_model) * seconds / 3600,
                     )
+            ended = s.exec(
+                select(RunEnergyRow).where(RunEnergyRow.ended_at > since, RunEnergyRow.ended_at <= until)
+            ).all()
+            for energy in ended:  # charged whole to the window it ended in
+                add(energy.institution, energy.project, energy_kwh=energy.kwh, emissions_kgco2e=energy.kgco2e)
             if by != "project":
                 segments = s.exec(
                     select(SiteUptimeRow)

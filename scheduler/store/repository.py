@@ -10,6 +10,7 @@ from minga.scheduler.store.arrays import ArraysRepo
 from minga.scheduler.store.audit import AuditRepo
 from minga.scheduler.store.base import Database
 from minga.scheduler.store.blobs import BlobsRepo
+from minga.scheduler.store.carbon import CarbonRepo
 from minga.scheduler.store.db import make_engines
 from minga.scheduler.store.dependencies import DependenciesRepo
 from minga.scheduler.store.jobs import JobsRepo
@@ -40,6 +41,7 @@ class Store:
         self.lending = LendingRepo(self.db)
         self.webhooks = WebhooksRepo(self.db)
         self.limits = LimitsRepo(self.db)
+        self.carbon = CarbonRepo(self.db)
 
     def close(self) -> None:
         self.db.dispose()

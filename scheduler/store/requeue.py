@@ -17,6 +17,7 @@ from minga.common.site_messages import Command
 from minga.scheduler import lifecycle
 from minga.scheduler.lifecycle import Step, run_lost
 from minga.scheduler.store.base import job_from_row, job_to_row, run_from_row, run_to_row
+from minga.scheduler.store.carbon import charge_energy
 from minga.scheduler.store.ledger import charge_run
 from minga.scheduler.store.models import JobRow, RunRow
 from minga.scheduler.store.shares import read_settings
@@ -103,6 +104,7 @@ def write_step(s: Session, step: Step, job: JobRow | None, run: RunRow, now: flo
     s.add(run_to_row(step.run, run))
     if ended:
         charge_run(s, run, now, read_settings(s))
+        charge_energy(s, run, now)
     if job is not None and step.job is not None:
         s.add(job_to_row(step.job, job))
     return list(step.commands)

@@ -75,11 +75,12 @@ def usage_csv(report: UsageReport) -> str:
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow([report.by, "country", "consumed_gpu_hours", "consumed_normalized",
-                     "contributed_gpu_hours", "contributed_normalized", "balance_normalized"])  # fmt: skip
+                     "contributed_gpu_hours", "contributed_normalized", "balance_normalized",
+                     "energy_kwh", "emissions_kgco2e"])  # fmt: skip
     for line in report.lines:
         balance = line.contributed_normalized - line.consumed_normalized
         figures = (line.consumed_gpu_hours, line.consumed_normalized, line.contributed_gpu_hours,
-                   line.contributed_normalized, balance)  # fmt: skip
+                   line.contributed_normalized, balance, line.energy_kwh, line.emissions_kgco2e)  # fmt: skip
         writer.writerow([_cell(line.key), _cell(line.country), *(f"{x:.3f}" for x in figures)])
     return out.getvalue()
 

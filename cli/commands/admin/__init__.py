@@ -10,6 +10,7 @@ import typer
 from minga.cli import render
 from minga.cli.call import Call
 from minga.cli.commands.admin import (
+    carbon,
     guarantee,
     institution,
     limits,
@@ -35,6 +36,7 @@ app.add_typer(project.app, name="project")
 app.add_typer(weight.app, name="weight")
 app.add_typer(guarantee.app, name="guarantee")
 app.add_typer(limits.app, name="limits")
+app.add_typer(carbon.app, name="carbon")
 
 
 @app.command("audit")

@@ -34,20 +34,24 @@ class UsageReportRequest(_message.Message):
     def __init__(self, since_seconds: _Optional[float] = ..., by: _Optional[str] = ...) -> None: ...
 
 class UsageReportLine(_message.Message):
-    __slots__ = ("key", "country", "consumed_gpu_hours", "consumed_normalized", "contributed_gpu_hours", "contributed_normalized")
+    __slots__ = ("key", "country", "consumed_gpu_hours", "consumed_normalized", "contributed_gpu_hours", "contributed_normalized", "energy_kwh", "emissions_kgco2e")
     KEY_FIELD_NUMBER: _ClassVar[int]
     COUNTRY_FIELD_NUMBER: _ClassVar[int]
     CONSUMED_GPU_HOURS_FIELD_NUMBER: _ClassVar[int]
     CONSUMED_NORMALIZED_FIELD_NUMBER: _ClassVar[int]
     CONTRIBUTED_GPU_HOURS_FIELD_NUMBER: _ClassVar[int]
     CONTRIBUTED_NORMALIZED_FIELD_NUMBER: _ClassVar[int]
+    ENERGY_KWH_FIELD_NUMBER: _ClassVar[int]
+    EMISSIONS_KGCO2E_FIELD_NUMBER: _ClassVar[int]
     key: str
     country: str
     consumed_gpu_hours: float
     consumed_normalized: float
     contributed_gpu_hours: float
     contributed_normalized: float
-    def __init__(self, key: _Optional[str] = ..., country: _Optional[str] = ..., consumed_gpu_hours: _Optional[float] = ..., consumed_normalized: _Optional[float] = ..., contributed_gpu_hours: _Optional[float] = ..., contributed_normalized: _Optional[float] = ...) -> None: ...
+    energy_kwh: float
+    emissions_kgco2e: float
+    def __init__(self, key: _Optional[str] = ..., country: _Optional[str] = ..., consumed_gpu_hours: _Optional[float] = ..., consumed_normalized: _Optional[float] = ..., contributed_gpu_hours: _Optional[float] = ..., contributed_normalized: _Optional[float] = ..., energy_kwh: _Optional[float] = ..., emissions_kgco2e: _Optional[float] = ...) -> None: ...
 
 class UsageReportResponse(_message.Message):
     __slots__ = ("since", "until", "by", "lines")
@@ -683,3 +687,59 @@ class RotateTokenResponse(_message.Message):
     token: str
     expires_at: float
     def __init__(self, token: _Optional[str] = ..., expires_at: _Optional[float] = ...) -> None: ...
+
+class CarbonFigure(_message.Message):
+    __slots__ = ("key", "value", "source", "year", "set_at", "fallback")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    YEAR_FIELD_NUMBER: _ClassVar[int]
+    SET_AT_FIELD_NUMBER: _ClassVar[int]
+    FALLBACK_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    value: float
+    source: str
+    year: int
+    set_at: float
+    fallback: bool
+    def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ..., source: _Optional[str] = ..., year: _Optional[int] = ..., set_at: _Optional[float] = ..., fallback: _Optional[bool] = ...) -> None: ...
+
+class SiteCarbon(_message.Message):
+    __slots__ = ("site", "intensity", "pue")
+    SITE_FIELD_NUMBER: _ClassVar[int]
+    INTENSITY_FIELD_NUMBER: _ClassVar[int]
+    PUE_FIELD_NUMBER: _ClassVar[int]
+    site: str
+    intensity: float
+    pue: float
+    def __init__(self, site: _Optional[str] = ..., intensity: _Optional[float] = ..., pue: _Optional[float] = ...) -> None: ...
+
+class GetCarbonRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class CarbonFigures(_message.Message):
+    __slots__ = ("countries", "gpus", "sites", "default_pue")
+    COUNTRIES_FIELD_NUMBER: _ClassVar[int]
+    GPUS_FIELD_NUMBER: _ClassVar[int]
+    SITES_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_PUE_FIELD_NUMBER: _ClassVar[int]
+    countries: _containers.RepeatedCompositeFieldContainer[CarbonFigure]
+    gpus: _containers.RepeatedCompositeFieldContainer[CarbonFigure]
+    sites: _containers.RepeatedCompositeFieldContainer[SiteCarbon]
+    default_pue: float
+    def __init__(self, countries: _Optional[_Iterable[_Union[CarbonFigure, _Mapping]]] = ..., gpus: _Optional[_Iterable[_Union[CarbonFigure, _Mapping]]] = ..., sites: _Optional[_Iterable[_Union[SiteCarbon, _Mapping]]] = ..., default_pue: _Optional[float] = ...) -> None: ...
+
+class SetCarbonRequest(_message.Message):
+    __slots__ = ("kind", "key", "intensity", "pue", "watts")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    INTENSITY_FIELD_NUMBER: _ClassVar[int]
+    PUE_FIELD_NUMBER: _ClassVar[int]
+    WATTS_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    key: str
+    intensity: float
+    pue: float
+    watts: float
+    def __init__(self, kind: _Optional[str] = ..., key: _Optional[str] = ..., intensity: _Optional[float] = ..., pue: _Optional[float] = ..., watts: _Optional[float] = ...) -> None: ...

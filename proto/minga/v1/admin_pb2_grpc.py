@@ -164,6 +164,16 @@ class AdminServiceStub:
                 request_serializer=minga_dot_v1_dot_admin__pb2.ListAccountLimitsRequest.SerializeToString,
                 response_deserializer=minga_dot_v1_dot_admin__pb2.ListAccountLimitsResponse.FromString,
                 _registered_method=True)
+        self.GetCarbon = channel.unary_unary(
+                '/minga.v1.AdminService/GetCarbon',
+                request_serializer=minga_dot_v1_dot_admin__pb2.GetCarbonRequest.SerializeToString,
+                response_deserializer=minga_dot_v1_dot_admin__pb2.CarbonFigures.FromString,
+                _registered_method=True)
+        self.SetCarbon = channel.unary_unary(
+                '/minga.v1.AdminService/SetCarbon',
+                request_serializer=minga_dot_v1_dot_admin__pb2.SetCarbonRequest.SerializeToString,
+                response_deserializer=minga_dot_v1_dot_admin__pb2.CarbonFigures.FromString,
+                _registered_method=True)
         self.SetSiteLabels = channel.unary_unary(
                 '/minga.v1.AdminService/SetSiteLabels',
                 request_serializer=minga_dot_v1_dot_admin__pb2.SetSiteLabelsRequest.SerializeToString,
@@ -363,6 +373,20 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetCarbon(self, request, context):
+        """Energy and emissions figures (issue 16): grid intensity by country and by site, site PUE,
+        GPU board power. Everyone may read them; only an admin may set them.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetCarbon(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def SetSiteLabels(self, request, context):
         """Replaces a site's labels (jobs may require them with --label).
         """
@@ -530,6 +554,16 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.ListAccountLimits,
                     request_deserializer=minga_dot_v1_dot_admin__pb2.ListAccountLimitsRequest.FromString,
                     response_serializer=minga_dot_v1_dot_admin__pb2.ListAccountLimitsResponse.SerializeToString,
+            ),
+            'GetCarbon': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCarbon,
+                    request_deserializer=minga_dot_v1_dot_admin__pb2.GetCarbonRequest.FromString,
+                    response_serializer=minga_dot_v1_dot_admin__pb2.CarbonFigures.SerializeToString,
+            ),
+            'SetCarbon': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetCarbon,
+                    request_deserializer=minga_dot_v1_dot_admin__pb2.SetCarbonRequest.FromString,
+                    response_serializer=minga_dot_v1_dot_admin__pb2.CarbonFigures.SerializeToString,
             ),
             'SetSiteLabels': grpc.unary_unary_rpc_method_handler(
                     servicer.SetSiteLabels,
@@ -1259,6 +1293,60 @@ class AdminService:
             '/minga.v1.AdminService/ListAccountLimits',
             minga_dot_v1_dot_admin__pb2.ListAccountLimitsRequest.SerializeToString,
             minga_dot_v1_dot_admin__pb2.ListAccountLimitsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCarbon(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/minga.v1.AdminService/GetCarbon',
+            minga_dot_v1_dot_admin__pb2.GetCarbonRequest.SerializeToString,
+            minga_dot_v1_dot_admin__pb2.CarbonFigures.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetCarbon(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/minga.v1.AdminService/SetCarbon',
+            minga_dot_v1_dot_admin__pb2.SetCarbonRequest.SerializeToString,
+            minga_dot_v1_dot_admin__pb2.CarbonFigures.FromString,
             options,
             channel_credentials,
             insecure,
