@@ -843,3 +843,18 @@ def test_user_usage_ledger_round_trips_on_both_stores(store):
     store.runs.charge_batch(lambda: ChargeBatch(now=NOW + 1, user_usage={leaf: Ledger(7200.0, NOW + 1)}))
     usage = dict(store.runs.load_snapshot(NOW + 1).user_usage)
     assert usage[leaf] == pytest.approx(7200.0)
+
+
+def test_carbon_figures_round_trip_on_both_stores(store):
+    """Admin-set grid intensities and GPU watts are stored and overlay the defaults; a figure
+    for an unknown site is refused and stores nothing (the whole set is one transaction)."""
+    from minga.common.domain import NotFound
+
+    store.carbon.set([("country", "CL", 120.0), ("gpu", "A100", 250.0)], "admin", NOW)
+    shown = store.carbon.show()
+    assert (shown.countries["CL"].value, shown.countries["CL"].source) == (120.0, "admin")
+    assert shown.countries["BR"].source != "admin"  # a default stays a default
+    assert shown.gpus["A100"].value == 250.0
+    with pytest.raises(NotFound):
+        store.carbon.set([("country", "AR", 1.0), ("site", "nowhere", 10.0)], "admin", NOW)
+    assert store.carbon.show().countries["AR"].source != "admin"
