@@ -231,8 +231,8 @@ def test_readme_walkthrough_runs_as_written(shell: Shell) -> None:
             sh.background.append(pid)
             if command.startswith("minga broker serve "):
                 sh.until(
-                    "the broker to listen",
-                    lambda: not pid_alive(pid) or any("broker listening on" in line for line in sh.transcript[before:]),
+                    "the broker to listen (its announcement's last line, after every other)",
+                    lambda: not pid_alive(pid) or any("stop with Ctrl-C" in line for line in sh.transcript[before:]),
                 )
                 assert pid_alive(pid), f"the broker exited:\n{''.join(sh.transcript[before:])}"
                 _paste_broker_hint(sh, "".join(sh.transcript[before:]))
