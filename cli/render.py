@@ -725,12 +725,14 @@ def _issue10_rows(policy: JsonDict) -> list[list[str]]:
 
 
 def usage_table(by: str, lines: Sequence[JsonDict]) -> None:
+    """GPU-hours consumed and contributed, then the energy and emissions estimates in a table
+    of their own (both together would not fit 80 columns)."""
     _table(
         None,
         [
             Col(by.upper(), cap=20),
             "CC",
-            *(Col(h, right=True) for h in ("USED h", "USED norm", "GAVE h", "GAVE norm", "BALANCE", "kWh", "kgCO2e")),
+            *(Col(h, right=True) for h in ("USED h", "USED norm", "GAVE h", "GAVE norm", "BALANCE")),
         ],
         [
             [
@@ -741,9 +743,15 @@ def usage_table(by: str, lines: Sequence[JsonDict]) -> None:
                 f"{line['contributed_gpu_hours']:.1f}",
                 f"{line['contributed_normalized']:.1f}",
                 f"{line['balance_normalized']:+.1f}",
-                f"{line['energy_kwh']:.1f}",
-                f"{line['emissions_kgco2e']:.1f}",
             ]
+            for line in lines
+        ],
+    )
+    _table(
+        "Energy and emissions of the runs that ended (estimates: docs/carbon.md)",
+        [Col(by.upper(), cap=28), "CC", *(Col(h, right=True) for h in ("kWh", "kgCO2e"))],
+        [
+            [line["key"], line["country"], f"{line['energy_kwh']:.1f}", f"{line['emissions_kgco2e']:.1f}"]
             for line in lines
         ],
     )

@@ -252,10 +252,15 @@ def test_usage(capsys: pytest.CaptureFixture[str]) -> None:
             "contributed_gpu_hours": 345678.9,
             "contributed_normalized": 456789.1,
             "balance_normalized": -222221.3,
+            "energy_kwh": 98765.4,
+            "emissions_kgco2e": 28740.7,
         }
     ]
-    (row,) = _one_line_per_row(_render(capsys, lambda: render.usage_table("institution", lines)), 1, "INSTITUTION")
+    drawn = _render(capsys, lambda: render.usage_table("institution", lines))
+    (row,) = _one_line_per_row(drawn, 1, "INSTITUTION")
     _shows_whole(row, "universidad-de-chile", "123456.7", "234567.8", "345678.9", "456789.1", "-222221.3")
+    (energy,) = _one_line_per_row(drawn[drawn.index(row) + 1 :], 1, "INSTITUTION")
+    _shows_whole(energy, "universidad-de-chile", "CL", "98765.4", "28740.7")
 
 
 def test_brokers(capsys: pytest.CaptureFixture[str]) -> None:
