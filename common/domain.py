@@ -162,6 +162,10 @@ class JobSpec:
     # Jobs to wait for (Slurm's --dependency): "ID:COND", COND ok, any or failed
     # (scheduler/dependencies.py); the broker writes each as "ID:COND" once checked.
     after: tuple[str, ...] = ()
+    # Soft: prefer low-carbon sites among those that fit (docs/carbon.md "Low-carbon placement"),
+    # after own sites and the data country; `low_carbon_first` ranks intensity before them.
+    low_carbon: bool = False
+    low_carbon_first: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -50,6 +50,8 @@ def spec_from_pb(pb: common_pb2.JobSpec) -> JobSpec:
         secret_env=tuple(sorted(pb.secret_env.items())),
         notify_url=pb.notify_url.strip(),
         after=tuple(pb.after),
+        low_carbon=pb.low_carbon or pb.low_carbon_first,
+        low_carbon_first=pb.low_carbon_first,
     )
 
 
@@ -81,6 +83,8 @@ def spec_to_pb(spec: JobSpec, reveal_secrets: bool = False) -> common_pb2.JobSpe
         after=list(spec.after),
         secret_env=secrets,
         notify_url=spec.notify_url,
+        low_carbon=spec.low_carbon,
+        low_carbon_first=spec.low_carbon_first,
     )
 
 

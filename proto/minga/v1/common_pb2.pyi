@@ -133,7 +133,7 @@ class RuntimeEnv(_message.Message):
     def __init__(self, working_dir_digest: _Optional[str] = ..., pip: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class JobSpec(_message.Message):
-    __slots__ = ("name", "entrypoint", "runtime_env", "resources", "countries", "walltime_seconds", "priority", "max_attempts", "project", "data_country", "non_preemptible", "site_labels", "retry_failed", "secret_env", "after", "notify_url")
+    __slots__ = ("name", "entrypoint", "runtime_env", "resources", "countries", "walltime_seconds", "priority", "max_attempts", "project", "data_country", "non_preemptible", "site_labels", "retry_failed", "secret_env", "after", "notify_url", "low_carbon", "low_carbon_first")
     class SiteLabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -164,6 +164,8 @@ class JobSpec(_message.Message):
     SECRET_ENV_FIELD_NUMBER: _ClassVar[int]
     AFTER_FIELD_NUMBER: _ClassVar[int]
     NOTIFY_URL_FIELD_NUMBER: _ClassVar[int]
+    LOW_CARBON_FIELD_NUMBER: _ClassVar[int]
+    LOW_CARBON_FIRST_FIELD_NUMBER: _ClassVar[int]
     name: str
     entrypoint: str
     runtime_env: RuntimeEnv
@@ -180,7 +182,9 @@ class JobSpec(_message.Message):
     secret_env: _containers.ScalarMap[str, str]
     after: _containers.RepeatedScalarFieldContainer[str]
     notify_url: str
-    def __init__(self, name: _Optional[str] = ..., entrypoint: _Optional[str] = ..., runtime_env: _Optional[_Union[RuntimeEnv, _Mapping]] = ..., resources: _Optional[_Union[Resources, _Mapping]] = ..., countries: _Optional[_Iterable[str]] = ..., walltime_seconds: _Optional[int] = ..., priority: _Optional[int] = ..., max_attempts: _Optional[int] = ..., project: _Optional[str] = ..., data_country: _Optional[str] = ..., non_preemptible: _Optional[bool] = ..., site_labels: _Optional[_Mapping[str, str]] = ..., retry_failed: _Optional[bool] = ..., secret_env: _Optional[_Mapping[str, str]] = ..., after: _Optional[_Iterable[str]] = ..., notify_url: _Optional[str] = ...) -> None: ...
+    low_carbon: bool
+    low_carbon_first: bool
+    def __init__(self, name: _Optional[str] = ..., entrypoint: _Optional[str] = ..., runtime_env: _Optional[_Union[RuntimeEnv, _Mapping]] = ..., resources: _Optional[_Union[Resources, _Mapping]] = ..., countries: _Optional[_Iterable[str]] = ..., walltime_seconds: _Optional[int] = ..., priority: _Optional[int] = ..., max_attempts: _Optional[int] = ..., project: _Optional[str] = ..., data_country: _Optional[str] = ..., non_preemptible: _Optional[bool] = ..., site_labels: _Optional[_Mapping[str, str]] = ..., retry_failed: _Optional[bool] = ..., secret_env: _Optional[_Mapping[str, str]] = ..., after: _Optional[_Iterable[str]] = ..., notify_url: _Optional[str] = ..., low_carbon: _Optional[bool] = ..., low_carbon_first: _Optional[bool] = ...) -> None: ...
 
 class Job(_message.Message):
     __slots__ = ("id", "spec", "state", "owner", "institution", "site", "country", "attempts", "reason", "run_id", "submitted_at", "started_at", "finished_at", "gpu_model", "project", "failures", "last_preemption", "infra_requeues", "array_id", "array_index", "estimate", "dependencies", "cancelled_dependents")
