@@ -703,6 +703,7 @@ def _issue10_rows(policy: JsonDict) -> list[list[str]]:
         policy.get("fair_share_preemption"),
     )
     min_age = policy.get("reservation_min_age_seconds")
+    green = policy.get("low_carbon_default")
     return [
         [
             "entitlement floor",
@@ -721,6 +722,7 @@ def _issue10_rows(policy: JsonDict) -> list[list[str]]:
             "reservation min age",
             "-" if min_age is None else f"{format_duration(int(min_age))} (gangs waiting this long reserve first)",
         ],
+        ["low-carbon default", "-" if green is None else "on" if green else "off"],
     ]
 
 

@@ -164,7 +164,8 @@ class JobSpec:
     after: tuple[str, ...] = ()
     # Soft: prefer low-carbon sites among those that fit (docs/carbon.md "Low-carbon placement"),
     # after own sites and the data country; `low_carbon_first` ranks intensity before them.
-    low_carbon: bool = False
+    # None (not said): the admin's default (`ShareSettings.low_carbon_default`), applied at submit.
+    low_carbon: bool | None = None
     low_carbon_first: bool = False
 
 

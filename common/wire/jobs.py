@@ -50,7 +50,7 @@ def spec_from_pb(pb: common_pb2.JobSpec) -> JobSpec:
         secret_env=tuple(sorted(pb.secret_env.items())),
         notify_url=pb.notify_url.strip(),
         after=tuple(pb.after),
-        low_carbon=pb.low_carbon or pb.low_carbon_first,
+        low_carbon=True if pb.low_carbon_first else (pb.low_carbon if pb.HasField("low_carbon") else None),
         low_carbon_first=pb.low_carbon_first,
     )
 
@@ -60,7 +60,9 @@ def spec_to_pb(spec: JobSpec, reveal_secrets: bool = False) -> common_pb2.JobSpe
     StartRun to the site running the job asks for."""
     r, rt = spec.resources, spec.runtime_env
     secrets = {k: (v if reveal_secrets else REDACTED) for k, v in spec.secret_env}
+    green = {} if spec.low_carbon is None else {"low_carbon": spec.low_carbon}
     return common_pb2.JobSpec(
+        **green,
         name=spec.name,
         entrypoint=spec.entrypoint,
         runtime_env=common_pb2.RuntimeEnv(working_dir_digest=rt.working_dir_digest, pip=list(rt.pip), env=dict(rt.env)),
@@ -83,7 +85,6 @@ def spec_to_pb(spec: JobSpec, reveal_secrets: bool = False) -> common_pb2.JobSpe
         after=list(spec.after),
         secret_env=secrets,
         notify_url=spec.notify_url,
-        low_carbon=spec.low_carbon,
         low_carbon_first=spec.low_carbon_first,
     )
 

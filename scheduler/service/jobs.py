@@ -160,6 +160,8 @@ def _checked_spec(core: Core, caller: Principal, spec: JobSpec, allow_unknown: b
     if rejection:
         raise FailedPrecondition(f"rejected: {rejection}")
     project = core.store.shares.resolve_project(caller.institution, spec.project, core.clock.now())
+    if spec.low_carbon is None:  # the researcher did not say: the federation's default (docs/carbon.md)
+        spec = replace(spec, low_carbon=core.store.shares.settings().low_carbon_default)
     return replace(spec, project=project)
 
 
