@@ -181,6 +181,17 @@ class JobPreemption:
 
 
 @dataclass(frozen=True, slots=True)
+class JobCarbon:
+    """Grid intensities (gCO2e/kWh) for `minga job status` (docs/carbon.md): the job's site's,
+    and the range among the `sites` that could take it (hard constraints only)."""
+
+    site_intensity: float  # 0.0 while it has no site
+    min_intensity: float
+    max_intensity: float
+    sites: int
+
+
+@dataclass(frozen=True, slots=True)
 class StartEstimate:
     """When a pending job is expected to start: the broker's policy run forward from its last
     cycle (`scheduler/sim/forecast.py`) under `assumptions`. An estimate, never a promise.
@@ -235,6 +246,8 @@ class Job:
     # Not stored: the broker adds it to a PENDING job it answers (`job status`) when its last
     # cycle's forecast has one; None otherwise.
     estimate: StartEstimate | None = None
+    # Not stored: the broker adds it to the job it answers `job status` with (docs/carbon.md).
+    carbon: JobCarbon | None = None
 
 
 @dataclass(frozen=True)

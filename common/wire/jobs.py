@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 from minga.common.domain import (
     DEFAULT_MAX_ATTEMPTS,
     REDACTED,
@@ -9,6 +11,7 @@ from minga.common.domain import (
     DependencyStatus,
     InvalidArgument,
     Job,
+    JobCarbon,
     JobPreemption,
     JobSpec,
     JobState,
@@ -113,6 +116,7 @@ def job_to_pb(job: Job) -> common_pb2.Job:
         array_index=job.array_index,
         estimate=estimate_to_pb(job.estimate),
         dependencies=[dependency_to_pb(d) for d in job.dependencies],
+        carbon=None if job.carbon is None else common_pb2.JobCarbon(**asdict(job.carbon)),
     )
 
 
@@ -148,6 +152,9 @@ def job_from_pb(pb: common_pb2.Job) -> Job:
         array_index=pb.array_index,
         estimate=estimate_from_pb(pb.estimate) if pb.HasField("estimate") else None,
         dependencies=tuple(dependency_from_pb(d) for d in pb.dependencies),
+        carbon=JobCarbon(pb.carbon.site_intensity, pb.carbon.min_intensity, pb.carbon.max_intensity, pb.carbon.sites)
+        if pb.HasField("carbon")
+        else None,
     )
 
 

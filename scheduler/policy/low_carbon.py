@@ -15,8 +15,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 
 from minga.common.carbon import default_intensity
-from minga.common.domain import Site
+from minga.common.domain import Job, JobCarbon, Site
 from minga.common.snapshot import Snapshot
+from minga.scheduler.policy.placement import has_labels, in_allowed_country, pool_can_ever_hold
 from minga.scheduler.policy.pool_index import Pool, PoolIndex
 
 
@@ -55,3 +56,20 @@ def pools_in(index: PoolIndex, scopes: Iterable[str], models: Iterable[str], gpu
             for free in range(gpus, index.top.get((scope, model), 0) + 1):
                 found.extend(b[free].values())
     return found
+
+
+def could_take(job: Job, site: Site) -> bool:
+    """The site meets the job's hard constraints, were it empty and READY (`placement.py`)."""
+    res = job.spec.resources
+    if not in_allowed_country(job, site) or not has_labels(job, site) or site.inventory.cpus < res.cpus:
+        return False
+    return res.gpus == 0 or any(pool_can_ever_hold(res, p) for p in site.inventory.gpus)
+
+
+def job_carbon(job: Job, sites: Iterable[Site], intensity: Mapping[str, float]) -> JobCarbon:
+    """The job's site's intensity and the range among the sites that could take it
+    (`minga job status`); a site missing from `intensity` gets its country's default."""
+    sites = list(sites)
+    figure = {s.name: intensity.get(s.name, intensity_of(s)) for s in sites}
+    fit = [figure[s.name] for s in sites if could_take(job, s)]
+    return JobCarbon(figure.get(job.site, 0.0), min(fit, default=0.0), max(fit, default=0.0), len(fit))

@@ -187,7 +187,7 @@ class JobSpec(_message.Message):
     def __init__(self, name: _Optional[str] = ..., entrypoint: _Optional[str] = ..., runtime_env: _Optional[_Union[RuntimeEnv, _Mapping]] = ..., resources: _Optional[_Union[Resources, _Mapping]] = ..., countries: _Optional[_Iterable[str]] = ..., walltime_seconds: _Optional[int] = ..., priority: _Optional[int] = ..., max_attempts: _Optional[int] = ..., project: _Optional[str] = ..., data_country: _Optional[str] = ..., non_preemptible: _Optional[bool] = ..., site_labels: _Optional[_Mapping[str, str]] = ..., retry_failed: _Optional[bool] = ..., secret_env: _Optional[_Mapping[str, str]] = ..., after: _Optional[_Iterable[str]] = ..., notify_url: _Optional[str] = ..., low_carbon: _Optional[bool] = ..., low_carbon_first: _Optional[bool] = ...) -> None: ...
 
 class Job(_message.Message):
-    __slots__ = ("id", "spec", "state", "owner", "institution", "site", "country", "attempts", "reason", "run_id", "submitted_at", "started_at", "finished_at", "gpu_model", "project", "failures", "last_preemption", "infra_requeues", "array_id", "array_index", "estimate", "dependencies", "cancelled_dependents")
+    __slots__ = ("id", "spec", "state", "owner", "institution", "site", "country", "attempts", "reason", "run_id", "submitted_at", "started_at", "finished_at", "gpu_model", "project", "failures", "last_preemption", "infra_requeues", "array_id", "array_index", "estimate", "dependencies", "cancelled_dependents", "carbon")
     ID_FIELD_NUMBER: _ClassVar[int]
     SPEC_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -211,6 +211,7 @@ class Job(_message.Message):
     ESTIMATE_FIELD_NUMBER: _ClassVar[int]
     DEPENDENCIES_FIELD_NUMBER: _ClassVar[int]
     CANCELLED_DEPENDENTS_FIELD_NUMBER: _ClassVar[int]
+    CARBON_FIELD_NUMBER: _ClassVar[int]
     id: str
     spec: JobSpec
     state: JobState
@@ -234,7 +235,20 @@ class Job(_message.Message):
     estimate: StartEstimate
     dependencies: _containers.RepeatedCompositeFieldContainer[DependencyStatus]
     cancelled_dependents: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, id: _Optional[str] = ..., spec: _Optional[_Union[JobSpec, _Mapping]] = ..., state: _Optional[_Union[JobState, str]] = ..., owner: _Optional[str] = ..., institution: _Optional[str] = ..., site: _Optional[str] = ..., country: _Optional[str] = ..., attempts: _Optional[int] = ..., reason: _Optional[str] = ..., run_id: _Optional[str] = ..., submitted_at: _Optional[float] = ..., started_at: _Optional[float] = ..., finished_at: _Optional[float] = ..., gpu_model: _Optional[str] = ..., project: _Optional[str] = ..., failures: _Optional[int] = ..., last_preemption: _Optional[_Union[JobPreemption, _Mapping]] = ..., infra_requeues: _Optional[int] = ..., array_id: _Optional[str] = ..., array_index: _Optional[int] = ..., estimate: _Optional[_Union[StartEstimate, _Mapping]] = ..., dependencies: _Optional[_Iterable[_Union[DependencyStatus, _Mapping]]] = ..., cancelled_dependents: _Optional[_Iterable[str]] = ...) -> None: ...
+    carbon: JobCarbon
+    def __init__(self, id: _Optional[str] = ..., spec: _Optional[_Union[JobSpec, _Mapping]] = ..., state: _Optional[_Union[JobState, str]] = ..., owner: _Optional[str] = ..., institution: _Optional[str] = ..., site: _Optional[str] = ..., country: _Optional[str] = ..., attempts: _Optional[int] = ..., reason: _Optional[str] = ..., run_id: _Optional[str] = ..., submitted_at: _Optional[float] = ..., started_at: _Optional[float] = ..., finished_at: _Optional[float] = ..., gpu_model: _Optional[str] = ..., project: _Optional[str] = ..., failures: _Optional[int] = ..., last_preemption: _Optional[_Union[JobPreemption, _Mapping]] = ..., infra_requeues: _Optional[int] = ..., array_id: _Optional[str] = ..., array_index: _Optional[int] = ..., estimate: _Optional[_Union[StartEstimate, _Mapping]] = ..., dependencies: _Optional[_Iterable[_Union[DependencyStatus, _Mapping]]] = ..., cancelled_dependents: _Optional[_Iterable[str]] = ..., carbon: _Optional[_Union[JobCarbon, _Mapping]] = ...) -> None: ...
+
+class JobCarbon(_message.Message):
+    __slots__ = ("site_intensity", "min_intensity", "max_intensity", "sites")
+    SITE_INTENSITY_FIELD_NUMBER: _ClassVar[int]
+    MIN_INTENSITY_FIELD_NUMBER: _ClassVar[int]
+    MAX_INTENSITY_FIELD_NUMBER: _ClassVar[int]
+    SITES_FIELD_NUMBER: _ClassVar[int]
+    site_intensity: float
+    min_intensity: float
+    max_intensity: float
+    sites: int
+    def __init__(self, site_intensity: _Optional[float] = ..., min_intensity: _Optional[float] = ..., max_intensity: _Optional[float] = ..., sites: _Optional[int] = ...) -> None: ...
 
 class DependencyStatus(_message.Message):
     __slots__ = ("job_id", "condition", "state", "status")
