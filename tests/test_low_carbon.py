@@ -19,7 +19,9 @@ from minga.common.domain import GpuPool, Inventory, Job, JobSpec, JobState, Reso
 from minga.scheduler.policy import InstitutionShare, Snapshot, schedule
 from minga.scheduler.policy.cycle_state import Cycle
 from minga.scheduler.policy.low_carbon import site_intensities
+from tests import test_policy_properties as fifo
 from tests.test_fairshare_properties import NOW, check_sound, snapshots
+from tests.test_policy_properties import raw_snapshots
 
 PROPS = settings(max_examples=150, deadline=None)
 
@@ -152,3 +154,20 @@ def test_a_lone_job_is_placed_exactly_when_it_would_be_without_the_flag(pair):
         dp = schedule(replace(plain, pending=(p,)), NOW)
         assert [x.job_id for x in dg.placements] == [x.job_id for x in dp.placements]
         assert [(x.gpus, x.cpus) for x in dg.placements] == [(x.gpus, x.cpus) for x in dp.placements]
+
+
+@PROPS
+@given(raw_snapshots(), st.lists(st.sampled_from([5.0, 25.0, 98.0, 291.0, 480.0]), min_size=6, max_size=6))
+def test_first_come_first_served_with_low_carbon_stays_sound(raw, figures):
+    """The policy before accounts exist: same oracles as test_policy_properties."""
+    snap = fifo.build(raw)
+    green = replace(
+        snap,
+        pending=tuple(replace(j, spec=replace(j.spec, low_carbon=True)) for j in snap.pending),
+        intensity=tuple((s.name, f) for s, f in zip(snap.sites, figures, strict=False)),
+    )
+    d = schedule(green, NOW)
+    fifo.check_no_gpu_or_cpu_is_promised_twice(green, d)
+    fifo.check_placements_honour_every_hard_constraint(green, d)
+    fifo.check_every_job_is_placed_or_waiting_exactly_once(green, d)
+    fifo.check_placements_follow_queue_order(green, d)
