@@ -97,3 +97,14 @@ def test_conflicting_flags_are_refused_and_change_nothing(fed):
     done = minga(broker, ana.token, "job", "submit", "--gpus", "1", "--low-carbon", "--no-low-carbon", "--", "true")
     assert done.exit_code != 0 and "--no-low-carbon" in done.output
     assert broker.broker.core.store.jobs.list(None, True, None) == []
+
+
+def test_a_spec_file_may_ask_for_it(fed, tmp_path: Path):
+    broker, ana, _cl, _py = fed
+    spec = tmp_path / "job.toml"
+    spec.write_text('run = ["true"]\ngpus = 2\nlow-carbon = true\n')
+    done = minga(broker, ana.token, "job", "submit", "-f", str(spec))
+    assert done.exit_code == 0, done.output
+    job_id = done.output.strip().split()[-1]
+    assert broker.broker.core.store.jobs.get(job_id).spec.low_carbon is True
+    assert placed_on(broker, job_id) == "fpuna"
