@@ -23,7 +23,7 @@ from minga.common.limits import format_duration as limit_duration
 if TYPE_CHECKING:
     from minga.common.accounts import Institution, TokenInfo, User
     from minga.common.audit import AuditEntry
-    from minga.common.domain import DependencyStatus, Job, JobPreemption, Principal, StartEstimate
+    from minga.common.domain import DependencyStatus, Job, JobCarbon, JobPreemption, Principal, StartEstimate
     from minga.common.leadership import LeadershipStatus
     from minga.common.quotas import InstitutionQuota, QuotaRow, QuotaView, TreeNode
     from minga.common.shares import PartialSettings, ProjectShare
@@ -74,6 +74,7 @@ def job_to_dict(job: Job) -> JsonDict:
         "last_preemption": _preemption_to_dict(job.last_preemption) if job.last_preemption else None,
         "estimated_start": _estimate_to_dict(job.estimate) if job.estimate else None,
         "dependencies": [_dependency_to_dict(d) for d in job.dependencies],
+        "carbon": _carbon_to_dict(job.carbon) if job.carbon else None,
         "spec": {
             "entrypoint": spec.entrypoint,
             "gpu_models": list(res.gpu_models),
@@ -93,8 +94,36 @@ def job_to_dict(job: Job) -> JsonDict:
             "secret_env": {k: "***" for k, _ in sorted(spec.secret_env)},
             "notify_url": spec.notify_url or None,
             "after": list(spec.after),
+            "low_carbon": bool(spec.low_carbon),
+            "low_carbon_first": spec.low_carbon_first,
         },
     }
+
+
+def _carbon_to_dict(c: JobCarbon) -> JsonDict:
+    return {
+        "site_intensity": c.site_intensity or None,
+        "min_intensity": c.min_intensity,
+        "max_intensity": c.max_intensity,
+        "sites": c.sites,
+    }
+
+
+def carbon_line(job: JsonDict) -> str | None:
+    """`grid` in `job status`: the site's gCO2e/kWh and the range where it could run."""
+    c = job.get("carbon")
+    if not c:
+        return None
+    spec = job["spec"]
+    pref = " first" if spec.get("low_carbon_first") else "" if spec.get("low_carbon") else None
+    asked = "" if pref is None else f"; low-carbon{pref} asked"
+    here = f"{c['site_intensity']:g} gCO2e/kWh here" if c.get("site_intensity") else "no site yet"
+    if not c["sites"]:
+        return f"{here}{asked}"
+    return (
+        f"{here}; {c['min_intensity']:g}-{c['max_intensity']:g} gCO2e/kWh among the {c['sites']} "
+        f"site(s) that could take it{asked}"
+    )
 
 
 def _dependency_to_dict(d: DependencyStatus) -> JsonDict:
@@ -388,6 +417,8 @@ def job_detail(job: JsonDict, now: float | None = None) -> None:
     fields += [("after", f"{d['job_id']}:{d['condition']}: {d['state']} ({d['status']})") for d in job["dependencies"]]
     preempted = preemption_line(job.get("last_preemption"), now)
     wrapped = ([("preempted", preempted)] if preempted else []) + estimate_lines(job, now)
+    grid = carbon_line(job)
+    wrapped += [("grid", grid)] if grid else []
     width = max(len(k) for k, _ in fields + [("preempted", "")])
     for key, value in fields:
         sys.stdout.write(f"{key:<{width}}  {_dash(value)}\n")
@@ -703,6 +734,7 @@ def _issue10_rows(policy: JsonDict) -> list[list[str]]:
         policy.get("fair_share_preemption"),
     )
     min_age = policy.get("reservation_min_age_seconds")
+    green = policy.get("low_carbon_default")
     return [
         [
             "entitlement floor",
@@ -721,6 +753,7 @@ def _issue10_rows(policy: JsonDict) -> list[list[str]]:
             "reservation min age",
             "-" if min_age is None else f"{format_duration(int(min_age))} (gangs waiting this long reserve first)",
         ],
+        ["low-carbon default", "-" if green is None else "on" if green else "off"],
     ]
 
 

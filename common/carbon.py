@@ -9,6 +9,7 @@ See docs/carbon.md for the sources and what the estimate leaves out.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 INTENSITY_SOURCE = "Ember and Energy Institute, via Our World in Data (carbon intensity of electricity generation)"
@@ -127,6 +128,18 @@ def default_watts(model: str) -> Figure:
 def resolve_intensity(country: str, site: Figure | None, admin: Figure | None) -> Figure:
     """Site override > country set by an admin > country default > fallback."""
     return site or admin or default_intensity(country)
+
+
+def site_intensities(
+    sites: Iterable[tuple[str, str]], admin: Iterable[tuple[str, str, float]]
+) -> tuple[tuple[str, float], ...]:
+    """(site, gCO2e/kWh) for each (site, country), by `resolve_intensity`; `admin` holds the
+    figures admins set as (kind, key, value), kind "site" or "country" (others ignored)."""
+    given = {(kind, key): Figure(value, "admin") for kind, key, value in admin}
+    return tuple(
+        (name, resolve_intensity(country, given.get(("site", name)), given.get(("country", country))).value)
+        for name, country in sites
+    )
 
 
 def resolve_watts(model: str, admin: Figure | None) -> Figure:

@@ -162,6 +162,11 @@ class JobSpec:
     # Jobs to wait for (Slurm's --dependency): "ID:COND", COND ok, any or failed
     # (scheduler/dependencies.py); the broker writes each as "ID:COND" once checked.
     after: tuple[str, ...] = ()
+    # Soft: prefer low-carbon sites among those that fit (docs/carbon.md "Low-carbon placement"),
+    # after own sites and the data country; `low_carbon_first` ranks intensity before them.
+    # None (not said): the admin's default (`ShareSettings.low_carbon_default`), applied at submit.
+    low_carbon: bool | None = None
+    low_carbon_first: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +178,17 @@ class JobPreemption:
     kind: str  # "fair-share", "reclaim" or "lending-window"
     beneficiary: str  # the institution it made room for
     reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class JobCarbon:
+    """Grid intensities (gCO2e/kWh) for `minga job status` (docs/carbon.md): the job's site's,
+    and the range among the `sites` that could take it (hard constraints only)."""
+
+    site_intensity: float  # 0.0 while it has no site
+    min_intensity: float
+    max_intensity: float
+    sites: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,6 +246,8 @@ class Job:
     # Not stored: the broker adds it to a PENDING job it answers (`job status`) when its last
     # cycle's forecast has one; None otherwise.
     estimate: StartEstimate | None = None
+    # Not stored: the broker adds it to the job it answers `job status` with (docs/carbon.md).
+    carbon: JobCarbon | None = None
 
 
 @dataclass(frozen=True)

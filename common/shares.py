@@ -37,6 +37,7 @@ class ShareSettings:
     reservation_min_age_seconds: float = 600.0  # gangs waiting this long hold reservations first
     age_weight: float = 0.0  # fair-share points per hour of waiting
     latency: tuple[tuple[str, str, int], ...] = ()  # (country, country, rank): lower is nearer
+    low_carbon_default: bool = False  # a job that does not say gets low-carbon placement (docs/carbon.md)
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,7 @@ OPTIONAL_SETTINGS = (
     "preemption_notice_seconds",
     "base_grant_fraction",
     "reservation_min_age_seconds",
+    "low_carbon_default",  # issue 16
 )
 
 

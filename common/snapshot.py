@@ -32,6 +32,9 @@ class Snapshot:
     lending: tuple[tuple[str, LendingPolicy], ...] = ()  # site name -> its owner's lending policy
     array_live: tuple[tuple[str, int], ...] = ()  # each capped array with pending tasks -> its tasks holding GPUs (%K)
     account_limits: tuple[AccountLimit, ...] = ()  # limits per user and per project (Slurm's QOS/association)
+    # site -> its grid intensity (gCO2e/kWh, `carbon.resolve_intensity`), for low-carbon placement;
+    # a site left out gets its country's shipped default.
+    intensity: tuple[tuple[str, float], ...] = ()
     # The pending jobs' columns, when the leader keeps them up to date (`policy.pending_columns.Pending`,
     # for exactly `pending`); else the policy reads them from the jobs. Not part of what the snapshot says.
     columns: object = field(default=None, compare=False, repr=False)

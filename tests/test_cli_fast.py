@@ -141,7 +141,7 @@ def test_what_the_fast_path_cannot_read_exactly_goes_to_typer(
 FLAGS = {
     "job submit": ["--name", "--gpus", "--gpu-model", "--cpus", "--max-attempts", "--country", "--env", "--walltime",
                    "--array", "--idempotency-key", "-o", "--retry-failed", "--allow-unknown", "--non-preemptible",
-                   "--after"],
+                   "--after", "--low-carbon", "--low-carbon-first", "--no-low-carbon"],
     "job list": ["--all", "--expand", "--tasks", "--state", "-o"],
     "job status": ["-o"],
     "job wait": ["--timeout", "-o"],

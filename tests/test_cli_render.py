@@ -39,6 +39,7 @@ JOB_KEYS = {
     "last_preemption",
     "estimated_start",
     "dependencies",
+    "carbon",
     "spec",
 }
 

@@ -128,7 +128,7 @@ def partial_settings(draw: st.DrawFn) -> PartialSettings:
         "age_weight": draw(finite),
     }
     optional = {
-        name: draw(st.booleans() if name == "fair_share_preemption" else finite)
+        name: draw(st.booleans() if name in ("fair_share_preemption", "low_carbon_default") else finite)
         for name in draw(st.sets(st.sampled_from(OPTIONAL_SETTINGS)))
     }
     given = {name for name, value in plain.items() if value} | set(optional)

@@ -109,6 +109,9 @@ def submit(
     project: str = "",
     data_country: str | None = None,
     label: list[str] | None = None,
+    low_carbon: bool = False,
+    low_carbon_first: bool = False,
+    no_low_carbon: bool = False,
     non_preemptible: bool = False,
     notify: str | None = None,
     idempotency_key: str | None = None,
@@ -126,6 +129,8 @@ def submit(
         raise errors.FlagError("--cpus", f"{cpus:g} must be more than 0")
     if max_attempts < 1:
         raise errors.FlagError("--max-attempts", f"{max_attempts} must be at least 1")
+    if no_low_carbon and (low_carbon or low_carbon_first):
+        raise errors.FlagError("--no-low-carbon", "cannot be given with --low-carbon or --low-carbon-first")
     if working_dir is not None and not working_dir.is_dir():
         raise errors.FlagError("--working-dir", f"{working_dir} is not a directory")
     resources = Resources(
@@ -152,6 +157,8 @@ def submit(
         secret_env=_pairs(flag_value("--secret-env", parse_secret_env, secret_env or [])),
         notify_url=notify or "",
         after=tuple(after or ()),
+        low_carbon=False if no_low_carbon else (True if low_carbon or low_carbon_first else None),
+        low_carbon_first=low_carbon_first,
     )
     with call.client() as c:
         if working_dir is not None:

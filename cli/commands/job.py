@@ -50,6 +50,18 @@ SUBMIT_FLAGS = {
     "data_country": typer.Option(
         "--data-country", help="Where the job's data is: prefer sites in or near it.", show_default=False
     ),
+    "low_carbon": typer.Option(
+        "--low-carbon",
+        help="Prefer the sites with the cleanest grid (lowest gCO2e/kWh) among those that fit, after your "
+        "institution's own sites and the data country.",
+    ),
+    "low_carbon_first": typer.Option(
+        "--low-carbon-first",
+        help="As --low-carbon, but the cleanest grid ranks before your own sites and the data country.",
+    ),
+    "no_low_carbon": typer.Option(
+        "--no-low-carbon", help="No low-carbon preference, whatever the federation's default."
+    ),
     "label": typer.Option("--label", help="KEY=VALUE the site must carry (repeatable).", show_default=False),
     "non_preemptible": typer.Option(
         "--non-preemptible", help="Never preempt it (honoured within your institution's guarantee)."

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 from minga.common.domain import (
     DEFAULT_MAX_ATTEMPTS,
     REDACTED,
@@ -9,6 +11,7 @@ from minga.common.domain import (
     DependencyStatus,
     InvalidArgument,
     Job,
+    JobCarbon,
     JobPreemption,
     JobSpec,
     JobState,
@@ -50,6 +53,8 @@ def spec_from_pb(pb: common_pb2.JobSpec) -> JobSpec:
         secret_env=tuple(sorted(pb.secret_env.items())),
         notify_url=pb.notify_url.strip(),
         after=tuple(pb.after),
+        low_carbon=True if pb.low_carbon_first else (pb.low_carbon if pb.HasField("low_carbon") else None),
+        low_carbon_first=pb.low_carbon_first,
     )
 
 
@@ -58,7 +63,9 @@ def spec_to_pb(spec: JobSpec, reveal_secrets: bool = False) -> common_pb2.JobSpe
     StartRun to the site running the job asks for."""
     r, rt = spec.resources, spec.runtime_env
     secrets = {k: (v if reveal_secrets else REDACTED) for k, v in spec.secret_env}
+    green = {} if spec.low_carbon is None else {"low_carbon": spec.low_carbon}
     return common_pb2.JobSpec(
+        **green,
         name=spec.name,
         entrypoint=spec.entrypoint,
         runtime_env=common_pb2.RuntimeEnv(working_dir_digest=rt.working_dir_digest, pip=list(rt.pip), env=dict(rt.env)),
@@ -81,6 +88,7 @@ def spec_to_pb(spec: JobSpec, reveal_secrets: bool = False) -> common_pb2.JobSpe
         after=list(spec.after),
         secret_env=secrets,
         notify_url=spec.notify_url,
+        low_carbon_first=spec.low_carbon_first,
     )
 
 
@@ -108,6 +116,7 @@ def job_to_pb(job: Job) -> common_pb2.Job:
         array_index=job.array_index,
         estimate=estimate_to_pb(job.estimate),
         dependencies=[dependency_to_pb(d) for d in job.dependencies],
+        carbon=None if job.carbon is None else common_pb2.JobCarbon(**asdict(job.carbon)),
     )
 
 
@@ -143,6 +152,9 @@ def job_from_pb(pb: common_pb2.Job) -> Job:
         array_index=pb.array_index,
         estimate=estimate_from_pb(pb.estimate) if pb.HasField("estimate") else None,
         dependencies=tuple(dependency_from_pb(d) for d in pb.dependencies),
+        carbon=JobCarbon(pb.carbon.site_intensity, pb.carbon.min_intensity, pb.carbon.max_intensity, pb.carbon.sites)
+        if pb.HasField("carbon")
+        else None,
     )
 
 

@@ -20,6 +20,7 @@ from minga.scheduler.policy.guarantees import Ledger, build_ledger
 from minga.scheduler.policy.guest_failures import GuestFailures
 from minga.scheduler.policy.latency import rank_table
 from minga.scheduler.policy.lending_verdicts import Lending
+from minga.scheduler.policy.low_carbon import site_intensities
 from minga.scheduler.policy.never_fits import NeverFits
 from minga.scheduler.policy.pending_columns import pending_columns
 from minga.scheduler.policy.pool_index import ANY, Pool, PoolIndex
@@ -50,6 +51,7 @@ class Cycle:
     home: dict[str, str]  # institution -> its country
     latency: dict[tuple[str, str], int]
     explicit: set[str]  # institutions with an explicit guarantee
+    intensity: dict[str, float] = field(default_factory=dict)  # site -> grid intensity (`low_carbon.py`)
     lending: Lending | None = None  # site owners' lending policies; None: no site has one
     reservations: dict[tuple[str, str], Reservation] = field(default_factory=dict)  # EASY backfill, by pool
     reserved_models: set[str] = field(default_factory=set)  # GPU models with a reservation
@@ -112,6 +114,7 @@ class Cycle:
             explicit={i.slug for i in snapshot.institutions if i.guarantee},
         )
         cycle.lending = Lending.start(snapshot, now, cycle.home)
+        cycle.intensity = site_intensities(snapshot)
         cycle.held = held_by_project(snapshot)
         cycle.held_users = held_users
         cycle.guest_failures = GuestFailures(cycle)

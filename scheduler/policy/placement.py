@@ -77,10 +77,14 @@ class Choice:
     gpu_model: str
 
 
-def best_fit(job: Job, sites: Iterable[Site], capacity: Capacity) -> Choice | None:
-    """The fitting pool that leaves the least idle capacity; ties broken by name."""
+def best_fit(
+    job: Job, sites: Iterable[Site], capacity: Capacity, intensity: Mapping[str, float] | None = None
+) -> Choice | None:
+    """The fitting pool that leaves the least idle capacity; ties broken by name. For a
+    low-carbon job the site's grid `intensity` ranks first (`low_carbon.py`)."""
     res = job.spec.resources
-    best: tuple[tuple[float, float, str, str], Choice] | None = None
+    green = intensity if job.spec.low_carbon and intensity is not None else {}
+    best: tuple[tuple[float, float, float, str, str], Choice] | None = None
     for site in sites:
         if not accepts_new_runs(site) or not in_allowed_country(job, site) or not has_labels(job, site):
             continue
@@ -88,7 +92,7 @@ def best_fit(job: Job, sites: Iterable[Site], capacity: Capacity) -> Choice | No
         if free_cpus < res.cpus:
             continue
         for model, left in _fitting_pools(res, site, capacity):
-            key = (left, free_cpus - res.cpus, site.name, model)
+            key = (green.get(site.name, 0.0), left, free_cpus - res.cpus, site.name, model)
             if best is None or key < best[0]:
                 best = (key, Choice(site=site.name, gpu_model=model))
     return best[1] if best else None

@@ -17,6 +17,7 @@ from minga.common.domain import Job
 from minga.scheduler.policy.backfill import due
 from minga.scheduler.policy.cycle_state import Cycle
 from minga.scheduler.policy.latency import country_groups
+from minga.scheduler.policy.low_carbon import greenest, pools_in
 from minga.scheduler.policy.pool_index import ANY, Pool
 
 _FREE = attrgetter("free")
@@ -56,6 +57,8 @@ def find_pool(cycle: Cycle, job: Job, blocked: set[str], strict: bool = False) -
     if most < res.gpus:
         return None
     ok = acceptor(cycle, job, blocked, strict)
+    if job.spec.low_carbon:
+        return _find_low_carbon(cycle, job, models, ok, strict)
     g = res.gpus  # best fit among the own pools with room: the first that passes, tightest first
     # (`by_owner` is in (site, model) order and the sort is stable: ties go by name)
     for pool in sorted([p for p in cycle.index.by_owner.get(job.institution, ()) if p.free >= g], key=_FREE):
@@ -65,6 +68,31 @@ def find_pool(cycle: Cycle, job: Job, blocked: set[str], strict: bool = False) -
         return None  # within a default guarantee only its own sites would pass
     for scopes in _country_tiers(cycle, job):
         found = cycle.index.first_fit_by_bucket(scopes, models, res.gpus, ok)
+        if found is not None:
+            return found
+    return None
+
+
+def _find_low_carbon(
+    cycle: Cycle, job: Job, models: list[str], ok: Callable[[Pool], bool], strict: bool
+) -> Pool | None:
+    """`find_pool` for a low-carbon job (`low_carbon.py`): the same tiers and the same test,
+    the lowest intensity first within a tier; with `low_carbon_first`, over all tiers. A
+    `low_carbon_first` job is not placed in the guarantee pass (`strict`), which would
+    keep it on its own sites: it waits for the general pass, in the same fair-share order."""
+    g, intensity = job.spec.resources.gpus, cycle.intensity
+    own = [p for p in cycle.index.by_owner.get(job.institution, ()) if p.free >= g]
+    within_own = strict and job.institution not in cycle.explicit  # only its own sites would pass
+    if job.spec.low_carbon_first:
+        if strict:
+            return None
+        everywhere = own + pools_in(cycle.index, [s for t in _country_tiers(cycle, job) for s in t], models, g)
+        return greenest(everywhere, ok, intensity)
+    found = greenest(own, ok, intensity)
+    if found is not None or within_own:
+        return found
+    for scopes in _country_tiers(cycle, job):
+        found = greenest(pools_in(cycle.index, scopes, models, g), ok, intensity)
         if found is not None:
             return found
     return None

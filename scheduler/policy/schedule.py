@@ -18,6 +18,7 @@ from minga.scheduler.policy.fair_cycle import schedule_fair
 from minga.scheduler.policy.feasibility import never_fits_reason, waiting_reason
 from minga.scheduler.policy.guarantees import build_ledger
 from minga.scheduler.policy.lending_verdicts import Lending
+from minga.scheduler.policy.low_carbon import site_intensities
 from minga.scheduler.policy.placement import Capacity, Choice, best_fit, free_capacity, take
 
 
@@ -45,6 +46,7 @@ def schedule_fifo(snapshot: Snapshot, now: float = 0.0) -> Decisions:
     Site owners' lending policies apply here too (`lending_verdicts.py`)."""
     capacity = free_capacity(snapshot.sites, snapshot.live_runs)
     lending = Lending.start(snapshot, now, {})
+    intensity = site_intensities(snapshot)
     placements: list[Placement] = []
     waiting: list[Waiting] = []
     preemptions: tuple[Preemption, ...] = ()
@@ -62,7 +64,7 @@ def schedule_fifo(snapshot: Snapshot, now: float = 0.0) -> Decisions:
             waiting.append(Waiting(job.id, never, never_fits=True))
             continue
         res = job.spec.resources
-        choice, refused = _fifo_choice(job, snapshot, capacity, lending)
+        choice, refused = _fifo_choice(job, snapshot, capacity, lending, intensity)
         if choice is None:
             waiting.append(Waiting(job.id, refused or waiting_reason(job, snapshot.sites, capacity)))
             continue
@@ -74,15 +76,15 @@ def schedule_fifo(snapshot: Snapshot, now: float = 0.0) -> Decisions:
 
 
 def _fifo_choice(
-    job: Job, snapshot: Snapshot, capacity: Capacity, lending: Lending | None
+    job: Job, snapshot: Snapshot, capacity: Capacity, lending: Lending | None, intensity: dict[str, float]
 ) -> tuple[Choice | None, str | None]:
     """Best fit among the sites whose policy takes the job; when none does but a refusing
     site had room, that site's refusal is the reason."""
     if lending is None:
-        return best_fit(job, snapshot.sites, capacity), None
+        return best_fit(job, snapshot.sites, capacity, intensity), None
     key, gpus = lending.key(job), job.spec.resources.gpus
     refusals = {s.name: lending.refusal(key, s.name, gpus) for s in snapshot.sites}
-    choice = best_fit(job, [s for s in snapshot.sites if not refusals[s.name]], capacity)
+    choice = best_fit(job, [s for s in snapshot.sites if not refusals[s.name]], capacity, intensity)
     if choice is not None:
         return choice, None
     anywhere = best_fit(job, snapshot.sites, capacity)

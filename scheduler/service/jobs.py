@@ -6,11 +6,13 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 
+from minga.common import carbon
 from minga.common.domain import (
     ArraySummary,
     FailedPrecondition,
     InvalidArgument,
     Job,
+    JobCarbon,
     JobSpec,
     JobState,
     MingaError,
@@ -23,6 +25,7 @@ from minga.scheduler.arrays import ArraySpec, parse_array, task_id
 from minga.scheduler.core import Core
 from minga.scheduler.dependencies import WAITING_FOR_CYCLE
 from minga.scheduler.policy.feasibility import submit_rejection
+from minga.scheduler.policy.low_carbon import job_carbon
 from minga.scheduler.service import dependencies, packages, webhooks
 from minga.scheduler.service.access import can_see_job, institution_scope, visible_job
 from minga.scheduler.service.limits import submit_guard
@@ -160,6 +163,8 @@ def _checked_spec(core: Core, caller: Principal, spec: JobSpec, allow_unknown: b
     if rejection:
         raise FailedPrecondition(f"rejected: {rejection}")
     project = core.store.shares.resolve_project(caller.institution, spec.project, core.clock.now())
+    if spec.low_carbon is None:  # the researcher did not say: the federation's default (docs/carbon.md)
+        spec = replace(spec, low_carbon=core.store.shares.settings().low_carbon_default)
     return replace(spec, project=project)
 
 
@@ -171,11 +176,19 @@ def job_status(core: Core, caller: Principal, job_id: str) -> Job:
     """The job, with its estimated start when it is pending (`scheduler/estimates.py`) and
     its dependencies (spec.after) and where they stand."""
     job = get_job(core, caller, job_id)
+    job = replace(job, carbon=_carbon(core, job))
     if job.spec.after:
         job = replace(job, dependencies=core.store.dependencies.of_job(job))
     if job.state is not JobState.PENDING or job.after_unmet:
         return job
     return replace(job, estimate=core.cycle.estimates.for_job(job.id))
+
+
+def _carbon(core: Core, job: Job) -> JobCarbon:
+    """Grid intensities for `job status` (docs/carbon.md): two small reads, per job asked."""
+    sites = core.store.sites.list()
+    figures = carbon.site_intensities(((s.name, s.country) for s in sites), core.store.carbon.intensity_figures())
+    return job_carbon(job, sites, dict(figures))
 
 
 def job_runs(core: Core, caller: Principal, job_id: str) -> list[Run]:

@@ -90,6 +90,8 @@ def _preemption_changes(update: ShareSettings, given: set[str]) -> dict[str, obj
     changes: dict[str, object] = {}
     if "fair_share_preemption" in given:
         changes["fair_share_preemption"] = bool(update.fair_share_preemption)
+    if "low_carbon_default" in given:
+        changes["low_carbon_default"] = bool(update.low_carbon_default)
     bounds: dict[str, tuple[Callable[[float], bool], str]] = {  # name: (accepts the value, what it must be)
         "preemption_threshold": (lambda v: 0 <= v < 1, "at least 0 and below 1 (e.g. 0.1)"),
         "preemption_cap": (lambda v: 0 < v <= 1, "above 0 and at most 1 (e.g. 0.25)"),

@@ -20,6 +20,7 @@ from operator import attrgetter
 
 import numpy as np
 
+from minga.common.carbon import site_intensities
 from minga.common.domain import LIVE_JOB_STATES, Job, JobState, Run, RunState, Site, SiteState
 from minga.common.snapshot import Snapshot, Waiting
 from minga.scheduler.accounting import ChargeBatch, Ledger, Uptime, charge, decayed_ledgers, shares_at, site_charge
@@ -191,8 +192,9 @@ class FederationState:
             institutions, usage = shares_at(
                 tree.institutions, self._contributions, self._usage, now, tree.settings.half_life_seconds
             )
+            sites = tuple(self._sites[n] for n in sorted(self._sites))
             return Snapshot(
-                sites=tuple(self._sites[n] for n in sorted(self._sites)),
+                sites=sites,
                 live_runs=tuple(self._runs.values()),
                 pending=pending,
                 institutions=institutions,
@@ -205,6 +207,7 @@ class FederationState:
                 lending=tree.lending,
                 array_live=tuple((a, live.get(a, 0)) for a in sorted(capped)),
                 account_limits=tree.limits,
+                intensity=site_intensities(((s.name, s.country) for s in sites), tree.intensity_figures),
                 columns=columns,
             )
 

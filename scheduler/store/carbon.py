@@ -5,7 +5,7 @@ never in the per-cycle charging path.
 
 from __future__ import annotations
 
-from sqlmodel import Session, func, select
+from sqlmodel import Session, col, func, select
 
 from minga.common import carbon
 from minga.common.domain import NotFound
@@ -69,6 +69,12 @@ class CarbonRepo:
                 row = s.get(CarbonFigureRow, (kind, key)) or CarbonFigureRow(kind=kind, key=key)
                 row.value, row.set_at, row.set_by = value, now, by
                 s.add(row)
+
+    def intensity_figures(self) -> tuple[tuple[str, str, float], ...]:
+        """The grid intensities admins set, (kind, key, value), kind "site" or "country"."""
+        with self.db.read() as s:
+            rows = s.exec(select(CarbonFigureRow).where(col(CarbonFigureRow.kind).in_((SITE, COUNTRY)))).all()
+            return tuple((r.kind, r.key, r.value) for r in rows)
 
     def run_energy(self, run_id: str) -> RunEnergyRow | None:
         with self.db.read() as s:

@@ -18,6 +18,7 @@ from minga.common.domain import Job, Run, Site
 from minga.scheduler.accounting import Ledger, Uptime
 from minga.scheduler.store.models import (
     AccountLimitRow,
+    CarbonFigureRow,
     ContributionRow,
     CountryRow,
     GuaranteeRow,
@@ -43,6 +44,7 @@ _ACCOUNT_TABLES = (
     LendingRow,
     UserWeightRow,
     AccountLimitRow,
+    CarbonFigureRow,  # grid intensities: low-carbon placement reads them with the tree
 )
 _KEY = "minga.changes"
 

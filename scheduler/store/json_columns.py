@@ -86,6 +86,8 @@ def spec_from_json(text: str) -> JobSpec:
         secret_env=tuple((k, REDACTED) for k in d.get("secret_keys", ())),
         notify_url=d.get("notify_url", ""),
         after=tuple(d.get("after", ())),
+        low_carbon=d.get("low_carbon", False),
+        low_carbon_first=d.get("low_carbon_first", False),
     )
 
 

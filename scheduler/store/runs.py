@@ -16,6 +16,7 @@ from sqlalchemy import bindparam, func, text, update
 from sqlmodel import Session, col, select
 
 from minga.common.audit import AuditEntry
+from minga.common.carbon import site_intensities
 from minga.common.domain import LIVE_JOB_STATES, Job, JobState, Run, RunState, SiteState
 from minga.common.shares import ShareSettings
 from minga.common.site_messages import Command, RunReport, StartRunCommand, StopRunCommand
@@ -102,6 +103,7 @@ class RunsRepo:
             lending=tree.lending,
             array_live=array_live,
             account_limits=tree.limits,
+            intensity=site_intensities(((x.name, x.country) for x in sites), tree.intensity_figures),
         )
 
     @contextmanager

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from minga.common.domain import AlreadyExists, InvalidArgument, NotFound
 from minga.common.lending import LendingPolicy
@@ -19,6 +19,7 @@ from minga.scheduler.store.generations import Cached
 from minga.scheduler.store.lending import load_lending
 from minga.scheduler.store.limits import read_limits
 from minga.scheduler.store.models import (
+    CarbonFigureRow,
     ContributionRow,
     CountryRow,
     GuaranteeRow,
@@ -196,6 +197,8 @@ class AccountTree:
     lending: tuple[tuple[str, LendingPolicy], ...] = ()
     users: tuple[tuple[str, float], ...] = ()  # user leaf -> the weight an admin set
     limits: tuple[AccountLimit, ...] = ()  # per user and per project (`minga.common.limits`)
+    # grid intensities admins set, (kind, key, gCO2e/kWh), kind "site" or "country" (low-carbon placement)
+    intensity_figures: tuple[tuple[str, str, float], ...] = ()
 
 
 def read_accounts(s: Session) -> AccountTree:
@@ -219,7 +222,13 @@ def read_accounts(s: Session) -> AccountTree:
     )
     countries = tuple((c.code, c.weight) for c in s.exec(select(CountryRow).order_by(CountryRow.code)).all())
     users = tuple((u.user, u.weight) for u in s.exec(select(UserWeightRow).order_by(UserWeightRow.user)).all())
-    return AccountTree(institutions, projects, countries, read_settings(s), load_lending(s), users, read_limits(s))
+    figures = tuple(
+        (r.kind, r.key, r.value)
+        for r in s.exec(select(CarbonFigureRow).where(col(CarbonFigureRow.kind).in_(("site", "country")))).all()
+    )
+    return AccountTree(
+        institutions, projects, countries, read_settings(s), load_lending(s), users, read_limits(s), figures
+    )
 
 
 def load_shares(

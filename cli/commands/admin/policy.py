@@ -120,6 +120,14 @@ def set_policy(
             show_default=False,
         ),
     ] = None,
+    low_carbon_default: Annotated[
+        bool | None,
+        typer.Option(
+            "--low-carbon-default/--no-low-carbon-default",
+            help="Jobs submitted without --low-carbon or --no-low-carbon prefer low-carbon sites (default off).",
+            show_default=False,
+        ),
+    ] = None,
     threshold: Annotated[
         float | None,
         typer.Option(
@@ -181,6 +189,7 @@ def set_policy(
         "preemption_grace_seconds": _duration("--preemption-grace", grace),
         "model_weights": _model_weights(model_weight) if model_weight else None,
         "fair_share_preemption": fair_share_preemption,
+        "low_carbon_default": low_carbon_default,
         "preemption_threshold": _fraction(
             "--preemption-threshold", threshold, lambda v: 0 <= v < 1, "at least 0 and below 1 (e.g. 0.1)"
         ),

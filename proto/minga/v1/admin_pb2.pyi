@@ -201,7 +201,7 @@ class ModelWeight(_message.Message):
     def __init__(self, model: _Optional[str] = ..., weight: _Optional[float] = ...) -> None: ...
 
 class Policy(_message.Message):
-    __slots__ = ("share_policy", "half_life_seconds", "base_grant", "model_weights", "preemption_grace_seconds", "age_weight", "fair_share_preemption", "preemption_threshold", "preemption_cap", "preemption_notice_seconds", "base_grant_fraction", "reservation_min_age_seconds", "webhook_hosts", "set_webhook_hosts")
+    __slots__ = ("share_policy", "half_life_seconds", "base_grant", "model_weights", "preemption_grace_seconds", "age_weight", "fair_share_preemption", "preemption_threshold", "preemption_cap", "preemption_notice_seconds", "base_grant_fraction", "reservation_min_age_seconds", "webhook_hosts", "set_webhook_hosts", "low_carbon_default")
     SHARE_POLICY_FIELD_NUMBER: _ClassVar[int]
     HALF_LIFE_SECONDS_FIELD_NUMBER: _ClassVar[int]
     BASE_GRANT_FIELD_NUMBER: _ClassVar[int]
@@ -216,6 +216,7 @@ class Policy(_message.Message):
     RESERVATION_MIN_AGE_SECONDS_FIELD_NUMBER: _ClassVar[int]
     WEBHOOK_HOSTS_FIELD_NUMBER: _ClassVar[int]
     SET_WEBHOOK_HOSTS_FIELD_NUMBER: _ClassVar[int]
+    LOW_CARBON_DEFAULT_FIELD_NUMBER: _ClassVar[int]
     share_policy: str
     half_life_seconds: float
     base_grant: float
@@ -230,7 +231,8 @@ class Policy(_message.Message):
     reservation_min_age_seconds: float
     webhook_hosts: _containers.RepeatedScalarFieldContainer[str]
     set_webhook_hosts: bool
-    def __init__(self, share_policy: _Optional[str] = ..., half_life_seconds: _Optional[float] = ..., base_grant: _Optional[float] = ..., model_weights: _Optional[_Iterable[_Union[ModelWeight, _Mapping]]] = ..., preemption_grace_seconds: _Optional[float] = ..., age_weight: _Optional[float] = ..., fair_share_preemption: _Optional[bool] = ..., preemption_threshold: _Optional[float] = ..., preemption_cap: _Optional[float] = ..., preemption_notice_seconds: _Optional[float] = ..., base_grant_fraction: _Optional[float] = ..., reservation_min_age_seconds: _Optional[float] = ..., webhook_hosts: _Optional[_Iterable[str]] = ..., set_webhook_hosts: _Optional[bool] = ...) -> None: ...
+    low_carbon_default: bool
+    def __init__(self, share_policy: _Optional[str] = ..., half_life_seconds: _Optional[float] = ..., base_grant: _Optional[float] = ..., model_weights: _Optional[_Iterable[_Union[ModelWeight, _Mapping]]] = ..., preemption_grace_seconds: _Optional[float] = ..., age_weight: _Optional[float] = ..., fair_share_preemption: _Optional[bool] = ..., preemption_threshold: _Optional[float] = ..., preemption_cap: _Optional[float] = ..., preemption_notice_seconds: _Optional[float] = ..., base_grant_fraction: _Optional[float] = ..., reservation_min_age_seconds: _Optional[float] = ..., webhook_hosts: _Optional[_Iterable[str]] = ..., set_webhook_hosts: _Optional[bool] = ..., low_carbon_default: _Optional[bool] = ...) -> None: ...
 
 class SetPolicyRequest(_message.Message):
     __slots__ = ("policy",)

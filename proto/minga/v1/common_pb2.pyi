@@ -133,7 +133,7 @@ class RuntimeEnv(_message.Message):
     def __init__(self, working_dir_digest: _Optional[str] = ..., pip: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class JobSpec(_message.Message):
-    __slots__ = ("name", "entrypoint", "runtime_env", "resources", "countries", "walltime_seconds", "priority", "max_attempts", "project", "data_country", "non_preemptible", "site_labels", "retry_failed", "secret_env", "after", "notify_url")
+    __slots__ = ("name", "entrypoint", "runtime_env", "resources", "countries", "walltime_seconds", "priority", "max_attempts", "project", "data_country", "non_preemptible", "site_labels", "retry_failed", "secret_env", "after", "notify_url", "low_carbon", "low_carbon_first")
     class SiteLabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -164,6 +164,8 @@ class JobSpec(_message.Message):
     SECRET_ENV_FIELD_NUMBER: _ClassVar[int]
     AFTER_FIELD_NUMBER: _ClassVar[int]
     NOTIFY_URL_FIELD_NUMBER: _ClassVar[int]
+    LOW_CARBON_FIELD_NUMBER: _ClassVar[int]
+    LOW_CARBON_FIRST_FIELD_NUMBER: _ClassVar[int]
     name: str
     entrypoint: str
     runtime_env: RuntimeEnv
@@ -180,10 +182,12 @@ class JobSpec(_message.Message):
     secret_env: _containers.ScalarMap[str, str]
     after: _containers.RepeatedScalarFieldContainer[str]
     notify_url: str
-    def __init__(self, name: _Optional[str] = ..., entrypoint: _Optional[str] = ..., runtime_env: _Optional[_Union[RuntimeEnv, _Mapping]] = ..., resources: _Optional[_Union[Resources, _Mapping]] = ..., countries: _Optional[_Iterable[str]] = ..., walltime_seconds: _Optional[int] = ..., priority: _Optional[int] = ..., max_attempts: _Optional[int] = ..., project: _Optional[str] = ..., data_country: _Optional[str] = ..., non_preemptible: _Optional[bool] = ..., site_labels: _Optional[_Mapping[str, str]] = ..., retry_failed: _Optional[bool] = ..., secret_env: _Optional[_Mapping[str, str]] = ..., after: _Optional[_Iterable[str]] = ..., notify_url: _Optional[str] = ...) -> None: ...
+    low_carbon: bool
+    low_carbon_first: bool
+    def __init__(self, name: _Optional[str] = ..., entrypoint: _Optional[str] = ..., runtime_env: _Optional[_Union[RuntimeEnv, _Mapping]] = ..., resources: _Optional[_Union[Resources, _Mapping]] = ..., countries: _Optional[_Iterable[str]] = ..., walltime_seconds: _Optional[int] = ..., priority: _Optional[int] = ..., max_attempts: _Optional[int] = ..., project: _Optional[str] = ..., data_country: _Optional[str] = ..., non_preemptible: _Optional[bool] = ..., site_labels: _Optional[_Mapping[str, str]] = ..., retry_failed: _Optional[bool] = ..., secret_env: _Optional[_Mapping[str, str]] = ..., after: _Optional[_Iterable[str]] = ..., notify_url: _Optional[str] = ..., low_carbon: _Optional[bool] = ..., low_carbon_first: _Optional[bool] = ...) -> None: ...
 
 class Job(_message.Message):
-    __slots__ = ("id", "spec", "state", "owner", "institution", "site", "country", "attempts", "reason", "run_id", "submitted_at", "started_at", "finished_at", "gpu_model", "project", "failures", "last_preemption", "infra_requeues", "array_id", "array_index", "estimate", "dependencies", "cancelled_dependents")
+    __slots__ = ("id", "spec", "state", "owner", "institution", "site", "country", "attempts", "reason", "run_id", "submitted_at", "started_at", "finished_at", "gpu_model", "project", "failures", "last_preemption", "infra_requeues", "array_id", "array_index", "estimate", "dependencies", "cancelled_dependents", "carbon")
     ID_FIELD_NUMBER: _ClassVar[int]
     SPEC_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -207,6 +211,7 @@ class Job(_message.Message):
     ESTIMATE_FIELD_NUMBER: _ClassVar[int]
     DEPENDENCIES_FIELD_NUMBER: _ClassVar[int]
     CANCELLED_DEPENDENTS_FIELD_NUMBER: _ClassVar[int]
+    CARBON_FIELD_NUMBER: _ClassVar[int]
     id: str
     spec: JobSpec
     state: JobState
@@ -230,7 +235,20 @@ class Job(_message.Message):
     estimate: StartEstimate
     dependencies: _containers.RepeatedCompositeFieldContainer[DependencyStatus]
     cancelled_dependents: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, id: _Optional[str] = ..., spec: _Optional[_Union[JobSpec, _Mapping]] = ..., state: _Optional[_Union[JobState, str]] = ..., owner: _Optional[str] = ..., institution: _Optional[str] = ..., site: _Optional[str] = ..., country: _Optional[str] = ..., attempts: _Optional[int] = ..., reason: _Optional[str] = ..., run_id: _Optional[str] = ..., submitted_at: _Optional[float] = ..., started_at: _Optional[float] = ..., finished_at: _Optional[float] = ..., gpu_model: _Optional[str] = ..., project: _Optional[str] = ..., failures: _Optional[int] = ..., last_preemption: _Optional[_Union[JobPreemption, _Mapping]] = ..., infra_requeues: _Optional[int] = ..., array_id: _Optional[str] = ..., array_index: _Optional[int] = ..., estimate: _Optional[_Union[StartEstimate, _Mapping]] = ..., dependencies: _Optional[_Iterable[_Union[DependencyStatus, _Mapping]]] = ..., cancelled_dependents: _Optional[_Iterable[str]] = ...) -> None: ...
+    carbon: JobCarbon
+    def __init__(self, id: _Optional[str] = ..., spec: _Optional[_Union[JobSpec, _Mapping]] = ..., state: _Optional[_Union[JobState, str]] = ..., owner: _Optional[str] = ..., institution: _Optional[str] = ..., site: _Optional[str] = ..., country: _Optional[str] = ..., attempts: _Optional[int] = ..., reason: _Optional[str] = ..., run_id: _Optional[str] = ..., submitted_at: _Optional[float] = ..., started_at: _Optional[float] = ..., finished_at: _Optional[float] = ..., gpu_model: _Optional[str] = ..., project: _Optional[str] = ..., failures: _Optional[int] = ..., last_preemption: _Optional[_Union[JobPreemption, _Mapping]] = ..., infra_requeues: _Optional[int] = ..., array_id: _Optional[str] = ..., array_index: _Optional[int] = ..., estimate: _Optional[_Union[StartEstimate, _Mapping]] = ..., dependencies: _Optional[_Iterable[_Union[DependencyStatus, _Mapping]]] = ..., cancelled_dependents: _Optional[_Iterable[str]] = ..., carbon: _Optional[_Union[JobCarbon, _Mapping]] = ...) -> None: ...
+
+class JobCarbon(_message.Message):
+    __slots__ = ("site_intensity", "min_intensity", "max_intensity", "sites")
+    SITE_INTENSITY_FIELD_NUMBER: _ClassVar[int]
+    MIN_INTENSITY_FIELD_NUMBER: _ClassVar[int]
+    MAX_INTENSITY_FIELD_NUMBER: _ClassVar[int]
+    SITES_FIELD_NUMBER: _ClassVar[int]
+    site_intensity: float
+    min_intensity: float
+    max_intensity: float
+    sites: int
+    def __init__(self, site_intensity: _Optional[float] = ..., min_intensity: _Optional[float] = ..., max_intensity: _Optional[float] = ..., sites: _Optional[int] = ...) -> None: ...
 
 class DependencyStatus(_message.Message):
     __slots__ = ("job_id", "condition", "state", "status")
