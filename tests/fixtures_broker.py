@@ -7,6 +7,7 @@ import queue
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -291,3 +292,23 @@ def build_message(cls: type[Message], values: dict[str, Any]) -> Message:
         else:
             setattr(msg, name, value)
     return msg
+
+
+ClockedFederation = tuple[RunningBroker, Caller, ScriptedSite, FakeClock]
+
+
+@contextmanager
+def one_site_on_a_fake_clock(tmp_path: Path) -> Iterator[ClockedFederation]:
+    """Institution uchile (CL) with researcher ana and site dcc (4 A100), on a FakeClock.
+    Hours pass on that clock between heartbeats: a lease TTL of a month keeps the site."""
+    clock = FakeClock()
+    broker = start_broker(tmp_path, clock=clock, lease_ttl_seconds=30 * 86400)
+    broker.institution("uchile", "CL")
+    ana = broker.researcher("ana", "uchile")
+    site = ScriptedSite(broker.address, broker.join("uchile", "dcc"), gpu_inventory("A100", 4))
+    site.next("welcome")
+    try:
+        yield broker, ana, site, clock
+    finally:
+        site.close()
+        broker.close()

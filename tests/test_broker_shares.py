@@ -9,7 +9,6 @@ from pathlib import Path
 import grpc
 import pytest
 
-from minga.common.clock import FakeClock
 from minga.common.domain import Principal, Role
 from minga.scheduler.policy import Decisions, Preemption
 from minga.scheduler.quota import quota_view
@@ -18,7 +17,11 @@ from minga.scheduler.store.ledger import decayed
 from minga.scheduler.store.models import ContributionRow, UsageRow
 from minga.v1 import admin_pb2, common_pb2, job_pb2
 from tests.eventually import eventually
-from tests.fixtures_broker import Caller, RunningBroker, ScriptedSite, gpu_inventory, start_broker
+from tests.fixtures_broker import (
+    Caller,
+    ClockedFederation,
+    one_site_on_a_fake_clock,
+)
 
 ADMIN_CALLER = Principal("root", Role.ADMIN)
 
@@ -27,17 +30,9 @@ WEEK = 7 * 86400.0
 
 
 @pytest.fixture
-def fed(tmp_path: Path) -> Iterator[tuple[RunningBroker, Caller, ScriptedSite, FakeClock]]:
-    clock = FakeClock()
-    # Hours pass on the fake clock between heartbeats: a lease TTL of a month keeps the site.
-    broker = start_broker(tmp_path, clock=clock, lease_ttl_seconds=30 * 86400)
-    broker.institution("uchile", "CL")
-    ana = broker.researcher("ana", "uchile")
-    site = ScriptedSite(broker.address, broker.join("uchile", "dcc"), gpu_inventory("A100", 4))
-    site.next("welcome")
-    yield broker, ana, site, clock
-    site.close()
-    broker.close()
+def fed(tmp_path: Path) -> Iterator[ClockedFederation]:
+    with one_site_on_a_fake_clock(tmp_path) as federation:
+        yield federation
 
 
 def submit(ana: Caller, gpus: int = 1, project: str = "") -> common_pb2.Job:

@@ -20,22 +20,23 @@ from minga.common import carbon
 from minga.common.clock import FakeClock
 from minga.v1 import admin_pb2, common_pb2, job_pb2
 from tests.eventually import eventually
-from tests.fixtures_broker import Caller, RunningBroker, ScriptedSite, gpu_inventory, start_broker
+from tests.fixtures_broker import (
+    Caller,
+    ClockedFederation,
+    RunningBroker,
+    ScriptedSite,
+    gpu_inventory,
+    one_site_on_a_fake_clock,
+    start_broker,
+)
 
 HOUR = 3600.0
 
 
 @pytest.fixture
-def fed(tmp_path: Path) -> Iterator[tuple[RunningBroker, Caller, ScriptedSite, FakeClock]]:
-    clock = FakeClock()
-    broker = start_broker(tmp_path, clock=clock, lease_ttl_seconds=30 * 86400)
-    broker.institution("uchile", "CL")
-    ana = broker.researcher("ana", "uchile")
-    site = ScriptedSite(broker.address, broker.join("uchile", "dcc"), gpu_inventory("A100", 4))
-    site.next("welcome")
-    yield broker, ana, site, clock
-    site.close()
-    broker.close()
+def fed(tmp_path: Path) -> Iterator[ClockedFederation]:
+    with one_site_on_a_fake_clock(tmp_path) as federation:
+        yield federation
 
 
 def minga(broker: RunningBroker, token: str, *args: str) -> Result:
