@@ -222,11 +222,12 @@ def cancel_array(
     ones one by one (each has a run to stop on its site). Idempotent. With
     `with_dependents`, the jobs waiting for the array, transitively, too (their ids)."""
     get_array(core, caller, array_id)
+    dependents = _live_dependents(core, caller, array_id) if with_dependents else []
     reason = f"cancelled by {caller.name}"
     for job_id in core.store.arrays.cancel_pending(array_id, core.clock.now(), reason):
         _cancel_one(core, job_id, reason)
-    cancelled = _cancel_dependents(core, caller, array_id) if with_dependents else []
-    return get_array(core, caller, array_id), cancelled
+    _cancel_dependents(core, caller, array_id, dependents)
+    return get_array(core, caller, array_id), dependents
 
 
 def _can_see_array(caller: Principal, summary: ArraySummary) -> bool:
@@ -238,8 +239,10 @@ def cancel_job(core: Core, caller: Principal, job_id: str, with_dependents: bool
     """Cancel a job (idempotent); with `with_dependents`, the jobs waiting for it,
     transitively, too. Returns the job and the ids of the dependents cancelled now."""
     get_job(core, caller, job_id)
+    dependents = _live_dependents(core, caller, job_id) if with_dependents else []
     job = _cancel_one(core, job_id, f"cancelled by {caller.name}")
-    return job, _cancel_dependents(core, caller, job_id) if with_dependents else []
+    _cancel_dependents(core, caller, job_id, dependents)
+    return job, dependents
 
 
 def _cancel_one(core: Core, job_id: str, reason: str) -> Job:
@@ -249,19 +252,24 @@ def _cancel_one(core: Core, job_id: str, reason: str) -> Job:
     return outcome.job
 
 
-def _cancel_dependents(core: Core, caller: Principal, job_id: str) -> list[str]:
-    """Cancel the jobs that wait for `job_id`, transitively (Slurm has no such flag; this
-    is `scancel` of each in turn), those the caller may cancel; their ids, as cancelled now
-    (a job that had ended already is left out)."""
-    reason = f"cancelled by {caller.name} with {job_id}, which it waited for"
-    cancelled = []
+def _live_dependents(core: Core, caller: Principal, job_id: str) -> list[str]:
+    """The jobs that wait for `job_id`, transitively, not ended yet and that the caller may
+    cancel. Read before `job_id` is cancelled: the cycle's dependency phase may cancel some
+    of them itself as soon as it is, and they are still reported as cancelled with it."""
+    live = []
     for dependent in dependencies.dependents_to_cancel(core, [job_id]):
         job = core.store.jobs.get(dependent)
-        if job.state.terminal or not can_see_job(caller, job):
-            continue
+        if not job.state.terminal and can_see_job(caller, job):
+            live.append(dependent)
+    return live
+
+
+def _cancel_dependents(core: Core, caller: Principal, job_id: str, dependents: list[str]) -> None:
+    """Cancel `dependents` (Slurm has no such flag; this is `scancel` of each in turn; a
+    cancel is idempotent, so one the cycle cancelled meanwhile stays as it is)."""
+    reason = f"cancelled by {caller.name} with {job_id}, which it waited for"
+    for dependent in dependents:
         _cancel_one(core, dependent, reason)
-        cancelled.append(dependent)
-    return cancelled
 
 
 def job_logs(
