@@ -12,26 +12,39 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-INTENSITY_SOURCE = "Ember and Energy Institute, via Our World in Data (carbon intensity of electricity generation)"
+INTENSITY_SOURCE = (
+    "Ember (2026 release), via Our World in Data's energy-data (carbon_intensity_elec, "
+    "lifecycle carbon intensity of electricity generation)"
+)
 INTENSITY_YEAR = 2023
 
-# Lifecycle gCO2e/kWh, 2023. Paraguay's figure is Ember's, as published by lowcarbonpower.org.
+# Lifecycle gCO2e/kWh in 2023, rounded: the 19 countries of the example federation. Read
+# from owid/energy-data's owid-energy-data.csv at commit e7897aed (Ember data up to 2025).
 DEFAULT_INTENSITY: dict[str, float] = {
-    "AR": 354.0,
-    "BO": 532.0,
-    "BR": 98.0,
-    "CL": 291.0,
-    "CO": 260.0,
-    "CR": 53.0,
-    "EC": 150.0,
-    "SV": 271.0,
+    "AR": 351.0,
+    "BO": 501.0,
+    "BR": 96.0,
+    "CL": 304.0,
+    "CO": 258.0,
+    "CR": 25.0,
+    "CU": 644.0,
+    "DO": 579.0,
+    "EC": 195.0,
+    "GT": 310.0,
+    "HN": 328.0,
+    "MX": 489.0,
+    "NI": 301.0,
+    "PA": 266.0,
+    "PE": 292.0,
     "PY": 25.0,
+    "SV": 135.0,
+    "UY": 113.0,
+    "VE": 92.0,
 }
-INTENSITY_SOURCES: dict[str, str] = {"PY": "Ember, via lowcarbonpower.org"}
 
-# A country with no default: the world average (Ember, Global Electricity Review 2024, 2023 figure).
-FALLBACK_INTENSITY = 480.0
-FALLBACK_SOURCE = "fallback: world average, Ember Global Electricity Review 2024"
+# A country with no default: the world's figure for the same year, from the same source.
+FALLBACK_INTENSITY = 483.0
+FALLBACK_SOURCE = "fallback: the world's figure, " + INTENSITY_SOURCE
 
 WATTS_SOURCE = "vendor data sheet (board power)"
 # Board power (TDP) in watts by the model names the project uses (common/shares.py weights):
@@ -114,7 +127,7 @@ def check_range(field: str, value: float, low: float, high: float) -> float:
 def default_intensity(country: str) -> Figure:
     """The shipped figure for `country`, or the documented fallback."""
     if country in DEFAULT_INTENSITY:
-        return Figure(DEFAULT_INTENSITY[country], INTENSITY_SOURCES.get(country, INTENSITY_SOURCE), INTENSITY_YEAR)
+        return Figure(DEFAULT_INTENSITY[country], INTENSITY_SOURCE, INTENSITY_YEAR)
     return Figure(FALLBACK_INTENSITY, FALLBACK_SOURCE, INTENSITY_YEAR)
 
 

@@ -29,7 +29,7 @@ def test_intensity_site_beats_admin_beats_default_beats_fallback():
     site, admin = Figure(10.0, "admin"), Figure(200.0, "admin")
     assert carbon.resolve_intensity("CL", site, admin) is site
     assert carbon.resolve_intensity("CL", None, admin) is admin
-    assert carbon.resolve_intensity("CL", None, None) == Figure(291.0, carbon.INTENSITY_SOURCE, 2023)
+    assert carbon.resolve_intensity("CL", None, None) == Figure(304.0, carbon.INTENSITY_SOURCE, 2023)
     fallback = carbon.resolve_intensity("ZZ", None, None)
     assert fallback.value == carbon.FALLBACK_INTENSITY and fallback.source.startswith("fallback")
 

@@ -65,8 +65,8 @@ def test_an_ended_run_is_charged_its_energy_and_emissions(fed):
     assert row is not None
     kwh = 2 * 400.0 * 3 * 1.5 / 1000  # 2 A100 (400 W) x 3 h x PUE 1.5
     assert row.kwh == pytest.approx(kwh, rel=1e-9)
-    assert row.kgco2e == pytest.approx(kwh * 291.0 / 1000, rel=1e-9)  # Chile, 2023
-    assert (row.intensity, row.watts, row.pue, row.country) == (291.0, 400.0, 1.5, "CL")
+    assert row.kgco2e == pytest.approx(kwh * 304.0 / 1000, rel=1e-9)  # Chile, 2023
+    assert (row.intensity, row.watts, row.pue, row.country) == (304.0, 400.0, 1.5, "CL")
     assert row.intensity_source == carbon.INTENSITY_SOURCE
 
 
@@ -102,22 +102,22 @@ def test_show_marks_fallbacks_and_set_changes_a_country(fed):
     admin = broker.admin_token_file.read_text().strip()
     shown = json.loads(minga(broker, admin, "admin", "carbon", "show", "--output", "json").stdout)
     countries = {c["key"]: c for c in shown["countries"]}
-    assert countries["CL"]["value"] == 291.0 and countries["CL"]["year"] == 2023 and not countries["CL"]["fallback"]
+    assert countries["CL"]["value"] == 304.0 and countries["CL"]["year"] == 2023 and not countries["CL"]["fallback"]
     assert {g["key"]: g["value"] for g in shown["gpus"]}["H100"] == 700.0
     assert shown["default_pue"] == 1.5
     done = minga(broker, admin, "admin", "carbon", "set", "UY", "150", "--output", "json")
     assert done.exit_code == 0, done.output
     uy = {c["key"]: c for c in json.loads(done.stdout)["countries"]}["UY"]
     assert uy["value"] == 150.0 and uy["source"] == "admin" and uy["set_at"]
-    broker.institution("unam", "MX")  # no shipped figure: the fallback, marked
-    broker.join("unam", "cu")
+    broker.institution("ucm", "ES")  # no shipped figure: the fallback, marked
+    broker.join("ucm", "es")
     table = minga(broker, admin, "admin", "carbon", "show")
     assert table.exit_code == 0 and "FALLBACK" in table.stdout
-    mx = {
+    es = {
         c["key"]: c
         for c in json.loads(minga(broker, admin, "admin", "carbon", "show", "-o", "json").stdout)["countries"]
     }
-    assert mx["MX"]["fallback"] and mx["MX"]["value"] == carbon.FALLBACK_INTENSITY
+    assert es["ES"]["fallback"] and es["ES"]["value"] == carbon.FALLBACK_INTENSITY
 
 
 def test_bad_input_and_researchers_are_refused_and_nothing_changes(fed):
@@ -156,7 +156,7 @@ def test_the_metrics_count_the_ended_runs_energy_by_country(fed):
     kwh = 1 * 400.0 * 10 * 1.5 / 1000
     assert registry.get_sample_value("minga_energy_kwh_total", {"country": "CL"}) == pytest.approx(kwh)
     got = registry.get_sample_value("minga_emissions_kgco2e_total", {"country": "CL"})
-    assert got == pytest.approx(kwh * 291.0 / 1000)
+    assert got == pytest.approx(kwh * 304.0 / 1000)
 
 
 def test_the_dashboards_usage_page_and_csv_show_energy_and_emissions(tmp_path: Path):
@@ -167,16 +167,16 @@ def test_the_dashboards_usage_page_and_csv_show_energy_and_emissions(tmp_path: P
     site = ScriptedSite(broker.address, broker.join("uchile", "dcc"), gpu_inventory("A100", 4))
     try:
         site.next("welcome")
-        run_for(broker, ana, site, clock, gpus=2, hours=5)  # 2 x 0.4 kW x 5 h x 1.5 = 6 kWh; x 291 g = 1.746 kg
+        run_for(broker, ana, site, clock, gpus=2, hours=5)  # 2 x 0.4 kW x 5 h x 1.5 = 6 kWh; x 304 g = 1.824 kg
         admin = broker.admin_token_file.read_text().strip()
         with httpx.Client(base_url=broker.broker.web_url, timeout=10) as client:
             assert client.post("/login", data={"token": admin, "next": "/"}).status_code == 303
             page = client.get("/usage?by=country&since=1d")
             assert page.status_code == 200
-            assert "Emissions kgCO2e" in page.text and "<td>6.0</td>" in page.text and "<td>1.75</td>" in page.text
+            assert "Emissions kgCO2e" in page.text and "<td>6.0</td>" in page.text and "<td>1.82</td>" in page.text
             rows = list(csv.reader(io.StringIO(client.get("/usage.csv?by=country&since=1d").text)))
         assert rows[0][-2:] == ["energy_kwh", "emissions_kgco2e"]
-        assert rows[1][0] == "CL" and float(rows[1][-2]) == 6.0 and float(rows[1][-1]) == pytest.approx(1.746)
+        assert rows[1][0] == "CL" and float(rows[1][-2]) == 6.0 and float(rows[1][-1]) == pytest.approx(1.824)
     finally:
         site.close()
         broker.close()

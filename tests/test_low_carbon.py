@@ -59,7 +59,7 @@ def placed_site(sites: list[Site], j: Job, home: str = "MX", **kw) -> str | None
     return d.placements[0].site if d.placements else None
 
 
-# Chile's grid: 291 gCO2e/kWh, Brazil's 98, Paraguay's 25 (common/carbon.py's defaults).
+# Chile's grid: 304 gCO2e/kWh, Brazil's 96, Paraguay's 25 (common/carbon.py's defaults).
 # The Chilean site has 2 GPUs free, a tighter fit than the others' 4: best fit picks it.
 
 
@@ -102,8 +102,8 @@ def test_first_come_first_served_fallback_prefers_lower_intensity_too():
 
 
 def test_site_intensities_default_to_the_country_figure():
-    snap = Snapshot(sites=(site("cl", "CL"), site("x", "PE")), live_runs=(), pending=(), intensity=(("cl", 7.0),))
-    assert site_intensities(snap) == {"cl": 7.0, "x": 480.0}
+    snap = Snapshot(sites=(site("cl", "CL"), site("x", "ES")), live_runs=(), pending=(), intensity=(("cl", 7.0),))
+    assert site_intensities(snap) == {"cl": 7.0, "x": 483.0}
 
 
 # -- properties --------------------------------------------------------------

@@ -1,5 +1,5 @@
 """Low-carbon placement through a real broker (issue 16 part 2): a real SQLite store, the
-gRPC API on port 0, two scripted sites, Chile's grid (291 gCO2e/kWh) and Paraguay's (25),
+gRPC API on port 0, two scripted sites, Chile's grid (304 gCO2e/kWh) and Paraguay's (25),
 and the real CLI. A low-carbon job of an institution without sites goes to Paraguay (best
 fit alone would pick the Chilean site's tighter pool); `job status` shows the chosen
 site's intensity and the range; the admin's default is applied at submit, and a
@@ -61,10 +61,10 @@ def test_a_low_carbon_job_goes_to_the_cleaner_grid_and_status_shows_it(fed):
     status = minga(broker, ana.token, "job", "status", job_id, "-o", "json")
     assert status.exit_code == 0, status.output
     got = json.loads(status.output)
-    assert got["carbon"] == {"site_intensity": 25.0, "min_intensity": 25.0, "max_intensity": 291.0, "sites": 2}
+    assert got["carbon"] == {"site_intensity": 25.0, "min_intensity": 25.0, "max_intensity": 304.0, "sites": 2}
     assert got["spec"]["low_carbon"] is True
     table = minga(broker, ana.token, "job", "status", job_id)
-    assert "25 gCO2e/kWh here; 25-291 gCO2e/kWh among the 2 site(s)" in " ".join(table.output.split())
+    assert "25 gCO2e/kWh here; 25-304 gCO2e/kWh among the 2 site(s)" in " ".join(table.output.split())
     # Without the flag best fit decides, as before: the Chilean site's 2 GPUs fit exactly.
     assert placed_on(broker, submit(broker, ana)) == "dcc"
 
