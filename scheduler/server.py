@@ -46,7 +46,7 @@ from minga.scheduler.leader import (
 )
 from minga.scheduler.leases import DEFAULT_TTL_SECONDS, SiteLeases
 from minga.scheduler.metrics import BrokerMetrics
-from minga.scheduler.metrics.energy import EnergyCollector, Totals
+from minga.scheduler.metrics.energy import EnergyCollector, RunningTotals, Totals
 from minga.scheduler.metrics.federation import FederationCollector, Source
 from minga.scheduler.metrics.rpc import MetricsInterceptor
 from minga.scheduler.service.packages import check_limit_setting
@@ -115,6 +115,7 @@ class Broker:
         self.site_address = ""
         self.metrics = BrokerMetrics()
         self.metrics.registry.register(FederationCollector(lambda: self.leading, self._metrics_source))
+        self._energy: RunningTotals | None = None  # while leading: read afresh on each take-over
         self.metrics.registry.register(EnergyCollector(self._energy_totals))
         self.metrics_server: MetricsServer | None = None  # with --metrics-listen
         self.metrics_url = ""
@@ -276,6 +277,7 @@ class Broker:
         record = LeaderRecord(address=self.advertised, since=self.clock.now(), broker_id=self.broker_id)
         record_leader(core.store.db, record)
         self._leader = record
+        self._energy = None  # the full sums, read at the first scrape of this term
         self._start_cycle()
         self.metrics.leadership_changes.labels("took_lead").inc()
         log.info("this broker (%s) leads now", self.advertised)
@@ -291,6 +293,7 @@ class Broker:
         core.cycle.stop()
         core.sessions.close_all()  # the agents dial the next broker
         self.metrics.leadership_changes.labels("stepped_down").inc()
+        self._energy = None  # the next term reads the full sums again
         self._read_leader()
 
     def _start_cycle(self) -> None:
@@ -319,8 +322,12 @@ class Broker:
         """Energy and emissions by country, while this broker leads (docs/carbon.md)."""
         core = self.core
         if core is None or not self.leading:
+            self._energy = None
             return None
-        return core.store.carbon.totals_by_country()
+        energy = self._energy
+        if energy is None:
+            energy = self._energy = RunningTotals(core.store.carbon.energy_since)
+        return energy.read()
 
     def _metrics_source(self) -> Source | None:
         """What a scrape reads: the cycle's state while this broker leads."""

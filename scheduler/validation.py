@@ -45,6 +45,22 @@ def check_slug(field: str, value: str) -> str:
     return value
 
 
+ACCOUNT_PARTS = ("institution", "project", "user")
+
+
+def check_account_id(kind: str, key: str) -> str:
+    """A project's or a user's account id, '<institution>/<project>' or
+    '<institution>/<project>/<user>', each part a slug: the one check for limits and weights."""
+    want = ACCOUNT_PARTS if kind == "user" else ACCOUNT_PARTS[:2]
+    parts = key.split("/")
+    if len(parts) != len(want):
+        shape = "/".join(f"<{w}>" for w in want)
+        raise InvalidArgument(f"id must be {shape} for a {kind}; got {key[:128]!r}")
+    for what, part in zip(want, parts, strict=True):
+        check_slug(f"id's {what} name", part)
+    return key
+
+
 def check_country(field: str, value: str) -> str:
     """An assigned ISO 3166-1 alpha-2 code, upper-cased: XX is refused, not stored."""
     value = value.upper()

@@ -220,12 +220,12 @@ def test_who_may_set_limits_and_bad_input_changes_nothing(fed):
         (
             admin_pb2.AccountLimits(kind="project", id="uchile", max_gpus=1),
             grpc.StatusCode.INVALID_ARGUMENT,
-            "INSTITUTION/PROJECT",
+            "<institution>/<project>",
         ),
         (
             admin_pb2.AccountLimits(kind="user", id="uchile/default", max_gpus=1),
             grpc.StatusCode.INVALID_ARGUMENT,
-            "USER",
+            "<institution>/<project>/<user>",
         ),
         (
             admin_pb2.AccountLimits(kind="team", id="uchile/default", max_gpus=1),

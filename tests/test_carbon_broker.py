@@ -158,6 +158,28 @@ def test_the_metrics_count_the_ended_runs_energy_by_country(fed):
     got = registry.get_sample_value("minga_emissions_kgco2e_total", {"country": "CL"})
     assert got == pytest.approx(kwh * 304.0 / 1000)
 
+    # Each scrape adds only the runs that ended since the last one: a second run adds its
+    # figures, a scrape with nothing new adds nothing.
+    run_for(broker, ana, site, clock, gpus=2, hours=5)
+    kwh += 2 * 400.0 * 5 * 1.5 / 1000
+    for _ in range(2):
+        assert registry.get_sample_value("minga_energy_kwh_total", {"country": "CL"}) == pytest.approx(kwh)
+        got = registry.get_sample_value("minga_emissions_kgco2e_total", {"country": "CL"})
+        assert got == pytest.approx(kwh * 291.0 / 1000)
+
+
+def test_the_energy_counters_are_the_leaders_and_full_again_in_its_next_term(fed, monkeypatch):
+    broker, ana, site, clock = fed
+    registry = broker.broker.metrics.registry
+    run_for(broker, ana, site, clock, gpus=1, hours=10)
+    kwh = 1 * 400.0 * 10 * 1.5 / 1000
+    assert registry.get_sample_value("minga_energy_kwh_total", {"country": "CL"}) == pytest.approx(kwh)
+    with monkeypatch.context() as m:
+        m.setattr(type(broker.broker), "leading", property(lambda _self: False))
+        assert registry.get_sample_value("minga_energy_kwh_total", {"country": "CL"}) is None
+    assert registry.get_sample_value("minga_energy_kwh_total", {"country": "CL"}) == pytest.approx(kwh)
+    assert broker.broker.core.store.carbon.energy_since(0).by_country["CL"][0] == pytest.approx(kwh)
+
 
 def test_the_dashboards_usage_page_and_csv_show_energy_and_emissions(tmp_path: Path):
     clock = FakeClock(start=1_800_000_000.0)

@@ -321,3 +321,37 @@ def test_brokers_starting_together_upgrade_once(new_url):
         t.join(60)
     assert errors == []
     assert version_of(url) == [migrations.head()]
+
+
+def test_0015_numbers_the_energy_rows_already_written(new_url):
+    """A store at 0014 with estimates keeps them; each gets a distinct seq, and rows written
+    afterwards get higher ones (the energy metrics' watermark)."""
+    url = new_url()
+    engine = engine_for(url)
+    with engine.begin() as conn:
+        migrations.upgrade(conn, "0014_carbon")
+        for run_id, ended in (("r-b", 2.0), ("r-a", 1.0)):
+            conn.execute(
+                text(
+                    "INSERT INTO run_energy (run_id, country, institution, project, ended_at, kwh, kgco2e, "
+                    "intensity, watts, pue, intensity_source) VALUES (:r, 'CL', 'uchile', 'uchile/p', :e, 1.5, "
+                    "0.5, 291.0, 400.0, 1.5, 'default')"
+                ),
+                {"r": run_id, "e": ended},
+            )
+    engine.dispose()
+    store = Store(url)
+    try:
+        assert store.carbon.energy_since(0).by_country["CL"] == (3.0, 1.0)
+        with store.db.tx() as s:
+            s.execute(
+                text(
+                    "INSERT INTO run_energy (run_id, country, institution, project, ended_at, kwh, kgco2e, "
+                    "intensity, watts, pue, intensity_source) VALUES ('r-c', 'CL', '', '', 3.0, 2.0, 1.0, 0, 0, 0, '')"
+                )
+            )
+            seqs = dict(s.execute(text("SELECT run_id, seq FROM run_energy")).all())
+    finally:
+        store.close()
+    assert len(set(seqs.values())) == 3
+    assert seqs["r-c"] > max(seqs["r-a"], seqs["r-b"])

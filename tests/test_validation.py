@@ -14,6 +14,7 @@ from minga.scheduler.validation import (
     MAX_GPUS,
     MAX_PIP,
     MAX_WALLTIME,
+    check_account_id,
     check_country,
     check_digest,
     check_inventory,
@@ -192,3 +193,19 @@ def test_a_sane_inventory_passes() -> None:
 def test_an_impossible_inventory_is_refused_naming_the_field(inventory: Inventory, field: str) -> None:
     with pytest.raises(InvalidArgument, match=re.escape(field)):
         check_inventory(inventory)
+
+
+def test_account_ids_of_projects_and_users():
+    """The one check behind limits and user weights: the shape by kind, each part a slug."""
+    assert check_account_id("project", "uchile/nlp") == "uchile/nlp"
+    assert check_account_id("user", "uchile/nlp/alice") == "uchile/nlp/alice"
+    for kind, key, says in (
+        ("project", "uchile", "id must be <institution>/<project> for a project"),
+        ("project", "uchile/nlp/alice", "id must be <institution>/<project> for a project"),
+        ("user", "uchile/nlp", "id must be <institution>/<project>/<user> for a user"),
+        ("user", "uchile/nlp/Alice!", "id's user name 'Alice!' is not valid"),
+        ("project", "UChile/nlp", "id's institution name 'UChile' is not valid"),
+        ("user", "uchile//alice", "id's project name '' is not valid"),
+    ):
+        with pytest.raises(InvalidArgument, match=re.escape(says)):
+            check_account_id(kind, key)

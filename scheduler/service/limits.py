@@ -12,7 +12,7 @@ from dataclasses import replace
 from minga.common.domain import InvalidArgument, NotFound, OverLimit, PermissionDenied, Principal, Role
 from minga.common.limits import KINDS, PROJECT, UNLIMITED, USER, AccountLimit, format_duration, user_key
 from minga.scheduler.core import Core
-from minga.scheduler.validation import MAX_WALLTIME, check_slug
+from minga.scheduler.validation import MAX_WALLTIME, check_account_id
 
 MAX_LIMIT_GPUS = 100_000
 MAX_LIMIT_PENDING = 10_000_000
@@ -61,14 +61,7 @@ def set_account_limits(
 def _checked_account(kind: str, key: str) -> tuple[str, str]:
     if kind not in KINDS:
         raise InvalidArgument(f"kind must be one of {', '.join(KINDS)}; got {kind[:32]!r}")
-    parts = key.split("/")
-    want = ("institution", "project") if kind == PROJECT else ("institution", "project", "user")
-    if len(parts) != len(want):
-        shape = "/".join(w.upper() for w in want)
-        raise InvalidArgument(f"id must be {shape} for a {kind} limit; got {key[:128]!r}")
-    for what, part in zip(want, parts, strict=True):
-        check_slug(f"id's {what}", part)
-    return kind, key
+    return kind, check_account_id(kind, key)
 
 
 def _changed(field: str, current: int | None, change: Change, high: int, low: int = 0) -> int | None:

@@ -12,7 +12,7 @@ from minga.scheduler.core import Core
 from minga.scheduler.policy import ProjectShare, ShareSettings, Snapshot
 from minga.scheduler.policy.guarantees import guarantees
 from minga.scheduler.store.reports import GROUPINGS
-from minga.scheduler.validation import check_country, check_slug, check_weight
+from minga.scheduler.validation import check_account_id, check_country, check_slug, check_weight
 
 SHARE_POLICIES = ("contribution", "static")
 MAX_NOTICE_SECONDS = 3600
@@ -35,22 +35,12 @@ def set_weight(core: Core, kind: str, key: str, weight: float) -> tuple[str, str
     if kind == "country":
         key = check_country("id", key)
     elif kind == "user":
-        key = check_user_leaf(key)
+        key = check_account_id("user", key)
     elif kind not in ("institution", "project"):
         raise InvalidArgument("kind must be country, institution, project or user")
     core.store.shares.set_weight(kind, key, check_weight(weight))
     core.cycle.trigger()
     return kind, key, weight
-
-
-def check_user_leaf(key: str) -> str:
-    """A user leaf id: '<institution>/<project>/<user>', each part a slug."""
-    parts = key.split("/")
-    if len(parts) != 3:
-        raise InvalidArgument(f"id: a user is named '<institution>/<project>/<user>', not {key[:64]!r}")
-    for field, part in zip(("institution", "project", "user name"), parts, strict=True):
-        check_slug(field, part)
-    return key
 
 
 def get_policy(core: Core) -> ShareSettings:

@@ -1,10 +1,14 @@
 """Energy and emissions in the store (issue 16): the figures an admin set, and each ended
 run's estimate (`minga.common.carbon`), written once as the run ends (`requeue.write_step`),
-never in the per-cycle charging path.
+never in the per-cycle charging path. The metrics read the estimates incrementally
+(`energy_since`): each row has a `seq` in the order it was written.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from sqlalchemy import text
 from sqlmodel import Session, col, func, select
 
 from minga.common import carbon
@@ -13,6 +17,26 @@ from minga.scheduler.store.base import Database
 from minga.scheduler.store.models import CarbonFigureRow, RunEnergyRow, RunRow, SiteRow
 
 COUNTRY, SITE, SITE_PUE, GPU = "country", "site", "site_pue", "gpu"
+ENERGY_LOCK_KEY = 0x656E6572  # "ener": writing energy rows vs. reading them past a watermark (PostgreSQL)
+
+
+def energy_lock(s: Session, exclusive: bool) -> None:
+    """On PostgreSQL a `seq` is drawn at insert and becomes visible at commit, so a later
+    seq can commit first. Writers hold the lock shared until they commit; `energy_since`
+    takes it exclusive, so it reads only when no written row is still uncommitted and
+    never steps past one. SQLite's single writer commits rows in seq order already."""
+    if s.get_bind().dialect.name == "postgresql":
+        fn = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
+        s.execute(text(f"SELECT {fn}(:key)"), {"key": ENERGY_LOCK_KEY})
+
+
+@dataclass(frozen=True)
+class EnergySince:
+    """The estimates written after a watermark: kWh and kgCO2e summed by country (every
+    country a site is in is listed, 0 if it has none), and the newest row's seq read."""
+
+    by_country: dict[str, tuple[float, float]]
+    upto: int
 
 
 def _figure(s: Session, kind: str, key: str) -> carbon.Figure | None:
@@ -22,8 +46,9 @@ def _figure(s: Session, kind: str, key: str) -> carbon.Figure | None:
 
 def charge_energy(s: Session, run: RunRow, now: float) -> None:
     """Store the estimate of a run that just ended (one that never ran is not charged)."""
-    if not run.running_since or not run.gpus or s.get(RunEnergyRow, run.id) is not None:
+    if not run.running_since or not run.gpus or _energy_row(s, run.id) is not None:
         return
+    energy_lock(s, exclusive=False)
     end = run.ended_at or now
     site = s.get(SiteRow, run.site)
     country = site.country if site is not None else ""
@@ -39,6 +64,10 @@ def charge_energy(s: Session, run: RunRow, now: float) -> None:
             intensity_source=got.intensity_source,
         )
     )  # fmt: skip
+
+
+def _energy_row(s: Session, run_id: str) -> RunEnergyRow | None:
+    return s.exec(select(RunEnergyRow).where(RunEnergyRow.run_id == run_id)).first()
 
 
 class CarbonRepo:
@@ -78,20 +107,27 @@ class CarbonRepo:
 
     def run_energy(self, run_id: str) -> RunEnergyRow | None:
         with self.db.read() as s:
-            row = s.get(RunEnergyRow, run_id)
+            row = _energy_row(s, run_id)
             if row is not None:
                 s.expunge(row)
             return row
 
-    def totals_by_country(self) -> dict[str, tuple[float, float]]:
-        """country -> (kWh, kgCO2e) over every ended run: the metrics' counters (0 for a
-        country with a site and no ended run yet, so its series exist from the start)."""
+    def energy_since(self, after: int = 0) -> EnergySince:
+        """The estimates with seq > `after`, summed by country: `after=0` gives the sums over
+        every ended run; a caller that adds each result to what it has and passes the
+        returned `upto` next time reads each row exactly once (the rows never change)."""
         with self.db.read() as s:
-            totals = {c: (0.0, 0.0) for c in s.exec(select(SiteRow.country)).all() if c}
+            energy_lock(s, exclusive=True)
+            by_country = {c: (0.0, 0.0) for c in s.exec(select(SiteRow.country)).all() if c}
             rows = s.exec(
-                select(RunEnergyRow.country, func.sum(RunEnergyRow.kwh), func.sum(RunEnergyRow.kgco2e)).group_by(
-                    RunEnergyRow.country
+                select(
+                    RunEnergyRow.country,
+                    func.sum(RunEnergyRow.kwh),
+                    func.sum(RunEnergyRow.kgco2e),
+                    func.max(RunEnergyRow.seq),
                 )
+                .where(col(RunEnergyRow.seq) > after)
+                .group_by(RunEnergyRow.country)
             ).all()
-        totals.update({c: (float(k or 0.0), float(g or 0.0)) for c, k, g in rows})
-        return totals
+        by_country.update({c: (float(k or 0.0), float(g or 0.0)) for c, k, g, _ in rows})
+        return EnergySince(by_country, max([after, *(int(m) for *_, m in rows if m is not None)]))

@@ -334,10 +334,13 @@ class CarbonFigureRow(SQLModel, table=True):
 
 
 class RunEnergyRow(SQLModel, table=True):
-    """An ended run's energy and emissions estimate, with the figures it used. Added by 0014_carbon."""
+    """An ended run's energy and emissions estimate, with the figures it used. Added by
+    0014_carbon; `seq` (0015_energy_seq) numbers the rows in the order they were written, so
+    the metrics add only the rows written since their last scrape (store/carbon.py)."""
 
     __tablename__ = "run_energy"
-    run_id: str = Field(primary_key=True)
+    __table_args__ = {"sqlite_autoincrement": True}  # a seq is never reused
+    run_id: str = Field(unique=True, index=True)
     country: str = ""
     institution: str = ""
     project: str = ""
@@ -348,6 +351,7 @@ class RunEnergyRow(SQLModel, table=True):
     watts: float = 0.0
     pue: float = 0.0
     intensity_source: str = ""
+    seq: int | None = Field(default=None, primary_key=True)
 
 
 def table_of(model: type[SQLModel]) -> Table:
