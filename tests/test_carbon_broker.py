@@ -165,7 +165,7 @@ def test_the_metrics_count_the_ended_runs_energy_by_country(fed):
     for _ in range(2):
         assert registry.get_sample_value("minga_energy_kwh_total", {"country": "CL"}) == pytest.approx(kwh)
         got = registry.get_sample_value("minga_emissions_kgco2e_total", {"country": "CL"})
-        assert got == pytest.approx(kwh * 291.0 / 1000)
+        assert got == pytest.approx(kwh * 304.0 / 1000)
 
 
 def test_the_energy_counters_are_the_leaders_and_full_again_in_its_next_term(fed, monkeypatch):
