@@ -60,13 +60,19 @@ def placed_site(sites: list[Site], j: Job, home: str = "MX", **kw) -> str | None
 
 
 # Chile's grid: 304 gCO2e/kWh, Brazil's 96, Paraguay's 25 (common/carbon.py's defaults).
-# The Chilean site has 2 GPUs free, a tighter fit than the others' 4: best fit picks it.
 
 
 def test_prefers_the_lower_intensity_among_fitting_sites():
-    sites = [site("cl", "CL", gpus=2), site("py", "PY")]
-    assert placed_site(sites, job()) == "cl"  # best fit, as before
+    sites = [site("cl", "CL", gpus=3), site("py", "PY")]
+    assert placed_site(sites, job()) == "cl"  # best fit (3 GPUs free, a tighter fit than 4), as before
     assert placed_site(sites, job(low=True)) == "py"
+
+
+def test_an_idle_pool_stays_whole_while_a_pool_that_it_fills_takes_the_job():
+    # Chile's 2 GPUs are exactly the job's 2; Paraguay's idle 4 would be broken up.
+    sites = [site("cl", "CL", gpus=2), site("py", "PY")]
+    assert placed_site(sites, job(low=True)) == "cl"
+    assert placed_site(sites, job(low=True, gpus=4)) == "py"  # a whole-node job breaks nothing
 
 
 def test_a_site_that_does_not_fit_is_never_chosen_for_its_intensity():
@@ -75,7 +81,7 @@ def test_a_site_that_does_not_fit_is_never_chosen_for_its_intensity():
 
 
 def test_the_snapshots_intensity_overrides_the_default():
-    sites = [site("cl", "CL", gpus=4), site("py", "PY", gpus=2)]
+    sites = [site("cl", "CL", gpus=4), site("py", "PY", gpus=3)]
     assert placed_site(sites, job(low=True), intensity=(("cl", 5.0), ("py", 25.0))) == "cl"
 
 
@@ -94,7 +100,7 @@ def test_the_data_country_still_wins_unless_low_carbon_first():
 
 
 def test_first_come_first_served_fallback_prefers_lower_intensity_too():
-    sites = [site("cl", "CL", gpus=2), site("py", "PY")]
+    sites = [site("cl", "CL", gpus=3), site("py", "PY")]
     snap = Snapshot(sites=tuple(sites), live_runs=(), pending=(job(low=True),))
     assert schedule(snap, NOW).placements[0].site == "py"
     snap = Snapshot(sites=tuple(sites), live_runs=(), pending=(job(),))
@@ -171,3 +177,19 @@ def test_first_come_first_served_with_low_carbon_stays_sound(raw, figures):
     fifo.check_placements_honour_every_hard_constraint(green, d)
     fifo.check_every_job_is_placed_or_waiting_exactly_once(green, d)
     fifo.check_placements_follow_queue_order(green, d)
+
+
+def test_a_job_that_may_use_any_model_leaves_the_scarce_one_alone():
+    # Paraguay has 4 A100 and 4 T4; Brazil 8 more T4: T4 is the plentiful model, A100 the scarce.
+    pools = (GpuPool(model="A100", memory_mb=81_920, total=4), GpuPool(model="T4", memory_mb=16_384, total=4))
+    py = replace(site("py", "PY"), inventory=Inventory(gpus=pools, cpus=64.0))
+    t4 = GpuPool(model="T4", memory_mb=16_384, total=8)
+    br = replace(site("br", "BR"), inventory=Inventory(gpus=(t4,), cpus=64.0))
+    insts = tuple(InstitutionShare(slug=s, country="CL", weight=1.0, contribution=0.0) for s in ("guest", "owner"))
+    snap = Snapshot(sites=(py, br), live_runs=(), pending=(job(low=True),), institutions=insts)
+    placed = schedule(snap, NOW).placements[0]
+    assert (placed.site, placed.gpu_model) == ("py", "T4")
+    low = job(low=True)
+    only_a100 = replace(low, spec=replace(low.spec, resources=Resources(gpus=2, cpus=1.0, gpu_models=("A100",))))
+    placed = schedule(replace(snap, pending=(only_a100,)), NOW).placements[0]
+    assert (placed.site, placed.gpu_model) == ("py", "A100")

@@ -68,6 +68,16 @@ def run(
     periodic: Annotated[
         bool, typer.Option(help="A cycle every cycle_seconds while jobs wait, not only on events.")
     ] = False,
+    low_carbon_share: Annotated[
+        float,
+        typer.Option(
+            help="Also run minga with this share of the jobs (0 to 1, the same jobs on every run) "
+            "opting in to low-carbon placement, and compare (docs/carbon.md).",
+        ),
+    ] = 0.0,
+    low_carbon_first: Annotated[
+        bool, typer.Option(help="The opting jobs rank grid intensity before their own sites (--low-carbon-first).")
+    ] = False,
     output: Annotated[SimOutput, typer.Option(help="table or json on stdout.")] = SimOutput.table,
     csv_file: Annotated[Path | None, typer.Option("--csv", help="Write the metrics as CSV.")] = None,
     json_file: Annotated[Path | None, typer.Option("--json", help="Write the full result as JSON.")] = None,
@@ -77,7 +87,6 @@ def run(
     if ctx.invoked_subcommand is not None:
         return
     with needs(ctx.command_path, "sim"):
-        from minga.scheduler.sim import federation as fedmod
         from minga.scheduler.sim import report
         from minga.scheduler.sim.baselines import POLICIES
         from minga.scheduler.sim.examples import example_federation
@@ -88,7 +97,11 @@ def run(
     scen = _scenario(ctx, scenario) if scenario is not None else None
     if scen is None and load < 0:
         raise typer.BadParameter("must be 0 (arrivals as they are) or more", param_hint="--load")
-    fed = scen.federation if scen else fedmod.load(federation or example_federation())
+    if not 0.0 <= low_carbon_share <= 1.0:
+        raise typer.BadParameter("must be from 0 to 1", param_hint="--low-carbon-share")
+    if low_carbon_first and not low_carbon_share:
+        raise typer.BadParameter("needs --low-carbon-share above 0", param_hint="--low-carbon-first")
+    fed = scen.federation if scen else _federation(federation or example_federation())
     if share_policy:
         if share_policy not in ("static", "contribution"):
             raise typer.BadParameter("static or contribution", param_hint="--share-policy")
@@ -98,7 +111,10 @@ def run(
     unknown = [n for n in names if n not in POLICIES]
     if unknown:
         raise typer.BadParameter(f"unknown policy {', '.join(unknown)}; known: {', '.join(POLICIES)}")
-    result = report.compare(fed, work, names, periodic=periodic)
+    variant = report.LowCarbonVariant(low_carbon_share, low_carbon_first) if low_carbon_share else None
+    if variant and "minga" not in names:
+        raise typer.BadParameter("compares with minga's run: include --policy minga", param_hint="--low-carbon-share")
+    result = report.compare(fed, work, names, periodic=periodic, low_carbon=variant)
     if scen:
         result["scenario"] = scen.name
     if plot_file:
@@ -116,6 +132,20 @@ def run(
         typer.echo(json.dumps(result, sort_keys=True))
     else:
         typer.echo(report.table(result))
+
+
+def _federation(path: Path) -> Federation:
+    """The federation file, or exit 2 with an error naming it and what is wrong."""
+    import tomllib
+
+    from minga.scheduler.sim import federation as fedmod
+
+    try:
+        return fedmod.load(path)
+    except (OSError, tomllib.TOMLDecodeError, KeyError, TypeError, ValueError) as exc:
+        what = f"missing key {exc}" if isinstance(exc, KeyError) else str(exc)
+        typer.echo(f"error: {path}: {what}", err=True)
+        raise typer.Exit(2) from exc
 
 
 def _scenario(ctx: typer.Context, arg: str) -> Scenario:

@@ -8,6 +8,16 @@ nearness to the data country) the pool on the grid with the lowest intensity win
 fit breaking ties; with `low_carbon_first` intensity ranks before the tiers themselves.
 This is the "carbon-aware spatial shifting" of the Green Software Foundation's Carbon
 Aware SDK: same job, same time, a cleaner grid.
+
+Two rules keep the preference from starving other jobs (measured in the simulator:
+docs/carbon.md "In the simulator"); without them the cleanest pools fill with jobs that
+could have run anywhere, and the gangs that need a whole node of a scarce model wait for
+days:
+- before intensity, a job smaller than a pool's nodes does not open a wholly idle pool
+  while a partly used one takes it (`placement.opens_idle_pool`: the "any fit" rule of bin
+  packing, never open a new bin while an open one fits; best fit keeps it by itself);
+- after intensity, a job that may use several models takes the most plentiful one, and
+  leaves the scarce models to the jobs that can use nothing else.
 """
 
 from __future__ import annotations
@@ -17,7 +27,7 @@ from collections.abc import Callable, Iterable, Mapping
 from minga.common.carbon import default_intensity
 from minga.common.domain import Job, JobCarbon, Site
 from minga.common.snapshot import Snapshot
-from minga.scheduler.policy.placement import has_labels, in_allowed_country, pool_can_ever_hold
+from minga.scheduler.policy.placement import has_labels, in_allowed_country, opens_idle_pool, pool_can_ever_hold
 from minga.scheduler.policy.pool_index import Pool, PoolIndex
 
 
@@ -33,13 +43,21 @@ def intensity_of(site: Site) -> float:
     return default_intensity(site.country).value
 
 
-def greenest(pools: Iterable[Pool], ok: Callable[[Pool], bool], intensity: Mapping[str, float]) -> Pool | None:
-    """The acceptable pool with the lowest intensity; then best fit (fewest free GPUs), then
-    (site, model), so the choice is deterministic."""
-    best: tuple[float, int, tuple[str, str]] | None = None
+def greenest(
+    pools: Iterable[Pool],
+    ok: Callable[[Pool], bool],
+    intensity: Mapping[str, float],
+    gpus: int,
+    plenty: Mapping[str, int],
+) -> Pool | None:
+    """The acceptable pool for a job of `gpus` GPUs: one that keeps idle pools whole first,
+    then the lowest intensity, then the model with the most GPUs in the federation
+    (`plenty`), then best fit (fewest free GPUs), then (site, model): deterministic."""
+    best: tuple[bool, float, int, int, tuple[str, str]] | None = None
     chosen = None
     for pool in pools:
-        key = (intensity.get(pool.site, 0.0), pool.free, pool.key)
+        opens = opens_idle_pool(pool.free, pool.total, pool.limit, gpus)
+        key = (opens, intensity.get(pool.site, 0.0), -plenty.get(pool.model, 0), pool.free, pool.key)
         if (best is None or key < best) and ok(pool):
             best, chosen = key, pool
     return chosen

@@ -81,33 +81,42 @@ def best_fit(
     job: Job, sites: Iterable[Site], capacity: Capacity, intensity: Mapping[str, float] | None = None
 ) -> Choice | None:
     """The fitting pool that leaves the least idle capacity; ties broken by name. For a
-    low-carbon job the site's grid `intensity` ranks first (`low_carbon.py`)."""
+    low-carbon job keeping idle pools whole, then the site's grid `intensity`, rank first
+    (`low_carbon.py`)."""
     res = job.spec.resources
     green = intensity if job.spec.low_carbon and intensity is not None else {}
-    best: tuple[tuple[float, float, float, str, str], Choice] | None = None
+    best: tuple[tuple[bool, float, float, float, str, str], Choice] | None = None
     for site in sites:
         if not accepts_new_runs(site) or not in_allowed_country(job, site) or not has_labels(job, site):
             continue
         free_cpus = capacity.cpus.get(site.name, 0.0)
         if free_cpus < res.cpus:
             continue
-        for model, left in _fitting_pools(res, site, capacity):
-            key = (green.get(site.name, 0.0), left, free_cpus - res.cpus, site.name, model)
+        for model, left, opens in _fitting_pools(res, site, capacity):
+            key = (opens and bool(green), green.get(site.name, 0.0), left, free_cpus - res.cpus, site.name, model)
             if best is None or key < best[0]:
                 best = (key, Choice(site=site.name, gpu_model=model))
     return best[1] if best else None
 
 
-def _fitting_pools(res: Resources, site: Site, capacity: Capacity) -> list[tuple[str, int]]:
-    """(model, GPUs left after placing) for every pool of `site` that fits now."""
+def _fitting_pools(res: Resources, site: Site, capacity: Capacity) -> list[tuple[str, int, bool]]:
+    """(model, GPUs left after placing, whether it opens an idle pool) for every pool of
+    `site` that fits now."""
     if res.gpus == 0:
-        return [("", sum(capacity.gpus.get((site.name, p.model), 0) for p in site.inventory.gpus))]
+        return [("", sum(capacity.gpus.get((site.name, p.model), 0) for p in site.inventory.gpus), False)]
     fits = []
     for pool in site.inventory.gpus:
         free = capacity.gpus.get((site.name, pool.model), 0)
         if pool_can_ever_hold(res, pool) and free >= res.gpus:
-            fits.append((pool.model, free - res.gpus))
+            node = min(pool.total, pool.largest_node or pool.total)
+            fits.append((pool.model, free - res.gpus, opens_idle_pool(free, pool.total, node, res.gpus)))
     return fits
+
+
+def opens_idle_pool(free: int, total: int, node: int, gpus: int) -> bool:
+    """Whether a job of `gpus` GPUs would start on a wholly idle pool whose nodes hold more
+    than it asks (breaking a node a gang could have had)."""
+    return free == total and gpus < node
 
 
 def take(capacity: Capacity, site: str, gpu_model: str, gpus: int, cpus: float) -> Capacity:

@@ -65,6 +65,7 @@ class PoolIndex:
                 if held is not None:
                     held.free -= run.gpus
         self.models = sorted(self.by_model)
+        self.model_gpus = {m: sum(p.total for p in pools) for m, pools in self.by_model.items()}  # how plentiful
         self.countries = sorted({s.country for s in self.sites.values()})
         self.buckets: dict[tuple[str, str], list[dict[tuple[str, str], Pool]]] = {}
         self.top: dict[tuple[str, str], int] = {}  # (scope, model) -> its fullest bucket, 0 if none

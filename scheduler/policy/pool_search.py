@@ -80,19 +80,19 @@ def _find_low_carbon(
     the lowest intensity first within a tier; with `low_carbon_first`, over all tiers. A
     `low_carbon_first` job is not placed in the guarantee pass (`strict`), which would
     keep it on its own sites: it waits for the general pass, in the same fair-share order."""
-    g, intensity = job.spec.resources.gpus, cycle.intensity
+    g, intensity, plenty = job.spec.resources.gpus, cycle.intensity, cycle.index.model_gpus
     own = [p for p in cycle.index.by_owner.get(job.institution, ()) if p.free >= g]
     within_own = strict and job.institution not in cycle.explicit  # only its own sites would pass
     if job.spec.low_carbon_first:
         if strict:
             return None
         everywhere = own + pools_in(cycle.index, [s for t in _country_tiers(cycle, job) for s in t], models, g)
-        return greenest(everywhere, ok, intensity)
-    found = greenest(own, ok, intensity)
+        return greenest(everywhere, ok, intensity, g, plenty)
+    found = greenest(own, ok, intensity, g, plenty)
     if found is not None or within_own:
         return found
     for scopes in _country_tiers(cycle, job):
-        found = greenest(pools_in(cycle.index, scopes, models, g), ok, intensity)
+        found = greenest(pools_in(cycle.index, scopes, models, g), ok, intensity, g, plenty)
         if found is not None:
             return found
     return None

@@ -58,6 +58,8 @@ def make_job(sj: SimJob, attempts: int = 0) -> Job:
         walltime_seconds=int(math.ceil(sj.duration)),
         max_attempts=10**6,
         project=default_project(sj.institution),
+        low_carbon=sj.low_carbon,
+        low_carbon_first=sj.low_carbon_first,
     )
     return Job(
         id=sj.id,
@@ -93,6 +95,7 @@ class Engine:
         self.pool_total = {(s.name, p.model): p.total for s in fed.sites for p in s.inventory.gpus}
         self.pool_used: dict[tuple[str, str], int] = {}
         self.site_owner = {s.name: s.institution for s in fed.sites}
+        self.intensity = fed.site_intensity()
         self.model_weight = dict(fed.settings.model_weights)
         hl = fed.settings.half_life_seconds
         self.decay_rate = math.log(2) / hl if hl > 0 else 0.0
@@ -166,6 +169,7 @@ class Engine:
             usage=tuple(sorted(self.usage.items())),
             country_weights=self.fed.country_weights,
             settings=s,
+            intensity=self.intensity,
         )
 
     def run_cycle(self) -> Decisions:

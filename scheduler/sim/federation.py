@@ -17,6 +17,8 @@ from typing import Any
 from minga.common.domain import GpuPool, Inventory, Site, SiteState
 from minga.scheduler.policy import InstitutionShare, ProjectShare, ShareSettings, Snapshot
 from minga.scheduler.policy.entitlement import Tree, base_grant, build_tree, entitlements
+from minga.scheduler.sim import carbon as sim_carbon
+from minga.scheduler.sim.carbon import SimCarbon
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,7 @@ class Federation:
     cycle_seconds: float = 30.0
     countries: dict[str, str] = field(default_factory=dict)
     country_weights: tuple[tuple[str, float], ...] = ()  # explicit; default: sum of its institutions
+    carbon: SimCarbon = field(default_factory=SimCarbon)  # the `[carbon]` table
 
     @property
     def projects(self) -> tuple[ProjectShare, ...]:
@@ -62,6 +65,10 @@ class Federation:
             slug: (sum(n * mw.get(m, 1.0) for m, n in d.items()) * hl / math.log(2) if hl > 0 else 0.0)
             for slug, d in self.own_gpus().items()
         }
+
+    def site_intensity(self) -> tuple[tuple[str, float], ...]:
+        """(site, gCO2e/kWh of its country), as the broker's snapshot carries them."""
+        return tuple((s.name, self.carbon.country_intensity(s.country)) for s in self.sites)
 
     def policy_institutions(self) -> tuple[InstitutionShare, ...]:
         """The institutions as the engine's snapshots show them: contribution at its steady
@@ -181,6 +188,7 @@ def from_doc(doc: Mapping[str, Any]) -> Federation:
         cycle_seconds=float(st.get("cycle_seconds", 30.0)),
         countries=dict(doc.get("countries", {})),
         country_weights=tuple(sorted((str(c), float(w)) for c, w in doc.get("country_weights", {}).items())),
+        carbon=sim_carbon.from_doc(doc),
     )
 
 

@@ -30,6 +30,7 @@ from collections import Counter
 from pathlib import Path
 from typing import NotRequired, TypedDict
 
+from minga.common.carbon import DEFAULT_PUE, INTENSITY_SOURCE, INTENSITY_YEAR, default_intensity
 from minga.scheduler.sim.examples import example_federation
 
 NODE_STRIDE = 8
@@ -48,6 +49,10 @@ MODEL_MEMORY_MB = {
     "G3": 0,
 }
 # Normalization weights for the trace's models (G1-G3 assumed between V100 and A100).
+# Board power (W) of the trace's models, from the vendors' data sheets: V100 SXM2 300, P100
+# PCIe 250, T4 70, A10 150. The trace does not say which GPUs G2 and G3 are: the broker's
+# fallback for an unknown model (common/carbon.py), 300.
+GPU_WATTS = {"G2": 300.0, "G3": 300.0, "V100M32": 300.0, "V100M16": 300.0, "P100": 250.0, "T4": 70.0, "A10": 150.0}
 MODEL_WEIGHTS = {"G2": 0.5, "G3": 0.6, "V100M32": 0.3, "V100M16": 0.3, "P100": 0.2, "T4": 0.1, "A10": 0.25}
 
 # (ISO code, country, institutions): real universities and research centres of the region.
@@ -381,6 +386,19 @@ def render(fed: FederationRows) -> str:
     lines += [f"{m} = {w}" for m, w in MODEL_WEIGHTS.items()]
     lines += ["", "[countries]"]
     lines += [f'{code} = "{name}"' for code, name, _ in COUNTRIES]
+    lines += [
+        "",
+        "# Energy and emissions (docs/carbon.md): GPUs x W x hours x PUE x the country's intensity.",
+        "[carbon]",
+        f"pue = {DEFAULT_PUE}",
+        "",
+        f"# gCO2e/kWh, {INTENSITY_YEAR}: {INTENSITY_SOURCE}.",
+        "[carbon.intensity]",
+    ]
+    lines += [f"{code} = {default_intensity(code).value}" for code, _, _ in COUNTRIES]
+    lines += ["", "# Board power in W (vendor data sheets; G2 and G3: the fallback for an unknown model)."]
+    lines += ["[carbon.gpu_watts]"]
+    lines += [f"{m} = {w}" for m, w in GPU_WATTS.items()]
     for i in fed["institutions"]:
         lines += [
             "",

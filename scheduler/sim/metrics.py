@@ -31,6 +31,12 @@
 - preemptions, and GPU-hours lost: GPUs * time run before the preemption, plus the GPUs *
   notice of every run placed behind a preempted run's notice (held, not useful);
   `lost_fraction`: that over the busy GPU-hours (every GPU-hour a run held).
+- energy and emissions (`sim/carbon.py`, the broker's formulas): every run is charged
+  GPUs x W x hours held x PUE, times its site's country intensity, when it completes or
+  is preempted (work lost to a preemption used energy too); `intensity_g_per_kwh` is
+  emissions over energy. `cohort_*`: the same for the jobs of the cohort the recorder was
+  given (the jobs that opt in to low-carbon placement in a variant), whether or not they
+  opted in on this run, so a run where nobody opts in measures the same jobs.
 - `owner_reclaim_max_s`: the longest wait of a job submitted while it was clearly within its
   institution's guarantee (own sites' GPUs, or the explicit guarantee): for some guaranteed
   model m the job may use, the GPUs the institution holds on m plus all its pending GPUs
@@ -41,7 +47,8 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from minga.scheduler.policy.guarantees import guarantees
@@ -75,6 +82,25 @@ def reached_share(held: float, share: float) -> bool:
     return held + 1e-9 >= min(0.9 * share, max(math.floor(share + 1e-9), 1.0))
 
 
+@dataclass
+class Energy:
+    """Energy and emissions summed over runs."""
+
+    kwh: float = 0.0
+    kg: float = 0.0
+
+    def add(self, kwh: float, kg: float) -> None:
+        self.kwh += kwh
+        self.kg += kg
+
+    def summary(self, prefix: str) -> dict[str, float]:
+        return {
+            f"{prefix}energy_kwh": round(self.kwh, 3),
+            f"{prefix}emissions_kgco2e": round(self.kg, 3),
+            f"{prefix}intensity_g_per_kwh": round(1000 * self.kg / self.kwh, 2) if self.kwh else 0.0,
+        }
+
+
 def size_class(gpus: int) -> str:
     return "1" if gpus <= 1 else "2-4" if gpus <= 4 else "8+"
 
@@ -82,7 +108,7 @@ def size_class(gpus: int) -> str:
 class Recorder:
     """Fed by the engine; integrates the piecewise-constant state between events."""
 
-    def __init__(self, fed: Federation, sample_seconds: float | None = None):
+    def __init__(self, fed: Federation, sample_seconds: float | None = None, cohort: Collection[str] = ()):
         self.capacity = fed.capacity
         self.tree = fed.tree()
         self.weights = fed.entitlements()
@@ -134,6 +160,11 @@ class Recorder:
         self.sample_seconds = sample_seconds or 0.0
         self.next_sample = 0.0
         self.series: list[tuple[float, dict[str, int]]] = []
+        self.carbon = fed.carbon
+        self.site_country = {s.name: s.country for s in fed.sites}
+        self.cohort = frozenset(cohort)
+        self.energy = Energy()
+        self.cohort_energy = Energy()
 
     # ---- events -------------------------------------------------------------------------
     def arrived(self, sj: SimJob, now: float) -> None:
@@ -173,6 +204,14 @@ class Recorder:
         self.running[run.institution] -= run.gpus
         self._hold(run, -run.gpus)
         self.last_completion = now
+        self._charge(run, now)
+
+    def _charge(self, run: Run, now: float) -> None:
+        """The run's energy and emissions, from its start to `now` (`sim/carbon.py`)."""
+        kwh, kg = self.carbon.charge(run.gpus, run.gpu_model, now - run.started_at, self.site_country[run.site])
+        self.energy.add(kwh, kg)
+        if run.job_id in self.cohort:
+            self.cohort_energy.add(kwh, kg)
 
     def preempted(self, run: Run, now: float) -> None:
         self.running[run.institution] -= run.gpus
@@ -180,6 +219,7 @@ class Recorder:
         self.pending[run.institution] += run.gpus
         self.preemptions += 1
         self.lost_gpu_s += run.gpus * (now - run.started_at)
+        self._charge(run, now)
 
     def rejected(self, sj: SimJob) -> None:
         self.pending[sj.institution] -= sj.gpus
@@ -297,6 +337,8 @@ class Recorder:
             "jobs_started": len(self.waits),
             "jobs_rejected": self.rejected_jobs,
             "jobs_stuck": len(self.stuck),
+            **self.energy.summary(""),
+            **(self.cohort_energy.summary("cohort_") if self.cohort else {}),
         }
 
     def institution_shares(self) -> dict[str, dict[str, float]]:

@@ -5,13 +5,16 @@ from __future__ import annotations
 import csv
 import io
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
 from minga.scheduler.sim.baselines import POLICIES
+from minga.scheduler.sim.carbon import opt_in
 from minga.scheduler.sim.engine import Engine
 from minga.scheduler.sim.federation import Federation
+from minga.scheduler.sim.metrics import Recorder
 from minga.scheduler.sim.workload import SimJob, mean_demand
 
 HEADLINE = (
@@ -28,7 +31,11 @@ HEADLINE = (
     "gpu_hours_lost",
     "lost_fraction",
     "owner_reclaim_max_s",
+    "energy_kwh",
+    "emissions_kgco2e",
+    "intensity_g_per_kwh",
 )
+LOW_CARBON = "minga-low-carbon"  # the variant where a share of the jobs opts in (`--low-carbon-share`)
 # Which way each metric is better, and what it means: printed with the table, so the table
 # reads without docs/simulator.md. A metric missing here is context, not a score.
 HIGHER, LOWER = "higher", "lower"
@@ -50,6 +57,11 @@ DIRECTION = {
     "lost_fraction": LOWER,
     "owner_reclaim_max_s": LOWER,
     "jobs_stuck": LOWER,
+    "energy_kwh": LOWER,
+    "emissions_kgco2e": LOWER,
+    "intensity_g_per_kwh": LOWER,
+    "cohort_emissions_kgco2e": LOWER,
+    "cohort_intensity_g_per_kwh": LOWER,
 }
 LEGEND = (
     "better: which way a metric is better; blank: context, not a score.",
@@ -65,6 +77,10 @@ LEGEND = (
     "gpu_hours_lost, lost_fraction: work lost to preemptions (GPU-hours; of busy).",
     "owner_reclaim_max_s: longest wait of a job within its institution's guarantee.",
     "held_mean_gpus, fair_mean_gpus: mean GPUs an institution held; its fair share.",
+    "energy_kwh, emissions_kgco2e: GPUs x W x hours x PUE, x the site country's grid",
+    "  intensity (docs/carbon.md); intensity_g_per_kwh: emissions / energy.",
+    "cohort_*: the same for the jobs that opt in to low-carbon placement in",
+    f"  {LOW_CARBON}, measured on every run.",
 )
 PER_INSTITUTION_ROWS = 10  # the table lists each institution's holding when there are at most this many
 
@@ -96,8 +112,11 @@ def compare(
     policies: Sequence[str] = tuple(POLICIES),
     sample_seconds: float = 60.0,
     periodic: bool = False,
+    low_carbon: LowCarbonVariant | None = None,
 ) -> dict[str, Any]:
-    """One JSON-able object: the workload, and per policy its metrics and share series."""
+    """One JSON-able object: the workload, and per policy its metrics and share series.
+    With `low_carbon`, also minga's run with that share of the jobs opting in
+    (`LOW_CARBON`), every run's figures for those jobs (`cohort_*`), and the comparison."""
     out: dict[str, Any] = {
         "federation": federation_info(fed),
         "workload": {
@@ -112,31 +131,90 @@ def compare(
         "institutions": {},
         "series": {},
     }
-    for name in policies:
+    cohort: frozenset[str] = frozenset()
+    runs = [(name, POLICIES[name], jobs) for name in policies]
+    if low_carbon is not None:
+        if "minga" not in policies:
+            raise ValueError("a low-carbon share compares with minga's run: include the minga policy")
+        opted = opt_in(jobs, low_carbon.share, low_carbon.first, low_carbon.draw)
+        cohort = frozenset(j.id for j in opted if j.low_carbon)
+        runs.append((LOW_CARBON, POLICIES["minga"], opted))
+    for name, policy, work in runs:
         t0 = time.perf_counter()
-        engine = Engine(fed, jobs, POLICIES[name], sample_seconds=sample_seconds, periodic=periodic)
-        rec = engine.run()
+        rec = Recorder(fed, sample_seconds=sample_seconds, cohort=cohort)
+        engine = Engine(fed, work, policy, periodic=periodic, recorder=rec)
+        engine.run()
         m = rec.summary()
         m["cycles"] = engine.cycles
         m["wall_s"] = round(time.perf_counter() - t0, 2)
         out["policies"][name] = m
         out["institutions"][name] = rec.institution_shares()
         out["series"][name] = rec.series
+    if low_carbon is not None:
+        out["low_carbon"] = low_carbon_comparison(out["policies"]["minga"], out["policies"][LOW_CARBON], low_carbon)
+        out["low_carbon"]["jobs"] = len(cohort)
     return out
+
+
+@dataclass(frozen=True)
+class LowCarbonVariant:
+    """`share` of the jobs opt in to low-carbon placement (`first`: `--low-carbon-first`)."""
+
+    share: float
+    first: bool = False
+    draw: int = 0  # which sample of `share` of the jobs (`carbon.opts_in`)
+
+
+def low_carbon_comparison(none: Mapping[str, Any], some: Mapping[str, Any], v: LowCarbonVariant) -> dict[str, Any]:
+    """The opt-in run against the one where nobody opts in (issue 16's targets): the opting
+    jobs' emissions, utilization, share deviation and time to fair share, before and after."""
+    before, after = none["cohort_emissions_kgco2e"], some["cohort_emissions_kgco2e"]
+    keys = ("utilization", "share_deviation", "time_to_fair_share_p50_s", "time_to_fair_share_max_s")
+    return {
+        "share": v.share,
+        "first": v.first,
+        "cohort_emissions_kgco2e": [before, after],
+        "cohort_emissions_cut": round(1 - after / before, 4) if before else 0.0,
+        "emissions_kgco2e": [none["emissions_kgco2e"], some["emissions_kgco2e"]],
+        "utilization_loss": round(1 - some["utilization"] / none["utilization"], 4) if none["utilization"] else 0.0,
+        **{k: [none[k], some[k]] for k in keys},
+    }
+
+
+def low_carbon_lines(c: Mapping[str, Any]) -> list[str]:
+    """The comparison, as the table prints it."""
+    flag = "--low-carbon-first" if c["first"] else "--low-carbon"
+    b, a = c["cohort_emissions_kgco2e"]
+    lines = [
+        f"low carbon: {c['jobs']} jobs ({c['share']:.0%}) opt in with {flag}; minga vs {LOW_CARBON}:",
+        f"  their emissions           {b:,.1f} -> {a:,.1f} kgCO2e ({-c['cohort_emissions_cut']:+.1%})",
+        "  all jobs' emissions       {:,.1f} -> {:,.1f} kgCO2e".format(*c["emissions_kgco2e"]),
+        f"  utilization               {c['utilization'][0]:.4f} -> {c['utilization'][1]:.4f}"
+        f" ({-c['utilization_loss']:+.2%})",
+        "  share_deviation           {:.4f} -> {:.4f}".format(*c["share_deviation"]),
+    ]
+    for k in ("time_to_fair_share_p50_s", "time_to_fair_share_max_s"):
+        lines.append(f"  {k:<25} {c[k][0]:.1f} -> {c[k][1]:.1f}")
+    return lines
 
 
 def table(result: dict[str, Any]) -> str:
     """The metrics, one row each, with which way is better, then a legend of what they mean."""
     names = list(result["policies"])
     rows = [["metric", "better", *names]]
-    for key in HEADLINE + (
-        "time_to_fair_share_episodes",
-        "share_deviation_flat",
-        "utilization_capacity",
-        "jobs_started",
-        "jobs_stuck",
-        "cycles",
-        "wall_s",
+    cohort = ("cohort_emissions_kgco2e", "cohort_intensity_g_per_kwh") if "low_carbon" in result else ()
+    for key in (
+        HEADLINE
+        + cohort
+        + (
+            "time_to_fair_share_episodes",
+            "share_deviation_flat",
+            "utilization_capacity",
+            "jobs_started",
+            "jobs_stuck",
+            "cycles",
+            "wall_s",
+        )
     ):
         rows.append(
             [key, DIRECTION.get(key, ""), *[_fmt(result["policies"][n].get(key), key in RATIOS) for n in names]]
@@ -175,6 +253,8 @@ def table(result: dict[str, Any]) -> str:
     lines = [head] + [
         "  ".join(c.rjust(widths[i]) if i > 1 else c.ljust(widths[i]) for i, c in enumerate(r)) for r in rows
     ]
+    if "low_carbon" in result:
+        lines += ["", *low_carbon_lines(result["low_carbon"])]
     return "\n".join([*lines, "", *LEGEND])
 
 
@@ -192,9 +272,10 @@ def _fmt(v: object, ratio: bool = False) -> str:
 def to_csv(result: dict[str, Any]) -> str:
     buf = io.StringIO()
     w = csv.writer(buf)
-    w.writerow(["policy", *HEADLINE, "jobs_started", "jobs_stuck"])
+    cohort = ["cohort_energy_kwh", "cohort_emissions_kgco2e"] if "low_carbon" in result else []
+    w.writerow(["policy", *HEADLINE, *cohort, "jobs_started", "jobs_stuck"])
     for name, m in result["policies"].items():
-        w.writerow([name, *[m[k] for k in HEADLINE], m["jobs_started"], m["jobs_stuck"]])
+        w.writerow([name, *[m[k] for k in HEADLINE + tuple(cohort)], m["jobs_started"], m["jobs_stuck"]])
     return buf.getvalue()
 
 

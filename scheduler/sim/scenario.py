@@ -28,11 +28,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from minga.scheduler.sim import carbon as sim_carbon
 from minga.scheduler.sim.federation import INSTITUTION_KEYS, SETTINGS_KEYS, SITE_KEYS, Federation, from_doc
 from minga.scheduler.sim.workload import SimJob
 
-TOP_KEYS = {"settings", "countries", "country_weights", "institutions", "sites", "jobs"}
-JOB_KEYS = {"institution", "count", "gpus", "duration", "arrival", "every", "models", "name"}
+TOP_KEYS = {"settings", "countries", "country_weights", "carbon", "institutions", "sites", "jobs"}
+JOB_KEYS = {"institution", "count", "gpus", "duration", "arrival", "every", "models", "name", "low_carbon"}
 SHARE_POLICIES = ("static", "contribution")
 
 
@@ -106,6 +107,7 @@ def expand(groups: list[Mapping[str, Any]]) -> list[SimJob]:
                     gpus=int(group["gpus"]),
                     models=models,
                     name=f"{label}-{k}",
+                    low_carbon=bool(group.get("low_carbon", False)),
                 )
             )
     return jobs
@@ -118,6 +120,10 @@ def _check(doc: Mapping[str, Any]) -> None:
     _keys("the file", doc, TOP_KEYS, required=("institutions", "sites", "jobs"))
     settings = _table("[settings]", doc.get("settings", {}))
     _check_settings(settings)
+    try:
+        sim_carbon.from_doc(doc)
+    except sim_carbon.CarbonTableError as exc:
+        raise ScenarioError(str(exc)) from None
     for key in ("countries", "country_weights"):
         table = _table(f"[{key}]", doc.get(key, {}))
         if key == "country_weights":
@@ -201,6 +207,8 @@ def _check_group(where: str, group: Any, slugs: set[str], largest: Mapping[str, 
     _number(f"{where}.every", group.get("every", 0), minimum=0.0)
     if "name" in group:
         _string(f"{where}.name", group["name"])
+    if not isinstance(group.get("low_carbon", False), bool):
+        raise ScenarioError(f"{where}.low_carbon: expected true or false, got {group['low_carbon']!r}")
     models = group.get("models", [])
     if not isinstance(models, list) or not models and "models" in group:
         raise ScenarioError(f"{where}.models: expected a non-empty list of GPU models, got {models!r}")

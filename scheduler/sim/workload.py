@@ -46,6 +46,8 @@ class SimJob:
     gpus: int
     models: tuple[str, ...] = ()
     name: str = ""
+    low_carbon: bool = False  # opts in to low-carbon placement (`sim/carbon.py`)
+    low_carbon_first: bool = False
 
 
 def name_fraction(name: str) -> float:
