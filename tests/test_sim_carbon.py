@@ -166,3 +166,15 @@ def _toml(doc: dict[str, Any]) -> str:
             lines.append(f"[[{key}]]")
             lines += [f"{k} = {json.dumps(v)}" for k, v in entry.items()]
     return "\n".join(lines) + "\n"
+
+
+def test_a_scenario_job_group_may_opt_in_and_a_bad_value_is_refused():
+    doc = two_grids()
+    doc["jobs"][0]["low_carbon"] = True
+    scen = scenario.parse(doc, name="green")
+    assert all(j.low_carbon for j in scen.jobs)
+    out = compare(scen.federation, scen.jobs, ["minga"], sample_seconds=0)
+    assert out["policies"]["minga"]["intensity_g_per_kwh"] == DEFAULT_INTENSITY["PY"]
+    doc["jobs"][0]["low_carbon"] = "yes"
+    with pytest.raises(scenario.ScenarioError, match=r"jobs\[0\]\.low_carbon: expected true or false"):
+        scenario.parse(doc, where="x.toml")
