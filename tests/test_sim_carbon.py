@@ -112,6 +112,13 @@ def test_opting_in_moves_the_jobs_to_the_cleaner_grid_and_the_comparison_says_so
     assert c["cohort_emissions_kgco2e"][0] == none["emissions_kgco2e"]  # everyone opted in
 
 
+def test_a_share_too_small_for_any_job_compares_nothing_without_failing():
+    scen = scenario.parse(two_grids(jobs=2), name="two-grids")
+    out = compare(scen.federation, scen.jobs, ["minga"], sample_seconds=0, low_carbon=LowCarbonVariant(1e-9))
+    c = out["low_carbon"]
+    assert c["jobs"] == 0 and c["cohort_emissions_kgco2e"] == [0.0, 0.0] and c["cohort_emissions_cut"] == 0.0
+
+
 def test_the_example_federation_carries_every_countrys_real_intensity():
     fed = federation.load(example_federation())
     for code in fed.countries:

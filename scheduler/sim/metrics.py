@@ -108,7 +108,7 @@ def size_class(gpus: int) -> str:
 class Recorder:
     """Fed by the engine; integrates the piecewise-constant state between events."""
 
-    def __init__(self, fed: Federation, sample_seconds: float | None = None, cohort: Collection[str] = ()):
+    def __init__(self, fed: Federation, sample_seconds: float | None = None, cohort: Collection[str] | None = None):
         self.capacity = fed.capacity
         self.tree = fed.tree()
         self.weights = fed.entitlements()
@@ -162,7 +162,7 @@ class Recorder:
         self.series: list[tuple[float, dict[str, int]]] = []
         self.carbon = fed.carbon
         self.site_country = {s.name: s.country for s in fed.sites}
-        self.cohort = frozenset(cohort)
+        self.cohort = None if cohort is None else frozenset(cohort)  # None: no cohort to report
         self.energy = Energy()
         self.cohort_energy = Energy()
 
@@ -210,7 +210,7 @@ class Recorder:
         """The run's energy and emissions, from its start to `now` (`sim/carbon.py`)."""
         kwh, kg = self.carbon.charge(run.gpus, run.gpu_model, now - run.started_at, self.site_country[run.site])
         self.energy.add(kwh, kg)
-        if run.job_id in self.cohort:
+        if self.cohort is not None and run.job_id in self.cohort:
             self.cohort_energy.add(kwh, kg)
 
     def preempted(self, run: Run, now: float) -> None:
@@ -338,7 +338,7 @@ class Recorder:
             "jobs_rejected": self.rejected_jobs,
             "jobs_stuck": len(self.stuck),
             **self.energy.summary(""),
-            **(self.cohort_energy.summary("cohort_") if self.cohort else {}),
+            **(self.cohort_energy.summary("cohort_") if self.cohort is not None else {}),
         }
 
     def institution_shares(self) -> dict[str, dict[str, float]]:

@@ -131,7 +131,7 @@ def compare(
         "institutions": {},
         "series": {},
     }
-    cohort: frozenset[str] = frozenset()
+    cohort: frozenset[str] | None = None
     runs = [(name, POLICIES[name], jobs) for name in policies]
     if low_carbon is not None:
         if "minga" not in policies:
@@ -152,7 +152,7 @@ def compare(
         out["series"][name] = rec.series
     if low_carbon is not None:
         out["low_carbon"] = low_carbon_comparison(out["policies"]["minga"], out["policies"][LOW_CARBON], low_carbon)
-        out["low_carbon"]["jobs"] = len(cohort)
+        out["low_carbon"]["jobs"] = len(cohort or ())
     return out
 
 
