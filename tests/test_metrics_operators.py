@@ -39,7 +39,13 @@ def test_the_dashboard_names_only_metrics_that_exist() -> None:
     exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
     assert unknown(exprs) == set()
     shown = {n for e in exprs for n in NAME.findall(e)}
-    assert {"minga_fairness_error_ratio", "minga_pending_jobs", "minga_agent_ray_reachable"} <= shown
+    assert {
+        "minga_fairness_error_ratio",
+        "minga_pending_jobs",
+        "minga_agent_ray_reachable",
+        "minga_energy_kwh_total",
+        "minga_emissions_kgco2e_total",
+    } <= shown
 
 
 def test_the_alert_rules_name_only_metrics_that_exist_and_cover_the_promised_cases() -> None:
